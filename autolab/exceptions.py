@@ -1,0 +1,81 @@
+"""The one exceptions module of autolab.
+
+Every error autolab raises on purpose derives from :class:`AutolabError`, so a caller (the CLI, a
+notebook, a test) can tell "autolab refused this, with a reason" from a bug. Errors about bad input
+name the field, the value and what was expected, because the person reading them is a chemist at a
+reactor, not the author of the code. Wrap lower-level errors with ``raise ... from err``.
+"""
+
+from __future__ import annotations
+
+
+class AutolabError(Exception):
+    """Base class of every error autolab raises deliberately."""
+
+
+class ConfigError(AutolabError, ValueError):
+    """A configuration (campaign file, device file, constructor argument) is invalid.
+
+    The message names the field, the offending value and what is allowed.
+    """
+
+
+class ConditionsError(ConfigError):
+    """Reaction conditions lie outside the parameter bounds, a constraint, or the safety envelope.
+
+    Attributes:
+        parameter: Name of the offending parameter (or constraint).
+        value: The offending value, in the parameter's physical unit.
+        allowed: Human-readable description of what is allowed, e.g. ``"[160, 220] °C"``.
+    """
+
+    def __init__(self, parameter: str, value: float, allowed: str, detail: str = "") -> None:
+        self.parameter = parameter
+        self.value = value
+        self.allowed = allowed
+        message = f"{parameter}={value:g} is outside the allowed range {allowed}"
+        if detail:
+            message += f": {detail}"
+        super().__init__(message)
+
+
+class SpectrumError(AutolabError, ValueError):
+    """Spectral data cannot be analyzed at all (wrong shapes, mismatched grids, empty input).
+
+    Recoverable data-quality problems (saturation, low signal, no peak) are reported as quality
+    flags on the features instead, never as this error.
+    """
+
+
+class ExperimentFailed(AutolabError):
+    """An experiment ran but produced no usable product (clogging, no emission, bubbles, ...).
+
+    The campaign records the failure, tells the optimizer (outcome ``None``) and goes on.
+
+    Attributes:
+        reason: Short machine-readable reason, e.g. ``"clogging"``.
+    """
+
+    def __init__(self, reason: str, message: str) -> None:
+        self.reason = reason
+        super().__init__(f"{reason}: {message}")
+
+
+class OptimizerError(AutolabError):
+    """The optimizer cannot propose or learn (bad outcomes, incompatible state, ...)."""
+
+
+class TrackingError(AutolabError):
+    """The experiment tracker (MLflow) could not record something; the journal still holds it."""
+
+
+class JournalError(AutolabError):
+    """The campaign journal is unreadable, inconsistent, or belongs to another campaign."""
+
+
+class HardwareError(AutolabError):
+    """A device misbehaved: no reply, garbled reply, alarm, or a setpoint that did not stick."""
+
+
+class SafetyTrip(HardwareError):
+    """A safety interlock tripped; the shutdown sequence has run or is running."""

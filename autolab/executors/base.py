@@ -1,0 +1,45 @@
+"""The executor protocol shared by the digital twin and the hardware.
+
+An executor runs one experiment at a time. The twin and the hardware return the same
+:class:`~autolab.records.Measurement`, so nothing downstream can tell them apart.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+from autolab.records import Conditions, Measurement
+
+
+@runtime_checkable
+class Executor(Protocol):
+    """Runs experiments; owns the reactor (real or simulated) and its lab clock."""
+
+    name: str
+
+    @property
+    def lab_clock_h(self) -> float:
+        """Lab time elapsed since the executor started, h (virtual for the twin)."""
+        ...
+
+    @property
+    def reagent_ml(self) -> dict[str, float]:
+        """Cumulative reagent volumes consumed since the executor started, mL by reagent."""
+        ...
+
+    def run(self, conditions: Conditions) -> Measurement:
+        """Run one experiment to steady state and take the spectra.
+
+        Raises:
+            ExperimentFailed: The experiment ran but gave no usable product (clogging, ...).
+            HardwareError: A device failed; the executor is already in its safe state.
+        """
+        ...
+
+    def safe_state(self) -> None:
+        """Put the reactor into its safe state (stop reagents, flush, cool). Idempotent."""
+        ...
+
+    def close(self) -> None:
+        """Release resources; calls :meth:`safe_state` first."""
+        ...
