@@ -6,7 +6,7 @@ An executor runs one experiment at a time. The twin and the hardware return the 
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from autolab.records import Conditions, Measurement
 
@@ -34,6 +34,15 @@ class Executor(Protocol):
             ExperimentFailed: The experiment ran but gave no usable product (clogging, ...).
             HardwareError: A device failed; the executor is already in its safe state.
         """
+        ...
+
+    def state_dict(self) -> dict[str, Any]:
+        """JSON-compatible state to journal after each experiment (lab clock, reagent totals,
+        what is in the tanks, run counter), so a resumed campaign continues exactly."""
+        ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned (on ``autolab resume``)."""
         ...
 
     def safe_state(self) -> None:
