@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Create ./.venv and install autolab into it, pinned by constraints.txt (torch 2.13.0, the CPU build;
+# without the pin botorch may pull a newer torch with several GB of CUDA packages).
+# Idempotent: the install is skipped when pyproject.toml, constraints.txt and the extras asked for
+# are unchanged since the last successful one.
+# Usage: scripts/bootstrap.sh [EXTRAS]   e.g. scripts/bootstrap.sh dev
+set -euo pipefail
+cd "$(dirname "$0")/.."
+extras=${1:-}
+python=${PYTHON:-python3}
+if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+  echo "autolab needs Python >= 3.11; $python is $("$python" --version 2>&1)" >&2
+  exit 1
+fi
+[ -x .venv/bin/python ] || "$python" -m venv .venv
+stamp=.venv/.autolab-install
+want="$(cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1) [${extras}]"
+if ! grep -qxF "$want" "$stamp" 2>/dev/null; then
+  echo "Setting up .venv (autolab${extras:+[$extras]}) ..." >&2
+  .venv/bin/python -m pip install -q --upgrade pip >/dev/null
+  .venv/bin/python -m pip install -q -c constraints.txt -e ".${extras:+[$extras]}"
+  echo "$want" >> "$stamp"
+fi
