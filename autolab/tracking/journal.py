@@ -1,0 +1,586 @@
+"""The campaign journal: an append-only JSON-lines file that makes a campaign crash-safe.
+
+Every fact about a campaign is written here *first*, flushed and ``fsync``-ed, and only then shown
+to anyone else (optimizer, tracker, display). A campaign that dies at any instant can therefore be
+resumed from the journal alone: no fully written trial is lost, none is recorded twice, and an
+experiment that was started but never finished shows up as *in flight*, so the campaign can record
+it as interrupted and re-run its conditions.
+
+One line is one record, each a JSON object with a ``"type"``:
+
+``header``
+    First line, once: campaign name and id, config, seed, autolab version, creation time.
+``started``
+    ``index``, ``conditions``, ``proposal_time_s``; written *before* the executor runs it.
+``trial``
+    ``trial`` (:meth:`Trial.to_dict`) and optional ``extra`` (executor state, optimizer summary,
+    ``lab_clock_h``, ``metrics``...); the experiment finished (completed or failed).
+``interrupted``
+    ``index``, ``reason``: a started experiment that will never finish.
+``tracked``
+    ``index``: the tracker recorded this finished experiment (exactly-once sync).
+``tracker_run``
+    ``run_id``, ``tracking_uri``: which tracker run holds this campaign (resume and sync).
+``note`` / ``stopped``
+    Free text / why the campaign stopped.
+
+Experiment indices are unique per attempt: an interrupted experiment keeps its index and a re-run
+of its conditions gets a new one. That keeps "one index, one outcome" true for the optimizer and
+for the tracker's exactly-once key.
+
+Reading tolerates a torn final line (a crash in the middle of a write): it is ignored, and
+:meth:`Journal.open` cuts it off before appending. An unreadable line anywhere else is corruption
+and raises :class:`JournalError` naming the line, because silently skipping a record in the middle
+would lose or reorder data.
+
+The file is Python-flavoured JSON: non-finite floats are written as ``NaN``/``Infinity`` (a
+condition like ``cl_to_i = inf`` must survive the round trip).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+from autolab import __version__
+from autolab.exceptions import JournalError
+from autolab.records import Trial, TrialStatus
+
+#: Version of the record layout; bumped on incompatible changes.
+JOURNAL_FORMAT = 1
+
+_RECORD_TYPES = frozenset(
+    {"header", "started", "trial", "interrupted", "tracked", "tracker_run", "note", "stopped"}
+)
+
+
+@dataclass(frozen=True)
+class JournalHeader:
+    """What identifies a campaign; the first line of its journal.
+
+    Attributes:
+        campaign_name: Human name (file stem of the campaign YAML, usually).
+        campaign_id: Unique id; the tracker uses it to find this campaign's run again.
+        config: The validated campaign configuration as a JSON-compatible dict.
+        seed: Seed of every random choice of the campaign, if any.
+        autolab_version: Version of autolab that created the journal.
+        created: Creation time, ISO 8601 UTC.
+        format: Journal record-layout version.
+    """
+
+    campaign_name: str
+    campaign_id: str
+    config: dict[str, Any]
+    seed: int | None = None
+    autolab_version: str = __version__
+    created: str = ""
+    format: int = JOURNAL_FORMAT
+
+    @classmethod
+    def new(cls, campaign_name: str, config: Mapping[str, Any], seed: int | None = None,
+            campaign_id: str | None = None) -> JournalHeader:
+        """A header for a new campaign: fresh id (unless given) and the current time."""
+        return cls(campaign_name=campaign_name,
+                   campaign_id=campaign_id or uuid.uuid4().hex,
+                   config=dict(config), seed=seed,
+                   created=datetime.now(UTC).isoformat(timespec="seconds"))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-compatible dict."""
+        return {"campaign_name": self.campaign_name, "campaign_id": self.campaign_id,
+                "config": self.config, "seed": self.seed,
+                "autolab_version": self.autolab_version, "created": self.created,
+                "format": self.format}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> JournalHeader:
+        """Inverse of :meth:`to_dict`.
+
+        Raises:
+            KeyError, TypeError, ValueError: A field is missing or of the wrong type (the journal
+                reader wraps these into :class:`JournalError` with the line number).
+        """
+        seed = d.get("seed")
+        config = d["config"]
+        if not isinstance(config, dict):
+            raise TypeError(f"config must be an object, got {type(config).__name__}")
+        return cls(campaign_name=str(d["campaign_name"]), campaign_id=str(d["campaign_id"]),
+                   config=config, seed=None if seed is None else int(seed),
+                   autolab_version=str(d.get("autolab_version", "")),
+                   created=str(d.get("created", "")), format=int(d.get("format", JOURNAL_FORMAT)))
+
+
+@dataclass(frozen=True)
+class StartedExperiment:
+    """An experiment the campaign handed to its executor.
+
+    Attributes:
+        index: Experiment index.
+        conditions: Conditions it was started with, name -> physical value.
+        proposal_time_s: Wall time the optimizer took to propose it, s.
+    """
+
+    index: int
+    conditions: dict[str, float]
+    proposal_time_s: float = 0.0
+
+
+@dataclass
+class JournalState:
+    """Everything a resumed campaign (or a tracker sync) needs, rebuilt from the journal.
+
+    Attributes:
+        header: The campaign header.
+        trials: Finished trials from ``trial`` records (completed and failed), in journal order.
+        interrupted: Interrupted experiments, as trials with status ``INTERRUPTED`` (conditions
+            from their ``started`` record, ``error`` = the reason), in journal order.
+        in_flight: Indices started but neither finished nor recorded as interrupted: the process
+            died while they ran. Record them as interrupted, then re-run their conditions.
+        started: Every started experiment by index (gives the conditions of ``in_flight`` ones).
+        untracked: Indices of finished or interrupted experiments not yet marked tracked, in
+            journal order; what a tracker sync must still log.
+        extras: The ``extra`` dict of each ``trial`` record by index.
+        last_extra: The ``extra`` of the last ``trial`` record that had one (executor state and
+            optimizer summary to resume from).
+        tracker_run_id: The tracker run holding this campaign, if one was recorded.
+        tracking_uri: Where that run lives, if recorded.
+        stopped_reason: Why the campaign last stopped, or ``None`` if it has not stopped since it
+            last started an experiment.
+        notes: Free-text notes in order.
+        next_index: The smallest index not used by any record: the next experiment's index.
+    """
+
+    header: JournalHeader
+    trials: list[Trial] = field(default_factory=list)
+    interrupted: list[Trial] = field(default_factory=list)
+    in_flight: list[int] = field(default_factory=list)
+    started: dict[int, StartedExperiment] = field(default_factory=dict)
+    untracked: list[int] = field(default_factory=list)
+    extras: dict[int, dict[str, Any]] = field(default_factory=dict)
+    last_extra: dict[str, Any] | None = None
+    tracker_run_id: str | None = None
+    tracking_uri: str | None = None
+    stopped_reason: str | None = None
+    notes: list[str] = field(default_factory=list)
+    next_index: int = 0
+
+    def finished(self) -> list[Trial]:
+        """Finished and interrupted trials together, ordered by index."""
+        return sorted([*self.trials, *self.interrupted], key=lambda t: t.index)
+
+    def trial(self, index: int) -> Trial:
+        """The finished or interrupted trial with this index.
+
+        Raises:
+            JournalError: No such trial in the journal.
+        """
+        for t in (*self.trials, *self.interrupted):
+            if t.index == index:
+                return t
+        raise JournalError(f"journal of campaign {self.header.campaign_name!r} has no finished "
+                           f"experiment with index {index}")
+
+
+class _Reducer:
+    """Folds records into a :class:`JournalState`, checking each one before it is applied.
+
+    The same rules serve replay (a violation is corruption, reported with its line number) and
+    append (a violation is a caller bug, refused before anything is written).
+    """
+
+    def __init__(self) -> None:
+        self.state: JournalState | None = None
+        self._finished: set[int] = set()
+        self._tracked: set[int] = set()
+
+    def check(self, rec: Mapping[str, Any]) -> None:
+        """Raise ``ValueError`` if ``rec`` cannot follow the records applied so far."""
+        kind = rec.get("type")
+        if kind not in _RECORD_TYPES:
+            raise ValueError(f"unknown record type {kind!r}")
+        if kind == "header":
+            if self.state is not None:
+                raise ValueError("a second header record")
+            JournalHeader.from_dict(rec["header"])
+            return
+        if self.state is None:
+            raise ValueError(f"a {kind!r} record before the header")
+        st = self.state
+        if kind == "started":
+            idx = _index(rec)
+            if idx in st.started or idx in self._finished:
+                raise ValueError(f"experiment {idx} started twice (indices are unique per attempt)")
+            _conditions(rec["conditions"])
+            float(rec.get("proposal_time_s", 0.0))
+        elif kind == "trial":
+            idx = _index(rec["trial"])
+            if idx in self._finished:
+                raise ValueError(f"experiment {idx} recorded as finished twice")
+            if rec.get("extra") is not None and not isinstance(rec["extra"], dict):
+                raise ValueError("extra must be an object")
+        elif kind == "interrupted":
+            idx = _index(rec)
+            if idx in self._finished:
+                raise ValueError(f"experiment {idx} interrupted after it finished")
+            if idx not in st.started:
+                raise ValueError(f"experiment {idx} interrupted but never started")
+        elif kind == "tracked":
+            idx = _index(rec)
+            if idx not in self._finished:
+                raise ValueError(f"experiment {idx} marked tracked before it finished")
+        elif kind == "tracker_run":
+            if not isinstance(rec.get("run_id"), str) or not rec["run_id"]:
+                raise ValueError("tracker_run without a run_id")
+        elif kind in ("note", "stopped"):
+            str(rec["text"] if kind == "note" else rec["reason"])
+
+    def apply(self, rec: Mapping[str, Any]) -> None:
+        """Apply a record that passed :meth:`check`."""
+        kind = rec["type"]
+        if kind == "header":
+            self.state = JournalState(header=JournalHeader.from_dict(rec["header"]))
+            return
+        st = self.state
+        assert st is not None  # guaranteed by check()
+        if kind == "started":
+            idx = int(rec["index"])
+            st.started[idx] = StartedExperiment(idx, _conditions(rec["conditions"]),
+                                                float(rec.get("proposal_time_s", 0.0)))
+            st.in_flight.append(idx)
+            st.stopped_reason = None
+            st.next_index = max(st.next_index, idx + 1)
+        elif kind == "trial":
+            trial = Trial.from_dict(rec["trial"])
+            self._finish(trial.index)
+            st.trials.append(trial)
+            extra = rec.get("extra")
+            if extra is not None:
+                st.extras[trial.index] = dict(extra)
+                st.last_extra = dict(extra)
+        elif kind == "interrupted":
+            idx = int(rec["index"])
+            s = st.started[idx]
+            self._finish(idx)
+            st.interrupted.append(Trial(index=idx, conditions=dict(s.conditions),
+                                        status=TrialStatus.INTERRUPTED, error=str(rec["reason"]),
+                                        proposal_time_s=s.proposal_time_s))
+        elif kind == "tracked":
+            idx = int(rec["index"])
+            if idx not in self._tracked:
+                self._tracked.add(idx)
+                st.untracked.remove(idx)
+        elif kind == "tracker_run":
+            st.tracker_run_id = str(rec["run_id"])
+            uri = rec.get("tracking_uri")
+            st.tracking_uri = None if uri is None else str(uri)
+        elif kind == "note":
+            st.notes.append(str(rec["text"]))
+        elif kind == "stopped":
+            st.stopped_reason = str(rec["reason"])
+
+    def _finish(self, idx: int) -> None:
+        st = self.state
+        assert st is not None
+        self._finished.add(idx)
+        if idx in st.in_flight:
+            st.in_flight.remove(idx)
+        st.untracked.append(idx)
+        st.next_index = max(st.next_index, idx + 1)
+
+
+def _index(rec: Mapping[str, Any]) -> int:
+    v = rec["index"]
+    if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+        raise ValueError(f"index must be a non-negative integer, got {v!r}")
+    return v
+
+
+def _conditions(v: Any) -> dict[str, float]:
+    if not isinstance(v, dict):
+        raise ValueError(f"conditions must be an object, got {type(v).__name__}")
+    return {str(k): float(x) for k, x in v.items()}
+
+
+def _encode(rec: Mapping[str, Any]) -> bytes:
+    try:
+        text = json.dumps(rec, separators=(",", ":"), allow_nan=True)
+    except (TypeError, ValueError) as err:
+        raise JournalError(f"cannot write a {rec.get('type')!r} record to the journal: "
+                           f"it is not JSON-serializable ({err})") from err
+    return text.encode("utf-8") + b"\n"
+
+
+def _parse(raw: bytes) -> dict[str, Any] | None:
+    """The record on one line, or ``None`` if the line is not a JSON object."""
+    try:
+        rec = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return rec if isinstance(rec, dict) else None
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _read(path: Path) -> tuple[_Reducer, int]:
+    """Replay ``path``; return the reducer and the byte length of its valid, complete part.
+
+    The valid part ends after the last record that parsed, including its newline if it has one.
+    A final line without a newline that does not parse is a torn write and is ignored.
+    """
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise JournalError(f"cannot read journal {path}: {err}") from err
+    reducer = _Reducer()
+    lines = data.split(b"\n")
+    # data ends with "\n" -> the last element is b"" (no tail); otherwise it is a tail without one.
+    tail = lines.pop()
+    pos = 0
+    for n, raw in enumerate(lines, start=1):
+        _replay_line(reducer, raw, n, path)
+        pos += len(raw) + 1
+    if tail:
+        rec = _parse(tail)
+        if rec is not None:
+            _replay_line(reducer, tail, len(lines) + 1, path)
+            pos += len(tail)
+    if reducer.state is None:
+        raise JournalError(f"journal {path} has no complete header line: it was cut off while "
+                           "being created; no experiment was recorded in it")
+    return reducer, pos
+
+
+def _replay_line(reducer: _Reducer, raw: bytes, line_no: int, path: Path) -> None:
+    rec = _parse(raw)
+    if rec is None:
+        raise JournalError(f"journal {path}, line {line_no}: not a JSON record (corrupted; only "
+                           "the last line may be torn by a crash)")
+    try:
+        reducer.check(rec)
+        reducer.apply(rec)
+    except (KeyError, TypeError, ValueError) as err:
+        detail = f"missing field {err}" if isinstance(err, KeyError) else str(err)
+        raise JournalError(f"journal {path}, line {line_no}: invalid "
+                           f"{rec.get('type')!r} record: {detail}") from err
+
+
+class Journal:
+    """An open campaign journal, appending durably and keeping the replayed state current.
+
+    Only one process may hold a journal open (an exclusive ``flock``), so a campaign cannot be
+    resumed twice at once. Use as a context manager or call :meth:`close`.
+    """
+
+    def __init__(self, path: Path, fd: int, reducer: _Reducer) -> None:
+        """Use :meth:`create` or :meth:`open`."""
+        self.path = path
+        self._fd: int | None = fd
+        self._reducer = reducer
+
+    # ---- construction -------------------------------------------------------------------------
+    @classmethod
+    def create(cls, path: str | os.PathLike[str], header: JournalHeader) -> Journal:
+        """Create a new journal holding only ``header``.
+
+        Raises:
+            JournalError: The file exists already (a journal is never overwritten), or cannot be
+                created.
+        """
+        p = Path(path)
+        try:
+            p.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
+        except FileExistsError as err:
+            raise JournalError(f"journal {p} exists already; resume that campaign or choose "
+                               "another path") from err
+        except OSError as err:
+            raise JournalError(f"cannot create journal {p}: {err}") from err
+        journal = cls(p, fd, _Reducer())
+        try:
+            journal._lock()
+            journal._append({"type": "header", "header": header.to_dict()})
+            _fsync_dir(p.parent)
+        except BaseException:
+            journal.close()
+            raise
+        return journal
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str]) -> Journal:
+        """Open an existing journal for appending: validate, replay, and cut off a torn last line.
+
+        Raises:
+            JournalError: Missing file, corruption before the last line, no header, or the journal
+                is open in another process.
+        """
+        p = Path(path)
+        try:
+            fd = os.open(p, os.O_RDWR | os.O_APPEND)
+        except OSError as err:
+            raise JournalError(f"cannot open journal {p}: {err}") from err
+        journal = cls(p, fd, _Reducer())
+        try:
+            journal._lock()
+            reducer, valid_len = _read(p)
+            journal._reducer = reducer
+            size = os.fstat(fd).st_size
+            if valid_len < size:  # torn final line: drop it so the next record starts clean
+                os.ftruncate(fd, valid_len)
+                os.fsync(fd)
+            if valid_len > 0 and _last_byte(fd, valid_len) != b"\n":
+                _write_all(fd, b"\n")  # complete record whose newline was lost
+                os.fsync(fd)
+        except OSError as err:
+            journal.close()
+            raise JournalError(f"cannot repair journal {p}: {err}") from err
+        except BaseException:
+            journal.close()
+            raise
+        return journal
+
+    @staticmethod
+    def read(path: str | os.PathLike[str]) -> JournalState:
+        """Replay a journal without opening it for writing (reports, dashboards).
+
+        Raises:
+            JournalError: Missing file, corruption before the last line, or no header.
+        """
+        return _read(Path(path))[0].state  # type: ignore[return-value]
+
+    # ---- appending ----------------------------------------------------------------------------
+    def append_started(self, index: int, conditions: Mapping[str, float],
+                       proposal_time_s: float = 0.0) -> None:
+        """Record that experiment ``index`` is about to run; call before the executor starts."""
+        self._append({"type": "started", "index": index,
+                      "conditions": {k: float(v) for k, v in conditions.items()},
+                      "proposal_time_s": float(proposal_time_s)})
+
+    def append_trial(self, trial: Trial, extra: Mapping[str, Any] | None = None) -> None:
+        """Record a finished experiment (completed or failed) with optional resume state.
+
+        Args:
+            trial: The trial; status ``INTERRUPTED`` belongs in :meth:`append_interrupted`.
+            extra: JSON-compatible facts to resume from (``executor_state``, ``optimizer``
+                summary, ``lab_clock_h``, ``metrics`` for the tracker...).
+
+        Raises:
+            JournalError: Index already finished, interrupted status, or ``extra`` not JSON.
+        """
+        if trial.status is TrialStatus.INTERRUPTED:
+            raise JournalError(f"experiment {trial.index}: record interruptions with "
+                               "append_interrupted(index, reason), not append_trial")
+        rec: dict[str, Any] = {"type": "trial", "trial": trial.to_dict()}
+        if extra is not None:
+            rec["extra"] = dict(extra)
+        self._append(rec)
+
+    def append_interrupted(self, index: int, reason: str) -> None:
+        """Record that started experiment ``index`` will never finish (crash, signal, abort)."""
+        self._append({"type": "interrupted", "index": index, "reason": reason})
+
+    def mark_tracked(self, index: int) -> None:
+        """Record that the tracker holds experiment ``index``; a no-op if already marked."""
+        if index in self._reducer._tracked:
+            return
+        self._append({"type": "tracked", "index": index})
+
+    def set_tracker_run(self, run_id: str, tracking_uri: str | None = None) -> None:
+        """Record which tracker run holds this campaign (for resume and sync)."""
+        st = self.state
+        if st.tracker_run_id == run_id and st.tracking_uri == tracking_uri:
+            return
+        self._append({"type": "tracker_run", "run_id": run_id, "tracking_uri": tracking_uri})
+
+    def append_note(self, text: str) -> None:
+        """Record a free-text note (resumed, operator comment, ...)."""
+        self._append({"type": "note", "text": text,
+                      "time": datetime.now(UTC).isoformat(timespec="seconds")})
+
+    def append_stopped(self, reason: str) -> None:
+        """Record why the campaign stopped (budget reached, target met, Ctrl-C, error)."""
+        self._append({"type": "stopped", "reason": reason,
+                      "time": datetime.now(UTC).isoformat(timespec="seconds")})
+
+    # ---- reading ------------------------------------------------------------------------------
+    @property
+    def state(self) -> JournalState:
+        """The current state (live object: updated by every append)."""
+        assert self._reducer.state is not None  # a Journal always has its header
+        return self._reducer.state
+
+    @property
+    def header(self) -> JournalHeader:
+        """The campaign header."""
+        return self.state.header
+
+    def replay(self) -> JournalState:
+        """Re-read the file from disk and rebuild the state (what a restarted process would see).
+
+        Raises:
+            JournalError: The file was corrupted since it was opened.
+        """
+        return self.read(self.path)
+
+    # ---- lifecycle ----------------------------------------------------------------------------
+    def close(self) -> None:
+        """Release the lock and the file; appending afterwards raises :class:`JournalError`."""
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            os.close(fd)  # also releases the flock
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def _lock(self) -> None:
+        assert self._fd is not None
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as err:
+            raise JournalError(f"journal {self.path} is open in another process (is the campaign "
+                               "still running?)") from err
+
+    def _append(self, rec: dict[str, Any]) -> None:
+        if self._fd is None:
+            raise JournalError(f"journal {self.path} is closed")
+        try:
+            self._reducer.check(rec)
+        except (KeyError, TypeError, ValueError) as err:
+            raise JournalError(f"journal {self.path}: refusing {rec.get('type')!r} record: "
+                               f"{err}") from err
+        line = _encode(rec)
+        try:
+            _write_all(self._fd, line)
+            os.fsync(self._fd)
+        except OSError as err:
+            raise JournalError(f"cannot write to journal {self.path}: {err}") from err
+        self._reducer.apply(rec)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+def _last_byte(fd: int, length: int) -> bytes:
+    return os.pread(fd, 1, length - 1)
+

@@ -1,0 +1,117 @@
+"""Bring a tracker up to date with a journal: every finished experiment logged, exactly once.
+
+This is also the recommended way to track *live*: after journaling a trial, the campaign calls
+``sync(journal, tracker)``. When the tracker is healthy that logs the one new trial and refreshes
+the campaign plots; after an outage the same call catches up on everything missed. There is one
+code path for "normal" and "recovering", so the recovery path is the one that is exercised.
+
+The journal decides what is missing (its ``tracked`` marks); the tracker's own exactly-once check
+covers the window between "logged" and "marked" (a crash right there).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from autolab.exceptions import TrackingError
+from autolab.tracking.base import Prediction, Tracker
+from autolab.tracking.journal import Journal
+from autolab.tracking.summary import best_so_far, lab_clocks
+
+
+def sync(journal: Journal | str | os.PathLike[str], tracker: Tracker, *,
+         predictions: Sequence[Prediction] | None = None) -> int:
+    """Log every journaled experiment the tracker does not hold yet, and mark it tracked.
+
+    Attaches the tracker first if needed: to the run the journal names, or (if the campaign never
+    reached its tracker, e.g. the server was down from the start) to a new campaign run, whose id
+    is then journaled. Trials are logged in journal order; each is marked tracked right after it
+    was logged, so a failure part-way keeps the progress made.
+
+    Args:
+        journal: An open :class:`Journal` (the running campaign's; it holds the file lock) or the
+            path of a journal to open for the duration of the sync.
+        tracker: Where to log. A tracker that keeps no records (:class:`NullTracker`) is left
+            alone and nothing is marked.
+        predictions: Model-fit points for the refreshed campaign plots.
+
+    Returns:
+        How many experiments were logged to the tracker by this call.
+
+    Raises:
+        TrackingError: The tracker failed (trials logged before the failure stay marked), or it is
+            attached to a different campaign run than the journal's.
+        JournalError: The journal is unreadable or held by another process.
+    """
+    if not tracker.keeps_records:
+        return 0
+    if isinstance(journal, Journal):
+        return _sync(journal, tracker, predictions)
+    with Journal.open(journal) as j:
+        return _sync(j, tracker, predictions)
+
+
+def _sync(journal: Journal, tracker: Tracker, predictions: Sequence[Prediction] | None) -> int:
+    state = journal.state
+    _attach(journal, tracker)
+    if not state.untracked:
+        return 0
+    finished = state.finished()
+    position = {t.index: i for i, t in enumerate(finished)}
+    best = best_so_far(finished)
+    clocks = _clocks(finished, state.extras)
+    logged = 0
+    for idx in list(state.untracked):
+        i = position[idx]
+        extra = state.extras.get(idx, {})
+        if tracker.log_trial(finished[i], best[i], clocks[i], _extra_metrics(extra)):
+            logged += 1
+        journal.mark_tracked(idx)
+    tracker.log_campaign_artifacts(finished, predictions=predictions, lab_clock_h=clocks)
+    return logged
+
+
+def _attach(journal: Journal, tracker: Tracker) -> None:
+    state = journal.state
+    if tracker.run_id is None:
+        if state.tracker_run_id is not None:
+            tracker.resume_campaign(state.tracker_run_id)
+        else:
+            h = state.header
+            tags = {"seed": str(h.seed)} if h.seed is not None else {}
+            tracker.start_campaign(h.campaign_name, h.config, tags=tags, params={},
+                                   campaign_id=h.campaign_id)
+    run_id = tracker.run_id
+    if run_id is None:  # a conforming tracker has a run after start/resume
+        raise TrackingError("tracker reported no run id after start/resume")
+    if state.tracker_run_id is not None and state.tracker_run_id != run_id:
+        raise TrackingError(
+            f"tracker is attached to run {run_id}, but campaign {state.header.campaign_name!r} "
+            f"is journaled in run {state.tracker_run_id}; use a fresh tracker so sync can resume "
+            "the journaled run")
+    journal.set_tracker_run(run_id, tracker.tracking_uri)
+
+
+def _clocks(trials: Sequence[Any], extras: Mapping[int, Mapping[str, Any]]) -> list[float]:
+    """Lab clock per trial: the campaign's ``extra["lab_clock_h"]`` if journaled, else measured."""
+    measured = lab_clocks(trials)
+    out: list[float] = []
+    for t, m in zip(trials, measured, strict=True):
+        v = extras.get(t.index, {}).get("lab_clock_h")
+        out.append(float(v) if isinstance(v, int | float) and not isinstance(v, bool) else m)
+    return out
+
+
+def _extra_metrics(extra: Mapping[str, Any]) -> dict[str, float]:
+    """Finite numbers of ``extra["metrics"]`` (what the campaign wants charted besides features)."""
+    metrics = extra.get("metrics")
+    if not isinstance(metrics, Mapping):
+        return {}
+    return {str(k): float(v) for k, v in metrics.items() if _is_number(v) and math.isfinite(v)}
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
