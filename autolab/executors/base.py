@@ -38,7 +38,8 @@ class Executor(Protocol):
 
     def state_dict(self) -> dict[str, Any]:
         """JSON-compatible state to journal after each experiment (lab clock, reagent totals,
-        what is in the tanks, run counter), so a resumed campaign continues exactly."""
+        what is in the tanks, run counter), so a resumed campaign continues exactly.
+        """
         ...
 
     def load_state_dict(self, state: dict[str, Any]) -> None:

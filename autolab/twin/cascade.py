@@ -1,0 +1,151 @@
+"""The CSTR cascade as a flow system: flows, residence-time distribution, washout, temperatures.
+
+Pure functions. The cascade is ``n_core`` tanks (core stage, In/halide feed + aminophosphine into
+tank 1) followed by ``n_shell`` tanks (shell stage, Zn/S feed into the first shell tank), all of
+``tank_volume_ml``. Each stage is a tanks-in-series system with per-tank time ``tau/N``
+(Levenspiel): E(t) is the Erlang density, mean ``tau``, variance ``tau²/N``.
+
+The core and shell residence times are independent inputs, so the flows do not always match at
+the junction: when the core stream is larger than the shell stage needs, a diverter bleeds the
+excess cores to waste; when it is smaller, octadecene make-up is added with the shell feed.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy.linalg import expm
+from scipy.special import gammainc, gammaln
+
+from autolab.records import Conditions
+from autolab.twin.config import TwinConfig
+
+FloatArray = NDArray[np.float64]
+
+
+def erlang_pdf(t_min: FloatArray, tau_min: float, n_tanks: int) -> FloatArray:
+    """Residence-time density E(t) of ``n_tanks`` ideal CSTRs in series, 1/min.
+
+    Args:
+        t_min: Times, any shape, min (negative times give 0).
+        tau_min: Mean residence time of the whole series, min.
+        n_tanks: Number of tanks N (per-tank time ``tau/N``).
+    """
+    t = np.maximum(np.asarray(t_min, dtype=np.float64), 0.0)
+    ti = tau_min / n_tanks
+    with np.errstate(divide="ignore"):
+        log_e = ((n_tanks - 1) * np.log(t) - t / ti - gammaln(n_tanks) - n_tanks * math.log(ti))
+    out = np.exp(log_e)
+    if n_tanks == 1:
+        out = np.where(t == 0, 1.0 / ti, out)
+    return np.asarray(out, dtype=np.float64)
+
+
+def erlang_cdf(t_min: FloatArray, tau_min: float, n_tanks: int) -> FloatArray:
+    """Cumulative F(t): fraction of the fluid that has left within ``t`` (same args)."""
+    t = np.maximum(np.asarray(t_min, dtype=np.float64), 0.0)
+    return np.asarray(gammainc(n_tanks, t * n_tanks / tau_min), dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class FlowPlan:
+    """Pump flows that realize one set of residence times, mL/min.
+
+    Attributes:
+        core_ml_min: Flow through the core stage.
+        shell_ml_min: Flow through the shell stage.
+        indium_halide_ml_min: In/Zn halide feed (InCl3/ZnCl2/ZnI2 in oleylamine).
+        phosphine_ml_min: Aminophosphine feed.
+        shell_feed_ml_min: Zn/S shell feed.
+        makeup_ml_min: Octadecene make-up at the junction (core stream too small).
+        bleed_ml_min: Core stream diverted to waste at the junction (core stream too large).
+    """
+
+    core_ml_min: float
+    shell_ml_min: float
+    indium_halide_ml_min: float
+    phosphine_ml_min: float
+    shell_feed_ml_min: float
+    makeup_ml_min: float
+    bleed_ml_min: float
+
+    def reagent_ml(self, minutes: float) -> dict[str, float]:
+        """Volumes consumed by running these flows for ``minutes``, mL by reagent."""
+        return {
+            "indium_halide": self.indium_halide_ml_min * minutes,
+            "phosphine": self.phosphine_ml_min * minutes,
+            "shell_zn_s": self.shell_feed_ml_min * minutes,
+            "solvent": self.makeup_ml_min * minutes,
+        }
+
+
+def flow_plan(conditions: Conditions, config: TwinConfig) -> FlowPlan:
+    """Flows for the conditions' residence times in this reactor.
+
+    The aminophosphine share of the core flow follows from P:In, the In concentration of the
+    core stream and the phosphine stock: ``Q_P = Q_core·P:In·c_In/c_P``.
+    """
+    v = config.tank_volume_ml
+    q_core = config.n_core_tanks * v / conditions.tau_core_min
+    q_shell = config.n_shell_tanks * v / conditions.tau_shell_min
+    q_p = q_core * min(0.9, conditions.p_to_in * config.in_conc_m / config.phosphine_stock_m)
+    q_feed = config.shell_feed_fraction * q_shell
+    q_cores_needed = q_shell - q_feed
+    return FlowPlan(
+        core_ml_min=q_core,
+        shell_ml_min=q_shell,
+        indium_halide_ml_min=q_core - q_p,
+        phosphine_ml_min=q_p,
+        shell_feed_ml_min=q_feed,
+        makeup_ml_min=max(0.0, q_cores_needed - q_core),
+        bleed_ml_min=max(0.0, q_core - q_cores_needed),
+    )
+
+
+def tank_times_min(conditions: Conditions, config: TwinConfig) -> FloatArray:
+    """Per-tank mean residence times of the whole cascade, shape ``(n_core + n_shell,)``, min."""
+    return np.concatenate([
+        np.full(config.n_core_tanks, conditions.tau_core_min / config.n_core_tanks),
+        np.full(config.n_shell_tanks, conditions.tau_shell_min / config.n_shell_tanks)])
+
+
+def washout(c0: FloatArray, tank_min: FloatArray, t_min: float, inlet: float) -> FloatArray:
+    """Tank concentrations after ``t_min`` of constant inlet, exact (linear ODE, expm).
+
+    Each tank k obeys ``dc_k/dt = (c_{k-1} - c_k)/τ_k`` with ``c_0 = inlet``; the same equations
+    carry any conserved tracer (a product, a solvent) through the cascade.
+
+    Args:
+        c0: Initial concentrations (relative units), shape ``(N,)``.
+        tank_min: Per-tank residence times, ``(N,)``, min.
+        t_min: Elapsed time, min.
+        inlet: Inlet concentration (same units), constant over the interval.
+
+    Returns:
+        Concentrations at ``t_min``, ``(N,)``.
+    """
+    n = len(c0)
+    a = np.zeros((n + 1, n + 1))
+    rate = 1.0 / np.asarray(tank_min, dtype=np.float64)
+    a[np.arange(n), np.arange(n)] = -rate
+    a[np.arange(1, n), np.arange(n - 1)] = rate[1:]
+    a[0, n] = rate[0]  # the inlet, held constant by the last (augmented) state
+    state = np.concatenate([np.asarray(c0, dtype=np.float64), [inlet]])
+    return np.asarray((expm(a * t_min) @ state)[:n], dtype=np.float64)
+
+
+def ramp_min(t_from_c: float, t_to_c: float, config: TwinConfig) -> float:
+    """Time for a heater block to move from ``t_from_c`` to ``t_to_c``, min."""
+    d = t_to_c - t_from_c
+    rate = config.heating_rate_c_per_min if d > 0 else config.cooling_rate_c_per_min
+    return abs(d) / rate
+
+
+def throughput_g_h(conditions: Conditions, config: TwinConfig, conversion: float) -> float:
+    """InP produced by the core stage, g/h (all of it, bleed included): ``Q·c_In·X·M``."""
+    q = config.n_core_tanks * config.tank_volume_ml / conditions.tau_core_min
+    return q * 60.0 / 1000.0 * config.in_conc_m * conversion \
+        * config.chemistry.inp_molar_mass_g_mol

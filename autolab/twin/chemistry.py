@@ -1,0 +1,287 @@
+"""Pure, vectorized chemistry of the twin: InP core nucleation/growth and ZnS shelling.
+
+The model is a segregated-flow (fluid-element) picture of the CSTR cascade:
+
+* **Core stage.** Nuclei form in a burst in the first tank; their number (relative to a
+  chloride-only feed at ``t_ref_core_c`` and ``p_opt``) grows with the iodide fraction
+  I/(Cl+I) (iodide speeds nucleation and caps growth, so more iodide gives smaller, bluer dots),
+  falls with temperature (fewer, larger dots when hot) and rises with P:In (more reactive
+  aminophosphine). The In precursor converts first-order with an Arrhenius rate that also
+  scales with the particle surface available (``nuclei**surface_rate_exponent``); at P:In below
+  ``p_stoich`` = 4 only P:In/4 of the In can convert (P-limited, chemistry-data §1.2 note). A
+  fluid element of age *t* holds particles of edge ``L(t) = (L_seed³ + L_g³·X(t)/nuclei)^(1/3)``.
+  The size distribution is the distribution of ``L(t)`` over the tanks-in-series (Erlang) age
+  distribution, evaluated by Gauss–Laguerre quadrature: the RTD broadens sizes strongly while
+  growth is still linear in time and hardly at all once the precursor is used up (chemistry-data
+  §3.2 take-away (i)). Nucleation-burst width (narrows with T and with iodide), Ostwald
+  ripening (grows with T and time) and P:In mismatch add spread in quadrature; their balance puts
+  the narrowest cores at 180 °C and P:In 3.6 (seed paper).
+* **Shell stage.** ZnS thickness ``h = h_max·E[1 - exp(-k_s·t)]`` over the shell-stage Erlang ages
+  (closed form ``1 - (1 + k_s·τ/N)^-N``) with an Arrhenius ``k_s`` (low Zn reactivity, high
+  activation energy) and ``h_max`` limited by sulfur below S:Zn = 2. Interface alloying/etching,
+  a diffusion length ``∝ sqrt(D(T)·τ)``, shrinks the effective core and gives the blue shift with
+  shell temperature (563 → 558 nm from 270 → 310 °C).
+* **Quantum yield** (chemistry-data §3.6): ``QY = k_r / (k_r + k_surf·exp(-h/h0) +
+  k_strain·max(0, h - h_c)² + k_base + k_S·max(0, S:Zn - 2) + k_P·ln(P:In/p_opt)²)``, plus a
+  deep-trap emission yield that fades with shell thickness (the red tail of thin shells).
+
+Everything here is a pure function of arrays of shape ``(n,)`` (one entry per condition set).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy.special import gammaln, roots_genlaguerre
+
+from autolab.records import Conditions
+from autolab.twin.config import ChemistryParams, FailureParams
+
+FloatArray = NDArray[np.float64]
+
+R_KJ_MOL_K = 8.314462618e-3
+ZERO_C_K = 273.15
+#: ZnS monolayer thickness along {111}, Å (a/√3 with a = 5.409 Å).
+ZNS_MONOLAYER_A = 3.12
+#: Number of Gauss–Laguerre nodes used for RTD averages.
+N_AGE_NODES = 24
+
+
+@dataclass(frozen=True, eq=False)
+class ConditionArrays:
+    """Conditions as parallel arrays, shape ``(n,)`` each (names as in :class:`Conditions`)."""
+
+    t_core_c: FloatArray
+    tau_core_min: FloatArray
+    t_shell_c: FloatArray
+    tau_shell_min: FloatArray
+    cl_to_i: FloatArray
+    s_to_zn: FloatArray
+    p_to_in: FloatArray
+
+    @classmethod
+    def from_conditions(cls, conditions: Sequence[Conditions]) -> ConditionArrays:
+        """Stack a sequence of :class:`Conditions` into arrays."""
+        names = ("t_core_c", "tau_core_min", "t_shell_c", "tau_shell_min", "cl_to_i",
+                 "s_to_zn", "p_to_in")
+        cols = {n: np.array([getattr(c, n) for c in conditions], dtype=np.float64) for n in names}
+        return cls(**cols)
+
+    @classmethod
+    def from_matrix(cls, x: FloatArray) -> ConditionArrays:
+        """From an array of shape ``(n, 7)`` in :class:`Conditions` field order."""
+        arr = np.asarray(x, dtype=np.float64).reshape(-1, 7)
+        return cls(*(arr[:, j].copy() for j in range(7)))
+
+    def __len__(self) -> int:
+        return int(self.t_core_c.shape[0])
+
+    def take(self, index: int) -> Conditions:
+        """Row ``index`` as :class:`Conditions`."""
+        return Conditions(*(float(getattr(self, n)[index]) for n in (
+            "t_core_c", "tau_core_min", "t_shell_c", "tau_shell_min", "cl_to_i", "s_to_zn",
+            "p_to_in")))
+
+
+@dataclass(frozen=True, eq=False)
+class CoreState:
+    """Outlet of the core stage, arrays of shape ``(n,)``.
+
+    Attributes:
+        mean_edge_a: Mean tetrahedron edge length of the InP cores, Å.
+        size_cv: Relative standard deviation of the edge length.
+        conversion: Mean fraction of the fed In converted to InP.
+        nuclei_rel: Nuclei count relative to a chloride-only feed at the reference T and P:In.
+    """
+
+    mean_edge_a: FloatArray
+    size_cv: FloatArray
+    conversion: FloatArray
+    nuclei_rel: FloatArray
+
+
+@dataclass(frozen=True, eq=False)
+class ShellState:
+    """Outlet of the shell stage, arrays of shape ``(n,)``.
+
+    Attributes:
+        shell_ml: Mean ZnS shell thickness, monolayers.
+        alloy_a: Interface alloying/etching depth that shrinks the effective core, Å.
+        qy_band: Band-edge quantum yield (fraction).
+        qy_trap: Deep-trap emission yield (fraction).
+        sigma_extra_ev: Extra inhomogeneous broadening (strain, S-rich surface), Gaussian sigma, eV.
+    """
+
+    shell_ml: FloatArray
+    alloy_a: FloatArray
+    qy_band: FloatArray
+    qy_trap: FloatArray
+    sigma_extra_ev: FloatArray
+
+
+def arrhenius(k_ref: float, ea_kj_mol: float, t_c: FloatArray, t_ref_c: float) -> FloatArray:
+    """Arrhenius rate with a reference temperature: ``k_ref·exp(-Ea/R·(1/T - 1/T_ref))``."""
+    inv = 1.0 / (np.asarray(t_c) + ZERO_C_K) - 1.0 / (t_ref_c + ZERO_C_K)
+    return np.asarray(k_ref * np.exp(-ea_kj_mol / R_KJ_MOL_K * inv), dtype=np.float64)
+
+
+def iodide_fraction(cl_to_i: FloatArray) -> FloatArray:
+    """Iodide fraction I/(Cl+I) from the Cl:I molar ratio (``inf`` -> 0, no iodide)."""
+    r = np.asarray(cl_to_i, dtype=np.float64)
+    with np.errstate(divide="ignore"):
+        return np.where(np.isinf(r), 0.0, 1.0 / (1.0 + r))
+
+
+@lru_cache(maxsize=16)
+def erlang_nodes(n_tanks: int, n_nodes: int = N_AGE_NODES) -> tuple[FloatArray, FloatArray]:
+    """Quadrature nodes/weights for averages over the Erlang(N) age distribution.
+
+    Returns:
+        ``(x, w)``, each of shape ``(n_nodes,)``: ages in units of the *mean* residence time and
+        weights summing to 1, so ``E[g(age)] ≈ sum(w * g(x * tau))``.
+    """
+    x, w = roots_genlaguerre(n_nodes, n_tanks - 1)
+    w = np.exp(np.log(w) - gammaln(n_tanks))
+    return np.asarray(x / n_tanks, dtype=np.float64), np.asarray(w / w.sum(), dtype=np.float64)
+
+
+def nuclei_rel(c: ConditionArrays, chem: ChemistryParams) -> FloatArray:
+    """Relative nuclei count (1 = chloride only, ``t_ref_core_c``, ``p_opt``), shape ``(n,)``."""
+    f = iodide_fraction(c.cl_to_i)
+    return ((1.0 + chem.iodide_nuclei_gain * f ** chem.iodide_nuclei_exponent)
+            * arrhenius(1.0, chem.ea_nuclei_kj_mol, c.t_core_c, chem.t_ref_core_c)
+            * (c.p_to_in / chem.p_opt) ** chem.p_nuclei_exponent)
+
+
+def core_stage(c: ConditionArrays, chem: ChemistryParams, n_core_tanks: int,
+               horizontal: bool = False) -> CoreState:
+    """Steady-state outlet of the core stage (size distribution over the RTD).
+
+    Args:
+        c: Conditions, arrays of shape ``(n,)``.
+        chem: Chemistry constants.
+        n_core_tanks: Tanks in the core stage (sets the Erlang order of the age distribution).
+        horizontal: Cascade lies flat: trapped gas shortens the residence and adds spread.
+
+    Returns:
+        The core state, arrays of shape ``(n,)``.
+    """
+    nuc = nuclei_rel(c, chem)
+    x_max = np.minimum(1.0, c.p_to_in / chem.p_stoich)
+    k = (arrhenius(chem.k_conv_ref_per_min, chem.ea_conv_kj_mol, c.t_core_c, chem.t_ref_core_c)
+         * nuc ** chem.surface_rate_exponent)
+    k_rip = arrhenius(chem.k_ripening_ref_per_min, chem.ea_ripening_kj_mol, c.t_core_c,
+                      chem.t_ref_core_c)
+    tau = c.tau_core_min * ((1.0 - chem.gas_volume_fraction) if horizontal else 1.0)
+    x_nodes, w = erlang_nodes(n_core_tanks)
+    ages = tau[:, None] * x_nodes[None, :]  # (n, m)
+    conv = x_max[:, None] * -np.expm1(-k[:, None] * ages)
+    # Ostwald ripening: the dot count of a fluid element falls as 1/(1 + k_rip·t) (LSW), so the
+    # volume per dot grows by the same factor.
+    coarsen = 1.0 + k_rip[:, None] * ages
+    edge = np.cbrt((chem.seed_edge_a ** 3 + chem.growth_edge_a ** 3 * conv / nuc[:, None])
+                   * coarsen)
+    m1 = edge @ w
+    m2 = (edge * edge) @ w
+    cv_rtd = np.sqrt(np.maximum(m2 / (m1 * m1) - 1.0, 0.0))
+    f = iodide_fraction(c.cl_to_i)
+    cv_nuc = (chem.cv_nucleation_ref
+              / arrhenius(1.0, chem.ea_nucleation_cv_kj_mol, c.t_core_c, chem.t_ref_core_c)
+              / np.sqrt(1.0 + chem.iodide_nuclei_gain * f ** chem.iodide_nuclei_exponent))
+    # Ripening drives the distribution towards the (broad, bounded) LSW stationary shape.
+    rip_progress = (k_rip[:, None] * ages / (1.0 + k_rip[:, None] * ages)) @ w
+    cv_rip = chem.cv_ripening_max * rip_progress
+    cv_p = chem.cv_p_mismatch * np.abs(np.log(c.p_to_in / chem.p_opt))
+    cv_gas = chem.gas_cv if horizontal else 0.0
+    cv = np.sqrt(cv_rtd ** 2 + cv_nuc ** 2 + cv_rip ** 2 + cv_p ** 2 + cv_gas ** 2)
+    return CoreState(mean_edge_a=m1, size_cv=cv, conversion=conv @ w, nuclei_rel=nuc)
+
+
+def shell_stage(c: ConditionArrays, chem: ChemistryParams, n_shell_tanks: int) -> ShellState:
+    """Steady-state outlet of the shell stage: thickness, alloying, QY and extra broadening.
+
+    Args:
+        c: Conditions, arrays of shape ``(n,)``.
+        chem: Chemistry constants.
+        n_shell_tanks: Tanks in the shell stage (Erlang order of the shell age distribution).
+
+    Returns:
+        The shell state, arrays of shape ``(n,)``.
+    """
+    k_s = arrhenius(chem.k_shell_ref_per_min, chem.ea_shell_kj_mol, c.t_shell_c,
+                    chem.t_ref_shell_c)
+    n = float(n_shell_tanks)
+    h_max = chem.shell_dose_ml * np.minimum(1.0, c.s_to_zn / chem.s_opt)
+    h = h_max * (1.0 - (1.0 + k_s * c.tau_shell_min / n) ** (-n))
+    alloy = chem.alloy_depth_ref_a * np.sqrt(
+        arrhenius(1.0, chem.ea_alloy_kj_mol, c.t_shell_c, chem.t_ref_shell_c)
+        * c.tau_shell_min / 15.0)
+    excess_s = np.maximum(0.0, c.s_to_zn - chem.s_opt)
+    over = np.maximum(0.0, h - chem.critical_ml)
+    ln_p = np.log(c.p_to_in / chem.p_opt)
+    k_nr = (chem.k_surf_rel * np.exp(-h / chem.passivation_ml)
+            + chem.k_strain_rel * over ** 2
+            + chem.k_base_rel
+            + chem.k_sulfur_excess_rel * excess_s
+            + chem.k_p_mismatch_rel * ln_p ** 2)
+    qy_band = 1.0 / (1.0 + k_nr)
+    qy_trap = chem.trap_qy_max * np.exp(-h / chem.trap_ml)
+    sig_strain = chem.strain_sigma_ev * -np.expm1(-over / chem.strain_width_ml)
+    sig_s = chem.sulfur_sigma_ev * excess_s
+    return ShellState(shell_ml=h, alloy_a=alloy, qy_band=qy_band, qy_trap=qy_trap,
+                      sigma_extra_ev=np.sqrt(sig_strain ** 2 + sig_s ** 2))
+
+
+def bare_shell(n: int) -> ShellState:
+    """A "shell state" for bare cores (core-only product): no shell, no alloying.
+
+    Bare aminophosphine InP cores are barely emissive; the QY here is nominal.
+    """
+    z = np.zeros(n)
+    return ShellState(shell_ml=z, alloy_a=z, qy_band=np.full(n, 0.01), qy_trap=np.full(n, 0.02),
+                      sigma_extra_ev=z)
+
+
+def failure_probabilities(c: ConditionArrays, core: CoreState, shell: ShellState,
+                          failures: FailureParams) -> dict[str, FloatArray]:
+    """Probability of each failure mode per condition set, arrays of shape ``(n,)``.
+
+    * ``clogging``: InP deposits when the core runs hot *and* long (over-grown, poorly
+      stabilized particles stick to the PTFE), or ZnS deposits when excess sulfur meets a hot
+      shell stage (homogeneous ZnS nucleation). Logistic in the relative distance past both
+      thresholds, so it switches on over a few °C / minutes.
+    * ``no_emission``: core too cold to nucleate, too little In converted, or QY below the floor.
+
+    Gas bubbles (horizontal cascade) do not depend on conditions; the twin adds them.
+    """
+    f = failures
+
+    def gate(x: FloatArray, x0: float) -> FloatArray:
+        return np.asarray(1.0 / (1.0 + np.exp(-(x / x0 - 1.0) / f.clog_width)), dtype=np.float64)
+
+    hot_core = gate(c.t_core_c, f.clog_t_core_c) * gate(c.tau_core_min, f.clog_tau_core_min)
+    zns = gate(c.s_to_zn, f.clog_s_to_zn) * gate(c.t_shell_c, f.clog_t_shell_c)
+    clog = 1.0 - (1.0 - hot_core) * (1.0 - zns)
+    qy = shell.qy_band + shell.qy_trap
+    none = np.where((c.t_core_c < f.min_core_c) | (core.conversion < f.min_conversion)
+                    | (qy < f.min_qy), 1.0, 0.0)
+    return {"clogging": clog, "no_emission": none}
+
+
+def inp_mass_rate_g_h(flow_ml_min: FloatArray | float, in_conc_m: float,
+                      conversion: FloatArray | float, molar_mass_g_mol: float) -> FloatArray:
+    """InP production rate of the core stage, g/h: ``Q · c_In · X · M``."""
+    q = np.asarray(flow_ml_min, dtype=np.float64)
+    return np.asarray(q * 60.0 / 1000.0 * in_conc_m * np.asarray(conversion) * molar_mass_g_mol,
+                      dtype=np.float64)
+
+
+def describe_model() -> str:
+    """One line naming the model, for the event log and metadata."""
+    return (f"segregated tanks-in-series core growth ({N_AGE_NODES}-node Erlang quadrature), "
+            f"Arrhenius ZnS shell, passivation QY; ZnS ML = {ZNS_MONOLAYER_A} Å; "
+            f"R = {R_KJ_MOL_K * 1000:.3f} J/mol/K")
