@@ -69,7 +69,8 @@ class Conditions:
         names = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - names)
         if unknown:
-            raise ConfigError(f"unknown condition(s) {unknown}; expected names from {sorted(names)}")
+            raise ConfigError(
+                f"unknown condition(s) {unknown}; expected names from {sorted(names)}")
         required = {f.name for f in fields(cls) if f.default is MISSING}
         missing = sorted(required - set(values))
         if missing:
@@ -137,8 +138,9 @@ class Spectra:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Spectra:
         """Inverse of :meth:`to_dict`."""
-        return cls(**{k: (np.asarray(v, dtype=np.float64) if k in cls.ARRAYS else v)
-                      for k, v in d.items()})
+        kwargs: dict[str, Any] = {k: (np.asarray(v, dtype=np.float64) if k in cls.ARRAYS else v)
+                                  for k, v in d.items()}
+        return cls(**kwargs)
 
 
 @dataclass(frozen=True)

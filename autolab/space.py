@@ -56,13 +56,15 @@ class Parameter(BaseModel):
     @classmethod
     def _check_name(cls, v: str) -> str:
         if not _NAME.match(v):
-            raise ValueError(f"parameter name {v!r} must be a lower-case identifier like 't_core_c'")
+            raise ValueError(
+                f"parameter name {v!r} must be a lower-case identifier like 't_core_c'")
         return v
 
     @model_validator(mode="after")
     def _check_bounds(self) -> Parameter:
         if not (math.isfinite(self.lower) and math.isfinite(self.upper)):
-            raise ValueError(f"{self.name}: bounds must be finite, got [{self.lower}, {self.upper}]")
+            raise ValueError(
+                f"{self.name}: bounds must be finite, got [{self.lower}, {self.upper}]")
         if not self.lower < self.upper:
             raise ValueError(
                 f"{self.name}: lower bound {self.lower:g} must be below upper bound {self.upper:g}"
@@ -81,16 +83,16 @@ class Parameter(BaseModel):
         v = np.asarray(value, dtype=np.float64)
         if self.scale == "log":
             lo, hi = math.log(self.lower), math.log(self.upper)
-            return (np.log(v) - lo) / (hi - lo)  # type: ignore[no-any-return]
-        return (v - self.lower) / (self.upper - self.lower)  # type: ignore[no-any-return]
+            return (np.log(v) - lo) / (hi - lo)
+        return (v - self.lower) / (self.upper - self.lower)
 
     def from_unit(self, u: NDArray[np.float64] | float) -> NDArray[np.float64]:
         """Map [0, 1] back to physical values; inverse of :meth:`to_unit`."""
         w = np.clip(np.asarray(u, dtype=np.float64), 0.0, 1.0)
         if self.scale == "log":
             lo, hi = math.log(self.lower), math.log(self.upper)
-            return np.exp(lo + w * (hi - lo))  # type: ignore[no-any-return]
-        return self.lower + w * (self.upper - self.lower)  # type: ignore[no-any-return]
+            return np.exp(lo + w * (hi - lo))
+        return self.lower + w * (self.upper - self.lower)
 
 
 _CONSTRAINT_TERM = re.compile(r"([+-]?)\s*(\d+(?:\.\d*)?(?:[eE][+-]?\d+)?)?\s*\*?\s*([a-z][a-z0-9_]*)")
@@ -317,7 +319,7 @@ QD_PARAMETERS: dict[str, Parameter] = {
                   description="Core (InP) stage temperature"),
         Parameter(name="tau_core_min", lower=5, upper=30, unit="min",
                   description="Core stage mean residence time"),
-        Parameter(name="t_shell_c", lower=240, upper=320, unit="°C",
+        Parameter(name="t_shell_c", lower=250, upper=320, unit="°C",
                   description="Shell (ZnS) stage temperature"),
         Parameter(name="tau_shell_min", lower=10, upper=30, unit="min",
                   description="Shell stage mean residence time"),

@@ -37,8 +37,10 @@ class Executor(Protocol):
         ...
 
     def state_dict(self) -> dict[str, Any]:
-        """JSON-compatible state to journal after each experiment (lab clock, reagent totals,
-        what is in the tanks, run counter), so a resumed campaign continues exactly.
+        """JSON-compatible state to journal after each experiment.
+
+        Lab clock, reagent totals, what is in the tanks, run counter: what a resumed campaign
+        needs to continue exactly where the journal ends.
         """
         ...
 

@@ -2,18 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-import uuid
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -113,68 +103,3 @@ def header() -> JournalHeader:
                              seed=7)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture
-def dead_uri() -> str:
-    """An HTTP tracking URI on which nothing listens (connection refused at once)."""
-    return f"http://127.0.0.1:{free_port()}"
-
-
-@pytest.fixture(scope="module")
-def sqlite_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
-    """(tracking URI, artifact root) of one SQLite store per module (creating one takes ~2 s)."""
-    root = tmp_path_factory.mktemp("mlflow")
-    return f"sqlite:///{root / 'mlflow.db'}", (root / "artifacts").as_uri()
-
-
-@pytest.fixture
-def experiment_name() -> str:
-    """A fresh MLflow experiment per test, so tests sharing a store do not see each other."""
-    return f"test-{uuid.uuid4().hex[:8]}"
-
-
-@pytest.fixture(scope="session")
-def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real ``mlflow server`` over HTTP (SQLite backend, proxied artifacts), one per session."""
-    root = tmp_path_factory.mktemp("mlflow-server")
-    port = free_port()
-    exe = Path(sys.executable).with_name("mlflow")
-    cmd = [str(exe), "server", "--backend-store-uri", f"sqlite:///{root / 'server.db'}",
-           "--artifacts-destination", str(root / "artifacts"), "--host", "127.0.0.1",
-           "--port", str(port), "--workers", "1"]
-    log = (root / "server.log").open("wb")
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=root, env=env,
-                            start_new_session=True)
-    uri = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    try:
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"mlflow server exited with {proc.returncode}: "
-                            f"{(root / 'server.log').read_text()[-2000:]}")
-            try:
-                with urllib.request.urlopen(f"{uri}/health", timeout=1) as resp:
-                    if resp.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("mlflow server did not become healthy within 60 s")
-            time.sleep(0.25)
-        yield uri
-    finally:
-        with contextlib.suppress(ProcessLookupError):  # its own group: uvicorn, job runner
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5)
-        log.close()

@@ -1,0 +1,297 @@
+"""Absorbance: dark subtraction, Beer-Lambert absorbance, smoothing, the first exciton, A(λ_ex).
+
+The first exciton of InP quantum dots is often only a shoulder on a continuum that rises steeply
+to the blue, so a "local maximum" search misses it. The analyzer therefore locates it at the
+reddest significant *minimum of the second derivative* of the (Savitzky-Golay smoothed)
+absorbance, which marks a band's centre whether it shows as a peak or as a shoulder. Noise in the
+second derivative is measured locally from the 4th differences of the absorbance itself, because
+the absorbance noise grows where the lamp is weak (the blue end).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import ArrayLike
+from scipy.ndimage import uniform_filter1d
+from scipy.signal import savgol_coeffs, savgol_filter
+
+from autolab.analysis._core import (
+    D4_VARIANCE_FACTOR,
+    BoolArray,
+    FloatArray,
+    Grid,
+    batch_size,
+    check_counts,
+    check_wavelengths,
+    d4_noise_var,
+    per_row,
+    polyfit_rows,
+    window_indices,
+)
+from autolab.analysis.settings import AnalyzerSettings
+
+
+def dark_subtract(counts: ArrayLike, dark: ArrayLike) -> FloatArray:
+    """Counts minus the dark frame taken at the same integration time.
+
+    Args:
+        counts: Raw counts, ``(P,)`` or ``(N, P)``.
+        dark: Dark counts, ``(P,)`` or ``(N, P)`` (broadcast over the batch).
+
+    Returns:
+        Net counts, ``(N, P)`` (``N = 1`` for single frames).
+
+    Raises:
+        SpectrumError: Shapes disagree.
+    """
+    c = np.asarray(counts, dtype=np.float64)
+    p = c.shape[-1] if c.ndim else 0
+    cc = check_counts("counts", c, p)
+    dd = check_counts("dark", dark, p)
+    batch_size({"counts": cc, "dark": dd})
+    return np.asarray(cc - dd, dtype=np.float64)
+
+
+def absorbance(sample: ArrayLike, blank: ArrayLike, dark: ArrayLike) -> FloatArray:
+    """Decadic absorbance ``A = -log10((sample - dark) / (blank - dark))``.
+
+    Pixels where either net intensity is not positive carry no absorbance information (an opaque
+    sample, a dead lamp, a wrong dark frame); they are NaN rather than a number made up by
+    clipping.
+
+    Args:
+        sample: Lamp through the product stream, counts, ``(P,)`` or ``(N, P)``.
+        blank: Lamp through the solvent-filled cell, counts, ``(P,)`` or ``(N, P)``.
+        dark: Dark frame at the absorbance integration time, counts, ``(P,)`` or ``(N, P)``.
+
+    Returns:
+        Absorbance, ``(N, P)``.
+
+    Raises:
+        SpectrumError: Shapes disagree.
+    """
+    s = np.asarray(sample, dtype=np.float64)
+    p = s.shape[-1] if s.ndim else 0
+    ss, bb, dd = (check_counts(n, v, p) for n, v in
+                  (("sample", s), ("blank", blank), ("dark", dark)))
+    batch_size({"sample": ss, "blank": bb, "dark": dd})
+    return _absorbance(ss - dd, bb - dd)
+
+
+def _absorbance(s_net: FloatArray, b_net: FloatArray) -> FloatArray:
+    ok = (s_net > 0) & (b_net > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(ok, np.log10(np.where(ok, b_net / s_net, 1.0)), np.nan)
+
+
+def smooth(y: ArrayLike, window: int = 11, polyorder: int = 3) -> FloatArray:
+    """Savitzky-Golay smoothing along the last axis.
+
+    A local polynomial fit keeps peak heights and widths (moments up to ``polyorder``) that a
+    moving average would flatten.
+
+    Args:
+        y: Spectra, ``(..., P)``.
+        window: Odd window length in pixels (> ``polyorder``).
+        polyorder: Polynomial order.
+
+    Returns:
+        Smoothed spectra, same shape.
+    """
+    arr = np.asarray(y, dtype=np.float64)
+    return np.asarray(savgol_filter(arr, window, polyorder, axis=-1, mode="interp"),
+                      dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class ExcitonResult:
+    """First-exciton positions of a batch, arrays of shape ``(N,)``.
+
+    Attributes:
+        peak_nm: First exciton, nm; NaN where none was found.
+        peak_nm_err: One-sigma error, nm.
+        found: Whether a first exciton was found.
+    """
+
+    peak_nm: FloatArray
+    peak_nm_err: FloatArray
+    found: BoolArray
+
+
+def exciton_from_bins(wl_b: FloatArray, a_b: FloatArray, settings: AnalyzerSettings
+                      ) -> ExcitonResult:
+    """First exciton from absorbance on a (roughly uniform) coarse grid; see the module docstring.
+
+    Args:
+        wl_b: Bin wavelengths, nm, ``(M,)``.
+        a_b: Absorbance, ``(N, M)``; NaN marks unusable bins.
+        settings: Thresholds (search range, smoothing window, significance).
+    """
+    lo, hi = settings.exciton_search_nm
+    step = float(np.mean(np.diff(wl_b)))
+    win = int(max(5, 2 * round(settings.exciton_smooth_nm / step / 2) + 1))
+    half = win // 2
+    # work on the search range plus a smoothing half-window on each side only
+    cols = np.flatnonzero((wl_b >= lo - (half + 2) * step) & (wl_b <= hi + (half + 2) * step))
+    if cols.size < win + 4:
+        nan = np.full(a_b.shape[0], np.nan)
+        return ExcitonResult(peak_nm=nan, peak_nm_err=nan, found=np.zeros(a_b.shape[0], bool))
+    wl_b = wl_b[cols[0]: cols[-1] + 1]
+    a_b = a_b[:, cols[0]: cols[-1] + 1]
+    nrows, m = a_b.shape
+    valid = np.isfinite(a_b)
+    all_valid = bool(valid.all())
+    af = a_b if all_valid else np.where(valid, a_b, 0.0)
+    d2 = np.asarray(savgol_filter(af, win, 2, deriv=2, delta=step, axis=1, mode="nearest"))
+    # local noise of A from 4th differences, averaged over ~3 smoothing windows
+    d4 = np.zeros_like(af)
+    d4[:, 2:-2] = af[:, :-4] - 4 * af[:, 1:-3] + 6 * af[:, 2:-2] - 4 * af[:, 3:-1] + af[:, 4:]
+    d4 *= d4
+    if all_valid:
+        d4[:, :2] = d4[:, 2:3]
+        d4[:, -2:] = d4[:, -3:-2]
+        var_a = uniform_filter1d(d4, 3 * win, axis=1, mode="nearest") / D4_VARIANCE_FACTOR
+        bad_near = np.zeros((nrows, m), dtype=bool)
+    else:
+        ok4 = np.zeros_like(valid)
+        ok4[:, 2:-2] = (valid[:, :-4] & valid[:, 1:-3] & valid[:, 2:-2] & valid[:, 3:-1]
+                        & valid[:, 4:])
+        num = uniform_filter1d(np.where(ok4, d4, 0.0), 3 * win, axis=1, mode="nearest")
+        den = uniform_filter1d(ok4.astype(np.float64), 3 * win, axis=1, mode="nearest")
+        with np.errstate(divide="ignore", invalid="ignore"):
+            var_a = num / (D4_VARIANCE_FACTOR * den)
+        # bins whose smoothing window is entirely valid
+        bad_near = uniform_filter1d((~valid).astype(np.float64), win, axis=1, mode="nearest") > 0
+    h2 = savgol_coeffs(win, 2, deriv=2, delta=step)
+    with np.errstate(invalid="ignore"):
+        sd2 = np.sqrt(var_a * float(np.sum(h2 * h2)))
+
+    inrange = (wl_b >= lo) & (wl_b <= hi)
+    inrange[:half] = False
+    inrange[m - half:] = False
+    locmin = np.zeros((nrows, m), dtype=bool)
+    locmin[:, 1:-1] = (d2[:, 1:-1] < d2[:, :-2]) & (d2[:, 1:-1] <= d2[:, 2:])
+    with np.errstate(invalid="ignore"):
+        cand = (locmin & inrange[None, :] & ~bad_near & (d2 < -settings.exciton_sigma * sd2)
+                & (af >= settings.exciton_min_absorbance))
+    found = cand.any(axis=1)
+    j = m - 1 - np.argmax(cand[:, ::-1], axis=1)
+    j = np.where(found, j, half + 1)
+    # sub-bin vertex of d2 from a parabola over ±2 bins
+    _, idx, inside = window_indices(j, 2, 0, m)
+    r = np.arange(nrows)[:, None]
+    u = wl_b[idx] - wl_b[j][:, None]
+    fit = polyfit_rows(u, d2[r, idx], inside.astype(np.float64), np.full(nrows, 2 * step), 2)
+    c1, c2 = fit.coef[:, 1], fit.coef[:, 2]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        vertex = -c1 / (2.0 * c2)
+        ok = found & np.isfinite(vertex) & (c2 > 0) & (np.abs(vertex) <= 2 * step)
+        # neighbouring d2 values share most of their window: treat the 5 as ~1 independent
+        # sample each of variance sd2², inflated by the window overlap (win / 1 bins)
+        g = np.stack([np.zeros(nrows), -1.0 / (2 * c2), c1 / (2 * c2 * c2)], axis=1)
+        err = np.sqrt(sd2[np.arange(nrows), j] ** 2 * fit.var_of(g) * (win / 5.0))
+    peak = wl_b[j] + vertex
+    return ExcitonResult(peak_nm=np.where(ok, peak, np.nan), peak_nm_err=np.where(ok, err, np.nan),
+                         found=ok)
+
+
+def exciton_peak(wavelengths_nm: ArrayLike, absorbance_: ArrayLike, *,
+                 settings: AnalyzerSettings | None = None) -> ExcitonResult:
+    """First-exciton absorption of each spectrum: reddest significant 2nd-derivative minimum.
+
+    The absorbance is averaged into ~2-nm bins (``settings.bin_nm``), smoothed and
+    differentiated twice with a Savitzky-Golay filter of ``settings.exciton_smooth_nm``; the
+    reddest local minimum of the second derivative that lies ``exciton_sigma`` local noise sigmas
+    below zero, where the absorbance is at least ``exciton_min_absorbance``, is refined by a
+    parabola through five bins.
+
+    Args:
+        wavelengths_nm: Pixel wavelengths, nm, ``(P,)``.
+        absorbance_: Absorbance, ``(P,)`` or ``(N, P)``; NaN marks unusable pixels.
+        settings: Thresholds; defaults if ``None``.
+
+    Returns:
+        :class:`ExcitonResult` with ``(N,)`` arrays.
+
+    Raises:
+        SpectrumError: Shapes or the wavelength grid are unusable.
+    """
+    wl = check_wavelengths(wavelengths_nm)
+    a = check_counts("absorbance", absorbance_, wl.size)
+    s = settings or AnalyzerSettings()
+    grid = Grid.make(wl, s.bin_nm)
+    return exciton_from_bins(grid.wl_b, grid.bin(a), s)
+
+
+@dataclass(frozen=True)
+class LocalValue:
+    """A smooth curve's value at one wavelength per spectrum, arrays of shape ``(N,)``.
+
+    Attributes:
+        value: Fitted value (NaN if too few usable points nearby).
+        err: One-sigma error.
+    """
+
+    value: FloatArray
+    err: FloatArray
+
+
+def value_at(wl_b: FloatArray, y_b: FloatArray, x0: FloatArray, half_bins: int = 8
+             ) -> LocalValue:
+    """Value of each row of ``y_b`` at ``x0`` from a local least-squares parabola.
+
+    A parabola through ``±half_bins`` bins evaluated at ``x0`` is the noise-averaged equivalent
+    of interpolating at ``x0``: exact for a locally quadratic curve. Its error uses the noise
+    variance measured by 4th differences over twice that window.
+
+    Args:
+        wl_b: Grid, nm, ``(M,)``.
+        y_b: Values, ``(N, M)``; NaN marks unusable points.
+        x0: Where to evaluate, nm, ``(N,)``.
+        half_bins: Half window of the fit, bins.
+    """
+    nrows, m = y_b.shape
+    j = np.clip(np.searchsorted(wl_b, x0), 0, m - 1).astype(np.int64)
+    offs, idx, inside = window_indices(j, 2 * half_bins, 2, m)
+    r = np.arange(nrows)[:, None]
+    y = y_b[r, idx]
+    valid = inside & np.isfinite(y)
+    y = np.where(valid, y, 0.0)
+    noise = d4_noise_var(y, valid)
+    mask = valid & (np.abs(offs)[None, :] <= half_bins)
+    u = wl_b[idx] - x0[:, None]
+    step = float(np.mean(np.diff(wl_b)))
+    fit = polyfit_rows(u, y, mask.astype(np.float64), np.full(nrows, half_bins * step), 2)
+    g = np.zeros((nrows, 3))
+    g[:, 0] = 1.0
+    with np.errstate(invalid="ignore"):
+        err = np.sqrt(noise * fit.var_of(g))
+    inside_grid = (x0 >= wl_b[0]) & (x0 <= wl_b[-1]) & (fit.n >= 5)
+    return LocalValue(value=np.where(inside_grid, fit.coef[:, 0], np.nan),
+                      err=np.where(inside_grid, err, np.nan))
+
+
+def absorbance_at(wavelengths_nm: ArrayLike, absorbance_: ArrayLike, at_nm: ArrayLike, *,
+                  settings: AnalyzerSettings | None = None) -> LocalValue:
+    """Absorbance at one wavelength per spectrum (e.g. the excitation), with its error.
+
+    Args:
+        wavelengths_nm: Pixel wavelengths, nm, ``(P,)``.
+        absorbance_: Absorbance, ``(P,)`` or ``(N, P)``.
+        at_nm: Wavelength, nm, scalar or ``(N,)``.
+        settings: Bin width; defaults if ``None``.
+
+    Returns:
+        :class:`LocalValue` with ``(N,)`` arrays (NaN outside the grid).
+
+    Raises:
+        SpectrumError: Shapes or the wavelength grid are unusable.
+    """
+    wl = check_wavelengths(wavelengths_nm)
+    a = check_counts("absorbance", absorbance_, wl.size)
+    s = settings or AnalyzerSettings()
+    grid = Grid.make(wl, s.bin_nm)
+    return value_at(grid.wl_b, grid.bin(a), per_row("at_nm", at_nm, a.shape[0]))
+

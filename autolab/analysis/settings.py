@@ -1,0 +1,81 @@
+"""Tunable thresholds of the analyzer, in one frozen object.
+
+The defaults suit a 16-bit CCD spectrometer of ~0.5 nm/pixel looking at InP/ZnS emission
+(FWHM 30-80 nm) and a rhodamine-6G-like reference; every threshold is named after what it decides,
+so a method developer can see why a flag fired and move the line deliberately.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+
+from autolab.exceptions import ConfigError
+
+
+@dataclass(frozen=True)
+class AnalyzerSettings:
+    """Thresholds and window sizes of the spectral analyzer.
+
+    Attributes:
+        excitation_margin_nm: Emission pixels closer than this to the excitation wavelength (on the
+            red side) and everything bluer than it are ignored: they hold scattered excitation
+            light, not photoluminescence.
+        bin_nm: Width of the coarse bins (peak search, shape tests, band integrals, absorbance),
+            nm. About 2 nm keeps 20-nm features resolved and makes those stages ~4x cheaper.
+        min_snr: Peak signal-to-noise (peak height over pixel noise sigma) below which the
+            ``LOW_SIGNAL`` flag is set; values are still reported.
+        no_peak_snr: Peak signal-to-noise below which there is no emission peak at all
+            (``NO_PEAK``; peak, FWHM and QY become NaN).
+        negative_sigma: Dark-subtracted counts below ``-negative_sigma`` noise sigmas (in a 2-nm
+            bin) mean the dark frame does not belong to the spectrum (``INVALID_INPUT``).
+        integrate_blue_fwhm: The emission band integrated for the QY starts this many FWHM to the
+            blue of the peak (or at the excitation cut-off, whichever is redder).
+        integrate_red_fwhm: ... and ends this many FWHM to the red of the peak (or at the end of
+            the grid). Generous on the red side so a trap tail is counted as emission.
+        trap_width_ratio: Red over blue half width at half maximum, in energy, above which the
+            line is flagged ``TRAP_TAIL`` (a symmetric line in energy gives 1).
+        trap_excess: Emission beyond two blue half-widths on the red side in excess of its mirror
+            image on the blue side, as a fraction of the total, above which ``TRAP_TAIL`` is set.
+        shoulder_prominence: A secondary maximum rising this fraction of the main peak above the
+            valley between them sets ``SHOULDER``.
+        absorbance_linear_range: ``(low, high)`` sample absorbance at the excitation wavelength
+            outside which ``ABSORBANCE_NONLINEAR`` is set (too little light absorbed to measure,
+            or inner-filter and re-absorption effects too large to correct).
+        exciton_search_nm: ``(low, high)`` wavelength range searched for the first exciton.
+        exciton_smooth_nm: Savitzky-Golay window for the absorbance second derivative, nm.
+        exciton_sigma: Second-derivative minimum must be this many noise sigmas below zero.
+        exciton_min_absorbance: ... and the absorbance there at least this large.
+    """
+
+    excitation_margin_nm: float = 20.0
+    bin_nm: float = 2.0
+    min_snr: float = 20.0
+    no_peak_snr: float = 5.0
+    negative_sigma: float = 8.0
+    integrate_blue_fwhm: float = 3.0
+    integrate_red_fwhm: float = 4.0
+    trap_width_ratio: float = 1.3
+    trap_excess: float = 0.05
+    shoulder_prominence: float = 0.05
+    absorbance_linear_range: tuple[float, float] = (0.005, 1.0)
+    exciton_search_nm: tuple[float, float] = (380.0, 750.0)
+    exciton_smooth_nm: float = 32.0
+    exciton_sigma: float = 4.0
+    exciton_min_absorbance: float = 0.005
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            v = getattr(self, f.name)
+            values = v if isinstance(v, tuple) else (v,)
+            for x in values:
+                if not isinstance(x, int | float) or math.isnan(x) or x < 0:
+                    raise ConfigError(
+                        f"AnalyzerSettings.{f.name}: expected non-negative numbers, got {v!r}")
+        for name in ("absorbance_linear_range", "exciton_search_nm"):
+            lo, hi = getattr(self, name)
+            if not lo < hi:
+                raise ConfigError(f"AnalyzerSettings.{name}: expected (low, high) with "
+                                  f"low < high, got {(lo, hi)!r}")
+        if self.bin_nm <= 0 or self.exciton_smooth_nm <= 0:
+            raise ConfigError("AnalyzerSettings.bin_nm and exciton_smooth_nm must be positive")
