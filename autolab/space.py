@@ -70,7 +70,8 @@ class Parameter(BaseModel):
                 f"{self.name}: lower bound {self.lower:g} must be below upper bound {self.upper:g}"
             )
         if self.scale == "log" and self.lower <= 0:
-            raise ValueError(f"{self.name}: a log-scale parameter needs lower > 0, got {self.lower}")
+            raise ValueError(
+                f"{self.name}: a log-scale parameter needs lower > 0, got {self.lower}")
         return self
 
     @property
@@ -95,7 +96,8 @@ class Parameter(BaseModel):
         return self.lower + w * (self.upper - self.lower)
 
 
-_CONSTRAINT_TERM = re.compile(r"([+-]?)\s*(\d+(?:\.\d*)?(?:[eE][+-]?\d+)?)?\s*\*?\s*([a-z][a-z0-9_]*)")
+_CONSTRAINT_TERM = re.compile(
+    r"([+-]?)\s*(\d+(?:\.\d*)?(?:[eE][+-]?\d+)?)?\s*\*?\s*([a-z][a-z0-9_]*)")
 
 
 class LinearConstraint(BaseModel):
@@ -128,7 +130,8 @@ class LinearConstraint(BaseModel):
                 lhs, _, rhs_text = text.partition(op)
                 break
         else:
-            raise ConfigError(f"constraint {text!r}: expected 'expression >= number' or '<= number'")
+            raise ConfigError(
+                f"constraint {text!r}: expected 'expression >= number' or '<= number'")
         try:
             rhs = float(rhs_text)
         except ValueError as err:
