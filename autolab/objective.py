@@ -1,0 +1,387 @@
+"""What a campaign wants: targets, maximize/minimize terms and outcome constraints.
+
+An :class:`ObjectiveSpec` turns a chemist's wish ("550 nm ± 2, as narrow and bright as
+possible, QY at least 30 %") into numbers the optimizer can rank. It is generic: outcomes are just
+names (``pl_peak_nm``, ``qy``, ``fwhm_nm`` here, anything elsewhere).
+
+How the score is defined
+------------------------
+Each term maps its outcome ``y`` to a *utility* (larger is better):
+
+* :class:`Target` ``(value v, tolerance t)``: ``-h(max(|y - v| / t - 1, 0))`` with the smooth hinge
+  ``h(u) = u**2 / (u + 0.1)``. Inside the band ``|y - v| <= t`` the utility is exactly 0, so any
+  in-band point is as good as any other and the other terms decide; just outside the band ``h`` is
+  quadratic (no kink in the gradient at the band edge), further out it grows linearly,
+  ``h(u) ~ u - 0.1``, i.e. about 1 per tolerance-width outside the band. Linear (not quadratic)
+  growth keeps a far-off point from dominating the acquisition's improvement statistics.
+* :class:`Maximize` ``(scale s)``: ``y / s``; :class:`Minimize` ``(scale s)``: ``-y / s``. ``scale``
+  is "how much of this outcome matters as much as one unit of score" (e.g. 0.1 QY, 10 nm FWHM).
+
+The scalar score is the weighted sum ``sum_i weight_i * utility_i``. Priorities come from the
+weights: a target's default weight (10) makes one tolerance-width outside the band cost about 9
+score units, far more than any realistic gain from the other terms, so the optimizer first gets
+into the band, then trades the rest. :func:`qd_objective` encodes "550 nm ± 2, bright, then
+narrow": QY scale 0.1 (weight 1: +10 % QY = +1), FWHM scale 10 nm (weight 0.5: -10 nm = +0.5).
+
+Outcome constraints (``qy >= 0.3``) are *not* part of the score. The optimizer models them and
+weights its acquisition by the probability that they hold; :meth:`ObjectiveSpec.is_feasible`
+applies them to measured values, and "best so far" only counts feasible experiments.
+
+In ``mode="pareto"`` the per-term utilities (unweighted) are the objectives of a multi-objective
+search (hypervolume improvement); the scalar score still ranks "best" for reporting.
+
+There is exactly one implementation of every formula, written with torch ops
+(:meth:`ObjectiveSpec.score_tensor`), so the acquisition function scores posterior samples with
+the very function that scores measured floats (:meth:`ObjectiveSpec.score`).
+
+Example:
+    >>> obj = qd_objective(target_nm=550.0, tolerance_nm=2.0)
+    >>> round(obj.score({"pl_peak_nm": 551.0, "qy": 0.4, "fwhm_nm": 50.0}), 3)
+    1.5
+    >>> obj.within_target({"pl_peak_nm": 553.0, "qy": 0.4, "fwhm_nm": 50.0})
+    False
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from typing import Annotated, Literal
+
+import torch
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from torch import Tensor
+
+from autolab.exceptions import ConfigError
+
+_FROZEN = ConfigDict(frozen=True, extra="forbid")
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+#: Width (in tolerance units) of the quadratic part of the target hinge.
+TARGET_SMOOTHING = 0.1
+
+
+def _check_outcome_name(v: str) -> str:
+    if not _NAME.match(v):
+        raise ValueError(f"outcome name {v!r} must be an identifier like 'pl_peak_nm'")
+    return v
+
+
+OutcomeName = Annotated[str, AfterValidator(_check_outcome_name)]
+
+
+def _smooth_hinge(u: Tensor) -> Tensor:
+    """``u**2 / (u + TARGET_SMOOTHING)`` for ``u >= 0`` (``u`` already clamped), elementwise."""
+    return u * u / (u + TARGET_SMOOTHING)
+
+
+class Target(BaseModel):
+    """Bring an outcome into a band ``value ± tolerance``.
+
+    Attributes:
+        outcome: Outcome name, e.g. ``"pl_peak_nm"``.
+        value: Target value, outcome units.
+        tolerance: Half-width of the acceptable band, outcome units (> 0).
+        weight: Score weight; the default 10 puts the band before everything else.
+    """
+
+    model_config = _FROZEN
+
+    kind: Literal["target"] = "target"
+    outcome: OutcomeName
+    value: float = Field(allow_inf_nan=False)
+    tolerance: float = Field(gt=0, allow_inf_nan=False)
+    weight: float = Field(default=10.0, gt=0, allow_inf_nan=False)
+
+    def utility(self, y: Tensor) -> Tensor:
+        """Utility of outcome values ``y`` (any shape): 0 in the band, negative outside."""
+        excess = torch.clamp((y - self.value).abs() / self.tolerance - 1.0, min=0.0)
+        return -_smooth_hinge(excess)
+
+    def describe(self) -> str:
+        """The term as text."""
+        return f"{self.outcome} = {self.value:g} ± {self.tolerance:g}"
+
+
+class Maximize(BaseModel):
+    """Make an outcome as large as possible.
+
+    Attributes:
+        outcome: Outcome name, e.g. ``"qy"``.
+        scale: Amount of the outcome worth one score unit (outcome units, > 0).
+        weight: Score weight.
+    """
+
+    model_config = _FROZEN
+
+    kind: Literal["maximize"] = "maximize"
+    outcome: OutcomeName
+    scale: float = Field(default=1.0, gt=0, allow_inf_nan=False)
+    weight: float = Field(default=1.0, gt=0, allow_inf_nan=False)
+
+    def utility(self, y: Tensor) -> Tensor:
+        """Utility ``y / scale`` (any shape)."""
+        return y / self.scale
+
+    def describe(self) -> str:
+        """The term as text."""
+        return f"maximize {self.outcome}"
+
+
+class Minimize(BaseModel):
+    """Make an outcome as small as possible.
+
+    Attributes:
+        outcome: Outcome name, e.g. ``"fwhm_nm"``.
+        scale: Amount of the outcome worth one score unit (outcome units, > 0).
+        weight: Score weight.
+    """
+
+    model_config = _FROZEN
+
+    kind: Literal["minimize"] = "minimize"
+    outcome: OutcomeName
+    scale: float = Field(default=1.0, gt=0, allow_inf_nan=False)
+    weight: float = Field(default=1.0, gt=0, allow_inf_nan=False)
+
+    def utility(self, y: Tensor) -> Tensor:
+        """Utility ``-y / scale`` (any shape)."""
+        return -y / self.scale
+
+    def describe(self) -> str:
+        """The term as text."""
+        return f"minimize {self.outcome}"
+
+
+Term = Annotated[Target | Maximize | Minimize, Field(discriminator="kind")]
+
+_CONSTRAINT = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(>=|<=)\s*(\S+)\s*$")
+
+
+class OutcomeConstraint(BaseModel):
+    """A hard requirement on a measured outcome, e.g. ``qy >= 0.3``.
+
+    Attributes:
+        outcome: Outcome name.
+        op: ``">="`` or ``"<="``.
+        bound: Right-hand side, outcome units.
+    """
+
+    model_config = _FROZEN
+
+    outcome: OutcomeName
+    op: Literal[">=", "<="]
+    bound: float = Field(allow_inf_nan=False)
+
+    @classmethod
+    def parse(cls, text: str) -> OutcomeConstraint:
+        """Parse ``"qy >= 0.3"`` or ``"fwhm_nm <= 60"``.
+
+        Raises:
+            ConfigError: The text is not ``name >= number`` or ``name <= number``.
+        """
+        m = _CONSTRAINT.match(text)
+        if m is None:
+            raise ConfigError(
+                f"outcome constraint {text!r}: expected 'outcome >= number' or 'outcome <= number'"
+            )
+        try:
+            bound = float(m.group(3))
+        except ValueError as err:
+            raise ConfigError(
+                f"outcome constraint {text!r}: bound {m.group(3)!r} is not a number"
+            ) from err
+        return cls(outcome=m.group(1), op=m.group(2), bound=bound)
+
+    def violation(self, y: Tensor) -> Tensor:
+        """Amount by which ``y`` (any shape) violates the constraint; ``<= 0`` means satisfied.
+
+        This is BoTorch's ``constraints=`` convention (feasible where the callable is <= 0).
+        """
+        return self.bound - y if self.op == ">=" else y - self.bound
+
+    def describe(self) -> str:
+        """The constraint as text."""
+        return f"{self.outcome} {self.op} {self.bound:g}"
+
+
+class ObjectiveSpec(BaseModel):
+    """Terms, outcome constraints and mode of a campaign's objective.
+
+    The column order of every outcome tensor the spec reads is :attr:`outcome_names`: first the
+    terms' outcomes in order, then outcomes that only appear in constraints.
+
+    Attributes:
+        terms: One or more :class:`Target` / :class:`Maximize` / :class:`Minimize`, at most one
+            per outcome.
+        constraints: Outcome constraints (not part of the score, see module docs).
+        mode: ``"scalar"`` (optimize the weighted score) or ``"pareto"`` (hypervolume of the
+            per-term utilities; needs at least two terms).
+        ref_point: Pareto mode only: reference point in utility space (one value per term,
+            larger is better, e.g. ``-fwhm / scale`` for a Minimize term). ``None`` infers it
+            from the data.
+    """
+
+    model_config = _FROZEN
+
+    terms: tuple[Term, ...] = Field(min_length=1)
+    constraints: tuple[OutcomeConstraint, ...] = ()
+    mode: Literal["scalar", "pareto"] = "scalar"
+    ref_point: tuple[float, ...] | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> ObjectiveSpec:
+        outcomes = [t.outcome for t in self.terms]
+        dupes = sorted({o for o in outcomes if outcomes.count(o) > 1})
+        if dupes:
+            raise ValueError(f"outcome(s) {dupes} appear in more than one objective term")
+        if self.mode == "pareto" and len(self.terms) < 2:
+            raise ValueError("mode 'pareto' needs at least two terms")
+        if self.ref_point is not None:
+            if self.mode != "pareto":
+                raise ValueError("ref_point is only used with mode 'pareto'")
+            if len(self.ref_point) != len(self.terms):
+                raise ValueError(
+                    f"ref_point has {len(self.ref_point)} values; expected one per term "
+                    f"({len(self.terms)})"
+                )
+            if not all(math.isfinite(r) for r in self.ref_point):
+                raise ValueError(f"ref_point must be finite, got {self.ref_point}")
+        return self
+
+    @property
+    def outcome_names(self) -> tuple[str, ...]:
+        """Every outcome the objective reads, in tensor column order."""
+        names = [t.outcome for t in self.terms]
+        for c in self.constraints:
+            if c.outcome not in names:
+                names.append(c.outcome)
+        return tuple(names)
+
+    def _column(self, name: str) -> int:
+        return self.outcome_names.index(name)
+
+    # ---- tensors (used inside the acquisition function) ---------------------------------------
+
+    def utilities_tensor(self, Y: Tensor) -> Tensor:
+        """Per-term utilities (larger is better), the Pareto-mode objectives.
+
+        Args:
+            Y: Outcomes, shape ``(..., m)`` with ``m = len(outcome_names)``.
+
+        Returns:
+            Shape ``(..., len(terms))``.
+        """
+        cols = [t.utility(Y[..., self._column(t.outcome)]) for t in self.terms]
+        return torch.stack(cols, dim=-1)
+
+    def score_tensor(self, Y: Tensor) -> Tensor:
+        """The scalar score (module docs) of outcome tensors.
+
+        Args:
+            Y: Outcomes, shape ``(..., m)`` with ``m = len(outcome_names)``; e.g. posterior
+                samples ``(samples, batch, q, m)``.
+
+        Returns:
+            Shape ``(...)``.
+        """
+        weights = torch.tensor([t.weight for t in self.terms], dtype=Y.dtype, device=Y.device)
+        return (self.utilities_tensor(Y) * weights).sum(dim=-1)
+
+    def violations_tensor(self, Y: Tensor) -> Tensor:
+        """Constraint violations (``<= 0`` satisfied), shape ``(..., len(constraints))``.
+
+        Args:
+            Y: Outcomes, shape ``(..., m)``.
+        """
+        if not self.constraints:
+            return Y.new_zeros((*Y.shape[:-1], 0))
+        cols = [c.violation(Y[..., self._column(c.outcome)]) for c in self.constraints]
+        return torch.stack(cols, dim=-1)
+
+    # ---- measured floats ---------------------------------------------------------------------
+
+    def as_tensor(self, outcomes: Mapping[str, float]) -> Tensor:
+        """Measured outcomes -> float64 tensor of shape ``(m,)`` in :attr:`outcome_names` order.
+
+        Raises:
+            ConfigError: An outcome the objective needs is missing or not a finite number.
+        """
+        values = []
+        for name in self.outcome_names:
+            if name not in outcomes:
+                raise ConfigError(
+                    f"outcome {name!r} is missing; the objective needs {list(self.outcome_names)}"
+                )
+            v = outcomes[name]
+            try:
+                fv = float(v)
+            except (TypeError, ValueError) as err:
+                raise ConfigError(f"outcome {name!r}: not a number: {v!r}") from err
+            if not math.isfinite(fv):
+                raise ConfigError(f"outcome {name!r}: expected a finite number, got {fv}")
+            values.append(fv)
+        return torch.tensor(values, dtype=torch.float64)
+
+    def score(self, outcomes: Mapping[str, float]) -> float:
+        """The scalar score of one measured experiment (larger is better; module docs)."""
+        return float(self.score_tensor(self.as_tensor(outcomes)))
+
+    def utilities(self, outcomes: Mapping[str, float]) -> list[float]:
+        """Per-term utilities of one measured experiment (larger is better)."""
+        return [float(u) for u in self.utilities_tensor(self.as_tensor(outcomes))]
+
+    def is_feasible(self, outcomes: Mapping[str, float]) -> bool:
+        """True if every outcome constraint holds for the measured values."""
+        return bool((self.violations_tensor(self.as_tensor(outcomes)) <= 0).all())
+
+    def within_target(self, outcomes: Mapping[str, float]) -> bool:
+        """True if every :class:`Target` term is inside its band (vacuously true without one).
+
+        Used by stop rules ("stop when in band") alongside :meth:`is_feasible`.
+        """
+        y = self.as_tensor(outcomes)
+        return all(
+            abs(float(y[self._column(t.outcome)]) - t.value) <= t.tolerance
+            for t in self.terms
+            if isinstance(t, Target)
+        )
+
+    def describe(self) -> str:
+        """One line for logs and the MLflow UI."""
+        text = "; ".join(t.describe() for t in self.terms)
+        if self.constraints:
+            text += " s.t. " + ", ".join(c.describe() for c in self.constraints)
+        return f"{text} [{self.mode}]"
+
+
+def qd_objective(
+    target_nm: float = 550.0,
+    tolerance_nm: float = 2.0,
+    *,
+    min_qy: float | None = None,
+    constraints: Sequence[OutcomeConstraint] = (),
+    mode: Literal["scalar", "pareto"] = "scalar",
+) -> ObjectiveSpec:
+    """The InP/ZnS objective: emission at ``target_nm``, then bright, then narrow.
+
+    Args:
+        target_nm: PL peak target, nm.
+        tolerance_nm: Half-width of the acceptable band, nm.
+        min_qy: Optional hard requirement ``qy >= min_qy`` (fraction 0-1).
+        constraints: Further outcome constraints.
+        mode: ``"scalar"`` or ``"pareto"``.
+    """
+    cons = list(constraints)
+    if min_qy is not None:
+        cons.append(OutcomeConstraint(outcome="qy", op=">=", bound=min_qy))
+    return ObjectiveSpec(
+        terms=(
+            Target(outcome="pl_peak_nm", value=target_nm, tolerance=tolerance_nm),
+            Maximize(outcome="qy", scale=0.1, weight=1.0),
+            Minimize(outcome="fwhm_nm", scale=10.0, weight=0.5),
+        ),
+        constraints=tuple(cons),
+        mode=mode,
+    )

@@ -1,0 +1,353 @@
+"""The ask/tell protocol and the bookkeeping every optimizer shares.
+
+An optimizer is a pure function of ``(settings, seed, observed data, pending)``: it keeps no
+random-number generator whose state advances between calls. Every random draw derives its seed
+from the optimizer's seed and the number of observations (:func:`derive_seed`). A campaign that
+crashed can therefore re-tell its journal to a fresh optimizer and get exactly the proposal an
+uninterrupted run would have made; :meth:`BaseOptimizer.state_dict` stores just enough to do that
+(and the fitted model's hyperparameters, for the record).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol, Self, runtime_checkable
+
+import numpy as np
+import torch
+
+from autolab.exceptions import OptimizerError
+from autolab.objective import ObjectiveSpec
+from autolab.space import ParameterSpace
+
+#: Version tag of :meth:`BaseOptimizer.state_dict`; bump when the layout changes.
+STATE_FORMAT = "autolab.optimizer/1"
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One told experiment.
+
+    Attributes:
+        conditions: Parameter name -> physical value (checked against the space).
+        outcomes: Outcome name -> measured value, or ``None`` for a failed experiment.
+        score: Scalar score of the outcomes (``None`` for a failure).
+        feasible: Whether the outcome constraints hold (``False`` for a failure).
+    """
+
+    conditions: dict[str, float]
+    outcomes: dict[str, float] | None
+    score: float | None
+    feasible: bool
+
+    @property
+    def failed(self) -> bool:
+        """True for an experiment that produced no outcomes."""
+        return self.outcomes is None
+
+
+@runtime_checkable
+class Optimizer(Protocol):
+    """What the campaign needs from any optimizer (BoTorch, random, Sobol, ...)."""
+
+    name: ClassVar[str]
+    space: ParameterSpace
+    objective: ObjectiveSpec
+    seed: int
+
+    def ask(
+        self, n: int = 1, pending: Sequence[Mapping[str, float]] | None = None
+    ) -> list[dict[str, float]]:
+        """Propose ``n`` conditions (physical units, inside bounds and linear constraints).
+
+        ``pending`` are conditions already proposed and still running; they are not proposed
+        again and (for model-based optimizers) are accounted for as if their outcome were known.
+        """
+        ...
+
+    def tell(
+        self,
+        conditions: Sequence[Mapping[str, float]],
+        outcomes: Sequence[Mapping[str, float] | None],
+    ) -> None:
+        """Record finished experiments; ``None`` outcomes are failures."""
+        ...
+
+    @property
+    def observations(self) -> tuple[Observation, ...]:
+        """Everything told so far, in order."""
+        ...
+
+    def best(self) -> Observation | None:
+        """The feasible observation with the highest score, ``None`` if there is none."""
+        ...
+
+    def state_dict(self) -> dict[str, Any]:
+        """JSON-compatible state: settings, seed, observations, model record."""
+        ...
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Replace seed, settings and observations with those of ``state``."""
+        ...
+
+
+def derive_seed(seed: int, *counters: int) -> int:
+    """A 32-bit seed that depends only on ``seed`` and ``counters`` (e.g. observations so far).
+
+    ``numpy.random.SeedSequence`` mixes the entropy well, so neighbouring counters give unrelated
+    streams.
+    """
+    state = np.random.SeedSequence([seed, *counters]).generate_state(1, dtype=np.uint32)
+    return int(state[0])
+
+
+def resolve_device(device: str) -> torch.device:
+    """``"auto"`` -> CUDA when available, else CPU; ``"cpu"``/``"cuda"`` as given.
+
+    Raises:
+        OptimizerError: ``"cuda"`` was asked for but is not available, or the name is unknown.
+    """
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise OptimizerError("device 'cuda' requested but torch.cuda.is_available() is False")
+    if device not in ("cpu", "cuda"):
+        raise OptimizerError(f"device {device!r}: expected 'auto', 'cpu' or 'cuda'")
+    return torch.device(device)
+
+
+class BaseOptimizer:
+    """Validated storage of observations plus the parts of the protocol that need no model.
+
+    Subclasses implement :meth:`ask` and may extend :meth:`_settings_dict`/:meth:`_model_record`.
+
+    Args:
+        space: The search space.
+        objective: What to optimize.
+        seed: Seed of every random draw (see module docs).
+        extra_outcomes: Outcome names accepted by :meth:`tell` and stored, though the objective
+            does not use them (e.g. ``abs_peak_nm``). Any other unknown name is an error.
+    """
+
+    name: ClassVar[str] = "base"
+
+    def __init__(
+        self,
+        space: ParameterSpace,
+        objective: ObjectiveSpec,
+        seed: int = 0,
+        *,
+        extra_outcomes: Sequence[str] = (),
+    ) -> None:
+        if not isinstance(space, ParameterSpace):
+            raise OptimizerError(f"space must be a ParameterSpace, got {type(space).__name__}")
+        if not isinstance(objective, ObjectiveSpec):
+            raise OptimizerError(
+                f"objective must be an ObjectiveSpec, got {type(objective).__name__}"
+            )
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise OptimizerError(f"seed must be a non-negative int, got {seed!r}")
+        self.space = space
+        self.objective = objective
+        self.seed = seed
+        self.extra_outcomes = tuple(n for n in extra_outcomes if n not in objective.outcome_names)
+        self._observations: list[Observation] = []
+
+    # ---- protocol ----------------------------------------------------------------------------
+
+    def ask(
+        self, n: int = 1, pending: Sequence[Mapping[str, float]] | None = None
+    ) -> list[dict[str, float]]:
+        """Propose ``n`` conditions; see :class:`Optimizer`."""
+        raise NotImplementedError
+
+    @property
+    def observations(self) -> tuple[Observation, ...]:
+        """Everything told so far, in order."""
+        return tuple(self._observations)
+
+    def tell(
+        self,
+        conditions: Sequence[Mapping[str, float]],
+        outcomes: Sequence[Mapping[str, float] | None],
+    ) -> None:
+        """Record finished experiments.
+
+        All entries are validated before any is stored, so a bad batch leaves the optimizer as it
+        was.
+
+        Args:
+            conditions: One mapping per experiment, physical units.
+            outcomes: One mapping per experiment with at least the objective's outcomes, or
+                ``None`` for a failed experiment.
+
+        Raises:
+            OptimizerError: Lengths differ, an outcome is missing, unknown, or not finite.
+            ConditionsError: A condition is outside the space (bounds or linear constraints).
+        """
+        if isinstance(conditions, Mapping) or isinstance(outcomes, Mapping):
+            raise OptimizerError("tell() takes lists: tell([conditions], [outcomes])")
+        if len(conditions) != len(outcomes):
+            raise OptimizerError(
+                f"tell() got {len(conditions)} conditions but {len(outcomes)} outcomes"
+            )
+        pairs = enumerate(zip(conditions, outcomes, strict=True))
+        new = [self._observation(i, c, o) for i, (c, o) in pairs]
+        self._observations.extend(new)
+
+    def best(self) -> Observation | None:
+        """The feasible, successful observation with the highest score (first one on ties)."""
+        best: Observation | None = None
+        for obs in self._observations:
+            if not obs.feasible or obs.score is None:
+                continue
+            if best is None or best.score is None or obs.score > best.score:
+                best = obs
+        return best
+
+    def pareto_front(self) -> list[Observation]:
+        """Feasible observations not dominated in the objective's per-term utilities."""
+        cands = [o for o in self._observations if o.feasible and o.outcomes is not None]
+        utils = [self.objective.utilities(o.outcomes) for o in cands if o.outcomes is not None]
+        front = []
+        for i, ui in enumerate(utils):
+            dominated = any(
+                all(a >= b for a, b in zip(uj, ui, strict=True))
+                and any(a > b for a, b in zip(uj, ui, strict=True))
+                for j, uj in enumerate(utils)
+                if j != i
+            )
+            if not dominated:
+                front.append(cands[i])
+        return front
+
+    def state_dict(self) -> dict[str, Any]:
+        """JSON-compatible state; :meth:`from_state` rebuilds an identical optimizer."""
+        return {
+            "format": STATE_FORMAT,
+            "optimizer": self.name,
+            "space": self.space.model_dump(mode="json"),
+            "objective": self.objective.model_dump(mode="json"),
+            "seed": self.seed,
+            "extra_outcomes": list(self.extra_outcomes),
+            "settings": self._settings_dict(),
+            "observations": [
+                {"conditions": dict(o.conditions),
+                 "outcomes": None if o.outcomes is None else dict(o.outcomes)}
+                for o in self._observations
+            ],
+            "model": self._model_record(),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Adopt seed, settings and observations of ``state``.
+
+        Raises:
+            OptimizerError: The state is of another format or optimizer, or was made for another
+                space or objective.
+        """
+        self._check_state(state)
+        if ParameterSpace.model_validate(state["space"]) != self.space:
+            raise OptimizerError("state was saved for a different parameter space")
+        if ObjectiveSpec.model_validate(state["objective"]) != self.objective:
+            raise OptimizerError("state was saved for a different objective")
+        self.seed = int(state["seed"])
+        self.extra_outcomes = tuple(state.get("extra_outcomes", ()))
+        self._load_settings(state.get("settings", {}))
+        self._observations = []
+        obs = state.get("observations", [])
+        self.tell([o["conditions"] for o in obs], [o["outcomes"] for o in obs])
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> Self:
+        """A fresh optimizer of this class rebuilt from :meth:`state_dict` output."""
+        cls._check_state(state)
+        opt = cls(
+            ParameterSpace.model_validate(state["space"]),
+            ObjectiveSpec.model_validate(state["objective"]),
+            seed=int(state["seed"]),
+            extra_outcomes=tuple(state.get("extra_outcomes", ())),
+            **dict(state.get("settings", {})),
+        )
+        obs = state.get("observations", [])
+        opt.tell([o["conditions"] for o in obs], [o["outcomes"] for o in obs])
+        return opt
+
+    # ---- helpers for subclasses --------------------------------------------------------------
+
+    def _settings_dict(self) -> dict[str, Any]:
+        return {}
+
+    def _load_settings(self, settings: Mapping[str, Any]) -> None:
+        if settings:
+            raise OptimizerError(f"{self.name} optimizer takes no settings, got {sorted(settings)}")
+
+    def _model_record(self) -> dict[str, Any] | None:
+        return None
+
+    @classmethod
+    def _check_state(cls, state: Mapping[str, Any]) -> None:
+        if not isinstance(state, Mapping) or state.get("format") != STATE_FORMAT:
+            raise OptimizerError(f"not an optimizer state of format {STATE_FORMAT!r}")
+        if state.get("optimizer") != cls.name:
+            raise OptimizerError(
+                f"state belongs to optimizer {state.get('optimizer')!r}, not {cls.name!r}"
+            )
+
+    def _check_pending(
+        self, n: int, pending: Sequence[Mapping[str, float]] | None
+    ) -> list[dict[str, float]]:
+        """Validate ``n`` and the pending conditions; returns them checked against the space."""
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise OptimizerError(f"ask(n): n must be a positive int, got {n!r}")
+        return [self.space.check(p) for p in (pending or [])]
+
+    def _observation(
+        self, index: int, conditions: Mapping[str, float], outcomes: Mapping[str, float] | None
+    ) -> Observation:
+        if not isinstance(conditions, Mapping):
+            raise OptimizerError(f"conditions[{index}] must be a mapping, got {conditions!r}")
+        cond = self.space.check(conditions)
+        if outcomes is None:
+            return Observation(conditions=cond, outcomes=None, score=None, feasible=False)
+        if not isinstance(outcomes, Mapping):
+            raise OptimizerError(
+                f"outcomes[{index}] must be a mapping of outcome name -> value or None, "
+                f"got {outcomes!r}"
+            )
+        known = (*self.objective.outcome_names, *self.extra_outcomes)
+        unknown = sorted(set(outcomes) - set(known))
+        if unknown:
+            raise OptimizerError(
+                f"outcomes[{index}]: unknown outcome(s) {unknown}; expected {list(known)} "
+                "(pass extra_outcomes=... to store more)"
+            )
+        values: dict[str, float] = {}
+        for name in known:
+            if name not in outcomes:
+                if name in self.extra_outcomes:
+                    continue
+                raise OptimizerError(
+                    f"outcomes[{index}]: outcome {name!r} is missing; the objective needs "
+                    f"{list(self.objective.outcome_names)} (use None for a failed experiment)"
+                )
+            try:
+                v = float(outcomes[name])
+            except (TypeError, ValueError) as err:
+                raise OptimizerError(
+                    f"outcomes[{index}]: {name!r} is not a number: {outcomes[name]!r}"
+                ) from err
+            if not math.isfinite(v):
+                raise OptimizerError(
+                    f"outcomes[{index}]: {name!r} = {v} is not finite; report a failed "
+                    "experiment as None"
+                )
+            values[name] = v
+        return Observation(
+            conditions=cond,
+            outcomes=values,
+            score=self.objective.score(values),
+            feasible=self.objective.is_feasible(values),
+        )

@@ -1,0 +1,126 @@
+"""Surrogate models: one GP per outcome, plus a GP that learns where experiments fail.
+
+Why this shape:
+
+* One :class:`~botorch.models.SingleTaskGP` per outcome (a ``ModelListGP``): outcomes such as a PL
+  peak (hundreds of nm) and a QY (0-1) have unrelated scales and smoothness, so each gets its own
+  lengthscales, a ``Standardize`` outcome transform and a learned (inferred) noise level.
+* Targets are modelled as the raw outcome (``pl_peak_nm``), never as ``|peak - target|``: the
+  distance is folded into the objective on posterior samples, where the peak is smooth and the GP
+  can extrapolate it; the kink of the absolute value would be a poor GP target.
+* Failed experiments carry no outcome, so the outcome GPs are trained on successes only (failures
+  cannot poison them). A separate feasibility GP is regressed on labels ``+1`` (success) / ``-1``
+  (failure) over *all* experiments; the acquisition treats "latent label > 0" as a constraint,
+  i.e. weights each candidate by its posterior probability of not failing. With Standardize the
+  prior mean is the observed success rate, so unexplored regions look as feasible as the lab's
+  average, not as certain failures.
+
+Inputs are unit-cube coordinates from the space (log parameters already in log space), so no input
+transform is needed.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any
+
+import torch
+from botorch.exceptions.warnings import OptimizationWarning
+from botorch.fit import fit_gpytorch_mll
+from botorch.models.gp_regression import SingleTaskGP
+from botorch.models.model_list_gp_regression import ModelListGP
+from botorch.models.transforms.outcome import Standardize
+from gpytorch.constraints import GreaterThan
+from gpytorch.kernels import RBFKernel
+from gpytorch.mlls import SumMarginalLogLikelihood
+from gpytorch.priors import LogNormalPrior
+from torch import Tensor
+
+#: Fixed noise (std, label units) of the feasibility GP. Learned noise on +-1 labels tends to
+#: explain failures away as noise and leave the failing region looking feasible; a small fixed
+#: noise makes each failure count while still tolerating a failure next to a success.
+FEASIBILITY_NOISE = 0.1
+
+
+#: Shortest lengthscale (unit-cube units) of the feasibility GP. Failure regions in a lab are
+#: regions (too hot, too concentrated), not isolated points; without this floor the GP fits the
+#: step between a success and a nearby failure with a tiny lengthscale and forgets each failure a
+#: few percent of the range away, so the optimizer keeps walking into the same failing region.
+FEASIBILITY_MIN_LENGTHSCALE = 0.2
+
+
+def _feasibility_kernel(dim: int) -> RBFKernel:
+    """RBF kernel with BoTorch's dimension-scaled lengthscale prior and a lengthscale floor."""
+    prior = LogNormalPrior(loc=math.sqrt(2) + 0.5 * math.log(dim), scale=math.sqrt(3))
+    floor = FEASIBILITY_MIN_LENGTHSCALE
+    return RBFKernel(
+        ard_num_dims=dim,
+        lengthscale_prior=prior,
+        lengthscale_constraint=GreaterThan(floor, transform=None,
+                                           initial_value=max(float(prior.mode), 2 * floor)),
+    )
+
+
+def build_model_list(
+    X_ok: Tensor,
+    Y_ok: Tensor,
+    X_all: Tensor | None = None,
+    ok: Tensor | None = None,
+    *,
+    maxiter: int = 100,
+) -> ModelListGP:
+    """Fit one GP per outcome and, if given, the feasibility GP (last output).
+
+    Args:
+        X_ok: Unit-cube inputs of successful experiments, shape ``(n_ok, d)``.
+        Y_ok: Their outcomes, shape ``(n_ok, m)``.
+        X_all: Inputs of all experiments, shape ``(n, d)``; with ``ok``, adds the feasibility GP.
+        ok: Success flags of ``X_all``, shape ``(n,)``, bool.
+        maxiter: L-BFGS-B iteration cap per GP. The marginal likelihood is flat near its optimum,
+            so ~100 iterations reach it within noise at half the cost of running to tolerance.
+
+    Returns:
+        A fitted ``ModelListGP`` with ``m`` outputs, or ``m + 1`` with the feasibility GP last.
+    """
+    models = [
+        SingleTaskGP(X_ok, Y_ok[:, j : j + 1], outcome_transform=Standardize(m=1))
+        for j in range(Y_ok.shape[-1])
+    ]
+    if X_all is not None and ok is not None:
+        labels = torch.where(ok, 1.0, -1.0).to(X_all).unsqueeze(-1)
+        label_var = torch.full_like(labels, FEASIBILITY_NOISE**2)
+        kernel = _feasibility_kernel(X_all.shape[-1])
+        models.append(
+            SingleTaskGP(X_all, labels, label_var, covar_module=kernel,
+                         outcome_transform=Standardize(m=1))
+        )
+    model = ModelListGP(*models)
+    mll = SumMarginalLogLikelihood(model.likelihood, model)
+    with warnings.catch_warnings():
+        # A fit that stops at maxiter is still a usable fit; BoTorch retries the bad ones itself.
+        warnings.simplefilter("ignore", OptimizationWarning)
+        fit_gpytorch_mll(mll, optimizer_kwargs={"options": {"maxiter": maxiter}})
+    model.eval()
+    return model
+
+
+def hyperparameters(model: ModelListGP, names: list[str]) -> dict[str, dict[str, Any]]:
+    """Fitted hyperparameters per output, in their constrained (readable) form, JSON-compatible.
+
+    Lengthscales are in unit-cube units; noise and output scale in standardized outcome units.
+
+    Args:
+        model: The fitted model list.
+        names: One name per output (outcome names, then ``"feasibility"`` if present).
+    """
+    record: dict[str, dict[str, Any]] = {}
+    submodels: list[Any] = list(model.models)
+    for name, sub in zip(names, submodels, strict=True):
+        values: dict[str, Any] = {}
+        for pname, param, constraint in sub.named_parameters_and_constraints():
+            value = param if constraint is None else constraint.transform(param)
+            key = pname.replace("raw_", "")
+            values[key] = value.detach().cpu().reshape(-1).tolist()
+        record[name] = values
+    return record

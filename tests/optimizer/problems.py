@@ -1,0 +1,100 @@
+"""Cheap analytic test problems for the optimizer tests (no twin, no hardware).
+
+Every problem is written in the unit cube of its space, so the optimizer's log-scale handling is
+exercised (``b`` is a log parameter) while the true optimum stays easy to state.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+from autolab.objective import Maximize, Minimize, ObjectiveSpec, Target
+from autolab.space import LinearConstraint, Parameter, ParameterSpace
+
+#: Settings small enough that a test's whole campaign takes seconds on two cores.
+FAST = {"num_restarts": 2, "raw_samples": 32, "mc_samples": 32, "maxiter": 25, "fit_maxiter": 50,
+        "device": "cpu"}
+
+
+def space_2d() -> ParameterSpace:
+    """``a`` linear in [0, 10], ``b`` log-scale in [1, 100]."""
+    return ParameterSpace(parameters=(
+        Parameter(name="a", lower=0.0, upper=10.0),
+        Parameter(name="b", lower=1.0, upper=100.0, scale="log"),
+    ))
+
+
+def space_3d_constrained() -> ParameterSpace:
+    """``a``, ``c`` linear, ``b`` log; constraint ``a + c <= 12`` cuts off a corner."""
+    return ParameterSpace(
+        parameters=(
+            Parameter(name="a", lower=0.0, upper=10.0),
+            Parameter(name="b", lower=1.0, upper=100.0, scale="log"),
+            Parameter(name="c", lower=0.0, upper=10.0),
+        ),
+        constraints=(LinearConstraint.parse("a + c <= 12"),),
+    )
+
+
+def unit(space: ParameterSpace, conditions: Mapping[str, float]) -> list[float]:
+    """Unit-cube coordinates of one point."""
+    return [float(v) for v in space.to_unit([conditions])[0]]
+
+
+def peak_problem(space: ParameterSpace, conditions: Mapping[str, float]) -> dict[str, float]:
+    """A "PL peak" rising with ``a`` (500-610 nm) and a "qy" peaked at ``u_b = 0.7``."""
+    u = unit(space, conditions)
+    peak = 500.0 + 100.0 * u[0] + 10.0 * u[1] ** 2
+    qy = 0.5 * math.exp(-4.0 * (u[1] - 0.7) ** 2)
+    return {"pl_peak_nm": peak, "qy": qy}
+
+
+def target_objective() -> ObjectiveSpec:
+    """550 nm ± 2, as bright as possible."""
+    return ObjectiveSpec(terms=(
+        Target(outcome="pl_peak_nm", value=550.0, tolerance=2.0),
+        Maximize(outcome="qy", scale=0.1),
+    ))
+
+
+def cliff_problem(
+    space: ParameterSpace, conditions: Mapping[str, float]
+) -> dict[str, float] | None:
+    """``y`` grows with ``a``, but every experiment with ``u_a > 0.6`` fails (clogs).
+
+    The feasible optimum is the cliff edge ``u_a = 0.6``; a model that ignores failures keeps
+    being drawn past it, where its outcome GP extrapolates ever higher ``y``.
+    """
+    u = unit(space, conditions)
+    if u[0] > 0.6:
+        return None
+    return {"y": u[0] + 0.2 * math.sin(3.0 * u[1])}
+
+
+def pareto_problem(space: ParameterSpace, conditions: Mapping[str, float]) -> dict[str, float]:
+    """Conflicting outcomes: ``f1`` up with ``a``; ``f2`` (to minimize) up with ``a`` and ``b``."""
+    u = unit(space, conditions)
+    return {"f1": u[0], "f2": u[0] ** 2 + 0.5 * u[1]}
+
+
+def pareto_objective() -> ObjectiveSpec:
+    """Maximize ``f1``, minimize ``f2``; Pareto mode with a fixed reference point."""
+    return ObjectiveSpec(
+        terms=(Maximize(outcome="f1"), Minimize(outcome="f2")),
+        mode="pareto",
+        ref_point=(-0.1, -1.6),
+    )
+
+
+def hypervolume_2d(points: list[tuple[float, float]], ref: tuple[float, float]) -> float:
+    """Dominated hypervolume of 2-D maximization utilities above ``ref`` (exact sweep)."""
+    pts = sorted((p for p in points if p[0] > ref[0] and p[1] > ref[1]), key=lambda p: -p[0])
+    area, best_y = 0.0, ref[1]
+    for x, y in pts:
+        if y > best_y:
+            area += (x - ref[0]) * (y - best_y)
+            best_y = y
+    return area
+
+
