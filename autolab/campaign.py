@@ -43,6 +43,8 @@ from autolab.records import Conditions, Features, Measurement, Trial, TrialStatu
 from autolab.tracking import Journal, JournalHeader, JournalState, NullTracker, Tracker, sync
 
 JOURNAL_NAME = "journal.jsonl"
+#: Redraw the campaign plots in MLflow every this many experiments (and at the end).
+PLOT_EVERY = 5
 
 
 class StopReason(StrEnum):
@@ -195,10 +197,16 @@ class Campaign:
         if self.tracker.keeps_records:
             self.journal.set_tracker_run(run_id, self.tracker.tracking_uri)
 
-    def _sync(self) -> None:
-        """Log what the tracker has not seen yet (this trial, and any backlog of an outage)."""
+    def _sync(self, final: bool = False) -> None:
+        """Log what the tracker has not seen yet (this trial, and any backlog of an outage).
+
+        Campaign-level plots are redrawn for the first few experiments, then every
+        ``PLOT_EVERY`` experiments and at the end: redrawing them takes 1-2 s.
+        """
+        n = len(self.trials)
+        refresh = final or n <= PLOT_EVERY or n % PLOT_EVERY == 0
         try:
-            sync(self.journal, self.tracker)
+            sync(self.journal, self.tracker, refresh_plots=refresh)
         except TrackingError as err:
             self.journal.append_note(f"tracking failed, will retry: {err}")
 
@@ -338,6 +346,7 @@ class Campaign:
             self.journal.append_interrupted(index, why or "stopped during the experiment")
         if reason is None:
             return
+        self._sync(final=True)
         self.journal.append_stopped(f"{reason.value}: {why}" if why else reason.value)
         with contextlib.suppress(TrackingError):
             self.tracker.end_campaign(status, reason.value)

@@ -82,7 +82,7 @@ def simulate(
     except AutolabError as err:
         raise _fail(f"the experiment failed: {err}", EXIT_FAILURE) from err
     features = analyze(measurement)
-    truth = executor.truths[-1]
+    truth = executor.truths[max(executor.truths)]
     table = Table(title="Features (measured by the analyzer vs the twin's noise-free truth)")
     for col in ("feature", "measured", "± (1σ)", "truth"):
         table.add_column(col, justify="right" if col != "feature" else "left")

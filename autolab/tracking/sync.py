@@ -23,7 +23,7 @@ from autolab.tracking.summary import best_so_far, lab_clocks
 
 
 def sync(journal: Journal | str | os.PathLike[str], tracker: Tracker, *,
-         predictions: Sequence[Prediction] | None = None) -> int:
+         predictions: Sequence[Prediction] | None = None, refresh_plots: bool = True) -> int:
     """Log every journaled experiment the tracker does not hold yet, and mark it tracked.
 
     Attaches the tracker first if needed: to the run the journal names, or (if the campaign never
@@ -37,6 +37,8 @@ def sync(journal: Journal | str | os.PathLike[str], tracker: Tracker, *,
         tracker: Where to log. A tracker that keeps no records (:class:`NullTracker`) is left
             alone and nothing is marked.
         predictions: Model-fit points for the refreshed campaign plots.
+        refresh_plots: Redraw the campaign-level plots and table after logging (about 1-2 s for
+            a few dozen experiments; a running campaign does it every few experiments).
 
     Returns:
         How many experiments were logged to the tracker by this call.
@@ -49,15 +51,16 @@ def sync(journal: Journal | str | os.PathLike[str], tracker: Tracker, *,
     if not tracker.keeps_records:
         return 0
     if isinstance(journal, Journal):
-        return _sync(journal, tracker, predictions)
+        return _sync(journal, tracker, predictions, refresh_plots)
     with Journal.open(journal) as j:
-        return _sync(j, tracker, predictions)
+        return _sync(j, tracker, predictions, refresh_plots)
 
 
-def _sync(journal: Journal, tracker: Tracker, predictions: Sequence[Prediction] | None) -> int:
+def _sync(journal: Journal, tracker: Tracker, predictions: Sequence[Prediction] | None,
+          refresh_plots: bool) -> int:
     state = journal.state
     _attach(journal, tracker)
-    if not state.untracked:
+    if not state.untracked and not refresh_plots:
         return 0
     finished = state.finished()
     position = {t.index: i for i, t in enumerate(finished)}
@@ -70,7 +73,8 @@ def _sync(journal: Journal, tracker: Tracker, predictions: Sequence[Prediction] 
         if tracker.log_trial(finished[i], best[i], clocks[i], _extra_metrics(extra)):
             logged += 1
         journal.mark_tracked(idx)
-    tracker.log_campaign_artifacts(finished, predictions=predictions, lab_clock_h=clocks)
+    if refresh_plots and finished:
+        tracker.log_campaign_artifacts(finished, predictions=predictions, lab_clock_h=clocks)
     return logged
 
 

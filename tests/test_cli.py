@@ -1,0 +1,89 @@
+"""The autolab command: exit codes, messages, files written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from autolab.cli import EXIT_FAILURE, EXIT_INPUT, app
+
+ROOT = Path(__file__).parent.parent
+runner = CliRunner()
+
+
+def invoke(*args: str) -> tuple[int, str]:
+    result = runner.invoke(app, list(args))
+    return result.exit_code, result.output
+
+
+def test_validate_accepts_shipped_campaign() -> None:
+    code, out = invoke("validate", str(ROOT / "campaigns" / "target_550nm.yaml"))
+    assert code == 0, out
+    assert "valid" in out
+    assert "t_shell_c - t_core_c >= 40" in out
+
+
+def test_validate_refuses_bad_file_with_exit_2(tmp_path: Path) -> None:
+    data = yaml.safe_load((ROOT / "campaigns" / "target_550nm.yaml").read_text())
+    data["budget"]["max_experiments"] = -3
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(data))
+    code, out = invoke("validate", str(bad))
+    assert code == EXIT_INPUT
+    assert "budget.max_experiments = -3" in out
+
+
+def test_simulate_prints_features_and_writes_png(tmp_path: Path) -> None:
+    png = tmp_path / "spectra.png"
+    code, out = invoke("simulate", "t_core_c=180", "tau_core_min=13", "t_shell_c=290",
+                       "tau_shell_min=15", "cl_to_i=6", "s_to_zn=2", "--out", str(png))
+    assert code == 0, out
+    assert "PL peak" in out
+    assert "QY" in out
+    assert png.read_bytes().startswith(b"\x89PNG")
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (["t_core_c=180"], "missing"),
+    (["t_core_c=hot"], "expected a number"),
+    (["t_core_c"], "NAME=VALUE"),
+])
+def test_simulate_bad_conditions_exit_2(args: list[str], needle: str) -> None:
+    code, out = invoke("simulate", *args)
+    assert code == EXIT_INPUT
+    assert needle in out
+
+
+def test_simulate_outside_reactor_limits_is_refused() -> None:
+    code, out = invoke("simulate", "t_core_c=400", "tau_core_min=13", "t_shell_c=450",
+                       "tau_shell_min=15", "cl_to_i=6", "s_to_zn=2")
+    assert code in (EXIT_INPUT, EXIT_FAILURE)
+    assert "t_core_c" in out
+
+
+def test_run_report_and_resume_of_a_finished_campaign(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    code, out = invoke("run", str(ROOT / "campaigns" / "target_550nm.yaml"), "--budget", "3",
+                       "--runs-dir", str(runs), "--tracking-uri",
+                       f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert code == 0, out
+    assert "3/30" not in out  # the budget override is what the progress shows
+    assert "3/3" in out
+    assert "mlflow ui" in out
+    (run_dir,) = runs.iterdir()
+    code, out = invoke("report", str(run_dir))
+    assert code == 0, out
+    assert (run_dir / "report" / "summary.md").exists()
+    assert (run_dir / "report" / "convergence.png").read_bytes().startswith(b"\x89PNG")
+    code, out = invoke("resume", str(run_dir), "--no-tracking")
+    assert code == 0, out
+    assert "stopped: budget" in out
+
+
+def test_resume_without_a_campaign_exits_4(tmp_path: Path) -> None:
+    code, out = invoke("resume", "--runs-dir", str(tmp_path))
+    assert code == EXIT_FAILURE
+    assert "no campaign" in out
