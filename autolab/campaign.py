@@ -117,6 +117,7 @@ class Campaign:
         self.trials: list[Trial] = []
         self._fixed = dict(config.space.fixed)
         self._queue: list[dict[str, float]] = []
+        self._predictions: list[dict[str, Any] | None] = []
         self._stop_requested = False
 
     # ----------------------------------------------------------------------------- construction
@@ -227,14 +228,20 @@ class Campaign:
         names = self.config.space.parameters
         return {n: float(conditions[n]) for n in names}
 
-    def _next_proposal(self) -> tuple[dict[str, float], float]:
+    def _next_proposal(self) -> tuple[dict[str, float], float, dict[str, Any] | None]:
+        """The next conditions, the seconds it took to propose them, the model's prediction."""
         if self._queue:
-            return self._queue.pop(0), 0.0
+            prediction = self._predictions.pop(0) if self._predictions else None
+            return self._queue.pop(0), 0.0, prediction
         t0 = time.perf_counter()
         batch = self.optimizer.ask(self.config.optimizer.batch_size)
         elapsed = time.perf_counter() - t0
+        predictions: list[dict[str, Any] | None] = list(
+            getattr(self.optimizer, "last_predictions", None) or [])
+        predictions += [None] * (len(batch) - len(predictions))
         self._queue.extend(batch[1:])
-        return batch[0], elapsed
+        self._predictions = predictions[1:]
+        return batch[0], elapsed, predictions[0]
 
     def _outcomes(self, trial: Trial) -> dict[str, float] | None:
         """What the optimizer is told: the outcomes its objective reads, or None (failed)."""
@@ -246,7 +253,7 @@ class Campaign:
     def step(self) -> Trial:
         """Run one experiment end to end and return its trial (completed or failed)."""
         index = self.journal.state.next_index
-        proposal, proposal_time_s = self._next_proposal()
+        proposal, proposal_time_s, prediction = self._next_proposal()
         conditions = Conditions.from_mapping({**proposal, **self._fixed})
         self.journal.append_started(index, conditions.as_dict(), proposal_time_s)
         measurement: Measurement | None = None
@@ -269,11 +276,17 @@ class Campaign:
         trial = Trial(index=index, conditions=conditions.as_dict(), status=status,
                       features=features, objective=objective, error=error,
                       proposal_time_s=proposal_time_s, measurement=measurement)
+        metrics = {"reagent_ml_total": sum(self.executor.reagent_ml.values())}
+        if prediction is not None:
+            metrics["predicted_score"] = prediction["score_mean"]
+            metrics.update({f"predicted_{name}": mean_sd[0]
+                            for name, mean_sd in prediction["outcomes"].items()})
         self.journal.append_trial(trial, extra={
             "executor_state": self.executor.state_dict(),
             "queue": self._queue,
             "lab_clock_h": self.executor.lab_clock_h,
-            "metrics": {"reagent_ml_total": sum(self.executor.reagent_ml.values())},
+            "metrics": metrics,
+            "prediction": prediction,
         })
         self.trials.append(trial)
         self.optimizer.tell([proposal], [self._outcomes(trial)])

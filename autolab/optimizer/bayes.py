@@ -74,6 +74,10 @@ class BotorchSettings(BaseModel):
     cpu_threads: int = Field(default=1, ge=1, le=256)
 
 
+#: Posterior samples behind each recorded prediction (mean and sd of the score).
+PREDICTION_SAMPLES = 256
+
+
 class BotorchOptimizer(BaseOptimizer):
     """Bayesian optimization with BoTorch for any space and any named outcomes.
 
@@ -105,6 +109,9 @@ class BotorchOptimizer(BaseOptimizer):
         self._record: dict[str, Any] | None = None
         #: Seconds the last :meth:`ask` took (for the tracker's "proposal time").
         self.last_ask_seconds = 0.0
+        #: The model's prediction for each point of the last model-based ask (empty for the
+        #: initial design): see :meth:`_predict`. Not part of the state: it is recomputable.
+        self.last_predictions: list[dict[str, Any]] = []
 
     @property
     def n_init(self) -> int:
@@ -131,6 +138,7 @@ class BotorchOptimizer(BaseOptimizer):
         checked = self._check_pending(n, pending)
         n_done = len(self._observations)
         n_ok = sum(not o.failed for o in self._observations)
+        self.last_predictions = []
         if n_done + len(checked) < self.n_init or n_ok < 2:
             u = sobol_design(self.space, self.seed, n_done + len(checked), n)
         else:
@@ -196,7 +204,33 @@ class BotorchOptimizer(BaseOptimizer):
                     # BoTorch types ic_generator with a positional signature it never uses.
                     ic_generator=_InitialConditions(self.space, seed, X_ok.cpu().numpy()),  # type: ignore[arg-type]
                 )
+            self.last_predictions = self._predict(model, cand.detach())
         return _repair(self.space, cand.detach().cpu().numpy().astype(np.float64))
+
+    def _predict(self, model: Any, X: torch.Tensor) -> list[dict[str, Any]]:
+        """The fitted model's belief about each candidate, for the model-fit plot.
+
+        Args:
+            model: The fitted model list (outcomes first, then feasibility if any).
+            X: Candidates in the unit cube, shape ``(q, d)``.
+
+        Returns:
+            Per candidate: ``score_mean``/``score_sd`` of the scalar score over posterior
+            samples, and ``outcomes``: name -> ``[mean, sd]``.
+        """
+        m = len(self.objective.outcome_names)
+        with torch.no_grad():
+            samples = model.posterior(X).rsample(torch.Size([PREDICTION_SAMPLES]))[..., :m]
+            scores = self.objective.score_tensor(samples)  # (S, q)
+        out = []
+        for j in range(X.shape[0]):
+            out.append({
+                "score_mean": float(scores[:, j].mean()),
+                "score_sd": float(scores[:, j].std()),
+                "outcomes": {name: [float(samples[:, j, k].mean()), float(samples[:, j, k].std())]
+                             for k, name in enumerate(self.objective.outcome_names)},
+            })
+        return out
 
     def _settings_dict(self) -> dict[str, Any]:
         return self.settings.model_dump(mode="json")

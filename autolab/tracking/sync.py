@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from autolab.exceptions import TrackingError
+from autolab.records import Trial
 from autolab.tracking.base import Prediction, Tracker
 from autolab.tracking.journal import Journal
 from autolab.tracking.summary import best_so_far, lab_clocks
@@ -74,8 +75,29 @@ def _sync(journal: Journal, tracker: Tracker, predictions: Sequence[Prediction] 
             logged += 1
         journal.mark_tracked(idx)
     if refresh_plots and finished:
-        tracker.log_campaign_artifacts(finished, predictions=predictions, lab_clock_h=clocks)
+        if predictions is None:
+            predictions = journaled_predictions(finished, state.extras)
+        tracker.log_campaign_artifacts(finished, predictions=predictions or None,
+                                       lab_clock_h=clocks)
     return logged
+
+
+def journaled_predictions(trials: Sequence[Trial],
+                          extras: Mapping[int, Mapping[str, Any]]) -> list[Prediction]:
+    """The model-fit points: ``(predicted mean, predicted sd, measured)`` of the objective.
+
+    One per scored trial whose journal record holds the optimizer's prediction
+    (``extra["prediction"]``, written by the campaign when the proposal came from a model).
+    """
+    out: list[Prediction] = []
+    for t in trials:
+        pred = extras.get(t.index, {}).get("prediction")
+        if t.objective is None or not isinstance(pred, Mapping):
+            continue
+        mean, sd = pred.get("score_mean"), pred.get("score_sd")
+        if isinstance(mean, int | float) and isinstance(sd, int | float):
+            out.append((float(mean), float(sd), float(t.objective)))
+    return out
 
 
 def _attach(journal: Journal, tracker: Tracker) -> None:
