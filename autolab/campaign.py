@@ -132,12 +132,8 @@ class Campaign:
         header = JournalHeader.new(config.name, config.model_dump(mode="json"), seed=config.seed,
                                    campaign_id=run_dir.name)
         journal = Journal.create(run_dir / JOURNAL_NAME, header)
-        campaign = cls(config, run_dir, journal,
-                       executor=executor or make_executor(config),
-                       optimizer=make_optimizer(config.optimizer.kind, config.space.build(),
-                                                config.objective, seed=config.seed,
-                                                **config.optimizer.settings),
-                       tracker=tracker or NullTracker(), on_trial=on_trial)
+        campaign = cls._assemble(config, run_dir, journal, executor=executor,
+                                      tracker=tracker, on_trial=on_trial)
         campaign._start_tracking()
         return campaign
 
@@ -159,19 +155,27 @@ class Campaign:
         journal = Journal.open(path)
         state = journal.state
         config = parse_campaign(state.header.config, f"{path} (header)")
-        campaign = cls(config, run_dir, journal,
-                       executor=executor or make_executor(config),
-                       optimizer=make_optimizer(config.optimizer.kind, config.space.build(),
-                                                config.objective, seed=config.seed,
-                                                **config.optimizer.settings),
-                       tracker=tracker or NullTracker(), on_trial=on_trial)
+        campaign = cls._assemble(config, run_dir, journal, executor=executor,
+                                      tracker=tracker, on_trial=on_trial)
         campaign._restore(state)
         return campaign
 
+    @classmethod
+    def _assemble(cls, config: CampaignConfig, run_dir: Path, journal: Journal, *,
+                  executor: Executor | None, tracker: Tracker | None,
+                  on_trial: Callable[[Campaign, Trial], None] | None) -> Campaign:
+        """The campaign object with the executor, optimizer and tracker its config asks for."""
+        optimizer = make_optimizer(config.optimizer.kind, config.space.build(), config.objective,
+                                   seed=config.seed, **config.optimizer.settings)
+        return cls(config, run_dir, journal, executor=executor or make_executor(config),
+                   optimizer=optimizer, tracker=tracker or NullTracker(), on_trial=on_trial)
+
     def _restore(self, state: JournalState) -> None:
+        """Bring optimizer, executor and queue to where the journal ends."""
         self.trials = list(state.trials)
-        for trial in self.trials:
-            self.optimizer.tell([self._searched(trial.conditions)], [self._outcomes(trial)])
+        if self.trials:
+            self.optimizer.tell([self._searched(t.conditions) for t in self.trials],
+                                [self._outcomes(t) for t in self.trials])
         extra = state.last_extra or {}
         if "executor_state" in extra:
             self.executor.load_state_dict(extra["executor_state"])
