@@ -415,4 +415,5 @@ class Campaign:
             self.journal.close()
         return CampaignResult(stop_reason=reason, trials=list(self.trials), best=self.best(),
                               run_dir=self.run_dir, tracking_run_id=self.tracking_run_id,
-                              untracked=list(self.journal.state.untracked))
+                              untracked=(list(self.journal.state.untracked)
+                                         if self.tracker.keeps_records else []))

@@ -13,9 +13,11 @@ Exit codes (so scripts and CI can tell outcomes apart):
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -134,9 +136,21 @@ def validate(file: Annotated[Path, typer.Argument(help="Campaign YAML file.")]) 
 
 
 # --------------------------------------------------------------------------------------- run
-def _progress_printer(total: int) -> Any:
+@contextlib.contextmanager
+def _progress(total: int, done: int = 0) -> Iterator[Any]:
+    """A live bar (experiment k/N, best so far, lab hours) with one printed line per trial.
+
+    Yields the ``on_trial`` callback for :class:`~autolab.campaign.Campaign`.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     from autolab.campaign import Campaign
     from autolab.records import Trial
+
+    bar = Progress(TextColumn("[bold]experiments"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("{task.description}"), TimeElapsedColumn(), console=console,
+                   transient=True)
+    task = bar.add_task("", total=total, completed=done)
 
     def on_trial(campaign: Campaign, trial: Trial) -> None:
         c = trial.conditions
@@ -148,13 +162,16 @@ def _progress_printer(total: int) -> Any:
         else:
             result = f"[yellow]failed: {trial.error}[/]"
         best = campaign.best()
-        best_txt = "" if best is None or best.features is None else (
-            f"best #{best.index + 1}: {best.features.pl_peak_nm:.1f} nm, QY "
-            f"{100 * best.features.qy:.0f}%")
-        console.print(f"[bold]{trial.index + 1:>3}/{total}[/] {cond} -> {result}  "
-                      f"[dim]{best_txt}; lab {campaign.executor.lab_clock_h:.1f} h[/]")
+        best_txt = "no feasible result yet" if best is None or best.features is None else (
+            f"best exp-{best.index:03d}: {best.features.pl_peak_nm:.1f} nm, "
+            f"QY {100 * best.features.qy:.0f}%")
+        k = len(campaign.trials)
+        bar.console.print(f"[bold]{k:>3}/{total}[/] {cond} -> {result}")
+        bar.update(task, completed=k, description=(
+            f"{best_txt}; lab {campaign.executor.lab_clock_h:.1f} h"))
 
-    return on_trial
+    with bar:
+        yield on_trial
 
 
 def _finish(result: Any) -> None:
@@ -164,7 +181,7 @@ def _finish(result: Any) -> None:
     best = result.best
     if best is not None and best.features is not None:
         f = best.features
-        console.print(f"best experiment #{best.index + 1}: PL {f.pl_peak_nm:.1f} nm, "
+        console.print(f"best: exp-{best.index:03d}, PL {f.pl_peak_nm:.1f} nm, "
                       f"FWHM {f.fwhm_nm:.1f} nm, QY {100 * f.qy:.1f}% at "
                       + ", ".join(f"{k}={v:.4g}" for k, v in best.conditions.items()))
     console.print(f"journal: {result.run_dir}")
@@ -217,10 +234,11 @@ def run(
     tracker = _make_tracker(cfg.tracking.enabled and not no_tracking, uri, cfg.tracking.experiment)
     console.rule(f"campaign {cfg.name}: {cfg.objective.describe()}")
     try:
-        campaign = Campaign.create(cfg, runs_dir, tracker=tracker,
-                                   on_trial=_progress_printer(cfg.budget.max_experiments))
-        console.print(f"journal: {campaign.run_dir}")
-        _finish(campaign.run())
+        with _progress(cfg.budget.max_experiments) as on_trial:
+            campaign = Campaign.create(cfg, runs_dir, tracker=tracker, on_trial=on_trial)
+            console.print(f"journal: {campaign.run_dir}")
+            result = campaign.run()
+        _finish(result)
     except KeyboardInterrupt as err:
         raise _fail("interrupted during an experiment; it will be re-run on resume",
                     EXIT_INTERRUPTED) from err
@@ -254,10 +272,12 @@ def resume(
         uri = _tracking_uri(tracking_uri, state.tracking_uri or tcfg.get("uri"))
         tracker = _make_tracker(tcfg.get("enabled", True) and not no_tracking, uri,
                                 tcfg.get("experiment", "autolab"))
-        campaign = Campaign.resume(folder, tracker=tracker, on_trial=_progress_printer(
-            state.header.config["budget"]["max_experiments"]))
-        console.rule(f"resuming {folder.name} after {len(campaign.trials)} experiment(s)")
-        _finish(campaign.run())
+        console.rule(f"resuming {folder.name} after {len(state.trials)} experiment(s)")
+        with _progress(state.header.config["budget"]["max_experiments"],
+                       len(state.trials)) as on_trial:
+            campaign = Campaign.resume(folder, tracker=tracker, on_trial=on_trial)
+            result = campaign.run()
+        _finish(result)
     except ConfigError as err:
         raise _fail(str(err), EXIT_INPUT) from err
     except KeyboardInterrupt as err:
