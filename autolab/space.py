@@ -145,7 +145,8 @@ class LinearConstraint(BaseModel):
             m = _CONSTRAINT_TERM.match(rest, pos)
             if m is None or m.end() == pos:
                 raise ConfigError(
-                    f"constraint {text!r}: cannot read {rest[pos:]!r}; write terms like '2*t_core_c'"
+                    f"constraint {text!r}: cannot read {rest[pos:]!r}; "
+                    "write terms like '2*t_core_c'"
                 )
             sign = -1.0 if m.group(1) == "-" else 1.0
             coef = float(m.group(2)) if m.group(2) else 1.0

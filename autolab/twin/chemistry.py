@@ -5,25 +5,37 @@ The model is a segregated-flow (fluid-element) picture of the CSTR cascade:
 * **Core stage.** Nuclei form in a burst in the first tank; their number (relative to a
   chloride-only feed at ``t_ref_core_c`` and ``p_opt``) grows with the iodide fraction
   I/(Cl+I) (iodide speeds nucleation and caps growth, so more iodide gives smaller, bluer dots),
-  falls with temperature (fewer, larger dots when hot) and rises with P:In (more reactive
-  aminophosphine). The In precursor converts first-order with an Arrhenius rate that also
-  scales with the particle surface available (``nuclei**surface_rate_exponent``); at P:In below
-  ``p_stoich`` = 4 only P:In/4 of the In can convert (P-limited, chemistry-data §1.2 note). A
-  fluid element of age *t* holds particles of edge ``L(t) = (L_seed³ + L_g³·X(t)/nuclei)^(1/3)``.
-  The size distribution is the distribution of ``L(t)`` over the tanks-in-series (Erlang) age
-  distribution, evaluated by Gauss–Laguerre quadrature: the RTD broadens sizes strongly while
-  growth is still linear in time and hardly at all once the precursor is used up (chemistry-data
-  §3.2 take-away (i)). Nucleation-burst width (narrows with T and with iodide), Ostwald
-  ripening (grows with T and time) and P:In mismatch add spread in quadrature; their balance puts
-  the narrowest cores at 180 °C and P:In 3.6 (seed paper).
+  changes with temperature and rises with P:In (more reactive aminophosphine). The In precursor
+  converts first-order with an Arrhenius rate (a few tenths per minute at 180 °C, so conversion
+  takes minutes and the residence time matters) that also scales with the particle surface
+  available (``nuclei**surface_rate_exponent``); at P:In below ``p_stoich`` = 4 only P:In/4 of
+  the In can convert (P-limited, chemistry-data §1.2 note). A fluid element of age *t* holds
+  particles of edge ``L(t) = (L_seed³ + L_g³·X(t)/nuclei)^(1/3)``. The size distribution is the
+  distribution of ``L(t)`` over the tanks-in-series (Erlang) age distribution, evaluated by
+  Gauss–Laguerre quadrature: the RTD broadens sizes strongly while growth is still linear in time
+  (short, cold core stages) and hardly at all once the precursor is used up (chemistry-data §3.2
+  take-away (i)). The nucleation burst adds a spread that narrows with T and with iodide but
+  never below ``cv_nucleation_floor`` (spread of nucleation times within a burst); Ostwald
+  ripening (grows with T and time) and P:In mismatch add spread in quadrature; their balance
+  puts the narrowest cores at 180 °C and P:In 3.6 (seed paper).
+* **Precursor left at the core outlet** reaches the hot shell stage. There it converts at
+  ``t_shell_c``; a share ``shell_growth_fraction`` deposits on the cores (the stirred tanks share
+  that monomer among all dots: equal volume per dot, which narrows the relative size spread and
+  red-shifts), the rest builds an In-rich interface that quenches emission (``k_residual_rel``).
 * **Shell stage.** ZnS thickness ``h = h_max·E[1 - exp(-k_s·t)]`` over the shell-stage Erlang ages
   (closed form ``1 - (1 + k_s·τ/N)^-N``) with an Arrhenius ``k_s`` (low Zn reactivity, high
   activation energy) and ``h_max`` limited by sulfur below S:Zn = 2. Interface alloying/etching,
   a diffusion length ``∝ sqrt(D(T)·τ)``, shrinks the effective core and gives the blue shift with
   shell temperature (563 → 558 nm from 270 → 310 °C).
 * **Quantum yield** (chemistry-data §3.6): ``QY = k_r / (k_r + k_surf·exp(-h/h0) +
-  k_strain·max(0, h - h_c)² + k_base + k_S·max(0, S:Zn - 2) + k_P·ln(P:In/p_opt)²)``, plus a
-  deep-trap emission yield that fades with shell thickness (the red tail of thin shells).
+  k_strain·max(0, h - h_c)² + k_base + k_S+·max(0, S:Zn - 2) + k_S-·max(0, 2 - S:Zn) +
+  k_P·ln(P:In/p_opt)² + k_hot(T_shell)·sqrt(τ_shell/15) + k_res·residual)``: thin shells leave
+  surface traps, thick ones misfit defects, S-rich and Zn-rich (S-poor) surfaces trap carriers,
+  off-stoichiometric cores carry defects, hot shells damage the interface (high activation
+  energy), and unreacted core precursor makes an In-rich interface. Only the paper's region
+  (T_core ~180 °C with enough time, T_shell ~290 °C, S:Zn ~2, P:In ~3.6) gets all of them small.
+  A deep-trap emission yield fades within about a monolayer of shell (the red tail of thin
+  shells).
 
 Everything here is a pure function of arrays of shape ``(n,)`` (one entry per condition set).
 """
@@ -96,12 +108,15 @@ class CoreState:
         size_cv: Relative standard deviation of the edge length.
         conversion: Mean fraction of the fed In converted to InP.
         nuclei_rel: Nuclei count relative to a chloride-only feed at the reference T and P:In.
+        residual_precursor: Fraction of the convertible In precursor still unreacted at the
+            core outlet (0 = fully converted); it reaches the hot shell stage.
     """
 
     mean_edge_a: FloatArray
     size_cv: FloatArray
     conversion: FloatArray
     nuclei_rel: FloatArray
+    residual_precursor: FloatArray
 
 
 @dataclass(frozen=True, eq=False)
@@ -158,14 +173,20 @@ def nuclei_rel(c: ConditionArrays, chem: ChemistryParams) -> FloatArray:
 
 
 def core_stage(c: ConditionArrays, chem: ChemistryParams, n_core_tanks: int,
-               horizontal: bool = False) -> CoreState:
-    """Steady-state outlet of the core stage (size distribution over the RTD).
+               horizontal: bool = False, n_shell_tanks: int = 0) -> CoreState:
+    """Steady-state size distribution of the InP cores (over the core-stage RTD).
 
     Args:
         c: Conditions, arrays of shape ``(n,)``.
         chem: Chemistry constants.
         n_core_tanks: Tanks in the core stage (sets the Erlang order of the age distribution).
         horizontal: Cascade lies flat: trapped gas shortens the residence and adds spread.
+        n_shell_tanks: 0 for the core-stage outlet (bare cores). Otherwise the cores as they
+            leave the shell stage of that many tanks: the precursor still unreacted at the core
+            outlet converts there at ``t_shell_c``, and ``shell_growth_fraction`` of it deposits
+            on the existing cores. The stirred shell tanks share that monomer among all dots,
+            so every dot gains the same volume, which narrows the relative size spread (small
+            dots gain more edge length) and red-shifts.
 
     Returns:
         The core state, arrays of shape ``(n,)``.
@@ -180,6 +201,13 @@ def core_stage(c: ConditionArrays, chem: ChemistryParams, n_core_tanks: int,
     x_nodes, w = erlang_nodes(n_core_tanks)
     ages = tau[:, None] * x_nodes[None, :]  # (n, m)
     conv = x_max[:, None] * -np.expm1(-k[:, None] * ages)
+    residual = 1.0 - (conv @ w) / x_max
+    if n_shell_tanks:
+        k_hot = (arrhenius(chem.k_conv_ref_per_min, chem.ea_conv_kj_mol, c.t_shell_c,
+                           chem.t_ref_core_c) * nuc ** chem.surface_rate_exponent)
+        n_s = float(n_shell_tanks)
+        done = 1.0 - (1.0 + k_hot * c.tau_shell_min / n_s) ** (-n_s)
+        conv = conv + (chem.shell_growth_fraction * done * residual * x_max)[:, None]
     # Ostwald ripening: the dot count of a fluid element falls as 1/(1 + k_rip·t) (LSW), so the
     # volume per dot grows by the same factor.
     coarsen = 1.0 + k_rip[:, None] * ages
@@ -189,25 +217,35 @@ def core_stage(c: ConditionArrays, chem: ChemistryParams, n_core_tanks: int,
     m2 = (edge * edge) @ w
     cv_rtd = np.sqrt(np.maximum(m2 / (m1 * m1) - 1.0, 0.0))
     f = iodide_fraction(c.cl_to_i)
-    cv_nuc = (chem.cv_nucleation_ref
-              / arrhenius(1.0, chem.ea_nucleation_cv_kj_mol, c.t_core_c, chem.t_ref_core_c)
-              / np.sqrt(1.0 + chem.iodide_nuclei_gain * f ** chem.iodide_nuclei_exponent))
+    # Burst width: narrows as nucleation speeds up (hotter, more iodide) but never below the
+    # floor set by the spread of nucleation times within one burst (chemistry-data §2.3: the
+    # seed ensembles have δ ≈ 11–17 %, the best flow cores ~8 %).
+    cv_burst = (chem.cv_nucleation_ref
+                / arrhenius(1.0, chem.ea_nucleation_cv_kj_mol, c.t_core_c, chem.t_ref_core_c)
+                / (1.0 + chem.iodide_cv_gain * f ** chem.iodide_cv_exponent))
+    cv_nuc = np.sqrt(chem.cv_nucleation_floor ** 2 + cv_burst ** 2)
     # Ripening drives the distribution towards the (broad, bounded) LSW stationary shape.
     rip_progress = (k_rip[:, None] * ages / (1.0 + k_rip[:, None] * ages)) @ w
     cv_rip = chem.cv_ripening_max * rip_progress
-    cv_p = chem.cv_p_mismatch * np.abs(np.log(c.p_to_in / chem.p_opt))
+    # Off the optimum P:In the nucleation chemistry changes regime (P-limited below, P-excess
+    # above): an extra spread that rises steeply near p_opt and saturates far from it.
+    cv_p = chem.cv_p_mismatch * np.tanh(np.abs(np.log(c.p_to_in / chem.p_opt))
+                                        / chem.p_mismatch_scale)
     cv_gas = chem.gas_cv if horizontal else 0.0
     cv = np.sqrt(cv_rtd ** 2 + cv_nuc ** 2 + cv_rip ** 2 + cv_p ** 2 + cv_gas ** 2)
-    return CoreState(mean_edge_a=m1, size_cv=cv, conversion=conv @ w, nuclei_rel=nuc)
+    return CoreState(mean_edge_a=m1, size_cv=cv, conversion=conv @ w, nuclei_rel=nuc,
+                     residual_precursor=residual)
 
 
-def shell_stage(c: ConditionArrays, chem: ChemistryParams, n_shell_tanks: int) -> ShellState:
+def shell_stage(c: ConditionArrays, chem: ChemistryParams, n_shell_tanks: int,
+                core: CoreState | None = None) -> ShellState:
     """Steady-state outlet of the shell stage: thickness, alloying, QY and extra broadening.
 
     Args:
         c: Conditions, arrays of shape ``(n,)``.
         chem: Chemistry constants.
         n_shell_tanks: Tanks in the shell stage (Erlang order of the shell age distribution).
+        core: Core-stage outlet; its unreacted precursor degrades the interface (omit: none).
 
     Returns:
         The shell state, arrays of shape ``(n,)``.
@@ -217,17 +255,24 @@ def shell_stage(c: ConditionArrays, chem: ChemistryParams, n_shell_tanks: int) -
     n = float(n_shell_tanks)
     h_max = chem.shell_dose_ml * np.minimum(1.0, c.s_to_zn / chem.s_opt)
     h = h_max * (1.0 - (1.0 + k_s * c.tau_shell_min / n) ** (-n))
-    alloy = chem.alloy_depth_ref_a * np.sqrt(
-        arrhenius(1.0, chem.ea_alloy_kj_mol, c.t_shell_c, chem.t_ref_shell_c)
-        * c.tau_shell_min / 15.0)
+    dwell = np.sqrt(c.tau_shell_min / 15.0)
+    alloy = chem.alloy_depth_ref_a * dwell * np.sqrt(
+        arrhenius(1.0, chem.ea_alloy_kj_mol, c.t_shell_c, chem.t_ref_shell_c))
     excess_s = np.maximum(0.0, c.s_to_zn - chem.s_opt)
+    deficit_s = np.maximum(0.0, chem.s_opt - c.s_to_zn)
     over = np.maximum(0.0, h - chem.critical_ml)
     ln_p = np.log(c.p_to_in / chem.p_opt)
+    residual = (np.zeros_like(h) if core is None
+                else np.clip(core.residual_precursor, 0.0, 1.0))
     k_nr = (chem.k_surf_rel * np.exp(-h / chem.passivation_ml)
             + chem.k_strain_rel * over ** 2
             + chem.k_base_rel
             + chem.k_sulfur_excess_rel * excess_s
-            + chem.k_p_mismatch_rel * ln_p ** 2)
+            + chem.k_sulfur_deficit_rel * deficit_s
+            + chem.k_p_mismatch_rel * ln_p ** 2
+            + chem.k_hot_rel * dwell
+            * arrhenius(1.0, chem.ea_hot_kj_mol, c.t_shell_c, chem.t_ref_shell_c)
+            + chem.k_residual_rel * residual)
     qy_band = 1.0 / (1.0 + k_nr)
     qy_trap = chem.trap_qy_max * np.exp(-h / chem.trap_ml)
     sig_strain = chem.strain_sigma_ev * -np.expm1(-over / chem.strain_width_ml)

@@ -18,6 +18,12 @@ _FROZEN = ConfigDict(frozen=True, extra="forbid")
 class ChemistryParams(BaseModel):
     """Kinetic and passivation constants of the InP core and ZnS shell stages.
 
+    Fitted (``python -m autolab.twin.calibrate``) to the seed-paper rows *and* to the overall row
+    over the optimizer's box (FWHM band in the emission window, QY ceiling and fall-off); bounds
+    in the fit keep the core conversion at a few tenths per minute at 180 °C, so that residence
+    time and the RTD shape the size distribution. ``p_to_in``-, sulfur- and residual-precursor
+    QY terms sit at the fit's lower bounds (the paper rows do not pin them).
+
     Rates are Arrhenius with a reference temperature (k = k_ref·exp[-Ea/R·(1/T - 1/T_ref)]) so
     that each prefactor is the rate at a temperature inside the explored range, which keeps the
     fit well conditioned. Thicknesses are in ZnS monolayers (ML, ~0.31 nm), sizes are tetrahedron
@@ -29,101 +35,130 @@ class ChemistryParams(BaseModel):
     # --- core (InP) stage ---------------------------------------------------------------------
     t_ref_core_c: float = Field(180.0, description="Reference temperature of core rates, °C.")
     k_conv_ref_per_min: float = Field(
-        15.529, gt=0,
+        0.40626, gt=0,
         description="First-order In-precursor conversion rate at t_ref_core_c, 1/min.")
     ea_conv_kj_mol: float = Field(
-        37.873, ge=0, description="Activation energy of precursor conversion, kJ/mol.")
+        50.583, ge=0, description="Activation energy of precursor conversion, kJ/mol.")
     p_stoich: float = Field(
         4, gt=0, description="P:In giving full In conversion (4 P(III) -> P(-III) + 3 P(V)).")
     p_opt: float = Field(
         3.6, gt=0, description="P:In of the narrowest cores (seed paper optimum at 180 °C).")
     iodide_nuclei_gain: float = Field(
-        11.625, ge=0,
+        24.393, ge=0,
         description="Relative increase of nuclei per unit iodide fraction I/(Cl+I): iodide "
                     "binds the InP surface, speeds nucleation and arrests growth.")
     iodide_nuclei_exponent: float = Field(
-        1.2415, gt=0, description="Nuclei count rises as gain·f**exponent with iodide fraction f.")
+        1.5613, gt=0, description="Nuclei count rises as gain·f**exponent with iodide fraction f.")
     ea_nuclei_kj_mol: float = Field(
-        31.054, description="Apparent activation energy of the nuclei count, kJ/mol (negative: "
-                           "fewer, larger dots at higher core temperature).")
+        25.274, description="Apparent activation energy of the nuclei count, kJ/mol (positive: "
+                           "more, smaller dots at higher core temperature).")
     p_nuclei_exponent: float = Field(
-        0.74479, description="Nuclei count scales as (P:In / p_opt)**exponent (more reactive "
+        0.97482, description="Nuclei count scales as (P:In / p_opt)**exponent (more reactive "
                          "aminophosphine -> more nuclei).")
     seed_edge_a: float = Field(
-        11.247, gt=0, description="Edge length of the magic-size-cluster seeds, Å.")
+        14.846, gt=0, description="Edge length of the magic-size-cluster seeds, Å.")
     growth_edge_a: float = Field(
-        31.742, gt=0, description="Edge length reached at full conversion with the chloride-only "
+        33.7, gt=0, description="Edge length reached at full conversion with the chloride-only "
                                 "nuclei count at t_ref_core_c and p_opt, Å (sets the monomer "
                                 "volume per nucleus).")
     surface_rate_exponent: float = Field(
         0.33, ge=0, description="Conversion rate scales as nuclei**exponent (more particle "
                                 "surface consumes monomer faster).")
     cv_nucleation_ref: float = Field(
-        0.12451, ge=0, description="Relative size spread from the nucleation burst width at "
+        0.10107, ge=0, description="Relative size spread from the nucleation burst width at "
                                 "t_ref_core_c, chloride only.")
     ea_nucleation_cv_kj_mol: float = Field(
-        32.859, ge=0, description="Burst width narrows as nucleation speeds up with T, kJ/mol.")
+        7.412, ge=0, description="Burst width narrows as nucleation speeds up with T, kJ/mol.")
     k_ripening_ref_per_min: float = Field(
-        0.013306, ge=0, description="Ostwald-ripening coarsening rate at t_ref_core_c, 1/min (dot "
+        0.0059302, ge=0, description="Ostwald-ripening coarsening rate at t_ref_core_c, 1/min (dot "
                                  "count of a fluid element falls as 1/(1 + k·t)).")
     ea_ripening_kj_mol: float = Field(
-        114.23, ge=0, description="Activation energy of ripening (defocusing), kJ/mol.")
+        97.505, ge=0, description="Activation energy of ripening (defocusing), kJ/mol.")
+    shell_growth_fraction: float = Field(
+        0.89916, ge=0, le=1, description="Share of the In precursor left at the core outlet that "
+                                     "deposits on the cores in the hot shell stage (the rest "
+                                     "ends in the In-rich interface / alloy).")
+    iodide_cv_gain: float = Field(
+        7.7696, ge=0, description="Burst narrowing by iodide: the burst spread divides by "
+                               "1 + gain·f**exponent (f = I/(Cl+I); faster, more uniform "
+                               "nucleation).")
+    iodide_cv_exponent: float = Field(
+        1.9782, gt=0, description="Exponent of the iodide narrowing of the burst.")
+    cv_nucleation_floor: float = Field(
+        0.087821, ge=0, description="Relative size spread that no burst is narrower than "
+                                    "(spread of nucleation times within one burst).")
     cv_ripening_max: float = Field(
-        0.1556, ge=0, description="Relative size spread of the fully ripened (LSW-like) ensemble.")
+        0.026974, ge=0,
+        description="Relative size spread of the fully ripened (LSW-like) ensemble.")
     cv_p_mismatch: float = Field(
-        0.1, ge=0, description="Added size spread per unit ln(P:In / p_opt) (squared law).")
+        0.029616, ge=0, description="Added size spread (in quadrature) far from p_opt: "
+                                "cv_p_mismatch·tanh(|ln(P:In/p_opt)| / p_mismatch_scale).")
+    p_mismatch_scale: float = Field(
+        0.1, gt=0, description="ln(P:In/p_opt) over which the P:In spread saturates.")
     # --- shell (ZnS) stage --------------------------------------------------------------------
     t_ref_shell_c: float = Field(290.0, description="Reference temperature of shell rates, °C.")
     k_shell_ref_per_min: float = Field(
-        0.050711, gt=0, description="ZnS deposition rate constant at t_ref_shell_c, 1/min.")
+        0.054758, gt=0, description="ZnS deposition rate constant at t_ref_shell_c, 1/min.")
     ea_shell_kj_mol: float = Field(
-        191.36, ge=0,
+        207.92, ge=0,
         description="Activation energy of ZnS deposition (low Zn reactivity), kJ/mol.")
     shell_dose_ml: float = Field(
-        3.9537, gt=0, description="Shell thickness at full Zn/S use and S:Zn >= s_opt, monolayers.")
+        2.1748, gt=0, description="Shell thickness at full Zn/S use and S:Zn >= s_opt, monolayers.")
     s_opt: float = Field(2, gt=0, description="S:Zn needed to use all Zn (seed paper: 2).")
     alloy_depth_ref_a: float = Field(
-        5.0173, ge=0,
+        4.8038, ge=0,
         description="Interface alloying/etching depth at t_ref_shell_c after 15 min, Å "
                                "(shrinks the effective core: the 563 -> 558 nm blue shift).")
     ea_alloy_kj_mol: float = Field(
-        27.443, ge=0,
+        18.235, ge=0,
         description="Activation energy of alloying, kJ/mol.")
     shell_redshift_ev: float = Field(
-        0.010838, ge=0, description="Band-edge red shift of a thick ZnS shell on a 30 Å core, eV.")
+        0.0065291, ge=0, description="Band-edge red shift of a thick ZnS shell on a 30 Å core, eV.")
     shell_leak_ml: float = Field(1, gt=0, description="Shell thickness scale of the red shift.")
-    stokes_ev: float = Field(0.21324, ge=0, description="Stokes shift of a 30 Å core, eV.")
+    stokes_ev: float = Field(0.15334, ge=0, description="Stokes shift of a 30 Å core, eV.")
     stokes_size_exponent: float = Field(
-        0.16305, ge=0, description="Stokes shift scales as (30 Å / L)**exponent.")
+        0.92875, ge=0, description="Stokes shift scales as (30 Å / L)**exponent.")
     # --- quantum yield (rates relative to the radiative rate) ---------------------------------
-    k_surf_rel: float = Field(63.633, ge=0, description="Unpassivated surface trapping rate / k_r.")
+    k_surf_rel: float = Field(18.625, ge=0, description="Unpassivated surface trapping rate / k_r.")
     passivation_ml: float = Field(
-        0.53099, gt=0,
+        0.40273, gt=0,
         description="Shell thickness that cuts traps by e.")
     k_strain_rel: float = Field(
-        1.9658, ge=0,
+        3.7648, ge=0,
         description="Misfit-defect rate per ML² above h_c / k_r.")
     critical_ml: float = Field(
-        1.8087, ge=0,
+        1.1161, ge=0,
         description="Critical ZnS thickness for misfit defects.")
-    k_base_rel: float = Field(0.55444, ge=0, description="Residual nonradiative rate / k_r.")
+    k_base_rel: float = Field(0.3299, ge=0, description="Residual nonradiative rate / k_r.")
     k_sulfur_excess_rel: float = Field(
-        0.6, ge=0, description="S-rich surface (hole-trap) rate per unit S:Zn above s_opt / k_r.")
+        0.3, ge=0, description="S-rich surface (hole-trap) rate per unit S:Zn above s_opt / k_r.")
+    k_sulfur_deficit_rel: float = Field(
+        0.50375, ge=0, description="Zn-rich, S-poor surface (anion vacancies) rate per unit S:Zn "
+                               "below s_opt / k_r.")
+    k_hot_rel: float = Field(
+        0.037148, ge=0, description="High-temperature interfacial damage (In/Zn interdiffusion, "
+                               "etching) rate at t_ref_shell_c after 15 min / k_r; grows as "
+                               "sqrt(time).")
+    ea_hot_kj_mol: float = Field(
+        246.4, ge=0, description="Activation energy of the interfacial damage, kJ/mol.")
+    k_residual_rel: float = Field(
+        1.0002, ge=0, description="Defect rate from unreacted core precursor carried into the hot "
+                               "shell stage (In-rich interface), per unit residual fraction / k_r.")
     k_p_mismatch_rel: float = Field(
-        0.5, ge=0, description="Core-defect rate per unit ln(P:In/p_opt)² / k_r.")
+        1, ge=0, description="Core-defect rate per unit ln(P:In/p_opt)² / k_r.")
     trap_qy_max: float = Field(
-        0.11881, ge=0, description="Trap-emission yield of a bare core (deep-trap tail).")
+        0.044327, ge=0, description="Trap-emission yield of a bare core (deep-trap tail).")
     trap_ml: float = Field(
-        10.407, gt=0,
+        1.2268, gt=0,
         description="Shell thickness that cuts trap emission by e.")
-    trap_offset_ev: float = Field(0.087685, ge=0, description="Trap band below the band edge, eV.")
+    trap_offset_ev: float = Field(0.034004, ge=0, description="Trap band below the band edge, eV.")
     trap_sigma_ev: float = Field(0.12, gt=0, description="Gaussian sigma of the trap band, eV.")
     strain_sigma_ev: float = Field(
-        0.031607, ge=0,
+        0.031936, ge=0,
         description="Max inhomogeneous broadening (sigma) from strain disorder, eV.")
-    strain_width_ml: float = Field(0.22825, gt=0, description="Thickness above h_c to reach it.")
+    strain_width_ml: float = Field(0.45129, gt=0, description="Thickness above h_c to reach it.")
     sulfur_sigma_ev: float = Field(
-        0.015, ge=0, description="Broadening (sigma) per unit S:Zn above s_opt, eV.")
+        0.0020857, ge=0, description="Broadening (sigma) per unit S:Zn above s_opt, eV.")
     # --- flow-chemistry side effects ---------------------------------------------------------
     gas_volume_fraction: float = Field(
         0.15, ge=0, lt=1, description="Core-tank volume taken by trapped gas when horizontal.")
@@ -173,7 +208,9 @@ class DetectorParams(BaseModel):
         40000.0, gt=0, description="Blank-frame peak counts above dark at abs_integration_ms.")
     excitation_nm: float = Field(405.0, gt=0)
     pl_counts_per_ms: float = Field(
-        1.5e5, gt=0, description="Instrument constant K per ms of integration (see optics).")
+        3.75e5, gt=0, description="Instrument constant K per ms of integration (see optics): "
+                                 "sample PL peaks ~1-2e4 counts above dark at QY 0.2-0.4, the "
+                                 "dye frame ~5e4, below saturation.")
     path_length_cm: float = Field(0.1, gt=0)
     dye_peak_nm: float = Field(552.0, gt=0, description="Rhodamine 6G emission peak.")
     dye_fwhm_nm: float = Field(40.0, gt=0, description="Rhodamine 6G emission FWHM.")

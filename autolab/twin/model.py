@@ -70,9 +70,10 @@ def states(c: ConditionArrays, config: TwinConfig,
            core_only: bool = False) -> tuple[CoreState, ShellState]:
     """Core and shell states of ``n`` condition sets (noise-free steady state)."""
     core = core_stage(c, config.chemistry, config.n_core_tanks,
-                      horizontal=config.orientation == "horizontal")
+                      horizontal=config.orientation == "horizontal",
+                      n_shell_tanks=0 if core_only else config.n_shell_tanks)
     shell = bare_shell(len(c)) if core_only else shell_stage(c, config.chemistry,
-                                                             config.n_shell_tanks)
+                                                             config.n_shell_tanks, core)
     return core, shell
 
 

@@ -5,6 +5,8 @@ Sizes are InP tetrahedron edge lengths L in Å (Almeida et al., Nano Lett. 2023:
 (mean and CV from :mod:`autolab.twin.chemistry`) sampled at Gauss–Hermite nodes; each node emits a
 Gaussian line (in energy) of the homogeneous width (60 meV red … 80 meV green) widened by the
 extra strain/surface disorder, centred at ``E1s(L - alloy) - shell red shift - Stokes shift``.
+Part of the size spread is carried by a kernel on each node (:data:`KERNEL_SHARE`) so that a
+broad ensemble gives a smooth band rather than 13 separate lines.
 A deep-trap band (Gaussian in energy, ``trap_offset_ev`` below the band edge) adds the red tail of
 incompletely shelled dots.
 
@@ -43,6 +45,11 @@ SIZE_NODES: FloatArray = np.asarray(_Z, dtype=np.float64)
 SIZE_WEIGHTS: FloatArray = np.asarray(_WZ / _WZ.sum(), dtype=np.float64)
 #: Reference edge length for the size scaling of Stokes and shell shifts, Å.
 L_REF_A = 30.0
+#: Share of the size spread (in z units) carried by a Gaussian kernel on every node instead of by
+#: the node positions: 13 nodes alone leave a lumpy spectrum once the inhomogeneous width exceeds
+#: the homogeneous one (the FWHM then measures one lump). Nodes sit at ``z·sqrt(1 - c²)`` and each
+#: line is widened by ``c·|dE/dz|`` in quadrature, so the ensemble variance is unchanged.
+KERNEL_SHARE = 0.6
 
 
 def e1s_ev(edge_a: FloatArray, optics: OpticsParams) -> FloatArray:
@@ -57,15 +64,37 @@ def edge_from_e1s(e_ev: FloatArray, optics: OpticsParams) -> FloatArray:
                       ** (-1.0 / optics.sizing_exponent), dtype=np.float64)
 
 
-def size_nodes(core: CoreState) -> tuple[FloatArray, FloatArray]:
+def size_nodes(core: CoreState, z_scale: float = 1.0) -> tuple[FloatArray, FloatArray]:
     """Edge lengths and weights of the log-normal size distribution.
+
+    Args:
+        core: Core state (mean edge and CV).
+        z_scale: Contract the nodes towards the median by this factor (1: the true nodes).
 
     Returns:
         ``(edges_a, weights)``: edges of shape ``(n, K)`` in Å; weights of shape ``(K,)``.
     """
     s = np.sqrt(np.log1p(core.size_cv ** 2))
     mu = np.log(core.mean_edge_a) - 0.5 * s ** 2
-    return np.exp(mu[:, None] + s[:, None] * SIZE_NODES[None, :]), SIZE_WEIGHTS
+    return np.exp(mu[:, None] + s[:, None] * (z_scale * SIZE_NODES)[None, :]), SIZE_WEIGHTS
+
+
+def kernel_nodes(core: CoreState, shell: ShellState, chem: ChemistryParams,
+                 optics: OpticsParams) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+    """Node energies of the size distribution with the smoothing kernel (see KERNEL_SHARE).
+
+    Returns:
+        ``(e_abs, e_pl, sigma_kernel_ev, weights)``: energies ``(n, K)``, the kernel sigma of
+        each condition ``(n, 1)`` (eV) and the node weights ``(K,)``.
+    """
+    edges, w = size_nodes(core, z_scale=float(np.sqrt(1.0 - KERNEL_SHARE ** 2)))
+    e_abs, e_pl = transition_energies(edges, shell, chem, optics)
+    s = np.sqrt(np.log1p(core.size_cv ** 2))
+    mu = np.log(core.mean_edge_a) - 0.5 * s ** 2
+    pm = np.exp(mu[:, None] + s[:, None] * np.array([-0.5, 0.5])[None, :])
+    _, e_pm = transition_energies(pm, shell, chem, optics)
+    sig_k = KERNEL_SHARE * np.abs(e_pm[:, 1:2] - e_pm[:, 0:1])
+    return e_abs, e_pl, np.asarray(sig_k, dtype=np.float64), w
 
 
 def transition_energies(edges_a: FloatArray, shell: ShellState, chem: ChemistryParams,
@@ -122,9 +151,9 @@ def emission_per_nm(wl_nm: FloatArray, core: CoreState, shell: ShellState,
     wl2 = wl if wl.ndim == 2 else wl[None, :]
     e = HC_EV_NM / wl2  # (n|1, G)
     jac = HC_EV_NM / wl2 ** 2
-    edges, w = size_nodes(core)
-    _, e_pl = transition_energies(edges, shell, chem, optics)  # (n, K)
-    sig = np.sqrt(homogeneous_sigma_ev(e_pl, optics) ** 2 + shell.sigma_extra_ev[:, None] ** 2)
+    _, e_pl, sig_k, w = kernel_nodes(core, shell, chem, optics)  # (n, K)
+    sig = np.sqrt(homogeneous_sigma_ev(e_pl, optics) ** 2 + shell.sigma_extra_ev[:, None] ** 2
+                  + sig_k ** 2)
     n = e_pl.shape[0]
     band = np.zeros((n, e.shape[1]))
     for k in range(e_pl.shape[1]):
@@ -157,9 +186,9 @@ def absorbance_shape(wl_nm: FloatArray, core: CoreState, shell: ShellState,
     wl = np.asarray(wl_nm, dtype=np.float64)
     wl2 = wl if wl.ndim == 2 else wl[None, :]
     e = HC_EV_NM / wl2
-    edges, w = size_nodes(core)
-    e_abs, _ = transition_energies(edges, shell, chem, optics)
-    sig = np.sqrt(homogeneous_sigma_ev(e_abs, optics) ** 2 + shell.sigma_extra_ev[:, None] ** 2)
+    e_abs, _, sig_k, w = kernel_nodes(core, shell, chem, optics)
+    sig = np.sqrt(homogeneous_sigma_ev(e_abs, optics) ** 2 + shell.sigma_extra_ev[:, None] ** 2
+                  + sig_k ** 2)
     out = np.zeros((e_abs.shape[0], e.shape[1]))
     for k in range(e_abs.shape[1]):
         mu = e_abs[:, k:k + 1]
