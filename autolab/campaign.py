@@ -36,6 +36,7 @@ from autolab.analysis import analyze
 from autolab.config import CampaignConfig, parse_campaign
 from autolab.exceptions import ExperimentFailed, JournalError, TrackingError
 from autolab.executors import Executor
+from autolab.executors.cstr import CSTRExecutor
 from autolab.executors.simulated import SimulatedExecutor
 from autolab.objective import Target
 from autolab.optimizer import Optimizer, make_optimizer
@@ -79,7 +80,10 @@ class CampaignResult:
 
 
 def make_executor(config: CampaignConfig) -> Executor:
-    """The executor a campaign file asks for."""
+    """The executor a campaign file asks for: the twin, or the CSTR cascade over serial."""
+    if config.executor.kind == "cstr":
+        assert config.executor.devices is not None  # the schema requires it
+        return CSTRExecutor.from_file(str(config.executor.devices), **config.executor.settings)
     return SimulatedExecutor(config.executor.twin, seed=config.seed)
 
 

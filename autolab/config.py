@@ -89,14 +89,28 @@ class ExecutorConfig(BaseModel):
     """Which executor runs the experiments.
 
     Attributes:
-        kind: ``"twin"``: the digital twin on a virtual clock.
-        twin: Settings of the twin (reactor geometry, noise, failures).
+        kind: ``"twin"``: the digital twin on a virtual clock; ``"cstr"``: the CSTR cascade over
+            serial (real devices, or the virtual lab of ``autolab lab up``).
+        twin: Settings of the twin (reactor geometry, noise, failures); ``kind: twin`` only.
+        devices: Devices file (ports, addresses, limits, fluidic graph); ``kind: cstr`` only.
+            A relative path is taken relative to the working folder.
+        settings: Keyword settings of the hardware executor (e.g. ``settle_residence_times``).
     """
 
     model_config = _FROZEN
 
-    kind: Literal["twin"] = "twin"
+    kind: Literal["twin", "cstr"] = "twin"
     twin: TwinConfig = Field(default_factory=TwinConfig)
+    devices: Path | None = None
+    settings: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check(self) -> ExecutorConfig:
+        if self.kind == "cstr" and self.devices is None:
+            raise ValueError("kind 'cstr' needs 'devices: <devices file>' (see 'autolab lab up')")
+        if self.kind == "twin" and (self.devices is not None or self.settings):
+            raise ValueError("'devices' and 'settings' are for kind 'cstr'; the twin takes 'twin'")
+        return self
 
 
 class OptimizerConfig(BaseModel):

@@ -1,0 +1,164 @@
+"""Capability protocols: what the executor and the safety supervisor need from each device kind.
+
+Real and emulated backends share one interface (ophyd-async / PyLabRobot style): a New Era pump
+on a real RS-232 port and the same driver on a virtual-lab pty are both a :class:`Pump`; a
+future Harvard or Chemyx driver only has to satisfy the same protocol. All values are in physical
+units named in the method names.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+from numpy.typing import NDArray
+
+
+@dataclass(frozen=True)
+class PumpState:
+    """What a pump reports when polled.
+
+    Attributes:
+        pumping: The motor runs.
+        alarm: Alarm code (``"S"`` stall, ``"T"`` safe-mode timeout, ``"R"`` power reset) or "".
+        status: Raw status character.
+    """
+
+    pumping: bool
+    alarm: str
+    status: str
+
+
+@runtime_checkable
+class Device(Protocol):
+    """Anything on a port: has a name and answers a ping."""
+
+    name: str
+
+    def ping(self) -> str:
+        """A short identity/status string; raises HardwareError if the device is silent."""
+        ...
+
+
+@runtime_checkable
+class Pump(Device, Protocol):
+    """A syringe pump (infuse or withdraw at a rate)."""
+
+    syringe_ml: float
+
+    def set_rate_ml_min(self, rate_ml_min: float) -> None:
+        """Set and verify the rate, mL/min."""
+        ...
+
+    def set_direction(self, infuse: bool) -> None:
+        """Infuse (True) or withdraw (False)."""
+        ...
+
+    def start(self) -> None:
+        """Start pumping (verified by the status)."""
+        ...
+
+    def stop(self) -> None:
+        """Stop pumping (verified by the status)."""
+        ...
+
+    def state(self) -> PumpState:
+        """Poll status and alarm (also feeds the pump's Safe-mode watchdog)."""
+        ...
+
+    def dispensed_ml(self) -> tuple[float, float]:
+        """Volume infused and withdrawn since the last clear, mL."""
+        ...
+
+
+@runtime_checkable
+class TemperatureController(Device, Protocol):
+    """A heater block controller."""
+
+    def set_temperature_c(self, setpoint_c: float) -> None:
+        """Set and verify the (remote) setpoint, °C."""
+        ...
+
+    def temperature_c(self) -> float:
+        """Process value, °C."""
+        ...
+
+    def fault(self) -> str:
+        """Worst fault from the status word (``"sensor_break"`` ...) or ``""``."""
+        ...
+
+    def cut_output(self) -> None:
+        """Force the heater output to 0 % now (hard fault)."""
+        ...
+
+
+@runtime_checkable
+class Stirrer(Device, Protocol):
+    """A stirrer under one stage."""
+
+    def set_speed_rpm(self, rpm: float) -> None:
+        """Set and verify the speed setpoint, rpm."""
+        ...
+
+    def start(self) -> None:
+        """Motor on."""
+        ...
+
+    def stop(self) -> None:
+        """Motor off."""
+        ...
+
+    def speed_rpm(self) -> float:
+        """Actual speed, rpm."""
+        ...
+
+
+@runtime_checkable
+class Valve(Device, Protocol):
+    """A multiposition selection valve."""
+
+    def move(self, position: int) -> None:
+        """Move and verify the position (1-based)."""
+        ...
+
+    def position(self) -> int:
+        """Current position."""
+        ...
+
+
+@runtime_checkable
+class Spectrometer(Device, Protocol):
+    """The inline optics: detector, light source, shutter, cell selector."""
+
+    @property
+    def wavelengths_nm(self) -> NDArray[np.float64]:
+        """Pixel wavelengths, nm."""
+        ...
+
+    @property
+    def saturation_counts(self) -> float:
+        """Full-scale counts."""
+        ...
+
+    @property
+    def excitation_nm(self) -> float:
+        """Excitation wavelength of the emission frames, nm."""
+        ...
+
+    @property
+    def path_length_cm(self) -> float:
+        """Flow-cell path length, cm."""
+        ...
+
+    def set_integration_ms(self, integration_ms: float) -> None:
+        """Set and verify the integration time, ms."""
+        ...
+
+    def configure(self, *, source: str, shutter_open: bool, cell: str) -> None:
+        """Light source (``ABS``/``EXC``/``OFF``), shutter, and cell (``SAMPLE``/``DYE``)."""
+        ...
+
+    def acquire(self) -> NDArray[np.float64]:
+        """One frame of raw counts, ``(P,)``."""
+        ...

@@ -1,0 +1,47 @@
+"""Setpoint limits, checked before a byte is sent (the first layer of the safety design).
+
+Kept apart from :mod:`autolab.hardware.safety` (the supervisor and the shutdown sequence) so the
+drivers can import it without importing the supervisor.
+"""
+
+from __future__ import annotations
+
+import math
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from autolab.exceptions import ConditionsError
+
+
+class Limits(BaseModel):
+    """Per-device setpoint limits from the devices file (unset = no limit of that kind).
+
+    Attributes:
+        max_temperature_c: Highest setpoint / PV before an over-temperature trip, °C.
+        max_rate_ml_min: Highest pump rate, mL/min.
+        max_ramp_c_per_min: Highest heating-rate limit the controller may be given, °C/min.
+        max_speed_rpm: Highest stirrer speed, rpm.
+        min_syringe_ml: Syringe volume left that counts as "near empty" (trip), mL.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_temperature_c: float | None = Field(default=None, gt=0, le=400)
+    max_rate_ml_min: float | None = Field(default=None, gt=0)
+    max_ramp_c_per_min: float | None = Field(default=None, gt=0)
+    max_speed_rpm: float | None = Field(default=None, gt=0)
+    min_syringe_ml: float = Field(default=0.5, ge=0)
+
+
+def check_setpoint(device: str, quantity: str, value: float, *, low: float,
+                   high: float | None, unit: str) -> float:
+    """Return ``value`` if it lies in ``[low, high]``; refuse it otherwise.
+
+    Raises:
+        ConditionsError: Naming ``device.quantity``, the value and the allowed range.
+    """
+    hi = math.inf if high is None else high
+    if not (math.isfinite(value) and low <= value <= hi):
+        raise ConditionsError(f"{device}.{quantity}", value, f"[{low:g}, {hi:g}] {unit}",
+                              "refused before sending (device limits)")
+    return value

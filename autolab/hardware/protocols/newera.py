@@ -1,0 +1,293 @@
+r"""New Era NE-1000 / NE-500 syringe pump protocol: Basic mode and Safe mode, pure functions.
+
+Facts (``reference/hardware-protocols.md`` §1.1, NE-1000 manual §10.2):
+
+* Basic mode, host -> pump: ``[address]COMMAND[args]\\r``; the pump strips spaces/control
+  characters and upper-cases. Pump -> host: ``STX AA S [data | ?err] ETX`` (two-digit address,
+  one status character, no CR).
+* Status characters: ``I`` infusing, ``W`` withdrawing, ``S`` stopped, ``P`` paused, ``T`` timed
+  pause, ``U`` user wait, ``X`` purging; an alarm replaces the status by ``A?x`` with ``x`` in
+  ``R`` reset (power), ``S`` stall, ``T`` Safe-mode timeout, ``E``/``O`` program errors.
+* Errors: ``?`` unknown command, ``?NA`` not applicable, ``?OOR`` out of range, ``?COM`` bad
+  packet (Safe mode CRC), ``?IGN`` ignored.
+* Safe mode packet: ``STX len data CRChi CRClo ETX``; ``len`` counts the bytes after STX (the
+  length byte, data, two CRC bytes and ETX); CRC-16/XMODEM (CCITT, init 0) over ``data``.
+  Manual example: ``02 08 'SAF0' 55 43 03``. The pump answers a Safe-mode packet with a
+  Safe-mode packet whose data is the Basic reply body ``AA S [data]`` (documented as "all
+  communications are in Safe mode packets once enabled").
+* Numbers: at most 4 digits plus a decimal point, at most 3 decimals. Rates carry units
+  ``UM`` (µL/min), ``MM`` (mL/min), ``UH`` (µL/h), ``MH`` (mL/h); the encoder picks the unit
+  that keeps 4 significant digits instead of truncating (a bug of one public driver).
+"""
+
+from __future__ import annotations
+
+import binascii
+import math
+import re
+from dataclasses import dataclass
+
+from autolab.exceptions import ConfigError, HardwareError
+
+STX = 0x02
+ETX = 0x03
+CR = b"\r"
+
+STATUS = {"I": "infusing", "W": "withdrawing", "S": "stopped", "P": "paused",
+          "T": "timed pause", "U": "user wait", "X": "purging"}
+ALARMS = {"R": "reset (power was interrupted)", "S": "motor stalled",
+          "T": "safe-mode communications time out", "E": "pumping program error",
+          "O": "pumping program phase out of range"}
+ERRORS = {"": "command not recognized", "NA": "command not currently applicable",
+          "OOR": "command data out of range", "COM": "invalid communications packet",
+          "IGN": "command ignored"}
+
+#: Rate units and their value in mL/min.
+RATE_UNITS_ML_MIN = {"UM": 1e-3, "MM": 1.0, "UH": 1e-3 / 60.0, "MH": 1.0 / 60.0}
+
+
+class PumpProtocolError(HardwareError):
+    """A pump reply is malformed (framing, CRC, address). Subclass of HardwareError."""
+
+    def __init__(self, message: str, partial: bytes = b"") -> None:
+        self.partial = partial
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class PumpReply:
+    """A parsed pump reply.
+
+    Attributes:
+        address: Pump network address (0-99).
+        status: Status character (``I``, ``W``, ``S``, ...) or ``"A"`` for an alarm.
+        alarm: Alarm code (``R``, ``S``, ``T``, ...) or ``""``.
+        data: Reply data (query answer), ``""`` if none.
+        error: Command error code (``""`` = unknown command, ``"OOR"``, ...) or ``None``.
+    """
+
+    address: int
+    status: str
+    alarm: str = ""
+    data: str = ""
+    error: str | None = None
+
+    @property
+    def pumping(self) -> bool:
+        """Whether the motor runs (infusing, withdrawing or purging)."""
+        return self.status in ("I", "W", "X")
+
+    def body(self) -> str:
+        """The reply body as the pump sends it (``AA S data``), for the emulator."""
+        st = f"A?{self.alarm}" if self.alarm else self.status
+        err = "" if self.error is None else f"?{self.error}"
+        return f"{self.address:02d}{st}{self.data}{err}"
+
+
+# ----------------------------------------------------------------------------- numbers
+def format_number(value: float) -> str:
+    """NE number format: at most 4 digits and 3 decimals, rounded to 4 significant digits.
+
+    Raises:
+        ConfigError: Negative, non-finite, or too large to write in 4 digits (>= 9999.5).
+    """
+    if not math.isfinite(value) or value < 0:
+        raise ConfigError(f"pump number: expected a finite value >= 0, got {value!r}")
+    if value >= 9999.5:
+        raise ConfigError(f"pump number: {value:g} needs more than 4 digits (max 9999)")
+    if value == 0:
+        return "0"
+    digits = math.floor(math.log10(value)) + 1  # digits left of the point
+    decimals = min(3, max(0, 4 - digits))
+    text = f"{value:.{decimals}f}"
+    if len(text.replace(".", "")) > 4:  # rounding carried into a new digit (e.g. 9.9996)
+        text = f"{value:.{max(decimals - 1, 0)}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def rate_command_args(rate_ml_min: float) -> str:
+    """``RAT`` arguments for a rate in mL/min, in the unit that keeps the most precision.
+
+    Raises:
+        ConfigError: The rate cannot be written in any unit.
+    """
+    if not math.isfinite(rate_ml_min) or rate_ml_min < 0:
+        raise ConfigError(f"pump rate: expected a finite value >= 0 mL/min, got {rate_ml_min!r}")
+    best: tuple[float, str] | None = None
+    for unit, scale in RATE_UNITS_ML_MIN.items():
+        v = rate_ml_min / scale
+        if v >= 9999.5:
+            continue
+        text = format_number(v)
+        err = abs(float(text) * scale - rate_ml_min)
+        if best is None or err < best[0]:
+            best = (err, f"{text}{unit}")
+    if best is None:
+        raise ConfigError(f"pump rate: {rate_ml_min:g} mL/min is too large for the pump")
+    return best[1]
+
+
+def parse_rate(data: str) -> float:
+    """Parse a ``RAT`` query answer (``"1.234MM"``) to mL/min.
+
+    Raises:
+        PumpProtocolError: Not a number followed by a rate unit.
+    """
+    m = re.fullmatch(r"(\d*\.?\d+)(UM|MM|UH|MH)", data.strip().upper())
+    if not m:
+        raise PumpProtocolError(f"pump rate reply {data!r}: expected <number><UM|MM|UH|MH>")
+    return float(m.group(1)) * RATE_UNITS_ML_MIN[m.group(2)]
+
+
+def parse_float(data: str) -> float:
+    """Parse a plain number answer (``DIA``).
+
+    Raises:
+        PumpProtocolError: Not a number.
+    """
+    try:
+        return float(data)
+    except ValueError as err:
+        raise PumpProtocolError(f"pump reply {data!r}: expected a number") from err
+
+
+def parse_dispensed(data: str) -> tuple[float, float]:
+    """Parse a ``DIS`` answer ``I<float>W<float><UL|ML>`` to (infused, withdrawn) in mL.
+
+    Raises:
+        PumpProtocolError: Malformed answer.
+    """
+    m = re.fullmatch(r"I(\d*\.?\d+)W(\d*\.?\d+)(UL|ML)", data.strip().upper())
+    if not m:
+        raise PumpProtocolError(f"pump DIS reply {data!r}: expected I<n>W<n><UL|ML>")
+    scale = 1e-3 if m.group(3) == "UL" else 1.0
+    return float(m.group(1)) * scale, float(m.group(2)) * scale
+
+
+def format_dispensed(infused_ml: float, withdrawn_ml: float, units: str) -> str:
+    """Inverse of :func:`parse_dispensed` (the emulator's answer)."""
+    scale = 1e3 if units == "UL" else 1.0
+    return f"I{format_number(infused_ml * scale)}W{format_number(withdrawn_ml * scale)}{units}"
+
+
+# ----------------------------------------------------------------------------- framing
+def crc16(data: bytes) -> int:
+    """CRC-16/XMODEM (CCITT polynomial 0x1021, init 0) of Safe-mode command data."""
+    return binascii.crc_hqx(data, 0)
+
+
+def command_text(address: int, command: str, args: str = "") -> str:
+    """The command data ``AACMDargs`` (two-digit address prefix, upper case, no spaces).
+
+    Raises:
+        ConfigError: Address outside 0-99 or a command that is not letters.
+    """
+    if not 0 <= address <= 99:
+        raise ConfigError(f"pump address: expected 0-99, got {address!r}")
+    if not re.fullmatch(r"[A-Za-z]*", command):
+        raise ConfigError(f"pump command: expected letters, got {command!r}")
+    return f"{address:02d}{command.upper()}{args.replace(' ', '').upper()}"
+
+
+def encode_basic(address: int, command: str, args: str = "") -> bytes:
+    r"""A Basic-mode request: ``AACMDargs\\r``."""
+    return command_text(address, command, args).encode("ascii") + CR
+
+
+def encode_safe_data(data: bytes) -> bytes:
+    """Wrap ``data`` in a Safe-mode packet ``STX len data CRC ETX``.
+
+    Raises:
+        ConfigError: Data too long for the one-byte length.
+    """
+    length = len(data) + 4
+    if length > 255:
+        raise ConfigError(f"safe-mode packet: {len(data)} data bytes exceed 251")
+    crc = crc16(data)
+    return bytes([STX, length]) + data + bytes([crc >> 8, crc & 0xFF, ETX])
+
+
+def encode_safe(address: int, command: str, args: str = "") -> bytes:
+    """A Safe-mode request (same command data as Basic mode, no CR)."""
+    return encode_safe_data(command_text(address, command, args).encode("ascii"))
+
+
+def decode_safe(packet: bytes) -> bytes:
+    """Data of a Safe-mode packet, after checking length, CRC and framing bytes.
+
+    Raises:
+        PumpProtocolError: Wrong STX/ETX, length or CRC.
+    """
+    if len(packet) < 5 or packet[0] != STX or packet[-1] != ETX:
+        raise PumpProtocolError(f"safe-mode packet {packet!r}: expected STX ... ETX", packet)
+    if packet[1] != len(packet) - 1:
+        raise PumpProtocolError(f"safe-mode packet {packet!r}: length byte {packet[1]} but "
+                                f"{len(packet) - 1} bytes follow STX", packet)
+    data = packet[2:-3]
+    crc = (packet[-3] << 8) | packet[-2]
+    if crc16(data) != crc:
+        raise PumpProtocolError(f"safe-mode packet {packet!r}: CRC {crc:04X}, expected "
+                                f"{crc16(data):04X}", packet)
+    return data
+
+
+def parse_body(body: str) -> PumpReply:
+    """Parse a reply body ``AA S [data|?err]`` (the part inside STX/ETX).
+
+    Raises:
+        PumpProtocolError: No address or no valid status character.
+    """
+    m = re.fullmatch(r"(\d\d)(A\?[A-Z]|[IWSPTUX])(.*)", body, flags=re.DOTALL)
+    if not m:
+        raise PumpProtocolError(f"pump reply body {body!r}: expected <2-digit address>"
+                                f"<status>[data]")
+    address, st, rest = int(m.group(1)), m.group(2), m.group(3)
+    alarm = st[2] if st.startswith("A?") else ""
+    if alarm and alarm not in ALARMS:
+        raise PumpProtocolError(f"pump reply body {body!r}: unknown alarm {alarm!r}")
+    if rest.startswith("?"):
+        code = rest[1:]
+        if code not in ERRORS:
+            raise PumpProtocolError(f"pump reply body {body!r}: unknown error {code!r}")
+        return PumpReply(address, "A" if alarm else st, alarm, "", code)
+    return PumpReply(address, "A" if alarm else st, alarm, rest, None)
+
+
+def parse_basic(frame: bytes) -> PumpReply:
+    """Parse a Basic-mode reply ``STX body ETX``.
+
+    Raises:
+        PumpProtocolError: Missing STX/ETX, non-ASCII, or a malformed body.
+    """
+    if len(frame) < 2 or frame[0] != STX or frame[-1] != ETX:
+        raise PumpProtocolError(f"pump reply {frame!r}: expected STX ... ETX", frame)
+    try:
+        body = frame[1:-1].decode("ascii")
+    except UnicodeDecodeError as err:
+        raise PumpProtocolError(f"pump reply {frame!r}: not ASCII", frame) from err
+    return parse_body(body)
+
+
+def parse_safe(frame: bytes) -> PumpReply:
+    """Parse a Safe-mode reply packet (CRC checked)."""
+    try:
+        body = decode_safe(frame).decode("ascii")
+    except UnicodeDecodeError as err:
+        raise PumpProtocolError(f"pump reply {frame!r}: not ASCII", frame) from err
+    return parse_body(body)
+
+
+def split_request(data: str) -> tuple[int | None, str, str]:
+    """Split request command data into (address or None, COMMAND, args) — the pump's view.
+
+    Spaces and control characters are dropped and text is upper-cased first, as the pump does.
+    A ``*`` prefix (any address) gives ``None``.
+    """
+    clean = "".join(ch for ch in data if ch.isprintable() and ch != " ").upper()
+    m = re.fullmatch(r"(\*|\d{1,2})?([A-Z]{0,3})(.*)", clean)
+    assert m is not None  # the pattern matches any string
+    addr_txt, cmd, args = m.group(1), m.group(2), m.group(3)
+    address = None if addr_txt in (None, "*") else int(addr_txt)
+    if addr_txt is None:
+        address = 0
+    return address, cmd, args

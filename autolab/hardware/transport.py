@@ -1,0 +1,360 @@
+"""One serial port, shared by every device on it, with a lock, timeouts, retries and a log.
+
+Why one object per port: daisy-chained devices (New Era pumps on one RS-232 network, Eurotherm
+controllers on one RS-485 bus) share a wire, and only one request may be in flight on it. Every
+byte a driver sends or receives goes through :meth:`Transport.exchange` (or, for Modbus through
+minimalmodbus, through :meth:`Transport.transaction` and :class:`LoggedPort`), so the exchange log
+is complete: the executor attaches it to each :class:`~autolab.records.Measurement` and a
+:class:`~autolab.exceptions.SafetyTrip` carries it.
+
+The port is opened with :func:`serial.serial_for_url`, so a device path (``/dev/ttyUSB0``), a
+pseudo-terminal of the virtual lab (``/dev/pts/7``), ``socket://host:port`` (ser2net) and
+``loop://`` (tests of the framing) all work unchanged.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import serial
+
+from autolab.exceptions import HardwareError
+
+
+class ProtocolError(HardwareError):
+    """A reply could not be framed or parsed (garbled bytes, bad CRC, wrong address).
+
+    Transient by nature (noise on the wire), so :meth:`Transport.exchange` retries it.
+    """
+
+
+class ReplyTimeout(HardwareError):
+    """No (complete) reply within the timeout; retried like :class:`ProtocolError`."""
+
+
+class SerialLike(Protocol):
+    """The part of :class:`serial.Serial` the framers use."""
+
+    def read(self, size: int = 1) -> bytes:
+        """Read up to ``size`` bytes (fewer on timeout)."""
+        ...
+
+    def read_until(self, expected: bytes = b"\n", size: int | None = None) -> bytes:
+        """Read up to and including ``expected`` (fewer on timeout)."""
+        ...
+
+
+#: A framer reads exactly one reply frame from the port (raising on timeout / bad framing).
+Framer = Callable[[SerialLike], bytes]
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """One request/reply on the wire.
+
+    Attributes:
+        t_unix_s: Wall time the request was written, s since the epoch.
+        device: Name of the device (from the devices file).
+        sent: Bytes written.
+        received: Bytes read (empty on timeout).
+        latency_ms: Time from write to the end of the reply, ms.
+        error: Why the exchange failed ("" if it did not).
+    """
+
+    t_unix_s: float
+    device: str
+    sent: bytes
+    received: bytes
+    latency_ms: float
+    error: str = ""
+
+    def line(self) -> str:
+        """One log line: ``time device >sent <received latency [error]``."""
+        stamp = time.strftime("%H:%M:%S", time.localtime(self.t_unix_s))
+        frac = f"{self.t_unix_s % 1:.3f}"[1:]
+        err = f" !{self.error}" if self.error else ""
+        return (f"{stamp}{frac} {self.device} >{_short(self.sent)} <{_short(self.received)} "
+                f"{self.latency_ms:.1f}ms{err}")
+
+
+def _short(data: bytes, keep: int = 48) -> str:
+    """Bytes for a log line; long binary payloads (spectra) are cut to their head and length."""
+    if len(data) <= keep:
+        return repr(data)
+    return f"{data[:keep]!r}...({len(data)} bytes)"
+
+
+class ExchangeLog:
+    """Bounded, thread-safe log of exchanges shared by the transports of one lab.
+
+    Args:
+        maxlen: Exchanges kept (older ones drop off; a measurement takes only its own slice).
+    """
+
+    def __init__(self, maxlen: int = 100_000) -> None:
+        self._items: deque[Exchange] = deque(maxlen=maxlen)
+        self._count = 0
+        self._lock = threading.Lock()
+
+    def append(self, item: Exchange) -> None:
+        """Record one exchange."""
+        with self._lock:
+            self._items.append(item)
+            self._count += 1
+
+    @property
+    def count(self) -> int:
+        """Exchanges recorded so far (a bookmark for :meth:`since`)."""
+        with self._lock:
+            return self._count
+
+    def since(self, bookmark: int) -> list[Exchange]:
+        """Exchanges recorded after ``bookmark`` (an earlier :attr:`count`), oldest first."""
+        with self._lock:
+            n_new = self._count - bookmark
+            if n_new <= 0:
+                return []
+            return list(self._items)[-min(n_new, len(self._items)):]
+
+    def lines(self, bookmark: int = 0) -> tuple[str, ...]:
+        """Log lines since ``bookmark``."""
+        return tuple(e.line() for e in self.since(bookmark))
+
+
+class Transport:
+    """Owns one serial port; serializes, times and logs every exchange on it.
+
+    Args:
+        url: Device path or pyserial URL (``/dev/ttyUSB0``, ``/dev/pts/3``, ``socket://h:p``).
+        baudrate: Line speed, Bd (a pty ignores it; a real port does not).
+        timeout_s: Read timeout of one reply, s.
+        retries: Extra attempts after a timeout or a garbled reply (bounded).
+        log: Shared exchange log (a fresh one if ``None``).
+        serial_kwargs: Extra settings for pyserial (``parity``, ``bytesize``, ``stopbits``).
+
+    Raises:
+        HardwareError: The port cannot be opened (names the URL and the OS error).
+    """
+
+    def __init__(self, url: str, *, baudrate: int = 19200, timeout_s: float = 0.5,
+                 retries: int = 2, log: ExchangeLog | None = None,
+                 **serial_kwargs: Any) -> None:
+        self.url = url
+        self.timeout_s = timeout_s
+        self.retries = retries
+        self.log = log if log is not None else ExchangeLog()
+        self.lock = threading.RLock()
+        try:
+            self.serial = serial.serial_for_url(url, baudrate=baudrate, timeout=timeout_s,
+                                                write_timeout=max(timeout_s, 1.0),
+                                                **serial_kwargs)
+        except (serial.SerialException, OSError, ValueError) as err:
+            raise HardwareError(f"cannot open serial port {url!r}: {err}") from err
+
+    def exchange(self, device: str, request: bytes, framer: Framer | None,
+                 parse: Callable[[bytes], Any] | None = None) -> bytes:
+        """Send ``request`` and read one reply frame, retrying bounded times.
+
+        Args:
+            device: Device name for the log and for errors.
+            request: Bytes to write.
+            framer: Reads one reply frame; ``None`` for commands that get no reply.
+            parse: Optional validator called on the frame; a :class:`ProtocolError` it raises
+                counts as a garbled reply and is retried.
+
+        Returns:
+            The reply frame (``b""`` if ``framer`` is ``None``).
+
+        Raises:
+            HardwareError: No valid reply after all attempts, or the port failed; the message
+                names the device, the request and the last error.
+        """
+        last: HardwareError | None = None
+        for _ in range(self.retries + 1):
+            with self.lock:
+                t0 = time.monotonic()
+                wall = time.time()
+                reply = b""
+                try:
+                    self.serial.reset_input_buffer()
+                    self.serial.write(request)
+                    self.serial.flush()
+                    if framer is not None:
+                        reply = framer(self.serial)
+                        if parse is not None:
+                            parse(reply)
+                except (ProtocolError, ReplyTimeout) as err:
+                    last = err
+                    self._record(device, wall, request, reply or _partial(err), t0=t0,
+                                 error=str(err))
+                    self._drain()
+                    continue
+                except (serial.SerialException, OSError) as err:
+                    self._record(device, wall, request, reply, t0=t0, error=f"port error: {err}")
+                    raise HardwareError(f"{device}: serial port {self.url!r} failed on "
+                                        f"{request!r}: {err}") from err
+                self._record(device, wall, request, reply, t0=t0)
+                return reply
+        raise HardwareError(f"{device}: no valid reply to {request!r} after "
+                            f"{self.retries + 1} attempts on {self.url!r}: {last}") from last
+
+    @contextmanager
+    def transaction(self, device: str) -> Iterator[LoggedPort]:
+        """Hold the port for a library that does its own I/O (minimalmodbus) and log it.
+
+        Yields:
+            A :class:`LoggedPort` over this port: pass it to the library as its serial object.
+        """
+        with self.lock:
+            port = LoggedPort(self, device)
+            try:
+                yield port
+            except Exception as err:
+                port.finish(f"{type(err).__name__}: {err}")
+                raise
+            port.finish()
+
+    def _record(self, device: str, wall: float, sent: bytes, received: bytes, *, t0: float,
+                error: str = "") -> None:
+        self.log.append(Exchange(wall, device, sent, received,
+                                 (time.monotonic() - t0) * 1000.0, error))
+
+    def _drain(self) -> None:
+        """Discard what is left of a bad reply so the next request starts clean."""
+        try:
+            old = self.serial.timeout
+            self.serial.timeout = 0.02
+            while self.serial.read(256):
+                pass
+            self.serial.timeout = old
+        except (serial.SerialException, OSError):
+            pass
+
+    def close(self) -> None:
+        """Close the port (idempotent)."""
+        with self.lock:
+            if self.serial.is_open:
+                self.serial.close()
+
+
+def read_until_byte(ser: SerialLike, end: bytes, first: bytes | None = None) -> bytes:
+    """Read one frame that ends with the byte ``end`` (and starts with ``first``, if given).
+
+    Raises:
+        ReplyTimeout: The terminator did not arrive within the port's timeout.
+        ProtocolError: The frame does not start with ``first``.
+    """
+    data = bytes(ser.read_until(end))
+    if not data.endswith(end):
+        err = ReplyTimeout(f"reply incomplete after timeout: {data!r}")
+        err.partial = data  # type: ignore[attr-defined]
+        raise err
+    if first is not None and not data.startswith(first):
+        perr = ProtocolError(f"reply {data!r} does not start with {first!r}")
+        perr.partial = data  # type: ignore[attr-defined]
+        raise perr
+    return data
+
+
+def read_exact(ser: SerialLike, n: int) -> bytes:
+    """Read exactly ``n`` bytes.
+
+    Raises:
+        ReplyTimeout: Fewer arrived within the timeout.
+    """
+    data = bytes(ser.read(n))
+    if len(data) != n:
+        err = ReplyTimeout(f"expected {n} bytes, got {len(data)}: {data[:32]!r}")
+        err.partial = data  # type: ignore[attr-defined]
+        raise err
+    return data
+
+
+def _partial(err: Exception) -> bytes:
+    data = getattr(err, "partial", b"")
+    return data if isinstance(data, bytes) else b""
+
+
+class LoggedPort:
+    """A serial-port stand-in handed to minimalmodbus: forwards to the transport and logs.
+
+    minimalmodbus accepts any object with ``open/close/read/write/is_open`` as its port; this
+    one records each request (a write) and its reply (the reads after it) as one
+    :class:`Exchange` in the transport's log, so Modbus traffic shows up in the device log like
+    every other device's.
+    """
+
+    def __init__(self, transport: Transport, device: str) -> None:
+        self._t = transport
+        self._device = device
+        self._sent = b""
+        self._recv = b""
+        self._t0 = 0.0
+        self._wall = 0.0
+
+    # pyserial attributes minimalmodbus reads
+    @property
+    def is_open(self) -> bool:
+        """Whether the underlying port is open."""
+        return bool(self._t.serial.is_open)
+
+    @property
+    def port(self) -> str:
+        """Port name (minimalmodbus keys its silent-period bookkeeping by it)."""
+        return self._t.url
+
+    @property
+    def baudrate(self) -> int:
+        """Line speed, Bd."""
+        return int(self._t.serial.baudrate)
+
+    @property
+    def timeout(self) -> float | None:
+        """Read timeout, s."""
+        return float(self._t.serial.timeout) if self._t.serial.timeout is not None else None
+
+    @timeout.setter
+    def timeout(self, value: float | None) -> None:
+        self._t.serial.timeout = value
+
+    def open(self) -> None:
+        """Open the underlying port."""
+        self._t.serial.open()
+
+    def close(self) -> None:
+        """Never close the shared port on a library's behalf."""
+
+    def reset_input_buffer(self) -> None:
+        """Discard stale input."""
+        self._t.serial.reset_input_buffer()
+
+    def reset_output_buffer(self) -> None:
+        """Discard pending output."""
+        self._t.serial.reset_output_buffer()
+
+    def write(self, data: bytes) -> int:
+        """Write a request; flushes the log entry of the previous one."""
+        self.finish()
+        self._sent, self._recv = bytes(data), b""
+        self._t0, self._wall = time.monotonic(), time.time()
+        n = self._t.serial.write(data)
+        return int(n or 0)
+
+    def read(self, size: int = 1) -> bytes:
+        """Read reply bytes."""
+        data = bytes(self._t.serial.read(size))
+        self._recv += data
+        return data
+
+    def finish(self, error: str = "") -> None:
+        """Record the pending request/reply (called on the next write and at the end)."""
+        if self._sent:
+            self._t._record(self._device, self._wall, self._sent, self._recv, t0=self._t0,
+                           error=error)
+            self._sent = b""

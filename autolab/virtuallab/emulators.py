@@ -1,0 +1,429 @@
+"""Device emulators on pseudo-terminals, speaking the real protocols' bytes.
+
+Each :class:`PtyEmulator` owns the master side of a pty (``pty.openpty()`` + ``tty.setraw`` on
+the slave at once — §4.6 pitfall 1: a cooked slave mangles the bytes written before a client
+opens it) and serves it from one thread. The slave fd stays open for the emulator's lifetime
+(pitfall 2: otherwise the master reads EIO once a client closes its port; EIO is also treated as
+"client went away, keep serving"). A driver opens :attr:`PtyEmulator.port` with plain pyserial,
+exactly as it opens ``/dev/ttyUSB0``.
+
+Fault injection (per emulator): :attr:`no_reply` (silent device), :meth:`garble_next` (corrupt
+the next reply), :attr:`disconnected` (the cable is pulled: requests are dropped, even the
+watchdog feeding). Device-specific faults live on the models of
+:mod:`autolab.virtuallab.reactor` (stall, sensor break, runaway heater, power cycle).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pty
+import select
+import threading
+import time
+import tty
+
+from autolab.hardware.protocols import eurotherm as eu
+from autolab.hardware.protocols import ika, newera, spectro, vici
+from autolab.virtuallab.reactor import HeaterModel, PumpModel, VirtualReactor
+
+
+class PtyEmulator:
+    """A device on a pty, served by a thread; subclasses frame and answer requests.
+
+    Args:
+        name: Device (or bus) name.
+        reactor: Shared physics.
+    """
+
+    def __init__(self, name: str, reactor: VirtualReactor) -> None:
+        self.name = name
+        self.reactor = reactor
+        self.master, self._slave = pty.openpty()
+        tty.setraw(self._slave)
+        self.port = os.ttyname(self._slave)
+        self.no_reply = False
+        self.disconnected = False
+        self._garble = 0
+        self._buf = b""
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name=f"emu-{name}", daemon=True)
+        self.requests = 0
+
+    def start(self) -> None:
+        """Start serving."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop serving and close the pty (idempotent)."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=2)
+        for fd in (self.master, self._slave):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def garble_next(self, n: int = 1) -> None:
+        """Corrupt the next ``n`` replies (one byte flipped)."""
+        self._garble = n
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                ready, _, _ = select.select([self.master], [], [], 0.1)
+            except (OSError, ValueError):
+                return
+            if not ready:
+                with self.reactor.lock:
+                    self.reactor.advance()
+                continue
+            try:
+                data = os.read(self.master, 4096)
+            except OSError:  # EIO: the client closed its end; keep serving
+                time.sleep(0.05)
+                continue
+            if self.disconnected:
+                continue
+            self._buf += data
+            while True:
+                with self.reactor.lock:
+                    self.reactor.advance()
+                    taken = self.take(self._buf)
+                    if taken is None:
+                        break
+                    used, reply = taken
+                    self._buf = self._buf[used:]
+                    self.requests += 1
+                if reply and not self.no_reply:
+                    if self._garble:
+                        self._garble -= 1
+                        mid = len(reply) // 2
+                        reply = reply[:mid] + bytes([reply[mid] ^ 0x5A]) + reply[mid + 1:]
+                    with contextlib.suppress(OSError):
+                        os.write(self.master, reply)
+
+    def take(self, buf: bytes) -> tuple[int, bytes] | None:
+        """Consume one request from ``buf``: (bytes used, reply) or None if incomplete."""
+        raise NotImplementedError
+
+
+def _line(buf: bytes, eol: bytes) -> tuple[int, bytes] | None:
+    i = buf.find(eol)
+    return None if i < 0 else (i + len(eol), buf[:i])
+
+
+# ============================================================================= pumps
+class PumpChainEmulator(PtyEmulator):
+    """New Era NE-1000 pumps daisy-chained on one RS-232 line (Basic and Safe mode)."""
+
+    def power_cycle(self, name: str) -> None:
+        """Power-cycle one pump: stopped, counters kept, alarm R, first command ignored."""
+        with self.reactor.lock:
+            p = self.reactor.pumps[name]
+            p.running, p.alarm, p.ignore_next = False, "R", True
+
+    def take(self, buf: bytes) -> tuple[int, bytes] | None:
+        """One request (see :meth:`PtyEmulator.take`)."""
+        if not buf:
+            return None
+        if buf[0] == newera.STX:
+            if len(buf) < 2 or len(buf) < 1 + buf[1]:
+                return None
+            packet = buf[:1 + buf[1]]
+            try:
+                data = newera.decode_safe(packet).decode("ascii")
+            except (newera.PumpProtocolError, UnicodeDecodeError):
+                return len(packet), newera.encode_safe_data(b"00S?COM")
+            return len(packet), self._answer(data, safe=True)
+        got = _line(buf, b"\r")
+        if got is None:
+            return None
+        used, line = got
+        return used, self._answer(line.decode("ascii", errors="replace"), safe=False)
+
+    def _answer(self, data: str, *, safe: bool) -> bytes:
+        address, cmd, args = newera.split_request(data)
+        pumps = [p for p in self.reactor.pumps.values()
+                 if address is None or p.address == address]
+        if not pumps:
+            return b""
+        p = pumps[0]
+        if p.safe_timeout_s > 0 and not safe and cmd != "SAF":
+            return b""  # in Safe mode, Basic lines are not valid packets
+        if p.ignore_next:
+            p.ignore_next = False
+            return b""
+        p.last_packet_wall = time.monotonic()
+        if p.alarm:  # the alarm reply acknowledges it; the command is not executed
+            reply = newera.PumpReply(p.address, "A", p.alarm)
+            p.alarm = ""
+        else:
+            reply = self._execute(p, cmd, args)
+        body = reply.body().encode("ascii")
+        return newera.encode_safe_data(body) if safe else bytes([newera.STX]) + body + bytes(
+            [newera.ETX])
+
+    def _execute(self, p: PumpModel, cmd: str, args: str) -> newera.PumpReply:
+
+        def ok(data: str = "", error: str | None = None) -> newera.PumpReply:
+            st = ("I" if p.infuse else "W") if p.running else "S"
+            return newera.PumpReply(p.address, st, "", data, error)
+        try:
+            if cmd == "":
+                return ok()
+            if cmd == "SAF":
+                p.safe_timeout_s = int(args or 0)
+                return ok()
+            if cmd == "VER":
+                return ok("NE1000V3.928")
+            if cmd == "DIA":
+                if not args:
+                    return ok(newera.format_number(p.diameter_mm))
+                if p.running:
+                    return ok(error="NA")
+                p.diameter_mm = float(args)
+                return ok()
+            if cmd == "RAT":
+                if not args:
+                    scale = newera.RATE_UNITS_ML_MIN[p.rate_units]
+                    return ok(newera.format_number(p.rate_ml_min / scale) + p.rate_units)
+                rate = newera.parse_rate(args)
+                if rate > 100.0:
+                    return ok(error="OOR")
+                p.rate_ml_min, p.rate_units = rate, args[-2:]
+                return ok()
+            if cmd == "DIR":
+                if not args:
+                    return ok("INF" if p.infuse else "WDR")
+                if args not in ("INF", "WDR"):
+                    return ok(error="OOR")
+                p.infuse = args == "INF"
+                return ok()
+            if cmd == "VOL":
+                return ok()
+            if cmd == "RUN":
+                if p.left_ml <= 0 and p.infuse:
+                    p.stall("S")
+                    return newera.PumpReply(p.address, "A", "S")
+                p.running = True
+                return ok()
+            if cmd == "STP":
+                p.running = False
+                return ok()
+            if cmd == "DIS":
+                return ok(newera.format_dispensed(p.infused_ml, p.withdrawn_ml, "ML"))
+            if cmd == "CLD":
+                if args == "INF":
+                    p.infused_ml = 0.0
+                elif args == "WDR":
+                    p.withdrawn_ml = 0.0
+                return ok()
+        except (ValueError, newera.PumpProtocolError):
+            return ok(error="OOR")
+        return ok(error="")
+
+
+# ============================================================================= heaters
+class ModbusBusEmulator(PtyEmulator):
+    """Eurotherm 3200 controllers on one RS-485 bus (Modbus RTU slaves, FC 3/6/16)."""
+
+    def take(self, buf: bytes) -> tuple[int, bytes] | None:
+        """One request (see :meth:`PtyEmulator.take`)."""
+        if len(buf) < 8:
+            return None
+        fc = buf[1]
+        if fc in (eu.READ_HOLDING, eu.WRITE_SINGLE):
+            n = 8
+        elif fc == eu.WRITE_MULTIPLE:
+            if len(buf) < 7:
+                return None
+            n = 9 + buf[6]
+        else:
+            return len(buf), b""  # unknown: resynchronize by dropping the buffer
+        if len(buf) < n:
+            return None
+        frame = buf[:n]
+        if eu.crc_modbus(frame[:-2]) != frame[-2:]:
+            return n, b""  # a slave ignores frames with a bad CRC
+        heaters = [h for h in self.reactor.heaters.values() if h.address == frame[0]]
+        if not heaters:
+            return n, b""
+        h = heaters[0]
+        reg = int.from_bytes(frame[2:4], "big")
+        if fc == eu.READ_HOLDING:
+            count = int.from_bytes(frame[4:6], "big")
+            words = [self._read(h, reg + i) for i in range(count)]
+            body = bytes([frame[0], fc, 2 * count]) + b"".join(w.to_bytes(2, "big")
+                                                               for w in words)
+        else:
+            if fc == eu.WRITE_SINGLE:
+                values = [int.from_bytes(frame[4:6], "big")]
+                body = frame[:6]
+            else:
+                count = int.from_bytes(frame[4:6], "big")
+                values = [int.from_bytes(frame[7 + 2 * i:9 + 2 * i], "big")
+                          for i in range(count)]
+                body = frame[:6]
+            for i, v in enumerate(values):
+                self._write(h, reg + i, v)
+        return n, body + eu.crc_modbus(body)
+
+    @staticmethod
+    def _read(h: HeaterModel, reg: int) -> int:
+        if reg == eu.PV:
+            return eu.to_register(h.pv_c)
+        if reg == eu.REMOTE_SP:
+            return eu.to_register(h.remote_sp_c)
+        if reg == eu.WORKING_SP:
+            return eu.to_register(h.working_sp_c)
+        if reg == eu.TARGET_SP:
+            return eu.to_register(h.local_sp_c)
+        if reg == eu.SP_RATE:
+            return eu.to_register(h.ramp_c_per_min)
+        if reg == eu.STATUS:
+            return eu.encode_status(sensor_break=h.sensor_break, remote_sp_fail=h.remote_failed)
+        if reg == eu.LOCAL_REMOTE:
+            return int(h.remote)
+        if reg == 30:
+            return eu.to_register(h.op_hi_pct)
+        return 0
+
+    @staticmethod
+    def _write(h: HeaterModel, reg: int, word: int) -> None:
+        v = eu.from_register(word)
+        if reg == eu.REMOTE_SP:
+            h.remote_sp_c = v
+            h.last_remote_wall = time.monotonic()
+        elif reg == eu.TARGET_SP:
+            h.local_sp_c = v
+        elif reg == eu.SP_RATE:
+            h.ramp_c_per_min = v
+        elif reg == eu.LOCAL_REMOTE:
+            h.remote = word == 1
+            h.last_remote_wall = time.monotonic()
+        elif reg == 30:
+            h.op_hi_pct = v
+
+
+# ============================================================================= stirrers
+class StirrerEmulator(PtyEmulator):
+    """IKA stirrer (NAMUR) under one stage."""
+
+    def __init__(self, name: str, reactor: VirtualReactor) -> None:
+        super().__init__(name, reactor)
+        reactor.stirrers[name] = {"sp": 0.0, "on": 0.0, "blocked": 0.0}
+
+    def take(self, buf: bytes) -> tuple[int, bytes] | None:
+        """One request line (see :meth:`PtyEmulator.take`)."""
+        got = _line(buf, b"\r\n")
+        if got is None:
+            return None
+        used, line = got
+        s = self.reactor.stirrers[self.name]
+        try:
+            cmd, value = ika.split_command(line)
+        except ika.NamurProtocolError:
+            return used, b""
+        if cmd == "IN_NAME":
+            return used, b"RCT basic\r\n"
+        if cmd == "IN_PV_4":
+            running = s["on"] and not s["blocked"]
+            return used, ika.format_value(s["sp"] if running else 0.0)
+        if cmd == "IN_SP_4":
+            return used, ika.format_value(s["sp"])
+        if cmd == "STATUS_4":
+            return used, ika.format_value(-1.0 if s["blocked"] else s["on"])
+        if cmd == "OUT_SP_4" and value is not None:
+            s["sp"] = max(0.0, min(value, 1500.0))
+        elif cmd == "START_4":
+            s["on"] = 1.0
+        elif cmd == "STOP_4":
+            s["on"] = 0.0
+        return used, b""
+
+
+# ============================================================================= valves
+class ValveEmulator(PtyEmulator):
+    """VICI multiposition actuator."""
+
+    def __init__(self, name: str, reactor: VirtualReactor, positions: int = 6,
+                 initial: int = 1) -> None:
+        super().__init__(name, reactor)
+        self.positions = positions
+        reactor.valves[name] = initial
+
+    def take(self, buf: bytes) -> tuple[int, bytes] | None:
+        """One request line (see :meth:`PtyEmulator.take`)."""
+        got = _line(buf, b"\r")
+        if got is None:
+            return None
+        used, line = got
+        cmd, arg = vici.split_command(line)
+        if cmd == "CP":
+            return used, f"Position is = {self.reactor.valves[self.name]}\r".encode()
+        if cmd == "NP":
+            return used, f"NP = {self.positions}\r".encode()
+        if cmd == "VR":
+            return used, b"UA v2.01\r"
+        if cmd == "GO" and arg is not None and 1 <= arg <= self.positions:
+            self.reactor.valves[self.name] = arg
+            return used, b""
+        return used, b"Bad command\r"
+
+
+# ============================================================================= spectrometer
+class SpectrometerEmulator(PtyEmulator):
+    """The ASP-1 inline optics head; frames come from the reactor's outlet (twin optics)."""
+
+    def __init__(self, name: str, reactor: VirtualReactor) -> None:
+        super().__init__(name, reactor)
+        self.integration_ms = 20.0
+        self.source = "OFF"
+        self.shutter = "CLOSE"
+        self.cell = "SAMPLE"
+
+    def take(self, buf: bytes) -> tuple[int, bytes] | None:
+        """One request line (see :meth:`PtyEmulator.take`)."""
+        got = _line(buf, b"\n")
+        if got is None:
+            return None
+        used, line = got
+        parts = line.decode("ascii", errors="replace").strip().split()
+        if not parts:
+            return used, b""
+        cmd, arg = parts[0].upper(), (parts[1].upper() if len(parts) > 1 else None)
+        return used, self._answer(cmd, arg)
+
+    def _answer(self, cmd: str, arg: str | None) -> bytes:
+        twin = self.reactor.twin
+        det = twin.config.detector
+        wl = twin.wavelengths_nm
+        queries = {
+            "*IDN?": "AUTOLAB,ASP-1,VL0001,1.0", "PIX?": str(wl.size),
+            "WL?": f"{float(wl[0])!r} {float(wl[-1] - wl[0]) / (wl.size - 1)!r} 0 0",
+            "SAT?": f"{det.full_scale_counts:g}", "EXC?": f"{det.excitation_nm:g}",
+            "PATH?": f"{det.path_length_cm:g}", "INT?": f"{self.integration_ms:g}",
+            "SRC?": self.source, "SHUT?": self.shutter, "CELL?": self.cell}
+        if cmd in queries:
+            return queries[cmd].encode("ascii") + b"\n"
+        settings = {"SRC": spectro.SOURCES, "SHUT": spectro.SHUTTER, "CELL": spectro.CELLS}
+        if cmd in settings:
+            if arg not in settings[cmd]:
+                return f"ERR {cmd} expects one of {'|'.join(settings[cmd])}\n".encode()
+            setattr(self, {"SRC": "source", "SHUT": "shutter", "CELL": "cell"}[cmd], arg)
+            return b"OK\n"
+        if cmd == "INT":
+            try:
+                value = float(arg or "nan")
+            except ValueError:
+                value = float("nan")
+            lo, hi = spectro.INT_RANGE_MS
+            if not lo <= value <= hi:
+                return f"ERR INT out of range {lo:g}-{hi:g} ms\n".encode()
+            self.integration_ms = value
+            return b"OK\n"
+        if cmd == "ACQ":
+            counts = self.reactor.frame(source=self.source, shutter_open=self.shutter == "OPEN",
+                                        cell=self.cell, integration_ms=self.integration_ms)
+            return spectro.encode_frame(counts)
+        return f"ERR unknown command {cmd}\n".encode()

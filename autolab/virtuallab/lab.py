@@ -1,0 +1,129 @@
+"""The virtual lab: every emulator of the CSTR rig on its own pty, plus the devices file.
+
+``VirtualLab`` builds the reactor physics, starts one emulator per serial line (the pumps share
+one daisy chain, the two controllers one Modbus bus, as on the real rig) and describes them in a
+:class:`~autolab.hardware.devices.DevicesConfig` whose ports are the ptys; the executor reads that
+file exactly as it reads the real rig's.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from autolab.hardware.devices import DevicesConfig, DeviceSpec, PortSpec, dump_devices
+from autolab.hardware.fluidics import ROLES, Geometry
+from autolab.hardware.limits import Limits
+from autolab.virtuallab.emulators import (
+    ModbusBusEmulator,
+    PtyEmulator,
+    PumpChainEmulator,
+    SpectrometerEmulator,
+    StirrerEmulator,
+    ValveEmulator,
+)
+from autolab.virtuallab.reactor import HeaterModel, PumpModel, VirtualClock, VirtualReactor
+
+#: Reagent delivered by each pump role.
+REAGENTS = {"halide_cl": "indium_chloride", "halide_i": "indium_iodide",
+            "phosphine": "phosphine", "zinc": "zinc_oleate", "sulfur": "sulfur_top",
+            "solvent": "solvent", "bleed": "bleed"}
+
+
+class VirtualLab:
+    """All emulators of the rig, started and stopped together.
+
+    Args:
+        time_scale: Lab seconds per wall second (1 = real time).
+        geometry: Reactor geometry.
+        syringe_ml: Syringe volume of every pump, mL (starts full; large by default, as
+            if reservoir-fed, so long virtual campaigns do not run dry).
+        seed: Detector-noise seed.
+        max_temperature_c: Over-temperature limit written into the devices file, °C.
+    """
+
+    def __init__(self, *, time_scale: float = 1.0, geometry: Geometry | None = None,
+                 syringe_ml: float = 5000.0, seed: int = 0,
+                 max_temperature_c: float = 330.0) -> None:
+        self.time_scale = time_scale
+        self.geometry = geometry or Geometry()
+        self.max_temperature_c = max_temperature_c
+        pumps = {f"pump_{role}": PumpModel(address=i, role=role, syringe_ml=syringe_ml,
+                                           left_ml=syringe_ml)
+                 for i, role in enumerate(ROLES)}
+        heaters = {"heater_core": HeaterModel(address=1, role="core"),
+                   "heater_shell": HeaterModel(address=2, role="shell")}
+        self.clock = VirtualClock(time_scale)
+        self.reactor = VirtualReactor(self.geometry, pumps, heaters, self.clock, seed=seed)
+        self.pumps = PumpChainEmulator("pumps", self.reactor)
+        self.heaters = ModbusBusEmulator("heaters", self.reactor)
+        self.stirrers = {s: StirrerEmulator(f"stirrer_{s}", self.reactor)
+                         for s in ("core", "shell")}
+        self.valves = {v: ValveEmulator(v, self.reactor, positions=6,
+                                        initial=2 if v == "solvent_valve" else 1)
+                       for v in ("solvent_valve", "outlet_valve")}
+        self.spectrometer = SpectrometerEmulator("spectrometer", self.reactor)
+        self._started = False
+
+    @property
+    def emulators(self) -> list[PtyEmulator]:
+        """Every emulator."""
+        return [self.pumps, self.heaters, *self.stirrers.values(), *self.valves.values(),
+                self.spectrometer]
+
+    @property
+    def ports(self) -> dict[str, str]:
+        """Pty path by line name."""
+        return {e.name: e.port for e in self.emulators}
+
+    def start(self) -> VirtualLab:
+        """Start every emulator (idempotent)."""
+        if not self._started:
+            for e in self.emulators:
+                e.start()
+            self._started = True
+        return self
+
+    def stop(self) -> None:
+        """Stop every emulator and close the ptys."""
+        for e in self.emulators:
+            e.stop()
+        self._started = False
+
+    def __enter__(self) -> VirtualLab:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def devices_config(self, *, safe_mode_s: int = 5, timeout_s: float = 0.3) -> DevicesConfig:
+        """The devices file of this lab (ports = the ptys)."""
+        # the spectrometer integrates and the controllers share a bus: longer reply timeouts
+        slow = {"spectrometer": 4.0, "heaters": 3.0}
+        ports = {name: PortSpec(url=path, timeout_s=timeout_s * slow.get(name, 1.0))
+                 for name, path in self.ports.items()}
+        heater_limits = Limits(max_temperature_c=self.max_temperature_c,
+                               max_ramp_c_per_min=20.0)
+        devices: dict[str, DeviceSpec] = {}
+        for i, role in enumerate(ROLES):
+            devices[f"pump_{role}"] = DeviceSpec(
+                kind="ne1000", port="pumps", address=i, role=role, reagent=REAGENTS[role],
+                syringe_ml=self.reactor.pumps[f"pump_{role}"].syringe_ml,
+                safe_mode_s=safe_mode_s, limits=Limits(max_rate_ml_min=50.0))
+        for addr, stage in ((1, "core"), (2, "shell")):
+            devices[f"heater_{stage}"] = DeviceSpec(kind="eurotherm3200", port="heaters",
+                                                    address=addr, role=stage,
+                                                    limits=heater_limits)
+            devices[f"stirrer_{stage}"] = DeviceSpec(kind="ika", port=f"stirrer_{stage}",
+                                                     role=stage,
+                                                     limits=Limits(max_speed_rpm=1200))
+        for v in ("solvent_valve", "outlet_valve"):
+            devices[v] = DeviceSpec(kind="vici", port=v, role=v, positions=6)
+        devices["spectrometer"] = DeviceSpec(kind="asp1", port="spectrometer", role="outlet")
+        return DevicesConfig(time_scale=self.time_scale, ports=ports, devices=devices,
+                             geometry=self.geometry)
+
+    def write_devices_file(self, path: str | Path, **kwargs: int | float) -> Path:
+        """Write :meth:`devices_config` as YAML; returns the path."""
+        p = Path(path)
+        dump_devices(self.devices_config(**kwargs), p)  # type: ignore[arg-type]
+        return p

@@ -1,0 +1,334 @@
+"""Physics of the virtual reactor behind the emulators: syringes, heater blocks, tanks, optics.
+
+One :class:`VirtualReactor` holds the state every emulator reads and writes (under one lock):
+pump models (displacement, syringe volume, stall, Safe-mode watchdog), heater models
+(first-order lag behind a rate-limited working setpoint, sensor break, remote-SP timeout),
+stirrers, valves, and the contents of the tank cascade. Time is a :class:`VirtualClock`:
+wall time times a scale, so a lab hour can pass in a wall second. State advances lazily, on
+each request, by the exact solution over the elapsed interval (nothing spins).
+
+The spectrometer reads the outlet: the tanks carry one tracer per product (each product = the
+conditions the running pumps and the heater PVs realize, :func:`conditions_from_rates`), washed
+through the cascade by the exact tanks-in-series solution of the twin (:func:`washout`), and each
+product's absorbance and emission are the twin's noise-free truth for its conditions.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import NDArray
+
+from autolab.exceptions import ConditionsError
+from autolab.hardware.fluidics import Geometry, conditions_from_rates
+from autolab.records import Conditions
+from autolab.twin import DigitalTwin, TwinConfig
+from autolab.twin.cascade import washout
+from autolab.twin.optics import dye_counts, lamp_counts, mixture_pl_counts, read_frame
+
+FloatArray = NDArray[np.float64]
+
+
+class VirtualClock:
+    """Lab time = wall time × ``time_scale`` (lab seconds per wall second)."""
+
+    def __init__(self, time_scale: float = 1.0) -> None:
+        self.time_scale = time_scale
+        self._t0 = time.monotonic()
+
+    def now_min(self) -> float:
+        """Lab minutes since the clock started."""
+        return (time.monotonic() - self._t0) * self.time_scale / 60.0
+
+
+@dataclass
+class PumpModel:
+    """One syringe pump's mechanics and firmware state.
+
+    Attributes:
+        address: Network address.
+        role: Fluidic role (``halide_cl``, ``solvent``, ``bleed`` ...).
+        syringe_ml: Syringe volume, mL; starts full.
+        diameter_mm: Set diameter, mm.
+        rate_ml_min: Set rate, mL/min.
+        infuse: Direction.
+        running: Motor on.
+        left_ml: Volume left in the syringe, mL.
+        infused_ml / withdrawn_ml: Dispensed counters since the last clear, mL.
+        alarm: Pending alarm code ("" none).
+        safe_timeout_s: Safe-mode timeout (0 = Basic mode), wall s.
+        last_packet_wall: Wall time of the last valid packet.
+        ignore_next: Power-up quirk: the first command after power-up is ignored.
+    """
+
+    address: int
+    role: str
+    syringe_ml: float = 50.0
+    diameter_mm: float = 26.6
+    rate_ml_min: float = 0.0
+    rate_units: str = "MM"
+    infuse: bool = True
+    running: bool = False
+    left_ml: float = 50.0
+    infused_ml: float = 0.0
+    withdrawn_ml: float = 0.0
+    alarm: str = "R"
+    safe_timeout_s: int = 0
+    last_packet_wall: float = field(default_factory=time.monotonic)
+    ignore_next: bool = True
+
+    def stall(self, code: str) -> None:
+        """Stop with an alarm (stall, safe-mode timeout)."""
+        self.running = False
+        self.alarm = code
+
+
+@dataclass
+class HeaterModel:
+    """One heater block under a Eurotherm 3200.
+
+    Attributes:
+        address: Modbus address.
+        role: ``core`` or ``shell``.
+        pv_c: Block temperature, °C.
+        local_sp_c: Local (EEPROM) setpoint: the fallback when the remote SP fails, °C.
+        remote_sp_c: Remote setpoint, °C.
+        working_sp_c: Working setpoint (ramps at ``ramp_c_per_min`` toward the active SP), °C.
+        ramp_c_per_min: SP rate limit (0 = step), °C/min.
+        remote: Remote SP selected.
+        op_hi_pct: Output high limit, % (0 = heater cut).
+        sensor_break: Thermocouple open (fault injection).
+        runaway: Output stuck on (fault injection: PV climbs past the SP).
+        remote_timeout_s: Remote SP must be rewritten this often (wall s) or it fails.
+        last_remote_wall: Wall time of the last remote-SP write.
+    """
+
+    address: int
+    role: str
+    pv_c: float = 25.0
+    local_sp_c: float = 25.0
+    remote_sp_c: float = 25.0
+    working_sp_c: float = 25.0
+    ramp_c_per_min: float = 0.0
+    remote: bool = False
+    op_hi_pct: float = 100.0
+    sensor_break: bool = False
+    runaway: bool = False
+    remote_timeout_s: float = 10.0
+    last_remote_wall: float = field(default_factory=time.monotonic)
+    lag_min: float = 0.5
+    max_heat_c_per_min: float = 20.0
+    max_cool_c_per_min: float = 8.0
+    ambient_c: float = 25.0
+
+    @property
+    def remote_failed(self) -> bool:
+        """The host stopped refreshing the remote SP."""
+        return self.remote and time.monotonic() - self.last_remote_wall > self.remote_timeout_s
+
+    def advance(self, dt_min: float) -> None:
+        """Exact-enough update over ``dt_min`` (sub-stepped for the rate limits)."""
+        target = self.remote_sp_c if self.remote and not self.remote_failed else self.local_sp_c
+        steps = max(1, min(200, math.ceil(dt_min / 0.1)))
+        h = dt_min / steps
+        for _ in range(steps):
+            if self.ramp_c_per_min > 0:
+                d = target - self.working_sp_c
+                self.working_sp_c += math.copysign(min(abs(d), self.ramp_c_per_min * h), d)
+            else:
+                self.working_sp_c = target
+            goal = self.working_sp_c
+            if self.op_hi_pct <= 0:
+                goal = self.ambient_c
+            elif self.runaway:
+                goal = 500.0
+            dv = (goal - self.pv_c) * (1 - math.exp(-h / self.lag_min))
+            dv = min(dv, self.max_heat_c_per_min * h) if dv > 0 else max(
+                dv, -self.max_cool_c_per_min * h)
+            self.pv_c += dv
+
+
+@dataclass
+class Product:
+    """A tracer in the cascade: what is made at one set of conditions (None = precursors)."""
+
+    conditions: Conditions | None
+    tanks: FloatArray
+
+
+class VirtualReactor:
+    """Shared physical state of the virtual lab.
+
+    Args:
+        geometry: Tanks and stocks (same as the devices file's).
+        pumps: Pump models by name.
+        heaters: Heater models by name.
+        clock: Lab clock.
+        twin: The twin whose optics render the outlet.
+        seed: Seed of the detector noise.
+    """
+
+    def __init__(self, geometry: Geometry, pumps: dict[str, PumpModel],
+                 heaters: dict[str, HeaterModel], clock: VirtualClock, *,
+                 twin: DigitalTwin | None = None, seed: int = 0) -> None:
+        self.lock = threading.RLock()
+        self.geometry = geometry
+        self.pumps = pumps
+        self.heaters = heaters
+        self.stirrers: dict[str, dict[str, float]] = {}
+        self.valves: dict[str, int] = {}
+        self.clock = clock
+        self.twin = twin or DigitalTwin(TwinConfig(
+            n_core_tanks=geometry.n_core_tanks, n_shell_tanks=geometry.n_shell_tanks,
+            tank_volume_ml=geometry.tank_volume_ml, in_conc_m=geometry.in_conc_m,
+            phosphine_stock_m=geometry.phosphine_stock_m,
+            shell_feed_fraction=geometry.shell_feed_fraction))
+        self.rng = np.random.default_rng(seed)
+        self.blocked = False  #: fault: the outlet is blocked -> infusing pumps stall
+        self.products: list[Product] = []
+        self._spectra: dict[tuple[float, ...], tuple[FloatArray, FloatArray]] = {}
+        self._t_min = clock.now_min()
+
+    # ------------------------------------------------------------------ time
+    def advance(self) -> None:
+        """Bring every model up to the clock's now (call with the lock held)."""
+        now = self.clock.now_min()
+        dt = now - self._t_min
+        wall = time.monotonic()
+        for p in self.pumps.values():
+            if p.safe_timeout_s > 0 and p.running and \
+                    wall - p.last_packet_wall > p.safe_timeout_s:
+                p.stall("T")
+        if dt <= 0:
+            return
+        self._t_min = now
+        self._flow(dt)
+        for p in self.pumps.values():
+            if not p.running:
+                continue
+            v = p.rate_ml_min * dt
+            if p.infuse:
+                if self.blocked and p.role != "bleed":
+                    p.stall("S")
+                    continue
+                v = min(v, p.left_ml)
+                p.left_ml -= v
+                p.infused_ml += v
+                if p.left_ml <= 1e-9:
+                    p.stall("S")  # end of travel stalls a NE pump
+            else:
+                v = min(v, p.syringe_ml - p.left_ml)
+                p.left_ml += v
+                p.withdrawn_ml += v
+        for h in self.heaters.values():
+            h.advance(dt)
+
+    def rates(self) -> dict[str, float]:
+        """Actual pump rates by role, mL/min (0 for stopped pumps)."""
+        out: dict[str, float] = {}
+        for p in self.pumps.values():
+            if p.running:
+                out[p.role] = out.get(p.role, 0.0) + p.rate_ml_min
+        return out
+
+    def heater_pv(self, role: str) -> float:
+        """PV of the block with this role, °C."""
+        return next(h.pv_c for h in self.heaters.values() if h.role == role)
+
+    def _flow(self, dt: float) -> None:
+        g = self.geometry
+        r = self.rates()
+        q_core = r.get("halide_cl", 0.0) + r.get("halide_i", 0.0) + r.get("phosphine", 0.0) \
+            + (r.get("solvent", 0.0) if self.valves.get("solvent_valve", 2) == 1 else 0.0)
+        q_shell = max(0.0, q_core - r.get("bleed", 0.0)) + r.get("zinc", 0.0) \
+            + r.get("sulfur", 0.0) \
+            + (r.get("solvent", 0.0) if self.valves.get("solvent_valve", 2) == 2 else 0.0)
+        if q_core <= 0 and q_shell <= 0:
+            return
+        big = 1e9
+        times = np.concatenate([
+            np.full(g.n_core_tanks, g.tank_volume_ml / q_core if q_core > 0 else big),
+            np.full(g.n_shell_tanks, g.tank_volume_ml / q_shell if q_shell > 0 else big)])
+        feed = conditions_from_rates(r, self.heater_pv("core"), self.heater_pv("shell"), g)
+        if feed is not None and (not self.products or not _same(self.products[-1].conditions,
+                                                                 feed)):
+            self.products.append(Product(feed, np.zeros(len(times))))
+        for prod in self.products:
+            inlet = 1.0 if (feed is not None and prod is self.products[-1]) else 0.0
+            if q_core <= 0:  # only the shell stage flows: tracer moves within it
+                prod.tanks[g.n_core_tanks:] = washout(
+                    np.concatenate([[0.0], prod.tanks[g.n_core_tanks:]]),
+                    np.concatenate([[big], times[g.n_core_tanks:]]), dt, 0.0)[1:]
+            else:
+                prod.tanks = washout(prod.tanks, times, dt, inlet)
+        self.products = [p for p in self.products if p.tanks.max() > 1e-4
+                         or p is self.products[-1]][-4:]
+
+    # ------------------------------------------------------------------ optics
+    def _truth(self, c: Conditions | None) -> tuple[FloatArray, FloatArray]:
+        wl = self.twin.wavelengths_nm
+        if c is None:
+            return np.zeros_like(wl), np.zeros_like(wl)
+        key = tuple(round(v, 3) for v in c.as_dict().values())
+        if key not in self._spectra:
+            try:
+                t = self.twin.truth(c)
+                self._spectra[key] = (t.absorbance, t.emission_per_nm)
+            except ConditionsError:  # outside the chemistry's envelope: no dots form
+                self._spectra[key] = (np.zeros_like(wl), np.zeros_like(wl))
+        return self._spectra[key]
+
+    def frame(self, *, source: str, shutter_open: bool, cell: str,
+              integration_ms: float) -> FloatArray:
+        """One raw detector frame of the outlet flow cell (or the dye cell)."""
+        cfg = self.twin.config
+        det = cfg.detector
+        wl = self.twin.wavelengths_nm
+        signal = np.zeros_like(wl)
+        if shutter_open and source != "OFF":
+            if cell == "DYE":
+                ref = self.twin.qy_reference
+                if source == "EXC":
+                    signal = dye_counts(wl, k_counts=det.pl_counts_per_ms * integration_ms,
+                                        qy=ref.qy, absorbance=ref.absorbance_at_excitation,
+                                        n_dye=ref.refractive_index, peak_nm=det.dye_peak_nm,
+                                        fwhm_nm=det.dye_fwhm_nm)
+            else:
+                prods = self.products or [Product(None, np.zeros(1))]
+                weights = np.array([p.tanks[-1] for p in prods])
+                spectra = [self._truth(p.conditions) for p in prods]
+                a = np.vstack([s[0] for s in spectra])
+                e = np.vstack([s[1] for s in spectra])
+                a_mix, pl, _ = mixture_pl_counts(
+                    wl, weights, a, e, excitation_nm=det.excitation_nm,
+                    k_counts=det.pl_counts_per_ms * integration_ms,
+                    n_sample=self.twin.qy_reference.sample_refractive_index)
+                if source == "ABS":
+                    blank = lamp_counts(wl, det.lamp_peak_counts) * integration_ms \
+                        / det.abs_integration_ms
+                    signal = blank * 10.0 ** (-a_mix)
+                else:
+                    signal = pl
+        return read_frame(signal, self.rng, dark_offset=det.dark_offset_counts,
+                          read_noise=det.read_noise_counts, gain=det.gain_counts_per_electron,
+                          full_scale=det.full_scale_counts, shot_noise=cfg.noise.shot_noise)
+
+
+def _same(a: Conditions | None, b: Conditions) -> bool:
+    if a is None:
+        return False
+    for name, va in a.as_dict().items():
+        vb = getattr(b, name)
+        if math.isinf(va) or math.isinf(vb):
+            if va != vb:
+                return False
+        elif name.startswith("t_"):
+            if abs(va - vb) > 3.0:
+                return False
+        elif abs(va - vb) > 0.02 * abs(vb):
+            return False
+    return True

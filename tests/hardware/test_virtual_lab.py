@@ -1,0 +1,205 @@
+"""The whole hardware path over real ptys: drivers vs emulators, a campaign, and fault scenarios.
+
+Everything runs through pyserial and minimalmodbus against the emulators; assertions about the
+safe state read the emulators' own state (what the pumps and heaters actually do).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from autolab.campaign import Campaign
+from autolab.config import parse_campaign
+from autolab.exceptions import ConditionsError, HardwareError, SafetyTrip
+from autolab.executors.base import Executor
+from autolab.executors.cstr import CSTRExecutor
+from autolab.hardware.devices import load_devices, parse_devices
+from autolab.hardware.rig import Rig
+from autolab.records import Conditions, Measurement, TrialStatus
+from autolab.virtuallab.lab import VirtualLab
+
+SCALE = 2400.0  # lab seconds per wall second
+GOOD = Conditions(t_core_c=180, tau_core_min=13, t_shell_c=290, tau_shell_min=15, cl_to_i=6,
+                  s_to_zn=2)
+
+
+def _when(predicate: Callable[[], bool], action: Callable[[], None]) -> threading.Thread:
+    """Run ``action`` once ``predicate`` holds (fault injection at a point of the sequence)."""
+    def loop() -> None:
+        for _ in range(2000):
+            if predicate():
+                action()
+                return
+            time.sleep(0.01)
+    t = threading.Thread(target=loop, daemon=True)
+    t.start()
+    return t
+
+
+def _eventually(predicate: Callable[[], bool], limit_s: float = 15.0) -> bool:
+    end = time.monotonic() + limit_s
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
+
+
+@pytest.fixture
+def lab() -> Iterator[VirtualLab]:
+    with VirtualLab(time_scale=SCALE) as vl:
+        yield vl
+
+
+def _feeding(lab: VirtualLab) -> bool:
+    with lab.reactor.lock:
+        return lab.reactor.pumps["pump_halide_cl"].running
+
+
+def _pumps_stopped(lab: VirtualLab) -> bool:
+    with lab.reactor.lock:
+        return not any(p.running for p in lab.reactor.pumps.values())
+
+
+# ----------------------------------------------------------------------------- drivers
+def test_drivers_over_ptys_verify_setpoints_and_refuse_limits(lab: VirtualLab,
+                                                              tmp_path: Path) -> None:
+    path = lab.write_devices_file(tmp_path / "devices.yaml")
+    rig = Rig.open(load_devices(path))
+    try:
+        rig.connect()
+        pump = rig.pumps["phosphine"]
+        pump.set_rate_ml_min(0.4567)
+        pump.start()
+        assert lab.reactor.pumps["pump_phosphine"].running
+        assert lab.reactor.pumps["pump_phosphine"].safe_timeout_s == 5  # Safe mode is on
+        rig.heaters["core"].set_temperature_c(150.0)
+        assert lab.reactor.heaters["heater_core"].remote_sp_c == 150.0
+        rig.solvent_valve.move(4)
+        assert lab.reactor.valves["solvent_valve"] == 4
+        rig.stirrers["shell"].set_speed_rpm(450)
+        rig.stirrers["shell"].start()
+        assert rig.stirrers["shell"].speed_rpm() == 450
+        # limits are checked before a byte is sent
+        n = rig.log.count
+        with pytest.raises(ConditionsError, match=r"heater_core.temperature_c"):
+            rig.heaters["core"].set_temperature_c(400.0)
+        assert rig.log.count == n
+        # a garbled reply is retried; a silent device is named in the error
+        lab.pumps.garble_next()
+        assert rig.pumps["zinc"].state().status == "S"
+        assert any("CRC" in e.error for e in rig.log.since(n))
+        lab.valves["outlet_valve"].no_reply = True
+        with pytest.raises(HardwareError, match="outlet_valve"):
+            rig.outlet_valve.position()
+        pump.stop()
+        assert not lab.reactor.pumps["pump_phosphine"].running
+    finally:
+        rig.close()
+
+
+def test_devices_file_errors_name_field_and_value(lab: VirtualLab) -> None:
+    data = lab.devices_config().model_dump(mode="json")
+    data["devices"]["pump_zinc"]["role"] = "zinc_oxide"
+    with pytest.raises(Exception, match=r"devices.pump_zinc.role='zinc_oxide'"):
+        parse_devices(data)
+    data = lab.devices_config().model_dump(mode="json")
+    data["devices"]["heater_core"]["kind"] = "toaster"
+    with pytest.raises(Exception, match=r"devices.heater_core.kind.*toaster"):
+        parse_devices(data)
+
+
+# ----------------------------------------------------------------------------- campaign
+def test_campaign_of_three_experiments_through_the_serial_stack(lab: VirtualLab,
+                                                                 tmp_path: Path) -> None:
+    config = parse_campaign({
+        "name": "cstr-virtual", "seed": 1,
+        "space": {"parameters": ["t_core_c", "t_shell_c", "cl_to_i"],
+                  "fixed": {"tau_core_min": 10, "tau_shell_min": 12, "s_to_zn": 2,
+                            "p_to_in": 3.6}},
+        "objective": {"mode": "scalar",
+                      "terms": [{"kind": "maximize", "outcome": "qy", "scale": 0.1}]},
+        "optimizer": {"kind": "sobol"}, "budget": {"max_experiments": 3},
+        "tracking": {"enabled": False}}, "test")
+    executor = CSTRExecutor(lab.devices_config(), install_signal_handlers=False)
+    assert isinstance(executor, Executor)
+    campaign = Campaign.create(config, tmp_path / "runs", executor=executor)
+    result = campaign.run()
+    assert len(result.trials) == 3
+    for trial in result.trials:
+        assert trial.measurement is not None
+        m = trial.measurement
+        assert isinstance(m, Measurement) and m.trace is not None
+        assert m.spectra.pl_counts.shape == m.spectra.wavelengths_nm.shape
+        assert m.lab_hours > 0 and m.reagent_ml["phosphine"] > 0
+        assert any("pump_phosphine" in line for line in m.device_log)
+        assert trial.status is TrialStatus.COMPLETED or trial.error
+    assert any(t.status is TrialStatus.COMPLETED for t in result.trials)
+    assert executor.lab_clock_h > sum(t.measurement.lab_hours for t in result.trials
+                                      if t.measurement)
+    # campaign.run closed the executor: the shutdown sequence left the rig safe
+    assert _pumps_stopped(lab)
+    assert executor.shutdown.done and not executor.shutdown.errors
+    with lab.reactor.lock:
+        assert all(h.remote_sp_c == 25.0 for h in lab.reactor.heaters.values())
+
+
+# ----------------------------------------------------------------------------- faults
+def test_pump_stall_mid_run_trips_and_keeps_earlier_measurements(lab: VirtualLab) -> None:
+    ex = CSTRExecutor(lab.devices_config(), install_signal_handlers=False)
+    try:
+        first = ex.run(GOOD)
+        _when(lambda: _feeding(lab), lambda: setattr(lab.reactor, "blocked", True))
+        with pytest.raises(SafetyTrip, match="pump_stall"):
+            ex.run(GOOD)
+        assert ex.supervisor.trip is not None and not ex.supervisor.trip.hard
+        assert _pumps_stopped(lab)
+        assert "solvent valve to core inlet" in ex.shutdown.steps  # soft: flushed and cooled
+        with lab.reactor.lock:
+            assert all(h.remote_sp_c == 25.0 for h in lab.reactor.heaters.values())
+        assert first.spectra.pl_counts.size > 0 and first.trace is not None
+    finally:
+        ex.close()
+
+
+@pytest.mark.parametrize("fault", ["sensor_break", "over_temperature"])
+def test_heater_faults_cut_heaters_and_pumps_at_once(lab: VirtualLab, fault: str) -> None:
+    ex = CSTRExecutor(lab.devices_config(), install_signal_handlers=False)
+
+    def inject() -> None:
+        with lab.reactor.lock:
+            h = lab.reactor.heaters["heater_shell"]
+            if fault == "sensor_break":
+                h.sensor_break = True
+            else:
+                h.runaway = True
+    try:
+        _when(lambda: _feeding(lab), inject)
+        with pytest.raises(SafetyTrip, match=fault):
+            ex.run(GOOD)
+        assert ex.supervisor.trip is not None and ex.supervisor.trip.hard
+        assert _pumps_stopped(lab)
+        with lab.reactor.lock:
+            assert all(h.op_hi_pct == 0 for h in lab.reactor.heaters.values())
+        assert "solvent on" not in ex.shutdown.steps  # hard: no flush
+    finally:
+        ex.close()
+
+
+def test_comms_loss_trips_and_the_pumps_stop_themselves(lab: VirtualLab) -> None:
+    ex = CSTRExecutor(lab.devices_config(), install_signal_handlers=False)
+    try:
+        _when(lambda: _feeding(lab), lambda: setattr(lab.pumps, "disconnected", True))
+        with pytest.raises((SafetyTrip, HardwareError)):
+            ex.run(GOOD)
+        # the host cannot reach the pumps: New Era Safe mode stops them (5 s without a packet)
+        assert _eventually(lambda: _pumps_stopped(lab))
+        with lab.reactor.lock:
+            assert all(p.alarm in ("", "T") for p in lab.reactor.pumps.values())
+    finally:
+        ex.close()
