@@ -46,9 +46,17 @@ from mlflow.entities import Metric, Param, Run
 from autolab import __version__
 from autolab.exceptions import TrackingError
 from autolab.records import Trial, TrialStatus
+from autolab.space import QD_PARAMETERS
 from autolab.tracking import plots
 from autolab.tracking.base import Prediction, flatten_params, git_commit, safe_key
-from autolab.tracking.summary import best_so_far, lab_clocks, summary_rows, to_csv, to_markdown
+from autolab.tracking.summary import (
+    best_so_far,
+    lab_clocks,
+    summary_rows,
+    to_csv,
+    to_html,
+    to_markdown,
+)
 
 #: Store used when neither the argument nor ``MLFLOW_TRACKING_URI`` names one (MLflow's default).
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
@@ -117,6 +125,9 @@ class MlflowTracker:
         self._run_id: str | None = None
         self._experiment_id: str | None = None
         self._campaign_id: str | None = None
+        self._name = ""
+        self._goal = ""
+        self._targets: dict[str, tuple[float, float]] = {}
 
     # ---- Tracker protocol ---------------------------------------------------------------------
     @property
@@ -167,11 +178,16 @@ class MlflowTracker:
                 if found:
                     self._attach(found[0])
                     return str(found[0].info.run_id)
+            targets = _targets_of(config)
+            goal = str(params.get("objective") or "")
             all_tags: dict[str, str] = {
                 "autolab.campaign": name, "autolab.role": "campaign",
                 "autolab.version": __version__,
-                "mlflow.note.content": f"autolab campaign **{name}**",
+                "autolab.targets": json.dumps(targets),
+                "mlflow.note.content": _verdict(name, goal, [], [], targets),
             }
+            if goal:
+                all_tags["autolab.goal"] = _truncate(goal, _TAG_LIMIT)
             if campaign_id is not None:
                 all_tags["autolab.campaign_id"] = campaign_id
             commit = git_commit()
@@ -243,7 +259,7 @@ class MlflowTracker:
             self._client.log_batch(run_id, metrics=[Metric(k, v, now, 0)
                                                     for k, v in metrics.items()])
             with tempfile.TemporaryDirectory(prefix="autolab-trial-") as tmp:
-                _write_trial_artifacts(Path(tmp), trial)
+                _write_trial_artifacts(Path(tmp), trial, self._targets)
                 self._client.log_artifacts(run_id, tmp)
             self._client.log_batch(parent, metrics=[Metric(k, v, now, idx)
                                                     for k, v in metrics.items()])
@@ -257,9 +273,10 @@ class MlflowTracker:
         """Refresh the campaign figures and summary table (overwriting the previous ones).
 
         Writes ``plots/convergence.png``, ``plots/parameters_vs_outcomes.png``,
-        ``plots/model_fit.png`` (with ``predictions``), ``summary/trials.csv`` and
-        ``summary/trials.md``; sets tags ``autolab.n_experiments``, ``autolab.best_experiment``
-        and the run description to a one-line verdict.
+        ``plots/model_fit.png`` (with ``predictions``), ``summary/trials.csv``,
+        ``summary/trials.md`` and ``summary/trials.html`` (the table to read in the UI); sets
+        tags ``autolab.n_experiments``, ``autolab.best_experiment`` and the run description to a
+        one-line verdict (goal, experiments, failures, best experiment's outcomes).
 
         Raises:
             TrackingError: No campaign run attached, or MLflow unreachable or refused.
@@ -277,8 +294,10 @@ class MlflowTracker:
             root = Path(tmp)
             (root / "plots").mkdir()
             (root / "summary").mkdir()
-            figures = {"convergence": plots.convergence_figure(ordered, best, clocks),
-                       "parameters_vs_outcomes": plots.parameters_vs_outcomes_figure(ordered)}
+            targets = self._targets
+            figures = {"convergence": plots.convergence_figure(ordered, best, clocks, targets),
+                       "parameters_vs_outcomes": plots.parameters_vs_outcomes_figure(
+                           ordered, targets=targets)}
             if predictions:
                 figures["model_fit"] = plots.prediction_figure(predictions)
             for name, fig in figures.items():
@@ -286,10 +305,16 @@ class MlflowTracker:
             (root / "summary" / "trials.csv").write_text(to_csv(rows), encoding="utf-8")
             (root / "summary" / "trials.md").write_text(
                 to_markdown(rows, title="Experiments"), encoding="utf-8")
+            units = {k: p.unit for k, p in QD_PARAMETERS.items()}
+            (root / "summary" / "trials.html").write_text(
+                to_html(rows, self._name or "Experiments", goal=self._goal, targets=targets,
+                        units=units), encoding="utf-8")
             with self._calls("log campaign artifacts"):
                 self._client.log_artifacts(parent, tmp)
                 self._client.set_tag(parent, "autolab.n_experiments", str(len(ordered)))
-                self._client.set_tag(parent, "mlflow.note.content", _verdict(ordered, best))
+                self._client.set_tag(parent, "mlflow.note.content",
+                                     _verdict(self._name, self._goal, ordered, best,
+                                              self._targets))
                 completed = [t for t in ordered if t.objective is not None
                              and t.status is TrialStatus.COMPLETED and math.isfinite(t.objective)]
                 if completed:
@@ -315,6 +340,10 @@ class MlflowTracker:
         with self._calls("end campaign"):
             if reason is not None:
                 self._client.set_tag(parent, "autolab.stop_reason", _truncate(reason, _TAG_LIMIT))
+                note = self._client.get_run(parent).data.tags.get("mlflow.note.content", "")
+                if note and "Stopped:" not in note:
+                    self._client.set_tag(parent, "mlflow.note.content",
+                                         _truncate(f"{note} Stopped: {reason}.", _TAG_LIMIT))
             self._client.set_terminated(parent, status=mlflow_status)
 
     # ---- reading back -------------------------------------------------------------------------
@@ -363,6 +392,13 @@ class MlflowTracker:
         self._run_id = run.info.run_id
         self._experiment_id = run.info.experiment_id
         self._campaign_id = run.data.tags.get("autolab.campaign_id")
+        self._name = run.data.tags.get("autolab.campaign", run.info.run_name or "")
+        self._goal = run.data.tags.get("autolab.goal", "")
+        try:
+            raw = json.loads(run.data.tags.get("autolab.targets", "{}"))
+            self._targets = {str(k): (float(v[0]), float(v[1])) for k, v in raw.items()}
+        except (ValueError, TypeError, IndexError, AttributeError):
+            self._targets = {}  # a run logged by an older autolab: plots without bands
 
     def _require_run(self) -> str:
         if self._run_id is None:
@@ -445,17 +481,53 @@ def _trial_note(trial: Trial) -> str:
     return "; ".join(parts)
 
 
-def _verdict(trials: Sequence[Trial], best: Sequence[float | None]) -> str:
+def _targets_of(config: Mapping[str, Any]) -> dict[str, tuple[float, float]]:
+    """Target bands (outcome -> (value, tolerance)) of a campaign config's objective terms.
+
+    Lenient: a config of another shape simply has no bands (the plots then draw none).
+    """
+    objective = config.get("objective")
+    terms = objective.get("terms") if isinstance(objective, Mapping) else None
+    out: dict[str, tuple[float, float]] = {}
+    for term in terms if isinstance(terms, list) else []:
+        if isinstance(term, Mapping) and term.get("kind") == "target":
+            try:
+                out[str(term["outcome"])] = (float(term["value"]), float(term.get("tolerance", 0)))
+            except (KeyError, TypeError, ValueError):
+                continue
+    return out
+
+
+def _verdict(name: str, goal: str, trials: Sequence[Trial], best: Sequence[float | None],
+             targets: Mapping[str, tuple[float, float]]) -> str:
+    """The campaign run's description: what was asked, how many tried and failed, the best."""
+    head = f"**{name}**" if name else "autolab campaign"
+    if goal:
+        head += f" ({goal})"
+    if not trials:
+        return head + ": started, no experiments yet."
     n = len(trials)
     failed = sum(t.status is not TrialStatus.COMPLETED for t in trials)
+    line = f"{head}: {n} experiments, {failed} failed"
     top = best[-1] if best else None
-    line = f"{n} experiments, {failed} failed or interrupted"
-    if top is not None:
-        line += f"; best objective {top:.4g}"
-    return line + ". See summary/trials.md and plots/."
+    winner = next((t for t in trials if top is not None and t.objective == top
+                   and t.status is TrialStatus.COMPLETED), None)
+    if winner is not None and winner.features is not None:
+        f = winner.features
+        pl = f"PL {f.pl_peak_nm:.1f} nm"
+        if "pl_peak_nm" in targets:
+            value, tol = targets["pl_peak_nm"]
+            inside = abs(f.pl_peak_nm - value) <= tol
+            pl += f" ({'in' if inside else 'outside'} target {value:g} ± {tol:g})"
+        line += (f"; best exp-{winner.index:03d}: {pl}, FWHM {f.fwhm_nm:.1f} nm, "
+                 f"QY {100 * f.qy:.1f} %, score {top:.3g}")
+    elif top is not None:
+        line += f"; best score {top:.4g}"
+    return line + ". Table: summary/trials.html; plots/."
 
 
-def _write_trial_artifacts(root: Path, trial: Trial) -> None:
+def _write_trial_artifacts(root: Path, trial: Trial,
+                           targets: Mapping[str, tuple[float, float]]) -> None:
     """The nested run's files: trial.json always; spectra, plot, log, trace with a measurement."""
     (root / "trial.json").write_text(json.dumps(trial.to_dict(), indent=1), encoding="utf-8")
     meas = trial.measurement
@@ -467,7 +539,7 @@ def _write_trial_artifacts(root: Path, trial: Trial) -> None:
     table = np.column_stack(list(cols.values()))
     np.savetxt(root / "spectra.csv", table, delimiter=",", header=",".join(cols), comments="",
                fmt="%.10g")
-    fig = plots.spectrum_figure(trial)
+    fig = plots.spectrum_figure(trial, targets)
     if fig is not None:
         (root / "spectrum.png").write_bytes(plots.figure_png(fig))
     (root / "device_log.txt").write_text("\n".join(meas.device_log) + "\n", encoding="utf-8")

@@ -1,14 +1,18 @@
-"""The campaign summary table: one row per experiment, as CSV (for tools) and markdown (for eyes).
+"""The campaign summary table, one row per experiment: CSV for tools, markdown and HTML for eyes.
 
-Kept separate from plotting so a report command can print it without matplotlib.
+Kept separate from plotting so a report command can print it without matplotlib. The HTML table
+is what a researcher reads in the MLflow UI (its artifact viewer renders ``.html``): readable
+headers with units, QY in %, failed rows in red with their error, the best row in green, PL peaks
+inside the target band marked.
 """
 
 from __future__ import annotations
 
 import csv
+import html
 import io
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from autolab.records import Trial, TrialStatus
@@ -113,3 +117,78 @@ def lab_clocks(trials: Sequence[Trial]) -> list[float]:
             clock = t.measurement.finished_lab_h
         out.append(clock)
     return out
+
+
+#: Column headers of the HTML table (units included); other columns keep their names.
+_HEADERS = {"index": "exp", "status": "status", "objective": "score", "best_so_far": "best so far",
+            "pl_peak_nm": "PL peak (nm)", "fwhm_nm": "FWHM (nm)", "qy": "QY (%)",
+            "abs_peak_nm": "1st exciton (nm)", "lab_clock_h": "lab clock (h)", "flags": "flags",
+            "error": "error"}
+_CSS = """body{font-family:system-ui,sans-serif;font-size:13px;margin:8px}
+table{border-collapse:collapse}th,td{border:1px solid #ccc;padding:3px 6px;text-align:right}
+th{background:#f0f0f0;position:sticky;top:0}td.t{text-align:left}
+tr.failed td{background:#fde2e2;color:#900}tr.best td{background:#d9f2d9;font-weight:bold}
+td.inband{outline:2px solid #2a2;outline-offset:-2px}p{margin:4px 0}"""
+
+
+def to_html(rows: Sequence[dict[str, Any]], title: str = "", *, goal: str = "",
+            targets: Mapping[str, tuple[float, float]] | None = None,
+            units: Mapping[str, str] | None = None) -> str:
+    """Rows as a standalone HTML page, for the MLflow UI's artifact viewer.
+
+    Args:
+        rows: From :func:`summary_rows`.
+        title: Page heading (the campaign name).
+        goal: One line saying what the campaign asks for (the objective), shown under the title.
+        targets: Target bands (outcome -> (value, tolerance)); cells inside a band are outlined.
+        units: Units of the conditions, for their headers (``{"t_core_c": "°C"}``).
+    """
+    esc = html.escape
+    units = units or {}
+    targets = targets or {}
+    head = [f"<h3>{esc(title)}</h3>"] if title else []
+    if goal:
+        head.append(f"<p>Goal: {esc(goal)}</p>")
+    if not rows:
+        return _page(title, [*head, "<p>no experiments yet</p>"])
+    best_obj = max((r["objective"] for r in rows
+                    if r["status"] == "completed" and isinstance(r["objective"], float)
+                    and math.isfinite(r["objective"])), default=None)
+    n_failed = sum(r["status"] != "completed" for r in rows)
+    line = f"{len(rows)} experiments, {n_failed} failed (red rows)"
+    if best_obj is not None:
+        line += "; best row in green"
+    if targets:
+        line += "; outlined: inside the target band"
+    head.append(f"<p>{esc(line)}.</p>")
+    cols = list(rows[0])
+
+    def header(c: str) -> str:
+        if c in _HEADERS:
+            return _HEADERS[c]
+        return f"{c} ({units[c]})" if units.get(c) else c
+
+    out = [*head, "<table><tr>" + "".join(f"<th>{esc(header(c))}</th>" for c in cols) + "</tr>"]
+    for r in rows:
+        cls = "failed" if r["status"] != "completed" else (
+            "best" if best_obj is not None and r["objective"] == best_obj else "")
+        cells = []
+        for c in cols:
+            v = r[c]
+            text = f"exp-{v:03d}" if c == "index" else _cell(100 * v if c == "qy" and
+                                                               isinstance(v, float) else v)
+            klass = "t" if c in {"status", "flags", "error", "index"} else ""
+            if (c in targets and isinstance(v, float) and math.isfinite(v)
+                    and abs(v - targets[c][0]) <= targets[c][1]):
+                klass += " inband"
+            attr = f' class="{klass.strip()}"' if klass.strip() else ""
+            cells.append(f"<td{attr}>{esc(text)}</td>")
+        out.append(f'<tr class="{cls}">' + "".join(cells) + "</tr>")
+    out.append("</table>")
+    return _page(title, out)
+
+
+def _page(title: str, body: Sequence[str]) -> str:
+    return ("<!DOCTYPE html><html><head><meta charset=\"utf-8\">"
+            f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>\n"
+            + "\n".join(body) + "\n</body></html>\n")

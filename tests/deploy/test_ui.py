@@ -1,0 +1,194 @@
+"""A researcher's review of a campaign in the MLflow UI, in a real (headless) Chromium.
+
+The UI is a React app: whether a campaign is reviewable without code is only known once a browser
+has rendered it. This test opens the campaign run, its nested experiment runs, the plots and the
+summary table the way a researcher would (deep links included in docs/deployment.md), checks
+that they render, and saves screenshots: into pytest's temp dir, or into
+``$AUTOLAB_SCREENSHOT_DIR`` to keep them.
+
+Uses Debian's ``chromium`` and ``chromedriver`` (``scripts/ci/browser.sh``) through Selenium;
+nothing is downloaded. The browser talks only to the 127.0.0.1 server.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from autolab.campaign import Campaign, CampaignResult
+from autolab.config import parse_campaign
+from autolab.tracking import MlflowTracker
+
+pytestmark = [pytest.mark.browser, pytest.mark.server]
+
+webdriver = pytest.importorskip("selenium.webdriver", reason="pip install selenium")
+from selenium.common.exceptions import TimeoutException, WebDriverException  # noqa: E402
+from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+CAMPAIGN = Path(__file__).parents[2] / "campaigns" / "target_550nm.yaml"
+CHROME_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--window-size=1600,1000")
+# The UI remembers its "GenAI / Model training" switch per browser; a campaign lives in the runs
+# table of "Model training", so links name it (a fresh profile would start in GenAI).
+ML_VIEW = "workflowType=machine_learning"
+WAIT_S = 30
+
+
+@dataclass(frozen=True)
+class Reviewed:
+    """The campaign on the server: where it is, and what the campaign itself returned."""
+
+    uri: str
+    experiment_id: str
+    result: CampaignResult
+    child_ids: dict[str, str]
+
+
+@pytest.fixture(scope="module")
+def campaign_on_server(mlflow_server: str, tmp_path_factory: pytest.TempPathFactory) -> Reviewed:
+    raw = yaml.safe_load(CAMPAIGN.read_text())
+    raw["optimizer"] = {"kind": "sobol"}
+    raw["budget"] = {"max_experiments": 4}
+    config = parse_campaign(raw, str(CAMPAIGN))
+    tracker = MlflowTracker(mlflow_server, "ui-review")
+    result = Campaign.create(config, tmp_path_factory.mktemp("runs"), tracker=tracker).run()
+    assert result.tracking_run_id is not None
+    runs = tracker.trial_runs()
+    return Reviewed(uri=mlflow_server, experiment_id=str(runs[0].info.experiment_id),
+                    result=result,
+                    child_ids={str(r.info.run_name): str(r.info.run_id) for r in runs})
+
+
+@pytest.fixture(scope="module")
+def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``$AUTOLAB_SCREENSHOT_DIR`` if set (kept), else a pytest temp dir."""
+    keep = os.environ.get("AUTOLAB_SCREENSHOT_DIR")
+    if keep:
+        path = Path(keep)
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+    return tmp_path_factory.mktemp("screenshots")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver_exe = shutil.which("chromedriver")
+    if chromium is None or driver_exe is None:
+        pytest.skip("Debian's chromium and chromium-driver are not installed: run "
+                    "scripts/ci/browser.sh")
+    profile = tempfile.mkdtemp(prefix="autolab-chromium-")
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = chromium
+    for flag in (*CHROME_FLAGS, f"--user-data-dir={profile}"):
+        opts.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(driver_exe), options=opts)
+    driver.set_page_load_timeout(WAIT_S)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def _open(driver: Any, url: str) -> None:
+    """Load ``url`` afresh: the UI routes by the hash, which a same-page ``get`` keeps."""
+    driver.get("about:blank")
+    driver.get(url)
+
+
+def _wait(driver: Any, what: str, cond: Callable[[Any], Any]) -> Any:
+    try:
+        return WebDriverWait(driver, WAIT_S, poll_frequency=0.25,
+                             ignored_exceptions=(WebDriverException,)).until(cond)
+    except TimeoutException:
+        body = driver.find_element(By.TAG_NAME, "body").text[:1500]
+        pytest.fail(f"MLflow UI: {what} did not appear within {WAIT_S} s; page shows:\n{body}")
+
+
+def _text(driver: Any) -> str:
+    return str(driver.find_element(By.TAG_NAME, "body").text)
+
+
+def _close_assistant(driver: Any) -> None:
+    """Hide MLflow 3's assistant side panel, which takes a third of the width of a screenshot."""
+    for button in driver.find_elements(By.CSS_SELECTOR, "button[aria-label='Close']"):
+        try:
+            if button.is_displayed():
+                button.click()
+        except WebDriverException:
+            continue
+
+
+def _image_loaded(driver: Any, name: str) -> bool:
+    """An image named ``name`` (its alt text: the viewer loads artifacts as blobs) has pixels."""
+    return bool(driver.execute_script(
+        "return Array.from(document.images).some(i => (i.alt.endsWith(arguments[0]) || "
+        "i.src.includes(arguments[0])) && i.complete && i.naturalWidth > 100);", name))
+
+
+def test_campaign_reviewable_in_browser(campaign_on_server: Reviewed, browser: Any,
+                                        screenshots: Path) -> None:
+    c = campaign_on_server
+    run_id = c.result.tracking_run_id
+    base = f"{c.uri}/#/experiments/{c.experiment_id}"
+
+    # the experiment's runs table lists the campaign run
+    _open(browser, f"{base}/runs?{ML_VIEW}")
+    _wait(browser, "campaign run in the runs table", lambda d: "target-550nm" in _text(d))
+    _close_assistant(browser)
+    browser.save_screenshot(str(screenshots / "01_runs_table.png"))
+
+    # the campaign run: one-line description, tags and its nested experiment runs
+    _open(browser, f"{base}/runs/{run_id}?{ML_VIEW}")
+    _wait(browser, "campaign run page with child runs", lambda d: "exp-003" in _text(d))
+    _close_assistant(browser)
+    page = _text(browser)
+    assert all(f"exp-00{i}" in page for i in range(4))
+    assert "target-550nm" in page
+    assert "pl_peak_nm = 550 ± 2" in page  # the description says what was asked for
+    assert "4 experiments" in page
+    browser.save_screenshot(str(screenshots / "02_campaign_run.png"))
+
+    # campaign plots render as images in the artifact viewer
+    for shot, name in (("03", "convergence.png"), ("04", "parameters_vs_outcomes.png")):
+        _open(browser, f"{base}/runs/{run_id}/artifacts/plots/{name}?{ML_VIEW}")
+        _wait(browser, f"plots/{name} rendered", lambda d, n=name: _image_loaded(d, n))
+        _close_assistant(browser)
+        browser.save_screenshot(str(screenshots / f"{shot}_{name}"))
+
+    # the summary table renders as a table (HTML artifact, in an iframe)
+    _open(browser, f"{base}/runs/{run_id}/artifacts/summary/trials.html?{ML_VIEW}")
+    frame = _wait(browser, "summary table frame",
+                  lambda d: d.find_elements(By.CSS_SELECTOR, "iframe") or False)[0]
+    _close_assistant(browser)
+    browser.switch_to.frame(frame)
+    try:
+        table = _wait(browser, "summary table rows",
+                      lambda d: "exp-003" in _text(d) and _text(d))
+    finally:
+        browser.switch_to.default_content()
+    assert "PL peak (nm)" in table
+    assert "QY (%)" in table
+    browser.save_screenshot(str(screenshots / "05_summary_table.png"))
+
+    # a nested experiment run: its spectrum plot
+    child = c.child_ids["exp-000"]
+    _open(browser, f"{base}/runs/{child}/artifacts/spectrum.png?{ML_VIEW}")
+    _wait(browser, "spectrum.png of exp-000", lambda d: _image_loaded(d, "spectrum.png"))
+    _close_assistant(browser)
+    browser.save_screenshot(str(screenshots / "06_experiment_spectrum.png"))
+
+    for png in screenshots.glob("0*.png"):
+        assert png.read_bytes().startswith(b"\x89PNG"), png
