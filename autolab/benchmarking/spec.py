@@ -1,0 +1,206 @@
+"""Benchmark spec files: strategies × seeds × targets, validated and frozen.
+
+A spec is YAML (see ``benchmarks/scale.yaml``). Like campaign files, every key is validated with
+pydantic and unknown keys are rejected (``extra="forbid"``), so a typo such as ``budjet`` is an
+error naming the field, not a silently ignored line. Strategy settings are checked at load time by
+building each optimizer once, so a bad ``n_init`` fails before an hour of benchmarking, not in it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from autolab.benchmarking.problem import Problem
+from autolab.config import SpaceConfig, format_validation_error
+from autolab.exceptions import AutolabError, ConfigError
+from autolab.optimizer import make_optimizer
+from autolab.twin import TwinConfig
+
+_FROZEN = ConfigDict(frozen=True, extra="forbid")
+
+#: Strategies a benchmark can compare: autolab's optimizers and Optuna's GP sampler
+#: (``optuna-gp`` needs the ``benchmark`` extra).
+StrategyKind = Literal["botorch", "random", "sobol", "optuna-gp"]
+
+
+class StrategySpec(BaseModel):
+    """One strategy under test.
+
+    Attributes:
+        kind: Which optimizer.
+        label: Name in tables and plots (default: ``kind``); must be unique in a spec.
+        settings: Optimizer settings (e.g. ``n_init``), validated by the optimizer; ignored keys
+            are errors there too. ``optuna-gp`` takes none.
+    """
+
+    model_config = _FROZEN
+
+    kind: StrategyKind
+    label: str = Field(default="", pattern=r"^([A-Za-z0-9][A-Za-z0-9_.-]*)?$")
+    settings: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_name(cls, data: Any) -> Any:
+        return {"kind": data} if isinstance(data, str) else data
+
+    @property
+    def name(self) -> str:
+        """The label, or the kind when no label is given."""
+        return self.label or self.kind
+
+
+class TargetSpec(BaseModel):
+    """One PL target.
+
+    Attributes:
+        pl_peak_nm: Target emission peak, nm.
+        tolerance_nm: Half-width of the band counted as on target, nm.
+    """
+
+    model_config = _FROZEN
+
+    pl_peak_nm: float = Field(ge=400, le=700)
+    tolerance_nm: float = Field(default=2.0, gt=0, le=50)
+
+
+class SuccessSpec(BaseModel):
+    """When a run counts as successful.
+
+    Attributes:
+        qy_fraction: The noise-free product must be in band with a QY of at least this fraction
+            of the best QY reachable in that band (from the dense search).
+    """
+
+    model_config = _FROZEN
+
+    qy_fraction: float = Field(default=0.9, gt=0, le=1)
+
+
+class DenseSearchSpec(BaseModel):
+    """How hard to look for the best reachable QY (the yardstick of success).
+
+    Attributes:
+        sobol_log2: The grid of the noiseless twin has ``2**sobol_log2`` points (17: ~10 s).
+        polish: Best grid points per target polished by Nelder-Mead.
+    """
+
+    model_config = _FROZEN
+
+    sobol_log2: int = Field(default=17, ge=6, le=22)
+    polish: int = Field(default=12, ge=0, le=200)
+
+
+class BenchmarkTracking(BaseModel):
+    """Optional MLflow logging: a parent run per benchmark, a nested run per strategy×seed×target.
+
+    Attributes:
+        enabled: Log to MLflow at all.
+        uri: Tracking URI (default ``$MLFLOW_TRACKING_URI`` or ``sqlite:///mlflow.db``).
+        experiment: MLflow experiment name.
+    """
+
+    model_config = _FROZEN
+
+    enabled: bool = False
+    uri: str | None = None
+    experiment: str = "autolab-benchmarks"
+
+
+class BenchmarkSpec(BaseModel):
+    """A whole benchmark: which strategies, on which seeds and targets, with what budget."""
+
+    model_config = _FROZEN
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    description: str = ""
+    strategies: tuple[StrategySpec, ...] = Field(min_length=1)
+    seeds: int | tuple[int, ...] = 5
+    targets: tuple[TargetSpec, ...] = Field(min_length=1)
+    budget: int = Field(default=30, ge=1, le=1000)
+    success: SuccessSpec = Field(default_factory=SuccessSpec)
+    dense_search: DenseSearchSpec = Field(default_factory=DenseSearchSpec)
+    space: SpaceConfig = Field(default_factory=lambda: SpaceConfig(fixed={"p_to_in": 3.6}))
+    twin: TwinConfig = Field(default_factory=TwinConfig)
+    tracking: BenchmarkTracking = Field(default_factory=BenchmarkTracking)
+
+    @field_validator("seeds")
+    @classmethod
+    def _check_seeds(cls, v: int | tuple[int, ...]) -> int | tuple[int, ...]:
+        if isinstance(v, int):
+            if not 1 <= v <= 10_000:
+                raise ValueError(f"a seed count must be in [1, 10000], got {v}")
+        elif not v or len(set(v)) != len(v) or min(v) < 0:
+            raise ValueError("a seed list must be non-empty, distinct, non-negative integers")
+        return v
+
+    @model_validator(mode="after")
+    def _check(self) -> BenchmarkSpec:
+        names = [s.name for s in self.strategies]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"strategy labels must be unique; repeated: {dupes} "
+                             "(give each variant a 'label')")
+        targets = [(t.pl_peak_nm, t.tolerance_nm) for t in self.targets]
+        if len(set(targets)) != len(targets):
+            raise ValueError("targets must be distinct")
+        space = self.space.build()
+        objective = Problem(space, self.space.fixed, self.targets[0].pl_peak_nm,
+                            self.targets[0].tolerance_nm, self.twin).objective()
+        for s in self.strategies:
+            if s.kind == "optuna-gp":
+                if s.settings:
+                    raise ValueError(f"strategy {s.name!r}: optuna-gp takes no settings")
+                continue
+            try:
+                make_optimizer(s.kind, space, objective, seed=0, **s.settings)
+            except (AutolabError, TypeError, ValueError) as err:
+                raise ValueError(f"strategy {s.name!r}: {err}") from err
+        return self
+
+    @property
+    def seed_list(self) -> tuple[int, ...]:
+        """The seeds: ``0..n-1`` for a count, else the list as given."""
+        return tuple(range(self.seeds)) if isinstance(self.seeds, int) else self.seeds
+
+
+def parse_spec(data: Any, source: str = "<benchmark>") -> BenchmarkSpec:
+    """Validate an already-parsed spec mapping.
+
+    Raises:
+        ConfigError: One line per invalid field, naming ``source``.
+    """
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping of benchmark settings at the top level, "
+                          f"got {type(data).__name__}")
+    try:
+        return BenchmarkSpec.model_validate(data)
+    except ValidationError as err:
+        text = format_validation_error(err, source)
+        raise ConfigError(text.replace("the campaign schema", "the benchmark spec schema")) from err
+    except ConfigError as err:
+        raise ConfigError(f"{source}: {err}") from err
+
+
+def load_spec(path: str | Path) -> BenchmarkSpec:
+    """Read and validate a benchmark spec YAML file.
+
+    Raises:
+        ConfigError: Unreadable file, YAML syntax error (with line), or invalid fields.
+    """
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as err:
+        raise ConfigError(f"cannot read benchmark spec {p}: {err.strerror}") from err
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{p}: not valid YAML{where}: {getattr(err, 'problem', err)}") from err
+    return parse_spec(data, str(p))
