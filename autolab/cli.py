@@ -25,6 +25,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from autolab.benchmarking.cli import benchmark_command
 from autolab.exceptions import AutolabError, ConfigError, HardwareError, JournalError
 
 EXIT_OK, EXIT_BUG, EXIT_INPUT, EXIT_INTERRUPTED, EXIT_FAILURE = 0, 1, 2, 3, 4
@@ -327,6 +328,83 @@ def report(
     files = write_report(state, folder)
     for f in files:
         console.print(f"wrote {f}")
+
+
+# --------------------------------------------------------------------------------------- hardware
+lab_app = typer.Typer(no_args_is_help=True,
+                      help="The virtual lab: every device of the rig emulated on a pty.")
+devices_app = typer.Typer(no_args_is_help=True, help="Devices files and the devices they name.")
+app.add_typer(lab_app, name="lab")
+app.add_typer(devices_app, name="devices")
+
+
+@lab_app.command("up")
+def lab_up(
+    devices_file: Annotated[Path, typer.Option(
+        help="Where to write the devices file pointing at the emulators.")] = Path(
+        "lab-devices.yaml"),
+    time_scale: Annotated[float, typer.Option(
+        help="Lab seconds per wall second (the emulated heaters, pumps and tanks run this much "
+             "faster than real time).")] = 120.0,
+    seed: Annotated[int, typer.Option(help="Detector-noise seed of the emulated optics.")] = 0,
+) -> None:
+    """Start the emulated lab, print its ports and write its devices file; Ctrl-C stops it."""
+    import signal
+
+    from autolab.virtuallab import VirtualLab
+
+    with VirtualLab(time_scale=time_scale, seed=seed) as lab:
+        path = lab.write_devices_file(devices_file)
+        table = Table(title=f"virtual lab ({time_scale:g}x real time)")
+        table.add_column("serial line")
+        table.add_column("port")
+        for name, port in lab.ports.items():
+            table.add_row(name, port)
+        console.print(table)
+        console.print(f"devices file: {path}\ncheck it:     autolab devices check {path}\n"
+                      "run on it:    autolab run campaigns/cstr_lab.yaml\nCtrl-C stops the lab.")
+        try:
+            while True:
+                signal.pause()
+        except KeyboardInterrupt:
+            console.print("virtual lab stopped")
+
+
+@devices_app.command("check")
+def devices_check(file: Annotated[Path, typer.Argument(help="Devices YAML file.")]) -> None:
+    """Ping every device of a devices file and print a status table (exit 4 if any fails)."""
+    from autolab.exceptions import HardwareError
+    from autolab.hardware.devices import load_devices
+    from autolab.hardware.rig import Rig
+
+    try:
+        rig = Rig.open(load_devices(file))
+    except ConfigError as err:
+        raise _fail(str(err), EXIT_INPUT) from err
+    except HardwareError as err:
+        raise _fail(str(err), EXIT_FAILURE) from err
+    table = Table(title=f"devices of {file}")
+    for col in ("device", "kind", "port", "status"):
+        table.add_column(col)
+    failed = 0
+    try:
+        for dev in rig.devices():
+            spec = rig.config.devices[dev.name]
+            try:
+                status = f"[green]ok[/] {dev.ping()}"
+            except HardwareError as err:
+                failed += 1
+                status = f"[red]FAIL[/] {err}"
+            table.add_row(dev.name, spec.kind, rig.config.ports[spec.port].url, status)
+    finally:
+        rig.close()
+    console.print(table)
+    if failed:
+        raise _fail(f"{failed} device(s) did not answer", EXIT_FAILURE)
+
+
+# The benchmark command lives with the benchmarking package (it composes campaign-level parts).
+app.command("benchmark")(benchmark_command)
 
 
 def main() -> None:

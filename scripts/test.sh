@@ -1,10 +1,25 @@
 #!/usr/bin/env bash
 # Set up .venv and run every check CI runs: ruff, mypy, the import-layer contracts, the test suite.
+# The suite includes the deployment checks, so this also makes sure PostgreSQL, Chromium with its
+# chromedriver, and docker-compose (for `docker-compose config`) are installed (Debian packages;
+# needs root the first time, nothing happens when they are there).
 # Extra arguments go to pytest (e.g. scripts/test.sh -k twin -x).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/bootstrap.sh dev
+bash scripts/bootstrap.sh "dev,deploy,notebooks,ray,benchmark"
+bash scripts/ci/postgres.sh
+bash scripts/ci/browser.sh
+if ! command -v docker-compose >/dev/null 2>&1; then
+  if [ "$(id -u)" -eq 0 ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker-compose \
+      >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+      --no-install-recommends docker-compose >/dev/null; }
+  fi
+fi
 export MPLBACKEND=Agg PYTHONHASHSEED=0
+# Everything above installed what the stack, browser and notebook tests need: skipping them now
+# would hide a broken set-up, so tests/conftest.py turns such skips into failures.
+export AUTOLAB_REQUIRE_ALL_TESTS=1
 echo "== ruff";   .venv/bin/ruff check .
 echo "== mypy";   .venv/bin/mypy
 echo "== import layers"; .venv/bin/lint-imports --no-cache

@@ -16,6 +16,20 @@ from pathlib import Path
 
 import pytest
 
+#: Markers of tests that need set-up beyond pip (scripts/ci/*.sh) and skip without it.
+NEEDS_SETUP = ("stack", "browser", "notebooks", "server")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """With AUTOLAB_REQUIRE_ALL_TESTS=1 (scripts/test.sh, CI), a skip of such a test fails it."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if (report.skipped and os.environ.get("AUTOLAB_REQUIRE_ALL_TESTS") == "1"
+            and any(item.get_closest_marker(m) for m in NEEDS_SETUP)):
+        report.outcome = "failed"
+        report.longrepr = f"skipped, but scripts/test.sh installed its needs: {report.longrepr}"
+
 
 @pytest.fixture(autouse=True)
 def _no_ambient_tracking_uri(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -18,7 +18,7 @@ def test_readme_has_python_examples() -> None:
 @pytest.mark.parametrize("code", BLOCKS, ids=[f"block{i}" for i in range(len(BLOCKS))])
 def test_readme_python_block_runs(code: str) -> None:
     namespace: dict[str, object] = {}
-    exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102 - our own documentation
+    exec(compile(code, "README.md", "exec"), namespace)  # our own documentation
     opt = namespace.get("opt")
     if opt is not None:  # the optimizer example: it really learned from the data
         assert len(opt.observations) == 12  # type: ignore[attr-defined]
