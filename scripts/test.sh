@@ -6,7 +6,7 @@
 # Extra arguments go to pytest (e.g. scripts/test.sh -k twin -x).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/bootstrap.sh "dev,deploy,notebooks,ray,benchmark"
+bash scripts/bootstrap.sh "dev,deploy,notebooks,ray,benchmark,ocean"
 bash scripts/ci/postgres.sh
 bash scripts/ci/browser.sh
 if ! command -v docker-compose >/dev/null 2>&1; then

@@ -1,0 +1,135 @@
+"""Ocean Insight spectrometers through python-seabreeze (optional extra ``ocean``).
+
+An Ocean detector only measures: the lamp, the excitation LED, the shutter and the sample/dye cell
+selector of an inline optics set-up are other hardware. :class:`SeabreezeSpectrometer` therefore
+takes the detector from seabreeze and the light path from any :class:`LightPath` (for instance the
+light part of the ASP-1 optics head, or a GPIO box), and together they satisfy the
+:class:`~autolab.hardware.base.Spectrometer` capability the executor uses, so a rig can swap its
+optics without touching the executor.
+
+seabreeze facts used (reference §3): ``integration_time_micros(us)``, ``wavelengths()``,
+``intensities(correct_dark_counts, correct_nonlinearity)``, ``max_intensity``,
+``integration_time_micros_limits``; the first spectrum after an integration-time change still
+holds the old exposure (FIFO), so it is read and discarded.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+
+from autolab.exceptions import ConfigError, HardwareError
+
+
+class LightPath(Protocol):
+    """Light source (``ABS``/``EXC``/``OFF``), shutter and cell (``SAMPLE``/``DYE``) control."""
+
+    def configure(self, *, source: str, shutter_open: bool, cell: str) -> None:
+        """Set and verify the light path."""
+        ...
+
+
+def open_seabreeze(serial_number: str | None = None) -> Any:
+    """The seabreeze device with this serial number (the first one found if None).
+
+    Raises:
+        ConfigError: seabreeze is not installed (``pip install autolab[ocean]``).
+        HardwareError: No such spectrometer is connected.
+    """
+    try:
+        from seabreeze.spectrometers import Spectrometer  # noqa: PLC0415 (optional extra)
+    except ImportError as err:
+        raise ConfigError("an Ocean Insight spectrometer needs python-seabreeze: "
+                          "pip install 'autolab[ocean]'") from err
+    try:
+        if serial_number is None:
+            return Spectrometer.from_first_available()
+        return Spectrometer.from_serial_number(serial_number)
+    except Exception as err:  # seabreeze raises its own SeaBreezeError family
+        raise HardwareError(f"no Ocean Insight spectrometer {serial_number or '(any)'} "
+                            f"found: {err}") from err
+
+
+class SeabreezeSpectrometer:
+    """An Ocean Insight detector plus a light path, as one inline spectrometer.
+
+    Args:
+        device: A seabreeze ``Spectrometer`` (see :func:`open_seabreeze`).
+        light_path: What switches lamp, LED, shutter and cell.
+        name: Device name (logs, errors).
+        excitation_nm: Wavelength of the excitation LED, nm.
+        path_length_cm: Flow-cell path length, cm.
+        correct_nonlinearity: Apply the detector's stored nonlinearity correction.
+    """
+
+    def __init__(self, device: Any, light_path: LightPath, *, name: str = "spectrometer",
+                 excitation_nm: float, path_length_cm: float = 0.1,
+                 correct_nonlinearity: bool = True) -> None:
+        if not (math.isfinite(excitation_nm) and 200 <= excitation_nm <= 1100):
+            raise ConfigError(f"{name}: excitation_nm = {excitation_nm}: expected 200-1100 nm")
+        if not path_length_cm > 0:
+            raise ConfigError(f"{name}: path_length_cm = {path_length_cm}: expected > 0")
+        self.device = device
+        self.light_path = light_path
+        self.name = name
+        self._exc = float(excitation_nm)
+        self._path = float(path_length_cm)
+        self._nonlinearity = correct_nonlinearity
+        self._wl = np.asarray(device.wavelengths(), dtype=np.float64)
+        self._integration_ms = math.nan
+
+    def ping(self) -> str:
+        """Model and serial number."""
+        return f"{self.name}: Ocean {self.device.model} {self.device.serial_number}"
+
+    @property
+    def wavelengths_nm(self) -> NDArray[np.float64]:
+        """Pixel wavelengths, nm."""
+        return self._wl
+
+    @property
+    def saturation_counts(self) -> float:
+        """Full-scale counts of the detector."""
+        return float(self.device.max_intensity)
+
+    @property
+    def excitation_nm(self) -> float:
+        """Excitation wavelength, nm."""
+        return self._exc
+
+    @property
+    def path_length_cm(self) -> float:
+        """Flow-cell path length, cm."""
+        return self._path
+
+    def set_integration_ms(self, integration_ms: float) -> None:
+        """Set the integration time and flush the frame exposed with the old one.
+
+        Raises:
+            HardwareError: Outside the detector's limits (the message names them).
+        """
+        lo_us, hi_us = self.device.integration_time_micros_limits
+        us = round(integration_ms * 1000.0)
+        if not lo_us <= us <= hi_us:
+            raise HardwareError(f"{self.name}: integration_ms = {integration_ms:g} is outside the "
+                                f"detector's range [{lo_us / 1000:g}, {hi_us / 1000:g}] ms")
+        self.device.integration_time_micros(us)
+        self.device.intensities()  # FIFO: this frame was exposed with the previous setting
+        self._integration_ms = us / 1000.0
+
+    def configure(self, *, source: str, shutter_open: bool, cell: str) -> None:
+        """Delegate lamp, LED, shutter and cell to the light path."""
+        self.light_path.configure(source=source, shutter_open=shutter_open, cell=cell)
+
+    def acquire(self) -> NDArray[np.float64]:
+        """One frame of raw counts ``(P,)`` (no dark correction: the executor takes darks)."""
+        counts = np.asarray(self.device.intensities(correct_dark_counts=False,
+                                                    correct_nonlinearity=self._nonlinearity),
+                            dtype=np.float64)
+        if counts.shape != self._wl.shape:
+            raise HardwareError(f"{self.name}: frame has {counts.size} pixels, expected "
+                                f"{self._wl.size}")
+        return counts

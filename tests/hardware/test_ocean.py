@@ -1,0 +1,84 @@
+"""The Ocean Insight backend: the seabreeze calls it makes, and that it fits the capability.
+
+No USB spectrometer exists here, so the seabreeze device is a stand-in with seabreeze's own
+method names and FIFO behaviour (the one place a fake is used in the hardware tests).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from autolab.exceptions import ConfigError, HardwareError
+from autolab.hardware.base import Spectrometer
+from autolab.hardware.ocean import SeabreezeSpectrometer, open_seabreeze
+
+
+class FakeOcean:
+    """seabreeze.spectrometers.Spectrometer's surface, with the exposure FIFO."""
+
+    model = "FLAME-S"
+    serial_number = "FLMS12345"
+    max_intensity = 65535.0
+    integration_time_micros_limits = (1000, 65_000_000)
+
+    def __init__(self) -> None:
+        self._us = 10_000
+        self._pending = self._us
+        self.calls: list[tuple[str, object]] = []
+
+    def wavelengths(self) -> np.ndarray:
+        return np.linspace(350.0, 850.0, 2048)
+
+    def integration_time_micros(self, us: int) -> None:
+        self.calls.append(("int", us))
+        self._pending = us
+
+    def intensities(self, correct_dark_counts: bool = False,
+                    correct_nonlinearity: bool = False) -> np.ndarray:
+        exposed, self._us = self._us, self._pending  # the frame in the FIFO used the old time
+        self.calls.append(("frame", (exposed, correct_dark_counts, correct_nonlinearity)))
+        return np.full(2048, exposed / 100.0)
+
+
+class Light:
+    def __init__(self) -> None:
+        self.state: tuple[str, bool, str] | None = None
+
+    def configure(self, *, source: str, shutter_open: bool, cell: str) -> None:
+        self.state = (source, shutter_open, cell)
+
+
+def test_integration_change_discards_the_stale_frame() -> None:
+    dev = FakeOcean()
+    spec = SeabreezeSpectrometer(dev, Light(), excitation_nm=405.0)
+    spec.set_integration_ms(50)
+    frame = spec.acquire()
+    assert frame[0] == pytest.approx(500.0)  # exposed at 50 ms, not the old 10 ms
+    assert ("int", 50_000) in dev.calls
+    assert dev.calls[-1] == ("frame", (50_000, False, True))  # raw counts; nonlinearity corrected
+
+
+def test_fits_the_spectrometer_capability_and_delegates_the_light_path() -> None:
+    light = Light()
+    spec = SeabreezeSpectrometer(FakeOcean(), light, excitation_nm=405.0, path_length_cm=0.2)
+    assert isinstance(spec, Spectrometer)
+    spec.configure(source="EXC", shutter_open=True, cell="DYE")
+    assert light.state == ("EXC", True, "DYE")
+    assert spec.wavelengths_nm.shape == (2048,)
+    assert spec.saturation_counts == 65535.0
+    assert "FLMS12345" in spec.ping()
+
+
+def test_limits_and_settings_are_checked() -> None:
+    spec = SeabreezeSpectrometer(FakeOcean(), Light(), excitation_nm=405.0)
+    with pytest.raises(HardwareError, match=r"integration_ms = 0.1 .*\[1, 65000\] ms"):
+        spec.set_integration_ms(0.1)
+    with pytest.raises(ConfigError, match="excitation_nm"):
+        SeabreezeSpectrometer(FakeOcean(), Light(), excitation_nm=50.0)
+
+
+def test_no_device_connected_is_a_clear_hardware_error() -> None:
+    pytest.importorskip("seabreeze")
+    with pytest.raises(HardwareError, match="no Ocean Insight spectrometer NOPE"):
+        open_seabreeze("NOPE")
