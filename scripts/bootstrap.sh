@@ -17,7 +17,9 @@ stamp=.venv/.autolab-install
 want="$(cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1) [${extras}]"
 if ! grep -qxF "$want" "$stamp" 2>/dev/null; then
   echo "Setting up .venv (autolab${extras:+[$extras]}) ..." >&2
-  .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-  .venv/bin/python -m pip install -q -c constraints.txt -e ".${extras:+[$extras]}"
+  # (the filter drops pip's notes about index folders this machine's pip.conf names but lacks)
+  quiet() { "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2); }
+  quiet .venv/bin/python -m pip install -q --upgrade pip >/dev/null
+  quiet .venv/bin/python -m pip install -q -c constraints.txt -e ".${extras:+[$extras]}"
   echo "$want" >> "$stamp"
 fi
