@@ -254,14 +254,15 @@ def quadfit(u: FloatArray, y: FloatArray, w: FloatArray, scale: FloatArray) -> Q
     x = u / scale[:, None]
     wx = w * x
     wx2 = wx * x
+    wx3 = wx2 * x
     s0 = w.sum(axis=1)
     s1 = wx.sum(axis=1)
     s2 = wx2.sum(axis=1)
-    s3 = (wx2 * x).sum(axis=1)
-    s4 = (wx2 * x * x).sum(axis=1)
-    t0 = (w * y).sum(axis=1)
-    t1 = (wx * y).sum(axis=1)
-    t2 = (wx2 * y).sum(axis=1)
+    s3 = wx3.sum(axis=1)
+    s4 = np.einsum("ij,ij->i", wx3, x)
+    t0 = np.einsum("ij,ij->i", w, y)
+    t1 = np.einsum("ij,ij->i", wx, y)
+    t2 = np.einsum("ij,ij->i", wx2, y)
     a00 = s2 * s4 - s3 * s3
     a01 = s2 * s3 - s1 * s4
     a02 = s1 * s3 - s2 * s2
@@ -287,7 +288,7 @@ def d4_noise_var(y: FloatArray, valid: BoolArray) -> FloatArray:
     contributes ``70 σ²``. Only quintuples of valid points count. Rows with no valid quintuple
     give NaN.
     """
-    return d4_noise_level(y, valid)[0]
+    return _d4(y, valid, level=False)[0]
 
 
 def d4_noise_level(y: FloatArray, valid: BoolArray) -> tuple[FloatArray, FloatArray]:
@@ -296,18 +297,32 @@ def d4_noise_level(y: FloatArray, valid: BoolArray) -> tuple[FloatArray, FloatAr
     With signal-dependent noise ``σ² = a + g·y`` the variance estimate is ``a + g·mean(y)``, so
     the pair (mean level, variance) from two windows at different levels fixes ``a`` and ``g``.
     """
+    return _d4(y, valid, level=True)
+
+
+def _d4(y: FloatArray, valid: BoolArray, level: bool) -> tuple[FloatArray, FloatArray]:
     # only the columns where some row has a valid point matter
     used = np.flatnonzero(valid.any(axis=0))
     if used.size:
         y = y[:, used[0]: used[-1] + 1]
         valid = valid[:, used[0]: used[-1] + 1]
-    d4 = y[:, :-4] - 4.0 * y[:, 1:-3] + 6.0 * y[:, 2:-2] - 4.0 * y[:, 3:-1] + y[:, 4:]
-    ok = valid[:, :-4] & valid[:, 1:-3] & valid[:, 2:-2] & valid[:, 3:-1] & valid[:, 4:]
-    cnt = ok.sum(axis=1)
+    with np.errstate(over="ignore", invalid="ignore"):
+        d4 = y[:, :-4] + y[:, 4:]
+        t = y[:, 1:-3] + y[:, 3:-1]
+        t *= 4.0
+        d4 -= t
+        np.multiply(y[:, 2:-2], 6.0, out=t)
+        d4 += t
+    ok = valid[:, :-4] & valid[:, 4:]
+    ok &= valid[:, 1:-3]
+    ok &= valid[:, 2:-2]
+    ok &= valid[:, 3:-1]
+    cnt = np.count_nonzero(ok, axis=1)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        var = np.where(ok, d4 * d4, 0.0).sum(axis=1) / (D4_VARIANCE_FACTOR * cnt)
-        level = np.where(ok, y[:, 2:-2], 0.0).sum(axis=1) / cnt
-    return var, level
+        d4 = np.where(ok, d4, 0.0)
+        var = np.einsum("ij,ij->i", d4, d4) / (D4_VARIANCE_FACTOR * cnt)
+        lev = (np.where(ok, y[:, 2:-2], 0.0).sum(axis=1) / cnt) if level else var
+    return var, lev
 
 
 def window_indices(center: IntArray, half_max: int, pad: int, n: int,

@@ -146,9 +146,17 @@ def exciton_from_bins(wl_b: FloatArray, a_b: FloatArray, settings: AnalyzerSetti
     af = a_b if all_valid else np.where(valid, a_b, 0.0)
     d2 = np.asarray(savgol_filter(af, win, 2, deriv=2, delta=step, axis=1, mode="nearest"))
     # local noise of A from 4th differences, averaged over ~3 smoothing windows
-    d4 = np.zeros_like(af)
-    d4[:, 2:-2] = af[:, :-4] - 4 * af[:, 1:-3] + 6 * af[:, 2:-2] - 4 * af[:, 3:-1] + af[:, 4:]
+    d4 = np.empty_like(af)
+    inner = d4[:, 2:-2]
+    np.add(af[:, :-4], af[:, 4:], out=inner)
+    tmp = af[:, 1:-3] + af[:, 3:-1]
+    tmp *= 4.0
+    inner -= tmp
+    np.multiply(af[:, 2:-2], 6.0, out=tmp)
+    inner += tmp
     d4 *= d4
+    d4[:, :2] = 0.0
+    d4[:, -2:] = 0.0
     if all_valid:
         d4[:, :2] = d4[:, 2:3]
         d4[:, -2:] = d4[:, -3:-2]

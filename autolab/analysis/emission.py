@@ -33,7 +33,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy.ndimage import uniform_filter1d
 
 from autolab.analysis._core import (
     HC_EV_NM,
@@ -203,8 +202,12 @@ def _fit_crossing(  # noqa: PLR0917 - private kernel
     wl = grid.wl
     c = grid.pixel_at(x0)
     xr = x0
+    # window wide enough for the fit (``half``) and the noise estimate of every row; wider
+    # columns would only carry zero weight
+    hmax = int(half.max()) if half.size else 2
+    hwin = min(max(hmax, min(max(hmax, NOISE_HALF_MIN), NOISE_HALF_CAP)), CROSS_HALF_MAX)
     for _ in range(2):
-        offs, idx, inside = window_indices(c, CROSS_HALF_MAX, 2, n, lo_pix)
+        offs, idx, inside = window_indices(c, hwin, 2, n, lo_pix)
         y = gather(em, idx) - gather(dark, idx)
         mask = inside & (np.abs(offs)[None, :] <= half[:, None])
         u = wl[idx] - wl[c][:, None]
@@ -229,6 +232,21 @@ def _fit_crossing(  # noqa: PLR0917 - private kernel
                      noise_level=noise_level, ok=ok)
 
 
+def _boxcar3(fb: FloatArray) -> FloatArray:
+    """3-bin running mean along rows, edges padded with the end value (``mode="nearest"``)."""
+    sb = np.empty_like(fb)
+    if fb.shape[1] < 2:
+        sb[...] = fb
+        return sb
+    with np.errstate(over="ignore", invalid="ignore"):
+        np.add(fb[:, :-2], fb[:, 1:-1], out=sb[:, 1:-1])
+        sb[:, 1:-1] += fb[:, 2:]
+        sb[:, 0] = 2.0 * fb[:, 0] + fb[:, 1]
+        sb[:, -1] = fb[:, -2] + 2.0 * fb[:, -1]
+        sb *= 1.0 / 3.0
+    return sb
+
+
 def _interp_cross(wl_b: FloatArray, s: FloatArray, j_below: IntArray, j_above: IntArray,
                   level: FloatArray) -> FloatArray:
     """Where ``s`` crosses ``level`` between bins ``j_above`` and ``j_below`` (linear)."""
@@ -243,7 +261,7 @@ def _interp_cross(wl_b: FloatArray, s: FloatArray, j_below: IntArray, j_above: I
 def analyze_emission(  # noqa: PLR0917 - internal stage, documented args
         grid: Grid, em: FloatArray, dark: FloatArray, band_lo_nm: FloatArray,
                      settings: AnalyzerSettings, saturation: FloatArray | None = None,
-                     fine: bool = True) -> EmissionLines:
+                     fine: bool = True, dark_binned: FloatArray | None = None) -> EmissionLines:
     """Analyze a batch of raw emission frames (see the module docstring for the method).
 
     Args:
@@ -256,6 +274,8 @@ def analyze_emission(  # noqa: PLR0917 - internal stage, documented args
         fine: ``False`` stops after the coarse stage (peak to a fraction of a bin, FWHM from the
             binned crossings, bin-level noise): all a reference-dye frame needs for its band
             integral, at a fraction of the cost.
+        dark_binned: ``grid.bin(dark)`` if the caller already has it (a dark frame shared by
+            the sample and the dye analyses is then binned once).
 
     Returns:
         :class:`EmissionLines` with ``N = band_lo_nm.shape[0]`` rows.
@@ -263,7 +283,12 @@ def analyze_emission(  # noqa: PLR0917 - internal stage, documented args
     nrows = band_lo_nm.shape[0]
     m, b = grid.n_bins, grid.b
     r = np.arange(nrows)
-    fb = grid.bin(em) - grid.bin(dark)
+    fb = grid.bin(em)
+    dark_b = grid.bin(dark) if dark_binned is None else dark_binned
+    if fb.shape == dark_b.shape:
+        fb -= dark_b
+    else:
+        fb = fb - dark_b
     if fb.shape[0] != nrows:
         fb = np.repeat(fb, nrows, axis=0)
     finite = np.isfinite(fb).all(axis=1)
@@ -279,7 +304,7 @@ def analyze_emission(  # noqa: PLR0917 - internal stage, documented args
     bidx = np.arange(m)[None, :]
 
     # 1. coarse stage on boxcar-smoothed bins
-    sb = uniform_filter1d(fb, 3, axis=1, mode="nearest")
+    sb = _boxcar3(fb)
     inband = bidx >= lo_bin[:, None]
     jb = np.argmax(np.where(inband, sb, -np.inf), axis=1)
     top = sb[r, jb]
@@ -468,6 +493,13 @@ def _max_rise(sb: FloatArray, jb: IntArray, win_lo: IntArray, win_hi: IntArray) 
     A clean line falls monotonically (to within noise) away from its maximum; a second peak makes
     the smoothed spectrum climb again after a valley, by its prominence.
     """
+    if sb.shape[0] == 0:
+        return np.zeros(0)
+    # only the columns some row's window covers matter
+    c0 = int(min(win_lo.min(), jb.min()))
+    c1 = int(max(win_hi.max(), jb.max() + 1))
+    sb = sb[:, c0:c1]
+    jb, win_lo, win_hi = jb - c0, win_lo - c0, win_hi - c0
     bidx = np.arange(sb.shape[1])[None, :]
     right = np.where((bidx >= jb[:, None]) & (bidx < win_hi[:, None]), sb, np.inf)
     rise_r = np.where(np.isfinite(right), sb - np.minimum.accumulate(right, axis=1), 0.0)

@@ -28,7 +28,7 @@ from autolab.analysis._core import (
     rows,
     saturated_in,
 )
-from autolab.analysis.absorption import _absorbance, exciton_from_bins, value_at
+from autolab.analysis.absorption import exciton_from_bins, value_at
 from autolab.analysis.emission import analyze_emission
 from autolab.analysis.qy import band_integral, relative_qy
 from autolab.analysis.settings import AnalyzerSettings
@@ -170,7 +170,9 @@ def _chunk(  # noqa: PLR0917 - private per-chunk step
     """All features of one chunk of ``N`` experiments."""
     nrows = ex.shape[0]
     band_lo = ex + s.excitation_margin_nm
-    em = analyze_emission(grid, fr["pl_counts"], fr["dark_pl_counts"], band_lo, s, sat)
+    dark_b = grid.bin(fr["dark_pl_counts"])  # shared by the sample and the dye analyses
+    em = analyze_emission(grid, fr["pl_counts"], fr["dark_pl_counts"], band_lo, s, sat,
+                          dark_binned=dark_b)
     shared_dye = (fr["dye_pl_counts"].shape[0] == 1 and fr["dark_pl_counts"].shape[0] == 1
                   and bool(np.all(ex == ex[0])) and bool(np.all(sat == sat[0])))
     if shared_dye:  # one reference frame for the whole chunk: analyze it once
@@ -183,7 +185,7 @@ def _chunk(  # noqa: PLR0917 - private per-chunk step
         i_r, v_r = np.repeat(i_r, nrows), np.repeat(v_r, nrows)
     else:
         dye = analyze_emission(grid, fr["dye_pl_counts"], fr["dark_pl_counts"], band_lo, s, sat,
-                               fine=False)
+                               fine=False, dark_binned=dark_b)
         dye_flags = dye.flags
         i_r, v_r = band_integral(dye.binned, grid.width_b, lo=dye.win_lo, hi=dye.win_hi,
                                  factor=None, noise_a=dye.noise_a, noise_g=dye.noise_g,
@@ -195,11 +197,14 @@ def _chunk(  # noqa: PLR0917 - private per-chunk step
     b_net = grid.bin(fr["blank_counts"]) - d_abs
     s_net, b_net = (np.broadcast_to(x, (nrows, grid.n_bins)) for x in (s_net, b_net))
     abs_finite = np.isfinite(s_net).all(axis=1) & np.isfinite(b_net).all(axis=1)
-    a_b = _absorbance(s_net, b_net)
+    # blank/sample transmission ratio: A = log10(ratio); the inner-filter factor
+    # 10^(A/2) = sqrt(ratio) (NaN where either net intensity is not positive)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where((s_net > 0) & (b_net > 0), b_net / s_net, np.nan)
+        a_b = np.log10(ratio)
+        corr = np.sqrt(ratio)
     a_ex = value_at(grid.wl_b, a_b, ex)
     exc = exciton_from_bins(grid.wl_b, a_b, s)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        corr = np.sqrt(np.where((s_net > 0) & (b_net > 0), b_net / s_net, np.nan))
 
     i_s, v_s = band_integral(em.binned, grid.width_b, lo=em.win_lo, hi=em.win_hi, factor=corr,
                              noise_a=em.noise_a, noise_g=em.noise_g, pixels_per_bin=grid.b)
@@ -213,10 +218,11 @@ def _chunk(  # noqa: PLR0917 - private per-chunk step
     flags |= np.where(dye_bad | ~abs_finite, _INVALID, 0)
     flags |= dye_flags & _SAT
     lo, hi = s.exciton_search_nm
-    sr = (grid.wl_b >= lo) & (grid.wl_b <= hi)
+    sr = np.flatnonzero((grid.wl_b >= lo) & (grid.wl_b <= hi))  # a contiguous bin range
+    sr_cols = slice(int(sr[0]), int(sr[-1]) + 1) if sr.size else slice(0, 0)
     with np.errstate(invalid="ignore"):
-        lamp_dead = (np.where(sr[None, :], b_net <= 0, False).sum(axis=1)
-                     > 0.5 * max(int(sr.sum()), 1))
+        lamp_dead = (np.count_nonzero(b_net[:, sr_cols] <= 0, axis=1)
+                     > 0.5 * max(int(sr.size), 1))
     flags |= np.where(lamp_dead, _INVALID, 0)
     lin_lo, lin_hi = s.absorbance_linear_range
     with np.errstate(invalid="ignore"):

@@ -74,16 +74,19 @@ def band_integral(fb: FloatArray, width_b: FloatArray, *, lo: IntArray, hi: IntA
         integral NaN (nothing is silently dropped).
     """
     bidx = np.arange(fb.shape[1])[None, :]
-    inwin = (bidx >= lo[:, None]) & (bidx < hi[:, None])
+    outwin = (bidx < lo[:, None]) | (bidx >= hi[:, None])
     with np.errstate(invalid="ignore", over="ignore"):
-        f = fb if factor is None else fb * factor
-    with np.errstate(invalid="ignore", over="ignore"):
-        integral = np.where(inwin, f, 0.0) @ width_b
-    pix_var = noise_a[:, None] + noise_g[:, None] * np.maximum(fb, 0.0)
-    with np.errstate(invalid="ignore", over="ignore"):
+        f = fb.copy() if factor is None else fb * factor
+        f[outwin] = 0.0
+        integral = f @ width_b
+        pix_var = np.maximum(fb, 0.0)
+        pix_var *= noise_g[:, None]
+        pix_var += noise_a[:, None]
         if factor is not None:
-            pix_var = pix_var * factor * factor
-        variance = (np.where(inwin, pix_var, 0.0) @ (width_b * width_b)) / pixels_per_bin
+            pix_var *= factor
+            pix_var *= factor
+        pix_var[outwin] = 0.0
+        variance = (pix_var @ (width_b * width_b)) / pixels_per_bin
     return np.asarray(integral, dtype=np.float64), np.asarray(variance, dtype=np.float64)
 
 
