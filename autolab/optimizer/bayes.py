@@ -47,7 +47,10 @@ class BotorchSettings(BaseModel):
     The defaults aim at ``ask(1)`` in about a second at 50 observations on two CPU cores.
 
     Attributes:
-        n_init: Size of the initial Sobol design; ``None`` means ``max(2 * dim, 5)``.
+        n_init: Size of the initial Sobol design; ``None`` means ``max(dim, 4)``. On the twin's
+            550 nm problem (6-D, 10 seeds) 6 initial points needed a median of 12.0 experiments,
+            4 needed 13.5 and 12 needed 15.0: a model learns more per experiment than a
+            space-filling design once it has about one point per dimension.
         num_restarts: Starting points of the gradient-based acquisition optimization.
         raw_samples: Random candidates scored to choose those starting points.
         mc_samples: Quasi-MC posterior samples per acquisition evaluation.
@@ -118,7 +121,7 @@ class BotorchOptimizer(BaseOptimizer):
     @property
     def n_init(self) -> int:
         """Size of the initial Sobol design."""
-        return self.settings.n_init or max(2 * self.space.dim, 5)
+        return self.settings.n_init or max(self.space.dim, 4)
 
     def ask(
         self, n: int = 1, pending: Sequence[Mapping[str, float]] | None = None
