@@ -15,7 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from autolab.benchmarking.problem import Problem
-from autolab.config import SpaceConfig, format_validation_error
+from autolab.config import SpaceConfig, TrackingConfig, format_validation_error
 from autolab.exceptions import AutolabError, ConfigError
 from autolab.optimizer import make_optimizer
 from autolab.twin import TwinConfig
@@ -95,19 +95,14 @@ class DenseSearchSpec(BaseModel):
     polish: int = Field(default=12, ge=0, le=200)
 
 
-class BenchmarkTracking(BaseModel):
+class BenchmarkTracking(TrackingConfig):
     """Optional MLflow logging: a parent run per benchmark, a nested run per strategy×seed×target.
 
-    Attributes:
-        enabled: Log to MLflow at all.
-        uri: Tracking URI (default ``$MLFLOW_TRACKING_URI`` or ``sqlite:///mlflow.db``).
-        experiment: MLflow experiment name.
+    The campaign's tracking settings, with benchmark defaults: off unless asked for, and an
+    experiment of their own so benchmark runs do not crowd the campaigns.
     """
 
-    model_config = _FROZEN
-
     enabled: bool = False
-    uri: str | None = None
     experiment: str = "autolab-benchmarks"
 
 
