@@ -44,6 +44,8 @@ from autolab.records import Conditions, Features, Measurement, Trial, TrialStatu
 from autolab.tracking import Journal, JournalHeader, JournalState, NullTracker, Tracker, sync
 
 JOURNAL_NAME = "journal.jsonl"
+#: Device-log lines journaled with a safety trip (the most recent ones).
+TRIP_LOG_LINES = 400
 #: Redraw the campaign plots in MLflow every this many experiments (and at the end).
 PLOT_EVERY = 5
 
@@ -365,6 +367,10 @@ class Campaign:
             status = "KILLED" if user else "FAILED"
         for index in self.journal.state.in_flight:
             self.journal.append_interrupted(index, why or "stopped during the experiment")
+            device_log = getattr(error, "device_log", ())
+            if device_log:  # a safety trip: keep what the devices said, next to the trip
+                self.journal.append_note(f"device log of experiment {index} before the trip:\n"
+                                         + "\n".join(device_log[-TRIP_LOG_LINES:]))
         if reason is None:
             return
         self._sync(final=True)

@@ -78,4 +78,13 @@ class HardwareError(AutolabError):
 
 
 class SafetyTrip(HardwareError):
-    """A safety interlock tripped; the shutdown sequence has run or is running."""
+    """A safety interlock tripped; the shutdown sequence has run.
+
+    Attributes:
+        device_log: The device exchanges of the experiment that tripped, oldest first, so the
+            campaign can journal what the devices said before the trip.
+    """
+
+    def __init__(self, message: str, device_log: tuple[str, ...] = ()) -> None:
+        self.device_log = device_log
+        super().__init__(message)

@@ -141,9 +141,10 @@ class CSTRExecutor:
         trip = self.supervisor.trip
         if trip is not None:
             self.shutdown.run(hard=trip.hard)
+            log = self.rig.log.lines(bookmark)
             raise SafetyTrip(f"safety trip: {trip.reason} on {trip.device or 'rig'}: "
                              f"{trip.detail}; shutdown {'hard' if trip.hard else 'soft'} "
-                             f"done; device log: {len(self.rig.log.since(bookmark))} exchanges")
+                             f"done; device log: {len(log)} exchanges", device_log=log)
 
     def _wait(self, lab_s: float, bookmark: int) -> None:
         end = time.monotonic() + lab_s / self.time_scale

@@ -21,6 +21,7 @@ from autolab.executors.cstr import CSTRExecutor
 from autolab.hardware.devices import load_devices, parse_devices
 from autolab.hardware.rig import Rig
 from autolab.records import Conditions, Measurement, TrialStatus
+from autolab.tracking import Journal
 from autolab.virtuallab.lab import VirtualLab
 
 SCALE = 2400.0  # lab seconds per wall second
@@ -147,6 +148,38 @@ def test_campaign_of_three_experiments_through_the_serial_stack(lab: VirtualLab,
     assert executor.shutdown.done and not executor.shutdown.errors
     with lab.reactor.lock:
         assert all(h.remote_sp_c == 25.0 for h in lab.reactor.heaters.values())
+
+
+def test_a_trip_mid_campaign_is_journaled_with_its_device_log(lab: VirtualLab,
+                                                              tmp_path: Path) -> None:
+    config = parse_campaign({
+        "name": "cstr-trip", "seed": 1,
+        "space": {"parameters": ["t_core_c", "t_shell_c", "cl_to_i"],
+                  "fixed": {"tau_core_min": 10, "tau_shell_min": 12, "s_to_zn": 2,
+                            "p_to_in": 3.6}},
+        "objective": {"mode": "scalar",
+                      "terms": [{"kind": "maximize", "outcome": "qy", "scale": 0.1}]},
+        "optimizer": {"kind": "sobol"}, "budget": {"max_experiments": 3},
+        "tracking": {"enabled": False}}, "test")
+    executor = CSTRExecutor(lab.devices_config(), install_signal_handlers=False)
+    campaign = Campaign.create(config, tmp_path / "runs", executor=executor)
+
+    def block_in_second_experiment(c: Campaign, trial: object) -> None:
+        if len(c.trials) == 1:
+            _when(lambda: _feeding(lab), lambda: setattr(lab.reactor, "blocked", True))
+
+    campaign.on_trial = block_in_second_experiment
+    with pytest.raises(SafetyTrip, match="pump_stall"):
+        campaign.run()
+    state = Journal.read(campaign.run_dir / "journal.jsonl")
+    assert len(state.trials) == 1  # the first experiment, measured before the trip, is intact
+    assert state.trials[0].measurement is not None
+    assert [t.index for t in state.interrupted] == [1]
+    assert "pump_stall" in (state.interrupted[0].error or "")
+    assert state.stopped_reason is not None and "SafetyTrip" in state.stopped_reason
+    trip_notes = [n for n in state.notes if "before the trip" in n]
+    assert trip_notes and "pump_" in trip_notes[0]
+    assert _pumps_stopped(lab)
 
 
 # ----------------------------------------------------------------------------- faults
