@@ -20,7 +20,6 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from autolab.exceptions import ConfigError
@@ -34,6 +33,7 @@ from autolab.space import (
     qd_space,
 )
 from autolab.twin import TwinConfig
+from autolab.yamlfile import read_yaml
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
 _SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -258,16 +258,7 @@ def load_campaign(path: str | Path, overrides: dict[str, Any] | None = None) -> 
         ConfigError: Unreadable file, YAML syntax error (with line), or invalid fields.
     """
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as err:
-        raise ConfigError(f"cannot read campaign file {p}: {err.strerror}") from err
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(f"{p}: not valid YAML{where}: {getattr(err, 'problem', err)}") from err
+    data = read_yaml(p, "campaign file")
     for dotted, value in (overrides or {}).items():
         node = data if isinstance(data, dict) else {}
         *parents, leaf = dotted.split(".")

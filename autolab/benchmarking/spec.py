@@ -11,7 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from autolab.benchmarking.problem import Problem
@@ -19,6 +18,7 @@ from autolab.config import SpaceConfig, TrackingConfig, format_validation_error
 from autolab.exceptions import AutolabError, ConfigError
 from autolab.optimizer import make_optimizer
 from autolab.twin import TwinConfig
+from autolab.yamlfile import read_yaml
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
 
@@ -187,15 +187,4 @@ def load_spec(path: str | Path) -> BenchmarkSpec:
     Raises:
         ConfigError: Unreadable file, YAML syntax error (with line), or invalid fields.
     """
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as err:
-        raise ConfigError(f"cannot read benchmark spec {p}: {err.strerror}") from err
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(f"{p}: not valid YAML{where}: {getattr(err, 'problem', err)}") from err
-    return parse_spec(data, str(p))
+    return parse_spec(read_yaml(path, "benchmark spec"), str(path))

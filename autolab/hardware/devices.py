@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from autolab.exceptions import ConfigError
 from autolab.hardware.fluidics import ROLES, Geometry
 from autolab.hardware.limits import Limits
+from autolab.yamlfile import read_yaml
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
 
@@ -159,14 +160,7 @@ def load_devices(path: str | Path) -> DevicesConfig:
     Raises:
         ConfigError: Missing file, bad YAML, or invalid content.
     """
-    p = Path(path)
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except OSError as err:
-        raise ConfigError(f"devices file {p}: cannot read it: {err}") from err
-    except yaml.YAMLError as err:
-        raise ConfigError(f"devices file {p}: not valid YAML: {err}") from err
-    return parse_devices(data, f"devices file {p}")
+    return parse_devices(read_yaml(path, "devices file"), f"devices file {path}")
 
 
 def dump_devices(config: DevicesConfig, path: str | Path) -> None:
