@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from autolab.campaign import Campaign
-from autolab.config import parse_campaign
+from autolab.config import CampaignConfig, parse_campaign
 from autolab.exceptions import ConditionsError, HardwareError, SafetyTrip
 from autolab.executors.base import Executor
 from autolab.executors.cstr import CSTRExecutor
@@ -116,10 +116,10 @@ def test_devices_file_errors_name_field_and_value(lab: VirtualLab) -> None:
 
 
 # ----------------------------------------------------------------------------- campaign
-def test_campaign_of_three_experiments_through_the_serial_stack(lab: VirtualLab,
-                                                                 tmp_path: Path) -> None:
-    config = parse_campaign({
-        "name": "cstr-virtual", "seed": 1,
+def _three_sobol_experiments(name: str) -> CampaignConfig:
+    """A short campaign over three conditions, the rest fixed, without MLflow."""
+    return parse_campaign({
+        "name": name, "seed": 1,
         "space": {"parameters": ["t_core_c", "t_shell_c", "cl_to_i"],
                   "fixed": {"tau_core_min": 10, "tau_shell_min": 12, "s_to_zn": 2,
                             "p_to_in": 3.6}},
@@ -127,6 +127,11 @@ def test_campaign_of_three_experiments_through_the_serial_stack(lab: VirtualLab,
                       "terms": [{"kind": "maximize", "outcome": "qy", "scale": 0.1}]},
         "optimizer": {"kind": "sobol"}, "budget": {"max_experiments": 3},
         "tracking": {"enabled": False}}, "test")
+
+
+def test_campaign_of_three_experiments_through_the_serial_stack(lab: VirtualLab,
+                                                                 tmp_path: Path) -> None:
+    config = _three_sobol_experiments("cstr-virtual")
     executor = CSTRExecutor(lab.devices_config(), install_signal_handlers=False)
     assert isinstance(executor, Executor)
     campaign = Campaign.create(config, tmp_path / "runs", executor=executor)
@@ -152,15 +157,7 @@ def test_campaign_of_three_experiments_through_the_serial_stack(lab: VirtualLab,
 
 def test_a_trip_mid_campaign_is_journaled_with_its_device_log(lab: VirtualLab,
                                                               tmp_path: Path) -> None:
-    config = parse_campaign({
-        "name": "cstr-trip", "seed": 1,
-        "space": {"parameters": ["t_core_c", "t_shell_c", "cl_to_i"],
-                  "fixed": {"tau_core_min": 10, "tau_shell_min": 12, "s_to_zn": 2,
-                            "p_to_in": 3.6}},
-        "objective": {"mode": "scalar",
-                      "terms": [{"kind": "maximize", "outcome": "qy", "scale": 0.1}]},
-        "optimizer": {"kind": "sobol"}, "budget": {"max_experiments": 3},
-        "tracking": {"enabled": False}}, "test")
+    config = _three_sobol_experiments("cstr-trip")
     executor = CSTRExecutor(lab.devices_config(), install_signal_handlers=False)
     campaign = Campaign.create(config, tmp_path / "runs", executor=executor)
 
