@@ -228,8 +228,7 @@ class CSTRExecutor:
         blank = self._frame("ABS", shutter_open=True, integration_ms=self.abs_integration_ms)
         # 2) heat with the pumps idle
         for stage, t_c in (("core", c.t_core_c), ("shell", c.t_shell_c)):
-            rig.heaters[stage].set_temperature_c(t_c)
-            sup.setpoints_c[stage] = t_c
+            sup.set_heater_c(stage, t_c)
         ramp = max(abs(t - rig.heaters[s].temperature_c()) for s, t in
                    (("core", c.t_core_c), ("shell", c.t_shell_c)))
         slowest = min(h.ramp_c_per_min for h in rig.heaters.values())

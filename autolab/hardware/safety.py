@@ -142,12 +142,23 @@ class Supervisor:
         self.on_trip = on_trip
         self.period_s = period_s
         self.setpoints_c: dict[str, float] = {}
+        self._setpoint_lock = threading.Lock()
         self.expect_running: set[str] = set()
         self.syringe_used_ml: dict[str, float] = {}
         self.trip: Trip | None = None
         self.polls = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="safety-supervisor", daemon=True)
+
+    def set_heater_c(self, role: str, setpoint_c: float) -> None:
+        """Write a heater's setpoint (verified) and make it the one each poll refreshes.
+
+        Serialized with the poll's refresh: otherwise a poll landing between the write and its
+        read-back writes the previous setpoint again and the verification fails.
+        """
+        with self._setpoint_lock:
+            self.rig.heaters[role].set_temperature_c(setpoint_c)
+            self.setpoints_c[role] = setpoint_c
 
     def start(self) -> None:
         """Start polling."""
@@ -175,8 +186,9 @@ class Supervisor:
         rig = self.rig
         for role, h in rig.heaters.items():
             try:
-                if role in self.setpoints_c:
-                    h.set_temperature_c(self.setpoints_c[role])
+                with self._setpoint_lock:
+                    if role in self.setpoints_c:
+                        h.set_temperature_c(self.setpoints_c[role])
                 fault = h.fault()
                 pv = h.temperature_c()
             except HardwareError as err:
