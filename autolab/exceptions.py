@@ -61,6 +61,25 @@ class ExperimentFailed(AutolabError):
         super().__init__(f"{reason}: {message}")
 
 
+class DeviceFault(ExperimentFailed):
+    """A device did not do what the procedure commanded, so the result says nothing about chemistry.
+
+    A pump that delivered a third of its volume, a pump that sat idle after a power cycle, a
+    setpoint that drifted: the experiment ran, but its conditions are not the ones journaled. The
+    campaign records such a trial as *invalid* (never as a chemistry failure) and does not tell the
+    optimizer, which would otherwise learn a false infeasible region.
+
+    Attributes:
+        device: Name of the device at fault (as in the devices file), e.g. ``"pump_p"``.
+        device_log: The device exchanges of the experiment, oldest first.
+    """
+
+    def __init__(self, device: str, message: str, device_log: tuple[str, ...] = ()) -> None:
+        self.device = device
+        self.device_log = device_log
+        super().__init__("device fault", f"{device}: {message}")
+
+
 class OptimizerError(AutolabError):
     """The optimizer cannot propose or learn (bad outcomes, incompatible state, ...)."""
 

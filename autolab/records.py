@@ -353,6 +353,8 @@ class TrialStatus(StrEnum):
     COMPLETED = "completed"  #: measured and analyzed; outcomes go to the optimizer
     FAILED = "failed"  #: ran but gave no usable product; the optimizer is told ``None``
     INTERRUPTED = "interrupted"  #: stopped by a crash or signal before it finished; re-run
+    #: a device fault (or a person, after the fact) made the result meaningless; not told
+    INVALID = "invalid"
 
 
 @dataclass(frozen=True)

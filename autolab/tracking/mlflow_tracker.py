@@ -72,7 +72,7 @@ _BATCH = 100  # MLflow accepts at most 100 params or tags per log_batch
 _END_STATUS = {"completed": "FINISHED", "finished": "FINISHED", "stopped": "FINISHED",
                "failed": "FAILED", "interrupted": "KILLED", "killed": "KILLED"}
 _TRIAL_STATUS = {TrialStatus.COMPLETED: "FINISHED", TrialStatus.FAILED: "FAILED",
-                 TrialStatus.INTERRUPTED: "KILLED"}
+                 TrialStatus.INTERRUPTED: "KILLED", TrialStatus.INVALID: "FAILED"}
 _FEATURE_METRICS = ("pl_peak_nm", "fwhm_nm", "qy", "abs_peak_nm", "absorbance_at_excitation",
                     "pl_peak_nm_err", "fwhm_nm_err", "qy_err", "abs_peak_nm_err", "pl_snr")
 

@@ -77,6 +77,7 @@ _STATUS_STYLE = {
     TrialStatus.COMPLETED: {"color": "tab:blue", "marker": "o"},
     TrialStatus.FAILED: {"color": "tab:red", "marker": "x"},
     TrialStatus.INTERRUPTED: {"color": "tab:gray", "marker": "s"},
+    TrialStatus.INVALID: {"color": "tab:orange", "marker": "D"},
 }
 
 
