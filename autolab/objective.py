@@ -206,6 +206,29 @@ class OutcomeConstraint(BaseModel):
         return f"{self.outcome} {self.op} {self.bound:g}"
 
 
+class TargetStatus(BaseModel):
+    """Where one measured outcome stands against its :class:`Target` band.
+
+    Attributes:
+        outcome: Outcome name.
+        value: Target value, outcome units.
+        tolerance: Half-width of the band, outcome units.
+        distance: ``|measured - value|``, outcome units.
+    """
+
+    model_config = _FROZEN
+
+    outcome: str
+    value: float
+    tolerance: float
+    distance: float
+
+    @property
+    def in_band(self) -> bool:
+        """Whether the measured value lies inside the band."""
+        return self.distance <= self.tolerance
+
+
 class ObjectiveSpec(BaseModel):
     """Terms, outcome constraints and mode of a campaign's objective.
 
@@ -347,6 +370,36 @@ class ObjectiveSpec(BaseModel):
             for t in self.terms
             if isinstance(t, Target)
         )
+
+    def score_terms(self, outcomes: Mapping[str, float]) -> dict[str, float]:
+        """The score broken down by term: ``{label: weight * utility}``; they sum to the score.
+
+        Labels are ``"<kind>_<outcome>"`` (``target_pl_peak_nm``, ``maximize_qy``), so a
+        researcher can see which term moved an experiment's score.
+        """
+        utilities = self.utilities(outcomes)
+        return {f"{t.kind}_{t.outcome}": t.weight * u for t, u in zip(self.terms, utilities,
+                                                                      strict=True)}
+
+    def target_status(self, outcomes: Mapping[str, float]) -> tuple[TargetStatus, ...]:
+        """Per :class:`Target` term: is the measured value in its band, and how far from it."""
+        return tuple(
+            TargetStatus(outcome=t.outcome, value=t.value, tolerance=t.tolerance,
+                         distance=abs(float(outcomes[t.outcome]) - t.value))
+            for t in self.terms if isinstance(t, Target)
+        )
+
+    def rank_key(self, outcomes: Mapping[str, float]) -> tuple[int, int, float]:
+        """Sort key of measured experiments, larger is better: the target is a specification.
+
+        An experiment that meets every target band and outcome constraint ranks before any that
+        does not, whatever their scores (a chemist who asks for 550 ± 2 nm wants 550 ± 2 nm, not
+        a brighter 547.8 nm); among equals the scalar score decides. Feasibility comes second, so
+        an in-band experiment that misses a ``qy >= 0.3`` constraint still beats an out-of-band
+        one.
+        """
+        return (int(self.within_target(outcomes)), int(self.is_feasible(outcomes)),
+                self.score(outcomes))
 
     def describe(self) -> str:
         """One line for logs and the MLflow UI."""

@@ -347,6 +347,14 @@ class Features:
         return cls(**kwargs, flags=flags)
 
 
+def experiment_label(index: int) -> str:
+    """The one name of an experiment everywhere (terminal, journal, MLflow, report, notebooks).
+
+    Experiments are numbered by their journal index, from 0: ``exp-000`` is the first.
+    """
+    return f"exp-{index:03d}"
+
+
 class TrialStatus(StrEnum):
     """How an experiment ended."""
 
