@@ -178,6 +178,21 @@ class TrackingConfig(BaseModel):
     experiment: str = "autolab"
 
 
+class ReviewConfig(BaseModel):
+    """A chemist in the loop: every proposal waits for a person's decision (``autolab.steer``).
+
+    Attributes:
+        mode: ``"off"``: proposals run as the optimizer makes them; ``"terminal"``: each one is
+            shown with the model's prediction and approved, edited or rejected at the terminal;
+            ``"file"``: each one is written to ``RUN/proposals/exp-NNN.yaml`` and the campaign
+            waits (exit 3) until a decision is written there (``autolab decide``).
+    """
+
+    model_config = _FROZEN
+
+    mode: Literal["off", "terminal", "file"] = "off"
+
+
 class CampaignConfig(BaseModel):
     """A whole campaign: what to search, what to aim for, how, on what, and when to stop."""
 
@@ -193,6 +208,7 @@ class CampaignConfig(BaseModel):
     budget: BudgetConfig = Field(default_factory=BudgetConfig)
     stop: StopConfig = Field(default_factory=StopConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    review: ReviewConfig = Field(default_factory=ReviewConfig)
 
     @field_validator("name")
     @classmethod
