@@ -47,13 +47,14 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping, Sequence
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
-import torch
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
-from torch import Tensor
 
 from autolab.exceptions import ConfigError
+
+if TYPE_CHECKING:  # torch is imported inside the tensor methods: validating a campaign
+    from torch import Tensor  # file must not pay for it (autolab validate starts in < 1 s)
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -96,6 +97,7 @@ class Target(BaseModel):
 
     def utility(self, y: Tensor) -> Tensor:
         """Utility of outcome values ``y`` (any shape): 0 in the band, negative outside."""
+        import torch  # noqa: PLC0415 (lazy, see the TYPE_CHECKING import)
         excess = torch.clamp((y - self.value).abs() / self.tolerance - 1.0, min=0.0)
         return -_smooth_hinge(excess)
 
@@ -296,6 +298,7 @@ class ObjectiveSpec(BaseModel):
         Returns:
             Shape ``(..., len(terms))``.
         """
+        import torch  # noqa: PLC0415 (lazy, see the TYPE_CHECKING import)
         cols = [t.utility(Y[..., self._column(t.outcome)]) for t in self.terms]
         return torch.stack(cols, dim=-1)
 
@@ -309,6 +312,7 @@ class ObjectiveSpec(BaseModel):
         Returns:
             Shape ``(...)``.
         """
+        import torch  # noqa: PLC0415 (lazy, see the TYPE_CHECKING import)
         weights = torch.tensor([t.weight for t in self.terms], dtype=Y.dtype, device=Y.device)
         return (self.utilities_tensor(Y) * weights).sum(dim=-1)
 
@@ -320,6 +324,7 @@ class ObjectiveSpec(BaseModel):
         """
         if not self.constraints:
             return Y.new_zeros((*Y.shape[:-1], 0))
+        import torch  # noqa: PLC0415 (lazy, see the TYPE_CHECKING import)
         cols = [c.violation(Y[..., self._column(c.outcome)]) for c in self.constraints]
         return torch.stack(cols, dim=-1)
 
@@ -345,6 +350,7 @@ class ObjectiveSpec(BaseModel):
             if not math.isfinite(fv):
                 raise ConfigError(f"outcome {name!r}: expected a finite number, got {fv}")
             values.append(fv)
+        import torch  # noqa: PLC0415 (lazy, see the TYPE_CHECKING import)
         return torch.tensor(values, dtype=torch.float64)
 
     def score(self, outcomes: Mapping[str, float]) -> float:

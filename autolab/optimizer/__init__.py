@@ -26,10 +26,34 @@ They work for any :class:`~autolab.space.ParameterSpace` and any named outcomes,
 by name; :func:`optimizer_from_state` rebuilds whichever optimizer wrote a state.
 """
 
-from autolab.optimizer.base import BaseOptimizer, Observation, Optimizer, derive_seed
-from autolab.optimizer.baselines import RandomOptimizer, SobolOptimizer
-from autolab.optimizer.bayes import BotorchOptimizer, BotorchSettings
-from autolab.optimizer.factory import OPTIMIZERS, make_optimizer, optimizer_from_state
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from autolab.optimizer.base import BaseOptimizer, Observation, Optimizer, derive_seed
+    from autolab.optimizer.baselines import RandomOptimizer, SobolOptimizer
+    from autolab.optimizer.bayes import BotorchOptimizer
+    from autolab.optimizer.factory import OPTIMIZERS, make_optimizer, optimizer_from_state
+    from autolab.optimizer.settings import BotorchSettings
+
+# Imported on first use (PEP 562), so that ``autolab.optimizer.settings`` (read by ``autolab
+# validate``) does not pull in torch and BoTorch through this package.
+_LAZY = {
+    "BaseOptimizer": "base", "Observation": "base", "Optimizer": "base", "derive_seed": "base",
+    "RandomOptimizer": "baselines", "SobolOptimizer": "baselines",
+    "BotorchOptimizer": "bayes", "BotorchSettings": "settings",
+    "OPTIMIZERS": "factory", "make_optimizer": "factory", "optimizer_from_state": "factory",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+
 
 __all__ = [
     "OPTIMIZERS",

@@ -21,7 +21,7 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -30,7 +30,7 @@ from botorch.exceptions.warnings import OptimizationWarning
 from botorch.optim.initializers import initialize_q_batch
 from botorch.optim.optimize import optimize_acqf
 from numpy.typing import NDArray
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
 from autolab.exceptions import OptimizerError
 from autolab.objective import ObjectiveSpec
@@ -38,46 +38,8 @@ from autolab.optimizer.acquisition import build_acquisition
 from autolab.optimizer.base import BaseOptimizer, derive_seed, resolve_device
 from autolab.optimizer.design import feasible_mask, random_design, sobol_design
 from autolab.optimizer.models import build_model_list, hyperparameters
+from autolab.optimizer.settings import BotorchSettings
 from autolab.space import ParameterSpace
-
-
-class BotorchSettings(BaseModel):
-    """Knobs of :class:`BotorchOptimizer`.
-
-    The defaults aim at ``ask(1)`` in about a second at 50 observations on two CPU cores.
-
-    Attributes:
-        n_init: Size of the initial Sobol design; ``None`` means ``max(dim, 4)``. On the twin's
-            550 nm problem (6-D, 10 seeds) 6 initial points needed a median of 12.0 experiments,
-            4 needed 13.5 and 12 needed 15.0: a model learns more per experiment than a
-            space-filling design once it has about one point per dimension.
-        num_restarts: Starting points of the gradient-based acquisition optimization.
-        raw_samples: Random candidates scored to choose those starting points.
-        mc_samples: Quasi-MC posterior samples per acquisition evaluation.
-        maxiter: Iteration cap of each acquisition optimization run (per restart: box-bounded
-            L-BFGS-B, which is within noise of converged by 30; SLSQP when a linear constraint
-            binds).
-        fit_maxiter: Iteration cap of each GP hyperparameter fit.
-        learn_feasibility: Fit a feasibility GP once an experiment has failed.
-        device: ``"auto"`` (CUDA if available), ``"cpu"`` or ``"cuda"``.
-        cpu_threads: torch CPU threads used while proposing. Fixed (not "all cores") because float
-            reductions differ with the thread count: a resumed campaign on another machine must
-            propose bit-for-bit what the uninterrupted one would have. One thread is as fast as
-            two for campaign-sized GPs (tens to hundreds of points).
-    """
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    n_init: int | None = Field(default=None, ge=1)
-    num_restarts: int = Field(default=8, ge=1)
-    raw_samples: int = Field(default=256, ge=1)
-    mc_samples: int = Field(default=128, ge=1)
-    maxiter: int = Field(default=30, ge=1)
-    fit_maxiter: int = Field(default=100, ge=1)
-    learn_feasibility: bool = True
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    cpu_threads: int = Field(default=1, ge=1, le=256)
-
 
 #: Posterior samples behind each recorded prediction (mean and sd of the score).
 PREDICTION_SAMPLES = 256
