@@ -16,14 +16,23 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import fields
+import reprlib
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from autolab.exceptions import ConfigError
-from autolab.objective import ObjectiveSpec
+from autolab.objective import ObjectiveSpec, Target
+from autolab.optimizer.settings import (
+    OPTIMIZER_SETTINGS,
+    parse_optimizer_settings,
+    settings_problems,
+)
 from autolab.records import OUTCOMES, Conditions
 from autolab.space import (
     QD_DEFAULT_NAMES,
@@ -33,10 +42,48 @@ from autolab.space import (
     qd_space,
 )
 from autolab.twin import TwinConfig
-from autolab.yamlfile import read_yaml
+from autolab.yamlfile import KeyPath, did_you_mean, read_yaml_document
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
 _SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+#: Seeds are 32-bit: numpy, torch's Sobol engine and the twin's noise streams all take them.
+SEED_LIMIT = 2**32
+#: A search space whose linear constraints leave less than this fraction of its box is refused:
+#: the optimizer draws candidates by rejection and would stall (or the constraints contradict).
+MIN_FEASIBLE_FRACTION = 1e-3
+#: Below this fraction the campaign still runs, but ``validate`` and ``run`` warn.
+WARN_FEASIBLE_FRACTION = 0.05
+#: Uniform draws used to estimate the feasible fraction (fixed seed: the answer is reproducible).
+_FRACTION_DRAWS = 1 << 14
+
+
+@dataclass(frozen=True)
+class OutcomeRange:
+    """What an objective may ask of one outcome.
+
+    Attributes:
+        lower: Smallest physically meaningful target, outcome units.
+        upper: Largest physically meaningful target, outcome units.
+        min_tolerance: Narrowest band a target may ask for: below it no instrument can tell
+            in-band from out-of-band (the spectrometer's 0.1 nm wavelength step; 0.1 % QY).
+        twin_reach: What the digital twin reaches over its whole box (its calibration, see
+            ``autolab.twin.calibrate``); a twin campaign aiming outside it gets a warning.
+        unit: Unit, for messages.
+    """
+
+    lower: float
+    upper: float
+    min_tolerance: float
+    twin_reach: tuple[float, float]
+    unit: str
+
+
+#: Outcome -> what a target may ask of it. InP/ZnS dots emit in the visible, 400-800 nm.
+OUTCOME_RANGES: dict[str, OutcomeRange] = {
+    "pl_peak_nm": OutcomeRange(400.0, 800.0, 0.1, (520.0, 610.0), "nm"),
+    "fwhm_nm": OutcomeRange(10.0, 200.0, 0.1, (46.0, 64.0), "nm"),
+    "qy": OutcomeRange(0.0, 1.0, 0.001, (0.0, 0.42), ""),
+}
 
 
 class SpaceConfig(BaseModel):
@@ -75,7 +122,7 @@ class SpaceConfig(BaseModel):
             if not p.lower <= value <= p.upper:
                 raise ValueError(f"fixed {name} = {value:g} is outside what the reactor allows, "
                                  f"{p.allowed}")
-        self.build()  # surfaces bound and constraint errors at load time
+        check_feasible_volume(self.build())  # bound, constraint and feasibility errors
         return self
 
     def build(self) -> ParameterSpace:
@@ -83,6 +130,119 @@ class SpaceConfig(BaseModel):
         constraints = (None if self.constraints is None
                        else [LinearConstraint.parse(c) for c in self.constraints])
         return qd_space(self.parameters, overrides=self.bounds, constraints=constraints)
+
+
+def feasible_fraction(space: ParameterSpace) -> float:
+    """Fraction of the space's box that satisfies its linear constraints (Monte Carlo, seeded).
+
+    Uses the constraints in unit-cube form (:meth:`ParameterSpace.unit_constraints`), the form
+    the optimizer's rejection sampling tests.
+    """
+    if not space.constraints:
+        return 1.0
+    u = np.random.default_rng(0).random((_FRACTION_DRAWS, space.dim))
+    ok = np.ones(u.shape[0], dtype=bool)
+    for idx, coefs, rhs in space.unit_constraints():
+        ok &= u[:, idx] @ np.asarray(coefs, dtype=np.float64) >= rhs
+    return float(ok.mean())
+
+
+def _constraints_have_solution(space: ParameterSpace) -> bool:
+    """Whether any point of the box satisfies every linear constraint (an exact LP check)."""
+    from scipy.optimize import linprog  # noqa: PLC0415 (only on the error path: a slow import)
+
+    a_ub, b_ub = [], []
+    for idx, coefs, rhs in space.unit_constraints():
+        row = np.zeros(space.dim)
+        row[idx] = coefs
+        a_ub.append(-row)  # sum(c u) >= rhs  <=>  -sum(c u) <= -rhs
+        b_ub.append(-rhs)
+    res = linprog(np.zeros(space.dim), A_ub=np.array(a_ub), b_ub=np.array(b_ub),
+                  bounds=[(0.0, 1.0)] * space.dim, method="highs")
+    return bool(res.status == 0)
+
+
+def check_feasible_volume(space: ParameterSpace) -> None:
+    """Refuse linear constraints that contradict each other or the bounds, or leave no room.
+
+    Raises:
+        ConfigError: No point satisfies them (naming them), or less than
+            :data:`MIN_FEASIBLE_FRACTION` of the box does (with the measured fraction).
+    """
+    if not space.constraints:
+        return
+    fraction = feasible_fraction(space)
+    if fraction >= MIN_FEASIBLE_FRACTION:
+        return
+    text = "; ".join(c.describe() for c in space.constraints)
+    if not _constraints_have_solution(space):
+        raise ConfigError(f"space.constraints: no conditions within the bounds satisfy "
+                          f"[{text}]: they contradict each other or the bounds")
+    raise ConfigError(f"space.constraints: [{text}] leave {100 * fraction:.3g} % of the "
+                      f"search box (at least {100 * MIN_FEASIBLE_FRACTION:g} % needed for the "
+                      "optimizer to find points); widen the bounds or relax them")
+
+
+class TwinExecutorSettings(BaseModel):
+    """Settings of the twin executor: none here (the twin's own settings go under ``twin:``)."""
+
+    model_config = _FROZEN
+
+
+class CSTRExecutorSettings(BaseModel):
+    """Settings of the CSTR executor, mirroring :class:`~autolab.executors.cstr.CSTRExecutor`.
+
+    Attributes:
+        settle_residence_times: Longest settling wait, in cascade residence times.
+        flush_residence_times: Solvent flush before each experiment, in residence times.
+        trace_frames: Emission frames over the longest settling wait.
+        stir_rpm: Stirrer speed, rpm.
+        abs_integration_ms: Integration time of the absorbance frames, ms.
+        pl_integration_ms: Integration time of the emission frames, ms.
+        temperature_tolerance_c: How close the blocks must be to the setpoints, °C.
+        poll_period_s: Supervisor poll period, wall s.
+    """
+
+    model_config = _FROZEN
+
+    settle_residence_times: float = Field(default=3.0, gt=0, le=20, allow_inf_nan=False)
+    flush_residence_times: float = Field(default=1.0, ge=0, le=20, allow_inf_nan=False)
+    trace_frames: int = Field(default=12, ge=2, le=1000, strict=True)
+    stir_rpm: float = Field(default=600.0, ge=0, le=3000, allow_inf_nan=False)
+    abs_integration_ms: float = Field(default=20.0, gt=0, le=60_000, allow_inf_nan=False)
+    pl_integration_ms: float = Field(default=200.0, gt=0, le=60_000, allow_inf_nan=False)
+    temperature_tolerance_c: float = Field(default=2.0, gt=0, le=50, allow_inf_nan=False)
+    poll_period_s: float = Field(default=0.5, gt=0, le=60, allow_inf_nan=False)
+
+
+#: Executor kind -> its settings model.
+EXECUTOR_SETTINGS: dict[str, type[BaseModel]] = {
+    "twin": TwinExecutorSettings,
+    "cstr": CSTRExecutorSettings,
+}
+
+
+def _typed_settings(data: Any, registry: Mapping[str, type[BaseModel]], default_kind: str,
+                    what: str) -> Any:
+    """Check ``data["settings"]`` against the model of ``data["kind"]`` (a before-validator).
+
+    Returns the data with the settings as validated (so ``n_init: 6.0`` is stored as 6).
+
+    Raises:
+        ValueError: Unknown setting (with a "did you mean" hint) or a bad value, for pydantic
+            to report under the section's path.
+    """
+    if not isinstance(data, dict) or not isinstance(data.get("settings", {}), dict):
+        return data  # pydantic reports the wrong type itself
+    kind = data.get("kind", default_kind)
+    model = registry.get(kind) if isinstance(kind, str) else None
+    if model is None:
+        return data  # pydantic reports the unknown kind itself
+    problems = settings_problems(model, data.get("settings", {}), f"{what} {kind!r}")
+    if problems:
+        raise ValueError("; ".join(problems))
+    settings = model.model_validate(data.get("settings", {})).model_dump(exclude_unset=True)
+    return {**data, "settings": settings} if "settings" in data else data
 
 
 class ExecutorConfig(BaseModel):
@@ -94,7 +254,8 @@ class ExecutorConfig(BaseModel):
         twin: Settings of the twin (reactor geometry, noise, failures); ``kind: twin`` only.
         devices: Devices file (ports, addresses, limits, fluidic graph); ``kind: cstr`` only.
             A relative path is taken relative to the working folder.
-        settings: Keyword settings of the hardware executor (e.g. ``settle_residence_times``).
+        settings: Keyword settings of the executor, typed per kind (:data:`EXECUTOR_SETTINGS`;
+            e.g. ``settle_residence_times`` for ``cstr``).
     """
 
     model_config = _FROZEN
@@ -103,6 +264,11 @@ class ExecutorConfig(BaseModel):
     twin: TwinConfig = Field(default_factory=TwinConfig)
     devices: Path | None = None
     settings: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _check_settings(cls, data: Any) -> Any:
+        return _typed_settings(data, EXECUTOR_SETTINGS, "twin", "executor")
 
     @model_validator(mode="after")
     def _check(self) -> ExecutorConfig:
@@ -119,14 +285,24 @@ class OptimizerConfig(BaseModel):
     Attributes:
         kind: ``"botorch"`` (Bayesian optimization), or the baselines ``"random"`` and ``"sobol"``.
         batch_size: Experiments proposed per ask (the twin runs them one after another).
-        settings: Strategy settings passed to the optimizer (e.g. ``n_init``), validated there.
+        settings: Strategy settings passed to the optimizer (e.g. ``n_init``), typed per kind
+            (:data:`autolab.optimizer.settings.OPTIMIZER_SETTINGS`).
     """
 
     model_config = _FROZEN
 
     kind: Literal["botorch", "random", "sobol"] = "botorch"
-    batch_size: int = Field(default=1, ge=1, le=16)
+    batch_size: int = Field(default=1, ge=1, le=16, strict=True)
     settings: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _check_settings(cls, data: Any) -> Any:
+        return _typed_settings(data, OPTIMIZER_SETTINGS, "botorch", "optimizer")
+
+    def typed_settings(self) -> BaseModel:
+        """The settings as the model of this kind (what the optimizer is built with)."""
+        return parse_optimizer_settings(self.kind, self.settings)
 
 
 class BudgetConfig(BaseModel):
@@ -139,8 +315,8 @@ class BudgetConfig(BaseModel):
 
     model_config = _FROZEN
 
-    max_experiments: int = Field(default=30, ge=1, le=10_000)
-    max_lab_hours: float | None = Field(default=None, gt=0)
+    max_experiments: int = Field(default=30, ge=1, le=10_000, strict=True)
+    max_lab_hours: float | None = Field(default=None, gt=0, le=100_000, allow_inf_nan=False)
 
 
 class StopConfig(BaseModel):
@@ -157,9 +333,9 @@ class StopConfig(BaseModel):
     model_config = _FROZEN
 
     target_reached: bool = True
-    qy_min: float | None = Field(default=None, ge=0, le=1)
-    fwhm_max_nm: float | None = Field(default=None, gt=0)
-    no_improvement_after: int | None = Field(default=None, ge=1)
+    qy_min: float | None = Field(default=None, ge=0, le=1, allow_inf_nan=False)
+    fwhm_max_nm: float | None = Field(default=None, gt=0, le=1000, allow_inf_nan=False)
+    no_improvement_after: int | None = Field(default=None, ge=1, le=10_000, strict=True)
 
 
 class TrackingConfig(BaseModel):
@@ -200,7 +376,7 @@ class CampaignConfig(BaseModel):
 
     name: str
     description: str = ""
-    seed: int = Field(default=0, ge=0)
+    seed: int = Field(default=0, ge=0, lt=SEED_LIMIT, strict=True)
     executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
     space: SpaceConfig = Field(default_factory=SpaceConfig)
     objective: ObjectiveSpec
@@ -223,7 +399,28 @@ class CampaignConfig(BaseModel):
         if unknown:
             raise ValueError(f"objective uses unknown outcome(s) {unknown}; "
                              f"the analyzer measures {list(OUTCOMES)}")
+        for i, term in enumerate(self.objective.terms):
+            if isinstance(term, Target):
+                _check_target(term, f"objective.terms.{i}")
         return self
+
+    def warnings(self) -> list[str]:
+        """What is valid but probably not meant (``validate`` and ``run`` print these)."""
+        out = []
+        if self.executor.kind == "twin":
+            for i, term in enumerate(self.objective.terms):
+                r = OUTCOME_RANGES.get(term.outcome)
+                if isinstance(term, Target) and r is not None and not (
+                        r.twin_reach[0] - term.tolerance <= term.value
+                        <= r.twin_reach[1] + term.tolerance):
+                    out.append(f"objective.terms.{i}: target {term.outcome} = {term.value:g} is "
+                               f"outside what the digital twin reaches over its box "
+                               f"({r.twin_reach[0]:g}-{r.twin_reach[1]:g} {r.unit}); the "
+                               "campaign will run its whole budget without reaching it")
+        fraction = feasible_fraction(self.space.build())
+        if fraction < WARN_FEASIBLE_FRACTION:
+            out.append(f"space.constraints leave only {100 * fraction:.2g} % of the search box")
+        return out
 
     def fingerprint(self) -> str:
         """A short hash of the validated config, to tell a resumed campaign it is the same one."""
@@ -231,22 +428,105 @@ class CampaignConfig(BaseModel):
         return hashlib.sha256(blob).hexdigest()[:12]
 
 
-def format_validation_error(err: ValidationError, source: str) -> str:
-    """One line per problem: ``source: field.path = value: what is wrong``."""
-    lines = []
+def _check_target(term: Target, where: str) -> None:
+    r = OUTCOME_RANGES.get(term.outcome)
+    if r is None:
+        return
+    if not r.lower <= term.value <= r.upper:
+        raise ValueError(f"{where}: target {term.outcome} = {term.value:g} is outside the "
+                         f"physical range [{r.lower:g}, {r.upper:g}] {r.unit}".rstrip())
+    if term.tolerance < r.min_tolerance:
+        raise ValueError(f"{where}: tolerance {term.tolerance:g} is narrower than any measurement "
+                         f"can resolve; use at least {r.min_tolerance:g} {r.unit}".rstrip())
+
+
+_SHORT = reprlib.Repr()  # values in messages: never a huge or deeply nested value printed whole
+_SHORT.maxstring = _SHORT.maxother = 60
+_SHORT.maxlist = _SHORT.maxdict = 4
+_SHORT.maxlevel = 2
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    """The pydantic models an annotation can hold (through Optional, unions, tuples, lists)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in typing.get_args(annotation) for m in _models_in(arg)]
+
+
+def _known_keys(model: type[BaseModel], loc: tuple[str | int, ...]) -> list[str]:
+    """The keys allowed where ``loc`` points (for "did you mean" hints); [] if unknown."""
+    candidates = [model]
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        fields_ = [m.model_fields[part] for m in candidates if part in m.model_fields]
+        if fields_:
+            candidates = _models_in(fields_[0].annotation)
+        else:  # a tagged-union member, named by its ``kind``
+            candidates = [m for m in candidates
+                          if getattr(m.model_fields.get("kind"), "default", None) == part]
+    return sorted({k for m in candidates for k in m.model_fields})
+
+
+_PATH_PREFIX = re.compile(r"^([A-Za-z_][\w.]*): (.*)$", re.DOTALL)
+
+
+def _split_path(loc: tuple[str | int, ...], msg: str) -> tuple[tuple[str | int, ...], str]:
+    """Use the field path a model-level check put at the start of its message as the location."""
+    m = _PATH_PREFIX.match(msg)
+    if m is None:
+        return loc, msg
+    parts = tuple(int(p) if p.isdigit() else p for p in m.group(1).split("."))
+    if parts[0] == "settings":  # relative to the section that checked its settings
+        return (*loc, *parts), m.group(2)
+    if not m.group(1).startswith(".".join(str(p) for p in loc)):
+        return loc, msg
+    return parts, m.group(2)
+
+
+def format_validation_error(err: ValidationError, source: str,
+                            lines: Mapping[KeyPath, int] | None = None,
+                            model: type[BaseModel] | None = None) -> str:
+    """One line per problem: ``source: line N: field.path = value: what is wrong``.
+
+    Values are shortened (a huge or deeply nested value is never printed whole); an unknown key
+    gets a "did you mean" hint when ``model`` is given.
+    """
+    out = []
     for e in err.errors():
-        path = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        loc, msg = _split_path(tuple(e["loc"]), e["msg"].removeprefix("Value error, "))
+        path = ".".join(str(p) for p in loc) or "(top level)"
         value = e.get("input")
-        shown = "" if isinstance(value, dict) else f" = {value!r}"
-        msg = e["msg"].removeprefix("Value error, ")
+        shown = "" if isinstance(value, dict) or loc != tuple(e["loc"]) else (
+            f" = {_SHORT.repr(value)}")
         if e["type"] == "extra_forbidden":
-            msg = "unknown key (not part of the campaign schema; check the spelling)"
-        lines.append(f"{source}: {path}{shown}: {msg}")
-    return "\n".join(lines)
+            hint = did_you_mean(str(loc[-1]), _known_keys(model, loc)) if model else ""
+            msg = f"unknown key{hint or ' (not part of the campaign schema; check the spelling)'}"
+        line = _line_of(lines, loc)
+        where = f" line {line}:" if line else ""
+        out.append(f"{source}:{where} {path}{shown}: {msg}")
+    return "\n".join(out)
 
 
-def parse_campaign(data: Any, source: str = "<campaign>") -> CampaignConfig:
+def _line_of(lines: Mapping[KeyPath, int] | None, loc: tuple[str | int, ...]) -> int | None:
+    if not lines:
+        return None
+    for n in range(len(loc), 0, -1):
+        line = lines.get(loc[:n])
+        if line is not None:
+            return line
+    return None
+
+
+def parse_campaign(data: Any, source: str = "<campaign>",
+                   lines: Mapping[KeyPath, int] | None = None) -> CampaignConfig:
     """Validate an already-parsed campaign mapping.
+
+    Args:
+        data: The parsed file.
+        source: Where it came from, for messages.
+        lines: Key path -> line in the file (from :func:`~autolab.yamlfile.read_yaml_document`),
+            so each error names its line.
 
     Raises:
         ConfigError: With one line per invalid field.
@@ -257,7 +537,7 @@ def parse_campaign(data: Any, source: str = "<campaign>") -> CampaignConfig:
     try:
         return CampaignConfig.model_validate(data)
     except ValidationError as err:
-        raise ConfigError(format_validation_error(err, source)) from err
+        raise ConfigError(format_validation_error(err, source, lines, CampaignConfig)) from err
     except ConfigError as err:  # raised by lower layers' validators (space, constraints)
         raise ConfigError(f"{source}: {err}") from err
 
@@ -274,11 +554,29 @@ def load_campaign(path: str | Path, overrides: dict[str, Any] | None = None) -> 
         ConfigError: Unreadable file, YAML syntax error (with line), or invalid fields.
     """
     p = Path(path)
-    data = read_yaml(p, "campaign file")
+    doc = read_yaml_document(p, "campaign file")
+    data = doc.data
     for dotted, value in (overrides or {}).items():
-        node = data if isinstance(data, dict) else {}
-        *parents, leaf = dotted.split(".")
-        for key in parents:
-            node = node.setdefault(key, {})
-        node[leaf] = value
-    return parse_campaign(data, str(p))
+        _override(data, dotted, value, str(p))
+    return parse_campaign(data, str(p), doc.lines)
+
+
+def _override(data: Any, dotted: str, value: Any, source: str) -> None:
+    """Set ``data[a][b] = value`` for ``dotted = "a.b"`` (a command-line flag over the file).
+
+    Raises:
+        ConfigError: A section on the way is not a mapping (``budget: 7`` with ``--budget 3``).
+    """
+    if not isinstance(data, dict):
+        return  # parse_campaign reports the top level
+    node: dict[str, Any] = data
+    *parents, leaf = dotted.split(".")
+    for i, key in enumerate(parents):
+        child = node.setdefault(key, {})
+        if not isinstance(child, dict):
+            where = ".".join(parents[:i + 1])
+            raise ConfigError(f"{source}: {where} = {_SHORT.repr(child)}: expected a mapping "
+                              f"(e.g. '{where}: {{{leaf}: ...}}'), so it cannot take the "
+                              f"command-line override of {dotted}")
+        node = child
+    node[leaf] = value

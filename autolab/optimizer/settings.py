@@ -106,7 +106,7 @@ def settings_problems(model: type[BaseModel], settings: Mapping[str, Any],
                     f"; {what} takes {known}" if known else f"; {what} takes no settings")
                 out.append(f"settings.{path}: unknown setting of {what}{hint}")
             else:
-                out.append(f"settings.{path} = {e.get('input')!r}: {e['msg']}")
+                out.append(f"settings.{path}: {e['msg']}, got {e.get('input')!r}")
         return out
     return []
 
