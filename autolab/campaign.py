@@ -13,11 +13,28 @@ run again with the same index and conditions.
 
 MLflow is a view, not the record: if the tracking server is unreachable the campaign goes on, and
 the next successful log (or ``autolab sync``) replays what MLflow missed, exactly once.
+
+What the optimizer is told (live, and again on resume, in journal order):
+
+* completed and failed trials: their outcomes (``None`` for a failure), with the analyzer's
+  1-sigma uncertainties as known noise when the optimizer takes them;
+* a chemist's rejection of a proposal (review mode, :mod:`autolab.steer`): the proposed point as
+  ``None``, so the feasibility model learns to avoid that region; no lab time was spent;
+* *not* invalid trials: a device fault (a pump that did not pump) says nothing about chemistry,
+  and an experiment invalidated after the fact (a leak found later) stops counting on resume.
+
+"Best" follows :meth:`ObjectiveSpec.rank_key`: any experiment inside every target band ranks
+before any outside, whatever their scores.
+
+A safe end is part of the result: after the executor is closed (and after a safety trip) every
+shutdown step's result is journaled and shown; a failed step ends the campaign as a device failure
+naming the device that is still unsafe and what a person must do.
 """
 
 from __future__ import annotations
 
 import contextlib
+import inspect
 import math
 import secrets
 import signal
@@ -28,20 +45,38 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 
 from autolab.analysis import analyze
 from autolab.config import CampaignConfig, parse_campaign
-from autolab.exceptions import ExperimentFailed, JournalError, TrackingError
+from autolab.exceptions import (
+    AutolabError,
+    ConditionsError,
+    DeviceFault,
+    ExperimentFailed,
+    JournalError,
+    SafetyTrip,
+    TrackingError,
+)
 from autolab.executors import Executor
 from autolab.executors.cstr import CSTRExecutor
 from autolab.executors.simulated import SimulatedExecutor
 from autolab.objective import Target
 from autolab.optimizer import Optimizer, make_optimizer
-from autolab.records import Conditions, Features, Measurement, Trial, TrialStatus
+from autolab.records import (
+    Conditions,
+    Decision,
+    Features,
+    Measurement,
+    Trial,
+    TrialOrigin,
+    TrialStatus,
+    experiment_label,
+)
 from autolab.tracking import Journal, JournalHeader, JournalState, NullTracker, Tracker, sync
+from autolab.twin import check_envelope
 
 JOURNAL_NAME = "journal.jsonl"
 #: Device-log lines journaled with a safety trip (the most recent ones).
@@ -58,6 +93,84 @@ class StopReason(StrEnum):
     TARGET_REACHED = "target reached"
     NO_IMPROVEMENT = "no improvement"
     INTERRUPTED = "interrupted"
+    WAITING = "waiting for a decision"
+    DEVICE_UNSAFE = "device failure"
+
+
+class AwaitingDecision(AutolabError):
+    """A proposal waits for a chemist's decision that is not there yet (file review mode).
+
+    The campaign stops cleanly (nothing is lost; resume asks again) with
+    :attr:`StopReason.WAITING`; the CLI exits 3 with this message.
+    """
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """A proposal shown to a chemist before it runs.
+
+    Attributes:
+        index: The experiment index it will get if it runs (its :func:`experiment_label`).
+        conditions: Proposed conditions, searched and fixed, physical units.
+        prediction: The model's prediction (``score_mean``/``score_sd`` and ``outcomes``:
+            name -> (mean, sd)), or ``None`` for a design point.
+        attempt: How many proposals for this index were rejected before it (0 first).
+    """
+
+    index: int
+    conditions: dict[str, float]
+    prediction: dict[str, Any] | None = None
+    attempt: int = 0
+
+    @property
+    def label(self) -> str:
+        """``exp-NNN``."""
+        return experiment_label(self.index)
+
+
+@dataclass(frozen=True)
+class Review:
+    """A chemist's decision on a :class:`Proposal`.
+
+    Attributes:
+        decision: Approve, edit or reject.
+        reviewer: Who decided (``$USER`` or ``--reviewer``).
+        time: When, ISO 8601 UTC.
+        reason: Why (required for a rejection).
+        conditions: For an edit, the conditions to run (checked by the campaign before use).
+    """
+
+    decision: Decision
+    reviewer: str
+    time: str
+    reason: str = ""
+    conditions: dict[str, float] | None = None
+
+
+class Reviewer(Protocol):
+    """Asks a person about a proposal (terminal or file; see :mod:`autolab.steer`)."""
+
+    def review(self, proposal: Proposal,
+               check: Callable[[Mapping[str, float]], dict[str, float]]) -> Review:
+        """The decision on ``proposal``.
+
+        ``check`` validates edited conditions (it raises
+        :class:`~autolab.exceptions.ConfigError` naming the field) and returns them complete.
+
+        Raises:
+            AwaitingDecision: No decision yet (the campaign stops and waits).
+        """
+        ...
+
+
+class ShutdownStepLike(Protocol):
+    """One step of an executor's shutdown report (``autolab.hardware.safety.ShutdownStep``)."""
+
+    name: str
+    device: str
+    ok: bool
+    detail: str
+    action: str
 
 
 @dataclass
@@ -67,7 +180,7 @@ class CampaignResult:
     Attributes:
         stop_reason: Why it stopped.
         trials: Every finished trial (completed and failed), in order.
-        best: The best completed trial by objective score, if any.
+        best: The best trial by :meth:`ObjectiveSpec.rank_key` (in-band first), if any.
         run_dir: Folder holding the journal and the campaign file.
         tracking_run_id: MLflow parent run id, if tracked.
         untracked: Trials the tracker has not recorded yet (run ``autolab sync``).
@@ -79,6 +192,7 @@ class CampaignResult:
     run_dir: Path
     tracking_run_id: str | None
     untracked: list[int] = field(default_factory=list)
+    unsafe: tuple[str, ...] = ()
 
 
 def make_executor(config: CampaignConfig) -> Executor:
@@ -108,11 +222,16 @@ class Campaign:
         optimizer: Proposes conditions.
         tracker: Records to MLflow (or nowhere).
         on_trial: Called after each finished trial (the CLI's progress display).
+        on_event: Called with a line of text for what a person must see besides trials (a
+            device fault, each shutdown step, a rejection); the CLI prints it.
+        reviewer: Asks a chemist about every proposal before it runs (review mode).
     """
 
     def __init__(self, config: CampaignConfig, run_dir: Path, journal: Journal, *,
                  executor: Executor, optimizer: Optimizer, tracker: Tracker,
-                 on_trial: Callable[[Campaign, Trial], None] | None = None) -> None:
+                 on_trial: Callable[[Campaign, Trial], None] | None = None,
+                 on_event: Callable[[str], None] | None = None,
+                 reviewer: Reviewer | None = None) -> None:
         self.config = config
         self.run_dir = run_dir
         self.journal = journal
@@ -120,34 +239,50 @@ class Campaign:
         self.optimizer = optimizer
         self.tracker = tracker
         self.on_trial = on_trial
+        self.on_event = on_event
+        self.reviewer = reviewer
         self.trials: list[Trial] = []
+        self.unsafe: tuple[str, ...] = ()
         self._fixed = dict(config.space.fixed)
         self._queue: list[dict[str, float]] = []
         self._predictions: list[dict[str, Any] | None] = []
         self._stop_requested = False
+        self._takes_sd = "outcome_sd" in inspect.signature(optimizer.tell).parameters
 
     # ----------------------------------------------------------------------------- construction
     @classmethod
     def create(cls, config: CampaignConfig, runs_root: str | Path = "runs", *,
                executor: Executor | None = None, tracker: Tracker | None = None,
-               on_trial: Callable[[Campaign, Trial], None] | None = None) -> Campaign:
-        """Start a new campaign in a fresh folder under ``runs_root``."""
+               optimizer: Optimizer | None = None,
+               on_trial: Callable[[Campaign, Trial], None] | None = None,
+               on_event: Callable[[str], None] | None = None,
+               reviewer: Reviewer | None = None) -> Campaign:
+        """Start a new campaign in a fresh folder under ``runs_root``.
+
+        Executor, optimizer and tracker are built (or taken as given) *before* the folder is
+        made, so a campaign that cannot be assembled leaves no orphan run folder.
+        """
+        parts = cls._parts(config, executor, optimizer, tracker)
         run_dir = new_run_dir(Path(runs_root), config.name)
         (run_dir / "campaign.yaml").write_text(
             yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), encoding="utf-8")
         header = JournalHeader.new(config.name, config.model_dump(mode="json"), seed=config.seed,
                                    campaign_id=run_dir.name)
         journal = Journal.create(run_dir / JOURNAL_NAME, header)
-        campaign = cls._assemble(config, run_dir, journal, executor=executor,
-                                      tracker=tracker, on_trial=on_trial)
+        campaign = cls(config, run_dir, journal, executor=parts[0], optimizer=parts[1],
+                       tracker=parts[2], on_trial=on_trial, on_event=on_event, reviewer=reviewer)
         campaign._start_tracking()
         return campaign
 
     @classmethod
     def resume(cls, run_dir: str | Path, *, executor: Executor | None = None,
-               tracker: Tracker | None = None,
-               on_trial: Callable[[Campaign, Trial], None] | None = None) -> Campaign:
+               tracker: Tracker | None = None, optimizer: Optimizer | None = None,
+               on_trial: Callable[[Campaign, Trial], None] | None = None,
+               on_event: Callable[[str], None] | None = None,
+               reviewer: Reviewer | None = None) -> Campaign:
         """Continue a campaign from its journal.
+
+        An injected ``optimizer`` must be fresh (nothing told): resume tells it the journal.
 
         Raises:
             JournalError: No journal in ``run_dir``, or it is corrupt.
@@ -158,40 +293,87 @@ class Campaign:
         if not path.exists():
             raise JournalError(f"no campaign journal at {path}; expected a folder made by "
                                "'autolab run' (see runs/)")
+        config = parse_campaign(Journal.read(path).header.config, f"{path} (header)")
+        parts = cls._parts(config, executor, optimizer, tracker)
         journal = Journal.open(path)
-        state = journal.state
-        config = parse_campaign(state.header.config, f"{path} (header)")
-        campaign = cls._assemble(config, run_dir, journal, executor=executor,
-                                      tracker=tracker, on_trial=on_trial)
-        campaign._restore(state)
+        campaign = cls(config, run_dir, journal, executor=parts[0], optimizer=parts[1],
+                       tracker=parts[2], on_trial=on_trial, on_event=on_event, reviewer=reviewer)
+        try:
+            campaign._restore(journal.state)
+        except BaseException:
+            journal.close()
+            raise
         return campaign
 
-    @classmethod
-    def _assemble(cls, config: CampaignConfig, run_dir: Path, journal: Journal, *,
-                  executor: Executor | None, tracker: Tracker | None,
-                  on_trial: Callable[[Campaign, Trial], None] | None) -> Campaign:
-        """The campaign object with the executor, optimizer and tracker its config asks for."""
-        optimizer = make_optimizer(config.optimizer.kind, config.space.build(), config.objective,
-                                   seed=config.seed, **config.optimizer.settings)
-        return cls(config, run_dir, journal, executor=executor or make_executor(config),
-                   optimizer=optimizer, tracker=tracker or NullTracker(), on_trial=on_trial)
+    @staticmethod
+    def _parts(config: CampaignConfig, executor: Executor | None, optimizer: Optimizer | None,
+               tracker: Tracker | None) -> tuple[Executor, Optimizer, Tracker]:
+        """The executor, optimizer and tracker the config asks for, unless given."""
+        if optimizer is None:
+            optimizer = make_optimizer(config.optimizer.kind, config.space.build(),
+                                       config.objective, seed=config.seed,
+                                       **config.optimizer.settings)
+        return executor or make_executor(config), optimizer, tracker or NullTracker()
 
     def _restore(self, state: JournalState) -> None:
         """Bring optimizer, executor and queue to where the journal ends."""
+        for index in state.in_flight:  # check before writing anything
+            self._searched(state.started[index].conditions, f"started experiment {index}")
         self.trials = list(state.trials)
-        if self.trials:
-            self.optimizer.tell([self._searched(t.conditions) for t in self.trials],
-                                [self._outcomes(t) for t in self.trials])
+        conditions, outcomes, sds = self.journal_data(state)
+        if conditions:
+            self._tell(conditions, outcomes, sds)
         extra = state.last_extra or {}
         if "executor_state" in extra:
             self.executor.load_state_dict(extra["executor_state"])
-        self._queue = [dict(q) for q in extra.get("queue", [])]
+        queue = extra.get("queue", [])
+        if state.reviews and state.reviews[-1]["position"] == len(state.trials):
+            queue = state.reviews[-1].get("queue", [])  # a review came after the last trial
+        self._queue = [dict(q) for q in queue]
         for index in reversed(state.in_flight):
             self.journal.append_interrupted(index, "the campaign process ended while it ran")
             self._queue.insert(0, self._searched(state.started[index].conditions))
         if state.tracker_run_id is None:
             self._start_tracking()
         self._sync()
+
+    def journal_data(self, state: JournalState) -> tuple[
+            list[dict[str, float]], list[dict[str, float] | None], list[dict[str, float] | None]]:
+        """What the optimizer is told, in journal order: conditions, outcomes and their 1-sigma.
+
+        Completed and failed trials, and rejected proposals (as ``None``, where they were
+        rejected); never invalid trials (device faults, or invalidated after the fact).
+        """
+        rejected: dict[int, list[dict[str, float]]] = {}
+        for r in state.reviews:
+            if r["decision"] == Decision.REJECT.value:
+                rejected.setdefault(int(r["position"]), []).append(
+                    self._searched(r["proposed"], f"review of {experiment_label(r['index'])}"))
+        conditions: list[dict[str, float]] = []
+        outcomes: list[dict[str, float] | None] = []
+        sds: list[dict[str, float] | None] = []
+        for position in range(len(state.trials) + 1):
+            for point in rejected.get(position, []):
+                conditions.append(point)
+                outcomes.append(None)
+                sds.append(None)
+            if position < len(state.trials):
+                trial = state.trials[position]
+                if trial.status is TrialStatus.INVALID:
+                    continue
+                conditions.append(self._searched(trial.conditions,
+                                                 experiment_label(trial.index)))
+                outcomes.append(self._outcomes(trial))
+                sds.append(self._outcome_sd(trial))
+        return conditions, outcomes, sds
+
+    def _tell(self, conditions: list[dict[str, float]], outcomes: list[dict[str, float] | None],
+              sds: list[dict[str, float] | None]) -> None:
+        """Tell the optimizer, with the analyzer's uncertainties if it takes known noise."""
+        if self._takes_sd:
+            self.optimizer.tell(conditions, outcomes, outcome_sd=sds)  # type: ignore[call-arg]
+        else:
+            self.optimizer.tell(conditions, outcomes)
 
     def _start_tracking(self) -> None:
         """Open the campaign's parent run; if the tracker is down, sync opens it later."""
@@ -231,12 +413,27 @@ class Campaign:
         params["optimizer"] = self.config.optimizer.kind
         params.update({f"optimizer.{k}": v for k, v in self.config.optimizer.settings.items()})
         params["budget.max_experiments"] = self.config.budget.max_experiments
+        params["review"] = self.config.review.mode if self.reviewer is None else "on"
         return params
 
+    def _event(self, text: str) -> None:
+        if self.on_event is not None:
+            self.on_event(text)
+
     # ----------------------------------------------------------------------------- the loop
-    def _searched(self, conditions: Mapping[str, float]) -> dict[str, float]:
+    def _searched(self, conditions: Mapping[str, Any], where: str = "proposal") -> dict[str, float]:
+        """The searched parameters of ``conditions``.
+
+        Raises:
+            JournalError: A searched parameter is missing or not a number (a hand-edited or
+                foreign journal record, named by ``where``).
+        """
         names = self.config.space.parameters
-        return {n: float(conditions[n]) for n in names}
+        try:
+            return {n: float(conditions[n]) for n in names}
+        except (KeyError, TypeError, ValueError) as err:
+            raise JournalError(f"{where}: conditions {dict(conditions)!r:.200} lack a number for "
+                               f"{err}; expected every searched parameter {list(names)}") from err
 
     def _next_proposal(self) -> tuple[dict[str, float], float, dict[str, Any] | None]:
         """The next conditions, the seconds it took to propose them, the model's prediction."""
@@ -260,24 +457,106 @@ class Campaign:
             return None
         return {k: outcomes[k] for k in self.config.objective.outcome_names}
 
+    def _outcome_sd(self, trial: Trial) -> dict[str, float] | None:
+        """The analyzer's 1-sigma of each told outcome (``<name>_err``), finite ones only."""
+        if trial.features is None or trial.outcomes() is None:
+            return None
+        errs = trial.features.to_dict()
+        sd = {k: float(errs[f"{k}_err"]) for k in self.config.objective.outcome_names
+              if isinstance(errs.get(f"{k}_err"), float) and math.isfinite(errs[f"{k}_err"])}
+        return sd or None
+
+    def check_conditions(self, values: Mapping[str, float]) -> dict[str, float]:
+        """Complete and check conditions a person chose: bounds, constraints, safety envelope.
+
+        Fixed parameters are filled in (and must not be changed); every searched parameter must
+        be given.
+
+        Raises:
+            ConfigError: Unknown or missing names, a changed fixed value, or a value outside the
+                bounds, a linear constraint or the executor's safety envelope (the message names
+                the parameter and what is allowed).
+        """
+        for name, fixed in self._fixed.items():
+            if name in values and not math.isclose(float(values[name]), fixed, rel_tol=1e-9):
+                raise ConditionsError(name, float(values[name]), f"fixed at {fixed:g}",
+                                      "the campaign file fixes it")
+        conditions = Conditions.from_mapping({**values, **self._fixed})
+        missing = [n for n in self.config.space.parameters if n not in values]
+        if missing:
+            raise ConditionsError(missing[0], math.nan, "a value", f"missing {missing}")
+        self.config.space.build().check(self._searched(conditions.as_dict()))
+        envelope = getattr(self.executor, "check_conditions", None)
+        if callable(envelope):
+            envelope(conditions)
+        elif isinstance(self.executor, SimulatedExecutor):
+            check_envelope(conditions)
+        return conditions.as_dict()
+
+    def _reviewed(self, index: int) -> tuple[dict[str, float], float, dict[str, Any] | None,
+                                             dict[str, Any]]:
+        """The next proposal a chemist approved or edited; rejections are journaled and told.
+
+        Returns:
+            Searched conditions, proposal seconds, prediction, and the extra about the decision
+            (``origin``, ``decision``, ``reviewer``...).
+        """
+        attempt = 0
+        while True:
+            proposal, elapsed, prediction = self._next_proposal()
+            full = {**proposal, **self._fixed}
+            if self.reviewer is None:
+                return proposal, elapsed, prediction, {"origin": TrialOrigin.PROPOSED.value}
+            try:
+                review = self.reviewer.review(Proposal(index, full, prediction, attempt),
+                                              self.check_conditions)
+            except BaseException:
+                self._queue.insert(0, proposal)  # not decided: it is proposed again
+                self._predictions.insert(0, prediction)
+                raise
+            record = {"index": index, "decision": review.decision.value,
+                      "reviewer": review.reviewer, "time": review.time, "reason": review.reason,
+                      "proposed": full, "prediction": prediction, "queue": list(self._queue)}
+            if review.decision is Decision.REJECT:
+                self.journal.append_record("review", {**record, "conditions": None})
+                self._tell([proposal], [None], [None])
+                self._event(f"{experiment_label(index)}: proposal rejected by {review.reviewer}"
+                            f" ({review.reason}); the optimizer will avoid that region")
+                attempt += 1
+                continue
+            if review.decision is Decision.EDIT:
+                final = self.check_conditions(review.conditions or {})
+                origin = TrialOrigin.EDITED
+            else:
+                final, origin = full, TrialOrigin.PROPOSED
+            self.journal.append_record("review", {**record, "conditions": final})
+            decision = {"origin": origin.value, "decision": review.decision.value,
+                        "reviewer": review.reviewer, "decided": review.time,
+                        "reason": review.reason, "proposed": full}
+            return self._searched(final), elapsed, prediction, decision
+
     def step(self) -> Trial:
-        """Run one experiment end to end and return its trial (completed or failed)."""
+        """Run one experiment end to end and return its trial (completed, failed or invalid)."""
         index = self.journal.state.next_index
-        proposal, proposal_time_s, prediction = self._next_proposal()
+        proposal, proposal_time_s, prediction, decision = self._reviewed(index)
         conditions = Conditions.from_mapping({**proposal, **self._fixed})
         self.journal.append_started(index, conditions.as_dict(), proposal_time_s)
         measurement: Measurement | None = None
         features: Features | None = None
         error: str | None = None
+        fault: DeviceFault | None = None
         try:
             measurement = self.executor.run(conditions)
+        except DeviceFault as err:
+            fault, error = err, f"device fault: {err.device}: {err}"
         except ExperimentFailed as err:
             error = str(err)
         if measurement is not None:
             features = analyze(measurement)
             if not features.usable:
                 error = "no usable emission: " + (", ".join(features.flags.names()) or "unknown")
-        status = TrialStatus.FAILED if error else TrialStatus.COMPLETED
+        status = (TrialStatus.INVALID if fault is not None
+                  else TrialStatus.FAILED if error else TrialStatus.COMPLETED)
         objective: float | None = None
         if features is not None and status is TrialStatus.COMPLETED:
             outcomes = features.outcomes()
@@ -286,24 +565,58 @@ class Campaign:
         trial = Trial(index=index, conditions=conditions.as_dict(), status=status,
                       features=features, objective=objective, error=error,
                       proposal_time_s=proposal_time_s, measurement=measurement)
-        metrics = {"reagent_ml_total": sum(self.executor.reagent_ml.values())}
-        if prediction is not None:
-            metrics["predicted_score"] = prediction["score_mean"]
-            metrics.update({f"predicted_{name}": mean_sd[0]
-                            for name, mean_sd in prediction["outcomes"].items()})
-        self.journal.append_trial(trial, extra={
+        extra: dict[str, Any] = {
             "executor_state": self.executor.state_dict(),
             "queue": self._queue,
             "lab_clock_h": self.executor.lab_clock_h,
-            "metrics": metrics,
+            "metrics": self.trial_metrics(trial, prediction),
             "prediction": prediction,
-        })
+            **decision,
+        }
+        if fault is not None:
+            extra["device"] = fault.device
+            extra["device_log"] = list(fault.device_log[-TRIP_LOG_LINES:])
+        self.journal.append_trial(trial, extra=extra)
         self.trials.append(trial)
-        self.optimizer.tell([proposal], [self._outcomes(trial)])
+        if fault is None:
+            self._tell([proposal], [self._outcomes(trial)], [self._outcome_sd(trial)])
+        else:
+            self._event(f"{experiment_label(index)} invalid: {error}; not told to the "
+                        "optimizer (the result says nothing about chemistry)")
         self._sync()
         if self.on_trial is not None:
             self.on_trial(self, trial)
         return trial
+
+    def trial_metrics(self, trial: Trial, prediction: Mapping[str, Any] | None = None,
+                      ) -> dict[str, float]:
+        """Numbers journaled with a trial for the tracker.
+
+        Score by term, target status, reagents and the model's prediction with its sd.
+
+        ``in_band`` is 1 when every target band is met; per target ``in_band_<outcome>`` and
+        ``distance_to_target_<outcome>`` (in the outcome's unit); per term ``score_<label>``.
+        """
+        metrics: dict[str, float] = {
+            "reagent_ml_total": float(sum(self.executor.reagent_ml.values()))}
+        outcomes = trial.outcomes()
+        objective = self.config.objective
+        if outcomes is not None:
+            metrics.update({f"score_{k}": float(v)
+                            for k, v in objective.score_terms(outcomes).items()})
+            statuses = objective.target_status(outcomes)
+            for st in statuses:
+                metrics[f"in_band_{st.outcome}"] = float(st.in_band)
+                metrics[f"distance_to_target_{st.outcome}"] = float(st.distance)
+            if statuses:
+                metrics["in_band"] = float(all(st.in_band for st in statuses))
+        if prediction is not None:
+            metrics["predicted_score"] = float(prediction["score_mean"])
+            for name, mean_sd in prediction["outcomes"].items():
+                metrics[f"predicted_{name}"] = float(mean_sd[0])
+                if len(mean_sd) > 1:
+                    metrics[f"predicted_{name}_sd"] = float(mean_sd[1])
+        return metrics
 
     @property
     def tracking_run_id(self) -> str | None:
@@ -312,13 +625,29 @@ class Campaign:
 
     # ----------------------------------------------------------------------------- stop rules
     def best(self) -> Trial | None:
-        """The best trial: highest score among those meeting the outcome constraints.
+        """The best experiment: in-band first, then feasible, then score (``rank_key``).
 
-        Only such trials carry an ``objective`` (see :meth:`step`).
+        Only completed trials with usable outcomes count (never an invalid one). An in-band
+        experiment that misses an outcome constraint still ranks before any out-of-band one; on
+        ties the earlier experiment wins.
         """
-        return max((t for t in self.trials if t.objective is not None),
-                   key=lambda t: t.objective if t.objective is not None else -math.inf,
-                   default=None)
+        objective = self.config.objective
+        best: Trial | None = None
+        best_key: tuple[int, int, float] | None = None
+        for t in self.trials:
+            outcomes = t.outcomes()
+            if outcomes is None:
+                continue
+            key = objective.rank_key(outcomes)
+            if best_key is None or key > best_key:
+                best, best_key = t, key
+        return best
+
+    def lab_trials(self) -> list[Trial]:
+        """Trials this campaign ran on its executor (not the manual ones added from outside)."""
+        extras = self.journal.state.extras
+        return [t for t in self.trials
+                if extras.get(t.index, {}).get("origin") != TrialOrigin.MANUAL.value]
 
     def target_reached(self, trial: Trial) -> bool:
         """Whether ``trial`` meets every target and the configured quality thresholds."""
@@ -334,13 +663,17 @@ class Campaign:
         return stop.fwhm_max_nm is None or outcomes["fwhm_nm"] <= stop.fwhm_max_nm
 
     def should_stop(self) -> StopReason | None:
-        """The first stop rule that applies now, or None to go on."""
+        """The first stop rule that applies now, or None to go on.
+
+        The experiment budget counts every experiment run on the executor (an invalid one used
+        lab time too), never the manual ones added from outside or rejected proposals.
+        """
         budget, stop = self.config.budget, self.config.stop
         if self._stop_requested:
             return StopReason.INTERRUPTED
         if stop.target_reached and self.trials and self.target_reached(self.trials[-1]):
             return StopReason.TARGET_REACHED
-        if len(self.trials) >= budget.max_experiments:
+        if len(self.lab_trials()) >= budget.max_experiments:
             return StopReason.MAX_EXPERIMENTS
         if budget.max_lab_hours is not None and self.executor.lab_clock_h >= budget.max_lab_hours:
             return StopReason.MAX_LAB_HOURS
@@ -355,11 +688,62 @@ class Campaign:
         """Put the executor in its safe state and release it (idempotent)."""
         self.executor.close()
 
+    # ----------------------------------------------------------------------------- safe end
+    def _journal_shutdown(self, report: Any, when: str) -> tuple[str, ...]:
+        """Journal and show every shutdown step; return the devices left unsafe."""
+        steps: tuple[ShutdownStepLike, ...] = tuple(getattr(report, "steps", ()) or ())
+        unsafe: list[str] = []
+        for step in steps:
+            if step.ok:
+                line = f"shutdown ({when}): {step.name} [{step.device}]: ok"
+                if step.detail:
+                    line += f" ({step.detail})"
+            else:
+                unsafe.append(step.device)
+                line = (f"shutdown ({when}): {step.name} [{step.device}]: FAILED: {step.detail}; "
+                        f"{step.device} may be unsafe; do this now: {step.action}")
+            self.journal.append_note(line)
+            self._event(line)
+        return tuple(dict.fromkeys(unsafe))
+
+    def _safe_end(self, error: BaseException | None) -> tuple[str, ...]:
+        """Close the executor and journal its shutdown reports; the unsafe devices."""
+        unsafe: list[str] = []
+        trip = getattr(error, "shutdown", None) if isinstance(error, SafetyTrip) else None
+        if trip is not None:
+            unsafe += self._journal_shutdown(trip, "safety trip")
+        try:
+            self.close()
+        except AutolabError as err:
+            line = f"closing the executor failed: {err}; check every device by hand"
+            self.journal.append_note(line)
+            self._event(line)
+            unsafe.append(getattr(err, "device", "executor"))
+        report = getattr(self.executor, "last_shutdown", None)
+        if report is not None and report is not trip:
+            unsafe += self._journal_shutdown(report, "close")
+        return tuple(dict.fromkeys(unsafe))
+
+    def _unsafe_reason(self, unsafe: tuple[str, ...]) -> str:
+        actions = [f"{d}: {a}" for d, a in self._actions().items() if d in unsafe]
+        text = f"unsafe device(s): {', '.join(unsafe)}"
+        return f"{text}; {'; '.join(actions)}" if actions else text
+
+    def _actions(self) -> dict[str, str]:
+        """What a person must do per unsafe device, from the journaled shutdown steps."""
+        out: dict[str, str] = {}
+        for note in self.journal.state.notes:
+            if "FAILED" in note and "do this now: " in note and note.startswith("shutdown ("):
+                device = note.split("[", 1)[1].split("]", 1)[0]
+                out.setdefault(device, note.rsplit("do this now: ", 1)[1])
+        return out
+
     def _journal_stop(self, reason: StopReason | None, error: BaseException | None) -> None:
         """Record how the loop ended: interrupted experiments, the stop, the tracker's status."""
         if error is None:
             why = ""
-            status = "KILLED" if reason is StopReason.INTERRUPTED else "FINISHED"
+            status = "KILLED" if reason in (StopReason.INTERRUPTED, StopReason.WAITING) else (
+                "FAILED" if reason is StopReason.DEVICE_UNSAFE else "FINISHED")
         else:
             reason = StopReason.INTERRUPTED
             user = isinstance(error, KeyboardInterrupt)
@@ -371,6 +755,8 @@ class Campaign:
             if device_log:  # a safety trip: keep what the devices said, next to the trip
                 self.journal.append_note(f"device log of experiment {index} before the trip:\n"
                                          + "\n".join(device_log[-TRIP_LOG_LINES:]))
+        if self.unsafe:
+            why = (why + "; " if why else "") + self._unsafe_reason(self.unsafe)
         if reason is None:
             return
         self._sync(final=True)
@@ -407,8 +793,10 @@ class Campaign:
         """Run until a stop rule fires.
 
         Whatever happens (a stop rule, Ctrl-C, a device error), the executor ends in its safe
-        state, an experiment left unfinished is journaled as interrupted (it is re-run on
-        resume), the stop is journaled, and the journal is released.
+        state and every shutdown step is journaled, an experiment left unfinished is journaled as
+        interrupted (it is re-run on resume), the stop is journaled, and the journal is released.
+        A failed shutdown step makes the stop :attr:`StopReason.DEVICE_UNSAFE`. A proposal that
+        waits for a chemist's decision stops the loop with :attr:`StopReason.WAITING`.
         """
         reason: StopReason | None = None
         error: BaseException | None = None
@@ -416,14 +804,20 @@ class Campaign:
             with self._signals():
                 while (reason := self.should_stop()) is None:
                     self.step()
+        except AwaitingDecision as err:
+            reason = StopReason.WAITING
+            self._event(str(err))
         except BaseException as err:
             error = err
             raise
         finally:
-            self.close()
+            self.unsafe = self._safe_end(error)
+            if self.unsafe and error is None:
+                reason = StopReason.DEVICE_UNSAFE
             self._journal_stop(reason, error)
             self.journal.close()
         return CampaignResult(stop_reason=reason, trials=list(self.trials), best=self.best(),
                               run_dir=self.run_dir, tracking_run_id=self.tracking_run_id,
                               untracked=(list(self.journal.state.untracked)
-                                         if self.tracker.keeps_records else []))
+                                         if self.tracker.keeps_records else []),
+                              unsafe=self.unsafe)

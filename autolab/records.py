@@ -365,6 +365,32 @@ class TrialStatus(StrEnum):
     INVALID = "invalid"
 
 
+class TrialOrigin(StrEnum):
+    """Where an experiment's conditions came from (journaled in the trial extra as ``origin``)."""
+
+    PROPOSED = "proposed"  #: the optimizer's proposal, run as proposed
+    EDITED = "edited"  #: the optimizer's proposal, edited by a chemist before it ran
+    MANUAL = "manual"  #: made outside the loop (flask batch, offline QY) and added afterwards
+    REUSED = "reused"  #: from an earlier campaign on the same reactor; not this campaign's
+
+
+class Decision(StrEnum):
+    """A chemist's decision on a proposal (review mode, :mod:`autolab.steer`)."""
+
+    APPROVE = "approve"  #: run it as proposed
+    EDIT = "edit"  #: run it with changed conditions
+    REJECT = "reject"  #: do not run it; the optimizer learns not to propose that region
+
+
+def _mapping(d: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    """``d[key]`` if it is an object; a clear ``TypeError`` otherwise (hand-edited journals)."""
+    v = d[key]
+    if not isinstance(v, Mapping):
+        raise TypeError(f"{key} must be an object of name -> value, got {type(v).__name__} "
+                        f"{v!r:.40}")
+    return v
+
+
 @dataclass(frozen=True)
 class Trial:
     """One experiment of a campaign, as the journal records it.
@@ -415,7 +441,7 @@ class Trial:
         """Inverse of :meth:`to_dict`."""
         return cls(
             index=int(d["index"]),
-            conditions={k: float(v) for k, v in d["conditions"].items()},
+            conditions={str(k): float(v) for k, v in _mapping(d, "conditions").items()},
             status=TrialStatus(d["status"]),
             features=Features.from_dict(d["features"]) if d.get("features") else None,
             objective=None if d.get("objective") is None else float(d["objective"]),

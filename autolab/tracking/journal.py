@@ -23,6 +23,15 @@ One line is one record, each a JSON object with a ``"type"``:
     ``run_id``, ``tracking_uri``: which tracker run holds this campaign (resume and sync).
 ``note`` / ``stopped``
     Free text / why the campaign stopped.
+``review``
+    ``index`` (the experiment the proposal was for), ``decision`` (approve / edit / reject),
+    ``reviewer``, ``time``, ``reason``, ``proposed`` and ``conditions`` (as run, or ``None``): a
+    chemist's decision on a proposal (see :mod:`autolab.steer`). A rejection is told to the
+    optimizer as an infeasible point, in journal order, so resume re-tells it at the same place.
+``invalidated``
+    ``index``, ``reason``, ``by``, ``time``: a finished experiment found invalid after the fact
+    (a leak found later). Replay turns the trial into status ``invalid`` so every reader (resume,
+    best so far, report) stops using it; the record itself says what it was before.
 
 Experiment indices are unique per attempt: an interrupted experiment keeps its index and a re-run
 of its conditions gets a new one. That keeps "one index, one outcome" true for the optimizer and
@@ -41,10 +50,11 @@ from __future__ import annotations
 
 import fcntl
 import json
+import math
 import os
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -58,7 +68,8 @@ from autolab.records import Trial, TrialStatus
 JOURNAL_FORMAT = 1
 
 _RECORD_TYPES = frozenset(
-    {"header", "started", "trial", "interrupted", "tracked", "tracker_run", "note", "stopped"}
+    {"header", "started", "trial", "interrupted", "tracked", "tracker_run", "note", "stopped",
+     "review", "invalidated"}
 )
 
 
@@ -156,6 +167,12 @@ class JournalState:
             last started an experiment.
         notes: Free-text notes in order.
         next_index: The smallest index not used by any record: the next experiment's index.
+        reviews: ``review`` records in order, each with ``position`` added: the number of
+            ``trial`` records before it (where a rejection sits in the optimizer's data).
+        invalidated: ``invalidated`` records by experiment index (the trial in ``trials`` has
+            status ``invalid`` from then on; ``previous_status`` says what it was).
+        stopped_status: The tracker status the campaign journaled with its stop (``FINISHED``,
+            ``KILLED``, ``FAILED``), if it did; ``None`` while running.
     """
 
     header: JournalHeader
@@ -171,10 +188,51 @@ class JournalState:
     stopped_reason: str | None = None
     notes: list[str] = field(default_factory=list)
     next_index: int = 0
+    reviews: list[dict[str, Any]] = field(default_factory=list)
+    invalidated: dict[int, dict[str, Any]] = field(default_factory=dict)
+    stopped_status: str | None = None
 
     def finished(self) -> list[Trial]:
         """Finished and interrupted trials together, ordered by index."""
         return sorted([*self.trials, *self.interrupted], key=lambda t: t.index)
+
+    def lab_clock_h(self) -> list[float]:
+        """The campaign's lab clock at the end of each trial of :meth:`finished`, h.
+
+        The one definition every view uses (MLflow, report, notebooks): the executor's clock
+        journaled with the trial (``extra["lab_clock_h"]``), which counts the time a failed
+        experiment took too; else (older journals) the measurement's end; else the clock of the
+        trial before (an interrupted attempt journals no clock).
+        """
+        out: list[float] = []
+        clock = 0.0
+        for t in self.finished():
+            journaled: Any = self.extras.get(t.index, {}).get("lab_clock_h")
+            if _number(journaled):
+                clock = float(journaled)
+            elif t.measurement is not None and _number(t.measurement.finished_lab_h):
+                clock = float(t.measurement.finished_lab_h)
+            out.append(clock)
+        return out
+
+    def reagent_total_ml(self) -> list[dict[str, float]]:
+        """Reagents the campaign used up to the end of each trial of :meth:`finished`, mL by name.
+
+        From the executor's totals journaled with the trial (``extra["reagent_total_ml"]``,
+        failed experiments included); else (older journals) the running sum of measured use.
+        """
+        out: list[dict[str, float]] = []
+        total: dict[str, float] = {}
+        for t in self.finished():
+            journaled = self.extras.get(t.index, {}).get("reagent_total_ml")
+            if isinstance(journaled, Mapping):
+                total = {str(k): float(v) for k, v in journaled.items() if _number(v)}
+            elif t.measurement is not None:
+                total = dict(total)
+                for name, ml in t.measurement.reagent_ml.items():
+                    total[name] = total.get(name, 0.0) + float(ml)
+            out.append(dict(total))
+        return out
 
     def trial(self, index: int) -> Trial:
         """The finished or interrupted trial with this index.
@@ -241,6 +299,16 @@ class _Reducer:
                 raise ValueError("tracker_run without a run_id")
         elif kind in ("note", "stopped"):
             str(rec["text"] if kind == "note" else rec["reason"])
+        elif kind == "review":
+            _index(rec)
+            if rec.get("decision") not in ("approve", "edit", "reject"):
+                raise ValueError(f"unknown review decision {rec.get('decision')!r}")
+            _conditions(rec["proposed"])
+        elif kind == "invalidated":
+            idx = _index(rec)
+            if idx not in self._finished or all(t.index != idx for t in st.trials):
+                raise ValueError(f"experiment {idx} invalidated but it never finished")
+            str(rec["reason"])
 
     def apply(self, rec: Mapping[str, Any]) -> None:
         """Apply a record that passed :meth:`check`."""
@@ -256,6 +324,7 @@ class _Reducer:
                                                 float(rec.get("proposal_time_s", 0.0)))
             st.in_flight.append(idx)
             st.stopped_reason = None
+            st.stopped_status = None
             st.next_index = max(st.next_index, idx + 1)
         elif kind == "trial":
             trial = Trial.from_dict(rec["trial"])
@@ -285,6 +354,30 @@ class _Reducer:
             st.notes.append(str(rec["text"]))
         elif kind == "stopped":
             st.stopped_reason = str(rec["reason"])
+            status = rec.get("status")
+            st.stopped_status = None if status is None else str(status)
+        elif kind == "review":
+            st.reviews.append({**rec, "position": len(st.trials)})
+        elif kind == "invalidated":
+            self._invalidate(st, rec)
+            self._retrack(int(rec["index"]))
+
+    @staticmethod
+    def _invalidate(st: JournalState, rec: Mapping[str, Any]) -> None:
+        idx = int(rec["index"])
+        pos = next(i for i, t in enumerate(st.trials) if t.index == idx)
+        old = st.trials[pos]
+        st.invalidated[idx] = {**rec, "previous_status": old.status.value}
+        st.trials[pos] = replace(old, status=TrialStatus.INVALID, objective=None,
+                                 error=f"invalidated after the fact: {rec['reason']}")
+
+    def _retrack(self, idx: int) -> None:
+        """A finished experiment changed (invalidated): the tracker must show it again."""
+        st = self.state
+        assert st is not None
+        self._tracked.discard(idx)
+        if idx not in st.untracked:
+            st.untracked.append(idx)
 
     def _finish(self, idx: int) -> None:
         st = self.state
@@ -301,6 +394,10 @@ def _index(rec: Mapping[str, Any]) -> int:
     if isinstance(v, bool) or not isinstance(v, int) or v < 0:
         raise ValueError(f"index must be a non-negative integer, got {v!r}")
     return v
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def _conditions(v: Any) -> dict[str, float]:
@@ -510,10 +607,30 @@ class Journal:
         self._append({"type": "note", "text": text,
                       "time": datetime.now(UTC).isoformat(timespec="seconds")})
 
-    def append_stopped(self, reason: str) -> None:
-        """Record why the campaign stopped (budget reached, target met, Ctrl-C, error)."""
-        self._append({"type": "stopped", "reason": reason,
-                      "time": datetime.now(UTC).isoformat(timespec="seconds")})
+    def append_record(self, kind: str, fields: Mapping[str, Any]) -> None:
+        """Append a ``review`` or ``invalidated`` record (see the module docs for their fields).
+
+        Raises:
+            JournalError: Another kind, or the record does not fit the journal (e.g. it
+                invalidates an experiment that never finished).
+        """
+        if kind not in ("review", "invalidated"):
+            raise JournalError(f"append_record() writes review/invalidated records, not {kind!r}")
+        self._append({**fields, "type": kind})
+
+    def append_stopped(self, reason: str, status: str | None = None) -> None:
+        """Record why the campaign stopped (budget reached, target met, Ctrl-C, error).
+
+        Args:
+            reason: Why, for people.
+            status: The campaign run's tracker status (``FINISHED``, ``KILLED``, ``FAILED``);
+                ``autolab sync`` sets it from here when the tracker missed the end.
+        """
+        rec: dict[str, Any] = {"type": "stopped", "reason": reason,
+                               "time": datetime.now(UTC).isoformat(timespec="seconds")}
+        if status is not None:
+            rec["status"] = status
+        self._append(rec)
 
     # ---- reading ------------------------------------------------------------------------------
     @property
