@@ -17,6 +17,15 @@ from autolab.benchmarking.benchmark import (
     run_benchmark,
     write_outputs,
 )
+from autolab.benchmarking.family import (
+    HELDOUT_SEED_BASE,
+    MEMBER_KINDS,
+    Member,
+    TruthArrays,
+    draw_member,
+    family,
+    nominal_member,
+)
 from autolab.benchmarking.problem import (
     Problem,
     Reachable,
@@ -35,10 +44,13 @@ from autolab.benchmarking.spec import (
 )
 
 __all__ = [
+    "HELDOUT_SEED_BASE",
+    "MEMBER_KINDS",
     "OUTPUT_FILES",
     "BenchmarkOutcome",
     "BenchmarkSpec",
     "Job",
+    "Member",
     "Problem",
     "Reachable",
     "RunResult",
@@ -46,11 +58,15 @@ __all__ = [
     "StrategySpec",
     "SummaryRow",
     "TargetSpec",
+    "TruthArrays",
     "best_reachable",
     "best_reachable_many",
+    "draw_member",
+    "family",
     "is_success",
     "load_spec",
     "make_jobs",
+    "nominal_member",
     "parse_spec",
     "problems",
     "run_benchmark",

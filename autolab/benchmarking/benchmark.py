@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from autolab.benchmarking.execution import Progress, run_local, run_ray
+from autolab.benchmarking.family import nominal_member
 from autolab.benchmarking.problem import Problem, Reachable, best_reachable_many
 from autolab.benchmarking.results import (
     distribution_figure,
@@ -52,7 +53,8 @@ class BenchmarkOutcome:
 def problems(spec: BenchmarkSpec) -> list[Problem]:
     """One :class:`Problem` per target of the spec."""
     space = spec.space.build()
-    return [Problem(space, dict(spec.space.fixed), t.pl_peak_nm, t.tolerance_nm, spec.twin)
+    return [Problem(space, dict(spec.space.fixed), t.pl_peak_nm, t.tolerance_nm,
+                    nominal_member(spec.twin))
             for t in spec.targets]
 
 

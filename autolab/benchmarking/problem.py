@@ -1,12 +1,13 @@
-"""The benchmark problem: hit a PL peak within a tolerance with as high a QY as the twin allows.
+"""The benchmark problem: hit a PL peak within a tolerance with as high a QY as the reactor allows.
 
 A benchmark measures *experiments until success*, and success needs a yardstick that does not
-depend on the strategy under test: the best quantum yield the noise-free twin can reach within the
-target band. :func:`best_reachable` finds it by a dense search of the noiseless twin (a scrambled
-Sobol grid of the box through the vectorized :func:`~autolab.twin.truth_features` fast path, then
-a Nelder-Mead polish of the best candidates). One grid serves every target
-(:func:`best_reachable_many`): the twin's truth does not depend on the target, only the filter
-does.
+depend on the strategy under test: the best quantum yield the noise-free reactor (a family
+member, :mod:`autolab.benchmarking.family`) can reach within the target band, at conditions where
+an experiment does not usually fail (failure probability below one half: a point that clogs is not
+a product). :func:`best_reachable` finds it by a dense search of the member's vectorized truth (a
+scrambled Sobol grid of the box, then a Nelder-Mead polish of the best candidates). One grid serves
+every target (:func:`best_reachable_many`): the truth does not depend on the target, only the
+filter does.
 
 Everything here is pure (arrays and frozen objects in, numbers out); no files, no MLflow.
 """
@@ -14,48 +15,44 @@ Everything here is pure (arrays and frozen objects in, numbers out); no files, n
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import MISSING, dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
 from scipy.optimize import minimize
 from scipy.stats import qmc
 
+from autolab.benchmarking.family import Member
 from autolab.objective import Maximize, ObjectiveSpec, Target
 from autolab.records import Conditions
 from autolab.space import ParameterSpace
-from autolab.twin import TwinConfig, truth_features
-from autolab.twin.chemistry import ConditionArrays
 
 FloatArray = NDArray[np.float64]
 
-#: :class:`~autolab.records.Conditions` field order, the column order of the twin's fast path.
-CONDITION_ORDER: tuple[str, ...] = ("t_core_c", "tau_core_min", "t_shell_c", "tau_shell_min",
-                                    "cl_to_i", "s_to_zn", "p_to_in")
-#: Conditions with a default (``p_to_in``), used when neither searched nor fixed.
-_DEFAULTS: dict[str, float] = {f.name: float(f.default) for f in fields(Conditions)
-                               if f.default is not MISSING}
 #: Penalty per nm outside the band in the polish's loss (QY is a fraction, so 10/nm dominates).
 _MISS_PENALTY = 10.0
+#: Points failing at least this often do not count as reachable.
+MAX_FAIL_PROBABILITY = 0.5
 
 
 @dataclass(frozen=True)
 class Problem:
-    """One benchmark problem: a searched space, a PL target, and the twin that answers.
+    """One benchmark problem: a searched space, a PL target, and the reactor that answers.
 
     Attributes:
         space: The searched parameters (bounds, linear constraints).
         fixed: Values of the conditions not searched (e.g. ``p_to_in``).
         target_nm: Target PL peak, nm.
         tolerance_nm: Half-width of the target band, nm.
-        twin: Twin configuration (noise, failures, chemistry).
+        member: The reactor (a family member; :func:`~autolab.benchmarking.family.nominal_member`
+            is the calibrated twin).
     """
 
     space: ParameterSpace
     fixed: Mapping[str, float]
     target_nm: float
     tolerance_nm: float
-    twin: TwinConfig
+    member: Member
 
     def objective(self) -> ObjectiveSpec:
         """What every strategy optimizes: the target band, then QY (+10 % QY = +1)."""
@@ -112,19 +109,14 @@ def feasible_rows(space: ParameterSpace, x: FloatArray, tol: float = 1e-9) -> ND
 
 
 def truth(x: FloatArray, names: Sequence[str], fixed: Mapping[str, float],
-          twin: TwinConfig) -> tuple[FloatArray, FloatArray]:
-    """Noise-free (PL peak nm, QY) of physical points ``(n, len(names))``."""
-    x = np.atleast_2d(np.asarray(x, dtype=np.float64))
-    cols = []
-    for name in CONDITION_ORDER:
-        if name in names:
-            cols.append(x[:, list(names).index(name)])
-        elif name in fixed or name in _DEFAULTS:
-            cols.append(np.full(len(x), float(fixed.get(name, _DEFAULTS.get(name, np.nan)))))
-        else:
-            raise ValueError(f"condition {name!r} is neither searched nor fixed")
-    f = truth_features(ConditionArrays.from_matrix(np.column_stack(cols)), twin)
-    return np.asarray(f.pl_peak_nm, dtype=np.float64), np.asarray(f.qy, dtype=np.float64)
+          member: Member) -> tuple[FloatArray, FloatArray]:
+    """Noise-free (PL peak nm, QY) of physical points ``(n, len(names))``.
+
+    The PL is NaN where an experiment fails at least half the time (not a product one can make).
+    """
+    t = member.truth_points(x, names, fixed)
+    pl = np.where(t.p_fail < MAX_FAIL_PROBABILITY, t.pl_peak_nm, np.nan)
+    return np.asarray(pl, dtype=np.float64), np.asarray(t.qy, dtype=np.float64)
 
 
 def _polish(problem: Problem, start: FloatArray) -> tuple[float, FloatArray] | None:
@@ -140,7 +132,7 @@ def _polish(problem: Problem, start: FloatArray) -> tuple[float, FloatArray] | N
         xz = phys(z)[None, :]
         if not feasible_rows(space, xz)[0]:
             return 1.0
-        pl, qy = truth(xz, names, problem.fixed, problem.twin)
+        pl, qy = truth(xz, names, problem.fixed, problem.member)
         if not np.isfinite(pl[0]):
             return 1.0
         miss = max(abs(float(pl[0]) - problem.target_nm) - problem.tolerance_nm, 0.0)
@@ -149,7 +141,7 @@ def _polish(problem: Problem, start: FloatArray) -> tuple[float, FloatArray] | N
     res = minimize(loss, (start - lo) / (hi - lo), method="Nelder-Mead",
                    options={"xatol": 1e-4, "fatol": 1e-6, "maxiter": 400})
     xz = phys(np.asarray(res.x))[None, :]
-    pl, qy = truth(xz, names, problem.fixed, problem.twin)
+    pl, qy = truth(xz, names, problem.fixed, problem.member)
     if problem.in_band(pl)[0] and feasible_rows(space, xz)[0]:
         return float(qy[0]), xz[0]
     return None
@@ -157,9 +149,9 @@ def _polish(problem: Problem, start: FloatArray) -> tuple[float, FloatArray] | N
 
 def best_reachable_many(problems: Sequence[Problem], sobol_log2: int = 17,
                         polish: int = 12, seed: int = 0) -> list[Reachable]:
-    """:class:`Reachable` of each problem, sharing one dense grid of the noiseless twin.
+    """:class:`Reachable` of each problem, sharing one dense grid of the noise-free reactor.
 
-    The problems must share space, fixed conditions and twin (they differ in target only).
+    The problems must share space, fixed conditions and member (they differ in target only).
 
     Args:
         problems: Problems that differ only in target and tolerance.
@@ -168,23 +160,23 @@ def best_reachable_many(problems: Sequence[Problem], sobol_log2: int = 17,
         seed: Scramble seed of the Sobol grid.
 
     Raises:
-        ValueError: The problems do not share space, fixed conditions and twin.
+        ValueError: The problems do not share space, fixed conditions and member.
     """
     if not problems:
         return []
     first = problems[0]
     for p in problems[1:]:
         if (p.space != first.space or dict(p.fixed) != dict(first.fixed)
-                or p.twin != first.twin):
+                or p.member != first.member):
             raise ValueError("best_reachable_many: problems must differ in target only")
     space = first.space
     u = qmc.Sobol(d=space.dim, seed=seed).random_base2(sobol_log2)
     x = np.array([[pt[n] for n in space.names] for pt in space.from_unit(u)])
     x = x[feasible_rows(space, x)]
-    pl, qy = truth(x, space.names, first.fixed, first.twin)
+    pl, qy = truth(x, space.names, first.fixed, first.member)
     out = []
     for problem in problems:
-        ok = problem.in_band(pl) & np.isfinite(qy)
+        ok = problem.in_band(pl) & np.isfinite(qy)  # NaN PL (failing points) is never in band
         best_qy, best_x = 0.0, None
         if ok.any():
             order = np.argsort(-np.where(ok, qy, -1.0))[: int(ok.sum())][:max(polish, 1)]

@@ -215,7 +215,7 @@ def run_job(job: Job) -> RunResult:
     t_start = time.perf_counter()
     problem = job.problem
     strategy = _Strategy(job)
-    executor = SimulatedExecutor(problem.twin, seed=job.seed)
+    executor = problem.member.executor(seed=job.seed)
     steps: list[Step] = []
     found: int | None = None
     found_h: float | None = None

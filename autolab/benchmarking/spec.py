@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from autolab.benchmarking.family import nominal_member
 from autolab.benchmarking.problem import Problem
 from autolab.config import SpaceConfig, TrackingConfig, format_validation_error
 from autolab.exceptions import AutolabError, ConfigError
@@ -145,7 +146,7 @@ class BenchmarkSpec(BaseModel):
             raise ValueError("targets must be distinct")
         space = self.space.build()
         objective = Problem(space, self.space.fixed, self.targets[0].pl_peak_nm,
-                            self.targets[0].tolerance_nm, self.twin).objective()
+                            self.targets[0].tolerance_nm, nominal_member(self.twin)).objective()
         for s in self.strategies:
             if s.kind == "optuna-gp":
                 if s.settings:

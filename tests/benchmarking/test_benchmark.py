@@ -24,6 +24,7 @@ from autolab.benchmarking import (
     run_job,
 )
 from autolab.benchmarking.cli import app
+from autolab.benchmarking.family import nominal_member
 from autolab.benchmarking.problem import Problem, best_reachable, feasible_rows, truth
 from autolab.exceptions import ConfigError
 from autolab.space import qd_space
@@ -120,11 +121,11 @@ def test_vectorized_feasibility_matches_space() -> None:
 
 def test_best_reachable_is_in_band_and_truthful() -> None:
     space = qd_space()
-    problem = Problem(space, {"p_to_in": 3.6}, 560.0, 5.0, TwinConfig())
+    problem = Problem(space, {"p_to_in": 3.6}, 560.0, 5.0, nominal_member(TwinConfig()))
     reach = best_reachable(problem, sobol_log2=9, polish=1)
     assert 0.0 < reach.best_qy <= 1.0
     x = [[reach.conditions[n] for n in space.names]]
-    pl, qy = truth(np.asarray(x), space.names, {"p_to_in": 3.6}, TwinConfig())
+    pl, qy = truth(np.asarray(x), space.names, {"p_to_in": 3.6}, nominal_member(TwinConfig()))
     assert abs(pl[0] - 560.0) <= 5.0
     assert qy[0] == pytest.approx(reach.best_qy)
     assert space.is_feasible(reach.conditions)
