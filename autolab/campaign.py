@@ -569,6 +569,7 @@ class Campaign:
             "executor_state": self.executor.state_dict(),
             "queue": self._queue,
             "lab_clock_h": self.executor.lab_clock_h,
+            "reagent_total_ml": dict(self.executor.reagent_ml),
             "metrics": self.trial_metrics(trial, prediction),
             "prediction": prediction,
             **decision,
@@ -694,14 +695,16 @@ class Campaign:
         steps: tuple[ShutdownStepLike, ...] = tuple(getattr(report, "steps", ()) or ())
         unsafe: list[str] = []
         for step in steps:
+            device = step.device or "rig"
             if step.ok:
-                line = f"shutdown ({when}): {step.name} [{step.device}]: ok"
+                line = f"shutdown ({when}): {step.name} [{device}]: ok"
                 if step.detail:
                     line += f" ({step.detail})"
             else:
-                unsafe.append(step.device)
-                line = (f"shutdown ({when}): {step.name} [{step.device}]: FAILED: {step.detail}; "
-                        f"{step.device} may be unsafe; do this now: {step.action}")
+                unsafe.append(device)
+                line = (f"shutdown ({when}): {step.name} [{device}]: FAILED: {step.detail}; "
+                        f"{device} may be unsafe; do this now: "
+                        f"{step.action or 'check it by hand'}")
             self.journal.append_note(line)
             self._event(line)
         return tuple(dict.fromkeys(unsafe))
@@ -760,7 +763,7 @@ class Campaign:
         if reason is None:
             return
         self._sync(final=True)
-        self.journal.append_stopped(f"{reason.value}: {why}" if why else reason.value)
+        self.journal.append_stopped(f"{reason.value}: {why}" if why else reason.value, status)
         with contextlib.suppress(TrackingError):
             self.tracker.end_campaign(status, reason.value)
 

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +21,10 @@ from mlflow import MlflowClient
 
 from autolab.campaign import JOURNAL_NAME, Campaign, StopReason
 from autolab.config import parse_campaign
+from autolab.exceptions import AutolabError, DeviceFault, SafetyTrip
 from autolab.executors.simulated import SimulatedExecutor
-from autolab.records import TrialStatus
+from autolab.optimizer.baselines import SobolOptimizer
+from autolab.records import Features, Trial, TrialStatus
 from autolab.tracking import Journal, MlflowTracker, sync
 from autolab.twin import TwinConfig
 
@@ -249,3 +252,202 @@ def test_ctrl_c_finishes_the_experiment_and_says_how_to_resume(tmp_path: Path) -
                           check=False)
     assert done.returncode == 0, done.stdout.decode() + done.stderr.decode()
     assert len(Journal.read(run_dir / JOURNAL_NAME).trials) == 6
+
+
+# ------------------------------------------------------------------ device faults and safe ends
+class _FaultyTwin(SimulatedExecutor):
+    """The twin, except that one run reports a device fault (a pump that did not pump)."""
+
+    def __init__(self, fault_at: int, seed: int = 0) -> None:
+        super().__init__(TwinConfig(), seed=seed)
+        self.fault_at = fault_at
+        self.calls = 0
+
+    def run(self, conditions: Any) -> Any:
+        self.calls += 1
+        if self.calls - 1 == self.fault_at:
+            raise DeviceFault("pump_p", "delivered 0.084 mL of 107 mL due",
+                              device_log=("pump_p <- DIS", "pump_p -> 00S I0.084W0.000"))
+        return super().run(conditions)
+
+
+@dataclass(frozen=True)
+class _Step:
+    name: str
+    device: str
+    ok: bool
+    detail: str
+    action: str = ""
+
+
+@dataclass(frozen=True)
+class _Report:
+    steps: tuple[_Step, ...]
+
+
+class _UnsafeClose(SimulatedExecutor):
+    """The twin whose shutdown reports a failed step (an outlet valve that never answered)."""
+
+    @property
+    def last_shutdown(self) -> Any:
+        return self._report if hasattr(self, "_report") else None
+
+    def close(self) -> None:
+        super().close()
+        self._report = _Report((
+            _Step("cut heater core", "heater_core", True, "setpoint 0 confirmed"),
+            _Step("outlet valve to waste", "valve_out", False, "no reply after 3 attempts",
+                  "turn the outlet valve to waste by hand"),
+        ))
+
+
+def _fast(**changes: Any) -> Any:
+    base: dict[str, Any] = {"optimizer__kind": "sobol", "optimizer__settings": {},
+                            "stop__target_reached": False, "tracking__enabled": False}
+    return parse_campaign(config(**{**base, **changes}))
+
+
+def test_device_fault_is_journaled_invalid_and_never_told(tmp_path: Path) -> None:
+    cfg = _fast(budget__max_experiments=4)
+    events: list[str] = []
+    campaign = Campaign.create(cfg, tmp_path / "runs", executor=_FaultyTwin(fault_at=1),
+                               on_event=events.append)
+    result = campaign.run()
+    assert result.stop_reason is StopReason.MAX_EXPERIMENTS  # the campaign went on
+    statuses = [t.status for t in result.trials]
+    assert statuses[1] is TrialStatus.INVALID
+    assert TrialStatus.FAILED not in statuses[1:2]
+    assert "pump_p" in (result.trials[1].error or "")
+    assert len(campaign.optimizer.observations) == 3  # the invalid one was not told
+    state = Journal.read(result.run_dir / JOURNAL_NAME)
+    extra = state.extras[1]
+    assert extra["device"] == "pump_p"
+    assert extra["device_log"] == ["pump_p <- DIS", "pump_p -> 00S I0.084W0.000"]
+    assert any("exp-001 invalid" in e and "not told" in e for e in events)
+    # resume tells the optimizer exactly what the live campaign told it
+    resumed = Campaign.resume(result.run_dir)
+    assert resumed.optimizer.observations == campaign.optimizer.observations
+    resumed.journal.close()
+
+
+def test_failed_shutdown_step_ends_as_device_failure_naming_the_device(tmp_path: Path) -> None:
+    cfg = _fast(budget__max_experiments=2)
+    events: list[str] = []
+    result = Campaign.create(cfg, tmp_path / "runs", executor=_UnsafeClose(),
+                             on_event=events.append).run()
+    assert result.stop_reason is StopReason.DEVICE_UNSAFE
+    assert result.unsafe == ("valve_out",)
+    state = Journal.read(result.run_dir / JOURNAL_NAME)
+    assert state.stopped_reason is not None
+    assert state.stopped_reason.startswith("device failure")
+    assert "valve_out" in state.stopped_reason
+    assert "turn the outlet valve to waste by hand" in state.stopped_reason
+    shutdown_notes = [n for n in state.notes if n.startswith("shutdown (close)")]
+    assert len(shutdown_notes) == 2  # every step, the good one too
+    assert "heater_core]: ok" in shutdown_notes[0]
+    assert "FAILED" in shutdown_notes[1]
+    assert [e for e in events if e.startswith("shutdown")] == shutdown_notes
+
+
+def test_safety_trip_journals_its_shutdown_report(tmp_path: Path) -> None:
+    class Tripping(SimulatedExecutor):
+        def run(self, conditions: Any) -> Any:
+            raise SafetyTrip("over-temperature on heater_core", device_log=("heater -> 351.0",),
+                             shutdown=_Report((_Step("cut heater core", "heater_core", True, ""),
+                                               _Step("stop pump_p", "pump_p", False, "garbled",
+                                                     "switch pump_p off at the mains"))))
+
+    cfg = _fast(budget__max_experiments=3)
+    campaign = Campaign.create(cfg, tmp_path / "runs", executor=Tripping())
+    with pytest.raises(SafetyTrip):
+        campaign.run()
+    state = Journal.read(campaign.run_dir / JOURNAL_NAME)
+    trip_notes = [n for n in state.notes if n.startswith("shutdown (safety trip)")]
+    assert len(trip_notes) == 2
+    assert "switch pump_p off at the mains" in trip_notes[1]
+    assert state.stopped_reason is not None and "pump_p" in state.stopped_reason
+    assert state.interrupted[0].index == 0
+
+
+# ------------------------------------------------------------------ best is in-band first
+def _measured(index: int, pl: float, qy: float) -> Trial:
+    feats = Features(pl_peak_nm=pl, fwhm_nm=50.0, qy=qy, abs_peak_nm=520.0)
+    return Trial(index=index, conditions={}, status=TrialStatus.COMPLETED, features=feats)
+
+
+def test_best_ranks_in_band_before_a_higher_scoring_out_of_band_experiment(
+        tmp_path: Path) -> None:
+    campaign = Campaign.create(_fast(), tmp_path / "runs")
+    # issue 8 §3: 547.8 nm at QY 45 % outscores 549.6 nm at QY 39.5 %, but misses the band
+    out_of_band, in_band = _measured(0, 547.8, 0.45), _measured(1, 549.6, 0.395)
+    objective = campaign.config.objective
+    assert objective.score(out_of_band.outcomes() or {}) < objective.score(
+        in_band.outcomes() or {}) or True  # scores may go either way; the rank must not
+    campaign.trials = [out_of_band, in_band, _measured(2, 560.0, 0.6)]
+    assert campaign.best() is in_band
+    campaign.trials = [out_of_band, replace(in_band, status=TrialStatus.INVALID)]
+    assert campaign.best() is out_of_band  # an invalid trial is never best
+    campaign.journal.close()
+
+
+def test_trial_extra_carries_score_terms_and_target_status(tmp_path: Path) -> None:
+    cfg = _fast(budget__max_experiments=3)
+    result = Campaign.create(cfg, tmp_path / "runs").run()
+    state = Journal.read(result.run_dir / JOURNAL_NAME)
+    objective = cfg.objective
+    for trial in state.trials:
+        outcomes = trial.outcomes()
+        metrics = state.extras[trial.index]["metrics"]
+        assert state.extras[trial.index]["origin"] == "proposed"
+        if outcomes is None:
+            continue
+        terms = objective.score_terms(outcomes)
+        assert {f"score_{k}" for k in terms} <= metrics.keys()
+        assert sum(metrics[f"score_{k}"] for k in terms) == pytest.approx(
+            objective.score(outcomes))
+        in_band = abs(outcomes["pl_peak_nm"] - 550) <= 2
+        assert metrics["in_band"] == float(in_band)
+        assert metrics["distance_to_target_pl_peak_nm"] == pytest.approx(
+            abs(outcomes["pl_peak_nm"] - 550))
+
+
+# ------------------------------------------------------------------ injection and known noise
+class _RecordingOptimizer(SobolOptimizer):
+    """Sobol that takes known noise, and remembers what it was told."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.told_sd: list[Any] = []
+
+    def tell(self, conditions: Any, outcomes: Any, outcome_sd: Any = None) -> None:
+        super().tell(conditions, outcomes)
+        self.told_sd.extend(outcome_sd or [None] * len(outcomes))
+
+
+def test_injected_optimizer_is_used_and_gets_the_analyzer_uncertainties(tmp_path: Path) -> None:
+    cfg = _fast(budget__max_experiments=3)
+    opt = _RecordingOptimizer(cfg.space.build(), cfg.objective, seed=cfg.seed)
+    campaign = Campaign.create(cfg, tmp_path / "runs", optimizer=opt)
+    assert campaign.optimizer is opt
+    result = campaign.run()
+    assert len(opt.told_sd) == 3
+    for trial, sd in zip(result.trials, opt.told_sd, strict=True):
+        if trial.outcomes() is None:
+            assert sd is None
+            continue
+        assert trial.features is not None
+        assert sd == {"pl_peak_nm": trial.features.pl_peak_nm_err,
+                      "fwhm_nm": trial.features.fwhm_nm_err, "qy": trial.features.qy_err}
+    # on resume the same uncertainties come from the journal, bit for bit
+    again = _RecordingOptimizer(cfg.space.build(), cfg.objective, seed=cfg.seed)
+    Campaign.resume(result.run_dir, optimizer=again).journal.close()
+    assert again.told_sd == opt.told_sd
+
+
+def test_a_campaign_that_cannot_be_assembled_leaves_no_run_folder(tmp_path: Path) -> None:
+    data = config(tracking__enabled=False)
+    data["executor"] = {"kind": "cstr", "devices": str(tmp_path / "missing-devices.yaml")}
+    cfg = parse_campaign(data)
+    with pytest.raises(AutolabError):
+        Campaign.create(cfg, tmp_path / "runs")
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
