@@ -11,13 +11,27 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import subprocess
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from autolab.records import Trial
+from autolab.exceptions import AutolabError
+from autolab.records import Trial, TrialStatus
+from autolab.space import LinearConstraint, qd_space
+from autolab.tracking.summary import LabAccount, best_trials, objective_from_config
+
+if TYPE_CHECKING:  # autolab.objective imports torch: kept out of `autolab report`'s start
+    from autolab.objective import ObjectiveSpec
+
+#: Store used when neither the argument nor ``MLFLOW_TRACKING_URI`` names one (MLflow's default).
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+
+#: MLflow run status of a campaign by how its journal says it stopped.
+CAMPAIGN_STATUSES = ("RUNNING", "FINISHED", "FAILED", "KILLED")
 
 #: A model-fit point: (predicted mean, predicted standard deviation, measured value).
 Prediction = tuple[float, float, float]
@@ -54,12 +68,22 @@ class Tracker(Protocol):
         ...
 
     def log_trial(self, trial: Trial, best_so_far: float | None, lab_clock_h: float,
-                  extra_metrics: Mapping[str, float]) -> bool:
-        """Record one finished experiment, at most once per campaign.
+                  extra_metrics: Mapping[str, float],
+                  extra_tags: Mapping[str, str] | None = None) -> bool:
+        """Record one finished experiment: one run per index, its status the trial's.
 
         Returns:
-            ``True`` if it was recorded now, ``False`` if the tracker already held it.
+            ``True`` if it was recorded (or corrected) now, ``False`` if the tracker already held
+            it exactly so.
         """
+        ...
+
+    def log_campaign_summary(self, metrics: Mapping[str, float], step: int) -> None:
+        """Set the campaign run's summary metrics (best experiment, counts...) at ``step``."""
+        ...
+
+    def set_campaign_status(self, status: str, reason: str | None = None) -> None:
+        """Make the campaign run's status ``status`` (``RUNNING``, ``FINISHED``...), if not yet."""
         ...
 
     def log_campaign_artifacts(self, trials: Sequence[Trial],
@@ -112,9 +136,16 @@ class NullTracker:
         self._run_id = run_id
 
     def log_trial(self, trial: Trial, best_so_far: float | None, lab_clock_h: float,
-                  extra_metrics: Mapping[str, float]) -> bool:
+                  extra_metrics: Mapping[str, float],
+                  extra_tags: Mapping[str, str] | None = None) -> bool:
         """Discard the trial; ``False`` since nothing was recorded."""
         return False
+
+    def log_campaign_summary(self, metrics: Mapping[str, float], step: int) -> None:
+        """Discard."""
+
+    def set_campaign_status(self, status: str, reason: str | None = None) -> None:
+        """Discard."""
 
     def log_campaign_artifacts(self, trials: Sequence[Trial],
                                predictions: Sequence[Prediction] | None = None,
@@ -195,3 +226,305 @@ def git_commit(path: Path | None = None) -> str | None:
         return None
     commit = res.stdout.strip()
     return commit if res.returncode == 0 and re.fullmatch(r"[0-9a-f]{40}", commit) else None
+
+
+# ---- where the store is ------------------------------------------------------------------------
+def resolve_tracking_uri(tracking_uri: str | None = None) -> str:
+    """The argument, else ``MLFLOW_TRACKING_URI``, else :data:`DEFAULT_TRACKING_URI`, made absolute.
+
+    A relative SQLite path (``sqlite:///mlflow.db``) is resolved against the current folder *now*:
+    the journal records the URI, and ``autolab sync`` run from another folder (or a notebook
+    kernel) must reach the same store, not create a new empty one where it happens to run.
+    """
+    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+    path = sqlite_path(uri)
+    if path is None or path.is_absolute():
+        return uri
+    return "sqlite:///" + str(Path.cwd() / path)
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI (relative as written), ``None`` for other URIs.
+
+    In-memory databases (``sqlite://``, ``sqlite:///:memory:``) have no file: ``None``.
+    """
+    prefix = "sqlite:///"
+    if not uri.startswith(prefix):
+        return None
+    path = uri[len(prefix):].split("?", 1)[0]
+    return None if path in ("", ":memory:") else Path(path)
+
+
+# ---- what a campaign run shows -----------------------------------------------------------------
+def campaign_params(config: Mapping[str, Any]) -> dict[str, str]:
+    """The campaign run's params: bounds, fixed values, constraints, objective, optimizer, budget.
+
+    Nothing else: the twin's and the optimizer's internals go into the ``config.json`` /
+    ``campaign.yaml`` artifacts, so the few settings a researcher compares stand out in the UI.
+    Lenient: a part missing or of another shape is left out (the artifacts still hold it all).
+
+    Args:
+        config: The campaign configuration as JSON (``CampaignConfig.model_dump(mode="json")``).
+    """
+    out: dict[str, str] = {}
+    space = config.get("space")
+    if isinstance(space, Mapping):
+        out.update(_space_params(space))
+    objective = config.get("objective")
+    if isinstance(objective, Mapping):
+        spec = objective_from_config(config)
+        out["objective"] = spec.describe() if spec is not None else _scalar_text(dict(objective))
+    optimizer = config.get("optimizer")
+    if isinstance(optimizer, Mapping):
+        out["optimizer"] = str(optimizer.get("kind", ""))
+        if "batch_size" in optimizer:
+            out["optimizer.batch_size"] = _scalar_text(optimizer["batch_size"])
+        settings = optimizer.get("settings")
+        if isinstance(settings, Mapping):
+            out.update(flatten_params(settings, "optimizer."))
+    budget = config.get("budget")
+    if isinstance(budget, Mapping):
+        out.update({f"budget.{k}": _scalar_text(v) for k, v in budget.items() if v is not None})
+    return out
+
+
+def _space_params(space: Mapping[str, Any]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    raw_fixed = space.get("fixed")
+    fixed: Mapping[str, Any] = raw_fixed if isinstance(raw_fixed, Mapping) else {}
+    try:
+        names = space.get("parameters")
+        bounds = space.get("bounds") or {}
+        texts = space.get("constraints")
+        built = qd_space(
+            names if isinstance(names, list) else list(qd_space().names),
+            overrides={k: (float(v[0]), float(v[1])) for k, v in bounds.items()},
+            constraints=None if texts is None else [LinearConstraint.parse(t) for t in texts])
+    except (AutolabError, TypeError, ValueError, IndexError, AttributeError):
+        built = None
+    if built is not None:
+        for p in built.parameters:
+            out[f"bounds.{p.name}"] = p.allowed
+        out["constraints"] = "; ".join(c.describe() for c in built.constraints) or "none"
+    out.update({f"fixed.{safe_key(str(k))}": _scalar_text(v) for k, v in fixed.items()})
+    return out
+
+
+@dataclass(frozen=True)
+class CampaignSummary:
+    """Where a campaign stands: what its parent run shows, kept current as it runs.
+
+    Attributes:
+        n_experiments: Finished experiments (completed, failed, invalid); interrupted attempts
+            are not experiments (their conditions ran again under a new index).
+        n_failed: Failed or invalid experiments.
+        n_interrupted: Attempts cut short by a crash or signal.
+        best_experiment: Index of the best experiment by :meth:`ObjectiveSpec.rank_key` (any
+            experiment inside every target band ranks first), ``None`` before one has outcomes.
+        best_pl_peak_nm: Its PL peak, nm.
+        best_qy: Its quantum yield, 0-1.
+        best_fwhm_nm: Its PL FWHM, nm.
+        best_score: Its objective score (``None`` if it missed an outcome constraint).
+        experiments_to_target: Experiments run until the first one inside every target band and
+            outcome constraint (counting it), ``None`` until then or without a target.
+        lab_hours_to_target: The lab clock at the end of that experiment, h.
+        lab_clock_h: The lab clock after the last finished experiment, h.
+    """
+
+    n_experiments: int = 0
+    n_failed: int = 0
+    n_interrupted: int = 0
+    best_experiment: int | None = None
+    best_pl_peak_nm: float | None = None
+    best_qy: float | None = None
+    best_fwhm_nm: float | None = None
+    best_score: float | None = None
+    experiments_to_target: int | None = None
+    lab_hours_to_target: float | None = None
+    lab_clock_h: float = 0.0
+
+    def metrics(self) -> dict[str, float]:
+        """The fields that have a value, as rounded floats (the parent run's metrics)."""
+        out: dict[str, float] = {}
+        for name, value in vars(self).items():
+            if value is not None and math.isfinite(float(value)):
+                out[name] = round_metric(name, float(value))
+        return out
+
+
+def campaign_summary(trials: Sequence[Trial], accounts: Sequence[LabAccount],
+                     objective: ObjectiveSpec | None) -> CampaignSummary:
+    """The :class:`CampaignSummary` of finished (and interrupted) trials in index order.
+
+    Args:
+        trials: Trials in index order, as :meth:`JournalState.finished` gives them.
+        accounts: Their lab clocks (:func:`autolab.tracking.summary.lab_accounts`).
+        objective: The campaign's objective (ranks the best, in band first; defines the
+            target); ``None`` ranks by score alone and has no target.
+    """
+    done = [(t, a.lab_clock_h) for t, a in zip(trials, accounts, strict=True)
+            if t.status is not TrialStatus.INTERRUPTED]
+    ranked = best_trials(trials, objective)
+    best = next((t for t in trials if ranked and t.index == ranked[-1]), None)
+    to_target = next(((count, h) for count, (t, h) in enumerate(done, start=1)
+                      if _reached(t, objective)), None)
+    f = best.features if best is not None else None
+    return CampaignSummary(
+        n_experiments=len(done),
+        n_failed=sum(t.status is not TrialStatus.COMPLETED for t, _ in done),
+        n_interrupted=len(trials) - len(done),
+        best_experiment=None if best is None else best.index,
+        best_pl_peak_nm=None if f is None else f.pl_peak_nm,
+        best_qy=None if f is None else f.qy,
+        best_fwhm_nm=None if f is None else f.fwhm_nm,
+        best_score=None if best is None else best.objective,
+        experiments_to_target=None if to_target is None else to_target[0],
+        lab_hours_to_target=None if to_target is None else to_target[1],
+        lab_clock_h=done[-1][1] if done else 0.0)
+
+
+def _reached(trial: Trial, objective: ObjectiveSpec | None) -> bool:
+    """Inside every target band and outcome constraint (what "target reached" means)."""
+    outcomes = trial.outcomes()
+    if (outcomes is None or objective is None
+            or not any(t.kind == "target" for t in objective.terms)):
+        return False
+    try:
+        return objective.within_target(outcomes) and objective.is_feasible(outcomes)
+    except AutolabError:  # an outcome the objective needs is missing or not finite
+        return False
+
+
+def experiment_metrics(trial: Trial, extra: Mapping[str, Any], objective: ObjectiveSpec | None,
+                       account: LabAccount | None = None) -> dict[str, float]:
+    """An experiment run's derived metrics (features, clock and reagents are the tracker's).
+
+    ``in_band.<outcome>`` (0/1) and ``distance_to_target_nm.<outcome>`` (``distance_to_target.``
+    for an outcome not in nm) per target, ``in_band`` (1 inside every band), the score by term
+    (``score.<term>``), the model's prediction with its uncertainty (``predicted_<outcome>``,
+    ``predicted_<outcome>_sd``, ``predicted_score``...), ``experiment_lab_h`` (how far the lab
+    clock moved during it), ``reagent_ml.<name>`` (this experiment) and
+    ``reagent_total_ml.<name>`` (cumulative), plus any number the campaign journaled under
+    ``extra["metrics"]`` that is not one of these.
+
+    Args:
+        trial: The trial.
+        extra: Its journal ``extra``.
+        objective: The campaign's objective, if known.
+        account: Its lab time and reagents (:func:`autolab.tracking.summary.lab_accounts`, the
+            numbers the report shows); ``None`` for an interrupted attempt.
+    """
+    out = {k: v for k, v in _journaled_metrics(extra).items()
+           if not k.startswith(_DERIVED_HERE)}
+    outcomes = trial.outcomes()
+    if objective is not None and outcomes is not None:
+        out.update(_objective_metrics(objective, outcomes))
+    out.update(_prediction_metrics(extra.get("prediction")))
+    if account is not None:
+        out["experiment_lab_h"] = account.experiment_lab_h
+        for name, ml in account.reagent_ml.items():
+            out[f"reagent_ml.{safe_key(name)}"] = ml
+        for name, ml in account.reagent_total_ml.items():
+            out[f"reagent_total_ml.{safe_key(name)}"] = ml
+    return {k: v for k, v in out.items() if math.isfinite(v)}
+
+
+#: Journaled metric names this module derives itself from the journal (one place per formula:
+#: a copy the campaign journaled is not logged twice under another name).
+_DERIVED_HERE = ("reagent_ml_total", "reagent_total_ml", "reagent_ml.", "predicted_", "score_",
+                 "in_band", "distance_to_target")
+
+
+def _objective_metrics(objective: ObjectiveSpec, outcomes: Mapping[str, float]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    try:
+        statuses = objective.target_status(outcomes)
+        for st in statuses:
+            out[f"in_band.{st.outcome}"] = float(st.in_band)
+            unit = "_nm" if st.outcome.endswith("_nm") else ""
+            out[f"distance_to_target{unit}.{st.outcome}"] = st.distance
+        if statuses:
+            out["in_band"] = float(all(st.in_band for st in statuses))
+        out.update({f"score.{k}": v for k, v in objective.score_terms(outcomes).items()})
+    except (AutolabError, KeyError):
+        return {}
+    return out
+
+
+def _prediction_metrics(pred: Any) -> dict[str, float]:
+    if not isinstance(pred, Mapping):
+        return {}
+    out: dict[str, float] = {}
+    for key, name in (("score_mean", "predicted_score"), ("score_sd", "predicted_score_sd")):
+        if _is_number(pred.get(key)):
+            out[name] = float(pred[key])
+    outcomes = pred.get("outcomes")
+    for name, mean_sd in (outcomes.items() if isinstance(outcomes, Mapping) else ()):
+        if isinstance(mean_sd, list | tuple) and len(mean_sd) == 2 and all(
+                _is_number(x) for x in mean_sd):
+            out[f"predicted_{safe_key(str(name))}"] = float(mean_sd[0])
+            out[f"predicted_{safe_key(str(name))}_sd"] = float(mean_sd[1])
+    return out
+
+
+def _journaled_metrics(extra: Mapping[str, Any]) -> dict[str, float]:
+    metrics = extra.get("metrics")
+    if not isinstance(metrics, Mapping):
+        return {}
+    return {safe_key(str(k)): float(v) for k, v in metrics.items() if _is_number(v)}
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def round_metric(name: str, value: float) -> float:
+    """A metric rounded for people: 0.01 nm for wavelengths, else 4 significant digits.
+
+    MLflow shows every digit it is given; ``549.5512345678`` hides the one that matters.
+    Counts, flags and indices stay exact (integers are left alone).
+    """
+    if not math.isfinite(value) or value == int(value):
+        return value
+    if name.endswith("_nm") or "_nm." in name or ".pl_peak_nm" in name:
+        return round(value, 2)
+    return float(f"{value:.4g}")
+
+
+_LONG_FLOAT = re.compile(r"-?\d+\.\d{5,}(?:e[-+]?\d+)?")
+
+
+def readable_reason(text: str) -> str:
+    """A failure reason fit for people: long floats (``180.12345678901``) cut to 4 digits."""
+    return _LONG_FLOAT.sub(lambda m: f"{float(m.group()):.4g}", text)
+
+
+def campaign_status(stopped_reason: str | None, in_flight: Sequence[int] = (),
+                    journaled: str | None = None) -> str:
+    """The MLflow status a campaign run must have, by what its journal says.
+
+    Not stopped (running, or its process died and it awaits ``resume``): ``RUNNING``. Stopped by
+    a stop rule: ``FINISHED``; by the user or a signal: ``KILLED``; by an error or a device that
+    stayed unsafe: ``FAILED``.
+
+    Args:
+        stopped_reason: The journal's last ``stopped`` reason since the last ``started`` record.
+        in_flight: Experiments started but not finished (none once the campaign stopped).
+        journaled: The status the campaign journaled with its stop, if it did (it wins).
+    """
+    if stopped_reason is None or in_flight:
+        return "RUNNING"
+    if journaled in CAMPAIGN_STATUSES:
+        return journaled
+    head, _, why = stopped_reason.partition(":")
+    head, why = head.strip(), why.strip()
+    if head == "device failure":
+        return "FAILED"
+    if head == "waiting for a decision":
+        return "KILLED"
+    if head != "interrupted":
+        return "FINISHED"
+    if not why or why in ("stopped by the user", "stopped during the experiment"):
+        return "KILLED"
+    return "FAILED"
+

@@ -50,7 +50,6 @@ from __future__ import annotations
 
 import fcntl
 import json
-import math
 import os
 import uuid
 from collections.abc import Mapping
@@ -195,44 +194,6 @@ class JournalState:
     def finished(self) -> list[Trial]:
         """Finished and interrupted trials together, ordered by index."""
         return sorted([*self.trials, *self.interrupted], key=lambda t: t.index)
-
-    def lab_clock_h(self) -> list[float]:
-        """The campaign's lab clock at the end of each trial of :meth:`finished`, h.
-
-        The one definition every view uses (MLflow, report, notebooks): the executor's clock
-        journaled with the trial (``extra["lab_clock_h"]``), which counts the time a failed
-        experiment took too; else (older journals) the measurement's end; else the clock of the
-        trial before (an interrupted attempt journals no clock).
-        """
-        out: list[float] = []
-        clock = 0.0
-        for t in self.finished():
-            journaled: Any = self.extras.get(t.index, {}).get("lab_clock_h")
-            if _number(journaled):
-                clock = float(journaled)
-            elif t.measurement is not None and _number(t.measurement.finished_lab_h):
-                clock = float(t.measurement.finished_lab_h)
-            out.append(clock)
-        return out
-
-    def reagent_total_ml(self) -> list[dict[str, float]]:
-        """Reagents the campaign used up to the end of each trial of :meth:`finished`, mL by name.
-
-        From the executor's totals journaled with the trial (``extra["reagent_total_ml"]``,
-        failed experiments included); else (older journals) the running sum of measured use.
-        """
-        out: list[dict[str, float]] = []
-        total: dict[str, float] = {}
-        for t in self.finished():
-            journaled = self.extras.get(t.index, {}).get("reagent_total_ml")
-            if isinstance(journaled, Mapping):
-                total = {str(k): float(v) for k, v in journaled.items() if _number(v)}
-            elif t.measurement is not None:
-                total = dict(total)
-                for name, ml in t.measurement.reagent_ml.items():
-                    total[name] = total.get(name, 0.0) + float(ml)
-            out.append(dict(total))
-        return out
 
     def trial(self, index: int) -> Trial:
         """The finished or interrupted trial with this index.
@@ -394,10 +355,6 @@ def _index(rec: Mapping[str, Any]) -> int:
     if isinstance(v, bool) or not isinstance(v, int) or v < 0:
         raise ValueError(f"index must be a non-negative integer, got {v!r}")
     return v
-
-
-def _number(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def _conditions(v: Any) -> dict[str, float]:

@@ -4,22 +4,43 @@ Layout (DESIGN.md, "MLflow conventions"):
 
 * **Campaign run** (parent) in experiment ``experiment_name``: tags ``autolab.campaign``,
   ``autolab.campaign_id``, ``autolab.role=campaign``, the caller's tags (executor, seed...),
-  ``mlflow.source.git.commit``; params: the flattened config (bounds, objective, optimizer
-  settings) plus the caller's params; artifact ``config.json`` (the full, untruncated config).
-  Per-experiment metrics are repeated here with ``step = experiment index``, so the UI's chart
-  tab shows convergence; ``plots/`` and ``summary/`` hold the refreshed campaign figures and table.
-* **Experiment run** (nested, ``exp-003``): params = conditions; metrics = features with their
-  uncertainties, objective, best-so-far, proposal time, lab clock and duration, reagents; tags =
-  status, trial index, flags, error; artifacts = ``spectra.csv`` (wavelength, every raw frame,
-  derived absorbance), ``spectrum.png``, ``device_log.txt``, ``trial.json`` (and ``trace.csv``).
+  ``mlflow.source.git.commit``; params: what a researcher compares between campaigns and nothing
+  else (bounds, fixed conditions, constraints, objective, optimizer and its settings, budget;
+  :func:`~autolab.tracking.base.campaign_params`); artifacts ``config.json`` and
+  ``campaign.yaml`` (the full config, twin and optimizer internals included). Metrics: the
+  campaign summary (:class:`~autolab.tracking.base.CampaignSummary`: ``best_pl_peak_nm``,
+  ``best_qy``, ``best_fwhm_nm``, ``best_experiment``, ``experiments_to_target``,
+  ``lab_hours_to_target``, ``n_failed``, ``n_experiments``...), logged with ``step`` = number of
+  finished experiments so the chart tab shows how the campaign converged. Never one
+  experiment's values: the compare view then compares campaigns, not their last experiments.
+  ``plots/`` and ``summary/`` hold the refreshed campaign figures and table.
+* **Experiment run** (nested, named :func:`~autolab.records.experiment_label`, ``exp-003``):
+  params = conditions; metrics = features with their uncertainties, the score and its terms
+  (``score.<term>``), ``in_band.<outcome>`` and ``distance_to_target_nm.<outcome>`` per target,
+  the model's prediction (``predicted_<outcome>``, ``predicted_<outcome>_sd``), best-so-far,
+  proposal time, ``lab_clock_h`` (campaign lab clock at its end), ``experiment_lab_h`` (how long
+  it took), ``reagent_ml.<name>`` (this experiment) and ``reagent_total_ml.<name>`` (campaign so
+  far), all rounded (0.01 nm, else 4 significant digits); tags = status, trial index, origin
+  (proposed / edited / manual / reused), flags, a readable reason for a failure; artifacts =
+  ``spectra.csv`` (wavelength, every raw frame, derived absorbance), ``spectrum.png``,
+  ``device_log.txt``, ``trial.json`` (and ``trace.csv``).
 
 Everything goes through :class:`mlflow.MlflowClient` with explicit run ids: no fluent active-run
 stack, so nested runs and resume cannot attach to the wrong parent.
 
-Exactly once: the nested run of experiment *i* is found again by its tags
-(``mlflow.parentRunId``, ``autolab.trial_index``) and is complete only once it carries
-``autolab.logged=true`` (set last). A complete one is never logged again; a half-written one (a
-crash mid-log) is deleted and logged afresh.
+Status equals the journal: one nested run per journal index, found again by its tags
+(``mlflow.parentRunId``, ``autolab.trial_index``), complete once it carries
+``autolab.logged=true``. A complete one is never logged twice, but its status is corrected if it
+differs from the journal's (a kill between the tag and the end; an experiment invalidated after
+the fact); a half-written one (a kill mid-log) is deleted and logged afresh. The campaign run's
+status is set from the journal too (:meth:`MlflowTracker.set_campaign_status`): attaching to a
+run never changes it.
+
+A store that cannot be left half-made: a local SQLite store is created in a temporary file next
+to its target and renamed into place under a lock (:func:`ensure_sqlite_store`), so a kill
+during creation leaves either no store or a whole one. A store that is broken anyway (or a
+server that is down) raises :class:`TrackingError` like any other failure: the campaign goes on
+journal-only and ``autolab sync`` catches up later.
 
 A dead server must not stall a reactor: HTTP retries and timeouts are bounded (MLflow reads them
 from ``MLFLOW_HTTP_REQUEST_*`` environment variables at each request, so the tracker sets them
@@ -28,10 +49,12 @@ around its own calls only), and every failure surfaces as :class:`TrackingError`
 
 from __future__ import annotations
 
+import fcntl
 import json
 import math
 import os
 import re
+import secrets
 import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -40,15 +63,28 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, Run
 
 from autolab import __version__
 from autolab.exceptions import TrackingError
-from autolab.records import Trial, TrialStatus
+from autolab.records import Trial, TrialStatus, experiment_label
 from autolab.space import QD_PARAMETERS
 from autolab.tracking import plots
-from autolab.tracking.base import Prediction, flatten_params, git_commit, safe_key
+from autolab.tracking.base import (
+    CAMPAIGN_STATUSES,
+    DEFAULT_TRACKING_URI,
+    Prediction,
+    campaign_params,
+    flatten_params,
+    git_commit,
+    readable_reason,
+    resolve_tracking_uri,
+    round_metric,
+    safe_key,
+    sqlite_path,
+)
 from autolab.tracking.summary import (
     best_so_far,
     lab_clocks,
@@ -58,8 +94,8 @@ from autolab.tracking.summary import (
     to_markdown,
 )
 
-#: Store used when neither the argument nor ``MLFLOW_TRACKING_URI`` names one (MLflow's default).
-DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+__all__ = ["DEFAULT_TRACKING_URI", "MlflowTracker", "ensure_sqlite_store",
+           "resolve_tracking_uri"]
 
 try:  # the limit moved between MLflow versions (500 in 1.x, 6000 in 2.x/3.x)
     from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH as _PARAM_LIMIT
@@ -77,9 +113,87 @@ _FEATURE_METRICS = ("pl_peak_nm", "fwhm_nm", "qy", "abs_peak_nm", "absorbance_at
                     "pl_peak_nm_err", "fwhm_nm_err", "qy_err", "abs_peak_nm_err", "pl_snr")
 
 
-def resolve_tracking_uri(tracking_uri: str | None = None) -> str:
-    """The argument, else ``MLFLOW_TRACKING_URI``, else :data:`DEFAULT_TRACKING_URI`."""
-    return tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+#: How long a starter waits for another process creating the same SQLite store, s.
+STORE_LOCK_TIMEOUT_S = 60.0
+
+
+def ensure_sqlite_store(uri: str, *, lock_timeout_s: float = STORE_LOCK_TIMEOUT_S) -> None:
+    """Create the SQLite store of ``uri`` whole, or not at all; other URIs are left alone.
+
+    MLflow creates a store by running some 60 schema migrations in place; a kill in that second
+    left a half-made database that every later run refused (``table spans already exists``).
+    Here the tables are made in a temporary file next to the target, which is then renamed into
+    place (atomic on POSIX), under an exclusive lock so concurrent starters make it once. An
+    existing, non-empty file is left as it is: if it is broken, opening it fails with a
+    :class:`TrackingError` that says what to do, and nothing is deleted.
+
+    Raises:
+        TrackingError: The folder is not writable, or another process held the lock too long.
+    """
+    path = sqlite_path(uri)
+    if path is None or _nonempty(path):
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path.with_name(path.name + ".lock"), "a+b") as lock:
+            _lock(lock.fileno(), path, lock_timeout_s)
+            if not _nonempty(path):  # another starter may have made it while we waited
+                _create_store(path)
+    except OSError as err:
+        raise TrackingError(f"cannot create the MLflow store {path}: {err}") from err
+
+
+def _nonempty(path: Path) -> bool:
+    try:
+        return path.stat().st_size > 0
+    except FileNotFoundError:
+        return False
+
+
+def _lock(fd: int, path: Path, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                raise TrackingError(f"MLflow store {path}: another process has been creating it "
+                                    f"for over {timeout_s:g} s (lock {path}.lock)") from None
+            time.sleep(0.05)
+
+
+def _create_store(path: Path) -> None:
+    """Make the tables in a temporary file, then rename it to ``path`` (lock held)."""
+    from mlflow.store.tracking import DEFAULT_LOCAL_FILE_AND_ARTIFACT_PATH  # noqa: PLC0415
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore  # noqa: PLC0415
+
+    for stale in path.parent.glob(f".{path.name}.*.tmp*"):  # left by a starter killed here
+        stale.unlink(missing_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+    tmp_uri = "sqlite:///" + str(tmp.absolute())
+    try:
+        store = SqlAlchemyStore(tmp_uri, DEFAULT_LOCAL_FILE_AND_ARTIFACT_PATH)  # type: ignore[no-untyped-call]
+        store.engine.dispose()
+        SqlAlchemyStore._engine_map.pop(tmp_uri, None)
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except TrackingError:
+        raise
+    except Exception as err:  # SQLAlchemy or migration errors: the target stays untouched
+        raise TrackingError(f"cannot create the MLflow store {path}: {err}") from err
+    finally:
+        for leftover in (tmp, tmp.with_name(tmp.name + "-journal")):
+            leftover.unlink(missing_ok=True)
 
 
 class MlflowTracker:
@@ -120,8 +234,7 @@ class MlflowTracker:
             "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": os.environ.get(
                 "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER", "0.5"),
         }
-        with self._calls("connect"):
-            self._client = MlflowClient(tracking_uri=self._uri)
+        self._opened: MlflowClient | None = None
         self._run_id: str | None = None
         self._experiment_id: str | None = None
         self._campaign_id: str | None = None
@@ -142,8 +255,34 @@ class MlflowTracker:
 
     @property
     def client(self) -> MlflowClient:
-        """The underlying client, for reading runs back (tests, reports)."""
-        return self._client
+        """The underlying client, for reading runs back (tests, reports).
+
+        Raises:
+            TrackingError: The store cannot be created or opened.
+        """
+        with self._calls("open the store"):
+            return self._client
+
+    def check(self) -> None:
+        """Open the store now (creating a local one whole), to warn before a campaign starts.
+
+        Raises:
+            TrackingError: The store is unreachable, broken or cannot be created; the message
+                says what to do. A campaign still runs without it (journal-only).
+        """
+        with self._calls("open the store"):
+            self._client.search_experiments(max_results=1)
+
+    @property
+    def _client(self) -> MlflowClient:
+        """The client, opened on first use: constructing a tracker never fails."""
+        if self._opened is None:
+            ensure_sqlite_store(self._uri)
+            try:
+                self._opened = MlflowClient(tracking_uri=self._uri)
+            except Exception as err:
+                raise TrackingError(_open_advice(self._uri, err)) from err
+        return self._opened
 
     def start_campaign(self, name: str, config: Mapping[str, Any], tags: Mapping[str, str],
                        params: Mapping[str, Any], *, campaign_id: str | None = None) -> str:
@@ -154,10 +293,10 @@ class MlflowTracker:
 
         Args:
             name: Campaign name; the run's name.
-            config: The campaign configuration; flattened into params, stored whole as
-                ``config.json``.
+            config: The campaign configuration (JSON); its bounds, objective, optimizer and
+                budget become params, the whole of it ``config.json`` and ``campaign.yaml``.
             tags: Extra tags (``executor``, ``seed``...), stored as given.
-            params: Extra params (optimizer settings...), flattened like ``config``.
+            params: Extra params, flattened; they override those taken from ``config``.
             campaign_id: The journal's campaign id.
 
         Returns:
@@ -200,72 +339,157 @@ class MlflowTracker:
             all_tags.update({str(k): _truncate(str(v), _TAG_LIMIT) for k, v in tags.items()})
             run = self._client.create_run(exp_id, run_name=name, tags=all_tags)
             run_id = str(run.info.run_id)
-            flat = flatten_params(config, max_value_len=_PARAM_LIMIT)
+            flat = campaign_params(config)
             flat.update(flatten_params(params, max_value_len=_PARAM_LIMIT))
-            items = [Param(k[:250], v) for k, v in flat.items()]
+            items = [Param(k[:250], _truncate(v, _PARAM_LIMIT)) for k, v in flat.items()]
             for i in range(0, len(items), _BATCH):
                 self._client.log_batch(run_id, params=items[i:i + _BATCH])
             self._client.log_text(run_id, json.dumps(dict(config), indent=2, default=str),
                                   "config.json")
+            self._client.log_text(run_id, yaml.safe_dump(json.loads(json.dumps(
+                dict(config), default=str)), sort_keys=False), "campaign.yaml")
             self._attach(self._client.get_run(run_id))
             return run_id
 
     def resume_campaign(self, run_id: str) -> None:
-        """Attach to an existing campaign run and mark it running again.
+        """Attach to an existing campaign run; its status is left as it is.
+
+        Attaching is not resuming: ``autolab sync`` attaches to a finished campaign too. The
+        status follows the journal (:meth:`set_campaign_status`, called by
+        :func:`autolab.tracking.sync.sync`).
 
         Raises:
             TrackingError: No such run, or it is an experiment (nested) run.
         """
-        with self._calls(f"resume campaign run {run_id}"):
+        with self._calls(f"attach to campaign run {run_id}"):
             run = self._client.get_run(run_id)
             if "mlflow.parentRunId" in run.data.tags:
                 raise TrackingError(f"run {run_id} is an experiment (nested) run, not a campaign")
             self._attach(run)
-            if run.info.status != "RUNNING":
-                self._client.update_run(run_id, status="RUNNING")
 
     def log_trial(self, trial: Trial, best_so_far: float | None, lab_clock_h: float,
-                  extra_metrics: Mapping[str, float]) -> bool:
-        """Record one experiment as a nested run (at most once) and as parent metrics.
+                  extra_metrics: Mapping[str, float],
+                  extra_tags: Mapping[str, str] | None = None) -> bool:
+        """Make experiment ``trial.index`` one nested run whose status is the trial's.
+
+        Logs it if the campaign run holds no complete run of that index; corrects the status and
+        reason of one that differs (a kill between its last two writes, an invalidation after
+        the fact); else leaves it alone.
 
         Args:
-            trial: The finished (or interrupted) trial.
+            trial: The finished (or interrupted) trial, as the journal says it is now.
             best_so_far: Best objective of the campaign including this trial.
-            lab_clock_h: Lab clock when it finished, h.
-            extra_metrics: More numbers (optimizer diagnostics...); non-finite ones are skipped.
+            lab_clock_h: Campaign lab clock at the end of it, h.
+            extra_metrics: More numbers (score terms, target status, predictions...);
+                non-finite ones are skipped.
+            extra_tags: More tags (``autolab.origin``...).
 
         Returns:
-            ``True`` if logged now, ``False`` if this campaign run already held it.
+            ``True`` if logged or corrected now, ``False`` if the run already matched.
 
         Raises:
             TrackingError: No campaign run attached, or MLflow unreachable or refused.
         """
         parent = self._require_run()
         idx = trial.index
+        tags = {**self._trial_tags(parent, trial), **dict(extra_tags or {})}
         with self._calls(f"log experiment {idx}"):
             existing = self._find_trial_run(parent, idx)
             if existing is not None:
                 if existing.data.tags.get("autolab.logged") == "true":
-                    return False
+                    return self._correct(existing, trial, tags)
                 self._client.delete_run(existing.info.run_id)  # half-logged before a crash
-            run = self._client.create_run(self._exp_id(), run_name=f"exp-{idx:03d}",
-                                          tags=self._trial_tags(parent, trial))
+            run = self._client.create_run(self._exp_id(), run_name=experiment_label(idx),
+                                          tags=tags)
             run_id = run.info.run_id
             metrics = _trial_metrics(trial, best_so_far, lab_clock_h, extra_metrics)
             now = int(time.time() * 1000)
-            params = [Param(safe_key(k), repr(float(v))) for k, v in trial.conditions.items()]
+            params = [Param(safe_key(k), f"{float(v):.6g}") for k, v in trial.conditions.items()]
             for i in range(0, len(params), _BATCH):
                 self._client.log_batch(run_id, params=params[i:i + _BATCH])
-            self._client.log_batch(run_id, metrics=[Metric(k, v, now, 0)
-                                                    for k, v in metrics.items()])
+            items = [Metric(k, v, now, 0) for k, v in metrics.items()]
+            for i in range(0, len(items), _BATCH * 10):
+                self._client.log_batch(run_id, metrics=items[i:i + _BATCH * 10])
             with tempfile.TemporaryDirectory(prefix="autolab-trial-") as tmp:
                 _write_trial_artifacts(Path(tmp), trial, self._targets)
                 self._client.log_artifacts(run_id, tmp)
-            self._client.log_batch(parent, metrics=[Metric(k, v, now, idx)
-                                                    for k, v in metrics.items()])
-            self._client.set_tag(run_id, "autolab.logged", "true")
             self._client.set_terminated(run_id, status=_TRIAL_STATUS[trial.status])
+            self._client.set_tag(run_id, "autolab.logged", "true")
             return True
+
+    def _correct(self, run: Run, trial: Trial, tags: Mapping[str, str]) -> bool:
+        """Bring a complete experiment run's status, status tag and reason in line with it."""
+        want = _TRIAL_STATUS[trial.status]
+        keys = ("autolab.status", "autolab.reason", "mlflow.note.content", "autolab.usable")
+        stale = {k: tags[k] for k in keys if k in tags and run.data.tags.get(k) != tags[k]}
+        if run.info.status == want and not stale:
+            return False
+        run_id = run.info.run_id
+        for key, value in stale.items():
+            self._client.set_tag(run_id, key, value)
+        if run.info.status != want:
+            self._client.set_terminated(run_id, status=want)
+        return True
+
+    def log_campaign_summary(self, metrics: Mapping[str, float], step: int) -> None:
+        """Set the campaign run's summary metrics (:class:`~autolab.tracking.base.CampaignSummary`).
+
+        Logged at ``step`` = the number of finished experiments, so the run's chart tab draws
+        how the best result and the counts evolved, and the runs table and compare view show
+        the latest: the campaign as it stands.
+
+        Raises:
+            TrackingError: No campaign run attached, or MLflow unreachable or refused.
+        """
+        parent = self._require_run()
+        now = int(time.time() * 1000)
+        items = [Metric(safe_key(k), float(v), now, int(step)) for k, v in metrics.items()
+                 if math.isfinite(float(v))]
+        tags = {"autolab.n_experiments": str(int(metrics.get("n_experiments", step)))}
+        if "best_experiment" in metrics:
+            tags["autolab.best_experiment"] = experiment_label(int(metrics["best_experiment"]))
+        with self._calls("log the campaign summary"):
+            for i in range(0, len(items), _BATCH * 10):
+                self._client.log_batch(parent, metrics=items[i:i + _BATCH * 10])
+            for key, value in tags.items():
+                self._client.set_tag(parent, key, value)
+
+    def set_campaign_status(self, status: str, reason: str | None = None) -> None:
+        """Make the campaign run's status ``status`` (and its stop reason ``reason``), if not yet.
+
+        Nothing is written when the run already has them, so a repeated sync keeps the end time
+        of a finished campaign.
+
+        Args:
+            status: ``RUNNING``, ``FINISHED``, ``FAILED``, ``KILLED``, or a campaign word
+                (``completed``, ``interrupted``...).
+            reason: Why it stopped (``autolab.stop_reason``, appended to the description).
+
+        Raises:
+            TrackingError: Unknown status, no run attached, or MLflow unreachable or refused.
+        """
+        parent = self._require_run()
+        want = _END_STATUS.get(status.lower(), status.upper())
+        if want not in CAMPAIGN_STATUSES:
+            raise TrackingError(f"unknown campaign status {status!r}; use one of "
+                                f"{sorted({*_END_STATUS, *CAMPAIGN_STATUSES})}")
+        with self._calls(f"set the campaign status to {want}"):
+            run = self._client.get_run(parent)
+            tags = run.data.tags
+            if want == "RUNNING":
+                if "autolab.stop_reason" in tags:
+                    self._client.delete_tag(parent, "autolab.stop_reason")
+                if run.info.status != "RUNNING":
+                    self._client.update_run(parent, status="RUNNING")
+                return
+            if reason is not None and tags.get("autolab.stop_reason") != _truncate(reason,
+                                                                                  _TAG_LIMIT):
+                self._client.set_tag(parent, "autolab.stop_reason", _truncate(reason, _TAG_LIMIT))
+                note = tags.get("mlflow.note.content", "").split(" Stopped: ")[0]
+                self._client.set_tag(parent, "mlflow.note.content",
+                                     _truncate(f"{note} Stopped: {reason}.", _TAG_LIMIT))
+            if run.info.status != want:
+                self._client.set_terminated(parent, status=want)
 
     def log_campaign_artifacts(self, trials: Sequence[Trial],
                                predictions: Sequence[Prediction] | None = None,
@@ -275,8 +499,8 @@ class MlflowTracker:
         Writes ``plots/convergence.png``, ``plots/parameters_vs_outcomes.png``,
         ``plots/model_fit.png`` (with ``predictions``), ``summary/trials.csv``,
         ``summary/trials.md`` and ``summary/trials.html`` (the table to read in the UI); sets
-        tags ``autolab.n_experiments``, ``autolab.best_experiment`` and the run description to a
-        one-line verdict (goal, experiments, failures, best experiment's outcomes).
+        the run description to a one-line verdict (goal, experiments, failures, best
+        experiment's outcomes).
 
         Raises:
             TrackingError: No campaign run attached, or MLflow unreachable or refused.
@@ -311,18 +535,14 @@ class MlflowTracker:
                         units=units), encoding="utf-8")
             with self._calls("log campaign artifacts"):
                 self._client.log_artifacts(parent, tmp)
-                self._client.set_tag(parent, "autolab.n_experiments", str(len(ordered)))
-                self._client.set_tag(parent, "mlflow.note.content",
-                                     _verdict(self._name, self._goal, ordered, best,
-                                              self._targets))
-                completed = [t for t in ordered if t.objective is not None
-                             and t.status is TrialStatus.COMPLETED and math.isfinite(t.objective)]
-                if completed:
-                    top = max(completed, key=lambda t: t.objective or -math.inf)
-                    self._client.set_tag(parent, "autolab.best_experiment", f"exp-{top.index:03d}")
+                note = _verdict(self._name, self._goal, ordered, best, self._targets)
+                stop = self._client.get_run(parent).data.tags.get("autolab.stop_reason")
+                if stop:
+                    note = f"{note} Stopped: {stop}."
+                self._client.set_tag(parent, "mlflow.note.content", _truncate(note, _TAG_LIMIT))
 
     def end_campaign(self, status: str, reason: str | None = None) -> None:
-        """Terminate the campaign run.
+        """Terminate the campaign run (:meth:`set_campaign_status` with a final status).
 
         Args:
             status: ``completed``/``stopped`` (FINISHED), ``failed`` (FAILED), ``interrupted``
@@ -330,21 +550,14 @@ class MlflowTracker:
             reason: Why it ended (stop rule, error), stored as ``autolab.stop_reason``.
 
         Raises:
-            TrackingError: Unknown status, no run attached, or MLflow unreachable or refused.
+            TrackingError: Unknown or non-final status, no run attached, or MLflow unreachable
+                or refused.
         """
-        parent = self._require_run()
         mlflow_status = _END_STATUS.get(status.lower(), status.upper())
         if mlflow_status not in {"FINISHED", "FAILED", "KILLED"}:
             raise TrackingError(f"end_campaign: unknown status {status!r}; use one of "
                                 f"{sorted(_END_STATUS)}")
-        with self._calls("end campaign"):
-            if reason is not None:
-                self._client.set_tag(parent, "autolab.stop_reason", _truncate(reason, _TAG_LIMIT))
-                note = self._client.get_run(parent).data.tags.get("mlflow.note.content", "")
-                if note and "Stopped:" not in note:
-                    self._client.set_tag(parent, "mlflow.note.content",
-                                         _truncate(f"{note} Stopped: {reason}.", _TAG_LIMIT))
-            self._client.set_terminated(parent, status=mlflow_status)
+        self.set_campaign_status(mlflow_status, reason)
 
     # ---- reading back -------------------------------------------------------------------------
     def trial_runs(self) -> list[Run]:
@@ -429,8 +642,11 @@ class MlflowTracker:
                 "mlflow.note.content": _trial_note(trial)}
         if self._campaign_id is not None:
             tags["autolab.campaign_id"] = self._campaign_id
+        tags["autolab.origin"] = "proposed"
         if trial.error:
-            tags["autolab.error"] = _truncate(trial.error, _TAG_LIMIT)
+            reason = _truncate(readable_reason(trial.error), _TAG_LIMIT)
+            tags["autolab.reason"] = reason
+            tags["autolab.error"] = reason
         if trial.measurement is not None:
             for k, v in trial.measurement.metadata.items():
                 tags[f"autolab.meta.{safe_key(k)}"] = _truncate(str(v), _TAG_LIMIT)
@@ -449,8 +665,8 @@ def _truncate(text: str, limit: int) -> str:
 
 def _trial_metrics(trial: Trial, best: float | None, lab_clock_h: float,
                    extra: Mapping[str, float]) -> dict[str, float]:
-    """Finite numbers describing one trial; NaN features are left out, not logged as NaN."""
-    m: dict[str, float | None] = {"objective": trial.objective, "best_so_far": best,
+    """Finite, rounded numbers describing one trial; NaN features are left out, not logged."""
+    m: dict[str, float | None] = {"score": trial.objective, "best_score_so_far": best,
                                   "proposal_time_s": trial.proposal_time_s,
                                   "lab_clock_h": lab_clock_h,
                                   "failed": float(trial.status is not TrialStatus.COMPLETED)}
@@ -460,24 +676,38 @@ def _trial_metrics(trial: Trial, best: float | None, lab_clock_h: float,
         m["flags"] = float(int(trial.features.flags))
     if trial.measurement is not None:
         meas = trial.measurement
-        m["lab_hours"] = meas.lab_hours
         m["product_mg"] = meas.product_mg
         for reagent, ml in meas.reagent_ml.items():
             m[f"reagent_ml.{safe_key(reagent)}"] = ml
     for k, v in extra.items():
         m[safe_key(k)] = float(v)
-    return {k: float(v) for k, v in m.items() if v is not None and math.isfinite(v)}
+    return {k: round_metric(k, float(v)) for k, v in m.items()
+            if v is not None and math.isfinite(v)}
+
+
+def _open_advice(uri: str, err: Exception) -> str:
+    """What went wrong opening a store, and what to do: the campaign goes on journal-only."""
+    text = str(err).strip()
+    detail = _truncate(text.splitlines()[0] if text else repr(err), 300)
+    path = sqlite_path(uri)
+    if path is None:
+        return (f"MLflow at {uri} cannot be opened: {detail}. The campaign goes on journal-only; "
+                "when the server is back, run: autolab sync RUN_DIR")
+    return (f"MLflow store {path} cannot be opened ({detail}); it may have been half-made by a "
+            f"run killed while creating it. Move it aside (mv {path} {path}.broken) or choose "
+            "another --tracking-uri; the campaign goes on journal-only, and 'autolab sync "
+            "RUN_DIR' logs everything once the store works.")
 
 
 def _trial_note(trial: Trial) -> str:
-    parts = [f"**exp-{trial.index:03d}** {trial.status.value}"]
+    parts = [f"**{experiment_label(trial.index)}** {trial.status.value}"]
     f = trial.features
     if f is not None:
         parts.append(f"PL {f.pl_peak_nm:.1f} nm, FWHM {f.fwhm_nm:.1f} nm, QY {100 * f.qy:.1f} %")
     if trial.objective is not None:
         parts.append(f"objective {trial.objective:.4g}")
     if trial.error:
-        parts.append(f"error: {_truncate(trial.error, 300)}")
+        parts.append(f"reason: {_truncate(readable_reason(trial.error), 300)}")
     return "; ".join(parts)
 
 
@@ -506,8 +736,9 @@ def _verdict(name: str, goal: str, trials: Sequence[Trial], best: Sequence[float
         head += f" ({goal})"
     if not trials:
         return head + ": started, no experiments yet."
-    n = len(trials)
-    failed = sum(t.status is not TrialStatus.COMPLETED for t in trials)
+    done = [t for t in trials if t.status is not TrialStatus.INTERRUPTED]
+    n = len(done)
+    failed = sum(t.status is not TrialStatus.COMPLETED for t in done)
     line = f"{head}: {n} experiments, {failed} failed"
     top = best[-1] if best else None
     winner = next((t for t in trials if top is not None and t.objective == top
@@ -519,7 +750,7 @@ def _verdict(name: str, goal: str, trials: Sequence[Trial], best: Sequence[float
             value, tol = targets["pl_peak_nm"]
             inside = abs(f.pl_peak_nm - value) <= tol
             pl += f" ({'in' if inside else 'outside'} target {value:g} ± {tol:g})"
-        line += (f"; best exp-{winner.index:03d}: {pl}, FWHM {f.fwhm_nm:.1f} nm, "
+        line += (f"; best {experiment_label(winner.index)}: {pl}, FWHM {f.fwhm_nm:.1f} nm, "
                  f"QY {100 * f.qy:.1f} %, score {top:.3g}")
     elif top is not None:
         line += f"; best score {top:.4g}"

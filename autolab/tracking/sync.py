@@ -5,22 +5,32 @@ This is also the recommended way to track *live*: after journaling a trial, the 
 the campaign plots; after an outage the same call catches up on everything missed. There is one
 code path for "normal" and "recovering", so the recovery path is the one that is exercised.
 
-The journal decides what is missing (its ``tracked`` marks); the tracker's own exactly-once check
-covers the window between "logged" and "marked" (a crash right there).
+The journal decides what is missing (its ``tracked`` marks; an experiment invalidated after the
+fact is unmarked again); the tracker's own exactly-once check covers the window between "logged"
+and "marked" (a crash right there). Every sync also sets what the journal says about the campaign
+as a whole: the summary metrics of the parent run (best experiment, counts, experiments and lab
+hours to the target) and its status (running until a ``stopped`` record, then finished, killed or
+failed with the journaled reason), so after any kill, outage or sync sequence MLflow shows what
+the journal holds.
 """
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from autolab.exceptions import TrackingError
-from autolab.records import Trial
-from autolab.tracking.base import Prediction, Tracker
-from autolab.tracking.journal import Journal
-from autolab.tracking.summary import best_so_far, lab_clocks
+from autolab.records import Trial, TrialStatus
+from autolab.tracking.base import (
+    Prediction,
+    Tracker,
+    campaign_status,
+    campaign_summary,
+    experiment_metrics,
+)
+from autolab.tracking.journal import Journal, JournalState
+from autolab.tracking.summary import best_so_far, lab_accounts, objective_from_config
 
 
 def sync(journal: Journal | str | os.PathLike[str], tracker: Tracker, *,
@@ -61,25 +71,49 @@ def _sync(journal: Journal, tracker: Tracker, predictions: Sequence[Prediction] 
           refresh_plots: bool) -> int:
     state = journal.state
     _attach(journal, tracker)
-    if not state.untracked and not refresh_plots:
-        return 0
     finished = state.finished()
     position = {t.index: i for i, t in enumerate(finished)}
-    best = best_so_far(finished)
-    clocks = _clocks(finished, state.extras)
+    objective = objective_from_config(state.header.config)
+    best = best_so_far(finished, objective)
+    accounts = lab_accounts(finished, state.extras)
+    clocks = [a.lab_clock_h for a in accounts]
     logged = 0
+    changed = bool(state.untracked)
     for idx in list(state.untracked):
         i = position[idx]
-        extra = state.extras.get(idx, {})
-        if tracker.log_trial(finished[i], best[i], clocks[i], _extra_metrics(extra)):
+        trial = finished[i]
+        ran = trial.status is not TrialStatus.INTERRUPTED
+        metrics = experiment_metrics(trial, state.extras.get(idx, {}), objective,
+                                     accounts[i] if ran else None)
+        if tracker.log_trial(trial, best[i], clocks[i], metrics, _trial_tags(state, idx)):
             logged += 1
         journal.mark_tracked(idx)
+    if changed or refresh_plots:
+        summary = campaign_summary(finished, accounts, objective)
+        tracker.log_campaign_summary(summary.metrics(), step=summary.n_experiments)
     if refresh_plots and finished:
         if predictions is None:
             predictions = journaled_predictions(finished, state.extras)
         tracker.log_campaign_artifacts(finished, predictions=predictions or None,
                                        lab_clock_h=clocks)
+    status = campaign_status(state.stopped_reason, state.in_flight, state.stopped_status)
+    tracker.set_campaign_status(status, None if status == "RUNNING" else state.stopped_reason)
     return logged
+
+
+def _trial_tags(state: JournalState, index: int) -> dict[str, str]:
+    """Where the experiment came from, and who invalidated it, from the journal."""
+    extra = state.extras.get(index, {})
+    tags = {"autolab.origin": str(extra.get("origin") or "proposed")}
+    for key in ("decision", "reviewer"):
+        if isinstance(extra.get(key), str):
+            tags[f"autolab.{key}"] = str(extra[key])
+    inval = state.invalidated.get(index)
+    if inval is not None:
+        tags["autolab.invalidated_by"] = str(inval.get("by") or "unknown")
+        tags["autolab.invalidated_at"] = str(inval.get("time") or "")
+        tags["autolab.previous_status"] = str(inval.get("previous_status") or "")
+    return tags
 
 
 def journaled_predictions(trials: Sequence[Trial],
@@ -108,6 +142,10 @@ def _attach(journal: Journal, tracker: Tracker) -> None:
         else:
             h = state.header
             tags = {"seed": str(h.seed)} if h.seed is not None else {}
+            for key in ("executor", "optimizer"):
+                part = h.config.get(key)
+                if isinstance(part, Mapping) and isinstance(part.get("kind"), str):
+                    tags[key] = part["kind"]
             tracker.start_campaign(h.campaign_name, h.config, tags=tags, params={},
                                    campaign_id=h.campaign_id)
     run_id = tracker.run_id
@@ -119,25 +157,3 @@ def _attach(journal: Journal, tracker: Tracker) -> None:
             f"is journaled in run {state.tracker_run_id}; use a fresh tracker so sync can resume "
             "the journaled run")
     journal.set_tracker_run(run_id, tracker.tracking_uri)
-
-
-def _clocks(trials: Sequence[Any], extras: Mapping[int, Mapping[str, Any]]) -> list[float]:
-    """Lab clock per trial: the campaign's ``extra["lab_clock_h"]`` if journaled, else measured."""
-    measured = lab_clocks(trials)
-    out: list[float] = []
-    for t, m in zip(trials, measured, strict=True):
-        v = extras.get(t.index, {}).get("lab_clock_h")
-        out.append(float(v) if isinstance(v, int | float) and not isinstance(v, bool) else m)
-    return out
-
-
-def _extra_metrics(extra: Mapping[str, Any]) -> dict[str, float]:
-    """Finite numbers of ``extra["metrics"]`` (what the campaign wants charted besides features)."""
-    metrics = extra.get("metrics")
-    if not isinstance(metrics, Mapping):
-        return {}
-    return {str(k): float(v) for k, v in metrics.items() if _is_number(v) and math.isfinite(v)}
-
-
-def _is_number(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool)
