@@ -46,6 +46,12 @@ class AnalyzerSettings:
         exciton_smooth_nm: Savitzky-Golay window for the absorbance second derivative, nm.
         exciton_sigma: Second-derivative minimum must be this many noise sigmas below zero.
         exciton_min_absorbance: ... and the absorbance there at least this large.
+        exciton_max_smooth_nm: Window of the cubic Savitzky-Golay first derivative whose zero
+            is the band's absorbance maximum, nm. The cubic term keeps the zero within 0.5 nm of
+            the true maximum on InP bands (20-40 nm wide) while the long window averages noise.
+        exciton_max_search_nm: How far to the blue of the band centre (second-derivative
+            minimum) its maximum is searched, nm: a continuum rising to the blue pulls the
+            visible maximum of an InP band 5-20 nm away from the centre.
     """
 
     excitation_margin_nm: float = 20.0
@@ -63,6 +69,8 @@ class AnalyzerSettings:
     exciton_smooth_nm: float = 32.0
     exciton_sigma: float = 4.0
     exciton_min_absorbance: float = 0.005
+    exciton_max_smooth_nm: float = 40.0
+    exciton_max_search_nm: float = 40.0
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -77,5 +85,7 @@ class AnalyzerSettings:
             if not lo < hi:
                 raise ConfigError(f"AnalyzerSettings.{name}: expected (low, high) with "
                                   f"low < high, got {(lo, hi)!r}")
-        if self.bin_nm <= 0 or self.exciton_smooth_nm <= 0:
-            raise ConfigError("AnalyzerSettings.bin_nm and exciton_smooth_nm must be positive")
+        for name in ("bin_nm", "exciton_smooth_nm", "exciton_max_smooth_nm"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"AnalyzerSettings.{name}: expected a positive width in nm, "
+                                  f"got {getattr(self, name)!r}")

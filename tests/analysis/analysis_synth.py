@@ -54,6 +54,19 @@ def absorbance_model(wl: FloatArray, exciton_nm: float, a_exciton: float,
     return np.asarray(cont + exc, dtype=np.float64)
 
 
+def visible_exciton_nm(absorb_fine: FloatArray, centre_nm: float) -> float:
+    """The first-exciton *peak* the analyzer reports: the absorbance maximum of the band.
+
+    On a continuum rising to the blue the maximum sits a few nm blue of the band centre; where
+    the band shows no maximum at all (a shoulder) its centre is the answer.
+    """
+    near = np.abs(FINE - (centre_nm - 20.0)) < 25.0  # 45 nm blue to 5 nm red of the centre
+    top = np.zeros(FINE.size, dtype=bool)
+    top[1:-1] = (absorb_fine[1:-1] > absorb_fine[:-2]) & (absorb_fine[1:-1] >= absorb_fine[2:])
+    hits = np.flatnonzero(top & near)
+    return float(FINE[hits[-1]]) if hits.size else centre_nm
+
+
 def lamp(wl: FloatArray) -> FloatArray:
     """Blank (lamp through solvent) net counts: weak in the blue, strong in the red."""
     return np.asarray(4000.0 + 36000.0 * np.exp(-(((wl - 620.0) / 220.0) ** 2)), dtype=np.float64)
@@ -105,7 +118,7 @@ class Truth:
     peak_nm: float
     fwhm_nm: float
     qy: float
-    exciton_nm: float
+    exciton_nm: float  # the absorbance maximum of the first-exciton band (see visible_exciton_nm)
     a_ex: float
     reference: QYReference
 
@@ -147,7 +160,8 @@ def render_clean(case: Case) -> tuple[dict[str, FloatArray], Truth]:
     blank = lamp(WL)
     sample = blank * 10 ** (-absorb)
     nets = {"pl": pl, "dye": dye, "blank": blank, "sample": sample}
-    truth = Truth(peak_nm=peak, fwhm_nm=width, qy=qy, exciton_nm=case.exciton_nm, a_ex=a_ex,
+    truth = Truth(peak_nm=peak, fwhm_nm=width, qy=qy,
+                  exciton_nm=visible_exciton_nm(absorb_fine, case.exciton_nm), a_ex=a_ex,
                   reference=ref)
     return nets, truth
 

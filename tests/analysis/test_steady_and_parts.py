@@ -118,3 +118,28 @@ def test_relative_qy_equation():
                       reference_qy=one, reference_absorbance=one * 0.05,
                       reference_index=one, sample_index=one)
     assert np.isnan(bad.qy[0])
+
+
+def test_exciton_shoulder_without_a_maximum_reports_the_band_centre():
+    e = 1239.84 / WL
+    e0 = 1239.84 / 520
+    a = 0.02 + 0.03 * np.exp((e - e0) / 0.12) + 0.04 * np.exp(-0.5 * ((e - e0) / 0.07) ** 2)
+    assert not np.any((a[1:-1] > a[:-2]) & (a[1:-1] >= a[2:]))  # no visible maximum at all
+    ex = exciton_peak(WL, a)
+    assert ex.found[0] and ex.shoulder[0]
+    assert ex.peak_nm[0] == pytest.approx(520.0, abs=3.0)
+
+
+def test_exciton_peak_is_the_maximum_not_the_band_centre():
+    """On a rising continuum the band's maximum is blue of its centre; the maximum is reported."""
+    e = 1239.84 / WL
+    e0 = 1239.84 / 520
+    a = 0.02 * np.exp((e - e0) / 0.2) + 0.05 * np.exp(-0.5 * ((e - e0) / 0.08) ** 2)
+    fine = np.linspace(480, 540, 60001)
+    ef = 1239.84 / fine
+    af = 0.02 * np.exp((ef - e0) / 0.2) + 0.05 * np.exp(-0.5 * ((ef - e0) / 0.08) ** 2)
+    top = float(fine[np.argmax(af)])
+    assert top < 518.0  # the continuum pulls the maximum blue of 520 nm
+    ex = exciton_peak(WL, a)
+    assert ex.found[0] and not ex.shoulder[0]
+    assert ex.peak_nm[0] == pytest.approx(top, abs=0.5)
