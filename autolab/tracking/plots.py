@@ -8,8 +8,14 @@ The absorbance drawn here is a display-only derivation (dark-corrected Beer-Lamb
 that count come from ``autolab.analysis``, which the tracker may not import.
 
 Every figure is meant to be judged by a chemist in the MLflow UI without code: axes carry names and
-units (QY in %), the campaign's target bands are shaded, and failed experiments are drawn as red
-crosses where they were tried rather than silently missing.
+units (QY in %), the campaign's target bands are shaded, log-scale parameters sit on log axes, and
+experiments without a result are drawn where they were tried rather than silently missing: a
+chemistry failure as a red cross, an interrupted one as a grey square, an invalid one (a device
+fault, or invalidated by a person) as an orange diamond, never as a chemistry failure. Status
+markers sit just inside the bottom of their own panel and are clipped to it.
+
+:func:`campaign_figures` is the one path from a campaign's record to its figures; the MLflow
+tracker and ``autolab report`` both call it, so they show the same plots.
 """
 
 from __future__ import annotations
@@ -17,20 +23,23 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.layout_engine import ConstrainedLayoutEngine
 
-from autolab.records import FloatArray, Spectra, Trial, TrialStatus
+from autolab.records import FloatArray, Spectra, Trial, TrialStatus, experiment_label
 from autolab.space import QD_PARAMETERS
+from autolab.tracking.summary import FitPoint, ParetoSummary, Targets, in_band
+
+if TYPE_CHECKING:
+    from autolab.objective import ObjectiveSpec
 
 #: Outcomes shown against each parameter, in row order.
 OUTCOME_ROWS = ("objective", "pl_peak_nm", "fwhm_nm", "qy")
-
-#: Target bands of a campaign: outcome name -> (target value, tolerance), in the outcome's units.
-Targets = Mapping[str, tuple[float, float]]
 
 #: Axis label and display factor per outcome (QY is stored as a fraction, read as a percentage).
 OUTCOME_DISPLAY: dict[str, tuple[str, float]] = {
@@ -41,7 +50,6 @@ OUTCOME_DISPLAY: dict[str, tuple[str, float]] = {
     "abs_peak_nm": ("1st exciton (nm)", 1.0),
 }
 _TARGET_STYLE = {"color": "tab:green", "alpha": 0.15, "lw": 0}
-_FAILED_STYLE = {"marker": "x", "color": "tab:red", "s": 40, "zorder": 4, "clip_on": False}
 
 
 def outcome_label(name: str) -> str:
@@ -73,12 +81,15 @@ def _shade_target(ax: Axes, name: str, targets: Targets | None, *, vertical: boo
     else:
         ax.axhspan(lo, hi, label=label, **_TARGET_STYLE)  # type: ignore[arg-type]
 
-_STATUS_STYLE = {
-    TrialStatus.COMPLETED: {"color": "tab:blue", "marker": "o"},
-    TrialStatus.FAILED: {"color": "tab:red", "marker": "x"},
-    TrialStatus.INTERRUPTED: {"color": "tab:gray", "marker": "s"},
-    TrialStatus.INVALID: {"color": "tab:orange", "marker": "D"},
+
+#: How experiments without a result are marked, and what the legend calls them.
+_STATUS_STYLE: dict[TrialStatus, tuple[str, str, str]] = {
+    TrialStatus.FAILED: ("x", "tab:red", "failed (chemistry)"),
+    TrialStatus.INTERRUPTED: ("s", "tab:gray", "interrupted"),
+    TrialStatus.INVALID: ("D", "tab:orange", "invalid (not told to the optimizer)"),
 }
+#: Height of the status markers inside their panel, as a fraction of the panel (clipped inside).
+STATUS_MARK_Y = 0.04
 
 
 def _figure(width: float, height: float, *, constrained: bool = True) -> Figure:
@@ -150,7 +161,7 @@ def spectrum_figure(trial: Trial, targets: Targets | None = None) -> Figure | No
             label += f", FWHM {feats.fwhm_nm:.1f} nm"
         ax_pl.annotate(label, (peak, height), xytext=(5, -5), textcoords="offset points",
                        ha="left", va="top", fontsize=8)
-    title = f"exp-{trial.index:03d} ({trial.status.value})"
+    title = f"{experiment_label(trial.index)} ({trial.status.value})"
     if feats is not None and _finite(feats.qy):
         title += f"  QY {100 * feats.qy:.1f} %"
     if feats is not None and feats.flags:
@@ -164,71 +175,143 @@ def spectrum_figure(trial: Trial, targets: Targets | None = None) -> Figure | No
     return fig
 
 
+def mark_status(ax: Axes, trials: Sequence[Trial], xs: Sequence[float]) -> None:
+    """Mark the experiments without a result at their x positions, just inside the panel's bottom.
+
+    One marker style per status (:data:`_STATUS_STYLE`): a chemistry failure, an interruption
+    and an invalid result mean different things and must not look alike. Markers are clipped to
+    their own panel, so in a grid of shared axes they never spill into a neighbour.
+    """
+    for status, (marker, color, label) in _STATUS_STYLE.items():
+        sel = [float(x) for t, x in zip(trials, xs, strict=True)
+               if t.status is status and math.isfinite(x)]
+        if sel:
+            ax.scatter(sel, [STATUS_MARK_Y] * len(sel), marker=marker, color=color, s=36,
+                       zorder=4, clip_on=True, label=label, transform=ax.get_xaxis_transform())
+
+
+def _status_note(trials: Sequence[Trial]) -> str:
+    parts = [f"{sum(t.status is s for t in trials)} {s.value}" for s in _STATUS_STYLE
+             if any(t.status is s for t in trials)]
+    return ", ".join(parts)
+
+
+def _symlog_threshold(values: Sequence[float]) -> float:
+    """Linear range of a symlog score axis: the spread of the best scores, at least 1.
+
+    Scores far below the best (an early -388 far off target) are squeezed logarithmically, while
+    the region where the good experiments differ stays linear and readable.
+    """
+    finite = sorted(v for v in values if math.isfinite(v))
+    if not finite:
+        return 1.0
+    top = finite[-max(1, len(finite) // 3):]
+    return max(1.0, *(abs(v) for v in top))
+
+
 def convergence_figure(trials: Sequence[Trial], best: Sequence[float | None],
                        lab_clock_h: Sequence[float], targets: Targets | None = None) -> Figure:
     """How the campaign progressed: the score, and the outcomes a chemist reads, per experiment.
 
-    Top row: best-so-far objective against experiment number and against lab hours (the
-    optimizer's efficiency per experiment, and the chemist's per day), individual scores as
-    points. Bottom row: PL peak, FWHM and QY of every experiment, with the campaign's target bands
-    shaded, because a score alone does not say how far the dots are from what was asked for.
-    Failed experiments are red crosses on the x axis of every panel.
+    Top row: best-so-far score against experiment and against lab hours (the optimizer's
+    efficiency per experiment, and the chemist's per day), individual scores as points, on a
+    symlog axis so early far-off scores do not flatten the rest. Bottom row: PL peak, FWHM and
+    QY of every experiment with the target bands shaded and, when the campaign has targets, the
+    best QY among in-band experiments so far (what the chemist actually gets). Experiments
+    without a result are marked per status at the bottom of every panel.
 
     Args:
         trials: Trials in index order.
-        best: Best-so-far objective after each trial (``None`` before the first).
-        lab_clock_h: Lab clock when each trial finished, h.
+        best: Best-so-far score after each trial (``None`` before the first), ranked in band
+            first (:func:`autolab.tracking.summary.best_so_far` with the objective).
+        lab_clock_h: Lab clock when each trial ended, h.
         targets: The campaign's target bands, shaded where given.
     """
-    fig = _figure(12.0, 7.0)
-    grid = fig.add_gridspec(2, 6)
-    top = [fig.add_subplot(grid[0, 0:3])]
-    top.append(fig.add_subplot(grid[0, 3:6], sharey=top[0]))
-    bottom = [fig.add_subplot(grid[1, 2 * i:2 * i + 2]) for i in range(3)]
+    fig = _figure(14.0 if targets else 12.0, 7.0)
+    n_bottom = 4 if targets else 3
+    grid = fig.add_gridspec(2, 2 * n_bottom)
+    top = [fig.add_subplot(grid[0, 0:n_bottom])]
+    top.append(fig.add_subplot(grid[0, n_bottom:], sharey=top[0]))
+    bottom = [fig.add_subplot(grid[1, 2 * i:2 * i + 2]) for i in range(n_bottom)]
     xs_exp = [float(t.index) for t in trials]
-    bad = [t.status is not TrialStatus.COMPLETED for t in trials]
-    xs_by_axis = (xs_exp, [float(h) for h in lab_clock_h])
-    for ax, xs, xlabel in zip(top, xs_by_axis, ("experiment", "lab hours (h)"), strict=True):
-        bx = [x for x, b in zip(xs, best, strict=True) if b is not None]
-        by = [b for b in best if b is not None]
-        if bx:
-            ax.step(bx, by, where="post", color="tab:blue", lw=2, label="best so far")
-        done = [(x, float(t.objective)) for x, t in zip(xs, trials, strict=True)
-                if t.status is TrialStatus.COMPLETED and t.objective is not None
-                and math.isfinite(t.objective)]
-        if done:
-            ax.scatter([d[0] for d in done], [d[1] for d in done], s=18, color="tab:cyan",
-                       label="objective", zorder=3)
-        _mark_failed(ax, [x for x, b in zip(xs, bad, strict=True) if b])
+    scores = [float(t.objective) if t.status is TrialStatus.COMPLETED and t.objective is not None
+              else math.nan for t in trials]
+    for ax, xs, xlabel in zip(top, (xs_exp, [float(h) for h in lab_clock_h]),
+                              ("experiment (exp-NNN)", "lab clock (h)"), strict=True):
+        _score_panel(ax, xs, scores, best)
+        mark_status(ax, trials, xs)
         ax.set_xlabel(xlabel)
-        ax.grid(alpha=0.3)
-    top[0].set_ylabel(outcome_label("objective"))
-    top[0].legend(fontsize=8, loc="best")
-    for ax, name in zip(bottom, ("pl_peak_nm", "fwhm_nm", "qy"), strict=True):
-        k = outcome_scale(name)
-        ys = np.asarray([k * _outcome(t, name) for t in trials])
-        ok = np.isfinite(ys) & ~np.asarray(bad, dtype=bool)
-        _shade_target(ax, name, targets)
-        if ok.any():
-            ax.plot(np.asarray(xs_exp)[ok], ys[ok], "o-", color="tab:blue", ms=4, lw=0.8,
-                    label="measured")
-        _mark_failed(ax, [x for x, b in zip(xs_exp, bad, strict=True) if b])
-        ax.set_xlabel("experiment")
-        ax.set_ylabel(outcome_label(name))
-        ax.grid(alpha=0.3)
-        if targets and name in targets:
-            ax.legend(fontsize=8, loc="best")
-    n_bad = sum(bad)
-    fig.suptitle(f"convergence: {len(trials)} experiments, {n_bad} failed (red x)"
-                 if n_bad else f"convergence: {len(trials)} experiments", fontsize=11)
+    top[0].set_yscale("symlog", linthresh=_symlog_threshold(scores))
+    top[0].set_ylabel(outcome_label("objective") + ", symlog")
+    top[0].legend(fontsize=8, loc="lower right")
+    for ax, name in zip(bottom, ("pl_peak_nm", "fwhm_nm", "qy"), strict=False):
+        _outcome_panel(ax, trials, xs_exp, name, targets)
+    if targets:
+        _in_band_panel(bottom[3], trials, xs_exp, targets)
+    note = _status_note(trials)
+    fig.suptitle(f"convergence: {len(trials)} experiments" + (f" ({note})" if note else ""),
+                 fontsize=11)
     return fig
 
 
-def _mark_failed(ax: Axes, xs: Sequence[float]) -> None:
-    """Red crosses on the x axis of ``ax`` at the failed experiments' x positions."""
-    if xs:
-        ax.scatter(xs, [0.0] * len(xs), label="failed / interrupted",
-                   transform=ax.get_xaxis_transform(), **_FAILED_STYLE)  # type: ignore[arg-type]
+def _score_panel(ax: Axes, xs: Sequence[float], scores: Sequence[float],
+                 best: Sequence[float | None]) -> None:
+    bx = [x for x, b in zip(xs, best, strict=True) if b is not None]
+    by = [b for b in best if b is not None]
+    if bx:
+        ax.step(bx, by, where="post", color="tab:blue", lw=2, label="best so far (in band first)")
+    done = [(x, s) for x, s in zip(xs, scores, strict=True) if math.isfinite(s)]
+    if done:
+        ax.scatter([d[0] for d in done], [d[1] for d in done], s=18, color="tab:cyan",
+                   label="score", zorder=3)
+    ax.grid(alpha=0.3)
+
+
+def _outcome_panel(ax: Axes, trials: Sequence[Trial], xs: Sequence[float], name: str,
+                   targets: Targets | None) -> None:
+    k = outcome_scale(name)
+    ys = np.asarray([k * _outcome(t, name) for t in trials])
+    ok = np.isfinite(ys) & np.asarray([t.status is TrialStatus.COMPLETED for t in trials],
+                                      dtype=bool)
+    _shade_target(ax, name, targets)
+    if ok.any():
+        ax.plot(np.asarray(xs)[ok], ys[ok], "o-", color="tab:blue", ms=4, lw=0.8,
+                label="measured")
+    mark_status(ax, trials, xs)
+    ax.set_xlabel("experiment")
+    ax.set_ylabel(outcome_label(name))
+    ax.grid(alpha=0.3)
+    if targets and name in targets:
+        ax.legend(fontsize=7, loc="best")
+
+
+def _in_band_panel(ax: Axes, trials: Sequence[Trial], xs: Sequence[float],
+                   targets: Targets) -> None:
+    """QY of in-band experiments and the best of them so far: the quality the chemist can use."""
+    best: float | None = None
+    steps_x: list[float] = []
+    steps_y: list[float] = []
+    pts: list[tuple[float, float]] = []
+    for t, x in zip(trials, xs, strict=True):
+        if in_band(t, targets) and t.features is not None and math.isfinite(t.features.qy):
+            qy = 100 * t.features.qy
+            pts.append((x, qy))
+            best = qy if best is None else max(best, qy)
+        if best is not None:
+            steps_x.append(x)
+            steps_y.append(best)
+    if steps_x:
+        ax.step(steps_x, steps_y, where="post", color="tab:green", lw=2, label="best in band")
+        ax.scatter([p[0] for p in pts], [p[1] for p in pts], color="tab:green", s=18, zorder=3,
+                   label="in band")
+        ax.legend(fontsize=7, loc="lower right")
+    else:
+        ax.text(0.5, 0.5, "no experiment in the\ntarget band yet", ha="center", va="center",
+                transform=ax.transAxes, fontsize=9, color="gray")
+    ax.set_xlim(min(xs, default=0.0) - 0.5, max(xs, default=0.0) + 0.5)
+    ax.set_xlabel("experiment")
+    ax.set_ylabel("QY in band (%)")
+    ax.grid(alpha=0.3)
 
 
 def _outcome(trial: Trial, name: str) -> float:
@@ -239,56 +322,89 @@ def _outcome(trial: Trial, name: str) -> float:
     return float(getattr(trial.features, name))
 
 
+def _log_axis(name: str, log_params: frozenset[str] | None) -> bool:
+    if log_params is not None:
+        return name in log_params
+    param = QD_PARAMETERS.get(name)
+    return param is not None and param.scale == "log"
+
+
+def _set_xlim(ax: Axes, xs: FloatArray, log: bool) -> None:
+    """X range covering every tried value (results or not), with a margin, so no marker is cut."""
+    finite = xs[np.isfinite(xs) & (xs > 0)] if log else xs[np.isfinite(xs)]
+    if not finite.size:
+        return
+    lo, hi = float(finite.min()), float(finite.max())
+    if log:
+        pad = (hi / lo) ** 0.05 if hi > lo else 1.5
+        ax.set_xlim(lo / pad, hi * pad)
+    else:
+        pad = 0.05 * (hi - lo) if hi > lo else max(abs(lo) * 0.05, 0.5)
+        ax.set_xlim(lo - pad, hi + pad)
+
+
 def parameters_vs_outcomes_figure(trials: Sequence[Trial],
                                   outcomes: Sequence[str] = OUTCOME_ROWS,
-                                  targets: Targets | None = None) -> Figure:
+                                  targets: Targets | None = None, *,
+                                  log_params: frozenset[str] | None = None) -> Figure:
     """A grid of scatter plots: one row per outcome, one column per condition.
 
     Shows which parameter drives which outcome and where the optimizer has sampled. Points are
     coloured by experiment order (later = darker), so the search's drift is visible too; target
-    bands are shaded; failed experiments are red crosses on the x axis, so a region that fails
-    (clogging, no emission) shows up as such instead of as a blank.
+    bands are shaded; parameters searched on a log scale (``cl_to_i``) get a log axis; experiments
+    without a result are marked per status inside the bottom of each panel, so a region that
+    fails (clogging, no emission) shows up as such instead of as a blank.
+
+    Args:
+        trials: Trials in index order.
+        outcomes: Outcome rows (those without any finite value are left out).
+        targets: Target bands to shade.
+        log_params: Parameters to draw on a log axis; default: the InP/ZnS catalog's log-scale
+            ones.
     """
     params = list(dict.fromkeys(k for t in trials for k in t.conditions))  # space order
     rows = [o for o in outcomes if any(math.isfinite(_outcome(t, o)) for t in trials)] or ["none"]
     ncols = max(1, len(params))
     # Shared axes and a fixed layout: a constrained layout of ~30 panels takes seconds to solve,
     # and this figure is redrawn after every experiment.
-    fig = _figure(2.4 * ncols + 1.0, 2.0 * len(rows) + 0.8, constrained=False)
-    fig.subplots_adjust(left=0.6 / (2.4 * ncols + 1.0), right=0.98, bottom=0.5 / (2.0 * len(rows)
-                        + 0.8), top=1 - 0.5 / (2.0 * len(rows) + 0.8), wspace=0.15, hspace=0.12)
+    width, height = 2.4 * ncols + 1.0, 2.0 * len(rows) + 0.8
+    fig = _figure(width, height, constrained=False)
+    fig.subplots_adjust(left=0.6 / width, right=0.98, bottom=0.5 / height,
+                        top=1 - 0.5 / height, wspace=0.15, hspace=0.12)
     grid = np.atleast_2d(np.asarray(fig.subplots(len(rows), ncols, squeeze=False,
                                                  sharex="col", sharey="row")))
     order = np.asarray([t.index for t in trials], dtype=float)
-    bad = np.asarray([t.status is not TrialStatus.COMPLETED for t in trials], dtype=bool)
-    for r, out_name in enumerate(rows):
-        k = outcome_scale(out_name)
-        ys = np.asarray([k * _outcome(t, out_name) if out_name != "none" else math.nan
-                         for t in trials])
-        for c in range(ncols):
+    done = np.asarray([t.status is TrialStatus.COMPLETED for t in trials], dtype=bool)
+    for c, name in enumerate(params):
+        xs = np.asarray([t.conditions.get(name, math.nan) for t in trials], dtype=float)
+        log = _log_axis(name, log_params)
+        for r, out_name in enumerate(rows):
             ax: Axes = grid[r, c]
-            if params:
-                xs = np.asarray([t.conditions.get(params[c], math.nan) for t in trials])
-                ok = np.isfinite(xs) & np.isfinite(ys) & ~bad
-                _shade_target(ax, out_name, targets)
-                if ok.any():
-                    ax.scatter(xs[ok], ys[ok], c=order[ok], cmap="viridis_r", s=16,
-                               vmin=float(order.min()), vmax=float(order.max()))
-                _mark_failed(ax, [float(x) for x in xs[bad & np.isfinite(xs)]])
-                if r == len(rows) - 1:
-                    ax.set_xlabel(parameter_label(params[c]), fontsize=8)
-            if c == 0:
-                ax.set_ylabel(outcome_label(out_name) if out_name != "none" else "no outcomes",
+            ys = np.asarray([outcome_scale(out_name) * _outcome(t, out_name)
+                             if out_name != "none" else math.nan for t in trials])
+            ok = np.isfinite(xs) & np.isfinite(ys) & done
+            _shade_target(ax, out_name, targets)
+            if ok.any():
+                ax.scatter(xs[ok], ys[ok], c=order[ok], cmap="viridis_r", s=16,
+                           vmin=float(order.min()), vmax=float(order.max()))
+            mark_status(ax, trials, list(xs))
+        if log:
+            grid[0, c].set_xscale("log")  # shared: every panel of the column follows
+        _set_xlim(grid[0, c], xs, log)
+        grid[-1, c].set_xlabel(parameter_label(name) + (" (log)" if log else ""), fontsize=8)
+    for r, out_name in enumerate(rows):
+        grid[r, 0].set_ylabel(outcome_label(out_name) if out_name != "none" else "no outcomes",
                               fontsize=8)
+        for ax in grid[r]:
             ax.tick_params(labelsize=7)
             ax.grid(alpha=0.3)
     what = "parameters vs outcomes (colour: experiment order, dark = late"
-    what += "; red x: failed" if bad.any() else ""
+    note = _status_note(trials)
+    what += f"; bottom markers: {note} — red x failed, grey square interrupted, orange diamond " \
+            "invalid" if note else ""
     what += "; green band: target)" if targets else ")"
-    fig.suptitle(what, fontsize=10)
+    fig.suptitle(what, fontsize=9)
     return fig
-
-
 def prediction_figure(predictions: Sequence[tuple[float, float, float]],
                       label: str = "objective") -> Figure:
     """Model prediction (mean ± 2 sd) against measurement, with RMSE and 2-sd coverage.
@@ -320,3 +436,176 @@ def prediction_figure(predictions: Sequence[tuple[float, float, float]],
     ax.set_ylabel(f"predicted {label} (± 2 sd)")
     ax.grid(alpha=0.3)
     return fig
+
+
+def model_fit_figure(points: Mapping[str, Sequence[FitPoint]]) -> Figure:
+    """Predicted (mean ± 2 sd) against measured, one panel per modeled outcome and the score.
+
+    The optimizer is only as good as its model: a panel whose points miss the diagonal by more
+    than their error bars (coverage well under 95 %) shows which outcome the model gets wrong.
+    Each panel's title gives RMSE and 2-sd coverage; QY is shown in %.
+
+    Args:
+        points: Outcome name (or ``"objective"``) -> prediction/measurement pairs
+            (:func:`autolab.tracking.summary.model_fit_points`).
+    """
+    names = [n for n in ("objective", "pl_peak_nm", "fwhm_nm", "qy") if points.get(n)]
+    names += [n for n in points if n not in names and points[n]]
+    fig = _figure(4.2 * max(1, len(names)), 4.4)
+    axes = np.atleast_1d(np.asarray(fig.subplots(1, max(1, len(names)), squeeze=False)))[0]
+    if not names:
+        axes[0].set_title("no model predictions yet", fontsize=10)
+        return fig
+    for ax, name in zip(axes, names, strict=True):
+        k = outcome_scale(name)
+        pts = points[name]
+        mean = k * np.asarray([p.mean for p in pts])
+        sd = k * np.asarray([p.sd for p in pts])
+        meas = k * np.asarray([p.measured for p in pts])
+        ax.errorbar(meas, mean, yerr=2 * sd, fmt="o", ms=4, capsize=2, color="tab:blue")
+        lo = float(min((mean - 2 * sd).min(), meas.min()))
+        hi = float(max((mean + 2 * sd).max(), meas.max()))
+        ax.plot([lo, hi], [lo, hi], color="k", lw=0.8, ls="--")
+        rmse = float(np.sqrt(np.mean((mean - meas) ** 2)))
+        coverage = float(np.mean(np.abs(mean - meas) <= 2 * sd))
+        ax.set_title(f"{name}: RMSE {rmse:.3g}, within 2 sd {100 * coverage:.0f} % "
+                     f"(n={len(pts)})", fontsize=9)
+        label = outcome_label(name)
+        ax.set_xlabel(f"measured {label}", fontsize=8)
+        ax.set_ylabel(f"predicted {label} (± 2 sd)", fontsize=8)
+        ax.grid(alpha=0.3)
+    fig.suptitle("model fit: the optimizer's prediction before each experiment vs the result",
+                 fontsize=10)
+    return fig
+
+
+def _constraint_spans(objective: ObjectiveSpec, name: str) -> tuple[float, float] | None:
+    """The feasible interval of ``name`` under the outcome constraints (display units)."""
+    cons = [c for c in objective.constraints if c.outcome == name]
+    if not cons:
+        return None
+    lo = max((c.bound for c in cons if c.op == ">="), default=-math.inf)
+    hi = min((c.bound for c in cons if c.op == "<="), default=math.inf)
+    k = outcome_scale(name)
+    return k * lo, k * hi
+
+
+def pareto_figure(trials: Sequence[Trial], pareto: ParetoSummary,
+                  objective: ObjectiveSpec) -> Figure:
+    """The Pareto front in outcome space, the constraint band, and the hypervolume per experiment.
+
+    Left: the first two terms' outcomes (e.g. FWHM and QY) of every usable experiment, grey if it
+    breaks an outcome constraint; front members red, labelled ``exp-NNN`` and joined as a step.
+    Middle (when a constraint is on another outcome, e.g. ``540 <= pl_peak_nm <= 580``): that
+    outcome against the first term, with the feasible band shaded. Right: hypervolume after
+    each experiment (one fixed reference point). Warnings (front members at a search bound or
+    flagged ``not_steady``) are printed under the panels.
+    """
+    x_name, y_name = objective.terms[1].outcome, objective.terms[0].outcome
+    axis_names = {x_name, y_name}
+    extra = [c.outcome for c in objective.constraints if c.outcome not in axis_names]
+    extra = list(dict.fromkeys(extra))
+    n = 2 + (1 if extra else 0)
+    fig = _figure(5.0 * n, 5.2 + 0.25 * min(len(pareto.warnings), 6))
+    axes = list(np.atleast_1d(np.asarray(fig.subplots(1, n, squeeze=False)))[0])
+    usable = [t for t in trials if t.outcomes() is not None]
+    front = set(pareto.front)
+    _front_panel(axes[0], usable, pareto, objective)
+    if extra:
+        ax = axes[1]
+        c_name = extra[0]
+        span = _constraint_spans(objective, c_name)
+        if span is not None:
+            lo, hi = span
+            ax.axvspan(max(lo, -1e12), min(hi, 1e12), color="tab:green", alpha=0.12, lw=0,
+                       label=f"constraint {c_name}")
+        xs = [outcome_scale(c_name) * _outcome(t, c_name) for t in usable]
+        ys = [outcome_scale(y_name) * _outcome(t, y_name) for t in usable]
+        colors = ["tab:red" if t.index in front else "tab:blue" if t.index in pareto.utilities
+                  else "lightgray" for t in usable]
+        ax.scatter(xs, ys, c=colors, s=22, zorder=3)
+        ax.set_xlabel(outcome_label(c_name))
+        ax.set_ylabel(outcome_label(y_name))
+        ax.legend(fontsize=8, loc="best")
+        ax.grid(alpha=0.3)
+    ax = axes[-1]
+    ax.step([float(t.index) for t in trials], list(pareto.hypervolume), where="post",
+            color="tab:purple", lw=2)
+    ax.set_xlabel("experiment")
+    ax.set_ylabel("hypervolume (utility units)")
+    ax.set_title(f"reference point {tuple(round(v, 3) for v in pareto.ref_point)}", fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.suptitle(f"Pareto front: {len(pareto.front)} of {len(pareto.utilities)} feasible "
+                 f"experiments ({objective.describe()})", fontsize=10)
+    if pareto.warnings:
+        shown = list(pareto.warnings[:6])
+        if len(pareto.warnings) > 6:
+            shown.append(f"... and {len(pareto.warnings) - 6} more warnings")
+        fig.text(0.01, 0.01, "\n".join("⚠ " + w for w in shown), fontsize=8, color="tab:red",
+                 va="bottom", ha="left")
+        engine = fig.get_layout_engine()  # leave room under the panels for the warnings
+        if isinstance(engine, ConstrainedLayoutEngine):
+            bottom = 0.02 + 0.03 * len(shown)
+            engine.set(rect=(0.0, bottom, 1.0, 1.0 - bottom))
+    return fig
+
+
+def _front_panel(ax: Axes, usable: Sequence[Trial], pareto: ParetoSummary,
+                 objective: ObjectiveSpec) -> None:
+    """Front members in the outcome space of the first two terms, with constraint lines."""
+    x_name, y_name = objective.terms[1].outcome, objective.terms[0].outcome
+    kx, ky = outcome_scale(x_name), outcome_scale(y_name)
+    for sel, color, label in (
+            ([t for t in usable if t.index not in pareto.utilities], "lightgray",
+             "breaks an outcome constraint"),
+            ([t for t in usable if t.index in pareto.utilities and t.index not in pareto.front],
+             "tab:blue", "feasible"),
+            ([t for t in usable if t.index in pareto.front], "tab:red", "Pareto front")):
+        if sel:
+            ax.scatter([kx * _outcome(t, x_name) for t in sel],
+                       [ky * _outcome(t, y_name) for t in sel], color=color, s=24, zorder=3,
+                       label=f"{label} ({len(sel)})")
+    members = sorted((t for t in usable if t.index in pareto.front),
+                     key=lambda t: _outcome(t, x_name))
+    if members:
+        ax.step([kx * _outcome(t, x_name) for t in members],
+                [ky * _outcome(t, y_name) for t in members], where="post", color="tab:red", lw=1)
+        for t in members:
+            ax.annotate(experiment_label(t.index),
+                        (kx * _outcome(t, x_name), ky * _outcome(t, y_name)),
+                        xytext=(4, 4), textcoords="offset points", fontsize=7)
+    for name, vertical in ((x_name, True), (y_name, False)):
+        span = _constraint_spans(objective, name)
+        if span is not None:
+            for bound in span:
+                if math.isfinite(bound):
+                    (ax.axvline if vertical else ax.axhline)(bound, color="tab:green", ls="--",
+                                                             lw=1)
+    ax.set_xlabel(outcome_label(x_name))
+    ax.set_ylabel(outcome_label(y_name))
+    ax.legend(fontsize=8, loc="best")
+    ax.grid(alpha=0.3)
+
+
+def campaign_figures(trials: Sequence[Trial], best: Sequence[float | None],
+                     lab_clock_h: Sequence[float], *, targets: Targets | None = None,
+                     objective: ObjectiveSpec | None = None,
+                     fit_points: Mapping[str, Sequence[FitPoint]] | None = None,
+                     pareto: ParetoSummary | None = None,
+                     predictions: Sequence[tuple[float, float, float]] | None = None,
+                     ) -> dict[str, Figure]:
+    """Every campaign-level figure, by file stem: the one path for MLflow and the report.
+
+    ``convergence`` and ``parameters_vs_outcomes`` always; ``model_fit`` with per-outcome
+    ``fit_points`` (or, from older callers, score-only ``predictions``); ``pareto_front`` for a
+    Pareto campaign (``pareto`` given), never an empty one for a scalar campaign.
+    """
+    figures = {"convergence": convergence_figure(trials, best, lab_clock_h, targets),
+               "parameters_vs_outcomes": parameters_vs_outcomes_figure(trials, targets=targets)}
+    if fit_points and any(fit_points.values()):
+        figures["model_fit"] = model_fit_figure(fit_points)
+    elif predictions:
+        figures["model_fit"] = prediction_figure(predictions)
+    if pareto is not None and objective is not None:
+        figures["pareto_front"] = pareto_figure(trials, pareto, objective)
+    return figures

@@ -1,26 +1,62 @@
-"""Offline campaign reports: the same table and plots the MLflow parent run holds, into a folder.
+"""Offline campaign reports: what the MLflow parent run shows, into a folder.
 
-``autolab report RUN_DIR`` reads the journal (no MLflow needed) and writes them, so a campaign can
-be reviewed, mailed or attached to a lab notebook without a tracking server.
+``autolab report RUN_DIR`` reads the journal (no MLflow needed) and writes the same table and
+figures the tracker logs, built by the same functions (:func:`~autolab.tracking.summary.
+campaign_view`, :func:`~autolab.tracking.plots.campaign_figures`), so a campaign can be reviewed,
+mailed or attached to a lab notebook without a tracking server, and the numbers agree with the
+UI's: the target bands, the summary table (HTML, markdown, CSV), convergence, parameters vs
+outcomes, the model fit per outcome, and for a Pareto campaign the front and its hypervolume.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from autolab.records import TrialStatus
+from autolab.records import TrialStatus, experiment_label
+from autolab.space import QD_PARAMETERS
 from autolab.tracking.journal import JournalState
-from autolab.tracking.plots import (
-    convergence_figure,
-    figure_png,
-    parameters_vs_outcomes_figure,
-    spectrum_figure,
-)
-from autolab.tracking.summary import best_so_far, lab_clocks, summary_rows, to_csv, to_markdown
+from autolab.tracking.plots import campaign_figures, figure_png, outcome_scale, spectrum_figure
+from autolab.tracking.summary import CampaignView, campaign_view, to_csv, to_html, to_markdown
+
+
+def report_lines(state: JournalState, view: CampaignView) -> list[str]:
+    """The report's headline facts, one sentence each (also printed by the CLI)."""
+    trials = view.trials
+    counts = {s: sum(t.status is s for t in trials) for s in TrialStatus}
+    lines = [f"experiments: {len(trials)} ({counts[TrialStatus.COMPLETED]} completed, "
+             f"{counts[TrialStatus.FAILED]} failed, {counts[TrialStatus.INVALID]} invalid, "
+             f"{counts[TrialStatus.INTERRUPTED]} interrupted)"]
+    if view.objective is not None:
+        lines.append(f"goal: {view.objective.describe()}")
+    for name, (value, tol) in view.targets.items():
+        k = outcome_scale(name)
+        lines.append(f"target band: {name} {k * value:g} ± {k * tol:g}")
+    clock = view.accounts[-1] if view.accounts else None
+    if clock is not None:
+        used = ", ".join(f"{k} {v:.1f} mL" for k, v in clock.reagent_total_ml.items())
+        lines.append(f"lab clock: {clock.lab_clock_h:.3f} h" + (f"; reagents: {used}" if used
+                                                                 else ""))
+    lines.append(f"stopped: {state.stopped_reason or 'not stopped (still running or crashed)'}")
+    top = view.best_trial()
+    if top is not None and top.features is not None:
+        f = top.features
+        lines.append(f"best: {experiment_label(top.index)} with PL {f.pl_peak_nm:.1f} nm, FWHM "
+                     f"{f.fwhm_nm:.1f} nm, QY {100 * f.qy:.1f} % (score {top.objective:.3f})")
+    if view.pareto is not None:
+        p = view.pareto
+        members = ", ".join(experiment_label(i) for i in p.front) or "none yet"
+        hv = p.hypervolume[-1] if p.hypervolume else 0.0
+        lines.append(f"Pareto front: {members}; hypervolume {hv:.4g}")
+        lines += [f"warning: {w}" for w in p.warnings]
+    return lines
 
 
 def write_report(state: JournalState, folder: Path) -> list[Path]:
-    """Write ``trials.csv``, ``summary.md``, the campaign plots and the best spectrum.
+    """Write the summary (``summary.md``, ``trials.html``, ``trials.csv``) and the figures.
+
+    Figures: ``convergence.png``, ``parameters_vs_outcomes.png``, ``model_fit.png`` (when the
+    optimizer's predictions were journaled), ``pareto_front.png`` (Pareto campaigns) and
+    ``best_spectrum.png``.
 
     Args:
         state: A replayed journal (:meth:`Journal.read`).
@@ -30,23 +66,10 @@ def write_report(state: JournalState, folder: Path) -> list[Path]:
         The files written.
     """
     folder.mkdir(parents=True, exist_ok=True)
-    trials = state.finished()
-    best = best_so_far(trials)
-    clocks = lab_clocks(trials)
-    rows = summary_rows(trials, best, clocks)
+    view = campaign_view(state.finished(), state.extras, state.header.config)
+    rows = list(view.rows)
     title = f"Campaign {state.header.campaign_name} ({state.header.campaign_id})"
-    completed = [t for t in trials if t.status is TrialStatus.COMPLETED]
-    scored = [t for t in completed if t.objective is not None]
-    lines = [f"experiments: {len(trials)} ({len(completed)} completed, "
-             f"{sum(t.status is TrialStatus.FAILED for t in trials)} failed, "
-             f"{sum(t.status is TrialStatus.INTERRUPTED for t in trials)} interrupted)",
-             f"lab time: {clocks[-1] if clocks else 0.0:.1f} h",
-             f"stopped: {state.stopped_reason or 'not stopped (still running or crashed)'}"]
-    top = max(scored, key=lambda t: t.objective or 0.0, default=None)
-    if top is not None and top.features is not None:
-        f = top.features
-        lines.append(f"best: experiment {top.index} with PL {f.pl_peak_nm:.1f} nm, FWHM "
-                     f"{f.fwhm_nm:.1f} nm, QY {100 * f.qy:.1f} % (score {top.objective:.3f})")
+    lines = report_lines(state, view)
     written: list[Path] = []
 
     def put(name: str, data: bytes | str) -> None:
@@ -57,14 +80,22 @@ def write_report(state: JournalState, folder: Path) -> list[Path]:
             path.write_bytes(data)
         written.append(path)
 
-    put("summary.md", to_markdown(rows, title).rstrip() + "\n\n" + "\n".join(
-        f"- {line}" for line in lines) + "\n")
+    put("summary.md", to_markdown(rows, title, best_index=view.best_index).rstrip() + "\n\n"
+        + "\n".join(f"- {line}" for line in lines) + "\n")
+    put("trials.html", to_html(rows, title, goal=view.objective.describe() if view.objective
+                               else "", targets=view.targets,
+                               units={k: p.unit for k, p in QD_PARAMETERS.items()},
+                               best_index=view.best_index, notes=lines))
     put("trials.csv", to_csv(rows))
-    if trials:
-        put("convergence.png", figure_png(convergence_figure(trials, best, clocks)))
-        put("parameters_vs_outcomes.png", figure_png(parameters_vs_outcomes_figure(trials)))
+    if view.trials:
+        figures = campaign_figures(list(view.trials), list(view.best), view.lab_clock_h,
+                                   targets=view.targets, objective=view.objective,
+                                   fit_points=view.fit_points, pareto=view.pareto)
+        for name, fig in figures.items():
+            put(f"{name}.png", figure_png(fig))
+    top = view.best_trial()
     if top is not None:
-        fig = spectrum_figure(top)
-        if fig is not None:
-            put("best_spectrum.png", figure_png(fig))
+        spectrum = spectrum_figure(top, view.targets)
+        if spectrum is not None:
+            put("best_spectrum.png", figure_png(spectrum))
     return written
