@@ -14,21 +14,38 @@ Exit codes (so scripts and CI can tell outcomes apart):
 from __future__ import annotations
 
 import contextlib
+import logging
+import logging.handlers
 import math
 import os
 import sys
-from collections.abc import Iterator
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import fields
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
-from autolab.benchmarking.cli import benchmark_command
 from autolab.exceptions import AutolabError, ConfigError, HardwareError, JournalError
 
+if TYPE_CHECKING:
+    from autolab.campaign import Campaign, CampaignResult
+    from autolab.config import CampaignConfig
+    from autolab.records import Features, Trial
+
 EXIT_OK, EXIT_BUG, EXIT_INPUT, EXIT_INTERRUPTED, EXIT_FAILURE = 0, 1, 2, 3, 4
+#: Largest seed the command line takes (``autolab.config.SEED_LIMIT - 1``: 32-bit seeds).
+SEED_MAX = 2**32 - 1
+#: Largest ``--budget`` (``budget.max_experiments`` allows the same).
+BUDGET_MAX = 10_000
+#: Name of the campaign's log file in its run folder (library warnings, MLflow's chatter).
+LOG_NAME = "campaign.log"
+#: Fastest virtual lab (the devices file's ``time_scale`` allows the same).
+TIME_SCALE_MAX = 100_000.0
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="autolab: a self-driving lab for InP/ZnS quantum-dot flow synthesis.")
@@ -37,26 +54,99 @@ err_console = Console(stderr=True, highlight=False)
 
 
 def _fail(message: str, code: int) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/] {message}")
+    """Print ``error: message`` (as plain text: a message may hold brackets) and the exit."""
+    err_console.print(Text.assemble(("error: ", "bold red"), message))
     return typer.Exit(code)
 
 
 def _tracking_uri(cli_uri: str | None, config_uri: str | None) -> str:
-    return (cli_uri or config_uri or os.environ.get("MLFLOW_TRACKING_URI")
-            or "sqlite:///mlflow.db")
+    from autolab.tracking.base import resolve_tracking_uri  # absolute: journaled for sync
+
+    return resolve_tracking_uri(cli_uri or config_uri)
 
 
 def _parse_assignments(items: list[str]) -> dict[str, float]:
+    """``NAME=VALUE`` words -> values; a name given twice is an error, not "last one wins".
+
+    Raises:
+        ConfigError: A word is not ``NAME=VALUE``, a value is not a number, or a name repeats.
+    """
     out: dict[str, float] = {}
     for item in items:
         name, sep, value = item.partition("=")
+        name = name.strip()
         if not sep or not name:
             raise ConfigError(f"expected NAME=VALUE (e.g. t_core_c=180), got {item!r}")
         try:
-            out[name.strip()] = math.inf if value.strip() in {"inf", "none"} else float(value)
+            number = math.inf if value.strip() in {"inf", "none"} else float(value)
         except ValueError as err:
             raise ConfigError(f"{name}: expected a number, got {value!r}") from err
+        if name in out:
+            raise ConfigError(f"{name} is given twice ({out[name]:g} and {number:g}); "
+                              "give each condition once")
+        out[name] = number
     return out
+
+
+def condition_problems(values: Mapping[str, float]) -> list[str]:
+    """Everything wrong with conditions for one twin experiment, all at once.
+
+    Unknown and missing names, values outside the simulated reactor's envelope, and the rule
+    that the shell runs at least 40 °C hotter than the core (:data:`autolab.space.QD_SHELL_HOTTER`,
+    the one definition of that rule) are all reported together, so a person fixes the command
+    once.
+    """
+    from autolab.records import Conditions
+    from autolab.space import QD_SHELL_HOTTER
+    from autolab.twin import ENVELOPE
+    from autolab.yamlfile import did_you_mean
+
+    names = [f.name for f in fields(Conditions)]
+    problems = [f"unknown condition {n!r}{did_you_mean(n, names)}"
+                for n in values if n not in names]
+    missing = [f.name for f in fields(Conditions)
+               if f.name not in values and f.name != "p_to_in"]
+    if missing:
+        problems.append(f"missing condition(s) {missing}")
+    for name, (lo, hi) in ENVELOPE.items():
+        v = values.get(name)
+        if v is not None and not lo <= v <= hi:
+            problems.append(f"{name}={v:g} is outside the reactor's envelope [{lo:g}, {hi:g}]")
+    if {"t_core_c", "t_shell_c"} <= set(values) and QD_SHELL_HOTTER.slack(values) < 0:
+        gap = values["t_shell_c"] - values["t_core_c"]
+        problems.append(f"t_shell_c={values['t_shell_c']:g} is {gap:g} °C above t_core_c="
+                        f"{values['t_core_c']:g}; the rule is {QD_SHELL_HOTTER.describe()} (ZnS "
+                        "does not grow at core temperatures)")
+    return problems
+
+
+def check_output_file(out: Path, option: str = "--out") -> None:
+    """Refuse an output path that cannot be written, before any work is done.
+
+    Makes the file's folder if it is missing (as writing the file would).
+
+    Raises:
+        ConfigError: ``out`` is a folder, or its folder cannot be created or written.
+    """
+    if out.is_dir():
+        raise ConfigError(f"{option} {out}: is a folder; give a file name such as "
+                          f"{out / 'spectra.png'}")
+    folder = out.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(f"{option} {out}: cannot create the folder {folder}: "
+                          f"{err.strerror}") from err
+    if not os.access(folder, os.W_OK | os.X_OK) or (out.exists()
+                                                     and not os.access(out, os.W_OK)):
+        raise ConfigError(f"{option} {out}: cannot write there (no permission in {folder})")
+
+
+def _feature_text(value: float, err: float, scale: float = 1.0) -> tuple[str, str]:
+    """Measured value and 1σ for the table; ``not found`` (never ``nan``) when undetermined."""
+    if not math.isfinite(value):
+        return "not found", ""
+    return f"{scale * value:.1f}", (f"{scale * err:.2f}" if math.isfinite(err) else "")
 
 
 # --------------------------------------------------------------------------------------- simulate
@@ -65,37 +155,41 @@ def simulate(
     conditions: Annotated[list[str], typer.Argument(
         help="Conditions as NAME=VALUE: t_core_c tau_core_min t_shell_c tau_shell_min cl_to_i "
              "s_to_zn [p_to_in]. cl_to_i=inf means no iodide.")],
-    seed: Annotated[int, typer.Option(help="Noise seed of the twin.")] = 0,
+    seed: Annotated[int, typer.Option(help="Noise seed of the twin.", min=0,
+                                      max=SEED_MAX)] = 0,
     out: Annotated[Path, typer.Option(help="PNG file for the absorption and PL spectra.")] = Path(
         "spectra.png"),
 ) -> None:
     """Run the digital twin once, print the features, and plot the spectra."""
+    try:
+        values = _parse_assignments(conditions)
+        problems = condition_problems(values)
+        if problems:
+            raise ConfigError("; ".join(problems))
+        check_output_file(out)
+    except ConfigError as err:
+        raise _fail(str(err), EXIT_INPUT) from err
+    _simulate(values, seed, out)
+
+
+def _simulate(values: dict[str, float], seed: int, out: Path) -> None:
     from autolab.analysis import analyze
+    from autolab.exceptions import ConditionsError
     from autolab.executors.simulated import SimulatedExecutor
     from autolab.records import Conditions, Trial, TrialStatus
     from autolab.tracking.plots import figure_png, spectrum_figure
 
-    try:
-        cond = Conditions.from_mapping(_parse_assignments(conditions))
-    except ConfigError as err:
-        raise _fail(str(err), EXIT_INPUT) from err
+    cond = Conditions.from_mapping(values)
     executor = SimulatedExecutor(seed=seed)
     try:
         measurement = executor.run(cond)
+    except ConditionsError as err:  # the envelope check above should have caught it
+        raise _fail(str(err), EXIT_INPUT) from err
     except AutolabError as err:
         raise _fail(f"the experiment failed: {err}", EXIT_FAILURE) from err
     features = analyze(measurement)
     truth = executor.truths[max(executor.truths)]
-    table = Table(title="Features (measured by the analyzer vs the twin's noise-free truth)")
-    for col in ("feature", "measured", "± (1σ)", "truth"):
-        table.add_column(col, justify="right" if col != "feature" else "left")
-    rows = [("PL peak (nm)", features.pl_peak_nm, features.pl_peak_nm_err, truth.pl_peak_nm),
-            ("FWHM (nm)", features.fwhm_nm, features.fwhm_nm_err, truth.fwhm_nm),
-            ("QY (%)", 100 * features.qy, 100 * features.qy_err, 100 * truth.qy),
-            ("abs. peak (nm)", features.abs_peak_nm, features.abs_peak_nm_err, truth.abs_peak_nm)]
-    for name, v, e, t in rows:
-        table.add_row(name, f"{v:.1f}", f"{e:.2f}", f"{t:.1f}")
-    console.print(table)
+    _print_features(features, truth)
     console.print(f"flags: {', '.join(features.flags.names()) or 'none'}; lab time "
                   f"{measurement.lab_hours:.2f} h; reagents "
                   + ", ".join(f"{k} {v:.1f} mL" for k, v in measurement.reagent_ml.items()))
@@ -103,19 +197,64 @@ def simulate(
                   features=features, measurement=measurement)
     fig = spectrum_figure(trial)
     if fig is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_bytes(figure_png(fig, dpi=120))
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_bytes(figure_png(fig, dpi=120))
+        except OSError as err:
+            raise _fail(f"--out {out}: cannot write the spectra: {err.strerror}",
+                        EXIT_INPUT) from err
         console.print(f"spectra written to {out}")
 
 
+def _print_features(features: Features, truth: Any) -> None:
+    table = Table(title="Features (measured by the analyzer vs the twin's noise-free truth)")
+    for col in ("feature", "measured", "± (1σ)", "truth"):
+        table.add_column(col, justify="right" if col != "feature" else "left")
+    rows = [("PL peak (nm)", features.pl_peak_nm, features.pl_peak_nm_err, truth.pl_peak_nm, 1),
+            ("FWHM (nm)", features.fwhm_nm, features.fwhm_nm_err, truth.fwhm_nm, 1),
+            ("QY (%)", features.qy, features.qy_err, truth.qy, 100),
+            ("abs. peak (nm)", features.abs_peak_nm, features.abs_peak_nm_err,
+             truth.abs_peak_nm, 1)]
+    for name, v, e, t, scale in rows:
+        shown, sigma = _feature_text(v, e, scale)
+        table.add_row(name, shown, sigma, "not found" if not math.isfinite(t)
+                      else f"{scale * t:.1f}")
+    console.print(table)
+
+
 # --------------------------------------------------------------------------------------- validate
-@app.command()
-def validate(file: Annotated[Path, typer.Argument(help="Campaign YAML file.")]) -> None:
-    """Check a campaign file and print what it will do."""
+def load_for_run(file: Path, overrides: dict[str, Any] | None = None) -> CampaignConfig:
+    """Everything ``run`` checks before it makes a run folder, so ``validate`` checks the same.
+
+    The campaign file with every section typed (space incl. constraint feasibility, objective,
+    optimizer and executor settings), and for ``kind: cstr`` the devices file it names (read and
+    validated, not connected).
+
+    Raises:
+        ConfigError: With the file, line, field and what is expected.
+    """
     from autolab.config import load_campaign
 
+    cfg = load_campaign(file, overrides)
+    if cfg.executor.kind == "cstr" and cfg.executor.devices is not None:
+        from autolab.hardware.devices import load_devices
+
+        load_devices(cfg.executor.devices)
+    return cfg
+
+
+def _print_warnings(cfg: CampaignConfig) -> list[str]:
+    found = cfg.warnings()
+    for w in found:
+        err_console.print(Text.assemble(("warning: ", "bold yellow"), w))
+    return found
+
+
+@app.command()
+def validate(file: Annotated[Path, typer.Argument(help="Campaign YAML file.")]) -> None:
+    """Check a campaign file as 'run' would, and print what it will do."""
     try:
-        cfg = load_campaign(file)
+        cfg = load_for_run(file)
     except ConfigError as err:
         raise _fail(str(err), EXIT_INPUT) from err
     space = cfg.space.build()
@@ -128,74 +267,199 @@ def validate(file: Annotated[Path, typer.Argument(help="Campaign YAML file.")]) 
     for k, v in cfg.space.fixed.items():
         table.add_row(k, f"fixed at {v:g}", "")
     console.print(table)
-    console.print(f"objective: {cfg.objective.describe()}")
-    console.print(f"optimizer: {cfg.optimizer.kind}; budget: {cfg.budget.max_experiments} "
-                  f"experiments; executor: {cfg.executor.kind}; seed {cfg.seed}")
+    console.print(f"objective: {cfg.objective.describe()}", markup=False)
+    settings = ", ".join(f"{k}={v}" for k, v in cfg.optimizer.settings.items())
+    console.print(f"optimizer: {cfg.optimizer.kind}{f' ({settings})' if settings else ''}; "
+                  f"budget: {cfg.budget.max_experiments} experiments; executor: "
+                  f"{cfg.executor.kind}; seed {cfg.seed}", markup=False)
     for c in space.constraints:
-        console.print(f"constraint: {c.describe()}")
+        console.print(f"constraint: {c.describe()}", markup=False)
+    _print_warnings(cfg)
     console.print("[green]valid[/]")
 
 
-# --------------------------------------------------------------------------------------- run
-@contextlib.contextmanager
-def _progress(total: int, done: int = 0) -> Iterator[Any]:
-    """A live bar (experiment k/N, best so far, lab hours) with one printed line per trial.
+# --------------------------------------------------------------------------------------- terminal
+def fit_fields(required: Sequence[str], optional: Sequence[str], width: int,
+               sep: str = "  ", optional_sep: str = " ") -> str:
+    """One line of whole fields that fits ``width`` columns; a field is never split.
 
-    Yields the ``on_trial`` callback for :class:`~autolab.campaign.Campaign`.
+    The required fields always appear (the last one is shortened with "…" if even they do not
+    fit); optional fields follow, in order, while they fit, and the rest are left out.
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    line = sep.join(required)
+    if len(line) > width:
+        return line[: max(width - 1, 0)].rstrip() + "…"
+    for i, f in enumerate(optional):
+        gap = sep if i == 0 else optional_sep
+        if len(line) + len(gap) + len(f) > width:
+            break
+        line += gap + f
+    return line
 
-    from autolab.campaign import Campaign
-    from autolab.records import Trial
 
-    bar = Progress(TextColumn("[bold]experiments"), BarColumn(), MofNCompleteColumn(),
-                   TextColumn("{task.description}"), TimeElapsedColumn(), console=console,
+def _condition_fields(c: Mapping[str, float]) -> list[str]:
+    short = (("t_core_c", "Tc {:.0f}°C"), ("tau_core_min", "τc {:.1f}m"),
+             ("t_shell_c", "Ts {:.0f}°C"), ("tau_shell_min", "τs {:.1f}m"),
+             ("cl_to_i", "Cl:I {:.2g}"), ("s_to_zn", "S:Zn {:.2f}"))
+    return [fmt.format(c[name]) for name, fmt in short if name in c]
+
+
+def trial_line(trial: Trial, done: int, total: int, in_band: bool | None, width: int) -> str:
+    """The progress line of one finished experiment, fitted to ``width`` columns.
+
+    Label (``exp-003``, the journal numbering MLflow and the report use) and result always
+    show; the conditions follow as far as they fit.
+    """
+    from autolab.records import experiment_label
+
+    head = f"{experiment_label(trial.index)} ({done}/{total})"
+    f = trial.features
+    if f is not None and trial.outcomes() is not None:
+        result = [head, f"PL {f.pl_peak_nm:.1f} nm", f"FWHM {f.fwhm_nm:.1f} nm",
+                  f"QY {100 * f.qy:.1f}%"] + (["in band"] if in_band else [])
+    else:
+        result = [head, f"{trial.status.value}: {trial.error or 'no result'}"]
+    return fit_fields(result, ["|", *_condition_fields(trial.conditions)], width)
+
+
+def _best_text(campaign: Campaign) -> str:
+    from autolab.records import experiment_label
+
+    best = campaign.best()
+    if best is None or best.features is None:
+        return "no result yet"
+    return f"best {experiment_label(best.index)} {best.features.pl_peak_nm:.1f} nm"
+
+
+@contextlib.contextmanager
+def _progress(total: int, done: int = 0) -> Iterator[tuple[Any, Any]]:
+    """A live bar (experiments k/N, best so far, lab hours) with one printed line per trial.
+
+    Yields the ``on_trial`` and ``on_event`` callbacks for :class:`~autolab.campaign.Campaign`.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    bar = Progress(TextColumn("[bold]experiments"), BarColumn(bar_width=12),
+                   MofNCompleteColumn(), TextColumn("{task.description}"), console=console,
                    transient=True)
     task = bar.add_task("", total=total, completed=done)
+    width = console.width
 
     def on_trial(campaign: Campaign, trial: Trial) -> None:
-        c = trial.conditions
-        cond = (f"Tc {c['t_core_c']:.0f}°C τc {c['tau_core_min']:.1f}m Ts {c['t_shell_c']:.0f}°C "
-                f"τs {c['tau_shell_min']:.1f}m Cl:I {c['cl_to_i']:.2g} S:Zn {c['s_to_zn']:.2f}")
-        if trial.features is not None and trial.outcomes() is not None:
-            f = trial.features
-            result = f"PL {f.pl_peak_nm:6.1f} nm  FWHM {f.fwhm_nm:4.1f} nm  QY {100 * f.qy:4.1f}%"
-        else:
-            result = f"[yellow]failed: {trial.error}[/]"
-        best = campaign.best()
-        best_txt = "no feasible result yet" if best is None or best.features is None else (
-            f"best exp-{best.index:03d}: {best.features.pl_peak_nm:.1f} nm, "
-            f"QY {100 * best.features.qy:.0f}%")
+        outcomes = trial.outcomes()
+        in_band = (campaign.config.objective.within_target(outcomes)
+                   if outcomes is not None else None)
         k = len(campaign.trials)
-        bar.console.print(f"[bold]{k:>3}/{total}[/] {cond} -> {result}")
+        bar.console.print(trial_line(trial, k, total, in_band, width), markup=False,
+                          no_wrap=True, overflow="ellipsis")
         bar.update(task, completed=k, description=(
-            f"{best_txt}; lab {campaign.executor.lab_clock_h:.1f} h"))
+            f"{_best_text(campaign)}; lab {campaign.executor.lab_clock_h:.1f} h"))
+
+    def on_event(text: str) -> None:
+        logging.getLogger("autolab").info("%s", text)
+        bar.console.print(text, markup=False)
 
     with bar:
-        yield on_trial
+        yield on_trial, on_event
 
 
-def _finish(result: Any) -> None:
+class RunLog:
+    """Routes library chatter into the campaign's log file instead of the progress display.
+
+    BoTorch/GPyTorch and matplotlib warnings, and the log lines of MLflow, alembic and
+    SQLAlchemy (e.g. "Creating initial MLflow database tables"), are buffered until the run
+    folder exists and then written to ``RUN/campaign.log`` with everything that follows.
+    """
+
+    LOGGERS = ("autolab", "mlflow", "alembic", "sqlalchemy", "huey", "botorch", "gpytorch",
+               "linear_operator", "matplotlib", "py.warnings", "urllib3")
+
+    def __init__(self) -> None:
+        self._buffer = logging.handlers.MemoryHandler(capacity=100_000, flushLevel=100)
+        self._file: logging.FileHandler | None = None
+        self._saved: dict[str, tuple[list[logging.Handler], bool, int]] = {}
+
+    @property
+    def _handler(self) -> logging.Handler:
+        return self._file or self._buffer
+
+    def capture(self) -> None:
+        """Take over the loggers (again, after a library reset them on import)."""
+        logging.captureWarnings(True)
+        for name in self.LOGGERS:
+            log = logging.getLogger(name)
+            self._saved.setdefault(name, (list(log.handlers), log.propagate, log.level))
+            log.handlers = [self._handler]
+            log.propagate = False
+            if name in ("autolab", "py.warnings", "mlflow"):
+                log.setLevel(logging.INFO)
+
+    def to_file(self, run_dir: Path) -> None:
+        """Write what was buffered, and from now on everything, to ``run_dir/campaign.log``."""
+        self._file = logging.FileHandler(run_dir / LOG_NAME, encoding="utf-8")
+        self._file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: "
+                                                  "%(message)s"))
+        self._buffer.setTarget(self._file)
+        self._buffer.flush()
+        self.capture()
+
+    def close(self) -> None:
+        """Give the loggers back."""
+        for name, (handlers, propagate, level) in self._saved.items():
+            log = logging.getLogger(name)
+            log.handlers, log.propagate, log.level = handlers, propagate, level
+        logging.captureWarnings(False)
+        self._buffer.close()
+        if self._file is not None:
+            self._file.close()
+
+
+@contextlib.contextmanager
+def _run_log() -> Iterator[RunLog]:
+    log = RunLog()
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")
+        log.capture()
+        try:
+            yield log
+        finally:
+            log.close()
+
+
+def _finish(result: CampaignResult, cfg: CampaignConfig) -> None:
     from autolab.campaign import StopReason
+    from autolab.records import experiment_label
 
-    console.rule(f"stopped: {result.stop_reason.value}")
+    trigger = ""
+    if result.trials and result.stop_reason is not StopReason.INTERRUPTED:
+        trigger = f" after {experiment_label(result.trials[-1].index)}"
+    console.rule(f"stopped: {result.stop_reason.value}{trigger}")
     best = result.best
     if best is not None and best.features is not None:
         f = best.features
-        console.print(f"best: exp-{best.index:03d}, PL {f.pl_peak_nm:.1f} nm, "
-                      f"FWHM {f.fwhm_nm:.1f} nm, QY {100 * f.qy:.1f}% at "
-                      + ", ".join(f"{k}={v:.4g}" for k, v in best.conditions.items()))
-    console.print(f"journal: {result.run_dir}")
+        outcomes = best.outcomes()
+        band = ("in band" if outcomes is not None and cfg.objective.within_target(outcomes)
+                else "not in band")
+        console.print(fit_fields([f"best: {experiment_label(best.index)} ({band})"],
+                                 [f"PL {f.pl_peak_nm:.1f} nm", f"FWHM {f.fwhm_nm:.1f} nm",
+                                  f"QY {100 * f.qy:.1f}%"], console.width), markup=False)
+        console.print(fit_fields(["  at"], _condition_fields(best.conditions), console.width,
+                                 optional_sep="  "), markup=False)
+    else:
+        console.print("best: none (no experiment gave a usable result)")
+    console.print(f"journal: {result.run_dir}\nlog:     {result.run_dir / LOG_NAME}",
+                  markup=False)
     if result.tracking_run_id:
         uri = os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
         console.print(f"MLflow run {result.tracking_run_id}; browse it with:\n"
                       f"  .venv/bin/mlflow ui --backend-store-uri {uri}\n"
-                      "  then open http://127.0.0.1:5000")
+                      "  then open http://127.0.0.1:5000", markup=False)
     if result.untracked:
         console.print(f"[yellow]{len(result.untracked)} experiment(s) not yet in MLflow; run: "
                       f"autolab sync {result.run_dir}[/]")
     if result.stop_reason is StopReason.INTERRUPTED:
-        console.print(f"interrupted; continue with: autolab resume {result.run_dir}")
+        console.print(f"interrupted; continue with: autolab resume {result.run_dir}",
+                      markup=False)
         raise typer.Exit(EXIT_INTERRUPTED)
 
 
@@ -208,38 +472,58 @@ def _make_tracker(enabled: bool, uri: str, experiment: str) -> Any:
     return MlflowTracker(tracking_uri=uri, experiment_name=experiment)
 
 
+# --------------------------------------------------------------------------------------- run
 @app.command()
 def run(
     file: Annotated[Path, typer.Argument(help="Campaign YAML file (see campaigns/).")],
-    budget: Annotated[int | None, typer.Option(help="Override budget.max_experiments.")] = None,
-    seed: Annotated[int | None, typer.Option(help="Override the campaign seed.")] = None,
+    budget: Annotated[int | None, typer.Option(help="Override budget.max_experiments.", min=1,
+                                               max=BUDGET_MAX)] = None,
+    seed: Annotated[int | None, typer.Option(help="Override the campaign seed.", min=0,
+                                             max=SEED_MAX)] = None,
     tracking_uri: Annotated[str | None, typer.Option(
         help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db).")] = None,
     runs_dir: Annotated[Path, typer.Option(help="Where campaign folders are made.")] = Path("runs"),
     no_tracking: Annotated[bool, typer.Option("--no-tracking", help="Journal only.")] = False,
 ) -> None:
     """Run a campaign to the end (Ctrl-C stops after the current experiment)."""
-    from autolab.campaign import Campaign
-    from autolab.config import load_campaign
-
     overrides: dict[str, Any] = {}
     if budget is not None:
         overrides["budget.max_experiments"] = budget
     if seed is not None:
         overrides["seed"] = seed
     try:
-        cfg = load_campaign(file, overrides)
+        cfg = load_for_run(file, overrides)
     except ConfigError as err:
         raise _fail(str(err), EXIT_INPUT) from err
-    uri = _tracking_uri(tracking_uri, cfg.tracking.uri)
-    tracker = _make_tracker(cfg.tracking.enabled and not no_tracking, uri, cfg.tracking.experiment)
+    found = _print_warnings(cfg)
     console.rule(f"campaign {cfg.name}: {cfg.objective.describe()}")
+    with _run_log() as log, _guard_failures():
+        for w in found:
+            logging.getLogger("autolab").warning("%s", w)
+        uri = _tracking_uri(tracking_uri, cfg.tracking.uri)
+        tracker = _make_tracker(cfg.tracking.enabled and not no_tracking, uri,
+                                cfg.tracking.experiment)
+        log.capture()  # MLflow resets its loggers when first imported
+        result = _run_new(cfg, runs_dir, tracker, log)
+    _finish(result, cfg)
+
+
+def _run_new(cfg: CampaignConfig, runs_dir: Path, tracker: Any, log: RunLog) -> CampaignResult:
+    from autolab.campaign import Campaign
+
+    with _progress(cfg.budget.max_experiments) as (on_trial, on_event):
+        campaign = Campaign.create(cfg, runs_dir, tracker=tracker, on_trial=on_trial,
+                                   on_event=on_event)
+        log.to_file(campaign.run_dir)
+        console.print(f"journal: {campaign.run_dir}", markup=False)
+        return campaign.run()
+
+
+@contextlib.contextmanager
+def _guard_failures() -> Iterator[None]:
+    """The exit codes of a running campaign: 3 interrupted, 4 device or journal failure."""
     try:
-        with _progress(cfg.budget.max_experiments) as on_trial:
-            campaign = Campaign.create(cfg, runs_dir, tracker=tracker, on_trial=on_trial)
-            console.print(f"journal: {campaign.run_dir}")
-            result = campaign.run()
-        _finish(result)
+        yield
     except KeyboardInterrupt as err:
         raise _fail("interrupted during an experiment; it will be re-run on resume",
                     EXIT_INTERRUPTED) from err
@@ -250,8 +534,38 @@ def run(
 def _latest_run(runs_dir: Path) -> Path:
     candidates = sorted(runs_dir.glob("*/journal.jsonl"), key=lambda p: p.stat().st_mtime)
     if not candidates:
-        raise JournalError(f"no campaign under {runs_dir}/; name the campaign folder explicitly")
+        raise ConfigError(f"no campaign under {runs_dir}/; name the campaign folder "
+                          "(autolab resume runs/<campaign>) or start one with 'autolab run'")
     return candidates[-1].parent
+
+
+def _journal_config(path: Path, state: Any) -> CampaignConfig:
+    """The campaign a journal's header describes; a broken header is a journal failure.
+
+    Raises:
+        JournalError: The header's campaign does not validate (hand-edited, or corrupted).
+    """
+    from autolab.config import parse_campaign
+
+    try:
+        return parse_campaign(state.header.config, f"journal {path}, line 1 (header config)")
+    except ConfigError as err:
+        raise JournalError(str(err)) from err
+
+
+def _campaign_folder(run_dir: Path | None, runs_dir: Path) -> Path:
+    """The folder to resume; a missing or wrong one is a usage error (exit 2).
+
+    Raises:
+        ConfigError: No campaign under ``runs_dir``, or ``run_dir`` holds no journal.
+    """
+    from autolab.campaign import JOURNAL_NAME
+
+    folder = run_dir or _latest_run(runs_dir)
+    if not (folder / JOURNAL_NAME).is_file():
+        raise ConfigError(f"{folder} is not a campaign folder (no {JOURNAL_NAME}); expected a "
+                          "folder made by 'autolab run', under runs/")
+    return folder
 
 
 @app.command()
@@ -263,29 +577,36 @@ def resume(
     no_tracking: Annotated[bool, typer.Option("--no-tracking", help="Journal only.")] = False,
 ) -> None:
     """Continue an interrupted campaign from its journal."""
-    from autolab.campaign import JOURNAL_NAME, Campaign
+    from autolab.campaign import JOURNAL_NAME
     from autolab.tracking import Journal
 
     try:
-        folder = run_dir or _latest_run(runs_dir)
-        state = Journal.read(folder / JOURNAL_NAME)
-        tcfg = state.header.config.get("tracking", {})
-        uri = _tracking_uri(tracking_uri, state.tracking_uri or tcfg.get("uri"))
-        tracker = _make_tracker(tcfg.get("enabled", True) and not no_tracking, uri,
-                                tcfg.get("experiment", "autolab"))
-        console.rule(f"resuming {folder.name} after {len(state.trials)} experiment(s)")
-        with _progress(state.header.config["budget"]["max_experiments"],
-                       len(state.trials)) as on_trial:
-            campaign = Campaign.resume(folder, tracker=tracker, on_trial=on_trial)
-            result = campaign.run()
-        _finish(result)
+        folder = _campaign_folder(run_dir, runs_dir)
     except ConfigError as err:
         raise _fail(str(err), EXIT_INPUT) from err
-    except KeyboardInterrupt as err:
-        raise _fail("interrupted during an experiment; it will be re-run on resume",
-                    EXIT_INTERRUPTED) from err
-    except (HardwareError, JournalError) as err:
-        raise _fail(str(err), EXIT_FAILURE) from err
+    with _run_log() as log, _guard_failures():
+        log.to_file(folder)
+        state = Journal.read(folder / JOURNAL_NAME)
+        cfg = _journal_config(folder / JOURNAL_NAME, state)
+        uri = _tracking_uri(tracking_uri, state.tracking_uri or cfg.tracking.uri)
+        tracker = _make_tracker(cfg.tracking.enabled and not no_tracking, uri,
+                                cfg.tracking.experiment)
+        log.capture()
+        console.rule(f"resuming {folder.name} after {len(state.trials)} experiment(s)")
+        result = _resume(folder, cfg, len(state.trials), tracker)
+    _finish(result, cfg)
+
+
+def _resume(folder: Path, cfg: CampaignConfig, done: int, tracker: Any) -> CampaignResult:
+    from autolab.campaign import Campaign
+
+    with _progress(cfg.budget.max_experiments, done) as (on_trial, on_event):
+        try:
+            campaign = Campaign.resume(folder, tracker=tracker, on_trial=on_trial,
+                                       on_event=on_event)
+        except ConfigError as err:  # the journaled campaign: a journal problem, not input
+            raise JournalError(str(err)) from err
+        return campaign.run()
 
 
 @app.command()
@@ -300,11 +621,15 @@ def sync(
     from autolab.tracking import sync as sync_journal
 
     try:
-        state = Journal.read(run_dir / JOURNAL_NAME)
-        tcfg = state.header.config.get("tracking", {})
-        uri = _tracking_uri(tracking_uri, state.tracking_uri or tcfg.get("uri"))
-        tracker = _make_tracker(True, uri, tcfg.get("experiment", "autolab"))
-        n = sync_journal(run_dir / JOURNAL_NAME, tracker)
+        folder = _campaign_folder(run_dir, run_dir.parent)
+    except ConfigError as err:
+        raise _fail(str(err), EXIT_INPUT) from err
+    try:
+        state = Journal.read(folder / JOURNAL_NAME)
+        cfg = _journal_config(folder / JOURNAL_NAME, state)
+        uri = _tracking_uri(tracking_uri, state.tracking_uri or cfg.tracking.uri)
+        tracker = _make_tracker(True, uri, cfg.tracking.experiment)
+        n = sync_journal(folder / JOURNAL_NAME, tracker)
     except (JournalError, TrackingError) as err:
         raise _fail(str(err), EXIT_FAILURE) from err
     console.print(f"logged {n} experiment(s) to MLflow")
@@ -321,13 +646,17 @@ def report(
     from autolab.tracking.report import write_report
 
     try:
-        state = Journal.read(run_dir / JOURNAL_NAME)
+        folder = _campaign_folder(run_dir, run_dir.parent)
+    except ConfigError as err:
+        raise _fail(str(err), EXIT_INPUT) from err
+    try:
+        state = Journal.read(folder / JOURNAL_NAME)
+        _journal_config(folder / JOURNAL_NAME, state)
     except JournalError as err:
         raise _fail(str(err), EXIT_FAILURE) from err
-    folder = out or run_dir / "report"
-    files = write_report(state, folder)
+    files = write_report(state, out or folder / "report")
     for f in files:
-        console.print(f"wrote {f}")
+        console.print(f"wrote {f}", markup=False)
 
 
 # --------------------------------------------------------------------------------------- hardware
@@ -353,6 +682,9 @@ def lab_up(
 
     from autolab.virtuallab import VirtualLab
 
+    if not 0 < time_scale <= TIME_SCALE_MAX:  # also refuses nan and inf
+        raise _fail(f"--time-scale {time_scale:g}: expected lab seconds per wall second, "
+                    f"> 0 and at most {TIME_SCALE_MAX:g} (1 = real time)", EXIT_INPUT)
     with VirtualLab(time_scale=time_scale, seed=seed) as lab:
         path = lab.write_devices_file(devices_file)
         table = Table(title=f"virtual lab ({time_scale:g}x real time)")
@@ -403,8 +735,18 @@ def devices_check(file: Annotated[Path, typer.Argument(help="Devices YAML file."
         raise _fail(f"{failed} device(s) did not answer", EXIT_FAILURE)
 
 
-# The benchmark command lives with the benchmarking package (it composes campaign-level parts).
-app.command("benchmark")(benchmark_command)
+# The benchmark command lives with the benchmarking package (it composes campaign-level parts),
+# which imports torch, BoTorch and matplotlib: it is loaded only when the command runs, so that
+# ``autolab --help``, ``validate`` and ``report`` start in well under a second.
+@app.command("benchmark", add_help_option=False,
+             context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def benchmark(ctx: typer.Context) -> None:
+    """Compare strategies × seeds × targets on the digital twin (autolab benchmark --help)."""
+    from autolab.benchmarking.cli import benchmark_command
+
+    sub = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+    sub.command()(benchmark_command)
+    sub(args=list(ctx.args), prog_name="autolab benchmark")
 
 
 def main() -> None:

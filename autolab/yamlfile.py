@@ -70,19 +70,19 @@ class _GuardedLoader(yaml.SafeLoader):
 
     _depth = 0
 
-    def compose_node(self, parent: Node | None, index: object) -> Node | None:  # type: ignore[override]
+    def compose_node(self, parent: Node | None, index: int) -> Node | None:
         self._depth += 1
         try:
             if self._depth > MAX_DEPTH:
-                mark = self.peek_event().start_mark
+                mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
                 raise ConfigError(f"line {mark.line + 1}: nested more than {MAX_DEPTH} levels "
                                   "deep; a campaign file needs a handful")
-            return super().compose_node(parent, index)  # type: ignore[no-untyped-call,no-any-return]
+            return super().compose_node(parent, index)
         finally:
             self._depth -= 1
 
 
-_GuardedLoader.add_implicit_resolver(  # type: ignore[no-untyped-call]
+_GuardedLoader.add_implicit_resolver(
     "tag:yaml.org,2002:float",
     re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
     list("-+0123456789"),
@@ -134,7 +134,7 @@ def parse_yaml_text(text: str, source: str = "<yaml>") -> YamlDocument:
     """
     loader = _GuardedLoader(text)
     try:
-        node = loader.get_single_node()  # type: ignore[no-untyped-call]
+        node = loader.get_single_node()
         if node is None:
             return YamlDocument(None, {}, source)
         size = _expanded_size(node, {})
@@ -143,7 +143,7 @@ def parse_yaml_text(text: str, source: str = "<yaml>") -> YamlDocument:
                               "(aliases repeated inside aliases?); refusing to expand it")
         lines: dict[KeyPath, int] = {}
         _index(node, (), lines, set())
-        data = loader.construct_document(node)  # type: ignore[no-untyped-call]
+        data = loader.construct_document(node)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -155,7 +155,7 @@ def parse_yaml_text(text: str, source: str = "<yaml>") -> YamlDocument:
         msg = str(err)
         raise ConfigError(msg if msg.startswith(source) else f"{source}: {msg}") from err
     finally:
-        loader.dispose()  # type: ignore[no-untyped-call]
+        loader.dispose()
     return YamlDocument(data, lines, source)
 
 

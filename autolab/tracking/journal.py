@@ -65,6 +65,9 @@ from autolab.records import Trial, TrialStatus
 
 #: Version of the record layout; bumped on incompatible changes.
 JOURNAL_FORMAT = 1
+#: Experiment indices are below this (a campaign's budget is at most 10,000; a larger index is a
+#: hand edit or corruption, and would make labels and counters absurd).
+MAX_INDEX = 1_000_000
 
 _RECORD_TYPES = frozenset(
     {"header", "started", "trial", "interrupted", "tracked", "tracker_run", "note", "stopped",
@@ -352,8 +355,8 @@ class _Reducer:
 
 def _index(rec: Mapping[str, Any]) -> int:
     v = rec["index"]
-    if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-        raise ValueError(f"index must be a non-negative integer, got {v!r}")
+    if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < MAX_INDEX:
+        raise ValueError(f"index must be an integer in [0, {MAX_INDEX}), got {v!r}")
     return v
 
 

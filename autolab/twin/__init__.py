@@ -1,15 +1,38 @@
 """Digital twin of the InP/ZnS CSTR cascade: cascade flow, chemistry, optics, virtual clock."""
 
-from autolab.twin.config import (
-    ChemistryParams,
-    DetectorParams,
-    FailureParams,
-    NoiseParams,
-    OpticsParams,
-    TwinConfig,
-)
-from autolab.twin.model import FeatureArrays, core_features, truth_features
-from autolab.twin.twin import ENVELOPE, DigitalTwin, GroundTruth, check_envelope
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from autolab.twin.config import (
+        ChemistryParams,
+        DetectorParams,
+        FailureParams,
+        NoiseParams,
+        OpticsParams,
+        TwinConfig,
+    )
+    from autolab.twin.model import FeatureArrays, core_features, truth_features
+    from autolab.twin.twin import ENVELOPE, DigitalTwin, GroundTruth, check_envelope
+
+# Imported on first use (PEP 562): reading a campaign file needs only ``TwinConfig``, not the
+# chemistry (SciPy), so ``autolab validate`` starts in well under a second.
+_LAZY = {
+    "ChemistryParams": "config", "DetectorParams": "config", "FailureParams": "config",
+    "NoiseParams": "config", "OpticsParams": "config", "TwinConfig": "config",
+    "FeatureArrays": "model", "core_features": "model", "truth_features": "model",
+    "ENVELOPE": "twin", "DigitalTwin": "twin", "GroundTruth": "twin", "check_envelope": "twin",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+
 
 __all__ = [
     "ENVELOPE",
