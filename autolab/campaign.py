@@ -53,7 +53,7 @@ from autolab.analysis import analyze
 from autolab.config import CampaignConfig, parse_campaign
 from autolab.exceptions import (
     AutolabError,
-    ConditionsError,
+    AwaitingDecision,
     DeviceFault,
     ExperimentFailed,
     JournalError,
@@ -75,10 +75,19 @@ from autolab.records import (
     TrialStatus,
     experiment_label,
 )
+from autolab.steer import JOURNAL_NAME as _JOURNAL_NAME
+from autolab.steer import (
+    Proposal,
+    Reviewer,
+    best_trial,
+    check_conditions,
+    make_reviewer,
+    outcome_metrics,
+)
 from autolab.tracking import Journal, JournalHeader, JournalState, NullTracker, Tracker, sync
-from autolab.twin import check_envelope
 
-JOURNAL_NAME = "journal.jsonl"
+#: The journal's file name in a campaign folder (one definition, in :mod:`autolab.steer`).
+JOURNAL_NAME = _JOURNAL_NAME
 #: Device-log lines journaled with a safety trip (the most recent ones).
 TRIP_LOG_LINES = 400
 #: Redraw the campaign plots in MLflow every this many experiments (and at the end).
@@ -95,72 +104,6 @@ class StopReason(StrEnum):
     INTERRUPTED = "interrupted"
     WAITING = "waiting for a decision"
     DEVICE_UNSAFE = "device failure"
-
-
-class AwaitingDecision(AutolabError):
-    """A proposal waits for a chemist's decision that is not there yet (file review mode).
-
-    The campaign stops cleanly (nothing is lost; resume asks again) with
-    :attr:`StopReason.WAITING`; the CLI exits 3 with this message.
-    """
-
-
-@dataclass(frozen=True)
-class Proposal:
-    """A proposal shown to a chemist before it runs.
-
-    Attributes:
-        index: The experiment index it will get if it runs (its :func:`experiment_label`).
-        conditions: Proposed conditions, searched and fixed, physical units.
-        prediction: The model's prediction (``score_mean``/``score_sd`` and ``outcomes``:
-            name -> (mean, sd)), or ``None`` for a design point.
-        attempt: How many proposals for this index were rejected before it (0 first).
-    """
-
-    index: int
-    conditions: dict[str, float]
-    prediction: dict[str, Any] | None = None
-    attempt: int = 0
-
-    @property
-    def label(self) -> str:
-        """``exp-NNN``."""
-        return experiment_label(self.index)
-
-
-@dataclass(frozen=True)
-class Review:
-    """A chemist's decision on a :class:`Proposal`.
-
-    Attributes:
-        decision: Approve, edit or reject.
-        reviewer: Who decided (``$USER`` or ``--reviewer``).
-        time: When, ISO 8601 UTC.
-        reason: Why (required for a rejection).
-        conditions: For an edit, the conditions to run (checked by the campaign before use).
-    """
-
-    decision: Decision
-    reviewer: str
-    time: str
-    reason: str = ""
-    conditions: dict[str, float] | None = None
-
-
-class Reviewer(Protocol):
-    """Asks a person about a proposal (terminal or file; see :mod:`autolab.steer`)."""
-
-    def review(self, proposal: Proposal,
-               check: Callable[[Mapping[str, float]], dict[str, float]]) -> Review:
-        """The decision on ``proposal``.
-
-        ``check`` validates edited conditions (it raises
-        :class:`~autolab.exceptions.ConfigError` naming the field) and returns them complete.
-
-        Raises:
-            AwaitingDecision: No decision yet (the campaign stops and waits).
-        """
-        ...
 
 
 class ShutdownStepLike(Protocol):
@@ -270,7 +213,8 @@ class Campaign:
                                    campaign_id=run_dir.name)
         journal = Journal.create(run_dir / JOURNAL_NAME, header)
         campaign = cls(config, run_dir, journal, executor=parts[0], optimizer=parts[1],
-                       tracker=parts[2], on_trial=on_trial, on_event=on_event, reviewer=reviewer)
+                       tracker=parts[2], on_trial=on_trial, on_event=on_event,
+                       reviewer=reviewer or make_reviewer(config.review.mode))
         campaign._start_tracking()
         return campaign
 
@@ -297,7 +241,8 @@ class Campaign:
         parts = cls._parts(config, executor, optimizer, tracker)
         journal = Journal.open(path)
         campaign = cls(config, run_dir, journal, executor=parts[0], optimizer=parts[1],
-                       tracker=parts[2], on_trial=on_trial, on_event=on_event, reviewer=reviewer)
+                       tracker=parts[2], on_trial=on_trial, on_event=on_event,
+                       reviewer=reviewer or make_reviewer(config.review.mode))
         try:
             campaign._restore(journal.state)
         except BaseException:
@@ -467,31 +412,13 @@ class Campaign:
         return sd or None
 
     def check_conditions(self, values: Mapping[str, float]) -> dict[str, float]:
-        """Complete and check conditions a person chose: bounds, constraints, safety envelope.
+        """Complete and check conditions a person chose (:func:`autolab.steer.check_conditions`).
 
-        Fixed parameters are filled in (and must not be changed); every searched parameter must
-        be given.
-
-        Raises:
-            ConfigError: Unknown or missing names, a changed fixed value, or a value outside the
-                bounds, a linear constraint or the executor's safety envelope (the message names
-                the parameter and what is allowed).
+        The executor's own safety check (``check_conditions``) is used when it has one.
         """
-        for name, fixed in self._fixed.items():
-            if name in values and not math.isclose(float(values[name]), fixed, rel_tol=1e-9):
-                raise ConditionsError(name, float(values[name]), f"fixed at {fixed:g}",
-                                      "the campaign file fixes it")
-        conditions = Conditions.from_mapping({**values, **self._fixed})
-        missing = [n for n in self.config.space.parameters if n not in values]
-        if missing:
-            raise ConditionsError(missing[0], math.nan, "a value", f"missing {missing}")
-        self.config.space.build().check(self._searched(conditions.as_dict()))
         envelope = getattr(self.executor, "check_conditions", None)
-        if callable(envelope):
-            envelope(conditions)
-        elif isinstance(self.executor, SimulatedExecutor):
-            check_envelope(conditions)
-        return conditions.as_dict()
+        return check_conditions(self.config, values,
+                                envelope=envelope if callable(envelope) else None)
 
     def _reviewed(self, index: int) -> tuple[dict[str, float], float, dict[str, Any] | None,
                                              dict[str, Any]]:
@@ -508,8 +435,9 @@ class Campaign:
             if self.reviewer is None:
                 return proposal, elapsed, prediction, {"origin": TrialOrigin.PROPOSED.value}
             try:
-                review = self.reviewer.review(Proposal(index, full, prediction, attempt),
-                                              self.check_conditions)
+                review = self.reviewer.review(
+                    Proposal(index, full, prediction, attempt, self.run_dir),
+                    self.check_conditions)
             except BaseException:
                 self._queue.insert(0, proposal)  # not decided: it is proposed again
                 self._predictions.insert(0, prediction)
@@ -595,22 +523,11 @@ class Campaign:
 
         Score by term, target status, reagents and the model's prediction with its sd.
 
-        ``in_band`` is 1 when every target band is met; per target ``in_band_<outcome>`` and
-        ``distance_to_target_<outcome>`` (in the outcome's unit); per term ``score_<label>``.
+        See :func:`autolab.steer.outcome_metrics` for the names.
         """
         metrics: dict[str, float] = {
-            "reagent_ml_total": float(sum(self.executor.reagent_ml.values()))}
-        outcomes = trial.outcomes()
-        objective = self.config.objective
-        if outcomes is not None:
-            metrics.update({f"score_{k}": float(v)
-                            for k, v in objective.score_terms(outcomes).items()})
-            statuses = objective.target_status(outcomes)
-            for st in statuses:
-                metrics[f"in_band_{st.outcome}"] = float(st.in_band)
-                metrics[f"distance_to_target_{st.outcome}"] = float(st.distance)
-            if statuses:
-                metrics["in_band"] = float(all(st.in_band for st in statuses))
+            "reagent_ml_total": float(sum(self.executor.reagent_ml.values())),
+            **outcome_metrics(self.config.objective, trial.outcomes())}
         if prediction is not None:
             metrics["predicted_score"] = float(prediction["score_mean"])
             for name, mean_sd in prediction["outcomes"].items():
@@ -632,17 +549,7 @@ class Campaign:
         experiment that misses an outcome constraint still ranks before any out-of-band one; on
         ties the earlier experiment wins.
         """
-        objective = self.config.objective
-        best: Trial | None = None
-        best_key: tuple[int, int, float] | None = None
-        for t in self.trials:
-            outcomes = t.outcomes()
-            if outcomes is None:
-                continue
-            key = objective.rank_key(outcomes)
-            if best_key is None or key > best_key:
-                best, best_key = t, key
-        return best
+        return best_trial(self.config.objective, self.trials)
 
     def lab_trials(self) -> list[Trial]:
         """Trials this campaign ran on its executor (not the manual ones added from outside)."""

@@ -102,8 +102,20 @@ class SafetyTrip(HardwareError):
     Attributes:
         device_log: The device exchanges of the experiment that tripped, oldest first, so the
             campaign can journal what the devices said before the trip.
+        shutdown: The shutdown's report (``autolab.hardware.safety.ShutdownReport``: every
+            step, which devices are left unsafe, what a person must do), or None.
     """
 
-    def __init__(self, message: str, device_log: tuple[str, ...] = ()) -> None:
+    def __init__(self, message: str, device_log: tuple[str, ...] = (),
+                 shutdown: object | None = None) -> None:
         self.device_log = device_log
+        self.shutdown = shutdown
         super().__init__(message)
+
+
+class AwaitingDecision(AutolabError):
+    """A proposal waits for a chemist's decision that is not there yet (review mode).
+
+    The campaign stops cleanly (nothing is lost, resume asks again); the CLI exits 3 with this
+    message, which says where to write the decision.
+    """

@@ -1,0 +1,166 @@
+"""The chemist-in-the-loop commands: ``autolab decide``, ``autolab add``, ``autolab invalidate``.
+
+The logic lives in :mod:`autolab.steer` (usable from Python); this module only parses arguments,
+prints, and maps errors to the README's exit codes: 2 for invalid input (a bad row, an unknown
+experiment, a decision that breaks a bound), 4 for a journal failure (no campaign, or it is
+running and holds the journal). ``autolab run/resume --review`` build their reviewer here too.
+"""
+# Like cli.py: heavy layers are imported inside the command that needs them (so --help stays
+# instant), and typer commands take their arguments positionally.
+# ruff: noqa: PLC0415, PLR0917
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console
+
+from autolab.exceptions import ConfigError, JournalError
+
+if TYPE_CHECKING:
+    from autolab.config import CampaignConfig
+    from autolab.steer import Reviewer
+
+EXIT_INPUT, EXIT_INTERRUPTED, EXIT_FAILURE = 2, 3, 4
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+#: ``--review`` of ``autolab run`` and ``autolab resume``.
+ReviewOption = Annotated[str | None, typer.Option(
+    "--review", help="Review every proposal before it runs: 'terminal' (approve, edit or reject "
+                     "here) or 'file' (RUN/proposals/exp-NNN.yaml, then 'autolab decide'); "
+                     "default: the campaign file's review.mode.")]
+#: ``--reviewer`` of ``autolab run``, ``resume``, ``decide``, ``add`` and ``invalidate``.
+ReviewerOption = Annotated[str | None, typer.Option(
+    "--reviewer", help="Who decides (journaled); default $USER.")]
+
+
+def _fail(message: str, code: int) -> typer.Exit:
+    err_console.print(f"[bold red]error:[/] {message}")
+    return typer.Exit(code)
+
+
+def make_cli_reviewer(review: str | None, reviewer: str | None,
+                      cfg: CampaignConfig) -> Reviewer | None:
+    """The reviewer ``--review`` (or the campaign file's ``review.mode``) asks for.
+
+    Raises:
+        ConfigError: Unknown mode.
+    """
+    from autolab.steer import TerminalReviewer, make_reviewer
+
+    mode = review or cfg.review.mode
+    if mode == "terminal":
+        return TerminalReviewer(reviewer, ask=console.input,
+                                show=lambda line: console.print(line, markup=False))
+    return make_reviewer(mode, reviewer)
+
+
+def stop_exit_code(result: Any) -> int | None:
+    """The exit code of a stop that is not a normal end, with its message printed.
+
+    ``waiting for a decision`` exits 3 (nothing is lost; decide, then resume); a device left
+    unsafe by the shutdown exits 4 and names it. ``None`` for every other stop.
+    """
+    from autolab.campaign import StopReason
+
+    if result.stop_reason is StopReason.WAITING:
+        console.print(f"waiting for a decision; decide with 'autolab decide {result.run_dir} "
+                      f"EXP approve|edit|reject' (or edit {result.run_dir}/proposals/), then: "
+                      f"autolab resume {result.run_dir}", markup=False)
+        return EXIT_INTERRUPTED
+    if result.stop_reason is StopReason.DEVICE_UNSAFE:
+        err_console.print(f"[bold red]device failure:[/] unsafe device(s): "
+                          f"{', '.join(result.unsafe)}; see the shutdown lines above and "
+                          f"{result.run_dir}/journal.jsonl")
+        return EXIT_FAILURE
+    return None
+
+
+def decide(
+    run_dir: Annotated[Path, typer.Argument(help="Campaign folder waiting for a decision.")],
+    experiment: Annotated[str, typer.Argument(help="The experiment, e.g. exp-004 or 4.")],
+    decision: Annotated[str, typer.Argument(help="approve, edit or reject.")],
+    values: Annotated[list[str] | None, typer.Argument(
+        help="For edit: new values as NAME=VALUE (the rest stay as proposed).")] = None,
+    reason: Annotated[str, typer.Option(help="Why (required to reject).")] = "",
+    reviewer: ReviewerOption = None,
+) -> None:
+    """Decide on a waiting proposal (file review mode); then run 'autolab resume RUN_DIR'."""
+    from autolab.steer import decide as write_decision
+    from autolab.steer import parse_assignments
+
+    try:
+        edits = parse_assignments(" ".join(values or [])) or None
+        path = write_decision(run_dir, experiment, decision, reason=reason, conditions=edits,
+                              reviewer=reviewer)
+    except ConfigError as err:
+        raise _fail(str(err), EXIT_INPUT) from err
+    except JournalError as err:
+        raise _fail(str(err), EXIT_FAILURE) from err
+    console.print(f"decision written to {path}; continue with: autolab resume {run_dir}",
+                  markup=False)
+
+
+def add(
+    run_dir: Annotated[Path, typer.Argument(help="Campaign folder.")],
+    results: Annotated[Path, typer.Argument(
+        help="CSV with the searched parameters, pl_peak_nm, fwhm_nm, qy (0-1) and optionally "
+             "their *_err, abs_peak_nm and a note.")],
+    reviewer: ReviewerOption = None,
+) -> None:
+    """Add experiments made outside the loop (flask batch, offline QY) to a campaign."""
+    from autolab.records import experiment_label
+    from autolab.steer import add_results
+
+    try:
+        added = add_results(run_dir, results, by=reviewer)
+    except ConfigError as err:
+        raise _fail(f"{err} (nothing was added)", EXIT_INPUT) from err
+    except JournalError as err:
+        raise _fail(str(err), EXIT_FAILURE) from err
+    for t in added:
+        f = t.features
+        assert f is not None  # manual trials always carry their outcomes
+        console.print(f"added {experiment_label(t.index)} (manual): PL {f.pl_peak_nm:.1f} nm, "
+                      f"FWHM {f.fwhm_nm:.1f} nm, QY {100 * f.qy:.1f}%", markup=False)
+    console.print(f"the optimizer learns them on 'autolab resume {run_dir}'; MLflow gets them "
+                  f"then or with 'autolab sync {run_dir}'", markup=False)
+
+
+def invalidate(
+    run_dir: Annotated[Path, typer.Argument(help="Campaign folder.")],
+    experiment: Annotated[str, typer.Argument(help="The experiment, e.g. exp-003 or 3.")],
+    reason: Annotated[str, typer.Option(help="Why it is invalid (journaled).")] = "",
+    reviewer: ReviewerOption = None,
+) -> None:
+    """Mark a finished experiment invalid after the fact (e.g. a leak found later)."""
+    from autolab.records import experiment_label
+    from autolab.steer import invalidate as mark_invalid
+
+    try:
+        done = mark_invalid(run_dir, experiment, reason, by=reviewer)
+    except ConfigError as err:
+        raise _fail(str(err), EXIT_INPUT) from err
+    except JournalError as err:
+        raise _fail(str(err), EXIT_FAILURE) from err
+    console.print(f"{experiment_label(done.trial.index)} is invalid: {reason}", markup=False)
+
+    def name(t: Any) -> str:
+        return "none" if t is None else experiment_label(t.index)
+
+    if name(done.best_before) != name(done.best_after):
+        console.print(f"best is now {name(done.best_after)} (was {name(done.best_before)})",
+                      markup=False)
+    console.print(f"the optimizer forgets it on 'autolab resume {run_dir}'; MLflow tags it on "
+                  f"'autolab sync {run_dir}'", markup=False)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``decide``, ``add`` and ``invalidate`` to the ``autolab`` command line."""
+    app.command("decide")(decide)
+    app.command("add")(add)
+    app.command("invalidate")(invalidate)
