@@ -34,16 +34,47 @@ MIN_PIXELS = 32
 D4_VARIANCE_FACTOR = 70.0
 
 
+def as_real_array(name: str, value: ArrayLike, expected: str) -> FloatArray:
+    """``value`` as a float64 array, refusing what numpy would silently mangle.
+
+    ``np.asarray(z, dtype=float)`` drops the imaginary part of a complex array with only a
+    warning, so complex input is refused explicitly: counts and wavelengths are real, and a
+    complex array means the caller passed the wrong thing (e.g. an FFT).
+
+    Raises:
+        SpectrumError: Complex, non-numeric or ragged input, naming ``name`` and ``expected``.
+    """
+    if np.iscomplexobj(value):
+        raise SpectrumError(f"{name}: expected {expected} (real numbers), got complex values")
+    try:
+        return np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise SpectrumError(f"{name}: expected {expected}, got {err}") from err
+
+
+def above_full_scale(raw: FloatArray, saturation: FloatArray) -> BoolArray:
+    """Rows of a frame with a pixel *above* the stated full scale, ``(n, P) -> (N,)``.
+
+    A detector cannot report more than its full scale, so such a frame contradicts the stated
+    ``saturation_counts`` (a wrong full scale, or frames scaled after readout): nothing computed
+    from it can be trusted.
+
+    Args:
+        raw: Raw counts, ``(n, P)`` with ``n`` in ``{1, N}``.
+        saturation: Full-scale count per row, ``(N,)``.
+    """
+    with np.errstate(invalid="ignore"):
+        row_max = np.max(raw, axis=1)
+    return np.asarray(row_max > saturation + 0.5, dtype=bool)
+
+
 def check_wavelengths(wavelengths_nm: ArrayLike) -> FloatArray:
     """Validate a wavelength grid: 1-D, finite, strictly increasing, at least ``MIN_PIXELS``.
 
     Raises:
         SpectrumError: Naming what is wrong and what was expected.
     """
-    try:
-        wl = np.asarray(wavelengths_nm, dtype=np.float64)
-    except (TypeError, ValueError) as err:
-        raise SpectrumError(f"wavelengths_nm: expected an array of numbers, got {err}") from err
+    wl = as_real_array("wavelengths_nm", wavelengths_nm, "an array of numbers")
     if wl.ndim != 1:
         raise SpectrumError(f"wavelengths_nm: expected a 1-D array (P,), got shape {wl.shape}")
     if wl.size < MIN_PIXELS:
@@ -71,10 +102,7 @@ def check_counts(name: str, counts: ArrayLike, n_pixels: int) -> FloatArray:
     Raises:
         SpectrumError: Not numeric, wrong number of dimensions or wrong number of pixels.
     """
-    try:
-        arr = np.asarray(counts, dtype=np.float64)
-    except (TypeError, ValueError) as err:
-        raise SpectrumError(f"{name}: expected an array of counts, got {err}") from err
+    arr = as_real_array(name, counts, "an array of counts")
     if arr.ndim == 1:
         arr = arr[None, :]
     if arr.ndim != 2:
@@ -102,22 +130,22 @@ def batch_size(named: dict[str, FloatArray]) -> int:
     return int(n)
 
 
-def per_row(name: str, value: ArrayLike, n: int) -> FloatArray:
+def per_row(name: str, value: ArrayLike, n: int, *, positive: bool = False) -> FloatArray:
     """A scalar or an ``(N,)`` array of per-spectrum settings as a float ``(N,)`` array.
 
     Raises:
-        SpectrumError: Wrong length or non-finite values.
+        SpectrumError: Complex, wrong length, non-finite values, or (with ``positive``) values
+            that are not above zero.
     """
-    try:
-        arr = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError) as err:
-        raise SpectrumError(f"{name}: expected a number or an array of numbers") from err
+    arr = as_real_array(name, value, "a number or an array of numbers")
     if arr.ndim == 0:
         arr = np.full(n, float(arr))
     if arr.shape != (n,):
         raise SpectrumError(f"{name}: expected a scalar or shape ({n},), got shape {arr.shape}")
     if not np.all(np.isfinite(arr)):
         raise SpectrumError(f"{name}: expected finite values, got {arr}")
+    if positive and not np.all(arr > 0):
+        raise SpectrumError(f"{name}: expected positive values, got {arr[arr <= 0][:5]}")
     return arr
 
 

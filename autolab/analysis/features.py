@@ -21,6 +21,8 @@ from autolab.analysis._core import (
     FloatArray,
     Grid,
     IntArray,
+    above_full_scale,
+    as_real_array,
     batch_size,
     check_counts,
     check_wavelengths,
@@ -30,7 +32,7 @@ from autolab.analysis._core import (
 )
 from autolab.analysis.absorption import exciton_from_bins, value_at
 from autolab.analysis.emission import analyze_emission
-from autolab.analysis.qy import band_integral, relative_qy
+from autolab.analysis.qy import band_integral, physical_qy, relative_qy
 from autolab.analysis.settings import AnalyzerSettings
 from autolab.analysis.steady import steady_state
 from autolab.exceptions import SpectrumError
@@ -87,11 +89,9 @@ def _references(ref: QYReference | Sequence[QYReference], n: int) -> tuple[Float
     refs = [ref] * n if isinstance(ref, QYReference) else list(ref)
     if len(refs) != n:
         raise SpectrumError(f"qy_reference: expected one QYReference or {n}, got {len(refs)}")
-    cols = (np.array([r.qy for r in refs], dtype=np.float64),
-            np.array([r.absorbance_at_excitation for r in refs], dtype=np.float64),
-            np.array([r.refractive_index for r in refs], dtype=np.float64),
-            np.array([r.sample_refractive_index for r in refs], dtype=np.float64))
     names = ("qy", "absorbance_at_excitation", "refractive_index", "sample_refractive_index")
+    cols = tuple(as_real_array(f"qy_reference.{name}", [getattr(r, name) for r in refs],
+                               "a number") for name in names)
     for name, col in zip(names, cols, strict=True):
         if not np.all(np.isfinite(col) & (col > 0)):
             raise SpectrumError(f"qy_reference.{name}: expected positive finite values, got {col}")
@@ -148,8 +148,8 @@ def extract_features_batch(
         ("dye_pl_counts", dye_pl_counts), ("sample_counts", sample_counts),
         ("blank_counts", blank_counts), ("dark_abs_counts", dark_abs_counts))}
     n = batch_size(frames)
-    ex = per_row("excitation_nm", excitation_nm, n)
-    sat = per_row("saturation_counts", saturation_counts, n)
+    ex = per_row("excitation_nm", excitation_nm, n, positive=True)
+    sat = per_row("saturation_counts", saturation_counts, n, positive=True)
     refs = _references(qy_reference, n)
     if chunk_size < 1:
         raise SpectrumError(f"chunk_size: expected a positive integer, got {chunk_size}")
@@ -234,6 +234,9 @@ def _chunk(  # noqa: PLR0917 - private per-chunk step
     sat_abs = (saturated_in(fr["blank_counts"], px_lo, px_hi, sat)
                | saturated_in(fr["sample_counts"], px_lo, px_hi, sat))
     flags |= np.where(sat_abs, _SAT, 0)
+    flags |= np.where(_beyond_full_scale(fr, sat), _INVALID, 0)
+    qy, qy_err, qy_impossible = physical_qy(q.qy, q.qy_err, s.qy_range_sigma)
+    flags |= np.where(qy_impossible, _INVALID, 0)
 
     invalid = (flags & _INVALID) != 0
     no_qy = invalid | ((flags & _NO_PEAK) != 0)
@@ -242,16 +245,24 @@ def _chunk(  # noqa: PLR0917 - private per-chunk step
     return FeatureBatch(
         pl_peak_nm=np.where(invalid, nan, em.peak_nm),
         fwhm_nm=np.where(invalid, nan, em.fwhm_nm),
-        qy=np.where(no_qy, nan, q.qy),
+        qy=np.where(no_qy, nan, qy),
         abs_peak_nm=np.where(a_ok, exc.peak_nm, nan),
         absorbance_at_excitation=np.where(a_ok, a_ex.value, nan),
         pl_peak_nm_err=np.where(invalid, nan, em.peak_nm_err),
         fwhm_nm_err=np.where(invalid, nan, em.fwhm_nm_err),
-        qy_err=np.where(no_qy, nan, q.qy_err),
+        qy_err=np.where(no_qy, nan, qy_err),
         abs_peak_nm_err=np.where(a_ok, exc.peak_nm_err, nan),
         pl_snr=em.snr,
         flags=flags.astype(np.int64),
     )
+
+
+def _beyond_full_scale(fr: dict[str, FloatArray], sat: FloatArray) -> IntArray:
+    """Rows where any frame holds a count above the stated full scale (impossible frames)."""
+    out = np.zeros(sat.shape[0], dtype=bool)
+    for raw in fr.values():
+        out |= above_full_scale(raw, sat)
+    return out.astype(np.int64)
 
 
 def _stack(measurements: Sequence[Measurement]) -> dict[str, FloatArray]:

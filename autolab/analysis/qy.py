@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from autolab.analysis._core import FloatArray, IntArray
+from autolab.analysis._core import BoolArray, FloatArray, IntArray
 
 LN10 = float(np.log(10.0))
 
@@ -131,3 +131,32 @@ def relative_qy(sample_integral: FloatArray, sample_var: FloatArray, dye_integra
     ok = (sample_integral > 0) & (dye_integral > 0) & (a_ex > 0) & np.isfinite(qy)
     return QYResult(qy=np.where(ok, qy, np.nan), qy_err=np.where(ok, err, np.nan),
                     sample_integral=sample_integral, dye_integral=dye_integral)
+
+
+def physical_qy(qy: FloatArray, qy_err: FloatArray, range_sigma: float
+                ) -> tuple[FloatArray, FloatArray, BoolArray]:
+    """Keep a measured QY inside the physical range ``[0, 1]``; refuse what cannot be.
+
+    A quantum yield is a fraction of absorbed photons re-emitted, so it lies in ``[0, 1]``.
+
+    * Outside the range by at most ``range_sigma`` of its own error, the value is consistent
+      with physics and only noise put it outside: it is clipped to the nearest bound, which is
+      the maximum-likelihood value under the constraint (the error is kept).
+    * Further outside, the frames or the reference facts contradict each other (a wrong dark
+      frame, dye absorbance or refractive index, counts beyond full scale, ...). No value is
+      reported (NaN), and the caller flags the spectrum ``INVALID_INPUT``.
+
+    Args:
+        qy: Measured QY, ``(N,)`` (NaN where not measurable).
+        qy_err: Its one-sigma error, ``(N,)``.
+        range_sigma: Tolerance outside ``[0, 1]``, in units of ``qy_err``.
+
+    Returns:
+        ``(qy, qy_err, impossible)``, each ``(N,)``; ``impossible`` marks the refused rows.
+    """
+    with np.errstate(invalid="ignore"):
+        excess = np.maximum(qy - 1.0, -qy)
+        impossible = (excess > range_sigma * np.where(np.isfinite(qy_err), qy_err, 0.0))
+    clipped = np.clip(qy, 0.0, 1.0)
+    return (np.where(impossible, np.nan, clipped), np.where(impossible, np.nan, qy_err),
+            np.asarray(impossible, dtype=bool))

@@ -52,6 +52,9 @@ class AnalyzerSettings:
         exciton_max_search_nm: How far to the blue of the band centre (second-derivative
             minimum) its maximum is searched, nm: a continuum rising to the blue pulls the
             visible maximum of an InP band 5-20 nm away from the centre.
+        qy_range_sigma: A measured QY outside the physical range [0, 1] by at most this many of
+            its own sigmas is clipped to the range (noise put it there); further out it is
+            refused (NaN, ``INVALID_INPUT``): the frames or reference facts contradict physics.
     """
 
     excitation_margin_nm: float = 20.0
@@ -71,6 +74,7 @@ class AnalyzerSettings:
     exciton_min_absorbance: float = 0.005
     exciton_max_smooth_nm: float = 40.0
     exciton_max_search_nm: float = 40.0
+    qy_range_sigma: float = 3.0
 
     def __post_init__(self) -> None:
         for f in fields(self):

@@ -151,6 +151,7 @@ def test_garbage_never_crashes_and_never_gives_unjustified_numbers(pl, dark, dye
         assert Q.INVALID_INPUT in f
     if f & (Q.INVALID_INPUT | Q.NO_PEAK):
         assert math.isnan(fb.qy[0])
+    assert math.isnan(fb.qy[0]) or 0.0 <= fb.qy[0] <= 1.0  # never an impossible QY
     if math.isfinite(fb.pl_peak_nm[0]):
         assert WL[0] <= fb.pl_peak_nm[0] <= WL[-1]
         assert fb.pl_peak_nm_err[0] >= 0 and fb.pl_snr[0] >= 5
