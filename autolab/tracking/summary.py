@@ -170,11 +170,20 @@ def _number(v: Any) -> float | None:
 
 
 def _journaled_totals(extra: Mapping[str, Any]) -> dict[str, float] | None:
-    metrics = extra.get("metrics")
-    if not isinstance(metrics, Mapping):
-        return None
-    totals = {str(k)[len(REAGENT_TOTAL_PREFIX):]: _number(v) for k, v in metrics.items()
-              if str(k).startswith(REAGENT_TOTAL_PREFIX)}
+    """The executor's cumulative per-reagent volumes journaled with a trial, if any.
+
+    ``extra["reagent_total_ml"]`` (name -> mL) as the campaign writes it; older journals may
+    hold them as ``extra["metrics"]["reagent_total_ml.<name>"]``.
+    """
+    raw = extra.get("reagent_total_ml")
+    if isinstance(raw, Mapping):
+        totals = {str(k): _number(v) for k, v in raw.items()}
+    else:
+        metrics = extra.get("metrics")
+        if not isinstance(metrics, Mapping):
+            return None
+        totals = {str(k)[len(REAGENT_TOTAL_PREFIX):]: _number(v) for k, v in metrics.items()
+                  if str(k).startswith(REAGENT_TOTAL_PREFIX)}
     if not totals or any(v is None for v in totals.values()):
         return None
     return {k: float(v) for k, v in totals.items() if v is not None}
@@ -185,7 +194,7 @@ def lab_accounts(trials: Sequence[Trial], extras: Extras | None = None) -> list[
 
     Sources, best first: the campaign's journaled clock (``extra["lab_clock_h"]``, the executor's
     clock when the experiment ended) and per-reagent running totals
-    (``extra["metrics"]["reagent_total_ml.<name>"]``); else the measurement's own clock and
+    (``extra["reagent_total_ml"]``); else the measurement's own clock and
     volumes; else (a failed experiment without either) the previous experiment's clock and no
     reagents. Per-experiment volumes are differences of journaled totals where both ends are
     known, so they add up to the totals.
@@ -448,11 +457,11 @@ def summary_rows(trials: Sequence[Trial], best: Sequence[float | None],
     """One dict per trial, the columns of every summary table (CSV, markdown, HTML).
 
     Columns: ``index`` (shown as ``exp-000``), status, conditions (space order), ``objective``,
-    ``best_so_far``; with target terms ``in_band`` and ``distance_to_target_<outcome>`` per
-    target; with a Pareto summary ``pareto_front`` (1 for a front member) and ``hypervolume``
-    (after this experiment); features; ``lab_clock_h`` and ``experiment_lab_h``; ``reagent_ml``
-    (this experiment) and ``reagent_total_ml`` (campaign so far), all reagents summed; flags;
-    error.
+    ``best_so_far``; with target terms ``in_band`` and ``distance_to_target_nm.<outcome>``
+    (:func:`distance_column`) per target; with a Pareto summary ``pareto_front`` (1 for a front
+    member) and ``hypervolume`` (after this experiment); features; ``lab_clock_h`` and
+    ``experiment_lab_h``; ``reagent_ml`` (this experiment) and ``reagent_total_ml`` (campaign so
+    far), all reagents summed; flags; error.
 
     Args:
         trials: Trials in index order.
@@ -472,13 +481,8 @@ def summary_rows(trials: Sequence[Trial], best: Sequence[float | None],
         row.update({p: t.conditions.get(p) for p in params})
         row["objective"] = t.objective
         row["best_so_far"] = b
-        if targets:
-            flag = in_band(t, targets)
-            row["in_band"] = None if flag is None else int(flag)
-            outcomes = t.outcomes() or {}
-            for name, (value, _tol) in targets.items():
-                v = outcomes.get(name)
-                row[f"distance_to_target_{name}"] = None if v is None else abs(v - value)
+        if objective is not None and targets:
+            row.update(_target_cells(objective, t))
         if pareto is not None:
             row["pareto_front"] = (int(t.index in pareto.front) if t.index in pareto.utilities
                                    else None)
@@ -494,6 +498,33 @@ def summary_rows(trials: Sequence[Trial], best: Sequence[float | None],
         row["error"] = t.error or ""
         rows.append(row)
     return rows
+
+
+def _target_cells(objective: ObjectiveSpec, trial: Trial) -> dict[str, Any]:
+    """``in_band`` (1/0) and the distance to each target, from :meth:`ObjectiveSpec.target_status`.
+
+    Empty cells for a trial without usable outcomes.
+    """
+    outcomes = trial.outcomes()
+    statuses = objective.target_status(outcomes) if outcomes is not None else ()
+    cells: dict[str, Any] = {"in_band": int(all(st.in_band for st in statuses))
+                             if statuses else None}
+    by_name = {st.outcome: st for st in statuses}
+    for t in objective.terms:
+        if t.kind == "target":
+            st = by_name.get(t.outcome)
+            cells[distance_column(t.outcome)] = None if st is None else st.distance
+    return cells
+
+
+def distance_column(outcome: str) -> str:
+    """Name of the distance-to-target column and MLflow metric of ``outcome``.
+
+    ``distance_to_target_nm.pl_peak_nm`` for an outcome in nm, ``distance_to_target.<outcome>``
+    otherwise: the unit is in the name.
+    """
+    unit = "_nm" if outcome.endswith("_nm") else ""
+    return f"distance_to_target{unit}.{outcome}"
 
 
 def _cell(v: Any, digits: int = 4) -> str:
@@ -562,7 +593,6 @@ _HEADERS = {"index": "experiment", "status": "status", "objective": "score",
             "lab_clock_h": "lab clock (h)", "experiment_lab_h": "experiment lab time (h)",
             "reagent_ml": "reagents (mL)", "reagent_total_ml": "reagents total (mL)",
             "flags": "flags", "error": "error"}
-_DISTANCE = "distance_to_target_"
 _TEXT_COLUMNS = {"index", "status", "flags", "error"}
 _CSS = """body{font-family:system-ui,sans-serif;font-size:13px;margin:8px}
 table{border-collapse:collapse}th,td{border:1px solid #ccc;padding:3px 6px;text-align:right}
@@ -575,9 +605,9 @@ td.inband{outline:2px solid #2a2;outline-offset:-2px}p,li{margin:4px 0}"""
 def _header(c: str, units: Mapping[str, str]) -> str:
     if c in _HEADERS:
         return _HEADERS[c]
-    if c.startswith(_DISTANCE):
-        name = c[len(_DISTANCE):]
-        unit = "%" if name == "qy" else name.rsplit("_", 1)[-1] if "_" in name else ""
+    if c.startswith("distance_to_target"):
+        name = c.split(".", 1)[-1]
+        unit = "%" if name == "qy" else "nm" if name.endswith("_nm") else ""
         return f"distance to {name} target" + (f" ({unit})" if unit else "")
     return f"{c} ({units[c]})" if units.get(c) else c
 
@@ -588,7 +618,7 @@ def _display(c: str, v: Any) -> str:
         return experiment_label(v)
     if c in {"in_band", "pareto_front"} and v is not None:
         return "yes" if v else "no"
-    if c in {"qy", f"{_DISTANCE}qy"} and isinstance(v, float):
+    if c in {"qy", distance_column("qy")} and isinstance(v, float):
         return _cell(100 * v)
     return _cell(v)
 

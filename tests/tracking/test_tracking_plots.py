@@ -202,7 +202,7 @@ def test_best_so_far_ranks_in_band_first() -> None:
     assert view.best_index == 1
     assert view.best == (50.0, dull_in.objective)
     assert [r["in_band"] for r in view.rows] == [0, 1]
-    assert view.rows[1]["distance_to_target_pl_peak_nm"] == pytest.approx(0.5)
+    assert view.rows[1]["distance_to_target_nm.pl_peak_nm"] == pytest.approx(0.5)
 
 
 def test_convergence_uses_a_symlog_axis_and_shows_in_band_quality() -> None:
@@ -256,10 +256,9 @@ def test_model_fit_has_error_bars_per_outcome() -> None:
 
 def test_lab_clock_and_reagents_come_from_the_journal() -> None:
     trials = [build_trial(0), build_trial(1, TrialStatus.FAILED), build_trial(2)]
-    extras = {0: {"lab_clock_h": 1.2, "metrics": {"reagent_total_ml.InCl3": 2.5,
-                                                  "reagent_total_ml.solvent": 1.0}},
-              1: {"lab_clock_h": 5.648, "metrics": {"reagent_total_ml.InCl3": 4.0,
-                                                    "reagent_total_ml.solvent": 3.0}},
+    extras = {0: {"lab_clock_h": 1.2, "reagent_total_ml": {"InCl3": 2.5, "solvent": 1.0}},
+              1: {"lab_clock_h": 5.648, "reagent_total_ml": {"InCl3": 4.0, "solvent": 3.0}},
+              # an older journal: totals as metrics
               2: {"lab_clock_h": 7.5, "metrics": {"reagent_total_ml.InCl3": 6.5,
                                                   "reagent_total_ml.solvent": 4.5}}}
     acc = lab_accounts(trials, extras)
