@@ -284,6 +284,11 @@ class ObjectiveSpec(BaseModel):
                 names.append(c.outcome)
         return tuple(names)
 
+    @property
+    def has_target(self) -> bool:
+        """Whether any term is a :class:`Target` (a band the best experiment must be in)."""
+        return any(isinstance(t, Target) for t in self.terms)
+
     def _column(self, name: str) -> int:
         return self.outcome_names.index(name)
 

@@ -35,12 +35,20 @@ class Observation:
         outcomes: Outcome name -> measured value, or ``None`` for a failed experiment.
         score: Scalar score of the outcomes (``None`` for a failure).
         feasible: Whether the outcome constraints hold (``False`` for a failure).
+        in_band: Whether every target band holds (``False`` for a failure).
+        outcome_sd: Outcome name -> stated 1-sigma measurement uncertainty (the analyzer's
+            ``*_err``), only for the outcomes that have one; ``None`` if none was stated.
+        reused: Data from an earlier campaign on the same reactor (:meth:`BaseOptimizer.reuse`):
+            the models learn from it, but it is not one of this campaign's experiments.
     """
 
     conditions: dict[str, float]
     outcomes: dict[str, float] | None
     score: float | None
     feasible: bool
+    in_band: bool = False
+    outcome_sd: dict[str, float] | None = None
+    reused: bool = False
 
     @property
     def failed(self) -> bool:
@@ -71,8 +79,13 @@ class Optimizer(Protocol):
         self,
         conditions: Sequence[Mapping[str, float]],
         outcomes: Sequence[Mapping[str, float] | None],
+        outcome_sd: Sequence[Mapping[str, float] | None] | None = None,
     ) -> None:
-        """Record finished experiments; ``None`` outcomes are failures."""
+        """Record finished experiments; ``None`` outcomes are failures.
+
+        ``outcome_sd`` (aligned with ``outcomes``) gives each outcome's stated 1-sigma
+        uncertainty, which model-based optimizers use as known observation noise.
+        """
         ...
 
     @property
@@ -81,7 +94,7 @@ class Optimizer(Protocol):
         ...
 
     def best(self) -> Observation | None:
-        """The feasible observation with the highest score, ``None`` if there is none."""
+        """The best experiment, in-band first (``ObjectiveSpec.rank_key``); ``None`` if none."""
         ...
 
     def state_dict(self) -> dict[str, Any]:
@@ -154,6 +167,7 @@ class BaseOptimizer:
         self.seed = seed
         self.extra_outcomes = tuple(n for n in extra_outcomes if n not in objective.outcome_names)
         self._observations: list[Observation] = []
+        self._reused: list[Observation] = []
 
     # ---- protocol ----------------------------------------------------------------------------
 
@@ -172,6 +186,7 @@ class BaseOptimizer:
         self,
         conditions: Sequence[Mapping[str, float]],
         outcomes: Sequence[Mapping[str, float] | None],
+        outcome_sd: Sequence[Mapping[str, float] | None] | None = None,
     ) -> None:
         """Record finished experiments.
 
@@ -182,29 +197,78 @@ class BaseOptimizer:
             conditions: One mapping per experiment, physical units.
             outcomes: One mapping per experiment with at least the objective's outcomes, or
                 ``None`` for a failed experiment.
+            outcome_sd: Optional, aligned with ``outcomes``: per experiment a mapping outcome ->
+                stated 1-sigma uncertainty (positive, finite; outcomes may be left out), or
+                ``None``. Model-based optimizers treat it as known observation noise.
 
         Raises:
-            OptimizerError: Lengths differ, an outcome is missing, unknown, or not finite.
+            OptimizerError: Lengths differ, an outcome is missing, unknown, or not finite, or a
+                stated uncertainty is not a positive finite number of a known outcome.
             ConditionsError: A condition is outside the space (bounds or linear constraints).
         """
+        self._observations.extend(self._validated(conditions, outcomes, outcome_sd, False))
+
+    def reuse(
+        self,
+        conditions: Sequence[Mapping[str, float]],
+        outcomes: Sequence[Mapping[str, float] | None],
+        outcome_sd: Sequence[Mapping[str, float] | None] | None = None,
+    ) -> None:
+        """Give the optimizer earlier data from the same reactor (e.g. another target's campaign).
+
+        The outcomes are physical measurements of the same reactor, so they mean the same under
+        any objective: model-based optimizers train on them exactly like on told experiments.
+        They are *not* this campaign's experiments: they do not count towards the initial
+        design, :meth:`best`, or :attr:`observations`; they are kept in :attr:`reused` and in the
+        state. Arguments and errors as :meth:`tell`; outcomes this objective does not read must
+        be named in ``extra_outcomes`` or left out.
+        """
+        self._reused.extend(self._validated(conditions, outcomes, outcome_sd, True))
+
+    @property
+    def reused(self) -> tuple[Observation, ...]:
+        """Earlier data from the same reactor given by :meth:`reuse`, in order."""
+        return tuple(self._reused)
+
+    def _validated(
+        self,
+        conditions: Sequence[Mapping[str, float]],
+        outcomes: Sequence[Mapping[str, float] | None],
+        outcome_sd: Sequence[Mapping[str, float] | None] | None,
+        reused: bool,
+    ) -> list[Observation]:
         if isinstance(conditions, Mapping) or isinstance(outcomes, Mapping):
             raise OptimizerError("tell() takes lists: tell([conditions], [outcomes])")
         if len(conditions) != len(outcomes):
             raise OptimizerError(
                 f"tell() got {len(conditions)} conditions but {len(outcomes)} outcomes"
             )
-        pairs = enumerate(zip(conditions, outcomes, strict=True))
-        new = [self._observation(i, c, o) for i, (c, o) in pairs]
-        self._observations.extend(new)
+        if outcome_sd is None:
+            outcome_sd = [None] * len(outcomes)
+        if isinstance(outcome_sd, Mapping) or len(outcome_sd) != len(outcomes):
+            raise OptimizerError(
+                "outcome_sd must be a list aligned with outcomes (one mapping or None each), "
+                f"got {outcome_sd!r}"
+            )
+        triples = enumerate(zip(conditions, outcomes, outcome_sd, strict=True))
+        return [self._observation(i, c, o, sd, reused) for i, (c, o, sd) in triples]
 
     def best(self) -> Observation | None:
-        """The feasible, successful observation with the highest score (first one on ties)."""
+        """The best experiment: the target is a specification (``ObjectiveSpec.rank_key``).
+
+        In-band experiments rank before out-of-band ones whatever their scores, then feasible
+        (outcome constraints hold) before infeasible, then by score; the first one wins ties.
+        An experiment that is neither in band (with a target) nor feasible is never "best".
+        """
+        has_target = self.objective.has_target
         best: Observation | None = None
+        key: tuple[int, int, float] | None = None
         for obs in self._observations:
-            if not obs.feasible or obs.score is None:
+            if obs.outcomes is None or not (obs.feasible or (has_target and obs.in_band)):
                 continue
-            if best is None or best.score is None or obs.score > best.score:
-                best = obs
+            k = self.objective.rank_key(obs.outcomes)
+            if key is None or k > key:
+                best, key = obs, k
         return best
 
     def pareto_front(self) -> list[Observation]:
@@ -233,11 +297,8 @@ class BaseOptimizer:
             "seed": self.seed,
             "extra_outcomes": list(self.extra_outcomes),
             "settings": self._settings_dict(),
-            "observations": [
-                {"conditions": dict(o.conditions),
-                 "outcomes": None if o.outcomes is None else dict(o.outcomes)}
-                for o in self._observations
-            ],
+            "observations": [_observation_state(o) for o in self._observations],
+            "reused": [_observation_state(o) for o in self._reused],
             "model": self._model_record(),
         }
 
@@ -257,8 +318,8 @@ class BaseOptimizer:
         self.extra_outcomes = tuple(state.get("extra_outcomes", ()))
         self._load_settings(state.get("settings", {}))
         self._observations = []
-        obs = state.get("observations", [])
-        self.tell([o["conditions"] for o in obs], [o["outcomes"] for o in obs])
+        self._reused = []
+        _retell(self, state)
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> Self:
@@ -271,8 +332,7 @@ class BaseOptimizer:
             extra_outcomes=tuple(state.get("extra_outcomes", ())),
             **dict(state.get("settings", {})),
         )
-        obs = state.get("observations", [])
-        opt.tell([o["conditions"] for o in obs], [o["outcomes"] for o in obs])
+        _retell(opt, state)
         return opt
 
     # ---- helpers for subclasses --------------------------------------------------------------
@@ -305,13 +365,52 @@ class BaseOptimizer:
         return [self.space.check(p) for p in (pending or [])]
 
     def _observation(
-        self, index: int, conditions: Mapping[str, float], outcomes: Mapping[str, float] | None
+        self, index: int, conditions: Mapping[str, float], outcomes: Mapping[str, float] | None,
+        outcome_sd: Mapping[str, float] | None = None, reused: bool = False,
     ) -> Observation:
         if not isinstance(conditions, Mapping):
             raise OptimizerError(f"conditions[{index}] must be a mapping, got {conditions!r}")
         cond = self.space.check(conditions)
         if outcomes is None:
-            return Observation(conditions=cond, outcomes=None, score=None, feasible=False)
+            return Observation(conditions=cond, outcomes=None, score=None, feasible=False,
+                               reused=reused)
+        values = self._outcome_values(index, outcomes)
+        return Observation(
+            conditions=cond,
+            outcomes=values,
+            score=self.objective.score(values),
+            feasible=self.objective.is_feasible(values),
+            in_band=self.objective.within_target(values),
+            outcome_sd=self._outcome_sd(index, outcome_sd),
+            reused=reused,
+        )
+
+    def _outcome_sd(self, index: int, sd: Mapping[str, float] | None) -> dict[str, float] | None:
+        if sd is None:
+            return None
+        if not isinstance(sd, Mapping):
+            raise OptimizerError(
+                f"outcome_sd[{index}] must be a mapping of outcome name -> 1-sigma or None, "
+                f"got {sd!r}")
+        known = (*self.objective.outcome_names, *self.extra_outcomes)
+        out: dict[str, float] = {}
+        for name, value in sd.items():
+            if name not in known:
+                raise OptimizerError(
+                    f"outcome_sd[{index}]: unknown outcome {name!r}; expected one of {list(known)}")
+            try:
+                v = float(value)
+            except (TypeError, ValueError) as err:
+                raise OptimizerError(
+                    f"outcome_sd[{index}]: {name!r} is not a number: {value!r}") from err
+            if not (math.isfinite(v) and v > 0):
+                raise OptimizerError(
+                    f"outcome_sd[{index}]: {name!r} = {v} must be a positive finite 1-sigma "
+                    "(leave the outcome out when it has no stated uncertainty)")
+            out[name] = v
+        return out or None
+
+    def _outcome_values(self, index: int, outcomes: Mapping[str, float]) -> dict[str, float]:
         if not isinstance(outcomes, Mapping):
             raise OptimizerError(
                 f"outcomes[{index}] must be a mapping of outcome name -> value or None, "
@@ -345,9 +444,21 @@ class BaseOptimizer:
                     "experiment as None"
                 )
             values[name] = v
-        return Observation(
-            conditions=cond,
-            outcomes=values,
-            score=self.objective.score(values),
-            feasible=self.objective.is_feasible(values),
-        )
+        return values
+
+
+def _observation_state(o: Observation) -> dict[str, Any]:
+    """One observation as JSON: conditions, outcomes and (when stated) the outcomes' 1-sigma."""
+    out: dict[str, Any] = {"conditions": dict(o.conditions),
+                           "outcomes": None if o.outcomes is None else dict(o.outcomes)}
+    if o.outcome_sd is not None:
+        out["outcome_sd"] = dict(o.outcome_sd)
+    return out
+
+
+def _retell(opt: BaseOptimizer, state: Mapping[str, Any]) -> None:
+    """Re-tell a state's reused data and observations (with their 1-sigma) to ``opt``."""
+    for key, method in (("reused", opt.reuse), ("observations", opt.tell)):
+        obs = state.get(key, [])
+        method([o["conditions"] for o in obs], [o["outcomes"] for o in obs],
+               [o.get("outcome_sd") for o in obs])

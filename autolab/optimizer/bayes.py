@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -34,7 +36,12 @@ from pydantic import ValidationError
 
 from autolab.exceptions import OptimizerError
 from autolab.objective import ObjectiveSpec
-from autolab.optimizer.acquisition import build_acquisition
+from autolab.optimizer.acquisition import (
+    PENDING_RADIUS,
+    build_acquisition,
+    incumbent_rest,
+    mean_lengthscale,
+)
 from autolab.optimizer.base import BaseOptimizer, derive_seed, resolve_device
 from autolab.optimizer.design import feasible_mask, random_design, sobol_design
 from autolab.optimizer.models import build_model_list, hyperparameters
@@ -43,6 +50,37 @@ from autolab.space import ParameterSpace
 
 #: Posterior samples behind each recorded prediction (mean and sd of the score).
 PREDICTION_SAMPLES = 256
+
+
+@dataclass(frozen=True)
+class _Data:
+    """Training tensors (unit cube): all experiments, success flags, successes' outcomes.
+
+    ``Yvar_ok`` holds each success's stated variance per outcome (NaN where none was stated);
+    ``in_band_ok`` marks successes that met every band and outcome constraint as measured.
+    """
+
+    X_all: torch.Tensor
+    ok: torch.Tensor
+    Y_ok: torch.Tensor
+    Yvar_ok: torch.Tensor
+    in_band_ok: torch.Tensor
+
+    @property
+    def X_ok(self) -> torch.Tensor:  # noqa: N802 (BoTorch's naming of inputs)
+        """Inputs of the successes."""
+        return self.X_all[self.ok]
+
+
+@contextmanager
+def _threads(n: int) -> Iterator[None]:
+    """Run with ``n`` torch CPU threads (see ``BotorchSettings.cpu_threads``), then restore."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 class BotorchOptimizer(BaseOptimizer):
@@ -104,85 +142,122 @@ class BotorchOptimizer(BaseOptimizer):
         t0 = time.perf_counter()
         checked = self._check_pending(n, pending)
         n_done = len(self._observations)
-        n_ok = sum(not o.failed for o in self._observations)
         self.last_predictions = []
-        if n_done + len(checked) < self.n_init or n_ok < 2:
+        if self._in_initial_design(n_done + len(checked)):
             u = sobol_design(self.space, self.seed, n_done + len(checked), n)
         else:
-            before = torch.get_num_threads()
-            torch.set_num_threads(self.settings.cpu_threads)
-            try:
+            with _threads(self.settings.cpu_threads):
                 u = self._ask_model(n, checked)
-            finally:
-                torch.set_num_threads(before)
         out = [self.space.check(p) for p in self.space.from_unit(u)]
         self.last_ask_seconds = time.perf_counter() - t0
         return out
 
-    def _ask_model(self, n: int, pending: list[dict[str, float]]) -> NDArray[np.float64]:
-        spec = self.objective
-        obs = self._observations
-        dev, f64 = self.device, torch.float64
+    def _in_initial_design(self, n_started: int) -> bool:
+        """Whether the next point still comes from the Sobol design.
+
+        Reused successes from the same reactor count towards the design: the model already
+        knows that much of the reactor, so a campaign with rich earlier data starts modelling at
+        once.
+        """
+        n_ok = sum(not o.failed for o in (*self._observations, *self._reused))
+        n_reused_ok = sum(not o.failed for o in self._reused)
+        return n_started + n_reused_ok < self.n_init or n_ok < 2
+
+    def _data(self) -> _Data:
+        """Training tensors of everything known: reused data first, then this campaign's."""
+        spec, dev, f64 = self.objective, self.device, torch.float64
+        obs = [*self._reused, *self._observations]
         X_all = torch.tensor(self.space.to_unit([o.conditions for o in obs]), dtype=f64, device=dev)
-        ok = torch.tensor([not o.failed for o in obs], device=self.device)
-        Y_ok = torch.tensor(
-            [[o.outcomes[k] for k in spec.outcome_names] for o in obs if o.outcomes is not None],
-            dtype=f64, device=dev,
-        )
-        X_ok = X_all[ok]
-        has_feas = self.settings.learn_feasibility and not bool(ok.all())
+        ok = torch.tensor([not o.failed for o in obs], device=dev)
+        good = [o for o in obs if o.outcomes is not None]
+        Y_ok = torch.tensor([[o.outcomes[k] for k in spec.outcome_names] for o in good
+                             if o.outcomes is not None], dtype=f64, device=dev)
+        nan = float("nan")
+        Yvar = torch.tensor([[(o.outcome_sd or {}).get(k, nan) ** 2 for k in spec.outcome_names]
+                             for o in good], dtype=f64, device=dev)
+        incumbent = [o.in_band and o.feasible for o in good]
+        return _Data(X_all=X_all, ok=ok, Y_ok=Y_ok, Yvar_ok=Yvar,
+                     in_band_ok=torch.tensor(incumbent, dtype=torch.bool, device=dev))
+
+    def _fit(self, n_pending: int) -> tuple[Any, _Data, bool, int]:
+        """Fit the models on everything known; returns (model, data, has_feasibility, seed).
+
+        Call inside a forked, seeded torch RNG (see :meth:`_ask_model`).
+        """
+        spec = self.objective
+        data = self._data()
+        has_feas = self.settings.learn_feasibility and not bool(data.ok.all())
+        seed = derive_seed(self.seed, len(self._observations), n_pending, len(self._reused))
+        torch.manual_seed(seed)
+        model = build_model_list(
+            data.X_ok, data.Y_ok, data.X_all if has_feas else None, data.ok,
+            Yvar_ok=data.Yvar_ok if self.settings.known_noise else None,
+            maxiter=self.settings.fit_maxiter)
+        names = [*spec.outcome_names, *(["feasibility"] if has_feas else [])]
+        self._record = {"n_observations": len(self._observations), "n_reused": len(self._reused),
+                        "seed": seed, "hyperparameters": hyperparameters(model, names)}
+        return model, data, has_feas, seed
+
+    def _ask_model(self, n: int, pending: list[dict[str, float]]) -> NDArray[np.float64]:
+        spec, dev, f64 = self.objective, self.device, torch.float64
         X_pending = (
             torch.tensor(self.space.to_unit(pending), dtype=f64, device=dev) if pending else None
         )
-        seed = derive_seed(self.seed, len(obs), len(pending))
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
-            torch.manual_seed(seed)
-            model = build_model_list(X_ok, Y_ok, X_all if has_feas else None, ok,
-                                     maxiter=self.settings.fit_maxiter)
-            names = [*spec.outcome_names, *(["feasibility"] if has_feas else [])]
-            self._record = {"n_observations": len(obs), "seed": seed,
-                            "hyperparameters": hyperparameters(model, names)}
+            model, data, has_feas, seed = self._fit(len(pending))
             feas_util = None
             if spec.mode == "pareto":
-                utils = spec.utilities_tensor(Y_ok)
-                feasible = (spec.violations_tensor(Y_ok) <= 0).all(dim=-1)
+                utils = spec.utilities_tensor(data.Y_ok)
+                feasible = (spec.violations_tensor(data.Y_ok) <= 0).all(dim=-1)
                 feas_util = utils[feasible] if bool(feasible.any()) else utils
             acqf = build_acquisition(
-                spec, model, X_ok, has_feasibility=has_feas, X_pending=X_pending,
+                spec, model, data.X_ok, has_feasibility=has_feas, X_pending=X_pending,
                 mc_samples=self.settings.mc_samples, seed=seed, feasible_utilities=feas_util,
+                incumbent=incumbent_rest(spec, model, data.X_ok, data.in_band_ok),
+                radius=PENDING_RADIUS * mean_lengthscale(model, len(spec.outcome_names)),
             )
-            bounds = torch.stack([torch.zeros(self.space.dim, dtype=f64, device=dev),
-                                  torch.ones(self.space.dim, dtype=f64, device=dev)])
-            ineq = [
-                (torch.tensor(idx, dtype=torch.long, device=self.device),
-                 torch.tensor(coefs, dtype=f64, device=dev), float(rhs))
-                for idx, coefs, rhs in self.space.unit_constraints()
-            ]
-            def optimize(constraints: list[Any] | None) -> torch.Tensor:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", OptimizationWarning)
-                    cand, _ = optimize_acqf(
-                        acqf, bounds=bounds, q=n,
-                        num_restarts=self.settings.num_restarts,
-                        raw_samples=self.settings.raw_samples,
-                        inequality_constraints=constraints,
-                        sequential=n > 1,
-                        options={"maxiter": self.settings.maxiter, "seed": seed,
-                                 "batch_limit": self.settings.num_restarts},
-                        # BoTorch types ic_generator with a positional signature it never uses.
-                        ic_generator=_InitialConditions(self.space, seed, X_ok.cpu().numpy()),  # type: ignore[arg-type]
-                    )
-                return cand.detach()
-
-            # Box-only L-BFGS-B first: it converges in a few dozen iterations, where SLSQP on the
-            # joint restarts problem is still far off after 50. A lab's linear constraints cut a
-            # corner off the cube that rarely holds the optimum, so only when a candidate lands
-            # outside them is the search redone with them (SLSQP), from the same start points.
-            cand = optimize(None)
-            if ineq and not bool(feasible_mask(self.space, cand.cpu().numpy()).all()):
-                cand = optimize(ineq)
+            cand = self._maximize(acqf, n, seed, data.X_ok)
             self.last_predictions = self._predict(model, cand)
         return _repair(self.space, cand.cpu().numpy().astype(np.float64))
+
+    def _maximize(self, acqf: AcquisitionFunction, n: int, seed: int,
+                  anchors: torch.Tensor) -> torch.Tensor:
+        """Maximize the acquisition over the space; ``(n, d)`` unit-cube candidates.
+
+        Box-only L-BFGS-B first: it converges in a few dozen iterations, where SLSQP on the joint
+        restarts problem is still far off after 50. A lab's linear constraints cut a corner off
+        the cube that rarely holds the optimum, so only when a candidate lands outside them is
+        the search redone with them (SLSQP), from the same start points.
+        """
+        dev, f64 = self.device, torch.float64
+        bounds = torch.stack([torch.zeros(self.space.dim, dtype=f64, device=dev),
+                              torch.ones(self.space.dim, dtype=f64, device=dev)])
+        ineq = [
+            (torch.tensor(idx, dtype=torch.long, device=dev),
+             torch.tensor(coefs, dtype=f64, device=dev), float(rhs))
+            for idx, coefs, rhs in self.space.unit_constraints()
+        ]
+
+        def optimize(constraints: list[Any] | None) -> torch.Tensor:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", OptimizationWarning)
+                cand, _ = optimize_acqf(
+                    acqf, bounds=bounds, q=n,
+                    num_restarts=self.settings.num_restarts,
+                    raw_samples=self.settings.raw_samples,
+                    inequality_constraints=constraints,
+                    sequential=n > 1,
+                    options={"maxiter": self.settings.maxiter, "seed": seed,
+                             "batch_limit": self.settings.num_restarts},
+                    # BoTorch types ic_generator with a positional signature it never uses.
+                    ic_generator=_InitialConditions(self.space, seed, anchors.cpu().numpy()),  # type: ignore[arg-type]
+                )
+            return cand.detach()
+
+        cand = optimize(None)
+        if ineq and not bool(feasible_mask(self.space, cand.cpu().numpy()).all()):
+            cand = optimize(ineq)
+        return cand
 
     def _predict(self, model: Any, X: torch.Tensor) -> list[dict[str, Any]]:
         """The fitted model's belief about each candidate, for the model-fit plot.

@@ -15,6 +15,14 @@ Why this shape:
   prior mean is the observed success rate, so unexplored regions look as feasible as the lab's
   average, not as certain failures.
 
+* Known noise: when the analyzer states a 1-sigma per outcome (``tell(..., outcome_sd=...)``),
+  that outcome's GP takes the stated variances as fixed, heteroscedastic observation noise
+  (BoTorch's ``train_Yvar``), with a floor (:data:`NOISE_FLOOR_REL`) and a *learned* extra
+  homoskedastic noise on top (gpytorch's ``FixedNoiseGaussianLikelihood(learn_additional_noise=
+  True)``): a stated sigma that is too small (drift, sampling, an analyzer that is too confident)
+  is absorbed by the extra term instead of forcing the GP through every reading. Experiments
+  without a stated sigma for that outcome get the median of the stated ones.
+
 Inputs are unit-cube coordinates from the space (log parameters already in log space), so no input
 transform is needed.
 """
@@ -33,6 +41,7 @@ from botorch.models.model_list_gp_regression import ModelListGP
 from botorch.models.transforms.outcome import Standardize
 from gpytorch.constraints import GreaterThan
 from gpytorch.kernels import RBFKernel
+from gpytorch.likelihoods import FixedNoiseGaussianLikelihood
 from gpytorch.mlls import SumMarginalLogLikelihood
 from gpytorch.priors import LogNormalPrior
 from torch import Tensor
@@ -48,6 +57,32 @@ FEASIBILITY_NOISE = 0.1
 #: step between a success and a nearby failure with a tiny lengthscale and forgets each failure a
 #: few percent of the range away, so the optimizer keeps walking into the same failing region.
 FEASIBILITY_MIN_LENGTHSCALE = 0.2
+
+
+#: Floor of a stated standard deviation, as a share of the outcome's spread in the data: a
+#: stated sigma of ~0 would otherwise make the GP interpolate a reading exactly.
+NOISE_FLOOR_REL = 1e-3
+
+
+def _outcome_gp(X: Tensor, y: Tensor, yvar: Tensor | None) -> SingleTaskGP:
+    """One outcome's GP: learned noise, or stated noise + learned extra noise (module docs).
+
+    Args:
+        X: Inputs ``(n, d)``.
+        y: Outcome ``(n, 1)``.
+        yvar: Stated variances ``(n, 1)``, NaN where none was stated, or ``None``.
+    """
+    if yvar is None or bool(torch.isnan(yvar).all()):
+        return SingleTaskGP(X, y, outcome_transform=Standardize(m=1))
+    known = yvar[~torch.isnan(yvar)]
+    filled = torch.where(torch.isnan(yvar), known.median(), yvar)
+    spread = float(y.std()) if y.shape[0] > 1 else 1.0
+    filled = filled.clamp_min((NOISE_FLOOR_REL * max(spread, 1e-12)) ** 2)
+    gp = SingleTaskGP(X, y, filled, outcome_transform=Standardize(m=1))
+    gp.likelihood = FixedNoiseGaussianLikelihood(
+        noise=gp.likelihood.noise_covar.noise.detach().clone(), learn_additional_noise=True,
+        noise_constraint=GreaterThan(1e-6, transform=None, initial_value=1e-3))
+    return gp
 
 
 def _feasibility_kernel(dim: int) -> RBFKernel:
@@ -68,6 +103,7 @@ def build_model_list(
     X_all: Tensor | None = None,
     ok: Tensor | None = None,
     *,
+    Yvar_ok: Tensor | None = None,
     maxiter: int = 100,
 ) -> ModelListGP:
     """Fit one GP per outcome and, if given, the feasibility GP (last output).
@@ -77,6 +113,8 @@ def build_model_list(
         Y_ok: Their outcomes, shape ``(n_ok, m)``.
         X_all: Inputs of all experiments, shape ``(n, d)``; with ``ok``, adds the feasibility GP.
         ok: Success flags of ``X_all``, shape ``(n,)``, bool.
+        Yvar_ok: Stated variances of ``Y_ok`` (NaN where none), shape ``(n_ok, m)``, or
+            ``None`` to learn every noise level.
         maxiter: L-BFGS-B iteration cap per GP. The marginal likelihood is flat near its optimum,
             so ~100 iterations reach it within noise at half the cost of running to tolerance.
 
@@ -84,7 +122,7 @@ def build_model_list(
         A fitted ``ModelListGP`` with ``m`` outputs, or ``m + 1`` with the feasibility GP last.
     """
     models = [
-        SingleTaskGP(X_ok, Y_ok[:, j : j + 1], outcome_transform=Standardize(m=1))
+        _outcome_gp(X_ok, Y_ok[:, j : j + 1], None if Yvar_ok is None else Yvar_ok[:, j : j + 1])
         for j in range(Y_ok.shape[-1])
     ]
     if X_all is not None and ok is not None:

@@ -50,6 +50,9 @@ class BotorchSettings(BaseModel):
             reductions differ with the thread count: a resumed campaign on another machine must
             propose bit-for-bit what the uninterrupted one would have. One thread is as fast as
             two for campaign-sized GPs (tens to hundreds of points).
+        known_noise: Use the 1-sigma uncertainties told with the outcomes (``outcome_sd``) as
+            known observation noise of the GPs, plus a learned extra noise for what they miss.
+            Without any stated uncertainty the noise is learned, as before.
     """
 
     model_config = _SETTINGS
@@ -63,6 +66,7 @@ class BotorchSettings(BaseModel):
     learn_feasibility: bool = True
     device: Literal["auto", "cpu", "cuda"] = "auto"
     cpu_threads: int = Field(default=1, ge=1, le=256)
+    known_noise: bool = True
 
 
 class RandomSettings(BaseModel):
