@@ -22,7 +22,12 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from autolab.exceptions import AutolabError
 from autolab.records import Trial, TrialStatus
 from autolab.space import LinearConstraint, qd_space
-from autolab.tracking.summary import LabAccount, best_trials, objective_from_config
+from autolab.tracking.summary import (
+    CampaignView,
+    LabAccount,
+    best_trials,
+    objective_from_config,
+)
 
 if TYPE_CHECKING:  # autolab.objective imports torch: kept out of `autolab report`'s start
     from autolab.objective import ObjectiveSpec
@@ -88,13 +93,15 @@ class Tracker(Protocol):
 
     def log_campaign_artifacts(self, trials: Sequence[Trial],
                                predictions: Sequence[Prediction] | None = None,
-                               lab_clock_h: Sequence[float] | None = None) -> None:
+                               lab_clock_h: Sequence[float] | None = None, *,
+                               view: CampaignView | None = None) -> None:
         """Refresh campaign-level plots and the summary table from all trials so far.
 
         Args:
             trials: Every finished trial of the campaign.
             predictions: Optional model-fit points from the optimizer.
             lab_clock_h: Lab clock when each trial finished (default: from the measurements).
+            view: The campaign as the report sees it (objective, best, model fit, Pareto).
         """
         ...
 
@@ -149,7 +156,8 @@ class NullTracker:
 
     def log_campaign_artifacts(self, trials: Sequence[Trial],
                                predictions: Sequence[Prediction] | None = None,
-                               lab_clock_h: Sequence[float] | None = None) -> None:
+                               lab_clock_h: Sequence[float] | None = None, *,
+                               view: CampaignView | None = None) -> None:
         """Discard."""
 
     def end_campaign(self, status: str, reason: str | None = None) -> None:
@@ -486,7 +494,7 @@ def round_metric(name: str, value: float) -> float:
     """
     if not math.isfinite(value) or value == int(value):
         return value
-    if name.endswith("_nm") or "_nm." in name or ".pl_peak_nm" in name:
+    if "_nm" in name:  # wavelengths, their uncertainties and distances, in nm
         return round(value, 2)
     return float(f"{value:.4g}")
 

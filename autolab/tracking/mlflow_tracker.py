@@ -86,6 +86,7 @@ from autolab.tracking.base import (
     sqlite_path,
 )
 from autolab.tracking.summary import (
+    CampaignView,
     best_so_far,
     lab_clocks,
     summary_rows,
@@ -493,8 +494,13 @@ class MlflowTracker:
 
     def log_campaign_artifacts(self, trials: Sequence[Trial],
                                predictions: Sequence[Prediction] | None = None,
-                               lab_clock_h: Sequence[float] | None = None) -> None:
+                               lab_clock_h: Sequence[float] | None = None, *,
+                               view: CampaignView | None = None) -> None:
         """Refresh the campaign figures and summary table (overwriting the previous ones).
+
+        With ``view`` (:func:`~autolab.tracking.summary.campaign_view`, built from the journal)
+        the figures and table are those ``autolab report`` writes (:func:`plots.campaign_figures`):
+        model fit per outcome, and for a Pareto campaign ``plots/pareto_front.png``.
 
         Writes ``plots/convergence.png``, ``plots/parameters_vs_outcomes.png``,
         ``plots/model_fit.png`` (with ``predictions``), ``summary/trials.csv``,
@@ -512,18 +518,18 @@ class MlflowTracker:
         else:
             order = sorted(range(len(trials)), key=lambda i: trials[i].index)
             clocks = [float(lab_clock_h[i]) for i in order]
-        best = best_so_far(ordered)
-        rows = summary_rows(ordered, best, clocks)
+        best = best_so_far(ordered) if view is None else list(view.best)
+        rows = summary_rows(ordered, best, clocks) if view is None else list(view.rows)
         with tempfile.TemporaryDirectory(prefix="autolab-campaign-") as tmp:
             root = Path(tmp)
             (root / "plots").mkdir()
             (root / "summary").mkdir()
             targets = self._targets
-            figures = {"convergence": plots.convergence_figure(ordered, best, clocks, targets),
-                       "parameters_vs_outcomes": plots.parameters_vs_outcomes_figure(
-                           ordered, targets=targets)}
-            if predictions:
-                figures["model_fit"] = plots.prediction_figure(predictions)
+            figures = plots.campaign_figures(
+                ordered, best, clocks, targets=targets, predictions=predictions,
+                objective=None if view is None else view.objective,
+                pareto=None if view is None else view.pareto,
+                fit_points=None if view is None else view.fit_points)
             for name, fig in figures.items():
                 (root / "plots" / f"{name}.png").write_bytes(plots.figure_png(fig))
             (root / "summary" / "trials.csv").write_text(to_csv(rows), encoding="utf-8")
@@ -532,7 +538,9 @@ class MlflowTracker:
             units = {k: p.unit for k, p in QD_PARAMETERS.items()}
             (root / "summary" / "trials.html").write_text(
                 to_html(rows, self._name or "Experiments", goal=self._goal, targets=targets,
-                        units=units), encoding="utf-8")
+                        units=units, best_index=None if view is None else view.best_index,
+                        notes=() if view is None or view.pareto is None
+                        else view.pareto.warnings), encoding="utf-8")
             with self._calls("log campaign artifacts"):
                 self._client.log_artifacts(parent, tmp)
                 note = _verdict(self._name, self._goal, ordered, best, self._targets)

@@ -751,3 +751,15 @@ def campaign_view(trials: Sequence[Trial], extras: Extras | None = None,
                         best=best, best_index=indices[-1] if indices else None,
                         accounts=accounts, fit_points=model_fit_points(ordered, extras),
                         pareto=pareto, rows=tuple(rows))
+
+
+def pareto_metrics(pareto: ParetoSummary) -> dict[str, float]:
+    """The campaign run's Pareto metrics after the latest experiment (MLflow charts them by step).
+
+    ``hypervolume`` (utility units, with the reference point inferred from the experiments so
+    far unless the objective fixes one: the last value equals the report's), ``pareto_front_size``
+    and ``pareto_warnings`` (front members at a bound or not steady).
+    """
+    return {"hypervolume": pareto.hypervolume[-1] if pareto.hypervolume else 0.0,
+            "pareto_front_size": float(len(pareto.front)),
+            "pareto_warnings": float(len(pareto.warnings))}

@@ -30,7 +30,13 @@ from autolab.tracking.base import (
     experiment_metrics,
 )
 from autolab.tracking.journal import Journal, JournalState
-from autolab.tracking.summary import best_so_far, lab_accounts, objective_from_config
+from autolab.tracking.summary import (
+    best_so_far,
+    campaign_view,
+    lab_accounts,
+    objective_from_config,
+    pareto_metrics,
+)
 
 
 def sync(journal: Journal | str | os.PathLike[str], tracker: Tracker, *,
@@ -88,14 +94,18 @@ def _sync(journal: Journal, tracker: Tracker, predictions: Sequence[Prediction] 
         if tracker.log_trial(trial, best[i], clocks[i], metrics, _trial_tags(state, idx)):
             logged += 1
         journal.mark_tracked(idx)
+    view = campaign_view(finished, state.extras, state.header.config)
     if changed or refresh_plots:
         summary = campaign_summary(finished, accounts, objective)
-        tracker.log_campaign_summary(summary.metrics(), step=summary.n_experiments)
+        metrics = summary.metrics()
+        if view.pareto is not None:
+            metrics.update(pareto_metrics(view.pareto))
+        tracker.log_campaign_summary(metrics, step=summary.n_experiments)
     if refresh_plots and finished:
         if predictions is None:
             predictions = journaled_predictions(finished, state.extras)
         tracker.log_campaign_artifacts(finished, predictions=predictions or None,
-                                       lab_clock_h=clocks)
+                                       lab_clock_h=clocks, view=view)
     status = campaign_status(state.stopped_reason, state.in_flight, state.stopped_status)
     tracker.set_campaign_status(status, None if status == "RUNNING" else state.stopped_reason)
     return logged
