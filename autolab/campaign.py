@@ -316,7 +316,8 @@ class Campaign:
               sds: list[dict[str, float] | None]) -> None:
         """Tell the optimizer, with the analyzer's uncertainties if it takes known noise."""
         if self._takes_sd:
-            self.optimizer.tell(conditions, outcomes, outcome_sd=sds)  # type: ignore[call-arg]
+            tell: Callable[..., None] = self.optimizer.tell  # older protocols lack outcome_sd
+            tell(conditions, outcomes, outcome_sd=sds)
         else:
             self.optimizer.tell(conditions, outcomes)
 
@@ -331,6 +332,8 @@ class Campaign:
                                                  campaign_id=self.run_dir.name)
         except TrackingError as err:
             self.journal.append_note(f"tracking unavailable at start: {err}")
+            self._event(f"tracking unavailable, journal only (later: autolab sync "
+                        f"{self.run_dir}): {err}")
             return
         if self.tracker.keeps_records:
             self.journal.set_tracker_run(run_id, self.tracker.tracking_uri)
