@@ -1,90 +1,158 @@
-"""``autolab benchmark FILE``: run a benchmark spec, write its results, optionally log to MLflow.
+"""``autolab benchmark FILE``: run a benchmark spec, stream its cells, write and record its results.
 
 Mount it on the main app with ``app.command("benchmark")(benchmark_command)``. Exit codes follow
-``autolab.cli``: 0 done, 2 invalid input (spec, flags, Ray missing), 4 MLflow refused the results
+``autolab.cli``: 0 done, 2 invalid input (spec, flags, Ray missing or not running), 3 interrupted
+(finished cells are kept: run the same command again to finish), 4 MLflow refused the results
 (the files are written first, so nothing is lost).
 """
 
 from __future__ import annotations
 
 import os
+import shlex
+import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 
-from autolab.benchmarking.benchmark import run_benchmark, write_outputs
-from autolab.benchmarking.results import summarize, summary_markdown
-from autolab.benchmarking.runner import RunResult
-from autolab.benchmarking.spec import load_spec
+from autolab.benchmarking.benchmark import BenchmarkOutcome, Listener, run_benchmark, write_outputs
+from autolab.benchmarking.results import TABLE_COLUMNS, summarize, summary_markdown, table_rows
+from autolab.benchmarking.runner import CellInterrupted, Job, RunResult
+from autolab.benchmarking.spec import BenchmarkSpec, load_spec
 from autolab.exceptions import ConfigError
 
-EXIT_INPUT, EXIT_FAILURE = 2, 4
+EXIT_INPUT, EXIT_INTERRUPTED, EXIT_FAILURE = 2, 3, 4
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
 
 
-def _progress(done: int, total: int, r: RunResult) -> None:
-    verdict = (f"found at {r.experiments_to_success}" if r.found
-               else f"not found in {r.budget}")
-    console.print(f"[{done:>3}/{total}] {r.strategy:<12} {r.target_nm:g} nm seed {r.seed:<3} "
-                  f"{verdict}  [dim]({r.wall_s:.1f} s)[/]")
+def _fail(message: str, code: int) -> typer.Exit:
+    err_console.print(f"[bold red]error:[/] {message}")
+    return typer.Exit(code)
+
+
+def record_result(outcome: BenchmarkOutcome, results_dir: Path) -> Path:
+    """Write the benchmark's tables as a result file for BENCHMARKS.md (see provenance)."""
+    from autolab.benchmarking.provenance import Result, Table, write_result  # noqa: PLC0415
+
+    spec, budget = outcome.spec, outcome.spec.budget
+    tables = tuple(Table(title=f"by {g}", columns=TABLE_COLUMNS,
+                         rows=tuple(table_rows(summarize(outcome.results, g), budget)))
+                   for g in ("strategy", "target", "member kind"))
+    members = sorted({r.member for r in outcome.results})
+    meta = outcome.meta
+    notes = (f"{meta['cells']} cells on {len(members)} members ({', '.join(members)}); "
+             f"{meta['excluded']} member × target pairs excluded (band unreachable). "
+             f"Backend {meta['backend']} ({meta.get('ray_address') or meta['workers']}), "
+             f"wall {meta['wall_s']:.0f} s for {meta['cells_run']} cells run now "
+             f"({meta['cells_restored']} restored).",)
+    result = Result(name=f"benchmark-{spec.name}", title=f"Benchmark `{spec.name}`",
+                    description=spec.description, tables=tables, notes=notes,
+                    data={"meta": meta, "summary": {g: [vars(r) for r in summarize(
+                        outcome.results, g)] for g in ("strategy", "target", "member kind")}},
+                    command=outcome.provenance.get("command"))
+    return write_result(result, results_dir, prov=outcome.provenance)
+
+
+def _mlflow_listener(spec: BenchmarkSpec, folder: Path, tracking_uri: str | None,
+                     no_tracking: bool, meta: dict[str, Any]) -> Any:
+    if no_tracking or not (spec.tracking.enabled or tracking_uri):
+        return None
+    uri = (tracking_uri or spec.tracking.uri or os.environ.get("MLFLOW_TRACKING_URI")
+           or "sqlite:///mlflow.db")
+    from autolab.benchmarking.mlflow_log import BenchmarkLogger  # noqa: PLC0415 (MLflow is slow)
+
+    try:
+        return BenchmarkLogger(uri, spec.tracking.experiment, spec, folder, meta)
+    except Exception as err:  # MLflow raises many types
+        raise _fail(f"MLflow at {uri} refused the benchmark: {err}", EXIT_FAILURE) from err
+
+
+class _Guarded:
+    """A listener whose errors are remembered, not raised: MLflow trouble never stops the cells."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.error: BaseException | None = None
+
+    def __call__(self, job: Job, result: RunResult) -> None:
+        if self.error is not None:
+            return
+        try:
+            self.inner(job, result)
+        except Exception as err:  # MLflow raises many types; the cell file is already written
+            self.error = err
+            err_console.print(f"[yellow]warning:[/] MLflow stopped taking cells ({err}); "
+                              "they are in the output folder and are logged on the next run")
 
 
 def benchmark_command(
-    file: Annotated[Path, typer.Argument(help="Benchmark spec YAML (see benchmarks/scale.yaml).")],
+    file: Annotated[Path, typer.Argument(help="Benchmark spec YAML (see benchmarks/family.yaml).")],
     *,
-    workers: Annotated[int, typer.Option(help="Local worker processes.")] = 1,
+    workers: Annotated[int, typer.Option(
+        help="Local worker processes (with --ray local: the private Ray's CPUs).")] = 1,
     ray: Annotated[str | None, typer.Option(
-        help="Run on a Ray cluster instead: 'auto' or HOST:PORT (needs the 'ray' extra).")] = None,
+        help="Run on Ray: 'auto' (a cluster started with 'ray start'), 'local' (start one for "
+             "this run) or HOST:PORT (needs the 'ray' extra).")] = None,
     out: Annotated[Path | None, typer.Option(
-        help="Output folder (default benchmark-results/<name>).")] = None,
+        help="Output folder (default benchmark-results/<name>); re-running with the same folder "
+             "runs only the missing cells.")] = None,
+    record: Annotated[Path | None, typer.Option(
+        help="Also write the tables with provenance as <record>/benchmark-<name>.json "
+             "(benchmarks/results: what scripts/benchmarks_md.py renders).")] = None,
     tracking_uri: Annotated[str | None, typer.Option(
         help="Log to this MLflow store (enables tracking even if the spec does not).")] = None,
     no_tracking: Annotated[bool, typer.Option("--no-tracking",
                                               help="Never log to MLflow.")] = False,
 ) -> None:
-    """Compare strategies × seeds × targets on the digital twin; write CSV, JSON and plots."""
+    """Compare strategies on a family of reactors × targets × seeds, through the campaign loop."""
     try:
         spec = load_spec(file)
     except ConfigError as err:
-        err_console.print(f"[bold red]error:[/] {err}")
-        raise typer.Exit(EXIT_INPUT) from err
+        raise _fail(str(err), EXIT_INPUT) from err
+    if workers < 1:
+        raise _fail(f"--workers must be at least 1, got {workers}", EXIT_INPUT)
     folder = out or Path("benchmark-results") / spec.name
-    backend = f"Ray at {ray}" if ray else f"{workers} local worker(s)"
-    n_jobs = len(spec.strategies) * len(spec.targets) * len(spec.seed_list)
-    console.rule(f"benchmark {spec.name}: {n_jobs} runs on {backend}")
+    backend = f"Ray ({ray})" if ray else f"{workers} local worker(s)"
+    console.rule(f"benchmark {spec.name} on {backend} -> {folder}")
+    logger = _mlflow_listener(spec, folder, tracking_uri, no_tracking,
+                              {"backend": "ray" if ray else "process-pool", "workers": workers})
+    guarded = None if logger is None else _Guarded(logger)
+    listeners: list[Listener] = [] if guarded is None else [guarded]
     try:
-        outcome = run_benchmark(spec, workers=workers, ray_address=ray, progress=_progress)
+        outcome = run_benchmark(spec, workers=workers, ray_address=ray, out_dir=folder,
+                                listeners=listeners, emit=console.print,
+                                command=shlex.join(["autolab", "benchmark", *sys.argv[2:]])
+                                if sys.argv[1:2] == ["benchmark"] else None)
     except ConfigError as err:
-        err_console.print(f"[bold red]error:[/] {err}")
-        raise typer.Exit(EXIT_INPUT) from err
-    for r in outcome.reachable:
-        console.print(f"{r.target_nm:g} ± {r.tolerance_nm:g} nm: best reachable QY "
-                      f"{r.best_qy:.3f}")
-    typer.echo(summary_markdown(summarize(outcome.results), spec.budget))
+        raise _fail(str(err), EXIT_INPUT) from err
+    except (KeyboardInterrupt, CellInterrupted) as err:
+        raise _fail(f"interrupted; finished cells are in {folder / 'cells'}: run the same "
+                    "command again to run only the missing ones", EXIT_INTERRUPTED) from err
+    typer.echo(summary_markdown(outcome))
     for path in write_outputs(outcome, folder):
         console.print(f"wrote {path}")
-    load = outcome.meta["loadavg_after"]
-    console.print(f"wall {outcome.meta['wall_s']:.0f} s (dense search "
-                  f"{outcome.meta['dense_search_s']:.0f} s); load average {load[0]:.2f} "
-                  f"{load[1]:.2f} {load[2]:.2f} on {outcome.meta['cpu_count']} CPUs")
-    if no_tracking or not (spec.tracking.enabled or tracking_uri):
+    if record is not None:
+        console.print(f"recorded {record_result(outcome, record)}")
+    meta = outcome.meta
+    console.print(f"wall {meta['wall_s']:.0f} s (dense search {meta['dense_search_s']:.0f} s, "
+                  f"{meta['cells_run']} cells run, {meta['cells_restored']} restored); load "
+                  f"average {' '.join(f'{v:.2f}' for v in meta['loadavg_after'])} on "
+                  f"{meta['cpu_count']} CPUs")
+    if logger is None:
         return
-    uri = (tracking_uri or spec.tracking.uri or os.environ.get("MLFLOW_TRACKING_URI")
-           or "sqlite:///mlflow.db")
-    from autolab.benchmarking.mlflow_log import log_benchmark  # noqa: PLC0415 (MLflow is slow)
-
     try:
-        run_id = log_benchmark(outcome, uri, spec.tracking.experiment)
+        if guarded is not None and guarded.error is not None:
+            raise guarded.error
+        run_id = logger.finish(outcome)
     except Exception as err:  # MLflow raises many types; the files are already safe
-        err_console.print(f"[bold red]error:[/] MLflow at {uri} refused the results: {err}; "
-                          f"they are in {folder}")
-        raise typer.Exit(EXIT_FAILURE) from err
+        raise _fail(f"MLflow at {logger.uri} refused the results: {err}; they are in {folder} "
+                    "(run the same command again to log them)", EXIT_FAILURE) from err
     console.print(f"MLflow: benchmark run {run_id} in experiment "
-                  f"{spec.tracking.experiment!r} at {uri}")
+                  f"{spec.tracking.experiment!r} at {logger.uri}")
 
 
 #: A one-command app, for running without the main CLI: ``python -m autolab.benchmarking.cli``.

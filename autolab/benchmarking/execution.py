@@ -1,88 +1,245 @@
-"""Where benchmark jobs run: in this process, in a local process pool, or on a Ray cluster.
+"""Where benchmark cells run: in this process, in a local process pool, or on a Ray cluster.
 
-All three take the same :class:`~autolab.benchmarking.runner.Job` values and return results in job
-order, so the summary cannot depend on where (or in which order) jobs finished. Ray is an optional
-extra (``pip install autolab[ray]``) and is imported only when asked for.
+All three take the same :class:`~autolab.benchmarking.runner.Job` values and hand each result to
+``on_result`` as soon as it finishes (so it reaches the output folder and MLflow while the rest
+still runs); the summary is built from results in job order, so it cannot depend on where or in
+which order cells finished. Ray is an optional extra (``pip install autolab[ray]``), imported only
+when asked for, and joined without ceremony (:func:`connect_ray`):
+
+* ``--ray auto``: join the cluster this machine belongs to (``ray start --head`` here, or
+  ``RAY_ADDRESS``); if none runs, a clear error says how to start one (exit 2);
+* ``--ray local``: start a private Ray instance for this run, stopped at the end;
+* ``--ray HOST:PORT`` (or ``ray://HOST:PORT``): join that cluster.
 """
 
 from __future__ import annotations
 
+import math
 import multiprocessing
 import os
-from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+import re
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from contextlib import contextmanager
 from typing import Any
 
 from autolab.benchmarking.runner import Job, RunResult, run_job
 from autolab.exceptions import ConfigError
 
-#: Called after each finished job with (finished count, total, result): the CLI's progress line.
-Progress = Callable[[int, int, RunResult], None]
+#: Called as each cell finishes with (index of its job, result).
+OnResult = Callable[[int, RunResult], None]
+#: A Ray address: ``auto``, ``local``, ``HOST:PORT`` or ``ray://HOST:PORT``.
+_ADDRESS = re.compile(r"^(ray://)?[A-Za-z0-9_.-]+:\d{1,5}$")
+#: How to start a cluster, for error messages.
+START_HINT = ("start one with 'ray start --head --num-cpus N' (then run with --ray auto), "
+              "join a remote one with --ray HOST:PORT, or use --ray local to start a private "
+              "Ray for this run (or --workers N for a local process pool)")
 
 
 def _worker_init() -> None:
-    """One BLAS/torch thread per worker: jobs are the unit of parallelism."""
+    """One BLAS/torch thread per worker: cells are the unit of parallelism."""
     os.environ["OMP_NUM_THREADS"] = "1"
     os.environ["MKL_NUM_THREADS"] = "1"
 
 
 def run_local(jobs: Sequence[Job], workers: int = 1,
-              progress: Progress | None = None) -> list[RunResult]:
-    """Run jobs in this process (``workers == 1``) or a spawn-started process pool.
+              on_result: OnResult | None = None) -> list[RunResult]:
+    """Run cells in this process (``workers == 1``) or a spawn-started process pool.
 
     Spawn, not fork: forking a process that has already loaded torch (and maybe MLflow threads)
-    is unsafe; spawned workers import what they need themselves.
+    is unsafe; spawned workers import what they need themselves. On an interrupt the pool's
+    queued cells are cancelled; finished ones have already been handed to ``on_result``.
+
+    Raises:
+        ConfigError: ``workers < 1``.
     """
     if workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {workers}")
     results: list[RunResult | None] = [None] * len(jobs)
-    if workers == 1:
+
+    def finish(i: int, result: RunResult) -> None:
+        results[i] = result
+        if on_result is not None:
+            on_result(i, result)
+
+    if workers == 1 or len(jobs) <= 1:
         for i, job in enumerate(jobs):
-            results[i] = run_job(job)
-            if progress is not None:
-                progress(i + 1, len(jobs), results[i])  # type: ignore[arg-type]
+            finish(i, run_job(job))
         return [r for r in results if r is not None]
     ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx,
-                             initializer=_worker_init) as pool:
-        futures = {pool.submit(run_job, job): i for i, job in enumerate(jobs)}
-        for done, fut in enumerate(as_completed(futures), start=1):
-            result = fut.result()
-            results[futures[fut]] = result
-            if progress is not None:
-                progress(done, len(jobs), result)
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init)
+    try:
+        futures: dict[Future[RunResult], int] = {pool.submit(run_job, job): i
+                                                 for i, job in enumerate(jobs)}
+        pending = set(futures)
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in sorted(done, key=lambda f: futures[f]):
+                finish(futures[fut], fut.result())
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
     return [r for r in results if r is not None]
 
 
-def run_ray(jobs: Sequence[Job], address: str = "auto",
-            progress: Progress | None = None) -> list[RunResult]:
-    """Run jobs as Ray tasks (one CPU each) on the cluster at ``address``.
-
-    If Ray is already initialized in this process (a test's local instance, a notebook), that
-    connection is used as is; otherwise ``ray.init(address=...)`` joins the cluster (``auto``: the
-    one this machine belongs to). The worker nodes need autolab installed in the same version.
-
-    Raises:
-        ConfigError: Ray is not installed.
-    """
+def _import_ray() -> Any:
     try:
         import ray  # noqa: PLC0415 (optional extra)
     except ImportError as err:
         raise ConfigError("--ray needs Ray: pip install 'autolab[ray]'") from err
-    if not ray.is_initialized():
-        ray.init(address=address, include_dashboard=False, log_to_driver=False)
-    remote: Any = ray.remote(num_cpus=1)(run_job)
-    refs = [remote.remote(job) for job in jobs]
-    index = {ref: i for i, ref in enumerate(refs)}
+    return ray
+
+
+@contextmanager
+def connect_ray(address: str, num_cpus: int | None = None) -> Iterator[Any]:
+    """A Ray connection for the run (see the module docstring for the address forms).
+
+    If Ray is already initialized in this process (a test, a notebook) that connection is used
+    as is. Otherwise the connection (and, for ``local``, the private instance) ends with the
+    block.
+
+    Args:
+        address: ``auto``, ``local``, ``HOST:PORT`` or ``ray://HOST:PORT``.
+        num_cpus: CPUs of a ``local`` instance (default: all of this machine's).
+
+    Raises:
+        ConfigError: Ray is not installed, the address is malformed, no cluster runs (``auto``),
+            or the cluster at the address cannot be joined; each says what to do.
+    """
+    if address not in ("auto", "local") and not _ADDRESS.match(address):
+        raise ConfigError(f"--ray {address!r}: expected 'auto', 'local', HOST:PORT or "
+                          "ray://HOST:PORT (e.g. --ray 10.0.0.5:6379)")
+    ray = _import_ray()
+    if ray.is_initialized():
+        yield ray
+        return
+    kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
+                              "configure_logging": False}
+    try:
+        if address == "local":
+            ray.init(address="local", num_cpus=num_cpus, **kwargs)
+        else:
+            _check_reachable(ray, address)
+            ray.init(address=address, **kwargs)
+    except ConfigError:
+        raise
+    except (ConnectionError, RuntimeError, ValueError, TimeoutError) as err:
+        where = ("no running Ray cluster was found on this machine" if address == "auto"
+                 else f"could not join the Ray cluster at {address}")
+        raise ConfigError(f"--ray {address}: {where} ({_first_line(err)}); {START_HINT}") from err
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[0] if text else type(err).__name__
+
+
+def _check_reachable(ray: Any, address: str) -> None:
+    """Fail fast (instead of Ray's long retries) when no cluster answers at ``address``.
+
+    ``auto`` resolves like Ray does (``RAY_ADDRESS``, then the address file ``ray start``
+    leaves in the temp folder); an explicit ``HOST:PORT`` must accept a TCP connection.
+    """
+    import socket  # noqa: PLC0415
+
+    if address == "auto":
+        resolved = os.environ.get("RAY_ADDRESS") or _bootstrap_address(ray)
+        if not resolved:
+            raise ConfigError(f"--ray auto: no running Ray cluster was found on this machine; "
+                              f"{START_HINT}")
+        if resolved == "local" or resolved.startswith("ray://"):
+            return
+        address = resolved
+    if address.startswith("ray://"):
+        return
+    host, port = address.rsplit(":", 1)
+    try:
+        with socket.create_connection((host, int(port)), timeout=5):
+            pass
+    except OSError as err:
+        raise ConfigError(f"--ray {address}: nothing answers at {host}:{port} ({err}); "
+                          f"is the head node running? {START_HINT}") from err
+
+
+def _bootstrap_address(ray: Any) -> str | None:
+    """The address of a cluster started on this machine with ``ray start``, or None."""
+    try:
+        from ray._private.services import (  # noqa: PLC0415 (Ray internals, best effort)
+            get_ray_address_from_environment,
+        )
+
+        found = get_ray_address_from_environment("auto", None)
+    except Exception:  # no cluster file, or a Ray version without this helper
+        return None
+    return str(found) if found else None
+
+
+def run_ray(jobs: Sequence[Job], address: str = "auto", on_result: OnResult | None = None,
+            num_cpus: int | None = None) -> list[RunResult]:
+    """Run cells as Ray tasks (one CPU each) on the cluster at ``address``.
+
+    The worker nodes need autolab installed in the same version.
+
+    Raises:
+        ConfigError: See :func:`connect_ray`.
+    """
     results: list[RunResult | None] = [None] * len(jobs)
-    pending = list(refs)
-    done = 0
-    while pending:
-        ready, pending = ray.wait(pending, num_returns=1)
-        for ref in ready:
-            result: RunResult = ray.get(ref)
-            results[index[ref]] = result
-            done += 1
-            if progress is not None:
-                progress(done, len(jobs), result)
+    with connect_ray(address, num_cpus) as ray:
+        remote: Any = ray.remote(num_cpus=1, max_retries=0)(run_job)
+        refs = [remote.remote(job) for job in jobs]
+        index = {ref: i for i, ref in enumerate(refs)}
+        pending = list(refs)
+        try:
+            while pending:
+                ready, pending = ray.wait(pending, num_returns=1)
+                for ref in ready:
+                    result: RunResult = ray.get(ref)
+                    results[index[ref]] = result
+                    if on_result is not None:
+                        on_result(index[ref], result)
+        finally:
+            for ref in pending:
+                ray.cancel(ref, force=True)
     return [r for r in results if r is not None]
+
+
+class Progress:
+    """A progress line per finished cell with an estimate of the time left.
+
+    The estimate is the wall time elapsed in *this* run per cell finished in it (cells restored
+    from an earlier run cost nothing; cells running side by side are already in the pace) times
+    the cells left.
+
+    Args:
+        total: Cells to run in this session.
+        emit: Where each line goes (the CLI prints it).
+    """
+
+    def __init__(self, total: int, emit: Callable[[str], None]) -> None:
+        self.total = total
+        self.emit = emit
+        self.done = 0
+        self.t0 = time.monotonic()
+
+    def eta_s(self) -> float:
+        """Seconds left at the current pace."""
+        if self.done == 0:
+            return float("nan")
+        per_cell = (time.monotonic() - self.t0) / self.done
+        return per_cell * (self.total - self.done)
+
+    def __call__(self, result: RunResult) -> None:
+        """Count a finished cell and emit its line."""
+        self.done += 1
+        eta = self.eta_s()
+        eta_text = ("-" if math.isnan(eta) else f"{eta / 3600:.1f} h" if eta >= 3600
+                    else time.strftime("%M:%S", time.gmtime(eta)))
+        verdict = (f"hit at {result.experiments_to_success}" if result.found
+                   else f"no hit in {result.budget}")
+        band = result.experiments_to_in_band
+        self.emit(f"[{self.done:>4}/{self.total}] {result.cell_id:<44} {verdict}, in band "
+                  f"{band if band is not None else '-'} ({result.wall_s:.1f} s) ETA {eta_text}")

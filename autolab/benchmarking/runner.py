@@ -1,56 +1,128 @@
-"""One benchmark run: a strategy on a seed and a target, from the first proposal to success.
+"""One benchmark cell: a strategy on a reactor, a target and a seed, through the campaign loop.
 
-The loop is the campaign's, stripped to what a benchmark measures (no journal, no tracker, no
-stop rules but the budget and success)::
+There is one experiment loop in autolab, the campaign's::
 
-    optimizer.ask(1) -> SimulatedExecutor.run -> analyze -> optimizer.tell
+    optimizer.ask -> executor.run -> analyze -> journal -> optimizer.tell
 
-so every strategy sees exactly what it would see in a campaign: noisy measured outcomes, and
-``None`` for a failed experiment. Success is judged on the executor's noise-free truth
-(:func:`~autolab.benchmarking.problem.is_success`). A :class:`Job` is a plain frozen value, so the
-same function runs in-process, in a process pool and on a Ray worker.
+A cell builds a real :class:`~autolab.campaign.Campaign` (journal in a throw-away folder, no
+tracker) with the family member's executor and the strategy's optimizer, and runs it. Success is
+judged on the executor's noise-free truth after each trial (``on_trial``), never on the noisy
+measurement, so a strategy is not rewarded for a lucky reading:
+
+* *first in band*: the first experiment whose noise-free PL lies within the target band;
+* *good hit*: the first experiment in band with a noise-free QY of at least ``threshold_qy``
+  (a fraction of the best QY reachable in band on that member).
+
+Budget semantics: the campaign's own budget (``max_experiments``; failed experiments count, as
+they cost lab time) is the cell's budget; the cell stops early at the good hit
+(:meth:`~autolab.campaign.Campaign.request_stop`), since a good hit is always in band, so both
+counts are known by then. The campaign's measured "target reached" rule is off: the benchmark
+judges on the truth. A :class:`Job` is a plain frozen value, so the same function runs in-process,
+in a process pool and on a Ray worker.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import os
+import platform
+import shutil
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from autolab.analysis import analyze
+from autolab.benchmarking.family import Member
 from autolab.benchmarking.problem import Problem, is_success
 from autolab.benchmarking.spec import StrategySpec
-from autolab.exceptions import ExperimentFailed
+from autolab.benchmarking.strategies import AUTOLAB_KINDS, injected_optimizer
+from autolab.campaign import Campaign, StopReason
+from autolab.config import (
+    BudgetConfig,
+    CampaignConfig,
+    ExecutorConfig,
+    OptimizerConfig,
+    SpaceConfig,
+    StopConfig,
+    TrackingConfig,
+)
+from autolab.exceptions import AutolabError
 from autolab.executors.simulated import SimulatedExecutor
-from autolab.optimizer import make_optimizer
+from autolab.records import Trial, TrialStatus
+from autolab.tracking.base import NullTracker
+
+
+class CellInterrupted(AutolabError):
+    """The cell's campaign was stopped from outside (a signal) before its end: no result."""
 
 
 @dataclass(frozen=True)
 class Job:
-    """Everything one run needs (picklable: it travels to pool and Ray workers).
+    """Everything one cell needs (picklable: it travels to pool and Ray workers).
 
     Attributes:
         strategy: The strategy under test.
-        seed: Seed of the optimizer and of the twin's noise and failures.
-        problem: Space, target and twin.
+        seed: Seed of the optimizer and of the member's noise and failure draws.
+        problem: Space, target and the member (reactor) that answers.
+        space: The searched space as the campaign file states it.
         budget: Experiments at most.
-        threshold_qy: Noise-free QY needed in band for success.
-        best_reachable_qy: The yardstick ``threshold_qy`` derives from (reported, not used).
+        threshold_qy: Noise-free QY needed in band for a good hit.
+        best_reachable_qy: The yardstick ``threshold_qy`` derives from (reported).
     """
 
     strategy: StrategySpec
     seed: int
     problem: Problem
+    space: SpaceConfig
     budget: int
     threshold_qy: float
     best_reachable_qy: float
 
+    @property
+    def member(self) -> Member:
+        """The reactor."""
+        return self.problem.member
+
+    @property
+    def cell_id(self) -> str:
+        """``strategy--member--target--seed``, unique in a benchmark (and a safe file name)."""
+        return (f"{self.strategy.name}--{self.member.name}--{self.problem.target_nm:g}nm"
+                f"--s{self.seed}")
+
+    def fingerprint(self) -> str:
+        """Hash of everything that determines the cell's result.
+
+        A stored result is reused on resume only if it was made for exactly this cell.
+        """
+        doc = {"strategy": self.strategy.model_dump(mode="json"), "seed": self.seed,
+               "member": {"kind": self.member.kind, "seed": self.member.seed,
+                          "twin": self.member.twin.model_dump(mode="json")},
+               "target": [self.problem.target_nm, self.problem.tolerance_nm],
+               "space": self.space.model_dump(mode="json"), "budget": self.budget,
+               "threshold_qy": round(self.threshold_qy, 9)}
+        text = json.dumps(doc, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def campaign_config(self) -> CampaignConfig:
+        """The campaign this cell runs: the strategy's optimizer, budget, no early stop rules."""
+        kind = self.strategy.kind
+        optimizer = (OptimizerConfig(kind=kind, settings=dict(self.strategy.settings))
+                     if kind in AUTOLAB_KINDS else OptimizerConfig(kind="random"))
+        return CampaignConfig(
+            name=f"bench-{self.cell_id}"[:120], seed=self.seed,
+            description=f"benchmark cell {self.cell_id} (optimizer {self.strategy.name}"
+                        f"{'' if kind in AUTOLAB_KINDS else ', injected'})",
+            executor=ExecutorConfig(twin=self.member.twin), space=self.space,
+            objective=self.problem.objective(), optimizer=optimizer,
+            budget=BudgetConfig(max_experiments=self.budget),
+            stop=StopConfig(target_reached=False), tracking=TrackingConfig(enabled=False))
+
 
 @dataclass(frozen=True)
 class Step:
-    """One experiment of a run, for traces and plots.
+    """One experiment of a cell, for traces, plots and forecast calibration.
 
     Attributes:
         experiment: 1-based experiment number.
@@ -61,6 +133,10 @@ class Step:
         measured_qy: Analyzer's QY (NaN if failed).
         lab_clock_h: Virtual lab hours when it finished.
         ask_s: Seconds the strategy took to propose it.
+        in_band: The noise-free product is within the target band.
+        good: In band and bright enough (a good hit).
+        forecast: What the campaign journaled as its stop forecast after this experiment, if it
+            journals one (``forecast`` in the trial's journal extra), for calibration.
     """
 
     experiment: int
@@ -71,33 +147,46 @@ class Step:
     measured_qy: float
     lab_clock_h: float
     ask_s: float
+    in_band: bool = False
+    good: bool = False
+    forecast: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
 class RunResult:
-    """The outcome of one :class:`Job`.
+    """The outcome of one cell.
 
     Attributes:
         strategy: Strategy label.
         kind: Strategy kind.
+        member: Reactor name (``twin-3``).
+        member_kind: ``twin``, ``rff`` or ``additive``.
+        split: ``design`` or ``heldout``.
         seed: Seed.
         target_nm: Target PL peak, nm.
         tolerance_nm: Band half-width, nm.
         budget: Experiment budget.
-        threshold_qy: QY needed in band.
-        best_reachable_qy: Best noise-free QY in band (dense search).
-        experiments_to_success: First successful experiment (1-based), or None.
+        threshold_qy: QY needed in band for a good hit.
+        best_reachable_qy: Best noise-free QY in band on this member (dense search).
+        experiments_to_success: First good hit (1-based), or None.
         lab_hours_to_success: Virtual lab hours at that experiment, or None.
-        experiments: Experiments run (stops at success).
+        experiments_to_in_band: First in-band product (1-based), or None.
+        lab_hours_to_in_band: Virtual lab hours at that experiment, or None.
+        experiments: Experiments run (stops at the good hit).
         failed: Failed experiments among them.
         best_true_qy_in_band: Best noise-free QY reached in band (0 if never in band).
-        ask_s_total: Total proposal time over the run, s.
-        wall_s: Wall-clock seconds of the whole run.
+        ask_s_total: Total proposal time over the cell, s.
+        wall_s: Wall-clock seconds of the whole cell.
+        stop_reason: Why the campaign stopped (``interrupted`` = stopped at the good hit).
+        worker: Where it ran (``host:pid``), to check that every cell ran exactly once.
         steps: Every experiment, in order.
     """
 
     strategy: str
     kind: str
+    member: str
+    member_kind: str
+    split: str
     seed: int
     target_nm: float
     tolerance_nm: float
@@ -106,17 +195,31 @@ class RunResult:
     best_reachable_qy: float
     experiments_to_success: int | None
     lab_hours_to_success: float | None
+    experiments_to_in_band: int | None
+    lab_hours_to_in_band: float | None
     experiments: int
     failed: int
     best_true_qy_in_band: float
     ask_s_total: float
     wall_s: float
+    stop_reason: str = ""
+    worker: str = ""
     steps: tuple[Step, ...] = field(default=())
 
     @property
     def found(self) -> bool:
-        """Whether the run succeeded within its budget."""
+        """Whether the cell reached a good hit within its budget."""
         return self.experiments_to_success is not None
+
+    @property
+    def in_band_found(self) -> bool:
+        """Whether any product was in band within the budget."""
+        return self.experiments_to_in_band is not None
+
+    @property
+    def cell_id(self) -> str:
+        """Same as :attr:`Job.cell_id`."""
+        return f"{self.strategy}--{self.member}--{self.target_nm:g}nm--s{self.seed}"
 
     def row(self) -> dict[str, Any]:
         """A flat row for CSV (no steps)."""
@@ -131,117 +234,102 @@ class RunResult:
         d["steps"] = [asdict(s) for s in self.steps]
         return d
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RunResult:
+        """Inverse of :meth:`to_dict` (JSON null back to NaN where a float is expected)."""
+        def num(v: Any) -> float:
+            return math.nan if v is None else float(v)
 
-def _measure(executor: SimulatedExecutor, job: Job,
-             point: dict[str, float]) -> tuple[dict[str, float] | None, float, float]:
-    """Run one experiment: (measured outcomes or None if failed, true PL, true QY)."""
-    index = executor.twin.run_index
-    try:
-        measurement = executor.run(job.problem.conditions(point))
-    except ExperimentFailed:
-        truth = executor.truths.get(index)
-        return None, (math.nan if truth is None else truth.pl_peak_nm), 0.0
-    truth = executor.truths[index]
-    features = analyze(measurement)
-    outcomes = features.outcomes() if features.usable else None
-    return outcomes, truth.pl_peak_nm, truth.qy
+        steps = tuple(Step(**{**s, **{k: num(s[k]) for k in (
+            "true_pl_nm", "true_qy", "measured_pl_nm", "measured_qy")}})
+            for s in d.get("steps", []))
+        fields_ = {k: v for k, v in d.items() if k not in ("steps", "found")}
+        return cls(**fields_, steps=steps)
 
 
-class _Strategy:
-    """ask/tell over an autolab optimizer or Optuna's GPSampler, one experiment at a time."""
+class _Judge:
+    """The cell's ``on_trial``: judges each trial on the truth; stops the campaign at a hit."""
 
-    def __init__(self, job: Job) -> None:
-        self._job = job
-        self._space = job.problem.space
-        self._objective = job.problem.objective()
-        self._names = self._objective.outcome_names
-        if job.strategy.kind == "optuna-gp":
-            import optuna  # noqa: PLC0415 (optional extra, imported only when used)
+    def __init__(self, job: Job, executor: SimulatedExecutor) -> None:
+        self.job = job
+        self.executor = executor
+        self.steps: list[Step] = []
+        self.hit: int | None = None
 
-            optuna.logging.set_verbosity(optuna.logging.WARNING)
-            sampler = optuna.samplers.GPSampler(seed=job.seed,
-                                                n_startup_trials=max(2 * self._space.dim, 5))
-            self._study: Any = optuna.create_study(direction="maximize", sampler=sampler)
-            self._trial: Any = None
-            self._worst = -100.0
-        else:
-            self._opt = make_optimizer(job.strategy.kind, self._space, self._objective,
-                                       seed=job.seed, **job.strategy.settings)
+    def __call__(self, campaign: Campaign, trial: Trial) -> None:
+        truth = self.executor.truths.get(self.executor.twin.run_index - 1)
+        pl = math.nan if truth is None else float(truth.pl_peak_nm)
+        # a failed experiment made no product a chemist could keep, whatever the truth says
+        failed = trial.status is not TrialStatus.COMPLETED or truth is None
+        qy = 0.0 if failed or truth is None else float(truth.qy)
+        outcomes = trial.outcomes()
+        problem = self.job.problem
+        in_band = not failed and bool(problem.in_band(pl))
+        good = in_band and is_success(pl, qy, problem.target_nm, problem.tolerance_nm,
+                                      self.job.threshold_qy)
+        extra = campaign.journal.state.last_extra or {}
+        forecast = extra.get("forecast")
+        self.steps.append(Step(
+            experiment=len(self.steps) + 1, failed=failed, true_pl_nm=pl, true_qy=qy,
+            measured_pl_nm=math.nan if outcomes is None else float(outcomes["pl_peak_nm"]),
+            measured_qy=math.nan if outcomes is None else float(outcomes["qy"]),
+            lab_clock_h=float(self.executor.lab_clock_h),
+            ask_s=float(trial.proposal_time_s or 0.0), in_band=in_band, good=good,
+            forecast=dict(forecast) if isinstance(forecast, dict) else None))
+        if good and self.hit is None:
+            self.hit = len(self.steps)
+            campaign.request_stop()
 
-    def ask(self) -> dict[str, float]:
-        if self._job.strategy.kind != "optuna-gp":
-            (point,) = self._opt.ask(1)
-            return point
-        # Optuna cannot keep to linear constraints: a proposal that breaks one is not run (it
-        # costs no lab time), it is told as infeasible, and Optuna is asked again.
-        for _ in range(1000):
-            trial = self._study.ask()
-            point = {p.name: float(trial.suggest_float(p.name, p.lower, p.upper,
-                                                       log=p.scale == "log"))
-                     for p in self._space.parameters}
-            violation = max((-c.slack(point) for c in self._space.constraints), default=0.0)
-            trial.set_constraint("linear", violation)
-            if violation <= 0:
-                self._trial = trial
-                return point
-            self._study.tell(trial, self._worst)
-        raise RuntimeError("optuna-gp proposed 1000 infeasible points in a row")
 
-    def tell(self, point: dict[str, float], outcomes: dict[str, float] | None) -> None:
-        told = None if outcomes is None else {n: outcomes[n] for n in self._names}
-        if self._job.strategy.kind != "optuna-gp":
-            self._opt.tell([point], [told])
-            return
-        import optuna  # noqa: PLC0415
-
-        if told is None:
-            self._study.tell(self._trial, state=optuna.trial.TrialState.FAIL)
-        else:
-            score = self._objective.score(told)
-            self._worst = min(self._worst, score)
-            self._study.tell(self._trial, score)
+def _first(steps: list[Step], attr: str) -> Step | None:
+    return next((s for s in steps if getattr(s, attr)), None)
 
 
 def run_job(job: Job) -> RunResult:
-    """Run one strategy on one seed and target until success or the budget.
+    """Run one cell through the campaign loop until a good hit or the budget.
 
-    Torch is pinned to one thread: parallelism comes from running jobs side by side, and
-    oversubscribed BLAS threads would only slow every job down.
+    Torch is pinned to one thread: parallelism comes from running cells side by side, and
+    oversubscribed BLAS threads would only slow every cell down.
+
+    Raises:
+        CellInterrupted: The campaign was stopped by a signal before its end (no result).
     """
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     import torch  # noqa: PLC0415 (set the thread count before any work, in the worker)
 
     torch.set_num_threads(1)
     t_start = time.perf_counter()
+    config = job.campaign_config()
+    executor = job.member.executor(seed=job.seed)
+    optimizer = injected_optimizer(job.strategy.kind, job.problem.space,
+                                   job.problem.objective(), job.seed)
+    judge = _Judge(job, executor)
+    root = tempfile.mkdtemp(prefix="autolab-cell-")
+    try:
+        campaign = Campaign.create(config, root, executor=executor, tracker=NullTracker(),
+                                   optimizer=optimizer, on_trial=judge)
+        result = campaign.run()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    if result.stop_reason is StopReason.INTERRUPTED and judge.hit is None:
+        raise CellInterrupted(f"cell {job.cell_id} was interrupted after "
+                              f"{len(judge.steps)} experiments")
+    return _result(job, judge.steps, str(result.stop_reason), time.perf_counter() - t_start)
+
+
+def _result(job: Job, steps: list[Step], stop_reason: str, wall_s: float) -> RunResult:
+    hit, band = _first(steps, "good"), _first(steps, "in_band")
     problem = job.problem
-    strategy = _Strategy(job)
-    executor = problem.member.executor(seed=job.seed)
-    steps: list[Step] = []
-    found: int | None = None
-    found_h: float | None = None
-    best_in_band = 0.0
-    for k in range(1, job.budget + 1):
-        t0 = time.perf_counter()
-        point = strategy.ask()
-        ask_s = time.perf_counter() - t0
-        outcomes, pl, qy = _measure(executor, job, point)
-        strategy.tell(point, outcomes)
-        steps.append(Step(
-            experiment=k, failed=outcomes is None, true_pl_nm=float(pl), true_qy=float(qy),
-            measured_pl_nm=math.nan if outcomes is None else float(outcomes["pl_peak_nm"]),
-            measured_qy=math.nan if outcomes is None else float(outcomes["qy"]),
-            lab_clock_h=float(executor.lab_clock_h), ask_s=ask_s))
-        if problem.in_band(pl):
-            best_in_band = max(best_in_band, float(qy))
-        if is_success(pl, qy, problem.target_nm, problem.tolerance_nm, job.threshold_qy):
-            found, found_h = k, float(executor.lab_clock_h)
-            break
-    executor.close()
     return RunResult(
-        strategy=job.strategy.name, kind=job.strategy.kind, seed=job.seed,
+        strategy=job.strategy.name, kind=job.strategy.kind, member=job.member.name,
+        member_kind=job.member.kind, split=job.member.split, seed=job.seed,
         target_nm=problem.target_nm, tolerance_nm=problem.tolerance_nm, budget=job.budget,
         threshold_qy=job.threshold_qy, best_reachable_qy=job.best_reachable_qy,
-        experiments_to_success=found, lab_hours_to_success=found_h, experiments=len(steps),
-        failed=sum(s.failed for s in steps), best_true_qy_in_band=best_in_band,
-        ask_s_total=sum(s.ask_s for s in steps),
-        wall_s=time.perf_counter() - t_start, steps=tuple(steps))
+        experiments_to_success=None if hit is None else hit.experiment,
+        lab_hours_to_success=None if hit is None else hit.lab_clock_h,
+        experiments_to_in_band=None if band is None else band.experiment,
+        lab_hours_to_in_band=None if band is None else band.lab_clock_h,
+        experiments=len(steps), failed=sum(s.failed for s in steps),
+        best_true_qy_in_band=max((s.true_qy for s in steps if s.in_band), default=0.0),
+        ask_s_total=sum(s.ask_s for s in steps), wall_s=wall_s, stop_reason=stop_reason,
+        worker=f"{platform.node()}:{os.getpid()}", steps=tuple(steps))

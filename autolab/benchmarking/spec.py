@@ -13,7 +13,15 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from autolab.benchmarking.family import nominal_member
+from autolab.benchmarking.family import (
+    HELDOUT_SEED_BASE,
+    MEMBER_KINDS,
+    Member,
+    MemberKind,
+    Split,
+    draw_member,
+    nominal_member,
+)
 from autolab.benchmarking.problem import Problem
 from autolab.config import SpaceConfig, TrackingConfig, format_validation_error
 from autolab.exceptions import AutolabError, ConfigError
@@ -96,6 +104,49 @@ class DenseSearchSpec(BaseModel):
     polish: int = Field(default=12, ge=0, le=200)
 
 
+class FamilySpec(BaseModel):
+    """Which reactors of the family to run on (see :mod:`autolab.benchmarking.family`).
+
+    Attributes:
+        kinds: Member kinds: ``twin`` (constants drawn around the calibrated twin), ``rff`` and
+            ``additive`` (responses not built from the twin).
+        per_kind: Members per kind.
+        split: ``design`` (seeds 0, 1, ...: tune on these) or ``heldout`` (seeds from
+            10000: report on these).
+        seeds: Explicit member seeds instead of ``per_kind`` (each kind gets the same seeds);
+            they must all lie in the chosen split.
+        nominal: Also run on the calibrated twin itself (``twin-nominal``).
+    """
+
+    model_config = _FROZEN
+
+    kinds: tuple[MemberKind, ...] = Field(default=MEMBER_KINDS, min_length=1)
+    per_kind: int = Field(default=3, ge=1, le=1000)
+    split: Split = "design"
+    seeds: tuple[int, ...] | None = None
+    nominal: bool = False
+
+    @model_validator(mode="after")
+    def _check(self) -> FamilySpec:
+        if len(set(self.kinds)) != len(self.kinds):
+            raise ValueError("family.kinds must be distinct")
+        if self.seeds is not None:
+            if not self.seeds or len(set(self.seeds)) != len(self.seeds) or min(self.seeds) < 0:
+                raise ValueError("family.seeds must be distinct non-negative integers")
+            wrong = [s for s in self.seeds if (s >= HELDOUT_SEED_BASE) != (self.split == "heldout")]
+            if wrong:
+                raise ValueError(f"family.seeds {wrong} are not in the {self.split} set "
+                                 f"(held-out seeds are >= {HELDOUT_SEED_BASE})")
+        return self
+
+    def member_seeds(self) -> tuple[int, ...]:
+        """The seeds of each kind's members."""
+        if self.seeds is not None:
+            return self.seeds
+        first = HELDOUT_SEED_BASE if self.split == "heldout" else 0
+        return tuple(range(first, first + self.per_kind))
+
+
 class BenchmarkTracking(TrackingConfig):
     """Optional MLflow logging: a parent run per benchmark, a nested run per strategy×seed×target.
 
@@ -108,7 +159,10 @@ class BenchmarkTracking(TrackingConfig):
 
 
 class BenchmarkSpec(BaseModel):
-    """A whole benchmark: which strategies, on which seeds and targets, with what budget."""
+    """A whole benchmark: which strategies, on which reactors, seeds and targets, with what budget.
+
+    Without ``family`` the benchmark runs on the calibrated twin (``twin``) alone.
+    """
 
     model_config = _FROZEN
 
@@ -122,6 +176,7 @@ class BenchmarkSpec(BaseModel):
     dense_search: DenseSearchSpec = Field(default_factory=DenseSearchSpec)
     space: SpaceConfig = Field(default_factory=lambda: SpaceConfig(fixed={"p_to_in": 3.6}))
     twin: TwinConfig = Field(default_factory=TwinConfig)
+    family: FamilySpec | None = None
     tracking: BenchmarkTracking = Field(default_factory=BenchmarkTracking)
 
     @field_validator("seeds")
@@ -162,6 +217,17 @@ class BenchmarkSpec(BaseModel):
     def seed_list(self) -> tuple[int, ...]:
         """The seeds: ``0..n-1`` for a count, else the list as given."""
         return tuple(range(self.seeds)) if isinstance(self.seeds, int) else self.seeds
+
+    def members(self) -> list[Member]:
+        """The reactors: the family's members, or the calibrated twin alone.
+
+        ``twin`` is the base of every member's reactor settings (geometry, detector).
+        """
+        if self.family is None:
+            return [nominal_member(self.twin)]
+        out = [nominal_member(self.twin)] if self.family.nominal else []
+        seeds = self.family.member_seeds()
+        return out + [draw_member(k, s, self.twin) for k in self.family.kinds for s in seeds]
 
 
 def parse_spec(data: Any, source: str = "<benchmark>") -> BenchmarkSpec:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,6 @@ from autolab.benchmarking import (
     load_spec,
     make_jobs,
     parse_spec,
-    run_benchmark,
     run_job,
 )
 from autolab.benchmarking.cli import app
@@ -88,18 +88,48 @@ def test_yaml_syntax_error_names_the_line(tmp_path: Path) -> None:
         load_spec(path)
 
 
-@pytest.mark.parametrize("name", ["scale.yaml", "scale_small.yaml"])
+@pytest.mark.parametrize("name", ["scale.yaml", "scale_small.yaml", "family.yaml",
+                                  "family_heldout.yaml"])
 def test_example_specs_validate(name: str) -> None:
     spec = load_spec(Path(__file__).parents[2] / "benchmarks" / name)
     assert len(spec.targets) >= 2
-    assert len(make_jobs(spec, tuple(_fake_reach(spec)))) == (
-        len(spec.strategies) * len(spec.targets) * len(spec.seed_list))
+    jobs, excluded = make_jobs(spec, _fake_reach(spec))
+    assert not excluded
+    assert len(jobs) == (len(spec.strategies) * len(spec.members()) * len(spec.targets)
+                         * len(spec.seed_list))
+    assert len({j.cell_id for j in jobs}) == len(jobs)
 
 
-def _fake_reach(spec: BenchmarkSpec) -> list[Any]:
+def test_family_specs_split_design_and_heldout() -> None:
+    root = Path(__file__).parents[2] / "benchmarks"
+    design, held = load_spec(root / "family.yaml"), load_spec(root / "family_heldout.yaml")
+    assert {m.split for m in design.members()} == {"design"}
+    assert {m.split for m in held.members()} == {"heldout"}
+    assert {t.pl_peak_nm for t in design.targets} >= {530, 550, 580, 610}
+    assert {m.kind for m in design.members()} == {"twin", "rff", "additive"}
+
+
+def test_family_seed_outside_its_split_is_an_error() -> None:
+    with pytest.raises(ConfigError, match=r"not in the heldout set"):
+        parse_spec({**TINY, "family": {"split": "heldout", "seeds": [3]}})
+
+
+def _fake_reach(spec: BenchmarkSpec, qy: float = 0.4) -> dict[str, tuple[Any, ...]]:
     from autolab.benchmarking import Reachable
 
-    return [Reachable(t.pl_peak_nm, t.tolerance_nm, 0.4, {}, 1) for t in spec.targets]
+    return {m.name: tuple(Reachable(t.pl_peak_nm, t.tolerance_nm, qy, {}, 1)
+                          for t in spec.targets) for m in spec.members()}
+
+
+def test_unreachable_bands_are_excluded_and_counted() -> None:
+    from autolab.benchmarking import Reachable
+
+    spec = parse_spec({**TINY, "family": {"kinds": ["rff"], "per_kind": 2}})
+    reach = _fake_reach(spec)
+    reach["rff-1"] = (Reachable(560.0, 15.0, 0.0, {}, 1),)
+    jobs, excluded = make_jobs(spec, reach)
+    assert [(e.member, e.target_nm) for e in excluded] == [("rff-1", 560.0)]
+    assert {j.member.name for j in jobs} == {"rff-0"}
 
 
 # ------------------------------------------------------------------------------- problem pieces
@@ -143,30 +173,40 @@ def _check_outputs(out: Path, spec: BenchmarkSpec) -> list[dict[str, Any]]:
         (s, str(k)) for s in ("random", "sobol-a") for k in (0, 1)}
     doc = json.loads((out / "results.json").read_text(encoding="utf-8"))
     assert doc["name"] == "tiny"
-    (reach,) = doc["reachable"]
+    assert doc["provenance"]["git"]["commit"]
+    assert doc["provenance"]["packages"]["botorch"]
+    (reach,) = doc["reachable"]["twin-nominal"]
     assert 0 < reach["best_qy"] <= 1
     threshold = spec.success.qy_fraction * reach["best_qy"]
     for run in doc["runs"]:
         steps = run["steps"]
         assert len(steps) == run["experiments"] <= spec.budget
         assert run["threshold_qy"] == pytest.approx(threshold)
-        hits = [s["experiment"] for s in steps if s["true_pl_nm"] is not None
-                and is_success(s["true_pl_nm"], s["true_qy"], 560, 15, threshold)]
-        # Success is the first hit, and the run stops there.
+        ok = [s for s in steps if not s["failed"] and s["true_pl_nm"] is not None]
+        hits = [s["experiment"] for s in ok
+                if is_success(s["true_pl_nm"], s["true_qy"], 560, 15, threshold)]
+        band = [s["experiment"] for s in ok if abs(s["true_pl_nm"] - 560) <= 15]
+        # A good hit is the first bright in-band product, and the campaign stops there.
         assert run["experiments_to_success"] == (hits[0] if hits else None)
+        assert run["experiments_to_in_band"] == (band[0] if band else None)
         assert run["found"] == bool(hits)
         if hits:
             assert hits == [len(steps)]
+            assert run["stop_reason"] == "interrupted"
+        else:
+            assert run["stop_reason"] == "max experiments"
         assert run["failed"] == sum(s["failed"] for s in steps)
-    by_strategy = {r["strategy"]: r for r in doc["summary"]}
+    by_strategy = {r["strategy"]: r for r in doc["summary"]["strategy"]}
     assert set(by_strategy) == {"random", "sobol-a"}
     for name, row in by_strategy.items():
         runs = [r for r in doc["runs"] if r["strategy"] == name]
-        assert row["runs"] == 2
+        assert row["cells"] == 2
         assert row["found"] == sum(r["found"] for r in runs)
+        assert row["in_band"] == sum(r["experiments_to_in_band"] is not None for r in runs)
     summary = list(csv.DictReader((out / "summary.csv").open(encoding="utf-8")))
     assert [r["strategy"] for r in summary] == ["random", "sobol-a"]
-    assert "| random | 560 |" in (out / "summary.md").read_text(encoding="utf-8")
+    assert "| random | 560 | 2 |" in (out / "summary.md").read_text(encoding="utf-8")
+    assert len(list((out / "cells").glob("*.json"))) == 4
     return list(doc["runs"])
 
 
@@ -182,15 +222,43 @@ def pool_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict
     spec_path = _write(tmp, TINY)
     uri = f"sqlite:///{tmp / 'mlflow.db'}"
     result = CliRunner().invoke(app, [str(spec_path), "--workers", "2", "--out",
-                                      str(tmp / "out"), "--tracking-uri", uri])
+                                      str(tmp / "out"), "--tracking-uri", uri,
+                                      "--record", str(tmp / "results")])
     assert result.exit_code == 0, result.output
     assert "MLflow: benchmark run" in result.output
+    assert "ETA" in result.output
     return tmp, _check_outputs(tmp / "out", parse_spec(TINY))
 
 
 def test_process_pool_end_to_end(pool_runs: tuple[Path, list[dict[str, Any]]]) -> None:
     tmp, runs = pool_runs
     assert len(runs) == 4
+    record = json.loads((tmp / "results" / "benchmark-tiny.json").read_text())
+    assert record["provenance"]["machine"]["cpu_model"]
+    assert [t["title"] for t in record["tables"]] == ["by strategy", "by target",
+                                                      "by member kind"]
+
+
+def test_rerun_with_same_out_restores_every_cell(
+        pool_runs: tuple[Path, list[dict[str, Any]]]) -> None:
+    tmp, runs = pool_runs
+    result = CliRunner().invoke(app, [str(tmp / "spec.yaml"), "--out", str(tmp / "out"),
+                                      "--no-tracking"])
+    assert result.exit_code == 0, result.output
+    assert "4 restored" in result.output and "0 to run" in result.output
+    doc = json.loads((tmp / "out" / "results.json").read_text())
+    assert _trajectory(doc["runs"]) == _trajectory(runs)
+
+
+def test_changed_spec_reruns_only_changed_cells(
+        pool_runs: tuple[Path, list[dict[str, Any]]], tmp_path: Path) -> None:
+    tmp, _ = pool_runs
+    shutil.copytree(tmp / "out", tmp_path / "out")
+    spec_path = _write(tmp_path, {**TINY, "strategies": ["random", "sobol"]})
+    result = CliRunner().invoke(app, [str(spec_path), "--out", str(tmp_path / "out"),
+                                      "--no-tracking"])
+    assert result.exit_code == 0, result.output
+    assert "2 restored" in result.output and "2 to run" in result.output
 
 
 def test_mlflow_parent_and_nested_runs(pool_runs: tuple[Path, list[dict[str, Any]]]) -> None:
@@ -202,7 +270,8 @@ def test_mlflow_parent_and_nested_runs(pool_runs: tuple[Path, list[dict[str, Any
     assert exp is not None
     (parent,) = client.search_runs([exp.experiment_id], "tags.`autolab.role` = 'benchmark'")
     assert parent.data.params["budget"] == "4"
-    assert "random.560nm.median" in parent.data.metrics
+    assert "random.median" in parent.data.metrics
+    assert "random.560.median" in parent.data.metrics
     children = client.search_runs([exp.experiment_id],
                                   f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
     assert len(children) == 4
@@ -214,37 +283,20 @@ def test_mlflow_parent_and_nested_runs(pool_runs: tuple[Path, list[dict[str, Any
         assert len(history) == match["experiments"]
     artifacts = {f.path for f in client.list_artifacts(parent.info.run_id)}
     assert set(OUTPUT_FILES) <= artifacts
+    assert len((tmp / "out" / "mlflow_logged.txt").read_text().split()) == 4
 
 
 def test_in_process_equals_pool(pool_runs: tuple[Path, list[dict[str, Any]]]) -> None:
-    """Runs are pure functions of (strategy, seed, target): where they run cannot matter."""
+    """Cells are pure functions of (strategy, member, target, seed): where they run is moot."""
     _, runs = pool_runs
     spec = parse_spec(TINY)
-    reach = json.loads((pool_runs[0] / "out" / "results.json").read_text())["reachable"][0]
-    from autolab.benchmarking import Reachable
-
-    jobs = make_jobs(spec, (Reachable(560.0, 15.0, reach["best_qy"], {}, 1),))
+    reach = json.loads((pool_runs[0] / "out" / "results.json").read_text())["reachable"]
+    jobs, _ = make_jobs(spec, _fake_reach(spec, reach["twin-nominal"][0]["best_qy"]))
     first = run_job(jobs[0])
     expected = _trajectory(runs)[(first.strategy, first.seed)]
     got = [(None if math.isnan(s.true_pl_nm) else s.true_pl_nm, s.true_qy, s.failed)
            for s in first.steps]
     assert got == expected
-
-
-def test_ray_end_to_end(tmp_path: Path, pool_runs: tuple[Path, list[dict[str, Any]]]) -> None:
-    ray = pytest.importorskip("ray", reason="Ray is the optional 'ray' extra")
-    from autolab.benchmarking import write_outputs
-
-    spec = parse_spec(TINY)
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        outcome = run_benchmark(spec, ray_address="auto")
-    finally:
-        ray.shutdown()
-    assert outcome.meta["backend"] == "ray"
-    write_outputs(outcome, tmp_path / "out")
-    runs = _check_outputs(tmp_path / "out", spec)
-    assert _trajectory(runs) == _trajectory(pool_runs[1])
 
 
 def test_cli_rejects_a_bad_spec(tmp_path: Path) -> None:
