@@ -139,6 +139,7 @@ def ensure_sqlite_store(uri: str, *, lock_timeout_s: float = STORE_LOCK_TIMEOUT_
         with open(path.with_name(path.name + ".lock"), "a+b") as lock:
             _lock(lock.fileno(), path, lock_timeout_s)
             if not _nonempty(path):  # another starter may have made it while we waited
+                _forget_engine(uri)  # a cached engine may still hold a file moved away
                 _create_store(path)
     except OSError as err:
         raise TrackingError(f"cannot create the MLflow store {path}: {err}") from err
@@ -164,6 +165,15 @@ def _lock(fd: int, path: Path, timeout_s: float) -> None:
             time.sleep(0.05)
 
 
+def _forget_engine(uri: str) -> None:
+    """Drop MLflow's cached SQLAlchemy engine of ``uri`` (it keeps files open across renames)."""
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore  # noqa: PLC0415
+
+    engine = SqlAlchemyStore._engine_map.pop(uri, None)
+    if engine is not None:
+        engine.dispose()
+
+
 def _create_store(path: Path) -> None:
     """Make the tables in a temporary file, then rename it to ``path`` (lock held)."""
     from mlflow.store.tracking import DEFAULT_LOCAL_FILE_AND_ARTIFACT_PATH  # noqa: PLC0415
@@ -175,8 +185,8 @@ def _create_store(path: Path) -> None:
     tmp_uri = "sqlite:///" + str(tmp.absolute())
     try:
         store = SqlAlchemyStore(tmp_uri, DEFAULT_LOCAL_FILE_AND_ARTIFACT_PATH)  # type: ignore[no-untyped-call]
+        _forget_engine(tmp_uri)
         store.engine.dispose()
-        SqlAlchemyStore._engine_map.pop(tmp_uri, None)
         fd = os.open(tmp, os.O_RDONLY)
         try:
             os.fsync(fd)
@@ -282,6 +292,7 @@ class MlflowTracker:
             try:
                 self._opened = MlflowClient(tracking_uri=self._uri)
             except Exception as err:
+                _forget_engine(self._uri)  # its pooled connection holds the broken file open
                 raise TrackingError(_open_advice(self._uri, err)) from err
         return self._opened
 
@@ -590,7 +601,7 @@ class MlflowTracker:
             raise
         except Exception as err:
             raise TrackingError(f"MLflow at {self._uri}: could not {what}: "
-                                f"{_truncate(str(err), 400)}") from err
+                                f"{_auth_advice(err) or _truncate(str(err), 400)}") from err
         finally:
             for k, v in saved.items():
                 if v is None:
@@ -669,6 +680,20 @@ def _setting(arg: int | None, env: str, default: int) -> str:
 
 def _truncate(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _auth_advice(err: Exception) -> str | None:
+    """What to do when an MLflow server with a login (basic-auth app) refuses us, else None."""
+    text = str(err)
+    user = os.environ.get("MLFLOW_TRACKING_USERNAME")
+    if "error code 401" in text:
+        who = f"the login of MLFLOW_TRACKING_USERNAME={user!r}" if user else "no login"
+        return (f"the server refused {who} (HTTP 401 Unauthorized): set MLFLOW_TRACKING_USERNAME "
+                "and MLFLOW_TRACKING_PASSWORD to an account on that server (docs/deployment.md)")
+    if "error code 403" in text:
+        return (f"the account {user!r} lacks the permission (HTTP 403 Forbidden): ask the "
+                "server's admin for EDIT on the experiment, or use another account")
+    return None
 
 
 def _trial_metrics(trial: Trial, best: float | None, lab_clock_h: float,

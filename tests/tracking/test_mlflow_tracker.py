@@ -6,6 +6,8 @@ import csv
 import io
 import json
 import os
+import signal
+import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,7 +25,7 @@ from autolab.tracking.mlflow_tracker import (
     resolve_tracking_uri,
 )
 
-from .conftest import CONFIG, TrialFactory
+from .conftest import TrialFactory
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -342,3 +344,287 @@ def test_null_tracker_marks_nothing(header: JournalHeader, make_trial: TrialFact
         assert sync(j, null) == 0
         assert j.state.untracked == [0]
         assert j.state.tracker_run_id is None
+
+
+# ---- a store that cannot be left half-made -------------------------------------------------------
+def _creator(uri: str) -> int:
+    """A forked starter creating the store (forked: MLflow is imported already, so the kill
+    lands in the creation itself, not in the seconds an import takes)."""
+    from autolab.tracking.mlflow_tracker import ensure_sqlite_store
+
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        code = 0
+        try:
+            ensure_sqlite_store(uri)
+        except BaseException:
+            code = 1
+        os._exit(code)
+    return pid
+
+
+def _usable(uri: str) -> None:
+    tr = MlflowTracker(uri, "after-kill")
+    tr.start_campaign("c", {}, {}, {})
+    assert tr.client.get_run(tr.run_id).info.status == "RUNNING"  # type: ignore[arg-type]
+
+
+def test_store_killed_while_created_is_absent_or_whole(tmp_path: Path) -> None:
+    db = tmp_path / "mlflow.db"
+    uri = f"sqlite:///{db}"
+    for delay_s in (0.02, 0.2, 0.6):  # creating one takes seconds: each kill lands inside
+        pid = _creator(uri)
+        time.sleep(delay_s)
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        if db.exists():  # whole, or absent: never half-made
+            MlflowTracker(uri, "after-kill").check()
+    _usable(uri)  # the next starter creates it whole (or opens the whole one)
+    assert not list(tmp_path.glob(".mlflow.db.*"))  # no temporary file left behind
+
+
+def test_concurrent_starters_make_one_store(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    pids = [_creator(uri) for _ in range(3)]
+    assert [os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in pids] == [0, 0, 0]
+    _usable(uri)
+
+
+def _half_made(path: Path) -> None:
+    """What a kill in MLflow's own in-place migrations left (some tables, no alembic head)."""
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE spans (trace_id TEXT, span_id TEXT)")
+        db.execute("CREATE TABLE _alembic_tmp_experiments (experiment_id INTEGER)")
+
+
+def test_broken_store_campaign_runs_journal_only_then_syncs(tmp_path: Path) -> None:
+    from autolab.campaign import JOURNAL_NAME, Campaign
+    from autolab.config import parse_campaign
+
+    db = tmp_path / "mlflow.db"
+    _half_made(db)
+    uri = f"sqlite:///{db}"
+    broken = MlflowTracker(uri, "autolab")
+    with pytest.raises(TrackingError, match=r"mv .*mlflow\.db .*broken"):
+        broken.check()
+    cfg = dict(real_config(), budget={"max_experiments": 3})
+    campaign = Campaign.create(parse_campaign(cfg, "test"), tmp_path / "runs", tracker=broken)
+    result = campaign.run()  # never stopped by the store
+    assert len(result.trials) == 3
+    assert result.untracked == [0, 1, 2]
+    state = Journal.read(result.run_dir / JOURNAL_NAME)
+    assert any("tracking" in note for note in state.notes)
+
+    db.rename(db.with_name("mlflow.db.broken"))  # what the message says to do
+    fixed = MlflowTracker(uri, "autolab")
+    assert sync(result.run_dir / JOURNAL_NAME, fixed) == 3
+    parent = fixed.client.get_run(fixed.run_id)  # type: ignore[arg-type]
+    assert parent.info.status == "FINISHED"
+    assert parent.data.tags["autolab.stop_reason"] == "budget: experiments"
+    assert parent.data.metrics["n_experiments"] == 3
+    assert [r.info.status for r in fixed.trial_runs()] == ["FINISHED"] * 3
+
+
+# ---- status equals the journal -------------------------------------------------------------------
+def _journal(tmp_path: Path, n: int, make_trial: TrialFactory, *,
+             stop: str | None = None) -> Path:
+    path = tmp_path / "journal.jsonl"
+    with Journal.create(path, JournalHeader.new("c", real_config(), seed=7)) as j:
+        for i in range(n):
+            t = make_trial(i)
+            j.append_started(i, t.conditions)
+            j.append_trial(t, extra={"lab_clock_h": 1.5 * i + 1.2})
+        if stop is not None:
+            j.append_stopped(stop, "FINISHED")
+    return path
+
+
+def test_sync_of_a_finished_campaign_keeps_it_finished(
+        new_tracker: NewTracker, make_trial: TrialFactory, tmp_path: Path) -> None:
+    path = _journal(tmp_path, 2, make_trial, stop="budget: experiments")
+    tr = new_tracker()
+    assert sync(path, tr, refresh_plots=False) == 2
+    run_id = tr.run_id
+    assert run_id is not None
+    first = tr.client.get_run(run_id).info
+    assert first.status == "FINISHED"
+    for _ in range(2):  # `autolab sync` again and again: nothing changes
+        again = new_tracker()
+        assert sync(path, again, refresh_plots=False) == 0
+        info = again.client.get_run(run_id).info
+        assert (info.status, info.end_time) == ("FINISHED", first.end_time)
+
+
+def test_kill_between_logged_tag_and_end_is_repaired(
+        new_tracker: NewTracker, make_trial: TrialFactory, tmp_path: Path) -> None:
+    path = _journal(tmp_path, 1, make_trial)
+    tr = new_tracker()
+    with Journal.open(path) as j:
+        sync(j, tr, refresh_plots=False)
+    # what a kill left before this fix: the completion tag set, the run never ended
+    exp_id = tr.client.get_run(tr.run_id).info.experiment_id  # type: ignore[arg-type]
+    with Journal.open(path) as j:
+        t = make_trial(1)
+        j.append_started(1, t.conditions)
+        j.append_trial(t)
+    stuck = tr.client.create_run(exp_id, run_name="exp-001", tags={
+        "mlflow.parentRunId": tr.run_id, "autolab.trial_index": "1",  # type: ignore[dict-item]
+        "autolab.logged": "true", "autolab.status": "completed"})
+    assert tr.client.get_run(stuck.info.run_id).info.status == "RUNNING"
+    assert sync(path, new_tracker(), refresh_plots=False) == 1  # corrected, not duplicated
+    runs = tr.trial_runs()
+    assert [(r.info.run_name, r.info.status) for r in runs] == [
+        ("exp-000", "FINISHED"), ("exp-001", "FINISHED")]
+
+
+def test_outage_then_syncs_end_the_parent_with_the_journaled_reason(
+        new_tracker: NewTracker, dead_uri: str, make_trial: TrialFactory,
+        tmp_path: Path) -> None:
+    path = _journal(tmp_path, 1, make_trial)
+    tr = new_tracker()
+    sync(path, tr, refresh_plots=False)
+    assert tr.client.get_run(tr.run_id).info.status == "RUNNING"  # type: ignore[arg-type]
+    with Journal.open(path) as j:  # the server goes down; the campaign finishes without it
+        down = MlflowTracker(dead_uri, "autolab", http_max_retries=0)
+        for i in (1, 2):
+            t = make_trial(i)
+            j.append_started(i, t.conditions)
+            j.append_trial(t)
+            with pytest.raises(TrackingError):
+                sync(j, down)
+        j.append_stopped("target reached", "FINISHED")
+    later = new_tracker()
+    assert sync(path, later, refresh_plots=False) == 2
+    parent = later.client.get_run(tr.run_id)  # type: ignore[arg-type]
+    assert parent.info.status == "FINISHED"
+    assert parent.data.tags["autolab.stop_reason"] == "target reached"
+    assert "Stopped: target reached." in parent.data.tags["mlflow.note.content"]
+    assert parent.data.metrics["n_experiments"] == 3
+
+
+def test_a_resumed_campaign_runs_again_and_stops_again(
+        new_tracker: NewTracker, make_trial: TrialFactory, tmp_path: Path) -> None:
+    path = _journal(tmp_path, 1, make_trial, stop="interrupted: stopped by the user")
+    tr = new_tracker()
+    sync(path, tr, refresh_plots=False)
+    run_id = tr.run_id
+    assert run_id is not None
+    assert tr.client.get_run(run_id).info.status == "FINISHED"  # journaled status wins
+    with Journal.open(path) as j:
+        t = make_trial(1)
+        j.append_started(1, t.conditions)  # resumed: running again
+        sync(j, new_tracker(), refresh_plots=False)
+        assert tr.client.get_run(run_id).info.status == "RUNNING"
+        assert "autolab.stop_reason" not in tr.client.get_run(run_id).data.tags
+        j.append_trial(t)
+        j.append_stopped("interrupted: RuntimeError: boom")
+        sync(j, new_tracker(), refresh_plots=False)
+    parent = tr.client.get_run(run_id)
+    assert parent.info.status == "FAILED"
+    assert parent.data.tags["autolab.stop_reason"] == "interrupted: RuntimeError: boom"
+
+
+def test_invalidated_experiment_turns_invalid_and_best_is_recomputed(
+        new_tracker: NewTracker, make_trial: TrialFactory, tmp_path: Path) -> None:
+    path = _journal(tmp_path, 4, make_trial)  # exp-002 (548 nm) and exp-003 (552 nm) in band
+    tr = new_tracker()
+    sync(path, tr, refresh_plots=False)
+    parent = tr.client.get_run(tr.run_id)  # type: ignore[arg-type]
+    assert parent.data.tags["autolab.best_experiment"] == "exp-003"
+    with Journal.open(path) as j:
+        j.append_record("invalidated", {"index": 3, "reason": "syringe leak found later",
+                                        "by": "dr-x", "time": "2026-12-01T03:00:00+00:00"})
+        assert j.state.untracked == [3]
+        assert sync(j, new_tracker(), refresh_plots=False) == 1
+        assert j.state.untracked == []
+    run = tr.trial_runs()[3]
+    assert run.info.status == "FAILED"
+    assert run.data.tags["autolab.status"] == "invalid"
+    assert "syringe leak" in run.data.tags["autolab.reason"]
+    parent = tr.client.get_run(tr.run_id)  # type: ignore[arg-type]
+    assert parent.data.tags["autolab.best_experiment"] == "exp-002"
+    assert parent.data.metrics["best_experiment"] == 2
+    assert parent.data.metrics["n_failed"] == 1
+    assert len(tr.trial_runs()) == 4
+
+
+# ---- what the runs show --------------------------------------------------------------------------
+def test_parent_run_is_the_campaign_summary(
+        new_tracker: NewTracker, make_trial: TrialFactory, tmp_path: Path) -> None:
+    path = tmp_path / "journal.jsonl"
+    bright_but_off = make_trial(5, objective=100.0)  # 560 nm: out of band, top score
+    with Journal.create(path, JournalHeader.new("c", real_config(), seed=7)) as j:
+        trials = [make_trial(0), make_trial(1, TrialStatus.FAILED), make_trial(2),
+                  bright_but_off]
+        for k, t in enumerate(trials):
+            j.append_started(t.index, t.conditions)
+            j.append_trial(t, extra={"lab_clock_h": 2.0 * (k + 1)})
+        tr = new_tracker()
+        sync(j, tr, refresh_plots=False)
+    parent = tr.client.get_run(tr.run_id)  # type: ignore[arg-type]
+    m = parent.data.metrics
+    assert m["best_experiment"] == 2  # in band first (548 nm), not the top score
+    assert m["best_pl_peak_nm"] == pytest.approx(548.0)
+    assert m["best_qy"] == pytest.approx(0.24)
+    assert m["best_fwhm_nm"] == pytest.approx(58.0)
+    assert m["experiments_to_target"] == 3  # exp-000, exp-001 (failed), exp-002
+    assert m["lab_hours_to_target"] == pytest.approx(6.0)
+    assert m["n_failed"] == 1
+    assert m["n_experiments"] == 4
+    assert "pl_peak_nm" not in m
+    history = tr.client.get_metric_history(tr.run_id, "n_experiments")  # type: ignore[arg-type]
+    assert [h.step for h in history] == [4]
+
+
+def test_experiment_run_shows_targets_terms_predictions_and_lab_account(
+        new_tracker: NewTracker, make_trial: TrialFactory, tmp_path: Path) -> None:
+    path = tmp_path / "journal.jsonl"
+    prediction = {"score_mean": 1.234567, "score_sd": 0.1,
+                  "outcomes": {"pl_peak_nm": [549.123456, 3.2109876], "qy": [0.25, 0.05]}}
+    with Journal.create(path, JournalHeader.new("c", real_config(), seed=7)) as j:
+        first, failed, second = make_trial(0), make_trial(1, TrialStatus.FAILED), make_trial(2)
+        for t, clock in ((first, 1.725), (failed, 5.648), (second, 7.0)):
+            j.append_started(t.index, t.conditions)
+            j.append_trial(t, extra={"lab_clock_h": clock, "prediction": prediction,
+                                     "origin": "edited", "reviewer": "dr-x",
+                                     "metrics": {"in_band_pl_peak_nm": 1.0}})
+        tr = new_tracker()
+        sync(j, tr, refresh_plots=False)
+    runs = {r.info.run_name: r for r in tr.trial_runs()}
+    m = runs["exp-002"].data.metrics
+    assert m["in_band.pl_peak_nm"] == 1.0
+    assert m["in_band"] == 1.0
+    assert m["distance_to_target_nm.pl_peak_nm"] == pytest.approx(2.0)
+    assert m["score.target_pl_peak_nm"] + m["score.maximize_qy"] + m[
+        "score.minimize_fwhm_nm"] == pytest.approx(
+            sum(v for k, v in m.items() if k.startswith("score.")))
+    assert m["predicted_pl_peak_nm"] == 549.12  # 0.01 nm
+    assert m["predicted_pl_peak_nm_sd"] == 3.21
+    assert m["predicted_qy_sd"] == 0.05
+    assert m["predicted_score"] == 1.235  # 4 significant digits
+    assert "in_band_pl_peak_nm" not in m  # a journaled copy is not logged twice
+    assert runs["exp-000"].data.metrics["in_band.pl_peak_nm"] == 0.0
+    assert runs["exp-000"].data.metrics["distance_to_target_nm.pl_peak_nm"] == 10.0
+    # lab clock: the campaign's, failed experiments included (the report's numbers)
+    assert runs["exp-001"].data.metrics["lab_clock_h"] == pytest.approx(5.648)
+    assert runs["exp-001"].data.metrics["experiment_lab_h"] == pytest.approx(5.648 - 1.725)
+    assert m["experiment_lab_h"] == pytest.approx(7.0 - 5.648, abs=1e-3)
+    assert m["reagent_ml.InCl3 stock"] == pytest.approx(2.5)
+    assert m["reagent_total_ml.InCl3 stock"] == pytest.approx(5.0)  # exp-000 + exp-002
+    assert runs["exp-002"].data.tags["autolab.origin"] == "edited"
+    assert runs["exp-002"].data.tags["autolab.reviewer"] == "dr-x"
+
+
+def test_failure_reason_is_readable(new_tracker: NewTracker, tmp_path: Path) -> None:
+    from autolab.records import Trial
+
+    error = ("clogging: pressure rise (run 3, conditions {'t_core_c': 187.12345678901234, "
+             "'tau_core_min': 12.000000000000002})")
+    t = Trial(index=0, conditions={"t_core_c": 187.12345678901234}, status=TrialStatus.FAILED,
+              error=error)
+    tr = new_tracker()
+    tr.start_campaign("c", {}, {}, {})
+    tr.log_trial(t, None, 0.0, {})
+    reason = tr.trial_runs()[0].data.tags["autolab.reason"]
+    assert "187.1" in reason and "187.12345" not in reason
+    assert "12.000000000000002" not in reason
