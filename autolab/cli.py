@@ -30,6 +30,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from autolab.cli_steer import ReviewerOption, ReviewOption, make_cli_reviewer, stop_exit_code
+from autolab.cli_steer import register as register_steer
 from autolab.exceptions import AutolabError, ConfigError, HardwareError, JournalError
 
 if TYPE_CHECKING:
@@ -54,8 +56,11 @@ err_console = Console(stderr=True, highlight=False)
 
 
 def _fail(message: str, code: int) -> typer.Exit:
-    """Print ``error: message`` (as plain text: a message may hold brackets) and the exit."""
-    err_console.print(Text.assemble(("error: ", "bold red"), message))
+    """Print ``error: message`` and return the exit.
+
+    Plain text (a message may hold brackets), never re-wrapped (paths stay copyable).
+    """
+    err_console.print(Text.assemble(("error: ", "bold red"), message), soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -246,7 +251,7 @@ def load_for_run(file: Path, overrides: dict[str, Any] | None = None) -> Campaig
 def _print_warnings(cfg: CampaignConfig) -> list[str]:
     found = cfg.warnings()
     for w in found:
-        err_console.print(Text.assemble(("warning: ", "bold yellow"), w))
+        err_console.print(Text.assemble(("warning: ", "bold yellow"), w), soft_wrap=True)
     return found
 
 
@@ -457,6 +462,9 @@ def _finish(result: CampaignResult, cfg: CampaignConfig) -> None:
     if result.untracked:
         console.print(f"[yellow]{len(result.untracked)} experiment(s) not yet in MLflow; run: "
                       f"autolab sync {result.run_dir}[/]")
+    code = stop_exit_code(result)  # waiting for a decision (3), a device left unsafe (4)
+    if code is not None:
+        raise typer.Exit(code)
     if result.stop_reason is StopReason.INTERRUPTED:
         console.print(f"interrupted; continue with: autolab resume {result.run_dir}",
                       markup=False)
@@ -484,6 +492,8 @@ def run(
         help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db).")] = None,
     runs_dir: Annotated[Path, typer.Option(help="Where campaign folders are made.")] = Path("runs"),
     no_tracking: Annotated[bool, typer.Option("--no-tracking", help="Journal only.")] = False,
+    review: ReviewOption = None,
+    reviewer: ReviewerOption = None,
 ) -> None:
     """Run a campaign to the end (Ctrl-C stops after the current experiment)."""
     overrides: dict[str, Any] = {}
@@ -504,16 +514,18 @@ def run(
         tracker = _make_tracker(cfg.tracking.enabled and not no_tracking, uri,
                                 cfg.tracking.experiment)
         log.capture()  # MLflow resets its loggers when first imported
-        result = _run_new(cfg, runs_dir, tracker, log)
+        result = _run_new(cfg, runs_dir, tracker, log,
+                          make_cli_reviewer(review, reviewer, cfg))
     _finish(result, cfg)
 
 
-def _run_new(cfg: CampaignConfig, runs_dir: Path, tracker: Any, log: RunLog) -> CampaignResult:
+def _run_new(cfg: CampaignConfig, runs_dir: Path, tracker: Any, log: RunLog,
+             reviewer: Any = None) -> CampaignResult:
     from autolab.campaign import Campaign
 
     with _progress(cfg.budget.max_experiments) as (on_trial, on_event):
         campaign = Campaign.create(cfg, runs_dir, tracker=tracker, on_trial=on_trial,
-                                   on_event=on_event)
+                                   on_event=on_event, reviewer=reviewer)
         log.to_file(campaign.run_dir)
         console.print(f"journal: {campaign.run_dir}", markup=False)
         return campaign.run()
@@ -559,7 +571,7 @@ def _campaign_folder(run_dir: Path | None, runs_dir: Path) -> Path:
     Raises:
         ConfigError: No campaign under ``runs_dir``, or ``run_dir`` holds no journal.
     """
-    from autolab.campaign import JOURNAL_NAME
+    from autolab.tracking.journal import JOURNAL_NAME
 
     folder = run_dir or _latest_run(runs_dir)
     if not (folder / JOURNAL_NAME).is_file():
@@ -575,10 +587,12 @@ def resume(
     tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI.")] = None,
     runs_dir: Annotated[Path, typer.Option(help="Where campaign folders are.")] = Path("runs"),
     no_tracking: Annotated[bool, typer.Option("--no-tracking", help="Journal only.")] = False,
+    review: ReviewOption = None,
+    reviewer: ReviewerOption = None,
 ) -> None:
     """Continue an interrupted campaign from its journal."""
-    from autolab.campaign import JOURNAL_NAME
     from autolab.tracking import Journal
+    from autolab.tracking.journal import JOURNAL_NAME
 
     try:
         folder = _campaign_folder(run_dir, runs_dir)
@@ -593,17 +607,19 @@ def resume(
                                 cfg.tracking.experiment)
         log.capture()
         console.rule(f"resuming {folder.name} after {len(state.trials)} experiment(s)")
-        result = _resume(folder, cfg, len(state.trials), tracker)
+        result = _resume(folder, cfg, len(state.trials), tracker,
+                         make_cli_reviewer(review, reviewer, cfg))
     _finish(result, cfg)
 
 
-def _resume(folder: Path, cfg: CampaignConfig, done: int, tracker: Any) -> CampaignResult:
+def _resume(folder: Path, cfg: CampaignConfig, done: int, tracker: Any,
+            reviewer: Any = None) -> CampaignResult:
     from autolab.campaign import Campaign
 
     with _progress(cfg.budget.max_experiments, done) as (on_trial, on_event):
         try:
             campaign = Campaign.resume(folder, tracker=tracker, on_trial=on_trial,
-                                       on_event=on_event)
+                                       on_event=on_event, reviewer=reviewer)
         except ConfigError as err:  # the journaled campaign: a journal problem, not input
             raise JournalError(str(err)) from err
         return campaign.run()
@@ -615,10 +631,10 @@ def sync(
     tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI.")] = None,
 ) -> None:
     """Log to MLflow every experiment of a campaign that MLflow missed (exactly once)."""
-    from autolab.campaign import JOURNAL_NAME
     from autolab.exceptions import TrackingError
     from autolab.tracking import Journal
     from autolab.tracking import sync as sync_journal
+    from autolab.tracking.journal import JOURNAL_NAME
 
     try:
         folder = _campaign_folder(run_dir, run_dir.parent)
@@ -641,9 +657,8 @@ def report(
     out: Annotated[Path | None, typer.Option(help="Output folder (default RUN/report).")] = None,
 ) -> None:
     """Write a summary table and plots of a campaign into a folder."""
-    from autolab.campaign import JOURNAL_NAME
     from autolab.tracking import Journal
-    from autolab.tracking.report import write_report
+    from autolab.tracking.journal import JOURNAL_NAME
 
     try:
         folder = _campaign_folder(run_dir, run_dir.parent)
@@ -654,6 +669,8 @@ def report(
         _journal_config(folder / JOURNAL_NAME, state)
     except JournalError as err:
         raise _fail(str(err), EXIT_FAILURE) from err
+    from autolab.tracking.report import write_report  # matplotlib: only once there is a report
+
     files = write_report(state, out or folder / "report")
     for f in files:
         console.print(f"wrote {f}", markup=False)
@@ -665,6 +682,7 @@ lab_app = typer.Typer(no_args_is_help=True,
 devices_app = typer.Typer(no_args_is_help=True, help="Devices files and the devices they name.")
 app.add_typer(lab_app, name="lab")
 app.add_typer(devices_app, name="devices")
+register_steer(app)  # decide, add, invalidate (autolab/cli_steer.py)
 
 
 @lab_app.command("up")

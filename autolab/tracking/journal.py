@@ -65,6 +65,8 @@ from autolab.records import Trial, TrialStatus
 
 #: Version of the record layout; bumped on incompatible changes.
 JOURNAL_FORMAT = 1
+#: File name of the journal in a campaign's run folder.
+JOURNAL_NAME = "journal.jsonl"
 #: Experiment indices are below this (a campaign's budget is at most 10,000; a larger index is a
 #: hand edit or corruption, and would make labels and counters absurd).
 MAX_INDEX = 1_000_000
