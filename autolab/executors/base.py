@@ -6,9 +6,12 @@ An executor runs one experiment at a time. The twin and the hardware return the 
 
 from __future__ import annotations
 
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from autolab.records import Conditions, Measurement
+
+if TYPE_CHECKING:
+    from autolab.hardware.safety import ShutdownReport
 
 
 @runtime_checkable
@@ -27,11 +30,24 @@ class Executor(Protocol):
         """Cumulative reagent volumes consumed since the executor started, mL by reagent."""
         ...
 
+    @property
+    def last_shutdown(self) -> ShutdownReport | None:
+        """Every step of the last shutdown and whether the device confirmed it.
+
+        None where there is nothing to shut down (the twin) or before a shutdown ran. A failed
+        step names the device left unsafe and what a person must do.
+        """
+        ...
+
     def run(self, conditions: Conditions) -> Measurement:
         """Run one experiment to steady state and take the spectra.
 
         Raises:
             ExperimentFailed: The experiment ran but gave no usable product (clogging, ...).
+            DeviceFault: A device did not do what was commanded (a pump misdelivered): the
+                result says nothing about chemistry; the executor can go on.
+            SafetyTrip: An interlock tripped; the shutdown ran (its report in
+                ``.shutdown``).
             HardwareError: A device failed; the executor is already in its safe state.
         """
         ...

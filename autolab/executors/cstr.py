@@ -10,8 +10,16 @@ reference-dye frames into the same :class:`~autolab.records.Measurement` the twi
 
 Safety: the :class:`~autolab.hardware.safety.Supervisor` polls every device while the executor
 lives; any trip, exception, SIGTERM or exit runs the one :class:`~autolab.hardware.safety.Shutdown`
-and the executor raises :class:`~autolab.exceptions.SafetyTrip` with the device log.
-Measurements already returned are never touched.
+and the executor raises :class:`~autolab.exceptions.SafetyTrip` with the device log and the
+shutdown's report (:attr:`CSTRExecutor.last_shutdown`). Measurements already returned are never
+touched.
+
+Delivery: pumps are started and stopped only through the
+:class:`~autolab.hardware.delivery.DeliveryMonitor`, which the supervisor uses to compare every
+pump with its command (state, alarms, rate, dispensed volume). A pump that delivered outside the
+tolerance ends the experiment with :class:`~autolab.exceptions.DeviceFault` (the feeds are
+stopped, the pump is re-initialized, the campaign journals the trial as invalid); a pump in the
+wrong state trips the rig.
 
 Lab time is wall time × the devices file's ``time_scale`` (1 on a real rig).
 """
@@ -29,12 +37,13 @@ import numpy as np
 from numpy.typing import NDArray
 
 from autolab.analysis import steady_state
-from autolab.exceptions import HardwareError, SafetyTrip
+from autolab.exceptions import DeviceFault, HardwareError, SafetyTrip
+from autolab.hardware.delivery import DeliveryMonitor, PumpFinding
 from autolab.hardware.devices import DevicesConfig, load_devices
 from autolab.hardware.fluidics import REAGENT_ROLES, flow_setpoints
 from autolab.hardware.limits import check_setpoint
 from autolab.hardware.rig import Rig
-from autolab.hardware.safety import Shutdown, Supervisor, Trip
+from autolab.hardware.safety import Shutdown, ShutdownReport, Supervisor, Trip
 from autolab.records import Conditions, Measurement, QYReference, Spectra, SpectralTrace
 
 FloatArray = NDArray[np.float64]
@@ -82,6 +91,7 @@ class CSTRExecutor:
         self._reagents: dict[str, float] = {}
         self._run_index = 0
         self._tank_conditions: dict[str, float] | None = None
+        self._faulted_roles: set[str] = set()
         self._closed = False
         self.rig = Rig.open(devices)
         try:
@@ -91,9 +101,13 @@ class CSTRExecutor:
             raise
         g = devices.geometry
         flush_ml = (g.n_core_tanks + g.n_shell_tanks) * g.tank_volume_ml
+        self.monitor = DeliveryMonitor(self.rig.pumps, lambda: self.lab_clock_h * 60.0)
         self.shutdown = Shutdown(self.rig, self.sleep_lab_s, flush_ml=flush_ml,
-                                 flush_rate_ml_min=flush_ml / 20.0)
-        self.supervisor = Supervisor(self.rig, self._on_trip, period_s=poll_period_s)
+                                 flush_rate_ml_min=flush_ml / 20.0,
+                                 on_start=self.monitor.lock_out)
+        self.supervisor = Supervisor(self.rig, self._on_trip, period_s=poll_period_s,
+                                     monitor=self.monitor)
+        self.shutdown.known_c = self.supervisor.last_pv_c  # one dict: quoted by failed steps
         self.supervisor.syringe_used_ml = {r: 0.0 for r in self.rig.pumps}
         self.supervisor.start()
         atexit.register(self.close)
@@ -120,6 +134,11 @@ class CSTRExecutor:
         """Cumulative reagent volumes, mL by reagent."""
         return dict(self._reagents)
 
+    @property
+    def last_shutdown(self) -> ShutdownReport | None:
+        """Every step of the shutdown once it ran (a trip, :meth:`safe_state`, :meth:`close`)."""
+        return self.shutdown.report
+
     # ------------------------------------------------------------------ safety
     def _on_trip(self, trip: Trip) -> None:
         self.shutdown.run(hard=trip.hard)
@@ -140,11 +159,22 @@ class CSTRExecutor:
     def _check(self, bookmark: int) -> None:
         trip = self.supervisor.trip
         if trip is not None:
-            self.shutdown.run(hard=trip.hard)
+            report = self.shutdown.run(hard=trip.hard)
             log = self.rig.log.lines(bookmark)
             raise SafetyTrip(f"safety trip: {trip.reason} on {trip.device or 'rig'}: "
-                             f"{trip.detail}; shutdown {'hard' if trip.hard else 'soft'} "
-                             f"done; device log: {len(log)} exchanges", device_log=log)
+                             f"{trip.detail}; {report.summary()}; device log: {len(log)} "
+                             f"exchanges", device_log=log, shutdown=report)
+        faults = self.monitor.take_faults()
+        if faults:
+            raise self._device_fault(faults, bookmark)
+
+    def _device_fault(self, faults: list[PumpFinding], bookmark: int,
+                      events: tuple[str, ...] = ()) -> DeviceFault:
+        self._faulted_roles.update(f.role for f in faults)
+        message = "; ".join(f"{f.device} ({f.role}): {f.detail}" for f in faults)
+        return DeviceFault(faults[0].device,
+                           f"{message}; experiment invalid: its conditions were not delivered",
+                           device_log=(*events, *self.rig.log.lines(bookmark)))
 
     def _wait(self, lab_s: float, bookmark: int) -> None:
         end = time.monotonic() + lab_s / self.time_scale
@@ -172,6 +202,7 @@ class CSTRExecutor:
         """
         bookmark = self.rig.log.count
         self._check(bookmark)
+        self.monitor.take_delivered()
         rig = self.rig
         g = self.devices.geometry
         plan = flow_setpoints(conditions, g)
@@ -189,7 +220,12 @@ class CSTRExecutor:
             meas = self._run(conditions, plan.rates_ml_min, started_h, bookmark, events)
         except SafetyTrip:
             raise
+        except DeviceFault as fault:
+            self._end_invalid(conditions, fault, bookmark)
+            raise
         except HardwareError as err:
+            if self.supervisor.tripped:  # the trip is the cause: report it, not its echo
+                self._check(bookmark)
             self.safe_state()
             raise HardwareError(f"{err}; the rig was put in its safe state") from err
         except BaseException:
@@ -197,6 +233,38 @@ class CSTRExecutor:
             raise
         self._run_index += 1
         return meas
+
+    def _end_invalid(self, c: Conditions, fault: DeviceFault, bookmark: int) -> None:
+        """After a delivery fault: feeds off, reagents booked, the pumps at fault re-initialized.
+
+        The rig stays up (heaters on, the next experiment flushes the tanks first); only a
+        device that cannot be brought back puts it in its safe state.
+        """
+        try:
+            self.monitor.stop_all()
+            self._book_reagents()
+            self._tank_conditions = c.as_dict()
+            for finding in self.monitor.take_faults():
+                self._faulted_roles.add(finding.role)
+                fault.device_log += (f"also: {finding.device}: {finding.detail}",)
+            while self._faulted_roles:
+                self.monitor.reinitialize(self._faulted_roles.pop())
+        except HardwareError as err:
+            if self.supervisor.tripped:
+                self._check(bookmark)
+            self.safe_state()
+            raise HardwareError(f"{err} (while ending an invalid experiment: {fault}); the rig "
+                                f"was put in its safe state") from err
+
+    def _book_reagents(self) -> dict[str, float]:
+        """Add what the pumps delivered since the last booking to the reagent totals."""
+        spent: dict[str, float] = {}
+        for role, v in self.monitor.take_delivered().items():
+            name = self.devices.devices[self.rig.pumps[role].name].reagent or role
+            spent[name] = spent.get(name, 0.0) + v
+        for name, v in spent.items():
+            self._reagents[name] = self._reagents.get(name, 0.0) + v
+        return spent
 
     def _stamp(self, events: list[str], started_h: float, msg: str) -> None:
         events.append(f"[t={(self.lab_clock_h - started_h) * 60:7.1f} min] {msg}")
@@ -209,19 +277,19 @@ class CSTRExecutor:
         for st in rig.stirrers.values():
             st.set_speed_rpm(self.stir_rpm)
             st.start()
+        mon = self.monitor
         # 1) flush with solvent through the core inlet, outlet to waste
         for role in (*REAGENT_ROLES, "bleed"):
-            rig.pumps[role].stop()
-        sup.expect_running = set()
+            mon.stop(role)
         rig.outlet_valve.move(2)
         rig.solvent_valve.move(1)
         if self._tank_conditions is not None:
             prev = Conditions(**self._tank_conditions)
             prev_tau = prev.tau_core_min + prev.tau_shell_min
             q = flow_setpoints(prev, self.devices.geometry).shell_ml_min
-            self._pump_solvent(q)
+            mon.start("solvent", q, infuse=True)
             self._wait(self.flush_residence_times * prev_tau * 60.0, bookmark)
-            rig.pumps["solvent"].stop()
+            mon.stop("solvent")
             self._stamp(events, started_h,
                         f"solvent flush {self.flush_residence_times * prev_tau:.1f} min")
         dark_abs = self._frame("OFF", shutter_open=False, integration_ms=self.abs_integration_ms)
@@ -247,19 +315,12 @@ class CSTRExecutor:
         self._stamp(events, started_h, f"blocks at core {c.t_core_c:.1f} °C, "
                     f"shell {c.t_shell_c:.1f} °C")
         # 3) feeds on
-        before = {r: rig.pumps[r].dispensed_ml() for r in rig.pumps}
         rig.solvent_valve.move(2)  # solvent now means junction make-up
-        for role, rate in rates.items():
-            p = rig.pumps[role]
-            p.stop()
-            if rate <= 0:
-                continue
-            p.set_direction(role != "bleed")
-            p.set_rate_ml_min(rate)
+        for role in rates:
+            mon.stop(role)
         for role, rate in rates.items():
             if rate > 0:
-                rig.pumps[role].start()
-        sup.expect_running = {r for r, v in rates.items() if v > 0}
+                mon.start(role, rate, infuse=role != "bleed")
         rig.outlet_valve.move(1)
         feed_start_h = self.lab_clock_h
         self._stamp(events, started_h, "feeds on: " + ", ".join(
@@ -296,20 +357,13 @@ class CSTRExecutor:
                           integration_ms=self.pl_integration_ms)
         self._frame("OFF", shutter_open=False, integration_ms=self.pl_integration_ms)
         self._check(bookmark)
-        # 6) reagents off (the tanks keep the product until the next flush)
-        spent: dict[str, float] = {}
+        # 6) reagents off (the tanks keep the product until the next flush); each pump's
+        # delivery is checked once more now that its run is complete
         for role in (*REAGENT_ROLES, "bleed", "solvent"):
-            p = rig.pumps[role]
-            p.stop()
-            inf, wdr = p.dispensed_ml()
-            used = (inf - before[role][0]) + (wdr - before[role][1])
-            if used > 0:
-                name = self.devices.devices[p.name].reagent or role
-                spent[name] = spent.get(name, 0.0) + used
-        sup.expect_running = set()
-        for name, v in spent.items():
-            self._reagents[name] = self._reagents.get(name, 0.0) + v
+            mon.stop(role)
+        spent = self._book_reagents()
         self._tank_conditions = c.as_dict()
+        self._check(bookmark)
         finished_h = self.lab_clock_h
         g = self.devices.geometry
         in_ml = spent.get(self.devices.devices[rig.pumps["halide_cl"].name].reagent, 0.0) \
@@ -331,12 +385,6 @@ class CSTRExecutor:
                       "time_scale": self.time_scale, "steady_since_min": steady_since,
                       "n_core_tanks": float(g.n_core_tanks),
                       "n_shell_tanks": float(g.n_shell_tanks)})
-
-    def _pump_solvent(self, rate_ml_min: float) -> None:
-        p = self.rig.pumps["solvent"]
-        p.set_direction(True)
-        p.set_rate_ml_min(rate_ml_min)
-        p.start()
 
     # ------------------------------------------------------------------ protocol
     def state_dict(self) -> dict[str, Any]:

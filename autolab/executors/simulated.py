@@ -41,6 +41,11 @@ class SimulatedExecutor:
         """Cumulative reagent volumes, mL by reagent."""
         return self.twin.reagent_ml
 
+    @property
+    def last_shutdown(self) -> None:
+        """Always None: the twin has no device to shut down (kept for the Executor protocol)."""
+        return None
+
     def run(self, conditions: Conditions) -> Measurement:
         """Run one experiment to steady state and take the spectra.
 

@@ -21,13 +21,17 @@ class PumpState:
 
     Attributes:
         pumping: The motor runs.
-        alarm: Alarm code (``"S"`` stall, ``"T"`` safe-mode timeout, ``"R"`` power reset) or "".
-        status: Raw status character.
+        alarm: First alarm code since the last poll (``"S"`` stall, ``"T"`` safe-mode timeout,
+            ``"R"`` power reset, ``"E"``/``"O"`` program errors) or "".
+        status: Raw status character (``I`` infusing, ``W`` withdrawing, ``S`` stopped, ``P``
+            paused, ``T`` timed pause, ``U`` user wait, ``X`` purging, ``A`` alarm).
+        alarms: Every alarm code reported since the last poll, oldest first.
     """
 
     pumping: bool
     alarm: str
     status: str
+    alarms: tuple[str, ...] = ()
 
 
 @runtime_checkable
@@ -69,6 +73,14 @@ class Pump(Device, Protocol):
 
     def dispensed_ml(self) -> tuple[float, float]:
         """Volume infused and withdrawn since the last clear, mL."""
+        ...
+
+    def clear_dispensed(self) -> None:
+        """Zero both dispensed counters."""
+        ...
+
+    def rate_read_ml_min(self) -> float:
+        """The rate the pump reports now, mL/min (not the last one set)."""
         ...
 
 

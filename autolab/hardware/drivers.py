@@ -8,10 +8,12 @@ value. Encoding and parsing are the pure functions of :mod:`autolab.hardware.pro
 
 from __future__ import annotations
 
+import contextlib
 import math
+import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import minimalmodbus
 import numpy as np
@@ -29,6 +31,8 @@ from autolab.hardware.transport import (
     read_exact,
     read_until_byte,
 )
+
+T = TypeVar("T")
 
 
 def _verify(device: str, setpoint: str, sent: float, read: float, tol: float) -> None:
@@ -88,43 +92,84 @@ class NE1000Pump:
         self.syringe_ml = syringe_ml
         self.safe_mode_s = safe_mode_s
         self.limits = limits or Limits()
-        self.alarms: list[str] = []
+        self.alarms: list[str] = []  #: every alarm the pump reported, oldest first
+        self._unreported: list[str] = []  # alarms not yet handed to :meth:`take_alarms`
+        self._alarm_lock = threading.Lock()
         self.rate_ml_min = 0.0  #: last verified rate, mL/min
+        #: The framing the pump speaks now (Safe mode persists across power cycles, so
+        #: :meth:`connect` finds it out instead of assuming it).
+        self.safe_wire = safe_mode_s > 0
+        #: The mode :meth:`connect` found the pump in (``"basic"``/``"safe"``; "" before).
+        self.found_mode = ""
 
     # --------------------------------------------------------------------- wire
     def _framer(self, ser: SerialLike) -> bytes:
-        if self.safe_mode_s > 0:
-            head = read_exact(ser, 2)
-            if head[0] != newera.STX:
-                raise ProtocolError(f"{self.name}: reply {head!r} does not start with STX")
-            return head + read_exact(ser, head[1] - 1)
+        if self.safe_wire:
+            return _safe_framer(ser)
         return read_until_byte(ser, bytes([newera.ETX]), first=bytes([newera.STX]))
 
     def _parse(self, frame: bytes) -> newera.PumpReply:
-        reply = (newera.parse_safe(frame) if self.safe_mode_s > 0 else newera.parse_basic(frame))
+        reply = newera.parse_safe(frame) if self.safe_wire else newera.parse_basic(frame)
         if reply.address != self.address:
             raise newera.PumpProtocolError(
                 f"{self.name}: reply from address {reply.address}, expected {self.address}")
         return reply
 
-    def command(self, command: str, args: str = "", *, raise_alarm: bool = True
-                ) -> newera.PumpReply:
-        """Send one command and parse the reply.
+    def _note_alarm(self, code: str) -> None:
+        with self._alarm_lock:
+            self.alarms.append(code)
+            self._unreported.append(code)
 
-        An alarm reply acknowledges the alarm, and the pump did not execute the command; a
-        power-reset alarm (``R``) is benign, so the command is sent again.
+    def take_alarms(self) -> tuple[str, ...]:
+        """Alarms reported since the last call, oldest first (each is handed out once).
+
+        Every alarm reply is kept here, whichever command it answered, so that an alarm the
+        driver had to acknowledge on the way (a power-reset ``R`` answering a rate query) still
+        reaches the supervisor: the driver never swallows one.
+        """
+        with self._alarm_lock:
+            out = tuple(self._unreported)
+            self._unreported.clear()
+        return out
+
+    def _checked(self, data: Callable[[str], object] | None) -> Callable[[bytes], object]:
+        """The transport's validator for one command.
+
+        A well-framed reply whose query answer is malformed (a late reply to an earlier
+        command, read as this one's) is retried like a garbled one.
+        """
+        def check(frame: bytes) -> object:
+            reply = self._parse(frame)
+            if data is not None and not reply.alarm and reply.error is None:
+                data(reply.data)
+            return reply
+        return check
+
+    def query(self, command: str, data: Callable[[str], T]) -> T:
+        """Send a query and parse its answer with ``data`` (a malformed answer is retried)."""
+        return data(self.command(command, data=data).data)
+
+    def command(self, command: str, args: str = "", *, raise_alarm: bool = True,
+                attempts: int | None = None,
+                data: Callable[[str], object] | None = None) -> newera.PumpReply:
+        """Send one command and parse the reply (``data`` validates a query's answer).
+
+        An alarm reply acknowledges the alarm, and the pump did not execute the command. After
+        a power reset (``R``) the command is sent again, since bring-up must get through; the
+        alarm itself is kept for :meth:`take_alarms`, where the supervisor finds it.
 
         Raises:
             PumpAlarm: Any other alarm (if ``raise_alarm``).
             HardwareError: No valid reply, or a command error (``?OOR`` ...).
         """
-        encode = newera.encode_safe if self.safe_mode_s > 0 else newera.encode_basic
         for _ in range(2):
+            encode = newera.encode_safe if self.safe_wire else newera.encode_basic
             frame = self.transport.exchange(self.name, encode(self.address, command, args),
-                                            self._framer, _as_protocol(self._parse))
+                                            self._framer, _as_protocol(self._checked(data)),
+                                            attempts=attempts)
             reply = self._parse(frame)
             if reply.alarm:
-                self.alarms.append(reply.alarm)
+                self._note_alarm(reply.alarm)
                 if reply.alarm == "R":
                     continue
                 if raise_alarm:
@@ -140,36 +185,76 @@ class NE1000Pump:
     def connect(self) -> None:
         """Bring the pump into a known state: mode, alarms acknowledged, stopped, diameter set.
 
-        Sends ``SAF n`` as a Safe-mode packet (accepted in either mode), which also
-        acknowledges a power-up alarm; the first command after power-up may be ignored, which
-        the transport's retry covers.
+        The pump may be in either mode (Safe mode persists across power cycles), so it is
+        probed in Basic mode first, then in Safe mode, twice each (the first command after
+        power-up is ignored), for two rounds. Basic first because a Basic line carries no STX,
+        so a pump in Safe mode discards it harmlessly, whereas a Safe packet has no CR and
+        would stay in a Basic pump's line buffer and corrupt its next command (the manual
+        does not say a Basic pump accepts Safe packets). Then ``SAF n`` switches it to the
+        configured mode, verified by a status query in the new framing. The power-up alarm
+        ``R`` acknowledged here is expected
+        (the manual: always seen after power-up) and is not handed to the supervisor.
         """
-        for _ in range(3):  # an alarm reply acknowledges the alarm but skips the command
-            frame = self.transport.exchange(
-                self.name, newera.encode_safe(self.address, "SAF", str(self.safe_mode_s)),
-                _safe_framer, _as_protocol(newera.parse_safe))
-            reply = newera.parse_safe(frame)
-            if not reply.alarm:
-                break
-            self.alarms.append(reply.alarm)
-        else:
-            raise PumpAlarm(self.name, reply.alarm)
+        self.found_mode = "safe" if self._probe() else "basic"
+        self._switch_mode()
+        self.take_alarms()
         self.command("STP")
         self.command("DIA", newera.format_number(self.diameter_mm))
-        read = newera.parse_float(self.command("DIA").data)
+        read = self.query("DIA", newera.parse_float)
         _verify(self.name, "diameter_mm", self.diameter_mm, read, 1e-3)
         self.command("DIR", "INF")
 
+    def _probe(self) -> bool:
+        """Find the framing the pump answers (True = Safe mode)."""
+        last: HardwareError | None = None
+        for _ in range(2):
+            for safe in (False, True):
+                self.safe_wire = safe
+                try:  # two tries per mode: the first command after power-up is ignored
+                    self.command("", raise_alarm=False, attempts=2)
+                    return safe
+                except HardwareError as err:
+                    last = err
+        raise HardwareError(f"{self.name}: no reply at address {self.address} on "
+                            f"{self.transport.url!r}, neither in Basic nor in Safe mode: "
+                            f"{last}")
+
+    def _switch_mode(self) -> None:
+        """Send ``SAF n`` in the current framing and verify the pump answers in the new one."""
+        want_safe = self.safe_mode_s > 0
+        if not want_safe and not self.safe_wire:
+            return
+        was_safe = self.safe_wire
+        last: HardwareError | None = None
+        for _ in range(3):
+            self.safe_wire = was_safe
+            encode = newera.encode_safe if was_safe else newera.encode_basic
+            with contextlib.suppress(HardwareError):  # the reply's framing is not documented
+                self.transport.exchange(self.name, encode(self.address, "SAF",
+                                                          str(self.safe_mode_s)),
+                                        _any_framer, attempts=1)
+            self.safe_wire = want_safe
+            try:
+                self.command("", raise_alarm=False, attempts=1)
+                return
+            except HardwareError as err:
+                last = err
+        raise HardwareError(f"{self.name}: SAF {self.safe_mode_s} sent, but the pump does not "
+                            f"answer in {'Safe' if want_safe else 'Basic'} mode: {last}")
+
     def ping(self) -> str:
-        """Firmware version."""
-        return f"{self.name}: {self.command('VER', raise_alarm=False).data or 'ok'}"
+        """Firmware version and the mode the pump answers in (found by probing, if need be)."""
+        if not self.found_mode:
+            self.found_mode = "safe" if self._probe() else "basic"
+        version = self.command("VER", raise_alarm=False).data or "ok"
+        return f"{self.name}: {version} ({self.found_mode} mode)"
 
     def set_rate_ml_min(self, rate_ml_min: float) -> None:
         """Set the rate (mL/min), read it back and compare."""
         check_setpoint(self.name, "rate_ml_min", rate_ml_min, low=0.0,
                        high=self.limits.max_rate_ml_min, unit="mL/min")
         self.command("RAT", newera.rate_command_args(rate_ml_min))
-        read = newera.parse_rate(self.command("RAT").data)
+        read = self.query("RAT", newera.parse_rate)
         _verify(self.name, "rate_ml_min", rate_ml_min, read, 2e-3)
         self.rate_ml_min = read
 
@@ -177,7 +262,7 @@ class NE1000Pump:
         """Infuse or withdraw, verified."""
         want = "INF" if infuse else "WDR"
         self.command("DIR", want)
-        got = self.command("DIR").data
+        got = self.query("DIR", _direction)
         if got != want:
             raise HardwareError(f"{self.name}: setpoint direction did not stick: sent {want}, "
                                 f"read back {got}")
@@ -200,13 +285,23 @@ class NE1000Pump:
             raise HardwareError(f"{self.name}: STP sent but status is {reply.status!r}")
 
     def state(self) -> PumpState:
-        """Status query (empty command); feeds the Safe-mode watchdog."""
+        """Status query (empty command); feeds the Safe-mode watchdog.
+
+        The alarms are every alarm the pump reported since the last call, whichever command it
+        answered (see :meth:`take_alarms`), so none is lost between two polls.
+        """
         reply = self.command("", raise_alarm=False)
-        return PumpState(pumping=reply.pumping, alarm=reply.alarm, status=reply.status)
+        alarms = self.take_alarms()
+        return PumpState(pumping=reply.pumping, alarm=alarms[0] if alarms else "",
+                         status=reply.status, alarms=alarms)
+
+    def rate_read_ml_min(self) -> float:
+        """The rate the pump reports now (``RAT`` query), mL/min."""
+        return self.query("RAT", newera.parse_rate)
 
     def dispensed_ml(self) -> tuple[float, float]:
         """(infused, withdrawn) since the last clear, mL."""
-        return newera.parse_dispensed(self.command("DIS").data)
+        return self.query("DIS", newera.parse_dispensed)
 
     def clear_dispensed(self) -> None:
         """Zero both dispensed counters."""
@@ -214,10 +309,26 @@ class NE1000Pump:
         self.command("CLD", "WDR")
 
 
+def _direction(data: str) -> str:
+    if data not in ("INF", "WDR"):
+        raise newera.PumpProtocolError(f"pump DIR reply {data!r}: expected INF or WDR")
+    return data
+
+
 def _safe_framer(ser: SerialLike) -> bytes:
     head = read_exact(ser, 2)
     if head[0] != newera.STX:
         raise ProtocolError(f"reply {head!r} does not start with STX")
+    return head + read_exact(ser, head[1] - 1)
+
+
+def _any_framer(ser: SerialLike) -> bytes:
+    """One New Era reply in either framing: after STX, a Basic reply has an address digit."""
+    head = read_exact(ser, 2)
+    if head[0] != newera.STX:
+        raise ProtocolError(f"reply {head!r} does not start with STX")
+    if chr(head[1]).isdigit():
+        return head + read_until_byte(ser, bytes([newera.ETX]))
     return head + read_exact(ser, head[1] - 1)
 
 

@@ -12,18 +12,26 @@ watchdogs; (4) :class:`Shutdown`, the one sequence run on any trip, exception, s
 * hard (over-temperature, sensor break, communication loss): cut heater outputs and stop every
   pump at once; flushing is a human decision.
 
+The supervisor also checks every pump against what the procedure commanded (state, alarms,
+rate, delivered volume: :mod:`autolab.hardware.delivery`). Every shutdown step's result goes
+into a :class:`ShutdownReport`: a failed step names the device left unsafe and what a person
+must do, and the flush is skipped when the valves are not confirmed (never pump against an
+outlet that may be closed).
+
 An independent hardware over-temperature limiter with its own sensor remains mandatory on a
 real rig; this is the second layer.
 """
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from autolab.exceptions import HardwareError
+from autolab.hardware.delivery import DeliveryMonitor, wall_lab_min
 from autolab.hardware.fluidics import REAGENT_ROLES
 from autolab.hardware.rig import Rig
 
@@ -33,8 +41,10 @@ class Trip:
     """Why the supervisor tripped.
 
     Attributes:
-        reason: ``over_temperature``, ``sensor_break``, ``pump_stall``, ``comms_loss``,
-            ``syringe_empty``, ``safe_mode_timeout``, ``exception`` or ``signal``.
+        reason: ``over_temperature``, ``sensor_break``, ``comms_loss``, ``syringe_empty``,
+            ``exception``, ``signal``, or a pump finding of
+            :class:`~autolab.hardware.delivery.DeliveryMonitor` (``pump_stall``,
+            ``safe_mode_timeout``, ``pump_power_cycle``, ``pump_idle``, ``pump_rate`` ...).
         device: Device name ("" if not one device).
         detail: Human-readable detail.
         hard: Hard fault (cut heaters and pumps at once, no flush).
@@ -48,8 +58,75 @@ class Trip:
     t_unix_s: float
 
 
+@dataclass(frozen=True)
+class ShutdownStep:
+    """The result of one shutdown step.
+
+    Attributes:
+        name: The step (``"cut heater core"``, ``"outlet valve to waste"`` ...).
+        device: The device it acts on (as in the devices file; ``""`` for the whole rig).
+        ok: Whether the device confirmed it.
+        detail: The error or what was left undone ("" or a reading when ok).
+        action: What a person must do because it failed (``""`` when ok).
+    """
+
+    name: str
+    device: str
+    ok: bool
+    detail: str
+    action: str = ""
+
+    def line(self) -> str:
+        """One display line."""
+        where = f" ({self.device})" if self.device else ""
+        if self.ok:
+            return f"ok    {self.name}{where}"
+        return f"FAIL  {self.name}{where}: {self.detail} -> {self.action}"
+
+
+@dataclass(frozen=True)
+class ShutdownReport:
+    """Every step of one shutdown, in order, so nobody is told "done" when a step failed.
+
+    Attributes:
+        steps: The steps, in the order they ran.
+        hard: A hard shutdown (heaters cut, pumps stopped, no flush).
+    """
+
+    steps: tuple[ShutdownStep, ...]
+    hard: bool = False
+
+    @property
+    def ok(self) -> bool:
+        """Every step confirmed."""
+        return all(s.ok for s in self.steps)
+
+    @property
+    def failed(self) -> tuple[ShutdownStep, ...]:
+        """The steps that failed."""
+        return tuple(s for s in self.steps if not s.ok)
+
+    @property
+    def unsafe_devices(self) -> tuple[str, ...]:
+        """Devices a failed step leaves in an unknown or unsafe state, once each, in order."""
+        return tuple(dict.fromkeys(s.device or "rig" for s in self.failed))
+
+    def summary(self) -> str:
+        """One line: complete, or incomplete with what a person must do."""
+        kind = "hard" if self.hard else "soft"
+        if self.ok:
+            return f"shutdown {kind} complete ({len(self.steps)} steps confirmed)"
+        return (f"shutdown {kind} INCOMPLETE: {len(self.failed)} of {len(self.steps)} steps "
+                f"failed; unsafe: {', '.join(self.unsafe_devices)}; "
+                + "; ".join(dict.fromkeys(s.action for s in self.failed)))
+
+    def lines(self) -> list[str]:
+        """The summary, then one line per step (for the terminal and the journal)."""
+        return [self.summary(), *(s.line() for s in self.steps)]
+
+
 class Shutdown:
-    """The one shutdown sequence (idempotent; thread-safe; every step best-effort).
+    """The one shutdown sequence (idempotent; thread-safe; every step best-effort and recorded).
 
     Args:
         rig: The drivers.
@@ -57,70 +134,150 @@ class Shutdown:
         flush_ml: Solvent volume to flush with, mL.
         flush_rate_ml_min: Solvent rate, mL/min.
         cool_timeout_lab_s: Longest wait for the blocks to cool, lab s.
+        on_start: Called first (the executor locks its pump commands out).
     """
 
     def __init__(self, rig: Rig, sleep_lab_s: Callable[[float], None], *, flush_ml: float,
-                 flush_rate_ml_min: float, cool_timeout_lab_s: float = 3 * 3600.0) -> None:
+                 flush_rate_ml_min: float, cool_timeout_lab_s: float = 3 * 3600.0,
+                 on_start: Callable[[], None] | None = None) -> None:
         self.rig = rig
         self.sleep_lab_s = sleep_lab_s
         self.flush_ml = flush_ml
         self.flush_rate_ml_min = flush_rate_ml_min
         self.cool_timeout_lab_s = cool_timeout_lab_s
+        self.on_start = on_start
+        #: Last known block temperatures by stage, °C (the supervisor keeps them current), so a
+        #: failed heater step can say how hot the block may still be.
+        self.known_c: dict[str, float] = {}
         self._lock = threading.Lock()
-        self.done = False
-        self.errors: list[str] = []
-        self.steps: list[str] = []
+        self._steps: list[ShutdownStep] = []
+        self.report: ShutdownReport | None = None
 
-    def _try(self, what: str, fn: Callable[[], object]) -> None:
+    @property
+    def done(self) -> bool:
+        """Whether the sequence has run."""
+        return self.report is not None
+
+    def _step(self, name: str, device: str, fn: Callable[[], object], action: str) -> bool:
         try:
             fn()
-            self.steps.append(what)
         except HardwareError as err:
-            self.errors.append(f"{what}: {err}")
+            self._steps.append(ShutdownStep(name, device, False, str(err), action))
+            return False
+        self._steps.append(ShutdownStep(name, device, True, ""))
+        return True
 
-    def run(self, *, hard: bool) -> None:
-        """Run the sequence once; later calls return at once."""
+    def _hot(self, stage: str) -> str:
+        t = self.known_c.get(stage)
+        return f"may still be at {t:.0f} °C" if t is not None else "may still be hot"
+
+    def _heater_action(self, stage: str) -> str:
+        return f"heater '{stage}' {self._hot(stage)}: switch off its mains"
+
+    @staticmethod
+    def _pump_action(name: str) -> str:
+        return f"pump '{name}' may still be pumping: press STOP on it or switch off its power"
+
+    def run(self, *, hard: bool) -> ShutdownReport:
+        """Run the sequence once; later calls return the first report at once."""
         with self._lock:
-            if self.done:
-                return
-            rig = self.rig
+            if self.report is not None:
+                return self.report
+            if self.on_start is not None:
+                self.on_start()
+            self._steps = []
             if hard:
-                for role, h in rig.heaters.items():
-                    self._try(f"cut heater {role}", h.cut_output)
-                for role, p in rig.pumps.items():
-                    self._try(f"stop pump {role}", p.stop)
-                self.done = True
-                return
-            for role in (*REAGENT_ROLES, "bleed"):
-                self._try(f"stop pump {role}", rig.pumps[role].stop)
-            self._try("solvent valve to core inlet", lambda: rig.solvent_valve.move(1))
-            self._try("outlet valve to waste", lambda: rig.outlet_valve.move(2))
-            for role, st in rig.stirrers.items():
-                self._try(f"stirrer {role} on", st.start)
+                self._hard()
+            else:
+                self._soft()
+            self.report = ShutdownReport(tuple(self._steps), hard=hard)
+            return self.report
+
+    def _hard(self) -> None:
+        for role, h in self.rig.heaters.items():
+            self._step(f"cut heater {role}", h.name, h.cut_output, self._heater_action(role))
+        for role, p in self.rig.pumps.items():
+            self._step(f"stop pump {role}", p.name, p.stop, self._pump_action(p.name))
+
+    def _soft(self) -> None:
+        rig = self.rig
+        for role in (*REAGENT_ROLES, "bleed"):
+            p = rig.pumps[role]
+            self._step(f"stop pump {role}", p.name, p.stop, self._pump_action(p.name))
+        sv, ov = rig.solvent_valve, rig.outlet_valve
+        inlet = self._step("solvent valve to core inlet", sv.name, lambda: sv.move(1),
+                           f"solvent valve '{sv.name}' is not confirmed at the core inlet "
+                           f"(position 1): set it by hand, then flush the reactor")
+        waste = self._step("outlet valve to waste", ov.name, lambda: ov.move(2),
+                           f"outlet valve '{ov.name}' is not confirmed at waste (position 2): "
+                           f"turn it to waste by hand before anything flows")
+        for role, st in rig.stirrers.items():
+            self._step(f"stirrer {role} on", st.name, st.start,
+                       f"stirrer '{st.name}' may be off over a hot block: switch it on by hand")
+        flushed = inlet and waste and self._flush()
+        if not (inlet and waste):  # never pump against an outlet that may be closed
+            self._steps.append(ShutdownStep(
+                "solvent flush", rig.pumps["solvent"].name, False,
+                "skipped: the valves are not confirmed (a closed outlet downstream of a running "
+                "pump would build pressure)",
+                "the reactor was not flushed: flush it by hand once the outlet is open to waste"))
+        self._cool()
+        if flushed:
             solvent = rig.pumps["solvent"]
-            self._try("solvent rate", lambda: solvent.set_rate_ml_min(self.flush_rate_ml_min))
-            self._try("solvent direction", lambda: solvent.set_direction(True))
-            self._try("solvent on", solvent.start)
+            self._step("solvent off", solvent.name, solvent.stop,
+                       self._pump_action(solvent.name))
+        for role, st in rig.stirrers.items():
+            self._step(f"stirrer {role} off", st.name, st.stop,
+                       f"stirrer '{st.name}' may still run: switch it off by hand")
+
+    def _flush(self) -> bool:
+        solvent = self.rig.pumps["solvent"]
+        action = "the reactor was not flushed: flush it by hand before opening it"
+        ok = (self._step("solvent rate", solvent.name,
+                         lambda: solvent.set_rate_ml_min(self.flush_rate_ml_min), action)
+              and self._step("solvent direction", solvent.name,
+                             lambda: solvent.set_direction(True), action)
+              and self._step("solvent on", solvent.name, solvent.start, action))
+        if ok:
             self.sleep_lab_s(60.0 * self.flush_ml / self.flush_rate_ml_min)
-            ambient = rig.config.ambient_c
-            for role, h in rig.heaters.items():
-                self._try(f"heater {role} to standby",
-                          lambda h=h: h.set_temperature_c(ambient))  # type: ignore[misc]
-            waited = 0.0
-            while waited < self.cool_timeout_lab_s:
-                try:
-                    hot = max(h.temperature_c() for h in rig.heaters.values())
-                except HardwareError as err:
-                    self.errors.append(f"cooling: {err}")
-                    break
-                if hot < rig.config.safe_temperature_c:
-                    break
-                self.sleep_lab_s(60.0)
-                waited += 60.0
-            self._try("solvent off", solvent.stop)
-            for role, st in rig.stirrers.items():
-                self._try(f"stirrer {role} off", st.stop)
-            self.done = True
+        return ok
+
+    def _cool(self) -> None:
+        rig = self.rig
+        standby = {role: self._step(f"heater {role} to standby", h.name,
+                                    functools.partial(h.set_temperature_c, rig.config.ambient_c),
+                                    self._heater_action(role))
+                   for role, h in rig.heaters.items()}
+        if not any(standby.values()):
+            return
+        limit = rig.config.safe_temperature_c
+        waited = 0.0
+        temps: dict[str, float] = {}
+        error = ""
+        while True:
+            try:
+                temps = {role: h.temperature_c() for role, h in rig.heaters.items()}
+            except HardwareError as err:
+                error = str(err)
+                break
+            self.known_c.update(temps)
+            if max(temps.values()) < limit or waited >= self.cool_timeout_lab_s:
+                break
+            self.sleep_lab_s(60.0)
+            waited += 60.0
+        for role, h in rig.heaters.items():
+            t = temps.get(role)
+            ok = t is not None and t < limit
+            detail = (f"{t:.0f} °C after {waited / 60:.0f} lab min" if t is not None
+                      else f"temperature unknown: {error}")
+            self._steps.append(ShutdownStep(
+                f"heater {role} below {limit:g} °C", h.name, ok,
+                detail if ok else f"not confirmed: {detail}",
+                "" if ok else self._heater_action(role)))
+
+
+#: The supervisor reads each running pump's rate back every this many polls.
+RATE_CHECK_EVERY = 4
 
 
 class Supervisor:
@@ -131,19 +288,24 @@ class Supervisor:
         on_trip: Called once, from the supervisor thread, with the trip (runs the shutdown).
         period_s: Poll period, wall s (<= 1 for the >= 1 Hz rule; below the pumps' Safe-mode
             timeout and the controllers' remote-SP timeout).
-        setpoints_c: Remote setpoints to refresh each poll (heartbeat), °C by stage.
+        monitor: What the procedure commanded each pump (see
+            :mod:`autolab.hardware.delivery`); a fresh one over the rig's pumps if ``None``.
     """
 
     def __init__(self, rig: Rig, on_trip: Callable[[Trip], None], *,
-                 period_s: float = 0.5) -> None:
+                 period_s: float = 0.5, monitor: DeliveryMonitor | None = None) -> None:
         self.rig = rig
         #: Lab seconds per wall second: a syringe must last two polls of lab time.
         self.time_scale = rig.config.time_scale
         self.on_trip = on_trip
         self.period_s = period_s
+        self.monitor = monitor or DeliveryMonitor(rig.pumps, wall_lab_min(self.time_scale))
+        #: Remote setpoints refreshed each poll (heartbeat), °C by stage.
         self.setpoints_c: dict[str, float] = {}
+        #: Last block temperatures read, °C by stage (a failed shutdown step quotes them).
+        self.last_pv_c: dict[str, float] = {}
         self._setpoint_lock = threading.Lock()
-        self.expect_running: set[str] = set()
+        #: Volume already used from each syringe before this session, mL by role.
         self.syringe_used_ml: dict[str, float] = {}
         self.trip: Trip | None = None
         self.polls = 0
@@ -193,6 +355,7 @@ class Supervisor:
                 pv = h.temperature_c()
             except HardwareError as err:
                 return self._fire("comms_loss", h.name, str(err), hard=True)
+            self.last_pv_c[role] = pv
             if fault == "sensor_break":
                 return self._fire("sensor_break", h.name, "thermocouple open", hard=True)
             limit = h.limits.max_temperature_c
@@ -201,21 +364,14 @@ class Supervisor:
                                   f"PV {pv:.1f} °C > limit {limit:g} °C", hard=True)
         for role, p in rig.pumps.items():
             try:
-                st = p.state()
+                finding = self.monitor.poll(role, check_rate=self.polls % RATE_CHECK_EVERY == 0)
             except HardwareError as err:
                 return self._fire("comms_loss", p.name, str(err), hard=True)
-            if st.alarm == "S":
-                return self._fire("pump_stall", p.name, "motor stalled (over-pressure or "
-                                  "end of travel)", hard=False)
-            if st.alarm == "T":
-                return self._fire("safe_mode_timeout", p.name, "pump stopped itself: "
-                                  "safe-mode timeout", hard=False)
-            if role in self.expect_running and role in self.syringe_used_ml:
-                try:
-                    infused, _ = p.dispensed_ml()
-                except HardwareError as err:
-                    return self._fire("comms_loss", p.name, str(err), hard=True)
-                left = p.syringe_ml - self.syringe_used_ml[role] - infused
+            if finding is not None and finding.trip:
+                return self._fire(finding.reason, p.name, finding.detail, hard=False)
+            if self.monitor.is_running(role):
+                left = (p.syringe_ml - self.syringe_used_ml.get(role, 0.0)
+                        - self.monitor.infused_total_ml(role))
                 margin = 2.0 * p.rate_ml_min * self.period_s * self.time_scale / 60.0
                 if left < p.limits.min_syringe_ml + margin:
                     return self._fire("syringe_empty", p.name,

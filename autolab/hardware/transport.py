@@ -158,7 +158,8 @@ class Transport:
             raise HardwareError(f"cannot open serial port {url!r}: {err}") from err
 
     def exchange(self, device: str, request: bytes, framer: Framer | None,
-                 parse: Callable[[bytes], Any] | None = None) -> bytes:
+                 parse: Callable[[bytes], Any] | None = None, *,
+                 attempts: int | None = None) -> bytes:
         """Send ``request`` and read one reply frame, retrying bounded times.
 
         Args:
@@ -167,6 +168,8 @@ class Transport:
             framer: Reads one reply frame; ``None`` for commands that get no reply.
             parse: Optional validator called on the frame; a :class:`ProtocolError` it raises
                 counts as a garbled reply and is retried.
+            attempts: Attempts for this exchange (default ``retries + 1``); a probe that
+                expects silence from a device in another mode uses 1.
 
         Returns:
             The reply frame (``b""`` if ``framer`` is ``None``).
@@ -176,7 +179,8 @@ class Transport:
                 names the device, the request and the last error.
         """
         last: HardwareError | None = None
-        for _ in range(self.retries + 1):
+        tries = self.retries + 1 if attempts is None else max(1, attempts)
+        for _ in range(tries):
             with self.lock:
                 t0 = time.monotonic()
                 wall = time.time()
@@ -202,7 +206,7 @@ class Transport:
                 self._record(device, wall, request, reply, t0=t0)
                 return reply
         raise HardwareError(f"{device}: no valid reply to {request!r} after "
-                            f"{self.retries + 1} attempts on {self.url!r}: {last}") from last
+                            f"{tries} attempts on {self.url!r}: {last}") from last
 
     @contextmanager
     def transaction(self, device: str) -> Iterator[LoggedPort]:

@@ -117,10 +117,27 @@ class PumpChainEmulator(PtyEmulator):
     """New Era NE-1000 pumps daisy-chained on one RS-232 line (Basic and Safe mode)."""
 
     def power_cycle(self, name: str) -> None:
-        """Power-cycle one pump: stopped, counters kept, alarm R, first command ignored."""
+        """Power-cycle one pump: stopped, alarm R, first command ignored.
+
+        Settings and counters survive; so does Safe mode (the manual: "Safe mode persists across
+        power cycles"), whose timer starts again at the first valid packet.
+        """
         with self.reactor.lock:
             p = self.reactor.pumps[name]
-            p.running, p.alarm, p.ignore_next = False, "R", True
+            p.running, p.paused, p.alarm, p.ignore_next = False, False, "R", True
+            p.last_packet_wall = time.monotonic()
+
+    def slow_down(self, name: str, fraction: float) -> None:
+        """Make one pump deliver ``fraction`` of its set rate (``RAT`` still reads the set rate)."""
+        with self.reactor.lock:
+            self.reactor.pumps[name].rate_fraction = fraction
+
+    def keypad_pause(self, name: str) -> None:
+        """Someone pressed the pump's keypad: the program pauses (status ``P``), motor stops."""
+        with self.reactor.lock:
+            p = self.reactor.pumps[name]
+            if p.running:
+                p.running, p.paused = False, True
 
     def take(self, buf: bytes) -> tuple[int, bytes] | None:
         """One request (see :meth:`PtyEmulator.take`)."""
@@ -133,7 +150,9 @@ class PumpChainEmulator(PtyEmulator):
             try:
                 data = newera.decode_safe(packet).decode("ascii")
             except (newera.PumpProtocolError, UnicodeDecodeError):
-                return len(packet), newera.encode_safe_data(b"00S?COM")
+                if any(p.safe_timeout_s > 0 for p in self.reactor.pumps.values()):
+                    return len(packet), newera.encode_safe_data(b"00S?COM")
+                return len(packet), b""
             return len(packet), self._answer(data, safe=True)
         got = _line(buf, b"\r")
         if got is None:
@@ -148,8 +167,10 @@ class PumpChainEmulator(PtyEmulator):
         if not pumps:
             return b""
         p = pumps[0]
-        if p.safe_timeout_s > 0 and not safe and cmd != "SAF":
-            return b""  # in Safe mode, Basic lines are not valid packets
+        if (p.safe_timeout_s > 0) != safe:
+            # In Safe mode a Basic line is not a valid packet; the manual does not say that a
+            # Basic-mode pump answers Safe packets, so it does not either.
+            return b""
         if p.ignore_next:
             p.ignore_next = False
             return b""
@@ -166,7 +187,7 @@ class PumpChainEmulator(PtyEmulator):
     def _execute(self, p: PumpModel, cmd: str, args: str) -> newera.PumpReply:
 
         def ok(data: str = "", error: str | None = None) -> newera.PumpReply:
-            st = ("I" if p.infuse else "W") if p.running else "S"
+            st = ("I" if p.infuse else "W") if p.running else ("P" if p.paused else "S")
             return newera.PumpReply(p.address, st, "", data, error)
         try:
             if cmd == "":
@@ -202,13 +223,13 @@ class PumpChainEmulator(PtyEmulator):
             if cmd == "VOL":
                 return ok()
             if cmd == "RUN":
-                if p.left_ml <= 0 and p.infuse:
+                if (p.left_ml <= 0 and p.infuse) or (p.left_ml >= p.syringe_ml and not p.infuse):
                     p.stall("S")
                     return newera.PumpReply(p.address, "A", "S")
-                p.running = True
+                p.running, p.paused = True, False
                 return ok()
             if cmd == "STP":
-                p.running = False
+                p.running, p.paused = False, False
                 return ok()
             if cmd == "DIS":
                 return ok(newera.format_dispensed(p.infused_ml, p.withdrawn_ml, "ML"))

@@ -35,20 +35,25 @@ class VirtualLab:
     Args:
         time_scale: Lab seconds per wall second (1 = real time).
         geometry: Reactor geometry.
-        syringe_ml: Syringe volume of every pump, mL (starts full; large by default, as
-            if reservoir-fed, so long virtual campaigns do not run dry).
+        syringe_ml: Syringe volume of every pump, mL (feeds start full, the bleed empty;
+            large by default, as if reservoir-fed, so long virtual campaigns do not run dry).
         seed: Detector-noise seed.
         max_temperature_c: Over-temperature limit written into the devices file, °C.
+        pump_safe_mode_s: The mode the pumps are in when the lab starts: 0 = Basic (factory
+            state), n = Safe mode with an n-s timeout (left by an earlier session, since Safe
+            mode persists across power cycles).
     """
 
     def __init__(self, *, time_scale: float = 1.0, geometry: Geometry | None = None,
                  syringe_ml: float = 5000.0, seed: int = 0,
-                 max_temperature_c: float = 330.0) -> None:
+                 max_temperature_c: float = 330.0, pump_safe_mode_s: int = 0) -> None:
         self.time_scale = time_scale
         self.geometry = geometry or Geometry()
         self.max_temperature_c = max_temperature_c
+        # feed syringes start full; the bleed withdraws into its syringe, so it starts empty
         pumps = {f"pump_{role}": PumpModel(address=i, role=role, syringe_ml=syringe_ml,
-                                           left_ml=syringe_ml)
+                                           left_ml=0.0 if role == "bleed" else syringe_ml,
+                                           safe_timeout_s=pump_safe_mode_s)
                  for i, role in enumerate(ROLES)}
         heaters = {"heater_core": HeaterModel(address=1, role="core"),
                    "heater_shell": HeaterModel(address=2, role="shell")}
@@ -95,11 +100,19 @@ class VirtualLab:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def devices_config(self, *, safe_mode_s: int = 5, timeout_s: float = 0.3) -> DevicesConfig:
-        """The devices file of this lab (ports = the ptys)."""
+    def devices_config(self, *, safe_mode_s: int = 10, timeout_s: float = 0.3,
+                       retries: int = 3) -> DevicesConfig:
+        """The devices file of this lab (ports = the ptys).
+
+        The defaults allow for a busy host, since the emulators share its CPUs with everything
+        else: on 2 loaded cores (load average 17) a supervisor round took up to 5 s and an
+        emulator thread could be starved for about a second. Hence a 10-s Safe-mode timeout and
+        one more retry than a real rig needs; a retry costs nothing unless a reply is late.
+        """
         # the spectrometer integrates and the controllers share a bus: longer reply timeouts
         slow = {"spectrometer": 4.0, "heaters": 3.0}
-        ports = {name: PortSpec(url=path, timeout_s=timeout_s * slow.get(name, 1.0))
+        ports = {name: PortSpec(url=path, timeout_s=timeout_s * slow.get(name, 1.0),
+                                retries=retries)
                  for name, path in self.ports.items()}
         heater_limits = Limits(max_temperature_c=self.max_temperature_c,
                                max_ramp_c_per_min=20.0)

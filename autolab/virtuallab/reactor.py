@@ -63,6 +63,9 @@ class PumpModel:
         safe_timeout_s: Safe-mode timeout (0 = Basic mode), wall s.
         last_packet_wall: Wall time of the last valid packet.
         ignore_next: Power-up quirk: the first command after power-up is ignored.
+        paused: The program was paused from the keypad (status ``P``, motor stopped).
+        rate_fraction: Fault injection: the motor delivers this fraction of the set rate
+            (``RAT`` still reads the set rate; ``DIS`` counts what was delivered).
     """
 
     address: int
@@ -80,6 +83,8 @@ class PumpModel:
     safe_timeout_s: int = 0
     last_packet_wall: float = field(default_factory=time.monotonic)
     ignore_next: bool = True
+    paused: bool = False
+    rate_fraction: float = 1.0
 
     def stall(self, code: str) -> None:
         """Stop with an alarm (stall, safe-mode timeout)."""
@@ -210,7 +215,7 @@ class VirtualReactor:
         for p in self.pumps.values():
             if not p.running:
                 continue
-            v = p.rate_ml_min * dt
+            v = p.rate_ml_min * p.rate_fraction * dt
             if p.infuse:
                 if self.blocked and p.role != "bleed":
                     p.stall("S")
@@ -224,6 +229,8 @@ class VirtualReactor:
                 v = min(v, p.syringe_ml - p.left_ml)
                 p.left_ml += v
                 p.withdrawn_ml += v
+                if p.syringe_ml - p.left_ml <= 1e-9:
+                    p.stall("S")  # a full syringe is the end of travel when withdrawing
         for h in self.heaters.values():
             h.advance(dt)
 
@@ -232,7 +239,7 @@ class VirtualReactor:
         out: dict[str, float] = {}
         for p in self.pumps.values():
             if p.running:
-                out[p.role] = out.get(p.role, 0.0) + p.rate_ml_min
+                out[p.role] = out.get(p.role, 0.0) + p.rate_ml_min * p.rate_fraction
         return out
 
     def heater_pv(self, role: str) -> float:

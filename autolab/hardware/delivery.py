@@ -1,0 +1,360 @@
+"""Delivery verification: every pump does what the procedure commanded, and delivers it.
+
+A setpoint that was read back once proves little an hour later: a pump can be power-cycled
+(it comes back stopped, reporting alarm ``R``), paused from its keypad, or run at a fraction of
+its set rate. Each of these left an experiment looking like chemistry ("no usable emission",
+or a completed trial at the wrong P:In) and taught the optimizer something false. So the
+procedure starts and stops pumps only through a :class:`DeliveryMonitor`, which records what was
+commanded, and the supervisor asks it to compare, on every poll and when each pump stops:
+
+* **state** — the status character against the command: ``I`` when infusing was commanded,
+  ``W`` when withdrawing, not pumping when stopped; every alarm the pump reported since the last
+  poll (``R`` power reset, ``S`` stall, ``T`` Safe-mode timeout, ``E``/``O`` program errors);
+* **rate** — the ``RAT`` read-back against the commanded rate;
+* **delivery** — the pump's own dispensed volume (``DIS``, cleared with ``CLD`` at each start)
+  against rate × elapsed lab time (:func:`check_delivery`).
+
+The rule (documented in ``docs/faults.md``):
+
+* A pump not in the commanded state (idle, paused, reset, running when it should be stopped,
+  the wrong direction, a rate it was not given, any alarm) **trips** the rig: something other
+  than the procedure controls it, or it lost its settings, so nothing it does next can be
+  trusted. The supervisor runs the shutdown; the experiment is not a result.
+* A pump in the commanded state that delivered outside the tolerance **invalidates** the
+  experiment (:class:`~autolab.exceptions.DeviceFault`, journaled as invalid, never told to the
+  optimizer); the executor re-initializes that pump before the next experiment. A second
+  consecutive delivery fault on the same pump trips the rig: it is broken, not unlucky.
+
+What this cannot see: ``DIS`` counts what the pump's firmware drove, so a syringe leak or a
+stepper that loses steps unnoticed by the firmware needs a flow or pressure sensor.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from autolab.exceptions import HardwareError
+from autolab.hardware.base import Pump
+
+
+@dataclass(frozen=True)
+class DeliveryTolerance:
+    """How far a pump's dispensed volume may stray from rate × time.
+
+    Attributes:
+        rel: Relative part: syringe bore tolerance and pump accuracy (a few %), with margin;
+            10 % catches a pump at 70 % of its rate and lets a healthy one pass.
+        abs_ml: Absolute part, mL: the ``DIS`` resolution (four significant digits) and the
+            lead screw's backlash when a pump starts.
+    """
+
+    rel: float = 0.10
+    abs_ml: float = 0.02
+
+
+@dataclass(frozen=True)
+class DeliveryVerdict:
+    """One comparison of a dispensed volume with what was due.
+
+    Attributes:
+        delivered_ml: What the pump reports it dispensed, mL.
+        due_low_ml / due_high_ml: What was due, mL: rate × the shortest / longest time the pump
+            can have run, given when the start and the query were sent and answered.
+        ok: Within the tolerance of that window.
+    """
+
+    delivered_ml: float
+    due_low_ml: float
+    due_high_ml: float
+    ok: bool
+
+    @property
+    def detail(self) -> str:
+        """Human-readable comparison."""
+        due = 0.5 * (self.due_low_ml + self.due_high_ml)
+        share = f" ({100 * self.delivered_ml / due:.0f} % of it)" if due > 0 else ""
+        return (f"delivered {self.delivered_ml:.3f} mL where {self.due_low_ml:.3f}-"
+                f"{self.due_high_ml:.3f} mL were due{share}")
+
+
+def check_delivery(delivered_ml: float, rate_ml_min: float, run_low_min: float,
+                   run_high_min: float, tolerance: DeliveryTolerance) -> DeliveryVerdict:
+    """Compare a dispensed volume with rate × run time (pure).
+
+    The run time is known only within a window (the start and the query each take a round trip;
+    on a sped-up virtual lab a few wall milliseconds are lab seconds), so the volume due is a
+    window too, widened by the tolerance on both sides.
+
+    Args:
+        delivered_ml: Dispensed volume the pump reports, mL.
+        rate_ml_min: Commanded rate, mL/min.
+        run_low_min: Shortest time it can have run, lab min.
+        run_high_min: Longest time it can have run, lab min.
+        tolerance: The tolerance.
+    """
+    low = rate_ml_min * max(0.0, run_low_min)
+    high = rate_ml_min * max(0.0, run_high_min)
+    ok = (low * (1 - tolerance.rel) - tolerance.abs_ml
+          <= delivered_ml <= high * (1 + tolerance.rel) + tolerance.abs_ml)
+    return DeliveryVerdict(delivered_ml, low, high, ok)
+
+
+@dataclass(frozen=True)
+class PumpFinding:
+    """A pump that did not do what was commanded.
+
+    Attributes:
+        role: Fluidic role.
+        device: Pump name (as in the devices file).
+        reason: ``pump_power_cycle``, ``pump_stall``, ``safe_mode_timeout``, ``pump_alarm``,
+            ``pump_idle``, ``pump_running``, ``pump_state`` (wrong direction, purging),
+            ``pump_rate`` (trips) or ``pump_delivery`` (invalidates; trips when repeated).
+        detail: What was commanded and what the pump did.
+        trip: Whether it trips the rig (else it invalidates the experiment).
+    """
+
+    role: str
+    device: str
+    reason: str
+    detail: str
+    trip: bool
+
+
+@dataclass
+class _Command:
+    """What the procedure last commanded one pump (mutable, guarded by the role's lock)."""
+
+    running: bool = False
+    rate_ml_min: float = 0.0
+    infuse: bool = True
+    start_low_min: float = 0.0  # lab min just before the start was sent
+    start_high_min: float = 0.0  # lab min once the start was verified
+    leg_ml: float = 0.0  # last dispensed volume read during this run
+    faulted: bool = False  # a delivery fault of this run was already reported
+
+
+_ALARM_TRIPS = {"R": ("pump_power_cycle", "the pump was reset (power interrupted): it stopped "
+                      "and its settings cannot be trusted"),
+                "S": ("pump_stall", "motor stalled (over-pressure or end of travel)"),
+                "T": ("safe_mode_timeout", "pump stopped itself: safe-mode timeout"),
+                "E": ("pump_alarm", "pumping program error"),
+                "O": ("pump_alarm", "pumping program phase out of range")}
+#: A second consecutive delivery fault on the same pump trips the rig.
+MAX_DELIVERY_STRIKES = 2
+
+
+class DeliveryMonitor:
+    """Starts and stops pumps for the procedure and checks them against what it commanded.
+
+    Thread-safe: the executor commands, the supervisor polls; a per-pump lock keeps a poll from
+    judging a pump halfway through a command.
+
+    Args:
+        pumps: Pump drivers by role.
+        lab_min: The lab clock, min.
+        tolerance: Delivery tolerance.
+    """
+
+    def __init__(self, pumps: Mapping[str, Pump], lab_min: Callable[[], float], *,
+                 tolerance: DeliveryTolerance | None = None) -> None:
+        self.pumps = dict(pumps)
+        self.lab_min = lab_min
+        self.tolerance = tolerance or DeliveryTolerance()
+        self._locks = {role: threading.RLock() for role in self.pumps}
+        self._commands = {role: _Command() for role in self.pumps}
+        self._delivered = dict.fromkeys(self.pumps, 0.0)  # since the last take_delivered()
+        self._infused_total = dict.fromkeys(self.pumps, 0.0)  # since the monitor started
+        self._strikes = dict.fromkeys(self.pumps, 0)
+        self._faults: list[PumpFinding] = []
+        self._faults_lock = threading.Lock()
+        self.locked_out = False  #: set on a trip: no pump may be started any more
+
+    # ----------------------------------------------------------------- commands
+    def start(self, role: str, rate_ml_min: float, *, infuse: bool = True) -> None:
+        """Set direction and rate (both verified), clear the counters, run (verified).
+
+        Raises:
+            HardwareError: A device error, or the rig tripped (no pump may start then).
+        """
+        pump = self.pumps[role]
+        with self._locks[role]:
+            self._refuse_if_locked_out(role)
+            pump.stop()
+            pump.set_direction(infuse)
+            pump.set_rate_ml_min(rate_ml_min)
+            pump.clear_dispensed()
+            cmd = self._commands[role]
+            cmd.rate_ml_min, cmd.infuse, cmd.leg_ml = rate_ml_min, infuse, 0.0
+            cmd.faulted = False
+            cmd.start_low_min = self.lab_min()
+            cmd.running = True  # before RUN: a poll must not see it pump while "stopped"
+            try:
+                pump.start()
+            except HardwareError:
+                cmd.running = False
+                raise
+            cmd.start_high_min = self.lab_min()
+
+    def stop(self, role: str) -> PumpFinding | None:
+        """Stop (verified) and check what this run delivered.
+
+        A delivery fault is returned and also kept for :meth:`take_faults`.
+
+        Raises:
+            HardwareError: The pump did not stop or did not answer.
+        """
+        pump = self.pumps[role]
+        with self._locks[role]:
+            cmd = self._commands[role]
+            if not cmd.running:
+                pump.stop()
+                return None
+            stop_low = self.lab_min()
+            pump.stop()
+            cmd.running = False
+            stop_high = self.lab_min()
+            infused, withdrawn = pump.dispensed_ml()
+            delivered = infused if cmd.infuse else withdrawn
+            self._book(role, infused, withdrawn)
+            verdict = check_delivery(delivered, cmd.rate_ml_min,
+                                     stop_low - cmd.start_high_min,
+                                     stop_high - cmd.start_low_min, self.tolerance)
+            return self._judge(role, verdict, final=True)
+
+    def stop_all(self) -> list[PumpFinding]:
+        """Stop every pump (see :meth:`stop`); returns the delivery findings."""
+        return [f for role in self.pumps if (f := self.stop(role)) is not None]
+
+    def reinitialize(self, role: str) -> None:
+        """Bring a pump that misdelivered back to a known state before it is used again."""
+        with self._locks[role]:
+            connect = getattr(self.pumps[role], "connect", None)
+            if callable(connect):
+                connect()
+
+    def lock_out(self) -> None:
+        """No pump may be started from now on (the shutdown runs)."""
+        self.locked_out = True
+
+    def _refuse_if_locked_out(self, role: str) -> None:
+        if self.locked_out:
+            raise HardwareError(f"{self.pumps[role].name}: start refused: the rig tripped and "
+                                f"is shutting down")
+
+    # ----------------------------------------------------------------- bookkeeping
+    def _book(self, role: str, infused_ml: float, withdrawn_ml: float) -> None:
+        cmd = self._commands[role]
+        leg = infused_ml if cmd.infuse else withdrawn_ml
+        self._delivered[role] += leg
+        if cmd.infuse:
+            self._infused_total[role] += leg
+        cmd.leg_ml = 0.0
+
+    def take_delivered(self) -> dict[str, float]:
+        """Volume each pump delivered (finished runs) since the last call, mL by role."""
+        out = {r: v for r, v in self._delivered.items() if v > 0}
+        self._delivered = dict.fromkeys(self.pumps, 0.0)
+        return out
+
+    def infused_total_ml(self, role: str) -> float:
+        """Volume infused since the monitor started (finished runs + the running one), mL."""
+        cmd = self._commands[role]
+        return self._infused_total[role] + (cmd.leg_ml if cmd.running and cmd.infuse else 0.0)
+
+    def is_running(self, role: str) -> bool:
+        """Whether the procedure last commanded this pump to run."""
+        return self._commands[role].running
+
+    def take_faults(self) -> list[PumpFinding]:
+        """Delivery faults (invalidating) found since the last call."""
+        with self._faults_lock:
+            out, self._faults = self._faults, []
+        return out
+
+    # ----------------------------------------------------------------- checks
+    def poll(self, role: str, *, check_rate: bool = True) -> PumpFinding | None:
+        """Compare one pump with its command (state, alarms, rate, delivery).
+
+        ``check_rate=False`` skips the ``RAT`` query (the supervisor asks every few polls to
+        spare the shared line; a rate changed behind the procedure's back shows in the
+        delivered volume at every poll anyway).
+
+        A pump that is being commanded right now is skipped this round. A trip finding also
+        locks the monitor out, before the lock is released, so no start can slip in between.
+
+        Raises:
+            HardwareError: The pump did not answer (the supervisor calls that a comms loss).
+        """
+        lock = self._locks[role]
+        if not lock.acquire(blocking=False):
+            return None
+        try:
+            finding = self._poll_locked(role, check_rate)
+            if finding is not None and finding.trip:
+                self.lock_out()
+            return finding
+        finally:
+            lock.release()
+
+    def _poll_locked(self, role: str, check_rate: bool) -> PumpFinding | None:
+        pump, cmd = self.pumps[role], self._commands[role]
+        st = pump.state()
+        for code in st.alarms or ((st.alarm,) if st.alarm else ()):
+            reason, what = _ALARM_TRIPS.get(code, ("pump_alarm", f"alarm {code}"))
+            return self._finding(role, reason, f"{what} (alarm {code})", trip=True)
+        if not cmd.running:
+            if st.pumping:
+                return self._finding(role, "pump_running", f"commanded stopped, but the pump "
+                                     f"reports status {st.status!r} (pumping)", trip=True)
+            return None
+        want = "I" if cmd.infuse else "W"
+        if not st.pumping:
+            return self._finding(role, "pump_idle", f"commanded to pump at "
+                                 f"{cmd.rate_ml_min:g} mL/min, but the pump reports status "
+                                 f"{st.status!r} (not pumping)", trip=True)
+        if st.status != want:
+            return self._finding(role, "pump_state", f"commanded status {want!r}, the pump "
+                                 f"reports {st.status!r}", trip=True)
+        rate = pump.rate_read_ml_min() if check_rate else cmd.rate_ml_min
+        if abs(rate - cmd.rate_ml_min) > 2e-3 * max(cmd.rate_ml_min, 1e-9):
+            return self._finding(role, "pump_rate", f"commanded {cmd.rate_ml_min:g} mL/min, "
+                                 f"the pump reads {rate:g} mL/min", trip=True)
+        low = self.lab_min()
+        infused, withdrawn = pump.dispensed_ml()
+        high = self.lab_min()
+        cmd.leg_ml = infused if cmd.infuse else withdrawn
+        verdict = check_delivery(cmd.leg_ml, cmd.rate_ml_min, low - cmd.start_high_min,
+                                 high - cmd.start_low_min, self.tolerance)
+        return self._judge(role, verdict, final=False)
+
+    def _judge(self, role: str, verdict: DeliveryVerdict, *, final: bool) -> PumpFinding | None:
+        cmd = self._commands[role]
+        if verdict.ok:
+            if final and not cmd.faulted:
+                self._strikes[role] = 0
+            return None
+        if cmd.faulted:  # already reported during this run
+            return None
+        cmd.faulted = True
+        self._strikes[role] += 1
+        trip = self._strikes[role] >= MAX_DELIVERY_STRIKES
+        when = "when it stopped" if final else "while pumping"
+        detail = f"{verdict.detail} {when}" + (
+            f" ({self._strikes[role]} consecutive delivery faults)" if trip else "")
+        finding = self._finding(role, "pump_delivery", detail, trip=trip)
+        if not trip:
+            with self._faults_lock:
+                self._faults.append(finding)
+        return finding
+
+    def _finding(self, role: str, reason: str, detail: str, *, trip: bool) -> PumpFinding:
+        return PumpFinding(role, self.pumps[role].name, reason, detail, trip)
+
+
+def wall_lab_min(time_scale: float) -> Callable[[], float]:
+    """A lab clock in minutes from the monotonic wall clock (``time_scale`` lab s per wall s)."""
+    t0 = time.monotonic()
+    return lambda: (time.monotonic() - t0) * time_scale / 60.0
