@@ -132,7 +132,10 @@ def parse_yaml_text(text: str, source: str = "<yaml>") -> YamlDocument:
     Raises:
         ConfigError: Syntax error (with line and column), duplicate key, too deep, too large.
     """
-    loader = _GuardedLoader(text)
+    try:
+        loader = _GuardedLoader(text)  # the reader refuses non-printable characters here
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{source}: not valid YAML: {err}") from err
     try:
         node = loader.get_single_node()
         if node is None:

@@ -132,3 +132,116 @@ def test_mutated_campaigns_validate_or_fail_clearly(path: tuple[str, ...], value
         parse_campaign(data, "fuzz.yaml")
     except ConfigError as err:
         assert str(err).startswith("fuzz.yaml")
+
+
+# ------------------------------------------------------------------ typed settings per kind
+def test_executor_settings_mirror_the_cstr_executor_keywords() -> None:
+    import inspect
+
+    from autolab.config import EXECUTOR_SETTINGS
+    from autolab.executors.cstr import CSTRExecutor
+
+    params = inspect.signature(CSTRExecutor.__init__).parameters
+    for name, info in EXECUTOR_SETTINGS["cstr"].model_fields.items():
+        assert name in params, f"{name} is not a CSTRExecutor keyword"
+        assert info.default == params[name].default, name
+    # keywords a campaign file cannot express are deliberately not settings
+    assert set(params) - set(EXECUTOR_SETTINGS["cstr"].model_fields) == {
+        "self", "devices", "qy_reference", "install_signal_handlers"}
+
+
+def test_optimizer_settings_registry_covers_every_optimizer_and_is_what_botorch_uses() -> None:
+    from autolab.optimizer import OPTIMIZERS
+    from autolab.optimizer.bayes import BotorchSettings as UsedByBotorch
+    from autolab.optimizer.settings import OPTIMIZER_SETTINGS, BotorchSettings
+
+    assert set(OPTIMIZER_SETTINGS) == set(OPTIMIZERS)
+    assert UsedByBotorch is BotorchSettings  # one definition of every setting
+
+
+def test_settings_are_stored_as_validated() -> None:
+    data = copy.deepcopy(BASE)
+    data["optimizer"]["settings"] = {"n_init": 6.0}
+    cfg = parse_campaign(data)
+    assert cfg.optimizer.settings == {"n_init": 6}
+    assert isinstance(cfg.optimizer.settings["n_init"], int)
+
+
+@pytest.mark.parametrize(("change", "needle"), [
+    ({"optimizer.settings": {"n_inti": 6}}, "did you mean 'n_init'"),
+    ({"optimizer.settings": {"n_init": 0}}, "optimizer.settings.n_init"),
+    ({"optimizer.settings": {"device": "tpu"}}, "optimizer.settings.device"),
+    ({"executor.settings": {"stir_rpm": 600}}, "executor 'twin' takes no settings"),
+    ({"seed": 2**32}, "seed"),
+    ({"budget.max_lab_hours": float("nan")}, "budget.max_lab_hours"),
+    ({"stop.no_improvement_after": True}, "stop.no_improvement_after"),
+    ({"optimizer.batch_size": 2.5}, "optimizer.batch_size"),
+])
+def test_typed_settings_and_bounds(change: dict[str, Any], needle: str) -> None:
+    assert needle in _bad(change)
+
+
+def test_constraint_feasibility() -> None:
+    from autolab.config import check_feasible_volume, feasible_fraction
+    from autolab.space import LinearConstraint, qd_space
+
+    assert feasible_fraction(qd_space()) > 0.5
+    tight = qd_space(constraints=[LinearConstraint.parse("t_shell_c - t_core_c >= 159")])
+    assert 0 < feasible_fraction(tight) < 1e-3
+    with pytest.raises(ConfigError, match="% of the search box"):
+        check_feasible_volume(tight)
+    empty = qd_space(constraints=[LinearConstraint.parse("t_core_c >= 200"),
+                                  LinearConstraint.parse("t_core_c <= 190")])
+    with pytest.raises(ConfigError, match="contradict"):
+        check_feasible_volume(empty)
+
+
+def test_warnings_for_a_target_the_twin_cannot_reach() -> None:
+    data = copy.deepcopy(BASE)
+    data["objective"]["terms"][0]["value"] = 700
+    assert any("outside what the digital twin reaches" in w
+               for w in parse_campaign(data).warnings())
+    assert parse_campaign(copy.deepcopy(BASE)).warnings() == []
+
+
+def test_override_into_a_scalar_section_is_a_clear_error(tmp_path: Path) -> None:
+    f = tmp_path / "c.yaml"
+    data = copy.deepcopy(BASE)
+    data["budget"] = 7
+    f.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError, match=r"budget = 7: expected a mapping"):
+        load_campaign(f, {"budget.max_experiments": 3})
+
+
+# ------------------------------------------------------------------ YAML guards
+def test_yaml_numbers_in_exponent_form_are_floats() -> None:
+    from autolab.yamlfile import parse_yaml_text
+
+    assert parse_yaml_text("a: 1e30\nb: 1e-3\nc: -2E+5\nd: 1.5e3\ne: 12\nf: 1e")\
+        .data == {"a": 1e30, "b": 1e-3, "c": -2e5, "d": 1500.0, "e": 12, "f": "1e"}
+
+
+def test_yaml_lines_of_keys() -> None:
+    from autolab.yamlfile import parse_yaml_text
+
+    doc = parse_yaml_text("a:\n  b: 1\n  c:\n    - x\n    - y\n")
+    assert doc.lines[("a", "b")] == 2 and doc.lines[("a", "c", 1)] == 5
+    assert doc.line_of(("a", "c", 1, "nope")) == 5
+
+
+def test_yaml_merge_keys_are_not_duplicates() -> None:
+    from autolab.yamlfile import parse_yaml_text
+
+    doc = parse_yaml_text("base: &b {x: 1}\nthing:\n  <<: *b\n  y: 2\n")
+    assert doc.data["thing"] == {"x": 1, "y": 2}
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=200))
+def test_any_text_parses_or_is_a_config_error(text: str) -> None:
+    from autolab.yamlfile import parse_yaml_text
+
+    try:
+        parse_yaml_text(text, "fuzz.yaml")
+    except ConfigError as err:
+        assert str(err).startswith("fuzz.yaml")
