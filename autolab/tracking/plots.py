@@ -243,7 +243,8 @@ def convergence_figure(trials: Sequence[Trial], best: Sequence[float | None],
         ax.set_xlabel(xlabel)
     top[0].set_yscale("symlog", linthresh=_symlog_threshold(scores))
     top[0].set_ylabel(outcome_label("objective") + ", symlog")
-    top[0].legend(fontsize=8, loc="lower right")
+    if top[0].get_legend_handles_labels()[0]:
+        top[0].legend(fontsize=8, loc="lower right")
     for ax, name in zip(bottom, ("pl_peak_nm", "fwhm_nm", "qy"), strict=False):
         _outcome_panel(ax, trials, xs_exp, name, targets)
     if targets:

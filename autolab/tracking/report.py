@@ -10,10 +10,13 @@ outcomes, the model fit per outcome, and for a Pareto campaign the front and its
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
 from pathlib import Path
 
 from autolab.records import TrialStatus, experiment_label
 from autolab.space import QD_PARAMETERS
+from autolab.tracking.base import sqlite_path
 from autolab.tracking.journal import JournalState
 from autolab.tracking.plots import campaign_figures, figure_png, outcome_scale, spectrum_figure
 from autolab.tracking.summary import CampaignView, campaign_view, to_csv, to_html, to_markdown
@@ -99,3 +102,50 @@ def write_report(state: JournalState, folder: Path) -> list[Path]:
         if spectrum is not None:
             put("best_spectrum.png", figure_png(spectrum))
     return written
+
+
+#: Environment variables naming the MLflow store a review reads, first match wins.
+STORE_VARIABLES = ("AUTOLAB_TRACKING_URI", "MLFLOW_TRACKING_URI")
+
+
+def source_root() -> Path:
+    """The folder holding the ``autolab`` package: the repository root of a source checkout."""
+    return Path(__file__).resolve().parents[2]
+
+
+def find_tracking_store(uri: str = "", *, search: Sequence[Path] | None = None) -> str:
+    """The MLflow store a review (notebook, report) should read; never one that is not there.
+
+    ``uri`` if given, else :data:`STORE_VARIABLES` from the environment, else the first
+    ``mlflow.db`` found in ``search`` (default: the repository root, where ``autolab run`` puts
+    it, then the current folder). A relative SQLite path is resolved against the current folder
+    and must exist: MLflow would otherwise create an empty store in whatever folder the kernel
+    started in, and the reader would then fail with a puzzling "no autolab campaign".
+
+    Raises:
+        FileNotFoundError: The named SQLite file does not exist, or no ``mlflow.db`` was found;
+            the message names every place looked at and how to choose a store.
+    """
+    given, source = uri, "the argument"
+    for var in STORE_VARIABLES:
+        if given:
+            break
+        given, source = os.environ.get(var, ""), f"${var}"
+    if given:
+        path = sqlite_path(given)
+        if path is not None and not path.resolve().is_file():
+            raise FileNotFoundError(
+                f"MLflow store {path.resolve()} (from {source} = {given!r}) does not exist; "
+                "run a campaign first (autolab run campaigns/target_550nm.yaml) or point "
+                "AUTOLAB_TRACKING_URI at an existing store")
+        return given
+    places = list(dict.fromkeys(p.resolve() for p in (
+        search if search is not None else (source_root(), Path.cwd()))))
+    for folder in places:
+        if (folder / "mlflow.db").is_file():
+            return f"sqlite:///{folder / 'mlflow.db'}"
+    looked = ", ".join(str(p / "mlflow.db") for p in places)
+    raise FileNotFoundError(
+        f"no MLflow store found: looked for {looked} and at ${STORE_VARIABLES[0]} and "
+        f"${STORE_VARIABLES[1]} (both unset); run a campaign first (autolab run "
+        "campaigns/target_550nm.yaml) or set AUTOLAB_TRACKING_URI to its store")

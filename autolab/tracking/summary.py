@@ -763,3 +763,30 @@ def pareto_metrics(pareto: ParetoSummary) -> dict[str, float]:
     return {"hypervolume": pareto.hypervolume[-1] if pareto.hypervolume else 0.0,
             "pareto_front_size": float(len(pareto.front)),
             "pareto_warnings": float(len(pareto.warnings))}
+
+
+def extras_from_metrics(metrics: Mapping[str, float]) -> dict[str, Any]:
+    """A journal-like ``extra`` rebuilt from an MLflow experiment run's metrics.
+
+    What a reader of MLflow alone (the review notebook) needs to build a :class:`CampaignView`
+    the way the report does from the journal: ``lab_clock_h``, ``reagent_total_ml`` (from
+    ``reagent_total_ml.<name>``) and the model's ``prediction`` (from ``predicted_score``,
+    ``predicted_score_sd``, ``predicted_<outcome>`` and ``predicted_<outcome>_sd``). MLflow holds
+    rounded values, so derived numbers may differ from the report's in the last digits.
+    """
+    extra: dict[str, Any] = {}
+    if _number(metrics.get("lab_clock_h")) is not None:
+        extra["lab_clock_h"] = float(metrics["lab_clock_h"])
+    totals = {k[len(REAGENT_TOTAL_PREFIX):]: float(v) for k, v in metrics.items()
+              if k.startswith(REAGENT_TOTAL_PREFIX) and _number(v) is not None}
+    if totals:
+        extra["reagent_total_ml"] = totals
+    outcomes = {k[len("predicted_"):]: [float(v), float(metrics[f"{k}_sd"])]
+                for k, v in metrics.items()
+                if k.startswith("predicted_") and not k.endswith("_sd")
+                and k != "predicted_score" and f"{k}_sd" in metrics}
+    if "predicted_score" in metrics and "predicted_score_sd" in metrics:
+        extra["prediction"] = {"score_mean": float(metrics["predicted_score"]),
+                               "score_sd": float(metrics["predicted_score_sd"]),
+                               "outcomes": outcomes}
+    return extra

@@ -1,16 +1,21 @@
-"""The review notebooks run top to bottom on a fresh campaign, and are committed without outputs.
+"""The review notebooks run top to bottom on fresh campaigns, and are committed without outputs.
 
-A short simulated Pareto campaign (``campaigns/max_qy_pareto.yaml``, 6 experiments) is logged to
-a temporary SQLite MLflow store; each notebook is executed by nbclient in a real kernel with its
-parameters injected through the environment variables its first cell reads. Any cell error fails.
+Two short simulated campaigns, a Pareto one (``campaigns/max_qy_pareto.yaml``, 6 experiments) and
+a scalar one (``campaigns/target_550nm.yaml``, 6 experiments, the last two proposed by the model),
+are logged to one temporary SQLite MLflow store; each notebook is executed by nbclient in a real
+kernel with its parameters injected through the environment variables its first cell reads. Any
+cell error fails. The store the review notebook reads must not depend on the kernel's folder.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from autolab.tracking.report import find_tracking_store, source_root
 
 nbformat = pytest.importorskip("nbformat", reason="notebook tests need the 'notebooks' extra")
 nbclient = pytest.importorskip("nbclient", reason="notebook tests need the 'notebooks' extra")
@@ -39,12 +44,20 @@ def campaign_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str, 
     assert len(result.trials) == 6
     # The seeded campaign has experiments inside the 540-580 nm constraints: a front to draw.
     assert any(t.objective is not None for t in result.trials)
+    scalar = load_campaign(ROOT / "campaigns" / "target_550nm.yaml",
+                           {"budget.max_experiments": 6, "optimizer.settings": {"n_init": 4},
+                            "stop.target_reached": False})
+    tracker = MlflowTracker(tracking_uri=uri, experiment_name="autolab",
+                            artifact_location=(tmp / "artifacts").as_uri())
+    done = Campaign.create(scalar, tmp / "runs", tracker=tracker).run()
+    assert len(done.trials) == 6
     return uri, result.tracking_run_id, tmp
 
 
 def _execute(name: str, workdir: Path, env: dict[str, str],
              monkeypatch: pytest.MonkeyPatch) -> Any:
     """Run a notebook in a fresh kernel (which inherits this process's environment)."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("MPLBACKEND", raising=False)  # the kernel's inline backend draws figures
@@ -67,22 +80,82 @@ def _images(nb: Any) -> int:
     return sum("image/png" in o.get("data", {}) for c in nb.cells for o in c.get("outputs", []))
 
 
-@pytest.mark.parametrize("select", ["most recent", "run id"])
-def test_review_campaign(campaign_store: tuple[str, str, Path], select: str,
-                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_review_pareto_campaign(campaign_store: tuple[str, str, Path],
+                                monkeypatch: pytest.MonkeyPatch) -> None:
     uri, run_id, tmp = campaign_store
-    key = "" if select == "most recent" else run_id
     nb = _execute("review_campaign.ipynb", tmp,
-                  {"AUTOLAB_TRACKING_URI": uri, "AUTOLAB_CAMPAIGN": key}, monkeypatch)
+                  {"AUTOLAB_TRACKING_URI": uri, "AUTOLAB_CAMPAIGN": run_id}, monkeypatch)
     text = _text(nb)
     assert f"(run {run_id})" in text
     assert "6 experiments" in text
     assert "[pareto]" in text
     assert "Downloading artifacts" not in text
+    assert "exp-000" in text and "exp-006" not in text  # numbered from 0, as everywhere
+    assert "no model predictions yet" in text  # six Sobol points: nothing was predicted
     # convergence, parameters vs outcomes, GP slices, Pareto front
     assert _images(nb) == 4
     assert "no Pareto front" not in text
     assert "fwhm_nm" in text  # the front's table was printed
+    assert "hypervolume after the last experiment" in text
+
+
+def test_review_scalar_campaign_draws_no_pareto_front(campaign_store: tuple[str, str, Path],
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    uri, _, tmp = campaign_store
+    nb = _execute("review_campaign.ipynb", tmp,
+                  {"AUTOLAB_TRACKING_URI": uri, "AUTOLAB_CAMPAIGN": ""}, monkeypatch)
+    text = _text(nb)
+    assert "campaign target-550nm" in text  # the most recent one
+    assert "target band: pl_peak_nm 550 ± 2" in text
+    assert "objective mode 'scalar': no Pareto front to draw" in text
+    # convergence, parameters vs outcomes, model fit (two model proposals), GP slices
+    assert _images(nb) == 4
+
+
+def test_review_store_does_not_depend_on_the_kernel_folder(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run with no store named: the repository root's mlflow.db, or an error naming the places.
+
+    (A named store that does not exist is refused too: :func:`test_find_tracking_store`.)
+    """
+    workdir = tmp_path / "notebooks"
+    workdir.mkdir()
+    root_store = source_root() / "mlflow.db"
+    if root_store.is_file():  # a developer's checkout with campaigns in it: that store is read
+        nb = _execute("review_campaign.ipynb", workdir, {"AUTOLAB_TRACKING_URI": ""},
+                      monkeypatch)
+        assert f"MLflow store: sqlite:///{root_store}" in _text(nb)
+    else:
+        with pytest.raises(nbclient.exceptions.CellExecutionError) as err:
+            _execute("review_campaign.ipynb", workdir, {"AUTOLAB_TRACKING_URI": ""},
+                     monkeypatch)
+        assert "no MLflow store found: looked for" in str(err.value)
+        assert str(root_store) in str(err.value) and str(workdir / "mlflow.db") in str(err.value)
+    assert not (workdir / "mlflow.db").exists()  # no empty store left in the kernel's folder
+
+
+def test_find_tracking_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("AUTOLAB_TRACKING_URI", "MLFLOW_TRACKING_URI"):
+        monkeypatch.delenv(var, raising=False)
+    first, second = tmp_path / "root", tmp_path / "cwd"
+    first.mkdir()
+    second.mkdir()
+    with pytest.raises(FileNotFoundError, match="no MLflow store found") as err:
+        find_tracking_store(search=[first, second])
+    assert str(first / "mlflow.db") in str(err.value) and str(second / "mlflow.db") in str(
+        err.value)
+    (second / "mlflow.db").write_bytes(b"")
+    assert find_tracking_store(search=[first, second]) == f"sqlite:///{second / 'mlflow.db'}"
+    (first / "mlflow.db").write_bytes(b"")
+    assert find_tracking_store(search=[first, second]) == f"sqlite:///{first / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow:5000")
+    assert find_tracking_store(search=[first]) == "http://mlflow:5000"  # servers are not checked
+    monkeypatch.setenv("AUTOLAB_TRACKING_URI", f"sqlite:///{tmp_path / 'gone.db'}")
+    with pytest.raises(FileNotFoundError, match=r"from \$AUTOLAB_TRACKING_URI"):
+        find_tracking_store()
+    assert find_tracking_store(f"sqlite:///{first / 'mlflow.db'}") == \
+        f"sqlite:///{first / 'mlflow.db'}"
+    assert os.environ["AUTOLAB_TRACKING_URI"].endswith("gone.db")
 
 
 def test_review_campaign_unknown_name(campaign_store: tuple[str, str, Path],
