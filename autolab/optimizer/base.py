@@ -322,8 +322,11 @@ class BaseOptimizer:
         _retell(self, state)
 
     @classmethod
-    def from_state(cls, state: Mapping[str, Any]) -> Self:
-        """A fresh optimizer of this class rebuilt from :meth:`state_dict` output."""
+    def from_state(cls, state: Mapping[str, Any], **objects: Any) -> Self:
+        """A fresh optimizer of this class rebuilt from :meth:`state_dict` output.
+
+        ``objects`` are constructor arguments a state cannot hold (e.g. ``outcome_prior=``).
+        """
         cls._check_state(state)
         opt = cls(
             ParameterSpace.model_validate(state["space"]),
@@ -331,6 +334,7 @@ class BaseOptimizer:
             seed=int(state["seed"]),
             extra_outcomes=tuple(state.get("extra_outcomes", ())),
             **dict(state.get("settings", {})),
+            **objects,
         )
         _retell(opt, state)
         return opt

@@ -18,6 +18,7 @@ and a fresh optimizer re-told the same journal proposes exactly what the origina
 
 from __future__ import annotations
 
+import math
 import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -44,7 +45,9 @@ from autolab.optimizer.acquisition import (
 )
 from autolab.optimizer.base import BaseOptimizer, derive_seed, resolve_device
 from autolab.optimizer.design import feasible_mask, random_design, sobol_design
+from autolab.optimizer.forecast import Forecast, compute_forecast
 from autolab.optimizer.models import build_model_list, hyperparameters
+from autolab.optimizer.prior import OutcomePrior, PriorSurrogate, check_prior, prior_best
 from autolab.optimizer.settings import BotorchSettings
 from autolab.space import ParameterSpace
 
@@ -106,12 +109,23 @@ class BotorchOptimizer(BaseOptimizer):
         seed: int = 0,
         *,
         extra_outcomes: Sequence[str] = (),
+        outcome_prior: OutcomePrior | None = None,
         **settings: Any,
     ) -> None:
         super().__init__(space, objective, seed, extra_outcomes=extra_outcomes)
         self.settings = _parse_settings(settings)
         self.device = resolve_device(self.settings.device)
         self._record: dict[str, Any] | None = None
+        if outcome_prior is not None:
+            check_prior(outcome_prior, space, objective)
+        if (self.settings.prior != "none") != (outcome_prior is not None):
+            raise OptimizerError(
+                f"settings.prior is {self.settings.prior!r} but "
+                + ("no outcome_prior was given (build one with autolab.prior.twin_prior)"
+                   if outcome_prior is None else "an outcome_prior was given; set prior: twin"))
+        self._prior = outcome_prior
+        self._prior_surrogate: PriorSurrogate | None = None
+        self._fit_cache: tuple[Any, tuple[Any, _Data, bool, int]] | None = None
         #: Seconds the last :meth:`ask` took (for the tracker's "proposal time").
         self.last_ask_seconds = 0.0
         #: The model's prediction for each point of the last model-based ask (empty for the
@@ -143,7 +157,10 @@ class BotorchOptimizer(BaseOptimizer):
         checked = self._check_pending(n, pending)
         n_done = len(self._observations)
         self.last_predictions = []
-        if self._in_initial_design(n_done + len(checked)):
+        first = self._prior_first(n, checked)
+        if first is not None:
+            u = first
+        elif self._in_initial_design(n_done + len(checked)):
             u = sobol_design(self.space, self.seed, n_done + len(checked), n)
         else:
             with _threads(self.settings.cpu_threads):
@@ -152,14 +169,27 @@ class BotorchOptimizer(BaseOptimizer):
         self.last_ask_seconds = time.perf_counter() - t0
         return out
 
+    def _prior_first(self, n: int, pending: list[dict[str, float]]) -> NDArray[np.float64] | None:
+        """With a prior and nothing measured or running yet: the prior's best point, once.
+
+        Later points (and the rest of a first batch) come from the model, whose prior mean
+        already carries what the prior knows.
+        """
+        if self._prior is None or n != 1 or pending or self._observations or self._reused:
+            return None
+        return prior_best(self._prior, self.space, self.objective, derive_seed(self.seed, 4))
+
     def _in_initial_design(self, n_started: int) -> bool:
         """Whether the next point still comes from the Sobol design.
 
         Reused successes from the same reactor count towards the design: the model already
         knows that much of the reactor, so a campaign with rich earlier data starts modelling at
-        once.
+        once. With a prior, the model starts after the first success (its prior mean makes one
+        point informative) unless ``n_init`` is set explicitly.
         """
         n_ok = sum(not o.failed for o in (*self._observations, *self._reused))
+        if self._prior is not None and self.settings.n_init is None:
+            return n_ok < 1
         n_reused_ok = sum(not o.failed for o in self._reused)
         return n_started + n_reused_ok < self.n_init or n_ok < 2
 
@@ -180,10 +210,21 @@ class BotorchOptimizer(BaseOptimizer):
                      in_band_ok=torch.tensor(incumbent, dtype=torch.bool, device=dev))
 
     def _fit(self, n_pending: int) -> tuple[Any, _Data, bool, int]:
-        """Fit the models on everything known; returns (model, data, has_feasibility, seed).
+        """The models fitted on everything known: (model, data, has_feasibility, seed).
 
-        Call inside a forked, seeded torch RNG (see :meth:`_ask_model`).
+        A fit is a pure function of the data, the settings and ``n_pending``, so the last one is
+        kept and reused while they have not changed (:meth:`forecast` after a ``tell`` fits the
+        model that the next ``ask`` needs). Call inside a forked torch RNG.
         """
+        key = (tuple(id(o) for o in (*self._reused, *self._observations)), n_pending,
+               self.settings, self._prior)
+        if self._fit_cache is not None and self._fit_cache[0] == key:
+            return self._fit_cache[1]
+        fitted = self._fit_now(n_pending)
+        self._fit_cache = (key, fitted)
+        return fitted
+
+    def _fit_now(self, n_pending: int) -> tuple[Any, _Data, bool, int]:
         spec = self.objective
         data = self._data()
         has_feas = self.settings.learn_feasibility and not bool(data.ok.all())
@@ -192,6 +233,7 @@ class BotorchOptimizer(BaseOptimizer):
         model = build_model_list(
             data.X_ok, data.Y_ok, data.X_all if has_feas else None, data.ok,
             Yvar_ok=data.Yvar_ok if self.settings.known_noise else None,
+            prior=self._surrogate(), names=spec.outcome_names,
             maxiter=self.settings.fit_maxiter)
         names = [*spec.outcome_names, *(["feasibility"] if has_feas else [])]
         self._record = {"n_observations": len(self._observations), "n_reused": len(self._reused),
@@ -205,6 +247,9 @@ class BotorchOptimizer(BaseOptimizer):
         )
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             model, data, has_feas, seed = self._fit(len(pending))
+            # Reseed after the (possibly cached) fit, so what follows draws the same numbers
+            # whether or not this ask fitted the model itself.
+            torch.manual_seed(derive_seed(seed, 1))
             feas_util = None
             if spec.mode == "pareto":
                 utils = spec.utilities_tensor(data.Y_ok)
@@ -219,6 +264,73 @@ class BotorchOptimizer(BaseOptimizer):
             cand = self._maximize(acqf, n, seed, data.X_ok)
             self.last_predictions = self._predict(model, cand)
         return _repair(self.space, cand.cpu().numpy().astype(np.float64))
+
+    @property
+    def prior(self) -> OutcomePrior | None:
+        """The prior knowledge given at construction (``None``: a cold start)."""
+        return self._prior
+
+    def _surrogate(self) -> PriorSurrogate | None:
+        """The prior's smooth surrogate, fitted once (seeded by the optimizer's seed)."""
+        if self._prior is None:
+            return None
+        if self._prior_surrogate is None:
+            self._prior_surrogate = PriorSurrogate(self._prior, self.space,
+                                                   derive_seed(self.seed, 3),
+                                                   outcomes=self.objective.outcome_names)
+        return self._prior_surrogate
+
+    def forecast(
+        self,
+        *,
+        thresholds: Mapping[str, float] | None = None,
+        qy_fraction: float = 0.9,
+        improve_by: float = 0.1,
+        n_candidates: int = 512,
+    ) -> Forecast | None:
+        """The stopping forecast (:mod:`~autolab.optimizer.forecast`) after the last ``tell``.
+
+        Args:
+            thresholds: Outcome -> "good" threshold of maximized/minimized outcomes (e.g. a stop
+                rule's ``{"qy": 0.35}``); ``None``: ``qy_fraction`` of the model's best
+                in-band-likely mean of each maximized outcome.
+            qy_fraction: See ``thresholds``.
+            improve_by: Improvement of the non-target score terms asked about by
+                ``p_improve`` (0.1 = 1 % QY with the default QY scale).
+            n_candidates: Seeded Sobol candidates searched for ``p_next``/``p_improve``.
+
+        Returns:
+            The forecast, or ``None`` before the model has two successes to learn from.
+
+        Raises:
+            OptimizerError: A threshold names an outcome that is not maximized or minimized, or
+                a number is out of range.
+        """
+        _check_forecast_args(self.objective, thresholds, qy_fraction, improve_by, n_candidates)
+        if sum(not o.failed for o in (*self._reused, *self._observations)) < 2:
+            return None
+        with _threads(self.settings.cpu_threads), torch.random.fork_rng(
+                devices=[self.device] if self.device.type == "cuda" else []):
+            model, data, _, seed = self._fit(0)
+            cands = torch.tensor(random_design(self.space, derive_seed(seed, 2), n_candidates),
+                                 dtype=torch.float64, device=self.device)
+            X = torch.cat([data.X_ok, cands])
+            m = len(self.objective.outcome_names)
+            with torch.no_grad():
+                post = model.posterior(X)
+                mean, sd = post.mean[..., :m], post.variance[..., :m].clamp_min(0).sqrt()
+            best = self.best()
+            best_index = next((i for i, o in enumerate(self._observations) if o is best), None)
+            best_row = None
+            if best is not None and best.in_band:
+                ok_rows = [o for o in (*self._reused, *self._observations) if not o.failed]
+                best_row = next(i for i, o in enumerate(ok_rows) if o is best)
+            incumbent = (incumbent_rest(self.objective, model, data.X_ok, data.in_band_ok)
+                         if bool(data.in_band_ok.any()) else None)
+            return compute_forecast(self.objective, mean, sd, best_row=best_row,
+                                    best_index=best_index, incumbent=incumbent,
+                                    thresholds=thresholds, qy_fraction=qy_fraction,
+                                    improve_by=improve_by)
 
     def _maximize(self, acqf: AcquisitionFunction, n: int, seed: int,
                   anchors: torch.Tensor) -> torch.Tensor:
@@ -388,3 +500,21 @@ def _repair(space: ParameterSpace, u: NDArray[np.float64]) -> NDArray[np.float64
                 u[np.ix_(rows, np.asarray(idx, dtype=np.intp))] += step[:, None] * a
         u = np.clip(u, 0.0, 1.0)
     return u
+
+
+def _check_forecast_args(spec: ObjectiveSpec, thresholds: Mapping[str, float] | None,
+                         qy_fraction: float, improve_by: float, n_candidates: int) -> None:
+    """Refuse forecast arguments that would give a meaningless answer, naming the argument."""
+    directed = {t.outcome for t in spec.terms if t.kind in ("maximize", "minimize")}
+    for name, value in (thresholds or {}).items():
+        if name not in directed:
+            raise OptimizerError(f"forecast thresholds: {name!r} is not a maximized or minimized "
+                                 f"outcome of the objective; expected one of {sorted(directed)}")
+        if not math.isfinite(float(value)):
+            raise OptimizerError(f"forecast thresholds: {name!r} = {value!r} is not finite")
+    if not 0.0 < qy_fraction <= 1.0:
+        raise OptimizerError(f"forecast qy_fraction must be in (0, 1], got {qy_fraction!r}")
+    if not (math.isfinite(improve_by) and improve_by >= 0):
+        raise OptimizerError(f"forecast improve_by must be >= 0, got {improve_by!r}")
+    if n_candidates < 1:
+        raise OptimizerError(f"forecast n_candidates must be >= 1, got {n_candidates!r}")

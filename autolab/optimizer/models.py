@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -45,6 +46,8 @@ from gpytorch.likelihoods import FixedNoiseGaussianLikelihood
 from gpytorch.mlls import SumMarginalLogLikelihood
 from gpytorch.priors import LogNormalPrior
 from torch import Tensor
+
+from autolab.optimizer.prior import PriorMean, PriorSurrogate
 
 #: Fixed noise (std, label units) of the feasibility GP. Learned noise on +-1 labels tends to
 #: explain failures away as noise and leave the failing region looking feasible; a small fixed
@@ -104,6 +107,8 @@ def build_model_list(
     ok: Tensor | None = None,
     *,
     Yvar_ok: Tensor | None = None,
+    prior: PriorSurrogate | None = None,
+    names: Sequence[str] = (),
     maxiter: int = 100,
 ) -> ModelListGP:
     """Fit one GP per outcome and, if given, the feasibility GP (last output).
@@ -115,6 +120,9 @@ def build_model_list(
         ok: Success flags of ``X_all``, shape ``(n,)``, bool.
         Yvar_ok: Stated variances of ``Y_ok`` (NaN where none), shape ``(n_ok, m)``, or
             ``None`` to learn every noise level.
+        prior: Prior knowledge (:mod:`~autolab.optimizer.prior`): the outcomes it predicts get
+            its surrogate as a learned-weight mean function.
+        names: Outcome names of ``Y_ok``'s columns (needed with ``prior``).
         maxiter: L-BFGS-B iteration cap per GP. The marginal likelihood is flat near its optimum,
             so ~100 iterations reach it within noise at half the cost of running to tolerance.
 
@@ -125,6 +133,12 @@ def build_model_list(
         _outcome_gp(X_ok, Y_ok[:, j : j + 1], None if Yvar_ok is None else Yvar_ok[:, j : j + 1])
         for j in range(Y_ok.shape[-1])
     ]
+    if prior is not None:
+        for name, gp in zip(names, models, strict=True):
+            if name in prior.gps:
+                tf: Any = gp.outcome_transform
+                gp.mean_module = PriorMean(prior, name, float(tf.means.reshape(-1)[0]),
+                                           float(tf.stdvs.reshape(-1)[0]))
     if X_all is not None and ok is not None:
         labels = torch.where(ok, 1.0, -1.0).to(X_all).unsqueeze(-1)
         label_var = torch.full_like(labels, FEASIBILITY_NOISE**2)

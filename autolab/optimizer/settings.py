@@ -53,6 +53,10 @@ class BotorchSettings(BaseModel):
         known_noise: Use the 1-sigma uncertainties told with the outcomes (``outcome_sd``) as
             known observation noise of the GPs, plus a learned extra noise for what they miss.
             Without any stated uncertainty the noise is learned, as before.
+        prior: ``"twin"``: the digital twin's noise-free response is the GPs' prior mean, with a
+            learned weight and offset, and the GPs model the reactor's discrepancy from it
+            (``autolab.prior.twin_prior`` builds it; the optimizer gets it as
+            ``outcome_prior=``). ``"none"``: a cold start.
     """
 
     model_config = _SETTINGS
@@ -67,6 +71,7 @@ class BotorchSettings(BaseModel):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     cpu_threads: int = Field(default=1, ge=1, le=256)
     known_noise: bool = True
+    prior: Literal["none", "twin"] = "none"
 
 
 class RandomSettings(BaseModel):
