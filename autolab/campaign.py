@@ -65,6 +65,7 @@ from autolab.executors.cstr import CSTRExecutor
 from autolab.executors.simulated import SimulatedExecutor
 from autolab.objective import Target
 from autolab.optimizer import Optimizer, make_optimizer
+from autolab.prior import twin_prior
 from autolab.records import (
     Conditions,
     Decision,
@@ -75,19 +76,16 @@ from autolab.records import (
     TrialStatus,
     experiment_label,
 )
-from autolab.steer import JOURNAL_NAME as _JOURNAL_NAME
 from autolab.steer import (
     Proposal,
     Reviewer,
     best_trial,
     check_conditions,
     make_reviewer,
-    outcome_metrics,
 )
 from autolab.tracking import Journal, JournalHeader, JournalState, NullTracker, Tracker, sync
+from autolab.tracking.journal import JOURNAL_NAME as JOURNAL_NAME  # noqa: PLC0414 (re-export)
 
-#: The journal's file name in a campaign folder (one definition, in :mod:`autolab.steer`).
-JOURNAL_NAME = _JOURNAL_NAME
 #: Device-log lines journaled with a safety trip (the most recent ones).
 TRIP_LOG_LINES = 400
 #: Redraw the campaign plots in MLflow every this many experiments (and at the end).
@@ -102,6 +100,7 @@ class StopReason(StrEnum):
     TARGET_REACHED = "target reached"
     NO_IMPROVEMENT = "no improvement"
     INTERRUPTED = "interrupted"
+    FORECAST = "forecast"
     WAITING = "waiting for a decision"
     DEVICE_UNSAFE = "device failure"
 
@@ -136,6 +135,16 @@ class CampaignResult:
     tracking_run_id: str | None
     untracked: list[int] = field(default_factory=list)
     unsafe: tuple[str, ...] = ()
+
+
+def forecast_line(index: int, forecast: Mapping[str, Any]) -> str:
+    """The forecast after an experiment, for the progress display."""
+    expected = forecast["expected_experiments"]
+    more = (f"~{expected:.0f} more to a good hit" if math.isfinite(expected)
+            else "no good hit in sight")
+    return (f"forecast after {experiment_label(index)}: P(spec met) {forecast['p_spec_met']:.2f}, "
+            f"P(next is a good hit) {forecast['p_next']:.2f} ({more}), "
+            f"P(next improves) {forecast['p_improve']:.2f}")
 
 
 def make_executor(config: CampaignConfig) -> Executor:
@@ -190,6 +199,7 @@ class Campaign:
         self._queue: list[dict[str, float]] = []
         self._predictions: list[dict[str, Any] | None] = []
         self._stop_requested = False
+        self.forecast: dict[str, Any] | None = None
         self._takes_sd = "outcome_sd" in inspect.signature(optimizer.tell).parameters
 
     # ----------------------------------------------------------------------------- construction
@@ -255,9 +265,11 @@ class Campaign:
                tracker: Tracker | None) -> tuple[Executor, Optimizer, Tracker]:
         """The executor, optimizer and tracker the config asks for, unless given."""
         if optimizer is None:
+            settings = dict(config.optimizer.settings)
+            if settings.get("prior", "none") == "twin":  # the nominal twin as prior knowledge
+                settings["outcome_prior"] = twin_prior(fixed=config.space.fixed)
             optimizer = make_optimizer(config.optimizer.kind, config.space.build(),
-                                       config.objective, seed=config.seed,
-                                       **config.optimizer.settings)
+                                       config.objective, seed=config.seed, **settings)
         return executor or make_executor(config), optimizer, tracker or NullTracker()
 
     def _restore(self, state: JournalState) -> None:
@@ -269,6 +281,7 @@ class Campaign:
         if conditions:
             self._tell(conditions, outcomes, sds)
         extra = state.last_extra or {}
+        self.forecast = extra.get("forecast")
         if "executor_state" in extra:
             self.executor.load_state_dict(extra["executor_state"])
         queue = extra.get("queue", [])
@@ -501,43 +514,56 @@ class Campaign:
             "queue": self._queue,
             "lab_clock_h": self.executor.lab_clock_h,
             "reagent_total_ml": dict(self.executor.reagent_ml),
-            "metrics": self.trial_metrics(trial, prediction),
             "prediction": prediction,
             **decision,
         }
         if fault is not None:
             extra["device"] = fault.device
             extra["device_log"] = list(fault.device_log[-TRIP_LOG_LINES:])
+        else:  # in memory only until the journal has it; resume re-tells from the journal
+            self._tell([proposal], [self._outcomes(trial)], [self._outcome_sd(trial)])
+            self.forecast = self._forecast()
+            extra["forecast"] = self.forecast
+        extra["metrics"] = self._metrics() if fault is None else {}
         self.journal.append_trial(trial, extra=extra)
         self.trials.append(trial)
-        if fault is None:
-            self._tell([proposal], [self._outcomes(trial)], [self._outcome_sd(trial)])
-        else:
+        if fault is not None:
             self._event(f"{experiment_label(index)} invalid: {error}; not told to the "
                         "optimizer (the result says nothing about chemistry)")
+        elif self.forecast is not None:
+            self._event(forecast_line(index, self.forecast))
         self._sync()
         if self.on_trial is not None:
             self.on_trial(self, trial)
         return trial
 
-    def trial_metrics(self, trial: Trial, prediction: Mapping[str, Any] | None = None,
-                      ) -> dict[str, float]:
-        """Numbers journaled with a trial for the tracker.
+    def _forecast(self) -> dict[str, Any] | None:
+        """The model's stopping forecast after the last tell (BoTorch; else ``None``).
 
-        Score by term, target status, reagents and the model's prediction with its sd.
-
-        See :func:`autolab.steer.outcome_metrics` for the names.
+        "Good" QY is the stop rule's ``qy_min`` when set, else 90 % of the best the model
+        expects in band (the optimizer's default).
         """
-        metrics: dict[str, float] = {
-            "reagent_ml_total": float(sum(self.executor.reagent_ml.values())),
-            **outcome_metrics(self.config.objective, trial.outcomes())}
-        if prediction is not None:
-            metrics["predicted_score"] = float(prediction["score_mean"])
-            for name, mean_sd in prediction["outcomes"].items():
-                metrics[f"predicted_{name}"] = float(mean_sd[0])
-                if len(mean_sd) > 1:
-                    metrics[f"predicted_{name}_sd"] = float(mean_sd[1])
-        return metrics
+        forecast = getattr(self.optimizer, "forecast", None)
+        if not callable(forecast):
+            return None
+        qy_min = self.config.stop.qy_min
+        maximized = {t.outcome for t in self.config.objective.terms if t.kind == "maximize"}
+        thresholds = {"qy": qy_min} if qy_min is not None and "qy" in maximized else None
+        result = forecast(thresholds=thresholds)
+        return None if result is None else dict(result.to_dict())
+
+    def _metrics(self) -> dict[str, float]:
+        """Numbers journaled with a trial for the tracker besides what it derives itself.
+
+        The tracker derives score terms, target status, predictions, lab time and reagents from
+        the journal (one place per formula, ``autolab.tracking.base.experiment_metrics``); the
+        campaign adds the model's stopping forecast (``forecast_*``), when it has one.
+        """
+        fc = self.forecast
+        if fc is None:
+            return {}
+        return {f"forecast_{k}": float(fc[k])
+                for k in ("p_spec_met", "p_next", "expected_experiments", "p_improve")}
 
     @property
     def tracking_run_id(self) -> str | None:
@@ -588,12 +614,24 @@ class Campaign:
             return StopReason.MAX_EXPERIMENTS
         if budget.max_lab_hours is not None and self.executor.lab_clock_h >= budget.max_lab_hours:
             return StopReason.MAX_LAB_HOURS
+        if self._forecast_says_stop():
+            return StopReason.FORECAST
         k = stop.no_improvement_after
         if k is not None:
             best = self.best()
             if best is not None and len(self.trials) - 1 - self.trials.index(best) >= k:
                 return StopReason.NO_IMPROVEMENT
         return None
+
+    def _forecast_says_stop(self) -> bool:
+        """The configurable forecast stop: spec met with enough probability, or little to gain."""
+        stop, fc = self.config.stop, self.forecast
+        if fc is None:
+            return False
+        if stop.forecast_spec_met is not None and fc["p_spec_met"] >= stop.forecast_spec_met:
+            return True
+        return (stop.forecast_improve_below is not None and fc["best_index"] is not None
+                and fc["p_improve"] < stop.forecast_improve_below)
 
     def close(self) -> None:
         """Put the executor in its safe state and release it (idempotent)."""

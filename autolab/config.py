@@ -328,6 +328,11 @@ class StopConfig(BaseModel):
         qy_min: Quality threshold: QY at least this (fraction) for "target reached".
         fwhm_max_nm: Quality threshold: FWHM at most this for "target reached", nm.
         no_improvement_after: Stop after this many experiments without a better score.
+        forecast_spec_met: Stop when the model's probability that the best in-band experiment
+            truly meets the specification reaches this (0-1; BoTorch only, see
+            ``autolab.optimizer.forecast``).
+        forecast_improve_below: Stop when the model's probability that one more experiment is
+            in band and improves the other terms falls below this (0-1; BoTorch only).
     """
 
     model_config = _FROZEN
@@ -336,6 +341,8 @@ class StopConfig(BaseModel):
     qy_min: float | None = Field(default=None, ge=0, le=1, allow_inf_nan=False)
     fwhm_max_nm: float | None = Field(default=None, gt=0, le=1000, allow_inf_nan=False)
     no_improvement_after: int | None = Field(default=None, ge=1, le=10_000, strict=True)
+    forecast_spec_met: float | None = Field(default=None, gt=0, le=1, allow_inf_nan=False)
+    forecast_improve_below: float | None = Field(default=None, gt=0, lt=1, allow_inf_nan=False)
 
 
 class TrackingConfig(BaseModel):

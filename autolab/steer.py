@@ -53,10 +53,9 @@ from autolab.records import (
     experiment_label,
 )
 from autolab.tracking import Journal, JournalState
+from autolab.tracking.journal import JOURNAL_NAME
 from autolab.twin import check_envelope
 
-#: The journal's file name inside a campaign folder.
-JOURNAL_NAME = "journal.jsonl"
 #: Folder of the proposal files of file review mode, inside a campaign folder.
 PROPOSALS_DIR = "proposals"
 _LABEL = re.compile(r"^(?:exp-)?(\d{1,9})$")
@@ -461,25 +460,6 @@ def _campaign_config(state: JournalState) -> CampaignConfig:
     return parse_campaign(state.header.config, "journal header")
 
 
-def outcome_metrics(objective: ObjectiveSpec, outcomes: Mapping[str, float] | None,
-                    ) -> dict[str, float]:
-    """Score by term and target status of measured outcomes (what MLflow charts per experiment).
-
-    ``score_<term>`` per term (they sum to the score); per target ``in_band_<outcome>`` (0/1)
-    and ``distance_to_target_<outcome>`` (the outcome's unit); ``in_band`` when every band is met.
-    """
-    if outcomes is None:
-        return {}
-    metrics = {f"score_{k}": float(v) for k, v in objective.score_terms(outcomes).items()}
-    statuses = objective.target_status(outcomes)
-    for st in statuses:
-        metrics[f"in_band_{st.outcome}"] = float(st.in_band)
-        metrics[f"distance_to_target_{st.outcome}"] = float(st.distance)
-    if statuses:
-        metrics["in_band"] = float(all(st.in_band for st in statuses))
-    return metrics
-
-
 def best_trial(objective: ObjectiveSpec, trials: Sequence[Trial]) -> Trial | None:
     """The best experiment: in-band first, then feasible, then score (``rank_key``).
 
@@ -631,8 +611,7 @@ def add_results(run_dir: str | Path, results: str | Path, *,
                 if k in base}
             extra.update({"queue": [], "origin": TrialOrigin.MANUAL.value, "added_by": who,
                           "added": when, "source": f"{Path(results).name}, row {r.row}",
-                          "note": r.note,
-                          "metrics": outcome_metrics(config.objective, trial.outcomes())})
+                          "note": r.note})
             journal.append_trial(trial, extra=extra)
             added.append(trial)
         journal.append_note(f"{len(added)} manual experiment(s) added from {results} by {who}: "

@@ -26,6 +26,7 @@ from autolab.executors.simulated import SimulatedExecutor
 from autolab.optimizer.baselines import SobolOptimizer
 from autolab.records import Features, Trial, TrialStatus
 from autolab.tracking import Journal, MlflowTracker, sync
+from autolab.tracking.base import experiment_metrics
 from autolab.twin import TwinConfig
 
 ROOT = Path(__file__).parent.parent
@@ -393,25 +394,57 @@ def test_best_ranks_in_band_before_a_higher_scoring_out_of_band_experiment(
     campaign.journal.close()
 
 
-def test_trial_extra_carries_score_terms_and_target_status(tmp_path: Path) -> None:
+def test_journal_gives_the_tracker_score_terms_and_target_status(tmp_path: Path) -> None:
     cfg = _fast(budget__max_experiments=3)
     result = Campaign.create(cfg, tmp_path / "runs").run()
     state = Journal.read(result.run_dir / JOURNAL_NAME)
     objective = cfg.objective
     for trial in state.trials:
+        extra = state.extras[trial.index]
+        assert extra["origin"] == "proposed"
         outcomes = trial.outcomes()
-        metrics = state.extras[trial.index]["metrics"]
-        assert state.extras[trial.index]["origin"] == "proposed"
         if outcomes is None:
             continue
+        metrics = experiment_metrics(trial, extra, objective)
         terms = objective.score_terms(outcomes)
-        assert {f"score_{k}" for k in terms} <= metrics.keys()
-        assert sum(metrics[f"score_{k}"] for k in terms) == pytest.approx(
-            objective.score(outcomes))
+        assert sum(metrics[f"score.{k}"] for k in terms) == pytest.approx(
+            objective.score(outcomes), abs=0.05)
         in_band = abs(outcomes["pl_peak_nm"] - 550) <= 2
         assert metrics["in_band"] == float(in_band)
-        assert metrics["distance_to_target_pl_peak_nm"] == pytest.approx(
-            abs(outcomes["pl_peak_nm"] - 550))
+
+
+def test_forecast_is_journaled_shown_and_survives_resume(tmp_path: Path) -> None:
+    cfg = parse_campaign(config(budget__max_experiments=4, stop__target_reached=False,
+                                optimizer__settings={"n_init": 2}, tracking__enabled=False))
+    events: list[str] = []
+    campaign = Campaign.create(cfg, tmp_path / "runs", on_event=events.append)
+    result = campaign.run()
+    state = Journal.read(result.run_dir / JOURNAL_NAME)
+    forecasts = [state.extras[t.index].get("forecast") for t in state.trials]
+    assert forecasts[-1] is not None, forecasts
+    last = forecasts[-1]
+    assert 0 <= last["p_spec_met"] <= 1 and last["expected_experiments"] >= 1
+    assert state.extras[3]["metrics"]["forecast_p_spec_met"] == last["p_spec_met"]
+    assert any(e.startswith("forecast after exp-003: P(spec met)") for e in events)
+    resumed = Campaign.resume(result.run_dir)
+    assert resumed.forecast == last
+    resumed.journal.close()
+
+
+def test_forecast_stop_rules(tmp_path: Path) -> None:
+    cfg = _fast(stop__forecast_spec_met=0.9, stop__forecast_improve_below=0.05)
+    campaign = Campaign.create(cfg, tmp_path / "runs")
+    base = {"p_spec_met": 0.5, "best_index": 2, "p_next": 0.2, "expected_experiments": 5.0,
+            "p_improve": 0.3}
+    campaign.forecast = base
+    assert campaign.should_stop() is None
+    campaign.forecast = {**base, "p_spec_met": 0.93}
+    assert campaign.should_stop() is StopReason.FORECAST
+    campaign.forecast = {**base, "p_improve": 0.01}
+    assert campaign.should_stop() is StopReason.FORECAST
+    campaign.forecast = {**base, "p_improve": 0.01, "best_index": None}  # nothing in band yet
+    assert campaign.should_stop() is None
+    campaign.journal.close()
 
 
 # ------------------------------------------------------------------ injection and known noise

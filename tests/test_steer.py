@@ -29,6 +29,7 @@ from autolab.steer import (
     proposal_path,
 )
 from autolab.tracking import Journal
+from autolab.tracking.base import experiment_metrics
 
 ROOT = Path(__file__).parent.parent
 BASE = yaml.safe_load((ROOT / "campaigns" / "target_550nm.yaml").read_text())
@@ -252,7 +253,7 @@ def test_added_results_are_manual_told_on_resume_and_do_not_use_the_budget(
     extra = state.extras[3]
     assert extra["origin"] == "manual" and extra["added_by"] == "dave"
     assert extra["source"] == "flask.csv, row 2" and extra["note"] == "flask A"
-    assert extra["metrics"]["in_band"] == 1.0
+    assert experiment_metrics(state.trials[3], extra, state_objective(state))["in_band"] == 1.0
     assert state.trials[3].features.qy_err == pytest.approx(0.02)  # type: ignore[union-attr]
     assert state.untracked[-2:] == [3, 4]  # sync logs them like any experiment
 
@@ -332,3 +333,7 @@ def test_cli_add_and_invalidate_exit_codes(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("text", "index"), [("exp-003", 3), ("3", 3), (" exp-120 ", 120)])
 def test_experiment_names(text: str, index: int) -> None:
     assert parse_experiment(text) == index
+
+
+def state_objective(state: Any) -> Any:
+    return parse_campaign(state.header.config).objective
