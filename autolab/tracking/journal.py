@@ -21,6 +21,9 @@ One line is one record, each a JSON object with a ``"type"``:
     ``index``: the tracker recorded this finished experiment (exactly-once sync).
 ``tracker_run``
     ``run_id``, ``tracking_uri``: which tracker run holds this campaign (resume and sync).
+``tracking_uri``
+    ``uri``: where the campaign is to be tracked, written while it has no tracker run yet (the
+    server was down at its start), so that ``autolab sync`` reaches the intended store.
 ``note`` / ``stopped``
     Free text / why the campaign stopped.
 ``review``
@@ -72,7 +75,8 @@ JOURNAL_NAME = "journal.jsonl"
 MAX_INDEX = 1_000_000
 
 _RECORD_TYPES = frozenset(
-    {"header", "started", "trial", "interrupted", "tracked", "tracker_run", "note", "stopped",
+    {"header", "started", "trial", "interrupted", "tracked", "tracker_run", "tracking_uri",
+     "note", "stopped",
      "review", "invalidated"}
 )
 
@@ -263,6 +267,9 @@ class _Reducer:
         elif kind == "tracker_run":
             if not isinstance(rec.get("run_id"), str) or not rec["run_id"]:
                 raise ValueError("tracker_run without a run_id")
+        elif kind == "tracking_uri":
+            if not isinstance(rec.get("uri"), str) or not rec["uri"]:
+                raise ValueError("tracking_uri without a uri")
         elif kind in ("note", "stopped"):
             str(rec["text"] if kind == "note" else rec["reason"])
         elif kind == "review":
@@ -316,6 +323,8 @@ class _Reducer:
             st.tracker_run_id = str(rec["run_id"])
             uri = rec.get("tracking_uri")
             st.tracking_uri = None if uri is None else str(uri)
+        elif kind == "tracking_uri":
+            st.tracking_uri = str(rec["uri"])
         elif kind == "note":
             st.notes.append(str(rec["text"]))
         elif kind == "stopped":
@@ -563,6 +572,16 @@ class Journal:
         if st.tracker_run_id == run_id and st.tracking_uri == tracking_uri:
             return
         self._append({"type": "tracker_run", "run_id": run_id, "tracking_uri": tracking_uri})
+
+    def set_tracking_uri(self, uri: str) -> None:
+        """Record where the campaign is to be tracked, before a tracker run exists.
+
+        Written when the tracker could not open its run (server down, store broken), so that a
+        later ``autolab sync RUN_DIR`` logs to the intended store, not a default one.
+        """
+        st = self.state
+        if st.tracker_run_id is None and st.tracking_uri != uri:
+            self._append({"type": "tracking_uri", "uri": uri})
 
     def append_note(self, text: str) -> None:
         """Record a free-text note (resumed, operator comment, ...)."""

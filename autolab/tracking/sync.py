@@ -146,6 +146,8 @@ def journaled_predictions(trials: Sequence[Trial],
 
 def _attach(journal: Journal, tracker: Tracker) -> None:
     state = journal.state
+    if state.tracker_run_id is None and tracker.tracking_uri is not None:
+        journal.set_tracking_uri(tracker.tracking_uri)  # even if opening the run fails now
     if tracker.run_id is None:
         if state.tracker_run_id is not None:
             tracker.resume_campaign(state.tracker_run_id)

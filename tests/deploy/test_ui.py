@@ -1,10 +1,11 @@
 """A researcher's review of a campaign in the MLflow UI, in a real (headless) Chromium.
 
 The UI is a React app: whether a campaign is reviewable without code is only known once a browser
-has rendered it. This test opens the campaign run, its nested experiment runs, the plots and the
-summary table the way a researcher would (deep links included in docs/deployment.md), checks
-that they render, and saves screenshots: into pytest's temp dir, or into
-``$AUTOLAB_SCREENSHOT_DIR`` to keep them.
+has rendered it. These tests open the campaign run, its nested experiment runs, the plots and the
+summary table the way a researcher would (deep links included in docs/deployment.md and
+docs/review.md), compare two fresh campaigns side by side by their campaign metrics, find each
+experiment's in-band flags, and save screenshots into ``artifacts/screenshots/`` (git-ignored; CI
+keeps the folder as a build artifact), or into ``$AUTOLAB_SCREENSHOT_DIR``.
 
 Uses Debian's ``chromium`` and ``chromedriver`` (``scripts/ci/browser.sh``) through Selenium;
 nothing is downloaded. The browser talks only to the 127.0.0.1 server.
@@ -12,9 +13,11 @@ nothing is downloaded. The browser talks only to the 127.0.0.1 server.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
+import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +38,14 @@ from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
-CAMPAIGN = Path(__file__).parents[2] / "campaigns" / "target_550nm.yaml"
+ROOT = Path(__file__).parents[2]
+CAMPAIGN = ROOT / "campaigns" / "target_550nm.yaml"
+RED_CAMPAIGN = ROOT / "campaigns" / "target_610nm_red.yaml"
+#: Where screenshots are kept (CI uploads this folder); ``$AUTOLAB_SCREENSHOT_DIR`` overrides.
+SCREENSHOT_DIR = ROOT / "artifacts" / "screenshots"
+#: What a campaign run shows in the compare view: the campaign summary, not one experiment.
+CAMPAIGN_METRICS = ("best_pl_peak_nm", "best_qy", "best_fwhm_nm", "best_experiment",
+                    "n_experiments", "n_failed")
 CHROME_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
                 "--window-size=1600,1000")
@@ -55,30 +65,38 @@ class Reviewed:
     child_ids: dict[str, str]
 
 
-@pytest.fixture(scope="module")
-def campaign_on_server(mlflow_server: str, tmp_path_factory: pytest.TempPathFactory) -> Reviewed:
-    raw = yaml.safe_load(CAMPAIGN.read_text())
+def _run_campaign(uri: str, file: Path, runs: Path) -> Reviewed:
+    raw = yaml.safe_load(file.read_text())
     raw["optimizer"] = {"kind": "sobol"}
     raw["budget"] = {"max_experiments": 4}
-    config = parse_campaign(raw, str(CAMPAIGN))
-    tracker = MlflowTracker(mlflow_server, "ui-review")
-    result = Campaign.create(config, tmp_path_factory.mktemp("runs"), tracker=tracker).run()
+    config = parse_campaign(raw, str(file))
+    tracker = MlflowTracker(uri, "ui-review")
+    result = Campaign.create(config, runs, tracker=tracker).run()
     assert result.tracking_run_id is not None
-    runs = tracker.trial_runs()
-    return Reviewed(uri=mlflow_server, experiment_id=str(runs[0].info.experiment_id),
+    trial_runs = tracker.trial_runs()
+    return Reviewed(uri=uri, experiment_id=str(trial_runs[0].info.experiment_id),
                     result=result,
-                    child_ids={str(r.info.run_name): str(r.info.run_id) for r in runs})
+                    child_ids={str(r.info.run_name): str(r.info.run_id) for r in trial_runs})
 
 
 @pytest.fixture(scope="module")
-def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """``$AUTOLAB_SCREENSHOT_DIR`` if set (kept), else a pytest temp dir."""
-    keep = os.environ.get("AUTOLAB_SCREENSHOT_DIR")
-    if keep:
-        path = Path(keep)
-        path.mkdir(parents=True, exist_ok=True)
-        return path
-    return tmp_path_factory.mktemp("screenshots")
+def campaign_on_server(mlflow_server: str, tmp_path_factory: pytest.TempPathFactory) -> Reviewed:
+    return _run_campaign(mlflow_server, CAMPAIGN, tmp_path_factory.mktemp("runs"))
+
+
+@pytest.fixture(scope="module")
+def red_campaign_on_server(mlflow_server: str,
+                           tmp_path_factory: pytest.TempPathFactory) -> Reviewed:
+    """A second, fresh campaign (610 nm) in the same MLflow experiment, to compare with."""
+    return _run_campaign(mlflow_server, RED_CAMPAIGN, tmp_path_factory.mktemp("runs-red"))
+
+
+@pytest.fixture(scope="module")
+def screenshots() -> Path:
+    """``$AUTOLAB_SCREENSHOT_DIR`` if set, else ``artifacts/screenshots/``; kept for CI."""
+    path = Path(os.environ.get("AUTOLAB_SCREENSHOT_DIR") or SCREENSHOT_DIR)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 @pytest.fixture(scope="module")
@@ -192,3 +210,50 @@ def test_campaign_reviewable_in_browser(campaign_on_server: Reviewed, browser: A
 
     for png in screenshots.glob("0*.png"):
         assert png.read_bytes().startswith(b"\x89PNG"), png
+
+
+def test_two_campaigns_compare_side_by_side(campaign_on_server: Reviewed,
+                                            red_campaign_on_server: Reviewed, browser: Any,
+                                            screenshots: Path) -> None:
+    green, red = campaign_on_server, red_campaign_on_server
+    assert green.experiment_id == red.experiment_id  # comparable: one MLflow experiment
+    base = f"{green.uri}/#/experiments/{green.experiment_id}"
+    ids = [green.result.tracking_run_id, red.result.tracking_run_id]
+
+    # the runs table lists both campaigns
+    _open(browser, f"{base}/runs?{ML_VIEW}")
+    _wait(browser, "both campaigns in the runs table",
+          lambda d: "target-550nm" in _text(d) and "target-610nm-red" in _text(d))
+    _close_assistant(browser)
+    browser.save_screenshot(str(screenshots / "07_two_campaigns.png"))
+
+    # the campaign run page shows the campaign's summary metrics
+    _open(browser, f"{base}/runs/{ids[0]}?{ML_VIEW}")
+    _wait(browser, "campaign metrics on the campaign run",
+          lambda d: "best_pl_peak_nm" in _text(d))
+    _close_assistant(browser)
+    page = _text(browser)
+    assert all(name in page for name in ("best_qy", "n_experiments")), page[:2000]
+    assert "pl_peak_nm_err" not in page  # no experiment's metrics on the campaign run
+    browser.save_screenshot(str(screenshots / "08_campaign_metrics.png"))
+
+    # the compare view (what the "Compare" button opens): campaign metrics side by side
+    query = urllib.parse.urlencode({"runs": json.dumps(ids),
+                                    "experiments": json.dumps([green.experiment_id])})
+    _open(browser, f"{green.uri}/#/compare-runs?{query}")
+    _wait(browser, "compare view with the campaign metrics",
+          lambda d: all(name in _text(d) for name in CAMPAIGN_METRICS))
+    _close_assistant(browser)
+    page = _text(browser)
+    assert "target-550nm" in page and "target-610nm-red" in page
+    browser.save_screenshot(str(screenshots / "09_compare_campaigns.png"))
+
+    # an experiment run shows whether it is inside each target band, and how far off
+    child = green.child_ids["exp-000"]
+    _open(browser, f"{base}/runs/{child}?{ML_VIEW}")
+    _wait(browser, "in-band flag of exp-000", lambda d: "in_band.pl_peak_nm" in _text(d))
+    _close_assistant(browser)
+    page = _text(browser)
+    assert "distance_to_target_nm.pl_peak_nm" in page
+    assert "score.target_pl_peak_nm" in page
+    browser.save_screenshot(str(screenshots / "10_experiment_in_band.png"))

@@ -628,3 +628,42 @@ def test_failure_reason_is_readable(new_tracker: NewTracker, tmp_path: Path) -> 
     reason = tr.trial_runs()[0].data.tags["autolab.reason"]
     assert "187.1" in reason and "187.12345" not in reason
     assert "12.000000000000002" not in reason
+
+
+def test_cli_run_on_a_broken_store_warns_journals_the_uri_and_sync_reaches_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import yaml
+    from typer.testing import CliRunner
+
+    from autolab.campaign import JOURNAL_NAME
+    from autolab.cli import app
+
+    lab, elsewhere = tmp_path / "lab", tmp_path / "elsewhere"
+    lab.mkdir()
+    elsewhere.mkdir()
+    raw = yaml.safe_load((ROOT / "campaigns" / "target_550nm.yaml").read_text())
+    raw["budget"] = {"max_experiments": 2}
+    (lab / "c.yaml").write_text(yaml.safe_dump(raw))
+    _half_made(lab / "store.db")
+    monkeypatch.chdir(lab)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    runner = CliRunner()
+    res = runner.invoke(app, ["run", "c.yaml", "--tracking-uri", "sqlite:///store.db"])
+    assert res.exit_code == 0, res.output  # the store never stops a campaign
+    assert "tracking unavailable, journal only" in res.output
+    run_dir = next((lab / "runs").iterdir())
+    state = Journal.read(run_dir / JOURNAL_NAME)
+    assert any("store.db.broken" in note for note in state.notes)  # what to do, journaled
+    assert state.tracking_uri == f"sqlite:///{lab / 'store.db'}"  # where sync must log
+    assert len(state.untracked) == 2
+
+    (lab / "store.db").rename(lab / "store.db.broken")
+    monkeypatch.chdir(elsewhere)  # sync from another folder reaches the intended store
+    res = runner.invoke(app, ["sync", str(run_dir)])
+    assert res.exit_code == 0, res.output
+    assert "logged 2 experiment(s)" in res.output
+    assert not (elsewhere / "mlflow.db").exists()
+    tr = MlflowTracker(f"sqlite:///{lab / 'store.db'}")
+    tr.resume_campaign(Journal.read(run_dir / JOURNAL_NAME).tracker_run_id or "")
+    assert [r.info.status for r in tr.trial_runs()] == ["FINISHED", "FINISHED"]
+    assert tr.client.get_run(tr.run_id).info.status == "FINISHED"  # type: ignore[arg-type]
