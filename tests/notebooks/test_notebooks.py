@@ -188,3 +188,36 @@ def test_committed_without_outputs(path: Path) -> None:
 
 def test_both_notebooks_exist() -> None:
     assert {p.name for p in NOTEBOOKS} >= {"review_campaign.ipynb", "twin_explorer.ipynb"}
+
+
+def test_report_and_mlflow_show_the_same_campaign(campaign_store: tuple[str, str, Path]) -> None:
+    """The real Pareto campaign: report and MLflow agree on clocks, front and hypervolume."""
+    import csv
+    import io
+
+    from mlflow import MlflowClient
+
+    from autolab.campaign import JOURNAL_NAME
+    from autolab.tracking import Journal
+    from autolab.tracking.report import write_report
+
+    uri, run_id, tmp = campaign_store
+    journal = next(p for p in (tmp / "runs").glob("max-qy-pareto*/" + JOURNAL_NAME))
+    files = {p.name for p in write_report(Journal.read(journal), tmp / "report")}
+    assert "pareto_front.png" in files and "trials.html" in files
+    client = MlflowClient(tracking_uri=uri)
+    plots = {f.path for f in client.list_artifacts(run_id, "plots")}
+    assert "plots/pareto_front.png" in plots  # MLflow holds the same figure
+    table = list(csv.DictReader(io.StringIO((tmp / "report" / "trials.csv").read_text())))
+    parent = client.get_run(run_id)
+    children = client.search_runs([parent.info.experiment_id],
+                                   f"tags.`mlflow.parentRunId` = '{run_id}'")
+    by_index = {int(r.data.tags["autolab.trial_index"]): r.data.metrics for r in children}
+    for row in table:
+        m = by_index[int(row["index"])]
+        assert float(row["lab_clock_h"]) == pytest.approx(m["lab_clock_h"], rel=1e-3)
+        assert float(row["experiment_lab_h"]) == pytest.approx(m["experiment_lab_h"], rel=1e-3)
+    hv = client.get_metric_history(run_id, "hypervolume")
+    assert hv and hv[-1].value == pytest.approx(float(table[-1]["hypervolume"]), rel=1e-3)
+    front = client.get_metric_history(run_id, "pareto_front_size")[-1].value
+    assert front == sum(r["pareto_front"] == "1" for r in table)
