@@ -51,6 +51,10 @@ class Pump(Device, Protocol):
 
     syringe_ml: float
 
+    def connect(self) -> None:
+        """Bring the pump into a known state (mode, alarms acknowledged, stopped, syringe)."""
+        ...
+
     def set_rate_ml_min(self, rate_ml_min: float) -> None:
         """Set and verify the rate, mL/min."""
         ...

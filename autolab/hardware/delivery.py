@@ -231,9 +231,7 @@ class DeliveryMonitor:
     def reinitialize(self, role: str) -> None:
         """Bring a pump that misdelivered back to a known state before it is used again."""
         with self._locks[role]:
-            connect = getattr(self.pumps[role], "connect", None)
-            if callable(connect):
-                connect()
+            self.pumps[role].connect()
 
     def lock_out(self) -> None:
         """No pump may be started from now on (the shutdown runs)."""

@@ -18,7 +18,12 @@ from hypothesis import strategies as st
 from autolab.campaign import Campaign
 from autolab.exceptions import DeviceFault, SafetyTrip
 from autolab.executors.cstr import CSTRExecutor
-from autolab.hardware.delivery import DeliveryTolerance, check_delivery
+from autolab.hardware.delivery import (
+    DeliveryMonitor,
+    DeliveryTolerance,
+    check_delivery,
+    wall_lab_min,
+)
 from autolab.hardware.protocols import newera
 from autolab.hardware.rig import Rig
 from autolab.hardware.safety import ShutdownReport, ShutdownStep
@@ -302,3 +307,40 @@ def test_campaign_with_a_silent_outlet_valve_at_the_end_is_a_device_failure(
     assert "outlet_valve" in state.stopped_reason
     with lab.reactor.lock:
         assert not any(p.running for p in lab.reactor.pumps.values())
+
+
+# ----------------------------------------------------------------------------- each mismatch
+def _set(lab: VirtualLab, **values: float | bool) -> None:
+    with lab.reactor.lock:
+        for k, v in values.items():
+            setattr(lab.reactor.pumps["pump_zinc"], k, v)
+
+
+@pytest.mark.parametrize(("commanded", "behind_its_back", "reason", "trip"), [
+    (1.0, {"rate_ml_min": 2.0, "rate_units": "MM"}, "pump_rate", True),  # keypad rate change
+    (1.0, {"infuse": False, "left_ml": 2500.0}, "pump_state", True),  # withdrawing reagent
+    (1.0, {"rate_fraction": 2.0}, "pump_delivery", False),  # delivers twice what was set
+    (0.0, {"running": True}, "pump_running", True),  # pumps though commanded to stop
+])
+def test_every_kind_of_mismatch_is_found_by_the_monitor(
+        lab: VirtualLab, commanded: float, behind_its_back: dict[str, float | bool],
+        reason: str, trip: bool) -> None:
+    rig = Rig.open(lab.devices_config())
+    try:
+        pump = rig.pumps["zinc"]
+        pump.connect()
+        monitor = DeliveryMonitor(rig.pumps, wall_lab_min(SCALE))
+        if commanded:
+            monitor.start("zinc", commanded)
+            assert monitor.poll("zinc") is None  # as commanded: nothing to report
+        _set(lab, **behind_its_back)
+        time.sleep(0.2)  # 8 lab minutes at SCALE
+        finding = monitor.poll("zinc")
+        assert finding is not None, behind_its_back
+        assert (finding.reason, finding.trip, finding.device) == (reason, trip, "pump_zinc")
+        assert monitor.locked_out is trip
+        if not trip:  # an invalidating fault waits for the executor, once
+            assert [f.reason for f in monitor.take_faults()] == [reason]
+            assert monitor.poll("zinc") is None
+    finally:
+        rig.close()
