@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import json
 import math
 import secrets
 import signal
@@ -54,6 +55,7 @@ from autolab.config import CampaignConfig, parse_campaign
 from autolab.exceptions import (
     AutolabError,
     AwaitingDecision,
+    ConfigError,
     DeviceFault,
     ExperimentFailed,
     JournalError,
@@ -86,6 +88,8 @@ from autolab.steer import (
 from autolab.tracking import Journal, JournalHeader, JournalState, NullTracker, Tracker, sync
 from autolab.tracking.journal import JOURNAL_NAME as JOURNAL_NAME  # noqa: PLC0414 (re-export)
 
+#: Snapshot of the earlier campaigns' data a campaign reuses (``reuse:``), next to its journal.
+REUSED_NAME = "reused.json"
 #: Device-log lines journaled with a safety trip (the most recent ones).
 TRIP_LOG_LINES = 400
 #: Redraw the campaign plots in MLflow every this many experiments (and at the end).
@@ -147,6 +151,74 @@ def forecast_line(index: int, forecast: Mapping[str, Any]) -> str:
             f"P(next improves) {forecast['p_improve']:.2f}")
 
 
+def collect_reused(config: CampaignConfig) -> dict[str, Any]:
+    """The earlier campaigns' data a campaign reuses (``reuse:``), ready for ``optimizer.reuse``.
+
+    Every finished experiment of each earlier campaign (its own and manual ones; never an
+    invalid one) whose fixed conditions match this campaign's and whose searched conditions lie
+    in this campaign's space. Failed experiments come as ``None`` (the reactor failed there).
+
+    Raises:
+        ConfigError: A folder holds no readable campaign journal.
+    """
+    space = config.space.build()
+    names = config.objective.outcome_names
+    out: dict[str, Any] = {"sources": [], "conditions": [], "outcomes": [], "outcome_sd": []}
+    for folder in config.reuse:
+        path = Path(folder) / JOURNAL_NAME if Path(folder).is_dir() else Path(folder)
+        try:
+            state = Journal.read(path)
+        except JournalError as err:
+            raise ConfigError(f"reuse: {folder}: not an earlier campaign ({err})") from err
+        used = skipped = 0
+        for t in state.trials:
+            point = _reusable(t, config, space)
+            if t.status is TrialStatus.INVALID:
+                continue
+            if point is None:
+                skipped += 1
+                continue
+            outcomes = t.outcomes()
+            out["conditions"].append(point)
+            out["outcomes"].append(None if outcomes is None else {k: outcomes[k] for k in names})
+            out["outcome_sd"].append(_sd(t, names))
+            used += 1
+        out["sources"].append({"path": str(folder), "campaign": state.header.campaign_id,
+                               "n": used, "skipped": skipped})
+    return out
+
+
+def _reusable(trial: Trial, config: CampaignConfig, space: Any) -> dict[str, float] | None:
+    """The searched conditions of an earlier experiment, or None if this campaign cannot use it."""
+    fixed = config.space.fixed
+    if any(not math.isclose(trial.conditions.get(k, math.nan), v, rel_tol=1e-9)
+           for k, v in fixed.items()):
+        return None
+    try:
+        return dict(space.check({n: trial.conditions[n] for n in config.space.parameters}))
+    except (KeyError, ConfigError):
+        return None
+
+
+def _sd(trial: Trial, names: tuple[str, ...]) -> dict[str, float] | None:
+    if trial.features is None or trial.outcomes() is None:
+        return None
+    errs = trial.features.to_dict()
+    sd = {k: float(errs[f"{k}_err"]) for k in names
+          if isinstance(errs.get(f"{k}_err"), float) and math.isfinite(errs[f"{k}_err"])}
+    return sd or None
+
+
+def _read_reused(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / REUSED_NAME
+    try:
+        data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise JournalError(f"{path}: the snapshot of reused earlier campaigns is missing or "
+                           f"unreadable ({err}); it is needed to resume exactly") from err
+    return data
+
+
 def make_executor(config: CampaignConfig) -> Executor:
     """The executor a campaign file asks for: the twin, or the CSTR cascade over serial."""
     if config.executor.kind == "cstr":
@@ -200,6 +272,7 @@ class Campaign:
         self._predictions: list[dict[str, Any] | None] = []
         self._stop_requested = False
         self.forecast: dict[str, Any] | None = None
+        self.n_reused = 0
         self._takes_sd = "outcome_sd" in inspect.signature(optimizer.tell).parameters
 
     # ----------------------------------------------------------------------------- construction
@@ -216,15 +289,23 @@ class Campaign:
         made, so a campaign that cannot be assembled leaves no orphan run folder.
         """
         parts = cls._parts(config, executor, optimizer, tracker)
+        reused = collect_reused(config)
         run_dir = new_run_dir(Path(runs_root), config.name)
         (run_dir / "campaign.yaml").write_text(
             yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), encoding="utf-8")
+        if config.reuse:  # a snapshot: resume reuses exactly this, even if those campaigns grow
+            (run_dir / REUSED_NAME).write_text(json.dumps(reused), encoding="utf-8")
         header = JournalHeader.new(config.name, config.model_dump(mode="json"), seed=config.seed,
                                    campaign_id=run_dir.name)
         journal = Journal.create(run_dir / JOURNAL_NAME, header)
         campaign = cls(config, run_dir, journal, executor=parts[0], optimizer=parts[1],
                        tracker=parts[2], on_trial=on_trial, on_event=on_event,
                        reviewer=reviewer or make_reviewer(config.review.mode))
+        campaign._reuse(reused)
+        for source in reused["sources"]:
+            journal.append_note(f"reusing {source['n']} experiment(s) of {source['campaign']} "
+                                f"({source['path']}); {source['skipped']} skipped (outside this "
+                                "space or other fixed conditions)")
         campaign._start_tracking()
         return campaign
 
@@ -254,6 +335,8 @@ class Campaign:
                        tracker=parts[2], on_trial=on_trial, on_event=on_event,
                        reviewer=reviewer or make_reviewer(config.review.mode))
         try:
+            if config.reuse:
+                campaign._reuse(_read_reused(run_dir))
             campaign._restore(journal.state)
         except BaseException:
             journal.close()
@@ -271,6 +354,17 @@ class Campaign:
             optimizer = make_optimizer(config.optimizer.kind, config.space.build(),
                                        config.objective, seed=config.seed, **settings)
         return executor or make_executor(config), optimizer, tracker or NullTracker()
+
+    def _reuse(self, reused: Mapping[str, Any]) -> None:
+        """Give the optimizer the earlier campaigns' data (not this campaign's experiments)."""
+        self.n_reused = len(reused["conditions"])
+        if not self.n_reused:
+            return
+        reuse = getattr(self.optimizer, "reuse", None)
+        if not callable(reuse):
+            raise ConfigError(f"reuse: optimizer {self.optimizer.name!r} cannot take earlier "
+                              "campaigns' data; use botorch")
+        reuse(reused["conditions"], reused["outcomes"], reused["outcome_sd"])
 
     def _restore(self, state: JournalState) -> None:
         """Bring optimizer, executor and queue to where the journal ends."""
@@ -375,6 +469,9 @@ class Campaign:
         params.update({f"optimizer.{k}": v for k, v in self.config.optimizer.settings.items()})
         params["budget.max_experiments"] = self.config.budget.max_experiments
         params["review"] = self.config.review.mode if self.reviewer is None else "on"
+        if self.config.reuse:
+            params["reused_experiments"] = self.n_reused
+            params["reused_from"] = ", ".join(str(p) for p in self.config.reuse)
         return params
 
     def _event(self, text: str) -> None:
@@ -420,12 +517,7 @@ class Campaign:
 
     def _outcome_sd(self, trial: Trial) -> dict[str, float] | None:
         """The analyzer's 1-sigma of each told outcome (``<name>_err``), finite ones only."""
-        if trial.features is None or trial.outcomes() is None:
-            return None
-        errs = trial.features.to_dict()
-        sd = {k: float(errs[f"{k}_err"]) for k in self.config.objective.outcome_names
-              if isinstance(errs.get(f"{k}_err"), float) and math.isfinite(errs[f"{k}_err"])}
-        return sd or None
+        return _sd(trial, self.config.objective.outcome_names)
 
     def check_conditions(self, values: Mapping[str, float]) -> dict[str, float]:
         """Complete and check conditions a person chose (:func:`autolab.steer.check_conditions`).

@@ -392,6 +392,9 @@ class CampaignConfig(BaseModel):
     stop: StopConfig = Field(default_factory=StopConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     review: ReviewConfig = Field(default_factory=ReviewConfig)
+    #: Earlier campaigns on the same reactor (their folders) whose experiments the optimizer
+    #: reuses as what they are: the same reactor, other targets; never this campaign's own.
+    reuse: tuple[Path, ...] = ()
 
     @field_validator("name")
     @classmethod

@@ -21,7 +21,7 @@ from mlflow import MlflowClient
 
 from autolab.campaign import JOURNAL_NAME, Campaign, StopReason
 from autolab.config import parse_campaign
-from autolab.exceptions import AutolabError, DeviceFault, SafetyTrip
+from autolab.exceptions import AutolabError, ConfigError, DeviceFault, SafetyTrip
 from autolab.executors.simulated import SimulatedExecutor
 from autolab.optimizer.baselines import SobolOptimizer
 from autolab.records import Features, Trial, TrialStatus
@@ -487,3 +487,45 @@ def test_a_campaign_that_cannot_be_assembled_leaves_no_run_folder(tmp_path: Path
     with pytest.raises(AutolabError):
         Campaign.create(cfg, tmp_path / "runs")
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+# ------------------------------------------------------------------ earlier campaigns, twin prior
+def test_earlier_campaigns_are_reused_never_counted_and_snapshotted(tmp_path: Path) -> None:
+    first = Campaign.create(_fast(budget__max_experiments=3), tmp_path / "runs").run()
+    cfg = parse_campaign({**config(budget__max_experiments=2, optimizer__kind="sobol",
+                                   optimizer__settings={}, stop__target_reached=False,
+                                   tracking__enabled=False),
+                          "reuse": [str(first.run_dir)]})
+    second = Campaign.create(cfg, tmp_path / "runs")
+    assert len(second.optimizer.reused) == 3  # type: ignore[attr-defined]
+    assert second.optimizer.observations == ()
+    result = second.run()
+    assert [t.index for t in result.trials] == [0, 1]  # its own experiments only
+    notes = Journal.read(result.run_dir / JOURNAL_NAME).notes
+    assert any(n.startswith("reusing 3 experiment(s)") for n in notes)
+    # the earlier campaign grows later; resume still reuses the snapshot taken at the start
+    more = Campaign.resume(first.run_dir)
+    more.config = more.config.model_copy(update={"budget": more.config.budget.model_copy(
+        update={"max_experiments": 4})})
+    more.run()
+    again = Campaign.resume(result.run_dir)
+    assert again.optimizer.reused == second.optimizer.reused  # type: ignore[attr-defined]
+    again.journal.close()
+
+
+def test_reusing_a_folder_without_a_campaign_is_refused_before_anything_is_made(
+        tmp_path: Path) -> None:
+    cfg = parse_campaign({**config(tracking__enabled=False), "reuse": [str(tmp_path / "none")]})
+    with pytest.raises(ConfigError, match="reuse"):
+        Campaign.create(cfg, tmp_path / "runs")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_twin_prior_from_the_campaign_file(tmp_path: Path) -> None:
+    cfg = parse_campaign(config(budget__max_experiments=1, stop__target_reached=False,
+                                optimizer__settings={"prior": "twin"}, tracking__enabled=False))
+    campaign = Campaign.create(cfg, tmp_path / "runs")
+    trial = campaign.step()
+    assert trial.status is not TrialStatus.INTERRUPTED
+    assert campaign.optimizer._prior is not None  # type: ignore[attr-defined]
+    campaign.journal.close()
