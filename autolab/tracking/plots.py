@@ -240,11 +240,12 @@ def convergence_figure(trials: Sequence[Trial], best: Sequence[float | None],
                               ("experiment (exp-NNN)", "lab clock (h)"), strict=True):
         _score_panel(ax, xs, scores, best)
         mark_status(ax, trials, xs)
+        _set_xlim(ax, np.asarray(xs, dtype=float), log=False)  # markers are not autoscaled
         ax.set_xlabel(xlabel)
     top[0].set_yscale("symlog", linthresh=_symlog_threshold(scores))
     top[0].set_ylabel(outcome_label("objective") + ", symlog")
     if top[0].get_legend_handles_labels()[0]:
-        top[0].legend(fontsize=8, loc="lower right")
+        top[0].legend(fontsize=8, loc="best")
     for ax, name in zip(bottom, ("pl_peak_nm", "fwhm_nm", "qy"), strict=False):
         _outcome_panel(ax, trials, xs_exp, name, targets)
     if targets:
@@ -279,6 +280,7 @@ def _outcome_panel(ax: Axes, trials: Sequence[Trial], xs: Sequence[float], name:
         ax.plot(np.asarray(xs)[ok], ys[ok], "o-", color="tab:blue", ms=4, lw=0.8,
                 label="measured")
     mark_status(ax, trials, xs)
+    _set_xlim(ax, np.asarray(xs, dtype=float), log=False)
     ax.set_xlabel("experiment")
     ax.set_ylabel(outcome_label(name))
     ax.grid(alpha=0.3)

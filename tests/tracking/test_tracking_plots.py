@@ -233,6 +233,10 @@ def test_convergence_uses_a_symlog_axis_and_shows_in_band_quality() -> None:
     assert (band.y0, band.y1) == pytest.approx((548.0, 552.0))
     assert set(_status_markers(pl_ax)) == {"failed (chemistry)",
                                            "invalid (not told to the optimizer)"}
+    for ax in fig.axes:  # every experiment, with a result or not, lies inside every panel
+        lo, hi = ax.get_xlim()
+        xs = [float(t.index) for t in trials] if "lab" not in ax.get_xlabel() else view.lab_clock_h
+        assert lo < min(xs) and max(xs) < hi
 
 
 def test_model_fit_has_error_bars_per_outcome() -> None:
