@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from autolab.exceptions import ConfigError
 from autolab.records import (
     Conditions,
+    Decision,
     Features,
     Measurement,
     QualityFlag,
@@ -20,7 +21,9 @@ from autolab.records import (
     Spectra,
     SpectralTrace,
     Trial,
+    TrialOrigin,
     TrialStatus,
+    experiment_label,
 )
 
 
@@ -101,3 +104,16 @@ def test_conditions_validation_names_the_field() -> None:
     with pytest.raises(ConfigError, match="unknown"):
         Conditions.from_mapping({"t_core_c": 180, "zz": 1})
     assert math.isinf(Conditions(180, 10, 290, 11, math.inf, 2).cl_to_i)
+
+
+def test_hand_edited_trial_conditions_give_a_clear_error() -> None:
+    d = _trial().to_dict()
+    d["conditions"] = "abc"
+    with pytest.raises(TypeError, match="conditions must be an object"):
+        Trial.from_dict(d)
+
+
+def test_origin_and_decision_names_are_what_the_journal_stores() -> None:
+    assert [o.value for o in TrialOrigin] == ["proposed", "edited", "manual", "reused"]
+    assert [d.value for d in Decision] == ["approve", "edit", "reject"]
+    assert experiment_label(7) == "exp-007"
