@@ -147,6 +147,22 @@ def check_output_file(out: Path, option: str = "--out") -> None:
         raise ConfigError(f"{option} {out}: cannot write there (no permission in {folder})")
 
 
+def check_output_folder(folder: Path, option: str) -> None:
+    """Make sure ``folder`` is (or can become) a writable folder, before any work is done.
+
+    Raises:
+        ConfigError: It is a file, cannot be created, or cannot be written.
+    """
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"{option} {folder}: is a file, not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(f"{option} {folder}: cannot create it: {err.strerror}") from err
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ConfigError(f"{option} {folder}: cannot write there (no permission)")
+
+
 def _feature_text(value: float, err: float, scale: float = 1.0) -> tuple[str, str]:
     """Measured value and 1σ for the table; ``not found`` (never ``nan``) when undetermined."""
     if not math.isfinite(value):
@@ -503,6 +519,7 @@ def run(
         overrides["seed"] = seed
     try:
         cfg = load_for_run(file, overrides)
+        check_output_folder(runs_dir, "--runs-dir")
     except ConfigError as err:
         raise _fail(str(err), EXIT_INPUT) from err
     found = _print_warnings(cfg)
@@ -693,7 +710,8 @@ def lab_up(
     time_scale: Annotated[float, typer.Option(
         help="Lab seconds per wall second (the emulated heaters, pumps and tanks run this much "
              "faster than real time).")] = 120.0,
-    seed: Annotated[int, typer.Option(help="Detector-noise seed of the emulated optics.")] = 0,
+    seed: Annotated[int, typer.Option(help="Detector-noise seed of the emulated optics.",
+                                      min=0, max=SEED_MAX)] = 0,
 ) -> None:
     """Start the emulated lab, print its ports and write its devices file; Ctrl-C stops it."""
     import signal

@@ -541,6 +541,9 @@ def parse_campaign(data: Any, source: str = "<campaign>",
     Raises:
         ConfigError: With one line per invalid field.
     """
+    if data is None:
+        raise ConfigError(f"{source}: the file is empty; expected campaign settings such as "
+                          "'name:' and 'objective:' (see campaigns/)")
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping of campaign settings at the top level, "
                           f"got {type(data).__name__}")

@@ -213,6 +213,33 @@ def test_run_flags_out_of_range(tmp_path: Path, flag: list[str]) -> None:
     assert not (tmp_path / "runs").exists()
 
 
+def test_runs_dir_that_is_a_file_is_refused_before_anything_runs(tmp_path: Path) -> None:
+    afile = tmp_path / "runs"
+    afile.write_text("not a folder")
+    code, out = invoke("run", str(CAMPAIGN), "--runs-dir", str(afile), "--no-tracking")
+    assert code == EXIT_INPUT
+    assert "--runs-dir" in out and "is a file, not a folder" in out
+
+
+@pytest.mark.parametrize(("text", "needle"), [
+    ("", "the file is empty"),
+    ("- 1\n- 2\n", "expected a mapping of campaign settings"),
+    ("\x00\x01", "not valid YAML"),
+])
+def test_empty_or_non_mapping_campaign_files(tmp_path: Path, text: str, needle: str) -> None:
+    code, out = invoke("validate", str(write_campaign(tmp_path, text=text)))
+    assert code == EXIT_INPUT
+    assert needle in out
+
+
+def test_campaign_file_that_is_not_utf8(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_bytes(b"name: \xff\xfe\n")
+    code, out = invoke("validate", str(path))
+    assert code == EXIT_INPUT
+    assert "not UTF-8" in out
+
+
 # ------------------------------------------------------------------------------ simulate
 def test_simulate_negative_seed_is_a_usage_error(tmp_path: Path) -> None:
     code, out = invoke("simulate", *GOOD, "--seed", "-1", "--out", str(tmp_path / "x.png"))
@@ -276,6 +303,12 @@ def test_lab_up_bad_time_scale_is_a_clear_error(tmp_path: Path, value: str) -> N
     assert code == EXIT_INPUT
     assert "--time-scale" in out and "validation error" not in out
     assert not (tmp_path / "lab.yaml").exists()
+
+
+def test_lab_up_negative_seed_is_a_usage_error(tmp_path: Path) -> None:
+    code, out = invoke("lab", "up", "--seed", "-1", "--devices-file", str(tmp_path / "l.yaml"))
+    assert code == EXIT_INPUT
+    assert "--seed" in out
 
 
 def test_resume_without_a_campaign_is_a_usage_error(tmp_path: Path) -> None:
