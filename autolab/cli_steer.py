@@ -54,7 +54,9 @@ def make_cli_reviewer(review: str | None, reviewer: str | None,
 
     mode = review or cfg.review.mode
     if mode == "terminal":
-        return TerminalReviewer(reviewer, ask=console.input,
+        from rich.markup import escape
+
+        return TerminalReviewer(reviewer, ask=lambda prompt: console.input(escape(prompt)),
                                 show=lambda line: console.print(line, markup=False))
     return make_reviewer(mode, reviewer)
 
