@@ -70,8 +70,7 @@ def stop_exit_code(result: Any) -> int | None:
     from autolab.campaign import StopReason
 
     if result.stop_reason is StopReason.WAITING:
-        console.print(f"waiting for a decision; decide with 'autolab decide {result.run_dir} "
-                      f"EXP approve|edit|reject' (or edit {result.run_dir}/proposals/), then: "
+        console.print(f"waiting for a decision (see above); nothing is lost. Continue with: "
                       f"autolab resume {result.run_dir}", markup=False)
         return EXIT_INTERRUPTED
     if result.stop_reason is StopReason.DEVICE_UNSAFE:
