@@ -73,9 +73,13 @@ class Tracker(Protocol):
         ...
 
     def log_trial(self, trial: Trial, best_so_far: float | None, lab_clock_h: float,
-                  extra_metrics: Mapping[str, float],
-                  extra_tags: Mapping[str, str] | None = None) -> bool:
+                  extra_metrics: Mapping[str, float], *,
+                  extra_tags: Mapping[str, str] | None = None,
+                  device_log: Sequence[str] | None = None) -> bool:
         """Record one finished experiment: one run per index, its status the trial's.
+
+        ``device_log`` is what the devices said when the trial has no measurement to carry it
+        (a device fault); it becomes the run's ``device_log.txt``.
 
         Returns:
             ``True`` if it was recorded (or corrected) now, ``False`` if the tracker already held
@@ -143,8 +147,9 @@ class NullTracker:
         self._run_id = run_id
 
     def log_trial(self, trial: Trial, best_so_far: float | None, lab_clock_h: float,
-                  extra_metrics: Mapping[str, float],
-                  extra_tags: Mapping[str, str] | None = None) -> bool:
+                  extra_metrics: Mapping[str, float], *,
+                  extra_tags: Mapping[str, str] | None = None,
+                  device_log: Sequence[str] | None = None) -> bool:
         """Discard the trial; ``False`` since nothing was recorded."""
         return False
 

@@ -380,8 +380,9 @@ class MlflowTracker:
             self._attach(run)
 
     def log_trial(self, trial: Trial, best_so_far: float | None, lab_clock_h: float,
-                  extra_metrics: Mapping[str, float],
-                  extra_tags: Mapping[str, str] | None = None) -> bool:
+                  extra_metrics: Mapping[str, float], *,
+                  extra_tags: Mapping[str, str] | None = None,
+                  device_log: Sequence[str] | None = None) -> bool:
         """Make experiment ``trial.index`` one nested run whose status is the trial's.
 
         Logs it if the campaign run holds no complete run of that index; corrects the status and
@@ -395,6 +396,8 @@ class MlflowTracker:
             extra_metrics: More numbers (score terms, target status, predictions...);
                 non-finite ones are skipped.
             extra_tags: More tags (``autolab.origin``...).
+            device_log: The devices' log of a trial without a measurement (a device fault),
+                stored as ``device_log.txt``.
 
         Returns:
             ``True`` if logged or corrected now, ``False`` if the run already matched.
@@ -423,7 +426,7 @@ class MlflowTracker:
             for i in range(0, len(items), _BATCH * 10):
                 self._client.log_batch(run_id, metrics=items[i:i + _BATCH * 10])
             with tempfile.TemporaryDirectory(prefix="autolab-trial-") as tmp:
-                _write_trial_artifacts(Path(tmp), trial, self._targets)
+                _write_trial_artifacts(Path(tmp), trial, self._targets, device_log)
                 self._client.log_artifacts(run_id, tmp)
             self._client.set_terminated(run_id, status=_TRIAL_STATUS[trial.status])
             self._client.set_tag(run_id, "autolab.logged", "true")
@@ -790,12 +793,18 @@ def _verdict(name: str, goal: str, trials: Sequence[Trial], best: Sequence[float
     return line + ". Table: summary/trials.html; plots/."
 
 
-def _write_trial_artifacts(root: Path, trial: Trial,
-                           targets: Mapping[str, tuple[float, float]]) -> None:
-    """The nested run's files: trial.json always; spectra, plot, log, trace with a measurement."""
+def _write_trial_artifacts(root: Path, trial: Trial, targets: Mapping[str, tuple[float, float]],
+                           device_log: Sequence[str] | None = None) -> None:
+    """The nested run's files: trial.json always; spectra, plot, log, trace with a measurement.
+
+    A trial without a measurement still gets ``device_log.txt`` when a log came with it (a
+    device fault: what the pump said is the evidence).
+    """
     (root / "trial.json").write_text(json.dumps(trial.to_dict(), indent=1), encoding="utf-8")
     meas = trial.measurement
     if meas is None:
+        if device_log:
+            (root / "device_log.txt").write_text("\n".join(device_log) + "\n", encoding="utf-8")
         return
     sp = meas.spectra
     cols = {name: getattr(sp, name) for name in sp.ARRAYS}

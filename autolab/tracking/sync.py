@@ -91,7 +91,10 @@ def _sync(journal: Journal, tracker: Tracker, predictions: Sequence[Prediction] 
         ran = trial.status is not TrialStatus.INTERRUPTED
         metrics = experiment_metrics(trial, state.extras.get(idx, {}), objective,
                                      accounts[i] if ran else None)
-        if tracker.log_trial(trial, best[i], clocks[i], metrics, _trial_tags(state, idx)):
+        log = state.extras.get(idx, {}).get("device_log")
+        device_log = [str(line) for line in log] if isinstance(log, list) else None
+        if tracker.log_trial(trial, best[i], clocks[i], metrics,
+                             extra_tags=_trial_tags(state, idx), device_log=device_log):
             logged += 1
         journal.mark_tracked(idx)
     view = campaign_view(finished, state.extras, state.header.config)

@@ -340,7 +340,8 @@ class DigitalTwin:
         p_clog = truth.failure_probability["clogging"]
         if u_fail[0] < p_clog:
             raise fail("clogging", t_settle * u_fail[1],
-                       f"pressure rise: deposits blocked the cascade (p={p_clog:.2f})")
+                       f"pressure rise: deposits blocked the cascade (the twin's clogging "
+                       f"probability at these conditions: {p_clog:.0%})")
         if cfg.orientation == "horizontal" and \
                 u_fail[2] < cfg.failures.bubble_probability_horizontal:
             raise fail("gas_bubbles", t_settle * u_fail[1],

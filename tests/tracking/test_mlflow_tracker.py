@@ -667,3 +667,28 @@ def test_cli_run_on_a_broken_store_warns_journals_the_uri_and_sync_reaches_it(
     tr.resume_campaign(Journal.read(run_dir / JOURNAL_NAME).tracker_run_id or "")
     assert [r.info.status for r in tr.trial_runs()] == ["FINISHED", "FINISHED"]
     assert tr.client.get_run(tr.run_id).info.status == "FINISHED"  # type: ignore[arg-type]
+
+
+def test_device_fault_run_has_the_reason_and_the_device_log(
+        new_tracker: NewTracker, tmp_path: Path) -> None:
+    from autolab.records import Trial
+
+    path = tmp_path / "journal.jsonl"
+    fault = Trial(index=0, conditions={"t_core_c": 180.0}, status=TrialStatus.INVALID,
+                  error="device fault: pump_phosphine: delivered 0.084 mL where 106.9-107.2 mL "
+                        "were due")
+    with Journal.create(path, JournalHeader.new("c", real_config(), seed=7)) as j:
+        j.append_started(0, fault.conditions)
+        j.append_trial(fault, extra={"device": "pump_phosphine", "lab_clock_h": 1.0,
+                                     "device_log": ["pump_phosphine DIS -> I0.084W0.000",
+                                                    "pump_phosphine status S: idle"]})
+        tr = new_tracker()
+        sync(j, tr, refresh_plots=False)
+    run = tr.trial_runs()[0]
+    assert (run.info.status, run.data.tags["autolab.status"]) == ("FAILED", "invalid")
+    assert "delivered 0.084 mL" in run.data.tags["autolab.reason"]
+    log = tr.client.download_artifacts(run.info.run_id, "device_log.txt", str(tmp_path))
+    assert "DIS -> I0.084" in Path(log).read_text()
+    parent = tr.client.get_run(tr.run_id)  # type: ignore[arg-type]
+    assert parent.data.metrics["n_failed"] == 1
+    assert "best_experiment" not in parent.data.metrics
