@@ -294,9 +294,10 @@ def reference_point(objective: ObjectiveSpec, utilities: Sequence[Sequence[float
                     ) -> tuple[float, ...]:
     """The configured ``ref_point``, else the front's nadir minus 10 % of its range.
 
-    The same rule as the optimizer's (BoTorch's ``infer_reference_point``), applied once to the
-    whole campaign so the hypervolume curve uses one fixed point and can only rise. A term whose
-    front has no range steps back one unit.
+    The optimizer's rule (BoTorch's ``infer_reference_point``: a single front point steps back
+    10 % of its magnitude; a coordinate with no range steps back 1e-9; a coordinate not below the
+    front then one unit), applied once to the whole campaign so the hypervolume curve of a
+    report uses one fixed point and can only rise.
     """
     if objective.ref_point is not None:
         return tuple(float(v) for v in objective.ref_point)
@@ -306,7 +307,9 @@ def reference_point(objective: ObjectiveSpec, utilities: Sequence[Sequence[float
     for j in range(len(objective.terms)):
         lo = min(u[j] for u in front)
         hi = max(u[j] for u in front)
-        out.append(lo - 0.1 * (hi - lo) if hi > lo else lo - 1.0)
+        span = abs(lo) if len(front) == 1 else hi - lo
+        ref = lo - 0.1 * max(span, 1e-8)
+        out.append(ref - 1.0 if ref >= lo else ref)
     return tuple(out)
 
 

@@ -42,6 +42,7 @@ from autolab.tracking.summary import (
     lab_clocks,
     non_dominated,
     pareto_summary,
+    reference_point,
     search_bounds,
     summary_rows,
     to_csv,
@@ -331,6 +332,10 @@ def test_pareto_front_hypervolume_and_warnings() -> None:
     ref = summary.ref_point
     assert ref == pytest.approx((3.0 - 0.1, -5.5 - 0.07))
     assert hv[-1] == pytest.approx(hypervolume([(4.0, -5.5), (3.0, -4.8)], ref))
+    single = reference_point(PARETO, [(4.0, -5.5)])  # BoTorch's rule: 10 % of the magnitude
+    assert single == pytest.approx((3.6, -6.05))
+    # (0, -4) dominates (0, -5); a zero coordinate steps back BoTorch's 1e-9 only
+    assert reference_point(PARETO, [(0.0, -5.0), (0.0, -4.0)]) == pytest.approx((-1e-9, -4.4))
     assert any("exp-000" in w and "lower bound of t_core_c (160 °C)" in w
                for w in summary.warnings)
     assert any("exp-001" in w and "not_steady" in w for w in summary.warnings)
