@@ -109,7 +109,8 @@ class SpaceConfig(BaseModel):
         known = {f.name for f in fields(Conditions)}
         for name in (*self.parameters, *self.fixed):
             if name not in known:
-                raise ValueError(f"unknown condition {name!r}; known: {sorted(known)}")
+                raise ValueError(f"unknown condition {name!r}{did_you_mean(name, known)} "
+                                 f"(known: {sorted(known)})")
         both = set(self.parameters) & set(self.fixed)
         if both:
             raise ValueError(f"{sorted(both)} cannot be both searched and fixed")

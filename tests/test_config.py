@@ -245,3 +245,8 @@ def test_any_text_parses_or_is_a_config_error(text: str) -> None:
         parse_yaml_text(text, "fuzz.yaml")
     except ConfigError as err:
         assert str(err).startswith("fuzz.yaml")
+
+
+def test_unknown_condition_gets_did_you_mean() -> None:
+    msg = _bad({"space.fixed": {"p_to_inn": 3.6}})
+    assert "unknown condition 'p_to_inn'; did you mean 'p_to_in'?" in msg
