@@ -586,7 +586,11 @@ def _front_panel(ax: Axes, usable: Sequence[Trial], pareto: ParetoSummary,
                                                              lw=1)
     ax.set_xlabel(outcome_label(x_name))
     ax.set_ylabel(outcome_label(y_name))
-    ax.legend(fontsize=8, loc="best")
+    if usable:
+        ax.legend(fontsize=8, loc="best")
+    else:
+        ax.text(0.5, 0.5, "no experiment with a result yet", ha="center", va="center",
+                transform=ax.transAxes, fontsize=9, color="gray")
     ax.grid(alpha=0.3)
 
 

@@ -422,3 +422,18 @@ def test_report_of_a_pareto_campaign_draws_the_front(tmp_path: Path) -> None:
     md = (tmp_path / "report" / "summary.md").read_text(encoding="utf-8")
     assert "- Pareto front: exp-000, exp-001; hypervolume" in md
     assert "warning: exp-001 on the front is flagged not_steady" in md
+
+
+def test_campaign_figures_without_any_result_render_quietly() -> None:
+    import warnings
+
+    trials = [build_trial(0, TrialStatus.FAILED), build_trial(1, TrialStatus.INVALID)]
+    view = campaign_view(trials, {}, {"objective": PARETO.model_dump()})
+    assert view.pareto is not None and view.pareto.front == ()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # e.g. matplotlib's "no artists with labels"
+        figs = plots.campaign_figures(list(view.trials), list(view.best), view.lab_clock_h,
+                                      objective=view.objective, pareto=view.pareto)
+        assert set(figs) == {"convergence", "parameters_vs_outcomes", "pareto_front"}
+        for fig in figs.values():
+            assert plots.figure_png(fig).startswith(PNG)
