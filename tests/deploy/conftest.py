@@ -183,3 +183,64 @@ def mlflow_pg_server(postgres: Postgres,
     finally:
         _stop(proc, signal.SIGTERM, "mlflow server")
         log.close()
+
+
+@dataclass(frozen=True)
+class AuthServer:
+    """``mlflow server --app-name basic-auth`` on localhost, and its admin's credentials."""
+
+    uri: str
+    admin_user: str
+    admin_password: str
+
+
+@pytest.fixture(scope="session")
+def mlflow_auth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthServer]:
+    """MLflow's own login (the basic-auth app), configured as docker-compose.auth.yml does.
+
+    The settings file is the one the image bakes in (``docker/mlflow-auth.ini``) with the user
+    store moved into a temporary folder; the admin password and the form-signing key are fresh
+    random values passed through the environment, as compose passes them.
+    """
+    pytest.importorskip("flask_wtf", reason="pip install -e '.[deploy]' (Flask-WTF)")
+    root = tmp_path_factory.mktemp("mlflow-auth")
+    ini = (Path(__file__).parents[2] / "docker" / "mlflow-auth.ini").read_text()
+    ini = ini.replace("sqlite:////mlauth/basic_auth.db", f"sqlite:///{root / 'basic_auth.db'}")
+    assert str(root) in ini
+    (root / "basic_auth.ini").write_text(ini)
+    admin_password = secrets.token_urlsafe(16)
+    port = free_port()
+    exe = Path(sys.executable).with_name("mlflow")
+    cmd = [str(exe), "server", "--app-name", "basic-auth",
+           "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
+           "--serve-artifacts", "--artifacts-destination", str(root / "artifacts"),
+           "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("MLFLOW_TRACKING_", "MLFLOW_AUTH_"))}
+    env.update({"MLFLOW_AUTH_CONFIG_PATH": str(root / "basic_auth.ini"),
+                "MLFLOW_AUTH_ADMIN_USERNAME": "admin",
+                "MLFLOW_AUTH_ADMIN_PASSWORD": admin_password,
+                "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_hex(32)})
+    log_path = root / "server.log"
+    log = log_path.open("wb")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=root, env=env,
+                            start_new_session=True)
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180  # two stores to migrate on a busy CI machine
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"mlflow server (basic-auth) exited with {proc.returncode}: "
+                            f"{log_path.read_text()[-3000:]}")
+            with contextlib.suppress(OSError), \
+                    urllib.request.urlopen(f"{uri}/health", timeout=1) as resp:
+                if resp.status == 200:
+                    break
+            if time.monotonic() > deadline:
+                pytest.fail(f"mlflow server (basic-auth) not healthy in 180 s: "
+                            f"{log_path.read_text()[-3000:]}")
+            time.sleep(0.25)
+        yield AuthServer(uri=uri, admin_user="admin", admin_password=admin_password)
+    finally:
+        _stop(proc, signal.SIGTERM, "mlflow server (basic-auth)")
+        log.close()
