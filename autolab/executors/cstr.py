@@ -242,6 +242,8 @@ class CSTRExecutor:
         """
         try:
             self.monitor.stop_all()
+            if self.supervisor.tripped:  # a pump alarm on the way: the trip wins
+                self._check(bookmark)
             self._book_reagents()
             self._tank_conditions = c.as_dict()
             for finding in self.monitor.take_faults():

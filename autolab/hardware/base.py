@@ -87,6 +87,10 @@ class Pump(Device, Protocol):
         """The rate the pump reports now, mL/min (not the last one set)."""
         ...
 
+    def take_alarms(self) -> tuple[str, ...]:
+        """Alarms the pump reported (to any command) since the last call, oldest first."""
+        ...
+
 
 @runtime_checkable
 class TemperatureController(Device, Protocol):

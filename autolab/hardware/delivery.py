@@ -171,6 +171,9 @@ class DeliveryMonitor:
         self._faults: list[PumpFinding] = []
         self._faults_lock = threading.Lock()
         self.locked_out = False  #: set on a trip: no pump may be started any more
+        #: Called with a trip found while the procedure commands a pump (the supervisor sets
+        #: it to its own trip, so the shutdown runs); poll findings are returned instead.
+        self.on_trip: Callable[[PumpFinding], None] | None = None
 
     # ----------------------------------------------------------------- commands
     def start(self, role: str, rate_ml_min: float, *, infuse: bool = True) -> None:
@@ -186,6 +189,8 @@ class DeliveryMonitor:
             pump.set_direction(infuse)
             pump.set_rate_ml_min(rate_ml_min)
             pump.clear_dispensed()
+            if (finding := self._alarms_on_the_way(role)) is not None:
+                raise HardwareError(f"{pump.name}: start refused: {finding.detail}")
             cmd = self._commands[role]
             cmd.rate_ml_min, cmd.infuse, cmd.leg_ml = rate_ml_min, infuse, 0.0
             cmd.faulted = False
@@ -211,7 +216,7 @@ class DeliveryMonitor:
             cmd = self._commands[role]
             if not cmd.running:
                 pump.stop()
-                return None
+                return self._alarms_on_the_way(role)
             stop_low = self.lab_min()
             pump.stop()
             cmd.running = False
@@ -219,10 +224,15 @@ class DeliveryMonitor:
             infused, withdrawn = pump.dispensed_ml()
             delivered = infused if cmd.infuse else withdrawn
             self._book(role, infused, withdrawn)
+            if (finding := self._alarms_on_the_way(role)) is not None:
+                return finding
             verdict = check_delivery(delivered, cmd.rate_ml_min,
                                      stop_low - cmd.start_high_min,
                                      stop_high - cmd.start_low_min, self.tolerance)
-            return self._judge(role, verdict, final=True)
+            finding = self._judge(role, verdict, final=True)
+            if finding is not None and finding.trip:
+                self._trip(finding)
+            return finding
 
     def stop_all(self) -> list[PumpFinding]:
         """Stop every pump (see :meth:`stop`); returns the delivery findings."""
@@ -232,6 +242,29 @@ class DeliveryMonitor:
         """Bring a pump that misdelivered back to a known state before it is used again."""
         with self._locks[role]:
             self.pumps[role].connect()
+
+    def _alarms_on_the_way(self, role: str) -> PumpFinding | None:
+        """An alarm a command of the procedure acknowledged (a reset answering STP) trips.
+
+        The supervisor would find it at its next poll, but the procedure may be done with the
+        pump by then and take a reset pump's short delivery for a mere delivery fault.
+        """
+        alarms = self.pumps[role].take_alarms()
+        if not alarms:
+            return None
+        finding = self._alarm_finding(role, alarms[0])
+        self._trip(finding)
+        return finding
+
+    def _alarm_finding(self, role: str, code: str) -> PumpFinding:
+        reason, what = _ALARM_TRIPS.get(code, ("pump_alarm", f"alarm {code}"))
+        return self._finding(role, reason, f"{what} (alarm {code})", trip=True)
+
+    def _trip(self, finding: PumpFinding) -> None:
+        """A trip found outside the supervisor's poll: lock out, then tell the supervisor."""
+        self.lock_out()
+        if self.on_trip is not None:
+            self.on_trip(finding)
 
     def lock_out(self) -> None:
         """No pump may be started from now on (the shutdown runs)."""
@@ -301,8 +334,7 @@ class DeliveryMonitor:
         pump, cmd = self.pumps[role], self._commands[role]
         st = pump.state()
         for code in st.alarms or ((st.alarm,) if st.alarm else ()):
-            reason, what = _ALARM_TRIPS.get(code, ("pump_alarm", f"alarm {code}"))
-            return self._finding(role, reason, f"{what} (alarm {code})", trip=True)
+            return self._alarm_finding(role, code)
         if not cmd.running:
             if st.pumping:
                 return self._finding(role, "pump_running", f"commanded stopped, but the pump "

@@ -300,6 +300,7 @@ class Supervisor:
         self.on_trip = on_trip
         self.period_s = period_s
         self.monitor = monitor or DeliveryMonitor(rig.pumps, wall_lab_min(self.time_scale))
+        self.monitor.on_trip = lambda f: self._fire(f.reason, f.device, f.detail, hard=False)
         #: Remote setpoints refreshed each poll (heartbeat), °C by stage.
         self.setpoints_c: dict[str, float] = {}
         #: Last block temperatures read, °C by stage (a failed shutdown step quotes them).

@@ -15,6 +15,8 @@ product's absorbance and emission are the twin's noise-free truth for its condit
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
 import threading
 import time
@@ -22,6 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import NDArray
+from threadpoolctl import ThreadpoolController  # type: ignore[import-untyped]
 
 from autolab.exceptions import ConditionsError
 from autolab.hardware.fluidics import Geometry, conditions_from_rates
@@ -264,14 +267,15 @@ class VirtualReactor:
         if feed is not None and (not self.products or not _same(self.products[-1].conditions,
                                                                  feed)):
             self.products.append(Product(feed, np.zeros(len(times))))
-        for prod in self.products:
-            inlet = 1.0 if (feed is not None and prod is self.products[-1]) else 0.0
-            if q_core <= 0:  # only the shell stage flows: tracer moves within it
-                prod.tanks[g.n_core_tanks:] = washout(
-                    np.concatenate([[0.0], prod.tanks[g.n_core_tanks:]]),
-                    np.concatenate([[big], times[g.n_core_tanks:]]), dt, 0.0)[1:]
-            else:
-                prod.tanks = washout(prod.tanks, times, dt, inlet)
+        with _one_blas_thread():
+            for prod in self.products:
+                inlet = 1.0 if (feed is not None and prod is self.products[-1]) else 0.0
+                if q_core <= 0:  # only the shell stage flows: tracer moves within it
+                    prod.tanks[g.n_core_tanks:] = washout(
+                        np.concatenate([[0.0], prod.tanks[g.n_core_tanks:]]),
+                        np.concatenate([[big], times[g.n_core_tanks:]]), dt, 0.0)[1:]
+                else:
+                    prod.tanks = washout(prod.tanks, times, dt, inlet)
         self.products = [p for p in self.products if p.tanks.max() > 1e-4
                          or p is self.products[-1]][-4:]
 
@@ -323,6 +327,23 @@ class VirtualReactor:
         return read_frame(signal, self.rng, dark_offset=det.dark_offset_counts,
                           read_noise=det.read_noise_counts, gain=det.gain_counts_per_electron,
                           full_scale=det.full_scale_counts, shot_noise=cfg.noise.shot_noise)
+
+
+@functools.cache
+def _blas() -> ThreadpoolController:
+    return ThreadpoolController()
+
+
+def _one_blas_thread() -> contextlib.AbstractContextManager[object]:
+    """BLAS on one thread while the emulators wash the tanks (``scipy.linalg.expm``).
+
+    SciPy's OpenBLAS runs even an 8x8 ``expm`` on all its threads; on 2 cores shared with other
+    work that took 37 ms a call instead of 0.08 ms, and every emulator waits for the reactor
+    while it runs, so replies came late enough to time out. The reactor's lock serializes
+    these calls, so the limit is never entered twice at once.
+    """
+    limit: contextlib.AbstractContextManager[object] = _blas().limit(limits=1, user_api="blas")
+    return limit
 
 
 def _same(a: Conditions | None, b: Conditions) -> bool:
