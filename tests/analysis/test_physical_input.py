@@ -125,3 +125,23 @@ def test_physical_qy_clips_within_noise_and_refuses_beyond(qy, err):
         assert not bad[0]
         assert out[0] == pytest.approx(min(max(qy, 0.0), 1.0))
         assert out_err[0] == err
+
+
+@FAST
+@given(name=st.sampled_from(("bin_nm", "exciton_smooth_nm", "exciton_max_smooth_nm",
+                             "qy_range_sigma", "min_snr")),
+       value=st.one_of(st.floats(max_value=-1e-9), st.just(float("nan")), st.just(1 + 2j)))
+def test_bad_analyzer_settings_are_a_config_error_naming_the_field(name, value):
+    from autolab.analysis import AnalyzerSettings
+    from autolab.exceptions import ConfigError
+
+    with pytest.raises(ConfigError, match=f"AnalyzerSettings.{name}"):
+        AnalyzerSettings(**{name: value})
+
+
+def test_zero_width_settings_are_refused():
+    from autolab.analysis import AnalyzerSettings
+    from autolab.exceptions import ConfigError
+
+    with pytest.raises(ConfigError, match="exciton_max_smooth_nm: expected a positive width"):
+        AnalyzerSettings(exciton_max_smooth_nm=0.0)
