@@ -105,9 +105,9 @@ class VirtualLab:
         """The devices file of this lab (ports = the ptys).
 
         The defaults allow for a busy host, since the emulators share its CPUs with everything
-        else: on 2 loaded cores (load average 17) a supervisor round took up to 5 s and an
-        emulator thread could be starved for about a second. Hence a 10-s Safe-mode timeout and
-        one more retry than a real rig needs; a retry costs nothing unless a reply is late.
+        else: on 2 cores at load average 20-27 a supervisor round takes about 0.1 s, but single
+        replies were seen to come a second late. Hence a 10-s Safe-mode timeout and one more
+        retry than a real rig needs; a retry costs nothing unless a reply is late.
         """
         # the spectrometer integrates and the controllers share a bus: longer reply timeouts
         slow = {"spectrometer": 4.0, "heaters": 3.0}

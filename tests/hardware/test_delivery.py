@@ -344,3 +344,23 @@ def test_every_kind_of_mismatch_is_found_by_the_monitor(
             assert monitor.poll("zinc") is None
     finally:
         rig.close()
+
+
+def test_a_reset_acknowledged_by_the_procedures_own_stop_trips_at_once(lab: VirtualLab) -> None:
+    """The procedure, not the supervisor, meets the R: still a trip, not a delivery fault."""
+    rig = Rig.open(lab.devices_config())
+    try:
+        rig.pumps["zinc"].connect()
+        monitor = DeliveryMonitor(rig.pumps, wall_lab_min(SCALE))
+        tripped: list[str] = []
+        monitor.on_trip = lambda f: tripped.append(f.reason)
+        monitor.start("zinc", 1.0)
+        lab.pumps.power_cycle("pump_zinc")
+        finding = monitor.stop("zinc")
+        assert finding is not None and finding.reason == "pump_power_cycle" and finding.trip
+        assert tripped == ["pump_power_cycle"] and monitor.locked_out
+        assert monitor.take_faults() == []  # not an (invalidating) delivery fault
+        with pytest.raises(Exception, match="start refused"):
+            monitor.start("zinc", 1.0)
+    finally:
+        rig.close()
