@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from autolab.benchmarking.execution import Progress, run_local, run_ray
+from autolab.benchmarking.execution import Progress, preflight_ray, run_local, run_ray
 from autolab.benchmarking.family import Member
 from autolab.benchmarking.problem import Problem, Reachable, best_reachable_many
 from autolab.benchmarking.provenance import atomic_write_text, provenance
@@ -206,6 +206,8 @@ def run_benchmark(spec: BenchmarkSpec, *, workers: int = 1, ray_address: str | N
     Raises:
         ConfigError: Ray requested but not installed or not reachable, or ``workers < 1``.
     """
+    if ray_address is not None:
+        preflight_ray(ray_address)  # before minutes of dense search, not after
     t0 = time.perf_counter()
     prov = provenance(command)
     folder = None if out_dir is None else Path(out_dir)

@@ -37,6 +37,11 @@ START_HINT = ("start one with 'ray start --head --num-cpus N' (then run with --r
               "Ray for this run (or --workers N for a local process pool)")
 
 
+AUTH_HINT = ("the cluster refused this machine's Ray token: copy the head's token ('ray "
+             "get-auth-token' there) to ~/.ray/auth_token here or set RAY_AUTH_TOKEN, or set "
+             "RAY_AUTH_MODE=disabled on every node of a trusted private network")
+
+
 def _worker_init() -> None:
     """One BLAS/torch thread per worker: cells are the unit of parallelism."""
     os.environ["OMP_NUM_THREADS"] = "1"
@@ -90,6 +95,23 @@ def _import_ray() -> Any:
     return ray
 
 
+def preflight_ray(address: str) -> None:
+    """Check a ``--ray`` address before any work (seconds, not after the dense search).
+
+    Ray must be installed, the address well formed, and a cluster must answer there (``auto``,
+    ``HOST:PORT``); ``local`` needs only Ray.
+
+    Raises:
+        ConfigError: What is wrong and how to fix it.
+    """
+    if address not in ("auto", "local") and not _ADDRESS.match(address):
+        raise ConfigError(f"--ray {address!r}: expected 'auto', 'local', HOST:PORT or "
+                          "ray://HOST:PORT (e.g. --ray 10.0.0.5:6379)")
+    ray = _import_ray()
+    if address != "local" and not ray.is_initialized():
+        _check_reachable(ray, address)
+
+
 @contextmanager
 def connect_ray(address: str, num_cpus: int | None = None) -> Iterator[Any]:
     """A Ray connection for the run (see the module docstring for the address forms).
@@ -106,9 +128,7 @@ def connect_ray(address: str, num_cpus: int | None = None) -> Iterator[Any]:
         ConfigError: Ray is not installed, the address is malformed, no cluster runs (``auto``),
             or the cluster at the address cannot be joined; each says what to do.
     """
-    if address not in ("auto", "local") and not _ADDRESS.match(address):
-        raise ConfigError(f"--ray {address!r}: expected 'auto', 'local', HOST:PORT or "
-                          "ray://HOST:PORT (e.g. --ray 10.0.0.5:6379)")
+    preflight_ray(address)
     ray = _import_ray()
     if ray.is_initialized():
         yield ray
@@ -119,18 +139,46 @@ def connect_ray(address: str, num_cpus: int | None = None) -> Iterator[Any]:
         if address == "local":
             ray.init(address="local", num_cpus=num_cpus, **kwargs)
         else:
-            _check_reachable(ray, address)
+            _token_auth_if_available()
             ray.init(address=address, **kwargs)
     except ConfigError:
         raise
     except (ConnectionError, RuntimeError, ValueError, TimeoutError) as err:
         where = ("no running Ray cluster was found on this machine" if address == "auto"
                  else f"could not join the Ray cluster at {address}")
-        raise ConfigError(f"--ray {address}: {where} ({_first_line(err)}); {START_HINT}") from err
+        raise ConfigError(f"--ray {address}: {where} ({_first_line(err)}); "
+                          f"{AUTH_HINT if _is_auth_error(err) else START_HINT}") from err
     try:
         yield ray
     finally:
         ray.shutdown()
+
+
+def _token_auth_if_available() -> None:
+    """Join with token authentication when this machine has a Ray token and no mode is set.
+
+    ``ray start --head`` (Ray >= 2.5x) turns token authentication on and writes the token to
+    ``~/.ray/auth_token``; a driver that does not send it is refused after a long retry loop.
+    An explicit ``RAY_AUTH_MODE`` (e.g. ``disabled`` on a trusted network) is respected.
+    """
+    if "RAY_AUTH_MODE" in os.environ:
+        return
+    try:
+        from ray._private.authentication.authentication_token_setup import (  # noqa: PLC0415
+            maybe_enable_token_auth_if_token_available,
+        )
+    except ImportError:  # a Ray without token authentication: nothing to do
+        return
+    maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
+
+
+def _is_auth_error(err: BaseException) -> bool:
+    chain: BaseException | None = err
+    while chain is not None:
+        if "Auth" in type(chain).__name__ or "InvalidAuthToken" in str(chain):
+            return True
+        chain = chain.__cause__ or chain.__context__
+    return False
 
 
 def _first_line(err: BaseException) -> str:

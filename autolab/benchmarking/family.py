@@ -622,3 +622,58 @@ def family(kinds: Sequence[MemberKind] = MEMBER_KINDS, per_kind: int = 4,
     """
     first = 0 if split == "design" else HELDOUT_SEED_BASE
     return [draw_member(k, first + i, base) for k in kinds for i in range(per_kind)]
+
+
+# --------------------------------------------------------------------------------- spread
+#: The calibrated twin's 550-nm neighbourhood (seed-paper conditions with Cl:I 4.9): the PL of
+#: every member here shows how far the family moves the emission.
+NOMINAL_550: dict[str, float] = {"t_core_c": 180.0, "tau_core_min": 13.0, "t_shell_c": 290.0,
+                                 "tau_shell_min": 15.0, "cl_to_i": 4.9, "s_to_zn": 2.0,
+                                 "p_to_in": 3.6}
+
+
+@dataclass(frozen=True)
+class MemberSpread:
+    """How one member differs from the calibrated twin.
+
+    Attributes:
+        name: Member name.
+        pl_at_nominal_550_nm: Noise-free PL at :data:`NOMINAL_550`.
+        qy_at_nominal_550: Noise-free QY there.
+        pl_range_nm: 1st and 99th percentile of the PL over the box (points that do not fail).
+        best_qy: Best noise-free QY over the box.
+        best_qy_unit: Where it lies, unit-cube coordinates of the searched conditions.
+        fail_share: Share of the box where an experiment fails at least half the time.
+    """
+
+    name: str
+    pl_at_nominal_550_nm: float
+    qy_at_nominal_550: float
+    pl_range_nm: tuple[float, float]
+    best_qy: float
+    best_qy_unit: tuple[float, ...]
+    fail_share: float
+
+
+def member_spread(member: Member, unit: FloatArray, x: FloatArray, names: Sequence[str],
+                  fixed: Mapping[str, float]) -> MemberSpread:
+    """One member's :class:`MemberSpread` on a shared sample of the box.
+
+    Args:
+        member: The member.
+        unit: Unit-cube sample ``(n, len(names))``.
+        x: The same points in physical units.
+        names: Searched conditions.
+        fixed: Fixed conditions.
+    """
+    nominal = np.array([[NOMINAL_550[n] for n in names]])
+    at = member.truth_points(nominal, names, {**fixed, "p_to_in": NOMINAL_550["p_to_in"]})
+    t = member.truth_points(x, names, fixed)
+    ok = t.p_fail < 0.5
+    best = int(np.argmax(np.where(ok, t.qy, -1.0)))
+    lo, hi = np.percentile(t.pl_peak_nm[ok], [1, 99])
+    return MemberSpread(name=member.name, pl_at_nominal_550_nm=float(at.pl_peak_nm[0]),
+                        qy_at_nominal_550=float(at.qy[0]), pl_range_nm=(float(lo), float(hi)),
+                        best_qy=float(t.qy[best]),
+                        best_qy_unit=tuple(float(v) for v in unit[best]),
+                        fail_share=float(1.0 - ok.mean()))

@@ -29,6 +29,7 @@ import math
 import os
 import platform
 import shutil
+import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -332,4 +333,13 @@ def _result(job: Job, steps: list[Step], stop_reason: str, wall_s: float) -> Run
         experiments=len(steps), failed=sum(s.failed for s in steps),
         best_true_qy_in_band=max((s.true_qy for s in steps if s.in_band), default=0.0),
         ask_s_total=sum(s.ask_s for s in steps), wall_s=wall_s, stop_reason=stop_reason,
-        worker=f"{platform.node()}:{os.getpid()}", steps=tuple(steps))
+        worker=_worker_label(), steps=tuple(steps))
+
+
+def _worker_label() -> str:
+    """``host:pid``, plus the Ray node id when the cell runs as a Ray task."""
+    label = f"{platform.node()}:{os.getpid()}"
+    ray: Any = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        label += f":node={ray.get_runtime_context().get_node_id()[:12]}"
+    return label

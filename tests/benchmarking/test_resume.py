@@ -1,0 +1,75 @@
+"""A benchmark killed halfway (a real SIGKILL) and started again runs only the missing cells."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).parents[2]
+SPEC: dict[str, Any] = {
+    "name": "resume",
+    "strategies": ["random", "sobol"],
+    "seeds": 10,
+    "targets": [{"pl_peak_nm": 560, "tolerance_nm": 15}],
+    "budget": 4,
+    "success": {"qy_fraction": 0.2},
+    "dense_search": {"sobol_log2": 9, "polish": 1},
+}
+CELLS = 20
+
+
+def _command(spec: Path, out: Path) -> list[str]:
+    return [sys.executable, "-m", "autolab.benchmarking.cli", str(spec), "--workers", "1",
+            "--out", str(out), "--no-tracking"]
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "MPLBACKEND": "Agg"}
+
+
+def _trajectories(out: Path) -> dict[str, Any]:
+    doc = json.loads((out / "results.json").read_text())
+    return {f"{r['strategy']}-{r['seed']}": [(s["true_pl_nm"], s["true_qy"], s["failed"])
+                                             for s in r["steps"]] for r in doc["runs"]}
+
+
+def test_sigkill_halfway_then_rerun_runs_only_missing_cells(tmp_path: Path) -> None:
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump(SPEC), encoding="utf-8")
+    out = tmp_path / "out"
+    proc = subprocess.Popen(_command(spec, out), cwd=REPO, env=_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    cells = out / "cells"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and len(list(cells.glob("*.json"))) < 3:
+        assert proc.poll() is None, "the benchmark ended before it could be killed"
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    written = sorted(cells.glob("*.json"))
+    assert 3 <= len(written) < CELLS
+    for path in written:  # atomic writes: every file there is whole
+        assert json.loads(path.read_text())["result"]["strategy"] in ("random", "sobol")
+    assert not (out / "results.json").exists()
+
+    again = subprocess.run(_command(spec, out), cwd=REPO, env=_env(), capture_output=True,
+                           text=True, timeout=600, check=False)
+    assert again.returncode == 0, again.stderr
+    text = " ".join(again.stdout.split())
+    assert f"{CELLS} cells ({len(written)} restored" in text
+    assert f"{CELLS - len(written)} to run" in text
+    assert len(list(cells.glob("*.json"))) == CELLS
+
+    clean = tmp_path / "clean"
+    whole = subprocess.run(_command(spec, clean), cwd=REPO, env=_env(), capture_output=True,
+                           text=True, timeout=600, check=False)
+    assert whole.returncode == 0, whole.stderr
+    assert _trajectories(out) == _trajectories(clean)
