@@ -23,6 +23,24 @@ score units, far more than any realistic gain from the other terms, so the optim
 into the band, then trades the rest. :func:`qd_objective` encodes "550 nm ± 2, bright, then
 narrow": QY scale 0.1 (weight 1: +10 % QY = +1), FWHM scale 10 nm (weight 0.5: -10 nm = +0.5).
 
+The target is a specification
+-----------------------------
+A chemist who asks for 550 ± 2 nm wants 550 ± 2 nm, so the score alone never decides "best":
+
+* **Ranking measured experiments** (:meth:`ObjectiveSpec.rank_key`, used for "best so far", the
+  reported best and the optimizer's ``best()``): in-band experiments (every :class:`Target`
+  band holds) rank before any out-of-band one whatever their scores, then feasible (outcome
+  constraints hold) before infeasible, then by score. A brighter 547.8 nm never beats an in-band
+  549.6 nm. An experiment that is neither in band nor feasible is never "best".
+* **Choosing the next experiment** (``autolab.optimizer.acquisition.BandFirstLogEI``): the band
+  is a feasibility term, not a part of the improvement: ``log P(every band) + log P(every
+  outcome constraint) + log P(no failure) + log EI`` of the *other* terms (the score without the
+  target terms), measured against the best in-band experiment's model value. Targets' weights
+  play no part there.
+* **Per-term record**: :meth:`ObjectiveSpec.score_terms` breaks each experiment's score into its
+  terms, and :meth:`ObjectiveSpec.target_status` gives in-band and distance per target, for the
+  journal and MLflow.
+
 Outcome constraints (``qy >= 0.3``) are *not* part of the score. The optimizer models them and
 weights its acquisition by the probability that they hold; :meth:`ObjectiveSpec.is_feasible`
 applies them to measured values, and "best so far" only counts feasible experiments.

@@ -152,12 +152,14 @@ class BandFirstLogEI(AcquisitionFunction):
         has_feasibility: The model's last output is the feasibility GP.
         radius: Pending-point exclusion radius, unit-cube units.
         X_pending: Pending points ``(p, d)`` or ``None``.
+        band_weight: Exponent of the band probability (``BotorchSettings.band_weight``).
     """
 
     def __init__(self, model: Model, spec: ObjectiveSpec, incumbent: float | None, *,
                  has_feasibility: bool, radius: float = 0.1,
-                 X_pending: Tensor | None = None) -> None:
+                 X_pending: Tensor | None = None, band_weight: float = 1.0) -> None:
         super().__init__(model=model)
+        self.band_weight = band_weight
         self.spec = spec
         self.incumbent = incumbent
         self.has_feasibility = has_feasibility
@@ -202,7 +204,9 @@ class BandFirstLogEI(AcquisitionFunction):
         if X.shape[-2] != 1:
             raise ValueError(f"BandFirstLogEI scores one point per batch, got q={X.shape[-2]}")
         x = X.squeeze(-2)
-        total = torch.stack(list(self.log_terms(x).values()), dim=0).sum(dim=0)
+        terms = self.log_terms(x)
+        terms["band"] = self.band_weight * terms["band"]
+        total = torch.stack(list(terms.values()), dim=0).sum(dim=0)
         pending = getattr(self, "X_pending", None)
         if pending is not None and pending.shape[0] > 0:
             d2 = ((x.unsqueeze(-2) - pending) ** 2).sum(-1) / self.radius**2
@@ -244,6 +248,7 @@ def build_acquisition(
     feasible_utilities: Tensor | None = None,
     incumbent: float | None = None,
     radius: float = 0.1,
+    band_weight: float = 1.0,
 ) -> AcquisitionFunction:
     """The acquisition function for the spec's mode.
 
@@ -259,6 +264,7 @@ def build_acquisition(
             inferred reference point (falls back to all successes' if empty).
         incumbent: Scalar mode: the rest value to improve on (:class:`BandFirstLogEI`).
         radius: Scalar mode: pending-point exclusion radius, unit-cube units.
+        band_weight: Scalar mode: exponent of the band probability.
 
     Returns:
         A BoTorch acquisition function to maximize over ``q x d`` candidates.
@@ -266,7 +272,7 @@ def build_acquisition(
     m = len(spec.outcome_names)
     if spec.mode == "scalar":
         return BandFirstLogEI(model, spec, incumbent, has_feasibility=has_feasibility,
-                              radius=radius, X_pending=X_pending)
+                              radius=radius, X_pending=X_pending, band_weight=band_weight)
 
     def utilities(Z: Tensor, X: Tensor | None = None) -> Tensor:
         return spec.utilities_tensor(Z[..., :m])

@@ -23,7 +23,7 @@ import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 import numpy as np
@@ -45,7 +45,7 @@ from autolab.optimizer.acquisition import (
 )
 from autolab.optimizer.base import BaseOptimizer, derive_seed, resolve_device
 from autolab.optimizer.design import feasible_mask, random_design, sobol_design
-from autolab.optimizer.forecast import Forecast, compute_forecast
+from autolab.optimizer.forecast import Forecast, Reading, compute_forecast, repeat_advice
 from autolab.optimizer.models import build_model_list, hyperparameters
 from autolab.optimizer.prior import OutcomePrior, PriorSurrogate, check_prior, prior_best
 from autolab.optimizer.settings import BotorchSettings
@@ -260,6 +260,7 @@ class BotorchOptimizer(BaseOptimizer):
                 mc_samples=self.settings.mc_samples, seed=seed, feasible_utilities=feas_util,
                 incumbent=incumbent_rest(spec, model, data.X_ok, data.in_band_ok),
                 radius=PENDING_RADIUS * mean_lengthscale(model, len(spec.outcome_names)),
+                band_weight=self.settings.band_weight,
             )
             cand = self._maximize(acqf, n, seed, data.X_ok)
             self.last_predictions = self._predict(model, cand)
@@ -327,10 +328,35 @@ class BotorchOptimizer(BaseOptimizer):
                 best_row = next(i for i, o in enumerate(ok_rows) if o is best)
             incumbent = (incumbent_rest(self.objective, model, data.X_ok, data.in_band_ok)
                          if bool(data.in_band_ok.any()) else None)
-            return compute_forecast(self.objective, mean, sd, best_row=best_row,
-                                    best_index=best_index, incumbent=incumbent,
-                                    thresholds=thresholds, qy_fraction=qy_fraction,
-                                    improve_by=improve_by)
+            fc = compute_forecast(self.objective, mean, sd, best_row=best_row,
+                                  best_index=best_index, incumbent=incumbent,
+                                  thresholds=thresholds, qy_fraction=qy_fraction,
+                                  improve_by=improve_by)
+            advice = self._repeat_advice(sd[: data.X_ok.shape[0]])
+        return replace(fc, repeat_index=advice[0], repeat_reason=advice[1])
+
+    def _repeat_advice(self, post_sd: torch.Tensor) -> tuple[int | None, str]:
+        """:func:`~autolab.optimizer.forecast.repeat_advice` for the best and runner-up.
+
+        Args:
+            post_sd: Posterior sd of the latent outcomes at the successes (reused first).
+        """
+        ok_rows = [o for o in (*self._reused, *self._observations) if not o.failed]
+        names = self.objective.outcome_names
+        readings = []
+        for row, o in enumerate(ok_rows):
+            if o.reused or not o.in_band or o.outcomes is None:
+                continue
+            index = next(i for i, q in enumerate(self._observations) if q is o)
+            readings.append(Reading(index=index, outcomes=o.outcomes,
+                                    sigma=o.outcome_sd or {},
+                                    post_sd={n: float(post_sd[row, k])
+                                             for k, n in enumerate(names)}))
+        if not readings:
+            return None, ""
+        readings.sort(key=lambda r: self.objective.rank_key(r.outcomes), reverse=True)
+        return repeat_advice(self.objective, readings[0],
+                             readings[1] if len(readings) > 1 else None)
 
     def _maximize(self, acqf: AcquisitionFunction, n: int, seed: int,
                   anchors: torch.Tensor) -> torch.Tensor:

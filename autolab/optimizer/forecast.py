@@ -19,6 +19,15 @@ After every experiment a campaign asks the model two questions (issue 8 §5):
   over the best in-band experiment: "further experiments are unlikely to improve by more than a
   stated amount" is ``p_improve`` small.
 
+* ``repeat_index``: repeat a measurement when noise, not the model, limits the decision. The
+  rule (:func:`repeat_advice`): take the best experiment ``b`` (in band) and the deciding
+  margins, i.e. how far its measured value sits inside each band edge, and by how much its
+  measured rest (QY, ...) leads the in-band runner-up. Repeat ``b`` when a margin is smaller
+  than twice the posterior sd of the latent value there (the decision is uncertain) *and* that
+  posterior sd is at least half the stated measurement sigma (the uncertainty is the reading's
+  own noise, which a repeat halves; a model that already averaged neighbours would not gain
+  from it). ``None`` when no sigma was stated or nothing is in band.
+
 Thresholds: explicit ones (``thresholds={"qy": 0.35}``), else for each maximized outcome
 ``qy_fraction`` (default 0.9, the benchmarks' "good hit") of the best posterior mean among the
 candidates that are more likely in band than not (falling back to all candidates).
@@ -61,6 +70,8 @@ class Forecast:
         improve_by: The improvement asked about, score units of the non-target terms.
         thresholds: Outcome -> threshold used for "good" (minimum for a maximized outcome,
             maximum for a minimized one).
+        repeat_index: Told experiment worth measuring again (module docs), or ``None``.
+        repeat_reason: Why, in words (empty when ``repeat_index`` is ``None``).
     """
 
     p_spec_met: float
@@ -70,6 +81,8 @@ class Forecast:
     p_improve: float
     improve_by: float
     thresholds: dict[str, float]
+    repeat_index: int | None = None
+    repeat_reason: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-compatible (for the journal and MLflow metrics)."""
@@ -177,3 +190,52 @@ def _p_improve(spec: ObjectiveSpec, mean: Tensor, sd: Tensor, incumbent: float |
     var = torch.as_tensor(sum(c**2 * sd[..., k] ** 2 for k, c in rest))
     z = (mu - incumbent - improve_by) / var.clamp_min(MIN_SD**2).sqrt()
     return float((band + log_ndtr(z)).exp().max())
+
+
+@dataclass(frozen=True)
+class Reading:
+    """One in-band experiment as :func:`repeat_advice` sees it.
+
+    Attributes:
+        index: Index among the told experiments.
+        outcomes: Measured outcomes.
+        sigma: Stated 1-sigma per outcome (may be empty).
+        post_sd: Posterior sd of the latent outcomes at its conditions.
+    """
+
+    index: int
+    outcomes: Mapping[str, float]
+    sigma: Mapping[str, float]
+    post_sd: Mapping[str, float]
+
+
+def repeat_advice(spec: ObjectiveSpec, best: Reading,
+                  runner_up: Reading | None) -> tuple[int | None, str]:
+    """Whether to measure the best experiment again (module docs); ``(index or None, reason)``."""
+    for term in spec.terms:
+        if not isinstance(term, Target):
+            continue
+        name = term.outcome
+        margin = term.tolerance - abs(best.outcomes[name] - term.value)
+        if _noise_limited(name, margin, best):
+            return best.index, (f"{name} {best.outcomes[name]:.4g} is {margin:.3g} inside the "
+                                f"band edge, within 2 posterior sd ({best.post_sd[name]:.3g}) "
+                                f"that the reading's noise ({best.sigma[name]:.3g}) dominates")
+    if runner_up is None:
+        return None, ""
+    for k, coef in rest_coefficients(spec):
+        name = spec.outcome_names[k]
+        gap = coef * (best.outcomes[name] - runner_up.outcomes[name])
+        if _noise_limited(name, gap / abs(coef), best):
+            return best.index, (f"{name} leads experiment {runner_up.index} by only "
+                                f"{gap / abs(coef):.3g}, within 2 posterior sd "
+                                f"({best.post_sd[name]:.3g}) that the reading's noise "
+                                f"({best.sigma[name]:.3g}) dominates")
+    return None, ""
+
+
+def _noise_limited(name: str, margin: float, best: Reading) -> bool:
+    if name not in best.sigma:
+        return False
+    sd = best.post_sd[name]
+    return margin < 2.0 * sd and sd >= 0.5 * best.sigma[name]

@@ -53,6 +53,10 @@ class BotorchSettings(BaseModel):
         known_noise: Use the 1-sigma uncertainties told with the outcomes (``outcome_sd``) as
             known observation noise of the GPs, plus a learned extra noise for what they miss.
             Without any stated uncertainty the noise is learned, as before.
+        band_weight: Exponent of the band probability in the acquisition
+            (``band_weight * log P(band)``). 1 is the plain probability; smaller values temper
+            it, so that the search leaves the places where the peak is already known for
+            brighter regions whose peak is less certain.
         prior: ``"twin"``: the digital twin's noise-free response is the GPs' prior mean, with a
             learned weight and offset, and the GPs model the reactor's discrepancy from it
             (``autolab.prior.twin_prior`` builds it; the optimizer gets it as
@@ -72,6 +76,7 @@ class BotorchSettings(BaseModel):
     cpu_threads: int = Field(default=1, ge=1, le=256)
     known_noise: bool = True
     prior: Literal["none", "twin"] = "none"
+    band_weight: float = Field(default=1.0, gt=0.0, le=1.0)
 
 
 class RandomSettings(BaseModel):

@@ -13,7 +13,7 @@ from scipy.optimize import minimize
 from autolab.exceptions import OptimizerError
 from autolab.optimizer import BotorchOptimizer
 from autolab.optimizer.acquisition import BandFirstLogEI, build_acquisition, incumbent_rest
-from autolab.optimizer.forecast import Forecast
+from autolab.optimizer.forecast import Forecast, Reading, repeat_advice
 
 from .problems import FAST, peak_problem, space_2d, target_objective
 
@@ -177,3 +177,29 @@ def test_reused_same_reactor_data_start_the_model_at_once() -> None:
     again = BotorchOptimizer.from_state(state)
     assert again.reused == second.reused and again.observations == second.observations
     assert again.ask(1) == second.ask(1)
+
+
+def test_repeat_a_measurement_only_when_its_noise_limits_the_decision() -> None:
+    obj = target_objective()
+    near_edge = Reading(index=4, outcomes={"pl_peak_nm": 551.8, "qy": 0.40},
+                        sigma={"pl_peak_nm": 0.3, "qy": 0.01},
+                        post_sd={"pl_peak_nm": 0.25, "qy": 0.01})
+    index, reason = repeat_advice(obj, near_edge, None)
+    assert index == 4 and "band edge" in reason
+    # Same margin, but the model has averaged the noise away (posterior sd << sigma): no repeat.
+    averaged = Reading(index=4, outcomes=near_edge.outcomes, sigma=near_edge.sigma,
+                       post_sd={"pl_peak_nm": 0.05, "qy": 0.002})
+    assert repeat_advice(obj, averaged, None) == (None, "")
+    centred = Reading(index=5, outcomes={"pl_peak_nm": 550.1, "qy": 0.40},
+                      sigma={"pl_peak_nm": 0.3, "qy": 0.02}, post_sd={"pl_peak_nm": 0.25,
+                                                                      "qy": 0.02})
+    runner_up = Reading(index=2, outcomes={"pl_peak_nm": 549.0, "qy": 0.39},
+                        sigma={"pl_peak_nm": 0.3, "qy": 0.02}, post_sd={"pl_peak_nm": 0.25,
+                                                                        "qy": 0.02})
+    index, reason = repeat_advice(obj, centred, runner_up)
+    assert index == 5 and "leads experiment 2" in reason
+    clear_lead = Reading(index=2, outcomes={"pl_peak_nm": 549.0, "qy": 0.20},
+                         sigma=runner_up.sigma, post_sd=runner_up.post_sd)
+    assert repeat_advice(obj, centred, clear_lead) == (None, "")
+    unstated = Reading(index=4, outcomes=near_edge.outcomes, sigma={}, post_sd=near_edge.post_sd)
+    assert repeat_advice(obj, unstated, None) == (None, "")
