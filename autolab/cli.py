@@ -260,7 +260,11 @@ def load_for_run(file: Path, overrides: dict[str, Any] | None = None) -> Campaig
     if cfg.executor.kind == "cstr" and cfg.executor.devices is not None:
         from autolab.hardware.devices import load_devices
 
-        load_devices(cfg.executor.devices)
+        try:
+            load_devices(cfg.executor.devices)
+        except ConfigError as err:
+            raise ConfigError(f"{file}: executor.devices: {err} (for the emulated rig, "
+                              "'autolab lab up' writes this file)") from err
     return cfg
 
 
