@@ -38,7 +38,7 @@ from numpy.typing import NDArray
 
 from autolab.analysis import steady_state
 from autolab.exceptions import DeviceFault, HardwareError, SafetyTrip
-from autolab.hardware.delivery import DeliveryMonitor, PumpFinding
+from autolab.hardware.delivery import DeliveryMonitor, DeliveryTolerance, PumpFinding
 from autolab.hardware.devices import DevicesConfig, load_devices
 from autolab.hardware.fluidics import REAGENT_ROLES, flow_setpoints
 from autolab.hardware.limits import check_setpoint
@@ -101,7 +101,9 @@ class CSTRExecutor:
             raise
         g = devices.geometry
         flush_ml = (g.n_core_tanks + g.n_shell_tanks) * g.tank_volume_ml
-        self.monitor = DeliveryMonitor(self.rig.pumps, lambda: self.lab_clock_h * 60.0)
+        self.monitor = DeliveryMonitor(
+            self.rig.pumps, lambda: self.lab_clock_h * 60.0,
+            tolerance=DeliveryTolerance(devices.delivery.rel, devices.delivery.abs_ml))
         self.shutdown = Shutdown(self.rig, self.sleep_lab_s, flush_ml=flush_ml,
                                  flush_rate_ml_min=flush_ml / 20.0,
                                  on_start=self.monitor.lock_out)

@@ -93,6 +93,22 @@ class DeviceSpec(BaseModel):
     limits: Limits = Field(default_factory=Limits)
 
 
+class DeliverySpec(BaseModel):
+    """Delivery tolerance: how far a dispensed volume may stray from rate × time.
+
+    Beyond it the experiment is invalid (see :mod:`autolab.hardware.delivery`).
+
+    Attributes:
+        rel: Relative part (syringe bore tolerance, pump accuracy, margin).
+        abs_ml: Absolute part, mL (``DIS`` resolution, start-up backlash).
+    """
+
+    model_config = _FROZEN
+
+    rel: float = Field(default=0.10, gt=0, lt=1)
+    abs_ml: float = Field(default=0.02, ge=0, le=10)
+
+
 class DevicesConfig(BaseModel):
     """A whole devices file."""
 
@@ -105,6 +121,7 @@ class DevicesConfig(BaseModel):
     ambient_c: float = Field(default=25.0)
     safe_temperature_c: float = Field(default=60.0, gt=0, le=150,
                                       description="Blocks below this count as cool, °C.")
+    delivery: DeliverySpec = Field(default_factory=DeliverySpec)
 
     @model_validator(mode="after")
     def _check_graph(self) -> DevicesConfig:

@@ -24,6 +24,7 @@ from autolab.hardware.delivery import (
     check_delivery,
     wall_lab_min,
 )
+from autolab.hardware.devices import parse_devices
 from autolab.hardware.protocols import newera
 from autolab.hardware.rig import Rig
 from autolab.hardware.safety import ShutdownReport, ShutdownStep
@@ -364,3 +365,16 @@ def test_a_reset_acknowledged_by_the_procedures_own_stop_trips_at_once(lab: Virt
             monitor.start("zinc", 1.0)
     finally:
         rig.close()
+
+
+def test_the_delivery_tolerance_comes_from_the_devices_file(lab: VirtualLab) -> None:
+    data = lab.devices_config().model_dump(mode="json")
+    data["delivery"] = {"rel": 0.05, "abs_ml": 0.01}
+    ex = CSTRExecutor(parse_devices(data), install_signal_handlers=False)
+    try:
+        assert ex.monitor.tolerance == DeliveryTolerance(rel=0.05, abs_ml=0.01)
+    finally:
+        ex.close()
+    data["delivery"] = {"rel": 1.5}
+    with pytest.raises(Exception, match=r"delivery\.rel"):
+        parse_devices(data)
