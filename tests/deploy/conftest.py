@@ -220,7 +220,10 @@ def mlflow_auth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Aut
     env.update({"MLFLOW_AUTH_CONFIG_PATH": str(root / "basic_auth.ini"),
                 "MLFLOW_AUTH_ADMIN_USERNAME": "admin",
                 "MLFLOW_AUTH_ADMIN_PASSWORD": admin_password,
-                "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_hex(32)})
+                "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_hex(32),
+                # no GenAI job runner (a dozen huey worker processes): it is not what is tested,
+                # and on a 2-core CI machine it triples the start-up time
+                "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
     log_path = root / "server.log"
     log = log_path.open("wb")
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=root, env=env,
