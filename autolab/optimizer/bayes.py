@@ -1,19 +1,28 @@
-"""The Bayesian optimizer: GP surrogates + qLogNEI / qLogNEHVI, behind the ask/tell API.
+"""The Bayesian optimizer: GP surrogates + a band-first acquisition, behind the ask/tell API.
 
 One :meth:`BotorchOptimizer.ask`:
 
-1. While fewer than ``n_init`` experiments are done or pending (or fewer than two succeeded), the
-   next points of a seeded, scrambled, constraint-filtered Sobol sequence.
-2. Otherwise: map conditions to the unit cube, fit one GP per outcome on the successes and (once
-   something failed) a feasibility GP on all experiments (:mod:`~autolab.optimizer.models`), build
-   the acquisition (:mod:`~autolab.optimizer.acquisition`) with pending points as ``X_pending``,
-   and maximize it with ``optimize_acqf`` (sequential greedy for batches): box-bounded L-BFGS-B
-   first, and only if a candidate violates the space's linear constraints again with them (SLSQP).
+1. With a prior (``outcome_prior=``) and nothing told yet: the prior's own best point
+   (:func:`~autolab.optimizer.prior.prior_best`). Otherwise, while fewer than ``n_init``
+   experiments are done or pending (reused successes count) or fewer than two succeeded (one
+   with a prior), the next points of a seeded, scrambled, constraint-filtered Sobol sequence.
+2. Otherwise: map conditions to the unit cube, fit one GP per outcome on the successes (reused
+   data from earlier campaigns on the same reactor included; stated 1-sigma as known noise; the
+   prior as a learned-weight mean) and (once something failed) a feasibility GP on all
+   experiments (:mod:`~autolab.optimizer.models`), build the acquisition
+   (:mod:`~autolab.optimizer.acquisition`: closed-form band-first log EI in scalar mode, qLogNEHVI
+   in Pareto mode), and maximize it with ``optimize_acqf`` (sequential greedy for batches, pending
+   points kept away): box-bounded L-BFGS-B first, and only if a candidate violates the space's
+   linear constraints again with them (SLSQP).
 
-Models are refit from scratch on every ask, and every random draw (Sobol scrambling, raw samples,
-quasi-MC base samples, fit restarts) is seeded from ``(seed, observations, pending)`` inside a
-forked torch RNG. A proposal is thus a pure function of settings, seed, data and pending points,
-and a fresh optimizer re-told the same journal proposes exactly what the original would have.
+:meth:`BotorchOptimizer.forecast` (:mod:`~autolab.optimizer.forecast`) reads the same fitted
+model after a ``tell``; the fit is cached, so the next ``ask`` does not fit again.
+
+Models are refit whenever the data change, and every random draw (Sobol scrambling, raw samples,
+quasi-MC base samples, fit restarts) is seeded from ``(seed, observations, pending, reused)``
+inside a forked torch RNG. A proposal is thus a pure function of settings, seed, data and pending
+points, and a fresh optimizer re-told the same journal (with its stated sigmas) proposes exactly
+what the original would have.
 """
 
 from __future__ import annotations
@@ -118,11 +127,6 @@ class BotorchOptimizer(BaseOptimizer):
         self._record: dict[str, Any] | None = None
         if outcome_prior is not None:
             check_prior(outcome_prior, space, objective)
-        if (self.settings.prior != "none") != (outcome_prior is not None):
-            raise OptimizerError(
-                f"settings.prior is {self.settings.prior!r} but "
-                + ("no outcome_prior was given (build one with autolab.prior.twin_prior)"
-                   if outcome_prior is None else "an outcome_prior was given; set prior: twin"))
         self._prior = outcome_prior
         self._prior_surrogate: PriorSurrogate | None = None
         self._fit_cache: tuple[Any, tuple[Any, _Data, bool, int]] | None = None
@@ -155,6 +159,12 @@ class BotorchOptimizer(BaseOptimizer):
         """
         t0 = time.perf_counter()
         checked = self._check_pending(n, pending)
+        if self.settings.prior != "none" and self._prior is None:
+            # Settings alone may be validated without the prior object (campaign files,
+            # benchmark specs); proposing without it would silently be a cold start.
+            raise OptimizerError(
+                f"settings.prior is {self.settings.prior!r} but no outcome_prior was given "
+                "(build one with autolab.prior.twin_prior)")
         n_done = len(self._observations)
         self.last_predictions = []
         first = self._prior_first(n, checked)

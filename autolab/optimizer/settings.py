@@ -39,7 +39,8 @@ class BotorchSettings(BaseModel):
             space-filling design once it has about one point per dimension.
         num_restarts: Starting points of the gradient-based acquisition optimization.
         raw_samples: Random candidates scored to choose those starting points.
-        mc_samples: Quasi-MC posterior samples per acquisition evaluation.
+        mc_samples: Quasi-MC posterior samples per acquisition evaluation (Pareto mode; the
+            scalar-mode acquisition is closed form).
         maxiter: Iteration cap of each acquisition optimization run (per restart: box-bounded
             L-BFGS-B, which is within noise of converged by 30; SLSQP when a linear constraint
             binds).
