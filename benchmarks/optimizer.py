@@ -29,11 +29,9 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 from autolab.benchmarking import (
     BenchmarkSpec,
     best_reachable_many,
-    make_jobs,
     problems,
-    summarize,
+    run_benchmark,
 )
-from autolab.benchmarking.execution import run_local
 from autolab.benchmarking.results import results_json, summary_markdown
 
 TARGET_NM, TOL_NM, QY_FRACTION = 550.0, 2.0, 0.9
@@ -97,17 +95,16 @@ def main() -> None:
 
     spec = make_spec(args.strategies.split(","), args.seeds, args.budget)
     t0 = time.perf_counter()
-    reachable = tuple(best_reachable_many(problems(spec), spec.dense_search.sobol_log2,
-                                          spec.dense_search.polish))
-    reach = reachable[0]
+    reach = best_reachable_many(problems(spec), spec.dense_search.sobol_log2,
+                                spec.dense_search.polish)[0]
     threshold = QY_FRACTION * reach.best_qy
     print(f"best noise-free QY within {TARGET_NM:g} ± {TOL_NM:g} nm: {reach.best_qy:.3f} at "
           + ", ".join(f"{k}={v:.4g}" for k, v in reach.conditions.items())
           + f"  (dense search {time.perf_counter() - t0:.0f} s); success needs QY >= "
             f"{threshold:.3f}")
-    results = run_local(make_jobs(spec, reachable), args.workers)
+    outcome = run_benchmark(spec, workers=args.workers)  # the campaign loop, as autolab benchmark
     print()
-    print(summary_markdown(summarize(results), args.budget))
+    print(summary_markdown(outcome))
     print(f"(experiments until success; a run that never succeeded counts as budget+1 = "
           f"{args.budget + 1}; load average {' '.join(f'{v:.2f}' for v in os.getloadavg())})")
     timing = {}
@@ -116,8 +113,7 @@ def main() -> None:
         print("\nBoTorch ask(1), median of 5, 1 torch thread: " + ", ".join(
             f"n={n}: {t:.2f} s" for n, t in timing.items()))
     if args.out:
-        doc = json.loads(results_json(spec.name, spec.model_dump(mode="json"), reachable,
-                                      results, {"workers": args.workers}))
+        doc = json.loads(results_json(outcome))
         doc["ask_seconds"] = timing
         with open(args.out, "w", encoding="utf-8") as fh:
             json.dump(doc, fh, indent=1)

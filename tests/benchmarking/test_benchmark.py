@@ -320,3 +320,33 @@ def test_ray_missing_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
 
     with pytest.raises(ConfigError, match=r"autolab\[ray\]"):
         run_ray([], "auto")
+
+
+def test_mlflow_gets_each_cell_as_it_finishes_and_resumes_into_the_same_parent(
+        pool_runs: tuple[Path, list[dict[str, Any]]], tmp_path: Path) -> None:
+    """A cell is a nested run the moment it is handed over; a resumed logger logs it once."""
+    from mlflow.tracking import MlflowClient
+
+    from autolab.benchmarking.mlflow_log import BenchmarkLogger
+    from autolab.benchmarking.runner import RunResult
+
+    tmp, runs = pool_runs
+    uri = f"sqlite:///{tmp_path / 'stream.db'}"
+    spec = parse_spec(TINY)
+    first = RunResult.from_dict(runs[0])
+    logger = BenchmarkLogger(uri, "stream", spec, tmp_path, {"backend": "process-pool"})
+    logger(None, first)
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name("stream")
+    assert exp is not None
+
+    def children() -> list[Any]:
+        return list(client.search_runs([exp.experiment_id],
+                                       f"tags.`mlflow.parentRunId` = '{logger.parent_id}'"))
+
+    assert [c.data.params["seed"] for c in children()] == [str(first.seed)]
+    again = BenchmarkLogger(uri, "stream", spec, tmp_path, {"backend": "process-pool"})
+    assert again.parent_id == logger.parent_id
+    again(None, first)  # already logged: skipped
+    again(None, RunResult.from_dict(runs[1]))
+    assert len(children()) == 2

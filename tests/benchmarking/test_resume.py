@@ -73,3 +73,27 @@ def test_sigkill_halfway_then_rerun_runs_only_missing_cells(tmp_path: Path) -> N
                            text=True, timeout=600, check=False)
     assert whole.returncode == 0, whole.stderr
     assert _trajectories(out) == _trajectories(clean)
+
+
+def test_ctrl_c_keeps_finished_cells_and_exits_3(tmp_path: Path) -> None:
+    """Ctrl-C (SIGINT to the whole process group, as a terminal sends it) on a 2-process pool."""
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump(SPEC), encoding="utf-8")
+    out = tmp_path / "out"
+    command = _command(spec, out)
+    command[command.index("--workers") + 1] = "2"
+    proc = subprocess.Popen(command, cwd=REPO, env=_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and not list((out / "cells").glob("*.json")):
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 3, stdout + stderr
+    assert "Traceback" not in stdout + stderr
+    assert "run the same command again" in " ".join(stderr.split())
+    kept = list((out / "cells").glob("*.json"))
+    assert 1 <= len(kept) < CELLS
+    for path in kept:
+        assert json.loads(path.read_text())["fingerprint"]
