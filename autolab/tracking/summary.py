@@ -21,8 +21,8 @@ eyes; the HTML table is what a researcher reads in the MLflow UI (its artifact v
 ``.html``): readable headers with units, QY in %, failed rows in red with their error, the best
 row in green, cells inside a target band outlined.
 
-No matplotlib here, and ``torch`` (through :mod:`autolab.objective`) only inside the functions
-that score, so a table can be printed without either.
+No matplotlib here; :mod:`autolab.objective` is loaded only to read a config, and ``torch`` only
+when something is scored, so a table can be printed without either.
 """
 
 from __future__ import annotations
@@ -60,9 +60,9 @@ def objective_from_config(config: Mapping[str, Any]) -> ObjectiveSpec | None:
     Lenient on purpose: a config of another shape (an older journal, a foreign run) gives
     ``None`` and the caller falls back to the stored scores instead of failing a report.
     """
-    from pydantic import ValidationError  # noqa: PLC0415 (pydantic is loaded with torch below)
+    from pydantic import ValidationError  # noqa: PLC0415 (only needed to read a config)
 
-    from autolab.objective import ObjectiveSpec  # noqa: PLC0415 (imports torch: slow)
+    from autolab.objective import ObjectiveSpec  # noqa: PLC0415 (pydantic models: a table needs none)
 
     raw = config.get("objective")
     if not isinstance(raw, Mapping):
