@@ -288,6 +288,10 @@ class Campaign:
         Executor, optimizer and tracker are built (or taken as given) *before* the folder is
         made, so a campaign that cannot be assembled leaves no orphan run folder.
         """
+        mode = getattr(reviewer, "mode", None)  # journal the review mode, so resume keeps it
+        if mode is not None and mode != config.review.mode:
+            config = config.model_copy(
+                update={"review": config.review.model_copy(update={"mode": mode})})
         parts = cls._parts(config, executor, optimizer, tracker)
         reused = collect_reused(config)
         run_dir = new_run_dir(Path(runs_root), config.name)
@@ -375,7 +379,6 @@ class Campaign:
         if conditions:
             self._tell(conditions, outcomes, sds)
         extra = state.last_extra or {}
-        self.forecast = extra.get("forecast")
         if "executor_state" in extra:
             self.executor.load_state_dict(extra["executor_state"])
         queue = extra.get("queue", [])
@@ -385,9 +388,24 @@ class Campaign:
         for index in reversed(state.in_flight):
             self.journal.append_interrupted(index, "the campaign process ended while it ran")
             self._queue.insert(0, self._searched(state.started[index].conditions))
+        self._restore_forecast(state)
         if state.tracker_run_id is None:
             self._start_tracking()
         self._sync()
+
+    def _restore_forecast(self, state: JournalState) -> None:
+        """The forecast after the last told experiment.
+
+        Recomputed (and journaled) if the process died before it was journaled, so the stop
+        rules decide as they would have.
+        """
+        last = next((t for t in reversed(state.trials) if t.status is not TrialStatus.INVALID),
+                    None)
+        if last is None:
+            return
+        self.forecast = state.extras.get(last.index, {}).get("forecast")
+        if self.forecast is None and last is state.trials[-1]:
+            self._update_forecast(last.index)
 
     def journal_data(self, state: JournalState) -> tuple[
             list[dict[str, float]], list[dict[str, float] | None], list[dict[str, float] | None]]:
@@ -612,18 +630,14 @@ class Campaign:
         if fault is not None:
             extra["device"] = fault.device
             extra["device_log"] = list(fault.device_log[-TRIP_LOG_LINES:])
-        else:  # in memory only until the journal has it; resume re-tells from the journal
-            self._tell([proposal], [self._outcomes(trial)], [self._outcome_sd(trial)])
-            self.forecast = self._forecast()
-            extra["forecast"] = self.forecast
-        extra["metrics"] = self._metrics() if fault is None else {}
         self.journal.append_trial(trial, extra=extra)
         self.trials.append(trial)
         if fault is not None:
             self._event(f"{experiment_label(index)} invalid: {error}; not told to the "
                         "optimizer (the result says nothing about chemistry)")
-        elif self.forecast is not None:
-            self._event(forecast_line(index, self.forecast))
+        else:
+            self._tell([proposal], [self._outcomes(trial)], [self._outcome_sd(trial)])
+            self._update_forecast(index)
         self._sync()
         if self.on_trial is not None:
             self.on_trial(self, trial)
@@ -644,18 +658,21 @@ class Campaign:
         result = forecast(thresholds=thresholds)
         return None if result is None else dict(result.to_dict())
 
-    def _metrics(self) -> dict[str, float]:
-        """Numbers journaled with a trial for the tracker besides what it derives itself.
+    def _update_forecast(self, index: int) -> None:
+        """Forecast after experiment ``index`` (told already): journal it, show it.
 
-        The tracker derives score terms, target status, predictions, lab time and reagents from
-        the journal (one place per formula, ``autolab.tracking.base.experiment_metrics``); the
-        campaign adds the model's stopping forecast (``forecast_*``), when it has one.
+        Journaled as a ``forecast`` record after the trial record, so a result is never held
+        back by a model fit; the tracker logs it as ``forecast_*`` metrics of that experiment
+        (it derives score terms, target status, predictions, lab time and reagents itself).
         """
-        fc = self.forecast
-        if fc is None:
-            return {}
-        return {f"forecast_{k}": float(fc[k])
-                for k in ("p_spec_met", "p_next", "expected_experiments", "p_improve")}
+        self.forecast = self._forecast()
+        if self.forecast is None:
+            return
+        metrics = {f"forecast_{k}": float(self.forecast[k])
+                   for k in ("p_spec_met", "p_next", "expected_experiments", "p_improve")}
+        self.journal.append_record("forecast", {"index": index, "forecast": self.forecast,
+                                                "metrics": metrics})
+        self._event(forecast_line(index, self.forecast))
 
     @property
     def tracking_run_id(self) -> str | None:

@@ -207,7 +207,7 @@ def test_cli_review_file_exits_3_waiting_and_decide_then_resume(tmp_path: Path) 
     assert bad.exit_code == 2
     ok = runner.invoke(app, ["decide", str(run_dir), "exp-000", "approve", "--reviewer", "carol"])
     assert ok.exit_code == 0, ok.output
-    done = runner.invoke(app, ["resume", str(run_dir), "--review", "file"])
+    done = runner.invoke(app, ["resume", str(run_dir)])  # the journal remembers --review
     assert done.exit_code == 0, done.output
     assert Journal.read(run_dir / JOURNAL_NAME).reviews[0]["reviewer"] == "carol"
 

@@ -31,6 +31,10 @@ One line is one record, each a JSON object with a ``"type"``:
     ``reviewer``, ``time``, ``reason``, ``proposed`` and ``conditions`` (as run, or ``None``): a
     chemist's decision on a proposal (see :mod:`autolab.steer`). A rejection is told to the
     optimizer as an infeasible point, in journal order, so resume re-tells it at the same place.
+``forecast``
+    ``index``, ``forecast``, ``metrics``: the model's stopping forecast after a finished
+    experiment, written *after* its ``trial`` record (a result is never held back for a model
+    fit); replay merges both into that trial's ``extra``.
 ``invalidated``
     ``index``, ``reason``, ``by``, ``time``: a finished experiment found invalid after the fact
     (a leak found later). Replay turns the trial into status ``invalid`` so every reader (resume,
@@ -77,7 +81,7 @@ MAX_INDEX = 1_000_000
 _RECORD_TYPES = frozenset(
     {"header", "started", "trial", "interrupted", "tracked", "tracker_run", "tracking_uri",
      "note", "stopped",
-     "review", "invalidated"}
+     "review", "invalidated", "forecast"}
 )
 
 
@@ -282,6 +286,12 @@ class _Reducer:
             if idx not in self._finished or all(t.index != idx for t in st.trials):
                 raise ValueError(f"experiment {idx} invalidated but it never finished")
             str(rec["reason"])
+        elif kind == "forecast":
+            idx = _index(rec)
+            if all(t.index != idx for t in st.trials):
+                raise ValueError(f"forecast for experiment {idx}, which never finished")
+            if not isinstance(rec["forecast"], dict) or not isinstance(rec["metrics"], dict):
+                raise ValueError("forecast and metrics must be objects")
 
     def apply(self, rec: Mapping[str, Any]) -> None:
         """Apply a record that passed :meth:`check`."""
@@ -336,6 +346,18 @@ class _Reducer:
         elif kind == "invalidated":
             self._invalidate(st, rec)
             self._retrack(int(rec["index"]))
+        elif kind == "forecast":
+            self._merge_forecast(st, rec)
+
+    @staticmethod
+    def _merge_forecast(st: JournalState, rec: Mapping[str, Any]) -> None:
+        idx = int(rec["index"])
+        extra = st.extras.setdefault(idx, {})
+        extra["forecast"] = dict(rec["forecast"])
+        extra["metrics"] = {**(extra.get("metrics") or {}), **rec["metrics"]}
+        if st.trials and st.trials[-1].index == idx and st.last_extra is not None:
+            st.last_extra = {**st.last_extra, "forecast": extra["forecast"],
+                             "metrics": extra["metrics"]}
 
     @staticmethod
     def _invalidate(st: JournalState, rec: Mapping[str, Any]) -> None:
@@ -595,8 +617,9 @@ class Journal:
             JournalError: Another kind, or the record does not fit the journal (e.g. it
                 invalidates an experiment that never finished).
         """
-        if kind not in ("review", "invalidated"):
-            raise JournalError(f"append_record() writes review/invalidated records, not {kind!r}")
+        if kind not in ("review", "invalidated", "forecast"):
+            raise JournalError("append_record() writes review/invalidated/forecast records, "
+                               f"not {kind!r}")
         self._append({**fields, "type": kind})
 
     def append_stopped(self, reason: str, status: str | None = None) -> None:
