@@ -230,6 +230,8 @@ class TerminalReviewer:
         show: Shows one line (default :func:`print`; the CLI prints through its console).
     """
 
+    mode = "terminal"
+
     def __init__(self, reviewer: str | None = None, *, ask: Callable[[str], str] = input,
                  show: Callable[[str], None] = print) -> None:
         self.reviewer = reviewer or current_user()
@@ -310,6 +312,8 @@ class FileReviewer:
     Args:
         reviewer: Who decided when the file does not say (default ``$USER``).
     """
+
+    mode = "file"
 
     def __init__(self, reviewer: str | None = None) -> None:
         self.reviewer = reviewer or current_user()
