@@ -43,7 +43,10 @@ class AnalyzerSettings:
             outside which ``ABSORBANCE_NONLINEAR`` is set (too little light absorbed to measure,
             or inner-filter and re-absorption effects too large to correct).
         exciton_search_nm: ``(low, high)`` wavelength range searched for the first exciton.
-        exciton_smooth_nm: Savitzky-Golay window for the absorbance second derivative, nm.
+        exciton_smooth_nm: Savitzky-Golay window for the absorbance second derivative, nm. It
+            only detects the band (the peak comes from the first derivative), so it is wide:
+            40 nm finds 99 % of the twin's bands where 32 nm found 90 % and picked a wrong one
+            in 1 %.
         exciton_sigma: Second-derivative minimum must be this many noise sigmas below zero.
         exciton_min_absorbance: ... and the absorbance there at least this large.
         exciton_max_smooth_nm: Window of the cubic Savitzky-Golay first derivative whose zero
@@ -69,7 +72,7 @@ class AnalyzerSettings:
     shoulder_prominence: float = 0.05
     absorbance_linear_range: tuple[float, float] = (0.005, 1.0)
     exciton_search_nm: tuple[float, float] = (380.0, 750.0)
-    exciton_smooth_nm: float = 32.0
+    exciton_smooth_nm: float = 40.0
     exciton_sigma: float = 4.0
     exciton_min_absorbance: float = 0.005
     exciton_max_smooth_nm: float = 40.0

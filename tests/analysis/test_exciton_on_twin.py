@@ -54,7 +54,7 @@ def test_measured_exciton_matches_the_truth_within_its_sigma(box_results):
     got, err, truth, n = box_results
     assert len(got) > 0.9 * n  # few failed experiments (clogging, no emission)
     found = np.isfinite(got)
-    assert found.mean() >= 0.8, found.mean()
+    assert found.mean() >= 0.95, found.mean()  # a weak band is still found (was 0.9)
     assert np.all(np.isnan(err[~found]))
     z = (got[found] - truth[found]) / err[found]
     within_2 = float(np.mean(np.abs(z) <= 2.0))
