@@ -101,6 +101,10 @@ def main() -> None:
     parser.add_argument("--spec", type=Path, default=ROOT / "benchmarks" / "family_quick.yaml")
     parser.add_argument("--strategies", default="random,sobol",
                         help="strategies of the spec to keep (comma separated; '' keeps all)")
+    parser.add_argument("--targets", default="550,580",
+                        help="targets of the spec to keep, nm (comma separated; '' keeps all)")
+    parser.add_argument("--budget", type=int, default=None,
+                        help="override the spec's budget (shorter campaigns)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="ray-scale-"))
     data = yaml.safe_load(args.spec.read_text(encoding="utf-8"))
@@ -108,6 +112,11 @@ def main() -> None:
         keep = args.strategies.split(",")
         data["strategies"] = [s for s in data["strategies"]
                               if (s if isinstance(s, str) else s["kind"]) in keep]
+    if args.targets:
+        wanted = {float(t) for t in args.targets.split(",")}
+        data["targets"] = [t for t in data["targets"] if float(t["pl_peak_nm"]) in wanted]
+    if args.budget is not None:
+        data["budget"] = args.budget
     spec = work / "spec.yaml"
     spec.write_text(yaml.safe_dump(data), encoding="utf-8")
     rows = []
@@ -127,7 +136,10 @@ def main() -> None:
     result = Result(
         name="ray-scale", title="Scale-out: process pool and Ray, 1 and 2 workers",
         description=f"The same benchmark ({data['name']}, strategies "
-                    f"{', '.join(str(s) for s in data['strategies'])}, every cell run afresh) "
+                    f"{', '.join(str(s) for s in data['strategies'])}, targets "
+                    f"{', '.join(str(t['pl_peak_nm']) for t in data['targets'])} nm, budget "
+                    f"{data['budget']}, every "
+                    "cell run afresh) "
                     "on a process pool and on a real local Ray cluster (a head and a worker "
                     "node started with 'ray start', one CPU each). Wall time of the cells "
                     "(yardstick search excluded); Ray's includes its worker start-up.",
