@@ -145,6 +145,12 @@ def main() -> None:
                     "(yardstick search excluded); Ray's includes its worker start-up.",
         tables=(Table("throughput", ("backend", "workers", "campaigns", "wall s",
                                      "campaigns/min"), tuple(rows)),),
+        notes=("What the wall time includes: for the pool, spawning the worker processes and "
+               "their imports (torch, BoTorch); for Ray, the cluster's workers already run (the "
+               "cluster is started before the clock), and the driver's connection. Short "
+               "campaigns (random/Sobol, a fraction of a CPU-second each) therefore measure "
+               "start-up and the driver's per-cell work (an fsync'd cell file, a progress line), "
+               "not compute; minute-long BoTorch campaigns scale with the workers.",),
         data={"spec": data})
     print(f"wrote {write_result(result)}")
     shutil.rmtree(work, ignore_errors=True)
