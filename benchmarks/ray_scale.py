@@ -142,7 +142,7 @@ def main() -> None:
                     "cell run afresh) "
                     "on a process pool and on a real local Ray cluster (a head and a worker "
                     "node started with 'ray start', one CPU each). Wall time of the cells "
-                    "(yardstick search excluded); Ray's includes its worker start-up.",
+                    "(yardstick search excluded).",
         tables=(Table("throughput", ("backend", "workers", "campaigns", "wall s",
                                      "campaigns/min"), tuple(rows)),),
         notes=("What the wall time includes: for the pool, spawning the worker processes and "
@@ -150,7 +150,7 @@ def main() -> None:
                "cluster is started before the clock), and the driver's connection. Short "
                "campaigns (random/Sobol, a fraction of a CPU-second each) therefore measure "
                "start-up and the driver's per-cell work (an fsync'd cell file, a progress line), "
-               "not compute; minute-long BoTorch campaigns scale with the workers.",),
+               "not compute. Compute-bound cells (BoTorch campaigns) were not timed here.",),
         data={"spec": data})
     print(f"wrote {write_result(result)}")
     shutil.rmtree(work, ignore_errors=True)
