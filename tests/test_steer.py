@@ -337,3 +337,37 @@ def test_experiment_names(text: str, index: int) -> None:
 
 def state_objective(state: Any) -> Any:
     return parse_campaign(state.header.config).objective
+
+
+def test_review_decisions_are_shown_on_the_campaign_run_in_mlflow(tmp_path: Path) -> None:
+    """Who decided what, when and why reaches MLflow, rejections included (they have no run)."""
+    from mlflow.tracking import MlflowClient
+
+    from autolab.tracking import MlflowTracker
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    script = Script(["a", "r", "pump cannot do that ratio", "e", "t_core_c=185", "colder core"])
+    campaign = Campaign.create(_config(budget=2), tmp_path / "runs", reviewer=script.reviewer(),
+                               tracker=MlflowTracker(tracking_uri=uri, experiment_name="review"))
+    result = campaign.run()
+    assert result.tracking_run_id is not None
+    client = MlflowClient(uri)
+    run = client.get_run(result.tracking_run_id)
+    assert run.data.metrics["n_rejected"] == 1
+    assert run.data.metrics["n_edited"] == 1
+    assert run.data.metrics["n_approved"] == 1
+    path = client.download_artifacts(result.tracking_run_id, "summary/decisions.csv",
+                                     str(tmp_path))
+    rows = Path(path).read_text(encoding="utf-8").splitlines()
+    assert rows[0].split(",")[:5] == ["experiment", "decision", "reviewer", "time", "reason"]
+    rejected = next(r for r in rows[1:] if ",reject," in r)
+    assert rejected.startswith("exp-001,reject,alice,")
+    assert "pump cannot do that ratio" in rejected
+    edited = next(r for r in rows[1:] if ",edit," in r)
+    assert "colder core" in edited and "t_core_c=185" in edited
+
+    from autolab.tracking.report import write_report  # the report shows the same table
+
+    written = write_report(Journal.read(result.run_dir / JOURNAL_NAME), tmp_path / "report")
+    table = next(p for p in written if p.name == "decisions.csv").read_text(encoding="utf-8")
+    assert table.splitlines() == rows

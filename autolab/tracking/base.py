@@ -98,12 +98,16 @@ class Tracker(Protocol):
     def log_campaign_artifacts(self, trials: Sequence[Trial],
                                predictions: Sequence[Prediction] | None = None,
                                lab_clock_h: Sequence[float] | None = None, *,
-                               view: CampaignView | None = None) -> None:
+                               view: CampaignView | None = None,
+                               decisions: Sequence[Mapping[str, Any]] = ()) -> None:
         """Refresh campaign-level plots and the summary table from all trials so far.
 
         Args:
             trials: Every finished trial of the campaign.
             predictions: Optional model-fit points from the optimizer.
+            decisions: A chemist's review decisions
+                (:func:`~autolab.tracking.summary.decision_rows`), shown as a table on the
+                campaign run (rejected proposals have no run of their own).
             lab_clock_h: Lab clock when each trial finished (default: from the measurements).
             view: The campaign as the report sees it (objective, best, model fit, Pareto).
         """
@@ -162,7 +166,8 @@ class NullTracker:
     def log_campaign_artifacts(self, trials: Sequence[Trial],
                                predictions: Sequence[Prediction] | None = None,
                                lab_clock_h: Sequence[float] | None = None, *,
-                               view: CampaignView | None = None) -> None:
+                               view: CampaignView | None = None,
+                               decisions: Sequence[Mapping[str, Any]] = ()) -> None:
         """Discard."""
 
     def end_campaign(self, status: str, reason: str | None = None) -> None:

@@ -509,7 +509,8 @@ class MlflowTracker:
     def log_campaign_artifacts(self, trials: Sequence[Trial],
                                predictions: Sequence[Prediction] | None = None,
                                lab_clock_h: Sequence[float] | None = None, *,
-                               view: CampaignView | None = None) -> None:
+                               view: CampaignView | None = None,
+                               decisions: Sequence[Mapping[str, Any]] = ()) -> None:
         """Refresh the campaign figures and summary table (overwriting the previous ones).
 
         With ``view`` (:func:`~autolab.tracking.summary.campaign_view`, built from the journal)
@@ -518,7 +519,8 @@ class MlflowTracker:
 
         Writes ``plots/convergence.png``, ``plots/parameters_vs_outcomes.png``,
         ``plots/model_fit.png`` (with ``predictions``), ``summary/trials.csv``,
-        ``summary/trials.md`` and ``summary/trials.html`` (the table to read in the UI); sets
+        ``summary/trials.md`` and ``summary/trials.html`` (the table to read in the UI),
+        ``summary/decisions.csv`` (review decisions, when there are any); sets
         the run description to a one-line verdict (goal, experiments, failures, best
         experiment's outcomes).
 
@@ -547,6 +549,9 @@ class MlflowTracker:
             for name, fig in figures.items():
                 (root / "plots" / f"{name}.png").write_bytes(plots.figure_png(fig))
             (root / "summary" / "trials.csv").write_text(to_csv(rows), encoding="utf-8")
+            if decisions:
+                table = to_csv([dict(d) for d in decisions])
+                (root / "summary" / "decisions.csv").write_text(table, encoding="utf-8")
             (root / "summary" / "trials.md").write_text(
                 to_markdown(rows, title="Experiments"), encoding="utf-8")
             units = {k: p.unit for k, p in QD_PARAMETERS.items()}

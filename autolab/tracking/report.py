@@ -19,7 +19,14 @@ from autolab.space import QD_PARAMETERS
 from autolab.tracking.base import sqlite_path
 from autolab.tracking.journal import JournalState
 from autolab.tracking.plots import campaign_figures, figure_png, outcome_scale, spectrum_figure
-from autolab.tracking.summary import CampaignView, campaign_view, to_csv, to_html, to_markdown
+from autolab.tracking.summary import (
+    CampaignView,
+    campaign_view,
+    decision_rows,
+    to_csv,
+    to_html,
+    to_markdown,
+)
 
 
 def report_lines(state: JournalState, view: CampaignView) -> list[str]:
@@ -57,6 +64,8 @@ def report_lines(state: JournalState, view: CampaignView) -> list[str]:
 def write_report(state: JournalState, folder: Path) -> list[Path]:
     """Write the summary (``summary.md``, ``trials.html``, ``trials.csv``) and the figures.
 
+    A campaign reviewed by a chemist also gets ``decisions.csv`` (who decided what, when, why).
+
     Figures: ``convergence.png``, ``parameters_vs_outcomes.png``, ``model_fit.png`` (when the
     optimizer's predictions were journaled), ``pareto_front.png`` (Pareto campaigns) and
     ``best_spectrum.png``.
@@ -90,6 +99,8 @@ def write_report(state: JournalState, folder: Path) -> list[Path]:
                                units={k: p.unit for k, p in QD_PARAMETERS.items()},
                                best_index=view.best_index, notes=lines))
     put("trials.csv", to_csv(rows))
+    if state.reviews:
+        put("decisions.csv", to_csv(decision_rows(state.reviews)))
     if view.trials:
         figures = campaign_figures(list(view.trials), list(view.best), view.lab_clock_h,
                                    targets=view.targets, objective=view.objective,

@@ -538,6 +538,37 @@ def _cell(v: Any, digits: int = 4) -> str:
     return str(v)
 
 
+def decision_rows(reviews: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """A chemist's review decisions as table rows: who decided what, when and why.
+
+    Rejected proposals never become experiments (no MLflow run of their own), so this table on
+    the campaign run is where a researcher sees them. ``reviews`` are the journal's ``review``
+    records (:attr:`~autolab.tracking.journal.JournalState.reviews`).
+    """
+    def text(conditions: Any) -> str:
+        if not isinstance(conditions, Mapping):
+            return ""
+        return ", ".join(f"{k}={float(v):.4g}" for k, v in conditions.items()
+                         if isinstance(v, int | float))
+
+    return [{"experiment": experiment_label(int(r.get("index", 0))),
+             "decision": str(r.get("decision", "")), "reviewer": str(r.get("reviewer", "")),
+             "time": str(r.get("time", "")), "reason": str(r.get("reason") or ""),
+             "proposed": text(r.get("proposed")), "run": text(r.get("conditions"))}
+            for r in reviews]
+
+
+def decision_counts(reviews: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+    """``n_approved``, ``n_edited``, ``n_rejected`` proposals (campaign-run metrics)."""
+    counts = {"n_approved": 0.0, "n_edited": 0.0, "n_rejected": 0.0}
+    names = {"approve": "n_approved", "edit": "n_edited", "reject": "n_rejected"}
+    for r in reviews:
+        key = names.get(str(r.get("decision", "")))
+        if key is not None:
+            counts[key] += 1
+    return counts
+
+
 def to_csv(rows: Sequence[dict[str, Any]]) -> str:
     """Rows as CSV text with a header line (full float precision; empty cell = no value)."""
     buf = io.StringIO()

@@ -33,6 +33,8 @@ from autolab.tracking.journal import Journal, JournalState
 from autolab.tracking.summary import (
     best_so_far,
     campaign_view,
+    decision_counts,
+    decision_rows,
     lab_accounts,
     objective_from_config,
     pareto_metrics,
@@ -101,6 +103,8 @@ def _sync(journal: Journal, tracker: Tracker, predictions: Sequence[Prediction] 
     if changed or refresh_plots:
         summary = campaign_summary(finished, accounts, objective)
         metrics = summary.metrics()
+        if state.reviews:
+            metrics.update(decision_counts(state.reviews))
         if view.pareto is not None:
             metrics.update(pareto_metrics(view.pareto))
         tracker.log_campaign_summary(metrics, step=summary.n_experiments)
@@ -108,7 +112,8 @@ def _sync(journal: Journal, tracker: Tracker, predictions: Sequence[Prediction] 
         if predictions is None:
             predictions = journaled_predictions(finished, state.extras)
         tracker.log_campaign_artifacts(finished, predictions=predictions or None,
-                                       lab_clock_h=clocks, view=view)
+                                       lab_clock_h=clocks, view=view,
+                                       decisions=decision_rows(state.reviews))
     status = campaign_status(state.stopped_reason, state.in_flight, state.stopped_status)
     tracker.set_campaign_status(status, None if status == "RUNNING" else state.stopped_reason)
     return logged
