@@ -607,17 +607,18 @@ def add_results(run_dir: str | Path, results: str | Path, *,
                                "died); run 'autolab resume' first")
         base = dict(journal.state.last_extra or {})
         who, when = by or current_user(), now_utc()
-        added: list[Trial] = []
-        for r in rows:
-            trial = _manual_trial(journal.state.next_index, r, config)
+        batch: list[tuple[Trial, Mapping[str, Any] | None]] = []
+        for i, r in enumerate(rows):
+            trial = _manual_trial(journal.state.next_index + i, r, config)
             extra: dict[str, Any] = {
                 k: base[k] for k in ("executor_state", "lab_clock_h", "reagent_total_ml")
                 if k in base}
             extra.update({"queue": [], "origin": TrialOrigin.MANUAL.value, "added_by": who,
                           "added": when, "source": f"{Path(results).name}, row {r.row}",
                           "note": r.note})
-            journal.append_trial(trial, extra=extra)
-            added.append(trial)
+            batch.append((trial, extra))
+        journal.append_trials(batch)  # all rows or none, even if the process is killed
+        added = [trial for trial, _ in batch]
         journal.append_note(f"{len(added)} manual experiment(s) added from {results} by {who}: "
                             + ", ".join(experiment_label(t.index) for t in added))
     return added

@@ -55,6 +55,7 @@ condition like ``cl_to_i = inf`` must survive the round trip).
 
 from __future__ import annotations
 
+import copy
 import fcntl
 import json
 import os
@@ -578,6 +579,34 @@ class Journal:
             rec["extra"] = dict(extra)
         self._append(rec)
 
+    def append_trials(self, trials: list[tuple[Trial, Mapping[str, Any] | None]]) -> None:
+        """Record several finished experiments at once: all of them, or (on any error) none.
+
+        Used for results made outside the loop (``autolab add``): every record is checked against
+        the journal's state first, then all lines go out in one write and one ``fsync``, so a
+        bad row or a kill cannot leave some of them recorded and others not.
+
+        Raises:
+            JournalError: A record is refused (the journal is unchanged), or the write failed.
+        """
+        recs: list[dict[str, Any]] = []
+        for trial, extra in trials:
+            if trial.status is TrialStatus.INTERRUPTED:
+                raise JournalError(f"experiment {trial.index}: an interruption is not a result")
+            rec: dict[str, Any] = {"type": "trial", "trial": trial.to_dict()}
+            if extra is not None:
+                rec["extra"] = dict(extra)
+            recs.append(rec)
+        probe = copy.deepcopy(self._reducer)
+        for rec in recs:
+            try:
+                probe.check(rec)
+            except (KeyError, TypeError, ValueError) as err:
+                raise JournalError(f"journal {self.path}: refusing trial record: {err}") from err
+            probe.apply(rec)
+        self._write(b"".join(_encode(rec) for rec in recs))
+        self._reducer = probe
+
     def append_interrupted(self, index: int, reason: str) -> None:
         """Record that started experiment ``index`` will never finish (crash, signal, abort)."""
         self._append({"type": "interrupted", "index": index, "reason": reason})
@@ -686,13 +715,18 @@ class Journal:
         except (KeyError, TypeError, ValueError) as err:
             raise JournalError(f"journal {self.path}: refusing {rec.get('type')!r} record: "
                                f"{err}") from err
-        line = _encode(rec)
+        self._write(_encode(rec))
+        self._reducer.apply(rec)
+
+    def _write(self, data: bytes) -> None:
+        """Write whole records and ``fsync`` them (one ``write`` call for all of ``data``)."""
+        if self._fd is None:
+            raise JournalError(f"journal {self.path} is closed")
         try:
-            _write_all(self._fd, line)
+            _write_all(self._fd, data)
             os.fsync(self._fd)
         except OSError as err:
             raise JournalError(f"cannot write to journal {self.path}: {err}") from err
-        self._reducer.apply(rec)
 
 
 def _write_all(fd: int, data: bytes) -> None:

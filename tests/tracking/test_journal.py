@@ -295,3 +295,23 @@ def _check_cut(data: bytes, lines: list[Line], offset: int) -> None:
         assert [t.index for t in after.trials] == expected_trials
         assert after.in_flight == []
         assert path.read_bytes().endswith(b"\n")
+
+
+def test_a_batch_of_trials_is_recorded_whole_or_not_at_all(
+        tmp_path: Path, header: JournalHeader, make_trial: TrialFactory) -> None:
+    """`autolab add` writes its rows as one batch: a refused record leaves the journal as is."""
+    path = tmp_path / "journal.jsonl"
+    with Journal.create(path, header) as j:
+        j.append_trial(make_trial(0))
+        before = path.read_bytes()
+        with pytest.raises(JournalError, match="refusing trial record"):
+            j.append_trials([(make_trial(1), {"origin": "manual"}),
+                             (make_trial(0), {"origin": "manual"})])  # 0 is already finished
+        assert path.read_bytes() == before
+        assert [t.index for t in j.state.trials] == [0]
+        j.append_trials([(make_trial(1), {"origin": "manual"}),
+                         (make_trial(2), {"origin": "manual"})])
+    state = Journal.read(path)
+    assert [t.index for t in state.trials] == [0, 1, 2]
+    assert state.extras[2] == {"origin": "manual"}
+    assert state.next_index == 3
