@@ -90,16 +90,50 @@ def run_local(jobs: Sequence[Job], workers: int = 1,
     ctx = multiprocessing.get_context("spawn")
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init)
     try:
-        futures: dict[Future[RunResult], int] = {pool.submit(run_job, job): i
-                                                 for i, job in enumerate(jobs)}
+        with _workers_ignore_sigint():
+            futures: dict[Future[RunResult], int] = {pool.submit(run_job, job): i
+                                                     for i, job in enumerate(jobs)}
         pending = set(futures)
         while pending:
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
             for fut in sorted(done, key=lambda f: futures[f]):
                 finish(futures[fut], fut.result())
+    except KeyboardInterrupt:
+        _stop_workers(pool)
+        raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
     return [r for r in results if r is not None]
+
+
+@contextmanager
+def _workers_ignore_sigint() -> Iterator[None]:
+    """Spawn pool workers with SIGINT ignored; this process keeps its own handler.
+
+    Ctrl-C in a terminal signals the whole process group. A worker still importing torch would
+    die of it with a traceback on the user's terminal; an ignored SIGINT is inherited through
+    exec, and Python then installs no KeyboardInterrupt handler. The parent handles the
+    interrupt alone: it stops the workers (:func:`_stop_workers`) and keeps the finished cells.
+    """
+    import signal  # noqa: PLC0415 (only for pools)
+
+    try:
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:  # not the main thread: nothing to protect
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Terminate the pool's workers now (their cells are re-run on the next invocation)."""
+    processes = getattr(pool, "_processes", None) or {}  # CPython's pool keeps them here
+    for proc in list(processes.values()):
+        if proc.is_alive():
+            proc.terminate()
 
 
 def _import_ray() -> Any:
