@@ -62,6 +62,57 @@ def experiment_name() -> str:
     return f"test-{uuid.uuid4().hex[:8]}"
 
 
+#: ``mlflow server`` without its GenAI job runner (a dozen huey worker processes): no test uses
+#: it, and on a 2-core CI machine it doubles the start-up time.
+NO_JOB_RUNNER = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+
+
+def stop_process_group(proc: subprocess.Popen[bytes], sig: int, what: str) -> None:
+    """Signal ``proc``'s process group, wait, and kill it if it lingers."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, sig)
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=5)
+        sys.stderr.write(f"{what} did not stop on signal {sig}; killed\n")
+
+
+@contextlib.contextmanager
+def mlflow_server_process(cmd: list[str], root: Path, env: dict[str, str], port: int,
+                          label: str, timeout_s: float) -> Iterator[str]:
+    """Start ``cmd`` (an ``mlflow server`` on ``port``), wait until healthy, stop it after.
+
+    The server runs in its own process group (uvicorn and its workers), so stopping it stops
+    them all.
+    """
+    log_path = root / "server.log"
+    log = log_path.open("wb")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=root,
+                            env={**env, **NO_JOB_RUNNER}, start_new_session=True)
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"{label} exited with {proc.returncode}: "
+                            f"{log_path.read_text()[-3000:]}")
+            with contextlib.suppress(OSError), \
+                    urllib.request.urlopen(f"{uri}/health", timeout=1) as resp:
+                if resp.status == 200:
+                    break
+            if time.monotonic() > deadline:
+                pytest.fail(f"{label} not healthy in {timeout_s:g} s: "
+                            f"{log_path.read_text()[-3000:]}")
+            time.sleep(0.25)
+        yield uri
+    finally:
+        stop_process_group(proc, signal.SIGTERM, label)
+        log.close()
+
+
 @pytest.fixture(scope="session")
 def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real ``mlflow server`` over HTTP (SQLite backend, proxied artifacts), one per session."""
@@ -71,34 +122,6 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     cmd = [str(exe), "server", "--backend-store-uri", f"sqlite:///{root / 'server.db'}",
            "--artifacts-destination", str(root / "artifacts"), "--host", "127.0.0.1",
            "--port", str(port), "--workers", "1"]
-    log = (root / "server.log").open("wb")
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=root, env=env,
-                            start_new_session=True)
-    uri = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    try:
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"mlflow server exited with {proc.returncode}: "
-                            f"{(root / 'server.log').read_text()[-2000:]}")
-            try:
-                with urllib.request.urlopen(f"{uri}/health", timeout=1) as resp:
-                    if resp.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("mlflow server did not become healthy within 60 s")
-            time.sleep(0.25)
+    with mlflow_server_process(cmd, root, env, port, "mlflow server", timeout_s=120) as uri:
         yield uri
-    finally:
-        with contextlib.suppress(ProcessLookupError):  # its own group: uvicorn, job runner
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5)
-        log.close()

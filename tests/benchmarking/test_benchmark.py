@@ -30,17 +30,7 @@ from autolab.exceptions import ConfigError
 from autolab.space import qd_space
 from autolab.twin import TwinConfig
 
-#: The tiny grid of the brief: 2 strategies × 2 seeds × 1 target, budget 4. A loose success
-#: threshold and a wide band make some runs succeed, so both branches of the bookkeeping run.
-TINY: dict[str, Any] = {
-    "name": "tiny",
-    "strategies": ["random", {"kind": "sobol", "label": "sobol-a"}],
-    "seeds": 2,
-    "targets": [{"pl_peak_nm": 560, "tolerance_nm": 15}],
-    "budget": 4,
-    "success": {"qy_fraction": 0.2},
-    "dense_search": {"sobol_log2": 9, "polish": 1},
-}
+from .tiny import TINY
 
 
 def _write(tmp_path: Path, data: dict[str, Any]) -> Path:

@@ -23,19 +23,13 @@ from typing import Any
 import pytest
 import yaml
 
+from . import tiny
+
 pytest.importorskip("ray", reason="Ray is the optional 'ray' extra")
 
 REPO = Path(__file__).parents[2]
 RAY = str(Path(sys.executable).with_name("ray"))
-TINY: dict[str, Any] = {
-    "name": "tiny-ray",
-    "strategies": ["random", {"kind": "sobol", "label": "sobol-a"}],
-    "seeds": 2,
-    "targets": [{"pl_peak_nm": 560, "tolerance_nm": 15}],
-    "budget": 4,
-    "success": {"qy_fraction": 0.2},
-    "dense_search": {"sobol_log2": 9, "polish": 1},
-}
+TINY: dict[str, Any] = {**tiny.TINY, "name": "tiny-ray"}
 
 
 def _free_port() -> int:

@@ -13,7 +13,6 @@ a folder of its own under the system temp dir, because pytest's temp dirs are pr
 
 from __future__ import annotations
 
-import contextlib
 import os
 import pwd
 import secrets
@@ -23,7 +22,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from glob import glob
@@ -31,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port
+from tests.conftest import free_port, mlflow_server_process, stop_process_group
 
 INSTALL_HINT = "run scripts/ci/postgres.sh (it installs Debian's postgresql)"
 
@@ -76,17 +74,7 @@ def _server_user() -> pwd.struct_passwd | None:
                     f"to run it as ({INSTALL_HINT}, or set AUTOLAB_PG_USER)")
 
 
-def _stop(proc: subprocess.Popen[bytes], sig: int, what: str) -> None:
-    """Signal ``proc``'s process group, wait, and kill it if it lingers."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, sig)
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=5)
-        sys.stderr.write(f"{what} did not stop on signal {sig}; killed\n")
+_stop = stop_process_group  # the postgres fixture stops its postmaster the same way
 
 
 @pytest.fixture(scope="session")
@@ -160,29 +148,10 @@ def mlflow_pg_server(postgres: Postgres,
     cmd = [str(exe), "server", "--backend-store-uri", postgres.uri("mlflow"),
            "--serve-artifacts", "--artifacts-destination", str(root / "artifacts"),
            "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
-    log_path = root / "server.log"
-    log = log_path.open("wb")
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=root, env=env,
-                            start_new_session=True)
-    uri = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120  # the first start creates the schema (migrations)
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"mlflow server exited with {proc.returncode}: "
-                            f"{log_path.read_text()[-3000:]}")
-            with contextlib.suppress(OSError), \
-                    urllib.request.urlopen(f"{uri}/health", timeout=1) as resp:
-                if resp.status == 200:
-                    break
-            if time.monotonic() > deadline:
-                pytest.fail(f"mlflow server not healthy in 120 s: {log_path.read_text()[-3000:]}")
-            time.sleep(0.25)
+    # the first start creates the schema (migrations)
+    with mlflow_server_process(cmd, root, env, port, "mlflow server", timeout_s=120) as uri:
         yield uri
-    finally:
-        _stop(proc, signal.SIGTERM, "mlflow server")
-        log.close()
 
 
 @dataclass(frozen=True)
@@ -220,30 +189,9 @@ def mlflow_auth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Aut
     env.update({"MLFLOW_AUTH_CONFIG_PATH": str(root / "basic_auth.ini"),
                 "MLFLOW_AUTH_ADMIN_USERNAME": "admin",
                 "MLFLOW_AUTH_ADMIN_PASSWORD": admin_password,
-                "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_hex(32),
-                # no GenAI job runner (a dozen huey worker processes): it is not what is tested,
-                # and on a 2-core CI machine it triples the start-up time
-                "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
-    log_path = root / "server.log"
-    log = log_path.open("wb")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=root, env=env,
-                            start_new_session=True)
-    uri = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180  # two stores to migrate on a busy CI machine
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"mlflow server (basic-auth) exited with {proc.returncode}: "
-                            f"{log_path.read_text()[-3000:]}")
-            with contextlib.suppress(OSError), \
-                    urllib.request.urlopen(f"{uri}/health", timeout=1) as resp:
-                if resp.status == 200:
-                    break
-            if time.monotonic() > deadline:
-                pytest.fail(f"mlflow server (basic-auth) not healthy in 180 s: "
-                            f"{log_path.read_text()[-3000:]}")
-            time.sleep(0.25)
+                "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_hex(32)})
+    # two stores to migrate on a busy CI machine
+    with mlflow_server_process(cmd, root, env, port, "mlflow server (basic-auth)",
+                               timeout_s=180) as uri:
         yield AuthServer(uri=uri, admin_user="admin", admin_password=admin_password)
-    finally:
-        _stop(proc, signal.SIGTERM, "mlflow server (basic-auth)")
-        log.close()
+
