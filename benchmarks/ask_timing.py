@@ -40,11 +40,14 @@ def main() -> None:
     parser.add_argument("--n", type=int, nargs="+", default=[20, 50, 100])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    parser.add_argument("--no-record", action="store_true",
+                        help="do not write benchmarks/results/ask-timing.json")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     space, objective = qd_space(), qd_objective(550.0, 2.0)
     print(f"torch threads: {torch.get_num_threads()}, device: cpu, dim {space.dim}, 3 outcomes")
+    rows = []
     for n in args.n:
         rng = np.random.default_rng(n)
         u = random_design(space, n, n)
@@ -61,6 +64,19 @@ def main() -> None:
         print(f"n={n:4d}: median ask(1) {statistics.median(times):.2f} s wall, "
               f"{statistics.median(cpu):.2f} s CPU "
               f"(wall min {min(times):.2f}, max {max(times):.2f}, {args.repeats} repeats)")
+        rows.append((n, f"{statistics.median(times):.2f}", f"{statistics.median(cpu):.2f}",
+                     f"{min(times):.2f}-{max(times):.2f}"))
+    if not args.no_record:
+        from autolab.benchmarking.provenance import Result, Table, write_result
+
+        result = Result(
+            name="ask-timing", title="Optimizer: ask(1) time",
+            description=(f"BotorchOptimizer.ask(1) on the 6-D twin space with 3 outcomes after n "
+                         f"random observations, median of {args.repeats} repeats after a warm-up, "
+                         f"torch threads {torch.get_num_threads()}, CPU. Goal: <= 1 s at n = 50."),
+            tables=(Table("ask(1)", ("n", "median s (wall)", "median s (CPU)", "wall range s"),
+                          tuple(rows)),))
+        print(f"wrote {write_result(result)}")
 
 
 if __name__ == "__main__":
