@@ -1,6 +1,6 @@
 """The campaign: the one stateful class that closes the loop.
 
-One experiment (DESIGN.md)::
+One experiment (docs/architecture.md)::
 
     optimizer.ask -> executor.run -> analyze -> journal (fsync) -> optimizer.tell -> tracker.log
 

@@ -1,9 +1,9 @@
 """Plain data objects that travel between the layers of autolab.
 
-Every arrow of the data flow (DESIGN.md) carries one of these: :class:`Conditions` into an executor,
-:class:`Measurement` out of it, :class:`Features` out of the analyzer, :class:`Trial` into the
-journal, the optimizer and the tracker. They are frozen, hold numpy arrays for spectra, and
-round-trip through JSON-compatible dicts (``to_dict`` / ``from_dict``) so the journal can store
+Every arrow of the data flow (docs/architecture.md) carries one of these: :class:`Conditions` into
+an executor, :class:`Measurement` out of it, :class:`Features` out of the analyzer, :class:`Trial`
+into the journal, the optimizer and the tracker. They are frozen, hold numpy arrays for spectra,
+and round-trip through JSON-compatible dicts (``to_dict`` / ``from_dict``) so the journal can store
 them and ``autolab sync`` can replay them.
 
 Ground truth from the digital twin is deliberately *not* part of :class:`Measurement`: the analyzer

@@ -1,6 +1,6 @@
 """The MLflow tracker: one parent run per campaign, one nested run per experiment.
 
-Layout (DESIGN.md, "MLflow conventions"):
+Layout (docs/architecture.md, "MLflow conventions"):
 
 * **Campaign run** (parent) in experiment ``experiment_name``: tags ``autolab.campaign``,
   ``autolab.campaign_id``, ``autolab.role=campaign``, the caller's tags (executor, seed...),

@@ -1,4 +1,4 @@
-"""Offline fit of the twin's chemistry constants to the seed-paper table (DESIGN.md).
+"""Offline fit of the twin's chemistry constants to the seed-paper table (docs/architecture.md).
 
 Run ``python -m autolab.twin.calibrate`` to refit; it prints the fitted constants, which were
 copied into the defaults of :class:`autolab.twin.config.ChemistryParams`. The targets are the
@@ -69,7 +69,7 @@ FIT_NAMES: tuple[tuple[str, bool, float, float], ...] = (
     ("sulfur_sigma_ev", True, 0.002, 0.04),
 )
 
-#: The paper's emission window (DESIGN.md "overall" row), nm.
+#: The paper's emission window (docs/architecture.md, "overall" row), nm.
 WINDOW_NM = (520.0, 610.0)
 #: Seeded scrambled-Sobol sample of the optimizer's box used by the test of the overall row.
 BOX_POINTS, BOX_SEED = 5000, 0

@@ -1,9 +1,9 @@
 """Frozen, validated configuration of the digital twin.
 
 Every knob of the twin lives here, with its unit in its name. The chemistry constants were fitted
-(offline, with :mod:`autolab.twin.calibrate`) to the seed-paper table in DESIGN.md (Lignos et al.,
-React. Chem. Eng. 2021, 6, 459); they are model parameters of a mechanistic twin, not measured
-physical constants, and should be refitted when real CSTR data arrive.
+(offline, with :mod:`autolab.twin.calibrate`) to the seed-paper table in docs/architecture.md
+(Lignos et al., React. Chem. Eng. 2021, 6, 459); they are model parameters of a mechanistic twin,
+not measured physical constants, and should be refitted when real CSTR data arrive.
 """
 
 from __future__ import annotations

@@ -109,7 +109,7 @@ def box() -> BoxStats:
 
 
 def test_overall_row_over_the_optimizer_box(box: BoxStats) -> None:
-    """DESIGN.md "overall": PL 520–610 nm, FWHM 46–64 nm (±4), QY up to 42 % (±5 points)."""
+    """The "overall" row (docs/architecture.md): PL 520–610 nm, FWHM 46–64 (±4), QY ≤ 42 % (±5)."""
     assert box.n_points == BOX_POINTS
     assert box.ok.mean() > 0.9
     lo, hi = box.pl_range
