@@ -21,7 +21,7 @@ import os
 import sys
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import fields
+from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -110,7 +110,7 @@ def condition_problems(values: Mapping[str, float]) -> list[str]:
     problems = [f"unknown condition {n!r}{did_you_mean(n, names)}"
                 for n in values if n not in names]
     missing = [f.name for f in fields(Conditions)
-               if f.name not in values and f.name != "p_to_in"]
+               if f.name not in values and f.default is MISSING]  # as Conditions.from_mapping
     if missing:
         problems.append(f"missing condition(s) {missing}")
     for name, (lo, hi) in ENVELOPE.items():
@@ -794,5 +794,6 @@ def main() -> None:
     try:
         app()
     except AutolabError as err:  # anything not handled above is still a clear refusal
-        err_console.print(f"[bold red]error:[/] {err}")
-        sys.exit(EXIT_INPUT if isinstance(err, ConfigError) else EXIT_FAILURE)
+        code = EXIT_INPUT if isinstance(err, ConfigError) else EXIT_FAILURE
+        _fail(str(err), code)  # plain text: a message may hold brackets
+        sys.exit(code)

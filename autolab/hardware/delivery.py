@@ -333,8 +333,8 @@ class DeliveryMonitor:
     def _poll_locked(self, role: str, check_rate: bool) -> PumpFinding | None:
         pump, cmd = self.pumps[role], self._commands[role]
         st = pump.state()
-        for code in st.alarms or ((st.alarm,) if st.alarm else ()):
-            return self._alarm_finding(role, code)
+        if st.alarms:  # the oldest alarm since the last poll (the driver keeps every one)
+            return self._alarm_finding(role, st.alarms[0])
         if not cmd.running:
             if st.pumping:
                 return self._finding(role, "pump_running", f"commanded stopped, but the pump "
