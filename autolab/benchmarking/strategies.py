@@ -15,10 +15,11 @@ from typing import Any, ClassVar
 from autolab.objective import ObjectiveSpec
 from autolab.optimizer import Optimizer
 from autolab.optimizer.base import BaseOptimizer
+from autolab.optimizer.factory import OPTIMIZERS
 from autolab.space import ParameterSpace
 
 #: Kinds the campaign builds from its own config (``optimizer.kind``).
-AUTOLAB_KINDS: tuple[str, ...] = ("botorch", "random", "sobol")
+AUTOLAB_KINDS: tuple[str, ...] = tuple(OPTIMIZERS)
 #: How many infeasible proposals in a row Optuna may make before the benchmark gives up.
 _MAX_INFEASIBLE = 1000
 

@@ -25,7 +25,8 @@ from autolab.space import LinearConstraint, qd_space
 from autolab.tracking.summary import (
     CampaignView,
     LabAccount,
-    best_trials,
+    best_trial,
+    distance_column,
     objective_from_config,
 )
 
@@ -382,8 +383,7 @@ def campaign_summary(trials: Sequence[Trial], accounts: Sequence[LabAccount],
     """
     done = [(t, a.lab_clock_h) for t, a in zip(trials, accounts, strict=True)
             if t.status is not TrialStatus.INTERRUPTED]
-    ranked = best_trials(trials, objective)
-    best = next((t for t in trials if ranked and t.index == ranked[-1]), None)
+    best = best_trial(trials, objective)
     to_target = next(((count, h) for count, (t, h) in enumerate(done, start=1)
                       if _reached(t, objective)), None)
     f = best.features if best is not None else None
@@ -459,8 +459,7 @@ def _objective_metrics(objective: ObjectiveSpec, outcomes: Mapping[str, float]) 
         statuses = objective.target_status(outcomes)
         for st in statuses:
             out[f"in_band.{st.outcome}"] = float(st.in_band)
-            unit = "_nm" if st.outcome.endswith("_nm") else ""
-            out[f"distance_to_target{unit}.{st.outcome}"] = st.distance
+            out[distance_column(st.outcome)] = st.distance
         if statuses:
             out["in_band"] = float(all(st.in_band for st in statuses))
         out.update({f"score.{k}": v for k, v in objective.score_terms(outcomes).items()})

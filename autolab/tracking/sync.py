@@ -31,12 +31,9 @@ from autolab.tracking.base import (
 )
 from autolab.tracking.journal import Journal, JournalState
 from autolab.tracking.summary import (
-    best_so_far,
     campaign_view,
     decision_counts,
     decision_rows,
-    lab_accounts,
-    objective_from_config,
     pareto_metrics,
 )
 
@@ -81,10 +78,10 @@ def _sync(journal: Journal, tracker: Tracker, predictions: Sequence[Prediction] 
     _attach(journal, tracker)
     finished = state.finished()
     position = {t.index: i for i, t in enumerate(finished)}
-    objective = objective_from_config(state.header.config)
-    best = best_so_far(finished, objective)
-    accounts = lab_accounts(finished, state.extras)
-    clocks = [a.lab_clock_h for a in accounts]
+    # one view per sync: ranking, lab accounts and the table are computed once, here
+    view = campaign_view(finished, state.extras, state.header.config)
+    objective, best, accounts = view.objective, view.best, view.accounts
+    clocks = view.lab_clock_h
     logged = 0
     changed = bool(state.untracked)
     for idx in list(state.untracked):
@@ -99,7 +96,6 @@ def _sync(journal: Journal, tracker: Tracker, predictions: Sequence[Prediction] 
                              extra_tags=_trial_tags(state, idx), device_log=device_log):
             logged += 1
         journal.mark_tracked(idx)
-    view = campaign_view(finished, state.extras, state.header.config)
     if changed or refresh_plots:
         summary = campaign_summary(finished, accounts, objective)
         metrics = summary.metrics()
