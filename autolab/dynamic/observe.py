@@ -1,0 +1,379 @@
+"""Streamed spectra of a dynamic experiment as observations with an honest uncertainty.
+
+Each outlet reading is a mixture of products made under the conditions its fluid elements saw
+(:func:`~autolab.dynamic.rtd.map_outlet`). It is reported at the RTD-weighted mean conditions,
+with an uncertainty that adds to the analyzer's own:
+
+* the *mapping* term ``κ·s_f``: how much the feature varies across the fluid in the cell, the
+  local slope of the feature times the spread of the conditions. The slope is passed in
+  (gradients, e.g. from a model) or estimated from the stream itself: a weighted line fit of the
+  feature against the mapped conditions, projected on their local direction of motion, over a
+  window of neighbouring readings (a noisy stream over-estimates the slope, which errs on the
+  safe side);
+* the *mixing* term: a mixture of emission bands whose peaks are spread by ``s_peak`` is wider
+  than any of them (Gaussian bands: ``sqrt(w² + (2.355·s_peak)²) - w``), so a width reads high.
+
+A reading whose spread is larger than the mapping's limits is down-weighted (its sigma inflated,
+its weight ``1/inflation²``) or refused outright, with a reason string for the journal. Readings
+whose spread is negligible are flagged *steady*, so a campaign can keep them apart.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from autolab.dynamic.channels import base_name, unit_of
+from autolab.dynamic.rtd import CascadeGeometry, MappedConditions, age_sd_min
+from autolab.dynamic.trajectory import RateLimit
+from autolab.exceptions import ConfigError
+from autolab.records import Conditions
+
+FloatArray = NDArray[np.float64]
+
+#: FWHM of a Gaussian over its standard deviation, ``2·sqrt(2·ln 2)``.
+GAUSS_FWHM_PER_SD = 2.0 * math.sqrt(2.0 * math.log(2.0))
+
+#: Width feature -> the peak feature whose spread broadens it when bands mix (registry).
+MIXING_BROADENING: dict[str, str] = {"fwhm_nm": "pl_peak_nm"}
+
+
+@dataclass(frozen=True)
+class SpreadLimit:
+    """How much spread of one condition the mapping takes.
+
+    Attributes:
+        downweight_above: Spread above which a reading's sigma is inflated by spread/this.
+        refuse_above: Spread above which the reading is refused.
+        relative: Limits are fractions of the channel's mapped value (residence times, ratios).
+    """
+
+    downweight_above: float
+    refuse_above: float
+    relative: bool = False
+
+    def __post_init__(self) -> None:
+        if not (0 < self.downweight_above <= self.refuse_above < math.inf):
+            raise ConfigError(f"SpreadLimit: expected 0 < downweight_above <= refuse_above, got "
+                              f"{self.downweight_above!r}, {self.refuse_above!r}")
+
+    def scale(self, value: float) -> float:
+        """The spread that counts as 1: ``downweight_above`` (times the value if relative)."""
+        return self.downweight_above * (abs(value) if self.relative else 1.0)
+
+
+#: Default spread limits: a reading is taken at full weight while the fluid in the cell saw
+#: conditions within about a degree or two, or 5 % of a residence time or a ratio.
+DEFAULT_SPREAD_LIMITS: dict[str, SpreadLimit] = {
+    "t_core_c": SpreadLimit(2.0, 8.0),
+    "t_shell_c": SpreadLimit(3.0, 12.0),
+    "t_tank_c": SpreadLimit(3.0, 12.0),
+    "tau_core_min": SpreadLimit(0.05, 0.2, relative=True),
+    "tau_shell_min": SpreadLimit(0.05, 0.2, relative=True),
+    "cl_to_i": SpreadLimit(0.05, 0.2, relative=True),
+    "p_to_in": SpreadLimit(0.05, 0.2, relative=True),
+    "s_to_zn": SpreadLimit(0.05, 0.2, relative=True),
+    "stir_rpm": SpreadLimit(50.0, 200.0),
+}
+
+
+@dataclass(frozen=True)
+class MappingPolicy:
+    """When a mapped reading is trusted, down-weighted or refused.
+
+    Attributes:
+        spread_limits: Channel (or field, for all its per-tank channels) -> limit. A varying
+            channel without a limit is refused (nothing says how much spread it takes).
+        spread_factor: ``κ``, the multiple of the feature spread counted as mapping uncertainty.
+        steady_fraction: A reading is *steady* when every spread is below this fraction of its
+            ``downweight_above`` and no fluid from before the trajectory is in the cell
+            (unless it was held there).
+        max_before_start: Largest share of fluid older than the trajectory, when the conditions
+            before it are unknown (``held_before`` False).
+        slope_window_tau: Half-width of the slope-fit window, in mean total residence times.
+    """
+
+    spread_limits: Mapping[str, SpreadLimit] = field(
+        default_factory=lambda: dict(DEFAULT_SPREAD_LIMITS))
+    spread_factor: float = 1.0
+    steady_fraction: float = 0.02
+    max_before_start: float = 0.01
+    slope_window_tau: float = 0.5
+
+    def limit(self, channel: str) -> SpreadLimit | None:
+        """The spread limit of a channel (a per-tank channel falls back to its field's)."""
+        return self.spread_limits.get(channel) or self.spread_limits.get(base_name(channel))
+
+    def rate_caps(self, conditions: Conditions, geometry: CascadeGeometry) -> dict[str, RateLimit]:
+        """Ramp-rate caps that keep a ramp's readings at full weight (for the planner).
+
+        A channel ramped at rate *r* is spread over the outlet's RTD by about ``r·σ_age`` (the
+        standard deviation of the total residence time); capping ``r`` at
+        ``downweight_above/σ_age`` keeps it under the full-weight limit. Use with
+        :meth:`~autolab.dynamic.trajectory.RampLimits.tightened`.
+        """
+        sd = age_sd_min(conditions, geometry)
+        caps: dict[str, RateLimit] = {}
+        for name, lim in self.spread_limits.items():
+            rate = lim.downweight_above / sd
+            caps[name] = RateLimit(rate, rate, relative=lim.relative, source="RTD mapping")
+        return caps
+
+
+@dataclass(frozen=True)
+class DynamicObservation:
+    """One streamed reading, mapped to the conditions that made it.
+
+    Attributes:
+        time_min: Outlet time since the trajectory started, min.
+        conditions: RTD-weighted mean conditions behind the reading.
+        spread: Channel -> spread (one standard deviation over the RTD), varying channels only.
+        features: Feature name -> measured value.
+        sigma: Feature -> total one-sigma uncertainty (analyzer, mapping, mixing, inflation).
+        sigma_measurement: Feature -> the analyzer's own one-sigma part.
+        sigma_mapping: Feature -> the mapping part (``κ·slope·spread`` and mixing, before
+            inflation).
+        weight: 1 at full weight, ``1/inflation²`` when down-weighted, 0 when refused.
+        accepted: False when refused (tell the journal, not the model).
+        steady: The fluid in the cell saw constant conditions (a steady-state reading).
+        before_start: Share of the fluid that entered before the trajectory started.
+        reason: Why it was down-weighted or refused (empty when taken at full weight).
+    """
+
+    time_min: float
+    conditions: Conditions
+    spread: dict[str, float]
+    features: dict[str, float]
+    sigma: dict[str, float]
+    sigma_measurement: dict[str, float]
+    sigma_mapping: dict[str, float]
+    weight: float
+    accepted: bool
+    steady: bool
+    before_start: float
+    reason: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-compatible dict for the journal (conditions as :meth:`Conditions.as_dict`)."""
+        return {"time_min": self.time_min, "conditions": self.conditions.as_dict(),
+                "spread": dict(self.spread), "features": dict(self.features),
+                "sigma": dict(self.sigma), "sigma_measurement": dict(self.sigma_measurement),
+                "sigma_mapping": dict(self.sigma_mapping), "weight": self.weight,
+                "accepted": self.accepted, "steady": self.steady,
+                "before_start": self.before_start, "reason": self.reason}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> DynamicObservation:
+        """Inverse of :meth:`to_dict`."""
+        kw = dict(d)
+        kw["conditions"] = Conditions.from_mapping(d["conditions"])
+        return cls(**kw)
+
+
+def observe(mapped: MappedConditions, features: Mapping[str, FloatArray],
+            sigma: Mapping[str, FloatArray], *, policy: MappingPolicy | None = None,
+            gradients: Mapping[str, Mapping[str, float]] | None = None,
+            held_before: bool = True) -> tuple[DynamicObservation, ...]:
+    """Turn a stream of features into mapped observations with their uncertainty.
+
+    Args:
+        mapped: The mapped conditions of the readings (:func:`~autolab.dynamic.rtd.map_outlet`).
+        features: Feature name -> values, ``(T,)`` (NaN where the analyzer found nothing).
+        sigma: Feature name -> the analyzer's one-sigma errors, ``(T,)``.
+        policy: Spread limits and factors (default :class:`MappingPolicy`).
+        gradients: Feature -> channel -> local slope (feature unit per channel unit); when given
+            for a feature, used instead of estimating the slope from the stream.
+        held_before: The trajectory's :attr:`~autolab.dynamic.trajectory.Trajectory.held_before`.
+
+    Returns:
+        One observation per reading, in time order.
+
+    Raises:
+        ConfigError: Features and sigmas of the wrong shape or with different names.
+    """
+    pol = policy or MappingPolicy()
+    f, s = _check_stream(mapped, features, sigma)
+    moving = _moving_channels(mapped)
+    s_feat = {k: _feature_spread(mapped, moving, (f[k], s[k]), pol,
+                                 None if gradients is None else gradients.get(k)) for k in f}
+    s_map = {k: pol.spread_factor * v for k, v in s_feat.items()}
+    for width, peak in MIXING_BROADENING.items():
+        if width in f and peak in s_feat:
+            w = np.abs(f[width])
+            s_map[width] = np.hypot(s_map[width],
+                                    np.sqrt(w ** 2 + (GAUSS_FWHM_PER_SD * s_feat[peak]) ** 2) - w)
+    stream = _Stream(mapped=mapped, moving=moving, features=f, sigma=s, sigma_mapping=s_map,
+                     policy=pol, held_before=held_before)
+    return tuple(_one(stream, i) for i in range(len(mapped)))
+
+
+@dataclass(frozen=True, eq=False)
+class _Stream:
+    """Everything one reading's judgement needs (arrays over the whole stream)."""
+
+    mapped: MappedConditions
+    moving: list[int]
+    features: dict[str, FloatArray]
+    sigma: dict[str, FloatArray]
+    sigma_mapping: dict[str, FloatArray]
+    policy: MappingPolicy
+    held_before: bool
+
+
+def _check_stream(mapped: MappedConditions, features: Mapping[str, FloatArray],
+                  sigma: Mapping[str, FloatArray]
+                  ) -> tuple[dict[str, FloatArray], dict[str, FloatArray]]:
+    if set(features) != set(sigma) or not features:
+        raise ConfigError(f"observe: expected the same feature names in features and sigma, got "
+                          f"{sorted(features)} and {sorted(sigma)}")
+    n = len(mapped)
+    f = {k: np.asarray(v, dtype=np.float64).reshape(-1) for k, v in features.items()}
+    s = {k: np.asarray(v, dtype=np.float64).reshape(-1) for k, v in sigma.items()}
+    for name, arrs in (("features", f), ("sigma", s)):
+        bad = sorted(k for k, v in arrs.items() if v.shape != (n,))
+        if bad:
+            raise ConfigError(f"observe {name}: expected {n} values (one per reading) for "
+                              f"{bad}")
+    return f, s
+
+
+def _moving_channels(mapped: MappedConditions) -> list[int]:
+    """Indices of the channels that vary in the stream or have a spread somewhere."""
+    span = np.nanmax(mapped.mean, axis=0) - np.nanmin(mapped.mean, axis=0)
+    return [j for j in range(len(mapped.channels))
+            if np.nanmax(mapped.sd[:, j]) > 0 or span[j] > 0]
+
+
+def _feature_spread(mapped: MappedConditions, moving: list[int],
+                    values: tuple[FloatArray, FloatArray], policy: MappingPolicy,
+                    gradient: Mapping[str, float] | None) -> FloatArray:
+    """Spread of a feature (``values``: readings and their sigmas) over the fluid in the cell."""
+    if not moving:
+        return np.zeros(len(mapped))
+    sd = mapped.sd[:, moving]
+    if gradient is not None:
+        g = np.array([gradient.get(mapped.channels[j], 0.0) for j in moving])
+        # Perfectly correlated channels are the worst case: the spreads add in magnitude.
+        return np.asarray(np.abs(sd * g[None, :]).sum(axis=1), dtype=np.float64)
+    return _stream_spread(mapped, moving, values[0], values[1], policy)
+
+
+def _stream_spread(mapped: MappedConditions, moving: list[int], f: FloatArray, s: FloatArray,
+                   policy: MappingPolicy) -> FloatArray:
+    """Slope along the stream's local direction of motion times the scaled spread norm."""
+    scale = _channel_scales(mapped, moving)
+    z = mapped.mean[:, moving] / scale
+    sdn = np.linalg.norm(mapped.sd[:, moving] / scale, axis=1)
+    half = policy.slope_window_tau * float(np.nanmedian(mapped.mean_age_min))
+    ok = np.isfinite(f)
+    slope = np.full(len(mapped), np.nan)
+    for i in range(len(mapped)):
+        win = ok & (np.abs(mapped.times_min - mapped.times_min[i]) <= half)
+        slope[i] = _directional_slope(z[win], f[win], s[win])
+    if not np.any(np.isfinite(slope)):
+        return np.where(sdn > 0, np.inf, 0.0)
+    good = np.flatnonzero(np.isfinite(slope))
+    nearest = good[np.abs(good[None, :] - np.arange(len(mapped))[:, None]).argmin(axis=1)]
+    slope = np.where(np.isfinite(slope), slope, slope[nearest])
+    return np.asarray(np.abs(slope) * sdn, dtype=np.float64)
+
+
+def _channel_scales(mapped: MappedConditions, moving: list[int]) -> FloatArray:
+    """Per-channel scale for the direction of motion: its range in the stream (or its spread)."""
+    m = mapped.mean[:, moving]
+    span = np.nanmax(m, axis=0) - np.nanmin(m, axis=0)
+    fallback = np.nanmax(mapped.sd[:, moving], axis=0)
+    out = np.where(span > 0, span, np.where(fallback > 0, fallback, 1.0))
+    return np.asarray(out, dtype=np.float64)
+
+
+def _directional_slope(z: FloatArray, f: FloatArray, s: FloatArray) -> float:
+    """Weighted slope of ``f`` along the first principal direction of ``z`` (NaN if undefined)."""
+    if len(f) < 3:
+        return math.nan
+    zc = z - z.mean(axis=0)
+    _, sv, vt = np.linalg.svd(zc, full_matrices=False)
+    if sv[0] <= 1e-9 * math.sqrt(len(f)):
+        return math.nan
+    v = zc @ vt[0]
+    w = 1.0 / np.maximum(s, 1e-12) ** 2
+    vm = np.sum(w * v) / np.sum(w)
+    fm = np.sum(w * f) / np.sum(w)
+    den = float(np.sum(w * (v - vm) ** 2))
+    return float(np.sum(w * (v - vm) * (f - fm)) / den) if den > 0 else math.nan
+
+
+def _one(st: _Stream, i: int) -> DynamicObservation:
+    mapped = st.mapped
+    spread = {mapped.channels[j]: float(mapped.sd[i, j]) for j in st.moving}
+    cond = mapped.conditions(i)
+    inflation, reasons, refused, steady = _judge(cond, spread, float(mapped.before_start[i]),
+                                                 st.policy, st.held_before)
+    feats = {k: float(v[i]) for k, v in st.features.items()}
+    missing = sorted(k for k, v in feats.items() if not math.isfinite(v))
+    if missing:
+        refused = True
+        reasons.append(f"refused: {', '.join(missing)} not measured")
+    sm = {k: float(v[i]) for k, v in st.sigma.items()}
+    sp = {k: float(v[i]) for k, v in st.sigma_mapping.items()}
+    unknown = sorted(k for k, v in sp.items() if not math.isfinite(v))
+    if unknown and not refused:
+        refused = True
+        reasons.append(f"refused: no slope estimate for {', '.join(unknown)} (too few readings "
+                       "in the window); pass gradients")
+    sigma = {k: inflation * math.hypot(sm[k], sp[k]) for k in feats}
+    return DynamicObservation(
+        time_min=float(mapped.times_min[i]), conditions=cond, spread=spread, features=feats,
+        sigma=sigma, sigma_measurement=sm, sigma_mapping=sp,
+        weight=0.0 if refused else 1.0 / inflation ** 2, accepted=not refused,
+        steady=steady and not refused, before_start=float(mapped.before_start[i]),
+        reason="; ".join(reasons))
+
+
+def _judge(cond: Conditions, spread: dict[str, float], before_start: float,
+           policy: MappingPolicy, held_before: bool) -> tuple[float, list[str], bool, bool]:
+    """Inflation factor, reasons, refused?, steady? of one reading from its spreads."""
+    inflation, reasons, refused, steady = 1.0, [], False, True
+    if not held_before and before_start > policy.max_before_start:
+        refused = True
+        reasons.append(f"refused: {before_start:.0%} of the fluid in the cell entered before the "
+                       "trajectory started (its conditions are unknown)")
+    values = cond.as_dict()
+    for ch, sd in spread.items():
+        lim = policy.limit(ch)
+        if lim is None:
+            if sd > 0:
+                refused = True
+                reasons.append(f"refused: {ch} varies and the mapping policy has no spread "
+                               "limit for it")
+            continue
+        scale = lim.scale(values.get(ch, math.nan))
+        ratio = sd / scale if scale > 0 else 0.0
+        steady = steady and ratio <= policy.steady_fraction
+        if ratio * lim.downweight_above > lim.refuse_above:
+            refused = True
+            reasons.append(f"refused: {ch} spread {_fmt(ch, sd, lim, values)} over the RTD "
+                           f"exceeds {_fmt_limit(ch, lim.refuse_above, lim)} (ramp too fast for "
+                           "the mapping to hold)")
+        elif ratio > 1.0:
+            inflation = max(inflation, ratio)
+            reasons.append(f"down-weighted: {ch} spread {_fmt(ch, sd, lim, values)} over the RTD "
+                           f"exceeds {_fmt_limit(ch, lim.downweight_above, lim)}")
+    if inflation > 1.0 and not refused:
+        reasons.insert(0, f"sigma x{inflation:.2f}, weight {1 / inflation ** 2:.2f}")
+    return inflation, reasons, refused, steady and (held_before or before_start <= 0)
+
+
+def _fmt(ch: str, sd: float, lim: SpreadLimit, values: Mapping[str, float]) -> str:
+    if lim.relative:
+        return f"{sd / abs(values.get(ch, math.nan)):.1%}"
+    return f"{sd:.3g} {unit_of(ch)}".rstrip()
+
+
+def _fmt_limit(ch: str, x: float, lim: SpreadLimit) -> str:
+    return f"{x:.0%}" if lim.relative else f"{x:g} {unit_of(ch)}".rstrip()
