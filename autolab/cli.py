@@ -21,7 +21,6 @@ import os
 import sys
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -101,16 +100,15 @@ def condition_problems(values: Mapping[str, float]) -> list[str]:
     the one definition of that rule) are all reported together, so a person fixes the command
     once.
     """
-    from autolab.records import Conditions
+    from autolab.records import CONDITION_NAMES, REQUIRED_CONDITIONS
     from autolab.space import QD_SHELL_HOTTER
     from autolab.twin import ENVELOPE
     from autolab.yamlfile import did_you_mean
 
-    names = [f.name for f in fields(Conditions)]
+    names = list(CONDITION_NAMES)
     problems = [f"unknown condition {n!r}{did_you_mean(n, names)}"
                 for n in values if n not in names]
-    missing = [f.name for f in fields(Conditions)
-               if f.name not in values and f.default is MISSING]  # as Conditions.from_mapping
+    missing = [n for n in REQUIRED_CONDITIONS if n not in values]  # as Conditions.from_mapping
     if missing:
         problems.append(f"missing condition(s) {missing}")
     for name, (lo, hi) in ENVELOPE.items():
@@ -767,7 +765,7 @@ def devices_check(file: Annotated[Path, typer.Argument(help="Devices YAML file."
             except HardwareError as err:
                 failed += 1
                 status = f"[red]FAIL[/] {err}"
-            table.add_row(dev.name, spec.kind, rig.config.ports[spec.port].url, status)
+            table.add_row(dev.name, spec.kind, rig.config.where(dev.name), status)
     finally:
         rig.close()
     console.print(table)

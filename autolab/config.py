@@ -19,7 +19,7 @@ import re
 import reprlib
 import typing
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -33,7 +33,7 @@ from autolab.optimizer.settings import (
     parse_optimizer_settings,
     settings_problems,
 )
-from autolab.records import OUTCOMES, Conditions
+from autolab.records import CONDITION_NAMES, OUTCOMES, REQUIRED_CONDITIONS
 from autolab.space import (
     QD_DEFAULT_NAMES,
     QD_PARAMETERS,
@@ -106,7 +106,7 @@ class SpaceConfig(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> SpaceConfig:
-        known = {f.name for f in fields(Conditions)}
+        known = set(CONDITION_NAMES)
         for name in (*self.parameters, *self.fixed):
             if name not in known:
                 raise ValueError(f"unknown condition {name!r}{did_you_mean(name, known)} "
@@ -114,7 +114,7 @@ class SpaceConfig(BaseModel):
         both = set(self.parameters) & set(self.fixed)
         if both:
             raise ValueError(f"{sorted(both)} cannot be both searched and fixed")
-        required = {f.name for f in fields(Conditions) if f.name != "p_to_in"}
+        required = set(REQUIRED_CONDITIONS)
         missing = required - set(self.parameters) - set(self.fixed)
         if missing:
             raise ValueError(f"conditions {sorted(missing)} are neither searched nor fixed")

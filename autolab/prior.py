@@ -69,7 +69,7 @@ class TwinPrior:
                 raise ConfigError(f"twin prior: fixed condition {key!r} = {value!r} must be a "
                                   "finite number")
         self._defaults = {f.name: float(f.default) for f in fields(Conditions)
-                          if f.default is not MISSING}
+                          if f.default is not MISSING and isinstance(f.default, int | float)}
 
     def __call__(self, points: Sequence[Mapping[str, float]]) -> dict[str, NDArray[np.float64]]:
         """Noise-free twin outcomes for ``points`` (searched values; the rest fixed/default).

@@ -13,7 +13,8 @@ must not be able to tell a simulated reading from a real one.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from enum import IntFlag, StrEnum
 from typing import Any
@@ -26,9 +27,67 @@ from autolab.exceptions import ConfigError
 FloatArray = NDArray[np.float64]
 
 
+#: Most CSTRs a cascade of the seed paper's platform holds (it used six to eight in all).
+MAX_TANKS = 8
+#: Condition names of one per-tank temperature, ``t_tank<i>_c`` with ``i`` 1-based in flow order.
+TANK_TEMPERATURE = re.compile(r"^t_tank([1-9][0-9]*)_c$")
+#: The conditions every experiment states (the reactor's seven classic knobs), field order.
+BASE_CONDITIONS = ("t_core_c", "tau_core_min", "t_shell_c", "tau_shell_min", "cl_to_i",
+                   "s_to_zn", "p_to_in")
+#: Optional conditions whose value must be a whole number.
+INTEGER_CONDITIONS = ("s_inject_tank", "s_inject_count")
+
+
+def tank_temperature_name(tank: int) -> str:
+    """The condition name of tank ``tank``'s temperature (1-based, flow order): ``t_tank3_c``."""
+    return f"t_tank{tank}_c"
+
+
+def tank_of(name: str) -> int | None:
+    """The 1-based tank a ``t_tank<i>_c`` name refers to, or ``None`` for any other name."""
+    m = TANK_TEMPERATURE.match(name)
+    return int(m.group(1)) if m else None
+
+
+def is_condition_name(name: str) -> bool:
+    """True for a scalar condition name a campaign space, a CSV or a command line may use.
+
+    These are the scalar fields of :class:`Conditions` plus ``t_tank<i>_c`` for tanks
+    1..:data:`MAX_TANKS` (the ``t_tank_c`` profile itself is not a scalar).
+    """
+    tank = tank_of(name)
+    if tank is not None:
+        return 1 <= tank <= MAX_TANKS
+    return name in CONDITION_DEFAULTS or name in REQUIRED_CONDITIONS
+
+
+def _check_number(name: str, v: object, *, allow_inf: bool = False) -> float:
+    if isinstance(v, bool) or not isinstance(v, int | float) or math.isnan(v):
+        raise ConfigError(f"Conditions.{name}: expected a number, got {v!r}")
+    if v <= 0:
+        raise ConfigError(f"Conditions.{name}: expected a positive value, got {v!r}")
+    if math.isinf(v) and not allow_inf:
+        raise ConfigError(f"Conditions.{name}: expected a finite value, got {v!r}")
+    return float(v)
+
+
+def _check_whole(name: str, v: object, lowest: int) -> int:
+    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) \
+            or v != int(v):
+        raise ConfigError(f"Conditions.{name}: expected a whole number, got {v!r}")
+    if v < lowest:
+        raise ConfigError(f"Conditions.{name}: expected a whole number >= {lowest}, got {v!r}")
+    return int(v)
+
+
 @dataclass(frozen=True)
 class Conditions:
     """Reaction conditions of one InP/ZnS experiment, in physical units.
+
+    The first seven fields are the classic knobs every experiment states. The rest are optional
+    conditions of the seed paper's platform, which heats and stirs each CSTR independently and
+    injects the sulfur (shell) feed at a chosen tank; their defaults reproduce the plain two-stage
+    reactor exactly, so journals and campaign files written before they existed load unchanged.
 
     Attributes:
         t_core_c: Core (InP) stage temperature, °C.
@@ -39,6 +98,16 @@ class Conditions:
             for the twin, not inside an optimizer's bounds).
         s_to_zn: S:Zn molar ratio of the shell feed.
         p_to_in: Aminophosphine P:In molar ratio of the core feed (seed-paper optimum 3.6).
+        t_tank_c: Per-tank temperature profile in flow order, °C. Empty: every core-stage tank at
+            ``t_core_c`` and every shell-stage tank at ``t_shell_c``. A NaN entry, or a tank past
+            the end of the tuple, keeps its stage temperature (so a space that searches only
+            ``t_tank5_c`` changes tank 5 alone). As scalar conditions the entries are named
+            ``t_tank<i>_c`` (``i`` 1-based).
+        stir_rpm: Stirring rate of every tank, rpm (600: the ideal-mixing reference).
+        s_inject_tank: 1-based tank where the sulfur (shell) feed enters; 0 = the reactor's
+            default, the first shell tank. Tanks before it are the core stage.
+        s_inject_count: The shell feed is split equally over this many consecutive tanks
+            starting at ``s_inject_tank``.
     """
 
     t_core_c: float
@@ -48,38 +117,136 @@ class Conditions:
     cl_to_i: float
     s_to_zn: float
     p_to_in: float = 3.6
+    t_tank_c: tuple[float, ...] = ()
+    stir_rpm: float = 600.0
+    s_inject_tank: int = 0
+    s_inject_count: int = 1
 
     def __post_init__(self) -> None:
-        for f in fields(self):
-            v = getattr(self, f.name)
-            if not isinstance(v, int | float) or math.isnan(v):
-                raise ConfigError(f"Conditions.{f.name}: expected a number, got {v!r}")
-            if v <= 0:
-                raise ConfigError(f"Conditions.{f.name}: expected a positive value, got {v!r}")
-            if math.isinf(v) and f.name != "cl_to_i":
-                raise ConfigError(f"Conditions.{f.name}: expected a finite value, got {v!r}")
+        for name in BASE_CONDITIONS:
+            _check_number(name, getattr(self, name), allow_inf=name == "cl_to_i")
+        _check_number("stir_rpm", self.stir_rpm)
+        object.__setattr__(self, "s_inject_tank", _check_whole("s_inject_tank",
+                                                               self.s_inject_tank, 0))
+        object.__setattr__(self, "s_inject_count", _check_whole("s_inject_count",
+                                                                self.s_inject_count, 1))
+        profile: object = self.t_tank_c
+        if not isinstance(profile, tuple | list):
+            raise ConfigError(f"Conditions.t_tank_c: expected a sequence of °C per tank, got "
+                              f"{profile!r}")
+        if len(profile) > MAX_TANKS:
+            raise ConfigError(f"Conditions.t_tank_c: at most {MAX_TANKS} tanks, got "
+                              f"{len(profile)}")
+        clean = []
+        for i, v in enumerate(profile, start=1):
+            if isinstance(v, float) and math.isnan(v):
+                clean.append(math.nan)
+            else:
+                clean.append(_check_number(tank_temperature_name(i), v))
+        while clean and math.isnan(clean[-1]):
+            clean.pop()  # trailing "stage temperature" entries say nothing: one spelling each
+        object.__setattr__(self, "t_tank_c", tuple(clean))
 
     @classmethod
-    def from_mapping(cls, values: Mapping[str, float]) -> Conditions:
+    def from_mapping(cls, values: Mapping[str, Any]) -> Conditions:
         """Build from a name -> value mapping (e.g. an optimizer proposal plus fixed values).
 
+        Per-tank temperatures may come as ``t_tank<i>_c`` scalars (what a campaign space and
+        :meth:`as_dict` use) or as a ``t_tank_c`` sequence, not both.
+
         Raises:
-            ConfigError: Unknown or missing names, or non-numeric values.
+            ConfigError: Unknown or missing names, or values of the wrong kind (the message
+                names the field).
         """
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - names)
+        unknown = sorted(n for n in values if not (is_condition_name(n) or n == "t_tank_c"))
         if unknown:
             raise ConfigError(
-                f"unknown condition(s) {unknown}; expected names from {sorted(names)}")
-        required = {f.name for f in fields(cls) if f.default is MISSING}
-        missing = sorted(required - set(values))
+                f"unknown condition(s) {unknown}; expected names from {sorted(REQUIRED_CONDITIONS)}"
+                f", optional {sorted(CONDITION_DEFAULTS)}, t_tank<i>_c (i = 1..{MAX_TANKS})")
+        missing = sorted(set(REQUIRED_CONDITIONS) - set(values))
         if missing:
             raise ConfigError(f"missing condition(s) {missing}")
-        return cls(**{k: float(v) for k, v in values.items()})
+        kwargs: dict[str, Any] = {}
+        tanks: dict[int, float] = {}
+        for k, v in values.items():
+            tank = tank_of(k)
+            if tank is not None:
+                tanks[tank] = _as_float(k, v)
+            elif k == "t_tank_c":
+                kwargs[k] = _as_profile(v)
+            else:
+                kwargs[k] = _as_float(k, v)
+        if tanks:
+            if "t_tank_c" in kwargs:
+                raise ConfigError("conditions give both t_tank_c and t_tank<i>_c; use one")
+            profile = [math.nan] * max(tanks)
+            for tank, v in tanks.items():
+                profile[tank - 1] = v
+            kwargs["t_tank_c"] = tuple(profile)
+        return cls(**kwargs)
+
+    def tank_temperature_c(self, tank: int) -> float:
+        """Set temperature of tank ``tank`` (1-based), or NaN when it keeps its stage's."""
+        if 1 <= tank <= len(self.t_tank_c):
+            return self.t_tank_c[tank - 1]
+        return math.nan
+
+    def value(self, name: str) -> float:
+        """One scalar condition by name, ``t_tank<i>_c`` included (NaN: the stage temperature).
+
+        Raises:
+            KeyError: ``name`` is not a scalar condition.
+        """
+        tank = tank_of(name)
+        if tank is not None and tank <= MAX_TANKS:
+            return self.tank_temperature_c(tank)
+        if name in REQUIRED_CONDITIONS or name in CONDITION_DEFAULTS:
+            return float(getattr(self, name))
+        raise KeyError(name)
 
     def as_dict(self) -> dict[str, float]:
-        """The conditions as a plain dict (field order)."""
-        return asdict(self)
+        """The conditions as a plain, JSON-able dict of scalars (field order).
+
+        The per-tank profile appears as ``t_tank<i>_c`` entries, one per tank that has its own
+        temperature; :meth:`from_mapping` reads the dict back.
+        """
+        out: dict[str, float] = {}
+        for f in fields(self):
+            if f.name == "t_tank_c":
+                out.update({tank_temperature_name(i): v
+                            for i, v in enumerate(self.t_tank_c, start=1) if not math.isnan(v)})
+            else:
+                out[f.name] = getattr(self, f.name)
+        return out
+
+
+def _as_float(name: str, v: Any) -> float:
+    if isinstance(v, bool):
+        raise ConfigError(f"Conditions.{name}: expected a number, got {v!r}")
+    try:
+        return float(v)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"Conditions.{name}: expected a number, got {v!r}") from err
+
+
+def _as_profile(v: Any) -> tuple[float, ...]:
+    if isinstance(v, str | bytes) or not isinstance(v, Sequence):
+        raise ConfigError(f"Conditions.t_tank_c: expected a list of °C per tank, got {v!r}")
+    return tuple(math.nan if x is None else _as_float(tank_temperature_name(i), x)
+                 for i, x in enumerate(v, start=1))
+
+
+#: Conditions every experiment must state (no default).
+REQUIRED_CONDITIONS: tuple[str, ...] = tuple(
+    f.name for f in fields(Conditions) if f.default is MISSING)
+#: Scalar conditions with a default -> that default (``t_tank_c``'s profile is not a scalar).
+CONDITION_DEFAULTS: dict[str, float] = {
+    f.name: float(f.default) for f in fields(Conditions)
+    if f.default is not MISSING and isinstance(f.default, int | float)}
+#: Every scalar condition name (what a campaign space, a CSV or a command line may use).
+CONDITION_NAMES: tuple[str, ...] = (
+    *REQUIRED_CONDITIONS, *CONDITION_DEFAULTS,
+    *(tank_temperature_name(i) for i in range(1, MAX_TANKS + 1)))
 
 
 @dataclass(frozen=True, eq=False)

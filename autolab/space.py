@@ -21,6 +21,7 @@ from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from autolab.exceptions import ConditionsError, ConfigError
+from autolab.records import MAX_TANKS, tank_temperature_name
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
@@ -31,7 +32,7 @@ def _fmt_unit(unit: str) -> str:
 
 
 class Parameter(BaseModel):
-    """One continuous parameter.
+    """One parameter: continuous, or whole-numbered (``integer``) like an injection tank.
 
     Attributes:
         name: Identifier with the unit in it where there is one (``t_core_c``, ``tau_core_min``).
@@ -41,6 +42,9 @@ class Parameter(BaseModel):
         scale: ``"log"`` for parameters whose effect is multiplicative (molar ratios spanning
             decades); the optimizer then models them in log space.
         description: One line for people reading a campaign file or the MLflow UI.
+        integer: Only whole values are meaningful (a tank number, a count). The optimizer still
+            works in the continuous unit cube; :meth:`from_unit` rounds to the nearest whole
+            value, so every proposal names a real tank.
     """
 
     model_config = _FROZEN
@@ -51,6 +55,7 @@ class Parameter(BaseModel):
     unit: str = ""
     scale: Literal["linear", "log"] = "linear"
     description: str = ""
+    integer: bool = False
 
     @field_validator("name")
     @classmethod
@@ -72,6 +77,12 @@ class Parameter(BaseModel):
         if self.scale == "log" and self.lower <= 0:
             raise ValueError(
                 f"{self.name}: a log-scale parameter needs lower > 0, got {self.lower}")
+        if self.integer:
+            if self.scale == "log":
+                raise ValueError(f"{self.name}: an integer parameter must be linear-scale")
+            if self.lower != int(self.lower) or self.upper != int(self.upper):
+                raise ValueError(f"{self.name}: an integer parameter needs whole-number bounds, "
+                                 f"got [{self.lower:g}, {self.upper:g}]")
         return self
 
     @property
@@ -88,12 +99,18 @@ class Parameter(BaseModel):
         return (v - self.lower) / (self.upper - self.lower)
 
     def from_unit(self, u: NDArray[np.float64] | float) -> NDArray[np.float64]:
-        """Map [0, 1] back to physical values; inverse of :meth:`to_unit`."""
+        """Map [0, 1] back to physical values; inverse of :meth:`to_unit`.
+
+        Integer parameters round to the nearest whole value (ties to even). The mapping stays
+        affine before rounding, so linear constraints keep their unit-cube form; the cells of
+        ``lower`` and ``upper`` are half as wide as the others (they sit on the cube's faces).
+        """
         w = np.clip(np.asarray(u, dtype=np.float64), 0.0, 1.0)
         if self.scale == "log":
             lo, hi = math.log(self.lower), math.log(self.upper)
             return np.exp(lo + w * (hi - lo))
-        return self.lower + w * (self.upper - self.lower)
+        v = self.lower + w * (self.upper - self.lower)
+        return np.clip(np.round(v), self.lower, self.upper) if self.integer else v
 
 
 _CONSTRAINT_TERM = re.compile(
@@ -252,6 +269,11 @@ class ParameterSpace(BaseModel):
             span = (p.upper - p.lower) * tol
             if not math.isfinite(v) or v < p.lower - span or v > p.upper + span:
                 raise ConditionsError(p.name, v, p.allowed)
+            if p.integer:
+                if abs(v - round(v)) > span:
+                    raise ConditionsError(p.name, v, f"a whole number in {p.allowed}",
+                                          "not a whole number")
+                v = float(round(v))
             out[p.name] = min(max(v, p.lower), p.upper)
         for c in self.constraints:
             scale = max(1.0, abs(c.rhs))
@@ -333,6 +355,20 @@ QD_PARAMETERS: dict[str, Parameter] = {
                   description="S:Zn molar ratio of the shell feed"),
         Parameter(name="p_to_in", lower=2.1, upper=4.9, unit="",
                   description="Aminophosphine P:In molar ratio of the core feed"),
+        # Optional conditions of the seed paper's platform (each CSTR heated and stirred on its
+        # own; sulfur injected at a chosen tank between the 3rd and the 6th).
+        Parameter(name="stir_rpm", lower=200, upper=1200, unit="rpm",
+                  description="Stirring rate of every tank (below 600 rpm mixing limits the "
+                              "nucleation burst)"),
+        Parameter(name="s_inject_tank", lower=3, upper=6, unit="", integer=True,
+                  description="Tank where the sulfur (shell) feed enters; the tanks before it "
+                              "are the core stage"),
+        Parameter(name="s_inject_count", lower=1, upper=3, unit="", integer=True,
+                  description="Consecutive tanks the shell feed is split over"),
+        *(Parameter(name=tank_temperature_name(i), lower=160, upper=320, unit="°C",
+                    description=f"Temperature of tank {i} (flow order); a tank not searched "
+                                "keeps its stage temperature")
+          for i in range(1, MAX_TANKS + 1)),
     )
 }
 

@@ -43,6 +43,7 @@ from autolab.config import CampaignConfig, parse_campaign
 from autolab.exceptions import AwaitingDecision, ConditionsError, ConfigError, JournalError
 from autolab.objective import ObjectiveSpec
 from autolab.records import (
+    CONDITION_NAMES,
     OUTCOMES,
     Conditions,
     Decision,
@@ -193,7 +194,7 @@ def check_conditions(config: CampaignConfig, values: Mapping[str, float], *,
         raise ConfigError(f"missing condition(s) {missing}; every searched parameter needs a "
                           "value")
     conditions = Conditions.from_mapping({**values, **fixed})
-    config.space.build().check({n: getattr(conditions, n) for n in config.space.parameters})
+    config.space.build().check({n: conditions.value(n) for n in config.space.parameters})
     if envelope is not None:
         envelope(conditions)
     elif config.executor.kind == "twin":
@@ -524,7 +525,7 @@ def read_results(path: str | Path, config: CampaignConfig) -> list[ManualRow]:
 
 
 def _check_columns(p: Path, columns: list[str], config: CampaignConfig) -> None:
-    known = {*config.space.parameters, *config.space.fixed, *Conditions.__dataclass_fields__,
+    known = {*config.space.parameters, *config.space.fixed, *CONDITION_NAMES,
              *OUTCOMES, *_OPTIONAL, *_TEXT_COLUMNS}
     unknown = [c for c in columns if c not in known]
     if unknown:
@@ -552,7 +553,7 @@ def _manual_row(p: Path, n: int, row: Mapping[str, str | None],
                 config: CampaignConfig) -> ManualRow:
     if None in row:  # more cells than header columns
         raise ConfigError(f"{p}, row {n}: more values than columns")
-    condition_names = [c for c in row if c in Conditions.__dataclass_fields__]
+    condition_names = [c for c in row if c in CONDITION_NAMES]
     values = {c: _cell(p, n, row, c) for c in condition_names
               if c in config.space.parameters or (row.get(c) or "").strip()}
     try:

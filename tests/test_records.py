@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -12,6 +13,9 @@ from hypothesis import strategies as st
 
 from autolab.exceptions import ConfigError
 from autolab.records import (
+    CONDITION_DEFAULTS,
+    MAX_TANKS,
+    REQUIRED_CONDITIONS,
     Conditions,
     Decision,
     Features,
@@ -24,6 +28,7 @@ from autolab.records import (
     TrialOrigin,
     TrialStatus,
     experiment_label,
+    is_condition_name,
 )
 
 
@@ -117,3 +122,67 @@ def test_origin_and_decision_names_are_what_the_journal_stores() -> None:
     assert [o.value for o in TrialOrigin] == ["proposed", "edited", "manual", "reused"]
     assert [d.value for d in Decision] == ["approve", "edit", "reject"]
     assert experiment_label(7) == "exp-007"
+
+
+# ------------------------------------------------- optional per-tank conditions (issue 9 §2)
+_BASE = {"t_core_c": 180.0, "tau_core_min": 13.0, "t_shell_c": 290.0, "tau_shell_min": 15.0,
+         "cl_to_i": 6.0, "s_to_zn": 2.0}
+
+
+def test_old_condition_dicts_load_with_defaults_that_change_nothing() -> None:
+    c = Conditions.from_mapping(_BASE)
+    assert c == Conditions(180, 13, 290, 15, 6, 2)
+    assert (c.t_tank_c, c.stir_rpm, c.s_inject_tank, c.s_inject_count) == ((), 600.0, 0, 1)
+    assert set(REQUIRED_CONDITIONS) == set(_BASE)
+    assert CONDITION_DEFAULTS == {"p_to_in": 3.6, "stir_rpm": 600.0, "s_inject_tank": 0,
+                                  "s_inject_count": 1}
+    old = _trial().to_dict()  # a journal line written before the optional fields existed
+    for k in ("stir_rpm", "s_inject_tank", "s_inject_count"):
+        old["conditions"].pop(k)
+        old["measurement"]["conditions"].pop(k)
+    assert Conditions.from_mapping(Trial.from_dict(old).conditions) == c
+
+
+def test_tank_temperatures_map_into_the_profile_and_back() -> None:
+    c = Conditions.from_mapping({**_BASE, "t_tank5_c": 300, "t_tank2_c": 185.0,
+                                 "s_inject_tank": 4.0, "s_inject_count": 2})
+    assert len(c.t_tank_c) == 5
+    assert math.isnan(c.t_tank_c[0]) and c.t_tank_c[1] == 185.0 and c.t_tank_c[4] == 300.0
+    assert c.value("t_tank5_c") == 300.0 and math.isnan(c.value("t_tank7_c"))
+    assert c.value("s_inject_tank") == 4 and isinstance(c.s_inject_tank, int)
+    d = c.as_dict()
+    assert d["t_tank2_c"] == 185.0 and "t_tank1_c" not in d and "t_tank_c" not in d
+    assert Conditions.from_mapping(json.loads(json.dumps(d, allow_nan=False))) == c
+    full = Conditions.from_mapping({**_BASE, "t_tank_c": [180, 181, 182, None]})
+    assert full.t_tank_c == (180.0, 181.0, 182.0)  # trailing "stage temperature" dropped
+    with pytest.raises(KeyError):
+        c.value("bogus")
+
+
+@pytest.mark.parametrize(("change", "needle"), [
+    ({"s_inject_tank": 3.5}, "s_inject_tank: expected a whole number"),
+    ({"s_inject_count": 0}, "s_inject_count: expected a whole number >= 1"),
+    ({"s_inject_tank": True}, "s_inject_tank"),
+    ({"stir_rpm": -5}, "stir_rpm: expected a positive"),
+    ({"stir_rpm": "fast"}, "stir_rpm: expected a number"),
+    ({"t_tank3_c": math.inf}, "t_tank3_c: expected a finite"),
+    ({"t_tank2_c": "hot"}, "t_tank2_c: expected a number"),
+    ({"t_tank9_c": 200}, "unknown condition"),
+    ({"t_tank_c": "200,210"}, "t_tank_c: expected a list"),
+    ({"t_tank_c": [200], "t_tank2_c": 210}, "both t_tank_c and t_tank<i>_c"),
+])
+def test_bad_optional_conditions_name_the_field(change: dict[str, object], needle: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(needle)):
+        Conditions.from_mapping({**_BASE, **change})
+
+
+@settings(max_examples=60, deadline=None)
+@given(profile=st.lists(st.one_of(st.none(), st.floats(100, 340)), max_size=MAX_TANKS),
+       rpm=st.floats(50, 2000), tank=st.integers(0, MAX_TANKS), count=st.integers(1, 4))
+def test_optional_conditions_round_trip_through_json(profile: list[float | None], rpm: float,
+                                                     tank: int, count: int) -> None:
+    c = Conditions.from_mapping({**_BASE, "t_tank_c": profile, "stir_rpm": rpm,
+                                 "s_inject_tank": tank, "s_inject_count": count})
+    text = json.dumps(c.as_dict(), allow_nan=False)
+    assert Conditions.from_mapping(json.loads(text)) == c
+    assert all(is_condition_name(k) for k in c.as_dict())

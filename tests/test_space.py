@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from autolab.exceptions import ConditionsError, ConfigError
+from autolab.records import MAX_TANKS
 from autolab.space import (
     QD_PARAMETERS,
     LinearConstraint,
@@ -126,3 +127,47 @@ def test_subspace_drops_constraints_on_dropped_names() -> None:
     sub = qd_space().subspace(["t_core_c", "s_to_zn"])
     assert sub.names == ("t_core_c", "s_to_zn")
     assert sub.constraints == ()
+
+
+# ------------------------------------------------- optional per-tank conditions (issue 9 §2)
+def test_integer_parameters_round_in_the_unit_cube_and_check_whole_values() -> None:
+    space = qd_space(("t_core_c", "s_inject_tank", "s_inject_count", "t_tank5_c", "stir_rpm"))
+    assert space["s_inject_tank"].integer and not space["t_tank5_c"].integer
+    pts = space.from_unit(np.array([[0.5, 0.49, 0.8, 0.5, 0.5], [0.5, 0.0, 1.0, 0.5, 0.5]]))
+    assert [p["s_inject_tank"] for p in pts] == [4.0, 3.0]
+    assert [p["s_inject_count"] for p in pts] == [3.0, 3.0]
+    assert pts[0]["t_tank5_c"] == pytest.approx(240.0)
+    ok = {"t_core_c": 180.0, "s_inject_tank": 5.0, "s_inject_count": 2.0, "t_tank5_c": 300.0,
+          "stir_rpm": 600.0}
+    assert space.check(ok) == ok
+    with pytest.raises(ConditionsError, match="s_inject_tank.*not a whole number"):
+        space.check({**ok, "s_inject_tank": 4.5})
+    with pytest.raises(ConditionsError, match="s_inject_tank"):
+        space.check({**ok, "s_inject_tank": 7.0})  # the paper injects between tank 3 and 6
+
+
+@settings(max_examples=50, deadline=None)
+@given(u=st.floats(0, 1), lo=st.integers(-5, 5), width=st.integers(1, 6))
+def test_integer_from_unit_is_always_a_whole_value_in_bounds(u: float, lo: int,
+                                                             width: int) -> None:
+    p = Parameter(name="n", lower=lo, upper=lo + width, integer=True)
+    v = float(p.from_unit(u))
+    assert v == round(v) and lo <= v <= lo + width
+    assert float(p.from_unit(p.to_unit(v))) == v
+
+
+@pytest.mark.parametrize(("kwargs", "needle"), [
+    ({"lower": 0.5, "upper": 3, "integer": True}, "whole-number bounds"),
+    ({"lower": 1, "upper": 3, "integer": True, "scale": "log"}, "linear-scale"),
+])
+def test_integer_parameter_bounds_are_validated(kwargs: dict[str, object], needle: str) -> None:
+    with pytest.raises(ValueError, match=needle):
+        Parameter(name="n", **kwargs)
+
+
+def test_catalog_knows_every_tank_temperature_and_refuses_a_tank_past_the_cascade() -> None:
+    assert all(f"t_tank{i}_c" in QD_PARAMETERS for i in range(1, MAX_TANKS + 1))
+    with pytest.raises(ConfigError, match="t_tank9_c"):
+        qd_space(("t_core_c", "t_tank9_c"))
+    with pytest.raises(ConfigError, match="exceed"):
+        qd_space(("t_tank2_c",), overrides={"t_tank2_c": (100.0, 200.0)})

@@ -66,7 +66,7 @@ CONDITION_ORDER: tuple[str, ...] = ("t_core_c", "tau_core_min", "t_shell_c", "ta
                                     "cl_to_i", "s_to_zn", "p_to_in")
 #: Conditions with a default (``p_to_in``), used when neither searched nor fixed.
 _DEFAULTS: dict[str, float] = {f.name: float(f.default) for f in fields(Conditions)
-                               if f.default is not MISSING}
+                               if f.default is not MISSING and f.name in CONDITION_ORDER}
 #: Stable code per kind in the member's random stream (so kinds never share draws).
 _KIND_CODE: dict[str, int] = {"twin": 101, "rff": 202, "additive": 303}
 #: Detector-window limits a rendered spectrum must stay within, nm.

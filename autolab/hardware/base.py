@@ -46,6 +46,15 @@ class Device(Protocol):
 
 
 @runtime_checkable
+class Connectable(Protocol):
+    """A device with a bring-up step (modes, alarms acknowledged, calibration read)."""
+
+    def connect(self) -> None:
+        """Bring the device into its known state; raises HardwareError if it cannot."""
+        ...
+
+
+@runtime_checkable
 class Pump(Device, Protocol):
     """A syringe pump (infuse or withdraw at a rate)."""
 
@@ -94,7 +103,14 @@ class Pump(Device, Protocol):
 
 @runtime_checkable
 class TemperatureController(Device, Protocol):
-    """A heater block controller."""
+    """A heater block (or one tank's heater) controller.
+
+    Attributes:
+        ramp_c_per_min: The heating-rate limit the controller ramps its setpoint at, °C/min
+            (the procedure estimates heat-up waits from it).
+    """
+
+    ramp_c_per_min: float
 
     def set_temperature_c(self, setpoint_c: float) -> None:
         """Set and verify the (remote) setpoint, °C."""

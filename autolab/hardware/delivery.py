@@ -295,6 +295,10 @@ class DeliveryMonitor:
         cmd = self._commands[role]
         return self._infused_total[role] + (cmd.leg_ml if cmd.running and cmd.infuse else 0.0)
 
+    def commanded_rate_ml_min(self, role: str) -> float:
+        """The rate the procedure last commanded this pump, mL/min."""
+        return self._commands[role].rate_ml_min
+
     def is_running(self, role: str) -> bool:
         """Whether the procedure last commanded this pump to run."""
         return self._commands[role].running

@@ -541,6 +541,57 @@ class VICIValve:
 
 
 # ============================================================================= spectrometer
+def _asp1_line(transport: Transport, name: str, command: str,
+               arg: str | float | None = None) -> bytes:
+    # a setting must be answered by OK: anything else is a stale reply -> retried
+    parse = spectro.check_ok if arg is not None else spectro.parse_line
+    return transport.exchange(name, spectro.encode(command, arg),
+                              lambda s: read_until_byte(s, b"\n"), _as_protocol(parse))
+
+
+def _configure_light(name: str, line: Callable[[str, str | None], bytes], *, source: str,
+                     shutter_open: bool, cell: str) -> None:
+    for cmd, value in (("SRC", source), ("SHUT", "OPEN" if shutter_open else "CLOSE"),
+                       ("CELL", cell)):
+        spectro.check_ok(line(cmd, value))
+        got = spectro.parse_line(line(cmd + "?", None))
+        if got != value:
+            raise HardwareError(f"{name}: setpoint {cmd} did not stick: sent {value}, "
+                                f"read back {got}")
+
+
+class SerialLightPath:
+    """The light path of an ASP-1 head alone: lamp/LED source, shutter and cell selector.
+
+    For a rig whose detector is another device (an Ocean spectrometer over USB): it satisfies
+    :class:`autolab.hardware.ocean.LightPath`.
+
+    Args:
+        transport: The head's port.
+        name: Device name.
+    """
+
+    def __init__(self, transport: Transport, name: str) -> None:
+        self.transport = transport
+        self.name = name
+
+    def _line(self, command: str, arg: str | float | None = None) -> bytes:
+        return _asp1_line(self.transport, self.name, command, arg)
+
+    def connect(self) -> None:
+        """Check it answers."""
+        self.ping()
+
+    def ping(self) -> str:
+        """Identity string."""
+        return f"{self.name}: {spectro.parse_line(self._line('*IDN?'))}"
+
+    def configure(self, *, source: str, shutter_open: bool, cell: str) -> None:
+        """Source, shutter and cell, each read back."""
+        _configure_light(self.name, self._line, source=source, shutter_open=shutter_open,
+                         cell=cell)
+
+
 class SerialSpectrometer:
     """The inline optics head over ASP-1 (see :mod:`autolab.hardware.protocols.spectro`).
 
@@ -558,11 +609,7 @@ class SerialSpectrometer:
         self._path = 0.1
 
     def _line(self, command: str, arg: str | float | None = None) -> bytes:
-        # a setting must be answered by OK: anything else is a stale reply -> retried
-        parse = spectro.check_ok if arg is not None else spectro.parse_line
-        return self.transport.exchange(self.name, spectro.encode(command, arg),
-                                       lambda s: read_until_byte(s, b"\n"),
-                                       _as_protocol(parse))
+        return _asp1_line(self.transport, self.name, command, arg)
 
     def connect(self) -> None:
         """Read the calibration: pixels, wavelength polynomial, full scale, excitation, path."""
@@ -607,13 +654,8 @@ class SerialSpectrometer:
 
     def configure(self, *, source: str, shutter_open: bool, cell: str) -> None:
         """Source, shutter and cell, each read back."""
-        for cmd, value in (("SRC", source), ("SHUT", "OPEN" if shutter_open else "CLOSE"),
-                           ("CELL", cell)):
-            spectro.check_ok(self._line(cmd, value))
-            got = spectro.parse_line(self._line(cmd + "?"))
-            if got != value:
-                raise HardwareError(f"{self.name}: setpoint {cmd} did not stick: sent {value}, "
-                                    f"read back {got}")
+        _configure_light(self.name, self._line, source=source, shutter_open=shutter_open,
+                         cell=cell)
 
     def acquire(self) -> NDArray[np.float64]:
         """One frame, raw counts ``(P,)``."""

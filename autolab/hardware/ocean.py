@@ -7,23 +7,36 @@ light part of the ASP-1 optics head, or a GPIO box), and together they satisfy t
 :class:`~autolab.hardware.base.Spectrometer` capability the executor uses, so a rig can swap its
 optics without touching the executor.
 
-seabreeze facts used (reference §3): ``integration_time_micros(us)``, ``wavelengths()``,
-``intensities(correct_dark_counts, correct_nonlinearity)``, ``max_intensity``,
-``integration_time_micros_limits``; the first spectrum after an integration-time change still
-holds the old exposure (FIFO), so it is read and discarded.
+seabreeze facts used: ``Spectrometer.from_serial_number(sn)``, ``integration_time_micros(us)``,
+``wavelengths()``, ``intensities(correct_dark_counts, correct_nonlinearity)``,
+``max_intensity``, ``integration_time_micros_limits``; the first spectrum after an
+integration-time change still holds the old exposure (FIFO), so it is read and discarded.
+
+Devices-file kind ``ocean`` (registered here; see docs/hardware.md): the detector is found by
+its USB serial number, not a serial port, and ``light`` names the device that switches the light
+path (for instance an ``asp1_light``)::
+
+    spectrometer: {kind: ocean, serial_number: FLMS12345, light: optics_light,
+                   excitation_nm: 405, path_length_cm: 0.1}
+    optics_light: {kind: asp1_light, port: optics}
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 from numpy.typing import NDArray
+from pydantic import Field
 
 from autolab.exceptions import ConfigError, HardwareError
+from autolab.hardware.base import Device
+from autolab.hardware.devices import DevicesConfig, DeviceSpecBase
+from autolab.hardware.registry import BuildContext, Category, DeviceKind, register_kind
 
 
+@runtime_checkable
 class LightPath(Protocol):
     """Light source (``ABS``/``EXC``/``OFF``), shutter and cell (``SAMPLE``/``DYE``) control."""
 
@@ -133,3 +146,48 @@ class SeabreezeSpectrometer:
             raise HardwareError(f"{self.name}: frame has {counts.size} pixels, expected "
                                 f"{self._wl.size}")
         return counts
+
+
+class OceanSpec(DeviceSpecBase):
+    """Devices-file entry of an Ocean Insight spectrometer (kind ``ocean``).
+
+    Attributes:
+        serial_number: The detector's USB serial number (``FLMS12345``): seabreeze finds it
+            by this, so it needs no serial port.
+        light: Name of the device (capability ``light``) that switches lamp, LED, shutter and
+            cell.
+        excitation_nm: Wavelength of the excitation LED, nm.
+        path_length_cm: Flow-cell path length, cm.
+        correct_nonlinearity: Apply the detector's stored nonlinearity correction.
+    """
+
+    kind: Literal["ocean"] = "ocean"
+    serial_number: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    light: str = Field(min_length=1)
+    excitation_nm: float = Field(ge=200, le=1100)
+    path_length_cm: float = Field(default=0.1, gt=0, le=10)
+    correct_nonlinearity: bool = True
+
+    def connection(self, config: DevicesConfig) -> str:
+        """The USB serial number."""
+        return f"USB {self.serial_number}"
+
+    def references(self) -> tuple[tuple[str, str, Category], ...]:
+        """The light path it drives."""
+        return (("light", self.light, "light"),)
+
+
+def _build_ocean(name: str, spec: OceanSpec, ctx: BuildContext) -> Device:
+    light = ctx.device(spec.light)
+    if not isinstance(light, LightPath):
+        raise ConfigError(f"devices.{name}.light={spec.light!r}: {type(light).__name__} cannot "
+                          f"switch a light path (no configure(source, shutter_open, cell))")
+    return SeabreezeSpectrometer(open_seabreeze(spec.serial_number), light, name=name,
+                                 excitation_nm=spec.excitation_nm,
+                                 path_length_cm=spec.path_length_cm,
+                                 correct_nonlinearity=spec.correct_nonlinearity)
+
+
+register_kind(DeviceKind("ocean", "spectrometer", OceanSpec, _build_ocean, None,
+                         "Ocean Insight spectrometer over USB (python-seabreeze), with a "
+                         "separate light path"))

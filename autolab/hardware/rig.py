@@ -1,102 +1,212 @@
-"""The rig: every driver of a devices file, on one transport per port, with a shared log."""
+"""The rig: every device of a devices file, typed on the capability protocols, with a shared log.
+
+:meth:`Rig.open` builds each device through its kind's builder in
+:mod:`autolab.hardware.registry` and files it by capability (pumps, heaters, stirrers and valves
+by role; one spectrometer; anything else, such as a light path, under :attr:`Rig.others`). The
+rig never names a kind, so a new kind plugs in by registering itself; the procedure and the
+supervisor see only :class:`~autolab.hardware.base.Pump`,
+:class:`~autolab.hardware.base.TemperatureController`, :class:`~autolab.hardware.base.Stirrer`,
+:class:`~autolab.hardware.base.Valve` and :class:`~autolab.hardware.base.Spectrometer`, so a
+simulated rig of in-process devices is a :class:`Rig` too (:meth:`Rig.from_devices`).
+"""
 
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
-from autolab.hardware.devices import DEFAULT_BAUD, DevicesConfig
-from autolab.hardware.drivers import (
-    Eurotherm3200,
-    IKAStirrer,
-    NE1000Pump,
-    SerialSpectrometer,
-    VICIValve,
+from autolab.exceptions import ConfigError
+from autolab.hardware.base import (
+    Connectable,
+    Device,
+    Pump,
+    Spectrometer,
+    Stirrer,
+    TemperatureController,
+    Valve,
 )
+from autolab.hardware.devices import DevicesConfig
+from autolab.hardware.limits import Limits
+from autolab.hardware.registry import Category, get_kind
 from autolab.hardware.transport import ExchangeLog, Transport
+
+#: The protocol each capability's devices must satisfy.
+CAPABILITY: dict[Category, type] = {
+    "pump": Pump, "heater": TemperatureController, "stirrer": Stirrer, "valve": Valve,
+    "spectrometer": Spectrometer, "light": Device}
 
 
 @dataclass
 class Rig:
-    """Drivers by fluidic role.
+    """Devices by fluidic role, typed on the capability protocols.
 
     Attributes:
         config: The devices file.
         log: Exchange log shared by all transports.
-        transports: Transport by port name.
-        pumps: Pump by role.
-        heaters: Controller by stage (``core``, ``shell``).
-        stirrers: Stirrer by stage.
-        solvent_valve / outlet_valve: The two valves.
+        transports: Transport by port name (empty for a rig of in-process devices).
+        pumps: Pump by role (:data:`~autolab.hardware.fluidics.ROLES`).
+        heaters: Controller by role: a stage block (``core``, ``shell``) or a tank
+            (``tank<i>``).
+        stirrers: Stirrer by role, like the heaters.
+        valves: Valve by role (``solvent_valve``, ``outlet_valve``, optional ``sulfur_valve``).
         spectrometer: The inline optics.
+        others: Devices that serve another device (a light path), by name.
     """
 
     config: DevicesConfig
     log: ExchangeLog
     transports: dict[str, Transport]
-    pumps: dict[str, NE1000Pump]
-    heaters: dict[str, Eurotherm3200]
-    stirrers: dict[str, IKAStirrer]
-    solvent_valve: VICIValve
-    outlet_valve: VICIValve
-    spectrometer: SerialSpectrometer
+    pumps: dict[str, Pump]
+    heaters: dict[str, TemperatureController]
+    stirrers: dict[str, Stirrer]
+    valves: dict[str, Valve]
+    spectrometer: Spectrometer
+    others: dict[str, Device] = field(default_factory=dict)
+
+    @property
+    def solvent_valve(self) -> Valve:
+        """Flush/make-up valve (1 = core inlet, 2 = junction)."""
+        return self.valves["solvent_valve"]
+
+    @property
+    def outlet_valve(self) -> Valve:
+        """Outlet valve (1 = flow cell to collection, 2 = waste)."""
+        return self.valves["outlet_valve"]
+
+    @property
+    def sulfur_valve(self) -> Valve | None:
+        """Selection valve of the sulfur injection tank, if the rig has one."""
+        return self.valves.get("sulfur_valve")
 
     @classmethod
     def open(cls, config: DevicesConfig, log: ExchangeLog | None = None) -> Rig:
-        """Open every port and build the drivers (no bytes sent yet).
+        """Open every port and build every device through its kind (no bytes sent yet).
 
         Raises:
-            HardwareError: A port cannot be opened (ports opened so far are closed again).
+            HardwareError: A port or device cannot be opened (what was opened is closed again).
+            ConfigError: A kind's builder returned something that lacks its capability.
         """
         log = log or ExchangeLog()
         transports: dict[str, Transport] = {}
         try:
             for pname, spec in config.ports.items():
-                kinds = [d.kind for d in config.devices.values() if d.port == pname]
-                baud = spec.baud or (DEFAULT_BAUD[kinds[0]] if kinds else 9600)
-                transports[pname] = Transport(spec.url, baudrate=baud, timeout_s=spec.timeout_s,
-                                              retries=spec.retries, log=log)
+                transports[pname] = Transport(spec.url, baudrate=spec.baud or _baud(config, pname),
+                                              timeout_s=spec.timeout_s, retries=spec.retries,
+                                              log=log)
+            built = _Builder(config, transports).build_all()
         except Exception:
             for t in transports.values():
                 t.close()
             raise
-        pumps: dict[str, NE1000Pump] = {}
-        heaters: dict[str, Eurotherm3200] = {}
-        stirrers: dict[str, IKAStirrer] = {}
-        valves: dict[str, VICIValve] = {}
-        spec_dev: SerialSpectrometer | None = None
-        for name, d in config.devices.items():
-            t = transports[d.port]
-            if d.kind == "ne1000":
-                pumps[d.role] = NE1000Pump(t, name, address=d.address, diameter_mm=d.diameter_mm,
-                                           syringe_ml=d.syringe_ml, safe_mode_s=d.safe_mode_s,
-                                           limits=d.limits)
-            elif d.kind == "eurotherm3200":
-                heaters[d.role] = Eurotherm3200(t, name, address=d.address,
-                                                ramp_c_per_min=d.ramp_c_per_min, limits=d.limits)
-            elif d.kind == "ika":
-                stirrers[d.role] = IKAStirrer(t, name, limits=d.limits)
-            elif d.kind == "vici":
-                valves[d.role] = VICIValve(t, name, positions=d.positions)
-            else:
-                spec_dev = SerialSpectrometer(t, name)
-        assert spec_dev is not None  # the schema requires one
-        return cls(config, log, transports, pumps, heaters, stirrers, valves["solvent_valve"],
-                   valves["outlet_valve"], spec_dev)
+        return cls.from_devices(config, built, log=log, transports=transports)
 
-    def devices(self) -> list[NE1000Pump | Eurotherm3200 | IKAStirrer | VICIValve
-                             | SerialSpectrometer]:
-        """Every driver."""
-        return [*self.pumps.values(), *self.heaters.values(), *self.stirrers.values(),
-                self.solvent_valve, self.outlet_valve, self.spectrometer]
+    @classmethod
+    def from_devices(cls, config: DevicesConfig, devices: Mapping[str, Device], *,
+                     log: ExchangeLog | None = None,
+                     transports: dict[str, Transport] | None = None) -> Rig:
+        """File already-built devices (by devices-file name) into a rig.
+
+        This is how a rig of in-process devices (the simulated rig) is assembled: it checks
+        each device against its capability exactly as :meth:`open` does.
+
+        Raises:
+            ConfigError: A device is missing or lacks the protocol of its capability.
+        """
+        slots: dict[Category, dict[str, Device]] = {c: {} for c in CAPABILITY}
+        for name, spec in config.devices.items():
+            if name not in devices:
+                raise ConfigError(f"rig: device {name!r} of the devices file was not built")
+            category = get_kind(spec.kind).category
+            dev = devices[name]
+            if not isinstance(dev, CAPABILITY[category]):
+                raise ConfigError(f"devices.{name}: kind {spec.kind} built a "
+                                  f"{type(dev).__name__}, which is not a "
+                                  f"{CAPABILITY[category].__name__}")
+            key = name if category == "light" else spec.role
+            slots[category][key] = dev
+        spectrometers = [d for d in slots["spectrometer"].values()
+                         if isinstance(d, Spectrometer)]
+        if len(spectrometers) != 1:
+            raise ConfigError(f"rig: expected one spectrometer, got {len(spectrometers)}")
+        # every device passed its capability check above: these filters drop nothing
+        return cls(config, log or ExchangeLog(), transports or {},
+                   pumps={r: d for r, d in slots["pump"].items() if isinstance(d, Pump)},
+                   heaters={r: d for r, d in slots["heater"].items()
+                            if isinstance(d, TemperatureController)},
+                   stirrers={r: d for r, d in slots["stirrer"].items() if isinstance(d, Stirrer)},
+                   valves={r: d for r, d in slots["valve"].items() if isinstance(d, Valve)},
+                   spectrometer=spectrometers[0], others=slots["light"])
+
+    def devices(self) -> list[Device]:
+        """Every device, in the order :meth:`connect` brings them up."""
+        return [*self.others.values(), *self.pumps.values(), *self.heaters.values(),
+                *self.stirrers.values(), *self.valves.values(), self.spectrometer]
+
+    def limits(self, name: str) -> Limits:
+        """Setpoint limits of device ``name`` (from the devices file)."""
+        return self.config.devices[name].limits
+
+    def reagent(self, role: str) -> str:
+        """What the pump of ``role`` delivers (the devices file's ``reagent``, else the role)."""
+        spec = self.config.devices[self.pumps[role].name]
+        return str(getattr(spec, "reagent", "") or role)
 
     def connect(self) -> None:
         """Bring every device into its known state (modes, alarms acknowledged, calibration)."""
         for dev in self.devices():
-            dev.connect()
+            if isinstance(dev, Connectable):
+                dev.connect()
 
     def close(self) -> None:
         """Close every port (idempotent)."""
         for t in self.transports.values():
             with contextlib.suppress(Exception):
                 t.close()
+
+
+def _baud(config: DevicesConfig, port: str) -> int:
+    """The line speed of a port without one: its first device's kind default."""
+    for d in config.devices.values():
+        if d.port_name() == port:
+            baud = get_kind(d.kind).default_baud
+            if baud:
+                return baud
+    return 9600
+
+
+class _Builder:
+    """Builds each device once, on demand, so a device may use another (a light path)."""
+
+    def __init__(self, config: DevicesConfig, transports: dict[str, Transport]) -> None:
+        self.config = config
+        self.transports = transports
+        self.built: dict[str, Device] = {}
+        self._building: list[str] = []
+
+    def transport(self, port: str) -> Transport:
+        """The opened line ``port``."""
+        return self.transports[port]
+
+    def device(self, name: str) -> Device:
+        """Device ``name``, built now if not yet.
+
+        Raises:
+            ConfigError: Devices that refer to each other in a cycle.
+        """
+        if name in self.built:
+            return self.built[name]
+        if name in self._building:
+            raise ConfigError(f"devices: {' -> '.join([*self._building, name])} refer to each "
+                              f"other in a cycle")
+        self._building.append(name)
+        spec = self.config.devices[name]
+        self.built[name] = get_kind(spec.kind).build(name, spec, self)
+        self._building.pop()
+        return self.built[name]
+
+    def build_all(self) -> dict[str, Device]:
+        """Every device of the file."""
+        for name in self.config.devices:
+            self.device(name)
+        return self.built

@@ -359,7 +359,7 @@ class Supervisor:
             self.last_pv_c[role] = pv
             if fault == "sensor_break":
                 return self._fire("sensor_break", h.name, "thermocouple open", hard=True)
-            limit = h.limits.max_temperature_c
+            limit = rig.limits(h.name).max_temperature_c
             if limit is not None and pv > limit:
                 return self._fire("over_temperature", h.name,
                                   f"PV {pv:.1f} °C > limit {limit:g} °C", hard=True)
@@ -373,8 +373,9 @@ class Supervisor:
             if self.monitor.is_running(role):
                 left = (p.syringe_ml - self.syringe_used_ml.get(role, 0.0)
                         - self.monitor.infused_total_ml(role))
-                margin = 2.0 * p.rate_ml_min * self.period_s * self.time_scale / 60.0
-                if left < p.limits.min_syringe_ml + margin:
+                rate = self.monitor.commanded_rate_ml_min(role)
+                margin = 2.0 * rate * self.period_s * self.time_scale / 60.0
+                if left < rig.limits(p.name).min_syringe_ml + margin:
                     return self._fire("syringe_empty", p.name,
                                       f"{left:.2f} mL left in the syringe", hard=False)
         for s in rig.stirrers.values():
