@@ -23,6 +23,11 @@ Why this shape:
   is absorbed by the extra term instead of forcing the GP through every reading. Experiments
   without a stated sigma for that outcome get the median of the stated ones.
 
+* Many observations (dynamic experiments stream thousands): a GP with more than
+  :data:`~autolab.optimizer.scalable.LARGE_N` points takes its hyperparameters from a subset and
+  predicts with a sparse (inducing-point) posterior conditioned on every point, with the same
+  known noise (:mod:`~autolab.optimizer.scalable`); smaller GPs are exact, as before.
+
 Inputs are unit-cube coordinates from the space (log parameters already in log space), so no input
 transform is needed.
 """
@@ -32,6 +37,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -47,7 +53,9 @@ from gpytorch.mlls import SumMarginalLogLikelihood
 from gpytorch.priors import LogNormalPrior
 from torch import Tensor
 
+from autolab.optimizer import scalable
 from autolab.optimizer.prior import PriorMean, PriorSurrogate
+from autolab.optimizer.scalable import SparseGP, fit_subset, sparse_record
 
 #: Fixed noise (std, label units) of the feasibility GP. Learned noise on +-1 labels tends to
 #: explain failures away as noise and leave the failing region looking feasible; a small fixed
@@ -67,20 +75,31 @@ FEASIBILITY_MIN_LENGTHSCALE = 0.2
 NOISE_FLOOR_REL = 1e-3
 
 
-def _outcome_gp(X: Tensor, y: Tensor, yvar: Tensor | None) -> SingleTaskGP:
+def _filled_yvar(y: Tensor, yvar: Tensor | None) -> Tensor | None:
+    """Stated variances with gaps filled by their median and a floor (module docs), or ``None``.
+
+    Args:
+        y: Outcome ``(n, 1)``.
+        yvar: Stated variances ``(n, 1)``, NaN where none was stated, or ``None``.
+    """
+    if yvar is None or bool(torch.isnan(yvar).all()):
+        return None
+    known = yvar[~torch.isnan(yvar)]
+    filled = torch.where(torch.isnan(yvar), known.median(), yvar)
+    spread = float(y.std()) if y.shape[0] > 1 else 1.0
+    return filled.clamp_min((NOISE_FLOOR_REL * max(spread, 1e-12)) ** 2)
+
+
+def _outcome_gp(X: Tensor, y: Tensor, filled: Tensor | None) -> SingleTaskGP:
     """One outcome's GP: learned noise, or stated noise + learned extra noise (module docs).
 
     Args:
         X: Inputs ``(n, d)``.
         y: Outcome ``(n, 1)``.
-        yvar: Stated variances ``(n, 1)``, NaN where none was stated, or ``None``.
+        filled: Stated variances ``(n, 1)`` (:func:`_filled_yvar`), or ``None``.
     """
-    if yvar is None or bool(torch.isnan(yvar).all()):
+    if filled is None:
         return SingleTaskGP(X, y, outcome_transform=Standardize(m=1))
-    known = yvar[~torch.isnan(yvar)]
-    filled = torch.where(torch.isnan(yvar), known.median(), yvar)
-    spread = float(y.std()) if y.shape[0] > 1 else 1.0
-    filled = filled.clamp_min((NOISE_FLOOR_REL * max(spread, 1e-12)) ** 2)
     gp = SingleTaskGP(X, y, filled, outcome_transform=Standardize(m=1))
     gp.likelihood = FixedNoiseGaussianLikelihood(
         noise=gp.likelihood.noise_covar.noise.detach().clone(), learn_additional_noise=True,
@@ -100,6 +119,37 @@ def _feasibility_kernel(dim: int) -> RBFKernel:
     )
 
 
+@dataclass(frozen=True)
+class _Training:
+    """One GP's full training data (raw units) and, above ``LARGE_N``, its fit subset."""
+
+    X: Tensor
+    y: Tensor
+    yvar: Tensor | None
+    rows: Tensor | None
+
+    def subset(self) -> tuple[Tensor, Tensor, Tensor | None]:
+        """The data the hyperparameters are fitted on: the subset's rows, or all."""
+        if self.rows is None:
+            return self.X, self.y, self.yvar
+        r = self.rows
+        return self.X[r], self.y[r], None if self.yvar is None else self.yvar[r]
+
+    def final(self, gp: SingleTaskGP) -> SingleTaskGP:
+        """The fitted GP itself, or (large n) its sparse posterior on all points."""
+        if self.rows is None:
+            return gp
+        return SparseGP(gp, self.X, self.y, self.yvar, n_fit=int(self.rows.numel()))
+
+
+def _rows(n: int, yvar: Tensor | None, seed: int, device: torch.device,
+          large_n: int | None) -> Tensor | None:
+    """The fit subset's rows above ``large_n`` points, else ``None`` (fit on all)."""
+    if n <= (scalable.LARGE_N if large_n is None else large_n):
+        return None
+    return fit_subset(n, yvar, scalable.FIT_SUBSET, seed).to(device)
+
+
 def build_model_list(
     X_ok: Tensor,
     Y_ok: Tensor,
@@ -110,8 +160,14 @@ def build_model_list(
     prior: PriorSurrogate | None = None,
     names: Sequence[str] = (),
     maxiter: int = 100,
+    seed: int = 0,
+    large_n: int | None = None,
 ) -> ModelListGP:
     """Fit one GP per outcome and, if given, the feasibility GP (last output).
+
+    A GP with more than :data:`~autolab.optimizer.scalable.LARGE_N` training points gets its
+    hyperparameters from a subset and a sparse posterior on all points
+    (:mod:`~autolab.optimizer.scalable`); the others are exact GPs fitted on all their points.
 
     Args:
         X_ok: Unit-cube inputs of successful experiments, shape ``(n_ok, d)``.
@@ -125,14 +181,21 @@ def build_model_list(
         names: Outcome names of ``Y_ok``'s columns (needed with ``prior``).
         maxiter: L-BFGS-B iteration cap per GP. The marginal likelihood is flat near its optimum,
             so ~100 iterations reach it within noise at half the cost of running to tolerance.
+        seed: Seed of the large-n fit subsets.
+        large_n: Threshold of the large-n path (``None``: ``scalable.LARGE_N``; a huge number
+            forces exact GPs, e.g. to measure the approximation against them).
 
     Returns:
         A fitted ``ModelListGP`` with ``m`` outputs, or ``m + 1`` with the feasibility GP last.
     """
-    models = [
-        _outcome_gp(X_ok, Y_ok[:, j : j + 1], None if Yvar_ok is None else Yvar_ok[:, j : j + 1])
+    ok_rows = _rows(X_ok.shape[0], Yvar_ok, seed, X_ok.device, large_n)
+    data = [
+        _Training(X_ok, Y_ok[:, j : j + 1],
+                  _filled_yvar(Y_ok[:, j : j + 1],
+                               None if Yvar_ok is None else Yvar_ok[:, j : j + 1]), ok_rows)
         for j in range(Y_ok.shape[-1])
     ]
+    models = [_outcome_gp(*d.subset()) for d in data]
     if prior is not None:
         for name, gp in zip(names, models, strict=True):
             if name in prior.gps:
@@ -142,9 +205,12 @@ def build_model_list(
     if X_all is not None and ok is not None:
         labels = torch.where(ok, 1.0, -1.0).to(X_all).unsqueeze(-1)
         label_var = torch.full_like(labels, FEASIBILITY_NOISE**2)
+        data.append(_Training(X_all, labels, label_var,
+                              _rows(X_all.shape[0], None, seed + 1, X_all.device, large_n)))
+        X_f, y_f, var_f = data[-1].subset()
         kernel = _feasibility_kernel(X_all.shape[-1])
         models.append(
-            SingleTaskGP(X_all, labels, label_var, covar_module=kernel,
+            SingleTaskGP(X_f, y_f, var_f, covar_module=kernel,
                          outcome_transform=Standardize(m=1))
         )
     model = ModelListGP(*models)
@@ -154,7 +220,11 @@ def build_model_list(
         warnings.simplefilter("ignore", OptimizationWarning)
         fit_gpytorch_mll(mll, optimizer_kwargs={"options": {"maxiter": maxiter}})
     model.eval()
-    return model
+    if all(d.rows is None for d in data):
+        return model
+    final = ModelListGP(*[d.final(gp) for d, gp in zip(data, models, strict=True)])
+    final.eval()
+    return final
 
 
 def hyperparameters(model: ModelListGP, names: list[str]) -> dict[str, dict[str, Any]]:
@@ -174,5 +244,8 @@ def hyperparameters(model: ModelListGP, names: list[str]) -> dict[str, dict[str,
             value = param if constraint is None else constraint.transform(param)
             key = pname.replace("raw_", "")
             values[key] = value.detach().cpu().reshape(-1).tolist()
+        approximation = sparse_record(sub)
+        if approximation:
+            values["approximation"] = approximation
         record[name] = values
     return record
