@@ -244,7 +244,7 @@ class BotorchOptimizer(BaseOptimizer):
             data.X_ok, data.Y_ok, data.X_all if has_feas else None, data.ok,
             Yvar_ok=data.Yvar_ok if self.settings.known_noise else None,
             prior=self._surrogate(), names=spec.outcome_names,
-            maxiter=self.settings.fit_maxiter)
+            maxiter=self.settings.fit_maxiter, seed=seed)
         names = [*spec.outcome_names, *(["feasibility"] if has_feas else [])]
         self._record = {"n_observations": len(self._observations), "n_reused": len(self._reused),
                         "seed": seed, "hyperparameters": hyperparameters(model, names)}
