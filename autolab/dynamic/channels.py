@@ -17,15 +17,13 @@ time is a *flow*: the time an element spends in a stage follows from the flow-we
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import fields, replace
 from enum import StrEnum
 from typing import Any
 
 from autolab.exceptions import ConditionsError
-from autolab.records import Conditions
+from autolab.records import Conditions, tank_of, tank_temperature_name
 
-_TANK = re.compile(r"^t_tank(?P<index>[1-9][0-9]*)_c$")
 #: The profile field whose entries are the per-tank channels.
 _PROFILE = "t_tank_c"
 
@@ -81,18 +79,12 @@ def role_of(channel: str) -> Role:
 
 def base_name(channel: str) -> str:
     """The :class:`Conditions` field a channel belongs to (``t_tank2_c`` -> ``t_tank_c``)."""
-    return _PROFILE if _TANK.match(channel) else channel
+    return _PROFILE if tank_of(channel) is not None else channel
 
 
 def tank_index(channel: str) -> int:
     """1-based tank of a per-tank channel, 0 for a stage or inlet channel."""
-    m = _TANK.match(channel)
-    return int(m.group("index")) if m else 0
-
-
-def tank_channel(tank: int) -> str:
-    """The channel of tank ``tank``'s temperature (1-based): ``t_tank3_c``."""
-    return f"t_tank{tank}_c"
+    return tank_of(channel) or 0
 
 
 def unit_of(channel: str) -> str:
@@ -112,7 +104,7 @@ def flatten(conditions: Conditions) -> dict[str, float]:
     for f in fields(conditions):
         v = getattr(conditions, f.name)
         if isinstance(v, tuple):
-            out.update({tank_channel(i + 1): float(x) for i, x in enumerate(v)})
+            out.update({tank_temperature_name(i + 1): float(x) for i, x in enumerate(v)})
         elif not _is_integer_field(f.type):
             out[f.name] = float(v)
     return out

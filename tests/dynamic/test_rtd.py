@@ -1,4 +1,4 @@
-"""RTD mapping: exact expectations for linear ramps, tracer steps against the tank ODE, flow time."""
+"""RTD mapping: exact lags of linear ramps, tracer steps against the tank ODE, flow time."""
 
 from __future__ import annotations
 

@@ -175,7 +175,7 @@ def test_per_tank_temperatures_are_channels() -> None:
 
 
 def test_bad_rate_limit_is_refused() -> None:
-    with pytest.raises(ConfigError, match="RateLimit.up_per_min"):
+    with pytest.raises(ConfigError, match=r"RateLimit\.up_per_min"):
         RateLimit(0.0, 1.0)
 
 

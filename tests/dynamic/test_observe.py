@@ -1,0 +1,156 @@
+"""Mapped observations: uncertainty from spread and slope, down-weighting, refusal, reasons."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from autolab.dynamic import (
+    CascadeGeometry,
+    DynamicObservation,
+    MappingPolicy,
+    SpreadLimit,
+    Trajectory,
+    map_outlet,
+    observe,
+)
+from autolab.exceptions import ConfigError
+from autolab.records import Conditions
+
+GEO = CascadeGeometry(3, 4)
+
+
+def _c(t_core: float = 180.0, p: float = 3.6) -> Conditions:
+    return Conditions(t_core, 15.0, 280.0, 20.0, 2.0, 2.0, p_to_in=p)
+
+
+def _stream(tr: Trajectory, t: np.ndarray, fn, noise: float = 0.0,  # type: ignore[no-untyped-def]
+            seed: int = 0) -> tuple[object, dict[str, np.ndarray], dict[str, np.ndarray]]:
+    m = map_outlet(tr, t, GEO)
+    rng = np.random.default_rng(seed)
+    f = fn(m) + noise * rng.standard_normal(len(t))
+    return m, {"pl_peak_nm": f}, {"pl_peak_nm": np.full(len(t), max(noise, 1e-3))}
+
+
+def test_a_hold_gives_steady_full_weight_readings() -> None:
+    tr = Trajectory((0.0, 60.0), (_c(), _c()))
+    t = np.linspace(0.0, 60.0, 7)
+    m = map_outlet(tr, t, GEO)
+    obs = observe(m, {"pl_peak_nm": np.full(7, 550.0)}, {"pl_peak_nm": np.full(7, 0.4)})
+    assert all(o.steady and o.accepted and o.weight == 1.0 and o.reason == "" for o in obs)
+    assert all(o.sigma["pl_peak_nm"] == pytest.approx(0.4) for o in obs)
+    assert obs[3].conditions == _c()
+
+
+def test_slow_ramp_with_a_known_gradient_adds_slope_times_spread() -> None:
+    tr = Trajectory((0.0, 300.0), (_c(170.0), _c(200.0)))  # 0.1 °C/min
+    t = np.array([150.0, 200.0])
+    m = map_outlet(tr, t, GEO)
+    sd = m.sd[:, m.channels.index("t_core_c")]
+    obs = observe(m, {"pl_peak_nm": np.array([550.0, 552.0])},
+                  {"pl_peak_nm": np.array([0.3, 0.3])},
+                  gradients={"pl_peak_nm": {"t_core_c": 1.5}})
+    for o, s in zip(obs, sd, strict=True):
+        assert o.sigma_mapping["pl_peak_nm"] == pytest.approx(1.5 * s)
+        assert o.sigma["pl_peak_nm"] == pytest.approx(np.hypot(0.3, 1.5 * s))
+        assert o.accepted and not o.steady and o.weight == 1.0
+
+
+def test_slope_is_estimated_from_the_stream() -> None:
+    """A feature linear in the mapped conditions: the stream's slope gives the same spread."""
+    tr = Trajectory((0.0, 60.0, 400.0), (_c(170.0), _c(170.0), _c(200.0)))
+    t = np.linspace(100.0, 400.0, 61)
+
+    def fn(m):  # type: ignore[no-untyped-def]
+        return 500.0 + 1.5 * m.mean[:, m.channels.index("t_core_c")]
+
+    m, f, s = _stream(tr, t, fn, noise=0.05)
+    est = observe(m, f, s)  # type: ignore[arg-type]
+    known = observe(m, f, s, gradients={"pl_peak_nm": {"t_core_c": 1.5}})  # type: ignore[arg-type]
+    a = np.array([o.sigma_mapping["pl_peak_nm"] for o in est])
+    b = np.array([o.sigma_mapping["pl_peak_nm"] for o in known])
+    np.testing.assert_allclose(a[5:-5], b[5:-5], rtol=0.1)
+
+
+def test_turnaround_keeps_the_slope() -> None:
+    """At the top of an up-down ramp the mapped conditions turn back; the slope must not vanish."""
+    tr = Trajectory((0.0, 150.0, 300.0), (_c(170.0), _c(200.0), _c(170.0)))
+    t = np.linspace(60.0, 300.0, 49)
+
+    def fn(m):  # type: ignore[no-untyped-def]
+        return 500.0 + 1.5 * m.mean[:, m.channels.index("t_core_c")]
+
+    m, f, s = _stream(tr, t, fn, noise=0.05)
+    est = observe(m, f, s)  # type: ignore[arg-type]
+    known = observe(m, f, s, gradients={"pl_peak_nm": {"t_core_c": 1.5}})  # type: ignore[arg-type]
+    a = np.array([o.sigma_mapping["pl_peak_nm"] for o in est])
+    b = np.array([o.sigma_mapping["pl_peak_nm"] for o in known])
+    np.testing.assert_allclose(a, b, rtol=0.15)
+
+
+def test_fast_ramp_is_down_weighted_then_refused_with_journal_reasons() -> None:
+    tr = Trajectory((0.0, 10.0, 200.0), (_c(170.0), _c(210.0), _c(210.0)))  # 4 °C/min
+    t = np.linspace(0.0, 200.0, 81)
+    m = map_outlet(tr, t, GEO)
+    obs = observe(m, {"pl_peak_nm": np.full(81, 550.0)}, {"pl_peak_nm": np.full(81, 0.3)},
+                  gradients={"pl_peak_nm": {"t_core_c": 1.0}})
+    refused = [o for o in obs if not o.accepted]
+    lowered = [o for o in obs if o.accepted and o.weight < 1.0]
+    assert refused and lowered
+    assert all(o.weight == 0.0 for o in refused)
+    assert all("refused: t_core_c spread" in o.reason and "exceeds 8 °C" in o.reason
+               for o in refused)
+    for o in lowered:
+        assert "down-weighted: t_core_c spread" in o.reason
+        assert o.weight == pytest.approx(1.0 / (o.spread["t_core_c"] / 2.0) ** 2)
+        full = np.hypot(0.3, o.sigma_mapping["pl_peak_nm"])
+        assert o.sigma["pl_peak_nm"] == pytest.approx(full * o.spread["t_core_c"] / 2.0)
+    assert obs[-1].steady and obs[-1].weight == 1.0  # the outlet settles on the new hold
+
+
+def test_relative_limits_and_a_channel_without_a_limit() -> None:
+    tr = Trajectory((0.0, 5.0, 200.0), (_c(p=2.0), _c(p=5.0), _c(p=5.0)))
+    m = map_outlet(tr, np.array([40.0]), GEO)
+    obs = observe(m, {"qy": np.array([0.3])}, {"qy": np.array([0.01])},
+                  gradients={"qy": {"p_to_in": 0.01}})
+    assert not obs[0].accepted and "refused: p_to_in spread" in obs[0].reason
+    assert "%" in obs[0].reason
+    strict = MappingPolicy(spread_limits={"t_core_c": SpreadLimit(2.0, 8.0)})
+    obs = observe(m, {"qy": np.array([0.3])}, {"qy": np.array([0.01])}, policy=strict,
+                  gradients={"qy": {"p_to_in": 0.01}})
+    assert "p_to_in varies and the mapping policy has no spread limit" in obs[0].reason
+
+
+def test_unknown_history_is_refused_when_not_held_before() -> None:
+    tr = Trajectory((0.0, 100.0), (_c(), _c()), held_before=False)
+    m = map_outlet(tr, np.array([10.0, 200.0]), GEO)
+    obs = observe(m, {"qy": np.array([0.3, 0.3])}, {"qy": np.array([0.01, 0.01])},
+                  held_before=tr.held_before)
+    assert not obs[0].accepted and "entered before the trajectory started" in obs[0].reason
+    assert obs[1].accepted and obs[1].steady
+
+
+def test_missing_feature_and_mixing_broadening() -> None:
+    tr = Trajectory((0.0, 300.0), (_c(170.0), _c(200.0)))
+    m = map_outlet(tr, np.array([150.0, 200.0]), GEO)
+    obs = observe(m, {"pl_peak_nm": np.array([550.0, np.nan]), "fwhm_nm": np.array([50.0, 50.0])},
+                  {"pl_peak_nm": np.array([0.3, 0.3]), "fwhm_nm": np.array([0.5, 0.5])},
+                  gradients={"pl_peak_nm": {"t_core_c": 3.0}, "fwhm_nm": {}})
+    assert not obs[1].accepted and "pl_peak_nm not measured" in obs[1].reason
+    s_peak = 3.0 * obs[0].spread["t_core_c"]
+    mix = np.sqrt(50.0 ** 2 + (2.3548 * s_peak) ** 2) - 50.0
+    assert obs[0].sigma_mapping["fwhm_nm"] == pytest.approx(mix, rel=1e-3)
+
+
+def test_round_trip_and_bad_input() -> None:
+    tr = Trajectory((0.0, 300.0), (_c(170.0), _c(200.0)))
+    m = map_outlet(tr, np.array([150.0]), GEO)
+    o = observe(m, {"qy": np.array([0.3])}, {"qy": np.array([0.01])},
+                gradients={"qy": {"t_core_c": 0.001}})[0]
+    assert DynamicObservation.from_dict(o.to_dict()) == o
+    with pytest.raises(ConfigError, match="same feature names"):
+        observe(m, {"qy": np.array([0.3])}, {"fwhm_nm": np.array([0.01])})
+    with pytest.raises(ConfigError, match="one per reading"):
+        observe(m, {"qy": np.array([0.3, 0.2])}, {"qy": np.array([0.01, 0.01])})
+    with pytest.raises(ConfigError, match="SpreadLimit"):
+        SpreadLimit(3.0, 2.0)
