@@ -8,6 +8,13 @@ tank 1) followed by ``n_shell`` tanks (shell stage, Zn/S feed into the first she
 The core and shell residence times are independent inputs, so the flows do not always match at
 the junction: when the core stream is larger than the shell stage needs, a diverter bleeds the
 excess cores to waste; when it is smaller, octadecene make-up is added with the shell feed.
+
+The optional conditions of :class:`~autolab.records.Conditions` reshape the cascade
+(:func:`tank_plan`): ``s_inject_tank`` moves the junction (the tanks before it are the core
+stage, so the stage sizes change while ``tau_core_min``/``tau_shell_min`` stay the stage
+residence times), ``s_inject_count`` splits the shell feed over consecutive tanks (the flow grows
+tank by tank, so those tanks hold the fluid longer), and ``t_tank_c`` sets single tanks'
+temperatures.
 """
 
 from __future__ import annotations
@@ -20,7 +27,8 @@ from numpy.typing import NDArray
 from scipy.linalg import expm
 from scipy.special import gammainc, gammaln
 
-from autolab.records import Conditions
+from autolab.exceptions import ConditionsError
+from autolab.records import Conditions, tank_temperature_name
 from autolab.twin.config import TwinConfig
 
 FloatArray = NDArray[np.float64]
@@ -82,6 +90,81 @@ class FlowPlan:
         }
 
 
+#: Stirring rate range the simulated reactor's motors cover, rpm (envelope).
+STIR_RPM_RANGE = (50.0, 2000.0)
+#: Temperature range one tank's block reaches, °C (envelope of a per-tank temperature).
+TANK_TEMPERATURE_RANGE_C = (100.0, 340.0)
+
+
+def stage_tanks(conditions: Conditions, config: TwinConfig) -> tuple[int, int]:
+    """Tanks of the core and of the shell stage, ``(n_core, n_shell)``, for these conditions.
+
+    The sulfur (shell) feed enters at ``s_inject_tank``; the tanks before it are the core stage.
+    ``0`` keeps the reactor's own split (``config.n_core_tanks``).
+
+    Raises:
+        ConditionsError: The injection tank or count leaves no tank for a stage, or runs past
+            the last tank (names the field).
+    """
+    return stage_split(config, conditions.s_inject_tank, conditions.s_inject_count)
+
+
+def stage_split(config: TwinConfig, s_inject_tank: int = 0,
+                s_inject_count: int = 1) -> tuple[int, int]:
+    """:func:`stage_tanks` from the injection fields alone (same rules, same errors)."""
+    n = config.n_core_tanks + config.n_shell_tanks
+    tank = s_inject_tank or config.n_core_tanks + 1
+    if not 2 <= tank <= n:
+        raise ConditionsError("s_inject_tank", tank, f"[2, {n}] (0: tank "
+                              f"{config.n_core_tanks + 1})",
+                              f"this cascade has {n} tanks and the core stage needs one")
+    if tank + s_inject_count - 1 > n:
+        raise ConditionsError("s_inject_count", s_inject_count, f"[1, {n - tank + 1}]",
+                              f"injection from tank {tank} over {s_inject_count} tanks runs "
+                              f"past the last tank ({n})")
+    return tank - 1, n - tank + 1
+
+
+def tank_temperatures_c(conditions: Conditions, config: TwinConfig) -> FloatArray:
+    """Temperature of every tank in flow order, ``(N,)`` °C: the profile over stage defaults.
+
+    Raises:
+        ConditionsError: The profile names more tanks than the cascade has, or a tank's
+            temperature lies outside :data:`TANK_TEMPERATURE_RANGE_C`.
+    """
+    n_core, n_shell = stage_tanks(conditions, config)
+    n = n_core + n_shell
+    if len(conditions.t_tank_c) > n:
+        raise ConditionsError(tank_temperature_name(len(conditions.t_tank_c)),
+                              conditions.t_tank_c[-1], f"tanks 1..{n}",
+                              f"this cascade has {n} tanks")
+    temps = np.concatenate([np.full(n_core, conditions.t_core_c),
+                            np.full(n_shell, conditions.t_shell_c)])
+    lo, hi = TANK_TEMPERATURE_RANGE_C
+    for i, v in enumerate(conditions.t_tank_c):
+        if math.isnan(v):
+            continue
+        if not lo <= v <= hi:
+            raise ConditionsError(tank_temperature_name(i + 1), v, f"[{lo:g}, {hi:g}] °C",
+                                  "outside what a tank's block reaches")
+        temps[i] = v
+    return temps
+
+
+def check_tank_conditions(conditions: Conditions, config: TwinConfig) -> None:
+    """Envelope of the optional per-tank conditions in this cascade (the twin's reactor).
+
+    Raises:
+        ConditionsError: Names the offending field (``t_tank<i>_c``, ``stir_rpm``,
+            ``s_inject_tank``, ``s_inject_count``) and what is allowed.
+    """
+    lo, hi = STIR_RPM_RANGE
+    if not lo <= conditions.stir_rpm <= hi:
+        raise ConditionsError("stir_rpm", conditions.stir_rpm, f"[{lo:g}, {hi:g}] rpm",
+                              "outside what the tanks' stirrer motors do")
+    tank_temperatures_c(conditions, config)  # checks the injection too
+
+
 def flow_plan(conditions: Conditions, config: TwinConfig) -> FlowPlan:
     """Flows for the conditions' residence times in this reactor.
 
@@ -89,8 +172,9 @@ def flow_plan(conditions: Conditions, config: TwinConfig) -> FlowPlan:
     core stream and the phosphine stock: ``Q_P = Q_core·P:In·c_In/c_P``.
     """
     v = config.tank_volume_ml
-    q_core = config.n_core_tanks * v / conditions.tau_core_min
-    q_shell = config.n_shell_tanks * v / conditions.tau_shell_min
+    n_core, n_shell = stage_tanks(conditions, config)
+    q_core = n_core * v / conditions.tau_core_min
+    q_shell = n_shell * v / conditions.tau_shell_min
     q_p = q_core * min(0.9, conditions.p_to_in * config.in_conc_m / config.phosphine_stock_m)
     q_feed = config.shell_feed_fraction * q_shell
     q_cores_needed = q_shell - q_feed
@@ -106,10 +190,32 @@ def flow_plan(conditions: Conditions, config: TwinConfig) -> FlowPlan:
 
 
 def tank_times_min(conditions: Conditions, config: TwinConfig) -> FloatArray:
-    """Per-tank mean residence times of the whole cascade, shape ``(n_core + n_shell,)``, min."""
-    return np.concatenate([
-        np.full(config.n_core_tanks, conditions.tau_core_min / config.n_core_tanks),
-        np.full(config.n_shell_tanks, conditions.tau_shell_min / config.n_shell_tanks)])
+    """Per-tank mean residence times of the whole cascade, shape ``(n_core + n_shell,)``, min.
+
+    The core tanks share ``tau_core_min`` equally. In the shell stage the flow is
+    ``n_shell·V/tau_shell_min`` once all of the shell feed has entered; a tank before the last
+    of ``s_inject_count`` injection points carries only the core stream and the feed shares
+    that entered so far, so it holds the fluid longer (default single injection: equal shares).
+    """
+    n_core, n_shell = stage_tanks(conditions, config)
+    v = config.tank_volume_ml
+    q_shell = n_shell * v / conditions.tau_shell_min
+    missing = np.zeros(n_shell)
+    m = conditions.s_inject_count
+    missing[:m] = (m - 1 - np.arange(m)) / m * config.shell_feed_fraction * q_shell
+    return np.concatenate([np.full(n_core, conditions.tau_core_min / n_core),
+                           v / (q_shell - missing)])
+
+
+def sulfur_share(conditions: Conditions, config: TwinConfig) -> FloatArray:
+    """Fraction of the shell (sulfur) feed that has entered by each tank, ``(N,)``.
+
+    0 in the core stage, ``j/s_inject_count`` in the ``j``-th injection tank, 1 after it.
+    """
+    n_core, n_shell = stage_tanks(conditions, config)
+    m = conditions.s_inject_count
+    share = np.minimum(1.0, (np.arange(n_shell) + 1.0) / m)
+    return np.concatenate([np.zeros(n_core), share])
 
 
 def washout(c0: FloatArray, tank_min: FloatArray, t_min: float, inlet: float) -> FloatArray:
@@ -146,6 +252,6 @@ def ramp_min(t_from_c: float, t_to_c: float, config: TwinConfig) -> float:
 
 def throughput_g_h(conditions: Conditions, config: TwinConfig, conversion: float) -> float:
     """InP produced by the core stage, g/h (all of it, bleed included): ``Q·c_In·X·M``."""
-    q = config.n_core_tanks * config.tank_volume_ml / conditions.tau_core_min
+    q = stage_tanks(conditions, config)[0] * config.tank_volume_ml / conditions.tau_core_min
     return q * 60.0 / 1000.0 * config.in_conc_m * conversion \
         * config.chemistry.inp_molar_mass_g_mol
