@@ -1,12 +1,10 @@
-"""CSTRExecutor: runs experiments on the real (or virtual) CSTR rig over serial.
+"""CSTRExecutor: the one experiment procedure on the serial rig (real or virtual).
 
-One experiment: flush the previous product with solvent (and take the dark and blank frames
-with solvent in the flow cell), ramp the heater blocks with pumps idle, start the feeds at the
-rates that realize the conditions (:func:`~autolab.hardware.fluidics.flow_setpoints`), take
-emission frames while the outlet settles and stop waiting once
-:func:`autolab.analysis.steady_state` says the outlet is steady (or after
-``settle_residence_times`` residence times of the cascade), then take the sample, PL and
-reference-dye frames into the same :class:`~autolab.records.Measurement` the twin returns.
+The procedure (:mod:`autolab.executors.procedure`: flush or not, heat with the feeds on where
+safe, settle adaptively or for a fixed time, acquire) drives the drivers of the devices file over
+RS-232 (or the virtual lab's ptys); this module supplies what is particular to the serial rig:
+the wall clock × the devices file's ``time_scale`` (1 on a real rig), the safety supervisor and
+the delivery monitor that every wait consults.
 
 Safety: the :class:`~autolab.hardware.safety.Supervisor` polls every device while the executor
 lives; any trip, exception, SIGTERM or exit runs the one :class:`~autolab.hardware.safety.Shutdown`
@@ -18,35 +16,35 @@ Delivery: pumps are started and stopped only through the
 :class:`~autolab.hardware.delivery.DeliveryMonitor`, which the supervisor uses to compare every
 pump with its command (state, alarms, rate, dispensed volume). A pump that delivered outside the
 tolerance ends the experiment with :class:`~autolab.exceptions.DeviceFault` (the feeds are
-stopped, the pump is re-initialized, the campaign journals the trial as invalid); a pump in the
-wrong state trips the rig.
-
-Lab time is wall time × the devices file's ``time_scale`` (1 on a real rig).
+stopped, the pump is re-initialized, the campaign journals the trial as invalid, and the next
+experiment flushes the tanks); a pump in the wrong state trips the rig.
 """
 
 from __future__ import annotations
 
 import atexit
-import math
 import signal
 import time
 from types import FrameType
 from typing import Any
 
-import numpy as np
-from numpy.typing import NDArray
-
-from autolab.analysis import steady_state
 from autolab.exceptions import DeviceFault, HardwareError, SafetyTrip
+from autolab.executors.procedure import (
+    FlushMode,
+    Procedure,
+    ProcedureResult,
+    ProcedureSettings,
+    SettlingMode,
+    TankState,
+)
+from autolab.hardware.base import Spectrometer, Stirrer, TemperatureController, Valve
 from autolab.hardware.delivery import DeliveryMonitor, DeliveryTolerance, PumpFinding
 from autolab.hardware.devices import DevicesConfig, load_devices
-from autolab.hardware.fluidics import REAGENT_ROLES, flow_setpoints
 from autolab.hardware.limits import check_setpoint
 from autolab.hardware.rig import Rig
 from autolab.hardware.safety import Shutdown, ShutdownReport, Supervisor, Trip
-from autolab.records import Conditions, Measurement, QYReference, Spectra, SpectralTrace
+from autolab.records import Conditions, Measurement, QYReference
 
-FloatArray = NDArray[np.float64]
 #: InP, g/mol (product_mg = In fed as InP: an upper bound, conversion is not measured inline).
 INP_MOLAR_MASS_G_MOL = 145.8
 
@@ -56,7 +54,7 @@ class CSTRExecutor:
 
     Args:
         devices: The devices file (validated).
-        settle_residence_times: Longest settling wait, in cascade residence times.
+        settle_residence_times: Fixed settling wait and adaptive cap, in residence times.
         flush_residence_times: Solvent flush before each experiment, in residence times.
         trace_frames: Emission frames over the longest settling wait.
         stir_rpm: Stirrer speed, rpm.
@@ -65,6 +63,11 @@ class CSTRExecutor:
         temperature_tolerance_c: How close the blocks must be to the setpoints, °C.
         qy_reference: Reference dye reported with each measurement.
         poll_period_s: Supervisor poll period, wall s.
+        settling: ``adaptive`` (stop when the outlet is steady, after the RTD floor) or
+            ``fixed`` (``settle_residence_times`` always).
+        flush: ``auto`` (skip the flush when the new feed can wash the old product out) or
+            ``always``.
+        feed_window_c: The feeds start once every block is this close to its setpoint, °C.
         install_signal_handlers: Turn SIGTERM into the shutdown sequence (main thread only).
     """
 
@@ -75,22 +78,24 @@ class CSTRExecutor:
                  stir_rpm: float = 600.0, abs_integration_ms: float = 20.0,
                  pl_integration_ms: float = 200.0, temperature_tolerance_c: float = 2.0,
                  qy_reference: QYReference | None = None, poll_period_s: float = 0.5,
-                 install_signal_handlers: bool = True) -> None:
+                 settling: SettlingMode = "adaptive", flush: FlushMode = "auto",
+                 feed_window_c: float = 40.0, install_signal_handlers: bool = True) -> None:
         self.devices = devices
         self.time_scale = devices.time_scale
-        self.settle_residence_times = settle_residence_times
-        self.flush_residence_times = flush_residence_times
-        self.trace_frames = trace_frames
-        self.stir_rpm = stir_rpm
-        self.abs_integration_ms = abs_integration_ms
-        self.pl_integration_ms = pl_integration_ms
-        self.temperature_tolerance_c = temperature_tolerance_c
+        self.settings = ProcedureSettings(
+            settle_residence_times=settle_residence_times,
+            flush_residence_times=flush_residence_times, trace_frames=trace_frames,
+            stir_rpm=stir_rpm, abs_integration_ms=abs_integration_ms,
+            pl_integration_ms=pl_integration_ms,
+            temperature_tolerance_c=temperature_tolerance_c, settling=settling, flush=flush,
+            feed_window_c=feed_window_c)
         self.qy_reference = qy_reference or QYReference()
+        self.tank = TankState()
+        self._bookmark = 0
         self._t0 = time.monotonic()
         self._clock_offset_h = 0.0
         self._reagents: dict[str, float] = {}
         self._run_index = 0
-        self._tank_conditions: dict[str, float] | None = None
         self._faulted_roles: set[str] = set()
         self._closed = False
         self.rig = Rig.open(devices)
@@ -112,6 +117,11 @@ class CSTRExecutor:
         self.shutdown.known_c = self.supervisor.last_pv_c  # one dict: quoted by failed steps
         self.supervisor.syringe_used_ml = {r: 0.0 for r in self.rig.pumps}
         self.supervisor.start()
+        #: The one procedure, on this rig: the executor is its session (clock, checks).
+        self.geometry = devices.geometry
+        self.clock = self
+        self.procedure = Procedure(self, self.settings,
+                                   can_choose_injection=self.rig.sulfur_valve is not None)
         atexit.register(self.close)
         if install_signal_handlers:
             self._install_sigterm()
@@ -186,40 +196,78 @@ class CSTRExecutor:
         self._check(bookmark)
 
     # ------------------------------------------------------------------ acquisition
-    def _frame(self, source: str, *, shutter_open: bool, cell: str = "SAMPLE",
-               integration_ms: float) -> FloatArray:
-        spec = self.rig.spectrometer
-        spec.set_integration_ms(integration_ms)
-        spec.configure(source=source, shutter_open=shutter_open, cell=cell)
-        return spec.acquire()
+    # ------------------------------------------------------------------ procedure session
+    @property
+    def heaters(self) -> dict[str, TemperatureController]:
+        """Controllers by role."""
+        return self.rig.heaters
+
+    @property
+    def stirrers(self) -> dict[str, Stirrer]:
+        """Stirrers by role."""
+        return self.rig.stirrers
+
+    @property
+    def solvent_valve(self) -> Valve:
+        """Solvent to the core inlet (1) or the junction (2)."""
+        return self.rig.solvent_valve
+
+    @property
+    def outlet_valve(self) -> Valve:
+        """Outlet to the collector (1) or waste (2)."""
+        return self.rig.outlet_valve
+
+    @property
+    def spectrometer(self) -> Spectrometer:
+        """The inline optics."""
+        return self.rig.spectrometer
+
+    def now_min(self) -> float:
+        """Lab minutes (the procedure's clock)."""
+        return self.lab_clock_h * 60.0
+
+    def wait_min(self, minutes: float) -> None:
+        """Wait ``minutes`` lab minutes, checking the supervisor and the delivery monitor."""
+        self._wait(minutes * 60.0, self._bookmark)
+
+    def check(self) -> None:
+        """Raise a trip or a delivery fault found so far."""
+        self._check(self._bookmark)
+
+    def set_heater_c(self, role: str, setpoint_c: float) -> None:
+        """Write a setpoint through the supervisor (it refreshes it as the heartbeat)."""
+        self.supervisor.set_heater_c(role, setpoint_c)
+
+    def phase(self, name: str, conditions: Conditions) -> None:
+        """Nothing to arm on a real rig (the chemistry tells by itself)."""
 
     # ------------------------------------------------------------------ run
     def run(self, conditions: Conditions) -> Measurement:
-        """Run one experiment (see the module docstring).
+        """Run one experiment (the procedure; see the module docstring).
 
         Raises:
-            ConditionsError: A setpoint outside the devices' limits (nothing was sent).
+            ConditionsError: A setpoint outside the devices' limits or a condition the rig
+                cannot realize (nothing was sent).
             SafetyTrip: The supervisor tripped; the shutdown sequence has run.
+            DeviceFault: A pump misdelivered; the experiment is invalid, the rig stays up.
             HardwareError: A device failed; the rig is in its safe state.
         """
-        bookmark = self.rig.log.count
+        self._bookmark = bookmark = self.rig.log.count
         self._check(bookmark)
         self.monitor.take_delivered()
         rig = self.rig
-        g = self.devices.geometry
-        plan = flow_setpoints(conditions, g)
-        for role, rate in plan.rates_ml_min.items():  # refuse before anything moves
+        rates, setpoints = self.procedure.plan(conditions)
+        for role, rate in rates.items():  # refuse before anything moves
             p = rig.pumps[role]
             check_setpoint(p.name, "rate_ml_min", rate, low=0.0,
-                           high=p.limits.max_rate_ml_min, unit="mL/min")
-        for stage, t_c in (("core", conditions.t_core_c), ("shell", conditions.t_shell_c)):
-            h = rig.heaters[stage]
+                           high=rig.limits(p.name).max_rate_ml_min, unit="mL/min")
+        for role, t_c in setpoints.items():
+            h = rig.heaters[role]
             check_setpoint(h.name, "temperature_c", t_c, low=0.0,
-                           high=h.limits.max_temperature_c, unit="°C")
+                           high=rig.limits(h.name).max_temperature_c, unit="°C")
         started_h = self.lab_clock_h
-        events: list[str] = []
         try:
-            meas = self._run(conditions, plan.rates_ml_min, started_h, bookmark, events)
+            result = self.procedure.run(conditions, self.tank, self._run_index)
         except SafetyTrip:
             raise
         except DeviceFault as fault:
@@ -233,21 +281,43 @@ class CSTRExecutor:
         except BaseException:
             self.safe_state()
             raise
+        spent = self._book_reagents()
+        self._check(bookmark)
+        meas = self._measurement(conditions, result, started_h, spent, bookmark)
         self._run_index += 1
         return meas
+
+    def _measurement(self, c: Conditions, result: ProcedureResult, started_h: float,
+                     spent: dict[str, float], bookmark: int) -> Measurement:
+        rig = self.rig
+        g = self.devices.geometry
+        in_ml = spent.get(rig.reagent("halide_cl"), 0.0) + spent.get(rig.reagent("halide_i"), 0.0)
+        w = result.waits
+        return Measurement(
+            conditions=c.as_dict(), spectra=result.spectra, qy_reference=self.qy_reference,
+            started_lab_h=started_h, finished_lab_h=self.lab_clock_h, reagent_ml=spent,
+            # In fed as InP equivalent (upper bound: conversion is not measured inline)
+            product_mg=in_ml * g.in_conc_m * INP_MOLAR_MASS_G_MOL, trace=result.trace,
+            device_log=(*result.events, f"settle_reason: {w.settle_reason}",
+                        *self.rig.log.lines(bookmark)),
+            metadata={"executor": self.name, "run_index": float(self._run_index),
+                      "time_scale": self.time_scale, "n_core_tanks": float(g.n_core_tanks),
+                      "n_shell_tanks": float(g.n_shell_tanks),
+                      "settle_reason": w.settle_reason, **w.metadata()})
 
     def _end_invalid(self, c: Conditions, fault: DeviceFault, bookmark: int) -> None:
         """After a delivery fault: feeds off, reagents booked, the pumps at fault re-initialized.
 
-        The rig stays up (heaters on, the next experiment flushes the tanks first); only a
-        device that cannot be brought back puts it in its safe state.
+        The rig stays up (heaters on); the tanks hold product of conditions that were not
+        delivered, so the next experiment flushes them first.
         """
         try:
             self.monitor.stop_all()
             if self.supervisor.tripped:  # a pump alarm on the way: the trip wins
                 self._check(bookmark)
             self._book_reagents()
-            self._tank_conditions = c.as_dict()
+            self.tank.conditions = c.as_dict()
+            self.tank.flush_reason = "the last experiment was invalid (a pump misdelivered)"
             for finding in self.monitor.take_faults():
                 self._faulted_roles.add(finding.role)
                 fault.device_log += (f"also: {finding.device}: {finding.detail}",)
@@ -264,147 +334,33 @@ class CSTRExecutor:
         """Add what the pumps delivered since the last booking to the reagent totals."""
         spent: dict[str, float] = {}
         for role, v in self.monitor.take_delivered().items():
-            name = self.devices.devices[self.rig.pumps[role].name].reagent or role
+            name = self.rig.reagent(role)
             spent[name] = spent.get(name, 0.0) + v
         for name, v in spent.items():
             self._reagents[name] = self._reagents.get(name, 0.0) + v
         return spent
-
-    def _stamp(self, events: list[str], started_h: float, msg: str) -> None:
-        events.append(f"[t={(self.lab_clock_h - started_h) * 60:7.1f} min] {msg}")
-
-    def _run(self, c: Conditions, rates: dict[str, float], started_h: float, bookmark: int,
-             events: list[str]) -> Measurement:
-        rig = self.rig
-        sup = self.supervisor
-        tau = c.tau_core_min + c.tau_shell_min
-        for st in rig.stirrers.values():
-            st.set_speed_rpm(self.stir_rpm)
-            st.start()
-        mon = self.monitor
-        # 1) flush with solvent through the core inlet, outlet to waste
-        for role in (*REAGENT_ROLES, "bleed"):
-            mon.stop(role)
-        rig.outlet_valve.move(2)
-        rig.solvent_valve.move(1)
-        if self._tank_conditions is not None:
-            prev = Conditions(**self._tank_conditions)
-            prev_tau = prev.tau_core_min + prev.tau_shell_min
-            q = flow_setpoints(prev, self.devices.geometry).shell_ml_min
-            mon.start("solvent", q, infuse=True)
-            self._wait(self.flush_residence_times * prev_tau * 60.0, bookmark)
-            mon.stop("solvent")
-            self._stamp(events, started_h,
-                        f"solvent flush {self.flush_residence_times * prev_tau:.1f} min")
-        dark_abs = self._frame("OFF", shutter_open=False, integration_ms=self.abs_integration_ms)
-        blank = self._frame("ABS", shutter_open=True, integration_ms=self.abs_integration_ms)
-        # 2) heat with the pumps idle
-        for stage, t_c in (("core", c.t_core_c), ("shell", c.t_shell_c)):
-            sup.set_heater_c(stage, t_c)
-        ramp = max(abs(t - rig.heaters[s].temperature_c()) for s, t in
-                   (("core", c.t_core_c), ("shell", c.t_shell_c)))
-        slowest = min(h.ramp_c_per_min for h in rig.heaters.values())
-        deadline_lab_s = (ramp / slowest + 30.0) * 60.0
-        waited = 0.0
-        while True:
-            off = max(abs(rig.heaters[s].temperature_c() - t) for s, t in
-                      (("core", c.t_core_c), ("shell", c.t_shell_c)))
-            if off <= self.temperature_tolerance_c:
-                break
-            if waited > deadline_lab_s:
-                raise HardwareError(f"heaters did not reach the setpoints within "
-                                    f"{deadline_lab_s / 60:.0f} lab min (off by {off:.1f} °C)")
-            self._wait(30.0, bookmark)
-            waited += 30.0
-        self._stamp(events, started_h, f"blocks at core {c.t_core_c:.1f} °C, "
-                    f"shell {c.t_shell_c:.1f} °C")
-        # 3) feeds on
-        rig.solvent_valve.move(2)  # solvent now means junction make-up
-        for role in rates:
-            mon.stop(role)
-        for role, rate in rates.items():
-            if rate > 0:
-                mon.start(role, rate, infuse=role != "bleed")
-        rig.outlet_valve.move(1)
-        feed_start_h = self.lab_clock_h
-        self._stamp(events, started_h, "feeds on: " + ", ".join(
-            f"{r} {v:.3f}" for r, v in rates.items() if v > 0) + " mL/min")
-        # 4) settle, stopping early when the outlet is steady
-        dark_pl = self._frame("OFF", shutter_open=False, integration_ms=self.pl_integration_ms)
-        settle_min = self.settle_residence_times * tau
-        step_min = settle_min / max(self.trace_frames, 1)
-        times: list[float] = []
-        frames: list[FloatArray] = []
-        spec = rig.spectrometer
-        steady_since = math.nan
-        while True:
-            self._wait(step_min * 60.0, bookmark)
-            t_min = (self.lab_clock_h - feed_start_h) * 60.0
-            frames.append(self._frame("EXC", shutter_open=True,
-                                      integration_ms=self.pl_integration_ms))
-            times.append(t_min)
-            if len(frames) >= 5:
-                verdict = steady_state(spec.wavelengths_nm, np.asarray(times),
-                                       np.asarray(frames), dark_pl,
-                                       excitation_nm=spec.excitation_nm)
-                if verdict.steady and t_min >= tau:
-                    steady_since = verdict.since_min
-                    break
-            if t_min >= settle_min:
-                break
-        self._stamp(events, started_h, f"settled after {times[-1]:.1f} min "
-                    f"({len(frames)} frames; steady since {steady_since:.1f} min)")
-        # 5) acquire
-        sample = self._frame("ABS", shutter_open=True, integration_ms=self.abs_integration_ms)
-        pl = self._frame("EXC", shutter_open=True, integration_ms=self.pl_integration_ms)
-        dye = self._frame("EXC", shutter_open=True, cell="DYE",
-                          integration_ms=self.pl_integration_ms)
-        self._frame("OFF", shutter_open=False, integration_ms=self.pl_integration_ms)
-        self._check(bookmark)
-        # 6) reagents off (the tanks keep the product until the next flush); each pump's
-        # delivery is checked once more now that its run is complete
-        for role in (*REAGENT_ROLES, "bleed", "solvent"):
-            mon.stop(role)
-        spent = self._book_reagents()
-        self._tank_conditions = c.as_dict()
-        self._check(bookmark)
-        finished_h = self.lab_clock_h
-        g = self.devices.geometry
-        in_ml = spent.get(self.devices.devices[rig.pumps["halide_cl"].name].reagent, 0.0) \
-            + spent.get(self.devices.devices[rig.pumps["halide_i"].name].reagent, 0.0)
-        spectra = Spectra(
-            wavelengths_nm=spec.wavelengths_nm.copy(), dark_abs_counts=dark_abs,
-            blank_counts=blank, sample_counts=sample, dark_pl_counts=dark_pl, pl_counts=pl,
-            dye_pl_counts=dye, abs_integration_ms=self.abs_integration_ms,
-            pl_integration_ms=self.pl_integration_ms, saturation_counts=spec.saturation_counts,
-            excitation_nm=spec.excitation_nm, path_length_cm=spec.path_length_cm)
-        return Measurement(
-            conditions=c.as_dict(), spectra=spectra, qy_reference=self.qy_reference,
-            started_lab_h=started_h, finished_lab_h=finished_h, reagent_ml=spent,
-            # In fed as InP equivalent (upper bound: conversion is not measured inline)
-            product_mg=in_ml * g.in_conc_m * INP_MOLAR_MASS_G_MOL,
-            trace=SpectralTrace(times_min=np.asarray(times), pl_counts=np.asarray(frames)),
-            device_log=(*events, *self.rig.log.lines(bookmark)),
-            metadata={"executor": self.name, "run_index": float(self._run_index),
-                      "time_scale": self.time_scale, "steady_since_min": steady_since,
-                      "n_core_tanks": float(g.n_core_tanks),
-                      "n_shell_tanks": float(g.n_shell_tanks)})
 
     # ------------------------------------------------------------------ protocol
     def state_dict(self) -> dict[str, Any]:
         """Lab clock, reagent totals, run counter, what is in the tanks."""
         return {"executor": self.name, "lab_clock_h": self.lab_clock_h,
                 "reagent_ml": dict(self._reagents), "run_index": self._run_index,
-                "tank_conditions": self._tank_conditions}
+                "tank_conditions": self.tank.conditions,
+                "tank_flush_reason": self.tank.flush_reason}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`state_dict` output (the lab clock continues from it)."""
+        """Restore :meth:`state_dict` output (the lab clock continues from it).
+
+        A resumed session has no solvent blank of its own and the tanks stood still in
+        between, so its first experiment flushes them (when they hold product) and takes one.
+        """
         self._clock_offset_h = float(state["lab_clock_h"])
         self._t0 = time.monotonic()
         self._reagents = {k: float(v) for k, v in state.get("reagent_ml", {}).items()}
         self._run_index = int(state.get("run_index", 0))
         tc = state.get("tank_conditions")
-        self._tank_conditions = None if tc is None else {k: float(v) for k, v in tc.items()}
+        self.tank = TankState(conditions=None if tc is None else dict(tc),
+                              flush_reason=str(state.get("tank_flush_reason", "")))
 
     def safe_state(self) -> None:
         """Run the one shutdown sequence (soft unless a hard trip already ran). Idempotent."""

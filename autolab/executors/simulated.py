@@ -1,18 +1,125 @@
-"""The simulated executor: the digital twin behind the Executor protocol.
+"""The simulated executor: the one procedure on the simulated rig (kind ``twin``).
 
-A campaign cannot tell it from the hardware: it returns the same Measurement type.
+A campaign cannot tell it from the hardware: the same :class:`~autolab.executors.procedure.
+Procedure` drives in-process devices (:mod:`autolab.virtuallab.inprocess`) over the reactor
+physics on a virtual clock that a wait advances at once, and returns the same Measurement type.
+The twin is physics only (:class:`~autolab.twin.DigitalTwin`): truth, spectra, failure
+probabilities; what a reactor owns (clock, tanks, heater blocks, reagent totals, run counter)
+lives in the rig and in this executor, and is journaled by :meth:`SimulatedExecutor.state_dict`.
+
+All randomness of run *k* comes from ``[seed, k]``: how the rig realizes the setpoints (flow,
+temperature and stock scatter), whether and when the chemistry fails, and the detector noise.
+So an executor restored from :meth:`~SimulatedExecutor.state_dict` after run *k* reads
+bit-identically to the one that never stopped.
 """
 
 from __future__ import annotations
 
+import math
+from dataclasses import replace
 from typing import Any
 
+import numpy as np
+
+from autolab.exceptions import DeviceFault, ExperimentFailed
+from autolab.executors.procedure import (
+    FlushMode,
+    Procedure,
+    ProcedureResult,
+    ProcedureSettings,
+    SettlingMode,
+    TankState,
+    rtd_floor_min,
+    tank_times_min,
+)
+from autolab.hardware.delivery import DeliveryMonitor
+from autolab.hardware.fluidics import Geometry
 from autolab.records import Conditions, Measurement, QYReference
-from autolab.twin import DigitalTwin, GroundTruth, TwinConfig
+from autolab.twin import DigitalTwin, GroundTruth, TwinConfig, check_envelope
+from autolab.twin.cascade import throughput_g_h
+from autolab.twin.twin import ChemistryFailure
+from autolab.virtuallab.inprocess import SimulatedRig
+
+#: Reagent each pump role draws from (the twin's reagent accounts).
+REAGENT_OF_ROLE = {"halide_cl": "indium_halide", "halide_i": "indium_halide",
+                   "phosphine": "phosphine", "zinc": "shell_zn_s", "sulfur": "shell_zn_s",
+                   "solvent": "solvent"}
+
+
+class _Session:
+    """The simulated rig as the procedure sees it: devices, a virtual clock, failure checks."""
+
+    def __init__(self, rig: SimulatedRig) -> None:
+        self.sim = rig
+        self.geometry: Geometry = rig.geometry
+        self.clock = self
+        self.monitor = DeliveryMonitor(rig.pumps, rig.clock.now_min)
+        self.heaters = rig.heaters
+        self.stirrers = rig.stirrers
+        self.solvent_valve = rig.solvent_valve
+        self.outlet_valve = rig.outlet_valve
+        self.spectrometer = rig.spectrometer
+        self.failure: ChemistryFailure | None = None
+        self.fail_at_min = math.inf
+        self.context = ""
+
+    # clock
+    def now_min(self) -> float:
+        """Virtual lab minutes."""
+        return self.sim.clock.now_min()
+
+    def wait_min(self, minutes: float) -> None:
+        """Advance at once; a chemistry failure due within the wait strikes at its time."""
+        end = self.now_min() + max(0.0, minutes)
+        if self.fail_at_min <= end:
+            self.sim.clock.set_min(max(self.now_min(), self.fail_at_min))
+            self._fail()
+        self.sim.clock.set_min(end)
+        self.check()
+
+    # session
+    def set_heater_c(self, role: str, setpoint_c: float) -> None:
+        """Write a heater setpoint."""
+        self.heaters[role].set_temperature_c(setpoint_c)
+
+    def check(self) -> None:
+        """Delivery faults would come from the monitor (the simulated pumps deliver exactly)."""
+        faults = self.monitor.take_faults()
+        if faults:
+            raise DeviceFault(faults[0].device, "; ".join(f.detail for f in faults))
+
+    def phase(self, name: str, conditions: Conditions) -> None:
+        """Arm the run's chemistry failure when the feeds start; no emission shows when settled."""
+        f = self.failure
+        if f is None:
+            return
+        if name == "feed" and math.isfinite(f.at_fraction):
+            floor = rtd_floor_min(tank_times_min(conditions, self.geometry))
+            self.fail_at_min = self.now_min() + f.at_fraction * floor
+        elif name == "settled" and not math.isfinite(f.at_fraction):
+            self._fail()
+
+    def _fail(self) -> None:
+        f = self.failure
+        assert f is not None
+        self.failure, self.fail_at_min = None, math.inf
+        raise ExperimentFailed(f.reason, f"{f.message} ({self.context})")
+
+
+def procedure_settings(config: TwinConfig, settling: SettlingMode = "adaptive",
+                       flush: FlushMode = "auto") -> ProcedureSettings:
+    """The procedure settings of a twin configuration (its detector, flush, settle, acquire)."""
+    det = config.detector
+    return ProcedureSettings(
+        settle_residence_times=config.settle_residence_times,
+        flush_residence_times=config.flush_residence_times,
+        trace_frames=max(config.trace_frames, 2), abs_integration_ms=det.abs_integration_ms,
+        pl_integration_ms=det.pl_integration_ms, settling=settling, flush=flush,
+        acquire_min=config.acquire_min)
 
 
 class SimulatedExecutor:
-    """Runs experiments on :class:`~autolab.twin.DigitalTwin` on a virtual clock.
+    """The Executor protocol over the simulated rig.
 
     The noise-free truth of every run is kept apart from the measurement, in :attr:`truths`
     (run index -> :class:`GroundTruth`, failed runs included), for benchmarks and tests.
@@ -21,62 +128,160 @@ class SimulatedExecutor:
         config: Twin configuration (default reactor of the seed paper).
         seed: Seed of all noise and failure draws; run *k* uses ``[seed, k]``.
         qy_reference: Reference dye reported with each measurement.
+        settling: ``adaptive`` (default) or ``fixed`` settling.
+        flush: ``auto`` (default) or ``always``.
+        physics: The physics to simulate (default: the twin of ``config``; the benchmark
+            family passes its own response).
     """
 
     name = "twin"
 
     def __init__(self, config: TwinConfig | None = None, seed: int = 0,
-                 qy_reference: QYReference | None = None) -> None:
-        self.twin = DigitalTwin(config or TwinConfig(), seed=seed, qy_reference=qy_reference)
+                 qy_reference: QYReference | None = None, *, settling: SettlingMode = "adaptive",
+                 flush: FlushMode = "auto", physics: DigitalTwin | None = None) -> None:
+        self.twin = physics or DigitalTwin(config or TwinConfig(), qy_reference=qy_reference)
+        self.seed = int(seed)
+        self.rig = SimulatedRig(self.twin)
+        self.session = _Session(self.rig)
+        self.settings = procedure_settings(self.twin.config, settling, flush)
+        self.procedure = Procedure(self.session, self.settings)
         self.truths: dict[int, GroundTruth] = {}
+        self.tank = TankState()
+        self._reagents: dict[str, float] = dict.fromkeys(
+            ("indium_halide", "phosphine", "shell_zn_s", "solvent"), 0.0)
+        self._product_mg = 0.0
+        self._run_index = 0
         self._closed = False
 
     @property
     def lab_clock_h(self) -> float:
         """Virtual lab time since the executor started, h."""
-        return self.twin.lab_clock_h
+        return self.rig.clock.now_min() / 60.0
 
     @property
     def reagent_ml(self) -> dict[str, float]:
         """Cumulative reagent volumes, mL by reagent."""
-        return self.twin.reagent_ml
+        return dict(self._reagents)
+
+    @property
+    def run_index(self) -> int:
+        """Index of the next run (= number of runs attempted)."""
+        return self._run_index
 
     @property
     def last_shutdown(self) -> None:
-        """Always None: the twin has no device to shut down (kept for the Executor protocol)."""
+        """Always None: the simulated rig has nothing a person must make safe."""
         return None
 
+    def _book(self) -> dict[str, float]:
+        spent: dict[str, float] = {}
+        for role, v in self.session.monitor.take_delivered().items():
+            name = REAGENT_OF_ROLE.get(role)
+            if name is not None:
+                spent[name] = spent.get(name, 0.0) + v
+        for name, v in spent.items():
+            self._reagents[name] = self._reagents.get(name, 0.0) + v
+        return spent
+
     def run(self, conditions: Conditions) -> Measurement:
-        """Run one experiment to steady state and take the spectra.
+        """Run one experiment (the procedure on the simulated rig) and take the spectra.
 
         Raises:
-            ConditionsError: Conditions outside the simulated reactor's envelope.
-            ExperimentFailed: Clogging, gas bubbles or no emission (clock and reagents advanced).
+            ConditionsError: Conditions outside the simulated reactor's envelope (nothing ran).
+            ExperimentFailed: Clogging, gas bubbles or no emission (clock and reagents advanced,
+                the tanks flushed clean).
         """
-        index = self.twin.run_index
+        check_envelope(conditions)
+        self.procedure.plan(conditions)
+        k = self._run_index
+        self._run_index += 1
+        rng = np.random.default_rng([self.seed, k])
+        truth = self.twin.truth(conditions)
+        self.truths[k] = truth
+        realized = self.twin.jitter(conditions, rng)
+        self.session.failure = self.twin.draw_failure(truth, realized, rng.random(4))
+        self.session.fail_at_min = math.inf
+        self.session.context = f"run {k}, conditions {conditions.as_dict()}"
+        self.rig.reactor.reseed([self.seed, k, 1])
+        self.rig.reactor.pl_gain = 1.0 + self.twin.config.noise.qy_readout_rel \
+            * float(rng.standard_normal())
+        self.rig.reactor.realize = _realizer(conditions, realized)
+        started_h = self.lab_clock_h
         try:
-            meas, truth = self.twin.run(conditions)
-        except Exception:
-            if self.twin.run_index > index:  # the run happened (and failed): keep its truth
-                self.truths[index] = self.twin.truth(conditions)
+            result = self.procedure.run(conditions, self.tank, k)
+        except ExperimentFailed as err:
+            if not isinstance(err, DeviceFault):
+                self.session.failure, self.session.fail_at_min = None, math.inf
+                self.procedure.clean_after_failure(conditions, self.tank)
+            self._book()
             raise
-        self.truths[index] = truth
-        return meas
+        finally:
+            self.rig.reactor.realize = None
+        spent = self._book()
+        mg = 1000.0 * throughput_g_h(realized, self.twin.config, truth.conversion) \
+            * result.feed_min / 60.0
+        self._product_mg += mg
+        return self._measurement(conditions, result, k=k, started_h=started_h, spent=spent,
+                                 product_mg=mg)
+
+    def _measurement(self, c: Conditions, result: ProcedureResult, *, k: int, started_h: float,
+                     spent: dict[str, float], product_mg: float) -> Measurement:
+        cfg = self.twin.config
+        w = result.waits
+        header = (f"run {k}: seed [{self.seed}, {k}], orientation {cfg.orientation}, "
+                  f"settling {self.settings.settling}, flush {self.settings.flush}")
+        return Measurement(
+            conditions=c.as_dict(), spectra=result.spectra, qy_reference=self.twin.qy_reference,
+            started_lab_h=started_h, finished_lab_h=self.lab_clock_h, reagent_ml=spent,
+            product_mg=product_mg, trace=result.trace,
+            device_log=(header, *result.events, f"settle_reason: {w.settle_reason}"),
+            metadata={"executor": self.name, "orientation": cfg.orientation,
+                      "run_index": float(k), "n_core_tanks": float(cfg.n_core_tanks),
+                      "n_shell_tanks": float(cfg.n_shell_tanks),
+                      "settle_reason": w.settle_reason, **w.metadata()})
 
     def state_dict(self) -> dict[str, Any]:
-        """JSON-compatible state (run counter, clock, reagent totals, tank contents)."""
-        return {"executor": self.name, "twin": self.twin.state_dict()}
+        """JSON-compatible state: run counter, clock, reagents, tanks, the rig's physics."""
+        return {"executor": self.name, "seed": self.seed, "run_index": self._run_index,
+                "clock_min": self.rig.clock.now_min(), "reagent_ml": dict(self._reagents),
+                "product_mg": self._product_mg, "tank": self.tank.to_dict(),
+                "reactor": self.rig.reactor.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`state_dict` output."""
-        self.twin.load_state_dict(state["twin"])
+        """Restore :meth:`state_dict` output (the seed is kept from the constructor)."""
+        self._run_index = int(state["run_index"])
+        self.rig.clock.set_min(float(state["clock_min"]))
+        self._reagents = {k: float(v) for k, v in state["reagent_ml"].items()}
+        self._product_mg = float(state.get("product_mg", 0.0))
+        self.tank = TankState.from_dict(state.get("tank"))
+        if "reactor" in state:
+            self.rig.reactor.load_state_dict(state["reactor"])
 
     def safe_state(self) -> None:
-        """Flush and cool the simulated cascade (idempotent)."""
-        self.twin.safe_state()
+        """Feeds off, heaters to ambient (the virtual blocks cool; the clock is not advanced)."""
+        mon = self.session.monitor
+        for role in self.rig.pumps:
+            mon.stop(role)
+        for h in self.rig.heaters.values():
+            h.set_temperature_c(self.twin.config.ambient_c)
+        self._book()
 
     def close(self) -> None:
         """Go to the safe state; further calls do nothing."""
         if not self._closed:
             self.safe_state()
             self._closed = True
+
+
+def _realizer(setpoint: Conditions, realized: Conditions) -> Any:
+    """How this run's rig scatters around what its pumps and heaters are set to."""
+    dt_core = realized.t_core_c - setpoint.t_core_c
+    dt_shell = realized.t_shell_c - setpoint.t_shell_c
+    scale = {n: getattr(realized, n) / getattr(setpoint, n)
+             for n in ("tau_core_min", "tau_shell_min", "cl_to_i", "s_to_zn", "p_to_in")
+             if math.isfinite(getattr(setpoint, n))}
+
+    def realize(c: Conditions) -> Conditions:
+        return replace(c, t_core_c=c.t_core_c + dt_core, t_shell_c=c.t_shell_c + dt_shell,
+                       **{n: getattr(c, n) * f for n, f in scale.items()})
+    return realize

@@ -20,7 +20,9 @@ import functools
 import math
 import threading
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -34,6 +36,37 @@ from autolab.twin.cascade import washout
 from autolab.twin.optics import dye_counts, lamp_counts, mixture_pl_counts, read_frame
 
 FloatArray = NDArray[np.float64]
+
+
+class LabClock(Protocol):
+    """Where the reactor reads the lab time."""
+
+    def now_min(self) -> float:
+        """Lab minutes since the clock started."""
+        ...
+
+
+class ManualClock:
+    """A virtual lab clock that moves only when told (the simulated rig's waits are instant).
+
+    Args:
+        start_min: Lab minutes at creation (a resumed executor continues from its journal).
+    """
+
+    def __init__(self, start_min: float = 0.0) -> None:
+        self._now_min = float(start_min)
+
+    def now_min(self) -> float:
+        """Lab minutes since the clock started."""
+        return self._now_min
+
+    def advance_min(self, minutes: float) -> None:
+        """Move the clock forward (never back)."""
+        self._now_min += max(0.0, float(minutes))
+
+    def set_min(self, now_min: float) -> None:
+        """Set the clock (restoring a saved state)."""
+        self._now_min = float(now_min)
 
 
 class VirtualClock:
@@ -175,13 +208,13 @@ class VirtualReactor:
         geometry: Tanks and stocks (same as the devices file's).
         pumps: Pump models by name.
         heaters: Heater models by name.
-        clock: Lab clock.
-        twin: The twin whose optics render the outlet.
+        clock: Lab clock (wall-scaled for the emulators, manual for the in-process rig).
+        twin: The twin whose physics (steady-state products, optics) render the outlet.
         seed: Seed of the detector noise.
     """
 
     def __init__(self, geometry: Geometry, pumps: dict[str, PumpModel],
-                 heaters: dict[str, HeaterModel], clock: VirtualClock, *,
+                 heaters: dict[str, HeaterModel], clock: LabClock, *,
                  twin: DigitalTwin | None = None, seed: int = 0) -> None:
         self.lock = threading.RLock()
         self.geometry = geometry
@@ -198,6 +231,17 @@ class VirtualReactor:
         self.rng = np.random.default_rng(seed)
         self.blocked = False  #: fault: the outlet is blocked -> infusing pumps stall
         self.products: list[Product] = []
+        #: How the rig realizes what its pumps and heaters are set to (the simulated rig's
+        #: per-run flow, temperature and stock jitter); identity when None.
+        self.realize: Callable[[Conditions], Conditions] | None = None
+        #: Collection efficiency of the sample cell's emission relative to the dye cell's (the
+        #: simulated rig scatters it per run: the QY read-out error of a real optics head).
+        self.pl_gain = 1.0
+        #: Feeds closer than this to the last product continue it (°C, relative elsewhere).
+        self.same_temperature_c = 3.0
+        self.same_rel = 0.02
+        #: Most products tracked; older ones fold into the next (their tracer mass is kept).
+        self.max_products = 4
         self._spectra: dict[tuple[float, ...], tuple[FloatArray, FloatArray]] = {}
         self._t_min = clock.now_min()
 
@@ -264,8 +308,10 @@ class VirtualReactor:
             np.full(g.n_core_tanks, g.tank_volume_ml / q_core if q_core > 0 else big),
             np.full(g.n_shell_tanks, g.tank_volume_ml / q_shell if q_shell > 0 else big)])
         feed = conditions_from_rates(r, self.heater_pv("core"), self.heater_pv("shell"), g)
-        if feed is not None and (not self.products or not _same(self.products[-1].conditions,
-                                                                 feed)):
+        if feed is not None and self.realize is not None:
+            feed = self.realize(feed)
+        if feed is not None and (not self.products or not _same(
+                self.products[-1].conditions, feed, self.same_temperature_c, self.same_rel)):
             self.products.append(Product(feed, np.zeros(len(times))))
         with _one_blas_thread():
             for prod in self.products:
@@ -277,7 +323,52 @@ class VirtualReactor:
                 else:
                     prod.tanks = washout(prod.tanks, times, dt, inlet)
         self.products = [p for p in self.products if p.tanks.max() > 1e-4
-                         or p is self.products[-1]][-4:]
+                         or p is self.products[-1]]
+        while len(self.products) > self.max_products:  # fold the oldest into the next one
+            oldest = self.products.pop(0)
+            self.products[0].tanks = self.products[0].tanks + oldest.tanks
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict[str, Any]:
+        """JSON-compatible physical state: models, tank contents, valves, stirrers.
+
+        Wall-clock bookkeeping (watchdog timers) is left out: a restored reactor starts them
+        afresh, as powered devices would.
+        """
+        wall = {"last_packet_wall", "last_remote_wall"}
+        return {
+            "t_min": self._t_min,
+            "pumps": {n: {k: v for k, v in asdict(p).items() if k not in wall}
+                      for n, p in self.pumps.items()},
+            "heaters": {n: {k: v for k, v in asdict(h).items() if k not in wall}
+                        for n, h in self.heaters.items()},
+            "stirrers": {n: dict(v) for n, v in self.stirrers.items()},
+            "valves": dict(self.valves), "blocked": self.blocked,
+            "products": [{"conditions": None if p.conditions is None
+                          else p.conditions.as_dict(), "tanks": p.tanks.tolist()}
+                         for p in self.products]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` output (the models are updated in place)."""
+        self._t_min = float(state["t_min"])
+        for n, values in state["pumps"].items():
+            for k, v in values.items():
+                setattr(self.pumps[n], k, v)
+        for n, values in state["heaters"].items():
+            for k, v in values.items():
+                setattr(self.heaters[n], k, v)
+        self.stirrers = {n: {k: float(x) for k, x in v.items()}
+                         for n, v in state["stirrers"].items()}
+        self.valves = {n: int(v) for n, v in state["valves"].items()}
+        self.blocked = bool(state["blocked"])
+        self.products = [Product(None if p["conditions"] is None
+                                 else Conditions.from_mapping(p["conditions"]),
+                                 np.asarray(p["tanks"], dtype=np.float64))
+                         for p in state["products"]]
+
+    def reseed(self, seed: list[int] | int) -> None:
+        """Restart the detector noise from ``seed`` (run *k* of a seeded rig: ``[seed, k]``)."""
+        self.rng = np.random.default_rng(seed)
 
     # ------------------------------------------------------------------ optics
     def _truth(self, c: Conditions | None) -> tuple[FloatArray, FloatArray]:
@@ -323,7 +414,7 @@ class VirtualReactor:
                         / det.abs_integration_ms
                     signal = blank * 10.0 ** (-a_mix)
                 else:
-                    signal = pl
+                    signal = pl * self.pl_gain
         return read_frame(signal, self.rng, dark_offset=det.dark_offset_counts,
                           read_noise=det.read_noise_counts, gain=det.gain_counts_per_electron,
                           full_scale=det.full_scale_counts, shot_noise=cfg.noise.shot_noise)
@@ -346,17 +437,20 @@ def _one_blas_thread() -> contextlib.AbstractContextManager[object]:
     return limit
 
 
-def _same(a: Conditions | None, b: Conditions) -> bool:
+def _same(a: Conditions | None, b: Conditions, temperature_c: float, rel: float) -> bool:
     if a is None:
         return False
-    for name, va in a.as_dict().items():
-        vb = getattr(b, name)
+    da, db = a.as_dict(), b.as_dict()
+    if da.keys() != db.keys():
+        return False
+    for name, va in da.items():
+        vb = db[name]
         if math.isinf(va) or math.isinf(vb):
             if va != vb:
                 return False
         elif name.startswith("t_"):
-            if abs(va - vb) > 3.0:
+            if abs(va - vb) > temperature_c:
                 return False
-        elif abs(va - vb) > 0.02 * abs(vb):
+        elif abs(va - vb) > rel * abs(vb):
             return False
     return True

@@ -1,0 +1,665 @@
+"""The one experiment procedure: flush → heat → feed → settle → acquire, for every rig.
+
+Written once against the capability protocols of :mod:`autolab.hardware.base` (pumps through the
+:class:`~autolab.hardware.delivery.DeliveryMonitor`, heaters, stirrers, valves, the spectrometer)
+and a :class:`Clock` whose wait checks for trips, delivery faults and (on the simulated rig)
+chemistry failures while it waits. The serial rig (:class:`~autolab.executors.cstr.CSTRExecutor`:
+real drivers over RS-232 or the virtual lab's ptys, wall clock × ``time_scale``) and the simulated
+rig (:class:`~autolab.executors.simulated.SimulatedExecutor`: in-process devices over the same
+reactor physics, a virtual clock that advances at once) run exactly this code.
+
+Where the lab hours go, and what the procedure does about each (issue 9 §3):
+
+* **Blank.** The solvent blank is taken when the flow cell holds solvent (the first experiment
+  of a session, or after a failed run was flushed clean) and reused after that: a flush of one
+  residence time leaves a third of the old product in the cell, which a blank must not see.
+* **Flush.** ``flush: always`` flushes the previous product with solvent before every
+  experiment (``flush_residence_times`` × the previous τ). ``flush: auto`` skips it when the new
+  feed can simply wash the old product out: the tanks hold the product of a completed run and a
+  solvent blank of this session is at hand. The old product then leaves through the outlet
+  valve to waste while the new feed displaces it, and the settling floor below keeps it out of
+  the reading. A failed or invalid run, or no blank yet, still gets the flush; the log says why.
+* **Heat.** The heaters ramp; the feeds start as soon as every block is within
+  ``feed_window_c`` of its setpoint (outlet to waste), so the old contents wash out while the
+  blocks finish their ramp instead of the pumps waiting idle. ``feed_window_c = 0`` is the old
+  behaviour (pumps idle until the blocks are at their setpoints).
+* **Settle.** Counted from the moment the blocks are at their setpoints with the feeds on.
+  ``settling: fixed`` waits ``settle_residence_times`` × τ. ``settling: adaptive`` takes
+  emission frames and stops once :func:`autolab.analysis.steady_state` calls the outlet steady,
+  never before the RTD floor (:func:`rtd_floor_min`: the time the cascade of the real per-tank
+  residence times needs to carry 95 % of a step to the outlet; ~1.7 τ for 3 + 4 equal tanks),
+  with ``settle_residence_times`` × τ as the cap.
+
+Every experiment reports its waits (:class:`Waits`: ``wait_flush_min``, ``wait_heat_min``,
+``wait_settle_min``, and why settling ended) in the measurement's metadata and device log.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+
+from autolab.analysis import steady_state
+from autolab.exceptions import ConditionsError, HardwareError
+from autolab.hardware.base import Spectrometer, Stirrer, TemperatureController, Valve
+from autolab.hardware.delivery import DeliveryMonitor
+from autolab.hardware.fluidics import REAGENT_ROLES, Geometry, flow_setpoints
+from autolab.records import Conditions, Spectra, SpectralTrace
+from autolab.twin.cascade import erlang_cdf, erlang_pdf
+
+FloatArray = NDArray[np.float64]
+SettlingMode = Literal["adaptive", "fixed"]
+FlushMode = Literal["auto", "always"]
+
+#: Share of a step change the outlet must show before any reading counts (the RTD floor).
+RTD_FLOOR_FRACTION = 0.95
+#: Solvent flush that leaves the flow cell clean enough for a blank, in residence times.
+CLEAN_RESIDENCE_TIMES = 3.0
+#: Stirring rate of conditions that do not set one, rpm.
+DEFAULT_STIR_RPM = 600.0
+#: Grid points of the convolved residence-time density (unequal tanks).
+_RTD_GRID = 8192
+#: Emission frames the steady-state verdict looks at (``steady_state``'s window).
+STEADY_WINDOW = 5
+
+
+class Clock(Protocol):
+    """The lab clock of one rig, and the one way the procedure waits on it."""
+
+    def now_min(self) -> float:
+        """Lab minutes since the rig's executor started."""
+        ...
+
+    def wait_min(self, minutes: float) -> None:
+        """Let ``minutes`` of lab time pass, checking the rig while waiting.
+
+        A virtual clock advances at once; a wall clock sleeps ``minutes / time_scale``.
+
+        Raises:
+            SafetyTrip: The supervisor tripped (the shutdown ran).
+            DeviceFault: A pump misdelivered.
+            ExperimentFailed: The chemistry failed (simulated rig: clogging, bubbles ...).
+        """
+        ...
+
+
+class RigSession(Protocol):
+    """What the procedure drives: one rig's devices, its clock and its checks."""
+
+    @property
+    def geometry(self) -> Geometry:
+        """Tanks and stocks."""
+        ...
+
+    @property
+    def clock(self) -> Clock:
+        """The lab clock (its waits check the rig)."""
+        ...
+
+    @property
+    def monitor(self) -> DeliveryMonitor:
+        """Starts and stops every pump (and checks what they delivered)."""
+        ...
+
+    @property
+    def heaters(self) -> Mapping[str, TemperatureController]:
+        """Temperature controllers by role (``core``/``shell`` or ``tank<i>``)."""
+        ...
+
+    @property
+    def stirrers(self) -> Mapping[str, Stirrer]:
+        """Stirrers by role."""
+        ...
+
+    @property
+    def solvent_valve(self) -> Valve:
+        """Solvent to the core inlet (1) or to the junction make-up (2)."""
+        ...
+
+    @property
+    def outlet_valve(self) -> Valve:
+        """Outlet to the collector (1) or to waste (2)."""
+        ...
+
+    @property
+    def spectrometer(self) -> Spectrometer:
+        """The inline optics."""
+        ...
+
+    def set_heater_c(self, role: str, setpoint_c: float) -> None:
+        """Write a heater's setpoint (the serial rig also makes it the supervisor's heartbeat)."""
+        ...
+
+    def check(self) -> None:
+        """Raise what :meth:`Clock.wait_min` raises, without waiting."""
+        ...
+
+    def phase(self, name: str, conditions: Conditions) -> None:
+        """The procedure enters a phase (``feed``: reagents flow; ``settled``: settling ended).
+
+        The simulated rig arms and raises its chemistry failures here; the serial rig has
+        nothing to do.
+        """
+        ...
+
+
+@dataclass(frozen=True)
+class ProcedureSettings:
+    """How the procedure runs (the executors' settings; see the module docstring).
+
+    Attributes:
+        settle_residence_times: Fixed settling wait, and the adaptive cap, in residence times.
+        flush_residence_times: Solvent flush, in residence times of the previous conditions.
+        trace_frames: Emission frames over the fixed wait (adaptive: twice as dense).
+        stir_rpm: Stirrer speed when the conditions do not set one, rpm.
+        abs_integration_ms: Integration time of the absorbance frames, ms.
+        pl_integration_ms: Integration time of the emission frames, ms.
+        temperature_tolerance_c: How close the blocks must be to their setpoints, °C.
+        settling: ``adaptive`` (steady-state verdict, RTD floor, cap) or ``fixed``.
+        flush: ``auto`` (skip when the new feed can wash the old product out) or ``always``.
+        feed_window_c: Feeds start once every block is this close to its setpoint, °C.
+        heat_poll_min: How often the blocks are read while heating, lab min.
+        heat_timeout_min: Extra lab minutes over the ramp time before heating is a fault.
+        acquire_min: Lab minutes the acquisition itself takes (the serial rig's frames take
+            their real time, so 0 there).
+    """
+
+    settle_residence_times: float = 3.0
+    flush_residence_times: float = 1.0
+    trace_frames: int = 12
+    stir_rpm: float = 600.0
+    abs_integration_ms: float = 20.0
+    pl_integration_ms: float = 200.0
+    temperature_tolerance_c: float = 2.0
+    settling: SettlingMode = "adaptive"
+    flush: FlushMode = "auto"
+    feed_window_c: float = 40.0
+    heat_poll_min: float = 0.5
+    heat_timeout_min: float = 30.0
+    acquire_min: float = 0.0
+
+
+@dataclass(frozen=True)
+class Waits:
+    """Where one experiment's lab time went, and why settling ended.
+
+    Attributes:
+        flush_min: Solvent flush (0 when skipped).
+        heat_min: From the heater setpoints to the blocks at them.
+        heat_idle_min: The part of ``heat_min`` with the pumps idle (before the feed window).
+        settle_min: From blocks-at-setpoint with feeds on to the reading.
+        settle_floor_min: The RTD floor of these conditions.
+        settle_cap_min: The longest settling wait (``settle_residence_times`` × τ).
+        settle_reason: ``steady`` (the analyzer's verdict after the floor), ``cap`` (never
+            steady before the cap) or ``fixed`` (fixed wait).
+        steady_since_min: Start of the steady stretch of frames (NaN if none).
+        flush_note: Why the flush ran or was skipped.
+    """
+
+    flush_min: float
+    heat_min: float
+    heat_idle_min: float
+    settle_min: float
+    settle_floor_min: float
+    settle_cap_min: float
+    settle_reason: str
+    steady_since_min: float
+    flush_note: str
+
+    def metadata(self) -> dict[str, float]:
+        """The numeric waits for :attr:`Measurement.metadata` (the tracker logs them)."""
+        return {"wait_flush_min": self.flush_min, "wait_heat_min": self.heat_min,
+                "wait_heat_idle_min": self.heat_idle_min, "wait_settle_min": self.settle_min,
+                "settle_floor_min": self.settle_floor_min,
+                "settle_cap_min": self.settle_cap_min,
+                "settle_steady": float(self.settle_reason == "steady"),
+                "steady_since_min": self.steady_since_min}
+
+
+@dataclass
+class TankState:
+    """What the tanks and the flow cell hold between experiments (journaled for resume).
+
+    Attributes:
+        conditions: Conditions of the product in the tanks (None: solvent or unknown).
+        flush_reason: Non-empty when the next experiment must flush (a failed or invalid run).
+        blank: Dark and solvent blank absorbance frames of this session, reused when the flush
+            is skipped (the flow cell then holds product, not solvent).
+        blank_run: Run index the blank was taken in.
+    """
+
+    conditions: dict[str, Any] | None = None
+    flush_reason: str = ""
+    blank: tuple[FloatArray, FloatArray] | None = None
+    blank_run: int = -1
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-compatible (the blank frames as lists)."""
+        return {"conditions": self.conditions, "flush_reason": self.flush_reason,
+                "blank": None if self.blank is None else [b.tolist() for b in self.blank],
+                "blank_run": self.blank_run}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any] | None) -> TankState:
+        """Inverse of :meth:`to_dict` (None or an old journal: nothing known)."""
+        if not d:
+            return cls()
+        blank = d.get("blank")
+        return cls(conditions=d.get("conditions"), flush_reason=str(d.get("flush_reason", "")),
+                   blank=None if blank is None else (np.asarray(blank[0], dtype=np.float64),
+                                                     np.asarray(blank[1], dtype=np.float64)),
+                   blank_run=int(d.get("blank_run", -1)))
+
+
+@dataclass(frozen=True)
+class ProcedureResult:
+    """What one run of the procedure measured (the executor turns it into a Measurement).
+
+    Attributes:
+        spectra: The raw frames of the reading.
+        trace: The emission frames taken while settling (times from settling start).
+        waits: Where the time went.
+        feed_min: How long the feeds ran, lab min.
+        events: Procedure log lines (timestamped from the start of the experiment).
+    """
+
+    spectra: Spectra
+    trace: SpectralTrace
+    waits: Waits
+    feed_min: float
+    events: tuple[str, ...]
+
+
+def rtd_floor_min(tank_min: Sequence[float] | FloatArray,
+                  fraction: float = RTD_FLOOR_FRACTION) -> float:
+    """Time for a tanks-in-series cascade to carry ``fraction`` of an inlet step to the outlet.
+
+    The outlet's step response is the CDF of the sum of the tanks' exponential residence times.
+    Equal tanks give the Erlang CDF (5 equal tanks: 1.83 τ for 95 %), solved by bisection.
+    Unequal ones (a core and a shell stage at different flows) are grouped into Erlang stages
+    whose densities are convolved on a fine grid (one pass; a few ms).
+
+    Args:
+        tank_min: Per-tank mean residence times, min (flow order; order does not matter).
+        fraction: Share of the step, in (0, 1).
+
+    Raises:
+        ValueError: No tanks, a non-positive tank time, or a fraction outside (0, 1).
+    """
+    times = np.asarray(tank_min, dtype=np.float64)
+    if times.size == 0 or not np.all(times > 0) or not 0.0 < fraction < 1.0:
+        raise ValueError(f"rtd_floor_min: expected positive tank times and 0 < fraction < 1, "
+                         f"got {times.tolist()} and {fraction}")
+    return _rtd_floor(tuple(times.tolist()), fraction)
+
+
+@functools.lru_cache(maxsize=256)
+def _rtd_floor(times: tuple[float, ...], fraction: float) -> float:
+    values, counts = np.unique(np.round(np.asarray(times), 9), return_counts=True)
+    if values.size == 1:
+        n, ti = int(counts[0]), float(values[0])
+        lo, hi = 0.0, n * ti * 10.0
+        for _ in range(60):
+            mid = 0.5 * (lo + hi)
+            lo, hi = (mid, hi) if erlang_cdf(np.asarray(mid), n * ti, n) < fraction else (lo, mid)
+        return hi
+    grid = np.linspace(0.0, 10.0 * float(np.sum(times)), _RTD_GRID)
+    dt = float(grid[1])
+    density = np.zeros(0)
+    for ti, n in zip(values.tolist(), counts.tolist(), strict=True):
+        stage = erlang_pdf(grid, n * ti, n) * dt
+        density = stage if density.size == 0 else np.convolve(density, stage)[:_RTD_GRID]
+    cdf = np.cumsum(density)
+    return float(np.interp(fraction, cdf, grid))
+
+
+def tank_times_min(c: Conditions, g: Geometry) -> FloatArray:
+    """Per-tank mean residence times the conditions set in this reactor, min (flow order)."""
+    return np.concatenate([np.full(g.n_core_tanks, c.tau_core_min / g.n_core_tanks),
+                           np.full(g.n_shell_tanks, c.tau_shell_min / g.n_shell_tanks)])
+
+
+_TANK_ROLE = re.compile(r"^tank(\d+)$")
+
+
+def tank_temperatures_c(c: Conditions, g: Geometry) -> tuple[float, ...]:
+    """Per-tank temperature in flow order (``t_tank_c`` where given, else the stage's).
+
+    Tanks before the sulfur injection tank are the core stage, the rest the shell stage.
+
+    Raises:
+        ConditionsError: The profile names a tank this reactor does not have.
+    """
+    n = g.n_core_tanks + g.n_shell_tanks
+    if len(c.t_tank_c) > n:
+        raise ConditionsError(f"t_tank{len(c.t_tank_c)}_c", c.t_tank_c[-1],
+                              f"tanks 1..{n}", "this reactor has fewer tanks")
+    inject = c.s_inject_tank or g.n_core_tanks + 1
+    out = []
+    for i in range(1, n + 1):
+        t = c.tank_temperature_c(i)
+        out.append(t if not math.isnan(t) else (c.t_core_c if i < inject else c.t_shell_c))
+    return tuple(out)
+
+
+def heater_setpoints(c: Conditions, roles: Sequence[str], g: Geometry) -> dict[str, float]:
+    """Setpoint of every heater role that realizes the conditions' temperature profile.
+
+    A stage block (``core``/``shell``) heats all tanks of its stage, so a profile that differs
+    within a stage cannot be realized on it; a ``tank<i>`` heater heats tank *i* alone.
+
+    Raises:
+        ConditionsError: The rig cannot realize the profile (names the tanks and the roles).
+    """
+    temps = tank_temperatures_c(c, g)
+    stage_tanks = {"core": range(g.n_core_tanks),
+                   "shell": range(g.n_core_tanks, g.n_core_tanks + g.n_shell_tanks)}
+    out: dict[str, float] = {}
+    covered: set[int] = set()
+    for role in roles:
+        if (m := _TANK_ROLE.match(role)) is not None:
+            i = int(m.group(1)) - 1
+            if not 0 <= i < len(temps):
+                raise ConditionsError("t_tank_c", float(i + 1), f"a tank in 1..{len(temps)}",
+                                      f"heater role {role!r} names no tank of this reactor")
+            out[role] = temps[i]
+            covered.add(i)
+    for role in roles:
+        if role in stage_tanks:
+            tanks = [i for i in stage_tanks[role] if i not in covered]
+            values = {temps[i] for i in tanks}
+            if len(values) > 1:
+                raise ConditionsError(
+                    "t_tank_c", max(values), f"one temperature for tanks "
+                    f"{', '.join(str(i + 1) for i in tanks)}",
+                    f"the rig heats them with one '{role}' block; give them one temperature or "
+                    f"add per-tank heaters (roles tank<i>) to the devices file")
+            out[role] = values.pop() if values else (c.t_core_c if role == "core"
+                                                     else c.t_shell_c)
+    return out
+
+
+def check_injection(c: Conditions, g: Geometry, can_choose: bool) -> None:
+    """Refuse a sulfur injection the rig cannot realize.
+
+    Raises:
+        ConditionsError: A non-default injection tank or count on a rig without the means.
+    """
+    tank, count = c.s_inject_tank, c.s_inject_count
+    default = g.n_core_tanks + 1
+    if (tank in (0, default) and count == 1) or can_choose:
+        return
+    raise ConditionsError("s_inject_tank", float(tank or default),
+                          f"tank {default} with one injection point",
+                          "this rig injects the shell feed at the first shell tank only")
+
+
+class Procedure:
+    """Runs one experiment on a rig session (see the module docstring).
+
+    Args:
+        rig: The rig session.
+        settings: How to run.
+        can_choose_injection: The rig can inject the shell feed at a chosen tank.
+    """
+
+    def __init__(self, rig: RigSession, settings: ProcedureSettings, *,
+                 can_choose_injection: bool = False) -> None:
+        self.rig = rig
+        self.settings = settings
+        self.can_choose_injection = can_choose_injection
+
+    # ------------------------------------------------------------------ checks
+    def plan(self, c: Conditions) -> tuple[dict[str, float], dict[str, float]]:
+        """Pump rates and heater setpoints for ``c``, refused before anything moves.
+
+        Raises:
+            ConditionsError: A profile, injection or setpoint the rig cannot realize.
+        """
+        g = self.rig.geometry
+        check_injection(c, g, self.can_choose_injection)
+        setpoints = heater_setpoints(c, list(self.rig.heaters), g)
+        return flow_setpoints(c, g).rates_ml_min, setpoints
+
+    # ------------------------------------------------------------------ run
+    def run(self, c: Conditions, tank: TankState, run_index: int) -> ProcedureResult:
+        """Flush → heat → feed → settle → acquire; the tank state is updated on success.
+
+        Raises:
+            ConditionsError: Refused before anything moved.
+            ExperimentFailed / DeviceFault / SafetyTrip / HardwareError: from the rig's checks.
+        """
+        rates, setpoints = self.plan(c)
+        run = _Run(self, c, rates, setpoints)
+        return run.execute(tank, run_index)
+
+    def clean_after_failure(self, c: Conditions, tank: TankState) -> float:
+        """After a chemistry failure: feeds off, one residence time of solvent, tanks clean.
+
+        Returns:
+            The flush time, lab min.
+        """
+        rig, mon = self.rig, self.rig.monitor
+        for role in (*REAGENT_ROLES, "bleed"):
+            mon.stop(role)
+        rig.outlet_valve.move(2)
+        rig.solvent_valve.move(1)
+        t_clean = c.tau_core_min + c.tau_shell_min
+        mon.start("solvent", flow_setpoints(c, rig.geometry).shell_ml_min, infuse=True)
+        rig.clock.wait_min(t_clean)
+        mon.stop("solvent")
+        tank.conditions, tank.flush_reason = None, ""
+        return t_clean
+
+
+@dataclass
+class _Run:
+    """One execution of the procedure (the steps share the clock origin and the log)."""
+
+    proc: Procedure
+    c: Conditions
+    rates: dict[str, float]
+    setpoints: dict[str, float]
+    events: list[str] = field(default_factory=list)
+    t0: float = 0.0
+    feed_on_min: float = math.nan
+
+    @property
+    def rig(self) -> RigSession:
+        return self.proc.rig
+
+    @property
+    def s(self) -> ProcedureSettings:
+        return self.proc.settings
+
+    def stamp(self, msg: str) -> None:
+        self.events.append(f"[t={self.rig.clock.now_min() - self.t0:7.1f} min] {msg}")
+
+    def frame(self, source: str, *, shutter_open: bool, cell: str = "SAMPLE",
+              integration_ms: float) -> FloatArray:
+        spec = self.rig.spectrometer
+        spec.set_integration_ms(integration_ms)
+        spec.configure(source=source, shutter_open=shutter_open, cell=cell)
+        return spec.acquire()
+
+    def execute(self, tank: TankState, run_index: int) -> ProcedureResult:
+        rig = self.rig
+        self.t0 = rig.clock.now_min()
+        rig.check()
+        # the conditions' stirring rate where a campaign sets one, else the rig's setting
+        stir = self.c.stir_rpm if self.c.stir_rpm != DEFAULT_STIR_RPM else self.s.stir_rpm
+        for st in rig.stirrers.values():
+            st.set_speed_rpm(stir)
+            st.start()
+        had_solvent = tank.conditions is None
+        flush_min, note = self.flush(tank)
+        if tank.blank is None or had_solvent:
+            tank.blank = (self.frame("OFF", shutter_open=False,
+                                     integration_ms=self.s.abs_integration_ms),
+                          self.frame("ABS", shutter_open=True,
+                                     integration_ms=self.s.abs_integration_ms))
+            tank.blank_run = run_index
+        else:
+            self.stamp(f"solvent blank reused from run {tank.blank_run} (the flow cell holds "
+                       f"product now)")
+        heat_min, idle_min = self.heat()
+        settle = self.settle()
+        spectra = self.acquire(tank.blank, settle[0])
+        for role in (*REAGENT_ROLES, "bleed", "solvent"):
+            rig.monitor.stop(role)
+        feed_min = rig.clock.now_min() - self.feed_on_min
+        tank.conditions, tank.flush_reason = self.c.as_dict(), ""
+        rig.check()
+        trace, waits_settle = settle[1], settle[2]
+        waits = Waits(flush_min=flush_min, heat_min=heat_min, heat_idle_min=idle_min,
+                      flush_note=note, **waits_settle)
+        self.stamp(f"waits: flush {flush_min:.1f} min, heat {heat_min:.1f} min "
+                   f"({idle_min:.1f} idle), settle {waits.settle_min:.1f} min "
+                   f"({waits.settle_reason})")
+        return ProcedureResult(spectra=spectra, trace=trace, waits=waits, feed_min=feed_min,
+                               events=tuple(self.events))
+
+    # ------------------------------------------------------------------ 1) flush
+    def flush(self, tank: TankState) -> tuple[float, str]:
+        rig, mon = self.rig, self.rig.monitor
+        for role in (*REAGENT_ROLES, "bleed"):
+            mon.stop(role)
+        rig.outlet_valve.move(2)
+        if tank.conditions is None:
+            return 0.0, "no flush: the tanks hold solvent"
+        reason = self.flush_reason(tank)
+        if not reason:
+            note = ("flush skipped: the tanks hold the product of a completed run; the new feed "
+                    "washes it out to waste, and the reading waits for the RTD floor and a "
+                    "steady outlet")
+            self.stamp(note)
+            return 0.0, note
+        rig.solvent_valve.move(1)
+        prev = Conditions.from_mapping(tank.conditions)
+        # the blank needs solvent in the flow cell: without one, flush until the outlet is clean
+        times = CLEAN_RESIDENCE_TIMES if tank.blank is None else self.s.flush_residence_times
+        t_flush = times * (prev.tau_core_min + prev.tau_shell_min)
+        q = flow_setpoints(prev, rig.geometry).shell_ml_min
+        mon.start("solvent", q, infuse=True)
+        rig.clock.wait_min(t_flush)
+        mon.stop("solvent")
+        note = f"solvent flush {t_flush:.1f} min ({reason})"
+        self.stamp(note)
+        return t_flush, note
+
+    def flush_reason(self, tank: TankState) -> str:
+        """Why the tanks must be flushed ("" if the new feed may wash them out)."""
+        if self.s.flush == "always":
+            return "flush: always"
+        if tank.flush_reason:
+            return tank.flush_reason
+        if tank.blank is None:
+            return "no solvent blank taken yet in this session"
+        return ""
+
+    # ------------------------------------------------------------------ 2) heat (+ feed)
+    def heat(self) -> tuple[float, float]:
+        rig = self.rig
+        start = rig.clock.now_min()
+        for role, t_c in self.setpoints.items():
+            rig.set_heater_c(role, t_c)
+        ramp = max(abs(t - rig.heaters[r].temperature_c()) for r, t in self.setpoints.items())
+        rates = [float(getattr(h, "ramp_c_per_min", 0.0) or 0.0) for h in rig.heaters.values()]
+        slowest = min((r for r in rates if r > 0), default=5.0)
+        deadline = ramp / slowest + self.s.heat_timeout_min
+        idle_min = math.nan
+        while True:
+            off = max(abs(rig.heaters[r].temperature_c() - t) for r, t in self.setpoints.items())
+            if math.isnan(idle_min) and off <= max(self.s.feed_window_c,
+                                                   self.s.temperature_tolerance_c):
+                idle_min = rig.clock.now_min() - start
+                self.feeds_on()
+            if off <= self.s.temperature_tolerance_c:
+                break
+            if rig.clock.now_min() - start > deadline:
+                raise HardwareError(f"heaters did not reach the setpoints within "
+                                    f"{deadline:.0f} lab min (off by {off:.1f} °C)")
+            rig.clock.wait_min(self.s.heat_poll_min)
+        heat_min = rig.clock.now_min() - start
+        rig.outlet_valve.move(1)  # product made at the setpoints from here on
+        self.stamp("blocks at " + ", ".join(f"{r} {t:.1f} °C" for r, t in self.setpoints.items())
+                   + f" after {heat_min:.1f} min ({idle_min:.1f} min with the pumps idle)")
+        return heat_min, idle_min
+
+    def feeds_on(self) -> None:
+        rig, mon = self.rig, self.rig.monitor
+        rig.solvent_valve.move(2)  # solvent now means junction make-up
+        for role in self.rates:
+            mon.stop(role)
+        for role, rate in self.rates.items():
+            if rate > 0:
+                mon.start(role, rate, infuse=role != "bleed")
+        self.feed_on_min = rig.clock.now_min()
+        rig.phase("feed", self.c)
+        self.stamp("feeds on (outlet to waste): " + ", ".join(
+            f"{r} {v:.3f}" for r, v in self.rates.items() if v > 0) + " mL/min")
+
+    # ------------------------------------------------------------------ 3) settle
+    def settle(self) -> tuple[FloatArray, SpectralTrace, dict[str, Any]]:
+        rig, s = self.rig, self.s
+        spec = rig.spectrometer
+        tau = self.c.tau_core_min + self.c.tau_shell_min
+        cap = s.settle_residence_times * tau
+        floor = min(rtd_floor_min(tank_times_min(self.c, rig.geometry)), cap)
+        adaptive = s.settling == "adaptive"
+        step = cap / max(s.trace_frames, 1) / (2.0 if adaptive else 1.0)
+        dark_pl = self.frame("OFF", shutter_open=False, integration_ms=s.pl_integration_ms)
+        start = rig.clock.now_min()
+        times: list[float] = []
+        frames: list[FloatArray] = []
+        reason, since = ("fixed" if not adaptive else "cap"), math.nan
+        while True:
+            rig.clock.wait_min(min(step, cap - (rig.clock.now_min() - start)))
+            t_min = rig.clock.now_min() - start
+            frames.append(self.frame("EXC", shutter_open=True, integration_ms=s.pl_integration_ms))
+            times.append(t_min)
+            if adaptive and t_min >= floor and len(frames) >= STEADY_WINDOW:
+                verdict = steady_state(spec.wavelengths_nm, np.asarray(times),
+                                       np.asarray(frames), dark_pl,
+                                       excitation_nm=spec.excitation_nm, window=STEADY_WINDOW)
+                if verdict.steady:
+                    reason, since = "steady", verdict.since_min
+                    break
+            if t_min >= cap - 1e-9:
+                break
+        settle_min = rig.clock.now_min() - start
+        why = {"steady": f"outlet steady since {since:.1f} min (RTD floor {floor:.1f} min)",
+               "cap": f"not steady before the cap of {s.settle_residence_times:g} τ",
+               "fixed": f"fixed wait of {s.settle_residence_times:g} τ"}[reason]
+        self.stamp(f"settled after {settle_min:.1f} min, {len(frames)} frames: {why}")
+        rig.phase("settled", self.c)
+        trace = SpectralTrace(times_min=np.asarray(times), pl_counts=np.asarray(frames))
+        return dark_pl, trace, {"settle_min": settle_min, "settle_floor_min": floor,
+                                "settle_cap_min": cap, "settle_reason": reason,
+                                "steady_since_min": since}
+
+    # ------------------------------------------------------------------ 4) acquire
+    def acquire(self, blank: tuple[FloatArray, FloatArray], dark_pl: FloatArray) -> Spectra:
+        s, spec = self.s, self.rig.spectrometer
+        sample = self.frame("ABS", shutter_open=True, integration_ms=s.abs_integration_ms)
+        pl = self.frame("EXC", shutter_open=True, integration_ms=s.pl_integration_ms)
+        dye = self.frame("EXC", shutter_open=True, cell="DYE", integration_ms=s.pl_integration_ms)
+        self.frame("OFF", shutter_open=False, integration_ms=s.pl_integration_ms)
+        if s.acquire_min > 0:
+            self.rig.clock.wait_min(s.acquire_min)
+        self.rig.check()
+        self.stamp("spectra acquired")
+        return Spectra(
+            wavelengths_nm=np.asarray(spec.wavelengths_nm, dtype=np.float64).copy(),
+            dark_abs_counts=blank[0], blank_counts=blank[1], sample_counts=sample,
+            dark_pl_counts=dark_pl, pl_counts=pl, dye_pl_counts=dye,
+            abs_integration_ms=s.abs_integration_ms, pl_integration_ms=s.pl_integration_ms,
+            saturation_counts=spec.saturation_counts, excitation_nm=spec.excitation_nm,
+            path_length_cm=spec.path_length_cm)
