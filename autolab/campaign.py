@@ -219,12 +219,23 @@ def _read_reused(run_dir: Path) -> dict[str, Any]:
     return data
 
 
+def _cstr_executor(config: CampaignConfig) -> Executor:
+    assert config.executor.devices is not None  # the schema requires it
+    return CSTRExecutor.from_file(str(config.executor.devices), **config.executor.settings)
+
+
+def _twin_executor(config: CampaignConfig) -> Executor:
+    return SimulatedExecutor(config.executor.twin, seed=config.seed, **config.executor.settings)
+
+
+#: Executor kind -> builder (both run the one procedure: simulated rig, serial rig).
+EXECUTOR_BUILDERS: dict[str, Callable[[CampaignConfig], Executor]] = {
+    "twin": _twin_executor, "cstr": _cstr_executor}
+
+
 def make_executor(config: CampaignConfig) -> Executor:
-    """The executor a campaign file asks for: the twin, or the CSTR cascade over serial."""
-    if config.executor.kind == "cstr":
-        assert config.executor.devices is not None  # the schema requires it
-        return CSTRExecutor.from_file(str(config.executor.devices), **config.executor.settings)
-    return SimulatedExecutor(config.executor.twin, seed=config.seed)
+    """The executor a campaign file asks for (:data:`EXECUTOR_BUILDERS` by kind)."""
+    return EXECUTOR_BUILDERS[config.executor.kind](config)
 
 
 def new_run_dir(root: Path, name: str) -> Path:

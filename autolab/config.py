@@ -185,9 +185,20 @@ def check_feasible_volume(space: ParameterSpace) -> None:
 
 
 class TwinExecutorSettings(BaseModel):
-    """Settings of the twin executor: none here (the twin's own settings go under ``twin:``)."""
+    """Settings of the twin executor's procedure (the twin's physics go under ``twin:``).
+
+    Attributes:
+        settling: ``adaptive``: stop settling once the inline spectra say the outlet is steady,
+            never before the RTD floor, at most ``twin.settle_residence_times`` τ; ``fixed``:
+            always ``twin.settle_residence_times`` τ.
+        flush: ``auto``: skip the solvent flush when the new feed can wash the old product
+            out; ``always``: flush before every experiment.
+    """
 
     model_config = _FROZEN
+
+    settling: Literal["adaptive", "fixed"] = "adaptive"
+    flush: Literal["auto", "always"] = "auto"
 
 
 class CSTRExecutorSettings(BaseModel):
@@ -202,6 +213,11 @@ class CSTRExecutorSettings(BaseModel):
         pl_integration_ms: Integration time of the emission frames, ms.
         temperature_tolerance_c: How close the blocks must be to the setpoints, °C.
         poll_period_s: Supervisor poll period, wall s.
+        settling: ``adaptive`` (steady-state verdict after the RTD floor, capped at
+            ``settle_residence_times``) or ``fixed``.
+        flush: ``auto`` (skip when the new feed can wash the old product out) or ``always``.
+        feed_window_c: The feeds start once every block is this close to its setpoint, °C
+            (0: the pumps wait idle until the blocks are at their setpoints).
     """
 
     model_config = _FROZEN
@@ -214,6 +230,9 @@ class CSTRExecutorSettings(BaseModel):
     pl_integration_ms: float = Field(default=200.0, gt=0, le=60_000, allow_inf_nan=False)
     temperature_tolerance_c: float = Field(default=2.0, gt=0, le=50, allow_inf_nan=False)
     poll_period_s: float = Field(default=0.5, gt=0, le=60, allow_inf_nan=False)
+    settling: Literal["adaptive", "fixed"] = "adaptive"
+    flush: Literal["auto", "always"] = "auto"
+    feed_window_c: float = Field(default=40.0, ge=0, le=400, allow_inf_nan=False)
 
 
 #: Executor kind -> its settings model.
@@ -275,8 +294,8 @@ class ExecutorConfig(BaseModel):
     def _check(self) -> ExecutorConfig:
         if self.kind == "cstr" and self.devices is None:
             raise ValueError("kind 'cstr' needs 'devices: <devices file>' (see 'autolab lab up')")
-        if self.kind == "twin" and (self.devices is not None or self.settings):
-            raise ValueError("'devices' and 'settings' are for kind 'cstr'; the twin takes 'twin'")
+        if self.kind == "twin" and self.devices is not None:
+            raise ValueError("'devices' is for kind 'cstr'; the twin takes 'twin'")
         return self
 
 

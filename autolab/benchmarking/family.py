@@ -22,8 +22,9 @@ the same corners as the real reactor (clogging when the core runs hot and long, 
 sulfur meets a hot shell; no emission below a QY floor), with member-drawn thresholds.
 
 A non-twin member still produces raw spectra the analyzer reads: :class:`ResponseTwin` is the
-digital twin's virtual cascade (clock, flush, heater ramps, settling trace, condition jitter,
-detector noise, failure draws, reagent totals) with the chemistry swapped for the response; its
+twin's physics with the chemistry swapped for the response, run by the same procedure on the same
+simulated rig as the twin (clock, flush, heater ramps, settling trace, condition jitter,
+detector noise, failure draws, reagent totals); its
 spectra are rendered from the response's PL peak, FWHM, QY and a first-exciton band through the
 twin's optics and detector functions.
 
@@ -529,15 +530,18 @@ class ResponseTwin(DigitalTwin):
 
 
 class MemberExecutor(SimulatedExecutor):
-    """A family member behind the Executor protocol (the twin's, with a non-twin chemistry).
+    """A family member behind the Executor protocol: the one procedure on the simulated rig.
 
-    Keeps the noise-free truth of every run in :attr:`truths`, like :class:`SimulatedExecutor`.
+    The rig's outlet carries the member's response instead of the twin's chemistry.
+
+    Keeps the noise-free truth of every run in :attr:`truths`, like :class:`SimulatedExecutor`;
+    ``procedure`` takes the executor's ``settling`` and ``flush``.
     """
 
     def __init__(self, response: Response, config: TwinConfig, seed: int = 0,
-                 stokes_ev: float = 0.12) -> None:
-        super().__init__(config, seed=seed)
-        self.twin = ResponseTwin(response, config, seed=seed, stokes_ev=stokes_ev)
+                 stokes_ev: float = 0.12, **procedure: Any) -> None:
+        super().__init__(config, seed=seed,
+                         physics=ResponseTwin(response, config, stokes_ev=stokes_ev), **procedure)
 
 
 # --------------------------------------------------------------------------------- members

@@ -258,7 +258,7 @@ class _Judge:
         self.hit: int | None = None
 
     def __call__(self, campaign: Campaign, trial: Trial) -> None:
-        truth = self.executor.truths.get(self.executor.twin.run_index - 1)
+        truth = self.executor.truths.get(self.executor.run_index - 1)
         pl = math.nan if truth is None else float(truth.pl_peak_nm)
         # a failed experiment made no product a chemist could keep, whatever the truth says
         failed = trial.status is not TrialStatus.COMPLETED or truth is None
