@@ -393,12 +393,17 @@ class ValveEmulator(PtyEmulator):
 
 
 # ============================================================================= spectrometer
-class SpectrometerEmulator(PtyEmulator):
-    """The ASP-1 inline optics head; frames come from the reactor's outlet (twin optics)."""
+class LightPathEmulator(PtyEmulator):
+    """The light path of an ASP-1 head (lamp/LED source, shutter, cell selector) on its own.
+
+    What an ``asp1_light`` device talks to when the detector is another instrument (an Ocean
+    spectrometer over USB): the ASP-1 setting commands and their queries, nothing else.
+    """
+
+    IDN = "AUTOLAB,ASP-1L,VL0002,1.0"
 
     def __init__(self, name: str, reactor: VirtualReactor) -> None:
         super().__init__(name, reactor)
-        self.integration_ms = 20.0
         self.source = "OFF"
         self.shutter = "CLOSE"
         self.cell = "SAMPLE"
@@ -415,16 +420,10 @@ class SpectrometerEmulator(PtyEmulator):
         cmd, arg = parts[0].upper(), (parts[1].upper() if len(parts) > 1 else None)
         return used, self._answer(cmd, arg)
 
-    def _answer(self, cmd: str, arg: str | None) -> bytes:
-        twin = self.reactor.twin
-        det = twin.config.detector
-        wl = twin.wavelengths_nm
-        queries = {
-            "*IDN?": "AUTOLAB,ASP-1,VL0001,1.0", "PIX?": str(wl.size),
-            "WL?": f"{float(wl[0])!r} {float(wl[-1] - wl[0]) / (wl.size - 1)!r} 0 0",
-            "SAT?": f"{det.full_scale_counts:g}", "EXC?": f"{det.excitation_nm:g}",
-            "PATH?": f"{det.path_length_cm:g}", "INT?": f"{self.integration_ms:g}",
-            "SRC?": self.source, "SHUT?": self.shutter, "CELL?": self.cell}
+    def _light(self, cmd: str, arg: str | None) -> bytes | None:
+        """Answer a light-path command, or None if it is not one."""
+        queries = {"*IDN?": self.IDN, "SRC?": self.source, "SHUT?": self.shutter,
+                   "CELL?": self.cell}
         if cmd in queries:
             return queries[cmd].encode("ascii") + b"\n"
         settings = {"SRC": spectro.SOURCES, "SHUT": spectro.SHUTTER, "CELL": spectro.CELLS}
@@ -433,6 +432,36 @@ class SpectrometerEmulator(PtyEmulator):
                 return f"ERR {cmd} expects one of {'|'.join(settings[cmd])}\n".encode()
             setattr(self, {"SRC": "source", "SHUT": "shutter", "CELL": "cell"}[cmd], arg)
             return b"OK\n"
+        return None
+
+    def _answer(self, cmd: str, arg: str | None) -> bytes:
+        reply = self._light(cmd, arg)
+        return reply if reply is not None else f"ERR unknown command {cmd}\n".encode()
+
+
+class SpectrometerEmulator(LightPathEmulator):
+    """The ASP-1 inline optics head; frames come from the reactor's outlet (twin optics)."""
+
+    IDN = "AUTOLAB,ASP-1,VL0001,1.0"
+
+    def __init__(self, name: str, reactor: VirtualReactor) -> None:
+        super().__init__(name, reactor)
+        self.integration_ms = 20.0
+
+    def _answer(self, cmd: str, arg: str | None) -> bytes:
+        light = self._light(cmd, arg)
+        if light is not None:
+            return light
+        twin = self.reactor.twin
+        det = twin.config.detector
+        wl = twin.wavelengths_nm
+        queries = {
+            "PIX?": str(wl.size),
+            "WL?": f"{float(wl[0])!r} {float(wl[-1] - wl[0]) / (wl.size - 1)!r} 0 0",
+            "SAT?": f"{det.full_scale_counts:g}", "EXC?": f"{det.excitation_nm:g}",
+            "PATH?": f"{det.path_length_cm:g}", "INT?": f"{self.integration_ms:g}"}
+        if cmd in queries:
+            return queries[cmd].encode("ascii") + b"\n"
         if cmd == "INT":
             try:
                 value = float(arg or "nan")
