@@ -265,22 +265,29 @@ def _feature_spread(mapped: MappedConditions, moving: list[int],
 
 def _stream_spread(mapped: MappedConditions, moving: list[int], f: FloatArray, s: FloatArray,
                    policy: MappingPolicy) -> FloatArray:
-    """Slope along the stream's local direction of motion times the scaled spread norm."""
+    """Feature spread from the stream: ``hypot(|f'|·σ, |f''|·σ²/2)`` along the local direction.
+
+    ``σ`` is the norm of the channels' spreads in scaled units; ``f'`` and ``f''`` come from a
+    weighted quadratic fit of the feature against the mapped conditions projected on their local
+    direction of motion. The curvature term is the bias of a mixture at an optimum, where the
+    slope vanishes but the mixture still reads lower (or higher) than the centre.
+    """
     scale = _channel_scales(mapped, moving)
     z = mapped.mean[:, moving] / scale
     sdn = np.linalg.norm(mapped.sd[:, moving] / scale, axis=1)
     half = policy.slope_window_tau * float(np.nanmedian(mapped.mean_age_min))
     ok = np.isfinite(f)
-    slope = np.full(len(mapped), np.nan)
+    fit = np.full((len(mapped), 2), np.nan)
     for i in range(len(mapped)):
         win = ok & (np.abs(mapped.times_min - mapped.times_min[i]) <= half)
-        slope[i] = _directional_slope(z[win], f[win], s[win])
-    if not np.any(np.isfinite(slope)):
+        fit[i] = _local_derivatives(z[win], z[i], f[win], s[win])
+    good = np.flatnonzero(np.isfinite(fit[:, 0]))
+    if good.size == 0:
         return np.where(sdn > 0, np.inf, 0.0)
-    good = np.flatnonzero(np.isfinite(slope))
     nearest = good[np.abs(good[None, :] - np.arange(len(mapped))[:, None]).argmin(axis=1)]
-    slope = np.where(np.isfinite(slope), slope, slope[nearest])
-    return np.asarray(np.abs(slope) * sdn, dtype=np.float64)
+    fit = np.where(np.isfinite(fit[:, :1]), fit, fit[nearest])
+    return np.asarray(np.hypot(np.abs(fit[:, 0]) * sdn, 0.5 * np.abs(fit[:, 1]) * sdn ** 2),
+                      dtype=np.float64)
 
 
 def _channel_scales(mapped: MappedConditions, moving: list[int]) -> FloatArray:
@@ -292,20 +299,26 @@ def _channel_scales(mapped: MappedConditions, moving: list[int]) -> FloatArray:
     return np.asarray(out, dtype=np.float64)
 
 
-def _directional_slope(z: FloatArray, f: FloatArray, s: FloatArray) -> float:
-    """Weighted slope of ``f`` along the first principal direction of ``z`` (NaN if undefined)."""
+def _local_derivatives(z: FloatArray, z0: FloatArray, f: FloatArray,
+                       s: FloatArray) -> tuple[float, float]:
+    """Slope at ``z0`` and curvature of ``f`` along the first principal direction of ``z``.
+
+    A weighted quadratic fit (a line when the window holds too few readings or too little range
+    for a curvature); NaNs when the window cannot define a direction.
+    """
     if len(f) < 3:
-        return math.nan
-    zc = z - z.mean(axis=0)
-    _, sv, vt = np.linalg.svd(zc, full_matrices=False)
+        return math.nan, math.nan
+    zm = z.mean(axis=0)
+    _, sv, vt = np.linalg.svd(z - zm, full_matrices=False)
     if sv[0] <= 1e-9 * math.sqrt(len(f)):
-        return math.nan
-    v = zc @ vt[0]
-    w = 1.0 / np.maximum(s, 1e-12) ** 2
-    vm = np.sum(w * v) / np.sum(w)
-    fm = np.sum(w * f) / np.sum(w)
-    den = float(np.sum(w * (v - vm) ** 2))
-    return float(np.sum(w * (v - vm) * (f - fm)) / den) if den > 0 else math.nan
+        return math.nan, math.nan
+    v = (z - zm) @ vt[0]
+    v0 = float((z0 - zm) @ vt[0])
+    sw = 1.0 / np.maximum(s, 1e-12)
+    deg = 2 if len(f) >= 5 else 1
+    basis = np.vander(v - v0, deg + 1, increasing=True)
+    coef, *_ = np.linalg.lstsq(basis * sw[:, None], f * sw, rcond=None)
+    return float(coef[1]), float(2.0 * coef[2]) if deg == 2 else 0.0
 
 
 def _one(st: _Stream, i: int) -> DynamicObservation:

@@ -154,3 +154,18 @@ def test_round_trip_and_bad_input() -> None:
         observe(m, {"qy": np.array([0.3, 0.2])}, {"qy": np.array([0.01, 0.01])})
     with pytest.raises(ConfigError, match="SpreadLimit"):
         SpreadLimit(3.0, 2.0)
+
+
+def test_an_optimum_inside_the_ramp_is_covered_by_the_curvature_term() -> None:
+    """At an optimum the slope vanishes, but a mixture still reads below the centre value."""
+    tr = Trajectory((0.0, 10.0, 130.0, 200.0), (_c(170.0), _c(170.0), _c(220.0), _c(220.0)))
+    t = np.linspace(20.0, 200.0, 61)
+    m = map_outlet(tr, t, GEO)
+    j = m.channels.index("t_core_c")
+    centre = 0.3 - 2e-4 * (m.mean[:, j] - 195.0) ** 2
+    mixture = centre - 2e-4 * m.sd[:, j] ** 2  # E[f(x)] of a quadratic f
+    obs = observe(m, {"qy": mixture}, {"qy": np.full(61, 1e-4)})
+    near = np.abs(m.mean[:, j] - 195.0) < 3.0
+    assert near.any()
+    for o, c in zip(obs, centre, strict=True):
+        assert abs(o.features["qy"] - c) <= 2.0 * o.sigma["qy"]
