@@ -113,21 +113,28 @@ def test_spectrum_frame_with_bad_crc_is_rejected() -> None:
 
 @settings(deadline=None)
 @given(st.floats(5, 60), st.floats(5, 60), st.floats(0.5, 20), st.floats(0.5, 4),
-       st.floats(2, 5))
+       st.floats(2, 5), st.integers(0, 7), st.integers(1, 3))
 def test_fluidics_match_the_twin_flow_plan_and_invert(tau_core: float, tau_shell: float,
                                                       cl_to_i: float, s_to_zn: float,
-                                                      p_to_in: float) -> None:
+                                                      p_to_in: float, inject: int,
+                                                      count: int) -> None:
+    inject = 0 if inject == 1 else inject  # tank 1 has no core stage before it
+    count = min(count, 8 - (inject or 4))  # injections stay inside the 7 tanks
     c = Conditions(t_core_c=180, tau_core_min=tau_core, t_shell_c=290, tau_shell_min=tau_shell,
-                   cl_to_i=cl_to_i, s_to_zn=s_to_zn, p_to_in=p_to_in)
+                   cl_to_i=cl_to_i, s_to_zn=s_to_zn, p_to_in=p_to_in, s_inject_tank=inject,
+                   s_inject_count=count)
     ours = flow_setpoints(c, Geometry())
     twin = flow_plan(c, TwinConfig())
     r = ours.rates_ml_min
+    assert ours.core_ml_min == pytest.approx(twin.core_ml_min)
+    assert ours.shell_ml_min == pytest.approx(twin.shell_ml_min)
     assert r["halide_cl"] + r["halide_i"] == pytest.approx(twin.indium_halide_ml_min)
     assert r["phosphine"] == pytest.approx(twin.phosphine_ml_min)
     assert r["zinc"] + r["sulfur"] == pytest.approx(twin.shell_feed_ml_min)
     assert r["solvent"] == pytest.approx(twin.makeup_ml_min, abs=1e-12)
     assert r["bleed"] == pytest.approx(twin.bleed_ml_min, abs=1e-12)
-    back = conditions_from_rates(r, 180, 290, Geometry())
+    back = conditions_from_rates(r, 180, 290, Geometry(), s_inject_tank=inject,
+                                 s_inject_count=count)
     assert back is not None
     for name, value in c.as_dict().items():
         assert getattr(back, name) == pytest.approx(value, rel=1e-9)
