@@ -351,6 +351,19 @@ class ObjectiveSpec(BaseModel):
         cols = [c.violation(Y[..., self._column(c.outcome)]) for c in self.constraints]
         return torch.stack(cols, dim=-1)
 
+    def in_band_tensor(self, Y: Tensor) -> Tensor:
+        """Whether every :class:`Target` band holds (bool, shape ``(...)``; the one band test).
+
+        Args:
+            Y: Outcomes, shape ``(..., m)``, e.g. joint posterior draws.
+        """
+        import torch  # noqa: PLC0415 (lazy, see the TYPE_CHECKING import)
+        ok = torch.ones(Y.shape[:-1], dtype=torch.bool, device=Y.device)
+        for t in self.terms:
+            if isinstance(t, Target):
+                ok = ok & ((Y[..., self._column(t.outcome)] - t.value).abs() <= t.tolerance)
+        return ok
+
     # ---- measured floats ---------------------------------------------------------------------
 
     def as_tensor(self, outcomes: Mapping[str, float]) -> Tensor:
@@ -393,12 +406,7 @@ class ObjectiveSpec(BaseModel):
 
         Used by stop rules ("stop when in band") alongside :meth:`is_feasible`.
         """
-        y = self.as_tensor(outcomes)
-        return all(
-            abs(float(y[self._column(t.outcome)]) - t.value) <= t.tolerance
-            for t in self.terms
-            if isinstance(t, Target)
-        )
+        return bool(self.in_band_tensor(self.as_tensor(outcomes)))
 
     def score_terms(self, outcomes: Mapping[str, float]) -> dict[str, float]:
         """The score broken down by term: ``{label: weight * utility}``; they sum to the score.
@@ -429,6 +437,40 @@ class ObjectiveSpec(BaseModel):
         """
         return (int(self.within_target(outcomes)), int(self.is_feasible(outcomes)),
                 self.score(outcomes))
+
+    def best_key(self, outcomes: Mapping[str, float] | None) -> tuple[int, int, float] | None:
+        """:meth:`rank_key` of an experiment that may be "best", ``None`` for one that may not.
+
+        The one rule behind every "best" (the optimizer's ``best()``, the campaign's and the
+        steering's best trial, the tracked best-so-far): an experiment without usable outcomes,
+        or one that is neither in every target band (with a target) nor feasible, is never best;
+        the others rank by :meth:`rank_key`.
+        """
+        if outcomes is None:
+            return None
+        key = self.rank_key(outcomes)
+        in_band, feasible = bool(key[0]) and self.has_target, bool(key[1])
+        if not (in_band or feasible) or not math.isfinite(key[2]):
+            return None
+        return key
+
+    def best_index(self, outcomes: Sequence[Mapping[str, float] | None]) -> int | None:
+        """Index of the best of measured experiments (:meth:`best_key`); earlier wins ties.
+
+        Args:
+            outcomes: Each experiment's measured outcomes, ``None`` where it has none (failed,
+                invalid, unusable).
+
+        Returns:
+            The index, or ``None`` when no experiment may be best.
+        """
+        best: int | None = None
+        best_key: tuple[int, int, float] | None = None
+        for i, row in enumerate(outcomes):
+            key = self.best_key(row)
+            if key is not None and (best_key is None or key > best_key):
+                best, best_key = i, key
+        return best
 
     def describe(self) -> str:
         """One line for logs and the MLflow UI."""

@@ -466,20 +466,12 @@ def _campaign_config(state: JournalState) -> CampaignConfig:
 
 
 def best_trial(objective: ObjectiveSpec, trials: Sequence[Trial]) -> Trial | None:
-    """The best experiment: in-band first, then feasible, then score (``rank_key``).
+    """The best experiment by the objective's one rule (``ObjectiveSpec.best_index``).
 
     Only trials with usable outcomes count (never an invalid one); on ties the earlier wins.
     """
-    best: Trial | None = None
-    best_key: tuple[int, int, float] | None = None
-    for t in trials:
-        outcomes = t.outcomes()
-        if outcomes is None:
-            continue
-        key = objective.rank_key(outcomes)
-        if best_key is None or key > best_key:
-            best, best_key = t, key
-    return best
+    i = objective.best_index([t.outcomes() for t in trials])
+    return None if i is None else trials[i]
 
 
 # ------------------------------------------------------------------------------------- add

@@ -124,6 +124,50 @@ def incumbent_rest(spec: ObjectiveSpec, model: Model, X_ok: Tensor,
     return float(values.median())
 
 
+def log_p_band(spec: ObjectiveSpec, mean: Tensor, sd: Tensor) -> Tensor:
+    """Log probability that latent outcomes lie in every target band (the one band formula).
+
+    Outcomes are modelled independently, so it is the sum over :class:`Target` terms of
+    ``log P(v - t <= y <= v + t)`` under each outcome's Gaussian marginal. The acquisition, the
+    stopping forecast and its default thresholds all read the band through this function.
+
+    Args:
+        spec: The objective.
+        mean: Posterior means, ``(..., m)`` in ``spec.outcome_names`` order.
+        sd: Posterior standard deviations, same shape (floored at :data:`MIN_SD`).
+
+    Returns:
+        Shape ``mean.shape[:-1]``; 0 without a target.
+    """
+    out = mean.new_zeros(mean.shape[:-1])
+    for term in spec.terms:
+        if isinstance(term, Target):
+            k = spec.outcome_names.index(term.outcome)
+            mu, s = mean[..., k], sd[..., k].clamp_min(MIN_SD)
+            out = out + log_prob_normal_in((term.value - term.tolerance - mu) / s,
+                                           (term.value + term.tolerance - mu) / s)
+    return out
+
+
+def log_p_constraints(spec: ObjectiveSpec, mean: Tensor, sd: Tensor) -> Tensor:
+    """Log probability that latent outcomes meet every outcome constraint (``qy >= 0.3``).
+
+    Args:
+        spec: The objective.
+        mean: Posterior means, ``(..., m)`` in ``spec.outcome_names`` order.
+        sd: Posterior standard deviations, same shape (floored at :data:`MIN_SD`).
+
+    Returns:
+        Shape ``mean.shape[:-1]``; 0 without constraints.
+    """
+    out = mean.new_zeros(mean.shape[:-1])
+    for c in spec.constraints:
+        k = spec.outcome_names.index(c.outcome)
+        z = (mean[..., k] - c.bound) / sd[..., k].clamp_min(MIN_SD)
+        out = out + log_ndtr(z if c.op == ">=" else -z)
+    return out
+
+
 def mean_lengthscale(model: Model, n_outcomes: int) -> float:
     """Geometric mean of the outcome GPs' lengthscales (unit cube), for the pending radius."""
     scales = [sub.covar_module.lengthscale.detach().log().reshape(-1)
@@ -177,18 +221,9 @@ class BandFirstLogEI(AcquisitionFunction):
         mean = post.mean.squeeze(-2)
         sd = post.variance.squeeze(-2).clamp_min(MIN_SD**2).sqrt()
         zero = mean.new_zeros(mean.shape[:-1])
-        out = {"band": zero, "constraints": zero, "feasibility": zero, "improvement": zero}
-        for term in self.spec.terms:
-            if isinstance(term, Target):
-                k = self.spec.outcome_names.index(term.outcome)
-                mu, s = mean[..., k], sd[..., k]
-                lo = (term.value - term.tolerance - mu) / s
-                hi = (term.value + term.tolerance - mu) / s
-                out["band"] = out["band"] + log_prob_normal_in(lo, hi)
-        for c in self.spec.constraints:
-            k = self.spec.outcome_names.index(c.outcome)
-            z = (mean[..., k] - c.bound) / sd[..., k]
-            out["constraints"] = out["constraints"] + log_ndtr(z if c.op == ">=" else -z)
+        out = {"band": log_p_band(self.spec, mean, sd),
+               "constraints": log_p_constraints(self.spec, mean, sd),
+               "feasibility": zero, "improvement": zero}
         if self.has_feasibility:
             m = len(self.spec.outcome_names)
             out["feasibility"] = log_ndtr(mean[..., m] / sd[..., m])

@@ -260,16 +260,8 @@ class BaseOptimizer:
         (outcome constraints hold) before infeasible, then by score; the first one wins ties.
         An experiment that is neither in band (with a target) nor feasible is never "best".
         """
-        has_target = self.objective.has_target
-        best: Observation | None = None
-        key: tuple[int, int, float] | None = None
-        for obs in self._observations:
-            if obs.outcomes is None or not (obs.feasible or (has_target and obs.in_band)):
-                continue
-            k = self.objective.rank_key(obs.outcomes)
-            if key is None or k > key:
-                best, key = obs, k
-        return best
+        i = self.objective.best_index([o.outcomes for o in self._observations])
+        return None if i is None else self._observations[i]
 
     def pareto_front(self) -> list[Observation]:
         """Feasible observations not dominated in the objective's per-term utilities."""

@@ -63,6 +63,9 @@ from autolab.space import ParameterSpace
 #: Posterior samples behind each recorded prediction (mean and sd of the score).
 PREDICTION_SAMPLES = 256
 
+#: Joint posterior draws behind the forecast's good-hit probabilities (resolution 1/256).
+FORECAST_DRAWS = 256
+
 
 @dataclass(frozen=True)
 class _Data:
@@ -303,8 +306,8 @@ class BotorchOptimizer(BaseOptimizer):
 
         Args:
             thresholds: Outcome -> "good" threshold of maximized/minimized outcomes (e.g. a stop
-                rule's ``{"qy": 0.35}``); ``None``: ``qy_fraction`` of the model's best
-                in-band-likely mean of each maximized outcome.
+                rule's ``{"qy": 0.35}``); ``None``: ``qy_fraction`` of the best in-band value of
+                each maximized outcome, taken per joint posterior draw (``relative_good``).
             qy_fraction: See ``thresholds``.
             improve_by: Improvement of the non-target score terms asked about by
                 ``p_improve`` (0.1 = 1 % QY with the default QY scale).
@@ -322,14 +325,18 @@ class BotorchOptimizer(BaseOptimizer):
             return None
         with _threads(self.settings.cpu_threads), torch.random.fork_rng(
                 devices=[self.device] if self.device.type == "cuda" else []):
-            model, data, _, seed = self._fit(0)
-            cands = torch.tensor(random_design(self.space, derive_seed(seed, 2), n_candidates),
-                                 dtype=torch.float64, device=self.device)
-            X = torch.cat([data.X_ok, cands])
+            model, data, has_feas, seed = self._fit(0)
+            X = torch.cat([data.X_ok, self._forecast_candidates(data, seed, n_candidates)])
             m = len(self.objective.outcome_names)
             with torch.no_grad():
                 post = model.posterior(X)
                 mean, sd = post.mean[..., :m], post.variance[..., :m].clamp_min(0).sqrt()
+                draws = feasible = None
+                if not thresholds:
+                    torch.manual_seed(derive_seed(seed, 5))
+                    joint = post.rsample(torch.Size([FORECAST_DRAWS]))
+                    draws = joint[..., :m]
+                    feasible = joint[..., m] > 0 if has_feas else None
             best = self.best()
             best_index = next((i for i, o in enumerate(self._observations) if o is best), None)
             best_row = None
@@ -341,9 +348,25 @@ class BotorchOptimizer(BaseOptimizer):
             fc = compute_forecast(self.objective, mean, sd, best_row=best_row,
                                   best_index=best_index, incumbent=incumbent,
                                   thresholds=thresholds, qy_fraction=qy_fraction,
-                                  improve_by=improve_by)
+                                  improve_by=improve_by, draws=draws, feasible=feasible)
             advice = self._repeat_advice(sd[: data.X_ok.shape[0]])
         return replace(fc, repeat_index=advice[0], repeat_reason=advice[1])
+
+    def _forecast_candidates(self, data: _Data, seed: int, n: int) -> torch.Tensor:
+        """Where the forecast looks for the next good hit (unit cube, ``(n + n // 2, d)``).
+
+        ``n`` seeded uniform points of the space plus ``n // 2`` Gaussian perturbations of the
+        in-band successes (of all successes while none is in band).
+        A band of a few nm is a thin shell of the space, so uniform points alone rarely land in
+        it; without the local points each posterior draw's best in-band value, the yardstick of
+        "good" (:func:`~autolab.optimizer.forecast.relative_good`), would be set by a handful of
+        points and underestimated.
+        """
+        u = random_design(self.space, derive_seed(seed, 2), n)
+        anchors = data.X_ok[data.in_band_ok] if bool(data.in_band_ok.any()) else data.X_ok
+        local = _InitialConditions(self.space, derive_seed(seed, 6),
+                                   anchors.cpu().numpy())._local(n // 2)
+        return torch.tensor(np.concatenate([u, local]), dtype=torch.float64, device=self.device)
 
     def _repeat_advice(self, post_sd: torch.Tensor) -> tuple[int | None, str]:
         """:func:`~autolab.optimizer.forecast.repeat_advice` for the best and runner-up.

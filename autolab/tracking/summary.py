@@ -87,30 +87,35 @@ def _scored(trial: Trial) -> bool:
             and trial.outcomes() is not None)
 
 
-def _rank(trial: Trial, objective: ObjectiveSpec | None) -> tuple[float, ...]:
-    score = float(trial.objective) if trial.objective is not None else -math.inf
-    outcomes = trial.outcomes()
-    if objective is None or outcomes is None:
-        return (score,)
-    return tuple(float(v) for v in objective.rank_key(outcomes))
+def _rank(trial: Trial, objective: ObjectiveSpec | None) -> tuple[float, ...] | None:
+    """Sort key of a trial; ``None`` for one that is never best.
+
+    With the objective its one rule decides (``ObjectiveSpec.best_key``, as for the campaign,
+    steering and the optimizer: an in-band trial that misses an outcome constraint, whose score
+    the campaign leaves empty, still ranks); without it the finite score alone.
+    """
+    if objective is None:
+        return (float(trial.objective),) if _scored(trial) else None  # type: ignore[arg-type]
+    key = objective.best_key(trial.outcomes())
+    return None if key is None else tuple(float(v) for v in key)
 
 
 def best_trials(trials: Sequence[Trial], objective: ObjectiveSpec | None = None,
                 ) -> list[int | None]:
     """Index of the best experiment after each trial, ``None`` until one was scored.
 
-    Only completed, usable trials with a finite score count (failed, interrupted and invalid ones
-    have none). With ``objective`` they rank by :meth:`ObjectiveSpec.rank_key`: in band first,
-    then feasible, then score; without it by score alone.
+    Only completed, usable trials count (failed, interrupted and invalid ones have no outcomes).
+    With ``objective`` the objective's one rule decides
+    (:meth:`ObjectiveSpec.best_key`: in band first, then feasible, then score; an experiment
+    neither in band nor feasible is never best); without it the score alone.
     """
     out: list[int | None] = []
     best: Trial | None = None
     best_key: tuple[float, ...] = ()
     for t in trials:
-        if _scored(t):
-            key = _rank(t, objective)
-            if best is None or key > best_key:
-                best, best_key = t, key
+        key = _rank(t, objective)
+        if key is not None and (best is None or key > best_key):
+            best, best_key = t, key
         out.append(None if best is None else best.index)
     return out
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 import torch
@@ -121,3 +122,46 @@ def test_invalid_terms_and_measurements() -> None:
         obj.score({"pl_peak_nm": 550.0, "qy": 0.3})
     with pytest.raises(ConfigError, match="finite"):
         obj.score({"pl_peak_nm": 550.0, "qy": math.nan, "fwhm_nm": 50.0})
+
+
+def _trial(index: int, pl_nm: float, qy: float, spec: ObjectiveSpec) -> Any:
+    """A completed trial scored as the campaign scores it (no score when a constraint fails)."""
+    from autolab.records import Features, Trial, TrialStatus
+
+    feats = Features(pl_peak_nm=pl_nm, fwhm_nm=50.0, qy=qy, abs_peak_nm=pl_nm - 20,
+                     absorbance_at_excitation=0.08)
+    outcomes = feats.outcomes()
+    score = spec.score(outcomes) if spec.is_feasible(outcomes) else None
+    return Trial(index=index, conditions={"t_core_c": 180.0 + index},
+                 status=TrialStatus.COMPLETED, features=feats, objective=score)
+
+
+def test_one_best_rule_for_optimizer_campaign_steering_and_tracking() -> None:
+    """Every "best" in autolab is ``ObjectiveSpec.best_index``: in band first, then feasible,
+    then score; an experiment neither in band nor feasible is never best."""
+    from autolab.optimizer.baselines import RandomOptimizer
+    from autolab.space import Parameter, ParameterSpace
+    from autolab.steer import best_trial
+    from autolab.tracking.summary import best_trials
+
+    spec = qd_objective(target_nm=550.0, tolerance_nm=2.0, min_qy=0.3)
+    rows = [
+        (547.8, 0.45),  # out of band, feasible, bright
+        (549.6, 0.25),  # in band, misses qy >= 0.3: still beats any out-of-band experiment
+        (556.0, 0.10),  # neither in band nor feasible: never best
+    ]
+    outcomes = [{"pl_peak_nm": pl, "qy": qy, "fwhm_nm": 50.0} for pl, qy in rows]
+    assert spec.best_key(outcomes[2]) is None and spec.best_key(None) is None
+    assert spec.best_index(outcomes) == 1
+    assert spec.best_index([outcomes[0], outcomes[2]]) == 0
+    assert spec.best_index([outcomes[2]]) is None
+    trials = [_trial(i, pl, qy, spec) for i, (pl, qy) in enumerate(rows)]
+    assert trials[1].objective is None  # the campaign gives an infeasible trial no score
+    best = best_trial(spec, trials)
+    assert best is not None and best.index == 1
+    assert best_trials(trials, spec) == [0, 1, 1]
+    assert best_trials(trials[2:], spec) == [None]
+    space = ParameterSpace(parameters=(Parameter(name="t_core_c", lower=150.0, upper=250.0),))
+    opt = RandomOptimizer(space, spec, seed=0)
+    opt.tell([{"t_core_c": 180.0 + i} for i in range(3)], outcomes)
+    assert opt.best() is opt.observations[1]
