@@ -22,7 +22,7 @@ import pytest
 
 from autolab.exceptions import ConditionsError, ConfigError, HardwareError
 from autolab.hardware.base import Spectrometer, Stirrer, TemperatureController, Valve
-from autolab.hardware.devices import DeviceSpecBase, parse_devices
+from autolab.hardware.devices import DeviceSpecBase, dump_devices, load_devices, parse_devices
 from autolab.hardware.envelope import check_space, rig_setpoints, tank_profile_c
 from autolab.hardware.fluidics import ROLES, Geometry, conditions_from_rates, flow_setpoints
 from autolab.hardware.registry import (
@@ -34,6 +34,7 @@ from autolab.hardware.registry import (
     unregister_kind,
 )
 from autolab.hardware.rig import Rig
+from autolab.hardware.safety import Shutdown, Supervisor, Trip
 from autolab.records import Conditions
 from autolab.space import Parameter, ParameterSpace
 from autolab.virtuallab.emulators import (
@@ -416,6 +417,8 @@ def test_a_tank_heater_fault_reaches_the_driver_over_its_bus_address(tank_lab: A
     assert rig.heaters["tank4"].fault() == "sensor_break"
     assert rig.heaters["tank3"].fault() == ""
     emus["stir6"].no_reply = True
+    line = rig.transports["stir6"]
+    line.timeout_s, line.retries, line.serial.timeout = 0.1, 1, 0.1
     with pytest.raises(HardwareError, match="stirrer_t6"):
         rig.stirrers["tank6"].speed_rpm()
 
@@ -532,3 +535,31 @@ def test_bad_ocean_entries_name_the_field(change: dict[str, Any], expected: str)
             entry[k] = v
     with pytest.raises(ConfigError, match=expected):
         parse_devices(d)
+
+
+def test_a_tank_heater_fault_trips_the_supervisor_and_the_hard_shutdown_cuts_every_tank(
+        tank_lab: Any) -> None:
+    bench, _, rig = tank_lab
+    for h in rig.heaters.values():
+        h.connect()
+    bench.heaters["heater_t6"].sensor_break = True
+    trips: list[Trip] = []
+    Supervisor(rig, trips.append).poll_once()  # heaters are polled first: no pump is reached
+    assert [(t.reason, t.device, t.hard) for t in trips] == [("sensor_break", "heater_t6", True)]
+    pumps = rig.transports["pumps"]  # a loop:// stand-in: let its silence fail fast
+    pumps.timeout_s, pumps.retries, pumps.serial.timeout = 0.02, 0, 0.02
+    report = Shutdown(rig, lambda s: None, flush_ml=1.0, flush_rate_ml_min=1.0).run(hard=True)
+    cut = [s for s in report.steps if s.name.startswith("cut heater")]
+    assert [s.name for s in cut] == [f"cut heater tank{i}" for i in range(1, 8)]
+    assert all(s.ok for s in cut)
+    assert all(h.op_hi_pct == 0.0 for h in bench.heaters.values())
+
+
+@pytest.mark.parametrize("tanks", [False, True])
+def test_devices_file_round_trips_through_yaml(tmp_path: Any, tanks: bool) -> None:
+    d = per_tank(devices(), sulfur=[3, 4, 5]) if tanks else ocean_file("loop://")
+    cfg = parse_devices(d)
+    dump_devices(cfg, tmp_path / "rig.yaml")
+    back = load_devices(tmp_path / "rig.yaml")
+    assert back == cfg
+    assert type(back.devices["spectrometer"]) is type(cfg.devices["spectrometer"])
