@@ -19,6 +19,7 @@ from autolab.dynamic.observe import (
     MappingPolicy,
     SpreadLimit,
     observe,
+    observe_batch,
 )
 from autolab.dynamic.rtd import CascadeGeometry, MappedConditions, age_sd_min, map_outlet
 from autolab.dynamic.trajectory import (
@@ -48,6 +49,7 @@ __all__ = [
     "design_sweep",
     "map_outlet",
     "observe",
+    "observe_batch",
     "plan_ramp",
     "ramp_duration_min",
 ]

@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -33,6 +33,9 @@ from autolab.dynamic.rtd import CascadeGeometry, MappedConditions, age_sd_min
 from autolab.dynamic.trajectory import RateLimit
 from autolab.exceptions import ConfigError
 from autolab.records import Conditions
+
+if TYPE_CHECKING:
+    from autolab.analysis.features import FeatureBatch
 
 FloatArray = NDArray[np.float64]
 
@@ -223,6 +226,25 @@ class _Stream:
     sigma_mapping: dict[str, FloatArray]
     policy: MappingPolicy
     held_before: bool
+
+
+def observe_batch(mapped: MappedConditions, batch: FeatureBatch,
+                  names: tuple[str, ...] = ("pl_peak_nm", "fwhm_nm", "qy"), *,
+                  policy: MappingPolicy | None = None,
+                  gradients: Mapping[str, Mapping[str, float]] | None = None,
+                  held_before: bool = True) -> tuple[DynamicObservation, ...]:
+    """:func:`observe` on the analyzer's batch of the streamed frames (``<name>_err`` = sigma).
+
+    Raises:
+        ConfigError: A name the batch does not hold, or a batch of another length.
+    """
+    missing = [n for n in names if not hasattr(batch, n) or not hasattr(batch, f"{n}_err")]
+    if missing:
+        raise ConfigError(f"observe_batch names: {missing} are not analyzer features with an "
+                          "error; expected e.g. pl_peak_nm, fwhm_nm, qy, abs_peak_nm")
+    return observe(mapped, {n: getattr(batch, n) for n in names},
+                   {n: getattr(batch, f"{n}_err") for n in names}, policy=policy,
+                   gradients=gradients, held_before=held_before)
 
 
 def _check_stream(mapped: MappedConditions, features: Mapping[str, FloatArray],

@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.special import gammaincinv
 
 from autolab.dynamic.channels import Role, flatten, role_of, tank_index, unflatten
 from autolab.dynamic.trajectory import Trajectory
@@ -131,6 +130,8 @@ def erlang_quantile_nodes(n_tanks: int, n_nodes: int = N_NODES) -> FloatArray:
     Each node carries weight ``1/n_nodes``. Unlike Gauss quadrature this does not assume a
     smooth integrand, and a ramp's corners make the path averages only piecewise smooth.
     """
+    from scipy.special import gammaincinv  # noqa: PLC0415 - keeps `import autolab.dynamic` light
+
     q = (np.arange(n_nodes) + 0.5) / n_nodes
     return np.asarray(gammaincinv(n_tanks, q) / n_tanks, dtype=np.float64)
 

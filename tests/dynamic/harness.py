@@ -28,6 +28,7 @@ from autolab.twin.chemistry import ConditionArrays
 from autolab.twin.config import TwinConfig
 from autolab.twin.model import states, truth_features
 from autolab.twin.optics import absorbance_shape, emission_per_nm, peak_and_fwhm
+from autolab.twin.transient import CascadePhysics, TankInputs
 
 FloatArray = NDArray[np.float64]
 
@@ -132,3 +133,31 @@ def truth_at(conds: list[Conditions], config: TwinConfig) -> dict[str, FloatArra
     """The twin's noise-free steady-state features at the given conditions."""
     f = truth_features(ConditionArrays.from_conditions(conds), config)
     return {"pl_peak_nm": f.pl_peak_nm, "fwhm_nm": f.fwhm_nm, "qy": f.qy}
+
+
+def transient_stream(physics: CascadePhysics, tr: Trajectory, times_min: FloatArray,
+                     config: TwinConfig, *, dt_min: float = 0.5, settle_min: float = 300.0,
+                     seed: int = 0) -> Stream:
+    """Outlet features of a ramp run on reactor physics (the transient twin).
+
+    The physics first feeds ``tr.points[0]`` for ``settle_min`` (the trajectory's
+    ``held_before``), then follows the trajectory in steps of ``dt_min`` with the conditions at
+    each step's midpoint, reading the outlet at ``times_min``.
+    """
+    d = config.detector
+    wl = np.linspace(d.wavelength_min_nm, d.wavelength_max_nm, d.n_pixels)
+    state = physics.initial()
+    state = physics.step(state, TankInputs.feeding(tr.points[0]), settle_min)
+    t = np.asarray(times_min, dtype=np.float64)
+    rows: list[tuple[float, float, float]] = []
+    now = 0.0
+    for target in t:
+        while now < target - 1e-9:
+            h = min(dt_min, float(target) - now)
+            state = physics.step(state, TankInputs.feeding(tr.at(now + h / 2)), h)
+            now += h
+        out = physics.outlet(state)
+        peak, fwhm = peak_and_fwhm(wl, out.emission_per_nm[None, :])
+        rows.append((float(peak[0]), float(fwhm[0]), out.qy))
+    clean = {k: np.array([r[j] for r in rows]) for j, k in enumerate(FEATURE_SIGMA)}
+    return _noisy(t, clean, np.random.default_rng(seed))

@@ -13,6 +13,7 @@ from autolab.dynamic import (
     Trajectory,
     map_outlet,
     observe,
+    observe_batch,
 )
 from autolab.exceptions import ConfigError
 from autolab.records import Conditions
@@ -169,3 +170,20 @@ def test_an_optimum_inside_the_ramp_is_covered_by_the_curvature_term() -> None:
     assert near.any()
     for o, c in zip(obs, centre, strict=True):
         assert abs(o.features["qy"] - c) <= 2.0 * o.sigma["qy"]
+
+
+def test_observe_batch_reads_the_analyzers_errors() -> None:
+    from autolab.analysis import FeatureBatch
+
+    n = 3
+    one = np.ones(n)
+    batch = FeatureBatch(pl_peak_nm=550.0 * one, fwhm_nm=50.0 * one, qy=0.3 * one,
+                         abs_peak_nm=520.0 * one, absorbance_at_excitation=0.1 * one,
+                         pl_peak_nm_err=0.2 * one, fwhm_nm_err=0.5 * one, qy_err=0.01 * one,
+                         abs_peak_nm_err=1.0 * one, pl_snr=100.0 * one,
+                         flags=np.zeros(n, dtype=np.int64))
+    m = map_outlet(Trajectory((0.0, 60.0), (_c(), _c())), np.array([0.0, 30.0, 60.0]), GEO)
+    obs = observe_batch(m, batch)
+    assert [o.sigma for o in obs] == [{"pl_peak_nm": 0.2, "fwhm_nm": 0.5, "qy": 0.01}] * 3
+    with pytest.raises(ConfigError, match="not analyzer features"):
+        observe_batch(m, batch, ("pl_snr",))
