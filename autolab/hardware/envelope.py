@@ -22,12 +22,12 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from autolab.exceptions import ConditionsError, ConfigError
 from autolab.hardware.devices import DevicesConfig, DeviceSpec, role_tanks
-from autolab.hardware.fluidics import FlowSetpoints, flow_setpoints, injection
+from autolab.hardware.fluidics import FlowSetpoints, Geometry, flow_setpoints, injection
 from autolab.records import Conditions, tank_of, tank_temperature_name
 from autolab.space import ParameterSpace
 
@@ -67,18 +67,21 @@ class RigSetpoints:
         return self.flows.inject_tanks[0]
 
 
-def tank_profile_c(c: Conditions, config: DevicesConfig) -> tuple[float, ...]:
-    """Temperature of every tank, °C: its own ``t_tank<i>_c``, else its stage's.
+def tank_profile_c(c: Conditions, g: Geometry) -> tuple[float, ...]:
+    """Temperature of every tank in flow order, °C: its own ``t_tank<i>_c``, else its stage's.
+
+    The stage follows the injection: tanks before ``s_inject_tank`` are the core stage.
 
     Raises:
-        ConditionsError: A per-tank temperature for a tank the cascade does not have.
+        ConditionsError: A per-tank temperature for a tank the cascade does not have, or an
+            injection position it does not have.
     """
-    n = config.n_tanks
+    n = g.n_core_tanks + g.n_shell_tanks
     for i, t in enumerate(c.t_tank_c, start=1):
         if i > n and not math.isnan(t):
             raise ConditionsError(tank_temperature_name(i), t, f"tanks 1-{n}",
                                   f"the cascade has {n} tanks")
-    first = injection(c, config.geometry)[0]
+    first = injection(c, g)[0]
     return tuple(t if not math.isnan(t := c.tank_temperature_c(i))
                  else (c.t_core_c if i < first else c.t_shell_c) for i in range(1, n + 1))
 
@@ -90,38 +93,53 @@ def _condition_of_tank(c: Conditions, tank: int, first_inject: int) -> str:
     return "t_core_c" if tank < first_inject else "t_shell_c"
 
 
-def _heater_setpoints(c: Conditions, config: DevicesConfig,
-                      profile: tuple[float, ...], first: int) -> dict[str, float]:
+def heater_setpoints(c: Conditions, roles: Iterable[str], g: Geometry, *,
+                     names: Mapping[str, str] | None = None) -> dict[str, float]:
+    """The setpoint of every heater role (``core``/``shell`` block or ``tank<i>``), °C.
+
+    Pure (geometry and roles only), so the serial rig and the simulated rig share it.
+
+    Args:
+        c: The conditions.
+        roles: The rig's heater roles.
+        g: Geometry.
+        names: Device name by role, for the messages.
+
+    Raises:
+        ConditionsError: Tanks on one heater would need different temperatures (naming the
+            ``t_tank<i>_c``, or ``s_inject_tank`` where the injection splits a block), or a
+            role that heats no tank of this cascade.
+    """
+    profile = tank_profile_c(c, g)
+    roles = list(roles)
     out: dict[str, float] = {}
-    for name, spec in config.of_category("heater").items():
-        tanks = role_tanks(spec.role, config.geometry)
-        t0 = tanks[0]
+    for role in roles:
+        tanks = role_tanks(role, g)
+        if not tanks or tanks[-1] > len(profile):
+            raise ConditionsError("t_tank_c", float(len(profile)), f"tanks 1-{len(profile)}",
+                                  f"heater role {role!r} heats no tank of this cascade")
         for t in tanks[1:]:
-            if abs(profile[t - 1] - profile[t0 - 1]) > BLOCK_TOLERANCE_C:
-                raise _block_error(c, config, name, tanks=tanks, tank=t, profile=profile,
-                                   first=first)
-        limit = spec.limits.max_temperature_c
-        if limit is not None and profile[t0 - 1] > limit:
-            raise ConditionsError(_condition_of_tank(c, t0, first), profile[t0 - 1],
-                                  f"[0, {limit:g}] °C", f"heater '{name}' limit")
-        out[spec.role] = profile[t0 - 1]
+            if abs(profile[t - 1] - profile[tanks[0] - 1]) > BLOCK_TOLERANCE_C:
+                name = (names or {}).get(role, role)
+                raise _block_error(c, g, roles, f"tanks {tanks[0]}-{tanks[-1]} share heater "
+                                   f"'{name}' (role {role}), which has one setpoint",
+                                   tanks=tanks, tank=t, profile=profile)
+        out[role] = profile[tanks[0] - 1]
     return out
 
 
-def _block_error(c: Conditions, config: DevicesConfig, name: str, *, tanks: tuple[int, ...],
-                 tank: int, profile: tuple[float, ...], first: int) -> ConditionsError:
+def _block_error(c: Conditions, g: Geometry, roles: list[str], shared: str, *,
+                 tanks: tuple[int, ...], tank: int,
+                 profile: tuple[float, ...]) -> ConditionsError:
     """Tanks on one heater would need different temperatures: name what asked for it."""
-    role = config.devices[name].role
-    shared = (f"tanks {tanks[0]}-{tanks[-1]} share heater '{name}' (role {role}), which has "
-              f"one setpoint")
+    first = injection(c, g)[0]
     param = _condition_of_tank(c, tank, first)
     if param.startswith("t_tank"):
         return ConditionsError(param, profile[tank - 1], f"{profile[tanks[0] - 1]:g} °C (as "
                                f"tank {tanks[0]})", f"{shared}: tank {tank} needs its own "
                                f"heater (role tank{tank})")
     if first in tanks[1:]:  # the injection splits a block into a core and a shell part
-        starts = sorted({role_tanks(d.role, config.geometry)[0]
-                         for d in config.of_category("heater").values()} - {1})
+        starts = sorted({role_tanks(r, g)[0] for r in roles if role_tanks(r, g)} - {1})
         return ConditionsError("s_inject_tank", first, f"a tank that starts a heater block "
                                f"{starts} (or t_core_c = t_shell_c)",
                                f"{shared}: injecting at tank {first} would need tanks "
@@ -129,6 +147,17 @@ def _block_error(c: Conditions, config: DevicesConfig, name: str, *, tanks: tupl
                                f"tank {first} on at {profile[first - 1]:g} °C")
     return ConditionsError(param, profile[tank - 1], f"{profile[tanks[0] - 1]:g} °C",
                            f"{shared}: tank {tank} cannot differ from tank {tanks[0]}")
+
+
+def _heater_limits(c: Conditions, config: DevicesConfig, heater_c: dict[str, float]) -> None:
+    first = injection(c, config.geometry)[0]
+    for name, spec in config.of_category("heater").items():
+        limit = spec.limits.max_temperature_c
+        t_c = heater_c[spec.role]
+        if limit is not None and t_c > limit:
+            tank = role_tanks(spec.role, config.geometry)[0]
+            raise ConditionsError(_condition_of_tank(c, tank, first), t_c,
+                                  f"[0, {limit:g}] °C", f"heater '{name}' limit")
 
 
 def _check_rates(flows: FlowSetpoints, c: Conditions, config: DevicesConfig) -> None:
@@ -173,8 +202,10 @@ def rig_setpoints(c: Conditions, config: DevicesConfig) -> RigSetpoints:
     """
     flows = flow_setpoints(c, config.geometry)
     position = _sulfur_position(c, config, flows.inject_tanks)
-    profile = tank_profile_c(c, config)
-    heaters = _heater_setpoints(c, config, profile, flows.inject_tanks[0])
+    by_role = config.by_role("heater")
+    heaters = heater_setpoints(c, by_role, config.geometry, names=by_role)
+    _heater_limits(c, config, heaters)
+    profile = tank_profile_c(c, config.geometry)
     _check_rates(flows, c, config)
     stirrers: dict[str, float] = {}
     for name, spec in config.of_category("stirrer").items():

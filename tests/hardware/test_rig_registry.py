@@ -23,7 +23,12 @@ import pytest
 from autolab.exceptions import ConditionsError, ConfigError, HardwareError
 from autolab.hardware.base import Spectrometer, Stirrer, TemperatureController, Valve
 from autolab.hardware.devices import DeviceSpecBase, dump_devices, load_devices, parse_devices
-from autolab.hardware.envelope import check_space, rig_setpoints, tank_profile_c
+from autolab.hardware.envelope import (
+    check_space,
+    heater_setpoints,
+    rig_setpoints,
+    tank_profile_c,
+)
 from autolab.hardware.fluidics import ROLES, Geometry, conditions_from_rates, flow_setpoints
 from autolab.hardware.registry import (
     BuildContext,
@@ -298,7 +303,7 @@ def test_per_tank_rig_realizes_a_profile_and_the_injection_position() -> None:
     assert sp.heater_c == {f"tank{i}": t for i, t in enumerate(sp.tank_c, start=1)}
     assert sp.stirrer_rpm == {f"tank{i}": 800.0 for i in range(1, 8)}
     assert sp.sulfur_position == 3  # inject_tanks [3, 4, 5, 6]: tank 5 is position 3
-    assert tank_profile_c(c, cfg) == sp.tank_c
+    assert tank_profile_c(c, cfg.geometry) == sp.tank_c
     with pytest.raises(ConditionsError, match=r"s_inject_tank=7 .*one of \[3, 4, 5, 6\]"):
         rig_setpoints(Conditions(**BASE, s_inject_tank=7), cfg)
 
@@ -563,3 +568,14 @@ def test_devices_file_round_trips_through_yaml(tmp_path: Any, tanks: bool) -> No
     back = load_devices(tmp_path / "rig.yaml")
     assert back == cfg
     assert type(back.devices["spectrometer"]) is type(cfg.devices["spectrometer"])
+
+
+def test_heater_setpoints_are_pure_in_roles_and_geometry() -> None:
+    g = Geometry()
+    c = Conditions(**{**BASE, "t_tank_c": (math.nan,) * 4 + (275.0,)})
+    assert heater_setpoints(c, ["core", "tank4", "tank5", "tank6", "tank7"], g) == {
+        "core": 180.0, "tank4": 260.0, "tank5": 275.0, "tank6": 260.0, "tank7": 260.0}
+    with pytest.raises(ConditionsError, match=r"t_tank5_c=275 .*share heater 'shell'"):
+        heater_setpoints(c, ["core", "shell"], g)
+    with pytest.raises(ConditionsError, match="heater role 'tank9' heats no tank"):
+        heater_setpoints(Conditions(**BASE), ["core", "shell", "tank9"], g)
