@@ -68,6 +68,10 @@ ROLES: dict[str, Role] = {
     "t_tank_c": Role.AMBIENT_TANK,
 }
 
+#: Roles for a tracer physics (``twin.transient.MixingCascade``): every product is labelled with
+#: the conditions of its feed as it entered tank 1, temperatures and residence times included.
+TRACER_ROLES: dict[str, Role] = dict.fromkeys(ROLES, Role.CARRIED_CORE)
+
 #: Display unit of a channel's rate, by the suffix of its name.
 _UNITS = {"_c": "°C", "_min": "min", "_rpm": "rpm"}
 

@@ -20,13 +20,13 @@ time, the RTD-weighted mean conditions and their spread.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import NDArray
 
-from autolab.dynamic.channels import Role, flatten, role_of, tank_index, unflatten
+from autolab.dynamic.channels import Role, base_name, flatten, role_of, tank_index, unflatten
 from autolab.dynamic.trajectory import Trajectory
 from autolab.exceptions import ConfigError
 from autolab.records import Conditions
@@ -137,7 +137,8 @@ def erlang_quantile_nodes(n_tanks: int, n_nodes: int = N_NODES) -> FloatArray:
 
 
 def map_outlet(trajectory: Trajectory, times_min: FloatArray, geometry: CascadeGeometry, *,
-               outlet_delay_min: float = 0.0, n_nodes: int = N_NODES) -> MappedConditions:
+               outlet_delay_min: float = 0.0, n_nodes: int = N_NODES,
+               roles: Mapping[str, Role] | None = None) -> MappedConditions:
     """RTD-weighted mean conditions and their spread behind each outlet time.
 
     Args:
@@ -146,6 +147,9 @@ def map_outlet(trajectory: Trajectory, times_min: FloatArray, geometry: CascadeG
         geometry: The cascade's tank counts (the conditions' injection tank overrides the split).
         outlet_delay_min: Transfer time from the last tank to the optical cell (plug flow), min.
         n_nodes: Quantile nodes per stage age.
+        roles: Channel or field -> role, overriding :data:`~autolab.dynamic.channels.ROLES`
+            for a physics that treats a condition differently (a tracer model that labels each
+            product with the conditions at its feed time: every channel ``CARRIED_CORE``).
 
     Returns:
         The mapped conditions, one row per outlet time.
@@ -171,7 +175,8 @@ def map_outlet(trajectory: Trajectory, times_min: FloatArray, geometry: CascadeG
         if ch not in varying:
             mean[:, j] = flatten(trajectory.points[0])[ch]
             continue
-        x = np.broadcast_to(_ROLE_VALUES[role_of(ch)](trajectory, ch, paths), paths.tc.shape)
+        role = (roles or {}).get(ch) or (roles or {}).get(base_name(ch)) or role_of(ch)
+        x = np.broadcast_to(_ROLE_VALUES[role](trajectory, ch, paths), paths.tc.shape)
         mean[:, j] = x.mean(axis=(1, 2))
         sd[:, j] = np.sqrt(((x - mean[:, j, None, None]) ** 2).mean(axis=(1, 2)))
     return MappedConditions(
