@@ -40,6 +40,7 @@ import torch
 from botorch.models.gp_regression import SingleTaskGP
 from gpytorch.distributions import MultivariateNormal
 from gpytorch.likelihoods import FixedNoiseGaussianLikelihood
+from linear_operator import to_dense
 from linear_operator.operators import RootLinearOperator
 from torch import Tensor
 
@@ -56,6 +57,10 @@ MAX_INDUCING = 400
 #: Greedy selection stops once no training point has unexplained prior variance above this share
 #: of its noise variance.
 INDUCING_TOL = 1e-3
+
+#: Largest joint batch ``q`` whose posterior covariance is returned dense (larger: lazy, so that
+#: reading the variances of thousands of points never forms their covariance).
+DENSE_Q = 64
 
 #: Relative jitter (of the prior variance) added to the inducing points' kernel matrix.
 JITTER = 1e-8
@@ -113,13 +118,19 @@ def greedy_inducing(kernel: Any, X: Tensor, noise: Tensor, max_m: int = MAX_INDU
             i = int(torch.argmax(score))
             if float(score[i]) <= tol:
                 break
-            column = kernel(X[i : i + 1], X).to_dense().reshape(-1)
+            column = _dense_kernel(kernel, X[i : i + 1], X).reshape(-1)
             row = (column - rows[:k, i] @ rows[:k]) / residual[i].sqrt()
             rows[k] = row
             residual = (residual - row**2).clamp_min(0.0)
             residual[i] = 0.0
             chosen.append(i)
     return torch.tensor(chosen, dtype=torch.long, device=X.device)
+
+
+def _dense_kernel(kernel: Any, a: Tensor, b: Tensor) -> Tensor:
+    """``kernel(a, b)`` as a tensor, by its ``forward`` (no lazy-tensor bookkeeping per call)."""
+    out: Tensor = to_dense(kernel.forward(a, b))
+    return out
 
 
 def _standardized(fitted: SingleTaskGP, Y: Tensor, Yvar: Tensor | None) -> tuple[Tensor,
@@ -218,11 +229,16 @@ class SparseGP(SingleTaskGP):
         kernel: Any = self.covar_module
         mean_module: Any = self.mean_module
         shape, m = x.shape[:-1], self.n_inducing
-        kzx = kernel(self._Z, x.reshape(-1, x.shape[-1])).to_dense()  # (m, N)
+        kzx = _dense_kernel(kernel, self._Z, x.reshape(-1, x.shape[-1]))  # (m, N)
         W = torch.linalg.solve_triangular(self._Lz, kzx, upper=False)
         U = torch.linalg.solve_triangular(self._LB, W, upper=False)
         mean = mean_module(x) + (U * self._c).sum(dim=0).reshape(shape)
         W_root, U_root = W.mT.reshape(*shape, m), U.mT.reshape(*shape, m)
+        if shape[-1] <= DENSE_Q:
+            # Acquisition batches (q = 1): a dense q x q block; lazy operators cost more in
+            # bookkeeping than the arithmetic they save.
+            dense = _dense_kernel(kernel, x, x) - W_root @ W_root.mT + U_root @ U_root.mT
+            return MultivariateNormal(mean, dense)
         covar = kernel(x) - RootLinearOperator(W_root) + RootLinearOperator(U_root)
         return MultivariateNormal(mean, covar)
 
