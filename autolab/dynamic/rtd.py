@@ -22,6 +22,8 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
@@ -30,6 +32,9 @@ from autolab.dynamic.channels import Role, base_name, flatten, role_of, tank_ind
 from autolab.dynamic.trajectory import Trajectory
 from autolab.exceptions import ConfigError
 from autolab.records import Conditions
+
+if TYPE_CHECKING:
+    from autolab.twin.config import TwinConfig
 
 FloatArray = NDArray[np.float64]
 
@@ -45,16 +50,24 @@ MAX_GRID = 200_000
 class CascadeGeometry:
     """Tanks of the two stages: all the mapping needs to know about the reactor.
 
-    The tank volume cancels out (a stage's RTD depends only on its tanks and its residence time),
-    so the geometry is the tank counts.
+    The tank volume cancels out: what matters is each tank's share of its stage's residence
+    time. Equal tanks share it equally; a sulfur feed split over several shell tanks makes the
+    tanks before the last injection point hold the fluid longer (fewer feeds have joined), so
+    their shares are larger and sum to more than 1 (:meth:`for_twin` takes them from the flow
+    plan). The shares stay fixed along a trajectory: the injection layout cannot be ramped, and
+    each tank's time scales with its stage's residence time.
 
     Attributes:
         n_core_tanks: Tanks before the sulfur injection (core stage).
         n_shell_tanks: Tanks from the injection on (shell stage).
+        core_fractions: Each core tank's mean time over ``tau_core_min``; empty: ``1/n`` each.
+        shell_fractions: Each shell tank's mean time over ``tau_shell_min``; empty: ``1/n`` each.
     """
 
     n_core_tanks: int
     n_shell_tanks: int
+    core_fractions: tuple[float, ...] = ()
+    shell_fractions: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("n_core_tanks", "n_shell_tanks"):
@@ -62,12 +75,43 @@ class CascadeGeometry:
             if not isinstance(v, int) or v < 1:
                 raise ConfigError(f"CascadeGeometry.{name}: expected a positive integer, "
                                   f"got {v!r}")
+        for name, n in (("core_fractions", self.n_core_tanks),
+                        ("shell_fractions", self.n_shell_tanks)):
+            fr = tuple(float(x) for x in getattr(self, name))
+            object.__setattr__(self, name, fr)
+            if fr and (len(fr) != n or not all(0 < x < math.inf for x in fr)):
+                raise ConfigError(f"CascadeGeometry.{name}: expected {n} positive shares, "
+                                  f"got {list(fr)}")
+
+    @classmethod
+    def for_twin(cls, config: TwinConfig, conditions: Conditions) -> CascadeGeometry:
+        """The geometry of the twin's cascade for the conditions' injection layout.
+
+        Raises:
+            ConditionsError: An injection layout this cascade cannot realize.
+        """
+        from autolab.twin.cascade import stage_tanks, tank_times_min  # noqa: PLC0415
+
+        n_core, n_shell = stage_tanks(conditions, config)
+        times = tank_times_min(conditions, config)
+        return cls(n_core, n_shell, tuple(times[:n_core] / conditions.tau_core_min),
+                   tuple(times[n_core:] / conditions.tau_shell_min))
+
+    def fractions(self, stage: str) -> tuple[float, ...]:
+        """Per-tank shares of ``"core"`` or ``"shell"`` (equal shares when not given)."""
+        n, given = ((self.n_core_tanks, self.core_fractions) if stage == "core"
+                    else (self.n_shell_tanks, self.shell_fractions))
+        return given or (1.0 / n,) * n
 
     def for_conditions(self, conditions: Conditions) -> CascadeGeometry:
-        """The split the conditions choose: ``s_inject_tank`` k > 0 makes k - 1 core tanks."""
+        """The split the conditions choose: ``s_inject_tank`` k > 0 makes k - 1 core tanks.
+
+        A geometry with explicit shares was made for its conditions (:meth:`for_twin`) and is
+        returned as it is.
+        """
         k = int(getattr(conditions, "s_inject_tank", 0) or 0)
         total = self.n_core_tanks + self.n_shell_tanks
-        if k <= 0:
+        if k <= 0 or self.core_fractions or self.shell_fractions:
             return self
         if not 2 <= k <= total:
             raise ConfigError(f"s_inject_tank: expected a tank in [2, {total}], got {k}")
@@ -130,10 +174,47 @@ def erlang_quantile_nodes(n_tanks: int, n_nodes: int = N_NODES) -> FloatArray:
     Each node carries weight ``1/n_nodes``. Unlike Gauss quadrature this does not assume a
     smooth integrand, and a ramp's corners make the path averages only piecewise smooth.
     """
+    return stage_age_nodes((1.0 / n_tanks,) * n_tanks, n_nodes)
+
+
+@lru_cache(maxsize=64)
+def stage_age_nodes(fractions: tuple[float, ...], n_nodes: int = N_NODES) -> FloatArray:
+    """Equal-mass nodes of a stage's age (in stage residence times) for tanks of these shares.
+
+    Equal shares give an Erlang distribution (inverse regularized gamma). Unequal ones give a sum
+    of exponentials, whose distribution function is the last tank's response to a unit step in
+    the tanks-in-series transport (:func:`autolab.twin.transient.transport_matrix`), stepped
+    with one exact propagator on a fine grid.
+    """
     from scipy.special import gammaincinv  # noqa: PLC0415 - keeps `import autolab.dynamic` light
 
     q = (np.arange(n_nodes) + 0.5) / n_nodes
-    return np.asarray(gammaincinv(n_tanks, q) / n_tanks, dtype=np.float64)
+    n = len(fractions)
+    if max(fractions) - min(fractions) <= 1e-12 * max(fractions):
+        return _frozen(gammaincinv(n, q) * fractions[0])
+    from scipy.linalg import expm  # noqa: PLC0415
+
+    from autolab.twin.transient import transport_matrix  # noqa: PLC0415
+
+    steps = 8000
+    x_max = 14.0 * float(sum(fractions)) + 10.0 * max(fractions)
+    dx = x_max / steps
+    prop = expm(transport_matrix(tuple(fractions)) * dx)
+    state = np.zeros(n + 1)
+    state[n] = 1.0  # unit inlet from x = 0
+    cdf = np.empty(steps + 1)
+    cdf[0] = 0.0
+    for j in range(1, steps + 1):
+        state = prop @ state
+        cdf[j] = state[n - 1]
+    return _frozen(np.interp(q, cdf, np.linspace(0.0, x_max, steps + 1)))
+
+
+def _frozen(x: FloatArray) -> FloatArray:
+    """A read-only float array (cached results are shared between callers)."""
+    out = np.array(x, dtype=np.float64)
+    out.setflags(write=False)
+    return out
 
 
 def map_outlet(trajectory: Trajectory, times_min: FloatArray, geometry: CascadeGeometry, *,
@@ -188,8 +269,8 @@ def map_outlet(trajectory: Trajectory, times_min: FloatArray, geometry: CascadeG
 
 
 def _paths(trajectory: Trajectory, t: FloatArray, geo: CascadeGeometry, n_nodes: int) -> _Paths:
-    a_s = erlang_quantile_nodes(geo.n_shell_tanks, n_nodes)
-    a_c = erlang_quantile_nodes(geo.n_core_tanks, n_nodes)
+    a_s = stage_age_nodes(geo.fractions("shell"), n_nodes)
+    a_c = stage_age_nodes(geo.fractions("core"), n_nodes)
     grid = _time_grid(trajectory, t, geo, float(a_s[-1] + a_c[-1]))
     theta_c = _theta(trajectory, "tau_core_min", grid)
     theta_s = _theta(trajectory, "tau_shell_min", grid)
@@ -268,20 +349,21 @@ def _flow_shell(tr: Trajectory, ch: str, p: _Paths) -> FloatArray:
 def _ambient_tank(tr: Trajectory, ch: str, p: _Paths) -> FloatArray:
     """One tank's temperature over the element's expected share of its stage time in that tank.
 
-    Given an element's flow-weighted time in a stage, its expected time in each of the stage's
-    equal tanks is an equal share, so tank ``k`` of the stage covers the ``k``-th of ``N`` equal
-    θ-slices of the element's stage residence.
+    Given an element's flow-weighted time in a stage, its expected time in each tank is that
+    tank's share of the stage's mean time, so tank ``k`` covers the ``k``-th slice of the
+    element's stage residence, sized by the shares.
     """
     i = tank_index(ch)
     n_core = p.geometry.n_core_tanks
     if i <= n_core:
-        theta, n, k = p.theta_core, n_core, i
+        theta, fr, k = p.theta_core, p.geometry.fractions("core"), i
         entry, age = np.interp(p.tc, p.grid, theta), p.a_core
     else:
-        theta, n, k = p.theta_shell, p.geometry.n_shell_tanks, i - n_core
+        theta, fr, k = p.theta_shell, p.geometry.fractions("shell"), i - n_core
         entry, age = np.interp(p.ts, p.grid, theta), p.a_shell
-    start = np.interp(entry + age * (k - 1) / n, theta, p.grid)
-    stop = np.interp(entry + age * k / n, theta, p.grid)
+    cum = np.concatenate([[0.0], np.cumsum(fr)]) / float(np.sum(fr))
+    start = np.interp(entry + age * cum[k - 1], theta, p.grid)
+    stop = np.interp(entry + age * cum[k], theta, p.grid)
     return _window_average(tr, ch, p, start, stop)
 
 
@@ -300,9 +382,11 @@ _ROLE_VALUES: dict[Role, Callable[[Trajectory, str, _Paths], FloatArray]] = {
 def age_sd_min(conditions: Conditions, geometry: CascadeGeometry) -> float:
     """Standard deviation of the total residence time at constant conditions, min.
 
-    ``sqrt(τ_core²/N_core + τ_shell²/N_shell)``: a channel ramped at rate *r* is spread over the
-    outlet's RTD by about ``r`` times this, the scale the ramp-rate caps of the mapping use.
+    ``sqrt(Σ τ_k²)`` over the tanks (``τ_core²/N_core + τ_shell²/N_shell`` for equal tanks): a
+    channel ramped at rate *r* is spread over the outlet's RTD by about ``r`` times this, the scale
+    the ramp-rate caps of the mapping use.
     """
     geo = geometry.for_conditions(conditions)
-    return math.sqrt(conditions.tau_core_min ** 2 / geo.n_core_tanks
-                     + conditions.tau_shell_min ** 2 / geo.n_shell_tanks)
+    core = np.asarray(geo.fractions("core")) * conditions.tau_core_min
+    shell = np.asarray(geo.fractions("shell")) * conditions.tau_shell_min
+    return math.sqrt(float(np.sum(core ** 2) + np.sum(shell ** 2)))

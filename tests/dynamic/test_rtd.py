@@ -98,6 +98,8 @@ def test_injection_tank_sets_the_stages() -> None:
         GEO.for_conditions(Conditions(180.0, 15.0, 280.0, 20.0, 2.0, 2.0, s_inject_tank=9))
     with pytest.raises(ConfigError, match="n_core_tanks"):
         CascadeGeometry(0, 4)
+    with pytest.raises(ConfigError, match="shell_fractions"):
+        CascadeGeometry(3, 4, shell_fractions=(0.25, 0.25, 0.5))
 
 
 def test_age_spread_and_bad_input() -> None:
@@ -109,3 +111,23 @@ def test_age_spread_and_bad_input() -> None:
         map_outlet(tr, np.array([1.0, np.nan]), GEO)
     with pytest.raises(ConfigError, match="outlet_delay_min"):
         map_outlet(tr, np.array([1.0]), GEO, outlet_delay_min=-1.0)
+
+
+def test_split_sulfur_feed_makes_unequal_tanks_and_the_mapping_follows_them() -> None:
+    """Sulfur split over 3 tanks: the tanks before the last injection hold the fluid longer."""
+    from autolab.twin.cascade import tank_times_min
+    from autolab.twin.config import TwinConfig
+
+    config = TwinConfig()
+    a = Conditions(180.0, 15.0, 280.0, 20.0, 2.0, 2.0, p_to_in=3.0, s_inject_count=3)
+    b = Conditions(180.0, 15.0, 280.0, 20.0, 2.0, 2.0, p_to_in=4.0, s_inject_count=3)
+    geo = CascadeGeometry.for_twin(config, a)
+    assert geo.shell_fractions[0] > geo.shell_fractions[-1]
+    assert sum(geo.shell_fractions) > 1.0
+    t = np.linspace(5.0, 150.0, 20)
+    m = map_outlet(Trajectory((0.0, 0.01), (a, b)), t, geo, n_nodes=64)
+    frac = m.mean[:, m.channels.index("p_to_in")] - 3.0
+    tanks = tank_times_min(a, config)
+    ode = np.array([washout(np.zeros(len(tanks)), tanks, float(x), inlet=1.0)[-1] for x in t])
+    np.testing.assert_allclose(frac, ode, atol=0.02)
+    assert age_sd_min(a, geo) == pytest.approx(float(np.sqrt(np.sum(tanks ** 2))))
