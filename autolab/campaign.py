@@ -39,8 +39,10 @@ import json
 import math
 import secrets
 import signal
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -78,6 +80,7 @@ from autolab.records import (
     TrialStatus,
     experiment_label,
 )
+from autolab.schedule import order_batch
 from autolab.steer import (
     Proposal,
     Reviewer,
@@ -238,6 +241,96 @@ def make_executor(config: CampaignConfig) -> Executor:
     return EXECUTOR_BUILDERS[config.executor.kind](config)
 
 
+def make_executors(config: CampaignConfig) -> dict[str, Executor]:
+    """One executor per reactor of the campaign (``reactors:``, or the one of ``executor:``).
+
+    Each is built by :func:`make_executor` from its own executor section and seed.
+    """
+    return {spec.name: make_executor(config.model_copy(
+                update={"executor": spec.executor, "seed": spec.seed}))
+            for spec in config.reactor_specs()}
+
+
+def runs_in_thread(executor: Executor) -> bool:
+    """Whether ``executor`` runs on a wall clock (then parallel reactors run in threads).
+
+    An executor says so with a ``virtual_clock`` attribute; without it, only the serial CSTR
+    executor is taken to run in wall time. A virtual-clock executor runs in the campaign's thread
+    at once, and its result waits in the event queue until the lab clock reaches it.
+    """
+    virtual = getattr(executor, "virtual_clock", None)
+    if isinstance(virtual, bool):
+        return not virtual
+    return isinstance(executor, CSTRExecutor)
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """What one reactor's executor did for one experiment, captured when ``run`` returned.
+
+    The clock, reagent totals and state are taken at that instant: a simulated reactor's result
+    may wait in the event queue while other reactors' results are delivered first.
+    """
+
+    measurement: Measurement | None
+    error: str | None
+    fault: DeviceFault | None
+    clock_h: float
+    reagent_total_ml: dict[str, float]
+    executor_state: dict[str, Any]
+
+
+@dataclass
+class Running:
+    """An experiment started on a reactor and not yet delivered to the campaign."""
+
+    index: int
+    proposal: dict[str, float]
+    conditions: Conditions
+    proposal_time_s: float
+    prediction: dict[str, Any] | None
+    decision: dict[str, Any]
+    future: Future[RunOutcome]
+
+
+@dataclass
+class Reactor:
+    """One reactor the campaign drives, with its own lab clock.
+
+    Attributes:
+        name: Its name (``reactors:``; ``reactor`` for a single-reactor campaign).
+        executor: Runs its experiments.
+        clock_h: Its lab clock at its last delivered experiment, h.
+        reagent_total_ml: Its reagent totals at that experiment, mL.
+        last_conditions: The conditions of its last experiment (where its heaters are), if any.
+        running: The experiment it runs now, if any.
+        redo: Searched conditions to run again first (an experiment the process lost on resume).
+    """
+
+    name: str
+    executor: Executor
+    clock_h: float = 0.0
+    reagent_total_ml: dict[str, float] = field(default_factory=dict)
+    last_conditions: dict[str, float] | None = None
+    running: Running | None = None
+    redo: list[dict[str, float]] = field(default_factory=list)
+
+
+def _execute(executor: Executor, conditions: Conditions) -> RunOutcome:
+    """Run one experiment on ``executor``; a failed or faulted experiment is an outcome too."""
+    measurement: Measurement | None = None
+    error: str | None = None
+    fault: DeviceFault | None = None
+    try:
+        measurement = executor.run(conditions)
+    except DeviceFault as err:
+        fault, error = err, f"device fault: {err.device}: {err}"
+    except ExperimentFailed as err:
+        error = str(err)
+    return RunOutcome(measurement, error, fault, float(executor.lab_clock_h),
+                      dict(executor.reagent_ml), executor.state_dict())
+
+
 def new_run_dir(root: Path, name: str) -> Path:
     """A fresh, unique folder for one campaign: ``root/<name>-<UTC time>-<random>``."""
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
@@ -253,7 +346,8 @@ class Campaign:
         config: The validated campaign.
         run_dir: Folder of this campaign (journal, campaign file copy).
         journal: The open journal.
-        executor: Runs experiments.
+        executor: Runs experiments: one executor, or one per reactor by name (parallel
+            reactors, in the order of ``reactors:``).
         optimizer: Proposes conditions.
         tracker: Records to MLflow (or nowhere).
         on_trial: Called after each finished trial (the CLI's progress display).
@@ -263,14 +357,22 @@ class Campaign:
     """
 
     def __init__(self, config: CampaignConfig, run_dir: Path, journal: Journal, *,
-                 executor: Executor, optimizer: Optimizer, tracker: Tracker,
-                 on_trial: Callable[[Campaign, Trial], None] | None = None,
+                 executor: Executor | Mapping[str, Executor], optimizer: Optimizer,
+                 tracker: Tracker, on_trial: Callable[[Campaign, Trial], None] | None = None,
                  on_event: Callable[[str], None] | None = None,
                  reviewer: Reviewer | None = None) -> None:
         self.config = config
         self.run_dir = run_dir
         self.journal = journal
-        self.executor = executor
+        executors = (executor if isinstance(executor, Mapping)
+                     else {config.reactor_specs()[0].name: executor})
+        if not executors:
+            raise ConfigError("a campaign needs at least one executor")
+        self.reactors: dict[str, Reactor] = {n: Reactor(n, e) for n, e in executors.items()}
+        #: The first reactor's executor (the only one of a single-reactor campaign).
+        self.executor: Executor = next(iter(executors.values()))
+        self._pool: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
         self.optimizer = optimizer
         self.tracker = tracker
         self.on_trial = on_trial
@@ -289,7 +391,8 @@ class Campaign:
     # ----------------------------------------------------------------------------- construction
     @classmethod
     def create(cls, config: CampaignConfig, runs_root: str | Path = "runs", *,
-               executor: Executor | None = None, tracker: Tracker | None = None,
+               executor: Executor | Mapping[str, Executor] | None = None,
+               tracker: Tracker | None = None,
                optimizer: Optimizer | None = None,
                on_trial: Callable[[Campaign, Trial], None] | None = None,
                on_event: Callable[[str], None] | None = None,
@@ -325,7 +428,8 @@ class Campaign:
         return campaign
 
     @classmethod
-    def resume(cls, run_dir: str | Path, *, executor: Executor | None = None,
+    def resume(cls, run_dir: str | Path, *,
+               executor: Executor | Mapping[str, Executor] | None = None,
                tracker: Tracker | None = None, optimizer: Optimizer | None = None,
                on_trial: Callable[[Campaign, Trial], None] | None = None,
                on_event: Callable[[str], None] | None = None,
@@ -359,16 +463,36 @@ class Campaign:
         return campaign
 
     @staticmethod
-    def _parts(config: CampaignConfig, executor: Executor | None, optimizer: Optimizer | None,
-               tracker: Tracker | None) -> tuple[Executor, Optimizer, Tracker]:
-        """The executor, optimizer and tracker the config asks for, unless given."""
+    def _parts(config: CampaignConfig, executor: Executor | Mapping[str, Executor] | None,
+               optimizer: Optimizer | None, tracker: Tracker | None
+               ) -> tuple[Executor | Mapping[str, Executor], Optimizer, Tracker]:
+        """The executor(s), optimizer and tracker the config asks for, unless given.
+
+        Raises:
+            ConfigError: Given executors by name that are not the campaign's reactors.
+        """
+        names = [spec.name for spec in config.reactor_specs()]
+        if isinstance(executor, Mapping) and list(executor) != names:
+            raise ConfigError(f"executors {list(executor)} do not match the campaign's "
+                              f"reactors {names}")
+        if executor is not None and not isinstance(executor, Mapping) and len(names) > 1:
+            raise ConfigError(f"the campaign drives {len(names)} reactors {names}; give one "
+                              "executor per reactor, by name")
         if optimizer is None:
             settings = dict(config.optimizer.settings)
             if settings.get("prior", "none") == "twin":  # the nominal twin as prior knowledge
                 settings["outcome_prior"] = twin_prior(fixed=config.space.fixed)
             optimizer = make_optimizer(config.optimizer.kind, config.space.build(),
                                        config.objective, seed=config.seed, **settings)
-        return executor or make_executor(config), optimizer, tracker or NullTracker()
+        return executor or make_executors(config), optimizer, tracker or NullTracker()
+
+    @property
+    def _cooling_weight(self) -> float:
+        """How much longer a degree of cooling takes than one of heating (twin: its rates)."""
+        twin = self.config.executor.twin
+        if self.config.executor.kind != "twin" or twin.cooling_rate_c_per_min <= 0:
+            return 1.0
+        return float(twin.heating_rate_c_per_min / twin.cooling_rate_c_per_min)
 
     def _reuse(self, reused: Mapping[str, Any]) -> None:
         """Give the optimizer the earlier campaigns' data (not this campaign's experiments)."""
@@ -389,20 +513,51 @@ class Campaign:
         conditions, outcomes, sds = self.journal_data(state)
         if conditions:
             self._tell(conditions, outcomes, sds)
+        self._restore_reactors(state)
         extra = state.last_extra or {}
-        if "executor_state" in extra:
-            self.executor.load_state_dict(extra["executor_state"])
         queue = extra.get("queue", [])
         if state.reviews and state.reviews[-1]["position"] == len(state.trials):
             queue = state.reviews[-1].get("queue", [])  # a review came after the last trial
         self._queue = [dict(q) for q in queue]
-        for index in reversed(state.in_flight):
+        for index in state.in_flight:  # lost with the process: run again on the same reactor
             self.journal.append_interrupted(index, "the campaign process ended while it ran")
-            self._queue.insert(0, self._searched(state.started[index].conditions))
+            started = state.started[index]
+            self._reactor_of(started.reactor).redo.append(self._searched(started.conditions))
         self._restore_forecast(state)
         if state.tracker_run_id is None:
             self._start_tracking()
         self._sync()
+
+    def _reactor_of(self, name: str | None) -> Reactor:
+        """The reactor named in a journal record (the first one for records without a name).
+
+        Raises:
+            JournalError: The journal names a reactor this campaign does not drive.
+        """
+        if not name:
+            return next(iter(self.reactors.values()))
+        try:
+            return self.reactors[name]
+        except KeyError:
+            raise JournalError(f"the journal names reactor {name!r}, which the campaign does not "
+                               f"drive (its reactors: {list(self.reactors)})") from None
+
+    def _restore_reactors(self, state: JournalState) -> None:
+        """Each reactor's executor state, clock, reagents and heaters after its last trial."""
+        last: dict[str, tuple[Trial, dict[str, Any]]] = {}
+        for trial in state.trials:
+            extra = state.extras.get(trial.index) or {}
+            if extra.get("origin") == TrialOrigin.MANUAL.value or not extra:
+                continue  # added by hand: no reactor of this campaign ran it
+            last[self._reactor_of(extra.get("reactor")).name] = (trial, extra)
+        for name, (trial, extra) in last.items():
+            reactor = self.reactors[name]
+            reactor.last_conditions = dict(trial.conditions)
+            reactor.clock_h = float(extra.get("reactor_clock_h", extra.get("lab_clock_h", 0.0)))
+            totals = extra.get("reactor_reagent_total_ml", extra.get("reagent_total_ml"))
+            reactor.reagent_total_ml = {k: float(v) for k, v in (totals or {}).items()}
+            if "executor_state" in extra:
+                reactor.executor.load_state_dict(extra["executor_state"])
 
     def _restore_forecast(self, state: JournalState) -> None:
         """The forecast after the last told experiment.
@@ -522,17 +677,42 @@ class Campaign:
             raise JournalError(f"{where}: conditions {dict(conditions)!r:.200} lack a number for "
                                f"{err}; expected every searched parameter {list(names)}") from err
 
-    def _next_proposal(self) -> tuple[dict[str, float], float, dict[str, Any] | None]:
-        """The next conditions, the seconds it took to propose them, the model's prediction."""
+    def _pending(self) -> list[dict[str, float]]:
+        """Searched conditions of the experiments running now (on any reactor)."""
+        return [r.running.proposal for r in self.reactors.values() if r.running is not None]
+
+    def _order(self, reactor: Reactor, points: list[dict[str, float]]) -> list[int]:
+        """The order of ``points`` that cuts heater swings for ``reactor`` (``order_batch``)."""
+        return order_batch(reactor.last_conditions, [{**p, **self._fixed} for p in points],
+                           self._cooling_weight)
+
+    def _next_proposal(self, reactor: Reactor
+                       ) -> tuple[dict[str, float], float, dict[str, Any] | None]:
+        """The next conditions for ``reactor``, the seconds it took to propose them, the prediction.
+
+        An experiment the process lost comes first (resume), then the queued rest of a batch
+        (the one with the least heater changeover from where this reactor is), then a new ask that
+        treats the experiments running on the other reactors as pending. A batch is ordered to
+        cut heater swings from this reactor's state.
+        """
+        if reactor.redo:
+            return reactor.redo.pop(0), 0.0, None
         if self._queue:
-            prediction = self._predictions.pop(0) if self._predictions else None
-            return self._queue.pop(0), 0.0, prediction
+            if len(self._predictions) != len(self._queue):
+                self._predictions = [None] * len(self._queue)  # resumed: predictions not kept
+            i = self._order(reactor, self._queue)[0]
+            return self._queue.pop(i), 0.0, self._predictions.pop(i)
+        pending = self._pending()
         t0 = time.perf_counter()
-        batch = self.optimizer.ask(self.config.optimizer.batch_size)
+        n = self.config.optimizer.batch_size
+        batch = self.optimizer.ask(n, pending=pending) if pending else self.optimizer.ask(n)
         elapsed = time.perf_counter() - t0
         predictions: list[dict[str, Any] | None] = list(
             getattr(self.optimizer, "last_predictions", None) or [])
         predictions += [None] * (len(batch) - len(predictions))
+        order = self._order(reactor, list(batch))
+        batch = [batch[i] for i in order]
+        predictions = [predictions[i] for i in order]
         self._queue.extend(batch[1:])
         self._predictions = predictions[1:]
         return batch[0], elapsed, predictions[0]
@@ -557,8 +737,8 @@ class Campaign:
         return check_conditions(self.config, values,
                                 envelope=envelope if callable(envelope) else None)
 
-    def _reviewed(self, index: int) -> tuple[dict[str, float], float, dict[str, Any] | None,
-                                             dict[str, Any]]:
+    def _reviewed(self, index: int, reactor: Reactor
+                  ) -> tuple[dict[str, float], float, dict[str, Any] | None, dict[str, Any]]:
         """The next proposal a chemist approved or edited; rejections are journaled and told.
 
         Returns:
@@ -567,7 +747,7 @@ class Campaign:
         """
         attempt = 0
         while True:
-            proposal, elapsed, prediction = self._next_proposal()
+            proposal, elapsed, prediction = self._next_proposal(reactor)
             full = {**proposal, **self._fixed}
             if self.reviewer is None:
                 return proposal, elapsed, prediction, {"origin": TrialOrigin.PROPOSED.value}
@@ -600,22 +780,108 @@ class Campaign:
                         "reason": review.reason, "proposed": full}
             return self._searched(final), elapsed, prediction, decision
 
+    @property
+    def lab_clock_h(self) -> float:
+        """The campaign's wall-clock lab time, h: the latest reactor clock at a delivered result.
+
+        Results are delivered in lab-time order, so this is the lab time of the last one.
+        """
+        return max(r.clock_h for r in self.reactors.values())
+
+    @property
+    def reagent_total_ml(self) -> dict[str, float]:
+        """Reagents used by every reactor up to its last delivered experiment, mL by reagent."""
+        out: dict[str, float] = {}
+        for r in self.reactors.values():
+            for k, v in r.reagent_total_ml.items():
+                out[k] = out.get(k, 0.0) + v
+        return out
+
+    def running(self) -> list[Running]:
+        """The experiments started and not yet delivered, in start order."""
+        return sorted((r.running for r in self.reactors.values() if r.running is not None),
+                      key=lambda x: x.index)
+
     def step(self) -> Trial:
-        """Run one experiment end to end and return its trial (completed, failed or invalid)."""
+        """Start experiments on the idle reactors, then deliver the next result and return it.
+
+        One reactor: one experiment end to end. K reactors: every idle reactor gets an
+        experiment (within the budget), each proposal treating those running on the others as
+        pending; then the result that comes first *in lab time* is delivered (journaled, told,
+        tracked). A simulated reactor computes its result at once, but it waits in this event
+        queue until the lab clock reaches it, so no proposal ever knows a result from its
+        future. Hardware reactors run in threads and come back in the same order.
+        """
+        self._start_idle()
+        return self._deliver(self._next_finished())
+
+    def _may_start(self) -> bool:
+        """Whether the budget and the stop rules allow one more experiment to start now."""
+        budget = self.config.budget
+        if self._stop_requested:
+            return False
+        if len(self.lab_trials()) + len(self.running()) >= budget.max_experiments:
+            return False
+        return budget.max_lab_hours is None or self.lab_clock_h < budget.max_lab_hours
+
+    def _start_idle(self) -> None:
+        """Give every idle reactor (earliest clock first) an experiment, within the budget.
+
+        With nothing running, one experiment starts whatever the budget says: the caller asked
+        for a step.
+        """
+        order = list(self.reactors)
+        idle = sorted((r for r in self.reactors.values() if r.running is None),
+                      key=lambda r: (r.clock_h, order.index(r.name)))
+        for i, reactor in enumerate(idle):
+            if (i > 0 or self.running()) and not self._may_start():
+                return
+            self._start(reactor)
+
+    def _start(self, reactor: Reactor) -> None:
+        """Propose (and review) an experiment for ``reactor``, journal it, hand it over."""
         index = self.journal.state.next_index
-        proposal, proposal_time_s, prediction, decision = self._reviewed(index)
+        proposal, proposal_time_s, prediction, decision = self._reviewed(index, reactor)
         conditions = Conditions.from_mapping({**proposal, **self._fixed})
-        self.journal.append_started(index, conditions.as_dict(), proposal_time_s)
-        measurement: Measurement | None = None
+        self.journal.append_started(index, conditions.as_dict(), proposal_time_s,
+                                    reactor=reactor.name)
+        if runs_in_thread(reactor.executor) and len(self.reactors) > 1:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=len(self.reactors),
+                                                thread_name_prefix="autolab-reactor")
+            future = self._pool.submit(_execute, reactor.executor, conditions)
+        else:  # a virtual clock: run now, deliver in lab-time order
+            future = Future()
+            future.set_result(_execute(reactor.executor, conditions))
+        reactor.running = Running(index, proposal, conditions, proposal_time_s, prediction,
+                                  decision, future)
+
+    def _next_finished(self) -> Reactor:
+        """The reactor whose running experiment ends first in lab time (waits for one to end).
+
+        Raises:
+            Whatever a reactor's executor raised besides a failed experiment (a safety trip, a
+            hardware error): the campaign ends, every executor goes to its safe state.
+        """
+        busy = [(r, r.running) for r in self.reactors.values() if r.running is not None]
+        if not busy:
+            raise AutolabError("no experiment is running and none may start (budget spent)")
+        wait([run.future for _, run in busy], return_when=FIRST_COMPLETED)
+        done = [(r, run) for r, run in busy if run.future.done()]
+        for _, run in done:
+            err = run.future.exception()
+            if err is not None:
+                raise err
+        return min(done, key=lambda d: (d[1].future.result().clock_h, d[1].index))[0]
+
+    def _deliver(self, reactor: Reactor) -> Trial:
+        """Analyze, journal, tell and track the result ``reactor`` has finished."""
+        run = reactor.running
+        assert run is not None
+        outcome = run.future.result()
+        index, conditions = run.index, run.conditions
+        measurement, error, fault = outcome.measurement, outcome.error, outcome.fault
         features: Features | None = None
-        error: str | None = None
-        fault: DeviceFault | None = None
-        try:
-            measurement = self.executor.run(conditions)
-        except DeviceFault as err:
-            fault, error = err, f"device fault: {err.device}: {err}"
-        except ExperimentFailed as err:
-            error = str(err)
         if measurement is not None:
             features = analyze(measurement)
             if not features.usable:
@@ -629,14 +895,21 @@ class Campaign:
                 objective = self.config.objective.score(outcomes)
         trial = Trial(index=index, conditions=conditions.as_dict(), status=status,
                       features=features, objective=objective, error=error,
-                      proposal_time_s=proposal_time_s, measurement=measurement)
+                      proposal_time_s=run.proposal_time_s, measurement=measurement)
+        reactor.running = None
+        reactor.clock_h = outcome.clock_h
+        reactor.reagent_total_ml = dict(outcome.reagent_total_ml)
+        reactor.last_conditions = conditions.as_dict()
         extra: dict[str, Any] = {
-            "executor_state": self.executor.state_dict(),
+            "executor_state": outcome.executor_state,
+            "reactor": reactor.name,
+            "reactor_clock_h": outcome.clock_h,
+            "reactor_reagent_total_ml": dict(outcome.reagent_total_ml),
             "queue": self._queue,
-            "lab_clock_h": self.executor.lab_clock_h,
-            "reagent_total_ml": dict(self.executor.reagent_ml),
-            "prediction": prediction,
-            **decision,
+            "lab_clock_h": self.lab_clock_h,
+            "reagent_total_ml": self.reagent_total_ml,
+            "prediction": run.prediction,
+            **run.decision,
         }
         if fault is not None:
             extra["device"] = fault.device
@@ -647,7 +920,7 @@ class Campaign:
             self._event(f"{experiment_label(index)} invalid: {error}; not told to the "
                         "optimizer (the result says nothing about chemistry)")
         else:
-            self._tell([proposal], [self._outcomes(trial)], [self._outcome_sd(trial)])
+            self._tell([run.proposal], [self._outcomes(trial)], [self._outcome_sd(trial)])
             self._update_forecast(index)
         self._sync()
         if self.on_trial is not None:
@@ -732,7 +1005,7 @@ class Campaign:
             return StopReason.TARGET_REACHED
         if len(self.lab_trials()) >= budget.max_experiments:
             return StopReason.MAX_EXPERIMENTS
-        if budget.max_lab_hours is not None and self.executor.lab_clock_h >= budget.max_lab_hours:
+        if budget.max_lab_hours is not None and self.lab_clock_h >= budget.max_lab_hours:
             return StopReason.MAX_LAB_HOURS
         if self._forecast_says_stop():
             return StopReason.FORECAST
@@ -754,8 +1027,18 @@ class Campaign:
                 and fc["p_improve"] < stop.forecast_improve_below)
 
     def close(self) -> None:
-        """Put the executor in its safe state and release it (idempotent)."""
-        self.executor.close()
+        """Put every reactor in its safe state and release it (idempotent).
+
+        Every executor is closed even if one fails; the first failure is raised after.
+        """
+        first: AutolabError | None = None
+        for reactor in self.reactors.values():
+            try:
+                reactor.executor.close()
+            except AutolabError as err:
+                first = first or err
+        if first is not None:
+            raise first
 
     # ----------------------------------------------------------------------------- safe end
     def _journal_shutdown(self, report: Any, when: str) -> tuple[str, ...]:
@@ -778,21 +1061,25 @@ class Campaign:
         return tuple(dict.fromkeys(unsafe))
 
     def _safe_end(self, error: BaseException | None) -> tuple[str, ...]:
-        """Close the executor and journal its shutdown reports; the unsafe devices."""
+        """Close every reactor's executor, journal its shutdown reports; the unsafe devices."""
         unsafe: list[str] = []
         trip = getattr(error, "shutdown", None) if isinstance(error, SafetyTrip) else None
         if trip is not None:
             unsafe += self._journal_shutdown(trip, "safety trip")
-        try:
-            self.close()
-        except AutolabError as err:
-            line = f"closing the executor failed: {err}; check every device by hand"
-            self.journal.append_note(line)
-            self._event(line)
-            unsafe.append(getattr(err, "device", "executor"))
-        report = getattr(self.executor, "last_shutdown", None)
-        if report is not None and report is not trip:
-            unsafe += self._journal_shutdown(report, "close")
+        for reactor in self.reactors.values():
+            where = "" if len(self.reactors) == 1 else f" of reactor {reactor.name}"
+            try:
+                reactor.executor.close()
+            except AutolabError as err:
+                line = f"closing the executor{where} failed: {err}; check every device by hand"
+                self.journal.append_note(line)
+                self._event(line)
+                unsafe.append(getattr(err, "device", "executor"))
+            report = getattr(reactor.executor, "last_shutdown", None)
+            if report is not None and report is not trip:
+                unsafe += self._journal_shutdown(report, "close" + where)
+        if self._pool is not None:  # the executors are closed: nothing is left to wait for
+            self._pool.shutdown(wait=False, cancel_futures=True)
         return tuple(dict.fromkeys(unsafe))
 
     def _unsafe_reason(self, unsafe: tuple[str, ...]) -> str:

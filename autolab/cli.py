@@ -376,7 +376,7 @@ def _progress(total: int, done: int = 0) -> Iterator[tuple[Any, Any]]:
         bar.console.print(trial_line(trial, k, total, in_band, width), markup=False,
                           no_wrap=True, overflow="ellipsis")
         bar.update(task, completed=k, description=(
-            f"{_best_text(campaign)}; lab {campaign.executor.lab_clock_h:.1f} h"))
+            f"{_best_text(campaign)}; lab {campaign.lab_clock_h:.1f} h"))
 
     def on_event(text: str) -> None:
         logging.getLogger("autolab").info("%s", text)

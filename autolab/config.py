@@ -299,6 +299,51 @@ class ExecutorConfig(BaseModel):
         return self
 
 
+#: Most reactors one campaign may drive at once.
+MAX_REACTORS = 16
+#: Name of the one reactor of a campaign without a ``reactors:`` list.
+DEFAULT_REACTOR = "reactor"
+
+
+class ReactorConfig(ExecutorConfig):
+    """One of the reactors a campaign drives at once (an entry of ``reactors:``).
+
+    An entry is an executor section with a name: its own ``kind``, ``twin``, ``devices`` and
+    ``settings``. An entry without ``kind`` takes the campaign's ``executor:`` section and
+    overrides only what it names, so ``reactors: [{name: r1}, {name: r2}]`` is two copies of
+    ``executor:``.
+
+    Attributes:
+        name: Unique name (shown per experiment in the journal, MLflow and the report).
+        seed: Seed of this reactor's noise and failure draws (simulated rigs); default: the
+            campaign seed for the first reactor, a distinct one derived from it for the others.
+    """
+
+    name: str
+    seed: int | None = Field(default=None, ge=0, lt=SEED_LIMIT, strict=True)
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, v: str) -> str:
+        if not _SLUG.match(v):
+            raise ValueError(f"{v!r} must be letters, digits, '-', '_' or '.', like 'r1'")
+        return v
+
+
+@dataclass(frozen=True)
+class ReactorSpec:
+    """A reactor as the campaign builds it: its name, executor section and seed."""
+
+    name: str
+    executor: ExecutorConfig
+    seed: int
+
+
+def reactor_seed(campaign_seed: int, position: int) -> int:
+    """The default seed of the reactor at ``position`` (0-based): distinct, reproducible."""
+    return (campaign_seed + 7919 * position) % SEED_LIMIT
+
+
 class OptimizerConfig(BaseModel):
     """Which strategy proposes conditions.
 
@@ -415,6 +460,49 @@ class CampaignConfig(BaseModel):
     #: Earlier campaigns on the same reactor (their folders) whose experiments the optimizer
     #: reuses as what they are: the same reactor, other targets; never this campaign's own.
     reuse: tuple[Path, ...] = ()
+    #: Reactors driven at once (empty: the one reactor of ``executor:``); see
+    #: :class:`ReactorConfig`.
+    reactors: tuple[ReactorConfig, ...] = Field(default=(), max_length=MAX_REACTORS)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _reactor_defaults(cls, data: Any) -> Any:
+        """An entry of ``reactors:`` without ``kind`` is ``executor:`` with its own overrides."""
+        if not isinstance(data, dict) or not isinstance(data.get("reactors"), list | tuple):
+            return data
+        base = data.get("executor") or {}
+        if not isinstance(base, dict):
+            return data  # pydantic reports the wrong type of executor itself
+        entries = [{**base, **r} if isinstance(r, dict) and "kind" not in r else r
+                   for r in data["reactors"]]
+        return {**data, "reactors": entries}
+
+    @model_validator(mode="after")
+    def _check_reactors(self) -> CampaignConfig:
+        names = [r.name for r in self.reactors]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"reactors: names must be unique; repeated: {dupes}")
+        devices = [str(r.devices) for r in self.reactors if r.devices is not None]
+        shared = sorted({d for d in devices if devices.count(d) > 1})
+        if shared:
+            raise ValueError(f"reactors: devices file(s) {shared} named by more than one reactor; "
+                             "each reactor needs its own device set")
+        seeds = [r.seed for r in self.reactors if r.seed is not None]
+        if len(set(seeds)) != len(seeds):
+            raise ValueError(f"reactors: seeds must differ (simulated rigs with the same seed "
+                             f"give the same noise); got {seeds}")
+        return self
+
+    def reactor_specs(self) -> tuple[ReactorSpec, ...]:
+        """The reactors this campaign drives, in order (one, from ``executor:``, by default)."""
+        if not self.reactors:
+            return (ReactorSpec(DEFAULT_REACTOR, self.executor, self.seed),)
+        return tuple(
+            ReactorSpec(r.name, ExecutorConfig(kind=r.kind, twin=r.twin, devices=r.devices,
+                                               settings=dict(r.settings)),
+                        reactor_seed(self.seed, i) if r.seed is None else r.seed)
+            for i, r in enumerate(self.reactors))
 
     @field_validator("name")
     @classmethod

@@ -347,7 +347,10 @@ class CampaignSummary:
         experiments_to_target: Experiments run until the first one inside every target band and
             outcome constraint (counting it), ``None`` until then or without a target.
         lab_hours_to_target: The lab clock at the end of that experiment, h.
-        lab_clock_h: The lab clock after the last finished experiment, h.
+        lab_clock_h: The lab clock after the last finished experiment, h (with parallel
+            reactors the campaign's wall-clock lab time: the latest reactor clock).
+        lab_h_per_experiment: Mean lab time one experiment took on its reactor (flush, ramp,
+            settle, acquire), h: what adaptive settling and short changeovers cut.
     """
 
     n_experiments: int = 0
@@ -361,6 +364,7 @@ class CampaignSummary:
     experiments_to_target: int | None = None
     lab_hours_to_target: float | None = None
     lab_clock_h: float = 0.0
+    lab_h_per_experiment: float | None = None
 
     def metrics(self) -> dict[str, float]:
         """The fields that have a value, as rounded floats (the parent run's metrics)."""
@@ -381,8 +385,10 @@ def campaign_summary(trials: Sequence[Trial], accounts: Sequence[LabAccount],
         objective: The campaign's objective (ranks the best, in band first; defines the
             target); ``None`` ranks by score alone and has no target.
     """
-    done = [(t, a.lab_clock_h) for t, a in zip(trials, accounts, strict=True)
-            if t.status is not TrialStatus.INTERRUPTED]
+    ran = [(t, a) for t, a in zip(trials, accounts, strict=True)
+           if t.status is not TrialStatus.INTERRUPTED]
+    # in the order results came in (parallel reactors finish out of index order)
+    done = sorted(((t, a.lab_clock_h) for t, a in ran), key=lambda d: d[1])
     best = best_trial(trials, objective)
     to_target = next(((count, h) for count, (t, h) in enumerate(done, start=1)
                       if _reached(t, objective)), None)
@@ -398,7 +404,9 @@ def campaign_summary(trials: Sequence[Trial], accounts: Sequence[LabAccount],
         best_score=None if best is None else best.objective,
         experiments_to_target=None if to_target is None else to_target[0],
         lab_hours_to_target=None if to_target is None else to_target[1],
-        lab_clock_h=done[-1][1] if done else 0.0)
+        lab_clock_h=done[-1][1] if done else 0.0,
+        lab_h_per_experiment=(sum(a.experiment_lab_h for _, a in ran) / len(ran)
+                              if ran else None))
 
 
 def _reached(trial: Trial, objective: ObjectiveSpec | None) -> bool:
@@ -438,6 +446,7 @@ def experiment_metrics(trial: Trial, extra: Mapping[str, Any], objective: Object
     if objective is not None and outcomes is not None:
         out.update(_objective_metrics(objective, outcomes))
     out.update(_prediction_metrics(extra.get("prediction")))
+    out.update(wait_metrics(trial))
     if account is not None:
         out["experiment_lab_h"] = account.experiment_lab_h
         for name, ml in account.reagent_ml.items():
@@ -445,6 +454,23 @@ def experiment_metrics(trial: Trial, extra: Mapping[str, Any], objective: Object
         for name, ml in account.reagent_total_ml.items():
             out[f"reagent_total_ml.{safe_key(name)}"] = ml
     return {k: v for k, v in out.items() if math.isfinite(v)}
+
+
+def wait_metrics(trial: Trial) -> dict[str, float]:
+    """The procedure's waits in this experiment, minutes, as metrics.
+
+    Every numeric ``wait_*_min`` entry of the measurement's metadata (``wait_flush_min``,
+    ``wait_heat_min``, ``wait_settle_min``...).
+
+    Why the settle wait ended (``settle_reason``) is text: it is shown as the experiment's
+    ``autolab.meta.settle_reason`` tag with the rest of the metadata.
+    """
+    meas = trial.measurement
+    if meas is None:
+        return {}
+    return {k: float(v) for k, v in meas.metadata.items()
+            if k.startswith("wait_") and k.endswith("_min") and isinstance(v, int | float)
+            and not isinstance(v, bool) and math.isfinite(float(v))}
 
 
 #: Journaled metric names this module derives itself from the journal (one place per formula:

@@ -150,11 +150,14 @@ class StartedExperiment:
         index: Experiment index.
         conditions: Conditions it was started with, name -> physical value.
         proposal_time_s: Wall time the optimizer took to propose it, s.
+        reactor: The reactor it runs on (parallel reactors); empty in single-reactor journals
+            written before reactors were named.
     """
 
     index: int
     conditions: dict[str, float]
     proposal_time_s: float = 0.0
+    reactor: str = ""
 
 
 @dataclass
@@ -305,7 +308,8 @@ class _Reducer:
         if kind == "started":
             idx = int(rec["index"])
             st.started[idx] = StartedExperiment(idx, _conditions(rec["conditions"]),
-                                                float(rec.get("proposal_time_s", 0.0)))
+                                                float(rec.get("proposal_time_s", 0.0)),
+                                                str(rec.get("reactor") or ""))
             st.in_flight.append(idx)
             st.stopped_reason = None
             st.stopped_status = None
@@ -554,11 +558,18 @@ class Journal:
 
     # ---- appending ----------------------------------------------------------------------------
     def append_started(self, index: int, conditions: Mapping[str, float],
-                       proposal_time_s: float = 0.0) -> None:
-        """Record that experiment ``index`` is about to run; call before the executor starts."""
-        self._append({"type": "started", "index": index,
-                      "conditions": {k: float(v) for k, v in conditions.items()},
-                      "proposal_time_s": float(proposal_time_s)})
+                       proposal_time_s: float = 0.0, reactor: str | None = None) -> None:
+        """Record that experiment ``index`` is about to run; call before the executor starts.
+
+        ``reactor`` names the reactor that runs it, so a resumed campaign runs an experiment the
+        process lost again on the same reactor, and knows what was pending on the others.
+        """
+        rec: dict[str, Any] = {"type": "started", "index": index,
+                               "conditions": {k: float(v) for k, v in conditions.items()},
+                               "proposal_time_s": float(proposal_time_s)}
+        if reactor:
+            rec["reactor"] = str(reactor)
+        self._append(rec)
 
     def append_trial(self, trial: Trial, extra: Mapping[str, Any] | None = None) -> None:
         """Record a finished experiment (completed or failed) with optional resume state.

@@ -198,7 +198,9 @@ def lab_accounts(trials: Sequence[Trial], extras: Extras | None = None) -> list[
     """Lab clock, duration and reagents of each trial (in index order).
 
     Sources, best first: the campaign's journaled clock (``extra["lab_clock_h"]``, the executor's
-    clock when the experiment ended) and per-reagent running totals
+    clock when the experiment ended; with parallel reactors the campaign's wall-clock lab time,
+    and the experiment's duration is measured on its own reactor's clock,
+    ``extra["reactor_clock_h"]``) and per-reagent running totals
     (``extra["reagent_total_ml"]``); else the measurement's own clock and
     volumes; else (a failed experiment without either) the previous experiment's clock and no
     reagents. Per-experiment volumes are differences of journaled totals where both ends are
@@ -208,6 +210,7 @@ def lab_accounts(trials: Sequence[Trial], extras: Extras | None = None) -> list[
     out: list[LabAccount] = []
     clock = 0.0
     totals: dict[str, float] = {}
+    reactor_clock: dict[str, float] = {}  # parallel reactors: each experiment on its own clock
     for t in trials:
         extra = extras.get(t.index, {})
         meas = t.measurement
@@ -226,7 +229,12 @@ def lab_accounts(trials: Sequence[Trial], extras: Extras | None = None) -> list[
             new_totals = dict(totals)
             for k, v in used.items():
                 new_totals[k] = new_totals.get(k, 0.0) + v
-        out.append(LabAccount(lab_clock_h=new_clock, experiment_lab_h=max(0.0, new_clock - clock),
+        duration = new_clock - clock
+        own = _number(extra.get("reactor_clock_h"))
+        if own is not None and isinstance(extra.get("reactor"), str):
+            duration = own - reactor_clock.get(extra["reactor"], 0.0)
+            reactor_clock[extra["reactor"]] = own
+        out.append(LabAccount(lab_clock_h=new_clock, experiment_lab_h=max(0.0, duration),
                               reagent_ml=used, reagent_total_ml=dict(new_totals)))
         clock, totals = new_clock, new_totals
     return out
@@ -461,7 +469,8 @@ def model_fit_points(trials: Sequence[Trial], extras: Extras) -> dict[str, list[
 def summary_rows(trials: Sequence[Trial], best: Sequence[float | None],
                  lab_clock_h: Sequence[float], *, objective: ObjectiveSpec | None = None,
                  accounts: Sequence[LabAccount] | None = None,
-                 pareto: ParetoSummary | None = None) -> list[dict[str, Any]]:
+                 pareto: ParetoSummary | None = None,
+                 reactors: Mapping[int, str] | None = None) -> list[dict[str, Any]]:
     """One dict per trial, the columns of every summary table (CSV, markdown, HTML).
 
     Columns: ``index`` (shown as ``exp-000``), status, conditions (space order), ``objective``,
@@ -478,12 +487,13 @@ def summary_rows(trials: Sequence[Trial], best: Sequence[float | None],
         objective: The campaign's objective, for the target columns.
         accounts: Reagent bookkeeping (:func:`lab_accounts`); from the measurements if omitted.
         pareto: The Pareto view (:func:`pareto_summary`) of a Pareto campaign.
+        reactors: Trial index -> the reactor that ran it (parallel reactors): a ``reactor``
+            column.
     """
     params = list(dict.fromkeys(k for t in trials for k in t.conditions))  # space order
     targets = targets_of(objective)
     accounts = accounts if accounts is not None else lab_accounts(trials)
     rows: list[dict[str, Any]] = []
-    previous = 0.0
     for i, (t, b, h, acc) in enumerate(zip(trials, best, lab_clock_h, accounts, strict=True)):
         row: dict[str, Any] = {"index": t.index, "status": t.status.value}
         row.update({p: t.conditions.get(p) for p in params})
@@ -498,8 +508,9 @@ def summary_rows(trials: Sequence[Trial], best: Sequence[float | None],
         for f in _FEATURES:
             row[f] = None if t.features is None else getattr(t.features, f)
         row["lab_clock_h"] = float(h)
-        row["experiment_lab_h"] = max(0.0, float(h) - previous)
-        previous = float(h)
+        row["experiment_lab_h"] = acc.experiment_lab_h  # on its own reactor's clock
+        if isinstance(reactors, Mapping):
+            row["reactor"] = reactors.get(t.index, "")
         row["reagent_ml"] = sum(acc.reagent_ml.values())
         row["reagent_total_ml"] = sum(acc.reagent_total_ml.values())
         row["flags"] = " ".join(t.features.flags.names()) if t.features else ""
@@ -784,8 +795,11 @@ def campaign_view(trials: Sequence[Trial], extras: Extras | None = None,
     accounts = tuple(lab_accounts(ordered, extras))
     pareto = (pareto_summary(ordered, objective, search_bounds(config))
               if objective is not None else None)
+    reactors = {i: str(e["reactor"]) for i, e in extras.items()
+                if isinstance(e, Mapping) and isinstance(e.get("reactor"), str)}
     rows = summary_rows(ordered, best, [a.lab_clock_h for a in accounts], objective=objective,
-                        accounts=accounts, pareto=pareto)
+                        accounts=accounts, pareto=pareto,
+                        reactors=reactors if len(set(reactors.values())) > 1 else None)
     return CampaignView(trials=ordered, objective=objective, targets=targets_of(objective),
                         best=best, best_index=indices[-1] if indices else None,
                         accounts=accounts, fit_points=model_fit_points(ordered, extras),

@@ -116,10 +116,10 @@ def _sync(journal: Journal, tracker: Tracker, predictions: Sequence[Prediction] 
 
 
 def _trial_tags(state: JournalState, index: int) -> dict[str, str]:
-    """Where the experiment came from, and who invalidated it, from the journal."""
+    """Where the experiment came from (and its reactor), who invalidated it, from the journal."""
     extra = state.extras.get(index, {})
     tags = {"autolab.origin": str(extra.get("origin") or "proposed")}
-    for key in ("decision", "reviewer"):
+    for key in ("decision", "reviewer", "reactor"):
         if isinstance(extra.get(key), str):
             tags[f"autolab.{key}"] = str(extra[key])
     inval = state.invalidated.get(index)
