@@ -30,7 +30,7 @@ is docs/hardware.md.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +87,7 @@ def _is_stage_or_tank(role: str) -> bool:
 
 
 #: Roles each capability may take (a predicate, plus how to say what is allowed).
-ROLE_RULES: dict[Category, tuple[Any, str]] = {
+ROLE_RULES: dict[Category, tuple[Callable[[str], bool], str]] = {
     "pump": (lambda r: r in ROLES, f"one of {list(ROLES)}"),
     "heater": (_is_stage_or_tank, "'core', 'shell' or 'tank<i>' (i = 1-based tank)"),
     "stirrer": (_is_stage_or_tank, "'core', 'shell' or 'tank<i>' (i = 1-based tank)"),
@@ -178,9 +178,8 @@ class DeviceSpec(DeviceSpecBase):
         return self.port
 
     def connection(self, config: DevicesConfig) -> str:
-        """The port URL (and address where the line is a bus)."""
-        url = config.ports[self.port].url if self.port in config.ports else self.port
-        return url
+        """The port URL."""
+        return config.ports[self.port].url if self.port in config.ports else self.port
 
 
 class DeliverySpec(BaseModel):
