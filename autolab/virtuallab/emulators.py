@@ -388,8 +388,37 @@ class ValveEmulator(PtyEmulator):
             return used, b"UA v2.01\r"
         if cmd == "GO" and arg is not None and 1 <= arg <= self.positions:
             self.reactor.valves[self.name] = arg
+            self.moved(arg)
             return used, b""
         return used, b"Bad command\r"
+
+    def moved(self, position: int) -> None:
+        """The valve reached ``position`` (the plumbing downstream may care)."""
+
+
+class SulfurValveEmulator(ValveEmulator):
+    """The selection valve on the shell-feed line: its position chooses the injection tank.
+
+    Args:
+        name: Device name.
+        reactor: Shared physics; its ``injection`` follows the valve.
+        inject_tanks: The plumbing, as in the devices file: position ``j`` feeds tank
+            ``inject_tanks[j-1]``; a position beyond the list is a plugged port, which leaves
+            the injection where it was (the rig's envelope never selects one).
+        positions: Number of positions.
+        initial: Position at power-up.
+    """
+
+    def __init__(self, name: str, reactor: VirtualReactor, inject_tanks: tuple[int, ...], *,
+                 positions: int = 6, initial: int = 1) -> None:
+        self.inject_tanks = tuple(inject_tanks)
+        super().__init__(name, reactor, positions=positions, initial=initial)
+        self.moved(initial)
+
+    def moved(self, position: int) -> None:
+        """Feed the tank this port is plumbed to (one injection point)."""
+        if 1 <= position <= len(self.inject_tanks):
+            self.reactor.injection = (self.inject_tanks[position - 1], 1)
 
 
 # ============================================================================= spectrometer

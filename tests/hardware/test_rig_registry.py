@@ -46,7 +46,7 @@ from autolab.virtuallab.emulators import (
     LightPathEmulator,
     ModbusBusEmulator,
     StirrerEmulator,
-    ValveEmulator,
+    SulfurValveEmulator,
 )
 from autolab.virtuallab.reactor import HeaterModel
 
@@ -364,6 +364,7 @@ class Bench:
         self.stirrers: dict[str, dict[str, float]] = {}
         self.valves: dict[str, int] = {}
         self.pumps: dict[str, Any] = {}
+        self.injection = (0, 1)  # (first tank, count): what the sulfur valve sets
         self.time_scale = time_scale
         self._t = time.monotonic()
 
@@ -383,7 +384,8 @@ def tank_lab() -> Any:
     emus = {"heaters": ModbusBusEmulator("heaters", bench),  # type: ignore[arg-type]
             **{f"stir{i}": StirrerEmulator(f"stirrer_t{i}", bench)  # type: ignore[arg-type]
                for i in range(1, 8)},
-            "sulfur": ValveEmulator("sulfur_valve", bench, positions=6)}  # type: ignore[arg-type]
+            "sulfur": SulfurValveEmulator("sulfur_valve", bench,  # type: ignore[arg-type]
+                                          (3, 4, 5, 6), positions=6)}
     for e in emus.values():
         e.start()
     d = per_tank(devices(), sulfur=[3, 4, 5, 6])
@@ -411,6 +413,7 @@ def test_per_tank_heaters_stirrers_and_sulfur_valve_over_ptys(tank_lab: Any) -> 
     assert sp.sulfur_position is not None
     rig.sulfur_valve.move(sp.sulfur_position)
     assert bench.valves["sulfur_valve"] == 3 and rig.sulfur_valve.position() == 3
+    assert bench.injection == (5, 1)  # the plumbing: position 3 feeds tank 5
     assert {h.role: h.remote_sp_c for h in bench.heaters.values()} == pytest.approx(sp.heater_c)
     assert rig.stirrers["tank6"].speed_rpm() == 750.0
     assert bench.stirrers["stirrer_t2"]["sp"] == 750.0
