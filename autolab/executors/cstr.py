@@ -40,7 +40,7 @@ from autolab.executors.procedure import (
 from autolab.hardware.base import Spectrometer, Stirrer, TemperatureController, Valve
 from autolab.hardware.delivery import DeliveryMonitor, DeliveryTolerance, PumpFinding
 from autolab.hardware.devices import DevicesConfig, load_devices
-from autolab.hardware.limits import check_setpoint
+from autolab.hardware.envelope import RigSetpoints, rig_setpoints
 from autolab.hardware.rig import Rig
 from autolab.hardware.safety import Shutdown, ShutdownReport, Supervisor, Trip
 from autolab.records import Conditions, Measurement, QYReference
@@ -120,8 +120,7 @@ class CSTRExecutor:
         #: The one procedure, on this rig: the executor is its session (clock, checks).
         self.geometry = devices.geometry
         self.clock = self
-        self.procedure = Procedure(self, self.settings,
-                                   can_choose_injection=self.rig.sulfur_valve is not None)
+        self.procedure = Procedure(self, self.settings)
         atexit.register(self.close)
         if install_signal_handlers:
             self._install_sigterm()
@@ -234,6 +233,15 @@ class CSTRExecutor:
         """Raise a trip or a delivery fault found so far."""
         self._check(self._bookmark)
 
+    @property
+    def sulfur_valve(self) -> Valve | None:
+        """The valve that chooses the injection tank, if the rig has one."""
+        return self.rig.sulfur_valve
+
+    def setpoints(self, conditions: Conditions) -> RigSetpoints:
+        """Every device's setpoint, checked against the devices file's envelope and limits."""
+        return rig_setpoints(conditions, self.devices)
+
     def set_heater_c(self, role: str, setpoint_c: float) -> None:
         """Write a setpoint through the supervisor (it refreshes it as the heartbeat)."""
         self.supervisor.set_heater_c(role, setpoint_c)
@@ -255,16 +263,7 @@ class CSTRExecutor:
         self._bookmark = bookmark = self.rig.log.count
         self._check(bookmark)
         self.monitor.take_delivered()
-        rig = self.rig
-        rates, setpoints = self.procedure.plan(conditions)
-        for role, rate in rates.items():  # refuse before anything moves
-            p = rig.pumps[role]
-            check_setpoint(p.name, "rate_ml_min", rate, low=0.0,
-                           high=rig.limits(p.name).max_rate_ml_min, unit="mL/min")
-        for role, t_c in setpoints.items():
-            h = rig.heaters[role]
-            check_setpoint(h.name, "temperature_c", t_c, low=0.0,
-                           high=rig.limits(h.name).max_temperature_c, unit="°C")
+        self.procedure.plan(conditions)  # refuse before anything moves
         started_h = self.lab_clock_h
         try:
             result = self.procedure.run(conditions, self.tank, self._run_index)

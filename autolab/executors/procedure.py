@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import functools
 import math
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
@@ -47,10 +46,11 @@ import numpy as np
 from numpy.typing import NDArray
 
 from autolab.analysis import steady_state
-from autolab.exceptions import ConditionsError, HardwareError
+from autolab.exceptions import HardwareError
 from autolab.hardware.base import Spectrometer, Stirrer, TemperatureController, Valve
 from autolab.hardware.delivery import DeliveryMonitor
-from autolab.hardware.fluidics import REAGENT_ROLES, Geometry, flow_setpoints
+from autolab.hardware.envelope import RigSetpoints
+from autolab.hardware.fluidics import REAGENT_ROLES, FlowSetpoints, Geometry, flow_setpoints
 from autolab.records import Conditions, Spectra, SpectralTrace
 from autolab.twin.cascade import erlang_cdf, erlang_pdf
 
@@ -131,6 +131,19 @@ class RigSession(Protocol):
     @property
     def spectrometer(self) -> Spectrometer:
         """The inline optics."""
+        ...
+
+    @property
+    def sulfur_valve(self) -> Valve | None:
+        """The valve that chooses the shell feed's injection tank (None: fixed plumbing)."""
+        ...
+
+    def setpoints(self, conditions: Conditions) -> RigSetpoints:
+        """Every device's setpoint for ``conditions`` on this rig, checked against its envelope.
+
+        Raises:
+            ConditionsError: What the rig cannot realize, naming the condition.
+        """
         ...
 
     def set_heater_c(self, role: str, setpoint_c: float) -> None:
@@ -320,85 +333,23 @@ def _rtd_floor(times: tuple[float, ...], fraction: float) -> float:
     return float(np.interp(fraction, cdf, grid))
 
 
-def tank_times_min(c: Conditions, g: Geometry) -> FloatArray:
-    """Per-tank mean residence times the conditions set in this reactor, min (flow order)."""
-    return np.concatenate([np.full(g.n_core_tanks, c.tau_core_min / g.n_core_tanks),
-                           np.full(g.n_shell_tanks, c.tau_shell_min / g.n_shell_tanks)])
+def tank_times_min(flows: FlowSetpoints, g: Geometry) -> FloatArray:
+    """Per-tank mean residence times the pump rates set, flow order, min.
 
-
-_TANK_ROLE = re.compile(r"^tank(\d+)$")
-
-
-def tank_temperatures_c(c: Conditions, g: Geometry) -> tuple[float, ...]:
-    """Per-tank temperature in flow order (``t_tank_c`` where given, else the stage's).
-
-    Tanks before the sulfur injection tank are the core stage, the rest the shell stage.
-
-    Raises:
-        ConditionsError: The profile names a tank this reactor does not have.
+    Core tanks see the core flow; from the first injection on, each injection adds its share of
+    the shell feed, so a split feed gives the tanks between its ports longer times.
     """
-    n = g.n_core_tanks + g.n_shell_tanks
-    if len(c.t_tank_c) > n:
-        raise ConditionsError(f"t_tank{len(c.t_tank_c)}_c", c.t_tank_c[-1],
-                              f"tanks 1..{n}", "this reactor has fewer tanks")
-    inject = c.s_inject_tank or g.n_core_tanks + 1
+    q_feed = flows.rates_ml_min.get("zinc", 0.0) + flows.rates_ml_min.get("sulfur", 0.0)
+    q_base = flows.shell_ml_min - q_feed
+    inject = flows.inject_tanks or (g.n_core_tanks + 1,)
     out = []
-    for i in range(1, n + 1):
-        t = c.tank_temperature_c(i)
-        out.append(t if not math.isnan(t) else (c.t_core_c if i < inject else c.t_shell_c))
-    return tuple(out)
-
-
-def heater_setpoints(c: Conditions, roles: Sequence[str], g: Geometry) -> dict[str, float]:
-    """Setpoint of every heater role that realizes the conditions' temperature profile.
-
-    A stage block (``core``/``shell``) heats all tanks of its stage, so a profile that differs
-    within a stage cannot be realized on it; a ``tank<i>`` heater heats tank *i* alone.
-
-    Raises:
-        ConditionsError: The rig cannot realize the profile (names the tanks and the roles).
-    """
-    temps = tank_temperatures_c(c, g)
-    stage_tanks = {"core": range(g.n_core_tanks),
-                   "shell": range(g.n_core_tanks, g.n_core_tanks + g.n_shell_tanks)}
-    out: dict[str, float] = {}
-    covered: set[int] = set()
-    for role in roles:
-        if (m := _TANK_ROLE.match(role)) is not None:
-            i = int(m.group(1)) - 1
-            if not 0 <= i < len(temps):
-                raise ConditionsError("t_tank_c", float(i + 1), f"a tank in 1..{len(temps)}",
-                                      f"heater role {role!r} names no tank of this reactor")
-            out[role] = temps[i]
-            covered.add(i)
-    for role in roles:
-        if role in stage_tanks:
-            tanks = [i for i in stage_tanks[role] if i not in covered]
-            values = {temps[i] for i in tanks}
-            if len(values) > 1:
-                raise ConditionsError(
-                    "t_tank_c", max(values), f"one temperature for tanks "
-                    f"{', '.join(str(i + 1) for i in tanks)}",
-                    f"the rig heats them with one '{role}' block; give them one temperature or "
-                    f"add per-tank heaters (roles tank<i>) to the devices file")
-            out[role] = values.pop() if values else (c.t_core_c if role == "core"
-                                                     else c.t_shell_c)
-    return out
-
-
-def check_injection(c: Conditions, g: Geometry, can_choose: bool) -> None:
-    """Refuse a sulfur injection the rig cannot realize.
-
-    Raises:
-        ConditionsError: A non-default injection tank or count on a rig without the means.
-    """
-    tank, count = c.s_inject_tank, c.s_inject_count
-    default = g.n_core_tanks + 1
-    if (tank in (0, default) and count == 1) or can_choose:
-        return
-    raise ConditionsError("s_inject_tank", float(tank or default),
-                          f"tank {default} with one injection point",
-                          "this rig injects the shell feed at the first shell tank only")
+    for i in range(1, g.n_core_tanks + g.n_shell_tanks + 1):
+        if i < inject[0]:
+            out.append(g.tank_volume_ml / flows.core_ml_min)
+        else:
+            reached = sum(1 for t in inject if t <= i)
+            out.append(g.tank_volume_ml / (q_base + q_feed * reached / len(inject)))
+    return np.asarray(out, dtype=np.float64)
 
 
 class Procedure:
@@ -407,26 +358,19 @@ class Procedure:
     Args:
         rig: The rig session.
         settings: How to run.
-        can_choose_injection: The rig can inject the shell feed at a chosen tank.
     """
 
-    def __init__(self, rig: RigSession, settings: ProcedureSettings, *,
-                 can_choose_injection: bool = False) -> None:
+    def __init__(self, rig: RigSession, settings: ProcedureSettings) -> None:
         self.rig = rig
         self.settings = settings
-        self.can_choose_injection = can_choose_injection
 
-    # ------------------------------------------------------------------ checks
-    def plan(self, c: Conditions) -> tuple[dict[str, float], dict[str, float]]:
-        """Pump rates and heater setpoints for ``c``, refused before anything moves.
+    def plan(self, c: Conditions) -> RigSetpoints:
+        """Every device's setpoint for ``c``, refused before anything moves.
 
         Raises:
             ConditionsError: A profile, injection or setpoint the rig cannot realize.
         """
-        g = self.rig.geometry
-        check_injection(c, g, self.can_choose_injection)
-        setpoints = heater_setpoints(c, list(self.rig.heaters), g)
-        return flow_setpoints(c, g).rates_ml_min, setpoints
+        return self.rig.setpoints(c)
 
     # ------------------------------------------------------------------ run
     def run(self, c: Conditions, tank: TankState, run_index: int) -> ProcedureResult:
@@ -436,8 +380,7 @@ class Procedure:
             ConditionsError: Refused before anything moved.
             ExperimentFailed / DeviceFault / SafetyTrip / HardwareError: from the rig's checks.
         """
-        rates, setpoints = self.plan(c)
-        run = _Run(self, c, rates, setpoints)
+        run = _Run(self, c, self.plan(c))
         return run.execute(tank, run_index)
 
     def clean_after_failure(self, c: Conditions, tank: TankState) -> float:
@@ -465,8 +408,7 @@ class _Run:
 
     proc: Procedure
     c: Conditions
-    rates: dict[str, float]
-    setpoints: dict[str, float]
+    sp: RigSetpoints
     events: list[str] = field(default_factory=list)
     t0: float = 0.0
     feed_on_min: float = math.nan
@@ -478,6 +420,14 @@ class _Run:
     @property
     def s(self) -> ProcedureSettings:
         return self.proc.settings
+
+    @property
+    def rates(self) -> dict[str, float]:
+        return self.sp.flows.rates_ml_min
+
+    @property
+    def setpoints(self) -> dict[str, float]:
+        return self.sp.heater_c
 
     def stamp(self, msg: str) -> None:
         self.events.append(f"[t={self.rig.clock.now_min() - self.t0:7.1f} min] {msg}")
@@ -494,10 +444,12 @@ class _Run:
         self.t0 = rig.clock.now_min()
         rig.check()
         # the conditions' stirring rate where a campaign sets one, else the rig's setting
-        stir = self.c.stir_rpm if self.c.stir_rpm != DEFAULT_STIR_RPM else self.s.stir_rpm
-        for st in rig.stirrers.values():
-            st.set_speed_rpm(stir)
+        for role, st in rig.stirrers.items():
+            rpm = self.sp.stirrer_rpm.get(role, self.c.stir_rpm)
+            st.set_speed_rpm(rpm if self.c.stir_rpm != DEFAULT_STIR_RPM else self.s.stir_rpm)
             st.start()
+        if self.sp.sulfur_position is not None and rig.sulfur_valve is not None:
+            rig.sulfur_valve.move(self.sp.sulfur_position)
         had_solvent = tank.conditions is None
         flush_min, note = self.flush(tank)
         if tank.blank is None or had_solvent:
@@ -612,7 +564,7 @@ class _Run:
         spec = rig.spectrometer
         tau = self.c.tau_core_min + self.c.tau_shell_min
         cap = s.settle_residence_times * tau
-        floor = min(rtd_floor_min(tank_times_min(self.c, rig.geometry)), cap)
+        floor = min(rtd_floor_min(tank_times_min(self.sp.flows, rig.geometry)), cap)
         adaptive = s.settling == "adaptive"
         step = cap / max(s.trace_frames, 1) / (2.0 if adaptive else 1.0)
         dark_pl = self.frame("OFF", shutter_open=False, integration_ms=s.pl_integration_ms)

@@ -33,10 +33,11 @@ from autolab.executors.procedure import (
     tank_times_min,
 )
 from autolab.hardware.delivery import DeliveryMonitor
-from autolab.hardware.fluidics import Geometry
+from autolab.hardware.envelope import RigSetpoints
+from autolab.hardware.fluidics import Geometry, flow_setpoints
 from autolab.records import Conditions, Measurement, QYReference
 from autolab.twin import DigitalTwin, GroundTruth, TwinConfig, check_envelope
-from autolab.twin.cascade import throughput_g_h
+from autolab.twin.cascade import tank_temperatures_c, throughput_g_h
 from autolab.twin.twin import ChemistryFailure
 from autolab.virtuallab.inprocess import SimulatedRig
 
@@ -88,13 +89,37 @@ class _Session:
         if faults:
             raise DeviceFault(faults[0].device, "; ".join(f.detail for f in faults))
 
+    @property
+    def sulfur_valve(self) -> None:
+        """None: the simulated plumbing injects wherever the conditions say (see :meth:`phase`)."""
+        return None
+
+    def setpoints(self, conditions: Conditions) -> RigSetpoints:
+        """The simulated rig realizes every condition inside the twin's envelope.
+
+        Raises:
+            ConditionsError: Conditions outside the twin's reactor envelope.
+        """
+        check_envelope(conditions)
+        profile = tuple(float(t) for t in tank_temperatures_c(conditions, self.sim.config))
+        return RigSetpoints(
+            flows=flow_setpoints(conditions, self.geometry), tank_c=profile,
+            heater_c={f"tank{i}": t for i, t in enumerate(profile, start=1)},
+            stirrer_rpm=dict.fromkeys(self.stirrers, conditions.stir_rpm), sulfur_position=None)
+
     def phase(self, name: str, conditions: Conditions) -> None:
-        """Arm the run's chemistry failure when the feeds start; no emission shows when settled."""
+        """Feeds on: the plumbing injects as asked and the run's chemistry failure is armed.
+
+        No emission shows when settling ends.
+        """
         f = self.failure
+        if name == "feed":
+            self.sim.reactor.injection = (conditions.s_inject_tank, conditions.s_inject_count)
         if f is None:
             return
         if name == "feed" and math.isfinite(f.at_fraction):
-            floor = rtd_floor_min(tank_times_min(conditions, self.geometry))
+            flows = flow_setpoints(conditions, self.geometry)
+            floor = rtd_floor_min(tank_times_min(flows, self.geometry))
             self.fail_at_min = self.now_min() + f.at_fraction * floor
         elif name == "settled" and not math.isfinite(f.at_fraction):
             self._fail()
@@ -191,8 +216,7 @@ class SimulatedExecutor:
             ExperimentFailed: Clogging, gas bubbles or no emission (clock and reagents advanced,
                 the tanks flushed clean).
         """
-        check_envelope(conditions)
-        self.procedure.plan(conditions)
+        self.procedure.plan(conditions)  # refuse before anything moves
         k = self._run_index
         self._run_index += 1
         rng = np.random.default_rng([self.seed, k])

@@ -19,10 +19,10 @@ from numpy.typing import NDArray
 
 from autolab.exceptions import ConditionsError
 from autolab.records import Conditions, QYReference
-from autolab.twin.cascade import throughput_g_h
+from autolab.twin.cascade import check_tank_conditions, throughput_g_h
 from autolab.twin.chemistry import ConditionArrays, failure_probabilities
 from autolab.twin.config import TwinConfig
-from autolab.twin.model import features_from_states, states
+from autolab.twin.model import condition_states, features_from_states
 from autolab.twin.optics import absorbance_shape, emission_per_nm
 
 FloatArray = NDArray[np.float64]
@@ -48,6 +48,7 @@ def check_envelope(conditions: Conditions) -> None:
         v = float(getattr(conditions, name))
         if not lo <= v <= hi:
             raise ConditionsError(name, v, f"[{lo:g}, {hi:g}]", "outside the twin's reactor")
+    check_tank_conditions(conditions)  # per-tank fields; the layout is checked per reactor
 
 
 @dataclass(frozen=True, eq=False)
@@ -112,7 +113,7 @@ class DigitalTwin:
     def _truth(self, conditions: Conditions, core_only: bool) -> GroundTruth:
         cfg = self.config
         c = ConditionArrays.from_conditions([conditions])
-        core, shell = states(c, cfg, core_only=core_only)
+        core, shell = condition_states(conditions, cfg, core_only=core_only)
         feats = features_from_states(core, shell, cfg, with_abs=True)
         wl = self.wavelengths_nm
         a = (cfg.optics.absorbance_1s_full * core.conversion[0]
@@ -133,12 +134,25 @@ class DigitalTwin:
     def _spectra(self, conditions: Conditions) -> tuple[FloatArray, FloatArray, float, float]:
         """Noise-free absorbance and emission on the detector grid, plus QY and conversion."""
         cfg = self.config
-        core, shell = states(ConditionArrays.from_conditions([conditions]), cfg)
+        core, shell = condition_states(conditions, cfg)
         wl = self.wavelengths_nm
         a = (cfg.optics.absorbance_1s_full * core.conversion[0]
              * absorbance_shape(wl, core, shell, cfg.chemistry, cfg.optics)[0])
         em = emission_per_nm(wl, core, shell, cfg.chemistry, cfg.optics)[0]
         return a, em, float(shell.qy_band[0] + shell.qy_trap[0]), float(core.conversion[0])
+
+    def product(self, conditions: Conditions) -> tuple[FloatArray, FloatArray, float, float]:
+        """Steady product of a feed, as the simulated rig's cascade physics carries it.
+
+        Returns absorbance and emission per absorbed photon per nm on the detector grid, the
+        QY and the In conversion.
+
+        Raises:
+            ConditionsError: Conditions outside the twin's reactor envelope (no dots form).
+        """
+        check_envelope(conditions)
+        check_tank_conditions(conditions, self.config)
+        return self._spectra(conditions)
 
     def truth(self, conditions: Conditions) -> GroundTruth:
         """Noise-free steady state of the full core/shell product (pure; no clock, no state).
@@ -147,6 +161,7 @@ class DigitalTwin:
             ConditionsError: Conditions outside the twin's reactor envelope.
         """
         check_envelope(conditions)
+        check_tank_conditions(conditions, self.config)
         return self._truth(conditions, core_only=False)
 
     def core_truth(self, conditions: Conditions) -> GroundTruth:

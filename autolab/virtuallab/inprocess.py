@@ -19,6 +19,7 @@ from autolab.exceptions import HardwareError
 from autolab.hardware.base import PumpState
 from autolab.hardware.fluidics import ROLES, Geometry
 from autolab.twin import DigitalTwin
+from autolab.twin.transient import MixingCascade
 from autolab.virtuallab.reactor import HeaterModel, ManualClock, PumpModel, VirtualReactor
 
 FloatArray = NDArray[np.float64]
@@ -244,6 +245,7 @@ class SimulatedRig:
     def __init__(self, physics: DigitalTwin) -> None:
         cfg = physics.config
         self.physics = physics
+        self.config = cfg
         self.geometry = Geometry(n_core_tanks=cfg.n_core_tanks, n_shell_tanks=cfg.n_shell_tanks,
                                  tank_volume_ml=cfg.tank_volume_ml, in_conc_m=cfg.in_conc_m,
                                  phosphine_stock_m=cfg.phosphine_stock_m,
@@ -253,20 +255,23 @@ class SimulatedRig:
                                            left_ml=0.0 if role == "bleed" else RESERVOIR_ML,
                                            ignore_next=False, alarm="")
                  for i, role in enumerate(ROLES)}
-        heaters = {f"heater_{stage}": HeaterModel(
-            address=i + 1, role=stage, pv_c=cfg.ambient_c, local_sp_c=cfg.ambient_c,
+        n = cfg.n_core_tanks + cfg.n_shell_tanks
+        # every tank heats and stirs on its own (the seed paper's platform): any profile holds
+        heaters = {f"heater_tank{i}": HeaterModel(
+            address=i, role=f"tank{i}", pv_c=cfg.ambient_c, local_sp_c=cfg.ambient_c,
             remote_sp_c=cfg.ambient_c, working_sp_c=cfg.ambient_c, remote_timeout_s=math.inf,
             lag_min=0.2, max_heat_c_per_min=cfg.heating_rate_c_per_min,
             max_cool_c_per_min=cfg.cooling_rate_c_per_min, ambient_c=cfg.ambient_c)
-            for i, stage in enumerate(("core", "shell"))}
-        self.reactor = VirtualReactor(self.geometry, pumps, heaters, self.clock, twin=physics)
-        # the simulated blocks settle exactly and the scatter is per run: products are told
-        # apart finely, so close conditions of two runs never pass for one product
-        self.reactor.same_temperature_c, self.reactor.same_rel = 0.5, 0.002
-        self.reactor.max_products = 6
+            for i in range(1, n + 1)}
+        # the blocks settle exactly and the scatter is per run: feeds are told apart finely, so
+        # close conditions of two runs never pass for one product
+        cascade = MixingCascade(physics.product, cfg, same_temperature_c=0.5, same_rel=0.002)
+        self.reactor = VirtualReactor(self.geometry, pumps, heaters, self.clock, twin=physics,
+                                      physics=cascade)
         self.pumps = {m.role: SimPump(n, m, self.reactor) for n, m in pumps.items()}
         self.heaters = {m.role: SimHeater(n, m, self.reactor) for n, m in heaters.items()}
-        self.stirrers = {s: SimStirrer(f"stirrer_{s}", self.reactor) for s in ("core", "shell")}
+        self.stirrers = {f"tank{i}": SimStirrer(f"stirrer_tank{i}", self.reactor)
+                         for i in range(1, n + 1)}
         self.solvent_valve = SimValve("solvent_valve", self.reactor, initial=2)
         self.outlet_valve = SimValve("outlet_valve", self.reactor, initial=2)
         self.spectrometer = SimSpectrometer("spectrometer", self.reactor)

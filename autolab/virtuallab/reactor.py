@@ -7,10 +7,13 @@ stirrers, valves, and the contents of the tank cascade. Time is a :class:`Virtua
 wall time times a scale, so a lab hour can pass in a wall second. State advances lazily, on
 each request, by the exact solution over the elapsed interval (nothing spins).
 
-The spectrometer reads the outlet: the tanks carry one tracer per product (each product = the
-conditions the running pumps and the heater PVs realize, :func:`conditions_from_rates`), washed
-through the cascade by the exact tanks-in-series solution of the twin (:func:`washout`), and each
-product's absorbance and emission are the twin's noise-free truth for its conditions.
+The spectrometer reads the outlet. What the tanks hold is a
+:class:`~autolab.twin.transient.CascadeState` moved by the twin's cascade physics
+(:class:`~autolab.twin.transient.CascadePhysics`: by default the steady product of each feed
+carried through the exact tanks-in-series washout). Each step hands it what the tanks experience
+(:class:`~autolab.twin.transient.TankInputs`): the conditions the running pumps, the heater PVs
+(per tank where the rig has tank heaters), the stirrers and the injection point realize
+(:func:`conditions_from_rates`), or a solvent flush, or no flow.
 """
 
 from __future__ import annotations
@@ -32,10 +35,12 @@ from autolab.exceptions import ConditionsError
 from autolab.hardware.fluidics import Geometry, conditions_from_rates
 from autolab.records import Conditions
 from autolab.twin import DigitalTwin, TwinConfig
-from autolab.twin.cascade import washout
 from autolab.twin.optics import dye_counts, lamp_counts, mixture_pl_counts, read_frame
+from autolab.twin.transient import CascadePhysics, CascadeState, MixingCascade, TankInputs
 
 FloatArray = NDArray[np.float64]
+#: Stirring rate the tanks see when every stirrer is off (the ideal-mixing reference), rpm.
+DEFAULT_STIR_RPM = 600.0
 
 
 class LabClock(Protocol):
@@ -193,14 +198,6 @@ class HeaterModel:
             self.pv_c += dv
 
 
-@dataclass
-class Product:
-    """A tracer in the cascade: what is made at one set of conditions (None = precursors)."""
-
-    conditions: Conditions | None
-    tanks: FloatArray
-
-
 class VirtualReactor:
     """Shared physical state of the virtual lab.
 
@@ -210,12 +207,15 @@ class VirtualReactor:
         heaters: Heater models by name.
         clock: Lab clock (wall-scaled for the emulators, manual for the in-process rig).
         twin: The twin whose physics (steady-state products, optics) render the outlet.
+        physics: What the tanks do with what flows in (default: the twin's products carried
+            through the tanks-in-series washout, :class:`~autolab.twin.transient.MixingCascade`).
         seed: Seed of the detector noise.
     """
 
     def __init__(self, geometry: Geometry, pumps: dict[str, PumpModel],
                  heaters: dict[str, HeaterModel], clock: LabClock, *,
-                 twin: DigitalTwin | None = None, seed: int = 0) -> None:
+                 twin: DigitalTwin | None = None, seed: int = 0,
+                 physics: CascadePhysics | None = None) -> None:
         self.lock = threading.RLock()
         self.geometry = geometry
         self.pumps = pumps
@@ -230,19 +230,18 @@ class VirtualReactor:
             shell_feed_fraction=geometry.shell_feed_fraction))
         self.rng = np.random.default_rng(seed)
         self.blocked = False  #: fault: the outlet is blocked -> infusing pumps stall
-        self.products: list[Product] = []
+        self.ambient_c = self.twin.config.ambient_c
+        #: What the tanks hold, and the chemistry that moves it (TWIN's cascade physics).
+        self.physics: CascadePhysics = physics or MixingCascade(self.twin.product, self.twin.config)
+        self.cascade: CascadeState = self.physics.initial()
+        #: Where the shell feed enters: (tank, count); tank 0 = the first shell tank.
+        self.injection: tuple[int, int] = (0, 1)
         #: How the rig realizes what its pumps and heaters are set to (the simulated rig's
-        #: per-run flow, temperature and stock jitter); identity when None.
+        #: per-run flow, temperature and stock scatter); identity when None.
         self.realize: Callable[[Conditions], Conditions] | None = None
         #: Collection efficiency of the sample cell's emission relative to the dye cell's (the
         #: simulated rig scatters it per run: the QY read-out error of a real optics head).
         self.pl_gain = 1.0
-        #: Feeds closer than this to the last product continue it (°C, relative elsewhere).
-        self.same_temperature_c = 3.0
-        self.same_rel = 0.02
-        #: Most products tracked; older ones fold into the next (their tracer mass is kept).
-        self.max_products = 4
-        self._spectra: dict[tuple[float, ...], tuple[FloatArray, FloatArray]] = {}
         self._t_min = clock.now_min()
 
     # ------------------------------------------------------------------ time
@@ -290,43 +289,58 @@ class VirtualReactor:
         return out
 
     def heater_pv(self, role: str) -> float:
-        """PV of the block with this role, °C."""
-        return next(h.pv_c for h in self.heaters.values() if h.role == role)
+        """PV of the block with this role, °C (NaN if the rig has no such block)."""
+        return next((h.pv_c for h in self.heaters.values() if h.role == role), math.nan)
 
-    def _flow(self, dt: float) -> None:
+    def tank_pvs(self) -> tuple[float, ...]:
+        """Block temperature each tank sees, flow order, °C (its own heater, else its stage's)."""
+        g = self.geometry
+        first = self.injection[0] or g.n_core_tanks + 1
+        by_role = {h.role: h.pv_c for h in self.heaters.values()}
+        return tuple(by_role.get(f"tank{i}", by_role.get("core" if i < first else "shell",
+                                                        self.ambient_c))
+                     for i in range(1, g.n_core_tanks + g.n_shell_tanks + 1))
+
+    def _inputs(self) -> TankInputs:
+        """What the pumps, valves, heaters and stirrers make the tanks experience now."""
         g = self.geometry
         r = self.rates()
-        q_core = r.get("halide_cl", 0.0) + r.get("halide_i", 0.0) + r.get("phosphine", 0.0) \
-            + (r.get("solvent", 0.0) if self.valves.get("solvent_valve", 2) == 1 else 0.0)
-        q_shell = max(0.0, q_core - r.get("bleed", 0.0)) + r.get("zinc", 0.0) \
-            + r.get("sulfur", 0.0) \
-            + (r.get("solvent", 0.0) if self.valves.get("solvent_valve", 2) == 2 else 0.0)
-        if q_core <= 0 and q_shell <= 0:
-            return
-        big = 1e9
-        times = np.concatenate([
-            np.full(g.n_core_tanks, g.tank_volume_ml / q_core if q_core > 0 else big),
-            np.full(g.n_shell_tanks, g.tank_volume_ml / q_shell if q_shell > 0 else big)])
-        feed = conditions_from_rates(r, self.heater_pv("core"), self.heater_pv("shell"), g)
-        if feed is not None and self.realize is not None:
-            feed = self.realize(feed)
-        if feed is not None and (not self.products or not _same(
-                self.products[-1].conditions, feed, self.same_temperature_c, self.same_rel)):
-            self.products.append(Product(feed, np.zeros(len(times))))
+        pvs = self.tank_pvs()
+        first = self.injection[0] or g.n_core_tanks + 1
+        per_tank = any(h.role.startswith("tank") for h in self.heaters.values())
+        stir = next((s["sp"] for s in self.stirrers.values() if s["on"] and not s["blocked"]),
+                    DEFAULT_STIR_RPM)
+        feed = conditions_from_rates(
+            r, pvs[0], pvs[first - 1], g, s_inject_tank=self.injection[0],
+            s_inject_count=self.injection[1], t_tank_c=pvs if per_tank else (), stir_rpm=stir)
+        if feed is not None:
+            return TankInputs.feeding(self.realize(feed) if self.realize is not None else feed)
+        solvent = r.get("solvent", 0.0)
+        if solvent > 0:  # the solvent valve sends it to the core inlet (1) or the junction
+            to_core = self.valves.get("solvent_valve", 2) == 1
+            return TankInputs.solvent(solvent, t_tank_c=pvs, stir_rpm=stir,
+                                      s_inject_tank=self.injection[0],
+                                      solvent_tank=1 if to_core else first)
+        return TankInputs.no_flow(t_tank_c=pvs, stir_rpm=stir, s_inject_tank=self.injection[0])
+
+    def _flow(self, dt: float) -> None:
+        inputs = self._inputs()
         with _one_blas_thread():
-            for prod in self.products:
-                inlet = 1.0 if (feed is not None and prod is self.products[-1]) else 0.0
-                if q_core <= 0:  # only the shell stage flows: tracer moves within it
-                    prod.tanks[g.n_core_tanks:] = washout(
-                        np.concatenate([[0.0], prod.tanks[g.n_core_tanks:]]),
-                        np.concatenate([[big], times[g.n_core_tanks:]]), dt, 0.0)[1:]
-                else:
-                    prod.tanks = washout(prod.tanks, times, dt, inlet)
-        self.products = [p for p in self.products if p.tanks.max() > 1e-4
-                         or p is self.products[-1]]
-        while len(self.products) > self.max_products:  # fold the oldest into the next one
-            oldest = self.products.pop(0)
-            self.products[0].tanks = self.products[0].tanks + oldest.tanks
+            try:
+                self.cascade = self.physics.step(self.cascade, inputs, dt)
+            except ConditionsError:
+                # a feed the chemistry cannot run (tanks still cold while the blocks ramp):
+                # no dots form; the stream only carries the tanks' contents out
+                self.cascade = self.physics.step(self.cascade, TankInputs.solvent(
+                    self._outlet_ml_min(), t_tank_c=inputs.t_tank_c, stir_rpm=inputs.stir_rpm,
+                    s_inject_tank=self.injection[0]), dt)
+
+    def _outlet_ml_min(self) -> float:
+        """What leaves the cascade: the core stream less the bleed plus the junction feeds."""
+        r = self.rates()
+        q_core = sum(r.get(k, 0.0) for k in ("halide_cl", "halide_i", "phosphine"))
+        return max(0.0, q_core - r.get("bleed", 0.0)) + sum(
+            r.get(k, 0.0) for k in ("zinc", "sulfur", "solvent"))
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
@@ -344,9 +358,7 @@ class VirtualReactor:
                         for n, h in self.heaters.items()},
             "stirrers": {n: dict(v) for n, v in self.stirrers.items()},
             "valves": dict(self.valves), "blocked": self.blocked,
-            "products": [{"conditions": None if p.conditions is None
-                          else p.conditions.as_dict(), "tanks": p.tanks.tolist()}
-                         for p in self.products]}
+            "injection": list(self.injection), "cascade": self.cascade.to_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict` output (the models are updated in place)."""
@@ -361,29 +373,14 @@ class VirtualReactor:
                          for n, v in state["stirrers"].items()}
         self.valves = {n: int(v) for n, v in state["valves"].items()}
         self.blocked = bool(state["blocked"])
-        self.products = [Product(None if p["conditions"] is None
-                                 else Conditions.from_mapping(p["conditions"]),
-                                 np.asarray(p["tanks"], dtype=np.float64))
-                         for p in state["products"]]
+        self.injection = (int(state["injection"][0]), int(state["injection"][1]))
+        self.cascade = CascadeState.from_dict(state["cascade"])
 
     def reseed(self, seed: list[int] | int) -> None:
         """Restart the detector noise from ``seed`` (run *k* of a seeded rig: ``[seed, k]``)."""
         self.rng = np.random.default_rng(seed)
 
     # ------------------------------------------------------------------ optics
-    def _truth(self, c: Conditions | None) -> tuple[FloatArray, FloatArray]:
-        wl = self.twin.wavelengths_nm
-        if c is None:
-            return np.zeros_like(wl), np.zeros_like(wl)
-        key = tuple(round(v, 3) for v in c.as_dict().values())
-        if key not in self._spectra:
-            try:
-                t = self.twin.truth(c)
-                self._spectra[key] = (t.absorbance, t.emission_per_nm)
-            except ConditionsError:  # outside the chemistry's envelope: no dots form
-                self._spectra[key] = (np.zeros_like(wl), np.zeros_like(wl))
-        return self._spectra[key]
-
     def frame(self, *, source: str, shutter_open: bool, cell: str,
               integration_ms: float) -> FloatArray:
         """One raw detector frame of the outlet flow cell (or the dye cell)."""
@@ -400,13 +397,10 @@ class VirtualReactor:
                                         n_dye=ref.refractive_index, peak_nm=det.dye_peak_nm,
                                         fwhm_nm=det.dye_fwhm_nm)
             else:
-                prods = self.products or [Product(None, np.zeros(1))]
-                weights = np.array([p.tanks[-1] for p in prods])
-                spectra = [self._truth(p.conditions) for p in prods]
-                a = np.vstack([s[0] for s in spectra])
-                e = np.vstack([s[1] for s in spectra])
+                out = self.physics.outlet(self.cascade)
                 a_mix, pl, _ = mixture_pl_counts(
-                    wl, weights, a, e, excitation_nm=det.excitation_nm,
+                    wl, np.ones(1), out.absorbance[None, :], out.emission_per_nm[None, :],
+                    excitation_nm=det.excitation_nm,
                     k_counts=det.pl_counts_per_ms * integration_ms,
                     n_sample=self.twin.qy_reference.sample_refractive_index)
                 if source == "ABS":
@@ -435,22 +429,3 @@ def _one_blas_thread() -> contextlib.AbstractContextManager[object]:
     """
     limit: contextlib.AbstractContextManager[object] = _blas().limit(limits=1, user_api="blas")
     return limit
-
-
-def _same(a: Conditions | None, b: Conditions, temperature_c: float, rel: float) -> bool:
-    if a is None:
-        return False
-    da, db = a.as_dict(), b.as_dict()
-    if da.keys() != db.keys():
-        return False
-    for name, va in da.items():
-        vb = db[name]
-        if math.isinf(va) or math.isinf(vb):
-            if va != vb:
-                return False
-        elif name.startswith("t_"):
-            if abs(va - vb) > temperature_c:
-                return False
-        elif abs(va - vb) > rel * abs(vb):
-            return False
-    return True

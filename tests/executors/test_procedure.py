@@ -9,14 +9,9 @@ from scipy.special import gammainc
 
 from autolab.analysis import analyze
 from autolab.exceptions import ConditionsError, ExperimentFailed
-from autolab.executors.procedure import (
-    check_injection,
-    heater_setpoints,
-    rtd_floor_min,
-    tank_temperatures_c,
-)
+from autolab.executors.procedure import rtd_floor_min, tank_times_min
 from autolab.executors.simulated import SimulatedExecutor
-from autolab.hardware.fluidics import Geometry
+from autolab.hardware.fluidics import Geometry, flow_setpoints
 from autolab.records import Conditions
 from autolab.twin.cascade import washout
 
@@ -45,31 +40,39 @@ def test_rtd_floor_refuses_bad_tanks(bad: list[float]) -> None:
         rtd_floor_min(bad)
 
 
-def test_per_tank_profile_on_stage_and_tank_heaters() -> None:
+def test_tank_times_follow_the_injection_split() -> None:
     g = Geometry()
-    c = Conditions.from_mapping({**BEST.as_dict(), "t_tank5_c": 270.0})
-    assert tank_temperatures_c(c, g) == (180, 180, 180, 290, 270, 290, 290)
-    with pytest.raises(ConditionsError, match="t_tank_c") as err:
-        heater_setpoints(c, ["core", "shell"], g)
-    assert "tank<i>" in str(err.value)
-    roles = ["core", "shell", "tank5"]
-    assert heater_setpoints(c, roles, g) == {"core": 180, "shell": 290, "tank5": 270}
+    one = flow_setpoints(BEST, g)
+    times = tank_times_min(one, g)
+    assert times[:3] == pytest.approx([13 / 3] * 3)
+    assert times[3:] == pytest.approx([15 / 4] * 4)
+    split = flow_setpoints(Conditions.from_mapping({**BEST.as_dict(), "s_inject_count": 2}), g)
+    t_split = tank_times_min(split, g)
+    assert t_split[3] > t_split[4] == pytest.approx(15 / 4)  # tank 4 gets half the shell feed
 
 
-def test_injection_point_refused_without_the_means() -> None:
-    g = Geometry()
-    moved = Conditions.from_mapping({**BEST.as_dict(), "s_inject_tank": 5})
-    with pytest.raises(ConditionsError, match="s_inject_tank"):
-        check_injection(moved, g, can_choose=False)
-    check_injection(moved, g, can_choose=True)
-    check_injection(BEST, g, can_choose=False)
+def test_simulated_rig_realizes_per_tank_conditions() -> None:
+    """The simulated rig heats and stirs every tank and injects wherever asked."""
+    ex = SimulatedExecutor(seed=2)
+    c = Conditions.from_mapping({**BEST.as_dict(), "t_tank5_c": 270.0, "s_inject_tank": 4,
+                                 "stir_rpm": 400.0})
+    m = ex.run(c)
+    heaters = ex.rig.heaters
+    assert heaters["tank5"].model.remote_sp_c == 270.0
+    assert heaters["tank4"].model.remote_sp_c == 290.0  # shell stage from the injection tank
+    assert heaters["tank3"].model.remote_sp_c == 180.0
+    assert ex.rig.stirrers["tank1"].speed_rpm() == 400.0
+    assert ex.rig.reactor.injection == (4, 1)
+    assert analyze(m).pl_peak_nm == pytest.approx(ex.truths[0].pl_peak_nm, abs=3)
 
 
-def test_simulated_rig_refuses_a_profile_it_has_no_heaters_for() -> None:
+def test_simulated_rig_refuses_what_the_twin_cannot_realize() -> None:
     ex = SimulatedExecutor(seed=0)
-    c = Conditions.from_mapping({**BEST.as_dict(), "t_tank2_c": 200.0})
-    with pytest.raises(ConditionsError, match="t_tank_c"):
+    c = Conditions.from_mapping({**BEST.as_dict(), "t_tank8_c": 200.0})
+    with pytest.raises(ConditionsError, match="t_tank8_c"):
         ex.run(c)
+    with pytest.raises(ConditionsError, match="s_inject_tank"):
+        ex.run(Conditions.from_mapping({**BEST.as_dict(), "s_inject_tank": 1}))
     assert ex.run_index == 0 and ex.lab_clock_h == 0.0  # nothing ran
 
 
