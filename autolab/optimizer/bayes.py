@@ -41,13 +41,15 @@ from botorch.acquisition.acquisition import AcquisitionFunction
 from botorch.exceptions.warnings import OptimizationWarning
 from botorch.optim.initializers import initialize_q_batch
 from botorch.optim.optimize import optimize_acqf
+from linear_operator.utils.warnings import NumericalWarning
 from numpy.typing import NDArray
 from pydantic import ValidationError
 
 from autolab.exceptions import OptimizerError
-from autolab.objective import ObjectiveSpec
+from autolab.objective import ObjectiveSpec, Target
 from autolab.optimizer.acquisition import (
     PENDING_RADIUS,
+    BandFirstLogEI,
     build_acquisition,
     incumbent_rest,
     mean_lengthscale,
@@ -334,7 +336,11 @@ class BotorchOptimizer(BaseOptimizer):
                 draws = feasible = None
                 if not thresholds:
                     torch.manual_seed(derive_seed(seed, 5))
-                    joint = post.rsample(torch.Size([FORECAST_DRAWS]))
+                    with warnings.catch_warnings():
+                        # Joint draws over near-duplicate candidates need a little jitter, which
+                        # linear_operator adds and reports; the draws are still exact enough.
+                        warnings.simplefilter("ignore", NumericalWarning)
+                        joint = post.rsample(torch.Size([FORECAST_DRAWS]))
                     draws = joint[..., :m]
                     feasible = joint[..., m] > 0 if has_feas else None
             best = self.best()
@@ -421,7 +427,9 @@ class BotorchOptimizer(BaseOptimizer):
                     options={"maxiter": self.settings.maxiter, "seed": seed,
                              "batch_limit": self.settings.num_restarts},
                     # BoTorch types ic_generator with a positional signature it never uses.
-                    ic_generator=_InitialConditions(self.space, seed, anchors.cpu().numpy()),  # type: ignore[arg-type]
+                    ic_generator=_InitialConditions(  # type: ignore[arg-type]
+                        self.space, seed, anchors.cpu().numpy(),
+                        project=self.settings.band_projection),
                 )
             return cand.detach()
 
@@ -486,11 +494,50 @@ class _InitialConditions:
     #: Standard deviation of the perturbations, unit-cube units.
     LOCAL_SIGMA = 0.05
 
-    def __init__(self, space: ParameterSpace, seed: int, anchors: NDArray[np.float64]) -> None:
+    #: Newton steps that move uniform candidates onto the predicted band (``project``).
+    PROJECTION_STEPS = 3
+
+    def __init__(self, space: ParameterSpace, seed: int, anchors: NDArray[np.float64], *,
+                 project: bool = False) -> None:
         self.space = space
         self.seed = seed
         self.anchors = anchors
+        self.project = project
         self.calls = 0
+
+    def _onto_band(self, acq_function: AcquisitionFunction, u: NDArray[np.float64],
+                   device: torch.device) -> NDArray[np.float64]:
+        """Half of the uniform candidates moved onto the predicted target band.
+
+        The band-first acquisition is a thin ridge along the level set ``mean(x) = target`` of
+        each target outcome: uniform raw samples seldom land on it away from the data, so the
+        starting points (and the search) stay near known in-band experiments. A few Newton steps
+        on the posterior mean, ``x <- x - (mean(x) - target) * grad / |grad|^2``, put candidates
+        anywhere along the ridge. Points that leave the cube are clipped; those that break a
+        linear constraint keep their uniform position.
+        """
+        if not isinstance(acq_function, BandFirstLogEI) or u.shape[0] < 2:
+            return u
+        targets = [(acq_function.spec.outcome_names.index(t.outcome), t.value)
+                   for t in acq_function.spec.terms if isinstance(t, Target)]
+        if not targets:
+            return u
+        half = u.shape[0] // 2
+        x = torch.as_tensor(u[:half].copy(), dtype=torch.float64, device=device)
+        for step in range(self.PROJECTION_STEPS):
+            k, value = targets[step % len(targets)]
+            x = x.detach().requires_grad_(True)
+            post: Any = acq_function.model.posterior(x.unsqueeze(-2))
+            mean = post.mean[..., 0, k]
+            (grad,) = torch.autograd.grad(mean.sum(), x)
+            with torch.no_grad():
+                move = (mean - value) / grad.pow(2).sum(-1).clamp_min(1e-12)
+                x = (x - move.unsqueeze(-1) * grad).clamp(0.0, 1.0)
+        moved = x.detach().cpu().numpy()
+        keep = feasible_mask(self.space, moved)
+        out = u.copy()
+        out[:half][keep] = moved[keep]
+        return out
 
     def _local(self, n: int) -> NDArray[np.float64]:
         if n == 0 or self.anchors.shape[0] == 0:
@@ -515,6 +562,8 @@ class _InitialConditions:
         n_raw = max(raw_samples or 0, num_restarts)
         local = self._local(n_raw // 4) if q == 1 else np.zeros((0, self.space.dim))
         u = random_design(self.space, derive_seed(self.seed, self.calls), n_raw * q - len(local))
+        if self.project and q == 1:
+            u = self._onto_band(acq_function, u, bounds.device)
         u = np.concatenate([local, u])
         self.calls += 1
         X = torch.as_tensor(u, dtype=bounds.dtype, device=bounds.device).reshape(n_raw, q, -1)

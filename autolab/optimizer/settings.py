@@ -58,6 +58,9 @@ class BotorchSettings(BaseModel):
             (``band_weight * log P(band)``). 1 is the plain probability; smaller values temper
             it, so that the search leaves the places where the peak is already known for
             brighter regions whose peak is less certain.
+        band_projection: Move half of the acquisition optimizer's uniform starting points onto
+            the model's predicted target band (Newton steps on the posterior mean), so the
+            search finds the band-first acquisition's thin ridge away from the data too.
         prior: ``"twin"``: the digital twin's noise-free response is the GPs' prior mean, with a
             learned weight and offset, and the GPs model the reactor's discrepancy from it
             (``autolab.prior.twin_prior`` builds it; the optimizer gets it as
@@ -78,6 +81,7 @@ class BotorchSettings(BaseModel):
     known_noise: bool = True
     prior: Literal["none", "twin"] = "none"
     band_weight: float = Field(default=1.0, gt=0.0, le=1.0)
+    band_projection: bool = False
 
 
 class RandomSettings(BaseModel):

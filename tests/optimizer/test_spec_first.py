@@ -203,3 +203,31 @@ def test_repeat_a_measurement_only_when_its_noise_limits_the_decision() -> None:
     assert repeat_advice(obj, centred, clear_lead) == (None, "")
     unstated = Reading(index=4, outcomes=near_edge.outcomes, sigma={}, post_sd=near_edge.post_sd)
     assert repeat_advice(obj, unstated, None) == (None, "")
+
+
+def test_band_projection_puts_starting_points_on_the_predicted_band() -> None:
+    """``band_projection``: half of the uniform starting points move onto mean(x) = target."""
+    from autolab.optimizer.bayes import _InitialConditions
+    from autolab.optimizer.design import random_design
+
+    space = space_2d()
+    opt = BotorchOptimizer(space, target_objective(), seed=1, n_init=4, **FAST)
+    _run(opt, 6)
+    model, data, has_feas, _ = opt._fit(0)
+    acqf = build_acquisition(opt.objective, model, data.X_ok, has_feasibility=has_feas,
+                             X_pending=None, mc_samples=8, seed=0, incumbent=0.0)
+    u = random_design(space, 0, 32)
+    moved = _InitialConditions(space, 0, data.X_ok.numpy(), project=True)._onto_band(
+        acqf, u, torch.device("cpu"))
+    with torch.no_grad():
+        before = model.posterior(torch.tensor(u[:16]).unsqueeze(-2)).mean[:, 0, 0]
+        after = model.posterior(torch.tensor(moved[:16]).unsqueeze(-2)).mean[:, 0, 0]
+    inside = (after - 550.0).abs() <= 2.0
+    assert int(inside.sum()) >= 12 > int(((before - 550.0).abs() <= 2.0).sum())
+    assert np.array_equal(moved[16:], u[16:])  # the other half stays uniform
+    assert ((moved >= 0) & (moved <= 1)).all()
+    # and a whole campaign runs with it
+    proj = BotorchOptimizer(space, target_objective(), seed=1, n_init=4, band_projection=True,
+                            **FAST)
+    _run(proj, 6)
+    assert len(proj.observations) == 6
