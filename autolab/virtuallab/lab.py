@@ -19,6 +19,7 @@ from autolab.virtuallab.emulators import (
     PumpChainEmulator,
     SpectrometerEmulator,
     StirrerEmulator,
+    SulfurValveEmulator,
     ValveEmulator,
 )
 from autolab.virtuallab.reactor import HeaterModel, PumpModel, VirtualClock, VirtualReactor
@@ -42,11 +43,16 @@ class VirtualLab:
         pump_safe_mode_s: The mode the pumps are in when the lab starts: 0 = Basic (factory
             state), n = Safe mode with an n-s timeout (left by an earlier session, since Safe
             mode persists across power cycles).
+        per_tank: One heater (Modbus address ``i`` on the one bus) and one stirrer per tank,
+            roles ``tank<i>``, instead of the two stage blocks.
+        sulfur_tanks: Plumbing of a sulfur selection valve (position ``j`` feeds tank
+            ``sulfur_tanks[j-1]``); empty: no valve, the feed enters the first shell tank.
     """
 
     def __init__(self, *, time_scale: float = 1.0, geometry: Geometry | None = None,
                  syringe_ml: float = 5000.0, seed: int = 0,
-                 max_temperature_c: float = 330.0, pump_safe_mode_s: int = 0) -> None:
+                 max_temperature_c: float = 330.0, pump_safe_mode_s: int = 0,
+                 per_tank: bool = False, sulfur_tanks: tuple[int, ...] = ()) -> None:
         self.time_scale = time_scale
         self.geometry = geometry or Geometry()
         self.max_temperature_c = max_temperature_c
@@ -55,17 +61,21 @@ class VirtualLab:
                                            left_ml=0.0 if role == "bleed" else syringe_ml,
                                            safe_timeout_s=pump_safe_mode_s)
                  for i, role in enumerate(ROLES)}
-        heaters = {"heater_core": HeaterModel(address=1, role="core"),
-                   "heater_shell": HeaterModel(address=2, role="shell")}
+        n = self.geometry.n_core_tanks + self.geometry.n_shell_tanks
+        stages = [f"tank{i}" for i in range(1, n + 1)] if per_tank else ["core", "shell"]
+        heaters = {f"heater_{s}": HeaterModel(address=i, role=s)
+                   for i, s in enumerate(stages, start=1)}
         self.clock = VirtualClock(time_scale)
         self.reactor = VirtualReactor(self.geometry, pumps, heaters, self.clock, seed=seed)
         self.pumps = PumpChainEmulator("pumps", self.reactor)
         self.heaters = ModbusBusEmulator("heaters", self.reactor)
-        self.stirrers = {s: StirrerEmulator(f"stirrer_{s}", self.reactor)
-                         for s in ("core", "shell")}
+        self.stirrers = {s: StirrerEmulator(f"stirrer_{s}", self.reactor) for s in stages}
         self.valves = {v: ValveEmulator(v, self.reactor, positions=6,
                                         initial=2 if v == "solvent_valve" else 1)
                        for v in ("solvent_valve", "outlet_valve")}
+        if sulfur_tanks:
+            self.valves["sulfur_valve"] = SulfurValveEmulator("sulfur_valve", self.reactor,
+                                                              tuple(sulfur_tanks))
         self.spectrometer = SpectrometerEmulator("spectrometer", self.reactor)
         self._started = False
 
@@ -122,15 +132,16 @@ class VirtualLab:
                 kind="ne1000", port="pumps", address=i, role=role, reagent=REAGENTS[role],
                 syringe_ml=self.reactor.pumps[f"pump_{role}"].syringe_ml,
                 safe_mode_s=safe_mode_s, limits=Limits(max_rate_ml_min=50.0))
-        for addr, stage in ((1, "core"), (2, "shell")):
-            devices[f"heater_{stage}"] = DeviceSpec(kind="eurotherm3200", port="heaters",
-                                                    address=addr, role=stage,
-                                                    limits=heater_limits)
+        for name, h in self.reactor.heaters.items():
+            devices[name] = DeviceSpec(kind="eurotherm3200", port="heaters", address=h.address,
+                                       role=h.role, limits=heater_limits)
+        for stage in self.stirrers:
             devices[f"stirrer_{stage}"] = DeviceSpec(kind="ika", port=f"stirrer_{stage}",
                                                      role=stage,
                                                      limits=Limits(max_speed_rpm=1200))
-        for v in ("solvent_valve", "outlet_valve"):
-            devices[v] = DeviceSpec(kind="vici", port=v, role=v, positions=6)
+        for v, valve in self.valves.items():
+            devices[v] = DeviceSpec(kind="vici", port=v, role=v, positions=valve.positions,
+                                    inject_tanks=getattr(valve, "inject_tanks", ()))
         devices["spectrometer"] = DeviceSpec(kind="asp1", port="spectrometer", role="outlet")
         return DevicesConfig(time_scale=self.time_scale, ports=ports, devices=devices,
                              geometry=self.geometry)

@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 
 from autolab.exceptions import ConditionsError, ConfigError, HardwareError
+from autolab.executors.cstr import CSTRExecutor
 from autolab.hardware.base import Spectrometer, Stirrer, TemperatureController, Valve
 from autolab.hardware.devices import DeviceSpecBase, dump_devices, load_devices, parse_devices
 from autolab.hardware.envelope import (
@@ -48,6 +49,7 @@ from autolab.virtuallab.emulators import (
     StirrerEmulator,
     SulfurValveEmulator,
 )
+from autolab.virtuallab.lab import VirtualLab
 from autolab.virtuallab.reactor import HeaterModel
 
 BASE = dict(t_core_c=180.0, tau_core_min=10.0, t_shell_c=260.0, tau_shell_min=20.0,
@@ -582,3 +584,28 @@ def test_heater_setpoints_are_pure_in_roles_and_geometry() -> None:
         heater_setpoints(c, ["core", "shell"], g)
     with pytest.raises(ConditionsError, match="heater role 'tank9' heats no tank"):
         heater_setpoints(Conditions(**BASE), ["core", "shell", "tank9"], g)
+
+
+# ============================================================================= end to end
+def test_per_tank_conditions_run_end_to_end_on_the_serial_rig() -> None:
+    """One experiment through the procedure, drivers and emulators of a per-tank virtual lab:
+    seven tank heaters on one Modbus bus, seven stirrers, the sulfur valve at tank 5."""
+    c = Conditions(t_core_c=180, tau_core_min=13, t_shell_c=290, tau_shell_min=15, cl_to_i=6,
+                   s_to_zn=2, t_tank_c=(math.nan,) * 4 + (280.0,), s_inject_tank=5,
+                   stir_rpm=700.0)
+    with VirtualLab(time_scale=2400.0, per_tank=True, sulfur_tanks=(3, 4, 5, 6)) as lab:
+        ex = CSTRExecutor(lab.devices_config(), install_signal_handlers=False)
+        try:
+            meas = ex.run(c)
+            with lab.reactor.lock:  # what the devices were told (before the close cools)
+                injection = lab.reactor.injection
+                valve = lab.reactor.valves["sulfur_valve"]
+                sp = {h.role: h.remote_sp_c for h in lab.reactor.heaters.values()}
+                stir = {n: s["sp"] for n, s in lab.reactor.stirrers.items()}
+        finally:
+            ex.close()
+    assert meas.conditions == c.as_dict()
+    assert (injection, valve) == ((5, 1), 3)
+    assert sp == pytest.approx({"tank1": 180, "tank2": 180, "tank3": 180, "tank4": 180,
+                                "tank5": 280, "tank6": 290, "tank7": 290}, abs=0.05)
+    assert set(stir.values()) == {700.0}
