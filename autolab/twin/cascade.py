@@ -29,6 +29,7 @@ from scipy.special import gammainc, gammaln
 
 from autolab.exceptions import ConditionsError
 from autolab.records import Conditions, tank_temperature_name
+from autolab.twin.chemistry import TankProfile
 from autolab.twin.config import TwinConfig
 
 FloatArray = NDArray[np.float64]
@@ -151,8 +152,11 @@ def tank_temperatures_c(conditions: Conditions, config: TwinConfig) -> FloatArra
     return temps
 
 
-def check_tank_conditions(conditions: Conditions, config: TwinConfig) -> None:
-    """Envelope of the optional per-tank conditions in this cascade (the twin's reactor).
+def check_tank_conditions(conditions: Conditions, config: TwinConfig | None = None) -> None:
+    """Envelope of the optional per-tank conditions (the twin's reactor).
+
+    Without ``config`` only what holds for any cascade is checked (stirring and tank
+    temperature ranges); with it also the injection layout and the profile's length.
 
     Raises:
         ConditionsError: Names the offending field (``t_tank<i>_c``, ``stir_rpm``,
@@ -162,7 +166,29 @@ def check_tank_conditions(conditions: Conditions, config: TwinConfig) -> None:
     if not lo <= conditions.stir_rpm <= hi:
         raise ConditionsError("stir_rpm", conditions.stir_rpm, f"[{lo:g}, {hi:g}] rpm",
                               "outside what the tanks' stirrer motors do")
-    tank_temperatures_c(conditions, config)  # checks the injection too
+    if config is not None:
+        tank_temperatures_c(conditions, config)  # checks the injection too
+        return
+    lo, hi = TANK_TEMPERATURE_RANGE_C
+    for i, v in enumerate(conditions.t_tank_c, start=1):
+        if not (math.isnan(v) or lo <= v <= hi):
+            raise ConditionsError(tank_temperature_name(i), v, f"[{lo:g}, {hi:g}] °C",
+                                  "outside what a tank's block reaches")
+
+
+def tank_profile(conditions: Conditions, config: TwinConfig) -> TankProfile:
+    """The per-tank picture of one condition set for the steady state (``n = 1``).
+
+    Raises:
+        ConditionsError: Per-tank conditions this cascade cannot realize (names the field).
+    """
+    n_core, _ = stage_tanks(conditions, config)
+    temps = tank_temperatures_c(conditions, config)
+    times = tank_times_min(conditions, config)
+    return TankProfile(core_t_c=temps[None, :n_core], shell_t_c=temps[None, n_core:],
+                       shell_tank_min=times[None, n_core:],
+                       sulfur=sulfur_share(conditions, config)[None, n_core:],
+                       stir_rpm=np.array([conditions.stir_rpm]))
 
 
 def flow_plan(conditions: Conditions, config: TwinConfig) -> FlowPlan:

@@ -94,9 +94,10 @@ class ConditionArrays:
 
     def take(self, index: int) -> Conditions:
         """Row ``index`` as :class:`Conditions`."""
-        return Conditions(*(float(getattr(self, n)[index]) for n in (
-            "t_core_c", "tau_core_min", "t_shell_c", "tau_shell_min", "cl_to_i", "s_to_zn",
-            "p_to_in")))
+        i = index
+        return Conditions(float(self.t_core_c[i]), float(self.tau_core_min[i]),
+                          float(self.t_shell_c[i]), float(self.tau_shell_min[i]),
+                          float(self.cl_to_i[i]), float(self.s_to_zn[i]), float(self.p_to_in[i]))
 
 
 @dataclass(frozen=True, eq=False)
@@ -164,16 +165,126 @@ def erlang_nodes(n_tanks: int, n_nodes: int = N_AGE_NODES) -> tuple[FloatArray, 
     return np.asarray(x / n_tanks, dtype=np.float64), np.asarray(w / w.sum(), dtype=np.float64)
 
 
-def nuclei_rel(c: ConditionArrays, chem: ChemistryParams) -> FloatArray:
-    """Relative nuclei count (1 = chloride only, ``t_ref_core_c``, ``p_opt``), shape ``(n,)``."""
+@dataclass(frozen=True, eq=False)
+class TankProfile:
+    """Per-tank picture of ``n`` condition sets: what each tank of each stage does.
+
+    The plain two-stage reactor is :meth:`uniform`; the optional per-tank conditions
+    (temperature profile, stirring, sulfur injection position and split) give other profiles
+    (:func:`autolab.twin.cascade.tank_profile`).
+
+    Attributes:
+        core_t_c: Temperatures of the core tanks, ``(n, n_core)`` °C (tank 1 nucleates).
+        shell_t_c: Temperatures of the shell tanks, ``(n, n_shell)`` °C.
+        shell_tank_min: Mean residence time of each shell tank, ``(n, n_shell)`` min.
+        sulfur: Share of the shell feed entered by each shell tank, ``(n, n_shell)``.
+        stir_rpm: Stirring rate, ``(n,)`` rpm.
+    """
+
+    core_t_c: FloatArray
+    shell_t_c: FloatArray
+    shell_tank_min: FloatArray
+    sulfur: FloatArray
+    stir_rpm: FloatArray
+
+    @classmethod
+    def uniform(cls, c: ConditionArrays, n_core: int, n_shell: int,
+                stir_rpm: float = 600.0) -> TankProfile:
+        """Every core tank at ``t_core_c``, every shell tank at ``t_shell_c``, one injection."""
+        n = len(c)
+        return cls(core_t_c=np.repeat(c.t_core_c[:, None], n_core, axis=1),
+                   shell_t_c=np.repeat(c.t_shell_c[:, None], n_shell, axis=1),
+                   shell_tank_min=np.repeat((c.tau_shell_min / n_shell)[:, None], n_shell,
+                                            axis=1),
+                   sulfur=np.ones((n, n_shell)), stir_rpm=np.full(n, stir_rpm))
+
+    @property
+    def n_core(self) -> int:
+        """Tanks of the core stage."""
+        return int(self.core_t_c.shape[1])
+
+    @property
+    def n_shell(self) -> int:
+        """Tanks of the shell stage."""
+        return int(self.shell_t_c.shape[1])
+
+
+def nuclei_rel(c: ConditionArrays, chem: ChemistryParams,
+               t_nucleation_c: FloatArray | None = None) -> FloatArray:
+    """Relative nuclei count (1 = chloride only, ``t_ref_core_c``, ``p_opt``), shape ``(n,)``.
+
+    ``t_nucleation_c``: temperature of the tank where the burst happens (tank 1; default
+    ``t_core_c``).
+    """
+    t = c.t_core_c if t_nucleation_c is None else t_nucleation_c
     f = iodide_fraction(c.cl_to_i)
     return ((1.0 + chem.iodide_nuclei_gain * f ** chem.iodide_nuclei_exponent)
-            * arrhenius(1.0, chem.ea_nuclei_kj_mol, c.t_core_c, chem.t_ref_core_c)
+            * arrhenius(1.0, chem.ea_nuclei_kj_mol, t, chem.t_ref_core_c)
             * (c.p_to_in / chem.p_opt) ** chem.p_nuclei_exponent)
 
 
+def birth_spread_sq(c: ConditionArrays, chem: ChemistryParams, t_nucleation_c: FloatArray,
+                    stir_rpm: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """Squared size spreads a fluid element is born with: ``(burst², P:In mismatch²)``, ``(n,)``.
+
+    The burst narrows as nucleation speeds up (hotter, more iodide) but never below the floor
+    set by the spread of nucleation times within one burst (chemistry-data §2.3: the seed
+    ensembles have δ ≈ 11–17 %, the best flow cores ~8 %); the floor is added by
+    :func:`core_ensemble`. Below ``stir_ref_rpm`` the micromixing time (∝ rpm^-1.5) is no longer
+    short against the burst, and the nucleation tank's concentration field adds spread. Off the
+    optimum P:In the nucleation chemistry changes regime (P-limited below, P-excess above): an
+    extra spread that rises steeply near p_opt and saturates far from it.
+    """
+    f = iodide_fraction(c.cl_to_i)
+    cv_burst = (chem.cv_nucleation_ref
+                / arrhenius(1.0, chem.ea_nucleation_cv_kj_mol, t_nucleation_c, chem.t_ref_core_c)
+                / (1.0 + chem.iodide_cv_gain * f ** chem.iodide_cv_exponent))
+    slow = np.maximum(0.0, (chem.stir_ref_rpm / np.asarray(stir_rpm)) ** 1.5 - 1.0)
+    cv_mix = chem.cv_mixing_ref * slow
+    cv_p = chem.cv_p_mismatch * np.tanh(np.abs(np.log(c.p_to_in / chem.p_opt))
+                                        / chem.p_mismatch_scale)
+    return cv_burst ** 2 + cv_mix ** 2, cv_p ** 2
+
+
+def core_ensemble(conv: FloatArray, rip_exposure: FloatArray, weights: FloatArray, *,
+                  nuc: FloatArray, birth_sq: FloatArray, p_sq: FloatArray, cv_gas: float,
+                  residual: FloatArray, chem: ChemistryParams) -> CoreState:
+    """Core state of an ensemble of fluid elements (the one formula of sizes and spreads).
+
+    The steady state passes Erlang quadrature nodes; the transient cascade passes its age
+    classes. Arrays of shape ``(n, m)`` hold one entry per element class.
+
+    Args:
+        conv: In converted per element class, fraction of the fed In (deposit included).
+        rip_exposure: Ripening exposure ``∫k_rip dt`` per class (dot count falls as
+            ``1/(1 + exposure)``, LSW).
+        weights: Class weights, ``(n, m)`` or ``(m,)``, rows summing to 1.
+        nuc: Relative nuclei count per class, ``(n, m)`` or ``(n,)``.
+        birth_sq: Mean burst² + mixing² spread of the elements, ``(n,)``.
+        p_sq: Mean P:In mismatch² spread, ``(n,)``.
+        cv_gas: Spread from gas slugs (horizontal cascade).
+        residual: Fraction of the convertible precursor left at the core outlet, ``(n,)``.
+        chem: Chemistry constants.
+    """
+    w = np.broadcast_to(weights, conv.shape)
+    nuc2 = nuc if nuc.ndim == 2 else nuc[:, None]
+    coarsen = 1.0 + rip_exposure
+    edge = np.cbrt((chem.seed_edge_a ** 3 + chem.growth_edge_a ** 3 * conv / nuc2) * coarsen)
+    m1 = (edge * w).sum(axis=1)
+    m2 = (edge * edge * w).sum(axis=1)
+    cv_rtd = np.sqrt(np.maximum(m2 / (m1 * m1) - 1.0, 0.0))
+    cv_nuc_sq = chem.cv_nucleation_floor ** 2 + birth_sq
+    # Ripening drives the distribution towards the (broad, bounded) LSW stationary shape.
+    rip_progress = (rip_exposure / coarsen * w).sum(axis=1)
+    cv_rip = chem.cv_ripening_max * rip_progress
+    cv = np.sqrt(cv_rtd ** 2 + cv_nuc_sq + cv_rip ** 2 + p_sq + cv_gas ** 2)
+    return CoreState(mean_edge_a=m1, size_cv=cv, conversion=(conv * w).sum(axis=1),
+                     nuclei_rel=(nuc2 * w).sum(axis=1), residual_precursor=residual)
+
+
 def core_stage(c: ConditionArrays, chem: ChemistryParams, n_core_tanks: int,
-               horizontal: bool = False, n_shell_tanks: int = 0) -> CoreState:
+               horizontal: bool = False, n_shell_tanks: int = 0, *,
+               profile: TankProfile | None = None) -> CoreState:
     """Steady-state size distribution of the InP cores (over the core-stage RTD).
 
     Args:
@@ -183,95 +294,105 @@ def core_stage(c: ConditionArrays, chem: ChemistryParams, n_core_tanks: int,
         horizontal: Cascade lies flat: trapped gas shortens the residence and adds spread.
         n_shell_tanks: 0 for the core-stage outlet (bare cores). Otherwise the cores as they
             leave the shell stage of that many tanks: the precursor still unreacted at the core
-            outlet converts there at ``t_shell_c``, and ``shell_growth_fraction`` of it deposits
-            on the existing cores. The stirred shell tanks share that monomer among all dots,
-            so every dot gains the same volume, which narrows the relative size spread (small
-            dots gain more edge length) and red-shifts.
+            outlet converts there at the shell tanks' temperatures, and
+            ``shell_growth_fraction`` of it deposits on the existing cores. The stirred shell
+            tanks share that monomer among all dots, so every dot gains the same volume, which
+            narrows the relative size spread (small dots gain more edge length) and red-shifts.
+        profile: Per-tank temperatures, stirring and shell layout (default: uniform stages).
+            Tank 1 nucleates (its temperature sets the nuclei count and burst width); growth
+            and ripening run at the mean Arrhenius factor of the core tanks, exact for the mean
+            exposure of an element of a given age because the core tanks share its time equally.
 
     Returns:
         The core state, arrays of shape ``(n,)``.
     """
-    nuc = nuclei_rel(c, chem)
+    prof = profile or TankProfile.uniform(c, n_core_tanks, max(n_shell_tanks, 1))
+    t_nuc = prof.core_t_c[:, 0]
+    nuc = nuclei_rel(c, chem, t_nuc)
     x_max = np.minimum(1.0, c.p_to_in / chem.p_stoich)
-    k = (arrhenius(chem.k_conv_ref_per_min, chem.ea_conv_kj_mol, c.t_core_c, chem.t_ref_core_c)
-         * nuc ** chem.surface_rate_exponent)
-    k_rip = arrhenius(chem.k_ripening_ref_per_min, chem.ea_ripening_kj_mol, c.t_core_c,
-                      chem.t_ref_core_c)
+    k = (chem.k_conv_ref_per_min * nuc ** chem.surface_rate_exponent
+         * arrhenius(1.0, chem.ea_conv_kj_mol, prof.core_t_c, chem.t_ref_core_c).mean(axis=1))
+    k_rip = arrhenius(chem.k_ripening_ref_per_min, chem.ea_ripening_kj_mol, prof.core_t_c,
+                      chem.t_ref_core_c).mean(axis=1)
     tau = c.tau_core_min * ((1.0 - chem.gas_volume_fraction) if horizontal else 1.0)
     x_nodes, w = erlang_nodes(n_core_tanks)
     ages = tau[:, None] * x_nodes[None, :]  # (n, m)
     conv = x_max[:, None] * -np.expm1(-k[:, None] * ages)
     residual = 1.0 - (conv @ w) / x_max
     if n_shell_tanks:
-        k_hot = (arrhenius(chem.k_conv_ref_per_min, chem.ea_conv_kj_mol, c.t_shell_c,
-                           chem.t_ref_core_c) * nuc ** chem.surface_rate_exponent)
-        n_s = float(n_shell_tanks)
-        done = 1.0 - (1.0 + k_hot * c.tau_shell_min / n_s) ** (-n_s)
+        k_hot = (chem.k_conv_ref_per_min * nuc[:, None] ** chem.surface_rate_exponent
+                 * arrhenius(1.0, chem.ea_conv_kj_mol, prof.shell_t_c, chem.t_ref_core_c))
+        done = 1.0 - np.prod(1.0 / (1.0 + k_hot * prof.shell_tank_min), axis=1)
         conv = conv + (chem.shell_growth_fraction * done * residual * x_max)[:, None]
-    # Ostwald ripening: the dot count of a fluid element falls as 1/(1 + k_rip·t) (LSW), so the
-    # volume per dot grows by the same factor.
-    coarsen = 1.0 + k_rip[:, None] * ages
-    edge = np.cbrt((chem.seed_edge_a ** 3 + chem.growth_edge_a ** 3 * conv / nuc[:, None])
-                   * coarsen)
-    m1 = edge @ w
-    m2 = (edge * edge) @ w
-    cv_rtd = np.sqrt(np.maximum(m2 / (m1 * m1) - 1.0, 0.0))
-    f = iodide_fraction(c.cl_to_i)
-    # Burst width: narrows as nucleation speeds up (hotter, more iodide) but never below the
-    # floor set by the spread of nucleation times within one burst (chemistry-data §2.3: the
-    # seed ensembles have δ ≈ 11–17 %, the best flow cores ~8 %).
-    cv_burst = (chem.cv_nucleation_ref
-                / arrhenius(1.0, chem.ea_nucleation_cv_kj_mol, c.t_core_c, chem.t_ref_core_c)
-                / (1.0 + chem.iodide_cv_gain * f ** chem.iodide_cv_exponent))
-    cv_nuc = np.sqrt(chem.cv_nucleation_floor ** 2 + cv_burst ** 2)
-    # Ripening drives the distribution towards the (broad, bounded) LSW stationary shape.
-    rip_progress = (k_rip[:, None] * ages / (1.0 + k_rip[:, None] * ages)) @ w
-    cv_rip = chem.cv_ripening_max * rip_progress
-    # Off the optimum P:In the nucleation chemistry changes regime (P-limited below, P-excess
-    # above): an extra spread that rises steeply near p_opt and saturates far from it.
-    cv_p = chem.cv_p_mismatch * np.tanh(np.abs(np.log(c.p_to_in / chem.p_opt))
-                                        / chem.p_mismatch_scale)
-    cv_gas = chem.gas_cv if horizontal else 0.0
-    cv = np.sqrt(cv_rtd ** 2 + cv_nuc ** 2 + cv_rip ** 2 + cv_p ** 2 + cv_gas ** 2)
-    return CoreState(mean_edge_a=m1, size_cv=cv, conversion=conv @ w, nuclei_rel=nuc,
-                     residual_precursor=residual)
+    birth_sq, p_sq = birth_spread_sq(c, chem, t_nuc, prof.stir_rpm)
+    return core_ensemble(conv, k_rip[:, None] * ages, w, nuc=nuc, birth_sq=birth_sq, p_sq=p_sq,
+                         cv_gas=chem.gas_cv if horizontal else 0.0, residual=residual,
+                         chem=chem)
 
 
 def shell_stage(c: ConditionArrays, chem: ChemistryParams, n_shell_tanks: int,
-                core: CoreState | None = None) -> ShellState:
+                core: CoreState | None = None, profile: TankProfile | None = None) -> ShellState:
     """Steady-state outlet of the shell stage: thickness, alloying, QY and extra broadening.
+
+    Each shell tank i (residence ``τ_i``, temperature ``T_i``, sulfur share ``φ_i``) is a CSTR
+    balance, so the unreacted Zn/S fraction leaving the stage is ``Π 1/(1 + k_s(T_i)·φ_i·τ_i)``
+    (``(1 + k_s·τ/N)^-N`` for a uniform stage) and the interface exposures are the sums
+    ``Σ D(T_i)·τ_i``.
 
     Args:
         c: Conditions, arrays of shape ``(n,)``.
         chem: Chemistry constants.
-        n_shell_tanks: Tanks in the shell stage (Erlang order of the shell age distribution).
+        n_shell_tanks: Tanks in the shell stage.
         core: Core-stage outlet; its unreacted precursor degrades the interface (omit: none).
+        profile: Per-tank temperatures, residence times and sulfur shares (default: uniform).
 
     Returns:
         The shell state, arrays of shape ``(n,)``.
     """
-    k_s = arrhenius(chem.k_shell_ref_per_min, chem.ea_shell_kj_mol, c.t_shell_c,
+    prof = profile or TankProfile.uniform(c, 1, n_shell_tanks)
+    k_s = arrhenius(chem.k_shell_ref_per_min, chem.ea_shell_kj_mol, prof.shell_t_c,
                     chem.t_ref_shell_c)
-    n = float(n_shell_tanks)
-    h_max = chem.shell_dose_ml * np.minimum(1.0, c.s_to_zn / chem.s_opt)
-    h = h_max * (1.0 - (1.0 + k_s * c.tau_shell_min / n) ** (-n))
-    dwell = np.sqrt(c.tau_shell_min / 15.0)
-    alloy = chem.alloy_depth_ref_a * dwell * np.sqrt(
-        arrhenius(1.0, chem.ea_alloy_kj_mol, c.t_shell_c, chem.t_ref_shell_c))
-    excess_s = np.maximum(0.0, c.s_to_zn - chem.s_opt)
-    deficit_s = np.maximum(0.0, chem.s_opt - c.s_to_zn)
-    over = np.maximum(0.0, h - chem.critical_ml)
-    ln_p = np.log(c.p_to_in / chem.p_opt)
-    residual = (np.zeros_like(h) if core is None
+    left = np.prod(1.0 / (1.0 + k_s * prof.sulfur * prof.shell_tank_min), axis=1)
+    alloy_exposure = (arrhenius(1.0, chem.ea_alloy_kj_mol, prof.shell_t_c, chem.t_ref_shell_c)
+                      * prof.shell_tank_min).sum(axis=1)
+    hot_exposure = (arrhenius(1.0, chem.ea_hot_kj_mol, prof.shell_t_c, chem.t_ref_shell_c) ** 2
+                    * prof.shell_tank_min).sum(axis=1)
+    residual = (np.zeros_like(left) if core is None
                 else np.clip(core.residual_precursor, 0.0, 1.0))
+    return shell_from_exposures(1.0 - left, alloy_exposure, hot_exposure, s_to_zn=c.s_to_zn,
+                                ln_p_sq=np.log(c.p_to_in / chem.p_opt) ** 2, residual=residual,
+                                chem=chem)
+
+
+def shell_from_exposures(deposited: FloatArray, alloy_exposure: FloatArray,
+                         hot_exposure: FloatArray, *, s_to_zn: FloatArray, ln_p_sq: FloatArray,
+                         residual: FloatArray, chem: ChemistryParams) -> ShellState:
+    """Shell state from what the elements went through (the one formula of thickness and QY).
+
+    Args:
+        deposited: Fraction of the shell dose deposited (``1 - E[exp(-∫k_s·φ dt)]``), ``(n,)``.
+        alloy_exposure: ``E[∫ D(T)/D(T_ref) dt]`` in the shell stage, min: the interface
+            alloying depth grows as its square root (diffusion length).
+        hot_exposure: ``E[∫ (k_hot(T)/k_hot(T_ref))² dt]``, min: interfacial damage grows as the
+            square root of time at a rate that rises steeply with temperature.
+        s_to_zn: S:Zn of the shell feed, ``(n,)``.
+        ln_p_sq: ``ln(P:In/p_opt)²`` of the core feed, ``(n,)``.
+        residual: Unreacted core precursor carried into the shell stage, ``(n,)``.
+        chem: Chemistry constants.
+    """
+    h_max = chem.shell_dose_ml * np.minimum(1.0, s_to_zn / chem.s_opt)
+    h = h_max * deposited
+    alloy = chem.alloy_depth_ref_a * np.sqrt(alloy_exposure / 15.0)
+    excess_s = np.maximum(0.0, s_to_zn - chem.s_opt)
+    deficit_s = np.maximum(0.0, chem.s_opt - s_to_zn)
+    over = np.maximum(0.0, h - chem.critical_ml)
     k_nr = (chem.k_surf_rel * np.exp(-h / chem.passivation_ml)
             + chem.k_strain_rel * over ** 2
             + chem.k_base_rel
             + chem.k_sulfur_excess_rel * excess_s
             + chem.k_sulfur_deficit_rel * deficit_s
-            + chem.k_p_mismatch_rel * ln_p ** 2
-            + chem.k_hot_rel * dwell
-            * arrhenius(1.0, chem.ea_hot_kj_mol, c.t_shell_c, chem.t_ref_shell_c)
+            + chem.k_p_mismatch_rel * ln_p_sq
+            + chem.k_hot_rel * np.sqrt(hot_exposure / 15.0)
             + chem.k_residual_rel * residual)
     qy_band = 1.0 / (1.0 + k_nr)
     qy_trap = chem.trap_qy_max * np.exp(-h / chem.trap_ml)

@@ -163,6 +163,13 @@ class ChemistryParams(BaseModel):
     gas_volume_fraction: float = Field(
         0.15, ge=0, lt=1, description="Core-tank volume taken by trapped gas when horizontal.")
     gas_cv: float = Field(0.05, ge=0, description="Extra size spread from gas slugs (horizontal).")
+    stir_ref_rpm: float = Field(
+        600.0, gt=0, description="Stirring rate at and above which the tanks mix ideally, rpm "
+                                 "(the twin's fitted rows ran there).")
+    cv_mixing_ref: float = Field(
+        0.02, ge=0, description="Added nucleation-burst spread (in quadrature) from mixing-"
+                                "limited nucleation: cv_mixing_ref·((stir_ref_rpm/rpm)^1.5 - 1) "
+                                "below stir_ref_rpm (micromixing time ∝ rpm^-1.5).")
     inp_molar_mass_g_mol: float = Field(145.8, gt=0, description="Molar mass of InP, g/mol.")
 
 

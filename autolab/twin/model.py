@@ -12,10 +12,13 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from autolab.records import Conditions
+from autolab.twin.cascade import tank_profile
 from autolab.twin.chemistry import (
     ConditionArrays,
     CoreState,
     ShellState,
+    TankProfile,
     bare_shell,
     core_stage,
     shell_stage,
@@ -66,15 +69,35 @@ class FeatureArrays:
     conversion: FloatArray
 
 
-def states(c: ConditionArrays, config: TwinConfig,
-           core_only: bool = False) -> tuple[CoreState, ShellState]:
-    """Core and shell states of ``n`` condition sets (noise-free steady state)."""
-    core = core_stage(c, config.chemistry, config.n_core_tanks,
+def states(c: ConditionArrays, config: TwinConfig, core_only: bool = False, *,
+           profile: TankProfile | None = None) -> tuple[CoreState, ShellState]:
+    """Core and shell states of ``n`` condition sets (noise-free steady state).
+
+    ``profile``: per-tank temperatures, stirring and injection layout
+    (:func:`autolab.twin.cascade.tank_profile`); default the plain two-stage reactor.
+    """
+    n_core = profile.n_core if profile else config.n_core_tanks
+    n_shell = profile.n_shell if profile else config.n_shell_tanks
+    core = core_stage(c, config.chemistry, n_core,
                       horizontal=config.orientation == "horizontal",
-                      n_shell_tanks=0 if core_only else config.n_shell_tanks)
-    shell = bare_shell(len(c)) if core_only else shell_stage(c, config.chemistry,
-                                                             config.n_shell_tanks, core)
+                      n_shell_tanks=0 if core_only else n_shell, profile=profile)
+    shell = bare_shell(len(c)) if core_only else shell_stage(c, config.chemistry, n_shell, core,
+                                                             profile=profile)
     return core, shell
+
+
+def condition_states(conditions: Conditions, config: TwinConfig,
+                     core_only: bool = False) -> tuple[CoreState, ShellState]:
+    """Steady core and shell state of one condition set, per-tank conditions included.
+
+    The one steady state of the twin: :meth:`autolab.twin.DigitalTwin.truth` and the
+    transient cascade's fixed point (:mod:`autolab.twin.transient`) both use it.
+
+    Raises:
+        ConditionsError: Per-tank conditions this cascade cannot realize (names the field).
+    """
+    return states(ConditionArrays.from_conditions([conditions]), config, core_only,
+                  profile=tank_profile(conditions, config))
 
 
 def nominal_energies(core: CoreState, shell: ShellState,

@@ -20,6 +20,7 @@ import pytest
 
 from autolab.analysis import analyze, exciton_peak
 from autolab.exceptions import ExperimentFailed
+from autolab.executors.simulated import SimulatedExecutor
 from autolab.twin import DigitalTwin
 from autolab.twin.calibrate import box_conditions
 from autolab.twin.config import NoiseParams, TwinConfig
@@ -38,11 +39,12 @@ def box_results() -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     conds = box_conditions(N_POINTS, seed=11)
     got, err, truth = [], [], []
     for i in range(len(conds)):
-        twin = DigitalTwin(cfg, seed=i)  # a fresh twin: no product left from an earlier run
+        ex = SimulatedExecutor(cfg, seed=i)  # a fresh rig: no product left from an earlier run
         try:
-            measurement, gt = twin.run(conds.take(i))
+            measurement = ex.run(conds.take(i))
         except ExperimentFailed:
             continue
+        gt = ex.truths[max(ex.truths)]
         f = analyze(measurement)
         got.append(f.abs_peak_nm)
         err.append(f.abs_peak_nm_err)
