@@ -246,8 +246,9 @@ def load_for_run(file: Path, overrides: dict[str, Any] | None = None) -> Campaig
     """Everything ``run`` checks before it makes a run folder, so ``validate`` checks the same.
 
     The campaign file with every section typed (space incl. constraint feasibility, objective,
-    optimizer and executor settings), and for ``kind: cstr`` the devices file it names (read and
-    validated, not connected).
+    optimizer and executor settings), and for ``kind: cstr`` the devices file of each reactor
+    (read and validated, not connected) and whether that rig can realize the whole space
+    (:func:`autolab.hardware.envelope.check_space`).
 
     Raises:
         ConfigError: With the file, line, field and what is expected.
@@ -255,15 +256,27 @@ def load_for_run(file: Path, overrides: dict[str, Any] | None = None) -> Campaig
     from autolab.config import load_campaign
 
     cfg = load_campaign(file, overrides)
-    if cfg.executor.kind == "cstr" and cfg.executor.devices is not None:
-        from autolab.hardware.devices import load_devices
-
-        try:
-            load_devices(cfg.executor.devices)
-        except ConfigError as err:
-            raise ConfigError(f"{file}: executor.devices: {err} (for the emulated rig, "
-                              "'autolab lab up' writes this file)") from err
+    for reactor in cfg.reactor_specs():
+        if reactor.executor.kind == "cstr" and reactor.executor.devices is not None:
+            _check_rig(file, cfg, reactor.executor.devices)
     return cfg
+
+
+def _check_rig(file: Path, cfg: CampaignConfig, devices_path: Path) -> None:
+    """The devices file is valid and its rig can realize the whole space (hardware/envelope)."""
+    from autolab.hardware.devices import load_devices
+    from autolab.hardware.envelope import check_space
+
+    try:
+        devices = load_devices(devices_path)
+    except ConfigError as err:
+        raise ConfigError(f"{file}: executor.devices: {err} (for the emulated rig, "
+                          "'autolab lab up' writes this file)") from err
+    try:
+        check_space(cfg.space.build(), devices, cfg.space.fixed)
+    except ConfigError as err:
+        raise ConfigError(f"{file}: space: the rig of {devices_path} cannot realize it: "
+                          f"{err}") from err
 
 
 def _print_warnings(cfg: CampaignConfig) -> list[str]:

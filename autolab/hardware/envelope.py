@@ -33,11 +33,15 @@ from autolab.space import ParameterSpace
 
 #: Two tanks on one heater block must agree within this, °C.
 BLOCK_TOLERANCE_C = 0.05
-#: Condition that sets each pump's rate (named when a rate is beyond the pump's limit).
+#: Condition that sets each pump's rate (named when a rate is beyond the pump's limit): the
+#: bleed takes the core stream's excess (short tau_core), the make-up fills a short tau_shell.
 RATE_CONDITION = {"halide_cl": "tau_core_min", "halide_i": "tau_core_min",
                   "phosphine": "tau_core_min", "zinc": "tau_shell_min",
                   "sulfur": "tau_shell_min", "solvent": "tau_shell_min",
-                  "bleed": "tau_shell_min"}
+                  "bleed": "tau_core_min"}
+#: Pumps whose rate is inversely proportional to their residence time (the rest are
+#: differences of two stage flows).
+PROPORTIONAL = ("halide_cl", "halide_i", "phosphine", "zinc", "sulfur")
 #: At most this many corners of a space are checked exhaustively (else one axis at a time).
 MAX_CORNERS = 1024
 
@@ -166,7 +170,10 @@ def _check_rates(flows: FlowSetpoints, c: Conditions, config: DevicesConfig) -> 
         limit = config.devices[name].limits.max_rate_ml_min
         if limit is not None and rate > limit:
             param = RATE_CONDITION.get(role, "tau_shell_min")
-            raise ConditionsError(param, float(getattr(c, param)), "a longer residence time",
+            tau = float(getattr(c, param))
+            allowed = (f">= {tau * rate / limit:.3g} min" if role in PROPORTIONAL
+                       else f"values at which pump '{name}' stays within {limit:g} mL/min")
+            raise ConditionsError(param, tau, allowed,
                                   f"pump '{name}' ({role}) would run at {rate:.4g} mL/min, "
                                   f"beyond its limit {limit:g} mL/min")
 
