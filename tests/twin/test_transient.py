@@ -201,20 +201,23 @@ def test_a_shell_temperature_step_acts_on_the_fluid_already_in_the_tanks(
 
 def test_a_slow_ramp_follows_the_steady_state_and_a_faster_one_lags_more(
         transient: TransientCascade) -> None:
-    def worst(minutes: float) -> float:
-        s = _settled(transient, PAPER)
-        err = 0.0
-        n = round(minutes / 0.5)
+    settled = _settled(transient, PAPER)
+
+    def worst(minutes: float, dt: float) -> float:
+        """Largest peak error against the steady state at the present conditions, nm."""
+        s, err = settled, 0.0
+        n = round(minutes / dt)
         for k in range(1, n + 1):
             c = Conditions(180 + 10 * k / n, 13, 290, 15, 6, 2)
-            s = transient.step(s, TankInputs.feeding(c), 0.5)
+            s = transient.step(s, TankInputs.feeding(c), dt)
             if k % max(1, n // 8) == 0:
                 err = max(err, abs(_features(transient, s).pl_peak_nm[0]
                                    - _steady(c).pl_peak_nm[0]))
         return err
 
-    slow, fast = worst(1200.0), worst(120.0)
-    assert slow < 0.4  # 10 °C over 40 cascade residence times: within the analyzer's error
+    # measured: 1.9 nm over 60 min, 0.43 over 300, 0.23 over 600, 0.12 over 1200 (∝ rate)
+    slow, fast = worst(600.0, 2.0), worst(60.0, 0.5)
+    assert slow < 0.3  # 10 °C over 21 cascade residence times: within the analyzer's error
     assert fast > 5 * slow
 
 
