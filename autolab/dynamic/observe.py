@@ -92,7 +92,11 @@ class MappingPolicy:
     Attributes:
         spread_limits: Channel (or field, for all its per-tank channels) -> limit. A varying
             channel without a limit is refused (nothing says how much spread it takes).
-        spread_factor: ``κ``, the multiple of the feature spread counted as mapping uncertainty.
+        spread_factor: ``κ``, the multiple of the first-order feature spread (slope × spread)
+            counted as mapping uncertainty. 1.5: on the transient twin the product of a
+            core-temperature ramp lags its mean-condition mapping by up to about one
+            slope × spread (kinetic history); with 1 those ramps sit at 90-93 % within 2σ, with
+            0 at 57-70 % (docs/dynamic.md).
         steady_fraction: A reading is *steady* when every spread is below this fraction of its
             ``downweight_above`` and no fluid from before the trajectory is in the cell
             (unless it was held there).
@@ -103,7 +107,7 @@ class MappingPolicy:
 
     spread_limits: Mapping[str, SpreadLimit] = field(
         default_factory=lambda: dict(DEFAULT_SPREAD_LIMITS))
-    spread_factor: float = 1.0
+    spread_factor: float = 1.5
     steady_fraction: float = 0.02
     max_before_start: float = 0.01
     slope_window_tau: float = 0.5
@@ -202,14 +206,16 @@ def observe(mapped: MappedConditions, features: Mapping[str, FloatArray],
     pol = policy or MappingPolicy()
     f, s = _check_stream(mapped, features, sigma)
     moving = _moving_channels(mapped)
-    s_feat = {k: _feature_spread(mapped, moving, (f[k], s[k]), pol,
-                                 None if gradients is None else gradients.get(k)) for k in f}
-    s_map = {k: pol.spread_factor * v for k, v in s_feat.items()}
+    terms = {k: _feature_spread(mapped, moving, (f[k], s[k]), pol,
+                                None if gradients is None else gradients.get(k)) for k in f}
+    s_map = {k: np.hypot(pol.spread_factor * first, second)
+             for k, (first, second) in terms.items()}
     for width, peak in MIXING_BROADENING.items():
-        if width in f and peak in s_feat:
+        if width in f and peak in terms:
             w = np.abs(f[width])
+            s_peak = np.hypot(*terms[peak])
             s_map[width] = np.hypot(s_map[width],
-                                    np.sqrt(w ** 2 + (GAUSS_FWHM_PER_SD * s_feat[peak]) ** 2) - w)
+                                    np.sqrt(w ** 2 + (GAUSS_FWHM_PER_SD * s_peak) ** 2) - w)
     stream = _Stream(mapped=mapped, moving=moving, features=f, sigma=s, sigma_mapping=s_map,
                      policy=pol, held_before=held_before)
     return tuple(_one(stream, i) for i in range(len(mapped)))
@@ -273,21 +279,25 @@ def _moving_channels(mapped: MappedConditions) -> list[int]:
 
 def _feature_spread(mapped: MappedConditions, moving: list[int],
                     values: tuple[FloatArray, FloatArray], policy: MappingPolicy,
-                    gradient: Mapping[str, float] | None) -> FloatArray:
-    """Spread of a feature (``values``: readings and their sigmas) over the fluid in the cell."""
+                    gradient: Mapping[str, float] | None) -> tuple[FloatArray, FloatArray]:
+    """First- and second-order spread of a feature over the fluid in the cell, each ``(T,)``.
+
+    ``values`` are the readings and their sigmas. With a gradient there is no curvature term.
+    """
     if not moving:
-        return np.zeros(len(mapped))
+        return np.zeros(len(mapped)), np.zeros(len(mapped))
     sd = mapped.sd[:, moving]
     if gradient is not None:
         g = np.array([gradient.get(mapped.channels[j], 0.0) for j in moving])
         # Perfectly correlated channels are the worst case: the spreads add in magnitude.
-        return np.asarray(np.abs(sd * g[None, :]).sum(axis=1), dtype=np.float64)
+        return (np.asarray(np.abs(sd * g[None, :]).sum(axis=1), dtype=np.float64),
+                np.zeros(len(mapped)))
     return _stream_spread(mapped, moving, values[0], values[1], policy)
 
 
 def _stream_spread(mapped: MappedConditions, moving: list[int], f: FloatArray, s: FloatArray,
-                   policy: MappingPolicy) -> FloatArray:
-    """Feature spread from the stream: ``hypot(|f'|·σ, |f''|·σ²/2)`` along the local direction.
+                   policy: MappingPolicy) -> tuple[FloatArray, FloatArray]:
+    """Feature spread from the stream: ``|f'|·σ`` and ``|f''|·σ²/2`` along the local direction.
 
     ``σ`` is the norm of the channels' spreads in scaled units; ``f'`` and ``f''`` come from a
     weighted quadratic fit of the feature against the mapped conditions projected on their local
@@ -305,11 +315,12 @@ def _stream_spread(mapped: MappedConditions, moving: list[int], f: FloatArray, s
         fit[i] = _local_derivatives(z[win], z[i], f[win], s[win])
     good = np.flatnonzero(np.isfinite(fit[:, 0]))
     if good.size == 0:
-        return np.where(sdn > 0, np.inf, 0.0)
+        unknown = np.where(sdn > 0, np.inf, 0.0)
+        return unknown, unknown
     nearest = good[np.abs(good[None, :] - np.arange(len(mapped))[:, None]).argmin(axis=1)]
     fit = np.where(np.isfinite(fit[:, :1]), fit, fit[nearest])
-    return np.asarray(np.hypot(np.abs(fit[:, 0]) * sdn, 0.5 * np.abs(fit[:, 1]) * sdn ** 2),
-                      dtype=np.float64)
+    return (np.asarray(np.abs(fit[:, 0]) * sdn, dtype=np.float64),
+            np.asarray(0.5 * np.abs(fit[:, 1]) * sdn ** 2, dtype=np.float64))
 
 
 def _channel_scales(mapped: MappedConditions, moving: list[int]) -> FloatArray:

@@ -51,9 +51,10 @@ def test_slow_ramp_with_a_known_gradient_adds_slope_times_spread() -> None:
     obs = observe(m, {"pl_peak_nm": np.array([550.0, 552.0])},
                   {"pl_peak_nm": np.array([0.3, 0.3])},
                   gradients={"pl_peak_nm": {"t_core_c": 1.5}})
+    kappa = MappingPolicy().spread_factor
     for o, s in zip(obs, sd, strict=True):
-        assert o.sigma_mapping["pl_peak_nm"] == pytest.approx(1.5 * s)
-        assert o.sigma["pl_peak_nm"] == pytest.approx(np.hypot(0.3, 1.5 * s))
+        assert o.sigma_mapping["pl_peak_nm"] == pytest.approx(kappa * 1.5 * s)
+        assert o.sigma["pl_peak_nm"] == pytest.approx(np.hypot(0.3, kappa * 1.5 * s))
         assert o.accepted and not o.steady and o.weight == 1.0
 
 
