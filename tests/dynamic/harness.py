@@ -9,8 +9,10 @@ quantile-path averages:
   its own time in them, its feeds at its entry); the outlet spectrum is the mixture of their
   emission spectra weighted by their absorbed light. This checks the RTD mapping and the
   uncertainty of mixing, assuming the chemistry follows the conditions quasi-statically;
-* the transient twin (``autolab.twin.transient``), which resolves the product history per tank,
-  when it is there: :func:`transient_stream`.
+* :func:`transient_stream`: any :class:`~autolab.twin.transient.CascadePhysics` run through
+  the ramp, above all the transient twin (``TransientCascade``), which resolves the product
+  history per tank with the chemistry's kinetics, and the simulated rig's tracer physics
+  (``MixingCascade`` over :func:`twin_product`).
 """
 
 from __future__ import annotations
