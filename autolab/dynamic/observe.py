@@ -96,7 +96,7 @@ class MappingPolicy:
             counted as mapping uncertainty. 1.5: on the transient twin the product of a
             core-temperature ramp lags its mean-condition mapping by up to about one
             slope × spread (kinetic history); with 1 those ramps sit at 90-93 % within 2σ, with
-            0 at 57-70 % (docs/dynamic.md).
+            0 at 70-73 % (docs/dynamic.md).
         steady_fraction: A reading is *steady* when every spread is below this fraction of its
             ``downweight_above`` and no fluid from before the trajectory is in the cell
             (unless it was held there).
