@@ -31,7 +31,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 from numpy.typing import NDArray
 from scipy.linalg import expm
-from threadpoolctl import ThreadpoolController
+from threadpoolctl import ThreadpoolController  # type: ignore[import-untyped]
 
 from autolab.exceptions import ConditionsError
 from autolab.records import Conditions, tank_temperature_name
@@ -319,7 +319,8 @@ def one_blas_thread() -> contextlib.AbstractContextManager[object]:
     Its matrices are tiny, and a threaded BLAS on a busy machine made a 48×48 ``expm`` 30×
     slower than on one core (11 ms against 0.3 ms, measured on the 2-core CI box under load).
     """
-    return _blas().limit(limits=1, user_api="blas")
+    limit: contextlib.AbstractContextManager[object] = _blas().limit(limits=1, user_api="blas")
+    return limit
 
 
 def _key(values: FloatArray, digits: int = 9) -> tuple[float, ...]:
