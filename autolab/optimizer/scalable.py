@@ -41,7 +41,7 @@ from botorch.models.gp_regression import SingleTaskGP
 from gpytorch.distributions import MultivariateNormal
 from gpytorch.likelihoods import FixedNoiseGaussianLikelihood
 from linear_operator import to_dense
-from linear_operator.operators import RootLinearOperator
+from linear_operator.operators import DenseLinearOperator, RootLinearOperator
 from torch import Tensor
 
 #: Above this many training points of one GP, the subset fit + sparse posterior is used. Up to
@@ -61,6 +61,9 @@ INDUCING_TOL = 1e-3
 #: Largest joint batch ``q`` whose posterior covariance is returned dense (larger: lazy, so that
 #: reading the variances of thousands of points never forms their covariance).
 DENSE_Q = 64
+
+#: Smallest posterior variance of a single point, as a share of its prior variance.
+MIN_VARIANCE_REL = 1e-12
 
 #: Relative jitter (of the prior variance) added to the inducing points' kernel matrix.
 JITTER = 1e-8
@@ -234,11 +237,16 @@ class SparseGP(SingleTaskGP):
         U = torch.linalg.solve_triangular(self._LB, W, upper=False)
         mean = mean_module(x) + (U * self._c).sum(dim=0).reshape(shape)
         W_root, U_root = W.mT.reshape(*shape, m), U.mT.reshape(*shape, m)
+        if shape[-1] == 1:
+            # The acquisition's batches of single points: plain tensors (linear operators cost
+            # more in bookkeeping than the arithmetic), the variance kept positive for the
+            # distribution's eager 1 x 1 Cholesky.
+            prior = _dense_kernel(kernel, x, x)
+            var = prior - W_root @ W_root.mT + U_root @ U_root.mT
+            return MultivariateNormal(mean, var.clamp_min(MIN_VARIANCE_REL * prior))
         if shape[-1] <= DENSE_Q:
-            # Acquisition batches (q = 1): a dense q x q block; lazy operators cost more in
-            # bookkeeping than the arithmetic they save.
             dense = _dense_kernel(kernel, x, x) - W_root @ W_root.mT + U_root @ U_root.mT
-            return MultivariateNormal(mean, dense)
+            return MultivariateNormal(mean, DenseLinearOperator(dense))  # lazy: no eager Cholesky
         covar = kernel(x) - RootLinearOperator(W_root) + RootLinearOperator(U_root)
         return MultivariateNormal(mean, covar)
 

@@ -175,3 +175,23 @@ def test_optimizer_uses_large_n_path_on_cpu(monkeypatch: pytest.MonkeyPatch) -> 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_optimizer_uses_large_n_path_on_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
     _ask_through_large_n_path("cuda", monkeypatch)
+
+
+def test_pareto_mode_and_forecast_on_the_large_n_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """qLogNEHVI (joint posterior over the baseline) and the forecast read a SparseGP list."""
+    from tests.optimizer.problems import pareto_objective, pareto_problem, space_2d
+
+    monkeypatch.setattr(scalable, "LARGE_N", 30)
+    monkeypatch.setattr(scalable, "FIT_SUBSET", 20)
+    space = space_2d()
+    opt = BotorchOptimizer(space, pareto_objective(), seed=0, num_restarts=2, raw_samples=32,
+                           mc_samples=32, fit_maxiter=20)
+    u = random_design(space, 1, 50)
+    points = space.from_unit(u)
+    opt.tell(points, [pareto_problem(space, p) for p in points])
+    batch = opt.ask(2)
+    assert all(space.check(p) == p for p in batch)
+    model = opt._fit_cache[1][0]
+    assert all(isinstance(m, SparseGP) for m in model.models)
+    fc = opt.forecast(n_candidates=64)
+    assert fc is not None
