@@ -12,7 +12,7 @@ quantile-path averages:
 * :func:`transient_stream`: any :class:`~autolab.twin.transient.CascadePhysics` run through
   the ramp, above all the transient twin (``TransientCascade``), which resolves the product
   history per tank with the chemistry's kinetics, and the simulated rig's tracer physics
-  (``MixingCascade`` over :func:`twin_product`).
+  (``MixingCascade`` over ``DigitalTwin.product``, as the simulated rig runs it).
 """
 
 from __future__ import annotations
@@ -164,18 +164,3 @@ def transient_stream(physics: CascadePhysics, tr: Trajectory, times_min: FloatAr
     clean = {k: np.array([r[j] for r in rows]) for j, k in enumerate(FEATURE_SIGMA)}
     return _noisy(t, clean, np.random.default_rng(seed))
 
-
-def twin_product(config: TwinConfig) -> Callable[[Conditions], tuple[FloatArray, FloatArray,
-                                                                     float, float]]:
-    """The twin chemistry's steady product of a feed on the detector grid (a ``ProductFn``)."""
-    d = config.detector
-    wl = np.linspace(d.wavelength_min_nm, d.wavelength_max_nm, d.n_pixels)
-
-    def product(c: Conditions) -> tuple[FloatArray, FloatArray, float, float]:
-        core, shell = states(ConditionArrays.from_conditions([c]), config)
-        em = emission_per_nm(wl, core, shell, config.chemistry, config.optics)[0]
-        a = absorbance_shape(wl, core, shell, config.chemistry, config.optics)[0]
-        return (a * 0.1 * float(core.conversion[0]), em,
-                float(shell.qy_band[0] + shell.qy_trap[0]), float(core.conversion[0]))
-
-    return product

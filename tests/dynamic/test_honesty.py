@@ -26,12 +26,12 @@ from autolab.dynamic.channels import TRACER_ROLES
 from autolab.records import Conditions
 from autolab.twin.config import TwinConfig
 from autolab.twin.transient import MixingCascade, TransientCascade
+from autolab.twin.twin import DigitalTwin
 from tests.dynamic.harness import (
     Stream,
     quasi_steady_stream,
     transient_stream,
     truth_at,
-    twin_product,
 )
 
 CONFIG = TwinConfig()
@@ -102,7 +102,7 @@ def test_the_mapping_holds_on_the_simulated_rigs_tracer_physics(name: str) -> No
     those roles, the readings are as honest as on the sampled elements."""
     tr = RAMPS[name]
     t = np.linspace(10.0, tr.duration_min, 20)
-    stream = transient_stream(MixingCascade(twin_product(CONFIG), CONFIG), tr, t, CONFIG)
+    stream = transient_stream(MixingCascade(DigitalTwin(CONFIG).product, CONFIG), tr, t, CONFIG)
     z, accepted, _ = _z(tr, stream, roles=TRACER_ROLES)
     for k, zk in z.items():
         assert np.mean(np.abs(zk[accepted]) <= 2.0) >= 0.9, f"{name}: {k} z = {np.round(zk, 1)}"
