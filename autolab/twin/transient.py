@@ -561,6 +561,7 @@ class TransientCascade:
         d = self.config.detector
         self.wavelengths_nm: FloatArray = np.linspace(d.wavelength_min_nm, d.wavelength_max_nm,
                                                       d.n_pixels)
+        self._memo: tuple[CascadeState, OutletProduct] | None = None
 
     # -------------------------------------------------------------------------- state
     def initial(self) -> CascadeState:
@@ -739,7 +740,18 @@ class TransientCascade:
         return core, shell, mass
 
     def outlet(self, state: CascadeState) -> OutletProduct:
-        """The product in the last tank as the outlet cell sees it."""
+        """The product in the last tank as the outlet cell sees it.
+
+        The last answer is kept: a rig reads several frames (dark, blank, sample, emission)
+        of one state, and a step always returns a new state object.
+        """
+        if self._memo is not None and self._memo[0] is state:
+            return self._memo[1]
+        out = self._outlet(state)
+        self._memo = (state, out)
+        return out
+
+    def _outlet(self, state: CascadeState) -> OutletProduct:
         cfg = self.config
         core, shell, conc = self.tank_states(state)
         wl = self.wavelengths_nm
