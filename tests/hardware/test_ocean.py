@@ -15,17 +15,29 @@ from autolab.hardware.ocean import SeabreezeSpectrometer, open_seabreeze
 
 
 class FakeOcean:
-    """seabreeze.spectrometers.Spectrometer's surface, with the exposure FIFO."""
+    """seabreeze.spectrometers.Spectrometer's surface, with the exposure FIFO.
+
+    Also stands in for the ``seabreeze.spectrometers.Spectrometer`` class itself
+    (:meth:`from_serial_number`), so the ``ocean`` devices-file kind can be opened by a rig
+    (tests/hardware/test_rig_registry.py): one detector, serial number ``FLMS12345``.
+    """
 
     model = "FLAME-S"
-    serial_number = "FLMS12345"
     max_intensity = 65535.0
     integration_time_micros_limits = (1000, 65_000_000)
 
-    def __init__(self) -> None:
+    def __init__(self, serial_number: str = "FLMS12345") -> None:
+        self.serial_number = serial_number
         self._us = 10_000
         self._pending = self._us
         self.calls: list[tuple[str, object]] = []
+
+    @classmethod
+    def from_serial_number(cls, serial: str) -> FakeOcean:
+        """seabreeze's lookup: only the one detector is attached."""
+        if serial != "FLMS12345":
+            raise RuntimeError(f"No device attached with serial number '{serial}'")
+        return cls(serial)
 
     def wavelengths(self) -> np.ndarray:
         return np.linspace(350.0, 850.0, 2048)

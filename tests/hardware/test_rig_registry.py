@@ -17,7 +17,6 @@ import types
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import numpy as np
 import pytest
 
 from autolab.cli import load_for_run
@@ -52,6 +51,7 @@ from autolab.virtuallab.emulators import (
 )
 from autolab.virtuallab.lab import VirtualLab
 from autolab.virtuallab.reactor import HeaterModel
+from tests.hardware.test_ocean import FakeOcean
 
 BASE = dict(t_core_c=180.0, tau_core_min=10.0, t_shell_c=260.0, tau_shell_min=20.0,
             cl_to_i=1.0, s_to_zn=2.0, p_to_in=3.0)
@@ -443,44 +443,13 @@ def test_sulfur_valve_out_of_range_position_is_refused_before_sending(tank_lab: 
 
 
 # ============================================================================= ocean kind
-class FakeOceanDevice:
-    """python-seabreeze's Spectrometer surface (model, FIFO) for one serial number.
-
-    seabreeze is an optional extra and no USB spectrometer exists here, so this stand-in for
-    the seabreeze backend is the one place the hardware tests use a fake (nothing real can run).
-    """
-
-    model = "FLAME-S"
-    max_intensity = 65535.0
-    integration_time_micros_limits = (1000, 65_000_000)
-
-    def __init__(self, serial_number: str) -> None:
-        self.serial_number = serial_number
-        self._us = self._pending = 10_000
-
-    @classmethod
-    def from_serial_number(cls, serial: str) -> FakeOceanDevice:
-        if serial != "FLMS12345":
-            raise RuntimeError(f"No device attached with serial number '{serial}'")
-        return cls(serial)
-
-    def wavelengths(self) -> np.ndarray:
-        return np.linspace(350.0, 850.0, 512)
-
-    def integration_time_micros(self, us: int) -> None:
-        self._pending = us
-
-    def intensities(self, correct_dark_counts: bool = False,
-                    correct_nonlinearity: bool = False) -> np.ndarray:
-        exposed, self._us = self._us, self._pending
-        return np.full(512, exposed / 100.0)
-
-
 @pytest.fixture
 def fake_seabreeze(monkeypatch: pytest.MonkeyPatch) -> None:
     pkg = types.ModuleType("seabreeze")
     sub = types.ModuleType("seabreeze.spectrometers")
-    sub.Spectrometer = FakeOceanDevice  # type: ignore[attr-defined]
+    # seabreeze is an optional extra and no USB spectrometer exists here: the seabreeze
+    # backend is the one thing these tests replace (nothing real can run)
+    sub.Spectrometer = FakeOcean  # type: ignore[attr-defined]
     pkg.spectrometers = sub  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "seabreeze", pkg)
     monkeypatch.setitem(sys.modules, "seabreeze.spectrometers", sub)
