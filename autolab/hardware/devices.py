@@ -221,6 +221,9 @@ def _spec_of(name: str, value: object) -> DeviceSpecBase:
     if not isinstance(value, Mapping):
         raise SpecError(f"devices.{name}: expected a mapping with a 'kind' (got {value!r})")
     kind = value.get("kind")
+    if kind is None:
+        raise SpecError(f"devices.{name}.kind: Field required; expected one of "
+                        f"{list(kind_names())}")
     try:
         schema = get_kind(str(kind)).spec
     except KeyError:

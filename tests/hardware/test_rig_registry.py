@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 import sys
 import threading
 import time
@@ -18,6 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from autolab.cli import load_for_run
 from autolab.exceptions import ConditionsError, ConfigError, HardwareError
@@ -218,6 +221,8 @@ def _set(path: str, value: Any, *, tanks: bool = False) -> dict[str, Any]:
 @pytest.mark.parametrize(("path", "value", "tanks", "expected"), [
     ("devices.pump_zinc.kind", "ne9999", False, r"devices\.pump_zinc\.kind: 'ne9999' is not a "
                                                 r"known device kind"),
+    ("devices.pump_zinc.kind", None, False, r"devices\.pump_zinc\.kind: Field required; "
+                                            r"expected one of \['asp1'"),
     ("devices.pump_zinc.syringe_ml", -5, False, r"devices\.pump_zinc\.syringe_ml: .*greater"),
     ("devices.pump_zinc.port", "nowhere", False, r"devices\.pump_zinc\.port='nowhere'"),
     ("devices.heater_core.role", "middle", False, r"heater_core\.role='middle': expected 'core'"),
@@ -243,6 +248,32 @@ def test_bad_devices_file_names_the_field(path: str, value: Any, tanks: bool,
                                           expected: str) -> None:
     with pytest.raises(ConfigError, match=expected):
         parse_devices(_set(path, value, tanks=tanks), "devices file rig.yaml")
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.one_of(st.sampled_from(["core", "shell", "tank0", "tank05", "Tank4", "tank4 "]),
+                 st.integers(-2, 12).map(lambda i: f"tank{i}"), st.text(max_size=8)))
+def test_a_heater_role_is_accepted_exactly_when_it_names_a_stage_or_a_tank(role: str) -> None:
+    d = devices()
+    d["devices"]["heater_extra"] = {"kind": "eurotherm3200", "port": "heaters", "address": 9,
+                                    "role": role}
+    d["devices"]["heater_shell"]["role"] = "tank4"
+    for i in (5, 6, 7):
+        d["devices"][f"heater_t{i}"] = {"kind": "eurotherm3200", "port": "heaters",
+                                        "address": 10 + i, "role": f"tank{i}"}
+    m = re.fullmatch(r"tank([1-9][0-9]?)", role)
+    if role in ("core", "tank4", *(f"tank{i}" for i in (5, 6, 7))):
+        expected = f"role '{role}' is taken by more than one heater"
+    elif role == "shell":
+        expected = "tank 4 has 2 heaters"  # the shell block and heater_shell's tank4
+    elif m and int(m.group(1)) > 7:
+        expected = f"tank {m.group(1)} does not exist"
+    elif m:
+        expected = f"tank {m.group(1)} has 2 heaters"  # the core block covers tanks 1-3
+    else:
+        expected = f"devices.heater_extra.role={role!r}: expected 'core', 'shell' or 'tank<i>'"
+    with pytest.raises(ConfigError, match=re.escape(expected)):
+        parse_devices(d)
 
 
 def test_per_tank_file_with_sulfur_valve_is_valid() -> None:
