@@ -727,6 +727,12 @@ def lab_up(
              "faster than real time).")] = 120.0,
     seed: Annotated[int, typer.Option(help="Detector-noise seed of the emulated optics.",
                                       min=0, max=SEED_MAX)] = 0,
+    per_tank: Annotated[bool, typer.Option(
+        "--per-tank", help="One heater and one stirrer per tank (roles tank<i>) instead of "
+                           "the core and shell blocks.")] = False,
+    sulfur_tanks: Annotated[str, typer.Option(
+        help="Add a sulfur selection valve whose positions feed these tanks, comma-separated "
+             "(e.g. 3,4,5,6); without it the shell feed enters the first shell tank.")] = "",
 ) -> None:
     """Start the emulated lab, print its ports and write its devices file; Ctrl-C stops it."""
     import signal
@@ -736,7 +742,9 @@ def lab_up(
     if not 0 < time_scale <= TIME_SCALE_MAX:  # also refuses nan and inf
         raise _fail(f"--time-scale {time_scale:g}: expected lab seconds per wall second, "
                     f"> 0 and at most {TIME_SCALE_MAX:g} (1 = real time)", EXIT_INPUT)
-    with VirtualLab(time_scale=time_scale, seed=seed) as lab:
+    tanks = _sulfur_tanks(sulfur_tanks)
+    with VirtualLab(time_scale=time_scale, seed=seed, per_tank=per_tank,
+                    sulfur_tanks=tanks) as lab:
         path = lab.write_devices_file(devices_file)
         table = Table(title=f"virtual lab ({time_scale:g}x real time)")
         table.add_column("serial line")
@@ -751,6 +759,24 @@ def lab_up(
                 signal.pause()
         except KeyboardInterrupt:
             console.print("virtual lab stopped")
+
+
+def _sulfur_tanks(text: str) -> tuple[int, ...]:
+    """``--sulfur-tanks 3,4,5,6`` -> the valve's plumbing (checked as a devices file would be)."""
+    from autolab.hardware.fluidics import Geometry
+
+    g = Geometry()
+    n = g.n_core_tanks + g.n_shell_tanks
+    try:
+        tanks = tuple(int(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        raise _fail(f"--sulfur-tanks {text!r}: expected tank numbers separated by commas, "
+                    f"e.g. 3,4,5,6", EXIT_INPUT) from None
+    bad = [t for t in tanks if not 2 <= t <= n]
+    if bad or len(set(tanks)) != len(tanks) or len(tanks) > 6:
+        raise _fail(f"--sulfur-tanks {text!r}: expected up to 6 different tanks in 2-{n} (the "
+                    f"valve has 6 positions; tank 1 has no core stage before it)", EXIT_INPUT)
+    return tanks
 
 
 @devices_app.command("check")
