@@ -85,6 +85,15 @@ DEFAULT_SPREAD_LIMITS: dict[str, SpreadLimit] = {
 }
 
 
+#: Systematic floor of the analyzer's features: half its documented accuracy on synthetic
+#: frames (|error| <= 0.5 nm peak, 1 nm FWHM, 5 % QY; tests/analysis/test_accuracy.py) as one
+#: sigma. The analyzer's own sigma is statistical; on the twin's spectra its bias at steady state
+#: is 2-3 of those sigmas (FWHM -0.2 to -0.35 nm at sigma 0.11 nm, QY -1.7 %), which a reading
+#: must carry to be honest, steady or not.
+DEFAULT_MEASUREMENT_FLOOR: dict[str, float] = {"pl_peak_nm": 0.25, "fwhm_nm": 0.5, "qy": 0.025,
+                                               "abs_peak_nm": 0.5}
+
+
 @dataclass(frozen=True)
 class MappingPolicy:
     """When a mapped reading is trusted, down-weighted or refused.
@@ -103,6 +112,9 @@ class MappingPolicy:
         max_before_start: Largest share of fluid older than the trajectory, when the conditions
             before it are unknown (``held_before`` False).
         slope_window_tau: Half-width of the slope-fit window, in mean total residence times.
+        measurement_floor: Feature -> systematic one-sigma floor added in quadrature to the
+            analyzer's statistical sigma (a value below 1 for ``qy`` is relative, others
+            absolute); ``{}`` to trust the analyzer's sigma alone.
     """
 
     spread_limits: Mapping[str, SpreadLimit] = field(
@@ -111,6 +123,8 @@ class MappingPolicy:
     steady_fraction: float = 0.02
     max_before_start: float = 0.01
     slope_window_tau: float = 0.5
+    measurement_floor: Mapping[str, float] = field(
+        default_factory=lambda: dict(DEFAULT_MEASUREMENT_FLOOR))
 
     def limit(self, channel: str) -> SpreadLimit | None:
         """The spread limit of a channel (a per-tank channel falls back to its field's)."""
@@ -365,7 +379,7 @@ def _one(st: _Stream, i: int) -> DynamicObservation:
     if missing:
         refused = True
         reasons.append(f"refused: {', '.join(missing)} not measured")
-    sm = {k: float(v[i]) for k, v in st.sigma.items()}
+    sm = {k: _with_floor(k, float(v[i]), feats[k], st.policy) for k, v in st.sigma.items()}
     sp = {k: float(v[i]) for k, v in st.sigma_mapping.items()}
     unknown = sorted(k for k, v in sp.items() if not math.isfinite(v))
     if unknown and not refused:
@@ -379,6 +393,14 @@ def _one(st: _Stream, i: int) -> DynamicObservation:
         weight=0.0 if refused else 1.0 / inflation ** 2, accepted=not refused,
         steady=steady and not refused, before_start=float(mapped.before_start[i]),
         reason="; ".join(reasons))
+
+
+def _with_floor(name: str, sigma: float, value: float, policy: MappingPolicy) -> float:
+    """The analyzer's sigma with the policy's systematic floor in quadrature."""
+    floor = policy.measurement_floor.get(name, 0.0)
+    if name == "qy" and floor < 1.0:
+        floor *= abs(value) if math.isfinite(value) else 0.0
+    return math.hypot(sigma, floor)
 
 
 def _judge(cond: Conditions, spread: dict[str, float], before_start: float,

@@ -23,14 +23,23 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from autolab.analysis import FeatureBatch, extract_features_batch
 from autolab.dynamic import CascadeGeometry, Trajectory
 from autolab.dynamic.channels import flatten
-from autolab.records import BASE_CONDITIONS, Conditions
+from autolab.records import BASE_CONDITIONS, Conditions, QYReference
 from autolab.twin.chemistry import ConditionArrays
 from autolab.twin.config import TwinConfig
 from autolab.twin.model import states, truth_features
-from autolab.twin.optics import absorbance_shape, emission_per_nm, peak_and_fwhm
-from autolab.twin.transient import CascadePhysics, TankInputs
+from autolab.twin.optics import (
+    absorbance_shape,
+    dye_counts,
+    emission_per_nm,
+    lamp_counts,
+    mixture_pl_counts,
+    peak_and_fwhm,
+    read_frame,
+)
+from autolab.twin.transient import CascadePhysics, OutletProduct, TankInputs
 
 FloatArray = NDArray[np.float64]
 
@@ -137,30 +146,72 @@ def truth_at(conds: list[Conditions], config: TwinConfig) -> dict[str, FloatArra
     return {"pl_peak_nm": f.pl_peak_nm, "fwhm_nm": f.fwhm_nm, "qy": f.qy}
 
 
-def transient_stream(physics: CascadePhysics, tr: Trajectory, times_min: FloatArray,
-                     config: TwinConfig, *, dt_min: float = 0.5, settle_min: float = 300.0,
-                     seed: int = 0) -> Stream:
-    """Outlet features of a ramp run on reactor physics (the transient twin).
+def run_outlets(physics: CascadePhysics, tr: Trajectory, times_min: FloatArray, *,
+                dt_min: float = 0.5, settle_min: float = 300.0) -> list[OutletProduct]:
+    """What the outlet cell sees at ``times_min`` while ``physics`` runs the trajectory.
 
     The physics first feeds ``tr.points[0]`` for ``settle_min`` (the trajectory's
     ``held_before``), then follows the trajectory in steps of ``dt_min`` with the conditions at
-    each step's midpoint, reading the outlet at ``times_min``.
+    each step's midpoint.
     """
-    d = config.detector
-    wl = np.linspace(d.wavelength_min_nm, d.wavelength_max_nm, d.n_pixels)
-    state = physics.initial()
-    state = physics.step(state, TankInputs.feeding(tr.points[0]), settle_min)
-    t = np.asarray(times_min, dtype=np.float64)
-    rows: list[tuple[float, float, float]] = []
+    state = physics.step(physics.initial(), TankInputs.feeding(tr.points[0]), settle_min)
+    outs: list[OutletProduct] = []
     now = 0.0
-    for target in t:
+    for target in np.asarray(times_min, dtype=np.float64):
         while now < target - 1e-9:
             h = min(dt_min, float(target) - now)
             state = physics.step(state, TankInputs.feeding(tr.at(now + h / 2)), h)
             now += h
-        out = physics.outlet(state)
+        outs.append(physics.outlet(state))
+    return outs
+
+
+def transient_stream(physics: CascadePhysics, tr: Trajectory, times_min: FloatArray,
+                     config: TwinConfig, *, dt_min: float = 0.5, settle_min: float = 300.0,
+                     seed: int = 0) -> Stream:
+    """Outlet features of a ramp run on reactor physics: noise-free features plus
+    :data:`FEATURE_SIGMA` noise (see :func:`run_outlets`)."""
+    d = config.detector
+    wl = np.linspace(d.wavelength_min_nm, d.wavelength_max_nm, d.n_pixels)
+    rows = []
+    for out in run_outlets(physics, tr, times_min, dt_min=dt_min, settle_min=settle_min):
         peak, fwhm = peak_and_fwhm(wl, out.emission_per_nm[None, :])
         rows.append((float(peak[0]), float(fwhm[0]), out.qy))
     clean = {k: np.array([r[j] for r in rows]) for j, k in enumerate(FEATURE_SIGMA)}
-    return _noisy(t, clean, np.random.default_rng(seed))
+    return _noisy(np.asarray(times_min, dtype=np.float64), clean, np.random.default_rng(seed))
 
+
+def analyzed_stream(physics: CascadePhysics, tr: Trajectory, times_min: FloatArray,
+                    config: TwinConfig, *, settle_min: float = 300.0,
+                    seed: int = 0) -> FeatureBatch:
+    """The analyzer's features of raw detector frames of the outlet during a ramp.
+
+    Frames are rendered as the simulated rig renders its flow cell (mixture emission with the
+    inner filter, lamp through the stream, reference dye, dark frames; shot and read noise) and
+    analyzed as one batch, so the sigmas are the analyzer's own.
+    """
+    d = config.detector
+    wl = np.linspace(d.wavelength_min_nm, d.wavelength_max_nm, d.n_pixels)
+    rng = np.random.default_rng(seed)
+    ref = QYReference()
+    noise = {"dark_offset": d.dark_offset_counts, "read_noise": d.read_noise_counts,
+             "gain": d.gain_counts_per_electron, "full_scale": d.full_scale_counts}
+    blank = lamp_counts(wl, d.lamp_peak_counts)
+    pl, sample = [], []
+    for out in run_outlets(physics, tr, times_min, settle_min=settle_min):
+        a_mix, counts, _ = mixture_pl_counts(
+            wl, np.ones(1), out.absorbance[None, :], out.emission_per_nm[None, :],
+            excitation_nm=d.excitation_nm, k_counts=d.pl_counts_per_ms * d.pl_integration_ms,
+            n_sample=ref.sample_refractive_index)
+        pl.append(read_frame(counts, rng, **noise))
+        sample.append(read_frame(blank * 10.0 ** (-a_mix), rng, **noise))
+    dye = dye_counts(wl, k_counts=d.pl_counts_per_ms * d.pl_integration_ms, qy=ref.qy,
+                     absorbance=ref.absorbance_at_excitation, n_dye=ref.refractive_index,
+                     peak_nm=d.dye_peak_nm, fwhm_nm=d.dye_fwhm_nm)
+    zero = np.zeros_like(wl)
+    return extract_features_batch(
+        wl, pl_counts=np.array(pl), dark_pl_counts=read_frame(zero, rng, **noise),
+        dye_pl_counts=read_frame(dye, rng, **noise), sample_counts=np.array(sample),
+        blank_counts=read_frame(blank, rng, **noise),
+        dark_abs_counts=read_frame(zero, rng, **noise), excitation_nm=d.excitation_nm,
+        saturation_counts=d.full_scale_counts, qy_reference=ref)

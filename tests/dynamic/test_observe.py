@@ -19,6 +19,8 @@ from autolab.exceptions import ConfigError
 from autolab.records import Conditions
 
 GEO = CascadeGeometry(3, 4)
+#: The analyzer's sigma alone (no systematic floor), where a test checks the exact arithmetic.
+BARE = MappingPolicy(measurement_floor={})
 
 
 def _c(t_core: float = 180.0, p: float = 3.6) -> Conditions:
@@ -39,7 +41,10 @@ def test_a_hold_gives_steady_full_weight_readings() -> None:
     m = map_outlet(tr, t, GEO)
     obs = observe(m, {"pl_peak_nm": np.full(7, 550.0)}, {"pl_peak_nm": np.full(7, 0.4)})
     assert all(o.steady and o.accepted and o.weight == 1.0 and o.reason == "" for o in obs)
-    assert all(o.sigma["pl_peak_nm"] == pytest.approx(0.4) for o in obs)
+    assert all(o.sigma["pl_peak_nm"] == pytest.approx(np.hypot(0.4, 0.25)) for o in obs)
+    bare = observe(m, {"pl_peak_nm": np.full(7, 550.0)}, {"pl_peak_nm": np.full(7, 0.4)},
+                   policy=BARE)
+    assert all(o.sigma["pl_peak_nm"] == pytest.approx(0.4) for o in bare)
     assert obs[3].conditions == _c()
 
 
@@ -50,7 +55,7 @@ def test_slow_ramp_with_a_known_gradient_adds_slope_times_spread() -> None:
     sd = m.sd[:, m.channels.index("t_core_c")]
     obs = observe(m, {"pl_peak_nm": np.array([550.0, 552.0])},
                   {"pl_peak_nm": np.array([0.3, 0.3])},
-                  gradients={"pl_peak_nm": {"t_core_c": 1.5}})
+                  gradients={"pl_peak_nm": {"t_core_c": 1.5}}, policy=BARE)
     kappa = MappingPolicy().spread_factor
     for o, s in zip(obs, sd, strict=True):
         assert o.sigma_mapping["pl_peak_nm"] == pytest.approx(kappa * 1.5 * s)
@@ -95,7 +100,7 @@ def test_fast_ramp_is_down_weighted_then_refused_with_journal_reasons() -> None:
     t = np.linspace(0.0, 200.0, 81)
     m = map_outlet(tr, t, GEO)
     obs = observe(m, {"pl_peak_nm": np.full(81, 550.0)}, {"pl_peak_nm": np.full(81, 0.3)},
-                  gradients={"pl_peak_nm": {"t_core_c": 1.0}})
+                  gradients={"pl_peak_nm": {"t_core_c": 1.0}}, policy=BARE)
     refused = [o for o in obs if not o.accepted]
     lowered = [o for o in obs if o.accepted and o.weight < 1.0]
     assert refused and lowered
@@ -184,7 +189,10 @@ def test_observe_batch_reads_the_analyzers_errors() -> None:
                          abs_peak_nm_err=1.0 * one, pl_snr=100.0 * one,
                          flags=np.zeros(n, dtype=np.int64))
     m = map_outlet(Trajectory((0.0, 60.0), (_c(), _c())), np.array([0.0, 30.0, 60.0]), GEO)
-    obs = observe_batch(m, batch)
+    obs = observe_batch(m, batch, policy=BARE)
     assert [o.sigma for o in obs] == [{"pl_peak_nm": 0.2, "fwhm_nm": 0.5, "qy": 0.01}] * 3
+    floored = observe_batch(m, batch)[0]
+    assert floored.sigma["qy"] == pytest.approx(np.hypot(0.01, 0.025 * 0.3))  # relative floor
+    assert floored.sigma_measurement["fwhm_nm"] == pytest.approx(np.hypot(0.5, 0.5))
     with pytest.raises(ConfigError, match="not analyzer features"):
         observe_batch(m, batch, ("pl_snr",))
