@@ -375,6 +375,10 @@ QD_PARAMETERS: dict[str, Parameter] = {
 #: Shell must run hotter than the core: ZnS does not grow at core temperatures.
 QD_SHELL_HOTTER = LinearConstraint.parse("t_shell_c - t_core_c >= 40")
 
+#: The sulfur injection must end in the cascade: ``s_inject_tank + s_inject_count - 1 <= 7`` for
+#: the default reactor's 7 tanks (3 core + 4 shell). A campaign for another cascade states its own.
+QD_INJECTION_FITS = LinearConstraint.parse("s_inject_tank + s_inject_count <= 8")
+
 #: The conditions an experiment needs; ``p_to_in`` is optional in a search space (fixed at 3.6).
 QD_DEFAULT_NAMES = ("t_core_c", "tau_core_min", "t_shell_c", "tau_shell_min", "cl_to_i", "s_to_zn")
 
@@ -388,7 +392,8 @@ def qd_space(names: Sequence[str] = QD_DEFAULT_NAMES,
         names: Which catalog parameters to search over (``p_to_in`` is optional).
         overrides: Name -> ``(lower, upper)`` to narrow the catalog bounds.
         constraints: Linear constraints; default ``t_shell_c - t_core_c >= 40`` when both
-            temperatures are searched.
+            temperatures are searched, and :data:`QD_INJECTION_FITS` when both injection fields
+            are.
 
     Raises:
         ConfigError: Unknown name, or overridden bounds outside the catalog bounds.
@@ -411,5 +416,7 @@ def qd_space(names: Sequence[str] = QD_DEFAULT_NAMES,
     if overrides:
         raise ConfigError(f"bounds given for parameters not in the space: {sorted(overrides)}")
     if constraints is None:
-        constraints = [QD_SHELL_HOTTER] if {"t_core_c", "t_shell_c"} <= set(names) else []
+        constraints = [c for c, both in ((QD_SHELL_HOTTER, ("t_core_c", "t_shell_c")),
+                                         (QD_INJECTION_FITS, ("s_inject_tank", "s_inject_count")))
+                       if set(both) <= set(names)]
     return ParameterSpace(parameters=tuple(params), constraints=tuple(constraints))

@@ -171,3 +171,23 @@ def test_catalog_knows_every_tank_temperature_and_refuses_a_tank_past_the_cascad
         qd_space(("t_core_c", "t_tank9_c"))
     with pytest.raises(ConfigError, match="exceed"):
         qd_space(("t_tank2_c",), overrides={"t_tank2_c": (100.0, 200.0)})
+
+
+def test_injection_must_end_inside_the_default_cascade() -> None:
+    space = qd_space(("s_inject_tank", "s_inject_count"))
+    assert [c.describe() for c in space.constraints] == ["s_inject_tank + s_inject_count <= 8"]
+    assert space.check({"s_inject_tank": 6.0, "s_inject_count": 2.0})
+    with pytest.raises(ConditionsError, match="s_inject_tank"):
+        space.check({"s_inject_tank": 6.0, "s_inject_count": 3.0})
+
+
+def test_a_campaign_space_searches_per_tank_conditions() -> None:
+    from autolab.config import SpaceConfig
+
+    cfg = SpaceConfig(parameters=(*PAPER, "t_tank1_c", "stir_rpm", "s_inject_tank"),
+                      bounds={"t_tank1_c": (170.0, 210.0)}, fixed={"s_inject_count": 2})
+    space = cfg.build()
+    assert space["t_tank1_c"].allowed == "[170, 210] °C"
+    assert space["s_inject_tank"].integer
+    with pytest.raises(ValueError, match="t_tank9_c"):
+        SpaceConfig(parameters=(*PAPER, "t_tank9_c"))
