@@ -140,7 +140,7 @@ def test_integer_parameters_round_in_the_unit_cube_and_check_whole_values() -> N
     ok = {"t_core_c": 180.0, "s_inject_tank": 5.0, "s_inject_count": 2.0, "t_tank5_c": 300.0,
           "stir_rpm": 600.0}
     assert space.check(ok) == ok
-    with pytest.raises(ConditionsError, match="s_inject_tank.*not a whole number"):
+    with pytest.raises(ConditionsError, match=r"s_inject_tank.*not a whole number"):
         space.check({**ok, "s_inject_tank": 4.5})
     with pytest.raises(ConditionsError, match="s_inject_tank"):
         space.check({**ok, "s_inject_tank": 7.0})  # the paper injects between tank 3 and 6
