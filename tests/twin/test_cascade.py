@@ -6,9 +6,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.integrate import quad
 
+from autolab.exceptions import ConditionsError
 from autolab.records import Conditions
 from autolab.twin import TwinConfig
-from autolab.twin.cascade import erlang_cdf, erlang_pdf, flow_plan, tank_times_min, washout
+from autolab.twin.cascade import (
+    erlang_cdf,
+    erlang_pdf,
+    flow_plan,
+    stage_tanks,
+    sulfur_share,
+    tank_times_min,
+    washout,
+)
 
 
 @settings(max_examples=25, deadline=None)
@@ -48,3 +57,32 @@ def test_flow_plan_balances() -> None:
         assert into_shell == pytest.approx(p.shell_ml_min)
         assert p.indium_halide_ml_min + p.phosphine_ml_min == pytest.approx(p.core_ml_min)
         assert tank_times_min(c, cfg).sum() == pytest.approx(c.tau_core_min + c.tau_shell_min)
+
+
+@settings(max_examples=60, deadline=None)
+@given(tank=st.integers(2, 7), count=st.integers(1, 6), tau_core=st.floats(1, 60),
+       tau_shell=st.floats(1, 60))
+def test_injection_layout_keeps_the_stage_times_and_feeds_the_sulfur_in_order(
+        tank: int, count: int, tau_core: float, tau_shell: float) -> None:
+    cfg = TwinConfig()
+    c = Conditions(180, tau_core, 290, tau_shell, 6, 2, s_inject_tank=tank,
+                   s_inject_count=count)
+    if tank + count - 1 > 7:
+        with pytest.raises(ConditionsError, match="s_inject_count"):
+            tank_times_min(c, cfg)
+        return
+    n_core, n_shell = stage_tanks(c, cfg)
+    assert (n_core, n_shell) == (tank - 1, 8 - tank)
+    times = tank_times_min(c, cfg)
+    assert times[:n_core].sum() == pytest.approx(tau_core)
+    assert times[-1] == pytest.approx(tau_shell / n_shell)  # all of the feed is in by the end
+    assert times[n_core:].sum() >= tau_shell * (1 - 1e-12)
+    assert (times[n_core:].sum() == pytest.approx(tau_shell)) == (count == 1)
+    share = sulfur_share(c, cfg)
+    assert np.all(share[:n_core] == 0) and share[-1] == 1 and np.all(np.diff(share) >= 0)
+
+
+def test_injection_outside_the_cascade_names_the_field() -> None:
+    with pytest.raises(ConditionsError, match="s_inject_tank") as info:
+        stage_tanks(Conditions(180, 13, 290, 15, 6, 2, s_inject_tank=1), TwinConfig())
+    assert info.value.parameter == "s_inject_tank"
