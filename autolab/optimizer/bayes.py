@@ -328,7 +328,12 @@ class BotorchOptimizer(BaseOptimizer):
         with _threads(self.settings.cpu_threads), torch.random.fork_rng(
                 devices=[self.device] if self.device.type == "cuda" else []):
             model, data, has_feas, seed = self._fit(0)
-            X = torch.cat([data.X_ok, self._forecast_candidates(data, seed, n_candidates)])
+            with torch.no_grad():
+                # The GPs cache their prediction solves on first use; make that first use the
+                # one an ask makes (no-grad, at the successes), so a forecast leaves the next
+                # proposal bit-for-bit what it is without one.
+                model.posterior(data.X_ok)
+            X = torch.cat([data.X_ok, self._forecast_candidates(model, data, seed, n_candidates)])
             m = len(self.objective.outcome_names)
             with torch.no_grad():
                 post = model.posterior(X)
@@ -340,7 +345,7 @@ class BotorchOptimizer(BaseOptimizer):
                         # Joint draws over near-duplicate candidates need a little jitter, which
                         # linear_operator adds and reports; the draws are still exact enough.
                         warnings.simplefilter("ignore", NumericalWarning)
-                        joint = post.rsample(torch.Size([FORECAST_DRAWS]))
+                        joint = _joint_draws(model, X, FORECAST_DRAWS)
                     draws = joint[..., :m]
                     feasible = joint[..., m] > 0 if has_feas else None
             best = self.best()
@@ -358,17 +363,21 @@ class BotorchOptimizer(BaseOptimizer):
             advice = self._repeat_advice(sd[: data.X_ok.shape[0]])
         return replace(fc, repeat_index=advice[0], repeat_reason=advice[1])
 
-    def _forecast_candidates(self, data: _Data, seed: int, n: int) -> torch.Tensor:
+    def _forecast_candidates(self, model: Any, data: _Data, seed: int, n: int) -> torch.Tensor:
         """Where the forecast looks for the next good hit (unit cube, ``(n + n // 2, d)``).
 
-        ``n`` seeded uniform points of the space plus ``n // 2`` Gaussian perturbations of the
-        in-band successes (of all successes while none is in band).
+        ``n`` seeded uniform points of the space, half of them moved onto the predicted band
+        (:func:`onto_band`), plus ``n // 2`` Gaussian perturbations of the in-band successes (of
+        all successes while none is in band).
         A band of a few nm is a thin shell of the space, so uniform points alone rarely land in
-        it; without the local points each posterior draw's best in-band value, the yardstick of
-        "good" (:func:`~autolab.optimizer.forecast.relative_good`), would be set by a handful of
-        points and underestimated.
+        it; without the moved and local points each posterior draw's best in-band value, the
+        yardstick of "good" (:func:`~autolab.optimizer.forecast.relative_good`), would be set by
+        a handful of points and underestimated.
         """
-        u = random_design(self.space, derive_seed(seed, 2), n)
+        with torch.enable_grad():
+            u = onto_band(self.space, model, self.objective,
+                          random_design(self.space, derive_seed(seed, 2), n),
+                          device=self.device, share=0.5)
         anchors = data.X_ok[data.in_band_ok] if bool(data.in_band_ok.any()) else data.X_ok
         local = _InitialConditions(self.space, derive_seed(seed, 6),
                                    anchors.cpu().numpy())._local(n // 2)
@@ -474,6 +483,64 @@ class BotorchOptimizer(BaseOptimizer):
         return self._record
 
 
+def _joint_draws(model: Any, X: torch.Tensor, n: int) -> torch.Tensor:
+    """``n`` joint posterior draws of every output at ``X``, shape ``(n, len(X), outputs)``.
+
+    The outputs of a model list are independent GPs, so each is drawn on its own: one
+    ``len(X)``-sized Cholesky per output instead of one of ``outputs`` times that size.
+    """
+    subs = list(getattr(model, "models", []))
+    if not subs:
+        out: torch.Tensor = model.posterior(X).rsample(torch.Size([n]))
+        return out
+    return torch.cat([sub.posterior(X).rsample(torch.Size([n])) for sub in subs], dim=-1)
+
+
+#: Newton steps that move a candidate onto the predicted target band (:func:`onto_band`).
+PROJECTION_STEPS = 3
+
+
+def onto_band(space: ParameterSpace, model: Any, spec: ObjectiveSpec, u: NDArray[np.float64], *,
+              device: torch.device, share: float) -> NDArray[np.float64]:
+    """A share of unit-cube candidates moved onto the model's predicted target band.
+
+    The band-first acquisition is a thin ridge along the level set ``mean(x) = target`` of each
+    target outcome: uniform candidates seldom land on it away from the data, so the acquisition
+    search (and the forecast's picture of the band) stays near known in-band experiments. A few
+    Newton steps on the posterior mean, ``x <- x - (mean(x) - target) * grad / |grad|^2``, put
+    candidates anywhere along it. Points are clipped to the cube; those that break a linear
+    constraint keep their place.
+
+    Args:
+        space: The space (its linear constraints).
+        model: Fitted model (outcomes in ``spec.outcome_names`` order first).
+        spec: The objective (its :class:`~autolab.objective.Target` terms).
+        u: Candidates, ``(n, d)``.
+        device: Torch device of the model.
+        share: Leading share of ``u`` that is moved; the rest is returned unchanged.
+    """
+    targets = [(spec.outcome_names.index(t.outcome), t.value)
+               for t in spec.terms if isinstance(t, Target)]
+    n = int(u.shape[0] * share)
+    if not targets or n == 0:
+        return u
+    x = torch.as_tensor(u[:n].copy(), dtype=torch.float64, device=device)
+    for step in range(PROJECTION_STEPS):
+        k, value = targets[step % len(targets)]
+        x = x.detach().requires_grad_(True)
+        post: Any = model.posterior(x.unsqueeze(-2))
+        mean = post.mean[..., 0, k]
+        (grad,) = torch.autograd.grad(mean.sum(), x)
+        with torch.no_grad():
+            move = (mean - value) / grad.pow(2).sum(-1).clamp_min(1e-12)
+            x = (x - move.unsqueeze(-1) * grad).clamp(0.0, 1.0)
+    moved = x.detach().cpu().numpy()
+    keep = feasible_mask(space, moved)
+    out = u.copy()
+    out[:n][keep] = moved[keep]
+    return out
+
+
 class _InitialConditions:
     """Starting points for ``optimize_acqf``: feasible raw q-batches, the promising ones kept.
 
@@ -494,9 +561,6 @@ class _InitialConditions:
     #: Standard deviation of the perturbations, unit-cube units.
     LOCAL_SIGMA = 0.05
 
-    #: Newton steps that move uniform candidates onto the predicted band (``project``).
-    PROJECTION_STEPS = 3
-
     def __init__(self, space: ParameterSpace, seed: int, anchors: NDArray[np.float64], *,
                  project: bool = False) -> None:
         self.space = space
@@ -507,37 +571,11 @@ class _InitialConditions:
 
     def _onto_band(self, acq_function: AcquisitionFunction, u: NDArray[np.float64],
                    device: torch.device) -> NDArray[np.float64]:
-        """Half of the uniform candidates moved onto the predicted target band.
-
-        The band-first acquisition is a thin ridge along the level set ``mean(x) = target`` of
-        each target outcome: uniform raw samples seldom land on it away from the data, so the
-        starting points (and the search) stay near known in-band experiments. A few Newton steps
-        on the posterior mean, ``x <- x - (mean(x) - target) * grad / |grad|^2``, put candidates
-        anywhere along the ridge. Points that leave the cube are clipped; those that break a
-        linear constraint keep their uniform position.
-        """
+        """Half of the uniform candidates moved onto the predicted band (:func:`onto_band`)."""
         if not isinstance(acq_function, BandFirstLogEI) or u.shape[0] < 2:
             return u
-        targets = [(acq_function.spec.outcome_names.index(t.outcome), t.value)
-                   for t in acq_function.spec.terms if isinstance(t, Target)]
-        if not targets:
-            return u
-        half = u.shape[0] // 2
-        x = torch.as_tensor(u[:half].copy(), dtype=torch.float64, device=device)
-        for step in range(self.PROJECTION_STEPS):
-            k, value = targets[step % len(targets)]
-            x = x.detach().requires_grad_(True)
-            post: Any = acq_function.model.posterior(x.unsqueeze(-2))
-            mean = post.mean[..., 0, k]
-            (grad,) = torch.autograd.grad(mean.sum(), x)
-            with torch.no_grad():
-                move = (mean - value) / grad.pow(2).sum(-1).clamp_min(1e-12)
-                x = (x - move.unsqueeze(-1) * grad).clamp(0.0, 1.0)
-        moved = x.detach().cpu().numpy()
-        keep = feasible_mask(self.space, moved)
-        out = u.copy()
-        out[:half][keep] = moved[keep]
-        return out
+        return onto_band(self.space, acq_function.model, acq_function.spec, u, device=device,
+                         share=0.5)
 
     def _local(self, n: int) -> NDArray[np.float64]:
         if n == 0 or self.anchors.shape[0] == 0:
