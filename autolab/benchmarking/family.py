@@ -584,11 +584,15 @@ class Member:
         """Noise-free product of searched points ``(n, len(names))`` plus fixed conditions."""
         return self.truth(condition_matrix(x, names, fixed))
 
-    def executor(self, seed: int = 0) -> SimulatedExecutor:
-        """A fresh executor for one campaign; ``seed`` seeds its noise and failure draws."""
+    def executor(self, seed: int = 0, **procedure: Any) -> SimulatedExecutor:
+        """A fresh executor for one campaign; ``seed`` seeds its noise and failure draws.
+
+        ``procedure`` takes the executor's ``settling`` and ``flush``.
+        """
         if self.response is None:
-            return SimulatedExecutor(self.twin, seed=seed)
-        return MemberExecutor(self.response, self.twin, seed=seed, stokes_ev=self.stokes_ev)
+            return SimulatedExecutor(self.twin, seed=seed, **procedure)
+        return MemberExecutor(self.response, self.twin, seed=seed, stokes_ev=self.stokes_ev,
+                              **procedure)
 
 
 def nominal_member(twin: TwinConfig | None = None) -> Member:

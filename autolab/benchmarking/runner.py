@@ -45,6 +45,7 @@ from autolab.config import (
     CampaignConfig,
     ExecutorConfig,
     OptimizerConfig,
+    ReactorConfig,
     SpaceConfig,
     StopConfig,
     TrackingConfig,
@@ -71,6 +72,9 @@ class Job:
         budget: Experiments at most.
         threshold_qy: Noise-free QY needed in band for a good hit.
         best_reachable_qy: The yardstick ``threshold_qy`` derives from (reported).
+        reactors: Simulated reactors of the member the campaign drives at once (K).
+        settling: The procedure's settling (``adaptive`` or ``fixed``).
+        flush: The procedure's flush (``auto`` or ``always``).
     """
 
     strategy: StrategySpec
@@ -80,6 +84,9 @@ class Job:
     budget: int
     threshold_qy: float
     best_reachable_qy: float
+    reactors: int = 1
+    settling: str = "adaptive"
+    flush: str = "auto"
 
     @property
     def member(self) -> Member:
@@ -102,7 +109,8 @@ class Job:
                           "twin": self.member.twin.model_dump(mode="json")},
                "target": [self.problem.target_nm, self.problem.tolerance_nm],
                "space": self.space.model_dump(mode="json"), "budget": self.budget,
-               "threshold_qy": round(self.threshold_qy, 9)}
+               "threshold_qy": round(self.threshold_qy, 9), "reactors": self.reactors,
+               "procedure": [self.settling, self.flush]}
         text = json.dumps(doc, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -111,11 +119,16 @@ class Job:
         kind = self.strategy.kind
         optimizer = (OptimizerConfig(kind=kind, settings=dict(self.strategy.settings))
                      if kind in AUTOLAB_KINDS else OptimizerConfig(kind="random"))
+        procedure = {"settling": self.settling, "flush": self.flush}
+        reactors = (() if self.reactors == 1 else
+                    tuple(ReactorConfig(name=f"r{i + 1}", twin=self.member.twin,
+                                        settings=procedure)
+                          for i in range(self.reactors)))
         return CampaignConfig(
-            name=f"bench-{self.cell_id}"[:120], seed=self.seed,
+            name=f"bench-{self.cell_id}"[:120], seed=self.seed, reactors=reactors,
             description=f"benchmark cell {self.cell_id} (optimizer {self.strategy.name}"
                         f"{'' if kind in AUTOLAB_KINDS else ', injected'})",
-            executor=ExecutorConfig(twin=self.member.twin), space=self.space,
+            executor=ExecutorConfig(twin=self.member.twin, settings=procedure), space=self.space,
             objective=self.problem.objective(), optimizer=optimizer,
             budget=BudgetConfig(max_experiments=self.budget),
             stop=StopConfig(target_reached=False), tracking=TrackingConfig(enabled=False))
@@ -132,12 +145,14 @@ class Step:
         true_qy: Noise-free QY.
         measured_pl_nm: Analyzer's PL peak (NaN if failed).
         measured_qy: Analyzer's QY (NaN if failed).
-        lab_clock_h: Virtual lab hours when it finished.
+        lab_clock_h: Virtual lab hours when it finished (wall-clock over all reactors).
         ask_s: Seconds the strategy took to propose it.
         in_band: The noise-free product is within the target band.
         good: In band and bright enough (a good hit).
         forecast: What the campaign journaled as its stop forecast after this experiment, if it
             journals one (``forecast`` in the trial's journal extra), for calibration.
+        reactor: The reactor that ran it (parallel reactors).
+        experiment_lab_h: Lab hours it took on its reactor (flush, ramp, settle, acquire).
     """
 
     experiment: int
@@ -151,6 +166,8 @@ class Step:
     in_band: bool = False
     good: bool = False
     forecast: dict[str, Any] | None = None
+    reactor: str = ""
+    experiment_lab_h: float = math.nan
 
 
 @dataclass(frozen=True)
@@ -242,7 +259,8 @@ class RunResult:
             return math.nan if v is None else float(v)
 
         steps = tuple(Step(**{**s, **{k: num(s[k]) for k in (
-            "true_pl_nm", "true_qy", "measured_pl_nm", "measured_qy")}})
+            "true_pl_nm", "true_qy", "measured_pl_nm", "measured_qy", "experiment_lab_h")
+            if k in s}})
             for s in d.get("steps", []))
         fields_ = {k: v for k, v in d.items() if k not in ("steps", "found")}
         return cls(**fields_, steps=steps)
@@ -251,14 +269,22 @@ class RunResult:
 class _Judge:
     """The cell's ``on_trial``: judges each trial on the truth; stops the campaign at a hit."""
 
-    def __init__(self, job: Job, executor: SimulatedExecutor) -> None:
+    def __init__(self, job: Job, executors: dict[str, SimulatedExecutor]) -> None:
         self.job = job
-        self.executor = executor
+        self.executors = executors
         self.steps: list[Step] = []
         self.hit: int | None = None
+        self._clock: dict[str, float] = {}
 
     def __call__(self, campaign: Campaign, trial: Trial) -> None:
-        truth = self.executor.truths.get(self.executor.run_index - 1)
+        extra = campaign.journal.state.last_extra or {}
+        reactor = str(extra.get("reactor") or next(iter(self.executors)))
+        executor = self.executors.get(reactor, next(iter(self.executors.values())))
+        own_clock = float(extra.get("reactor_clock_h", campaign.lab_clock_h))
+        duration = own_clock - self._clock.get(reactor, 0.0)
+        self._clock[reactor] = own_clock
+        # a reactor waits idle until its result is delivered: its last run is this trial's
+        truth = executor.truths.get(executor.run_index - 1)
         pl = math.nan if truth is None else float(truth.pl_peak_nm)
         # a failed experiment made no product a chemist could keep, whatever the truth says
         failed = trial.status is not TrialStatus.COMPLETED or truth is None
@@ -268,15 +294,15 @@ class _Judge:
         in_band = not failed and bool(problem.in_band(pl))
         good = in_band and is_success(pl, qy, problem.target_nm, problem.tolerance_nm,
                                       self.job.threshold_qy)
-        extra = campaign.journal.state.last_extra or {}
         forecast = extra.get("forecast")
         self.steps.append(Step(
             experiment=len(self.steps) + 1, failed=failed, true_pl_nm=pl, true_qy=qy,
             measured_pl_nm=math.nan if outcomes is None else float(outcomes["pl_peak_nm"]),
             measured_qy=math.nan if outcomes is None else float(outcomes["qy"]),
-            lab_clock_h=float(self.executor.lab_clock_h),
+            lab_clock_h=float(campaign.lab_clock_h),  # wall-clock lab time (K reactors)
             ask_s=float(trial.proposal_time_s or 0.0), in_band=in_band, good=good,
-            forecast=dict(forecast) if isinstance(forecast, dict) else None))
+            forecast=dict(forecast) if isinstance(forecast, dict) else None,
+            reactor=reactor, experiment_lab_h=duration))
         if good and self.hit is None:
             self.hit = len(self.steps)
             campaign.request_stop()
@@ -301,13 +327,15 @@ def run_job(job: Job) -> RunResult:
     torch.set_num_threads(1)
     t_start = time.perf_counter()
     config = job.campaign_config()
-    executor = job.member.executor(seed=job.seed)
+    executors = {spec.name: job.member.executor(seed=spec.seed, settling=job.settling,
+                                                flush=job.flush)
+                 for spec in config.reactor_specs()}
     optimizer = injected_optimizer(job.strategy.kind, job.problem.space,
                                    job.problem.objective(), job.seed)
-    judge = _Judge(job, executor)
+    judge = _Judge(job, executors)
     root = tempfile.mkdtemp(prefix="autolab-cell-")
     try:
-        campaign = Campaign.create(config, root, executor=executor, tracker=NullTracker(),
+        campaign = Campaign.create(config, root, executor=dict(executors), tracker=NullTracker(),
                                    optimizer=optimizer, on_trial=judge)
         result = campaign.run()
     finally:

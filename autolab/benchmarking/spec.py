@@ -147,6 +147,22 @@ class FamilySpec(BaseModel):
         return tuple(range(first, first + self.per_kind))
 
 
+class ProcedureSpec(BaseModel):
+    """How every simulated reactor of the benchmark runs an experiment (the one procedure).
+
+    Attributes:
+        settling: ``adaptive`` (stop once the inline spectra are steady, after the RTD floor)
+            or ``fixed`` (always ``twin.settle_residence_times`` residence times).
+        flush: ``auto`` (skip the solvent flush when the new feed washes the old product out)
+            or ``always``.
+    """
+
+    model_config = _FROZEN
+
+    settling: Literal["adaptive", "fixed"] = "adaptive"
+    flush: Literal["auto", "always"] = "auto"
+
+
 class BenchmarkTracking(TrackingConfig):
     """Optional MLflow logging: a parent run per benchmark, a nested run per strategy×seed×target.
 
@@ -177,6 +193,10 @@ class BenchmarkSpec(BaseModel):
     space: SpaceConfig = Field(default_factory=lambda: SpaceConfig(fixed={"p_to_in": 3.6}))
     twin: TwinConfig = Field(default_factory=TwinConfig)
     family: FamilySpec | None = None
+    #: Reactors each cell's campaign drives at once (K simulated rigs of the member, distinct
+    #: seeds); lab hours are then wall-clock lab hours.
+    reactors: int = Field(default=1, ge=1, le=16, strict=True)
+    procedure: ProcedureSpec = Field(default_factory=ProcedureSpec)
     tracking: BenchmarkTracking = Field(default_factory=BenchmarkTracking)
 
     @field_validator("seeds")

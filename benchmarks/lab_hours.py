@@ -1,0 +1,219 @@
+"""Lab hours to a good hit: the procedure's changeovers and parallel reactors (issue 9 goals).
+
+Runs the spec ``benchmarks/lab_hours.yaml`` (BoTorch on the calibrated twin and on members of the
+reactor family) through the campaign loop in four variants:
+
+* ``fixed+always, K=1``: settle a fixed ``settle_residence_times`` (3 τ) and flush with solvent
+  before every experiment (what autolab did before issue 9);
+* ``adaptive+auto, K=1``: stop settling once the inline spectra are steady (never before the RTD
+  floor) and flush only when the new feed cannot wash the old product out;
+* ``adaptive+auto, K=2`` and ``K=4``: the same procedure on K simulated rigs of the member at
+  once (asynchronous proposals; wall-clock lab hours, the latest reactor clock).
+
+For each it reports the share of cells that reach a good hit within the budget (the found-rate),
+the experiments and the lab hours to it, and the ratio of lab hours to the baseline on the cells
+both found (paired: same member, target and seed). The goals: adaptive + short changeovers
+≤ 0.6× the fixed-3τ lab hours with no worse found-rate; K = 4 ≤ 0.35× the wall-clock lab hours of
+K = 1 at the same found-rate. Writes ``benchmarks/results/lab-hours.json``::
+
+    .venv/bin/python benchmarks/lab_hours.py --workers 2 --record benchmarks/results
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import shutil
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from autolab.benchmarking.benchmark import run_benchmark
+from autolab.benchmarking.provenance import Result, Table, write_result
+from autolab.benchmarking.runner import RunResult
+from autolab.benchmarking.spec import BenchmarkSpec, ProcedureSpec, load_spec
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One way of running the spec's cells."""
+
+    label: str
+    settling: str
+    flush: str
+    reactors: int
+
+    def spec(self, base: BenchmarkSpec) -> BenchmarkSpec:
+        """The base spec run this way."""
+        return base.model_copy(update={
+            "procedure": ProcedureSpec.model_validate({"settling": self.settling,
+                                                       "flush": self.flush}),
+            "reactors": self.reactors})
+
+
+FIXED = Variant("fixed 3τ + always flush, K=1", "fixed", "always", 1)
+ADAPTIVE = Variant("adaptive + auto flush, K=1", "adaptive", "auto", 1)
+K2 = Variant("adaptive + auto flush, K=2", "adaptive", "auto", 2)
+K4 = Variant("adaptive + auto flush, K=4", "adaptive", "auto", 4)
+GROUPS = {"procedure": (FIXED, ADAPTIVE), "parallel": (ADAPTIVE, K2, K4)}
+
+
+def _key(r: RunResult) -> tuple[str, float, int]:
+    return (r.member, r.target_nm, r.seed)
+
+
+def _median_iqr(values: list[float], digits: int = 1) -> str:
+    if not values:
+        return "-"
+    q = statistics.quantiles(values, n=4) if len(values) > 1 else [values[0]] * 3
+    return f"{statistics.median(values):.{digits}f} ({q[0]:.{digits}f}-{q[2]:.{digits}f})"
+
+
+def summarize(label: str, results: list[RunResult], base: list[RunResult] | None,
+              reactors: int) -> dict[str, Any]:
+    """The figures of one variant (and its paired ratio to ``base``)."""
+    found = [r for r in results if r.found]
+    hours = [float(r.lab_hours_to_success) for r in found if r.lab_hours_to_success is not None]
+    out: dict[str, Any] = {
+        "variant": label, "reactors": reactors, "cells": len(results), "found": len(found),
+        "found_rate": len(found) / len(results) if results else 0.0,
+        "median_experiments_to_hit": (statistics.median([float(r.experiments_to_success or 0)
+                                                         for r in found]) if found else None),
+        "median_lab_h_to_hit": statistics.median(hours) if hours else None,
+        "lab_h_to_hit": _median_iqr(hours),
+        "experiments_to_hit": _median_iqr([float(r.experiments_to_success or 0) for r in found],
+                                          0),
+        "reactor_h_per_experiment": statistics.fmean(
+            [s.experiment_lab_h for r in results for s in r.steps] or [math.nan]),
+    }
+    if base is not None:
+        ref = {_key(r): float(r.lab_hours_to_success) for r in base
+               if r.found and r.lab_hours_to_success}
+        ratios = [float(r.lab_hours_to_success) / ref[_key(r)]
+                  for r in found if _key(r) in ref and r.lab_hours_to_success is not None]
+        out["paired_cells"] = len(ratios)
+        out["paired_ratio_median"] = statistics.median(ratios) if ratios else None
+        base_hours = [float(r.lab_hours_to_success) for r in base
+                      if r.found and r.lab_hours_to_success is not None]
+        out["ratio_of_medians"] = (statistics.median(hours) / statistics.median(base_hours)
+                                   if hours and base_hours else None)
+    return out
+
+
+def _fmt(v: Any, digits: int = 2) -> str:
+    return "-" if v is None else f"{v:.{digits}f}"
+
+
+def _row(s: dict[str, Any]) -> tuple[str, ...]:
+    return (s["variant"], f"{s['found']}/{s['cells']} ({100 * s['found_rate']:.0f} %)",
+            s["experiments_to_hit"], s["lab_h_to_hit"], _fmt(s["reactor_h_per_experiment"]),
+            _fmt(s.get("paired_ratio_median")), _fmt(s.get("ratio_of_medians")))
+
+
+COLUMNS = ("variant", "good hit found", "experiments to hit, median (IQR)",
+           "wall-clock lab h to hit, median (IQR)", "reactor h per experiment",
+           "paired lab-h ratio vs baseline (median)", "ratio of medians")
+
+
+def run_variant(variant: Variant, base: BenchmarkSpec, out: Path, workers: int,
+                command: str) -> list[RunResult]:
+    """Run (or restore) every cell of one variant; the reachable yardsticks are shared."""
+    folder = out / variant.label.replace(" ", "_").replace(",", "").replace("+", "p").replace(
+        "τ", "tau").replace("=", "")
+    folder.mkdir(parents=True, exist_ok=True)
+    shared = out / "reachable.json"
+    if shared.exists() and not (folder / "reachable.json").exists():
+        shutil.copy(shared, folder / "reachable.json")
+    t0 = time.perf_counter()
+    outcome = run_benchmark(variant.spec(base), workers=workers, out_dir=folder,
+                            emit=lambda line: print(f"[{variant.label}] {line}", flush=True),
+                            command=command)
+    if not shared.exists():
+        shutil.copy(folder / "reachable.json", shared)
+    print(f"[{variant.label}] {len(outcome.results)} cells in {time.perf_counter() - t0:.0f} s",
+          flush=True)
+    return list(outcome.results)
+
+
+def _notes(procedure: list[dict[str, Any]], parallel: list[dict[str, Any]]) -> tuple[str, ...]:
+    notes = []
+    if procedure:
+        fixed, adaptive = procedure
+        ratio = adaptive.get("paired_ratio_median")
+        met = (ratio is not None and ratio <= 0.6
+               and adaptive["found_rate"] >= fixed["found_rate"])
+        notes.append(
+            "Goal 1 (adaptive settling + short changeovers ≤ 0.6× the fixed-3τ lab hours to a "
+            f"good hit, no worse found-rate): paired median ratio {_fmt(ratio)}, ratio of medians "
+            f"{_fmt(adaptive.get('ratio_of_medians'))}; found-rate "
+            f"{100 * adaptive['found_rate']:.0f} % vs {100 * fixed['found_rate']:.0f} %: "
+            f"{'met' if met else 'NOT met'}.")
+    if parallel:
+        k1, k4 = parallel[0], parallel[-1]
+        ratio = k4.get("paired_ratio_median")
+        met = ratio is not None and ratio <= 0.35 and k4["found_rate"] >= k1["found_rate"]
+        notes.append(
+            f"Goal 2 (K = 4 ≤ 0.35× the wall-clock lab hours of K = 1 at the same found-rate): "
+            f"paired median ratio {_fmt(ratio)}, ratio of medians "
+            f"{_fmt(k4.get('ratio_of_medians'))}; found-rate {100 * k4['found_rate']:.0f} % vs "
+            f"{100 * k1['found_rate']:.0f} %: {'met' if met else 'NOT met'}.")
+    notes.append("Lab hours are the simulated rig's virtual clock (flush, heater ramps, settling, "
+                 "acquisition) up to the delivery of the good hit; with K reactors the campaign's "
+                 "wall-clock lab time (the latest reactor clock). Reactor hours per experiment "
+                 "count every reactor's time. Paired ratios use the cells (member, target, seed) "
+                 "both variants found.")
+    return tuple(notes)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the variants, print the figures, record them."""
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--spec", type=Path, default=ROOT / "benchmarks" / "lab_hours.yaml")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--seeds", type=int, default=None, help="seeds per cell (spec: 2)")
+    parser.add_argument("--only", choices=sorted(GROUPS), default=None)
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmark-results" / "lab_hours")
+    parser.add_argument("--record", type=Path, default=None,
+                        help="write lab-hours.json here (benchmarks/results)")
+    args = parser.parse_args(argv)
+    base = load_spec(args.spec)
+    if args.seeds is not None:
+        base = base.model_copy(update={"seeds": args.seeds})
+    command = " ".join([Path(sys.executable).name, *sys.argv])
+    groups = [args.only] if args.only else list(GROUPS)
+    variants = list(dict.fromkeys(v for g in groups for v in GROUPS[g]))
+    results = {v: run_variant(v, base, args.out, args.workers, command) for v in variants}
+    tables, data = [], {}
+    for group in groups:
+        ref = results[GROUPS[group][0]]
+        rows = [summarize(v.label, results[v], None if i == 0 else ref, v.reactors)
+                for i, v in enumerate(GROUPS[group])]
+        data[group] = rows
+        for r in rows:
+            print(" | ".join(_row(r)))
+        tables.append(Table(title={"procedure": "Procedure: adaptive settling and short "
+                                                "changeovers vs fixed 3τ + always flush",
+                                   "parallel": "Parallel reactors: K = 1, 2, 4"}[group],
+                            columns=COLUMNS, rows=tuple(_row(r) for r in rows)))
+    notes = _notes(data.get("procedure", []), data.get("parallel", []))
+    for n in notes:
+        print(n)
+    if args.record is not None:
+        result = Result(
+            name="lab-hours", title="Lab hours to a good hit: procedure and parallel reactors",
+            description=(f"{base.description} ({base.seeds} seeds), through the campaign loop "
+                         "on the simulated rig (benchmarks/lab_hours.py)."),
+            tables=tuple(tables), notes=notes,
+            data={**data, "cells": {v.label: [r.row() for r in results[v]] for v in variants}},
+            command=command)
+        print(f"wrote {write_result(result, args.record)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
