@@ -18,6 +18,7 @@ import itertools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -194,20 +195,30 @@ class Trajectory:
         """Time from the first to the last point, min."""
         return self.times_min[-1]
 
+    @cached_property
+    def _columns(self) -> dict[str, FloatArray]:
+        """Channel -> its values at the points (computed once; the trajectory is frozen)."""
+        flat = [flatten(p) for p in self.points]
+        return {ch: np.array([f[ch] for f in flat], dtype=np.float64) for ch in flat[0]}
+
+    @cached_property
+    def _varying(self) -> tuple[str, ...]:
+        return tuple(ch for ch, ys in self._columns.items()
+                     if any(not _same(float(y), float(ys[0])) for y in ys))
+
     def channels(self) -> tuple[str, ...]:
         """All continuous channels of the conditions, in field order."""
-        return tuple(flatten(self.points[0]))
+        return tuple(self._columns)
 
     def varying(self) -> tuple[str, ...]:
         """The channels that change somewhere along the trajectory."""
-        flat = [flatten(p) for p in self.points]
-        return tuple(ch for ch in flat[0] if any(not _same(f[ch], flat[0][ch]) for f in flat))
+        return self._varying
 
     def values(self, channel: str, times_min: FloatArray) -> FloatArray:
         """A channel at the given times (held at the end values outside the trajectory)."""
-        ys = np.array([flatten(p)[channel] for p in self.points], dtype=np.float64)
+        ys = self._columns[channel]
         t = np.asarray(times_min, dtype=np.float64)
-        if channel not in self.varying():
+        if channel not in self._varying:
             return np.full(t.shape, ys[0])
         return np.asarray(np.interp(t, self.times_min, ys), dtype=np.float64)
 
