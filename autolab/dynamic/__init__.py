@@ -20,6 +20,7 @@ from autolab.dynamic.observe import (
     SpreadLimit,
     observe,
     observe_batch,
+    to_tell,
 )
 from autolab.dynamic.rtd import CascadeGeometry, MappedConditions, age_sd_min, map_outlet
 from autolab.dynamic.trajectory import (
@@ -52,4 +53,5 @@ __all__ = [
     "observe_batch",
     "plan_ramp",
     "ramp_duration_min",
+    "to_tell",
 ]

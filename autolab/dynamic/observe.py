@@ -21,7 +21,7 @@ whose spread is negligible are flagged *steady*, so a campaign can keep them apa
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -445,3 +445,29 @@ def _fmt(ch: str, sd: float, lim: SpreadLimit, values: Mapping[str, float]) -> s
 
 def _fmt_limit(ch: str, x: float, lim: SpreadLimit) -> str:
     return f"{x:.0%}" if lim.relative else f"{x:g} {unit_of(ch)}".rstrip()
+
+
+def to_tell(observations: Sequence[DynamicObservation], parameters: Sequence[str],
+            outcomes: Sequence[str]) -> tuple[list[dict[str, float]], list[dict[str, float]],
+                                             list[dict[str, float]]]:
+    """The accepted observations as ``opt.tell(conditions, outcomes, outcome_sd)`` arguments.
+
+    Refused readings are left out (they are journaled, never told); a down-weighted one goes in
+    with its inflated sigma, which a model-based optimizer takes as known observation noise.
+
+    Args:
+        observations: Mapped observations of a stream.
+        parameters: The campaign space's parameter names (``t_tank<i>_c`` included).
+        outcomes: Outcome names the optimizer models (features of the observations).
+
+    Raises:
+        ConfigError: An outcome the observations do not carry.
+    """
+    kept = [o for o in observations if o.accepted]
+    missing = sorted({k for o in kept for k in outcomes if k not in o.features})
+    if missing:
+        raise ConfigError(f"to_tell outcomes: {missing} are not features of the observations; "
+                          f"they carry {sorted(kept[0].features) if kept else []}")
+    return ([{p: o.conditions.value(p) for p in parameters} for o in kept],
+            [{k: o.features[k] for k in outcomes} for o in kept],
+            [{k: o.sigma[k] for k in outcomes} for o in kept])

@@ -228,6 +228,36 @@ class Trajectory:
         i = int(np.searchsorted(self.times_min, t_min, side="right")) - 1
         return unflatten(self.points[max(i, 0)], moving)
 
+    def sample(self, times_min: Sequence[float]) -> list[Conditions]:
+        """The conditions at each of ``times_min``.
+
+        E.g. the rest of a running trajectory, as pending points for the optimizer.
+        """
+        return [self.at(float(t)) for t in times_min]
+
+    @classmethod
+    def from_samples(cls, times_min: Sequence[float], points: Sequence[Conditions], *,
+                     held_before: bool = True) -> Trajectory:
+        """The realized trajectory from logged samples (heater PVs and pump rates as conditions).
+
+        Times are shifted to start at 0 and sorted; of samples logged at the same time the last
+        one is kept. The mapping should run on this, not on the commanded trajectory: a heater
+        that lags its setpoint shifts the conditions by its lag.
+
+        Raises:
+            ConfigError: No samples, or different numbers of times and samples.
+            ConditionsError: Samples that differ in topology (injection tank, profile length).
+        """
+        if not points or len(times_min) != len(points):
+            raise ConfigError(f"Trajectory.from_samples: expected one time per sample, got "
+                              f"{len(times_min)} times and {len(points)} samples (at least one)")
+        order = sorted(range(len(points)), key=lambda i: float(times_min[i]))
+        t0 = float(times_min[order[0]])
+        kept: dict[float, Conditions] = {}
+        for i in order:
+            kept[float(times_min[i]) - t0] = points[i]
+        return cls(times_min=tuple(kept), points=tuple(kept.values()), held_before=held_before)
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-compatible dict for the journal."""
         return {"times_min": list(self.times_min),

@@ -14,6 +14,7 @@ from autolab.dynamic import (
     map_outlet,
     observe,
     observe_batch,
+    to_tell,
 )
 from autolab.exceptions import ConfigError
 from autolab.records import Conditions
@@ -196,3 +197,18 @@ def test_observe_batch_reads_the_analyzers_errors() -> None:
     assert floored.sigma_measurement["fwhm_nm"] == pytest.approx(np.hypot(0.5, 0.5))
     with pytest.raises(ConfigError, match="not analyzer features"):
         observe_batch(m, batch, ("pl_snr",))
+
+
+def test_to_tell_keeps_accepted_readings_with_their_sigma() -> None:
+    tr = Trajectory((0.0, 10.0, 200.0), (_c(170.0), _c(210.0), _c(210.0)))
+    m = map_outlet(tr, np.linspace(0.0, 200.0, 21), GEO)
+    obs = observe(m, {"pl_peak_nm": np.full(21, 550.0)}, {"pl_peak_nm": np.full(21, 0.3)},
+                  gradients={"pl_peak_nm": {"t_core_c": 1.0}})
+    cond, out, sd = to_tell(obs, ["t_core_c", "tau_core_min"], ["pl_peak_nm"])
+    kept = [o for o in obs if o.accepted]
+    assert 0 < len(cond) == len(kept) < len(obs)
+    assert cond[0] == {"t_core_c": kept[0].conditions.t_core_c, "tau_core_min": 15.0}
+    assert sd == [{"pl_peak_nm": o.sigma["pl_peak_nm"]} for o in kept]
+    assert out[0] == {"pl_peak_nm": 550.0}
+    with pytest.raises(ConfigError, match="not features"):
+        to_tell(obs, ["t_core_c"], ["qy"])

@@ -191,3 +191,14 @@ def test_planned_ramps_always_pass_their_own_check(t0: float, t1: float, tau0: f
     tr = plan_ramp(a, b, LIMITS)
     check_trajectory(tr, LIMITS)
     assert tr.at(tr.duration_min) == b
+
+
+def test_realized_trajectory_from_logged_samples() -> None:
+    c = [Conditions(180.0 + d, 20.0, 280.0, 20.0, 2.0, 2.0) for d in (0.0, 1.0, 2.5, 3.0)]
+    tr = Trajectory.from_samples([10.0, 12.0, 12.0, 11.0], [c[0], c[1], c[2], c[3]])
+    assert tr.times_min == (0.0, 1.0, 2.0)
+    assert [p.t_core_c for p in tr.points] == [180.0, 183.0, 182.5]  # sorted, last of a time
+    assert Trajectory.from_samples([5.0], [c[0]]).duration_min == 0.0
+    with pytest.raises(ConfigError, match="one time per sample"):
+        Trajectory.from_samples([1.0, 2.0], [c[0]])
+    assert [p.t_core_c for p in tr.sample([0.0, 0.5, 9.0])] == [180.0, 181.5, 182.5]
