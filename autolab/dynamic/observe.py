@@ -274,6 +274,9 @@ def _check_stream(mapped: MappedConditions, features: Mapping[str, FloatArray],
         raise ConfigError(f"observe: expected the same feature names in features and sigma, got "
                           f"{sorted(features)} and {sorted(sigma)}")
     n = len(mapped)
+    if np.any(np.diff(mapped.times_min) < 0):
+        raise ConfigError("observe: expected the readings in time order (map_outlet's times_min "
+                          "non-decreasing); the slope fit walks the stream in order")
     f = {k: np.asarray(v, dtype=np.float64).reshape(-1) for k, v in features.items()}
     s = {k: np.asarray(v, dtype=np.float64).reshape(-1) for k, v in sigma.items()}
     for name, arrs in (("features", f), ("sigma", s)):

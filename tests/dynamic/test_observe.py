@@ -212,3 +212,9 @@ def test_to_tell_keeps_accepted_readings_with_their_sigma() -> None:
     assert out[0] == {"pl_peak_nm": 550.0}
     with pytest.raises(ConfigError, match="not features"):
         to_tell(obs, ["t_core_c"], ["qy"])
+
+
+def test_readings_out_of_time_order_are_refused() -> None:
+    m = map_outlet(Trajectory((0.0, 60.0), (_c(), _c())), np.array([30.0, 10.0]), GEO)
+    with pytest.raises(ConfigError, match="time order"):
+        observe(m, {"qy": np.array([0.3, 0.3])}, {"qy": np.array([0.01, 0.01])})

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from autolab.dynamic import CascadeGeometry, Trajectory, age_sd_min, map_outlet
 from autolab.exceptions import ConfigError
@@ -131,3 +133,24 @@ def test_split_sulfur_feed_makes_unequal_tanks_and_the_mapping_follows_them() ->
     ode = np.array([washout(np.zeros(len(tanks)), tanks, float(x), inlet=1.0)[-1] for x in t])
     np.testing.assert_allclose(frac, ode, atol=0.02)
     assert age_sd_min(a, geo) == pytest.approx(float(np.sqrt(np.sum(tanks ** 2))))
+
+
+@settings(max_examples=25, deadline=None)
+@given(temps=st.lists(st.floats(150.0, 230.0), min_size=2, max_size=5),
+       taus=st.lists(st.floats(5.0, 40.0), min_size=2, max_size=5),
+       gaps=st.lists(st.floats(1.0, 60.0), min_size=4, max_size=4),
+       when=st.floats(-20.0, 300.0))
+def test_mapped_means_stay_within_what_the_trajectory_visited(
+        temps: list[float], taus: list[float], gaps: list[float], when: float) -> None:
+    """Every role is an average over the trajectory's values: the mean cannot leave their range."""
+    n = min(len(temps), len(taus))
+    times = tuple(np.concatenate([[0.0], np.cumsum(gaps[:n - 1])]))
+    pts = tuple(_c(t_core_c=temps[i], tau_core_min=taus[i], p_to_in=2.0 + i) for i in range(n))
+    m = map_outlet(Trajectory(times, pts), np.array([when]), GEO, n_nodes=12)
+    for ch, lo, hi in (("t_core_c", min(temps[:n]), max(temps[:n])),
+                       ("tau_core_min", min(taus[:n]), max(taus[:n])),
+                       ("p_to_in", 2.0, 1.0 + n)):
+        j = m.channels.index(ch)
+        assert lo - 1e-6 <= m.mean[0, j] <= hi + 1e-6
+        assert 0.0 <= m.sd[0, j] <= (hi - lo) / 2 + 1e-6
+    assert 0.0 <= m.before_start[0] <= 1.0
