@@ -289,3 +289,21 @@ def test_flush_and_hold_keep_the_product_honest(transient: TransientCascade) -> 
     assert _features(transient, held).shell_ml[0] > _features(transient, s).shell_ml[0]
     flushed = _run(transient, s, TankInputs.solvent(20.0), 120.0)
     assert transient.outlet(flushed).concentration_rel < 1e-3
+
+
+def test_a_start_from_solvent_reads_young_product_until_the_ages_fill_in(
+        transient: TransientCascade) -> None:
+    """The first product out has had less time than the steady product: bluer and narrower.
+
+    A mixing picture shows the steady spectrum at once, only weaker; here the features lag the
+    concentration (measured: at 2 τ 98 % concentration, peak still 0.2 nm blue).
+    """
+    c = Conditions(200, 20, 300, 15, 20, 2)
+    want = _steady(c)
+    s = _run(transient, transient.initial(), TankInputs.feeding(c), 1.5 * 35)
+    early = _features(transient, s)
+    assert transient.outlet(s).concentration_rel > 0.85
+    assert early.pl_peak_nm[0] < want.pl_peak_nm[0] - 0.5
+    assert early.fwhm_nm[0] < want.fwhm_nm[0] - 1.0
+    s = _run(transient, s, TankInputs.feeding(c), 1.5 * 35)
+    assert _features(transient, s).pl_peak_nm[0] == pytest.approx(want.pl_peak_nm[0], abs=0.05)
