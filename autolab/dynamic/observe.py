@@ -39,6 +39,9 @@ if TYPE_CHECKING:
 
 FloatArray = NDArray[np.float64]
 
+#: Fewest readings in a slope-fit window (a quadratic needs 5; sparse streams take neighbours).
+MIN_WINDOW = 5
+
 #: FWHM of a Gaussian over its standard deviation, ``2·sqrt(2·ln 2)``.
 GAUSS_FWHM_PER_SD = 2.0 * math.sqrt(2.0 * math.log(2.0))
 
@@ -328,8 +331,7 @@ def _stream_spread(mapped: MappedConditions, moving: list[int], f: FloatArray, s
     ok = np.isfinite(f)
     fit = np.full((len(mapped), 2), np.nan)
     for i in range(len(mapped)):
-        win = ok & (np.abs(mapped.times_min - mapped.times_min[i]) <= half)
-        fit[i] = _local_derivatives(z[win], z[i], f[win], s[win])
+        fit[i] = _local_derivatives(*_window(mapped.times_min, i, half, ok, (z, f, s)), z[i])
     good = np.flatnonzero(np.isfinite(fit[:, 0]))
     if good.size == 0:
         unknown = np.where(sdn > 0, np.inf, 0.0)
@@ -338,6 +340,23 @@ def _stream_spread(mapped: MappedConditions, moving: list[int], f: FloatArray, s
     fit = np.where(np.isfinite(fit[:, :1]), fit, fit[nearest])
     return (np.asarray(np.abs(fit[:, 0]) * sdn, dtype=np.float64),
             np.asarray(0.5 * np.abs(fit[:, 1]) * sdn ** 2, dtype=np.float64))
+
+
+def _window(times: FloatArray, i: int, half: float, ok: NDArray[np.bool_],
+            arrays: tuple[FloatArray, FloatArray, FloatArray]
+            ) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """``arrays`` at the finite readings within ``half`` of reading ``i``, at least 5 of them.
+
+    A sparse stream (readings further apart than the window) still gets a local fit from its
+    nearest neighbours rather than none.
+    """
+    idx = np.flatnonzero(ok)
+    dist = np.abs(times[idx] - times[i])
+    near = idx[dist <= half]
+    if len(near) < MIN_WINDOW:
+        near = idx[np.argsort(dist, kind="stable")[:MIN_WINDOW]]
+    z, f, s = arrays
+    return z[near], f[near], s[near]
 
 
 def _channel_scales(mapped: MappedConditions, moving: list[int]) -> FloatArray:
@@ -349,8 +368,8 @@ def _channel_scales(mapped: MappedConditions, moving: list[int]) -> FloatArray:
     return np.asarray(out, dtype=np.float64)
 
 
-def _local_derivatives(z: FloatArray, z0: FloatArray, f: FloatArray,
-                       s: FloatArray) -> tuple[float, float]:
+def _local_derivatives(z: FloatArray, f: FloatArray, s: FloatArray,
+                       z0: FloatArray) -> tuple[float, float]:
     """Slope at ``z0`` and curvature of ``f`` along the first principal direction of ``z``.
 
     A weighted quadratic fit (a line when the window holds too few readings or too little range

@@ -218,3 +218,20 @@ def test_readings_out_of_time_order_are_refused() -> None:
     m = map_outlet(Trajectory((0.0, 60.0), (_c(), _c())), np.array([30.0, 10.0]), GEO)
     with pytest.raises(ConfigError, match="time order"):
         observe(m, {"qy": np.array([0.3, 0.3])}, {"qy": np.array([0.01, 0.01])})
+
+
+def test_a_sparse_stream_still_gets_slopes_from_its_neighbours() -> None:
+    """Readings further apart than the slope window: the fit takes the nearest five."""
+    tr = Trajectory((0.0, 10.0, 400.0), (_c(170.0), _c(170.0), _c(200.0)))
+    t = np.linspace(60.0, 400.0, 8)  # 49 min apart, the window is +-18 min
+
+    def fn(m):  # type: ignore[no-untyped-def]
+        return 500.0 + 1.5 * m.mean[:, m.channels.index("t_core_c")]
+
+    m, f, s = _stream(tr, t, fn, noise=0.05)
+    obs = observe(m, f, s)  # type: ignore[arg-type]
+    assert all(o.accepted for o in obs)
+    known = observe(m, f, s, gradients={"pl_peak_nm": {"t_core_c": 1.5}})  # type: ignore[arg-type]
+    a = np.array([o.sigma_mapping["pl_peak_nm"] for o in obs])
+    b = np.array([o.sigma_mapping["pl_peak_nm"] for o in known])
+    np.testing.assert_allclose(a, b, rtol=0.2, atol=0.02)
