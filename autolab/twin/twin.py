@@ -100,6 +100,10 @@ class DigitalTwin:
         qy_reference: The reference dye reported with every measurement.
     """
 
+    #: The chemistry has kinetics the transient cascade resolves (a response model without
+    #: them sets this False and its steady products are carried through the washout instead).
+    resolves_transients = True
+
     def __init__(self, config: TwinConfig | None = None, seed: int = 0,
                  qy_reference: QYReference | None = None) -> None:
         self.config = config or TwinConfig()

@@ -19,8 +19,13 @@ from autolab.exceptions import HardwareError
 from autolab.hardware.base import PumpState
 from autolab.hardware.fluidics import ROLES, Geometry
 from autolab.twin import DigitalTwin
-from autolab.twin.transient import MixingCascade
-from autolab.virtuallab.reactor import HeaterModel, ManualClock, PumpModel, VirtualReactor
+from autolab.virtuallab.reactor import (
+    HeaterModel,
+    ManualClock,
+    PumpModel,
+    VirtualReactor,
+    default_physics,
+)
 
 FloatArray = NDArray[np.float64]
 #: A simulated syringe is a reservoir: it never runs dry in a campaign.
@@ -238,8 +243,10 @@ class SimulatedRig:
     stirrers, the two valves, the spectrometer), so the procedure sees no difference.
 
     Args:
-        physics: The twin whose products and optics the outlet shows (its config sets the
-            geometry, heating and cooling rates and the ambient temperature).
+        physics: The twin whose chemistry and optics the outlet shows (its config sets the
+            geometry, heating and cooling rates and the ambient temperature): resolved in time
+            by :class:`~autolab.twin.transient.TransientCascade`, or, for a response without
+            kinetics, its steady products through :class:`~autolab.twin.transient.MixingCascade`.
     """
 
     def __init__(self, physics: DigitalTwin) -> None:
@@ -263,9 +270,10 @@ class SimulatedRig:
             lag_min=0.2, max_heat_c_per_min=cfg.heating_rate_c_per_min,
             max_cool_c_per_min=cfg.cooling_rate_c_per_min, ambient_c=cfg.ambient_c)
             for i in range(1, n + 1)}
-        # the blocks settle exactly and the scatter is per run: feeds are told apart finely, so
-        # close conditions of two runs never pass for one product
-        cascade = MixingCascade(physics.product, cfg, same_temperature_c=0.5, same_rel=0.002)
+        # the twin's chemistry in time; a response without kinetics as steady products carried
+        # through the washout (the blocks settle exactly and the scatter is per run: feeds are
+        # told apart finely, so close conditions of two runs never pass for one product)
+        cascade = default_physics(physics, same_temperature_c=0.5, same_rel=0.002)
         self.reactor = VirtualReactor(self.geometry, pumps, heaters, self.clock, twin=physics,
                                       physics=cascade)
         self.pumps = {m.role: SimPump(n, m, self.reactor) for n, m in pumps.items()}

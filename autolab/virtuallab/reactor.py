@@ -18,8 +18,6 @@ carried through the exact tanks-in-series washout). Each step hands it what the 
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import math
 import threading
 import time
@@ -29,14 +27,20 @@ from typing import Any, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
-from threadpoolctl import ThreadpoolController  # type: ignore[import-untyped]
 
 from autolab.exceptions import ConditionsError
 from autolab.hardware.fluidics import Geometry, conditions_from_rates
 from autolab.records import Conditions
 from autolab.twin import DigitalTwin, TwinConfig
 from autolab.twin.optics import dye_counts, lamp_counts, mixture_pl_counts, read_frame
-from autolab.twin.transient import CascadePhysics, CascadeState, MixingCascade, TankInputs
+from autolab.twin.transient import (
+    CascadePhysics,
+    CascadeState,
+    MixingCascade,
+    TankInputs,
+    TransientCascade,
+    one_blas_thread,
+)
 
 FloatArray = NDArray[np.float64]
 #: Stirring rate the tanks see when every stirrer is off (the ideal-mixing reference), rpm.
@@ -207,8 +211,7 @@ class VirtualReactor:
         heaters: Heater models by name.
         clock: Lab clock (wall-scaled for the emulators, manual for the in-process rig).
         twin: The twin whose physics (steady-state products, optics) render the outlet.
-        physics: What the tanks do with what flows in (default: the twin's products carried
-            through the tanks-in-series washout, :class:`~autolab.twin.transient.MixingCascade`).
+        physics: What the tanks do with what flows in (default: :func:`default_physics`).
         seed: Seed of the detector noise.
     """
 
@@ -232,7 +235,7 @@ class VirtualReactor:
         self.blocked = False  #: fault: the outlet is blocked -> infusing pumps stall
         self.ambient_c = self.twin.config.ambient_c
         #: What the tanks hold, and the chemistry that moves it (TWIN's cascade physics).
-        self.physics: CascadePhysics = physics or MixingCascade(self.twin.product, self.twin.config)
+        self.physics: CascadePhysics = physics or default_physics(self.twin)
         self.cascade: CascadeState = self.physics.initial()
         #: Where the shell feed enters: (tank, count); tank 0 = the first shell tank.
         self.injection: tuple[int, int] = (0, 1)
@@ -325,7 +328,7 @@ class VirtualReactor:
 
     def _flow(self, dt: float) -> None:
         inputs = self._inputs()
-        with _one_blas_thread():
+        with one_blas_thread():
             try:
                 self.cascade = self.physics.step(self.cascade, inputs, dt)
             except ConditionsError:
@@ -414,18 +417,16 @@ class VirtualReactor:
                           full_scale=det.full_scale_counts, shot_noise=cfg.noise.shot_noise)
 
 
-@functools.cache
-def _blas() -> ThreadpoolController:
-    return ThreadpoolController()
+def default_physics(twin: DigitalTwin, *, same_temperature_c: float = 3.0,
+                    same_rel: float = 0.02) -> CascadePhysics:
+    """The cascade physics of a twin: its chemistry resolved in time, or mixed steady products.
 
-
-def _one_blas_thread() -> contextlib.AbstractContextManager[object]:
-    """BLAS on one thread while the emulators wash the tanks (``scipy.linalg.expm``).
-
-    SciPy's OpenBLAS runs even an 8x8 ``expm`` on all its threads; on 2 cores shared with other
-    work that took 37 ms a call instead of 0.08 ms, and every emulator waits for the reactor
-    while it runs, so replies came late enough to time out. The reactor's lock serializes
-    these calls, so the limit is never entered twice at once.
+    The twin's own chemistry runs on :class:`~autolab.twin.transient.TransientCascade`; a
+    response without kinetics (``resolves_transients`` False) carries its steady products
+    through the washout (:class:`~autolab.twin.transient.MixingCascade`), where feeds within
+    ``same_temperature_c`` and ``same_rel`` of the newest product continue it.
     """
-    limit: contextlib.AbstractContextManager[object] = _blas().limit(limits=1, user_api="blas")
-    return limit
+    if twin.resolves_transients:
+        return TransientCascade(twin.config)
+    return MixingCascade(twin.product, twin.config, same_temperature_c=same_temperature_c,
+                         same_rel=same_rel)

@@ -82,16 +82,26 @@ def _campaign(settling: str, flush: str, seed: int = 5) -> tuple[SimulatedExecut
 
 
 def test_adaptive_features_match_fixed_three_tau_within_uncertainty() -> None:
-    """Issue 9 §3 accuracy: adaptive settling reads what a fixed 3-τ wait reads."""
-    _, adaptive = _campaign("adaptive", "auto")
-    _, fixed = _campaign("fixed", "always")
-    for a, f in zip(adaptive, fixed, strict=True):
-        fa, ff = analyze(a), analyze(f)
-        for name in ("pl_peak_nm", "fwhm_nm", "qy"):
-            va, vf = getattr(fa, name), getattr(ff, name)
-            sd = math.hypot(getattr(fa, f"{name}_err"), getattr(ff, f"{name}_err"))
-            assert abs(va - vf) <= 2 * sd, (name, va, vf, sd)
-        assert a.metadata["wait_settle_min"] <= f.metadata["wait_settle_min"] + 1e-9
+    """Issue 9 §3 accuracy: adaptive settling reads what a fixed 3-τ wait reads.
+
+    Per feature, the difference over the analyzer's combined one-sigma uncertainty is a z-score;
+    if adaptive settling read early, the z-scores would be biased and large. Over two seeded
+    sequences (24 z-scores) they look like noise: none beyond 3, root mean square near 1.
+    """
+    z = []
+    for seed in (5, 6):
+        _, adaptive = _campaign("adaptive", "auto", seed)
+        _, fixed = _campaign("fixed", "always", seed)
+        for a, f in zip(adaptive, fixed, strict=True):
+            fa, ff = analyze(a), analyze(f)
+            for name in ("pl_peak_nm", "fwhm_nm", "qy"):
+                sd = math.hypot(getattr(fa, f"{name}_err"), getattr(ff, f"{name}_err"))
+                z.append((getattr(fa, name) - getattr(ff, name)) / sd)
+            assert a.metadata["wait_settle_min"] < f.metadata["wait_settle_min"]
+    zs = np.asarray(z)
+    assert np.all(np.isfinite(zs))
+    assert np.abs(zs).max() < 3.0, zs.round(2)
+    assert float(np.sqrt(np.mean(zs**2))) < 1.5, zs.round(2)
 
 
 def test_adaptive_and_auto_cut_lab_hours_and_report_waits() -> None:
