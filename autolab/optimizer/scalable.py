@@ -33,7 +33,6 @@ Everything follows the device and dtype of the training tensors (the optimizer p
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
@@ -53,6 +52,10 @@ FIT_SUBSET = 200
 
 #: Most inducing points of a :class:`SparseGP` (bounds the ``O(m^2)`` cost per candidate).
 MAX_INDUCING = 400
+
+#: Up to this many points the greedy selection computes the whole kernel matrix at once (72 MB
+#: in float64 at 3,000); above, one column per chosen point.
+FULL_KERNEL_N = 3000
 
 #: Greedy selection stops once no training point has unexplained prior variance above this share
 #: of its noise variance.
@@ -89,7 +92,9 @@ def fit_subset(n: int, yvar: Tensor | None, size: int, seed: int) -> Tensor:
         # Rank by stated sd relative to each outcome's median stated sd; unstated = median.
         rel = yvar.detach().cpu() / yvar.detach().cpu().nanmedian(dim=0).values.clamp_min(1e-300)
         rel = torch.nan_to_num(rel, nan=1.0).mean(dim=-1)
-        precise = torch.argsort(rel, stable=True)[: size // 2]
+        # Ties (all steady readings state the same sd) broken at random, not by time of telling.
+        perm = torch.randperm(n, generator=gen)
+        precise = perm[torch.argsort(rel[perm], stable=True)[: size // 2]]
     rest = torch.ones(n, dtype=torch.bool)
     rest[precise] = False
     others = torch.nonzero(rest).squeeze(-1)
@@ -113,6 +118,8 @@ def greedy_inducing(kernel: Any, X: Tensor, noise: Tensor, max_m: int = MAX_INDU
     """
     n = X.shape[0]
     with torch.no_grad():
+        # One kernel call for all columns when the matrix is small enough; else one per pivot.
+        full = _dense_kernel(kernel, X, X) if n <= FULL_KERNEL_N else None
         residual = kernel(X, diag=True).detach().clone()
         rows = X.new_zeros(min(max_m, n), n)
         chosen: list[int] = []
@@ -121,7 +128,8 @@ def greedy_inducing(kernel: Any, X: Tensor, noise: Tensor, max_m: int = MAX_INDU
             i = int(torch.argmax(score))
             if float(score[i]) <= tol:
                 break
-            column = _dense_kernel(kernel, X[i : i + 1], X).reshape(-1)
+            column = (full[i] if full is not None
+                      else _dense_kernel(kernel, X[i : i + 1], X).reshape(-1))
             row = (column - rows[:k, i] @ rows[:k]) / residual[i].sqrt()
             rows[k] = row
             residual = (residual - row**2).clamp_min(0.0)
@@ -258,7 +266,3 @@ def sparse_record(model: Any) -> dict[str, Any]:
     return {"n_train": int(model.train_inputs[0].shape[-2]), "n_fit": model.n_fit,
             "n_inducing": model.n_inducing}
 
-
-def nlpd(mean: Tensor, var: Tensor, y: Tensor) -> float:
-    """Mean negative log predictive density of ``y`` under independent Gaussians."""
-    return float((0.5 * (torch.log(2 * math.pi * var) + (y - mean) ** 2 / var)).mean())
