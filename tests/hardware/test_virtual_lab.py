@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from autolab.analysis import analyze
 from autolab.campaign import Campaign
 from autolab.config import CampaignConfig, parse_campaign
 from autolab.exceptions import ConditionsError, HardwareError, SafetyTrip
@@ -155,6 +156,29 @@ def test_campaign_of_three_experiments_through_the_serial_stack(lab: VirtualLab,
     assert not report.unsafe_devices
     with lab.reactor.lock:
         assert all(h.remote_sp_c == 25.0 for h in lab.reactor.heaters.values())
+
+
+def test_the_one_procedure_settles_adaptively_and_skips_the_flush_over_ptys(
+        lab: VirtualLab) -> None:
+    """The serial rig runs the same procedure as the simulated rig: waits reported, flush
+    skipped when the new feed washes the old product out, readings at the twin's truth."""
+    ex = CSTRExecutor(lab.devices_config(), install_signal_handlers=False)
+    other = Conditions(t_core_c=200, tau_core_min=20, t_shell_c=300, tau_shell_min=15,
+                       cl_to_i=20, s_to_zn=2)
+    try:
+        first, second = ex.run(other), ex.run(GOOD)
+    finally:
+        ex.close()
+    for m, c in ((first, other), (second, GOOD)):
+        md = m.metadata
+        assert md["settle_reason"] in ("steady", "cap")
+        assert md["settle_floor_min"] - 1.0 <= md["wait_settle_min"] <= md["settle_cap_min"] + 1.0
+        assert any(line.startswith("settle_reason: ") for line in m.device_log)
+        truth = lab.reactor.twin.truth(c)
+        assert analyze(m).pl_peak_nm == pytest.approx(truth.pl_peak_nm, abs=3)
+    assert second.metadata["wait_flush_min"] == 0.0
+    assert any("flush skipped" in line for line in second.device_log)
+    assert second.metadata["wait_heat_idle_min"] < first.metadata["wait_heat_idle_min"]
 
 
 def test_a_trip_mid_campaign_is_journaled_with_its_device_log(lab: VirtualLab,
