@@ -46,7 +46,7 @@ FloatArray = NDArray[np.float64]
 #: Analyzer-like one-sigma errors the harness adds to the noise-free features.
 FEATURE_SIGMA = {"pl_peak_nm": 0.3, "fwhm_nm": 0.6, "qy": 0.004}
 #: Emission grid of the mixture spectra, nm.
-GRID_NM = np.arange(420.0, 760.0, 1.0)
+GRID_NM = np.arange(420.0, 760.0, 0.5)
 
 
 @dataclass(frozen=True, eq=False)
