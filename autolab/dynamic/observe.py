@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -32,7 +32,7 @@ from autolab.dynamic.channels import base_name, unit_of
 from autolab.dynamic.rtd import CascadeGeometry, MappedConditions, age_sd_min
 from autolab.dynamic.trajectory import RateLimit
 from autolab.exceptions import ConfigError
-from autolab.records import Conditions
+from autolab.records import Conditions, QualityFlag
 
 if TYPE_CHECKING:
     from autolab.analysis.features import FeatureBatch
@@ -159,7 +159,8 @@ class DynamicObservation:
         spread: Channel -> spread (one standard deviation over the RTD), varying channels only.
         features: Feature name -> measured value.
         sigma: Feature -> total one-sigma uncertainty (analyzer, mapping, mixing, inflation).
-        sigma_measurement: Feature -> the analyzer's own one-sigma part.
+        sigma_measurement: Feature -> the measurement part: the analyzer's one-sigma error with
+            the policy's systematic floor.
         sigma_mapping: Feature -> the mapping part (``κ·slope·spread`` and mixing, before
             inflation).
         weight: 1 at full weight, ``1/inflation²`` when down-weighted, 0 when refused.
@@ -265,9 +266,20 @@ def observe_batch(mapped: MappedConditions, batch: FeatureBatch,
     if missing:
         raise ConfigError(f"observe_batch names: {missing} are not analyzer features with an "
                           "error; expected e.g. pl_peak_nm, fwhm_nm, qy, abs_peak_nm")
-    return observe(mapped, {n: getattr(batch, n) for n in names},
-                   {n: getattr(batch, f"{n}_err") for n in names}, policy=policy,
-                   gradients=gradients, held_before=held_before)
+    obs = observe(mapped, {n: getattr(batch, n) for n in names},
+                  {n: getattr(batch, f"{n}_err") for n in names}, policy=policy,
+                  gradients=gradients, held_before=held_before)
+    return tuple(_flagged(o, int(f)) for o, f in zip(obs, batch.flags, strict=True))
+
+
+def _flagged(o: DynamicObservation, flags: int) -> DynamicObservation:
+    """Refuse a reading whose analyzer flags make its features meaningless (saturation, ...)."""
+    bad = QualityFlag(flags) & QualityFlag.blocking()
+    if not bad:
+        return o
+    why = f"refused: analyzer flags {', '.join(bad.names())}"
+    return replace(o, accepted=False, weight=0.0, steady=False,
+                   reason="; ".join(r for r in (why, o.reason) if r))
 
 
 def _check_stream(mapped: MappedConditions, features: Mapping[str, FloatArray],

@@ -197,6 +197,14 @@ def test_observe_batch_reads_the_analyzers_errors() -> None:
     assert floored.sigma_measurement["fwhm_nm"] == pytest.approx(np.hypot(0.5, 0.5))
     with pytest.raises(ConfigError, match="not analyzer features"):
         observe_batch(m, batch, ("pl_snr",))
+    from autolab.records import QualityFlag
+
+    flagged = FeatureBatch(**{**{f: getattr(batch, f) for f in batch.__dataclass_fields__},
+                              "flags": np.array([0, int(QualityFlag.SATURATED),
+                                                 int(QualityFlag.TRAP_TAIL)])})
+    obs = observe_batch(m, flagged)
+    assert [o.accepted for o in obs] == [True, False, True]  # a warning flag is no refusal
+    assert obs[1].reason == "refused: analyzer flags saturated" and obs[1].weight == 0.0
 
 
 def test_to_tell_keeps_accepted_readings_with_their_sigma() -> None:
