@@ -303,10 +303,18 @@ def _check_stream(mapped: MappedConditions, features: Mapping[str, FloatArray],
 
 
 def _moving_channels(mapped: MappedConditions) -> list[int]:
-    """Indices of the channels that vary in the stream or have a spread somewhere."""
-    span = np.nanmax(mapped.mean, axis=0) - np.nanmin(mapped.mean, axis=0)
-    return [j for j in range(len(mapped.channels))
-            if np.nanmax(mapped.sd[:, j]) > 0 or span[j] > 0]
+    """Indices of the channels that vary in the stream or have a spread somewhere.
+
+    A NaN channel (a tank at its stage temperature throughout) never moves.
+    """
+    out = []
+    for j in range(len(mapped.channels)):
+        m = mapped.mean[:, j]
+        if np.isnan(m).any():
+            continue
+        if float(np.max(mapped.sd[:, j])) > 0 or float(np.ptp(m)) > 0:
+            out.append(j)
+    return out
 
 
 def _feature_spread(mapped: MappedConditions, moving: list[int],

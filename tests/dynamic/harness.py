@@ -29,7 +29,12 @@ from autolab.dynamic.channels import flatten
 from autolab.records import BASE_CONDITIONS, Conditions, QYReference
 from autolab.twin.chemistry import ConditionArrays
 from autolab.twin.config import TwinConfig
-from autolab.twin.model import states, truth_features
+from autolab.twin.model import (
+    condition_states,
+    features_from_states,
+    states,
+    truth_features,
+)
 from autolab.twin.optics import (
     absorbance_shape,
     dye_counts,
@@ -141,9 +146,20 @@ def _noisy(t: FloatArray, clean: dict[str, FloatArray], rng: np.random.Generator
 
 
 def truth_at(conds: list[Conditions], config: TwinConfig) -> dict[str, FloatArray]:
-    """The twin's noise-free steady-state features at the given conditions."""
-    f = truth_features(ConditionArrays.from_conditions(conds), config)
-    return {"pl_peak_nm": f.pl_peak_nm, "fwhm_nm": f.fwhm_nm, "qy": f.qy}
+    """The twin's noise-free steady-state features at the given conditions.
+
+    Plain conditions go through the vectorized fast path; per-tank ones through the twin's one
+    steady state with the tank profile (``model.condition_states``).
+    """
+    if all(not c.t_tank_c and c.s_inject_tank == 0 and c.s_inject_count == 1 for c in conds):
+        f = truth_features(ConditionArrays.from_conditions(conds), config)
+        return {"pl_peak_nm": f.pl_peak_nm, "fwhm_nm": f.fwhm_nm, "qy": f.qy}
+    rows = []
+    for c in conds:
+        core, shell = condition_states(c, config)
+        f = features_from_states(core, shell, config, with_abs=False)
+        rows.append((float(f.pl_peak_nm[0]), float(f.fwhm_nm[0]), float(f.qy[0])))
+    return {k: np.array([r[j] for r in rows]) for j, k in enumerate(FEATURE_SIGMA)}
 
 
 def run_outlets(physics: CascadePhysics, tr: Trajectory, times_min: FloatArray, *,

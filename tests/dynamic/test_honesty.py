@@ -151,3 +151,17 @@ def test_end_to_end_through_the_analyzer_on_the_transient_twin(name: str) -> Non
     for k in ("pl_peak_nm", "fwhm_nm", "qy"):
         z = np.array([(o.features[k] - truth[k][i]) / o.sigma[k] for i, o in enumerate(obs)])
         assert np.mean(np.abs(z[accepted]) <= 2.0) >= 0.9, f"{name}: {k} z = {np.round(z, 1)}"
+
+
+def test_a_per_tank_temperature_ramp_holds_on_the_transient_twin() -> None:
+    """One shell tank's own heater ramps 260 -> 300 °C: the per-tank role (the element's share of
+    its stage time in that tank) maps it."""
+    nan = float("nan")
+    a = _c(t_tank_c=(nan, nan, nan, nan, 260.0))
+    b = _c(t_tank_c=(nan, nan, nan, nan, 300.0))
+    tr = Trajectory((0.0, 20.0, 100.0, 180.0), (a, a, b, b))
+    t = np.linspace(10.0, tr.duration_min, 20)
+    z, accepted, _ = _z(tr, transient_stream(TRANSIENT, tr, t, CONFIG, settle_min=200.0))
+    assert accepted.all()
+    for k, zk in z.items():
+        assert np.mean(np.abs(zk) <= 2.0) >= 0.9, f"{k} z = {np.round(zk, 1)}"
