@@ -308,6 +308,7 @@ def validate(file: Annotated[Path, typer.Argument(help="Campaign YAML file.")]) 
     console.print(f"optimizer: {cfg.optimizer.kind}{f' ({settings})' if settings else ''}; "
                   f"budget: {cfg.budget.max_experiments} experiments; executor: "
                   f"{cfg.executor.kind}; seed {cfg.seed}", markup=False)
+    _print_reactors(cfg)
     for c in space.constraints:
         console.print(f"constraint: {c.describe()}", markup=False)
     _print_warnings(cfg)
@@ -340,15 +341,17 @@ def _condition_fields(c: Mapping[str, float]) -> list[str]:
     return [fmt.format(c[name]) for name, fmt in short if name in c]
 
 
-def trial_line(trial: Trial, done: int, total: int, in_band: bool | None, width: int) -> str:
+def trial_line(trial: Trial, done: int, total: int, in_band: bool | None, width: int,
+               reactor: str | None = None) -> str:
     """The progress line of one finished experiment, fitted to ``width`` columns.
 
-    Label (``exp-003``, the journal numbering MLflow and the report use) and result always
-    show; the conditions follow as far as they fit.
+    Label (``exp-003``, the journal numbering MLflow and the report use), the reactor that ran
+    it (parallel reactors) and the result always show; the conditions follow as far as they fit.
     """
     from autolab.records import experiment_label
 
-    head = f"{experiment_label(trial.index)} ({done}/{total})"
+    head = f"{experiment_label(trial.index)} ({done}/{total})" + (
+        f" [{reactor}]" if reactor else "")
     f = trial.features
     if f is not None and trial.outcomes() is not None:
         result = [head, f"PL {f.pl_peak_nm:.1f} nm", f"FWHM {f.fwhm_nm:.1f} nm",
@@ -386,7 +389,9 @@ def _progress(total: int, done: int = 0) -> Iterator[tuple[Any, Any]]:
         in_band = (campaign.config.objective.within_target(outcomes)
                    if outcomes is not None else None)
         k = len(campaign.trials)
-        bar.console.print(trial_line(trial, k, total, in_band, width), markup=False,
+        reactor = ((campaign.journal.state.last_extra or {}).get("reactor")
+                   if len(campaign.reactors) > 1 else None)
+        bar.console.print(trial_line(trial, k, total, in_band, width, reactor), markup=False,
                           no_wrap=True, overflow="ellipsis")
         bar.update(task, completed=k, description=(
             f"{_best_text(campaign)}; lab {campaign.lab_clock_h:.1f} h"))
@@ -539,6 +544,7 @@ def run(
         raise _fail(str(err), EXIT_INPUT) from err
     found = _print_warnings(cfg)
     console.rule(f"campaign {cfg.name}: {cfg.objective.describe()}")
+    _print_reactors(cfg)
     with _run_log() as log, _guard_failures():
         for w in found:
             logging.getLogger("autolab").warning("%s", w)
@@ -549,6 +555,13 @@ def run(
         result = _run_new(cfg, runs_dir, tracker, log,
                           make_cli_reviewer(review, reviewer, cfg))
     _finish(result, cfg)
+
+
+def _print_reactors(cfg: CampaignConfig) -> None:
+    """Name the reactors of a parallel campaign (nothing for a single reactor)."""
+    if cfg.reactors:
+        console.print(f"reactors ({len(cfg.reactors)}, run at once): " + ", ".join(
+            f"{r.name} ({r.kind})" for r in cfg.reactors), markup=False)
 
 
 def _run_new(cfg: CampaignConfig, runs_dir: Path, tracker: Any, log: RunLog,

@@ -128,3 +128,19 @@ def test_benchmark_command_is_loaded_on_use_and_keeps_its_help_and_exit_codes(
     assert code == 0 and "--workers" in out
     code, out = invoke("benchmark", str(tmp_path / "missing.yaml"))
     assert code == EXIT_INPUT
+
+
+def test_parallel_campaign_runs_from_the_cli_and_its_report_names_the_reactors(
+        tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    code, out = invoke("run", str(ROOT / "campaigns" / "target_550nm_parallel.yaml"), "--budget",
+                       "5", "--runs-dir", str(runs), "--no-tracking")
+    assert code == 0, out
+    assert "reactors (4, run at once): r1 (twin), r2 (twin), r3 (twin), r4 (twin)" in out
+    assert "5/5" in out
+    assert all(f"[r{i}]" in out for i in (1, 2, 3, 4))  # each line names its reactor
+    (run_dir,) = runs.iterdir()
+    code, out = invoke("report", str(run_dir))
+    assert code == 0, out
+    header = (run_dir / "report" / "trials.csv").read_text().splitlines()[0]
+    assert "reactor" in header.split(",")

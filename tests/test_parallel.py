@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from mlflow import MlflowClient
 
 from autolab.campaign import JOURNAL_NAME, Campaign, make_executors
 from autolab.config import parse_campaign
@@ -22,7 +23,7 @@ from autolab.exceptions import ConfigError
 from autolab.optimizer import Optimizer
 from autolab.optimizer.baselines import SobolOptimizer
 from autolab.schedule import changeover, order_batch, path_cost
-from autolab.tracking import Journal
+from autolab.tracking import Journal, MlflowTracker
 from autolab.tracking.summary import lab_accounts
 from tests.test_campaign import _assert_same_trials, config
 
@@ -195,3 +196,21 @@ def test_a_proposed_batch_runs_in_the_cheap_order(tmp_path: Path) -> None:
         cost = path_cost(start, points, range(4), w)
         assert cost == pytest.approx(min(path_cost(start, points, o, w)
                                          for o in itertools.permutations(range(4))))
+
+
+def test_mlflow_shows_the_reactor_and_the_waits_of_every_experiment(tmp_path: Path) -> None:
+    cfg = _parallel(reactors=[{"name": "a"}, {"name": "b"}], budget__max_experiments=3,
+                    tracking__enabled=True)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracker = MlflowTracker(tracking_uri=uri, experiment_name="parallel")
+    result = Campaign.create(cfg, tmp_path / "runs", tracker=tracker).run()
+    runs = tracker.trial_runs()
+    assert len(runs) == 3
+    assert {r.data.tags["autolab.reactor"] for r in runs} == {"a", "b"}
+    for run in runs:
+        waits = {k: v for k, v in run.data.metrics.items() if k.startswith("wait_")}
+        assert {"wait_flush_min", "wait_heat_min", "wait_settle_min"} <= set(waits)
+        assert waits["wait_settle_min"] > 0
+        assert run.data.tags["autolab.meta.settle_reason"]
+    parent = MlflowClient(uri).get_run(result.tracking_run_id)  # type: ignore[arg-type]
+    assert parent.data.metrics["lab_h_per_experiment"] > 0
