@@ -41,6 +41,10 @@ from autolab.twin.cascade import tank_temperatures_c, throughput_g_h
 from autolab.twin.twin import ChemistryFailure
 from autolab.virtuallab.inprocess import SimulatedRig
 
+#: Blocks below this are safe to leave (the devices file's default ``safe_temperature_c``), °C.
+SAFE_TEMPERATURE_C = 60.0
+#: Longest wait for the blocks to cool in a shutdown, lab min.
+COOL_TIMEOUT_MIN = 180.0
 #: Reagent each pump role draws from (the twin's reagent accounts).
 REAGENT_OF_ROLE = {"halide_cl": "indium_halide", "halide_i": "indium_halide",
                    "phosphine": "phosphine", "zinc": "shell_zn_s", "sulfur": "shell_zn_s",
@@ -282,12 +286,29 @@ class SimulatedExecutor:
             self.rig.reactor.load_state_dict(state["reactor"])
 
     def safe_state(self) -> None:
-        """Feeds off, heaters to ambient (the virtual blocks cool; the clock is not advanced)."""
-        mon = self.session.monitor
+        """The soft shutdown of the serial rig, on the virtual clock (idempotent).
+
+        Feeds off; if the tanks hold product, a solvent flush of one residence time of it;
+        heaters to ambient until every block is below :data:`SAFE_TEMPERATURE_C`; stirrers off.
+        The clock advances by what that takes, as the lab's would.
+        """
+        session, mon = self.session, self.session.monitor
+        session.failure, session.fail_at_min = None, math.inf
         for role in self.rig.pumps:
             mon.stop(role)
+        if self.tank.conditions is not None:
+            prev = Conditions.from_mapping(self.tank.conditions)
+            self.procedure.clean_after_failure(prev, self.tank)
+        ambient = self.twin.config.ambient_c
         for h in self.rig.heaters.values():
-            h.set_temperature_c(self.twin.config.ambient_c)
+            h.set_temperature_c(ambient)
+        waited = 0.0
+        while max(h.temperature_c() for h in self.rig.heaters.values()) >= SAFE_TEMPERATURE_C \
+                and waited < COOL_TIMEOUT_MIN:
+            session.wait_min(1.0)
+            waited += 1.0
+        for st in self.rig.stirrers.values():
+            st.stop()
         self._book()
 
     def close(self) -> None:

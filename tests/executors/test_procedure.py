@@ -155,3 +155,17 @@ def test_resume_mid_sequence_is_bit_identical_with_adaptive_settling() -> None:
     assert np.array_equal(m1.spectra.blank_counts, m2.spectra.blank_counts)
     assert m1.metadata == m2.metadata
     assert m1.finished_lab_h == m2.finished_lab_h
+
+
+def test_close_runs_the_soft_shutdown_on_the_virtual_clock() -> None:
+    ex = SimulatedExecutor(seed=1)
+    ex.run(BEST)
+    before = ex.lab_clock_h
+    ex.close()
+    assert ex.tank.conditions is None  # flushed
+    assert all(h.temperature_c() < 60.0 for h in ex.rig.heaters.values())
+    assert not any(p.model.running for p in ex.rig.pumps.values())
+    assert ex.lab_clock_h > before + (13 + 15) / 60  # the flush and the cooling took lab time
+    after = ex.lab_clock_h
+    ex.close()
+    assert ex.lab_clock_h == after  # idempotent
