@@ -195,3 +195,25 @@ def test_pareto_mode_and_forecast_on_the_large_n_path(monkeypatch: pytest.Monkey
     assert all(isinstance(m, SparseGP) for m in model.models)
     fc = opt.forecast(n_candidates=64)
     assert fc is not None
+
+
+def test_prior_mean_carries_over_to_the_large_n_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A twin prior (learned-weight mean) is the sparse GP's mean too; proposals stay valid."""
+    from autolab.optimizer.prior import PriorMean
+    from tests.optimizer.problems import peak_problem, space_2d, target_objective
+    from tests.optimizer.test_prior import PeakPrior
+
+    monkeypatch.setattr(scalable, "LARGE_N", 30)
+    monkeypatch.setattr(scalable, "FIT_SUBSET", 20)
+    space = space_2d()
+    opt = BotorchOptimizer(space, target_objective(), seed=0, prior="twin",
+                           outcome_prior=PeakPrior(), num_restarts=2, raw_samples=32,
+                           fit_maxiter=20)
+    points = space.from_unit(random_design(space, 2, 40))
+    opt.tell(points, [peak_problem(space, p) for p in points])
+    (point,) = opt.ask(1)
+    assert space.check(point) == point
+    sub = opt._fit_cache[1][0].models[0]
+    assert isinstance(sub, SparseGP) and isinstance(sub.mean_module, PriorMean)
+    truth = peak_problem(space, point)["pl_peak_nm"]
+    assert abs(opt.last_predictions[0]["outcomes"]["pl_peak_nm"][0] - truth) < 2.0
