@@ -1123,8 +1123,16 @@ class Campaign:
             self.tracker.end_campaign(status, reason.value)
 
     def request_stop(self) -> None:
-        """Ask the loop to stop after the current experiment (what Ctrl-C does first)."""
+        """Ask the loop to stop after the current experiment (what Ctrl-C does first).
+
+        With parallel reactors no new experiment starts, and the ones running finish and are
+        delivered first; a second Ctrl-C stops at once (they are journaled as interrupted).
+        """
         self._stop_requested = True
+
+    def _draining(self, reason: StopReason) -> bool:
+        """Whether a stop asked for (Ctrl-C) still waits for experiments running elsewhere."""
+        return reason is StopReason.INTERRUPTED and self._stop_requested and bool(self.running())
 
     # ----------------------------------------------------------------------------- run
     @contextlib.contextmanager
@@ -1160,7 +1168,7 @@ class Campaign:
         error: BaseException | None = None
         try:
             with self._signals():
-                while (reason := self.should_stop()) is None:
+                while (reason := self.should_stop()) is None or self._draining(reason):
                     self.step()
         except AwaitingDecision as err:
             reason = StopReason.WAITING

@@ -214,3 +214,19 @@ def test_mlflow_shows_the_reactor_and_the_waits_of_every_experiment(tmp_path: Pa
         assert run.data.tags["autolab.meta.settle_reason"]
     parent = MlflowClient(uri).get_run(result.tracking_run_id)  # type: ignore[arg-type]
     assert parent.data.metrics["lab_h_per_experiment"] > 0
+
+
+def test_a_stop_request_lets_the_running_experiments_finish(tmp_path: Path) -> None:
+    cfg = _parallel(budget__max_experiments=20)
+    stopped: list[int] = []
+
+    def stop_after_first(campaign: Campaign, trial: Any) -> None:
+        if not stopped:
+            stopped.append(trial.index)
+            campaign.request_stop()
+
+    result = Campaign.create(cfg, tmp_path, on_trial=stop_after_first).run()
+    state = Journal.read(result.run_dir / JOURNAL_NAME)
+    assert len(result.trials) == 3  # the two still running were delivered, none started
+    assert not state.interrupted and not state.in_flight
+    assert len(state.started) == 3
