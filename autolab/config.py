@@ -193,12 +193,15 @@ class TwinExecutorSettings(BaseModel):
             always ``twin.settle_residence_times`` τ.
         flush: ``auto``: skip the solvent flush when the new feed can wash the old product
             out; ``always``: flush before every experiment.
+        feed_window_c: The feeds start once every block is this close to its setpoint, °C
+            (0: the pumps wait idle until the blocks are at their setpoints, as before).
     """
 
     model_config = _FROZEN
 
     settling: Literal["adaptive", "fixed"] = "adaptive"
     flush: Literal["auto", "always"] = "auto"
+    feed_window_c: float = Field(default=40.0, ge=0, le=400, allow_inf_nan=False)
 
 
 class CSTRExecutorSettings(BaseModel):

@@ -136,7 +136,8 @@ class _Session:
 
 
 def procedure_settings(config: TwinConfig, settling: SettlingMode = "adaptive",
-                       flush: FlushMode = "auto") -> ProcedureSettings:
+                       flush: FlushMode = "auto", feed_window_c: float = 40.0,
+                       ) -> ProcedureSettings:
     """The procedure settings of a twin configuration (its detector, flush, settle, acquire)."""
     det = config.detector
     return ProcedureSettings(
@@ -144,7 +145,7 @@ def procedure_settings(config: TwinConfig, settling: SettlingMode = "adaptive",
         flush_residence_times=config.flush_residence_times,
         trace_frames=max(config.trace_frames, 2), abs_integration_ms=det.abs_integration_ms,
         pl_integration_ms=det.pl_integration_ms, settling=settling, flush=flush,
-        acquire_min=config.acquire_min)
+        feed_window_c=feed_window_c, acquire_min=config.acquire_min)
 
 
 class SimulatedExecutor:
@@ -159,6 +160,8 @@ class SimulatedExecutor:
         qy_reference: Reference dye reported with each measurement.
         settling: ``adaptive`` (default) or ``fixed`` settling.
         flush: ``auto`` (default) or ``always``.
+        feed_window_c: The feeds start once every block is this close to its setpoint, °C
+            (0: the pumps wait idle until the blocks are at their setpoints).
         physics: The physics to simulate (default: the twin of ``config``; the benchmark
             family passes its own response).
     """
@@ -167,12 +170,13 @@ class SimulatedExecutor:
 
     def __init__(self, config: TwinConfig | None = None, seed: int = 0,
                  qy_reference: QYReference | None = None, *, settling: SettlingMode = "adaptive",
-                 flush: FlushMode = "auto", physics: DigitalTwin | None = None) -> None:
+                 flush: FlushMode = "auto", feed_window_c: float = 40.0,
+                 physics: DigitalTwin | None = None) -> None:
         self.twin = physics or DigitalTwin(config or TwinConfig(), qy_reference=qy_reference)
         self.seed = int(seed)
         self.rig = SimulatedRig(self.twin)
         self.session = _Session(self.rig)
-        self.settings = procedure_settings(self.twin.config, settling, flush)
+        self.settings = procedure_settings(self.twin.config, settling, flush, feed_window_c)
         self.procedure = Procedure(self.session, self.settings)
         self.truths: dict[int, GroundTruth] = {}
         self.tank = TankState()
@@ -251,6 +255,14 @@ class SimulatedExecutor:
         self._product_mg += mg
         return self._measurement(conditions, result, k=k, started_h=started_h, spent=spent,
                                  product_mg=mg)
+
+    def run_trajectory(self, trajectory: Any, limits: Any, *, frame_interval_min: float,
+                       settle: bool | None = None) -> Any:
+        """A dynamic experiment: :func:`autolab.executors.ramp.run_on_simulated`."""
+        from autolab.executors.ramp import run_on_simulated  # noqa: PLC0415 - import cycle
+
+        return run_on_simulated(self, trajectory, limits, frame_interval_min=frame_interval_min,
+                                settle=settle)
 
     def _measurement(self, c: Conditions, result: ProcedureResult, *, k: int, started_h: float,
                      spent: dict[str, float], product_mg: float) -> Measurement:
