@@ -413,7 +413,8 @@ def bare_shell(n: int) -> ShellState:
 
 
 def failure_probabilities(c: ConditionArrays, core: CoreState, shell: ShellState,
-                          failures: FailureParams) -> dict[str, FloatArray]:
+                          failures: FailureParams, *,
+                          profile: TankProfile | None = None) -> dict[str, FloatArray]:
     """Probability of each failure mode per condition set, arrays of shape ``(n,)``.
 
     * ``clogging``: InP deposits when the core runs hot *and* long (over-grown, poorly
@@ -422,18 +423,25 @@ def failure_probabilities(c: ConditionArrays, core: CoreState, shell: ShellState
       thresholds, so it switches on over a few °C / minutes.
     * ``no_emission``: core too cold to nucleate, too little In converted, or QY below the floor.
 
+    With a per-tank ``profile`` the hottest core tank and the hottest shell tank set the
+    clogging gates (deposits form where it is hottest) and the nucleation tank (tank 1) the
+    "too cold to nucleate" test; a uniform profile gives the stage temperatures.
+
     Gas bubbles (horizontal cascade) do not depend on conditions; the twin adds them.
     """
     f = failures
+    t_core_hot = c.t_core_c if profile is None else profile.core_t_c.max(axis=1)
+    t_shell_hot = c.t_shell_c if profile is None else profile.shell_t_c.max(axis=1)
+    t_nucleation = c.t_core_c if profile is None else profile.core_t_c[:, 0]
 
     def gate(x: FloatArray, x0: float) -> FloatArray:
         return np.asarray(1.0 / (1.0 + np.exp(-(x / x0 - 1.0) / f.clog_width)), dtype=np.float64)
 
-    hot_core = gate(c.t_core_c, f.clog_t_core_c) * gate(c.tau_core_min, f.clog_tau_core_min)
-    zns = gate(c.s_to_zn, f.clog_s_to_zn) * gate(c.t_shell_c, f.clog_t_shell_c)
+    hot_core = gate(t_core_hot, f.clog_t_core_c) * gate(c.tau_core_min, f.clog_tau_core_min)
+    zns = gate(c.s_to_zn, f.clog_s_to_zn) * gate(t_shell_hot, f.clog_t_shell_c)
     clog = 1.0 - (1.0 - hot_core) * (1.0 - zns)
     qy = shell.qy_band + shell.qy_trap
-    none = np.where((c.t_core_c < f.min_core_c) | (core.conversion < f.min_conversion)
+    none = np.where((t_nucleation < f.min_core_c) | (core.conversion < f.min_conversion)
                     | (qy < f.min_qy), 1.0, 0.0)
     return {"clogging": clog, "no_emission": none}
 

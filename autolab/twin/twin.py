@@ -19,7 +19,7 @@ from numpy.typing import NDArray
 
 from autolab.exceptions import ConditionsError
 from autolab.records import Conditions, QYReference
-from autolab.twin.cascade import check_tank_conditions, throughput_g_h
+from autolab.twin.cascade import check_tank_conditions, tank_profile, throughput_g_h
 from autolab.twin.chemistry import ConditionArrays, failure_probabilities
 from autolab.twin.config import TwinConfig
 from autolab.twin.model import condition_states, features_from_states
@@ -123,7 +123,8 @@ class DigitalTwin:
         a = (cfg.optics.absorbance_1s_full * core.conversion[0]
              * absorbance_shape(wl, core, shell, cfg.chemistry, cfg.optics)[0])
         em = emission_per_nm(wl, core, shell, cfg.chemistry, cfg.optics)[0]
-        fail = failure_probabilities(c, core, shell, cfg.failures)
+        fail = failure_probabilities(c, core, shell, cfg.failures,
+                                     profile=tank_profile(conditions, cfg))
         return GroundTruth(
             pl_peak_nm=float(feats.pl_peak_nm[0]), fwhm_nm=float(feats.fwhm_nm[0]),
             qy=float(feats.qy[0]), qy_trap=float(shell.qy_trap[0]),

@@ -307,3 +307,13 @@ def test_a_start_from_solvent_reads_young_product_until_the_ages_fill_in(
     assert early.fwhm_nm[0] < want.fwhm_nm[0] - 1.0
     s = _run(transient, s, TankInputs.feeding(c), 1.5 * 35)
     assert _features(transient, s).pl_peak_nm[0] == pytest.approx(want.pl_peak_nm[0], abs=0.05)
+
+
+def test_the_hottest_tank_sets_the_clogging_risk() -> None:
+    twin = DigitalTwin(CFG)
+    hot = Conditions(215, 28, 290, 15, 6, 2)  # near the twin's hot-and-long clogging corner
+    base = twin.truth(hot).failure_probability["clogging"]
+    one_hotter = twin.truth(replace(hot, t_tank_c=(NAN, NAN, 228.0))).failure_probability
+    one_cooler = twin.truth(replace(hot, t_tank_c=(NAN, NAN, 200.0))).failure_probability
+    assert one_hotter["clogging"] > base
+    assert one_cooler["clogging"] == pytest.approx(base)  # the other tanks are still at 215
