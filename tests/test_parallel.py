@@ -9,6 +9,7 @@ experiments in flight gives exactly the uninterrupted campaign.
 from __future__ import annotations
 
 import itertools
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -230,3 +231,24 @@ def test_a_stop_request_lets_the_running_experiments_finish(tmp_path: Path) -> N
     assert len(result.trials) == 3  # the two still running were delivered, none started
     assert not state.interrupted and not state.in_flight
     assert len(state.started) == 3
+
+
+def test_wall_clock_reactors_run_in_threads(tmp_path: Path) -> None:
+    """Executors on a wall clock (``virtual_clock = False``, the serial rig) run side by side."""
+    cfg = _parallel(reactors=[{"name": "a"}, {"name": "b"}], budget__max_experiments=4)
+    executors = make_executors(cfg)
+    threads: set[str] = set()
+    for ex in executors.values():
+        ex.virtual_clock = False  # type: ignore[attr-defined]
+        run = ex.run
+
+        def record(conditions: Any, run: Any = run) -> Any:
+            threads.add(threading.current_thread().name)
+            return run(conditions)
+        ex.run = record  # type: ignore[method-assign]
+    campaign = Campaign.create(cfg, tmp_path, executor=executors)
+    result = campaign.run()
+    state = Journal.read(result.run_dir / JOURNAL_NAME)
+    assert len(result.trials) == 4 and not state.in_flight and not state.interrupted
+    assert {state.extras[t.index]["reactor"] for t in state.trials} == {"a", "b"}
+    assert threads and all(name.startswith("autolab-reactor") for name in threads)
