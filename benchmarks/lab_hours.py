@@ -177,6 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seeds", type=int, default=None, help="seeds per cell (spec: 2)")
     parser.add_argument("--only", choices=sorted(GROUPS), default=None)
+    parser.add_argument("--k", type=int, nargs="+", default=[1, 2, 4],
+                        help="reactor counts of the parallel group (1 is its baseline)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmark-results" / "lab_hours")
     parser.add_argument("--record", type=Path, default=None,
                         help="write lab-hours.json here (benchmarks/results)")
@@ -186,6 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         base = base.model_copy(update={"seeds": args.seeds})
     command = " ".join([Path(sys.executable).name, *sys.argv])
     groups = [args.only] if args.only else list(GROUPS)
+    GROUPS["parallel"] = tuple(v for v in (ADAPTIVE, K2, K4) if v.reactors in {1, *args.k})
     variants = list(dict.fromkeys(v for g in groups for v in GROUPS[g]))
     results = {v: run_variant(v, base, args.out, args.workers, command) for v in variants}
     tables, data = [], {}
