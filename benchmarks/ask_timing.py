@@ -40,6 +40,7 @@ import numpy as np
 import torch
 
 from autolab.benchmarking.provenance import Result, Table, write_result
+from autolab.exceptions import OptimizerError
 from autolab.objective import qd_objective
 from autolab.optimizer import BotorchOptimizer
 from autolab.optimizer.base import resolve_device
@@ -196,7 +197,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = resolve_device(args.device)
+    try:
+        device = resolve_device(args.device)
+    except OptimizerError as err:
+        raise SystemExit(f"--device: {err}") from None
     where = f"device {device}" + (f" ({torch.cuda.get_device_name(device)})"
                                   if device.type == "cuda" else "")
     print(f"torch threads: {torch.get_num_threads()} (asks run with cpu_threads=1), {where}, "
