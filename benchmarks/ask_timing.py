@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import math
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -200,7 +201,8 @@ def main() -> None:
     try:
         device = resolve_device(args.device)
     except OptimizerError as err:
-        raise SystemExit(f"--device: {err}") from None
+        print(f"--device: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
     where = f"device {device}" + (f" ({torch.cuda.get_device_name(device)})"
                                   if device.type == "cuda" else "")
     print(f"torch threads: {torch.get_num_threads()} (asks run with cpu_threads=1), {where}, "
