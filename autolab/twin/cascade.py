@@ -126,12 +126,16 @@ def stage_split(config: TwinConfig, s_inject_tank: int = 0,
     return tank - 1, n - tank + 1
 
 
-def tank_temperatures_c(conditions: Conditions, config: TwinConfig) -> FloatArray:
+def tank_temperatures_c(conditions: Conditions, config: TwinConfig, *,
+                        in_range: bool = True) -> FloatArray:
     """Temperature of every tank in flow order, ``(N,)`` °C: the profile over stage defaults.
 
+    ``in_range=False`` accepts any tank temperature: what heaters *realize* (a block still
+    ramping up) is physics, not a request, and the transient cascade runs it.
+
     Raises:
-        ConditionsError: The profile names more tanks than the cascade has, or a tank's
-            temperature lies outside :data:`TANK_TEMPERATURE_RANGE_C`.
+        ConditionsError: The profile names more tanks than the cascade has, or (``in_range``)
+            a tank's temperature lies outside :data:`TANK_TEMPERATURE_RANGE_C`.
     """
     n_core, n_shell = stage_tanks(conditions, config)
     n = n_core + n_shell
@@ -145,7 +149,7 @@ def tank_temperatures_c(conditions: Conditions, config: TwinConfig) -> FloatArra
     for i, v in enumerate(conditions.t_tank_c):
         if math.isnan(v):
             continue
-        if not lo <= v <= hi:
+        if in_range and not lo <= v <= hi:
             raise ConditionsError(tank_temperature_name(i + 1), v, f"[{lo:g}, {hi:g}] °C",
                                   "outside what a tank's block reaches")
         temps[i] = v

@@ -127,14 +127,16 @@ class TankInputs:
             return "feed"
         return "solvent" if self.solvent_ml_min > 0 else "no_flow"
 
-    def layout(self, config: TwinConfig) -> Layout:
+    def layout(self, config: TwinConfig, *, in_range: bool = True) -> Layout:
         """The per-tank picture of these inputs in this cascade.
+
+        ``in_range=False`` runs feeds at any realized tank temperature (blocks still ramping).
 
         Raises:
             ConditionsError: Per-tank conditions this cascade cannot realize (names the field).
         """
         if self.feed is not None:
-            return feed_layout(self.feed, config)
+            return feed_layout(self.feed, config, in_range=in_range)
         n_core, n_shell = stage_split(config, self.s_inject_tank)
         n = n_core + n_shell
         if self.solvent_tank > n:
@@ -183,14 +185,15 @@ class Layout:
         return bool(np.isfinite(self.tank_min).any())
 
 
-def feed_layout(conditions: Conditions, config: TwinConfig) -> Layout:
+def feed_layout(conditions: Conditions, config: TwinConfig, *, in_range: bool = True) -> Layout:
     """The layout of a steady feed at ``conditions`` (the twin's steady state uses the same).
 
     Raises:
         ConditionsError: Per-tank conditions this cascade cannot realize (names the field).
     """
     n_core, _ = stage_tanks(conditions, config)
-    return Layout(n_core=n_core, temps_c=tank_temperatures_c(conditions, config),
+    return Layout(n_core=n_core, temps_c=tank_temperatures_c(conditions, config,
+                                                             in_range=in_range),
                   tank_min=tank_times_min(conditions, config), inlet=1.0,
                   sulfur=sulfur_share(conditions, config), stir_rpm=conditions.stir_rpm,
                   feed=conditions)
@@ -638,7 +641,8 @@ class TransientCascade:
         """Integrate the cascade over ``dt_min`` of constant inputs (exact sub-steps)."""
         self._check(state)
         _check_dt(dt_min)
-        lay = inputs.layout(self.config)
+        # realized temperatures are physics: a feed into tanks still heating runs (slowly)
+        lay = inputs.layout(self.config, in_range=False)
         if lay.n_core + len(lay.temps_c) - lay.n_core != self.n_tanks:
             raise ConditionsError("t_tank_c", len(lay.temps_c), f"{self.n_tanks} tanks")
         fields = {k: np.array(v, dtype=np.float64) for k, v in state.fields.items()}

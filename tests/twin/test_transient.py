@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import pytest
@@ -237,7 +238,7 @@ def test_per_tank_conditions_move_the_steady_state_the_physical_way() -> None:
     twin = DigitalTwin(CFG)
     base = twin.truth(PAPER)
 
-    def with_(**kw: object) -> GroundTruth:
+    def with_(**kw: Any) -> GroundTruth:
         return twin.truth(replace(PAPER, **kw))
 
     # a hotter nucleation tank makes more nuclei: smaller, bluer dots
@@ -260,7 +261,7 @@ def test_per_tank_conditions_move_the_steady_state_the_physical_way() -> None:
     ({"s_inject_tank": 1}, "s_inject_tank"),
     ({"s_inject_tank": 7, "s_inject_count": 2}, "s_inject_count"),
 ])
-def test_the_twins_envelope_covers_per_tank_conditions(change: dict[str, object],
+def test_the_twins_envelope_covers_per_tank_conditions(change: dict[str, Any],
                                                        field: str) -> None:
     with pytest.raises(ConditionsError, match=field) as info:
         DigitalTwin(CFG).truth(replace(PAPER, **change))
@@ -317,3 +318,17 @@ def test_the_hottest_tank_sets_the_clogging_risk() -> None:
     one_cooler = twin.truth(replace(hot, t_tank_c=(NAN, NAN, 200.0))).failure_probability
     assert one_hotter["clogging"] > base
     assert one_cooler["clogging"] == pytest.approx(base)  # the other tanks are still at 215
+
+
+def test_feeding_into_tanks_still_heating_runs_the_cold_chemistry(
+        transient: TransientCascade, mixing: MixingCascade) -> None:
+    """Realized temperatures are physics: the transient cascade runs a feed into cold tanks
+    (little converts); the mixing cascade's steady products refuse it (the rig flushes)."""
+    cold = Conditions(180, 13, 290, 15, 6, 2, t_tank_c=(90.0,) * 7)
+    s = _run(transient, transient.initial(), TankInputs.feeding(cold), 40.0)
+    assert transient.outlet(s).conversion < 0.3
+    s = _run(transient, s, TankInputs.feeding(PAPER), 8 * 28)
+    assert _features(transient, s).pl_peak_nm[0] == pytest.approx(
+        _steady(PAPER).pl_peak_nm[0], abs=0.1)
+    with pytest.raises(ConditionsError, match="t_tank1_c"):
+        mixing.step(mixing.initial(), TankInputs.feeding(cold), 1.0)
