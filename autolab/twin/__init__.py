@@ -15,6 +15,14 @@ if TYPE_CHECKING:
         TwinConfig,
     )
     from autolab.twin.model import FeatureArrays, core_features, truth_features
+    from autolab.twin.transient import (
+        CascadePhysics,
+        CascadeState,
+        MixingCascade,
+        OutletProduct,
+        TankInputs,
+        TransientCascade,
+    )
     from autolab.twin.twin import ENVELOPE, DigitalTwin, GroundTruth, check_envelope
 
 # Imported on first use (PEP 562): reading a campaign file needs only ``TwinConfig``, not the
@@ -24,6 +32,8 @@ _LAZY = {
     "NoiseParams": "config", "OpticsParams": "config", "TwinConfig": "config",
     "FeatureArrays": "model", "core_features": "model", "truth_features": "model",
     "ENVELOPE": "twin", "DigitalTwin": "twin", "GroundTruth": "twin", "check_envelope": "twin",
+    "CascadePhysics": "transient", "CascadeState": "transient", "MixingCascade": "transient",
+    "OutletProduct": "transient", "TankInputs": "transient", "TransientCascade": "transient",
 }
 
 
@@ -36,14 +46,20 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "ENVELOPE",
+    "CascadePhysics",
+    "CascadeState",
     "ChemistryParams",
     "DetectorParams",
     "DigitalTwin",
     "FailureParams",
     "FeatureArrays",
     "GroundTruth",
+    "MixingCascade",
     "NoiseParams",
     "OpticsParams",
+    "OutletProduct",
+    "TankInputs",
+    "TransientCascade",
     "TwinConfig",
     "check_envelope",
     "core_features",
