@@ -11,8 +11,9 @@ reactor physics, a virtual clock that advances at once) run exactly this code.
 Where the lab hours go, and what the procedure does about each (issue 9 §3):
 
 * **Blank.** The solvent blank is taken when the flow cell holds solvent (the first experiment
-  of a session, or after a failed run was flushed clean) and reused after that: a flush of one
-  residence time leaves a third of the old product in the cell, which a blank must not see.
+  of a session, or after a failed run was flushed clean with ``CLEAN_RESIDENCE_TIMES`` τ) and
+  reused after that: a flush of one residence time leaves a third of the old product in the
+  cell, which a blank must not see.
 * **Flush.** ``flush: always`` flushes the previous product with solvent before every
   experiment (``flush_residence_times`` × the previous τ). ``flush: auto`` skips it when the new
   feed can simply wash the old product out: the tanks hold the product of a completed run and a
@@ -384,7 +385,10 @@ class Procedure:
         return run.execute(tank, run_index)
 
     def clean_after_failure(self, c: Conditions, tank: TankState) -> float:
-        """After a chemistry failure: feeds off, one residence time of solvent, tanks clean.
+        """After a chemistry failure (or in a shutdown): feeds off, the cascade flushed clean.
+
+        :data:`CLEAN_RESIDENCE_TIMES` residence times of solvent: deposits and gas slugs out,
+        and the flow cell clean enough that the next blank sees solvent.
 
         Returns:
             The flush time, lab min.
@@ -394,7 +398,7 @@ class Procedure:
             mon.stop(role)
         rig.outlet_valve.move(2)
         rig.solvent_valve.move(1)
-        t_clean = c.tau_core_min + c.tau_shell_min
+        t_clean = CLEAN_RESIDENCE_TIMES * (c.tau_core_min + c.tau_shell_min)
         mon.start("solvent", flow_setpoints(c, rig.geometry).shell_ml_min, infuse=True)
         rig.clock.wait_min(t_clean)
         mon.stop("solvent")

@@ -300,7 +300,7 @@ class SimulatedExecutor:
     def safe_state(self) -> None:
         """The soft shutdown of the serial rig, on the virtual clock (idempotent).
 
-        Feeds off; if the tanks hold product, a solvent flush of one residence time of it;
+        Feeds off; if the tanks hold product, a solvent flush that leaves them clean;
         heaters to ambient until every block is below :data:`SAFE_TEMPERATURE_C`; stirrers off.
         The clock advances by what that takes, as the lab's would.
         """
