@@ -19,7 +19,8 @@ Where the lab hours go, and what the procedure does about each (issue 9 §3):
   feed can simply wash the old product out: the tanks hold the product of a completed run and a
   solvent blank of this session is at hand. The old product then leaves through the outlet
   valve to waste while the new feed displaces it, and the settling floor below keeps it out of
-  the reading. A failed or invalid run, or no blank yet, still gets the flush; the log says why.
+  the reading. An invalid run (a pump misdelivered), or no blank yet, still gets the flush (a
+  failed run was already flushed clean); the log says why.
 * **Heat.** The heaters ramp; the feeds start as soon as every block is within
   ``feed_window_c`` of its setpoint (outlet to waste), so the old contents wash out while the
   blocks finish their ramp instead of the pumps waiting idle. ``feed_window_c = 0`` is the old
@@ -243,7 +244,7 @@ class TankState:
 
     Attributes:
         conditions: Conditions of the product in the tanks (None: solvent or unknown).
-        flush_reason: Non-empty when the next experiment must flush (a failed or invalid run).
+        flush_reason: Non-empty when the next experiment must flush (an invalid run).
         blank: Dark and solvent blank absorbance frames of this session, reused when the flush
             is skipped (the flow cell then holds product, not solvent).
         blank_run: Run index the blank was taken in.
