@@ -47,12 +47,19 @@ class VirtualLab:
             roles ``tank<i>``, instead of the two stage blocks.
         sulfur_tanks: Plumbing of a sulfur selection valve (position ``j`` feeds tank
             ``sulfur_tanks[j-1]``); empty: no valve, the feed enters the first shell tank.
+        resolve_transients: Run the twin's chemistry resolved in time (the in-process rig's
+            physics). Off by default: the emulators step the reactor on every request in wall
+            time, and the transient step (a few ms; 80 ms over half an hour of lab time) held
+            the reactor long enough on a loaded 2-core machine for replies to come late and a
+            heater's remote setpoint to time out; the twin's steady products through the
+            washout cost a fraction of that.
     """
 
     def __init__(self, *, time_scale: float = 1.0, geometry: Geometry | None = None,
                  syringe_ml: float = 5000.0, seed: int = 0,
                  max_temperature_c: float = 330.0, pump_safe_mode_s: int = 0,
-                 per_tank: bool = False, sulfur_tanks: tuple[int, ...] = ()) -> None:
+                 per_tank: bool = False, sulfur_tanks: tuple[int, ...] = (),
+                 resolve_transients: bool = False) -> None:
         self.time_scale = time_scale
         self.geometry = geometry or Geometry()
         self.max_temperature_c = max_temperature_c
@@ -66,7 +73,8 @@ class VirtualLab:
         heaters = {f"heater_{s}": HeaterModel(address=i, role=s)
                    for i, s in enumerate(stages, start=1)}
         self.clock = VirtualClock(time_scale)
-        self.reactor = VirtualReactor(self.geometry, pumps, heaters, self.clock, seed=seed)
+        self.reactor = VirtualReactor(self.geometry, pumps, heaters, self.clock, seed=seed,
+                                      resolve_transients=resolve_transients)
         self.pumps = PumpChainEmulator("pumps", self.reactor)
         self.heaters = ModbusBusEmulator("heaters", self.reactor)
         self.stirrers = {s: StirrerEmulator(f"stirrer_{s}", self.reactor) for s in stages}

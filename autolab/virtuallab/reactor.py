@@ -212,13 +212,16 @@ class VirtualReactor:
         clock: Lab clock (wall-scaled for the emulators, manual for the in-process rig).
         twin: The twin whose physics (steady-state products, optics) render the outlet.
         physics: What the tanks do with what flows in (default: :func:`default_physics`).
+        resolve_transients: Whether the default physics resolves the twin's chemistry in time
+            (False: its steady products through the washout, a step several times cheaper).
         seed: Seed of the detector noise.
     """
 
     def __init__(self, geometry: Geometry, pumps: dict[str, PumpModel],
                  heaters: dict[str, HeaterModel], clock: LabClock, *,
                  twin: DigitalTwin | None = None, seed: int = 0,
-                 physics: CascadePhysics | None = None) -> None:
+                 physics: CascadePhysics | None = None, resolve_transients: bool = True,
+                 ) -> None:
         self.lock = threading.RLock()
         self.geometry = geometry
         self.pumps = pumps
@@ -235,7 +238,8 @@ class VirtualReactor:
         self.blocked = False  #: fault: the outlet is blocked -> infusing pumps stall
         self.ambient_c = self.twin.config.ambient_c
         #: What the tanks hold, and the chemistry that moves it (TWIN's cascade physics).
-        self.physics: CascadePhysics = physics or default_physics(self.twin)
+        self.physics: CascadePhysics = physics or default_physics(
+            self.twin, resolve_transients=resolve_transients)
         self.cascade: CascadeState = self.physics.initial()
         #: Where the shell feed enters: (tank, count); tank 0 = the first shell tank.
         self.injection: tuple[int, int] = (0, 1)
@@ -417,16 +421,17 @@ class VirtualReactor:
                           full_scale=det.full_scale_counts, shot_noise=cfg.noise.shot_noise)
 
 
-def default_physics(twin: DigitalTwin, *, same_temperature_c: float = 3.0,
-                    same_rel: float = 0.02) -> CascadePhysics:
+def default_physics(twin: DigitalTwin, *, resolve_transients: bool = True,
+                    same_temperature_c: float = 3.0, same_rel: float = 0.02) -> CascadePhysics:
     """The cascade physics of a twin: its chemistry resolved in time, or mixed steady products.
 
     The twin's own chemistry runs on :class:`~autolab.twin.transient.TransientCascade`; a
-    response without kinetics (``resolves_transients`` False) carries its steady products
-    through the washout (:class:`~autolab.twin.transient.MixingCascade`), where feeds within
+    response without kinetics (``resolves_transients`` False), or a caller that asks for the
+    cheaper physics (``resolve_transients=False``), carries its steady products through the
+    washout (:class:`~autolab.twin.transient.MixingCascade`), where feeds within
     ``same_temperature_c`` and ``same_rel`` of the newest product continue it.
     """
-    if twin.resolves_transients:
+    if twin.resolves_transients and resolve_transients:
         return TransientCascade(twin.config)
     return MixingCascade(twin.product, twin.config, same_temperature_c=same_temperature_c,
                          same_rel=same_rel)
