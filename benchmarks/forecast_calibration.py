@@ -174,6 +174,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("dirs", nargs="+", help="benchmark output folders (with cells/)")
     ap.add_argument("--strategy", default="botorch", help="strategy label ('' for all)")
     ap.add_argument("--record", default=None, help="write forecast-calibration.json here")
+    ap.add_argument("--note", action="append", default=[], help="a paragraph for the record")
     args = ap.parse_args(argv)
     cells = load_cells(args.dirs, args.strategy or None)
     summary = summarize(read_steps(cells))
@@ -195,7 +196,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                         "what happened (benchmarks/forecast_calibration.py)",
             tables=(Table(title="reliability", columns=(
                 "forecast", "bin", "n", "mean predicted", "observed share"), rows=rows),),
-            notes=(note,), data=summary)
+            notes=(note, *args.note), data=summary)
         print(f"wrote {write_result(result, args.record)}")
 
 
