@@ -286,6 +286,14 @@ class CSTRExecutor:
         self._run_index += 1
         return meas
 
+    def run_trajectory(self, trajectory: Any, limits: Any, *, frame_interval_min: float,
+                       settle: bool | None = None) -> Any:
+        """A dynamic experiment: :func:`autolab.executors.ramp.run_on_serial`."""
+        from autolab.executors.ramp import run_on_serial  # noqa: PLC0415 - import cycle
+
+        return run_on_serial(self, trajectory, limits, frame_interval_min=frame_interval_min,
+                             settle=settle)
+
     def _measurement(self, c: Conditions, result: ProcedureResult, started_h: float,
                      spent: dict[str, float], bookmark: int) -> Measurement:
         rig = self.rig

@@ -1,0 +1,200 @@
+"""The ``dynamic:`` block of a campaign file (``mode: dynamic``), validated whole.
+
+A dynamic campaign ramps the reactor from one proposal to the next and reads the inline spectra
+all the way through (docs/dynamic.md). This block says how fast the ramps may go (what the real
+heaters and pumps can follow), how the streamed readings are judged (the RTD mapping's spread
+limits), how often a frame set is taken and how a ramp is planned::
+
+    mode: dynamic
+    dynamic:
+      ramp_limits: {heating_c_per_min: 10, cooling_c_per_min: 5, tau_rel_per_min: 0.2,
+                    ratio_rel_per_min: 0.5}
+      mapping: {spread_factor: 1.5, spread_limits: {t_core_c: [2, 8]}}
+      frame_interval_min: 1.0
+      plan: between_proposals      # or: sweep (a designed ramp around each proposal)
+      hold_min: 0
+      rate_caps: full_weight       # or: refusal, devices
+
+Kept out of :mod:`autolab.config` so the pure dynamic layer's types stay next to their schema.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from autolab.dynamic import (
+    DEFAULT_SPREAD_LIMITS,
+    MappingPolicy,
+    RampLimits,
+    SpreadLimit,
+)
+from autolab.dynamic.observe import DEFAULT_MEASUREMENT_FLOOR
+
+_FROZEN = ConfigDict(frozen=True, extra="forbid")
+
+#: Ramp planning strategies (``plan:``): what one dynamic step runs.
+PLANS = ("between_proposals", "sweep")
+#: How the ramp rates are capped beyond the devices (``rate_caps:``).
+RATE_CAPS = ("full_weight", "refusal", "devices")
+
+
+class RampLimitsConfig(BaseModel):
+    """What the reactor's heaters and pumps can follow (``dynamic.ramp_limits``).
+
+    The simulated and serial rigs also cap every temperature ramp at the heater blocks' own
+    heating rate, whatever is written here.
+
+    Attributes:
+        heating_c_per_min: Largest heating rate of a block, °C/min.
+        cooling_c_per_min: Largest cooling rate of a block, °C/min.
+        tau_rel_per_min: Largest relative change of a residence time per minute (pump slew).
+        ratio_rel_per_min: Largest relative change of a feed ratio per minute.
+        stir_rpm_per_min: Largest change of the stirring rate per minute, rpm/min.
+    """
+
+    model_config = _FROZEN
+
+    heating_c_per_min: float = Field(default=10.0, gt=0, le=100, allow_inf_nan=False)
+    cooling_c_per_min: float = Field(default=5.0, gt=0, le=100, allow_inf_nan=False)
+    tau_rel_per_min: float = Field(default=0.2, gt=0, le=10, allow_inf_nan=False)
+    ratio_rel_per_min: float = Field(default=0.5, gt=0, le=10, allow_inf_nan=False)
+    stir_rpm_per_min: float = Field(default=600.0, gt=0, le=10_000, allow_inf_nan=False)
+
+    def limits(self) -> RampLimits:
+        """As :class:`~autolab.dynamic.trajectory.RampLimits`."""
+        return RampLimits.for_reactor(
+            heating_c_per_min=self.heating_c_per_min, cooling_c_per_min=self.cooling_c_per_min,
+            tau_rel_per_min=self.tau_rel_per_min, ratio_rel_per_min=self.ratio_rel_per_min,
+            stir_rpm_per_min=self.stir_rpm_per_min)
+
+
+class MappingConfig(BaseModel):
+    """How streamed readings are judged (``dynamic.mapping``; defaults: docs/dynamic.md).
+
+    Attributes:
+        spread_factor: κ, the multiple of slope × spread counted as mapping uncertainty.
+        spread_limits: Channel or field -> ``[full weight up to, refused above]``, overriding
+            the defaults (relative channels, such as residence times and ratios, as fractions).
+        measurement_floor: Feature -> systematic one-sigma floor, overriding the defaults.
+    """
+
+    model_config = _FROZEN
+
+    spread_factor: float = Field(default=1.5, ge=0, le=10, allow_inf_nan=False)
+    spread_limits: dict[str, tuple[float, float]] = Field(default_factory=dict)
+    measurement_floor: dict[str, float] = Field(default_factory=dict)
+
+    @field_validator("spread_limits")
+    @classmethod
+    def _check_limits(cls, v: dict[str, tuple[float, float]]) -> dict[str, tuple[float, float]]:
+        unknown = sorted(set(v) - set(DEFAULT_SPREAD_LIMITS))
+        if unknown:
+            raise ValueError(f"unknown channel(s) {unknown}; expected names from "
+                             f"{sorted(DEFAULT_SPREAD_LIMITS)}")
+        for name, (down, refuse) in v.items():
+            if not 0 < down <= refuse < float("inf"):
+                raise ValueError(f"{name}: expected [full weight up to, refused above] with "
+                                 f"0 < first <= second, got [{down:g}, {refuse:g}]")
+        return v
+
+    @field_validator("measurement_floor")
+    @classmethod
+    def _check_floor(cls, v: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(v) - set(DEFAULT_MEASUREMENT_FLOOR))
+        if unknown:
+            raise ValueError(f"unknown feature(s) {unknown}; expected names from "
+                             f"{sorted(DEFAULT_MEASUREMENT_FLOOR)}")
+        bad = sorted(k for k, x in v.items() if not 0 <= x < float("inf"))
+        if bad:
+            raise ValueError(f"{bad}: expected a non-negative finite floor")
+        return v
+
+    def policy(self) -> MappingPolicy:
+        """As :class:`~autolab.dynamic.observe.MappingPolicy` (defaults with the overrides)."""
+        limits = dict(DEFAULT_SPREAD_LIMITS)
+        for name, (down, refuse) in self.spread_limits.items():
+            limits[name] = SpreadLimit(down, refuse, relative=DEFAULT_SPREAD_LIMITS[name].relative)
+        return MappingPolicy(spread_limits=limits, spread_factor=self.spread_factor,
+                             measurement_floor={**DEFAULT_MEASUREMENT_FLOOR,
+                                                **self.measurement_floor})
+
+
+class SweepConfig(BaseModel):
+    """A designed ramp around each proposal (``plan: sweep``).
+
+    Attributes:
+        n_points: Points of the box visited after the proposal (nearest first).
+        box_fraction: Half-width of the box around the proposal, as a fraction of each searched
+            parameter's range.
+    """
+
+    model_config = _FROZEN
+
+    n_points: int = Field(default=3, ge=1, le=64, strict=True)
+    box_fraction: float = Field(default=0.1, gt=0, le=0.5, allow_inf_nan=False)
+
+
+class DynamicConfig(BaseModel):
+    """The ``dynamic:`` block: ramps read all the way through (see the module docstring).
+
+    Attributes:
+        ramp_limits: What the heaters and pumps can follow.
+        mapping: How the streamed readings are judged.
+        frame_interval_min: Lab minutes between two frame sets (and setpoint updates).
+        plan: ``between_proposals`` (ramp from where the reactor is to each proposal) or
+            ``sweep`` (to the proposal, then through a small box around it).
+        hold_min: Hold at the end of each ramp, lab min (the stream goes on while it holds).
+        rate_caps: ``full_weight`` caps every ramp so its readings keep full weight (slow, all
+            at full weight); ``refusal`` caps them at the spread the mapping still accepts
+            (faster, readings down-weighted); ``devices`` lets the devices' limits alone set
+            the pace (fastest, many readings refused).
+        max_ramp_min: Longest ramp between two points, lab min: a ramp the rate caps would
+            make longer is run in this time instead (never faster than the devices allow),
+            its readings down-weighted or refused as the mapping judges them. A large move
+            early in a campaign would otherwise take days at full-weight rates.
+        archive_frames: Keep every streamed frame set next to the journal
+            (``dynamic/trial_NNNN.npz``); the journal keeps the observations either way.
+    """
+
+    model_config = _FROZEN
+
+    ramp_limits: RampLimitsConfig = Field(default_factory=RampLimitsConfig)
+    mapping: MappingConfig = Field(default_factory=MappingConfig)
+    frame_interval_min: float = Field(default=1.0, ge=0.05, le=120, allow_inf_nan=False)
+    plan: Literal["between_proposals", "sweep"] = "between_proposals"
+    sweep: SweepConfig = Field(default_factory=SweepConfig)
+    hold_min: float = Field(default=0.0, ge=0, le=1000, allow_inf_nan=False)
+    rate_caps: Literal["full_weight", "refusal", "devices"] = "full_weight"
+    max_ramp_min: float = Field(default=60.0, gt=0, le=10_000, allow_inf_nan=False)
+    archive_frames: bool = True
+
+    @model_validator(mode="after")
+    def _check_sweep(self) -> DynamicConfig:
+        if self.plan != "sweep" and self.sweep != SweepConfig():
+            raise ValueError("sweep: settings apply to plan: sweep only; set plan: sweep or drop "
+                             "the sweep block")
+        return self
+
+    def limits(self) -> RampLimits:
+        """The ramp limits of the devices (the rig adds its heaters' own rates)."""
+        return self.ramp_limits.limits()
+
+    def policy(self) -> MappingPolicy:
+        """The mapping policy."""
+        return self.mapping.policy()
+
+    def rate_caps_for(self, policy: MappingPolicy) -> MappingPolicy | None:
+        """The policy whose spread limits cap the ramp rates (None: devices only)."""
+        if self.rate_caps == "devices":
+            return None
+        if self.rate_caps == "full_weight":
+            return policy
+        refuse = {k: SpreadLimit(lim.refuse_above, lim.refuse_above, relative=lim.relative)
+                  for k, lim in policy.spread_limits.items()}
+        return MappingPolicy(spread_limits=refuse)
+
+
+__all__ = ["PLANS", "RATE_CAPS", "DynamicConfig", "MappingConfig", "RampLimitsConfig",
+           "SweepConfig"]

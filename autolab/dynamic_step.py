@@ -1,0 +1,564 @@
+"""One dynamic experiment per campaign step (``mode: dynamic``; issue 10, docs/dynamic.md).
+
+A steady campaign step runs one experiment to steady state and tells the optimizer one reading.
+A dynamic step ramps the reactor from where it is to the optimizer's next proposal (or through a
+small designed sweep around it) and tells the optimizer every reading the ramp streamed::
+
+    ask(1, pending = what the reactor still holds) -> plan_ramp (ramp limits, rate caps)
+      -> executor.run_trajectory (frames every frame_interval_min) -> analyze every frame
+      -> map_outlet (the realized history since the last settle) -> observe_batch
+      -> journal (trial + every observation, frames archived) -> tell all accepted readings
+
+What is told, and what is kept apart:
+
+* every *accepted* observation, at its RTD-weighted mean conditions, with its sigma as known
+  noise (down-weighted ones with their inflated sigma); refused ones are journaled with their
+  reason and never told;
+* readings flagged *steady* (the fluid in the cell saw constant conditions) are listed apart in
+  the journal (``dynamic.steady``), so a person or a later analysis can use them alone;
+* a trajectory whose frames show no usable emission at all is told as a failure at its end point
+  (the feasibility model learns to avoid it); one whose readings were refused for the mapping's
+  sake tells nothing (it says nothing about the chemistry).
+
+The *trial* of a step (what ``best``, the stop rules and the tracker see) is its best accepted
+reading by the objective's rank, at that reading's mapped conditions, with its honest sigma as
+the features' errors; the journal's ``dynamic`` extra holds the commanded and realized
+trajectories, every observation and where the frames were archived.
+
+Pending-aware: when the next proposal is asked, the fluid of roughly the last mean residence
+time of the history has not reached the outlet yet; those conditions (sampled from the realized
+history) are passed as pending points, so the optimizer does not propose what is already under
+way. The readings of the fluid still in the tanks come with the next trajectory, whose frames are
+mapped through the whole realized history since the reactor last settled.
+
+A device fault or a trip mid-ramp ends the trial as invalid with the observations streamed up to
+the fault journaled (not told: the conditions were not delivered as commanded); a trip still
+ends the campaign, in the safe state.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+import weakref
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from autolab.analysis import FeatureBatch, extract_features_batch
+from autolab.config import CampaignConfig
+from autolab.dynamic import (
+    DynamicObservation,
+    RampLimits,
+    Trajectory,
+    map_outlet,
+    observe_batch,
+    ramp_duration_min,
+    to_tell,
+)
+from autolab.dynamic.channels import TRACER_ROLES
+from autolab.dynamic_config import DynamicConfig
+from autolab.exceptions import (
+    ConfigError,
+    DeviceFault,
+    ExperimentFailed,
+    HardwareError,
+)
+from autolab.executors import Executor
+from autolab.executors.ramp import DynamicMeasurement, cascade_geometry, partial_of
+from autolab.records import (
+    Conditions,
+    Features,
+    QualityFlag,
+    QYReference,
+    Trial,
+    TrialOrigin,
+    TrialStatus,
+    experiment_label,
+)
+from autolab.tracking import Journal, JournalState
+
+#: Folder next to the journal that keeps the streamed frames of each trajectory.
+ARCHIVE_DIR = "dynamic"
+#: Pending points sampled from the fluid still in the reactor when the next ramp is asked for.
+PENDING_POINTS = 3
+#: History kept for the mapping, in mean total residence times (older fluid has left).
+HISTORY_RESIDENCE_TIMES = 8.0
+#: Features each frame is observed in (the outcomes the objective may read).
+OBSERVED = ("pl_peak_nm", "fwhm_nm", "qy")
+
+
+class ReactorLike(Protocol):
+    """What a dynamic step needs of a campaign's reactor (:class:`autolab.campaign.Reactor`)."""
+
+    name: str
+    executor: Executor
+    clock_h: float
+    reagent_total_ml: dict[str, float]
+    last_conditions: dict[str, float] | None
+    redo: list[dict[str, float]]
+
+
+class CampaignLike(Protocol):
+    """What a dynamic step needs of the campaign (:class:`autolab.campaign.Campaign`)."""
+
+    config: CampaignConfig
+    run_dir: Path
+    journal: Journal
+    optimizer: Any
+    trials: list[Trial]
+
+    @property
+    def on_trial(self) -> Callable[[Any, Trial], None] | None:
+        """Called after each finished trial."""
+        ...
+
+    @property
+    def reactors(self) -> Mapping[str, Any]:
+        """Reactors by name."""
+        ...
+
+    @property
+    def lab_clock_h(self) -> float:
+        """Campaign lab clock, h."""
+        ...
+
+    @property
+    def reagent_total_ml(self) -> dict[str, float]:
+        """Reagents used, mL."""
+        ...
+
+    def _searched(self, conditions: Mapping[str, Any], where: str = ...) -> dict[str, float]:
+        ...
+
+    def _tell(self, conditions: list[dict[str, float]], outcomes: list[dict[str, float] | None],
+              sds: list[dict[str, float] | None]) -> None:
+        ...
+
+    def _outcomes(self, trial: Trial) -> dict[str, float] | None:
+        ...
+
+    def _outcome_sd(self, trial: Trial) -> dict[str, float] | None:
+        ...
+
+    def _update_forecast(self, index: int) -> None:
+        ...
+
+    def _sync(self, final: bool = ...) -> None:
+        ...
+
+    def _event(self, text: str) -> None:
+        ...
+
+
+@dataclass
+class History:
+    """The realized conditions the reactor ran since it last settled (absolute lab min).
+
+    Attributes:
+        times_min: Executor lab minutes of the samples.
+        points: Realized conditions at those times.
+        held_before: The reactor held ``points[0]`` before ``times_min[0]`` (a settle); False
+            once older samples were dropped (fluid older than the kept history is refused).
+    """
+
+    times_min: list[float] = field(default_factory=list)
+    points: list[Conditions] = field(default_factory=list)
+    held_before: bool = True
+
+    def reset(self) -> None:
+        """Forget everything (a settle, a fault, a resume)."""
+        self.times_min, self.points, self.held_before = [], [], True
+
+    def extend(self, m: DynamicMeasurement) -> None:
+        """Add a trajectory's realized samples (a settle before it restarts the history)."""
+        if m.settled or not self.points:
+            self.reset()
+        t0 = m.started_lab_h * 60.0
+        for t, p in zip(m.realized.times_min, m.realized.points, strict=True):
+            self.times_min.append(t0 + t)
+            self.points.append(p)
+
+    def trajectory(self) -> tuple[Trajectory, float]:
+        """The history as a trajectory, and its origin in executor lab minutes."""
+        tr = Trajectory.from_samples(self.times_min, self.points, held_before=self.held_before)
+        return tr, min(self.times_min)
+
+    def trim(self, keep_min: float) -> None:
+        """Drop samples older than ``keep_min`` before the last one (keeping one before)."""
+        if not self.times_min:
+            return
+        cut = self.times_min[-1] - keep_min
+        first = next((i for i, t in enumerate(self.times_min) if t >= cut), 0)
+        if first > 1:
+            self.times_min = self.times_min[first - 1:]
+            self.points = self.points[first - 1:]
+            self.held_before = False
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    """What one trajectory gave: the run (or its partial), the observations, any error."""
+
+    measurement: DynamicMeasurement | None
+    observations: tuple[DynamicObservation, ...]
+    error: str | None = None
+    fault: BaseException | None = None
+    no_emission: bool = False
+
+
+class DynamicRunner:
+    """Runs a ``mode: dynamic`` campaign's steps (see the module docstring).
+
+    Args:
+        campaign: The campaign (its journal, optimizer, reactors, tells and tracking).
+
+    Raises:
+        ConfigError: More than one reactor, a review mode, or an executor that cannot run
+            trajectories.
+    """
+
+    def __init__(self, campaign: CampaignLike) -> None:
+        cfg = campaign.config
+        if len(campaign.reactors) != 1:
+            raise ConfigError(f"mode: dynamic drives one reactor; this campaign has "
+                              f"{len(campaign.reactors)} ({list(campaign.reactors)}); parallel "
+                              "dynamic reactors are not implemented: drop reactors: or use "
+                              "mode: steady")
+        if cfg.review.mode != "off":
+            raise ConfigError(f"review.mode = {cfg.review.mode!r}: a dynamic campaign moves "
+                              "from proposal to proposal without stopping; expected off")
+        self.c = campaign
+        self.cfg: DynamicConfig = getattr(cfg, "dynamic", None) or DynamicConfig()
+        self.reactor: ReactorLike = next(iter(campaign.reactors.values()))
+        if not callable(getattr(self.reactor.executor, "run_trajectory", None)):
+            raise ConfigError(f"executor {self.reactor.executor.name!r} cannot run "
+                              "trajectories; mode: dynamic needs the twin or cstr executor")
+        self.limits: RampLimits = self.cfg.limits()
+        self.policy = self.cfg.policy()
+        self.history = History()
+        #: Where the reactor was commanded last (the end of the last trajectory), if known.
+        self.position: Conditions | None = None
+
+    # ----------------------------------------------------------------------------- step
+    def step(self) -> Trial:
+        """Ask, plan, run, analyze, map, journal, tell: one trajectory."""
+        c, reactor = self.c, self.reactor
+        index = c.journal.state.next_index
+        t0 = time.perf_counter()
+        proposal = reactor.redo.pop(0) if reactor.redo else self._ask()
+        elapsed = time.perf_counter() - t0
+        end = Conditions.from_mapping({**proposal, **c.config.space.fixed})
+        traj, settle = self._plan(end)
+        c.journal.append_started(index, end.as_dict(), elapsed, reactor=reactor.name)
+        outcome, fatal = self._run(traj, settle)
+        trial = self._deliver(index, proposal, end, traj=traj, out=outcome, elapsed=elapsed)
+        if fatal is not None:
+            raise fatal
+        return trial
+
+    def _ask(self) -> dict[str, float]:
+        pending = self.pending()
+        opt = self.c.optimizer
+        batch = opt.ask(1, pending=pending) if pending else opt.ask(1)
+        return dict(batch[0])
+
+    def pending(self) -> list[dict[str, float]]:
+        """Searched conditions of the fluid still in the reactor (run, not yet read)."""
+        if not self.history.points:
+            return []
+        tr, _ = self.history.trajectory()
+        now = tr.duration_min
+        last = tr.points[-1]
+        tau = last.tau_core_min + last.tau_shell_min
+        times = np.linspace(max(0.0, now - tau), now, PENDING_POINTS).tolist()
+        return [self.c._searched(p.as_dict(), "pending trajectory") for p in tr.sample(times)]
+
+    def _plan(self, end: Conditions) -> tuple[Trajectory, bool | None]:
+        """The trajectory to ``end`` and whether the rig must settle first."""
+        here = self.position
+        hold = max(self.cfg.hold_min, self.cfg.frame_interval_min)
+        if here is None:  # nothing known: settle at the proposal and read it steady
+            return Trajectory((0.0, hold), (end, end)), True
+        limits = self._plan_limits(here, end)
+        points = [here, end]
+        if self.cfg.plan == "sweep":
+            points += self._sweep_points(end, limits)
+        times = [0.0]
+        for a, b in itertools.pairwise(points):
+            times.append(times[-1] + self.ramp_min(a, b, limits))
+        if times[-1] <= 0:
+            return Trajectory((0.0, hold), (end, end)), None
+        if self.cfg.hold_min > 0:
+            times.append(times[-1] + self.cfg.hold_min)
+            points.append(points[-1])
+        keep = [0, *(i for i in range(1, len(times)) if times[i] > times[i - 1])]
+        return Trajectory(tuple(times[i] for i in keep), tuple(points[i] for i in keep)), None
+
+    def ramp_min(self, a: Conditions, b: Conditions, capped: RampLimits) -> float:
+        """How long the ramp from ``a`` to ``b`` takes, lab min.
+
+        The capped time, within ``max_ramp_min``, never faster than the devices allow.
+        """
+        fastest = ramp_duration_min(a, b, self.limits)
+        wanted = ramp_duration_min(a, b, capped)
+        return max(fastest, min(wanted, self.cfg.max_ramp_min))
+
+    def _plan_limits(self, *points: Conditions) -> RampLimits:
+        """Device limits, tightened by the mapping's rate caps at every point (``rate_caps``)."""
+        caps = self.cfg.rate_caps_for(self.policy)
+        limits = self.limits
+        if caps is None:
+            return limits
+        rig = self._rig()
+        for p in points:
+            limits = limits.tightened(caps.rate_caps(p, cascade_geometry(rig, p)))
+        return limits
+
+    def _sweep_points(self, centre: Conditions, limits: RampLimits) -> list[Conditions]:
+        """Scrambled-Sobol points of a box around ``centre`` inside the space, nearest first."""
+        from scipy.stats import qmc  # noqa: PLC0415 - only a sweep needs it
+
+        space = self.c.config.space.build()
+        sw = self.cfg.sweep
+        names = list(space.names)
+        lo = np.array([space[n].lower for n in names])
+        hi = np.array([space[n].upper for n in names])
+        mid = np.array([centre.value(n) for n in names])
+        half = sw.box_fraction * (hi - lo)
+        a, b = np.maximum(lo, mid - half), np.minimum(hi, mid + half)
+        m = max(0, math.ceil(math.log2(max(4 * sw.n_points, 1))))
+        seed = len(self.c.trials) + self.c.config.seed
+        u = qmc.Sobol(d=len(names), scramble=True, seed=seed).random_base2(m)
+        fixed = self.c.config.space.fixed
+        pts = [dict(zip(names, map(float, a + row * (b - a)), strict=True)) for row in u]
+        kept = [Conditions.from_mapping({**p, **fixed}) for p in pts if space.is_feasible(p)]
+        out, here = [], centre
+        for _ in range(min(sw.n_points, len(kept))):
+            k = min(range(len(kept)), key=lambda j: ramp_duration_min(here, kept[j], limits))
+            here = kept.pop(k)
+            out.append(here)
+        return out
+
+    def _rig(self) -> Any:
+        return self.reactor.executor.procedure.rig  # type: ignore[attr-defined]
+
+    # ----------------------------------------------------------------------------- run
+    def _run(self, traj: Trajectory, settle: bool | None
+             ) -> tuple[StepOutcome, BaseException | None]:
+        """Run the trajectory; a fault is an outcome (its partial stream observed)."""
+        run = self.reactor.executor.run_trajectory  # type: ignore[attr-defined]
+        try:
+            m = run(traj, self.limits, frame_interval_min=self.cfg.frame_interval_min,
+                    settle=settle)
+        except DeviceFault as err:
+            return self._observed(partial_of(err), f"device fault: {err.device}: {err}",
+                                  err), None
+        except ExperimentFailed as err:
+            return self._observed(partial_of(err), str(err), None), None
+        except HardwareError as err:  # a trip or a device failure: journal, then end
+            return self._observed(partial_of(err), f"{type(err).__name__}: {err}", err), err
+        return self._observed(m, None, None), None
+
+    def _observed(self, m: DynamicMeasurement | None, error: str | None,
+                  fault: BaseException | None) -> StepOutcome:
+        """Map and judge the stream, and move the reactor's history on."""
+        if m is None or not m.frames:
+            self.history.reset()
+            self.position = None
+            return StepOutcome(None, (), error, fault)
+        self.history.extend(m)
+        batch = self._analyze(m)
+        obs = self._observe(m, batch)
+        self.position = m.trajectory.points[-1] if error is None else None
+        last = m.trajectory.points[-1]
+        self.history.trim(HISTORY_RESIDENCE_TIMES * (last.tau_core_min + last.tau_shell_min))
+        if error is not None:
+            self.history.reset()
+        blocking = [bool(QualityFlag(int(f)) & QualityFlag.blocking()) for f in batch.flags]
+        return StepOutcome(m, obs, error, fault, no_emission=all(blocking))
+
+    def _analyze(self, m: DynamicMeasurement) -> FeatureBatch:
+        st = m.stacked()
+        f0 = m.frames[0]
+        ref = getattr(self.reactor.executor, "qy_reference", None) or getattr(
+            getattr(self.reactor.executor, "twin", None), "qy_reference", None) or QYReference()
+        return extract_features_batch(
+            st["wavelengths_nm"], pl_counts=st["pl_counts"], dark_pl_counts=st["dark_pl_counts"],
+            dye_pl_counts=st["dye_pl_counts"], sample_counts=st["sample_counts"],
+            blank_counts=st["blank_counts"], dark_abs_counts=st["dark_abs_counts"],
+            excitation_nm=f0.excitation_nm, saturation_counts=f0.saturation_counts,
+            qy_reference=ref)
+
+    def _observe(self, m: DynamicMeasurement, batch: FeatureBatch
+                 ) -> tuple[DynamicObservation, ...]:
+        """Map the frames through the realized history since the last settle and judge them."""
+        history, origin = self.history.trajectory()
+        start = m.started_lab_h * 60.0
+        times = start + np.asarray(m.times_min, dtype=np.float64) - origin
+        geometry = cascade_geometry(self._rig(), m.trajectory.points[0])
+        physics = getattr(self.reactor.executor, "twin", None)
+        roles = TRACER_ROLES if getattr(physics, "resolves_transients", True) is False else None
+        mapped = map_outlet(history, times, geometry, roles=roles)
+        obs = observe_batch(mapped, batch, OBSERVED, policy=self.policy,
+                            held_before=history.held_before)
+        shift = start - origin  # observation times from the trajectory's own start
+        return tuple(replace(o, time_min=o.time_min - shift) for o in obs)
+
+    # ----------------------------------------------------------------------------- deliver
+    def _deliver(self, index: int, proposal: dict[str, float], end: Conditions, *,
+                 traj: Trajectory, out: StepOutcome, elapsed: float) -> Trial:
+        """Journal the trial with every observation, then tell, forecast and track."""
+        c, reactor = self.c, self.reactor
+        trial, rep = self._trial(index, end, out, elapsed)
+        ex = reactor.executor
+        reactor.clock_h = float(ex.lab_clock_h)
+        reactor.reagent_total_ml = dict(ex.reagent_ml)
+        reactor.last_conditions = end.as_dict()
+        extra: dict[str, Any] = {
+            "executor_state": ex.state_dict(), "reactor": reactor.name,
+            "reactor_clock_h": reactor.clock_h,
+            "reactor_reagent_total_ml": dict(reactor.reagent_total_ml), "queue": [],
+            "lab_clock_h": c.lab_clock_h, "reagent_total_ml": c.reagent_total_ml,
+            "prediction": None, "origin": TrialOrigin.PROPOSED.value,
+            "dynamic": self._record(index, proposal, traj, out, rep)}
+        if isinstance(out.fault, DeviceFault):
+            extra["device"] = out.fault.device
+            extra["device_log"] = list(out.fault.device_log[-400:])
+        c.journal.append_trial(trial, extra=extra)
+        c.trials.append(trial)
+        told = self._tell(trial, proposal, out)
+        c._event(f"{experiment_label(index)}: {len(out.observations)} readings streamed, "
+                 f"{told} told" + (f"; {out.error}" if out.error else ""))
+        if trial.status is not TrialStatus.INVALID:
+            c._update_forecast(index)
+        c._sync()
+        if c.on_trial is not None:
+            c.on_trial(c, trial)
+        return trial
+
+    def _trial(self, index: int, end: Conditions, out: StepOutcome, elapsed: float
+               ) -> tuple[Trial, int | None]:
+        """The step's trial: its best accepted reading (or the failure), and its position."""
+        objective = self.c.config.objective
+        accepted = [i for i, o in enumerate(out.observations) if o.accepted]
+        best = objective.best_index([self._outcomes_of(out.observations[i]) for i in accepted])
+        if out.fault is not None or best is None:
+            status = TrialStatus.INVALID if out.fault is not None else TrialStatus.FAILED
+            error = out.error or ("no usable emission in any frame" if out.no_emission else
+                                  "no reading of this trajectory was accepted (see the "
+                                  "observations' reasons)")
+            return Trial(index=index, conditions=end.as_dict(), status=status, error=error,
+                         proposal_time_s=elapsed), None
+        rep = accepted[best]
+        o = out.observations[rep]
+        outcomes = self._outcomes_of(o)
+        score = objective.score(outcomes) if objective.is_feasible(outcomes) else None
+        feats = Features(
+            pl_peak_nm=o.features["pl_peak_nm"], fwhm_nm=o.features["fwhm_nm"],
+            qy=o.features["qy"], abs_peak_nm=math.nan, pl_peak_nm_err=o.sigma["pl_peak_nm"],
+            fwhm_nm_err=o.sigma["fwhm_nm"], qy_err=o.sigma["qy"])
+        return Trial(index=index, conditions=o.conditions.as_dict(),
+                     status=TrialStatus.COMPLETED, features=feats, objective=score,
+                     error=out.error, proposal_time_s=elapsed), rep
+
+    @staticmethod
+    def _outcomes_of(o: DynamicObservation) -> dict[str, float]:
+        return {k: o.features[k] for k in OBSERVED}
+
+    def _record(self, index: int, proposal: dict[str, float], traj: Trajectory,
+                out: StepOutcome, rep: int | None) -> dict[str, Any]:
+        """The ``dynamic`` extra of the trial record (JSON)."""
+        obs = out.observations
+        m = out.measurement
+        rec: dict[str, Any] = {
+            "proposal": dict(proposal), "trajectory": traj.to_dict(),
+            "observations": [o.to_dict() for o in obs], "representative": rep,
+            "n_readings": len(obs), "n_accepted": sum(o.accepted for o in obs),
+            "n_full_weight": sum(o.accepted and o.weight >= 1.0 for o in obs),
+            "n_refused": sum(not o.accepted for o in obs),
+            "steady": [i for i, o in enumerate(obs) if o.steady and o.accepted],
+            "told_failure": self._tells_failure(out), "complete": out.error is None}
+        if m is not None:
+            rec.update({"realized": m.realized.to_dict(), "settled": m.settled,
+                        "started_lab_h": m.started_lab_h, "finished_lab_h": m.finished_lab_h,
+                        "frames_file": self._archive(index, m)})
+        return rec
+
+    @staticmethod
+    def _tells_failure(out: StepOutcome) -> bool:
+        return out.fault is None and out.no_emission
+
+    def _archive(self, index: int, m: DynamicMeasurement) -> str | None:
+        """Keep the raw frames next to the journal (float32, compressed)."""
+        if not self.cfg.archive_frames:
+            return None
+        folder = self.c.run_dir / ARCHIVE_DIR
+        folder.mkdir(exist_ok=True)
+        name = f"trial_{index:04d}.npz"
+        arrays = {k: np.asarray(v, dtype=np.float32) for k, v in m.stacked().items()}
+        np.savez_compressed(folder / name, **arrays)  # type: ignore[arg-type]
+        return f"{ARCHIVE_DIR}/{name}"
+
+    def _tell(self, trial: Trial, proposal: dict[str, float], out: StepOutcome) -> int:
+        """Tell the accepted readings (or the failure); returns how many points were told."""
+        if trial.status is TrialStatus.INVALID:
+            return 0
+        conds, outcomes, sds = self.told(out.observations, proposal, self._tells_failure(out))
+        if conds:
+            self.c._tell(conds, outcomes, sds)
+        return len(conds)
+
+    def told(self, observations: Sequence[DynamicObservation], proposal: dict[str, float],
+             failure: bool) -> tuple[list[dict[str, float]], list[dict[str, float] | None],
+                                     list[dict[str, float] | None]]:
+        """What the optimizer is told for one trajectory (live and on resume)."""
+        names = self.c.config.objective.outcome_names
+        conds, outs, sds = to_tell(observations, self.c.config.space.parameters, names)
+        told_outs: list[dict[str, float] | None] = [*outs]
+        told_sds: list[dict[str, float] | None] = [*sds]
+        if failure:
+            return [*conds, dict(proposal)], [*told_outs, None], [*told_sds, None]
+        return conds, told_outs, told_sds
+
+    # ----------------------------------------------------------------------------- resume
+    def journal_data(self, state: JournalState) -> tuple[
+            list[dict[str, float]], list[dict[str, float] | None], list[dict[str, float] | None]]:
+        """What the optimizer is told on resume, in journal order.
+
+        Every accepted observation of every trajectory (and the no-emission failures); a trial
+        without a ``dynamic`` record (added by hand) as a steady reading; never invalid trials.
+        """
+        conds: list[dict[str, float]] = []
+        outs: list[dict[str, float] | None] = []
+        sds: list[dict[str, float] | None] = []
+        for trial in state.trials:
+            if trial.status is TrialStatus.INVALID:
+                continue
+            dyn = (state.extras.get(trial.index) or {}).get("dynamic")
+            if dyn is None:
+                conds.append(self.c._searched(trial.conditions, experiment_label(trial.index)))
+                outs.append(self.c._outcomes(trial))
+                sds.append(self.c._outcome_sd(trial))
+                continue
+            obs = [DynamicObservation.from_dict(d) for d in dyn["observations"]]
+            a, b, s = self.told(obs, dict(dyn["proposal"]), bool(dyn.get("told_failure")))
+            conds += a
+            outs += b
+            sds += s
+        return conds, outs, sds
+
+
+_RUNNERS: weakref.WeakKeyDictionary[Any, DynamicRunner] = weakref.WeakKeyDictionary()
+
+
+def dynamic_runner(campaign: CampaignLike) -> DynamicRunner:
+    """The campaign's dynamic runner (made on first use, one per campaign)."""
+    runner = _RUNNERS.get(campaign)
+    if runner is None:
+        runner = _RUNNERS[campaign] = DynamicRunner(campaign)
+    return runner

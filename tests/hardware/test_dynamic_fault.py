@@ -1,0 +1,129 @@
+"""A heater fault mid-ramp on the virtual lab (serial rig over ptys): the rig ends in its safe
+state and the frames streamed up to the fault are kept (issue 10 §2).
+
+Everything runs through the real drivers against the pty emulators; the fault is injected into
+the emulated controller once the ramp has moved the shell heater's setpoint.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from autolab.campaign import Campaign
+from autolab.config import parse_campaign
+from autolab.dynamic import RampLimits, Trajectory
+from autolab.exceptions import SafetyTrip
+from autolab.executors.cstr import CSTRExecutor
+from autolab.executors.ramp import DynamicMeasurement, partial_of
+from autolab.records import Conditions, TrialStatus
+from autolab.tracking import Journal
+from autolab.virtuallab.lab import VirtualLab
+
+SCALE = 2400.0  # lab seconds per wall second
+START = Conditions(t_core_c=180, tau_core_min=13, t_shell_c=280, tau_shell_min=15, cl_to_i=6,
+                   s_to_zn=2)
+END = Conditions(t_core_c=180, tau_core_min=13, t_shell_c=300, tau_shell_min=15, cl_to_i=6,
+                 s_to_zn=2)
+LIMITS = RampLimits.for_reactor(heating_c_per_min=10, cooling_c_per_min=5)
+
+
+@pytest.fixture
+def lab() -> Iterator[VirtualLab]:
+    with VirtualLab(time_scale=SCALE) as vl:
+        yield vl
+
+
+def _when(predicate: Callable[[], bool], action: Callable[[], None]) -> threading.Thread:
+    def loop() -> None:
+        for _ in range(4000):
+            if predicate():
+                action()
+                return
+            time.sleep(0.005)
+    t = threading.Thread(target=loop, daemon=True)
+    t.start()
+    return t
+
+
+def _ramping(lab: VirtualLab) -> bool:
+    """The ramp has moved the shell heater's setpoint off the first point."""
+    with lab.reactor.lock:
+        return lab.reactor.heaters["heater_shell"].remote_sp_c > START.t_shell_c + 1.5
+
+
+def _break_sensor(lab: VirtualLab) -> None:
+    with lab.reactor.lock:
+        lab.reactor.heaters["heater_shell"].sensor_break = True
+
+
+def _safe(lab: VirtualLab) -> None:
+    with lab.reactor.lock:
+        assert not any(p.running for p in lab.reactor.pumps.values())
+        assert all(h.op_hi_pct == 0 for h in lab.reactor.heaters.values())
+
+
+def test_a_heater_fault_mid_ramp_trips_and_keeps_the_streamed_frames(lab: VirtualLab) -> None:
+    ex = CSTRExecutor(lab.devices_config(), install_signal_handlers=False, poll_period_s=0.05)
+    ramp = Trajectory((0.0, 120.0), (START, END))
+    try:
+        _when(lambda: _ramping(lab), lambda: _break_sensor(lab))
+        with pytest.raises(SafetyTrip, match="sensor_break") as info:
+            ex.run_trajectory(ramp, LIMITS, frame_interval_min=1.0)
+        partial = partial_of(info.value)
+        assert isinstance(partial, DynamicMeasurement)
+        assert not partial.complete and partial.settled
+        assert len(partial.frames) >= 2 and len(partial.times_min) == len(partial.frames)
+        assert partial.times_min[-1] < ramp.duration_min
+        # the realized shell temperature is the block's process value, moving up the ramp
+        shell = partial.realized.values("t_shell_c", partial.realized.times_min)
+        assert shell[0] == pytest.approx(START.t_shell_c, abs=2.5)
+        _safe(lab)
+        report = ex.last_shutdown
+        assert report is not None and report.hard
+    finally:
+        ex.close()
+
+
+def test_a_dynamic_campaign_journals_the_stream_up_to_a_heater_fault(lab: VirtualLab,
+                                                                     tmp_path: Path) -> None:
+    config = parse_campaign({
+        "name": "dynamic-trip", "seed": 1, "mode": "dynamic",
+        "space": {"parameters": ["t_shell_c"],
+                  "bounds": {"t_shell_c": [280, 300]},
+                  "fixed": {"t_core_c": 180, "tau_core_min": 13, "tau_shell_min": 15,
+                            "cl_to_i": 6, "s_to_zn": 2, "p_to_in": 3.6}},
+        "objective": {"mode": "scalar",
+                      "terms": [{"kind": "maximize", "outcome": "qy", "scale": 0.1}]},
+        "optimizer": {"kind": "sobol"}, "budget": {"max_experiments": 3},
+        "dynamic": {"frame_interval_min": 1.0, "hold_min": 5, "rate_caps": "devices",
+                    "max_ramp_min": 30},
+        "tracking": {"enabled": False}}, "test")
+    executor = CSTRExecutor(lab.devices_config(), install_signal_handlers=False,
+                            poll_period_s=0.05)
+    campaign = Campaign.create(config, tmp_path / "runs", executor=executor)
+
+    def break_in_second_trajectory(c: Campaign, trial: object) -> None:
+        if len(c.trials) == 1:
+            shell = lab.reactor.heaters["heater_shell"]
+            now = shell.remote_sp_c
+            _when(lambda: abs(shell.remote_sp_c - now) > 1.0, lambda: _break_sensor(lab))
+
+    campaign.on_trial = break_in_second_trajectory
+    with pytest.raises(SafetyTrip, match="sensor_break"):
+        campaign.run()
+    _safe(lab)
+    state = Journal.read(campaign.run_dir / "journal.jsonl")
+    assert [t.status for t in state.trials] == [TrialStatus.COMPLETED, TrialStatus.INVALID]
+    faulted = state.trials[1]
+    assert "sensor_break" in (faulted.error or "")
+    dyn = state.extras[faulted.index]["dynamic"]
+    assert not dyn["complete"] and dyn["n_readings"] >= 1
+    assert len(dyn["observations"]) == dyn["n_readings"]
+    assert (campaign.run_dir / dyn["frames_file"]).exists()
+    assert state.stopped_reason is not None and "SafetyTrip" in state.stopped_reason
+    assert not state.in_flight
