@@ -33,11 +33,11 @@ from autolab.executors.procedure import (
     tank_times_min,
 )
 from autolab.hardware.delivery import DeliveryMonitor
-from autolab.hardware.envelope import RigSetpoints
+from autolab.hardware.envelope import RigSetpoints, heater_setpoints, tank_profile_c
 from autolab.hardware.fluidics import Geometry, flow_setpoints
 from autolab.records import Conditions, Measurement, QYReference
 from autolab.twin import DigitalTwin, GroundTruth, TwinConfig, check_envelope
-from autolab.twin.cascade import tank_temperatures_c, throughput_g_h
+from autolab.twin.cascade import check_tank_conditions, throughput_g_h
 from autolab.twin.twin import ChemistryFailure
 from autolab.virtuallab.inprocess import SimulatedRig
 
@@ -105,10 +105,11 @@ class _Session:
             ConditionsError: Conditions outside the twin's reactor envelope.
         """
         check_envelope(conditions)
-        profile = tuple(float(t) for t in tank_temperatures_c(conditions, self.sim.config))
+        check_tank_conditions(conditions, self.sim.config)  # the twin's per-tank envelope
         return RigSetpoints(
-            flows=flow_setpoints(conditions, self.geometry), tank_c=profile,
-            heater_c={f"tank{i}": t for i, t in enumerate(profile, start=1)},
+            flows=flow_setpoints(conditions, self.geometry),
+            tank_c=tank_profile_c(conditions, self.geometry),
+            heater_c=heater_setpoints(conditions, self.heaters, self.geometry),
             stirrer_rpm=dict.fromkeys(self.stirrers, conditions.stir_rpm), sulfur_position=None)
 
     def phase(self, name: str, conditions: Conditions) -> None:
