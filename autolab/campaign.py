@@ -54,6 +54,7 @@ import yaml
 
 from autolab.analysis import analyze
 from autolab.config import CampaignConfig, parse_campaign
+from autolab.dynamic_step import dynamic_runner
 from autolab.exceptions import (
     AutolabError,
     AwaitingDecision,
@@ -580,6 +581,8 @@ class Campaign:
         Completed and failed trials, and rejected proposals (as ``None``, where they were
         rejected); never invalid trials (device faults, or invalidated after the fact).
         """
+        if self.config.mode == "dynamic":  # every streamed observation
+            return dynamic_runner(self).journal_data(state)
         rejected: dict[int, list[dict[str, float]]] = {}
         for r in state.reviews:
             if r["decision"] == Decision.REJECT.value:
@@ -812,6 +815,8 @@ class Campaign:
         queue until the lab clock reaches it, so no proposal ever knows a result from its
         future. Hardware reactors run in threads and come back in the same order.
         """
+        if self.config.mode == "dynamic":  # ramps read all the way through
+            return dynamic_runner(self).step()
         self._start_idle()
         return self._deliver(self._next_finished())
 

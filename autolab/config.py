@@ -26,6 +26,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from autolab.dynamic_config import DynamicConfig
 from autolab.exceptions import ConfigError
 from autolab.objective import ObjectiveSpec, Target
 from autolab.optimizer.settings import (
@@ -466,6 +467,10 @@ class CampaignConfig(BaseModel):
     #: Reactors driven at once (empty: the one reactor of ``executor:``); see
     #: :class:`ReactorConfig`.
     reactors: tuple[ReactorConfig, ...] = Field(default=(), max_length=MAX_REACTORS)
+    #: ``steady`` (one reading per experiment at steady state) or ``dynamic`` (ramps read all
+    #: the way through; :mod:`autolab.dynamic_step`, the ``dynamic:`` block).
+    mode: Literal["steady", "dynamic"] = "steady"
+    dynamic: DynamicConfig = Field(default_factory=DynamicConfig)
 
     @model_validator(mode="before")
     @classmethod
