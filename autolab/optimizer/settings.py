@@ -33,7 +33,9 @@ class BotorchSettings(BaseModel):
     The defaults aim at ``ask(1)`` in about a second at 50 observations on two CPU cores.
 
     Attributes:
-        n_init: Size of the initial Sobol design; ``None`` means ``max(dim, 4)``. On the twin's
+        n_init: Size of the initial Sobol design; ``None`` means ``max(dim, 4)``. On the
+            family's design cells 3 reached the band sooner (median 6 vs 8) but found fewer good
+            hits (6/12 vs 9/12). On the twin's
             550 nm problem (6-D, 10 seeds) 6 initial points needed a median of 12.0 experiments,
             4 needed 13.5 and 12 needed 15.0: a model learns more per experiment than a
             space-filling design once it has about one point per dimension.
@@ -57,10 +59,14 @@ class BotorchSettings(BaseModel):
         band_weight: Exponent of the band probability in the acquisition
             (``band_weight * log P(band)``). 1 is the plain probability; smaller values temper
             it, so that the search leaves the places where the peak is already known for
-            brighter regions whose peak is less certain.
+            brighter regions whose peak is less certain. On the family's design cells (12, one
+            seed) 0.5 was within noise of 1 (good hit 10/12, median 24 vs 9/12, 23; see
+            docs/benchmarks.md "Optimizer choices"), so the default stays 1.
         band_projection: Move half of the acquisition optimizer's uniform starting points onto
             the model's predicted target band (Newton steps on the posterior mean), so the
-            search finds the band-first acquisition's thin ridge away from the data too.
+            search finds the band-first acquisition's thin ridge away from the data too. Within
+            noise of off on the family's design cells (10/12, median 22.5 vs 9/12, 20), so off
+            by default.
         prior: ``"twin"``: the digital twin's noise-free response is the GPs' prior mean, with a
             learned weight and offset, and the GPs model the reactor's discrepancy from it
             (``autolab.prior.twin_prior`` builds it; the optimizer gets it as
