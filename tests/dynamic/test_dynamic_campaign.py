@@ -203,3 +203,25 @@ def test_the_dynamic_campaign_file_runs_from_the_cli(tmp_path: Path) -> None:
     (run_dir,) = tmp_path.iterdir()
     state = Journal.read(run_dir / "journal.jsonl")
     assert len(state.trials) == 2 and "dynamic" in state.extras[1]
+
+
+def test_a_sweep_plan_visits_a_box_around_each_proposal(tmp_path: Path) -> None:
+    config = _config(2, plan="sweep", sweep={"n_points": 2, "box_fraction": 0.05})
+    result = Campaign.create(config, tmp_path / "runs").run()
+    state = Journal.read(result.run_dir / "journal.jsonl")
+    points = [Conditions.from_mapping(p)
+              for p in state.extras[1]["dynamic"]["trajectory"]["points"]]
+    assert len(points) == 4  # from the last point, to the proposal, then two points of its box
+    space = config.space.build()
+    assert all(space.is_feasible({n: p.value(n) for n in space.names}) for p in points)
+    proposal = points[1]
+    for p in points[2:]:
+        assert abs(p.t_core_c - proposal.t_core_c) <= 0.05 * 60 + 1e-9
+
+
+def test_parallel_dynamic_reactors_are_refused_with_a_clear_error(tmp_path: Path) -> None:
+    data = _config(2).model_dump(mode="json")
+    data["reactors"] = [{"name": "r1"}, {"name": "r2"}]
+    campaign = Campaign.create(parse_campaign(data, "test"), tmp_path / "runs")
+    with pytest.raises(ConfigError, match="mode: dynamic drives one reactor"):
+        campaign.run()

@@ -1,0 +1,267 @@
+"""Lab hours to a good hit: dynamic experiments vs the fixed-3τ steady-state campaign (issue 10).
+
+Runs the cells of ``benchmarks/lab_hours.yaml`` (BoTorch on the calibrated twin and on members of
+the reactor family, targets 550 and 610 nm ± 2 nm) two ways, through the campaign loop on the
+simulated rig:
+
+* ``steady, fixed 3τ + always flush``: one experiment per proposal, settled a fixed 3 τ after a
+  solvent flush (the issue's baseline; :func:`autolab.benchmarking.runner.run_job`);
+* ``dynamic``: ``mode: dynamic`` with the defaults of ``campaigns/target_550nm_dynamic.yaml``:
+  the reactor ramps from proposal to proposal while the spectrometer streams one frame set per
+  lab minute; every accepted reading is told to the optimizer (:mod:`autolab.dynamic_step`).
+
+Both are judged on the noise-free truth, as every family benchmark: a *good hit* is a trial whose
+steady-state truth at its conditions is in band with at least 90 % of the best QY reachable there.
+A dynamic trial's conditions are those of its best accepted reading (the RTD-mapped conditions),
+so the hit is judged where the campaign says its product is. Lab hours run to the end of the
+trajectory that holds the hit (its reading came earlier: slightly pessimistic for dynamic).
+
+Prints and records (``--record benchmarks/results``, ``dynamic-hours.json``): found-rate, lab
+hours to the hit (median, IQR), the paired ratio dynamic / steady on the cells both found, and
+observations told per lab hour. The goals: ≤ 0.3× the steady lab hours with no worse found-rate,
+≥ 10× the observations per lab hour::
+
+    .venv/bin/python benchmarks/dynamic_hours.py --workers 2 --seeds 1 --record benchmarks/results
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from autolab.benchmarking.benchmark import make_jobs, reachable_all  # noqa: E402
+from autolab.benchmarking.problem import is_success  # noqa: E402
+from autolab.benchmarking.provenance import Result, Table, write_result  # noqa: E402
+from autolab.benchmarking.runner import Job, run_job  # noqa: E402
+from autolab.benchmarking.spec import load_spec  # noqa: E402
+from autolab.benchmarking.strategies import injected_optimizer  # noqa: E402
+from autolab.campaign import Campaign  # noqa: E402
+from autolab.config import load_campaign  # noqa: E402
+from autolab.records import Conditions, Trial, TrialStatus  # noqa: E402
+from autolab.tracking.base import NullTracker  # noqa: E402
+
+CAMPAIGN = ROOT / "campaigns" / "target_550nm_dynamic.yaml"
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One cell's outcome (either way of running it)."""
+
+    cell: str
+    mode: str
+    found: bool
+    lab_h_to_hit: float | None
+    trials_to_hit: int | None
+    trials: int
+    lab_h: float
+    observations: int
+    wall_s: float
+    ask_s: float
+
+
+def _cell_id(job: Job) -> str:
+    return f"{job.member.name}--{job.problem.target_nm:g}nm--s{job.seed}"
+
+
+def run_steady(job: Job) -> Cell:
+    """The fixed-3τ + always-flush baseline (the family benchmark's own cell runner)."""
+    r = run_job(replace(job, settling="fixed", flush="always"))
+    steps = r.steps
+    lab_h = steps[-1].lab_clock_h if steps else 0.0
+    return Cell(_cell_id(job), "steady", r.found, r.lab_hours_to_success,
+                r.experiments_to_success, r.experiments, lab_h,
+                sum(not s.failed for s in steps), r.wall_s, r.ask_s_total)
+
+
+class _Judge:
+    """Judges each dynamic trial on the truth at its (mapped) conditions; stops at a hit."""
+
+    def __init__(self, job: Job, physics: Any) -> None:
+        self.job, self.physics = job, physics
+        self.hit: tuple[int, float] | None = None
+        self.n = 0
+        self.observations = 0
+        self.ask_s = 0.0
+
+    def __call__(self, campaign: Campaign, trial: Trial) -> None:
+        self.n += 1
+        self.ask_s += trial.proposal_time_s
+        extra = campaign.journal.state.extras.get(trial.index) or {}
+        self.observations += int((extra.get("dynamic") or {}).get("n_accepted", 0))
+        if trial.status is not TrialStatus.COMPLETED or self.hit is not None:
+            return
+        truth = self.physics.truth(Conditions.from_mapping(trial.conditions))
+        p = self.job.problem
+        pl, qy = float(truth.pl_peak_nm), float(truth.qy)
+        if p.in_band(pl) and is_success(pl, qy, p.target_nm, p.tolerance_nm,
+                                        self.job.threshold_qy):
+            self.hit = (self.n, campaign.lab_clock_h)
+            campaign.request_stop()
+
+
+def run_dynamic(job: Job) -> Cell:
+    """The same cell as a ``mode: dynamic`` campaign (the shipped campaign file's block)."""
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import torch
+
+    torch.set_num_threads(1)
+    t0 = time.perf_counter()
+    dynamic = load_campaign(CAMPAIGN).dynamic.model_copy(update={"archive_frames": False})
+    config = job.campaign_config().model_copy(update={"mode": "dynamic", "dynamic": dynamic})
+    executor = job.member.executor(seed=job.seed, settling="adaptive", flush="auto")
+    optimizer = injected_optimizer(job.strategy.kind, job.problem.space, job.problem.objective(),
+                                   job.seed)
+    judge = _Judge(job, executor.twin)
+    root = tempfile.mkdtemp(prefix="autolab-dyn-cell-")
+    try:
+        campaign = Campaign.create(config, root, executor=executor, tracker=NullTracker(),
+                                   optimizer=optimizer, on_trial=judge)
+        campaign.run()
+        lab_h = campaign.lab_clock_h
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    return Cell(_cell_id(job), "dynamic", judge.hit is not None,
+                None if judge.hit is None else judge.hit[1],
+                None if judge.hit is None else judge.hit[0], judge.n, lab_h,
+                judge.observations, time.perf_counter() - t0, judge.ask_s)
+
+
+def _run(args: tuple[str, Job]) -> Cell:
+    mode, job = args
+    return run_steady(job) if mode == "steady" else run_dynamic(job)
+
+
+def _median_iqr(values: list[float]) -> str:
+    if not values:
+        return "-"
+    q = statistics.quantiles(values, n=4) if len(values) > 1 else [values[0]] * 3
+    return f"{statistics.median(values):.1f} ({q[0]:.1f}-{q[2]:.1f})"
+
+
+def summarize(cells: list[Cell], base: list[Cell] | None) -> dict[str, Any]:
+    """Found-rate, lab hours to the hit, observations per lab hour, paired ratio to ``base``."""
+    found = [c for c in cells if c.found and c.lab_h_to_hit is not None]
+    hours = [float(c.lab_h_to_hit) for c in found if c.lab_h_to_hit is not None]
+    total_h = sum(c.lab_h for c in cells)
+    out: dict[str, Any] = {
+        "mode": cells[0].mode if cells else "", "cells": len(cells), "found": len(found),
+        "found_rate": len(found) / len(cells) if cells else 0.0,
+        "lab_h_to_hit": _median_iqr(hours),
+        "median_lab_h_to_hit": statistics.median(hours) if hours else None,
+        "trials_to_hit": _median_iqr([float(c.trials_to_hit or 0) for c in found]),
+        "observations_per_lab_h": sum(c.observations for c in cells) / total_h if total_h else 0.0,
+        "wall_s_per_cell": statistics.fmean([c.wall_s for c in cells]) if cells else math.nan,
+        "ask_s_per_trial": (sum(c.ask_s for c in cells) / max(1, sum(c.trials for c in cells))),
+    }
+    if base is not None:
+        ref = {c.cell: c.lab_h_to_hit for c in base if c.found and c.lab_h_to_hit}
+        ratios = [float(c.lab_h_to_hit) / float(ref[c.cell]) for c in found
+                  if c.cell in ref and c.lab_h_to_hit is not None and ref[c.cell]]
+        out["paired_cells"] = len(ratios)
+        out["paired_ratio_median"] = statistics.median(ratios) if ratios else None
+        base_obs = next((s for s in [summarize(base, None)]), {})
+        b = base_obs.get("observations_per_lab_h") or 0.0
+        out["observations_per_lab_h_ratio"] = (out["observations_per_lab_h"] / b) if b else None
+    return out
+
+
+def _fmt(v: Any, digits: int = 2) -> str:
+    return "-" if v is None else f"{v:.{digits}f}"
+
+
+COLUMNS = ("mode", "good hit found", "lab h to hit, median (IQR)", "trials to hit, median (IQR)",
+           "observations told per lab h", "paired lab-h ratio vs steady (median)",
+           "wall s per cell")
+
+
+def _row(s: dict[str, Any]) -> tuple[str, ...]:
+    return (s["mode"], f"{s['found']}/{s['cells']} ({100 * s['found_rate']:.0f} %)",
+            s["lab_h_to_hit"], s["trials_to_hit"], _fmt(s["observations_per_lab_h"], 1),
+            _fmt(s.get("paired_ratio_median")), _fmt(s["wall_s_per_cell"], 0))
+
+
+def _notes(steady: dict[str, Any], dyn: dict[str, Any]) -> tuple[str, ...]:
+    ratio = dyn.get("paired_ratio_median")
+    met1 = ratio is not None and ratio <= 0.3 and dyn["found_rate"] >= steady["found_rate"]
+    obs = dyn.get("observations_per_lab_h_ratio")
+    met2 = obs is not None and obs >= 10
+    return (
+        f"Goal 1 (dynamic ≤ 0.3× the fixed-3τ lab hours to a good hit, no worse found-rate): "
+        f"paired median ratio {_fmt(ratio)} over {dyn.get('paired_cells', 0)} cells; found-rate "
+        f"{100 * dyn['found_rate']:.0f} % vs {100 * steady['found_rate']:.0f} %: "
+        f"{'met' if met1 else 'NOT met'}.",
+        f"Goal 2 (≥ 10× the observations per lab hour): {_fmt(dyn['observations_per_lab_h'], 1)}"
+        f" vs {_fmt(steady['observations_per_lab_h'], 2)} per lab h, {_fmt(obs, 1)}×: "
+        f"{'met' if met2 else 'NOT met'}.",
+        "Lab hours are the simulated rig's virtual clock up to the end of the trial that holds "
+        "the good hit (steady: flush, heat, 3τ settle, acquisition; dynamic: the settle at the "
+        "first proposal, then the ramps). Observations: steady counts each usable experiment, "
+        "dynamic each accepted streamed reading told to the optimizer. The good hit is judged "
+        "on the noise-free truth at the trial's conditions (dynamic: the RTD-mapped conditions "
+        "of its best accepted reading).")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run both modes over the cells, print the figures, record them."""
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--spec", type=Path, default=ROOT / "benchmarks" / "lab_hours.yaml")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--seeds", type=int, default=1)
+    parser.add_argument("--cells", type=int, default=None, help="run only the first N cells")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmark-results" / "dynamic_hours")
+    parser.add_argument("--record", type=Path, default=None,
+                        help="write dynamic-hours.json here (benchmarks/results)")
+    args = parser.parse_args(argv)
+    spec = load_spec(args.spec).model_copy(update={"seeds": args.seeds})
+    args.out.mkdir(parents=True, exist_ok=True)
+    reach = reachable_all(spec, args.out, emit=print)
+    jobs, excluded = make_jobs(spec, reach)
+    jobs = jobs[:args.cells] if args.cells else jobs
+    work = [(mode, job) for job in jobs for mode in ("steady", "dynamic")]
+    t0 = time.perf_counter()
+    with ProcessPoolExecutor(max_workers=args.workers) as pool:
+        cells = list(pool.map(_run, work))
+    for c in cells:
+        print(f"{c.mode:8s} {c.cell:32s} found={c.found!s:5s} lab_h_to_hit={_fmt(c.lab_h_to_hit)} "
+              f"trials={c.trials} lab_h={c.lab_h:.1f} obs={c.observations} wall={c.wall_s:.0f}s")
+    steady = summarize([c for c in cells if c.mode == "steady"], None)
+    dyn = summarize([c for c in cells if c.mode == "dynamic"],
+                    [c for c in cells if c.mode == "steady"])
+    notes = _notes(steady, dyn)
+    print(" | ".join(COLUMNS))
+    for s in (steady, dyn):
+        print(" | ".join(_row(s)))
+    for n in notes:
+        print(n)
+    print(f"{len(cells)} runs in {time.perf_counter() - t0:.0f} s; excluded {len(excluded)}")
+    if args.record is not None:
+        result = Result(
+            name="dynamic-hours",
+            title="Dynamic experiments: lab hours to a good hit and observations per lab hour",
+            description=(f"{spec.description} ({args.seeds} seed(s), {len(jobs)} cells), "
+                         "steady fixed-3τ vs mode: dynamic through the campaign loop on the "
+                         "simulated rig (benchmarks/dynamic_hours.py)."),
+            tables=(Table(title="Steady (fixed 3τ + always flush) vs dynamic", columns=COLUMNS,
+                          rows=(_row(steady), _row(dyn))),),
+            notes=notes, data={"steady": steady, "dynamic": dyn,
+                               "cells": [c.__dict__ for c in cells]},
+            command=" ".join([Path(sys.executable).name, *sys.argv]))
+        print(f"wrote {write_result(result, args.record)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
