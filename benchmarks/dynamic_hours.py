@@ -27,6 +27,7 @@ observations told per lab hour. The goals: ≤ 0.3× the steady lab hours with n
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import shutil
@@ -39,17 +40,20 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from autolab.benchmarking.benchmark import make_jobs, reachable_all  # noqa: E402
 from autolab.benchmarking.problem import is_success  # noqa: E402
 from autolab.benchmarking.provenance import Result, Table, write_result  # noqa: E402
-from autolab.benchmarking.runner import Job, run_job  # noqa: E402
+from autolab.benchmarking.runner import Job, RunResult, run_job  # noqa: E402
 from autolab.benchmarking.spec import load_spec  # noqa: E402
 from autolab.benchmarking.strategies import injected_optimizer  # noqa: E402
 from autolab.campaign import Campaign  # noqa: E402
 from autolab.config import load_campaign  # noqa: E402
+from autolab.dynamic_config import DynamicConfig  # noqa: E402
 from autolab.records import Conditions, Trial, TrialStatus  # noqa: E402
 from autolab.tracking.base import NullTracker  # noqa: E402
 
@@ -112,14 +116,27 @@ class _Judge:
             campaign.request_stop()
 
 
-def run_dynamic(job: Job) -> Cell:
-    """The same cell as a ``mode: dynamic`` campaign (the shipped campaign file's block)."""
+def dynamic_block(overrides: dict[str, Any] | None = None) -> DynamicConfig:
+    """The shipped campaign file's ``dynamic:`` block with dotted overrides, validated."""
+    data = load_campaign(CAMPAIGN).dynamic.model_dump(mode="json")
+    for dotted, value in (overrides or {}).items():
+        node = data
+        *path, last = dotted.split(".")
+        for key in path:
+            node = node[key]
+        node[last] = value
+    data["archive_frames"] = False
+    return DynamicConfig.model_validate(data)
+
+
+def run_dynamic(job: Job, overrides: dict[str, Any] | None = None) -> Cell:
+    """The same cell as a ``mode: dynamic`` campaign (the shipped block, with ``overrides``)."""
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     import torch
 
     torch.set_num_threads(1)
     t0 = time.perf_counter()
-    dynamic = load_campaign(CAMPAIGN).dynamic.model_copy(update={"archive_frames": False})
+    dynamic = dynamic_block(overrides)
     config = job.campaign_config().model_copy(update={"mode": "dynamic", "dynamic": dynamic})
     executor = job.member.executor(seed=job.seed, settling="adaptive", flush="auto")
     optimizer = injected_optimizer(job.strategy.kind, job.problem.space, job.problem.objective(),
@@ -139,9 +156,25 @@ def run_dynamic(job: Job) -> Cell:
                 judge.observations, time.perf_counter() - t0, judge.ask_s)
 
 
-def _run(args: tuple[str, Job]) -> Cell:
-    mode, job = args
-    return run_steady(job) if mode == "steady" else run_dynamic(job)
+def stored_steady(job: Job, folder: Path) -> Cell | None:
+    """The steady cell from a fixed-3τ run of ``benchmarks/lab_hours.py`` (same spec and cell).
+
+    That script's ``fixed 3τ + always flush, K=1`` variant runs exactly :func:`run_steady`; its
+    stored cells spare the two shared cores a second copy of the slowest half of this benchmark.
+    """
+    path = folder / "cells" / f"{job.cell_id}.json"
+    if not path.exists():
+        return None
+    r = RunResult.from_dict(json.loads(path.read_text(encoding="utf-8"))["result"])
+    lab_h = r.steps[-1].lab_clock_h if r.steps else 0.0
+    return Cell(_cell_id(job), "steady", r.found, r.lab_hours_to_success,
+                r.experiments_to_success, r.experiments, lab_h,
+                sum(not s.failed for s in r.steps), r.wall_s, r.ask_s_total)
+
+
+def _run(args: tuple[str, Job, dict[str, Any]]) -> Cell:
+    mode, job, overrides = args
+    return run_steady(job) if mode == "steady" else run_dynamic(job, overrides)
 
 
 def _median_iqr(values: list[float]) -> str:
@@ -222,6 +255,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=1)
     parser.add_argument("--cells", type=int, default=None, help="run only the first N cells")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmark-results" / "dynamic_hours")
+    parser.add_argument("--steady-from", type=Path, default=None,
+                        help="reuse the steady cells of benchmarks/lab_hours.py's fixed-3τ "
+                             "variant (its folder, e.g. benchmark-results/lab_hours/"
+                             "fixed_3tau_p_always_flush_K1)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override the dynamic: block, e.g. ramp_limits.ratio_rel_per_min=5")
     parser.add_argument("--record", type=Path, default=None,
                         help="write dynamic-hours.json here (benchmarks/results)")
     args = parser.parse_args(argv)
@@ -230,10 +269,15 @@ def main(argv: list[str] | None = None) -> int:
     reach = reachable_all(spec, args.out, emit=print)
     jobs, excluded = make_jobs(spec, reach)
     jobs = jobs[:args.cells] if args.cells else jobs
-    work = [(mode, job) for job in jobs for mode in ("steady", "dynamic")]
+    stored = {job.cell_id: stored_steady(job, args.steady_from)
+              for job in jobs} if args.steady_from else {}
+    overrides = {k: yaml.safe_load(v) for k, v in (a.split("=", 1) for a in args.set)}
+    dynamic_block(overrides)  # refuse a bad override before anything runs
+    work = [(mode, job, overrides) for job in jobs for mode in ("steady", "dynamic")
+            if not (mode == "steady" and stored.get(job.cell_id) is not None)]
     t0 = time.perf_counter()
     with ProcessPoolExecutor(max_workers=args.workers) as pool:
-        cells = list(pool.map(_run, work))
+        cells = [c for c in stored.values() if c is not None] + list(pool.map(_run, work))
     for c in cells:
         print(f"{c.mode:8s} {c.cell:32s} found={c.found!s:5s} lab_h_to_hit={_fmt(c.lab_h_to_hit)} "
               f"trials={c.trials} lab_h={c.lab_h:.1f} obs={c.observations} wall={c.wall_s:.0f}s")

@@ -62,6 +62,8 @@ FloatArray = NDArray[np.float64]
 PARTIAL_ATTR = "partial"
 #: Relative pump-rate change below which a running pump is left alone (no restart).
 RATE_TOLERANCE = 1e-6
+#: Relative pump-rate difference under which the rig counts as feeding a point already.
+AT_TOLERANCE = 1e-3
 #: Shortest and longest frame interval a trajectory may ask for, lab min.
 FRAME_INTERVAL_RANGE_MIN = (0.05, 120.0)
 
@@ -263,7 +265,7 @@ class _Ramp:
         sp = rig.setpoints(c)
         for role, rate in sp.flows.rates_ml_min.items():
             if rate > 0 and not (mon.is_running(role) and math.isclose(
-                    mon.commanded_rate_ml_min(role), rate, rel_tol=RATE_TOLERANCE)):
+                    mon.commanded_rate_ml_min(role), rate, rel_tol=AT_TOLERANCE)):
                 return False
         tol = self.proc.settings.temperature_tolerance_c
         return all(abs(rig.heaters[r].temperature_c() - t) <= tol for r, t in sp.heater_c.items())
@@ -289,6 +291,7 @@ class _Ramp:
             self.rig.clock.wait_min(h)
             t = self.rig.clock.now_min() - self.t0
             self.read(min(t, duration))
+        self.command(self.traj.points[-1])  # hold exactly the last point from here on
         self.rig.check()
 
     # ------------------------------------------------------------------ devices
