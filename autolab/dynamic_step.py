@@ -21,9 +21,10 @@ What is told, and what is kept apart:
   sake tells nothing (it says nothing about the chemistry).
 
 The *trial* of a step (what ``best``, the stop rules and the tracker see) is its best accepted
-reading by the objective's rank, at that reading's mapped conditions, with its honest sigma as
-the features' errors; the journal's ``dynamic`` extra holds the commanded and realized
-trajectories, every observation and where the frames were archived.
+reading by the objective's rank (among the full-weight ones where there are any), at that
+reading's mapped conditions, with its honest sigma as the features' errors; the journal's
+``dynamic`` extra holds the commanded and realized trajectories, every observation and where the
+frames were archived.
 
 Pending-aware: when the next proposal is asked, the fluid of roughly the last mean residence
 time of the history has not reached the outlet yet; those conditions (sampled from the realized
@@ -88,6 +89,8 @@ ARCHIVE_DIR = "dynamic"
 PENDING_POINTS = 3
 #: History kept for the mapping, in mean total residence times (older fluid has left).
 HISTORY_RESIDENCE_TIMES = 8.0
+#: Weight at which a reading counts as taken at full weight (not down-weighted).
+FULL_WEIGHT = 1.0 - 1e-9
 #: Features each frame is observed in (the outcomes the objective may read).
 OBSERVED = ("pl_peak_nm", "fwhm_nm", "qy")
 
@@ -446,6 +449,10 @@ class DynamicRunner:
         """The step's trial: its best accepted reading (or the failure), and its position."""
         objective = self.c.config.objective
         accepted = [i for i, o in enumerate(out.observations) if o.accepted]
+        # a full-weight reading stands for the trial where there is one: a down-weighted one is
+        # a mixture whose mapped conditions say less about where its product was made
+        full = [i for i in accepted if out.observations[i].weight >= FULL_WEIGHT]
+        accepted = full or accepted
         best = objective.best_index([self._outcomes_of(out.observations[i]) for i in accepted])
         if out.fault is not None or best is None:
             status = TrialStatus.INVALID if out.fault is not None else TrialStatus.FAILED
@@ -479,7 +486,7 @@ class DynamicRunner:
             "proposal": dict(proposal), "trajectory": traj.to_dict(),
             "observations": [o.to_dict() for o in obs], "representative": rep,
             "n_readings": len(obs), "n_accepted": sum(o.accepted for o in obs),
-            "n_full_weight": sum(o.accepted and o.weight >= 1.0 for o in obs),
+            "n_full_weight": sum(o.accepted and o.weight >= FULL_WEIGHT for o in obs),
             "n_refused": sum(not o.accepted for o in obs),
             "steady": [i for i, o in enumerate(obs) if o.steady and o.accepted],
             "told_failure": self._tells_failure(out), "complete": out.error is None}

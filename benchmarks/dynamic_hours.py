@@ -52,7 +52,7 @@ from autolab.benchmarking.runner import Job, RunResult, run_job  # noqa: E402
 from autolab.benchmarking.spec import load_spec  # noqa: E402
 from autolab.benchmarking.strategies import injected_optimizer  # noqa: E402
 from autolab.campaign import Campaign  # noqa: E402
-from autolab.config import load_campaign  # noqa: E402
+from autolab.config import BudgetConfig, load_campaign  # noqa: E402
 from autolab.dynamic_config import DynamicConfig  # noqa: E402
 from autolab.records import Conditions, Trial, TrialStatus  # noqa: E402
 from autolab.tracking.base import NullTracker  # noqa: E402
@@ -129,7 +129,8 @@ def dynamic_block(overrides: dict[str, Any] | None = None) -> DynamicConfig:
     return DynamicConfig.model_validate(data)
 
 
-def run_dynamic(job: Job, overrides: dict[str, Any] | None = None) -> Cell:
+def run_dynamic(job: Job, overrides: dict[str, Any] | None = None,
+                budget: int | None = None) -> Cell:
     """The same cell as a ``mode: dynamic`` campaign (the shipped block, with ``overrides``)."""
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     import torch
@@ -138,6 +139,8 @@ def run_dynamic(job: Job, overrides: dict[str, Any] | None = None) -> Cell:
     t0 = time.perf_counter()
     dynamic = dynamic_block(overrides)
     config = job.campaign_config().model_copy(update={"mode": "dynamic", "dynamic": dynamic})
+    if budget is not None:
+        config = config.model_copy(update={"budget": BudgetConfig(max_experiments=budget)})
     executor = job.member.executor(seed=job.seed, settling="adaptive", flush="auto")
     optimizer = injected_optimizer(job.strategy.kind, job.problem.space, job.problem.objective(),
                                    job.seed)
@@ -172,9 +175,9 @@ def stored_steady(job: Job, folder: Path) -> Cell | None:
                 sum(not s.failed for s in r.steps), r.wall_s, r.ask_s_total)
 
 
-def _run(args: tuple[str, Job, dict[str, Any]]) -> Cell:
-    mode, job, overrides = args
-    return run_steady(job) if mode == "steady" else run_dynamic(job, overrides)
+def _run(args: tuple[str, Job, dict[str, Any], int | None]) -> Cell:
+    mode, job, overrides, budget = args
+    return run_steady(job) if mode == "steady" else run_dynamic(job, overrides, budget)
 
 
 def _median_iqr(values: list[float]) -> str:
@@ -259,6 +262,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="reuse the steady cells of benchmarks/lab_hours.py's fixed-3τ "
                              "variant (its folder, e.g. benchmark-results/lab_hours/"
                              "fixed_3tau_p_always_flush_K1)")
+    parser.add_argument("--dynamic-budget", type=int, default=None,
+                        help="trajectories per dynamic cell (default: the spec's budget)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override the dynamic: block, e.g. ramp_limits.ratio_rel_per_min=5")
     parser.add_argument("--record", type=Path, default=None,
@@ -273,7 +278,8 @@ def main(argv: list[str] | None = None) -> int:
               for job in jobs} if args.steady_from else {}
     overrides = {k: yaml.safe_load(v) for k, v in (a.split("=", 1) for a in args.set)}
     dynamic_block(overrides)  # refuse a bad override before anything runs
-    work = [(mode, job, overrides) for job in jobs for mode in ("steady", "dynamic")
+    work = [(mode, job, overrides, args.dynamic_budget)
+            for job in jobs for mode in ("steady", "dynamic")
             if not (mode == "steady" and stored.get(job.cell_id) is not None)]
     t0 = time.perf_counter()
     with ProcessPoolExecutor(max_workers=args.workers) as pool:
