@@ -182,7 +182,7 @@ def test_a_dynamic_campaign_journals_every_observation_and_resumes(tmp_path: Pat
 
 def test_too_fast_ramps_are_refused_or_down_weighted_and_the_journal_says_which(
         tmp_path: Path) -> None:
-    config = _config(2, rate_caps="devices", max_ramp_min=5)
+    config = _config(2, rate_caps="devices", max_ramp_min=5, hold_min=40)
     result = Campaign.create(config, tmp_path / "runs").run()
     state = Journal.read(result.run_dir / "journal.jsonl")
     dyn = state.extras[state.trials[1].index]["dynamic"]
