@@ -25,7 +25,8 @@ echo "== mypy";   .venv/bin/mypy
 echo "== import layers"; .venv/bin/lint-imports --no-cache
 echo "== pytest"
 set +e
-.venv/bin/python -m pytest "$@"
+# two workers, one test file per worker (module fixtures and in-file order stay as written)
+.venv/bin/python -m pytest -n 2 --dist loadfile "$@"
 rc=$?
 set -e
 if [ "$rc" -eq 5 ]; then

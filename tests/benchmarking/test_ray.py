@@ -96,10 +96,12 @@ def test_auto_without_a_cluster_says_how_to_start_one(spec_path: Path) -> None:
 
 @pytest.mark.parametrize(("address", "message"), [
     ("not an address", "expected 'auto', 'local', HOST:PORT"),
-    (f"127.0.0.1:{_free_port()}", "nothing answers at 127.0.0.1"),
+    ("127.0.0.1:{free}", "nothing answers at 127.0.0.1"),
 ])
 def test_bad_or_dead_address_is_a_clear_error(spec_path: Path, address: str,
                                               message: str) -> None:
+    # the dead port is picked at run time, so every pytest-xdist worker collects one test id
+    address = address.format(free=_free_port())
     done = _cli(spec_path, "--ray", address, "--out", str(spec_path.parent / "bad"))
     assert done.returncode == 2
     _no_traceback(done)

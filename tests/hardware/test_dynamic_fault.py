@@ -118,8 +118,12 @@ def test_a_dynamic_campaign_journals_the_stream_up_to_a_heater_fault(lab: Virtua
         campaign.run()
     _safe(lab)
     state = Journal.read(campaign.run_dir / "journal.jsonl")
-    assert [t.status for t in state.trials] == [TrialStatus.COMPLETED, TrialStatus.INVALID]
-    faulted = state.trials[1]
+    # the break is armed after the first trajectory and lands in the next one whose shell
+    # setpoint moves (on a loaded machine the watcher may only see the third one move)
+    statuses = [t.status for t in state.trials]
+    assert len(statuses) >= 2 and statuses[-1] is TrialStatus.INVALID
+    assert all(s is TrialStatus.COMPLETED for s in statuses[:-1])
+    faulted = state.trials[-1]
     assert "sensor_break" in (faulted.error or "")
     dyn = state.extras[faulted.index]["dynamic"]
     assert not dyn["complete"] and dyn["n_readings"] >= 1
