@@ -17,6 +17,8 @@ if ! command -v docker-compose >/dev/null 2>&1; then
   fi
 fi
 export MPLBACKEND=Agg PYTHONHASHSEED=0
+# xdist workers have no terminal: a fixed width keeps rich from eliding the CLI lines tests read
+export COLUMNS=200
 # Everything above installed what the stack, browser and notebook tests need: skipping them now
 # would hide a broken set-up, so tests/conftest.py turns such skips into failures.
 export AUTOLAB_REQUIRE_ALL_TESTS=1
