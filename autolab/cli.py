@@ -25,12 +25,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from autolab.cli_steer import ReviewerOption, ReviewOption, make_cli_reviewer, stop_exit_code
 from autolab.cli_steer import register as register_steer
+from autolab.console import console, err_console, fail
 from autolab.exceptions import AutolabError, ConfigError, HardwareError, JournalError
 
 if TYPE_CHECKING:
@@ -50,17 +50,6 @@ TIME_SCALE_MAX = 100_000.0
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="autolab: a self-driving lab for InP/ZnS quantum-dot flow synthesis.")
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
-
-
-def _fail(message: str, code: int) -> typer.Exit:
-    """Print ``error: message`` and return the exit.
-
-    Plain text (a message may hold brackets), never re-wrapped (paths stay copyable).
-    """
-    err_console.print(Text.assemble(("error: ", "bold red"), message), soft_wrap=True)
-    return typer.Exit(code)
 
 
 def _tracking_uri(cli_uri: str | None, config_uri: str | None) -> str:
@@ -187,7 +176,7 @@ def simulate(
             raise ConfigError("; ".join(problems))
         check_output_file(out)
     except ConfigError as err:
-        raise _fail(str(err), EXIT_INPUT) from err
+        raise fail(str(err), EXIT_INPUT) from err
     _simulate(values, seed, out)
 
 
@@ -203,9 +192,9 @@ def _simulate(values: dict[str, float], seed: int, out: Path) -> None:
     try:
         measurement = executor.run(cond)
     except ConditionsError as err:  # the envelope check above should have caught it
-        raise _fail(str(err), EXIT_INPUT) from err
+        raise fail(str(err), EXIT_INPUT) from err
     except AutolabError as err:
-        raise _fail(f"the experiment failed: {err}", EXIT_FAILURE) from err
+        raise fail(f"the experiment failed: {err}", EXIT_FAILURE) from err
     features = analyze(measurement)
     truth = executor.truths[max(executor.truths)]
     _print_features(features, truth)
@@ -220,7 +209,7 @@ def _simulate(values: dict[str, float], seed: int, out: Path) -> None:
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_bytes(figure_png(fig, dpi=120))
         except OSError as err:
-            raise _fail(f"--out {out}: cannot write the spectra: {err.strerror}",
+            raise fail(f"--out {out}: cannot write the spectra: {err.strerror}",
                         EXIT_INPUT) from err
         console.print(f"spectra written to {out}")
 
@@ -292,7 +281,7 @@ def validate(file: Annotated[Path, typer.Argument(help="Campaign YAML file.")]) 
     try:
         cfg = load_for_run(file)
     except ConfigError as err:
-        raise _fail(str(err), EXIT_INPUT) from err
+        raise fail(str(err), EXIT_INPUT) from err
     space = cfg.space.build()
     table = Table(title=f"{cfg.name}: {cfg.description}".rstrip(": "))
     table.add_column("parameter")
@@ -541,7 +530,7 @@ def run(
         cfg = load_for_run(file, overrides)
         check_output_folder(runs_dir, "--runs-dir")
     except ConfigError as err:
-        raise _fail(str(err), EXIT_INPUT) from err
+        raise fail(str(err), EXIT_INPUT) from err
     found = _print_warnings(cfg)
     console.rule(f"campaign {cfg.name}: {cfg.objective.describe()}")
     _print_reactors(cfg)
@@ -582,10 +571,10 @@ def _guard_failures() -> Iterator[None]:
     try:
         yield
     except KeyboardInterrupt as err:
-        raise _fail("interrupted during an experiment; it will be re-run on resume",
+        raise fail("interrupted during an experiment; it will be re-run on resume",
                     EXIT_INTERRUPTED) from err
     except (HardwareError, JournalError) as err:
-        raise _fail(str(err), EXIT_FAILURE) from err
+        raise fail(str(err), EXIT_FAILURE) from err
 
 
 def _latest_run(runs_dir: Path) -> Path:
@@ -642,7 +631,7 @@ def resume(
     try:
         folder = _campaign_folder(run_dir, runs_dir)
     except ConfigError as err:
-        raise _fail(str(err), EXIT_INPUT) from err
+        raise fail(str(err), EXIT_INPUT) from err
     with _run_log() as log, _guard_failures():
         log.to_file(folder)
         state = Journal.read(folder / JOURNAL_NAME)
@@ -684,7 +673,7 @@ def sync(
     try:
         folder = _campaign_folder(run_dir, run_dir.parent)
     except ConfigError as err:
-        raise _fail(str(err), EXIT_INPUT) from err
+        raise fail(str(err), EXIT_INPUT) from err
     try:
         state = Journal.read(folder / JOURNAL_NAME)
         cfg = _journal_config(folder / JOURNAL_NAME, state)
@@ -692,7 +681,7 @@ def sync(
         tracker = _make_tracker(True, uri, cfg.tracking.experiment)
         n = sync_journal(folder / JOURNAL_NAME, tracker)
     except (JournalError, TrackingError) as err:
-        raise _fail(str(err), EXIT_FAILURE) from err
+        raise fail(str(err), EXIT_FAILURE) from err
     console.print(f"logged {n} experiment(s) to MLflow")
 
 
@@ -708,12 +697,12 @@ def report(
     try:
         folder = _campaign_folder(run_dir, run_dir.parent)
     except ConfigError as err:
-        raise _fail(str(err), EXIT_INPUT) from err
+        raise fail(str(err), EXIT_INPUT) from err
     try:
         state = Journal.read(folder / JOURNAL_NAME)
         _journal_config(folder / JOURNAL_NAME, state)
     except JournalError as err:
-        raise _fail(str(err), EXIT_FAILURE) from err
+        raise fail(str(err), EXIT_FAILURE) from err
     from autolab.tracking.report import write_report  # matplotlib: only once there is a report
 
     files = write_report(state, out or folder / "report")
@@ -753,7 +742,7 @@ def lab_up(
     from autolab.virtuallab import VirtualLab
 
     if not 0 < time_scale <= TIME_SCALE_MAX:  # also refuses nan and inf
-        raise _fail(f"--time-scale {time_scale:g}: expected lab seconds per wall second, "
+        raise fail(f"--time-scale {time_scale:g}: expected lab seconds per wall second, "
                     f"> 0 and at most {TIME_SCALE_MAX:g} (1 = real time)", EXIT_INPUT)
     tanks = _sulfur_tanks(sulfur_tanks)
     with VirtualLab(time_scale=time_scale, seed=seed, per_tank=per_tank,
@@ -783,11 +772,11 @@ def _sulfur_tanks(text: str) -> tuple[int, ...]:
     try:
         tanks = tuple(int(t) for t in text.split(",") if t.strip())
     except ValueError:
-        raise _fail(f"--sulfur-tanks {text!r}: expected tank numbers separated by commas, "
+        raise fail(f"--sulfur-tanks {text!r}: expected tank numbers separated by commas, "
                     f"e.g. 3,4,5,6", EXIT_INPUT) from None
     bad = [t for t in tanks if not 2 <= t <= n]
     if bad or len(set(tanks)) != len(tanks) or len(tanks) > 6:
-        raise _fail(f"--sulfur-tanks {text!r}: expected up to 6 different tanks in 2-{n} (the "
+        raise fail(f"--sulfur-tanks {text!r}: expected up to 6 different tanks in 2-{n} (the "
                     f"valve has 6 positions; tank 1 has no core stage before it)", EXIT_INPUT)
     return tanks
 
@@ -802,9 +791,9 @@ def devices_check(file: Annotated[Path, typer.Argument(help="Devices YAML file."
     try:
         rig = Rig.open(load_devices(file))
     except ConfigError as err:
-        raise _fail(str(err), EXIT_INPUT) from err
+        raise fail(str(err), EXIT_INPUT) from err
     except HardwareError as err:
-        raise _fail(str(err), EXIT_FAILURE) from err
+        raise fail(str(err), EXIT_FAILURE) from err
     table = Table(title=f"devices of {file}")
     for col in ("device", "kind", "port", "status"):
         table.add_column(col)
@@ -822,7 +811,7 @@ def devices_check(file: Annotated[Path, typer.Argument(help="Devices YAML file."
         rig.close()
     console.print(table)
     if failed:
-        raise _fail(f"{failed} device(s) did not answer", EXIT_FAILURE)
+        raise fail(f"{failed} device(s) did not answer", EXIT_FAILURE)
 
 
 # The benchmark command lives with the benchmarking package (it composes campaign-level parts),
@@ -845,5 +834,5 @@ def main() -> None:
         app()
     except AutolabError as err:  # anything not handled above is still a clear refusal
         code = EXIT_INPUT if isinstance(err, ConfigError) else EXIT_FAILURE
-        _fail(str(err), code)  # plain text: a message may hold brackets
+        fail(str(err), code)  # plain text: a message may hold brackets
         sys.exit(code)

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
 
+from autolab.console import console, err_console, fail
 from autolab.exceptions import ConfigError, JournalError
 
 if TYPE_CHECKING:
@@ -25,8 +25,6 @@ if TYPE_CHECKING:
 
 EXIT_INPUT, EXIT_INTERRUPTED, EXIT_FAILURE = 2, 3, 4
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
 
 #: ``--review`` of ``autolab run`` and ``autolab resume``.
 ReviewOption = Annotated[str | None, typer.Option(
@@ -38,9 +36,6 @@ ReviewerOption = Annotated[str | None, typer.Option(
     "--reviewer", help="Who decides (journaled); default $USER.")]
 
 
-def _fail(message: str, code: int) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/] {message}")
-    return typer.Exit(code)
 
 
 def make_cli_reviewer(review: str | None, reviewer: str | None,
@@ -99,9 +94,9 @@ def decide(
         path = write_decision(run_dir, experiment, decision, reason=reason, conditions=edits,
                               reviewer=reviewer)
     except ConfigError as err:
-        raise _fail(str(err), EXIT_INPUT) from err
+        raise fail(str(err), EXIT_INPUT) from err
     except JournalError as err:
-        raise _fail(str(err), EXIT_FAILURE) from err
+        raise fail(str(err), EXIT_FAILURE) from err
     console.print(f"decision written to {path}; continue with: autolab resume {run_dir}",
                   markup=False)
 
@@ -120,9 +115,9 @@ def add(
     try:
         added = add_results(run_dir, results, by=reviewer)
     except ConfigError as err:
-        raise _fail(f"{err} (nothing was added)", EXIT_INPUT) from err
+        raise fail(f"{err} (nothing was added)", EXIT_INPUT) from err
     except JournalError as err:
-        raise _fail(str(err), EXIT_FAILURE) from err
+        raise fail(str(err), EXIT_FAILURE) from err
     for t in added:
         f = t.features
         assert f is not None  # manual trials always carry their outcomes
@@ -145,9 +140,9 @@ def invalidate(
     try:
         done = mark_invalid(run_dir, experiment, reason, by=reviewer)
     except ConfigError as err:
-        raise _fail(str(err), EXIT_INPUT) from err
+        raise fail(str(err), EXIT_INPUT) from err
     except JournalError as err:
-        raise _fail(str(err), EXIT_FAILURE) from err
+        raise fail(str(err), EXIT_FAILURE) from err
     console.print(f"{experiment_label(done.trial.index)} is invalid: {reason}", markup=False)
 
     def name(t: Any) -> str:

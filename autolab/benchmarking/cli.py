@@ -15,23 +15,18 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 
 from autolab.benchmarking.benchmark import BenchmarkOutcome, Listener, run_benchmark, write_outputs
 from autolab.benchmarking.results import TABLE_COLUMNS, summarize, summary_markdown, table_rows
 from autolab.benchmarking.runner import CellInterrupted, Job, RunResult
 from autolab.benchmarking.spec import BenchmarkSpec, load_spec
+from autolab.console import console, err_console, fail
 from autolab.exceptions import ConfigError
 
 EXIT_INPUT, EXIT_INTERRUPTED, EXIT_FAILURE = 2, 3, 4
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
 
 
-def _fail(message: str, code: int) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/] {message}")
-    return typer.Exit(code)
 
 
 def record_result(outcome: BenchmarkOutcome, results_dir: Path) -> Path:
@@ -68,7 +63,7 @@ def _mlflow_listener(spec: BenchmarkSpec, folder: Path, tracking_uri: str | None
     try:
         return BenchmarkLogger(uri, spec.tracking.experiment, spec, folder, meta)
     except Exception as err:  # MLflow raises many types
-        raise _fail(f"MLflow at {uri} refused the benchmark: {err}", EXIT_FAILURE) from err
+        raise fail(f"MLflow at {uri} refused the benchmark: {err}", EXIT_FAILURE) from err
 
 
 class _Guarded:
@@ -112,9 +107,9 @@ def benchmark_command(
     try:
         spec = load_spec(file)
     except ConfigError as err:
-        raise _fail(str(err), EXIT_INPUT) from err
+        raise fail(str(err), EXIT_INPUT) from err
     if workers < 1:
-        raise _fail(f"--workers must be at least 1, got {workers}", EXIT_INPUT)
+        raise fail(f"--workers must be at least 1, got {workers}", EXIT_INPUT)
     folder = out or Path("benchmark-results") / spec.name
     backend = f"Ray ({ray})" if ray else f"{workers} local worker(s)"
     console.rule(f"benchmark {spec.name} on {backend} -> {folder}")
@@ -128,9 +123,9 @@ def benchmark_command(
                                 command=shlex.join(["autolab", "benchmark", *sys.argv[2:]])
                                 if sys.argv[1:2] == ["benchmark"] else None)
     except ConfigError as err:
-        raise _fail(str(err), EXIT_INPUT) from err
+        raise fail(str(err), EXIT_INPUT) from err
     except (KeyboardInterrupt, CellInterrupted) as err:
-        raise _fail(f"interrupted; finished cells are in {folder / 'cells'}: run the same "
+        raise fail(f"interrupted; finished cells are in {folder / 'cells'}: run the same "
                     "command again to run only the missing ones", EXIT_INTERRUPTED) from err
     typer.echo(summary_markdown(outcome))
     for path in write_outputs(outcome, folder):
@@ -149,7 +144,7 @@ def benchmark_command(
             raise guarded.error
         run_id = logger.finish(outcome)
     except Exception as err:  # MLflow raises many types; the files are already safe
-        raise _fail(f"MLflow at {logger.uri} refused the results: {err}; they are in {folder} "
+        raise fail(f"MLflow at {logger.uri} refused the results: {err}; they are in {folder} "
                     "(run the same command again to log them)", EXIT_FAILURE) from err
     console.print(f"MLflow: benchmark run {run_id} in experiment "
                   f"{spec.tracking.experiment!r} at {logger.uri}")
