@@ -25,11 +25,11 @@ from autolab.benchmarking.provenance import Result, Table, write_result
 BASELINE = "botorch"
 
 
-def _cells(out: str) -> dict[str, dict[tuple[str, float], dict[str, Any]]]:
-    by: dict[str, dict[tuple[str, float], dict[str, Any]]] = defaultdict(dict)
+def _cells(out: str) -> dict[str, dict[tuple[str, float, int], dict[str, Any]]]:
+    by: dict[str, dict[tuple[str, float, int], dict[str, Any]]] = defaultdict(dict)
     for path in sorted(Path(out, "cells").glob("*.json")):
         r = json.loads(path.read_text())["result"]
-        by[r["strategy"]][(r["member"], r["target_nm"])] = r
+        by[r["strategy"]][(r["member"], r["target_nm"], int(r["seed"]))] = r
     return by
 
 

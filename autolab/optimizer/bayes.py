@@ -256,7 +256,7 @@ class BotorchOptimizer(BaseOptimizer):
         return model, data, has_feas, seed
 
     def _ask_model(self, n: int, pending: list[dict[str, float]]) -> NDArray[np.float64]:
-        spec, dev, f64 = self.objective, self.device, torch.float64
+        dev, f64 = self.device, torch.float64
         X_pending = (
             torch.tensor(self.space.to_unit(pending), dtype=f64, device=dev) if pending else None
         )
@@ -265,21 +265,29 @@ class BotorchOptimizer(BaseOptimizer):
             # Reseed after the (possibly cached) fit, so what follows draws the same numbers
             # whether or not this ask fitted the model itself.
             torch.manual_seed(derive_seed(seed, 1))
-            feas_util = None
-            if spec.mode == "pareto":
-                utils = spec.utilities_tensor(data.Y_ok)
-                feasible = (spec.violations_tensor(data.Y_ok) <= 0).all(dim=-1)
-                feas_util = utils[feasible] if bool(feasible.any()) else utils
-            acqf = build_acquisition(
-                spec, model, data.X_ok, has_feasibility=has_feas, X_pending=X_pending,
-                mc_samples=self.settings.mc_samples, seed=seed, feasible_utilities=feas_util,
-                incumbent=incumbent_rest(spec, model, data.X_ok, data.in_band_ok),
-                radius=PENDING_RADIUS * mean_lengthscale(model, len(spec.outcome_names)),
-                band_weight=self.settings.band_weight,
-            )
+            acqf = self._acquisition(model, data, has_feas, seed, X_pending)
             cand = self._maximize(acqf, n, seed, data.X_ok)
             self.last_predictions = self._predict(model, cand)
         return _repair(self.space, cand.cpu().numpy().astype(np.float64))
+
+    def _acquisition(self, model: Any, data: _Data, has_feas: bool, seed: int,
+                     X_pending: torch.Tensor | None) -> AcquisitionFunction:
+        """The acquisition of one ask, from the fitted model and the settings."""
+        spec = self.objective
+        feas_util = None
+        if spec.mode == "pareto":
+            utils = spec.utilities_tensor(data.Y_ok)
+            feasible = (spec.violations_tensor(data.Y_ok) <= 0).all(dim=-1)
+            feas_util = utils[feasible] if bool(feasible.any()) else utils
+        return build_acquisition(
+            spec, model, data.X_ok, has_feasibility=has_feas, X_pending=X_pending,
+            mc_samples=self.settings.mc_samples, seed=seed, feasible_utilities=feas_util,
+            incumbent=_improvement_bar(
+                incumbent_rest(spec, model, data.X_ok, data.in_band_ok),
+                self.settings.min_improvement),
+            radius=PENDING_RADIUS * mean_lengthscale(model, len(spec.outcome_names)),
+            band_weight=self.settings.band_weight,
+        )
 
     @property
     def prior(self) -> OutcomePrior | None:
@@ -609,6 +617,16 @@ class _InitialConditions:
             values = torch.cat([acq_function(x) for x in torch.split(X, num_restarts * 8)])
         X0, _ = initialize_q_batch(X, values, num_restarts)
         return X0
+
+
+def _improvement_bar(incumbent: float | None, min_improvement: float) -> float | None:
+    """The value a new experiment's non-target terms must beat to count as an improvement.
+
+    The incumbent (:func:`~autolab.optimizer.acquisition.incumbent_rest`) plus
+    ``BotorchSettings.min_improvement``: expected improvement over a bar raised by a meaningful
+    step values the chance of a big step over the near-certainty of a tiny one.
+    """
+    return None if incumbent is None else incumbent + min_improvement
 
 
 def _parse_settings(settings: Mapping[str, Any]) -> BotorchSettings:

@@ -67,6 +67,14 @@ class BotorchSettings(BaseModel):
             search finds the band-first acquisition's thin ridge away from the data too. Within
             noise of off on the family's design cells (10/12, median 22.5 vs 9/12, 20), so off
             by default.
+        min_improvement: Smallest improvement of the non-target score terms (score units:
+            ``Maximize(qy, scale=0.1)`` makes 0.5 = 5 % QY) that the acquisition's expected
+            improvement counts: the bar is the best in-band experiment's posterior value plus
+            this. With 0, a point next to the incumbent with a tiny posterior sd earns about
+            as much as a distant one that may be much brighter, so once in band the search
+            crawls along the band in steps of 1 % QY (the family's design cells: in band at
+            experiment 8, then 10-20 experiments to reach 90 % of the best QY). A bar of a
+            few % QY is worth only where the model is unsure enough to clear it.
         prior: ``"twin"``: the digital twin's noise-free response is the GPs' prior mean, with a
             learned weight and offset, and the GPs model the reactor's discrepancy from it
             (``autolab.prior.twin_prior`` builds it; the optimizer gets it as
@@ -88,6 +96,7 @@ class BotorchSettings(BaseModel):
     prior: Literal["none", "twin"] = "none"
     band_weight: float = Field(default=1.0, gt=0.0, le=1.0)
     band_projection: bool = False
+    min_improvement: float = Field(default=0.0, ge=0.0, le=1e6, allow_inf_nan=False)
 
 
 class RandomSettings(BaseModel):
