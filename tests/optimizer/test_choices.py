@@ -5,6 +5,8 @@ Real GPs on cheap analytic problems (``problems.py``); no mocks.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 
@@ -37,8 +39,8 @@ def test_min_improvement_raises_the_bar_of_the_expected_improvement() -> None:
     expected improvement, while a point whose QY is uncertain keeps most of its value: the
     search stops crawling along the band in 1 % QY steps.
     """
-    opt = BotorchOptimizer(space_2d(), target_objective(), seed=2, n_init=4,
-                           min_improvement=0.5, **FAST)
+    settings: dict[str, Any] = {**FAST, "n_init": 4, "min_improvement": 0.5}
+    opt = BotorchOptimizer(space_2d(), target_objective(), seed=2, **settings)
     _run(opt, 8)
     with torch.random.fork_rng():
         model, data, has_feas, seed = opt._fit(0)
