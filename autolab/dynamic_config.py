@@ -11,8 +11,10 @@ limits), how often a frame set is taken and how a ramp is planned::
                     ratio_rel_per_min: 0.5}
       mapping: {spread_factor: 1.5, spread_limits: {t_core_c: [2, 8]}}
       frame_interval_min: 1.0
-      plan: between_proposals      # or: sweep (a designed ramp around each proposal)
+      plan: between_proposals      # or: sweep (a designed ramp around each proposal), or
+                                   # approach (fast to near it, slow over its last approach_min)
       hold_min: 0
+      hold_residence_times: 0      # a further hold, in mean residence times
       rate_caps: full_weight       # or: refusal, devices
 
 Kept out of :mod:`autolab.config` so the pure dynamic layer's types stay next to their schema.
@@ -35,7 +37,9 @@ from autolab.dynamic.observe import DEFAULT_MEASUREMENT_FLOOR
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
 
 #: Ramp planning strategies (``plan:``): what one dynamic step runs.
-PLANS = ("between_proposals", "sweep")
+PLANS = ("between_proposals", "sweep", "approach")
+#: Default ramp time of ``plan: approach``'s slow last leg, lab min.
+APPROACH_MIN = 30.0
 #: How the ramp rates are capped beyond the devices (``rate_caps:``).
 RATE_CAPS = ("full_weight", "refusal", "devices")
 
@@ -143,9 +147,16 @@ class DynamicConfig(BaseModel):
         ramp_limits: What the heaters and pumps can follow.
         mapping: How the streamed readings are judged.
         frame_interval_min: Lab minutes between two frame sets (and setpoint updates).
-        plan: ``between_proposals`` (ramp from where the reactor is to each proposal) or
-            ``sweep`` (to the proposal, then through a small box around it).
+        plan: ``between_proposals`` (ramp from where the reactor is to each proposal),
+            ``sweep`` (to the proposal, then through a small box around it) or ``approach``
+            (at the devices' pace to near the proposal, then at the mapping's rate caps over
+            the last ``approach_min``: the time goes where the readings keep full weight).
+        approach_min: ``plan: approach``: ramp time of the slow last leg at the rate caps, min.
         hold_min: Hold at the end of each ramp, lab min (the stream goes on while it holds).
+        hold_residence_times: A further hold at the end of each ramp, in mean total residence
+            times at the proposal: the fluid made on the slow last leg reaches the optical
+            cell about one residence time later; a hold lets it pass the cell before the next
+            ramp mixes new fluid into it.
         rate_caps: ``full_weight`` caps every ramp so its readings keep full weight (slow, all
             at full weight); ``refusal`` caps them at the spread the mapping still accepts
             (faster, readings down-weighted); ``devices`` lets the devices' limits alone set
@@ -163,9 +174,11 @@ class DynamicConfig(BaseModel):
     ramp_limits: RampLimitsConfig = Field(default_factory=RampLimitsConfig)
     mapping: MappingConfig = Field(default_factory=MappingConfig)
     frame_interval_min: float = Field(default=1.0, ge=0.05, le=120, allow_inf_nan=False)
-    plan: Literal["between_proposals", "sweep"] = "between_proposals"
+    plan: Literal["between_proposals", "sweep", "approach"] = "between_proposals"
     sweep: SweepConfig = Field(default_factory=SweepConfig)
+    approach_min: float = Field(default=APPROACH_MIN, gt=0, le=10_000, allow_inf_nan=False)
     hold_min: float = Field(default=0.0, ge=0, le=1000, allow_inf_nan=False)
+    hold_residence_times: float = Field(default=0.0, ge=0, le=10, allow_inf_nan=False)
     rate_caps: Literal["full_weight", "refusal", "devices"] = "full_weight"
     max_ramp_min: float = Field(default=60.0, gt=0, le=10_000, allow_inf_nan=False)
     archive_frames: bool = True
@@ -175,6 +188,9 @@ class DynamicConfig(BaseModel):
         if self.plan != "sweep" and self.sweep != SweepConfig():
             raise ValueError("sweep: settings apply to plan: sweep only; set plan: sweep or drop "
                              "the sweep block")
+        if self.plan != "approach" and self.approach_min != APPROACH_MIN:
+            raise ValueError("approach_min applies to plan: approach only; set plan: approach "
+                             "or drop approach_min")
         return self
 
     def limits(self) -> RampLimits:

@@ -58,6 +58,7 @@ from autolab.dynamic import (
     Trajectory,
     map_outlet,
     observe_batch,
+    plan_approach,
     ramp_duration_min,
     to_tell,
 )
@@ -287,6 +288,24 @@ class DynamicRunner:
         hold = max(self.cfg.hold_min, self.cfg.frame_interval_min)
         if here is None:  # nothing known: settle at the proposal and read it steady
             return Trajectory((0.0, hold), (end, end)), True
+        times, points = PLANNERS[self.cfg.plan](self, here, end)
+        if times[-1] <= 0:
+            return Trajectory((0.0, hold), (end, end)), None
+        hold_end = self.hold_at_min(end)
+        if hold_end > 0:
+            times.append(times[-1] + hold_end)
+            points.append(points[-1])
+        keep = [0, *(i for i in range(1, len(times)) if times[i] > times[i - 1])]
+        return Trajectory(tuple(times[i] for i in keep), tuple(points[i] for i in keep)), None
+
+    def hold_at_min(self, end: Conditions) -> float:
+        """Hold at the end of a ramp: ``hold_min`` plus ``hold_residence_times`` × τ at ``end``."""
+        tau = end.tau_core_min + end.tau_shell_min
+        return self.cfg.hold_min + self.cfg.hold_residence_times * tau
+
+    def _legs_between(self, here: Conditions, end: Conditions
+                      ) -> tuple[list[float], list[Conditions]]:
+        """``between_proposals`` / ``sweep``: straight capped ramps through the points."""
         limits = self._plan_limits(here, end)
         points = [here, end]
         if self.cfg.plan == "sweep":
@@ -294,13 +313,17 @@ class DynamicRunner:
         times = [0.0]
         for a, b in itertools.pairwise(points):
             times.append(times[-1] + self.ramp_min(a, b, limits))
-        if times[-1] <= 0:
-            return Trajectory((0.0, hold), (end, end)), None
-        if self.cfg.hold_min > 0:
-            times.append(times[-1] + self.cfg.hold_min)
-            points.append(points[-1])
-        keep = [0, *(i for i in range(1, len(times)) if times[i] > times[i - 1])]
-        return Trajectory(tuple(times[i] for i in keep), tuple(points[i] for i in keep)), None
+        return times, points
+
+    def _legs_approach(self, here: Conditions, end: Conditions
+                       ) -> tuple[list[float], list[Conditions]]:
+        """``approach``: at the devices' pace to near ``end``, then at the rate caps."""
+        if ramp_duration_min(here, end, self.limits) <= 0:
+            return [0.0], [here]
+        traj = plan_approach(here, end, self.limits, self._plan_limits(here, end),
+                             approach_min=self.cfg.approach_min,
+                             max_slow_min=self.cfg.max_ramp_min)
+        return list(traj.times_min), list(traj.points)
 
     def ramp_min(self, a: Conditions, b: Conditions, capped: RampLimits) -> float:
         """How long the ramp from ``a`` to ``b`` takes, lab min.
@@ -558,6 +581,15 @@ class DynamicRunner:
             outs += b
             sds += s
         return conds, outs, sds
+
+
+#: Ramp planners by ``dynamic.plan``: (runner, where the reactor is, proposal) -> (times, points).
+PLANNERS: dict[str, Callable[[DynamicRunner, Conditions, Conditions],
+                             tuple[list[float], list[Conditions]]]] = {
+    "between_proposals": DynamicRunner._legs_between,
+    "sweep": DynamicRunner._legs_between,
+    "approach": DynamicRunner._legs_approach,
+}
 
 
 _RUNNERS: weakref.WeakKeyDictionary[Any, DynamicRunner] = weakref.WeakKeyDictionary()

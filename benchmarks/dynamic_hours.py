@@ -74,6 +74,10 @@ class Cell:
     observations: int
     wall_s: float
     ask_s: float
+    full_weight: int = 0
+    down_weighted: int = 0
+    refused: int = 0
+    cpu_s: float = math.nan
 
 
 def _cell_id(job: Job) -> str:
@@ -98,13 +102,18 @@ class _Judge:
         self.hit: tuple[int, float] | None = None
         self.n = 0
         self.observations = 0
+        self.full_weight = 0
+        self.refused = 0
         self.ask_s = 0.0
 
     def __call__(self, campaign: Campaign, trial: Trial) -> None:
         self.n += 1
         self.ask_s += trial.proposal_time_s
         extra = campaign.journal.state.extras.get(trial.index) or {}
-        self.observations += int((extra.get("dynamic") or {}).get("n_accepted", 0))
+        dyn = extra.get("dynamic") or {}
+        self.observations += int(dyn.get("n_accepted", 0))
+        self.full_weight += int(dyn.get("n_full_weight", 0))
+        self.refused += int(dyn.get("n_refused", 0))
         if trial.status is not TrialStatus.COMPLETED or self.hit is not None:
             return
         truth = self.physics.truth(Conditions.from_mapping(trial.conditions))
@@ -136,7 +145,7 @@ def run_dynamic(job: Job, overrides: dict[str, Any] | None = None,
     import torch
 
     torch.set_num_threads(1)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     dynamic = dynamic_block(overrides)
     config = job.campaign_config().model_copy(update={"mode": "dynamic", "dynamic": dynamic})
     if budget is not None:
@@ -156,16 +165,25 @@ def run_dynamic(job: Job, overrides: dict[str, Any] | None = None,
     return Cell(_cell_id(job), "dynamic", judge.hit is not None,
                 None if judge.hit is None else judge.hit[1],
                 None if judge.hit is None else judge.hit[0], judge.n, lab_h,
-                judge.observations, time.perf_counter() - t0, judge.ask_s)
+                judge.observations, time.perf_counter() - t0, judge.ask_s,
+                full_weight=judge.full_weight,
+                down_weighted=judge.observations - judge.full_weight, refused=judge.refused,
+                cpu_s=time.process_time() - c0)
 
 
-def stored_steady(job: Job, folder: Path) -> Cell | None:
-    """The steady cell from a fixed-3τ run of ``benchmarks/lab_hours.py`` (same spec and cell).
+def stored_steady(job: Job, source: Path) -> Cell | None:
+    """The steady cell from an earlier run (same spec and cell), or None.
 
-    That script's ``fixed 3τ + always flush, K=1`` variant runs exactly :func:`run_steady`; its
-    stored cells spare the two shared cores a second copy of the slowest half of this benchmark.
+    ``source`` is either the folder of ``benchmarks/lab_hours.py``'s fixed-3τ variant, whose
+    ``fixed 3τ + always flush, K=1`` cells run exactly :func:`run_steady`, or a recorded
+    ``dynamic-hours.json`` (its steady cells). Either spares the two shared cores a second copy
+    of the slowest half of this benchmark.
     """
-    path = folder / "cells" / f"{job.cell_id}.json"
+    if source.suffix == ".json":
+        cells = json.loads(source.read_text(encoding="utf-8"))["data"]["cells"]
+        found = [c for c in cells if c["mode"] == "steady" and c["cell"] == _cell_id(job)]
+        return Cell(**found[0]) if found else None
+    path = source / "cells" / f"{job.cell_id}.json"
     if not path.exists():
         return None
     r = RunResult.from_dict(json.loads(path.read_text(encoding="utf-8"))["result"])
@@ -201,6 +219,9 @@ def summarize(cells: list[Cell], base: list[Cell] | None) -> dict[str, Any]:
         "observations_per_lab_h": sum(c.observations for c in cells) / total_h if total_h else 0.0,
         "wall_s_per_cell": statistics.fmean([c.wall_s for c in cells]) if cells else math.nan,
         "ask_s_per_trial": (sum(c.ask_s for c in cells) / max(1, sum(c.trials for c in cells))),
+        "readings_full_down_refused": [sum(c.full_weight for c in cells),
+                                       sum(c.down_weighted for c in cells),
+                                       sum(c.refused for c in cells)],
     }
     if base is not None:
         ref = {c.cell: c.lab_h_to_hit for c in base if c.found and c.lab_h_to_hit}
@@ -259,9 +280,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cells", type=int, default=None, help="run only the first N cells")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmark-results" / "dynamic_hours")
     parser.add_argument("--steady-from", type=Path, default=None,
-                        help="reuse the steady cells of benchmarks/lab_hours.py's fixed-3τ "
-                             "variant (its folder, e.g. benchmark-results/lab_hours/"
-                             "fixed_3tau_p_always_flush_K1)")
+                        help="reuse steady cells: benchmarks/lab_hours.py's fixed-3τ variant "
+                             "folder (e.g. benchmark-results/lab_hours/"
+                             "fixed_3tau_p_always_flush_K1) or a recorded dynamic-hours.json")
     parser.add_argument("--dynamic-budget", type=int, default=None,
                         help="trajectories per dynamic cell (default: the spec's budget)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -286,7 +307,9 @@ def main(argv: list[str] | None = None) -> int:
         cells = [c for c in stored.values() if c is not None] + list(pool.map(_run, work))
     for c in cells:
         print(f"{c.mode:8s} {c.cell:32s} found={c.found!s:5s} lab_h_to_hit={_fmt(c.lab_h_to_hit)} "
-              f"trials={c.trials} lab_h={c.lab_h:.1f} obs={c.observations} wall={c.wall_s:.0f}s")
+              f"trials={c.trials} lab_h={c.lab_h:.1f} obs={c.observations} "
+              f"(full {c.full_weight}, down {c.down_weighted}, refused {c.refused}) "
+              f"wall={c.wall_s:.0f}s cpu={c.cpu_s:.0f}s")
     steady = summarize([c for c in cells if c.mode == "steady"], None)
     dyn = summarize([c for c in cells if c.mode == "dynamic"],
                     [c for c in cells if c.mode == "steady"])

@@ -4,7 +4,7 @@ Pure layer (no I/O) between the twin's physics and the procedure/campaign that r
 
 * :mod:`.trajectory`: :class:`Trajectory` (piecewise-linear conditions in time),
   :class:`RampLimits` (what the heaters and pumps can follow), :func:`check_trajectory`,
-  :func:`plan_ramp`, :func:`chain`, :func:`design_sweep`;
+  :func:`plan_ramp`, :func:`plan_approach`, :func:`chain`, :func:`design_sweep`;
 * :mod:`.rtd`: :func:`map_outlet`, the RTD-weighted conditions behind each outlet time and their
   spread, in flow-weighted time;
 * :mod:`.observe`: :func:`observe`, streamed features -> :class:`DynamicObservation` with an
@@ -27,9 +27,11 @@ from autolab.dynamic.trajectory import (
     RampLimits,
     RateLimit,
     Trajectory,
+    approach_point,
     chain,
     check_trajectory,
     design_sweep,
+    plan_approach,
     plan_ramp,
     ramp_duration_min,
 )
@@ -45,12 +47,14 @@ __all__ = [
     "SpreadLimit",
     "Trajectory",
     "age_sd_min",
+    "approach_point",
     "chain",
     "check_trajectory",
     "design_sweep",
     "map_outlet",
     "observe",
     "observe_batch",
+    "plan_approach",
     "plan_ramp",
     "ramp_duration_min",
     "to_tell",

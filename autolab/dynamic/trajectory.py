@@ -464,3 +464,68 @@ def _nearest_first(start: Conditions, pts: list[Conditions],
         here = left.pop(k)
         order.append(here)
     return order
+
+
+def approach_point(start: Conditions, end: Conditions, slow: RampLimits,
+                   approach_min: float) -> Conditions:
+    """The point on the line ``start`` -> ``end`` from which ``end`` is ``approach_min`` away.
+
+    "Away" is the ramp time within the ``slow`` limits (the mapping's rate caps): the point
+    from which a ramp at those rates reaches ``end`` in ``approach_min``. ``start`` itself when
+    the whole line is that close. Bisection on the fraction of the line (ramp time grows
+    monotonically with it; relative limits make it non-linear).
+    """
+    if ramp_duration_min(start, end, slow) <= approach_min:
+        return start
+    line = Trajectory((0.0, 1.0), (end, start))
+    near, far = 0.0, 1.0
+    for _ in range(40):
+        mid = 0.5 * (near + far)
+        if ramp_duration_min(line.at(mid), end, slow) > approach_min:
+            far = mid
+        else:
+            near = mid
+    return line.at(near)
+
+
+def plan_approach(start: Conditions, end: Conditions, devices: RampLimits, slow: RampLimits,
+                  *, approach_min: float, max_slow_min: float | None = None) -> Trajectory:
+    """A ramp that moves fast where its readings say little and slowly near its end point.
+
+    Between far-apart proposals a straight ramp at the mapping's rate caps (``slow``) would take
+    hours, and one squeezed into a fixed time mixes so much along the RTD that its readings are
+    down-weighted or refused. This plan spends the time where it buys information: at the
+    devices' pace (``devices``) to the :func:`approach_point`, then within ``slow`` over the last
+    ``approach_min`` to ``end``, so the readings of the fluid made near the proposal keep full
+    weight. A ``start`` already that close is one slow ramp.
+
+    Args:
+        start: Where the reactor is (it feeds these conditions).
+        end: The proposal.
+        devices: What the heaters and pumps can follow.
+        slow: The limits tightened by the mapping's rate caps (:meth:`RampLimits.tightened`).
+        approach_min: Ramp time within ``slow`` of the slow leg, min.
+        max_slow_min: Longest slow leg (None: no limit); a close ``start`` whose slow ramp
+            would take longer is ramped in this time instead (never faster than the devices).
+
+    Raises:
+        ConfigError: ``start`` equals ``end`` or a non-positive ``approach_min``.
+        ConditionsError: A point outside the devices' range or a condition without a limit.
+    """
+    if not math.isfinite(approach_min) or approach_min <= 0:
+        raise ConfigError(f"plan_approach approach_min: expected a positive time, "
+                          f"got {approach_min!r}")
+    _check_bounds(flatten(end), devices, "the end point")
+    mid = approach_point(start, end, slow, approach_min)
+    fast_min = ramp_duration_min(start, mid, devices)
+    slow_min = max(ramp_duration_min(mid, end, devices), ramp_duration_min(mid, end, slow))
+    if max_slow_min is not None:
+        slow_min = max(ramp_duration_min(mid, end, devices), min(slow_min, max_slow_min))
+    times, points = [0.0], [start]
+    for t, p in ((fast_min, mid), (slow_min, end)):
+        if t > 0:
+            times.append(times[-1] + t)
+            points.append(p)
+    if len(points) == 1:
+        raise ConfigError("plan_approach: the start and end points are the same")
+    return Trajectory(times_min=tuple(times), points=tuple(points))

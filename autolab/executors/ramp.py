@@ -432,7 +432,7 @@ def run_on_simulated(ex: SimulatedExecutor, trajectory: Trajectory, limits: Ramp
         ex.rig.reactor.reseed([ex.seed, k, 1])
         ex.rig.reactor.pl_gain = 1.0 + ex.twin.config.noise.qy_readout_rel \
             * float(rng.standard_normal())
-        ex.rig.reactor.realize = _realizer(start, ex.twin.jitter(start, rng))
+        ex.rig.reactor.realize = _realizer(start, ex.twin.jitter(start, rng), ex.twin.config)
         settle = True
     try:
         result = runner.execute(k, settle)

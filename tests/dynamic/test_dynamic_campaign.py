@@ -8,6 +8,7 @@ The serial-rig side (a heater fault mid-ramp over ptys) is tests/hardware/test_d
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -107,12 +108,14 @@ def test_the_dynamic_block_is_validated_whole() -> None:
     policy = DynamicConfig.model_validate(
         {"mapping": {"spread_limits": {"t_core_c": [1, 4]}}}).policy()
     assert policy.limit("t_core_c").refuse_above == 4  # type: ignore[union-attr]
-    bad = [({"mode": "dynamic", "dynamic": {"frame_interval_min": 0}}, "frame_interval_min"),
+    bad: list[tuple[dict[str, Any], str]] = [
+           ({"mode": "dynamic", "dynamic": {"frame_interval_min": 0}}, "frame_interval_min"),
            ({"dynamic": {"ramp_limits": {"heating_c_per_min": -1}}}, "heating_c_per_min"),
            ({"dynamic": {"mapping": {"spread_limits": {"t_cor_c": [1, 2]}}}}, "t_cor_c"),
            ({"dynamic": {"mapping": {"spread_limits": {"t_core_c": [4, 2]}}}}, "t_core_c"),
            ({"dynamic": {"plan": "zigzag"}}, "plan"), ({"mode": "ramp"}, "mode"),
-           ({"dynamic": {"sweep": {"n_points": 2}}}, "plan: sweep")]
+           ({"dynamic": {"sweep": {"n_points": 2}}}, "plan: sweep"),
+           ({"dynamic": {"approach_min": 10}}, "approach_min applies to plan: approach")]
     base = load_campaign(CAMPAIGN).model_dump(mode="json")
     for patch, needle in bad:
         data = {**base, **patch}
@@ -225,3 +228,21 @@ def test_parallel_dynamic_reactors_are_refused_with_a_clear_error(tmp_path: Path
     campaign = Campaign.create(parse_campaign(data, "test"), tmp_path / "runs")
     with pytest.raises(ConfigError, match="mode: dynamic drives one reactor"):
         campaign.run()
+
+
+def test_an_approach_plan_ramps_fast_then_slow_then_holds(tmp_path: Path) -> None:
+    config = _config(2, plan="approach", approach_min=20.0, hold_residence_times=0.5)
+    result = Campaign.create(config, tmp_path / "runs").run()
+    state = Journal.read(result.run_dir / "journal.jsonl")
+    dyn = state.extras[1]["dynamic"]
+    tr = Trajectory.from_dict(dyn["trajectory"])
+    proposal = Conditions.from_mapping({**dyn["proposal"], **config.space.fixed})
+    start, mid, end, held = tr.points  # from the last point, near the proposal, to it, held
+    assert start == Conditions.from_mapping(state.extras[0]["dynamic"]["trajectory"]["points"][-1])
+    assert end == held == proposal
+    hold = tr.times_min[3] - tr.times_min[2]
+    assert hold == pytest.approx(0.5 * (proposal.tau_core_min + proposal.tau_shell_min))
+    slow_min = tr.times_min[2] - tr.times_min[1]
+    assert slow_min == pytest.approx(20.0, rel=1e-3)  # the far Sobol point: a full slow leg
+    assert tr.times_min[1] < slow_min  # the devices' pace before it
+    assert dyn["n_full_weight"] > 0

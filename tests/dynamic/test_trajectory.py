@@ -14,9 +14,11 @@ from autolab.dynamic import (
     RampLimits,
     RateLimit,
     Trajectory,
+    approach_point,
     chain,
     check_trajectory,
     design_sweep,
+    plan_approach,
     plan_ramp,
     ramp_duration_min,
 )
@@ -186,7 +188,9 @@ def test_planned_ramps_always_pass_their_own_check(t0: float, t1: float, tau0: f
                                                    tau1: float) -> None:
     a = Conditions(t0, tau0, 280.0, 20.0, 2.0, 2.0)
     b = Conditions(t1, tau1, 280.0, 20.0, 2.0, 2.0)
-    if a == b:
+    if ramp_duration_min(a, b, LIMITS) == 0:  # equal within rounding: nothing to ramp
+        with pytest.raises(ConfigError, match="same conditions"):
+            plan_ramp(a, b, LIMITS)
         return
     tr = plan_ramp(a, b, LIMITS)
     check_trajectory(tr, LIMITS)
@@ -202,3 +206,39 @@ def test_realized_trajectory_from_logged_samples() -> None:
     with pytest.raises(ConfigError, match="one time per sample"):
         Trajectory.from_samples([1.0, 2.0], [c[0]])
     assert [p.t_core_c for p in tr.sample([0.0, 0.5, 9.0])] == [180.0, 181.5, 182.5]
+
+
+def _slow_limits() -> RampLimits:
+    return LIMITS.tightened(MappingPolicy().rate_caps(A, CascadeGeometry(3, 4)))
+
+
+def test_an_approach_is_fast_far_away_and_slow_over_its_last_leg() -> None:
+    slow = _slow_limits()
+    tr = plan_approach(A, B, LIMITS, slow, approach_min=30.0)
+    start, mid, end = tr.points
+    assert (start, end) == (A, B)
+    check_trajectory(tr, LIMITS)  # the devices can follow the whole of it
+    fast_min = tr.times_min[1]
+    assert fast_min == pytest.approx(ramp_duration_min(A, mid, LIMITS))  # the devices' pace
+    check_trajectory(Trajectory((0.0, tr.times_min[2] - fast_min), (mid, B)), slow)
+    assert ramp_duration_min(mid, B, slow) == pytest.approx(30.0, rel=1e-6)
+    # the near end of the line, not a point off it: the approach point is on A -> B
+    f = (mid.t_core_c - B.t_core_c) / (A.t_core_c - B.t_core_c)
+    assert 0 < f < 0.5
+    assert mid.t_shell_c == pytest.approx(B.t_shell_c + f * (A.t_shell_c - B.t_shell_c))
+    assert tr.duration_min < ramp_duration_min(A, B, slow)  # far quicker than all slow
+
+
+def test_a_close_start_is_one_slow_ramp_and_bad_input_is_refused() -> None:
+    slow = _slow_limits()
+    near = Conditions(181.0, 20.0, 280.0, 20.0, 2.0, 2.0)
+    assert approach_point(near, A, slow, 30.0) == near
+    tr = plan_approach(near, A, LIMITS, slow, approach_min=30.0)
+    assert tr.points == (near, A)
+    assert tr.duration_min == pytest.approx(ramp_duration_min(near, A, slow))
+    capped = plan_approach(near, A, LIMITS, slow, approach_min=30.0, max_slow_min=2.0)
+    assert capped.duration_min == pytest.approx(2.0)  # within max_slow_min, above the devices'
+    with pytest.raises(ConfigError, match="same"):
+        plan_approach(A, A, LIMITS, slow, approach_min=30.0)
+    with pytest.raises(ConfigError, match="approach_min"):
+        plan_approach(A, B, LIMITS, slow, approach_min=0.0)
