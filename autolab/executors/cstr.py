@@ -299,18 +299,16 @@ class CSTRExecutor:
         rig = self.rig
         g = self.devices.geometry
         in_ml = spent.get(rig.reagent("halide_cl"), 0.0) + spent.get(rig.reagent("halide_i"), 0.0)
-        w = result.waits
         return Measurement(
             conditions=c.as_dict(), spectra=result.spectra, qy_reference=self.qy_reference,
             started_lab_h=started_h, finished_lab_h=self.lab_clock_h, reagent_ml=spent,
             # In fed as InP equivalent (upper bound: conversion is not measured inline)
             product_mg=in_ml * g.in_conc_m * INP_MOLAR_MASS_G_MOL, trace=result.trace,
-            device_log=(*result.events, f"settle_reason: {w.settle_reason}",
-                        *self.rig.log.lines(bookmark)),
+            device_log=(*result.events, *self.rig.log.lines(bookmark)),
             metadata={"executor": self.name, "run_index": float(self._run_index),
                       "time_scale": self.time_scale, "n_core_tanks": float(g.n_core_tanks),
                       "n_shell_tanks": float(g.n_shell_tanks),
-                      "settle_reason": w.settle_reason, **w.metadata()})
+                      **result.metadata()})
 
     def _end_invalid(self, c: Conditions, fault: DeviceFault, bookmark: int) -> None:
         """After a delivery fault: feeds off, reagents booked, the pumps at fault re-initialized.

@@ -10,10 +10,13 @@ reactor physics, a virtual clock that advances at once) run exactly this code.
 
 Where the lab hours go, and what the procedure does about each (issue 9 §3):
 
-* **Blank.** The solvent blank is taken when the flow cell holds solvent (the first experiment
-  of a session, or after a failed run was flushed clean with ``CLEAN_RESIDENCE_TIMES`` τ) and
-  reused after that: a flush of one residence time leaves a third of the old product in the
-  cell, which a blank must not see.
+* **Blank.** The solvent blank (dark and lamp-through-solvent frames) is taken whenever the flow
+  cell holds solvent: the first experiment of a session, after a failed run was flushed clean
+  with ``CLEAN_RESIDENCE_TIMES`` τ, and after any clean flush. It is reused in between (a flush
+  of one residence time leaves a third of the old product in the cell, which a blank must not
+  see), but never for longer than ``blank_max_age_h`` lab hours: a lamp and a detector drift,
+  so an older blank makes the next experiment flush clean and take a new one, whatever the
+  flush mode. Under ``flush: auto`` that is the one flush a run of good experiments gets.
 * **Flush.** ``flush: always`` flushes the previous product with solvent before every
   experiment (``flush_residence_times`` × the previous τ). ``flush: auto`` skips it when the new
   feed can simply wash the old product out: the tanks hold the product of a completed run and a
@@ -184,6 +187,8 @@ class ProcedureSettings:
         heat_timeout_min: Extra lab minutes over the ramp time before heating is a fault.
         acquire_min: Lab minutes the acquisition itself takes (the serial rig's frames take
             their real time, so 0 there).
+        blank_max_age_h: Oldest solvent blank an experiment may use, lab h; an older one makes
+            the experiment flush clean first and take a new blank.
     """
 
     settle_residence_times: float = 3.0
@@ -199,6 +204,7 @@ class ProcedureSettings:
     heat_poll_min: float = 0.5
     heat_timeout_min: float = 30.0
     acquire_min: float = 0.0
+    blank_max_age_h: float = 24.0
 
 
 @dataclass(frozen=True)
@@ -248,18 +254,20 @@ class TankState:
         blank: Dark and solvent blank absorbance frames of this session, reused when the flush
             is skipped (the flow cell then holds product, not solvent).
         blank_run: Run index the blank was taken in.
+        blank_min: Lab minute the blank was taken at (NaN: unknown, an older journal).
     """
 
     conditions: dict[str, Any] | None = None
     flush_reason: str = ""
     blank: tuple[FloatArray, FloatArray] | None = None
     blank_run: int = -1
+    blank_min: float = math.nan
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-compatible (the blank frames as lists)."""
         return {"conditions": self.conditions, "flush_reason": self.flush_reason,
                 "blank": None if self.blank is None else [b.tolist() for b in self.blank],
-                "blank_run": self.blank_run}
+                "blank_run": self.blank_run, "blank_min": self.blank_min}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any] | None) -> TankState:
@@ -270,7 +278,8 @@ class TankState:
         return cls(conditions=d.get("conditions"), flush_reason=str(d.get("flush_reason", "")),
                    blank=None if blank is None else (np.asarray(blank[0], dtype=np.float64),
                                                      np.asarray(blank[1], dtype=np.float64)),
-                   blank_run=int(d.get("blank_run", -1)))
+                   blank_run=int(d.get("blank_run", -1)),
+                   blank_min=float(d.get("blank_min", math.nan)))
 
 
 @dataclass(frozen=True)
@@ -290,6 +299,13 @@ class ProcedureResult:
     waits: Waits
     feed_min: float
     events: tuple[str, ...]
+
+    def metadata(self) -> dict[str, str | float]:
+        """The waits and why settling ended, for :attr:`Measurement.metadata` (both rigs).
+
+        One place merges them, so the serial and the simulated rig report the same keys.
+        """
+        return {"settle_reason": self.waits.settle_reason, **self.waits.metadata()}
 
 
 def rtd_floor_min(tank_min: Sequence[float] | FloatArray,
@@ -456,17 +472,18 @@ class _Run:
         if self.sp.sulfur_position is not None and rig.sulfur_valve is not None:
             rig.sulfur_valve.move(self.sp.sulfur_position)
         had_solvent = tank.conditions is None
-        flush_min, note = self.flush(tank)
-        if tank.blank is None or had_solvent:
+        heat_from = self.heaters_on()  # the blocks ramp while the solvent flushes
+        flush_min, note, clean = self.flush(tank)
+        if tank.blank is None or had_solvent or clean:
             tank.blank = (self.frame("OFF", shutter_open=False,
                                      integration_ms=self.s.abs_integration_ms),
                           self.frame("ABS", shutter_open=True,
                                      integration_ms=self.s.abs_integration_ms))
-            tank.blank_run = run_index
+            tank.blank_run, tank.blank_min = run_index, rig.clock.now_min()
         else:
             self.stamp(f"solvent blank reused from run {tank.blank_run} (the flow cell holds "
                        f"product now)")
-        heat_min, idle_min = self.heat()
+        heat_min, idle_min = self.heat(heat_from)
         settle = self.settle()
         spectra = self.acquire(tank.blank, settle[0])
         for role in (*REAGENT_ROLES, "bleed", "solvent"):
@@ -480,57 +497,77 @@ class _Run:
         self.stamp(f"waits: flush {flush_min:.1f} min, heat {heat_min:.1f} min "
                    f"({idle_min:.1f} idle), settle {waits.settle_min:.1f} min "
                    f"({waits.settle_reason})")
+        self.events.append(f"settle_reason: {waits.settle_reason}")
         return ProcedureResult(spectra=spectra, trace=trace, waits=waits, feed_min=feed_min,
                                events=tuple(self.events))
 
     # ------------------------------------------------------------------ 1) flush
-    def flush(self, tank: TankState) -> tuple[float, str]:
+    def flush(self, tank: TankState) -> tuple[float, str, bool]:
+        """Flush (or not) before the new feed; returns minutes, why, and whether it was clean."""
         rig, mon = self.rig, self.rig.monitor
         for role in (*REAGENT_ROLES, "bleed"):
             mon.stop(role)
         rig.outlet_valve.move(2)
         if tank.conditions is None:
-            return 0.0, "no flush: the tanks hold solvent"
+            return 0.0, "no flush: the tanks hold solvent", False
         reason = self.flush_reason(tank)
         if not reason:
             note = ("flush skipped: the tanks hold the product of a completed run; the new feed "
                     "washes it out to waste, and the reading waits for the RTD floor and a "
                     "steady outlet")
             self.stamp(note)
-            return 0.0, note
+            return 0.0, note, False
         rig.solvent_valve.move(1)
         prev = Conditions.from_mapping(tank.conditions)
-        # the blank needs solvent in the flow cell: without one, flush until the outlet is clean
-        times = CLEAN_RESIDENCE_TIMES if tank.blank is None else self.s.flush_residence_times
+        # a new blank needs solvent in the flow cell: then flush until the outlet is clean
+        clean = bool(self.blank_due(tank))
+        times = CLEAN_RESIDENCE_TIMES if clean else self.s.flush_residence_times
         t_flush = times * (prev.tau_core_min + prev.tau_shell_min)
         q = flow_setpoints(prev, rig.geometry).shell_ml_min
         mon.start("solvent", q, infuse=True)
         rig.clock.wait_min(t_flush)
         mon.stop("solvent")
-        note = f"solvent flush {t_flush:.1f} min ({reason})"
+        note = f"solvent flush {t_flush:.1f} min{' (clean)' if clean else ''} ({reason})"
         self.stamp(note)
-        return t_flush, note
+        return t_flush, note, clean
+
+    def blank_due(self, tank: TankState) -> str:
+        """Why a new solvent blank is needed ("" if the one at hand is valid)."""
+        if tank.blank is None:
+            return "no solvent blank taken yet in this session"
+        age_h = (self.rig.clock.now_min() - tank.blank_min) / 60.0
+        if age_h > self.s.blank_max_age_h:  # NaN (age unknown) is never due
+            return (f"the solvent blank is {age_h:.1f} lab h old (at most "
+                    f"{self.s.blank_max_age_h:g} h): flush clean and re-blank")
+        return ""
 
     def flush_reason(self, tank: TankState) -> str:
         """Why the tanks must be flushed ("" if the new feed may wash them out)."""
+        if due := self.blank_due(tank):
+            return due
         if self.s.flush == "always":
             return "flush: always"
-        if tank.flush_reason:
-            return tank.flush_reason
-        if tank.blank is None:
-            return "no solvent blank taken yet in this session"
-        return ""
+        return tank.flush_reason
 
     # ------------------------------------------------------------------ 2) heat (+ feed)
-    def heat(self) -> tuple[float, float]:
+    def heaters_on(self) -> tuple[float, float]:
+        """Write the heater setpoints; returns when, and the lab minutes the ramp may take."""
         rig = self.rig
-        start = rig.clock.now_min()
         for role, t_c in self.setpoints.items():
             rig.set_heater_c(role, t_c)
         ramp = max(abs(t - rig.heaters[r].temperature_c()) for r, t in self.setpoints.items())
         rates = [float(getattr(h, "ramp_c_per_min", 0.0) or 0.0) for h in rig.heaters.values()]
         slowest = min((r for r in rates if r > 0), default=5.0)
-        deadline = ramp / slowest + self.s.heat_timeout_min
+        return rig.clock.now_min(), ramp / slowest + self.s.heat_timeout_min
+
+    def heat(self, heat_from: tuple[float, float]) -> tuple[float, float]:
+        """Wait for the blocks (set by :meth:`heaters_on`, before any flush), feeds on early.
+
+        Returns the wait after the flush and the part of it with the pumps idle.
+        """
+        rig = self.rig
+        start = rig.clock.now_min()
+        set_at, allowed_min = heat_from
         idle_min = math.nan
         while True:
             off = max(abs(rig.heaters[r].temperature_c() - t) for r, t in self.setpoints.items())
@@ -540,9 +577,9 @@ class _Run:
                 self.feeds_on()
             if off <= self.s.temperature_tolerance_c:
                 break
-            if rig.clock.now_min() - start > deadline:
+            if rig.clock.now_min() - set_at > allowed_min:
                 raise HardwareError(f"heaters did not reach the setpoints within "
-                                    f"{deadline:.0f} lab min (off by {off:.1f} °C)")
+                                    f"{allowed_min:.0f} lab min (off by {off:.1f} °C)")
             rig.clock.wait_min(self.s.heat_poll_min)
         heat_min = rig.clock.now_min() - start
         rig.outlet_valve.move(1)  # product made at the setpoints from here on

@@ -38,7 +38,7 @@ from autolab.hardware.fluidics import Geometry, flow_setpoints
 from autolab.records import Conditions, Measurement, QYReference
 from autolab.twin import DigitalTwin, GroundTruth, TwinConfig, check_envelope
 from autolab.twin.cascade import check_tank_conditions, throughput_g_h
-from autolab.twin.twin import ChemistryFailure
+from autolab.twin.twin import ChemistryFailure, shift_temperatures
 from autolab.virtuallab.inprocess import SimulatedRig
 
 #: Blocks below this are safe to leave (the devices file's default ``safe_temperature_c``), °C.
@@ -238,7 +238,7 @@ class SimulatedExecutor:
         self.rig.reactor.reseed([self.seed, k, 1])
         self.rig.reactor.pl_gain = 1.0 + self.twin.config.noise.qy_readout_rel \
             * float(rng.standard_normal())
-        self.rig.reactor.realize = _realizer(conditions, realized)
+        self.rig.reactor.realize = _realizer(conditions, realized, self.twin.config)
         started_h = self.lab_clock_h
         try:
             result = self.procedure.run(conditions, self.tank, k)
@@ -268,18 +268,17 @@ class SimulatedExecutor:
     def _measurement(self, c: Conditions, result: ProcedureResult, *, k: int, started_h: float,
                      spent: dict[str, float], product_mg: float) -> Measurement:
         cfg = self.twin.config
-        w = result.waits
         header = (f"run {k}: seed [{self.seed}, {k}], orientation {cfg.orientation}, "
                   f"settling {self.settings.settling}, flush {self.settings.flush}")
         return Measurement(
             conditions=c.as_dict(), spectra=result.spectra, qy_reference=self.twin.qy_reference,
             started_lab_h=started_h, finished_lab_h=self.lab_clock_h, reagent_ml=spent,
             product_mg=product_mg, trace=result.trace,
-            device_log=(header, *result.events, f"settle_reason: {w.settle_reason}"),
+            device_log=(header, *result.events),
             metadata={"executor": self.name, "orientation": cfg.orientation,
                       "run_index": float(k), "n_core_tanks": float(cfg.n_core_tanks),
                       "n_shell_tanks": float(cfg.n_shell_tanks),
-                      "settle_reason": w.settle_reason, **w.metadata()})
+                      **result.metadata()})
 
     def state_dict(self) -> dict[str, Any]:
         """JSON-compatible state: run counter, clock, reagents, tanks, the rig's physics."""
@@ -331,8 +330,13 @@ class SimulatedExecutor:
             self._closed = True
 
 
-def _realizer(setpoint: Conditions, realized: Conditions) -> Any:
-    """How this run's rig scatters around what its pumps and heaters are set to."""
+def _realizer(setpoint: Conditions, realized: Conditions, config: TwinConfig) -> Any:
+    """How this run's rig scatters around what its pumps and heaters are set to.
+
+    The blocks' offsets apply to the stage temperatures and to every tank's (the simulated rig
+    heats each tank, so its feeds always carry a per-tank profile), by the twin's one rule
+    (:func:`~autolab.twin.twin.shift_temperatures`).
+    """
     dt_core = realized.t_core_c - setpoint.t_core_c
     dt_shell = realized.t_shell_c - setpoint.t_shell_c
     scale = {n: getattr(realized, n) / getattr(setpoint, n)
@@ -340,6 +344,6 @@ def _realizer(setpoint: Conditions, realized: Conditions) -> Any:
              if math.isfinite(getattr(setpoint, n))}
 
     def realize(c: Conditions) -> Conditions:
-        return replace(c, t_core_c=c.t_core_c + dt_core, t_shell_c=c.t_shell_c + dt_shell,
+        return replace(shift_temperatures(c, dt_core, dt_shell, config),
                        **{n: getattr(c, n) * f for n, f in scale.items()})
     return realize

@@ -355,6 +355,77 @@ def _same_feed(a: Conditions, b: Conditions, temperature_c: float, rel: float) -
     return True
 
 
+#: Feed values a tracer merge averages; the rest (the injection layout) must agree.
+_MERGED = ("t_core_c", "tau_core_min", "t_shell_c", "tau_shell_min", "cl_to_i", "s_to_zn",
+           "p_to_in", "stir_rpm")
+
+
+def feed_distance(a: Conditions, b: Conditions, temperature_c: float, rel: float) -> float:
+    """How far apart two feeds' products are, in units of "the same feed" (inf: unmergeable).
+
+    The largest of the temperature differences over ``temperature_c`` (stages and tanks) and
+    the relative differences of the other feed values over ``rel``; feeds with another
+    injection layout or profile length never merge.
+    """
+    if (a.s_inject_tank, a.s_inject_count) != (b.s_inject_tank, b.s_inject_count) \
+            or len(a.t_tank_c) != len(b.t_tank_c):
+        return math.inf
+    ta = np.array([a.t_core_c, a.t_shell_c, *a.t_tank_c], dtype=float)
+    tb = np.array([b.t_core_c, b.t_shell_c, *b.t_tank_c], dtype=float)
+    if np.isnan(ta).tolist() != np.isnan(tb).tolist():
+        return math.inf
+    worst = float(np.max(np.abs(np.nan_to_num(ta - tb)))) / temperature_c
+    for name in _MERGED[1:2] + _MERGED[3:]:
+        x, y = getattr(a, name), getattr(b, name)
+        if math.isinf(x) or math.isinf(y):
+            if x != y:
+                return math.inf
+            continue
+        worst = max(worst, abs(x - y) / (rel * max(abs(x), abs(y))))
+    return worst
+
+
+def _merge(a: Tracer, b: Tracer) -> Tracer:
+    """One tracer holding both: masses add per tank, the feed is the mass-weighted mean."""
+    ma, mb = float(a.tanks.sum()), float(b.tanks.sum())
+    wa = ma / (ma + mb) if ma + mb > 0 else 0.5
+
+    def mean(x: float, y: float) -> float:
+        if x == y or not (math.isfinite(x) and math.isfinite(y)):
+            return x if wa >= 0.5 else y  # no mean of inf or NaN: the heavier's value
+        return wa * x + (1.0 - wa) * y
+    ca, cb = a.conditions, b.conditions
+    merged = Conditions.from_mapping({
+        **cb.as_dict(), **{n: mean(getattr(ca, n), getattr(cb, n)) for n in _MERGED},
+        **{tank_temperature_name(i): mean(x, y) for i, (x, y) in enumerate(
+            zip(ca.t_tank_c, cb.t_tank_c, strict=True), start=1)}})
+    return Tracer(merged, a.tanks + b.tanks)
+
+
+def fold_tracers(tracers: list[Tracer], max_products: int, temperature_c: float,
+                 rel: float) -> list[Tracer]:
+    """At most ``max_products`` tracers, merging the neighbours a merge disturbs the least.
+
+    The cost of merging two neighbours is the smaller one's mass (what gets relabelled) times
+    how far apart their feeds are (:func:`feed_distance`); the newest tracer (the feed running
+    now) never merges. Tracers of unmergeable feeds (another injection layout) are merged last,
+    smallest mass first, so the count still holds. Folding the oldest tracer into the next
+    instead (the former rule) relabelled the steady product filling the cascade as the first
+    feed of a ramp at once: 3.9 nm of outlet PL shift 5 min into a 10 °C/min ramp.
+    """
+    out = list(tracers)
+    while len(out) > max(max_products, 2):
+        masses = [float(t.tanks.sum()) for t in out]
+        costs = []
+        for j in range(len(out) - 2):
+            d = feed_distance(out[j].conditions, out[j + 1].conditions, temperature_c, rel)
+            costs.append((d * min(masses[j], masses[j + 1]) if math.isfinite(d) else math.inf,
+                          min(masses[j], masses[j + 1]), j))
+        _, _, j = min(costs)
+        out[j:j + 2] = [_merge(out[j], out[j + 1])]
+    return out
+
+
 def mix_outlet(weights: FloatArray, absorbances: FloatArray, emissions: FloatArray, *,
                qys: FloatArray, conversions: FloatArray, wl_nm: FloatArray,
                excitation_nm: float) -> OutletProduct:
@@ -396,7 +467,10 @@ class MixingCascade:
         same_temperature_c: Feeds whose temperatures are within this of the newest tracer's
             (and other values within ``same_rel``) continue it, °C.
         same_rel: Relative tolerance of the other feed values.
-        max_products: Most tracers kept; the oldest folds into the next (its mass is kept).
+        max_products: Most tracers kept. Past it, the two neighbouring tracers (newest excluded)
+            whose merge moves the least mass the furthest fold into one (:func:`fold_tracers`):
+            their masses add per tank and its feed is their mass-weighted mean, so the outlet
+            keeps what it sees to first order.
         prune_below: Tracers whose largest tank concentration falls below this are dropped.
     """
 
@@ -443,9 +517,7 @@ class MixingCascade:
             new = _propagator(_key(lay.tank_min), float(dt_min)) @ np.vstack([c, inlet])
         out = [Tracer(t.conditions, new[:, j].copy()) for j, t in enumerate(tracers)]
         keep = [t for t in out[:-1] if t.tanks.max() > self.prune_below] + out[-1:]
-        while len(keep) > self.max_products:
-            oldest = keep.pop(0)
-            keep[0] = Tracer(keep[0].conditions, keep[0].tanks + oldest.tanks)
+        keep = fold_tracers(keep, self.max_products, self.same_temperature_c, self.same_rel)
         return CascadeState(self.kind, state.t_min + dt_min, tuple(keep))
 
     def product(self, conditions: Conditions) -> tuple[FloatArray, FloatArray, float, float]:

@@ -19,7 +19,12 @@ from numpy.typing import NDArray
 
 from autolab.exceptions import ConditionsError
 from autolab.records import Conditions, QYReference
-from autolab.twin.cascade import check_tank_conditions, tank_profile, throughput_g_h
+from autolab.twin.cascade import (
+    check_tank_conditions,
+    stage_tanks,
+    tank_profile,
+    throughput_g_h,
+)
 from autolab.twin.chemistry import ConditionArrays, failure_probabilities
 from autolab.twin.config import TwinConfig
 from autolab.twin.model import condition_states, features_from_states
@@ -181,15 +186,18 @@ class DigitalTwin:
     def jitter(self, conditions: Conditions, rng: np.random.Generator) -> Conditions:
         """What a rig realizes when set to ``conditions`` (flow, temperature, stock scatter).
 
-        Draws seven standard normals from ``rng`` (the simulated rig's per-run generator).
+        Draws seven standard normals from ``rng`` (the simulated rig's per-run generator). A
+        per-tank temperature profile (``t_tank_c``) moves with its stage: the core tanks by the
+        core offset and the shell tanks by the shell offset (:func:`shift_temperatures`), so a
+        profile is scattered exactly as the stage temperatures it overrides would be.
         """
         nz = self.config.noise
         e = rng.standard_normal(7)
+        shifted = shift_temperatures(conditions, nz.temperature_jitter_c * e[0],
+                                     nz.temperature_jitter_c * e[2], self.config)
         return replace(
-            conditions,
-            t_core_c=conditions.t_core_c + nz.temperature_jitter_c * e[0],
+            shifted,
             tau_core_min=conditions.tau_core_min * (1 + nz.flow_jitter_rel * e[1]),
-            t_shell_c=conditions.t_shell_c + nz.temperature_jitter_c * e[2],
             tau_shell_min=conditions.tau_shell_min * (1 + nz.flow_jitter_rel * e[3]),
             cl_to_i=conditions.cl_to_i * (1 + nz.ratio_jitter_rel * e[4]),
             s_to_zn=conditions.s_to_zn * (1 + nz.ratio_jitter_rel * e[5]),
@@ -222,6 +230,21 @@ class DigitalTwin:
             return ChemistryFailure("no_emission", math.inf,
                                     f"no emission above noise (conversion {conversion:.2f})")
         return None
+
+
+def shift_temperatures(conditions: Conditions, dt_core_c: float, dt_shell_c: float,
+                       config: TwinConfig) -> Conditions:
+    """``conditions`` with every temperature offset by its stage's block error, °C.
+
+    The stage temperatures move by ``dt_core_c`` / ``dt_shell_c``, and so does each tank of a
+    per-tank profile, by the offset of the stage it belongs to (the injection tank decides).
+    The one rule for the jitter of a setpoint and for what the simulated rig's blocks realize.
+    """
+    n_core, _ = stage_tanks(conditions, config)
+    tanks = tuple(v + (dt_core_c if i < n_core else dt_shell_c)
+                  for i, v in enumerate(conditions.t_tank_c))
+    return replace(conditions, t_core_c=conditions.t_core_c + dt_core_c,
+                   t_shell_c=conditions.t_shell_c + dt_shell_c, t_tank_c=tanks)
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 import itertools
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -9,7 +10,7 @@ from scipy.special import gammainc
 
 from autolab.analysis import analyze
 from autolab.exceptions import ConditionsError, ExperimentFailed
-from autolab.executors.procedure import rtd_floor_min, tank_times_min
+from autolab.executors.procedure import TankState, rtd_floor_min, tank_times_min
 from autolab.executors.simulated import SimulatedExecutor
 from autolab.hardware.fluidics import Geometry, flow_setpoints
 from autolab.records import Conditions
@@ -128,6 +129,42 @@ def test_flush_always_flushes_and_fixed_waits_three_tau() -> None:
         tau = m.conditions["tau_core_min"] + m.conditions["tau_shell_min"]
         assert m.metadata["wait_settle_min"] == pytest.approx(3 * tau)
         assert m.metadata["settle_reason"] == "fixed"
+
+
+def test_the_heaters_ramp_while_the_solvent_flushes() -> None:
+    """Setpoints go out before the flush, so a flush longer than the ramp leaves no heat wait."""
+    ex = SimulatedExecutor(seed=4, settling="fixed", flush="always")
+    ex.run(Conditions(170, 10, 280, 12, 3, 1.5, 3.6))
+    m = ex.run(Conditions(230, 20, 330, 18, 6, 2, 3.6))  # +60 / +50 °C: 6 min at 10 °C/min
+    assert m.metadata["wait_flush_min"] == pytest.approx(22.0)
+    assert m.metadata["wait_heat_min"] <= 1.0
+    assert m.metadata["wait_heat_idle_min"] == 0.0
+
+
+def test_a_stale_blank_is_renewed_after_a_clean_flush() -> None:
+    """Issue: under flush: auto the blank of run 0 was reused for the whole session.
+
+    An older blank than ``blank_max_age_h`` makes the next experiment flush clean (3 τ of the
+    previous conditions: the flow cell holds solvent again) and take a new one; the
+    ``settle_reason`` and the waits come from the one procedure on both rigs.
+    """
+    ex = SimulatedExecutor(seed=5)
+    ex.procedure.settings = replace(ex.settings, blank_max_age_h=1.0)
+    first = ex.run(SEQUENCE[0])
+    second = ex.run(SEQUENCE[1])  # run 0 took > 1 lab h: its blank is due
+    tau0 = SEQUENCE[0].tau_core_min + SEQUENCE[0].tau_shell_min
+    assert second.metadata["wait_flush_min"] == pytest.approx(3 * tau0)
+    assert any("flush clean and re-blank" in line and "(clean)" in line
+               for line in second.device_log)
+    assert ex.tank.blank_run == 1
+    assert not np.array_equal(first.spectra.blank_counts, second.spectra.blank_counts)
+    assert second.metadata["settle_reason"] == second.device_log[-1].split(": ")[1]
+    fresh = SimulatedExecutor(seed=5)  # the default (24 lab h): the blank is reused
+    fresh.run(SEQUENCE[0])
+    again = fresh.run(SEQUENCE[1])
+    assert again.metadata["wait_flush_min"] == 0.0
+    assert fresh.tank.blank_run == 0
+    assert TankState.from_dict(fresh.tank.to_dict()).blank_min == fresh.tank.blank_min
 
 
 def test_a_failed_run_is_cleaned_and_the_next_reads_clean() -> None:

@@ -157,3 +157,44 @@ def test_vectorized_features_match_truth() -> None:
         assert f.fwhm_nm[i] == pytest.approx(t.fwhm_nm, abs=0.1)
         assert f.qy[i] == pytest.approx(t.qy)
     assert math.isfinite(float(f.fwhm_nm.sum()))
+
+
+def test_jitter_moves_a_tank_profile_with_its_stage() -> None:
+    """Per-tank temperatures scatter like the stage temperatures they override.
+
+    Before, jitter left ``t_tank_c`` alone, and the simulated rig (a block per tank, so its feeds
+    always carry a profile) realized every setpoint exactly: no temperature scatter at all.
+    """
+    tw = DigitalTwin()
+    c = replace(BEST, t_tank_c=(175.0, 180.0, 185.0, 290.0, 295.0, 300.0, 305.0))
+    r = tw.jitter(c, np.random.default_rng(3))
+    d_core, d_shell = r.t_core_c - c.t_core_c, r.t_shell_c - c.t_shell_c
+    assert 0.0 not in (d_core, d_shell) and d_core != d_shell
+    assert np.subtract(r.t_tank_c, c.t_tank_c) == pytest.approx([d_core] * 3 + [d_shell] * 4)
+    later = replace(c, s_inject_tank=5)  # tanks 1-4 are the core stage now
+    r5 = tw.jitter(later, np.random.default_rng(3))
+    assert np.subtract(r5.t_tank_c, c.t_tank_c) == pytest.approx([d_core] * 4 + [d_shell] * 3)
+    plain = tw.jitter(BEST, np.random.default_rng(3))  # no profile: the same seven draws
+    assert (plain.t_core_c, plain.t_shell_c, plain.tau_core_min) == (
+        r.t_core_c, r.t_shell_c, r.tau_core_min)
+
+
+def test_the_simulated_rig_realizes_the_temperature_scatter() -> None:
+    """The rig's tanks run at their block PVs plus this run's stage offsets (one rule)."""
+    ex = SimulatedExecutor(seed=3)
+    seen: list[Conditions] = []
+    physics = ex.rig.reactor.physics
+    step = physics.step
+
+    def spy(state, inputs, dt):  # type: ignore[no-untyped-def]
+        if inputs.feed is not None:
+            seen.append(inputs.feed)
+        return step(state, inputs, dt)
+    physics.step = spy  # type: ignore[method-assign]
+    ex.run(BEST)
+    realized = ex.twin.jitter(BEST, np.random.default_rng([3, 0]))
+    last = seen[-1]
+    pvs = ex.rig.reactor.tank_pvs()
+    offsets = np.subtract(last.t_tank_c, pvs)
+    assert offsets == pytest.approx([realized.t_core_c - 180.0] * 3
+                                    + [realized.t_shell_c - 290.0] * 4, abs=1e-9)
