@@ -74,34 +74,71 @@ MIN_VARIANCE_REL = 1e-12
 JITTER = 1e-8
 
 
-def fit_subset(n: int, yvar: Tensor | None, size: int, seed: int) -> Tensor:
+def fit_subset(n: int, yvar: Tensor | None, size: int, seed: int,
+               labels: Tensor | None = None) -> Tensor:
     """Indices (sorted) of the points whose marginal likelihood sets the hyperparameters.
+
+    Outcome GPs (``yvar``): the most precise half (steady readings) plus a seeded random half of
+    the rest. The feasibility GP (``labels``): its rarer class (the failures, as a rule) makes up
+    to half the subset, the rest is drawn at random from the other class. A failing corner holds
+    a few percent of the experiments, so a random subset of 200 carries only a handful of
+    failures, too few to tell which inputs the failures depend on (measured on the ramps data of
+    ``benchmarks/ask_timing.py`` at n = 700: 6 failures in the random subset, lengthscales long
+    in the inputs that decide failure, and the whole failing corner predicted feasible). This is
+    case-control sampling; it lowers the subset's label average but hardly the GP's fitted
+    constant, since to the GP the failures are a local dip, not a lower level (tested), so the
+    mean is used as fitted (moving it by the difference of averages overshoots, to above +1).
 
     Args:
         n: Number of training points.
         yvar: Stated variances ``(n, m)`` (NaN where none was stated), or ``None``.
         size: Subset size; all points if ``n <= size``.
-        seed: Seed of the random half.
+        seed: Seed of the random draws.
+        labels: Class of each point ``(n,)`` (bool), or ``None``; not together with ``yvar``.
 
     Returns:
         Long tensor of ``min(n, size)`` distinct indices, on the CPU.
+
+    Raises:
+        ValueError: Both ``yvar`` and ``labels`` given, or ``labels`` not of shape ``(n,)``.
     """
+    if yvar is not None and labels is not None:
+        raise ValueError("fit_subset: give yvar (outcome GP) or labels (feasibility GP), not both")
+    if labels is not None and tuple(labels.shape) != (n,):
+        raise ValueError(f"fit_subset: labels must have shape ({n},), got {tuple(labels.shape)}")
     if n <= size:
         return torch.arange(n)
     gen = torch.Generator().manual_seed(seed)
-    precise = torch.empty(0, dtype=torch.long)
-    if yvar is not None and not bool(torch.isnan(yvar).all()):
-        # Rank by stated sd relative to each outcome's median stated sd; unstated = median.
-        rel = yvar.detach().cpu() / yvar.detach().cpu().nanmedian(dim=0).values.clamp_min(1e-300)
-        rel = torch.nan_to_num(rel, nan=1.0).mean(dim=-1)
-        # Ties (all steady readings state the same sd) broken at random, not by time of telling.
-        perm = torch.randperm(n, generator=gen)
-        precise = perm[torch.argsort(rel[perm], stable=True)[: size // 2]]
+    if labels is not None:
+        first = _rare_class(labels.detach().cpu().bool(), size // 2, gen)
+    else:
+        first = _most_precise(yvar, size // 2, gen)
     rest = torch.ones(n, dtype=torch.bool)
-    rest[precise] = False
+    rest[first] = False
     others = torch.nonzero(rest).squeeze(-1)
-    pick = others[torch.randperm(others.numel(), generator=gen)[: size - precise.numel()]]
-    return torch.sort(torch.cat([precise, pick])).values
+    pick = others[torch.randperm(others.numel(), generator=gen)[: size - first.numel()]]
+    return torch.sort(torch.cat([first, pick])).values
+
+
+def _most_precise(yvar: Tensor | None, k: int, gen: torch.Generator) -> Tensor:
+    """The ``k`` points of smallest stated sd (relative to each outcome's median); none if unstated.
+
+    Ties (all steady readings state the same sd) are broken at random, not by time of telling.
+    """
+    if yvar is None or bool(torch.isnan(yvar).all()):
+        return torch.empty(0, dtype=torch.long)
+    var = yvar.detach().cpu()
+    rel = var / var.nanmedian(dim=0).values.clamp_min(1e-300)
+    rel = torch.nan_to_num(rel, nan=1.0).mean(dim=-1)  # unstated = median
+    perm = torch.randperm(var.shape[0], generator=gen)
+    return perm[torch.argsort(rel[perm], stable=True)[:k]]
+
+
+def _rare_class(labels: Tensor, k: int, gen: torch.Generator) -> Tensor:
+    """Up to ``k`` points of the rarer class of ``labels``, drawn at random."""
+    rare = labels if int(labels.sum()) * 2 < labels.numel() else ~labels
+    rows = torch.nonzero(rare).squeeze(-1)
+    return rows[torch.randperm(rows.numel(), generator=gen)[:k]]
 
 
 def greedy_inducing(kernel: Any, X: Tensor, noise: Tensor, max_m: int = MAX_INDUCING,

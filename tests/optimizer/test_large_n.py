@@ -127,6 +127,56 @@ def test_fit_subset_keeps_precise_points_and_is_seeded() -> None:
     assert torch.equal(fit_subset(80, None, 100, seed=0), torch.arange(80))
 
 
+def test_fit_subset_balances_a_rare_class() -> None:
+    """The feasibility GP's subset holds the failures (up to half of it), not a random few."""
+    labels = torch.ones(1000, dtype=torch.bool)
+    labels[torch.randperm(1000, generator=torch.Generator().manual_seed(0))[:30]] = False
+    rows = fit_subset(1000, None, 100, seed=3, labels=labels)
+    assert rows.numel() == 100 and rows.unique().numel() == 100
+    assert int((~labels[rows]).sum()) == 30  # every failure
+    half = fit_subset(1000, None, 40, seed=3, labels=labels)
+    assert int((~labels[half]).sum()) == 20  # the rare class fills half, no more
+    assert torch.equal(rows, fit_subset(1000, None, 100, seed=3, labels=labels))
+    assert torch.equal(fit_subset(1000, None, 40, seed=3, labels=~labels).sort().values,
+                       half)  # whichever class is rare
+    assert torch.equal(fit_subset(50, None, 100, seed=0, labels=labels[:50]), torch.arange(50))
+
+
+@pytest.mark.parametrize(("yvar", "labels", "match"), [
+    (torch.ones(20, 1), torch.ones(20, dtype=torch.bool), "not both"),
+    (None, torch.ones(19, dtype=torch.bool), r"labels must have shape \(20,\)"),
+])
+def test_fit_subset_refuses_bad_input(yvar: torch.Tensor | None, labels: torch.Tensor,
+                                      match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        fit_subset(20, yvar, 10, seed=0, labels=labels)
+
+
+def test_balanced_subset_keeps_the_labs_success_rate_far_from_data() -> None:
+    """A class-balanced fit subset does not make unexplored regions look failure-prone.
+
+    The subset holds far more failures than the data, yet the GP's fitted constant (its level far
+    from every point) stays near an exact GP's on all points: to the GP the failing corner is a
+    local dip, not a lower level. So the sparse GP uses the mean as fitted.
+    """
+    gen = torch.Generator().manual_seed(9)
+    X = torch.rand(400, 2, dtype=F64, generator=gen)
+    ok = ~((X[:, 0] > 0.8) & (X[:, 1] > 0.6))  # a failing corner: ~6 % of the points
+    y = torch.where(ok, 1.0, -1.0).to(F64).unsqueeze(-1)
+    var = torch.full_like(y, 0.01)
+    rows = fit_subset(400, None, 80, seed=0, labels=ok)
+    assert float(y[rows].mean()) < float(y.mean()) - 0.3  # the subset's average is biased
+    exact = build_model_list(X, y, Yvar_ok=var, large_n=10_000).models[0]
+    fitted = build_model_list(X[rows], y[rows], Yvar_ok=var[rows], large_n=10_000).models[0]
+    sparse = SparseGP(fitted, X, y, var, n_fit=80)
+    far = torch.tensor([[6.0, 6.0]], dtype=F64)
+    m_sparse, m_exact = float(_mean_sd(sparse, far)[0][0]), float(_mean_sd(exact, far)[0][0])
+    assert abs(m_sparse - m_exact) < 0.25  # labels are +-1; the averages differ by 0.5
+    near = torch.tensor([[0.95, 0.9], [0.2, 0.2]], dtype=F64)  # in the corner; far from it
+    mean_near = _mean_sd(sparse, near)[0]
+    assert float(mean_near[0]) < -0.5 < 0.5 < float(mean_near[1])
+
+
 def test_dense_ramp_needs_few_inducing_points() -> None:
     """A ramp of 1,000 readings along a short path carries a few points' worth of information."""
     t = torch.linspace(0, 1, 1000, dtype=F64).unsqueeze(-1)
@@ -163,9 +213,27 @@ def _ask_through_large_n_path(device: str, monkeypatch: pytest.MonkeyPatch) -> N
     approx = record["hyperparameters"]["pl_peak_nm"]["approximation"]
     assert approx["n_train"] == 60 and approx["n_fit"] == 30 and approx["n_inducing"] >= 1
     model = opt._fit_cache[1][0]
-    sub = model.models[0]
-    assert isinstance(sub, SparseGP)
-    assert sub._Lz.device.type == torch.device(device).type
+    assert all(isinstance(sub, SparseGP) for sub in model.models)
+    _assert_on(model, torch.device(device))
+
+
+def _assert_on(model: Any, device: torch.device) -> None:
+    """Every parameter, buffer and cached factor of a large-n model list on ``device``, float64.
+
+    Run on the CPU too: a tensor created without ``device=``/``dtype=`` shows up there as
+    float32 (torch's default dtype), so this catches the gaps a GPU run would fail on.
+    """
+    tensors: list[tuple[str, torch.Tensor]] = [*model.named_parameters(),
+                                               *model.named_buffers()]
+    for k, sub in enumerate(model.models):
+        tensors += [(f"models.{k}.{name}", getattr(sub, name))
+                    for name in ("_Z", "_Lz", "_LB", "_c", "inducing_index")]
+        tensors += [(f"models.{k}.train_inputs", sub.train_inputs[0]),
+                    (f"models.{k}.train_targets", sub.train_targets)]
+    assert len(tensors) > 20
+    for name, tensor in tensors:
+        assert tensor.device.type == device.type, name
+        assert not tensor.is_floating_point() or tensor.dtype == F64, (name, tensor.dtype)
 
 
 def test_optimizer_uses_large_n_path_on_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
