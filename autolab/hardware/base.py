@@ -151,6 +151,28 @@ class Stirrer(Device, Protocol):
 
 
 @runtime_checkable
+class Watched(Protocol):
+    """A device the supervisor checks against what was last commanded to it (valves, light).
+
+    A pump, heater or stirrer is checked through its own readings; a valve or a light path
+    has no reading but its state, which nobody else would look at mid-experiment: a valve
+    turned by hand, or a lamp that burnt out, would otherwise pass as chemistry.
+    """
+
+    name: str
+
+    def check(self) -> str:
+        """What differs from the last command (``""``: nothing, or nothing commanded yet).
+
+        For example ``"position 2, commanded 3"``.
+
+        Raises:
+            HardwareError: The device did not answer.
+        """
+        ...
+
+
+@runtime_checkable
 class Valve(Device, Protocol):
     """A multiposition selection valve."""
 

@@ -104,14 +104,15 @@ def check_delivery(delivered_ml: float, rate_ml_min: float, run_low_min: float,
 
 @dataclass(frozen=True)
 class PumpFinding:
-    """A pump that did not do what was commanded.
+    """A pump that did not do what was commanded (or a valve or light path, from the supervisor).
 
     Attributes:
-        role: Fluidic role.
-        device: Pump name (as in the devices file).
+        role: Fluidic role (a valve's role or a light path's name for those).
+        device: Device name (as in the devices file).
         reason: ``pump_power_cycle``, ``pump_stall``, ``safe_mode_timeout``, ``pump_alarm``,
             ``pump_idle``, ``pump_running``, ``pump_state`` (wrong direction, purging),
-            ``pump_rate`` (trips) or ``pump_delivery`` (invalidates; trips when repeated).
+            ``pump_rate`` (trips) or ``pump_delivery`` (invalidates; trips when repeated);
+            ``valve_moved`` or ``light_path`` (invalidate).
         detail: What was commanded and what the pump did.
         trip: Whether it trips the rig (else it invalidates the experiment).
     """
@@ -239,9 +240,24 @@ class DeliveryMonitor:
         return [f for role in self.pumps if (f := self.stop(role)) is not None]
 
     def reinitialize(self, role: str) -> None:
-        """Bring a pump that misdelivered back to a known state before it is used again."""
+        """Bring a pump that misdelivered back to a known state before it is used again.
+
+        A role that is not a pump's (a valve or light path the supervisor reported through
+        :meth:`report`) needs nothing here: the next experiment commands it again.
+        """
+        if role not in self.pumps:
+            return
         with self._locks[role]:
             self.pumps[role].connect()
+
+    def report(self, finding: PumpFinding) -> None:
+        """Keep a non-pump device's fault (a moved valve, a failed lamp) for :meth:`take_faults`.
+
+        The executor turns every fault it takes into a :class:`~autolab.exceptions.DeviceFault`,
+        so the experiment is journaled invalid and never told to the optimizer.
+        """
+        with self._faults_lock:
+            self._faults.append(finding)
 
     def _alarms_on_the_way(self, role: str) -> PumpFinding | None:
         """An alarm a command of the procedure acknowledged (a reset answering STP) trips.

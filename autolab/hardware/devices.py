@@ -105,6 +105,8 @@ class PortSpec(BaseModel):
         baud: Line speed, Bd (default: the first device's kind default).
         timeout_s: Reply timeout, s.
         retries: Extra attempts on a timeout or garbled reply.
+        format: Character format, data bits + parity + stop bits (``8N1``, ``7E1`` ...;
+            default: the first device's kind default).
     """
 
     model_config = _FROZEN
@@ -113,6 +115,7 @@ class PortSpec(BaseModel):
     baud: int | None = Field(default=None, gt=0)
     timeout_s: float = Field(default=0.5, gt=0, le=30)
     retries: int = Field(default=2, ge=0, le=10)
+    format: str | None = Field(default=None, pattern=r"^[78][NEO][12]$")
 
 
 class DeviceSpecBase(BaseModel):
@@ -159,6 +162,8 @@ class DeviceSpec(DeviceSpecBase):
         safe_mode_s: New Era Safe-mode timeout, s (pumps; 0 = Basic mode).
         ramp_c_per_min: Heating-rate limit given to the controller, °C/min (heaters).
         positions: Number of valve positions (valves).
+        decimals: Decimal places of a Modbus controller's temperature registers, as set on
+            the instrument (its display resolution; heaters).
         inject_tanks: The sulfur valve's plumbing: position ``j`` (1-based) feeds tank
             ``inject_tanks[j-1]`` (role ``sulfur_valve`` only).
     """
@@ -172,6 +177,7 @@ class DeviceSpec(DeviceSpecBase):
     ramp_c_per_min: float = Field(default=10.0, gt=0)
     positions: int = Field(default=6, ge=2, le=32)
     inject_tanks: tuple[int, ...] = ()
+    decimals: int = Field(default=1, ge=0, le=2)
 
     def port_name(self) -> str:
         """Its line in ``ports``."""
@@ -325,6 +331,11 @@ def _check_entry(config: DevicesConfig, name: str, d: DeviceSpecBase) -> None:
         if config.category(ref) != category:
             raise SpecError(f"devices.{name}.{fld}={ref!r}: expected a {category} device "
                             f"(kinds {_kinds_of(category)}), {ref} is a {config.category(ref)}")
+    if kind.check_entry is not None:
+        try:
+            kind.check_entry(name, d)
+        except ValueError as err:
+            raise SpecError(str(err)) from None
     if isinstance(d, DeviceSpec) and d.inject_tanks and d.role != "sulfur_valve":
         raise SpecError(f"devices.{name}.inject_tanks: only a valve with role 'sulfur_valve' "
                         f"has injection ports (role is {d.role!r})")

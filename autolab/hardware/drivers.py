@@ -19,12 +19,13 @@ import minimalmodbus
 import numpy as np
 from numpy.typing import NDArray
 
-from autolab.exceptions import HardwareError
+from autolab.exceptions import ConfigError, DeviceFault, HardwareError
 from autolab.hardware.base import PumpState
 from autolab.hardware.limits import Limits, check_setpoint
 from autolab.hardware.protocols import eurotherm as eu
 from autolab.hardware.protocols import ika, newera, spectro, vici
 from autolab.hardware.transport import (
+    DeviceRefused,
     ProtocolError,
     SerialLike,
     Transport,
@@ -46,7 +47,7 @@ def _as_protocol(fn: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
     def wrapped(frame: bytes) -> Any:
         try:
             return fn(frame)
-        except ProtocolError:
+        except (ProtocolError, DeviceRefused):
             raise
         except HardwareError as err:
             raise ProtocolError(str(err)) from err
@@ -96,6 +97,11 @@ class NE1000Pump:
         self._unreported: list[str] = []  # alarms not yet handed to :meth:`take_alarms`
         self._alarm_lock = threading.Lock()
         self.rate_ml_min = 0.0  #: last verified rate, mL/min
+        #: Rate unit of the last verified rate (``UM``/``MM``/``UH``/``MH``; "" unknown): the
+        #: manual says units cannot change while the pump runs.
+        self.rate_units = ""
+        #: Whether the last status the pump sent said the motor runs.
+        self.pumping = False
         #: The framing the pump speaks now (Safe mode persists across power cycles, so
         #: :meth:`connect` finds it out instead of assuming it).
         self.safe_wire = safe_mode_s > 0
@@ -106,11 +112,11 @@ class NE1000Pump:
     def _framer(self, ser: SerialLike) -> bytes:
         if self.safe_wire:
             return _safe_framer(ser)
-        return read_until_byte(ser, bytes([newera.ETX]), first=bytes([newera.STX]))
+        return read_until_byte(ser, bytes([newera.ETX]))
 
     def _parse(self, frame: bytes) -> newera.PumpReply:
         reply = newera.parse_safe(frame) if self.safe_wire else newera.parse_basic(frame)
-        if reply.address != self.address:
+        if reply.address is not None and reply.address != self.address:
             raise newera.PumpProtocolError(
                 f"{self.name}: reply from address {reply.address}, expected {self.address}")
         return reply
@@ -168,6 +174,7 @@ class NE1000Pump:
                                             self._framer, _as_protocol(self._checked(data)),
                                             attempts=attempts)
             reply = self._parse(frame)
+            self.pumping = reply.pumping
             if reply.alarm:
                 self._note_alarm(reply.alarm)
                 if reply.alarm == "R":
@@ -176,8 +183,9 @@ class NE1000Pump:
                     raise PumpAlarm(self.name, reply.alarm)
                 return reply
             if reply.error is not None:
+                what = newera.ERRORS.get(reply.error, "unknown error code")
                 raise HardwareError(f"{self.name}: {command}{args} refused: "
-                                    f"?{reply.error} ({newera.ERRORS[reply.error]})")
+                                    f"?{reply.error} ({what}); reply {frame!r}")
             return reply
         raise HardwareError(f"{self.name}: pump keeps reporting power resets on {command}")
 
@@ -253,10 +261,38 @@ class NE1000Pump:
         """Set the rate (mL/min), read it back and compare."""
         check_setpoint(self.name, "rate_ml_min", rate_ml_min, low=0.0,
                        high=self.limits.max_rate_ml_min, unit="mL/min")
-        self.command("RAT", newera.rate_command_args(rate_ml_min))
-        read = self.query("RAT", newera.parse_rate)
+        self.command("RAT", self._rate_args(rate_ml_min))
+        value, units = self.query("RAT", newera.parse_rate_units)
+        read = value * newera.RATE_UNITS_ML_MIN[units]
         _verify(self.name, "rate_ml_min", rate_ml_min, read, 2e-3)
-        self.rate_ml_min = read
+        self.rate_ml_min, self.rate_units = read, units
+
+    def _rate_args(self, rate_ml_min: float) -> str:
+        """``RAT`` arguments: the most precise unit at rest, the current unit while pumping.
+
+        The manual: the rate "can be changed while pumping", but "units cannot change while
+        pumping" (the pump answers ``?NA``). A running pump whose unit cannot write the new
+        rate within the read-back tolerance is refused here, naming both, before a byte is
+        sent (stopping it would break the feed the experiment depends on).
+
+        Raises:
+            HardwareError: The rate cannot be written in the running pump's unit.
+        """
+        if not self.pumping:
+            return newera.rate_command_args(rate_ml_min)
+        if not self.rate_units:
+            self.rate_units = self.query("RAT", newera.parse_rate_units)[1]
+        try:
+            args = newera.rate_command_args(rate_ml_min, self.rate_units)
+        except ConfigError as err:
+            raise HardwareError(f"{self.name}: rate {rate_ml_min:g} mL/min cannot be set while "
+                                f"pumping: {err} (the pump cannot change units while it "
+                                f"runs)") from err
+        if newera.rate_error(rate_ml_min, args) > 2e-3:
+            raise HardwareError(f"{self.name}: rate {rate_ml_min:g} mL/min cannot be set while "
+                                f"pumping: in {self.rate_units}, the running pump's unit, it "
+                                f"reads {args} (the pump cannot change units while it runs)")
+        return args
 
     def set_direction(self, infuse: bool) -> None:
         """Infuse or withdraw, verified."""
@@ -277,8 +313,15 @@ class NE1000Pump:
             raise HardwareError(f"{self.name}: RUN sent but status is {reply.status!r}")
 
     def stop(self) -> None:
-        """Stop, verified by the status (an alarm on the way is acknowledged, not raised)."""
+        """Stop, verified by the status (an alarm on the way is acknowledged, not raised).
+
+        An alarm reply means the pump acknowledged the alarm instead of executing ``STP``
+        (manual: "the alarm must be acknowledged before any data is changed"), so ``STP`` is
+        sent once more; the alarm itself stays with :meth:`take_alarms`.
+        """
         reply = self.command("STP", raise_alarm=False)
+        if reply.alarm:
+            reply = self.command("STP", raise_alarm=False)
         if reply.pumping:
             reply = self.command("", raise_alarm=False)
         if reply.pumping:
@@ -339,23 +382,46 @@ class Eurotherm3200:
     Writes only the remote setpoint (register 26; never the EEPROM target SP) and lets the
     controller ramp at its own SP rate limit.
 
+    The 16-bit registers carry integers scaled by the instrument's display resolution (manual:
+    "decimal point per display resolution"), so ``decimals`` must match the controller's
+    configuration: 234.5 °C reads 2345 with one decimal and 234 (or 235) with none. Output
+    power (register 30) is in % with one decimal whatever the temperature resolution.
+
+    A Modbus exception response (illegal function, address or value; device failure) is the
+    controller refusing the request: it is raised at once, naming the register, never retried
+    and never taken for a reading. Only "slave busy" (code 6), timeouts and garbled frames
+    are retried, a bounded number of times.
+
     Args:
         transport: The RS-485 bus (shared by the controllers on it).
         name: Device name.
-        address: Modbus slave address.
+        address: Modbus slave address, 1-247 (0 is the broadcast address: no slave answers
+            it, so nothing written there could be read back).
         ramp_c_per_min: SP rate limit given to the controller at connect, °C/min.
         limits: Setpoint limits (``max_temperature_c``, ``max_ramp_c_per_min``).
+        decimals: Decimal places of the controller's temperature registers (0-2).
+
+    Raises:
+        ConfigError: An address outside 1-247 or decimals outside 0-2.
     """
 
     def __init__(self, transport: Transport, name: str, *, address: int = 1,
-                 ramp_c_per_min: float = 10.0, limits: Limits | None = None) -> None:
+                 ramp_c_per_min: float = 10.0, limits: Limits | None = None,
+                 decimals: int = eu.DECIMALS) -> None:
+        if not 1 <= address <= 247:
+            raise ConfigError(f"{name}.address={address}: expected a Modbus slave address "
+                              f"1-247 (0 is broadcast: no controller answers it)")
+        if not 0 <= decimals <= 2:
+            raise ConfigError(f"{name}.decimals={decimals}: expected 0, 1 or 2 (the "
+                              f"controller's display resolution)")
         self.transport = transport
         self.name = name
         self.address = address
         self.ramp_c_per_min = ramp_c_per_min
         self.limits = limits or Limits()
+        self.decimals = decimals
 
-    def _io(self, fn: Callable[[minimalmodbus.Instrument], Any]) -> Any:
+    def _io(self, fn: Callable[[minimalmodbus.Instrument], Any], what: str) -> Any:
         last: Exception | None = None
         for _ in range(self.transport.retries + 1):
             with self.transport.transaction(self.name) as port:
@@ -363,17 +429,30 @@ class Eurotherm3200:
                 inst.serial.timeout = self.transport.timeout_s
                 try:
                     return fn(inst)
+                except minimalmodbus.SlaveDeviceBusyError as err:
+                    last = err
+                    port.finish(f"{type(err).__name__}: {err}")
+                except minimalmodbus.SlaveReportedException as err:
+                    port.finish(f"{type(err).__name__}: {err}")
+                    raise HardwareError(f"{self.name}: controller at address {self.address} "
+                                        f"refused {what}: Modbus exception "
+                                        f"({type(err).__name__}: {err})") from err
                 except (minimalmodbus.ModbusException, ValueError, OSError) as err:
                     last = err
                     port.finish(f"{type(err).__name__}: {err}")
         raise HardwareError(f"{self.name}: no valid Modbus reply from address {self.address} "
-                            f"after {self.transport.retries + 1} attempts: {last}") from last
+                            f"to {what} after {self.transport.retries + 1} attempts: "
+                            f"{last}") from last
 
-    def _read(self, register: int, decimals: int = eu.DECIMALS) -> float:
-        return float(self._io(lambda i: i.read_register(register, decimals, signed=True)))
+    def _read(self, register: int, decimals: int | None = None) -> float:
+        d = self.decimals if decimals is None else decimals
+        return float(self._io(lambda i: i.read_register(register, d, signed=True),
+                              f"read of register {register}"))
 
-    def _write(self, register: int, value: float, decimals: int = eu.DECIMALS) -> None:
-        self._io(lambda i: i.write_register(register, value, decimals, signed=True))
+    def _write(self, register: int, value: float, decimals: int | None = None) -> None:
+        d = self.decimals if decimals is None else decimals
+        self._io(lambda i: i.write_register(register, value, d, signed=True),
+                 f"write of {value:g} to register {register}")
 
     def connect(self, standby_c: float = 25.0) -> None:
         """Select the remote setpoint and set the controller's ramp rate (verified).
@@ -388,7 +467,7 @@ class Eurotherm3200:
         self._write(eu.LOCAL_REMOTE, 1, 0)
         self._write(eu.SP_RATE, self.ramp_c_per_min)
         _verify(self.name, "ramp_c_per_min", self.ramp_c_per_min, self._read(eu.SP_RATE), 1e-3)
-        self._write(30, 100.0)  # OP.HI: output allowed again (after a cut)
+        self._write(eu.OP_HI, 100.0, eu.OP_DECIMALS)  # output allowed again (after a cut)
 
     def ping(self) -> str:
         """PV and status."""
@@ -399,7 +478,8 @@ class Eurotherm3200:
         check_setpoint(self.name, "temperature_c", setpoint_c, low=0.0,
                        high=self.limits.max_temperature_c, unit="°C")
         self._write(eu.REMOTE_SP, setpoint_c)
-        _verify(self.name, "temperature_c", setpoint_c, self._read(eu.REMOTE_SP), 0.06)
+        _verify(self.name, "temperature_c", setpoint_c, self._read(eu.REMOTE_SP),
+                0.6 * 10.0 ** -self.decimals)
 
     def setpoint_c(self) -> float:
         """Remote setpoint, °C."""
@@ -415,7 +495,8 @@ class Eurotherm3200:
 
     def status(self) -> eu.ControllerStatus:
         """Decoded status word."""
-        return eu.decode_status(int(self._io(lambda i: i.read_register(eu.STATUS, 0))))
+        return eu.decode_status(int(self._io(lambda i: i.read_register(eu.STATUS, 0),
+                                             "read of the status word (register 75)")))
 
     def fault(self) -> str:
         """Worst fault or ``""``."""
@@ -423,12 +504,18 @@ class Eurotherm3200:
 
     def cut_output(self) -> None:
         """Output high limit to 0 % (register 30): the heater is off at once."""
-        self._write(30, 0.0)
+        self._write(eu.OP_HI, 0.0, eu.OP_DECIMALS)
 
 
 # ============================================================================= stirrers
 class IKAStirrer:
-    """IKA stirrer (NAMUR protocol), one per port.
+    r"""IKA stirrer (NAMUR protocol), one per port.
+
+    Replies are read up to their CR, so ``value channel\r\n``, ``value channel \r\n`` (the
+    IKA manuals' "blank CR LF") and a bare CR all parse. ``STATUS_4`` is not in every unit's
+    command set: :meth:`connect` asks once, and a unit that does not answer it is driven
+    without it (start and stop are then checked by the set speed read back, and a blocked
+    motor is not detected: say so in the devices file review).
 
     Args:
         transport: Its port.
@@ -440,19 +527,26 @@ class IKAStirrer:
         self.transport = transport
         self.name = name
         self.limits = limits or Limits()
+        #: Whether the unit answers ``STATUS_4`` (found by :meth:`connect`).
+        self.has_status = True
 
-    def _query(self, command: str) -> float:
+    def _query(self, command: str, attempts: int | None = None) -> float:
         frame = self.transport.exchange(
-            self.name, ika.encode(command), lambda s: read_until_byte(s, b"\n"),
-            _as_protocol(ika.parse_value))
+            self.name, ika.encode(command), lambda s: read_until_byte(s, b"\r"),
+            _as_protocol(ika.parse_value), attempts=attempts)
         return ika.parse_value(frame)
 
     def _send(self, command: str, value: float | None = None) -> None:
         self.transport.exchange(self.name, ika.encode(command, value), None)
 
     def connect(self) -> None:
-        """Check it answers."""
+        """Check it answers, and whether it knows ``STATUS_4``."""
         self.ping()
+        try:
+            self._query("STATUS_4", attempts=1)
+            self.has_status = True
+        except HardwareError:
+            self.has_status = False
 
     def ping(self) -> str:
         """Actual speed."""
@@ -466,24 +560,28 @@ class IKAStirrer:
         _verify(self.name, "speed_rpm", rpm, self._query("IN_SP_4"), 1e-3)
 
     def start(self) -> None:
-        """Motor on (verified with STATUS_4)."""
+        """Motor on (verified with ``STATUS_4`` where the unit has it)."""
         self._send("START_4")
-        if self._query("STATUS_4") != 1:
+        if self.has_status and self._query("STATUS_4") != 1:
             raise HardwareError(f"{self.name}: START_4 sent but the motor is not running")
+        if not self.has_status:
+            self._query("IN_SP_4")  # at least the unit is there and heard us
 
     def stop(self) -> None:
-        """Motor off."""
+        """Motor off (verified with ``STATUS_4`` where the unit has it)."""
         self._send("STOP_4")
-        if self._query("STATUS_4") == 1:
+        if self.has_status and self._query("STATUS_4") == 1:
             raise HardwareError(f"{self.name}: STOP_4 sent but the motor still runs")
+        if not self.has_status:
+            self._query("IN_SP_4")
 
     def speed_rpm(self) -> float:
         """Actual speed, rpm."""
         return self._query("IN_PV_4")
 
     def blocked(self) -> bool:
-        """Whether the motor reports blocked (``STATUS_4`` = -1)."""
-        return self._query("STATUS_4") < 0
+        """Whether the motor reports blocked (``STATUS_4`` = -1; False without ``STATUS_4``)."""
+        return self.has_status and self._query("STATUS_4") < 0
 
 
 # ============================================================================= valves
@@ -503,6 +601,9 @@ class VICIValve:
         self.name = name
         self.positions = positions
         self.move_timeout_s = move_timeout_s
+        #: The position last moved to and verified (``None`` before the first move).
+        self.commanded: int | None = None
+        self._lock = threading.RLock()  # a check never sees a move half-way
 
     def connect(self) -> None:
         """Check the number of positions matches the devices file."""
@@ -529,15 +630,26 @@ class VICIValve:
         """Move and poll ``CP`` until the valve reports ``position``."""
         check_setpoint(self.name, "position", position, low=1,
                        high=self.positions, unit="")
-        self.transport.exchange(self.name, vici.encode("GO", position), None)
-        deadline = time.monotonic() + self.move_timeout_s
-        got = self.position()
-        while got != position and time.monotonic() < deadline:
-            time.sleep(0.02)
+        with self._lock:
+            self.commanded = None
+            self.transport.exchange(self.name, vici.encode("GO", position), None)
+            deadline = time.monotonic() + self.move_timeout_s
             got = self.position()
-        if got != position:
-            raise HardwareError(f"{self.name}: setpoint position did not stick: sent "
-                                f"{position}, read back {got}")
+            while got != position and time.monotonic() < deadline:
+                time.sleep(0.02)
+                got = self.position()
+            if got != position:
+                raise HardwareError(f"{self.name}: setpoint position did not stick: sent "
+                                    f"{position}, read back {got}")
+            self.commanded = position
+
+    def check(self) -> str:
+        """The position against the last verified move (see :class:`~.base.Watched`)."""
+        with self._lock:
+            got = self.position()
+            if self.commanded is not None and got != self.commanded:
+                return f"position {got}, commanded {self.commanded}"
+            return ""
 
 
 # ============================================================================= spectrometer
@@ -549,15 +661,46 @@ def _asp1_line(transport: Transport, name: str, command: str,
                               lambda s: read_until_byte(s, b"\n"), _as_protocol(parse))
 
 
-def _configure_light(name: str, line: Callable[[str, str | None], bytes], *, source: str,
-                     shutter_open: bool, cell: str) -> None:
-    for cmd, value in (("SRC", source), ("SHUT", "OPEN" if shutter_open else "CLOSE"),
-                       ("CELL", cell)):
-        spectro.check_ok(line(cmd, value))
-        got = spectro.parse_line(line(cmd + "?", None))
-        if got != value:
-            raise HardwareError(f"{name}: setpoint {cmd} did not stick: sent {value}, "
-                                f"read back {got}")
+class _LightState:
+    """The ASP-1 light path (source, shutter, cell) as last set, and its check.
+
+    ``SRC?`` answers the source that is lit, so a lamp or LED that fails reads ``OFF``; the
+    supervisor's check finds it (and a shutter or cell selector that moved) mid-experiment.
+    """
+
+    def __init__(self, name: str, line: Callable[[str, str | None], bytes]) -> None:
+        self.name = name
+        self.line = line
+        self.expected: dict[str, str] = {}  # command -> value last set and verified
+        self.lock = threading.RLock()
+
+    def configure(self, *, source: str, shutter_open: bool, cell: str) -> None:
+        with self.lock:
+            self.expected = {}
+            want = {"SRC": source, "SHUT": "OPEN" if shutter_open else "CLOSE", "CELL": cell}
+            for cmd, value in want.items():
+                spectro.check_ok(self.line(cmd, value))
+                got = spectro.parse_line(self.line(cmd + "?", None))
+                if cmd == "SRC" and value != "OFF" and got == "OFF":
+                    raise DeviceFault(self.name, f"light source {value} did not light (SRC? "
+                                                 f"reads OFF): the lamp or LED has failed; "
+                                                 f"spectra would be dark, experiment invalid")
+                if got != value:
+                    raise HardwareError(f"{self.name}: setpoint {cmd} did not stick: sent "
+                                        f"{value}, read back {got}")
+            self.expected = want
+
+    def check(self) -> str:
+        with self.lock:
+            if not self.expected:
+                spectro.parse_line(self.line("SRC?", None))  # it answers
+                return ""
+            wrong = []
+            for cmd, value in self.expected.items():
+                got = spectro.parse_line(self.line(cmd + "?", None))
+                if got != value:
+                    wrong.append(f"{cmd} reads {got}, set {value}")
+            return "; ".join(wrong)
 
 
 class SerialLightPath:
@@ -574,9 +717,14 @@ class SerialLightPath:
     def __init__(self, transport: Transport, name: str) -> None:
         self.transport = transport
         self.name = name
+        self._light = _LightState(name, self._line)
 
     def _line(self, command: str, arg: str | float | None = None) -> bytes:
         return _asp1_line(self.transport, self.name, command, arg)
+
+    def check(self) -> str:
+        """Source, shutter and cell against the last configuration (a failed lamp: ``OFF``)."""
+        return self._light.check()
 
     def connect(self) -> None:
         """Check it answers."""
@@ -588,8 +736,7 @@ class SerialLightPath:
 
     def configure(self, *, source: str, shutter_open: bool, cell: str) -> None:
         """Source, shutter and cell, each read back."""
-        _configure_light(self.name, self._line, source=source, shutter_open=shutter_open,
-                         cell=cell)
+        self._light.configure(source=source, shutter_open=shutter_open, cell=cell)
 
 
 class SerialSpectrometer:
@@ -607,6 +754,11 @@ class SerialSpectrometer:
         self._sat = 65535.0
         self._exc = math.nan
         self._path = 0.1
+        self._light = _LightState(name, self._line)
+
+    def check(self) -> str:
+        """Source, shutter and cell against the last configuration (a failed lamp: ``OFF``)."""
+        return self._light.check()
 
     def _line(self, command: str, arg: str | float | None = None) -> bytes:
         return _asp1_line(self.transport, self.name, command, arg)
@@ -654,8 +806,7 @@ class SerialSpectrometer:
 
     def configure(self, *, source: str, shutter_open: bool, cell: str) -> None:
         """Source, shutter and cell, each read back."""
-        _configure_light(self.name, self._line, source=source, shutter_open=shutter_open,
-                         cell=cell)
+        self._light.configure(source=source, shutter_open=shutter_open, cell=cell)
 
     def acquire(self) -> NDArray[np.float64]:
         """One frame, raw counts ``(P,)``."""
@@ -663,7 +814,7 @@ class SerialSpectrometer:
             head = read_exact(ser, 6)
             if head.startswith(b"ERR"):
                 rest = bytes(ser.read_until(b"\n"))
-                raise ProtocolError(f"{self.name}: {head + rest!r}")
+                raise DeviceRefused(f"{self.name}: {head + rest!r}")
             return head + read_exact(ser, spectro.frame_length(head) - 6)
         frame = self.transport.exchange(self.name, spectro.encode("ACQ"), framer,
                                         _as_protocol(spectro.decode_frame))

@@ -63,6 +63,12 @@ class DeviceKind(Generic[S]):
             context hands it; sends no bytes: :meth:`Rig.connect` does that).
         default_baud: Line speed when its port gives none, Bd (serial kinds only).
         summary: One line for the docs and error messages.
+        default_format: Character format when its port gives none: data bits, parity
+            (``N``/``E``/``O``), stop bits, e.g. ``"8N1"`` or the IKA NAMUR ``"7E1"`` (a pty
+            ignores it, a real line does not).
+        check_entry: Checks of the kind's own rules on a validated entry (``check(name,
+            spec)``, raising :class:`ValueError` naming the field), e.g. the address range
+            of its bus; ``None`` if the schema says it all.
     """
 
     name: str
@@ -71,6 +77,8 @@ class DeviceKind(Generic[S]):
     build: Callable[[str, S, BuildContext], Device]
     default_baud: int | None = None
     summary: str = ""
+    default_format: str = "8N1"
+    check_entry: Callable[[str, S], None] | None = None
 
 
 _KINDS: dict[str, DeviceKind[Any]] = {}

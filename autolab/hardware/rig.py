@@ -91,9 +91,11 @@ class Rig:
         transports: dict[str, Transport] = {}
         try:
             for pname, spec in config.ports.items():
+                fmt = spec.format or _format(config, pname)
                 transports[pname] = Transport(spec.url, baudrate=spec.baud or _baud(config, pname),
                                               timeout_s=spec.timeout_s, retries=spec.retries,
-                                              log=log)
+                                              log=log, bytesize=int(fmt[0]), parity=fmt[1],
+                                              stopbits=int(fmt[2]))
             built = _Builder(config, transports).build_all()
         except Exception:
             for t in transports.values():
@@ -173,6 +175,14 @@ def _baud(config: DevicesConfig, port: str) -> int:
             if baud:
                 return baud
     return 9600
+
+
+def _format(config: DevicesConfig, port: str) -> str:
+    """The character format of a port without one: its first device's kind default."""
+    for d in config.devices.values():
+        if d.port_name() == port:
+            return get_kind(d.kind).default_format
+    return "8N1"
 
 
 class _Builder:

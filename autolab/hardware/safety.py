@@ -13,7 +13,10 @@ watchdogs; (4) :class:`Shutdown`, the one sequence run on any trip, exception, s
   pump at once; flushing is a human decision.
 
 The supervisor also checks every pump against what the procedure commanded (state, alarms,
-rate, delivered volume: :mod:`autolab.hardware.delivery`). Every shutdown step's result goes
+rate, delivered volume: :mod:`autolab.hardware.delivery`), and every valve, light path and
+spectrometer that can say so (:class:`~autolab.hardware.base.Watched`) against its last
+verified setting: a valve turned mid-experiment or a lamp that failed makes the experiment
+invalid (a device fault, never chemistry). Every shutdown step's result goes
 into a :class:`ShutdownReport`: a failed step names the device left unsafe and what a person
 must do, and the flush is skipped when the valves are not confirmed (never pump against an
 outlet that may be closed).
@@ -31,7 +34,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from autolab.exceptions import HardwareError
-from autolab.hardware.delivery import DeliveryMonitor, wall_lab_min
+from autolab.hardware.base import Watched
+from autolab.hardware.delivery import DeliveryMonitor, PumpFinding, wall_lab_min
 from autolab.hardware.fluidics import REAGENT_ROLES
 from autolab.hardware.rig import Rig
 
@@ -309,6 +313,7 @@ class Supervisor:
         #: Volume already used from each syringe before this session, mL by role.
         self.syringe_used_ml: dict[str, float] = {}
         self.trip: Trip | None = None
+        self._faulted: set[str] = set()  # watched devices whose fault was reported
         self.polls = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="safety-supervisor", daemon=True)
@@ -383,8 +388,37 @@ class Supervisor:
                 s.speed_rpm()
             except HardwareError as err:
                 return self._fire("comms_loss", s.name, str(err), hard=True)
+        for role, dev in self._watched().items():
+            try:
+                differs = dev.check()
+            except HardwareError as err:
+                return self._fire("comms_loss", dev.name, str(err), hard=True)
+            self._judge_watched(role, dev, differs)
         self.polls += 1
         return None
+
+    def _watched(self) -> dict[str, Watched]:
+        """Valves, light paths and the spectrometer that can say whether they are as commanded."""
+        rig = self.rig
+        devices: dict[str, object] = {**rig.valves, **rig.others, "spectrometer": rig.spectrometer}
+        return {role: d for role, d in devices.items() if isinstance(d, Watched)}
+
+    def _judge_watched(self, role: str, dev: Watched, differs: str) -> None:
+        """A valve or light path not as commanded invalidates the experiment (once per fault).
+
+        Neither is a hazard (every valve position is an open path), so the rig is not tripped;
+        the delivery monitor carries the fault to the executor, which raises a DeviceFault.
+        """
+        if not differs:
+            self._faulted.discard(dev.name)
+            return
+        if dev.name in self._faulted:
+            return
+        self._faulted.add(dev.name)
+        reason = "valve_moved" if role in self.rig.valves else "light_path"
+        self.monitor.report(PumpFinding(role, dev.name, reason,
+                                        f"{dev.name} is not as commanded: {differs}",
+                                        trip=False))
 
     def _loop(self) -> None:
         while not self._stop.wait(self.period_s):

@@ -7,6 +7,8 @@ line speeds are the manuals' defaults.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from autolab.hardware.base import Device
 from autolab.hardware.devices import DeviceSpec
 from autolab.hardware.drivers import (
@@ -27,7 +29,16 @@ def _ne1000(name: str, d: DeviceSpec, ctx: BuildContext) -> Device:
 
 def _eurotherm(name: str, d: DeviceSpec, ctx: BuildContext) -> Device:
     return Eurotherm3200(ctx.transport(d.port), name, address=d.address,
-                         ramp_c_per_min=d.ramp_c_per_min, limits=d.limits)
+                         ramp_c_per_min=d.ramp_c_per_min, limits=d.limits, decimals=d.decimals)
+
+
+def _address_in(low: int, high: int, why: str) -> Callable[[str, DeviceSpec], None]:
+    """An entry check: the bus address lies in ``[low, high]`` (``why`` says whose rule)."""
+    def check(name: str, d: DeviceSpec) -> None:
+        if not low <= d.address <= high:
+            raise ValueError(f"devices.{name}.address={d.address}: expected {low}-{high} "
+                             f"({why})")
+    return check
 
 
 def _ika(name: str, d: DeviceSpec, ctx: BuildContext) -> Device:
@@ -48,10 +59,14 @@ def _asp1_light(name: str, d: DeviceSpec, ctx: BuildContext) -> Device:
 
 for _kind in (
     DeviceKind("ne1000", "pump", DeviceSpec, _ne1000, 19200,
-               "New Era NE-1000/NE-500 syringe pump (daisy chain, Basic or Safe mode)"),
+               "New Era NE-1000/NE-500 syringe pump (daisy chain, Basic or Safe mode)",
+               check_entry=_address_in(0, 99, "New Era network address")),
     DeviceKind("eurotherm3200", "heater", DeviceSpec, _eurotherm, 9600,
-               "Eurotherm 3200 controller of one heater block or tank (Modbus RTU)"),
-    DeviceKind("ika", "stirrer", DeviceSpec, _ika, 9600, "IKA stirrer (NAMUR ASCII)"),
+               "Eurotherm 3200 controller of one heater block or tank (Modbus RTU)",
+               check_entry=_address_in(1, 247, "Modbus slave address; 0 is broadcast, "
+                                               "which no controller answers")),
+    DeviceKind("ika", "stirrer", DeviceSpec, _ika, 9600, "IKA stirrer (NAMUR ASCII)",
+               default_format="7E1"),
     DeviceKind("vici", "valve", DeviceSpec, _vici, 9600,
                "VICI Valco multiposition selection valve (universal actuator)"),
     DeviceKind("asp1", "spectrometer", DeviceSpec, _asp1, 115200,

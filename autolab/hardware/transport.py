@@ -14,6 +14,7 @@ pseudo-terminal of the virtual lab (``/dev/pts/7``), ``socket://host:port`` (ser
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import deque
@@ -31,6 +32,14 @@ class ProtocolError(HardwareError):
     """A reply could not be framed or parsed (garbled bytes, bad CRC, wrong address).
 
     Transient by nature (noise on the wire), so :meth:`Transport.exchange` retries it.
+    """
+
+
+class DeviceRefused(HardwareError):
+    """The device answered, well framed, that it refuses the request (an error reply).
+
+    Not noise: :meth:`Transport.exchange` never retries it, logs the exchange, and raises it
+    naming the device, the request and the reply.
     """
 
 
@@ -150,6 +159,14 @@ class Transport:
         self.retries = retries
         self.log = log if log is not None else ExchangeLog()
         self.lock = threading.RLock()
+        #: The character format asked for (``bytesize``/``parity``/``stopbits``), kept even
+        #: where it is not applied: a pseudo-terminal has no line format (reference §4.6,
+        #: pitfall 3) and Linux refuses to re-apply a 7-bit format to one, which would break
+        #: every later timeout change; a real port gets exactly what was asked.
+        self.line_format = {k: serial_kwargs[k] for k in ("bytesize", "parity", "stopbits")
+                            if k in serial_kwargs}
+        if _is_pty(url):
+            serial_kwargs = {k: v for k, v in serial_kwargs.items() if k not in self.line_format}
         try:
             self.serial = serial.serial_for_url(url, baudrate=baudrate, timeout=timeout_s,
                                                 write_timeout=max(timeout_s, 1.0),
@@ -175,6 +192,7 @@ class Transport:
             The reply frame (``b""`` if ``framer`` is ``None``).
 
         Raises:
+            DeviceRefused: ``parse`` found an error reply (not retried).
             HardwareError: No valid reply after all attempts, or the port failed; the message
                 names the device, the request and the last error.
         """
@@ -193,6 +211,10 @@ class Transport:
                         reply = framer(self.serial)
                         if parse is not None:
                             parse(reply)
+                except DeviceRefused as err:
+                    self._record(device, wall, request, reply, t0=t0, error=str(err))
+                    raise DeviceRefused(f"{device}: {request!r} refused: reply {reply!r}: "
+                                        f"{err}") from err
                 except (ProtocolError, ReplyTimeout) as err:
                     last = err
                     self._record(device, wall, request, reply or _partial(err), t0=t0,
@@ -245,6 +267,11 @@ class Transport:
         with self.lock:
             if self.serial.is_open:
                 self.serial.close()
+
+
+def _is_pty(url: str) -> bool:
+    """Whether ``url`` is a Unix98 pseudo-terminal (the virtual lab's ports)."""
+    return os.path.realpath(url).startswith("/dev/pts/")
 
 
 def read_until_byte(ser: SerialLike, end: bytes, first: bytes | None = None) -> bytes:

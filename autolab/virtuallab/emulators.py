@@ -22,6 +22,7 @@ import select
 import threading
 import time
 import tty
+from collections.abc import Callable
 
 from autolab.hardware.protocols import eurotherm as eu
 from autolab.hardware.protocols import ika, newera, spectro, vici
@@ -110,6 +111,18 @@ class PtyEmulator:
 def _line(buf: bytes, eol: bytes) -> tuple[int, bytes] | None:
     i = buf.find(eol)
     return None if i < 0 else (i + len(eol), buf[:i])
+
+
+def _any_line(buf: bytes) -> tuple[int, bytes] | None:
+    """One line ended by CR LF, CR or LF (a CR at the very end waits for a possible LF)."""
+    for i, b in enumerate(buf):
+        if b == 0x0A:
+            return i + 1, buf[:i]
+        if b == 0x0D:
+            if i + 1 == len(buf):
+                return None if len(buf) == 1 else (i + 1, buf[:i])
+            return (i + 2 if buf[i + 1] == 0x0A else i + 1), buf[:i]
+    return None
 
 
 # ============================================================================= pumps
@@ -202,17 +215,12 @@ class PumpChainEmulator(PtyEmulator):
                     return ok(newera.format_number(p.diameter_mm))
                 if p.running:
                     return ok(error="NA")
+                if not newera.number_ok(args):
+                    return ok(error="OOR")
                 p.diameter_mm = float(args)
                 return ok()
             if cmd == "RAT":
-                if not args:
-                    scale = newera.RATE_UNITS_ML_MIN[p.rate_units]
-                    return ok(newera.format_number(p.rate_ml_min / scale) + p.rate_units)
-                rate = newera.parse_rate(args)
-                if rate > 100.0:
-                    return ok(error="OOR")
-                p.rate_ml_min, p.rate_units = rate, args[-2:]
-                return ok()
+                return self._rate(p, args, ok)
             if cmd == "DIR":
                 if not args:
                     return ok("INF" if p.infuse else "WDR")
@@ -231,8 +239,9 @@ class PumpChainEmulator(PtyEmulator):
             if cmd == "STP":
                 p.running, p.paused = False, False
                 return ok()
-            if cmd == "DIS":
-                return ok(newera.format_dispensed(p.infused_ml, p.withdrawn_ml, "ML"))
+            if cmd == "DIS":  # volume units follow the diameter (<= 14.00 mm: µL)
+                units = "UL" if p.diameter_mm <= 14.0 else "ML"
+                return ok(newera.format_dispensed(p.infused_ml, p.withdrawn_ml, units))
             if cmd == "CLD":
                 if args == "INF":
                     p.infused_ml = 0.0
@@ -243,75 +252,140 @@ class PumpChainEmulator(PtyEmulator):
             return ok(error="OOR")
         return ok(error="")
 
+    @staticmethod
+    def _rate(p: PumpModel, args: str,
+              ok: Callable[..., newera.PumpReply]) -> newera.PumpReply:
+        """``RAT``: query, or set with optional units (the manual's rules, not our driver's).
+
+        The number has at most 4 digits and 3 decimals (else ``?OOR``); without units the
+        current ones apply; the rate may change while pumping, the units may not (``?NA``).
+        """
+        if not args:
+            scale = newera.RATE_UNITS_ML_MIN[p.rate_units]
+            return ok(newera.format_number(p.rate_ml_min / scale) + p.rate_units)
+        units = args[-2:] if args[-2:] in newera.RATE_UNITS_ML_MIN else p.rate_units
+        number = args[:-2] if args[-2:] in newera.RATE_UNITS_ML_MIN else args
+        if not newera.number_ok(number):
+            return ok(error="OOR")
+        if p.running and units != p.rate_units:
+            return ok(error="NA")
+        rate = float(number) * newera.RATE_UNITS_ML_MIN[units]
+        if rate > 100.0:
+            return ok(error="OOR")
+        p.rate_ml_min, p.rate_units = rate, units
+        return ok()
+
 
 # ============================================================================= heaters
 class ModbusBusEmulator(PtyEmulator):
-    """Eurotherm 3200 controllers on one RS-485 bus (Modbus RTU slaves, FC 3/6/16)."""
+    """Eurotherm 3200 controllers on one RS-485 bus (Modbus RTU slaves, FC 3/4/6/16).
+
+    As the Modbus specification and the 3200 manual say, not as our driver expects: a frame
+    with a bad CRC or for another address gets no reply; a function code the instrument does
+    not implement gets exception 01; a register outside the map, or a write to a read-only
+    one (PV, working output, working SP, status), gets exception 02; a write to address 0
+    (broadcast) is obeyed by every controller and answered by none.
+
+    Args:
+        name: Bus name.
+        reactor: Shared physics.
+        decimals: The controllers' display resolution, which scales every temperature
+            register (1: 234.5 °C is 2345; 0: 234).
+    """
+
+    #: Registers the controllers answer (others: exception 02).
+    REGISTERS = frozenset({eu.PV, eu.TARGET_SP, eu.WORKING_OP, eu.WORKING_SP, eu.REMOTE_SP,
+                           eu.OP_HI, eu.SP_RATE, eu.STATUS, eu.LOCAL_REMOTE})
+
+    def __init__(self, name: str, reactor: VirtualReactor, decimals: int = eu.DECIMALS) -> None:
+        super().__init__(name, reactor)
+        self.decimals = decimals
 
     def take(self, buf: bytes) -> tuple[int, bytes] | None:
         """One request (see :meth:`PtyEmulator.take`)."""
-        if len(buf) < 8:
+        if len(buf) < 4:
             return None
         fc = buf[1]
-        if fc in (eu.READ_HOLDING, eu.WRITE_SINGLE):
+        if fc in (eu.READ_HOLDING, eu.READ_INPUT, eu.WRITE_SINGLE):
             n = 8
         elif fc == eu.WRITE_MULTIPLE:
             if len(buf) < 7:
                 return None
             n = 9 + buf[6]
-        else:
-            return len(buf), b""  # unknown: resynchronize by dropping the buffer
+        else:  # an unknown function's length is unknown: the buffer is one frame (RTU
+            # frames end in silence, and a request arrives in one read)
+            if eu.crc_modbus(buf[:-2]) != buf[-2:]:
+                return len(buf), b""
+            return len(buf), self._exception(buf[0], fc, eu.ILLEGAL_FUNCTION)
         if len(buf) < n:
             return None
         frame = buf[:n]
         if eu.crc_modbus(frame[:-2]) != frame[-2:]:
             return n, b""  # a slave ignores frames with a bad CRC
+        if frame[0] == eu.BROADCAST:
+            if fc in (eu.WRITE_SINGLE, eu.WRITE_MULTIPLE):
+                for h in self.reactor.heaters.values():
+                    self._apply(h, frame)
+            return n, b""
         heaters = [h for h in self.reactor.heaters.values() if h.address == frame[0]]
         if not heaters:
             return n, b""
-        h = heaters[0]
-        reg = int.from_bytes(frame[2:4], "big")
-        if fc == eu.READ_HOLDING:
+        return n, self._answer(heaters[0], frame)
+
+    def _answer(self, h: HeaterModel, frame: bytes) -> bytes:
+        fc, reg = frame[1], int.from_bytes(frame[2:4], "big")
+        if fc in (eu.READ_HOLDING, eu.READ_INPUT):
             count = int.from_bytes(frame[4:6], "big")
-            words = [self._read(h, reg + i) for i in range(count)]
+            regs = range(reg, reg + count)
+            if not all(r in self.REGISTERS for r in regs):
+                return self._exception(frame[0], fc, eu.ILLEGAL_ADDRESS)
+            words = [self._read(h, r) for r in regs]
             body = bytes([frame[0], fc, 2 * count]) + b"".join(w.to_bytes(2, "big")
                                                                for w in words)
-        else:
-            if fc == eu.WRITE_SINGLE:
-                values = [int.from_bytes(frame[4:6], "big")]
-                body = frame[:6]
-            else:
-                count = int.from_bytes(frame[4:6], "big")
-                values = [int.from_bytes(frame[7 + 2 * i:9 + 2 * i], "big")
-                          for i in range(count)]
-                body = frame[:6]
-            for i, v in enumerate(values):
-                self._write(h, reg + i, v)
-        return n, body + eu.crc_modbus(body)
+            return body + eu.crc_modbus(body)
+        values = self._values(frame)
+        if not all(r in self.REGISTERS and r not in eu.READ_ONLY
+                   for r in range(reg, reg + len(values))):
+            return self._exception(frame[0], fc, eu.ILLEGAL_ADDRESS)
+        self._apply(h, frame)
+        body = frame[:6]
+        return body + eu.crc_modbus(body)
 
     @staticmethod
-    def _read(h: HeaterModel, reg: int) -> int:
-        if reg == eu.PV:
-            return eu.to_register(h.pv_c)
-        if reg == eu.REMOTE_SP:
-            return eu.to_register(h.remote_sp_c)
-        if reg == eu.WORKING_SP:
-            return eu.to_register(h.working_sp_c)
-        if reg == eu.TARGET_SP:
-            return eu.to_register(h.local_sp_c)
-        if reg == eu.SP_RATE:
-            return eu.to_register(h.ramp_c_per_min)
+    def _values(frame: bytes) -> list[int]:
+        if frame[1] == eu.WRITE_SINGLE:
+            return [int.from_bytes(frame[4:6], "big")]
+        count = int.from_bytes(frame[4:6], "big")
+        return [int.from_bytes(frame[7 + 2 * i:9 + 2 * i], "big") for i in range(count)]
+
+    def _apply(self, h: HeaterModel, frame: bytes) -> None:
+        reg = int.from_bytes(frame[2:4], "big")
+        for i, v in enumerate(self._values(frame)):
+            if reg + i not in eu.READ_ONLY:
+                self._write(h, reg + i, v)
+
+    @staticmethod
+    def _exception(address: int, fc: int, code: int) -> bytes:
+        body = bytes([address, fc | 0x80, code])
+        return body + eu.crc_modbus(body)
+
+    def _read(self, h: HeaterModel, reg: int) -> int:
+        d = self.decimals
+        temperatures = {eu.PV: h.pv_c, eu.REMOTE_SP: h.remote_sp_c,
+                        eu.WORKING_SP: h.working_sp_c, eu.TARGET_SP: h.local_sp_c,
+                        eu.SP_RATE: h.ramp_c_per_min}
+        if reg in temperatures:
+            return eu.to_register(temperatures[reg], d)
         if reg == eu.STATUS:
             return eu.encode_status(sensor_break=h.sensor_break, remote_sp_fail=h.remote_failed)
         if reg == eu.LOCAL_REMOTE:
             return int(h.remote)
-        if reg == 30:
-            return eu.to_register(h.op_hi_pct)
+        if reg == eu.OP_HI:
+            return eu.to_register(h.op_hi_pct, eu.OP_DECIMALS)
         return 0
 
-    @staticmethod
-    def _write(h: HeaterModel, reg: int, word: int) -> None:
-        v = eu.from_register(word)
+    def _write(self, h: HeaterModel, reg: int, word: int) -> None:
+        v = eu.from_register(word, self.decimals)
         if reg == eu.REMOTE_SP:
             h.remote_sp_c = v
             h.last_remote_wall = time.monotonic()
@@ -322,8 +396,8 @@ class ModbusBusEmulator(PtyEmulator):
         elif reg == eu.LOCAL_REMOTE:
             h.remote = word == 1
             h.last_remote_wall = time.monotonic()
-        elif reg == 30:
-            h.op_hi_pct = v
+        elif reg == eu.OP_HI:
+            h.op_hi_pct = eu.from_register(word, eu.OP_DECIMALS)
 
 
 # ============================================================================= stirrers
@@ -334,33 +408,43 @@ class StirrerEmulator(PtyEmulator):
         super().__init__(name, reactor)
         reactor.stirrers[name] = {"sp": 0.0, "on": 0.0, "blocked": 0.0}
 
+    #: Whether this unit knows ``STATUS_4`` (not every IKA model does).
+    has_status = True
+
     def take(self, buf: bytes) -> tuple[int, bytes] | None:
-        """One request line (see :meth:`PtyEmulator.take`)."""
-        got = _line(buf, b"\r\n")
+        """One request line, ended by CR LF or a bare CR or LF (see :meth:`PtyEmulator.take`).
+
+        Replies end in "blank CR LF", as the IKA manuals write them.
+        """
+        got = _any_line(buf)
         if got is None:
             return None
         used, line = got
+        reply = self._answer(line)
+        return used, reply.replace(b"\r\n", b" \r\n")
+
+    def _answer(self, line: bytes) -> bytes:
         s = self.reactor.stirrers[self.name]
         try:
             cmd, value = ika.split_command(line)
         except ika.NamurProtocolError:
-            return used, b""
+            return b""
         if cmd == "IN_NAME":
-            return used, b"RCT basic\r\n"
+            return b"RCT basic\r\n"
         if cmd == "IN_PV_4":
             running = s["on"] and not s["blocked"]
-            return used, ika.format_value(s["sp"] if running else 0.0)
+            return ika.format_value(s["sp"] if running else 0.0)
         if cmd == "IN_SP_4":
-            return used, ika.format_value(s["sp"])
-        if cmd == "STATUS_4":
-            return used, ika.format_value(-1.0 if s["blocked"] else s["on"])
+            return ika.format_value(s["sp"])
+        if cmd == "STATUS_4" and self.has_status:
+            return ika.format_value(-1.0 if s["blocked"] else s["on"])
         if cmd == "OUT_SP_4" and value is not None:
             s["sp"] = max(0.0, min(value, 1500.0))
         elif cmd == "START_4":
             s["on"] = 1.0
         elif cmd == "STOP_4":
             s["on"] = 0.0
-        return used, b""
+        return b""
 
 
 # ============================================================================= valves
@@ -436,6 +520,13 @@ class LightPathEmulator(PtyEmulator):
         self.source = "OFF"
         self.shutter = "CLOSE"
         self.cell = "SAMPLE"
+        #: Fault injection: the lamp and LED are burnt out (``SRC?`` reads ``OFF``, no light).
+        self.source_failed = False
+
+    @property
+    def lit(self) -> str:
+        """The source that actually shines (``OFF`` when it has failed)."""
+        return "OFF" if self.source_failed else self.source
 
     def take(self, buf: bytes) -> tuple[int, bytes] | None:
         """One request line (see :meth:`PtyEmulator.take`)."""
@@ -451,7 +542,7 @@ class LightPathEmulator(PtyEmulator):
 
     def _light(self, cmd: str, arg: str | None) -> bytes | None:
         """Answer a light-path command, or None if it is not one."""
-        queries = {"*IDN?": self.IDN, "SRC?": self.source, "SHUT?": self.shutter,
+        queries = {"*IDN?": self.IDN, "SRC?": self.lit, "SHUT?": self.shutter,
                    "CELL?": self.cell}
         if cmd in queries:
             return queries[cmd].encode("ascii") + b"\n"
@@ -502,7 +593,7 @@ class SpectrometerEmulator(LightPathEmulator):
             self.integration_ms = value
             return b"OK\n"
         if cmd == "ACQ":
-            counts = self.reactor.frame(source=self.source, shutter_open=self.shutter == "OPEN",
+            counts = self.reactor.frame(source=self.lit, shutter_open=self.shutter == "OPEN",
                                         cell=self.cell, integration_ms=self.integration_ms)
             return spectro.encode_frame(counts)
         return f"ERR unknown command {cmd}\n".encode()

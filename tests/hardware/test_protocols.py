@@ -13,6 +13,7 @@ from autolab.exceptions import ConfigError
 from autolab.hardware.fluidics import Geometry, conditions_from_rates, flow_setpoints
 from autolab.hardware.protocols import eurotherm as eu
 from autolab.hardware.protocols import ika, newera, spectro, vici
+from autolab.hardware.transport import DeviceRefused
 from autolab.records import Conditions
 from autolab.twin import TwinConfig
 from autolab.twin.cascade import flow_plan
@@ -92,8 +93,10 @@ def test_namur_and_vici_frames() -> None:
         ika.parse_value(b"600 2\r\n")
     assert vici.encode("GO", 3) == b"GO3\r"
     assert vici.parse_position(b"Position is = 3\r") == 3
-    with pytest.raises(vici.ValveProtocolError):
+    with pytest.raises(DeviceRefused, match="Bad command"):  # a refusal, not noise
         vici.parse_position(b"Bad command\r")
+    with pytest.raises(vici.ValveProtocolError):
+        vici.parse_position(b"Posit\r")
 
 
 @given(st.lists(st.integers(0, 65535), min_size=1, max_size=300))

@@ -21,12 +21,17 @@ TARGET_SP = 2  #: target setpoint (EEPROM! never written continuously)
 WORKING_OP = 4  #: working output, %
 WORKING_SP = 5  #: working setpoint (after the ramp), read only
 REMOTE_SP = 26  #: remote comms setpoint: what the host writes
+OP_HI = 30  #: output high limit, % (0 = heater output off)
 SP_RATE = 35  #: setpoint rate limit, °C/min (0 = none)
 STATUS = 75  #: instrument status bitmap
 LOCAL_REMOTE = 276  #: 0 = local SP, 1 = remote SP
 
-DECIMALS = 1  #: display resolution (one decimal) -> register scaling
-SCALE = 10.0  #: register word per °C (10**DECIMALS)
+DECIMALS = 1  #: default display resolution (one decimal) -> register scaling
+SCALE = 10.0  #: register word per °C at the default resolution (10**DECIMALS)
+OP_DECIMALS = 1  #: output power registers (%) carry one decimal
+
+#: Registers a host may read but not write (the emulated slave answers exception 02).
+READ_ONLY = frozenset({PV, WORKING_OP, WORKING_SP, STATUS})
 
 SENSOR_BREAK_BIT = 5
 LOOP_BREAK_BIT = 6
@@ -35,8 +40,14 @@ REMOTE_FAIL_BIT = 14
 
 #: Function codes the emulated slave answers (minimalmodbus uses 3 to read and 16 to write).
 READ_HOLDING = 3
+READ_INPUT = 4
 WRITE_SINGLE = 6
 WRITE_MULTIPLE = 16
+BROADCAST = 0  #: slave address every slave obeys and none answers
+
+#: Modbus exception codes the emulated slave sends (function code | 0x80, then the code).
+ILLEGAL_FUNCTION = 1
+ILLEGAL_ADDRESS = 2
 
 
 @dataclass(frozen=True)
@@ -81,15 +92,16 @@ def encode_status(*, sensor_break: bool = False, loop_break: bool = False,
             | (over_range << OVER_RANGE_BIT) | (remote_sp_fail << REMOTE_FAIL_BIT))
 
 
-def to_register(value_c: float) -> int:
-    """Scale a temperature to a signed 16-bit register word (two's complement)."""
-    return round(value_c * SCALE) & 0xFFFF
+def to_register(value_c: float, decimals: int = DECIMALS) -> int:
+    """Scale a value to a signed 16-bit register word (two's complement)."""
+    scale: float = 10.0**decimals
+    return round(value_c * scale) & 0xFFFF
 
 
-def from_register(word: int) -> float:
+def from_register(word: int, decimals: int = DECIMALS) -> float:
     """Inverse of :func:`to_register`."""
     signed = word - 0x10000 if word & 0x8000 else word
-    return signed / SCALE
+    return float(signed / 10**decimals)
 
 
 def crc_modbus(data: bytes) -> bytes:

@@ -18,8 +18,10 @@ command             meaning                      reply
 ``STATUS_4``        motor state (autolab ext.)   ``1 4`` on, ``0 4`` off, ``-1 4`` blocked
 ==================  ===========================  ==================
 
-``STATUS_4`` follows the NAMUR ``STATUS`` pattern; an IKA unit without it answers nothing and the
-driver then falls back to comparing ``IN_PV_4`` with ``IN_SP_4``.
+``STATUS_4`` follows the NAMUR ``STATUS`` pattern; an IKA unit without it answers nothing: the
+driver asks once at connect and then drives it without (start and stop checked by ``IN_SP_4``
+answering, a blocked motor not detected). Replies end in "blank CR LF" in IKA's manuals; the
+driver reads up to the CR, so a reply with or without the blank or the LF parses.
 """
 
 from __future__ import annotations

@@ -59,14 +59,15 @@ class PumpReply:
     """A parsed pump reply.
 
     Attributes:
-        address: Pump network address (0-99).
+        address: Pump network address (0-99), or ``None`` for a reply without one (tolerated:
+            the manual's replies carry it, a pump or adapter that leaves it out still works).
         status: Status character (``I``, ``W``, ``S``, ...) or ``"A"`` for an alarm.
         alarm: Alarm code (``R``, ``S``, ``T``, ...) or ``""``.
         data: Reply data (query answer), ``""`` if none.
         error: Command error code (``""`` = unknown command, ``"OOR"``, ...) or ``None``.
     """
 
-    address: int
+    address: int | None
     status: str
     alarm: str = ""
     data: str = ""
@@ -81,7 +82,8 @@ class PumpReply:
         """The reply body as the pump sends it (``AA S data``), for the emulator."""
         st = f"A?{self.alarm}" if self.alarm else self.status
         err = "" if self.error is None else f"?{self.error}"
-        return f"{self.address:02d}{st}{self.data}{err}"
+        addr = "" if self.address is None else f"{self.address:02d}"
+        return f"{addr}{st}{self.data}{err}"
 
 
 # ----------------------------------------------------------------------------- numbers
@@ -105,16 +107,26 @@ def format_number(value: float) -> str:
     return text.rstrip("0").rstrip(".") if "." in text else text
 
 
-def rate_command_args(rate_ml_min: float) -> str:
+def rate_command_args(rate_ml_min: float, units: str | None = None) -> str:
     """``RAT`` arguments for a rate in mL/min, in the unit that keeps the most precision.
 
+    Args:
+        rate_ml_min: The rate, mL/min.
+        units: Write it in this unit only (``UM``/``MM``/``UH``/``MH``): the manual says rate
+            units cannot change while the pump runs, so a running pump keeps its unit.
+
     Raises:
-        ConfigError: The rate cannot be written in any unit.
+        ConfigError: The rate cannot be written in any (or in the given) unit.
     """
     if not math.isfinite(rate_ml_min) or rate_ml_min < 0:
         raise ConfigError(f"pump rate: expected a finite value >= 0 mL/min, got {rate_ml_min!r}")
+    if units is not None and units not in RATE_UNITS_ML_MIN:
+        raise ConfigError(f"pump rate units: expected one of {list(RATE_UNITS_ML_MIN)}, "
+                          f"got {units!r}")
     best: tuple[float, str] | None = None
     for unit, scale in RATE_UNITS_ML_MIN.items():
+        if units is not None and unit != units:
+            continue
         v = rate_ml_min / scale
         if v >= 9999.5:
             continue
@@ -123,8 +135,15 @@ def rate_command_args(rate_ml_min: float) -> str:
         if best is None or err < best[0]:
             best = (err, f"{text}{unit}")
     if best is None:
-        raise ConfigError(f"pump rate: {rate_ml_min:g} mL/min is too large for the pump")
+        where = "" if units is None else f" in {units}"
+        raise ConfigError(f"pump rate: {rate_ml_min:g} mL/min is too large for the pump{where}")
     return best[1]
+
+
+def rate_error(rate_ml_min: float, args: str) -> float:
+    """Relative error of ``RAT`` arguments ``args`` against the wanted rate (0 for rate 0)."""
+    got = parse_rate(args)
+    return abs(got - rate_ml_min) / rate_ml_min if rate_ml_min > 0 else got
 
 
 def parse_rate(data: str) -> float:
@@ -133,10 +152,32 @@ def parse_rate(data: str) -> float:
     Raises:
         PumpProtocolError: Not a number followed by a rate unit.
     """
-    m = re.fullmatch(r"(\d*\.?\d+)(UM|MM|UH|MH)", data.strip().upper())
+    value, units = parse_rate_units(data)
+    return value * RATE_UNITS_ML_MIN[units]
+
+
+def parse_rate_units(data: str) -> tuple[float, str]:
+    """Split a ``RAT`` answer (``"1.234MM"``, spaces and case tolerated) into (number, unit).
+
+    Raises:
+        PumpProtocolError: Not a number followed by a rate unit.
+    """
+    m = re.fullmatch(r"(\d*\.?\d+)(UM|MM|UH|MH)", _squeeze(data))
     if not m:
         raise PumpProtocolError(f"pump rate reply {data!r}: expected <number><UM|MM|UH|MH>")
-    return float(m.group(1)) * RATE_UNITS_ML_MIN[m.group(2)]
+    return float(m.group(1)), m.group(2)
+
+
+def _squeeze(text: str) -> str:
+    """Text without spaces or control characters, upper case (how the pump reads commands)."""
+    return "".join(ch for ch in text if ch.isprintable() and not ch.isspace()).upper()
+
+
+def number_ok(text: str) -> bool:
+    """Whether ``text`` is a number the pump accepts: at most 4 digits, at most 3 decimals."""
+    m = re.fullmatch(r"(\d*)\.?(\d*)", text)
+    return (m is not None and 0 < len(m.group(1) + m.group(2)) <= 4
+            and len(m.group(2)) <= 3)
 
 
 def parse_float(data: str) -> float:
@@ -146,7 +187,7 @@ def parse_float(data: str) -> float:
         PumpProtocolError: Not a number.
     """
     try:
-        return float(data)
+        return float(_squeeze(data))
     except ValueError as err:
         raise PumpProtocolError(f"pump reply {data!r}: expected a number") from err
 
@@ -157,7 +198,7 @@ def parse_dispensed(data: str) -> tuple[float, float]:
     Raises:
         PumpProtocolError: Malformed answer.
     """
-    m = re.fullmatch(r"I(\d*\.?\d+)W(\d*\.?\d+)(UL|ML)", data.strip().upper())
+    m = re.fullmatch(r"I(\d*\.?\d+)W(\d*\.?\d+)(UL|ML)", _squeeze(data))
     if not m:
         raise PumpProtocolError(f"pump DIS reply {data!r}: expected I<n>W<n><UL|ML>")
     scale = 1e-3 if m.group(3) == "UL" else 1.0
@@ -234,35 +275,43 @@ def decode_safe(packet: bytes) -> bytes:
 def parse_body(body: str) -> PumpReply:
     """Parse a reply body ``AA S [data|?err]`` (the part inside STX/ETX).
 
+    Tolerant where the manual allows variation or real units differ: spaces, CR/LF and case
+    are ignored, and the two-digit address may be missing. Strict where it matters: an alarm
+    ``A?x`` and an error ``?xxx`` are reported as such whatever their code (an unknown code is
+    still the pump refusing, never data), and no valid status character is a malformed reply.
+
     Raises:
-        PumpProtocolError: No address or no valid status character.
+        PumpProtocolError: No valid status character (after an optional address).
     """
-    m = re.fullmatch(r"(\d\d)(A\?[A-Z]|[IWSPTUX])(.*)", body, flags=re.DOTALL)
+    text = _squeeze(body)
+    m = re.fullmatch(r"(\d\d)?(A\?[A-Z]?|[IWSPTUX])(.*)", text, flags=re.DOTALL)
     if not m:
-        raise PumpProtocolError(f"pump reply body {body!r}: expected <2-digit address>"
+        raise PumpProtocolError(f"pump reply body {body!r}: expected [<2-digit address>]"
                                 f"<status>[data]")
-    address, st, rest = int(m.group(1)), m.group(2), m.group(3)
-    alarm = st[2] if st.startswith("A?") else ""
-    if alarm and alarm not in ALARMS:
-        raise PumpProtocolError(f"pump reply body {body!r}: unknown alarm {alarm!r}")
+    address = int(m.group(1)) if m.group(1) is not None else None
+    st, rest = m.group(2), m.group(3)
+    if st.startswith("A?"):
+        alarm = st[2:] or "?"
+        return PumpReply(address, "A", alarm, "", rest[1:] if rest.startswith("?") else None)
     if rest.startswith("?"):
-        code = rest[1:]
-        if code not in ERRORS:
-            raise PumpProtocolError(f"pump reply body {body!r}: unknown error {code!r}")
-        return PumpReply(address, "A" if alarm else st, alarm, "", code)
-    return PumpReply(address, "A" if alarm else st, alarm, rest, None)
+        return PumpReply(address, st, "", "", rest[1:])
+    return PumpReply(address, st, "", rest, None)
 
 
 def parse_basic(frame: bytes) -> PumpReply:
     """Parse a Basic-mode reply ``STX body ETX``.
 
+    Bytes before the last STX are line noise (a CR/LF some adapters append to the previous
+    reply) and are skipped.
+
     Raises:
         PumpProtocolError: Missing STX/ETX, non-ASCII, or a malformed body.
     """
-    if len(frame) < 2 or frame[0] != STX or frame[-1] != ETX:
+    start = frame.rfind(bytes([STX]))
+    if start < 0 or len(frame) < start + 2 or frame[-1] != ETX:
         raise PumpProtocolError(f"pump reply {frame!r}: expected STX ... ETX", frame)
     try:
-        body = frame[1:-1].decode("ascii")
+        body = frame[start + 1:-1].decode("ascii")
     except UnicodeDecodeError as err:
         raise PumpProtocolError(f"pump reply {frame!r}: not ASCII", frame) from err
     return parse_body(body)

@@ -13,7 +13,8 @@ documented protocol of the serial head the virtual lab emulates, modelled on SCP
   ``SAT?`` -> full-scale counts; ``EXC?`` -> excitation wavelength, nm; ``PATH?`` -> flow-cell
   path length, cm.
 * ``INT <ms>`` / ``INT?`` integration time, ms (1-10000); ``SRC ABS|EXC|OFF`` / ``SRC?``;
-  ``SHUT OPEN|CLOSE`` / ``SHUT?``; ``CELL SAMPLE|DYE`` / ``CELL?``.
+  ``SHUT OPEN|CLOSE`` / ``SHUT?``; ``CELL SAMPLE|DYE`` / ``CELL?``. ``SRC?`` answers the
+  source that is lit: a failed lamp or LED reads ``OFF`` (how the supervisor finds it).
 * ``ACQ`` -> one binary frame: ``#`` + 5 ASCII digits (pixel count n) + n big-endian uint16
   counts + CRC-16/XMODEM of the counts (2 bytes, big-endian). A frame after an ``INT`` change
   is integrated entirely at the new time (no FIFO gotcha, unlike free-running USB units).
@@ -29,6 +30,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from autolab.exceptions import ConfigError, HardwareError
+from autolab.hardware.transport import DeviceRefused
 
 EOL = b"\n"
 SOURCES = ("ABS", "EXC", "OFF")
@@ -62,14 +64,15 @@ def parse_line(frame: bytes) -> str:
     """Text of a one-line reply.
 
     Raises:
-        SpectroProtocolError: ``ERR ...`` or not ASCII.
+        DeviceRefused: ``ERR ...`` (the head refusing: never retried).
+        SpectroProtocolError: Not ASCII.
     """
     try:
         text = frame.decode("ascii").strip()
     except UnicodeDecodeError as err:
         raise SpectroProtocolError(f"spectrometer reply {frame!r}: not ASCII", frame) from err
     if text.startswith("ERR"):
-        raise SpectroProtocolError(f"spectrometer refused: {text}", frame)
+        raise DeviceRefused(f"spectrometer refused: {text}")
     return text
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import re
 
 from autolab.exceptions import ConfigError, HardwareError
+from autolab.hardware.transport import DeviceRefused
 
 EOL = b"\r"
 
@@ -48,23 +49,39 @@ def encode(command: str, arg: int | None = None, device_id: str = "") -> bytes:
     return text.encode("ascii") + EOL
 
 
+def _text(frame: bytes) -> str:
+    """The reply text; ``Bad command`` is the actuator refusing (never retried)."""
+    text = frame.decode("ascii", errors="replace").strip()
+    if text.lower().startswith("bad command"):
+        raise DeviceRefused(f"valve answered {text!r}")
+    return text
+
+
 def parse_position(frame: bytes) -> int:
-    """Parse ``Position is = n``.
+    """Parse the ``CP`` answer ``Position is = n``.
+
+    Tolerated: ``Position is n``, ``CPnn``, ``CP = n``, any case and spacing.
 
     Raises:
-        ValveProtocolError: Malformed reply or ``Bad command``.
+        DeviceRefused: ``Bad command``.
+        ValveProtocolError: Anything else that is not a position.
     """
-    text = frame.decode("ascii", errors="replace").strip()
-    m = re.fullmatch(r"Position is\s*=\s*(\d+)", text)
+    text = _text(frame)
+    m = re.fullmatch(r"(?:position\s*is|cp)\s*=?\s*\"?(\d+)\"?", text, flags=re.IGNORECASE)
     if not m:
         raise ValveProtocolError(f"valve reply {frame!r}: expected 'Position is = n'", frame)
     return int(m.group(1))
 
 
 def parse_count(frame: bytes) -> int:
-    """Parse ``NP = n``."""
-    text = frame.decode("ascii", errors="replace").strip()
-    m = re.fullmatch(r"NP\s*=\s*(\d+)", text)
+    """Parse the ``NP`` answer: ``NP = n`` (tolerated: ``NPnn``, any case and spacing).
+
+    Raises:
+        DeviceRefused: ``Bad command``.
+        ValveProtocolError: Anything else that is not a count.
+    """
+    text = _text(frame)
+    m = re.fullmatch(r"np\s*=?\s*(\d+)", text, flags=re.IGNORECASE)
     if not m:
         raise ValveProtocolError(f"valve reply {frame!r}: expected 'NP = n'", frame)
     return int(m.group(1))

@@ -1,0 +1,343 @@
+"""Drivers against the manuals (reference §1.1 NE-1000, §2.1 Eurotherm 3200), over ptys.
+
+Each test names the manual item it checks. The emulators answer as the manual says, not as our
+driver expects, so a driver that only worked with our own emulator's misreading fails here:
+rate units that cannot change while a pump runs, Modbus exception responses and broadcast,
+register scaling by the controller's display resolution, error replies that are refusals (never
+retried, never a reading), replies with the variations the manuals allow. Also the supervisor's
+watch over valves and the light path: a valve turned or a lamp failed mid-experiment is a device
+fault (the trial invalid), never chemistry.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from autolab.campaign import Campaign
+from autolab.exceptions import ConfigError, DeviceFault, HardwareError
+from autolab.executors.cstr import CSTRExecutor
+from autolab.hardware.delivery import DeliveryMonitor, wall_lab_min
+from autolab.hardware.devices import parse_devices
+from autolab.hardware.drivers import Eurotherm3200, IKAStirrer, NE1000Pump
+from autolab.hardware.protocols import eurotherm as eu
+from autolab.hardware.protocols import newera, vici
+from autolab.hardware.rig import Rig
+from autolab.hardware.safety import Supervisor, Trip
+from autolab.hardware.transport import DeviceRefused, Transport, read_until_byte
+from autolab.records import TrialStatus
+from autolab.tracking import Journal
+from autolab.virtuallab.emulators import (
+    ModbusBusEmulator,
+    PumpChainEmulator,
+    StirrerEmulator,
+    ValveEmulator,
+)
+from autolab.virtuallab.lab import VirtualLab
+from autolab.virtuallab.reactor import HeaterModel, PumpModel
+
+from .test_rig_registry import devices
+from .test_virtual_lab import SCALE, _three_sobol_experiments, _when
+
+
+class Bench:
+    """Device state without physics: what the emulators serve (nothing advances)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.pumps: dict[str, PumpModel] = {}
+        self.heaters: dict[str, HeaterModel] = {}
+        self.stirrers: dict[str, dict[str, float]] = {}
+        self.valves: dict[str, int] = {}
+
+    def advance(self) -> None:
+        """Nothing moves on its own here."""
+
+
+@pytest.fixture
+def pump_line() -> Iterator[tuple[Bench, PumpChainEmulator, NE1000Pump]]:
+    """One NE-1000 at address 3 with a 12 mm syringe, in Basic mode, brought up."""
+    bench = Bench()
+    bench.pumps["p"] = PumpModel(address=3, role="solvent", diameter_mm=12.0)
+    emu = PumpChainEmulator("pumps", bench)  # type: ignore[arg-type]
+    emu.start()
+    line = Transport(emu.port, timeout_s=0.3, retries=2)
+    pump = NE1000Pump(line, "pump_x", address=3, diameter_mm=12.0, safe_mode_s=0)
+    pump.connect()
+    yield bench, emu, pump
+    line.close()
+    emu.stop()
+
+
+# ============================================================================= NE-1000
+def test_a_running_pump_keeps_its_rate_unit(pump_line: Any) -> None:
+    """§1.1 RAT: "can be changed while pumping ... units cannot change while pumping"."""
+    bench, _, pump = pump_line
+    p = bench.pumps["p"]
+    pump.set_rate_ml_min(0.5)
+    assert p.rate_units == "UM"
+    pump.start()
+    pump.set_rate_ml_min(0.61234)  # at rest the most precise unit would be MH (36.74MH)
+    assert p.running and p.rate_units == "UM"
+    assert p.rate_ml_min == pytest.approx(0.6123)
+    pump.stop()
+    pump.set_rate_ml_min(0.61234)
+    assert p.rate_units == "MH"  # stopped: any unit
+
+
+def test_the_emulated_pump_follows_the_manual_on_rat(pump_line: Any) -> None:
+    """§1.1: units may not change while pumping (?NA); units are optional; 4 digits, 3 decimals."""
+    bench, _, pump = pump_line
+    p = bench.pumps["p"]
+    pump.set_rate_ml_min(0.5)
+    pump.start()
+    with pytest.raises(HardwareError, match=r"\?NA"):
+        pump.command("RAT", "1.5MM")
+    pump.command("RAT", "700")  # no units: the current ones
+    assert (p.rate_units, p.rate_ml_min) == ("UM", pytest.approx(0.7))
+    for bad in ("12345UM", "1.2345MM", "0.0001UM"):
+        with pytest.raises(HardwareError, match=r"\?OOR"):
+            pump.command("RAT", bad)
+
+
+def test_a_rate_the_running_unit_cannot_write_is_refused_before_a_byte(pump_line: Any) -> None:
+    _, emu, pump = pump_line
+    pump.set_rate_ml_min(0.5)
+    pump.start()
+    before = emu.requests
+    with pytest.raises(HardwareError, match=r"pump_x.*12 mL/min.*cannot change units"):
+        pump.set_rate_ml_min(12.0)  # 12000 UM has 5 digits
+    assert emu.requests == before
+
+
+def test_error_replies_are_refusals_never_retried(pump_line: Any) -> None:
+    """§1.1 command errors: ``?`` unknown, ``?NA`` not applicable (DIA while running)."""
+    _, emu, pump = pump_line
+    before = emu.requests
+    with pytest.raises(HardwareError, match=r"pump_x: XYZ refused: \?  ?\(command not recog"):
+        pump.command("XYZ")
+    assert emu.requests == before + 1
+    pump.set_rate_ml_min(0.5)
+    pump.start()
+    with pytest.raises(HardwareError, match=r"DIA10 refused: \?NA"):
+        pump.command("DIA", "10")
+
+
+def test_garbled_replies_are_retried_then_a_silent_pump_is_named(pump_line: Any) -> None:
+    _, emu, pump = pump_line
+    pump.set_rate_ml_min(0.5)
+    emu.garble_next(1)
+    assert pump.rate_read_ml_min() == pytest.approx(0.5)  # second attempt
+    emu.no_reply = True
+    with pytest.raises(HardwareError, match=r"pump_x: no valid reply to b'03RAT\\r' after 3 "):
+        pump.rate_read_ml_min()
+
+
+def test_reply_variations_parse_and_alarms_or_errors_stay_what_they_are() -> None:
+    """Tolerant: case, spaces, no address, line noise before STX. Strict: A?x, ?err."""
+    assert newera.parse_basic(b"\x0203s500um\x03") == newera.PumpReply(3, "S", "", "500UM")
+    assert newera.parse_basic(b"\x02 03 I \x03").status == "I"
+    assert newera.parse_basic(b"\r\n\x0203S\x03").address == 3
+    assert newera.parse_basic(b"\x02S12.45\x03") == newera.PumpReply(None, "S", "", "12.45")
+    odd = newera.parse_basic(b"\x0200A?Z\x03")  # an alarm code the manual does not list
+    assert (odd.status, odd.alarm, odd.pumping) == ("A", "Z", False)
+    assert newera.parse_basic(b"\x0200S?XYZ\x03").error == "XYZ"
+    with pytest.raises(newera.PumpProtocolError):
+        newera.parse_basic(b"\x0200Q\x03")
+    with pytest.raises(newera.PumpProtocolError):
+        newera.parse_basic(b"\x0200S")  # truncated
+
+
+def test_dispensed_volume_units_follow_the_diameter(pump_line: Any) -> None:
+    """§1.1 DIA: <= 14.00 mm sets volume units to µL (DIS answers in UL)."""
+    bench, _, pump = pump_line
+    with bench.lock:
+        bench.pumps["p"].infused_ml = 1.5
+    assert pump.command("DIS").data.endswith("UL")
+    assert pump.dispensed_ml() == pytest.approx((1.5, 0.0))
+
+
+# ============================================================================= Eurotherm 3200
+@pytest.fixture
+def modbus_bus() -> Iterator[tuple[Bench, ModbusBusEmulator, Transport]]:
+    """Two controllers (addresses 1 and 2) on one bus whose registers carry no decimals."""
+    bench = Bench()
+    bench.heaters = {"h1": HeaterModel(address=1, role="core"),
+                     "h2": HeaterModel(address=2, role="shell")}
+    emu = ModbusBusEmulator("heaters", bench, decimals=0)  # type: ignore[arg-type]
+    emu.start()
+    line = Transport(emu.port, baudrate=9600, timeout_s=0.3, retries=2)
+    yield bench, emu, line
+    line.close()
+    emu.stop()
+
+
+def test_modbus_exception_is_a_refusal_named_and_not_retried(modbus_bus: Any) -> None:
+    """Exception 02 (illegal data address): a write to the read-only working SP."""
+    _, emu, line = modbus_bus
+    heater = Eurotherm3200(line, "heater_core", address=1, decimals=0)
+    before = emu.requests
+    with pytest.raises(HardwareError, match=r"heater_core: .* refused write of 100 to "
+                                            r"register 5: Modbus exception"):
+        heater._write(eu.WORKING_SP, 100.0)
+    assert emu.requests == before + 1
+    with pytest.raises(HardwareError, match="refused read of register 999"):
+        heater._read(999)
+
+
+def test_registers_are_scaled_by_the_controllers_decimals(modbus_bus: Any) -> None:
+    """§2.1: 16-bit registers carry integers scaled by the display resolution."""
+    bench, _, line = modbus_bus
+    heater = Eurotherm3200(line, "heater_core", address=1, decimals=0, ramp_c_per_min=8.0)
+    heater.connect()
+    heater.set_temperature_c(180.0)
+    h = bench.heaters["h1"]
+    assert (h.remote_sp_c, h.ramp_c_per_min, h.remote) == (180.0, 8.0, True)
+    h.pv_c = 234.4
+    assert heater.temperature_c() == 234.0
+    heater.cut_output()
+    assert h.op_hi_pct == 0.0  # output % keeps its one decimal
+
+
+def test_broadcast_writes_reach_every_controller_and_get_no_reply(modbus_bus: Any) -> None:
+    bench, _, line = modbus_bus
+    body = bytes([eu.BROADCAST, eu.WRITE_SINGLE, 0, eu.REMOTE_SP]) + (180).to_bytes(2, "big")
+    line.exchange("bus", body + eu.crc_modbus(body), None)
+    assert line.serial.read(8) == b""  # nobody answers a broadcast
+    assert [h.remote_sp_c for h in bench.heaters.values()] == [180.0, 180.0]
+
+
+def test_an_unknown_function_code_gets_exception_01(modbus_bus: Any) -> None:
+    _, _, line = modbus_bus
+    body = bytes([1, 0x11])  # report server id: not a 3200 function
+    reply = line.exchange("bus", body + eu.crc_modbus(body), lambda s: s.read(5))
+    assert reply[:3] == bytes([1, 0x91, eu.ILLEGAL_FUNCTION])
+    assert reply[3:] == eu.crc_modbus(reply[:3])
+
+
+@pytest.mark.parametrize(("device", "address", "expected"), [
+    ("heater_core", 0, r"devices\.heater_core\.address=0: expected 1-247 .*broadcast"),
+    ("pump_solvent", 120, r"devices\.pump_solvent\.address=120: expected 0-99"),
+])
+def test_a_bus_address_outside_the_manual_is_refused_up_front(device: str, address: int,
+                                                              expected: str) -> None:
+    d = devices()
+    d["devices"][device]["address"] = address
+    with pytest.raises(ConfigError, match=expected):
+        parse_devices(d)
+
+
+# ============================================================================= IKA, VICI
+def test_ika_lines_are_7e1_unless_the_port_says_otherwise() -> None:
+    d = devices()
+    d["ports"]["stir_shell"]["format"] = "8N1"
+    rig = Rig.open(parse_devices(d))
+    try:
+        fmt = {n: (t.serial.bytesize, t.serial.parity, t.serial.stopbits)
+               for n, t in rig.transports.items()}
+    finally:
+        rig.close()
+    assert fmt["stir_core"] == (7, "E", 1)
+    assert fmt["stir_shell"] == fmt["pumps"] == fmt["heaters"] == (8, "N", 1)
+    d["ports"]["pumps"]["format"] = "9X1"
+    with pytest.raises(ConfigError, match=r"ports\.pumps\.format"):
+        parse_devices(d)
+
+
+def test_an_ika_unit_without_status_4_is_driven_without_it() -> None:
+    bench = Bench()
+    emu = StirrerEmulator("stirrer_core", bench)  # type: ignore[arg-type]
+    emu.has_status = False
+    emu.start()
+    line = Transport(emu.port, baudrate=9600, timeout_s=0.2, retries=1)
+    try:
+        stirrer = IKAStirrer(line, "stirrer_core")
+        stirrer.connect()
+        assert not stirrer.has_status
+        stirrer.set_speed_rpm(600)
+        stirrer.start()
+        assert bench.stirrers["stirrer_core"]["on"] == 1.0
+        assert stirrer.speed_rpm() == 600.0  # replies end in "blank CR LF"
+    finally:
+        line.close()
+        emu.stop()
+
+
+def test_vici_replies_tolerated_and_bad_command_is_a_refusal() -> None:
+    assert vici.parse_position(b"CP03\r") == 3
+    assert vici.parse_position(b"position is  =  2\r") == 2
+    assert vici.parse_count(b"NP06\r") == 6
+    bench = Bench()
+    emu = ValveEmulator("solvent_valve", bench)  # type: ignore[arg-type]
+    emu.start()
+    line = Transport(emu.port, baudrate=9600, timeout_s=0.3, retries=2)
+    try:
+        before = emu.requests
+        with pytest.raises(DeviceRefused, match=r"valve: b'GO9\\r' refused.*Bad command"):
+            line.exchange("valve", b"GO9\r", lambda s: read_until_byte(s, b"\r"),
+                          vici.parse_position)
+        assert emu.requests == before + 1
+    finally:
+        line.close()
+        emu.stop()
+
+
+# ============================================================================= supervisor
+def test_the_supervisor_finds_a_turned_valve_and_a_failed_lamp() -> None:
+    with VirtualLab(time_scale=SCALE) as lab:
+        rig = Rig.open(lab.devices_config())
+        try:
+            rig.connect()
+            trips: list[Trip] = []
+            monitor = DeliveryMonitor(rig.pumps, wall_lab_min(SCALE))
+            sup = Supervisor(rig, trips.append, monitor=monitor)
+            rig.solvent_valve.move(2)
+            rig.spectrometer.configure(source="ABS", shutter_open=True, cell="SAMPLE")
+            sup.poll_once()
+            assert monitor.take_faults() == []
+            with lab.reactor.lock:
+                lab.reactor.valves["solvent_valve"] = 1  # turned by hand
+            lab.spectrometer.source_failed = True
+            sup.poll_once()
+            sup.poll_once()  # each fault is reported once
+            found = {(f.device, f.reason, f.trip): f.detail for f in monitor.take_faults()}
+            assert found == {
+                ("solvent_valve", "valve_moved", False):
+                    "solvent_valve is not as commanded: position 1, commanded 2",
+                ("spectrometer", "light_path", False):
+                    "spectrometer is not as commanded: SRC reads OFF, set ABS"}
+            assert trips == []  # a fault of the experiment, not a hazard
+            with pytest.raises(DeviceFault, match="did not light"):
+                rig.spectrometer.configure(source="EXC", shutter_open=True, cell="SAMPLE")
+        finally:
+            rig.close()
+
+
+def test_a_valve_turned_mid_experiment_makes_the_trial_invalid(tmp_path: Path) -> None:
+    with VirtualLab(time_scale=SCALE) as lab:
+        executor = CSTRExecutor(lab.devices_config(), install_signal_handlers=False)
+        campaign = Campaign.create(_three_sobol_experiments("cstr-valve", n=1),
+                                   tmp_path / "runs", executor=executor)
+
+        def feeding_a_while() -> bool:
+            with lab.reactor.lock:
+                p = lab.reactor.pumps["pump_phosphine"]
+                return p.running and p.infused_ml > 2.0 and lab.reactor.valves[
+                    "solvent_valve"] == 2
+
+        def turn() -> None:
+            with lab.reactor.lock:
+                lab.reactor.valves["solvent_valve"] = 1
+
+        _when(feeding_a_while, turn)
+        campaign.run()
+        state = Journal.read(campaign.run_dir / "journal.jsonl")
+        (trial,) = state.trials
+        assert trial.status is TrialStatus.INVALID, trial
+        assert trial.error is not None and "solvent_valve is not as commanded" in trial.error
+        assert trial.objective is None and trial.features is None
+        assert state.stopped_reason is not None and state.stopped_reason.startswith("budget")
