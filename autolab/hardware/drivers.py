@@ -54,6 +54,10 @@ def _as_protocol(fn: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
     return wrapped
 
 
+#: New Era errors that are the line's or the moment's fault, not the command's: retried.
+RETRIED_ERRORS = ("COM", "IGN")
+
+
 class PumpAlarm(HardwareError):
     """A pump answered with an alarm (stall, safe-mode timeout, power reset).
 
@@ -142,10 +146,15 @@ class NE1000Pump:
         """The transport's validator for one command.
 
         A well-framed reply whose query answer is malformed (a late reply to an earlier
-        command, read as this one's) is retried like a garbled one.
+        command, read as this one's) is retried like a garbled one. So are ``?COM`` (the pump
+        received a corrupted packet: noise on the line) and ``?IGN`` (ignored because a phase
+        started at that instant): the manual's two errors that say nothing against the command.
         """
         def check(frame: bytes) -> object:
             reply = self._parse(frame)
+            if reply.error in RETRIED_ERRORS:
+                raise newera.PumpProtocolError(
+                    f"{self.name}: ?{reply.error} ({newera.ERRORS[str(reply.error)]})", frame)
             if data is not None and not reply.alarm and reply.error is None:
                 data(reply.data)
             return reply

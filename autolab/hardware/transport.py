@@ -197,6 +197,7 @@ class Transport:
                 names the device, the request and the last error.
         """
         last: HardwareError | None = None
+        last_reply = b""
         tries = self.retries + 1 if attempts is None else max(1, attempts)
         for _ in range(tries):
             with self.lock:
@@ -216,7 +217,7 @@ class Transport:
                     raise DeviceRefused(f"{device}: {request!r} refused: reply {reply!r}: "
                                         f"{err}") from err
                 except (ProtocolError, ReplyTimeout) as err:
-                    last = err
+                    last, last_reply = err, reply or _partial(err)
                     self._record(device, wall, request, reply or _partial(err), t0=t0,
                                  error=str(err))
                     self._drain()
@@ -228,7 +229,8 @@ class Transport:
                 self._record(device, wall, request, reply, t0=t0)
                 return reply
         raise HardwareError(f"{device}: no valid reply to {request!r} after "
-                            f"{tries} attempts on {self.url!r}: {last}") from last
+                            f"{tries} attempts on {self.url!r}: last reply {last_reply!r}: "
+                            f"{last}") from last
 
     @contextmanager
     def transaction(self, device: str) -> Iterator[LoggedPort]:

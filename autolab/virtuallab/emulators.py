@@ -46,6 +46,7 @@ class PtyEmulator:
         self.no_reply = False
         self.disconnected = False
         self._garble = 0
+        self._garble_in = 0
         self._buf = b""
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._serve, name=f"emu-{name}", daemon=True)
@@ -68,6 +69,10 @@ class PtyEmulator:
         """Corrupt the next ``n`` replies (one byte flipped)."""
         self._garble = n
 
+    def garble_next_request(self, n: int = 1) -> None:
+        """Corrupt the next ``n`` requests on their way in (noise on the host's transmit line)."""
+        self._garble_in = n
+
     def _serve(self) -> None:
         while not self._stop.is_set():
             try:
@@ -85,6 +90,10 @@ class PtyEmulator:
                 continue
             if self.disconnected:
                 continue
+            if self._garble_in and len(data) > 4:
+                self._garble_in -= 1
+                mid = len(data) // 2
+                data = data[:mid] + bytes([data[mid] ^ 0x01]) + data[mid + 1:]
             self._buf += data
             while True:
                 with self.reactor.lock:
@@ -163,8 +172,11 @@ class PumpChainEmulator(PtyEmulator):
             try:
                 data = newera.decode_safe(packet).decode("ascii")
             except (newera.PumpProtocolError, UnicodeDecodeError):
-                if any(p.safe_timeout_s > 0 for p in self.reactor.pumps.values()):
-                    return len(packet), newera.encode_safe_data(b"00S?COM")
+                # ?COM from a pump in Safe mode (the first: on a chain all would answer)
+                safe = [p for p in self.reactor.pumps.values() if p.safe_timeout_s > 0]
+                if safe:
+                    body = f"{safe[0].address:02d}S?COM".encode("ascii")
+                    return len(packet), newera.encode_safe_data(body)
                 return len(packet), b""
             return len(packet), self._answer(data, safe=True)
         got = _line(buf, b"\r")

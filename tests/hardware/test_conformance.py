@@ -133,8 +133,31 @@ def test_garbled_replies_are_retried_then_a_silent_pump_is_named(pump_line: Any)
     emu.garble_next(1)
     assert pump.rate_read_ml_min() == pytest.approx(0.5)  # second attempt
     emu.no_reply = True
-    with pytest.raises(HardwareError, match=r"pump_x: no valid reply to b'03RAT\\r' after 3 "):
+    with pytest.raises(HardwareError, match=r"pump_x: no valid reply to b'03RAT\\r' after 3 "
+                                            r"attempts on .*: last reply b''"):
         pump.rate_read_ml_min()
+
+
+def test_a_corrupted_safe_mode_packet_is_answered_com_and_sent_again() -> None:
+    """§1.1: ``?COM`` = invalid packet received (Safe-mode CRC): noise, so the driver retries."""
+    bench = Bench()
+    bench.pumps["p"] = PumpModel(address=3, role="solvent")
+    emu = PumpChainEmulator("pumps", bench)  # type: ignore[arg-type]
+    emu.start()
+    line = Transport(emu.port, timeout_s=0.3, retries=2)
+    try:
+        pump = NE1000Pump(line, "pump_x", address=3, safe_mode_s=5)
+        pump.connect()
+        assert bench.pumps["p"].safe_timeout_s == 5
+        before = emu.requests
+        emu.garble_next_request(1)
+        pump.set_rate_ml_min(1.5)
+        assert bench.pumps["p"].rate_ml_min == pytest.approx(1.5)
+        assert emu.requests == before + 3  # RAT (?COM), RAT again, RAT query
+        assert any("?COM (invalid communications packet)" in x for x in line.log.lines())
+    finally:
+        line.close()
+        emu.stop()
 
 
 def test_reply_variations_parse_and_alarms_or_errors_stay_what_they_are() -> None:
