@@ -45,12 +45,17 @@ class _Recording:
         self.inner = inner
         self.name = inner.name
         self.pending: list[int] = []
+        #: Per ask: the conditions pending and how many results had been told by then.
+        self.asks: list[tuple[list[dict[str, float]], int]] = []
+        self.told: list[dict[str, float]] = []
 
     def ask(self, n: int = 1, pending: Sequence[Mapping[str, float]] | None = None) -> Any:
         self.pending.append(len(pending or []))
+        self.asks.append(([dict(p) for p in pending or []], len(self.told)))
         return self.inner.ask(n, pending=pending)
 
     def tell(self, conditions: Any, outcomes: Any) -> None:
+        self.told += [dict(c) for c in conditions]
         self.inner.tell(conditions, outcomes)
 
 
@@ -78,6 +83,29 @@ def test_k_reactors_run_asynchronously_in_lab_time_order(tmp_path: Path) -> None
     reactor_hours = sum(a.experiment_lab_h for a in accounts)
     assert clocks[-1] < 0.6 * reactor_hours
     assert all(a.experiment_lab_h > 0 for a in accounts)
+
+
+def test_a_freed_reactor_is_told_its_result_and_proposed_for_with_the_others_pending(
+        tmp_path: Path) -> None:
+    cfg = _parallel(budget__max_experiments=9)
+    inner = SobolOptimizer(cfg.space.build(), cfg.objective, seed=cfg.seed)
+    recording = _Recording(inner)
+    result = Campaign.create(cfg, tmp_path, optimizer=recording).run()  # type: ignore[arg-type]
+    state = Journal.read(result.run_dir / JOURNAL_NAME)
+    searched = list(cfg.space.build().names)
+    proposed = [{k: t.conditions[k] for k in searched}
+                for t in sorted(state.trials, key=lambda t: t.index)]
+    delivered = [t.index for t in state.trials]  # delivery order
+    assert len(recording.asks) == 9
+    for i, (pending, told) in enumerate(recording.asks):
+        # three reactors: the first three start together; every later one is proposed for the
+        # reactor just freed, after its result (and every one before it) was told ...
+        assert told == max(0, i - 2)
+        # ... and the experiments running then on the other reactors are exactly the pending
+        running = [proposed[j] for j in range(i) if j not in delivered[:told]]
+        assert sorted(map(sorted, map(dict.items, pending))) == sorted(
+            map(sorted, map(dict.items, running)))
+        assert len(pending) == min(i, 2)
 
 
 def test_resume_with_experiments_in_flight_matches_the_uninterrupted_campaign(

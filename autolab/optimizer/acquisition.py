@@ -18,12 +18,15 @@ into the iteration cap. The closed form is smooth everywhere, with no sampling e
 
 Outcome constraints and the learned feasibility enter as BoTorch ``constraints=`` callables
 (feasible where ``<= 0``); the acquisition multiplies improvement by a smooth indicator of each,
-which under MC sampling is the probability of satisfying it. Pending experiments enter as
-``X_pending``, so a batch is spread out instead of piling onto one spot.
+which under MC sampling is the probability of satisfying it. Pending experiments (the other
+reactors', the rest of a batch) enter as ``X_pending``: the Pareto acquisition samples them
+jointly with the candidate (BoTorch), the scalar one averages over fantasies of their outcomes
+(:mod:`~autolab.optimizer.pending`), so a proposal accounts for what they will teach.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -40,14 +43,20 @@ from botorch.utils.probability.utils import log_ndtr, log_prob_normal_in
 from torch import Tensor
 
 from autolab.objective import ObjectiveSpec, Target
+from autolab.optimizer.pending import Fantasies, fantasize, submodels
 
 #: Smallest posterior standard deviation used (outcome units), so a probability never becomes
 #: a step function where a GP is (numerically) certain.
 MIN_SD = 1e-9
 
-#: Pending points are kept away by a factor ``1 - exp(-d^2 / 2)`` (``d``: distance in units of
-#: this share of the outcome GPs' geometric-mean lengthscale), i.e. local penalization.
+#: Former local-penalization radius (share of the mean lengthscale) of pending points, replaced
+#: by fantasies of their outcomes; still imported by ``bayes.py``, which passes it on unused.
 PENDING_RADIUS = 0.5
+
+#: Without rest terms (no incumbent): weight of a fantasy in which a pending experiment already
+#: meets the specification, relative to one in which none does (a soft "nothing left to gain":
+#: zero would leave no gradient where every fantasy has a pending success).
+MET_WEIGHT = 1e-3
 
 
 def constraint_callables(
@@ -169,7 +178,7 @@ def log_p_constraints(spec: ObjectiveSpec, mean: Tensor, sd: Tensor) -> Tensor:
 
 
 def mean_lengthscale(model: Model, n_outcomes: int) -> float:
-    """Geometric mean of the outcome GPs' lengthscales (unit cube), for the pending radius."""
+    """Geometric mean of the outcome GPs' lengthscales (unit cube) (``bayes.py``'s radius)."""
     scales = [sub.covar_module.lengthscale.detach().log().reshape(-1)
               for sub in list(getattr(model, "models", []))[:n_outcomes]
               if hasattr(sub.covar_module, "lengthscale")]
@@ -182,11 +191,22 @@ class BandFirstLogEI(AcquisitionFunction):
     """Log acquisition that treats the target band as a specification (scalar mode, ``q = 1``).
 
     ``log a(x) = sum_targets log P(v - t <= y <= v + t) + sum_constraints log P(c holds)
-    + log P(latent feasibility > 0) + log EI(rest; incumbent) + pending penalty``, where ``rest``
-    is the weighted sum of the non-target terms (:func:`rest_coefficients`) and each probability
-    comes from one outcome GP's Gaussian marginal (the outcomes are modelled independently).
-    The band enters as a probability, whatever the target's weight: the weight only matters for
-    ranking measured experiments by score, never for trading the band against brightness here.
+    + log P(latent feasibility > 0) + log EI(rest; incumbent)``, where ``rest`` is the weighted
+    sum of the non-target terms (:func:`rest_coefficients`) and each probability comes from one
+    outcome GP's Gaussian marginal (the outcomes are modelled independently). The band enters as
+    a probability, whatever the target's weight: the weight only matters for ranking measured
+    experiments by score, never for trading the band against brightness here.
+
+    Pending experiments (other reactors, the rest of a batch): ``a(x)`` is averaged over
+    quasi-MC fantasies of their outcomes (:mod:`~autolab.optimizer.pending`). In each fantasy
+    the candidate's posterior is conditioned on the fantasized observations (its mean moves with
+    its correlation to them, its variance shrinks as much as the model would learn there), and a
+    pending experiment that meets every band and constraint in that fantasy and is brighter
+    raises the incumbent. So a candidate next to a pending one gains little (where the pending
+    one succeeds, it is the bar; where it fails, so does the candidate), and a pending success
+    anywhere raises the bar for all. Without rest terms there is no incumbent: a fantasy in
+    which a pending experiment meets the specification counts :data:`MET_WEIGHT` of one in
+    which none does.
 
     Args:
         model: Fitted model list: ``spec.outcome_names`` outputs, then feasibility if any.
@@ -194,59 +214,110 @@ class BandFirstLogEI(AcquisitionFunction):
         incumbent: Rest value to improve on (the best in-band experiment's posterior rest, see
             ``BotorchOptimizer``); ``None`` when there are no non-target terms.
         has_feasibility: The model's last output is the feasibility GP.
-        radius: Pending-point exclusion radius, unit-cube units.
+        radius: Unused; the former pending-penalty radius, accepted until ``bayes.py`` stops
+            passing it.
         X_pending: Pending points ``(p, d)`` or ``None``.
         band_weight: Exponent of the band probability (``BotorchSettings.band_weight``).
+        seed: Seed of the pending fantasies.
     """
 
     def __init__(self, model: Model, spec: ObjectiveSpec, incumbent: float | None, *,
                  has_feasibility: bool, radius: float = 0.1,
-                 X_pending: Tensor | None = None, band_weight: float = 1.0) -> None:
+                 X_pending: Tensor | None = None, band_weight: float = 1.0,
+                 seed: int = 0) -> None:
         super().__init__(model=model)
         self.band_weight = band_weight
         self.spec = spec
         self.incumbent = incumbent
         self.has_feasibility = has_feasibility
-        self.radius = radius
+        self.seed = seed
         self.rest = rest_coefficients(spec)
+        self._fantasies: Fantasies | None = None
+        self._bar: Tensor | None = None
         self.set_X_pending(X_pending)
+
+    def set_X_pending(self, X_pending: Tensor | None = None) -> None:  # noqa: N802 (BoTorch)
+        """Take the pending points and draw the fantasies of their outcomes (seeded).
+
+        ``optimize_acqf`` calls this with each point of a sequential batch added.
+        """
+        super().set_X_pending(X_pending)
+        pending = getattr(self, "X_pending", None)
+        if pending is None or pending.shape[0] == 0:
+            self._fantasies, self._bar = None, None
+            return
+        self._fantasies = fantasize(self.model, pending, self.seed)
+        self._bar = self._fantasy_bar(self._fantasies)
+
+    def _fantasy_bar(self, fantasies: Fantasies) -> Tensor:
+        """Per fantasy ``(F,)``: the incumbent, or (no rest terms) the log weight of the fantasy.
+
+        A pending experiment "meets the specification" in a fantasy when its fantasized reading
+        is in every band, meets every outcome constraint and (with a feasibility GP) succeeds,
+        the rule measured experiments follow; its value is its posterior-mean rest given the
+        fantasy, as for the measured incumbent (:func:`incumbent_rest`).
+        """
+        m = len(self.spec.outcome_names)
+        y = fantasies.observed
+        met = self.spec.in_band_tensor(y[..., :m])
+        met = met & (self.spec.violations_tensor(y[..., :m]) <= 0).all(dim=-1)
+        if self.has_feasibility:
+            met = met & (y[..., m] > 0)
+        if not self.rest or self.incumbent is None:
+            return torch.where(met.any(dim=-1), math.log(MET_WEIGHT), 0.0).to(y)
+        latent = fantasies.latent_mean
+        rest = sum(coef * latent[..., k] for k, coef in self.rest)
+        rest = torch.as_tensor(rest).masked_fill(~met, -math.inf)
+        return rest.max(dim=-1).values.clamp_min(self.incumbent)
 
     def log_terms(self, X: Tensor) -> dict[str, Tensor]:
         """Each log term of the acquisition at ``X`` (``(b, d)``), shape ``(b,)`` each.
 
-        Keys: ``band``, ``constraints``, ``feasibility``, ``improvement``; the forecast and the
-        model-fit record read them too.
+        Keys: ``band``, ``constraints``, ``feasibility``, ``improvement``: the model's own
+        belief, without pending experiments.
         """
         post: Any = self.model.posterior(X.unsqueeze(-2))
         mean = post.mean.squeeze(-2)
         sd = post.variance.squeeze(-2).clamp_min(MIN_SD**2).sqrt()
+        return self._terms(mean, sd, self.incumbent)
+
+    def _terms(self, mean: Tensor, sd: Tensor, incumbent: float | Tensor | None
+               ) -> dict[str, Tensor]:
+        """The log terms from posterior means ``(..., outputs)`` and sds (broadcastable)."""
+        sd = sd.clamp_min(MIN_SD)
         zero = mean.new_zeros(mean.shape[:-1])
-        out = {"band": log_p_band(self.spec, mean, sd),
-               "constraints": log_p_constraints(self.spec, mean, sd),
+        out = {"band": log_p_band(self.spec, mean, sd.expand_as(mean)),
+               "constraints": log_p_constraints(self.spec, mean, sd.expand_as(mean)),
                "feasibility": zero, "improvement": zero}
         if self.has_feasibility:
             m = len(self.spec.outcome_names)
             out["feasibility"] = log_ndtr(mean[..., m] / sd[..., m])
-        if self.rest and self.incumbent is not None:
+        if self.rest and incumbent is not None:
             mu = sum(coef * mean[..., k] for k, coef in self.rest)
             var = sum(coef**2 * sd[..., k] ** 2 for k, coef in self.rest)
             s = torch.as_tensor(var).clamp_min(MIN_SD**2).sqrt()
-            out["improvement"] = _log_ei_helper((mu - self.incumbent) / s) + s.log()
+            out["improvement"] = _log_ei_helper((mu - incumbent) / s) + s.log()
         return out
+
+    def _total(self, terms: dict[str, Tensor]) -> Tensor:
+        terms["band"] = self.band_weight * terms["band"]
+        return torch.stack(list(terms.values()), dim=0).sum(dim=0)
 
     def forward(self, X: Tensor) -> Tensor:
         """Log acquisition of ``X``, shape ``(b, 1, d)`` -> ``(b,)``."""
         if X.shape[-2] != 1:
             raise ValueError(f"BandFirstLogEI scores one point per batch, got q={X.shape[-2]}")
         x = X.squeeze(-2)
-        terms = self.log_terms(x)
-        terms["band"] = self.band_weight * terms["band"]
-        total = torch.stack(list(terms.values()), dim=0).sum(dim=0)
-        pending = getattr(self, "X_pending", None)
-        if pending is not None and pending.shape[0] > 0:
-            d2 = ((x.unsqueeze(-2) - pending) ** 2).sum(-1) / self.radius**2
-            total = total + torch.log1p(-torch.exp(-0.5 * d2) * (1 - 1e-6)).sum(-1)
-        return total
+        fantasies, bar = self._fantasies, self._bar
+        if fantasies is None or bar is None:
+            return self._total(self.log_terms(x))
+        mean, sd = fantasies.candidate(submodels(self.model), x)  # (F, b, o), (b, o)
+        has_incumbent = bool(self.rest) and self.incumbent is not None
+        per_fantasy = self._total(self._terms(mean, sd, bar.unsqueeze(-1) if has_incumbent
+                                              else None))  # (F, b)
+        if not has_incumbent:
+            per_fantasy = per_fantasy + bar.unsqueeze(-1)
+        return torch.logsumexp(per_fantasy, dim=0) - math.log(fantasies.count)
 
 
 def reference_point(spec: ObjectiveSpec, utilities: Tensor) -> Tensor:
@@ -294,11 +365,12 @@ def build_acquisition(
         has_feasibility: Whether the model's last output is the feasibility GP.
         X_pending: Unit-cube pending inputs, shape ``(p, d)``, or ``None``.
         mc_samples: Number of quasi-MC posterior samples.
-        seed: Seed of the base samples (derived per ask, see ``base.derive_seed``).
+        seed: Seed of the base samples and of the pending fantasies (derived per ask, see
+            ``base.derive_seed``).
         feasible_utilities: Pareto mode: utilities of feasible successes, ``(n_f, k)``, for the
             inferred reference point (falls back to all successes' if empty).
         incumbent: Scalar mode: the rest value to improve on (:class:`BandFirstLogEI`).
-        radius: Scalar mode: pending-point exclusion radius, unit-cube units.
+        radius: Unused (the former pending-penalty radius; see :class:`BandFirstLogEI`).
         band_weight: Scalar mode: exponent of the band probability.
 
     Returns:
@@ -307,7 +379,7 @@ def build_acquisition(
     m = len(spec.outcome_names)
     if spec.mode == "scalar":
         return BandFirstLogEI(model, spec, incumbent, has_feasibility=has_feasibility,
-                              radius=radius, X_pending=X_pending, band_weight=band_weight)
+                              X_pending=X_pending, band_weight=band_weight, seed=seed)
 
     def utilities(Z: Tensor, X: Tensor | None = None) -> Tensor:
         return spec.utilities_tensor(Z[..., :m])
