@@ -7,6 +7,15 @@ stirrers, valves, and the contents of the tank cascade. Time is a :class:`Virtua
 wall time times a scale, so a lab hour can pass in a wall second. State advances lazily, on
 each request, by the exact solution over the elapsed interval (nothing spins).
 
+What the tanks hold is the one dear part of that (a transient step is milliseconds, more on a
+loaded host). On the in-process rig (a manual clock) it is stepped at once, so a run is
+deterministic. Behind the pty emulators (a wall clock) :meth:`VirtualReactor.start_stepping`
+moves it to a thread of its own: a request under the lock only records what the tanks
+experienced since the last one (:class:`~autolab.twin.transient.TankInputs` and the interval),
+and the stepper integrates those segments in order, outside the lock, merging runs of equal
+inputs. So a serial reply never waits for the chemistry; the outlet a frame shows lags the
+clock by what the stepper has not yet integrated (one period when it keeps up).
+
 The spectrometer reads the outlet. What the tanks hold is a
 :class:`~autolab.twin.transient.CascadeState` moved by the twin's cascade physics
 (:class:`~autolab.twin.transient.CascadePhysics`: by default the steady product of each feed
@@ -21,7 +30,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
@@ -250,6 +259,14 @@ class VirtualReactor:
         #: simulated rig scatters it per run: the QY read-out error of a real optics head).
         self.pl_gain = 1.0
         self._t_min = clock.now_min()
+        #: Segments (inputs, fallback, lab min) the stepper thread has yet to integrate.
+        self._pending: list[tuple[TankInputs, TankInputs, float]] = []
+        self._cascade_lock = threading.Lock()  # taken before ``lock``, never inside it
+        self._wake = threading.Event()
+        self._stepper: threading.Thread | None = None
+        self._stop_stepping = threading.Event()
+        #: Wall seconds the stepper spent per batch (the latest ones; for the lab's evidence).
+        self.step_wall_s: list[float] = []
 
     # ------------------------------------------------------------------ time
     def advance(self) -> None:
@@ -332,15 +349,61 @@ class VirtualReactor:
 
     def _flow(self, dt: float) -> None:
         inputs = self._inputs()
+        # a feed the chemistry cannot run (tanks still cold while the blocks ramp): no dots
+        # form; the stream only carries the tanks' contents out
+        fallback = TankInputs.solvent(self._outlet_ml_min(), t_tank_c=inputs.t_tank_c,
+                                      stir_rpm=inputs.stir_rpm, s_inject_tank=self.injection[0])
+        if self._stepper is not None:
+            self._pending.append((inputs, fallback, dt))
+            self._wake.set()
+            return
+        self.cascade = self._integrate(self.cascade, [(inputs, fallback, dt)])
+
+    def _integrate(self, state: CascadeState,
+                   segments: Iterable[tuple[TankInputs, TankInputs, float]]) -> CascadeState:
         with one_blas_thread():
-            try:
-                self.cascade = self.physics.step(self.cascade, inputs, dt)
-            except ConditionsError:
-                # a feed the chemistry cannot run (tanks still cold while the blocks ramp):
-                # no dots form; the stream only carries the tanks' contents out
-                self.cascade = self.physics.step(self.cascade, TankInputs.solvent(
-                    self._outlet_ml_min(), t_tank_c=inputs.t_tank_c, stir_rpm=inputs.stir_rpm,
-                    s_inject_tank=self.injection[0]), dt)
+            for inputs, fallback, dt in segments:
+                try:
+                    state = self.physics.step(state, inputs, dt)
+                except ConditionsError:
+                    state = self.physics.step(state, fallback, dt)
+        return state
+
+    # ------------------------------------------------------------------ stepper thread
+    def start_stepping(self, period_s: float = 0.02) -> None:
+        """Integrate the tanks in a thread of their own from now on (wall-clock labs)."""
+        if self._stepper is not None:
+            return
+        self._stop_stepping.clear()
+        self._stepper = threading.Thread(target=self._step_loop, args=(period_s,),
+                                         name="reactor-physics", daemon=True)
+        self._stepper.start()
+
+    def stop_stepping(self) -> None:
+        """Stop the stepper after it integrated everything recorded (idempotent)."""
+        thread, self._stepper = self._stepper, None
+        if thread is not None:
+            self._stop_stepping.set()
+            self._wake.set()
+            thread.join()
+        self.catch_up()
+
+    def _step_loop(self, period_s: float) -> None:
+        while not self._stop_stepping.is_set():
+            self._wake.wait(period_s)
+            self._wake.clear()
+            self.catch_up()
+
+    def catch_up(self) -> None:
+        """Integrate every recorded segment, in order (call without holding ``lock``)."""
+        with self._cascade_lock:
+            with self.lock:
+                batch, self._pending = self._pending, []
+            if not batch:
+                return
+            t0 = time.perf_counter()
+            self.cascade = self._integrate(self.cascade, _merged(batch))
+            self.step_wall_s = [*self.step_wall_s[-999:], time.perf_counter() - t0]
 
     def _outlet_ml_min(self) -> float:
         """What leaves the cascade: the core stream less the bleed plus the junction feeds."""
@@ -354,8 +417,10 @@ class VirtualReactor:
         """JSON-compatible physical state: models, tank contents, valves, stirrers.
 
         Wall-clock bookkeeping (watchdog timers) is left out: a restored reactor starts them
-        afresh, as powered devices would.
+        afresh, as powered devices would. With a stepper running, what it has not integrated
+        yet is integrated first (so call it without holding ``lock``).
         """
+        self.catch_up()
         wall = {"last_packet_wall", "last_remote_wall"}
         return {
             "t_min": self._t_min,
@@ -419,6 +484,18 @@ class VirtualReactor:
         return read_frame(signal, self.rng, dark_offset=det.dark_offset_counts,
                           read_noise=det.read_noise_counts, gain=det.gain_counts_per_electron,
                           full_scale=det.full_scale_counts, shot_noise=cfg.noise.shot_noise)
+
+
+def _merged(segments: list[tuple[TankInputs, TankInputs, float]],
+            ) -> list[tuple[TankInputs, TankInputs, float]]:
+    """Consecutive segments of equal inputs as one (constant inputs: one exact step)."""
+    out: list[tuple[TankInputs, TankInputs, float]] = []
+    for inputs, fallback, dt in segments:
+        if out and out[-1][0] == inputs and out[-1][1] == fallback:
+            out[-1] = (inputs, fallback, out[-1][2] + dt)
+        else:
+            out.append((inputs, fallback, dt))
+    return out
 
 
 def default_physics(twin: DigitalTwin, *, resolve_transients: bool = True,
