@@ -303,8 +303,12 @@ def main(argv: list[str] | None = None) -> int:
             for job in jobs for mode in ("steady", "dynamic")
             if not (mode == "steady" and stored.get(job.cell_id) is not None)]
     t0 = time.perf_counter()
+    cells = [c for c in stored.values() if c is not None]
     with ProcessPoolExecutor(max_workers=args.workers) as pool:
-        cells = [c for c in stored.values() if c is not None] + list(pool.map(_run, work))
+        for c in pool.map(_run, work):  # in order; each printed as soon as it and those before
+            cells.append(c)             # it are done, so a long run shows its progress
+            print(f"done: {c.mode} {c.cell} found={c.found} lab_h_to_hit="
+                  f"{_fmt(c.lab_h_to_hit)} wall={c.wall_s:.0f}s cpu={c.cpu_s:.0f}s", flush=True)
     for c in cells:
         print(f"{c.mode:8s} {c.cell:32s} found={c.found!s:5s} lab_h_to_hit={_fmt(c.lab_h_to_hit)} "
               f"trials={c.trials} lab_h={c.lab_h:.1f} obs={c.observations} "
