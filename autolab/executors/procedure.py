@@ -73,6 +73,9 @@ DEFAULT_STIR_RPM = 600.0
 _RTD_GRID = 8192
 #: Emission frames the steady-state verdict looks at (``steady_state``'s window).
 STEADY_WINDOW = 5
+#: From the verdict's first window on, frames come this many times per window spacing, and the
+#: verdict is asked at each (on frames one spacing apart: the same window, asked sooner).
+VERDICT_LOOKS = 4
 
 
 class Clock(Protocol):
@@ -609,19 +612,31 @@ class _Run:
         floor = min(rtd_floor_min(tank_times_min(self.sp.flows, rig.geometry)), cap)
         adaptive = s.settling == "adaptive"
         step = cap / max(s.trace_frames, 1) / (2.0 if adaptive else 1.0)
+        # frames every `step` until the verdict's first window (ending at the floor) begins,
+        # then VERDICT_LOOKS times as often: the verdict is asked at each new frame, on the
+        # frames one `step` apart (window and statistics as before, the answer sooner)
+        looks = VERDICT_LOOKS if adaptive else 1
+        dense_from = floor - (STEADY_WINDOW - 1) * step if adaptive else math.inf
         dark_pl = self.frame("OFF", shutter_open=False, integration_ms=s.pl_integration_ms)
         start = rig.clock.now_min()
         times: list[float] = []
         frames: list[FloatArray] = []
         reason, since = ("fixed" if not adaptive else "cap"), math.nan
+        first_dense = -1
         while True:
-            rig.clock.wait_min(min(step, cap - (rig.clock.now_min() - start)))
+            now = rig.clock.now_min() - start
+            nxt = now + step if now + step < dense_from - 1e-9 else (
+                max(dense_from, now + step / looks) if first_dense < 0 else now + step / looks)
+            rig.clock.wait_min(min(nxt, cap) - now)
             t_min = rig.clock.now_min() - start
             frames.append(self.frame("EXC", shutter_open=True, integration_ms=s.pl_integration_ms))
             times.append(t_min)
-            if adaptive and t_min >= floor and len(frames) >= STEADY_WINDOW:
-                verdict = steady_state(spec.wavelengths_nm, np.asarray(times),
-                                       np.asarray(frames), dark_pl,
+            if first_dense < 0 and t_min >= dense_from - 1e-9:
+                first_dense = len(frames) - 1
+            window = range(len(frames) - 1 - (STEADY_WINDOW - 1) * looks, len(frames), looks)
+            if adaptive and t_min >= floor - 1e-9 and window.start >= max(first_dense, 0):
+                verdict = steady_state(spec.wavelengths_nm, np.asarray(times)[window],
+                                       np.asarray(frames)[window], dark_pl,
                                        excitation_nm=spec.excitation_nm, window=STEADY_WINDOW)
                 if verdict.steady:
                     reason, since = "steady", verdict.since_min

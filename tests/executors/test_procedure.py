@@ -121,6 +121,26 @@ def test_adaptive_and_auto_cut_lab_hours_and_report_waits() -> None:
     assert any("blank reused" in line for line in later.device_log)
 
 
+def test_adaptive_settling_asks_the_verdict_at_every_frame_from_its_first_window() -> None:
+    """Frames come every τ/8 until the first window before the RTD floor, then four times as
+    often; each verdict reads frames τ/8 apart (the same window), so it ends up to 3/4 of a
+    spacing sooner. The reading still matches the fixed 3 τ (accuracy test above)."""
+    ex = SimulatedExecutor(seed=5)
+    for c in SEQUENCE:
+        m = ex.run(c)
+        tau = c.tau_core_min + c.tau_shell_min
+        step = 3 * tau / 24
+        t = m.trace.times_min
+        gaps = np.diff(t)
+        floor = m.metadata["settle_floor_min"]
+        first_window = floor - 4 * step
+        assert gaps[t[1:] < first_window - 1e-6] == pytest.approx(step)
+        assert gaps[t[:-1] >= first_window - 1e-6] == pytest.approx(step / 4)
+        assert np.any(np.isclose(t, first_window))
+        assert t[-1] >= floor - 1e-9
+        assert m.metadata["wait_settle_min"] == pytest.approx(t[-1])
+
+
 def test_flush_always_flushes_and_fixed_waits_three_tau() -> None:
     _, fixed = _campaign("fixed", "always")
     for prev, m in itertools.pairwise(fixed):
