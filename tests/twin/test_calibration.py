@@ -23,7 +23,7 @@ PL_TOL, FWHM_TOL, QY_TOL, ABS_TOL = 5.0, 4.0, 0.05, 5.0
 
 @pytest.fixture(scope="module")
 def twin() -> DigitalTwin:
-    return DigitalTwin(TwinConfig(), seed=0)
+    return DigitalTwin(TwinConfig())
 
 
 def test_t_shell_series(twin: DigitalTwin) -> None:

@@ -127,8 +127,8 @@ def test_bubbles_when_horizontal() -> None:
             reasons.append(e.reason)
     assert "gas_bubbles" in reasons
     assert len(reasons) < 20
-    vertical = DigitalTwin(TwinConfig(), seed=0).truth(BEST)
-    flat = DigitalTwin(TwinConfig(orientation="horizontal"), seed=0).truth(BEST)
+    vertical = DigitalTwin(TwinConfig()).truth(BEST)
+    flat = DigitalTwin(TwinConfig(orientation="horizontal")).truth(BEST)
     assert flat.fwhm_nm > vertical.fwhm_nm
 
 
@@ -144,11 +144,11 @@ def test_no_emission_when_core_does_not_form() -> None:
 def test_bad_conditions_name_field(field: str, value: float) -> None:
     c = BEST.as_dict() | {field: value}
     with pytest.raises(ConditionsError, match=field):
-        DigitalTwin(seed=0).truth(Conditions(**c))
+        DigitalTwin().truth(Conditions(**c))
 
 
 def test_vectorized_features_match_truth() -> None:
-    tw = DigitalTwin(seed=0)
+    tw = DigitalTwin()
     conds = [BEST, Conditions(200, 25, 300, 20, 30, 2.5, 4.0), Conditions(170, 8, 280, 12, 3, 1.5)]
     f = truth_features(ConditionArrays.from_conditions(conds), tw.config)
     for i, c in enumerate(conds):
