@@ -30,6 +30,7 @@ from autolab.hardware.transport import (
     SerialLike,
     Transport,
     read_exact,
+    read_line,
     read_until_byte,
 )
 
@@ -520,11 +521,11 @@ class Eurotherm3200:
 class IKAStirrer:
     r"""IKA stirrer (NAMUR protocol), one per port.
 
-    Replies are read up to their CR, so ``value channel\r\n``, ``value channel \r\n`` (the
-    IKA manuals' "blank CR LF") and a bare CR all parse. ``STATUS_4`` is not in every unit's
-    command set: :meth:`connect` asks once, and a unit that does not answer it is driven
-    without it (start and stop are then checked by the set speed read back, and a blocked
-    motor is not detected: say so in the devices file review).
+    Replies are read as lines with either ending, so ``value channel\r\n``,
+    ``value channel \r\n`` (the IKA manuals' "blank CR LF") and a bare CR or LF all parse.
+    ``STATUS_4`` is not in every unit's command set: :meth:`connect` asks once, and a unit
+    that does not answer it is driven without it (start and stop are then checked by the set
+    speed read back, and a blocked motor is not detected).
 
     Args:
         transport: Its port.
@@ -541,7 +542,7 @@ class IKAStirrer:
 
     def _query(self, command: str, attempts: int | None = None) -> float:
         frame = self.transport.exchange(
-            self.name, ika.encode(command), lambda s: read_until_byte(s, b"\r"),
+            self.name, ika.encode(command), read_line,
             _as_protocol(ika.parse_value), attempts=attempts)
         return ika.parse_value(frame)
 
@@ -617,7 +618,7 @@ class VICIValve:
     def connect(self) -> None:
         """Check the number of positions matches the devices file."""
         frame = self.transport.exchange(self.name, vici.encode("NP"),
-                                        lambda s: read_until_byte(s, b"\r"),
+                                        read_line,
                                         _as_protocol(vici.parse_count))
         n = vici.parse_count(frame)
         if n != self.positions:
@@ -631,7 +632,7 @@ class VICIValve:
     def position(self) -> int:
         """Current position."""
         frame = self.transport.exchange(self.name, vici.encode("CP"),
-                                        lambda s: read_until_byte(s, b"\r"),
+                                        read_line,
                                         _as_protocol(vici.parse_position))
         return vici.parse_position(frame)
 
@@ -667,7 +668,7 @@ def _asp1_line(transport: Transport, name: str, command: str,
     # a setting must be answered by OK: anything else is a stale reply -> retried
     parse = spectro.check_ok if arg is not None else spectro.parse_line
     return transport.exchange(name, spectro.encode(command, arg),
-                              lambda s: read_until_byte(s, b"\n"), _as_protocol(parse))
+                              read_line, _as_protocol(parse))
 
 
 class _LightState:

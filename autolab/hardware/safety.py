@@ -34,7 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from autolab.exceptions import HardwareError
-from autolab.hardware.base import Watched
+from autolab.hardware.base import Pump, Watched
 from autolab.hardware.delivery import DeliveryMonitor, PumpFinding, wall_lab_min
 from autolab.hardware.fluidics import REAGENT_ROLES
 from autolab.hardware.rig import Rig
@@ -238,7 +238,7 @@ class Shutdown:
         solvent = self.rig.pumps["solvent"]
         action = "the reactor was not flushed: flush it by hand before opening it"
         ok = (self._step("solvent rate", solvent.name,
-                         lambda: solvent.set_rate_ml_min(self.flush_rate_ml_min), action)
+                         lambda: _set_rate_stopped(solvent, self.flush_rate_ml_min), action)
               and self._step("solvent direction", solvent.name,
                              lambda: solvent.set_direction(True), action)
               and self._step("solvent on", solvent.name, solvent.start, action))
@@ -278,6 +278,17 @@ class Shutdown:
                 f"heater {role} below {limit:g} °C", h.name, ok,
                 detail if ok else f"not confirmed: {detail}",
                 "" if ok else self._heater_action(role)))
+
+
+def _set_rate_stopped(pump: Pump, rate_ml_min: float) -> None:
+    """Stop the pump, then set its rate.
+
+    The solvent may still run as make-up when the flush starts, and a pump cannot change its
+    rate unit while it runs (NE-1000: ``?NA``), so a flush rate in another unit would otherwise
+    be refused and the reactor left unflushed.
+    """
+    pump.stop()
+    pump.set_rate_ml_min(rate_ml_min)
 
 
 #: The supervisor reads each running pump's rate back every this many polls.

@@ -295,6 +295,30 @@ def read_until_byte(ser: SerialLike, end: bytes, first: bytes | None = None) -> 
     return data
 
 
+def read_line(ser: SerialLike, limit: int = 4096) -> bytes:
+    """Read one text line ended by CR, LF or CR LF (either line ending; the ending included).
+
+    A CR or LF left over from the previous line's CR LF is skipped first, so a device that
+    ends its lines with CR LF and one that ends them with a bare CR or LF read alike.
+
+    Raises:
+        ReplyTimeout: No line end within the port's timeout (per byte), or ``limit`` bytes.
+    """
+    data = b""
+    while len(data) < limit:
+        byte = bytes(ser.read(1))
+        if not byte:
+            break
+        if byte in (b"\r", b"\n"):
+            if data:
+                return data + byte
+            continue  # the tail of the previous line's CR LF
+        data += byte
+    err = ReplyTimeout(f"reply incomplete after timeout: {data!r}")
+    err.partial = data  # type: ignore[attr-defined]
+    raise err
+
+
 def read_exact(ser: SerialLike, n: int) -> bytes:
     """Read exactly ``n`` bytes.
 

@@ -48,9 +48,13 @@ class PtyEmulator:
         self._garble = 0
         self._garble_in = 0
         self._buf = b""
+        self._last_rx = time.monotonic()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._serve, name=f"emu-{name}", daemon=True)
         self.requests = 0
+
+    #: A partial request is dropped after this long without a byte (inf: kept).
+    stale_after_s = float("inf")
 
     def start(self) -> None:
         """Start serving."""
@@ -82,6 +86,8 @@ class PtyEmulator:
             if not ready:
                 with self.reactor.lock:
                     self.reactor.advance()
+                if self._buf and time.monotonic() - self._last_rx > self.stale_after_s:
+                    self._buf = b""  # a partial request the line went silent on
                 continue
             try:
                 data = os.read(self.master, 4096)
@@ -90,6 +96,7 @@ class PtyEmulator:
                 continue
             if self.disconnected:
                 continue
+            self._last_rx = time.monotonic()
             if self._garble_in and len(data) > 4:
                 self._garble_in -= 1
                 mid = len(data) // 2
@@ -136,7 +143,13 @@ def _any_line(buf: bytes) -> tuple[int, bytes] | None:
 
 # ============================================================================= pumps
 class PumpChainEmulator(PtyEmulator):
-    """New Era NE-1000 pumps daisy-chained on one RS-232 line (Basic and Safe mode)."""
+    """New Era NE-1000 pumps daisy-chained on one RS-232 line (Basic and Safe mode).
+
+    A partial packet is discarded after 0.5 s without a byte (the manual's Safe-mode
+    inter-byte timeout), so a truncated request cannot swallow the next one.
+    """
+
+    stale_after_s = 0.5
 
     def power_cycle(self, name: str) -> None:
         """Power-cycle one pump: stopped, alarm R, first command ignored.

@@ -12,6 +12,7 @@ fault (the trial invalid), never chemistry.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,10 +26,10 @@ from autolab.hardware.delivery import DeliveryMonitor, wall_lab_min
 from autolab.hardware.devices import parse_devices
 from autolab.hardware.drivers import Eurotherm3200, IKAStirrer, NE1000Pump
 from autolab.hardware.protocols import eurotherm as eu
-from autolab.hardware.protocols import newera, vici
+from autolab.hardware.protocols import ika, newera, vici
 from autolab.hardware.rig import Rig
-from autolab.hardware.safety import Supervisor, Trip
-from autolab.hardware.transport import DeviceRefused, Transport, read_until_byte
+from autolab.hardware.safety import Shutdown, Supervisor, Trip
+from autolab.hardware.transport import DeviceRefused, Transport, read_line, read_until_byte
 from autolab.records import TrialStatus
 from autolab.tracking import Journal
 from autolab.virtuallab.emulators import (
@@ -155,6 +156,37 @@ def test_a_corrupted_safe_mode_packet_is_answered_com_and_sent_again() -> None:
         assert bench.pumps["p"].rate_ml_min == pytest.approx(1.5)
         assert emu.requests == before + 3  # RAT (?COM), RAT again, RAT query
         assert any("?COM (invalid communications packet)" in x for x in line.log.lines())
+    finally:
+        line.close()
+        emu.stop()
+
+
+@pytest.mark.parametrize("wire", [b"600 4\r\n", b"600 4 \r\n", b"600 4\r", b"600 4\n",
+                                  b"\n600 4\r\n"])
+def test_text_replies_read_with_either_line_ending(wire: bytes) -> None:
+    """IKA, VICI and ASP-1 replies are lines: CR LF, a bare CR or LF, a stray LF before."""
+    line = Transport("loop://", timeout_s=0.1)
+    try:
+        line.serial.write(wire)
+        assert ika.parse_value(read_line(line.serial)) == 600.0
+    finally:
+        line.close()
+
+
+def test_a_truncated_safe_packet_is_discarded_after_the_inter_byte_timeout() -> None:
+    """§1.1 Safe mode: "0.5 s inter-byte timeout discards partial packets"."""
+    bench = Bench()
+    bench.pumps["p"] = PumpModel(address=3, role="solvent")
+    emu = PumpChainEmulator("pumps", bench)  # type: ignore[arg-type]
+    emu.start()
+    line = Transport(emu.port, timeout_s=0.3, retries=0)
+    try:
+        pump = NE1000Pump(line, "pump_x", address=3, safe_mode_s=5)
+        pump.connect()
+        line.serial.write(newera.encode_safe(3, "RAT", "1.5MM")[:4])  # the cable hiccups
+        time.sleep(0.8)
+        pump.set_rate_ml_min(0.75)  # no retry allowed: the first packet must frame
+        assert bench.pumps["p"].rate_ml_min == pytest.approx(0.75)
     finally:
         line.close()
         emu.stop()
@@ -294,6 +326,7 @@ def test_vici_replies_tolerated_and_bad_command_is_a_refusal() -> None:
     assert vici.parse_position(b"CP03\r") == 3
     assert vici.parse_position(b"position is  =  2\r") == 2
     assert vici.parse_count(b"NP06\r") == 6
+    assert vici.parse_position(b"1Position is = 4\r") == 4  # an actuator with ID 1
     bench = Bench()
     emu = ValveEmulator("solvent_valve", bench)  # type: ignore[arg-type]
     emu.start()
@@ -364,3 +397,26 @@ def test_a_valve_turned_mid_experiment_makes_the_trial_invalid(tmp_path: Path) -
         assert trial.error is not None and "solvent_valve is not as commanded" in trial.error
         assert trial.objective is None and trial.features is None
         assert state.stopped_reason is not None and state.stopped_reason.startswith("budget")
+
+
+def test_the_soft_shutdown_flushes_although_the_solvent_runs_in_another_unit() -> None:
+    """The make-up solvent runs at 0.5 mL/min (500UM); the flush rate 20 mL/min needs MM."""
+    with VirtualLab(time_scale=SCALE) as lab:
+        with lab.reactor.lock:  # long powered up (no reset alarm, no ignored first command)
+            for p in lab.reactor.pumps.values():
+                p.alarm, p.ignore_next = "", False
+        rig = Rig.open(lab.devices_config(safe_mode_s=0))  # Basic mode, as the pumps are
+        try:
+            solvent = rig.pumps["solvent"]
+            solvent.connect()
+            solvent.set_rate_ml_min(0.5)
+            solvent.start()
+            report = Shutdown(rig, lambda s: None, flush_ml=1.0,
+                              flush_rate_ml_min=20.0).run(hard=False)
+            steps = {s.name: s for s in report.steps}
+            assert steps["solvent rate"].ok and steps["solvent on"].ok, report.lines()
+            with lab.reactor.lock:
+                p = lab.reactor.pumps["pump_solvent"]
+                assert (p.rate_ml_min, p.rate_units) == (20.0, "MM")
+        finally:
+            rig.close()

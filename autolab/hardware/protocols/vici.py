@@ -60,28 +60,30 @@ def _text(frame: bytes) -> str:
 def parse_position(frame: bytes) -> int:
     """Parse the ``CP`` answer ``Position is = n``.
 
-    Tolerated: ``Position is n``, ``CPnn``, ``CP = n``, any case and spacing.
+    Tolerated: ``Position is n``, ``CPnn``, ``CP = n``, any case and spacing, a leading
+    one-character device ID (an actuator with an ID set).
 
     Raises:
         DeviceRefused: ``Bad command``.
         ValveProtocolError: Anything else that is not a position.
     """
     text = _text(frame)
-    m = re.fullmatch(r"(?:position\s*is|cp)\s*=?\s*\"?(\d+)\"?", text, flags=re.IGNORECASE)
+    m = re.fullmatch(r"[0-9a-z]?(?:position\s*is|cp)\s*=?\s*\"?(\d+)\"?", text,
+                     flags=re.IGNORECASE)
     if not m:
         raise ValveProtocolError(f"valve reply {frame!r}: expected 'Position is = n'", frame)
     return int(m.group(1))
 
 
 def parse_count(frame: bytes) -> int:
-    """Parse the ``NP`` answer: ``NP = n`` (tolerated: ``NPnn``, any case and spacing).
+    """Parse the ``NP`` answer: ``NP = n`` (tolerated: ``NPnn``, any case, spacing, an ID).
 
     Raises:
         DeviceRefused: ``Bad command``.
         ValveProtocolError: Anything else that is not a count.
     """
     text = _text(frame)
-    m = re.fullmatch(r"np\s*=?\s*(\d+)", text, flags=re.IGNORECASE)
+    m = re.fullmatch(r"[0-9a-z]?np\s*=?\s*(\d+)", text, flags=re.IGNORECASE)
     if not m:
         raise ValveProtocolError(f"valve reply {frame!r}: expected 'NP = n'", frame)
     return int(m.group(1))
