@@ -14,16 +14,23 @@ Timing, per ``n``: after a warm-up ask, each repeat tells one more observation a
 GPs are refitted as in a campaign ("after tell"), then asks again on the cached fit ("cached").
 Reports wall and CPU (process) time; the CPU time is the one to trust on a busy machine.
 
+Breakdown (``--breakdown N``): one after-tell ask at ``N``, process-clock timers around each part:
+CPU seconds in the hyperparameter fit, the SGPR cache (inducing points included), the
+acquisition optimization, the recorded prediction and the rest.
+
 Accuracy (``--accuracy``): at each ``n`` the large-n GPs (:mod:`autolab.optimizer.scalable`)
 against exact GPs fitted on every point, on the ``ramps`` data: RMSE of the posterior mean against
 the noise-free truth and NLPD of 500 held-out noisy readings (their stated noise added), both in
-each outcome's standardized units and averaged over the three outcomes.
+each outcome's standardized units and averaged over the three outcomes; for the feasibility GP,
+the Brier score of P(feasible) against the held-out points' true failures and the mean distance
+of the large-n P(feasible) from the exact one.
 
 Usage::
 
     .venv/bin/python benchmarks/ask_timing.py                    # CPU, all of the above
     .venv/bin/python benchmarks/ask_timing.py --device cuda      # the same on a GPU
     .venv/bin/python benchmarks/ask_timing.py --n 50 300 --data uniform --accuracy
+    .venv/bin/python benchmarks/ask_timing.py --n 2000 --accuracy --breakdown 2000 --no-record
 """
 
 from __future__ import annotations
@@ -54,7 +61,21 @@ SD_STEADY = {"pl_peak_nm": 0.5, "qy": 0.01, "fwhm_nm": 0.5}
 TRANSIENT = 3.0
 RAMP = 10
 TIMING_COLUMNS = ("n", "after tell s (wall)", "after tell s (CPU)", "cached fit s (wall)",
-                  "after tell range s", "GPs: exact or inducing points")
+                  "cached fit s (CPU)", "after tell range s", "GPs: exact or inducing points")
+#: Where an ask's CPU time goes (``--breakdown``): label -> (module, attribute) timed with the
+#: process clock while one ask runs (the attribute is wrapped where its caller looks it up).
+BREAKDOWN = {
+    "hyperparameter fit (L-BFGS, all GPs)": ("autolab.optimizer.models", "fit_gpytorch_mll"),
+    "inducing points (greedy pivoted Cholesky)": ("autolab.optimizer.scalable",
+                                                  "greedy_inducing"),
+    "SGPR cache incl. inducing points": ("autolab.optimizer.scalable:SparseGP", "_build_cache"),
+    "acquisition optimization (raw samples + L-BFGS-B restarts)": ("autolab.optimizer.bayes",
+                                                                   "optimize_acqf"),
+    "recorded prediction": ("autolab.optimizer.bayes:BotorchOptimizer", "_predict"),
+}
+#: Components of :data:`BREAKDOWN` that do not overlap (their sum is subtracted for "other").
+DISJOINT = ("hyperparameter fit (L-BFGS, all GPs)", "SGPR cache incl. inducing points",
+            "acquisition optimization (raw samples + L-BFGS-B restarts)", "recorded prediction")
 
 
 def truth(u: np.ndarray) -> np.ndarray:
@@ -134,7 +155,51 @@ def time_ask(n: int, kind: str, repeats: int, device: str) -> tuple[Any, ...]:
     walls = [w for w, _ in fresh]
     return (n, f"{statistics.median(walls):.2f}", f"{statistics.median(c for _, c in fresh):.2f}",
             f"{statistics.median(w for w, _ in cached):.2f}",
+            f"{statistics.median(c for _, c in cached):.2f}",
             f"{min(walls):.2f}-{max(walls):.2f}", inducing)
+
+
+def breakdown(n: int, kind: str, device: str) -> list[tuple[str, str]]:
+    """CPU seconds of one after-tell ``ask(1)`` at ``n`` by component (:data:`BREAKDOWN`).
+
+    Each component is wrapped in a process-clock timer for the one ask (no profiler, whose
+    overhead would inflate the Python-heavy parts); greedy selection is inside the SGPR cache
+    and "other" is the rest of the ask.
+    """
+    import importlib
+    from contextlib import ExitStack
+    from unittest import mock
+
+    space, objective = qd_space(), qd_objective(550.0, 2.0)
+    u, y, sd = DATA[kind](space, n + 1, n)
+    opt = BotorchOptimizer(space, objective, seed=0, device=device)
+    tell(opt, u[:n], y[:n], None if sd is None else sd[:n], kind)
+    opt.ask(1)
+    tell(opt, u[n:], y[n:], None if sd is None else sd[n:], kind)
+    opt.seed = 1
+    spent = dict.fromkeys(BREAKDOWN, 0.0)
+
+    def timed(label: str, func: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            c0 = time.process_time()
+            try:
+                return func(*args, **kwargs)
+            finally:
+                spent[label] += time.process_time() - c0
+        return wrapper
+
+    with ExitStack() as stack:
+        for label, (where, name) in BREAKDOWN.items():
+            module, _, cls = where.partition(":")
+            owner = importlib.import_module(module)
+            owner = getattr(owner, cls) if cls else owner
+            stack.enter_context(mock.patch.object(owner, name, timed(label, getattr(owner, name))))
+        c0 = time.process_time()
+        opt.ask(1)
+        total = time.process_time() - c0
+    other = total - sum(spent[k] for k in DISJOINT)
+    return [*((k, f"{v:.2f}") for k, v in spent.items()), ("other", f"{other:.2f}"),
+            ("total ask(1)", f"{total:.2f}")]
 
 
 def _standardized_scores(model: Any, X: torch.Tensor, f: np.ndarray, y: np.ndarray,
@@ -152,8 +217,27 @@ def _standardized_scores(model: Any, X: torch.Tensor, f: np.ndarray, y: np.ndarr
     return float(rmse.mean()), float(nlpd.mean())
 
 
+def _p_feasible(model: Any, X: torch.Tensor) -> np.ndarray:
+    """P(latent feasibility > 0) at ``X`` from the model's last (feasibility) output."""
+    with torch.no_grad():
+        post = model.posterior(X)
+        z = post.mean[:, 3] / post.variance[:, 3].clamp_min(1e-30).sqrt()
+    out: np.ndarray = torch.special.ndtr(z).cpu().numpy()
+    return out
+
+
+ACCURACY_COLUMNS = ("n", "exact RMSE", "exact NLPD", "exact feas. Brier", "exact build s",
+                    "large-n RMSE", "large-n NLPD", "large-n feas. Brier", "mean |dP feas.|",
+                    "large-n build s")
+
+
 def accuracy_row(n: int, device: torch.device) -> tuple[Any, ...]:
-    """Exact vs large-n GPs on ``n`` ramp readings: RMSE, NLPD and build time of each."""
+    """Exact vs large-n GPs on ``n`` ramp readings (:data:`ACCURACY_COLUMNS`).
+
+    Outcome GPs on the successes, the feasibility GP on all readings, as the optimizer builds
+    them; the feasibility GP is judged by its Brier score against the true failures of the
+    held-out points and by how far its P(feasible) is from the exact GP's.
+    """
     from autolab.optimizer.models import build_model_list
 
     space = qd_space()
@@ -165,21 +249,44 @@ def accuracy_row(n: int, device: torch.device) -> tuple[Any, ...]:
     sd_test = np.array([SD_STEADY[k] for k in OUTCOMES]) * np.where(rng.random(500) < 0.2, 1.0,
                                                                     TRANSIENT)[:, None]
     y_test = f_test + rng.normal(size=f_test.shape) * sd_test
+    ok_test = ~failed(u_test, "ramps")
 
     def t(a: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(a, dtype=torch.float64, device=device)
 
+    ok = torch.as_tensor(~failed(u, "ramps"), device=device)
     row: list[Any] = [n]
+    p_exact = None
     for large_n in (10**9, None):
         torch.manual_seed(0)
         t0 = time.perf_counter()
         # Exact means exact: Cholesky at any size (gpytorch switches to CG above 800 points).
         with gpytorch.settings.max_cholesky_size(10**6):
-            model = build_model_list(t(u), t(y), Yvar_ok=t(sd**2), seed=0, large_n=large_n)
+            model = build_model_list(t(u)[ok], t(y)[ok], t(u), ok, Yvar_ok=t(sd**2)[ok],
+                                     seed=0, large_n=large_n)
             build = time.perf_counter() - t0
             rmse, nlpd = _standardized_scores(model, t(u_test), f_test, y_test, sd_test**2)
-        row += [f"{rmse:.4f}", f"{nlpd:.3f}", f"{build:.1f}"]
+            p = _p_feasible(model, t(u_test))
+        row += [f"{rmse:.4f}", f"{nlpd:.3f}", f"{float(((p - ok_test) ** 2).mean()):.4f}"]
+        if p_exact is None:
+            p_exact = p
+        else:
+            row.append(f"{float(np.abs(p - p_exact).mean()):.4f}")
+        row.append(f"{build:.1f}")
     return tuple(row)
+
+
+def breakdown_table(n: int, kinds: list[str], device: str) -> Any:
+    """:func:`breakdown` for each data kind, one column each."""
+    per_kind = [breakdown(n, kind, device) for kind in kinds]
+    rows = tuple((label, *(dict(b)[label] for b in per_kind)) for label, _ in per_kind[0])
+    for row in rows:
+        print(f"breakdown n={n}: {row[0]}: " + ", ".join(
+            f"{kind} {v} s" for kind, v in zip(kinds, row[1:], strict=True)), flush=True)
+    return Table(f"Where one ask(1) after a tell spends its CPU time, n = {n}",
+                 ("component", *(f"{kind} CPU s" for kind in kinds)), rows,
+                 notes="Process-clock timers around each component during one ask; the "
+                       "greedy selection is inside the SGPR cache.")
 
 
 def main() -> None:
@@ -193,6 +300,10 @@ def main() -> None:
                         help="the optimizer's device (BotorchSettings.device)")
     parser.add_argument("--accuracy", type=int, nargs="*", default=[400, 700, 1000],
                         help="n of the exact-vs-large-n comparison (none: skip it)")
+    parser.add_argument("--breakdown", type=int, default=2000,
+                        help="n of the per-component CPU breakdown of one ask (0: skip it)")
+    parser.add_argument("--record", default=None,
+                        help="folder of ask-timing[-cuda].json (default benchmarks/results)")
     parser.add_argument("--no-record", action="store_true",
                         help="do not write benchmarks/results/ask-timing[-cuda].json")
     args = parser.parse_args()
@@ -214,14 +325,17 @@ def main() -> None:
             row = time_ask(n, kind, args.repeats, str(device))
             rows.append(row)
             print(f"{kind:7s} n={n:5d}: ask(1) after tell {row[1]} s wall, {row[2]} s CPU; "
-                  f"cached fit {row[3]} s; range {row[4]} s; GPs {row[5]}", flush=True)
+                  f"cached fit {row[3]} s wall, {row[4]} s CPU; range {row[5]} s; GPs {row[6]}",
+                  flush=True)
         tables.append(Table(f"ask(1), {kind} data", TIMING_COLUMNS, tuple(rows)))
+    if args.breakdown:
+        tables.append(breakdown_table(args.breakdown, args.data, str(device)))
     acc_rows = []
     for n in args.accuracy or []:
         row = accuracy_row(n, device)
         acc_rows.append(row)
-        print(f"accuracy n={n:5d}: exact RMSE {row[1]}, NLPD {row[2]} ({row[3]} s); "
-              f"large-n RMSE {row[4]}, NLPD {row[5]} ({row[6]} s)", flush=True)
+        print(f"accuracy n={n:5d}: " + "; ".join(
+            f"{c} {v}" for c, v in zip(ACCURACY_COLUMNS[1:], row[1:], strict=True)), flush=True)
     if not args.no_record:
         record(args, device, tables, acc_rows)
 
@@ -232,10 +346,11 @@ def record(args: argparse.Namespace, device: torch.device, tables: list[Any],
     if acc_rows:
         tables.append(Table(
             "Large-n GP vs exact GP (ramps data, 500 held-out points)",
-            ("n", "exact RMSE", "exact NLPD", "exact build s", "large-n RMSE", "large-n NLPD",
-             "large-n build s"), tuple(acc_rows),
+            ACCURACY_COLUMNS, tuple(acc_rows),
             notes="RMSE of the posterior mean vs the noise-free truth and NLPD of noisy held-out "
-                  "readings, in each outcome's standardized units, mean of the 3 outcomes."))
+                  "readings, in each outcome's standardized units, mean of the 3 outcomes; "
+                  "feasibility GP: Brier score of P(feasible) vs the true failures, and mean "
+                  "|P(feasible) large-n - P(feasible) exact|."))
     gpu = f" on {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""
     result = Result(
         name="ask-timing" + ("-cuda" if device.type == "cuda" else ""),
@@ -250,7 +365,7 @@ def record(args: argparse.Namespace, device: torch.device, tables: list[Any],
             "inducing-point (SGPR) posterior on all points. Goals: <= 1 s at n = 50 (issue 8), "
             "<= 2 s at n = 2,000 (issue 10)."),
         tables=tuple(tables))
-    print(f"wrote {write_result(result)}")
+    print(f"wrote {write_result(result, args.record)}")
 
 
 if __name__ == "__main__":
