@@ -13,8 +13,15 @@ hit). This script reads finished cells (``<out>/cells/*.json``) and prints three
 * **p_spec_met** (probability that the best in-band experiment so far truly meets the spec):
   predicted against the share whose best experiment was truly a good hit.
 
+Each check is printed twice: for the model's own probabilities (``p_*_model`` in the journal;
+``p_*`` in cells run before the recalibration existed) and for the same probabilities through
+``autolab.optimizer.forecast.FAMILY_RECALIBRATION``, the map a campaign reports. ``--fit`` fits a
+new map on the given cells (design members only: never fit on held-out ones) and prints it as
+Python to paste into ``forecast.py``; check it on held-out cells with a second run without
+``--fit``.
+
 Run: ``.venv/bin/python benchmarks/forecast_calibration.py benchmark-results/X [more dirs]
-[--strategy botorch] [--record benchmarks/results]``
+[--strategy botorch] [--fit NAME] [--record benchmarks/results]``
 """
 
 from __future__ import annotations
@@ -24,9 +31,16 @@ import json
 import math
 import statistics
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
+
+from autolab.optimizer.forecast import (
+    FAMILY_RECALIBRATION,
+    MAX_EXPECTED,
+    Recalibration,
+    fit_knots,
+)
 
 #: Upper edges of the probability bins of the reliability tables.
 BINS = (0.01, 0.03, 0.1, 0.3, 1.0)
@@ -72,13 +86,34 @@ def read_steps(cells: Iterable[dict[str, Any]]) -> list[StepForecast]:
                 continue
             nxt = steps[i + 1]["good"] if i + 1 < len(steps) else None
             best = fc.get("best_index")
+            p_next = float(fc.get("p_next_model", fc["p_next"]))
             out.append(StepForecast(
-                cell=name, experiment=s["experiment"], p_next=float(fc["p_next"]),
-                expected=float(fc["expected_experiments"]), p_spec_met=float(fc["p_spec_met"]),
+                cell=name, experiment=s["experiment"], p_next=p_next,
+                expected=min(MAX_EXPECTED, 1.0 / p_next) if p_next > 0 else MAX_EXPECTED,
+                p_spec_met=float(fc.get("p_spec_met_model", fc["p_spec_met"])),
                 next_good=nxt, remaining=None if hit is None else hit - s["experiment"],
                 left=r["budget"] - s["experiment"],
                 best_good=None if best is None else bool(steps[best]["good"])))
     return out
+
+
+def recalibrated(steps: Sequence[StepForecast], cal: Recalibration) -> list[StepForecast]:
+    """The same steps with ``cal`` applied to the model's probabilities (as a campaign would)."""
+    out = []
+    for s in steps:
+        p_next = cal.next(s.p_next)
+        out.append(replace(s, p_next=p_next, expected=min(MAX_EXPECTED, 1.0 / p_next),
+                           p_spec_met=cal.spec_met(s.p_spec_met) if s.best_good is not None
+                           else s.p_spec_met))
+    return out
+
+
+def fit(steps: Sequence[StepForecast], name: str) -> Recalibration:
+    """A recalibration fitted on these steps' outcomes (reliability bins :data:`BINS`)."""
+    nxt = [(s.p_next, bool(s.next_good)) for s in steps if s.next_good is not None]
+    spec = [(s.p_spec_met, bool(s.best_good)) for s in steps if s.best_good is not None]
+    return Recalibration(name=name, p_spec_met=fit_knots(spec, BINS),
+                         p_next=fit_knots(nxt, BINS))
 
 
 def reliability(pairs: Sequence[tuple[float, bool]]) -> list[tuple[str, int, float, float]]:
@@ -103,7 +138,7 @@ def summarize(steps: Sequence[StepForecast]) -> dict[str, Any]:
     # unknown, so such censored steps are reported apart).
     known = [s for s in steps if s.remaining is not None and s.remaining > 0]
     censored = [s for s in steps if s.remaining is None]
-    ratios = [s.expected / s.remaining for s in known]
+    ratios = [s.expected / s.remaining for s in known if s.remaining]
     return {
         "forecasts": len(steps),
         "p_next": {"n": len(nxt), "mean_predicted": _mean(p for p, _ in nxt),
@@ -149,9 +184,9 @@ def load_cells(dirs: Sequence[str], strategy: str | None) -> list[dict[str, Any]
     return out
 
 
-def _print(summary: dict[str, Any], n_cells: int) -> None:
+def _print(summary: dict[str, Any], label: str) -> None:
     pn, ee, ps = summary["p_next"], summary["expected_experiments"], summary["p_spec_met"]
-    print(f"{n_cells} cells, {summary['forecasts']} forecasts")
+    print(f"-- {label}: {summary['forecasts']} forecasts")
     print(f"p_next: mean predicted {pn['mean_predicted']:.3f}, observed {pn['observed']:.3f} "
           f"(n {pn['n']}), Brier {pn['brier']:.3f}")
     for b, n, p, o in pn["bins"]:
@@ -168,35 +203,58 @@ def _print(summary: dict[str, Any], n_cells: int) -> None:
         print(f"  p_spec_met {b:>9}: n {n:4d}  predicted {p:.3f}  observed {o:.3f}")
 
 
+def _rows(label: str, summary: dict[str, Any]) -> tuple[tuple[Any, ...], ...]:
+    return tuple((label, what, b, n, f"{p:.3f}", f"{o:.3f}")
+                 for what in ("p_next", "p_spec_met") for b, n, p, o in summary[what]["bins"])
+
+
+def _count_note(label: str, summary: dict[str, Any]) -> str:
+    ee, pn, ps = summary["expected_experiments"], summary["p_next"], summary["p_spec_met"]
+    return (f"{label}: p_next mean {pn['mean_predicted']:.3f} vs observed {pn['observed']:.3f} "
+            f"(Brier {pn['brier']:.3f}); p_spec_met mean {ps['mean_predicted']:.3f} vs observed "
+            f"{ps['observed']:.3f} (Brier {ps['brier']:.3f}); expected_experiments median "
+            f"{ee['median_forecast']:.1f} vs actual {ee['median_actual']:.1f} further experiments "
+            f"(n {ee['n_known']} steps before a good hit), forecast/actual median "
+            f"{ee['median_ratio_forecast_over_actual']:.2f}, actual <= forecast in "
+            f"{100 * ee['share_actual_le_forecast']:.0f} %.")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Print (and optionally record) the calibration of the cells in the given folders."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("dirs", nargs="+", help="benchmark output folders (with cells/)")
     ap.add_argument("--strategy", default="botorch", help="strategy label ('' for all)")
+    ap.add_argument("--fit", default=None, metavar="NAME",
+                    help="fit a recalibration named NAME on these cells and print it")
     ap.add_argument("--record", default=None, help="write forecast-calibration.json here")
+    ap.add_argument("--name", default="forecast-calibration", help="name of the record")
     ap.add_argument("--note", action="append", default=[], help="a paragraph for the record")
     args = ap.parse_args(argv)
     cells = load_cells(args.dirs, args.strategy or None)
-    summary = summarize(read_steps(cells))
-    _print(summary, len(cells))
+    steps = read_steps(cells)
+    cal = fit(steps, args.fit) if args.fit else FAMILY_RECALIBRATION
+    model, recal = summarize(steps), summarize(recalibrated(steps, cal))
+    print(f"{len(cells)} cells")
+    _print(model, "model's own probabilities")
+    _print(recal, f"recalibrated ({cal.name})")
+    if args.fit:
+        print(f"fitted (in-sample above; check on held-out cells):\n{cal!r}")
     if args.record:
         from autolab.benchmarking.provenance import Result, Table, write_result
 
-        rows = tuple((what, b, n, f"{p:.3f}", f"{o:.3f}")
-                     for what in ("p_next", "p_spec_met") for b, n, p, o in summary[what]["bins"])
-        ee = summary["expected_experiments"]
-        note = (f"expected_experiments: median forecast {ee['median_forecast']:.1f} vs actual "
-                f"{ee['median_actual']:.1f} further experiments (n {ee['n_known']} steps before "
-                f"a good hit), forecast/actual median {ee['median_ratio_forecast_over_actual']:.2f}"
-                f", actual <= forecast in {100 * ee['share_actual_le_forecast']:.0f} %.")
         result = Result(
-            name="forecast-calibration", title="Stopping forecast: forecast vs actual",
+            name=args.name, title="Stopping forecast: forecast vs actual",
             description=f"Per-step forecasts of {len(cells)} family cells "
                         f"({', '.join(args.dirs)}, strategy {args.strategy or 'all'}) against "
-                        "what happened (benchmarks/forecast_calibration.py)",
+                        "what happened, the model's own probabilities and recalibrated "
+                        f"({cal.name}) (benchmarks/forecast_calibration.py)",
             tables=(Table(title="reliability", columns=(
-                "forecast", "bin", "n", "mean predicted", "observed share"), rows=rows),),
-            notes=(note, *args.note), data=summary)
+                "probabilities", "forecast", "bin", "n", "mean predicted", "observed share"),
+                rows=_rows("model", model) + _rows("recalibrated", recal)),),
+            notes=(_count_note("model", model), _count_note(f"recalibrated ({cal.name})", recal),
+                   *args.note),
+            data={"model": model, "recalibrated": recal, "recalibration": {
+                "name": cal.name, "p_spec_met": cal.p_spec_met, "p_next": cal.p_next}})
         print(f"wrote {write_result(result, args.record)}")
 
 
