@@ -265,7 +265,11 @@ def test_pareto_mode_and_forecast_on_the_large_n_path(monkeypatch: pytest.Monkey
     assert fc is not None
 
 
-def test_prior_mean_carries_over_to_the_large_n_path(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("device", [
+    "cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(),
+                                                         reason="needs a CUDA device"))])
+def test_prior_mean_carries_over_to_the_large_n_path(monkeypatch: pytest.MonkeyPatch,
+                                                     device: str) -> None:
     """A twin prior (learned-weight mean) is the sparse GP's mean too; proposals stay valid."""
     from autolab.optimizer.prior import PriorMean
     from tests.optimizer.problems import peak_problem, space_2d, target_objective
@@ -276,13 +280,15 @@ def test_prior_mean_carries_over_to_the_large_n_path(monkeypatch: pytest.MonkeyP
     space = space_2d()
     opt = BotorchOptimizer(space, target_objective(), seed=0, prior="twin",
                            outcome_prior=PeakPrior(), num_restarts=2, raw_samples=32,
-                           fit_maxiter=20)
+                           fit_maxiter=20, device=device)
     points = space.from_unit(random_design(space, 2, 40))
     opt.tell(points, [peak_problem(space, p) for p in points])
     (point,) = opt.ask(1)
     assert space.check(point) == point
-    sub = opt._fit_cache[1][0].models[0]
+    model = opt._fit_cache[1][0]
+    sub = model.models[0]
     assert isinstance(sub, SparseGP) and isinstance(sub.mean_module, PriorMean)
+    _assert_on(model, torch.device(device))
     truth = peak_problem(space, point)["pl_peak_nm"]
     assert abs(opt.last_predictions[0]["outcomes"]["pl_peak_nm"][0] - truth) < 2.0
 
