@@ -209,7 +209,8 @@ def test_the_dynamic_campaign_file_runs_from_the_cli(tmp_path: Path) -> None:
 
 
 def test_a_sweep_plan_visits_a_box_around_each_proposal(tmp_path: Path) -> None:
-    config = _config(2, plan="sweep", sweep={"n_points": 2, "box_fraction": 0.05})
+    config = _config(2, plan="sweep", sweep={"n_points": 2, "box_fraction": 0.05},
+                     hold_residence_times=0.0)
     result = Campaign.create(config, tmp_path / "runs").run()
     state = Journal.read(result.run_dir / "journal.jsonl")
     points = [Conditions.from_mapping(p)
