@@ -45,7 +45,8 @@ class Trip:
     """Why the supervisor tripped.
 
     Attributes:
-        reason: ``over_temperature``, ``sensor_break``, ``comms_loss``, ``syringe_empty``,
+        reason: ``over_temperature``, ``sensor_break``, ``loop_break``, ``over_range``,
+            ``comms_loss``, ``syringe_empty``,
             ``exception``, ``signal``, or a pump finding of
             :class:`~autolab.hardware.delivery.DeliveryMonitor` (``pump_stall``,
             ``safe_mode_timeout``, ``pump_power_cycle``, ``pump_idle``, ``pump_rate`` ...).
@@ -291,6 +292,13 @@ def _set_rate_stopped(pump: Pump, rate_ml_min: float) -> None:
     pump.set_rate_ml_min(rate_ml_min)
 
 
+#: Controller status faults that trip hard (Eurotherm status word, reference §5.2: a sensor
+#: break makes the PV meaningless; a loop break is output saturated without the PV following,
+#: a heater or thermocouple fault; over-range is a PV beyond the input range).
+HEATER_TRIPS = {"sensor_break": "thermocouple open",
+                "loop_break": "loop break: output saturated, PV not responding",
+                "over_range": "PV beyond the input range"}
+
 #: The supervisor reads each running pump's rate back every this many polls.
 RATE_CHECK_EVERY = 4
 
@@ -373,8 +381,8 @@ class Supervisor:
             except HardwareError as err:
                 return self._fire("comms_loss", h.name, str(err), hard=True)
             self.last_pv_c[role] = pv
-            if fault == "sensor_break":
-                return self._fire("sensor_break", h.name, "thermocouple open", hard=True)
+            if fault in HEATER_TRIPS:
+                return self._fire(fault, h.name, HEATER_TRIPS[fault], hard=True)
             limit = rig.limits(h.name).max_temperature_c
             if limit is not None and pv > limit:
                 return self._fire("over_temperature", h.name,

@@ -325,6 +325,8 @@ class ModbusBusEmulator(PtyEmulator):
     def __init__(self, name: str, reactor: VirtualReactor, decimals: int = eu.DECIMALS) -> None:
         super().__init__(name, reactor)
         self.decimals = decimals
+        #: Fault injection: status bits OR-ed into a controller's register 75, by address.
+        self.extra_status: dict[int, int] = {}
 
     def take(self, buf: bytes) -> tuple[int, bytes] | None:
         """One request (see :meth:`PtyEmulator.take`)."""
@@ -402,7 +404,8 @@ class ModbusBusEmulator(PtyEmulator):
         if reg in temperatures:
             return eu.to_register(temperatures[reg], d)
         if reg == eu.STATUS:
-            return eu.encode_status(sensor_break=h.sensor_break, remote_sp_fail=h.remote_failed)
+            return (eu.encode_status(sensor_break=h.sensor_break, remote_sp_fail=h.remote_failed)
+                    | self.extra_status.get(h.address, 0))
         if reg == eu.LOCAL_REMOTE:
             return int(h.remote)
         if reg == eu.OP_HI:

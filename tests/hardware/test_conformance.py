@@ -274,6 +274,28 @@ def test_an_unknown_function_code_gets_exception_01(modbus_bus: Any) -> None:
     assert reply[3:] == eu.crc_modbus(reply[:3])
 
 
+@pytest.mark.parametrize("bit", [eu.LOOP_BREAK_BIT, eu.OVER_RANGE_BIT])
+def test_loop_break_and_over_range_trip_hard(bit: int) -> None:
+    """§2.1 status word 75: bit 6 loop break, bit 10 PV over-range (§5.2: trip on them)."""
+    bench = Bench()
+    bench.heaters = {"h1": HeaterModel(address=1, role="core"),
+                     "h2": HeaterModel(address=2, role="shell")}
+    emu = ModbusBusEmulator("heaters", bench)  # type: ignore[arg-type]
+    emu.start()
+    d = devices()
+    d["ports"]["heaters"] = {"url": emu.port}
+    rig = Rig.open(parse_devices(d))
+    try:
+        emu.extra_status[2] = 1 << bit
+        trips: list[Trip] = []
+        Supervisor(rig, trips.append).poll_once()  # heaters come first: nothing else is asked
+    finally:
+        rig.close()
+        emu.stop()
+    reason = {eu.LOOP_BREAK_BIT: "loop_break", eu.OVER_RANGE_BIT: "over_range"}[bit]
+    assert [(t.reason, t.device, t.hard) for t in trips] == [(reason, "heater_shell", True)]
+
+
 @pytest.mark.parametrize(("device", "address", "expected"), [
     ("heater_core", 0, r"devices\.heater_core\.address=0: expected 1-247 .*broadcast"),
     ("pump_solvent", 120, r"devices\.pump_solvent\.address=120: expected 0-99"),
