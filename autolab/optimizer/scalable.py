@@ -12,7 +12,9 @@ Above :data:`LARGE_N` the optimizer therefore builds each GP in two steps:
    well as all points would (their uncertainty shrinks like ``1/sqrt(n)``, and they are smooth,
    global quantities); the subset is the most precise half (the steady-state readings, which carry
    most of the information about the function) plus a seeded random half of the rest (so the
-   subset still covers where the data are and the noise of the transient readings). The exact
+   subset still covers where the data are and the noise of the transient readings). The
+   feasibility GP's subset, given its labels, is class-balanced instead: up to half failures,
+   since a random subset holds too few of them to learn which inputs decide failure. The exact
    models of :mod:`~autolab.optimizer.models` are fitted on it, unchanged.
 2. **A posterior conditioned on every point** (:class:`SparseGP`): Titsias' collapsed
    variational (SGPR) posterior with the stated heteroscedastic noise, whose inducing points are
