@@ -13,8 +13,10 @@ deterministic. Behind the pty emulators (a wall clock) :meth:`VirtualReactor.sta
 moves it to a thread of its own: a request under the lock only records what the tanks
 experienced since the last one (:class:`~autolab.twin.transient.TankInputs` and the interval),
 and the stepper integrates those segments in order, outside the lock, merging runs of equal
-inputs. So a serial reply never waits for the chemistry; the outlet a frame shows lags the
-clock by what the stepper has not yet integrated (one period when it keeps up).
+inputs. So a serial reply never waits for the chemistry, with one bounded exception: a
+detector frame waits (at most ``frame_wait_s``) until the stepper has integrated what was
+recorded before it, so consecutive frames never show one stale state (which the steady-state
+verdict would call steady).
 
 The spectrometer reads the outlet. What the tanks hold is a
 :class:`~autolab.twin.transient.CascadeState` moved by the twin's cascade physics
@@ -259,12 +261,18 @@ class VirtualReactor:
         #: simulated rig scatters it per run: the QY read-out error of a real optics head).
         self.pl_gain = 1.0
         self._t_min = clock.now_min()
-        #: Segments (inputs, fallback, lab min) the stepper thread has yet to integrate.
+        #: Segments (inputs, fallback, lab min) the stepper thread has yet to integrate, how
+        #: many were recorded and integrated so far; guarded by ``_progress`` (never by ``lock``:
+        #: the stepper never takes ``lock``, so a frame may wait for it while holding ``lock``).
         self._pending: list[tuple[TankInputs, TankInputs, float]] = []
-        self._cascade_lock = threading.Lock()  # taken before ``lock``, never inside it
-        self._wake = threading.Event()
+        self._recorded = 0
+        self._integrated = 0
+        self._progress = threading.Condition()
         self._stepper: threading.Thread | None = None
-        self._stop_stepping = threading.Event()
+        self._stop_stepping = False
+        #: Longest wall wait of a frame for the stepper to catch up, s (the lock is held
+        #: meanwhile: well inside the drivers' reply timeouts of 0.9-1.2 s).
+        self.frame_wait_s = 0.25
         #: Wall seconds the stepper spent per batch (the latest ones; for the lab's evidence).
         self.step_wall_s: list[float] = []
 
@@ -354,8 +362,10 @@ class VirtualReactor:
         fallback = TankInputs.solvent(self._outlet_ml_min(), t_tank_c=inputs.t_tank_c,
                                       stir_rpm=inputs.stir_rpm, s_inject_tank=self.injection[0])
         if self._stepper is not None:
-            self._pending.append((inputs, fallback, dt))
-            self._wake.set()
+            with self._progress:
+                self._pending.append((inputs, fallback, dt))
+                self._recorded += 1
+                self._progress.notify_all()
             return
         self.cascade = self._integrate(self.cascade, [(inputs, fallback, dt)])
 
@@ -370,40 +380,58 @@ class VirtualReactor:
         return state
 
     # ------------------------------------------------------------------ stepper thread
-    def start_stepping(self, period_s: float = 0.02) -> None:
+    def start_stepping(self) -> None:
         """Integrate the tanks in a thread of their own from now on (wall-clock labs)."""
         if self._stepper is not None:
             return
-        self._stop_stepping.clear()
-        self._stepper = threading.Thread(target=self._step_loop, args=(period_s,),
-                                         name="reactor-physics", daemon=True)
+        self._stop_stepping = False
+        self._stepper = threading.Thread(target=self._step_loop, name="reactor-physics",
+                                         daemon=True)
         self._stepper.start()
 
     def stop_stepping(self) -> None:
         """Stop the stepper after it integrated everything recorded (idempotent)."""
-        thread, self._stepper = self._stepper, None
-        if thread is not None:
-            self._stop_stepping.set()
-            self._wake.set()
-            thread.join()
-        self.catch_up()
+        thread = self._stepper
+        if thread is None:
+            return
+        with self._progress:
+            self._stop_stepping = True
+            self._progress.notify_all()
+        thread.join()
+        with self.lock:  # producers record under it: none slips between these two lines
+            self._stepper = None
+            with self._progress:
+                left, self._pending = self._pending, []
+            self.cascade = self._integrate(self.cascade, _merged(left))
 
-    def _step_loop(self, period_s: float) -> None:
-        while not self._stop_stepping.is_set():
-            self._wake.wait(period_s)
-            self._wake.clear()
-            self.catch_up()
-
-    def catch_up(self) -> None:
-        """Integrate every recorded segment, in order (call without holding ``lock``)."""
-        with self._cascade_lock:
-            with self.lock:
+    def _step_loop(self) -> None:
+        """The one consumer: takes what was recorded, integrates it in order, says so."""
+        while True:
+            with self._progress:
+                self._progress.wait_for(lambda: bool(self._pending) or self._stop_stepping)
                 batch, self._pending = self._pending, []
-            if not batch:
+                upto, stop = self._recorded, self._stop_stepping
+            if batch:
+                t0 = time.perf_counter()
+                self.cascade = self._integrate(self.cascade, _merged(batch))
+                self.step_wall_s = [*self.step_wall_s[-999:], time.perf_counter() - t0]
+            with self._progress:
+                self._integrated = upto
+                self._progress.notify_all()
+            if stop:
                 return
-            t0 = time.perf_counter()
-            self.cascade = self._integrate(self.cascade, _merged(batch))
-            self.step_wall_s = [*self.step_wall_s[-999:], time.perf_counter() - t0]
+
+    def catch_up(self) -> bool:
+        """Wait (at most ``frame_wait_s``) until everything recorded so far is integrated.
+
+        Returns whether it was (always True without a stepper: nothing is ever pending).
+        """
+        if self._stepper is None:
+            return True
+        with self._progress:
+            target = self._recorded
+            return self._progress.wait_for(lambda: self._integrated >= target,
+                                           timeout=self.frame_wait_s)
 
     def _outlet_ml_min(self) -> float:
         """What leaves the cascade: the core stream less the bleed plus the junction feeds."""
@@ -417,8 +445,8 @@ class VirtualReactor:
         """JSON-compatible physical state: models, tank contents, valves, stirrers.
 
         Wall-clock bookkeeping (watchdog timers) is left out: a restored reactor starts them
-        afresh, as powered devices would. With a stepper running, what it has not integrated
-        yet is integrated first (so call it without holding ``lock``).
+        afresh, as powered devices would. With a stepper running, it waits for the stepper
+        to integrate what was recorded first.
         """
         self.catch_up()
         wall = {"last_packet_wall", "last_remote_wall"}
@@ -469,6 +497,7 @@ class VirtualReactor:
                                         n_dye=ref.refractive_index, peak_nm=det.dye_peak_nm,
                                         fwhm_nm=det.dye_fwhm_nm)
             else:
+                self.catch_up()  # bounded: never one stale state for several frames
                 out = self.physics.outlet(self.cascade)
                 a_mix, pl, _ = mixture_pl_counts(
                     wl, np.ones(1), out.absorbance[None, :], out.emission_per_nm[None, :],
