@@ -9,8 +9,10 @@ watchdogs; (4) :class:`Shutdown`, the one sequence run on any trip, exception, s
 * soft (stall, near-empty syringe, a non-thermal fault): stop reagent pumps -> solvent valve to
   the core inlet, outlet to waste, stirrers on -> solvent flush -> heaters to standby while the
   solvent flows, until the blocks are cool -> solvent off, stirrers off;
-* hard (over-temperature, sensor break, communication loss): cut heater outputs and stop every
-  pump at once; flushing is a human decision.
+* hard (over-temperature, sensor break, loop break, communication loss with a heater, pump or
+  stirrer): cut heater outputs and stop every pump at once; flushing is a human decision. A
+  silent valve or light path trips soft: nothing is hotter or fuller for it, and the soft
+  sequence already skips the flush when a valve is not confirmed.
 
 The supervisor also checks every pump against what the procedure commanded (state, alarms,
 rate, delivered volume: :mod:`autolab.hardware.delivery`), and every valve, light path and
@@ -226,6 +228,10 @@ class Shutdown:
                 "skipped: the valves are not confirmed (a closed outlet downstream of a running "
                 "pump would build pressure)",
                 "the reactor was not flushed: flush it by hand once the outlet is open to waste"))
+        if not flushed:  # the make-up solvent may still run: not against unconfirmed valves
+            solvent = rig.pumps["solvent"]
+            self._step("solvent off", solvent.name, solvent.stop,
+                       self._pump_action(solvent.name))
         self._cool()
         if flushed:
             solvent = rig.pumps["solvent"]
@@ -410,8 +416,8 @@ class Supervisor:
         for role, dev in self._watched().items():
             try:
                 differs = dev.check()
-            except HardwareError as err:
-                return self._fire("comms_loss", dev.name, str(err), hard=True)
+            except HardwareError as err:  # soft: its sequence copes with an unconfirmed valve
+                return self._fire("comms_loss", dev.name, str(err), hard=False)
             self._judge_watched(role, dev, differs)
         self.polls += 1
         return None

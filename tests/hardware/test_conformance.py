@@ -391,6 +391,10 @@ def test_the_supervisor_finds_a_turned_valve_and_a_failed_lamp() -> None:
             assert trips == []  # a fault of the experiment, not a hazard
             with pytest.raises(DeviceFault, match="did not light"):
                 rig.spectrometer.configure(source="EXC", shutter_open=True, cell="SAMPLE")
+            lab.valves["outlet_valve"].no_reply = True  # a silent valve trips soft
+            sup.poll_once()
+            assert [(t.reason, t.device, t.hard) for t in trips] == [
+                ("comms_loss", "outlet_valve", False)]
         finally:
             rig.close()
 
@@ -440,5 +444,27 @@ def test_the_soft_shutdown_flushes_although_the_solvent_runs_in_another_unit() -
             with lab.reactor.lock:
                 p = lab.reactor.pumps["pump_solvent"]
                 assert (p.rate_ml_min, p.rate_units) == (20.0, "MM")
+        finally:
+            rig.close()
+
+
+def test_a_soft_shutdown_that_cannot_flush_stops_the_make_up_solvent() -> None:
+    """The solvent ran as make-up; the outlet valve is silent, so no flush: it must stop."""
+    with VirtualLab(time_scale=SCALE) as lab:
+        with lab.reactor.lock:  # long powered up (no reset alarm, no ignored first command)
+            for p in lab.reactor.pumps.values():
+                p.alarm, p.ignore_next = "", False
+        rig = Rig.open(lab.devices_config(safe_mode_s=0, timeout_s=0.1))
+        try:
+            solvent = rig.pumps["solvent"]
+            solvent.set_rate_ml_min(0.5)
+            solvent.start()
+            lab.valves["outlet_valve"].no_reply = True
+            report = Shutdown(rig, lambda s: None, flush_ml=1.0,
+                              flush_rate_ml_min=20.0).run(hard=False)
+            steps = {s.name: s for s in report.steps}
+            assert not steps["solvent flush"].ok and steps["solvent off"].ok, report.lines()
+            with lab.reactor.lock:
+                assert not lab.reactor.pumps["pump_solvent"].running
         finally:
             rig.close()
