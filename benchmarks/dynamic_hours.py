@@ -171,6 +171,13 @@ def run_dynamic(job: Job, overrides: dict[str, Any] | None = None,
                 cpu_s=time.process_time() - c0)
 
 
+def stored_dynamic(job: Job, source: Path) -> Cell | None:
+    """The dynamic cell of a recorded ``dynamic-hours.json`` (same spec and cell), or None."""
+    cells = json.loads(source.read_text(encoding="utf-8"))["data"]["cells"]
+    found = [c for c in cells if c["mode"] == "dynamic" and c["cell"] == _cell_id(job)]
+    return Cell(**found[0]) if found else None
+
+
 def stored_steady(job: Job, source: Path) -> Cell | None:
     """The steady cell from an earlier run (same spec and cell), or None.
 
@@ -283,6 +290,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="reuse steady cells: benchmarks/lab_hours.py's fixed-3τ variant "
                              "folder (e.g. benchmark-results/lab_hours/"
                              "fixed_3tau_p_always_flush_K1) or a recorded dynamic-hours.json")
+    parser.add_argument("--dynamic-from", type=Path, default=None,
+                        help="reuse the dynamic cells of a recorded dynamic-hours.json (e.g. to "
+                             "pair them with steady cells run again on a changed rig)")
+    parser.add_argument("--only", choices=("steady", "dynamic"), default=None,
+                        help="run one mode only (the other from --steady-from/--dynamic-from, "
+                             "or left out)")
     parser.add_argument("--dynamic-budget", type=int, default=None,
                         help="trajectories per dynamic cell (default: the spec's budget)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -295,13 +308,17 @@ def main(argv: list[str] | None = None) -> int:
     reach = reachable_all(spec, args.out, emit=print)
     jobs, excluded = make_jobs(spec, reach)
     jobs = jobs[:args.cells] if args.cells else jobs
-    stored = {job.cell_id: stored_steady(job, args.steady_from)
-              for job in jobs} if args.steady_from else {}
+    stored: dict[tuple[str, str], Cell | None] = {}
+    for job in jobs:
+        if args.steady_from:
+            stored["steady", job.cell_id] = stored_steady(job, args.steady_from)
+        if args.dynamic_from:
+            stored["dynamic", job.cell_id] = stored_dynamic(job, args.dynamic_from)
     overrides = {k: yaml.safe_load(v) for k, v in (a.split("=", 1) for a in args.set)}
     dynamic_block(overrides)  # refuse a bad override before anything runs
+    modes = ("steady", "dynamic") if args.only is None else (args.only,)
     work = [(mode, job, overrides, args.dynamic_budget)
-            for job in jobs for mode in ("steady", "dynamic")
-            if not (mode == "steady" and stored.get(job.cell_id) is not None)]
+            for job in jobs for mode in modes if stored.get((mode, job.cell_id)) is None]
     t0 = time.perf_counter()
     cells = [c for c in stored.values() if c is not None]
     with ProcessPoolExecutor(max_workers=args.workers) as pool:
