@@ -14,9 +14,12 @@ For each it reports the share of cells that reach a good hit within the budget (
 the experiments and the lab hours to it, and the ratio of lab hours to the baseline on the cells
 both found (paired: same member, target and seed). The goals: adaptive + short changeovers
 ≤ 0.6× the fixed-3τ lab hours with no worse found-rate; K = 4 ≤ 0.35× the wall-clock lab hours of
-K = 1 at the same found-rate. Writes ``benchmarks/results/lab-hours.json``::
+K = 1 at the same found-rate. Writes ``benchmarks/results/lab-hours.json`` (with ``--only G``:
+``lab-hours-G.json``)::
 
     .venv/bin/python benchmarks/lab_hours.py --workers 2 --record benchmarks/results
+    .venv/bin/python benchmarks/lab_hours.py --only parallel --k 1 4 --seeds 2 --workers 1 \
+        --record benchmarks/results
 """
 
 from __future__ import annotations
@@ -207,8 +210,12 @@ def main(argv: list[str] | None = None) -> int:
     for n in notes:
         print(n)
     if args.record is not None:
+        # one group alone records under its own name, so the two groups' results (run at
+        # different times) never overwrite each other
+        name = "lab-hours" if len(groups) > 1 else f"lab-hours-{groups[0]}"
+        title = {"procedure": "procedure", "parallel": "parallel reactors"}
         result = Result(
-            name="lab-hours", title="Lab hours to a good hit: procedure and parallel reactors",
+            name=name, title="Lab hours to a good hit: " + " and ".join(title[g] for g in groups),
             description=(f"{base.description} ({base.seeds} seeds), through the campaign loop "
                          "on the simulated rig (benchmarks/lab_hours.py)."),
             tables=tuple(tables), notes=notes,
