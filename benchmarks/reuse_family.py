@@ -10,11 +10,14 @@ median. For each design member of the spec (seed 0, 1, ...):
    ``--second-budget``, judged on the member's noise-free truth;
 3. the same second campaign cold (no reuse), for comparison.
 
-Reused experiments are never counted as the second campaign's. Prints one row per member and the
-medians, and records ``benchmarks/results/reuse-family.json`` with ``--record``.
+With ``--prior`` both second campaigns also take the nominal twin as prior mean (``prior: twin``),
+so the reuse is measured on top of the prior. Reused experiments are never counted as the second
+campaign's. Prints one row per member (with the true PL of each second campaign's first four
+experiments, to see how it closes in on the band) and the medians, and records
+``benchmarks/results/reuse-family[-prior].json`` with ``--record``.
 
 Run: ``.venv/bin/python benchmarks/reuse_family.py [--spec benchmarks/family_quick.yaml]
-[--first 550] [--second 610] [--second-budget 10] [--record benchmarks/results]``
+[--first 550] [--second 610] [--second-budget 10] [--prior] [--record benchmarks/results]``
 """
 
 from __future__ import annotations
@@ -42,11 +45,11 @@ from autolab.tracking.base import NullTracker
 
 
 def _run(job: Job, root: str, reuse: Sequence[Path] = ()) -> tuple[int | None, int | None,
-                                                                      int, Path]:
+                                                                      int, Path, str]:
     """Run one cell's campaign (optionally reusing earlier ones); keep its folder.
 
     Returns:
-        (first in band, good hit, experiments, run folder).
+        (first in band, good hit, experiments, run folder, true PL of the first 4 experiments).
     """
     config = job.campaign_config().model_copy(update={"reuse": tuple(reuse)})
     # as autolab.benchmarking.runner.run_job builds a cell, plus ``reuse``
@@ -60,7 +63,8 @@ def _run(job: Job, root: str, reuse: Sequence[Path] = ()) -> tuple[int | None, i
                                optimizer=optimizer, on_trial=judge)
     campaign.run()
     band = next((s.experiment for s in judge.steps if s.in_band), None)
-    return band, judge.hit, len(judge.steps), campaign.run_dir
+    trace = " ".join("fail" if s.failed else f"{s.true_pl_nm:.0f}" for s in judge.steps[:4])
+    return band, judge.hit, len(judge.steps), campaign.run_dir, trace
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -72,6 +76,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--second", type=float, default=610.0)
     ap.add_argument("--second-budget", type=int, default=10)
     ap.add_argument("--out", default="benchmark-results/reuse-family")
+    ap.add_argument("--prior", action="store_true",
+                    help="second campaigns (reuse and cold) with the twin prior")
     ap.add_argument("--record", default=None)
     args = ap.parse_args(argv)
     spec = load_spec(args.spec)
@@ -88,21 +94,25 @@ def main(argv: Sequence[str] | None = None) -> None:
         if second is None:
             continue
         second = replace(second, budget=args.second_budget)
+        if args.prior:
+            second = replace(second, strategy=second.strategy.model_copy(update={
+                "settings": {**second.strategy.settings, "prior": "twin"}}))
         root = tempfile.mkdtemp(prefix="autolab-reuse-")
         try:
-            _, h1, n1, run1 = _run(first, root)
-            b2, h2, _, _ = _run(second, root, reuse=[run1])
-            bc, hc, _, _ = _run(second, root)
+            _, h1, n1, run1, _ = _run(first, root)
+            b2, h2, _, _, trace2 = _run(second, root, reuse=[run1])
+            bc, hc, _, _, tracec = _run(second, root)
         finally:
             shutil.rmtree(root, ignore_errors=True)
         miss = args.second_budget + 1
         reused_band.append(b2 or miss)
         cold_band.append(bc or miss)
         row = (first.member.name, first.seed, n1, h1 or "-", b2 or f">{args.second_budget}",
-               h2 or "-", bc or f">{args.second_budget}", hc or "-")
+               h2 or "-", trace2, bc or f">{args.second_budget}", hc or "-", tracec)
         rows.append(row)
         print(" | ".join(str(v) for v in row), flush=True)
-    note = (f"second target {args.second:g} nm, first in band: median "
+    note = (f"second target {args.second:g} nm{' (twin prior)' if args.prior else ''}, first "
+            "in band: median "
             f"{statistics.median(reused_band):g} with reuse vs {statistics.median(cold_band):g} "
             f"cold (misses count as {args.second_budget + 1}), {len(rows)} members")
     print(note)
@@ -111,7 +121,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             "member", "seed", f"first campaign ({args.first:g} nm) experiments",
             "its good hit", f"{args.second:g} nm first in band, reuse", "good hit, reuse",
             f"{args.second:g} nm first in band, cold", "good hit, cold"), rows=tuple(rows))
-        result = Result(name="reuse-family", title="Earlier-campaign reuse on the family",
+        name = "reuse-family-prior" if args.prior else "reuse-family"
+        result = Result(name=name, title="Earlier-campaign reuse on the family"
+                        + (", with the twin prior" if args.prior else ""),
                         description=f"{args.spec}: {args.first:g} nm then {args.second:g} nm on "
                                     "the same reactor (benchmarks/reuse_family.py)",
                         tables=(table,), notes=(note,),
