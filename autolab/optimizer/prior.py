@@ -175,7 +175,8 @@ class PriorSurrogate:
     def mean(self, name: str, X: Tensor) -> Tensor:
         """Prior mean of outcome ``name`` at unit-cube ``X`` (``(..., n, d)`` -> ``(..., n)``)."""
         gp = self.gps[name]
-        post: Any = gp.posterior(X.to(torch.float64))
+        # The surrogate's GPs stay on the CPU; X may be on the optimizer's device.
+        post: Any = gp.posterior(X.to(device=gp.train_inputs[0].device, dtype=torch.float64))
         mean: Tensor = post.mean[..., 0].to(X)
         return mean
 
