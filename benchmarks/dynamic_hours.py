@@ -145,7 +145,7 @@ def run_dynamic(job: Job, overrides: dict[str, Any] | None = None,
     import torch
 
     torch.set_num_threads(1)
-    t0, c0 = time.perf_counter(), time.process_time()
+    t0 = time.perf_counter()
     dynamic = dynamic_block(overrides)
     config = job.campaign_config().model_copy(update={"mode": "dynamic", "dynamic": dynamic})
     if budget is not None:
@@ -167,8 +167,7 @@ def run_dynamic(job: Job, overrides: dict[str, Any] | None = None,
                 None if judge.hit is None else judge.hit[0], judge.n, lab_h,
                 judge.observations, time.perf_counter() - t0, judge.ask_s,
                 full_weight=judge.full_weight,
-                down_weighted=judge.observations - judge.full_weight, refused=judge.refused,
-                cpu_s=time.process_time() - c0)
+                down_weighted=judge.observations - judge.full_weight, refused=judge.refused)
 
 
 def stored_dynamic(job: Job, source: Path) -> Cell | None:
@@ -202,7 +201,9 @@ def stored_steady(job: Job, source: Path) -> Cell | None:
 
 def _run(args: tuple[str, Job, dict[str, Any], int | None]) -> Cell:
     mode, job, overrides, budget = args
-    return run_steady(job) if mode == "steady" else run_dynamic(job, overrides, budget)
+    c0 = time.process_time()
+    cell = run_steady(job) if mode == "steady" else run_dynamic(job, overrides, budget)
+    return replace(cell, cpu_s=time.process_time() - c0)
 
 
 def _median_iqr(values: list[float]) -> str:
