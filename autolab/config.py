@@ -196,6 +196,8 @@ class TwinExecutorSettings(BaseModel):
             out; ``always``: flush before every experiment.
         feed_window_c: The feeds start once every block is this close to its setpoint, °C
             (0: the pumps wait idle until the blocks are at their setpoints, as before).
+        blank_max_age_h: Oldest solvent blank an experiment may use, lab h; an older one makes
+            the next experiment flush clean and take a new blank (lamp and detector drift).
     """
 
     model_config = _FROZEN
@@ -203,6 +205,7 @@ class TwinExecutorSettings(BaseModel):
     settling: Literal["adaptive", "fixed"] = "adaptive"
     flush: Literal["auto", "always"] = "auto"
     feed_window_c: float = Field(default=40.0, ge=0, le=400, allow_inf_nan=False)
+    blank_max_age_h: float = Field(default=24.0, gt=0, le=10_000, allow_inf_nan=False)
 
 
 class CSTRExecutorSettings(BaseModel):
@@ -222,6 +225,7 @@ class CSTRExecutorSettings(BaseModel):
         flush: ``auto`` (skip when the new feed can wash the old product out) or ``always``.
         feed_window_c: The feeds start once every block is this close to its setpoint, °C
             (0: the pumps wait idle until the blocks are at their setpoints).
+        blank_max_age_h: Oldest solvent blank an experiment may use, lab h.
     """
 
     model_config = _FROZEN
@@ -237,6 +241,7 @@ class CSTRExecutorSettings(BaseModel):
     settling: Literal["adaptive", "fixed"] = "adaptive"
     flush: Literal["auto", "always"] = "auto"
     feed_window_c: float = Field(default=40.0, ge=0, le=400, allow_inf_nan=False)
+    blank_max_age_h: float = Field(default=24.0, gt=0, le=10_000, allow_inf_nan=False)
 
 
 #: Executor kind -> its settings model.

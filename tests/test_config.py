@@ -250,3 +250,15 @@ def test_any_text_parses_or_is_a_config_error(text: str) -> None:
 def test_unknown_condition_gets_did_you_mean() -> None:
     msg = _bad({"space.fixed": {"p_to_inn": 3.6}})
     assert "unknown condition 'p_to_inn'; did you mean 'p_to_in'?" in msg
+
+
+def test_the_blank_age_is_an_executor_setting_checked_and_passed_to_the_procedure() -> None:
+    from autolab.campaign import make_executor
+
+    data = copy.deepcopy(BASE)
+    data.setdefault("executor", {}).setdefault("settings", {})["blank_max_age_h"] = 6
+    executor: Any = make_executor(parse_campaign(data, "x.yaml"))
+    assert executor.settings.blank_max_age_h == 6.0
+    data["executor"]["settings"]["blank_max_age_h"] = 0
+    with pytest.raises(ConfigError, match="blank_max_age_h"):
+        parse_campaign(data, "x.yaml")

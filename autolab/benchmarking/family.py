@@ -495,9 +495,9 @@ class ResponseTwin(DigitalTwin):
     #: The response has no kinetics: its steady products are carried through the washout.
     resolves_transients = False
 
-    def __init__(self, response: Response, config: TwinConfig, seed: int = 0,
-                 stokes_ev: float = 0.12, qy_reference: QYReference | None = None) -> None:
-        super().__init__(config, seed=seed, qy_reference=qy_reference)
+    def __init__(self, response: Response, config: TwinConfig, stokes_ev: float = 0.12,
+                 qy_reference: QYReference | None = None) -> None:
+        super().__init__(config, qy_reference=qy_reference)
         self.response = response
         self.stokes_ev = stokes_ev
 

@@ -68,6 +68,7 @@ class CSTRExecutor:
         flush: ``auto`` (skip the flush when the new feed can wash the old product out) or
             ``always``.
         feed_window_c: The feeds start once every block is this close to its setpoint, °C.
+        blank_max_age_h: Oldest solvent blank an experiment may use, lab h.
         install_signal_handlers: Turn SIGTERM into the shutdown sequence (main thread only).
     """
 
@@ -79,7 +80,8 @@ class CSTRExecutor:
                  pl_integration_ms: float = 200.0, temperature_tolerance_c: float = 2.0,
                  qy_reference: QYReference | None = None, poll_period_s: float = 0.5,
                  settling: SettlingMode = "adaptive", flush: FlushMode = "auto",
-                 feed_window_c: float = 40.0, install_signal_handlers: bool = True) -> None:
+                 feed_window_c: float = 40.0, blank_max_age_h: float = 24.0,
+                 install_signal_handlers: bool = True) -> None:
         self.devices = devices
         self.time_scale = devices.time_scale
         self.settings = ProcedureSettings(
@@ -88,7 +90,7 @@ class CSTRExecutor:
             stir_rpm=stir_rpm, abs_integration_ms=abs_integration_ms,
             pl_integration_ms=pl_integration_ms,
             temperature_tolerance_c=temperature_tolerance_c, settling=settling, flush=flush,
-            feed_window_c=feed_window_c)
+            feed_window_c=feed_window_c, blank_max_age_h=blank_max_age_h)
         self.qy_reference = qy_reference or QYReference()
         self.tank = TankState()
         self._bookmark = 0
@@ -322,7 +324,8 @@ class CSTRExecutor:
                 self._check(bookmark)
             self._book_reagents()
             self.tank.conditions = c.as_dict()
-            self.tank.flush_reason = "the last experiment was invalid (a pump misdelivered)"
+            self.tank.flush_reason = (f"the last experiment was invalid (a device fault: "
+                                      f"{fault.device})")
             for finding in self.monitor.take_faults():
                 self._faulted_roles.add(finding.role)
                 fault.device_log += (f"also: {finding.device}: {finding.detail}",)

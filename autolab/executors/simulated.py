@@ -138,7 +138,7 @@ class _Session:
 
 def procedure_settings(config: TwinConfig, settling: SettlingMode = "adaptive",
                        flush: FlushMode = "auto", feed_window_c: float = 40.0,
-                       ) -> ProcedureSettings:
+                       blank_max_age_h: float = 24.0) -> ProcedureSettings:
     """The procedure settings of a twin configuration (its detector, flush, settle, acquire)."""
     det = config.detector
     return ProcedureSettings(
@@ -146,7 +146,8 @@ def procedure_settings(config: TwinConfig, settling: SettlingMode = "adaptive",
         flush_residence_times=config.flush_residence_times,
         trace_frames=max(config.trace_frames, 2), abs_integration_ms=det.abs_integration_ms,
         pl_integration_ms=det.pl_integration_ms, settling=settling, flush=flush,
-        feed_window_c=feed_window_c, acquire_min=config.acquire_min)
+        feed_window_c=feed_window_c, acquire_min=config.acquire_min,
+        blank_max_age_h=blank_max_age_h)
 
 
 class SimulatedExecutor:
@@ -163,6 +164,7 @@ class SimulatedExecutor:
         flush: ``auto`` (default) or ``always``.
         feed_window_c: The feeds start once every block is this close to its setpoint, °C
             (0: the pumps wait idle until the blocks are at their setpoints).
+        blank_max_age_h: Oldest solvent blank an experiment may use, lab h.
         physics: The physics to simulate (default: the twin of ``config``; the benchmark
             family passes its own response).
     """
@@ -172,12 +174,13 @@ class SimulatedExecutor:
     def __init__(self, config: TwinConfig | None = None, seed: int = 0,
                  qy_reference: QYReference | None = None, *, settling: SettlingMode = "adaptive",
                  flush: FlushMode = "auto", feed_window_c: float = 40.0,
-                 physics: DigitalTwin | None = None) -> None:
+                 blank_max_age_h: float = 24.0, physics: DigitalTwin | None = None) -> None:
         self.twin = physics or DigitalTwin(config or TwinConfig(), qy_reference=qy_reference)
         self.seed = int(seed)
         self.rig = SimulatedRig(self.twin)
         self.session = _Session(self.rig)
-        self.settings = procedure_settings(self.twin.config, settling, flush, feed_window_c)
+        self.settings = procedure_settings(self.twin.config, settling, flush, feed_window_c,
+                                           blank_max_age_h)
         self.procedure = Procedure(self.session, self.settings)
         self.truths: dict[int, GroundTruth] = {}
         self.tank = TankState()

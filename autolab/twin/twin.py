@@ -100,8 +100,6 @@ class DigitalTwin:
 
     Args:
         config: Twin configuration (reactor, chemistry, optics, detector, noise, failures).
-        seed: Not used by the physics (noise is drawn by the rig); accepted so that call
-            sites written for the stateful twin keep working.
         qy_reference: The reference dye reported with every measurement.
     """
 
@@ -109,10 +107,9 @@ class DigitalTwin:
     #: them sets this False and its steady products are carried through the washout instead).
     resolves_transients = True
 
-    def __init__(self, config: TwinConfig | None = None, seed: int = 0,
+    def __init__(self, config: TwinConfig | None = None,
                  qy_reference: QYReference | None = None) -> None:
         self.config = config or TwinConfig()
-        self.seed = int(seed)
         self.qy_reference = qy_reference or QYReference()
         d = self.config.detector
         self.wavelengths_nm: FloatArray = np.linspace(d.wavelength_min_nm, d.wavelength_max_nm,
