@@ -49,10 +49,6 @@ from autolab.optimizer.pending import Fantasies, fantasize, submodels
 #: a step function where a GP is (numerically) certain.
 MIN_SD = 1e-9
 
-#: Former local-penalization radius (share of the mean lengthscale) of pending points, replaced
-#: by fantasies of their outcomes; still imported by ``bayes.py``, which passes it on unused.
-PENDING_RADIUS = 0.5
-
 #: Without rest terms (no incumbent): weight of a fantasy in which a pending experiment already
 #: meets the specification, relative to one in which none does (a soft "nothing left to gain":
 #: zero would leave no gradient where every fantasy has a pending success).
@@ -177,16 +173,6 @@ def log_p_constraints(spec: ObjectiveSpec, mean: Tensor, sd: Tensor) -> Tensor:
     return out
 
 
-def mean_lengthscale(model: Model, n_outcomes: int) -> float:
-    """Geometric mean of the outcome GPs' lengthscales (unit cube) (``bayes.py``'s radius)."""
-    scales = [sub.covar_module.lengthscale.detach().log().reshape(-1)
-              for sub in list(getattr(model, "models", []))[:n_outcomes]
-              if hasattr(sub.covar_module, "lengthscale")]
-    if not scales:
-        return 0.2
-    return float(torch.cat(scales).mean().exp())
-
-
 class BandFirstLogEI(AcquisitionFunction):
     """Log acquisition that treats the target band as a specification (scalar mode, ``q = 1``).
 
@@ -214,15 +200,13 @@ class BandFirstLogEI(AcquisitionFunction):
         incumbent: Rest value to improve on (the best in-band experiment's posterior rest, see
             ``BotorchOptimizer``); ``None`` when there are no non-target terms.
         has_feasibility: The model's last output is the feasibility GP.
-        radius: Unused; the former pending-penalty radius, accepted until ``bayes.py`` stops
-            passing it.
         X_pending: Pending points ``(p, d)`` or ``None``.
         band_weight: Exponent of the band probability (``BotorchSettings.band_weight``).
         seed: Seed of the pending fantasies.
     """
 
     def __init__(self, model: Model, spec: ObjectiveSpec, incumbent: float | None, *,
-                 has_feasibility: bool, radius: float = 0.1,
+                 has_feasibility: bool,
                  X_pending: Tensor | None = None, band_weight: float = 1.0,
                  seed: int = 0) -> None:
         super().__init__(model=model)
@@ -353,7 +337,6 @@ def build_acquisition(
     seed: int,
     feasible_utilities: Tensor | None = None,
     incumbent: float | None = None,
-    radius: float = 0.1,
     band_weight: float = 1.0,
 ) -> AcquisitionFunction:
     """The acquisition function for the spec's mode.
@@ -370,7 +353,6 @@ def build_acquisition(
         feasible_utilities: Pareto mode: utilities of feasible successes, ``(n_f, k)``, for the
             inferred reference point (falls back to all successes' if empty).
         incumbent: Scalar mode: the rest value to improve on (:class:`BandFirstLogEI`).
-        radius: Unused (the former pending-penalty radius; see :class:`BandFirstLogEI`).
         band_weight: Scalar mode: exponent of the band probability.
 
     Returns:

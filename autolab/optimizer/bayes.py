@@ -48,11 +48,9 @@ from pydantic import ValidationError
 from autolab.exceptions import OptimizerError
 from autolab.objective import ObjectiveSpec, Target
 from autolab.optimizer.acquisition import (
-    PENDING_RADIUS,
     BandFirstLogEI,
     build_acquisition,
     incumbent_rest,
-    mean_lengthscale,
 )
 from autolab.optimizer.base import BaseOptimizer, derive_seed, resolve_device
 from autolab.optimizer.design import feasible_mask, random_design, sobol_design
@@ -285,7 +283,6 @@ class BotorchOptimizer(BaseOptimizer):
             incumbent=_improvement_bar(
                 incumbent_rest(spec, model, data.X_ok, data.in_band_ok),
                 self.settings.min_improvement),
-            radius=PENDING_RADIUS * mean_lengthscale(model, len(spec.outcome_names)),
             band_weight=self.settings.band_weight,
         )
 
