@@ -15,6 +15,7 @@ limits), how often a frame set is taken and how a ramp is planned::
                                    # approach (fast to near it, slow over its last approach_min)
       hold_min: 0
       hold_residence_times: 0      # a further hold, in mean residence times
+      hold_end: full               # or: steady (end the hold once the stream is steady)
       rate_caps: full_weight       # or: refusal, devices
 
 Kept out of :mod:`autolab.config` so the pure dynamic layer's types stay next to their schema.
@@ -40,6 +41,8 @@ _FROZEN = ConfigDict(frozen=True, extra="forbid")
 PLANS = ("between_proposals", "sweep", "approach")
 #: Default ramp time of ``plan: approach``'s slow last leg, lab min.
 APPROACH_MIN = 30.0
+#: How a hold ends (``hold_end:``): after its full time, or once the stream is steady.
+HOLD_ENDS = ("full", "steady")
 #: How the ramp rates are capped beyond the devices (``rate_caps:``).
 RATE_CAPS = ("full_weight", "refusal", "devices")
 
@@ -157,6 +160,12 @@ class DynamicConfig(BaseModel):
             times at the proposal: the fluid made on the slow last leg reaches the optical
             cell about one residence time later; a hold lets it pass the cell before the next
             ramp mixes new fluid into it.
+        hold_end: ``full`` holds for the whole ``hold_min`` + ``hold_residence_times`` × τ;
+            ``steady`` makes that time a cap and ends the hold at the first check (every
+            two frames) where the mapping flags the cell's fluid steady (the RTD washout of
+            the last ramp's conditions has passed the cell) and the steady procedure's verdict
+            (:func:`autolab.analysis.steady_state` over its window of frames) finds the
+            stream steady: past that point more frames repeat the same reading.
         rate_caps: ``full_weight`` caps every ramp so its readings keep full weight (slow, all
             at full weight); ``refusal`` caps them at the spread the mapping still accepts
             (faster, readings down-weighted); ``devices`` lets the devices' limits alone set
@@ -179,6 +188,7 @@ class DynamicConfig(BaseModel):
     approach_min: float = Field(default=APPROACH_MIN, gt=0, le=10_000, allow_inf_nan=False)
     hold_min: float = Field(default=0.0, ge=0, le=1000, allow_inf_nan=False)
     hold_residence_times: float = Field(default=0.0, ge=0, le=10, allow_inf_nan=False)
+    hold_end: Literal["full", "steady"] = "full"
     rate_caps: Literal["full_weight", "refusal", "devices"] = "full_weight"
     max_ramp_min: float = Field(default=60.0, gt=0, le=10_000, allow_inf_nan=False)
     archive_frames: bool = True
@@ -212,5 +222,5 @@ class DynamicConfig(BaseModel):
         return MappingPolicy(spread_limits=refuse)
 
 
-__all__ = ["PLANS", "RATE_CAPS", "DynamicConfig", "MappingConfig", "RampLimitsConfig",
+__all__ = ["HOLD_ENDS", "PLANS", "RATE_CAPS", "DynamicConfig", "MappingConfig", "RampLimitsConfig",
            "SweepConfig"]

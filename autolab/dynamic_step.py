@@ -32,6 +32,10 @@ history) are passed as pending points, so the optimizer does not propose what is
 way. The readings of the fluid still in the tanks come with the next trajectory, whose frames are
 mapped through the whole realized history since the reactor last settled.
 
+``hold_end: steady`` runs the hold at the end of a ramp in short pieces and ends it at the first
+check where the mapping flags the cell's fluid steady and the steady procedure's verdict finds
+the stream steady (:meth:`DynamicRunner.hold_steady`); the pieces are joined into one measurement.
+
 A device fault or a trip mid-ramp ends the trial as invalid with the observations streamed up to
 the fault journaled (not told: the conditions were not delivered as commanded); a trip still
 ends the campaign, in the safe state.
@@ -50,7 +54,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from autolab.analysis import FeatureBatch, extract_features_batch
+from autolab.analysis import FeatureBatch, extract_features_batch, steady_state
 from autolab.config import CampaignConfig
 from autolab.dynamic import (
     DynamicObservation,
@@ -71,6 +75,7 @@ from autolab.exceptions import (
     HardwareError,
 )
 from autolab.executors import Executor
+from autolab.executors.procedure import STEADY_WINDOW
 from autolab.executors.ramp import DynamicMeasurement, cascade_geometry, partial_of
 from autolab.records import (
     Conditions,
@@ -92,6 +97,8 @@ PENDING_POINTS = 3
 HISTORY_RESIDENCE_TIMES = 8.0
 #: Weight at which a reading counts as taken at full weight (not down-weighted).
 FULL_WEIGHT = 1.0 - 1e-9
+#: ``hold_end: steady``: frame intervals of hold run between two steadiness checks.
+HOLD_CHECK_FRAMES = 2
 #: Features each frame is observed in (the outcomes the objective may read).
 OBSERVED = ("pl_peak_nm", "fwhm_nm", "qy")
 
@@ -191,6 +198,10 @@ class History:
         """The history as a trajectory, and its origin in executor lab minutes."""
         tr = Trajectory.from_samples(self.times_min, self.points, held_before=self.held_before)
         return tr, min(self.times_min)
+
+    def copy(self) -> History:
+        """An independent copy (a look at the stream that must not move the history on)."""
+        return History(list(self.times_min), list(self.points), self.held_before)
 
     def trim(self, keep_min: float) -> None:
         """Drop samples older than ``keep_min`` before the last one (keeping one before)."""
@@ -377,18 +388,64 @@ class DynamicRunner:
     def _run(self, traj: Trajectory, settle: bool | None
              ) -> tuple[StepOutcome, BaseException | None]:
         """Run the trajectory; a fault is an outcome (its partial stream observed)."""
-        run = self.reactor.executor.run_trajectory  # type: ignore[attr-defined]
+        done: list[DynamicMeasurement] = []
         try:
-            m = run(traj, self.limits, frame_interval_min=self.cfg.frame_interval_min,
-                    settle=settle)
+            m = self._stream(traj, settle, done)
         except DeviceFault as err:
-            return self._observed(partial_of(err), f"device fault: {err.device}: {err}",
-                                  err), None
+            return self._observed(joined(done, partial_of(err)),
+                                  f"device fault: {err.device}: {err}", err), None
         except ExperimentFailed as err:
-            return self._observed(partial_of(err), str(err), None), None
+            return self._observed(joined(done, partial_of(err)), str(err), None), None
         except HardwareError as err:  # a trip or a device failure: journal, then end
-            return self._observed(partial_of(err), f"{type(err).__name__}: {err}", err), err
+            return self._observed(joined(done, partial_of(err)),
+                                  f"{type(err).__name__}: {err}", err), err
         return self._observed(m, None, None), None
+
+    def _stream(self, traj: Trajectory, settle: bool | None,
+                done: list[DynamicMeasurement]) -> DynamicMeasurement:
+        """Run ``traj``; with ``hold_end: steady`` its final hold in pieces until steady.
+
+        Every finished piece is appended to ``done`` (a fault's partial is joined to them).
+        """
+        run = self.reactor.executor.run_trajectory  # type: ignore[attr-defined]
+        dt = self.cfg.frame_interval_min
+        hold = final_hold_min(traj)
+        if self.cfg.hold_end == "full" or hold <= 0:
+            m: DynamicMeasurement = run(traj, self.limits, frame_interval_min=dt, settle=settle)
+            return m
+        ramp = Trajectory(traj.times_min[:-1], traj.points[:-1], held_before=traj.held_before)
+        done.append(run(ramp, self.limits, frame_interval_min=dt, settle=settle))
+        end, held = traj.points[-1], 0.0
+        while held < hold - 1e-9 and not self.hold_steady(joined(done)):
+            h = min(HOLD_CHECK_FRAMES * dt, hold - held)
+            piece = Trajectory((0.0, h), (end, end), held_before=False)
+            done.append(run(piece, self.limits, frame_interval_min=dt, settle=False))
+            held += h
+        out = joined(done)
+        assert out is not None
+        return out
+
+    def hold_steady(self, m: DynamicMeasurement | None) -> bool:
+        """Whether a hold may end: the stream so far is steady at the proposal.
+
+        Two verdicts, both needed: the mapping flags the last reading steady (the fluid in the
+        cell saw constant conditions, so the RTD washout of the ramp's last conditions has
+        passed it), and the steady procedure's verdict (:func:`steady_state` over its window of
+        frames) finds the emission steady. Looks at a copy of the history.
+        """
+        if m is None or len(m.frames) < STEADY_WINDOW:
+            return False
+        history = self.history.copy()
+        history.extend(m)
+        obs = self._observe(m, self._analyze(m), history)
+        if not (obs and obs[-1].steady):
+            return False
+        st = m.stacked()
+        last = slice(len(m.frames) - STEADY_WINDOW, len(m.frames))
+        verdict = steady_state(st["wavelengths_nm"], st["times_min"][last],
+                               st["pl_counts"][last], st["dark_pl_counts"],
+                               excitation_nm=m.frames[0].excitation_nm, window=STEADY_WINDOW)
+        return verdict.steady
 
     def _observed(self, m: DynamicMeasurement | None, error: str | None,
                   fault: BaseException | None) -> StepOutcome:
@@ -420,10 +477,10 @@ class DynamicRunner:
             excitation_nm=f0.excitation_nm, saturation_counts=f0.saturation_counts,
             qy_reference=ref)
 
-    def _observe(self, m: DynamicMeasurement, batch: FeatureBatch
-                 ) -> tuple[DynamicObservation, ...]:
+    def _observe(self, m: DynamicMeasurement, batch: FeatureBatch,
+                 since_settle: History | None = None) -> tuple[DynamicObservation, ...]:
         """Map the frames through the realized history since the last settle and judge them."""
-        history, origin = self.history.trajectory()
+        history, origin = (since_settle or self.history).trajectory()
         start = m.started_lab_h * 60.0
         times = start + np.asarray(m.times_min, dtype=np.float64) - origin
         geometry = cascade_geometry(self._rig(), m.trajectory.points[0])
@@ -513,6 +570,10 @@ class DynamicRunner:
             "n_refused": sum(not o.accepted for o in obs),
             "steady": [i for i, o in enumerate(obs) if o.steady and o.accepted],
             "told_failure": self._tells_failure(out), "complete": out.error is None}
+        if m is not None and self.cfg.hold_end == "steady":
+            planned = final_hold_min(traj)
+            rec["hold_min"] = {"planned": planned, "run": max(
+                0.0, m.trajectory.duration_min - (traj.duration_min - planned))}
         if m is not None:
             rec.update({"realized": m.realized.to_dict(), "settled": m.settled,
                         "started_lab_h": m.started_lab_h, "finished_lab_h": m.finished_lab_h,
@@ -581,6 +642,50 @@ class DynamicRunner:
             outs += b
             sds += s
         return conds, outs, sds
+
+
+def final_hold_min(traj: Trajectory) -> float:
+    """The hold at the end of a planned ramp, lab min (0: none, or nothing before it)."""
+    if len(traj.points) < 3 or traj.points[-1] != traj.points[-2]:
+        return 0.0
+    return float(traj.times_min[-1] - traj.times_min[-2])
+
+
+def joined(parts: Sequence[DynamicMeasurement], tail: DynamicMeasurement | None = None
+           ) -> DynamicMeasurement | None:
+    """Pieces of one stream as one measurement, on the first piece's clock.
+
+    Each later piece's first frame re-reads the point the previous piece ended at and is
+    dropped; the shared dark, blank and dye frames are the first piece's.
+    """
+    pieces = [*parts, *([tail] if tail is not None and tail.frames else [])]
+    if len(pieces) <= 1:
+        return pieces[0] if pieces else None
+    first = pieces[0]
+    times, frames = list(first.times_min), list(first.frames)
+    cmd_t, cmd_p = list(first.trajectory.times_min), list(first.trajectory.points)
+    real_t, real_p = list(first.realized.times_min), list(first.realized.points)
+    reagents, log = dict(first.reagent_ml), list(first.device_log)
+    for p in pieces[1:]:
+        off = (p.started_lab_h - first.started_lab_h) * 60.0
+        times += [off + float(t) for t in p.times_min[1:]]
+        frames += p.frames[1:]
+        cmd_t += [off + t for t in p.trajectory.times_min[1:]]
+        cmd_p += p.trajectory.points[1:]
+        real_t += [off + t for t in p.realized.times_min[1:]]
+        real_p += p.realized.points[1:]
+        for k, v in p.reagent_ml.items():
+            reagents[k] = reagents.get(k, 0.0) + v
+        log += p.device_log
+    last = pieces[-1]
+    held = first.trajectory.held_before
+    return replace(
+        first, trajectory=Trajectory(tuple(cmd_t), tuple(cmd_p), held_before=held),
+        realized=Trajectory.from_samples(real_t, real_p, held_before=held),
+        times_min=np.asarray(times, dtype=np.float64), frames=tuple(frames),
+        finished_lab_h=last.finished_lab_h, complete=last.complete, reagent_ml=reagents,
+        device_log=tuple(log), metadata={**first.metadata, "n_frames": float(len(frames)),
+                                         "trajectory_min": cmd_t[-1], "pieces": float(len(pieces))})
 
 
 #: Ramp planners by ``dynamic.plan``: (runner, where the reactor is, proposal) -> (times, points).
