@@ -201,6 +201,9 @@ class DynamicConfig(BaseModel):
         if self.plan != "approach" and self.approach_min != APPROACH_MIN:
             raise ValueError("approach_min applies to plan: approach only; set plan: approach "
                              "or drop approach_min")
+        if self.hold_end == "steady" and self.hold_min == 0 and self.hold_residence_times == 0:
+            raise ValueError("hold_end: steady ends a hold early, and no hold is set: set "
+                             "hold_min or hold_residence_times (the hold's cap), or drop hold_end")
         return self
 
     def limits(self) -> RampLimits:
@@ -222,5 +225,5 @@ class DynamicConfig(BaseModel):
         return MappingPolicy(spread_limits=refuse)
 
 
-__all__ = ["HOLD_ENDS", "PLANS", "RATE_CAPS", "DynamicConfig", "MappingConfig", "RampLimitsConfig",
-           "SweepConfig"]
+__all__ = ["HOLD_ENDS", "PLANS", "RATE_CAPS", "DynamicConfig", "MappingConfig",
+           "RampLimitsConfig", "SweepConfig"]

@@ -7,6 +7,7 @@ The serial-rig side (a heater fault mid-ramp over ptys) is tests/hardware/test_d
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -115,7 +116,9 @@ def test_the_dynamic_block_is_validated_whole() -> None:
            ({"dynamic": {"mapping": {"spread_limits": {"t_core_c": [4, 2]}}}}, "t_core_c"),
            ({"dynamic": {"plan": "zigzag"}}, "plan"), ({"mode": "ramp"}, "mode"),
            ({"dynamic": {"sweep": {"n_points": 2}}}, "plan: sweep"),
-           ({"dynamic": {"approach_min": 10}}, "approach_min applies to plan: approach")]
+           ({"dynamic": {"approach_min": 10}}, "approach_min applies to plan: approach"),
+           ({"dynamic": {"hold_end": "soon"}}, "hold_end"),
+           ({"dynamic": {"hold_end": "steady"}}, "no hold is set")]
     base = load_campaign(CAMPAIGN).model_dump(mode="json")
     for patch, needle in bad:
         data = {**base, **patch}
@@ -247,3 +250,29 @@ def test_an_approach_plan_ramps_fast_then_slow_then_holds(tmp_path: Path) -> Non
     assert slow_min == pytest.approx(20.0, rel=1e-3)  # the far Sobol point: a full slow leg
     assert tr.times_min[1] < slow_min  # the devices' pace before it
     assert dyn["n_full_weight"] > 0
+
+
+
+def test_a_steady_hold_end_stops_the_hold_once_the_stream_is_steady(tmp_path: Path) -> None:
+    # a hold cap of 3 tau: long past the RTD washout, so the steady verdicts come inside it
+    config = _config(3, plan="approach", approach_min=20.0, hold_residence_times=3.0,
+                     hold_end="steady")
+    result = Campaign.create(config, tmp_path / "runs").run()
+    state = Journal.read(result.run_dir / "journal.jsonl")
+    for trial in state.trials[1:]:  # the first settles at its proposal: no ramp, no hold
+        dyn = state.extras[trial.index]["dynamic"]
+        proposal = Conditions.from_mapping({**dyn["proposal"], **config.space.fixed})
+        tau = proposal.tau_core_min + proposal.tau_shell_min
+        hold = dyn["hold_min"]
+        assert hold["planned"] == pytest.approx(3.0 * tau)
+        assert 0 < hold["run"] < hold["planned"] - 1.0  # ended early ...
+        obs = [DynamicObservation.from_dict(d) for d in dyn["observations"]]
+        assert obs[-1].accepted and obs[-1].steady  # ... and only once the cell's fluid is
+        times = [o.time_min for o in obs]
+        assert all(b > a for a, b in itertools.pairwise(times))  # the pieces joined in order
+        frames = np.load(result.run_dir / dyn["frames_file"])
+        assert frames["pl_counts"].shape[0] == dyn["n_readings"] == len(obs)
+        realized = Trajectory.from_dict(dyn["realized"])
+        assert realized.points[-1].as_dict() == pytest.approx(proposal.as_dict(), abs=0.5)
+        assert dyn["finished_lab_h"] - dyn["started_lab_h"] == pytest.approx(
+            realized.duration_min / 60.0, abs=0.05)
