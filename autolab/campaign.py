@@ -340,6 +340,19 @@ def new_run_dir(root: Path, name: str) -> Path:
     return path
 
 
+def _check_no_forecast_stop(config: CampaignConfig) -> None:
+    """Refuse a campaign without the per-step forecast whose stop rules read it.
+
+    Raises:
+        ConfigError: ``stop.forecast_spec_met`` or ``stop.forecast_improve_below`` is set.
+    """
+    rules = [f"stop.{name}" for name in ("forecast_spec_met", "forecast_improve_below")
+             if getattr(config.stop, name) is not None]
+    if rules:
+        raise ConfigError(f"{', '.join(rules)} needs the per-step forecast, which is turned off "
+                          "(forecast=False); remove the rule or turn the forecast on")
+
+
 class Campaign:
     """A closed-loop optimization campaign; create with :meth:`create` or :meth:`resume`.
 
@@ -355,13 +368,22 @@ class Campaign:
         on_event: Called with a line of text for what a person must see besides trials (a
             device fault, each shutdown step, a rejection); the CLI prints it.
         reviewer: Asks a chemist about every proposal before it runs (review mode).
+        forecast: Compute the stopping forecast after every experiment (default). A benchmark
+            that only compares optimizers turns it off: the forecast never changes a proposal
+            (it runs in a forked RNG on the fit the next ask reuses) but its joint posterior
+            draws cost a large share of a simulated campaign's CPU.
+
+    Raises:
+        ConfigError: ``forecast`` is off but a stop rule reads the forecast.
     """
 
     def __init__(self, config: CampaignConfig, run_dir: Path, journal: Journal, *,
                  executor: Executor | Mapping[str, Executor], optimizer: Optimizer,
                  tracker: Tracker, on_trial: Callable[[Campaign, Trial], None] | None = None,
                  on_event: Callable[[str], None] | None = None,
-                 reviewer: Reviewer | None = None) -> None:
+                 reviewer: Reviewer | None = None, forecast: bool = True) -> None:
+        if not forecast:
+            _check_no_forecast_stop(config)
         self.config = config
         self.run_dir = run_dir
         self.journal = journal
@@ -386,6 +408,7 @@ class Campaign:
         self._predictions: list[dict[str, Any] | None] = []
         self._stop_requested = False
         self.forecast: dict[str, Any] | None = None
+        self._forecast_on = forecast
         self.n_reused = 0
         self._takes_sd = "outcome_sd" in inspect.signature(optimizer.tell).parameters
 
@@ -397,12 +420,15 @@ class Campaign:
                optimizer: Optimizer | None = None,
                on_trial: Callable[[Campaign, Trial], None] | None = None,
                on_event: Callable[[str], None] | None = None,
-               reviewer: Reviewer | None = None) -> Campaign:
+               reviewer: Reviewer | None = None, forecast: bool = True) -> Campaign:
         """Start a new campaign in a fresh folder under ``runs_root``.
 
         Executor, optimizer and tracker are built (or taken as given) *before* the folder is
-        made, so a campaign that cannot be assembled leaves no orphan run folder.
+        made, so a campaign that cannot be assembled leaves no orphan run folder; so is a
+        ``forecast`` switch that a stop rule contradicts (see :class:`Campaign`).
         """
+        if not forecast:
+            _check_no_forecast_stop(config)
         mode = getattr(reviewer, "mode", None)  # journal the review mode, so resume keeps it
         if mode is not None and mode != config.review.mode:
             config = config.model_copy(
@@ -419,7 +445,8 @@ class Campaign:
         journal = Journal.create(run_dir / JOURNAL_NAME, header)
         campaign = cls(config, run_dir, journal, executor=parts[0], optimizer=parts[1],
                        tracker=parts[2], on_trial=on_trial, on_event=on_event,
-                       reviewer=reviewer or make_reviewer(config.review.mode))
+                       reviewer=reviewer or make_reviewer(config.review.mode),
+                       forecast=forecast)
         campaign._reuse(reused)
         for source in reused["sources"]:
             journal.append_note(f"reusing {source['n']} experiment(s) of {source['campaign']} "
@@ -954,6 +981,8 @@ class Campaign:
         back by a model fit; the tracker logs it as ``forecast_*`` metrics of that experiment
         (it derives score terms, target status, predictions, lab time and reagents itself).
         """
+        if not self._forecast_on:
+            return
         self.forecast = self._forecast()
         if self.forecast is None:
             return

@@ -147,7 +147,8 @@ def make_jobs(spec: BenchmarkSpec, reachable: dict[str, tuple[Reachable, ...]],
                              budget=spec.budget,
                              threshold_qy=spec.success.qy_fraction * reach.best_qy,
                              best_reachable_qy=reach.best_qy, reactors=spec.reactors,
-                             settling=spec.procedure.settling, flush=spec.procedure.flush)
+                             settling=spec.procedure.settling, flush=spec.procedure.flush,
+                             forecast=spec.forecast)
                          for seed in spec.seed_list]
     return jobs, excluded
 

@@ -75,6 +75,8 @@ class Job:
         reactors: Simulated reactors of the member the campaign drives at once (K).
         settling: The procedure's settling (``adaptive`` or ``fixed``).
         flush: The procedure's flush (``auto`` or ``always``).
+        forecast: Whether the campaign computes its stopping forecast after every experiment
+            (:attr:`Step.forecast` is ``None`` throughout without it).
     """
 
     strategy: StrategySpec
@@ -87,6 +89,7 @@ class Job:
     reactors: int = 1
     settling: str = "adaptive"
     flush: str = "auto"
+    forecast: bool = True
 
     @property
     def member(self) -> Member:
@@ -111,6 +114,8 @@ class Job:
                "space": self.space.model_dump(mode="json"), "budget": self.budget,
                "threshold_qy": round(self.threshold_qy, 9), "reactors": self.reactors,
                "procedure": [self.settling, self.flush]}
+        if not self.forecast:  # only when off: cells stored before the switch keep their hash
+            doc["forecast"] = False
         text = json.dumps(doc, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -336,7 +341,7 @@ def run_job(job: Job) -> RunResult:
     root = tempfile.mkdtemp(prefix="autolab-cell-")
     try:
         campaign = Campaign.create(config, root, executor=dict(executors), tracker=NullTracker(),
-                                   optimizer=optimizer, on_trial=judge)
+                                   optimizer=optimizer, on_trial=judge, forecast=job.forecast)
         result = campaign.run()
     finally:
         shutil.rmtree(root, ignore_errors=True)

@@ -197,6 +197,10 @@ class BenchmarkSpec(BaseModel):
     #: seeds); lab hours are then wall-clock lab hours.
     reactors: int = Field(default=1, ge=1, le=16, strict=True)
     procedure: ProcedureSpec = Field(default_factory=ProcedureSpec)
+    #: Whether each cell's campaign computes the stopping forecast after every experiment.
+    #: Forecast calibration needs it (the default); an optimizer-choice run does not (the
+    #: forecast never changes a proposal) and saves its CPU with ``false``.
+    forecast: bool = Field(default=True, strict=True)
     tracking: BenchmarkTracking = Field(default_factory=BenchmarkTracking)
 
     @field_validator("seeds")

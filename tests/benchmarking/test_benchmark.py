@@ -6,6 +6,7 @@ import csv
 import json
 import math
 import shutil
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -340,3 +341,46 @@ def test_mlflow_gets_each_cell_as_it_finishes_and_resumes_into_the_same_parent(
     again(None, first)  # already logged: skipped
     again(None, RunResult.from_dict(runs[1]))
     assert len(children()) == 2
+
+
+# ------------------------------------------------------------------------ the per-step forecast
+def test_forecast_switch_is_validated_and_reaches_every_job() -> None:
+    assert parse_spec(TINY).forecast is True
+    spec = parse_spec({**TINY, "forecast": False})
+    jobs, _ = make_jobs(spec, _fake_reach(spec))
+    assert jobs and not any(j.forecast for j in jobs)
+    on_jobs, _ = make_jobs(parse_spec(TINY), _fake_reach(spec))
+    assert {j.fingerprint() for j in jobs}.isdisjoint(j.fingerprint() for j in on_jobs)
+    with pytest.raises(ConfigError, match="forecast"):
+        parse_spec({**TINY, "forecast": "sometimes"})
+    choices = load_spec(Path(__file__).parents[2] / "benchmarks" / "family_choices.yaml")
+    assert choices.forecast is False
+
+
+def test_forecast_off_keeps_every_proposal() -> None:
+    """The forecast runs in a forked RNG on the fit the next ask reuses: proposals do not move."""
+    spec = parse_spec({**TINY, "budget": 7,
+                       "strategies": [{"kind": "botorch", "settings": {"n_init": 4}}]})
+    jobs, _ = make_jobs(spec, _fake_reach(spec, qy=10.0))  # a good hit is out of reach: 7 steps
+    on = run_job(jobs[0])
+    off = run_job(replace(jobs[0], forecast=False))
+    assert [s.forecast for s in off.steps] == [None] * 7
+    assert any(s.forecast is not None for s in on.steps)
+
+    def trace(result: Any) -> list[tuple[float, float, float, bool]]:
+        return [(s.true_pl_nm, s.true_qy, s.measured_pl_nm, s.failed) for s in result.steps]
+
+    assert np.array_equal(np.array(trace(on)), np.array(trace(off)), equal_nan=True)
+
+
+def test_forecast_stop_rule_without_forecast_is_refused(tmp_path: Path) -> None:
+    from autolab.campaign import Campaign
+    from autolab.config import StopConfig
+
+    spec = parse_spec(TINY)
+    jobs, _ = make_jobs(spec, _fake_reach(spec))
+    config = jobs[0].campaign_config().model_copy(
+        update={"stop": StopConfig(target_reached=False, forecast_improve_below=0.05)})
+    with pytest.raises(ConfigError, match=r"stop.forecast_improve_below needs the per-step"):
+        Campaign.create(config, tmp_path / "runs", forecast=False)
+    assert not (tmp_path / "runs").exists()
