@@ -259,11 +259,18 @@ class BandFirstLogEI(AcquisitionFunction):
 
         Keys: ``band``, ``constraints``, ``feasibility``, ``improvement``: the model's own
         belief, without pending experiments.
+
+        Each outcome GP is asked for its own marginal: the model list's posterior would stack
+        them into a joint multitask distribution only for these marginals to be read back
+        (measured: 15 % more CPU per value and gradient, 10 % more per ask on a cached fit at
+        n = 50). Each GP's posterior is already in outcome units (``posterior`` undoes its
+        ``Standardize``), as the model list's is; the values are the same bit for bit.
         """
-        post: Any = self.model.posterior(X.unsqueeze(-2))
-        mean = post.mean.squeeze(-2)
-        sd = post.variance.squeeze(-2).clamp_min(MIN_SD**2).sqrt()
-        return self._terms(mean, sd, self.incumbent)
+        x = X.unsqueeze(-2)
+        posts: list[Any] = [sub.posterior(x) for sub in submodels(self.model)]
+        mean = torch.cat([p.mean for p in posts], dim=-1).squeeze(-2)
+        var = torch.cat([p.variance for p in posts], dim=-1).squeeze(-2)
+        return self._terms(mean, var.clamp_min(MIN_SD**2).sqrt(), self.incumbent)
 
     def _terms(self, mean: Tensor, sd: Tensor, incumbent: float | Tensor | None
                ) -> dict[str, Tensor]:
