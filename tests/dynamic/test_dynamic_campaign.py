@@ -29,6 +29,7 @@ from autolab.dynamic import (
     plan_ramp,
 )
 from autolab.dynamic_config import DynamicConfig
+from autolab.dynamic_step import joined
 from autolab.exceptions import ConditionsError, ConfigError
 from autolab.executors.ramp import DynamicMeasurement, cascade_geometry
 from autolab.executors.simulated import SimulatedExecutor
@@ -276,3 +277,28 @@ def test_a_steady_hold_end_stops_the_hold_once_the_stream_is_steady(tmp_path: Pa
         assert realized.points[-1].as_dict() == pytest.approx(proposal.as_dict(), abs=0.5)
         assert dyn["finished_lab_h"] - dyn["started_lab_h"] == pytest.approx(
             realized.duration_min / 60.0, abs=0.05)
+
+
+def test_joined_pieces_make_one_stream_and_a_faults_partial_joins_them() -> None:
+    ex = SimulatedExecutor(seed=3)
+    ramp = plan_ramp(A, B, LIMITS, hold_end_min=2)
+    first = ex.run_trajectory(ramp, LIMITS, frame_interval_min=1.0)
+    hold = Trajectory((0.0, 3.0), (B, B), held_before=False)
+    second = ex.run_trajectory(hold, LIMITS, frame_interval_min=1.0, settle=False)
+    assert not second.settled
+    m = joined([first, second])
+    assert m is not None and m.settled and m.settle_waits is first.settle_waits
+    # the second piece's first frame re-reads where the first ended: dropped
+    assert len(m.frames) == len(first.frames) + len(second.frames) - 1 == len(m.times_min)
+    assert np.all(np.diff(m.times_min) > 0)
+    assert m.finished_lab_h == second.finished_lab_h
+    assert m.times_min[-1] == pytest.approx(m.lab_hours * 60.0)
+    assert m.trajectory.points[-1] == B and m.realized.duration_min == pytest.approx(
+        m.times_min[-1])
+    for k in {*first.reagent_ml, *second.reagent_ml}:
+        assert m.reagent_ml[k] == pytest.approx(
+            first.reagent_ml.get(k, 0.0) + second.reagent_ml.get(k, 0.0))
+    # a fault in a piece: what streamed before it is kept; a fault with no frames adds nothing
+    assert joined([first], None) is first
+    assert joined([], None) is None
+    assert joined([], second) is second
