@@ -14,6 +14,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -139,16 +140,27 @@ def test_garbled_replies_are_retried_then_a_silent_pump_is_named(pump_line: Any)
         pump.rate_read_ml_min()
 
 
-def test_a_corrupted_safe_mode_packet_is_answered_com_and_sent_again() -> None:
-    """§1.1: ``?COM`` = invalid packet received (Safe-mode CRC): noise, so the driver retries."""
+@contextmanager
+def _safe_mode_pump(
+        retries: int) -> Iterator[tuple[Bench, PumpChainEmulator, Transport, NE1000Pump]]:
+    """One NE-1000 at address 3 brought up in Safe mode (5 s timeout), on a fresh line."""
     bench = Bench()
     bench.pumps["p"] = PumpModel(address=3, role="solvent")
     emu = PumpChainEmulator("pumps", bench)  # type: ignore[arg-type]
     emu.start()
-    line = Transport(emu.port, timeout_s=0.3, retries=2)
+    line = Transport(emu.port, timeout_s=0.3, retries=retries)
     try:
         pump = NE1000Pump(line, "pump_x", address=3, safe_mode_s=5)
         pump.connect()
+        yield bench, emu, line, pump
+    finally:
+        line.close()
+        emu.stop()
+
+
+def test_a_corrupted_safe_mode_packet_is_answered_com_and_sent_again() -> None:
+    """§1.1: ``?COM`` = invalid packet received (Safe-mode CRC): noise, so the driver retries."""
+    with _safe_mode_pump(retries=2) as (bench, emu, line, pump):
         assert bench.pumps["p"].safe_timeout_s == 5
         before = emu.requests
         emu.garble_next_request(1)
@@ -156,9 +168,6 @@ def test_a_corrupted_safe_mode_packet_is_answered_com_and_sent_again() -> None:
         assert bench.pumps["p"].rate_ml_min == pytest.approx(1.5)
         assert emu.requests == before + 3  # RAT (?COM), RAT again, RAT query
         assert any("?COM (invalid communications packet)" in x for x in line.log.lines())
-    finally:
-        line.close()
-        emu.stop()
 
 
 @pytest.mark.parametrize("wire", [b"600 4\r\n", b"600 4 \r\n", b"600 4\r", b"600 4\n",
@@ -175,21 +184,11 @@ def test_text_replies_read_with_either_line_ending(wire: bytes) -> None:
 
 def test_a_truncated_safe_packet_is_discarded_after_the_inter_byte_timeout() -> None:
     """§1.1 Safe mode: "0.5 s inter-byte timeout discards partial packets"."""
-    bench = Bench()
-    bench.pumps["p"] = PumpModel(address=3, role="solvent")
-    emu = PumpChainEmulator("pumps", bench)  # type: ignore[arg-type]
-    emu.start()
-    line = Transport(emu.port, timeout_s=0.3, retries=0)
-    try:
-        pump = NE1000Pump(line, "pump_x", address=3, safe_mode_s=5)
-        pump.connect()
+    with _safe_mode_pump(retries=0) as (bench, _, line, pump):
         line.serial.write(newera.encode_safe(3, "RAT", "1.5MM")[:4])  # the cable hiccups
         time.sleep(0.8)
         pump.set_rate_ml_min(0.75)  # no retry allowed: the first packet must frame
         assert bench.pumps["p"].rate_ml_min == pytest.approx(0.75)
-    finally:
-        line.close()
-        emu.stop()
 
 
 def test_reply_variations_parse_and_alarms_or_errors_stay_what_they_are() -> None:
