@@ -17,12 +17,7 @@ from botorch.models.gp_regression import SingleTaskGP
 from autolab.exceptions import OptimizerError
 from autolab.objective import ObjectiveSpec, Target
 from autolab.optimizer import BotorchOptimizer
-from autolab.optimizer.acquisition import (
-    MET_WEIGHT,
-    BandFirstLogEI,
-    build_acquisition,
-    incumbent_rest,
-)
+from autolab.optimizer.acquisition import MET_WEIGHT, BandFirstLogEI
 from autolab.optimizer.models import build_model_list
 from autolab.optimizer.pending import fantasize, noise_variance, submodels
 
@@ -43,10 +38,7 @@ def _trained(seed: int = 2, n: int = 8) -> BotorchOptimizer:
 def _acquisition(opt: BotorchOptimizer, X_pending: torch.Tensor | None) -> BandFirstLogEI:
     with torch.random.fork_rng():
         model, data, has_feas, _ = opt._fit(0)
-    acqf = build_acquisition(opt.objective, model, data.X_ok, has_feasibility=has_feas,
-                             X_pending=X_pending, mc_samples=8, seed=5,
-                             incumbent=incumbent_rest(opt.objective, model, data.X_ok,
-                                                      data.in_band_ok))
+    acqf = opt._acquisition(model, data, has_feas, 5, X_pending)
     assert isinstance(acqf, BandFirstLogEI)
     return acqf
 

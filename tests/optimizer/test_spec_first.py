@@ -12,7 +12,7 @@ from scipy.optimize import minimize
 
 from autolab.exceptions import OptimizerError
 from autolab.optimizer import BotorchOptimizer
-from autolab.optimizer.acquisition import BandFirstLogEI, build_acquisition, incumbent_rest
+from autolab.optimizer.acquisition import BandFirstLogEI, build_acquisition
 from autolab.optimizer.forecast import Forecast, Reading, repeat_advice
 
 from .problems import FAST, peak_problem, space_2d, target_objective
@@ -46,10 +46,7 @@ def test_band_first_acquisition_is_smooth_for_the_line_search() -> None:
     _run(opt, 6)
     with torch.random.fork_rng():
         model, data, has_feas, _ = opt._fit(0)
-    acqf = build_acquisition(opt.objective, model, data.X_ok, has_feasibility=has_feas,
-                             X_pending=None, mc_samples=32, seed=0,
-                             incumbent=incumbent_rest(opt.objective, model, data.X_ok,
-                                                      data.in_band_ok))
+    acqf = opt._acquisition(model, data, has_feas, 0, None)
     assert isinstance(acqf, BandFirstLogEI)
 
     def f_and_grad(x: np.ndarray) -> tuple[float, np.ndarray]:
