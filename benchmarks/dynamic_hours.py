@@ -170,10 +170,10 @@ def run_dynamic(job: Job, overrides: dict[str, Any] | None = None,
                 down_weighted=judge.observations - judge.full_weight, refused=judge.refused)
 
 
-def stored_dynamic(job: Job, source: Path) -> Cell | None:
-    """The dynamic cell of a recorded ``dynamic-hours.json`` (same spec and cell), or None."""
+def recorded_cell(job: Job, source: Path, mode: str) -> Cell | None:
+    """The ``mode`` cell of a recorded ``dynamic-hours.json`` (same spec and cell), or None."""
     cells = json.loads(source.read_text(encoding="utf-8"))["data"]["cells"]
-    found = [c for c in cells if c["mode"] == "dynamic" and c["cell"] == _cell_id(job)]
+    found = [c for c in cells if c["mode"] == mode and c["cell"] == _cell_id(job)]
     return Cell(**found[0]) if found else None
 
 
@@ -186,9 +186,7 @@ def stored_steady(job: Job, source: Path) -> Cell | None:
     of the slowest half of this benchmark.
     """
     if source.suffix == ".json":
-        cells = json.loads(source.read_text(encoding="utf-8"))["data"]["cells"]
-        found = [c for c in cells if c["mode"] == "steady" and c["cell"] == _cell_id(job)]
-        return Cell(**found[0]) if found else None
+        return recorded_cell(job, source, "steady")
     path = source / "cells" / f"{job.cell_id}.json"
     if not path.exists():
         return None
@@ -314,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.steady_from:
             stored["steady", job.cell_id] = stored_steady(job, args.steady_from)
         if args.dynamic_from:
-            stored["dynamic", job.cell_id] = stored_dynamic(job, args.dynamic_from)
+            stored["dynamic", job.cell_id] = recorded_cell(job, args.dynamic_from, "dynamic")
     overrides = {k: yaml.safe_load(v) for k, v in (a.split("=", 1) for a in args.set)}
     dynamic_block(overrides)  # refuse a bad override before anything runs
     modes = ("steady", "dynamic") if args.only is None else (args.only,)
