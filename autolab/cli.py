@@ -210,7 +210,7 @@ def _simulate(values: dict[str, float], seed: int, out: Path) -> None:
             out.write_bytes(figure_png(fig, dpi=120))
         except OSError as err:
             raise fail(f"--out {out}: cannot write the spectra: {err.strerror}",
-                        EXIT_INPUT) from err
+                       EXIT_INPUT) from err
         console.print(f"spectra written to {out}")
 
 
@@ -572,7 +572,7 @@ def _guard_failures() -> Iterator[None]:
         yield
     except KeyboardInterrupt as err:
         raise fail("interrupted during an experiment; it will be re-run on resume",
-                    EXIT_INTERRUPTED) from err
+                   EXIT_INTERRUPTED) from err
     except (HardwareError, JournalError) as err:
         raise fail(str(err), EXIT_FAILURE) from err
 
@@ -743,7 +743,7 @@ def lab_up(
 
     if not 0 < time_scale <= TIME_SCALE_MAX:  # also refuses nan and inf
         raise fail(f"--time-scale {time_scale:g}: expected lab seconds per wall second, "
-                    f"> 0 and at most {TIME_SCALE_MAX:g} (1 = real time)", EXIT_INPUT)
+                   f"> 0 and at most {TIME_SCALE_MAX:g} (1 = real time)", EXIT_INPUT)
     tanks = _sulfur_tanks(sulfur_tanks)
     with VirtualLab(time_scale=time_scale, seed=seed, per_tank=per_tank,
                     sulfur_tanks=tanks) as lab:
@@ -773,11 +773,11 @@ def _sulfur_tanks(text: str) -> tuple[int, ...]:
         tanks = tuple(int(t) for t in text.split(",") if t.strip())
     except ValueError:
         raise fail(f"--sulfur-tanks {text!r}: expected tank numbers separated by commas, "
-                    f"e.g. 3,4,5,6", EXIT_INPUT) from None
+                   f"e.g. 3,4,5,6", EXIT_INPUT) from None
     bad = [t for t in tanks if not 2 <= t <= n]
     if bad or len(set(tanks)) != len(tanks) or len(tanks) > 6:
         raise fail(f"--sulfur-tanks {text!r}: expected up to 6 different tanks in 2-{n} (the "
-                    f"valve has 6 positions; tank 1 has no core stage before it)", EXIT_INPUT)
+                   f"valve has 6 positions; tank 1 has no core stage before it)", EXIT_INPUT)
     return tanks
 
 

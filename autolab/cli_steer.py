@@ -36,8 +36,6 @@ ReviewerOption = Annotated[str | None, typer.Option(
     "--reviewer", help="Who decides (journaled); default $USER.")]
 
 
-
-
 def make_cli_reviewer(review: str | None, reviewer: str | None,
                       cfg: CampaignConfig) -> Reviewer | None:
     """The reviewer ``--review`` (or the campaign file's ``review.mode``) asks for.

@@ -26,9 +26,6 @@ from autolab.exceptions import ConfigError
 EXIT_INPUT, EXIT_INTERRUPTED, EXIT_FAILURE = 2, 3, 4
 
 
-
-
-
 def record_result(outcome: BenchmarkOutcome, results_dir: Path) -> Path:
     """Write the benchmark's tables as a result file for BENCHMARKS.md (see provenance)."""
     from autolab.benchmarking.provenance import Result, Table, write_result  # noqa: PLC0415
@@ -126,7 +123,7 @@ def benchmark_command(
         raise fail(str(err), EXIT_INPUT) from err
     except (KeyboardInterrupt, CellInterrupted) as err:
         raise fail(f"interrupted; finished cells are in {folder / 'cells'}: run the same "
-                    "command again to run only the missing ones", EXIT_INTERRUPTED) from err
+                   "command again to run only the missing ones", EXIT_INTERRUPTED) from err
     typer.echo(summary_markdown(outcome))
     for path in write_outputs(outcome, folder):
         console.print(f"wrote {path}")
@@ -145,7 +142,7 @@ def benchmark_command(
         run_id = logger.finish(outcome)
     except Exception as err:  # MLflow raises many types; the files are already safe
         raise fail(f"MLflow at {logger.uri} refused the results: {err}; they are in {folder} "
-                    "(run the same command again to log them)", EXIT_FAILURE) from err
+                   "(run the same command again to log them)", EXIT_FAILURE) from err
     console.print(f"MLflow: benchmark run {run_id} in experiment "
                   f"{spec.tracking.experiment!r} at {logger.uri}")
 
