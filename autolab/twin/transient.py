@@ -338,26 +338,13 @@ def _check_dt(dt_min: float) -> None:
 
 def _same_feed(a: Conditions, b: Conditions, temperature_c: float, rel: float) -> bool:
     """True if ``b`` continues ``a``'s product (within the rig's realization scatter)."""
-    if (a.s_inject_tank, a.s_inject_count) != (b.s_inject_tank, b.s_inject_count):
-        return False
-    ta = np.array([a.t_core_c, a.t_shell_c, *(a.t_tank_c or ())], dtype=float)
-    tb = np.array([b.t_core_c, b.t_shell_c, *(b.t_tank_c or ())], dtype=float)
-    if ta.shape != tb.shape or np.any(np.abs(np.nan_to_num(ta - tb)) > temperature_c) \
-            or np.isnan(ta).tolist() != np.isnan(tb).tolist():
-        return False
-    for name in ("tau_core_min", "tau_shell_min", "cl_to_i", "s_to_zn", "p_to_in", "stir_rpm"):
-        x, y = getattr(a, name), getattr(b, name)
-        if math.isinf(x) or math.isinf(y):
-            if x != y:
-                return False
-        elif abs(x - y) > rel * max(abs(x), abs(y)):
-            return False
-    return True
+    return feed_distance(a, b, temperature_c, rel) <= 1.0
 
 
+#: Feed values compared relative to their size (the temperatures are compared in °C).
+_RELATIVE = ("tau_core_min", "tau_shell_min", "cl_to_i", "s_to_zn", "p_to_in", "stir_rpm")
 #: Feed values a tracer merge averages; the rest (the injection layout) must agree.
-_MERGED = ("t_core_c", "tau_core_min", "t_shell_c", "tau_shell_min", "cl_to_i", "s_to_zn",
-           "p_to_in", "stir_rpm")
+_MERGED = ("t_core_c", "t_shell_c", *_RELATIVE)
 
 
 def feed_distance(a: Conditions, b: Conditions, temperature_c: float, rel: float) -> float:
@@ -375,7 +362,7 @@ def feed_distance(a: Conditions, b: Conditions, temperature_c: float, rel: float
     if np.isnan(ta).tolist() != np.isnan(tb).tolist():
         return math.inf
     worst = float(np.max(np.abs(np.nan_to_num(ta - tb)))) / temperature_c
-    for name in _MERGED[1:2] + _MERGED[3:]:
+    for name in _RELATIVE:
         x, y = getattr(a, name), getattr(b, name)
         if math.isinf(x) or math.isinf(y):
             if x != y:
