@@ -120,7 +120,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         table = Table(title="reuse", columns=(
             "member", "seed", f"first campaign ({args.first:g} nm) experiments",
             "its good hit", f"{args.second:g} nm first in band, reuse", "good hit, reuse",
-            f"{args.second:g} nm first in band, cold", "good hit, cold"), rows=tuple(rows))
+            "true PL nm of the first 4, reuse", f"{args.second:g} nm first in band, cold",
+            "good hit, cold", "true PL nm of the first 4, cold"), rows=tuple(rows))
         name = "reuse-family-prior" if args.prior else "reuse-family"
         result = Result(name=name, title="Earlier-campaign reuse on the family"
                         + (", with the twin prior" if args.prior else ""),
