@@ -37,8 +37,8 @@ from typing import Any
 
 from autolab.optimizer.forecast import (
     FAMILY_RECALIBRATION,
-    MAX_EXPECTED,
     Recalibration,
+    expected_experiments,
     fit_knots,
 )
 
@@ -89,7 +89,7 @@ def read_steps(cells: Iterable[dict[str, Any]]) -> list[StepForecast]:
             p_next = float(fc.get("p_next_model", fc["p_next"]))
             out.append(StepForecast(
                 cell=name, experiment=s["experiment"], p_next=p_next,
-                expected=min(MAX_EXPECTED, 1.0 / p_next) if p_next > 0 else MAX_EXPECTED,
+                expected=expected_experiments(p_next),
                 p_spec_met=float(fc.get("p_spec_met_model", fc["p_spec_met"])),
                 next_good=nxt, remaining=None if hit is None else hit - s["experiment"],
                 left=r["budget"] - s["experiment"],
@@ -102,7 +102,7 @@ def recalibrated(steps: Sequence[StepForecast], cal: Recalibration) -> list[Step
     out = []
     for s in steps:
         p_next = cal.next(s.p_next)
-        out.append(replace(s, p_next=p_next, expected=min(MAX_EXPECTED, 1.0 / p_next),
+        out.append(replace(s, p_next=p_next, expected=expected_experiments(p_next),
                            p_spec_met=cal.spec_met(s.p_spec_met) if s.best_good is not None
                            else s.p_spec_met))
     return out

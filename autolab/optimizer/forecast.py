@@ -72,6 +72,11 @@ from autolab.optimizer.acquisition import (
 MAX_EXPECTED = 1e6
 
 
+def expected_experiments(p_next: float) -> float:
+    """Expected experiments to a good hit, ``1 / p_next``, capped at :data:`MAX_EXPECTED`."""
+    return min(MAX_EXPECTED, 1.0 / p_next) if p_next > 0 else MAX_EXPECTED
+
+
 @dataclass(frozen=True)
 class Forecast:
     """The model's view of where the campaign stands (module docs).
@@ -345,9 +350,8 @@ def compute_forecast(
         # Nothing in band: the spec is not met by any experiment, whatever the map says.
         p_spec = cal.spec_met(p_spec_model) if best_row is not None else 0.0
         p_next = cal.next(p_next_model)
-    expected = min(MAX_EXPECTED, 1.0 / p_next) if p_next > 0 else MAX_EXPECTED
     return Forecast(p_spec_met=p_spec, best_index=best_index, p_next=p_next,
-                    expected_experiments=expected,
+                    expected_experiments=expected_experiments(p_next),
                     p_improve=_p_improve(spec, mean, sd, incumbent, improve_by),
                     improve_by=improve_by, thresholds=thr, p_spec_met_model=p_spec_model,
                     p_next_model=p_next_model, calibration="" if cal is None else cal.name)
