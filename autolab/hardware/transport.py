@@ -276,22 +276,17 @@ def _is_pty(url: str) -> bool:
     return os.path.realpath(url).startswith("/dev/pts/")
 
 
-def read_until_byte(ser: SerialLike, end: bytes, first: bytes | None = None) -> bytes:
-    """Read one frame that ends with the byte ``end`` (and starts with ``first``, if given).
+def read_until_byte(ser: SerialLike, end: bytes) -> bytes:
+    """Read one frame that ends with the byte ``end``.
 
     Raises:
         ReplyTimeout: The terminator did not arrive within the port's timeout.
-        ProtocolError: The frame does not start with ``first``.
     """
     data = bytes(ser.read_until(end))
     if not data.endswith(end):
         err = ReplyTimeout(f"reply incomplete after timeout: {data!r}")
         err.partial = data  # type: ignore[attr-defined]
         raise err
-    if first is not None and not data.startswith(first):
-        perr = ProtocolError(f"reply {data!r} does not start with {first!r}")
-        perr.partial = data  # type: ignore[attr-defined]
-        raise perr
     return data
 
 
