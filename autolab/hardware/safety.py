@@ -228,15 +228,17 @@ class Shutdown:
                 "skipped: the valves are not confirmed (a closed outlet downstream of a running "
                 "pump would build pressure)",
                 "the reactor was not flushed: flush it by hand once the outlet is open to waste"))
+        solvent = rig.pumps["solvent"]
+
+        def solvent_off() -> None:
+            self._step("solvent off", solvent.name, solvent.stop,
+                       self._pump_action(solvent.name))
+
         if not flushed:  # the make-up solvent may still run: not against unconfirmed valves
-            solvent = rig.pumps["solvent"]
-            self._step("solvent off", solvent.name, solvent.stop,
-                       self._pump_action(solvent.name))
+            solvent_off()
         self._cool()
-        if flushed:
-            solvent = rig.pumps["solvent"]
-            self._step("solvent off", solvent.name, solvent.stop,
-                       self._pump_action(solvent.name))
+        if flushed:  # it flowed while the blocks cooled
+            solvent_off()
         for role, st in rig.stirrers.items():
             self._step(f"stirrer {role} off", st.name, st.stop,
                        f"stirrer '{st.name}' may still run: switch it off by hand")
