@@ -27,7 +27,6 @@ STATUS = 75  #: instrument status bitmap
 LOCAL_REMOTE = 276  #: 0 = local SP, 1 = remote SP
 
 DECIMALS = 1  #: default display resolution (one decimal) -> register scaling
-SCALE = 10.0  #: register word per °C at the default resolution (10**DECIMALS)
 OP_DECIMALS = 1  #: output power registers (%) carry one decimal
 
 #: Registers a host may read but not write (the emulated slave answers exception 02).
