@@ -13,8 +13,9 @@ simulated rig of in-process devices is a :class:`Rig` too (:meth:`Rig.from_devic
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from autolab.exceptions import ConfigError
 from autolab.hardware.base import (
@@ -28,7 +29,7 @@ from autolab.hardware.base import (
 )
 from autolab.hardware.devices import DevicesConfig
 from autolab.hardware.limits import Limits
-from autolab.hardware.registry import Category, get_kind
+from autolab.hardware.registry import Category, DeviceKind, get_kind
 from autolab.hardware.transport import ExchangeLog, Transport
 
 #: The protocol each capability's devices must satisfy.
@@ -167,22 +168,19 @@ class Rig:
                 t.close()
 
 
+def _kinds_on(config: DevicesConfig, port: str) -> Iterator[DeviceKind[Any]]:
+    """The kinds of the devices on ``port``, in the devices file's order."""
+    return (get_kind(d.kind) for d in config.devices.values() if d.port_name() == port)
+
+
 def _baud(config: DevicesConfig, port: str) -> int:
     """The line speed of a port without one: its first device's kind default."""
-    for d in config.devices.values():
-        if d.port_name() == port:
-            baud = get_kind(d.kind).default_baud
-            if baud:
-                return baud
-    return 9600
+    return next((k.default_baud for k in _kinds_on(config, port) if k.default_baud), 9600)
 
 
 def _format(config: DevicesConfig, port: str) -> str:
     """The character format of a port without one: its first device's kind default."""
-    for d in config.devices.values():
-        if d.port_name() == port:
-            return get_kind(d.kind).default_format
-    return "8N1"
+    return next((k.default_format for k in _kinds_on(config, port)), "8N1")
 
 
 class _Builder:
