@@ -288,8 +288,8 @@ class PumpChainEmulator(PtyEmulator):
         if not args:
             scale = newera.RATE_UNITS_ML_MIN[p.rate_units]
             return ok(newera.format_number(p.rate_ml_min / scale) + p.rate_units)
-        units = args[-2:] if args[-2:] in newera.RATE_UNITS_ML_MIN else p.rate_units
-        number = args[:-2] if args[-2:] in newera.RATE_UNITS_ML_MIN else args
+        given = args[-2:] in newera.RATE_UNITS_ML_MIN
+        units, number = (args[-2:], args[:-2]) if given else (p.rate_units, args)
         if not newera.number_ok(number):
             return ok(error="OOR")
         if p.running and units != p.rate_units:
