@@ -258,6 +258,8 @@ class DynamicRunner:
         self.history = History()
         #: Where the reactor was commanded last (the end of the last trajectory), if known.
         self.position: Conditions | None = None
+        #: The last trajectory began with a settle (the cell read its end point steady).
+        self.last_settled = False
 
     # ----------------------------------------------------------------------------- step
     def step(self) -> Trial:
@@ -302,12 +304,35 @@ class DynamicRunner:
         times, points = PLANNERS[self.cfg.plan](self, here, end)
         if times[-1] <= 0:
             return Trajectory((0.0, hold), (end, end)), None
-        hold_end = self.hold_at_min(end)
-        if hold_end > 0:
-            times.append(times[-1] + hold_end)
-            points.append(points[-1])
+        times, points = HOLD_PLACES[self.cfg.hold_at](self, times, points)
         keep = [0, *(i for i in range(1, len(times)) if times[i] > times[i - 1])]
         return Trajectory(tuple(times[i] for i in keep), tuple(points[i] for i in keep)), None
+
+    def _hold_at_end(self, times: list[float], points: list[Conditions]
+                     ) -> tuple[list[float], list[Conditions]]:
+        """``hold_at: end``: hold at the proposal, so the slow leg's fluid passes the cell."""
+        hold = self.hold_at_min(points[-1])
+        if hold <= 0:
+            return times, points
+        return [*times, times[-1] + hold], [*points, points[-1]]
+
+    def _hold_before_jump(self, times: list[float], points: list[Conditions]
+                          ) -> tuple[list[float], list[Conditions]]:
+        """``hold_at: before_jump``: hold where the reactor is, only before a spoiling jump.
+
+        The fluid made near the last proposal is still on its way to the cell when a step
+        starts. A next step that stays within the full-weight spread of it
+        (:meth:`~autolab.dynamic.observe.MappingPolicy.jump_keeps_full_weight`) reads that
+        fluid at full weight while it ramps on, so waiting for it buys nothing; a jump that
+        would spoil it waits first. After a settle the cell already read it.
+        """
+        here = points[0]
+        if self.last_settled or self.policy.jump_keeps_full_weight(here, points[1]):
+            return times, points
+        hold = self.hold_at_min(here)
+        if hold <= 0:
+            return times, points
+        return [0.0, *(hold + t for t in times)], [here, *points]
 
     def hold_at_min(self, end: Conditions) -> float:
         """Hold at the end of a ramp: ``hold_min`` plus ``hold_residence_times`` × τ at ``end``."""
@@ -453,11 +478,15 @@ class DynamicRunner:
         if m is None or not m.frames:
             self.history.reset()
             self.position = None
+            self.last_settled = False
             return StepOutcome(None, (), error, fault)
         self.history.extend(m)
         batch = self._analyze(m)
         obs = self._observe(m, batch)
         self.position = m.trajectory.points[-1] if error is None else None
+        first = m.trajectory.points[0]
+        self.last_settled = m.settled and all(
+            ramp_duration_min(first, p, self.limits) <= 0 for p in m.trajectory.points)
         last = m.trajectory.points[-1]
         self.history.trim(HISTORY_RESIDENCE_TIMES * (last.tau_core_min + last.tau_shell_min))
         if error is not None:
@@ -687,6 +716,13 @@ def joined(parts: Sequence[DynamicMeasurement], tail: DynamicMeasurement | None 
         device_log=tuple(log), metadata={**first.metadata, "n_frames": float(len(frames)),
                                          "trajectory_min": cmd_t[-1], "pieces": float(len(pieces))})
 
+
+#: Where the hold goes, by ``dynamic.hold_at``: (runner, planned times, points) -> with the hold.
+HOLD_PLACES: dict[str, Callable[[DynamicRunner, list[float], list[Conditions]],
+                                tuple[list[float], list[Conditions]]]] = {
+    "end": DynamicRunner._hold_at_end,
+    "before_jump": DynamicRunner._hold_before_jump,
+}
 
 #: Ramp planners by ``dynamic.plan``: (runner, where the reactor is, proposal) -> (times, points).
 PLANNERS: dict[str, Callable[[DynamicRunner, Conditions, Conditions],

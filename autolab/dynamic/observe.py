@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
-from autolab.dynamic.channels import base_name, unit_of
+from autolab.dynamic.channels import base_name, flatten, unit_of
 from autolab.dynamic.rtd import CascadeGeometry, MappedConditions, age_sd_min
 from autolab.dynamic.trajectory import RateLimit
 from autolab.exceptions import ConfigError
@@ -147,6 +147,31 @@ class MappingPolicy:
             rate = lim.downweight_above / sd
             caps[name] = RateLimit(rate, rate, relative=lim.relative, source="RTD mapping")
         return caps
+
+    def jump_keeps_full_weight(self, a: Conditions, b: Conditions) -> bool:
+        """Whether readings stay at full weight however fast the reactor jumps from a to b.
+
+        Every element of the fluid in the cell saw values between ``a`` and ``b`` on a channel
+        that jumped, so the spread over the RTD of a mixture of them is at most half the jump
+        (the largest standard deviation of a distribution on an interval). A jump within twice
+        every full-weight limit therefore cannot down-weight or refuse a reading, whatever the
+        RTD; a larger one may (for up to about two mean residence times). For the planner: a
+        step need not wait for the cell to read the fluid already made before a jump that
+        cannot spoil it. Channels that do not move (NaN on both sides included) are ignored;
+        a moving channel without a limit counts as spoiling.
+        """
+        start, end = flatten(a), flatten(b)
+        for ch, x in start.items():
+            y = end.get(ch, x)
+            if x == y or (math.isnan(x) and math.isnan(y)):
+                continue
+            lim = self.limit(ch)
+            if lim is None or not (math.isfinite(x) and math.isfinite(y)):
+                return False
+            scale = lim.downweight_above * (min(abs(x), abs(y)) if lim.relative else 1.0)
+            if abs(y - x) / 2.0 > scale:
+                return False
+        return True
 
 
 @dataclass(frozen=True)

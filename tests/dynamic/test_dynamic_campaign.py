@@ -119,7 +119,11 @@ def test_the_dynamic_block_is_validated_whole() -> None:
            ({"dynamic": {"sweep": {"n_points": 2}}}, "plan: sweep"),
            ({"dynamic": {"approach_min": 10}}, "approach_min applies to plan: approach"),
            ({"dynamic": {"hold_end": "soon"}}, "hold_end"),
-           ({"dynamic": {"hold_end": "steady"}}, "no hold is set")]
+           ({"dynamic": {"hold_end": "steady"}}, "no hold is set"),
+           ({"dynamic": {"hold_at": "later"}}, "hold_at"),
+           ({"dynamic": {"hold_at": "before_jump"}}, "no hold is set: set hold_min"),
+           ({"dynamic": {"hold_at": "before_jump", "hold_min": 5, "hold_end": "steady"}},
+            "hold_at: before_jump holds before the next jump")]
     base = load_campaign(CAMPAIGN).model_dump(mode="json")
     for patch, needle in bad:
         data = {**base, **patch}
@@ -252,6 +256,34 @@ def test_an_approach_plan_ramps_fast_then_slow_then_holds(tmp_path: Path) -> Non
     assert tr.times_min[1] < slow_min  # the devices' pace before it
     assert dyn["n_full_weight"] > 0
 
+
+
+def test_a_hold_before_a_jump_waits_only_where_the_jump_would_spoil_the_cell(
+        tmp_path: Path) -> None:
+    config = _config(4, plan="approach", approach_min=20.0, hold_residence_times=0.5,
+                     hold_at="before_jump")
+    result = Campaign.create(config, tmp_path / "runs").run()
+    state = Journal.read(result.run_dir / "journal.jsonl")
+    policy = config.dynamic.policy()
+    held = 0
+    for trial in state.trials[1:]:
+        dyn = state.extras[trial.index]["dynamic"]
+        tr = Trajectory.from_dict(dyn["trajectory"])
+        proposal = Conditions.from_mapping({**dyn["proposal"], **config.space.fixed})
+        start = tr.points[0]
+        if start == proposal:  # asked where the reactor is (Sobol re-asks after a step whose
+            continue           # readings were all refused): a short hold there, no ramp
+        assert tr.points[-1] == proposal and tr.points[-2] != proposal  # no hold at the end
+        leading_hold = tr.points[1] == start
+        after_settle = trial.index == 1  # the first trial settled: its cell read its end point
+        if leading_hold:
+            held += 1
+            assert tr.times_min[1] == pytest.approx(
+                0.5 * (start.tau_core_min + start.tau_shell_min))
+            assert not after_settle and not policy.jump_keeps_full_weight(start, tr.points[2])
+        else:
+            assert after_settle or policy.jump_keeps_full_weight(start, tr.points[1])
+    assert held > 0  # the Sobol points are far apart: at least one step waited first
 
 
 def test_a_steady_hold_end_stops_the_hold_once_the_stream_is_steady(tmp_path: Path) -> None:

@@ -243,3 +243,36 @@ def test_a_sparse_stream_still_gets_slopes_from_its_neighbours() -> None:
     a = np.array([o.sigma_mapping["pl_peak_nm"] for o in obs])
     b = np.array([o.sigma_mapping["pl_peak_nm"] for o in known])
     np.testing.assert_allclose(a, b, rtol=0.2, atol=0.02)
+
+
+def test_a_jump_within_twice_the_full_weight_limits_cannot_spoil_a_reading() -> None:
+    policy = MappingPolicy()  # t_core_c full weight up to 2 °C, tau 5 %, ratios 5 %
+    assert policy.jump_keeps_full_weight(_c(180.0), _c(183.9))  # 3.9 °C: half is 1.95 ≤ 2
+    assert not policy.jump_keeps_full_weight(_c(180.0), _c(184.2))
+    assert policy.jump_keeps_full_weight(_c(), _c())
+    # relative limits scale with the smaller value: tau 15 -> 16.4 min is 9.3 % of 15
+    longer = Conditions(180.0, 16.4, 280.0, 20.0, 2.0, 2.0, p_to_in=3.6)
+    assert policy.jump_keeps_full_weight(_c(), longer)
+    much_longer = Conditions(180.0, 16.6, 280.0, 20.0, 2.0, 2.0, p_to_in=3.6)
+    assert not policy.jump_keeps_full_weight(_c(), much_longer)
+    # a moving channel without a limit cannot be judged: it counts as spoiling
+    no_t = MappingPolicy(spread_limits={"tau_core_min": SpreadLimit(0.05, 0.2, relative=True)})
+    assert not no_t.jump_keeps_full_weight(_c(180.0), _c(181.0))
+    assert no_t.jump_keeps_full_weight(_c(), longer)
+
+
+def test_the_jump_bound_holds_on_the_mapping_at_every_outlet_time() -> None:
+    # the bound the planner relies on: a jump at the devices' pace of just under twice the
+    # full-weight limit keeps every reading after it at full weight over the whole washout
+    before, after = _c(180.0), _c(183.9)
+    tr = Trajectory((0.0, 30.0, 30.4, 150.0), (before, before, after, after))
+    t = np.linspace(31.0, 150.0, 120)
+    m = map_outlet(tr, t, GEO)
+    assert float(np.max(m.sd[:, m.channels.index("t_core_c")])) <= 2.0
+    obs = observe(m, {"pl_peak_nm": np.linspace(550.0, 552.0, 120)},
+                  {"pl_peak_nm": np.full(120, 0.3)})
+    assert all(o.accepted and o.weight == 1.0 for o in obs)
+    # a jump of three times the limit does spoil some of them: the bound is not idle
+    far = Trajectory((0.0, 30.0, 31.2, 150.0), (before, before, _c(192.0), _c(192.0)))
+    m = map_outlet(far, t, GEO)
+    assert float(np.max(m.sd[:, m.channels.index("t_core_c")])) > 2.0
