@@ -16,7 +16,7 @@ limits), how often a frame set is taken and how a ramp is planned::
       hold_min: 0
       hold_residence_times: 0      # a further hold, in mean residence times
       hold_end: full               # or: steady (end the hold once the stream is steady)
-      hold_at: end                 # or: before_jump (hold only before a jump that spoils)
+      hold_at: end                 # or: after_jump (the full hold only after a spoiling jump)
       rate_caps: full_weight       # or: refusal, devices
 
 Kept out of :mod:`autolab.config` so the pure dynamic layer's types stay next to their schema.
@@ -42,8 +42,8 @@ _FROZEN = ConfigDict(frozen=True, extra="forbid")
 PLANS = ("between_proposals", "sweep", "approach")
 #: Default ramp time of ``plan: approach``'s slow last leg, lab min.
 APPROACH_MIN = 30.0
-#: Where the hold goes (``hold_at:``): at the end of every ramp, or before a spoiling jump.
-HOLD_AT = ("end", "before_jump")
+#: When the hold is held (``hold_at:``): at the end of every ramp, or in full only after a jump.
+HOLD_AT = ("end", "after_jump")
 #: How a hold ends (``hold_end:``): after its full time, or once the stream is steady.
 HOLD_ENDS = ("full", "steady")
 #: How the ramp rates are capped beyond the devices (``rate_caps:``).
@@ -169,11 +169,12 @@ class DynamicConfig(BaseModel):
             the last ramp's conditions has passed the cell) and the steady procedure's verdict
             (:func:`autolab.analysis.steady_state` over its window of frames) finds the
             stream steady: past that point more frames repeat the same reading.
-        hold_at: ``end`` holds at the end of every ramp; ``before_jump`` holds instead where
-            the reactor is at the start of the next step, and only when that step's first leg
-            jumps farther than twice the full-weight spread limits (a jump that could spoil the
-            readings of the fluid still on its way to the cell): a step that stays close reads
-            that fluid at full weight while it ramps on, so it does not wait.
+        hold_at: ``end`` holds at the end of every ramp; ``after_jump`` holds in full only
+            at the end of a step whose first leg jumps farther than twice the full-weight
+            spread limits (its mixtures take about two residence times to wash out of the
+            cell); a step that stays close reads at full weight all along and holds only to
+            last the hold time in all (the fluid made near its proposal is read as the next
+            step starts).
         rate_caps: ``full_weight`` caps every ramp so its readings keep full weight (slow, all
             at full weight); ``refusal`` caps them at the spread the mapping still accepts
             (faster, readings down-weighted); ``devices`` lets the devices' limits alone set
@@ -197,7 +198,7 @@ class DynamicConfig(BaseModel):
     hold_min: float = Field(default=0.0, ge=0, le=1000, allow_inf_nan=False)
     hold_residence_times: float = Field(default=0.0, ge=0, le=10, allow_inf_nan=False)
     hold_end: Literal["full", "steady"] = "full"
-    hold_at: Literal["end", "before_jump"] = "end"
+    hold_at: Literal["end", "after_jump"] = "end"
     rate_caps: Literal["full_weight", "refusal", "devices"] = "full_weight"
     max_ramp_min: float = Field(default=60.0, gt=0, le=10_000, allow_inf_nan=False)
     archive_frames: bool = True
@@ -213,13 +214,12 @@ class DynamicConfig(BaseModel):
         if self.hold_end == "steady" and self.hold_min == 0 and self.hold_residence_times == 0:
             raise ValueError("hold_end: steady ends a hold early, and no hold is set: set "
                              "hold_min or hold_residence_times (the hold's cap), or drop hold_end")
-        if self.hold_at == "before_jump" and self.hold_end == "steady":
-            raise ValueError("hold_end: steady ends the hold at the end of a ramp, and "
-                             "hold_at: before_jump holds before the next jump instead: use "
-                             "hold_at: end, or drop hold_end")
-        if self.hold_at == "before_jump" and self.hold_min == 0 and \
+        if self.hold_at == "after_jump" and self.hold_end == "steady":
+            raise ValueError("hold_end: steady and hold_at: after_jump both shorten the hold: "
+                             "choose one (drop hold_end or hold_at)")
+        if self.hold_at == "after_jump" and self.hold_min == 0 and \
                 self.hold_residence_times == 0:
-            raise ValueError("hold_at: before_jump places a hold, and no hold is set: set "
+            raise ValueError("hold_at: after_jump places a hold, and no hold is set: set "
                              "hold_min or hold_residence_times, or drop hold_at")
         return self
 

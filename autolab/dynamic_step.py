@@ -258,8 +258,6 @@ class DynamicRunner:
         self.history = History()
         #: Where the reactor was commanded last (the end of the last trajectory), if known.
         self.position: Conditions | None = None
-        #: The last trajectory began with a settle (the cell read its end point steady).
-        self.last_settled = False
 
     # ----------------------------------------------------------------------------- step
     def step(self) -> Trial:
@@ -316,23 +314,25 @@ class DynamicRunner:
             return times, points
         return [*times, times[-1] + hold], [*points, points[-1]]
 
-    def _hold_before_jump(self, times: list[float], points: list[Conditions]
-                          ) -> tuple[list[float], list[Conditions]]:
-        """``hold_at: before_jump``: hold where the reactor is, only before a spoiling jump.
+    def _hold_after_jump(self, times: list[float], points: list[Conditions]
+                         ) -> tuple[list[float], list[Conditions]]:
+        """``hold_at: after_jump``: the full hold only after a jump that spoils the cell.
 
-        The fluid made near the last proposal is still on its way to the cell when a step
-        starts. A next step that stays within the full-weight spread of it
-        (:meth:`~autolab.dynamic.observe.MappingPolicy.jump_keeps_full_weight`) reads that
-        fluid at full weight while it ramps on, so waiting for it buys nothing; a jump that
-        would spoil it waits first. After a settle the cell already read it.
+        A first leg that jumps farther than twice the full-weight spread limits (see
+        :meth:`~autolab.dynamic.observe.MappingPolicy.jump_keeps_full_weight`) leaves the cell
+        reading mixtures for about two residence times; the hold at the end lets that wash
+        out so the step's own slow leg is read. A step that stays close reads at full weight
+        all along, and the fluid made near its proposal is read at the start of the next step
+        (mapped through the whole history), so it holds only to make the step last the hold
+        time: a step must give the cell time to read something, or a step whose readings are
+        all refused would be asked again at once, again and again.
         """
-        here = points[0]
-        if self.last_settled or self.policy.jump_keeps_full_weight(here, points[1]):
-            return times, points
-        hold = self.hold_at_min(here)
+        hold = self.hold_at_min(points[-1])
+        if self.policy.jump_keeps_full_weight(points[0], points[1]):
+            hold = max(0.0, hold - times[-1])
         if hold <= 0:
             return times, points
-        return [0.0, *(hold + t for t in times)], [here, *points]
+        return [*times, times[-1] + hold], [*points, points[-1]]
 
     def hold_at_min(self, end: Conditions) -> float:
         """Hold at the end of a ramp: ``hold_min`` plus ``hold_residence_times`` × τ at ``end``."""
@@ -478,15 +478,11 @@ class DynamicRunner:
         if m is None or not m.frames:
             self.history.reset()
             self.position = None
-            self.last_settled = False
             return StepOutcome(None, (), error, fault)
         self.history.extend(m)
         batch = self._analyze(m)
         obs = self._observe(m, batch)
         self.position = m.trajectory.points[-1] if error is None else None
-        first = m.trajectory.points[0]
-        self.last_settled = m.settled and all(
-            ramp_duration_min(first, p, self.limits) <= 0 for p in m.trajectory.points)
         last = m.trajectory.points[-1]
         self.history.trim(HISTORY_RESIDENCE_TIMES * (last.tau_core_min + last.tau_shell_min))
         if error is not None:
@@ -721,7 +717,7 @@ def joined(parts: Sequence[DynamicMeasurement], tail: DynamicMeasurement | None 
 HOLD_PLACES: dict[str, Callable[[DynamicRunner, list[float], list[Conditions]],
                                 tuple[list[float], list[Conditions]]]] = {
     "end": DynamicRunner._hold_at_end,
-    "before_jump": DynamicRunner._hold_before_jump,
+    "after_jump": DynamicRunner._hold_after_jump,
 }
 
 #: Ramp planners by ``dynamic.plan``: (runner, where the reactor is, proposal) -> (times, points).

@@ -8,6 +8,7 @@ The serial-rig side (a heater fault mid-ramp over ptys) is tests/hardware/test_d
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ from autolab.dynamic import (
     plan_ramp,
 )
 from autolab.dynamic_config import DynamicConfig
-from autolab.dynamic_step import joined
+from autolab.dynamic_step import dynamic_runner, joined
 from autolab.exceptions import ConditionsError, ConfigError
 from autolab.executors.ramp import DynamicMeasurement, cascade_geometry
 from autolab.executors.simulated import SimulatedExecutor
@@ -121,9 +122,9 @@ def test_the_dynamic_block_is_validated_whole() -> None:
            ({"dynamic": {"hold_end": "soon"}}, "hold_end"),
            ({"dynamic": {"hold_end": "steady"}}, "no hold is set"),
            ({"dynamic": {"hold_at": "later"}}, "hold_at"),
-           ({"dynamic": {"hold_at": "before_jump"}}, "no hold is set: set hold_min"),
-           ({"dynamic": {"hold_at": "before_jump", "hold_min": 5, "hold_end": "steady"}},
-            "hold_at: before_jump holds before the next jump")]
+           ({"dynamic": {"hold_at": "after_jump"}}, "no hold is set: set hold_min"),
+           ({"dynamic": {"hold_at": "after_jump", "hold_min": 5, "hold_end": "steady"}},
+            "both shorten the hold")]
     base = load_campaign(CAMPAIGN).model_dump(mode="json")
     for patch, needle in bad:
         data = {**base, **patch}
@@ -258,32 +259,46 @@ def test_an_approach_plan_ramps_fast_then_slow_then_holds(tmp_path: Path) -> Non
 
 
 
-def test_a_hold_before_a_jump_waits_only_where_the_jump_would_spoil_the_cell(
+def test_a_hold_after_a_jump_only_and_a_close_step_lasts_the_hold_time(
         tmp_path: Path) -> None:
     config = _config(4, plan="approach", approach_min=20.0, hold_residence_times=0.5,
-                     hold_at="before_jump")
+                     hold_at="after_jump")
     result = Campaign.create(config, tmp_path / "runs").run()
     state = Journal.read(result.run_dir / "journal.jsonl")
     policy = config.dynamic.policy()
-    held = 0
-    for trial in state.trials[1:]:
+    kinds = []
+    for trial in state.trials[1:]:  # the first settles at its proposal
         dyn = state.extras[trial.index]["dynamic"]
         tr = Trajectory.from_dict(dyn["trajectory"])
         proposal = Conditions.from_mapping({**dyn["proposal"], **config.space.fixed})
+        hold = 0.5 * (proposal.tau_core_min + proposal.tau_shell_min)
         start = tr.points[0]
         if start == proposal:  # asked where the reactor is (Sobol re-asks after a step whose
             continue           # readings were all refused): a short hold there, no ramp
-        assert tr.points[-1] == proposal and tr.points[-2] != proposal  # no hold at the end
-        leading_hold = tr.points[1] == start
-        after_settle = trial.index == 1  # the first trial settled: its cell read its end point
-        if leading_hold:
-            held += 1
-            assert tr.times_min[1] == pytest.approx(
-                0.5 * (start.tau_core_min + start.tau_shell_min))
-            assert not after_settle and not policy.jump_keeps_full_weight(start, tr.points[2])
+        ramp_end = next(i for i, p in enumerate(tr.points) if p == proposal)
+        ramp_min = tr.times_min[ramp_end]
+        held_min = tr.duration_min - ramp_min
+        if policy.jump_keeps_full_weight(start, tr.points[1]):
+            kinds.append("close")
+            assert held_min == pytest.approx(max(0.0, hold - ramp_min))
+            assert tr.duration_min >= hold - 1e-9  # the step lasts the hold time in all
         else:
-            assert after_settle or policy.jump_keeps_full_weight(start, tr.points[1])
-    assert held > 0  # the Sobol points are far apart: at least one step waited first
+            kinds.append("jump")
+            assert held_min == pytest.approx(hold)
+    assert "jump" in kinds  # the Sobol points are far apart
+    # planned from a known position: a close step tops its slow ramp up to the hold time, a
+    # far one holds in full after its ramp
+    runner = dynamic_runner(Campaign.create(config, tmp_path / "plan"))
+    runner.position = A
+    near = replace(A, t_core_c=A.t_core_c + 1.0)  # 1 °C: within twice the 2 °C limit
+    traj, settle = runner._plan(near)
+    hold = 0.5 * (near.tau_core_min + near.tau_shell_min)
+    assert settle is None and traj.points == (A, near, near)
+    assert 0 < traj.times_min[1] < hold and traj.duration_min == pytest.approx(hold)
+    traj, _ = runner._plan(B)  # 10 °C core, 15 °C shell: a jump
+    assert traj.points[-2:] == (B, B)
+    assert traj.times_min[-1] - traj.times_min[-2] == pytest.approx(
+        0.5 * (B.tau_core_min + B.tau_shell_min))
 
 
 def test_a_steady_hold_end_stops_the_hold_once_the_stream_is_steady(tmp_path: Path) -> None:
