@@ -175,6 +175,9 @@ class DynamicConfig(BaseModel):
             cell); a step that stays close reads at full weight all along and holds only to
             last the hold time in all (the fluid made near its proposal is read as the next
             step starts).
+        jump_limit: ``hold_at: after_jump``: a first leg counts as a jump when half of it
+            exceeds a channel's ``full_weight`` limit (its readings may be down-weighted) or
+            its ``refusal`` limit (they may be refused).
         rate_caps: ``full_weight`` caps every ramp so its readings keep full weight (slow, all
             at full weight); ``refusal`` caps them at the spread the mapping still accepts
             (faster, readings down-weighted); ``devices`` lets the devices' limits alone set
@@ -199,6 +202,7 @@ class DynamicConfig(BaseModel):
     hold_residence_times: float = Field(default=0.0, ge=0, le=10, allow_inf_nan=False)
     hold_end: Literal["full", "steady"] = "full"
     hold_at: Literal["end", "after_jump"] = "end"
+    jump_limit: Literal["full_weight", "refusal"] = "full_weight"
     rate_caps: Literal["full_weight", "refusal", "devices"] = "full_weight"
     max_ramp_min: float = Field(default=60.0, gt=0, le=10_000, allow_inf_nan=False)
     archive_frames: bool = True
@@ -214,6 +218,9 @@ class DynamicConfig(BaseModel):
         if self.hold_end == "steady" and self.hold_min == 0 and self.hold_residence_times == 0:
             raise ValueError("hold_end: steady ends a hold early, and no hold is set: set "
                              "hold_min or hold_residence_times (the hold's cap), or drop hold_end")
+        if self.hold_at != "after_jump" and self.jump_limit != "full_weight":
+            raise ValueError("jump_limit applies to hold_at: after_jump only; set hold_at: "
+                             "after_jump or drop jump_limit")
         if self.hold_at == "after_jump" and self.hold_end == "steady":
             raise ValueError("hold_end: steady and hold_at: after_jump both shorten the hold: "
                              "choose one (drop hold_end or hold_at)")

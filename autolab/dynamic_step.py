@@ -58,6 +58,7 @@ from autolab.analysis import FeatureBatch, extract_features_batch, steady_state
 from autolab.config import CampaignConfig
 from autolab.dynamic import (
     DynamicObservation,
+    MappingPolicy,
     RampLimits,
     Trajectory,
     map_outlet,
@@ -328,7 +329,7 @@ class DynamicRunner:
         all refused would be asked again at once, again and again.
         """
         hold = self.hold_at_min(points[-1])
-        if self.policy.jump_keeps_full_weight(points[0], points[1]):
+        if JUMP_LIMITS[self.cfg.jump_limit](self.policy, points[0], points[1]):
             hold = max(0.0, hold - times[-1])
         if hold <= 0:
             return times, points
@@ -712,6 +713,12 @@ def joined(parts: Sequence[DynamicMeasurement], tail: DynamicMeasurement | None 
         device_log=tuple(log), metadata={**first.metadata, "n_frames": float(len(frames)),
                                          "trajectory_min": cmd_t[-1], "pieces": float(len(pieces))})
 
+
+#: What a jump may do to the cell's readings and still count as close (``dynamic.jump_limit``).
+JUMP_LIMITS: dict[str, Callable[[MappingPolicy, Conditions, Conditions], bool]] = {
+    "full_weight": MappingPolicy.jump_keeps_full_weight,
+    "refusal": MappingPolicy.jump_keeps_accepted,
+}
 
 #: Where the hold goes, by ``dynamic.hold_at``: (runner, planned times, points) -> with the hold.
 HOLD_PLACES: dict[str, Callable[[DynamicRunner, list[float], list[Conditions]],

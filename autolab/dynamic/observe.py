@@ -156,10 +156,21 @@ class MappingPolicy:
         (the largest standard deviation of a distribution on an interval). A jump within twice
         every full-weight limit therefore cannot down-weight or refuse a reading, whatever the
         RTD; a larger one may (for up to about two mean residence times). For the planner: a
-        step need not wait for the cell to read the fluid already made before a jump that
-        cannot spoil it. Channels that do not move (NaN on both sides included) are ignored;
-        a moving channel without a limit counts as spoiling.
+        step need not wait for the cell to wash out after a jump that cannot spoil it.
+        Channels that do not move (NaN on both sides included) are ignored; a moving channel
+        without a limit counts as spoiling.
         """
+        return self._jump_within(a, b, refusal=False)
+
+    def jump_keeps_accepted(self, a: Conditions, b: Conditions) -> bool:
+        """Whether no reading can be refused however fast the reactor jumps from a to b.
+
+        As :meth:`jump_keeps_full_weight`, against twice the refusal limits: the readings
+        may be down-weighted, never refused.
+        """
+        return self._jump_within(a, b, refusal=True)
+
+    def _jump_within(self, a: Conditions, b: Conditions, *, refusal: bool) -> bool:
         start, end = flatten(a), flatten(b)
         for ch, x in start.items():
             y = end.get(ch, x)
@@ -168,7 +179,8 @@ class MappingPolicy:
             lim = self.limit(ch)
             if lim is None or not (math.isfinite(x) and math.isfinite(y)):
                 return False
-            scale = lim.downweight_above * (min(abs(x), abs(y)) if lim.relative else 1.0)
+            bound = lim.refuse_above if refusal else lim.downweight_above
+            scale = bound * (min(abs(x), abs(y)) if lim.relative else 1.0)
             if abs(y - x) / 2.0 > scale:
                 return False
         return True

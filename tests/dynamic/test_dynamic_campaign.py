@@ -124,7 +124,10 @@ def test_the_dynamic_block_is_validated_whole() -> None:
            ({"dynamic": {"hold_at": "later"}}, "hold_at"),
            ({"dynamic": {"hold_at": "after_jump"}}, "no hold is set: set hold_min"),
            ({"dynamic": {"hold_at": "after_jump", "hold_min": 5, "hold_end": "steady"}},
-            "both shorten the hold")]
+            "both shorten the hold"),
+           ({"dynamic": {"jump_limit": "refusal"}}, "jump_limit applies to hold_at: after_jump"),
+           ({"dynamic": {"hold_at": "after_jump", "hold_min": 5, "jump_limit": "any"}},
+            "jump_limit")]
     base = load_campaign(CAMPAIGN).model_dump(mode="json")
     for patch, needle in bad:
         data = {**base, **patch}

@@ -259,6 +259,10 @@ def test_a_jump_within_twice_the_full_weight_limits_cannot_spoil_a_reading() -> 
     no_t = MappingPolicy(spread_limits={"tau_core_min": SpreadLimit(0.05, 0.2, relative=True)})
     assert not no_t.jump_keeps_full_weight(_c(180.0), _c(181.0))
     assert no_t.jump_keeps_full_weight(_c(), longer)
+    # against the refusal limits (8 °C for the core temperature): down-weighted, never refused
+    assert policy.jump_keeps_accepted(_c(180.0), _c(195.9))
+    assert not policy.jump_keeps_accepted(_c(180.0), _c(196.2))
+    assert not no_t.jump_keeps_accepted(_c(180.0), _c(181.0))
 
 
 def test_the_jump_bound_holds_on_the_mapping_at_every_outlet_time() -> None:
