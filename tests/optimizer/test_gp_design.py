@@ -11,11 +11,14 @@ from botorch.models.transforms.input import Warp
 from gpytorch.kernels import MaternKernel, RBFKernel
 
 from autolab.exceptions import ConfigError, OptimizerError
-from autolab.optimizer import BotorchOptimizer
+from autolab.objective import qd_objective
+from autolab.optimizer import BotorchOptimizer, scalable
+from autolab.optimizer.design import random_design
 from autolab.optimizer.gp_design import KERNELS, GPDesign
 from autolab.optimizer.models import build_model_list
 from autolab.optimizer.scalable import SparseGP
 from autolab.optimizer.settings import BotorchSettings, parse_optimizer_settings
+from autolab.space import qd_space
 
 from .problems import FAST, peak_problem, space_2d, target_objective
 
@@ -108,3 +111,41 @@ def test_optimizer_proposes_with_each_design(settings: dict[str, Any]) -> None:
     assert record is not None
     hyper = record["hyperparameters"]["pl_peak_nm"]
     assert any("concentration" in k for k in hyper) == bool(settings.get("input_warping"))
+
+
+def _large_n_ask(device: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Matern-5/2 + warp through the large-n path: every tensor float64 on ``device``.
+
+    On the CPU this catches a tensor made without ``device=``/``dtype=`` (it shows up as
+    float32), which is what a CUDA run would fail on.
+    """
+    monkeypatch.setattr(scalable, "LARGE_N", 40)
+    monkeypatch.setattr(scalable, "FIT_SUBSET", 30)
+    space, objective = qd_space(), qd_objective(550.0, 2.0)
+    u = random_design(space, 0, 60)
+    opt = BotorchOptimizer(space, objective, seed=0, device=device, num_restarts=2,
+                           raw_samples=32, fit_maxiter=20, kernel="matern52",
+                           input_warping=True)
+    opt.tell(space.from_unit(u),
+             [{"pl_peak_nm": 520 + 80 * r[0], "qy": 0.3 * r[2], "fwhm_nm": 50 + 5 * r[1]}
+              for r in u],
+             outcome_sd=[{"pl_peak_nm": 0.5, "qy": 0.01, "fwhm_nm": 0.5}] * 60)
+    (point,) = opt.ask(1)
+    opt.space.check(point)
+    assert opt._fit_cache is not None
+    model = opt._fit_cache[1][0]
+    assert all(isinstance(sub, SparseGP) for sub in model.models)
+    tensors = [*model.named_parameters(), *model.named_buffers()]
+    assert any("concentration" in name for name, _ in tensors)
+    for name, tensor in tensors:
+        assert tensor.device.type == torch.device(device).type, name
+        assert not tensor.is_floating_point() or tensor.dtype == F64, (name, tensor.dtype)
+
+
+def test_design_on_the_large_n_path_on_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    _large_n_ask("cpu", monkeypatch)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_design_on_the_large_n_path_on_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
+    _large_n_ask("cuda", monkeypatch)
