@@ -19,14 +19,12 @@ stated 1-sigma like the analyzer's. ``log-qy`` is a script-only probe, not an op
 the QY GP fitted on log QY (stated sigma / QY as its noise), with the log-normal predictive back in
 QY units; it tells whether wiring a QY transform through the acquisition is worth it.
 
-    PYTHONPATH=. .venv/bin/python benchmarks/model_check.py --members 9 --targets 550 610 \
-        --variants default matern52 warp matern52-warp learned-noise log-qy
+    PYTHONPATH=. .venv/bin/python benchmarks/model_check.py --members 9 --targets 550 --record
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -40,6 +38,7 @@ from numpy.typing import NDArray
 
 from autolab.benchmarking.benchmark import problems
 from autolab.benchmarking.problem import Problem
+from autolab.benchmarking.provenance import Result, Table, write_result
 from autolab.benchmarking.spec import load_spec
 from autolab.optimizer import BotorchOptimizer
 from autolab.optimizer.design import random_design, sobol_design
@@ -247,7 +246,8 @@ def _report(args: argparse.Namespace,
         print(f"{r['variant']:14} {r['source']:10} {r['n']:>3} {r['outcome']:3} {r['region']:6} "
               f"{r['rmse']:8.3f} {r['rms_z']:6.2f} {r['nlpd']:7.2f} {r['cover2']:5.2f} "
               f"{r['points']:>5}  {r['nlpd_wins_losses'][0]}-{r['nlpd_wins_losses'][1]}")
-    return {"args": {k: v for k, v in vars(args).items() if k != "record"}, "rows": rows}
+    return {"args": {k: v for k, v in vars(args).items() if k not in ("record", "results_dir")},
+            "rows": rows}
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -258,14 +258,33 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--test-points", type=int, default=400)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--record", default=None, help="write the table as JSON to this path")
+    parser.add_argument("--record", action="store_true",
+                        help="write benchmarks/results/model-check.json (BENCHMARKS.md)")
+    parser.add_argument("--results-dir", default=None)
     args = parser.parse_args(argv)
     if "default" not in args.variants:
         args.variants.insert(0, "default")
     torch.set_num_threads(1)
     result = run(args)
     if args.record:
-        Path(args.record).write_text(json.dumps(result, indent=1))
+        print(f"wrote {write_result(_result(result), args.results_dir)}")
+
+
+def _result(result: dict[str, Any]) -> Result:
+    """The recorded result: near-band rows of trajectory data rendered, every row kept."""
+    shown = [r for r in result["rows"] if r["source"] == "trajectory" and r["region"] == "near"]
+    shown.sort(key=lambda r: (r["outcome"], r["n"], list(VARIANTS).index(r["variant"])))
+    table = Table(
+        title="near the band (|PL - target| < 10 nm), trajectory points",
+        columns=("outcome", "n", "model", "RMSE", "RMS z", "NLPD", "2-sigma coverage",
+                 "NLPD wins-losses vs default (members)"),
+        rows=tuple((r["outcome"], r["n"], r["variant"], f"{r['rmse']:.3g}", f"{r['rms_z']:.2f}",
+                    f"{r['nlpd']:.2f}", f"{r['cover2']:.2f}",
+                    f"{r['nlpd_wins_losses'][0]}-{r['nlpd_wins_losses'][1]}") for r in shown))
+    return Result(name="model-check", title="Outcome models: calibration on unseen reactors",
+                  description="The optimizer's outcome GPs fitted on n points of each design "
+                              "member, scored on 400 uniform points (benchmarks/model_check.py)",
+                  tables=(table,), data=result)
 
 
 if __name__ == "__main__":
