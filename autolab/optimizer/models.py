@@ -29,7 +29,9 @@ Why this shape:
   known noise (:mod:`~autolab.optimizer.scalable`); smaller GPs are exact, as before.
 
 Inputs are unit-cube coordinates from the space (log parameters already in log space), so no input
-transform is needed.
+transform is needed by default. The kernel family and an optional learned input warp are
+settings (:mod:`~autolab.optimizer.gp_design`, ``BotorchSettings.kernel`` / ``input_warping``);
+docs/benchmarks.md "Outcome models" has their calibration and screening figures.
 """
 
 from __future__ import annotations
