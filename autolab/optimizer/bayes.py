@@ -55,6 +55,7 @@ from autolab.optimizer.acquisition import (
 from autolab.optimizer.base import BaseOptimizer, derive_seed, resolve_device
 from autolab.optimizer.design import feasible_mask, random_design, sobol_design
 from autolab.optimizer.forecast import Forecast, Reading, compute_forecast, repeat_advice
+from autolab.optimizer.gp_design import GPDesign
 from autolab.optimizer.models import build_model_list, hyperparameters
 from autolab.optimizer.prior import OutcomePrior, PriorSurrogate, check_prior, prior_best
 from autolab.optimizer.settings import BotorchSettings
@@ -247,7 +248,9 @@ class BotorchOptimizer(BaseOptimizer):
             data.X_ok, data.Y_ok, data.X_all if has_feas else None, data.ok,
             Yvar_ok=data.Yvar_ok if self.settings.known_noise else None,
             prior=self._surrogate(), names=spec.outcome_names,
-            maxiter=self.settings.fit_maxiter, seed=seed)
+            maxiter=self.settings.fit_maxiter, seed=seed,
+            design=GPDesign(kernel=self.settings.kernel,
+                            input_warping=self.settings.input_warping))
         names = [*spec.outcome_names, *(["feasibility"] if has_feas else [])]
         self._record = {"n_observations": len(self._observations), "n_reused": len(self._reused),
                         "seed": seed, "hyperparameters": hyperparameters(model, names)}

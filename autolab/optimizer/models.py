@@ -29,7 +29,9 @@ Why this shape:
   known noise (:mod:`~autolab.optimizer.scalable`); smaller GPs are exact, as before.
 
 Inputs are unit-cube coordinates from the space (log parameters already in log space), so no input
-transform is needed.
+transform is needed by default. The kernel family and an optional learned input warp are
+settings (:mod:`~autolab.optimizer.gp_design`, ``BotorchSettings.kernel`` / ``input_warping``);
+docs/benchmarks.md "Outcome models" has their calibration and screening figures.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ from gpytorch.priors import LogNormalPrior
 from torch import Tensor
 
 from autolab.optimizer import scalable
+from autolab.optimizer.gp_design import DEFAULT_DESIGN, GPDesign
 from autolab.optimizer.prior import PriorMean, PriorSurrogate
 from autolab.optimizer.scalable import SparseGP, fit_subset, sparse_record
 
@@ -95,17 +98,22 @@ def _filled_yvar(y: Tensor, yvar: Tensor | None) -> Tensor | None:
     return filled.clamp_min((NOISE_FLOOR_REL * max(spread, 1e-12)) ** 2)
 
 
-def _outcome_gp(X: Tensor, y: Tensor, filled: Tensor | None) -> SingleTaskGP:
+def _outcome_gp(X: Tensor, y: Tensor, filled: Tensor | None,
+                design: GPDesign = DEFAULT_DESIGN) -> SingleTaskGP:
     """One outcome's GP: learned noise, or stated noise + learned extra noise (module docs).
 
     Args:
         X: Inputs ``(n, d)``.
         y: Outcome ``(n, 1)``.
         filled: Stated variances ``(n, 1)`` (:func:`_filled_yvar`), or ``None``.
+        design: Kernel and input warping (:mod:`~autolab.optimizer.gp_design`).
     """
+    structure: dict[str, Any] = {} if design.is_default else {
+        "covar_module": design.covar_module(X.shape[-1]),
+        "input_transform": design.input_transform(X)}
     if filled is None:
-        return SingleTaskGP(X, y, outcome_transform=Standardize(m=1))
-    gp = SingleTaskGP(X, y, filled, outcome_transform=Standardize(m=1))
+        return SingleTaskGP(X, y, outcome_transform=Standardize(m=1), **structure)
+    gp = SingleTaskGP(X, y, filled, outcome_transform=Standardize(m=1), **structure)
     # After SingleTaskGP.__init__ moved the model to X's device and dtype: move this one too.
     gp.likelihood = FixedNoiseGaussianLikelihood(
         noise=gp.likelihood.noise_covar.noise.detach().clone(), learn_additional_noise=True,
@@ -168,6 +176,7 @@ def build_model_list(
     maxiter: int = 100,
     seed: int = 0,
     large_n: int | None = None,
+    design: GPDesign = DEFAULT_DESIGN,
 ) -> ModelListGP:
     """Fit one GP per outcome and, if given, the feasibility GP (last output).
 
@@ -190,6 +199,8 @@ def build_model_list(
         seed: Seed of the large-n fit subsets.
         large_n: Threshold of the large-n path (``None``: ``scalable.LARGE_N``; a huge number
             forces exact GPs, e.g. to measure the approximation against them).
+        design: Kernel and input warping of the outcome GPs
+            (:mod:`~autolab.optimizer.gp_design`; the default is BoTorch's).
 
     Returns:
         A fitted ``ModelListGP`` with ``m`` outputs, or ``m + 1`` with the feasibility GP last.
@@ -201,7 +212,7 @@ def build_model_list(
                                None if Yvar_ok is None else Yvar_ok[:, j : j + 1]), ok_rows)
         for j in range(Y_ok.shape[-1])
     ]
-    models = [_outcome_gp(*d.subset()) for d in data]
+    models = [_outcome_gp(*d.subset(), design) for d in data]
     if prior is not None:
         for name, gp in zip(names, models, strict=True):
             if name in prior.gps:

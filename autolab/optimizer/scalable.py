@@ -228,11 +228,16 @@ class SparseGP(SingleTaskGP):
                 likelihood.second_noise_covar.load_state_dict(extra.state_dict())
         super().__init__(X, y_std, yvar_std, likelihood=likelihood,
                          covar_module=fitted.covar_module, mean_module=fitted.mean_module,
-                         outcome_transform=None)
+                         outcome_transform=None,
+                         input_transform=getattr(fitted, "input_transform", None))
         self.outcome_transform = fitted.outcome_transform
         self.n_fit = n_fit
         self.eval()
-        self._build_cache(X, y_std.squeeze(-1), max_inducing, tol)
+        # The kernel works on transformed inputs (a learned warp, gp_design.py): ``posterior``
+        # transforms the candidates before they reach _posterior_mvn, so the cache must too.
+        with torch.no_grad():
+            X_kernel = self.transform_inputs(X)
+        self._build_cache(X_kernel, y_std.squeeze(-1), max_inducing, tol)
 
     def _noise(self, n: int) -> Tensor:
         """Total noise variance of each training point ``(n,)``, standardized units."""

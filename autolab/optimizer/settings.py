@@ -80,6 +80,12 @@ class BotorchSettings(BaseModel):
             choices"): 0.25 within noise of 0 (good hit 10/18 vs 10/18, paired mean -0.2), 0.75
             slightly worse (9/18, +0.7): the bolder steps leave the band as often as they
             find brighter product, so the default stays 0.
+        kernel: Kernel of the outcome GPs (:mod:`~autolab.optimizer.gp_design`): ``"rbf"``
+            (BoTorch's default) or ``"matern52"``, both with BoTorch's dimension-scaled
+            lengthscale prior. Calibration and screening figures: docs/benchmarks.md
+            "Outcome models".
+        input_warping: Learn a Kumaraswamy-CDF warp of each input of the outcome GPs
+            (BoTorch's ``Warp``), for responses steeper at one end of a range than the other.
         prior: ``"twin"``: the digital twin's noise-free response is the GPs' prior mean, with a
             learned weight and offset, and the GPs model the reactor's discrepancy from it
             (``autolab.prior.twin_prior`` builds it; the optimizer gets it as
@@ -102,6 +108,8 @@ class BotorchSettings(BaseModel):
     band_weight: float = Field(default=1.0, gt=0.0, le=1.0)
     band_projection: bool = False
     min_improvement: float = Field(default=0.0, ge=0.0, le=1e6, allow_inf_nan=False)
+    kernel: Literal["rbf", "matern52"] = "rbf"
+    input_warping: bool = False
 
 
 class RandomSettings(BaseModel):
