@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from autolab.exceptions import ConfigError
 from autolab.yamlfile import did_you_mean
@@ -84,6 +84,19 @@ class BotorchSettings(BaseModel):
             learned weight and offset, and the GPs model the reactor's discrepancy from it
             (``autolab.prior.twin_prior`` builds it; the optimizer gets it as
             ``outcome_prior=``). ``"none"``: a cold start.
+        acquisition: How a model-based point is chosen in scalar mode. ``"band_ei"``: the
+            band-first log expected improvement, maximized by gradient
+            (:class:`~autolab.optimizer.acquisition.BandFirstLogEI`). ``"ts"``: constrained
+            Thompson sampling over a candidate set (:mod:`~autolab.optimizer.thompson`): each
+            point is the best in-band candidate of one joint posterior draw, so a distant region
+            is tried as often as the model thinks it may be the best one, where the expected
+            improvement crawls along the band next to the known in-band points.
+            ``"band_ei_then_ts"``: band-first EI until an experiment is in band, TS after.
+        ts_candidates: Size of the Thompson candidate set (one Cholesky of this size per
+            output and ask).
+        trust_region: Thompson sampling's local candidates are uniform in a TuRBO trust region
+            around the best in-band experiment (side from the history's successes and
+            failures) instead of multi-scale Gaussian steps around the best three.
     """
 
     model_config = _SETTINGS
@@ -102,6 +115,16 @@ class BotorchSettings(BaseModel):
     band_weight: float = Field(default=1.0, gt=0.0, le=1.0)
     band_projection: bool = False
     min_improvement: float = Field(default=0.0, ge=0.0, le=1e6, allow_inf_nan=False)
+    acquisition: Literal["band_ei", "ts", "band_ei_then_ts"] = "band_ei"
+    ts_candidates: int = Field(default=1024, ge=16, le=16384)
+    trust_region: bool = False
+
+    @model_validator(mode="after")
+    def _trust_region_needs_ts(self) -> BotorchSettings:
+        if self.trust_region and self.acquisition == "band_ei":
+            raise ValueError("trust_region applies to Thompson sampling only: set acquisition "
+                             "to 'ts' or 'band_ei_then_ts', or drop trust_region")
+        return self
 
 
 class RandomSettings(BaseModel):
