@@ -94,9 +94,9 @@ class BotorchSettings(BaseModel):
             ``"band_ei_then_ts"``: band-first EI until an experiment is in band, TS after.
         ts_candidates: Size of the Thompson candidate set (one Cholesky of this size per
             output and ask).
-        trust_region: Thompson sampling's local candidates are uniform in a TuRBO trust region
-            around the best in-band experiment (side from the history's successes and
-            failures) instead of multi-scale Gaussian steps around the best three.
+        trust_region: Thompson sampling's candidates are all uniform in a TuRBO/SCBO trust
+            region around the best in-band experiment (side from the history's successes and
+            failures) instead of half global, half multi-scale steps around the best three.
     """
 
     model_config = _SETTINGS

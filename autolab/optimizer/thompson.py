@@ -20,8 +20,8 @@ on an outcome, not a ``c(x) <= 0`` output of a constraint model.
 The candidate set (:func:`candidate_set`) mixes uniform points of the space (half of them moved
 onto the model's predicted band by :func:`~autolab.optimizer.bayes.onto_band`'s Newton steps, or
 the thin band would hold only a few of them) with multi-scale Gaussian perturbations of the best
-in-band successes (TuRBO-style local candidates). With ``trust_region`` the local candidates are
-instead uniform in a box around the best in-band experiment whose side follows successes and
+in-band successes (TuRBO-style local candidates). With ``trust_region`` (SCBO) every candidate
+is instead uniform in a box around the best in-band experiment whose side follows successes and
 failures (:func:`trust_region_length`, a pure function of the history, so a resumed campaign
 proposes what the uninterrupted one would have).
 
@@ -220,9 +220,10 @@ def candidate_set(space: ParameterSpace, model: Any, spec: ObjectiveSpec, anchor
                   seed: int, n: int, trust_length: float | None = None) -> Tensor:
     """The finite set a Thompson draw is maximized over (unit cube, at most ``n`` rows).
 
-    Half uniform points of the space (half of those moved onto the predicted band), half local
-    candidates around the anchors (see the module docstring); all uniform while there are no
-    anchors.
+    Without a trust region: half uniform points of the space, half local candidates around the
+    anchors (all uniform while there are no anchors). With one (SCBO): every candidate uniform
+    in the trust region box around the first anchor. Half of the uniform points are
+    moved onto the predicted band (:func:`~autolab.optimizer.bayes.onto_band`; kept in the box).
 
     Args:
         space: The space (dimension, linear constraints).
@@ -231,21 +232,35 @@ def candidate_set(space: ParameterSpace, model: Any, spec: ObjectiveSpec, anchor
         anchors: Best successes, ``(k, d)``; the first is the trust region's centre.
         seed: Seed of every random draw here.
         n: Size of the set.
-        trust_length: Side of the trust region box, or ``None`` for Gaussian local candidates.
+        trust_length: Side of the trust region box, or ``None`` for the global set.
     """
-    from autolab.optimizer.bayes import onto_band  # noqa: PLC0415 (bayes imports this module)
-
     device = anchors.device
     a = anchors.detach().cpu().numpy()
-    box = None
     if trust_length is not None and a.shape[0]:
-        box = (np.clip(a[0] - trust_length / 2, 0.0, 1.0), np.clip(a[0] + trust_length / 2,
-                                                                    0.0, 1.0))
-    local = _local(space, a, n // 2, derive_seed(seed, 1), box)
+        box = (np.clip(a[0] - trust_length / 2, 0.0, 1.0),
+               np.clip(a[0] + trust_length / 2, 0.0, 1.0))
+        inside = _onto_band(space, model, spec, _local(space, a, n, derive_seed(seed, 1), box),
+                            device=device, box=box)
+        if inside.shape[0]:
+            return torch.as_tensor(inside, dtype=torch.float64, device=device)
+    local = _local(space, a, n // 2, derive_seed(seed, 1), None)
     uniform = random_design(space, derive_seed(seed, 2), n - local.shape[0])
-    with torch.enable_grad():
-        uniform = onto_band(space, model, spec, uniform, device=device, share=0.5)
+    uniform = _onto_band(space, model, spec, uniform, device=device, box=None)
     return torch.as_tensor(np.concatenate([uniform, local]), dtype=torch.float64, device=device)
+
+
+def _onto_band(space: ParameterSpace, model: Any, spec: ObjectiveSpec, u: NDArray[np.float64], *,
+               device: torch.device, box: tuple[NDArray[np.float64], NDArray[np.float64]] | None
+               ) -> NDArray[np.float64]:
+    """Half of ``u`` moved onto the predicted band; with a box, clipped back into it."""
+    from autolab.optimizer.bayes import onto_band  # noqa: PLC0415 (bayes imports this module)
+
+    with torch.enable_grad():
+        moved = onto_band(space, model, spec, u, device=device, share=0.5)
+    if box is None:
+        return moved
+    moved = np.clip(moved, box[0], box[1])
+    return moved[feasible_mask(space, moved)]
 
 
 def _near(X: Tensor, points: Tensor | None) -> Tensor:

@@ -15,6 +15,8 @@ from autolab.optimizer.settings import parse_optimizer_settings
 from autolab.optimizer.thompson import (
     EXCLUSION_RADIUS,
     TR_LENGTH_INIT,
+    anchor_points,
+    candidate_set,
     sample_scores,
     trust_region_length,
 )
@@ -159,3 +161,19 @@ def test_scores_put_feasible_draws_first_and_then_the_least_violation() -> None:
                      dtype=torch.float64)
     scores = sample_scores(spec, Z, has_feasibility=False)
     assert torch.argsort(scores, descending=True).tolist() == [1, 0, 4, 3, 2]
+
+
+def test_trust_region_candidates_lie_in_the_box_around_the_best_in_band_point() -> None:
+    opt = BotorchOptimizer(space_2d(), target_objective(), seed=0, n_init=2, **QUICK)
+    _crawl_data(opt)
+    with torch.random.fork_rng():
+        model, data, _, _ = opt._fit(0)
+        anchors = anchor_points(opt.objective, model, data.X_ok, data.in_band_ok)
+        X = candidate_set(opt.space, model, opt.objective, anchors, seed=1, n=200,
+                          trust_length=0.2)
+        wide = candidate_set(opt.space, model, opt.objective, anchors, seed=1, n=200)
+    # the best in-band experiment by posterior QY is the one nearest the bright region
+    assert anchors[0].tolist() == pytest.approx([0.498, 0.15], abs=1e-6)
+    assert 100 <= X.shape[0] <= 200
+    assert bool(((X - anchors[0]).abs() <= 0.1 + 1e-12).all())
+    assert float((wide - anchors[0]).abs().max()) > 0.5  # without it: the whole space
