@@ -14,6 +14,9 @@ One :meth:`BotorchOptimizer.ask`:
    in Pareto mode), and maximize it with ``optimize_acqf`` (sequential greedy for batches, pending
    points kept away): box-bounded L-BFGS-B first, and only if a candidate violates the space's
    linear constraints again with them (SLSQP).
+   With ``acquisition: ts`` (or ``band_ei_then_ts`` once something is in band) the scalar-mode
+   points are constrained Thompson samples over a candidate set instead
+   (:mod:`~autolab.optimizer.thompson`).
 
 :meth:`BotorchOptimizer.forecast` (:mod:`~autolab.optimizer.forecast`) reads the same fitted
 model after a ``tell``; the fit is cached, so the next ``ask`` does not fit again.
