@@ -103,7 +103,8 @@ class BotorchSettings(BaseModel):
             failures) instead of half global, half multi-scale steps around the best three.
             It keeps the draws near the best in-band experiment, where the PL model is good: on
             the design set good hits rose to 33/36 (global TS 30/36, defaults 26/36; 7 cells
-            found only with it, none only with the defaults).
+            found only with it, none only with the defaults); held out 29/35 against 24/35,
+            median 21 against 25 experiments, first in band unchanged (8).
     """
 
     model_config = _SETTINGS
