@@ -64,6 +64,7 @@ from autolab.optimizer.settings import BotorchSettings
 from autolab.optimizer.thompson import (
     anchor_points,
     candidate_set,
+    credible,
     joint_draws,
     rest_value,
     thompson_select,
@@ -315,6 +316,7 @@ class BotorchOptimizer(BaseOptimizer):
         anchors = anchor_points(spec, model, data.X_ok, data.in_band_ok)
         X = candidate_set(self.space, model, spec, anchors, seed=derive_seed(seed, 7),
                           n=self.settings.ts_candidates, trust_length=length)
+        X = credible(spec, model, X, self.settings.ts_band_floor)
         return thompson_select(spec, model, X, n, seed=derive_seed(seed, 8),
                                has_feasibility=has_feas, X_pending=X_pending)
 

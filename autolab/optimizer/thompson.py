@@ -50,7 +50,7 @@ from numpy.typing import NDArray
 from torch import Tensor
 
 from autolab.objective import ObjectiveSpec, Target
-from autolab.optimizer.acquisition import rest_coefficients
+from autolab.optimizer.acquisition import log_p_band, rest_coefficients
 from autolab.optimizer.base import derive_seed
 from autolab.optimizer.design import feasible_mask, random_design
 from autolab.space import ParameterSpace
@@ -261,6 +261,23 @@ def _onto_band(space: ParameterSpace, model: Any, spec: ObjectiveSpec, u: NDArra
         return moved
     moved = np.clip(moved, box[0], box[1])
     return moved[feasible_mask(space, moved)]
+
+
+def credible(spec: ObjectiveSpec, model: Any, X: Tensor, floor: float) -> Tensor:
+    """The candidates whose marginal band probability is at least ``floor`` (all if none is).
+
+    A draw's argmax over a thousand candidates favours those whose PL draw happened to fall in
+    band although their mean lies outside it; a floor on ``P(band)`` keeps such long shots out
+    of the set (``BotorchSettings.ts_band_floor``).
+    """
+    if floor <= 0.0:
+        return X
+    m = len(spec.outcome_names)
+    with torch.no_grad():
+        post = model.posterior(X)
+        mean, sd = post.mean[..., :m], post.variance[..., :m].clamp_min(0.0).sqrt()
+        keep = log_p_band(spec, mean, sd) >= math.log(floor)
+    return X[keep] if bool(keep.any()) else X
 
 
 def _near(X: Tensor, points: Tensor | None) -> Tensor:
