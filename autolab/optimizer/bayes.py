@@ -14,6 +14,9 @@ One :meth:`BotorchOptimizer.ask`:
    in Pareto mode), and maximize it with ``optimize_acqf`` (sequential greedy for batches, pending
    points kept away): box-bounded L-BFGS-B first, and only if a candidate violates the space's
    linear constraints again with them (SLSQP).
+   With ``acquisition: ts`` (or ``band_ei_then_ts`` once something is in band) the scalar-mode
+   points are constrained Thompson samples over a candidate set instead
+   (:mod:`~autolab.optimizer.thompson`).
 
 :meth:`BotorchOptimizer.forecast` (:mod:`~autolab.optimizer.forecast`) reads the same fitted
 model after a ``tell``; the fit is cached, so the next ``ask`` does not fit again.
@@ -59,6 +62,16 @@ from autolab.optimizer.gp_design import GPDesign
 from autolab.optimizer.models import build_model_list, hyperparameters
 from autolab.optimizer.prior import OutcomePrior, PriorSurrogate, check_prior, prior_best
 from autolab.optimizer.settings import BotorchSettings
+from autolab.optimizer.thompson import (
+    anchor_points,
+    candidate_set,
+    credible,
+    joint_draws,
+    rest_value,
+    thompson_select,
+    trust_region_length,
+    uses_thompson,
+)
 from autolab.space import ParameterSpace
 
 #: Posterior samples behind each recorded prediction (mean and sd of the score).
@@ -127,6 +140,7 @@ class BotorchOptimizer(BaseOptimizer):
     ) -> None:
         super().__init__(space, objective, seed, extra_outcomes=extra_outcomes)
         self.settings = _parse_settings(settings)
+        _check_acquisition(self.settings, objective)
         self.device = resolve_device(self.settings.device)
         self._record: dict[str, Any] | None = None
         if outcome_prior is not None:
@@ -266,8 +280,11 @@ class BotorchOptimizer(BaseOptimizer):
             # Reseed after the (possibly cached) fit, so what follows draws the same numbers
             # whether or not this ask fitted the model itself.
             torch.manual_seed(derive_seed(seed, 1))
-            acqf = self._acquisition(model, data, has_feas, seed, X_pending)
-            cand = self._maximize(acqf, n, seed, data.X_ok)
+            if uses_thompson(self.settings.acquisition, data.in_band_ok):
+                cand = self._thompson(model, data, has_feas, seed, n=n, X_pending=X_pending)
+            else:
+                acqf = self._acquisition(model, data, has_feas, seed, X_pending)
+                cand = self._maximize(acqf, n, seed, data.X_ok)
             self.last_predictions = self._predict(model, cand)
         return _repair(self.space, cand.cpu().numpy().astype(np.float64))
 
@@ -288,6 +305,23 @@ class BotorchOptimizer(BaseOptimizer):
                 self.settings.min_improvement),
             band_weight=self.settings.band_weight,
         )
+
+    def _thompson(self, model: Any, data: _Data, has_feas: bool, seed: int, *, n: int,
+                  X_pending: torch.Tensor | None) -> torch.Tensor:
+        """``n`` points by constrained Thompson sampling (:mod:`~autolab.optimizer.thompson`)."""
+        spec = self.objective
+        length = None
+        if self.settings.trust_region:
+            history = [float(rest_value(spec, spec.as_tensor(o.outcomes)))
+                       if o.outcomes is not None and o.in_band and o.feasible else None
+                       for o in (*self._reused, *self._observations)]
+            length = trust_region_length(history, self.space.dim)
+        anchors = anchor_points(spec, model, data.X_ok, data.in_band_ok)
+        X = candidate_set(self.space, model, spec, anchors, seed=derive_seed(seed, 7),
+                          n=self.settings.ts_candidates, trust_length=length)
+        X = credible(spec, model, X, self.settings.ts_band_floor)
+        return thompson_select(spec, model, X, n, seed=derive_seed(seed, 8),
+                               has_feasibility=has_feas, X_pending=X_pending)
 
     @property
     def prior(self) -> OutcomePrior | None:
@@ -353,7 +387,7 @@ class BotorchOptimizer(BaseOptimizer):
                         # Joint draws over near-duplicate candidates need a little jitter, which
                         # linear_operator adds and reports; the draws are still exact enough.
                         warnings.simplefilter("ignore", NumericalWarning)
-                        joint = _joint_draws(model, X, FORECAST_DRAWS)
+                        joint = joint_draws(model, X, FORECAST_DRAWS)
                     draws = joint[..., :m]
                     feasible = joint[..., m] > 0 if has_feas else None
             best = self.best()
@@ -485,23 +519,11 @@ class BotorchOptimizer(BaseOptimizer):
 
     def _load_settings(self, settings: Mapping[str, Any]) -> None:
         self.settings = _parse_settings(settings)
+        _check_acquisition(self.settings, self.objective)
         self.device = resolve_device(self.settings.device)
 
     def _model_record(self) -> dict[str, Any] | None:
         return self._record
-
-
-def _joint_draws(model: Any, X: torch.Tensor, n: int) -> torch.Tensor:
-    """``n`` joint posterior draws of every output at ``X``, shape ``(n, len(X), outputs)``.
-
-    The outputs of a model list are independent GPs, so each is drawn on its own: one
-    ``len(X)``-sized Cholesky per output instead of one of ``outputs`` times that size.
-    """
-    subs = list(getattr(model, "models", []))
-    if not subs:
-        out: torch.Tensor = model.posterior(X).rsample(torch.Size([n]))
-        return out
-    return torch.cat([sub.posterior(X).rsample(torch.Size([n])) for sub in subs], dim=-1)
 
 
 #: Newton steps that move a candidate onto the predicted target band (:func:`onto_band`).
@@ -627,6 +649,14 @@ def _improvement_bar(incumbent: float | None, min_improvement: float) -> float |
     step values the chance of a big step over the near-certainty of a tiny one.
     """
     return None if incumbent is None else incumbent + min_improvement
+
+
+def _check_acquisition(settings: BotorchSettings, objective: ObjectiveSpec) -> None:
+    """Refuse Thompson sampling for a Pareto objective (it ranks by one scalar score)."""
+    if settings.acquisition != "band_ei" and objective.mode != "scalar":
+        raise OptimizerError(f"settings.acquisition {settings.acquisition!r} needs a scalar "
+                             f"objective; a {objective.mode!r} objective uses qLogNEHVI "
+                             "(acquisition 'band_ei')")
 
 
 def _parse_settings(settings: Mapping[str, Any]) -> BotorchSettings:
