@@ -54,6 +54,7 @@ from autolab.optimizer.acquisition import (
 )
 from autolab.optimizer.base import BaseOptimizer, derive_seed, resolve_device
 from autolab.optimizer.design import feasible_mask, random_design, sobol_design
+from autolab.optimizer.exploration import band_slack
 from autolab.optimizer.forecast import Forecast, Reading, compute_forecast, repeat_advice
 from autolab.optimizer.models import build_model_list, hyperparameters
 from autolab.optimizer.prior import OutcomePrior, PriorSurrogate, check_prior, prior_best
@@ -284,6 +285,9 @@ class BotorchOptimizer(BaseOptimizer):
                 incumbent_rest(spec, model, data.X_ok, data.in_band_ok),
                 self.settings.min_improvement),
             band_weight=self.settings.band_weight,
+            band_slack=band_slack(self.settings.band_slack_tolerances,
+                                  self.settings.band_slack_sd, self.settings.band_slack_until,
+                                  len(self._observations)),
         )
 
     @property

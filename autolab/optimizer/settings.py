@@ -80,6 +80,14 @@ class BotorchSettings(BaseModel):
             choices"): 0.25 within noise of 0 (good hit 10/18 vs 10/18, paired mean -0.2), 0.75
             slightly worse (9/18, +0.7): the bolder steps leave the band as often as they
             find brighter product, so the default stays 0.
+        band_slack_tolerances: While exploring, the acquisition's band probability reads each
+            target band as ``tolerance * (1 + band_slack_tolerances)`` wide on either side
+            (:mod:`autolab.optimizer.exploration`), so a bright region whose peak lies near
+            the band is learned instead of only the known in-band neighbourhood. 0: off.
+        band_slack_sd: Further widening by this multiple of the target outcome's posterior sd:
+            optimism about the band where the peak is unknown, none where it is known. 0: off.
+        band_slack_until: The slack shrinks linearly to zero at this many experiments told
+            (then the acquisition is the plain band-first one); ``None`` keeps it whole.
         prior: ``"twin"``: the digital twin's noise-free response is the GPs' prior mean, with a
             learned weight and offset, and the GPs model the reactor's discrepancy from it
             (``autolab.prior.twin_prior`` builds it; the optimizer gets it as
@@ -102,6 +110,9 @@ class BotorchSettings(BaseModel):
     band_weight: float = Field(default=1.0, gt=0.0, le=1.0)
     band_projection: bool = False
     min_improvement: float = Field(default=0.0, ge=0.0, le=1e6, allow_inf_nan=False)
+    band_slack_tolerances: float = Field(default=0.0, ge=0.0, le=100.0, allow_inf_nan=False)
+    band_slack_sd: float = Field(default=0.0, ge=0.0, le=10.0, allow_inf_nan=False)
+    band_slack_until: int | None = Field(default=None, ge=1, le=MAX_N_INIT)
 
 
 class RandomSettings(BaseModel):
