@@ -54,7 +54,6 @@ from autolab.optimizer.acquisition import (
 )
 from autolab.optimizer.base import BaseOptimizer, derive_seed, resolve_device
 from autolab.optimizer.design import feasible_mask, random_design, sobol_design
-from autolab.optimizer.exploit import BandExploit, exploiting
 from autolab.optimizer.exploration import band_slack
 from autolab.optimizer.forecast import Forecast, Reading, compute_forecast, repeat_advice
 from autolab.optimizer.models import build_model_list, hyperparameters
@@ -279,10 +278,6 @@ class BotorchOptimizer(BaseOptimizer):
             utils = spec.utilities_tensor(data.Y_ok)
             feasible = (spec.violations_tensor(data.Y_ok) <= 0).all(dim=-1)
             feas_util = utils[feasible] if bool(feasible.any()) else utils
-        if spec.mode == "scalar" and exploiting(self.settings.exploit_from,
-                                                len(self._observations), X_pending is not None):
-            return BandExploit(model, spec, has_feasibility=has_feas,
-                               p_spec=self.settings.exploit_p_spec)
         return build_acquisition(
             spec, model, data.X_ok, has_feasibility=has_feas, X_pending=X_pending,
             mc_samples=self.settings.mc_samples, seed=seed, feasible_utilities=feas_util,

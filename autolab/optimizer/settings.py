@@ -88,12 +88,6 @@ class BotorchSettings(BaseModel):
             optimism about the band where the peak is unknown, none where it is known. 0: off.
         band_slack_until: The slack shrinks linearly to zero at this many experiments told
             (then the acquisition is the plain band-first one); ``None`` keeps it whole.
-        exploit_from: From this many experiments told on, a proposal (with nothing running
-            elsewhere) is the brightest point the model believes meets the specification with
-            probability ``exploit_p_spec`` (:mod:`autolab.optimizer.exploit`); set it to the
-            budget minus the experiments to spend exploiting. ``None``: never.
-        exploit_p_spec: The probability of meeting every band, constraint and of not failing
-            that an exploitation proposal must reach before its brightness counts.
         prior: ``"twin"``: the digital twin's noise-free response is the GPs' prior mean, with a
             learned weight and offset, and the GPs model the reactor's discrepancy from it
             (``autolab.prior.twin_prior`` builds it; the optimizer gets it as
@@ -119,8 +113,6 @@ class BotorchSettings(BaseModel):
     band_slack_tolerances: float = Field(default=0.0, ge=0.0, le=100.0, allow_inf_nan=False)
     band_slack_sd: float = Field(default=0.0, ge=0.0, le=10.0, allow_inf_nan=False)
     band_slack_until: int | None = Field(default=None, ge=1, le=MAX_N_INIT)
-    exploit_from: int | None = Field(default=None, ge=1, le=MAX_N_INIT)
-    exploit_p_spec: float = Field(default=0.8, gt=0.0, lt=1.0)
 
 
 class RandomSettings(BaseModel):

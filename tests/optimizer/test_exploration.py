@@ -1,4 +1,4 @@
-"""Band slack (optimizer.exploration) and the end-of-budget exploit phase (optimizer.exploit).
+"""The band slack (autolab.optimizer.exploration): validated, shrinking, optimistic off the data.
 
 Real fitted BoTorch GPs on the cheap analytic problems of ``problems.py``; no mocks.
 """
@@ -14,7 +14,6 @@ import torch
 from autolab.exceptions import ConfigError, OptimizerError
 from autolab.optimizer import BotorchOptimizer
 from autolab.optimizer.acquisition import BandFirstLogEI, log_p_band
-from autolab.optimizer.exploit import BandExploit, exploiting
 from autolab.optimizer.exploration import BandSlack, band_slack
 from autolab.optimizer.settings import parse_optimizer_settings
 
@@ -116,59 +115,3 @@ def test_a_slack_campaign_is_deterministic_and_keeps_pending_experiments_working
     assert runs[0] == runs[1]
     (second, pending, _), = runs[:1]
     assert second != pending  # the fantasies of the running one still keep proposals apart
-
-
-@pytest.mark.parametrize(("field", "bad"), [
-    ("exploit_from", 0), ("exploit_from", 1.5), ("exploit_p_spec", 0.0),
-    ("exploit_p_spec", 1.0), ("exploit_p_spec", float("nan")),
-])
-def test_a_bad_exploit_setting_is_refused_naming_the_field(field: str, bad: object) -> None:
-    settings: dict[str, Any] = {field: bad}
-    with pytest.raises(OptimizerError, match=field):
-        BotorchOptimizer(space_2d(), target_objective(), **settings)
-    with pytest.raises(ConfigError, match=rf"settings\.{field}"):
-        parse_optimizer_settings("botorch", {field: bad})
-
-
-def test_exploit_phase_starts_at_its_experiment_and_never_with_pending_ones() -> None:
-    assert not exploiting(None, 100, False)
-    assert not exploiting(10, 9, False)
-    assert exploiting(10, 10, False)
-    assert not exploiting(10, 10, True)
-
-
-def test_exploit_proposes_the_brightest_point_believed_in_band() -> None:
-    """After 10 experiments the exploit proposal is in band and at least as bright as the best.
-
-    ``peak_problem``'s band (550 ± 2 nm) is the line ``u_a ~ 0.5 - u_b^2 / 10``; its QY peaks at
-    ``u_b = 0.7``. The proposal must have a high model probability of the band and a posterior
-    QY no lower than the best in-band experiment's, and its true outcome must be in band.
-    """
-    settings: dict[str, Any] = {**FAST, "n_init": 4, "exploit_from": 10}
-    opt = BotorchOptimizer(space_2d(), target_objective(), seed=3, exploit_p_spec=0.8,
-                           **settings)
-    _run(opt, 10)
-    with torch.random.fork_rng():
-        model, data, has_feas, seed = opt._fit(0)
-        acqf = opt._acquisition(model, data, has_feas, seed, None)
-        pending = torch.full((1, 2), 0.5, dtype=torch.float64)
-        with_pending = opt._acquisition(model, data, has_feas, seed, pending)
-    assert isinstance(acqf, BandExploit) and isinstance(with_pending, BandFirstLogEI)
-    [x] = opt.ask(1)
-    u = torch.tensor(opt.space.to_unit([x]), dtype=torch.float64)
-    with torch.no_grad():
-        rest, log_p = acqf.parts(u)
-        rest_ok, _ = acqf.parts(data.X_ok[data.in_band_ok])
-    assert float(log_p.exp()) >= 0.75
-    assert float(rest) >= float(rest_ok.max()) - 0.05
-    assert abs(peak_problem(opt.space, x)["pl_peak_nm"] - 550.0) <= 2.0
-    again = BotorchOptimizer(space_2d(), target_objective(), seed=3, **settings)
-    for o in opt.observations:
-        again.tell([o.conditions], [o.outcomes], [SIGMA])
-    assert again.ask(1) == [x]  # a pure function of settings, seed and data
-
-
-def test_a_bad_exploit_probability_is_refused_by_the_acquisition() -> None:
-    slack, _, _ = _acquisitions({"band_slack_sd": 1.0})
-    with pytest.raises(OptimizerError, match="p_spec"):
-        BandExploit(slack.model, target_objective(), has_feasibility=False, p_spec=1.5)
