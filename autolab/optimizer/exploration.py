@@ -13,6 +13,9 @@ band: "the peak could be within ``t + k sd`` of the target"), optionally shrinki
 zero by a given experiment. A reading just off the band at high QY teaches both GPs there, and a
 control that moves the peak (halide ratio, core temperature) then carries that QY onto the band.
 The measured ranking of experiments ("best", the incumbent, the forecast) keeps the true band.
+Measured (docs/benchmarks.md "Optimizer choices", third round): with ``sd`` 1 half of the
+experiments after the design land in band instead of three quarters, and good hits rise from
+26/36 to 30/36 on the design set, 24/35 to 25/35 held out; off by default.
 
 Pure functions of the settings and the number of experiments told.
 """
