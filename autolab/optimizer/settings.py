@@ -91,7 +91,9 @@ class BotorchSettings(BaseModel):
             wins-losses 22-11) and in 25/35 held-out cells vs 24/35 (-1.1, 16-11), so the
             default stays 0 until more seeds say more.
         band_slack_until: The slack shrinks linearly to zero at this many experiments told
-            (then the acquisition is the plain band-first one); ``None`` keeps it whole.
+            (then the acquisition is the plain band-first one); ``None`` keeps it whole. With
+            ``band_slack_sd: 1``, 20 found 25/36 design cells against 30/36 without the decay:
+            the late good hits come from the optimism itself.
         prior: ``"twin"``: the digital twin's noise-free response is the GPs' prior mean, with a
             learned weight and offset, and the GPs model the reactor's discrepancy from it
             (``autolab.prior.twin_prior`` builds it; the optimizer gets it as
