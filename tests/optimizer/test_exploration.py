@@ -113,5 +113,5 @@ def test_a_slack_campaign_is_deterministic_and_keeps_pending_experiments_working
         runs.append((opt.ask(1, pending=pending), pending,
                      [o.conditions for o in opt.observations]))
     assert runs[0] == runs[1]
-    (second, pending, _), = runs[:1]
+    second, pending, _ = runs[0]
     assert second != pending  # the fantasies of the running one still keep proposals apart
