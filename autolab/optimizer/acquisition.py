@@ -43,6 +43,7 @@ from botorch.utils.probability.utils import log_ndtr, log_prob_normal_in
 from torch import Tensor
 
 from autolab.objective import ObjectiveSpec, Target
+from autolab.optimizer.exploration import BandSlack
 from autolab.optimizer.pending import Fantasies, fantasize, submodels
 
 #: Smallest posterior standard deviation used (outcome units), so a probability never becomes
@@ -129,7 +130,8 @@ def incumbent_rest(spec: ObjectiveSpec, model: Model, X_ok: Tensor,
     return float(values.median())
 
 
-def log_p_band(spec: ObjectiveSpec, mean: Tensor, sd: Tensor) -> Tensor:
+def log_p_band(spec: ObjectiveSpec, mean: Tensor, sd: Tensor,
+               slack: BandSlack | None = None) -> Tensor:
     """Log probability that latent outcomes lie in every target band (the one band formula).
 
     Outcomes are modelled independently, so it is the sum over :class:`Target` terms of
@@ -140,6 +142,9 @@ def log_p_band(spec: ObjectiveSpec, mean: Tensor, sd: Tensor) -> Tensor:
         spec: The objective.
         mean: Posterior means, ``(..., m)`` in ``spec.outcome_names`` order.
         sd: Posterior standard deviations, same shape (floored at :data:`MIN_SD`).
+        slack: The acquisition's optimism about the band while exploring
+            (:mod:`~autolab.optimizer.exploration`): each half-width ``t`` becomes
+            ``t * (1 + slack.tolerances) + slack.sd * sd``. ``None``: the band as specified.
 
     Returns:
         Shape ``mean.shape[:-1]``; 0 without a target.
@@ -149,8 +154,11 @@ def log_p_band(spec: ObjectiveSpec, mean: Tensor, sd: Tensor) -> Tensor:
         if isinstance(term, Target):
             k = spec.outcome_names.index(term.outcome)
             mu, s = mean[..., k], sd[..., k].clamp_min(MIN_SD)
-            out = out + log_prob_normal_in((term.value - term.tolerance - mu) / s,
-                                           (term.value + term.tolerance - mu) / s)
+            half: float | Tensor = term.tolerance
+            if slack is not None:
+                half = term.tolerance * (1.0 + slack.tolerances) + slack.sd * s
+            out = out + log_prob_normal_in((term.value - half - mu) / s,
+                                           (term.value + half - mu) / s)
     return out
 
 
@@ -203,14 +211,17 @@ class BandFirstLogEI(AcquisitionFunction):
         X_pending: Pending points ``(p, d)`` or ``None``.
         band_weight: Exponent of the band probability (``BotorchSettings.band_weight``).
         seed: Seed of the pending fantasies.
+        band_slack: Widening of the band in the band probability while exploring
+            (:func:`~autolab.optimizer.exploration.band_slack`); ``None``: the band itself.
     """
 
     def __init__(self, model: Model, spec: ObjectiveSpec, incumbent: float | None, *,
                  has_feasibility: bool,
                  X_pending: Tensor | None = None, band_weight: float = 1.0,
-                 seed: int = 0) -> None:
+                 seed: int = 0, band_slack: BandSlack | None = None) -> None:
         super().__init__(model=model)
         self.band_weight = band_weight
+        self.band_slack = band_slack
         self.spec = spec
         self.incumbent = incumbent
         self.has_feasibility = has_feasibility
@@ -277,7 +288,7 @@ class BandFirstLogEI(AcquisitionFunction):
         """The log terms from posterior means ``(..., outputs)`` and sds (broadcastable)."""
         sd = sd.clamp_min(MIN_SD)
         zero = mean.new_zeros(mean.shape[:-1])
-        out = {"band": log_p_band(self.spec, mean, sd.expand_as(mean)),
+        out = {"band": log_p_band(self.spec, mean, sd.expand_as(mean), self.band_slack),
                "constraints": log_p_constraints(self.spec, mean, sd.expand_as(mean)),
                "feasibility": zero, "improvement": zero}
         if self.has_feasibility:
@@ -345,6 +356,7 @@ def build_acquisition(
     feasible_utilities: Tensor | None = None,
     incumbent: float | None = None,
     band_weight: float = 1.0,
+    band_slack: BandSlack | None = None,
 ) -> AcquisitionFunction:
     """The acquisition function for the spec's mode.
 
@@ -361,6 +373,7 @@ def build_acquisition(
             inferred reference point (falls back to all successes' if empty).
         incumbent: Scalar mode: the rest value to improve on (:class:`BandFirstLogEI`).
         band_weight: Scalar mode: exponent of the band probability.
+        band_slack: Scalar mode: widening of the band while exploring (``None``: none).
 
     Returns:
         A BoTorch acquisition function to maximize over ``q x d`` candidates.
@@ -368,7 +381,8 @@ def build_acquisition(
     m = len(spec.outcome_names)
     if spec.mode == "scalar":
         return BandFirstLogEI(model, spec, incumbent, has_feasibility=has_feasibility,
-                              X_pending=X_pending, band_weight=band_weight, seed=seed)
+                              X_pending=X_pending, band_weight=band_weight, seed=seed,
+                              band_slack=band_slack)
 
     def utilities(Z: Tensor, X: Tensor | None = None) -> Tensor:
         return spec.utilities_tensor(Z[..., :m])

@@ -57,6 +57,7 @@ from autolab.optimizer.acquisition import (
 )
 from autolab.optimizer.base import BaseOptimizer, derive_seed, resolve_device
 from autolab.optimizer.design import feasible_mask, random_design, sobol_design
+from autolab.optimizer.exploration import band_slack
 from autolab.optimizer.forecast import Forecast, Reading, compute_forecast, repeat_advice
 from autolab.optimizer.gp_design import GPDesign
 from autolab.optimizer.models import build_model_list, hyperparameters
@@ -304,6 +305,9 @@ class BotorchOptimizer(BaseOptimizer):
                 incumbent_rest(spec, model, data.X_ok, data.in_band_ok),
                 self.settings.min_improvement),
             band_weight=self.settings.band_weight,
+            band_slack=band_slack(self.settings.band_slack_tolerances,
+                                  self.settings.band_slack_sd, self.settings.band_slack_until,
+                                  len(self._observations)),
         )
 
     def _thompson(self, model: Any, data: _Data, has_feas: bool, seed: int, *, n: int,
