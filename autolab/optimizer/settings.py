@@ -84,6 +84,12 @@ class BotorchSettings(BaseModel):
             learned weight and offset, and the GPs model the reactor's discrepancy from it
             (``autolab.prior.twin_prior`` builds it; the optimizer gets it as
             ``outcome_prior=``). ``"none"``: a cold start.
+        prior_spread: Where the prior's discrepancy GP takes its amplitude from. ``"data"``:
+            the readings' spread (``Standardize``), which after one or two readings makes the
+            model sure the prior is off by a constant everywhere (the second proposal predicted
+            at +-1 nm, then missed by 4-29 nm). ``"stated"``: the prior's own
+            ``discrepancy_sd`` (for the twin, measured on the reactor family) as the centre of
+            a LogNormal prior on a learned amplitude (``autolab.optimizer.prior``).
     """
 
     model_config = _SETTINGS
@@ -99,6 +105,7 @@ class BotorchSettings(BaseModel):
     cpu_threads: int = Field(default=1, ge=1, le=256)
     known_noise: bool = True
     prior: Literal["none", "twin"] = "none"
+    prior_spread: Literal["data", "stated"] = "data"
     band_weight: float = Field(default=1.0, gt=0.0, le=1.0)
     band_projection: bool = False
     min_improvement: float = Field(default=0.0, ge=0.0, le=1e6, allow_inf_nan=False)
