@@ -27,6 +27,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from autolab.exceptions import ConfigError
+from autolab.optimizer.prior import check_spread
 from autolab.records import Conditions
 from autolab.twin import TwinConfig, truth_features
 from autolab.twin.chemistry import ConditionArrays
@@ -40,6 +41,13 @@ TWIN_PARAMETERS: dict[str, str] = {
 #: Outcomes the twin prior predicts (noise-free truth).
 TWIN_OUTCOMES: tuple[str, ...] = ("pl_peak_nm", "fwhm_nm", "qy")
 
+#: How far a real reactor strays from the nominal twin around a constant offset, 1-sigma per
+#: outcome: the reactor family's twin-kind design members (8 of them, 2048-point Sobol sample of
+#: the box; ``benchmarks/prior_discrepancy.py``) give rms sds of 6.8 nm PL, 1.4 nm FWHM and
+#: 0.048 QY around offsets of rms 21 nm, 4.8 nm and 0.05. Members not built from the twin (rff,
+#: additive) stray 2.5-3x further; the optimizer learns that from their readings.
+TWIN_DISCREPANCY_SD: dict[str, float] = {"pl_peak_nm": 7.0, "fwhm_nm": 1.5, "qy": 0.05}
+
 
 class TwinPrior:
     """The twin's noise-free outcomes as an :class:`~autolab.optimizer.prior.OutcomePrior`.
@@ -49,18 +57,27 @@ class TwinPrior:
         fixed: Values of conditions the campaign does not search (e.g. ``{"p_to_in": 3.6}``);
             conditions neither searched nor fixed take :class:`~autolab.records.Conditions`'
             defaults.
+        discrepancy_sd: Outcome -> 1-sigma of a real reactor's discrepancy from this twin
+            around a constant offset (``prior_spread: stated`` reads it); default
+            :data:`TWIN_DISCREPANCY_SD`, measured on the reactor family.
 
     Raises:
-        ConfigError: A fixed name is not a twin condition, or its value is not finite.
+        ConfigError: A fixed name is not a twin condition, or its value is not finite; a
+            discrepancy sigma names an outcome the twin does not predict or is not > 0.
     """
 
     name = "twin"
     parameters = TWIN_PARAMETERS
     outcomes = TWIN_OUTCOMES
 
-    def __init__(self, config: TwinConfig, fixed: Mapping[str, float] | None = None) -> None:
+    def __init__(self, config: TwinConfig, fixed: Mapping[str, float] | None = None,
+                 discrepancy_sd: Mapping[str, float] | None = None) -> None:
         self.config = config
         self.fixed = dict(fixed or {})
+        self.discrepancy_sd: Mapping[str, float] = (TWIN_DISCREPANCY_SD if discrepancy_sd is None
+                                                    else discrepancy_sd)
+        check_spread(self)
+        self.discrepancy_sd = dict(self.discrepancy_sd)
         for key, value in self.fixed.items():
             if key not in TWIN_PARAMETERS:
                 raise ConfigError(f"twin prior: fixed condition {key!r} is not a twin condition; "
@@ -94,6 +111,7 @@ class TwinPrior:
 
 
 def twin_prior(config: TwinConfig | None = None,
-               fixed: Mapping[str, float] | None = None) -> TwinPrior:
+               fixed: Mapping[str, float] | None = None,
+               discrepancy_sd: Mapping[str, float] | None = None) -> TwinPrior:
     """The twin prior of ``config`` (default: the nominal twin); see :class:`TwinPrior`."""
-    return TwinPrior(config or TwinConfig(), fixed)
+    return TwinPrior(config or TwinConfig(), fixed, discrepancy_sd)

@@ -61,7 +61,13 @@ from autolab.optimizer.exploration import band_slack
 from autolab.optimizer.forecast import Forecast, Reading, compute_forecast, repeat_advice
 from autolab.optimizer.gp_design import GPDesign
 from autolab.optimizer.models import build_model_list, hyperparameters
-from autolab.optimizer.prior import OutcomePrior, PriorSurrogate, check_prior, prior_best
+from autolab.optimizer.prior import (
+    OutcomePrior,
+    PriorSurrogate,
+    check_prior,
+    prior_best,
+    stated_spread,
+)
 from autolab.optimizer.settings import BotorchSettings
 from autolab.optimizer.thompson import (
     anchor_points,
@@ -146,6 +152,8 @@ class BotorchOptimizer(BaseOptimizer):
         self._record: dict[str, Any] | None = None
         if outcome_prior is not None:
             check_prior(outcome_prior, space, objective)
+            if self.settings.prior_spread == "stated":
+                stated_spread(outcome_prior)  # refuse a prior that states none, now
         self._prior = outcome_prior
         self._prior_surrogate: PriorSurrogate | None = None
         self._fit_cache: tuple[Any, tuple[Any, _Data, bool, int]] | None = None
@@ -337,9 +345,12 @@ class BotorchOptimizer(BaseOptimizer):
         if self._prior is None:
             return None
         if self._prior_surrogate is None:
+            spread = (stated_spread(self._prior) if self.settings.prior_spread == "stated"
+                      else None)
             self._prior_surrogate = PriorSurrogate(self._prior, self.space,
                                                    derive_seed(self.seed, 3),
-                                                   outcomes=self.objective.outcome_names)
+                                                   outcomes=self.objective.outcome_names,
+                                                   spread=spread)
         return self._prior_surrogate
 
     def forecast(

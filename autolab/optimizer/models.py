@@ -57,7 +57,7 @@ from torch import Tensor
 
 from autolab.optimizer import scalable
 from autolab.optimizer.gp_design import DEFAULT_DESIGN, GPDesign
-from autolab.optimizer.prior import PriorMean, PriorSurrogate
+from autolab.optimizer.prior import PriorSurrogate, attach_prior
 from autolab.optimizer.scalable import SparseGP, fit_subset, sparse_record
 
 #: Fixed noise (std, label units) of the feasibility GP. Learned noise on +-1 labels tends to
@@ -216,9 +216,7 @@ def build_model_list(
     if prior is not None:
         for name, gp in zip(names, models, strict=True):
             if name in prior.gps:
-                tf: Any = gp.outcome_transform
-                gp.mean_module = PriorMean(prior, name, float(tf.means.reshape(-1)[0]),
-                                           float(tf.stdvs.reshape(-1)[0])).to(X_ok)
+                attach_prior(gp, prior, name)
     if X_all is not None and ok is not None:
         labels = torch.where(ok, 1.0, -1.0).to(X_all).unsqueeze(-1)
         label_var = torch.full_like(labels, FEASIBILITY_NOISE**2)

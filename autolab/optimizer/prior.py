@@ -15,13 +15,28 @@ the space (:data:`PRIOR_POINTS` points) and replaced by the posterior mean of a 
 (:class:`PriorSurrogate`): smooth, differentiable, and cheap to evaluate. Conditions where the
 prior predicts nothing (NaN, e.g. no emission) are left out of that fit.
 
+How sure the model is of the prior after one or two readings (``prior_spread``): the
+discrepancy GP's amplitude is in the outcome's standardized units, and ``Standardize`` takes its
+scale from the readings. One reading gives scale 1 (1 nm of PL), two close readings a few nm, so
+with ``prior_spread: data`` a reading 16 nm off the twin makes the model sure the twin is off by
+that constant everywhere: the second proposal was predicted at 550.0 +- 1.0 nm and missed by
+4-29 nm. With ``prior_spread: stated`` the prior states how far a real reactor may stray from it
+(``OutcomePrior.discrepancy_sd``: outcome -> 1-sigma of the discrepancy around its learned
+offset, for the twin measured on the reactor family), and the discrepancy gets a learned
+amplitude (a ``ScaleKernel``) whose LogNormal prior is centred on that sigma in raw units, wide
+enough (:data:`SPREAD_PRIOR_SCALE`) that a reactor further from the prior than the family's
+members raises it from the data. Few readings then leave the model as unsure as the family
+says it should be; many readings decide for themselves.
+
 Validation (:func:`check_prior`): the prior must name every searched parameter, with the same
-unit where both state one, and predict at least one outcome the objective reads; anything else
-is a :class:`~autolab.exceptions.ConfigError` naming the parameter or outcome.
+unit where both state one, and predict at least one outcome the objective reads; a stated
+discrepancy sigma must be a finite positive number of a predicted outcome. Anything else is a
+:class:`~autolab.exceptions.ConfigError` naming the parameter or outcome.
 """
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
@@ -32,9 +47,11 @@ from botorch.exceptions.warnings import OptimizationWarning
 from botorch.fit import fit_gpytorch_mll
 from botorch.models.gp_regression import SingleTaskGP
 from botorch.models.transforms.outcome import Standardize
+from gpytorch.constraints import GreaterThan
+from gpytorch.kernels import Kernel, ScaleKernel
 from gpytorch.means import Mean
 from gpytorch.mlls import ExactMarginalLogLikelihood
-from gpytorch.priors import NormalPrior
+from gpytorch.priors import LogNormalPrior, NormalPrior
 from numpy.typing import NDArray
 from torch import Tensor
 
@@ -47,6 +64,17 @@ PRIOR_POINTS = 256
 
 #: Standard deviation of the Gaussian prior on the prior mean's weight (centred on 1).
 WEIGHT_PRIOR_SD = 0.3
+
+#: Width (log-variance units) of the LogNormal prior on the discrepancy amplitude, whose mode
+#: is the stated variance: one sigma is a factor e^0.5 ~ 1.65 in amplitude, so a discrepancy
+#: 3x the stated one costs the fit about two sigmas and a handful of readings can make that case.
+SPREAD_PRIOR_SCALE = 1.0
+
+#: Smallest discrepancy amplitude, as a share of the stated sigma. Two readings are fitted
+#: exactly by the prior mean's learned weight and offset alone, and the marginal likelihood then
+#: drives the amplitude to zero (measured: 0.01 of the stated variance after the second
+#: reading): a model sure of the prior after two readings is what the family contradicts.
+SPREAD_FLOOR = 0.5
 
 #: Unit spellings treated as the same unit.
 _UNIT_ALIASES = {"°c": "c", "degc": "c", "celsius": "c", "minutes": "min", "mins": "min"}
@@ -61,6 +89,10 @@ class OutcomePrior(Protocol):
         parameters: Parameter name -> unit the prior expects (``{"t_core_c": "°C", ...}``; an
             empty unit for ratios). Must cover every searched parameter.
         outcomes: Outcome names it predicts (``("pl_peak_nm", "qy", "fwhm_nm")``).
+
+    A prior may also state ``discrepancy_sd`` (outcome name -> 1-sigma, in the outcome's units,
+    of how far a real reactor's response strays from it once a constant offset is learned),
+    which ``prior_spread: stated`` needs; it is optional, so a prior without it still fits.
     """
 
     name: str
@@ -98,6 +130,43 @@ def check_prior(prior: Any, space: ParameterSpace, objective: ObjectiveSpec) -> 
     if not set(prior.outcomes) & set(objective.outcome_names):
         raise ConfigError(f"prior {prior.name!r} predicts {list(prior.outcomes)}, none of the "
                           f"objective's outcomes {list(objective.outcome_names)}")
+    check_spread(prior)
+
+
+def check_spread(prior: Any) -> None:
+    """Refuse a stated ``discrepancy_sd`` that is not outcome -> finite positive sigma.
+
+    Raises:
+        ConfigError: Not a mapping, an outcome the prior does not predict, or a sigma that is
+            not a finite number > 0.
+    """
+    spread = getattr(prior, "discrepancy_sd", None)
+    if spread is None:
+        return
+    if not isinstance(spread, Mapping):
+        raise ConfigError(f"prior {prior.name!r}: discrepancy_sd must map outcome names to "
+                          f"sigmas, got {type(spread).__name__}")
+    for name, sd in spread.items():
+        if name not in prior.outcomes:
+            raise ConfigError(f"prior {prior.name!r}: discrepancy_sd names {name!r}, which it "
+                              f"does not predict; it predicts {list(prior.outcomes)}")
+        if isinstance(sd, bool) or not isinstance(sd, int | float) or not (
+                math.isfinite(sd) and sd > 0):
+            raise ConfigError(f"prior {prior.name!r}: discrepancy_sd[{name!r}] = {sd!r} must be "
+                              "a finite number > 0 (the outcome's units)")
+
+
+def stated_spread(prior: OutcomePrior) -> dict[str, float]:
+    """The prior's stated discrepancy sigmas (``prior_spread: stated``).
+
+    Raises:
+        ConfigError: The prior states none (it has no ``discrepancy_sd``).
+    """
+    spread = getattr(prior, "discrepancy_sd", None)
+    if not spread:
+        raise ConfigError(f"prior_spread is 'stated' but prior {prior.name!r} states no "
+                          "discrepancy_sd (outcome -> sigma); use prior_spread: data")
+    return {str(k): float(v) for k, v in spread.items()}
 
 
 #: Points at which the prior is read to choose the first experiment (:func:`prior_best`).
@@ -143,16 +212,21 @@ class PriorSurrogate:
         seed: Seed of the design and the fits.
         n_points: Design size.
         outcomes: Only these outcomes (those the objective reads); ``None``: all predicted.
+        spread: Outcome -> stated discrepancy sigma (raw units) that sizes the discrepancy's
+            amplitude (:func:`attach_prior`); ``None``: the amplitude comes from the data.
     """
 
     def __init__(self, prior: OutcomePrior, space: ParameterSpace, seed: int,
-                 n_points: int = PRIOR_POINTS, outcomes: Sequence[str] | None = None) -> None:
+                 n_points: int = PRIOR_POINTS, *, outcomes: Sequence[str] | None = None,
+                 spread: Mapping[str, float] | None = None) -> None:
         from autolab.optimizer.design import sobol_design  # noqa: PLC0415 (cycle-free import)
 
         u = sobol_design(space, seed, 0, n_points)
         values = prior(space.from_unit(u))
         self.name = prior.name
+        self.spread = dict(spread or {})
         self.gps: dict[str, SingleTaskGP] = {}
+        self._weights: dict[str, tuple[Tensor, Tensor, float, float]] = {}
         X = torch.tensor(u, dtype=torch.float64)
         with torch.random.fork_rng():
             torch.manual_seed(seed)
@@ -171,14 +245,37 @@ class PriorSurrogate:
                 for p in gp.parameters():
                     p.requires_grad_(False)
                 self.gps[name] = gp
+                self._weights[name] = _mean_weights(gp)
 
     def mean(self, name: str, X: Tensor) -> Tensor:
-        """Prior mean of outcome ``name`` at unit-cube ``X`` (``(..., n, d)`` -> ``(..., n)``)."""
+        """Prior mean of outcome ``name`` at unit-cube ``X`` (``(..., n, d)`` -> ``(..., n)``).
+
+        The GP's posterior mean, ``c + k(X, X_s) @ alpha`` untransformed, from weights solved
+        once (:func:`_mean_weights`): the mean and :class:`PriorWeightKernel` read it on every
+        acquisition evaluation, where the full posterior machinery cost 4x the whole ask.
+        """
         gp = self.gps[name]
+        alpha, const, shift, scale = self._weights[name]
         # The surrogate's GPs stay on the CPU; X may be on the optimizer's device.
-        post: Any = gp.posterior(X.to(device=gp.train_inputs[0].device, dtype=torch.float64))
-        mean: Tensor = post.mean[..., 0].to(X)
+        x = X.to(device=alpha.device, dtype=torch.float64)
+        k = gp.covar_module(x, gp.train_inputs[0]).to_dense()
+        mean: Tensor = ((const + k @ alpha) * scale + shift).to(X)
         return mean
+
+
+def _mean_weights(gp: SingleTaskGP) -> tuple[Tensor, Tensor, float, float]:
+    """``(alpha, c, shift, scale)`` of a fitted GP's posterior mean (:meth:`PriorSurrogate.mean`).
+
+    ``alpha = (K + noise I)^-1 (y - c)`` in the GP's standardized units, ``c`` its constant
+    mean, ``shift``/``scale`` its ``Standardize`` transform.
+    """
+    X, y = gp.train_inputs[0], gp.train_targets
+    c = gp.mean_module.constant.detach().reshape(())
+    K = gp.covar_module(X).to_dense() + gp.likelihood.noise.detach().reshape(()) * torch.eye(
+        X.shape[0], dtype=X.dtype)
+    alpha = torch.cholesky_solve((y - c).unsqueeze(-1), torch.linalg.cholesky(K)).squeeze(-1)
+    tf: Any = gp.outcome_transform
+    return alpha, c, float(tf.means.reshape(-1)[0]), float(tf.stdvs.reshape(-1)[0])
 
 
 class PriorMean(Mean):  # type: ignore[misc]
@@ -210,3 +307,70 @@ class PriorMean(Mean):  # type: ignore[misc]
         prior = (self.surrogate.mean(self.outcome, x) - self.mu) / self.sd
         out: Tensor = self.weight * prior + self.constant
         return out
+
+
+class PriorWeightKernel(Kernel):  # type: ignore[misc]
+    """The prior mean's weight as a random variable: ``s**2 * f(x) * f(x')``.
+
+    ``f(x) = (prior(x) - mu) / sd`` is the prior in the outcome GP's standardized units and
+    ``s`` = :data:`WEIGHT_PRIOR_SD`. Added to the discrepancy kernel (with the mean's weight held
+    at 1) it is Bayesian linear regression on the prior: the weight's uncertainty shows in the
+    predictions wherever the prior's trend carries the prediction far from the readings,
+    instead of a point estimate that two readings fit exactly (and then trust everywhere).
+
+    Args:
+        surrogate: The prior surrogate.
+        name: Outcome name.
+        mu: The outcome GP's ``Standardize`` shift.
+        sd: Its scale.
+    """
+
+    def __init__(self, surrogate: PriorSurrogate, name: str, mu: float, sd: float) -> None:
+        super().__init__()
+        self.surrogate = surrogate
+        self.outcome = name
+        self.mu = mu
+        self.sd = sd
+
+    def _feature(self, x: Tensor) -> Tensor:
+        return (self.surrogate.mean(self.outcome, x) - self.mu) / self.sd
+
+    def forward(self, x1: Tensor, x2: Tensor, diag: bool = False, **params: Any) -> Tensor:
+        """Covariance ``(..., n, m)``, or its diagonal ``(..., n)``."""
+        f1 = self._feature(x1) * WEIGHT_PRIOR_SD
+        f2 = f1 if x2 is x1 else self._feature(x2) * WEIGHT_PRIOR_SD
+        if diag:
+            out: Tensor = f1 * f2
+            return out
+        return f1.unsqueeze(-1) * f2.unsqueeze(-2)
+
+
+def attach_prior(gp: SingleTaskGP, surrogate: PriorSurrogate, name: str) -> None:
+    """Make ``gp`` (built, not yet fitted) model outcome ``name`` as prior + discrepancy.
+
+    The mean becomes :class:`PriorMean`. With a stated spread for ``name`` the kernel gets a
+    learned amplitude whose LogNormal prior is centred on that sigma, converted to the GP's
+    standardized units (module docs: this is what keeps one reading from making the model
+    sure of the prior everywhere).
+
+    Args:
+        gp: An outcome GP with a ``Standardize`` outcome transform.
+        surrogate: The prior's surrogate (must predict ``name``).
+        name: The outcome.
+    """
+    tf: Any = gp.outcome_transform
+    mu, sd = float(tf.means.reshape(-1)[0]), float(tf.stdvs.reshape(-1)[0])
+    train_x = gp.train_inputs[0]
+    gp.mean_module = PriorMean(surrogate, name, mu, sd).to(train_x)
+    spread = surrogate.spread.get(name)
+    if spread is None:
+        return
+    variance = (spread / sd) ** 2
+    kernel = ScaleKernel(
+        gp.covar_module,
+        outputscale_prior=LogNormalPrior(math.log(variance) + SPREAD_PRIOR_SCALE**2,
+                                         SPREAD_PRIOR_SCALE),
+        outputscale_constraint=GreaterThan(SPREAD_FLOOR**2 * variance)).to(train_x)
+    kernel.outputscale = variance
+    gp.mean_module.weight.requires_grad_(False)  # its uncertainty is in PriorWeightKernel
+    gp.covar_module = kernel + PriorWeightKernel(surrogate, name, mu, sd).to(train_x)
