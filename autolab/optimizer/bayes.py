@@ -146,7 +146,7 @@ class BotorchOptimizer(BaseOptimizer):
         **settings: Any,
     ) -> None:
         super().__init__(space, objective, seed, extra_outcomes=extra_outcomes)
-        self.settings = _parse_settings(settings)
+        self.settings = _parse_settings(_for_mode(settings, objective))
         _check_acquisition(self.settings, objective)
         self.device = resolve_device(self.settings.device)
         self._record: dict[str, Any] | None = None
@@ -664,6 +664,18 @@ def _improvement_bar(incumbent: float | None, min_improvement: float) -> float |
     step values the chance of a big step over the near-certainty of a tiny one.
     """
     return None if incumbent is None else incumbent + min_improvement
+
+
+def _for_mode(settings: Mapping[str, Any], objective: ObjectiveSpec) -> Mapping[str, Any]:
+    """A Pareto objective's acquisition is qLogNEHVI (the ``band_ei`` path), unless asked otherwise.
+
+    The default acquisition (band-first EI, then Thompson sampling) ranks by one scalar score,
+    so a Pareto campaign that sets nothing gets the gradient path, written into its settings
+    so that a saved state reads back the same; one that asks for Thompson sampling is refused.
+    """
+    if objective.mode != "scalar" and "acquisition" not in settings:
+        return {"acquisition": "band_ei", **settings}
+    return settings
 
 
 def _check_acquisition(settings: BotorchSettings, objective: ObjectiveSpec) -> None:

@@ -71,9 +71,10 @@ def test_bad_settings_are_refused_naming_the_field(field: str, value: Any) -> No
 
 def test_trust_region_without_thompson_sampling_is_refused() -> None:
     with pytest.raises(OptimizerError, match="trust_region applies to Thompson sampling"):
-        BotorchOptimizer(space_2d(), target_objective(), trust_region=True)
+        BotorchOptimizer(space_2d(), target_objective(), acquisition="band_ei",
+                         trust_region=True)
     with pytest.raises(ConfigError, match="trust_region applies to Thompson sampling"):
-        parse_optimizer_settings("botorch", {"trust_region": True})
+        parse_optimizer_settings("botorch", {"acquisition": "band_ei", "trust_region": True})
 
 
 def test_thompson_sampling_with_a_pareto_objective_is_refused() -> None:
@@ -81,9 +82,23 @@ def test_thompson_sampling_with_a_pareto_objective_is_refused() -> None:
         BotorchOptimizer(space_2d(), pareto_objective(), acquisition="ts")
 
 
-def test_the_default_acquisition_is_unchanged() -> None:
+def test_the_default_is_band_first_ei_then_thompson_sampling_in_a_trust_region() -> None:
     settings = BotorchOptimizer(space_2d(), target_objective()).settings
-    assert (settings.acquisition, settings.trust_region) == ("band_ei", False)
+    assert (settings.acquisition, settings.trust_region) == ("band_ei_then_ts", True)
+
+
+def test_band_ei_alone_turns_the_default_trust_region_off_and_reads_back() -> None:
+    opt = BotorchOptimizer(space_2d(), target_objective(), acquisition="band_ei")
+    assert (opt.settings.acquisition, opt.settings.trust_region) == ("band_ei", False)
+    again = BotorchOptimizer.from_state(opt.state_dict())
+    assert again.settings == opt.settings
+
+
+def test_a_pareto_objective_gets_qlognehvi_by_default_and_its_state_reads_back() -> None:
+    opt = BotorchOptimizer(space_2d(), pareto_objective())
+    assert (opt.settings.acquisition, opt.settings.trust_region) == ("band_ei", False)
+    again = BotorchOptimizer.from_state(opt.state_dict())
+    assert again.settings == opt.settings
 
 
 @pytest.mark.parametrize("acquisition", ["ts", "band_ei_then_ts"])
