@@ -278,7 +278,27 @@ def _mean_weights(gp: SingleTaskGP) -> tuple[Tensor, Tensor, float, float]:
     return alpha, c, float(tf.means.reshape(-1)[0]), float(tf.stdvs.reshape(-1)[0])
 
 
-class PriorMean(Mean):  # type: ignore[misc]
+class _StandardizedPrior:
+    """The prior of one outcome in its GP's standardized units (``PriorMean``, the kernel)."""
+
+    surrogate: PriorSurrogate
+    outcome: str
+    mu: float
+    sd: float
+
+    def _bind(self, surrogate: PriorSurrogate, name: str, mu: float, sd: float) -> None:
+        self.surrogate = surrogate
+        self.outcome = name
+        self.mu = mu
+        self.sd = sd
+
+    def _feature(self, x: Tensor) -> Tensor:
+        """``(prior(x) - mu) / sd``, shape ``(..., n)``."""
+        out: Tensor = (self.surrogate.mean(self.outcome, x) - self.mu) / self.sd
+        return out
+
+
+class PriorMean(Mean, _StandardizedPrior):  # type: ignore[misc]
     """GP mean ``w * (prior(x) - mu) / sd + c`` in the outcome GP's standardized units.
 
     Args:
@@ -290,10 +310,7 @@ class PriorMean(Mean):  # type: ignore[misc]
 
     def __init__(self, surrogate: PriorSurrogate, name: str, mu: float, sd: float) -> None:
         super().__init__()
-        self.surrogate = surrogate
-        self.outcome = name
-        self.mu = mu
-        self.sd = sd
+        self._bind(surrogate, name, mu, sd)
         self.register_parameter("weight", torch.nn.Parameter(torch.ones((), dtype=torch.float64)))
         self.register_parameter("constant", torch.nn.Parameter(torch.zeros((),
                                                                            dtype=torch.float64)))
@@ -304,12 +321,11 @@ class PriorMean(Mean):  # type: ignore[misc]
 
     def forward(self, x: Tensor) -> Tensor:
         """Prior mean at ``x``, shape ``(..., n)``."""
-        prior = (self.surrogate.mean(self.outcome, x) - self.mu) / self.sd
-        out: Tensor = self.weight * prior + self.constant
+        out: Tensor = self.weight * self._feature(x) + self.constant
         return out
 
 
-class PriorWeightKernel(Kernel):  # type: ignore[misc]
+class PriorWeightKernel(Kernel, _StandardizedPrior):  # type: ignore[misc]
     """The prior mean's weight as a random variable: ``s**2 * f(x) * f(x')``.
 
     ``f(x) = (prior(x) - mu) / sd`` is the prior in the outcome GP's standardized units and
@@ -327,13 +343,7 @@ class PriorWeightKernel(Kernel):  # type: ignore[misc]
 
     def __init__(self, surrogate: PriorSurrogate, name: str, mu: float, sd: float) -> None:
         super().__init__()
-        self.surrogate = surrogate
-        self.outcome = name
-        self.mu = mu
-        self.sd = sd
-
-    def _feature(self, x: Tensor) -> Tensor:
-        return (self.surrogate.mean(self.outcome, x) - self.mu) / self.sd
+        self._bind(surrogate, name, mu, sd)
 
     def forward(self, x1: Tensor, x2: Tensor, diag: bool = False, **params: Any) -> Tensor:
         """Covariance ``(..., n, m)``, or its diagonal ``(..., n)``."""
