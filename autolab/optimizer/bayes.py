@@ -289,7 +289,8 @@ class BotorchOptimizer(BaseOptimizer):
             # Reseed after the (possibly cached) fit, so what follows draws the same numbers
             # whether or not this ask fitted the model itself.
             torch.manual_seed(derive_seed(seed, 1))
-            if uses_thompson(self.settings.acquisition, data.in_band_ok):
+            if uses_thompson(self.settings.acquisition, data.in_band_ok, self.objective) and (
+                    X_pending is None or self.settings.ts_pending == "exclude"):
                 cand = self._thompson(model, data, has_feas, seed, n=n, X_pending=X_pending)
             else:
                 acqf = self._acquisition(model, data, has_feas, seed, X_pending)

@@ -131,6 +131,12 @@ class BotorchSettings(BaseModel):
             the design set good hits rose to 33/36 (global TS 30/36, defaults 26/36; 7 cells
             found only with it, none only with the defaults); held out 29/35 against 24/35,
             median 21 against 25 experiments, first in band unchanged (8).
+        ts_pending: What Thompson sampling does while other experiments are pending (other
+            reactors, the rest of a batch). ``"exclude"``: each point is its own draw, with
+            candidates within ``thompson.EXCLUSION_RADIUS`` of a pending or chosen point
+            excluded. ``"band_ei"``: the band-first EI with fantasies of the pending outcomes
+            proposes instead (:mod:`~autolab.optimizer.pending`), which accounts for what they
+            will teach; Thompson sampling then only runs with nothing pending.
         ts_band_floor: Thompson candidates whose marginal probability of every band is below
             this are dropped (all are kept if none reaches it): a draw's argmax favours long
             shots whose PL draw fell in band by chance (after the first in-band product only
@@ -171,6 +177,7 @@ class BotorchSettings(BaseModel):
     ts_candidates: int = Field(default=1024, ge=16, le=16384)
     trust_region: bool = True
     ts_band_floor: float = Field(default=0.0, ge=0.0, lt=1.0, allow_inf_nan=False)
+    ts_pending: Literal["exclude", "band_ei"] = "band_ei"
     band_slack_tolerances: float = Field(default=0.0, ge=0.0, le=100.0, allow_inf_nan=False)
     band_slack_sd: float = Field(default=0.0, ge=0.0, le=10.0, allow_inf_nan=False)
     band_slack_until: int | None = Field(default=None, ge=1, le=MAX_N_INIT)

@@ -76,11 +76,13 @@ TR_MIN_IMPROVEMENT = 1e-3
 
 
 #: ``BotorchSettings.acquisition`` -> whether the next model-based point is a Thompson sample,
-#: given which successes were in band.
-THOMPSON_WHEN: dict[str, Callable[[Tensor], bool]] = {
-    "band_ei": lambda in_band_ok: False,
-    "ts": lambda in_band_ok: True,
-    "band_ei_then_ts": lambda in_band_ok: bool(in_band_ok.any()),
+#: given which successes were in band and whether the objective has a target band at all.
+#: ``band_ei_then_ts`` switches once the band is found; an objective without a target has no
+#: band to crawl along (the case Thompson sampling was chosen for), so it keeps the EI.
+THOMPSON_WHEN: dict[str, Callable[[Tensor, bool], bool]] = {
+    "band_ei": lambda in_band_ok, has_target: False,
+    "ts": lambda in_band_ok, has_target: True,
+    "band_ei_then_ts": lambda in_band_ok, has_target: has_target and bool(in_band_ok.any()),
 }
 
 
@@ -136,14 +138,16 @@ def trust_region_length(in_band_rest: Sequence[float | None], dim: int) -> float
     return None if best is None else length
 
 
-def uses_thompson(acquisition: str, in_band_ok: Tensor) -> bool:
+def uses_thompson(acquisition: str, in_band_ok: Tensor, spec: ObjectiveSpec) -> bool:
     """Whether ``BotorchSettings.acquisition`` asks for Thompson sampling now.
 
     Args:
         acquisition: The setting.
         in_band_ok: Which successes met every band and constraint as measured.
+        spec: The objective (whether it has a :class:`~autolab.objective.Target`).
     """
-    return THOMPSON_WHEN[acquisition](in_band_ok)
+    has_target = any(isinstance(term, Target) for term in spec.terms)
+    return THOMPSON_WHEN[acquisition](in_band_ok, has_target)
 
 
 def rest_value(spec: ObjectiveSpec, Y: Tensor) -> Tensor:

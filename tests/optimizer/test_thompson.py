@@ -214,3 +214,24 @@ def test_a_band_floor_drops_the_long_shots_and_keeps_all_if_none_is_credible() -
     # kept: 115 of 300, true PL median 0.2 nm off target; all: median 4 nm, mean 10 nm
     assert float(np.median(miss(kept))) < 2.0 < float(np.median(miss(X)))
     assert float(np.mean(miss(kept))) < 0.2 * float(np.mean(miss(X)))
+
+
+def test_with_pending_points_ts_pending_band_ei_proposes_by_the_band_first_ei() -> None:
+    """``ts_pending: band_ei``: once in band, a pending experiment hands the ask to the EI path.
+
+    The proposal then equals that of an optimizer whose acquisition is ``band_ei`` (same seed,
+    same data, same pending point), and without pending points it is Thompson sampling's.
+    """
+    def optimizer(**settings: Any) -> BotorchOptimizer:
+        opt = BotorchOptimizer(space_2d(), target_objective(), seed=2, n_init=2, **QUICK,
+                               **settings)
+        _crawl_data(opt)
+        return opt
+
+    pending = optimizer().ask(1)
+    handed = optimizer(ts_pending="band_ei")
+    assert handed.ask(1, pending=pending) == optimizer(acquisition="band_ei").ask(1,
+                                                                                   pending=pending)
+    assert handed.ask(1) == optimizer().ask(1)
+    with pytest.raises(OptimizerError, match="ts_pending"):
+        optimizer(ts_pending="fantasize")
