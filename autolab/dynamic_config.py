@@ -170,11 +170,11 @@ class DynamicConfig(BaseModel):
             (:func:`autolab.analysis.steady_state` over its window of frames) finds the
             stream steady: past that point more frames repeat the same reading.
         hold_at: ``end`` holds at the end of every ramp; ``after_jump`` holds in full only
-            at the end of a step whose first leg jumps farther than twice the full-weight
+            at the end of a step whose first leg jumps farther than twice the ``jump_limit``
             spread limits (its mixtures take about two residence times to wash out of the
-            cell); a step that stays close reads at full weight all along and holds only to
-            last the hold time in all (the fluid made near its proposal is read as the next
-            step starts).
+            cell); a step that stays close adds no spread of its own beyond that and holds only
+            to last the hold time in all (the fluid made near its proposal is read as the next
+            step starts). Only ``plan: approach`` has the fast first leg this judges.
         jump_limit: ``hold_at: after_jump``: a first leg counts as a jump when half of it
             exceeds a channel's ``full_weight`` limit (its readings may be down-weighted) or
             its ``refusal`` limit (they may be refused).
@@ -228,6 +228,9 @@ class DynamicConfig(BaseModel):
                 self.hold_residence_times == 0:
             raise ValueError("hold_at: after_jump places a hold, and no hold is set: set "
                              "hold_min or hold_residence_times, or drop hold_at")
+        if self.hold_at == "after_jump" and self.plan != "approach":
+            raise ValueError("hold_at: after_jump judges plan: approach's fast first leg; set "
+                             "plan: approach or drop hold_at")
         return self
 
     def limits(self) -> RampLimits:

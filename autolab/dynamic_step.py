@@ -301,7 +301,9 @@ class DynamicRunner:
         if here is None:  # nothing known: settle at the proposal and read it steady
             return Trajectory((0.0, hold), (end, end)), True
         times, points = PLANNERS[self.cfg.plan](self, here, end)
-        if times[-1] <= 0:
+        if times[-1] <= 0:  # asked where the reactor is: hold there
+            if self.cfg.hold_at == "after_jump":  # every step lasts the hold time at least
+                hold = max(hold, self.hold_at_min(end))
             return Trajectory((0.0, hold), (end, end)), None
         times, points = HOLD_PLACES[self.cfg.hold_at](self, times, points)
         keep = [0, *(i for i in range(1, len(times)) if times[i] > times[i - 1])]
@@ -322,11 +324,12 @@ class DynamicRunner:
         A first leg that jumps farther than twice the full-weight spread limits (see
         :meth:`~autolab.dynamic.observe.MappingPolicy.jump_keeps_full_weight`) leaves the cell
         reading mixtures for about two residence times; the hold at the end lets that wash
-        out so the step's own slow leg is read. A step that stays close reads at full weight
-        all along, and the fluid made near its proposal is read at the start of the next step
-        (mapped through the whole history), so it holds only to make the step last the hold
-        time: a step must give the cell time to read something, or a step whose readings are
-        all refused would be asked again at once, again and again.
+        out so the step's own slow leg is read. A step that stays close adds no spread of its
+        own beyond the jump limit (fluid left from earlier moves still may: every reading is
+        mapped over the whole history), and the fluid made near its proposal is read at the
+        start of the next step, so it holds only to make the step last the hold time: a step
+        must give the cell time to read something, or a step whose readings are all refused
+        would be asked again at once, again and again.
         """
         hold = self.hold_at_min(points[-1])
         if JUMP_LIMITS[self.cfg.jump_limit](self.policy, points[0], points[1]):

@@ -153,9 +153,11 @@ class MappingPolicy:
 
         Every element of the fluid in the cell saw values between ``a`` and ``b`` on a channel
         that jumped, so the spread over the RTD of a mixture of them is at most half the jump
-        (the largest standard deviation of a distribution on an interval). A jump within twice
-        every full-weight limit therefore cannot down-weight or refuse a reading, whatever the
-        RTD; a larger one may (for up to about two mean residence times). For the planner: a
+        (the largest standard deviation of a distribution on an interval). If the cell held
+        only fluid made at ``a`` (the reactor steady there), a jump within twice every
+        full-weight limit therefore cannot down-weight or refuse a reading, whatever the RTD; a
+        larger one may (for up to about two mean residence times). Fluid left from earlier moves
+        adds spread this test does not see. For the planner: a
         step need not wait for the cell to wash out after a jump that cannot spoil it.
         Channels that do not move (NaN on both sides included) are ignored; a moving channel
         without a limit counts as spoiling.

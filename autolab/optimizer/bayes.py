@@ -14,9 +14,11 @@ One :meth:`BotorchOptimizer.ask`:
    in Pareto mode), and maximize it with ``optimize_acqf`` (sequential greedy for batches, pending
    points kept away): box-bounded L-BFGS-B first, and only if a candidate violates the space's
    linear constraints again with them (SLSQP).
-   With ``acquisition: ts`` (or ``band_ei_then_ts`` once something is in band) the scalar-mode
-   points are constrained Thompson samples over a candidate set instead
-   (:mod:`~autolab.optimizer.thompson`).
+   With ``acquisition: ts`` (or ``band_ei_then_ts``, the default, once something is in band and
+   the objective has a target) the scalar-mode points are constrained Thompson samples over a
+   candidate set instead (:mod:`~autolab.optimizer.thompson`); while other experiments are
+   pending, ``ts_pending: band_ei`` (the default) hands the ask back to the band-first EI with
+   fantasies of their outcomes.
 
 :meth:`BotorchOptimizer.forecast` (:mod:`~autolab.optimizer.forecast`) reads the same fitted
 model after a ``tell``; the fit is cached, so the next ``ask`` does not fit again.
@@ -152,6 +154,11 @@ class BotorchOptimizer(BaseOptimizer):
         self._record: dict[str, Any] | None = None
         if outcome_prior is not None:
             check_prior(outcome_prior, space, objective)
+            if self.settings.input_warping:
+                # the prior is a function of the unwarped unit cube, the GP's mean and kernel
+                # see warped inputs
+                raise OptimizerError("settings.input_warping cannot be combined with a prior "
+                                     "(outcome_prior / prior: twin): drop one of them")
             if self.settings.prior_spread == "stated":
                 stated_spread(outcome_prior)  # refuse a prior that states none, now
         self._prior = outcome_prior
@@ -533,8 +540,14 @@ class BotorchOptimizer(BaseOptimizer):
     def _settings_dict(self) -> dict[str, Any]:
         return self.settings.model_dump(mode="json")
 
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any], **objects: Any) -> BotorchOptimizer:
+        """As :meth:`BaseOptimizer.from_state`, with a state saved before Thompson sampling."""
+        return super().from_state(
+            {**state, "settings": _saved(state.get("settings", {}))}, **objects)
+
     def _load_settings(self, settings: Mapping[str, Any]) -> None:
-        self.settings = _parse_settings(settings)
+        self.settings = _parse_settings(_for_mode(_saved(settings), self.objective))
         _check_acquisition(self.settings, self.objective)
         self.device = resolve_device(self.settings.device)
 
@@ -667,6 +680,18 @@ def _improvement_bar(incumbent: float | None, min_improvement: float) -> float |
     return None if incumbent is None else incumbent + min_improvement
 
 
+def _saved(settings: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Saved settings as they were meant: a state without ``acquisition`` predates its setting.
+
+    Such a state was written when the band-first EI was the only search (every state written
+    since holds every setting), so it resumes with that search and proposes what the
+    uninterrupted campaign would have.
+    """
+    if "acquisition" not in settings:
+        return {"acquisition": "band_ei", **settings}
+    return settings
+
+
 def _for_mode(settings: Mapping[str, Any], objective: ObjectiveSpec) -> Mapping[str, Any]:
     """A Pareto objective's acquisition is qLogNEHVI (the ``band_ei`` path), unless asked otherwise.
 
@@ -675,6 +700,10 @@ def _for_mode(settings: Mapping[str, Any], objective: ObjectiveSpec) -> Mapping[
     so that a saved state reads back the same; one that asks for Thompson sampling is refused.
     """
     if objective.mode != "scalar" and "acquisition" not in settings:
+        if settings.get("trust_region"):
+            raise OptimizerError("settings.trust_region belongs to Thompson sampling, which "
+                                 f"needs a scalar objective; a {objective.mode!r} objective "
+                                 "uses qLogNEHVI: drop trust_region")
         return {"acquisition": "band_ei", **settings}
     return settings
 

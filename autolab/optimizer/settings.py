@@ -96,6 +96,10 @@ class BotorchSettings(BaseModel):
             1 found a good hit in 30/36 design cells vs 26/36 (paired mean -1.7 experiments,
             wins-losses 22-11) and in 25/35 held-out cells vs 24/35 (-1.1, 16-11), so the
             default stays 0 until more seeds say more.
+            The slack widens the band in the band-first EI only: under the default
+            ``band_ei_then_ts`` it acts until the band is found (and while experiments are
+            pending), not in the Thompson draws; the figures above were measured with
+            ``band_ei``.
         band_slack_until: The slack shrinks linearly to zero at this many experiments told
             (then the acquisition is the plain band-first one); ``None`` keeps it whole. With
             ``band_slack_sd: 1``, 20 found 25/36 design cells against 30/36 without the decay:
@@ -112,14 +116,15 @@ class BotorchSettings(BaseModel):
             is tried as often as the model thinks it may be the best one, where the expected
             improvement crawls along the band next to the known in-band points.
             ``"band_ei_then_ts"`` (the default, with ``trust_region``): band-first EI until an
-            experiment is in band, TS after. Screened on the family's design set (36 paired
-            cells, budget 30; docs/benchmarks.md "Optimizer choices", third round): ``ts``
-            reached the band 2 experiments later; ``band_ei_then_ts`` found 30/36 good hits vs
-            26/36 for ``band_ei`` but left the band too often to be faster (paired mean +0.8);
-            with ``trust_region`` 33/36 (paired mean -2.2). Held out, two seeds (69 paired
-            cells): 62/69 good hits against 47/69 for ``band_ei``, median 20 against 23
-            experiments, first in band unchanged (8). A Pareto objective uses qLogNEHVI
-            (``band_ei``) unless this is set, and refuses Thompson sampling.
+            experiment is in band, TS after; an objective without a target keeps the EI. Screened
+            on the family's design set (36 paired cells, budget 30; docs/benchmarks.md "Optimizer
+            choices", third round): ``ts`` reached the band 2 experiments later;
+            ``band_ei_then_ts`` found 30/36 good hits vs 26/36 for ``band_ei`` but left the band
+            too often to be faster (paired mean +0.8); with ``trust_region`` 33/36 (paired mean
+            -2.2). Held out, two seeds (69 paired cells): 62/69 good hits against 47/69 for
+            ``band_ei``, median 20 against 23 experiments, first in band unchanged (8). A Pareto
+            objective uses qLogNEHVI (``band_ei``) unless this is set, and refuses Thompson
+            sampling.
         ts_candidates: Size of the Thompson candidate set (one Cholesky of this size per
             output and ask).
         trust_region: (Default on; ``acquisition: band_ei`` alone turns it off, both set
@@ -132,11 +137,11 @@ class BotorchSettings(BaseModel):
             found only with it, none only with the defaults); held out 29/35 against 24/35,
             median 21 against 25 experiments, first in band unchanged (8).
         ts_pending: What Thompson sampling does while other experiments are pending (other
-            reactors, the rest of a batch). ``"exclude"``: each point is its own draw, with
-            candidates within ``thompson.EXCLUSION_RADIUS`` of a pending or chosen point
-            excluded. ``"band_ei"``: the band-first EI with fantasies of the pending outcomes
-            proposes instead (:mod:`~autolab.optimizer.pending`), which accounts for what they
-            will teach; Thompson sampling then only runs with nothing pending.
+            reactors; a batch asked at once is always Thompson draws). ``"exclude"``: each point is
+            its own draw, with candidates within ``thompson.EXCLUSION_RADIUS`` of a pending or
+            chosen point excluded. ``"band_ei"``: the band-first EI with fantasies of the pending
+            outcomes proposes instead (:mod:`~autolab.optimizer.pending`), which accounts for what
+            they will teach; Thompson sampling then only runs with nothing pending.
         ts_band_floor: Thompson candidates whose marginal probability of every band is below
             this are dropped (all are kept if none reaches it): a draw's argmax favours long
             shots whose PL draw fell in band by chance (after the first in-band product only

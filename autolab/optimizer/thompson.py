@@ -25,13 +25,16 @@ is instead uniform in a box around the best in-band experiment whose side follow
 failures (:func:`trust_region_length`, a pure function of the history, so a resumed campaign
 proposes what the uninterrupted one would have).
 
-Batches and pending experiments (other reactors): each point of a batch is the argmax of its own
-independent draw. Conditioning the draw on fantasized outcomes of the pending experiments would
-not change it: drawing the pending outcomes and then the candidates from the conditioned
-posterior is drawing from the joint posterior (the tower rule), so TS is already "aware" of them
-in distribution. What is left is that two draws may pick the same region; candidates within
-:data:`EXCLUSION_RADIUS` of a pending or already chosen point are therefore excluded (that region
-is being tested already).
+Batches and pending experiments (other reactors). By default (``ts_pending: band_ei``) an ask with
+pending experiments goes to the band-first EI with fantasies of their outcomes instead
+(:mod:`~autolab.optimizer.pending`): four draws from one posterior refined too little on four
+parallel reactors (10/16 good hits against 13/16). What follows holds for a batch asked at once and
+for ``ts_pending: exclude``: each point of a batch is the argmax of its own independent draw.
+Conditioning the draw on fantasized outcomes of the pending experiments would not change it:
+drawing the pending outcomes and then the candidates from the conditioned posterior is drawing from
+the joint posterior (the tower rule), so TS is already "aware" of them in distribution. What is
+left is that two draws may pick the same region; candidates within :data:`EXCLUSION_RADIUS` of a
+pending or already chosen point are therefore excluded (that region is being tested already).
 
 Everything is a pure function of the model, the data, the pending points and the seed.
 """

@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 import pytest
@@ -29,8 +29,8 @@ from autolab.dynamic import (
     observe_batch,
     plan_ramp,
 )
-from autolab.dynamic_config import DynamicConfig
-from autolab.dynamic_step import dynamic_runner, joined
+from autolab.dynamic_config import HOLD_AT, DynamicConfig
+from autolab.dynamic_step import HOLD_PLACES, JUMP_LIMITS, dynamic_runner, joined
 from autolab.exceptions import ConditionsError, ConfigError
 from autolab.executors.ramp import DynamicMeasurement, cascade_geometry
 from autolab.executors.simulated import SimulatedExecutor
@@ -105,6 +105,12 @@ def test_a_ramp_faster_than_the_heaters_is_refused_before_anything_moves() -> No
         ex.run_trajectory(Trajectory((0.0, 10.0), (A, A)), LIMITS, frame_interval_min=0.0)
 
 
+def test_hold_and_jump_registries_match_their_settings() -> None:
+    fields = DynamicConfig.model_fields
+    assert set(HOLD_PLACES) == set(get_args(fields["hold_at"].annotation)) == set(HOLD_AT)
+    assert set(JUMP_LIMITS) == set(get_args(fields["jump_limit"].annotation))
+
+
 def test_the_dynamic_block_is_validated_whole() -> None:
     cfg = load_campaign(CAMPAIGN)
     assert cfg.mode == "dynamic" and cfg.dynamic.frame_interval_min == 1.0
@@ -127,7 +133,9 @@ def test_the_dynamic_block_is_validated_whole() -> None:
             "both shorten the hold"),
            ({"dynamic": {"jump_limit": "refusal"}}, "jump_limit applies to hold_at: after_jump"),
            ({"dynamic": {"hold_at": "after_jump", "hold_min": 5, "jump_limit": "any"}},
-            "jump_limit")]
+            "jump_limit"),
+           ({"dynamic": {"hold_at": "after_jump", "hold_min": 5, "plan": "between_proposals"}},
+            "judges plan: approach")]
     base = load_campaign(CAMPAIGN).model_dump(mode="json")
     for patch, needle in bad:
         data = {**base, **patch}
@@ -277,7 +285,9 @@ def test_a_hold_after_a_jump_only_and_a_close_step_lasts_the_hold_time(
         hold = 0.5 * (proposal.tau_core_min + proposal.tau_shell_min)
         start = tr.points[0]
         if start == proposal:  # asked where the reactor is (Sobol re-asks after a step whose
-            continue           # readings were all refused): a short hold there, no ramp
+            # readings were all refused): a hold there, no ramp, still the whole hold time
+            assert tr.duration_min >= hold - 1e-9, (trial.index, tr.duration_min, hold)
+            continue
         ramp_end = next(i for i, p in enumerate(tr.points) if p == proposal)
         ramp_min = tr.times_min[ramp_end]
         held_min = tr.duration_min - ramp_min

@@ -204,3 +204,10 @@ def test_a_stated_spread_carries_over_to_the_large_n_path(monkeypatch: pytest.Mo
     truth = peak_problem(space, point)["pl_peak_nm"]
     mean, sd = opt.last_predictions[0]["outcomes"]["pl_peak_nm"]
     assert abs(mean - truth) <= max(2.0, 3 * sd)
+
+
+def test_input_warping_with_a_prior_is_refused() -> None:
+    # the prior is a function of the unwarped cube; the GP would read it at warped inputs
+    with pytest.raises(OptimizerError, match="input_warping cannot be combined with a prior"):
+        BotorchOptimizer(space_2d(), target_objective(), prior="twin",
+                         outcome_prior=PeakPrior(), input_warping=True)

@@ -131,7 +131,7 @@ def test_a_proposal_is_deterministic_under_the_seed() -> None:
 
 def test_a_batch_and_pending_points_get_distinct_proposals() -> None:
     opt = BotorchOptimizer(space_2d(), target_objective(), seed=0, n_init=2, acquisition="ts",
-                           **QUICK)
+                           ts_pending="exclude", **QUICK)
     _crawl_data(opt)
     batch = [unit(opt.space, x) for x in opt.ask(3)]
     dist = [np.linalg.norm(np.subtract(a, b)) for i, a in enumerate(batch) for b in batch[i + 1:]]
@@ -232,6 +232,25 @@ def test_with_pending_points_ts_pending_band_ei_proposes_by_the_band_first_ei() 
     handed = optimizer(ts_pending="band_ei")
     assert handed.ask(1, pending=pending) == optimizer(acquisition="band_ei").ask(1,
                                                                                    pending=pending)
-    assert handed.ask(1) == optimizer().ask(1)
+    assert handed.ask(1) == optimizer(ts_pending="exclude").ask(1) != optimizer(
+        acquisition="band_ei").ask(1)
     with pytest.raises(OptimizerError, match="ts_pending"):
         optimizer(ts_pending="fantasize")
+
+
+def test_a_state_saved_before_thompson_sampling_resumes_with_the_band_first_ei() -> None:
+    for objective in (target_objective(), pareto_objective()):
+        opt = BotorchOptimizer(space_2d(), objective, acquisition="band_ei")
+        state = opt.state_dict()
+        old = {k: v for k, v in state["settings"].items()
+               if k not in ("acquisition", "trust_region", "ts_pending")}
+        saved = {**state, "settings": old}
+        assert BotorchOptimizer.from_state(saved).settings.acquisition == "band_ei"
+        fresh = BotorchOptimizer(space_2d(), objective)
+        fresh.load_state_dict(saved)
+        assert fresh.settings.acquisition == "band_ei"
+
+
+def test_a_trust_region_for_a_pareto_objective_is_refused_naming_it() -> None:
+    with pytest.raises(OptimizerError, match="trust_region belongs to Thompson sampling"):
+        BotorchOptimizer(space_2d(), pareto_objective(), trust_region=True)
