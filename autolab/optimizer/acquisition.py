@@ -30,6 +30,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import torch
 from botorch.acquisition.acquisition import AcquisitionFunction
 from botorch.acquisition.analytic import _log_ei_helper
@@ -40,11 +41,14 @@ from botorch.sampling.normal import SobolQMCNormalSampler
 from botorch.utils.multi_objective.hypervolume import infer_reference_point
 from botorch.utils.multi_objective.pareto import is_non_dominated
 from botorch.utils.probability.utils import log_ndtr, log_prob_normal_in
+from numpy.typing import NDArray
 from torch import Tensor
 
 from autolab.objective import ObjectiveSpec, Target
+from autolab.optimizer.design import feasible_mask
 from autolab.optimizer.exploration import BandSlack
 from autolab.optimizer.pending import Fantasies, fantasize, submodels
+from autolab.space import ParameterSpace
 
 #: Smallest posterior standard deviation used (outcome units), so a probability never becomes
 #: a step function where a GP is (numerically) certain.
@@ -99,6 +103,14 @@ def rest_coefficients(spec: ObjectiveSpec) -> list[tuple[int, float]]:
     return out
 
 
+def rest_value(spec: ObjectiveSpec, Y: Tensor) -> Tensor:
+    """The non-target score of outcomes ``Y`` (``(..., m)`` -> ``(...)``), 0 without such terms."""
+    out = Y.new_zeros(Y.shape[:-1])
+    for k, coef in rest_coefficients(spec):
+        out = out + coef * Y[..., k]
+    return out
+
+
 def incumbent_rest(spec: ObjectiveSpec, model: Model, X_ok: Tensor,
                    in_band_ok: Tensor) -> float | None:
     """The rest value (:func:`rest_coefficients`) that a new experiment has to improve on.
@@ -123,8 +135,7 @@ def incumbent_rest(spec: ObjectiveSpec, model: Model, X_ok: Tensor,
         return None
     with torch.no_grad():
         mean = model.posterior(X_ok).mean  # type: ignore[attr-defined]
-    values = sum(coef * mean[..., k] for k, coef in rest)
-    values = torch.as_tensor(values)
+    values = rest_value(spec, mean)
     if bool(in_band_ok.any()):
         return float(values[in_band_ok].max())
     return float(values.median())
@@ -178,6 +189,51 @@ def log_p_constraints(spec: ObjectiveSpec, mean: Tensor, sd: Tensor) -> Tensor:
         k = spec.outcome_names.index(c.outcome)
         z = (mean[..., k] - c.bound) / sd[..., k].clamp_min(MIN_SD)
         out = out + log_ndtr(z if c.op == ">=" else -z)
+    return out
+
+
+#: Newton steps that move a candidate onto the predicted target band (:func:`onto_band`).
+PROJECTION_STEPS = 3
+
+
+def onto_band(space: ParameterSpace, model: Any, spec: ObjectiveSpec, u: NDArray[np.float64], *,
+              device: torch.device, share: float) -> NDArray[np.float64]:
+    """A share of unit-cube candidates moved onto the model's predicted target band.
+
+    The band-first acquisition is a thin ridge along the level set ``mean(x) = target`` of each
+    target outcome: uniform candidates seldom land on it away from the data, so the acquisition
+    search (and the forecast's picture of the band) stays near known in-band experiments. A few
+    Newton steps on the posterior mean, ``x <- x - (mean(x) - target) * grad / |grad|^2``, put
+    candidates anywhere along it. Points are clipped to the cube; those that break a linear
+    constraint keep their place.
+
+    Args:
+        space: The space (its linear constraints).
+        model: Fitted model (outcomes in ``spec.outcome_names`` order first).
+        spec: The objective (its :class:`~autolab.objective.Target` terms).
+        u: Candidates, ``(n, d)``.
+        device: Torch device of the model.
+        share: Leading share of ``u`` that is moved; the rest is returned unchanged.
+    """
+    targets = [(spec.outcome_names.index(t.outcome), t.value)
+               for t in spec.terms if isinstance(t, Target)]
+    n = int(u.shape[0] * share)
+    if not targets or n == 0:
+        return u
+    x = torch.as_tensor(u[:n].copy(), dtype=torch.float64, device=device)
+    for step in range(PROJECTION_STEPS):
+        k, value = targets[step % len(targets)]
+        x = x.detach().requires_grad_(True)
+        post: Any = model.posterior(x.unsqueeze(-2))
+        mean = post.mean[..., 0, k]
+        (grad,) = torch.autograd.grad(mean.sum(), x)
+        with torch.no_grad():
+            move = (mean - value) / grad.pow(2).sum(-1).clamp_min(1e-12)
+            x = (x - move.unsqueeze(-1) * grad).clamp(0.0, 1.0)
+    moved = x.detach().cpu().numpy()
+    keep = feasible_mask(space, moved)
+    out = u.copy()
+    out[:n][keep] = moved[keep]
     return out
 
 
@@ -260,9 +316,7 @@ class BandFirstLogEI(AcquisitionFunction):
             met = met & (y[..., m] > 0)
         if not self.rest or self.incumbent is None:
             return torch.where(met.any(dim=-1), math.log(MET_WEIGHT), 0.0).to(y)
-        latent = fantasies.latent_mean
-        rest = sum(coef * latent[..., k] for k, coef in self.rest)
-        rest = torch.as_tensor(rest).masked_fill(~met, -math.inf)
+        rest = rest_value(self.spec, fantasies.latent_mean).masked_fill(~met, -math.inf)
         return rest.max(dim=-1).values.clamp_min(self.incumbent)
 
     def log_terms(self, X: Tensor) -> dict[str, Tensor]:
@@ -295,7 +349,7 @@ class BandFirstLogEI(AcquisitionFunction):
             m = len(self.spec.outcome_names)
             out["feasibility"] = log_ndtr(mean[..., m] / sd[..., m])
         if self.rest and incumbent is not None:
-            mu = sum(coef * mean[..., k] for k, coef in self.rest)
+            mu = rest_value(self.spec, mean)
             var = sum(coef**2 * sd[..., k] ** 2 for k, coef in self.rest)
             s = torch.as_tensor(var).clamp_min(MIN_SD**2).sqrt()
             out["improvement"] = _log_ei_helper((mu - incumbent) / s) + s.log()

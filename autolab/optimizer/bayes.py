@@ -51,11 +51,13 @@ from numpy.typing import NDArray
 from pydantic import ValidationError
 
 from autolab.exceptions import OptimizerError
-from autolab.objective import ObjectiveSpec, Target
+from autolab.objective import ObjectiveSpec
 from autolab.optimizer.acquisition import (
     BandFirstLogEI,
     build_acquisition,
     incumbent_rest,
+    onto_band,
+    rest_value,
 )
 from autolab.optimizer.base import BaseOptimizer, derive_seed, resolve_device
 from autolab.optimizer.design import feasible_mask, random_design, sobol_design
@@ -76,7 +78,6 @@ from autolab.optimizer.thompson import (
     candidate_set,
     credible,
     joint_draws,
-    rest_value,
     thompson_select,
     trust_region_length,
     uses_thompson,
@@ -553,51 +554,6 @@ class BotorchOptimizer(BaseOptimizer):
 
     def _model_record(self) -> dict[str, Any] | None:
         return self._record
-
-
-#: Newton steps that move a candidate onto the predicted target band (:func:`onto_band`).
-PROJECTION_STEPS = 3
-
-
-def onto_band(space: ParameterSpace, model: Any, spec: ObjectiveSpec, u: NDArray[np.float64], *,
-              device: torch.device, share: float) -> NDArray[np.float64]:
-    """A share of unit-cube candidates moved onto the model's predicted target band.
-
-    The band-first acquisition is a thin ridge along the level set ``mean(x) = target`` of each
-    target outcome: uniform candidates seldom land on it away from the data, so the acquisition
-    search (and the forecast's picture of the band) stays near known in-band experiments. A few
-    Newton steps on the posterior mean, ``x <- x - (mean(x) - target) * grad / |grad|^2``, put
-    candidates anywhere along it. Points are clipped to the cube; those that break a linear
-    constraint keep their place.
-
-    Args:
-        space: The space (its linear constraints).
-        model: Fitted model (outcomes in ``spec.outcome_names`` order first).
-        spec: The objective (its :class:`~autolab.objective.Target` terms).
-        u: Candidates, ``(n, d)``.
-        device: Torch device of the model.
-        share: Leading share of ``u`` that is moved; the rest is returned unchanged.
-    """
-    targets = [(spec.outcome_names.index(t.outcome), t.value)
-               for t in spec.terms if isinstance(t, Target)]
-    n = int(u.shape[0] * share)
-    if not targets or n == 0:
-        return u
-    x = torch.as_tensor(u[:n].copy(), dtype=torch.float64, device=device)
-    for step in range(PROJECTION_STEPS):
-        k, value = targets[step % len(targets)]
-        x = x.detach().requires_grad_(True)
-        post: Any = model.posterior(x.unsqueeze(-2))
-        mean = post.mean[..., 0, k]
-        (grad,) = torch.autograd.grad(mean.sum(), x)
-        with torch.no_grad():
-            move = (mean - value) / grad.pow(2).sum(-1).clamp_min(1e-12)
-            x = (x - move.unsqueeze(-1) * grad).clamp(0.0, 1.0)
-    moved = x.detach().cpu().numpy()
-    keep = feasible_mask(space, moved)
-    out = u.copy()
-    out[:n][keep] = moved[keep]
-    return out
 
 
 class _InitialConditions:

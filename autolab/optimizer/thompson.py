@@ -18,7 +18,7 @@ candidate does, the one with the least violation. That is BoTorch's
 on an outcome, not a ``c(x) <= 0`` output of a constraint model.
 
 The candidate set (:func:`candidate_set`) mixes uniform points of the space (half of them moved
-onto the model's predicted band by :func:`~autolab.optimizer.bayes.onto_band`'s Newton steps, or
+onto the model's predicted band by :func:`~.acquisition.onto_band`'s Newton steps, or
 the thin band would hold only a few of them) with multi-scale Gaussian perturbations of the best
 in-band successes (TuRBO-style local candidates). With ``trust_region`` (SCBO) every candidate
 is instead uniform in a box around the best in-band experiment whose side follows successes and
@@ -53,7 +53,7 @@ from numpy.typing import NDArray
 from torch import Tensor
 
 from autolab.objective import ObjectiveSpec, Target
-from autolab.optimizer.acquisition import log_p_band, rest_coefficients
+from autolab.optimizer.acquisition import log_p_band, onto_band, rest_value
 from autolab.optimizer.base import derive_seed
 from autolab.optimizer.design import feasible_mask, random_design
 from autolab.space import ParameterSpace
@@ -153,14 +153,6 @@ def uses_thompson(acquisition: str, in_band_ok: Tensor, spec: ObjectiveSpec) -> 
     return THOMPSON_WHEN[acquisition](in_band_ok, has_target)
 
 
-def rest_value(spec: ObjectiveSpec, Y: Tensor) -> Tensor:
-    """The non-target score of outcomes ``Y`` (``(..., m)`` -> ``(...)``), 0 without such terms."""
-    out = Y.new_zeros(Y.shape[:-1])
-    for k, coef in rest_coefficients(spec):
-        out = out + coef * Y[..., k]
-    return out
-
-
 def _violation(spec: ObjectiveSpec, Z: Tensor, has_feasibility: bool) -> Tensor:
     """Total violation of bands (in tolerances), constraints and feasibility; 0 where all hold."""
     m = len(spec.outcome_names)
@@ -230,7 +222,7 @@ def candidate_set(space: ParameterSpace, model: Any, spec: ObjectiveSpec, anchor
     Without a trust region: half uniform points of the space, half local candidates around the
     anchors (all uniform while there are no anchors). With one (SCBO): every candidate uniform
     in the trust region box around the first anchor. Half of the uniform points are
-    moved onto the predicted band (:func:`~autolab.optimizer.bayes.onto_band`; kept in the box).
+    moved onto the predicted band (:func:`~.acquisition.onto_band`; kept in the box).
 
     Args:
         space: The space (dimension, linear constraints).
@@ -260,8 +252,6 @@ def _onto_band(space: ParameterSpace, model: Any, spec: ObjectiveSpec, u: NDArra
                device: torch.device, box: tuple[NDArray[np.float64], NDArray[np.float64]] | None
                ) -> NDArray[np.float64]:
     """Half of ``u`` moved onto the predicted band; with a box, clipped back into it."""
-    from autolab.optimizer.bayes import onto_band  # noqa: PLC0415 (bayes imports this module)
-
     with torch.enable_grad():
         moved = onto_band(space, model, spec, u, device=device, share=0.5)
     if box is None:
