@@ -180,12 +180,18 @@ def test_scores_put_feasible_draws_first_and_then_the_least_violation() -> None:
     assert torch.argsort(scores, descending=True).tolist() == [1, 0, 4, 3, 2]
 
 
-def test_trust_region_candidates_lie_in_the_box_around_the_best_in_band_point() -> None:
+def _fitted_anchors() -> tuple[BotorchOptimizer, Any, torch.Tensor]:
+    """The crawl data's fitted model and its best successes (the Thompson anchors)."""
     opt = BotorchOptimizer(space_2d(), target_objective(), seed=0, n_init=2, **QUICK)
     _crawl_data(opt)
     with torch.random.fork_rng():
         model, data, _, _ = opt._fit(0)
-        anchors = anchor_points(opt.objective, model, data.X_ok, data.in_band_ok)
+    return opt, model, anchor_points(opt.objective, model, data.X_ok, data.in_band_ok)
+
+
+def test_trust_region_candidates_lie_in_the_box_around_the_best_in_band_point() -> None:
+    opt, model, anchors = _fitted_anchors()
+    with torch.random.fork_rng():
         X = candidate_set(opt.space, model, opt.objective, anchors, seed=1, n=200,
                           trust_length=0.2)
         wide = candidate_set(opt.space, model, opt.objective, anchors, seed=1, n=200)
@@ -197,11 +203,8 @@ def test_trust_region_candidates_lie_in_the_box_around_the_best_in_band_point() 
 
 
 def test_a_band_floor_drops_the_long_shots_and_keeps_all_if_none_is_credible() -> None:
-    opt = BotorchOptimizer(space_2d(), target_objective(), seed=0, n_init=2, **QUICK)
-    _crawl_data(opt)
+    opt, model, anchors = _fitted_anchors()
     with torch.random.fork_rng():
-        model, data, _, _ = opt._fit(0)
-        anchors = anchor_points(opt.objective, model, data.X_ok, data.in_band_ok)
         X = candidate_set(opt.space, model, opt.objective, anchors, seed=1, n=300)
         kept = credible(opt.objective, model, X, 0.2)
         assert credible(opt.objective, model, X, 0.0) is X
