@@ -255,6 +255,10 @@ class DevicesConfig(BaseModel):
     safe_temperature_c: float = Field(default=60.0, gt=0, le=150,
                                       description="Blocks below this count as cool, °C.")
     delivery: DeliverySpec = Field(default_factory=DeliverySpec)
+    temperature_hold_c: float | None = Field(
+        default=None, gt=0, le=100,
+        description="Largest deviation of a block from its setpoint, once reached, before the "
+                    "experiment is invalid, °C (unset: not checked).")
 
     @field_validator("devices", mode="before")
     @classmethod

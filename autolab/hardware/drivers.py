@@ -470,7 +470,16 @@ class Eurotherm3200:
         Also writes the local target setpoint once to ``standby_c``: if the host stops
         refreshing the remote setpoint (crash, cable), the controller falls back to it and
         cools the block by itself. One write per connect is far inside the EEPROM budget.
+
+        Raises:
+            HardwareError: The controller is in manual mode (status bit 4): it would accept
+                every setpoint and follow none, so it is refused before anything is written.
         """
+        if self.status().manual_mode:
+            raise HardwareError(f"{self.name}: controller at address {self.address} is in "
+                                f"manual mode (status word, register 75, bit 4): its output "
+                                f"is held and follows no setpoint; switch it to auto (A/M "
+                                f"key) and connect again")
         self._write(eu.TARGET_SP, standby_c)
         check_setpoint(self.name, "ramp_c_per_min", self.ramp_c_per_min, low=0.0,
                        high=self.limits.max_ramp_c_per_min, unit="°C/min")

@@ -305,7 +305,15 @@ def _set_rate_stopped(pump: Pump, rate_ml_min: float) -> None:
 #: a heater or thermocouple fault; over-range is a PV beyond the input range).
 HEATER_TRIPS = {"sensor_break": "thermocouple open",
                 "loop_break": "loop break: output saturated, PV not responding",
-                "over_range": "PV beyond the input range"}
+                "over_range": "PV beyond the input range",
+                "manual_mode": "controller in manual mode (status bit 4): its output is held "
+                               "and no longer follows the setpoint"}
+
+#: Consecutive polls a controller may report a remote-setpoint failure, or a block may stray
+#: from its setpoint, before the experiment is invalid (one poll may catch a transient).
+HOLD_POLLS = 2
+#: A block counts as at its setpoint within this much, °C (capped at half the hold tolerance).
+REACHED_C = 2.0
 
 #: The supervisor reads each running pump's rate back every this many polls.
 RATE_CHECK_EVERY = 4
@@ -341,6 +349,10 @@ class Supervisor:
         self.syringe_used_ml: dict[str, float] = {}
         self.trip: Trip | None = None
         self._faulted: set[str] = set()  # watched devices whose fault was reported
+        #: Largest deviation of a block from its setpoint, once reached, °C (None: unchecked).
+        self.hold_c = rig.config.temperature_hold_c
+        self._reached: set[str] = set()  # heater roles at their setpoint since it was written
+        self._strays: dict[str, int] = {}  # heater role -> consecutive polls off / remote fail
         self.polls = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="safety-supervisor", daemon=True)
@@ -353,6 +365,8 @@ class Supervisor:
         """
         with self._setpoint_lock:
             self.rig.heaters[role].set_temperature_c(setpoint_c)
+            if self.setpoints_c.get(role) != setpoint_c:
+                self._reached.discard(role)
             self.setpoints_c[role] = setpoint_c
 
     def start(self) -> None:
@@ -364,6 +378,11 @@ class Supervisor:
         self._stop.set()
         if self._thread.is_alive() and threading.current_thread() is not self._thread:
             self._thread.join(timeout=5)
+
+    @property
+    def holding(self) -> frozenset[str]:
+        """Heater roles whose block reached its setpoint since it was written (hold checked)."""
+        return frozenset(self._reached)
 
     @property
     def tripped(self) -> bool:
@@ -379,22 +398,9 @@ class Supervisor:
     def poll_once(self) -> None:
         """One round over every device; trips on the first fault found."""
         rig = self.rig
-        for role, h in rig.heaters.items():
-            try:
-                with self._setpoint_lock:
-                    if role in self.setpoints_c:
-                        h.set_temperature_c(self.setpoints_c[role])
-                fault = h.fault()
-                pv = h.temperature_c()
-            except HardwareError as err:
-                return self._fire("comms_loss", h.name, str(err), hard=True)
-            self.last_pv_c[role] = pv
-            if fault in HEATER_TRIPS:
-                return self._fire(fault, h.name, HEATER_TRIPS[fault], hard=True)
-            limit = rig.limits(h.name).max_temperature_c
-            if limit is not None and pv > limit:
-                return self._fire("over_temperature", h.name,
-                                  f"PV {pv:.1f} °C > limit {limit:g} °C", hard=True)
+        for role in rig.heaters:
+            if self.poll_heater(role):
+                return None
         for role, p in rig.pumps.items():
             try:
                 finding = self.monitor.poll(role, check_rate=self.polls % RATE_CHECK_EVERY == 0)
@@ -423,6 +429,63 @@ class Supervisor:
             self._judge_watched(role, dev, differs)
         self.polls += 1
         return None
+
+    def poll_heater(self, role: str) -> bool:
+        """One heater's round: refresh its setpoint, read status and PV; True if it tripped."""
+        h = self.rig.heaters[role]
+        try:
+            with self._setpoint_lock:
+                if role in self.setpoints_c:
+                    h.set_temperature_c(self.setpoints_c[role])
+            fault = h.fault()
+            pv = h.temperature_c()
+        except HardwareError as err:
+            self._fire("comms_loss", h.name, str(err), hard=True)
+            return True
+        self.last_pv_c[role] = pv
+        if fault in HEATER_TRIPS:
+            self._fire(fault, h.name, HEATER_TRIPS[fault], hard=True)
+            return True
+        limit = self.rig.limits(h.name).max_temperature_c
+        if limit is not None and pv > limit:
+            self._fire("over_temperature", h.name, f"PV {pv:.1f} °C > limit {limit:g} °C",
+                       hard=True)
+            return True
+        self._judge_hold(role, h.name, pv, remote_failed=fault == "remote_sp_fail")
+        return False
+
+    def _judge_hold(self, role: str, device: str, pv: float, *, remote_failed: bool) -> None:
+        """A block that left its setpoint invalidates the experiment (never chemistry).
+
+        Two causes, each reported once: the controller says its remote setpoint fails (status
+        bit 14: it runs on its local, standby setpoint, although the remote one was rewritten
+        this poll), or a block that had reached its setpoint strays more than
+        :attr:`hold_c` from it (a failing heater, a PV reading out of range). Neither is a
+        hazard (over-temperature trips on its own), so the rig is not tripped; the delivery
+        monitor carries the finding to the executor, which raises a DeviceFault.
+        """
+        sp = self.setpoints_c.get(role)
+        if sp is None:
+            return
+        off = abs(pv - sp)
+        hold = self.hold_c
+        if hold is not None and off <= min(REACHED_C, hold / 2.0):
+            self._reached.add(role)
+        strays = remote_failed or (hold is not None and role in self._reached and off > hold)
+        self._strays[role] = self._strays.get(role, 0) + 1 if strays else 0
+        if self._strays[role] < HOLD_POLLS or device in self._faulted:
+            if not strays:
+                self._faulted.discard(device)
+            return
+        self._faulted.add(device)
+        self._reached.discard(role)
+        why = ("the controller reports its remote setpoint failed (status bit 14): it runs on "
+               "its local setpoint" if remote_failed else
+               f"it had reached {sp:g} °C and now reads {pv:.1f} °C (hold tolerance "
+               f"{hold:g} °C)")
+        self.monitor.report(PumpFinding(role, device, "heater_setpoint",
+                                        f"{device} did not hold its setpoint: {why}",
+                                        trip=False))
 
     def _watched(self) -> dict[str, Watched]:
         """Valves, light paths and the spectrometer that can say whether they are as commanded."""

@@ -404,7 +404,8 @@ class ModbusBusEmulator(PtyEmulator):
         if reg in temperatures:
             return eu.to_register(temperatures[reg], d)
         if reg == eu.STATUS:
-            return (eu.encode_status(sensor_break=h.sensor_break, remote_sp_fail=h.remote_failed)
+            return (eu.encode_status(sensor_break=h.sensor_break, remote_sp_fail=h.remote_failed,
+                                     manual_mode=h.manual)
                     | self.extra_status.get(h.address, 0))
         if reg == eu.LOCAL_REMOTE:
             return int(h.remote)

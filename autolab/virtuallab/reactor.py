@@ -166,6 +166,10 @@ class HeaterModel:
         runaway: Output stuck on (fault injection: PV climbs past the SP).
         remote_timeout_s: Remote SP must be rewritten this often (wall s) or it fails.
         last_remote_wall: Wall time of the last remote-SP write.
+        remote_fault: The remote setpoint input has failed whatever the host writes (fault
+            injection: status bit 14, and the controller runs on its local setpoint).
+        manual: The controller is in manual mode (fault injection: someone pressed A/M on its
+            front panel; status bit 4): the output holds, the PV no longer follows any setpoint.
     """
 
     address: int
@@ -185,11 +189,14 @@ class HeaterModel:
     max_heat_c_per_min: float = 20.0
     max_cool_c_per_min: float = 8.0
     ambient_c: float = 25.0
+    remote_fault: bool = False
+    manual: bool = False
 
     @property
     def remote_failed(self) -> bool:
-        """The host stopped refreshing the remote SP."""
-        return self.remote and time.monotonic() - self.last_remote_wall > self.remote_timeout_s
+        """The remote SP fails: the host stopped refreshing it, or its input failed."""
+        return self.remote and (self.remote_fault or time.monotonic() - self.last_remote_wall
+                                > self.remote_timeout_s)
 
     def advance(self, dt_min: float) -> None:
         """Exact-enough update over ``dt_min`` (sub-stepped for the rate limits)."""
@@ -202,7 +209,7 @@ class HeaterModel:
                 self.working_sp_c += math.copysign(min(abs(d), self.ramp_c_per_min * h), d)
             else:
                 self.working_sp_c = target
-            goal = self.working_sp_c
+            goal = self.pv_c if self.manual else self.working_sp_c
             if self.op_hi_pct <= 0:
                 goal = self.ambient_c
             elif self.runaway:

@@ -467,3 +467,120 @@ def test_a_soft_shutdown_that_cannot_flush_stops_the_make_up_solvent() -> None:
                 assert not lab.reactor.pumps["pump_solvent"].running
         finally:
             rig.close()
+
+
+# ============================================================================= Eurotherm status
+@contextmanager
+def _two_heaters(**top: Any) -> Iterator[tuple[Bench, ModbusBusEmulator, Rig]]:
+    """Two controllers (core 1, shell 2) on one emulated bus; the other devices on loop://."""
+    bench = Bench()
+    bench.heaters = {"h1": HeaterModel(address=1, role="core"),
+                     "h2": HeaterModel(address=2, role="shell")}
+    emu = ModbusBusEmulator("heaters", bench)  # type: ignore[arg-type]
+    emu.start()
+    d = devices(**top)
+    d["ports"]["heaters"] = {"url": emu.port}
+    rig = Rig.open(parse_devices(d))
+    try:
+        yield bench, emu, rig
+    finally:
+        rig.close()
+        emu.stop()
+
+
+def test_a_controller_in_manual_mode_is_refused_at_connect_and_trips_hard() -> None:
+    """§2.1 status word 75, bit 4 auto/manual: in manual the output is held, no SP is followed."""
+    with _two_heaters() as (bench, _, rig):
+        bench.heaters["h2"].manual = True
+        with pytest.raises(HardwareError, match=r"heater_shell: controller at address 2 is in "
+                                                r"manual mode .*bit 4"):
+            rig.heaters["shell"].connect()
+        assert bench.heaters["h2"].local_sp_c == 25.0 and not bench.heaters["h2"].remote
+        rig.heaters["core"].connect()  # the other one is in auto
+        trips: list[Trip] = []
+        Supervisor(rig, trips.append).poll_once()  # heaters come first: nothing else is asked
+    assert [(t.reason, t.device, t.hard) for t in trips] == [
+        ("manual_mode", "heater_shell", True)]
+
+
+def test_a_remote_setpoint_failure_makes_the_experiment_invalid() -> None:
+    """§2.1 bit 14 remote SP fail: the controller runs on its local setpoint, not ours."""
+    with _two_heaters() as (bench, _, rig):
+        for h in rig.heaters.values():
+            h.connect()
+        trips: list[Trip] = []
+        monitor = DeliveryMonitor(rig.pumps, wall_lab_min(1.0))
+        sup = Supervisor(rig, trips.append, monitor=monitor)
+        sup.set_heater_c("shell", 250.0)
+        bench.heaters["h2"].remote_fault = True
+        assert rig.heaters["shell"].status().remote_sp_fail
+        assert not sup.poll_heater("shell")
+        assert monitor.take_faults() == []  # one poll may be a transient
+        for _ in range(3):  # reported once
+            assert not sup.poll_heater("shell")
+        (finding,) = monitor.take_faults()
+        assert (finding.device, finding.reason, finding.trip) == (
+            "heater_shell", "heater_setpoint", False)
+        assert "remote setpoint failed (status bit 14)" in finding.detail
+        assert trips == []  # it falls back to the standby setpoint: not a hazard
+
+
+@pytest.mark.parametrize("hold_c", [None, 5.0])
+def test_a_block_that_leaves_its_setpoint_makes_the_experiment_invalid(
+        hold_c: float | None) -> None:
+    """A PV that strays from a setpoint it had reached (a failing heater, a reading out of
+    range with no status bit) is a device fault when ``temperature_hold_c`` is set."""
+    top = {} if hold_c is None else {"temperature_hold_c": hold_c}
+    with _two_heaters(**top) as (bench, _, rig):
+        for h in rig.heaters.values():
+            h.connect()
+        monitor = DeliveryMonitor(rig.pumps, wall_lab_min(1.0))
+        sup = Supervisor(rig, lambda t: None, monitor=monitor)
+        sup.set_heater_c("core", 180.0)
+        model = bench.heaters["h1"]
+        for pv in (120.0, 120.0, 179.0, 180.4, 184.0, 173.0, 171.0, 150.0):
+            model.pv_c = pv  # off by more than 5 °C before it got there: still heating
+            sup.poll_heater("core")
+        found = [(f.device, f.reason, f.trip, f.detail) for f in monitor.take_faults()]
+        if hold_c is None:
+            assert found == []
+            return
+        assert found == [("heater_core", "heater_setpoint", False,
+                          "heater_core did not hold its setpoint: it had reached 180 °C and "
+                          "now reads 171.0 °C (hold tolerance 5 °C)")]
+        sup.set_heater_c("core", 150.0)  # a new setpoint: reached afresh, then strays again
+        for pv in (150.0, 140.0, 139.0):
+            model.pv_c = pv
+            sup.poll_heater("core")
+        assert [f.detail.split(": ", 1)[1] for f in monitor.take_faults()] == [
+            "it had reached 150 °C and now reads 139.0 °C (hold tolerance 5 °C)"]
+
+
+def test_a_heater_that_fails_while_settling_makes_the_trial_invalid(tmp_path: Path) -> None:
+    """A heater element that dies after its block reached the setpoint (no status bit: the
+    emulated controller keeps answering) is journaled invalid, never told as chemistry."""
+    with VirtualLab(time_scale=800.0) as lab:  # polls 7 lab min apart: several while settling
+        config = lab.devices_config().model_copy(update={"temperature_hold_c": 5.0})
+        executor = CSTRExecutor(config, install_signal_handlers=False)
+        campaign = Campaign.create(_three_sobol_experiments("cstr-heater", n=1),
+                                   tmp_path / "runs", executor=executor)
+
+        def settling() -> bool:  # blocks held at their setpoints, outlet to the collector
+            with lab.reactor.lock:
+                at = lab.reactor.valves["outlet_valve"] == 1 and lab.reactor.pumps[
+                    "pump_phosphine"].running
+            return at and "shell" in executor.supervisor.holding
+
+        def element_dies() -> None:
+            with lab.reactor.lock:
+                lab.reactor.heaters["heater_shell"].op_hi_pct = 0.0
+
+        _when(settling, element_dies)
+        campaign.run()
+        state = Journal.read(campaign.run_dir / "journal.jsonl")
+        (trial,) = state.trials
+        assert trial.status is TrialStatus.INVALID, trial
+        assert trial.error is not None and "heater_shell did not hold its setpoint" in trial.error
+        assert trial.objective is None and trial.features is None
+        assert executor.supervisor.trip is None  # not a hazard: the rig was not tripped
+        assert state.stopped_reason is not None and state.stopped_reason.startswith("budget")

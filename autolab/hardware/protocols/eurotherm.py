@@ -6,7 +6,8 @@ module holds only what is specific to the instrument. Facts (HA028651 §15.5, re
 2345); the target setpoint (2) and SP1/SP2 (24/25) live in EEPROM with a 100 000-write limit, so
 the driver writes the **remote (comms) setpoint, 26**, selected by register 276 (1 = remote),
 and lets the controller ramp with its own **SP rate limit, 35** (°C/min, 0 = off). Status bitmap
-75: bit 5 sensor break, bit 6 loop break, bit 10 PV over-range, bit 14 remote SP fail.
+75: bit 4 manual mode, bit 5 sensor break, bit 6 loop break, bit 10 PV over-range, bit 14
+remote SP fail.
 
 The CRC below is only for the emulator's slave side (the instrument's firmware in the virtual
 lab); the host side never hand-frames Modbus.
@@ -32,6 +33,7 @@ OP_DECIMALS = 1  #: output power registers (%) carry one decimal
 #: Registers a host may read but not write (the emulated slave answers exception 02).
 READ_ONLY = frozenset({PV, WORKING_OP, WORKING_SP, STATUS})
 
+MANUAL_BIT = 4
 SENSOR_BREAK_BIT = 5
 LOOP_BREAK_BIT = 6
 OVER_RANGE_BIT = 10
@@ -57,8 +59,11 @@ class ControllerStatus:
         sensor_break: Thermocouple open/short: the PV is meaningless.
         loop_break: Output saturated without the PV responding (heater or sensor fault).
         over_range: PV beyond the input range.
-        remote_sp_fail: The remote setpoint is not being received.
+        remote_sp_fail: The remote setpoint is not being received: the controller runs on
+            its local setpoint.
         raw: The raw 16-bit word.
+        manual_mode: Bit 4 (auto/manual) set: the controller is in manual, its output is held
+            and the PV no longer follows any setpoint.
     """
 
     sensor_break: bool
@@ -66,11 +71,13 @@ class ControllerStatus:
     over_range: bool
     remote_sp_fail: bool
     raw: int
+    manual_mode: bool = False
 
     @property
     def fault(self) -> str:
         """A short name of the worst fault, or ``""``."""
-        for name in ("sensor_break", "loop_break", "over_range", "remote_sp_fail"):
+        for name in ("sensor_break", "loop_break", "over_range", "manual_mode",
+                     "remote_sp_fail"):
             if getattr(self, name):
                 return name
         return ""
@@ -81,14 +88,16 @@ def decode_status(word: int) -> ControllerStatus:
     def bit(n: int) -> bool:
         return bool((word >> n) & 1)
     return ControllerStatus(bit(SENSOR_BREAK_BIT), bit(LOOP_BREAK_BIT), bit(OVER_RANGE_BIT),
-                            bit(REMOTE_FAIL_BIT), word & 0xFFFF)
+                            bit(REMOTE_FAIL_BIT), word & 0xFFFF, bit(MANUAL_BIT))
 
 
 def encode_status(*, sensor_break: bool = False, loop_break: bool = False,
-                  over_range: bool = False, remote_sp_fail: bool = False) -> int:
+                  over_range: bool = False, remote_sp_fail: bool = False,
+                  manual_mode: bool = False) -> int:
     """Inverse of :func:`decode_status` (the emulator's register 75)."""
-    return ((sensor_break << SENSOR_BREAK_BIT) | (loop_break << LOOP_BREAK_BIT)
-            | (over_range << OVER_RANGE_BIT) | (remote_sp_fail << REMOTE_FAIL_BIT))
+    return ((manual_mode << MANUAL_BIT) | (sensor_break << SENSOR_BREAK_BIT)
+            | (loop_break << LOOP_BREAK_BIT) | (over_range << OVER_RANGE_BIT)
+            | (remote_sp_fail << REMOTE_FAIL_BIT))
 
 
 def to_register(value_c: float, decimals: int = DECIMALS) -> int:
