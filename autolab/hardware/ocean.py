@@ -94,6 +94,21 @@ class SeabreezeSpectrometer:
         self._wl = np.asarray(device.wavelengths(), dtype=np.float64)
         self._integration_ms = math.nan
 
+    def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        """Call a seabreeze method; its own errors become a HardwareError naming the call.
+
+        seabreeze raises its own ``SeaBreezeError`` family (a pulled cable, a correction the
+        detector has no coefficients for), which is no :class:`HardwareError`: uncaught, a
+        detector failing mid-run would reach the campaign as an unexplained crash instead of
+        a device failure that puts the rig in its safe state.
+        """
+        shown = ", ".join([*(repr(a) for a in args), *(f"{k}={v!r}" for k, v in kwargs.items())])
+        try:
+            return getattr(self.device, method)(*args, **kwargs)
+        except Exception as err:  # seabreeze (and pyusb) raise their own families
+            raise HardwareError(f"{self.name}: {method}({shown}) failed: "
+                                f"{type(err).__name__}: {err}") from err
+
     def ping(self) -> str:
         """Model and serial number."""
         return f"{self.name}: Ocean {self.device.model} {self.device.serial_number}"
@@ -122,15 +137,16 @@ class SeabreezeSpectrometer:
         """Set the integration time and flush the frame exposed with the old one.
 
         Raises:
-            HardwareError: Outside the detector's limits (the message names them).
+            HardwareError: Outside the detector's limits (the message names them), or the
+                detector failed (seabreeze's error, naming the call).
         """
         lo_us, hi_us = self.device.integration_time_micros_limits
         us = round(integration_ms * 1000.0)
         if not lo_us <= us <= hi_us:
             raise HardwareError(f"{self.name}: integration_ms = {integration_ms:g} is outside the "
                                 f"detector's range [{lo_us / 1000:g}, {hi_us / 1000:g}] ms")
-        self.device.integration_time_micros(us)
-        self.device.intensities()  # FIFO: this frame was exposed with the previous setting
+        self._call("integration_time_micros", us)
+        self._call("intensities")  # FIFO: this frame was exposed with the previous setting
         self._integration_ms = us / 1000.0
 
     def configure(self, *, source: str, shutter_open: bool, cell: str) -> None:
@@ -138,9 +154,14 @@ class SeabreezeSpectrometer:
         self.light_path.configure(source=source, shutter_open=shutter_open, cell=cell)
 
     def acquire(self) -> NDArray[np.float64]:
-        """One frame of raw counts ``(P,)`` (no dark correction: the executor takes darks)."""
-        counts = np.asarray(self.device.intensities(correct_dark_counts=False,
-                                                    correct_nonlinearity=self._nonlinearity),
+        """One frame of raw counts ``(P,)`` (no dark correction: the executor takes darks).
+
+        Raises:
+            HardwareError: The detector failed (seabreeze's error, naming the call), or the
+                frame has the wrong number of pixels.
+        """
+        counts = np.asarray(self._call("intensities", correct_dark_counts=False,
+                                       correct_nonlinearity=self._nonlinearity),
                             dtype=np.float64)
         if counts.shape != self._wl.shape:
             raise HardwareError(f"{self.name}: frame has {counts.size} pixels, expected "

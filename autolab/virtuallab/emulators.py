@@ -86,6 +86,8 @@ class PtyEmulator:
             if not ready:
                 with self.reactor.lock:
                     self.reactor.advance()
+                    news = self.unsolicited()
+                self._send(news)
                 if self._buf and time.monotonic() - self._last_rx > self.stale_after_s:
                     self._buf = b""  # a partial request the line went silent on
                 continue
@@ -105,6 +107,7 @@ class PtyEmulator:
             while True:
                 with self.reactor.lock:
                     self.reactor.advance()
+                    self._send(self.unsolicited())  # an alarm that came with this request
                     taken = self.take(self._buf)
                     if taken is None:
                         break
@@ -122,6 +125,16 @@ class PtyEmulator:
     def take(self, buf: bytes) -> tuple[int, bytes] | None:
         """Consume one request from ``buf``: (bytes used, reply) or None if incomplete."""
         raise NotImplementedError
+
+    def unsolicited(self) -> bytes:
+        """Bytes the device sends on its own (called under the reactor lock; none here)."""
+        return b""
+
+    def _send(self, data: bytes) -> None:
+        """Write bytes the device sends unasked, unless it is silent or the cable is pulled."""
+        if data and not self.no_reply and not self.disconnected:
+            with contextlib.suppress(OSError):
+                os.write(self.master, data)
 
 
 def _line(buf: bytes, eol: bytes) -> tuple[int, bytes] | None:
@@ -150,6 +163,24 @@ class PumpChainEmulator(PtyEmulator):
     """
 
     stale_after_s = 0.5
+
+    #: Safe mode's auto-alarm (manual: "the pump spontaneously transmits a status packet when
+    #: an alarm occurs"; it does not acknowledge the alarm, the next reply still carries it).
+    auto_alarm = True
+
+    def __init__(self, name: str, reactor: VirtualReactor) -> None:
+        super().__init__(name, reactor)
+        self._announced: dict[str, str] = {n: p.alarm for n, p in reactor.pumps.items()}
+
+    def unsolicited(self) -> bytes:
+        """Auto-alarm packets of pumps in Safe mode whose alarm is new since the last look."""
+        out = b""
+        for name, p in self.reactor.pumps.items():
+            if (p.alarm and p.alarm != self._announced.get(name) and p.safe_timeout_s > 0
+                    and self.auto_alarm):
+                out += newera.encode_safe_data(f"{p.address:02d}A?{p.alarm}".encode("ascii"))
+            self._announced[name] = p.alarm
+        return out
 
     def power_cycle(self, name: str) -> None:
         """Power-cycle one pump: stopped, alarm R, first command ignored.

@@ -170,6 +170,25 @@ def test_a_corrupted_safe_mode_packet_is_answered_com_and_sent_again() -> None:
         assert any("?COM (invalid communications packet)" in x for x in line.log.lines())
 
 
+@pytest.mark.parametrize("wait_s", [0.0, 0.4])
+def test_a_safe_mode_auto_alarm_is_never_taken_for_the_next_reply(wait_s: float) -> None:
+    """§1.1 Safe mode: "the pump spontaneously transmits a status packet when an alarm occurs";
+    it does not acknowledge the alarm. The unasked packet may wait on the line (0.4 s) or come
+    just before a reply (0 s); either way the alarm is reported and the line stays in step."""
+    with _safe_mode_pump(retries=2) as (bench, emu, line, pump):
+        pump.set_rate_ml_min(1.0)
+        pump.start()
+        with bench.lock:
+            bench.pumps["p"].stall("S")
+        time.sleep(wait_s)
+        st = pump.state()
+        assert (st.alarms, st.pumping) == (("S",), False)
+        assert bench.pumps["p"].alarm == ""  # the reply to a command acknowledged it
+        assert pump.rate_read_ml_min() == pytest.approx(1.0)  # in step: a RAT answer
+        assert pump.state().alarms == ()
+        assert any(b"A?S" in e.received for e in line.log.since(0))
+
+
 @pytest.mark.parametrize("wire", [b"600 4\r\n", b"600 4 \r\n", b"600 4\r", b"600 4\n",
                                   b"\n600 4\r\n"])
 def test_text_replies_read_with_either_line_ending(wire: bytes) -> None:
@@ -204,6 +223,22 @@ def test_reply_variations_parse_and_alarms_or_errors_stay_what_they_are() -> Non
         newera.parse_basic(b"\x0200Q\x03")
     with pytest.raises(newera.PumpProtocolError):
         newera.parse_basic(b"\x0200S")  # truncated
+
+
+@pytest.mark.parametrize(("rate", "dis", "dia"), [
+    ("5.MM", "I5.W.25ML", "26."), ("5.000MM", "I5.000W0.250ML", "26.00"),
+    (".5e1MM", None, None)])
+def test_numbers_in_every_form_the_manual_allows(rate: str, dis: str | None,
+                                                 dia: str | None) -> None:
+    """§1.1 <float>: "maximum of 4 digits plus 1 decimal point" — the point may lead or trail;
+    anything else (an exponent) is malformed, never a reading."""
+    if dis is None:
+        with pytest.raises(newera.PumpProtocolError, match="expected <number>"):
+            newera.parse_rate_units(rate)
+        return
+    assert newera.parse_rate_units(rate) == (5.0, "MM")
+    assert newera.parse_dispensed(dis) == pytest.approx((5.0, 0.25))
+    assert newera.parse_float(dia) == 26.0
 
 
 def test_dispensed_volume_units_follow_the_diameter(pump_line: Any) -> None:

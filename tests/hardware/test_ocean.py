@@ -31,6 +31,14 @@ class FakeOcean:
         self._us = 10_000
         self._pending = self._us
         self.calls: list[tuple[str, object]] = []
+        #: Fault injection: the USB cable is pulled (every call raises, as seabreeze does).
+        self.unplugged = False
+        #: The detector has no stored nonlinearity coefficients (seabreeze then raises).
+        self.has_nonlinearity = True
+
+    def _usb(self) -> None:
+        if self.unplugged:
+            raise SeaBreezeError("Data transfer error")
 
     @classmethod
     def from_serial_number(cls, serial: str) -> FakeOcean:
@@ -43,14 +51,22 @@ class FakeOcean:
         return np.linspace(350.0, 850.0, 2048)
 
     def integration_time_micros(self, us: int) -> None:
+        self._usb()
         self.calls.append(("int", us))
         self._pending = us
 
     def intensities(self, correct_dark_counts: bool = False,
                     correct_nonlinearity: bool = False) -> np.ndarray:
+        self._usb()
+        if correct_nonlinearity and not self.has_nonlinearity:
+            raise SeaBreezeError("This device does not support nonlinearity correction")
         exposed, self._us = self._us, self._pending  # the frame in the FIFO used the old time
         self.calls.append(("frame", (exposed, correct_dark_counts, correct_nonlinearity)))
         return np.full(2048, exposed / 100.0)
+
+
+class SeaBreezeError(Exception):
+    """seabreeze's own error type (not an autolab error): what its calls raise."""
 
 
 class Light:
@@ -94,3 +110,21 @@ def test_no_device_connected_is_a_clear_hardware_error() -> None:
     pytest.importorskip("seabreeze")
     with pytest.raises(HardwareError, match="no Ocean Insight spectrometer NOPE"):
         open_seabreeze("NOPE")
+
+
+def test_a_detector_that_fails_mid_run_is_a_hardware_error_naming_it_and_the_call() -> None:
+    """§3: seabreeze raises its own SeaBreezeError (unplugged, a correction it lacks); the
+    executor only puts the rig in its safe state for a HardwareError, so it must be one."""
+    dev = FakeOcean()
+    spec = SeabreezeSpectrometer(dev, Light(), name="ocean1", excitation_nm=405.0)
+    dev.has_nonlinearity = False
+    with pytest.raises(HardwareError, match=r"ocean1: intensities\(correct_dark_counts=False, "
+                                            r"correct_nonlinearity=True\) failed: "
+                                            r"SeaBreezeError: .*nonlinearity"):
+        spec.acquire()
+    dev.has_nonlinearity, dev.unplugged = True, True
+    with pytest.raises(HardwareError, match=r"ocean1: integration_time_micros\(20000\) failed: "
+                                            r"SeaBreezeError: Data transfer error"):
+        spec.set_integration_ms(20)
+    with pytest.raises(HardwareError, match=r"ocean1: intensities\(.*\) failed"):
+        spec.acquire()

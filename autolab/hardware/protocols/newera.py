@@ -42,6 +42,10 @@ ERRORS = {"": "command not recognized", "NA": "command not currently applicable"
           "OOR": "command data out of range", "COM": "invalid communications packet",
           "IGN": "command ignored"}
 
+#: A number as the manual writes it: at most 4 digits and one decimal point, which may lead
+#: (``.25``) or trail (``5.``).
+NUMBER = r"(?:\d+\.?\d*|\.\d+)"
+
 #: Rate units and their value in mL/min.
 RATE_UNITS_ML_MIN = {"UM": 1e-3, "MM": 1.0, "UH": 1e-3 / 60.0, "MH": 1.0 / 60.0}
 
@@ -162,7 +166,7 @@ def parse_rate_units(data: str) -> tuple[float, str]:
     Raises:
         PumpProtocolError: Not a number followed by a rate unit.
     """
-    m = re.fullmatch(r"(\d*\.?\d+)(UM|MM|UH|MH)", _squeeze(data))
+    m = re.fullmatch(f"({NUMBER})(UM|MM|UH|MH)", _squeeze(data))
     if not m:
         raise PumpProtocolError(f"pump rate reply {data!r}: expected <number><UM|MM|UH|MH>")
     return float(m.group(1)), m.group(2)
@@ -186,10 +190,10 @@ def parse_float(data: str) -> float:
     Raises:
         PumpProtocolError: Not a number.
     """
-    try:
-        return float(_squeeze(data))
-    except ValueError as err:
-        raise PumpProtocolError(f"pump reply {data!r}: expected a number") from err
+    text = _squeeze(data)
+    if not re.fullmatch(NUMBER, text):
+        raise PumpProtocolError(f"pump reply {data!r}: expected a number")
+    return float(text)
 
 
 def parse_dispensed(data: str) -> tuple[float, float]:
@@ -198,7 +202,7 @@ def parse_dispensed(data: str) -> tuple[float, float]:
     Raises:
         PumpProtocolError: Malformed answer.
     """
-    m = re.fullmatch(r"I(\d*\.?\d+)W(\d*\.?\d+)(UL|ML)", _squeeze(data))
+    m = re.fullmatch(f"I({NUMBER})W({NUMBER})(UL|ML)", _squeeze(data))
     if not m:
         raise PumpProtocolError(f"pump DIS reply {data!r}: expected I<n>W<n><UL|ML>")
     scale = 1e-3 if m.group(3) == "UL" else 1.0
