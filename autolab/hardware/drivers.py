@@ -484,9 +484,10 @@ class Eurotherm3200:
         check_setpoint(self.name, "ramp_c_per_min", self.ramp_c_per_min, low=0.0,
                        high=self.limits.max_ramp_c_per_min, unit="°C/min")
         self._write(eu.LOCAL_REMOTE, 1, 0)
+        _verify(self.name, "remote_sp_select", 1, self._read(eu.LOCAL_REMOTE, 0), 0.0)
         self._write(eu.SP_RATE, self.ramp_c_per_min)
         _verify(self.name, "ramp_c_per_min", self.ramp_c_per_min, self._read(eu.SP_RATE), 1e-3)
-        self._write(eu.OP_HI, 100.0, eu.OP_DECIMALS)  # output allowed again (after a cut)
+        self._set_output_high(100.0)  # output allowed again (after a cut)
 
     def ping(self) -> str:
         """PV and status."""
@@ -522,8 +523,17 @@ class Eurotherm3200:
         return self.status().fault
 
     def cut_output(self) -> None:
-        """Output high limit to 0 % (register 30): the heater is off at once."""
-        self._write(eu.OP_HI, 0.0, eu.OP_DECIMALS)
+        """Output high limit to 0 % (register 30), read back: the heater is off at once.
+
+        Read back because the controller keeps OP.HI at or above OP.LO (register 31): a cut it
+        clamped must fail the shutdown step (a person switches the mains off), never pass.
+        """
+        self._set_output_high(0.0)
+
+    def _set_output_high(self, pct: float) -> None:
+        self._write(eu.OP_HI, pct, eu.OP_DECIMALS)
+        _verify(self.name, "output_high_pct", pct, self._read(eu.OP_HI, eu.OP_DECIMALS),
+                0.06)
 
 
 # ============================================================================= stirrers

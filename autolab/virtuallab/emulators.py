@@ -453,11 +453,11 @@ class ModbusBusEmulator(PtyEmulator):
             h.local_sp_c = v
         elif reg == eu.SP_RATE:
             h.ramp_c_per_min = v
-        elif reg == eu.LOCAL_REMOTE:
+        elif reg == eu.LOCAL_REMOTE and not h.remote_disabled:
             h.remote = word == 1
             h.last_remote_wall = time.monotonic()
-        elif reg == eu.OP_HI:
-            h.op_hi_pct = eu.from_register(word, eu.OP_DECIMALS)
+        elif reg == eu.OP_HI:  # never below OP.LO
+            h.op_hi_pct = max(eu.from_register(word, eu.OP_DECIMALS), h.op_lo_pct)
 
 
 # ============================================================================= stirrers

@@ -170,6 +170,10 @@ class HeaterModel:
             injection: status bit 14, and the controller runs on its local setpoint).
         manual: The controller is in manual mode (fault injection: someone pressed A/M on its
             front panel; status bit 4): the output holds, the PV no longer follows any setpoint.
+        remote_disabled: The remote setpoint is not enabled in the controller's configuration
+            (fault injection): a write selecting it (register 276) is acknowledged and ignored.
+        op_lo_pct: Output low limit, % (OP.LO, register 31): the output high limit cannot be set
+            below it (a write is clamped to it).
     """
 
     address: int
@@ -191,6 +195,8 @@ class HeaterModel:
     ambient_c: float = 25.0
     remote_fault: bool = False
     manual: bool = False
+    remote_disabled: bool = False
+    op_lo_pct: float = 0.0
 
     @property
     def remote_failed(self) -> bool:

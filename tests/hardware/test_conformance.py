@@ -515,6 +515,7 @@ def _two_heaters(**top: Any) -> Iterator[tuple[Bench, ModbusBusEmulator, Rig]]:
     emu.start()
     d = devices(**top)
     d["ports"]["heaters"] = {"url": emu.port}
+    d["ports"]["pumps"] = {"url": "loop://", "timeout_s": 0.05, "retries": 0}  # none there
     rig = Rig.open(parse_devices(d))
     try:
         yield bench, emu, rig
@@ -619,3 +620,33 @@ def test_a_heater_that_fails_while_settling_makes_the_trial_invalid(tmp_path: Pa
         assert trial.objective is None and trial.features is None
         assert executor.supervisor.trip is None  # not a hazard: the rig was not tripped
         assert state.stopped_reason is not None and state.stopped_reason.startswith("budget")
+
+
+def test_remote_setpoint_selection_is_read_back_at_connect() -> None:
+    """§2.1 register 276 selects the remote SP (26): a controller without remote SP enabled
+    acknowledges the write and stays on its local SP; every later remote SP would read back
+    fine and never be used."""
+    with _two_heaters() as (bench, _, rig):
+        bench.heaters["h1"].remote_disabled = True
+        with pytest.raises(HardwareError, match=r"heater_core: setpoint remote_sp_select did "
+                                                r"not stick: sent 1, read back 0"):
+            rig.heaters["core"].connect()
+
+
+def test_a_cut_the_controller_clamps_is_a_failed_shutdown_step_not_ok() -> None:
+    """§2.1 OP.HI (30) / OP.LO (31): the output high limit cannot go below the low limit, so a
+    cut to 0 % may be clamped; the hard shutdown must say the heater is not cut."""
+    with _two_heaters() as (bench, _, rig):
+        for h in rig.heaters.values():
+            h.connect()
+        bench.heaters["h2"].op_lo_pct = 20.0
+        with pytest.raises(HardwareError, match=r"heater_shell: setpoint output_high_pct did "
+                                                r"not stick: sent 0, read back 20"):
+            rig.heaters["shell"].cut_output()
+        report = Shutdown(rig, lambda s: None, flush_ml=1.0, flush_rate_ml_min=1.0).run(
+            hard=True)
+        steps = {s.name: s for s in report.steps}
+        assert steps["cut heater core"].ok and bench.heaters["h1"].op_hi_pct == 0.0
+        assert not steps["cut heater shell"].ok
+        assert "switch off its mains" in steps["cut heater shell"].action
+        assert "heater_shell" in report.unsafe_devices
