@@ -158,7 +158,7 @@ class SeabreezeSpectrometer:
 
         Raises:
             HardwareError: The detector failed (seabreeze's error, naming the call), or the
-                frame has the wrong number of pixels.
+                frame has the wrong number of pixels or a non-finite count.
         """
         counts = np.asarray(self._call("intensities", correct_dark_counts=False,
                                        correct_nonlinearity=self._nonlinearity),
@@ -166,6 +166,12 @@ class SeabreezeSpectrometer:
         if counts.shape != self._wl.shape:
             raise HardwareError(f"{self.name}: frame has {counts.size} pixels, expected "
                                 f"{self._wl.size}")
+        bad = np.flatnonzero(~np.isfinite(counts))
+        if bad.size:
+            raise HardwareError(f"{self.name}: frame has {bad.size} non-finite count"
+                                f"{'s' if bad.size > 1 else ''} (pixel {int(bad[0])}"
+                                f"{' ...' if bad.size > 1 else ''}): a readout fault, not a "
+                                f"spectrum")
         return counts
 
 

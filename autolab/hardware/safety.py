@@ -48,7 +48,7 @@ class Trip:
 
     Attributes:
         reason: ``over_temperature``, ``sensor_break``, ``loop_break``, ``over_range``,
-            ``comms_loss``, ``syringe_empty``,
+            ``manual_mode``, ``pv_out_of_range``, ``comms_loss``, ``syringe_empty``,
             ``exception``, ``signal``, or a pump finding of
             :class:`~autolab.hardware.delivery.DeliveryMonitor` (``pump_stall``,
             ``safe_mode_timeout``, ``pump_power_cycle``, ``pump_idle``, ``pump_rate`` ...).
@@ -309,6 +309,11 @@ HEATER_TRIPS = {"sensor_break": "thermocouple open",
                 "manual_mode": "controller in manual mode (status bit 4): its output is held "
                                "and no longer follows the setpoint"}
 
+#: Block temperatures a reading can have, °C. Above: an over-temperature whatever the devices
+#: file's limits (its highest ``max_temperature_c``); below: a reading no block can have (a wrong
+#: input, a sentinel value), so the PV is meaningless and the controller may heat flat out.
+PV_PLAUSIBLE_C = (-50.0, 400.0)
+
 #: Consecutive polls a controller may report a remote-setpoint failure, or a block may stray
 #: from its setpoint, before the experiment is invalid (one poll may catch a transient).
 HOLD_POLLS = 2
@@ -446,10 +451,16 @@ class Supervisor:
         if fault in HEATER_TRIPS:
             self._fire(fault, h.name, HEATER_TRIPS[fault], hard=True)
             return True
+        low, ceiling = PV_PLAUSIBLE_C
         limit = self.rig.limits(h.name).max_temperature_c
-        if limit is not None and pv > limit:
+        limit = ceiling if limit is None else min(limit, ceiling)
+        if not pv <= limit:  # NaN too
             self._fire("over_temperature", h.name, f"PV {pv:.1f} °C > limit {limit:g} °C",
                        hard=True)
+            return True
+        if pv < low:
+            self._fire("pv_out_of_range", h.name, f"PV {pv:.1f} °C < {low:g} °C: no block can "
+                       f"read that (input fault); the PV is meaningless", hard=True)
             return True
         self._judge_hold(role, h.name, pv, remote_failed=fault == "remote_sp_fail")
         return False

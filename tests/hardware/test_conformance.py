@@ -506,7 +506,8 @@ def test_a_soft_shutdown_that_cannot_flush_stops_the_make_up_solvent() -> None:
 
 # ============================================================================= Eurotherm status
 @contextmanager
-def _two_heaters(**top: Any) -> Iterator[tuple[Bench, ModbusBusEmulator, Rig]]:
+def _two_heaters(core_limits: dict[str, float] | None = None,
+                 **top: Any) -> Iterator[tuple[Bench, ModbusBusEmulator, Rig]]:
     """Two controllers (core 1, shell 2) on one emulated bus; the other devices on loop://."""
     bench = Bench()
     bench.heaters = {"h1": HeaterModel(address=1, role="core"),
@@ -516,6 +517,8 @@ def _two_heaters(**top: Any) -> Iterator[tuple[Bench, ModbusBusEmulator, Rig]]:
     d = devices(**top)
     d["ports"]["heaters"] = {"url": emu.port}
     d["ports"]["pumps"] = {"url": "loop://", "timeout_s": 0.05, "retries": 0}  # none there
+    if core_limits is not None:
+        d["devices"]["heater_core"]["limits"] = core_limits
     rig = Rig.open(parse_devices(d))
     try:
         yield bench, emu, rig
@@ -650,3 +653,19 @@ def test_a_cut_the_controller_clamps_is_a_failed_shutdown_step_not_ok() -> None:
         assert not steps["cut heater shell"].ok
         assert "switch off its mains" in steps["cut heater shell"].action
         assert "heater_shell" in report.unsafe_devices
+
+
+@pytest.mark.parametrize(("pv", "reason"), [(3276.7, "over_temperature"),
+                                            (-3276.8, "pv_out_of_range")])
+def test_a_reading_no_block_can_have_trips_hard_even_without_a_limit(pv: float,
+                                                                     reason: str) -> None:
+    """An out-of-range PV with no status bit (a wrong input, a sentinel value) is a reading the
+    block cannot have: above 400 °C (the highest limit a devices file may give) it is an
+    over-temperature whatever the limits, and below -50 °C the PV is meaningless (the
+    controller would heat flat out), so both cut the heaters like a sensor break."""
+    with _two_heaters(core_limits={}) as (bench, _, rig):  # no max_temperature_c
+        bench.heaters["h1"].pv_c = pv
+        trips: list[Trip] = []
+        Supervisor(rig, trips.append).poll_once()
+    assert [(t.reason, t.device, t.hard) for t in trips] == [(reason, "heater_core", True)]
+    assert f"PV {pv:.1f} °C" in trips[0].detail

@@ -128,3 +128,15 @@ def test_a_detector_that_fails_mid_run_is_a_hardware_error_naming_it_and_the_cal
         spec.set_integration_ms(20)
     with pytest.raises(HardwareError, match=r"ocean1: intensities\(.*\) failed"):
         spec.acquire()
+
+
+def test_a_frame_with_non_finite_counts_is_a_device_failure_not_a_spectrum() -> None:
+    """An out-of-range reading (NaN or inf counts from a failing readout) is never analyzed."""
+    dev = FakeOcean()
+    spec = SeabreezeSpectrometer(dev, Light(), name="ocean1", excitation_nm=405.0)
+    frame = spec.acquire()
+    bad = frame.copy()
+    bad[7] = np.nan
+    dev.intensities = lambda **kw: bad  # type: ignore[method-assign]
+    with pytest.raises(HardwareError, match=r"ocean1: frame has 1 non-finite count \(pixel 7\)"):
+        spec.acquire()
