@@ -358,6 +358,9 @@ class ModbusBusEmulator(PtyEmulator):
         self.decimals = decimals
         #: Fault injection: status bits OR-ed into a controller's register 75, by address.
         self.extra_status: dict[int, int] = {}
+        #: Fault injection: the next n requests get this exception code (06 slave busy, 04
+        #: device failure ...) instead of an answer.
+        self.exception_next: tuple[int, int] = (0, 0)
 
     def take(self, buf: bytes) -> tuple[int, bytes] | None:
         """One request (see :meth:`PtyEmulator.take`)."""
@@ -388,6 +391,10 @@ class ModbusBusEmulator(PtyEmulator):
         heaters = [h for h in self.reactor.heaters.values() if h.address == frame[0]]
         if not heaters:
             return n, b""
+        count, code = self.exception_next
+        if count > 0:
+            self.exception_next = (count - 1, code)
+            return n, self._exception(frame[0], fc, code)
         return n, self._answer(heaters[0], frame)
 
     def _answer(self, h: HeaterModel, frame: bytes) -> bytes:

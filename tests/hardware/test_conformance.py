@@ -278,6 +278,27 @@ def test_modbus_exception_is_a_refusal_named_and_not_retried(modbus_bus: Any) ->
         heater._read(999)
 
 
+def test_busy_is_retried_and_a_device_failure_is_a_refusal(modbus_bus: Any) -> None:
+    """Modbus exceptions: 06 "slave device busy" says try again (retried, bounded); 04 "slave
+    device failure" is the controller's own fault (raised at once, naming the register)."""
+    _, emu, line = modbus_bus
+    heater = Eurotherm3200(line, "heater_core", address=1, decimals=0)
+    emu.exception_next = (2, eu.SLAVE_BUSY)
+    before = emu.requests
+    assert heater.temperature_c() == 25.0
+    assert emu.requests == before + 3
+    emu.exception_next = (3, eu.SLAVE_BUSY)  # busy beyond the retries: a named failure
+    with pytest.raises(HardwareError, match=r"heater_core: no valid Modbus reply from address "
+                                            r"1 to read of register 1 after 3 attempts"):
+        heater.temperature_c()
+    emu.exception_next = (1, eu.DEVICE_FAILURE)
+    before = emu.requests
+    with pytest.raises(HardwareError, match=r"heater_core: .* refused read of the status word "
+                                            r"\(register 75\): Modbus exception .*failure"):
+        heater.status()
+    assert emu.requests == before + 1
+
+
 def test_registers_are_scaled_by_the_controllers_decimals(modbus_bus: Any) -> None:
     """§2.1: 16-bit registers carry integers scaled by the display resolution."""
     bench, _, line = modbus_bus

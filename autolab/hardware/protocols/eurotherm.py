@@ -49,6 +49,8 @@ BROADCAST = 0  #: slave address every slave obeys and none answers
 #: Modbus exception codes the emulated slave sends (function code | 0x80, then the code).
 ILLEGAL_FUNCTION = 1
 ILLEGAL_ADDRESS = 2
+DEVICE_FAILURE = 4
+SLAVE_BUSY = 6
 
 
 @dataclass(frozen=True)
