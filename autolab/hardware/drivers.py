@@ -57,6 +57,9 @@ def _as_protocol(fn: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
 
 #: New Era errors that are the line's or the moment's fault, not the command's: retried.
 RETRIED_ERRORS = ("COM", "IGN")
+#: Power-reset (``R``) replies one command may meet before it is executed: the auto-alarm
+#: packet of a pump in Safe mode, then the reply that acknowledges the alarm.
+RESET_REPLIES = 2
 
 
 class PumpAlarm(HardwareError):
@@ -172,13 +175,16 @@ class NE1000Pump:
 
         An alarm reply acknowledges the alarm, and the pump did not execute the command. After
         a power reset (``R``) the command is sent again, since bring-up must get through; the
-        alarm itself is kept for :meth:`take_alarms`, where the supervisor finds it.
+        alarm itself is kept for :meth:`take_alarms`, where the supervisor finds it. Up to two
+        ``R`` replies in a row are expected: in Safe mode the pump's own auto-alarm packet
+        (which does not acknowledge) can precede the reply that does.
 
         Raises:
             PumpAlarm: Any other alarm (if ``raise_alarm``).
             HardwareError: No valid reply, or a command error (``?OOR`` ...).
         """
-        for _ in range(2):
+        seen: set[str] = set()  # an auto-alarm and its acknowledging reply: one alarm
+        for _ in range(RESET_REPLIES + 1):
             encode = newera.encode_safe if self.safe_wire else newera.encode_basic
             frame = self.transport.exchange(self.name, encode(self.address, command, args),
                                             self._framer, _as_protocol(self._checked(data)),
@@ -186,7 +192,10 @@ class NE1000Pump:
             reply = self._parse(frame)
             self.pumping = reply.pumping
             if reply.alarm:
-                self._note_alarm(reply.alarm)
+                if reply.alarm not in seen:
+                    self._note_alarm(reply.alarm)
+                    seen.add(reply.alarm)
+                self._after_alarm_reply()
                 if reply.alarm == "R":
                     continue
                 if raise_alarm:
@@ -198,6 +207,21 @@ class NE1000Pump:
                                     f"?{reply.error} ({what}); reply {frame!r}")
             return reply
         raise HardwareError(f"{self.name}: pump keeps reporting power resets on {command}")
+
+    def _after_alarm_reply(self) -> None:
+        """In Safe mode, drop the reply an auto-alarm packet may have displaced.
+
+        The manual: in Safe mode "the pump spontaneously transmits a status packet when an
+        alarm occurs", and that packet does not acknowledge the alarm. Read in place of a
+        reply, it leaves the real reply (the alarm again, acknowledging it) on the line, where
+        the next request would take it for its own. Either frame says the command was not
+        executed, so the late one is dropped (and logged); the cost is one quiet wait per
+        alarm. Basic mode sends nothing unasked.
+        """
+        if self.safe_wire:
+            self.transport.discard_late(self.name, self.transport.timeout_s,
+                                        "after an alarm reply (a Safe-mode auto-alarm packet, "
+                                        "or the reply it displaced)")
 
     # --------------------------------------------------------------------- API
     def connect(self) -> None:

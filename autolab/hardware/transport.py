@@ -253,6 +253,31 @@ class Transport:
         self.log.append(Exchange(wall, device, sent, received,
                                  (time.monotonic() - t0) * 1000.0, error))
 
+    def discard_late(self, device: str, quiet_s: float, why: str) -> bytes:
+        """Read and drop what arrives until the line has been quiet ``quiet_s``; log it.
+
+        For a device that may send unasked (a New Era pump in Safe mode announces an alarm
+        on its own): when the frame just read may have been that announcement, the reply to
+        the request may still be on its way, and must not be taken for the next request's.
+
+        Returns:
+            The bytes dropped (``b""`` if the line stayed quiet).
+        """
+        with self.lock:
+            t0, wall, data = time.monotonic(), time.time(), b""
+            try:
+                old = self.serial.timeout
+                self.serial.timeout = quiet_s
+                while chunk := bytes(self.serial.read(256)):
+                    data += chunk
+                self.serial.timeout = old
+            except (serial.SerialException, OSError) as err:
+                raise HardwareError(f"{device}: serial port {self.url!r} failed while "
+                                    f"discarding late bytes: {err}") from err
+            if data:
+                self._record(device, wall, b"", data, t0=t0, error=f"discarded: {why}")
+            return data
+
     def _drain(self) -> None:
         """Discard what is left of a bad reply so the next request starts clean."""
         try:

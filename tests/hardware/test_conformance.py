@@ -590,7 +590,7 @@ def test_a_block_that_leaves_its_setpoint_makes_the_experiment_invalid(
         hold_c: float | None) -> None:
     """A PV that strays from a setpoint it had reached (a failing heater, a reading out of
     range with no status bit) is a device fault when ``temperature_hold_c`` is set."""
-    top = {} if hold_c is None else {"temperature_hold_c": hold_c}
+    top = {"temperature_hold_c": hold_c}
     with _two_heaters(**top) as (bench, _, rig):
         for h in rig.heaters.values():
             h.connect()
