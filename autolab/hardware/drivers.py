@@ -582,6 +582,9 @@ class IKAStirrer:
         self.limits = limits or Limits()
         #: Whether the unit answers ``STATUS_4`` (found by :meth:`connect`).
         self.has_status = True
+        #: The speed last set and verified, rpm, while commanded on (``None``: commanded off).
+        self.commanded_rpm: float | None = None
+        self._set_rpm = 0.0
 
     def _query(self, command: str, attempts: int | None = None) -> float:
         frame = self.transport.exchange(
@@ -611,6 +614,9 @@ class IKAStirrer:
                        high=self.limits.max_speed_rpm, unit="rpm")
         self._send("OUT_SP_4", rpm)
         _verify(self.name, "speed_rpm", rpm, self._query("IN_SP_4"), 1e-3)
+        self._set_rpm = rpm
+        if self.commanded_rpm is not None:
+            self.commanded_rpm = rpm
 
     def start(self) -> None:
         """Motor on (verified with ``STATUS_4`` where the unit has it)."""
@@ -619,9 +625,11 @@ class IKAStirrer:
             raise HardwareError(f"{self.name}: START_4 sent but the motor is not running")
         if not self.has_status:
             self._query("IN_SP_4")  # at least the unit is there and heard us
+        self.commanded_rpm = self._set_rpm
 
     def stop(self) -> None:
         """Motor off (verified with ``STATUS_4`` where the unit has it)."""
+        self.commanded_rpm = None
         self._send("STOP_4")
         if self.has_status and self._query("STATUS_4") == 1:
             raise HardwareError(f"{self.name}: STOP_4 sent but the motor still runs")
@@ -635,6 +643,23 @@ class IKAStirrer:
     def blocked(self) -> bool:
         """Whether the motor reports blocked (``STATUS_4`` = -1; False without ``STATUS_4``)."""
         return self.has_status and self._query("STATUS_4") < 0
+
+    def check(self) -> str:
+        """The motor against the last command (see :class:`~.base.Watched`).
+
+        A stirrer commanded on that reports stopped (0: someone pressed its key) or blocked
+        (-1) no longer mixes as the conditions assume. Judged on ``STATUS_4`` only, not the
+        speed reading, which lags a start; a unit without ``STATUS_4`` is only pinged.
+        """
+        if self.commanded_rpm is None or not self.has_status:
+            self.speed_rpm()  # it answers
+            return ""
+        status = self._query("STATUS_4")
+        if status == 1:
+            return ""
+        what = "blocked" if status < 0 else "stopped"
+        return (f"motor {what} (STATUS_4 = {status:g}), commanded on at "
+                f"{self.commanded_rpm:g} rpm")
 
 
 # ============================================================================= valves

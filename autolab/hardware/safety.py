@@ -421,11 +421,8 @@ class Supervisor:
                 if left < rig.limits(p.name).min_syringe_ml + margin:
                     return self._fire("syringe_empty", p.name,
                                       f"{left:.2f} mL left in the syringe", hard=False)
-        for s in rig.stirrers.values():
-            try:
-                s.speed_rpm()
-            except HardwareError as err:
-                return self._fire("comms_loss", s.name, str(err), hard=True)
+        if self.poll_stirrers():
+            return None
         for role, dev in self._watched().items():
             try:
                 differs = dev.check()
@@ -498,17 +495,39 @@ class Supervisor:
                                         f"{device} did not hold its setpoint: {why}",
                                         trip=False))
 
+    def poll_stirrers(self) -> bool:
+        """Check every stirrer; True if one tripped the rig.
+
+        A silent stirrer trips hard (comms loss). One that can say so (:class:`Watched`) is
+        checked against its command: a stopped or blocked motor invalidates the experiment,
+        reported once.
+        """
+        for role, s in self.rig.stirrers.items():
+            try:
+                if not isinstance(s, Watched):
+                    s.speed_rpm()
+                    continue
+                differs = s.check()
+            except HardwareError as err:
+                self._fire("comms_loss", s.name, str(err), hard=True)
+                return True
+            self._judge_watched(role, s, differs, reason="stirrer")
+        return False
+
     def _watched(self) -> dict[str, Watched]:
         """Valves, light paths and the spectrometer that can say whether they are as commanded."""
         rig = self.rig
         devices: dict[str, object] = {**rig.valves, **rig.others, "spectrometer": rig.spectrometer}
         return {role: d for role, d in devices.items() if isinstance(d, Watched)}
 
-    def _judge_watched(self, role: str, dev: Watched, differs: str) -> None:
-        """A valve or light path not as commanded invalidates the experiment (once per fault).
+    def _judge_watched(self, role: str, dev: Watched, differs: str, *,
+                       reason: str = "") -> None:
+        """A valve, light path or stirrer not as commanded invalidates the experiment.
 
-        Neither is a hazard (every valve position is an open path), so the rig is not tripped;
-        the delivery monitor carries the fault to the executor, which raises a DeviceFault.
+        Reported once per fault. None is a hazard (every valve position is an open path; a
+        still stirrer over a block at its setpoint mixes worse, nothing runs away), so the rig
+        is not tripped; the delivery monitor carries the fault to the executor, which raises a
+        DeviceFault.
         """
         if not differs:
             self._faulted.discard(dev.name)
@@ -516,7 +535,7 @@ class Supervisor:
         if dev.name in self._faulted:
             return
         self._faulted.add(dev.name)
-        reason = "valve_moved" if role in self.rig.valves else "light_path"
+        reason = reason or ("valve_moved" if role in self.rig.valves else "light_path")
         self.monitor.report(PumpFinding(role, dev.name, reason,
                                         f"{dev.name} is not as commanded: {differs}",
                                         trip=False))

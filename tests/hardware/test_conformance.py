@@ -23,6 +23,7 @@ import pytest
 from autolab.campaign import Campaign
 from autolab.exceptions import ConfigError, DeviceFault, HardwareError
 from autolab.executors.cstr import CSTRExecutor
+from autolab.hardware.base import Watched
 from autolab.hardware.delivery import DeliveryMonitor, wall_lab_min
 from autolab.hardware.devices import parse_devices
 from autolab.hardware.drivers import Eurotherm3200, IKAStirrer, NE1000Pump
@@ -690,3 +691,39 @@ def test_a_reading_no_block_can_have_trips_hard_even_without_a_limit(pv: float,
         Supervisor(rig, trips.append).poll_once()
     assert [(t.reason, t.device, t.hard) for t in trips] == [(reason, "heater_core", True)]
     assert f"PV {pv:.1f} °C" in trips[0].detail
+
+
+def test_a_stirrer_that_stops_or_blocks_mid_experiment_makes_it_invalid() -> None:
+    """IKA ``STATUS_4``: 1 running, 0 stopped, -1 blocked. A stirrer commanded on that stops
+    or blocks changes the mixing the conditions assume: a device fault, never chemistry."""
+    with VirtualLab(time_scale=SCALE) as lab:
+        rig = Rig.open(lab.devices_config())
+        try:
+            for s in rig.stirrers.values():
+                s.connect()
+            trips: list[Trip] = []
+            monitor = DeliveryMonitor(rig.pumps, wall_lab_min(SCALE))
+            sup = Supervisor(rig, trips.append, monitor=monitor)
+            core, shell = rig.stirrers["core"], rig.stirrers["shell"]
+            for s in (core, shell):
+                s.set_speed_rpm(600)
+                s.start()
+            assert isinstance(core, Watched) and core.check() == ""
+            with lab.reactor.lock:
+                lab.reactor.stirrers["stirrer_core"]["blocked"] = 1.0
+                lab.reactor.stirrers["stirrer_shell"]["on"] = 0.0  # stopped at its keypad
+            sup.poll_stirrers()
+            sup.poll_stirrers()  # each fault is reported once
+            found = {(f.device, f.reason, f.trip): f.detail for f in monitor.take_faults()}
+            assert found == {
+                ("stirrer_core", "stirrer", False):
+                    "stirrer_core is not as commanded: motor blocked (STATUS_4 = -1), "
+                    "commanded on at 600 rpm",
+                ("stirrer_shell", "stirrer", False):
+                    "stirrer_shell is not as commanded: motor stopped (STATUS_4 = 0), "
+                    "commanded on at 600 rpm"}
+            assert trips == []
+            shell.stop()
+            assert shell.check() == ""  # commanded off: stopped is as commanded
+        finally:
+            rig.close()
