@@ -256,9 +256,9 @@ class DevicesConfig(BaseModel):
                                       description="Blocks below this count as cool, °C.")
     delivery: DeliverySpec = Field(default_factory=DeliverySpec)
     temperature_hold_c: float | None = Field(
-        default=None, gt=0, le=100,
+        default=10.0, gt=0, le=100,
         description="Largest deviation of a block from its setpoint, once reached, before the "
-                    "experiment is invalid, °C (unset: not checked).")
+                    "experiment is invalid, °C (null: not checked).")
 
     @field_validator("devices", mode="before")
     @classmethod
