@@ -238,10 +238,14 @@ def test_the_one_procedure_settles_adaptively_and_skips_the_flush_over_ptys(
         first, second = ex.run(other), ex.run(GOOD)
     finally:
         ex.close()
+    # the last frame starts by the cap; the frame itself takes serial I/O on a wall-clock-scaled
+    # lab (0.25 wall s here is 10 lab min), so a loaded machine overruns the cap by that much
+    frame_slack_min = SCALE * 0.25 / 60.0
     for m, c in ((first, other), (second, GOOD)):
         md = m.metadata
         assert md["settle_reason"] in ("steady", "cap")
-        assert md["settle_floor_min"] - 1.0 <= md["wait_settle_min"] <= md["settle_cap_min"] + 1.0
+        assert (md["settle_floor_min"] - 1.0 <= md["wait_settle_min"]
+                <= md["settle_cap_min"] + frame_slack_min)
         assert any(line.startswith("settle_reason: ") for line in m.device_log)
         truth = lab.reactor.twin.truth(c)
         assert analyze(m).pl_peak_nm == pytest.approx(truth.pl_peak_nm, abs=3)
