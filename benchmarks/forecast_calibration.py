@@ -185,7 +185,7 @@ def hazard_rows(steps: Sequence[StepForecast]) -> list[HazardRow]:
     miss that ``p`` itself rises as the search homes in). A benchmark cell stops at its first
     good hit, so every forecast precedes it.
     """
-    rows = []
+    rows: list[HazardRow] = []
     for s in steps:
         last = s.remaining if s.remaining is not None else s.left
         rows.extend(HazardRow(p_model=s.p_model, in_band=s.in_band_found,
