@@ -98,6 +98,10 @@ REUSED_NAME = "reused.json"
 TRIP_LOG_LINES = 400
 #: Redraw the campaign plots in MLflow every this many experiments (and at the end).
 PLOT_EVERY = 5
+#: Forecast fields logged as ``forecast_<name>`` metrics of each experiment (MLflow); the
+#: counts are in experiments, the rest probabilities.
+FORECAST_METRICS = ("p_spec_met", "p_next", "expected_experiments", "median_experiments",
+                    "q80_experiments", "p_improve")
 
 
 class StopReason(StrEnum):
@@ -146,10 +150,25 @@ class CampaignResult:
 
 
 def forecast_line(index: int, forecast: Mapping[str, Any]) -> str:
-    """The forecast after an experiment, for the progress display."""
-    expected = forecast["expected_experiments"]
-    more = (f"~{expected:.0f} more to a good hit" if math.isfinite(expected)
-            else "no good hit in sight")
+    """The forecast after an experiment, for the progress display.
+
+    The count is shown as its median and 80 % quantile (a chemist's "how far": even odds
+    within m more, 80 % within q more); a forecast journaled before those fields existed shows
+    its expected count.
+    """
+    # Lazy: the module imports torch, which is loaded anyway when there are forecasts.
+    from autolab.optimizer.forecast import MAX_EXPECTED  # noqa: PLC0415
+
+    median, q80 = forecast.get("median_experiments"), forecast.get("q80_experiments")
+    if median is None or q80 is None:
+        expected = forecast["expected_experiments"]
+        more = (f"~{expected:.0f} more to a good hit" if expected < MAX_EXPECTED
+                else "no good hit in sight")
+    elif median >= MAX_EXPECTED:
+        more = "no good hit in sight"
+    else:
+        more = (f"good hit within {median:.0f} more at even odds, "
+                + (f"within {q80:.0f} at 80 %" if q80 < MAX_EXPECTED else "80 % out of sight"))
     return (f"forecast after {experiment_label(index)}: P(spec met) {forecast['p_spec_met']:.2f}, "
             f"P(next is a good hit) {forecast['p_next']:.2f} ({more}), "
             f"P(next improves) {forecast['p_improve']:.2f}")
@@ -987,7 +1006,7 @@ class Campaign:
         if self.forecast is None:
             return
         metrics = {f"forecast_{k}": float(self.forecast[k])
-                   for k in ("p_spec_met", "p_next", "expected_experiments", "p_improve")}
+                   for k in FORECAST_METRICS if k in self.forecast}
         self.journal.append_record("forecast", {"index": index, "forecast": self.forecast,
                                                 "metrics": metrics})
         self._event(forecast_line(index, self.forecast))

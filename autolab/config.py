@@ -404,7 +404,8 @@ class StopConfig(BaseModel):
         no_improvement_after: Stop after this many experiments without a better score.
         forecast_spec_met: Stop when the model's probability that the best in-band experiment
             truly meets the specification reaches this (0-1; BoTorch only, see
-            ``autolab.optimizer.forecast``).
+            ``autolab.optimizer.forecast``). Without ``qy_min`` the probability is the
+            family-recalibrated one, which tops out near 0.06: a higher setting never fires.
         forecast_improve_below: Stop when the model's probability that one more experiment is
             in band and improves the other terms falls below this (0-1; BoTorch only).
     """

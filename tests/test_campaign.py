@@ -19,7 +19,7 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from autolab.campaign import JOURNAL_NAME, Campaign, StopReason
+from autolab.campaign import JOURNAL_NAME, Campaign, StopReason, forecast_line
 from autolab.config import parse_campaign
 from autolab.exceptions import AutolabError, ConfigError, DeviceFault, SafetyTrip
 from autolab.executors.simulated import SimulatedExecutor
@@ -424,11 +424,34 @@ def test_forecast_is_journaled_shown_and_survives_resume(tmp_path: Path) -> None
     assert forecasts[-1] is not None, forecasts
     last = forecasts[-1]
     assert 0 <= last["p_spec_met"] <= 1 and last["expected_experiments"] >= 1
-    assert state.extras[3]["metrics"]["forecast_p_spec_met"] == last["p_spec_met"]
-    assert any(e.startswith("forecast after exp-003: P(spec met)") for e in events)
+    assert 1 <= last["median_experiments"] <= last["q80_experiments"]
+    # Fitted on the family together with the map; geometric in p_next with explicit thresholds.
+    assert last["count_model"] == (last["calibration"] or "geometric")
+    metrics = state.extras[3]["metrics"]
+    assert metrics["forecast_p_spec_met"] == last["p_spec_met"]
+    assert metrics["forecast_median_experiments"] == last["median_experiments"]
+    assert metrics["forecast_q80_experiments"] == last["q80_experiments"]
+    shown = [e for e in events if e.startswith("forecast after exp-003: P(spec met)")]
+    assert len(shown) == 1
+    assert (f"good hit within {last['median_experiments']:.0f} more at even odds, within "
+            f"{last['q80_experiments']:.0f} at 80 %") in shown[0]
     resumed = Campaign.resume(result.run_dir)
     assert resumed.forecast == last
     resumed.journal.close()
+
+
+def test_forecast_line_shows_the_count_and_reads_older_journals() -> None:
+    base = {"p_spec_met": 0.02, "p_next": 0.05, "p_improve": 0.4, "expected_experiments": 14.2}
+    line = forecast_line(4, {**base, "median_experiments": 9.0, "q80_experiments": 25.0})
+    assert line == ("forecast after exp-004: P(spec met) 0.02, P(next is a good hit) 0.05 "
+                    "(good hit within 9 more at even odds, within 25 at 80 %), "
+                    "P(next improves) 0.40")
+    assert "80 % out of sight" in forecast_line(
+        4, {**base, "median_experiments": 9.0, "q80_experiments": 1e6})
+    assert "no good hit in sight" in forecast_line(
+        4, {**base, "median_experiments": 1e6, "q80_experiments": 1e6})
+    # A forecast journaled before the median and 80 % fields: its expected count.
+    assert "(~14 more to a good hit)" in forecast_line(4, base)
 
 
 def test_forecast_stop_rules(tmp_path: Path) -> None:

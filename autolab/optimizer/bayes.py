@@ -425,7 +425,9 @@ class BotorchOptimizer(BaseOptimizer):
             fc = compute_forecast(self.objective, mean, sd, best_row=best_row,
                                   best_index=best_index, incumbent=incumbent,
                                   thresholds=thresholds, qy_fraction=qy_fraction,
-                                  improve_by=improve_by, draws=draws, feasible=feasible)
+                                  improve_by=improve_by, draws=draws, feasible=feasible,
+                                  experiments=len(self._observations),
+                                  in_band_found=bool(data.in_band_ok.any()))
             advice = self._repeat_advice(sd[: data.X_ok.shape[0]])
         return replace(fc, repeat_index=advice[0], repeat_reason=advice[1])
 
