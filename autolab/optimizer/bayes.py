@@ -336,10 +336,13 @@ class BotorchOptimizer(BaseOptimizer):
             history = [float(rest_value(spec, spec.as_tensor(o.outcomes)))
                        if o.outcomes is not None and o.in_band and o.feasible else None
                        for o in (*self._reused, *self._observations)]
-            length = trust_region_length(history, self.space.dim)
+            length = trust_region_length(history, self.space.dim,
+                                         length_init=self.settings.trust_region_init)
         anchors = anchor_points(spec, model, data.X_ok, data.in_band_ok)
         X = candidate_set(self.space, model, spec, anchors, seed=derive_seed(seed, 7),
-                          n=self.settings.ts_candidates, trust_length=length)
+                          n=self.settings.ts_candidates, trust_length=length,
+                          band_share=self.settings.ts_band_share,
+                          global_share=self.settings.ts_global_share)
         X = credible(spec, model, X, self.settings.ts_band_floor)
         return thompson_select(spec, model, X, n, seed=derive_seed(seed, 8),
                                has_feasibility=has_feas, X_pending=X_pending)

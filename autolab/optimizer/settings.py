@@ -182,6 +182,9 @@ class BotorchSettings(BaseModel):
     ts_candidates: int = Field(default=1024, ge=16, le=16384)
     trust_region: bool = True
     ts_band_floor: float = Field(default=0.0, ge=0.0, lt=1.0, allow_inf_nan=False)
+    ts_band_share: float = Field(default=0.5, ge=0.0, le=1.0, allow_inf_nan=False)
+    trust_region_init: float = Field(default=0.8, ge=0.01, le=1.6, allow_inf_nan=False)
+    ts_global_share: float = Field(default=0.0, ge=0.0, lt=1.0, allow_inf_nan=False)
     ts_pending: Literal["exclude", "band_ei"] = "band_ei"
     band_slack_tolerances: float = Field(default=0.0, ge=0.0, le=100.0, allow_inf_nan=False)
     band_slack_sd: float = Field(default=0.0, ge=0.0, le=10.0, allow_inf_nan=False)

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from numpy.typing import NDArray
 
 from autolab.exceptions import ConfigError, OptimizerError
 from autolab.objective import ObjectiveSpec, OutcomeConstraint
@@ -61,7 +62,11 @@ def _crawl_data(opt: BotorchOptimizer) -> None:
 @pytest.mark.parametrize(("field", "value"), [("acquisition", "thompson"), ("acquisition", 1),
                                               ("ts_candidates", 8), ("ts_candidates", "many"),
                                               ("trust_region", "maybe"),
-                                              ("ts_band_floor", 1.0), ("ts_band_floor", -0.1)])
+                                              ("ts_band_floor", 1.0), ("ts_band_floor", -0.1),
+                                              ("ts_band_share", 1.5), ("ts_band_share", -0.1),
+                                              ("trust_region_init", 0.0),
+                                              ("trust_region_init", 2.0),
+                                              ("trust_region_init", float("nan"))])
 def test_bad_settings_are_refused_naming_the_field(field: str, value: Any) -> None:
     with pytest.raises(OptimizerError, match=field):
         BotorchOptimizer(space_2d(), target_objective(), **{field: value})
@@ -167,6 +172,28 @@ def test_trust_region_length_follows_successes_and_failures() -> None:
     assert trust_region_length([0.5, *[None] * 35], dim=5) == TR_LENGTH_INIT  # 0.8 / 2^7 < min
 
 
+def test_trust_region_init_sets_the_first_side_and_the_side_of_every_restart() -> None:
+    assert trust_region_length([None, 0.2], dim=5, length_init=0.4) == 0.4
+    assert trust_region_length([0.5, *[None] * 5], dim=5, length_init=0.4) == pytest.approx(0.2)
+    # 0.4 / 2^6 < 0.5^7 restarts after 30 failures (0.8 needs 35)
+    assert trust_region_length([0.5, *[None] * 30], dim=5, length_init=0.4) == 0.4
+    assert trust_region_length([0.5, *[None] * 30], dim=5) == pytest.approx(TR_LENGTH_INIT / 64)
+
+
+def test_an_optimizer_with_a_small_trust_region_proposes_next_to_the_best_in_band_point() -> None:
+    """``trust_region_init`` reaches the proposal: a 0.1 box around the anchor [0.498, 0.15]."""
+    opt = BotorchOptimizer(space_2d(), target_objective(), seed=4, n_init=2,
+                           trust_region_init=0.1, ts_candidates=256, **QUICK)
+    _crawl_data(opt)
+    [x] = opt.ask(1)
+    assert unit(opt.space, x) == pytest.approx([0.498, 0.15], abs=0.05 + 1e-9)
+    wide = BotorchOptimizer(space_2d(), target_objective(), seed=4, n_init=2,
+                            ts_candidates=256, **QUICK)
+    _crawl_data(wide)
+    [y] = wide.ask(1)
+    assert float(np.abs(np.subtract(unit(wide.space, y), [0.498, 0.15])).max()) > 0.05
+
+
 def test_scores_put_feasible_draws_first_and_then_the_least_violation() -> None:
     spec = ObjectiveSpec(terms=target_objective().terms,
                          constraints=(OutcomeConstraint.parse("qy >= 0.2"),))
@@ -217,6 +244,21 @@ def test_a_band_floor_drops_the_long_shots_and_keeps_all_if_none_is_credible() -
     # kept: 115 of 300, true PL median 0.2 nm off target; all: median 4 nm, mean 10 nm
     assert float(np.median(miss(kept))) < 2.0 < float(np.median(miss(X)))
     assert float(np.mean(miss(kept))) < 0.2 * float(np.mean(miss(X)))
+
+
+def test_ts_band_share_moves_that_share_of_the_candidates_onto_the_predicted_band() -> None:
+    opt, model, anchors = _fitted_anchors()
+
+    def miss(share: float) -> NDArray[np.float64]:
+        with torch.random.fork_rng():
+            X = candidate_set(opt.space, model, opt.objective, anchors, seed=1, n=200,
+                              trust_length=0.8, band_share=share)
+        return np.array([abs(peak_problem(opt.space, _at(opt, row.tolist()))["pl_peak_nm"]
+                             - 550.0) for row in X])
+    none, half, every = miss(0.0), miss(0.5), miss(1.0)
+    # the share within 2 nm of the target grows with the share moved
+    assert np.mean(none < 2.0) < np.mean(half < 2.0) < np.mean(every < 2.0)
+    assert np.mean(every < 2.0) > 0.6
 
 
 def test_with_pending_points_ts_pending_band_ei_proposes_by_the_band_first_ei() -> None:
