@@ -66,7 +66,9 @@ def _crawl_data(opt: BotorchOptimizer) -> None:
                                               ("ts_band_share", 1.5), ("ts_band_share", -0.1),
                                               ("trust_region_init", 0.0),
                                               ("trust_region_init", 2.0),
-                                              ("trust_region_init", float("nan"))])
+                                              ("trust_region_init", float("nan")),
+                                              ("ts_global_share", 1.0),
+                                              ("ts_global_share", -0.1)])
 def test_bad_settings_are_refused_naming_the_field(field: str, value: Any) -> None:
     with pytest.raises(OptimizerError, match=field):
         BotorchOptimizer(space_2d(), target_objective(), **{field: value})
@@ -227,6 +229,19 @@ def test_trust_region_candidates_lie_in_the_box_around_the_best_in_band_point() 
     assert 100 <= X.shape[0] <= 200
     assert bool(((X - anchors[0]).abs() <= 0.1 + 1e-12).all())
     assert float((wide - anchors[0]).abs().max()) > 0.5  # without it: the whole space
+
+
+def test_ts_global_share_draws_that_share_of_the_set_from_the_whole_space() -> None:
+    opt, model, anchors = _fitted_anchors()
+    with torch.random.fork_rng():
+        X = candidate_set(opt.space, model, opt.objective, anchors, seed=1, n=200,
+                          trust_length=0.2, global_share=0.25)
+        boxed = candidate_set(opt.space, model, opt.objective, anchors, seed=1, n=200,
+                              trust_length=0.2)
+    inside = ((X - anchors[0]).abs() <= 0.1 + 1e-12).all(dim=-1)
+    assert 150 <= X.shape[0] <= 200
+    assert 40 <= int((~inside).sum()) <= 50  # the 50 global points, bar a few by chance
+    assert bool(((boxed - anchors[0]).abs() <= 0.1 + 1e-12).all())
 
 
 def test_a_band_floor_drops_the_long_shots_and_keeps_all_if_none_is_credible() -> None:
