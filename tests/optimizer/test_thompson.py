@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
@@ -187,8 +188,11 @@ def test_an_optimizer_with_a_small_trust_region_proposes_next_to_the_best_in_ban
     opt = BotorchOptimizer(space_2d(), target_objective(), seed=4, n_init=2,
                            trust_region_init=0.1, ts_candidates=256, **QUICK)
     _crawl_data(opt)
+    resumed = BotorchOptimizer.from_state(json.loads(json.dumps(opt.state_dict())))
     [x] = opt.ask(1)
     assert unit(opt.space, x) == pytest.approx([0.498, 0.15], abs=0.05 + 1e-9)
+    assert resumed.settings.trust_region_init == 0.1
+    assert resumed.ask(1) == [x]  # the box is a function of the saved history and settings
     wide = BotorchOptimizer(space_2d(), target_objective(), seed=4, n_init=2,
                             ts_candidates=256, **QUICK)
     _crawl_data(wide)
