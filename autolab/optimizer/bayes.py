@@ -340,9 +340,7 @@ class BotorchOptimizer(BaseOptimizer):
                                          length_init=self.settings.trust_region_init)
         anchors = anchor_points(spec, model, data.X_ok, data.in_band_ok)
         X = candidate_set(self.space, model, spec, anchors, seed=derive_seed(seed, 7),
-                          n=self.settings.ts_candidates, trust_length=length,
-                          band_share=self.settings.ts_band_share,
-                          global_share=self.settings.ts_global_share)
+                          n=self.settings.ts_candidates, trust_length=length)
         X = credible(spec, model, X, self.settings.ts_band_floor)
         return thompson_select(spec, model, X, n, seed=derive_seed(seed, 8),
                                has_feasibility=has_feas, X_pending=X_pending)

@@ -148,17 +148,9 @@ class BotorchSettings(BaseModel):
             about half of TS's experiments were in band, 77-80 % with ``band_ei``). 0: off.
             0.2 with the trust region on the design set: 30/36 good hits, median 19.5 (trust
             region alone 33/36, 20.5; paired mean -0.4): not a clear winner, so off.
-        ts_band_share: Share of the Thompson candidates (the trust region's, or the uniform
-            half of the global set) moved onto the model's predicted band by Newton steps
-            (:func:`~autolab.optimizer.acquisition.onto_band`). More candidates on the band
-            mean fewer draws whose argmax is a long shot off it.
         trust_region_init: Side of the trust region's first box (unit cube) and of every
             restart. TuRBO's 0.8 spans most of each range, so the draws roam far from the
             in-band experiment where the PL model is good; a smaller box refines it.
-        ts_global_share: With ``trust_region``, this share of the Thompson candidates is drawn
-            from the whole space (``ts_band_share`` of them moved onto the band) instead of
-            the box, so a draw may leave a basin when it believes a brighter in-band one lies
-            elsewhere. 0: all in the box (SCBO).
         prior_spread: Where the prior's discrepancy GP takes its amplitude from. ``"data"``:
             the readings' spread (``Standardize``), which after one or two readings makes the
             model sure the prior is off by a constant everywhere (the second proposal predicted
@@ -193,9 +185,7 @@ class BotorchSettings(BaseModel):
     ts_candidates: int = Field(default=1024, ge=16, le=16384)
     trust_region: bool = True
     ts_band_floor: float = Field(default=0.0, ge=0.0, lt=1.0, allow_inf_nan=False)
-    ts_band_share: float = Field(default=0.5, ge=0.0, le=1.0, allow_inf_nan=False)
     trust_region_init: float = Field(default=0.8, ge=0.01, le=1.6, allow_inf_nan=False)
-    ts_global_share: float = Field(default=0.0, ge=0.0, lt=1.0, allow_inf_nan=False)
     ts_pending: Literal["exclude", "band_ei"] = "band_ei"
     band_slack_tolerances: float = Field(default=0.0, ge=0.0, le=100.0, allow_inf_nan=False)
     band_slack_sd: float = Field(default=0.0, ge=0.0, le=10.0, allow_inf_nan=False)

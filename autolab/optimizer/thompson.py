@@ -219,16 +219,13 @@ def _local(space: ParameterSpace, anchors: NDArray[np.float64], n: int, seed: in
 
 
 def candidate_set(space: ParameterSpace, model: Any, spec: ObjectiveSpec, anchors: Tensor, *,
-                  seed: int, n: int, trust_length: float | None = None,
-                  band_share: float = 0.5, global_share: float = 0.0) -> Tensor:
+                  seed: int, n: int, trust_length: float | None = None) -> Tensor:
     """The finite set a Thompson draw is maximized over (unit cube, at most ``n`` rows).
 
     Without a trust region: half uniform points of the space, half local candidates around the
     anchors (all uniform while there are no anchors). With one (SCBO): every candidate uniform
-    in the trust region box around the first anchor, except a ``global_share`` of uniform
-    points of the whole space (a draw then leaves the box only where it believes a brighter
-    in-band basin lies there). ``band_share`` of the uniform points (half by default) are moved
-    onto the predicted band (:func:`~.acquisition.onto_band`; the box's kept in the box).
+    in the trust region box around the first anchor. Half of the uniform points are
+    moved onto the predicted band (:func:`~.acquisition.onto_band`; kept in the box).
 
     Args:
         space: The space (dimension, linear constraints).
@@ -238,39 +235,28 @@ def candidate_set(space: ParameterSpace, model: Any, spec: ObjectiveSpec, anchor
         seed: Seed of every random draw here.
         n: Size of the set.
         trust_length: Side of the trust region box, or ``None`` for the global set.
-        band_share: Share of the uniform points moved onto the predicted band
-            (``BotorchSettings.ts_band_share``).
-        global_share: With a trust region, share of the set drawn from the whole space
-            (``BotorchSettings.ts_global_share``).
     """
     device = anchors.device
     a = anchors.detach().cpu().numpy()
     if trust_length is not None and a.shape[0]:
         box = (np.clip(a[0] - trust_length / 2, 0.0, 1.0),
                np.clip(a[0] + trust_length / 2, 0.0, 1.0))
-        n_global = round(n * global_share)
-        inside = _onto_band(space, model, spec,
-                            _local(space, a, n - n_global, derive_seed(seed, 1), box),
-                            device=device, box=box, share=band_share)
-        if n_global:
-            outside = _onto_band(space, model, spec, random_design(space, derive_seed(seed, 3),
-                                                                   n_global),
-                                 device=device, box=None, share=band_share)
-            inside = np.concatenate([inside, outside])
+        inside = _onto_band(space, model, spec, _local(space, a, n, derive_seed(seed, 1), box),
+                            device=device, box=box)
         if inside.shape[0]:
             return torch.as_tensor(inside, dtype=torch.float64, device=device)
     local = _local(space, a, n // 2, derive_seed(seed, 1), None)
     uniform = random_design(space, derive_seed(seed, 2), n - local.shape[0])
-    uniform = _onto_band(space, model, spec, uniform, device=device, box=None, share=band_share)
+    uniform = _onto_band(space, model, spec, uniform, device=device, box=None)
     return torch.as_tensor(np.concatenate([uniform, local]), dtype=torch.float64, device=device)
 
 
 def _onto_band(space: ParameterSpace, model: Any, spec: ObjectiveSpec, u: NDArray[np.float64], *,
-               device: torch.device, box: tuple[NDArray[np.float64], NDArray[np.float64]] | None,
-               share: float) -> NDArray[np.float64]:
-    """A ``share`` of ``u`` moved onto the predicted band; with a box, clipped back into it."""
+               device: torch.device, box: tuple[NDArray[np.float64], NDArray[np.float64]] | None
+               ) -> NDArray[np.float64]:
+    """Half of ``u`` moved onto the predicted band; with a box, clipped back into it."""
     with torch.enable_grad():
-        moved = onto_band(space, model, spec, u, device=device, share=share)
+        moved = onto_band(space, model, spec, u, device=device, share=0.5)
     if box is None:
         return moved
     moved = np.clip(moved, box[0], box[1])

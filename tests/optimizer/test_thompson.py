@@ -8,7 +8,6 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from numpy.typing import NDArray
 
 from autolab.exceptions import ConfigError, OptimizerError
 from autolab.objective import ObjectiveSpec, OutcomeConstraint
@@ -64,12 +63,9 @@ def _crawl_data(opt: BotorchOptimizer) -> None:
                                               ("ts_candidates", 8), ("ts_candidates", "many"),
                                               ("trust_region", "maybe"),
                                               ("ts_band_floor", 1.0), ("ts_band_floor", -0.1),
-                                              ("ts_band_share", 1.5), ("ts_band_share", -0.1),
                                               ("trust_region_init", 0.0),
                                               ("trust_region_init", 2.0),
-                                              ("trust_region_init", float("nan")),
-                                              ("ts_global_share", 1.0),
-                                              ("ts_global_share", -0.1)])
+                                              ("trust_region_init", float("nan"))])
 def test_bad_settings_are_refused_naming_the_field(field: str, value: Any) -> None:
     with pytest.raises(OptimizerError, match=field):
         BotorchOptimizer(space_2d(), target_objective(), **{field: value})
@@ -235,19 +231,6 @@ def test_trust_region_candidates_lie_in_the_box_around_the_best_in_band_point() 
     assert float((wide - anchors[0]).abs().max()) > 0.5  # without it: the whole space
 
 
-def test_ts_global_share_draws_that_share_of_the_set_from_the_whole_space() -> None:
-    opt, model, anchors = _fitted_anchors()
-    with torch.random.fork_rng():
-        X = candidate_set(opt.space, model, opt.objective, anchors, seed=1, n=200,
-                          trust_length=0.2, global_share=0.25)
-        boxed = candidate_set(opt.space, model, opt.objective, anchors, seed=1, n=200,
-                              trust_length=0.2)
-    inside = ((X - anchors[0]).abs() <= 0.1 + 1e-12).all(dim=-1)
-    assert 150 <= X.shape[0] <= 200
-    assert 40 <= int((~inside).sum()) <= 50  # the 50 global points, bar a few by chance
-    assert bool(((boxed - anchors[0]).abs() <= 0.1 + 1e-12).all())
-
-
 def test_a_band_floor_drops_the_long_shots_and_keeps_all_if_none_is_credible() -> None:
     opt, model, anchors = _fitted_anchors()
     with torch.random.fork_rng():
@@ -263,21 +246,6 @@ def test_a_band_floor_drops_the_long_shots_and_keeps_all_if_none_is_credible() -
     # kept: 115 of 300, true PL median 0.2 nm off target; all: median 4 nm, mean 10 nm
     assert float(np.median(miss(kept))) < 2.0 < float(np.median(miss(X)))
     assert float(np.mean(miss(kept))) < 0.2 * float(np.mean(miss(X)))
-
-
-def test_ts_band_share_moves_that_share_of_the_candidates_onto_the_predicted_band() -> None:
-    opt, model, anchors = _fitted_anchors()
-
-    def miss(share: float) -> NDArray[np.float64]:
-        with torch.random.fork_rng():
-            X = candidate_set(opt.space, model, opt.objective, anchors, seed=1, n=200,
-                              trust_length=0.8, band_share=share)
-        return np.array([abs(peak_problem(opt.space, _at(opt, row.tolist()))["pl_peak_nm"]
-                             - 550.0) for row in X])
-    none, half, every = miss(0.0), miss(0.5), miss(1.0)
-    # the share within 2 nm of the target grows with the share moved
-    assert np.mean(none < 2.0) < np.mean(half < 2.0) < np.mean(every < 2.0)
-    assert np.mean(every < 2.0) > 0.6
 
 
 def test_with_pending_points_ts_pending_band_ei_proposes_by_the_band_first_ei() -> None:
