@@ -150,7 +150,12 @@ class BotorchSettings(BaseModel):
             region alone 33/36, 20.5; paired mean -0.4): not a clear winner, so off.
         trust_region_init: Side of the trust region's first box (unit cube) and of every
             restart. TuRBO's 0.8 spans most of each range, so the draws roam far from the
-            in-band experiment where the PL model is good; a smaller box refines it.
+            in-band experiment where the PL model is good; a smaller box refines it, but must
+            grow back first when the optimum in band lies in another basin. Screened
+            (docs/benchmarks.md "Optimizer choices", fourth round): 0.4 on the design set
+            32/36 good hits, median 17 against 33/36, 20.5 (paired mean -2.5, W-L 19-14); held
+            out (70 cells, 2 seeds) 60/70, median 22 against 63/70, 20 (+0.9, 29-33): faster
+            on twin-like members, slower on the others, so the default stays 0.8.
         prior_spread: Where the prior's discrepancy GP takes its amplitude from. ``"data"``:
             the readings' spread (``Standardize``), which after one or two readings makes the
             model sure the prior is off by a constant everywhere (the second proposal predicted
