@@ -155,7 +155,8 @@ class BotorchSettings(BaseModel):
             (docs/benchmarks.md "Optimizer choices", fourth round): 0.4 on the design set
             32/36 good hits, median 17 against 33/36, 20.5 (paired mean -2.5, W-L 19-14); held
             out (70 cells, 2 seeds) 60/70, median 22 against 63/70, 20 (+0.9, 29-33): faster
-            on twin-like members, slower on the others, so the default stays 0.8.
+            on twin-like members, slower on the others; a second design seed agreed (both
+            seeds 60/72 against 64/72, median 17 against 20), so the default stays 0.8.
         prior_spread: Where the prior's discrepancy GP takes its amplitude from. ``"data"``:
             the readings' spread (``Standardize``), which after one or two readings makes the
             model sure the prior is off by a constant everywhere (the second proposal predicted
