@@ -336,7 +336,8 @@ class BotorchOptimizer(BaseOptimizer):
             history = [float(rest_value(spec, spec.as_tensor(o.outcomes)))
                        if o.outcomes is not None and o.in_band and o.feasible else None
                        for o in (*self._reused, *self._observations)]
-            length = trust_region_length(history, self.space.dim)
+            length = trust_region_length(history, self.space.dim,
+                                         length_init=self.settings.trust_region_init)
         anchors = anchor_points(spec, model, data.X_ok, data.in_band_ok)
         X = candidate_set(self.space, model, spec, anchors, seed=derive_seed(seed, 7),
                           n=self.settings.ts_candidates, trust_length=length)

@@ -148,6 +148,15 @@ class BotorchSettings(BaseModel):
             about half of TS's experiments were in band, 77-80 % with ``band_ei``). 0: off.
             0.2 with the trust region on the design set: 30/36 good hits, median 19.5 (trust
             region alone 33/36, 20.5; paired mean -0.4): not a clear winner, so off.
+        trust_region_init: Side of the trust region's first box (unit cube) and of every
+            restart. TuRBO's 0.8 spans most of each range, so the draws roam far from the
+            in-band experiment where the PL model is good; a smaller box refines it, but must
+            grow back first when the optimum in band lies in another basin. Screened
+            (docs/benchmarks.md "Optimizer choices", fourth round): 0.4 on the design set
+            32/36 good hits, median 17 against 33/36, 20.5 (paired mean -2.5, W-L 19-14); held
+            out (70 cells, 2 seeds) 60/70, median 22 against 63/70, 20 (+0.9, 29-33): faster
+            on twin-like members, slower on the others; a second design seed agreed (both
+            seeds 60/72 against 64/72, median 17 against 20), so the default stays 0.8.
         prior_spread: Where the prior's discrepancy GP takes its amplitude from. ``"data"``:
             the readings' spread (``Standardize``), which after one or two readings makes the
             model sure the prior is off by a constant everywhere (the second proposal predicted
@@ -182,6 +191,7 @@ class BotorchSettings(BaseModel):
     ts_candidates: int = Field(default=1024, ge=16, le=16384)
     trust_region: bool = True
     ts_band_floor: float = Field(default=0.0, ge=0.0, lt=1.0, allow_inf_nan=False)
+    trust_region_init: float = Field(default=0.8, ge=0.01, le=1.6, allow_inf_nan=False)
     ts_pending: Literal["exclude", "band_ei"] = "band_ei"
     band_slack_tolerances: float = Field(default=0.0, ge=0.0, le=100.0, allow_inf_nan=False)
     band_slack_sd: float = Field(default=0.0, ge=0.0, le=10.0, allow_inf_nan=False)

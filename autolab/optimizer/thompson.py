@@ -106,23 +106,26 @@ def joint_draws(model: Any, X: Tensor, n: int) -> Tensor:
         return torch.cat([sub.posterior(X).rsample(torch.Size([n])) for sub in subs], dim=-1)
 
 
-def trust_region_length(in_band_rest: Sequence[float | None], dim: int) -> float | None:
+def trust_region_length(in_band_rest: Sequence[float | None], dim: int, *,
+                        length_init: float = TR_LENGTH_INIT) -> float | None:
     """Side of the trust region after the history ``in_band_rest`` (TuRBO's update rule).
 
     Args:
         in_band_rest: Per experiment in order, its measured non-target score if it was a
             success in every band and constraint, else ``None`` (failed or out of band).
         dim: Dimension of the space (TuRBO's failure tolerance is ``max(4, dim)``).
+        length_init: Side of the first box and of every restart
+            (``BotorchSettings.trust_region_init``).
 
     Returns:
         ``None`` before the first in-band experiment; then the side, which starts at
-        :data:`TR_LENGTH_INIT`, doubles after :data:`TR_SUCCESS_TOL` improvements in a row,
+        ``length_init``, doubles after :data:`TR_SUCCESS_TOL` improvements in a row,
         halves after ``max(4, dim)`` experiments in a row that did not improve the best in-band
         score, and restarts at the initial side once it falls below :data:`TR_LENGTH_MIN`.
     """
     fail_tol = max(4, dim)
     best: float | None = None
-    length = TR_LENGTH_INIT
+    length = length_init
     wins = losses = 0
     for value in in_band_rest:
         if best is None:
@@ -137,7 +140,7 @@ def trust_region_length(in_band_rest: Sequence[float | None], dim: int) -> float
         elif losses >= fail_tol:
             length, losses = length / 2.0, 0
         if length < TR_LENGTH_MIN:
-            length = TR_LENGTH_INIT
+            length = length_init
     return None if best is None else length
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
@@ -61,7 +62,10 @@ def _crawl_data(opt: BotorchOptimizer) -> None:
 @pytest.mark.parametrize(("field", "value"), [("acquisition", "thompson"), ("acquisition", 1),
                                               ("ts_candidates", 8), ("ts_candidates", "many"),
                                               ("trust_region", "maybe"),
-                                              ("ts_band_floor", 1.0), ("ts_band_floor", -0.1)])
+                                              ("ts_band_floor", 1.0), ("ts_band_floor", -0.1),
+                                              ("trust_region_init", 0.0),
+                                              ("trust_region_init", 2.0),
+                                              ("trust_region_init", float("nan"))])
 def test_bad_settings_are_refused_naming_the_field(field: str, value: Any) -> None:
     with pytest.raises(OptimizerError, match=field):
         BotorchOptimizer(space_2d(), target_objective(), **{field: value})
@@ -165,6 +169,31 @@ def test_trust_region_length_follows_successes_and_failures() -> None:
     assert trust_region_length([0.5, *[0.4] * 4], dim=5) == TR_LENGTH_INIT  # 4 < max(4, 5)
     # shrinking below the smallest side restarts at the initial one
     assert trust_region_length([0.5, *[None] * 35], dim=5) == TR_LENGTH_INIT  # 0.8 / 2^7 < min
+
+
+def test_trust_region_init_sets_the_first_side_and_the_side_of_every_restart() -> None:
+    assert trust_region_length([None, 0.2], dim=5, length_init=0.4) == 0.4
+    assert trust_region_length([0.5, *[None] * 5], dim=5, length_init=0.4) == pytest.approx(0.2)
+    # 0.4 / 2^6 < 0.5^7 restarts after 30 failures (0.8 needs 35)
+    assert trust_region_length([0.5, *[None] * 30], dim=5, length_init=0.4) == 0.4
+    assert trust_region_length([0.5, *[None] * 30], dim=5) == pytest.approx(TR_LENGTH_INIT / 64)
+
+
+def test_an_optimizer_with_a_small_trust_region_proposes_next_to_the_best_in_band_point() -> None:
+    """``trust_region_init`` reaches the proposal: a 0.1 box around the anchor [0.498, 0.15]."""
+    opt = BotorchOptimizer(space_2d(), target_objective(), seed=4, n_init=2,
+                           trust_region_init=0.1, ts_candidates=256, **QUICK)
+    _crawl_data(opt)
+    resumed = BotorchOptimizer.from_state(json.loads(json.dumps(opt.state_dict())))
+    [x] = opt.ask(1)
+    assert unit(opt.space, x) == pytest.approx([0.498, 0.15], abs=0.05 + 1e-9)
+    assert resumed.settings.trust_region_init == 0.1
+    assert resumed.ask(1) == [x]  # the box is a function of the saved history and settings
+    wide = BotorchOptimizer(space_2d(), target_objective(), seed=4, n_init=2,
+                            ts_candidates=256, **QUICK)
+    _crawl_data(wide)
+    [y] = wide.ask(1)
+    assert float(np.abs(np.subtract(unit(wide.space, y), [0.498, 0.15])).max()) > 0.05
 
 
 def test_scores_put_feasible_draws_first_and_then_the_least_violation() -> None:
