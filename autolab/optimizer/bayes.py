@@ -314,6 +314,10 @@ class BotorchOptimizer(BaseOptimizer):
                 acqf = self._acquisition(model, data, has_feas, seed, X_pending)
                 cand = self._maximize(acqf, n, seed, data.X_ok)
             self.last_predictions = self._predict(model, cand)
+        guard = (self._record or {}).get("prior_guard")
+        if guard:  # which model of each outcome proposed, journaled with the prediction
+            for p in self.last_predictions:
+                p["prior_guard"] = {name: c["model"] for name, c in guard.items()}
         return _repair(self.space, cand.cpu().numpy().astype(np.float64))
 
     def _acquisition(self, model: Any, data: _Data, has_feas: bool, seed: int,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
+from typing import Any
 
 import numpy as np
 import pytest
@@ -92,6 +93,7 @@ def test_a_prior_the_readings_contradict_hands_that_outcome_to_a_cold_model() ->
     assert record["pl_peak_nm"]["model"] == "cold"
     assert record["pl_peak_nm"]["loo_cold"] > record["pl_peak_nm"]["loo_prior"]
     assert record["qy"]["model"] == "prior"  # the mirror is right about QY
+    assert opt.last_predictions[0]["prior_guard"] == {"pl_peak_nm": "cold", "qy": "prior"}
     # The cold PL model proposes where the truth's band is (a = 5 gives ~550 nm), not where
     # the mirrored prior puts it.
     assert abs(peak_problem(opt.space, x)["pl_peak_nm"] - 550.0) <= 15.0
@@ -128,3 +130,44 @@ def test_prior_guard_is_validated() -> None:
         parse_optimizer_settings("botorch", {"prior": "twin", "prior_guard": "always"})
     with pytest.raises(ConfigError, match="guards a prior"):
         parse_optimizer_settings("botorch", {"prior_guard": "loo"})
+
+
+def _family_run(kind: str, seed: int, guard: str = "loo") -> tuple[BotorchOptimizer, Any]:
+    """The twin prior (guarded), 550 nm and QY, on a design member of the reactor family."""
+    from autolab.benchmarking.family import draw_member
+    from autolab.prior import twin_prior
+    from autolab.space import qd_space
+
+    opt = BotorchOptimizer(qd_space(), target_objective(), seed=0, prior="twin",
+                           prior_spread="stated", prior_guard=guard,
+                           outcome_prior=twin_prior(fixed=FIXED), **FAST)
+    return opt, draw_member(kind, seed)
+
+
+FIXED = {"p_to_in": 3.6}
+
+
+def _truth(member: Any, space: Any, points: list[dict[str, float]]) -> list[dict[str, float]]:
+    t = member.truth_points(np.array([[p[n] for n in space.names] for p in points]),
+                            space.names, FIXED)
+    return [{"pl_peak_nm": float(a), "qy": float(b)} for a, b in zip(t.pl_peak_nm, t.qy,
+                                                                       strict=True)]
+
+
+@pytest.mark.parametrize(("kind", "model"), [("rff", "cold"), ("twin", "prior")])
+def test_six_readings_tell_a_far_member_from_a_near_one(kind: str, model: str) -> None:
+    # Six Sobol readings of design member 0: on the twin-kind member the twin predicts every
+    # outcome better than a cold GP (LOO log density ~0.4-0.8 above it), and the guarded prior
+    # proposes exactly what the unguarded one does; on the random-Fourier member the twin
+    # predicts PL and QY worse, and those hand over to the cold GPs.
+    runs = [_family_run(kind, 0, guard) for guard in ("loo", "none")]
+    points = runs[0][0].space.from_unit(sobol_design(runs[0][0].space, 5, 0, 6))
+    proposals = []
+    for opt, member in runs:
+        opt.tell(points, _truth(member, opt.space, points))
+        proposals.append(opt.ask(1))
+    record = runs[0][0].state_dict()["model"]["prior_guard"]
+    assert record["pl_peak_nm"]["model"] == model
+    assert record["qy"]["model"] == model
+    assert (proposals[0] == proposals[1]) == (model == "prior")
+
