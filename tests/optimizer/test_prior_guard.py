@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Literal, cast
 
 import numpy as np
 import pytest
@@ -52,7 +52,7 @@ class RightPrior(MirrorPrior):
         return {k: np.array([r[k] for r in rows]) for k in self.outcomes}
 
 
-def _told(prior: object, n: int, **settings: object) -> BotorchOptimizer:
+def _told(prior: Any, n: int, **settings: Any) -> BotorchOptimizer:
     """A guarded optimizer told ``n`` Sobol readings of ``peak_problem``."""
     space = space_2d()
     opt = BotorchOptimizer(space, target_objective(), seed=0, prior="twin",
@@ -132,7 +132,8 @@ def test_prior_guard_is_validated() -> None:
         parse_optimizer_settings("botorch", {"prior_guard": "loo"})
 
 
-def _family_run(kind: str, seed: int, guard: str = "loo") -> tuple[BotorchOptimizer, Any]:
+def _family_run(kind: Literal["twin", "rff", "additive"], seed: int, guard: str = "loo"
+                ) -> tuple[BotorchOptimizer, Any]:
     """The twin prior (guarded), 550 nm and QY, on a design member of the reactor family."""
     from autolab.benchmarking.family import draw_member
     from autolab.prior import twin_prior
@@ -140,7 +141,7 @@ def _family_run(kind: str, seed: int, guard: str = "loo") -> tuple[BotorchOptimi
 
     opt = BotorchOptimizer(qd_space(), target_objective(), seed=0, prior="twin",
                            prior_spread="stated", prior_guard=guard,
-                           outcome_prior=twin_prior(fixed=FIXED), **FAST)
+                           outcome_prior=cast(Any, twin_prior(fixed=FIXED)), **FAST)
     return opt, draw_member(kind, seed)
 
 
@@ -155,7 +156,8 @@ def _truth(member: Any, space: Any, points: list[dict[str, float]]) -> list[dict
 
 
 @pytest.mark.parametrize(("kind", "model"), [("rff", "cold"), ("twin", "prior")])
-def test_six_readings_tell_a_far_member_from_a_near_one(kind: str, model: str) -> None:
+def test_six_readings_tell_a_far_member_from_a_near_one(kind: Literal["twin", "rff"],
+                                                        model: str) -> None:
     # Six Sobol readings of design member 0: on the twin-kind member the twin predicts every
     # outcome better than a cold GP (LOO log density ~0.4-0.8 above it), and the guarded prior
     # proposes exactly what the unguarded one does; on the random-Fourier member the twin
