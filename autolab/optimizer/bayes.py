@@ -72,6 +72,7 @@ from autolab.optimizer.prior import (
     prior_best,
     stated_spread,
 )
+from autolab.optimizer.prior_guard import guard_models
 from autolab.optimizer.settings import BotorchSettings
 from autolab.optimizer.thompson import (
     anchor_points,
@@ -282,9 +283,18 @@ class BotorchOptimizer(BaseOptimizer):
             maxiter=self.settings.fit_maxiter, seed=seed,
             design=GPDesign(kernel=self.settings.kernel,
                             input_warping=self.settings.input_warping))
+        choices = None
+        if self._prior is not None and self.settings.prior_guard == "loo":
+            cold = build_model_list(
+                data.X_ok, data.Y_ok, Yvar_ok=data.Yvar_ok if self.settings.known_noise else None,
+                maxiter=self.settings.fit_maxiter, seed=seed,
+                design=GPDesign(kernel=self.settings.kernel))
+            model, choices = guard_models(model, cold, spec.outcome_names, data.X_ok.shape[0])
         names = [*spec.outcome_names, *(["feasibility"] if has_feas else [])]
         self._record = {"n_observations": len(self._observations), "n_reused": len(self._reused),
                         "seed": seed, "hyperparameters": hyperparameters(model, names)}
+        if choices is not None:
+            self._record["prior_guard"] = {c.outcome: c.record() for c in choices}
         return model, data, has_feas, seed
 
     def _ask_model(self, n: int, pending: list[dict[str, float]]) -> NDArray[np.float64]:
@@ -304,6 +314,10 @@ class BotorchOptimizer(BaseOptimizer):
                 acqf = self._acquisition(model, data, has_feas, seed, X_pending)
                 cand = self._maximize(acqf, n, seed, data.X_ok)
             self.last_predictions = self._predict(model, cand)
+        guard = (self._record or {}).get("prior_guard")
+        if guard:  # which model of each outcome proposed, journaled with the prediction
+            for p in self.last_predictions:
+                p["prior_guard"] = {name: c["model"] for name, c in guard.items()}
         return _repair(self.space, cand.cpu().numpy().astype(np.float64))
 
     def _acquisition(self, model: Any, data: _Data, has_feas: bool, seed: int,
