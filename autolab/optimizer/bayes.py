@@ -161,8 +161,9 @@ class BotorchOptimizer(BaseOptimizer):
                 # see warped inputs
                 raise OptimizerError("settings.input_warping cannot be combined with a prior "
                                      "(outcome_prior / prior: twin): drop one of them")
-            if self.settings.prior_spread == "stated":
-                stated_spread(outcome_prior)  # refuse a prior that states none, now
+        self.settings = _resolve_prior_settings(self.settings, outcome_prior)
+        if outcome_prior is not None and self.settings.prior_spread == "stated":
+            stated_spread(outcome_prior)  # refuse a prior that states none, now
         self._prior = outcome_prior
         self._prior_surrogate: PriorSurrogate | None = None
         self._fit_cache: tuple[Any, tuple[Any, _Data, bool, int]] | None = None
@@ -565,7 +566,8 @@ class BotorchOptimizer(BaseOptimizer):
             {**state, "settings": _saved(state.get("settings", {}))}, **objects)
 
     def _load_settings(self, settings: Mapping[str, Any]) -> None:
-        self.settings = _parse_settings(_for_mode(_saved(settings), self.objective))
+        self.settings = _resolve_prior_settings(
+            _parse_settings(_for_mode(_saved(settings), self.objective)), self._prior)
         _check_acquisition(self.settings, self.objective)
         self.device = resolve_device(self.settings.device)
 
@@ -654,15 +656,35 @@ def _improvement_bar(incumbent: float | None, min_improvement: float) -> float |
 
 
 def _saved(settings: Mapping[str, Any]) -> Mapping[str, Any]:
-    """Saved settings as they were meant: a state without ``acquisition`` predates its setting.
+    """Saved settings as they were meant: a state without a setting predates it.
 
-    Such a state was written when the band-first EI was the only search (every state written
-    since holds every setting), so it resumes with that search and proposes what the
-    uninterrupted campaign would have.
+    Every state holds every setting of its day, so a missing ``acquisition`` means the
+    band-first EI was the only search, and a missing ``prior_spread`` / ``prior_guard`` means
+    the prior was used as-is (``data``, no guard): such a state resumes with what it had and
+    proposes what the uninterrupted campaign would have.
     """
-    if "acquisition" not in settings:
-        return {"acquisition": "band_ei", **settings}
-    return settings
+    old = {"acquisition": "band_ei", "prior_spread": "data", "prior_guard": "none"}
+    missing = {k: v for k, v in old.items() if k not in settings}
+    return {**missing, **settings} if missing else settings
+
+
+def _resolve_prior_settings(settings: BotorchSettings,
+                            prior: OutcomePrior | None) -> BotorchSettings:
+    """The ``"auto"`` prior settings made concrete, so the saved state says what was used.
+
+    With a prior, ``auto`` means the safe twin prior measured on the reactor family: its stated
+    discrepancy (when the prior states one) and the leave-one-out guard that hands an outcome
+    to a cold GP once the readings contradict the prior (docs/benchmarks.md, "A guard against a
+    wrong prior"). Without one, both are moot and read ``data`` / ``none``.
+    """
+    used = prior is not None and settings.prior != "none"
+    update: dict[str, str] = {}
+    if settings.prior_spread == "auto":
+        states = used and bool(getattr(prior, "discrepancy_sd", None))
+        update["prior_spread"] = "stated" if states else "data"
+    if settings.prior_guard == "auto":
+        update["prior_guard"] = "loo" if used else "none"
+    return settings.model_copy(update=update) if update else settings
 
 
 def _for_mode(settings: Mapping[str, Any], objective: ObjectiveSpec) -> Mapping[str, Any]:

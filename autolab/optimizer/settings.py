@@ -165,7 +165,9 @@ class BotorchSettings(BaseModel):
             a LogNormal prior on a learned amplitude (``autolab.optimizer.prior``). Screened
             on the design set (budget 30; docs/benchmarks.md "An honest discrepancy"): near
             members in band at 2.5 vs 3.5 with ``data``, far members' good hits 2/12 either way
-            (7/12 cold), so the default stays ``data``.
+            (7/12 cold). ``"auto"`` (default): ``stated`` when the prior states a spread (the
+            twin prior does), else ``data``; the optimizer writes the value it chose into its
+            settings, so a saved state resumes with it.
         prior_guard: ``"loo"``: after each ``tell`` (from
             ``prior_guard.GUARD_MIN_READINGS`` successes on) each outcome's GP with the prior
             and a cold GP fitted on the same readings are scored by their leave-one-out
@@ -175,8 +177,9 @@ class BotorchSettings(BaseModel):
             a wrong prior"; budget 30): near members unchanged (in band at 3, good hit at 5
             against 20 cold); far members 9/12 good hits against 5/12 unguarded and 10/12 cold,
             +2.0 experiments at the paired median against cold on the design set, +1.0 held
-            out. Default ``"none"`` because the prior itself is off by default; with a prior,
-            ``"loo"`` is the recommended setting.
+            out. ``"auto"`` (default): ``"loo"`` when a prior is given, else ``"none"``; the
+            optimizer writes the value it chose into its settings (a state saved before the
+            guard existed resumes with ``"none"``).
     """
 
     model_config = _SETTINGS
@@ -192,8 +195,8 @@ class BotorchSettings(BaseModel):
     cpu_threads: int = Field(default=1, ge=1, le=256)
     known_noise: bool = True
     prior: Literal["none", "twin"] = "none"
-    prior_spread: Literal["data", "stated"] = "data"
-    prior_guard: Literal["none", "loo"] = "none"
+    prior_spread: Literal["auto", "data", "stated"] = "auto"
+    prior_guard: Literal["auto", "none", "loo"] = "auto"
     band_weight: float = Field(default=1.0, gt=0.0, le=1.0)
     band_projection: bool = False
     min_improvement: float = Field(default=0.0, ge=0.0, le=1e6, allow_inf_nan=False)
@@ -224,7 +227,7 @@ class BotorchSettings(BaseModel):
 
     @model_validator(mode="after")
     def _guard_needs_prior(self) -> BotorchSettings:
-        if self.prior_guard != "none" and self.prior == "none":
+        if self.prior_guard == "loo" and self.prior == "none":
             raise ValueError(f"prior_guard {self.prior_guard!r} guards a prior: set prior "
                              "(e.g. 'twin') or drop prior_guard")
         return self

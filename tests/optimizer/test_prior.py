@@ -141,7 +141,8 @@ def test_prior_spread_is_validated() -> None:
                          outcome_prior=PeakPrior())
     from autolab.optimizer.settings import parse_optimizer_settings
 
-    with pytest.raises(ConfigError, match=r"settings\.prior_spread: Input should be 'data' or"):
+    with pytest.raises(ConfigError,
+                       match=r"settings\.prior_spread: Input should be 'auto', 'data' or"):
         parse_optimizer_settings("botorch", {"prior": "twin", "prior_spread": "family"})
     with pytest.raises(ConfigError, match="states no discrepancy_sd"):
         BotorchOptimizer(space, obj, prior="twin", prior_spread="stated",

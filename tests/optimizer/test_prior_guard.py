@@ -56,7 +56,7 @@ def _told(prior: Any, n: int, **settings: Any) -> BotorchOptimizer:
     """A guarded optimizer told ``n`` Sobol readings of ``peak_problem``."""
     space = space_2d()
     opt = BotorchOptimizer(space, target_objective(), seed=0, prior="twin",
-                           prior_guard="loo", outcome_prior=prior, **FAST, **settings)
+                           outcome_prior=prior, **FAST, **{"prior_guard": "loo", **settings})
     points = space.from_unit(sobol_design(space, 5, 0, n))
     opt.tell(points, [peak_problem(space, p) for p in points],
              [{"pl_peak_nm": 1.0, "qy": 0.01}] * n)
@@ -126,10 +126,45 @@ def test_a_guarded_campaign_resumes_exactly() -> None:
 def test_prior_guard_is_validated() -> None:
     with pytest.raises(OptimizerError, match="prior_guard 'loo' guards a prior"):
         BotorchOptimizer(space_2d(), target_objective(), prior_guard="loo")
-    with pytest.raises(ConfigError, match=r"settings\.prior_guard: Input should be 'none' or"):
+    with pytest.raises(ConfigError,
+                       match=r"settings\.prior_guard: Input should be 'auto', 'none' or"):
         parse_optimizer_settings("botorch", {"prior": "twin", "prior_guard": "always"})
     with pytest.raises(ConfigError, match="guards a prior"):
         parse_optimizer_settings("botorch", {"prior_guard": "loo"})
+
+
+class SpreadPrior(RightPrior):
+    """``peak_problem`` stating how far a reactor may stray from it."""
+
+    discrepancy_sd = MappingProxyType({"pl_peak_nm": 5.0, "qy": 0.05})
+
+
+def test_a_prior_is_stated_and_guarded_unless_told_otherwise() -> None:
+    space, objective = space_2d(), target_objective()
+    opt = BotorchOptimizer(space, objective, prior="twin", outcome_prior=SpreadPrior(), **FAST)
+    assert (opt.settings.prior_spread, opt.settings.prior_guard) == ("stated", "loo")
+    # a prior that states no spread keeps the readings' spread, still guarded
+    opt = BotorchOptimizer(space, objective, prior="twin", outcome_prior=RightPrior(), **FAST)
+    assert (opt.settings.prior_spread, opt.settings.prior_guard) == ("data", "loo")
+    # what was chosen is in the state, so a resume cannot choose again differently
+    assert opt.state_dict()["settings"]["prior_guard"] == "loo"
+    explicit = BotorchOptimizer(space, objective, prior="twin", outcome_prior=SpreadPrior(),
+                                prior_spread="data", prior_guard="none", **FAST)
+    assert (explicit.settings.prior_spread, explicit.settings.prior_guard) == ("data", "none")
+    cold = BotorchOptimizer(space, objective, **FAST)
+    assert (cold.settings.prior_spread, cold.settings.prior_guard) == ("data", "none")
+
+
+def test_a_state_saved_before_the_guard_resumes_unguarded() -> None:
+    opt = _told(MirrorPrior(), 6, prior_spread="data", prior_guard="none")
+    state = opt.state_dict()
+    [x] = opt.ask(1)
+    settings = {k: v for k, v in state["settings"].items()
+                if k not in ("prior_spread", "prior_guard")}
+    again = BotorchOptimizer.from_state({**state, "settings": settings},
+                                        outcome_prior=MirrorPrior())
+    assert (again.settings.prior_spread, again.settings.prior_guard) == ("data", "none")
+    assert again.ask(1) == [x]
 
 
 def _family_run(kind: Literal["twin", "rff", "additive"], seed: int, guard: str = "loo"
