@@ -52,8 +52,6 @@ RATE_CAPS = ("full_weight", "refusal", "devices")
 REPRESENTATIVE_RULES = ("full_weight_first", "cautious")
 #: What follows a step none of whose readings was accepted (``after_unread:``).
 AFTER_UNREAD = ("ask", "hold")
-#: What the optimizer is told is pending when a dynamic step asks (``ask_pending:``).
-ASK_PENDING = ("fluid", "none")
 
 
 class RampLimitsConfig(BaseModel):
@@ -205,14 +203,6 @@ class DynamicConfig(BaseModel):
             proposal) for the hold time (``hold_min`` + ``hold_residence_times`` × τ, at
             least one frame interval), so the fluid made there reaches the cell and is read;
             at most ``MAX_UNREAD_HOLDS`` such holds in a row, then ask.
-        ask_pending: What the ask is told is pending. ``fluid``: three samples of the last
-            mean residence time of the realized history, the fluid run but not yet read
-            (their outcomes fantasized; the default optimizer then proposes with the
-            band-first EI, never by Thompson sampling, which it keeps for asks with nothing
-            pending). ``none``: nothing; by the time a step ends, most of that fluid has been
-            read and told (the hold at the proposal is for that), the rest comes with the next
-            step, and a proposal where the reactor already is costs a hold there. The
-            optimizer then proposes as in a steady campaign with one reactor.
         archive_frames: Keep every streamed frame set next to the journal
             (``dynamic/trial_NNNN.npz``); the journal keeps the observations either way.
     """
@@ -234,7 +224,6 @@ class DynamicConfig(BaseModel):
     max_ramp_min: float = Field(default=60.0, gt=0, le=10_000, allow_inf_nan=False)
     representative: Literal["full_weight_first", "cautious"] = "full_weight_first"
     after_unread: Literal["ask", "hold"] = "ask"
-    ask_pending: Literal["fluid", "none"] = "fluid"
     archive_frames: bool = True
 
     @model_validator(mode="after")
@@ -282,6 +271,5 @@ class DynamicConfig(BaseModel):
         return MappingPolicy(spread_limits=refuse)
 
 
-__all__ = ["AFTER_UNREAD", "ASK_PENDING", "HOLD_AT", "HOLD_ENDS", "PLANS", "RATE_CAPS",
-           "REPRESENTATIVE_RULES", "DynamicConfig", "MappingConfig", "RampLimitsConfig",
-           "SweepConfig"]
+__all__ = ["AFTER_UNREAD", "HOLD_AT", "HOLD_ENDS", "PLANS", "RATE_CAPS", "REPRESENTATIVE_RULES",
+           "DynamicConfig", "MappingConfig", "RampLimitsConfig", "SweepConfig"]

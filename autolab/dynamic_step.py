@@ -312,7 +312,7 @@ class DynamicRunner:
                 and self.unread_steps > 0 and self.unread_holds < MAX_UNREAD_HOLDS)
 
     def _ask(self) -> dict[str, float]:
-        pending = self.pending() if self.cfg.ask_pending == "fluid" else []
+        pending = self.pending()
         opt = self.c.optimizer
         batch = opt.ask(1, pending=pending) if pending else opt.ask(1)
         return dict(batch[0])

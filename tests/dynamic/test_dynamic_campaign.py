@@ -29,7 +29,7 @@ from autolab.dynamic import (
     observe_batch,
     plan_ramp,
 )
-from autolab.dynamic_config import AFTER_UNREAD, ASK_PENDING, HOLD_AT, DynamicConfig
+from autolab.dynamic_config import AFTER_UNREAD, HOLD_AT, DynamicConfig
 from autolab.dynamic_step import (
     HOLD_PLACES,
     JUMP_LIMITS,
@@ -115,7 +115,6 @@ def test_a_ramp_faster_than_the_heaters_is_refused_before_anything_moves() -> No
 def test_hold_and_jump_registries_match_their_settings() -> None:
     fields = DynamicConfig.model_fields
     assert set(get_args(fields["after_unread"].annotation)) == set(AFTER_UNREAD)
-    assert set(get_args(fields["ask_pending"].annotation)) == set(ASK_PENDING)
     assert set(HOLD_PLACES) == set(get_args(fields["hold_at"].annotation)) == set(HOLD_AT)
     assert set(JUMP_LIMITS) == set(get_args(fields["jump_limit"].annotation))
 
@@ -146,8 +145,7 @@ def test_the_dynamic_block_is_validated_whole() -> None:
            ({"dynamic": {"hold_at": "after_jump", "hold_min": 5, "plan": "between_proposals"}},
             "judges plan: approach"),
            ({"dynamic": {"representative": "brightest"}}, "representative"),
-           ({"dynamic": {"after_unread": "wait"}}, "after_unread"),
-           ({"dynamic": {"ask_pending": "all"}}, "ask_pending")]
+           ({"dynamic": {"after_unread": "wait"}}, "after_unread")]
     base = load_campaign(CAMPAIGN).model_dump(mode="json")
     for patch, needle in bad:
         data = {**base, **patch}
@@ -417,21 +415,3 @@ def test_a_step_that_read_nothing_is_followed_by_a_hold_that_reads_its_fluid(
     assert not runner.holds_unread()
     runner.unread_holds, runner.unread_steps = 0, 0
     assert not runner.holds_unread()
-
-
-def test_ask_pending_none_asks_as_a_steady_campaign_would(tmp_path: Path) -> None:
-    """A proposal is a pure function of the data and the pending points: after one step the
-    runner's ask equals the optimizer's own ask with nothing pending (``none``) or with the
-    fluid still in the tanks pending (``fluid``, the default), and the two differ."""
-    asks = {}
-    for mode in ASK_PENDING:
-        campaign = Campaign.create(_config(1, ask_pending=mode), tmp_path / mode)
-        campaign.run()
-        runner = dynamic_runner(campaign)
-        fluid = runner.pending()
-        assert len(fluid) == 3  # the history since the settle: the fluid not yet read
-        asks[mode] = runner._ask()
-        expected = (campaign.optimizer.ask(1) if mode == "none"
-                    else campaign.optimizer.ask(1, pending=fluid))
-        assert asks[mode] == expected[0]
-    assert asks["none"] != asks["fluid"]
