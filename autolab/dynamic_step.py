@@ -267,6 +267,7 @@ class DynamicRunner:
             raise ConfigError(f"executor {self.reactor.executor.name!r} cannot run "
                               "trajectories; mode: dynamic needs the twin or cstr executor")
         self.limits: RampLimits = self.cfg.limits()
+        self.space = cfg.space.build()
         self.policy = self.cfg.policy()
         self.history = History()
         #: Where the reactor was commanded last (the end of the last trajectory), if known.
@@ -704,6 +705,12 @@ class DynamicRunner:
         """What the optimizer is told for one trajectory (live and on resume)."""
         names = self.c.config.objective.outcome_names
         conds, outs, sds = to_tell(observations, self.c.config.space.parameters, names)
+        # a mixture's mapped conditions may sit just outside a linear constraint between
+        # channels mapped over different windows (the shell temperature over the shell
+        # stage's time, the core temperature over the core's): journaled, not told, since the
+        # optimizer models the searched space only
+        inside = [i for i, c in enumerate(conds) if self.space.is_feasible(c)]
+        conds, outs, sds = ([c[i] for i in inside] for c in (conds, outs, sds))
         told_outs: list[dict[str, float] | None] = [*outs]
         told_sds: list[dict[str, float] | None] = [*sds]
         if failure:

@@ -415,3 +415,29 @@ def test_a_step_that_read_nothing_is_followed_by_a_hold_that_reads_its_fluid(
     assert not runner.holds_unread()
     runner.unread_holds, runner.unread_steps = 0, 0
     assert not runner.holds_unread()
+
+
+def test_a_reading_mapped_just_outside_a_linear_constraint_is_journaled_not_told(
+        tmp_path: Path) -> None:
+    """The shell temperature is mapped over the shell stage's time and the core's over the
+    core's, so a mixture's mapped point can sit just outside ``t_shell_c - t_core_c >= 40``
+    (seen on a family member: by 0.046 °C, which stopped the campaign when told)."""
+    config = _config(1)
+    runner = dynamic_runner(Campaign.create(config, tmp_path / "runs"))
+    ex = SimulatedExecutor(seed=3)
+    caps = MappingPolicy().rate_caps(A, cascade_geometry(ex.session, A))
+    m = ex.run_trajectory(plan_ramp(A, B, LIMITS.tightened(caps), hold_end_min=5), LIMITS,
+                          frame_interval_min=4.0)
+    accepted = [o for o in _observed(ex, m) if o.accepted][:4]
+    assert len(accepted) == 4
+    o = accepted[0]
+    low = 250.0  # the space's lowest shell temperature: the core must be <= 210 °C
+    outside = replace(o, conditions=replace(o.conditions, t_shell_c=low,
+                                            t_core_c=low - 40.0 + 0.05))
+    space = config.space.build()
+    assert not space.is_feasible({n: outside.conditions.value(n) for n in space.names})
+    proposal = {n: B.value(n) for n in space.names}
+    conds, outs, sds = runner.told([outside, *accepted[1:]], proposal, False)
+    assert len(conds) == len(outs) == len(sds) == 3
+    assert all(space.is_feasible(c) for c in conds)
+    assert conds[0] == {n: accepted[1].conditions.value(n) for n in space.names}
