@@ -18,6 +18,8 @@ limits), how often a frame set is taken and how a ramp is planned::
       hold_end: full               # or: steady (end the hold once the stream is steady)
       hold_at: end                 # or: after_jump (the full hold only after a spoiling jump)
       rate_caps: full_weight       # or: refusal, devices
+      representative: full_weight_first   # or: cautious (the reading whose worst case ranks best)
+      after_unread: ask            # or: hold (after a step that read nothing, read its fluid)
 
 Kept out of :mod:`autolab.config` so the pure dynamic layer's types stay next to their schema.
 """
