@@ -161,7 +161,10 @@ def _config(budget: int, **dynamic: object) -> CampaignConfig:
     data["stop"] = {"target_reached": False}
     data["tracking"] = {"enabled": False}
     data["optimizer"] = {"kind": "sobol"}
-    data["dynamic"] = {**data["dynamic"], **dynamic}
+    # the options' defaults unless a test sets them (the shipped file uses some of them)
+    defaults = {"hold_at": "end", "jump_limit": "full_weight", "after_unread": "ask",
+                "representative": "full_weight_first"}
+    data["dynamic"] = {**data["dynamic"], **defaults, **dynamic}
     return parse_campaign(data, "test")
 
 
