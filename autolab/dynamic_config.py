@@ -18,6 +18,8 @@ limits), how often a frame set is taken and how a ramp is planned::
       hold_end: full               # or: steady (end the hold once the stream is steady)
       hold_at: end                 # or: after_jump (the full hold only after a spoiling jump)
       rate_caps: full_weight       # or: refusal, devices
+      representative: full_weight_first   # or: cautious (the reading whose worst case ranks best)
+      after_unread: ask            # or: hold (after a step that read nothing, read its fluid)
 
 Kept out of :mod:`autolab.config` so the pure dynamic layer's types stay next to their schema.
 """
@@ -48,6 +50,10 @@ HOLD_AT = ("end", "after_jump")
 HOLD_ENDS = ("full", "steady")
 #: How the ramp rates are capped beyond the devices (``rate_caps:``).
 RATE_CAPS = ("full_weight", "refusal", "devices")
+#: Which streamed reading stands for a trial (``representative:``; autolab.dynamic.represent).
+REPRESENTATIVE_RULES = ("full_weight_first", "cautious")
+#: What follows a step none of whose readings was accepted (``after_unread:``).
+AFTER_UNREAD = ("ask", "hold")
 
 
 class RampLimitsConfig(BaseModel):
@@ -186,6 +192,19 @@ class DynamicConfig(BaseModel):
             make longer is run in this time instead (never faster than the devices allow),
             its readings down-weighted or refused as the mapping judges them. A large move
             early in a campaign would otherwise take days at full-weight rates.
+        representative: Which accepted reading stands for the trial (``best``, the stop rules
+            and the tracker read it): ``full_weight_first`` (the best by the objective's rank,
+            among the full-weight ones where there are any) or ``cautious`` (the one whose
+            one-sigma worst case ranks best, so a sharp reading wins among equals and a
+            down-weighted one only where even its worst case ranks first;
+            :mod:`autolab.dynamic.represent`).
+        after_unread: What follows a step none of whose readings was accepted (all refused:
+            the cell held mixtures of a jump the whole time), which told the optimizer
+            nothing. ``ask``: ask again; the ask sees the same data, and may return to the
+            same far proposals, in a cycle. ``hold``: hold where the reactor is (the last
+            proposal) for the hold time (``hold_min`` + ``hold_residence_times`` × τ, at
+            least one frame interval), so the fluid made there reaches the cell and is read;
+            at most ``MAX_UNREAD_HOLDS`` such holds in a row, then ask.
         archive_frames: Keep every streamed frame set next to the journal
             (``dynamic/trial_NNNN.npz``); the journal keeps the observations either way.
     """
@@ -205,6 +224,8 @@ class DynamicConfig(BaseModel):
     jump_limit: Literal["full_weight", "refusal"] = "full_weight"
     rate_caps: Literal["full_weight", "refusal", "devices"] = "full_weight"
     max_ramp_min: float = Field(default=60.0, gt=0, le=10_000, allow_inf_nan=False)
+    representative: Literal["full_weight_first", "cautious"] = "full_weight_first"
+    after_unread: Literal["ask", "hold"] = "ask"
     archive_frames: bool = True
 
     @model_validator(mode="after")
@@ -252,5 +273,5 @@ class DynamicConfig(BaseModel):
         return MappingPolicy(spread_limits=refuse)
 
 
-__all__ = ["HOLD_AT", "HOLD_ENDS", "PLANS", "RATE_CAPS", "DynamicConfig", "MappingConfig",
-           "RampLimitsConfig", "SweepConfig"]
+__all__ = ["AFTER_UNREAD", "HOLD_AT", "HOLD_ENDS", "PLANS", "RATE_CAPS", "REPRESENTATIVE_RULES",
+           "DynamicConfig", "MappingConfig", "RampLimitsConfig", "SweepConfig"]

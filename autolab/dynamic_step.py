@@ -20,9 +20,11 @@ What is told, and what is kept apart:
   (the feasibility model learns to avoid it); one whose readings were refused for the mapping's
   sake tells nothing (it says nothing about the chemistry).
 
-The *trial* of a step (what ``best``, the stop rules and the tracker see) is its best accepted
-reading by the objective's rank (among the full-weight ones where there are any), at that
-reading's mapped conditions, with its honest sigma as the features' errors; the journal's
+The *trial* of a step (what ``best``, the stop rules and the tracker see) is one accepted
+reading (``representative``, :mod:`autolab.dynamic.represent`: by default the best by the
+objective's rank among the full-weight ones where there are any; ``cautious``: the one whose
+one-sigma worst case ranks best), at that reading's mapped conditions, with its honest sigma as
+the features' errors; the journal's
 ``dynamic`` extra holds the commanded and realized trajectories, every observation and where the
 frames were archived.
 
@@ -31,6 +33,11 @@ time of the history has not reached the outlet yet; those conditions (sampled fr
 history) are passed as pending points, so the optimizer does not propose what is already under
 way. The readings of the fluid still in the tanks come with the next trajectory, whose frames are
 mapped through the whole realized history since the reactor last settled.
+
+A step whose readings were all refused told the optimizer nothing; with ``after_unread: hold``
+the next step does not ask (the ask would see the same data, and may cycle between far
+proposals) but holds where the reactor is until the mapping says the cell's fluid is readable
+(:meth:`DynamicRunner.unread_hold_min`).
 
 ``hold_end: steady`` runs the hold at the end of a ramp in short pieces and ends it at the first
 check where the mapping flags the cell's fluid steady and the steady procedure's verdict finds
@@ -68,6 +75,7 @@ from autolab.dynamic import (
     to_tell,
 )
 from autolab.dynamic.channels import TRACER_ROLES
+from autolab.dynamic.represent import FULL_WEIGHT, REPRESENTATIVES
 from autolab.dynamic_config import DynamicConfig
 from autolab.exceptions import (
     ConfigError,
@@ -96,10 +104,14 @@ ARCHIVE_DIR = "dynamic"
 PENDING_POINTS = 3
 #: History kept for the mapping, in mean total residence times (older fluid has left).
 HISTORY_RESIDENCE_TIMES = 8.0
-#: Weight at which a reading counts as taken at full weight (not down-weighted).
-FULL_WEIGHT = 1.0 - 1e-9
 #: ``hold_end: steady``: frame intervals of hold run between two steadiness checks.
 HOLD_CHECK_FRAMES = 2
+#: ``after_unread: hold``: holds in a row after steps that read nothing, before asking again.
+MAX_UNREAD_HOLDS = 2
+#: ``after_unread: hold``: frame intervals held past the first reading the mapping accepts.
+UNREAD_READ_FRAMES = 5
+#: ``after_unread: hold``: longest such hold, in mean residence times at the position.
+UNREAD_HOLD_MAX_TAU = 3.0
 #: Features each frame is observed in (the outcomes the objective may read).
 OBSERVED = ("pl_peak_nm", "fwhm_nm", "qy")
 
@@ -255,10 +267,15 @@ class DynamicRunner:
             raise ConfigError(f"executor {self.reactor.executor.name!r} cannot run "
                               "trajectories; mode: dynamic needs the twin or cstr executor")
         self.limits: RampLimits = self.cfg.limits()
+        self.space = cfg.space.build()
         self.policy = self.cfg.policy()
         self.history = History()
         #: Where the reactor was commanded last (the end of the last trajectory), if known.
         self.position: Conditions | None = None
+        #: Steps in a row that told the optimizer nothing (every reading refused).
+        self.unread_steps = 0
+        #: ``after_unread: hold``: holds in a row since the optimizer was last asked.
+        self.unread_holds = 0
 
     # ----------------------------------------------------------------------------- step
     def step(self) -> Trial:
@@ -266,16 +283,34 @@ class DynamicRunner:
         c, reactor = self.c, self.reactor
         index = c.journal.state.next_index
         t0 = time.perf_counter()
-        proposal = reactor.redo.pop(0) if reactor.redo else self._ask()
+        hold = not reactor.redo and self.holds_unread()
+        if reactor.redo:
+            proposal = reactor.redo.pop(0)
+        elif hold:
+            assert self.position is not None
+            proposal = c._searched(self.position.as_dict(), "the reactor's position")
+        else:
+            proposal = self._ask()
+        self.unread_holds = self.unread_holds + 1 if hold else 0
         elapsed = time.perf_counter() - t0
         end = Conditions.from_mapping({**proposal, **c.config.space.fixed})
-        traj, settle = self._plan(end)
+        traj, settle = self._plan(end, hold_unread=hold)
         c.journal.append_started(index, end.as_dict(), elapsed, reactor=reactor.name)
         outcome, fatal = self._run(traj, settle)
-        trial = self._deliver(index, proposal, end, traj=traj, out=outcome, elapsed=elapsed)
+        trial = self._deliver(index, proposal, end, traj=traj, out=outcome, elapsed=elapsed,
+                              hold_unread=hold)
         if fatal is not None:
             raise fatal
         return trial
+
+    def holds_unread(self) -> bool:
+        """``after_unread: hold``: whether this step holds where the reactor is, unasked.
+
+        The last step's readings were all refused (nothing told), so an ask would see the same
+        data as before it; the fluid made at its end is still in the tanks, and a hold reads it.
+        """
+        return (self.cfg.after_unread == "hold" and self.position is not None
+                and self.unread_steps > 0 and self.unread_holds < MAX_UNREAD_HOLDS)
 
     def _ask(self) -> dict[str, float]:
         pending = self.pending()
@@ -294,15 +329,22 @@ class DynamicRunner:
         times = np.linspace(max(0.0, now - tau), now, PENDING_POINTS).tolist()
         return [self.c._searched(p.as_dict(), "pending trajectory") for p in tr.sample(times)]
 
-    def _plan(self, end: Conditions) -> tuple[Trajectory, bool | None]:
-        """The trajectory to ``end`` and whether the rig must settle first."""
+    def _plan(self, end: Conditions, *, hold_unread: bool = False
+              ) -> tuple[Trajectory, bool | None]:
+        """The trajectory to ``end`` and whether the rig must settle first.
+
+        ``hold_unread``: the step holds where the reactor is after a step that read nothing
+        (``after_unread: hold``), for the whole hold time.
+        """
         here = self.position
         hold = max(self.cfg.hold_min, self.cfg.frame_interval_min)
         if here is None:  # nothing known: settle at the proposal and read it steady
             return Trajectory((0.0, hold), (end, end)), True
         times, points = PLANNERS[self.cfg.plan](self, here, end)
         if times[-1] <= 0:  # asked where the reactor is: hold there
-            if self.cfg.hold_at == "after_jump":  # every step lasts the hold time at least
+            if hold_unread:
+                hold = max(hold, self.unread_hold_min(end))
+            elif self.cfg.hold_at == "after_jump":  # every step lasts the hold time at least
                 hold = max(hold, self.hold_at_min(end))
             return Trajectory((0.0, hold), (end, end)), None
         times, points = HOLD_PLACES[self.cfg.hold_at](self, times, points)
@@ -337,6 +379,29 @@ class DynamicRunner:
         if hold <= 0:
             return times, points
         return [*times, times[-1] + hold], [*points, points[-1]]
+
+    def unread_hold_min(self, end: Conditions) -> float:
+        """``after_unread: hold``: how long to hold at ``end`` so the cell's fluid is read.
+
+        The mapping of the history, held on at ``end``, says when the cell's readings stop
+        being refused for their spread (a jump's mixtures take about two residence times to
+        wash out); the hold lasts until then and ``UNREAD_READ_FRAMES`` frames more, at least
+        the hold time, at most ``UNREAD_HOLD_MAX_TAU`` residence times.
+        """
+        tau = end.tau_core_min + end.tau_shell_min
+        dt = self.cfg.frame_interval_min
+        least = max(self.hold_at_min(end), dt)
+        cap = max(least, UNREAD_HOLD_MAX_TAU * tau)
+        history, _ = self.history.trajectory()
+        now = history.duration_min
+        planned = Trajectory((*history.times_min, now + cap), (*history.points, end),
+                             held_before=history.held_before)
+        times = now + np.arange(0.0, cap + dt / 2, dt)
+        mapped = map_outlet(planned, times, cascade_geometry(self._rig(), end),
+                            roles=self._roles())
+        first = next((float(t) - now for i, t in enumerate(times)
+                      if self.policy.accepts(mapped, i, held_before=history.held_before)), cap)
+        return min(cap, max(least, first + UNREAD_READ_FRAMES * dt))
 
     def hold_at_min(self, end: Conditions) -> float:
         """Hold at the end of a ramp: ``hold_min`` plus ``hold_residence_times`` × τ at ``end``."""
@@ -412,6 +477,11 @@ class DynamicRunner:
 
     def _rig(self) -> Any:
         return self.reactor.executor.procedure.rig  # type: ignore[attr-defined]
+
+    def _roles(self) -> Mapping[str, Any] | None:
+        """The mapping's roles: tracer roles on a simulated rig whose physics has no kinetics."""
+        physics = getattr(self.reactor.executor, "twin", None)
+        return TRACER_ROLES if getattr(physics, "resolves_transients", True) is False else None
 
     # ----------------------------------------------------------------------------- run
     def _run(self, traj: Trajectory, settle: bool | None
@@ -513,9 +583,7 @@ class DynamicRunner:
         start = m.started_lab_h * 60.0
         times = start + np.asarray(m.times_min, dtype=np.float64) - origin
         geometry = cascade_geometry(self._rig(), m.trajectory.points[0])
-        physics = getattr(self.reactor.executor, "twin", None)
-        roles = TRACER_ROLES if getattr(physics, "resolves_transients", True) is False else None
-        mapped = map_outlet(history, times, geometry, roles=roles)
+        mapped = map_outlet(history, times, geometry, roles=self._roles())
         obs = observe_batch(mapped, batch, OBSERVED, policy=self.policy,
                             held_before=history.held_before)
         shift = start - origin  # observation times from the trajectory's own start
@@ -523,7 +591,8 @@ class DynamicRunner:
 
     # ----------------------------------------------------------------------------- deliver
     def _deliver(self, index: int, proposal: dict[str, float], end: Conditions, *,
-                 traj: Trajectory, out: StepOutcome, elapsed: float) -> Trial:
+                 traj: Trajectory, out: StepOutcome, elapsed: float,
+                 hold_unread: bool = False) -> Trial:
         """Journal the trial with every observation, then tell, forecast and track."""
         c, reactor = self.c, self.reactor
         trial, rep = self._trial(index, end, out, elapsed)
@@ -537,13 +606,16 @@ class DynamicRunner:
             "reactor_reagent_total_ml": dict(reactor.reagent_total_ml), "queue": [],
             "lab_clock_h": c.lab_clock_h, "reagent_total_ml": c.reagent_total_ml,
             "prediction": None, "origin": TrialOrigin.PROPOSED.value,
-            "dynamic": self._record(index, proposal, traj, out, rep)}
+            "dynamic": {**self._record(index, proposal, traj, out, rep),
+                        "hold_unread": hold_unread}}
         if isinstance(out.fault, DeviceFault):
             extra["device"] = out.fault.device
             extra["device_log"] = list(out.fault.device_log[-400:])
         c.journal.append_trial(trial, extra=extra)
         c.trials.append(trial)
         told = self._tell(trial, proposal, out)
+        unread = told == 0 and trial.status is not TrialStatus.INVALID
+        self.unread_steps = self.unread_steps + 1 if unread else 0
         c._event(f"{experiment_label(index)}: {len(out.observations)} readings streamed, "
                  f"{told} told" + (f"; {out.error}" if out.error else ""))
         if trial.status is not TrialStatus.INVALID:
@@ -557,20 +629,14 @@ class DynamicRunner:
                ) -> tuple[Trial, int | None]:
         """The step's trial: its best accepted reading (or the failure), and its position."""
         objective = self.c.config.objective
-        accepted = [i for i, o in enumerate(out.observations) if o.accepted]
-        # a full-weight reading stands for the trial where there is one: a down-weighted one is
-        # a mixture whose mapped conditions say less about where its product was made
-        full = [i for i in accepted if out.observations[i].weight >= FULL_WEIGHT]
-        accepted = full or accepted
-        best = objective.best_index([self._outcomes_of(out.observations[i]) for i in accepted])
-        if out.fault is not None or best is None:
+        rep = REPRESENTATIVES[self.cfg.representative](out.observations, objective)
+        if out.fault is not None or rep is None:
             status = TrialStatus.INVALID if out.fault is not None else TrialStatus.FAILED
             error = out.error or ("no usable emission in any frame" if out.no_emission else
                                   "no reading of this trajectory was accepted (see the "
                                   "observations' reasons)")
             return Trial(index=index, conditions=end.as_dict(), status=status, error=error,
                          proposal_time_s=elapsed), None
-        rep = accepted[best]
         o = out.observations[rep]
         outcomes = self._outcomes_of(o)
         score = objective.score(outcomes) if objective.is_feasible(outcomes) else None
@@ -639,6 +705,12 @@ class DynamicRunner:
         """What the optimizer is told for one trajectory (live and on resume)."""
         names = self.c.config.objective.outcome_names
         conds, outs, sds = to_tell(observations, self.c.config.space.parameters, names)
+        # a mixture's mapped conditions may sit just outside a linear constraint between
+        # channels mapped over different windows (the shell temperature over the shell
+        # stage's time, the core temperature over the core's): journaled, not told, since the
+        # optimizer models the searched space only
+        inside = [i for i, c in enumerate(conds) if self.space.is_feasible(c)]
+        conds, outs, sds = ([c[i] for i in inside] for c in (conds, outs, sds))
         told_outs: list[dict[str, float] | None] = [*outs]
         told_sds: list[dict[str, float] | None] = [*sds]
         if failure:

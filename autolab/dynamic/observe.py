@@ -172,6 +172,16 @@ class MappingPolicy:
         """
         return self._jump_within(a, b, refusal=True)
 
+    def accepts(self, mapped: MappedConditions, i: int, *, held_before: bool = True) -> bool:
+        """Whether a reading at outlet time ``i`` of ``mapped`` would be accepted for its spreads.
+
+        The spread part of :func:`observe`'s verdict (the features' flags aside): for a planner
+        that asks when the cell will hold readable fluid before any frame is taken.
+        """
+        _, _, refused, _ = _judge(mapped.conditions(i), mapped.spread(i),
+                                  float(mapped.before_start[i]), self, held_before)
+        return not refused
+
     def _jump_within(self, a: Conditions, b: Conditions, *, refusal: bool) -> bool:
         start, end = flatten(a), flatten(b)
         for ch, x in start.items():

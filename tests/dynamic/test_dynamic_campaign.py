@@ -29,8 +29,15 @@ from autolab.dynamic import (
     observe_batch,
     plan_ramp,
 )
-from autolab.dynamic_config import HOLD_AT, DynamicConfig
-from autolab.dynamic_step import HOLD_PLACES, JUMP_LIMITS, dynamic_runner, joined
+from autolab.dynamic_config import AFTER_UNREAD, HOLD_AT, DynamicConfig
+from autolab.dynamic_step import (
+    HOLD_PLACES,
+    JUMP_LIMITS,
+    MAX_UNREAD_HOLDS,
+    UNREAD_HOLD_MAX_TAU,
+    dynamic_runner,
+    joined,
+)
 from autolab.exceptions import ConditionsError, ConfigError
 from autolab.executors.ramp import DynamicMeasurement, cascade_geometry
 from autolab.executors.simulated import SimulatedExecutor
@@ -107,6 +114,7 @@ def test_a_ramp_faster_than_the_heaters_is_refused_before_anything_moves() -> No
 
 def test_hold_and_jump_registries_match_their_settings() -> None:
     fields = DynamicConfig.model_fields
+    assert set(get_args(fields["after_unread"].annotation)) == set(AFTER_UNREAD)
     assert set(HOLD_PLACES) == set(get_args(fields["hold_at"].annotation)) == set(HOLD_AT)
     assert set(JUMP_LIMITS) == set(get_args(fields["jump_limit"].annotation))
 
@@ -135,7 +143,9 @@ def test_the_dynamic_block_is_validated_whole() -> None:
            ({"dynamic": {"hold_at": "after_jump", "hold_min": 5, "jump_limit": "any"}},
             "jump_limit"),
            ({"dynamic": {"hold_at": "after_jump", "hold_min": 5, "plan": "between_proposals"}},
-            "judges plan: approach")]
+            "judges plan: approach"),
+           ({"dynamic": {"representative": "brightest"}}, "representative"),
+           ({"dynamic": {"after_unread": "wait"}}, "after_unread")]
     base = load_campaign(CAMPAIGN).model_dump(mode="json")
     for patch, needle in bad:
         data = {**base, **patch}
@@ -151,7 +161,10 @@ def _config(budget: int, **dynamic: object) -> CampaignConfig:
     data["stop"] = {"target_reached": False}
     data["tracking"] = {"enabled": False}
     data["optimizer"] = {"kind": "sobol"}
-    data["dynamic"] = {**data["dynamic"], **dynamic}
+    # the options' defaults unless a test sets them (the shipped file uses some of them)
+    defaults = {"hold_at": "end", "jump_limit": "full_weight", "after_unread": "ask",
+                "representative": "full_weight_first"}
+    data["dynamic"] = {**data["dynamic"], **defaults, **dynamic}
     return parse_campaign(data, "test")
 
 
@@ -362,3 +375,72 @@ def test_joined_pieces_make_one_stream_and_a_faults_partial_joins_them() -> None
     assert joined([first], None) is first
     assert joined([], None) is None
     assert joined([], second) is second
+
+
+def _unread_run(tmp_path: Path, after_unread: str) -> tuple[CampaignConfig, list[dict[str, Any]]]:
+    """Sobol proposals, ramped at the devices' pace with a short hold: jumps that read nothing."""
+    config = _config(6, plan="approach", approach_min=5.0, hold_residence_times=0.3,
+                     rate_caps="devices", after_unread=after_unread)
+    result = Campaign.create(config, tmp_path / after_unread).run()
+    state = Journal.read(result.run_dir / "journal.jsonl")
+    return config, [state.extras[t.index]["dynamic"] for t in state.trials]
+
+
+def test_a_step_that_read_nothing_is_followed_by_a_hold_that_reads_its_fluid(
+        tmp_path: Path) -> None:
+    # asked again (the default), the Sobol optimizer, told nothing, re-asks the same point:
+    # one-frame holds at the reactor's position that read nothing, step after step
+    _, asked = _unread_run(tmp_path, "ask")
+    unread = [i for i, d in enumerate(asked) if d["n_accepted"] == 0]
+    assert len(unread) >= 3 and not any(d["hold_unread"] for d in asked)
+    # held instead: the mapping of the held history says when the cell's fluid is readable,
+    # and the hold lasts until then (plus a few frames), so it reads the last proposal's fluid
+    config, held = _unread_run(tmp_path, "hold")
+    holds = [i for i, d in enumerate(held) if d["hold_unread"]]
+    assert holds
+    for i in holds:
+        before, hold = held[i - 1], held[i]
+        assert before["n_accepted"] == 0 and not before["told_failure"]
+        tr = Trajectory.from_dict(hold["trajectory"])
+        end = Conditions.from_mapping(before["trajectory"]["points"][-1])
+        assert set(tr.points) == {end}  # where the reactor was: no ramp, nothing asked
+        tau = end.tau_core_min + end.tau_shell_min
+        assert 0.3 * tau <= tr.duration_min <= UNREAD_HOLD_MAX_TAU * tau + 1e-9
+        assert hold["proposal"] == pytest.approx(
+            {k: end.value(k) for k in config.space.parameters})
+    assert any(held[i]["n_accepted"] > 0 for i in holds)
+    assert sum(d["n_accepted"] == 0 for d in held) < len(unread)
+    # at most MAX_UNREAD_HOLDS holds in a row, then the optimizer is asked again
+    runner = dynamic_runner(Campaign.create(config, tmp_path / "rule"))
+    runner.position, runner.unread_steps = A, 1
+    assert runner.holds_unread()
+    runner.unread_holds = MAX_UNREAD_HOLDS
+    assert not runner.holds_unread()
+    runner.unread_holds, runner.unread_steps = 0, 0
+    assert not runner.holds_unread()
+
+
+def test_a_reading_mapped_just_outside_a_linear_constraint_is_journaled_not_told(
+        tmp_path: Path) -> None:
+    """The shell temperature is mapped over the shell stage's time and the core's over the
+    core's, so a mixture's mapped point can sit just outside ``t_shell_c - t_core_c >= 40``
+    (seen on a family member: by 0.046 °C, which stopped the campaign when told)."""
+    config = _config(1)
+    runner = dynamic_runner(Campaign.create(config, tmp_path / "runs"))
+    ex = SimulatedExecutor(seed=3)
+    caps = MappingPolicy().rate_caps(A, cascade_geometry(ex.session, A))
+    m = ex.run_trajectory(plan_ramp(A, B, LIMITS.tightened(caps), hold_end_min=5), LIMITS,
+                          frame_interval_min=4.0)
+    accepted = [o for o in _observed(ex, m) if o.accepted][:4]
+    assert len(accepted) == 4
+    o = accepted[0]
+    low = 250.0  # the space's lowest shell temperature: the core must be <= 210 °C
+    outside = replace(o, conditions=replace(o.conditions, t_shell_c=low,
+                                            t_core_c=low - 40.0 + 0.05))
+    space = config.space.build()
+    assert not space.is_feasible({n: outside.conditions.value(n) for n in space.names})
+    proposal = {n: B.value(n) for n in space.names}
+    conds, outs, sds = runner.told([outside, *accepted[1:]], proposal, False)
+    assert len(conds) == len(outs) == len(sds) == 3
+    assert all(space.is_feasible(c) for c in conds)
+    assert conds[0] == {n: accepted[1].conditions.value(n) for n in space.names}
