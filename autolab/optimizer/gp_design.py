@@ -18,14 +18,14 @@ so a new kernel is one line and every caller validates against the same names.
   temperature, a saturating ratio), which a stationary kernel can only fit with one short
   lengthscale everywhere.
 * ``mean``: ``"constant"`` (BoTorch's default) or ``"linear"``: a linear trend in the unit-cube
-  inputs, ``b + w . x``, its weights fitted with the other hyperparameters under a Normal(0,
-  :data:`LINEAR_MEAN_PRIOR_SD`) prior (standardized outcome units per unit of input), a MAP
-  fit. Why: the PL peak of every reactor a chemist meets moves monotonically and smoothly with
-  the conditions (hotter and longer red-shift it). A constant-mean GP reverts to the data's
-  average a few lengthscales from its 4-6 design points, so its first proposals cannot aim at a
-  band the design has not bracketed; a fitted trend carries the slope there. The prior keeps the
-  trend modest where 4-6 points in 6 inputs cannot pin it down (7 weights), and the stationary
-  kernel still fits whatever the trend misses.
+  inputs, ``b + w . x``, its weights fitted (MAP) with the other hyperparameters under a
+  Normal(0, :data:`LINEAR_MEAN_PRIOR_SD` / sd(x_i)) prior, sd(x_i) the spread of input i in
+  the training data. Why: the PL peak of every reactor a chemist meets moves monotonically
+  and smoothly with the conditions (hotter and longer red-shift it). A constant-mean GP reverts
+  to the data's average a few lengthscales from its 4-6 design points, so its first proposals
+  cannot aim at a band the design has not bracketed; a fitted trend carries the slope there.
+  The prior keeps the trend modest where 4-6 points in 6 inputs cannot pin it down (7
+  weights), and the stationary kernel still fits whatever the trend misses.
 """
 
 from __future__ import annotations
@@ -52,29 +52,38 @@ KERNELS: dict[str, Callable[[int], Kernel]] = {
                                                                    use_rbf_kernel=False),
 }
 
-#: Sd of the Normal(0, sd) prior on each weight of the linear mean: standardized outcome units per
-#: unit-cube unit of input. A linear response in one input, standardized over the box, has a
-#: slope of sqrt(12) = 3.46; least squares of the standardized PL peak on 4,096 uniform points of
-#: each of the 9 design-set members gave one dominant weight of 3.1-3.5 (the halide ratio), the
-#: others within +-0.8, R^2 0.83-0.99 (docs/benchmarks.md "A trend in the mean"). With sd 2 the
-#: dominant slope is 1.7 sd out (a prior cost of 1.4 nats), while 4 points in 6 inputs cannot
-#: fix 7 weights at will.
-LINEAR_MEAN_PRIOR_SD = 2.0
+#: Prior sd of each input's trend, ``w_i * sd(x_i)``: how many standardized outcome sds the
+#: linear mean may move over one sd of that input in the training data. Scaling by the inputs'
+#: spread makes the prior the same whether the points span the box (the initial design) or
+#: cluster near the band later (the outcome's standardization shrinks with them, so raw
+#: standardized slopes grow as 1/spread). Least squares of the standardized PL peak on 4,096
+#: uniform points of each of the 9 design-set members gave one dominant trend of 0.90-1.0 (the
+#: halide ratio; 0.29 x slopes 3.1-3.5), the others within +-0.25, R^2 0.83-0.99
+#: (docs/benchmarks.md "A trend in the mean"): 0.6 puts that trend 1.6 sd out, so the fit can
+#: reach it while 4-6 points in 6 inputs cannot fix 7 weights at will.
+LINEAR_MEAN_PRIOR_SD = 0.6
+
+#: Smallest input spread the prior divides by (unit-cube units): an input every training point
+#: shares says nothing about its slope, which then stays near its start (0) instead of free.
+MIN_INPUT_SD = 0.02
 
 
-def _linear_mean(dim: int) -> Mean:
-    """``b + w . x`` with a Normal(0, :data:`LINEAR_MEAN_PRIOR_SD`) prior on ``w``, from zero."""
-    mean = LinearMean(input_size=dim, bias=True)
+def _linear_mean(X: Tensor) -> Mean:
+    """``b + w . x`` from zero, with the spread-scaled Normal prior on ``w`` (module docs)."""
+    dim = X.shape[-1]
+    mean = LinearMean(input_size=dim, bias=True).to(X)
     with torch.no_grad():
         mean.weights.zero_()
         typing.cast(Tensor, mean.bias).zero_()
-    mean.register_prior("weights_prior", NormalPrior(0.0, LINEAR_MEAN_PRIOR_SD), "weights")
+    spread = X.std(dim=0).clamp_min(MIN_INPUT_SD) if X.shape[0] > 1 else torch.ones_like(X[0])
+    scale = (LINEAR_MEAN_PRIOR_SD / spread).unsqueeze(-1)  # (dim, 1), as the weights
+    mean.register_prior("weights_prior", NormalPrior(torch.zeros_like(scale), scale), "weights")
     return mean
 
 
-#: Mean name -> builder of a mean function over ``dim`` inputs, or ``None`` for BoTorch's own
-#: constant mean (left to ``SingleTaskGP``).
-MEANS: dict[str, Callable[[int], Mean] | None] = {
+#: Mean name -> builder of a mean function for training inputs ``X``, or ``None`` for BoTorch's
+#: own constant mean (left to ``SingleTaskGP``).
+MEANS: dict[str, Callable[[Tensor], Mean] | None] = {
     "constant": None,
     "linear": _linear_mean,
 }
@@ -110,9 +119,9 @@ class GPDesign:
         return self == GPDesign()
 
     def mean_module(self, like: Tensor) -> Mean | None:
-        """A fresh mean over inputs like ``like``, or ``None``: BoTorch's constant mean."""
+        """A fresh mean for training inputs ``like``, or ``None``: BoTorch's constant mean."""
         build = MEANS[self.mean]
-        return None if build is None else build(like.shape[-1]).to(like)
+        return None if build is None else build(like).to(like)
 
     def structure(self, X: Tensor) -> dict[str, object]:
         """``SingleTaskGP`` keyword arguments for inputs ``X`` (empty: BoTorch's own GP)."""
