@@ -68,6 +68,7 @@ VARIANTS: dict[str, Variant] = {
     "warp": Variant(GPDesign(input_warping=True)),
     "matern52-warp": Variant(GPDesign(kernel="matern52", input_warping=True)),
     "learned-noise": Variant(known_noise=False),
+    "linear-mean": Variant(GPDesign(mean="linear")),
     "log-qy": Variant(log_qy=True),
 }
 

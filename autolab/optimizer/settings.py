@@ -87,10 +87,12 @@ class BotorchSettings(BaseModel):
         input_warping: Learn a Kumaraswamy-CDF warp of each input of the outcome GPs
             (BoTorch's ``Warp``), for responses steeper at one end of a range than the other.
         mean: Prior mean of the outcome GPs named by ``mean_outcomes``
-            (:mod:`~autolab.optimizer.gp_design`): ``"constant"`` (BoTorch's) or ``"linear"``,
-            a fitted linear trend in the inputs, so the model extrapolates a monotone response
-            (a PL peak) from the first few points toward a band they have not bracketed, where
-            a constant mean reverts to the data's average. Not combined with a prior
+            (:mod:`~autolab.optimizer.gp_design`): ``"constant"`` (BoTorch's), ``"linear"``,
+            a fitted (MAP) linear trend in the inputs, so the model extrapolates a monotone
+            response (a PL peak) from the first few points toward a band they have not
+            bracketed, where a constant mean reverts to the data's average, or
+            ``"linear_kernel"``, the same trend with its weights integrated out (a linear
+            kernel added), whose sd grows away from the data. Not combined with a prior
             (``prior``/``outcome_prior``), whose own mean takes that place.
         mean_outcomes: Which outcome GPs take ``mean``: ``"targets"`` (the outcomes of the
             objective's Target terms, e.g. the PL peak) or ``"all"``.
@@ -186,7 +188,7 @@ class BotorchSettings(BaseModel):
     min_improvement: float = Field(default=0.0, ge=0.0, le=1e6, allow_inf_nan=False)
     kernel: Literal["rbf", "matern52"] = "rbf"
     input_warping: bool = False
-    mean: Literal["constant", "linear"] = "constant"
+    mean: Literal["constant", "linear", "linear_kernel"] = "constant"
     mean_outcomes: Literal["targets", "all"] = "targets"
     acquisition: Literal["band_ei", "ts", "band_ei_then_ts"] = "band_ei_then_ts"
     ts_candidates: int = Field(default=1024, ge=16, le=16384)

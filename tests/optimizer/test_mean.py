@@ -15,7 +15,12 @@ from autolab.exceptions import ConfigError, OptimizerError
 from autolab.objective import qd_objective
 from autolab.optimizer import BotorchOptimizer, scalable
 from autolab.optimizer.bayes import outcome_designs
-from autolab.optimizer.gp_design import LINEAR_MEAN_PRIOR_SD, MEANS, GPDesign
+from autolab.optimizer.gp_design import (
+    LINEAR_MEAN_PRIOR_SD,
+    MEANS,
+    CenteredLinearKernel,
+    GPDesign,
+)
 from autolab.optimizer.models import build_model_list
 from autolab.optimizer.scalable import SparseGP
 from autolab.optimizer.settings import BotorchSettings, parse_optimizer_settings
@@ -25,6 +30,7 @@ from .problems import peak_problem, space_2d, target_objective
 
 F64 = torch.float64
 LINEAR = GPDesign(mean="linear")
+LINEAR_KERNEL = GPDesign(mean="linear_kernel")
 FAST: dict[str, Any] = dict(_FAST)
 
 
@@ -117,6 +123,34 @@ def test_trend_extrapolates_where_the_constant_mean_reverts() -> None:
     assert float(errors["linear"].max()) < 0.5 * float(errors["constant"].min()), errors
 
 
+def _fit_far(design: GPDesign) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, Any]:
+    """The low-x0 data of the test above; posterior mean and sd at the far points, the GP."""
+    gen = torch.Generator().manual_seed(3)
+    X = torch.rand(6, 2, dtype=F64, generator=gen) * torch.tensor([0.3, 1.0], dtype=F64)
+    y = (_trend(X) + 0.5 * torch.randn(6, dtype=F64, generator=gen)).unsqueeze(-1)
+    far = torch.tensor([[0.9, 0.2], [0.9, 0.5], [0.9, 0.8], [0.7, 0.5]], dtype=F64)
+    torch.manual_seed(0)
+    model = build_model_list(X, y, Yvar_ok=torch.full_like(y, 0.25), design=design)
+    with torch.no_grad():
+        post = model.posterior(far)
+    return (post.mean.squeeze(-1), post.variance.sqrt().squeeze(-1), _trend(far),
+            model.models[0])
+
+
+def test_integrated_trend_extrapolates_with_an_honest_sd() -> None:
+    """``linear_kernel``: the trend's weights are integrated, so far from the data the mean
+    follows the slope and the sd says how far it may be off (the MAP trend's does not)."""
+    mean_k, sd_k, truth, gp = _fit_far(LINEAR_KERNEL)
+    mean_c, _, _, _ = _fit_far(GPDesign())
+    mean_m, sd_m, _, _ = _fit_far(LINEAR)
+    assert isinstance(gp.covar_module.kernels[1], CenteredLinearKernel)
+    assert bool(((mean_k - truth).abs() < (mean_c - truth).abs()).all())
+    z_kernel = ((mean_k - truth) / sd_k).abs()
+    z_map = ((mean_m - truth) / sd_m).abs()
+    assert float(z_kernel.max()) < 3.0, (mean_k, sd_k, truth)
+    assert float(z_map.max()) > float(z_kernel.max())
+
+
 def test_optimizer_with_linear_mean_proposes_and_records_the_trend() -> None:
     space, obj = space_2d(), target_objective()
     opt = BotorchOptimizer(space, obj, seed=0, mean="linear", **FAST)
@@ -134,12 +168,13 @@ def test_optimizer_with_linear_mean_proposes_and_records_the_trend() -> None:
     assert "mean_module.weights" not in qy
 
 
-def test_linear_mean_on_the_large_n_path(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("mean", ["linear", "linear_kernel"])
+def test_trend_on_the_large_n_path(monkeypatch: pytest.MonkeyPatch, mean: str) -> None:
     """Above LARGE_N the sparse posterior keeps the fitted trend as its mean and still asks."""
     monkeypatch.setattr(scalable, "LARGE_N", 40)
     monkeypatch.setattr(scalable, "FIT_SUBSET", 30)
     space, obj = space_2d(), target_objective()
-    opt = BotorchOptimizer(space, obj, seed=0, mean="linear", mean_outcomes="all", **FAST)
+    opt = BotorchOptimizer(space, obj, seed=0, mean=mean, mean_outcomes="all", **FAST)
     u = np.random.default_rng(1).random((60, 2))
     points = space.from_unit(u)
     opt.tell(points, [peak_problem(space, p) for p in points])
@@ -148,7 +183,11 @@ def test_linear_mean_on_the_large_n_path(monkeypatch: pytest.MonkeyPatch) -> Non
     model = opt._fit_cache[1][0] if opt._fit_cache is not None else None
     assert model is not None
     subs: list[Any] = list(model.models)
-    assert all(isinstance(s, SparseGP) and isinstance(s.mean_module, LinearMean) for s in subs)
+    assert all(isinstance(s, SparseGP) for s in subs)
+    if mean == "linear":
+        assert all(isinstance(s.mean_module, LinearMean) for s in subs)
+    else:
+        assert all(isinstance(s.covar_module.kernels[1], CenteredLinearKernel) for s in subs)
     # the sparse posterior at the training points follows the response (500-610 nm)
     X = torch.tensor(u[:10], dtype=F64)
     truth = torch.tensor([peak_problem(space, p)["pl_peak_nm"] for p in points[:10]], dtype=F64)
