@@ -192,5 +192,5 @@ def test_trend_on_the_large_n_path(monkeypatch: pytest.MonkeyPatch, mean: str) -
     X = torch.tensor(u[:10], dtype=F64)
     truth = torch.tensor([peak_problem(space, p)["pl_peak_nm"] for p in points[:10]], dtype=F64)
     with torch.no_grad():
-        mean = model.posterior(X).mean[:, 0]
-    assert float((mean - truth).abs().max()) < 2.0
+        predicted = model.posterior(X).mean[:, 0]
+    assert float((predicted - truth).abs().max()) < 2.0
