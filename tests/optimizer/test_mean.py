@@ -73,11 +73,12 @@ class _ShiftedPeak:
                 for k in self.outcomes}
 
 
-def test_linear_mean_with_a_prior_is_refused() -> None:
+@pytest.mark.parametrize("mean", ["linear", "linear_kernel"])
+def test_a_trend_with_a_prior_is_refused(mean: str) -> None:
     """The prior is the GPs' mean already; silently dropping one of the two would mislead."""
-    with pytest.raises(OptimizerError, match=r"settings\.mean 'linear' cannot be combined"):
+    with pytest.raises(OptimizerError, match=rf"settings\.mean '{mean}' cannot be combined"):
         BotorchOptimizer(space_2d(), target_objective(), prior="twin",
-                         outcome_prior=_ShiftedPeak(), mean="linear")
+                         outcome_prior=_ShiftedPeak(), mean=mean)
 
 
 def test_default_keeps_botorchs_constant_mean() -> None:
