@@ -44,6 +44,7 @@ from typing import Any
 import torch
 from botorch.models.transforms.input import Warp
 from botorch.models.utils.gpytorch_modules import get_covar_module_with_dim_scaled_prior
+from gpytorch.constraints import GreaterThan
 from gpytorch.kernels import Kernel, LinearKernel
 from gpytorch.means import LinearMean, Mean
 from gpytorch.priors import LogNormalPrior, NormalPrior
@@ -72,6 +73,11 @@ LINEAR_MEAN_PRIOR_SD = 0.6
 #: Sd of the LogNormal prior on the log of ``linear_kernel``'s variance (median
 #: ``LINEAR_MEAN_PRIOR_SD**2``): its 95 % range spans a factor of 7 either way.
 TREND_VARIANCE_PRIOR_SCALE = 1.0
+
+#: Floor of ``linear_kernel``'s variance: with gpytorch's plain ``Positive`` constraint a fit
+#: that drives the trend out (a QY GP, measured) underflows the softplus to exactly 0, where the
+#: LogNormal prior's log-density is undefined and the fit raises.
+TREND_VARIANCE_FLOOR = 1e-6
 
 #: Smallest input spread the prior divides by (unit-cube units): an input every training point
 #: shares says nothing about its slope, which then stays near its start (0) instead of free.
@@ -107,7 +113,8 @@ class CenteredLinearKernel(LinearKernel):  # type: ignore[misc]
 
     def __init__(self, X: Tensor) -> None:
         super().__init__(variance_prior=LogNormalPrior(math.log(LINEAR_MEAN_PRIOR_SD**2),
-                                                       TREND_VARIANCE_PRIOR_SCALE))
+                                                       TREND_VARIANCE_PRIOR_SCALE),
+                         variance_constraint=GreaterThan(TREND_VARIANCE_FLOOR))
         self.register_buffer("center", X.mean(dim=0))
         self.register_buffer("scale", 1.0 / _spread(X))
         self.variance = torch.tensor(LINEAR_MEAN_PRIOR_SD**2)

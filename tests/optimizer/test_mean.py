@@ -18,6 +18,7 @@ from autolab.optimizer.bayes import outcome_designs
 from autolab.optimizer.gp_design import (
     LINEAR_MEAN_PRIOR_SD,
     MEANS,
+    TREND_VARIANCE_FLOOR,
     CenteredLinearKernel,
     GPDesign,
 )
@@ -167,6 +168,19 @@ def test_optimizer_with_linear_mean_proposes_and_records_the_trend() -> None:
     # a-dependence dominates the peak: the fitted slope in a is positive and the larger one
     assert pl["mean_module.weights"][0] > abs(pl["mean_module.weights"][1])
     assert "mean_module.weights" not in qy
+
+
+def test_trend_variance_cannot_underflow_to_zero() -> None:
+    """A fit that drives the trend out must not reach variance 0, where its LogNormal prior is
+    undefined (a screening run raised there, on a QY GP with ``mean_outcomes: all``)."""
+    X = torch.rand(6, 3, dtype=F64, generator=torch.Generator().manual_seed(0))
+    kernel = CenteredLinearKernel(X).to(X)
+    with torch.no_grad():
+        kernel.raw_variance.fill_(-1e4)  # softplus underflows to exactly 0.0 here
+    variance = kernel.variance
+    assert float(variance.min()) >= TREND_VARIANCE_FLOOR
+    log_prior = kernel.variance_prior.log_prob(variance)
+    assert bool(torch.isfinite(log_prior).all())
 
 
 @pytest.mark.parametrize("mean", ["linear", "linear_kernel"])
