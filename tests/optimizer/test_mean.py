@@ -203,6 +203,12 @@ def test_trend_on_the_large_n_path(monkeypatch: pytest.MonkeyPatch, mean: str) -
         assert all(isinstance(s.mean_module, LinearMean) for s in subs)
     else:
         assert all(isinstance(s.covar_module.kernels[1], CenteredLinearKernel) for s in subs)
+    # every tensor the trend adds follows the data's dtype (float32 leaks show up here on CPU,
+    # where a GPU run would fail on a device mismatch)
+    tensors = [*model.named_parameters(), *model.named_buffers()]
+    assert any("center" in n or "weights" in n for n, _ in tensors)
+    assert all(t.dtype == F64 for n, t in tensors if t.is_floating_point()), [
+        (n, t.dtype) for n, t in tensors if t.is_floating_point() and t.dtype != F64]
     # the sparse posterior at the training points follows the response (500-610 nm)
     X = torch.tensor(u[:10], dtype=F64)
     truth = torch.tensor([peak_problem(space, p)["pl_peak_nm"] for p in points[:10]], dtype=F64)
