@@ -68,6 +68,8 @@ VARIANTS: dict[str, Variant] = {
     "warp": Variant(GPDesign(input_warping=True)),
     "matern52-warp": Variant(GPDesign(kernel="matern52", input_warping=True)),
     "learned-noise": Variant(known_noise=False),
+    "linear-mean": Variant(GPDesign(mean="linear")),
+    "linear-kernel": Variant(GPDesign(mean="linear_kernel")),
     "log-qy": Variant(log_qy=True),
 }
 

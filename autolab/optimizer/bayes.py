@@ -51,7 +51,7 @@ from numpy.typing import NDArray
 from pydantic import ValidationError
 
 from autolab.exceptions import OptimizerError
-from autolab.objective import ObjectiveSpec
+from autolab.objective import ObjectiveSpec, Target
 from autolab.optimizer.acquisition import (
     BandFirstLogEI,
     build_acquisition,
@@ -112,6 +112,19 @@ class _Data:
         return self.X_all[self.ok]
 
 
+def outcome_designs(settings: BotorchSettings, spec: ObjectiveSpec) -> list[GPDesign]:
+    """One GP structure per outcome of ``spec``, in column order.
+
+    ``settings.mean`` goes to the outcomes that ``settings.mean_outcomes`` names, the constant
+    mean to the others.
+    """
+    targets = {t.outcome for t in spec.terms if isinstance(t, Target)}
+    return [GPDesign(kernel=settings.kernel, input_warping=settings.input_warping,
+                     mean=settings.mean if settings.mean_outcomes == "all" or name in targets
+                     else "constant")
+            for name in spec.outcome_names]
+
+
 @contextmanager
 def _threads(n: int) -> Iterator[None]:
     """Run with ``n`` torch CPU threads (see ``BotorchSettings.cpu_threads``), then restore."""
@@ -161,6 +174,11 @@ class BotorchOptimizer(BaseOptimizer):
                 # see warped inputs
                 raise OptimizerError("settings.input_warping cannot be combined with a prior "
                                      "(outcome_prior / prior: twin): drop one of them")
+            if self.settings.mean != "constant":
+                # the prior's learned-weight mean takes the mean module's place
+                raise OptimizerError(f"settings.mean {self.settings.mean!r} cannot be combined "
+                                     "with a prior (outcome_prior / prior: twin): the prior is "
+                                     "the GPs' mean; drop one of them")
         self.settings = _resolve_prior_settings(self.settings, outcome_prior)
         if outcome_prior is not None and self.settings.prior_spread == "stated":
             stated_spread(outcome_prior)  # refuse a prior that states none, now
@@ -282,8 +300,7 @@ class BotorchOptimizer(BaseOptimizer):
             Yvar_ok=data.Yvar_ok if self.settings.known_noise else None,
             prior=self._surrogate(), names=spec.outcome_names,
             maxiter=self.settings.fit_maxiter, seed=seed,
-            design=GPDesign(kernel=self.settings.kernel,
-                            input_warping=self.settings.input_warping))
+            design=outcome_designs(self.settings, spec))
         choices = None
         if self._prior is not None and self.settings.prior_guard == "loo":
             cold = build_model_list(

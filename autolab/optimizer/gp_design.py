@@ -1,4 +1,4 @@
-"""Choices of the outcome GPs' structure: the kernel family and a learned input warping.
+"""Choices of the outcome GPs' structure: the kernel family, a learned input warping, the mean.
 
 Why a separate module: the outcome GPs (:mod:`~autolab.optimizer.models`) use BoTorch's
 ``SingleTaskGP`` defaults (an RBF kernel with the dimension-scaled lengthscale prior of Hvarfner
@@ -17,19 +17,37 @@ so a new kernel is one line and every caller validates against the same names.
   centred on the identity). Chemistry is often steeper at one end of a range (an Arrhenius
   temperature, a saturating ratio), which a stationary kernel can only fit with one short
   lengthscale everywhere.
+* ``mean``: ``"constant"`` (BoTorch's default) or ``"linear"``: a linear trend in the unit-cube
+  inputs, ``b + w . x``, its weights fitted (MAP) with the other hyperparameters under a
+  Normal(0, :data:`LINEAR_MEAN_PRIOR_SD` / sd(x_i)) prior, sd(x_i) the spread of input i in
+  the training data. Why: the PL peak of every reactor a chemist meets moves monotonically
+  and smoothly with the conditions (hotter and longer red-shift it). A constant-mean GP reverts
+  to the data's average a few lengthscales from its 4-6 design points, so its first proposals
+  cannot aim at a band the design has not bracketed; a fitted trend carries the slope there.
+  The prior keeps the trend modest where 4-6 points in 6 inputs cannot pin it down (7
+  weights), and the stationary kernel still fits whatever the trend misses. Its weakness,
+  measured: a MAP trend is a point estimate, so far from the data the model is as sure of the
+  extrapolated peak as of the data (first proposals predicted at +-1-2 nm, 20-30 nm off).
+  ``"linear_kernel"``: the same trend with its weights integrated out
+  (:class:`CenteredLinearKernel` added to the stationary kernel), so the posterior sd grows
+  along the trend away from the data.
 """
 
 from __future__ import annotations
 
 import math
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from botorch.models.transforms.input import Warp
 from botorch.models.utils.gpytorch_modules import get_covar_module_with_dim_scaled_prior
-from gpytorch.kernels import Kernel
-from gpytorch.priors import LogNormalPrior
+from gpytorch.constraints import GreaterThan
+from gpytorch.kernels import Kernel, LinearKernel
+from gpytorch.means import LinearMean, Mean
+from gpytorch.priors import LogNormalPrior, NormalPrior
 from torch import Tensor
 
 #: Kernel name -> builder of an ARD kernel over ``dim`` inputs (BoTorch's dimension-scaled
@@ -39,6 +57,89 @@ KERNELS: dict[str, Callable[[int], Kernel]] = {
                                                               use_rbf_kernel=True),
     "matern52": lambda dim: get_covar_module_with_dim_scaled_prior(ard_num_dims=dim,
                                                                    use_rbf_kernel=False),
+}
+
+#: Prior sd of each input's trend, ``w_i * sd(x_i)``: how many standardized outcome sds the
+#: linear mean may move over one sd of that input in the training data. Scaling by the inputs'
+#: spread makes the prior the same whether the points span the box (the initial design) or
+#: cluster near the band later (the outcome's standardization shrinks with them, so raw
+#: standardized slopes grow as 1/spread). Least squares of the standardized PL peak on 4,096
+#: uniform points of each of the 9 design-set members gave one dominant trend of 0.90-1.0 (the
+#: halide ratio; 0.29 x slopes 3.1-3.5), the others within +-0.25, R^2 0.83-0.99
+#: (docs/benchmarks.md "A trend in the mean"): 0.6 puts that trend 1.6 sd out, so the fit can
+#: reach it while 4-6 points in 6 inputs cannot fix 7 weights at will.
+LINEAR_MEAN_PRIOR_SD = 0.6
+
+#: Sd of the LogNormal prior on the log of ``linear_kernel``'s variance (median
+#: ``LINEAR_MEAN_PRIOR_SD**2``): its 95 % range spans a factor of 7 either way.
+TREND_VARIANCE_PRIOR_SCALE = 1.0
+
+#: Floor of ``linear_kernel``'s variance: with gpytorch's plain ``Positive`` constraint a fit
+#: that drives the trend out (a QY GP, measured) underflows the softplus to exactly 0, where the
+#: LogNormal prior's log-density is undefined and the fit raises.
+TREND_VARIANCE_FLOOR = 1e-6
+
+#: Smallest input spread the prior divides by (unit-cube units): an input every training point
+#: shares says nothing about its slope, which then stays near its start (0) instead of free.
+MIN_INPUT_SD = 0.02
+
+
+def _linear_mean(X: Tensor) -> Mean:
+    """``b + w . x`` from zero, with the spread-scaled Normal prior on ``w`` (module docs)."""
+    dim = X.shape[-1]
+    mean = LinearMean(input_size=dim, bias=True).to(X)
+    with torch.no_grad():
+        mean.weights.zero_()
+        typing.cast(Tensor, mean.bias).zero_()
+    scale = (LINEAR_MEAN_PRIOR_SD / _spread(X)).unsqueeze(-1)  # (dim, 1), as the weights
+    mean.register_prior("weights_prior", NormalPrior(torch.zeros_like(scale), scale), "weights")
+    return mean
+
+
+def _spread(X: Tensor) -> Tensor:
+    """Each input's sd in the training data ``(d,)``, floored (:data:`MIN_INPUT_SD`)."""
+    return X.std(dim=0).clamp_min(MIN_INPUT_SD) if X.shape[0] > 1 else torch.ones_like(X[0])
+
+
+class CenteredLinearKernel(LinearKernel):  # type: ignore[misc]
+    """``v * sum_i z_i z'_i`` with ``z = (x - mean(X)) / sd(X)``: a linear trend, integrated.
+
+    The covariance of ``w . z`` under ``w ~ N(0, v I)``: adding it to the stationary kernel is
+    Bayesian linear regression on top of the GP, so the trend's weights are marginalized (the
+    posterior mean is the ridge-like trend, and the posterior sd grows with the distance from
+    the data along it) and only ``v`` is a fitted hyperparameter. Centring and scaling by the
+    training inputs makes ``v`` mean the same for a box-wide design and for clustered points.
+    """
+
+    def __init__(self, X: Tensor) -> None:
+        super().__init__(variance_prior=LogNormalPrior(math.log(LINEAR_MEAN_PRIOR_SD**2),
+                                                       TREND_VARIANCE_PRIOR_SCALE),
+                         variance_constraint=GreaterThan(TREND_VARIANCE_FLOOR))
+        self.register_buffer("center", X.mean(dim=0))
+        self.register_buffer("scale", 1.0 / _spread(X))
+        self.variance = torch.tensor(LINEAR_MEAN_PRIOR_SD**2)
+
+    def forward(self, x1: Tensor, x2: Tensor, diag: bool = False,
+                last_dim_is_batch: bool | None = False, **params: Any) -> Any:
+        """The linear kernel on centred, scaled inputs."""
+        return super().forward((x1 - self.center) * self.scale, (x2 - self.center) * self.scale,
+                               diag=diag, last_dim_is_batch=last_dim_is_batch, **params)
+
+
+@dataclass(frozen=True)
+class Trend:
+    """What a mean choice adds to an outcome GP: a mean function and/or a kernel term."""
+
+    mean: Mean | None = None
+    kernel: Kernel | None = None
+
+
+#: Mean name -> builder of its :class:`Trend` for training inputs ``X`` (an empty Trend: BoTorch's
+#: own constant mean, left to ``SingleTaskGP``).
+MEANS: dict[str, Callable[[Tensor], Trend]] = {
+    "constant": lambda X: Trend(),
+    "linear": lambda X: Trend(mean=_linear_mean(X)),
+    "linear_kernel": lambda X: Trend(kernel=CenteredLinearKernel(X).to(X)),
 }
 
 #: Scale of the LogNormal prior on the warp's two concentrations (median 1: the identity warp).
@@ -52,20 +153,37 @@ class GPDesign:
     Attributes:
         kernel: A key of :data:`KERNELS`.
         input_warping: Learn a Kumaraswamy-CDF warp of each input (module docs).
+        mean: A key of :data:`MEANS`.
     """
 
     kernel: str = "rbf"
     input_warping: bool = False
+    mean: str = "constant"
 
     def __post_init__(self) -> None:
         if self.kernel not in KERNELS:
             raise ValueError(f"GPDesign.kernel must be one of {sorted(KERNELS)}, "
                              f"got {self.kernel!r}")
+        if self.mean not in MEANS:
+            raise ValueError(f"GPDesign.mean must be one of {sorted(MEANS)}, got {self.mean!r}")
 
     @property
     def is_default(self) -> bool:
         """Whether this is BoTorch's own ``SingleTaskGP`` structure (nothing to override)."""
         return self == GPDesign()
+
+    def structure(self, X: Tensor) -> dict[str, object]:
+        """``SingleTaskGP`` keyword arguments for inputs ``X`` (empty: BoTorch's own GP)."""
+        if self.is_default:
+            return {}
+        trend = MEANS[self.mean](X)
+        covar = self.covar_module(X.shape[-1])
+        parts: dict[str, object] = {
+            "covar_module": covar if trend.kernel is None else covar + trend.kernel,
+            "input_transform": self.input_transform(X)}
+        if trend.mean is not None:
+            parts["mean_module"] = trend.mean.to(X)
+        return parts
 
     def covar_module(self, dim: int) -> Kernel:
         """A fresh kernel over ``dim`` inputs."""

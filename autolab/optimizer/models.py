@@ -29,9 +29,10 @@ Why this shape:
   known noise (:mod:`~autolab.optimizer.scalable`); smaller GPs are exact, as before.
 
 Inputs are unit-cube coordinates from the space (log parameters already in log space), so no input
-transform is needed by default. The kernel family and an optional learned input warp are
-settings (:mod:`~autolab.optimizer.gp_design`, ``BotorchSettings.kernel`` / ``input_warping``);
-docs/benchmarks.md "Outcome models" has their calibration and screening figures.
+transform is needed by default. The kernel family, an optional learned input warp and an optional
+linear trend as the mean are settings (:mod:`~autolab.optimizer.gp_design`,
+``BotorchSettings.kernel`` / ``input_warping`` / ``mean``); docs/benchmarks.md "Outcome models"
+and "A trend in the mean" have their figures.
 """
 
 from __future__ import annotations
@@ -106,11 +107,9 @@ def _outcome_gp(X: Tensor, y: Tensor, filled: Tensor | None,
         X: Inputs ``(n, d)``.
         y: Outcome ``(n, 1)``.
         filled: Stated variances ``(n, 1)`` (:func:`_filled_yvar`), or ``None``.
-        design: Kernel and input warping (:mod:`~autolab.optimizer.gp_design`).
+        design: Kernel, input warping and mean (:mod:`~autolab.optimizer.gp_design`).
     """
-    structure: dict[str, Any] = {} if design.is_default else {
-        "covar_module": design.covar_module(X.shape[-1]),
-        "input_transform": design.input_transform(X)}
+    structure: dict[str, Any] = design.structure(X)
     if filled is None:
         return SingleTaskGP(X, y, outcome_transform=Standardize(m=1), **structure)
     gp = SingleTaskGP(X, y, filled, outcome_transform=Standardize(m=1), **structure)
@@ -176,7 +175,7 @@ def build_model_list(
     maxiter: int = 100,
     seed: int = 0,
     large_n: int | None = None,
-    design: GPDesign = DEFAULT_DESIGN,
+    design: GPDesign | Sequence[GPDesign] = DEFAULT_DESIGN,
 ) -> ModelListGP:
     """Fit one GP per outcome and, if given, the feasibility GP (last output).
 
@@ -199,8 +198,9 @@ def build_model_list(
         seed: Seed of the large-n fit subsets.
         large_n: Threshold of the large-n path (``None``: ``scalable.LARGE_N``; a huge number
             forces exact GPs, e.g. to measure the approximation against them).
-        design: Kernel and input warping of the outcome GPs
-            (:mod:`~autolab.optimizer.gp_design`; the default is BoTorch's).
+        design: Kernel, input warping and mean of the outcome GPs
+            (:mod:`~autolab.optimizer.gp_design`; the default is BoTorch's): one for all, or
+            one per column of ``Y_ok``.
 
     Returns:
         A fitted ``ModelListGP`` with ``m`` outputs, or ``m + 1`` with the feasibility GP last.
@@ -212,7 +212,11 @@ def build_model_list(
                                None if Yvar_ok is None else Yvar_ok[:, j : j + 1]), ok_rows)
         for j in range(Y_ok.shape[-1])
     ]
-    models = [_outcome_gp(*d.subset(), design) for d in data]
+    designs = [design] * len(data) if isinstance(design, GPDesign) else list(design)
+    if len(designs) != len(data):
+        raise ValueError(f"design: expected one GPDesign per outcome ({len(data)}), "
+                         f"got {len(designs)}")
+    models = [_outcome_gp(*d.subset(), g) for d, g in zip(data, designs, strict=True)]
     if prior is not None:
         for name, gp in zip(names, models, strict=True):
             if name in prior.gps:
