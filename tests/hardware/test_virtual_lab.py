@@ -7,6 +7,7 @@ safe state read the emulators' own state (what the pumps and heaters actually do
 from __future__ import annotations
 
 import math
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -254,6 +255,12 @@ def test_the_one_procedure_settles_adaptively_and_skips_the_flush_over_ptys(
     assert second.metadata["wait_heat_idle_min"] < first.metadata["wait_heat_idle_min"]
 
 
+#: A blocked reactor stalls the pump: the trip names the stall alarm, or, when the reply that
+#: carried the alarm (and acknowledged it) was lost to a timeout on a loaded machine and the retry
+#: read the plain status, the pump found stopped while commanded to pump. Both trip the rig.
+STOPPED = r"pump_stall|pump_idle"
+
+
 def test_a_trip_mid_campaign_is_journaled_with_its_device_log(lab: VirtualLab,
                                                               tmp_path: Path) -> None:
     config = _three_sobol_experiments("cstr-trip")
@@ -265,13 +272,13 @@ def test_a_trip_mid_campaign_is_journaled_with_its_device_log(lab: VirtualLab,
             _when(lambda: _feeding(lab), lambda: setattr(lab.reactor, "blocked", True))
 
     campaign.on_trial = block_in_second_experiment
-    with pytest.raises(SafetyTrip, match="pump_stall"):
+    with pytest.raises(SafetyTrip, match=STOPPED):
         campaign.run()
     state = Journal.read(campaign.run_dir / "journal.jsonl")
     assert len(state.trials) == 1  # the first experiment, measured before the trip, is intact
     assert state.trials[0].measurement is not None
     assert [t.index for t in state.interrupted] == [1]
-    assert "pump_stall" in (state.interrupted[0].error or "")
+    assert re.search(STOPPED, state.interrupted[0].error or "")
     assert state.stopped_reason is not None and "SafetyTrip" in state.stopped_reason
     trip_notes = [n for n in state.notes if "before the trip" in n]
     assert trip_notes and "pump_" in trip_notes[0]
@@ -284,7 +291,7 @@ def test_pump_stall_mid_run_trips_and_keeps_earlier_measurements(lab: VirtualLab
     try:
         first = ex.run(GOOD)
         _when(lambda: _feeding(lab), lambda: setattr(lab.reactor, "blocked", True))
-        with pytest.raises(SafetyTrip, match="pump_stall"):
+        with pytest.raises(SafetyTrip, match=STOPPED):
             ex.run(GOOD)
         assert ex.supervisor.trip is not None and not ex.supervisor.trip.hard
         assert _pumps_stopped(lab)
