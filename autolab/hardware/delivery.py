@@ -343,7 +343,15 @@ class DeliveryMonitor:
         if not lock.acquire(blocking=False):
             return None
         try:
-            finding = self._poll_locked(role, check_rate)
+            try:
+                finding = self._poll_locked(role, check_rate)
+            except HardwareError as err:
+                # a pump that answers a query with its alarm (a stall announced and then
+                # acknowledged by this reply) did answer: that is the alarm, not a comms loss
+                code = getattr(err, "code", None)
+                if not isinstance(code, str) or code not in _ALARM_TRIPS:
+                    raise
+                finding = self._alarm_finding(role, code)
             if finding is not None and finding.trip:
                 self.lock_out()
             return finding

@@ -378,3 +378,29 @@ def test_the_delivery_tolerance_comes_from_the_devices_file(lab: VirtualLab) -> 
     data["delivery"] = {"rel": 1.5}
     with pytest.raises(Exception, match=r"delivery\.rel"):
         parse_devices(data)
+
+
+def test_an_alarm_that_answers_a_poll_query_is_that_alarm_not_a_comms_loss(
+        lab: VirtualLab, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A query the pump answers with its stall alarm raises ``PumpAlarm`` in the driver; the
+    pump did answer, so the monitor names the stall (a comms loss would shut down hard)."""
+    from autolab.hardware.drivers import PumpAlarm
+
+    rig = Rig.open(lab.devices_config())
+    try:
+        pump = rig.pumps["zinc"]
+        pump.connect()
+        monitor = DeliveryMonitor(rig.pumps, wall_lab_min(SCALE))
+        monitor.start("zinc", 0.5)
+
+        def stalled() -> None:
+            raise PumpAlarm("pump_zinc", "S")
+
+        monkeypatch.setattr(pump, "state", stalled)
+        finding = monitor.poll("zinc")
+        assert finding is not None
+        assert (finding.reason, finding.trip, finding.device) == ("pump_stall", True, "pump_zinc")
+        assert monitor.locked_out
+    finally:
+        monkeypatch.undo()
+        rig.close()

@@ -255,9 +255,10 @@ def test_the_one_procedure_settles_adaptively_and_skips_the_flush_over_ptys(
     assert second.metadata["wait_heat_idle_min"] < first.metadata["wait_heat_idle_min"]
 
 
-#: A blocked reactor stalls the pump: the trip names the stall alarm, or, when the reply that
-#: carried the alarm (and acknowledged it) was lost to a timeout on a loaded machine and the retry
-#: read the plain status, the pump found stopped while commanded to pump. Both trip the rig.
+#: A blocked reactor stalls the pump: the trip names the stall alarm (whichever query's reply
+#: carried it), or, when the reply that carried the alarm (and acknowledged it) was lost to a
+#: timeout on a loaded machine and the retry read the plain status, the pump found stopped while
+#: commanded to pump. Both trip the rig.
 STOPPED = r"pump_stall|pump_idle"
 
 
