@@ -618,7 +618,7 @@ class Campaign:
             return
         self.forecast = state.extras.get(last.index, {}).get("forecast")
         if self.forecast is None and last is state.trials[-1]:
-            self._update_forecast(last.index)
+            self._show(self._update_forecast(last.index))
 
     def journal_data(self, state: JournalState) -> tuple[
             list[dict[str, float]], list[dict[str, float] | None], list[dict[str, float] | None]]:
@@ -967,15 +967,17 @@ class Campaign:
             extra["device_log"] = list(fault.device_log[-TRIP_LOG_LINES:])
         self.journal.append_trial(trial, extra=extra)
         self.trials.append(trial)
+        forecast_text: str | None = None
         if fault is not None:
             self._event(f"{experiment_label(index)} invalid: {error}; not told to the "
                         "optimizer (the result says nothing about chemistry)")
         else:
             self._tell([run.proposal], [self._outcomes(trial)], [self._outcome_sd(trial)])
-            self._update_forecast(index)
+            forecast_text = self._update_forecast(index)
         self._sync()
         if self.on_trial is not None:
             self.on_trial(self, trial)
+        self._show(forecast_text)
         return trial
 
     def _forecast(self) -> dict[str, Any] | None:
@@ -993,23 +995,31 @@ class Campaign:
         result = forecast(thresholds=thresholds)
         return None if result is None else dict(result.to_dict())
 
-    def _update_forecast(self, index: int) -> None:
-        """Forecast after experiment ``index`` (told already): journal it, show it.
+    def _show(self, text: str | None) -> None:
+        """Show ``text`` as an event line, if there is one."""
+        if text is not None:
+            self._event(text)
+
+    def _update_forecast(self, index: int) -> str | None:
+        """Forecast after experiment ``index`` (told already): journal it; return its line.
+
+        The caller shows the line *after* the experiment's own progress line, so a chemist
+        never reads a forecast above the result it was made from.
 
         Journaled as a ``forecast`` record after the trial record, so a result is never held
         back by a model fit; the tracker logs it as ``forecast_*`` metrics of that experiment
         (it derives score terms, target status, predictions, lab time and reagents itself).
         """
         if not self._forecast_on:
-            return
+            return None
         self.forecast = self._forecast()
         if self.forecast is None:
-            return
+            return None
         metrics = {f"forecast_{k}": float(self.forecast[k])
                    for k in FORECAST_METRICS if k in self.forecast}
         self.journal.append_record("forecast", {"index": index, "forecast": self.forecast,
                                                 "metrics": metrics})
-        self._event(forecast_line(index, self.forecast))
+        return forecast_line(index, self.forecast)
 
     @property
     def tracking_run_id(self) -> str | None:

@@ -169,7 +169,10 @@ class CampaignLike(Protocol):
     def _outcome_sd(self, trial: Trial) -> dict[str, float] | None:
         ...
 
-    def _update_forecast(self, index: int) -> None:
+    def _update_forecast(self, index: int) -> str | None:
+        ...
+
+    def _show(self, text: str | None) -> None:
         ...
 
     def _sync(self, final: bool = ...) -> None:
@@ -618,11 +621,12 @@ class DynamicRunner:
         self.unread_steps = self.unread_steps + 1 if unread else 0
         c._event(f"{experiment_label(index)}: {len(out.observations)} readings streamed, "
                  f"{told} told" + (f"; {out.error}" if out.error else ""))
-        if trial.status is not TrialStatus.INVALID:
-            c._update_forecast(index)
+        forecast_text = (c._update_forecast(index) if trial.status is not TrialStatus.INVALID
+                         else None)
         c._sync()
         if c.on_trial is not None:
             c.on_trial(c, trial)
+        c._show(forecast_text)
         return trial
 
     def _trial(self, index: int, end: Conditions, out: StepOutcome, elapsed: float

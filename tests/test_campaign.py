@@ -417,10 +417,15 @@ def test_forecast_is_journaled_shown_and_survives_resume(tmp_path: Path) -> None
     cfg = parse_campaign(config(budget__max_experiments=4, stop__target_reached=False,
                                 optimizer__settings={"n_init": 2}, tracking__enabled=False))
     events: list[str] = []
-    campaign = Campaign.create(cfg, tmp_path / "runs", on_event=events.append)
+    campaign = Campaign.create(cfg, tmp_path / "runs", on_event=events.append,
+                               on_trial=lambda _c, t: events.append(f"trial {t.index}"))
     result = campaign.run()
     state = Journal.read(result.run_dir / JOURNAL_NAME)
     forecasts = [state.extras[t.index].get("forecast") for t in state.trials]
+    # Each forecast line comes right after the result it was made from, never above it.
+    for i, event in enumerate(events):
+        if event.startswith("forecast after exp-"):
+            assert events[i - 1] == f"trial {int(event[19:22])}", events
     assert forecasts[-1] is not None, forecasts
     last = forecasts[-1]
     assert 0 <= last["p_spec_met"] <= 1 and last["expected_experiments"] >= 1
