@@ -256,6 +256,13 @@ class BotorchSettings(BaseModel):
         if self.trust_region and self.acquisition == "band_ei":
             raise ValueError("trust_region applies to Thompson sampling only: set acquisition "
                              "to 'ts' or 'band_ei_then_ts', or drop trust_region")
+        default_init = type(self).model_fields["trust_region_init"].default
+        if not self.trust_region and self.trust_region_init != default_init:
+            # A size for a region that is off would be silently ignored. The default value is
+            # let through because saved states write every field down.
+            raise ValueError(f"trust_region_init {self.trust_region_init} sizes the trust "
+                             "region, which is off here: set trust_region: true (with "
+                             "acquisition 'ts' or 'band_ei_then_ts') or drop trust_region_init")
         return self
 
 

@@ -81,6 +81,17 @@ def test_trust_region_without_thompson_sampling_is_refused() -> None:
         parse_optimizer_settings("botorch", {"acquisition": "band_ei", "trust_region": True})
 
 
+def test_a_trust_region_size_without_a_trust_region_is_refused() -> None:
+    # It would be silently ignored; the default value passes (saved states write it down).
+    for off in ({"acquisition": "band_ei"}, {"trust_region": False}):
+        with pytest.raises(ConfigError, match=r"trust_region_init 0\.4 sizes the trust region"):
+            parse_optimizer_settings("botorch", {**off, "trust_region_init": 0.4})
+        parse_optimizer_settings("botorch", {**off, "trust_region_init": 0.8})
+    with pytest.raises(OptimizerError, match="trust_region_init"):
+        BotorchOptimizer(space_2d(), target_objective(), trust_region=False,
+                         trust_region_init=0.3)
+
+
 def test_thompson_sampling_with_a_pareto_objective_is_refused() -> None:
     with pytest.raises(OptimizerError, match="needs a scalar objective"):
         BotorchOptimizer(space_2d(), pareto_objective(), acquisition="ts")
