@@ -149,6 +149,11 @@ class CampaignResult:
     unsafe: tuple[str, ...] = ()
 
 
+#: Counts from here on are shown as "out of sight": a thousand experiments is years of reactor
+#: time, and "within 43583 more" reads as a precision the forecast does not have.
+SIGHT_EXPERIMENTS = 1000
+
+
 def forecast_line(index: int, forecast: Mapping[str, Any]) -> str:
     """The forecast after an experiment, for the progress display.
 
@@ -156,19 +161,17 @@ def forecast_line(index: int, forecast: Mapping[str, Any]) -> str:
     within m more, 80 % within q more); a forecast journaled before those fields existed shows
     its expected count.
     """
-    # Lazy: the module imports torch, which is loaded anyway when there are forecasts.
-    from autolab.optimizer.forecast import MAX_EXPECTED  # noqa: PLC0415
-
     median, q80 = forecast.get("median_experiments"), forecast.get("q80_experiments")
     if median is None or q80 is None:
         expected = forecast["expected_experiments"]
-        more = (f"~{expected:.0f} more to a good hit" if expected < MAX_EXPECTED
+        more = (f"~{expected:.0f} more to a good hit" if expected < SIGHT_EXPERIMENTS
                 else "no good hit in sight")
-    elif median >= MAX_EXPECTED:
+    elif median >= SIGHT_EXPERIMENTS:
         more = "no good hit in sight"
     else:
         more = (f"good hit within {median:.0f} more at even odds, "
-                + (f"within {q80:.0f} at 80 %" if q80 < MAX_EXPECTED else "80 % out of sight"))
+                + (f"within {q80:.0f} at 80 %" if q80 < SIGHT_EXPERIMENTS
+                   else "80 % out of sight"))
     return (f"forecast after {experiment_label(index)}: P(spec met) {forecast['p_spec_met']:.2f}, "
             f"P(next is a good hit) {forecast['p_next']:.2f} ({more}), "
             f"P(next improves) {forecast['p_improve']:.2f}")

@@ -455,6 +455,12 @@ def test_forecast_line_shows_the_count_and_reads_older_journals() -> None:
         4, {**base, "median_experiments": 9.0, "q80_experiments": 1e6})
     assert "no good hit in sight" in forecast_line(
         4, {**base, "median_experiments": 1e6, "q80_experiments": 1e6})
+    # A count of thousands is no forecast a lab can act on.
+    assert "no good hit in sight" in forecast_line(
+        4, {**base, "median_experiments": 43583.0, "q80_experiments": 101195.0})
+    assert "within 205 more at even odds, 80 % out of sight" in forecast_line(
+        4, {**base, "median_experiments": 205.0, "q80_experiments": 1476.0})
+    assert "no good hit in sight" in forecast_line(4, {**base, "expected_experiments": 5000.0})
     # A forecast journaled before the median and 80 % fields: its expected count.
     assert "(~14 more to a good hit)" in forecast_line(4, base)
 
