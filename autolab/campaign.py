@@ -1046,13 +1046,22 @@ class Campaign:
                 if extras.get(t.index, {}).get("origin") != TrialOrigin.MANUAL.value]
 
     def target_reached(self, trial: Trial) -> bool:
-        """Whether ``trial`` meets every target and the configured quality thresholds."""
+        """Whether ``trial`` meets every target and the configured quality thresholds.
+
+        A reading whose stated one-sigma exceeds a band's half-width cannot tell in band from
+        out of band (a transient reading of a dynamic step can carry tens of nm), so it never
+        ends a campaign as "target reached"; a steady reading (a fraction of a nm) always can.
+        """
         stop = self.config.stop
         outcomes = trial.outcomes()
         objective = self.config.objective
         if outcomes is None or not any(isinstance(t, Target) for t in objective.terms):
             return False
         if not (objective.within_target(outcomes) and objective.is_feasible(outcomes)):
+            return False
+        sd = _sd(trial, objective.outcome_names) or {}
+        if any(sd.get(t.outcome, 0.0) > t.tolerance
+               for t in objective.terms if isinstance(t, Target)):
             return False
         if stop.qy_min is not None and outcomes["qy"] < stop.qy_min:
             return False

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import csv
 import io
+import math
 import os
 import signal
 import subprocess
@@ -478,6 +479,27 @@ def test_forecast_stop_rules(tmp_path: Path) -> None:
     assert campaign.should_stop() is StopReason.FORECAST
     campaign.forecast = {**base, "p_improve": 0.01, "best_index": None}  # nothing in band yet
     assert campaign.should_stop() is None
+    campaign.journal.close()
+
+
+def test_a_reading_too_imprecise_to_judge_the_band_never_reaches_the_target(
+        tmp_path: Path) -> None:
+    # Seen in the dynamic demo: a transient reading 550.8 ± 29.4 nm ended the campaign as
+    # "target reached" (550 ± 2 nm).
+    campaign = Campaign.create(_fast(stop__qy_min=0.3), tmp_path / "runs")
+    conditions = {"t_core_c": 205.0}
+
+    def reading(pl_err_nm: float) -> Trial:
+        features = Features(pl_peak_nm=550.8, fwhm_nm=55.0, qy=0.36, abs_peak_nm=math.nan,
+                            pl_peak_nm_err=pl_err_nm)
+        return Trial(index=0, conditions=conditions, status=TrialStatus.COMPLETED,
+                     features=features)
+
+    assert campaign.target_reached(reading(0.3))
+    assert campaign.target_reached(reading(2.0))  # one sigma as wide as the band still judges
+    assert not campaign.target_reached(reading(2.5))
+    assert not campaign.target_reached(reading(29.4))
+    assert campaign.target_reached(reading(float("nan")))  # no stated sd (a manual entry)
     campaign.journal.close()
 
 
