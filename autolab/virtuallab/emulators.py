@@ -52,6 +52,9 @@ class PtyEmulator:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._serve, name=f"emu-{name}", daemon=True)
         self.requests = 0
+        #: Fault injection: called before each reply goes out, outside the reactor lock (a test
+        #: may hold a reply there while the rest of the lab runs on).
+        self.before_reply: Callable[[], None] | None = None
 
     #: A partial request is dropped after this long without a byte (inf: kept).
     stale_after_s = float("inf")
@@ -114,6 +117,8 @@ class PtyEmulator:
                     used, reply = taken
                     self._buf = self._buf[used:]
                     self.requests += 1
+                if self.before_reply is not None:
+                    self.before_reply()
                 if reply and not self.no_reply:
                     if self._garble:
                         self._garble -= 1
@@ -634,6 +639,10 @@ class SpectrometerEmulator(LightPathEmulator):
     def __init__(self, name: str, reactor: VirtualReactor) -> None:
         super().__init__(name, reactor)
         self.integration_ms = 20.0
+        #: Fault injection tied to the procedure's progress, not to wall time: called (under the
+        #: reactor lock: keep it short) with the lit source and the cell after each frame, before
+        #: its reply goes out, so a fault it injects lands between two known frames.
+        self.on_frame: Callable[[str, str], None] | None = None
 
     def _answer(self, cmd: str, arg: str | None) -> bytes:
         light = self._light(cmd, arg)
@@ -662,5 +671,7 @@ class SpectrometerEmulator(LightPathEmulator):
         if cmd == "ACQ":
             counts = self.reactor.frame(source=self.lit, shutter_open=self.shutter == "OPEN",
                                         cell=self.cell, integration_ms=self.integration_ms)
+            if self.on_frame is not None:
+                self.on_frame(self.lit, self.cell)
             return spectro.encode_frame(counts)
         return f"ERR unknown command {cmd}\n".encode()
