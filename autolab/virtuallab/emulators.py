@@ -47,6 +47,8 @@ class PtyEmulator:
         self.disconnected = False
         self._garble = 0
         self._garble_in = 0
+        self._drop = 0
+        self._drop_acks_only = False
         self._buf = b""
         self._last_rx = time.monotonic()
         self._stop = threading.Event()
@@ -75,6 +77,14 @@ class PtyEmulator:
     def garble_next(self, n: int = 1) -> None:
         """Corrupt the next ``n`` replies (one byte flipped)."""
         self._garble = n
+
+    def drop_next(self, n: int = 1, *, acks_only: bool = False) -> None:
+        """Lose the next ``n`` replies on the line (``acks_only``: replies carrying an alarm).
+
+        The device acted (an alarm reply still acknowledges its alarm), but the host never
+        sees the answer: a reply lost to noise, or to a timeout under load.
+        """
+        self._drop, self._drop_acks_only = n, acks_only
 
     def garble_next_request(self, n: int = 1) -> None:
         """Corrupt the next ``n`` requests on their way in (noise on the host's transmit line)."""
@@ -119,6 +129,9 @@ class PtyEmulator:
                     self.requests += 1
                 if self.before_reply is not None:
                     self.before_reply()
+                if reply and self._drop and (not self._drop_acks_only or b"A?" in reply):
+                    self._drop -= 1
+                    continue
                 if reply and not self.no_reply:
                     if self._garble:
                         self._garble -= 1
