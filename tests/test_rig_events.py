@@ -22,6 +22,7 @@ from autolab.campaign import (
     Campaign,
     RigDoesNotRecover,
     StopReason,
+    make_executors,
 )
 from autolab.config import CampaignConfig, parse_campaign
 from autolab.exceptions import HardwareError
@@ -150,3 +151,25 @@ def test_a_fault_that_keeps_coming_stops_the_campaign_and_resume_recovers(
     result = Campaign.resume(campaign.run_dir, executor=_executor(cfg)).run()
     assert result.stop_reason is StopReason.MAX_EXPERIMENTS
     _assert_same_trials(result.trials, reference)
+
+
+def test_a_rig_event_on_one_of_two_reactors_keeps_the_other_running(tmp_path: Path) -> None:
+    """Parallel reactors: the rig event is r2's alone; r1's experiment is delivered as usual."""
+    cfg = parse_campaign(config(**{
+        "optimizer__kind": "sobol", "optimizer__settings": {}, "stop__target_reached": False,
+        "stop__no_improvement_after": None, "tracking__enabled": False,
+        "reactors": [{"name": "r1"}, {"name": "r2"}], "budget__max_experiments": 4}))
+    reference = Campaign.create(cfg, tmp_path / "ref", forecast=False).run().trials
+    executors = make_executors(cfg)
+    r2 = executors["r2"]
+    assert isinstance(r2, SimulatedExecutor)
+    _turn_the_valve(r2)  # found before r2's first experiment
+    result = Campaign.create(cfg, tmp_path / "faulted", executor=executors,
+                             forecast=False).run()
+    assert result.stop_reason is StopReason.MAX_EXPERIMENTS
+    _assert_same_trials(result.trials, reference)
+    state = Journal.read(result.run_dir / JOURNAL_NAME)
+    (event,) = state.rig_events
+    assert event["reactor"] == "r2" and event["device"] == "solvent_valve"
+    assert [state.extras[t.index]["reactor"] for t in state.trials].count("r2") >= 1
+    assert not state.in_flight

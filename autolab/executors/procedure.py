@@ -619,6 +619,7 @@ class _Run:
 
     def feeds_on(self) -> None:
         rig, mon = self.rig, self.rig.monitor
+        rig.check()  # a fault found by now is a rig event: never feed a rig known faulty
         self.feeding = True  # from here on a fault is the experiment's (reagents may flow)
         rig.solvent_valve.move(2)  # solvent now means junction make-up
         for role in self.rates:

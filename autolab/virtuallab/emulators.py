@@ -541,6 +541,9 @@ class ValveEmulator(PtyEmulator):
         super().__init__(name, reactor)
         self.positions = positions
         reactor.valves[name] = initial
+        #: Fault injection tied to the procedure's commands: called (under the reactor lock)
+        #: with the position after each move command.
+        self.on_move: Callable[[int], None] | None = None
 
     def take(self, buf: bytes) -> tuple[int, bytes] | None:
         """One request line (see :meth:`PtyEmulator.take`)."""
@@ -558,6 +561,8 @@ class ValveEmulator(PtyEmulator):
         if cmd == "GO" and arg is not None and 1 <= arg <= self.positions:
             self.reactor.valves[self.name] = arg
             self.moved(arg)
+            if self.on_move is not None:
+                self.on_move(arg)
             return used, b""
         return used, b"Bad command\r"
 
