@@ -1148,7 +1148,8 @@ class Campaign:
         """The first stop rule that applies now, or None to go on.
 
         The experiment budget counts every experiment run on the executor (an invalid one used
-        lab time too), never the manual ones added from outside or rejected proposals.
+        lab time too), never the manual ones added from outside, rejected proposals or rig
+        events (a fault found before anything of the proposal was fed: not an experiment).
         """
         budget, stop = self.config.budget, self.config.stop
         if self._stop_requested:
