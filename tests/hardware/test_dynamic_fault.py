@@ -89,8 +89,9 @@ def test_a_heater_fault_mid_ramp_trips_and_keeps_the_streamed_frames(lab: Virtua
         ex.close()
 
 
-#: Streamed readings of the trajectory before the heater fault is injected.
-READINGS_BEFORE_FAULT = 3
+#: Streamed readings of the trajectory before the heater fault is injected: every trajectory
+#: has at least two (at its start and at its end), however few a loaded host lets it take.
+READINGS_BEFORE_FAULT = 2
 
 
 class BreakAfterReadings:
@@ -106,10 +107,13 @@ class BreakAfterReadings:
 
     def __init__(self, lab: VirtualLab, executor: CSTRExecutor, hold_s: float = 1.5) -> None:
         self.lab, self.executor, self.hold_s = lab, executor, hold_s
-        self.readings: int | None = None  # None until the first dye frame
+        self.armed = False  # armed once the first trajectory is journaled
+        self.readings: int | None = None  # None until the first dye frame after arming
         self.broken_after: int | None = None
 
     def frame(self, source: str, cell: str) -> None:
+        if not self.armed:
+            return
         if cell == "DYE":
             self.readings = 0
         elif source == "ABS" and cell == "SAMPLE" and self.readings is not None:
@@ -146,15 +150,23 @@ def test_a_dynamic_campaign_journals_the_stream_up_to_a_heater_fault(lab: Virtua
     lab.spectrometer.on_frame = breaker.frame
     lab.spectrometer.before_reply = breaker.hold
     campaign = Campaign.create(config, tmp_path / "runs", executor=executor)
+
+    def arm_after_the_first(c: Campaign, trial: object) -> None:
+        breaker.armed = breaker.armed or len(c.trials) == 1
+
+    campaign.on_trial = arm_after_the_first
     with pytest.raises(SafetyTrip, match="sensor_break"):
         campaign.run()
     _safe(lab)
     assert breaker.broken_after == READINGS_BEFORE_FAULT
     state = Journal.read(campaign.run_dir / "journal.jsonl")
-    # the fault lands in the first trajectory, after its third streamed reading
-    assert [t.status for t in state.trials] == [TrialStatus.INVALID], [
-        (t.status, t.error) for t in state.trials]
-    (faulted,) = state.trials
+    # the fault lands in the second trajectory, after its second streamed reading; the first
+    # is journaled whole (completed; or failed when the model refused every reading, which
+    # the realized history on a loaded host can make it do: not this test's subject)
+    assert len(state.trials) == 2, [(t.status, t.error) for t in state.trials]
+    first, faulted = state.trials
+    assert first.status is not TrialStatus.INVALID and state.extras[first.index]["dynamic"][
+        "complete"]
     assert faulted.status is TrialStatus.INVALID
     assert "sensor_break" in (faulted.error or "")
     dyn = state.extras[faulted.index]["dynamic"]
