@@ -61,6 +61,7 @@ from autolab.exceptions import (
     ConfigError,
     DeviceFault,
     ExperimentFailed,
+    HardwareError,
     JournalError,
     SafetyTrip,
     TrackingError,
@@ -102,6 +103,21 @@ PLOT_EVERY = 5
 #: counts are in experiments, the rest probabilities.
 FORECAST_METRICS = ("p_spec_met", "p_next", "expected_experiments", "median_experiments",
                     "q80_experiments", "p_improve")
+#: Rig events (device faults found before any reagent of an experiment was fed) one reactor may
+#: have in a row before the campaign gives up on it: a rig that keeps faulting must never loop.
+MAX_RIG_FAULTS_IN_A_ROW = 3
+
+
+class RigDoesNotRecover(HardwareError):
+    """A reactor faulted :data:`MAX_RIG_FAULTS_IN_A_ROW` times before an experiment could start.
+
+    Attributes:
+        device: The device of the last fault.
+    """
+
+    def __init__(self, message: str, device: str) -> None:
+        self.device = device
+        super().__init__(message)
 
 
 class StopReason(StrEnum):
@@ -327,7 +343,9 @@ class Reactor:
         reagent_total_ml: Its reagent totals at that experiment, mL.
         last_conditions: The conditions of its last experiment (where its heaters are), if any.
         running: The experiment it runs now, if any.
-        redo: Searched conditions to run again first (an experiment the process lost on resume).
+        redo: Searched conditions to run again first (an experiment the process lost on resume,
+            or a proposal a rig event kept).
+        rig_faults_in_a_row: Rig events since its last delivered trial.
     """
 
     name: str
@@ -337,6 +355,7 @@ class Reactor:
     last_conditions: dict[str, float] | None = None
     running: Running | None = None
     redo: list[dict[str, float]] = field(default_factory=list)
+    rig_faults_in_a_row: int = 0
 
 
 def _execute(executor: Executor, conditions: Conditions) -> RunOutcome:
@@ -564,11 +583,8 @@ class Campaign:
         if conditions:
             self._tell(conditions, outcomes, sds)
         self._restore_reactors(state)
-        extra = state.last_extra or {}
-        queue = extra.get("queue", [])
-        if state.reviews and state.reviews[-1]["position"] == len(state.trials):
-            queue = state.reviews[-1].get("queue", [])  # a review came after the last trial
-        self._queue = [dict(q) for q in queue]
+        self._queue = [dict(q) for q in self._restored_queue(state)]
+        self._redo_after_rig_events(state)
         for index in state.in_flight:  # lost with the process: run again on the same reactor
             self.journal.append_interrupted(index, "the campaign process ended while it ran")
             started = state.started[index]
@@ -592,17 +608,52 @@ class Campaign:
             raise JournalError(f"the journal names reactor {name!r}, which the campaign does not "
                                f"drive (its reactors: {list(self.reactors)})") from None
 
+    @staticmethod
+    def _restored_queue(state: JournalState) -> list[dict[str, float]]:
+        """The queued rest of a batch where the journal ends.
+
+        The last trial's, unless a review or a rig event came after it (the latest of those:
+        a review of experiment ``i`` comes before its start, a rig event ending ``i`` after it).
+        """
+        queue: list[dict[str, float]] = (state.last_extra or {}).get("queue", [])
+        here = len(state.trials)
+        marks = [(int(r["index"]), 0, r.get("queue", [])) for r in state.reviews
+                 if r["position"] == here]
+        marks += [(int(e["index"]), 1, e["extra"].get("queue", [])) for e in state.rig_events
+                  if e["position"] == here]
+        return max(marks, key=lambda m: (m[0], m[1]))[2] if marks else queue
+
+    def _redo_after_rig_events(self, state: JournalState) -> None:
+        """A proposal a rig event kept, not started again before the process ended, runs first."""
+        for event in state.rig_events:
+            reactor = self._reactor_of(event.get("reactor"))
+            later = any(i > int(event["index"]) and self._reactor_of(s.reactor) is reactor
+                        for i, s in state.started.items())
+            if not later:
+                reactor.redo.append(self._searched(event["proposal"], "rig event"))
+
     def _restore_reactors(self, state: JournalState) -> None:
-        """Each reactor's executor state, clock, reagents and heaters after its last trial."""
-        last: dict[str, tuple[Trial, dict[str, Any]]] = {}
+        """Each reactor's executor state, clock, reagents and heaters after its last trial.
+
+        A rig event after a reactor's last trial moved its clock and state on (the lab time it
+        took counts); the heaters' last conditions stay those of the last trial.
+        """
+        last: dict[str, tuple[int, dict[str, Any]]] = {}
         for trial in state.trials:
             extra = state.extras.get(trial.index) or {}
             if extra.get("origin") == TrialOrigin.MANUAL.value or not extra:
                 continue  # added by hand: no reactor of this campaign ran it
-            last[self._reactor_of(extra.get("reactor")).name] = (trial, extra)
-        for name, (trial, extra) in last.items():
-            reactor = self.reactors[name]
+            reactor = self._reactor_of(extra.get("reactor"))
             reactor.last_conditions = dict(trial.conditions)
+            last[reactor.name] = (trial.index, extra)
+        for event in state.rig_events:
+            name = self._reactor_of(event.get("reactor")).name
+            if int(event["index"]) > last.get(name, (-1, {}))[0]:
+                last[name] = (int(event["index"]), dict(event["extra"]))
+        for reactor in self.reactors.values():
+            reactor.rig_faults_in_a_row = state.rig_faults_in_a_row.get(reactor.name, 0)
+        for name, (_, extra) in last.items():
+            reactor = self.reactors[name]
             reactor.clock_h = float(extra.get("reactor_clock_h", extra.get("lab_clock_h", 0.0)))
             totals = extra.get("reactor_reagent_total_ml", extra.get("reagent_total_ml"))
             reactor.reagent_total_ml = {k: float(v) for k, v in (totals or {}).items()}
@@ -854,8 +905,11 @@ class Campaign:
         return sorted((r.running for r in self.reactors.values() if r.running is not None),
                       key=lambda x: x.index)
 
-    def step(self) -> Trial:
+    def step(self) -> Trial | None:
         """Start experiments on the idle reactors, then deliver the next result and return it.
+
+        ``None`` when that result is a rig event (a device fault found before any reagent was
+        fed, see :meth:`_rig_event`): journaled, but not an experiment.
 
         One reactor: one experiment end to end. K reactors: every idle reactor gets an
         experiment (within the budget), each proposal treating those running on the others as
@@ -928,11 +982,18 @@ class Campaign:
                 raise err
         return min(done, key=lambda d: (d[1].future.result().clock_h, d[1].index))[0]
 
-    def _deliver(self, reactor: Reactor) -> Trial:
-        """Analyze, journal, tell and track the result ``reactor`` has finished."""
+    def _deliver(self, reactor: Reactor) -> Trial | None:
+        """Analyze, journal, tell and track the result ``reactor`` has finished.
+
+        ``None`` for a rig event (:meth:`_rig_event`): no trial.
+        """
         run = reactor.running
         assert run is not None
         outcome = run.future.result()
+        if outcome.fault is not None and outcome.fault.before_feed:
+            self._rig_event(reactor, run, outcome, outcome.fault)
+            return None
+        reactor.rig_faults_in_a_row = 0
         index, conditions = run.index, run.conditions
         measurement, error, fault = outcome.measurement, outcome.error, outcome.fault
         features: Features | None = None
@@ -982,6 +1043,44 @@ class Campaign:
             self.on_trial(self, trial)
         self._show(forecast_text)
         return trial
+
+    def _rig_event(self, reactor: Reactor, run: Running, outcome: RunOutcome,
+                   fault: DeviceFault) -> None:
+        """Journal a device fault found before any reagent was fed: a rig event, no experiment.
+
+        A valve turned, a heater straying or a stirrer stopped between experiments says nothing
+        about the proposal, and nothing of it was fed or measured: no trial is journaled, the
+        optimizer hears nothing and the experiment budget is not spent. The lab time and the
+        solvent it took count (the reactor's clock and reagents move on). The proposal runs again
+        on the same reactor (its procedure commands every device afresh, which is the recovery);
+        a fault that keeps coming stops the campaign after :data:`MAX_RIG_FAULTS_IN_A_ROW`.
+
+        Raises:
+            RigDoesNotRecover: The reactor's rig events in a row reached the limit.
+        """
+        reactor.running = None
+        reactor.clock_h = outcome.clock_h
+        reactor.reagent_total_ml = dict(outcome.reagent_total_ml)
+        reactor.redo.insert(0, run.proposal)
+        reactor.rig_faults_in_a_row += 1
+        n = reactor.rig_faults_in_a_row
+        self.journal.append_rig_event(run.index, {
+            "reactor": reactor.name, "device": fault.device, "reason": str(fault),
+            "device_log": list(fault.device_log[-TRIP_LOG_LINES:]), "proposal": run.proposal,
+            "in_a_row": n,
+            "extra": {"executor_state": outcome.executor_state, "reactor_clock_h": outcome.clock_h,
+                      "reactor_reagent_total_ml": dict(outcome.reagent_total_ml),
+                      "lab_clock_h": self.lab_clock_h, "reagent_total_ml": self.reagent_total_ml,
+                      "queue": self._queue}})
+        where = "" if len(self.reactors) == 1 else f" of reactor {reactor.name}"
+        self._event(f"rig event{where} before {experiment_label(run.index)} fed anything: "
+                    f"{fault}; not an experiment (not counted, not told to the optimizer); its "
+                    f"conditions run again ({n} in a row, at most {MAX_RIG_FAULTS_IN_A_ROW})")
+        if n >= MAX_RIG_FAULTS_IN_A_ROW:
+            raise RigDoesNotRecover(
+                f"{fault.device}: reactor {reactor.name} faulted {n} times in a row before an "
+                f"experiment could start (last: {fault}); the rig does not recover: check it, "
+                f"then resume (the proposal is kept)", fault.device)
 
     def _forecast(self) -> dict[str, Any] | None:
         """The model's stopping forecast after the last tell (BoTorch; else ``None``).
@@ -1071,7 +1170,8 @@ class Campaign:
         """The first stop rule that applies now, or None to go on.
 
         The experiment budget counts every experiment run on the executor (an invalid one used
-        lab time too), never the manual ones added from outside or rejected proposals.
+        lab time too), never the manual ones added from outside, rejected proposals or rig
+        events (a fault found before anything of the proposal was fed: not an experiment).
         """
         budget, stop = self.config.budget, self.config.stop
         if self._stop_requested:

@@ -69,14 +69,23 @@ class DeviceFault(ExperimentFailed):
     campaign records such a trial as *invalid* (never as a chemistry failure) and does not tell the
     optimizer, which would otherwise learn a false infeasible region.
 
+    A fault found before any reagent of the experiment was fed (a valve turned, a heater
+    straying or a stirrer stopped between two experiments, found by the checks before the next
+    one starts) is not an experiment at all: ``before_feed`` says so, and the campaign journals
+    it as a rig event, keeps the proposal for after recovery and does not count it against the
+    experiment budget.
+
     Attributes:
         device: Name of the device at fault (as in the devices file), e.g. ``"pump_p"``.
         device_log: The device exchanges of the experiment, oldest first.
+        before_feed: Found before any reagent of the experiment was fed.
     """
 
-    def __init__(self, device: str, message: str, device_log: tuple[str, ...] = ()) -> None:
+    def __init__(self, device: str, message: str, device_log: tuple[str, ...] = (), *,
+                 before_feed: bool = False) -> None:
         self.device = device
         self.device_log = device_log
+        self.before_feed = before_feed
         super().__init__("device fault", f"{device}: {message}")
 
 

@@ -36,6 +36,7 @@ from autolab.executors.procedure import (
     ProcedureSettings,
     SettlingMode,
     TankState,
+    check_before_run,
 )
 from autolab.hardware.base import Spectrometer, Stirrer, TemperatureController, Valve
 from autolab.hardware.delivery import DeliveryMonitor, DeliveryTolerance, PumpFinding
@@ -94,6 +95,9 @@ class CSTRExecutor:
         self.qy_reference = qy_reference or QYReference()
         self.tank = TankState()
         self._bookmark = 0
+        #: Log count when the last experiment ended: a fault found before the next one starts
+        #: comes with the exchanges in between (what the supervisor saw while the rig waited).
+        self._idle_since = 0
         self._t0 = time.monotonic()
         self._clock_offset_h = 0.0
         self._reagents: dict[str, float] = {}
@@ -259,11 +263,20 @@ class CSTRExecutor:
             ConditionsError: A setpoint outside the devices' limits or a condition the rig
                 cannot realize (nothing was sent).
             SafetyTrip: The supervisor tripped; the shutdown sequence has run.
-            DeviceFault: A pump misdelivered; the experiment is invalid, the rig stays up.
+            DeviceFault: A pump misdelivered; the experiment is invalid, the rig stays up. One
+                found before anything moved (a valve turned between experiments) has
+                ``before_feed`` set and the exchanges since the last experiment as its log.
             HardwareError: A device failed; the rig is in its safe state.
         """
+        self._bookmark = self._idle_since
+        check_before_run(self)  # a fault found between experiments: a rig event
         self._bookmark = bookmark = self.rig.log.count
-        self._check(bookmark)
+        try:
+            return self._run(conditions, bookmark)
+        finally:
+            self._idle_since = self.rig.log.count
+
+    def _run(self, conditions: Conditions, bookmark: int) -> Measurement:
         self.monitor.take_delivered()
         self.procedure.plan(conditions)  # refuse before anything moves
         started_h = self.lab_clock_h
@@ -323,9 +336,10 @@ class CSTRExecutor:
             if self.supervisor.tripped:  # a pump alarm on the way: the trip wins
                 self._check(bookmark)
             self._book_reagents()
-            self.tank.conditions = c.as_dict()
-            self.tank.flush_reason = (f"the last experiment was invalid (a device fault: "
-                                      f"{fault.device})")
+            if not fault.before_feed:  # else the tanks hold what they held: nothing was fed
+                self.tank.conditions = c.as_dict()
+                self.tank.flush_reason = (f"the last experiment was invalid (a device fault: "
+                                          f"{fault.device})")
             for finding in self.monitor.take_faults():
                 self._faulted_roles.add(finding.role)
                 fault.device_log += (f"also: {finding.device}: {finding.detail}",)

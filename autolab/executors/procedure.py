@@ -51,7 +51,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from autolab.analysis import steady_state
-from autolab.exceptions import HardwareError
+from autolab.exceptions import DeviceFault, HardwareError
 from autolab.hardware.base import Spectrometer, Stirrer, TemperatureController, Valve
 from autolab.hardware.delivery import DeliveryMonitor
 from autolab.hardware.envelope import RigSetpoints
@@ -373,6 +373,24 @@ def tank_times_min(flows: FlowSetpoints, g: Geometry) -> FloatArray:
     return np.asarray(out, dtype=np.float64)
 
 
+def check_before_run(rig: RigSession) -> None:
+    """The rig's checks before an experiment moves anything (both executors call it first).
+
+    A device fault found here happened between experiments (a valve turned, a heater straying,
+    a stirrer stopped): no reagent of the next experiment was fed, so it is marked
+    ``before_feed`` and the campaign journals it as a rig event, not as an experiment.
+
+    Raises:
+        DeviceFault: With ``before_feed`` set.
+        SafetyTrip: The supervisor tripped (the shutdown ran).
+    """
+    try:
+        rig.check()
+    except DeviceFault as fault:
+        fault.before_feed = True
+        raise
+
+
 class Procedure:
     """Runs one experiment on a rig session (see the module docstring).
 
@@ -436,6 +454,7 @@ class _Run:
     events: list[str] = field(default_factory=list)
     t0: float = 0.0
     feed_on_min: float = math.nan
+    feeding: bool = False
 
     @property
     def rig(self) -> RigSession:
@@ -464,6 +483,14 @@ class _Run:
         return spec.acquire()
 
     def execute(self, tank: TankState, run_index: int) -> ProcedureResult:
+        """Run the steps; a device fault before the first feed pump started is a rig event."""
+        try:
+            return self.steps(tank, run_index)
+        except DeviceFault as fault:
+            fault.before_feed = fault.before_feed or not self.feeding
+            raise
+
+    def steps(self, tank: TankState, run_index: int) -> ProcedureResult:
         rig = self.rig
         self.t0 = rig.clock.now_min()
         rig.check()
@@ -592,6 +619,8 @@ class _Run:
 
     def feeds_on(self) -> None:
         rig, mon = self.rig, self.rig.monitor
+        rig.check()  # a fault found by now is a rig event: never feed a rig known faulty
+        self.feeding = True  # from here on a fault is the experiment's (reagents may flow)
         rig.solvent_valve.move(2)  # solvent now means junction make-up
         for role in self.rates:
             mon.stop(role)

@@ -29,6 +29,7 @@ from autolab.executors.procedure import (
     ProcedureSettings,
     SettlingMode,
     TankState,
+    check_before_run,
     rtd_floor_min,
     tank_times_min,
 )
@@ -229,6 +230,7 @@ class SimulatedExecutor:
                 the tanks flushed clean).
         """
         self.procedure.plan(conditions)  # refuse before anything moves
+        check_before_run(self.session)  # a fault found between experiments: a rig event
         k = self._run_index
         self._run_index += 1
         rng = np.random.default_rng([self.seed, k])
@@ -309,6 +311,7 @@ class SimulatedExecutor:
         """
         session, mon = self.session, self.session.monitor
         session.failure, session.fail_at_min = None, math.inf
+        mon.take_faults()  # a fault still pending must not abort the shutdown's waits
         for role in self.rig.pumps:
             mon.stop(role)
         if self.tank.conditions is not None:

@@ -319,6 +319,12 @@ class DeliveryMonitor:
         """Whether the procedure last commanded this pump to run."""
         return self._commands[role].running
 
+    @property
+    def pending_faults(self) -> tuple[PumpFinding, ...]:
+        """The faults :meth:`take_faults` would hand out now (a look, nothing taken)."""
+        with self._faults_lock:
+            return tuple(self._faults)
+
     def take_faults(self) -> list[PumpFinding]:
         """Delivery faults (invalidating) found since the last call."""
         with self._faults_lock:

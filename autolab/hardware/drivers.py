@@ -115,6 +115,7 @@ class NE1000Pump:
         self.safe_wire = safe_mode_s > 0
         #: The mode :meth:`connect` found the pump in (``"basic"``/``"safe"``; "" before).
         self.found_mode = ""
+        transport.stray_listeners.append(self._scan_stray)
 
     # --------------------------------------------------------------------- wire
     def _framer(self, ser: SerialLike) -> bytes:
@@ -130,9 +131,27 @@ class NE1000Pump:
         return reply
 
     def _note_alarm(self, code: str) -> None:
+        """Keep an alarm for :meth:`take_alarms`.
+
+        One alarm may reach the host twice (the Safe-mode auto-alarm packet, then the reply
+        that acknowledges it): the same code right after itself, not yet handed out, is kept
+        once.
+        """
         with self._alarm_lock:
+            if self._unreported and self._unreported[-1] == code:
+                return
             self.alarms.append(code)
             self._unreported.append(code)
+
+    def _scan_stray(self, data: bytes) -> None:
+        """Keep this pump's alarms found in bytes the transport throws away (a listener).
+
+        The manual offers no query for a past alarm: an auto-alarm packet waiting on the line,
+        or an acknowledging reply that came after its timeout, is the only record of it.
+        """
+        for address, code in newera.stray_alarms(data):
+            if address == self.address:
+                self._note_alarm(code)
 
     def take_alarms(self) -> tuple[str, ...]:
         """Alarms reported since the last call, oldest first (each is handed out once).

@@ -159,6 +159,11 @@ class Transport:
         self.retries = retries
         self.log = log if log is not None else ExchangeLog()
         self.lock = threading.RLock()
+        #: Called with every byte the transport throws away (input waiting before a request, a
+        #: bad or timed-out reply and what is drained after it, late bytes): a device that
+        #: sends unasked (a New Era pump's Safe-mode auto-alarm) or whose reply came late must
+        #: still be able to read what it said. Called under :attr:`lock`; keep it short.
+        self.stray_listeners: list[Callable[[bytes], None]] = []
         #: The character format asked for (``bytesize``/``parity``/``stopbits``), kept even
         #: where it is not applied: a pseudo-terminal has no line format (reference §4.6,
         #: pitfall 3) and Linux refuses to re-apply a 7-bit format to one, which would break
@@ -205,7 +210,7 @@ class Transport:
                 wall = time.time()
                 reply = b""
                 try:
-                    self.serial.reset_input_buffer()
+                    self._discard_stale(device)
                     self.serial.write(request)
                     self.serial.flush()
                     if framer is not None:
@@ -220,7 +225,7 @@ class Transport:
                     last, last_reply = err, reply or _partial(err)
                     self._record(device, wall, request, reply or _partial(err), t0=t0,
                                  error=str(err))
-                    self._drain()
+                    self._stray(last_reply + self._drain())
                     continue
                 except (serial.SerialException, OSError) as err:
                     self._record(device, wall, request, reply, t0=t0, error=f"port error: {err}")
@@ -276,18 +281,41 @@ class Transport:
                                     f"discarding late bytes: {err}") from err
             if data:
                 self._record(device, wall, b"", data, t0=t0, error=f"discarded: {why}")
+                self._stray(data)
             return data
 
-    def _drain(self) -> None:
-        """Discard what is left of a bad reply so the next request starts clean."""
+    def _stray(self, data: bytes) -> None:
+        """Hand bytes about to be thrown away to :attr:`stray_listeners`."""
+        if data:
+            for listen in self.stray_listeners:
+                listen(data)
+
+    def _discard_stale(self, device: str) -> None:
+        """Clear the input before a request; what waited there is logged and read by listeners.
+
+        Blindly resetting the input threw away a Safe-mode pump's auto-alarm packet: the only
+        record of an alarm whose acknowledging reply is then lost.
+        """
+        waiting = int(getattr(self.serial, "in_waiting", 0) or 0)
+        data = bytes(self.serial.read(waiting)) if waiting else b""
+        self.serial.reset_input_buffer()
+        if data:
+            self._record(device, time.time(), b"", data, t0=time.monotonic(),
+                         error="discarded: unasked bytes before the request")
+            self._stray(data)
+
+    def _drain(self) -> bytes:
+        """Discard what is left of a bad reply so the next request starts clean; returns it."""
+        out = b""
         try:
             old = self.serial.timeout
             self.serial.timeout = 0.02
-            while self.serial.read(256):
-                pass
+            while chunk := bytes(self.serial.read(256)):
+                out += chunk
             self.serial.timeout = old
         except (serial.SerialException, OSError):
             pass
+        return out
 
     def close(self) -> None:
         """Close the port (idempotent)."""

@@ -39,6 +39,13 @@ One line is one record, each a JSON object with a ``"type"``:
     ``index``, ``reason``, ``by``, ``time``: a finished experiment found invalid after the fact
     (a leak found later). Replay turns the trial into status ``invalid`` so every reader (resume,
     best so far, report) stops using it; the record itself says what it was before.
+``rig_event``
+    ``index`` (the started experiment it ends), ``reactor``, ``device``, ``reason``,
+    ``device_log``, ``proposal`` and ``extra`` (executor state, clocks, reagents, queue): a device
+    fault found before any reagent of that experiment was fed (a valve turned, a heater straying
+    between experiments). Not an experiment: no trial, never tracked, not counted against the
+    budget; the proposal runs again on that reactor. Replay keeps them in order
+    (``rig_events``) and counts each reactor's run of them since its last trial (reset by a stop).
 
 Experiment indices are unique per attempt: an interrupted experiment keeps its index and a re-run
 of its conditions gets a new one. That keeps "one index, one outcome" true for the optimizer and
@@ -82,7 +89,7 @@ MAX_INDEX = 1_000_000
 _RECORD_TYPES = frozenset(
     {"header", "started", "trial", "interrupted", "tracked", "tracker_run", "tracking_uri",
      "note", "stopped",
-     "review", "invalidated", "forecast"}
+     "review", "invalidated", "forecast", "rig_event"}
 )
 
 
@@ -189,6 +196,9 @@ class JournalState:
             status ``invalid`` from then on; ``previous_status`` says what it was).
         stopped_status: The tracker status the campaign journaled with its stop (``FINISHED``,
             ``KILLED``, ``FAILED``), if it did; ``None`` while running.
+        rig_events: ``rig_event`` records in order, each with ``position`` added (the number of
+            ``trial`` records before it).
+        rig_faults_in_a_row: Per reactor, the rig events since its last trial or the last stop.
     """
 
     header: JournalHeader
@@ -207,6 +217,8 @@ class JournalState:
     reviews: list[dict[str, Any]] = field(default_factory=list)
     invalidated: dict[int, dict[str, Any]] = field(default_factory=dict)
     stopped_status: str | None = None
+    rig_events: list[dict[str, Any]] = field(default_factory=list)
+    rig_faults_in_a_row: dict[str, int] = field(default_factory=dict)
 
     def finished(self) -> list[Trial]:
         """Finished and interrupted trials together, ordered by index."""
@@ -290,6 +302,14 @@ class _Reducer:
             if idx not in self._finished or all(t.index != idx for t in st.trials):
                 raise ValueError(f"experiment {idx} invalidated but it never finished")
             str(rec["reason"])
+        elif kind == "rig_event":
+            idx = _index(rec)
+            if idx in self._finished or idx not in st.started:
+                raise ValueError(f"rig event ends experiment {idx}, which is not running")
+            str(rec["device"]), str(rec["reason"]), str(rec.get("reactor") or "")
+            _conditions(rec["proposal"])
+            if not isinstance(rec.get("extra"), dict):
+                raise ValueError("rig event extra must be an object")
         elif kind == "forecast":
             idx = _index(rec)
             if all(t.index != idx for t in st.trials):
@@ -322,6 +342,7 @@ class _Reducer:
             if extra is not None:
                 st.extras[trial.index] = dict(extra)
                 st.last_extra = dict(extra)
+                st.rig_faults_in_a_row.pop(str(extra.get("reactor") or ""), None)
         elif kind == "interrupted":
             idx = int(rec["index"])
             s = st.started[idx]
@@ -342,7 +363,10 @@ class _Reducer:
             st.tracking_uri = str(rec["uri"])
         elif kind == "note":
             st.notes.append(str(rec["text"]))
+        elif kind == "rig_event":
+            self._rig_event(st, rec)
         elif kind == "stopped":
+            st.rig_faults_in_a_row.clear()  # a person was called: count afresh
             st.stopped_reason = str(rec["reason"])
             status = rec.get("status")
             st.stopped_status = None if status is None else str(status)
@@ -353,6 +377,17 @@ class _Reducer:
             self._retrack(int(rec["index"]))
         elif kind == "forecast":
             self._merge_forecast(st, rec)
+
+    def _rig_event(self, st: JournalState, rec: Mapping[str, Any]) -> None:
+        """End the started experiment without a trial (nothing to track, nothing finished)."""
+        idx = int(rec["index"])
+        self._finished.add(idx)
+        if idx in st.in_flight:
+            st.in_flight.remove(idx)
+        st.next_index = max(st.next_index, idx + 1)
+        st.rig_events.append({**rec, "position": len(st.trials)})
+        reactor = str(rec.get("reactor") or "")
+        st.rig_faults_in_a_row[reactor] = st.rig_faults_in_a_row.get(reactor, 0) + 1
 
     @staticmethod
     def _merge_forecast(st: JournalState, rec: Mapping[str, Any]) -> None:
@@ -617,6 +652,20 @@ class Journal:
             probe.apply(rec)
         self._write(b"".join(_encode(rec) for rec in recs))
         self._reducer = probe
+
+    def append_rig_event(self, index: int, fields: Mapping[str, Any]) -> None:
+        """Record that started experiment ``index`` ended in a fault before anything was fed.
+
+        Args:
+            index: The started experiment.
+            fields: ``reactor``, ``device``, ``reason``, ``device_log``, ``proposal`` (its
+                searched conditions) and ``extra`` (JSON-compatible resume state).
+
+        Raises:
+            JournalError: ``index`` is not running, or a field is missing or not JSON.
+        """
+        self._append({**fields, "type": "rig_event", "index": index,
+                      "time": datetime.now(UTC).isoformat(timespec="seconds")})
 
     def append_interrupted(self, index: int, reason: str) -> None:
         """Record that started experiment ``index`` will never finish (crash, signal, abort)."""

@@ -47,11 +47,16 @@ class PtyEmulator:
         self.disconnected = False
         self._garble = 0
         self._garble_in = 0
+        self._drop = 0
+        self._drop_acks_only = False
         self._buf = b""
         self._last_rx = time.monotonic()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._serve, name=f"emu-{name}", daemon=True)
         self.requests = 0
+        #: Fault injection: called before each reply goes out, outside the reactor lock (a test
+        #: may hold a reply there while the rest of the lab runs on).
+        self.before_reply: Callable[[], None] | None = None
 
     #: A partial request is dropped after this long without a byte (inf: kept).
     stale_after_s = float("inf")
@@ -72,6 +77,14 @@ class PtyEmulator:
     def garble_next(self, n: int = 1) -> None:
         """Corrupt the next ``n`` replies (one byte flipped)."""
         self._garble = n
+
+    def drop_next(self, n: int = 1, *, acks_only: bool = False) -> None:
+        """Lose the next ``n`` replies on the line (``acks_only``: replies carrying an alarm).
+
+        The device acted (an alarm reply still acknowledges its alarm), but the host never
+        sees the answer: a reply lost to noise, or to a timeout under load.
+        """
+        self._drop, self._drop_acks_only = n, acks_only
 
     def garble_next_request(self, n: int = 1) -> None:
         """Corrupt the next ``n`` requests on their way in (noise on the host's transmit line)."""
@@ -114,6 +127,11 @@ class PtyEmulator:
                     used, reply = taken
                     self._buf = self._buf[used:]
                     self.requests += 1
+                if self.before_reply is not None:
+                    self.before_reply()
+                if reply and self._drop and (not self._drop_acks_only or b"A?" in reply):
+                    self._drop -= 1
+                    continue
                 if reply and not self.no_reply:
                     if self._garble:
                         self._garble -= 1
@@ -523,6 +541,9 @@ class ValveEmulator(PtyEmulator):
         super().__init__(name, reactor)
         self.positions = positions
         reactor.valves[name] = initial
+        #: Fault injection tied to the procedure's commands: called (under the reactor lock)
+        #: with the position after each move command.
+        self.on_move: Callable[[int], None] | None = None
 
     def take(self, buf: bytes) -> tuple[int, bytes] | None:
         """One request line (see :meth:`PtyEmulator.take`)."""
@@ -540,6 +561,8 @@ class ValveEmulator(PtyEmulator):
         if cmd == "GO" and arg is not None and 1 <= arg <= self.positions:
             self.reactor.valves[self.name] = arg
             self.moved(arg)
+            if self.on_move is not None:
+                self.on_move(arg)
             return used, b""
         return used, b"Bad command\r"
 
@@ -634,6 +657,10 @@ class SpectrometerEmulator(LightPathEmulator):
     def __init__(self, name: str, reactor: VirtualReactor) -> None:
         super().__init__(name, reactor)
         self.integration_ms = 20.0
+        #: Fault injection tied to the procedure's progress, not to wall time: called (under the
+        #: reactor lock: keep it short) with the lit source and the cell after each frame, before
+        #: its reply goes out, so a fault it injects lands between two known frames.
+        self.on_frame: Callable[[str, str], None] | None = None
 
     def _answer(self, cmd: str, arg: str | None) -> bytes:
         light = self._light(cmd, arg)
@@ -662,5 +689,7 @@ class SpectrometerEmulator(LightPathEmulator):
         if cmd == "ACQ":
             counts = self.reactor.frame(source=self.lit, shutter_open=self.shutter == "OPEN",
                                         cell=self.cell, integration_ms=self.integration_ms)
+            if self.on_frame is not None:
+                self.on_frame(self.lit, self.cell)
             return spectro.encode_frame(counts)
         return f"ERR unknown command {cmd}\n".encode()

@@ -330,6 +330,43 @@ def parse_safe(frame: bytes) -> PumpReply:
     return parse_body(body)
 
 
+def _frame_at(data: bytes, i: int) -> bytes:
+    """The reply frame starting at ``data[i]`` (an STX), in either framing; b"" if none.
+
+    After STX a Basic reply has an address digit, a Safe-mode packet its length byte.
+    """
+    if i + 1 >= len(data):
+        return b""
+    if chr(data[i + 1]).isdigit():
+        end = data.find(bytes([ETX]), i)
+        return data[i:end + 1] if end > i else b""
+    frame = data[i:i + 1 + data[i + 1]]
+    return frame if len(frame) == 1 + data[i + 1] and frame[-1] == ETX else b""
+
+
+def stray_alarms(data: bytes) -> list[tuple[int, str]]:
+    """(address, alarm code) of every alarm reply found in bytes the host did not ask for.
+
+    A pump's alarm is acknowledged by the first reply that carries it, and in Safe mode it is
+    announced by an auto-alarm packet; no command asks for a past alarm. So bytes the
+    transport throws away (input waiting before a request, a late or misread reply) are
+    scanned: they may be the only record of an alarm. Garbage and other replies are skipped.
+    """
+    out: list[tuple[int, str]] = []
+    i = data.find(bytes([STX]))
+    while i >= 0:
+        frame = _frame_at(data, i)
+        if frame:
+            try:
+                reply = parse_basic(frame) if chr(frame[1]).isdigit() else parse_safe(frame)
+            except PumpProtocolError:
+                reply = None
+            if reply is not None and reply.alarm and reply.address is not None:
+                out.append((reply.address, reply.alarm))
+        i = data.find(bytes([STX]), i + 1)
+    return out
+
+
 def split_request(data: str) -> tuple[int | None, str, str]:
     """Split request command data into (address or None, COMMAND, args) — the pump's view.
 
