@@ -41,7 +41,7 @@ import secrets
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -249,6 +249,25 @@ def _sd(trial: Trial, names: tuple[str, ...]) -> dict[str, float] | None:
     sd = {k: float(errs[f"{k}_err"]) for k in names
           if isinstance(errs.get(f"{k}_err"), float) and math.isfinite(errs[f"{k}_err"])}
     return sd or None
+
+
+def _without(queue: Sequence[Mapping[str, float]], started: Sequence[Mapping[str, float]]
+             ) -> list[dict[str, float]]:
+    """``queue`` less one entry equal to each of ``started`` (searched values, to 1e-9).
+
+    The rest of a batch is journaled with each result, review and rig event, not with each start:
+    a proposal taken from the queue after the last such record is still in the journaled queue,
+    and is also in flight when the process dies, so resume runs it again as lost. Dropping it from
+    the queue keeps it from running twice.
+    """
+    rest = [dict(q) for q in queue]
+    for done in started:
+        for k, q in enumerate(rest):
+            if q.keys() == done.keys() and all(
+                    math.isclose(q[n], done[n], rel_tol=1e-9, abs_tol=1e-12) for n in q):
+                del rest[k]
+                break
+    return rest
 
 
 def _read_reused(run_dir: Path) -> dict[str, Any]:
@@ -583,7 +602,8 @@ class Campaign:
         if conditions:
             self._tell(conditions, outcomes, sds)
         self._restore_reactors(state)
-        self._queue = [dict(q) for q in self._restored_queue(state)]
+        lost = [self._searched(state.started[i].conditions) for i in state.in_flight]
+        self._queue = _without(self._restored_queue(state), lost)
         self._redo_after_rig_events(state)
         for index in state.in_flight:  # lost with the process: run again on the same reactor
             self.journal.append_interrupted(index, "the campaign process ended while it ran")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import csv
 import io
+import json
 import math
 import os
 import signal
@@ -185,6 +186,23 @@ def _journal_records(run_dir: Path | None) -> int:
 def _only_run_dir(root: Path) -> Path | None:
     dirs = list(root.glob("*/" + JOURNAL_NAME))
     return dirs[0].parent if dirs else None
+
+
+def test_a_batch_proposal_lost_mid_run_runs_once_on_resume(tmp_path: Path) -> None:
+    # The rest of a batch is journaled with each result, not with each start: the proposal
+    # running when the process died was both in the journaled queue and in flight, and ran twice.
+    cfg = _fast(budget__max_experiments=5, optimizer__batch_size=3)
+    reference = Campaign.create(cfg, tmp_path / "ref").run()
+    lines = (reference.run_dir / JOURNAL_NAME).read_text(encoding="utf-8").splitlines()
+    cut = next(i for i, line in enumerate(lines)
+               if json.loads(line)["type"] == "started" and json.loads(line)["index"] == 1)
+    crashed = tmp_path / "crashed"
+    crashed.mkdir()
+    (crashed / JOURNAL_NAME).write_text("\n".join(lines[:cut + 1]) + "\n", encoding="utf-8")
+    Campaign.resume(crashed).run()
+    state = Journal.read(crashed / JOURNAL_NAME)
+    assert [t.index for t in state.interrupted] == [1]
+    _assert_same_trials(state.trials, reference.trials)
 
 
 @pytest.mark.slow
