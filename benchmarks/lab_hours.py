@@ -173,12 +173,33 @@ def _notes(procedure: list[dict[str, Any]], parallel: list[dict[str, Any]]) -> t
     return tuple(notes)
 
 
+def with_seeds(base: BenchmarkSpec, count: int | None, offset: int) -> BenchmarkSpec:
+    """The spec run on seeds ``offset .. offset + count - 1`` (``count``: the spec's own).
+
+    An offset lets a later run add seeds to a record without repeating the earlier ones.
+
+    Raises:
+        ValueError: a negative offset or a count below 1.
+    """
+    if offset < 0:
+        raise ValueError(f"--seed-offset must be >= 0, got {offset}")
+    if count is not None and count < 1:
+        raise ValueError(f"--seeds must be >= 1, got {count}")
+    n = len(base.seed_list) if count is None else count
+    if offset == 0 and count is None:
+        return base
+    seeds: int | tuple[int, ...] = n if offset == 0 else tuple(range(offset, offset + n))
+    return base.model_copy(update={"seeds": seeds})
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the variants, print the figures, record them."""
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--spec", type=Path, default=ROOT / "benchmarks" / "lab_hours.yaml")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seeds", type=int, default=None, help="seeds per cell (spec: 2)")
+    parser.add_argument("--seed-offset", type=int, default=0,
+                        help="first seed (seeds offset..offset+n-1), to extend a record")
     parser.add_argument("--only", choices=sorted(GROUPS), default=None)
     parser.add_argument("--k", type=int, nargs="+", default=[1, 2, 4],
                         help="reactor counts of the parallel group (1 is its baseline)")
@@ -186,9 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--record", type=Path, default=None,
                         help="write lab-hours.json here (benchmarks/results)")
     args = parser.parse_args(argv)
-    base = load_spec(args.spec)
-    if args.seeds is not None:
-        base = base.model_copy(update={"seeds": args.seeds})
+    base = with_seeds(load_spec(args.spec), args.seeds, args.seed_offset)
     command = " ".join([Path(sys.executable).name, *sys.argv])
     groups = [args.only] if args.only else list(GROUPS)
     GROUPS["parallel"] = tuple(v for v in (ADAPTIVE, K2, K4) if v.reactors in {1, *args.k})
