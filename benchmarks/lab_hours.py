@@ -20,21 +20,35 @@ K = 1 at the same found-rate. Writes ``benchmarks/results/lab-hours.json`` (with
     .venv/bin/python benchmarks/lab_hours.py --workers 2 --record benchmarks/results
     .venv/bin/python benchmarks/lab_hours.py --only parallel --k 1 4 --seeds 2 --workers 1 \
         --record benchmarks/results
+
+A record can grow by seeds: run the later seeds into their own folder (``--seed-offset``), then
+record the union of the folders without running anything (``--from``; each cell must be in one
+of them, made for exactly this spec)::
+
+    .venv/bin/python benchmarks/lab_hours.py --only procedure --seeds 8 --seed-offset 8 \
+        --workers 1 --out benchmark-results/proc6 --record benchmark-results/proc6/record
+    .venv/bin/python benchmarks/lab_hours.py --only procedure --seeds 16 \
+        --from benchmark-results/proc5 benchmark-results/proc6 --record benchmarks/results
+
+The procedure group also reports the paired found-rate: cells found by both, by one only, by
+neither; the exact McNemar p of the discordant cells; the 95 % interval of the difference.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import shutil
 import statistics
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from autolab.benchmarking.benchmark import run_benchmark
+from autolab.benchmarking.benchmark import CellStore, make_jobs, reachable_all, run_benchmark
 from autolab.benchmarking.provenance import Result, Table, write_result
 from autolab.benchmarking.runner import RunResult
 from autolab.benchmarking.spec import BenchmarkSpec, ProcedureSpec, load_spec
@@ -51,6 +65,12 @@ class Variant:
     flush: str
     reactors: int
 
+    @property
+    def folder(self) -> str:
+        """The variant's folder under an output directory."""
+        return self.label.replace(" ", "_").replace(",", "").replace("+", "p").replace(
+            "τ", "tau").replace("=", "")
+
     def spec(self, base: BenchmarkSpec) -> BenchmarkSpec:
         """The base spec run this way."""
         return base.model_copy(update={
@@ -66,7 +86,11 @@ K4 = Variant("adaptive + auto flush, K=4", "adaptive", "auto", 4)
 GROUPS = {"procedure": (FIXED, ADAPTIVE), "parallel": (ADAPTIVE, K2, K4)}
 
 
-def _key(r: RunResult) -> tuple[str, float, int]:
+#: A cell of the grid: (member, target nm, seed).
+Cell = tuple[str, float, int]
+
+
+def _key(r: RunResult) -> Cell:
     return (r.member, r.target_nm, r.seed)
 
 
@@ -108,6 +132,97 @@ def summarize(label: str, results: list[RunResult], base: list[RunResult] | None
     return out
 
 
+def _wilson(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """Wilson score interval of a proportion ``k / n``."""
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return centre - half, centre + half
+
+
+def paired_found(base: dict[Cell, bool], other: dict[Cell, bool]) -> dict[str, Any]:
+    """How often ``other`` finds a good hit where ``base`` does not, and the reverse, paired.
+
+    ``base`` and ``other`` say per cell (member, target, seed) whether it was found: the cells
+    are paired on the same reactor, target and noise seed. The
+    exact McNemar test (two-sided binomial on the discordant cells) says whether the found-rates
+    differ beyond chance; the 95 % interval of the difference ``other - base`` is Newcombe's
+    paired score interval (his method 10), which stays inside [-1, 1] with few discordant cells,
+    where the Wald interval does not.
+
+    Raises:
+        ValueError: The two lists do not hold the same cells.
+    """
+    a, b = base, other
+    if set(a) != set(b) or not a:
+        raise ValueError("paired_found: the two variants must hold the same, non-empty cells; "
+                         f"{len(set(a) ^ set(b))} cells are in one only")
+    n = len(a)
+    both = sum(a[k] and b[k] for k in a)
+    only_base = sum(a[k] and not b[k] for k in a)
+    only_other = sum(b[k] and not a[k] for k in a)
+    neither = n - both - only_base - only_other
+    disc = only_base + only_other
+    tail = sum(math.comb(disc, i) for i in range(min(only_base, only_other) + 1)) / 2 ** disc
+    p_base, p_other = (both + only_base) / n, (both + only_other) / n
+    l1, u1 = _wilson(both + only_other, n)
+    l2, u2 = _wilson(both + only_base, n)
+    den = math.sqrt((both + only_base) * (neither + only_other) * (both + only_other)
+                    * (neither + only_base))
+    phi = (both * neither - only_base * only_other) / den if den > 0 else 0.0
+    diff = p_other - p_base
+    lo = diff - math.sqrt(max((p_other - l1) ** 2 - 2 * phi * (p_other - l1) * (u2 - p_base)
+                              + (u2 - p_base) ** 2, 0.0))
+    hi = diff + math.sqrt(max((u1 - p_other) ** 2 - 2 * phi * (u1 - p_other) * (p_base - l2)
+                              + (p_base - l2) ** 2, 0.0))
+    return {"cells": n, "both": both, "only_base": only_base, "only_other": only_other,
+            "neither": neither, "mcnemar_exact_p": min(1.0, 2 * tail), "difference": diff,
+            "difference_ci95": [lo, hi]}
+
+
+def load_cells(variant: Variant, spec: BenchmarkSpec, dirs: list[Path]) -> list[RunResult]:
+    """Every cell of ``variant`` from earlier runs' output folders, in job order; runs nothing.
+
+    A cell counts only if its stored fingerprint is that of this spec's cell (same member,
+    target, seed, budget, procedure, strategy settings), so a record merged from several runs
+    holds exactly the cells it names.
+
+    Raises:
+        FileNotFoundError: A folder has no ``reachable.json`` or a cell is in no folder.
+        ValueError: A cell is stored in two folders with different results.
+    """
+    vspec = variant.spec(spec)
+    shared = next((d / "reachable.json" for d in dirs if (d / "reachable.json").exists()), None)
+    if shared is None:
+        raise FileNotFoundError(f"no reachable.json in {[str(d) for d in dirs]}")
+    with tempfile.TemporaryDirectory() as tmp:  # a stale yardstick is recomputed, never written
+        shutil.copy(shared, Path(tmp) / "reachable.json")  # back into an earlier run's folder
+        jobs, _ = make_jobs(vspec, reachable_all(vspec, Path(tmp)))
+    found: dict[int, RunResult] = {}
+    for d in dirs:
+        for i, r in CellStore(d / variant.folder / "cells").load(jobs).items():
+            if i in found and found[i].to_dict() != r.to_dict():
+                raise ValueError(f"cell {jobs[i].cell_id} differs between the folders")
+            found[i] = r
+    missing = [jobs[i].cell_id for i in range(len(jobs)) if i not in found]
+    if missing:
+        raise FileNotFoundError(f"{variant.label}: {len(missing)} cells are in no folder, "
+                                f"e.g. {missing[:3]}")
+    return [found[i] for i in range(len(jobs))]
+
+
+def source_runs(dirs: list[Path]) -> list[dict[str, Any]]:
+    """Each folder's own record (command and commit), so a merged record says what ran where."""
+    out = []
+    for d in dirs:
+        records = sorted((d / "record").glob("*.json")) if (d / "record").exists() else []
+        doc = json.loads(records[0].read_text(encoding="utf-8")) if records else {}
+        git = doc.get("provenance", {}).get("git", {})
+        out.append({"folder": str(d), "command": doc.get("command"),
+                    "commit": git.get("commit"), "dirty": git.get("dirty")})
+    return out
+
+
 def _fmt(v: Any, digits: int = 2) -> str:
     return "-" if v is None else f"{v:.{digits}f}"
 
@@ -126,8 +241,7 @@ COLUMNS = ("variant", "good hit found", "experiments to hit, median (IQR)",
 def run_variant(variant: Variant, base: BenchmarkSpec, out: Path, workers: int,
                 command: str) -> list[RunResult]:
     """Run (or restore) every cell of one variant; the reachable yardsticks are shared."""
-    folder = out / variant.label.replace(" ", "_").replace(",", "").replace("+", "p").replace(
-        "τ", "tau").replace("=", "")
+    folder = out / variant.folder
     folder.mkdir(parents=True, exist_ok=True)
     shared = out / "reachable.json"
     if shared.exists() and not (folder / "reachable.json").exists():
@@ -156,6 +270,15 @@ def _notes(procedure: list[dict[str, Any]], parallel: list[dict[str, Any]]) -> t
             f"{_fmt(adaptive.get('ratio_of_medians'))}; found-rate "
             f"{100 * adaptive['found_rate']:.0f} % vs {100 * fixed['found_rate']:.0f} %: "
             f"{'met' if met else 'NOT met'}.")
+        pf = adaptive.get("paired_found")
+        if pf is not None:
+            lo, hi = pf["difference_ci95"]
+            notes.append(
+                f"Paired found-rate (same member, target and seed; {pf['cells']} cells): both "
+                f"{pf['both']}, adaptive only {pf['only_other']}, fixed only {pf['only_base']}, "
+                f"neither {pf['neither']}; exact McNemar two-sided p = "
+                f"{pf['mcnemar_exact_p']:.2f}; adaptive - fixed = {100 * pf['difference']:+.1f} "
+                f"points, 95 % CI {100 * lo:+.1f} to {100 * hi:+.1f} (Newcombe, paired).")
     if parallel:
         k1, k4 = parallel[0], parallel[-1]
         ratio = k4.get("paired_ratio_median")
@@ -204,6 +327,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--k", type=int, nargs="+", default=[1, 2, 4],
                         help="reactor counts of the parallel group (1 is its baseline)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmark-results" / "lab_hours")
+    parser.add_argument("--from", dest="sources", type=Path, nargs="+", default=None,
+                        help="run nothing: record the cells stored in these --out folders of "
+                             "earlier runs (with --seeds covering all of them)")
     parser.add_argument("--record", type=Path, default=None,
                         help="write lab-hours.json here (benchmarks/results)")
     args = parser.parse_args(argv)
@@ -212,12 +338,19 @@ def main(argv: list[str] | None = None) -> int:
     groups = [args.only] if args.only else list(GROUPS)
     GROUPS["parallel"] = tuple(v for v in (ADAPTIVE, K2, K4) if v.reactors in {1, *args.k})
     variants = list(dict.fromkeys(v for g in groups for v in GROUPS[g]))
-    results = {v: run_variant(v, base, args.out, args.workers, command) for v in variants}
+    if args.sources:
+        results = {v: load_cells(v, base, args.sources) for v in variants}
+    else:
+        results = {v: run_variant(v, base, args.out, args.workers, command) for v in variants}
     tables, data = [], {}
     for group in groups:
         ref = results[GROUPS[group][0]]
         rows = [summarize(v.label, results[v], None if i == 0 else ref, v.reactors)
                 for i, v in enumerate(GROUPS[group])]
+        if group == "procedure":
+            rows[1]["paired_found"] = paired_found(
+                {_key(r): r.found for r in ref},
+                {_key(r): r.found for r in results[GROUPS[group][1]]})
         data[group] = rows
         for r in rows:
             print(" | ".join(_row(r)))
@@ -235,10 +368,12 @@ def main(argv: list[str] | None = None) -> int:
         title = {"procedure": "procedure", "parallel": "parallel reactors"}
         result = Result(
             name=name, title="Lab hours to a good hit: " + " and ".join(title[g] for g in groups),
-            description=(f"{base.description} ({base.seeds} seeds), through the campaign loop "
-                         "on the simulated rig (benchmarks/lab_hours.py)."),
+            description=(f"{base.description} ({len(base.seed_list)} seeds, "
+                         f"{min(base.seed_list)}..{max(base.seed_list)}), through the campaign "
+                         "loop on the simulated rig (benchmarks/lab_hours.py)."),
             tables=tuple(tables), notes=notes,
-            data={**data, "cells": {v.label: [r.row() for r in results[v]] for v in variants}},
+            data={**data, "cells": {v.label: [r.row() for r in results[v]] for v in variants},
+                  **({"sources": source_runs(args.sources)} if args.sources else {})},
             command=command)
         print(f"wrote {write_result(result, args.record)}")
     return 0

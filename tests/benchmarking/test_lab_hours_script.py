@@ -1,8 +1,9 @@
-"""benchmarks/lab_hours.py: the seed window that lets a later run extend a record."""
+"""benchmarks/lab_hours.py: later seeds, records merged from several runs, the paired found-rate."""
 
 from __future__ import annotations
 
 import importlib.util
+import math
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -11,7 +12,9 @@ import pytest
 
 from autolab.benchmarking.benchmark import make_jobs
 from autolab.benchmarking.problem import Reachable
-from autolab.benchmarking.spec import load_spec
+from autolab.benchmarking.spec import load_spec, parse_spec
+
+from .tiny import TINY
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -45,3 +48,67 @@ def test_bad_seed_window_is_refused(count: int, offset: int, field: str) -> None
     base = load_spec(ROOT / "benchmarks" / "lab_hours.yaml")
     with pytest.raises(ValueError, match=field):
         _script().with_seeds(base, count, offset)
+
+
+def _cells(flags: list[bool]) -> dict[tuple[str, float, int], bool]:
+    return {("m", 550.0, i): f for i, f in enumerate(flags)}
+
+
+def test_paired_found_counts_the_discordant_cells_and_tests_them_exactly() -> None:
+    # the recorded 8-seed procedure figures: 48 both, 6 fixed only, 3 adaptive only, 7 neither
+    base = [True] * 48 + [True] * 6 + [False] * 3 + [False] * 7
+    other = [True] * 48 + [False] * 6 + [True] * 3 + [False] * 7
+    pf = _script().paired_found(_cells(base), _cells(other))
+    assert (pf["both"], pf["only_base"], pf["only_other"], pf["neither"]) == (48, 6, 3, 7)
+    # exact two-sided binomial on 9 discordant cells, 3 vs 6: 2 * (1 + 9 + 36 + 84) / 512
+    assert pf["mcnemar_exact_p"] == pytest.approx(260 / 512)
+    assert pf["difference"] == pytest.approx(-3 / 64)
+    lo, hi = pf["difference_ci95"]
+    assert -1 <= lo < pf["difference"] < hi <= 1
+    # swapping the variants mirrors the interval
+    back = _script().paired_found(_cells(other), _cells(base))
+    assert back["difference_ci95"] == pytest.approx([-hi, -lo])
+
+
+def test_paired_interval_without_correlation_is_newcombes_unpaired_score_interval() -> None:
+    # both*neither == only_base*only_other: phi = 0, so the paired interval reduces to the
+    # hybrid score interval of two independent proportions (Wilson limits, no cross term)
+    base = [True] * 4 + [True] * 4 + [False] * 4 + [False] * 4
+    other = [True] * 4 + [False] * 4 + [True] * 4 + [False] * 4
+    pf = _script().paired_found(_cells(base), _cells(other))
+    z, n = 1.959964, 16
+
+    def wilson(k: int) -> tuple[float, float]:
+        p = k / n
+        root = z * math.sqrt(4 * n * p * (1 - p) + z * z)
+        return (2 * n * p + z * z - root) / (2 * (n + z * z)), \
+            (2 * n * p + z * z + root) / (2 * (n + z * z))
+
+    (l1, u1), (l2, u2) = wilson(8), wilson(8)
+    assert pf["difference"] == 0.0
+    assert pf["difference_ci95"] == pytest.approx([-math.hypot(0.5 - l1, u2 - 0.5),
+                                                  math.hypot(u1 - 0.5, 0.5 - l2)])
+
+
+def test_paired_found_refuses_unpaired_cells() -> None:
+    with pytest.raises(ValueError, match="same, non-empty cells"):
+        _script().paired_found(_cells([True, False]), _cells([True]))
+
+
+def test_a_record_merged_from_two_runs_holds_every_cell_of_both(tmp_path: Path) -> None:
+    lab_hours = _script()
+    tiny = parse_spec({**TINY, "strategies": ["random"]})
+    first, second = tmp_path / "a", tmp_path / "b"
+    runs = {}
+    for out, offset in ((first, 0), (second, 1)):
+        spec = lab_hours.with_seeds(tiny, 1, offset)
+        runs[offset] = lab_hours.run_variant(lab_hours.FIXED, spec, out, 1, "test")
+    merged = lab_hours.load_cells(lab_hours.FIXED, lab_hours.with_seeds(tiny, 2, 0),
+                                  [first, second])
+    assert [r.to_dict() for r in merged] == [runs[0][0].to_dict(), runs[1][0].to_dict()]
+    with pytest.raises(FileNotFoundError, match="1 cells are in no folder"):
+        lab_hours.load_cells(lab_hours.FIXED, lab_hours.with_seeds(tiny, 2, 0), [first])
+    # the other variant's cells were never run: nothing is made up for them
+    with pytest.raises(FileNotFoundError, match="2 cells are in no folder"):
+        lab_hours.load_cells(lab_hours.ADAPTIVE, lab_hours.with_seeds(tiny, 2, 0),
+                             [first, second])
