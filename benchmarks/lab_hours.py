@@ -180,6 +180,76 @@ def paired_found(base: dict[Cell, bool], other: dict[Cell, bool]) -> dict[str, A
             "difference_ci95": [lo, hi]}
 
 
+def _mean_se(values: list[float]) -> tuple[float | None, float | None, int]:
+    """Mean, its standard error and the count (``None`` where too few values)."""
+    n = len(values)
+    if n < 2:
+        return (values[0] if values else None), None, n
+    return statistics.fmean(values), statistics.stdev(values) / math.sqrt(n), n
+
+
+def _errors(results: list[RunResult]) -> dict[str, Any]:
+    """Measured minus noise-free PL (nm) and QY over every told reading of one variant."""
+    told = [s for r in results for s in r.steps
+            if not s.failed and math.isfinite(s.measured_pl_nm) and math.isfinite(s.true_pl_nm)]
+    pl = [s.measured_pl_nm - s.true_pl_nm for s in told]
+    qy = [s.measured_qy - s.true_qy for s in told if math.isfinite(s.measured_qy)]
+    if len(pl) < 2 or len(qy) < 2:
+        return {"readings": len(pl)}
+    return {"readings": len(pl), "pl_error_mean_nm": statistics.fmean(pl),
+            "pl_error_sd_nm": statistics.stdev(pl),
+            "share_pl_error_over_1nm": sum(abs(e) > 1 for e in pl) / len(pl),
+            "share_pl_error_over_2nm": sum(abs(e) > 2 for e in pl) / len(pl),
+            "qy_error_mean": statistics.fmean(qy), "qy_error_sd": statistics.stdev(qy)}
+
+
+def reading_accuracy(base: list[RunResult], other: list[RunResult],
+                     far_nm: float = 30.0) -> dict[str, Any]:
+    """How well each variant's told readings match the member's noise-free truth, and paired.
+
+    Both variants of a cell start from the same seed, so they run the same conditions until the
+    first proposal that differs: those leading readings are of identical conditions after an
+    identical previous experiment, and their difference (``other - base``) is the procedure's
+    own effect on a reading. Signed toward the previous experiment's steady state it measures
+    carry-over (an outlet read before the old product has washed out), split by how far the
+    previous truth lay (``far_nm``). ``diverged_at`` is the first experiment whose truth differs.
+    """
+    pairs = {_key(r): r for r in base}
+    same: list[float] = []
+    toward: dict[str, list[float]] = {"near": [], "far": []}
+    diverged: list[int] = []
+    for r in other:
+        b = pairs.get(_key(r))
+        if b is None:
+            continue
+        prev = math.nan
+        for i, (so, sb) in enumerate(zip(r.steps, b.steps, strict=False)):
+            if not (so.true_pl_nm == sb.true_pl_nm or (math.isnan(so.true_pl_nm)
+                                                       and math.isnan(sb.true_pl_nm))):
+                diverged.append(i + 1)
+                break
+            ok = not (so.failed or sb.failed) and math.isfinite(so.measured_pl_nm) \
+                and math.isfinite(sb.measured_pl_nm)
+            if ok:
+                d = so.measured_pl_nm - sb.measured_pl_nm
+                same.append(d)
+                if math.isfinite(prev):
+                    jump = prev - so.true_pl_nm
+                    toward["far" if abs(jump) >= far_nm else "near"].append(math.copysign(d, jump))
+            prev = so.true_pl_nm if not so.failed else math.nan
+    mean, se, n = _mean_se(same)
+    out: dict[str, Any] = {
+        "base": _errors(base), "other": _errors(other),
+        "identical_readings": n, "other_minus_base_nm": mean, "other_minus_base_se_nm": se,
+        "diverged_at": _median_iqr([float(x) for x in diverged], 0),
+    }
+    for name, values in toward.items():
+        m, e, k = _mean_se(values)
+        out[f"toward_previous_{name}_nm"], out[f"toward_previous_{name}_se_nm"] = m, e
+        out[f"toward_previous_{name}_readings"] = k
+    return out
+
+
 def load_cells(variant: Variant, spec: BenchmarkSpec, dirs: list[Path]) -> list[RunResult]:
     """Every cell of ``variant`` from earlier runs' output folders, in job order; runs nothing.
 
@@ -223,8 +293,8 @@ def source_runs(dirs: list[Path]) -> list[dict[str, Any]]:
     return out
 
 
-def _fmt(v: Any, digits: int = 2) -> str:
-    return "-" if v is None else f"{v:.{digits}f}"
+def _fmt(v: Any, digits: int = 2, sign: str = "") -> str:
+    return "-" if v is None else f"{v:{sign}.{digits}f}"
 
 
 def _row(s: dict[str, Any]) -> tuple[str, ...]:
@@ -257,6 +327,25 @@ def run_variant(variant: Variant, base: BenchmarkSpec, out: Path, workers: int,
     return list(outcome.results)
 
 
+def _readings_note(rd: dict[str, Any]) -> str:
+    f, a = rd["base"], rd["other"]
+
+    def pm(key: str) -> str:
+        return f"{_fmt(rd[key], 3, '+')} ± {_fmt(rd[key.replace('_nm', '_se_nm')], 3)} nm"
+
+    return (
+        "Readings against the member's noise-free truth (measured - true PL over every told "
+        f"reading): fixed {f['pl_error_mean_nm']:+.2f} ± {f['pl_error_sd_nm']:.2f} nm "
+        f"(n {f['readings']}), adaptive {a['pl_error_mean_nm']:+.2f} ± "
+        f"{a['pl_error_sd_nm']:.2f} nm (n {a['readings']}). Same conditions after the same "
+        f"previous experiment (the {rd['identical_readings']} readings before the campaigns "
+        f"diverge, at experiment {rd['diverged_at']}): adaptive - fixed "
+        f"{pm('other_minus_base_nm')}; toward the previous steady state "
+        f"{pm('toward_previous_far_nm')} after a jump of 30 nm or more "
+        f"(n {rd['toward_previous_far_readings']}), {pm('toward_previous_near_nm')} after a "
+        f"smaller one (n {rd['toward_previous_near_readings']}).")
+
+
 def _notes(procedure: list[dict[str, Any]], parallel: list[dict[str, Any]]) -> tuple[str, ...]:
     notes = []
     if procedure:
@@ -279,6 +368,9 @@ def _notes(procedure: list[dict[str, Any]], parallel: list[dict[str, Any]]) -> t
                 f"neither {pf['neither']}; exact McNemar two-sided p = "
                 f"{pf['mcnemar_exact_p']:.2f}; adaptive - fixed = {100 * pf['difference']:+.1f} "
                 f"points, 95 % CI {100 * lo:+.1f} to {100 * hi:+.1f} (Newcombe, paired).")
+        rd = adaptive.get("readings")
+        if rd is not None and all("pl_error_mean_nm" in rd[v] for v in ("base", "other")):
+            notes.append(_readings_note(rd))
     if parallel:
         k1, k4 = parallel[0], parallel[-1]
         ratio = k4.get("paired_ratio_median")
@@ -351,6 +443,7 @@ def main(argv: list[str] | None = None) -> int:
             rows[1]["paired_found"] = paired_found(
                 {_key(r): r.found for r in ref},
                 {_key(r): r.found for r in results[GROUPS[group][1]]})
+            rows[1]["readings"] = reading_accuracy(ref, results[GROUPS[group][1]])
         data[group] = rows
         for r in rows:
             print(" | ".join(_row(r)))

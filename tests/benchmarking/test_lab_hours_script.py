@@ -112,3 +112,22 @@ def test_a_record_merged_from_two_runs_holds_every_cell_of_both(tmp_path: Path) 
     with pytest.raises(FileNotFoundError, match="2 cells are in no folder"):
         lab_hours.load_cells(lab_hours.ADAPTIVE, lab_hours.with_seeds(tiny, 2, 0),
                              [first, second])
+
+
+def test_reading_accuracy_pairs_the_readings_of_identical_conditions(tmp_path: Path) -> None:
+    # random proposals do not depend on the readings: both procedures run the same conditions
+    # in the same order, so every reading pairs and the campaigns never diverge
+    lab_hours = _script()
+    tiny = lab_hours.with_seeds(parse_spec({**TINY, "strategies": ["random"]}), 1, 0)
+    fixed = lab_hours.run_variant(lab_hours.FIXED, tiny, tmp_path, 1, "test")
+    adaptive = lab_hours.run_variant(lab_hours.ADAPTIVE, tiny, tmp_path, 1, "test")
+    rd = lab_hours.reading_accuracy(fixed, adaptive)
+    told = [s for s in fixed[0].steps if not s.failed]
+    assert rd["identical_readings"] == len(told) >= 2
+    assert rd["diverged_at"] == "-"
+    assert rd["base"]["readings"] == len(told)
+    pairs = [a.measured_pl_nm - f.measured_pl_nm
+             for a, f in zip(adaptive[0].steps, fixed[0].steps, strict=True) if not f.failed]
+    assert rd["other_minus_base_nm"] == pytest.approx(sum(pairs) / len(pairs))
+    back = lab_hours.reading_accuracy(adaptive, fixed)
+    assert back["other_minus_base_nm"] == pytest.approx(-rd["other_minus_base_nm"])
