@@ -14,7 +14,11 @@ previous experiment's truth and the settle time. It prints, per procedure:
   reading can see) and the reading error (reading minus truth at the realized conditions);
 * z = error / stated sd, i.e. whether the stated sd is honest;
 * adaptive minus fixed, signed toward the previous experiment's steady state (carry-over), by
-  how early the adaptive verdict stopped (settle time over the fixed 3 τ).
+  how early the adaptive verdict stopped (settle time over the fixed 3 τ);
+* the reading error had the analyzer located the peak on the emission corrected for the
+  secondary inner filter (each pixel times ``sqrt(blank / sample)``, the factor it already
+  applies when it integrates the QY): the rendered emission passes the product's own
+  absorbance, which dims its blue side more and pulls the uncorrected peak red.
 
     .venv/bin/python benchmarks/procedure_readings.py --points 32 --out /tmp/readings.json
 """
@@ -22,6 +26,7 @@ previous experiment's truth and the settle time. It prints, per procedure:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import statistics
@@ -37,9 +42,25 @@ from autolab.benchmarking.benchmark import problems
 from autolab.benchmarking.family import Member
 from autolab.benchmarking.spec import BenchmarkSpec, load_spec
 from autolab.exceptions import ConditionsError, ExperimentFailed
+from autolab.records import Measurement
 
 ROOT = Path(__file__).resolve().parents[1]
 PROCEDURES = {"adaptive": ("adaptive", "auto"), "fixed": ("fixed", "always")}
+
+
+def inner_filter_corrected(m: Measurement) -> Measurement:
+    """``m`` with its emission frame corrected for the secondary inner filter, per pixel.
+
+    The factor is ``sqrt(blank / sample)`` (dark subtracted), i.e. ``10^(A/2)``: the analyzer's
+    own QY correction; pixels without a positive lamp reading keep factor 1.
+    """
+    s = m.spectra
+    blank = s.blank_counts - s.dark_abs_counts
+    sample = s.sample_counts - s.dark_abs_counts
+    ok = (blank > 0) & (sample > 0)
+    factor = np.sqrt(np.where(ok, blank / np.where(ok, sample, 1.0), 1.0))
+    pl = s.dark_pl_counts + (s.pl_counts - s.dark_pl_counts) * factor
+    return dataclasses.replace(m, spectra=dataclasses.replace(s, pl_counts=pl))
 
 
 def read_sequence(spec: BenchmarkSpec, member: Member, points: int, seed: int,
@@ -65,7 +86,9 @@ def read_sequence(spec: BenchmarkSpec, member: Member, points: int, seed: int,
         truth = ex.truths[k]
         # the executor drew this run's jitter first from its per-run generator [seed, k]
         realized = ex.twin.truth(ex.twin.jitter(conditions, np.random.default_rng([seed, k])))
+        corrected = analyze(inner_filter_corrected(m)).pl_peak_nm
         yield {**row, "pl_nm": f.pl_peak_nm, "pl_sd_nm": f.pl_peak_nm_err, "qy": f.qy,
+               "pl_inner_filter_corrected_nm": corrected,
                "qy_sd": f.qy_err, "true_pl_nm": float(truth.pl_peak_nm),
                "true_qy": float(truth.qy), "realized_pl_nm": float(realized.pl_peak_nm),
                "previous_true_pl_nm": previous,
@@ -92,6 +115,8 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
             "error_vs_told_truth_nm": _ms([r["pl_nm"] - r["true_pl_nm"] for r in mine]),
             "process_scatter_nm": _ms([r["realized_pl_nm"] - r["true_pl_nm"] for r in mine]),
             "reading_error_nm": _ms([r["pl_nm"] - r["realized_pl_nm"] for r in mine]),
+            "reading_error_inner_filter_corrected_nm": _ms(
+                [r["pl_inner_filter_corrected_nm"] - r["realized_pl_nm"] for r in mine]),
             "stated_sd_median_nm": statistics.median([r["pl_sd_nm"] for r in mine]) if mine
             else None,
             "z_told": _ms([(r["pl_nm"] - r["true_pl_nm"]) / r["pl_sd_nm"] for r in mine]),

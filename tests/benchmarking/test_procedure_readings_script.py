@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
+import numpy as np
+
 from autolab.benchmarking.spec import load_spec
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,3 +44,23 @@ def test_both_procedures_read_the_same_conditions_and_the_pairing_holds() -> Non
     assert summary["fixed"]["readings"] == len(read)
     pairs = summary["adaptive_minus_fixed_toward_previous_nm"]
     assert sum(v["readings"] for v in pairs.values()) == len(read) - 1
+
+
+def test_the_inner_filter_correction_brightens_the_blue_side_and_keeps_the_rest() -> None:
+    script = _script()
+    spec = load_spec(ROOT / "benchmarks" / "lab_hours.yaml")
+    twin = spec.members()[0]
+    ex = twin.executor(seed=3, settling="fixed", flush="always")
+    problem = script.problems(spec, twin)[0]
+    m = ex.run(problem.conditions(problem.space.from_unit(np.full((1, problem.space.dim),
+                                                                  0.5))[0]))
+    out = script.inner_filter_corrected(m)
+    s, c = m.spectra, out.spectra
+    assert np.array_equal(c.sample_counts, s.sample_counts)
+    assert np.array_equal(c.dark_pl_counts, s.dark_pl_counts)
+    net, net_c = s.pl_counts - s.dark_pl_counts, c.pl_counts - c.dark_pl_counts
+    absorbance = np.log10((s.blank_counts - s.dark_abs_counts)
+                          / (s.sample_counts - s.dark_abs_counts))
+    strong = absorbance > 0.05
+    assert strong.any()
+    assert np.allclose(net_c[strong], net[strong] * 10 ** (absorbance[strong] / 2))
