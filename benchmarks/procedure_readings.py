@@ -45,7 +45,10 @@ from autolab.exceptions import ConditionsError, ExperimentFailed
 from autolab.records import Measurement
 
 ROOT = Path(__file__).resolve().parents[1]
-PROCEDURES = {"adaptive": ("adaptive", "auto"), "fixed": ("fixed", "always")}
+#: The two procedures of the issue-9 benchmark, and the two mixed ones that tell which half
+#: (early reading or skipped flush) an effect belongs to.
+PROCEDURES = {"adaptive": ("adaptive", "auto"), "fixed": ("fixed", "always"),
+              "adaptive+flush": ("adaptive", "always"), "fixed+auto": ("fixed", "auto")}
 
 
 def inner_filter_corrected(m: Measurement) -> Measurement:
@@ -72,6 +75,7 @@ def read_sequence(spec: BenchmarkSpec, member: Member, points: int, seed: int,
     settling, flush = PROCEDURES[procedure]
     ex = member.executor(seed=seed, settling=settling, flush=flush)
     previous = math.nan
+    clock_h = ex.lab_clock_h
     for i, point in enumerate(space.from_unit(sobol)):
         conditions = problem.conditions(point)
         k = ex.run_index
@@ -79,7 +83,7 @@ def read_sequence(spec: BenchmarkSpec, member: Member, points: int, seed: int,
         try:
             m = ex.run(conditions)
         except (ExperimentFailed, ConditionsError) as err:
-            previous = math.nan
+            previous, clock_h = math.nan, ex.lab_clock_h
             yield {**row, "failed": type(err).__name__}
             continue
         f = analyze(m)
@@ -94,8 +98,9 @@ def read_sequence(spec: BenchmarkSpec, member: Member, points: int, seed: int,
                "previous_true_pl_nm": previous,
                "settle_min": float(m.metadata.get("wait_settle_min", math.nan)),
                "settle_cap_min": float(m.metadata.get("settle_cap_min", math.nan)),
-               "settle_reason": str(m.metadata.get("settle_reason", ""))}
-        previous = float(truth.pl_peak_nm)
+               "settle_reason": str(m.metadata.get("settle_reason", "")),
+               "lab_h": ex.lab_clock_h - clock_h}
+        previous, clock_h = float(truth.pl_peak_nm), ex.lab_clock_h
 
 
 def _ms(values: list[float]) -> str:
@@ -108,7 +113,7 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Per procedure: errors, z, and the paired adaptive - fixed difference (see module docs)."""
     ok = [r for r in rows if "pl_nm" in r and math.isfinite(r["pl_nm"])]
     out: dict[str, Any] = {}
-    for proc in PROCEDURES:
+    for proc in dict.fromkeys(r["procedure"] for r in rows):
         mine = [r for r in ok if r["procedure"] == proc]
         out[proc] = {
             "readings": len(mine),
@@ -123,6 +128,8 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
             "z_realized": _ms([(r["pl_nm"] - r["realized_pl_nm"]) / r["pl_sd_nm"]
                                for r in mine]),
             "settle_min_median": statistics.median([r["settle_min"] for r in mine]) if mine
+            else None,
+            "lab_h_per_experiment": statistics.fmean([r["lab_h"] for r in mine]) if mine
             else None}
     fixed = {(r["member"], r["index"]): r for r in ok if r["procedure"] == "fixed"}
     early: dict[str, list[float]] = {"before 0.8 of 3 τ": [], "0.8 of 3 τ or later": []}
@@ -149,6 +156,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--points", type=int, default=32, help="conditions per member")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--members", nargs="+", default=None, help="member names (all)")
+    parser.add_argument("--procedures", nargs="+", choices=sorted(PROCEDURES),
+                        default=["adaptive", "fixed"])
     parser.add_argument("--out", type=Path, default=None, help="rows and summary as JSON")
     args = parser.parse_args(argv)
     if args.points < 2:
@@ -157,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     members = [m for m in spec.members() if args.members is None or m.name in args.members]
     if not members:
         parser.error(f"--members {args.members}: none of {[m.name for m in spec.members()]}")
-    rows = [row for m in members for proc in PROCEDURES
+    rows = [row for m in members for proc in args.procedures
             for row in read_sequence(spec, m, args.points, args.seed, proc)]
     summary = summarize(rows)
     print(json.dumps(summary, indent=1, ensure_ascii=False))

@@ -34,7 +34,7 @@ def test_both_procedures_read_the_same_conditions_and_the_pairing_holds() -> Non
     assert [r.get("true_pl_nm") for r in adaptive] == [r.get("true_pl_nm") for r in fixed]
     read = [r for r in fixed if "pl_nm" in r]
     assert len(read) >= 2
-    assert all(r["settle_reason"] == "fixed" and r["pl_sd_nm"] > 0 for r in read)
+    assert all(r["settle_reason"] == "fixed" and r["pl_sd_nm"] > 0 and r["lab_h"] > 0 for r in read)
     assert all(r["settle_reason"] in {"steady", "cap"} for r in adaptive if "pl_nm" in r)
     # the adaptive wait never exceeds the fixed one (its cap)
     assert all(a["settle_min"] <= f["settle_min"] + 1e-9
