@@ -452,6 +452,10 @@ def main(argv: list[str] | None = None) -> int:
                                    "parallel": "Parallel reactors: K = 1, 2, 4"}[group],
                             columns=COLUMNS, rows=tuple(_row(r) for r in rows)))
     notes = _notes(data.get("procedure", []), data.get("parallel", []))
+    if args.sources:
+        notes += ("Recorded from the cells of earlier runs (nothing re-run): " + "; ".join(
+            f"{r['folder']}: `{r['command']}` at commit {str(r['commit'])[:10]}"
+            for r in source_runs(args.sources)) + ".",)
     for n in notes:
         print(n)
     if args.record is not None:
