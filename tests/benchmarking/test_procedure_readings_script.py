@@ -1,0 +1,66 @@
+"""benchmarks/procedure_readings.py: both procedures read the same conditions, paired honestly."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+
+from autolab.benchmarking.spec import load_spec
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _script() -> ModuleType:
+    spec = importlib.util.spec_from_file_location(
+        "procedure_readings", ROOT / "benchmarks" / "procedure_readings.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_both_procedures_read_the_same_conditions_and_the_pairing_holds() -> None:
+    script = _script()
+    spec = load_spec(ROOT / "benchmarks" / "lab_hours.yaml")
+    twin = spec.members()[0]
+    rows = {p: list(script.read_sequence(spec, twin, 4, 7, p)) for p in script.PROCEDURES}
+    adaptive, fixed = rows["adaptive"], rows["fixed"]
+    assert [r.get("true_pl_nm") for r in adaptive] == [r.get("true_pl_nm") for r in fixed]
+    read = [r for r in fixed if "pl_nm" in r]
+    assert len(read) >= 2
+    assert all(r["settle_reason"] == "fixed" and r["pl_sd_nm"] > 0 and r["lab_h"] > 0 for r in read)
+    assert all(r["settle_reason"] in {"steady", "cap"} for r in adaptive if "pl_nm" in r)
+    # the adaptive wait never exceeds the fixed one (its cap)
+    assert all(a["settle_min"] <= f["settle_min"] + 1e-9
+               for a, f in zip(adaptive, fixed, strict=True) if "pl_nm" in a and "pl_nm" in f)
+    assert math.isnan(read[0]["previous_true_pl_nm"])
+    summary = script.summarize(adaptive + fixed)
+    assert summary["fixed"]["readings"] == len(read)
+    pairs = summary["adaptive_minus_fixed_toward_previous_nm"]
+    assert sum(v["readings"] for v in pairs.values()) == len(read) - 1
+
+
+def test_the_inner_filter_correction_brightens_the_blue_side_and_keeps_the_rest() -> None:
+    script = _script()
+    spec = load_spec(ROOT / "benchmarks" / "lab_hours.yaml")
+    twin = spec.members()[0]
+    ex = twin.executor(seed=3, settling="fixed", flush="always")
+    problem = script.problems(spec, twin)[0]
+    m = ex.run(problem.conditions(problem.space.from_unit(np.full((1, problem.space.dim),
+                                                                  0.5))[0]))
+    out = script.inner_filter_corrected(m)
+    s, c = m.spectra, out.spectra
+    assert np.array_equal(c.sample_counts, s.sample_counts)
+    assert np.array_equal(c.dark_pl_counts, s.dark_pl_counts)
+    net, net_c = s.pl_counts - s.dark_pl_counts, c.pl_counts - c.dark_pl_counts
+    absorbance = np.log10((s.blank_counts - s.dark_abs_counts)
+                          / (s.sample_counts - s.dark_abs_counts))
+    strong = absorbance > 0.05
+    assert strong.any()
+    assert np.allclose(net_c[strong], net[strong] * 10 ** (absorbance[strong] / 2))
