@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from mlflow import MlflowClient
 
 from autolab.campaign import (
     JOURNAL_NAME,
@@ -29,7 +30,7 @@ from autolab.exceptions import HardwareError
 from autolab.executors.simulated import SAFE_TEMPERATURE_C, SimulatedExecutor
 from autolab.hardware.delivery import PumpFinding
 from autolab.records import TrialStatus
-from autolab.tracking import Journal
+from autolab.tracking import Journal, MlflowTracker, sync
 from autolab.twin import TwinConfig
 
 from .test_campaign import _assert_same_trials, config
@@ -92,6 +93,13 @@ def test_a_fault_found_between_experiments_is_a_rig_event_not_an_experiment(
     assert "executor_state" in event["extra"] and "reactor_clock_h" in event["extra"]
     assert not state.in_flight and state.untracked == [0, 1, 3, 4]
     assert any("rig event before exp-002" in e and "not counted" in e for e in events), events
+    # a researcher sees it in MLflow: counted on the campaign run, never an experiment run
+    tracker = MlflowTracker(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+                            experiment_name="rig-events")
+    assert sync(result.run_dir / JOURNAL_NAME, tracker) == 4
+    parent = MlflowClient(tracker.tracking_uri).get_run(tracker.run_id)
+    assert parent.data.metrics["n_rig_events"] == 1.0
+    assert len(tracker.trial_runs()) == 4
 
 
 def test_resume_right_after_a_rig_event_runs_the_kept_proposal_exactly(

@@ -101,6 +101,8 @@ def _sync(journal: Journal, tracker: Tracker, predictions: Sequence[Prediction] 
         metrics = summary.metrics()
         if state.reviews:
             metrics.update(decision_counts(state.reviews))
+        if state.rig_events:  # device faults found between experiments: not experiments
+            metrics["n_rig_events"] = float(len(state.rig_events))
         if view.pareto is not None:
             metrics.update(pareto_metrics(view.pareto))
         tracker.log_campaign_summary(metrics, step=summary.n_experiments)
