@@ -50,6 +50,7 @@ ends the campaign, in the safe state.
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import math
 import time
@@ -696,8 +697,22 @@ class DynamicRunner:
             return 0
         conds, outcomes, sds = self.told(out.observations, proposal, self._tells_failure(out))
         if conds:
-            self.c._tell(conds, outcomes, sds)
+            self._tell_steps(conds, outcomes, sds, [trial.index] * len(conds))
         return len(conds)
+
+    def _tell_steps(self, conds: list[dict[str, float]], outs: list[dict[str, float] | None],
+                    sds: list[dict[str, float] | None], steps: list[int | None]) -> None:
+        """Tell readings with their step (the trial index of their trajectory).
+
+        An optimizer that groups steps (``tell(..., steps=)``, :mod:`autolab.optimizer.steps`)
+        counts one trajectory once in its trust region; any other is told as a steady
+        campaign tells it.
+        """
+        opt = self.c.optimizer
+        if "steps" in inspect.signature(opt.tell).parameters:
+            opt.tell(conds, outs, outcome_sd=sds, steps=steps)
+        else:
+            self.c._tell(conds, outs, sds)
 
     def told(self, observations: Sequence[DynamicObservation], proposal: dict[str, float],
              failure: bool) -> tuple[list[dict[str, float]], list[dict[str, float] | None],
@@ -720,14 +735,23 @@ class DynamicRunner:
     # ----------------------------------------------------------------------------- resume
     def journal_data(self, state: JournalState) -> tuple[
             list[dict[str, float]], list[dict[str, float] | None], list[dict[str, float] | None]]:
-        """What the optimizer is told on resume, in journal order.
+        """What the optimizer is told on resume, in journal order (:meth:`journal_steps`)."""
+        conds, outs, sds, _ = self.journal_steps(state)
+        return conds, outs, sds
 
-        Every accepted observation of every trajectory (and the no-emission failures); a trial
-        without a ``dynamic`` record (added by hand) as a steady reading; never invalid trials.
+    def journal_steps(self, state: JournalState) -> tuple[
+            list[dict[str, float]], list[dict[str, float] | None],
+            list[dict[str, float] | None], list[int | None]]:
+        """What the optimizer is told on resume, in journal order, with each reading's step.
+
+        Every accepted observation of every trajectory (and the no-emission failures), with
+        its trial's index as its step; a trial without a ``dynamic`` record (added by hand) as
+        a steady reading, a step of its own (``None``); never invalid trials.
         """
         conds: list[dict[str, float]] = []
         outs: list[dict[str, float] | None] = []
         sds: list[dict[str, float] | None] = []
+        steps: list[int | None] = []
         for trial in state.trials:
             if trial.status is TrialStatus.INVALID:
                 continue
@@ -736,13 +760,21 @@ class DynamicRunner:
                 conds.append(self.c._searched(trial.conditions, experiment_label(trial.index)))
                 outs.append(self.c._outcomes(trial))
                 sds.append(self.c._outcome_sd(trial))
+                steps.append(None)
                 continue
             obs = [DynamicObservation.from_dict(d) for d in dyn["observations"]]
             a, b, s = self.told(obs, dict(dyn["proposal"]), bool(dyn.get("told_failure")))
             conds += a
             outs += b
             sds += s
-        return conds, outs, sds
+            steps += [trial.index] * len(a)
+        return conds, outs, sds, steps
+
+    def retell(self, state: JournalState) -> None:
+        """On resume: tell the optimizer the journal's readings, each with its step."""
+        conds, outs, sds, steps = self.journal_steps(state)
+        if conds:
+            self._tell_steps(conds, outs, sds, steps)
 
 
 def final_hold_min(traj: Trajectory) -> float:
