@@ -598,9 +598,12 @@ class Campaign:
         for index in state.in_flight:  # check before writing anything
             self._searched(state.started[index].conditions, f"started experiment {index}")
         self.trials = list(state.trials)
-        conditions, outcomes, sds = self.journal_data(state)
-        if conditions:
-            self._tell(conditions, outcomes, sds)
+        if self.config.mode == "dynamic":  # each reading with its trajectory as its step
+            dynamic_runner(self).retell(state)
+        else:
+            conditions, outcomes, sds = self.journal_data(state)
+            if conditions:
+                self._tell(conditions, outcomes, sds)
         self._restore_reactors(state)
         lost = [self._searched(state.started[i].conditions) for i in state.in_flight]
         self._queue = _without(self._restored_queue(state), lost)

@@ -20,6 +20,7 @@ limits), how often a frame set is taken and how a ramp is planned::
       rate_caps: full_weight       # or: refusal, devices
       representative: full_weight_first   # or: cautious (the reading whose worst case ranks best)
       after_unread: ask            # or: hold (after a step that read nothing, read its fluid)
+      thompson_after_stall: 0      # or n: Thompson sampling once n steps did not improve
 
 Kept out of :mod:`autolab.config` so the pure dynamic layer's types stay next to their schema.
 """
@@ -205,6 +206,13 @@ class DynamicConfig(BaseModel):
             proposal) for the hold time (``hold_min`` + ``hold_residence_times`` × τ, at
             least one frame interval), so the fluid made there reaches the cell and is read;
             at most ``MAX_UNREAD_HOLDS`` such holds in a row, then ask.
+        thompson_after_stall: ``0`` (off): every ask passes the fluid still in the tanks as
+            pending, so the default optimizer (``ts_pending: band_ei``) always asks its
+            band-first EI, which crawls along the band in short steps. ``n``: once ``n`` steps
+            in a row have not improved the best in-band trial, ask with nothing pending, so
+            its Thompson sampling in a trust region (counted per trajectory,
+            :mod:`autolab.optimizer.steps`) searches the band for brighter points; back to the
+            EI once a step improves.
         archive_frames: Keep every streamed frame set next to the journal
             (``dynamic/trial_NNNN.npz``); the journal keeps the observations either way.
     """
@@ -226,6 +234,7 @@ class DynamicConfig(BaseModel):
     max_ramp_min: float = Field(default=60.0, gt=0, le=10_000, allow_inf_nan=False)
     representative: Literal["full_weight_first", "cautious"] = "full_weight_first"
     after_unread: Literal["ask", "hold"] = "ask"
+    thompson_after_stall: int = Field(default=0, ge=0, le=1000, strict=True)
     archive_frames: bool = True
 
     @model_validator(mode="after")

@@ -50,6 +50,7 @@ ends the campaign, in the safe state.
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import math
 import time
@@ -112,6 +113,10 @@ MAX_UNREAD_HOLDS = 2
 UNREAD_READ_FRAMES = 5
 #: ``after_unread: hold``: longest such hold, in mean residence times at the position.
 UNREAD_HOLD_MAX_TAU = 3.0
+
+#: ``thompson_after_stall``: the least relative gain of the best in-band score that counts as
+#: an improvement (the trust region's own threshold).
+STALL_MIN_IMPROVEMENT = 1e-3
 #: Features each frame is observed in (the outcomes the objective may read).
 OBSERVED = ("pl_peak_nm", "fwhm_nm", "qy")
 
@@ -287,13 +292,15 @@ class DynamicRunner:
         index = c.journal.state.next_index
         t0 = time.perf_counter()
         hold = not reactor.redo and self.holds_unread()
+        stalled = False
         if reactor.redo:
             proposal = reactor.redo.pop(0)
         elif hold:
             assert self.position is not None
             proposal = c._searched(self.position.as_dict(), "the reactor's position")
         else:
-            proposal = self._ask()
+            stalled = self.stalled()
+            proposal = self._ask(stalled)
         self.unread_holds = self.unread_holds + 1 if hold else 0
         elapsed = time.perf_counter() - t0
         end = Conditions.from_mapping({**proposal, **c.config.space.fixed})
@@ -301,7 +308,7 @@ class DynamicRunner:
         c.journal.append_started(index, end.as_dict(), elapsed, reactor=reactor.name)
         outcome, fatal = self._run(traj, settle)
         trial = self._deliver(index, proposal, end, traj=traj, out=outcome, elapsed=elapsed,
-                              hold_unread=hold)
+                              hold_unread=hold, stalled=stalled)
         if fatal is not None:
             raise fatal
         return trial
@@ -315,8 +322,34 @@ class DynamicRunner:
         return (self.cfg.after_unread == "hold" and self.position is not None
                 and self.unread_steps > 0 and self.unread_holds < MAX_UNREAD_HOLDS)
 
-    def _ask(self) -> dict[str, float]:
-        pending = self.pending()
+    def stalled(self) -> bool:
+        """``thompson_after_stall``: whether the in-band search has stalled (ask unpending).
+
+        A pure function of the trials (the journal): at least ``thompson_after_stall`` steps
+        since the step whose trial set the best score among the in-band, feasible trials.
+        """
+        after = self.cfg.thompson_after_stall
+        if after == 0:
+            return False
+        spec = self.c.config.objective
+        values: list[float | None] = []
+        for trial in self.c.trials:
+            if trial.status is TrialStatus.INVALID:
+                continue
+            out = self.c._outcomes(trial)
+            ok = out is not None and spec.within_target(out) and spec.is_feasible(out)
+            values.append(spec.score(out) if ok and out is not None else None)
+        since = steps_since_best(values)
+        return since is not None and since >= after
+
+    def _ask(self, stalled: bool = False) -> dict[str, float]:
+        """The optimizer's next proposal: with the unread fluid pending, unless stalled.
+
+        Pending points hand the default optimizer's ask to the band-first EI, which crawls
+        along the band in short, cheap steps; once that stalls, an ask with nothing pending
+        gets its Thompson sampling in a trust region counted per step.
+        """
+        pending = [] if stalled else self.pending()
         opt = self.c.optimizer
         batch = opt.ask(1, pending=pending) if pending else opt.ask(1)
         return dict(batch[0])
@@ -595,7 +628,7 @@ class DynamicRunner:
     # ----------------------------------------------------------------------------- deliver
     def _deliver(self, index: int, proposal: dict[str, float], end: Conditions, *,
                  traj: Trajectory, out: StepOutcome, elapsed: float,
-                 hold_unread: bool = False) -> Trial:
+                 hold_unread: bool = False, stalled: bool = False) -> Trial:
         """Journal the trial with every observation, then tell, forecast and track."""
         c, reactor = self.c, self.reactor
         trial, rep = self._trial(index, end, out, elapsed)
@@ -610,7 +643,7 @@ class DynamicRunner:
             "lab_clock_h": c.lab_clock_h, "reagent_total_ml": c.reagent_total_ml,
             "prediction": None, "origin": TrialOrigin.PROPOSED.value,
             "dynamic": {**self._record(index, proposal, traj, out, rep),
-                        "hold_unread": hold_unread}}
+                        "hold_unread": hold_unread, "asked_stalled": stalled}}
         if isinstance(out.fault, DeviceFault):
             extra["device"] = out.fault.device
             extra["device_log"] = list(out.fault.device_log[-400:])
@@ -700,8 +733,22 @@ class DynamicRunner:
             return 0
         conds, outcomes, sds = self.told(out.observations, proposal, self._tells_failure(out))
         if conds:
-            self.c._tell(conds, outcomes, sds)
+            self._tell_steps(conds, outcomes, sds, [trial.index] * len(conds))
         return len(conds)
+
+    def _tell_steps(self, conds: list[dict[str, float]], outs: list[dict[str, float] | None],
+                    sds: list[dict[str, float] | None], steps: list[int | None]) -> None:
+        """Tell readings with their step (the trial index of their trajectory).
+
+        An optimizer that groups steps (``tell(..., steps=)``, :mod:`autolab.optimizer.steps`)
+        counts one trajectory once in its trust region; any other is told as a steady
+        campaign tells it.
+        """
+        opt = self.c.optimizer
+        if "steps" in inspect.signature(opt.tell).parameters:
+            opt.tell(conds, outs, outcome_sd=sds, steps=steps)
+        else:
+            self.c._tell(conds, outs, sds)
 
     def told(self, observations: Sequence[DynamicObservation], proposal: dict[str, float],
              failure: bool) -> tuple[list[dict[str, float]], list[dict[str, float] | None],
@@ -724,14 +771,23 @@ class DynamicRunner:
     # ----------------------------------------------------------------------------- resume
     def journal_data(self, state: JournalState) -> tuple[
             list[dict[str, float]], list[dict[str, float] | None], list[dict[str, float] | None]]:
-        """What the optimizer is told on resume, in journal order.
+        """What the optimizer is told on resume, in journal order (:meth:`journal_steps`)."""
+        conds, outs, sds, _ = self.journal_steps(state)
+        return conds, outs, sds
 
-        Every accepted observation of every trajectory (and the no-emission failures); a trial
-        without a ``dynamic`` record (added by hand) as a steady reading; never invalid trials.
+    def journal_steps(self, state: JournalState) -> tuple[
+            list[dict[str, float]], list[dict[str, float] | None],
+            list[dict[str, float] | None], list[int | None]]:
+        """What the optimizer is told on resume, in journal order, with each reading's step.
+
+        Every accepted observation of every trajectory (and the no-emission failures), with
+        its trial's index as its step; a trial without a ``dynamic`` record (added by hand) as
+        a steady reading, a step of its own (``None``); never invalid trials.
         """
         conds: list[dict[str, float]] = []
         outs: list[dict[str, float] | None] = []
         sds: list[dict[str, float] | None] = []
+        steps: list[int | None] = []
         for trial in state.trials:
             if trial.status is TrialStatus.INVALID:
                 continue
@@ -740,13 +796,38 @@ class DynamicRunner:
                 conds.append(self.c._searched(trial.conditions, experiment_label(trial.index)))
                 outs.append(self.c._outcomes(trial))
                 sds.append(self.c._outcome_sd(trial))
+                steps.append(None)
                 continue
             obs = [DynamicObservation.from_dict(d) for d in dyn["observations"]]
             a, b, s = self.told(obs, dict(dyn["proposal"]), bool(dyn.get("told_failure")))
             conds += a
             outs += b
             sds += s
-        return conds, outs, sds
+            steps += [trial.index] * len(a)
+        return conds, outs, sds, steps
+
+    def retell(self, state: JournalState) -> None:
+        """On resume: tell the optimizer the journal's readings, each with its step."""
+        conds, outs, sds, steps = self.journal_steps(state)
+        if conds:
+            self._tell_steps(conds, outs, sds, steps)
+
+
+def steps_since_best(values: Sequence[float | None]) -> int | None:
+    """Steps after the one that set the best value (``None``: no value yet).
+
+    A step improves on the best only by more than :data:`STALL_MIN_IMPROVEMENT` (relative), so
+    read noise alone does not keep a stalled search looking busy.
+    """
+    best: float | None = None
+    since = 0
+    for v in values:
+        if v is not None and (best is None
+                              or v > best + STALL_MIN_IMPROVEMENT * max(1.0, abs(best))):
+            best, since = v, 0
+        elif best is not None:
+            since += 1
+    return None if best is None else since
 
 
 def final_hold_min(traj: Trajectory) -> float:

@@ -74,6 +74,7 @@ from autolab.optimizer.prior import (
 )
 from autolab.optimizer.prior_guard import guard_models
 from autolab.optimizer.settings import BotorchSettings
+from autolab.optimizer.steps import checked_steps, step_history
 from autolab.optimizer.thompson import (
     anchor_points,
     candidate_set,
@@ -185,11 +186,62 @@ class BotorchOptimizer(BaseOptimizer):
         self._prior = outcome_prior
         self._prior_surrogate: PriorSurrogate | None = None
         self._fit_cache: tuple[Any, tuple[Any, _Data, bool, int]] | None = None
+        #: Step id per told observation (``None``: a step of its own; :mod:`.steps`).
+        self._steps: list[int | None] = []
         #: Seconds the last :meth:`ask` took (for the tracker's "proposal time").
         self.last_ask_seconds = 0.0
         #: The model's prediction for each point of the last model-based ask (empty for the
         #: initial design): see :meth:`_predict`. Not part of the state: it is recomputable.
         self.last_predictions: list[dict[str, Any]] = []
+
+    def tell(
+        self,
+        conditions: Sequence[Mapping[str, float]],
+        outcomes: Sequence[Mapping[str, float] | None],
+        outcome_sd: Sequence[Mapping[str, float] | None] | None = None,
+        *,
+        steps: Sequence[int | None] | None = None,
+    ) -> None:
+        """Record finished experiments; see :meth:`BaseOptimizer.tell`.
+
+        Args:
+            conditions: As :meth:`BaseOptimizer.tell`.
+            outcomes: As :meth:`BaseOptimizer.tell`.
+            outcome_sd: As :meth:`BaseOptimizer.tell`.
+            steps: Optional, aligned with ``outcomes``: the step id of each observation
+                (readings of one dynamic trajectory share one; ``None``: a step of its own).
+                The trust region counts a step once (:mod:`~autolab.optimizer.steps`).
+
+        Raises:
+            OptimizerError: As :meth:`BaseOptimizer.tell`, or ``steps`` not aligned or not
+                non-negative ints.
+        """
+        ids = checked_steps(steps, len(outcomes), "tell(steps=...)")
+        super().tell(conditions, outcomes, outcome_sd)
+        self._steps.extend(ids)
+
+    @property
+    def steps(self) -> tuple[int | None, ...]:
+        """Step id of each told observation, aligned with :attr:`observations`."""
+        return tuple(self._steps)
+
+    def state_dict(self) -> dict[str, Any]:
+        """As :meth:`BaseOptimizer.state_dict`, with the step ids when any step groups readings."""
+        state = super().state_dict()
+        if any(s is not None for s in self._steps):
+            state["steps"] = list(self._steps)
+        return state
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """As :meth:`BaseOptimizer.load_state_dict`, with the step ids."""
+        self._steps = []
+        super().load_state_dict(state)
+        self._adopt_steps(state)
+
+    def _adopt_steps(self, state: Mapping[str, Any]) -> None:
+        """The saved step ids (a state without them: each observation its own step)."""
+        self._steps = checked_steps(state.get("steps"), len(self._observations),
+                                    "state['steps']")
 
     @property
     def n_init(self) -> int:
@@ -368,6 +420,7 @@ class BotorchOptimizer(BaseOptimizer):
             history = [float(rest_value(spec, spec.as_tensor(o.outcomes)))
                        if o.outcomes is not None and o.in_band and o.feasible else None
                        for o in (*self._reused, *self._observations)]
+            history = step_history(history, [*([None] * len(self._reused)), *self._steps])
             length = trust_region_length(history, self.space.dim,
                                          length_init=self.settings.trust_region_init)
         anchors = anchor_points(spec, model, data.X_ok, data.in_band_ok)
@@ -579,8 +632,10 @@ class BotorchOptimizer(BaseOptimizer):
     @classmethod
     def from_state(cls, state: Mapping[str, Any], **objects: Any) -> BotorchOptimizer:
         """As :meth:`BaseOptimizer.from_state`, with a state saved before Thompson sampling."""
-        return super().from_state(
+        opt = super().from_state(
             {**state, "settings": _saved(state.get("settings", {}))}, **objects)
+        opt._adopt_steps(state)
+        return opt
 
     def _load_settings(self, settings: Mapping[str, Any]) -> None:
         self.settings = _resolve_prior_settings(
