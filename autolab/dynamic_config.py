@@ -21,6 +21,7 @@ limits), how often a frame set is taken and how a ramp is planned::
       representative: full_weight_first   # or: cautious (the reading whose worst case ranks best)
       after_unread: ask            # or: hold (after a step that read nothing, read its fluid)
       thompson_after_stall: 0      # or n: Thompson sampling once n steps did not improve
+      confirm_hold: off            # or in_band, beats_best: hold at a promising proposal
 
 Kept out of :mod:`autolab.config` so the pure dynamic layer's types stay next to their schema.
 """
@@ -55,6 +56,8 @@ RATE_CAPS = ("full_weight", "refusal", "devices")
 REPRESENTATIVE_RULES = ("full_weight_first", "cautious")
 #: What follows a step none of whose readings was accepted (``after_unread:``).
 AFTER_UNREAD = ("ask", "hold")
+#: When a step is followed by a hold at its proposal (``confirm_hold:``; dynamic.confirm).
+CONFIRM_HOLDS = ("off", "in_band", "beats_best")
 
 
 class RampLimitsConfig(BaseModel):
@@ -213,6 +216,14 @@ class DynamicConfig(BaseModel):
             its Thompson sampling in a trust region (counted per trajectory,
             :mod:`autolab.optimizer.steps`) searches the band for brighter points; back to the
             EI once a step improves.
+        confirm_hold: ``off``: after a close step the next step asks at once (the fluid made
+            at the proposal is read mixed into the next ramp). ``in_band``: after a step whose
+            last accepted reading (the fluid made nearest its proposal) is in band and
+            feasible, the next step holds at the proposal, unasked, for the hold time
+            (``hold_min`` + ``hold_residence_times`` × τ, as after a jump), so the proposal's
+            own fluid is read and the trial's reading is at the proposal;
+            ``beats_best``: only when that reading also beats the best in-band trial so far
+            (:mod:`autolab.dynamic.confirm`).
         archive_frames: Keep every streamed frame set next to the journal
             (``dynamic/trial_NNNN.npz``); the journal keeps the observations either way.
     """
@@ -235,6 +246,7 @@ class DynamicConfig(BaseModel):
     representative: Literal["full_weight_first", "cautious"] = "full_weight_first"
     after_unread: Literal["ask", "hold"] = "ask"
     thompson_after_stall: int = Field(default=0, ge=0, le=1000, strict=True)
+    confirm_hold: Literal["off", "in_band", "beats_best"] = "off"
     archive_frames: bool = True
 
     @model_validator(mode="after")
@@ -258,6 +270,11 @@ class DynamicConfig(BaseModel):
                 self.hold_residence_times == 0:
             raise ValueError("hold_at: after_jump places a hold, and no hold is set: set "
                              "hold_min or hold_residence_times, or drop hold_at")
+        if self.confirm_hold != "off" and self.hold_min == 0 and \
+                self.hold_residence_times == 0:
+            raise ValueError(f"confirm_hold: {self.confirm_hold} holds at a promising proposal "
+                             "for the hold time, and no hold is set: set hold_min or "
+                             "hold_residence_times, or drop confirm_hold")
         if self.hold_at == "after_jump" and self.plan != "approach":
             raise ValueError("hold_at: after_jump judges plan: approach's fast first leg; set "
                              "plan: approach or drop hold_at")
@@ -282,5 +299,6 @@ class DynamicConfig(BaseModel):
         return MappingPolicy(spread_limits=refuse)
 
 
-__all__ = ["AFTER_UNREAD", "HOLD_AT", "HOLD_ENDS", "PLANS", "RATE_CAPS", "REPRESENTATIVE_RULES",
-           "DynamicConfig", "MappingConfig", "RampLimitsConfig", "SweepConfig"]
+__all__ = ["AFTER_UNREAD", "CONFIRM_HOLDS", "HOLD_AT", "HOLD_ENDS", "PLANS", "RATE_CAPS",
+           "REPRESENTATIVE_RULES", "DynamicConfig", "MappingConfig", "RampLimitsConfig",
+           "SweepConfig"]

@@ -76,6 +76,7 @@ from autolab.dynamic import (
     to_tell,
 )
 from autolab.dynamic.channels import TRACER_ROLES
+from autolab.dynamic.confirm import confirm_due
 from autolab.dynamic.represent import FULL_WEIGHT, REPRESENTATIVES
 from autolab.dynamic_config import DynamicConfig
 from autolab.exceptions import (
@@ -292,10 +293,11 @@ class DynamicRunner:
         index = c.journal.state.next_index
         t0 = time.perf_counter()
         hold = not reactor.redo and self.holds_unread()
+        confirm = not reactor.redo and not hold and self.confirms()
         stalled = False
         if reactor.redo:
             proposal = reactor.redo.pop(0)
-        elif hold:
+        elif hold or confirm:
             assert self.position is not None
             proposal = c._searched(self.position.as_dict(), "the reactor's position")
         else:
@@ -304,11 +306,11 @@ class DynamicRunner:
         self.unread_holds = self.unread_holds + 1 if hold else 0
         elapsed = time.perf_counter() - t0
         end = Conditions.from_mapping({**proposal, **c.config.space.fixed})
-        traj, settle = self._plan(end, hold_unread=hold)
+        traj, settle = self._plan(end, hold_unread=hold, confirm=confirm)
         c.journal.append_started(index, end.as_dict(), elapsed, reactor=reactor.name)
         outcome, fatal = self._run(traj, settle)
         trial = self._deliver(index, proposal, end, traj=traj, out=outcome, elapsed=elapsed,
-                              hold_unread=hold, stalled=stalled)
+                              hold_unread=hold, stalled=stalled, confirm=confirm)
         if fatal is not None:
             raise fatal
         return trial
@@ -322,6 +324,39 @@ class DynamicRunner:
         return (self.cfg.after_unread == "hold" and self.position is not None
                 and self.unread_steps > 0 and self.unread_holds < MAX_UNREAD_HOLDS)
 
+    def confirms(self) -> bool:
+        """``confirm_hold``: whether this step holds at the last step's proposal, unasked.
+
+        A pure function of the journal (:func:`~autolab.dynamic.confirm.confirm_due` over the
+        last trial's journaled observations and the earlier trials' scores), so a resumed
+        campaign decides as the live one did; it holds only where the reactor's position is
+        known (never on the first step after a resume or a fault), and never after a hold.
+        """
+        rule = self.cfg.confirm_hold
+        if rule == "off" or self.position is None or not self.c.trials:
+            return False
+        last = self.c.trials[-1]
+        dyn = (self.c.journal.state.extras.get(last.index) or {}).get("dynamic")
+        if (last.status is not TrialStatus.COMPLETED or dyn is None
+                or dyn.get("hold_unread") or dyn.get("confirm_hold")):
+            return False
+        obs = [DynamicObservation.from_dict(d) for d in dyn["observations"]]
+        best = max((v for v in self._in_band_scores(self.c.trials[:-1]) if v is not None),
+                   default=None)
+        return confirm_due(rule, obs, self.c.config.objective, best)
+
+    def _in_band_scores(self, trials: Sequence[Trial]) -> list[float | None]:
+        """Each valid trial's score when in band and feasible (``None`` otherwise)."""
+        spec = self.c.config.objective
+        values: list[float | None] = []
+        for trial in trials:
+            if trial.status is TrialStatus.INVALID:
+                continue
+            out = self.c._outcomes(trial)
+            ok = out is not None and spec.within_target(out) and spec.is_feasible(out)
+            values.append(spec.score(out) if ok and out is not None else None)
+        return values
+
     def stalled(self) -> bool:
         """``thompson_after_stall``: whether the in-band search has stalled (ask unpending).
 
@@ -331,15 +366,7 @@ class DynamicRunner:
         after = self.cfg.thompson_after_stall
         if after == 0:
             return False
-        spec = self.c.config.objective
-        values: list[float | None] = []
-        for trial in self.c.trials:
-            if trial.status is TrialStatus.INVALID:
-                continue
-            out = self.c._outcomes(trial)
-            ok = out is not None and spec.within_target(out) and spec.is_feasible(out)
-            values.append(spec.score(out) if ok and out is not None else None)
-        since = steps_since_best(values)
+        since = steps_since_best(self._in_band_scores(self.c.trials))
         return since is not None and since >= after
 
     def _ask(self, stalled: bool = False) -> dict[str, float]:
@@ -365,12 +392,13 @@ class DynamicRunner:
         times = np.linspace(max(0.0, now - tau), now, PENDING_POINTS).tolist()
         return [self.c._searched(p.as_dict(), "pending trajectory") for p in tr.sample(times)]
 
-    def _plan(self, end: Conditions, *, hold_unread: bool = False
+    def _plan(self, end: Conditions, *, hold_unread: bool = False, confirm: bool = False
               ) -> tuple[Trajectory, bool | None]:
         """The trajectory to ``end`` and whether the rig must settle first.
 
         ``hold_unread``: the step holds where the reactor is after a step that read nothing
-        (``after_unread: hold``), for the whole hold time.
+        (``after_unread: hold``), for the whole hold time. ``confirm``: it holds there for the
+        full hold time, so its own fluid is read (``confirm_hold``, :meth:`confirm_hold_min`).
         """
         here = self.position
         hold = max(self.cfg.hold_min, self.cfg.frame_interval_min)
@@ -380,6 +408,8 @@ class DynamicRunner:
         if times[-1] <= 0:  # asked where the reactor is: hold there
             if hold_unread:
                 hold = max(hold, self.unread_hold_min(end))
+            elif confirm:
+                hold = max(hold, self.confirm_hold_min(end))
             elif self.cfg.hold_at == "after_jump":  # every step lasts the hold time at least
                 hold = max(hold, self.hold_at_min(end))
             return Trajectory((0.0, hold), (end, end)), None
@@ -438,6 +468,16 @@ class DynamicRunner:
         first = next((float(t) - now for i, t in enumerate(times)
                       if self.policy.accepts(mapped, i, held_before=history.held_before)), cap)
         return min(cap, max(least, first + UNREAD_READ_FRAMES * dt))
+
+    def confirm_hold_min(self, end: Conditions) -> float:
+        """``confirm_hold``: how long to hold at ``end``: the full hold time, at least a frame.
+
+        The hold a jump gets (``hold_min`` + ``hold_residence_times`` × τ at ``end``): the fluid
+        made on the close step's slow last leg and at the proposal passes the cell and is read
+        at full weight, mapped to the proposal. Holding until the mapping flags the fluid
+        steady was tried and costs about twice as much (docs/dynamic.md).
+        """
+        return max(self.hold_at_min(end), self.cfg.frame_interval_min)
 
     def hold_at_min(self, end: Conditions) -> float:
         """Hold at the end of a ramp: ``hold_min`` plus ``hold_residence_times`` × τ at ``end``."""
@@ -628,7 +668,8 @@ class DynamicRunner:
     # ----------------------------------------------------------------------------- deliver
     def _deliver(self, index: int, proposal: dict[str, float], end: Conditions, *,
                  traj: Trajectory, out: StepOutcome, elapsed: float,
-                 hold_unread: bool = False, stalled: bool = False) -> Trial:
+                 hold_unread: bool = False, stalled: bool = False,
+                 confirm: bool = False) -> Trial:
         """Journal the trial with every observation, then tell, forecast and track."""
         c, reactor = self.c, self.reactor
         trial, rep = self._trial(index, end, out, elapsed)
@@ -643,7 +684,8 @@ class DynamicRunner:
             "lab_clock_h": c.lab_clock_h, "reagent_total_ml": c.reagent_total_ml,
             "prediction": None, "origin": TrialOrigin.PROPOSED.value,
             "dynamic": {**self._record(index, proposal, traj, out, rep),
-                        "hold_unread": hold_unread, "asked_stalled": stalled}}
+                        "hold_unread": hold_unread, "asked_stalled": stalled,
+                        "confirm_hold": confirm}}
         if isinstance(out.fault, DeviceFault):
             extra["device"] = out.fault.device
             extra["device_log"] = list(out.fault.device_log[-400:])
