@@ -120,12 +120,13 @@ class PixelGain:
     The emission leaves the cell through the product's own absorbance ``A(λ)``, which dims it by
     ``10^(-A/2)``; where ``A`` falls across the line (the blue side is nearer the exciton) the
     measured maximum is pulled red. Multiplying by ``10^(A/2)`` undoes it. The factor is known on
-    the absorbance bins, so it is held there as its logarithm and interpolated (linearly in log)
-    only at the pixels a fit gathers: no ``(N, P)`` array is built.
+    the absorbance bins, so it is held there and interpolated linearly only at the pixels a fit
+    gathers: no ``(N, P)`` array is built. (It changes by well under 1 % from bin to bin in the
+    emission band, so linear interpolation of the factor or of its log is the same.)
 
     Attributes:
-        log_b: Natural log of the factor per bin, ``(N, M)``; 0 (factor 1) where no correction.
-        log_var: Noise variance of one bin's ``log_b``, ``(N,)`` (0 where no correction).
+        factor_b: The factor per bin, ``(N, M)``; 1 where no correction.
+        log_var: Noise variance of one bin's ``ln factor_b``, ``(N,)`` (0 where no correction).
             A fit over many pixels sees it as ``b · log_var`` of independent relative noise per
             pixel (``b`` pixels share a bin), added to the pixels' own; that is conservative, as
             the fits weight their pixels by ``y²`` and the factor's noise is not ``∝ 1/y``.
@@ -133,21 +134,21 @@ class PixelGain:
         w: Weight of the right neighbouring bin of each pixel, ``(P,)``.
     """
 
-    log_b: FloatArray
+    factor_b: FloatArray
     log_var: FloatArray
     i0: IntArray
     w: FloatArray
 
     @classmethod
-    def make(cls, grid: Grid, log_b: FloatArray, log_var: FloatArray) -> PixelGain:
-        """Gain for ``grid`` from per-bin log factors (pixels beyond the end bins take them)."""
+    def make(cls, grid: Grid, factor_b: FloatArray, log_var: FloatArray) -> PixelGain:
+        """Gain for ``grid`` from per-bin factors (pixels beyond the end bins take them)."""
         m = grid.n_bins
         i0 = np.clip(np.searchsorted(grid.wl_b, grid.wl) - 1, 0, max(m - 2, 0)).astype(np.int64)
         i1 = np.minimum(i0 + 1, m - 1)
         span = grid.wl_b[i1] - grid.wl_b[i0]
         with np.errstate(divide="ignore", invalid="ignore"):
             w = np.clip(np.where(span > 0, (grid.wl - grid.wl_b[i0]) / span, 0.0), 0.0, 1.0)
-        return cls(log_b=log_b, log_var=log_var, i0=i0, w=w)
+        return cls(factor_b=factor_b, log_var=log_var, i0=i0, w=w)
 
     def pixel_log_var(self, grid: Grid) -> FloatArray:
         """Relative variance per pixel that the factor's noise adds to a fit, ``(N,)``."""
@@ -156,9 +157,12 @@ class PixelGain:
     def at(self, idx: IntArray) -> FloatArray:
         """The factor at pixel indices ``idx`` (``(N, W)``, already clipped to the grid)."""
         i0 = self.i0[idx]
-        lo = gather(self.log_b, i0)
-        hi = gather(self.log_b, np.minimum(i0 + 1, self.log_b.shape[1] - 1))
-        return np.exp(lo + self.w[idx] * (hi - lo))
+        lo = gather(self.factor_b, i0)
+        hi = gather(self.factor_b, np.minimum(i0 + 1, self.factor_b.shape[1] - 1))
+        hi -= lo
+        hi *= self.w[idx]
+        hi += lo
+        return hi
 
 
 def _gained(y: FloatArray, gain: PixelGain | None, idx: IntArray) -> FloatArray:
@@ -376,7 +380,7 @@ def analyze_emission(  # noqa: PLR0917 - internal stage, documented args
     lo_pix = np.minimum(np.searchsorted(grid.wl, band_lo_nm), grid.n_pixels - 1).astype(np.int64)
     bidx = np.arange(m)[None, :]
 
-    fc = fb if gain is None or not fine else fb * np.exp(gain.log_b)  # the line as located
+    fc = fb if gain is None or not fine else fb * gain.factor_b  # the line as located
     # 1. coarse stage on boxcar-smoothed bins
     sb = _boxcar3(fc)
     inband = bidx >= lo_bin[:, None]

@@ -193,7 +193,7 @@ def _chunk(  # noqa: PLR0917 - private per-chunk step
     with np.errstate(invalid="ignore"):
         lamp_dead = (np.count_nonzero(b_net[:, sr_cols] <= 0, axis=1)
                      > 0.5 * max(int(sr.size), 1))
-    gain, no_gain = _inner_filter_gain(grid, corr, a_ex.value, abs_finite & ~lamp_dead,
+    gain, no_gain = _inner_filter_gain(grid, corr, a_b, a_ex.value, abs_finite & ~lamp_dead,
                                        band_lo, s)
     em = analyze_emission(grid, fr["pl_counts"], fr["dark_pl_counts"], band_lo, s, sat,
                           dark_binned=dark_b, gain=gain)
@@ -261,7 +261,7 @@ def _chunk(  # noqa: PLR0917 - private per-chunk step
 
 
 def _inner_filter_gain(  # noqa: PLR0917 - private step of _chunk
-        grid: Grid, corr: FloatArray, a_ex: FloatArray, abs_ok: BoolArray,
+        grid: Grid, corr: FloatArray, a_b: FloatArray, a_ex: FloatArray, abs_ok: BoolArray,
         band_lo_nm: FloatArray, s: AnalyzerSettings) -> tuple[PixelGain | None, BoolArray]:
     """The secondary inner-filter gain for locating the line, and the rows that cannot have it.
 
@@ -282,13 +282,12 @@ def _inner_filter_gain(  # noqa: PLR0917 - private step of _chunk
     with np.errstate(invalid="ignore"):
         linear = (a_ex >= lin_lo) & (a_ex <= lin_hi)
     use = abs_ok & linear & finite_band
-    with np.errstate(invalid="ignore", divide="ignore"):
-        log_b = np.log(np.where(use[:, None] & np.isfinite(corr), corr, 1.0))
-    # noise of one bin's log factor from its 4th differences over the band (the absorbance is
-    # smooth there; any residual shape only overstates the noise)
-    log_var = np.where(use, d4_noise_var(log_b, inband), 0.0)
-    log_var = np.where(np.isfinite(log_var), log_var, 0.0)
-    return PixelGain.make(grid, log_b, log_var), abs_ok & ~finite_band
+    good = use[:, None] & np.isfinite(corr)
+    # noise of one bin's ln factor (= ln(10)/2 · A) from its 4th differences over the band (the
+    # absorbance is smooth there; any residual shape only overstates the noise)
+    log_var = d4_noise_var(np.where(good, a_b, 0.0), inband) * (0.5 * np.log(10.0)) ** 2
+    log_var = np.where(use & np.isfinite(log_var), log_var, 0.0)
+    return PixelGain.make(grid, np.where(good, corr, 1.0), log_var), abs_ok & ~finite_band
 
 
 def _beyond_full_scale(fr: dict[str, FloatArray], sat: FloatArray) -> IntArray:
