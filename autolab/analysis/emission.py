@@ -24,6 +24,9 @@ Method, per spectrum but vectorized over the batch:
    ``shoulder_prominence`` of the peak above the valley before it (running-minimum test), or the
    blue half width is the wider one by ``trap_width_ratio``.
 
+With a :class:`PixelGain` (``AnalyzerSettings.peak_inner_filter``) every stage sees the emission
+times the secondary inner-filter factor ``10^(A/2)``, so the line located is the emitted one.
+
 Everything is gathered windows and closed-form fits: no Python loop over spectra.
 """
 
@@ -111,6 +114,71 @@ class EmissionLines:
 
 
 @dataclass(frozen=True)
+class PixelGain:
+    """A smooth multiplier of the emission pixels: the secondary inner-filter correction.
+
+    The emission leaves the cell through the product's own absorbance ``A(λ)``, which dims it by
+    ``10^(-A/2)``; where ``A`` falls across the line (the blue side is nearer the exciton) the
+    measured maximum is pulled red. Multiplying by ``10^(A/2)`` undoes it. The factor is known on
+    the absorbance bins, so it is held there and interpolated linearly only at the pixels a fit
+    gathers: no ``(N, P)`` array is built. (It changes by well under 1 % from bin to bin in the
+    emission band, so linear interpolation of the factor or of its log is the same.)
+
+    Attributes:
+        factor_b: The factor per bin, ``(N, M)``; 1 where no correction.
+        log_var: Noise variance of one bin's ``ln factor_b``, ``(N,)`` (0 where no correction).
+            A fit over many pixels sees it as ``b · log_var`` of independent relative noise per
+            pixel (``b`` pixels share a bin), added to the pixels' own; that is conservative, as
+            the fits weight their pixels by ``y²`` and the factor's noise is not ``∝ 1/y``.
+        i0: Left neighbouring bin of each pixel, ``(P,)``.
+        w: Weight of the right neighbouring bin of each pixel, ``(P,)``.
+    """
+
+    factor_b: FloatArray
+    log_var: FloatArray
+    i0: IntArray
+    w: FloatArray
+
+    @classmethod
+    def make(cls, grid: Grid, factor_b: FloatArray, log_var: FloatArray) -> PixelGain:
+        """Gain for ``grid`` from per-bin factors (pixels beyond the end bins take them)."""
+        m = grid.n_bins
+        i0 = np.clip(np.searchsorted(grid.wl_b, grid.wl) - 1, 0, max(m - 2, 0)).astype(np.int64)
+        i1 = np.minimum(i0 + 1, m - 1)
+        span = grid.wl_b[i1] - grid.wl_b[i0]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            w = np.clip(np.where(span > 0, (grid.wl - grid.wl_b[i0]) / span, 0.0), 0.0, 1.0)
+        return cls(factor_b=factor_b, log_var=log_var, i0=i0, w=w)
+
+    def pixel_log_var(self, grid: Grid) -> FloatArray:
+        """Relative variance per pixel that the factor's noise adds to a fit, ``(N,)``."""
+        return self.log_var * grid.b
+
+    def at(self, idx: IntArray) -> FloatArray:
+        """The factor at pixel indices ``idx`` (``(N, W)``, already clipped to the grid)."""
+        i0 = self.i0[idx]
+        lo = gather(self.factor_b, i0)
+        hi = gather(self.factor_b, np.minimum(i0 + 1, self.factor_b.shape[1] - 1))
+        hi -= lo
+        hi *= self.w[idx]
+        hi += lo
+        return hi
+
+
+def _gained(y: FloatArray, gain: PixelGain | None, idx: IntArray) -> FloatArray:
+    """``y`` (pixels ``idx``) times the gain there, or ``y`` itself without a gain."""
+    return y if gain is None else y * gain.at(idx)
+
+
+def _factor_at(gain: PixelGain | None, grid: Grid, x_nm: FloatArray) -> FloatArray:
+    """The gain at the pixel nearest each wavelength, ``(N,)`` (1 without a gain)."""
+    if gain is None:
+        return np.ones(x_nm.shape[0])
+    pix = grid.pixel_at(np.where(np.isfinite(x_nm), x_nm, grid.wl[0]))
+    return gain.at(pix[:, None])[:, 0]
+
+
+@dataclass(frozen=True)
 class _Top:
     e0: FloatArray  # vertex energy, eV
     e0_var: FloatArray
@@ -123,13 +191,14 @@ class _Top:
 
 def _fit_top(  # noqa: PLR0917 - private kernel, called from one place
         grid: Grid, em: FloatArray, dark: FloatArray, center: IntArray, half: IntArray,
-             lo_pix: IntArray, iterations: int = 1) -> _Top:
+             lo_pix: IntArray, gain: PixelGain | None, iterations: int = 1) -> _Top:
     """Log-cubic in energy through the pixels ``center ± half``, re-centred on its maximum.
 
     ``log y`` of a Gaussian in energy is a parabola; the cubic term absorbs a skewed line, so the
     maximum of the fitted curve is the maximum of the line, not the centre of a symmetric fit.
     Weights ``y²`` make it the least-squares fit of ``y`` itself to first order
-    (``var(log y) = σ²/y²``).
+    (``var(log y) = σ²/y²``). ``gain`` (if any) multiplies the pixels first: the noise is then
+    measured on the corrected pixels, so the vertex error carries the factor.
     """
     n = grid.n_pixels
     e, wl = grid.energy, grid.wl
@@ -138,7 +207,7 @@ def _fit_top(  # noqa: PLR0917 - private kernel, called from one place
     ustar = np.zeros(center.shape[0])
     for _ in range(iterations):
         offs, idx, inside = window_indices(c, hmax, 2, n, lo_pix)
-        y = gather(em, idx) - gather(dark, idx)
+        y = _gained(gather(em, idx) - gather(dark, idx), gain, idx)
         mask = inside & (np.abs(offs)[None, :] <= half[:, None])
         ref = np.max(np.where(mask, y, -np.inf), axis=1)
         ref = np.where(ref > 0, ref, 1.0)
@@ -193,10 +262,12 @@ class _Crossing:
 
 def _fit_crossing(  # noqa: PLR0917 - private kernel
         grid: Grid, em: FloatArray, dark: FloatArray, x0: FloatArray, level: FloatArray,
-                  half: IntArray, lo_pix: IntArray, rising: bool) -> _Crossing:
+                  half: IntArray, lo_pix: IntArray, rising: bool,
+                  gain: PixelGain | None) -> _Crossing:
     """Where a local parabola through the pixels around ``x0`` crosses ``level`` (re-centred once).
 
-    ``rising`` is True on the blue side of the peak (counts increase with wavelength).
+    ``rising`` is True on the blue side of the peak (counts increase with wavelength); ``gain``
+    as in :func:`_fit_top`.
     """
     n = grid.n_pixels
     wl = grid.wl
@@ -208,7 +279,7 @@ def _fit_crossing(  # noqa: PLR0917 - private kernel
     hwin = min(max(hmax, min(max(hmax, NOISE_HALF_MIN), NOISE_HALF_CAP)), CROSS_HALF_MAX)
     for _ in range(2):
         offs, idx, inside = window_indices(c, hwin, 2, n, lo_pix)
-        y = gather(em, idx) - gather(dark, idx)
+        y = _gained(gather(em, idx) - gather(dark, idx), gain, idx)
         mask = inside & (np.abs(offs)[None, :] <= half[:, None])
         u = wl[idx] - wl[c][:, None]
         scale = half * grid.dl[c]
@@ -261,7 +332,8 @@ def _interp_cross(wl_b: FloatArray, s: FloatArray, j_below: IntArray, j_above: I
 def analyze_emission(  # noqa: PLR0917 - internal stage, documented args
         grid: Grid, em: FloatArray, dark: FloatArray, band_lo_nm: FloatArray,
                      settings: AnalyzerSettings, saturation: FloatArray | None = None,
-                     fine: bool = True, dark_binned: FloatArray | None = None) -> EmissionLines:
+                     fine: bool = True, dark_binned: FloatArray | None = None,
+                     gain: PixelGain | None = None) -> EmissionLines:
     """Analyze a batch of raw emission frames (see the module docstring for the method).
 
     Args:
@@ -276,6 +348,11 @@ def analyze_emission(  # noqa: PLR0917 - internal stage, documented args
             integral, at a fraction of the cost.
         dark_binned: ``grid.bin(dark)`` if the caller already has it (a dark frame shared by
             the sample and the dye analyses is then binned once).
+        gain: Multiply the emission by this before locating the line (the inner-filter
+            correction; only with ``fine``). Peak, height, FWHM, their errors and the shape
+            flags then
+            describe the corrected line; ``binned``, ``noise_a``, ``noise_g`` and the SNR stay
+            in raw counts (the QY integral applies its own factor).
 
     Returns:
         :class:`EmissionLines` with ``N = band_lo_nm.shape[0]`` rows.
@@ -303,8 +380,9 @@ def analyze_emission(  # noqa: PLR0917 - internal stage, documented args
     lo_pix = np.minimum(np.searchsorted(grid.wl, band_lo_nm), grid.n_pixels - 1).astype(np.int64)
     bidx = np.arange(m)[None, :]
 
+    fc = fb if gain is None or not fine else fb * gain.factor_b  # the line as located
     # 1. coarse stage on boxcar-smoothed bins
-    sb = _boxcar3(fb)
+    sb = _boxcar3(fc)
     inband = bidx >= lo_bin[:, None]
     jb = np.argmax(np.where(inband, sb, -np.inf), axis=1)
     top = sb[r, jb]
@@ -333,7 +411,7 @@ def analyze_emission(  # noqa: PLR0917 - internal stage, documented args
                              saturation)
     fwhm_px = np.where(coarse_ok, (xr_c - xl_c) / grid.dl[pk_pix], 20.0)
     top_half = np.clip(np.rint(0.4 * fwhm_px), 3, TOP_HALF_MAX).astype(np.int64)
-    tp = _fit_top(grid, em, dark, pk_pix, top_half, lo_pix)
+    tp = _fit_top(grid, em, dark, pk_pix, top_half, lo_pix, gain)
     with np.errstate(divide="ignore", invalid="ignore"):
         peak_nm = HC_EV_NM / tp.e0
         peak_err = np.sqrt(tp.e0_var) * HC_EV_NM / tp.e0**2
@@ -343,34 +421,44 @@ def analyze_emission(  # noqa: PLR0917 - internal stage, documented args
     level_var = 0.25 * tp.height_var
     cross_half = np.clip(np.rint(0.2 * fwhm_px), 2, CROSS_HALF_MAX).astype(np.int64)
     cl = _fit_crossing(grid, em, dark, np.where(coarse_ok, xl_c, grid.wl[0]), level, cross_half,
-                       lo_pix, rising=True)
+                       lo_pix, rising=True, gain=gain)
     cr = _fit_crossing(grid, em, dark, np.where(coarse_ok, xr_c, grid.wl[-1]), level, cross_half,
-                       lo_pix, rising=False)
+                       lo_pix, rising=False, gain=gain)
     xl = np.where(cl.ok, cl.x, xl_c)
     xr = np.where(cr.ok, cr.x, xr_c)
     with np.errstate(divide="ignore", invalid="ignore"):
         inv_sl = np.where(cl.ok, 1.0 / np.abs(cl.slope), 0.0)
         inv_sr = np.where(cr.ok, 1.0 / np.abs(cr.slope), 0.0)
         coarse_var = (grid.width_b[np.minimum(jb, m - 1)] / 2.0) ** 2
-        var_l = np.where(cl.ok, cl.value_var * inv_sl**2, coarse_var)
-        var_r = np.where(cr.ok, cr.value_var * inv_sr**2, coarse_var)
-        fwhm_var = var_l + var_r + level_var * (inv_sl + inv_sr) ** 2
+        # a gain's own noise (smooth within a bin, so no pixel-noise estimate sees it) adds
+        # to each fit as if every pixel carried b * var(log f) of relative noise (see PixelGain)
+        k_t, k_l, k_r = ((0.0, 0.0, 0.0) if gain is None else
+                         (gain.pixel_log_var(grid) * (h * h) / v for h, v in (
+                             (tp.height, tp.noise_var), (level, cl.noise_var),
+                             (level, cr.noise_var))))
+        peak_err = peak_err * np.sqrt(1.0 + k_t)
+        var_l = np.where(cl.ok, cl.value_var * (1.0 + k_l) * inv_sl**2, coarse_var)
+        var_r = np.where(cr.ok, cr.value_var * (1.0 + k_r) * inv_sr**2, coarse_var)
+        fwhm_var = var_l + var_r + level_var * (1.0 + k_t) * (inv_sl + inv_sr) ** 2
     fwhm_nm = xr - xl
 
     # 4. noise model sigma² = a + g * counts from (mean level, variance) of the top window and of
-    #    the crossing windows; the peak SNR uses the model's sigma at the peak height
+    #    the crossing windows, in raw counts (a gain scales a window's counts by f, its variance
+    #    by f²); the peak SNR uses the model's sigma at the peak height
+    f_t, f_l, f_r = (_factor_at(gain, grid, x) for x in (peak_nm, xl, xr))
+    t_var, t_lev, t_h = tp.noise_var / f_t**2, tp.noise_level / f_t, tp.height / f_t
     both = cl.ok & cr.ok
-    v_half = np.where(both, 0.5 * (cl.noise_var + cr.noise_var),
-                      np.where(cl.ok, cl.noise_var, cr.noise_var))
-    l_half = np.where(both, 0.5 * (cl.noise_level + cr.noise_level),
-                      np.where(cl.ok, cl.noise_level, cr.noise_level))
+    l_var, r_var = cl.noise_var / f_l**2, cr.noise_var / f_r**2
+    l_lev, r_lev = cl.noise_level / f_l, cr.noise_level / f_r
+    v_half = np.where(both, 0.5 * (l_var + r_var), np.where(cl.ok, l_var, r_var))
+    l_half = np.where(both, 0.5 * (l_lev + r_lev), np.where(cl.ok, l_lev, r_lev))
     with np.errstate(divide="ignore", invalid="ignore"):
-        g = np.maximum((tp.noise_var - v_half) / (tp.noise_level - l_half), 0.0)
+        g = np.maximum((t_var - v_half) / (t_lev - l_half), 0.0)
         g = np.where(np.isfinite(g) & (cl.ok | cr.ok), g, 0.0)
         a = np.maximum(v_half - g * l_half, 0.0)
-        a = np.where(np.isfinite(a), a, np.where(np.isfinite(tp.noise_var), tp.noise_var, 0.0))
-        sigma_peak = np.sqrt(a + g * np.maximum(tp.height, 0.0))
-        snr = tp.height / sigma_peak
+        a = np.where(np.isfinite(a), a, np.where(np.isfinite(t_var), t_var, 0.0))
+        sigma_peak = np.sqrt(a + g * np.maximum(t_h, 0.0))
+        snr = t_h / sigma_peak
     snr = np.where(sigma_peak > 0, snr, np.where(tp.height > 0, np.inf, 0.0))
     snr = np.where(np.isfinite(tp.height), snr, 0.0)
     peak_ok = coarse_ok & tp.ok & (tp.height > 0) & (snr >= settings.no_peak_snr)
@@ -392,7 +480,7 @@ def analyze_emission(  # noqa: PLR0917 - internal stage, documented args
     sigma_bin = np.sqrt(d4_noise_var(fb, np.broadcast_to(inband, fb.shape))) + 1e-9 * np.abs(top)
     neg = (np.where(inband, fb, np.inf).min(axis=1) < -settings.negative_sigma * sigma_bin)
     flags |= np.where(neg & finite, int(QualityFlag.INVALID_INPUT), 0)
-    ratio, excess = _shape(grid, fb, best_peak, xl, xr, lo_bin, win_lo, win_hi)
+    ratio, excess = _shape(grid, fc, best_peak, xl, xr, lo_bin, win_lo, win_hi)
     flags |= np.where(~no_peak & ((ratio > settings.trap_width_ratio)
                                   | (excess > settings.trap_excess)),
                       int(QualityFlag.TRAP_TAIL), 0)

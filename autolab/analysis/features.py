@@ -18,6 +18,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from autolab.analysis._core import (
+    BoolArray,
     FloatArray,
     Grid,
     IntArray,
@@ -26,12 +27,13 @@ from autolab.analysis._core import (
     batch_size,
     check_counts,
     check_wavelengths,
+    d4_noise_var,
     per_row,
     rows,
     saturated_in,
 )
 from autolab.analysis.absorption import exciton_from_bins, value_at
-from autolab.analysis.emission import analyze_emission
+from autolab.analysis.emission import PixelGain, analyze_emission
 from autolab.analysis.qy import band_integral, physical_qy, relative_qy
 from autolab.analysis.settings import AnalyzerSettings
 from autolab.analysis.steady import steady_state
@@ -171,8 +173,30 @@ def _chunk(  # noqa: PLR0917 - private per-chunk step
     nrows = ex.shape[0]
     band_lo = ex + s.excitation_margin_nm
     dark_b = grid.bin(fr["dark_pl_counts"])  # shared by the sample and the dye analyses
+    # absorbance on the bin grid
+    d_abs = grid.bin(fr["dark_abs_counts"])
+    s_net = grid.bin(fr["sample_counts"]) - d_abs
+    b_net = grid.bin(fr["blank_counts"]) - d_abs
+    s_net, b_net = (np.broadcast_to(x, (nrows, grid.n_bins)) for x in (s_net, b_net))
+    abs_finite = np.isfinite(s_net).all(axis=1) & np.isfinite(b_net).all(axis=1)
+    # blank/sample transmission ratio: A = log10(ratio); the inner-filter factor
+    # 10^(A/2) = sqrt(ratio) (NaN where either net intensity is not positive)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where((s_net > 0) & (b_net > 0), b_net / s_net, np.nan)
+        a_b = np.log10(ratio)
+        corr = np.sqrt(ratio)
+    a_ex = value_at(grid.wl_b, a_b, ex)
+    exc = exciton_from_bins(grid.wl_b, a_b, s)
+    lo, hi = s.exciton_search_nm
+    sr = np.flatnonzero((grid.wl_b >= lo) & (grid.wl_b <= hi))  # a contiguous bin range
+    sr_cols = slice(int(sr[0]), int(sr[-1]) + 1) if sr.size else slice(0, 0)
+    with np.errstate(invalid="ignore"):
+        lamp_dead = (np.count_nonzero(b_net[:, sr_cols] <= 0, axis=1)
+                     > 0.5 * max(int(sr.size), 1))
+    gain, no_gain = _inner_filter_gain(grid, corr, a_b, a_ex.value, abs_finite & ~lamp_dead,
+                                       band_lo, s)
     em = analyze_emission(grid, fr["pl_counts"], fr["dark_pl_counts"], band_lo, s, sat,
-                          dark_binned=dark_b)
+                          dark_binned=dark_b, gain=gain)
     shared_dye = (fr["dye_pl_counts"].shape[0] == 1 and fr["dark_pl_counts"].shape[0] == 1
                   and bool(np.all(ex == ex[0])) and bool(np.all(sat == sat[0])))
     if shared_dye:  # one reference frame for the whole chunk: analyze it once
@@ -191,21 +215,6 @@ def _chunk(  # noqa: PLR0917 - private per-chunk step
                                  factor=None, noise_a=dye.noise_a, noise_g=dye.noise_g,
                                  pixels_per_bin=grid.b)
 
-    # absorbance on the bin grid
-    d_abs = grid.bin(fr["dark_abs_counts"])
-    s_net = grid.bin(fr["sample_counts"]) - d_abs
-    b_net = grid.bin(fr["blank_counts"]) - d_abs
-    s_net, b_net = (np.broadcast_to(x, (nrows, grid.n_bins)) for x in (s_net, b_net))
-    abs_finite = np.isfinite(s_net).all(axis=1) & np.isfinite(b_net).all(axis=1)
-    # blank/sample transmission ratio: A = log10(ratio); the inner-filter factor
-    # 10^(A/2) = sqrt(ratio) (NaN where either net intensity is not positive)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.where((s_net > 0) & (b_net > 0), b_net / s_net, np.nan)
-        a_b = np.log10(ratio)
-        corr = np.sqrt(ratio)
-    a_ex = value_at(grid.wl_b, a_b, ex)
-    exc = exciton_from_bins(grid.wl_b, a_b, s)
-
     i_s, v_s = band_integral(em.binned, grid.width_b, lo=em.win_lo, hi=em.win_hi, factor=corr,
                              noise_a=em.noise_a, noise_g=em.noise_g, pixels_per_bin=grid.b)
     q = relative_qy(i_s, v_s, i_r, v_r, a_ex=a_ex.value, a_ex_err=a_ex.err,
@@ -217,17 +226,11 @@ def _chunk(  # noqa: PLR0917 - private per-chunk step
     dye_bad = (dye_flags & (_INVALID | _NO_PEAK)) != 0
     flags |= np.where(dye_bad | ~abs_finite, _INVALID, 0)
     flags |= dye_flags & _SAT
-    lo, hi = s.exciton_search_nm
-    sr = np.flatnonzero((grid.wl_b >= lo) & (grid.wl_b <= hi))  # a contiguous bin range
-    sr_cols = slice(int(sr[0]), int(sr[-1]) + 1) if sr.size else slice(0, 0)
-    with np.errstate(invalid="ignore"):
-        lamp_dead = (np.count_nonzero(b_net[:, sr_cols] <= 0, axis=1)
-                     > 0.5 * max(int(sr.size), 1))
     flags |= np.where(lamp_dead, _INVALID, 0)
     lin_lo, lin_hi = s.absorbance_linear_range
     with np.errstate(invalid="ignore"):
         nonlinear = ~((a_ex.value >= lin_lo) & (a_ex.value <= lin_hi)) | ~np.isfinite(i_s)
-    flags |= np.where(nonlinear & abs_finite & ~lamp_dead, _NONLIN, 0)
+    flags |= np.where((nonlinear | no_gain) & abs_finite & ~lamp_dead, _NONLIN, 0)
     flags |= np.where(exc.found, 0, int(QualityFlag.NO_ABS_PEAK))
     px_lo = np.searchsorted(grid.wl, np.minimum(lo, ex - 12.0))
     px_hi = np.searchsorted(grid.wl, np.maximum(hi, ex + 12.0))
@@ -255,6 +258,36 @@ def _chunk(  # noqa: PLR0917 - private per-chunk step
         pl_snr=em.snr,
         flags=flags.astype(np.int64),
     )
+
+
+def _inner_filter_gain(  # noqa: PLR0917 - private step of _chunk
+        grid: Grid, corr: FloatArray, a_b: FloatArray, a_ex: FloatArray, abs_ok: BoolArray,
+        band_lo_nm: FloatArray, s: AnalyzerSettings) -> tuple[PixelGain | None, BoolArray]:
+    """The secondary inner-filter gain for locating the line, and the rows that cannot have it.
+
+    ``None`` when ``s.peak_inner_filter`` is off. A row keeps factor 1 (the uncorrected line)
+    when its absorbance frames are unusable (``abs_ok`` False: non-finite or a dead lamp, already
+    ``INVALID_INPUT``), when its absorbance at the excitation is outside
+    ``s.absorbance_linear_range`` (already ``ABSORBANCE_NONLINEAR``), or when the factor is not
+    finite somewhere in the emission band (the product is opaque there or the lamp gives no
+    light): those last rows are returned as ``no_gain`` so the caller flags them
+    ``ABSORBANCE_NONLINEAR``. A partial correction would bend the line where it stops.
+    """
+    nrows = corr.shape[0]
+    if not s.peak_inner_filter:
+        return None, np.zeros(nrows, dtype=bool)
+    inband = np.arange(grid.n_bins)[None, :] >= grid.bin_at(band_lo_nm)[:, None]
+    finite_band = (np.isfinite(corr) | ~inband).all(axis=1)
+    lin_lo, lin_hi = s.absorbance_linear_range
+    with np.errstate(invalid="ignore"):
+        linear = (a_ex >= lin_lo) & (a_ex <= lin_hi)
+    use = abs_ok & linear & finite_band
+    good = use[:, None] & np.isfinite(corr)
+    # noise of one bin's ln factor (= ln(10)/2 · A) from its 4th differences over the band (the
+    # absorbance is smooth there; any residual shape only overstates the noise)
+    log_var = d4_noise_var(np.where(good, a_b, 0.0), inband) * (0.5 * np.log(10.0)) ** 2
+    log_var = np.where(use & np.isfinite(log_var), log_var, 0.0)
+    return PixelGain.make(grid, np.where(good, corr, 1.0), log_var), abs_ok & ~finite_band
 
 
 def _beyond_full_scale(fr: dict[str, FloatArray], sat: FloatArray) -> IntArray:

@@ -12,6 +12,9 @@ from dataclasses import dataclass, fields
 
 from autolab.exceptions import ConfigError
 
+#: The on/off fields (every other field is a non-negative number or a pair of them).
+_SWITCHES = frozenset({"peak_inner_filter"})
+
 
 @dataclass(frozen=True)
 class AnalyzerSettings:
@@ -58,6 +61,16 @@ class AnalyzerSettings:
         qy_range_sigma: A measured QY outside the physical range [0, 1] by at most this many of
             its own sigmas is clipped to the range (noise put it there); further out it is
             refused (NaN, ``INVALID_INPUT``): the frames or reference facts contradict physics.
+        peak_inner_filter: Locate the PL peak and FWHM on the emission corrected for the
+            secondary inner filter (times ``10^(A/2)`` from the absorbance frames, the factor
+            the QY integral already applies). The product's own absorbance dims the blue side of
+            its line more than the red, so the uncorrected maximum reads red of the emitted one
+            (+0.35 to +1.0 nm on the benchmark family, ~4 stated sigmas). Rows whose absorbance
+            cannot correct (dead lamp, non-finite factor in the emission band, absorbance at the
+            excitation outside ``absorbance_linear_range``) keep the uncorrected line and carry
+            the flag that says why. On by default: with it the readings on the benchmark family are
+            unbiased (−0.02 ± 0.15 nm against +0.62 ± 0.41 nm, z 0.0 ± 0.8 against +4.4 ± 3.4;
+            benchmarks/procedure_readings.py) and every analyzer, twin and golden test holds.
     """
 
     excitation_margin_nm: float = 20.0
@@ -78,10 +91,16 @@ class AnalyzerSettings:
     exciton_max_smooth_nm: float = 40.0
     exciton_max_search_nm: float = 40.0
     qy_range_sigma: float = 3.0
+    peak_inner_filter: bool = True
 
     def __post_init__(self) -> None:
         for f in fields(self):
             v = getattr(self, f.name)
+            if f.name in _SWITCHES:
+                if not isinstance(v, bool):
+                    raise ConfigError(f"AnalyzerSettings.{f.name}: expected true or false, "
+                                      f"got {v!r}")
+                continue
             values = v if isinstance(v, tuple) else (v,)
             for x in values:
                 if not isinstance(x, int | float) or math.isnan(x) or x < 0:

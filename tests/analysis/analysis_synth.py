@@ -5,8 +5,10 @@ lines shaped in photon energy; the sample's observed emission attenuated by the 
 filter ``10^(-A(λ)/2)``; the reference dye uncorrected; the relative QY
 ``Φ_s = Φ_R · (∫F_s·10^(A/2) / ∫F_R) · (f_R / f_s) · n_s²/n_R²`` with ``f = 1 - 10^-A``.
 Noise: shot noise (variance ``gain · counts``) plus Gaussian read noise on every frame, dark frames
-included. The truth for the peak and FWHM is the *noise-free observed* spectrum's own maximum and
-half-maximum width, found on a 50x finer grid.
+included. The truth for the peak and FWHM is the noise-free spectrum's own maximum and
+half-maximum width, found on a 50x finer grid: of the *observed* line (what the analyzer reports
+with ``peak_inner_filter`` off) and of the *emitted* line before the inner filter (what it reports
+with it on, and what a chemist measures on a dilute sample); :func:`expected_line` picks one.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
+from autolab.analysis import AnalyzerSettings
 from autolab.records import Measurement, QYReference, Spectra
 
 HC = 1239.841984
@@ -121,6 +124,18 @@ class Truth:
     exciton_nm: float  # the absorbance maximum of the first-exciton band (see visible_exciton_nm)
     a_ex: float
     reference: QYReference
+    emitted_peak_nm: float  # the line before the secondary inner filter
+    emitted_fwhm_nm: float
+
+
+def expected_line(truth: Truth, settings: AnalyzerSettings | None = None) -> tuple[float, float]:
+    """The ``(peak_nm, fwhm_nm)`` the analyzer should report with ``settings`` (default if None).
+
+    With ``peak_inner_filter`` the emitted line, without it the observed one.
+    """
+    if (settings or AnalyzerSettings()).peak_inner_filter:
+        return truth.emitted_peak_nm, truth.emitted_fwhm_nm
+    return truth.peak_nm, truth.fwhm_nm
 
 
 def render_clean(case: Case) -> tuple[dict[str, FloatArray], Truth]:
@@ -140,6 +155,7 @@ def render_clean(case: Case) -> tuple[dict[str, FloatArray], Truth]:
     pl = scale * line(WL, case.peak_nm, case.fwhm_nm, case.asym, case.trap, case.second)
     pl = pl * 10 ** (-absorb / 2)
     peak, width = fine_peak_fwhm(obs_fine)
+    emitted_peak, emitted_width = fine_peak_fwhm(shape_fine)
 
     dye = case.dye_height * line(WL, 552.0, case.dye_fwhm_nm)
     # the dye's absorbance that makes the relative-QY equation give case.qy on the pixel grid
@@ -162,7 +178,7 @@ def render_clean(case: Case) -> tuple[dict[str, FloatArray], Truth]:
     nets = {"pl": pl, "dye": dye, "blank": blank, "sample": sample}
     truth = Truth(peak_nm=peak, fwhm_nm=width, qy=qy,
                   exciton_nm=visible_exciton_nm(absorb_fine, case.exciton_nm), a_ex=a_ex,
-                  reference=ref)
+                  reference=ref, emitted_peak_nm=emitted_peak, emitted_fwhm_nm=emitted_width)
     return nets, truth
 
 
