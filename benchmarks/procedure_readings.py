@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 from scipy.stats import qmc
 
-from autolab.analysis import analyze
+from autolab.analysis import AnalyzerSettings, analyze
 from autolab.benchmarking.benchmark import problems
 from autolab.benchmarking.family import Member
 from autolab.benchmarking.spec import BenchmarkSpec, load_spec
@@ -66,6 +66,10 @@ def inner_filter_corrected(m: Measurement) -> Measurement:
     return dataclasses.replace(m, spectra=dataclasses.replace(s, pl_counts=pl))
 
 
+#: The analyzer as it was before ``peak_inner_filter`` (the peak on the observed emission).
+UNCORRECTED = AnalyzerSettings(peak_inner_filter=False)
+
+
 def read_sequence(spec: BenchmarkSpec, member: Member, points: int, seed: int,
                   procedure: str) -> Iterator[dict[str, Any]]:
     """One procedure's readings of a member's Sobol sequence (a failed run yields ``failed``)."""
@@ -90,7 +94,9 @@ def read_sequence(spec: BenchmarkSpec, member: Member, points: int, seed: int,
         truth = ex.truths[k]
         # the executor drew this run's jitter first from its per-run generator [seed, k]
         realized = ex.twin.truth(ex.twin.jitter(conditions, np.random.default_rng([seed, k])))
-        corrected = analyze(inner_filter_corrected(m)).pl_peak_nm
+        # the frames corrected by hand, read by the analyzer with its own correction off (with it
+        # on as well the factor would be applied twice)
+        corrected = analyze(inner_filter_corrected(m), UNCORRECTED).pl_peak_nm
         yield {**row, "pl_nm": f.pl_peak_nm, "pl_sd_nm": f.pl_peak_nm_err, "qy": f.qy,
                "pl_inner_filter_corrected_nm": corrected,
                "qy_sd": f.qy_err, "true_pl_nm": float(truth.pl_peak_nm),
