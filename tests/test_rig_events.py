@@ -31,6 +31,8 @@ from autolab.executors.simulated import SAFE_TEMPERATURE_C, SimulatedExecutor
 from autolab.hardware.delivery import PumpFinding
 from autolab.records import TrialStatus
 from autolab.tracking import Journal, MlflowTracker, sync
+from autolab.tracking.report import report_lines
+from autolab.tracking.summary import campaign_view
 from autolab.twin import TwinConfig
 
 from .test_campaign import _assert_same_trials, config
@@ -100,6 +102,12 @@ def test_a_fault_found_between_experiments_is_a_rig_event_not_an_experiment(
     parent = MlflowClient(tracker.tracking_uri).get_run(tracker.run_id)
     assert parent.data.metrics["n_rig_events"] == 1.0
     assert len(tracker.trial_runs()) == 4
+    lines = report_lines(state, campaign_view(state.finished(), state.extras,
+                                              state.header.config))
+    assert any(line.startswith("rig events: 1 (") for line in lines), lines
+    assert any("before exp-002: device fault: solvent_valve: solvent_valve is not as" in line
+               for line in lines), lines
+    assert lines[0].startswith("experiments: 4 ")
 
 
 def test_resume_right_after_a_rig_event_runs_the_kept_proposal_exactly(

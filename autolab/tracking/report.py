@@ -46,6 +46,7 @@ def report_lines(state: JournalState, view: CampaignView) -> list[str]:
         used = ", ".join(f"{k} {v:.1f} mL" for k, v in clock.reagent_total_ml.items())
         lines.append(f"lab clock: {clock.lab_clock_h:.3f} h" + (f"; reagents: {used}" if used
                                                                  else ""))
+    lines += _rig_event_lines(state)
     lines.append(f"stopped: {state.stopped_reason or 'not stopped (still running or crashed)'}")
     top = view.best_trial()
     if top is not None and top.features is not None:
@@ -58,6 +59,20 @@ def report_lines(state: JournalState, view: CampaignView) -> list[str]:
         hv = p.hypervolume[-1] if p.hypervolume else 0.0
         lines.append(f"Pareto front: {members}; hypervolume {hv:.4g}")
         lines += [f"warning: {w}" for w in p.warnings]
+    return lines
+
+
+def _rig_event_lines(state: JournalState, shown: int = 5) -> list[str]:
+    """Device faults found before an experiment fed anything: counted apart, never experiments."""
+    events = state.rig_events
+    if not events:
+        return []
+    lines = [f"rig events: {len(events)} (device faults found before an experiment fed anything; "
+             "not experiments, not in the budget)"]
+    lines += [f"  before {experiment_label(int(e['index']))}: "
+              f"{e.get('reason') or e.get('device', '?')}" for e in events[-shown:]]
+    if len(events) > shown:
+        lines.append(f"  ... and {len(events) - shown} earlier (the journal has them all)")
     return lines
 
 
