@@ -103,13 +103,10 @@ PLOT_EVERY = 5
 #: counts are in experiments, the rest probabilities.
 FORECAST_METRICS = ("p_spec_met", "p_next", "expected_experiments", "median_experiments",
                     "q80_experiments", "p_improve")
-#: Rig events (device faults found before any reagent of an experiment was fed) one reactor may
-#: have in a row before the campaign gives up on it: a rig that keeps faulting must never loop.
-MAX_RIG_FAULTS_IN_A_ROW = 3
 
 
 class RigDoesNotRecover(HardwareError):
-    """A reactor faulted :data:`MAX_RIG_FAULTS_IN_A_ROW` times before an experiment could start.
+    """A reactor faulted ``budget.max_rig_events_in_a_row`` times before an experiment started.
 
     Attributes:
         device: The device of the last fault.
@@ -1076,7 +1073,7 @@ class Campaign:
         optimizer hears nothing and the experiment budget is not spent. The lab time and the
         solvent it took count (the reactor's clock and reagents move on). The proposal runs again
         on the same reactor (its procedure commands every device afresh, which is the recovery);
-        a fault that keeps coming stops the campaign after :data:`MAX_RIG_FAULTS_IN_A_ROW`.
+        a fault that keeps coming stops the campaign after ``budget.max_rig_events_in_a_row``.
 
         Raises:
             RigDoesNotRecover: The reactor's rig events in a row reached the limit.
@@ -1086,7 +1083,7 @@ class Campaign:
         reactor.reagent_total_ml = dict(outcome.reagent_total_ml)
         reactor.redo.insert(0, run.proposal)
         reactor.rig_faults_in_a_row += 1
-        n = reactor.rig_faults_in_a_row
+        n, limit = reactor.rig_faults_in_a_row, self.config.budget.max_rig_events_in_a_row
         self.journal.append_rig_event(run.index, {
             "reactor": reactor.name, "device": fault.device, "reason": str(fault),
             "device_log": list(fault.device_log[-TRIP_LOG_LINES:]), "proposal": run.proposal,
@@ -1098,8 +1095,8 @@ class Campaign:
         where = "" if len(self.reactors) == 1 else f" of reactor {reactor.name}"
         self._event(f"rig event{where} before {experiment_label(run.index)} fed anything: "
                     f"{fault}; not an experiment (not counted, not told to the optimizer); its "
-                    f"conditions run again ({n} in a row, at most {MAX_RIG_FAULTS_IN_A_ROW})")
-        if n >= MAX_RIG_FAULTS_IN_A_ROW:
+                    f"conditions run again ({n} in a row, at most {limit})")
+        if n >= limit:
             raise RigDoesNotRecover(
                 f"{fault.device}: reactor {reactor.name} faulted {n} times in a row before an "
                 f"experiment could start (last: {fault}); the rig does not recover: check it, "

@@ -385,12 +385,17 @@ class BudgetConfig(BaseModel):
     Attributes:
         max_experiments: Experiments to run at most (failed ones count).
         max_lab_hours: Lab time to spend at most, h (virtual for the twin).
+        max_rig_events_in_a_row: Rig events (device faults found before an experiment fed
+            anything; not experiments, so not in ``max_experiments``) one reactor may have in a
+            row before the campaign stops as a device failure: a rig that keeps faulting must
+            never loop. 1 stops at the first.
     """
 
     model_config = _FROZEN
 
     max_experiments: int = Field(default=30, ge=1, le=10_000, strict=True)
     max_lab_hours: float | None = Field(default=None, gt=0, le=100_000, allow_inf_nan=False)
+    max_rig_events_in_a_row: int = Field(default=3, ge=1, le=100, strict=True)
 
 
 class StopConfig(BaseModel):

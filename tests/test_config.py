@@ -174,6 +174,8 @@ def test_settings_are_stored_as_validated() -> None:
     ({"executor.settings": {"stir_rpm": 600}}, "unknown setting of executor 'twin'"),
     ({"seed": 2**32}, "seed"),
     ({"budget.max_lab_hours": float("nan")}, "budget.max_lab_hours"),
+    ({"budget.max_rig_events_in_a_row": 0}, "budget.max_rig_events_in_a_row"),
+    ({"budget.max_rig_events_in_a_row": 2.5}, "budget.max_rig_events_in_a_row"),
     ({"stop.no_improvement_after": True}, "stop.no_improvement_after"),
     ({"optimizer.batch_size": 2.5}, "optimizer.batch_size"),
 ])

@@ -19,7 +19,6 @@ from mlflow import MlflowClient
 
 from autolab.campaign import (
     JOURNAL_NAME,
-    MAX_RIG_FAULTS_IN_A_ROW,
     Campaign,
     RigDoesNotRecover,
     StopReason,
@@ -42,10 +41,10 @@ VALVE_TURNED = PumpFinding("solvent_valve", "solvent_valve", "valve_moved",
                            trip=False)
 
 
-def _cfg() -> CampaignConfig:
+def _cfg(**changes: Any) -> CampaignConfig:
     return parse_campaign(config(budget__max_experiments=4, stop__target_reached=False,
                                  stop__no_improvement_after=None,
-                                 optimizer__settings={"n_init": 2}))
+                                 optimizer__settings={"n_init": 2}, **changes))
 
 
 def _executor(cfg: CampaignConfig) -> SimulatedExecutor:
@@ -138,7 +137,7 @@ def test_resume_right_after_a_rig_event_runs_the_kept_proposal_exactly(
 
 def test_a_fault_that_keeps_coming_stops_the_campaign_and_resume_recovers(
         tmp_path: Path, reference: list[Any]) -> None:
-    cfg = _cfg()
+    cfg = _cfg(budget__max_rig_events_in_a_row=2)  # the campaign file's limit (default 3)
     executor = _executor(cfg)
 
     def after_trial(c: Campaign, trial: Any) -> None:
@@ -150,13 +149,12 @@ def test_a_fault_that_keeps_coming_stops_the_campaign_and_resume_recovers(
 
     campaign = Campaign.create(cfg, tmp_path, executor=executor, on_trial=after_trial,
                                on_event=on_event, forecast=False)
-    with pytest.raises(RigDoesNotRecover, match=r"solvent_valve.*3 times in a row") as info:
+    with pytest.raises(RigDoesNotRecover, match=r"solvent_valve.*2 times in a row") as info:
         campaign.run()
     assert isinstance(info.value, HardwareError)  # the CLI's device-failure exit (4)
     state = Journal.read(campaign.run_dir / JOURNAL_NAME)
     assert len(state.trials) == 1
-    assert [e["in_a_row"] for e in state.rig_events] == list(
-        range(1, MAX_RIG_FAULTS_IN_A_ROW + 1))
+    assert [e["in_a_row"] for e in state.rig_events] == [1, 2]
     assert state.stopped_status == "FAILED" and "RigDoesNotRecover" in (state.stopped_reason or "")
     assert not state.in_flight and state.rig_faults_in_a_row == {}
     # the rig ended safe: pumps stopped, blocks cooled
