@@ -173,9 +173,9 @@ def _told(run_dir: Path, config: CampaignConfig) -> int:
     return sum(state.extras[t.index]["dynamic"]["n_accepted"] for t in state.trials)
 
 
-def test_a_dynamic_campaign_journals_every_observation_and_resumes(tmp_path: Path) -> None:
-    config = _config(3)
-    campaign = Campaign.create(config, tmp_path / "runs")
+def run_two_steps(config: CampaignConfig, root: Path) -> Campaign:
+    """A dynamic campaign stopped (as by Ctrl-C) after its second trajectory."""
+    campaign = Campaign.create(config, root)
 
     def stop_after_two(c: Campaign, trial: object) -> None:
         if len(c.trials) == 2:
@@ -183,6 +183,12 @@ def test_a_dynamic_campaign_journals_every_observation_and_resumes(tmp_path: Pat
 
     campaign.on_trial = stop_after_two
     campaign.run()
+    return campaign
+
+
+def test_a_dynamic_campaign_journals_every_observation_and_resumes(tmp_path: Path) -> None:
+    config = _config(3)
+    campaign = run_two_steps(config, tmp_path / "runs")
     run_dir = campaign.run_dir
     state = Journal.read(run_dir / "journal.jsonl")
     assert [t.status for t in state.trials] == [TrialStatus.COMPLETED] * 2

@@ -16,6 +16,8 @@ from autolab.optimizer import BotorchOptimizer
 from autolab.records import Features, Trial, TrialStatus
 from autolab.tracking import Journal
 
+from .test_dynamic_campaign import run_two_steps
+
 ROOT = Path(__file__).resolve().parents[2]
 CAMPAIGN = ROOT / "campaigns" / "target_550nm_dynamic.yaml"
 
@@ -32,14 +34,7 @@ def _config() -> CampaignConfig:
 def test_each_reading_is_told_with_its_trajectory_and_a_resume_tells_the_same_steps(
         tmp_path: Path) -> None:
     config = _config()
-    campaign = Campaign.create(config, tmp_path / "runs")
-
-    def stop_after_two(c: Campaign, trial: object) -> None:
-        if len(c.trials) == 2:
-            c.request_stop()
-
-    campaign.on_trial = stop_after_two
-    campaign.run()
+    campaign = run_two_steps(config, tmp_path / "runs")
     live = campaign.optimizer
     assert isinstance(live, BotorchOptimizer)
     state = Journal.read(campaign.run_dir / "journal.jsonl")
