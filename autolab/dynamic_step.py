@@ -88,6 +88,7 @@ from autolab.exceptions import (
 from autolab.executors import Executor
 from autolab.executors.procedure import STEADY_WINDOW
 from autolab.executors.ramp import DynamicMeasurement, cascade_geometry, partial_of
+from autolab.optimizer.steps import improves
 from autolab.records import (
     Conditions,
     Features,
@@ -115,9 +116,6 @@ UNREAD_READ_FRAMES = 5
 #: ``after_unread: hold``: longest such hold, in mean residence times at the position.
 UNREAD_HOLD_MAX_TAU = 3.0
 
-#: ``thompson_after_stall``: the least relative gain of the best in-band score that counts as
-#: an improvement (the trust region's own threshold).
-STALL_MIN_IMPROVEMENT = 1e-3
 #: Features each frame is observed in (the outcomes the objective may read).
 OBSERVED = ("pl_peak_nm", "fwhm_nm", "qy")
 
@@ -859,14 +857,14 @@ class DynamicRunner:
 def steps_since_best(values: Sequence[float | None]) -> int | None:
     """Steps after the one that set the best value (``None``: no value yet).
 
-    A step improves on the best only by more than :data:`STALL_MIN_IMPROVEMENT` (relative), so
-    read noise alone does not keep a stalled search looking busy.
+    A step improves on the best only as the trust region judges it
+    (:func:`~autolab.optimizer.steps.improves`), so read noise alone does not keep a stalled
+    search looking busy.
     """
     best: float | None = None
     since = 0
     for v in values:
-        if v is not None and (best is None
-                              or v > best + STALL_MIN_IMPROVEMENT * max(1.0, abs(best))):
+        if improves(v, best):
             best, since = v, 0
         elif best is not None:
             since += 1

@@ -21,6 +21,19 @@ from collections.abc import Sequence
 
 from autolab.exceptions import OptimizerError
 
+#: Relative gain of the best value that counts as an improvement (TuRBO's threshold): the trust
+#: region's counters and dynamic mode's stall rule both judge progress by :func:`improves`.
+MIN_IMPROVEMENT = 1e-3
+
+
+def improves(value: float | None, best: float | None) -> bool:
+    """Whether ``value`` beats ``best`` by more than :data:`MIN_IMPROVEMENT` (relative).
+
+    Read noise alone must not count as progress; any value improves on no best at all.
+    """
+    return value is not None and (
+        best is None or value > best + MIN_IMPROVEMENT * max(1.0, abs(best)))
+
 
 def step_history(values: Sequence[float | None], steps: Sequence[int | None]
                  ) -> list[float | None]:

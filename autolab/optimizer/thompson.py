@@ -56,6 +56,7 @@ from autolab.objective import ObjectiveSpec, Target
 from autolab.optimizer.acquisition import log_p_band, onto_band, rest_value
 from autolab.optimizer.base import derive_seed
 from autolab.optimizer.design import feasible_mask, random_design
+from autolab.optimizer.steps import improves
 from autolab.space import ParameterSpace
 
 #: Unit-cube distance within which a candidate counts as a near-duplicate of a pending or
@@ -70,12 +71,11 @@ LOCAL_SIGMA_RANGE = (0.02, 0.2)
 N_ANCHORS = 3
 
 #: Trust region (TuRBO defaults, Eriksson et al. 2019): initial, largest and smallest side of
-#: the box (unit cube), successes that double it, and relative improvement that counts.
+#: the box (unit cube), and successes that double it (what counts as one: :func:`improves`).
 TR_LENGTH_INIT = 0.8
 TR_LENGTH_MAX = 1.6
 TR_LENGTH_MIN = 0.5**7
 TR_SUCCESS_TOL = 3
-TR_MIN_IMPROVEMENT = 1e-3
 
 
 #: ``BotorchSettings.acquisition`` -> whether the next model-based point is a Thompson sample,
@@ -131,7 +131,7 @@ def trust_region_length(in_band_rest: Sequence[float | None], dim: int, *,
         if best is None:
             best = value
             continue
-        if value is not None and value > best + TR_MIN_IMPROVEMENT * max(1.0, abs(best)):
+        if improves(value, best):
             best, wins, losses = value, wins + 1, 0
         else:
             wins, losses = 0, losses + 1

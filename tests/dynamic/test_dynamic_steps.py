@@ -11,8 +11,9 @@ from pydantic import ValidationError
 from autolab.campaign import Campaign
 from autolab.config import CampaignConfig, load_campaign, parse_campaign
 from autolab.dynamic_config import DynamicConfig
-from autolab.dynamic_step import STALL_MIN_IMPROVEMENT, dynamic_runner, steps_since_best
+from autolab.dynamic_step import dynamic_runner, steps_since_best
 from autolab.optimizer import BotorchOptimizer
+from autolab.optimizer.steps import MIN_IMPROVEMENT
 from autolab.records import Features, Trial, TrialStatus
 from autolab.tracking import Journal
 
@@ -60,7 +61,7 @@ def test_steps_since_best_counts_the_steps_after_the_best_in_band_value() -> Non
     assert steps_since_best([None, 0.2, 0.1, None]) == 2
     assert steps_since_best([0.2, 0.3]) == 0
     # a gain within the relative threshold is read noise, not an improvement
-    assert steps_since_best([0.5, 0.5 * (1 + STALL_MIN_IMPROVEMENT / 2)]) == 1
+    assert steps_since_best([0.5, 0.5 * (1 + MIN_IMPROVEMENT / 2)]) == 1
 
 
 @pytest.mark.parametrize("value", [-1, 2.5, "3", True])
