@@ -346,14 +346,8 @@ class DynamicRunner:
     def _in_band_scores(self, trials: Sequence[Trial]) -> list[float | None]:
         """Each valid trial's score when in band and feasible (``None`` otherwise)."""
         spec = self.c.config.objective
-        values: list[float | None] = []
-        for trial in trials:
-            if trial.status is TrialStatus.INVALID:
-                continue
-            out = self.c._outcomes(trial)
-            ok = out is not None and spec.within_target(out) and spec.is_feasible(out)
-            values.append(spec.score(out) if ok and out is not None else None)
-        return values
+        outcomes = [self.c._outcomes(t) for t in trials if t.status is not TrialStatus.INVALID]
+        return [None if out is None else spec.in_band_score(out) for out in outcomes]
 
     def stalled(self) -> bool:
         """``thompson_after_stall``: whether the in-band search has stalled (ask unpending).

@@ -408,6 +408,15 @@ class ObjectiveSpec(BaseModel):
         """
         return bool(self.in_band_tensor(self.as_tensor(outcomes)))
 
+    def in_band_score(self, outcomes: Mapping[str, float]) -> float | None:
+        """The score when every band and constraint holds, else ``None``.
+
+        What "progress inside the specification" means to the dynamic stall and confirm rules.
+        """
+        if not (self.within_target(outcomes) and self.is_feasible(outcomes)):
+            return None
+        return self.score(outcomes)
+
     def score_terms(self, outcomes: Mapping[str, float]) -> dict[str, float]:
         """The score broken down by term: ``{label: weight * utility}``; they sum to the score.
 

@@ -38,10 +38,7 @@ def last_accepted(observations: Sequence[DynamicObservation]) -> DynamicObservat
 
 def _good(o: DynamicObservation, objective: ObjectiveSpec) -> float | None:
     """The reading's score when it is in band and feasible, else ``None``."""
-    out = outcomes_of(o, objective.outcome_names)
-    if not (objective.within_target(out) and objective.is_feasible(out)):
-        return None
-    return objective.score(out)
+    return objective.in_band_score(outcomes_of(o, objective.outcome_names))
 
 
 def _off(_obs: Sequence[DynamicObservation], _objective: ObjectiveSpec,

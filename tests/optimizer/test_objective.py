@@ -89,6 +89,16 @@ def test_constraints_and_outcome_order() -> None:
     assert "pl_peak_nm <= 600" in obj.describe()
 
 
+def test_in_band_score_needs_every_band_and_constraint() -> None:
+    obj = ObjectiveSpec(terms=(Target(outcome="pl_peak_nm", value=550.0, tolerance=2.0),
+                               Maximize(outcome="qy")),
+                        constraints=(OutcomeConstraint.parse("qy >= 0.25"),))
+    inside = {"pl_peak_nm": 551.0, "qy": 0.3}
+    assert obj.in_band_score(inside) == pytest.approx(obj.score(inside))
+    assert obj.in_band_score({"pl_peak_nm": 553.0, "qy": 0.3}) is None  # out of band
+    assert obj.in_band_score({"pl_peak_nm": 551.0, "qy": 0.2}) is None  # infeasible
+
+
 def test_round_trip_through_json() -> None:
     obj = qd_objective(530.0, 3.0, min_qy=0.2, mode="pareto")
     assert ObjectiveSpec.model_validate_json(obj.model_dump_json()) == obj
