@@ -147,6 +147,15 @@ _ALARM_TRIPS = {"R": ("pump_power_cycle", "the pump was reset (power interrupted
 MAX_DELIVERY_STRIKES = 2
 
 
+def _alarm_code(err: HardwareError) -> str | None:
+    """The pump alarm a driver error carries (duck-typed ``code``), if it is one that trips.
+
+    The driver's ``PumpAlarm`` is read by its ``code`` so this layer does not import drivers.
+    """
+    code = getattr(err, "code", None)
+    return code if isinstance(code, str) and code in _ALARM_TRIPS else None
+
+
 class DeliveryMonitor:
     """Starts and stops pumps for the procedure and checks them against what it commanded.
 
@@ -199,8 +208,12 @@ class DeliveryMonitor:
             cmd.running = True  # before RUN: a poll must not see it pump while "stopped"
             try:
                 pump.start()
-            except HardwareError:
+            except HardwareError as err:
                 cmd.running = False
+                if (code := _alarm_code(err)) is not None:
+                    # answered RUN with its alarm (a stall as it starts): that alarm's trip,
+                    # as a poll would find it, never a bare device failure
+                    self._trip(self._alarm_finding(role, code))
                 raise
             cmd.start_high_min = self.lab_min()
 
@@ -354,8 +367,7 @@ class DeliveryMonitor:
             except HardwareError as err:
                 # a pump that answers a query with its alarm (a stall announced and then
                 # acknowledged by this reply) did answer: that is the alarm, not a comms loss
-                code = getattr(err, "code", None)
-                if not isinstance(code, str) or code not in _ALARM_TRIPS:
+                if (code := _alarm_code(err)) is None:
                     raise
                 finding = self._alarm_finding(role, code)
             if finding is not None and finding.trip:

@@ -16,11 +16,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from autolab.campaign import Campaign
-from autolab.exceptions import DeviceFault, SafetyTrip
+from autolab.exceptions import DeviceFault, HardwareError, SafetyTrip
 from autolab.executors.cstr import CSTRExecutor
 from autolab.hardware.delivery import (
     DeliveryMonitor,
     DeliveryTolerance,
+    PumpFinding,
     check_delivery,
     wall_lab_min,
 )
@@ -401,6 +402,36 @@ def test_an_alarm_that_answers_a_poll_query_is_that_alarm_not_a_comms_loss(
         assert finding is not None
         assert (finding.reason, finding.trip, finding.device) == ("pump_stall", True, "pump_zinc")
         assert monitor.locked_out
+    finally:
+        monkeypatch.undo()
+        rig.close()
+
+
+def test_a_pump_that_answers_its_start_with_its_alarm_trips_as_that_alarm(
+        lab: VirtualLab, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Seen in a fresh-clone CI run: a blocked reactor stalled a pump as it started, RUN was
+    answered with the stall alarm, and the experiment ended as a bare device failure instead of
+    the stall's trip (soft shutdown) that a poll would have found."""
+    from autolab.hardware.drivers import PumpAlarm
+
+    rig = Rig.open(lab.devices_config())
+    trips: list[PumpFinding] = []
+    try:
+        pump = rig.pumps["zinc"]
+        pump.connect()
+        monitor = DeliveryMonitor(rig.pumps, wall_lab_min(SCALE))
+        monitor.on_trip = trips.append
+
+        def stalled() -> None:
+            raise PumpAlarm("pump_zinc", "S")
+
+        monkeypatch.setattr(pump, "start", stalled)
+        with pytest.raises(HardwareError, match="motor stalled"):
+            monitor.start("zinc", 0.5)
+        assert [(f.reason, f.trip, f.device) for f in trips] == [
+            ("pump_stall", True, "pump_zinc")]
+        assert monitor.locked_out
+        assert not monitor.is_running("zinc")
     finally:
         monkeypatch.undo()
         rig.close()
