@@ -939,7 +939,11 @@ class Campaign:
         future. Hardware reactors run in threads and come back in the same order.
         """
         if self.config.mode == "dynamic":  # ramps read all the way through
-            return dynamic_runner(self).step()
+            trial = dynamic_runner(self).step()
+            if trial is not None:  # a trial ends the reactor's rig events in a row
+                for reactor in self.reactors.values():
+                    reactor.rig_faults_in_a_row = 0
+            return trial
         self._start_idle()
         return self._deliver(self._next_finished())
 
@@ -1011,7 +1015,10 @@ class Campaign:
         assert run is not None
         outcome = run.future.result()
         if outcome.fault is not None and outcome.fault.before_feed:
-            self._rig_event(reactor, run, outcome, outcome.fault)
+            reactor.running = None
+            self._rig_event(reactor, run.index, run.proposal, outcome.fault,
+                            clock_h=outcome.clock_h, reagent_total_ml=outcome.reagent_total_ml,
+                            executor_state=outcome.executor_state)
             return None
         reactor.rig_faults_in_a_row = 0
         index, conditions = run.index, run.conditions
@@ -1064,36 +1071,39 @@ class Campaign:
         self._show(forecast_text)
         return trial
 
-    def _rig_event(self, reactor: Reactor, run: Running, outcome: RunOutcome,
-                   fault: DeviceFault) -> None:
+    def _rig_event(self, reactor: Reactor, index: int, proposal: dict[str, float],
+                   fault: DeviceFault, *, clock_h: float, reagent_total_ml: Mapping[str, float],
+                   executor_state: dict[str, Any]) -> None:
         """Journal a device fault found before any reagent was fed: a rig event, no experiment.
 
         A valve turned, a heater straying or a stirrer stopped between experiments says nothing
         about the proposal, and nothing of it was fed or measured: no trial is journaled, the
         optimizer hears nothing and the experiment budget is not spent. The lab time and the
-        solvent it took count (the reactor's clock and reagents move on). The proposal runs again
-        on the same reactor (its procedure commands every device afresh, which is the recovery);
-        a fault that keeps coming stops the campaign after ``budget.max_rig_events_in_a_row``.
+        solvent it took count (the reactor's clock and reagents move on to ``clock_h``,
+        ``reagent_total_ml`` and ``executor_state``, the executor's at the fault). The proposal
+        runs again on the same reactor (its procedure commands every device afresh, which is the
+        recovery); a fault that keeps coming stops the campaign after
+        ``budget.max_rig_events_in_a_row``. The one path for both modes: a steady experiment
+        and a dynamic trajectory (:mod:`autolab.dynamic_step`) end here alike.
 
         Raises:
             RigDoesNotRecover: The reactor's rig events in a row reached the limit.
         """
-        reactor.running = None
-        reactor.clock_h = outcome.clock_h
-        reactor.reagent_total_ml = dict(outcome.reagent_total_ml)
-        reactor.redo.insert(0, run.proposal)
+        reactor.clock_h = clock_h
+        reactor.reagent_total_ml = dict(reagent_total_ml)
+        reactor.redo.insert(0, proposal)
         reactor.rig_faults_in_a_row += 1
         n, limit = reactor.rig_faults_in_a_row, self.config.budget.max_rig_events_in_a_row
-        self.journal.append_rig_event(run.index, {
+        self.journal.append_rig_event(index, {
             "reactor": reactor.name, "device": fault.device, "reason": str(fault),
-            "device_log": list(fault.device_log[-TRIP_LOG_LINES:]), "proposal": run.proposal,
+            "device_log": list(fault.device_log[-TRIP_LOG_LINES:]), "proposal": proposal,
             "in_a_row": n,
-            "extra": {"executor_state": outcome.executor_state, "reactor_clock_h": outcome.clock_h,
-                      "reactor_reagent_total_ml": dict(outcome.reagent_total_ml),
+            "extra": {"executor_state": executor_state, "reactor_clock_h": clock_h,
+                      "reactor_reagent_total_ml": dict(reagent_total_ml),
                       "lab_clock_h": self.lab_clock_h, "reagent_total_ml": self.reagent_total_ml,
                       "queue": self._queue}})
         where = "" if len(self.reactors) == 1 else f" of reactor {reactor.name}"
-        self._event(f"rig event{where} before {experiment_label(run.index)} fed anything: "
+        self._event(f"rig event{where} before {experiment_label(index)} fed anything: "
                     f"{fault}; not an experiment (not counted, not told to the optimizer); its "
                     f"conditions run again ({n} in a row, at most {limit})")
         if n >= limit:

@@ -185,6 +185,11 @@ class CampaignLike(Protocol):
     def _event(self, text: str) -> None:
         ...
 
+    def _rig_event(self, reactor: Any, index: int, proposal: dict[str, float],
+                   fault: DeviceFault, *, clock_h: float, reagent_total_ml: Mapping[str, float],
+                   executor_state: dict[str, Any]) -> None:
+        ...
+
 
 @dataclass
 class History:
@@ -285,8 +290,12 @@ class DynamicRunner:
         self.unread_holds = 0
 
     # ----------------------------------------------------------------------------- step
-    def step(self) -> Trial:
-        """Ask, plan, run, analyze, map, journal, tell: one trajectory."""
+    def step(self) -> Trial | None:
+        """Ask, plan, run, analyze, map, journal, tell: one trajectory.
+
+        ``None`` when a device fault was found before the trajectory fed anything (a rig
+        event, :meth:`_rig_event`): no trial.
+        """
         c, reactor = self.c, self.reactor
         index = c.journal.state.next_index
         t0 = time.perf_counter()
@@ -307,6 +316,8 @@ class DynamicRunner:
         traj, settle = self._plan(end, hold_unread=hold, confirm=confirm)
         c.journal.append_started(index, end.as_dict(), elapsed, reactor=reactor.name)
         outcome, fatal = self._run(traj, settle)
+        if self._rig_event(index, proposal, outcome):
+            return None
         trial = self._deliver(index, proposal, end, traj=traj, out=outcome, elapsed=elapsed,
                               hold_unread=hold, stalled=stalled, confirm=confirm)
         if fatal is not None:
@@ -659,6 +670,22 @@ class DynamicRunner:
         return tuple(replace(o, time_min=o.time_min - shift) for o in obs)
 
     # ----------------------------------------------------------------------------- deliver
+    def _rig_event(self, index: int, proposal: dict[str, float], out: StepOutcome) -> bool:
+        """A fault found before the trajectory fed anything: the campaign's rig event.
+
+        Nothing of the trajectory streamed (a valve turned between trajectories, found by the
+        checks before it or during its settle's flush), so it is no trial: the campaign's one
+        rig-event path journals it, keeps the proposal and counts it (steady campaigns alike).
+        """
+        fault = out.fault
+        if not (isinstance(fault, DeviceFault) and fault.before_feed and out.measurement is None):
+            return False
+        ex = self.reactor.executor
+        self.c._rig_event(self.reactor, index, proposal, fault, clock_h=float(ex.lab_clock_h),
+                          reagent_total_ml=dict(ex.reagent_ml),
+                          executor_state=ex.state_dict())
+        return True
+
     def _deliver(self, index: int, proposal: dict[str, float], end: Conditions, *,
                  traj: Trajectory, out: StepOutcome, elapsed: float,
                  hold_unread: bool = False, stalled: bool = False,

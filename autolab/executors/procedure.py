@@ -56,6 +56,7 @@ from autolab.hardware.base import Spectrometer, Stirrer, TemperatureController, 
 from autolab.hardware.delivery import DeliveryMonitor
 from autolab.hardware.envelope import RigSetpoints
 from autolab.hardware.fluidics import REAGENT_ROLES, FlowSetpoints, Geometry, flow_setpoints
+from autolab.hardware.safety import HEATER_SETPOINT
 from autolab.records import Conditions, Spectra, SpectralTrace
 from autolab.twin.cascade import erlang_cdf, erlang_pdf
 
@@ -608,14 +609,37 @@ class _Run:
             if off <= self.s.temperature_tolerance_c:
                 break
             if rig.clock.now_min() - set_at > allowed_min:
-                raise HardwareError(f"heaters did not reach the setpoints within "
-                                    f"{allowed_min:.0f} lab min (off by {off:.1f} °C)")
+                timeout = (f"heaters did not reach the setpoints within {allowed_min:.0f} lab "
+                           f"min (off by {off:.1f} °C)")
+                self.check_heaters_not_faulted(timeout)
+                raise HardwareError(timeout)
             rig.clock.wait_min(self.s.heat_poll_min)
         heat_min = rig.clock.now_min() - start
         rig.outlet_valve.move(1)  # product made at the setpoints from here on
         self.stamp("blocks at " + ", ".join(f"{r} {t:.1f} °C" for r, t in self.setpoints.items())
                    + f" after {heat_min:.1f} min ({idle_min:.1f} min with the pumps idle)")
         return heat_min, idle_min
+
+    def check_heaters_not_faulted(self, timeout: str) -> None:
+        """At the heat step's timeout: the heater still faulted, if one is, is the cause.
+
+        The supervisor reports a device's fault once, until the device is right again (so one
+        fault is one invalid experiment or rig event, not one per poll). A heater whose remote
+        setpoint keeps failing (status bit 14 after every rewrite) therefore stays faulted
+        into the next experiment unreported, and its block never comes to the setpoint: the
+        step ended in a bare timeout that named no device. Named here, it is the device fault
+        it is (a rig event while nothing is fed). Asked at the timeout, not before: a fault
+        the supervisor clears at its next poll (a block that strayed, then came back) must
+        not end a step that would have succeeded.
+
+        Raises:
+            DeviceFault: A heater of this experiment was reported and is not right yet.
+        """
+        lasting = [f for f in self.rig.monitor.still_faulted()
+                   if f.reason == HEATER_SETPOINT and f.role in self.setpoints]
+        if lasting:
+            raise DeviceFault(lasting[0].device, f"{timeout}: it is still faulted: "
+                              + "; ".join(f.detail for f in lasting))
 
     def feeds_on(self) -> None:
         rig, mon = self.rig, self.rig.monitor

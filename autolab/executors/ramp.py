@@ -48,6 +48,7 @@ from autolab.executors.procedure import (
     RigSession,
     TankState,
     Waits,
+    check_before_run,
     tank_times_min,
 )
 from autolab.records import Conditions, Spectra
@@ -420,6 +421,7 @@ def run_on_simulated(ex: SimulatedExecutor, trajectory: Trajectory, limits: Ramp
     from autolab.executors.simulated import _realizer  # noqa: PLC0415 - import cycle
 
     check_plan(ex.procedure, trajectory, limits, frame_interval_min)
+    check_before_run(ex.session)  # a fault found between trajectories: a rig event
     k = ex._run_index
     ex._run_index += 1
     start = trajectory.points[0]
@@ -455,7 +457,7 @@ def run_on_serial(ex: CSTRExecutor, trajectory: Trajectory, limits: RampLimits, 
     its safe state. Each carries the frames streamed so far.
     """
     ex._bookmark = bookmark = ex.rig.log.count
-    ex._check(bookmark)
+    check_before_run(ex)  # a fault found between trajectories: a rig event
     ex.monitor.take_delivered()
     check_plan(ex.procedure, trajectory, limits, frame_interval_min)
     try:

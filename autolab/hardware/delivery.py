@@ -179,6 +179,7 @@ class DeliveryMonitor:
         self._infused_total = dict.fromkeys(self.pumps, 0.0)  # since the monitor started
         self._strikes = dict.fromkeys(self.pumps, 0)
         self._faults: list[PumpFinding] = []
+        self._lasting: dict[str, PumpFinding] = {}  # device -> its fault, until it is right
         self._faults_lock = threading.Lock()
         self.locked_out = False  #: set on a trip: no pump may be started any more
         #: Called with a trip found while the procedure commands a pump (the supervisor sets
@@ -263,14 +264,32 @@ class DeliveryMonitor:
         with self._locks[role]:
             self.pumps[role].connect()
 
-    def report(self, finding: PumpFinding) -> None:
+    def report(self, finding: PumpFinding, *, lasting: bool = False) -> None:
         """Keep a non-pump device's fault (a moved valve, a failed lamp) for :meth:`take_faults`.
 
         The executor turns every fault it takes into a :class:`~autolab.exceptions.DeviceFault`,
         so the experiment is journaled invalid and never told to the optimizer.
+
+        Args:
+            finding: The fault.
+            lasting: The reporter (the supervisor) reports it once and tells :meth:`cleared`
+                when the device is right again; until then :meth:`still_faulted` names it, so
+                a later step that waits on the device can say why it never comes right.
         """
         with self._faults_lock:
             self._faults.append(finding)
+            if lasting:
+                self._lasting[finding.device] = finding
+
+    def cleared(self, device: str) -> None:
+        """The device reported with ``lasting`` is right again."""
+        with self._faults_lock:
+            self._lasting.pop(device, None)
+
+    def still_faulted(self, device: str | None = None) -> tuple[PumpFinding, ...]:
+        """Lasting faults reported and not yet cleared (of ``device`` only, if given)."""
+        with self._faults_lock:
+            return tuple(f for d, f in self._lasting.items() if device in (None, d))
 
     def _alarms_on_the_way(self, role: str) -> PumpFinding | None:
         """An alarm a command of the procedure acknowledged (a reset answering STP) trips.

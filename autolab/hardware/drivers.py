@@ -906,7 +906,16 @@ class SerialSpectrometer:
         self._light.configure(source=source, shutter_open=shutter_open, cell=cell)
 
     def acquire(self) -> NDArray[np.float64]:
-        """One frame, raw counts ``(P,)``."""
+        """One frame, raw counts ``(P,)``, and the light path read back after it.
+
+        A source that went out after :meth:`configure` checked it reads dark; found by neither
+        that check nor (on the last lit frame of an experiment, before the dark frame sets the
+        source ``OFF``) the supervisor, the dark frame went into the analysis as chemistry (a
+        dark dye frame: "no usable emission", a failed experiment told to the optimizer).
+
+        Raises:
+            DeviceFault: The source, shutter or cell is not as set after the frame.
+        """
         def framer(ser: SerialLike) -> bytes:
             head = read_exact(ser, 6)
             if head.startswith(b"ERR"):
@@ -919,4 +928,9 @@ class SerialSpectrometer:
         if self._wl.size and counts.size != self._wl.size:
             raise HardwareError(f"{self.name}: frame has {counts.size} pixels, expected "
                                 f"{self._wl.size}")
+        differs = self._light.check()
+        if differs:
+            raise DeviceFault(self.name, f"light path not as set after the frame ({differs}): "
+                              "the frame is not of the light it was set for (a source that "
+                              "went out reads dark); experiment invalid")
         return counts

@@ -320,6 +320,9 @@ HOLD_POLLS = 2
 #: A block counts as at its setpoint within this much, °C (capped at half the hold tolerance).
 REACHED_C = 2.0
 
+#: Reason of a block that did not hold its setpoint (remote setpoint failed, or straying).
+HEATER_SETPOINT = "heater_setpoint"
+
 #: The supervisor reads each running pump's rate back every this many polls.
 RATE_CHECK_EVERY = 4
 
@@ -353,7 +356,6 @@ class Supervisor:
         #: Volume already used from each syringe before this session, mL by role.
         self.syringe_used_ml: dict[str, float] = {}
         self.trip: Trip | None = None
-        self._faulted: set[str] = set()  # watched devices whose fault was reported
         #: Largest deviation of a block from its setpoint, once reached, °C (None: unchecked).
         self.hold_c = rig.config.temperature_hold_c
         self._reached: set[str] = set()  # heater roles at their setpoint since it was written
@@ -481,19 +483,18 @@ class Supervisor:
             self._reached.add(role)
         strays = remote_failed or (hold is not None and role in self._reached and off > hold)
         self._strays[role] = self._strays.get(role, 0) + 1 if strays else 0
-        if self._strays[role] < HOLD_POLLS or device in self._faulted:
+        if self._strays[role] < HOLD_POLLS or self.monitor.still_faulted(device):
             if not strays:
-                self._faulted.discard(device)
+                self.monitor.cleared(device)
             return
-        self._faulted.add(device)
         self._reached.discard(role)
         why = ("the controller reports its remote setpoint failed (status bit 14): it runs on "
                "its local setpoint" if remote_failed else
                f"it had reached {sp:g} °C and now reads {pv:.1f} °C (hold tolerance "
                f"{hold:g} °C)")
-        self.monitor.report(PumpFinding(role, device, "heater_setpoint",
+        self.monitor.report(PumpFinding(role, device, HEATER_SETPOINT,
                                         f"{device} did not hold its setpoint: {why}",
-                                        trip=False))
+                                        trip=False), lasting=True)
 
     def poll_stirrers(self) -> bool:
         """Check every stirrer; True if one tripped the rig.
@@ -530,15 +531,14 @@ class Supervisor:
         DeviceFault.
         """
         if not differs:
-            self._faulted.discard(dev.name)
+            self.monitor.cleared(dev.name)
             return
-        if dev.name in self._faulted:
+        if self.monitor.still_faulted(dev.name):
             return
-        self._faulted.add(dev.name)
         reason = reason or ("valve_moved" if role in self.rig.valves else "light_path")
         self.monitor.report(PumpFinding(role, dev.name, reason,
                                         f"{dev.name} is not as commanded: {differs}",
-                                        trip=False))
+                                        trip=False), lasting=True)
 
     def _loop(self) -> None:
         while not self._stop.wait(self.period_s):

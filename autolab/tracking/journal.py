@@ -9,7 +9,9 @@ it as interrupted and re-run its conditions.
 One line is one record, each a JSON object with a ``"type"``:
 
 ``header``
-    First line, once: campaign name and id, config, seed, autolab version, creation time.
+    First line, once: campaign name and id, config, seed, autolab version, creation time and
+    ``format`` (:data:`JOURNAL_FORMAT`); a journal of a newer format than this code knows is
+    refused before any other line is read.
 ``started``
     ``index``, ``conditions``, ``proposal_time_s``; written *before* the executor runs it.
 ``trial``
@@ -78,8 +80,16 @@ from autolab import __version__
 from autolab.exceptions import JournalError
 from autolab.records import Trial, TrialStatus
 
-#: Version of the record layout; bumped on incompatible changes.
-JOURNAL_FORMAT = 1
+#: Version of the record layout, written in the header and checked on read: a journal of a
+#: newer format is refused up front (its records may mean what this code cannot know); older
+#: ones are read. 1: header, started, trial, interrupted, tracked, tracker_run, tracking_uri,
+#: note, stopped, review, invalidated, forecast (a header without a format is 1). 2: adds
+#: ``rig_event`` (readers of format 1 before it stopped at such a line). A journal created in
+#: format 1 and resumed by this code keeps its header: append-only, it may then hold format-2
+#: records.
+JOURNAL_FORMAT = 2
+#: The format of a header written before the header carried one.
+FIRST_JOURNAL_FORMAT = 1
 #: File name of the journal in a campaign's run folder.
 JOURNAL_NAME = "journal.jsonl"
 #: Experiment indices are below this (a campaign's budget is at most 10,000; a larger index is a
@@ -146,7 +156,19 @@ class JournalHeader:
         return cls(campaign_name=str(d["campaign_name"]), campaign_id=str(d["campaign_id"]),
                    config=config, seed=None if seed is None else int(seed),
                    autolab_version=str(d.get("autolab_version", "")),
-                   created=str(d.get("created", "")), format=int(d.get("format", JOURNAL_FORMAT)))
+                   created=str(d.get("created", "")), format=journal_format(d))
+
+
+def journal_format(header: Mapping[str, Any]) -> int:
+    """The record-layout version a header states (:data:`FIRST_JOURNAL_FORMAT` if none).
+
+    Raises:
+        ValueError: It is not an integer >= 1.
+    """
+    v = header.get("format", FIRST_JOURNAL_FORMAT)
+    if isinstance(v, bool) or not isinstance(v, int) or v < FIRST_JOURNAL_FORMAT:
+        raise ValueError(f"format must be an integer >= {FIRST_JOURNAL_FORMAT}, got {v!r}")
+    return v
 
 
 @dataclass(frozen=True)
@@ -500,12 +522,30 @@ def _replay_line(reducer: _Reducer, raw: bytes, line_no: int, path: Path) -> Non
         raise JournalError(f"journal {path}, line {line_no}: not a JSON record (corrupted; only "
                            "the last line may be torn by a crash)")
     try:
+        if rec.get("type") == "header" and isinstance(rec.get("header"), dict):
+            _refuse_newer(rec["header"], path)
         reducer.check(rec)
         reducer.apply(rec)
     except (KeyError, TypeError, ValueError) as err:
         detail = f"missing field {err}" if isinstance(err, KeyError) else str(err)
         raise JournalError(f"journal {path}, line {line_no}: invalid "
                            f"{rec.get('type')!r} record: {detail}") from err
+
+
+def _refuse_newer(header: Mapping[str, Any], path: Path) -> None:
+    """Refuse a journal whose format this code does not know, before any record is read.
+
+    Raises:
+        JournalError: Its format is newer than :data:`JOURNAL_FORMAT`.
+        ValueError: Its format is not an integer >= 1 (reported with the line).
+    """
+    found = journal_format(header)
+    if found > JOURNAL_FORMAT:
+        raise JournalError(
+            f"journal {path} is in format {found}, newer than the newest this autolab reads: "
+            f"{JOURNAL_FORMAT} (autolab {__version__}; the journal was written by autolab "
+            f"{header.get('autolab_version') or 'unknown'}); read or resume it with that "
+            "version or a newer one")
 
 
 class Journal:

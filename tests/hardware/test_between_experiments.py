@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from autolab.campaign import JOURNAL_NAME, Campaign, StopReason
+from autolab.campaign import JOURNAL_NAME, Campaign, RigDoesNotRecover, StopReason
 from autolab.exceptions import HardwareError
 from autolab.executors.cstr import CSTRExecutor
 from autolab.records import TrialStatus
@@ -171,5 +171,45 @@ def test_a_stirrer_that_stays_blocked_ends_the_campaign_safe_after_its_rig_event
         assert [e["device"] for e in state.rig_events] == ["stirrer_core"]
         assert state.stopped_status == "FAILED" and not state.in_flight
         assert [i.index for i in state.interrupted] == [2]  # the kept proposal, run on resume
+        with lab.reactor.lock:  # ended safe
+            assert not any(p.running for p in lab.reactor.pumps.values())
+
+
+def test_a_heater_whose_remote_setpoint_keeps_failing_is_named_not_a_bare_timeout(
+        tmp_path: Path) -> None:
+    """A fault that stays (status bit 14 after every rewrite of the remote setpoint): the
+    supervisor reports it once, a rig event; the kept proposal's heat step then times out as
+    that fault, named with its device (it raised a bare 'heaters did not reach the
+    setpoints', a hardware error), before any feed: a second rig event, and the campaign
+    stops as a rig that does not recover, safe."""
+    with VirtualLab(time_scale=SCALE) as lab:
+        executor = CSTRExecutor(lab.devices_config(), install_signal_handlers=False,
+                                poll_period_s=0.1)
+
+        def fail_after_the_first(c: Campaign, trial: Any) -> None:
+            if len(c.trials) != 1:
+                return
+            with lab.reactor.lock:
+                lab.reactor.heaters["heater_shell"].remote_fault = True
+            _until(lambda: any(f.device == "heater_shell"
+                               for f in executor.monitor.pending_faults))
+
+        base = _three_sobol_experiments("cstr-remote-sp", n=3)
+        config = base.model_copy(update={"budget": base.budget.model_copy(
+            update={"max_rig_events_in_a_row": 2})})
+        campaign = Campaign.create(config, tmp_path / "runs", executor=executor,
+                                   on_trial=fail_after_the_first)
+        with pytest.raises(RigDoesNotRecover,
+                           match=r"heater_shell: reactor reactor faulted 2 times") as err:
+            campaign.run()
+        assert "remote setpoint failed (status bit 14)" in str(err.value)
+        state = Journal.read(campaign.run_dir / JOURNAL_NAME)
+        assert [t.index for t in state.trials] == [0]
+        assert [e["device"] for e in state.rig_events] == ["heater_shell", "heater_shell"]
+        second = state.rig_events[1]["reason"]
+        assert "heaters did not reach the setpoints within" in second
+        assert "still faulted" in second and "remote setpoint failed (status bit 14)" in second
+        assert "feeds on" not in "\n".join(state.rig_events[1]["device_log"])
+        assert state.stopped_status == "FAILED"
         with lab.reactor.lock:  # ended safe
             assert not any(p.running for p in lab.reactor.pumps.values())
