@@ -14,6 +14,8 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 from numpy.typing import NDArray
 
+from autolab.exceptions import DeviceFault
+
 
 @dataclass(frozen=True)
 class PumpState:
@@ -148,6 +150,23 @@ class Stirrer(Device, Protocol):
     def speed_rpm(self) -> float:
         """Actual speed, rpm."""
         ...
+
+
+def check_light_after_frame(device: str, differs: str) -> None:
+    """A frame is the light it was set for only if the light path still reads as set after it.
+
+    ``differs`` is the light path's :meth:`Watched.check` read right after the frame. A source
+    that went out after its setting was checked reads dark, and a dark frame passes for a dark
+    sample: on the last lit frame of an experiment (the reference dye) nothing else would find
+    it before the analysis called it chemistry ("no usable emission").
+
+    Raises:
+        DeviceFault: ``differs`` says the light path is not as set.
+    """
+    if differs:
+        raise DeviceFault(device, f"light path not as set after the frame ({differs}): the "
+                          "frame is not of the light it was set for (a source that went out "
+                          "reads dark); experiment invalid")
 
 
 @runtime_checkable

@@ -20,7 +20,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from autolab.exceptions import ConfigError, DeviceFault, HardwareError
-from autolab.hardware.base import PumpState
+from autolab.hardware.base import PumpState, check_light_after_frame
 from autolab.hardware.limits import Limits, check_setpoint
 from autolab.hardware.protocols import eurotherm as eu
 from autolab.hardware.protocols import ika, newera, spectro, vici
@@ -914,7 +914,8 @@ class SerialSpectrometer:
         dark dye frame: "no usable emission", a failed experiment told to the optimizer).
 
         Raises:
-            DeviceFault: The source, shutter or cell is not as set after the frame.
+            DeviceFault: The source, shutter or cell is not as set after the frame
+                (:func:`~autolab.hardware.base.check_light_after_frame`).
         """
         def framer(ser: SerialLike) -> bytes:
             head = read_exact(ser, 6)
@@ -928,9 +929,5 @@ class SerialSpectrometer:
         if self._wl.size and counts.size != self._wl.size:
             raise HardwareError(f"{self.name}: frame has {counts.size} pixels, expected "
                                 f"{self._wl.size}")
-        differs = self._light.check()
-        if differs:
-            raise DeviceFault(self.name, f"light path not as set after the frame ({differs}): "
-                              "the frame is not of the light it was set for (a source that "
-                              "went out reads dark); experiment invalid")
+        check_light_after_frame(self.name, self._light.check())
         return counts

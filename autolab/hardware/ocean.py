@@ -31,7 +31,7 @@ from numpy.typing import NDArray
 from pydantic import Field
 
 from autolab.exceptions import ConfigError, HardwareError
-from autolab.hardware.base import Device
+from autolab.hardware.base import Device, Watched, check_light_after_frame
 from autolab.hardware.devices import DevicesConfig, DeviceSpecBase
 from autolab.hardware.registry import BuildContext, Category, DeviceKind, register_kind
 
@@ -159,6 +159,8 @@ class SeabreezeSpectrometer:
         Raises:
             HardwareError: The detector failed (seabreeze's error, naming the call), or the
                 frame has the wrong number of pixels or a non-finite count.
+            DeviceFault: A light path that can say how it is (:class:`Watched`) is not as set
+                after the frame (a source that went out: the frame is dark).
         """
         counts = np.asarray(self._call("intensities", correct_dark_counts=False,
                                        correct_nonlinearity=self._nonlinearity),
@@ -172,6 +174,8 @@ class SeabreezeSpectrometer:
                                 f"{'s' if bad.size > 1 else ''} (pixel {int(bad[0])}"
                                 f"{' ...' if bad.size > 1 else ''}): a readout fault, not a "
                                 f"spectrum")
+        if isinstance(self.light_path, Watched):  # one that can say how it is (asp1_light)
+            check_light_after_frame(self.name, self.light_path.check())
         return counts
 
 

@@ -175,3 +175,55 @@ def test_a_dynamic_campaign_journals_the_stream_up_to_a_heater_fault(lab: Virtua
     assert (campaign.run_dir / dyn["frames_file"]).exists()
     assert state.stopped_reason is not None and "SafetyTrip" in state.stopped_reason
     assert not state.in_flight
+
+
+def test_a_fault_found_during_a_trajectorys_settle_flush_is_a_rig_event(
+        lab: VirtualLab, tmp_path: Path) -> None:
+    """The first trajectory settles at its start (the steady procedure: flush, heat, feed):
+    the core stirrer is stopped at its keypad as the flush sends the outlet to waste, and the
+    outlet valve's reply is held until the supervisor has reported it (bounded below the reply
+    timeout), so the fault is found in the flush, before any feed. A rig event, as in a steady
+    campaign (it was an invalid trial): the trajectory's proposal runs again, no budget slot
+    is spent, nothing is told."""
+    config = parse_campaign({
+        "name": "dynamic-flush-fault", "seed": 1, "mode": "dynamic",
+        "space": {"parameters": ["t_shell_c"],
+                  "bounds": {"t_shell_c": [280, 300]},
+                  "fixed": {"t_core_c": 180, "tau_core_min": 13, "tau_shell_min": 15,
+                            "cl_to_i": 6, "s_to_zn": 2, "p_to_in": 3.6}},
+        "objective": {"mode": "scalar",
+                      "terms": [{"kind": "maximize", "outcome": "qy", "scale": 0.1}]},
+        "optimizer": {"kind": "sobol"}, "budget": {"max_experiments": 2},
+        "dynamic": {"frame_interval_min": 1.0, "hold_min": 5, "max_ramp_min": 30},
+        "tracking": {"enabled": False}}, "test")
+    executor = CSTRExecutor(lab.devices_config(timeout_s=1.0), install_signal_handlers=False,
+                            poll_period_s=0.1)
+    step = {"armed": True, "hold": False}
+
+    def on_move(position: int) -> None:  # under the reactor lock
+        if step["armed"] and position == 2:
+            step["armed"], step["hold"] = False, True
+            lab.reactor.stirrers["stirrer_core"]["on"] = 0.0
+
+    def hold() -> None:
+        if step["hold"]:
+            step["hold"] = False
+            end = time.monotonic() + 0.8
+            while time.monotonic() < end and not any(
+                    f.device == "stirrer_core" for f in executor.monitor.pending_faults):
+                time.sleep(0.005)
+
+    lab.valves["outlet_valve"].on_move = on_move
+    lab.valves["outlet_valve"].before_reply = hold
+    campaign = Campaign.create(config, tmp_path / "runs", executor=executor)
+    campaign.run()
+    state = Journal.read(campaign.run_dir / "journal.jsonl")
+    assert [t.index for t in state.trials] == [1, 2], [(t.status, t.error)
+                                                       for t in state.trials]
+    assert TrialStatus.INVALID not in {t.status for t in state.trials}
+    (event,) = state.rig_events
+    assert event["index"] == 0 and event["device"] == "stirrer_core"
+    assert "feeds on" not in "\n".join(event["device_log"])  # nothing was fed
+    assert state.started[1].conditions == state.started[0].conditions  # the proposal kept
+    with lab.reactor.lock:  # ended safe
+        assert not any(p.running for p in lab.reactor.pumps.values())

@@ -23,7 +23,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from autolab.cli import load_for_run
-from autolab.exceptions import ConditionsError, ConfigError, HardwareError
+from autolab.exceptions import ConditionsError, ConfigError, DeviceFault, HardwareError
 from autolab.executors.cstr import CSTRExecutor
 from autolab.hardware.base import Spectrometer, Stirrer, TemperatureController, Valve
 from autolab.hardware.devices import DeviceSpecBase, dump_devices, load_devices, parse_devices
@@ -512,6 +512,29 @@ def test_ocean_spectrometer_with_a_serial_light_path_over_a_pty(fake_seabreeze: 
             spec.set_integration_ms(40)
             assert spec.acquire()[0] == pytest.approx(400.0)  # the stale frame was discarded
             assert spec.path_length_cm == 0.2 and "FLMS12345" in spec.ping()
+        finally:
+            rig.close()
+    finally:
+        light.stop()
+
+
+def test_ocean_frame_taken_while_the_light_went_out_is_a_device_fault(
+        fake_seabreeze: None) -> None:
+    """The USB detector cannot tell a dark frame from a dark sample: the light path is read
+    back after every frame, so an LED that went out after its setting was checked makes the
+    frame a device fault (it was returned as a spectrum)."""
+    light = LightPathEmulator("optics", Bench({}))  # type: ignore[arg-type]
+    light.start()
+    try:
+        rig = Rig.open(parse_devices(ocean_file(light.port)))
+        try:
+            spec = rig.spectrometer
+            spec.configure(source="EXC", shutter_open=True, cell="DYE")
+            spec.acquire()  # as set: a frame
+            light.source_failed = True  # the LED goes out
+            with pytest.raises(DeviceFault, match=r"spectrometer: light path not as set after "
+                                                  r"the frame \(SRC reads OFF, set EXC\)"):
+                spec.acquire()
         finally:
             rig.close()
     finally:
