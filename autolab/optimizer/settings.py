@@ -174,6 +174,11 @@ class BotorchSettings(BaseModel):
             out (70 cells, 2 seeds) 60/70, median 22 against 63/70, 20 (+0.9, 29-33): faster
             on twin-like members, slower on the others; a second design seed agreed (both
             seeds 60/72 against 64/72, median 17 against 20), so the default stays 0.8.
+        ts_greedy_every: Every this many experiments (the ``k``-th, ``2k``-th, ...), a
+            Thompson-phase ask takes the candidate with the best *posterior-mean* score whose
+            mean meets every band (:mod:`~autolab.optimizer.greedy`) instead of a draw's argmax,
+            which favours long shots whose draw happened to be bright and in band. ``None``:
+            never (pure Thompson sampling). Figures: docs/benchmarks.md, fifth round.
         prior_spread: Where the prior's discrepancy GP takes its amplitude from. ``"data"``:
             the readings' spread (``Standardize``), which after one or two readings makes the
             model sure the prior is off by a constant everywhere (the second proposal predicted
@@ -227,6 +232,7 @@ class BotorchSettings(BaseModel):
     ts_band_floor: float = Field(default=0.0, ge=0.0, lt=1.0, allow_inf_nan=False)
     trust_region_init: float = Field(default=0.8, ge=0.01, le=1.6, allow_inf_nan=False)
     ts_pending: Literal["exclude", "band_ei"] = "band_ei"
+    ts_greedy_every: int | None = Field(default=None, ge=2, le=MAX_N_INIT)
     band_slack_tolerances: float = Field(default=0.0, ge=0.0, le=100.0, allow_inf_nan=False)
     band_slack_sd: float = Field(default=0.0, ge=0.0, le=10.0, allow_inf_nan=False)
     band_slack_until: int | None = Field(default=None, ge=1, le=MAX_N_INIT)
