@@ -60,6 +60,7 @@ from autolab.optimizer.acquisition import (
     rest_value,
 )
 from autolab.optimizer.base import BaseOptimizer, derive_seed, resolve_device
+from autolab.optimizer.centre import centre_candidates
 from autolab.optimizer.design import feasible_mask, random_design, sobol_design
 from autolab.optimizer.exploration import band_slack
 from autolab.optimizer.forecast import Forecast, Reading, compute_forecast, repeat_advice
@@ -424,7 +425,8 @@ class BotorchOptimizer(BaseOptimizer):
             history = step_history(history, [*([None] * len(self._reused)), *self._steps])
             length = trust_region_length(history, self.space.dim,
                                          length_init=self.settings.trust_region_init)
-        anchors = anchor_points(spec, model, data.X_ok, data.in_band_ok)
+        anchors = anchor_points(spec, model, data.X_ok, centre_candidates(
+            self.settings.trust_region_centre, spec, model, data.X_ok, data.in_band_ok))
         X = candidate_set(self.space, model, spec, anchors, seed=derive_seed(seed, 7),
                           n=self.settings.ts_candidates, trust_length=length)
         X = credible(spec, model, X, self.settings.ts_band_floor)

@@ -179,6 +179,11 @@ class BotorchSettings(BaseModel):
             mean meets every band (:mod:`~autolab.optimizer.greedy`) instead of a draw's argmax,
             which favours long shots whose draw happened to be bright and in band. ``None``:
             never (pure Thompson sampling). Figures: docs/benchmarks.md, fifth round.
+        trust_region_centre: Which experiments may centre the trust region
+            (:mod:`~autolab.optimizer.centre`): ``"measured"``, those read in band;
+            ``"posterior"``, those whose posterior mean is in band (a noise-robust incumbent:
+            a true in-band point read just outside the ±2 nm band still counts). Figures:
+            docs/benchmarks.md, fifth round.
         prior_spread: Where the prior's discrepancy GP takes its amplitude from. ``"data"``:
             the readings' spread (``Standardize``), which after one or two readings makes the
             model sure the prior is off by a constant everywhere (the second proposal predicted
@@ -233,6 +238,7 @@ class BotorchSettings(BaseModel):
     trust_region_init: float = Field(default=0.8, ge=0.01, le=1.6, allow_inf_nan=False)
     ts_pending: Literal["exclude", "band_ei"] = "band_ei"
     ts_greedy_every: int | None = Field(default=None, ge=2, le=MAX_N_INIT)
+    trust_region_centre: Literal["measured", "posterior"] = "measured"
     band_slack_tolerances: float = Field(default=0.0, ge=0.0, le=100.0, allow_inf_nan=False)
     band_slack_sd: float = Field(default=0.0, ge=0.0, le=10.0, allow_inf_nan=False)
     band_slack_until: int | None = Field(default=None, ge=1, le=MAX_N_INIT)
