@@ -437,10 +437,12 @@ class BotorchOptimizer(BaseOptimizer):
                 return first
             X_pending = first if X_pending is None else torch.cat([X_pending, first])
             rest = thompson_select(spec, model, X, n - 1, seed=derive_seed(seed, 8),
-                                   has_feasibility=has_feas, X_pending=X_pending)
+                                   has_feasibility=has_feas, X_pending=X_pending,
+                                   temper=self.settings.ts_temper)
             return torch.cat([first, rest])
         return thompson_select(spec, model, X, n, seed=derive_seed(seed, 8),
-                               has_feasibility=has_feas, X_pending=X_pending)
+                               has_feasibility=has_feas, X_pending=X_pending,
+                               temper=self.settings.ts_temper)
 
     @property
     def prior(self) -> OutcomePrior | None:

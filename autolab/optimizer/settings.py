@@ -184,6 +184,11 @@ class BotorchSettings(BaseModel):
             ``"posterior"``, those whose posterior mean is in band (a noise-robust incumbent:
             a true in-band point read just outside the ±2 nm band still counts). Figures:
             docs/benchmarks.md, fifth round.
+        ts_temper: Each Thompson draw is taken as ``mean + ts_temper * (draw - mean)``: 1 is
+            plain Thompson sampling; below 1 the draws stay nearer the posterior mean, so the
+            argmax over a thousand candidates favours less the ones whose draw happened to be
+            extreme (along the default's traces the chosen points' QY was predicted 0.85 sd
+            above the truth on average). Figures: docs/benchmarks.md, fifth round.
         prior_spread: Where the prior's discrepancy GP takes its amplitude from. ``"data"``:
             the readings' spread (``Standardize``), which after one or two readings makes the
             model sure the prior is off by a constant everywhere (the second proposal predicted
@@ -239,6 +244,7 @@ class BotorchSettings(BaseModel):
     ts_pending: Literal["exclude", "band_ei"] = "band_ei"
     ts_greedy_every: int | None = Field(default=None, ge=2, le=MAX_N_INIT)
     trust_region_centre: Literal["measured", "posterior"] = "measured"
+    ts_temper: float = Field(default=1.0, gt=0.0, le=1.0, allow_inf_nan=False)
     band_slack_tolerances: float = Field(default=0.0, ge=0.0, le=100.0, allow_inf_nan=False)
     band_slack_sd: float = Field(default=0.0, ge=0.0, le=10.0, allow_inf_nan=False)
     band_slack_until: int | None = Field(default=None, ge=1, le=MAX_N_INIT)

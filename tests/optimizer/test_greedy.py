@@ -14,7 +14,12 @@ from autolab.optimizer import BotorchOptimizer
 from autolab.optimizer.base import derive_seed
 from autolab.optimizer.greedy import greedy_now, greedy_select
 from autolab.optimizer.settings import parse_optimizer_settings
-from autolab.optimizer.thompson import EXCLUSION_RADIUS, anchor_points, candidate_set
+from autolab.optimizer.thompson import (
+    EXCLUSION_RADIUS,
+    anchor_points,
+    candidate_set,
+    thompson_select,
+)
 
 from .problems import peak_problem, space_2d, target_objective, unit
 from .test_thompson import QUICK, _crawl_data, _fitted_anchors, _tell_points
@@ -116,3 +121,30 @@ def test_the_greedy_ask_is_the_greedy_pick_of_the_thompson_candidate_set() -> No
     assert unit(opt.space, x) == pytest.approx(expected[0].tolist(), abs=1e-9)
     [y] = make(None).ask(1)
     assert unit(opt.space, y) != pytest.approx(expected[0].tolist(), abs=1e-3)
+
+
+@pytest.mark.parametrize("value", [0.0, -0.5, 1.5, float("nan"), "half"])
+def test_a_bad_temper_is_refused_naming_the_field(value: Any) -> None:
+    with pytest.raises(OptimizerError, match="ts_temper"):
+        BotorchOptimizer(space_2d(), target_objective(), ts_temper=value)
+    with pytest.raises(ConfigError, match="ts_temper"):
+        parse_optimizer_settings("botorch", {"ts_temper": value})
+
+
+def test_a_tempered_draw_moves_from_the_draw_to_the_mean() -> None:
+    """``temper`` near 0 picks the greedy point; 1 is the plain draw, the default."""
+    opt, model, _ = _fitted_anchors()
+    X = torch.tensor(CANDIDATES, dtype=torch.float64)
+    spec = opt.objective
+    assert BotorchOptimizer(space_2d(), target_objective()).settings.ts_temper == 1.0
+    with torch.random.fork_rng():
+        near_mean = [thompson_select(spec, model, X, 1, seed=s, has_feasibility=False,
+                                     X_pending=None, temper=1e-6) for s in range(8)]
+        plain = [thompson_select(spec, model, X, 1, seed=s, has_feasibility=False,
+                                 X_pending=None) for s in range(8)]
+        default = [thompson_select(spec, model, X, 1, seed=s, has_feasibility=False,
+                                   X_pending=None, temper=1.0) for s in range(8)]
+    greedy = greedy_select(spec, model, X, has_feasibility=False, X_seen=None)
+    assert all(torch.equal(p, greedy) for p in near_mean)
+    assert not all(torch.equal(p, greedy) for p in plain)  # a plain draw sometimes differs
+    assert all(torch.equal(p, d) for p, d in zip(plain, default, strict=True))
