@@ -7,10 +7,12 @@ in band where the PL sd is several nm. Refitting the model along the default's t
 family's design set (docs/benchmarks.md, "Fifth round") showed the cost in 7 slow or missed
 cells: 19-82 % of the chosen points landed in band, while the candidate with the best
 *posterior-mean* QY among those whose *mean* PL is in band would have been in band 48-100 % of
-the time and brighter at the median in 6 of the 7 cells (equal in the seventh). This is the exploitation /
-exploration trade-off of epsilon-greedy Bayesian optimization (De Ath et al., "Greed is good",
-ACM TELO 2021): a pure exploitation step now and then refines the incumbent's region, the draws
-keep exploring.
+the time and brighter at the median in 6 of the 7 cells (equal in the seventh). This is the
+exploitation / exploration trade-off of epsilon-greedy Bayesian optimization (De Ath et al.,
+"Greed is good", ACM TELO 2021): a pure exploitation step now and then refines the incumbent's
+region, the draws keep exploring. Measured as a search it is a trade, not a win (faster on
+twin-like reactors, a few more misses on others; even on held-out reactors), so it is off by
+default.
 
 A greedy step is Thompson's own selection rule applied to the posterior mean instead of a draw
 (:func:`~autolab.optimizer.thompson.sample_scores`: in every band and constraint and not
