@@ -60,10 +60,12 @@ from autolab.optimizer.acquisition import (
     rest_value,
 )
 from autolab.optimizer.base import BaseOptimizer, derive_seed, resolve_device
+from autolab.optimizer.centre import centre_candidates
 from autolab.optimizer.design import feasible_mask, random_design, sobol_design
 from autolab.optimizer.exploration import band_slack
 from autolab.optimizer.forecast import Forecast, Reading, compute_forecast, repeat_advice
 from autolab.optimizer.gp_design import GPDesign
+from autolab.optimizer.greedy import greedy_now, greedy_select
 from autolab.optimizer.models import build_model_list, hyperparameters
 from autolab.optimizer.prior import (
     OutcomePrior,
@@ -423,12 +425,24 @@ class BotorchOptimizer(BaseOptimizer):
             history = step_history(history, [*([None] * len(self._reused)), *self._steps])
             length = trust_region_length(history, self.space.dim,
                                          length_init=self.settings.trust_region_init)
-        anchors = anchor_points(spec, model, data.X_ok, data.in_band_ok)
+        anchors = anchor_points(spec, model, data.X_ok, centre_candidates(
+            self.settings.trust_region_centre, spec, model, data.X_ok, data.in_band_ok))
         X = candidate_set(self.space, model, spec, anchors, seed=derive_seed(seed, 7),
                           n=self.settings.ts_candidates, trust_length=length)
         X = credible(spec, model, X, self.settings.ts_band_floor)
+        if greedy_now(self.settings.ts_greedy_every, len(self._observations)):
+            seen = data.X_all if X_pending is None else torch.cat([data.X_all, X_pending])
+            first = greedy_select(spec, model, X, has_feasibility=has_feas, X_seen=seen)
+            if n == 1:
+                return first
+            X_pending = first if X_pending is None else torch.cat([X_pending, first])
+            rest = thompson_select(spec, model, X, n - 1, seed=derive_seed(seed, 8),
+                                   has_feasibility=has_feas, X_pending=X_pending,
+                                   temper=self.settings.ts_temper)
+            return torch.cat([first, rest])
         return thompson_select(spec, model, X, n, seed=derive_seed(seed, 8),
-                               has_feasibility=has_feas, X_pending=X_pending)
+                               has_feasibility=has_feas, X_pending=X_pending,
+                               temper=self.settings.ts_temper)
 
     @property
     def prior(self) -> OutcomePrior | None:

@@ -174,6 +174,29 @@ class BotorchSettings(BaseModel):
             out (70 cells, 2 seeds) 60/70, median 22 against 63/70, 20 (+0.9, 29-33): faster
             on twin-like members, slower on the others; a second design seed agreed (both
             seeds 60/72 against 64/72, median 17 against 20), so the default stays 0.8.
+        ts_greedy_every: Every this many experiments (the ``k``-th, ``2k``-th, ...), a
+            Thompson-phase ask takes the candidate with the best *posterior-mean* score whose
+            mean meets every band (:mod:`~autolab.optimizer.greedy`) instead of a draw's argmax,
+            which favours long shots whose draw happened to be bright and in band. ``None``:
+            never (pure Thompson sampling). Screened (docs/benchmarks.md, fifth round; budget
+            30): 2 on the design set (2 seeds, 72 cells) 62/72 good hits, median 18, against
+            64/72, 20 (paired mean -1.07, W-L 34-25; twin members median 13 against 17); held
+            out (70 cells) 64/70, median 19.5 against 63/70, 20 (paired mean -0.23, W-L
+            32-31, the sign flipping with the seed); 3 within noise on the design set.
+            So the default stays ``None``.
+        trust_region_centre: Which experiments may centre the trust region
+            (:mod:`~autolab.optimizer.centre`): ``"measured"``, those read in band;
+            ``"posterior"``, those whose posterior mean is in band (a noise-robust incumbent:
+            a true in-band point read just outside the ±2 nm band still counts). On 19 design
+            cells 15 ran step for step as with ``measured``, the other 4 split 1-3 (paired
+            mean +0.37; docs/benchmarks.md, fifth round), so the default stays ``"measured"``.
+        ts_temper: Each Thompson draw is taken as ``mean + ts_temper * (draw - mean)``: 1 is
+            plain Thompson sampling; below 1 the draws stay nearer the posterior mean, so the
+            argmax over a thousand candidates favours less the ones whose draw happened to be
+            extreme (along the default's traces the chosen points' QY was predicted 0.85 sd
+            above the truth on average). 0.5 on the design set (36 cells): 32/36 good hits,
+            median 19, against 33/36, 20.5 (paired mean -0.36, W-L 15-16): within noise
+            (docs/benchmarks.md, fifth round), so the default stays 1.
         prior_spread: Where the prior's discrepancy GP takes its amplitude from. ``"data"``:
             the readings' spread (``Standardize``), which after one or two readings makes the
             model sure the prior is off by a constant everywhere (the second proposal predicted
@@ -227,6 +250,9 @@ class BotorchSettings(BaseModel):
     ts_band_floor: float = Field(default=0.0, ge=0.0, lt=1.0, allow_inf_nan=False)
     trust_region_init: float = Field(default=0.8, ge=0.01, le=1.6, allow_inf_nan=False)
     ts_pending: Literal["exclude", "band_ei"] = "band_ei"
+    ts_greedy_every: int | None = Field(default=None, ge=2, le=MAX_N_INIT)
+    trust_region_centre: Literal["measured", "posterior"] = "measured"
+    ts_temper: float = Field(default=1.0, gt=0.0, le=1.0, allow_inf_nan=False)
     band_slack_tolerances: float = Field(default=0.0, ge=0.0, le=100.0, allow_inf_nan=False)
     band_slack_sd: float = Field(default=0.0, ge=0.0, le=10.0, allow_inf_nan=False)
     band_slack_until: int | None = Field(default=None, ge=1, le=MAX_N_INIT)

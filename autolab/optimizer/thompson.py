@@ -288,7 +288,8 @@ def _near(X: Tensor, points: Tensor | None) -> Tensor:
 
 
 def thompson_select(spec: ObjectiveSpec, model: Any, X: Tensor, n: int, *, seed: int,
-                    has_feasibility: bool, X_pending: Tensor | None) -> Tensor:
+                    has_feasibility: bool, X_pending: Tensor | None,
+                    temper: float = 1.0) -> Tensor:
     """``n`` points of the candidate set ``X``, each the argmax of its own posterior draw.
 
     Candidates within :data:`EXCLUSION_RADIUS` of a pending point or of a point chosen earlier
@@ -302,13 +303,19 @@ def thompson_select(spec: ObjectiveSpec, model: Any, X: Tensor, n: int, *, seed:
         seed: Seed of the draws.
         has_feasibility: The model's last output is the feasibility GP.
         X_pending: Pending points ``(p, d)`` or ``None``.
+        temper: Scale of each draw's deviation from the posterior mean
+            (``BotorchSettings.ts_temper``; 1: plain Thompson sampling, 0: the mean).
 
     Returns:
         ``(n, d)``.
     """
     torch.manual_seed(seed)
     with torch.no_grad():
-        scores = sample_scores(spec, joint_draws(model, X, n), has_feasibility)  # (n, N)
+        Z = joint_draws(model, X, n)
+        if temper != 1.0:
+            mean = model.posterior(X).mean
+            Z = mean + temper * (Z - mean)
+        scores = sample_scores(spec, Z, has_feasibility)  # (n, N)
     taken = X_pending
     chosen = []
     for j in range(n):
