@@ -289,7 +289,32 @@ class BotorchSettings(BaseModel):
             raise ValueError(f"trust_region_init {self.trust_region_init} sizes the trust "
                              "region, which is off here: set trust_region: true (with "
                              "acquisition 'ts' or 'band_ei_then_ts') or drop trust_region_init")
+        if not self.trust_region and self.trust_region_centre != "measured":
+            raise ValueError(f"trust_region_centre {self.trust_region_centre!r} centres the "
+                             "trust region, which is off here: set trust_region: true (with "
+                             "acquisition 'ts' or 'band_ei_then_ts') or drop trust_region_centre")
         return self
+
+    @model_validator(mode="after")
+    def _thompson_settings_need_ts(self) -> BotorchSettings:
+        """Settings of the Thompson phase are refused when no ask ever samples.
+
+        With ``acquisition: band_ei`` they would be silently ignored; as with
+        ``trust_region_init``, the default values pass (saved states write every field down).
+        """
+        if self.acquisition != "band_ei":
+            return self
+        fields = type(self).model_fields
+        set_here = [name for name in THOMPSON_ONLY if getattr(self, name) != fields[name].default]
+        if set_here:
+            raise ValueError(f"{', '.join(set_here)} tune(s) Thompson sampling, which "
+                             "acquisition 'band_ei' never uses: set acquisition to 'ts' or "
+                             f"'band_ei_then_ts', or drop {', '.join(set_here)}")
+        return self
+
+
+#: Settings that act only when an ask samples (``acquisition`` ``ts`` or ``band_ei_then_ts``).
+THOMPSON_ONLY = ("ts_candidates", "ts_band_floor", "ts_pending", "ts_greedy_every", "ts_temper")
 
 
 class RandomSettings(BaseModel):

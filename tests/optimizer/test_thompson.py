@@ -297,3 +297,23 @@ def test_a_state_saved_before_thompson_sampling_resumes_with_the_band_first_ei()
 def test_a_trust_region_for_a_pareto_objective_is_refused_naming_it() -> None:
     with pytest.raises(OptimizerError, match="trust_region belongs to Thompson sampling"):
         BotorchOptimizer(space_2d(), pareto_objective(), trust_region=True)
+
+
+@pytest.mark.parametrize("setting", [{"ts_candidates": 256}, {"ts_band_floor": 0.2},
+                                     {"ts_pending": "exclude"}, {"ts_greedy_every": 2},
+                                     {"ts_temper": 0.5}])
+def test_thompson_settings_are_refused_where_no_ask_samples(setting: dict[str, Any]) -> None:
+    """``acquisition: band_ei`` never samples: a Thompson setting there would be ignored."""
+    [name] = setting
+    with pytest.raises(OptimizerError, match=rf"{name}.*never uses"):
+        BotorchOptimizer(space_2d(), target_objective(), acquisition="band_ei", **setting)
+    with pytest.raises(ConfigError, match=name):
+        parse_optimizer_settings("botorch", {"acquisition": "band_ei", **setting})
+    parse_optimizer_settings("botorch", setting)  # sampled by the default acquisition
+
+
+def test_a_trust_region_centre_without_a_trust_region_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"trust_region_centre.*off here"):
+        parse_optimizer_settings("botorch", {"trust_region": False,
+                                             "trust_region_centre": "posterior"})
+    parse_optimizer_settings("botorch", {"trust_region": False})
