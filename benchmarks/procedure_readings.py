@@ -12,7 +12,11 @@ previous experiment's truth and the settle time. It prints, per procedure:
 * the error against the truth at the told conditions (what a benchmark judges), split into the
   process scatter (truth at the realized conditions minus truth at the told ones, which no
   reading can see) and the reading error (reading minus truth at the realized conditions);
-* z = error / stated sd, i.e. whether the stated sd is honest;
+* z = error / stated sd, i.e. whether the stated sd is honest: mean, sd and the share of
+  readings within 2 sd, per procedure and member kind (the twin, the family members), with the
+  stated sd as the analyzer gives it now (``z_realized``: with the carry-over of the previous
+  product that an unflushed cell still holds, :mod:`autolab.analysis.carryover`) and without
+  that term (``z_realized_without_carryover``: the analyzer before it was added);
 * adaptive minus fixed, signed toward the previous experiment's steady state (carry-over), by
   how early the adaptive verdict stopped (settle time over the fixed 3 τ);
 * the reading error had the analyzer located the peak on the emission corrected for the
@@ -38,6 +42,7 @@ import numpy as np
 from scipy.stats import qmc
 
 from autolab.analysis import AnalyzerSettings, analyze
+from autolab.analysis.carryover import PREFIX as CARRYOVER_PREFIX
 from autolab.benchmarking.benchmark import problems
 from autolab.benchmarking.family import Member
 from autolab.benchmarking.spec import BenchmarkSpec, load_spec
@@ -91,6 +96,7 @@ def read_sequence(spec: BenchmarkSpec, member: Member, points: int, seed: int,
             yield {**row, "failed": type(err).__name__}
             continue
         f = analyze(m)
+        f0 = analyze(without_carryover(m))
         truth = ex.truths[k]
         # the executor drew this run's jitter first from its per-run generator [seed, k]
         realized = ex.twin.truth(ex.twin.jitter(conditions, np.random.default_rng([seed, k])))
@@ -99,7 +105,10 @@ def read_sequence(spec: BenchmarkSpec, member: Member, points: int, seed: int,
         corrected = analyze(inner_filter_corrected(m), UNCORRECTED).pl_peak_nm
         yield {**row, "pl_nm": f.pl_peak_nm, "pl_sd_nm": f.pl_peak_nm_err, "qy": f.qy,
                "pl_inner_filter_corrected_nm": corrected,
-               "qy_sd": f.qy_err, "true_pl_nm": float(truth.pl_peak_nm),
+               "qy_sd": f.qy_err, "pl_sd_without_carryover_nm": f0.pl_peak_nm_err,
+               "qy_sd_without_carryover": f0.qy_err,
+               "carryover_share": float(m.metadata.get("carryover_share", math.nan)),
+               "realized_qy": float(realized.qy), "true_pl_nm": float(truth.pl_peak_nm),
                "true_qy": float(truth.qy), "realized_pl_nm": float(realized.pl_peak_nm),
                "previous_true_pl_nm": previous,
                "settle_min": float(m.metadata.get("wait_settle_min", math.nan)),
@@ -107,6 +116,46 @@ def read_sequence(spec: BenchmarkSpec, member: Member, points: int, seed: int,
                "settle_reason": str(m.metadata.get("settle_reason", "")),
                "lab_h": ex.lab_clock_h - clock_h}
         previous, clock_h = float(truth.pl_peak_nm), ex.lab_clock_h
+
+
+def without_carryover(m: Measurement) -> Measurement:
+    """``m`` without the previous product's share and reading (the analyzer adds nothing)."""
+    md = {k: v for k, v in m.metadata.items() if not k.startswith(CARRYOVER_PREFIX)}
+    return dataclasses.replace(m, metadata=md)
+
+
+def z_summary(rows: list[dict[str, Any]], value: str, truth: str, sd: str) -> dict[str, Any]:
+    """z = (reading - truth) / stated sd: mean, sd, and the share within 2 sd (0.954 honest)."""
+    z = [(r[value] - r[truth]) / r[sd] for r in rows
+         if math.isfinite(r[value]) and math.isfinite(r[truth]) and r[sd] > 0]
+    if len(z) < 2:
+        return {"readings": len(z)}
+    return {"readings": len(z), "mean": round(statistics.fmean(z), 3),
+            "sd": round(statistics.stdev(z), 3),
+            "within_2sd": round(sum(abs(v) < 2.0 for v in z) / len(z), 3)}
+
+
+def calibration(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """PL and QY z against the truth at the realized conditions, per procedure and kind."""
+    out: dict[str, Any] = {}
+    ok = [r for r in rows if "pl_nm" in r and math.isfinite(r["pl_nm"])]
+    for proc in dict.fromkeys(r["procedure"] for r in ok):
+        for kind in ("twin", "family"):
+            mine = [r for r in ok if r["procedure"] == proc
+                    and (r["member"] == "twin-nominal") == (kind == "twin")]
+            if not mine:
+                continue
+            shares = [r["carryover_share"] for r in mine if math.isfinite(r["carryover_share"])]
+            out[f"{proc} / {kind}"] = {
+                "carryover_share_median": statistics.median(shares) if shares else None,
+                "carryover_share_max": max(shares) if shares else None,
+                "pl_z": z_summary(mine, "pl_nm", "realized_pl_nm", "pl_sd_nm"),
+                "pl_z_without_carryover": z_summary(mine, "pl_nm", "realized_pl_nm",
+                                                    "pl_sd_without_carryover_nm"),
+                "qy_z": z_summary(mine, "qy", "realized_qy", "qy_sd"),
+                "qy_z_without_carryover": z_summary(mine, "qy", "realized_qy",
+                                                    "qy_sd_without_carryover")}
+    return out
 
 
 def _ms(values: list[float]) -> str:
@@ -147,6 +196,7 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
         toward = math.copysign(r["pl_nm"] - f["pl_nm"], r["previous_true_pl_nm"] - r["true_pl_nm"])
         share = r["settle_min"] / r["settle_cap_min"]
         early["before 0.8 of 3 τ" if share < 0.8 else "0.8 of 3 τ or later"].append(toward)
+    out["calibration"] = calibration(rows)
     out["adaptive_minus_fixed_toward_previous_nm"] = {
         k: {"readings": len(v), "mean_se": (f"{statistics.fmean(v):+.3f} ± "
                                             f"{statistics.stdev(v) / math.sqrt(len(v)):.3f}"

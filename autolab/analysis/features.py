@@ -33,6 +33,7 @@ from autolab.analysis._core import (
     saturated_in,
 )
 from autolab.analysis.absorption import exciton_from_bins, value_at
+from autolab.analysis.carryover import with_carryover
 from autolab.analysis.emission import PixelGain, analyze_emission
 from autolab.analysis.qy import band_integral, physical_qy, relative_qy
 from autolab.analysis.settings import AnalyzerSettings
@@ -321,7 +322,9 @@ def analyze_many(measurements: Sequence[Measurement],
                  settings: AnalyzerSettings | None = None) -> list[Features]:
     """Features of several measurements on one wavelength grid, analyzed as one batch.
 
-    A measurement with an equilibration trace that was not yet steady gets ``NOT_STEADY``.
+    A measurement with an equilibration trace that was not yet steady gets ``NOT_STEADY``; one
+    whose metadata name an old product still in the flow cell (``flush: auto``) gets its
+    carry-over added to the stated sd (:func:`autolab.analysis.carryover.with_carryover`).
 
     Raises:
         SpectrumError: Empty input, different grids, or malformed frames.
@@ -338,7 +341,7 @@ def analyze_many(measurements: Sequence[Measurement],
         excitation_nm=[m.spectra.excitation_nm for m in measurements],
         saturation_counts=[m.spectra.saturation_counts for m in measurements],
         qy_reference=[m.qy_reference for m in measurements], settings=s)
-    out = batch.to_features()
+    out = [with_carryover(f, m) for f, m in zip(batch.to_features(), measurements, strict=True)]
     for i, m in enumerate(measurements):
         if m.trace is not None and len(m.trace.times_min) > 0:
             st = steady_state(m.spectra.wavelengths_nm, m.trace.times_min, m.trace.pl_counts,

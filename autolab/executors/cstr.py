@@ -37,6 +37,7 @@ from autolab.executors.procedure import (
     SettlingMode,
     TankState,
     check_before_run,
+    remember_reading,
 )
 from autolab.hardware.base import Spectrometer, Stirrer, TemperatureController, Valve
 from autolab.hardware.delivery import DeliveryMonitor, DeliveryTolerance, PumpFinding
@@ -298,6 +299,7 @@ class CSTRExecutor:
         spent = self._book_reagents()
         self._check(bookmark)
         meas = self._measurement(conditions, result, started_h, spent, bookmark)
+        remember_reading(self.tank, meas)
         self._run_index += 1
         return meas
 

@@ -36,7 +36,12 @@ Where the lab hours go, and what the procedure does about each (issue 9 §3):
   with ``settle_residence_times`` × τ as the cap.
 
 Every experiment reports its waits (:class:`Waits`: ``wait_flush_min``, ``wait_heat_min``,
-``wait_settle_min``, and why settling ended) in the measurement's metadata and device log.
+``wait_settle_min``, and why settling ended) in the measurement's metadata and device log, with
+the share of the previous product still in the flow cell at the reading (``carryover_share``:
+the RTD washout of the flush and of the new feed, :func:`old_product_share`). Where the previous
+product's reading is known (:attr:`TankState.reading`, kept by :func:`remember_reading`), it
+rides along in the metadata, and the analyzer adds the carry-over to the stated sd of each
+feature (:mod:`autolab.analysis.carryover`, the one place of that formula).
 """
 
 from __future__ import annotations
@@ -50,15 +55,16 @@ from typing import Any, Literal, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
-from autolab.analysis import steady_state
+from autolab.analysis import analyze, steady_state
+from autolab.analysis.carryover import OldProduct, reading_of
 from autolab.exceptions import DeviceFault, HardwareError
 from autolab.hardware.base import Spectrometer, Stirrer, TemperatureController, Valve
 from autolab.hardware.delivery import DeliveryMonitor
 from autolab.hardware.envelope import RigSetpoints
 from autolab.hardware.fluidics import REAGENT_ROLES, FlowSetpoints, Geometry, flow_setpoints
 from autolab.hardware.safety import HEATER_SETPOINT
-from autolab.records import Conditions, Spectra, SpectralTrace
-from autolab.twin.cascade import erlang_cdf, erlang_pdf
+from autolab.records import Conditions, Measurement, Spectra, SpectralTrace
+from autolab.twin.cascade import erlang_cdf, erlang_pdf, washout
 
 FloatArray = NDArray[np.float64]
 SettlingMode = Literal["adaptive", "fixed"]
@@ -226,6 +232,8 @@ class Waits:
             steady before the cap) or ``fixed`` (fixed wait).
         steady_since_min: Start of the steady stretch of frames (NaN if none).
         flush_note: Why the flush ran or was skipped.
+        carryover_share: Share of the previous product in the flow cell at the reading (0: the
+            tanks held solvent).
     """
 
     flush_min: float
@@ -237,6 +245,7 @@ class Waits:
     settle_reason: str
     steady_since_min: float
     flush_note: str
+    carryover_share: float = 0.0
 
     def metadata(self) -> dict[str, float]:
         """The numeric waits for :attr:`Measurement.metadata` (the tracker logs them)."""
@@ -245,7 +254,8 @@ class Waits:
                 "settle_floor_min": self.settle_floor_min,
                 "settle_cap_min": self.settle_cap_min,
                 "settle_steady": float(self.settle_reason == "steady"),
-                "steady_since_min": self.steady_since_min}
+                "steady_since_min": self.steady_since_min,
+                "carryover_share": self.carryover_share}
 
 
 @dataclass
@@ -259,6 +269,10 @@ class TankState:
             is skipped (the flow cell then holds product, not solvent).
         blank_run: Run index the blank was taken in.
         blank_min: Lab minute the blank was taken at (NaN: unknown, an older journal).
+        reading: The reading of the product in the tanks (:func:`remember_reading`), valid only
+            while ``reading_of`` equals ``conditions`` (an invalid run, a dynamic trajectory or a
+            flush leaves product whose reading nobody took).
+        reading_of: The conditions ``reading`` was taken at.
     """
 
     conditions: dict[str, Any] | None = None
@@ -266,12 +280,21 @@ class TankState:
     blank: tuple[FloatArray, FloatArray] | None = None
     blank_run: int = -1
     blank_min: float = math.nan
+    reading: dict[str, float] | None = None
+    reading_of: dict[str, Any] | None = None
+
+    def old_reading(self) -> dict[str, float] | None:
+        """The reading of what the tanks hold now, or None if nobody read it."""
+        if self.conditions is None or self.reading is None or self.reading_of != self.conditions:
+            return None
+        return dict(self.reading)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-compatible (the blank frames as lists)."""
         return {"conditions": self.conditions, "flush_reason": self.flush_reason,
                 "blank": None if self.blank is None else [b.tolist() for b in self.blank],
-                "blank_run": self.blank_run, "blank_min": self.blank_min}
+                "blank_run": self.blank_run, "blank_min": self.blank_min,
+                "reading": self.reading, "reading_of": self.reading_of}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any] | None) -> TankState:
@@ -283,7 +306,23 @@ class TankState:
                    blank=None if blank is None else (np.asarray(blank[0], dtype=np.float64),
                                                      np.asarray(blank[1], dtype=np.float64)),
                    blank_run=int(d.get("blank_run", -1)),
-                   blank_min=float(d.get("blank_min", math.nan)))
+                   blank_min=float(d.get("blank_min", math.nan)),
+                   reading=_floats(d.get("reading")), reading_of=d.get("reading_of"))
+
+
+def _floats(d: Mapping[str, Any] | None) -> dict[str, float] | None:
+    """A journaled reading (JSON writes NaN as null) as floats, NaN where unknown."""
+    if d is None:
+        return None
+    return {k: math.nan if v is None else float(v) for k, v in d.items()}
+
+
+def remember_reading(tank: TankState, m: Measurement) -> None:
+    """Keep what the tanks now hold, as read, for the next experiment's carry-over.
+
+    Both executors call it on each measurement the procedure returned (one analysis, a few ms).
+    """
+    tank.reading, tank.reading_of = reading_of(analyze(m), m), dict(m.conditions)
 
 
 @dataclass(frozen=True)
@@ -296,6 +335,8 @@ class ProcedureResult:
         waits: Where the time went.
         feed_min: How long the feeds ran, lab min.
         events: Procedure log lines (timestamped from the start of the experiment).
+        old_reading: The previous product's reading, if it is still in the flow cell and was
+            read (see :attr:`Waits.carryover_share`).
     """
 
     spectra: Spectra
@@ -303,13 +344,16 @@ class ProcedureResult:
     waits: Waits
     feed_min: float
     events: tuple[str, ...]
+    old_reading: Mapping[str, float] | None = None
 
     def metadata(self) -> dict[str, str | float]:
         """The waits and why settling ended, for :attr:`Measurement.metadata` (both rigs).
 
         One place merges them, so the serial and the simulated rig report the same keys.
         """
-        return {"settle_reason": self.waits.settle_reason, **self.waits.metadata()}
+        old = ({} if self.old_reading is None else
+               OldProduct(self.waits.carryover_share, self.old_reading).metadata())
+        return {"settle_reason": self.waits.settle_reason, **self.waits.metadata(), **old}
 
 
 def rtd_floor_min(tank_min: Sequence[float] | FloatArray,
@@ -372,6 +416,42 @@ def tank_times_min(flows: FlowSetpoints, g: Geometry) -> FloatArray:
             reached = sum(1 for t in inject if t <= i)
             out.append(g.tank_volume_ml / (q_base + q_feed * reached / len(inject)))
     return np.asarray(out, dtype=np.float64)
+
+
+def old_product_share(phases: Sequence[tuple[Sequence[float] | FloatArray, float]]) -> float:
+    """Share of the previous product in the fluid leaving the last tank after ``phases``.
+
+    The tanks start full of the previous product; in each phase a fluid free of it (solvent, or
+    the new feed) flows through the cascade with the given per-tank residence times, carried
+    exactly by the twin's :func:`~autolab.twin.cascade.washout` (the same tracer equations).
+    Phases without flow (pumps idle while the blocks heat) change nothing and are left out.
+    One phase of a cascade is the survival ``1 - F(t)`` of :func:`rtd_floor_min`'s step
+    response (5 % at the RTD floor).
+
+    Args:
+        phases: ``(per-tank residence times in flow order, min; duration, min)`` in time order.
+
+    Returns:
+        The old product's share at the outlet (the flow cell), 0-1.
+
+    Raises:
+        ValueError: A residence time is not positive and finite, a duration is negative, or the
+            phases disagree on the number of tanks.
+    """
+    x: FloatArray | None = None
+    for i, (tank_min, duration_min) in enumerate(phases):
+        tau = np.asarray(tank_min, dtype=np.float64)
+        if tau.ndim != 1 or tau.size == 0 or not np.all(np.isfinite(tau) & (tau > 0)):
+            raise ValueError(f"phases[{i}]: expected positive finite residence times per tank, "
+                             f"got {tau.tolist()}")
+        if not duration_min >= 0:
+            raise ValueError(f"phases[{i}]: expected a duration >= 0 min, got {duration_min}")
+        if x is None:
+            x = np.ones(tau.size)
+        if tau.size != x.size:
+            raise ValueError(f"phases[{i}]: {tau.size} tanks, expected {x.size} as before")
+        x = np.clip(washout(x, tau, duration_min, 0.0), 0.0, 1.0)
+    return 0.0 if x is None else float(x[-1])
 
 
 def check_before_run(rig: RigSession) -> None:
@@ -456,6 +536,8 @@ class _Run:
     t0: float = 0.0
     feed_on_min: float = math.nan
     feeding: bool = False
+    #: Flow phases since the tanks last held only the previous product (for its washout).
+    washout: list[tuple[FloatArray, float]] = field(default_factory=list)
 
     @property
     def rig(self) -> RigSession:
@@ -503,6 +585,7 @@ class _Run:
         if self.sp.sulfur_position is not None and rig.sulfur_valve is not None:
             rig.sulfur_valve.move(self.sp.sulfur_position)
         had_solvent = tank.conditions is None
+        old_reading = tank.old_reading()
         heat_from = self.heaters_on()  # the blocks ramp while the solvent flushes
         flush_min, note, clean = self.flush(tank)
         if tank.blank is None or had_solvent or clean:
@@ -516,6 +599,9 @@ class _Run:
                        f"product now)")
         heat_min, idle_min = self.heat(heat_from)
         settle = self.settle()
+        self.washout.append((tank_times_min(self.sp.flows, rig.geometry),
+                             rig.clock.now_min() - self.feed_on_min))
+        share = 0.0 if had_solvent else old_product_share(self.washout)
         spectra = self.acquire(tank.blank, settle[0])
         for role in (*REAGENT_ROLES, "bleed", "solvent"):
             rig.monitor.stop(role)
@@ -524,13 +610,15 @@ class _Run:
         rig.check()
         trace, waits_settle = settle[1], settle[2]
         waits = Waits(flush_min=flush_min, heat_min=heat_min, heat_idle_min=idle_min,
-                      flush_note=note, **waits_settle)
+                      flush_note=note, carryover_share=share, **waits_settle)
         self.stamp(f"waits: flush {flush_min:.1f} min, heat {heat_min:.1f} min "
                    f"({idle_min:.1f} idle), settle {waits.settle_min:.1f} min "
-                   f"({waits.settle_reason})")
+                   f"({waits.settle_reason}); previous product {100 * share:.2g} % of the flow "
+                   f"cell at the reading")
         self.events.append(f"settle_reason: {waits.settle_reason}")
         return ProcedureResult(spectra=spectra, trace=trace, waits=waits, feed_min=feed_min,
-                               events=tuple(self.events))
+                               events=tuple(self.events),
+                               old_reading=None if had_solvent else old_reading)
 
     # ------------------------------------------------------------------ 1) flush
     def flush(self, tank: TankState) -> tuple[float, str, bool]:
@@ -558,6 +646,9 @@ class _Run:
         mon.start("solvent", q, infuse=True)
         rig.clock.wait_min(t_flush)
         mon.stop("solvent")
+        # solvent enters the core inlet, so every tank sees the flush rate
+        n_tanks = rig.geometry.n_core_tanks + rig.geometry.n_shell_tanks
+        self.washout.append((np.full(n_tanks, rig.geometry.tank_volume_ml / q), t_flush))
         note = f"solvent flush {t_flush:.1f} min{' (clean)' if clean else ''} ({reason})"
         self.stamp(note)
         return t_flush, note, clean

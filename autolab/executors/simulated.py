@@ -30,6 +30,7 @@ from autolab.executors.procedure import (
     SettlingMode,
     TankState,
     check_before_run,
+    remember_reading,
     rtd_floor_min,
     tank_times_min,
 )
@@ -259,8 +260,10 @@ class SimulatedExecutor:
         mg = 1000.0 * throughput_g_h(realized, self.twin.config, truth.conversion) \
             * result.feed_min / 60.0
         self._product_mg += mg
-        return self._measurement(conditions, result, k=k, started_h=started_h, spent=spent,
-                                 product_mg=mg)
+        m = self._measurement(conditions, result, k=k, started_h=started_h, spent=spent,
+                              product_mg=mg)
+        remember_reading(self.tank, m)
+        return m
 
     def run_trajectory(self, trajectory: Any, limits: Any, *, frame_interval_min: float,
                        settle: bool | None = None) -> Any:

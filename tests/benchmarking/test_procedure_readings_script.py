@@ -44,6 +44,14 @@ def test_both_procedures_read_the_same_conditions_and_the_pairing_holds() -> Non
     assert summary["fixed"]["readings"] == len(read)
     pairs = summary["adaptive_minus_fixed_toward_previous_nm"]
     assert sum(v["readings"] for v in pairs.values()) == len(read) - 1
+    # z before and after the carry-over term, per procedure and member kind
+    calib = summary["calibration"]
+    assert set(calib) == {"adaptive / twin", "fixed / twin"}
+    assert calib["fixed / twin"]["pl_z"]["readings"] == len(read)
+    assert {"mean", "sd", "within_2sd"} <= set(calib["adaptive / twin"]["pl_z_without_carryover"])
+    assert all(r["pl_sd_without_carryover_nm"] <= r["pl_sd_nm"] for r in read + [
+        r for r in adaptive if "pl_nm" in r])
+    assert all(r["pl_sd_without_carryover_nm"] == r["pl_sd_nm"] for r in read)  # flushed, 3 τ
 
 
 def test_the_inner_filter_correction_brightens_the_blue_side_and_keeps_the_rest() -> None:

@@ -9,8 +9,14 @@ import pytest
 from scipy.special import gammainc
 
 from autolab.analysis import analyze
+from autolab.analysis.carryover import SHARE_MIN
 from autolab.exceptions import ConditionsError, ExperimentFailed
-from autolab.executors.procedure import TankState, rtd_floor_min, tank_times_min
+from autolab.executors.procedure import (
+    TankState,
+    old_product_share,
+    rtd_floor_min,
+    tank_times_min,
+)
 from autolab.executors.simulated import SimulatedExecutor
 from autolab.hardware.fluidics import Geometry, flow_setpoints
 from autolab.records import Conditions
@@ -226,3 +232,63 @@ def test_close_runs_the_soft_shutdown_on_the_virtual_clock() -> None:
     after = ex.lab_clock_h
     ex.close()
     assert ex.lab_clock_h == after  # idempotent
+
+
+def test_old_product_share_is_the_washout_of_the_flow_phases() -> None:
+    """One phase is the step response's survival (5 % at the RTD floor); phases compose."""
+    times = np.array([13 / 3] * 3 + [15 / 4] * 4)
+    floor = rtd_floor_min(times)
+    assert old_product_share([(times, floor)]) == pytest.approx(0.05, abs=2e-3)
+    assert old_product_share([(times, 10.0), (times, 0.0), (times, 20.0)]) == pytest.approx(
+        old_product_share([(times, 30.0)]), rel=1e-9)
+    flush = np.full(7, 29.0 / 5.0)
+    assert old_product_share([(flush, 28.0), (times, 30.0)]) < old_product_share([(times, 30.0)])
+    assert old_product_share([]) == 0.0
+
+
+@pytest.mark.parametrize(("phases", "match"), [
+    ([([1.0, 0.0], 1.0)], "positive finite residence times"),
+    ([([1.0, 2.0], -1.0)], "a duration >= 0"),
+    ([([1.0, 2.0], 1.0), ([1.0], 1.0)], "1 tanks, expected 2"),
+])
+def test_old_product_share_refuses_bad_phases(phases: list, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        old_product_share(phases)
+
+
+def test_a_skipped_flush_records_the_old_product_and_widens_the_stated_sd() -> None:
+    """Issue 9: what the unflushed cell still holds is recorded, and the sd owns up to it."""
+    ex, ms = _campaign("adaptive", "auto")
+    first, second = ms[0], ms[1]
+    assert first.metadata["carryover_share"] == 0.0  # the tanks held solvent
+    assert "carryover_pl_peak_nm" not in first.metadata
+    md = second.metadata
+    assert md["wait_flush_min"] == 0.0
+    assert SHARE_MIN < md["carryover_share"] <= 0.05 + 1e-3  # read after the RTD floor
+    assert md["carryover_pl_peak_nm"] == analyze(first).pl_peak_nm
+    assert md["carryover_qy"] == analyze(first).qy
+    assert any("previous product" in line and "flow cell at the reading" in line
+               for line in second.device_log)
+    bare = replace(second, metadata={k: v for k, v in md.items()
+                                     if not k.startswith("carryover_")})
+    assert analyze(second).pl_peak_nm_err > analyze(bare).pl_peak_nm_err
+    assert analyze(second).pl_peak_nm == analyze(bare).pl_peak_nm
+    assert ex.tank.reading is not None and ex.tank.reading_of == ms[-1].conditions
+
+
+def test_a_flush_and_three_tau_leave_nothing_the_sd_counts() -> None:
+    _, ms = _campaign("fixed", "always")
+    for m in ms:
+        assert 0.0 <= m.metadata["carryover_share"] < 1e-2 * SHARE_MIN
+        bare = replace(m, metadata={k: v for k, v in m.metadata.items()
+                                    if not k.startswith("carryover_")})
+        assert analyze(m) == analyze(bare)
+
+
+def test_the_tanks_reading_survives_the_journal_and_goes_stale_with_other_contents() -> None:
+    ex = SimulatedExecutor(seed=4)
+    ex.run(BEST)
+    tank = TankState.from_dict(ex.tank.to_dict())
+    assert tank.old_reading() == ex.tank.old_reading() is not None
+    tank.conditions = SEQUENCE[0].as_dict()  # e.g. an invalid run or a trajectory left these
+    assert tank.old_reading() is None
