@@ -98,6 +98,12 @@ class MappingConfig(BaseModel):
         spread_limits: Channel or field -> ``[full weight up to, refused above]``, overriding
             the defaults (relative channels, such as residence times and ratios, as fractions).
         measurement_floor: Feature -> systematic one-sigma floor, overriding the defaults.
+        spread_factors: Channel or field -> its own κ, overriding ``spread_factor`` for that
+            channel's share of the spread (e.g. ``{t_core_c: 1.5}`` with a smaller
+            ``spread_factor``: only the core temperature's kinetic lag needs the allowance).
+        inflate_channels: Channels or fields whose spread above the full-weight limit
+            down-weights a reading (inflates its sigma); omitted (None): every channel. Others
+            keep their refusal limit and, between the limits, the honest sigma.
     """
 
     model_config = _FROZEN
@@ -105,6 +111,8 @@ class MappingConfig(BaseModel):
     spread_factor: float = Field(default=1.5, ge=0, le=10, allow_inf_nan=False)
     spread_limits: dict[str, tuple[float, float]] = Field(default_factory=dict)
     measurement_floor: dict[str, float] = Field(default_factory=dict)
+    spread_factors: dict[str, float] = Field(default_factory=dict)
+    inflate_channels: list[str] | None = None
 
     @field_validator("spread_limits")
     @classmethod
@@ -131,12 +139,36 @@ class MappingConfig(BaseModel):
             raise ValueError(f"{bad}: expected a non-negative finite floor")
         return v
 
+    @field_validator("spread_factors")
+    @classmethod
+    def _check_factors(cls, v: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(v) - set(DEFAULT_SPREAD_LIMITS))
+        if unknown:
+            raise ValueError(f"unknown channel(s) {unknown}; expected names from "
+                             f"{sorted(DEFAULT_SPREAD_LIMITS)}")
+        bad = sorted(k for k, x in v.items() if not 0 <= x <= 10)
+        if bad:
+            raise ValueError(f"{bad}: expected a factor between 0 and 10")
+        return v
+
+    @field_validator("inflate_channels")
+    @classmethod
+    def _check_inflating(cls, v: list[str] | None) -> list[str] | None:
+        unknown = sorted(set(v or ()) - set(DEFAULT_SPREAD_LIMITS))
+        if unknown:
+            raise ValueError(f"unknown channel(s) {unknown}; expected names from "
+                             f"{sorted(DEFAULT_SPREAD_LIMITS)}")
+        return v
+
     def policy(self) -> MappingPolicy:
         """As :class:`~autolab.dynamic.observe.MappingPolicy` (defaults with the overrides)."""
         limits = dict(DEFAULT_SPREAD_LIMITS)
         for name, (down, refuse) in self.spread_limits.items():
             limits[name] = SpreadLimit(down, refuse, relative=DEFAULT_SPREAD_LIMITS[name].relative)
         return MappingPolicy(spread_limits=limits, spread_factor=self.spread_factor,
+                             spread_factors=dict(self.spread_factors),
+                             inflate_channels=(None if self.inflate_channels is None
+                                               else frozenset(self.inflate_channels)),
                              measurement_floor={**DEFAULT_MEASUREMENT_FLOOR,
                                                 **self.measurement_floor})
 

@@ -118,6 +118,16 @@ class MappingPolicy:
         measurement_floor: Feature -> systematic one-sigma floor added in quadrature to the
             analyzer's statistical sigma (a value below 1 for ``qy`` is relative, others
             absolute); ``{}`` to trust the analyzer's sigma alone.
+        spread_factors: Channel (or field, for all its per-tank channels) -> its own ``κ``,
+            overriding ``spread_factor`` for that channel's share of the spread. The
+            first-order term exists for the kinetic history of a ramp (its product lags the
+            mean-condition mapping); a channel whose product follows it quasi-statically
+            mixes to first order without error, so a smaller ``κ`` keeps its readings honest
+            without hiding them from the model (docs/dynamic.md, "Per-channel factors").
+        inflate_channels: Channels (or fields) whose spread above ``downweight_above``
+            inflates the reading's sigma (down-weights it); None: every channel. A channel left
+            out keeps its refusal limit, and beyond its full-weight limit its reading keeps the
+            honest sigma (its mapping term already grows with the spread), the reason saying so.
     """
 
     spread_limits: Mapping[str, SpreadLimit] = field(
@@ -128,6 +138,32 @@ class MappingPolicy:
     slope_window_tau: float = 0.5
     measurement_floor: Mapping[str, float] = field(
         default_factory=lambda: dict(DEFAULT_MEASUREMENT_FLOOR))
+    spread_factors: Mapping[str, float] = field(default_factory=dict)
+    inflate_channels: frozenset[str] | None = None
+
+    def __post_init__(self) -> None:
+        bad = {k: v for k, v in {"": self.spread_factor, **self.spread_factors}.items()
+               if not (isinstance(v, (int, float)) and 0 <= v < math.inf)}
+        if bad:
+            raise ConfigError("MappingPolicy spread_factor/spread_factors: expected finite "
+                              f"factors >= 0, got {bad}")
+        known = set(DEFAULT_SPREAD_LIMITS) | set(self.spread_limits)
+        for name, keys in (("spread_factors", self.spread_factors),
+                           ("inflate_channels", self.inflate_channels or ())):
+            unknown = sorted(k for k in keys if base_name(k) not in known and k not in known)
+            if unknown:
+                raise ConfigError(f"MappingPolicy {name}: unknown channel(s) {unknown}; "
+                                  f"expected names from {sorted(known)}")
+
+    def inflates(self, channel: str) -> bool:
+        """Whether a channel's spread above its full-weight limit down-weights the reading."""
+        return (self.inflate_channels is None or channel in self.inflate_channels
+                or base_name(channel) in self.inflate_channels)
+
+    def factor(self, channel: str) -> float:
+        """``κ`` of a channel: its own, its field's, else ``spread_factor``."""
+        own = self.spread_factors.get(channel, self.spread_factors.get(base_name(channel)))
+        return self.spread_factor if own is None else float(own)
 
     def limit(self, channel: str) -> SpreadLimit | None:
         """The spread limit of a channel (a per-tank channel falls back to its field's)."""
@@ -273,14 +309,15 @@ def observe(mapped: MappedConditions, features: Mapping[str, FloatArray],
     pol = policy or MappingPolicy()
     f, s = _check_stream(mapped, features, sigma)
     moving = _moving_channels(mapped)
+    kappa = np.array([pol.factor(mapped.channels[j]) for j in moving])
     terms = {k: _feature_spread(mapped, moving, (f[k], s[k]), pol,
-                                None if gradients is None else gradients.get(k)) for k in f}
-    s_map = {k: np.hypot(pol.spread_factor * first, second)
-             for k, (first, second) in terms.items()}
+                                None if gradients is None else gradients.get(k), kappa=kappa)
+             for k in f}
+    s_map = {k: np.hypot(t.first_weighted, t.second) for k, t in terms.items()}
     for width, peak in MIXING_BROADENING.items():
         if width in f and peak in terms:
             w = np.abs(f[width])
-            s_peak = np.hypot(*terms[peak])
+            s_peak = np.hypot(terms[peak].first, terms[peak].second)
             s_map[width] = np.hypot(s_map[width],
                                     np.sqrt(w ** 2 + (GAUSS_FWHM_PER_SD * s_peak) ** 2) - w)
     stream = _Stream(mapped=mapped, moving=moving, features=f, sigma=s, sigma_mapping=s_map,
@@ -366,36 +403,60 @@ def _moving_channels(mapped: MappedConditions) -> list[int]:
     return out
 
 
+@dataclass(frozen=True, eq=False)
+class _Spread:
+    """A feature's spread over the fluid in the cell, each ``(T,)``.
+
+    Attributes:
+        first: First-order spread, ``|f'|·σ`` (what band mixing sees).
+        first_weighted: The same with each channel's share of ``σ`` times its ``κ`` (what the
+            mapping term counts).
+        second: Second-order (curvature) spread, ``|f''|·σ²/2``.
+    """
+
+    first: FloatArray
+    first_weighted: FloatArray
+    second: FloatArray
+
+
 def _feature_spread(mapped: MappedConditions, moving: list[int],
                     values: tuple[FloatArray, FloatArray], policy: MappingPolicy,
-                    gradient: Mapping[str, float] | None) -> tuple[FloatArray, FloatArray]:
-    """First- and second-order spread of a feature over the fluid in the cell, each ``(T,)``.
+                    gradient: Mapping[str, float] | None, *, kappa: FloatArray) -> _Spread:
+    """First- and second-order spread of a feature over the fluid in the cell.
 
-    ``values`` are the readings and their sigmas. With a gradient there is no curvature term.
+    ``values`` are the readings and their sigmas, ``kappa`` the moving channels' factors. With a
+    gradient there is no curvature term.
     """
     if not moving:
-        return np.zeros(len(mapped)), np.zeros(len(mapped))
+        zero = np.zeros(len(mapped))
+        return _Spread(zero, zero, zero)
     sd = mapped.sd[:, moving]
     if gradient is not None:
         g = np.array([gradient.get(mapped.channels[j], 0.0) for j in moving])
         # Perfectly correlated channels are the worst case: the spreads add in magnitude.
-        return (np.asarray(np.abs(sd * g[None, :]).sum(axis=1), dtype=np.float64),
-                np.zeros(len(mapped)))
-    return _stream_spread(mapped, moving, values[0], values[1], policy)
+        per = np.abs(sd * g[None, :])
+        return _Spread(np.asarray(per.sum(axis=1), dtype=np.float64),
+                       np.asarray((per * kappa[None, :]).sum(axis=1), dtype=np.float64),
+                       np.zeros(len(mapped)))
+    return _stream_spread(mapped, moving, values, policy, kappa)
 
 
-def _stream_spread(mapped: MappedConditions, moving: list[int], f: FloatArray, s: FloatArray,
-                   policy: MappingPolicy) -> tuple[FloatArray, FloatArray]:
+def _stream_spread(mapped: MappedConditions, moving: list[int],
+                   values: tuple[FloatArray, FloatArray], policy: MappingPolicy,
+                   kappa: FloatArray) -> _Spread:
     """Feature spread from the stream: ``|f'|·σ`` and ``|f''|·σ²/2`` along the local direction.
 
-    ``σ`` is the norm of the channels' spreads in scaled units; ``f'`` and ``f''`` come from a
-    weighted quadratic fit of the feature against the mapped conditions projected on their local
-    direction of motion. The curvature term is the bias of a mixture at an optimum, where the
-    slope vanishes but the mixture still reads lower (or higher) than the centre.
+    ``σ`` is the norm of the channels' spreads in scaled units (weighted by ``kappa`` for the
+    counted first-order term); ``f'`` and ``f''`` come from a weighted quadratic fit of the
+    feature against the mapped conditions projected on their local direction of motion. The
+    curvature term is the bias of a mixture at an optimum, where the slope vanishes but the
+    mixture still reads lower (or higher) than the centre.
     """
+    f, s = values
     scale = _channel_scales(mapped, moving)
     z = mapped.mean[:, moving] / scale
     sdn = np.linalg.norm(mapped.sd[:, moving] / scale, axis=1)
+    sdk = np.linalg.norm(mapped.sd[:, moving] * kappa[None, :] / scale, axis=1)
     half = policy.slope_window_tau * float(np.nanmedian(mapped.mean_age_min))
     ok = np.isfinite(f)
     fit = np.full((len(mapped), 2), np.nan)
@@ -404,11 +465,13 @@ def _stream_spread(mapped: MappedConditions, moving: list[int], f: FloatArray, s
     good = np.flatnonzero(np.isfinite(fit[:, 0]))
     if good.size == 0:
         unknown = np.where(sdn > 0, np.inf, 0.0)
-        return unknown, unknown
+        return _Spread(unknown, unknown, unknown)
     nearest = good[np.abs(good[None, :] - np.arange(len(mapped))[:, None]).argmin(axis=1)]
     fit = np.where(np.isfinite(fit[:, :1]), fit, fit[nearest])
-    return (np.asarray(np.abs(fit[:, 0]) * sdn, dtype=np.float64),
-            np.asarray(0.5 * np.abs(fit[:, 1]) * sdn ** 2, dtype=np.float64))
+    slope = np.abs(fit[:, 0])
+    return _Spread(np.asarray(slope * sdn, dtype=np.float64),
+                   np.asarray(slope * sdk, dtype=np.float64),
+                   np.asarray(0.5 * np.abs(fit[:, 1]) * sdn ** 2, dtype=np.float64))
 
 
 def _window(times: FloatArray, i: int, half: float, ok: NDArray[np.bool_],
@@ -519,10 +582,14 @@ def _judge(cond: Conditions, spread: dict[str, float], before_start: float,
             reasons.append(f"refused: {ch} spread {_fmt(ch, sd, lim, values)} over the RTD "
                            f"exceeds {_fmt_limit(ch, lim.refuse_above, lim)} (ramp too fast for "
                            "the mapping to hold)")
-        elif ratio > 1.0:
+        elif ratio > 1.0 and policy.inflates(ch):
             inflation = max(inflation, ratio)
             reasons.append(f"down-weighted: {ch} spread {_fmt(ch, sd, lim, values)} over the RTD "
                            f"exceeds {_fmt_limit(ch, lim.downweight_above, lim)}")
+        elif ratio > 1.0:
+            reasons.append(f"wide: {ch} spread {_fmt(ch, sd, lim, values)} over the RTD exceeds "
+                           f"{_fmt_limit(ch, lim.downweight_above, lim)} (sigma from the mapping "
+                           "term, not inflated)")
     if inflation > 1.0 and not refused:
         reasons.insert(0, f"sigma x{inflation:.2f}, weight {1 / inflation ** 2:.2f}")
     return inflation, reasons, refused, steady and (held_before or before_start <= 0)
