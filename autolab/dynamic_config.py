@@ -28,7 +28,8 @@ Kept out of :mod:`autolab.config` so the pure dynamic layer's types stay next to
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Iterable, Mapping
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -90,6 +91,17 @@ class RampLimitsConfig(BaseModel):
             stir_rpm_per_min=self.stir_rpm_per_min)
 
 
+def _known(names: Iterable[str], allowed: Mapping[str, Any], what: str) -> None:
+    """Refuse names the mapping does not know, listing the ones it does.
+
+    Raises:
+        ValueError: A name is not a key of ``allowed``.
+    """
+    unknown = sorted(set(names) - set(allowed))
+    if unknown:
+        raise ValueError(f"unknown {what}(s) {unknown}; expected names from {sorted(allowed)}")
+
+
 class MappingConfig(BaseModel):
     """How streamed readings are judged (``dynamic.mapping``; defaults: docs/dynamic.md).
 
@@ -117,10 +129,7 @@ class MappingConfig(BaseModel):
     @field_validator("spread_limits")
     @classmethod
     def _check_limits(cls, v: dict[str, tuple[float, float]]) -> dict[str, tuple[float, float]]:
-        unknown = sorted(set(v) - set(DEFAULT_SPREAD_LIMITS))
-        if unknown:
-            raise ValueError(f"unknown channel(s) {unknown}; expected names from "
-                             f"{sorted(DEFAULT_SPREAD_LIMITS)}")
+        _known(v, DEFAULT_SPREAD_LIMITS, "channel")
         for name, (down, refuse) in v.items():
             if not 0 < down <= refuse < float("inf"):
                 raise ValueError(f"{name}: expected [full weight up to, refused above] with "
@@ -130,10 +139,7 @@ class MappingConfig(BaseModel):
     @field_validator("measurement_floor")
     @classmethod
     def _check_floor(cls, v: dict[str, float]) -> dict[str, float]:
-        unknown = sorted(set(v) - set(DEFAULT_MEASUREMENT_FLOOR))
-        if unknown:
-            raise ValueError(f"unknown feature(s) {unknown}; expected names from "
-                             f"{sorted(DEFAULT_MEASUREMENT_FLOOR)}")
+        _known(v, DEFAULT_MEASUREMENT_FLOOR, "feature")
         bad = sorted(k for k, x in v.items() if not 0 <= x < float("inf"))
         if bad:
             raise ValueError(f"{bad}: expected a non-negative finite floor")
@@ -142,10 +148,7 @@ class MappingConfig(BaseModel):
     @field_validator("spread_factors")
     @classmethod
     def _check_factors(cls, v: dict[str, float]) -> dict[str, float]:
-        unknown = sorted(set(v) - set(DEFAULT_SPREAD_LIMITS))
-        if unknown:
-            raise ValueError(f"unknown channel(s) {unknown}; expected names from "
-                             f"{sorted(DEFAULT_SPREAD_LIMITS)}")
+        _known(v, DEFAULT_SPREAD_LIMITS, "channel")
         bad = sorted(k for k, x in v.items() if not 0 <= x <= 10)
         if bad:
             raise ValueError(f"{bad}: expected a factor between 0 and 10")
@@ -154,10 +157,7 @@ class MappingConfig(BaseModel):
     @field_validator("inflate_channels")
     @classmethod
     def _check_inflating(cls, v: list[str] | None) -> list[str] | None:
-        unknown = sorted(set(v or ()) - set(DEFAULT_SPREAD_LIMITS))
-        if unknown:
-            raise ValueError(f"unknown channel(s) {unknown}; expected names from "
-                             f"{sorted(DEFAULT_SPREAD_LIMITS)}")
+        _known(v or (), DEFAULT_SPREAD_LIMITS, "channel")
         return v
 
     def policy(self) -> MappingPolicy:

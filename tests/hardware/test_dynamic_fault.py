@@ -11,11 +11,12 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from autolab.campaign import Campaign
-from autolab.config import parse_campaign
+from autolab.config import CampaignConfig, parse_campaign
 from autolab.dynamic import RampLimits, Trajectory
 from autolab.exceptions import SafetyTrip
 from autolab.executors.cstr import CSTRExecutor
@@ -31,6 +32,21 @@ END = Conditions(t_core_c=180, tau_core_min=13, t_shell_c=300, tau_shell_min=15,
                  s_to_zn=2)
 LIMITS = RampLimits.for_reactor(heating_c_per_min=10, cooling_c_per_min=5)
 
+
+
+def shell_ramp_campaign(name: str, max_experiments: int, **dynamic: Any) -> CampaignConfig:
+    """A Sobol dynamic campaign over the shell temperature alone (280-300 °C), untracked."""
+    return parse_campaign({
+        "name": name, "seed": 1, "mode": "dynamic",
+        "space": {"parameters": ["t_shell_c"],
+                  "bounds": {"t_shell_c": [280, 300]},
+                  "fixed": {"t_core_c": 180, "tau_core_min": 13, "tau_shell_min": 15,
+                            "cl_to_i": 6, "s_to_zn": 2, "p_to_in": 3.6}},
+        "objective": {"mode": "scalar",
+                      "terms": [{"kind": "maximize", "outcome": "qy", "scale": 0.1}]},
+        "optimizer": {"kind": "sobol"}, "budget": {"max_experiments": max_experiments},
+        "dynamic": {"frame_interval_min": 1.0, "hold_min": 5, "max_ramp_min": 30, **dynamic},
+        "tracking": {"enabled": False}}, "test")
 
 @pytest.fixture
 def lab() -> Iterator[VirtualLab]:
@@ -131,18 +147,7 @@ class BreakAfterReadings:
 
 def test_a_dynamic_campaign_journals_the_stream_up_to_a_heater_fault(lab: VirtualLab,
                                                                      tmp_path: Path) -> None:
-    config = parse_campaign({
-        "name": "dynamic-trip", "seed": 1, "mode": "dynamic",
-        "space": {"parameters": ["t_shell_c"],
-                  "bounds": {"t_shell_c": [280, 300]},
-                  "fixed": {"t_core_c": 180, "tau_core_min": 13, "tau_shell_min": 15,
-                            "cl_to_i": 6, "s_to_zn": 2, "p_to_in": 3.6}},
-        "objective": {"mode": "scalar",
-                      "terms": [{"kind": "maximize", "outcome": "qy", "scale": 0.1}]},
-        "optimizer": {"kind": "sobol"}, "budget": {"max_experiments": 3},
-        "dynamic": {"frame_interval_min": 1.0, "hold_min": 5, "rate_caps": "devices",
-                    "max_ramp_min": 30},
-        "tracking": {"enabled": False}}, "test")
+    config = shell_ramp_campaign("dynamic-trip", 3, rate_caps="devices")
     # spectrometer replies may wait up to 2 s (4 x 0.5): the injector holds them <= 1.5 s
     executor = CSTRExecutor(lab.devices_config(timeout_s=0.5), install_signal_handlers=False,
                             poll_period_s=0.05)
@@ -185,17 +190,7 @@ def test_a_fault_found_during_a_trajectorys_settle_flush_is_a_rig_event(
     timeout), so the fault is found in the flush, before any feed. A rig event, as in a steady
     campaign (it was an invalid trial): the trajectory's proposal runs again, no budget slot
     is spent, nothing is told."""
-    config = parse_campaign({
-        "name": "dynamic-flush-fault", "seed": 1, "mode": "dynamic",
-        "space": {"parameters": ["t_shell_c"],
-                  "bounds": {"t_shell_c": [280, 300]},
-                  "fixed": {"t_core_c": 180, "tau_core_min": 13, "tau_shell_min": 15,
-                            "cl_to_i": 6, "s_to_zn": 2, "p_to_in": 3.6}},
-        "objective": {"mode": "scalar",
-                      "terms": [{"kind": "maximize", "outcome": "qy", "scale": 0.1}]},
-        "optimizer": {"kind": "sobol"}, "budget": {"max_experiments": 2},
-        "dynamic": {"frame_interval_min": 1.0, "hold_min": 5, "max_ramp_min": 30},
-        "tracking": {"enabled": False}}, "test")
+    config = shell_ramp_campaign("dynamic-flush-fault", 2)
     executor = CSTRExecutor(lab.devices_config(timeout_s=1.0), install_signal_handlers=False,
                             poll_period_s=0.1)
     step = {"armed": True, "hold": False}
