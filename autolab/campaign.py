@@ -97,8 +97,13 @@ from autolab.tracking.journal import JOURNAL_NAME as JOURNAL_NAME  # noqa: PLC04
 REUSED_NAME = "reused.json"
 #: Device-log lines journaled with a safety trip (the most recent ones).
 TRIP_LOG_LINES = 400
-#: Redraw the campaign plots in MLflow every this many experiments (and at the end).
-PLOT_EVERY = 5
+#: The campaign plots in MLflow are redrawn after an experiment only while redrawing them has
+#: taken at most this share of the campaign's wall time since the last redraw (and always after
+#: the first experiment and at the end). A redraw takes 1-3 s of CPU: nothing against a real
+#: experiment (25-90 min, so they are redrawn after every one), but half the wall time of a
+#: simulated campaign that redraws after each of its first five experiments (the twin demo:
+#: 30 s tracked, 13 s untracked).
+PLOT_TIME_SHARE = 0.1
 #: Forecast fields logged as ``forecast_<name>`` metrics of each experiment (MLflow); the
 #: counts are in experiments, the rest probabilities.
 FORECAST_METRICS = ("p_spec_met", "p_next", "expected_experiments", "median_experiments",
@@ -410,6 +415,17 @@ def _check_no_forecast_stop(config: CampaignConfig) -> None:
                           "(forecast=False); remove the rule or turn the forecast on")
 
 
+def plots_due(since_s: float, took_s: float, share: float = PLOT_TIME_SHARE) -> bool:
+    """Whether the campaign plots may be redrawn: their redraws stay within ``share`` of the time.
+
+    Args:
+        since_s: Wall seconds since the last redraw ended.
+        took_s: Wall seconds the last redraw took.
+        share: The most of the wall time redraws may take.
+    """
+    return took_s <= share * (since_s + took_s)
+
+
 class Campaign:
     """A closed-loop optimization campaign; create with :meth:`create` or :meth:`resume`.
 
@@ -462,6 +478,8 @@ class Campaign:
         self.unsafe: tuple[str, ...] = ()
         self._fixed = dict(config.space.fixed)
         self._queue: list[dict[str, float]] = []
+        self._plots_drawn_at = -math.inf  # time.monotonic() after the last redraw
+        self._plots_took_s = 0.0  # how long that sync with its redraw took
         self._predictions: list[dict[str, Any] | None] = []
         self._stop_requested = False
         self.forecast: dict[str, Any] | None = None
@@ -755,15 +773,20 @@ class Campaign:
     def _sync(self, final: bool = False) -> None:
         """Log what the tracker has not seen yet (this trial, and any backlog of an outage).
 
-        Campaign-level plots are redrawn for the first few experiments, then every
-        ``PLOT_EVERY`` experiments and at the end: redrawing them takes 1-2 s.
+        Campaign-level plots are redrawn after the first experiment, at the end, and otherwise
+        only while their redraws stay within ``PLOT_TIME_SHARE`` of the wall time
+        (:func:`plots_due`).
         """
-        n = len(self.trials)
-        refresh = final or n <= PLOT_EVERY or n % PLOT_EVERY == 0
+        now = time.monotonic()
+        refresh = final or len(self.trials) <= 1 or plots_due(
+            now - self._plots_drawn_at, self._plots_took_s)
         try:
             sync(self.journal, self.tracker, refresh_plots=refresh)
         except TrackingError as err:
             self.journal.append_note(f"tracking failed, will retry: {err}")
+        if refresh:
+            self._plots_drawn_at = time.monotonic()
+            self._plots_took_s = self._plots_drawn_at - now
 
     def _campaign_params(self) -> dict[str, Any]:
         space = self.config.space.build()

@@ -21,7 +21,14 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from autolab.campaign import JOURNAL_NAME, Campaign, StopReason, forecast_line
+from autolab.campaign import (
+    JOURNAL_NAME,
+    PLOT_TIME_SHARE,
+    Campaign,
+    StopReason,
+    forecast_line,
+    plots_due,
+)
 from autolab.config import parse_campaign
 from autolab.exceptions import AutolabError, ConfigError, DeviceFault, SafetyTrip
 from autolab.executors.simulated import SimulatedExecutor
@@ -603,3 +610,13 @@ def test_twin_prior_from_the_campaign_file(tmp_path: Path) -> None:
     assert trial.status is not TrialStatus.INTERRUPTED
     assert campaign.optimizer._prior is not None  # type: ignore[attr-defined]
     campaign.journal.close()
+
+
+def test_campaign_plots_are_redrawn_while_they_take_at_most_a_tenth_of_the_wall_time() -> None:
+    """A real experiment (25 min) redraws after each one; a fast simulated one waits its turn."""
+    assert PLOT_TIME_SHARE == 0.1
+    assert plots_due(since_s=25 * 60.0, took_s=2.0)  # a real experiment: every time
+    assert not plots_due(since_s=1.5, took_s=2.0)  # twin experiments take ~1.5 s
+    assert plots_due(since_s=18.0, took_s=2.0)  # 2 s of 20: exactly the share
+    assert not plots_due(since_s=17.9, took_s=2.0)
+    assert plots_due(since_s=math.inf, took_s=0.0)  # nothing drawn yet (a resume)
