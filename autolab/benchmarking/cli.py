@@ -26,6 +26,16 @@ from autolab.exceptions import ConfigError
 EXIT_INPUT, EXIT_INTERRUPTED, EXIT_FAILURE = 2, 3, 4
 
 
+def _say(text: str) -> None:
+    """One progress line, never re-wrapped by the console.
+
+    Lines name folders and counts (``4 cells (4 restored from PATH, 0 to run)``); wrapped at the
+    terminal's width they split a path or a count across lines, so a CI log could not be
+    searched for them (which line breaks fell where depended on the temporary folder's name).
+    """
+    console.print(text, soft_wrap=True)
+
+
 def record_result(outcome: BenchmarkOutcome, results_dir: Path) -> Path:
     """Write the benchmark's tables as a result file for BENCHMARKS.md (see provenance)."""
     from autolab.benchmarking.provenance import Result, Table, write_result  # noqa: PLC0415
@@ -116,7 +126,7 @@ def benchmark_command(
     listeners: list[Listener] = [] if guarded is None else [guarded]
     try:
         outcome = run_benchmark(spec, workers=workers, ray_address=ray, out_dir=folder,
-                                listeners=listeners, emit=console.print,
+                                listeners=listeners, emit=_say,
                                 command=shlex.join(["autolab", "benchmark", *sys.argv[2:]])
                                 if sys.argv[1:2] == ["benchmark"] else None)
     except ConfigError as err:
@@ -126,11 +136,11 @@ def benchmark_command(
                    "command again to run only the missing ones", EXIT_INTERRUPTED) from err
     typer.echo(summary_markdown(outcome))
     for path in write_outputs(outcome, folder):
-        console.print(f"wrote {path}")
+        _say(f"wrote {path}")
     if record is not None:
-        console.print(f"recorded {record_result(outcome, record)}")
+        _say(f"recorded {record_result(outcome, record)}")
     meta = outcome.meta
-    console.print(f"wall {meta['wall_s']:.0f} s (dense search {meta['dense_search_s']:.0f} s, "
+    _say(f"wall {meta['wall_s']:.0f} s (dense search {meta['dense_search_s']:.0f} s, "
                   f"{meta['cells_run']} cells run, {meta['cells_restored']} restored); load "
                   f"average {' '.join(f'{v:.2f}' for v in meta['loadavg_after'])} on "
                   f"{meta['cpu_count']} CPUs")
