@@ -339,6 +339,17 @@ class ObjectiveSpec(BaseModel):
         weights = torch.tensor([t.weight for t in self.terms], dtype=Y.dtype, device=Y.device)
         return (self.utilities_tensor(Y) * weights).sum(dim=-1)
 
+    def meets_tensor(self, Y: Tensor) -> Tensor:
+        """Whether every band and every constraint holds (bool, shape ``(...)``).
+
+        The one test of "meets the spec" on tensors: a trust region's centre, a fantasy's
+        incumbent and the forecast's draws all ask it.
+
+        Args:
+            Y: Outcomes, shape ``(..., m)``, e.g. posterior means or joint draws.
+        """
+        return self.in_band_tensor(Y) & (self.violations_tensor(Y) <= 0).all(dim=-1)
+
     def violations_tensor(self, Y: Tensor) -> Tensor:
         """Constraint violations (``<= 0`` satisfied), shape ``(..., len(constraints))``.
 

@@ -310,8 +310,7 @@ class BandFirstLogEI(AcquisitionFunction):
         """
         m = len(self.spec.outcome_names)
         y = fantasies.observed
-        met = self.spec.in_band_tensor(y[..., :m])
-        met = met & (self.spec.violations_tensor(y[..., :m]) <= 0).all(dim=-1)
+        met = self.spec.meets_tensor(y[..., :m])
         if self.has_feasibility:
             met = met & (y[..., m] > 0)
         if not self.rest or self.incumbent is None:

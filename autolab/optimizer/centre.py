@@ -32,7 +32,7 @@ def _posterior(spec: ObjectiveSpec, model: Any, X_ok: Tensor, in_band_ok: Tensor
         return in_band_ok
     with torch.no_grad():
         mean = model.posterior(X_ok).mean[..., : len(spec.outcome_names)]
-    ok = spec.in_band_tensor(mean) & (spec.violations_tensor(mean) <= 0).all(dim=-1)
+    ok = spec.meets_tensor(mean)
     return ok if bool(ok.any()) else in_band_ok
 
 

@@ -514,7 +514,7 @@ def relative_good(spec: ObjectiveSpec, draws: Tensor, qy_fraction: float,
         ``(p, thresholds)``: per-candidate probability ``(n,)``, and per maximized outcome the
         median over draws of its threshold (draws with nothing in band left out).
     """
-    ok = spec.in_band_tensor(draws) & (spec.violations_tensor(draws) <= 0).all(dim=-1)
+    ok = spec.meets_tensor(draws)
     if feasible is not None:
         ok = ok & feasible
     good = ok.clone()
