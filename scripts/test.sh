@@ -27,8 +27,9 @@ echo "== mypy";   .venv/bin/mypy
 echo "== import layers"; .venv/bin/lint-imports --no-cache
 echo "== pytest"
 set +e
-# two workers, one test file per worker (module fixtures and in-file order stay as written)
-.venv/bin/python -m pytest -n 2 --dist loadfile "$@"
+# two workers, one test file per worker (module fixtures and in-file order stay as written);
+# the 25 slowest tests are listed so CI's time budget (15 min on 2 cores) is watched where it goes
+.venv/bin/python -m pytest -n 2 --dist loadfile --durations=25 "$@"
 rc=$?
 set -e
 if [ "$rc" -eq 5 ]; then
