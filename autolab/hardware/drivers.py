@@ -119,12 +119,19 @@ class NE1000Pump:
 
     # --------------------------------------------------------------------- wire
     def _framer(self, ser: SerialLike) -> bytes:
+        """One reply; in Safe mode a Safe-mode packet or a Basic-framed reply.
+
+        The manual gives the Safe-mode packet layout of what the host sends and calls the
+        auto-alarm a "status packet"; it does not say that a pump in Safe mode frames its
+        replies as packets. A Basic reply (``STX``, an address digit) is read as one.
+        """
         if self.safe_wire:
-            return _safe_framer(ser)
+            return _any_framer(ser)
         return read_until_byte(ser, bytes([newera.ETX]))
 
     def _parse(self, frame: bytes) -> newera.PumpReply:
-        reply = newera.parse_safe(frame) if self.safe_wire else newera.parse_basic(frame)
+        safe = self.safe_wire and len(frame) > 1 and not chr(frame[1]).isdigit()
+        reply = newera.parse_safe(frame) if safe else newera.parse_basic(frame)
         if reply.address is not None and reply.address != self.address:
             raise newera.PumpProtocolError(
                 f"{self.name}: reply from address {reply.address}, expected {self.address}")
@@ -259,7 +266,7 @@ class NE1000Pump:
         self.found_mode = "safe" if self._probe() else "basic"
         self._switch_mode()
         self.take_alarms()
-        self.command("STP")
+        self.stop()
         self.command("DIA", newera.format_number(self.diameter_mm))
         read = self.query("DIA", newera.parse_float)
         _verify(self.name, "diameter_mm", self.diameter_mm, read, 1e-3)
@@ -370,10 +377,15 @@ class NE1000Pump:
 
         An alarm reply means the pump acknowledged the alarm instead of executing ``STP``
         (manual: "the alarm must be acknowledged before any data is changed"), so ``STP`` is
-        sent once more; the alarm itself stays with :meth:`take_alarms`.
+        sent once more; the alarm itself stays with :meth:`take_alarms`. A pump that answers
+        ``P`` (paused) gets one more ``STP``: the manual leaves open whether one ``STP`` pauses
+        or stops the program, and a paused pump is not stopped (``DIA`` is accepted "only when
+        stopped", so bring-up failed on a pump whose ``STP`` pauses).
         """
         reply = self.command("STP", raise_alarm=False)
         if reply.alarm:
+            reply = self.command("STP", raise_alarm=False)
+        if reply.status == "P":
             reply = self.command("STP", raise_alarm=False)
         if reply.pumping:
             reply = self.command("", raise_alarm=False)
@@ -409,13 +421,6 @@ def _direction(data: str) -> str:
     if data not in ("INF", "WDR"):
         raise newera.PumpProtocolError(f"pump DIR reply {data!r}: expected INF or WDR")
     return data
-
-
-def _safe_framer(ser: SerialLike) -> bytes:
-    head = read_exact(ser, 2)
-    if head[0] != newera.STX:
-        raise ProtocolError(f"reply {head!r} does not start with STX")
-    return head + read_exact(ser, head[1] - 1)
 
 
 def _any_framer(ser: SerialLike) -> bytes:
