@@ -8,14 +8,18 @@ free-running FIFO. The light path is a plain object with ``configure`` and no ``
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from autolab.exceptions import ConfigError, DeviceFault, HardwareError
+from autolab.executors.simulated import SimulatedExecutor
 from autolab.hardware.base import Watched
 from autolab.hardware.ocean import LIGHT_MIN_SIGMAS, SeabreezeSpectrometer, light_shortfall
+from autolab.records import Conditions
 
 from .test_ocean import FakeOcean
 
@@ -143,3 +147,63 @@ def test_a_correction_the_detector_cannot_make_is_refused_at_connect_naming_the_
     with pytest.raises(HardwareError, match=r"intensities\(.*\) failed: SeaBreezeError"):
         SeabreezeSpectrometer(dev, light, excitation_nm=405.0,
                               correct_nonlinearity=False).connect()
+
+
+class _SimDetector:
+    """seabreeze's surface over the simulated rig's optics (frames of the twin's outlet)."""
+
+    model, serial_number, max_intensity = "FLAME-S", "FLMS12345", 65535.0
+    integration_time_micros_limits = (1000, 65_000_000)
+
+    def __init__(self, optics: Any) -> None:
+        self.optics = optics
+
+    def wavelengths(self) -> np.ndarray:
+        return np.asarray(self.optics.wavelengths_nm)
+
+    def integration_time_micros(self, us: int) -> None:
+        self.optics.set_integration_ms(us / 1000.0)
+
+    def intensities(self, correct_dark_counts: bool = False,
+                    correct_nonlinearity: bool = False) -> np.ndarray:
+        return np.asarray(self.optics.acquire())
+
+
+class _SimGpioLight:
+    """The simulated rig's light path, driven as a GPIO box (no read-back); can burn out."""
+
+    def __init__(self, optics: Any) -> None:
+        self.optics = optics
+        self.lamp_failed = False
+
+    def configure(self, *, source: str, shutter_open: bool, cell: str) -> None:
+        lit = "OFF" if self.lamp_failed and source == "ABS" else source
+        self.optics.configure(source=lit, shutter_open=shutter_open, cell=cell)
+
+
+#: Two products the twin makes (seed 3 completes both): a bright one and a dim, early one.
+CONDITIONS = [
+    Conditions(t_core_c=180, tau_core_min=13, t_shell_c=280, tau_shell_min=15, cl_to_i=6,
+               s_to_zn=2),
+    Conditions(t_core_c=150, tau_core_min=5, t_shell_c=200, tau_shell_min=5, cl_to_i=10,
+               s_to_zn=1, p_to_in=2),
+]
+
+
+def test_the_level_check_passes_every_frame_of_real_experiments_and_finds_a_dead_lamp() -> None:
+    """The procedure on the simulated rig, its optics read as an Ocean with a GPIO light path:
+    no frame of two completed experiments is taken for a light failure (blank, sample and dye
+    frames; the twin's lowest lit frame is ~4700 dark sigmas above its dark, the threshold 10),
+    and a lamp that burns out between experiments is found in the next one's first lamp
+    frame."""
+    ex = SimulatedExecutor(seed=3)
+    optics = ex.session.spectrometer
+    light = _SimGpioLight(optics)
+    ex.session.spectrometer = SeabreezeSpectrometer(  # type: ignore[assignment]
+        _SimDetector(optics), light, name="ocean1", excitation_nm=optics.excitation_nm,
+        path_length_cm=optics.path_length_cm)
+    for c in CONDITIONS:
+        assert ex.run(c).spectra.dye_pl_counts.size == optics.wavelengths_nm.size
+    light.lamp_failed = True
+    with pytest.raises(DeviceFault, match=r"ocean1: no light in the ABS frame"):
+        ex.run(CONDITIONS[0])
