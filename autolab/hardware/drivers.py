@@ -434,6 +434,10 @@ def _any_framer(ser: SerialLike) -> bytes:
 
 
 # ============================================================================= heaters
+class _IllegalFunction(HardwareError):
+    """The controller answered Modbus exception 01: it does not implement the function."""
+
+
 class Eurotherm3200:
     """Eurotherm 3200 controller of one heater block, Modbus RTU through minimalmodbus.
 
@@ -478,6 +482,8 @@ class Eurotherm3200:
         self.ramp_c_per_min = ramp_c_per_min
         self.limits = limits or Limits()
         self.decimals = decimals
+        #: Modbus function that writes a register (16; 6 once the controller refused 16).
+        self._write_fc = eu.WRITE_MULTIPLE
 
     def _io(self, fn: Callable[[minimalmodbus.Instrument], Any], what: str) -> Any:
         last: Exception | None = None
@@ -492,9 +498,11 @@ class Eurotherm3200:
                     port.finish(f"{type(err).__name__}: {err}")
                 except minimalmodbus.SlaveReportedException as err:
                     port.finish(f"{type(err).__name__}: {err}")
-                    raise HardwareError(f"{self.name}: controller at address {self.address} "
-                                        f"refused {what}: Modbus exception "
-                                        f"({type(err).__name__}: {err})") from err
+                    refused = (_IllegalFunction if "illegal function" in str(err).lower()
+                               else HardwareError)
+                    raise refused(f"{self.name}: controller at address {self.address} "
+                                  f"refused {what}: Modbus exception "
+                                  f"({type(err).__name__}: {err})") from err
                 except (minimalmodbus.ModbusException, ValueError, OSError) as err:
                     last = err
                     port.finish(f"{type(err).__name__}: {err}")
@@ -508,9 +516,23 @@ class Eurotherm3200:
                               f"read of register {register}"))
 
     def _write(self, register: int, value: float, decimals: int | None = None) -> None:
+        """Write one register: function 16 (minimalmodbus's default), else 6 from then on.
+
+        The manual names no function codes for the 3200 (only that minimalmodbus writes with
+        16 by default); a controller that answers 16 with "illegal function" (exception 01)
+        is written with 6, write single register, for the rest of the session.
+        """
         d = self.decimals if decimals is None else decimals
-        self._io(lambda i: i.write_register(register, value, d, signed=True),
-                 f"write of {value:g} to register {register}")
+        what = f"write of {value:g} to register {register}"
+        try:
+            self._io(lambda i: i.write_register(register, value, d, functioncode=self._write_fc,
+                                                signed=True), what)
+        except _IllegalFunction:
+            if self._write_fc == eu.WRITE_SINGLE:
+                raise
+            self._write_fc = eu.WRITE_SINGLE
+            self._io(lambda i: i.write_register(register, value, d, functioncode=self._write_fc,
+                                                signed=True), what)
 
     def connect(self, standby_c: float = 25.0) -> None:
         """Select the remote setpoint and set the controller's ramp rate (verified).

@@ -404,6 +404,10 @@ class ModbusBusEmulator(PtyEmulator):
         #: Fault injection: the next n requests get this exception code (06 slave busy, 04
         #: device failure ...) instead of an answer.
         self.exception_next: tuple[int, int] = (0, 0)
+        #: Function codes the controllers implement (others: exception 01). The manual names
+        #: none for the 3200; a slave may implement write single (6) without write multiple.
+        self.functions = frozenset({eu.READ_HOLDING, eu.READ_INPUT, eu.WRITE_SINGLE,
+                                    eu.WRITE_MULTIPLE})
 
     def take(self, buf: bytes) -> tuple[int, bytes] | None:
         """One request (see :meth:`PtyEmulator.take`)."""
@@ -434,6 +438,8 @@ class ModbusBusEmulator(PtyEmulator):
         heaters = [h for h in self.reactor.heaters.values() if h.address == frame[0]]
         if not heaters:
             return n, b""
+        if fc not in self.functions:
+            return n, self._exception(frame[0], fc, eu.ILLEGAL_FUNCTION)
         count, code = self.exception_next
         if count > 0:
             self.exception_next = (count - 1, code)

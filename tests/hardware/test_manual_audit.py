@@ -1,8 +1,8 @@
-"""What the manual allows and our driver assumed otherwise (reference §1.1, New Era NE-1000).
+"""What the manual allows and our drivers assumed otherwise (reference §1.1 and §2.1).
 
-Each test drives the real driver over a pty against the pump emulator, set to answer as the
-manual permits (it says so, or leaves it open) rather than as our driver expected. See
-docs/hardware.md, "Audit against the manual".
+Each test drives a real driver over a pty against its emulator, set to answer as the
+manual permits (it says so, or leaves it open) rather than as our driver expected
+(§1.1 New Era, §2.1 Eurotherm). See docs/hardware.md, "Audit against the manual".
 """
 
 from __future__ import annotations
@@ -13,10 +13,11 @@ from typing import Any
 import pytest
 
 from autolab.exceptions import HardwareError
-from autolab.hardware.drivers import NE1000Pump
+from autolab.hardware.drivers import Eurotherm3200, NE1000Pump
+from autolab.hardware.protocols import eurotherm as eu
 from autolab.hardware.transport import Transport
-from autolab.virtuallab.emulators import PumpChainEmulator
-from autolab.virtuallab.reactor import PumpModel
+from autolab.virtuallab.emulators import ModbusBusEmulator, PumpChainEmulator
+from autolab.virtuallab.reactor import HeaterModel, PumpModel
 
 from .test_conformance import Bench, _safe_mode_pump
 
@@ -102,6 +103,29 @@ def test_a_pump_whose_stp_pauses_is_stopped_before_its_diameter_is_set() -> None
         pump.connect()  # a re-initialization while it runs (after a delivery fault)
         assert (p.running, p.paused, p.diameter_mm) == (False, False, 12.0)
         assert not pump.state().pumping
+    finally:
+        line.close()
+        emu.stop()
+
+
+# ============================================================================= Eurotherm 3200
+def test_a_controller_without_write_multiple_is_written_with_write_single() -> None:
+    """§2.1 names no Modbus function codes for the 3200 (§2.5: minimalmodbus writes with 16 by
+    default). A controller that implements write single (6) only answered every write with
+    exception 01 and the rig did not open; the driver now writes with 6 from then on."""
+    bench = Bench()
+    bench.heaters = {"h1": HeaterModel(address=1, role="core")}
+    emu = ModbusBusEmulator("heaters", bench)  # type: ignore[arg-type]
+    emu.functions = frozenset({eu.READ_HOLDING, eu.READ_INPUT, eu.WRITE_SINGLE})
+    emu.start()
+    line = Transport(emu.port, baudrate=9600, timeout_s=0.3, retries=2)
+    try:
+        heater = Eurotherm3200(line, "heater_x", address=1, ramp_c_per_min=12.0)
+        heater.connect()
+        heater.set_temperature_c(181.5)
+        h = bench.heaters["h1"]
+        assert (h.remote, h.ramp_c_per_min, h.remote_sp_c) == (True, 12.0, 181.5)
+        assert sum("IllegalRequestError" in x for x in line.log.lines()) == 1  # asked once
     finally:
         line.close()
         emu.stop()
