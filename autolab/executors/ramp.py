@@ -421,7 +421,12 @@ def run_on_simulated(ex: SimulatedExecutor, trajectory: Trajectory, limits: Ramp
     from autolab.executors.simulated import _realizer  # noqa: PLC0415 - import cycle
 
     check_plan(ex.procedure, trajectory, limits, frame_interval_min)
-    check_before_run(ex.session)  # a fault found between trajectories: a rig event
+    try:
+        check_before_run(ex.session)  # a fault found between trajectories: a rig event
+    except DeviceFault:  # as on the serial rig: the previous trajectory's feeds stop at once
+        ex.session.monitor.stop_all()
+        ex._book()
+        raise
     k = ex._run_index
     ex._run_index += 1
     start = trajectory.points[0]

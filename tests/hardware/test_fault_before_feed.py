@@ -21,6 +21,8 @@ import pytest
 from autolab.dynamic import RampLimits, Trajectory
 from autolab.exceptions import DeviceFault
 from autolab.executors.cstr import CSTRExecutor
+from autolab.executors.simulated import SimulatedExecutor
+from autolab.hardware.delivery import PumpFinding
 from autolab.hardware.fluidics import REAGENT_ROLES
 from autolab.records import Conditions
 from autolab.virtuallab.lab import VirtualLab
@@ -112,3 +114,22 @@ def test_a_fault_before_a_steady_experiment_ends_the_same_way(
     _heaters_held(lab, {"heater_core": 150.0, "heater_shell": 200.0})
     assert ex.supervisor.trip is None and ex.last_shutdown is None
     assert ex.reagent_ml.get("solvent", 0.0) > 0.0  # what it fed is booked
+
+
+def test_the_simulated_rig_stops_the_feeds_at_a_rig_event_between_trajectories() -> None:
+    """The simulated rig ends a rig event between trajectories the same way: the previous
+    trajectory's feeds stop at once and what they fed is booked (they ran on into the kept
+    proposal's settle)."""
+    ex = SimulatedExecutor(seed=1)
+    ex.run_trajectory(Trajectory((0.0, 10.0), (START, END)), LIMITS, frame_interval_min=2.0)
+    assert any(ex.session.monitor.is_running(r) for r in REAGENT_ROLES)
+    booked = ex.reagent_ml
+    ex.session.monitor.report(PumpFinding("solvent_valve", "solvent_valve", "valve_moved",
+                                          "position 1, commanded 2", trip=False))
+    with pytest.raises(DeviceFault, match="position 1, commanded 2") as info:
+        ex.run_trajectory(Trajectory((0.0, 10.0), (END, START)), LIMITS, frame_interval_min=2.0)
+    assert info.value.before_feed
+    assert not any(ex.session.monitor.is_running(r) for r in ex.rig.pumps)
+    with ex.rig.reactor.lock:
+        assert not any(p.running for p in ex.rig.reactor.pumps.values())
+    assert ex.reagent_ml["indium_halide"] > booked["indium_halide"]
