@@ -269,13 +269,37 @@ class CSTRExecutor:
                 ``before_feed`` set and the exchanges since the last experiment as its log.
             HardwareError: A device failed; the rig is in its safe state.
         """
-        self._bookmark = self._idle_since
-        check_before_run(self)  # a fault found between experiments: a rig event
+        self.check_before_run(conditions)  # a fault found between experiments: a rig event
         self._bookmark = bookmark = self.rig.log.count
         try:
             return self._run(conditions, bookmark)
         finally:
             self._idle_since = self.rig.log.count
+
+    def check_before_run(self, conditions: Conditions) -> None:
+        """The checks before an experiment or a trajectory moves anything (both modes).
+
+        A device fault found here (:func:`~autolab.executors.procedure.check_before_run`: a
+        rig event) ends as every device fault does, in :meth:`_end_invalid`: every pump
+        stopped and verified, what they delivered booked, the pumps at fault re-initialized,
+        heaters left on. Before, it was raised and nothing else: in dynamic mode the previous
+        trajectory's feeds (left running so the next one continues from its last point) ran on
+        into a rig known faulty until the kept proposal's settle flush stopped them, and a
+        pump at fault was re-initialized only at the next invalid experiment.
+
+        Raises:
+            DeviceFault: With ``before_feed`` set, after the feeds were stopped.
+            SafetyTrip: The supervisor tripped (the shutdown ran).
+        """
+        self._bookmark = self._idle_since
+        try:
+            check_before_run(self)
+        except DeviceFault as fault:
+            try:
+                self._end_invalid(conditions, fault, self._bookmark)
+            finally:
+                self._idle_since = self.rig.log.count
+            raise
 
     def _run(self, conditions: Conditions, bookmark: int) -> Measurement:
         self.monitor.take_delivered()
@@ -328,10 +352,17 @@ class CSTRExecutor:
                       **result.metadata()})
 
     def _end_invalid(self, c: Conditions, fault: DeviceFault, bookmark: int) -> None:
-        """After a delivery fault: feeds off, reagents booked, the pumps at fault re-initialized.
+        """After any device fault: feeds off, reagents booked, the pumps at fault re-initialized.
 
-        The rig stays up (heaters on); the tanks hold product of conditions that were not
-        delivered, so the next experiment flushes them first.
+        The one ending of a device fault, whether found before the feeds (a rig event) or
+        after (an invalid experiment), in both modes. It is the first step of the manual's
+        safe shutdown (§5.5: stop every reagent feed pump and verify it stopped); the rest of
+        that sequence (flush, cool the blocks, stirrers off) is for leaving the rig, which a
+        device fault does not: the rig stays up (heaters at their setpoints, stirrers on), as
+        the next experiment or the kept proposal runs on it and commands every device afresh.
+        A trip or any other failure runs the whole shutdown instead. After a fault once the
+        feeds ran, the tanks hold product of conditions that were not delivered, so the next
+        experiment flushes them first; before the feeds they hold what they held.
         """
         try:
             self.monitor.stop_all()

@@ -421,7 +421,12 @@ def run_on_simulated(ex: SimulatedExecutor, trajectory: Trajectory, limits: Ramp
     from autolab.executors.simulated import _realizer  # noqa: PLC0415 - import cycle
 
     check_plan(ex.procedure, trajectory, limits, frame_interval_min)
-    check_before_run(ex.session)  # a fault found between trajectories: a rig event
+    try:
+        check_before_run(ex.session)  # a fault found between trajectories: a rig event
+    except DeviceFault:  # as on the serial rig: the previous trajectory's feeds stop at once
+        ex.session.monitor.stop_all()
+        ex._book()
+        raise
     k = ex._run_index
     ex._run_index += 1
     start = trajectory.points[0]
@@ -454,10 +459,12 @@ def run_on_serial(ex: CSTRExecutor, trajectory: Trajectory, limits: RampLimits, 
 
     A trip has already run the shutdown; a delivery fault ends the trajectory invalid (feeds
     off, the pump re-initialized, the next experiment flushes); any other error puts the rig in
-    its safe state. Each carries the frames streamed so far.
+    its safe state. Each carries the frames streamed so far. A fault found before the
+    trajectory starts (the previous one's feeds still running) is a rig event, ended the same
+    way (:meth:`CSTRExecutor.check_before_run`).
     """
+    ex.check_before_run(trajectory.points[0])  # a rig event: the feeds stop at once
     ex._bookmark = bookmark = ex.rig.log.count
-    check_before_run(ex)  # a fault found between trajectories: a rig event
     ex.monitor.take_delivered()
     check_plan(ex.procedure, trajectory, limits, frame_interval_min)
     try:
@@ -483,6 +490,8 @@ def run_on_serial(ex: CSTRExecutor, trajectory: Trajectory, limits: RampLimits, 
     except BaseException:
         ex.safe_state()
         raise
+    finally:  # a fault found before the next trajectory comes with the exchanges since this one
+        ex._idle_since = ex.rig.log.count
     spent = ex._book_reagents()
     ex._check(bookmark)
     ex._run_index += 1

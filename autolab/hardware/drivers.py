@@ -119,12 +119,19 @@ class NE1000Pump:
 
     # --------------------------------------------------------------------- wire
     def _framer(self, ser: SerialLike) -> bytes:
+        """One reply; in Safe mode a Safe-mode packet or a Basic-framed reply.
+
+        The manual gives the Safe-mode packet layout of what the host sends and calls the
+        auto-alarm a "status packet"; it does not say that a pump in Safe mode frames its
+        replies as packets. A Basic reply (``STX``, an address digit) is read as one.
+        """
         if self.safe_wire:
-            return _safe_framer(ser)
+            return _any_framer(ser)
         return read_until_byte(ser, bytes([newera.ETX]))
 
     def _parse(self, frame: bytes) -> newera.PumpReply:
-        reply = newera.parse_safe(frame) if self.safe_wire else newera.parse_basic(frame)
+        safe = self.safe_wire and len(frame) > 1 and not chr(frame[1]).isdigit()
+        reply = newera.parse_safe(frame) if safe else newera.parse_basic(frame)
         if reply.address is not None and reply.address != self.address:
             raise newera.PumpProtocolError(
                 f"{self.name}: reply from address {reply.address}, expected {self.address}")
@@ -259,7 +266,7 @@ class NE1000Pump:
         self.found_mode = "safe" if self._probe() else "basic"
         self._switch_mode()
         self.take_alarms()
-        self.command("STP")
+        self.stop()
         self.command("DIA", newera.format_number(self.diameter_mm))
         read = self.query("DIA", newera.parse_float)
         _verify(self.name, "diameter_mm", self.diameter_mm, read, 1e-3)
@@ -370,10 +377,15 @@ class NE1000Pump:
 
         An alarm reply means the pump acknowledged the alarm instead of executing ``STP``
         (manual: "the alarm must be acknowledged before any data is changed"), so ``STP`` is
-        sent once more; the alarm itself stays with :meth:`take_alarms`.
+        sent once more; the alarm itself stays with :meth:`take_alarms`. A pump that answers
+        ``P`` (paused) gets one more ``STP``: the manual leaves open whether one ``STP`` pauses
+        or stops the program, and a paused pump is not stopped (``DIA`` is accepted "only when
+        stopped", so bring-up failed on a pump whose ``STP`` pauses).
         """
         reply = self.command("STP", raise_alarm=False)
         if reply.alarm:
+            reply = self.command("STP", raise_alarm=False)
+        if reply.status == "P":
             reply = self.command("STP", raise_alarm=False)
         if reply.pumping:
             reply = self.command("", raise_alarm=False)
@@ -411,13 +423,6 @@ def _direction(data: str) -> str:
     return data
 
 
-def _safe_framer(ser: SerialLike) -> bytes:
-    head = read_exact(ser, 2)
-    if head[0] != newera.STX:
-        raise ProtocolError(f"reply {head!r} does not start with STX")
-    return head + read_exact(ser, head[1] - 1)
-
-
 def _any_framer(ser: SerialLike) -> bytes:
     """One New Era reply in either framing: after STX, a Basic reply has an address digit."""
     head = read_exact(ser, 2)
@@ -429,6 +434,10 @@ def _any_framer(ser: SerialLike) -> bytes:
 
 
 # ============================================================================= heaters
+class _IllegalFunction(HardwareError):
+    """The controller answered Modbus exception 01: it does not implement the function."""
+
+
 class Eurotherm3200:
     """Eurotherm 3200 controller of one heater block, Modbus RTU through minimalmodbus.
 
@@ -473,6 +482,8 @@ class Eurotherm3200:
         self.ramp_c_per_min = ramp_c_per_min
         self.limits = limits or Limits()
         self.decimals = decimals
+        #: Modbus function that writes a register (16; 6 once the controller refused 16).
+        self._write_fc = eu.WRITE_MULTIPLE
 
     def _io(self, fn: Callable[[minimalmodbus.Instrument], Any], what: str) -> Any:
         last: Exception | None = None
@@ -487,9 +498,11 @@ class Eurotherm3200:
                     port.finish(f"{type(err).__name__}: {err}")
                 except minimalmodbus.SlaveReportedException as err:
                     port.finish(f"{type(err).__name__}: {err}")
-                    raise HardwareError(f"{self.name}: controller at address {self.address} "
-                                        f"refused {what}: Modbus exception "
-                                        f"({type(err).__name__}: {err})") from err
+                    refused = (_IllegalFunction if "illegal function" in str(err).lower()
+                               else HardwareError)
+                    raise refused(f"{self.name}: controller at address {self.address} "
+                                  f"refused {what}: Modbus exception "
+                                  f"({type(err).__name__}: {err})") from err
                 except (minimalmodbus.ModbusException, ValueError, OSError) as err:
                     last = err
                     port.finish(f"{type(err).__name__}: {err}")
@@ -503,9 +516,23 @@ class Eurotherm3200:
                               f"read of register {register}"))
 
     def _write(self, register: int, value: float, decimals: int | None = None) -> None:
+        """Write one register: function 16 (minimalmodbus's default), else 6 from then on.
+
+        The manual names no function codes for the 3200 (only that minimalmodbus writes with
+        16 by default); a controller that answers 16 with "illegal function" (exception 01)
+        is written with 6, write single register, for the rest of the session.
+        """
         d = self.decimals if decimals is None else decimals
-        self._io(lambda i: i.write_register(register, value, d, signed=True),
-                 f"write of {value:g} to register {register}")
+        what = f"write of {value:g} to register {register}"
+        try:
+            self._io(lambda i: i.write_register(register, value, d, functioncode=self._write_fc,
+                                                signed=True), what)
+        except _IllegalFunction:
+            if self._write_fc == eu.WRITE_SINGLE:
+                raise
+            self._write_fc = eu.WRITE_SINGLE
+            self._io(lambda i: i.write_register(register, value, d, functioncode=self._write_fc,
+                                                signed=True), what)
 
     def connect(self, standby_c: float = 25.0) -> None:
         """Select the remote setpoint and set the controller's ramp rate (verified).

@@ -9,8 +9,21 @@ optics without touching the executor.
 
 seabreeze facts used: ``Spectrometer.from_serial_number(sn)``, ``integration_time_micros(us)``,
 ``wavelengths()``, ``intensities(correct_dark_counts, correct_nonlinearity)``,
-``max_intensity``, ``integration_time_micros_limits``; the first spectrum after an
-integration-time change still holds the old exposure (FIFO), so it is read and discarded.
+``max_intensity``, ``integration_time_micros_limits``. The detector free-runs and buffers: the
+spectrum a call returns was exposed before the call (the manual's FIFO note, for an
+integration-time change). So :meth:`SeabreezeSpectrometer.acquire` reads one spectrum and
+discards it before the one it returns, *after* the light path was set: the discard used to come
+with the integration time, before the light path changed, so a frame could hold the light of the
+previous setting (a "dark" with the lamp in it, a lamp frame exposed dark).
+
+A light path that can say how it is (:class:`~autolab.hardware.base.Watched`, e.g. an
+``asp1_light``) is read back after every frame. One that cannot (a GPIO box) leaves the frame
+itself as the only evidence, and the manual gives what it can prove (§3: the dark D is taken with
+the lamp off or shuttered at the same integration time; A = -log10((S - D)/(R - D))): a frame of
+the lamp (``ABS``, shutter open) and a frame of the reference dye under excitation (``EXC``,
+``DYE``) must rise above the dark frame of the same integration time (:func:`light_shortfall`); the
+dye always emits, and a lamp frame is bright wherever the sample does not absorb. A frame of the
+sample under excitation is not judged: a sample that does not emit is chemistry.
 
 Devices-file kind ``ocean`` (registered here; see docs/hardware.md): the detector is found by
 its USB serial number, not a serial port, and ``light`` names the device that switches the light
@@ -30,10 +43,36 @@ import numpy as np
 from numpy.typing import NDArray
 from pydantic import Field
 
-from autolab.exceptions import ConfigError, HardwareError
+from autolab.exceptions import ConfigError, DeviceFault, HardwareError
 from autolab.hardware.base import Device, Watched, check_light_after_frame
 from autolab.hardware.devices import DevicesConfig, DeviceSpecBase
 from autolab.hardware.registry import BuildContext, Category, DeviceKind, register_kind
+
+#: A lit frame must rise this many dark-noise sigmas above the dark frame (at its
+#: :data:`LIGHT_PERCENTILE` pixel): a frame with no light reaches about 3.3 there.
+LIGHT_MIN_SIGMAS = 10.0
+#: Percentile of the pixels' excess over the dark frame that is judged (the dye's band covers
+#: several % of the pixels, a lamp most of them).
+LIGHT_PERCENTILE = 99.0
+
+
+def light_shortfall(frame: NDArray[np.float64], dark: NDArray[np.float64]) -> str:
+    """Why ``frame`` shows no light above ``dark`` (same integration time), or ``""`` (pure).
+
+    The dark frame's noise is estimated from its pixel-to-pixel differences (a robust MAD, so
+    fixed-pattern offsets and hot pixels do not inflate it), floored at 1 count. A frame whose
+    :data:`LIGHT_PERCENTILE` th-percentile excess over the dark is below
+    :data:`LIGHT_MIN_SIGMAS` noise sigmas holds no light.
+    """
+    diff = np.diff(np.asarray(dark, dtype=np.float64))
+    mad = float(np.median(np.abs(diff - np.median(diff)))) if diff.size else 0.0
+    sigma = max(1.4826 * mad / math.sqrt(2.0), 1.0)
+    excess = float(np.percentile(np.asarray(frame, dtype=np.float64) - dark, LIGHT_PERCENTILE))
+    if excess >= LIGHT_MIN_SIGMAS * sigma:
+        return ""
+    return (f"its brightest {100 - LIGHT_PERCENTILE:g} % of pixels are {excess:.0f} counts above "
+            f"the dark frame, whose noise is {sigma:.1f} counts (at least "
+            f"{LIGHT_MIN_SIGMAS * sigma:.0f} expected)")
 
 
 @runtime_checkable
@@ -93,6 +132,10 @@ class SeabreezeSpectrometer:
         self._nonlinearity = correct_nonlinearity
         self._wl = np.asarray(device.wavelengths(), dtype=np.float64)
         self._integration_ms = math.nan
+        #: The light path as last set (source, shutter open, cell); None while unknown.
+        self._light: tuple[str, bool, str] | None = None
+        #: Last dark frame (source off or shutter closed) by integration time, µs.
+        self._darks: dict[int, NDArray[np.float64]] = {}
 
     def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         """Call a seabreeze method; its own errors become a HardwareError naming the call.
@@ -108,6 +151,31 @@ class SeabreezeSpectrometer:
         except Exception as err:  # seabreeze (and pyusb) raise their own families
             raise HardwareError(f"{self.name}: {method}({shown}) failed: "
                                 f"{type(err).__name__}: {err}") from err
+
+    def connect(self) -> None:
+        """Take one frame with the corrections the devices file asks for.
+
+        The manual (§3): ``correct_nonlinearity`` raises a ``SeaBreezeError`` on a detector
+        without stored coefficients. Found at the first frame of a campaign, that is a device
+        failure and the rig goes to its safe state; found here, it is the devices file that is
+        wrong, and the error says which field to change.
+
+        Raises:
+            ConfigError: The detector has no nonlinearity coefficients but the devices file
+                asks for the correction.
+            HardwareError: The detector does not deliver a frame at all.
+        """
+        try:
+            self._call("intensities", correct_dark_counts=False,
+                       correct_nonlinearity=self._nonlinearity)
+        except HardwareError as err:
+            if not self._nonlinearity:
+                raise
+            self._call("intensities", correct_dark_counts=False, correct_nonlinearity=False)
+            raise ConfigError(f"devices.{self.name}.correct_nonlinearity=true, but the detector "
+                              f"{self.device.serial_number} cannot correct its nonlinearity "
+                              f"(no stored coefficients?): {err}; set correct_nonlinearity: "
+                              f"false") from err
 
     def ping(self) -> str:
         """Model and serial number."""
@@ -134,7 +202,7 @@ class SeabreezeSpectrometer:
         return self._path
 
     def set_integration_ms(self, integration_ms: float) -> None:
-        """Set the integration time and flush the frame exposed with the old one.
+        """Set the integration time (:meth:`acquire` discards the frame exposed before).
 
         Raises:
             HardwareError: Outside the detector's limits (the message names them), or the
@@ -145,26 +213,37 @@ class SeabreezeSpectrometer:
         if not lo_us <= us <= hi_us:
             raise HardwareError(f"{self.name}: integration_ms = {integration_ms:g} is outside the "
                                 f"detector's range [{lo_us / 1000:g}, {hi_us / 1000:g}] ms")
+        self._integration_ms = math.nan
         self._call("integration_time_micros", us)
-        self._call("intensities")  # FIFO: this frame was exposed with the previous setting
         self._integration_ms = us / 1000.0
 
     def configure(self, *, source: str, shutter_open: bool, cell: str) -> None:
         """Delegate lamp, LED, shutter and cell to the light path."""
+        self._light = None
         self.light_path.configure(source=source, shutter_open=shutter_open, cell=cell)
+        self._light = (source, shutter_open, cell)
 
     def acquire(self) -> NDArray[np.float64]:
         """One frame of raw counts ``(P,)`` (no dark correction: the executor takes darks).
+
+        The spectrum waiting in the detector's FIFO was exposed before this call (before the
+        light path or the integration time was set, or before a wait), so one is read and
+        discarded first (costs one integration time).
 
         Raises:
             HardwareError: The detector failed (seabreeze's error, naming the call), or the
                 frame has the wrong number of pixels or a non-finite count.
             DeviceFault: A light path that can say how it is (:class:`Watched`) is not as set
-                after the frame (a source that went out: the frame is dark).
+                after the frame (a source that went out: the frame is dark); for one that
+                cannot, a lamp or dye frame with no light above the dark frame
+                (:func:`light_shortfall`).
         """
-        counts = np.asarray(self._call("intensities", correct_dark_counts=False,
-                                       correct_nonlinearity=self._nonlinearity),
-                            dtype=np.float64)
+        def read() -> NDArray[np.float64]:
+            return np.asarray(self._call("intensities", correct_dark_counts=False,
+                                         correct_nonlinearity=self._nonlinearity),
+                              dtype=np.float64)
+        read()  # the FIFO's stale spectrum
+        counts = read()
         if counts.shape != self._wl.shape:
             raise HardwareError(f"{self.name}: frame has {counts.size} pixels, expected "
                                 f"{self._wl.size}")
@@ -176,7 +255,31 @@ class SeabreezeSpectrometer:
                                 f"spectrum")
         if isinstance(self.light_path, Watched):  # one that can say how it is (asp1_light)
             check_light_after_frame(self.name, self.light_path.check())
+        else:
+            self._check_light_level(counts)
         return counts
+
+    def _check_light_level(self, counts: NDArray[np.float64]) -> None:
+        """Keep dark frames; a lamp or dye frame must show light above the dark (see module).
+
+        Raises:
+            DeviceFault: A lamp frame or a dye frame under excitation holds no light.
+        """
+        if self._light is None or not math.isfinite(self._integration_ms):
+            return
+        source, shutter_open, cell = self._light
+        us = round(self._integration_ms * 1000.0)
+        if source == "OFF" or not shutter_open:
+            self._darks[us] = counts
+            return
+        dark = self._darks.get(us)
+        judged = source == "ABS" or (source == "EXC" and cell == "DYE")
+        if dark is None or not judged:
+            return
+        if why := light_shortfall(counts, dark):
+            raise DeviceFault(self.name, f"no light in the {source} frame of the {cell} cell: "
+                              f"{why}: the lamp, LED or shutter failed and the light path "
+                              f"cannot say so; experiment invalid")
 
 
 class OceanSpec(DeviceSpecBase):

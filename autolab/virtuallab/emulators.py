@@ -189,6 +189,23 @@ class PumpChainEmulator(PtyEmulator):
     def __init__(self, name: str, reactor: VirtualReactor) -> None:
         super().__init__(name, reactor)
         self._announced: dict[str, str] = {n: p.alarm for n, p in reactor.pumps.items()}
+        self._ignore = 0
+        #: Manual variation: answer Safe-mode packets with Basic-framed replies (the manual
+        #: gives the Safe-mode packet layout of requests and says the auto-alarm is a "status
+        #: packet"; it does not say in which framing a pump in Safe mode replies).
+        self.basic_replies_in_safe_mode = False
+        #: Manual variation: ``STP`` pauses a running program (status ``P``) and a second
+        #: ``STP`` stops it (the manual leaves open whether one ``STP`` pauses or stops); a
+        #: paused pump is not stopped, so it refuses ``DIA`` (``?NA``) like a running one.
+        self.stp_pauses = False
+
+    def ignore_next(self, n: int = 1) -> None:
+        """Answer the next ``n`` commands ``?IGN`` without executing them.
+
+        The manual: ``?IGN`` = "Command ignored due to a simultaneous new Phase start". A status
+        query carries no command, so it is answered as usual.
+        """
+        self._ignore = n
 
     def unsolicited(self) -> bytes:
         """Auto-alarm packets of pumps in Safe mode whose alarm is new since the last look."""
@@ -265,17 +282,20 @@ class PumpChainEmulator(PtyEmulator):
         if p.alarm:  # the alarm reply acknowledges it; the command is not executed
             reply = newera.PumpReply(p.address, "A", p.alarm)
             p.alarm = ""
+        elif self._ignore and cmd:
+            self._ignore -= 1
+            reply = newera.PumpReply(p.address, _status(p), "", "", "IGN")
         else:
             reply = self._execute(p, cmd, args)
         body = reply.body().encode("ascii")
-        return newera.encode_safe_data(body) if safe else bytes([newera.STX]) + body + bytes(
-            [newera.ETX])
+        if safe and not self.basic_replies_in_safe_mode:
+            return newera.encode_safe_data(body)
+        return bytes([newera.STX]) + body + bytes([newera.ETX])
 
     def _execute(self, p: PumpModel, cmd: str, args: str) -> newera.PumpReply:
 
         def ok(data: str = "", error: str | None = None) -> newera.PumpReply:
-            st = ("I" if p.infuse else "W") if p.running else ("P" if p.paused else "S")
-            return newera.PumpReply(p.address, st, "", data, error)
+            return newera.PumpReply(p.address, _status(p), "", data, error)
         try:
             if cmd == "":
                 return ok()
@@ -287,7 +307,7 @@ class PumpChainEmulator(PtyEmulator):
             if cmd == "DIA":
                 if not args:
                     return ok(newera.format_number(p.diameter_mm))
-                if p.running:
+                if p.running or p.paused:  # "only when stopped"
                     return ok(error="NA")
                 if not newera.number_ok(args):
                     return ok(error="OOR")
@@ -311,7 +331,7 @@ class PumpChainEmulator(PtyEmulator):
                 p.running, p.paused = True, False
                 return ok()
             if cmd == "STP":
-                p.running, p.paused = False, False
+                p.running, p.paused = False, self.stp_pauses and p.running
                 return ok()
             if cmd == "DIS":  # volume units follow the diameter (<= 14.00 mm: µL)
                 units = "UL" if p.diameter_mm <= 14.0 else "ML"
@@ -350,6 +370,11 @@ class PumpChainEmulator(PtyEmulator):
         return ok()
 
 
+def _status(p: PumpModel) -> str:
+    """The status character of a pump without an alarm."""
+    return ("I" if p.infuse else "W") if p.running else ("P" if p.paused else "S")
+
+
 # ============================================================================= heaters
 class ModbusBusEmulator(PtyEmulator):
     """Eurotherm 3200 controllers on one RS-485 bus (Modbus RTU slaves, FC 3/4/6/16).
@@ -379,6 +404,10 @@ class ModbusBusEmulator(PtyEmulator):
         #: Fault injection: the next n requests get this exception code (06 slave busy, 04
         #: device failure ...) instead of an answer.
         self.exception_next: tuple[int, int] = (0, 0)
+        #: Function codes the controllers implement (others: exception 01). The manual names
+        #: none for the 3200; a slave may implement write single (6) without write multiple.
+        self.functions = frozenset({eu.READ_HOLDING, eu.READ_INPUT, eu.WRITE_SINGLE,
+                                    eu.WRITE_MULTIPLE})
 
     def take(self, buf: bytes) -> tuple[int, bytes] | None:
         """One request (see :meth:`PtyEmulator.take`)."""
@@ -409,6 +438,8 @@ class ModbusBusEmulator(PtyEmulator):
         heaters = [h for h in self.reactor.heaters.values() if h.address == frame[0]]
         if not heaters:
             return n, b""
+        if fc not in self.functions:
+            return n, self._exception(frame[0], fc, eu.ILLEGAL_FUNCTION)
         count, code = self.exception_next
         if count > 0:
             self.exception_next = (count - 1, code)

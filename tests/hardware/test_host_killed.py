@@ -33,10 +33,16 @@ ex.run(Conditions(t_core_c=180, tau_core_min=13, t_shell_c=290, tau_shell_min=15
 """
 
 
+#: Safe-mode timeout the host configures (the virtual lab's default, for a loaded host), s.
+SAFE_MODE_S = 10
+#: The pumps' and controllers' watchdogs once the host is killed, s.
+WATCHDOG_S = 2
+
+
 @pytest.mark.slow
 def test_killed_host_leaves_pumps_stopped_and_heaters_falling_back(tmp_path: Path) -> None:
     with VirtualLab(time_scale=SCALE) as lab:
-        devices = lab.write_devices_file(tmp_path / "devices.yaml")
+        devices = lab.write_devices_file(tmp_path / "devices.yaml", safe_mode_s=SAFE_MODE_S)
         host = subprocess.Popen([sys.executable, "-c", HOST, str(devices)],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                 env={**os.environ, "PYTHONUNBUFFERED": "1"})
@@ -47,8 +53,20 @@ def test_killed_host_leaves_pumps_stopped_and_heaters_falling_back(tmp_path: Pat
                    else "still running"))
             with lab.reactor.lock:
                 hot = {k: h.remote_sp_c for k, h in lab.reactor.heaters.items()}
+                # the host put every pump in Safe mode with the devices file's timeout and
+                # every controller on its remote setpoint; the watchdogs it armed are then
+                # shortened to WATCHDOG_S for the silence (the host dies at once, so no poll
+                # of its can be late): the same mechanism, ~7 s less of a test that waited
+                # out the 10-s timeout the virtual lab's file sets for a loaded host
+                assert {p.safe_timeout_s for p in lab.reactor.pumps.values()} == {SAFE_MODE_S}
+                assert all(h.remote for h in lab.reactor.heaters.values())
+                feeding = [n for n, p in lab.reactor.pumps.items() if p.running]
+                for p in lab.reactor.pumps.values():
+                    p.safe_timeout_s = WATCHDOG_S
+                for h in lab.reactor.heaters.values():
+                    h.remote_timeout_s = WATCHDOG_S
+                host.send_signal(signal.SIGKILL)
             assert max(hot.values()) > 150  # mid-experiment: stages heated
-            host.send_signal(signal.SIGKILL)
             host.wait(timeout=10)
             killed_at = time.monotonic()
             # Safe mode: every pump stops by itself once the host has been silent for safe_mode_s.
@@ -60,6 +78,8 @@ def test_killed_host_leaves_pumps_stopped_and_heaters_falling_back(tmp_path: Pat
                 for h in lab.reactor.heaters.values():
                     assert h.local_sp_c < 100
             assert time.monotonic() - killed_at < 30
+            with lab.reactor.lock:  # each stopped itself: its Safe-mode timeout alarm
+                assert {lab.reactor.pumps[n].alarm for n in feeding} == {"T"}
         finally:
             if host.poll() is None:
                 host.kill()

@@ -1,0 +1,131 @@
+"""What the manual allows and our drivers assumed otherwise (reference §1.1 and §2.1).
+
+Each test drives a real driver over a pty against its emulator, set to answer as the
+manual permits (it says so, or leaves it open) rather than as our driver expected
+(§1.1 New Era, §2.1 Eurotherm). See docs/hardware.md, "Audit against the manual".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from autolab.exceptions import HardwareError
+from autolab.hardware.drivers import Eurotherm3200, NE1000Pump
+from autolab.hardware.protocols import eurotherm as eu
+from autolab.hardware.transport import Transport
+from autolab.virtuallab.emulators import ModbusBusEmulator, PumpChainEmulator
+from autolab.virtuallab.reactor import HeaterModel, PumpModel
+
+from .test_conformance import Bench, _safe_mode_pump
+
+
+@pytest.fixture
+def basic_pump() -> Iterator[tuple[Bench, PumpChainEmulator, NE1000Pump]]:
+    """One NE-1000 at address 3 with a 12 mm syringe, in Basic mode, brought up."""
+    bench = Bench()
+    bench.pumps["p"] = PumpModel(address=3, role="solvent", diameter_mm=12.0)
+    emu = PumpChainEmulator("pumps", bench)  # type: ignore[arg-type]
+    emu.start()
+    line = Transport(emu.port, timeout_s=0.3, retries=2)
+    try:
+        pump = NE1000Pump(line, "pump_x", address=3, diameter_mm=12.0, safe_mode_s=0)
+        pump.connect()
+        yield bench, emu, pump
+    finally:
+        line.close()
+        emu.stop()
+
+
+def test_a_command_ignored_at_a_phase_start_is_sent_again(basic_pump: Any) -> None:
+    """§1.1 command errors: ``?IGN`` = "Command ignored due to a simultaneous new Phase start".
+    It says nothing against the command, so the driver sends it again (bounded), and a pump
+    that keeps ignoring is named with the reply, never taken as done."""
+    bench, emu, pump = basic_pump
+    p = bench.pumps["p"]
+    emu.ignore_next(1)
+    before = emu.requests
+    pump.set_rate_ml_min(1.5)
+    assert p.rate_ml_min == pytest.approx(1.5)
+    assert emu.requests == before + 3  # RAT (?IGN), RAT again, RAT query
+    assert any("?IGN (command ignored)" in x for x in pump.transport.log.lines())
+    emu.ignore_next(3)  # every attempt (retries=2)
+    with pytest.raises(HardwareError, match=r"pump_x: no valid reply to b'03RUN\\r' after 3 "
+                                            r"attempts.*\?IGN"):
+        pump.command("RUN")
+    assert not p.running
+
+
+def test_a_pump_in_safe_mode_may_reply_in_basic_framing() -> None:
+    """§1.1 Safe mode gives the packet layout of requests; it does not say that the replies
+    are packets too. A pump in Safe mode that answers in Basic framing is brought up, driven
+    and polled; before, every reply was read as a packet and the pump was 'silent'."""
+    with _safe_mode_pump(retries=2) as (bench, emu, line, pump):
+        emu.basic_replies_in_safe_mode = True
+        p = bench.pumps["p"]
+        pump.connect()
+        assert pump.found_mode == "safe" and p.safe_timeout_s == 5
+        pump.set_rate_ml_min(0.75)
+        pump.start()
+        assert p.running and pump.state().pumping
+        with bench.lock:
+            p.stall("S")
+        st = pump.state()
+        assert (st.alarms, st.pumping) == (("S",), False)
+        assert pump.rate_read_ml_min() == pytest.approx(0.75)  # the line stays in step
+
+
+def test_a_pump_whose_stp_pauses_is_stopped_before_its_diameter_is_set() -> None:
+    """§1.1: whether one ``STP`` pauses or stops a program is left open, and ``DIA`` is accepted
+    "only when stopped". A pump whose ``STP`` pauses got ``DIA`` while paused at bring-up
+    (``?NA``: the rig would not open); the driver now stops a paused pump with a second ``STP``.
+    """
+    bench = Bench()
+    bench.pumps["p"] = PumpModel(address=3, role="solvent", diameter_mm=12.0)
+    emu = PumpChainEmulator("pumps", bench)  # type: ignore[arg-type]
+    emu.stp_pauses = True
+    emu.start()
+    line = Transport(emu.port, timeout_s=0.3, retries=2)
+    try:
+        pump = NE1000Pump(line, "pump_x", address=3, diameter_mm=12.0, safe_mode_s=0)
+        pump.connect()
+        p = bench.pumps["p"]
+        pump.set_rate_ml_min(0.5)
+        pump.start()
+        pump.command("STP")  # one STP: paused, not stopped
+        assert (p.running, p.paused) == (False, True)
+        with pytest.raises(HardwareError, match=r"DIA12 refused: \?NA"):
+            pump.command("DIA", "12")  # what bring-up sent after its one STP
+        pump.command("RUN")
+        assert p.running
+        pump.connect()  # a re-initialization while it runs (after a delivery fault)
+        assert (p.running, p.paused, p.diameter_mm) == (False, False, 12.0)
+        assert not pump.state().pumping
+    finally:
+        line.close()
+        emu.stop()
+
+
+# ============================================================================= Eurotherm 3200
+def test_a_controller_without_write_multiple_is_written_with_write_single() -> None:
+    """§2.1 names no Modbus function codes for the 3200 (§2.5: minimalmodbus writes with 16 by
+    default). A controller that implements write single (6) only answered every write with
+    exception 01 and the rig did not open; the driver now writes with 6 from then on."""
+    bench = Bench()
+    bench.heaters = {"h1": HeaterModel(address=1, role="core")}
+    emu = ModbusBusEmulator("heaters", bench)  # type: ignore[arg-type]
+    emu.functions = frozenset({eu.READ_HOLDING, eu.READ_INPUT, eu.WRITE_SINGLE})
+    emu.start()
+    line = Transport(emu.port, baudrate=9600, timeout_s=0.3, retries=2)
+    try:
+        heater = Eurotherm3200(line, "heater_x", address=1, ramp_c_per_min=12.0)
+        heater.connect()
+        heater.set_temperature_c(181.5)
+        h = bench.heaters["h1"]
+        assert (h.remote, h.ramp_c_per_min, h.remote_sp_c) == (True, 12.0, 181.5)
+        assert sum("IllegalRequestError" in x for x in line.log.lines()) == 1  # asked once
+    finally:
+        line.close()
+        emu.stop()

@@ -1,0 +1,209 @@
+"""The Ocean detector with a light path that cannot say how it is (a GPIO box): what the manual
+lets the frames themselves prove (reference §3), and the exposure FIFO after a light change.
+
+The detector is the seabreeze stand-in of ``test_ocean.py`` (no USB spectrometer exists here),
+extended so that each frame holds the light that shone when its exposure began: seabreeze's
+free-running FIFO. The light path is a plain object with ``configure`` and no ``check``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from autolab.exceptions import ConfigError, DeviceFault, HardwareError
+from autolab.executors.simulated import SimulatedExecutor
+from autolab.hardware.base import Watched
+from autolab.hardware.ocean import LIGHT_MIN_SIGMAS, SeabreezeSpectrometer, light_shortfall
+from autolab.records import Conditions
+
+from .test_ocean import FakeOcean
+
+DARK = 1000.0
+READ_NOISE = 8.0
+
+
+class GpioLight:
+    """Switches lamp, LED, shutter and cell; cannot report anything (no ``check``)."""
+
+    def __init__(self) -> None:
+        self.state = ("OFF", False, "SAMPLE")
+        self.lamp_failed = False
+        self.led_failed = False
+
+    def configure(self, *, source: str, shutter_open: bool, cell: str) -> None:
+        self.state = (source, shutter_open, cell)
+
+
+class LitOcean(FakeOcean):
+    """Frames of what the light path shone when each exposure began (the FIFO)."""
+
+    def __init__(self, light: GpioLight) -> None:
+        super().__init__()
+        self.light = light
+        self.rng = np.random.default_rng(0)
+        self._exposing = light.state
+
+    def intensities(self, correct_dark_counts: bool = False,
+                    correct_nonlinearity: bool = False) -> np.ndarray:
+        super().intensities(correct_dark_counts, correct_nonlinearity)  # FIFO of the time
+        (source, shutter_open, cell), self._exposing = self._exposing, self.light.state
+        wl = self.wavelengths()
+        signal = np.zeros_like(wl)
+        if shutter_open and source == "ABS" and not self.light.lamp_failed:
+            signal = 20000.0 * np.exp(-0.5 * ((wl - 600.0) / 150.0) ** 2)
+        elif shutter_open and source == "EXC" and cell == "DYE" and not self.light.led_failed:
+            signal = 3000.0 * np.exp(-0.5 * ((wl - 552.0) / 17.0) ** 2)
+        return DARK + signal + self.rng.normal(0.0, READ_NOISE, wl.size)
+
+
+def _frame(spec: SeabreezeSpectrometer, source: str, shutter_open: bool, cell: str = "SAMPLE",
+           integration_ms: float = 20.0) -> np.ndarray:
+    spec.set_integration_ms(integration_ms)  # the procedure's order: time, light, frame
+    spec.configure(source=source, shutter_open=shutter_open, cell=cell)
+    return spec.acquire()
+
+
+def test_a_frame_holds_the_light_set_for_it_not_the_previous_setting() -> None:
+    """§3 FIFO: the spectrum a call returns was exposed before it. The stale one was discarded
+    with the integration time, before the light path changed, so a lamp frame right after a
+    dark one was dark (and a dark right after a lamp frame held the lamp)."""
+    light = GpioLight()
+    spec = SeabreezeSpectrometer(LitOcean(light), light, excitation_nm=405.0)
+    dark = _frame(spec, "OFF", False)
+    lamp = _frame(spec, "ABS", True)
+    dark_again = _frame(spec, "OFF", False)
+    assert dark.max() < DARK + 10 * READ_NOISE
+    assert lamp.max() > DARK + 15000.0
+    assert dark_again.max() < DARK + 10 * READ_NOISE
+
+
+def test_no_light_in_a_lamp_or_dye_frame_is_a_device_fault_without_a_read_back() -> None:
+    """The light path cannot report, so a burnt-out lamp or LED shows only in the frame: a lamp
+    frame and a dye frame under excitation must rise above the dark of their integration time.
+    A sample frame under excitation is not judged (a sample that does not emit is chemistry)."""
+    light = GpioLight()
+    assert not isinstance(light, Watched)
+    spec = SeabreezeSpectrometer(LitOcean(light), light, name="ocean1", excitation_nm=405.0)
+    _frame(spec, "OFF", False, integration_ms=20.0)
+    _frame(spec, "OFF", False, integration_ms=200.0)
+    _frame(spec, "ABS", True)  # healthy: no fault
+    _frame(spec, "EXC", True, "DYE", integration_ms=200.0)
+    light.lamp_failed = True
+    with pytest.raises(DeviceFault, match=r"ocean1: no light in the ABS frame of the SAMPLE "
+                                          r"cell: .* the lamp, LED or shutter failed"):
+        _frame(spec, "ABS", True)
+    light.led_failed = True
+    with pytest.raises(DeviceFault, match=r"no light in the EXC frame of the DYE cell"):
+        _frame(spec, "EXC", True, "DYE", integration_ms=200.0)
+    dark_sample = _frame(spec, "EXC", True, "SAMPLE", integration_ms=200.0)  # not judged
+    assert dark_sample.max() < DARK + 10 * READ_NOISE
+
+
+def test_a_lit_frame_without_a_dark_of_its_integration_time_is_not_judged() -> None:
+    light = GpioLight()
+    spec = SeabreezeSpectrometer(LitOcean(light), light, excitation_nm=405.0)
+    _frame(spec, "OFF", False, integration_ms=20.0)
+    light.lamp_failed = True
+    _frame(spec, "ABS", True, integration_ms=40.0)  # no dark at 40 ms yet: nothing to compare
+
+
+@settings(max_examples=60, deadline=None)
+@given(offset=st.floats(0.0, 5000.0), noise=st.floats(0.5, 50.0), seed=st.integers(0, 2**16),
+       pattern=st.floats(0.0, 200.0))
+def test_light_shortfall_tells_no_light_from_a_band_of_light(offset: float, noise: float,
+                                                              seed: int, pattern: float) -> None:
+    """Any dark level, read noise and fixed pattern: a frame of the dark's own noise holds no
+    light; one with 3 % of its pixels well above the dark holds light. (A fixed pattern that
+    changes from pixel to pixel raises the noise estimate: the check errs towards light.)"""
+    rng = np.random.default_rng(seed)
+    fixed = pattern * np.sin(np.arange(1024) / 7.0)  # fixed pattern: in the dark and the frame
+    dark = offset + fixed + rng.normal(0.0, noise, 1024)
+    unlit = offset + fixed + rng.normal(0.0, noise, 1024)
+    assert light_shortfall(unlit, dark) != ""
+    lit = unlit.copy()
+    lit[500:531] += 2 * LIGHT_MIN_SIGMAS * max(noise + pattern, 1.0)
+    assert light_shortfall(lit, dark) == ""
+
+
+def test_a_correction_the_detector_cannot_make_is_refused_at_connect_naming_the_field() -> None:
+    """§3: ``correct_nonlinearity`` raises on a detector without stored coefficients. It was
+    found at the campaign's first frame (a device failure, the rig to its safe state); now the
+    rig's connect names the devices-file field to change."""
+    light = GpioLight()
+    dev = LitOcean(light)
+    dev.has_nonlinearity = False
+    spec = SeabreezeSpectrometer(dev, light, name="ocean1", excitation_nm=405.0)
+    with pytest.raises(ConfigError, match=r"devices\.ocean1\.correct_nonlinearity=true, but the "
+                                          r"detector FLMS12345 cannot .* set "
+                                          r"correct_nonlinearity: false"):
+        spec.connect()
+    SeabreezeSpectrometer(dev, light, excitation_nm=405.0, correct_nonlinearity=False).connect()
+    dev.unplugged = True
+    with pytest.raises(HardwareError, match=r"intensities\(.*\) failed: SeaBreezeError"):
+        SeabreezeSpectrometer(dev, light, excitation_nm=405.0,
+                              correct_nonlinearity=False).connect()
+
+
+class _SimDetector:
+    """seabreeze's surface over the simulated rig's optics (frames of the twin's outlet)."""
+
+    model, serial_number, max_intensity = "FLAME-S", "FLMS12345", 65535.0
+    integration_time_micros_limits = (1000, 65_000_000)
+
+    def __init__(self, optics: Any) -> None:
+        self.optics = optics
+
+    def wavelengths(self) -> np.ndarray:
+        return np.asarray(self.optics.wavelengths_nm)
+
+    def integration_time_micros(self, us: int) -> None:
+        self.optics.set_integration_ms(us / 1000.0)
+
+    def intensities(self, correct_dark_counts: bool = False,
+                    correct_nonlinearity: bool = False) -> np.ndarray:
+        return np.asarray(self.optics.acquire())
+
+
+class _SimGpioLight:
+    """The simulated rig's light path, driven as a GPIO box (no read-back); can burn out."""
+
+    def __init__(self, optics: Any) -> None:
+        self.optics = optics
+        self.lamp_failed = False
+
+    def configure(self, *, source: str, shutter_open: bool, cell: str) -> None:
+        lit = "OFF" if self.lamp_failed and source == "ABS" else source
+        self.optics.configure(source=lit, shutter_open=shutter_open, cell=cell)
+
+
+#: Two products the twin makes (seed 3 completes both): a bright one and a dim, early one.
+CONDITIONS = [
+    Conditions(t_core_c=180, tau_core_min=13, t_shell_c=280, tau_shell_min=15, cl_to_i=6,
+               s_to_zn=2),
+    Conditions(t_core_c=150, tau_core_min=5, t_shell_c=200, tau_shell_min=5, cl_to_i=10,
+               s_to_zn=1, p_to_in=2),
+]
+
+
+def test_the_level_check_passes_every_frame_of_real_experiments_and_finds_a_dead_lamp() -> None:
+    """The procedure on the simulated rig, its optics read as an Ocean with a GPIO light path:
+    no frame of two completed experiments is taken for a light failure (blank, sample and dye
+    frames; the twin's lowest lit frame is ~4700 dark sigmas above its dark, the threshold 10),
+    and a lamp that burns out between experiments is found in the next one's first lamp
+    frame."""
+    ex = SimulatedExecutor(seed=3)
+    optics = ex.session.spectrometer
+    light = _SimGpioLight(optics)
+    ex.session.spectrometer = SeabreezeSpectrometer(  # type: ignore[assignment]
+        _SimDetector(optics), light, name="ocean1", excitation_nm=optics.excitation_nm,
+        path_length_cm=optics.path_length_cm)
+    for c in CONDITIONS:
+        assert ex.run(c).spectra.dye_pl_counts.size == optics.wavelengths_nm.size
+    light.lamp_failed = True
+    with pytest.raises(DeviceFault, match=r"ocean1: no light in the ABS frame"):
+        ex.run(CONDITIONS[0])
