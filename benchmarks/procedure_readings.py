@@ -17,6 +17,8 @@ previous experiment's truth and the settle time. It prints, per procedure:
   stated sd as the analyzer gives it now (``z_realized``: with the carry-over of the previous
   product that an unflushed cell still holds, :mod:`autolab.analysis.carryover`) and without
   that term (``z_realized_without_carryover``: the analyzer before it was added);
+* the analyzer's own QY bias, with each run's read-out gain (``pl_gain``, the twin's
+  ``qy_readout_rel``) divided out (``qy_bias_analyzer``);
 * adaptive minus fixed, signed toward the previous experiment's steady state (carry-over), by
   how early the adaptive verdict stopped (settle time over the fixed 3 τ);
 * the reading error had the analyzer located the peak on the emission corrected for the
@@ -109,6 +111,7 @@ def read_sequence(spec: BenchmarkSpec, member: Member, points: int, seed: int,
                "qy_sd_without_carryover": f0.qy_err,
                "carryover_share": float(m.metadata.get("carryover_share", math.nan)),
                "realized_qy": float(realized.qy), "true_pl_nm": float(truth.pl_peak_nm),
+               "pl_gain": float(ex.rig.reactor.pl_gain),
                "true_qy": float(truth.qy), "realized_pl_nm": float(realized.pl_peak_nm),
                "previous_true_pl_nm": previous,
                "settle_min": float(m.metadata.get("wait_settle_min", math.nan)),
@@ -154,8 +157,25 @@ def calibration(rows: list[dict[str, Any]]) -> dict[str, Any]:
                                                     "pl_sd_without_carryover_nm"),
                 "qy_z": z_summary(mine, "qy", "realized_qy", "qy_sd"),
                 "qy_z_without_carryover": z_summary(mine, "qy", "realized_qy",
-                                                    "qy_sd_without_carryover")}
+                                                    "qy_sd_without_carryover"),
+                "qy_bias_analyzer": qy_bias(mine)}
     return out
+
+
+def qy_bias(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The analyzer's own QY bias: reading / (truth × the run's read-out gain) - 1.
+
+    The simulated rig scales each run's emission by ``pl_gain`` (``qy_readout_rel``: excitation
+    drift between the sample and dye frames), which the stated sd's calibration term covers;
+    dividing it out leaves what the analyzer adds. Mean, its standard error and the sd.
+    """
+    b = [r["qy"] / (r["realized_qy"] * r["pl_gain"]) - 1.0 for r in rows
+         if math.isfinite(r["qy"]) and r["realized_qy"] > 0 and "pl_gain" in r]
+    if len(b) < 2:
+        return {"readings": len(b)}
+    sd = statistics.stdev(b)
+    return {"readings": len(b), "mean": round(statistics.fmean(b), 5),
+            "se": round(sd / math.sqrt(len(b)), 5), "sd": round(sd, 5)}
 
 
 def _ms(values: list[float]) -> str:

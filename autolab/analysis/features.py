@@ -220,7 +220,8 @@ def _chunk(  # noqa: PLR0917 - private per-chunk step
                              noise_a=em.noise_a, noise_g=em.noise_g, pixels_per_bin=grid.b)
     q = relative_qy(i_s, v_s, i_r, v_r, a_ex=a_ex.value, a_ex_err=a_ex.err,
                     reference_qy=refs[0], reference_absorbance=refs[1],
-                    reference_index=refs[2], sample_index=refs[3])
+                    reference_index=refs[2], sample_index=refs[3],
+                    calibration_rel=s.qy_calibration_rel)
 
     # flags
     flags = em.flags.copy()

@@ -21,9 +21,12 @@ absorbance over ±5 bins (±10 nm): exactly the interpolated value for a smooth 
 lamp noise averaged down.
 
 Uncertainty: relative errors added in quadrature: the sample and dye integrals (pixel noise model
-``σ² = a + g·counts`` from the emission analysis summed over the band) and the absorptance
-``1 - 10^-A_ex`` (the error of ``A_ex`` from the local fit). ``Φ_R``, ``A_R`` and the refractive
-indices are taken as exact: they are the reference's calibration, common to all experiments.
+``σ² = a + g·counts`` from the emission analysis summed over the band), the absorptance
+``1 - 10^-A_ex`` (the error of ``A_ex`` from the local fit), and the method's calibration error
+``calibration_rel`` (:attr:`~autolab.analysis.settings.AnalyzerSettings.qy_calibration_rel`):
+what the frames cannot show because the sample and dye frames share it (excitation drift between
+them, ``Φ_R``, ``A_R``, the refractive indices). The first two are statistical and average down
+with signal; the last does not, and on a bright product it is most of the stated sigma.
 """
 
 from __future__ import annotations
@@ -93,7 +96,8 @@ def band_integral(fb: FloatArray, width_b: FloatArray, *, lo: IntArray, hi: IntA
 def relative_qy(sample_integral: FloatArray, sample_var: FloatArray, dye_integral: FloatArray,
                 dye_var: FloatArray, *, a_ex: FloatArray, a_ex_err: FloatArray,
                 reference_qy: FloatArray, reference_absorbance: FloatArray,
-                reference_index: FloatArray, sample_index: FloatArray) -> QYResult:
+                reference_index: FloatArray, sample_index: FloatArray,
+                calibration_rel: float = 0.0) -> QYResult:
     """The relative-QY equation (module docstring) with first-order error propagation.
 
     Args:
@@ -107,6 +111,8 @@ def relative_qy(sample_integral: FloatArray, sample_var: FloatArray, dye_integra
         reference_absorbance: ``A_R``, the dye's absorbance at the excitation, ``(N,)``.
         reference_index: ``n_R``, refractive index of the dye's solvent, ``(N,)``.
         sample_index: ``n_s``, refractive index of the sample's solvent, ``(N,)``.
+        calibration_rel: Relative one-sigma calibration error of the method, added in
+            quadrature (0: the statistical error alone).
 
     Returns:
         :class:`QYResult`; NaN where an integral is not positive or ``A_ex`` is not positive.
@@ -126,7 +132,8 @@ def relative_qy(sample_integral: FloatArray, sample_var: FloatArray, dye_integra
         qy = (reference_qy * (sample_integral / dye_integral) * (f_r / f_s)
               * (sample_index**2 / reference_index**2))
         rel_f = LN10 * np.exp(-LN10 * a_ex) * a_ex_err / f_s
-        rel2 = sample_var / sample_integral**2 + dye_var / dye_integral**2 + rel_f**2
+        rel2 = (sample_var / sample_integral**2 + dye_var / dye_integral**2 + rel_f**2
+                + calibration_rel**2)
         err = np.abs(qy) * np.sqrt(rel2)
     ok = (sample_integral > 0) & (dye_integral > 0) & (a_ex > 0) & np.isfinite(qy)
     return QYResult(qy=np.where(ok, qy, np.nan), qy_err=np.where(ok, err, np.nan),

@@ -71,6 +71,23 @@ class AnalyzerSettings:
             the flag that says why. On by default: with it the readings on the benchmark family are
             unbiased (−0.02 ± 0.15 nm against +0.62 ± 0.41 nm, z 0.0 ± 0.8 against +4.4 ± 3.4;
             benchmarks/procedure_readings.py) and every analyzer, twin and golden test holds.
+        qy_calibration_rel: Relative one-sigma calibration error of a relative-QY reading,
+            added in quadrature to the statistical ``qy_err`` (pixel noise and the ``A_ex``
+            fit). It is the part no amount of signal averages away, because the sample and
+            dye frames of a reading share it: excitation power or alignment drifting between
+            the sample frame and the dye frame, the reference dye's own QY (published values
+            for rhodamine 6G in ethanol differ by a few percent) and the refractive indices.
+            Uncertainty budgets of the relative method for dilute solutions (Würth et al.,
+            Anal. Chem. 2011, 83, 3431; Resch-Genger and Rurack, IUPAC technical report, Pure
+            Appl. Chem. 2013, 85, 2005) and the common practice of quoting relative QYs to
+            5-10 % put a careful measurement at about 5 % relative; 0.05 is that lower end,
+            what a fixed inline geometry with one reference can claim. Without it the stated
+            QY sigma (about 1 % relative, statistical only) was several times smaller than the
+            scatter of relative QY readings, and the optimizer, the repeat-measurement logic
+            and the tracker all read that overconfident sigma. Set it from the lab's own
+            repeat readings of one product; 0 leaves the statistical sigma alone (a check of
+            the analyzer's noise model on synthetic frames). Below 1: a relative uncertainty
+            of 100 % or more says nothing about the QY.
     """
 
     excitation_margin_nm: float = 20.0
@@ -92,6 +109,7 @@ class AnalyzerSettings:
     exciton_max_search_nm: float = 40.0
     qy_range_sigma: float = 3.0
     peak_inner_filter: bool = True
+    qy_calibration_rel: float = 0.05
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -111,6 +129,9 @@ class AnalyzerSettings:
             if not lo < hi:
                 raise ConfigError(f"AnalyzerSettings.{name}: expected (low, high) with "
                                   f"low < high, got {(lo, hi)!r}")
+        if not self.qy_calibration_rel < 1.0:
+            raise ConfigError("AnalyzerSettings.qy_calibration_rel: expected a relative "
+                              f"uncertainty in [0, 1), got {self.qy_calibration_rel!r}")
         for name in ("bin_nm", "exciton_smooth_nm", "exciton_max_smooth_nm"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"AnalyzerSettings.{name}: expected a positive width in nm, "

@@ -190,13 +190,22 @@ def noisy(net: FloatArray, case: Case, rng: np.random.Generator, n: int = 1) -> 
     return np.asarray(np.minimum(mean + shot + read, case.saturation), dtype=np.float64)
 
 
-def frames(case: Case, rng: np.random.Generator, n: int = 1
+def frames(case: Case, rng: np.random.Generator, n: int = 1, *, drift_rel: float = 0.0
            ) -> tuple[dict[str, FloatArray], Truth]:
-    """``n`` noisy realizations of all six frames of a case, as ``(n, P)`` arrays, and the truth."""
+    """``n`` noisy realizations of all six frames of a case, as ``(n, P)`` arrays, and the truth.
+
+    ``drift_rel``: excitation drift between each row's sample and dye frames, a relative
+    one-sigma error that scales the row's whole sample emission by ``1 + drift_rel · N(0, 1)``
+    (what a relative-QY calibration error does to the frames; the twin's ``qy_readout_rel``).
+    """
     nets, truth = render_clean(case)
     zero = np.zeros_like(WL)
+    pl = noisy(nets["pl"], case, rng, n)
+    if drift_rel:
+        gain = 1.0 + drift_rel * rng.standard_normal(n)
+        pl = np.minimum(case.dark_level + (pl - case.dark_level) * gain[:, None], case.saturation)
     out = {
-        "pl_counts": noisy(nets["pl"], case, rng, n),
+        "pl_counts": pl,
         "dark_pl_counts": noisy(zero, case, rng, n),
         "dye_pl_counts": noisy(nets["dye"], case, rng, n),
         "blank_counts": noisy(nets["blank"], case, rng, n),

@@ -129,7 +129,7 @@ def test_physical_qy_clips_within_noise_and_refuses_beyond(qy, err):
 
 @FAST
 @given(name=st.sampled_from(("bin_nm", "exciton_smooth_nm", "exciton_max_smooth_nm",
-                             "qy_range_sigma", "min_snr")),
+                             "qy_range_sigma", "min_snr", "qy_calibration_rel")),
        value=st.one_of(st.floats(max_value=-1e-9), st.just(float("nan")), st.just(1 + 2j)))
 def test_bad_analyzer_settings_are_a_config_error_naming_the_field(name, value):
     from autolab.analysis import AnalyzerSettings
@@ -137,6 +137,15 @@ def test_bad_analyzer_settings_are_a_config_error_naming_the_field(name, value):
 
     with pytest.raises(ConfigError, match=f"AnalyzerSettings.{name}"):
         AnalyzerSettings(**{name: value})
+
+
+@pytest.mark.parametrize("value", [1.0, 2.5])
+def test_a_qy_calibration_of_100_percent_or_more_is_refused(value):
+    from autolab.analysis import AnalyzerSettings
+    from autolab.exceptions import ConfigError
+
+    with pytest.raises(ConfigError, match=r"qy_calibration_rel: expected a relative uncertainty"):
+        AnalyzerSettings(qy_calibration_rel=value)
 
 
 def test_zero_width_settings_are_refused():

@@ -120,6 +120,18 @@ def test_relative_qy_equation():
     assert np.isnan(bad.qy[0])
 
 
+def test_the_calibration_error_adds_in_quadrature_to_the_statistical_one():
+    one = np.ones(1)
+    kw = {"a_ex": one * 0.1, "a_ex_err": one * 0, "reference_qy": one * 0.95,
+          "reference_absorbance": one * 0.05, "reference_index": one, "sample_index": one}
+    # sample integral 100 ± 3 (3 % relative), dye exact
+    stat = relative_qy(one * 100, one * 9, one * 200, one * 0, **kw)
+    both = relative_qy(one * 100, one * 9, one * 200, one * 0, calibration_rel=0.04, **kw)
+    assert both.qy[0] == stat.qy[0]
+    assert stat.qy_err[0] == pytest.approx(0.03 * stat.qy[0], rel=1e-12)
+    assert both.qy_err[0] == pytest.approx(0.05 * stat.qy[0], rel=1e-12)  # hypot(3 %, 4 %)
+
+
 def test_exciton_shoulder_without_a_maximum_reports_the_band_centre():
     e = 1239.84 / WL
     e0 = 1239.84 / 520

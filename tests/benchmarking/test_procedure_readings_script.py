@@ -52,6 +52,10 @@ def test_both_procedures_read_the_same_conditions_and_the_pairing_holds() -> Non
     assert all(r["pl_sd_without_carryover_nm"] <= r["pl_sd_nm"] for r in read + [
         r for r in adaptive if "pl_nm" in r])
     assert all(r["pl_sd_without_carryover_nm"] == r["pl_sd_nm"] for r in read)  # flushed, 3 τ
+    # the analyzer's own QY bias, each run's read-out gain divided out
+    bias = calib["fixed / twin"]["qy_bias_analyzer"]
+    assert bias["readings"] == len(read) and abs(bias["mean"]) < 0.02
+    assert all(abs(r["pl_gain"] - 1.0) < 0.5 for r in read)
 
 
 def test_the_inner_filter_correction_brightens_the_blue_side_and_keeps_the_rest() -> None:

@@ -193,7 +193,9 @@ def test_observe_batch_reads_the_analyzers_errors() -> None:
     obs = observe_batch(m, batch, policy=BARE)
     assert [o.sigma for o in obs] == [{"pl_peak_nm": 0.2, "fwhm_nm": 0.5, "qy": 0.01}] * 3
     floored = observe_batch(m, batch)[0]
-    assert floored.sigma["qy"] == pytest.approx(np.hypot(0.01, 0.025 * 0.3))  # relative floor
+    assert floored.sigma["qy"] == pytest.approx(0.01)  # the analyzer's sigma holds the QY's
+    own = observe_batch(m, batch, policy=MappingPolicy(measurement_floor={"qy": 0.025}))[0]
+    assert own.sigma["qy"] == pytest.approx(np.hypot(0.01, 0.025 * 0.3))  # a relative floor
     assert floored.sigma_measurement["fwhm_nm"] == pytest.approx(np.hypot(0.5, 0.5))
     with pytest.raises(ConfigError, match="not analyzer features"):
         observe_batch(m, batch, ("pl_snr",))
