@@ -16,7 +16,8 @@ limits), how often a frame set is taken and how a ramp is planned::
       hold_min: 0
       hold_residence_times: 0      # a further hold, in mean residence times
       hold_end: full               # or: steady (end the hold once the stream is steady)
-      hold_at: end                 # or: after_jump (the full hold only after a spoiling jump)
+      hold_at: end                 # or: after_jump (the full hold only after a spoiling jump),
+                                   # until_readable (after a jump, until the mapping reads the cell)
       rate_caps: full_weight       # or: refusal, devices
       representative: full_weight_first   # or: cautious (the reading whose worst case ranks best)
       after_unread: ask            # or: hold (after a step that read nothing, read its fluid)
@@ -48,7 +49,9 @@ PLANS = ("between_proposals", "sweep", "approach")
 #: Default ramp time of ``plan: approach``'s slow last leg, lab min.
 APPROACH_MIN = 30.0
 #: When the hold is held (``hold_at:``): at the end of every ramp, or in full only after a jump.
-HOLD_AT = ("end", "after_jump")
+HOLD_AT = ("end", "after_jump", "until_readable")
+#: ``hold_at`` values that judge a step's first leg as a jump or close (``jump_limit``).
+JUMP_HOLDS = ("after_jump", "until_readable")
 #: How a hold ends (``hold_end:``): after its full time, or once the stream is steady.
 HOLD_ENDS = ("full", "steady")
 #: How the ramp rates are capped beyond the devices (``rate_caps:``).
@@ -216,10 +219,15 @@ class DynamicConfig(BaseModel):
             spread limits (its mixtures take about two residence times to wash out of the
             cell); a step that stays close adds no spread of its own beyond that and holds only
             to last the hold time in all (the fluid made near its proposal is read as the next
-            step starts). Only ``plan: approach`` has the fast first leg this judges.
-        jump_limit: ``hold_at: after_jump``: a first leg counts as a jump when half of it
-            exceeds a channel's ``full_weight`` limit (its readings may be down-weighted) or
-            its ``refusal`` limit (they may be refused).
+            step starts). ``until_readable`` plans a close step the same way, and holds after
+            a jump until the campaign's mapping, run over the planned history, says the cell's
+            readings stop being refused (plus a few frames, at most three residence times):
+            the jump's mixtures wash out of the cell in a time set by the jump and the RTD,
+            which a fixed hold often undercuts (the step then reads nothing of its slow leg)
+            or overshoots. Only ``plan: approach`` has the fast first leg these judge.
+        jump_limit: ``hold_at: after_jump`` or ``until_readable``: a first leg counts as a
+            jump when half of it exceeds a channel's ``full_weight`` limit (its readings may
+            be down-weighted) or its ``refusal`` limit (they may be refused).
         rate_caps: ``full_weight`` caps every ramp so its readings keep full weight (slow, all
             at full weight); ``refusal`` caps them at the spread the mapping still accepts
             (faster, readings down-weighted); ``devices`` lets the devices' limits alone set
@@ -271,7 +279,7 @@ class DynamicConfig(BaseModel):
     hold_min: float = Field(default=0.0, ge=0, le=1000, allow_inf_nan=False)
     hold_residence_times: float = Field(default=0.0, ge=0, le=10, allow_inf_nan=False)
     hold_end: Literal["full", "steady"] = "full"
-    hold_at: Literal["end", "after_jump"] = "end"
+    hold_at: Literal["end", "after_jump", "until_readable"] = "end"
     jump_limit: Literal["full_weight", "refusal"] = "full_weight"
     rate_caps: Literal["full_weight", "refusal", "devices"] = "full_weight"
     max_ramp_min: float = Field(default=60.0, gt=0, le=10_000, allow_inf_nan=False)
@@ -292,24 +300,24 @@ class DynamicConfig(BaseModel):
         if self.hold_end == "steady" and self.hold_min == 0 and self.hold_residence_times == 0:
             raise ValueError("hold_end: steady ends a hold early, and no hold is set: set "
                              "hold_min or hold_residence_times (the hold's cap), or drop hold_end")
-        if self.hold_at != "after_jump" and self.jump_limit != "full_weight":
-            raise ValueError("jump_limit applies to hold_at: after_jump only; set hold_at: "
-                             "after_jump or drop jump_limit")
-        if self.hold_at == "after_jump" and self.hold_end == "steady":
-            raise ValueError("hold_end: steady and hold_at: after_jump both shorten the hold: "
-                             "choose one (drop hold_end or hold_at)")
-        if self.hold_at == "after_jump" and self.hold_min == 0 and \
-                self.hold_residence_times == 0:
-            raise ValueError("hold_at: after_jump places a hold, and no hold is set: set "
+        jumps = self.hold_at in JUMP_HOLDS
+        if not jumps and self.jump_limit != "full_weight":
+            raise ValueError("jump_limit applies to hold_at: after_jump or until_readable only; "
+                             "set one of them or drop jump_limit")
+        if jumps and self.hold_end == "steady":
+            raise ValueError(f"hold_end: steady and hold_at: {self.hold_at} both shorten the "
+                             "hold: choose one (drop hold_end or hold_at)")
+        if jumps and self.hold_min == 0 and self.hold_residence_times == 0:
+            raise ValueError(f"hold_at: {self.hold_at} places a hold, and no hold is set: set "
                              "hold_min or hold_residence_times, or drop hold_at")
         if self.confirm_hold != "off" and self.hold_min == 0 and \
                 self.hold_residence_times == 0:
             raise ValueError(f"confirm_hold: {self.confirm_hold} holds at a promising proposal "
                              "for the hold time, and no hold is set: set hold_min or "
                              "hold_residence_times, or drop confirm_hold")
-        if self.hold_at == "after_jump" and self.plan != "approach":
-            raise ValueError("hold_at: after_jump judges plan: approach's fast first leg; set "
-                             "plan: approach or drop hold_at")
+        if jumps and self.plan != "approach":
+            raise ValueError(f"hold_at: {self.hold_at} judges plan: approach's fast first leg; "
+                             "set plan: approach or drop hold_at")
         return self
 
     def limits(self) -> RampLimits:
@@ -331,6 +339,6 @@ class DynamicConfig(BaseModel):
         return MappingPolicy(spread_limits=refuse)
 
 
-__all__ = ["AFTER_UNREAD", "CONFIRM_HOLDS", "HOLD_AT", "HOLD_ENDS", "PLANS", "RATE_CAPS",
-           "REPRESENTATIVE_RULES", "DynamicConfig", "MappingConfig", "RampLimitsConfig",
-           "SweepConfig"]
+__all__ = ["AFTER_UNREAD", "CONFIRM_HOLDS", "HOLD_AT", "HOLD_ENDS", "JUMP_HOLDS", "PLANS",
+           "RATE_CAPS", "REPRESENTATIVE_RULES", "DynamicConfig", "MappingConfig",
+           "RampLimitsConfig", "SweepConfig"]

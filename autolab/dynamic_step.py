@@ -413,7 +413,7 @@ class DynamicRunner:
                 hold = max(hold, self.unread_hold_min(end))
             elif confirm:
                 hold = max(hold, self.confirm_hold_min(end))
-            elif self.cfg.hold_at == "after_jump":  # every step lasts the hold time at least
+            elif self.cfg.hold_at != "end":  # every step lasts the hold time at least
                 hold = max(hold, self.hold_at_min(end))
             return Trajectory((0.0, hold), (end, end)), None
         times, points = HOLD_PLACES[self.cfg.hold_at](self, times, points)
@@ -449,6 +449,53 @@ class DynamicRunner:
             return times, points
         return [*times, times[-1] + hold], [*points, points[-1]]
 
+    def _hold_until_readable(self, times: list[float], points: list[Conditions]
+                             ) -> tuple[list[float], list[Conditions]]:
+        """``hold_at: until_readable``: after a jump, hold until the mapping reads the cell.
+
+        A jump fills the cell with its mixtures for about two residence times; a fixed hold
+        (``after_jump``) often ends before they wash out, so the step reads nothing of its
+        slow leg and the next jump spoils that fluid for good (or a hold after an unread
+        step reads it a whole step later). Here the campaign's own mapping, run over the
+        planned history (the realized one, then this step's legs, then the hold), says when
+        the cell's readings stop being refused; the hold lasts until then and
+        ``UNREAD_READ_FRAMES`` frames more (at least one frame, at most
+        ``UNREAD_HOLD_MAX_TAU`` residence times): shorter than the fixed hold where the cell
+        clears early, longer where it does not. A close step is planned as with
+        ``after_jump`` (it lasts the hold time in all).
+        """
+        if JUMP_LIMITS[self.cfg.jump_limit](self.policy, points[0], points[1]):
+            return self._hold_after_jump(times, points)
+        hold = self.readable_hold_min(times, points, least=self.cfg.frame_interval_min)
+        return [*times, times[-1] + hold], [*points, points[-1]]
+
+    def readable_hold_min(self, times: Sequence[float], points: Sequence[Conditions], *,
+                          least: float) -> float:
+        """Hold after the planned legs so the cell's readings are accepted, lab min.
+
+        The mapping of the realized history, then the legs (``times`` from 0 at the
+        reactor's position, ``points``), then a hold at ``points[-1]``, says when the
+        readings stop being refused for their spread; the hold lasts until then and
+        ``UNREAD_READ_FRAMES`` frames more, at least ``least``, at most
+        ``UNREAD_HOLD_MAX_TAU`` residence times at ``points[-1]`` (or ``least`` if longer).
+        """
+        end = points[-1]
+        tau = end.tau_core_min + end.tau_shell_min
+        dt = self.cfg.frame_interval_min
+        cap = max(least, UNREAD_HOLD_MAX_TAU * tau)
+        history, _ = self.history.trajectory()
+        now = history.duration_min
+        legs_end = now + times[-1]
+        planned = Trajectory(
+            (*history.times_min, *(now + t for t in times[1:]), legs_end + cap),
+            (*history.points, *points[1:], end), held_before=history.held_before)
+        grid = legs_end + np.arange(0.0, cap + dt / 2, dt)
+        mapped = map_outlet(planned, grid, cascade_geometry(self._rig(), end),
+                            roles=self._roles())
+        first = next((float(t) - legs_end for i, t in enumerate(grid)
+                      if self.policy.accepts(mapped, i, held_before=history.held_before)), cap)
+        return min(cap, max(least, first + UNREAD_READ_FRAMES * dt))
+
     def unread_hold_min(self, end: Conditions) -> float:
         """``after_unread: hold``: how long to hold at ``end`` so the cell's fluid is read.
 
@@ -457,20 +504,8 @@ class DynamicRunner:
         wash out); the hold lasts until then and ``UNREAD_READ_FRAMES`` frames more, at least
         the hold time, at most ``UNREAD_HOLD_MAX_TAU`` residence times.
         """
-        tau = end.tau_core_min + end.tau_shell_min
-        dt = self.cfg.frame_interval_min
-        least = max(self.hold_at_min(end), dt)
-        cap = max(least, UNREAD_HOLD_MAX_TAU * tau)
-        history, _ = self.history.trajectory()
-        now = history.duration_min
-        planned = Trajectory((*history.times_min, now + cap), (*history.points, end),
-                             held_before=history.held_before)
-        times = now + np.arange(0.0, cap + dt / 2, dt)
-        mapped = map_outlet(planned, times, cascade_geometry(self._rig(), end),
-                            roles=self._roles())
-        first = next((float(t) - now for i, t in enumerate(times)
-                      if self.policy.accepts(mapped, i, held_before=history.held_before)), cap)
-        return min(cap, max(least, first + UNREAD_READ_FRAMES * dt))
+        least = max(self.hold_at_min(end), self.cfg.frame_interval_min)
+        return self.readable_hold_min([0.0], [end], least=least)
 
     def confirm_hold_min(self, end: Conditions) -> float:
         """``confirm_hold``: how long to hold at ``end``: the full hold time, at least a frame.
@@ -947,6 +982,7 @@ HOLD_PLACES: dict[str, Callable[[DynamicRunner, list[float], list[Conditions]],
                                 tuple[list[float], list[Conditions]]]] = {
     "end": DynamicRunner._hold_at_end,
     "after_jump": DynamicRunner._hold_after_jump,
+    "until_readable": DynamicRunner._hold_until_readable,
 }
 
 #: Ramp planners by ``dynamic.plan``: (runner, where the reactor is, proposal) -> (times, points).
