@@ -56,17 +56,40 @@ LIGHT_MIN_SIGMAS = 10.0
 LIGHT_PERCENTILE = 99.0
 
 
-def light_shortfall(frame: NDArray[np.float64], dark: NDArray[np.float64]) -> str:
+def dark_noise(dark: NDArray[np.float64], previous: NDArray[np.float64] | None = None) -> float:
+    """One frame's read noise in counts, from dark frames of one integration time (pure).
+
+    What ``frame - dark`` scatters by is the read noise: a linear CCD's fixed pattern (odd and
+    even pixels read through two output amplifiers with different offsets, each pixel's own
+    dark signal) is the same in both frames and cancels. So the noise is a robust MAD of the
+    difference of two darks when there are two; of one dark, of the differences between
+    pixels two apart (same parity, so the odd/even offset cancels; what is left of the
+    pixel-to-pixel pattern raises the estimate and with it the threshold, the safe side for a
+    check that must not fault on light). Floored at 1 count.
+
+    Args:
+        dark: The latest dark frame ``(P,)``.
+        previous: An earlier dark frame of the same integration time, if any.
+    """
+    d = np.asarray(dark, dtype=np.float64)
+    diff = d - previous if previous is not None else d[2:] - d[:-2]
+    mad = float(np.median(np.abs(diff - np.median(diff)))) if diff.size else 0.0
+    return max(1.4826 * mad / math.sqrt(2.0), 1.0)
+
+
+def light_shortfall(frame: NDArray[np.float64], dark: NDArray[np.float64],
+                    noise: float | None = None) -> str:
     """Why ``frame`` shows no light above ``dark`` (same integration time), or ``""`` (pure).
 
-    The dark frame's noise is estimated from its pixel-to-pixel differences (a robust MAD, so
-    fixed-pattern offsets and hot pixels do not inflate it), floored at 1 count. A frame whose
-    :data:`LIGHT_PERCENTILE` th-percentile excess over the dark is below
-    :data:`LIGHT_MIN_SIGMAS` noise sigmas holds no light.
+    A frame whose :data:`LIGHT_PERCENTILE` th-percentile excess over the dark is below
+    :data:`LIGHT_MIN_SIGMAS` read-noise sigmas holds no light.
+
+    Args:
+        frame: The lit frame ``(P,)``.
+        dark: The dark frame of its integration time ``(P,)``.
+        noise: The read noise in counts; :func:`dark_noise` of ``dark`` alone if ``None``.
     """
-    diff = np.diff(np.asarray(dark, dtype=np.float64))
-    mad = float(np.median(np.abs(diff - np.median(diff)))) if diff.size else 0.0
-    sigma = max(1.4826 * mad / math.sqrt(2.0), 1.0)
+    sigma = dark_noise(dark) if noise is None else noise
     excess = float(np.percentile(np.asarray(frame, dtype=np.float64) - dark, LIGHT_PERCENTILE))
     if excess >= LIGHT_MIN_SIGMAS * sigma:
         return ""
@@ -134,8 +157,9 @@ class SeabreezeSpectrometer:
         self._integration_ms = math.nan
         #: The light path as last set (source, shutter open, cell); None while unknown.
         self._light: tuple[str, bool, str] | None = None
-        #: Last dark frame (source off or shutter closed) by integration time, µs.
-        self._darks: dict[int, NDArray[np.float64]] = {}
+        #: Last dark frame (source off or shutter closed) and the read noise (:func:`dark_noise`)
+        #: by integration time, µs.
+        self._darks: dict[int, tuple[NDArray[np.float64], float]] = {}
 
     def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         """Call a seabreeze method; its own errors become a HardwareError naming the call.
@@ -270,13 +294,15 @@ class SeabreezeSpectrometer:
         source, shutter_open, cell = self._light
         us = round(self._integration_ms * 1000.0)
         if source == "OFF" or not shutter_open:
-            self._darks[us] = counts
+            previous = self._darks.get(us)
+            self._darks[us] = (counts, dark_noise(counts, None if previous is None
+                                                  else previous[0]))
             return
         dark = self._darks.get(us)
         judged = source == "ABS" or (source == "EXC" and cell == "DYE")
         if dark is None or not judged:
             return
-        if why := light_shortfall(counts, dark):
+        if why := light_shortfall(counts, *dark):
             raise DeviceFault(self.name, f"no light in the {source} frame of the {cell} cell: "
                               f"{why}: the lamp, LED or shutter failed and the light path "
                               f"cannot say so; experiment invalid")
