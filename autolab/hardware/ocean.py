@@ -56,6 +56,14 @@ LIGHT_MIN_SIGMAS = 10.0
 LIGHT_PERCENTILE = 99.0
 
 
+#: What else a lit frame without light can mean, by (source, cell). The sample's lamp frame is
+#: the lamp through the product: one that passes no light at any wavelength the detector sees
+#: (a deposit or a clog in the flow cell; an InP/ZnS product transmits red of its exciton)
+#: cannot be told from a dead lamp by the frame, and the lab must look at the cell too.
+_OPAQUE = {("ABS", "SAMPLE"): ", or the sample cell passes no light at any wavelength (a "
+                              "deposit or a clog in the flow cell)"}
+
+
 def dark_noise(dark: NDArray[np.float64], previous: NDArray[np.float64] | None = None) -> float:
     """One frame's read noise in counts, from dark frames of one integration time (pure).
 
@@ -305,7 +313,8 @@ class SeabreezeSpectrometer:
         if why := light_shortfall(counts, *dark):
             raise DeviceFault(self.name, f"no light in the {source} frame of the {cell} cell: "
                               f"{why}: the lamp, LED or shutter failed and the light path "
-                              f"cannot say so; experiment invalid")
+                              f"cannot say so{_OPAQUE.get((source, cell), '')}; experiment "
+                              f"invalid")
 
 
 class OceanSpec(DeviceSpecBase):

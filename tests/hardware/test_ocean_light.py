@@ -95,10 +95,13 @@ def test_no_light_in_a_lamp_or_dye_frame_is_a_device_fault_without_a_read_back()
     _frame(spec, "EXC", True, "DYE", integration_ms=200.0)
     light.lamp_failed = True
     with pytest.raises(DeviceFault, match=r"ocean1: no light in the ABS frame of the SAMPLE "
-                                          r"cell: .* the lamp, LED or shutter failed"):
+                                          r"cell: .* the lamp, LED or shutter failed and the "
+                                          r"light path cannot say so, or the sample cell passes "
+                                          r"no light at any wavelength \(a deposit or a clog"):
         _frame(spec, "ABS", True)
     light.led_failed = True
-    with pytest.raises(DeviceFault, match=r"no light in the EXC frame of the DYE cell"):
+    with pytest.raises(DeviceFault, match=r"no light in the EXC frame of the DYE cell: .* "
+                                          r"cannot say so; experiment invalid"):
         _frame(spec, "EXC", True, "DYE", integration_ms=200.0)
     dark_sample = _frame(spec, "EXC", True, "SAMPLE", integration_ms=200.0)  # not judged
     assert dark_sample.max() < DARK + 10 * READ_NOISE
