@@ -1048,7 +1048,7 @@ class Campaign:
         measurement, error, fault = outcome.measurement, outcome.error, outcome.fault
         features: Features | None = None
         if measurement is not None:
-            features = analyze(measurement)
+            features = analyze(measurement, self.config.analyzer.settings())
             if not features.usable:
                 error = "no usable emission: " + (", ".join(features.flags.names()) or "unknown")
         status = (TrialStatus.INVALID if fault is not None

@@ -561,6 +561,27 @@ def test_injected_optimizer_is_used_and_gets_the_analyzer_uncertainties(tmp_path
     assert again.told_sd == opt.told_sd
 
 
+def test_the_campaign_files_qy_calibration_reaches_every_reading_and_survives_resume(
+        tmp_path: Path) -> None:
+    """``analyzer: {qy_calibration_rel: ...}``: the lab's own calibration error of the relative
+    QY is in the QY sd of every reading (the analyzer's default was the only value before,
+    whatever a lab measured); same readings, same values, only the stated QY sd differs."""
+    runs = {}
+    for rel in (None, 0.3):
+        extra = {} if rel is None else {"analyzer__qy_calibration_rel": rel}
+        cfg = _fast(budget__max_experiments=2, **extra)
+        runs[rel] = Campaign.create(cfg, tmp_path / f"runs-{rel}").run()
+    default, wide = ([t.features for t in runs[k].trials if t.outcomes() is not None]
+                     for k in (None, 0.3))
+    assert default and len(default) == len(wide)
+    for a, b in zip(default, wide, strict=True):
+        assert a is not None and b is not None and a.qy == b.qy
+        assert a.qy_err / a.qy < 0.2 and b.qy_err / b.qy >= 0.3
+    resumed = Campaign.resume(runs[0.3].run_dir)
+    assert resumed.config.analyzer.qy_calibration_rel == 0.3
+    resumed.journal.close()
+
+
 def test_a_campaign_that_cannot_be_assembled_leaves_no_run_folder(tmp_path: Path) -> None:
     data = config(tracking__enabled=False)
     data["executor"] = {"kind": "cstr", "devices": str(tmp_path / "missing-devices.yaml")}
