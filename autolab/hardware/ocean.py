@@ -190,24 +190,35 @@ class SeabreezeSpectrometer:
         The manual (§3): ``correct_nonlinearity`` raises a ``SeaBreezeError`` on a detector
         without stored coefficients. Found at the first frame of a campaign, that is a device
         failure and the rig goes to its safe state; found here, it is the devices file that is
-        wrong, and the error says which field to change.
+        wrong, and the error says which field to change. Only a corrected frame that fails
+        again after an uncorrected one came says so: one failure may be a transfer error.
 
         Raises:
             ConfigError: The detector has no nonlinearity coefficients but the devices file
                 asks for the correction.
             HardwareError: The detector does not deliver a frame at all.
         """
+
+        def frame(correct: bool) -> None:
+            self._call("intensities", correct_dark_counts=False, correct_nonlinearity=correct)
+
         try:
-            self._call("intensities", correct_dark_counts=False,
-                       correct_nonlinearity=self._nonlinearity)
-        except HardwareError as err:
+            frame(self._nonlinearity)
+        except HardwareError:
             if not self._nonlinearity:
                 raise
-            self._call("intensities", correct_dark_counts=False, correct_nonlinearity=False)
-            raise ConfigError(f"devices.{self.name}.correct_nonlinearity=true, but the detector "
-                              f"{self.device.serial_number} cannot correct its nonlinearity "
-                              f"(no stored coefficients?): {err}; set correct_nonlinearity: "
-                              f"false") from err
+            frame(False)  # the detector delivers frames at all
+            try:  # a transfer error is not missing coefficients: the correction, once more
+                frame(True)
+            except HardwareError as err:
+                raise self._no_coefficients(err) from err
+
+    def _no_coefficients(self, err: HardwareError) -> ConfigError:
+        """The devices file asks for a correction the detector cannot make (see :meth:`connect`)."""
+        return ConfigError(f"devices.{self.name}.correct_nonlinearity=true, but the detector "
+                           f"{self.device.serial_number} cannot correct its nonlinearity "
+                           f"(no stored coefficients?): {err}; set correct_nonlinearity: "
+                           f"false")
 
     def ping(self) -> str:
         """Model and serial number."""

@@ -262,3 +262,33 @@ class FixedPatternOcean(FakeOcean):
                     correct_nonlinearity: bool = False) -> np.ndarray:
         lit = self.light.state == ("EXC", True, "DYE")
         return _ccd_dark(self.rng, self.fixed) + (self.dye if lit else 0.0)
+
+
+class _HiccupOcean(LitOcean):
+    """A detector with nonlinearity coefficients whose next ``n`` frames fail (a USB hiccup)."""
+
+    def __init__(self, light: GpioLight, fail_next: int) -> None:
+        super().__init__(light)
+        self.fail_next = fail_next
+
+    def intensities(self, correct_dark_counts: bool = False,
+                    correct_nonlinearity: bool = False) -> np.ndarray:
+        if self.fail_next:
+            self.fail_next -= 1
+            raise RuntimeError("Data transfer error")
+        return super().intensities(correct_dark_counts, correct_nonlinearity)
+
+
+def test_a_transfer_error_at_connect_is_not_taken_for_missing_coefficients() -> None:
+    """One failed frame with the correction then one without it did not prove the detector
+    cannot correct: a transfer error on the first was told as 'set correct_nonlinearity:
+    false', a devices-file change that makes every later frame uncorrected. The corrected
+    frame is tried again once the detector has delivered one; only its second failure is the
+    ConfigError."""
+    light = GpioLight()
+    SeabreezeSpectrometer(_HiccupOcean(light, fail_next=1), light, name="ocean1",
+                          excitation_nm=405.0).connect()  # no error: the detector corrects
+    dev = _HiccupOcean(light, fail_next=0)
+    dev.has_nonlinearity = False
+    with pytest.raises(ConfigError, match=r"devices\.ocean1\.correct_nonlinearity=true"):
+        SeabreezeSpectrometer(dev, light, name="ocean1", excitation_nm=405.0).connect()
