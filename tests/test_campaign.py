@@ -615,6 +615,52 @@ def test_earlier_campaigns_are_reused_never_counted_and_snapshotted(tmp_path: Pa
     again.journal.close()
 
 
+def test_reused_qy_sds_are_restated_with_this_campaigns_calibration(tmp_path: Path) -> None:
+    """An earlier campaign's QY sds hold its own calibration term (a journal from before the
+    ``analyzer:`` block: none, the statistical sd only, ~1 %); they are told with this
+    campaign's, as its own readings are. Told as stored, an old campaign's readings weighed
+    ~25 times a new one's. Every other sd and every value is told as stored."""
+    from autolab.campaign import collect_reused
+
+    first = Campaign.create(_fast(budget__max_experiments=2), tmp_path / "runs").run()
+    stored = [t.features for t in first.trials if t.outcomes() is not None]
+    assert stored
+
+    def reused(rel: float) -> list[dict[str, float]]:
+        cfg = parse_campaign({**config(tracking__enabled=False,
+                                       analyzer__qy_calibration_rel=rel),
+                              "reuse": [str(first.run_dir)]})
+        return [sd for sd in collect_reused(cfg)["outcome_sd"] if sd is not None]
+
+    for f, sd in zip(stored, reused(0.05), strict=True):  # the same term: as stored
+        assert f is not None and sd["qy"] == f.qy_err
+    for f, sd in zip(stored, reused(0.3), strict=True):
+        assert f is not None and sd["pl_peak_nm"] == f.pl_peak_nm_err
+        assert sd["qy"] == pytest.approx(math.sqrt(f.qy_err**2 + (0.3**2 - 0.05**2) * f.qy**2))
+    path = first.run_dir / JOURNAL_NAME  # the same journal as one from before the block
+    lines = path.read_text().splitlines()
+    header = json.loads(lines[0])
+    del _holding(header, "analyzer")["analyzer"]
+    header_text = json.dumps(header)
+    assert "analyzer" not in header_text
+    path.write_text("\n".join([header_text, *lines[1:]]) + "\n")
+    for f, sd in zip(stored, reused(0.05), strict=True):
+        assert f is not None
+        assert sd["qy"] == pytest.approx(math.hypot(f.qy_err, 0.05 * f.qy))
+
+
+def _holding(node: Any, key: str) -> dict[str, Any]:
+    """The dict in a JSON tree that holds ``key``."""
+    if isinstance(node, dict):
+        if key in node:
+            return node
+        for v in node.values():
+            found = _holding(v, key)
+            if found:
+                return found
+    return {}
+
+
 def test_reusing_a_folder_without_a_campaign_is_refused_before_anything_is_made(
         tmp_path: Path) -> None:
     cfg = parse_campaign({**config(tracking__enabled=False), "reuse": [str(tmp_path / "none")]})
