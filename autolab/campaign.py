@@ -53,6 +53,7 @@ from typing import Any, Protocol
 import yaml
 
 from autolab.analysis import analyze
+from autolab.analysis.qy import restated_qy_err
 from autolab.config import CampaignConfig, parse_campaign
 from autolab.dynamic_step import dynamic_runner
 from autolab.exceptions import (
@@ -215,6 +216,7 @@ def collect_reused(config: CampaignConfig) -> dict[str, Any]:
         except JournalError as err:
             raise ConfigError(f"reuse: {folder}: not an earlier campaign ({err})") from err
         used = skipped = 0
+        stated_rel = _stated_qy_calibration(state.header.config)
         for t in state.trials:
             point = _reusable(t, config, space)
             if t.status is TrialStatus.INVALID:
@@ -225,7 +227,8 @@ def collect_reused(config: CampaignConfig) -> dict[str, Any]:
             outcomes = t.outcomes()
             out["conditions"].append(point)
             out["outcomes"].append(None if outcomes is None else {k: outcomes[k] for k in names})
-            out["outcome_sd"].append(_sd(t, names))
+            out["outcome_sd"].append(_restated(_sd(t, names), t, stated_rel,
+                                               config.analyzer.qy_calibration_rel))
             used += 1
         out["sources"].append({"path": str(folder), "campaign": state.header.campaign_id,
                                "n": used, "skipped": skipped})
@@ -242,6 +245,28 @@ def _reusable(trial: Trial, config: CampaignConfig, space: Any) -> dict[str, flo
         return dict(space.check({n: trial.conditions[n] for n in config.space.parameters}))
     except (KeyError, ConfigError):
         return None
+
+
+#: The QY calibration term in the QY sds of a journal written before the campaign file's
+#: ``analyzer:`` block: none (that analyzer stated the statistical QY sd only).
+UNSTATED_QY_CALIBRATION = 0.0
+
+
+def _stated_qy_calibration(config: Mapping[str, Any]) -> float:
+    """The QY calibration term an earlier campaign's QY sds hold (its journaled config)."""
+    block = config.get("analyzer")
+    if not isinstance(block, Mapping):
+        return UNSTATED_QY_CALIBRATION
+    return float(block.get("qy_calibration_rel", UNSTATED_QY_CALIBRATION))
+
+
+def _restated(sd: dict[str, float] | None, trial: Trial, stated_rel: float,
+              rel: float) -> dict[str, float] | None:
+    """``sd`` with the QY's restated from ``stated_rel`` to ``rel`` (:func:`restated_qy_err`)."""
+    if sd is None or "qy" not in sd or trial.features is None or stated_rel == rel:
+        return sd
+    return {**sd, "qy": restated_qy_err(trial.features.qy, sd["qy"], stated_rel=stated_rel,
+                                        rel=rel)}
 
 
 def _sd(trial: Trial, names: tuple[str, ...]) -> dict[str, float] | None:
@@ -1048,7 +1073,7 @@ class Campaign:
         measurement, error, fault = outcome.measurement, outcome.error, outcome.fault
         features: Features | None = None
         if measurement is not None:
-            features = analyze(measurement)
+            features = analyze(measurement, self.config.analyzer.settings())
             if not features.usable:
                 error = "no usable emission: " + (", ".join(features.flags.names()) or "unknown")
         status = (TrialStatus.INVALID if fault is not None

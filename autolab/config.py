@@ -26,6 +26,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from autolab.analysis.settings import AnalyzerSettings
 from autolab.dynamic_config import DynamicConfig
 from autolab.exceptions import ConfigError
 from autolab.objective import ObjectiveSpec, Target
@@ -456,6 +457,29 @@ class ReviewConfig(BaseModel):
     mode: Literal["off", "terminal", "file"] = "off"
 
 
+class AnalyzerConfig(BaseModel):
+    """The analyzer's settings a lab calibrates for its own optics (``analyzer:``).
+
+    Attributes:
+        qy_calibration_rel: Relative one-sigma calibration error of a relative-QY reading,
+            added in quadrature to the statistical QY sd
+            (:attr:`autolab.analysis.settings.AnalyzerSettings.qy_calibration_rel`, whose
+            default this is). It is a property of the lab's optics and reference dye, not of
+            the analyzer, so a lab sets it from its own repeat readings of one product; without
+            this block the analyzer's literature default was the only value a campaign could
+            use. It reaches every reading of the campaign, steady and streamed.
+    """
+
+    model_config = _FROZEN
+
+    qy_calibration_rel: float = Field(default=AnalyzerSettings.qy_calibration_rel, ge=0.0,
+                                      lt=1.0, allow_inf_nan=False)
+
+    def settings(self) -> AnalyzerSettings:
+        """The analyzer's settings: its defaults with this block's values."""
+        return AnalyzerSettings(qy_calibration_rel=self.qy_calibration_rel)
+
+
 class CampaignConfig(BaseModel):
     """A whole campaign: what to search, what to aim for, how, on what, and when to stop."""
 
@@ -482,6 +506,7 @@ class CampaignConfig(BaseModel):
     #: the way through; :mod:`autolab.dynamic_step`, the ``dynamic:`` block).
     mode: Literal["steady", "dynamic"] = "steady"
     dynamic: DynamicConfig = Field(default_factory=DynamicConfig)
+    analyzer: AnalyzerConfig = Field(default_factory=AnalyzerConfig)
 
     @model_validator(mode="before")
     @classmethod

@@ -689,7 +689,7 @@ class DynamicRunner:
             dye_pl_counts=st["dye_pl_counts"], sample_counts=st["sample_counts"],
             blank_counts=st["blank_counts"], dark_abs_counts=st["dark_abs_counts"],
             excitation_nm=f0.excitation_nm, saturation_counts=f0.saturation_counts,
-            qy_reference=ref)
+            qy_reference=ref, settings=self.c.config.analyzer.settings())
 
     def _observe(self, m: DynamicMeasurement, batch: FeatureBatch,
                  since_settle: History | None = None) -> tuple[DynamicObservation, ...]:

@@ -561,6 +561,27 @@ def test_injected_optimizer_is_used_and_gets_the_analyzer_uncertainties(tmp_path
     assert again.told_sd == opt.told_sd
 
 
+def test_the_campaign_files_qy_calibration_reaches_every_reading_and_survives_resume(
+        tmp_path: Path) -> None:
+    """``analyzer: {qy_calibration_rel: ...}``: the lab's own calibration error of the relative
+    QY is in the QY sd of every reading (the analyzer's default was the only value before,
+    whatever a lab measured); same readings, same values, only the stated QY sd differs."""
+    runs = {}
+    for rel in (None, 0.3):
+        extra = {} if rel is None else {"analyzer__qy_calibration_rel": rel}
+        cfg = _fast(budget__max_experiments=2, **extra)
+        runs[rel] = Campaign.create(cfg, tmp_path / f"runs-{rel}").run()
+    default, wide = ([t.features for t in runs[k].trials if t.outcomes() is not None]
+                     for k in (None, 0.3))
+    assert default and len(default) == len(wide)
+    for a, b in zip(default, wide, strict=True):
+        assert a is not None and b is not None and a.qy == b.qy
+        assert a.qy_err / a.qy < 0.2 and b.qy_err / b.qy >= 0.3
+    resumed = Campaign.resume(runs[0.3].run_dir)
+    assert resumed.config.analyzer.qy_calibration_rel == 0.3
+    resumed.journal.close()
+
+
 def test_a_campaign_that_cannot_be_assembled_leaves_no_run_folder(tmp_path: Path) -> None:
     data = config(tracking__enabled=False)
     data["executor"] = {"kind": "cstr", "devices": str(tmp_path / "missing-devices.yaml")}
@@ -592,6 +613,52 @@ def test_earlier_campaigns_are_reused_never_counted_and_snapshotted(tmp_path: Pa
     again = Campaign.resume(result.run_dir)
     assert again.optimizer.reused == second.optimizer.reused  # type: ignore[attr-defined]
     again.journal.close()
+
+
+def test_reused_qy_sds_are_restated_with_this_campaigns_calibration(tmp_path: Path) -> None:
+    """An earlier campaign's QY sds hold its own calibration term (a journal from before the
+    ``analyzer:`` block: none, the statistical sd only, ~1 %); they are told with this
+    campaign's, as its own readings are. Told as stored, an old campaign's readings weighed
+    ~25 times a new one's. Every other sd and every value is told as stored."""
+    from autolab.campaign import collect_reused
+
+    first = Campaign.create(_fast(budget__max_experiments=2), tmp_path / "runs").run()
+    stored = [t.features for t in first.trials if t.outcomes() is not None]
+    assert stored
+
+    def reused(rel: float) -> list[dict[str, float]]:
+        cfg = parse_campaign({**config(tracking__enabled=False,
+                                       analyzer__qy_calibration_rel=rel),
+                              "reuse": [str(first.run_dir)]})
+        return [sd for sd in collect_reused(cfg)["outcome_sd"] if sd is not None]
+
+    for f, sd in zip(stored, reused(0.05), strict=True):  # the same term: as stored
+        assert f is not None and sd["qy"] == f.qy_err
+    for f, sd in zip(stored, reused(0.3), strict=True):
+        assert f is not None and sd["pl_peak_nm"] == f.pl_peak_nm_err
+        assert sd["qy"] == pytest.approx(math.sqrt(f.qy_err**2 + (0.3**2 - 0.05**2) * f.qy**2))
+    path = first.run_dir / JOURNAL_NAME  # the same journal as one from before the block
+    lines = path.read_text().splitlines()
+    header = json.loads(lines[0])
+    del _holding(header, "analyzer")["analyzer"]
+    header_text = json.dumps(header)
+    assert "analyzer" not in header_text
+    path.write_text("\n".join([header_text, *lines[1:]]) + "\n")
+    for f, sd in zip(stored, reused(0.05), strict=True):
+        assert f is not None
+        assert sd["qy"] == pytest.approx(math.hypot(f.qy_err, 0.05 * f.qy))
+
+
+def _holding(node: Any, key: str) -> dict[str, Any]:
+    """The dict in a JSON tree that holds ``key``."""
+    if isinstance(node, dict):
+        if key in node:
+            return node
+        for v in node.values():
+            found = _holding(v, key)
+            if found:
+                return found
+    return {}
 
 
 def test_reusing_a_folder_without_a_campaign_is_refused_before_anything_is_made(

@@ -178,9 +178,22 @@ def test_settings_are_stored_as_validated() -> None:
     ({"budget.max_rig_events_in_a_row": 2.5}, "budget.max_rig_events_in_a_row"),
     ({"stop.no_improvement_after": True}, "stop.no_improvement_after"),
     ({"optimizer.batch_size": 2.5}, "optimizer.batch_size"),
+    ({"analyzer": {"qy_calibration_rel": 1.0}}, "analyzer.qy_calibration_rel = 1.0"),
+    ({"analyzer": {"qy_calibration_rel": -0.01}}, "analyzer.qy_calibration_rel = -0.01"),
+    ({"analyzer": {"qy_calibration_rel": float("nan")}}, "analyzer.qy_calibration_rel"),
+    ({"analyzer": {"qy_calibration": 0.05}}, "analyzer.qy_calibration"),
 ])
 def test_typed_settings_and_bounds(change: dict[str, Any], needle: str) -> None:
     assert needle in _bad(change)
+
+
+def test_the_analyzer_block_defaults_to_the_analyzers_own_settings() -> None:
+    """Without ``analyzer:`` a campaign's analyzer is the default one (same settings object)."""
+    from autolab.analysis import AnalyzerSettings
+
+    assert parse_campaign(copy.deepcopy(BASE)).analyzer.settings() == AnalyzerSettings()
+    data = {**copy.deepcopy(BASE), "analyzer": {"qy_calibration_rel": 0.08}}
+    assert parse_campaign(data).analyzer.settings() == AnalyzerSettings(qy_calibration_rel=0.08)
 
 
 def test_constraint_feasibility() -> None:

@@ -31,6 +31,7 @@ with signal; the last does not, and on a bright product it is most of the stated
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -167,3 +168,21 @@ def physical_qy(qy: FloatArray, qy_err: FloatArray, range_sigma: float
     clipped = np.clip(qy, 0.0, 1.0)
     return (np.where(impossible, np.nan, clipped), np.where(impossible, np.nan, qy_err),
             np.asarray(impossible, dtype=bool))
+
+
+def restated_qy_err(qy: float, qy_err: float, *, stated_rel: float, rel: float) -> float:
+    """A QY sd stated with the calibration term ``stated_rel``, restated with ``rel`` (pure).
+
+    The quadrature of :func:`relative_qy`: the statistical part stays, the calibration part is
+    swapped. An earlier campaign's readings, analyzed with another term (or none: before the
+    campaign file's ``analyzer:`` block the analyzer stated the statistical sd only), are told
+    with this campaign's, so the model weighs them as it weighs its own; told as they were,
+    statistical-only readings counted ~25 times the weight of this campaign's own.
+
+    Args:
+        qy: The reading.
+        qy_err: Its stated one-sigma error, which holds ``stated_rel`` in quadrature.
+        stated_rel: The calibration term ``qy_err`` holds.
+        rel: The calibration term wanted.
+    """
+    return math.sqrt(max(qy_err**2 + (rel**2 - stated_rel**2) * qy**2, 0.0))

@@ -85,9 +85,11 @@ class AnalyzerSettings:
             QY sigma (about 1 % relative, statistical only) was several times smaller than the
             scatter of relative QY readings, and the optimizer, the repeat-measurement logic
             and the tracker all read that overconfident sigma. Set it from the lab's own
-            repeat readings of one product; 0 leaves the statistical sigma alone (a check of
-            the analyzer's noise model on synthetic frames). Below 1: a relative uncertainty
-            of 100 % or more says nothing about the QY.
+            repeat readings of one product (campaign file: ``analyzer: {qy_calibration_rel:
+            ...}``, which reaches steady and streamed readings alike); 0 leaves the
+            statistical sigma alone (a check of the analyzer's noise model on synthetic
+            frames). Below 1: a relative uncertainty of 100 % or more says nothing about
+            the QY.
     """
 
     excitation_margin_nm: float = 20.0

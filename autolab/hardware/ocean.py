@@ -56,17 +56,48 @@ LIGHT_MIN_SIGMAS = 10.0
 LIGHT_PERCENTILE = 99.0
 
 
-def light_shortfall(frame: NDArray[np.float64], dark: NDArray[np.float64]) -> str:
+#: What else a lit frame without light can mean, by (source, cell). The sample's lamp frame is
+#: the lamp through the product: one that passes no light at any wavelength the detector sees
+#: (a deposit or a clog in the flow cell; an InP/ZnS product transmits red of its exciton)
+#: cannot be told from a dead lamp by the frame, and the lab must look at the cell too.
+_OPAQUE = {("ABS", "SAMPLE"): ", or the sample cell passes no light at any wavelength (a "
+                              "deposit or a clog in the flow cell)"}
+
+
+def dark_noise(dark: NDArray[np.float64], previous: NDArray[np.float64] | None = None) -> float:
+    """One frame's read noise in counts, from dark frames of one integration time (pure).
+
+    What ``frame - dark`` scatters by is the read noise: a linear CCD's fixed pattern (odd and
+    even pixels read through two output amplifiers with different offsets, each pixel's own
+    dark signal) is the same in both frames and cancels. So the noise is a robust MAD of the
+    difference of two darks when there are two; of one dark, of the differences between
+    pixels two apart (same parity, so the odd/even offset cancels; what is left of the
+    pixel-to-pixel pattern raises the estimate and with it the threshold, the safe side for a
+    check that must not fault on light). Floored at 1 count.
+
+    Args:
+        dark: The latest dark frame ``(P,)``.
+        previous: An earlier dark frame of the same integration time, if any.
+    """
+    d = np.asarray(dark, dtype=np.float64)
+    diff = d - previous if previous is not None else d[2:] - d[:-2]
+    mad = float(np.median(np.abs(diff - np.median(diff)))) if diff.size else 0.0
+    return max(1.4826 * mad / math.sqrt(2.0), 1.0)
+
+
+def light_shortfall(frame: NDArray[np.float64], dark: NDArray[np.float64],
+                    noise: float | None = None) -> str:
     """Why ``frame`` shows no light above ``dark`` (same integration time), or ``""`` (pure).
 
-    The dark frame's noise is estimated from its pixel-to-pixel differences (a robust MAD, so
-    fixed-pattern offsets and hot pixels do not inflate it), floored at 1 count. A frame whose
-    :data:`LIGHT_PERCENTILE` th-percentile excess over the dark is below
-    :data:`LIGHT_MIN_SIGMAS` noise sigmas holds no light.
+    A frame whose :data:`LIGHT_PERCENTILE` th-percentile excess over the dark is below
+    :data:`LIGHT_MIN_SIGMAS` read-noise sigmas holds no light.
+
+    Args:
+        frame: The lit frame ``(P,)``.
+        dark: The dark frame of its integration time ``(P,)``.
+        noise: The read noise in counts; :func:`dark_noise` of ``dark`` alone if ``None``.
     """
-    diff = np.diff(np.asarray(dark, dtype=np.float64))
-    mad = float(np.median(np.abs(diff - np.median(diff)))) if diff.size else 0.0
-    sigma = max(1.4826 * mad / math.sqrt(2.0), 1.0)
+    sigma = dark_noise(dark) if noise is None else noise
     excess = float(np.percentile(np.asarray(frame, dtype=np.float64) - dark, LIGHT_PERCENTILE))
     if excess >= LIGHT_MIN_SIGMAS * sigma:
         return ""
@@ -134,8 +165,9 @@ class SeabreezeSpectrometer:
         self._integration_ms = math.nan
         #: The light path as last set (source, shutter open, cell); None while unknown.
         self._light: tuple[str, bool, str] | None = None
-        #: Last dark frame (source off or shutter closed) by integration time, µs.
-        self._darks: dict[int, NDArray[np.float64]] = {}
+        #: Last dark frame (source off or shutter closed) and the read noise (:func:`dark_noise`)
+        #: by integration time, µs.
+        self._darks: dict[int, tuple[NDArray[np.float64], float]] = {}
 
     def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         """Call a seabreeze method; its own errors become a HardwareError naming the call.
@@ -158,24 +190,35 @@ class SeabreezeSpectrometer:
         The manual (§3): ``correct_nonlinearity`` raises a ``SeaBreezeError`` on a detector
         without stored coefficients. Found at the first frame of a campaign, that is a device
         failure and the rig goes to its safe state; found here, it is the devices file that is
-        wrong, and the error says which field to change.
+        wrong, and the error says which field to change. Only a corrected frame that fails
+        again after an uncorrected one came says so: one failure may be a transfer error.
 
         Raises:
             ConfigError: The detector has no nonlinearity coefficients but the devices file
                 asks for the correction.
             HardwareError: The detector does not deliver a frame at all.
         """
+
+        def frame(correct: bool) -> None:
+            self._call("intensities", correct_dark_counts=False, correct_nonlinearity=correct)
+
         try:
-            self._call("intensities", correct_dark_counts=False,
-                       correct_nonlinearity=self._nonlinearity)
-        except HardwareError as err:
+            frame(self._nonlinearity)
+        except HardwareError:
             if not self._nonlinearity:
                 raise
-            self._call("intensities", correct_dark_counts=False, correct_nonlinearity=False)
-            raise ConfigError(f"devices.{self.name}.correct_nonlinearity=true, but the detector "
-                              f"{self.device.serial_number} cannot correct its nonlinearity "
-                              f"(no stored coefficients?): {err}; set correct_nonlinearity: "
-                              f"false") from err
+            frame(False)  # the detector delivers frames at all
+            try:  # a transfer error is not missing coefficients: the correction, once more
+                frame(True)
+            except HardwareError as err:
+                raise self._no_coefficients(err) from err
+
+    def _no_coefficients(self, err: HardwareError) -> ConfigError:
+        """The devices file asks for a correction the detector cannot make (see :meth:`connect`)."""
+        return ConfigError(f"devices.{self.name}.correct_nonlinearity=true, but the detector "
+                           f"{self.device.serial_number} cannot correct its nonlinearity "
+                           f"(no stored coefficients?): {err}; set correct_nonlinearity: "
+                           f"false")
 
     def ping(self) -> str:
         """Model and serial number."""
@@ -270,16 +313,19 @@ class SeabreezeSpectrometer:
         source, shutter_open, cell = self._light
         us = round(self._integration_ms * 1000.0)
         if source == "OFF" or not shutter_open:
-            self._darks[us] = counts
+            previous = self._darks.get(us)
+            self._darks[us] = (counts, dark_noise(counts, None if previous is None
+                                                  else previous[0]))
             return
         dark = self._darks.get(us)
         judged = source == "ABS" or (source == "EXC" and cell == "DYE")
         if dark is None or not judged:
             return
-        if why := light_shortfall(counts, dark):
+        if why := light_shortfall(counts, *dark):
             raise DeviceFault(self.name, f"no light in the {source} frame of the {cell} cell: "
                               f"{why}: the lamp, LED or shutter failed and the light path "
-                              f"cannot say so; experiment invalid")
+                              f"cannot say so{_OPAQUE.get((source, cell), '')}; experiment "
+                              f"invalid")
 
 
 class OceanSpec(DeviceSpecBase):

@@ -278,6 +278,9 @@ def sqlite_path(uri: str) -> Path | None:
 def campaign_params(config: Mapping[str, Any]) -> dict[str, str]:
     """The campaign run's params: bounds, fixed values, constraints, objective, optimizer, budget.
 
+    And the ``analyzer:`` block: its QY calibration term sets every stated QY sd, so two
+    campaigns' QY uncertainties compare only with it in view.
+
     Nothing else: the twin's and the optimizer's internals go into the ``config.json`` /
     ``campaign.yaml`` artifacts, so the few settings a researcher compares stand out in the UI.
     Lenient: a part missing or of another shape is left out (the artifacts still hold it all).
@@ -304,6 +307,9 @@ def campaign_params(config: Mapping[str, Any]) -> dict[str, str]:
     budget = config.get("budget")
     if isinstance(budget, Mapping):
         out.update({f"budget.{k}": _scalar_text(v) for k, v in budget.items() if v is not None})
+    analyzer = config.get("analyzer")  # the QY calibration term: it sets every stated QY sd
+    if isinstance(analyzer, Mapping):
+        out.update({f"analyzer.{k}": _scalar_text(v) for k, v in analyzer.items()})
     return out
 
 

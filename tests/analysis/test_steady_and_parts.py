@@ -132,6 +132,22 @@ def test_the_calibration_error_adds_in_quadrature_to_the_statistical_one():
     assert both.qy_err[0] == pytest.approx(0.05 * stat.qy[0], rel=1e-12)  # hypot(3 %, 4 %)
 
 
+def test_a_stated_qy_sd_restated_with_another_calibration_is_the_analyzers_own():
+    """restated_qy_err swaps the calibration part of relative_qy's quadrature and keeps the
+    statistical part: restating 4 % as 0 gives the statistical sd, 0 as 4 % the analyzer's."""
+    from autolab.analysis.qy import restated_qy_err
+
+    one = np.ones(1)
+    kw = {"a_ex": one * 0.1, "a_ex_err": one * 0, "reference_qy": one * 0.95,
+          "reference_absorbance": one * 0.05, "reference_index": one, "sample_index": one}
+    stat = relative_qy(one * 100, one * 9, one * 200, one * 0, **kw)
+    both = relative_qy(one * 100, one * 9, one * 200, one * 0, calibration_rel=0.04, **kw)
+    qy, s0, s4 = float(stat.qy[0]), float(stat.qy_err[0]), float(both.qy_err[0])
+    assert restated_qy_err(qy, s4, stated_rel=0.04, rel=0.0) == pytest.approx(s0, rel=1e-12)
+    assert restated_qy_err(qy, s0, stated_rel=0.0, rel=0.04) == pytest.approx(s4, rel=1e-12)
+    assert restated_qy_err(qy, s4, stated_rel=0.04, rel=0.04) == pytest.approx(s4, rel=1e-12)
+
+
 def test_exciton_shoulder_without_a_maximum_reports_the_band_centre():
     e = 1239.84 / WL
     e0 = 1239.84 / 520

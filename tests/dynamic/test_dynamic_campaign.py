@@ -8,6 +8,7 @@ The serial-rig side (a heater fault mid-ramp over ptys) is tests/hardware/test_d
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, get_args
@@ -450,3 +451,19 @@ def test_a_reading_mapped_just_outside_a_linear_constraint_is_journaled_not_told
     assert len(conds) == len(outs) == len(sds) == 3
     assert all(space.is_feasible(c) for c in conds)
     assert conds[0] == {n: accepted[1].conditions.value(n) for n in space.names}
+
+
+def test_the_campaign_files_qy_calibration_reaches_every_streamed_reading(tmp_path: Path) -> None:
+    """``analyzer: {qy_calibration_rel: ...}`` in a dynamic campaign: the measurement part of
+    every streamed reading's QY sigma holds it (the analyzer's default, 5 %, was the only value
+    a campaign could use)."""
+    data = _config(1).model_dump(mode="json")
+    data["analyzer"] = {"qy_calibration_rel": 0.3}
+    config = parse_campaign(data, "test")
+    run_dir = Campaign.create(config, tmp_path / "runs").run().run_dir
+    state = Journal.read(run_dir / "journal.jsonl")
+    obs = [DynamicObservation.from_dict(d) for t in state.trials
+           for d in state.extras[t.index]["dynamic"]["observations"]]
+    read = [o for o in obs if math.isfinite(o.features["qy"]) and o.features["qy"] > 0]
+    assert read
+    assert all(o.sigma_measurement["qy"] >= 0.3 * o.features["qy"] for o in read)

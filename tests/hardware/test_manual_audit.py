@@ -129,3 +129,25 @@ def test_a_controller_without_write_multiple_is_written_with_write_single() -> N
     finally:
         line.close()
         emu.stop()
+
+
+def test_a_controller_that_refuses_both_write_functions_is_a_hardware_error() -> None:
+    """The fallback to write single (6) must not hide a controller that writes nothing: a
+    refusal of 6 as well is raised, naming the write and the exception, after one request of
+    each function (no loop between them), and nothing was written."""
+    bench = Bench()
+    bench.heaters = {"h1": HeaterModel(address=1, role="core")}
+    emu = ModbusBusEmulator("heaters", bench)  # type: ignore[arg-type]
+    emu.functions = frozenset({eu.READ_HOLDING, eu.READ_INPUT})
+    emu.start()
+    line = Transport(emu.port, baudrate=9600, timeout_s=0.3, retries=2)
+    try:
+        heater = Eurotherm3200(line, "heater_x", address=1, ramp_c_per_min=12.0)
+        with pytest.raises(HardwareError, match=r"heater_x: controller at address 1 refused "
+                                                r"write of .* illegal function"):
+            heater.connect()
+        assert sum("IllegalRequestError" in x for x in line.log.lines()) == 2  # 16, then 6
+        assert not bench.heaters["h1"].remote
+    finally:
+        line.close()
+        emu.stop()

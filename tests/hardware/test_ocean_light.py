@@ -95,10 +95,13 @@ def test_no_light_in_a_lamp_or_dye_frame_is_a_device_fault_without_a_read_back()
     _frame(spec, "EXC", True, "DYE", integration_ms=200.0)
     light.lamp_failed = True
     with pytest.raises(DeviceFault, match=r"ocean1: no light in the ABS frame of the SAMPLE "
-                                          r"cell: .* the lamp, LED or shutter failed"):
+                                          r"cell: .* the lamp, LED or shutter failed and the "
+                                          r"light path cannot say so, or the sample cell passes "
+                                          r"no light at any wavelength \(a deposit or a clog"):
         _frame(spec, "ABS", True)
     light.led_failed = True
-    with pytest.raises(DeviceFault, match=r"no light in the EXC frame of the DYE cell"):
+    with pytest.raises(DeviceFault, match=r"no light in the EXC frame of the DYE cell: .* "
+                                          r"cannot say so; experiment invalid"):
         _frame(spec, "EXC", True, "DYE", integration_ms=200.0)
     dark_sample = _frame(spec, "EXC", True, "SAMPLE", integration_ms=200.0)  # not judged
     assert dark_sample.max() < DARK + 10 * READ_NOISE
@@ -119,7 +122,8 @@ def test_light_shortfall_tells_no_light_from_a_band_of_light(offset: float, nois
                                                               seed: int, pattern: float) -> None:
     """Any dark level, read noise and fixed pattern: a frame of the dark's own noise holds no
     light; one with 3 % of its pixels well above the dark holds light. (A fixed pattern that
-    changes from pixel to pixel raises the noise estimate: the check errs towards light.)"""
+    changes from pixel to pixel raises the noise estimate of one dark, and with it the
+    threshold: the lit frame here is well above it; see the next test for a dim one.)"""
     rng = np.random.default_rng(seed)
     fixed = pattern * np.sin(np.arange(1024) / 7.0)  # fixed pattern: in the dark and the frame
     dark = offset + fixed + rng.normal(0.0, noise, 1024)
@@ -207,3 +211,84 @@ def test_the_level_check_passes_every_frame_of_real_experiments_and_finds_a_dead
     light.lamp_failed = True
     with pytest.raises(DeviceFault, match=r"ocean1: no light in the ABS frame"):
         ex.run(CONDITIONS[0])
+
+
+def _ccd_dark(rng: np.random.Generator, fixed: np.ndarray) -> np.ndarray:
+    """A dark frame of a linear CCD: offset, its fixed pattern, 8 counts of read noise."""
+    return 1500.0 + fixed + rng.normal(0.0, READ_NOISE, fixed.size)
+
+
+def test_a_dim_lit_frame_on_a_detector_with_a_fixed_pattern_is_light_not_a_fault() -> None:
+    """A real linear CCD's dark has a fixed pattern from pixel to pixel (odd and even pixels
+    read through two output amplifiers with different offsets, and each pixel's own dark
+    signal) that is the same in the dark and the lit frame, so it cancels in ``frame - dark``.
+    The noise was taken from the dark's neighbour differences, which hold that pattern: a
+    ±30-count odd/even offset and 15 counts of pixel-to-pixel dark signal made the threshold
+    ~600 counts, and a dye frame 300 counts above the dark (a dilute reference dye at an
+    integration time chosen for bright samples: 35 read-noise sigmas) was a DeviceFault.
+    Differences of same-parity pixels (one dark) or of two darks of one integration time
+    (the procedure takes two per experiment at the emission integration time) leave the read
+    noise; a frame with no light still faults."""
+    rng = np.random.default_rng(5)
+    px = np.arange(2048)
+    fixed = 30.0 * np.where(px % 2 == 0, 1.0, -1.0) + rng.normal(0.0, 15.0, px.size)
+    dye = 300.0 * np.exp(-0.5 * ((px - 900.0) / 40.0) ** 2)  # ~4 % of the pixels lit
+    dark = _ccd_dark(rng, fixed)
+    assert light_shortfall(_ccd_dark(rng, fixed) + dye, dark) == ""
+    assert light_shortfall(_ccd_dark(rng, fixed), dark) != ""
+    light = GpioLight()
+    spec = SeabreezeSpectrometer(FixedPatternOcean(light, fixed, dye), light, name="ocean1",
+                                 excitation_nm=405.0)
+    for _ in range(2):  # one dark, then two darks of the integration time
+        _frame(spec, "OFF", False, integration_ms=200.0)
+        _frame(spec, "EXC", True, "DYE", integration_ms=200.0)  # no fault
+    spec.device.dye = 0.0 * dye  # the LED went out
+    with pytest.raises(DeviceFault, match=r"no light in the EXC frame of the DYE cell"):
+        _frame(spec, "EXC", True, "DYE", integration_ms=200.0)
+
+
+class FixedPatternOcean(FakeOcean):
+    """A CCD whose dark holds a fixed pattern; the dye cell under excitation adds ``dye``."""
+
+    def __init__(self, light: GpioLight, fixed: np.ndarray, dye: np.ndarray) -> None:
+        super().__init__()
+        self.light, self.fixed, self.dye = light, fixed, dye
+        self.rng = np.random.default_rng(11)
+
+    def wavelengths(self) -> np.ndarray:
+        return np.linspace(350.0, 1000.0, self.fixed.size)
+
+    def intensities(self, correct_dark_counts: bool = False,
+                    correct_nonlinearity: bool = False) -> np.ndarray:
+        lit = self.light.state == ("EXC", True, "DYE")
+        return _ccd_dark(self.rng, self.fixed) + (self.dye if lit else 0.0)
+
+
+class _HiccupOcean(LitOcean):
+    """A detector with nonlinearity coefficients whose next ``n`` frames fail (a USB hiccup)."""
+
+    def __init__(self, light: GpioLight, fail_next: int) -> None:
+        super().__init__(light)
+        self.fail_next = fail_next
+
+    def intensities(self, correct_dark_counts: bool = False,
+                    correct_nonlinearity: bool = False) -> np.ndarray:
+        if self.fail_next:
+            self.fail_next -= 1
+            raise RuntimeError("Data transfer error")
+        return super().intensities(correct_dark_counts, correct_nonlinearity)
+
+
+def test_a_transfer_error_at_connect_is_not_taken_for_missing_coefficients() -> None:
+    """One failed frame with the correction then one without it did not prove the detector
+    cannot correct: a transfer error on the first was told as 'set correct_nonlinearity:
+    false', a devices-file change that makes every later frame uncorrected. The corrected
+    frame is tried again once the detector has delivered one; only its second failure is the
+    ConfigError."""
+    light = GpioLight()
+    SeabreezeSpectrometer(_HiccupOcean(light, fail_next=1), light, name="ocean1",
+                          excitation_nm=405.0).connect()  # no error: the detector corrects
+    dev = _HiccupOcean(light, fail_next=0)
+    dev.has_nonlinearity = False
+    with pytest.raises(ConfigError, match=r"devices\.ocean1\.correct_nonlinearity=true"):
+        SeabreezeSpectrometer(dev, light, name="ocean1", excitation_nm=405.0).connect()

@@ -692,3 +692,20 @@ def test_device_fault_run_has_the_reason_and_the_device_log(
     parent = tr.client.get_run(tr.run_id)  # type: ignore[arg-type]
     assert parent.data.metrics["n_failed"] == 1
     assert "best_experiment" not in parent.data.metrics
+
+
+def test_campaign_params_show_the_analyzers_qy_calibration() -> None:
+    """The ``analyzer:`` block sets every stated QY sd, so it is a param; a journal written
+    before the block has none to show."""
+    import yaml
+
+    from autolab.config import parse_campaign
+    from autolab.tracking.base import campaign_params
+
+    base = yaml.safe_load((Path(__file__).parents[2] / "campaigns" / "target_550nm.yaml")
+                          .read_text())
+    config = parse_campaign({**base, "analyzer": {"qy_calibration_rel": 0.08}})
+    assert campaign_params(config.model_dump(mode="json"))["analyzer.qy_calibration_rel"] == "0.08"
+    old = parse_campaign(base).model_dump(mode="json")
+    del old["analyzer"]
+    assert not [k for k in campaign_params(old) if k.startswith("analyzer")]
