@@ -404,8 +404,8 @@ class ModbusBusEmulator(PtyEmulator):
         #: Fault injection: the next n requests get this exception code (06 slave busy, 04
         #: device failure ...) instead of an answer.
         self.exception_next: tuple[int, int] = (0, 0)
-        #: Function codes the controllers implement (others: exception 01). The manual names
-        #: none for the 3200; a slave may implement write single (6) without write multiple.
+        #: Function codes the controllers implement (others: exception 01). Nothing we read of
+        #: HA028651 names the 3200's; a slave may implement write single (6) without write multiple.
         self.functions = frozenset({eu.READ_HOLDING, eu.READ_INPUT, eu.WRITE_SINGLE,
                                     eu.WRITE_MULTIPLE})
 
