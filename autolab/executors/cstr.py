@@ -355,8 +355,8 @@ class CSTRExecutor:
         """After any device fault: feeds off, reagents booked, the pumps at fault re-initialized.
 
         The one ending of a device fault, whether found before the feeds (a rig event) or
-        after (an invalid experiment), in both modes. It is the first step of the manual's
-        safe shutdown (§5.5: stop every reagent feed pump and verify it stopped); the rest of
+        after (an invalid experiment), in both modes. It is the first step of a flow reactor's
+        usual safe shutdown (stop every reagent feed pump and verify it stopped); the rest of
         that sequence (flush, cool the blocks, stirrers off) is for leaving the rig, which a
         device fault does not: the rig stays up (heaters at their setpoints, stirrers on), as
         the next experiment or the kept proposal runs on it and commands every device afresh.

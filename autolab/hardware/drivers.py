@@ -518,7 +518,7 @@ class Eurotherm3200:
     def _write(self, register: int, value: float, decimals: int | None = None) -> None:
         """Write one register: function 16 (minimalmodbus's default), else 6 from then on.
 
-        The manual names no function codes for the 3200 (only that minimalmodbus writes with
+        Nothing we read of HA028651 names the 3200's function codes (minimalmodbus writes with
         16 by default); a controller that answers 16 with "illegal function" (exception 01)
         is written with 6, write single register, for the rest of the session.
         """

@@ -10,20 +10,20 @@ optics without touching the executor.
 seabreeze facts used: ``Spectrometer.from_serial_number(sn)``, ``integration_time_micros(us)``,
 ``wavelengths()``, ``intensities(correct_dark_counts, correct_nonlinearity)``,
 ``max_intensity``, ``integration_time_micros_limits``. The detector free-runs and buffers: the
-spectrum a call returns was exposed before the call (the manual's FIFO note, for an
+spectrum a call returns was exposed before the call (luxpy's Ocean Optics notes, for an
 integration-time change). So :meth:`SeabreezeSpectrometer.acquire` reads one spectrum and
 discards it before the one it returns, *after* the light path was set: the discard used to come
 with the integration time, before the light path changed, so a frame could hold the light of the
 previous setting (a "dark" with the lamp in it, a lamp frame exposed dark).
 
 A light path that can say how it is (:class:`~autolab.hardware.base.Watched`, e.g. an
-``asp1_light``) is read back after every frame. One that cannot (a GPIO box) leaves the frame
-itself as the only evidence, and the manual gives what it can prove (§3: the dark D is taken with
-the lamp off or shuttered at the same integration time; A = -log10((S - D)/(R - D))): a frame of
-the lamp (``ABS``, shutter open) and a frame of the reference dye under excitation (``EXC``,
-``DYE``) must rise above the dark frame of the same integration time (:func:`light_shortfall`); the
-dye always emits, and a lamp frame is bright wherever the sample does not absorb. A frame of the
-sample under excitation is not judged: a sample that does not emit is chemistry.
+``asp1_light``) is read back after every frame. One that cannot (a GPIO box) leaves the frame itself
+as the only evidence, and the absorbance method says what it can prove (the dark D is taken with the
+lamp off or shuttered at the same integration time; A = -log10((S - D)/(R - D))): a frame of the
+lamp (``ABS``, shutter open) and a frame of the reference dye under excitation (``EXC``, ``DYE``)
+must rise above the dark frame of the same integration time (:func:`light_shortfall`); the dye
+always emits, and a lamp frame is bright wherever the sample does not absorb. A frame of the sample
+under excitation is not judged: a sample that does not emit is chemistry.
 
 Devices-file kind ``ocean`` (registered here; see docs/hardware.md): the detector is found by
 its USB serial number, not a serial port, and ``light`` names the device that switches the light
@@ -187,11 +187,11 @@ class SeabreezeSpectrometer:
     def connect(self) -> None:
         """Take one frame with the corrections the devices file asks for.
 
-        The manual (§3): ``correct_nonlinearity`` raises a ``SeaBreezeError`` on a detector
-        without stored coefficients. Found at the first frame of a campaign, that is a device
-        failure and the rig goes to its safe state; found here, it is the devices file that is
-        wrong, and the error says which field to change. Only a corrected frame that fails
-        again after an uncorrected one came says so: one failure may be a transfer error.
+        python-seabreeze's documentation: ``correct_nonlinearity`` raises a ``SeaBreezeError`` on a
+        detector without stored coefficients. Found at the first frame of a campaign, that is a
+        device failure and the rig goes to its safe state; found here, it is the devices file that
+        is wrong, and the error says which field to change. Only a corrected frame that fails again
+        after an uncorrected one came says so: one failure may be a transfer error.
 
         Raises:
             ConfigError: The detector has no nonlinearity coefficients but the devices file

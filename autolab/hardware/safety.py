@@ -1,9 +1,9 @@
 """Safety: a supervisor that polls every device and ONE shutdown sequence for every fault.
 
-Layers (reference §5): (1) setpoint limits in the drivers, before a byte is sent
-(:mod:`autolab.hardware.limits`); (2) device-side watchdogs — pumps in New Era Safe mode stop
-themselves when the host is silent, controllers fall back from the remote setpoint to their
-local standby setpoint; (3) this supervisor, polling at >= 1 Hz, which also feeds both
+Layers (common safety practice for automated flow reactors): (1) setpoint limits in the drivers,
+before a byte is sent (:mod:`autolab.hardware.limits`); (2) device-side watchdogs — pumps in New Era
+Safe mode stop themselves when the host is silent, controllers fall back from the remote setpoint to
+their local standby setpoint; (3) this supervisor, polling at >= 1 Hz, which also feeds both
 watchdogs; (4) :class:`Shutdown`, the one sequence run on any trip, exception, signal or exit:
 
 * soft (stall, near-empty syringe, a non-thermal fault): stop reagent pumps -> solvent valve to
@@ -300,7 +300,7 @@ def _set_rate_stopped(pump: Pump, rate_ml_min: float) -> None:
     pump.set_rate_ml_min(rate_ml_min)
 
 
-#: Controller status faults that trip hard (Eurotherm status word, reference §5.2: a sensor
+#: Controller status faults that trip hard (Eurotherm status word 75, HA028651: a sensor
 #: break makes the PV meaningless; a loop break is output saturated without the PV following,
 #: a heater or thermocouple fault; over-range is a PV beyond the input range).
 HEATER_TRIPS = {"sensor_break": "thermocouple open",

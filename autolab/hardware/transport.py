@@ -165,9 +165,9 @@ class Transport:
         #: still be able to read what it said. Called under :attr:`lock`; keep it short.
         self.stray_listeners: list[Callable[[bytes], None]] = []
         #: The character format asked for (``bytesize``/``parity``/``stopbits``), kept even
-        #: where it is not applied: a pseudo-terminal has no line format (reference §4.6,
-        #: pitfall 3) and Linux refuses to re-apply a 7-bit format to one, which would break
-        #: every later timeout change; a real port gets exactly what was asked.
+        #: where it is not applied: a pseudo-terminal has no line format (Linux's pty
+        #: accepts one and ignores it) and Linux refuses to re-apply a 7-bit format to one, which
+        #: would break every later timeout change; a real port gets exactly what was asked.
         self.line_format = {k: serial_kwargs[k] for k in ("bytesize", "parity", "stopbits")
                             if k in serial_kwargs}
         if _is_pty(url):

@@ -3,21 +3,21 @@
 The model is a segregated-flow (fluid-element) picture of the CSTR cascade:
 
 * **Core stage.** Nuclei form in a burst in the first tank; their number (relative to a
-  chloride-only feed at ``t_ref_core_c`` and ``p_opt``) grows with the iodide fraction
-  I/(Cl+I) (iodide speeds nucleation and caps growth, so more iodide gives smaller, bluer dots),
-  changes with temperature and rises with P:In (more reactive aminophosphine). The In precursor
-  converts first-order with an Arrhenius rate (a few tenths per minute at 180 °C, so conversion
-  takes minutes and the residence time matters) that also scales with the particle surface
-  available (``nuclei**surface_rate_exponent``); at P:In below ``p_stoich`` = 4 only P:In/4 of
-  the In can convert (P-limited, chemistry-data §1.2 note). A fluid element of age *t* holds
-  particles of edge ``L(t) = (L_seed³ + L_g³·X(t)/nuclei)^(1/3)``. The size distribution is the
-  distribution of ``L(t)`` over the tanks-in-series (Erlang) age distribution, evaluated by
-  Gauss–Laguerre quadrature: the RTD broadens sizes strongly while growth is still linear in time
-  (short, cold core stages) and hardly at all once the precursor is used up (chemistry-data §3.2
-  take-away (i)). The nucleation burst adds a spread that narrows with T and with iodide but
-  never below ``cv_nucleation_floor`` (spread of nucleation times within a burst); Ostwald
-  ripening (grows with T and time) and P:In mismatch add spread in quadrature; their balance
-  puts the narrowest cores at 180 °C and P:In 3.6 (seed paper).
+  chloride-only feed at ``t_ref_core_c`` and ``p_opt``) grows with the iodide fraction I/(Cl+I)
+  (iodide speeds nucleation and caps growth, so more iodide gives smaller, bluer dots), changes with
+  temperature and rises with P:In (more reactive aminophosphine). The In precursor converts
+  first-order with an Arrhenius rate (a few tenths per minute at 180 °C, so conversion takes minutes
+  and the residence time matters) that also scales with the particle surface available
+  (``nuclei**surface_rate_exponent``); at P:In below ``p_stoich`` = 4 only P:In/4 of the In can
+  convert (P-limited; Tessier et al., JACS 2016). A fluid element of age *t* holds particles of edge
+  ``L(t) = (L_seed³ + L_g³·X(t)/nuclei)^(1/3)``. The size distribution is the distribution of
+  ``L(t)`` over the tanks-in-series (Erlang) age distribution, evaluated by Gauss–Laguerre
+  quadrature: the RTD broadens sizes strongly while growth is still linear in time (short, cold core
+  stages) and hardly at all once the precursor is used up (tanks-in-series RTD as in Levenspiel
+  1999, coupled with the growth kinetics). The nucleation burst adds a spread that narrows with T
+  and with iodide but never below ``cv_nucleation_floor`` (spread of nucleation times within a
+  burst); Ostwald ripening (grows with T and time) and P:In mismatch add spread in quadrature; their
+  balance puts the narrowest cores at 180 °C and P:In 3.6 (seed paper).
 * **Precursor left at the core outlet** reaches the hot shell stage. There it converts at
   ``t_shell_c``; a share ``shell_growth_fraction`` deposits on the cores (the stirred tanks share
   that monomer among all dots: equal volume per dot, which narrows the relative size spread and
@@ -27,7 +27,7 @@ The model is a segregated-flow (fluid-element) picture of the CSTR cascade:
   activation energy) and ``h_max`` limited by sulfur below S:Zn = 2. Interface alloying/etching,
   a diffusion length ``∝ sqrt(D(T)·τ)``, shrinks the effective core and gives the blue shift with
   shell temperature (563 → 558 nm from 270 → 310 °C).
-* **Quantum yield** (chemistry-data §3.6): ``QY = k_r / (k_r + k_surf·exp(-h/h0) +
+* **Quantum yield** (competing rates): ``QY = k_r / (k_r + k_surf·exp(-h/h0) +
   k_strain·max(0, h - h_c)² + k_base + k_S+·max(0, S:Zn - 2) + k_S-·max(0, 2 - S:Zn) +
   k_P·ln(P:In/p_opt)² + k_hot(T_shell)·sqrt(τ_shell/15) + k_res·residual)``: thin shells leave
   surface traps, thick ones misfit defects, S-rich and Zn-rich (S-poor) surfaces trap carriers,
@@ -228,8 +228,9 @@ def birth_spread_sq(c: ConditionArrays, chem: ChemistryParams, t_nucleation_c: F
     """Squared size spreads a fluid element is born with: ``(burst², P:In mismatch²)``, ``(n,)``.
 
     The burst narrows as nucleation speeds up (hotter, more iodide) but never below the floor
-    set by the spread of nucleation times within one burst (chemistry-data §2.3: the seed
-    ensembles have δ ≈ 11–17 %, the best flow cores ~8 %); the floor is added by
+    set by the spread of nucleation times within one burst (InP/ZnS ensembles have size
+    dispersions δ ≈ 11–17 %, Savchenko & Weinstein, arXiv:1906.06539; the best flow cores ~8 %,
+    Wang & Segets, React. Chem. Eng. 2023); the floor is added by
     :func:`core_ensemble`. Below ``stir_ref_rpm`` the micromixing time (∝ rpm^-1.5) is no longer
     short against the burst, and the nucleation tank's concentration field adds spread. Off the
     optimum P:In the nucleation chemistry changes regime (P-limited below, P-excess above): an

@@ -243,7 +243,7 @@ class NoiseParams(BaseModel):
     ratio_jitter_rel: float = Field(0.01, ge=0, description="Feed-ratio error, relative.")
     qy_readout_rel: float = Field(
         0.05, ge=0, description="Relative error of the QY readout (excitation drift between "
-                                "sample and dye frames; chemistry-data §4.3).")
+                                "sample and dye frames).")
     shot_noise: bool = Field(True, description="Poisson-like shot noise on counts.")
 
 

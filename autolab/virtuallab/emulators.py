@@ -1,9 +1,9 @@
 """Device emulators on pseudo-terminals, speaking the real protocols' bytes.
 
 Each :class:`PtyEmulator` owns the master side of a pty (``pty.openpty()`` + ``tty.setraw`` on
-the slave at once — §4.6 pitfall 1: a cooked slave mangles the bytes written before a client
-opens it) and serves it from one thread. The slave fd stays open for the emulator's lifetime
-(pitfall 2: otherwise the master reads EIO once a client closes its port; EIO is also treated as
+the slave at once: Linux's line discipline on a cooked slave mangles the bytes written before a
+client opens it) and serves it from one thread. The slave fd stays open for the emulator's lifetime
+(otherwise the master reads EIO once a client closes its port; EIO is also treated as
 "client went away, keep serving"). A driver opens :attr:`PtyEmulator.port` with plain pyserial,
 exactly as it opens ``/dev/ttyUSB0``.
 
@@ -404,8 +404,8 @@ class ModbusBusEmulator(PtyEmulator):
         #: Fault injection: the next n requests get this exception code (06 slave busy, 04
         #: device failure ...) instead of an answer.
         self.exception_next: tuple[int, int] = (0, 0)
-        #: Function codes the controllers implement (others: exception 01). The manual names
-        #: none for the 3200; a slave may implement write single (6) without write multiple.
+        #: Function codes the controllers implement (others: exception 01). Nothing we read of
+        #: HA028651 names the 3200's; a slave may implement write single (6) without write multiple.
         self.functions = frozenset({eu.READ_HOLDING, eu.READ_INPUT, eu.WRITE_SINGLE,
                                     eu.WRITE_MULTIPLE})
 

@@ -1,4 +1,4 @@
-"""Drivers against the manuals (reference §1.1 NE-1000, §2.1 Eurotherm 3200), over ptys.
+"""Drivers against the manuals (New Era NE-1000, Eurotherm 3200 HA028651), over ptys.
 
 Each test names the manual item it checks. The emulators answer as the manual says, not as our
 driver expects, so a driver that only worked with our own emulator's misreading fails here:
@@ -78,7 +78,7 @@ def pump_line() -> Iterator[tuple[Bench, PumpChainEmulator, NE1000Pump]]:
 
 # ============================================================================= NE-1000
 def test_a_running_pump_keeps_its_rate_unit(pump_line: Any) -> None:
-    """§1.1 RAT: "can be changed while pumping ... units cannot change while pumping"."""
+    """New Era manual, RAT: "can be changed while pumping ... units cannot change while pumping"."""
     bench, _, pump = pump_line
     p = bench.pumps["p"]
     pump.set_rate_ml_min(0.5)
@@ -93,7 +93,8 @@ def test_a_running_pump_keeps_its_rate_unit(pump_line: Any) -> None:
 
 
 def test_the_emulated_pump_follows_the_manual_on_rat(pump_line: Any) -> None:
-    """§1.1: units may not change while pumping (?NA); units are optional; 4 digits, 3 decimals."""
+    """New Era manual: units may not change while pumping (?NA); units are optional; 4 digits, 3
+    decimals."""
     bench, _, pump = pump_line
     p = bench.pumps["p"]
     pump.set_rate_ml_min(0.5)
@@ -118,7 +119,7 @@ def test_a_rate_the_running_unit_cannot_write_is_refused_before_a_byte(pump_line
 
 
 def test_error_replies_are_refusals_never_retried(pump_line: Any) -> None:
-    """§1.1 command errors: ``?`` unknown, ``?NA`` not applicable (DIA while running)."""
+    """New Era manual, command errors: ``?`` unknown, ``?NA`` not applicable (DIA while running)."""
     _, emu, pump = pump_line
     before = emu.requests
     with pytest.raises(HardwareError, match=r"pump_x: XYZ refused: \?  ?\(command not recog"):
@@ -160,7 +161,8 @@ def _safe_mode_pump(
 
 
 def test_a_corrupted_safe_mode_packet_is_answered_com_and_sent_again() -> None:
-    """§1.1: ``?COM`` = invalid packet received (Safe-mode CRC): noise, so the driver retries."""
+    """New Era manual: ``?COM`` = invalid packet received (Safe-mode CRC): noise, so the driver
+    retries."""
     with _safe_mode_pump(retries=2) as (bench, emu, line, pump):
         assert bench.pumps["p"].safe_timeout_s == 5
         before = emu.requests
@@ -173,9 +175,9 @@ def test_a_corrupted_safe_mode_packet_is_answered_com_and_sent_again() -> None:
 
 @pytest.mark.parametrize("wait_s", [0.0, 0.4])
 def test_a_safe_mode_auto_alarm_is_never_taken_for_the_next_reply(wait_s: float) -> None:
-    """§1.1 Safe mode: "the pump spontaneously transmits a status packet when an alarm occurs";
-    it does not acknowledge the alarm. The unasked packet may wait on the line (0.4 s) or come
-    just before a reply (0 s); either way the alarm is reported and the line stays in step."""
+    """New Era manual, Safe mode: "the pump spontaneously transmits a status packet when an alarm
+    occurs"; it does not acknowledge the alarm. The unasked packet may wait on the line (0.4 s) or
+    come just before a reply (0 s); either way the alarm is reported and the line stays in step."""
     with _safe_mode_pump(retries=2) as (bench, emu, line, pump):
         pump.set_rate_ml_min(1.0)
         pump.start()
@@ -203,7 +205,7 @@ def test_text_replies_read_with_either_line_ending(wire: bytes) -> None:
 
 
 def test_a_truncated_safe_packet_is_discarded_after_the_inter_byte_timeout() -> None:
-    """§1.1 Safe mode: "0.5 s inter-byte timeout discards partial packets"."""
+    """New Era manual, Safe mode: "0.5 s inter-byte timeout discards partial packets"."""
     with _safe_mode_pump(retries=0) as (bench, _, line, pump):
         line.serial.write(newera.encode_safe(3, "RAT", "1.5MM")[:4])  # the cable hiccups
         time.sleep(0.8)
@@ -231,8 +233,8 @@ def test_reply_variations_parse_and_alarms_or_errors_stay_what_they_are() -> Non
     (".5e1MM", None, None)])
 def test_numbers_in_every_form_the_manual_allows(rate: str, dis: str | None,
                                                  dia: str | None) -> None:
-    """§1.1 <float>: "maximum of 4 digits plus 1 decimal point" — the point may lead or trail;
-    anything else (an exponent) is malformed, never a reading."""
+    """New Era manual, <float>: "maximum of 4 digits plus 1 decimal point" — the point may lead or
+    trail; anything else (an exponent) is malformed, never a reading."""
     if dis is None:
         with pytest.raises(newera.PumpProtocolError, match="expected <number>"):
             newera.parse_rate_units(rate)
@@ -243,7 +245,7 @@ def test_numbers_in_every_form_the_manual_allows(rate: str, dis: str | None,
 
 
 def test_dispensed_volume_units_follow_the_diameter(pump_line: Any) -> None:
-    """§1.1 DIA: <= 14.00 mm sets volume units to µL (DIS answers in UL)."""
+    """New Era manual, DIA: <= 14.00 mm sets volume units to µL (DIS answers in UL)."""
     bench, _, pump = pump_line
     with bench.lock:
         bench.pumps["p"].infused_ml = 1.5
@@ -301,7 +303,7 @@ def test_busy_is_retried_and_a_device_failure_is_a_refusal(modbus_bus: Any) -> N
 
 
 def test_registers_are_scaled_by_the_controllers_decimals(modbus_bus: Any) -> None:
-    """§2.1: 16-bit registers carry integers scaled by the display resolution."""
+    """HA028651: 16-bit registers carry integers scaled by the display resolution."""
     bench, _, line = modbus_bus
     heater = Eurotherm3200(line, "heater_core", address=1, decimals=0, ramp_c_per_min=8.0)
     heater.connect()
@@ -332,7 +334,8 @@ def test_an_unknown_function_code_gets_exception_01(modbus_bus: Any) -> None:
 
 @pytest.mark.parametrize("bit", [eu.LOOP_BREAK_BIT, eu.OVER_RANGE_BIT])
 def test_loop_break_and_over_range_trip_hard(bit: int) -> None:
-    """§2.1 status word 75: bit 6 loop break, bit 10 PV over-range (§5.2: trip on them)."""
+    """HA028651, status word 75: bit 6 loop break, bit 10 PV over-range (the supervisor trips on
+    them)."""
     bench = Bench()
     bench.heaters = {"h1": HeaterModel(address=1, role="core"),
                      "h2": HeaterModel(address=2, role="shell")}
@@ -550,7 +553,8 @@ def _two_heaters(core_limits: dict[str, float] | None = None,
 
 
 def test_a_controller_in_manual_mode_is_refused_at_connect_and_trips_hard() -> None:
-    """§2.1 status word 75, bit 4 auto/manual: in manual the output is held, no SP is followed."""
+    """HA028651, status word 75, bit 4 auto/manual: in manual the output is held, no SP is
+    followed."""
     with _two_heaters() as (bench, _, rig):
         bench.heaters["h2"].manual = True
         with pytest.raises(HardwareError, match=r"heater_shell: controller at address 2 is in "
@@ -565,7 +569,7 @@ def test_a_controller_in_manual_mode_is_refused_at_connect_and_trips_hard() -> N
 
 
 def test_a_remote_setpoint_failure_makes_the_experiment_invalid() -> None:
-    """§2.1 bit 14 remote SP fail: the controller runs on its local setpoint, not ours."""
+    """HA028651, bit 14 remote SP fail: the controller runs on its local setpoint, not ours."""
     with _two_heaters() as (bench, _, rig):
         for h in rig.heaters.values():
             h.connect()
@@ -648,7 +652,7 @@ def test_a_heater_that_fails_while_settling_makes_the_trial_invalid(tmp_path: Pa
 
 
 def test_remote_setpoint_selection_is_read_back_at_connect() -> None:
-    """§2.1 register 276 selects the remote SP (26): a controller without remote SP enabled
+    """HA028651, register 276 selects the remote SP (26): a controller without remote SP enabled
     acknowledges the write and stays on its local SP; every later remote SP would read back
     fine and never be used."""
     with _two_heaters() as (bench, _, rig):
@@ -659,8 +663,8 @@ def test_remote_setpoint_selection_is_read_back_at_connect() -> None:
 
 
 def test_a_cut_the_controller_clamps_is_a_failed_shutdown_step_not_ok() -> None:
-    """§2.1 OP.HI (30) / OP.LO (31): the output high limit cannot go below the low limit, so a
-    cut to 0 % may be clamped; the hard shutdown must say the heater is not cut."""
+    """3216 manual, OP.HI (30) / OP.LO (31): the output high limit cannot go below the low limit, so
+    a cut to 0 % may be clamped; the hard shutdown must say the heater is not cut."""
     with _two_heaters() as (bench, _, rig):
         for h in rig.heaters.values():
             h.connect()

@@ -1,8 +1,8 @@
 """A device fault found before an experiment or a trajectory feeds (a rig event) ends with the
 feeds stopped, over the real drivers and the pty emulators.
 
-The manual's safe shutdown starts by stopping every reagent feed pump and verifying it stopped
-(reference §5.5, step 1). A rig event keeps the rig up for the kept proposal, so that is all it
+A flow reactor's usual safe shutdown starts by stopping every reagent feed pump and verifying it
+stopped. A rig event keeps the rig up for the kept proposal, so that is all it
 does: heaters stay at their setpoints, no shutdown runs. In dynamic mode the previous
 trajectory leaves its feeds running (the next one continues from its last point); before this,
 a fault found at the next trajectory's start left them running into a rig known faulty until the

@@ -1,8 +1,8 @@
-"""What the manual allows and our drivers assumed otherwise (reference §1.1 and §2.1).
+"""What the manual allows and our drivers assumed otherwise (New Era manuals, HA028651).
 
 Each test drives a real driver over a pty against its emulator, set to answer as the
-manual permits (it says so, or leaves it open) rather than as our driver expected
-(§1.1 New Era, §2.1 Eurotherm). See docs/hardware.md, "Audit against the manual".
+manual permits (it says so, or leaves it open) rather than as our driver expected.
+See docs/hardware.md, "Audit against the manuals".
 """
 
 from __future__ import annotations
@@ -40,8 +40,8 @@ def basic_pump() -> Iterator[tuple[Bench, PumpChainEmulator, NE1000Pump]]:
 
 
 def test_a_command_ignored_at_a_phase_start_is_sent_again(basic_pump: Any) -> None:
-    """§1.1 command errors: ``?IGN`` = "Command ignored due to a simultaneous new Phase start".
-    It says nothing against the command, so the driver sends it again (bounded), and a pump
+    """New Era manual, command errors: ``?IGN`` = "Command ignored due to a simultaneous new Phase
+    start". It says nothing against the command, so the driver sends it again (bounded), and a pump
     that keeps ignoring is named with the reply, never taken as done."""
     bench, emu, pump = basic_pump
     p = bench.pumps["p"]
@@ -59,8 +59,8 @@ def test_a_command_ignored_at_a_phase_start_is_sent_again(basic_pump: Any) -> No
 
 
 def test_a_pump_in_safe_mode_may_reply_in_basic_framing() -> None:
-    """§1.1 Safe mode gives the packet layout of requests; it does not say that the replies
-    are packets too. A pump in Safe mode that answers in Basic framing is brought up, driven
+    """New Era manual, Safe mode gives the packet layout of requests; it does not say that the
+    replies are packets too. A pump in Safe mode that answers in Basic framing is brought up, driven
     and polled; before, every reply was read as a packet and the pump was 'silent'."""
     with _safe_mode_pump(retries=2) as (bench, emu, line, pump):
         emu.basic_replies_in_safe_mode = True
@@ -78,8 +78,8 @@ def test_a_pump_in_safe_mode_may_reply_in_basic_framing() -> None:
 
 
 def test_a_pump_whose_stp_pauses_is_stopped_before_its_diameter_is_set() -> None:
-    """§1.1: whether one ``STP`` pauses or stops a program is left open, and ``DIA`` is accepted
-    "only when stopped". A pump whose ``STP`` pauses got ``DIA`` while paused at bring-up
+    """New Era manual: whether one ``STP`` pauses or stops a program is left open, and ``DIA`` is
+    accepted "only when stopped". A pump whose ``STP`` pauses got ``DIA`` while paused at bring-up
     (``?NA``: the rig would not open); the driver now stops a paused pump with a second ``STP``.
     """
     bench = Bench()
@@ -110,8 +110,8 @@ def test_a_pump_whose_stp_pauses_is_stopped_before_its_diameter_is_set() -> None
 
 # ============================================================================= Eurotherm 3200
 def test_a_controller_without_write_multiple_is_written_with_write_single() -> None:
-    """§2.1 names no Modbus function codes for the 3200 (§2.5: minimalmodbus writes with 16 by
-    default). A controller that implements write single (6) only answered every write with
+    """Nothing we read of HA028651 names the 3200's Modbus function codes (minimalmodbus writes with
+    16 by default). A controller that implements write single (6) only answered every write with
     exception 01 and the rig did not open; the driver now writes with 6 from then on."""
     bench = Bench()
     bench.heaters = {"h1": HeaterModel(address=1, role="core")}

@@ -113,7 +113,7 @@ def test_no_device_connected_is_a_clear_hardware_error() -> None:
 
 
 def test_a_detector_that_fails_mid_run_is_a_hardware_error_naming_it_and_the_call() -> None:
-    """§3: seabreeze raises its own SeaBreezeError (unplugged, a correction it lacks); the
+    """python-seabreeze raises its own SeaBreezeError (unplugged, a correction it lacks); the
     executor only puts the rig in its safe state for a HardwareError, so it must be one."""
     dev = FakeOcean()
     spec = SeabreezeSpectrometer(dev, Light(), name="ocean1", excitation_nm=405.0)

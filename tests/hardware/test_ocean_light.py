@@ -1,5 +1,5 @@
-"""The Ocean detector with a light path that cannot say how it is (a GPIO box): what the manual
-lets the frames themselves prove (reference §3), and the exposure FIFO after a light change.
+"""The Ocean detector with a light path that cannot say how it is (a GPIO box): what the absorbance
+method lets the frames themselves prove, and the exposure FIFO after a light change.
 
 The detector is the seabreeze stand-in of ``test_ocean.py`` (no USB spectrometer exists here),
 extended so that each frame holds the light that shone when its exposure began: seabreeze's
@@ -69,9 +69,9 @@ def _frame(spec: SeabreezeSpectrometer, source: str, shutter_open: bool, cell: s
 
 
 def test_a_frame_holds_the_light_set_for_it_not_the_previous_setting() -> None:
-    """§3 FIFO: the spectrum a call returns was exposed before it. The stale one was discarded
-    with the integration time, before the light path changed, so a lamp frame right after a
-    dark one was dark (and a dark right after a lamp frame held the lamp)."""
+    """The FIFO (luxpy's Ocean Optics notes): the spectrum a call returns was exposed before it. The
+    stale one was discarded with the integration time, before the light path changed, so a lamp
+    frame right after a dark one was dark (and a dark right after a lamp frame held the lamp)."""
     light = GpioLight()
     spec = SeabreezeSpectrometer(LitOcean(light), light, excitation_nm=405.0)
     dark = _frame(spec, "OFF", False)
@@ -135,9 +135,9 @@ def test_light_shortfall_tells_no_light_from_a_band_of_light(offset: float, nois
 
 
 def test_a_correction_the_detector_cannot_make_is_refused_at_connect_naming_the_field() -> None:
-    """§3: ``correct_nonlinearity`` raises on a detector without stored coefficients. It was
-    found at the campaign's first frame (a device failure, the rig to its safe state); now the
-    rig's connect names the devices-file field to change."""
+    """python-seabreeze: ``correct_nonlinearity`` raises on a detector without stored coefficients.
+    It was found at the campaign's first frame (a device failure, the rig to its safe state); now
+    the rig's connect names the devices-file field to change."""
     light = GpioLight()
     dev = LitOcean(light)
     dev.has_nonlinearity = False

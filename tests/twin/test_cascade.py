@@ -33,7 +33,7 @@ def test_erlang_moments(tau: float, n: int) -> None:
 
 
 def test_cdf_matches_table() -> None:
-    # chemistry-data §3.2: fraction leaving before 0.5 tau for N = 1, 3, 5.
+    # tanks-in-series RTD (Levenspiel 1999): fraction leaving before 0.5 tau for N = 1, 3, 5.
     for n, frac in ((1, 0.393), (3, 0.191), (5, 0.109)):
         assert float(erlang_cdf(np.array(0.5), 1.0, n)) == pytest.approx(frac, abs=1e-3)
 

@@ -1,13 +1,12 @@
 """Eurotherm 3200 series over Modbus RTU: register map, scaling and status bits (pure).
 
-The Modbus framing itself is minimalmodbus's (the driver hands it the transport's port); this
-module holds only what is specific to the instrument. Facts (HA028651 §15.5, reference §2.1):
+The Modbus framing itself is minimalmodbus's (the driver hands it the transport's port); this module
+holds only what is specific to the instrument. Facts (Eurotherm 3200 series manual HA028651 §15.5):
 16-bit registers carry integers scaled by the display resolution (one decimal here: 234.5 °C is
-2345); the target setpoint (2) and SP1/SP2 (24/25) live in EEPROM with a 100 000-write limit, so
-the driver writes the **remote (comms) setpoint, 26**, selected by register 276 (1 = remote),
-and lets the controller ramp with its own **SP rate limit, 35** (°C/min, 0 = off). Status bitmap
-75: bit 4 manual mode, bit 5 sensor break, bit 6 loop break, bit 10 PV over-range, bit 14
-remote SP fail.
+2345); the target setpoint (2) and SP1/SP2 (24/25) live in EEPROM with a 100 000-write limit, so the
+driver writes the **remote (comms) setpoint, 26**, selected by register 276 (1 = remote), and lets
+the controller ramp with its own **SP rate limit, 35** (°C/min, 0 = off). Status bitmap 75: bit 4
+manual mode, bit 5 sensor break, bit 6 loop break, bit 10 PV over-range, bit 14 remote SP fail.
 
 The CRC below is only for the emulator's slave side (the instrument's firmware in the virtual
 lab); the host side never hand-frames Modbus.

@@ -1,6 +1,6 @@
 r"""New Era NE-1000 / NE-500 syringe pump protocol: Basic mode and Safe mode, pure functions.
 
-Facts (``reference/hardware-protocols.md`` §1.1, NE-1000 manual §10.2):
+Facts (New Era's NE-1000, NE-500 and NE-1600 user manuals; NE-1000 manual §10.2):
 
 * Basic mode, host -> pump: ``[address]COMMAND[args]\\r``; the pump strips spaces/control
   characters and upper-cases. Pump -> host: ``STX AA S [data | ?err] ETX`` (two-digit address,
