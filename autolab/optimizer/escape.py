@@ -1,0 +1,184 @@
+"""Escape from a stalled trust region (``BotorchSettings.ts_escape``, ``ts_escape_after``).
+
+Why: once in band, Thompson sampling draws its candidates from a TuRBO box around the best
+in-band experiment (:mod:`~autolab.optimizer.thompson`). When the box sits in the wrong basin the
+search stalls there: replaying the default on the family's 36 design cells (docs/benchmarks.md,
+"Sixth round") found 66 of 294 Thompson asks whose box held *no* truly good candidate (in band,
+QY at least 90 % of the best reachable), 51 of them in the four cells that missed. The model
+cannot see it: at those asks the box's best posterior probability of an improvement of 5 % in
+band was as high as at the others (median about 0.25) and above that of a global candidate set
+in almost every ask, so a rule that compares posterior probabilities (box against the whole
+space) does not fire where it should. What does show it is the history: the best in-band reading
+stops improving. TuRBO's own answer, halving the box after ``max(4, d)`` misses and restarting
+once it is tiny, concentrates the search where it is stuck and never restarts within a budget
+of 30 experiments.
+
+So the trigger here is the measured history (a pure function of the told data, so a resumed
+campaign proposes what the uninterrupted one would have): the number of experiments since the
+best in-band score last improved (:func:`stall_length`, TuRBO's failure counter without its
+reset on halving). Once it reaches ``ts_escape_after`` the ask escapes, by a rule of
+:data:`ESCAPE_RULES`:
+
+* ``global_draw``: while stalled, the Thompson draw runs over the box's candidates *and* as many
+  candidates of the whole space (half moved onto the predicted band), one joint draw whose argmax
+  decides between them: TuRBO-m's implicit bandit between trust regions (Eriksson et al. 2019),
+  with the whole space as the second region, but only while the box yields nothing.
+* ``global_pi``: every ``ts_escape_after``-th stalled experiment takes the candidate of the whole
+  space with the highest posterior probability of beating the incumbent by
+  :data:`ESCAPE_MARGIN` in every band (away from every experiment run), a deterministic step out
+  of the box; the other asks stay in it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from autolab.objective import ObjectiveSpec
+from autolab.optimizer.acquisition import incumbent_rest, log_p_band, rest_coefficients
+from autolab.optimizer.base import derive_seed
+from autolab.optimizer.steps import improves
+from autolab.optimizer.thompson import EXCLUSION_RADIUS, candidate_set
+from autolab.space import ParameterSpace
+
+#: Relative improvement over the incumbent's posterior non-target score that ``global_pi``
+#: asks for (5 % of the best in-band QY when QY is the only other term).
+ESCAPE_MARGIN = 0.05
+
+#: Smallest posterior sd of the non-target score (score units) in the improvement probability.
+_MIN_REST_SD = 1e-9
+
+
+def stall_length(history: Sequence[float | None]) -> int | None:
+    """Experiments since the best in-band score last improved (:func:`~.steps.improves`).
+
+    Args:
+        history: Per step in order, its measured in-band non-target score, or ``None``
+            (failed or out of band), as the trust region reads it.
+
+    Returns:
+        ``None`` before the first in-band step; 0 right after an improvement (or the first
+        in-band step); else the count of steps since.
+    """
+    best: float | None = None
+    stall = 0
+    for value in history:
+        if best is None:
+            if value is not None:
+                best, stall = value, 0
+            continue
+        if improves(value, best):
+            best, stall = value, 0
+        else:
+            stall += 1
+    return None if best is None else stall
+
+
+@dataclass(frozen=True)
+class EscapeContext:
+    """What an escape rule may read at one Thompson ask (all of it from the told data)."""
+
+    space: ParameterSpace
+    spec: ObjectiveSpec
+    model: Any
+    X_box: Tensor
+    X_ok: Tensor
+    in_band_ok: Tensor
+    X_seen: Tensor
+    stall: int
+    after: int
+    seed: int
+
+    def global_candidates(self, n: int) -> Tensor:
+        """``n`` uniform candidates of the whole space, half moved onto the predicted band."""
+        no_anchor = self.X_box.new_zeros((0, self.space.dim))
+        return candidate_set(self.space, self.model, self.spec, no_anchor,
+                             seed=derive_seed(self.seed, 1), n=n)
+
+
+@dataclass(frozen=True)
+class Escape:
+    """An escape rule's answer: the candidates to draw from, or a point to propose."""
+
+    candidates: Tensor | None = None
+    point: Tensor | None = None
+
+
+def p_improvement(spec: ObjectiveSpec, model: Any, X: Tensor, incumbent: float,
+                  margin: float = ESCAPE_MARGIN) -> Tensor:
+    """Posterior probability that ``X`` is in every band and beats ``incumbent`` by ``margin``.
+
+    Outcomes are independent GPs, so it is ``P(band) * P(rest > bar)`` with the non-target score
+    ``rest`` Gaussian (:func:`~.acquisition.rest_coefficients`), ``bar = incumbent + margin *
+    |incumbent|``.
+
+    Args:
+        spec: The objective.
+        model: Fitted model list (outcomes in ``spec.outcome_names`` order first).
+        X: Candidates, ``(N, d)``.
+        incumbent: Posterior non-target score of the best in-band experiment.
+        margin: Relative improvement asked for.
+
+    Returns:
+        ``(N,)``.
+    """
+    m = len(spec.outcome_names)
+    with torch.no_grad():
+        post = model.posterior(X)
+        mean = post.mean[..., :m]
+        sd = post.variance[..., :m].clamp_min(0.0).sqrt()
+        rest_mean = X.new_zeros(X.shape[0])
+        rest_var = X.new_zeros(X.shape[0])
+        for k, coef in rest_coefficients(spec):
+            rest_mean = rest_mean + coef * mean[..., k]
+            rest_var = rest_var + coef**2 * sd[..., k] ** 2
+        bar = incumbent + margin * abs(incumbent)
+        p_up = torch.special.ndtr((rest_mean - bar) / rest_var.sqrt().clamp_min(_MIN_REST_SD))
+        out: Tensor = log_p_band(spec, mean, sd).exp() * p_up
+    return out
+
+
+def _global_draw(ctx: EscapeContext) -> Escape | None:
+    if ctx.stall < ctx.after:
+        return None
+    n = ctx.X_box.shape[0]
+    half = ctx.X_box[: max(n - n // 2, 1)]
+    return Escape(candidates=torch.cat([half, ctx.global_candidates(n // 2)]))
+
+
+def _global_pi(ctx: EscapeContext) -> Escape | None:
+    if ctx.stall < ctx.after or ctx.stall % ctx.after != 0:
+        return None
+    incumbent = incumbent_rest(ctx.spec, ctx.model, ctx.X_ok, ctx.in_band_ok)
+    if incumbent is None:  # nothing but the band to improve: the box's draw decides
+        return None
+    G = ctx.global_candidates(ctx.X_box.shape[0])
+    p = p_improvement(ctx.spec, ctx.model, G, incumbent)
+    if ctx.X_seen.shape[0]:
+        near = (torch.cdist(G, ctx.X_seen) < EXCLUSION_RADIUS).any(dim=-1)
+        if not bool(near.all()):
+            p = p.masked_fill(near, -math.inf)
+    return Escape(point=G[int(torch.argmax(p))].unsqueeze(0))
+
+
+#: ``BotorchSettings.ts_escape`` -> the rule (``None``: this ask stays in the box).
+ESCAPE_RULES: dict[str, Callable[[EscapeContext], Escape | None]] = {
+    "none": lambda ctx: None,
+    "global_draw": _global_draw,
+    "global_pi": _global_pi,
+}
+
+
+def escape(rule: str, ctx: EscapeContext) -> Escape | None:
+    """What the escape ``rule`` does at this ask (``None``: the trust region's draw as usual).
+
+    Args:
+        rule: A key of :data:`ESCAPE_RULES`.
+        ctx: The ask's model, candidates, data and stall count.
+    """
+    return ESCAPE_RULES[rule](ctx)
