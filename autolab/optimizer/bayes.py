@@ -436,7 +436,8 @@ class BotorchOptimizer(BaseOptimizer):
             out = escape(self.settings.ts_escape, EscapeContext(
                 space=self.space, spec=spec, model=model, X_box=X, X_ok=data.X_ok,
                 in_band_ok=data.in_band_ok, X_seen=seen, stall=stall,
-                after=self.settings.ts_escape_after, seed=derive_seed(seed, 9)))
+                after=self.settings.ts_escape_after, seed=derive_seed(seed, 9),
+                length=length if length is not None else self.settings.trust_region_init))
             if out is not None and out.point is not None:
                 return self._then_draws(out.point, model, X, has_feas=has_feas, seed=seed,
                                         n=n, X_pending=X_pending)

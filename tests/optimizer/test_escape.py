@@ -79,7 +79,7 @@ def _context(stall: int, after: int) -> EscapeContext:
                             trust_length=0.2)
     return EscapeContext(space=opt.space, spec=opt.objective, model=model, X_box=box,
                          X_ok=data.X_ok, in_band_ok=data.in_band_ok, X_seen=data.X_all,
-                         stall=stall, after=after, seed=5)
+                         stall=stall, after=after, seed=5, length=0.2)
 
 
 def test_an_escape_acts_only_once_the_search_has_stalled() -> None:
@@ -121,6 +121,19 @@ def test_a_global_pi_step_is_the_space_wide_improvement_argmax_away_from_the_dat
     assert truth["qy"] > 0.2  # every in-band reading is 0.07-0.15
 
 
+def test_a_global_centre_moves_the_box_onto_the_space_wide_improvement_argmax() -> None:
+    ctx = _context(stall=3, after=3)
+    assert escape("global_centre", _context(stall=2, after=3)) is None
+    with torch.random.fork_rng():
+        out = escape("global_centre", ctx)
+        pi = escape("global_pi", ctx)
+    assert out is not None and out.candidates is not None and out.point is None
+    assert pi is not None and pi.point is not None
+    X = out.candidates
+    assert X.shape[1] == 2 and 0 < X.shape[0] <= ctx.X_box.shape[0]
+    assert bool(((X - pi.point).abs() <= 0.1 + 1e-9).all())  # a 0.2 box around that point
+
+
 def _stalled_optimizer(rule: str) -> BotorchOptimizer:
     """The crawl data: 4 improving in-band steps (QY 0.07-0.15), then 6 out of band (stall 6)."""
     opt = BotorchOptimizer(space_2d(), target_objective(), seed=5, n_init=2, ts_candidates=256,
@@ -154,7 +167,10 @@ def test_a_batch_with_an_escape_is_the_escape_point_then_distinct_draws() -> Non
     assert min(gaps) >= EXCLUSION_RADIUS
 
 
-def test_a_global_draw_ask_resumes_the_same() -> None:
-    opt = _stalled_optimizer("global_draw")
+@pytest.mark.parametrize("rule", ["global_draw", "global_centre"])
+def test_a_stalled_ask_resumes_the_same(rule: str) -> None:
+    opt = _stalled_optimizer(rule)
     resumed = BotorchOptimizer.from_state(json.loads(json.dumps(opt.state_dict())))
-    assert resumed.ask(1) == opt.ask(1)
+    [x] = opt.ask(1)
+    assert resumed.ask(1) == [x]
+    assert x != _stalled_optimizer("none").ask(1)[0]
