@@ -204,11 +204,14 @@ class BotorchSettings(BaseModel):
             between the box and the space) while stalled; ``"global_pi"``, every
             ``ts_escape_after``-th stalled experiment takes the whole space's candidate with
             the highest posterior probability of a 5 % improvement in band;
-            ``"global_centre"``, while stalled the box is centred on that candidate. Replaying the
-            default on the design set, 86 of 427 Thompson asks had no truly good candidate in
-            the box (41 of the 57 asks of the three missed cells), while the model's
-            probability of an improvement there was as high as elsewhere; the screen is in
-            docs/benchmarks.md, "Sixth round".
+            ``"global_centre"``, while stalled the box is centred on that candidate. Replaying
+            the default on the design set, 86 of 427 Thompson asks had no truly good candidate
+            in the box (41 of the 57 asks of the three missed cells), but neither the stall nor
+            the model's probability of an improvement told those asks from the others.
+            Screened on the design set (36 cells; docs/benchmarks.md, "Sixth round"):
+            ``global_pi`` after 4 found 30/36 against 33/36 (paired mean +0.56), after 8 31/36
+            (+0.14), ``global_centre`` after 6 31/36 (+0.19), ``global_draw`` after 4 lost 4 of
+            its first 6 twin cells; so the default stays ``"none"``.
         ts_escape_after: Experiments in a row without an in-band improvement after which
             ``ts_escape`` acts (TuRBO halves the box after ``max(4, d)``).
         prior_spread: Where the prior's discrepancy GP takes its amplitude from. ``"data"``:
