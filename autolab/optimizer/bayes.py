@@ -62,6 +62,7 @@ from autolab.optimizer.acquisition import (
 from autolab.optimizer.base import BaseOptimizer, derive_seed, resolve_device
 from autolab.optimizer.centre import centre_candidates
 from autolab.optimizer.design import feasible_mask, random_design, sobol_design
+from autolab.optimizer.escape import EscapeContext, escape, stall_length
 from autolab.optimizer.exploration import band_slack
 from autolab.optimizer.forecast import Forecast, Reading, compute_forecast, repeat_advice
 from autolab.optimizer.gp_design import GPDesign
@@ -417,7 +418,7 @@ class BotorchOptimizer(BaseOptimizer):
                   X_pending: torch.Tensor | None) -> torch.Tensor:
         """``n`` points by constrained Thompson sampling (:mod:`~autolab.optimizer.thompson`)."""
         spec = self.objective
-        length = None
+        length = stall = None
         if self.settings.trust_region:
             history = [float(rest_value(spec, spec.as_tensor(o.outcomes)))
                        if o.outcomes is not None and o.in_band and o.feasible else None
@@ -425,24 +426,43 @@ class BotorchOptimizer(BaseOptimizer):
             history = step_history(history, [*([None] * len(self._reused)), *self._steps])
             length = trust_region_length(history, self.space.dim,
                                          length_init=self.settings.trust_region_init)
+            stall = stall_length(history)
         anchors = anchor_points(spec, model, data.X_ok, centre_candidates(
             self.settings.trust_region_centre, spec, model, data.X_ok, data.in_band_ok))
         X = candidate_set(self.space, model, spec, anchors, seed=derive_seed(seed, 7),
                           n=self.settings.ts_candidates, trust_length=length)
+        if stall is not None and self.settings.ts_escape != "none":
+            seen = data.X_all if X_pending is None else torch.cat([data.X_all, X_pending])
+            out = escape(self.settings.ts_escape, EscapeContext(
+                space=self.space, spec=spec, model=model, X_box=X, X_ok=data.X_ok,
+                in_band_ok=data.in_band_ok, X_seen=seen, stall=stall,
+                after=self.settings.ts_escape_after, seed=derive_seed(seed, 9),
+                length=length if length is not None else self.settings.trust_region_init))
+            if out is not None and out.point is not None:
+                return self._then_draws(out.point, model, X, has_feas=has_feas, seed=seed,
+                                        n=n, X_pending=X_pending)
+            if out is not None and out.candidates is not None:
+                X = out.candidates
         X = credible(spec, model, X, self.settings.ts_band_floor)
         if greedy_now(self.settings.ts_greedy_every, len(self._observations)):
             seen = data.X_all if X_pending is None else torch.cat([data.X_all, X_pending])
             first = greedy_select(spec, model, X, has_feasibility=has_feas, X_seen=seen)
-            if n == 1:
-                return first
-            X_pending = first if X_pending is None else torch.cat([X_pending, first])
-            rest = thompson_select(spec, model, X, n - 1, seed=derive_seed(seed, 8),
-                                   has_feasibility=has_feas, X_pending=X_pending,
-                                   temper=self.settings.ts_temper)
-            return torch.cat([first, rest])
+            return self._then_draws(first, model, X, has_feas=has_feas, seed=seed, n=n,
+                                    X_pending=X_pending)
         return thompson_select(spec, model, X, n, seed=derive_seed(seed, 8),
                                has_feasibility=has_feas, X_pending=X_pending,
                                temper=self.settings.ts_temper)
+
+    def _then_draws(self, first: torch.Tensor, model: Any, X: torch.Tensor, *, has_feas: bool,
+                    seed: int, n: int, X_pending: torch.Tensor | None) -> torch.Tensor:
+        """``first`` (a greedy or escape point), then ``n - 1`` Thompson draws over ``X``."""
+        if n == 1:
+            return first
+        X_pending = first if X_pending is None else torch.cat([X_pending, first])
+        rest = thompson_select(self.objective, model, X, n - 1, seed=derive_seed(seed, 8),
+                               has_feasibility=has_feas, X_pending=X_pending,
+                               temper=self.settings.ts_temper)
+        return torch.cat([first, rest])
 
     @property
     def prior(self) -> OutcomePrior | None:

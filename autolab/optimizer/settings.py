@@ -143,7 +143,9 @@ class BotorchSettings(BaseModel):
             objective uses qLogNEHVI (``band_ei``) unless this is set, and refuses Thompson
             sampling.
         ts_candidates: Size of the Thompson candidate set (one Cholesky of this size per
-            output and ask).
+            output and ask). 2048 on the design set: paired mean -0.81 experiments to a good
+            hit (33/36 as 1024); held out (seed 0, 35 cells) even (+0.14, 30/35 against 29/35)
+            at 2.4x the CPU per experiment (docs/benchmarks.md, "Sixth round"), so 1024.
         trust_region: (Default on; ``acquisition: band_ei`` alone turns it off, both set
             explicitly is refused.) Thompson sampling's candidates are all uniform in a
             TuRBO/SCBO trust region around the best in-band experiment (side from the
@@ -197,6 +199,23 @@ class BotorchSettings(BaseModel):
             above the truth on average). 0.5 on the design set (36 cells): 32/36 good hits,
             median 19, against 33/36, 20.5 (paired mean -0.36, W-L 15-16): within noise
             (docs/benchmarks.md, fifth round), so the default stays 1.
+        ts_escape: What a Thompson-phase ask does once the best in-band reading has not improved
+            for ``ts_escape_after`` experiments (:mod:`~autolab.optimizer.escape`; needs the
+            trust region): ``"none"``, nothing (TuRBO's halving alone); ``"global_draw"``, the
+            draw also runs over as many candidates of the whole space (TuRBO-m's bandit
+            between the box and the space) while stalled; ``"global_pi"``, every
+            ``ts_escape_after``-th stalled experiment takes the whole space's candidate with
+            the highest posterior probability of a 5 % improvement in band;
+            ``"global_centre"``, while stalled the box is centred on that candidate. Replaying
+            the default on the design set, 86 of 427 Thompson asks had no truly good candidate
+            in the box (41 of the 57 asks of the three missed cells), but neither the stall nor
+            the model's probability of an improvement told those asks from the others.
+            Screened on the design set (36 cells; docs/benchmarks.md, "Sixth round"):
+            ``global_pi`` after 4 found 30/36 against 33/36 (paired mean +0.56), after 8 31/36
+            (+0.14), ``global_centre`` after 6 31/36 (+0.19), ``global_draw`` after 4 lost 4 of
+            its first 6 twin cells; so the default stays ``"none"``.
+        ts_escape_after: Experiments in a row without an in-band improvement after which
+            ``ts_escape`` acts (TuRBO halves the box after ``max(4, d)``).
         prior_spread: Where the prior's discrepancy GP takes its amplitude from. ``"data"``:
             the readings' spread (``Standardize``), which after one or two readings makes the
             model sure the prior is off by a constant everywhere (the second proposal predicted
@@ -253,6 +272,8 @@ class BotorchSettings(BaseModel):
     ts_greedy_every: int | None = Field(default=None, ge=2, le=MAX_N_INIT)
     trust_region_centre: Literal["measured", "posterior"] = "measured"
     ts_temper: float = Field(default=1.0, gt=0.0, le=1.0, allow_inf_nan=False)
+    ts_escape: Literal["none", "global_draw", "global_pi", "global_centre"] = "none"
+    ts_escape_after: int = Field(default=4, ge=1, le=MAX_N_INIT)
     band_slack_tolerances: float = Field(default=0.0, ge=0.0, le=100.0, allow_inf_nan=False)
     band_slack_sd: float = Field(default=0.0, ge=0.0, le=10.0, allow_inf_nan=False)
     band_slack_until: int | None = Field(default=None, ge=1, le=MAX_N_INIT)
@@ -289,6 +310,12 @@ class BotorchSettings(BaseModel):
             raise ValueError(f"trust_region_init {self.trust_region_init} sizes the trust "
                              "region, which is off here: set trust_region: true (with "
                              "acquisition 'ts' or 'band_ei_then_ts') or drop trust_region_init")
+        default_after = type(self).model_fields["ts_escape_after"].default
+        if not self.trust_region and (self.ts_escape != "none"
+                                      or self.ts_escape_after != default_after):
+            raise ValueError("ts_escape / ts_escape_after escape the trust region, which is off "
+                             "here: set trust_region: true (with acquisition 'ts' or "
+                             "'band_ei_then_ts') or drop them")
         if not self.trust_region and self.trust_region_centre != "measured":
             raise ValueError(f"trust_region_centre {self.trust_region_centre!r} centres the "
                              "trust region, which is off here: set trust_region: true (with "
@@ -314,7 +341,8 @@ class BotorchSettings(BaseModel):
 
 
 #: Settings that act only when an ask samples (``acquisition`` ``ts`` or ``band_ei_then_ts``).
-THOMPSON_ONLY = ("ts_candidates", "ts_band_floor", "ts_pending", "ts_greedy_every", "ts_temper")
+THOMPSON_ONLY = ("ts_candidates", "ts_band_floor", "ts_pending", "ts_greedy_every", "ts_temper",
+                 "ts_escape", "ts_escape_after")
 
 
 class RandomSettings(BaseModel):
