@@ -111,6 +111,20 @@ def rest_value(spec: ObjectiveSpec, Y: Tensor) -> Tensor:
     return out
 
 
+def rest_moments(spec: ObjectiveSpec, mean: Tensor, sd: Tensor) -> tuple[Tensor, Tensor]:
+    """Posterior mean and variance of the non-target score, outcomes independent (``(...)``).
+
+    Args:
+        spec: The objective.
+        mean: Posterior means of the outcomes, ``(..., m)``.
+        sd: Their posterior sds, same shape.
+    """
+    var = mean.new_zeros(mean.shape[:-1])
+    for k, coef in rest_coefficients(spec):
+        var = var + coef**2 * sd[..., k] ** 2
+    return rest_value(spec, mean), var
+
+
 def incumbent_rest(spec: ObjectiveSpec, model: Model, X_ok: Tensor,
                    in_band_ok: Tensor) -> float | None:
     """The rest value (:func:`rest_coefficients`) that a new experiment has to improve on.

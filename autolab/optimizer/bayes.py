@@ -431,8 +431,8 @@ class BotorchOptimizer(BaseOptimizer):
             self.settings.trust_region_centre, spec, model, data.X_ok, data.in_band_ok))
         X = candidate_set(self.space, model, spec, anchors, seed=derive_seed(seed, 7),
                           n=self.settings.ts_candidates, trust_length=length)
+        seen = data.X_all if X_pending is None else torch.cat([data.X_all, X_pending])
         if stall is not None and self.settings.ts_escape != "none":
-            seen = data.X_all if X_pending is None else torch.cat([data.X_all, X_pending])
             out = escape(self.settings.ts_escape, EscapeContext(
                 space=self.space, spec=spec, model=model, X_box=X, X_ok=data.X_ok,
                 in_band_ok=data.in_band_ok, X_seen=seen, stall=stall,
@@ -445,7 +445,6 @@ class BotorchOptimizer(BaseOptimizer):
                 X = out.candidates
         X = credible(spec, model, X, self.settings.ts_band_floor)
         if greedy_now(self.settings.ts_greedy_every, len(self._observations)):
-            seen = data.X_all if X_pending is None else torch.cat([data.X_all, X_pending])
             first = greedy_select(spec, model, X, has_feasibility=has_feas, X_seen=seen)
             return self._then_draws(first, model, X, has_feas=has_feas, seed=seed, n=n,
                                     X_pending=X_pending)

@@ -51,7 +51,7 @@ import torch
 from torch import Tensor
 
 from autolab.objective import ObjectiveSpec
-from autolab.optimizer.acquisition import incumbent_rest, log_p_band, rest_coefficients
+from autolab.optimizer.acquisition import incumbent_rest, log_p_band, rest_moments
 from autolab.optimizer.base import derive_seed
 from autolab.optimizer.steps import improves
 from autolab.optimizer.thompson import EXCLUSION_RADIUS, candidate_set
@@ -126,7 +126,7 @@ def p_improvement(spec: ObjectiveSpec, model: Any, X: Tensor, incumbent: float,
     """Posterior probability that ``X`` is in every band and beats ``incumbent`` by ``margin``.
 
     Outcomes are independent GPs, so it is ``P(band) * P(rest > bar)`` with the non-target score
-    ``rest`` Gaussian (:func:`~.acquisition.rest_coefficients`), ``bar = incumbent + margin *
+    ``rest`` Gaussian (:func:`~.acquisition.rest_moments`), ``bar = incumbent + margin *
     |incumbent|``.
 
     Args:
@@ -144,11 +144,7 @@ def p_improvement(spec: ObjectiveSpec, model: Any, X: Tensor, incumbent: float,
         post = model.posterior(X)
         mean = post.mean[..., :m]
         sd = post.variance[..., :m].clamp_min(0.0).sqrt()
-        rest_mean = X.new_zeros(X.shape[0])
-        rest_var = X.new_zeros(X.shape[0])
-        for k, coef in rest_coefficients(spec):
-            rest_mean = rest_mean + coef * mean[..., k]
-            rest_var = rest_var + coef**2 * sd[..., k] ** 2
+        rest_mean, rest_var = rest_moments(spec, mean, sd)
         bar = incumbent + margin * abs(incumbent)
         p_up = torch.special.ndtr((rest_mean - bar) / rest_var.sqrt().clamp_min(_MIN_REST_SD))
         out: Tensor = log_p_band(spec, mean, sd).exp() * p_up

@@ -78,6 +78,7 @@ from autolab.optimizer.acquisition import (
     log_p_band,
     log_p_constraints,
     rest_coefficients,
+    rest_moments,
 )
 
 #: Largest expected count reported (a good hit is practically out of reach).
@@ -611,8 +612,7 @@ def _p_improve(spec: ObjectiveSpec, mean: Tensor, sd: Tensor, incumbent: float |
     band = log_good(spec, mean, sd, {})
     if not rest or incumbent is None:
         return float(band.exp().max()) if incumbent is None else 0.0
-    mu = torch.as_tensor(sum(c * mean[..., k] for k, c in rest))
-    var = torch.as_tensor(sum(c**2 * sd[..., k] ** 2 for k, c in rest))
+    mu, var = rest_moments(spec, mean, sd)
     z = (mu - incumbent - improve_by) / var.clamp_min(MIN_SD**2).sqrt()
     return float((band + log_ndtr(z)).exp().max())
 
