@@ -130,7 +130,7 @@ class NE1000Pump:
         return read_until_byte(ser, bytes([newera.ETX]))
 
     def _parse(self, frame: bytes) -> newera.PumpReply:
-        safe = self.safe_wire and len(frame) > 1 and not chr(frame[1]).isdigit()
+        safe = self.safe_wire and len(frame) > 1 and not _basic_framed(frame)
         reply = newera.parse_safe(frame) if safe else newera.parse_basic(frame)
         if reply.address is not None and reply.address != self.address:
             raise newera.PumpProtocolError(
@@ -423,12 +423,20 @@ def _direction(data: str) -> str:
     return data
 
 
+def _basic_framed(frame: bytes) -> bool:
+    """Whether a New Era reply (STX and at least one byte more) is Basic-framed.
+
+    After STX a Basic reply has an address digit, a Safe-mode packet its length byte.
+    """
+    return chr(frame[1]).isdigit()
+
+
 def _any_framer(ser: SerialLike) -> bytes:
-    """One New Era reply in either framing: after STX, a Basic reply has an address digit."""
+    """One New Era reply in either framing (:func:`_basic_framed`)."""
     head = read_exact(ser, 2)
     if head[0] != newera.STX:
         raise ProtocolError(f"reply {head!r} does not start with STX")
-    if chr(head[1]).isdigit():
+    if _basic_framed(head):
         return head + read_until_byte(ser, bytes([newera.ETX]))
     return head + read_exact(ser, head[1] - 1)
 
