@@ -25,14 +25,7 @@ from autolab.tracking import Journal
 from autolab.virtuallab.lab import VirtualLab
 
 from .test_virtual_lab import SCALE, _three_sobol_experiments
-
-
-def _until(predicate: Callable[[], bool], limit_s: float = 120.0) -> None:
-    """Wait on a condition (generous: the host may be loaded), never on a fixed time."""
-    end = time.monotonic() + limit_s
-    while not predicate():
-        assert time.monotonic() < end, "condition not met in time"
-        time.sleep(0.02)
+from .waiting import until
 
 
 def _turn_valve(lab: VirtualLab) -> Callable[[], None]:
@@ -78,7 +71,7 @@ def test_a_fault_found_between_experiments_is_a_rig_event(case: str, tmp_path: P
             if len(c.trials) != 1:
                 return
             repair = inject(lab)
-            _until(lambda: any(f.device == device for f in executor.monitor.pending_faults))
+            until(lambda: any(f.device == device for f in executor.monitor.pending_faults))
             repair()
 
         campaign = Campaign.create(_three_sobol_experiments(f"cstr-between-{case}", n=2),
@@ -158,7 +151,7 @@ def test_a_stirrer_that_stays_blocked_ends_the_campaign_safe_after_its_rig_event
                 return
             with lab.reactor.lock:
                 lab.reactor.stirrers["stirrer_core"]["blocked"] = 1.0
-            _until(lambda: any(f.device == "stirrer_core"
+            until(lambda: any(f.device == "stirrer_core"
                                for f in executor.monitor.pending_faults))
 
         campaign = Campaign.create(_three_sobol_experiments("cstr-blocked", n=2),
@@ -191,7 +184,7 @@ def test_a_heater_whose_remote_setpoint_keeps_failing_is_named_not_a_bare_timeou
                 return
             with lab.reactor.lock:
                 lab.reactor.heaters["heater_shell"].remote_fault = True
-            _until(lambda: any(f.device == "heater_shell"
+            until(lambda: any(f.device == "heater_shell"
                                for f in executor.monitor.pending_faults))
 
         base = _three_sobol_experiments("cstr-remote-sp", n=3)

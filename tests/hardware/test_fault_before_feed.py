@@ -13,8 +13,7 @@ never on wall time.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 
@@ -27,20 +26,14 @@ from autolab.hardware.fluidics import REAGENT_ROLES
 from autolab.records import Conditions
 from autolab.virtuallab.lab import VirtualLab
 
+from .waiting import until
+
 SCALE = 2400.0  # lab seconds per wall second
 START = Conditions(t_core_c=180, tau_core_min=13, t_shell_c=280, tau_shell_min=15, cl_to_i=6,
                    s_to_zn=2)
 END = Conditions(t_core_c=180, tau_core_min=13, t_shell_c=290, tau_shell_min=15, cl_to_i=6,
                  s_to_zn=2)
 LIMITS = RampLimits.for_reactor(heating_c_per_min=10, cooling_c_per_min=5)
-
-
-def _until(predicate: Callable[[], bool], limit_s: float = 120.0) -> None:
-    """Wait on a condition (generous: the host may be loaded), never on a fixed time."""
-    end = time.monotonic() + limit_s
-    while not predicate():
-        assert time.monotonic() < end, "condition not met in time"
-        time.sleep(0.02)
 
 
 @pytest.fixture
@@ -78,7 +71,7 @@ def test_a_fault_before_a_trajectory_stops_the_previous_trajectorys_feeds(
     assert first.complete
     assert "pump_phosphine" in _reagent_pumps_running(lab)  # left on for the next trajectory
     lab.pumps.slow_down("pump_phosphine", 0.5)
-    _until(lambda: any(f.device == "pump_phosphine" for f in ex.monitor.pending_faults))
+    until(lambda: any(f.device == "pump_phosphine" for f in ex.monitor.pending_faults))
     mark = ex.rig.log.count
     with pytest.raises(DeviceFault, match="pump_phosphine") as info:
         ex.run_trajectory(Trajectory((0.0, 10.0), (END, START)), LIMITS, frame_interval_min=2.0)
@@ -105,7 +98,7 @@ def test_a_fault_before_a_steady_experiment_ends_the_same_way(
     ex.monitor.start("solvent", 1.0)
     with lab.reactor.lock:
         lab.reactor.valves["solvent_valve"] = 1
-    _until(lambda: any(f.device == "solvent_valve" for f in ex.monitor.pending_faults))
+    until(lambda: any(f.device == "solvent_valve" for f in ex.monitor.pending_faults))
     with pytest.raises(DeviceFault, match="solvent_valve") as info:
         ex.run(START)
     assert info.value.before_feed
