@@ -25,6 +25,7 @@ from __future__ import annotations
 import atexit
 import signal
 import time
+from collections.abc import Mapping
 from types import FrameType
 from typing import Any
 
@@ -39,7 +40,7 @@ from autolab.executors.procedure import (
     check_before_run,
     remember_reading,
 )
-from autolab.hardware.base import Spectrometer, Stirrer, TemperatureController, Valve
+from autolab.hardware.base import Pump, Spectrometer, Stirrer, TemperatureController, Valve
 from autolab.hardware.delivery import DeliveryMonitor, DeliveryTolerance, PumpFinding
 from autolab.hardware.devices import DevicesConfig, load_devices
 from autolab.hardware.envelope import RigSetpoints, rig_setpoints
@@ -49,6 +50,26 @@ from autolab.records import Conditions, Measurement, QYReference
 
 #: InP, g/mol (product_mg = In fed as InP: an upper bound, conversion is not measured inline).
 INP_MOLAR_MASS_G_MOL = 145.8
+
+#: Exchanges one delivery-monitor command may need on a pump's line, with margin: a start is a
+#: stop (up to 4: an alarm acknowledged, a pause), direction and rate each set and read back
+#: (5), both counters cleared (2), VOL, RUN and a status (3).
+PUMP_COMMAND_EXCHANGES = 16
+
+
+def pump_command_wait_s(devices: DevicesConfig, pumps: Mapping[str, Pump]) -> float:
+    """The longest a pump command in flight may take, wall s: the shutdown's bound on its wait.
+
+    Every exchange may time out and be retried on its port (``timeout_s × (retries + 1)``); a
+    pump without a serial line gets one second an exchange.
+    """
+    worst = 1.0
+    for pump in pumps.values():
+        line = devices.devices[pump.name].port_name()
+        if line is not None:
+            port = devices.ports[line]
+            worst = max(worst, port.timeout_s * (port.retries + 1))
+    return PUMP_COMMAND_EXCHANGES * worst
 
 
 class CSTRExecutor:
@@ -117,8 +138,8 @@ class CSTRExecutor:
             self.rig.pumps, lambda: self.lab_clock_h * 60.0,
             tolerance=DeliveryTolerance(devices.delivery.rel, devices.delivery.abs_ml))
         self.shutdown = Shutdown(self.rig, self.sleep_lab_s, flush_ml=flush_ml,
-                                 flush_rate_ml_min=flush_ml / 20.0,
-                                 on_start=self.monitor.lock_out)
+                                 flush_rate_ml_min=flush_ml / 20.0, monitor=self.monitor,
+                                 command_wait_s=pump_command_wait_s(devices, self.rig.pumps))
         self.supervisor = Supervisor(self.rig, self._on_trip, period_s=poll_period_s,
                                      monitor=self.monitor)
         self.shutdown.known_c = self.supervisor.last_pv_c  # one dict: quoted by failed steps

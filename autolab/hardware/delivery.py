@@ -318,6 +318,22 @@ class DeliveryMonitor:
         """No pump may be started from now on (the shutdown runs)."""
         self.locked_out = True
 
+    def wait_idle(self, role: str, wait_s: float) -> bool:
+        """Wait until no command of this monitor is in flight on the pump (False: timed out).
+
+        Called by the shutdown after :meth:`lock_out`: a start that already passed its
+        lock-out check still sends ``RUN``, and a stop sent before that ``RUN`` would leave the
+        pump running after the shutdown. Once the role's lock was free after the lock-out, no
+        start can follow (each checks the lock-out under that lock). Re-entrant: a shutdown
+        run by the thread that holds the lock (a trip found inside a command) does not wait
+        on itself; that command raises or returns after the trip and never sends ``RUN``.
+        """
+        lock = self._locks[role]
+        if not lock.acquire(timeout=wait_s):
+            return False
+        lock.release()
+        return True
+
     def _refuse_if_locked_out(self, role: str) -> None:
         if self.locked_out:
             raise HardwareError(f"{self.pumps[role].name}: start refused: the rig tripped and "

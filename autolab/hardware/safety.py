@@ -135,29 +135,42 @@ class ShutdownReport:
 class Shutdown:
     """The one shutdown sequence (idempotent; thread-safe; every step best-effort and recorded).
 
+    It begins by locking the delivery monitor out and waiting for every pump command in flight
+    (:meth:`_quiesce`), and ends by asking every pump its status (:meth:`_confirm_pumps`), so
+    that no pump runs after a shutdown whose report says it stopped.
+
     Args:
         rig: The drivers.
         sleep_lab_s: Sleeps for lab seconds (scaled for the virtual lab).
         flush_ml: Solvent volume to flush with, mL.
         flush_rate_ml_min: Solvent rate, mL/min.
         cool_timeout_lab_s: Longest wait for the blocks to cool, lab s.
-        on_start: Called first (the executor locks its pump commands out).
+        monitor: The delivery monitor through which the procedure starts pumps (locked out
+            first); ``None`` where nothing else commands the pumps.
+        command_wait_s: Longest wait for one pump command in flight, wall s (a bound: such a
+            command normally ends within milliseconds).
     """
 
     def __init__(self, rig: Rig, sleep_lab_s: Callable[[float], None], *, flush_ml: float,
                  flush_rate_ml_min: float, cool_timeout_lab_s: float = 3 * 3600.0,
-                 on_start: Callable[[], None] | None = None) -> None:
+                 monitor: DeliveryMonitor | None = None,
+                 command_wait_s: float = 30.0) -> None:
         self.rig = rig
         self.sleep_lab_s = sleep_lab_s
         self.flush_ml = flush_ml
         self.flush_rate_ml_min = flush_rate_ml_min
         self.cool_timeout_lab_s = cool_timeout_lab_s
-        self.on_start = on_start
+        self.monitor = monitor
+        self.command_wait_s = command_wait_s
+        #: The pump whose command in flight the sequence waits for ("" when none): a shutdown
+        #: that seems to hang says what it waits on.
+        self.waiting_on = ""
         #: Last known block temperatures by stage, °C (the supervisor keeps them current), so a
         #: failed heater step can say how hot the block may still be.
         self.known_c: dict[str, float] = {}
         self._lock = threading.Lock()
         self._steps: list[ShutdownStep] = []
+        self._silent: set[str] = set()  # devices a step could not command in this sequence
         self.report: ShutdownReport | None = None
 
     @property
@@ -166,12 +179,15 @@ class Shutdown:
         return self.report is not None
 
     def _step(self, name: str, device: str, fn: Callable[[], object], action: str) -> bool:
+        """Run one step and record it (a string ``fn`` returns is the step's detail)."""
         try:
-            fn()
+            result = fn()
         except HardwareError as err:
+            self._silent.add(device)
             self._steps.append(ShutdownStep(name, device, False, str(err), action))
             return False
-        self._steps.append(ShutdownStep(name, device, True, ""))
+        self._steps.append(ShutdownStep(name, device, True,
+                                        result if isinstance(result, str) else ""))
         return True
 
     def _hot(self, stage: str) -> str:
@@ -190,15 +206,54 @@ class Shutdown:
         with self._lock:
             if self.report is not None:
                 return self.report
-            if self.on_start is not None:
-                self.on_start()
-            self._steps = []
+            self._steps, self._silent = [], set()
+            self._quiesce()
             if hard:
                 self._hard()
             else:
                 self._soft()
+            self._confirm_pumps()
             self.report = ShutdownReport(tuple(self._steps), hard=hard)
             return self.report
+
+    def _quiesce(self) -> None:
+        """Lock the monitor out (no pump may start), then let each pump's command in flight end.
+
+        A start already past its lock-out check sends ``RUN`` after its last check: a stop sent
+        before that ``RUN`` left the pump running, with a report that said every step was
+        confirmed (a trip found by the supervisor's thread while the procedure's thread was
+        starting the feeds, seen in CI under load). A command still in flight after
+        :attr:`command_wait_s` is a failed step naming its pump, and the sequence goes on.
+        """
+        if self.monitor is None:
+            return
+        self.monitor.lock_out()
+        for role, p in self.rig.pumps.items():
+            self.waiting_on = p.name
+            try:
+                idle = self.monitor.wait_idle(role, self.command_wait_s)
+            finally:
+                self.waiting_on = ""
+            if not idle:
+                self._steps.append(ShutdownStep(
+                    f"command in flight on pump {role}", p.name, False,
+                    f"a command of the procedure was still in flight after "
+                    f"{self.command_wait_s:g} s: the pump may start after it was stopped",
+                    self._pump_action(p.name)))
+
+    def _confirm_pumps(self) -> None:
+        """Ask every pump its status last (the manual's status query); stop one that runs.
+
+        Each stop was verified by the status its ``STP`` answered, but a pump may run again
+        after that (its keypad, another program on the line, a start in flight beyond
+        :attr:`command_wait_s`). The step says so and the pump is stopped again; one that does
+        not stop is a failed step naming it. A pump a step of this sequence could not command
+        is already named; asking it again would only repeat its timeouts.
+        """
+        for role, p in self.rig.pumps.items():
+            if p.name not in self._silent:
+                self._step(f"pump {role} confirmed stopped", p.name,
+                           functools.partial(_stop_if_running, p), self._pump_action(p.name))
 
     def _hard(self) -> None:
         for role, h in self.rig.heaters.items():
@@ -289,6 +344,14 @@ class Shutdown:
                 "" if ok else self._heater_action(role)))
 
 
+def _stop_if_running(pump: Pump) -> str:
+    """Stop the pump if its status says it pumps; returns what was found ("" if stopped)."""
+    if not pump.state().pumping:
+        return ""
+    pump.stop()
+    return "it was running again after its stop: stopped again"
+
+
 def _set_rate_stopped(pump: Pump, rate_ml_min: float) -> None:
     """Stop the pump, then set its rate.
 
@@ -356,6 +419,7 @@ class Supervisor:
         #: Volume already used from each syringe before this session, mL by role.
         self.syringe_used_ml: dict[str, float] = {}
         self.trip: Trip | None = None
+        self._trip_lock = threading.Lock()
         #: Largest deviation of a block from its setpoint, once reached, °C (None: unchecked).
         self.hold_c = rig.config.temperature_hold_c
         self._reached: set[str] = set()  # heater roles at their setpoint since it was written
@@ -397,10 +461,18 @@ class Supervisor:
         return self.trip is not None
 
     def _fire(self, reason: str, device: str, detail: str, *, hard: bool) -> None:
-        if self.trip is None:
-            self.trip = Trip(reason, device, detail, hard, time.time())
-            self._stop.set()
-            self.on_trip(self.trip)
+        """Trip once, and run the shutdown once.
+
+        The check and the set are one step: two threads finding a fault at once (the poll,
+        and a pump command of the procedure) would otherwise both run the shutdown, and one of
+        them may hold a pump's command lock that the other's shutdown waits for.
+        """
+        with self._trip_lock:
+            if self.trip is not None:
+                return
+            self.trip = trip = Trip(reason, device, detail, hard, time.time())
+        self._stop.set()
+        self.on_trip(trip)
 
     def poll_once(self) -> None:
         """One round over every device; trips on the first fault found."""

@@ -240,6 +240,12 @@ class PumpChainEmulator(PtyEmulator):
             if p.running:
                 p.running, p.paused = False, True
 
+    def keypad_run(self, name: str) -> None:
+        """Someone pressed RUN on the pump's keypad: it pumps at its set rate, unasked."""
+        with self.reactor.lock:
+            p = self.reactor.pumps[name]
+            p.running, p.paused = True, False
+
     def take(self, buf: bytes) -> tuple[int, bytes] | None:
         """One request (see :meth:`PtyEmulator.take`)."""
         if not buf:

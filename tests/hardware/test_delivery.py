@@ -129,9 +129,14 @@ def test_a_pump_at_30_percent_invalidates_the_experiment_then_trips_when_it_recu
             assert lab.reactor.heaters["heater_core"].remote_sp_c == GOOD.t_core_c
         assert ex.reagent_ml["phosphine"] > 0  # what was used is still booked
         # the pump is still slow: the second consecutive delivery fault trips the rig
-        with pytest.raises(SafetyTrip, match=r"pump_delivery.*pump_phosphine"):
+        with pytest.raises(SafetyTrip, match=r"pump_delivery.*pump_phosphine") as trip:
             ex.run(GOOD)
-        assert _pumps_stopped(lab)
+        report = trip.value.shutdown  # complete, and it asked every pump last
+        assert isinstance(report, ShutdownReport)
+        assert report.ok, report.lines()
+        assert {s.device for s in report.steps if s.name.endswith("confirmed stopped")} == {
+            p.name for p in ex.rig.pumps.values()}, report.lines()
+        assert _pumps_stopped(lab), report.lines()
     finally:
         ex.close()
 

@@ -1,0 +1,145 @@
+"""Every pump is stopped at the end of a shutdown, and its report says so pump by pump.
+
+A CI run under load once ended a delivery trip with the sulfur pump running and the shutdown
+report saying "complete". The supervisor's thread tripped while the procedure's thread was
+starting the sulfur pump: past the lock-out check, before ``RUN``. The shutdown stopped the pump
+(verified ``S``), and the start in flight then sent ``RUN``. These tests hold the start at that
+point (the monitor's clock is read there, so a clock that waits for the shutdown holds it) and
+restart a pump behind the shutdown's back (its keypad), over the real drivers and the pty
+emulators. They wait on what the shutdown did, never on wall time.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from autolab.executors.cstr import CSTRExecutor
+from autolab.hardware.safety import ShutdownReport
+from autolab.virtuallab.lab import VirtualLab
+
+from .test_virtual_lab import SCALE
+from .waiting import until
+
+
+@pytest.fixture
+def lab() -> Iterator[VirtualLab]:
+    with VirtualLab(time_scale=SCALE) as vl:
+        yield vl
+
+
+def _running(lab: VirtualLab) -> list[str]:
+    with lab.reactor.lock:
+        return [name for name, p in lab.reactor.pumps.items() if p.running]
+
+
+def _confirmed(report: ShutdownReport, ex: CSTRExecutor) -> dict[str, str]:
+    """The final status check's step of every pump: device -> detail ("" when it was stopped)."""
+    steps = {s.name: s for s in report.steps}
+    out = {}
+    for role, pump in ex.rig.pumps.items():
+        step = steps[f"pump {role} confirmed stopped"]
+        assert step.device == pump.name and step.ok, step.line()
+        out[pump.name] = step.detail
+    return out
+
+
+def test_a_pump_start_in_flight_when_the_rig_trips_ends_stopped(lab: VirtualLab) -> None:
+    ex = CSTRExecutor(lab.devices_config(), install_signal_handlers=False)
+    try:
+        clock, held = ex.monitor.lab_min, threading.Event()
+        errors: list[BaseException] = []
+
+        def shutdown_reached_sulfur(mark: int) -> bool:
+            stopped = any(e.device == "pump_sulfur" and b"STP" in e.sent
+                          for e in ex.rig.log.since(mark))
+            return stopped or ex.shutdown.waiting_on == "pump_sulfur" or ex.shutdown.done
+
+        def clock_holding_the_start() -> float:
+            """The real clock; its first read in the start (after the lock-out check, before
+            RUN) waits until the shutdown stopped the pump or waits for this start."""
+            if threading.current_thread() is starter and not held.is_set():
+                mark = ex.rig.log.count
+                held.set()
+                until(lambda: shutdown_reached_sulfur(mark))
+            return clock()
+
+        def start_sulfur() -> None:
+            try:
+                ex.monitor.start("sulfur", 0.5)
+            except BaseException as err:  # reported by the test below
+                errors.append(err)
+
+        ex.monitor.lab_min = clock_holding_the_start
+        starter = threading.Thread(target=start_sulfur)
+        shutdown = threading.Thread(target=ex.safe_state)  # the trip's sequence
+        starter.start()
+        until(held.is_set)
+        shutdown.start()
+        starter.join(timeout=120)
+        shutdown.join(timeout=120)
+        assert not errors, errors
+        report = ex.last_shutdown
+        assert report is not None
+        assert report.ok, report.lines()
+        assert _running(lab) == [], report.lines()
+        assert _confirmed(report, ex)["pump_sulfur"] == ""  # stopped once, after its start
+    finally:
+        ex.close()
+
+
+def test_a_pump_running_again_after_its_stop_is_stopped_by_the_status_check(
+        lab: VirtualLab) -> None:
+    ex = CSTRExecutor(lab.devices_config(), install_signal_handlers=False)
+    try:
+        pressed: list[bool] = []
+
+        def run_key_once_the_flush_runs() -> None:
+            with lab.reactor.lock:
+                flushing = lab.reactor.pumps["pump_solvent"].running
+            if flushing and not pressed:  # every reagent pump was stopped before the flush
+                pressed.append(True)
+                lab.pumps.keypad_run("pump_zinc")
+
+        lab.pumps.before_reply = run_key_once_the_flush_runs
+        ex.safe_state()
+        report = ex.last_shutdown
+        assert pressed and report is not None and report.ok, report and report.lines()
+        assert _running(lab) == []
+        detail = _confirmed(report, ex)
+        assert "running again" in detail["pump_zinc"]
+        assert all(d == "" for name, d in detail.items() if name != "pump_zinc")
+    finally:
+        ex.close()
+
+
+def test_a_pump_that_cannot_be_stopped_at_the_status_check_is_named(lab: VirtualLab) -> None:
+    ex = CSTRExecutor(lab.devices_config(), install_signal_handlers=False)
+    try:
+        seen: list[str] = []
+
+        def keypad_then_ignore_commands() -> None:
+            with lab.reactor.lock:
+                solvent = lab.reactor.pumps["pump_solvent"].running
+            if solvent and not seen:  # the flush runs: restart the zinc pump
+                seen.append("flush")
+                lab.pumps.keypad_run("pump_zinc")
+            elif not solvent and seen == ["flush"]:  # solvent off: no command is obeyed now
+                seen.append("off")
+                lab.pumps.ignore_next(10**6)
+
+        lab.pumps.before_reply = keypad_then_ignore_commands
+        ex.safe_state()
+        report = ex.last_shutdown
+        assert seen == ["flush", "off"] and report is not None
+        assert report.unsafe_devices == ("pump_zinc",), report.lines()
+        (failed,) = report.failed
+        assert failed.name == "pump zinc confirmed stopped"
+        assert "IGN" in failed.detail and "press STOP" in failed.action
+        assert "INCOMPLETE" in report.summary() and "pump_zinc" in report.summary()
+    finally:
+        with lab.reactor.lock:  # the pump the shutdown could not stop: stop it by hand
+            lab.reactor.pumps["pump_zinc"].running = False
+        ex.close()
