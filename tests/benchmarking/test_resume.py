@@ -17,13 +17,13 @@ REPO = Path(__file__).parents[2]
 SPEC: dict[str, Any] = {
     "name": "resume",
     "strategies": ["random", "sobol"],
-    "seeds": 10,
+    "seeds": 4,
     "targets": [{"pl_peak_nm": 560, "tolerance_nm": 15}],
     "budget": 4,
     "success": {"qy_fraction": 0.2},
     "dense_search": {"sobol_log2": 9, "polish": 1},
 }
-CELLS = 20
+CELLS = 8  # 2 strategies x 4 seeds: a kill after 3 leaves 5 to run (each takes seconds)
 
 
 def _command(spec: Path, out: Path) -> list[str]:
