@@ -27,7 +27,7 @@ from autolab.twin.config import NoiseParams, TwinConfig
 from autolab.twin.model import states, truth_features
 from autolab.twin.optics import absorbance_shape
 
-N_POINTS = 256
+N_POINTS = 128  # was 256; on the first 128 points the same margins hold (1σ 0.71, 2σ 0.99)
 
 
 @pytest.fixture(scope="module")
