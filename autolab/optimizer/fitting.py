@@ -8,30 +8,31 @@ outcome, so that overhead was most of an ``ask(1)`` at n = 50 (docs/benchmarks.m
 
 What :func:`lean_closure` computes is the same function as gpytorch's
 ``ExactMarginalLogLikelihood`` followed by BoTorch's loss closure, term by term and operation by
-operation: the model's own mean, kernel and likelihood modules build the marginal covariance,
-:func:`~linear_operator.utils.cholesky.psd_safe_cholesky` factors it (with the same jitter
-retries), the Gaussian log density is torch's ``MultivariateNormal.log_prob`` formula, and the
-priors are the model's ``named_priors`` in their order, each summed as gpytorch sums them. Only
-the bookkeeping differs (the kernel is evaluated eagerly, the prior list is collected once per
+operation: the model's own mean, kernel and likelihood noise modules build the marginal
+covariance, :func:`~linear_operator.utils.cholesky.psd_safe_cholesky` factors it (with the same
+jitter retries), the Gaussian log density is torch's ``MultivariateNormal.log_prob`` formula,
+and the priors are the model's ``named_priors`` in their order, each summed as gpytorch sums
+them. Only the bookkeeping differs (the kernel is evaluated eagerly, the noise is added as a
+dense matrix rather than through distribution objects, the prior list is collected once per
 fit), so the values and gradients, and hence every L-BFGS-B iterate and the fitted
 hyperparameters, are bit-identical (``tests/optimizer/test_fitting.py`` checks this on each GP
-structure the optimizer builds). Models it does not cover (batched, added loss terms, a
-non-Gaussian likelihood, NaN masking) keep BoTorch's closure.
+structure the optimizer builds). Models it does not cover (not a plain ``SingleTaskGP``,
+batched, added loss terms, a non-Gaussian likelihood, NaN masking) keep BoTorch's closure.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import gpytorch
 from botorch.fit import fit_gpytorch_mll
+from botorch.models import SingleTaskGP
 from botorch.optim.closures import ForwardBackwardClosure
 from botorch.optim.utils import get_parameters
 from gpytorch.likelihoods import _GaussianLikelihoodBase
 from gpytorch.mlls import ExactMarginalLogLikelihood, SumMarginalLogLikelihood
-from gpytorch.models import ExactGP
 from linear_operator.utils.cholesky import psd_safe_cholesky
 from torch import Tensor
 from torch.distributions.multivariate_normal import _batch_mahalanobis
@@ -42,18 +43,20 @@ _LOG_2PI = math.log(2 * math.pi)
 def supported(mll: Any) -> bool:
     """Whether :func:`lean_closure` computes exactly what BoTorch's closure would for ``mll``.
 
-    An unbatched exact GP with one input tensor, a Gaussian likelihood, no added loss terms and
-    gpytorch's default NaN policy; anything else is fitted with BoTorch's own closure.
+    An unbatched ``SingleTaskGP`` (its own ``forward``: mean and kernel of the transformed
+    inputs) with a Gaussian likelihood, no added loss terms and gpytorch's default NaN policy;
+    anything else is fitted with BoTorch's own closure.
     """
-    model = getattr(mll, "model", None)
+    model: Any = getattr(mll, "model", None)
     return (
         type(mll) is ExactMarginalLogLikelihood
-        and isinstance(model, ExactGP)
+        and isinstance(model, SingleTaskGP)
+        and getattr(type(model), "forward", None) is getattr(SingleTaskGP, "forward", None)
         and isinstance(mll.likelihood, _GaussianLikelihoodBase)
         and model.train_inputs is not None
         and len(model.train_inputs) == 1
         and model.train_targets.dim() == 1
-        and not list(model.added_loss_terms())
+        and not list(cast(Any, model).added_loss_terms())
         and gpytorch.settings.observation_nan_policy.value() == "ignore"
     )
 
@@ -73,12 +76,15 @@ def lean_closure(mll: ExactMarginalLogLikelihood) -> Callable[[], Tensor]:
     def loss() -> Tensor:
         # Eager kernels: the dense matrix is what the Cholesky factor needs anyway, and the lazy
         # tensor's representation tree was rebuilt on every evaluation to get it.
-        with gpytorch.settings.lazily_evaluate_kernels(False), gpytorch.settings.debug(False):
-            prior_f = model(*model.train_inputs)
-            inputs = tuple(model.transform_inputs(X=x) for x in model.train_inputs)
-            marginal = mll.likelihood(prior_f, *inputs)
-            chol = psd_safe_cholesky(marginal.lazy_covariance_matrix.to_dense()).contiguous()
-            diff = model.train_targets - marginal.loc
+        with gpytorch.settings.lazily_evaluate_kernels(False):
+            # SingleTaskGP.forward in training mode, then the likelihood's marginal: the prior
+            # covariance plus the (fixed and/or learned) noise, added as dense matrices.
+            x = model.transform_inputs(model.train_inputs[0])
+            mean = model.mean_module(x)
+            noise = mll.likelihood._shaped_noise_covar(mean.shape, x)
+            cov = model.covar_module(x).to_dense() + noise.to_dense()
+            chol = psd_safe_cholesky(cov).contiguous()
+            diff = model.train_targets - mean
             n = diff.shape[-1]
             # torch.distributions.MultivariateNormal.log_prob with scale_tril = chol
             mahalanobis: Tensor = _batch_mahalanobis(chol, diff)  # type: ignore[no-untyped-call]

@@ -18,9 +18,11 @@ from botorch.fit import fit_gpytorch_mll
 from botorch.models import SingleTaskGP
 from botorch.models.model_list_gp_regression import ModelListGP
 from botorch.models.transforms.outcome import Standardize
+from botorch.optim.closures import ForwardBackwardClosure, get_loss_closure_with_grads
+from botorch.optim.utils import get_parameters
 from gpytorch.mlls import ExactMarginalLogLikelihood, SumMarginalLogLikelihood
 
-from autolab.optimizer.fitting import fit_model_list, supported
+from autolab.optimizer.fitting import fit_model_list, lean_closure, supported
 from autolab.optimizer.gp_design import GPDesign
 from autolab.optimizer.models import FEASIBILITY_NOISE, _feasibility_kernel, _outcome_gp
 from autolab.optimizer.prior import PriorSurrogate, attach_prior
@@ -105,3 +107,38 @@ def test_models_outside_the_lean_path_keep_botorchs_closure() -> None:
     fit_model_list(SumMarginalLogLikelihood(model.likelihood, model), MAXITER)
     assert not torch.equal(batched.covar_module.lengthscale, before)
     assert not model.training
+
+
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs a CUDA device"))]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("structure", ["stated + learned extra noise", "feasibility"])
+def test_lean_loss_and_gradient_equal_botorchs(structure: str, device: str) -> None:
+    """One evaluation at the same point: the same loss and gradient, on the CPU and on CUDA.
+
+    On the CPU bit for bit; on CUDA to 1e-12 relative (the same operations, but this test does
+    not rely on the GPU libraries being deterministic across the two call paths).
+    """
+    [gp] = STRUCTURES[structure]()
+    gp = gp.to(torch.device(device))
+    mll = ExactMarginalLogLikelihood(gp.likelihood, gp)
+    mll.train()
+    params = get_parameters(mll, requires_grad=True)
+    values = []
+    for closure in (ForwardBackwardClosure(forward=lean_closure(mll), parameters=params),
+                    get_loss_closure_with_grads(mll, parameters=params)):
+        value, grads = closure()
+        values.append((value.detach().clone(), [g.detach().clone() for g in grads
+                                                if g is not None]))
+    (lean_value, lean_grads), (ref_value, ref_grads) = values
+    assert len(lean_grads) == len(ref_grads) == len(params)
+    assert any(bool(g.abs().sum() > 0) for g in ref_grads), "a zero gradient compares nothing"
+    if device == "cpu":
+        assert torch.equal(lean_value, ref_value)
+        assert all(torch.equal(a, b) for a, b in zip(lean_grads, ref_grads, strict=True))
+    else:
+        torch.testing.assert_close(lean_value, ref_value, rtol=1e-12, atol=0.0)
+        for a, b in zip(lean_grads, ref_grads, strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-15)
