@@ -65,7 +65,7 @@ TIMING_COLUMNS = ("n", "after tell s (wall)", "after tell s (CPU)", "cached fit 
 #: Where an ask's CPU time goes (``--breakdown``): label -> (module, attribute) timed with the
 #: process clock while one ask runs (the attribute is wrapped where its caller looks it up).
 BREAKDOWN = {
-    "hyperparameter fit (L-BFGS, all GPs)": ("autolab.optimizer.models", "fit_gpytorch_mll"),
+    "hyperparameter fit (L-BFGS, all GPs)": ("autolab.optimizer.models", "fit_model_list"),
     "inducing points (greedy pivoted Cholesky)": ("autolab.optimizer.scalable",
                                                   "greedy_inducing"),
     "SGPR cache incl. inducing points": ("autolab.optimizer.scalable:SparseGP", "_build_cache"),

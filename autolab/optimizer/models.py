@@ -45,7 +45,6 @@ from typing import Any
 
 import torch
 from botorch.exceptions.warnings import OptimizationWarning
-from botorch.fit import fit_gpytorch_mll
 from botorch.models.gp_regression import SingleTaskGP
 from botorch.models.model_list_gp_regression import ModelListGP
 from botorch.models.transforms.outcome import Standardize
@@ -57,6 +56,7 @@ from gpytorch.priors import LogNormalPrior
 from torch import Tensor
 
 from autolab.optimizer import scalable
+from autolab.optimizer.fitting import fit_model_list
 from autolab.optimizer.gp_design import DEFAULT_DESIGN, GPDesign
 from autolab.optimizer.prior import PriorSurrogate, attach_prior
 from autolab.optimizer.scalable import SparseGP, fit_subset, sparse_record
@@ -241,7 +241,7 @@ def build_model_list(
     with warnings.catch_warnings():
         # A fit that stops at maxiter is still a usable fit; BoTorch retries the bad ones itself.
         warnings.simplefilter("ignore", OptimizationWarning)
-        fit_gpytorch_mll(mll, optimizer_kwargs={"options": {"maxiter": maxiter}})
+        fit_model_list(mll, maxiter)
     model.eval()
     if all(d.rows is None for d in data):
         return model
