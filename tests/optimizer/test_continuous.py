@@ -17,7 +17,6 @@ from autolab.optimizer.continuous import PathDraw, continuous_select, supports
 from autolab.optimizer.models import build_model_list
 from autolab.optimizer.settings import BotorchSettings, parse_optimizer_settings
 from autolab.optimizer.thompson import (
-    EXCLUSION_RADIUS,
     candidate_set,
     sample_scores,
     score_floor,
@@ -144,19 +143,6 @@ def test_a_campaign_step_resumes_the_same_and_differs_from_the_discrete_one() ->
     assert discrete.ask(1) != [x]
     truth = peak_problem(opt.space, x)
     assert abs(truth["pl_peak_nm"] - 550.0) < 6.0 and truth["qy"] > 0.3
-
-
-def test_a_batch_and_pending_points_get_distinct_proposals() -> None:
-    opt = BotorchOptimizer(space_2d(), target_objective(), seed=0, n_init=2, acquisition="ts",
-                           ts_pending="exclude", **CONTINUOUS)
-    _crawl_data(opt)
-    batch = [unit(opt.space, x) for x in opt.ask(3)]
-    dist = [np.linalg.norm(np.subtract(a, b)) for i, a in enumerate(batch) for b in batch[i + 1:]]
-    assert min(dist) >= EXCLUSION_RADIUS
-    pending = opt.ask(1)
-    [x] = opt.ask(1, pending=pending)
-    assert np.linalg.norm(np.subtract(unit(opt.space, x),
-                                      unit(opt.space, pending[0]))) >= EXCLUSION_RADIUS
 
 
 def test_a_trust_region_campaign_keeps_the_linear_constraints() -> None:
