@@ -61,6 +61,7 @@ from autolab.optimizer.acquisition import (
 )
 from autolab.optimizer.base import BaseOptimizer, derive_seed, resolve_device
 from autolab.optimizer.centre import centre_candidates
+from autolab.optimizer.continuous import continuous_select
 from autolab.optimizer.design import feasible_mask, random_design, sobol_design
 from autolab.optimizer.escape import EscapeContext, escape, stall_length
 from autolab.optimizer.exploration import band_slack
@@ -448,6 +449,11 @@ class BotorchOptimizer(BaseOptimizer):
             first = greedy_select(spec, model, X, has_feasibility=has_feas, X_seen=seen)
             return self._then_draws(first, model, X, has_feas=has_feas, seed=seed, n=n,
                                     X_pending=X_pending)
+        if self.settings.ts_optimizer == "continuous":
+            return continuous_select(spec, model, X, n, seed=derive_seed(seed, 8),
+                                     has_feasibility=has_feas, X_pending=X_pending,
+                                     space=self.space, restarts=self.settings.ts_restarts,
+                                     temper=self.settings.ts_temper)
         return thompson_select(spec, model, X, n, seed=derive_seed(seed, 8),
                                has_feasibility=has_feas, X_pending=X_pending,
                                temper=self.settings.ts_temper)

@@ -156,32 +156,58 @@ def uses_thompson(acquisition: str, in_band_ok: Tensor, spec: ObjectiveSpec) -> 
     return THOMPSON_WHEN[acquisition](in_band_ok, has_target)
 
 
-def _violation(spec: ObjectiveSpec, Z: Tensor, has_feasibility: bool) -> Tensor:
-    """Total violation of bands (in tolerances), constraints and feasibility; 0 where all hold."""
+def margins(spec: ObjectiveSpec, Z: Tensor, has_feasibility: bool) -> Tensor:
+    """How far draws ``Z`` are inside each condition of a success (``(..., k)``, >= 0 holds).
+
+    One column per outcome constraint (minus its violation), per band (the distance to the
+    band's nearer edge, in tolerances) and, with ``has_feasibility``, the feasibility GP's
+    latent label.
+    """
     m = len(spec.outcome_names)
     Y = Z[..., :m]
-    out = spec.violations_tensor(Y).clamp_min(0.0).sum(dim=-1)
+    cols = [-spec.violations_tensor(Y)]
     for t in spec.terms:
         if isinstance(t, Target):
             dev = (Y[..., spec.outcome_names.index(t.outcome)] - t.value).abs()
-            out = out + ((dev - t.tolerance) / t.tolerance).clamp_min(0.0)
+            cols.append(((t.tolerance - dev) / t.tolerance).unsqueeze(-1))
     if has_feasibility:
-        out = out + (-Z[..., m]).clamp_min(0.0)
-    return out
+        cols.append(Z[..., m : m + 1])
+    return torch.cat(cols, dim=-1)
 
 
-def sample_scores(spec: ObjectiveSpec, Z: Tensor, has_feasibility: bool) -> Tensor:
+def _violation(spec: ObjectiveSpec, Z: Tensor, has_feasibility: bool) -> Tensor:
+    """Total violation of bands (in tolerances), constraints and feasibility; 0 where all hold."""
+    return (-margins(spec, Z, has_feasibility)).clamp_min(0.0).sum(dim=-1)
+
+
+def sample_scores(spec: ObjectiveSpec, Z: Tensor, has_feasibility: bool,
+                  floor: Tensor | None = None) -> Tensor:
     """Constrained Thompson scores of draws ``Z`` (``(..., outputs)`` -> ``(...)``).
 
     A candidate that meets every band and constraint (and does not fail) in a draw scores its
     non-target score, which is always above the score of any candidate that does not; those
     score minus their total violation, below every feasible score. So the argmax over a draw's
     candidates is the best feasible one, or else the least violating one.
+
+    Args:
+        spec: The objective.
+        Z: Draws of every output, ``(..., outputs)``.
+        has_feasibility: The last output is the feasibility GP.
+        floor: What a violating draw scores below (:func:`score_floor`); ``None``: that of
+            ``Z`` itself. A continuous search (:mod:`~autolab.optimizer.continuous`) fixes it
+            once, so that one draw's score is one function of the point.
     """
     viol = _violation(spec, Z, has_feasibility)
     rest = rest_value(spec, Z[..., : len(spec.outcome_names)])
-    floor = rest.min() - 1.0 if rest.numel() else rest.new_zeros(())
+    if floor is None:
+        floor = score_floor(spec, Z)
     return torch.where(viol <= 0, rest, floor - viol)
+
+
+def score_floor(spec: ObjectiveSpec, Z: Tensor) -> Tensor:
+    """One below the lowest non-target score among draws ``Z``: violating draws score below it."""
+    rest = rest_value(spec, Z[..., : len(spec.outcome_names)])
+    return rest.min() - 1.0 if rest.numel() else rest.new_zeros(())
 
 
 def anchor_points(spec: ObjectiveSpec, model: Any, X_ok: Tensor, in_band_ok: Tensor) -> Tensor:
@@ -280,7 +306,7 @@ def credible(spec: ObjectiveSpec, model: Any, X: Tensor, floor: float) -> Tensor
     return X[keep] if bool(keep.any()) else X
 
 
-def _near(X: Tensor, points: Tensor | None) -> Tensor:
+def near(X: Tensor, points: Tensor | None) -> Tensor:
     """Which rows of ``X`` lie within :data:`EXCLUSION_RADIUS` of any of ``points``."""
     if points is None or points.shape[0] == 0:
         return torch.zeros(X.shape[0], dtype=torch.bool, device=X.device)
@@ -319,7 +345,7 @@ def thompson_select(spec: ObjectiveSpec, model: Any, X: Tensor, n: int, *, seed:
     taken = X_pending
     chosen = []
     for j in range(n):
-        blocked = _near(X, taken)
+        blocked = near(X, taken)
         row = scores[j].masked_fill(blocked, -math.inf) if not bool(blocked.all()) else scores[j]
         x = X[int(torch.argmax(row))].unsqueeze(0)
         chosen.append(x)

@@ -144,9 +144,10 @@ def test_a_proposal_is_deterministic_under_the_seed() -> None:
     assert propose(4) != propose(5)
 
 
-def test_a_batch_and_pending_points_get_distinct_proposals() -> None:
+@pytest.mark.parametrize("ts_optimizer", ["discrete", "continuous"])
+def test_a_batch_and_pending_points_get_distinct_proposals(ts_optimizer: str) -> None:
     opt = BotorchOptimizer(space_2d(), target_objective(), seed=0, n_init=2, acquisition="ts",
-                           ts_pending="exclude", **QUICK)
+                           ts_pending="exclude", ts_optimizer=ts_optimizer, **QUICK)
     _crawl_data(opt)
     batch = [unit(opt.space, x) for x in opt.ask(3)]
     dist = [np.linalg.norm(np.subtract(a, b)) for i, a in enumerate(batch) for b in batch[i + 1:]]
