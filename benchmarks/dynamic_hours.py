@@ -22,6 +22,14 @@ observations told per lab hour. The goals: ≤ 0.3× the steady lab hours with n
 ≥ 10× the observations per lab hour::
 
     .venv/bin/python benchmarks/dynamic_hours.py --workers 2 --seeds 1 --record benchmarks/results
+
+The issue counts lab hours, so the fair found-rate gives both modes the same reactor time:
+``--dynamic-lab-hours steady`` stops each dynamic cell at ``budget.max_lab_hours`` = the spec's
+budget (30 experiments) × the lowest lab hours per experiment of any steady cell (what every
+steady cell would at least have spent on its budget; :func:`steady_lab_hours`), with a trajectory
+cap that does not bind, and counts a hit only if its trajectory ended within those hours. The
+goal line then says it judges the found-rate at equal lab hours; the found-rate at equal
+trajectories (hits within the spec's budget of trajectories) is printed beside it either way.
 """
 
 from __future__ import annotations
@@ -35,6 +43,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -62,7 +71,13 @@ CAMPAIGN = ROOT / "campaigns" / "target_550nm_dynamic.yaml"
 
 @dataclass(frozen=True)
 class Cell:
-    """One cell's outcome (either way of running it)."""
+    """One cell's outcome (either way of running it).
+
+    ``lab_h_to_hit`` and ``trials_to_hit`` describe the first good hit whenever there was one;
+    ``found`` says whether it counts: a dynamic cell run under a lab-hour budget
+    (``lab_h_budget``) counts only a hit whose trajectory ended within that budget, so a last
+    trajectory started just before the budget ran out cannot win on borrowed time.
+    """
 
     cell: str
     mode: str
@@ -78,6 +93,8 @@ class Cell:
     down_weighted: int = 0
     refused: int = 0
     cpu_s: float = math.nan
+    lab_h_budget: float | None = None
+    stop_reason: str = ""
 
 
 def _cell_id(job: Job) -> str:
@@ -139,8 +156,12 @@ def dynamic_block(overrides: dict[str, Any] | None = None) -> DynamicConfig:
 
 
 def run_dynamic(job: Job, overrides: dict[str, Any] | None = None,
-                budget: int | None = None) -> Cell:
-    """The same cell as a ``mode: dynamic`` campaign (the shipped block, with ``overrides``)."""
+                budget: int | None = None, lab_h: float | None = None) -> Cell:
+    """The same cell as a ``mode: dynamic`` campaign (the shipped block, with ``overrides``).
+
+    ``budget`` caps the trajectories; ``lab_h`` (``budget.max_lab_hours``) caps the reactor time,
+    the campaign's own stop rule, and a hit counts only if its trajectory ended within it.
+    """
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     import torch
 
@@ -148,8 +169,9 @@ def run_dynamic(job: Job, overrides: dict[str, Any] | None = None,
     t0 = time.perf_counter()
     dynamic = dynamic_block(overrides)
     config = job.campaign_config().model_copy(update={"mode": "dynamic", "dynamic": dynamic})
-    if budget is not None:
-        config = config.model_copy(update={"budget": BudgetConfig(max_experiments=budget)})
+    if budget is not None or lab_h is not None:
+        config = config.model_copy(update={"budget": BudgetConfig(
+            max_experiments=budget or config.budget.max_experiments, max_lab_hours=lab_h)})
     executor = job.member.executor(seed=job.seed, settling="adaptive", flush="auto")
     optimizer = injected_optimizer(job.strategy.kind, job.problem.space, job.problem.objective(),
                                    job.seed)
@@ -158,16 +180,19 @@ def run_dynamic(job: Job, overrides: dict[str, Any] | None = None,
     try:
         campaign = Campaign.create(config, root, executor=executor, tracker=NullTracker(),
                                    optimizer=optimizer, on_trial=judge)
-        campaign.run()
-        lab_h = campaign.lab_clock_h
+        stop = campaign.run().stop_reason.value
+        stop = "good hit" if judge.hit is not None else stop  # the judge stopped it
+        clock_h = campaign.lab_clock_h
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    return Cell(_cell_id(job), "dynamic", judge.hit is not None,
-                None if judge.hit is None else judge.hit[1],
-                None if judge.hit is None else judge.hit[0], judge.n, lab_h,
-                judge.observations, time.perf_counter() - t0, judge.ask_s,
+    hit = judge.hit
+    return Cell(_cell_id(job), "dynamic",
+                hit is not None and (lab_h is None or hit[1] <= lab_h),
+                None if hit is None else hit[1], None if hit is None else hit[0], judge.n,
+                clock_h, judge.observations, time.perf_counter() - t0, judge.ask_s,
                 full_weight=judge.full_weight,
-                down_weighted=judge.observations - judge.full_weight, refused=judge.refused)
+                down_weighted=judge.observations - judge.full_weight, refused=judge.refused,
+                lab_h_budget=lab_h, stop_reason=stop)
 
 
 def recorded_cell(job: Job, source: Path, mode: str) -> Cell | None:
@@ -197,10 +222,51 @@ def stored_steady(job: Job, source: Path) -> Cell | None:
                 sum(not s.failed for s in r.steps), r.wall_s, r.ask_s_total)
 
 
-def _run(args: tuple[str, Job, dict[str, Any], int | None]) -> Cell:
-    mode, job, overrides, budget = args
+def steady_lab_hours(steady: list[Cell], experiments: int) -> tuple[float, str]:
+    """The lab hours the steady campaign is allowed: ``experiments`` at its cheapest rate.
+
+    Each steady cell's rate is its lab hours over its experiments (flush, heat, fixed 3 τ,
+    acquisition at the residence times its optimizer chose). The allowance is ``experiments``
+    times the *lowest* rate of any cell: every steady cell would have spent at least this much
+    on its full budget, so a dynamic cell held to it gets no more reactor time than any steady
+    one (conservative: the median rate gives more). Derived from the cells, never chosen.
+
+    Raises:
+        ValueError: No steady cell with an experiment to take the rate from.
+    """
+    rates = [(c.lab_h / c.trials, c.cell) for c in steady if c.trials > 0 and c.lab_h > 0]
+    if not rates:
+        raise ValueError("--dynamic-lab-hours steady needs steady cells (run them, or give "
+                         "--steady-from) with at least one experiment each")
+    rate, cell = min(rates)
+    return experiments * rate, (f"{experiments} experiments × {rate:.2f} lab h per experiment "
+                                f"(the lowest steady rate, {cell}; median "
+                                f"{statistics.median(r for r, _ in rates):.2f})")
+
+
+#: Trajectory cap of a dynamic cell under a lab-hour budget: far above what the budget allows
+#: (a trajectory takes at least a few lab minutes), so only the lab hours stop it.
+MAX_TRAJECTORIES = 2000
+
+
+def _lab_hours_arg(value: str | None) -> float | str | None:
+    """``--dynamic-lab-hours``: None, ``"steady"`` or a positive number of hours."""
+    if value is None or value == "steady":
+        return value
+    try:
+        hours = float(value)
+    except ValueError:
+        hours = math.nan
+    if not (math.isfinite(hours) and hours > 0):
+        raise SystemExit(f"--dynamic-lab-hours={value!r}: expected 'steady' or a positive "
+                         "number of lab hours")
+    return hours
+
+
+def _run(args: tuple[str, Job, dict[str, Any], int | None, float | None]) -> Cell:
+    mode, job, overrides, budget, lab_h = args
     c0 = time.process_time()
-    cell = run_steady(job) if mode == "steady" else run_dynamic(job, overrides, budget)
+    cell = run_steady(job) if mode == "steady" else run_dynamic(job, overrides, budget, lab_h)
     return replace(cell, cpu_s=time.process_time() - c0)
 
 
@@ -211,8 +277,14 @@ def _median_iqr(values: list[float]) -> str:
     return f"{statistics.median(values):.1f} ({q[0]:.1f}-{q[2]:.1f})"
 
 
-def summarize(cells: list[Cell], base: list[Cell] | None) -> dict[str, Any]:
-    """Found-rate, lab hours to the hit, observations per lab hour, paired ratio to ``base``."""
+def summarize(cells: list[Cell], base: list[Cell] | None,
+              trajectories: int | None = None) -> dict[str, Any]:
+    """Found-rate, lab hours to the hit, observations per lab hour, paired ratio to ``base``.
+
+    ``trajectories`` adds the found-rate at equal trajectories: cells whose hit came within that
+    many trials (the steady budget), whatever the run's own cap. A run under a lab-hour budget
+    adds ``lab_h_budget`` (the found-rate at equal lab hours is then ``found``).
+    """
     found = [c for c in cells if c.found and c.lab_h_to_hit is not None]
     hours = [float(c.lab_h_to_hit) for c in found if c.lab_h_to_hit is not None]
     total_h = sum(c.lab_h for c in cells)
@@ -228,7 +300,15 @@ def summarize(cells: list[Cell], base: list[Cell] | None) -> dict[str, Any]:
         "readings_full_down_refused": [sum(c.full_weight for c in cells),
                                        sum(c.down_weighted for c in cells),
                                        sum(c.refused for c in cells)],
+        "lab_h_budget": next((c.lab_h_budget for c in cells if c.lab_h_budget), None),
+        "stop_reasons": dict(sorted(Counter(c.stop_reason for c in cells
+                                            if c.stop_reason).items())),
     }
+    if trajectories is not None:
+        out["trajectories"] = trajectories
+        out["found_within_trajectories"] = sum(
+            1 for c in cells if c.lab_h_to_hit is not None and c.trials_to_hit is not None
+            and c.trials_to_hit <= trajectories)
     if base is not None:
         ref = {c.cell: c.lab_h_to_hit for c in base if c.found and c.lab_h_to_hit}
         ratios = [float(c.lab_h_to_hit) / float(ref[c.cell]) for c in found
@@ -256,7 +336,17 @@ def _row(s: dict[str, Any]) -> tuple[str, ...]:
             _fmt(s.get("paired_ratio_median")), _fmt(s["wall_s_per_cell"], 0))
 
 
-def _notes(steady: dict[str, Any], dyn: dict[str, Any]) -> tuple[str, ...]:
+def _basis(dyn: dict[str, Any], lab_h_rule: str) -> str:
+    """Which found-rate the goal line uses, and the other one."""
+    n, cells = dyn.get("trajectories"), dyn["cells"]
+    within = f"{dyn.get('found_within_trajectories', 0)}/{cells} within {n} trajectories"
+    if dyn.get("lab_h_budget"):
+        return (f"found-rate at equal lab hours ({dyn['lab_h_budget']:.1f} lab h per cell: "
+                f"{lab_h_rule}); at equal trajectories {within}")
+    return f"found-rate within the run's trajectory cap; at equal trajectories {within}"
+
+
+def _notes(steady: dict[str, Any], dyn: dict[str, Any], lab_h_rule: str = "") -> tuple[str, ...]:
     ratio = dyn.get("paired_ratio_median")
     met1 = ratio is not None and ratio <= 0.3 and dyn["found_rate"] >= steady["found_rate"]
     obs = dyn.get("observations_per_lab_h_ratio")
@@ -264,8 +354,8 @@ def _notes(steady: dict[str, Any], dyn: dict[str, Any]) -> tuple[str, ...]:
     return (
         f"Goal 1 (dynamic ≤ 0.3× the fixed-3τ lab hours to a good hit, no worse found-rate): "
         f"paired median ratio {_fmt(ratio)} over {dyn.get('paired_cells', 0)} cells; found-rate "
-        f"{100 * dyn['found_rate']:.0f} % vs {100 * steady['found_rate']:.0f} %: "
-        f"{'met' if met1 else 'NOT met'}.",
+        f"{100 * dyn['found_rate']:.0f} % vs {100 * steady['found_rate']:.0f} % "
+        f"({_basis(dyn, lab_h_rule)}): {'met' if met1 else 'NOT met'}.",
         f"Goal 2 (≥ 10× the observations per lab hour): {_fmt(dyn['observations_per_lab_h'], 1)}"
         f" vs {_fmt(steady['observations_per_lab_h'], 2)} per lab h, {_fmt(obs, 1)}×: "
         f"{'met' if met2 else 'NOT met'}.",
@@ -297,6 +387,13 @@ def main(argv: list[str] | None = None) -> int:
                              "or left out)")
     parser.add_argument("--dynamic-budget", type=int, default=None,
                         help="trajectories per dynamic cell (default: the spec's budget)")
+    parser.add_argument("--dynamic-lab-hours", default=None, metavar="steady|HOURS",
+                        help="stop each dynamic cell at this much reactor time "
+                             "(budget.max_lab_hours) instead of a trajectory count, and judge "
+                             "the goal's found-rate at equal lab hours: 'steady' derives it from "
+                             "the steady cells (the spec's budget × the lowest steady lab hours "
+                             "per experiment); the trajectory cap then defaults to "
+                             f"{MAX_TRAJECTORIES} (not binding)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override the dynamic: block, e.g. ramp_limits.ratio_rel_per_min=5")
     parser.add_argument("--record", type=Path, default=None,
@@ -315,25 +412,36 @@ def main(argv: list[str] | None = None) -> int:
             stored["dynamic", job.cell_id] = recorded_cell(job, args.dynamic_from, "dynamic")
     overrides = {k: yaml.safe_load(v) for k, v in (a.split("=", 1) for a in args.set)}
     dynamic_block(overrides)  # refuse a bad override before anything runs
+    lab_h_arg = _lab_hours_arg(args.dynamic_lab_hours)
     modes = ("steady", "dynamic") if args.only is None else (args.only,)
-    work = [(mode, job, overrides, args.dynamic_budget)
-            for job in jobs for mode in modes if stored.get((mode, job.cell_id)) is None]
     t0 = time.perf_counter()
     cells = [c for c in stored.values() if c is not None]
+    lab_h, lab_h_rule = None, ""
     with ProcessPoolExecutor(max_workers=args.workers) as pool:
-        for c in pool.map(_run, work):  # in order; each printed as soon as it and those before
-            cells.append(c)             # it are done, so a long run shows its progress
-            print(f"done: {c.mode} {c.cell} found={c.found} lab_h_to_hit="
-                  f"{_fmt(c.lab_h_to_hit)} wall={c.wall_s:.0f}s cpu={c.cpu_s:.0f}s", flush=True)
+        for mode in modes:  # steady first: a lab-hour budget taken from it needs its cells
+            if mode == "dynamic" and lab_h_arg is not None:
+                lab_h, lab_h_rule = ((lab_h_arg, "given") if isinstance(lab_h_arg, float) else
+                                     steady_lab_hours([c for c in cells if c.mode == "steady"],
+                                                      spec.budget))
+                print(f"dynamic lab-hour budget: {lab_h:.1f} h per cell ({lab_h_rule})")
+            cap = args.dynamic_budget or (MAX_TRAJECTORIES if lab_h is not None else None)
+            work = [(mode, job, overrides, cap, lab_h)
+                    for job in jobs if stored.get((mode, job.cell_id)) is None]
+            for c in pool.map(_run, work):  # in order; each printed as soon as it and those
+                cells.append(c)             # before it are done, so a long run shows progress
+                print(f"done: {c.mode} {c.cell} found={c.found} lab_h_to_hit="
+                      f"{_fmt(c.lab_h_to_hit)} wall={c.wall_s:.0f}s cpu={c.cpu_s:.0f}s",
+                      flush=True)
     for c in cells:
         print(f"{c.mode:8s} {c.cell:32s} found={c.found!s:5s} lab_h_to_hit={_fmt(c.lab_h_to_hit)} "
               f"trials={c.trials} lab_h={c.lab_h:.1f} obs={c.observations} "
+              f"stop={c.stop_reason or '-'} "
               f"(full {c.full_weight}, down {c.down_weighted}, refused {c.refused}) "
               f"wall={c.wall_s:.0f}s cpu={c.cpu_s:.0f}s")
     steady = summarize([c for c in cells if c.mode == "steady"], None)
     dyn = summarize([c for c in cells if c.mode == "dynamic"],
-                    [c for c in cells if c.mode == "steady"])
-    notes = _notes(steady, dyn)
+                    [c for c in cells if c.mode == "steady"], trajectories=spec.budget)
+    notes = _notes(steady, dyn, lab_h_rule)
     print(" | ".join(COLUMNS))
     for s in (steady, dyn):
         print(" | ".join(_row(s)))
