@@ -200,13 +200,17 @@ def sample_scores(spec: ObjectiveSpec, Z: Tensor, has_feasibility: bool,
     viol = _violation(spec, Z, has_feasibility)
     rest = rest_value(spec, Z[..., : len(spec.outcome_names)])
     if floor is None:
-        floor = score_floor(spec, Z)
+        floor = _floor_below(rest)
     return torch.where(viol <= 0, rest, floor - viol)
 
 
 def score_floor(spec: ObjectiveSpec, Z: Tensor) -> Tensor:
     """One below the lowest non-target score among draws ``Z``: violating draws score below it."""
-    rest = rest_value(spec, Z[..., : len(spec.outcome_names)])
+    return _floor_below(rest_value(spec, Z[..., : len(spec.outcome_names)]))
+
+
+def _floor_below(rest: Tensor) -> Tensor:
+    """One below the lowest of the non-target scores ``rest`` (0 when there are none)."""
     return rest.min() - 1.0 if rest.numel() else rest.new_zeros(())
 
 
