@@ -171,6 +171,7 @@ class Shutdown:
         self._lock = threading.Lock()
         self._steps: list[ShutdownStep] = []
         self._silent: set[str] = set()  # devices a step could not command in this sequence
+        self._restopped: set[str] = set()  # pumps found running again during the cool-down
         self.report: ShutdownReport | None = None
 
     @property
@@ -206,7 +207,7 @@ class Shutdown:
         with self._lock:
             if self.report is not None:
                 return self.report
-            self._steps, self._silent = [], set()
+            self._steps, self._silent, self._restopped = [], set(), set()
             self._quiesce()
             if hard:
                 self._hard()
@@ -310,6 +311,30 @@ class Shutdown:
             self.sleep_lab_s(60.0 * self.flush_ml / self.flush_rate_ml_min)
         return ok
 
+    def _watch_stopped_pumps(self, waited_lab_s: float) -> None:
+        """Once a lab minute while the blocks cool, stop a reagent or bleed pump that runs again.
+
+        The cool-down lasts hours on a real rig; a pump restarted in that time (its keypad,
+        another program on the line) would otherwise feed reagent into a cooling reactor until
+        the final status check. The first time a pump is found running it gets a step saying
+        when; later findings only stop it again. A pump that does not answer here is left to
+        the final status check, which names it.
+        """
+        for role in (*REAGENT_ROLES, "bleed"):
+            p = self.rig.pumps[role]
+            if p.name in self._silent:
+                continue
+            try:
+                found = _stop_if_running(p)
+            except HardwareError:
+                continue
+            if found and p.name not in self._restopped:
+                self._restopped.add(p.name)
+                self._steps.append(ShutdownStep(
+                    f"pump {role} stopped during the cool-down", p.name, True,
+                    f"it was running {waited_lab_s / 60:.0f} lab min into the cool-down: "
+                    f"stopped again"))
+
     def _cool(self) -> None:
         rig = self.rig
         standby = {role: self._step(f"heater {role} to standby", h.name,
@@ -323,6 +348,7 @@ class Shutdown:
         temps: dict[str, float] = {}
         error = ""
         while True:
+            self._watch_stopped_pumps(waited)
             try:
                 temps = {role: h.temperature_c() for role, h in rig.heaters.items()}
             except HardwareError as err:

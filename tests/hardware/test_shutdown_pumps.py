@@ -5,14 +5,15 @@ report saying "complete". The supervisor's thread tripped while the procedure's 
 starting the sulfur pump: past the lock-out check, before ``RUN``. The shutdown stopped the pump
 (verified ``S``), and the start in flight then sent ``RUN``. These tests hold the start at that
 point (the monitor's clock is read there, so a clock that waits for the shutdown holds it) and
-restart a pump behind the shutdown's back (its keypad), over the real drivers and the pty
+restart a pump behind the shutdown's back (its keypad: during the cool-down, caught within a lab
+minute, and after it, caught by the final status check), over the real drivers and the pty
 emulators. They wait on what the shutdown did, never on wall time.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -90,7 +91,24 @@ def test_a_pump_start_in_flight_when_the_rig_trips_ends_stopped(lab: VirtualLab)
         ex.close()
 
 
-def test_a_pump_running_again_after_its_stop_is_stopped_by_the_status_check(
+def _after_the_cool_down(lab: VirtualLab, then: Callable[[], None]) -> Callable[[], None]:
+    """A pump-reply hook that runs ``then`` once, at the first reply after the flush's solvent
+    stopped (the blocks are cool; only stirrers and the final status check are left)."""
+    seen: list[str] = []
+
+    def hook() -> None:
+        with lab.reactor.lock:
+            solvent = lab.reactor.pumps["pump_solvent"].running
+        if solvent and not seen:
+            seen.append("flush")
+        elif not solvent and seen == ["flush"]:
+            seen.append("cool")
+            then()
+
+    return hook
+
+
+def test_a_pump_restarted_during_the_flush_is_stopped_while_the_blocks_cool(
         lab: VirtualLab) -> None:
     ex = CSTRExecutor(lab.devices_config(), install_signal_handlers=False)
     try:
@@ -108,6 +126,32 @@ def test_a_pump_running_again_after_its_stop_is_stopped_by_the_status_check(
         report = ex.last_shutdown
         assert pressed and report is not None and report.ok, report and report.lines()
         assert _running(lab) == []
+        names = [s.name for s in report.steps]
+        watch = names.index("pump zinc stopped during the cool-down")
+        assert names.index("solvent on") < watch < names.index("solvent off"), names
+        step = report.steps[watch]
+        assert step.ok and step.device == "pump_zinc" and "into the cool-down" in step.detail
+        assert all(d == "" for d in _confirmed(report, ex).values())  # none ran at the end
+    finally:
+        ex.close()
+
+
+def test_a_pump_running_again_after_the_cool_down_is_stopped_by_the_status_check(
+        lab: VirtualLab) -> None:
+    ex = CSTRExecutor(lab.devices_config(), install_signal_handlers=False)
+    try:
+        pressed: list[bool] = []
+
+        def run_key() -> None:
+            pressed.append(True)
+            lab.pumps.keypad_run("pump_zinc")
+
+        lab.pumps.before_reply = _after_the_cool_down(lab, run_key)
+        ex.safe_state()
+        report = ex.last_shutdown
+        assert pressed and report is not None and report.ok, report and report.lines()
+        assert _running(lab) == []
+        assert not any("cool-down" in s.name for s in report.steps)
         detail = _confirmed(report, ex)
         assert "running again" in detail["pump_zinc"]
         assert all(d == "" for name, d in detail.items() if name != "pump_zinc")
@@ -118,22 +162,17 @@ def test_a_pump_running_again_after_its_stop_is_stopped_by_the_status_check(
 def test_a_pump_that_cannot_be_stopped_at_the_status_check_is_named(lab: VirtualLab) -> None:
     ex = CSTRExecutor(lab.devices_config(), install_signal_handlers=False)
     try:
-        seen: list[str] = []
+        done: list[bool] = []
 
-        def keypad_then_ignore_commands() -> None:
-            with lab.reactor.lock:
-                solvent = lab.reactor.pumps["pump_solvent"].running
-            if solvent and not seen:  # the flush runs: restart the zinc pump
-                seen.append("flush")
-                lab.pumps.keypad_run("pump_zinc")
-            elif not solvent and seen == ["flush"]:  # solvent off: no command is obeyed now
-                seen.append("off")
-                lab.pumps.ignore_next(10**6)
+        def restart_zinc_and_ignore_every_command() -> None:
+            done.append(True)
+            lab.pumps.keypad_run("pump_zinc")
+            lab.pumps.ignore_next(10**6)  # status queries are still answered
 
-        lab.pumps.before_reply = keypad_then_ignore_commands
+        lab.pumps.before_reply = _after_the_cool_down(lab, restart_zinc_and_ignore_every_command)
         ex.safe_state()
         report = ex.last_shutdown
-        assert seen == ["flush", "off"] and report is not None
+        assert done and report is not None
         assert report.unsafe_devices == ("pump_zinc",), report.lines()
         (failed,) = report.failed
         assert failed.name == "pump zinc confirmed stopped"
