@@ -249,6 +249,18 @@ class BotorchSettings(BaseModel):
             out. ``"auto"`` (default): ``"loo"`` when a prior is given, else ``"none"``; the
             optimizer writes the value it chose into its settings (a state saved before the
             guard existed resumes with ``"none"``).
+        prior_outcomes: Which outcomes' GPs take the prior (the others are modelled cold;
+            :mod:`autolab.optimizer.prior_outcomes`). ``"all"`` (default): every outcome the
+            prior predicts. ``"band"``: only the outcomes of the objective's targets (the
+            PL peak). ``"all_until_band"`` / ``"band_until_band"``: all, or the band's
+            outcomes only, until the first in-band success, then the other set. Needs a
+            prior. Screened on the design set (lean harness, budget 30, 550/610 nm;
+            docs/benchmarks.md "Which outcomes take the twin prior"): on far members the
+            twin's QY pulls the band search to where the twin is bright (in band at 6
+            against 4.5 without it) and leaves a dimmer first in-band product; ``band``
+            finds as many far good hits as a cold start (10/12; ``all``: 9/12) at +1.0
+            experiments (paired median; ``all``: +1.5) and keeps near members in band at 3,
+            but their good hit comes at 13 against 6 with ``all`` (cold: 21).
     """
 
     model_config = _SETTINGS
@@ -266,6 +278,7 @@ class BotorchSettings(BaseModel):
     prior: Literal["none", "twin"] = "none"
     prior_spread: Literal["auto", "data", "stated"] = "auto"
     prior_guard: Literal["auto", "none", "loo"] = "auto"
+    prior_outcomes: Literal["all", "band", "all_until_band", "band_until_band"] = "all"
     band_weight: float = Field(default=1.0, gt=0.0, le=1.0)
     band_projection: bool = False
     min_improvement: float = Field(default=0.0, ge=0.0, le=1e6, allow_inf_nan=False)
@@ -308,6 +321,9 @@ class BotorchSettings(BaseModel):
         if self.prior_guard == "loo" and self.prior == "none":
             raise ValueError(f"prior_guard {self.prior_guard!r} guards a prior: set prior "
                              "(e.g. 'twin') or drop prior_guard")
+        if self.prior_outcomes != "all" and self.prior == "none":
+            raise ValueError(f"prior_outcomes {self.prior_outcomes!r} chooses the outcomes of a "
+                             "prior: set prior (e.g. 'twin') or drop prior_outcomes")
         return self
 
     @model_validator(mode="after")
