@@ -254,13 +254,11 @@ class BotorchSettings(BaseModel):
             prior predicts. ``"band"``: only the outcomes of the objective's targets (the
             PL peak). ``"all_until_band"`` / ``"band_until_band"``: all, or the band's
             outcomes only, until the first in-band success, then the other set. Needs a
-            prior. Screened on the design set (lean harness, budget 30, 550/610 nm;
-            docs/benchmarks.md "Which outcomes take the twin prior"): on far members the
-            twin's QY pulls the band search to where the twin is bright (in band at 6
-            against 4.5 without it) and leaves a dimmer first in-band product; ``band``
-            finds as many far good hits as a cold start (10/12; ``all``: 9/12) at +1.0
-            experiments (paired median; ``all``: +1.5) and keeps near members in band at 3,
-            but their good hit comes at 13 against 6 with ``all`` (cold: 21).
+            prior. Screened (docs/benchmarks.md "Which outcomes take the twin prior"; lean
+            harness, budget 30, 550/610 nm): on the design set ``band`` found as many far
+            good hits as a cold start (10/12; ``all`` 9/12) and reached the band sooner (4.5
+            vs 6), but held out it found 8/12 (``all`` 9/12, cold 10/12), and near members'
+            good hit came at 13 against 6, so the default stays ``all``.
     """
 
     model_config = _SETTINGS

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import torch
 
 from autolab.exceptions import ConfigError, OptimizerError
 from autolab.optimizer import BotorchOptimizer
-from autolab.optimizer.prior import PriorSurrogate
+from autolab.optimizer.prior import OutcomePrior, PriorSurrogate
 from autolab.optimizer.prior_outcomes import PRIOR_OUTCOME_RULES, prior_outcomes
 from autolab.optimizer.settings import BotorchSettings, parse_optimizer_settings
 
@@ -17,6 +17,11 @@ from .problems import FAST, peak_problem, space_2d, target_objective
 from .test_prior_guard import SpreadPrior
 
 BOTH, BAND = frozenset({"pl_peak_nm", "qy"}), frozenset({"pl_peak_nm"})
+FAST_ANY: dict[str, Any] = dict(FAST)
+
+
+def _prior() -> OutcomePrior:
+    return cast(OutcomePrior, SpreadPrior())
 
 
 @pytest.mark.parametrize(("rule", "before", "after"), [
@@ -37,7 +42,7 @@ def test_the_setting_and_the_registry_agree() -> None:
 
 def test_a_restricted_surrogate_shares_the_fitted_gps_of_the_outcomes_it_keeps() -> None:
     space = space_2d()
-    full = PriorSurrogate(SpreadPrior(), space, seed=0, n_points=32,
+    full = PriorSurrogate(_prior(), space, seed=0, n_points=32,
                           spread=dict(SpreadPrior.discrepancy_sd))
     band = full.only({"pl_peak_nm"})
     assert set(band.gps) == {"pl_peak_nm"} and set(full.gps) == {"pl_peak_nm", "qy"}
@@ -50,7 +55,7 @@ def _told(rule: str, in_band: bool) -> BotorchOptimizer:
     """A twin-prior optimizer told four readings of ``peak_problem``, one in band or none."""
     space = space_2d()
     opt = BotorchOptimizer(space, target_objective(), seed=0, prior="twin",
-                           outcome_prior=SpreadPrior(), prior_outcomes=rule, **FAST)
+                           outcome_prior=_prior(), prior_outcomes=rule, **FAST_ANY)
     points = [{"a": a, "b": b} for a, b in ((1.0, 2.0), (3.0, 10.0), (7.0, 30.0), (9.0, 80.0))]
     if in_band:  # a = 5, b = 1 puts the peak at 550 nm
         points[0] = {"a": 5.0, "b": 1.0}
@@ -72,6 +77,15 @@ def test_the_outcomes_without_the_prior_are_modelled_cold(rule: str, in_band: bo
     assert ("mean_module.weight" in record["hyperparameters"]["qy"]) == qy_has_prior
     if not qy_has_prior:  # the guard does not score an outcome that has no prior
         assert record["prior_guard"]["qy"]["model"] == "cold"
+
+
+def test_a_campaign_with_prior_outcomes_resumes_exactly() -> None:
+    opt = _told("band_until_band", in_band=True)
+    state = opt.state_dict()
+    [x] = opt.ask(1)
+    again = BotorchOptimizer.from_state(state, outcome_prior=_prior())
+    assert again.settings.prior_outcomes == "band_until_band"
+    assert again.ask(1) == [x]
 
 
 def test_prior_outcomes_is_validated() -> None:
