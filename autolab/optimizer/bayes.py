@@ -77,6 +77,7 @@ from autolab.optimizer.prior import (
     stated_spread,
 )
 from autolab.optimizer.prior_guard import guard_models
+from autolab.optimizer.prior_outcomes import prior_outcomes
 from autolab.optimizer.settings import BotorchSettings
 from autolab.optimizer.steps import checked_steps, step_history
 from autolab.optimizer.thompson import (
@@ -351,19 +352,21 @@ class BotorchOptimizer(BaseOptimizer):
         has_feas = self.settings.learn_feasibility and not bool(data.ok.all())
         seed = derive_seed(self.seed, len(self._observations), n_pending, len(self._reused))
         torch.manual_seed(seed)
+        prior = self._model_prior(data)
         model = build_model_list(
             data.X_ok, data.Y_ok, data.X_all if has_feas else None, data.ok,
             Yvar_ok=data.Yvar_ok if self.settings.known_noise else None,
-            prior=self._surrogate(), names=spec.outcome_names,
+            prior=prior, names=spec.outcome_names,
             maxiter=self.settings.fit_maxiter, seed=seed,
             design=outcome_designs(self.settings, spec))
         choices = None
-        if self._prior is not None and self.settings.prior_guard == "loo":
+        if prior is not None and self.settings.prior_guard == "loo":
             cold = build_model_list(
                 data.X_ok, data.Y_ok, Yvar_ok=data.Yvar_ok if self.settings.known_noise else None,
                 maxiter=self.settings.fit_maxiter, seed=seed,
                 design=GPDesign(kernel=self.settings.kernel))
-            model, choices = guard_models(model, cold, spec.outcome_names, data.X_ok.shape[0])
+            model, choices = guard_models(model, cold, spec.outcome_names, data.X_ok.shape[0],
+                                          guarded=prior.gps)
         names = [*spec.outcome_names, *(["feasibility"] if has_feas else [])]
         self._record = {"n_observations": len(self._observations), "n_reused": len(self._reused),
                         "seed": seed, "hyperparameters": hyperparameters(model, names)}
@@ -473,6 +476,14 @@ class BotorchOptimizer(BaseOptimizer):
     def prior(self) -> OutcomePrior | None:
         """The prior knowledge given at construction (``None``: a cold start)."""
         return self._prior
+
+    def _model_prior(self, data: _Data) -> PriorSurrogate | None:
+        """The prior of this fit: the outcomes ``settings.prior_outcomes`` keeps it for."""
+        surrogate = self._surrogate()
+        if surrogate is None or self.settings.prior_outcomes == "all":
+            return surrogate
+        return surrogate.only(prior_outcomes(self.settings.prior_outcomes, self.objective,
+                                             bool(data.in_band_ok.any())))
 
     def _surrogate(self) -> PriorSurrogate | None:
         """The prior's smooth surrogate, fitted once (seeded by the optimizer's seed)."""

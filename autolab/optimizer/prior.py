@@ -36,9 +36,10 @@ discrepancy sigma must be a finite positive number of a predicted outcome. Anyth
 
 from __future__ import annotations
 
+import copy
 import math
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -246,6 +247,17 @@ class PriorSurrogate:
                     p.requires_grad_(False)
                 self.gps[name] = gp
                 self._weights[name] = _mean_weights(gp)
+
+    def only(self, outcomes: Collection[str]) -> PriorSurrogate:
+        """This surrogate restricted to ``outcomes`` (the others are then modelled cold).
+
+        Shares the fitted GPs, so a restriction per fit costs nothing
+        (``BotorchSettings.prior_outcomes``, :mod:`~autolab.optimizer.prior_outcomes`).
+        """
+        out = copy.copy(self)
+        out.gps = {k: v for k, v in self.gps.items() if k in outcomes}
+        out._weights = {k: v for k, v in self._weights.items() if k in outcomes}
+        return out
 
     def mean(self, name: str, X: Tensor) -> Tensor:
         """Prior mean of outcome ``name`` at unit-cube ``X`` (``(..., n, d)`` -> ``(..., n)``).

@@ -24,7 +24,7 @@ it is recorded with the model (:class:`ModelChoice`) so a run shows which model 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -96,7 +96,8 @@ def loo_log_density(gp: Any) -> float:
 
 
 def guard_models(with_prior: ModelListGP, cold: ModelListGP, names: Sequence[str],
-                 n_readings: int) -> tuple[ModelListGP, tuple[ModelChoice, ...]]:
+                 n_readings: int, guarded: Collection[str] | None = None,
+                 ) -> tuple[ModelListGP, tuple[ModelChoice, ...]]:
     """Per outcome, the GP (prior or cold) whose leave-one-out predictions are better.
 
     Args:
@@ -105,6 +106,9 @@ def guard_models(with_prior: ModelListGP, cold: ModelListGP, names: Sequence[str
         cold: Fitted model list of the same outcomes without the prior.
         names: Outcome names of the first ``len(names)`` outputs.
         n_readings: Successes the models were fitted on.
+        guarded: The outcomes whose GP in ``with_prior`` has the prior (``None``: all); the
+            others are cold there already and are kept, recorded as ``"cold"``
+            (``BotorchSettings.prior_outcomes``).
 
     Returns:
         The model list that proposes, and one :class:`ModelChoice` per outcome.
@@ -113,6 +117,10 @@ def guard_models(with_prior: ModelListGP, cold: ModelListGP, names: Sequence[str
     cold_gps: list[Any] = list(cold.models)
     chosen, choices = [], []
     for k, name in enumerate(names):
+        if guarded is not None and name not in guarded:
+            choices.append(ModelChoice(name, "cold", math.nan, math.nan))
+            chosen.append(prior_gps[k])
+            continue
         if n_readings < GUARD_MIN_READINGS:
             choices.append(ModelChoice(name, "prior", math.nan, math.nan))
             chosen.append(prior_gps[k])
@@ -121,7 +129,7 @@ def guard_models(with_prior: ModelListGP, cold: ModelListGP, names: Sequence[str
         use_cold = lc > lp
         choices.append(ModelChoice(name, "cold" if use_cold else "prior", lp, lc))
         chosen.append(cold_gps[k] if use_cold else prior_gps[k])
-    if all(c.model == "prior" for c in choices):
+    if all(gp is prior_gps[k] for k, gp in enumerate(chosen)):
         return with_prior, tuple(choices)
     model = ModelListGP(*chosen, *prior_gps[len(names):])
     model.eval()

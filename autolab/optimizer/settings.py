@@ -249,6 +249,16 @@ class BotorchSettings(BaseModel):
             out. ``"auto"`` (default): ``"loo"`` when a prior is given, else ``"none"``; the
             optimizer writes the value it chose into its settings (a state saved before the
             guard existed resumes with ``"none"``).
+        prior_outcomes: Which outcomes' GPs take the prior (the others are modelled cold;
+            :mod:`autolab.optimizer.prior_outcomes`). ``"all"`` (default): every outcome the
+            prior predicts. ``"band"``: only the outcomes of the objective's targets (the
+            PL peak). ``"all_until_band"`` / ``"band_until_band"``: all, or the band's
+            outcomes only, until the first in-band success, then the other set. Needs a
+            prior. Screened (docs/benchmarks.md "Which outcomes take the twin prior"; lean
+            harness, budget 30, 550/610 nm): on the design set ``band`` found as many far
+            good hits as a cold start (10/12; ``all`` 9/12) and reached the band sooner (4.5
+            vs 6), but held out it found 8/12 (``all`` 9/12, cold 10/12), and near members'
+            good hit came at 13 against 6, so the default stays ``all``.
     """
 
     model_config = _SETTINGS
@@ -266,6 +276,7 @@ class BotorchSettings(BaseModel):
     prior: Literal["none", "twin"] = "none"
     prior_spread: Literal["auto", "data", "stated"] = "auto"
     prior_guard: Literal["auto", "none", "loo"] = "auto"
+    prior_outcomes: Literal["all", "band", "all_until_band", "band_until_band"] = "all"
     band_weight: float = Field(default=1.0, gt=0.0, le=1.0)
     band_projection: bool = False
     min_improvement: float = Field(default=0.0, ge=0.0, le=1e6, allow_inf_nan=False)
@@ -308,6 +319,9 @@ class BotorchSettings(BaseModel):
         if self.prior_guard == "loo" and self.prior == "none":
             raise ValueError(f"prior_guard {self.prior_guard!r} guards a prior: set prior "
                              "(e.g. 'twin') or drop prior_guard")
+        if self.prior_outcomes != "all" and self.prior == "none":
+            raise ValueError(f"prior_outcomes {self.prior_outcomes!r} chooses the outcomes of a "
+                             "prior: set prior (e.g. 'twin') or drop prior_outcomes")
         return self
 
     @model_validator(mode="after")
