@@ -108,3 +108,9 @@ def test_believer_with_a_continuous_thompson_step_is_refused_naming_both() -> No
     with pytest.raises(OptimizerError, match="ts_pending 'believer'.*ts_optimizer"):
         BotorchOptimizer(space_2d(), target_objective(), ts_pending="believer",
                          ts_optimizer="continuous")
+
+
+def test_believer_where_no_ask_samples_is_refused_naming_it() -> None:
+    with pytest.raises(OptimizerError, match="ts_pending.*never uses"):
+        BotorchOptimizer(space_2d(), target_objective(), acquisition="band_ei",
+                         ts_pending="believer")
