@@ -45,8 +45,8 @@ def test_the_believer_equals_the_gp_told_its_own_mean_at_the_pending_points() ->
     with torch.no_grad():
         mean_p = gp.posterior(X_p).mean
         # BoTorch takes the noise in the GP's standardized units, the believer in outcome units
-        stdvs: Any = getattr(gp.outcome_transform, "stdvs")
-        noise = noise_variance(gp) / float(stdvs) ** 2
+        transform: Any = gp.outcome_transform
+        noise = noise_variance(gp) / float(transform.stdvs) ** 2
         told = gp.condition_on_observations(X_p, mean_p, noise=torch.full_like(mean_p, noise))
         want: Any = told.posterior(X)
         got = believe(gp, X_p).models[0].posterior(X)
@@ -105,12 +105,12 @@ def test_an_ask_with_pending_samples_away_from_them_and_not_by_the_band_ei() -> 
 
 
 def test_believer_with_a_continuous_thompson_step_is_refused_naming_both() -> None:
-    with pytest.raises(OptimizerError, match="ts_pending 'believer'.*ts_optimizer"):
+    with pytest.raises(OptimizerError, match=r"ts_pending 'believer'.*ts_optimizer"):
         BotorchOptimizer(space_2d(), target_objective(), ts_pending="believer",
                          ts_optimizer="continuous")
 
 
 def test_believer_where_no_ask_samples_is_refused_naming_it() -> None:
-    with pytest.raises(OptimizerError, match="ts_pending.*never uses"):
+    with pytest.raises(OptimizerError, match=r"ts_pending.*never uses"):
         BotorchOptimizer(space_2d(), target_objective(), acquisition="band_ei",
                          ts_pending="believer")
