@@ -202,6 +202,22 @@ def recorded_cell(job: Job, source: Path, mode: str) -> Cell | None:
     return Cell(**found[0]) if found else None
 
 
+def under_budget(cell: Cell, lab_h: float | None) -> Cell | None:
+    """A restored dynamic ``cell`` judged at this run's lab-hour budget ``lab_h``, or None.
+
+    The budget is derived from the steady cells, so adding seeds can lower it. A cell recorded
+    under a budget at least as large holds the same run up to ``lab_h`` (a campaign does not
+    look ahead), so its hit counts only if it came within ``lab_h``. A cell recorded under a
+    smaller budget, or none, may have stopped before it would now, so it is run again (None).
+    """
+    if lab_h is None:
+        return cell
+    if cell.lab_h_budget is None or cell.lab_h_budget < lab_h:
+        return None
+    hit = cell.lab_h_to_hit
+    return replace(cell, found=hit is not None and hit <= lab_h, lab_h_budget=lab_h)
+
+
 def stored_steady(job: Job, source: Path) -> Cell | None:
     """The steady cell from an earlier run (same spec and cell), or None.
 
@@ -424,6 +440,11 @@ def main(argv: list[str] | None = None) -> int:
                                      steady_lab_hours([c for c in cells if c.mode == "steady"],
                                                       spec.budget))
                 print(f"dynamic lab-hour budget: {lab_h:.1f} h per cell ({lab_h_rule})")
+                for key in [k for k in stored if k[0] == "dynamic" and stored[k] is not None]:
+                    old = stored[key]
+                    stored[key] = under_budget(old, lab_h) if old is not None else None
+                cells = [c for c in cells if c.mode != "dynamic"] + [
+                    c for k, c in stored.items() if k[0] == "dynamic" and c is not None]
             cap = args.dynamic_budget or (MAX_TRAJECTORIES if lab_h is not None else None)
             work = [(mode, job, overrides, cap, lab_h)
                     for job in jobs if stored.get((mode, job.cell_id)) is None]

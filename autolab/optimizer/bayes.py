@@ -60,6 +60,7 @@ from autolab.optimizer.acquisition import (
     rest_value,
 )
 from autolab.optimizer.base import BaseOptimizer, derive_seed, resolve_device
+from autolab.optimizer.believer import draw_model
 from autolab.optimizer.centre import centre_candidates
 from autolab.optimizer.continuous import continuous_select
 from autolab.optimizer.design import feasible_mask, random_design, sobol_design
@@ -385,7 +386,7 @@ class BotorchOptimizer(BaseOptimizer):
             # whether or not this ask fitted the model itself.
             torch.manual_seed(derive_seed(seed, 1))
             if uses_thompson(self.settings.acquisition, data.in_band_ok, self.objective) and (
-                    X_pending is None or self.settings.ts_pending == "exclude"):
+                    X_pending is None or self.settings.ts_pending != "band_ei"):
                 cand = self._thompson(model, data, has_feas, seed, n=n, X_pending=X_pending)
             else:
                 acqf = self._acquisition(model, data, has_feas, seed, X_pending)
@@ -457,9 +458,9 @@ class BotorchOptimizer(BaseOptimizer):
                                      has_feasibility=has_feas, X_pending=X_pending,
                                      space=self.space, restarts=self.settings.ts_restarts,
                                      temper=self.settings.ts_temper)
-        return thompson_select(spec, model, X, n, seed=derive_seed(seed, 8),
-                               has_feasibility=has_feas, X_pending=X_pending,
-                               temper=self.settings.ts_temper)
+        return thompson_select(spec, draw_model(self.settings.ts_pending, model, X_pending), X,
+                               n, seed=derive_seed(seed, 8), has_feasibility=has_feas,
+                               X_pending=X_pending, temper=self.settings.ts_temper)
 
     def _then_draws(self, first: torch.Tensor, model: Any, X: torch.Tensor, *, has_feas: bool,
                     seed: int, n: int, X_pending: torch.Tensor | None) -> torch.Tensor:
@@ -467,9 +468,10 @@ class BotorchOptimizer(BaseOptimizer):
         if n == 1:
             return first
         X_pending = first if X_pending is None else torch.cat([X_pending, first])
-        rest = thompson_select(self.objective, model, X, n - 1, seed=derive_seed(seed, 8),
-                               has_feasibility=has_feas, X_pending=X_pending,
-                               temper=self.settings.ts_temper)
+        rest = thompson_select(self.objective,
+                               draw_model(self.settings.ts_pending, model, X_pending), X, n - 1,
+                               seed=derive_seed(seed, 8), has_feasibility=has_feas,
+                               X_pending=X_pending, temper=self.settings.ts_temper)
         return torch.cat([first, rest])
 
     @property

@@ -96,3 +96,17 @@ def test_dynamic_cell_stops_at_its_lab_hours_and_counts_a_hit_only_within_them()
     assert not cell.found and cell.lab_h_to_hit is None
     assert 1 < cell.trials < dh.MAX_TRAJECTORIES
     assert math.isfinite(cell.wall_s)
+
+
+def test_a_restored_dynamic_cell_is_judged_at_a_lower_budget_and_rerun_at_a_higher_one() -> None:
+    """Adding seeds can lower the allowance (the lowest steady rate); never judge a cell on more
+    reactor time than the run gives, nor on less than it would now have had."""
+    dh = _script()
+    hit_at_50 = replace(_cell(dh, "d", 40, 50.0, (40, 50.0), mode="dynamic"), lab_h_budget=60.3)
+    lower = dh.under_budget(hit_at_50, 55.0)
+    assert lower.found and lower.lab_h_budget == 55.0
+    later = dh.under_budget(hit_at_50, 45.0)
+    assert not later.found and later.lab_h_to_hit == 50.0  # kept, but past the budget
+    assert dh.under_budget(hit_at_50, 70.0) is None  # it stopped earlier than it would now
+    assert dh.under_budget(replace(hit_at_50, lab_h_budget=None), 45.0) is None
+    assert dh.under_budget(hit_at_50, None) is hit_at_50
