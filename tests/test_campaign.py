@@ -54,9 +54,10 @@ def config(**changes: Any) -> dict[str, Any]:
     return data
 
 
-def test_campaign_reaches_its_target_and_mlflow_holds_every_run(tmp_path: Path) -> None:
+def test_campaign_reaches_its_target_and_mlflow_holds_every_run(tmp_path: Path,
+                                                                fresh_store: str) -> None:
     cfg = parse_campaign(config(budget__max_experiments=30))
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = fresh_store
     tracker = MlflowTracker(tracking_uri=uri, experiment_name="e2e")
     result = Campaign.create(cfg, tmp_path / "runs", tracker=tracker).run()
 
@@ -115,7 +116,7 @@ def test_failed_experiments_do_not_stop_the_loop(tmp_path: Path) -> None:
 
 
 def test_tracking_outage_does_not_stop_the_campaign_and_sync_catches_up(
-        tmp_path: Path, dead_uri: str) -> None:
+        tmp_path: Path, dead_uri: str, fresh_store: str) -> None:
     cfg = parse_campaign(config(budget__max_experiments=4, optimizer__kind="sobol",
                                 optimizer__settings={}, stop__target_reached=False))
     down = MlflowTracker(tracking_uri=dead_uri, experiment_name="outage")
@@ -123,7 +124,7 @@ def test_tracking_outage_does_not_stop_the_campaign_and_sync_catches_up(
     assert len(result.trials) == 4
     assert result.untracked == [t.index for t in result.trials]
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = fresh_store
     up = MlflowTracker(tracking_uri=uri, experiment_name="outage")
     assert sync(result.run_dir / JOURNAL_NAME, up) == 4
     assert len(up.trial_runs()) == 4
