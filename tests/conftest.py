@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -49,11 +50,46 @@ def dead_uri() -> str:
     return f"http://127.0.0.1:{free_port()}"
 
 
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty MLflow SQLite store, made once per test run by autolab's ``ensure_sqlite_store``.
+
+    Making a store runs some 60 schema migrations, each committed with an fsync: 1-2 s of CPU
+    but 5-7 s of wall time on a virtual disk, and about a dozen tests need a fresh one. A test
+    whose subject is not the store's creation gets a byte copy of this file instead
+    (:func:`copy_store`); autolab leaves an existing non-empty store as it is, so everything
+    after the creation runs exactly as on a store it made itself. Under pytest-xdist the
+    workers share one template (the parent of their base folders is the run's own folder;
+    ``ensure_sqlite_store`` holds a file lock, so one worker makes it while the other waits).
+    """
+    from autolab.tracking.mlflow_tracker import ensure_sqlite_store
+
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    path = shared / "mlflow-template" / "mlflow.db"
+    ensure_sqlite_store(f"sqlite:///{path}")
+    return path
+
+
+def copy_store(template: Path, path: Path) -> str:
+    """Put a fresh empty store (a copy of ``template``) at ``path``; returns its tracking URI."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(template, path)
+    return f"sqlite:///{path}"
+
+
+@pytest.fixture
+def fresh_store(sqlite_template: Path, tmp_path: Path) -> str:
+    """Tracking URI of a new, empty SQLite store of this test alone (``tmp_path/mlflow.db``)."""
+    return copy_store(sqlite_template, tmp_path / "mlflow.db")
+
+
 @pytest.fixture(scope="module")
-def sqlite_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
-    """(tracking URI, artifact root) of one SQLite store per module (creating one takes ~2 s)."""
+def sqlite_store(tmp_path_factory: pytest.TempPathFactory,
+                 sqlite_template: Path) -> tuple[str, str]:
+    """(tracking URI, artifact root) of one SQLite store per module, copied from the template."""
     root = tmp_path_factory.mktemp("mlflow")
-    return f"sqlite:///{root / 'mlflow.db'}", (root / "artifacts").as_uri()
+    return copy_store(sqlite_template, root / "mlflow.db"), (root / "artifacts").as_uri()
 
 
 @pytest.fixture
@@ -114,9 +150,15 @@ def mlflow_server_process(cmd: list[str], root: Path, env: dict[str, str], port:
 
 
 @pytest.fixture(scope="session")
-def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real ``mlflow server`` over HTTP (SQLite backend, proxied artifacts), one per session."""
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory,
+                  sqlite_template: Path) -> Iterator[str]:
+    """A real ``mlflow server`` over HTTP (SQLite backend, proxied artifacts), one per session.
+
+    Its backend store starts as a copy of the template: the server then finds its tables
+    current and skips the migrations (seconds of start-up on a busy CI machine).
+    """
     root = tmp_path_factory.mktemp("mlflow-server")
+    copy_store(sqlite_template, root / "server.db")
     port = free_port()
     exe = Path(sys.executable).with_name("mlflow")
     cmd = [str(exe), "server", "--backend-store-uri", f"sqlite:///{root / 'server.db'}",

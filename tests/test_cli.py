@@ -66,11 +66,10 @@ def test_simulate_outside_reactor_limits_is_refused() -> None:
     assert "t_core_c" in out and "t_shell_c" in out  # every problem at once
 
 
-def test_run_report_and_resume_of_a_finished_campaign(tmp_path: Path) -> None:
+def test_run_report_and_resume_of_a_finished_campaign(tmp_path: Path, fresh_store: str) -> None:
     runs = tmp_path / "runs"
     code, out = invoke("run", str(ROOT / "campaigns" / "target_550nm.yaml"), "--budget", "3",
-                       "--runs-dir", str(runs), "--tracking-uri",
-                       f"sqlite:///{tmp_path / 'mlflow.db'}")
+                       "--runs-dir", str(runs), "--tracking-uri", fresh_store)
     assert code == 0, out
     assert "3/30" not in out  # the budget override is what the progress shows
     assert "3/3" in out

@@ -227,10 +227,11 @@ def test_a_proposed_batch_runs_in_the_cheap_order(tmp_path: Path) -> None:
                                          for o in itertools.permutations(range(4))))
 
 
-def test_mlflow_shows_the_reactor_and_the_waits_of_every_experiment(tmp_path: Path) -> None:
+def test_mlflow_shows_the_reactor_and_the_waits_of_every_experiment(tmp_path: Path,
+                                                                    fresh_store: str) -> None:
     cfg = _parallel(reactors=[{"name": "a"}, {"name": "b"}], budget__max_experiments=3,
                     tracking__enabled=True)
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = fresh_store
     tracker = MlflowTracker(tracking_uri=uri, experiment_name="parallel")
     result = Campaign.create(cfg, tmp_path / "runs", tracker=tracker).run()
     runs = tracker.trial_runs()

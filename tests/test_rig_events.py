@@ -65,7 +65,7 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> list[Any]:
 
 
 def test_a_fault_found_between_experiments_is_a_rig_event_not_an_experiment(
-        tmp_path: Path, reference: list[Any]) -> None:
+        tmp_path: Path, reference: list[Any], fresh_store: str) -> None:
     cfg = _cfg()
     executor = _executor(cfg)
     events: list[str] = []
@@ -95,8 +95,7 @@ def test_a_fault_found_between_experiments_is_a_rig_event_not_an_experiment(
     assert not state.in_flight and state.untracked == [0, 1, 3, 4]
     assert any("rig event before exp-002" in e and "not counted" in e for e in events), events
     # a researcher sees it in MLflow: counted on the campaign run, never an experiment run
-    tracker = MlflowTracker(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
-                            experiment_name="rig-events")
+    tracker = MlflowTracker(tracking_uri=fresh_store, experiment_name="rig-events")
     assert sync(result.run_dir / JOURNAL_NAME, tracker) == 4
     parent = MlflowClient(tracker.tracking_uri).get_run(tracker.run_id)
     assert parent.data.metrics["n_rig_events"] == 1.0

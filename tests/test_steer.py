@@ -339,13 +339,14 @@ def state_objective(state: Any) -> Any:
     return parse_campaign(state.header.config).objective
 
 
-def test_review_decisions_are_shown_on_the_campaign_run_in_mlflow(tmp_path: Path) -> None:
+def test_review_decisions_are_shown_on_the_campaign_run_in_mlflow(tmp_path: Path,
+                                                                  fresh_store: str) -> None:
     """Who decided what, when and why reaches MLflow, rejections included (they have no run)."""
     from mlflow.tracking import MlflowClient
 
     from autolab.tracking import MlflowTracker
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = fresh_store
     script = Script(["a", "r", "pump cannot do that ratio", "e", "t_core_c=185", "colder core"])
     campaign = Campaign.create(_config(budget=2), tmp_path / "runs", reviewer=script.reviewer(),
                                tracker=MlflowTracker(tracking_uri=uri, experiment_name="review"))

@@ -30,6 +30,7 @@ from autolab.benchmarking.problem import Problem, best_reachable, feasible_rows,
 from autolab.exceptions import ConfigError
 from autolab.space import qd_space
 from autolab.twin import TwinConfig
+from tests.conftest import copy_store
 
 from .tiny import TINY
 
@@ -207,11 +208,12 @@ def _trajectory(runs: list[dict[str, Any]]) -> dict[tuple[str, int], list[Any]]:
 
 
 @pytest.fixture(scope="module")
-def pool_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict[str, Any]]]:
+def pool_runs(tmp_path_factory: pytest.TempPathFactory,
+              sqlite_template: Path) -> tuple[Path, list[dict[str, Any]]]:
     """The tiny spec through the CLI on a 2-process pool, logged to a fresh SQLite store."""
     tmp = tmp_path_factory.mktemp("bench")
     spec_path = _write(tmp, TINY)
-    uri = f"sqlite:///{tmp / 'mlflow.db'}"
+    uri = copy_store(sqlite_template, tmp / "mlflow.db")
     result = CliRunner().invoke(app, [str(spec_path), "--workers", "2", "--out",
                                       str(tmp / "out"), "--tracking-uri", uri,
                                       "--record", str(tmp / "results")])
@@ -314,7 +316,8 @@ def test_ray_missing_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_mlflow_gets_each_cell_as_it_finishes_and_resumes_into_the_same_parent(
-        pool_runs: tuple[Path, list[dict[str, Any]]], tmp_path: Path) -> None:
+        pool_runs: tuple[Path, list[dict[str, Any]]], tmp_path: Path,
+        sqlite_template: Path) -> None:
     """A cell is a nested run the moment it is handed over; a resumed logger logs it once."""
     from mlflow.tracking import MlflowClient
 
@@ -322,7 +325,7 @@ def test_mlflow_gets_each_cell_as_it_finishes_and_resumes_into_the_same_parent(
     from autolab.benchmarking.runner import RunResult
 
     tmp, runs = pool_runs
-    uri = f"sqlite:///{tmp_path / 'stream.db'}"
+    uri = copy_store(sqlite_template, tmp_path / "stream.db")
     spec = parse_spec(TINY)
     first = RunResult.from_dict(runs[0])
     logger = BenchmarkLogger(uri, "stream", spec, tmp_path, {"backend": "process-pool"})

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port, mlflow_server_process, stop_process_group
+from tests.conftest import copy_store, free_port, mlflow_server_process, stop_process_group
 
 INSTALL_HINT = "run scripts/ci/postgres.sh (it installs Debian's postgresql)"
 
@@ -164,7 +164,8 @@ class AuthServer:
 
 
 @pytest.fixture(scope="session")
-def mlflow_auth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthServer]:
+def mlflow_auth_server(tmp_path_factory: pytest.TempPathFactory,
+                       sqlite_template: Path) -> Iterator[AuthServer]:
     """MLflow's own login (the basic-auth app), configured as docker-compose.auth.yml does.
 
     The settings file is the one the image bakes in (``docker/mlflow-auth.ini``) with the user
@@ -177,6 +178,7 @@ def mlflow_auth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Aut
     ini = ini.replace("sqlite:////mlauth/basic_auth.db", f"sqlite:///{root / 'basic_auth.db'}")
     assert str(root) in ini
     (root / "basic_auth.ini").write_text(ini)
+    copy_store(sqlite_template, root / "mlflow.db")  # tracking tables current: no migrations
     admin_password = secrets.token_urlsafe(16)
     port = free_port()
     exe = Path(sys.executable).with_name("mlflow")
@@ -190,7 +192,7 @@ def mlflow_auth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Aut
                 "MLFLOW_AUTH_ADMIN_USERNAME": "admin",
                 "MLFLOW_AUTH_ADMIN_PASSWORD": admin_password,
                 "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_hex(32)})
-    # two stores to migrate on a busy CI machine
+    # the user store still migrates, on a busy CI machine
     with mlflow_server_process(cmd, root, env, port, "mlflow server (basic-auth)",
                                timeout_s=180) as uri:
         yield AuthServer(uri=uri, admin_user="admin", admin_password=admin_password)

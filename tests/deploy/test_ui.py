@@ -140,11 +140,13 @@ def _text(driver: Any) -> str:
     return str(driver.find_element(By.TAG_NAME, "body").text)
 
 
-def _scrolled_text(driver: Any) -> str:
+def _scrolled_text(driver: Any, wanted: tuple[str, ...]) -> str:
     """The page's text including rows below the fold of its scrolling boxes.
 
     The compare view lists metrics in a virtualized box of about seven rows: the others are only
-    rendered once scrolled to, as a person scrolls them.
+    rendered once scrolled to, as a person scrolls them. Scrolling stops once every ``wanted``
+    string has been seen (each step waits 0.3 s for the rows to render, and the page has several
+    tall boxes); when one is never seen, every box is scrolled to its end, as before.
     """
     seen = [_text(driver)]
     boxes = driver.execute_script(
@@ -155,6 +157,8 @@ def _scrolled_text(driver: Any) -> str:
             "return [arguments[0].scrollHeight, Math.max(40, arguments[0].clientHeight / 2)];", box)
         y = 0.0
         while y <= height:
+            if all(w in "\n".join(seen) for w in wanted):
+                return "\n".join(seen)
             driver.execute_script("arguments[0].scrollTop = arguments[1];", box, y)
             time.sleep(0.3)
             seen.append(_text(driver))
@@ -269,7 +273,7 @@ def test_two_campaigns_compare_side_by_side(campaign_on_server: Reviewed,
           wait_s=3 * WAIT_S)
     _close_assistant(browser)
     browser.save_screenshot(str(screenshots / "09_compare_campaigns.png"))
-    page = _scrolled_text(browser)
+    page = _scrolled_text(browser, (*CAMPAIGN_METRICS, "target-550nm", "target-610nm-red"))
     missing = [name for name in CAMPAIGN_METRICS if name not in page]
     assert not missing, f"compare view lacks {missing}: {page[:1500]}"
     assert "target-550nm" in page and "target-610nm-red" in page

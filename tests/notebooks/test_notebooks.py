@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from autolab.tracking.report import find_tracking_store, source_root
+from tests.conftest import copy_store
 
 nbformat = pytest.importorskip("nbformat", reason="notebook tests need the 'notebooks' extra")
 nbclient = pytest.importorskip("nbclient", reason="notebook tests need the 'notebooks' extra")
@@ -27,14 +28,15 @@ pytestmark = pytest.mark.notebooks
 
 
 @pytest.fixture(scope="module")
-def campaign_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str, Path]:
+def campaign_store(tmp_path_factory: pytest.TempPathFactory,
+                   sqlite_template: Path) -> tuple[str, str, Path]:
     """(tracking URI, campaign run id, work folder) of one fresh 6-experiment Pareto campaign."""
     from autolab.campaign import Campaign
     from autolab.config import load_campaign
     from autolab.tracking import MlflowTracker
 
     tmp = tmp_path_factory.mktemp("nb")
-    uri = f"sqlite:///{tmp / 'mlflow.db'}"
+    uri = copy_store(sqlite_template, tmp / "mlflow.db")
     cfg = load_campaign(ROOT / "campaigns" / "max_qy_pareto.yaml",
                         {"budget.max_experiments": 6, "optimizer.settings": {"n_init": 6}})
     tracker = MlflowTracker(tracking_uri=uri, experiment_name="autolab",
