@@ -107,6 +107,21 @@ def test_help_lists_every_command_without_loading_heavy_libraries() -> None:
         assert command in out
 
 
+def test_benchmark_help_loads_no_heavy_library() -> None:
+    """``autolab benchmark --help`` prints its options before torch, BoTorch or SciPy load."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from autolab.cli import main\n"
+            "sys.argv = ['autolab', 'benchmark', '--help']\n"
+            "try:\n    main()\nexcept SystemExit as e:\n    print('EXIT', e.code)\n"
+            "print('HEAVY', [m for m in ('torch', 'botorch', 'matplotlib', 'mlflow',\n"
+            "                            'scipy.optimize') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert "--workers" in out and "EXIT 0" in out and "HEAVY []" in out
+
+
 def test_validate_loads_no_torch(tmp_path: Path) -> None:
     import subprocess
     import sys

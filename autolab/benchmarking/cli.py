@@ -12,16 +12,17 @@ import os
 import shlex
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from autolab.benchmarking.benchmark import BenchmarkOutcome, Listener, run_benchmark, write_outputs
-from autolab.benchmarking.results import TABLE_COLUMNS, summarize, summary_markdown, table_rows
-from autolab.benchmarking.runner import CellInterrupted, Job, RunResult
-from autolab.benchmarking.spec import BenchmarkSpec, load_spec
 from autolab.console import console, err_console, fail
 from autolab.exceptions import ConfigError
+
+if TYPE_CHECKING:
+    from autolab.benchmarking.benchmark import BenchmarkOutcome, Listener
+    from autolab.benchmarking.runner import Job, RunResult
+    from autolab.benchmarking.spec import BenchmarkSpec
 
 EXIT_INPUT, EXIT_INTERRUPTED, EXIT_FAILURE = 2, 3, 4
 
@@ -39,6 +40,7 @@ def _say(text: str) -> None:
 def record_result(outcome: BenchmarkOutcome, results_dir: Path) -> Path:
     """Write the benchmark's tables as a result file for BENCHMARKS.md (see provenance)."""
     from autolab.benchmarking.provenance import Result, Table, write_result  # noqa: PLC0415
+    from autolab.benchmarking.results import TABLE_COLUMNS, summarize, table_rows  # noqa: PLC0415
 
     spec, budget = outcome.spec, outcome.spec.budget
     tables = tuple(Table(title=f"by {g}", columns=TABLE_COLUMNS,
@@ -111,6 +113,12 @@ def benchmark_command(
                                               help="Never log to MLflow.")] = False,
 ) -> None:
     """Compare strategies on a family of reactors × targets × seeds, through the campaign loop."""
+    # torch, BoTorch, SciPy and matplotlib come with these: loaded here, so --help is instant
+    from autolab.benchmarking.benchmark import run_benchmark, write_outputs  # noqa: PLC0415
+    from autolab.benchmarking.results import summary_markdown  # noqa: PLC0415
+    from autolab.benchmarking.runner import CellInterrupted  # noqa: PLC0415
+    from autolab.benchmarking.spec import load_spec  # noqa: PLC0415
+
     try:
         spec = load_spec(file)
     except ConfigError as err:
