@@ -467,11 +467,13 @@ class BotorchOptimizer(BaseOptimizer):
         """``first`` (a greedy or escape point), then ``n - 1`` Thompson draws over ``X``."""
         if n == 1:
             return first
-        X_pending = first if X_pending is None else torch.cat([X_pending, first])
-        rest = thompson_select(self.objective,
-                               draw_model(self.settings.ts_pending, model, X_pending), X, n - 1,
-                               seed=derive_seed(seed, 8), has_feasibility=has_feas,
-                               X_pending=X_pending, temper=self.settings.ts_temper)
+        # the draws believe only the caller's pending points; ``first`` is excluded, like the
+        # earlier picks of one Thompson batch, so an ask with nothing pending is the default's
+        drawn = draw_model(self.settings.ts_pending, model, X_pending)
+        excluded = first if X_pending is None else torch.cat([X_pending, first])
+        rest = thompson_select(self.objective, drawn, X, n - 1, seed=derive_seed(seed, 8),
+                               has_feasibility=has_feas, X_pending=excluded,
+                               temper=self.settings.ts_temper)
         return torch.cat([first, rest])
 
     @property

@@ -92,6 +92,10 @@ def test_an_ask_without_pending_proposes_what_the_default_proposes() -> None:
     """Steady campaigns ask without pending points: the setting must not change them."""
     assert _crawled(ts_pending="believer").ask(1) == _crawled().ask(1)
     assert _crawled(ts_pending="believer").ask(2) == _crawled(ts_pending="exclude").ask(2)
+    # a batch whose first point is a greedy pick: the draws after it believe nothing either
+    greedy = {"ts_greedy_every": 2}
+    assert (_crawled(ts_pending="believer", **greedy).ask(4)
+            == _crawled(ts_pending="exclude", **greedy).ask(4))
 
 
 def test_an_ask_with_pending_samples_away_from_them_and_not_by_the_band_ei() -> None:
