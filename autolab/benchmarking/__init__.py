@@ -9,8 +9,9 @@ results come back as CSV, JSON, a distribution plot and, optionally, MLflow runs
 This package sits at the campaign layer: it composes executors, optimizer, twin and analysis.
 
 Names are loaded on first use (PEP 562): the package's modules import torch, BoTorch, SciPy and
-matplotlib, so importing one light module (``autolab.benchmarking.spec``) or printing
-``autolab benchmark --help`` does not wait for them.
+matplotlib, so printing ``autolab benchmark --help`` does not wait for them. The function
+``family`` is not among them: lazily, the name would be the submodule ``family`` once that is
+imported, so it is imported from :mod:`autolab.benchmarking.family`.
 """
 
 from __future__ import annotations
@@ -33,7 +34,6 @@ if TYPE_CHECKING:
         Member,
         TruthArrays,
         draw_member,
-        family,
         nominal_member,
     )
     from autolab.benchmarking.problem import (
@@ -72,7 +72,6 @@ _WHERE = {
     "best_reachable": "autolab.benchmarking.problem",
     "best_reachable_many": "autolab.benchmarking.problem",
     "draw_member": "autolab.benchmarking.family",
-    "family": "autolab.benchmarking.family",
     "is_success": "autolab.benchmarking.problem",
     "load_spec": "autolab.benchmarking.spec",
     "make_jobs": "autolab.benchmarking.benchmark",
@@ -116,7 +115,6 @@ __all__ = [
     "best_reachable",
     "best_reachable_many",
     "draw_member",
-    "family",
     "is_success",
     "load_spec",
     "make_jobs",
