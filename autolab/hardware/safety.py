@@ -292,7 +292,8 @@ class Shutdown:
 
         if not flushed:  # the make-up solvent may still run: not against unconfirmed valves
             solvent_off()
-        self._cool()
+        # a stopped solvent is watched too: restarted, it would pump against an unconfirmed outlet
+        self._cool(watched=(*REAGENT_ROLES, "bleed") + (() if flushed else ("solvent",)))
         if flushed:  # it flowed while the blocks cooled
             solvent_off()
         for role, st in rig.stirrers.items():
@@ -311,16 +312,17 @@ class Shutdown:
             self.sleep_lab_s(60.0 * self.flush_ml / self.flush_rate_ml_min)
         return ok
 
-    def _watch_stopped_pumps(self, waited_lab_s: float) -> None:
-        """Once a lab minute while the blocks cool, stop a reagent or bleed pump that runs again.
+    def _watch_stopped_pumps(self, roles: tuple[str, ...], waited_lab_s: float) -> None:
+        """Once a lab minute while the blocks cool, stop a pump of ``roles`` that runs again.
 
         The cool-down lasts hours on a real rig; a pump restarted in that time (its keypad,
         another program on the line) would otherwise feed reagent into a cooling reactor until
-        the final status check. The first time a pump is found running it gets a step saying
-        when; later findings only stop it again. A pump that does not answer here is left to
-        the final status check, which names it.
+        the final status check (and a solvent stopped because the valves were not confirmed
+        would pump against an outlet that may be closed). The first time a pump is found
+        running it gets a step saying when; later findings only stop it again. A pump that does
+        not answer here is left to the final status check, which names it.
         """
-        for role in (*REAGENT_ROLES, "bleed"):
+        for role in roles:
             p = self.rig.pumps[role]
             if p.name in self._silent:
                 continue
@@ -335,7 +337,8 @@ class Shutdown:
                     f"it was running {waited_lab_s / 60:.0f} lab min into the cool-down: "
                     f"stopped again"))
 
-    def _cool(self) -> None:
+    def _cool(self, watched: tuple[str, ...]) -> None:
+        """Heaters to standby; wait for the blocks to cool, watching the ``watched`` pumps."""
         rig = self.rig
         standby = {role: self._step(f"heater {role} to standby", h.name,
                                     functools.partial(h.set_temperature_c, rig.config.ambient_c),
@@ -348,7 +351,7 @@ class Shutdown:
         temps: dict[str, float] = {}
         error = ""
         while True:
-            self._watch_stopped_pumps(waited)
+            self._watch_stopped_pumps(watched, waited)
             try:
                 temps = {role: h.temperature_c() for role, h in rig.heaters.items()}
             except HardwareError as err:

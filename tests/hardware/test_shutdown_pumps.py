@@ -182,3 +182,34 @@ def test_a_pump_that_cannot_be_stopped_at_the_status_check_is_named(lab: Virtual
         with lab.reactor.lock:  # the pump the shutdown could not stop: stop it by hand
             lab.reactor.pumps["pump_zinc"].running = False
         ex.close()
+
+
+def test_a_solvent_restarted_while_an_unflushed_reactor_cools_is_stopped(lab: VirtualLab) -> None:
+    """No flush (the outlet valve is silent), so the solvent was stopped before the cool-down: a
+    keypad RUN then would pump against an outlet that may be closed, and is stopped at once."""
+    ex = CSTRExecutor(lab.devices_config(), install_signal_handlers=False)
+    try:
+        pressed: list[bool] = []
+
+        def run_key_on_the_solvent_once_it_is_off() -> None:
+            with lab.reactor.lock:
+                solvent = lab.reactor.pumps["pump_solvent"].running
+            if not solvent and not pressed and ex.shutdown.waiting_on == "" and any(
+                    s.name == "solvent off" for s in ex.shutdown._steps):
+                pressed.append(True)
+                lab.pumps.keypad_run("pump_solvent")
+
+        lab.valves["outlet_valve"].no_reply = True
+        lab.pumps.before_reply = run_key_on_the_solvent_once_it_is_off
+        ex.safe_state()
+        report = ex.last_shutdown
+        assert pressed and report is not None, report and report.lines()
+        names = [s.name for s in report.steps]
+        assert "solvent on" not in names  # never pumped against the unconfirmed outlet
+        assert names.index("solvent off") < names.index("pump solvent stopped during the cool-down")
+        # what failed is the valve and the skipped flush, not the restarted solvent
+        assert {s.name for s in report.failed} == {"outlet valve to waste", "solvent flush"}
+        assert _confirmed(report, ex)["pump_solvent"] == ""
+        assert _running(lab) == []
+    finally:
+        ex.close()
