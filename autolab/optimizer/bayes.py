@@ -78,7 +78,7 @@ from autolab.optimizer.prior import (
     stated_spread,
 )
 from autolab.optimizer.prior_guard import guard_models
-from autolab.optimizer.prior_outcomes import prior_outcomes
+from autolab.optimizer.prior_outcomes import band_outcomes, prior_outcomes
 from autolab.optimizer.settings import BotorchSettings
 from autolab.optimizer.steps import checked_steps, step_history
 from autolab.optimizer.thompson import (
@@ -186,6 +186,12 @@ class BotorchOptimizer(BaseOptimizer):
                 raise OptimizerError(f"settings.mean {self.settings.mean!r} cannot be combined "
                                      "with a prior (outcome_prior / prior: twin): the prior is "
                                      "the GPs' mean; drop one of them")
+            if self.settings.prior_outcomes != "all" and not band_outcomes(objective):
+                # ``band`` rules keep the prior for the target's outcomes: there are none
+                raise OptimizerError(
+                    f"settings.prior_outcomes {self.settings.prior_outcomes!r} keeps the prior "
+                    "for the objective's target outcomes, and this objective has no target "
+                    "term: use prior_outcomes 'all' or add a target")
         self.settings = _resolve_prior_settings(self.settings, outcome_prior)
         if outcome_prior is not None and self.settings.prior_spread == "stated":
             stated_spread(outcome_prior)  # refuse a prior that states none, now
@@ -366,8 +372,10 @@ class BotorchOptimizer(BaseOptimizer):
                 data.X_ok, data.Y_ok, Yvar_ok=data.Yvar_ok if self.settings.known_noise else None,
                 maxiter=self.settings.fit_maxiter, seed=seed,
                 design=GPDesign(kernel=self.settings.kernel))
+            # with every outcome on the prior (``all``) the guard scores every outcome, as before
+            guarded = None if self.settings.prior_outcomes == "all" else prior.gps
             model, choices = guard_models(model, cold, spec.outcome_names, data.X_ok.shape[0],
-                                          guarded=prior.gps)
+                                          guarded=guarded)
         names = [*spec.outcome_names, *(["feasibility"] if has_feas else [])]
         self._record = {"n_observations": len(self._observations), "n_reused": len(self._reused),
                         "seed": seed, "hyperparameters": hyperparameters(model, names)}

@@ -93,3 +93,15 @@ def test_prior_outcomes_is_validated() -> None:
         BotorchOptimizer(space_2d(), target_objective(), prior_outcomes="band")
     with pytest.raises(ConfigError, match=r"settings\.prior_outcomes: Input should be 'all'"):
         parse_optimizer_settings("botorch", {"prior": "twin", "prior_outcomes": "qy"})
+
+
+def test_a_band_rule_without_a_target_term_is_refused_naming_it() -> None:
+    from autolab.objective import Maximize, ObjectiveSpec
+
+    brightest = ObjectiveSpec(terms=(Maximize(outcome="qy"),))
+    with pytest.raises(OptimizerError, match=r"prior_outcomes 'band'.*no target term"):
+        BotorchOptimizer(space_2d(), brightest, prior="twin", outcome_prior=_prior(),
+                         prior_outcomes="band", **FAST_ANY)
+    # 'all' needs no band
+    BotorchOptimizer(space_2d(), brightest, prior="twin", outcome_prior=_prior(),
+                     **FAST_ANY)
