@@ -244,10 +244,22 @@ class _JournalTail:
         self.last = ""
 
     def look(self, run_dir: Path | None) -> tuple[str, int, int]:
-        """(last record type, trials, records) now, as ``_journal_state``/``_journal_records``."""
+        """(last record type, trials, records) now, as ``_journal_state``/``_journal_records``.
+
+        A resume that cut a torn last line and appended a record at least as long within one
+        look leaves the file no shorter: the bytes read on then do not continue the partial
+        line and do not parse, so the journal is read again from its start (a line that does
+        not parse then is a real defect and raises).
+        """
         if run_dir is None or not (run_dir / JOURNAL_NAME).exists():
             return self.last, self.trials, self.records
-        path = run_dir / JOURNAL_NAME
+        try:
+            return self._look(run_dir / JOURNAL_NAME)
+        except json.JSONDecodeError:
+            self._start(None)
+            return self._look(run_dir / JOURNAL_NAME)
+
+    def _look(self, path: Path) -> tuple[str, int, int]:
         if path != self.path or path.stat().st_size < self.offset:
             self._start(path)
         with path.open("rb") as f:
