@@ -91,37 +91,46 @@ def test_a_pump_start_in_flight_when_the_rig_trips_ends_stopped(lab: VirtualLab)
         ex.close()
 
 
-def _after_the_cool_down(lab: VirtualLab, then: Callable[[], None]) -> Callable[[], None]:
-    """A pump-reply hook that runs ``then`` once, at the first reply after the flush's solvent
-    stopped (the blocks are cool; only stirrers and the final status check are left)."""
-    seen: list[str] = []
+def _solvent_running(lab: VirtualLab) -> bool:
+    with lab.reactor.lock:
+        return lab.reactor.pumps["pump_solvent"].running
+
+
+def _once(when: Callable[[], bool], then: Callable[[], None]) -> tuple[Callable[[], None],
+                                                                     list[bool]]:
+    """A pump-reply hook that runs ``then`` at the first reply where ``when()`` holds, and the
+    list it records that in (a test asserts the hook fired)."""
+    done: list[bool] = []
 
     def hook() -> None:
-        with lab.reactor.lock:
-            solvent = lab.reactor.pumps["pump_solvent"].running
-        if solvent and not seen:
-            seen.append("flush")
-        elif not solvent and seen == ["flush"]:
-            seen.append("cool")
+        if not done and when():
+            done.append(True)
             then()
 
-    return hook
+    return hook, done
+
+
+def _after_the_flush(lab: VirtualLab) -> Callable[[], bool]:
+    """Holds from the first reply after the flush's solvent stopped (the blocks are cool; only
+    stirrers and the final status check are left)."""
+    flushed: list[bool] = []
+
+    def when() -> bool:
+        running = _solvent_running(lab)
+        if running:
+            flushed.append(True)
+        return bool(flushed) and not running
+
+    return when
 
 
 def test_a_pump_restarted_during_the_flush_is_stopped_while_the_blocks_cool(
         lab: VirtualLab) -> None:
     ex = CSTRExecutor(lab.devices_config(), install_signal_handlers=False)
     try:
-        pressed: list[bool] = []
-
-        def run_key_once_the_flush_runs() -> None:
-            with lab.reactor.lock:
-                flushing = lab.reactor.pumps["pump_solvent"].running
-            if flushing and not pressed:  # every reagent pump was stopped before the flush
-                pressed.append(True)
-                lab.pumps.keypad_run("pump_zinc")
-
-        lab.pumps.before_reply = run_key_once_the_flush_runs
+        # every reagent pump was stopped before the flush
+        lab.pumps.before_reply, pressed = _once(lambda: _solvent_running(lab),
+                                                lambda: lab.pumps.keypad_run("pump_zinc"))
         ex.safe_state()
         report = ex.last_shutdown
         assert pressed and report is not None and report.ok, report and report.lines()
@@ -140,13 +149,8 @@ def test_a_pump_running_again_after_the_cool_down_is_stopped_by_the_status_check
         lab: VirtualLab) -> None:
     ex = CSTRExecutor(lab.devices_config(), install_signal_handlers=False)
     try:
-        pressed: list[bool] = []
-
-        def run_key() -> None:
-            pressed.append(True)
-            lab.pumps.keypad_run("pump_zinc")
-
-        lab.pumps.before_reply = _after_the_cool_down(lab, run_key)
+        lab.pumps.before_reply, pressed = _once(_after_the_flush(lab),
+                                                lambda: lab.pumps.keypad_run("pump_zinc"))
         ex.safe_state()
         report = ex.last_shutdown
         assert pressed and report is not None and report.ok, report and report.lines()
@@ -162,14 +166,12 @@ def test_a_pump_running_again_after_the_cool_down_is_stopped_by_the_status_check
 def test_a_pump_that_cannot_be_stopped_at_the_status_check_is_named(lab: VirtualLab) -> None:
     ex = CSTRExecutor(lab.devices_config(), install_signal_handlers=False)
     try:
-        done: list[bool] = []
-
         def restart_zinc_and_ignore_every_command() -> None:
-            done.append(True)
             lab.pumps.keypad_run("pump_zinc")
             lab.pumps.ignore_next(10**6)  # status queries are still answered
 
-        lab.pumps.before_reply = _after_the_cool_down(lab, restart_zinc_and_ignore_every_command)
+        lab.pumps.before_reply, done = _once(_after_the_flush(lab),
+                                             restart_zinc_and_ignore_every_command)
         ex.safe_state()
         report = ex.last_shutdown
         assert done and report is not None
@@ -189,18 +191,13 @@ def test_a_solvent_restarted_while_an_unflushed_reactor_cools_is_stopped(lab: Vi
     keypad RUN then would pump against an outlet that may be closed, and is stopped at once."""
     ex = CSTRExecutor(lab.devices_config(), install_signal_handlers=False)
     try:
-        pressed: list[bool] = []
-
-        def run_key_on_the_solvent_once_it_is_off() -> None:
-            with lab.reactor.lock:
-                solvent = lab.reactor.pumps["pump_solvent"].running
-            if not solvent and not pressed and ex.shutdown.waiting_on == "" and any(
-                    s.name == "solvent off" for s in ex.shutdown._steps):
-                pressed.append(True)
-                lab.pumps.keypad_run("pump_solvent")
+        def solvent_stopped_by_the_shutdown() -> bool:
+            return not _solvent_running(lab) and ex.shutdown.waiting_on == "" and any(
+                s.name == "solvent off" for s in ex.shutdown._steps)
 
         lab.valves["outlet_valve"].no_reply = True
-        lab.pumps.before_reply = run_key_on_the_solvent_once_it_is_off
+        lab.pumps.before_reply, pressed = _once(solvent_stopped_by_the_shutdown,
+                                                lambda: lab.pumps.keypad_run("pump_solvent"))
         ex.safe_state()
         report = ex.last_shutdown
         assert pressed and report is not None, report and report.lines()
