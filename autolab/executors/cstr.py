@@ -139,7 +139,8 @@ class CSTRExecutor:
             tolerance=DeliveryTolerance(devices.delivery.rel, devices.delivery.abs_ml))
         self.shutdown = Shutdown(self.rig, self.sleep_lab_s, flush_ml=flush_ml,
                                  flush_rate_ml_min=flush_ml / 20.0, monitor=self.monitor,
-                                 command_wait_s=pump_command_wait_s(devices, self.rig.pumps))
+                                 command_wait_s=pump_command_wait_s(devices, self.rig.pumps),
+                                 look_lab_s=poll_period_s * self.time_scale)
         self.supervisor = Supervisor(self.rig, self._on_trip, period_s=poll_period_s,
                                      monitor=self.monitor)
         self.shutdown.known_c = self.supervisor.last_pv_c  # one dict: quoted by failed steps
