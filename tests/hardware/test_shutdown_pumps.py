@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from autolab.executors.cstr import CSTRExecutor
+from autolab.executors.cstr import CSTRExecutor, shutdown_flush
 from autolab.hardware.safety import ShutdownReport
 from autolab.virtuallab.lab import VirtualLab
 
@@ -273,3 +273,27 @@ def test_a_solvent_that_stalls_mid_flush_fails_the_flush_step() -> None:
         ex.close()
         lab.stop()
 
+
+def test_the_soft_shutdown_flushes_three_reactor_volumes_within_the_solvent_limit() -> None:
+    """Common safety practice flushes about three reactor volumes: one (as before) leaves 45 % of
+    the last of seven tanks' content (Erlang washout). Flushed in 20 lab min where the solvent
+    pump's rate limit allows, more slowly where it does not (a rate above it would be refused
+    and the reactor left unflushed)."""
+    lab = _quick_lab(time_scale=SCALE)
+    try:
+        config = lab.devices_config()
+        g = config.geometry
+        hold_up_ml = (g.n_core_tanks + g.n_shell_tanks) * g.tank_volume_ml
+        assert shutdown_flush(config, 20.0) == (3 * hold_up_ml, 20.0)
+        ex = CSTRExecutor(config, install_signal_handlers=False)
+        try:
+            ex.safe_state()
+            report = ex.last_shutdown
+            assert report is not None and report.ok, report and report.lines()
+            assert ex.shutdown.flush_rate_ml_min == pytest.approx(3 * hold_up_ml / 20.0)
+            with lab.reactor.lock:
+                assert lab.reactor.pumps["pump_solvent"].infused_ml >= 0.95 * 3 * hold_up_ml
+        finally:
+            ex.close()
+    finally:
+        lab.stop()
