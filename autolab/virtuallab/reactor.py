@@ -461,7 +461,7 @@ class VirtualReactor:
         to integrate what was recorded first.
         """
         self.catch_up()
-        wall = {"last_packet_wall", "last_remote_wall"}
+        wall = {"last_packet_wall", "last_remote_wall", "safe_armed"}
         return {
             "t_min": self._t_min,
             "pumps": {n: {k: v for k, v in asdict(p).items() if k not in wall}
