@@ -57,6 +57,25 @@ class Connectable(Protocol):
 
 
 @runtime_checkable
+class Watchdogged(Protocol):
+    """A device that stops itself when the host is silent too long (New Era Safe mode).
+
+    Whoever keeps the host busy with other devices for longer than that (bringing up the rest
+    of the rig) feeds it, or it stops with an alarm a later poll takes for a fault.
+    """
+
+    def feed_watchdog(self) -> None:
+        """Say something valid to the device if it has heard nothing for a while.
+
+        An alarm the exchange acknowledges is kept for the device's next status, never lost.
+
+        Raises:
+            HardwareError: The device did not answer.
+        """
+        ...
+
+
+@runtime_checkable
 class Pump(Device, Protocol):
     """A syringe pump (infuse or withdraw at a rate)."""
 

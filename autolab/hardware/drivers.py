@@ -115,6 +115,8 @@ class NE1000Pump:
         self.safe_wire = safe_mode_s > 0
         #: The mode :meth:`connect` found the pump in (``"basic"``/``"safe"``; "" before).
         self.found_mode = ""
+        #: When the pump last answered (monotonic s): its Safe-mode timer restarted then.
+        self._answered_s = -math.inf
         transport.stray_listeners.append(self._scan_stray)
 
     # --------------------------------------------------------------------- wire
@@ -216,6 +218,7 @@ class NE1000Pump:
                                             self._framer, _as_protocol(self._checked(data)),
                                             attempts=attempts)
             reply = self._parse(frame)
+            self._answered_s = time.monotonic()
             self.pumping = reply.pumping
             if reply.alarm:
                 if reply.alarm not in seen:
@@ -309,6 +312,20 @@ class NE1000Pump:
                 last = err
         raise HardwareError(f"{self.name}: SAF {self.safe_mode_s} sent, but the pump does not "
                             f"answer in {'Safe' if want_safe else 'Basic'} mode: {last}")
+
+    def feed_watchdog(self) -> None:
+        """In Safe mode, a status query if the pump last answered a third of its timeout ago.
+
+        The manual's Safe-mode timer counts the time between consecutive valid packets and,
+        when it elapses, stops the pump with alarm ``T``, whether it pumps or not. An alarm the
+        query acknowledges is kept for :meth:`take_alarms` (the supervisor's next poll).
+
+        Raises:
+            HardwareError: No valid reply.
+        """
+        if self.safe_mode_s > 0 and self.safe_wire and \
+                time.monotonic() - self._answered_s >= self.safe_mode_s / 3.0:
+            self.command("", raise_alarm=False)
 
     def ping(self) -> str:
         """Firmware version and the mode the pump answers in (found by probing, if need be)."""

@@ -26,6 +26,7 @@ from autolab.hardware.base import (
     Stirrer,
     TemperatureController,
     Valve,
+    Watchdogged,
 )
 from autolab.hardware.devices import DevicesConfig
 from autolab.hardware.limits import Limits
@@ -156,10 +157,23 @@ class Rig:
         return str(getattr(spec, "reagent", "") or role)
 
     def connect(self) -> None:
-        """Bring every device into its known state (modes, alarms acknowledged, calibration)."""
+        """Bring every device into its known state (modes, alarms acknowledged, calibration).
+
+        After each device, the devices already up that stop themselves when the host is silent
+        (:class:`~autolab.hardware.base.Watchdogged`: pumps in New Era Safe mode) are fed. The
+        New Era manual's Safe-mode timer counts from the last valid packet whether the pump
+        pumps or not; with 0.5 s reply timeouts the first of seven pumps heard nothing for
+        3.3-3.6 s while the rest came up, past the default ``safe_mode_s`` of 3, and the
+        supervisor's first poll tripped on its timeout alarm.
+        """
+        up: list[Watchdogged] = []
         for dev in self.devices():
             if isinstance(dev, Connectable):
                 dev.connect()
+            for earlier in up:
+                earlier.feed_watchdog()
+            if isinstance(dev, Watchdogged):
+                up.append(dev)
 
     def close(self) -> None:
         """Close every port (idempotent)."""

@@ -149,12 +149,17 @@ class Shutdown:
             first); ``None`` where nothing else commands the pumps.
         command_wait_s: Longest wait for one pump command in flight, wall s (a bound: such a
             command normally ends within milliseconds).
+        look_lab_s: Longest lab time between two looks at the pumps during the flush and the
+            cool-down. The supervisor is stopped by then, so these looks are all the pumps
+            hear: a pump in New Era Safe mode stops itself (alarm ``T``) when it hears nothing
+            for its ``safe_mode_s``, the flushing solvent with it. The executor gives its poll
+            period (in lab time); at most a lab minute.
     """
 
     def __init__(self, rig: Rig, sleep_lab_s: Callable[[float], None], *, flush_ml: float,
                  flush_rate_ml_min: float, cool_timeout_lab_s: float = 3 * 3600.0,
                  monitor: DeliveryMonitor | None = None,
-                 command_wait_s: float = 30.0) -> None:
+                 command_wait_s: float = 30.0, look_lab_s: float = 60.0) -> None:
         self.rig = rig
         self.sleep_lab_s = sleep_lab_s
         self.flush_ml = flush_ml
@@ -162,6 +167,7 @@ class Shutdown:
         self.cool_timeout_lab_s = cool_timeout_lab_s
         self.monitor = monitor
         self.command_wait_s = command_wait_s
+        self.look_lab_s = min(look_lab_s, 60.0)
         #: The pump whose command in flight the sequence waits for ("" when none): a shutdown
         #: that seems to hang says what it waits on.
         self.waiting_on = ""
@@ -293,7 +299,7 @@ class Shutdown:
         if not flushed:  # the make-up solvent may still run: not against unconfirmed valves
             solvent_off()
         # a stopped solvent is watched too: restarted, it would pump against an unconfirmed outlet
-        self._cool(watched=(*REAGENT_ROLES, "bleed") + (() if flushed else ("solvent",)))
+        self._cool(flowing=solvent if flushed else None)
         if flushed:  # it flowed while the blocks cooled
             solvent_off()
         for role, st in rig.stirrers.items():
@@ -301,19 +307,75 @@ class Shutdown:
                        f"stirrer '{st.name}' may still run: switch it off by hand")
 
     def _flush(self) -> bool:
+        """Flush with solvent, watching that it flows to the end (a step of its own).
+
+        Only the end of the wait proves the flush: a solvent pump that stops in it (its
+        Safe-mode timeout, a stall, its keypad) fails the step, and the sequence goes on as for
+        an unflushed reactor (the solvent is watched as stopped while the blocks cool).
+        """
         solvent = self.rig.pumps["solvent"]
         action = "the reactor was not flushed: flush it by hand before opening it"
-        ok = (self._step("solvent rate", solvent.name,
-                         lambda: _set_rate_stopped(solvent, self.flush_rate_ml_min), action)
-              and self._step("solvent direction", solvent.name,
-                             lambda: solvent.set_direction(True), action)
-              and self._step("solvent on", solvent.name, solvent.start, action))
-        if ok:
-            self.sleep_lab_s(60.0 * self.flush_ml / self.flush_rate_ml_min)
-        return ok
+        lab_s = 60.0 * self.flush_ml / self.flush_rate_ml_min
+        if not (self._step("solvent rate", solvent.name,
+                           lambda: _set_rate_stopped(solvent, self.flush_rate_ml_min), action)
+                and self._step("solvent direction", solvent.name,
+                               lambda: solvent.set_direction(True), action)
+                and self._step("solvent on", solvent.name, solvent.start, action)):
+            return False
+        why = self._wait_looking(lab_s, "flush", solvent)
+        self._steps.append(ShutdownStep(
+            "solvent flush", solvent.name, not why,
+            why or f"{self.flush_ml:g} mL in {lab_s / 60:.1f} lab min, pumping at every look",
+            "the reactor was not fully flushed: flush it by hand before opening it"
+            if why else ""))
+        return not why
 
-    def _watch_stopped_pumps(self, roles: tuple[str, ...], waited_lab_s: float) -> None:
-        """Once a lab minute while the blocks cool, stop a pump of ``roles`` that runs again.
+    def _wait_looking(self, lab_s: float, phase: str, flowing: Pump | None, *,
+                      since_lab_s: float = 0.0) -> str:
+        """Wait ``lab_s`` lab seconds, looking at every pump each :attr:`look_lab_s`.
+
+        Every other pump must stay stopped (:meth:`_watch_stopped_pumps`); ``flowing`` must
+        still pump at each look, and the wait ends at once when it does not.
+
+        Args:
+            lab_s: How long, lab s.
+            phase: ``"flush"`` or ``"cool-down"`` (for the steps).
+            flowing: The pump that must pump throughout (``None``: none).
+            since_lab_s: Lab seconds of ``phase`` already past (for the steps).
+
+        Returns:
+            Why ``flowing`` stopped (its alarm or status, or that it did not answer); ``""``
+            when it pumped at every look.
+        """
+        waited = 0.0
+        while waited < lab_s:
+            dt = min(self.look_lab_s, lab_s - waited)
+            self.sleep_lab_s(dt)
+            waited += dt
+            into = since_lab_s + waited
+            self._watch_stopped_pumps(self._stopped_roles(flowing), into, phase)
+            if flowing is not None and (why := self._still_flowing(flowing)):
+                return f"{flowing.name} stopped {into / 60:.1f} lab min into the {phase}: {why}"
+        return ""
+
+    def _still_flowing(self, pump: Pump) -> str:
+        """Why ``pump`` no longer pumps (an alarm, its status, no answer); ``""`` if it does."""
+        try:
+            st = pump.state()
+        except HardwareError as err:
+            self._silent.add(pump.name)
+            return f"it did not answer: {err}"
+        if st.alarms:
+            return f"alarm {', '.join(st.alarms)}, status {st.status!r}"
+        return "" if st.pumping else f"status {st.status!r} (not pumping)"
+
+    def _stopped_roles(self, flowing: Pump | None) -> tuple[str, ...]:
+        """The roles of the pumps that must stay stopped while ``flowing`` alone pumps."""
+        return tuple(r for r, p in self.rig.pumps.items() if p is not flowing)
+
+    def _watch_stopped_pumps(self, roles: tuple[str, ...], waited_lab_s: float,
+                             phase: str = "cool-down") -> None:
+        """At each look in the flush and the cool-down, stop a pump of ``roles`` that runs again.
 
         The cool-down lasts hours on a real rig; a pump restarted in that time (its keypad,
         another program on the line) would otherwise feed reagent into a cooling reactor until
@@ -333,12 +395,16 @@ class Shutdown:
             if found and p.name not in self._restopped:
                 self._restopped.add(p.name)
                 self._steps.append(ShutdownStep(
-                    f"pump {role} stopped during the cool-down", p.name, True,
-                    f"it was running {waited_lab_s / 60:.0f} lab min into the cool-down: "
+                    f"pump {role} stopped during the {phase}", p.name, True,
+                    f"it was running {waited_lab_s / 60:.1f} lab min into the {phase}: "
                     f"stopped again"))
 
-    def _cool(self, watched: tuple[str, ...]) -> None:
-        """Heaters to standby; wait for the blocks to cool, watching the ``watched`` pumps."""
+    def _cool(self, flowing: Pump | None) -> None:
+        """Heaters to standby; wait for the blocks to cool with ``flowing`` (the solvent) on.
+
+        Every other pump is watched as stopped. A solvent that stops while the blocks cool is a
+        failed step (once), and is watched as stopped from then on.
+        """
         rig = self.rig
         standby = {role: self._step(f"heater {role} to standby", h.name,
                                     functools.partial(h.set_temperature_c, rig.config.ambient_c),
@@ -351,7 +417,7 @@ class Shutdown:
         temps: dict[str, float] = {}
         error = ""
         while True:
-            self._watch_stopped_pumps(watched, waited)
+            self._watch_stopped_pumps(self._stopped_roles(flowing), waited)
             try:
                 temps = {role: h.temperature_c() for role, h in rig.heaters.items()}
             except HardwareError as err:
@@ -360,7 +426,13 @@ class Shutdown:
             self.known_c.update(temps)
             if max(temps.values()) < limit or waited >= self.cool_timeout_lab_s:
                 break
-            self.sleep_lab_s(60.0)
+            why = self._wait_looking(60.0, "cool-down", flowing, since_lab_s=waited)
+            if why and flowing is not None:
+                self._steps.append(ShutdownStep(
+                    "solvent flows while the blocks cool", flowing.name, False, why,
+                    f"the blocks cooled without solvent flowing: read the alarm of "
+                    f"'{flowing.name}' before its next use"))
+                flowing = None
             waited += 60.0
         for role, h in rig.heaters.items():
             t = temps.get(role)

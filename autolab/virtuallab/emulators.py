@@ -208,7 +208,21 @@ class PumpChainEmulator(PtyEmulator):
         self._ignore = n
 
     def unsolicited(self) -> bytes:
-        """Auto-alarm packets of pumps in Safe mode whose alarm is new since the last look."""
+        """Auto-alarm packets of pumps in Safe mode whose alarm is new since the last look.
+
+        First, each Safe-mode timer that elapsed stops its pump with alarm ``T`` (the manual:
+        the time between consecutive valid packets; "if the time out elapses, a pump alarm
+        will occur, stopping the pump"). It runs whether or not the pump pumps: the manual
+        names no such condition, and a timer that ran only while pumping hid a rig whose first
+        pump heard nothing for 3.5 s while the others came up.
+        """
+        now = time.monotonic()
+        for p in self.reactor.pumps.values():
+            if p.safe_timeout_s > 0 and p.safe_armed and \
+                    now - p.last_packet_wall > p.safe_timeout_s:
+                p.safe_armed = False  # fires once per silence; the next valid packet re-arms
+                if not p.alarm:  # a pending alarm is not overwritten
+                    p.stall("T")
         out = b""
         for name, p in self.reactor.pumps.items():
             if (p.alarm and p.alarm != self._announced.get(name) and p.safe_timeout_s > 0
@@ -226,7 +240,7 @@ class PumpChainEmulator(PtyEmulator):
         with self.reactor.lock:
             p = self.reactor.pumps[name]
             p.running, p.paused, p.alarm, p.ignore_next = False, False, "R", True
-            p.last_packet_wall = time.monotonic()
+            p.last_packet_wall, p.safe_armed = time.monotonic(), False
 
     def slow_down(self, name: str, fraction: float) -> None:
         """Make one pump deliver ``fraction`` of its set rate (``RAT`` still reads the set rate)."""
@@ -285,6 +299,7 @@ class PumpChainEmulator(PtyEmulator):
             p.ignore_next = False
             return b""
         p.last_packet_wall = time.monotonic()
+        p.safe_armed = safe  # the Safe-mode timer starts at the first valid packet
         if p.alarm:  # the alarm reply acknowledges it; the command is not executed
             reply = newera.PumpReply(p.address, "A", p.alarm)
             p.alarm = ""

@@ -118,6 +118,9 @@ class PumpModel:
         alarm: Pending alarm code ("" none).
         safe_timeout_s: Safe-mode timeout (0 = Basic mode), wall s.
         last_packet_wall: Wall time of the last valid packet.
+        safe_armed: The Safe-mode timer runs: it starts at the first valid packet (after
+            power-up or after ``SAF n``) and, once it fires, waits for the next one. It runs
+            whether or not the pump pumps (the manual names no such condition).
         ignore_next: Power-up quirk: the first command after power-up is ignored.
         paused: The program was paused from the keypad (status ``P``, motor stopped).
         rate_fraction: Fault injection: the motor delivers this fraction of the set rate
@@ -138,6 +141,7 @@ class PumpModel:
     alarm: str = "R"
     safe_timeout_s: int = 0
     last_packet_wall: float = field(default_factory=time.monotonic)
+    safe_armed: bool = False
     ignore_next: bool = True
     paused: bool = False
     rate_fraction: float = 1.0
@@ -294,11 +298,6 @@ class VirtualReactor:
         """Bring every model up to the clock's now (call with the lock held)."""
         now = self.clock.now_min()
         dt = now - self._t_min
-        wall = time.monotonic()
-        for p in self.pumps.values():
-            if p.safe_timeout_s > 0 and p.running and \
-                    wall - p.last_packet_wall > p.safe_timeout_s:
-                p.stall("T")
         if dt <= 0:
             return
         self._t_min = now
@@ -462,7 +461,7 @@ class VirtualReactor:
         to integrate what was recorded first.
         """
         self.catch_up()
-        wall = {"last_packet_wall", "last_remote_wall"}
+        wall = {"last_packet_wall", "last_remote_wall", "safe_armed"}
         return {
             "t_min": self._t_min,
             "pumps": {n: {k: v for k, v in asdict(p).items() if k not in wall}

@@ -115,8 +115,14 @@ def test_devices_check_refuses_a_bad_file_with_exit_2(tmp_path: Path) -> None:
 
 def test_lab_up_writes_a_devices_file_and_stops_on_ctrl_c(tmp_path: Path) -> None:
     devices = tmp_path / "lab.yaml"
-    proc = subprocess.Popen([sys.executable, "-m", "autolab", "lab", "up", "--devices-file",
-                             str(devices)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    # a child inherits an ignored SIGINT (a suite started in the background by a shell without
+    # job control), and Python then never raises KeyboardInterrupt in it: give it the default
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "autolab", "lab", "up", "--devices-file",
+                                 str(devices)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     try:
         assert _eventually(devices.exists, limit_s=60)
         time.sleep(0.5)

@@ -7,6 +7,7 @@ See docs/hardware.md, "Audit against the manuals".
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,11 +16,14 @@ import pytest
 from autolab.exceptions import HardwareError
 from autolab.hardware.drivers import Eurotherm3200, NE1000Pump
 from autolab.hardware.protocols import eurotherm as eu
+from autolab.hardware.rig import Rig
 from autolab.hardware.transport import Transport
 from autolab.virtuallab.emulators import ModbusBusEmulator, PumpChainEmulator
+from autolab.virtuallab.lab import VirtualLab
 from autolab.virtuallab.reactor import HeaterModel, PumpModel
 
 from .test_conformance import Bench, _safe_mode_pump
+from .waiting import until
 
 
 @pytest.fixture
@@ -106,6 +110,55 @@ def test_a_pump_whose_stp_pauses_is_stopped_before_its_diameter_is_set() -> None
     finally:
         line.close()
         emu.stop()
+
+
+def test_a_stopped_pump_in_safe_mode_times_out_when_the_host_is_silent() -> None:
+    """New Era manual, Safe mode: the timeout is the time between consecutive valid packets, and
+    "if the time out elapses, a pump alarm will occur, stopping the pump". It names no condition
+    that the pump be pumping; our emulator timed out only a running pump, which hid a rig whose
+    first pump heard nothing while the others came up (the next test)."""
+    bench = Bench()
+    bench.pumps["p"] = PumpModel(address=3, role="solvent", ignore_next=False)
+    emu = PumpChainEmulator("pumps", bench)  # type: ignore[arg-type]
+    emu.start()
+    line = Transport(emu.port, timeout_s=0.3, retries=2)
+    try:
+        pump = NE1000Pump(line, "pump_x", address=3, safe_mode_s=1)
+        pump.connect()
+        p = bench.pumps["p"]
+        assert not p.running and p.alarm == ""
+        t0 = time.monotonic()
+        until(lambda: p.alarm == "T", limit_s=10)
+        assert time.monotonic() - t0 > 0.5  # not before the host was silent for the timeout
+        st = pump.state()  # its reply acknowledges the alarm
+        assert (st.alarms, st.pumping) == (("T",), False)
+        assert pump.state().alarms == ()
+    finally:
+        line.close()
+        emu.stop()
+
+
+def test_bringing_up_the_rig_feeds_the_safe_mode_pumps_already_up() -> None:
+    """The Safe-mode timer runs whether or not the pump pumps, from its first valid packet. Each
+    device is brought up in turn; with 0.5 s reply timeouts the first of seven pumps heard
+    nothing for 3.3-3.6 s while the others came up, past the default ``safe_mode_s`` (3), and the
+    supervisor's first poll tripped on its alarm ``T``. Here the heaters' bus answers slowly, so
+    the rest of the rig takes well over the pumps' 1-s timeout to come up."""
+    with VirtualLab(time_scale=60.0) as lab:
+        with lab.reactor.lock:
+            for p in lab.reactor.pumps.values():
+                p.ignore_next = False  # powered up long ago: the pumps come up at once
+        lab.heaters.before_reply = lambda: time.sleep(0.06)  # 2 controllers, 8 exchanges each
+        rig = Rig.open(lab.devices_config(safe_mode_s=1, timeout_s=0.3, retries=2))
+        try:
+            rig.connect()
+            with lab.reactor.lock:
+                assert {n: p.alarm for n, p in lab.reactor.pumps.items() if p.alarm} == {}
+                assert {p.safe_timeout_s for p in lab.reactor.pumps.values()} == {1}
+            assert {p.name: p.state().alarms for p in rig.pumps.values()
+                    if p.state().alarms} == {}
+        finally:
+            rig.close()
 
 
 # ============================================================================= Eurotherm 3200

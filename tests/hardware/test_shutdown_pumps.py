@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from autolab.executors.cstr import CSTRExecutor
+from autolab.executors.cstr import CSTRExecutor, shutdown_flush
 from autolab.hardware.safety import ShutdownReport
 from autolab.virtuallab.lab import VirtualLab
 
@@ -124,8 +124,7 @@ def _after_the_flush(lab: VirtualLab) -> Callable[[], bool]:
     return when
 
 
-def test_a_pump_restarted_during_the_flush_is_stopped_while_the_blocks_cool(
-        lab: VirtualLab) -> None:
+def test_a_pump_restarted_during_the_flush_is_stopped_at_the_next_look(lab: VirtualLab) -> None:
     ex = CSTRExecutor(lab.devices_config(), install_signal_handlers=False)
     try:
         # every reagent pump was stopped before the flush
@@ -136,10 +135,10 @@ def test_a_pump_restarted_during_the_flush_is_stopped_while_the_blocks_cool(
         assert pressed and report is not None and report.ok, report and report.lines()
         assert _running(lab) == []
         names = [s.name for s in report.steps]
-        watch = names.index("pump zinc stopped during the cool-down")
-        assert names.index("solvent on") < watch < names.index("solvent off"), names
+        watch = names.index("pump zinc stopped during the flush")
+        assert names.index("solvent on") < watch < names.index("solvent flush"), names
         step = report.steps[watch]
-        assert step.ok and step.device == "pump_zinc" and "into the cool-down" in step.detail
+        assert step.ok and step.device == "pump_zinc" and "into the flush" in step.detail
         assert all(d == "" for d in _confirmed(report, ex).values())  # none ran at the end
     finally:
         ex.close()
@@ -210,3 +209,91 @@ def test_a_solvent_restarted_while_an_unflushed_reactor_cools_is_stopped(lab: Vi
         assert _running(lab) == []
     finally:
         ex.close()
+
+
+def _quick_lab(time_scale: float) -> VirtualLab:
+    """A lab whose pumps were powered up long ago (they answer their first command)."""
+    vl = VirtualLab(time_scale=time_scale).start()
+    with vl.reactor.lock:
+        for p in vl.reactor.pumps.values():
+            p.ignore_next = False
+    return vl
+
+
+def test_the_flush_feeds_the_solvent_pumps_safe_mode_timer_to_its_end() -> None:
+    """The supervisor is stopped once the shutdown runs, so during the flush (20 lab min on a real
+    rig) nothing spoke to the pumps: a solvent pump in Safe mode stopped itself after its
+    ``safe_mode_s`` (alarm ``T``), and the report still said the reactor was flushed. The flush
+    now looks at every pump each poll period (lab time), which feeds their timers. Here the
+    flush lasts 1.2 wall s against a 1-s timeout."""
+    lab = _quick_lab(time_scale=1000.0)
+    try:
+        ex = CSTRExecutor(lab.devices_config(safe_mode_s=1), install_signal_handlers=False)
+        try:
+            ex.safe_state()
+            report = ex.last_shutdown
+            assert report is not None and report.ok, report and report.lines()
+            flush = next(s for s in report.steps if s.name == "solvent flush")
+            assert "pumping at every look" in flush.detail
+            with lab.reactor.lock:
+                solvent = lab.reactor.pumps["pump_solvent"]
+                assert solvent.alarm == "" and not solvent.running
+                assert solvent.infused_ml >= 0.95 * ex.shutdown.flush_ml
+        finally:
+            ex.close()
+    finally:
+        lab.stop()
+
+
+def test_a_solvent_that_stalls_mid_flush_fails_the_flush_step() -> None:
+    """Before, the flush step was the solvent's start: a solvent that stalled a minute later left
+    the reactor unflushed under a report that said complete. Now the flush is a step of its own,
+    failed with the pump's alarm, and the reactor is then treated as unflushed (the solvent is
+    stopped and watched as stopped while the blocks cool)."""
+    lab = _quick_lab(time_scale=SCALE)
+    ex = CSTRExecutor(lab.devices_config(), install_signal_handlers=False)
+    try:
+        def stall_solvent() -> None:
+            lab.reactor.pumps["pump_solvent"].stall("S")  # the hook runs under the lock
+
+        lab.pumps.before_reply, stalled = _once(lambda: _solvent_running(lab), stall_solvent)
+        ex.safe_state()
+        report = ex.last_shutdown
+        assert stalled and report is not None, report and report.lines()
+        (failed,) = report.failed
+        assert (failed.name, failed.device) == ("solvent flush", "pump_solvent")
+        assert "alarm S" in failed.detail and "not fully flushed" in failed.action
+        assert "INCOMPLETE" in report.summary()
+        names = [s.name for s in report.steps]
+        assert names.index("solvent flush") < names.index("solvent off") < names.index(
+            "heater core to standby")  # stopped before the cool-down, as an unflushed reactor
+        assert _confirmed(report, ex)["pump_solvent"] == ""
+        assert _running(lab) == []
+    finally:
+        ex.close()
+        lab.stop()
+
+
+def test_the_soft_shutdown_flushes_three_reactor_volumes_within_the_solvent_limit() -> None:
+    """Common safety practice flushes about three reactor volumes: one (as before) leaves 45 % of
+    the last of seven tanks' content (Erlang washout). Flushed in 20 lab min where the solvent
+    pump's rate limit allows, more slowly where it does not (a rate above it would be refused
+    and the reactor left unflushed)."""
+    lab = _quick_lab(time_scale=SCALE)
+    try:
+        config = lab.devices_config()
+        g = config.geometry
+        hold_up_ml = (g.n_core_tanks + g.n_shell_tanks) * g.tank_volume_ml
+        assert shutdown_flush(config, 20.0) == (3 * hold_up_ml, 20.0)
+        ex = CSTRExecutor(config, install_signal_handlers=False)
+        try:
+            ex.safe_state()
+            report = ex.last_shutdown
+            assert report is not None and report.ok, report and report.lines()
+            assert ex.shutdown.flush_rate_ml_min == pytest.approx(3 * hold_up_ml / 20.0)
+            with lab.reactor.lock:
+                assert lab.reactor.pumps["pump_solvent"].infused_ml >= 0.95 * 3 * hold_up_ml
+        finally:
+            ex.close()
+    finally:
+        lab.stop()

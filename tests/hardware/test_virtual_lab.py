@@ -297,8 +297,12 @@ def test_pump_stall_mid_run_trips_and_keeps_earlier_measurements(lab: VirtualLab
         assert ex.supervisor.trip is not None and not ex.supervisor.trip.hard
         assert _pumps_stopped(lab)
         report = ex.last_shutdown
-        assert report is not None and report.ok and not report.hard
+        assert report is not None and not report.hard
         assert {"solvent valve to core inlet", "solvent on"} <= {s.name for s in report.steps}
+        # the outlet is still blocked, so the solvent stalls too: the flush is not claimed
+        (failed,) = report.failed
+        assert (failed.name, failed.device) == ("solvent flush", "pump_solvent"), report.lines()
+        assert "alarm S" in failed.detail and "not fully flushed" in failed.action
         with lab.reactor.lock:
             assert all(h.remote_sp_c == 25.0 for h in lab.reactor.heaters.values())
         assert first.spectra.pl_counts.size > 0 and first.trace is not None
