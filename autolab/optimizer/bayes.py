@@ -59,6 +59,7 @@ from autolab.optimizer.acquisition import (
     onto_band,
     rest_value,
 )
+from autolab.optimizer.band_spread import SpreadState, spread_select, spreads
 from autolab.optimizer.base import BaseOptimizer, derive_seed, resolve_device
 from autolab.optimizer.believer import draw_model
 from autolab.optimizer.centre import centre_candidates
@@ -393,7 +394,9 @@ class BotorchOptimizer(BaseOptimizer):
             # Reseed after the (possibly cached) fit, so what follows draws the same numbers
             # whether or not this ask fitted the model itself.
             torch.manual_seed(derive_seed(seed, 1))
-            if uses_thompson(self.settings.acquisition, data.in_band_ok, self.objective) and (
+            if self._spreads():
+                cand = self._spread(model, data, has_feas, seed, n=n, X_pending=X_pending)
+            elif uses_thompson(self.settings.acquisition, data.in_band_ok, self.objective) and (
                     X_pending is None or self.settings.ts_pending != "band_ei"):
                 cand = self._thompson(model, data, has_feas, seed, n=n, X_pending=X_pending)
             else:
@@ -405,6 +408,30 @@ class BotorchOptimizer(BaseOptimizer):
             for p in self.last_predictions:
                 p["prior_guard"] = {name: c["model"] for name, c in guard.items()}
         return _repair(self.space, cand.cpu().numpy().astype(np.float64))
+
+    def _spreads(self) -> bool:
+        """Whether this ask spreads along the band (``settings.band_spread``)."""
+        if self.settings.band_spread == "off":
+            return False
+        guard = (self._record or {}).get("prior_guard") or {}
+        return spreads(self.settings.band_spread, SpreadState(
+            in_band=[o.outcomes is not None and o.in_band and o.feasible
+                     for o in self._observations],
+            guard={name: c["model"] for name, c in guard.items()},
+            climb_outcomes=frozenset(self.objective.outcome_names) - band_outcomes(
+                self.objective),
+            n=self.settings.band_spread_n))
+
+    def _spread(self, model: Any, data: _Data, has_feas: bool, seed: int, *, n: int,
+                X_pending: torch.Tensor | None) -> torch.Tensor:
+        """``n`` points spread along the band, each away from the data and the earlier ones."""
+        seen = data.X_all if X_pending is None else torch.cat([data.X_all, X_pending])
+        picks: list[torch.Tensor] = []
+        for k in range(n):
+            pick = spread_select(self.space, self.objective, model, torch.cat([seen, *picks]),
+                                 seed=derive_seed(seed, 11, k), has_feasibility=has_feas)
+            picks.append(pick)
+        return torch.cat(picks)
 
     def _acquisition(self, model: Any, data: _Data, has_feas: bool, seed: int,
                      X_pending: torch.Tensor | None) -> AcquisitionFunction:

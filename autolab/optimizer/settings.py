@@ -268,6 +268,15 @@ class BotorchSettings(BaseModel):
             good hits as a cold start (10/12; ``all`` 9/12) and reached the band sooner (4.5
             vs 6), but held out it found 8/12 (``all`` 9/12, cold 10/12), and near members'
             good hit came at 13 against 6, so the default stays ``all``.
+        band_spread: When the proposals right after the first in-band success fill the band
+            instead of climbing (:mod:`~autolab.optimizer.band_spread`): ``"off"`` (default),
+            ``"in_band"`` (always), ``"guard_cold"`` (only while the prior guard models an
+            outcome outside the band cold; needs a prior and its guard). Screened with the
+            twin prior (docs/benchmarks.md, "A QY weight that can reach 0, and spreading along
+            the band"; design set, budget 30): near members unchanged (in band at 3, good hit
+            at 7); far members 7/11 good hits, as many as the prior's defaults on the same
+            cells (cold 9/11), paired median +0.0 against both: no gain shown, so off.
+        band_spread_n: How many proposals after the first in-band success spread.
     """
 
     model_config = _SETTINGS
@@ -286,6 +295,8 @@ class BotorchSettings(BaseModel):
     prior_spread: Literal["auto", "data", "stated"] = "auto"
     prior_guard: Literal["auto", "none", "loo"] = "auto"
     prior_outcomes: Literal["all", "band", "all_until_band", "band_until_band"] = "all"
+    band_spread: Literal["off", "in_band", "guard_cold"] = "off"
+    band_spread_n: int = Field(default=3, ge=1, le=MAX_N_INIT)
     band_weight: float = Field(default=1.0, gt=0.0, le=1.0)
     band_projection: bool = False
     min_improvement: float = Field(default=0.0, ge=0.0, le=1e6, allow_inf_nan=False)
@@ -328,6 +339,11 @@ class BotorchSettings(BaseModel):
         if self.prior_guard == "loo" and self.prior == "none":
             raise ValueError(f"prior_guard {self.prior_guard!r} guards a prior: set prior "
                              "(e.g. 'twin') or drop prior_guard")
+        if self.band_spread == "guard_cold" and (self.prior == "none"
+                                                 or self.prior_guard == "none"):
+            raise ValueError("band_spread 'guard_cold' follows the prior guard: set prior "
+                             "(e.g. 'twin') with prior_guard 'auto' or 'loo', or use "
+                             "band_spread 'in_band'")
         if self.prior_outcomes != "all" and self.prior == "none":
             raise ValueError(f"prior_outcomes {self.prior_outcomes!r} chooses the outcomes of a "
                              "prior: set prior (e.g. 'twin') or drop prior_outcomes")
