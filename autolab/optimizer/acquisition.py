@@ -479,11 +479,12 @@ def _pure_python_hypervolume() -> None:
     ``~/.cache/torch_extensions``) when a process builds its first qLog(N)EHVI. That first Pareto
     ask then took ~7 s on an idle machine (BoTorch's figure), about 30 s in CI and 87-115 s on
     two loaded cores (the intermittently slow large-n Pareto test), and without a compiler (the
-    slim Docker image) it warns and falls back. The kernel's sums differ from the Python ones in the sixth decimal of a
-    proposal, so a campaign proposed other points on a machine with a compiler than on one
-    without, against the bit-for-bit resume on another machine that ``cpu_threads`` keeps. It
-    saves 0.6-1.2 s CPU of a 2.3-5 s ask (7-D, default settings), nothing beside an experiment.
-    BoTorch has no switch for it; its module flags are set before every construction (cheap).
+    slim Docker image) it warns and falls back. The kernel's sums differ from the Python ones in
+    the sixth decimal of a proposal, so a campaign proposed other points on a machine with a
+    compiler than on one without, against the bit-for-bit resume on another machine that
+    ``cpu_threads`` keeps. It saves 0.6-1.2 s CPU of a 2.3-5 s ask (7-D, default settings),
+    nothing beside an experiment. BoTorch has no switch for it; its module flags are set before
+    every construction (cheap).
     """
     logei._load_attempted = True
     logei._C = None
