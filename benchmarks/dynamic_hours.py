@@ -45,7 +45,7 @@ import tempfile
 import time
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -60,13 +60,30 @@ from autolab.benchmarking.provenance import Result, Table, write_result  # noqa:
 from autolab.benchmarking.runner import Job, RunResult, run_job  # noqa: E402
 from autolab.benchmarking.spec import load_spec  # noqa: E402
 from autolab.benchmarking.strategies import injected_optimizer  # noqa: E402
-from autolab.campaign import Campaign  # noqa: E402
+from autolab.campaign import Campaign, StopReason  # noqa: E402
 from autolab.config import BudgetConfig, load_campaign  # noqa: E402
 from autolab.dynamic_config import DynamicConfig  # noqa: E402
 from autolab.records import Conditions, Trial, TrialStatus  # noqa: E402
 from autolab.tracking.base import NullTracker  # noqa: E402
 
 CAMPAIGN = ROOT / "campaigns" / "target_550nm_dynamic.yaml"
+
+
+@dataclass(frozen=True)
+class TrialMark:
+    """One dynamic trial (trajectory), so a restored cell can be cut at a smaller allowance.
+
+    ``lab_h`` is the campaign's lab clock at the trial's end; the counts and ``ask_s`` are the
+    trial's own; ``wall_s`` and ``cpu_s`` are the cell's since it started, at the trial's end.
+    """
+
+    lab_h: float
+    observations: int
+    full_weight: int
+    refused: int
+    ask_s: float
+    wall_s: float
+    cpu_s: float
 
 
 @dataclass(frozen=True)
@@ -77,6 +94,10 @@ class Cell:
     ``found`` says whether it counts: a dynamic cell run under a lab-hour budget
     (``lab_h_budget``) counts only a hit whose trajectory ended within that budget, so a last
     trajectory started just before the budget ran out cannot win on borrowed time.
+    A dynamic cell also keeps each trial (``progress``) and the lab clock after each rig event
+    (``rig_event_h``), the points at which its campaign checked its lab-hour budget, so that
+    :func:`under_budget` can stop it at a smaller allowance; cells recorded before these were
+    kept have neither.
     """
 
     cell: str
@@ -95,6 +116,8 @@ class Cell:
     cpu_s: float = math.nan
     lab_h_budget: float | None = None
     stop_reason: str = ""
+    progress: tuple[TrialMark, ...] = ()
+    rig_event_h: tuple[float, ...] = ()
 
 
 def _cell_id(job: Job) -> str:
@@ -114,23 +137,20 @@ def run_steady(job: Job) -> Cell:
 class _Judge:
     """Judges each dynamic trial on the truth at its (mapped) conditions; stops at a hit."""
 
-    def __init__(self, job: Job, physics: Any) -> None:
+    def __init__(self, job: Job, physics: Any, t0: float, c0: float) -> None:
         self.job, self.physics = job, physics
         self.hit: tuple[int, float] | None = None
-        self.n = 0
-        self.observations = 0
-        self.full_weight = 0
-        self.refused = 0
-        self.ask_s = 0.0
+        self.marks: list[TrialMark] = []
+        self._t0, self._c0 = t0, c0  # the cell's start (perf_counter, process_time)
 
     def __call__(self, campaign: Campaign, trial: Trial) -> None:
-        self.n += 1
-        self.ask_s += trial.proposal_time_s
         extra = campaign.journal.state.extras.get(trial.index) or {}
         dyn = extra.get("dynamic") or {}
-        self.observations += int(dyn.get("n_accepted", 0))
-        self.full_weight += int(dyn.get("n_full_weight", 0))
-        self.refused += int(dyn.get("n_refused", 0))
+        self.marks.append(TrialMark(
+            campaign.lab_clock_h, int(dyn.get("n_accepted", 0)),
+            int(dyn.get("n_full_weight", 0)), int(dyn.get("n_refused", 0)),
+            trial.proposal_time_s, time.perf_counter() - self._t0,
+            time.process_time() - self._c0))
         if trial.status is not TrialStatus.COMPLETED or self.hit is not None:
             return
         truth = self.physics.truth(Conditions.from_mapping(trial.conditions))
@@ -138,7 +158,7 @@ class _Judge:
         pl, qy = float(truth.pl_peak_nm), float(truth.qy)
         if p.in_band(pl) and is_success(pl, qy, p.target_nm, p.tolerance_nm,
                                         self.job.threshold_qy):
-            self.hit = (self.n, campaign.lab_clock_h)
+            self.hit = (len(self.marks), campaign.lab_clock_h)
             campaign.request_stop()
 
 
@@ -166,7 +186,7 @@ def run_dynamic(job: Job, overrides: dict[str, Any] | None = None,
     import torch
 
     torch.set_num_threads(1)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     dynamic = dynamic_block(overrides)
     config = job.campaign_config().model_copy(update={"mode": "dynamic", "dynamic": dynamic})
     if budget is not None or lab_h is not None:
@@ -175,7 +195,7 @@ def run_dynamic(job: Job, overrides: dict[str, Any] | None = None,
     executor = job.member.executor(seed=job.seed, settling="adaptive", flush="auto")
     optimizer = injected_optimizer(job.strategy.kind, job.problem.space, job.problem.objective(),
                                    job.seed)
-    judge = _Judge(job, executor.twin)
+    judge = _Judge(job, executor.twin, t0, c0)
     root = tempfile.mkdtemp(prefix="autolab-dyn-cell-")
     try:
         campaign = Campaign.create(config, root, executor=executor, tracker=NullTracker(),
@@ -183,39 +203,84 @@ def run_dynamic(job: Job, overrides: dict[str, Any] | None = None,
         stop = campaign.run().stop_reason.value
         stop = "good hit" if judge.hit is not None else stop  # the judge stopped it
         clock_h = campaign.lab_clock_h
+        rig_h = tuple(float(e["extra"]["lab_clock_h"]) for e in campaign.journal.state.rig_events)
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    hit = judge.hit
+    hit, marks = judge.hit, tuple(judge.marks)
+    observations, full = sum(m.observations for m in marks), sum(m.full_weight for m in marks)
     return Cell(_cell_id(job), "dynamic",
                 hit is not None and (lab_h is None or hit[1] <= lab_h),
-                None if hit is None else hit[1], None if hit is None else hit[0], judge.n,
-                clock_h, judge.observations, time.perf_counter() - t0, judge.ask_s,
-                full_weight=judge.full_weight,
-                down_weighted=judge.observations - judge.full_weight, refused=judge.refused,
-                lab_h_budget=lab_h, stop_reason=stop)
+                None if hit is None else hit[1], None if hit is None else hit[0], len(marks),
+                clock_h, observations, time.perf_counter() - t0,
+                sum(m.ask_s for m in marks), full_weight=full, down_weighted=observations - full,
+                refused=sum(m.refused for m in marks), lab_h_budget=lab_h, stop_reason=stop,
+                progress=marks, rig_event_h=rig_h)
+
+
+def cell_record(cell: Cell) -> dict[str, Any]:
+    """``cell`` as recorded in ``dynamic-hours.json`` (read back by :func:`recorded_cell`)."""
+    return asdict(cell)
 
 
 def recorded_cell(job: Job, source: Path, mode: str) -> Cell | None:
     """The ``mode`` cell of a recorded ``dynamic-hours.json`` (same spec and cell), or None."""
     cells = json.loads(source.read_text(encoding="utf-8"))["data"]["cells"]
     found = [c for c in cells if c["mode"] == mode and c["cell"] == _cell_id(job)]
-    return Cell(**found[0]) if found else None
+    if not found:
+        return None
+    data = found[0]
+    return Cell(**{**data, "progress": tuple(TrialMark(**m) for m in data.get("progress", ())),
+                   "rig_event_h": tuple(data.get("rig_event_h", ()))})
 
 
 def under_budget(cell: Cell, lab_h: float | None) -> Cell | None:
-    """A restored dynamic ``cell`` judged at this run's lab-hour budget ``lab_h``, or None.
+    """A restored dynamic ``cell`` as if run under this run's lab-hour budget ``lab_h``, or None.
 
     The budget is derived from the steady cells, so adding seeds can lower it. A cell recorded
     under a budget at least as large holds the same run up to ``lab_h`` (a campaign does not
-    look ahead), so its hit counts only if it came within ``lab_h``. A cell recorded under a
-    smaller budget, or none, may have stopped before it would now, so it is run again (None).
+    look ahead), so it is cut where a run under ``lab_h`` would have stopped
+    (:func:`stopped_at`): every figure (trials, observations, lab hours, the hit, the stop
+    reason) is the shorter run's, and a hit counts only if it came within ``lab_h``. A cell
+    recorded under a smaller budget, or none, may have stopped before it would now, and one
+    recorded without its trials (before they were kept) that ran up to ``lab_h`` or past it
+    under a larger budget cannot be cut: both are run again (None).
     """
     if lab_h is None:
         return cell
     if cell.lab_h_budget is None or cell.lab_h_budget < lab_h:
         return None
-    hit = cell.lab_h_to_hit
-    return replace(cell, found=hit is not None and hit <= lab_h, lab_h_budget=lab_h)
+    uncut = cell.lab_h < lab_h or lab_h == cell.lab_h_budget  # the same run either way
+    if not uncut and len(cell.progress) != cell.trials:
+        return None
+    return stopped_at(cell, lab_h)
+
+
+def stopped_at(cell: Cell, lab_h: float) -> Cell:
+    """``cell`` (with its ``progress``) as its campaign would have ended under ``lab_h``.
+
+    The campaign checks its lab clock after each trial and each rig event and stops at the
+    first check at or past ``lab_h``. If that is where the recorded run ended too (or it ended
+    earlier, on a hit or its trajectory cap), the run is the same and only its hit is judged
+    again. Otherwise the trials up to that check are kept and the lab hours are the clock there;
+    the hit, which ended the recorded run, was never reached. Wall and CPU time are the cell's
+    at its last kept trial.
+    """
+    checks = [m.lab_h for m in cell.progress] + list(cell.rig_event_h)
+    stop_h = min((h for h in checks if h >= lab_h), default=math.inf)
+    kept = tuple(m for m in cell.progress if m.lab_h <= stop_h)
+    rig_h = tuple(h for h in cell.rig_event_h if h <= stop_h)
+    if len(kept) == len(cell.progress) and len(rig_h) == len(cell.rig_event_h):
+        hit = cell.lab_h_to_hit
+        return replace(cell, found=hit is not None and hit <= lab_h, lab_h_budget=lab_h)
+    observations, full = sum(m.observations for m in kept), sum(m.full_weight for m in kept)
+    last = kept[-1] if kept else TrialMark(0.0, 0, 0, 0, 0.0, 0.0, 0.0)
+    return replace(
+        cell, found=False, lab_h_to_hit=None, trials_to_hit=None, trials=len(kept),
+        lab_h=stop_h, observations=observations, full_weight=full,
+        down_weighted=observations - full, refused=sum(m.refused for m in kept),
+        ask_s=sum(m.ask_s for m in kept), wall_s=last.wall_s, cpu_s=last.cpu_s,
+        lab_h_budget=lab_h, stop_reason=StopReason.MAX_LAB_HOURS.value, progress=kept,
+        rig_event_h=rig_h)
 
 
 def stored_steady(job: Job, source: Path) -> Cell | None:
@@ -479,7 +544,7 @@ def main(argv: list[str] | None = None) -> int:
             tables=(Table(title="Steady (fixed 3τ + always flush) vs dynamic", columns=COLUMNS,
                           rows=(_row(steady), _row(dyn))),),
             notes=notes, data={"steady": steady, "dynamic": dyn,
-                               "cells": [c.__dict__ for c in cells]},
+                               "cells": [cell_record(c) for c in cells]},
             command=" ".join([Path(sys.executable).name, *sys.argv]))
         print(f"wrote {write_result(result, args.record)}")
     return 0

@@ -128,6 +128,15 @@ def test_validate_loads_no_torch(tmp_path: Path) -> None:
     assert "valid" in out and "HEAVY []" in out
 
 
+def test_run_without_tracking_loads_no_mlflow(tmp_path: Path) -> None:
+    """A campaign on the NullTracker never imports MLflow (about 2.4 s of CPU per start; the
+    SIGKILL resume test starts five such processes)."""
+    out = _run_in_a_fresh_process("run", str(CAMPAIGN), "--budget", "1", "--no-tracking",
+                                  "--runs-dir", str(tmp_path / "runs"), heavy=("mlflow",))
+    assert "EXIT 0" in out and "HEAVY []" in out, out[-2000:]
+    assert len(list((tmp_path / "runs").iterdir())) == 1  # it ran
+
+
 def test_benchmark_command_is_loaded_on_use_and_keeps_its_help_and_exit_codes(
         tmp_path: Path) -> None:
     code, out = invoke("benchmark", "--help")

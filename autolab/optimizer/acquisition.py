@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from botorch.acquisition.acquisition import AcquisitionFunction
 from botorch.acquisition.analytic import _log_ei_helper
+from botorch.acquisition.multi_objective import logei
 from botorch.acquisition.multi_objective.logei import qLogNoisyExpectedHypervolumeImprovement
 from botorch.acquisition.multi_objective.objective import GenericMCMultiOutputObjective
 from botorch.models.model import Model
@@ -458,6 +459,7 @@ def build_acquisition(
     constraints = constraint_callables(spec, has_feasibility) or None
     if feasible_utilities is None or feasible_utilities.shape[0] == 0:
         raise ValueError("pareto mode needs the utilities of at least one experiment")
+    _pure_python_hypervolume()
     return qLogNoisyExpectedHypervolumeImprovement(
         model=model,
         ref_point=reference_point(spec, feasible_utilities),
@@ -468,3 +470,21 @@ def build_acquisition(
         X_pending=X_pending,
         prune_baseline=True,
     )
+
+
+def _pure_python_hypervolume() -> None:
+    """Keep BoTorch's qLog(N)EHVI on its pure-Python path: no C++ kernel is compiled or used.
+
+    BoTorch 0.18 JIT-compiles a fused C++ kernel (``-march=native``, into
+    ``~/.cache/torch_extensions``) when a process builds its first qLog(N)EHVI. That first Pareto
+    ask then took ~7 s on an idle machine (BoTorch's figure), about 30 s in CI and 87-115 s on
+    two loaded cores (the intermittently slow large-n Pareto test), and without a compiler (the
+    slim Docker image) it warns and falls back. The kernel's sums differ from the Python ones in
+    the sixth decimal of a proposal, so a campaign proposed other points on a machine with a
+    compiler than on one without, against the bit-for-bit resume on another machine that
+    ``cpu_threads`` keeps. It saves 0.6-1.2 s CPU of a 2.3-5 s ask (7-D, default settings),
+    nothing beside an experiment. BoTorch has no switch for it; its module flags are set before
+    every construction (cheap).
+    """
+    logei._load_attempted = True
+    logei._C = None

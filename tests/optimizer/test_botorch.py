@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 
@@ -168,6 +169,27 @@ def test_pareto_mode_with_an_inferred_reference_point() -> None:
     _run(opt, pareto_problem, 5)
     batch = opt.ask(2)
     assert all(space.check(p) == p for p in batch)
+
+
+def test_pareto_ask_compiles_no_cpp_kernel(monkeypatch: pytest.MonkeyPatch,
+                                           tmp_path: Path) -> None:
+    """A Pareto ask runs BoTorch's pure-Python qLogNEHVI: nothing is compiled on the first one.
+
+    BoTorch 0.18 JIT-compiles a fused C++ kernel (``-march=native``) when a process builds its
+    first qLog(N)EHVI: tens of seconds on a busy machine, and proposals that then depend on
+    whether a compiler was there. As in a fresh process, with the build cache in ``tmp_path``.
+    """
+    from botorch.acquisition.multi_objective import logei
+
+    cache = tmp_path / "torch_extensions"
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(cache))
+    monkeypatch.setattr(logei, "_load_attempted", False)  # raises if BoTorch renames it
+    monkeypatch.setattr(logei, "_C", None)
+    space = space_2d()
+    opt = BotorchOptimizer(space, pareto_objective(), seed=0, n_init=4, **FAST)
+    _run(opt, pareto_problem, 5)  # four from the design, then one Pareto ask
+    assert logei._C is None
+    assert not cache.exists()
 
 
 def test_bad_input_is_refused_with_a_clear_error() -> None:
