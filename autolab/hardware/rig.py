@@ -13,11 +13,11 @@ simulated rig of in-process devices is a :class:`Rig` too (:meth:`Rig.from_devic
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from autolab.exceptions import ConfigError
+from autolab.exceptions import ConfigError, HardwareError
 from autolab.hardware.base import (
     Connectable,
     Device,
@@ -174,6 +174,30 @@ class Rig:
                 earlier.feed_watchdog()
             if isinstance(dev, Watchdogged):
                 up.append(dev)
+
+    def feed_watchdogs(self, skip: Collection[str] = ()) -> tuple[str, ...]:
+        """Feed every device that stops itself when the host is silent (New Era Safe mode).
+
+        Whoever keeps the host busy elsewhere for longer than a pump's ``safe_mode_s`` (the
+        shutdown's valve moves and stirrer starts, with the supervisor already stopped) calls
+        this between its steps, or the stopped pumps all time out with alarm ``T`` and the next
+        look must wait out each alarm reply.
+
+        Args:
+            skip: Device names not to feed (those known not to answer: each would cost its
+                timeouts again).
+
+        Returns:
+            The names of the devices that did not answer.
+        """
+        silent: list[str] = []
+        for dev in self.devices():
+            if isinstance(dev, Watchdogged) and dev.name not in skip:
+                try:
+                    dev.feed_watchdog()
+                except HardwareError:
+                    silent.append(dev.name)
+        return tuple(silent)
 
     def close(self) -> None:
         """Close every port (idempotent)."""

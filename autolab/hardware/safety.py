@@ -178,6 +178,7 @@ class Shutdown:
         self._steps: list[ShutdownStep] = []
         self._silent: set[str] = set()  # devices a step could not command in this sequence
         self._restopped: set[str] = set()  # pumps found running again during the cool-down
+        self._unfed: set[str] = set()  # pumps that did not answer a feed in this sequence
         self.report: ShutdownReport | None = None
 
     @property
@@ -195,7 +196,18 @@ class Shutdown:
             return False
         self._steps.append(ShutdownStep(name, device, True,
                                         result if isinstance(result, str) else ""))
+        self._feed()
         return True
+
+    def _feed(self) -> None:
+        """Feed the Safe-mode pumps between steps (the supervisor no longer polls them).
+
+        Without it the valve moves and stirrer starts before the flush can outlast a pump's
+        ``safe_mode_s``: every stopped pump then alarms ``T`` at once, and the first look waits
+        out each alarm reply while the flushing solvent hears nothing. A pump that does not
+        answer is fed no more (the final status check names it).
+        """
+        self._unfed.update(self.rig.feed_watchdogs(skip=self._silent | self._unfed))
 
     def _hot(self, stage: str) -> str:
         t = self.known_c.get(stage)
@@ -213,7 +225,7 @@ class Shutdown:
         with self._lock:
             if self.report is not None:
                 return self.report
-            self._steps, self._silent, self._restopped = [], set(), set()
+            self._steps, self._silent, self._restopped, self._unfed = [], set(), set(), set()
             self._quiesce()
             if hard:
                 self._hard()
@@ -320,7 +332,8 @@ class Shutdown:
                            lambda: _set_rate_stopped(solvent, self.flush_rate_ml_min), action)
                 and self._step("solvent direction", solvent.name,
                                lambda: solvent.set_direction(True), action)
-                and self._step("solvent on", solvent.name, solvent.start, action)):
+                and self._step("solvent on", solvent.name,
+                               functools.partial(_start_clearing, solvent), action)):
             return False
         why = self._wait_looking(lab_s, "flush", solvent)
         self._steps.append(ShutdownStep(
@@ -353,21 +366,35 @@ class Shutdown:
             self.sleep_lab_s(dt)
             waited += dt
             into = since_lab_s + waited
-            self._watch_stopped_pumps(self._stopped_roles(flowing), into, phase)
-            if flowing is not None and (why := self._still_flowing(flowing)):
+            # the flowing pump first: a look at stopped pumps that alarmed waits out each
+            # alarm reply, and the solvent's own Safe-mode timer runs meanwhile
+            if flowing is not None and (why := self._still_flowing(flowing, into, phase)):
                 return f"{flowing.name} stopped {into / 60:.1f} lab min into the {phase}: {why}"
+            self._watch_stopped_pumps(self._stopped_roles(flowing), into, phase)
         return ""
 
-    def _still_flowing(self, pump: Pump) -> str:
-        """Why ``pump`` no longer pumps (an alarm, its status, no answer); ``""`` if it does."""
+    def _still_flowing(self, pump: Pump, into_lab_s: float, phase: str) -> str:
+        """Why ``pump`` no longer pumps (an alarm, its status, no answer); ``""`` if it does.
+
+        The status decides: an alarm reported while the pump pumps (a stray auto-alarm packet
+        of an earlier stop, caught late) says nothing about the flow now, so it is recorded as
+        a step of its own and the flush goes on; an alarm that stopped the pump is the reason.
+        """
         try:
             st = pump.state()
         except HardwareError as err:
             self._silent.add(pump.name)
             return f"it did not answer: {err}"
+        if st.pumping:
+            if st.alarms:
+                self._steps.append(ShutdownStep(
+                    f"alarm on the flowing {pump.name} during the {phase}", pump.name, True,
+                    f"alarm {', '.join(st.alarms)} reported {into_lab_s / 60:.1f} lab min "
+                    f"into the {phase} while it pumps (status {st.status!r}): acknowledged"))
+            return ""
         if st.alarms:
             return f"alarm {', '.join(st.alarms)}, status {st.status!r}"
-        return "" if st.pumping else f"status {st.status!r} (not pumping)"
+        return f"status {st.status!r} (not pumping)"
 
     def _stopped_roles(self, flowing: Pump | None) -> tuple[str, ...]:
         """The roles of the pumps that must stay stopped while ``flowing`` alone pumps."""
@@ -451,6 +478,18 @@ def _stop_if_running(pump: Pump) -> str:
         return ""
     pump.stop()
     return "it was running again after its stop: stopped again"
+
+
+def _start_clearing(pump: Pump) -> str:
+    """Start the pump; name the alarms it reported before (the step's detail).
+
+    The flush's stop acknowledges an alarm still pending on the solvent (its Safe-mode timer
+    ran out while the supervisor was stopped, a power reset): kept for :meth:`take_alarms`, it
+    would read as a stop at the flush's first look though the pump pumps.
+    """
+    pump.start()
+    before = pump.take_alarms()
+    return f"alarm {', '.join(before)} acknowledged before the start" if before else ""
 
 
 def _set_rate_stopped(pump: Pump, rate_ml_min: float) -> None:

@@ -143,18 +143,19 @@ def test_bringing_up_the_rig_feeds_the_safe_mode_pumps_already_up() -> None:
     device is brought up in turn; with 0.5 s reply timeouts the first of seven pumps heard
     nothing for 3.3-3.6 s while the others came up, past the default ``safe_mode_s`` (3), and the
     supervisor's first poll tripped on its alarm ``T``. Here the heaters' bus answers slowly, so
-    the rest of the rig takes well over the pumps' 1-s timeout to come up."""
+    the rest of the rig takes well over the pumps' 2-s timeout to come up (about
+    1 s each controller; not 1 s: single replies come a second late on a loaded host)."""
     with VirtualLab(time_scale=60.0) as lab:
         with lab.reactor.lock:
             for p in lab.reactor.pumps.values():
                 p.ignore_next = False  # powered up long ago: the pumps come up at once
-        lab.heaters.before_reply = lambda: time.sleep(0.06)  # 2 controllers, 8 exchanges each
-        rig = Rig.open(lab.devices_config(safe_mode_s=1, timeout_s=0.3, retries=2))
+        lab.heaters.before_reply = lambda: time.sleep(0.12)  # 2 controllers, 8 exchanges each
+        rig = Rig.open(lab.devices_config(safe_mode_s=2, timeout_s=0.3, retries=2))
         try:
             rig.connect()
             with lab.reactor.lock:
                 assert {n: p.alarm for n, p in lab.reactor.pumps.items() if p.alarm} == {}
-                assert {p.safe_timeout_s for p in lab.reactor.pumps.values()} == {1}
+                assert {p.safe_timeout_s for p in lab.reactor.pumps.values()} == {2}
             assert {p.name: p.state().alarms for p in rig.pumps.values()
                     if p.state().alarms} == {}
         finally:

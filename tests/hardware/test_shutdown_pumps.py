@@ -13,6 +13,7 @@ emulators. They wait on what the shutdown did, never on wall time.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -225,10 +226,11 @@ def test_the_flush_feeds_the_solvent_pumps_safe_mode_timer_to_its_end() -> None:
     rig) nothing spoke to the pumps: a solvent pump in Safe mode stopped itself after its
     ``safe_mode_s`` (alarm ``T``), and the report still said the reactor was flushed. The flush
     now looks at every pump each poll period (lab time), which feeds their timers. Here the
-    flush lasts 1.2 wall s against a 1-s timeout."""
-    lab = _quick_lab(time_scale=1000.0)
+    flush lasts 3 wall s against a 2-s timeout (not 1 s: single replies come a second late on
+    a loaded host)."""
+    lab = _quick_lab(time_scale=400.0)
     try:
-        ex = CSTRExecutor(lab.devices_config(safe_mode_s=1), install_signal_handlers=False)
+        ex = CSTRExecutor(lab.devices_config(safe_mode_s=2), install_signal_handlers=False)
         try:
             ex.safe_state()
             report = ex.last_shutdown
@@ -293,6 +295,55 @@ def test_the_soft_shutdown_flushes_three_reactor_volumes_within_the_solvent_limi
             assert ex.shutdown.flush_rate_ml_min == pytest.approx(3 * hold_up_ml / 20.0)
             with lab.reactor.lock:
                 assert lab.reactor.pumps["pump_solvent"].infused_ml >= 0.95 * 3 * hold_up_ml
+        finally:
+            ex.close()
+    finally:
+        lab.stop()
+
+
+def test_an_alarm_pending_on_the_solvent_before_the_flush_does_not_fail_a_flowing_flush() -> None:
+    """The flush's stop acknowledges an alarm still pending on the solvent (its Safe-mode timer
+    ran out while nothing spoke to it, a power reset). The driver keeps it for the next status,
+    so the flush's first look read it as a stop though the pump pumped: the flush failed after
+    34 of 609 mL and the blocks cooled without solvent. The status decides now, and the alarm is
+    named in the start's step."""
+    lab = _quick_lab(time_scale=1000.0)
+    try:
+        ex = CSTRExecutor(lab.devices_config(safe_mode_s=0), install_signal_handlers=False)
+        try:
+            with lab.reactor.lock:
+                lab.reactor.pumps["pump_solvent"].alarm = "S"  # not yet polled
+            ex.safe_state()
+            report = ex.last_shutdown
+            assert report is not None and report.ok, report and report.lines()
+            steps = {s.name: s for s in report.steps}
+            assert "alarm S acknowledged before the start" in steps["solvent on"].detail
+            assert "pumping at every look" in steps["solvent flush"].detail
+            with lab.reactor.lock:
+                assert lab.reactor.pumps["pump_solvent"].infused_ml >= 0.95 * ex.shutdown.flush_ml
+        finally:
+            ex.close()
+    finally:
+        lab.stop()
+
+
+def test_slow_valves_before_the_flush_do_not_let_the_pumps_time_out() -> None:
+    """With the supervisor stopped, nothing spoke to the pumps while the valves moved: slow valve
+    replies let every Safe-mode pump time out (``T``), and the flush's first look waited out six
+    alarm replies before asking the solvent, whose own timer then stopped it mid-flush. The
+    shutdown now feeds the pumps between its steps and looks at the flowing pump first."""
+    lab = _quick_lab(time_scale=400.0)
+    try:
+        ex = CSTRExecutor(lab.devices_config(safe_mode_s=2), install_signal_handlers=False)
+        try:
+            for valve in lab.valves.values():
+                valve.before_reply = lambda: time.sleep(0.6)
+            ex.safe_state()
+            report = ex.last_shutdown
+            assert report is not None and report.ok, report and report.lines()
+            with lab.reactor.lock:
+                assert {n: p.alarm for n, p in lab.reactor.pumps.items() if p.alarm} == {}
+                assert lab.reactor.pumps["pump_solvent"].infused_ml >= 0.95 * ex.shutdown.flush_ml
         finally:
             ex.close()
     finally:
