@@ -17,7 +17,8 @@ When (rules of :data:`SPREAD_RULES`, pure functions of the told data and the gua
 this ask, so a resumed campaign spreads exactly as the uninterrupted one did):
 
 * ``off``: never (default).
-* ``in_band``: the ``band_spread_n`` experiments right after the first in-band success.
+* ``in_band``: the ``band_spread_n`` experiments right after the first in-band success
+  (experiments still running count among them).
 * ``guard_cold``: the same experiments, but only while the prior guard
   (:mod:`~autolab.optimizer.prior_guard`) models an outcome outside the band cold, i.e. the
   readings contradict the prior's QY; a reactor whose QY agrees with the prior climbs at once.
@@ -58,18 +59,22 @@ class SpreadState:
             (empty without a guard).
         climb_outcomes: The objective's outcomes outside its bands (QY).
         n: ``band_spread_n``.
+        pending: Experiments asked for but not told yet (several reactors, asks before
+            tells): they count among the ``n``, or every ask while the told count stands still
+            would spread again.
     """
 
     in_band: Sequence[bool]
     guard: Mapping[str, str]
     climb_outcomes: frozenset[str]
     n: int
+    pending: int = 0
 
 
 def _after_band(state: SpreadState) -> bool:
     """Whether this ask is one of the ``n`` right after the first in-band success."""
     first = next((i for i, b in enumerate(state.in_band) if b), None)
-    return first is not None and len(state.in_band) - first - 1 < state.n
+    return first is not None and len(state.in_band) + state.pending - first - 1 < state.n
 
 
 def _guard_cold(state: SpreadState) -> bool:

@@ -394,7 +394,7 @@ class BotorchOptimizer(BaseOptimizer):
             # Reseed after the (possibly cached) fit, so what follows draws the same numbers
             # whether or not this ask fitted the model itself.
             torch.manual_seed(derive_seed(seed, 1))
-            if self._spreads():
+            if self._spreads(0 if X_pending is None else X_pending.shape[0]):
                 cand = self._spread(model, data, has_feas, seed, n=n, X_pending=X_pending)
             elif uses_thompson(self.settings.acquisition, data.in_band_ok, self.objective) and (
                     X_pending is None or self.settings.ts_pending != "band_ei"):
@@ -409,7 +409,7 @@ class BotorchOptimizer(BaseOptimizer):
                 p["prior_guard"] = {name: c["model"] for name, c in guard.items()}
         return _repair(self.space, cand.cpu().numpy().astype(np.float64))
 
-    def _spreads(self) -> bool:
+    def _spreads(self, n_pending: int) -> bool:
         """Whether this ask spreads along the band (``settings.band_spread``)."""
         if self.settings.band_spread == "off":
             return False
@@ -420,7 +420,7 @@ class BotorchOptimizer(BaseOptimizer):
             guard={name: c["model"] for name, c in guard.items()},
             climb_outcomes=frozenset(self.objective.outcome_names) - band_outcomes(
                 self.objective),
-            n=self.settings.band_spread_n))
+            n=self.settings.band_spread_n, pending=n_pending))
 
     def _spread(self, model: Any, data: _Data, has_feas: bool, seed: int, *, n: int,
                 X_pending: torch.Tensor | None) -> torch.Tensor:

@@ -89,6 +89,21 @@ def test_after_n_spread_experiments_the_climb_proposes_as_without_the_setting() 
     assert spread.ask(1) == plain.ask(1)
 
 
+def test_pending_experiments_count_among_the_spread_ones() -> None:
+    """Several reactors (or asks before tells): the told count stands still while experiments
+    run, so every ask spread again; the running ones count now."""
+    def state(pending: int) -> SpreadState:
+        return SpreadState(in_band=[False, True], guard={}, climb_outcomes=QY, n=2,
+                           pending=pending)
+
+    assert spreads("in_band", state(1))  # the second of n = 2 while the first runs
+    assert not spreads("in_band", state(2))  # both running: the climb
+    running = [{"a": 2.0, "b": 50.0}]
+    spread = _told(band_spread="in_band", band_spread_n=1)
+    # the one spread experiment is running: the next ask climbs as without the setting
+    assert spread.ask(1, pending=running) == _told().ask(1, pending=running)
+
+
 def test_a_campaign_with_band_spread_resumes_exactly() -> None:
     opt = _told(band_spread="in_band")
     state = opt.state_dict()
@@ -108,5 +123,7 @@ def test_band_spread_is_validated() -> None:
                          outcome_prior=PRIOR, band_spread="guard_cold", **FAST_ANY)
     with pytest.raises(ConfigError, match=r"settings\.band_spread: Input should be 'off'"):
         parse_optimizer_settings("botorch", {"band_spread": "always"})
+    with pytest.raises(ConfigError, match="band_spread_n counts the proposals band_spread"):
+        parse_optimizer_settings("botorch", {"band_spread_n": 2})
     with pytest.raises(ConfigError, match=r"settings\.band_spread_n"):
         parse_optimizer_settings("botorch", {"band_spread": "in_band", "band_spread_n": 0})
