@@ -344,7 +344,9 @@ class BotorchSettings(BaseModel):
             raise ValueError("band_spread 'guard_cold' follows the prior guard: set prior "
                              "(e.g. 'twin') with prior_guard 'auto' or 'loo', or use "
                              "band_spread 'in_band'")
-        if self.band_spread == "off" and "band_spread_n" in self.model_fields_set:
+        # against the default, not the fields given: a dumped valid setting round-trips
+        default_n = type(self).model_fields["band_spread_n"].default
+        if self.band_spread == "off" and self.band_spread_n != default_n:
             raise ValueError("band_spread_n counts the proposals band_spread spreads: set "
                              "band_spread ('in_band' or 'guard_cold') or drop band_spread_n")
         if self.prior_outcomes != "all" and self.prior == "none":

@@ -125,5 +125,7 @@ def test_band_spread_is_validated() -> None:
         parse_optimizer_settings("botorch", {"band_spread": "always"})
     with pytest.raises(ConfigError, match="band_spread_n counts the proposals band_spread"):
         parse_optimizer_settings("botorch", {"band_spread_n": 2})
+    for settings in (BotorchSettings(), BotorchSettings(band_spread="in_band", band_spread_n=2)):
+        assert BotorchSettings(**settings.model_dump()) == settings  # a dump round-trips
     with pytest.raises(ConfigError, match=r"settings\.band_spread_n"):
         parse_optimizer_settings("botorch", {"band_spread": "in_band", "band_spread_n": 0})
