@@ -16,7 +16,8 @@ A dynamic trial's conditions are those of its best accepted reading (the RTD-map
 so the hit is judged where the campaign says its product is. Lab hours run to the end of the
 trajectory that holds the hit (its reading came earlier: slightly pessimistic for dynamic).
 
-Prints and records (``--record benchmarks/results``, ``dynamic-hours.json``): found-rate, lab
+Prints and records (``--record benchmarks/results``, ``dynamic-hours.json``; with
+``--spec benchmarks/lab_hours_heldout.yaml`` ``dynamic-hours-heldout.json``): found-rate, lab
 hours to the hit (median, IQR), the paired ratio dynamic / steady on the cells both found, and
 observations told per lab hour. The goals: ≤ 0.3× the steady lab hours with no worse found-rate,
 ≥ 10× the observations per lab hour::
@@ -535,9 +536,13 @@ def main(argv: list[str] | None = None) -> int:
         print(n)
     print(f"{len(cells)} runs in {time.perf_counter() - t0:.0f} s; excluded {len(excluded)}")
     if args.record is not None:
+        heldout = spec.family is not None and spec.family.split == "heldout"
         result = Result(
-            name="dynamic-hours",
-            title="Dynamic experiments: lab hours to a good hit and observations per lab hour",
+            # one record per spec: lab_hours.yaml -> dynamic-hours, lab_hours_heldout.yaml ->
+            # dynamic-hours-heldout (the held-out check beside the design record)
+            name="dynamic-hours" + spec.name.removeprefix("lab-hours"),
+            title="Dynamic experiments: lab hours to a good hit and observations per lab hour"
+                  + (", held-out reactors" if heldout else ""),
             description=(f"{spec.description} ({args.seeds} seed(s), {len(jobs)} cells), "
                          "steady fixed-3τ vs mode: dynamic through the campaign loop on the "
                          "simulated rig (benchmarks/dynamic_hours.py)."),
