@@ -443,8 +443,8 @@ class Shutdown:
         waited = 0.0
         temps: dict[str, float] = {}
         error = ""
+        self._watch_stopped_pumps(self._stopped_roles(flowing), waited)  # then each wait looks
         while True:
-            self._watch_stopped_pumps(self._stopped_roles(flowing), waited)
             try:
                 temps = {role: h.temperature_c() for role, h in rig.heaters.items()}
             except HardwareError as err:
@@ -454,13 +454,14 @@ class Shutdown:
             if max(temps.values()) < limit or waited >= self.cool_timeout_lab_s:
                 break
             why = self._wait_looking(60.0, "cool-down", flowing, since_lab_s=waited)
+            waited += 60.0
             if why and flowing is not None:
                 self._steps.append(ShutdownStep(
                     "solvent flows while the blocks cool", flowing.name, False, why,
                     f"the blocks cooled without solvent flowing: read the alarm of "
                     f"'{flowing.name}' before its next use"))
-                flowing = None
-            waited += 60.0
+                flowing = None  # the look that found it ended before the others: now them
+                self._watch_stopped_pumps(self._stopped_roles(flowing), waited)
         for role, h in rig.heaters.items():
             t = temps.get(role)
             ok = t is not None and t < limit
