@@ -208,14 +208,19 @@ def run_dynamic(job: Job, overrides: dict[str, Any] | None = None,
     finally:
         shutil.rmtree(root, ignore_errors=True)
     hit, marks = judge.hit, tuple(judge.marks)
-    observations, full = sum(m.observations for m in marks), sum(m.full_weight for m in marks)
     return Cell(_cell_id(job), "dynamic",
                 hit is not None and (lab_h is None or hit[1] <= lab_h),
-                None if hit is None else hit[1], None if hit is None else hit[0], len(marks),
-                clock_h, observations, time.perf_counter() - t0,
-                sum(m.ask_s for m in marks), full_weight=full, down_weighted=observations - full,
-                refused=sum(m.refused for m in marks), lab_h_budget=lab_h, stop_reason=stop,
-                progress=marks, rig_event_h=rig_h)
+                None if hit is None else hit[1], None if hit is None else hit[0],
+                lab_h=clock_h, wall_s=time.perf_counter() - t0, lab_h_budget=lab_h,
+                stop_reason=stop, rig_event_h=rig_h, **_tally(marks))
+
+
+def _tally(marks: tuple[TrialMark, ...]) -> dict[str, Any]:
+    """The :class:`Cell` fields that sum its trials (a whole run's, or a cut one's)."""
+    observations, full = sum(m.observations for m in marks), sum(m.full_weight for m in marks)
+    return {"trials": len(marks), "observations": observations, "full_weight": full,
+            "down_weighted": observations - full, "refused": sum(m.refused for m in marks),
+            "ask_s": sum(m.ask_s for m in marks), "progress": marks}
 
 
 def cell_record(cell: Cell) -> dict[str, Any]:
@@ -273,15 +278,11 @@ def stopped_at(cell: Cell, lab_h: float) -> Cell:
     if len(kept) == len(cell.progress) and len(rig_h) == len(cell.rig_event_h):
         hit = cell.lab_h_to_hit
         return replace(cell, found=hit is not None and hit <= lab_h, lab_h_budget=lab_h)
-    observations, full = sum(m.observations for m in kept), sum(m.full_weight for m in kept)
     last = kept[-1] if kept else TrialMark(0.0, 0, 0, 0, 0.0, 0.0, 0.0)
     return replace(
-        cell, found=False, lab_h_to_hit=None, trials_to_hit=None, trials=len(kept),
-        lab_h=stop_h, observations=observations, full_weight=full,
-        down_weighted=observations - full, refused=sum(m.refused for m in kept),
-        ask_s=sum(m.ask_s for m in kept), wall_s=last.wall_s, cpu_s=last.cpu_s,
-        lab_h_budget=lab_h, stop_reason=StopReason.MAX_LAB_HOURS.value, progress=kept,
-        rig_event_h=rig_h)
+        cell, found=False, lab_h_to_hit=None, trials_to_hit=None, lab_h=stop_h,
+        wall_s=last.wall_s, cpu_s=last.cpu_s, lab_h_budget=lab_h,
+        stop_reason=StopReason.MAX_LAB_HOURS.value, rig_event_h=rig_h, **_tally(kept))
 
 
 def stored_steady(job: Job, source: Path) -> Cell | None:
