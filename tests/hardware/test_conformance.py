@@ -192,6 +192,56 @@ def test_a_safe_mode_auto_alarm_is_never_taken_for_the_next_reply(wait_s: float)
         assert any(b"A?S" in e.received for e in line.log.since(0))
 
 
+def test_an_auto_alarm_arriving_while_stale_input_is_cleared_is_still_read() -> None:
+    """New Era manual, Safe mode: the unasked status packet is the only record of an alarm whose
+    acknowledging reply is then lost. Before a request the line's waiting input is read and
+    cleared; a packet that came in between the read and the clear was thrown away unread (seen
+    once in 240 rounds of benchmarks/soak_alarms.py on a loaded host: the stalled pump was found
+    idle, not stalled). Here pump 4 stalls exactly in that gap."""
+    bench = Bench()
+    bench.pumps["a"] = PumpModel(address=3, role="zinc")
+    bench.pumps["b"] = PumpModel(address=4, role="solvent")
+    emu = PumpChainEmulator("pumps", bench)  # type: ignore[arg-type]
+    emu.start()
+    line = Transport(emu.port, timeout_s=0.3, retries=2)
+    try:
+        a = NE1000Pump(line, "pump_a", address=3, safe_mode_s=5)
+        b = NE1000Pump(line, "pump_b", address=4, safe_mode_s=5)
+        for pump in (a, b):
+            pump.connect()
+            pump.set_rate_ml_min(1.0)
+            pump.start()
+        with bench.lock:
+            bench.pumps["a"].stall("S")
+        time.sleep(0.4)  # pump 3's packet waits on the line
+        port, read = line.serial, line.serial.read
+        hooked = {"done": False}
+
+        def read_then_stall_b(size: int = 1) -> bytes:
+            data = bytes(read(size))
+            if not hooked["done"]:  # the first read: the stale input before pump 3's query
+                hooked["done"] = True
+                with bench.lock:
+                    bench.pumps["b"].stall("S")
+                deadline = time.monotonic() + 2.0
+                while not port.in_waiting and time.monotonic() < deadline:
+                    time.sleep(0.005)
+                assert port.in_waiting, "pump 4's packet never came"
+            return data
+
+        port.read = read_then_stall_b  # type: ignore[method-assign]
+        try:
+            assert a.state().alarms == ("S",)
+        finally:
+            port.read = read  # type: ignore[method-assign]
+        emu.drop_next(1, acks_only=True)  # pump 4's acknowledging reply is lost
+        st = b.state()
+        assert (st.alarms, st.pumping) == (("S",), False)
+    finally:
+        line.close()
+        emu.stop()
+
+
 @pytest.mark.parametrize("wire", [b"600 4\r\n", b"600 4 \r\n", b"600 4\r", b"600 4\n",
                                   b"\n600 4\r\n"])
 def test_text_replies_read_with_either_line_ending(wire: bytes) -> None:
