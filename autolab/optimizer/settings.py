@@ -282,7 +282,13 @@ class BotorchSettings(BaseModel):
             point (the twin's brightest in-band point); ``"band_centre"``, the middle (medoid)
             of the prior's predicted band, chosen for the band only; ``"band_spread"``, that
             medoid and then ``prior_start_n - 1`` more predicted in-band points, maximin, before
-            the model starts. Needs a prior.
+            the model starts. Needs a prior. Screened with the twin prior (docs/benchmarks.md,
+            "The prior's first experiment chosen for the band"; design set, budget 30):
+            ``band_centre`` brought near members' good hit to 2.5 against 7 (first in band 2
+            against 3) but far members stayed +4.0 experiments against a cold start at the
+            paired median (11/16 good hits against 10/16 with ``best``, 14/16 cold), short of
+            the far goal, and it was not run held out; ``band_spread`` (n 3) put near members
+            in band at 5 against 3 and was stopped. So ``best`` stays.
         prior_start_n: How many start points ``prior_start: band_spread`` proposes.
     """
 
