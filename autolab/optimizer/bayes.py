@@ -2,8 +2,9 @@
 
 One :meth:`BotorchOptimizer.ask`:
 
-1. With a prior (``outcome_prior=``) and nothing told yet: the prior's own best point
-   (:func:`~autolab.optimizer.prior.prior_best`). Otherwise, while fewer than ``n_init``
+1. With a prior (``outcome_prior=``) and nothing told yet: the prior's start point (its own best
+   point by default; ``prior_start`` may choose for the band only, or spread several along it:
+   :mod:`~autolab.optimizer.prior_start`). Otherwise, while fewer than ``n_init``
    experiments are done or pending (reused successes count) or fewer than two succeeded (one
    with a prior), the next points of a seeded, scrambled, constraint-filtered Sobol sequence.
 2. Otherwise: map conditions to the unit cube, fit one GP per outcome on the successes (reused
@@ -75,11 +76,11 @@ from autolab.optimizer.prior import (
     OutcomePrior,
     PriorSurrogate,
     check_prior,
-    prior_best,
     stated_spread,
 )
 from autolab.optimizer.prior_guard import guard_models
 from autolab.optimizer.prior_outcomes import band_outcomes, prior_outcomes
+from autolab.optimizer.prior_start import prior_starts, start_count
 from autolab.optimizer.settings import BotorchSettings
 from autolab.optimizer.steps import checked_steps, step_history
 from autolab.optimizer.thompson import (
@@ -300,14 +301,23 @@ class BotorchOptimizer(BaseOptimizer):
         return out
 
     def _prior_first(self, n: int, pending: list[dict[str, float]]) -> NDArray[np.float64] | None:
-        """With a prior and nothing measured or running yet: the prior's best point, once.
+        """With a prior: its start points (``prior_start``), the k-th at the k-th experiment.
 
-        Later points (and the rest of a first batch) come from the model, whose prior mean
-        already carries what the prior knows.
+        Only before anything is reused and while the whole batch fits among the start points
+        (experiments told or running count); later points come from the model, whose prior
+        mean already carries what the prior knows.
         """
-        if self._prior is None or n != 1 or pending or self._observations or self._reused:
+        if self._prior is None or self._reused:
             return None
-        return prior_best(self._prior, self.space, self.objective, derive_seed(self.seed, 4))
+        n_started = len(self._observations) + len(pending)
+        rule, k = self.settings.prior_start, self.settings.prior_start_n
+        if n_started + n > start_count(rule, k):
+            return None
+        starts = prior_starts(self._prior, self.space, self.objective,
+                              derive_seed(self.seed, 4), rule=rule, n=k)
+        if starts is None or n_started + n > starts.shape[0]:
+            return None
+        return starts[n_started : n_started + n]
 
     def _in_initial_design(self, n_started: int) -> bool:
         """Whether the next point still comes from the Sobol design.

@@ -170,40 +170,6 @@ def stated_spread(prior: OutcomePrior) -> dict[str, float]:
     return {str(k): float(v) for k, v in spread.items()}
 
 
-#: Points at which the prior is read to choose the first experiment (:func:`prior_best`).
-PRIOR_SEARCH_POINTS = 4096
-
-
-def prior_best(prior: OutcomePrior, space: ParameterSpace, objective: ObjectiveSpec,
-               seed: int) -> NDArray[np.float64] | None:
-    """The first experiment of a campaign with a prior: the prior's own best point.
-
-    The prior is read on a seeded Sobol set of the space and the points are ranked by the
-    objective's rule (``ObjectiveSpec.rank_key``: in band first, then feasible, then score), as
-    if the prior's predictions were measurements. ``None`` when the prior does not predict every
-    outcome the objective reads (then the Sobol design starts the campaign).
-
-    Returns:
-        The unit-cube point, shape ``(1, d)``, or ``None``.
-    """
-    from autolab.optimizer.design import sobol_design  # noqa: PLC0415 (cycle-free import)
-
-    if not set(objective.outcome_names) <= set(prior.outcomes):
-        return None
-    u = sobol_design(space, seed, 0, PRIOR_SEARCH_POINTS)
-    values = prior(space.from_unit(u))
-    cols = {k: np.asarray(values[k], dtype=np.float64) for k in objective.outcome_names}
-    best, key = None, None
-    for i in range(u.shape[0]):
-        row = {k: float(cols[k][i]) for k in objective.outcome_names}
-        if not all(np.isfinite(v) for v in row.values()):
-            continue
-        k = objective.rank_key(row)
-        if key is None or k > key:
-            best, key = i, k
-    return None if best is None else u[best : best + 1]
-
-
 class PriorSurrogate:
     """Smooth, differentiable stand-in for a prior: one GP posterior mean per outcome.
 
