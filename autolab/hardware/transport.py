@@ -296,15 +296,15 @@ class Transport:
         Blindly resetting the input threw away a Safe-mode pump's auto-alarm packet: the only
         record of an alarm whose acknowledging reply is then lost. So is a reset after reading
         what waited: a packet that arrives between the read and the reset is gone unread. The
-        input is read until nothing waits instead; only a line that does not fall quiet within
-        one reply timeout (a babbling device: no record to keep) is reset.
+        input is read until nothing waits instead, and never reset; a line still babbling after
+        one reply timeout is left as it is, and what comes next is read by the reply's framer
+        (a bad frame is retried and drained to the listeners).
         """
         data = b""
         deadline = time.monotonic() + self.timeout_s
         while waiting := int(getattr(self.serial, "in_waiting", 0) or 0):
             data += bytes(self.serial.read(waiting))
             if time.monotonic() > deadline:
-                self.serial.reset_input_buffer()
                 break
         if data:
             self._record(device, time.time(), b"", data, t0=time.monotonic(),

@@ -213,7 +213,10 @@ def test_an_auto_alarm_arriving_while_stale_input_is_cleared_is_still_read() -> 
             pump.start()
         with bench.lock:
             bench.pumps["a"].stall("S")
-        time.sleep(0.4)  # pump 3's packet waits on the line
+        deadline = time.monotonic() + 2.0
+        while not line.serial.in_waiting and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert line.serial.in_waiting, "pump 3's packet never came"  # it waits on the line
         port, read = line.serial, line.serial.read
         hooked = {"done": False}
 
@@ -240,6 +243,36 @@ def test_an_auto_alarm_arriving_while_stale_input_is_cleared_is_still_read() -> 
     finally:
         line.close()
         emu.stop()
+
+
+def test_input_arriving_after_a_slow_read_of_stale_input_is_not_reset_away() -> None:
+    """The same gap on a slow host: the read of what waited before a request returns after more
+    than a reply timeout, and a packet came in meanwhile. It must reach the listeners, not be
+    reset away (a reset there lost it: the review of the fix above)."""
+    line = Transport("loop://", timeout_s=0.1)
+    heard: list[bytes] = []
+    line.stray_listeners.append(heard.append)
+    port, read = line.serial, line.serial.read
+    calls = {"n": 0}
+
+    def slow_read(size: int = 1) -> bytes:
+        data = bytes(read(size))
+        calls["n"] += 1
+        if calls["n"] == 1:
+            port.write(b"\x02second packet\x03")  # arrives while the host is busy
+            time.sleep(0.25)  # the host was busy: past the reply timeout
+        return data
+
+    try:
+        port.write(b"\x02first packet\x03")  # waits before the request
+        port.read = slow_read  # type: ignore[method-assign]
+        with line.lock:
+            line._discard_stale("pumps")  # the step before every request
+        port.read = read  # type: ignore[method-assign]
+        got = b"".join(heard) + bytes(read(int(port.in_waiting)))
+        assert b"\x02second packet\x03" in got
+    finally:
+        line.close()
 
 
 @pytest.mark.parametrize("wire", [b"600 4\r\n", b"600 4 \r\n", b"600 4\r", b"600 4\n",
