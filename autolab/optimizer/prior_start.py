@@ -19,8 +19,9 @@ measurements. The rules of :data:`START_RULES` choose from those points:
 
 A rule that finds no predicted in-band point falls back to ``best``. Each rule is a pure
 function of the prior, the space, the objective and the seed, and the k-th start point is
-proposed at the k-th experiment (experiments still running count), so a resumed campaign
-proposes exactly what the uninterrupted one would have.
+proposed at the k-th experiment (experiments still running count, and so do failed ones), so a
+resumed campaign proposes exactly what the uninterrupted one would have. A batch that does not
+fit among the remaining start points (``ask(2)`` with one left) comes from the model whole.
 
 Measured (docs/benchmarks.md, "The prior's first experiment chosen for the band"; twin prior,
 design set, budget 30): ``band_centre`` found near members' good hit at 2.5 against 7 with

@@ -370,7 +370,7 @@ class BotorchSettings(BaseModel):
         default_start_n = type(self).model_fields["prior_start_n"].default
         if self.prior_start != "band_spread" and self.prior_start_n != default_start_n:
             raise ValueError("prior_start_n counts the start points of prior_start "
-                             "'band_spread': set it or drop prior_start_n")
+                             "'band_spread': set prior_start: band_spread or drop prior_start_n")
         if self.prior_outcomes != "all" and self.prior == "none":
             raise ValueError(f"prior_outcomes {self.prior_outcomes!r} chooses the outcomes of a "
                              "prior: set prior (e.g. 'twin') or drop prior_outcomes")
