@@ -2,11 +2,11 @@
 
 One :meth:`BotorchOptimizer.ask`:
 
-1. With a prior (``outcome_prior=``) and nothing told yet: the prior's start point (its own best
-   point by default; ``prior_start`` may choose for the band only, or spread several along it:
-   :mod:`~autolab.optimizer.prior_start`). Otherwise, while fewer than ``n_init``
-   experiments are done or pending (reused successes count) or fewer than two succeeded (one
-   with a prior), the next points of a seeded, scrambled, constraint-filtered Sobol sequence.
+1. With a prior (``outcome_prior=``) and nothing told yet: the prior's start point (the middle of
+   its predicted band by default; ``prior_start`` may take its best point instead, or spread
+   several along the band: :mod:`~autolab.optimizer.prior_start`). Otherwise, while fewer than
+   ``n_init`` experiments are done or pending (reused successes count) or fewer than two succeeded
+   (one with a prior), the next points of a seeded, scrambled, constraint-filtered Sobol sequence.
 2. Otherwise: map conditions to the unit cube, fit one GP per outcome on the successes (reused
    data from earlier campaigns on the same reactor included; stated 1-sigma as known noise; the
    prior as a learned-weight mean) and (once something failed) a feasibility GP on all

@@ -278,17 +278,17 @@ class BotorchSettings(BaseModel):
             cells (cold 9/11), paired median +0.0 against both: no gain shown, so off.
         band_spread_n: How many proposals after the first in-band success spread.
         prior_start: How a campaign with a prior chooses its first experiments
-            (:mod:`~autolab.optimizer.prior_start`): ``"best"`` (default), the prior's best
-            point (the twin's brightest in-band point); ``"band_centre"``, the middle (medoid)
-            of the prior's predicted band, chosen for the band only; ``"band_spread"``, that
-            medoid and then ``prior_start_n - 1`` more predicted in-band points, maximin, before
-            the model starts. Needs a prior. Screened with the twin prior (docs/benchmarks.md,
-            "The prior's first experiment chosen for the band"; design set, budget 30):
-            ``band_centre`` brought near members' good hit to 2.5 against 7 (first in band 2
-            against 3) but far members stayed +4.0 experiments against a cold start at the
-            paired median (11/16 good hits against 10/16 with ``best``, 14/16 cold), short of
-            the far goal, and it was not run held out; ``band_spread`` (n 3) put near members
-            in band at 5 against 3 and was stopped. So ``best`` stays.
+            (:mod:`~autolab.optimizer.prior_start`): ``"band_centre"`` (default), the middle
+            (medoid) of the prior's predicted band, chosen for the band only; ``"best"``, the
+            prior's best point (the twin's brightest in-band point; the default until the
+            twelfth session); ``"band_spread"``, the medoid and then ``prior_start_n - 1`` more
+            predicted in-band points, maximin, before the model starts. A value other than the
+            default needs a prior. Measured with the twin prior (docs/benchmarks.md, "The
+            prior's first experiment chosen for the band"; budget 30, paired against
+            ``best``): design set, near good hit 2.5 against 7 and far +0.0 (11/16 good hits
+            against 10/16); held out (decided beforehand), near -1.0 and far -5.5 (6/8 good
+            hits each), far +1.0 against a cold start (design set +4.0). ``band_spread`` (n 3)
+            put near members in band at 5 against 3 and was stopped.
         prior_start_n: How many start points ``prior_start: band_spread`` proposes.
     """
 
@@ -310,7 +310,7 @@ class BotorchSettings(BaseModel):
     prior_outcomes: Literal["all", "band", "all_until_band", "band_until_band"] = "all"
     band_spread: Literal["off", "in_band", "guard_cold"] = "off"
     band_spread_n: int = Field(default=3, ge=1, le=MAX_N_INIT)
-    prior_start: Literal["best", "band_centre", "band_spread"] = "best"
+    prior_start: Literal["best", "band_centre", "band_spread"] = "band_centre"
     prior_start_n: int = Field(default=3, ge=1, le=MAX_N_INIT)
     band_weight: float = Field(default=1.0, gt=0.0, le=1.0)
     band_projection: bool = False
@@ -364,7 +364,8 @@ class BotorchSettings(BaseModel):
         if self.band_spread == "off" and self.band_spread_n != default_n:
             raise ValueError("band_spread_n counts the proposals band_spread spreads: set "
                              "band_spread ('in_band' or 'guard_cold') or drop band_spread_n")
-        if self.prior_start != "best" and self.prior == "none":
+        default_start = type(self).model_fields["prior_start"].default
+        if self.prior_start != default_start and self.prior == "none":
             raise ValueError(f"prior_start {self.prior_start!r} chooses the first experiments "
                              "from a prior: set prior (e.g. 'twin') or drop prior_start")
         default_start_n = type(self).model_fields["prior_start_n"].default

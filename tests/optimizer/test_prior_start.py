@@ -31,7 +31,7 @@ def _u_b(opt: BotorchOptimizer, x: dict[str, float]) -> float:
 def test_band_centre_chooses_the_middle_of_the_band_not_the_brightest_point() -> None:
     # peak_problem's band (550 +- 2 nm) runs across the whole b axis, its QY peaks at u_b = 0.7:
     # the best rule goes there, the centre rule to the band's middle
-    best, centre = _opt(), _opt(prior_start="band_centre")
+    best, centre = _opt(prior_start="best"), _opt()  # band_centre is the default
     [x_best], [x_centre] = best.ask(1), centre.ask(1)
     for x in (x_best, x_centre):
         assert target_objective().within_target(peak_problem(best.space, x))
@@ -84,8 +84,9 @@ def test_without_a_predicted_band_the_rules_fall_back_to_the_best_point() -> Non
 
 
 def test_prior_start_is_validated() -> None:
-    with pytest.raises(OptimizerError, match="prior_start 'band_centre' chooses the first"):
-        BotorchOptimizer(space_2d(), target_objective(), prior_start="band_centre")
+    with pytest.raises(OptimizerError, match="prior_start 'best' chooses the first"):
+        BotorchOptimizer(space_2d(), target_objective(), prior_start="best")
+    assert BotorchSettings().prior_start == "band_centre"  # the default needs no prior
     with pytest.raises(ConfigError, match=r"settings\.prior_start: Input should be 'best'"):
         parse_optimizer_settings("botorch", {"prior": "twin", "prior_start": "middle"})
     with pytest.raises(ConfigError, match="prior_start_n counts the start points"):
