@@ -209,7 +209,8 @@ class NE1000Pump:
 
         Raises:
             PumpAlarm: Any other alarm (if ``raise_alarm``).
-            HardwareError: No valid reply, or a command error (``?OOR`` ...).
+            DeviceRefused: A command error (``?OOR``, ``?NA``, ``?``): the pump answered.
+            HardwareError: No valid reply.
         """
         seen: set[str] = set()  # an auto-alarm and its acknowledging reply: one alarm
         for _ in range(RESET_REPLIES + 1):
@@ -230,9 +231,9 @@ class NE1000Pump:
                 if raise_alarm:
                     raise PumpAlarm(self.name, reply.alarm)
                 return reply
-            if reply.error is not None:
+            if reply.error is not None:  # the pump answered: it refuses, the line is fine
                 what = newera.ERRORS.get(reply.error, "unknown error code")
-                raise HardwareError(f"{self.name}: {command}{args} refused: "
+                raise DeviceRefused(f"{self.name}: {command}{args} refused: "
                                     f"?{reply.error} ({what}); reply {frame!r}")
             return reply
         raise HardwareError(f"{self.name}: pump keeps reporting power resets on {command}")
@@ -459,7 +460,7 @@ def _any_framer(ser: SerialLike) -> bytes:
 
 
 # ============================================================================= heaters
-class _IllegalFunction(HardwareError):
+class _IllegalFunction(DeviceRefused):
     """The controller answered Modbus exception 01: it does not implement the function."""
 
 
@@ -524,7 +525,7 @@ class Eurotherm3200:
                 except minimalmodbus.SlaveReportedException as err:
                     port.finish(f"{type(err).__name__}: {err}")
                     refused = (_IllegalFunction if "illegal function" in str(err).lower()
-                               else HardwareError)
+                               else DeviceRefused)
                     raise refused(f"{self.name}: controller at address {self.address} "
                                   f"refused {what}: Modbus exception "
                                   f"({type(err).__name__}: {err})") from err

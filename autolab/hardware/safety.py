@@ -10,9 +10,10 @@ watchdogs; (4) :class:`Shutdown`, the one sequence run on any trip, exception, s
   the core inlet, outlet to waste, stirrers on -> solvent flush -> heaters to standby while the
   solvent flows, until the blocks are cool -> solvent off, stirrers off;
 * hard (over-temperature, sensor break, loop break, communication loss with a heater, pump or
-  stirrer): cut heater outputs and stop every pump at once; flushing is a human decision. A
-  silent valve or light path trips soft: nothing is hotter or fuller for it, and the soft
-  sequence already skips the flush when a valve is not confirmed.
+  stirrer, or one that refuses the poll): cut heater outputs and stop every pump at once;
+  flushing is a human decision. A silent or refusing valve or light path trips soft: nothing is
+  hotter or fuller for it, and the soft sequence already skips the flush when a valve is not
+  confirmed.
 
 The supervisor also checks every pump against what the procedure commanded (state, alarms,
 rate, delivered volume: :mod:`autolab.hardware.delivery`), and every valve, light path and
@@ -40,6 +41,19 @@ from autolab.hardware.base import Pump, Watched
 from autolab.hardware.delivery import DeliveryMonitor, PumpFinding, wall_lab_min
 from autolab.hardware.fluidics import REAGENT_ROLES
 from autolab.hardware.rig import Rig
+from autolab.hardware.transport import DeviceRefused
+
+
+def _unreachable(err: HardwareError) -> str:
+    """The trip reason of a device the supervisor could not poll.
+
+    ``device_refused`` when the device answered with a well-framed error (a Modbus exception,
+    a pump's ``?NA``): the line works and the device itself says no, so a person looks at the
+    device (its mode, its configuration) rather than at cables and ports. ``comms_loss`` when
+    no valid reply came. Either trips the same way: a device that cannot be polled cannot be
+    trusted to hold what it was told.
+    """
+    return "device_refused" if isinstance(err, DeviceRefused) else "comms_loss"
 
 
 @dataclass(frozen=True)
@@ -48,7 +62,8 @@ class Trip:
 
     Attributes:
         reason: ``over_temperature``, ``sensor_break``, ``loop_break``, ``over_range``,
-            ``manual_mode``, ``pv_out_of_range``, ``comms_loss``, ``syringe_empty``,
+            ``manual_mode``, ``pv_out_of_range``, ``comms_loss`` (no valid reply),
+            ``device_refused`` (a well-framed error reply), ``syringe_empty``,
             ``exception``, ``signal``, or a pump finding of
             :class:`~autolab.hardware.delivery.DeliveryMonitor` (``pump_stall``,
             ``safe_mode_timeout``, ``pump_power_cycle``, ``pump_idle``, ``pump_rate`` ...).
@@ -625,7 +640,7 @@ class Supervisor:
             try:
                 finding = self.monitor.poll(role, check_rate=self.polls % RATE_CHECK_EVERY == 0)
             except HardwareError as err:
-                return self._fire("comms_loss", p.name, str(err), hard=True)
+                return self._fire(_unreachable(err), p.name, str(err), hard=True)
             if finding is not None and finding.trip:
                 return self._fire(finding.reason, p.name, finding.detail, hard=False)
             if self.monitor.is_running(role):
@@ -642,7 +657,7 @@ class Supervisor:
             try:
                 differs = dev.check()
             except HardwareError as err:  # soft: its sequence copes with an unconfirmed valve
-                return self._fire("comms_loss", dev.name, str(err), hard=False)
+                return self._fire(_unreachable(err), dev.name, str(err), hard=False)
             self._judge_watched(role, dev, differs)
         self.polls += 1
         return None
@@ -657,7 +672,7 @@ class Supervisor:
             fault = h.fault()
             pv = h.temperature_c()
         except HardwareError as err:
-            self._fire("comms_loss", h.name, str(err), hard=True)
+            self._fire(_unreachable(err), h.name, str(err), hard=True)
             return True
         self.last_pv_c[role] = pv
         if fault in HEATER_TRIPS:
@@ -723,7 +738,7 @@ class Supervisor:
                     continue
                 differs = s.check()
             except HardwareError as err:
-                self._fire("comms_loss", s.name, str(err), hard=True)
+                self._fire(_unreachable(err), s.name, str(err), hard=True)
                 return True
             self._judge_watched(role, s, differs, reason="stirrer")
         return False

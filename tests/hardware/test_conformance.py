@@ -99,12 +99,12 @@ def test_the_emulated_pump_follows_the_manual_on_rat(pump_line: Any) -> None:
     p = bench.pumps["p"]
     pump.set_rate_ml_min(0.5)
     pump.start()
-    with pytest.raises(HardwareError, match=r"\?NA"):
+    with pytest.raises(DeviceRefused, match=r"\?NA"):
         pump.command("RAT", "1.5MM")
     pump.command("RAT", "700")  # no units: the current ones
     assert (p.rate_units, p.rate_ml_min) == ("UM", pytest.approx(0.7))
     for bad in ("12345UM", "1.2345MM", "0.0001UM"):
-        with pytest.raises(HardwareError, match=r"\?OOR"):
+        with pytest.raises(DeviceRefused, match=r"\?OOR"):
             pump.command("RAT", bad)
 
 
@@ -122,12 +122,12 @@ def test_error_replies_are_refusals_never_retried(pump_line: Any) -> None:
     """New Era manual, command errors: ``?`` unknown, ``?NA`` not applicable (DIA while running)."""
     _, emu, pump = pump_line
     before = emu.requests
-    with pytest.raises(HardwareError, match=r"pump_x: XYZ refused: \?  ?\(command not recog"):
+    with pytest.raises(DeviceRefused, match=r"pump_x: XYZ refused: \?  ?\(command not recog"):
         pump.command("XYZ")
     assert emu.requests == before + 1
     pump.set_rate_ml_min(0.5)
     pump.start()
-    with pytest.raises(HardwareError, match=r"DIA10 refused: \?NA"):
+    with pytest.raises(DeviceRefused, match=r"DIA10 refused: \?NA"):
         pump.command("DIA", "10")
 
 
@@ -360,7 +360,7 @@ def test_modbus_exception_is_a_refusal_named_and_not_retried(modbus_bus: Any) ->
                                             r"register 5: Modbus exception"):
         heater._write(eu.WORKING_SP, 100.0)
     assert emu.requests == before + 1
-    with pytest.raises(HardwareError, match="refused read of register 999"):
+    with pytest.raises(DeviceRefused, match="refused read of register 999"):
         heater._read(999)
 
 
@@ -379,7 +379,7 @@ def test_busy_is_retried_and_a_device_failure_is_a_refusal(modbus_bus: Any) -> N
         heater.temperature_c()
     emu.exception_next = (1, eu.DEVICE_FAILURE)
     before = emu.requests
-    with pytest.raises(HardwareError, match=r"heater_core: .* refused read of the status word "
+    with pytest.raises(DeviceRefused, match=r"heater_core: .* refused read of the status word "
                                             r"\(register 75\): Modbus exception .*failure"):
         heater.status()
     assert emu.requests == before + 1
@@ -633,6 +633,26 @@ def _two_heaters(core_limits: dict[str, float] | None = None,
     finally:
         rig.close()
         emu.stop()
+
+
+@pytest.mark.parametrize(("fault", "reason"), [("exception", "device_refused"),
+                                                ("silent", "comms_loss")])
+def test_a_heater_that_cannot_be_polled_trips_hard_named_for_what_it_answered(
+        fault: str, reason: str) -> None:
+    """Modbus: an exception reply (04, slave device failure) is the controller saying no over a
+    working line; no reply at all is a lost line. Both trip hard (a controller that cannot be
+    polled may not hold its setpoint), but a person looks at different things: the controller's
+    mode and configuration, or the cable and the port. The trip says which."""
+    with _two_heaters() as (_, emu, rig):
+        if fault == "exception":
+            emu.exception_next = (1, eu.DEVICE_FAILURE)
+        else:
+            emu.no_reply = True
+        trips: list[Trip] = []
+        Supervisor(rig, trips.append).poll_once()  # heaters come first: nothing else is asked
+    assert [(t.reason, t.device, t.hard) for t in trips] == [(reason, "heater_core", True)]
+    expected = "Modbus exception" if fault == "exception" else "no valid Modbus reply"
+    assert expected in trips[0].detail
 
 
 def test_a_controller_in_manual_mode_is_refused_at_connect_and_trips_hard() -> None:
