@@ -9,7 +9,9 @@ optics without touching the executor.
 
 seabreeze facts used: ``Spectrometer.from_serial_number(sn)``, ``integration_time_micros(us)``,
 ``wavelengths()``, ``intensities(correct_dark_counts, correct_nonlinearity)``,
-``max_intensity``, ``integration_time_micros_limits``. The detector free-runs and buffers: the
+``max_intensity``, ``integration_time_micros_limits``, ``trigger_mode(mode)`` (0: normal, the
+detector free-runs; set at connect, since a detector left in an external-trigger mode by another
+program waits for a trigger that never comes). The detector free-runs and buffers: the
 spectrum a call returns was exposed before the call (luxpy's Ocean Optics notes, for an
 integration-time change). So :meth:`SeabreezeSpectrometer.acquire` reads one spectrum and
 discards it before the one it returns, *after* the light path was set: the discard used to come
@@ -106,6 +108,10 @@ def light_shortfall(frame: NDArray[np.float64], dark: NDArray[np.float64],
             f"{LIGHT_MIN_SIGMAS * sigma:.0f} expected)")
 
 
+#: seabreeze trigger mode 0, "normal": the detector free-runs (python-seabreeze ``trigger_mode``).
+NORMAL_TRIGGER = 0
+
+
 @runtime_checkable
 class LightPath(Protocol):
     """Light source (``ABS``/``EXC``/``OFF``), shutter and cell (``SAMPLE``/``DYE``) control."""
@@ -185,7 +191,12 @@ class SeabreezeSpectrometer:
                                 f"{type(err).__name__}: {err}") from err
 
     def connect(self) -> None:
-        """Take one frame with the corrections the devices file asks for.
+        """Set the normal trigger mode, then take one frame with the corrections asked for.
+
+        The trigger mode is the detector's own state and outlives a program: one left in an
+        external-trigger mode (another program, a synchronised set-up) holds every
+        ``intensities`` call until a trigger arrives, and the discard-one-frame rule of
+        :meth:`acquire` assumes a free-running detector. Mode 0 is normal on Ocean detectors.
 
         python-seabreeze's documentation: ``correct_nonlinearity`` raises a ``SeaBreezeError`` on a
         detector without stored coefficients. Found at the first frame of a campaign, that is a
@@ -202,6 +213,7 @@ class SeabreezeSpectrometer:
         def frame(correct: bool) -> None:
             self._call("intensities", correct_dark_counts=False, correct_nonlinearity=correct)
 
+        self._call("trigger_mode", NORMAL_TRIGGER)
         try:
             frame(self._nonlinearity)
         except HardwareError:

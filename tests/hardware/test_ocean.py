@@ -35,6 +35,8 @@ class FakeOcean:
         self.unplugged = False
         #: The detector has no stored nonlinearity coefficients (seabreeze then raises).
         self.has_nonlinearity = True
+        #: Trigger mode, the detector's own state (0 normal; others wait for a trigger).
+        self.trigger = 0
 
     def _usb(self) -> None:
         if self.unplugged:
@@ -55,9 +57,16 @@ class FakeOcean:
         self.calls.append(("int", us))
         self._pending = us
 
+    def trigger_mode(self, mode: int) -> None:
+        self._usb()
+        self.calls.append(("trigger", mode))
+        self.trigger = mode
+
     def intensities(self, correct_dark_counts: bool = False,
                     correct_nonlinearity: bool = False) -> np.ndarray:
         self._usb()
+        if self.trigger != 0:  # an external trigger that never comes: the USB read times out
+            raise SeaBreezeError("Timeout: no spectrum (waiting for an external trigger)")
         if correct_nonlinearity and not self.has_nonlinearity:
             raise SeaBreezeError("This device does not support nonlinearity correction")
         exposed, self._us = self._us, self._pending  # the frame in the FIFO used the old time
@@ -96,6 +105,17 @@ def test_fits_the_spectrometer_capability_and_delegates_the_light_path() -> None
     assert spec.wavelengths_nm.shape == (2048,)
     assert spec.saturation_counts == 65535.0
     assert "FLMS12345" in spec.ping()
+
+
+def test_connect_puts_a_detector_left_waiting_for_a_trigger_back_to_free_running() -> None:
+    """python-seabreeze ``trigger_mode``: the mode is the detector's state, kept from whatever
+    program used it last; in an external-trigger mode no frame comes without a trigger."""
+    dev = FakeOcean()
+    dev.trigger = 3  # external synchronisation, left by another program
+    spec = SeabreezeSpectrometer(dev, Light(), excitation_nm=405.0)
+    spec.connect()
+    assert dev.calls[0] == ("trigger", 0)  # before the first frame
+    assert spec.acquire()[0] == pytest.approx(100.0)
 
 
 def test_limits_and_settings_are_checked() -> None:
