@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from mlflow import MlflowClient
 
-from autolab.campaign import JOURNAL_NAME, Campaign, make_executors
+from autolab.campaign import JOURNAL_NAME, Campaign, CampaignResult, make_executors
 from autolab.config import parse_campaign
 from autolab.exceptions import ConfigError
 from autolab.optimizer import Optimizer
@@ -59,11 +59,23 @@ class _Recording:
         self.inner.tell(conditions, outcomes)
 
 
-def test_k_reactors_run_asynchronously_in_lab_time_order(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def seven(tmp_path_factory: pytest.TempPathFactory) -> tuple[CampaignResult, _Recording]:
+    """The default 3-reactor campaign (7 Sobol experiments), run once, its asks recorded.
+
+    Read only: the lab-time test reads its asks and journal, the resume test compares with its
+    trials and reactors. Each ran the same campaign before, 7 experiments twice.
+    """
     cfg = _parallel()
-    inner = SobolOptimizer(cfg.space.build(), cfg.objective, seed=cfg.seed)
-    recording = _Recording(inner)
-    result = Campaign.create(cfg, tmp_path, optimizer=recording).run()  # type: ignore[arg-type]
+    recording = _Recording(SobolOptimizer(cfg.space.build(), cfg.objective, seed=cfg.seed))
+    result = Campaign.create(cfg, tmp_path_factory.mktemp("seven"),
+                             optimizer=recording).run()  # type: ignore[arg-type]
+    return result, recording
+
+
+def test_k_reactors_run_asynchronously_in_lab_time_order(
+        seven: tuple[CampaignResult, _Recording]) -> None:
+    result, recording = seven
     state = Journal.read(result.run_dir / JOURNAL_NAME)
 
     assert len(result.trials) == 7
@@ -109,9 +121,9 @@ def test_a_freed_reactor_is_told_its_result_and_proposed_for_with_the_others_pen
 
 
 def test_resume_with_experiments_in_flight_matches_the_uninterrupted_campaign(
-        tmp_path: Path) -> None:
+        tmp_path: Path, seven: tuple[CampaignResult, _Recording]) -> None:
     cfg = _parallel()
-    reference = Campaign.create(cfg, tmp_path / "ref").run().trials
+    reference = seven[0].trials
     campaign = Campaign.create(cfg, tmp_path / "crashed")
     run_dir = campaign.run_dir
     campaign.step()  # starts 3, delivers 1: two in flight when the process "dies"
@@ -128,7 +140,7 @@ def test_resume_with_experiments_in_flight_matches_the_uninterrupted_campaign(
     rerun = {t.conditions["t_core_c"] for t in final.interrupted}
     assert rerun <= {t.conditions["t_core_c"] for t in final.trials}
     _assert_same_trials(final.trials, reference)
-    ref = Journal.read(next((tmp_path / "ref").iterdir()) / JOURNAL_NAME)
+    ref = Journal.read(seven[0].run_dir / JOURNAL_NAME)
     assert ([final.extras[t.index]["reactor"] for t in final.trials]
             == [ref.extras[t.index]["reactor"] for t in ref.trials])
 

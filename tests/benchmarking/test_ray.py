@@ -63,9 +63,19 @@ def spec_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def pool_result(spec_path: Path) -> dict[str, Any]:
+    """The cells on a 2-process pool: the reference every Ray run must reproduce.
+
+    The command runs in this process (its pool workers are spawned processes, as from a fresh
+    ``autolab benchmark``): a process of its own only added ~6 s of imports to the reference.
+    """
+    from typer.testing import CliRunner
+
+    from autolab.benchmarking.cli import app
+
     out = spec_path.parent / "pool"
-    done = _cli(spec_path, "--workers", "2", "--out", str(out))
-    assert done.returncode == 0, done.stderr
+    done = CliRunner().invoke(app, [str(spec_path), "--workers", "2", "--out", str(out),
+                                    "--no-tracking"])
+    assert done.exit_code == 0, done.output
     return dict(json.loads((out / "results.json").read_text()))
 
 
