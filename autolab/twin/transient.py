@@ -26,6 +26,7 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
+from types import MappingProxyType
 from typing import Any, Literal, Protocol
 
 import numpy as np
@@ -664,6 +665,8 @@ class TransientCascade:
                                                       d.n_pixels)
         self._memo: tuple[CascadeState, OutletProduct] | None = None
         self._fixed: dict[tuple[object, ...], _TankRates] = {}
+        self._layouts: dict[TankInputs, Layout] = {}
+        self._born: dict[tuple[Conditions, bytes], Mapping[str, float]] = {}
 
     # -------------------------------------------------------------------------- state
     def initial(self) -> CascadeState:
@@ -684,8 +687,31 @@ class TransientCascade:
                              "(another reactor or class width)")
 
     # -------------------------------------------------------------------------- physics
-    def _births(self, feed: Conditions, temps_c: FloatArray) -> dict[str, float]:
-        """What an element entering now is born with (per unit product)."""
+    def _layout(self, inputs: TankInputs) -> Layout:
+        """``inputs.layout`` at any realized temperature, cached per inputs (steps repeat them).
+
+        The cached layouts' arrays are only read (rates, transport), never written.
+        """
+        hit = self._layouts.get(inputs)
+        if hit is None:
+            hit = inputs.layout(self.config, in_range=False)
+            if len(self._layouts) >= 256:
+                self._layouts.clear()
+            self._layouts[inputs] = hit
+        return hit
+
+    def _births(self, feed: Conditions, temps_c: FloatArray) -> Mapping[str, float]:
+        """What an element entering now is born with (per unit product; cached per feed)."""
+        key = (feed, temps_c[:1].tobytes())
+        hit = self._born.get(key)
+        if hit is None:
+            hit = MappingProxyType(self._birth_values(feed, temps_c))
+            if len(self._born) >= 256:
+                self._born.clear()
+            self._born[key] = hit
+        return hit
+
+    def _birth_values(self, feed: Conditions, temps_c: FloatArray) -> dict[str, float]:
         chem = self.config.chemistry
         c = ConditionArrays.from_conditions([feed])
         t1 = temps_c[:1]
@@ -762,7 +788,7 @@ class TransientCascade:
         self._check(state)
         _check_dt(dt_min)
         # realized temperatures are physics: a feed into tanks still heating runs (slowly)
-        lay = inputs.layout(self.config, in_range=False)
+        lay = self._layout(inputs)
         if lay.n_core + len(lay.temps_c) - lay.n_core != self.n_tanks:
             raise ConditionsError("t_tank_c", len(lay.temps_c), f"{self.n_tanks} tanks")
         fields = {k: np.array(v, dtype=np.float64) for k, v in state.fields.items()}
@@ -774,7 +800,8 @@ class TransientCascade:
                 self._substep(fields, lay, births, dt)
         return CascadeState(self.kind, state.t_min + dt_min, fields=fields)
 
-    def _substep(self, f: dict[str, FloatArray], lay: Layout, births: dict[str, float] | None,
+    def _substep(self, f: dict[str, FloatArray], lay: Layout,
+                 births: Mapping[str, float] | None,
                  dt: float) -> None:
         """One exact sub-step in place, then the core-age classes move on when due."""
         if lay.flowing or f["bins"][0].any():
@@ -792,7 +819,7 @@ class TransientCascade:
 
     def _advance(self, f: dict[str, FloatArray], props: tuple[FloatArray, FloatArray,
                                                               FloatArray],
-                 births: dict[str, float] | None, inlet: float) -> None:
+                 births: Mapping[str, float] | None, inlet: float) -> None:
         """Apply one sub-step's propagators ``(Φ, Ψ, decays)`` to every field, in place."""
         phi, psi, dec = props
         n = self.n_tanks

@@ -64,3 +64,23 @@ def test_rates_from_the_layout_cache_equal_a_fresh_derivation() -> None:
             * arrhenius(1.0, chem.ea_conv_kj_mol, t, chem.t_ref_core_c)
         assert decays[0] == _key(k, 6)
     assert len(cascade._fixed) == 1
+
+
+def test_cached_layouts_and_births_step_like_fresh_ones() -> None:
+    """A cascade whose layout and birth caches are emptied before every step steps the same."""
+    warm, cold = TransientCascade(CFG), TransientCascade(CFG)
+    feeds = [TankInputs.feeding(Conditions(200, 10, 280, 12, 3, 2)),
+             TankInputs.feeding(Conditions(230, 6, 300, 9, 1.5, 1.2)),
+             TankInputs.solvent(5.0, t_tank_c=(200.0,) * 7),
+             TankInputs.no_flow(t_tank_c=(150.0,) * 7)]
+    a = b = warm.initial()
+    for i in range(40):
+        inputs = feeds[(i // 6) % len(feeds)]
+        a = warm.step(a, inputs, 0.7)
+        cold._layouts.clear()
+        cold._born.clear()
+        cold._fixed.clear()
+        b = cold.step(b, inputs, 0.7)
+    assert all(a.fields[k].tobytes() == b.fields[k].tobytes() for k in a.fields)
+    assert len(warm._layouts) == len(feeds)
+    assert len(warm._born) == 2
