@@ -8,7 +8,9 @@ floating-point operations in the same order as SciPy 1.17's code (``savgol_coeff
 loop of ``ndimage``'s ``correlate1d`` with its symmetric and antisymmetric kernels, and its
 ``uniform_filter1d`` running sum), so every feature, stored golden value and resumed journal
 reads the same to the last bit. ``tests/analysis/test_filters.py`` checks them against SciPy on
-generated inputs; the rest of SciPy's modes and options are not offered here.
+generated inputs (a NaN result is a NaN in both, its sign and payload bits aside: where NaN and
+inf pixels meet, which operand's NaN the hardware returns may differ; the analyzer zeroes invalid
+pixels before these filters). The rest of SciPy's modes and options are not offered here.
 """
 
 from __future__ import annotations
