@@ -39,7 +39,7 @@ def _same(a: np.ndarray, b: np.ndarray) -> bool:
     return bool(np.array_equal(nan_a, nan_b)) and a[~nan_a].tobytes() == b[~nan_b].tobytes()
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(half=st.integers(0, 25), polyorder=st.integers(0, 5), deriv=st.integers(0, 4),
        delta=st.floats(0.05, 5.0), use=st.sampled_from(["conv", "dot"]))
 def test_savgol_coeffs_equal_scipy(half: int, polyorder: int, deriv: int, delta: float,
@@ -53,7 +53,7 @@ def test_savgol_coeffs_equal_scipy(half: int, polyorder: int, deriv: int, delta:
     assert _same(ours, scipy_savgol_coeffs(window, polyorder, deriv=deriv, delta=delta, use=use))
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(x=_rows, half=st.integers(2, 25), deriv=st.integers(0, 3), delta=st.floats(0.1, 2.0))
 def test_savgol_convolution_equals_scipy(x: np.ndarray, half: int, deriv: int,
                                          delta: float) -> None:
@@ -66,14 +66,14 @@ def test_savgol_convolution_equals_scipy(x: np.ndarray, half: int, deriv: int,
                                      mode="nearest"))
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(x=_rows, kernel=hnp.arrays(np.float64, st.integers(0, 8).map(lambda h: 2 * h + 1),
                                   elements=st.floats(-10, 10)))
 def test_any_odd_kernel_convolves_like_scipy(x: np.ndarray, kernel: np.ndarray) -> None:
     assert _same(convolve_nearest(x, kernel), convolve1d(x, kernel, axis=1, mode="nearest"))
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(x=_rows, size=st.integers(1, 80))
 def test_running_mean_equals_scipy(x: np.ndarray, size: int) -> None:
     assert _same(running_mean_nearest(x, size), uniform_filter1d(x, size, axis=1,
