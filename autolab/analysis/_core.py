@@ -14,6 +14,7 @@ shapes the user sees.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -183,15 +184,27 @@ class Grid:
 
     @classmethod
     def make(cls, wl: FloatArray, bin_nm: float) -> Grid:
-        """Grid for ``wl`` with bins of about ``bin_nm`` (at least 1 pixel, at least 16 bins)."""
+        """Grid for ``wl`` with bins of about ``bin_nm`` (at least 1 pixel, at least 16 bins).
+
+        Cached per pixel grid (a rig's detector never changes, and every steady-state verdict
+        and analysis asked again); the cached grid holds read-only copies.
+        """
+        w = np.asarray(wl, dtype=np.float64)
+        return _grid(w.tobytes(), w.shape, float(bin_nm))
+
+    @classmethod
+    def _build(cls, wl: FloatArray, bin_nm: float) -> Grid:
         dl = np.gradient(wl)
         b = int(np.clip(round(bin_nm / float(np.median(dl))), 1, max(1, wl.size // 16)))
         m = wl.size // b
         wl_b = wl[: m * b].reshape(m, b).mean(axis=1)
         width_b = dl[: m * b].reshape(m, b).sum(axis=1)
         energy_width_b = width_b * HC_EV_NM / wl_b**2
-        return cls(wl=wl, energy=HC_EV_NM / wl, dl=dl, b=b, wl_b=wl_b, width_b=width_b,
+        grid = cls(wl=wl, energy=HC_EV_NM / wl, dl=dl, b=b, wl_b=wl_b, width_b=width_b,
                    energy_width_b=energy_width_b)
+        for a in (grid.energy, grid.dl, grid.wl_b, grid.width_b, grid.energy_width_b):
+            a.setflags(write=False)
+        return grid
 
     @property
     def n_pixels(self) -> int:
@@ -226,6 +239,11 @@ class Grid:
             out += v[:, k::b]
         out *= 1.0 / b
         return out
+
+
+@lru_cache(maxsize=16)
+def _grid(wl_bytes: bytes, shape: tuple[int, ...], bin_nm: float) -> Grid:
+    return Grid._build(np.frombuffer(wl_bytes, dtype=np.float64).reshape(shape), bin_nm)
 
 
 def gather(arr: FloatArray, idx: IntArray) -> FloatArray:

@@ -352,7 +352,16 @@ def _realizer(setpoint: Conditions, realized: Conditions, config: TwinConfig) ->
              for n in ("tau_core_min", "tau_shell_min", "cl_to_i", "s_to_zn", "p_to_in")
              if math.isfinite(getattr(setpoint, n))}
 
+    # the rig asks again on every step of the tanks while the same pumps and blocks run
+    memo: dict[Conditions, Conditions] = {}
+
     def realize(c: Conditions) -> Conditions:
-        return replace(shift_temperatures(c, dt_core, dt_shell, config),
-                       **{n: getattr(c, n) * f for n, f in scale.items()})
+        hit = memo.get(c)
+        if hit is None:
+            hit = replace(shift_temperatures(c, dt_core, dt_shell, config),
+                          **{n: getattr(c, n) * f for n, f in scale.items()})
+            if len(memo) >= 1024:
+                memo.clear()
+            memo[c] = hit
+        return hit
     return realize

@@ -126,6 +126,33 @@ def homogeneous_sigma_ev(e_ev: FloatArray, optics: OpticsParams) -> FloatArray:
     return np.asarray(fwhm * 1e-3 / FWHM_PER_SIGMA, dtype=np.float64)
 
 
+#: Most elements of one ``(rows, nodes, pixels)`` block of a line-shape sum (8 MB of float64).
+_BLOCK_ELEMENTS = 1 << 20
+
+
+def _row_blocks(n: int, nodes: int, pixels: int) -> list[slice]:
+    """Row slices whose ``(rows, nodes, pixels)`` blocks stay within :data:`_BLOCK_ELEMENTS`.
+
+    The line shapes of every size node of a row are evaluated in one array operation (per node
+    they were ~15 small numpy calls, most of a single spectrum's cost); large batches go in
+    blocks of rows so the memory stays bounded.
+    """
+    step = max(1, _BLOCK_ELEMENTS // max(1, nodes * pixels))
+    return [slice(i, min(n, i + step)) for i in range(0, n, step)]
+
+
+def _rows_of(x: FloatArray, rows: slice) -> FloatArray:
+    """The rows of a per-row grid ``(n, G)``; a shared grid ``(1, G)`` as it is."""
+    return x if x.shape[0] == 1 else x[rows]
+
+
+def _add_nodes(out: FloatArray, w: FloatArray, lines: FloatArray) -> None:
+    """``out += Σ_k w[k]·lines[:, k]`` in place, node after node (the order of the sum)."""
+    weighted = w[None, :, None] * lines
+    for k in range(weighted.shape[1]):
+        out += weighted[:, k]
+
+
 def _gauss(x: FloatArray, mu: FloatArray, sigma: FloatArray) -> FloatArray:
     return np.asarray(np.exp(-0.5 * ((x - mu) / sigma) ** 2) / (sigma * np.sqrt(2.0 * np.pi)),
                       dtype=np.float64)
@@ -156,8 +183,9 @@ def emission_per_nm(wl_nm: FloatArray, core: CoreState, shell: ShellState,
                   + sig_k ** 2)
     n = e_pl.shape[0]
     band = np.zeros((n, e.shape[1]))
-    for k in range(e_pl.shape[1]):
-        band += w[k] * _gauss(e, e_pl[:, k:k + 1], sig[:, k:k + 1])
+    for rows in _row_blocks(n, e_pl.shape[1], e.shape[1]):
+        lines = _gauss(_rows_of(e, rows)[:, None, :], e_pl[rows, :, None], sig[rows, :, None])
+        _add_nodes(band[rows], w, lines)
     e_mean = e_pl @ w
     trap = _gauss(e, (e_mean - chem.trap_offset_ev)[:, None],
                   np.full((n, 1), chem.trap_sigma_ev))
@@ -190,15 +218,16 @@ def absorbance_shape(wl_nm: FloatArray, core: CoreState, shell: ShellState,
     sig = np.sqrt(homogeneous_sigma_ev(e_abs, optics) ** 2 + shell.sigma_extra_ev[:, None] ** 2
                   + sig_k ** 2)
     out = np.zeros((e_abs.shape[0], e.shape[1]))
-    for k in range(e_abs.shape[1]):
-        mu = e_abs[:, k:k + 1]
-        s = sig[:, k:k + 1]
-        peak1 = np.exp(-0.5 * ((e - mu) / s) ** 2)
+    for rows in _row_blocks(e_abs.shape[0], e_abs.shape[1], e.shape[1]):
+        mu = e_abs[rows, :, None]
+        s = sig[rows, :, None]
+        d = _rows_of(e, rows)[:, None, :] - mu
+        peak1 = np.exp(-0.5 * (d / s) ** 2)
         peak2 = optics.second_rel * np.exp(
-            -0.5 * ((e - mu - optics.second_transition_ev) / (1.5 * s)) ** 2)
+            -0.5 * ((d - optics.second_transition_ev) / (1.5 * s)) ** 2)
         cont = optics.continuum_rel / (1.0 + np.exp(
-            -(e - mu - optics.continuum_onset_ev) / optics.continuum_width_ev))
-        out += w[k] * (peak1 + peak2 + cont)
+            -(d - optics.continuum_onset_ev) / optics.continuum_width_ev))
+        _add_nodes(out[rows], w, peak1 + peak2 + cont)
     scatter = optics.scatter_rel * (400.0 / wl2) ** 4
     return np.asarray(out + scatter, dtype=np.float64)
 

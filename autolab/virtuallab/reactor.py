@@ -213,21 +213,24 @@ class HeaterModel:
         target = self.remote_sp_c if self.remote and not self.remote_failed else self.local_sp_c
         steps = max(1, min(200, math.ceil(dt_min / 0.1)))
         h = dt_min / steps
+        # what every sub-step shares, computed once (the same values: a poll of a heating
+        # block on the simulated rig's clock runs up to 200 sub-steps)
+        ramp, max_ramp = self.ramp_c_per_min > 0, self.ramp_c_per_min * h
+        relax = 1 - math.exp(-h / self.lag_min)
+        max_heat, max_cool = self.max_heat_c_per_min * h, -self.max_cool_c_per_min * h
+        fixed_goal = self.ambient_c if self.op_hi_pct <= 0 else 500.0 if self.runaway else None
+        sp, pv = self.working_sp_c, self.pv_c
         for _ in range(steps):
-            if self.ramp_c_per_min > 0:
-                d = target - self.working_sp_c
-                self.working_sp_c += math.copysign(min(abs(d), self.ramp_c_per_min * h), d)
+            if ramp:
+                d = target - sp
+                sp += math.copysign(min(abs(d), max_ramp), d)
             else:
-                self.working_sp_c = target
-            goal = self.pv_c if self.manual else self.working_sp_c
-            if self.op_hi_pct <= 0:
-                goal = self.ambient_c
-            elif self.runaway:
-                goal = 500.0
-            dv = (goal - self.pv_c) * (1 - math.exp(-h / self.lag_min))
-            dv = min(dv, self.max_heat_c_per_min * h) if dv > 0 else max(
-                dv, -self.max_cool_c_per_min * h)
-            self.pv_c += dv
+                sp = target
+            goal = fixed_goal if fixed_goal is not None else pv if self.manual else sp
+            dv = (goal - pv) * relax
+            dv = min(dv, max_heat) if dv > 0 else max(dv, max_cool)
+            pv += dv
+        self.working_sp_c, self.pv_c = sp, pv
 
 
 class VirtualReactor:
