@@ -28,14 +28,21 @@ def _states(rng: np.random.Generator, n: int) -> tuple[CoreState, ShellState]:
     return core, shell
 
 
+def _nodes(wl: np.ndarray, core: CoreState, shell: ShellState, chem: ChemistryParams,
+           opt: OpticsParams, *, emission: bool) -> tuple[np.ndarray, ...]:
+    """Grid (2-D), photon energies, the nodes' centres, widths and weights (as optics has them)."""
+    wl2 = wl if wl.ndim == 2 else wl[None, :]
+    e_abs, e_pl, sig_k, w = optics.kernel_nodes(core, shell, chem, opt)
+    centre = e_pl if emission else e_abs
+    sig = np.sqrt(optics.homogeneous_sigma_ev(centre, opt) ** 2
+                  + shell.sigma_extra_ev[:, None] ** 2 + sig_k ** 2)
+    return wl2, optics.HC_EV_NM / wl2, centre, sig, w
+
+
 def _absorbance_per_node(wl: np.ndarray, core: CoreState, shell: ShellState,
                          chem: ChemistryParams, opt: OpticsParams) -> np.ndarray:
     """The line-shape sum one size node at a time (the form before the fast path)."""
-    wl2 = wl if wl.ndim == 2 else wl[None, :]
-    e = optics.HC_EV_NM / wl2
-    e_abs, _, sig_k, w = optics.kernel_nodes(core, shell, chem, opt)
-    sig = np.sqrt(optics.homogeneous_sigma_ev(e_abs, opt) ** 2
-                  + shell.sigma_extra_ev[:, None] ** 2 + sig_k ** 2)
+    wl2, e, e_abs, sig, w = _nodes(wl, core, shell, chem, opt, emission=False)
     out = np.zeros((e_abs.shape[0], e.shape[1]))
     for k in range(e_abs.shape[1]):
         mu, s = e_abs[:, k:k + 1], sig[:, k:k + 1]
@@ -50,11 +57,7 @@ def _absorbance_per_node(wl: np.ndarray, core: CoreState, shell: ShellState,
 
 def _emission_per_node(wl: np.ndarray, core: CoreState, shell: ShellState,
                        chem: ChemistryParams, opt: OpticsParams) -> np.ndarray:
-    wl2 = wl if wl.ndim == 2 else wl[None, :]
-    e = optics.HC_EV_NM / wl2
-    _, e_pl, sig_k, w = optics.kernel_nodes(core, shell, chem, opt)
-    sig = np.sqrt(optics.homogeneous_sigma_ev(e_pl, opt) ** 2
-                  + shell.sigma_extra_ev[:, None] ** 2 + sig_k ** 2)
+    wl2, e, e_pl, sig, w = _nodes(wl, core, shell, chem, opt, emission=True)
     band = np.zeros((e_pl.shape[0], e.shape[1]))
     for k in range(e_pl.shape[1]):
         band += w[k] * optics._gauss(e, e_pl[:, k:k + 1], sig[:, k:k + 1])
