@@ -15,6 +15,7 @@ bit-identically to the one that never stopped.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import replace
 from typing import Any
@@ -352,16 +353,9 @@ def _realizer(setpoint: Conditions, realized: Conditions, config: TwinConfig) ->
              for n in ("tau_core_min", "tau_shell_min", "cl_to_i", "s_to_zn", "p_to_in")
              if math.isfinite(getattr(setpoint, n))}
 
-    # the rig asks again on every step of the tanks while the same pumps and blocks run
-    memo: dict[Conditions, Conditions] = {}
-
+    # memoized: the rig asks again on every step of the tanks while the same pumps and blocks run
+    @functools.lru_cache(maxsize=1024)
     def realize(c: Conditions) -> Conditions:
-        hit = memo.get(c)
-        if hit is None:
-            hit = replace(shift_temperatures(c, dt_core, dt_shell, config),
-                          **{n: getattr(c, n) * f for n, f in scale.items()})
-            if len(memo) >= 1024:
-                memo.clear()
-            memo[c] = hit
-        return hit
+        return replace(shift_temperatures(c, dt_core, dt_shell, config),
+                       **{n: getattr(c, n) * f for n, f in scale.items()})
     return realize

@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from types import MappingProxyType
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -344,6 +344,28 @@ def _key(values: FloatArray | tuple[float, ...], digits: int = 9) -> tuple[float
     vals = values.tolist() if isinstance(values, np.ndarray) else list(values)
     text = " ".join([f"%.{digits}g"] * len(vals)) % tuple(vals)
     return tuple(map(float, text.split()))
+
+
+_K = TypeVar("_K")
+_V = TypeVar("_V")
+
+#: Entries a cascade's per-instance memos keep before they start afresh.
+MEMO_LIMIT = 256
+
+
+def _memo(cache: dict[_K, _V], key: _K, build: Callable[[], _V]) -> _V:
+    """``cache[key]``, built once; the cache is emptied when it reaches :data:`MEMO_LIMIT`.
+
+    The cascade's memos depend on its own config, so they live on the instance (an
+    ``lru_cache`` on a method would key on, and keep, every instance).
+    """
+    hit = cache.get(key)
+    if hit is None:
+        hit = build()
+        if len(cache) >= MEMO_LIMIT:
+            cache.clear()
+        cache[key] = hit
+    return hit
 
 
 def _check_dt(dt_min: float) -> None:
@@ -692,24 +714,12 @@ class TransientCascade:
 
         The cached layouts' arrays are only read (rates, transport), never written.
         """
-        hit = self._layouts.get(inputs)
-        if hit is None:
-            hit = inputs.layout(self.config, in_range=False)
-            if len(self._layouts) >= 256:
-                self._layouts.clear()
-            self._layouts[inputs] = hit
-        return hit
+        return _memo(self._layouts, inputs, lambda: inputs.layout(self.config, in_range=False))
 
     def _births(self, feed: Conditions, temps_c: FloatArray) -> Mapping[str, float]:
         """What an element entering now is born with (per unit product; cached per feed)."""
-        key = (feed, temps_c[:1].tobytes())
-        hit = self._born.get(key)
-        if hit is None:
-            hit = MappingProxyType(self._birth_values(feed, temps_c))
-            if len(self._born) >= 256:
-                self._born.clear()
-            self._born[key] = hit
-        return hit
+        return _memo(self._born, (feed, temps_c[:1].tobytes()),
+                     lambda: MappingProxyType(self._birth_values(feed, temps_c)))
 
     def _birth_values(self, feed: Conditions, temps_c: FloatArray) -> dict[str, float]:
         chem = self.config.chemistry
@@ -732,9 +742,11 @@ class TransientCascade:
         """
         t = lay.temps_c
         key = (lay.n_core, t.dtype.str, t.tobytes(), lay.sulfur.dtype.str, lay.sulfur.tobytes())
-        hit = self._fixed.get(key)
-        if hit is not None:
-            return hit
+        return _memo(self._fixed, key, lambda: self._tank_rates(lay))
+
+    def _tank_rates(self, lay: Layout) -> _TankRates:
+        """What :meth:`_fixed_rates` caches."""
+        t = lay.temps_c
         chem = self.config.chemistry
         core = np.arange(self.n_tanks) < lay.n_core
         gas = (1.0 - chem.gas_volume_fraction) if self.config.orientation == "horizontal" \
@@ -742,7 +754,7 @@ class TransientCascade:
         a_conv = arrhenius(1.0, chem.ea_conv_kj_mol, t, chem.t_ref_core_c)
         shell = ~core
         k_s = arrhenius(chem.k_shell_ref_per_min, chem.ea_shell_kj_mol, t, chem.t_ref_shell_c)
-        hit = _TankRates(
+        return _TankRates(
             core=core, a_conv=a_conv, core_gas=np.where(core, gas, 1.0),
             conv=_key(np.where(core, a_conv * gas, 0.0)),
             ripening=_key(np.where(core, arrhenius(chem.k_ripening_ref_per_min,
@@ -753,10 +765,6 @@ class TransientCascade:
             hot=_key(np.where(shell, arrhenius(1.0, chem.ea_hot_kj_mol, t,
                                                chem.t_ref_shell_c) ** 2, 0.0)),
             zns=_key(np.where(shell, k_s * lay.sulfur, 0.0), 6))
-        if len(self._fixed) >= 256:
-            self._fixed.clear()
-        self._fixed[key] = hit
-        return hit
 
     def _rates(self, lay: Layout, fields: Mapping[str, FloatArray]) -> tuple[
             tuple[tuple[float, ...], ...], tuple[tuple[float, ...], ...]]:
