@@ -93,8 +93,15 @@ def test_ctrl_c_keeps_finished_cells_and_exits_3(tmp_path: Path) -> None:
     out = tmp_path / "out"
     command = _command(spec, out)
     command[command.index("--workers") + 1] = "2"
-    proc = subprocess.Popen(command, cwd=REPO, env=_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    # a child inherits an ignored SIGINT (a suite started in the background by a shell without
+    # job control), and Python then never raises KeyboardInterrupt in it: give it the default,
+    # as a terminal's shell does (as tests/hardware/test_host_killed.py's lab-up test does)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        proc = subprocess.Popen(command, cwd=REPO, env=_env(), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, start_new_session=True)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and not list((out / "cells").glob("*.json")):
         assert proc.poll() is None, proc.communicate()
