@@ -25,6 +25,10 @@ if ! command -v docker-compose >/dev/null 2>&1; then
   fi
 fi
 export MPLBACKEND=Agg PYTHONHASHSEED=0
+# Let the suite's processes cache what they compile: pytest's rewritten test modules (each xdist
+# worker otherwise rewrites every test file again, ~10 s of CPU) and the modules only tests import.
+# Machines that set PYTHONDONTWRITEBYTECODE (ours do) would make every process compile them anew.
+unset PYTHONDONTWRITEBYTECODE
 # xdist workers have no terminal: a fixed width keeps rich from eliding the CLI lines tests read
 export COLUMNS=200
 # Everything above installed what the stack, browser and notebook tests need: skipping them now
