@@ -6,23 +6,36 @@
 # Extra arguments go to pytest (e.g. scripts/test.sh -k twin -x).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/bootstrap.sh "dev,deploy,notebooks,ray,benchmark,ocean"
-# mypy needs only the venv and takes 1.5-2 min of one core on a fresh clone: it runs beside the
-# system packages' installs (network and disk) and the suite, its verdict read at the end; niced,
-# so it takes what the suite leaves and does not slow the timing-sensitive virtual-lab tests
-mypy_log=$(mktemp)
-nice -n 10 .venv/bin/mypy >"$mypy_log" 2>&1 &
-mypy_pid=$!
-# a step that fails before the end (set -e) must not leave mypy running on its own
-trap 'kill "$mypy_pid" 2>/dev/null || true; rm -f "$mypy_log"' EXIT
-bash scripts/ci/postgres.sh
-bash scripts/ci/browser.sh
-if ! command -v docker-compose >/dev/null 2>&1; then
-  if [ "$(id -u)" -eq 0 ]; then
+# The system packages (apt: network and dpkg) install beside the venv (uv: network and CPU), one
+# after the other among themselves (apt takes a lock); their output is shown once both are done.
+system_packages() {
+  bash scripts/ci/postgres.sh
+  bash scripts/ci/browser.sh
+  if ! command -v docker-compose >/dev/null 2>&1 && [ "$(id -u)" -eq 0 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker-compose \
       >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
       --no-install-recommends docker-compose >/dev/null; }
   fi
+}
+system_log=$(mktemp)
+mypy_log=$(mktemp)
+mypy_pid=
+( set -e; system_packages ) >"$system_log" 2>&1 &
+system_pid=$!
+# a step that fails before the end (set -e) must not leave a background step running on its own
+trap 'kill "$system_pid" $mypy_pid 2>/dev/null || true; rm -f "$system_log" "$mypy_log"' EXIT
+bash scripts/bootstrap.sh "dev,deploy,notebooks,ray,benchmark,ocean"
+# mypy needs only the venv and takes 1.5-2 min of one core on a fresh clone: it runs beside the
+# system packages' installs and the suite, its verdict read at the end; niced, so it takes what
+# the suite leaves and does not slow the timing-sensitive virtual-lab tests
+nice -n 10 .venv/bin/mypy >"$mypy_log" 2>&1 &
+mypy_pid=$!
+system_rc=0
+wait "$system_pid" || system_rc=$?
+cat "$system_log"
+if [ "$system_rc" -ne 0 ]; then
+  echo "installing the system packages failed (exit $system_rc)" >&2
+  exit "$system_rc"
 fi
 export MPLBACKEND=Agg PYTHONHASHSEED=0
 # Let the suite's processes cache what they compile: pytest's rewritten test modules (each xdist
