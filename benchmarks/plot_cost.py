@@ -12,6 +12,11 @@ campaign of size ``n``. Sobol proposals carry no model prediction, so the model-
 seeded synthetic predictions (measured value plus a scatter of about one predicted sd). The
 Pareto figure is drawn from the same trials under ``campaigns/max_qy_pareto.yaml``'s objective.
 
+``parameters_vs_outcomes, drawn again`` is the grid drawn into one given back to a
+:class:`~autolab.tracking.plots.FigurePool` after an earlier draw of the same shape, as the
+tracker's later refreshes in one process draw it; ``refresh (..., again)`` totals such a refresh.
+A ``plots.py`` without a pool draws a new grid there.
+
 ``--baseline FILE`` times another ``plots.py`` (e.g. ``git show <old>:autolab/tracking/plots.py
 > /tmp/old_plots.py``) in the same process, each repeat alternating between the two, so the
 ratio compares both under the same load.
@@ -51,7 +56,11 @@ from autolab.tracking.summary import CampaignView, campaign_view
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Figure names in table order; ``refresh`` is one whole ``log_campaign_artifacts`` redraw.
-FIGURES = ("convergence", "parameters_vs_outcomes", "model_fit", "pareto_front", "spectrum")
+FIGURES = ("convergence", "parameters_vs_outcomes", "parameters_vs_outcomes, drawn again",
+           "model_fit", "pareto_front", "spectrum")
+AGAIN = "parameters_vs_outcomes, drawn again"
+#: Refresh totals in table order (see :func:`refresh_s`).
+REFRESHES = ("scalar", "scalar, again", "pareto", "pareto, again")
 
 
 def _campaign_config(name: str) -> dict[str, Any]:
@@ -99,15 +108,21 @@ def views(trials: Sequence[Trial], extras: Mapping[int, Any],
             "pareto": campaign_view(trials, extras, pareto)}
 
 
-def builders(mod: ModuleType, scalar: CampaignView,
-             pareto: CampaignView) -> dict[str, Callable[[], Figure | None]]:
-    """How the campaign builds each figure (as :func:`campaign_figures` and the tracker do)."""
+def builders(mod: ModuleType, scalar: CampaignView, pareto: CampaignView,
+             pool: Any = None) -> dict[str, Callable[[], Figure | None]]:
+    """How the campaign builds each figure (as :func:`campaign_figures` and the tracker do).
+
+    ``pool``: the module's :class:`FigurePool`, if it has one, holding a grid of the same shape
+    (as the tracker's second refresh finds it); a module without one draws a new grid again.
+    """
     trials, best, clocks = list(scalar.trials), list(scalar.best), scalar.lab_clock_h
     top = scalar.best_trial() or trials[0]
+    again = {"pool": pool} if pool is not None else {}
     out: dict[str, Callable[[], Figure | None]] = {
         "convergence": lambda: mod.convergence_figure(trials, best, clocks, scalar.targets),
         "parameters_vs_outcomes": lambda: mod.parameters_vs_outcomes_figure(
             trials, targets=scalar.targets),
+        AGAIN: lambda: mod.parameters_vs_outcomes_figure(trials, targets=scalar.targets, **again),
         "model_fit": lambda: mod.model_fit_figure(scalar.fit_points),
         "spectrum": lambda: mod.spectrum_figure(top, scalar.targets)}
     if pareto.pareto is not None and pareto.objective is not None:
@@ -116,7 +131,8 @@ def builders(mod: ModuleType, scalar: CampaignView,
     return out
 
 
-def time_one(mod: ModuleType, build: Callable[[], Figure | None]) -> tuple[float, float, int]:
+def time_one(mod: ModuleType, build: Callable[[], Figure | None],
+             pool: Any = None) -> tuple[float, float, int]:
     """CPU seconds to build and to render one figure, and the PNG's size in bytes.
 
     The garbage of earlier figures (matplotlib's artists hold reference cycles) is collected
@@ -127,7 +143,10 @@ def time_one(mod: ModuleType, build: Callable[[], Figure | None]) -> tuple[float
     fig = build()
     c1 = time.process_time()
     png = mod.figure_png(fig) if fig is not None else b""
-    return c1 - c0, time.process_time() - c1, len(png)
+    c2 = time.process_time()
+    if pool is not None and fig is not None:
+        pool.give_back([fig])  # as the tracker does after writing the PNGs
+    return c1 - c0, c2 - c1, len(png)
 
 
 @dataclass
@@ -158,10 +177,16 @@ def measure(mods: Mapping[str, ModuleType], scalar: CampaignView, pareto: Campai
             repeats: int) -> dict[str, dict[str, Timing]]:
     """Per module, per figure timings; the modules alternate within every repeat."""
     out: dict[str, dict[str, Timing]] = {m: {} for m in mods}
+    pools = {label: mod.FigurePool() if hasattr(mod, "FigurePool") else None
+             for label, mod in mods.items()}
+    for label, mod in mods.items():  # untimed: warms caches, and the pool keeps this grid
+        for name, build in builders(mod, scalar, pareto, pools[label]).items():
+            time_one(mod, build, pools[label] if name == AGAIN else None)
     for _ in range(repeats):
         for label, mod in mods.items():
-            for name, build in builders(mod, scalar, pareto).items():
-                b, r, size = time_one(mod, build)
+            pool = pools[label]
+            for name, build in builders(mod, scalar, pareto, pool).items():
+                b, r, size = time_one(mod, build, pool if name == AGAIN else None)
                 t = out[label].setdefault(name, Timing([], []))
                 t.build_s.append(b)
                 t.render_s.append(r)
@@ -170,9 +195,14 @@ def measure(mods: Mapping[str, ModuleType], scalar: CampaignView, pareto: Campai
 
 
 def refresh_s(timings: Mapping[str, Timing], kind: str) -> float:
-    """CPU of one campaign-figure refresh of a ``kind`` (scalar or pareto) campaign."""
-    names: tuple[str, ...] = ("convergence", "parameters_vs_outcomes", "model_fit")
-    names += ("pareto_front",) if kind == "pareto" else ()
+    """CPU of one campaign-figure refresh of a ``kind`` campaign.
+
+    ``kind``: ``scalar`` or ``pareto`` (a first refresh: a new parameter grid), or either with
+    ``, again`` (a later refresh of the same process: the grid drawn into the pooled one).
+    """
+    grid = AGAIN if kind.endswith(", again") else "parameters_vs_outcomes"
+    names: tuple[str, ...] = ("convergence", grid, "model_fit")
+    names += ("pareto_front",) if kind.startswith("pareto") else ()
     return sum(timings[n].total_s for n in names if n in timings)
 
 
@@ -182,7 +212,7 @@ def rows_of(n: int, res: Mapping[str, Mapping[str, Timing]],
     cur = res["current"]
     old = res.get("baseline", {})
     rows: list[tuple[Any, ...]] = []
-    for name in (*FIGURES, "refresh (scalar)", "refresh (pareto)"):
+    for name in (*FIGURES, *(f"refresh ({k})" for k in REFRESHES)):
         if name.startswith("refresh"):
             kind = name.split("(")[1].rstrip(")")
             now, then = refresh_s(cur, kind), refresh_s(old, kind) if baseline else None
@@ -225,7 +255,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         res = measure(mods, v["scalar"], v["pareto"], args.repeats)
         for row in rows_of(n, res, args.baseline is not None):
             rows.append(row)
-            print("  ".join(f"{c!s:>22}" if i == 1 else f"{c!s:>8}" for i, c in enumerate(row)),
+            print("  ".join(f"{c!s:>36}" if i == 1 else f"{c!s:>8}" for i, c in enumerate(row)),
                   flush=True)
     if args.record is not None:
         _record(args, rows, len(trials))
@@ -244,8 +274,10 @@ def _record(args: argparse.Namespace, rows: list[tuple[Any, ...]], n_trials: int
                     f"({n_trials} experiments; model-fit predictions synthetic, the Pareto "
                     "figure under max_qy_pareto's objective). A refresh is one "
                     "log_campaign_artifacts redraw (convergence, parameters vs outcomes, model "
-                    "fit, and the Pareto front for a Pareto campaign); a tracked experiment also "
-                    "renders one spectrum."
+                    "fit, and the Pareto front for a Pareto campaign); 'again' is a later "
+                    "refresh in the same process, whose parameter grid is drawn into the one the "
+                    "previous refresh gave back to the tracker's figure pool (a plots.py without "
+                    "a pool draws a new one). A tracked experiment also renders one spectrum."
                     + (" The baseline columns time another plots.py in the same process, "
                        "alternating with the current one every repeat."
                        if args.baseline is not None else ""),

@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+import threading
+import weakref
+from collections.abc import Hashable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import matplotlib as mpl
 import numpy as np
@@ -32,6 +34,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.gridspec import GridSpec
 from matplotlib.text import Text
+from matplotlib.transforms import Bbox
 
 from autolab.records import FloatArray, Spectra, Trial, TrialStatus, experiment_label
 from autolab.space import QD_PARAMETERS
@@ -466,7 +469,8 @@ def _set_xlim(ax: Axes, xs: FloatArray, log: bool) -> None:
 def parameters_vs_outcomes_figure(trials: Sequence[Trial],
                                   outcomes: Sequence[str] = OUTCOME_ROWS,
                                   targets: Targets | None = None, *,
-                                  log_params: frozenset[str] | None = None) -> Figure:
+                                  log_params: frozenset[str] | None = None,
+                                  pool: FigurePool | None = None) -> Figure:
     """A grid of scatter plots: one row per outcome, one column per condition.
 
     Shows which parameter drives which outcome and where the optimizer has sampled. Points are
@@ -481,37 +485,34 @@ def parameters_vs_outcomes_figure(trials: Sequence[Trial],
         targets: Target bands to shade.
         log_params: Parameters to draw on a log axis; default: the InP/ZnS catalog's log-scale
             ones.
+        pool: Where to take an emptied grid of the same shape from, if one was given back
+            (:class:`FigurePool`); the figure drawn is the same as a new one.
     """
     params = list(dict.fromkeys(k for t in trials for k in t.conditions))  # space order
     rows = [o for o in outcomes if any(math.isfinite(_outcome(t, o)) for t in trials)] or ["none"]
-    ncols = max(1, len(params))
-    # Shared axes and a fixed layout: a constrained layout of ~30 panels takes seconds to solve,
-    # and this figure is redrawn after every experiment.
-    width, height = 2.4 * ncols + 1.0, 2.0 * len(rows) + 0.8
-    fig = _figure(width, height)
-    fig.subplots_adjust(left=0.6 / width, right=0.98, bottom=0.5 / height,
-                        top=1 - 0.5 / height, wspace=0.15, hspace=0.12)
-    grid = np.atleast_2d(np.asarray(fig.subplots(len(rows), ncols, squeeze=False,
-                                                 sharex="col", sharey="row")))
-    order = np.asarray([t.index for t in trials], dtype=float)
-    done = np.asarray([t.status is TrialStatus.COMPLETED for t in trials], dtype=bool)
-    for c, name in enumerate(params):
-        xs = np.asarray([t.conditions.get(name, math.nan) for t in trials], dtype=float)
-        log = _log_axis(name, log_params)
-        for r, out_name in enumerate(rows):
-            ax: Axes = grid[r, c]
-            ys = np.asarray([outcome_scale(out_name) * _outcome(t, out_name)
-                             if out_name != "none" else math.nan for t in trials])
-            ok = np.isfinite(xs) & np.isfinite(ys) & done
-            _shade_target(ax, out_name, targets)
-            if ok.any():
-                ax.scatter(xs[ok], ys[ok], c=order[ok], cmap="viridis_r", s=16,
-                           vmin=float(order.min()), vmax=float(order.max()))
-            mark_status(ax, trials, list(xs))
-        if log:
+    logs = tuple(_log_axis(name, log_params) for name in params)
+    key = ("parameters_vs_outcomes", tuple(params), tuple(rows), logs)
+    reused = pool.take(key) if pool is not None else None
+    fig = reused if reused is not None else _parameter_grid(len(rows), max(1, len(params)))
+    if pool is not None:
+        pool.remember(fig, key)
+    grid = np.asarray(fig.axes, dtype=object).reshape(len(rows), max(1, len(params)))
+    if reused is not None:
+        _empty_grid(grid)
+    columns = [np.asarray([t.conditions.get(name, math.nan) for t in trials], dtype=float)
+               for name in params]
+    # Autoscaling waits until all data are in: with it on, every scatter re-fitted the limits of
+    # its whole row and column of shared panels, most of the cost of building the grid.
+    for ax in grid.flat:
+        ax.set_autoscale_on(False)
+    _grid_data(grid, trials, columns, rows, targets)
+    for ax in grid.flat:
+        ax.autoscale(enable=True)  # the limits are fitted once, when the figure is drawn
+    for c, (name, xs) in enumerate(zip(params, columns, strict=True)):
+        if logs[c]:
             grid[0, c].set_xscale("log")  # shared: every panel of the column follows
-        _set_xlim(grid[0, c], xs, log)
-        grid[-1, c].set_xlabel(parameter_label(name) + (" (log)" if log else ""), fontsize=8)
+        _set_xlim(grid[0, c], xs, logs[c])
+        grid[-1, c].set_xlabel(parameter_label(name) + (" (log)" if logs[c] else ""), fontsize=8)
     for r, out_name in enumerate(rows):
         grid[r, 0].set_ylabel(outcome_label(out_name) if out_name != "none" else "no outcomes",
                               fontsize=8)
@@ -525,6 +526,106 @@ def parameters_vs_outcomes_figure(trials: Sequence[Trial],
     what += "; green band: target)" if targets else ")"
     fig.suptitle(what, fontsize=9)
     return fig
+
+
+def _grid_data(grid: np.ndarray[Any, Any], trials: Sequence[Trial], columns: Sequence[FloatArray],
+               rows: Sequence[str], targets: Targets | None) -> None:
+    """Target bands, measured points (coloured by order) and status markers of every panel."""
+    order = np.asarray([t.index for t in trials], dtype=float)
+    done = np.asarray([t.status is TrialStatus.COMPLETED for t in trials], dtype=bool)
+    for c, xs in enumerate(columns):
+        for r, out_name in enumerate(rows):
+            ax: Axes = grid[r, c]
+            ys = np.asarray([outcome_scale(out_name) * _outcome(t, out_name)
+                             if out_name != "none" else math.nan for t in trials])
+            ok = np.isfinite(xs) & np.isfinite(ys) & done
+            _shade_target(ax, out_name, targets)
+            if ok.any():
+                ax.scatter(xs[ok], ys[ok], c=order[ok], cmap="viridis_r", s=16,
+                           vmin=float(order.min()), vmax=float(order.max()))
+            mark_status(ax, trials, list(xs))
+
+
+def _parameter_grid(nrows: int, ncols: int) -> Figure:
+    """A new, empty panel grid for :func:`parameters_vs_outcomes_figure`."""
+    # Shared axes and a fixed layout: a constrained layout of ~30 panels takes seconds to solve,
+    # and this figure is redrawn after every experiment.
+    width, height = 2.4 * ncols + 1.0, 2.0 * nrows + 0.8
+    fig = _figure(width, height)
+    fig.subplots_adjust(left=0.6 / width, right=0.98, bottom=0.5 / height,
+                        top=1 - 0.5 / height, wspace=0.15, hspace=0.12)
+    fig.subplots(nrows, ncols, squeeze=False, sharex="col", sharey="row")
+    return fig
+
+
+def _empty_grid(grid: np.ndarray[Any, Any]) -> None:
+    """Return a drawn panel grid to the state of a new one, keeping its panels and tick artists.
+
+    Data artists go; data limits, autoscaling and the linear scale of a new panel come back (a
+    log column is set to log again when drawn). Labels, titles and tick settings are set anew
+    by every drawing. Creating the tick artists is most of what a 40-panel grid costs to render,
+    and a new grid would create them all again.
+    """
+    for ax in grid.flat:
+        for artist in [*ax.collections, *ax.patches, *ax.lines, *ax.texts]:
+            artist.remove()
+        ax.dataLim = Bbox.null()
+        ax.ignore_existing_data_limits = True
+    for ax in grid[0]:  # columns share x
+        ax.set_xscale("linear")
+        ax.set_xlim(0.0, 1.0, auto=True)
+    for ax in grid[:, 0]:  # rows share y
+        ax.set_ylim(0.0, 1.0, auto=True)
+
+
+class FigurePool:
+    """Figures handed back after rendering, to be drawn again with new data (thread-safe).
+
+    A campaign redraws the same parameter grid with a few more experiments each time; drawing
+    it into the previous figure skips creating its panels and their tick artists again (the bulk
+    of its cost). A figure is in the pool or with one caller, never both: :meth:`take` removes
+    it, :meth:`give_back` returns it once the caller is done with it (after rendering). Figures
+    this pool did not see built are ignored. Holds at most ``size`` figures, oldest out first.
+    """
+
+    def __init__(self, size: int = 4) -> None:
+        self._size = size
+        self._lock = threading.Lock()
+        self._free: list[tuple[Hashable, Figure]] = []
+        self._keys: weakref.WeakKeyDictionary[Figure, Hashable] = weakref.WeakKeyDictionary()
+
+    def take(self, key: Hashable) -> Figure | None:
+        """A figure given back under ``key``, removed from the pool; ``None`` if there is none."""
+        with self._lock:
+            for i, (k, fig) in enumerate(self._free):
+                if k == key:
+                    del self._free[i]
+                    return fig
+        return None
+
+    def remember(self, fig: Figure, key: Hashable) -> None:
+        """Note what ``fig`` was built as, so it can be given back."""
+        with self._lock:
+            self._keys[fig] = key
+
+    def give_back(self, figures: Iterable[Figure]) -> None:
+        """Return rendered figures for reuse; the caller must not use them afterwards."""
+        with self._lock:
+            for fig in figures:
+                key = self._keys.get(fig)
+                if key is not None and all(f is not fig for _, f in self._free):
+                    self._free.append((key, fig))
+            del self._free[:max(0, len(self._free) - self._size)]
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._free)
+
+
+#: The pool the MLflow tracker draws its campaign figures with (one per process).
+SHARED_POOL = FigurePool()
+
+
 def prediction_figure(predictions: Sequence[tuple[float, float, float]],
                       label: str = "objective") -> Figure:
     """Model prediction (mean ± 2 sd) against measurement, with RMSE and 2-sd coverage.
@@ -727,7 +828,7 @@ def campaign_figures(trials: Sequence[Trial], best: Sequence[float | None],
                      fit_points: Mapping[str, Sequence[FitPoint]] | None = None,
                      pareto: ParetoSummary | None = None,
                      predictions: Sequence[tuple[float, float, float]] | None = None,
-                     ) -> dict[str, Figure]:
+                     pool: FigurePool | None = None) -> dict[str, Figure]:
     """Every campaign-level figure, by file stem: the one path for MLflow and the report.
 
     ``convergence`` and ``parameters_vs_outcomes`` always; ``model_fit`` with per-outcome
@@ -735,7 +836,8 @@ def campaign_figures(trials: Sequence[Trial], best: Sequence[float | None],
     Pareto campaign (``pareto`` given), never an empty one for a scalar campaign.
     """
     figures = {"convergence": convergence_figure(trials, best, lab_clock_h, targets),
-               "parameters_vs_outcomes": parameters_vs_outcomes_figure(trials, targets=targets)}
+               "parameters_vs_outcomes": parameters_vs_outcomes_figure(trials, targets=targets,
+                                                                       pool=pool)}
     if fit_points and any(fit_points.values()):
         figures["model_fit"] = model_fit_figure(fit_points)
     elif predictions:

@@ -501,3 +501,34 @@ def test_every_figure_keeps_its_labels_inside_and_apart() -> None:
     for fig in figs:
         assert fig.get_layout_engine() is None  # fixed: no second, dry draw when saved
         _assert_laid_out(fig)
+
+
+def _pixels(fig: Figure) -> np.ndarray[Any, Any]:
+    fig.canvas.draw()
+    return np.asarray(fig.canvas.buffer_rgba()).copy()  # type: ignore[attr-defined]
+
+
+def test_a_pooled_grid_draws_the_same_picture_as_a_new_one() -> None:
+    """The tracker draws the parameter grid into the previous refresh's figure: same pixels."""
+    pool = plots.FigurePool()
+    wide = [build_trial(0), build_trial(1, TrialStatus.FAILED), build_trial(2),
+            build_trial(3, TrialStatus.INVALID), build_trial(4, TrialStatus.INTERRUPTED),
+            _with(build_trial(5), pl_peak_nm=700.0, qy=0.9)]
+    first = plots.parameters_vs_outcomes_figure(wide, targets={"pl_peak_nm": (550.0, 2.0)},
+                                                pool=pool)
+    assert len(pool) == 0
+    pool.give_back([first])
+    pool.give_back([first, plots.parameters_vs_outcomes_figure(wide)])  # twice; one unknown
+    assert len(pool) == 1  # once, and only figures built with the pool
+    narrow = [build_trial(1), build_trial(2)]  # narrower limits, no band, no status markers
+    again = plots.parameters_vs_outcomes_figure(narrow, pool=pool)
+    assert again is first and len(pool) == 0
+    assert np.array_equal(_pixels(again), _pixels(plots.parameters_vs_outcomes_figure(narrow)))
+    pool.give_back([again])
+    other_shape = [replace(t, conditions={"t_core_c": t.conditions["t_core_c"]}) for t in wide]
+    assert plots.parameters_vs_outcomes_figure(other_shape, pool=pool) is not first
+    assert len(pool) == 1  # a grid of another shape is built anew; this one stays pooled
+    small = plots.FigurePool(size=1)
+    figs = [plots.parameters_vs_outcomes_figure(wide[:n], pool=small) for n in (1, 2)]
+    small.give_back(figs)
+    assert len(small) == 1 and small.take(("nothing",)) is None
