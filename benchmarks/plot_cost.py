@@ -24,7 +24,8 @@ ratio compares both under the same load.
 Usage::
 
     .venv/bin/python benchmarks/plot_cost.py [--sizes 4 12 40] [--repeats 3]
-        [--baseline /tmp/old_plots.py] [--record benchmarks/results]
+        [--baseline /tmp/old_plots.py --baseline-label "plots.py of <commit>"]
+        [--record benchmarks/results]
 """
 
 from __future__ import annotations
@@ -242,6 +243,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--repeats", type=int, default=3, help="timed repeats (median is reported)")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--baseline", type=Path, help="another plots.py to time alongside")
+    ap.add_argument("--baseline-label", default="",
+                    help="what the baseline is, for the record (e.g. 'plots.py of 0535816')")
     ap.add_argument("--record", type=Path, help="write plot-cost.json into this folder")
     args = ap.parse_args(argv)
     mods = {"current": plots}
@@ -282,8 +285,11 @@ def _record(args: argparse.Namespace, rows: list[tuple[Any, ...]], n_trials: int
                        "alternating with the current one every repeat."
                        if args.baseline is not None else ""),
         tables=(Table("CPU seconds per figure", columns, tuple(rows)),),
+        notes=(f"Baseline: {args.baseline_label or args.baseline}.",)
+        if args.baseline is not None else (),
         data={"sizes": args.sizes, "repeats": args.repeats, "seed": args.seed,
-              "baseline": str(args.baseline) if args.baseline is not None else None})
+              "baseline": str(args.baseline) if args.baseline is not None else None,
+              "baseline_label": args.baseline_label})
     print(f"wrote {write_result(result, args.record)}")
 
 
