@@ -541,13 +541,15 @@ class MlflowTracker:
             (root / "plots").mkdir()
             (root / "summary").mkdir()
             targets = self._targets
+            # the shared pool: the next refresh draws the parameter grid into this one's panels
             figures = plots.campaign_figures(
                 ordered, best, clocks, targets=targets, predictions=predictions,
                 objective=None if view is None else view.objective,
                 pareto=None if view is None else view.pareto,
-                fit_points=None if view is None else view.fit_points)
+                fit_points=None if view is None else view.fit_points, pool=plots.SHARED_POOL)
             for name, fig in figures.items():
                 (root / "plots" / f"{name}.png").write_bytes(plots.figure_png(fig))
+            plots.SHARED_POOL.give_back(figures.values())
             (root / "summary" / "trials.csv").write_text(to_csv(rows), encoding="utf-8")
             if decisions:
                 table = to_csv([dict(d) for d in decisions])

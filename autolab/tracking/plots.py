@@ -22,14 +22,19 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+import threading
+import weakref
+from collections.abc import Hashable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
+import matplotlib as mpl
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.layout_engine import ConstrainedLayoutEngine
+from matplotlib.gridspec import GridSpec
+from matplotlib.text import Text
+from matplotlib.transforms import Bbox
 
 from autolab.records import FloatArray, Spectra, Trial, TrialStatus, experiment_label
 from autolab.space import QD_PARAMETERS
@@ -92,10 +97,98 @@ _STATUS_STYLE: dict[TrialStatus, tuple[str, str, str]] = {
 STATUS_MARK_Y = 0.04
 
 
-def _figure(width: float, height: float, *, constrained: bool = True) -> Figure:
-    fig = Figure(figsize=(width, height), layout="constrained" if constrained else None)
+def _figure(width: float, height: float) -> Figure:
+    """A figure on the Agg canvas with no layout engine: every figure here places its own grid.
+
+    A constrained layout measures every tick label once more (a dry draw) on every save, which
+    cost as much as the draw itself; the panel grids here are known in advance, so
+    :func:`grid_params` places them from margins in inches instead.
+    """
+    fig = Figure(figsize=(width, height), layout=None)
     FigureCanvasAgg(fig)
     return fig
+
+
+def grid_params(fig: Figure, *, left: float, right: float, bottom: float, top: float,
+                nrows: int = 1, ncols: int = 1, wgap: float = 0.0,
+                hgap: float = 0.0) -> dict[str, float]:
+    """Subplot parameters of a ``nrows`` x ``ncols`` grid, from margins and gaps in inches.
+
+    Fonts are sized in points, so what a label needs is a length, not a share of the figure:
+    margins in inches keep the room for tick labels, axis labels and titles the same whatever
+    the figure's width. The result suits ``subplots_adjust`` and ``add_gridspec``.
+
+    Args:
+        fig: The figure (its size converts inches to fractions).
+        left: Room left of the grid for the y tick labels and the y label, in.
+        right: Room right of the grid, in.
+        bottom: Room under the grid for the x tick labels and the x label, in.
+        top: Room above the grid for the titles, in.
+        nrows: Rows of the grid.
+        ncols: Columns of the grid.
+        wgap: Gap between columns (a neighbour's y labels), in.
+        hgap: Gap between rows (the x labels of the row above), in.
+    """
+    width, height = (float(v) for v in fig.get_size_inches())
+    cell_w = (width - left - right - (ncols - 1) * wgap) / ncols
+    cell_h = (height - top - bottom - (nrows - 1) * hgap) / nrows
+    return {"left": left / width, "right": 1 - right / width, "bottom": bottom / height,
+            "top": 1 - top / height, "wspace": wgap / cell_w, "hspace": hgap / cell_h}
+
+
+#: Tick length + tick pad + y-label pad + a little air, in (the rc defaults: 3.5 + 3.5 + 4 pt).
+_YPADS_IN = (3.5 + 3.5 + 4.0) / 72 + 0.05
+
+
+def left_room(ax: Axes) -> float:
+    """Inches a panel needs left of its frame: its widest y tick label, the pads, its y label.
+
+    Measured from the labels the axis will draw (its locator and formatter at the final limits),
+    without creating tick artists, which is what makes a layout engine expensive. Call it after
+    the panel's data, scale and limits are set. Tick labels in the default size only.
+    """
+    fig = ax.get_figure()
+    assert isinstance(fig, Figure)
+    renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
+    lo, hi = sorted(ax.get_ylim())
+    tol = 1e-9 * (hi - lo)
+    axis = ax.yaxis
+    labels: list[str] = []
+    # a log axis over a narrow range labels its minor ticks too
+    for locator, formatter in ((axis.get_major_locator(), axis.get_major_formatter()),
+                               (axis.get_minor_locator(), axis.get_minor_formatter())):
+        locs = [v for v in locator() if lo - tol <= v <= hi + tol]
+        labels += formatter.format_ticks(locs)
+    size = mpl.rcParams["ytick.labelsize"]
+    widths = [Text(0, 0, text, fontsize=size, figure=fig).get_window_extent(renderer).width
+              for text in labels if text]
+    ticks = max(widths, default=0.0)
+    ylabel = axis.label.get_window_extent(renderer).width if axis.label.get_text() else 0.0
+    return (ticks + ylabel) / fig.dpi + _YPADS_IN
+
+
+def fit_columns(columns: Sequence[Axes], *, minimum: float = 0.6, right: float = 0.2) -> None:
+    """Set the left margin and column gap of the panels' grid to what their y labels need.
+
+    ``columns``: one panel per column of one grid, left to right. The gap is the widest need of
+    the panels right of the first, so no panel's labels run into its neighbour.
+    """
+    spec = columns[0].get_subplotspec()
+    grid = spec.get_gridspec() if spec is not None else None
+    assert isinstance(grid, GridSpec), "panels of one grid"
+    fig = columns[0].get_figure()
+    assert isinstance(fig, Figure)
+    needs = [left_room(ax) for ax in columns]
+    left, gap = max(minimum, needs[0]), max([minimum, *needs[1:]])
+    width = float(fig.get_size_inches()[0])
+    n = len(columns)
+    assert grid.ncols == n, "one panel per column"
+    cell = (width - left - right - (n - 1) * gap) / n
+    grid.update(left=left / width, right=1 - right / width, wspace=gap / cell)
+    for ax in fig.axes:  # update() moves the panels of pyplot's figures only
+        own = ax.get_subplotspec()
+        if own is not None and own.get_gridspec() is grid:
+            ax.set_position(own.get_position(fig))
 
 
 def figure_png(fig: Figure, dpi: int = 100) -> bytes:
@@ -135,44 +228,62 @@ def spectrum_figure(trial: Trial, targets: Targets | None = None) -> Figure | No
     sp = trial.measurement.spectra
     wl = sp.wavelengths_nm
     feats = trial.features
+    title, color = _spectrum_title(trial)
     fig = _figure(7.0, 6.0)
-    ax_abs, ax_pl = fig.subplots(2, 1, sharex=True)
+    # fixed room: 5-digit count labels and the y label on the left, the title's lines on top
+    ax_abs, ax_pl = fig.subplots(2, 1, sharex=True, gridspec_kw=grid_params(
+        fig, left=0.85, right=0.2, bottom=0.55, top=0.3 + 0.17 * title.count("\n") + 0.17,
+        nrows=2, hgap=0.2))
     ax_abs.plot(wl, display_absorbance(sp), color="tab:purple", lw=1.2)
     ax_abs.set_ylabel("absorbance")
     if feats is not None and _finite(feats.abs_peak_nm):
         ax_abs.axvline(feats.abs_peak_nm, color="k", ls="--", lw=0.8)
         ax_abs.annotate(f"1st exciton {feats.abs_peak_nm:.1f} nm", (feats.abs_peak_nm, 0.95),
                         xycoords=("data", "axes fraction"), ha="left", va="top", fontsize=8)
+    _pl_panel(ax_pl, trial, targets)
+    fit_columns([max((ax_abs, ax_pl), key=left_room)])  # the wider labels of the two
+    fig.suptitle(title, fontsize=10, color=color)
+    return fig
+
+
+def _pl_panel(ax: Axes, trial: Trial, targets: Targets | None) -> None:
+    """Dark-corrected PL with the target band, the peak and the FWHM bar at half maximum."""
+    assert trial.measurement is not None
+    sp = trial.measurement.spectra
+    wl, feats = sp.wavelengths_nm, trial.features
     pl = sp.pl_counts - sp.dark_pl_counts
-    ax_pl.plot(wl, pl, color="tab:green", lw=1.2)
-    ax_pl.set_ylabel("PL (counts, dark-corrected)")
-    ax_pl.set_xlabel("wavelength (nm)")
-    _shade_target(ax_pl, "pl_peak_nm", targets, vertical=True)
+    ax.plot(wl, pl, color="tab:green", lw=1.2)
+    ax.set_ylabel("PL (counts, dark-corrected)")
+    ax.set_xlabel("wavelength (nm)")
+    _shade_target(ax, "pl_peak_nm", targets, vertical=True)
     if targets and "pl_peak_nm" in targets:
-        ax_pl.legend(fontsize=8, loc="upper right")
+        ax.legend(fontsize=8, loc="upper right")
     if feats is not None and _finite(feats.pl_peak_nm):
         peak = feats.pl_peak_nm
         height = float(np.interp(peak, wl, pl))
-        ax_pl.axvline(peak, color="k", ls="--", lw=0.8)
+        ax.axvline(peak, color="k", ls="--", lw=0.8)
         label = f"PL {peak:.1f} nm"
         if _finite(feats.fwhm_nm):
-            ax_pl.hlines(height / 2, peak - feats.fwhm_nm / 2, peak + feats.fwhm_nm / 2,
-                         color="tab:orange", lw=2)
+            ax.hlines(height / 2, peak - feats.fwhm_nm / 2, peak + feats.fwhm_nm / 2,
+                      color="tab:orange", lw=2)
             label += f", FWHM {feats.fwhm_nm:.1f} nm"
-        ax_pl.annotate(label, (peak, height), xytext=(5, -5), textcoords="offset points",
-                       ha="left", va="top", fontsize=8)
+        ax.annotate(label, (peak, height), xytext=(5, -5), textcoords="offset points",
+                    ha="left", va="top", fontsize=8)
+
+
+def _spectrum_title(trial: Trial) -> tuple[str, str]:
+    """Title and its colour: experiment, status, QY and flags; a failure's error on a 2nd line."""
+    feats = trial.features
     title = f"{experiment_label(trial.index)} ({trial.status.value})"
     if feats is not None and _finite(feats.qy):
         title += f"  QY {100 * feats.qy:.1f} %"
     if feats is not None and feats.flags:
         title += f"  flags: {', '.join(feats.flags.names())}"
-    color = "black"
-    if trial.status is not TrialStatus.COMPLETED:
-        color = "tab:red"
-        if trial.error:
-            title += "\n" + (trial.error if len(trial.error) <= 90 else trial.error[:87] + "...")
-    fig.suptitle(title, fontsize=10, color=color)
-    return fig
+    if trial.status is TrialStatus.COMPLETED:
+        return title, "black"
+    if trial.error:
+        title += "\n" + (trial.error if len(trial.error) <= 90 else trial.error[:87] + "...")
+    return title, "tab:red"
 
 
 def mark_status(ax: Axes, trials: Sequence[Trial], xs: Sequence[float]) -> None:
@@ -229,10 +340,17 @@ def convergence_figure(trials: Sequence[Trial], best: Sequence[float | None],
     """
     fig = _figure(14.0 if targets else 12.0, 7.0)
     n_bottom = 4 if targets else 3
-    grid = fig.add_gridspec(2, 2 * n_bottom)
-    top = [fig.add_subplot(grid[0, 0:n_bottom])]
-    top.append(fig.add_subplot(grid[0, n_bottom:], sharey=top[0]))
-    bottom = [fig.add_subplot(grid[1, 2 * i:2 * i + 2]) for i in range(n_bottom)]
+    # one grid per row: the row gap holds the x labels above; left margins and column gaps are
+    # fitted to each row's y labels once the data are in (fit_columns)
+    row_h = (7.0 - 0.45 - 0.55 - 0.65) / 2
+    top_grid = fig.add_gridspec(1, 2, **grid_params(
+        fig, left=0.85, right=0.2, bottom=0.55 + row_h + 0.65, top=0.45, ncols=2, wgap=0.8))
+    bottom_grid = fig.add_gridspec(1, n_bottom, **grid_params(
+        fig, left=0.85, right=0.2, bottom=0.55, top=0.45 + row_h + 0.65, ncols=n_bottom,
+        wgap=0.8))
+    top = [fig.add_subplot(top_grid[0, 0])]
+    top.append(fig.add_subplot(top_grid[0, 1], sharey=top[0]))
+    bottom = [fig.add_subplot(bottom_grid[0, i]) for i in range(n_bottom)]
     xs_exp = [float(t.index) for t in trials]
     scores = [float(t.objective) if t.status is TrialStatus.COMPLETED and t.objective is not None
               else math.nan for t in trials]
@@ -250,6 +368,8 @@ def convergence_figure(trials: Sequence[Trial], best: Sequence[float | None],
         _outcome_panel(ax, trials, xs_exp, name, targets)
     if targets:
         _in_band_panel(bottom[3], trials, xs_exp, targets)
+    fit_columns(top)  # a symlog axis within one linear range labels its ends: 8.42x10^-1
+    fit_columns(bottom)
     note = _status_note(trials)
     fig.suptitle(f"convergence: {len(trials)} experiments" + (f" ({note})" if note else ""),
                  fontsize=11)
@@ -349,7 +469,8 @@ def _set_xlim(ax: Axes, xs: FloatArray, log: bool) -> None:
 def parameters_vs_outcomes_figure(trials: Sequence[Trial],
                                   outcomes: Sequence[str] = OUTCOME_ROWS,
                                   targets: Targets | None = None, *,
-                                  log_params: frozenset[str] | None = None) -> Figure:
+                                  log_params: frozenset[str] | None = None,
+                                  pool: FigurePool | None = None) -> Figure:
     """A grid of scatter plots: one row per outcome, one column per condition.
 
     Shows which parameter drives which outcome and where the optimizer has sampled. Points are
@@ -364,37 +485,34 @@ def parameters_vs_outcomes_figure(trials: Sequence[Trial],
         targets: Target bands to shade.
         log_params: Parameters to draw on a log axis; default: the InP/ZnS catalog's log-scale
             ones.
+        pool: Where to take an emptied grid of the same shape from, if one was given back
+            (:class:`FigurePool`); the figure drawn is the same as a new one.
     """
     params = list(dict.fromkeys(k for t in trials for k in t.conditions))  # space order
     rows = [o for o in outcomes if any(math.isfinite(_outcome(t, o)) for t in trials)] or ["none"]
-    ncols = max(1, len(params))
-    # Shared axes and a fixed layout: a constrained layout of ~30 panels takes seconds to solve,
-    # and this figure is redrawn after every experiment.
-    width, height = 2.4 * ncols + 1.0, 2.0 * len(rows) + 0.8
-    fig = _figure(width, height, constrained=False)
-    fig.subplots_adjust(left=0.6 / width, right=0.98, bottom=0.5 / height,
-                        top=1 - 0.5 / height, wspace=0.15, hspace=0.12)
-    grid = np.atleast_2d(np.asarray(fig.subplots(len(rows), ncols, squeeze=False,
-                                                 sharex="col", sharey="row")))
-    order = np.asarray([t.index for t in trials], dtype=float)
-    done = np.asarray([t.status is TrialStatus.COMPLETED for t in trials], dtype=bool)
-    for c, name in enumerate(params):
-        xs = np.asarray([t.conditions.get(name, math.nan) for t in trials], dtype=float)
-        log = _log_axis(name, log_params)
-        for r, out_name in enumerate(rows):
-            ax: Axes = grid[r, c]
-            ys = np.asarray([outcome_scale(out_name) * _outcome(t, out_name)
-                             if out_name != "none" else math.nan for t in trials])
-            ok = np.isfinite(xs) & np.isfinite(ys) & done
-            _shade_target(ax, out_name, targets)
-            if ok.any():
-                ax.scatter(xs[ok], ys[ok], c=order[ok], cmap="viridis_r", s=16,
-                           vmin=float(order.min()), vmax=float(order.max()))
-            mark_status(ax, trials, list(xs))
-        if log:
+    logs = tuple(_log_axis(name, log_params) for name in params)
+    key = ("parameters_vs_outcomes", tuple(params), tuple(rows), logs)
+    reused = pool.take(key) if pool is not None else None
+    fig = reused if reused is not None else _parameter_grid(len(rows), max(1, len(params)))
+    if pool is not None:
+        pool.remember(fig, key)
+    grid = np.asarray(fig.axes, dtype=object).reshape(len(rows), max(1, len(params)))
+    if reused is not None:
+        _empty_grid(grid)
+    columns = [np.asarray([t.conditions.get(name, math.nan) for t in trials], dtype=float)
+               for name in params]
+    # Autoscaling waits until all data are in: with it on, every scatter re-fitted the limits of
+    # its whole row and column of shared panels, most of the cost of building the grid.
+    for ax in grid.flat:
+        ax.set_autoscale_on(False)
+    _grid_data(grid, trials, columns, rows, targets)
+    for ax in grid.flat:
+        ax.autoscale(enable=True)  # the limits are fitted once, when the figure is drawn
+    for c, (name, xs) in enumerate(zip(params, columns, strict=True)):
+        if logs[c]:
             grid[0, c].set_xscale("log")  # shared: every panel of the column follows
-        _set_xlim(grid[0, c], xs, log)
-        grid[-1, c].set_xlabel(parameter_label(name) + (" (log)" if log else ""), fontsize=8)
+        _set_xlim(grid[0, c], xs, logs[c])
+        grid[-1, c].set_xlabel(parameter_label(name) + (" (log)" if logs[c] else ""), fontsize=8)
     for r, out_name in enumerate(rows):
         grid[r, 0].set_ylabel(outcome_label(out_name) if out_name != "none" else "no outcomes",
                               fontsize=8)
@@ -408,6 +526,108 @@ def parameters_vs_outcomes_figure(trials: Sequence[Trial],
     what += "; green band: target)" if targets else ")"
     fig.suptitle(what, fontsize=9)
     return fig
+
+
+def _grid_data(grid: np.ndarray[Any, Any], trials: Sequence[Trial], columns: Sequence[FloatArray],
+               rows: Sequence[str], targets: Targets | None) -> None:
+    """Target bands, measured points (coloured by order) and status markers of every panel."""
+    order = np.asarray([t.index for t in trials], dtype=float)
+    done = np.asarray([t.status is TrialStatus.COMPLETED for t in trials], dtype=bool)
+    for c, xs in enumerate(columns):
+        for r, out_name in enumerate(rows):
+            ax: Axes = grid[r, c]
+            ys = np.asarray([outcome_scale(out_name) * _outcome(t, out_name)
+                             if out_name != "none" else math.nan for t in trials])
+            ok = np.isfinite(xs) & np.isfinite(ys) & done
+            _shade_target(ax, out_name, targets)
+            if ok.any():
+                ax.scatter(xs[ok], ys[ok], c=order[ok], cmap="viridis_r", s=16,
+                           vmin=float(order.min()), vmax=float(order.max()))
+            mark_status(ax, trials, list(xs))
+
+
+def _parameter_grid(nrows: int, ncols: int) -> Figure:
+    """A new, empty panel grid for :func:`parameters_vs_outcomes_figure`."""
+    # Shared axes and a fixed layout: a constrained layout of ~30 panels takes seconds to solve,
+    # and this figure is redrawn after every experiment.
+    width, height = 2.4 * ncols + 1.0, 2.0 * nrows + 0.8
+    fig = _figure(width, height)
+    fig.subplots_adjust(left=0.6 / width, right=0.98, bottom=0.5 / height,
+                        top=1 - 0.5 / height, wspace=0.15, hspace=0.12)
+    fig.subplots(nrows, ncols, squeeze=False, sharex="col", sharey="row")
+    return fig
+
+
+def _empty_grid(grid: np.ndarray[Any, Any]) -> None:
+    """Return a drawn panel grid to the state of a new one, keeping its panels and tick artists.
+
+    Data artists go; data limits, autoscaling and the linear scale of a new panel come back (a
+    log column is set to log again when drawn). Labels, titles and tick settings are set anew
+    by every drawing. Creating the tick artists is most of what a 40-panel grid costs to render,
+    and a new grid would create them all again.
+    """
+    for ax in grid.flat:
+        for artist in [*ax.collections, *ax.patches, *ax.lines, *ax.texts]:
+            artist.remove()
+        ax.dataLim = Bbox.null()
+        ax.ignore_existing_data_limits = True
+    for ax in grid[0]:  # columns share x
+        ax.set_xscale("linear")
+        ax.set_xlim(0.0, 1.0, auto=True)
+    for ax in grid[:, 0]:  # rows share y
+        ax.set_ylim(0.0, 1.0, auto=True)
+
+
+class FigurePool:
+    """Figures handed back after rendering, to be drawn again with new data (thread-safe).
+
+    A campaign redraws the same parameter grid with a few more experiments each time; drawing
+    it into the previous figure skips creating its panels and their tick artists again (the bulk
+    of its cost). A figure is in the pool or with one caller, never both: :meth:`take` removes
+    it, :meth:`give_back` returns it once the caller is done with it (after rendering). Figures
+    this pool did not see built are ignored. Holds at most ``size`` figures, oldest out first: a
+    drawn 40-panel grid holds ~27 MB, and a campaign redraws one grid shape (two when its rows
+    change), so two are enough.
+    """
+
+    def __init__(self, size: int = 2) -> None:
+        self._size = size
+        self._lock = threading.Lock()
+        self._free: list[tuple[Hashable, Figure]] = []
+        self._keys: weakref.WeakKeyDictionary[Figure, Hashable] = weakref.WeakKeyDictionary()
+
+    def take(self, key: Hashable) -> Figure | None:
+        """A figure given back under ``key``, removed from the pool; ``None`` if there is none."""
+        with self._lock:
+            for i, (k, fig) in enumerate(self._free):
+                if k == key:
+                    del self._free[i]
+                    return fig
+        return None
+
+    def remember(self, fig: Figure, key: Hashable) -> None:
+        """Note what ``fig`` was built as, so it can be given back."""
+        with self._lock:
+            self._keys[fig] = key
+
+    def give_back(self, figures: Iterable[Figure]) -> None:
+        """Return rendered figures for reuse; the caller must not use them afterwards."""
+        with self._lock:
+            for fig in figures:
+                key = self._keys.get(fig)
+                if key is not None and all(f is not fig for _, f in self._free):
+                    self._free.append((key, fig))
+            del self._free[:max(0, len(self._free) - self._size)]
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._free)
+
+
+#: The pool the MLflow tracker draws its campaign figures with (one per process).
+SHARED_POOL = FigurePool()
+
+
 def prediction_figure(predictions: Sequence[tuple[float, float, float]],
                       label: str = "objective") -> Figure:
     """Model prediction (mean ± 2 sd) against measurement, with RMSE and 2-sd coverage.
@@ -422,7 +642,7 @@ def prediction_figure(predictions: Sequence[tuple[float, float, float]],
     arr = np.asarray(predictions, dtype=float).reshape(-1, 3)
     arr = arr[np.all(np.isfinite(arr), axis=1)]
     fig = _figure(5.0, 5.0)
-    ax = fig.subplots()
+    ax = fig.subplots(gridspec_kw=grid_params(fig, left=0.85, right=0.2, bottom=0.55, top=0.4))
     if len(arr):
         mean, sd, meas = arr[:, 0], np.abs(arr[:, 1]), arr[:, 2]
         ax.errorbar(meas, mean, yerr=2 * sd, fmt="o", ms=4, capsize=2, color="tab:blue")
@@ -438,6 +658,7 @@ def prediction_figure(predictions: Sequence[tuple[float, float, float]],
     ax.set_xlabel(f"measured {label}")
     ax.set_ylabel(f"predicted {label} (± 2 sd)")
     ax.grid(alpha=0.3)
+    fit_columns([ax])
     return fig
 
 
@@ -455,7 +676,10 @@ def model_fit_figure(points: Mapping[str, Sequence[FitPoint]]) -> Figure:
     names = [n for n in ("objective", "pl_peak_nm", "fwhm_nm", "qy") if points.get(n)]
     names += [n for n in points if n not in names and points[n]]
     fig = _figure(4.2 * max(1, len(names)), 4.4)
-    axes = np.atleast_1d(np.asarray(fig.subplots(1, max(1, len(names)), squeeze=False)))[0]
+    ncols = max(1, len(names))
+    # on top: the figure title and each panel's RMSE title
+    axes = np.atleast_1d(np.asarray(fig.subplots(1, ncols, squeeze=False, gridspec_kw=grid_params(
+        fig, left=0.75, right=0.2, bottom=0.5, top=0.65, ncols=ncols, wgap=0.8))))[0]
     if not names:
         axes[0].set_title("no model predictions yet", fontsize=10)
         return fig
@@ -477,6 +701,7 @@ def model_fit_figure(points: Mapping[str, Sequence[FitPoint]]) -> Figure:
         ax.set_xlabel(f"measured {label}", fontsize=8)
         ax.set_ylabel(f"predicted {label} (± 2 sd)", fontsize=8)
         ax.grid(alpha=0.3)
+    fit_columns(list(axes))
     fig.suptitle("model fit: the optimizer's prediction before each experiment vs the result",
                  fontsize=10)
     return fig
@@ -509,28 +734,18 @@ def pareto_figure(trials: Sequence[Trial], pareto: ParetoSummary,
     extra = [c.outcome for c in objective.constraints if c.outcome not in axis_names]
     extra = list(dict.fromkeys(extra))
     n = 2 + (1 if extra else 0)
+    shown = list(pareto.warnings[:6])
+    if len(pareto.warnings) > 6:
+        shown.append(f"... and {len(pareto.warnings) - 6} more warnings")
     fig = _figure(5.0 * n, 5.2 + 0.25 * min(len(pareto.warnings), 6))
-    axes = list(np.atleast_1d(np.asarray(fig.subplots(1, n, squeeze=False)))[0])
+    # under the panels: the x labels, then one 8 pt line per warning
+    bottom = 0.55 + (0.15 * len(shown) + 0.1 if shown else 0.0)
+    axes = list(np.atleast_1d(np.asarray(fig.subplots(1, n, squeeze=False, gridspec_kw=grid_params(
+        fig, left=0.85, right=0.2, bottom=bottom, top=0.6, ncols=n, wgap=0.85))))[0])
     usable = [t for t in trials if t.outcomes() is not None]
-    front = set(pareto.front)
     _front_panel(axes[0], usable, pareto, objective)
     if extra:
-        ax = axes[1]
-        c_name = extra[0]
-        span = _constraint_spans(objective, c_name)
-        if span is not None:
-            lo, hi = span
-            ax.axvspan(max(lo, -1e12), min(hi, 1e12), color="tab:green", alpha=0.12, lw=0,
-                       label=f"constraint {c_name}")
-        xs = [outcome_scale(c_name) * _outcome(t, c_name) for t in usable]
-        ys = [outcome_scale(y_name) * _outcome(t, y_name) for t in usable]
-        colors = ["tab:red" if t.index in front else "tab:blue" if t.index in pareto.utilities
-                  else "lightgray" for t in usable]
-        ax.scatter(xs, ys, c=colors, s=22, zorder=3)
-        ax.set_xlabel(outcome_label(c_name))
-        ax.set_ylabel(outcome_label(y_name))
-        ax.legend(fontsize=8, loc="best")
-        ax.grid(alpha=0.3)
+        _constraint_panel(axes[1], usable, pareto, objective, extra[0])
     ax = axes[-1]
     ax.step([float(t.index) for t in trials], list(pareto.hypervolume), where="post",
             color="tab:purple", lw=2)
@@ -538,19 +753,34 @@ def pareto_figure(trials: Sequence[Trial], pareto: ParetoSummary,
     ax.set_ylabel("hypervolume (utility units)")
     ax.set_title(f"reference point {tuple(round(v, 3) for v in pareto.ref_point)}", fontsize=8)
     ax.grid(alpha=0.3)
+    fit_columns(axes)
     fig.suptitle(f"Pareto front: {len(pareto.front)} of {len(pareto.utilities)} feasible "
                  f"experiments ({objective.describe()})", fontsize=10)
-    if pareto.warnings:
-        shown = list(pareto.warnings[:6])
-        if len(pareto.warnings) > 6:
-            shown.append(f"... and {len(pareto.warnings) - 6} more warnings")
+    if shown:
         fig.text(0.01, 0.01, "\n".join("⚠ " + w for w in shown), fontsize=8, color="tab:red",
                  va="bottom", ha="left")
-        engine = fig.get_layout_engine()  # leave room under the panels for the warnings
-        if isinstance(engine, ConstrainedLayoutEngine):
-            bottom = 0.02 + 0.03 * len(shown)
-            engine.set(rect=(0.0, bottom, 1.0, 1.0 - bottom))
     return fig
+
+
+def _constraint_panel(ax: Axes, usable: Sequence[Trial], pareto: ParetoSummary,
+                      objective: ObjectiveSpec, c_name: str) -> None:
+    """A constrained outcome against the first term, its feasible band shaded."""
+    y_name = objective.terms[0].outcome
+    front = set(pareto.front)
+    span = _constraint_spans(objective, c_name)
+    if span is not None:
+        lo, hi = span
+        ax.axvspan(max(lo, -1e12), min(hi, 1e12), color="tab:green", alpha=0.12, lw=0,
+                   label=f"constraint {c_name}")
+    xs = [outcome_scale(c_name) * _outcome(t, c_name) for t in usable]
+    ys = [outcome_scale(y_name) * _outcome(t, y_name) for t in usable]
+    colors = ["tab:red" if t.index in front else "tab:blue" if t.index in pareto.utilities
+              else "lightgray" for t in usable]
+    ax.scatter(xs, ys, c=colors, s=22, zorder=3)
+    ax.set_xlabel(outcome_label(c_name))
+    ax.set_ylabel(outcome_label(y_name))
+    ax.legend(fontsize=8, loc="best")
+    ax.grid(alpha=0.3)
 
 
 def _front_panel(ax: Axes, usable: Sequence[Trial], pareto: ParetoSummary,
@@ -600,7 +830,7 @@ def campaign_figures(trials: Sequence[Trial], best: Sequence[float | None],
                      fit_points: Mapping[str, Sequence[FitPoint]] | None = None,
                      pareto: ParetoSummary | None = None,
                      predictions: Sequence[tuple[float, float, float]] | None = None,
-                     ) -> dict[str, Figure]:
+                     pool: FigurePool | None = None) -> dict[str, Figure]:
     """Every campaign-level figure, by file stem: the one path for MLflow and the report.
 
     ``convergence`` and ``parameters_vs_outcomes`` always; ``model_fit`` with per-outcome
@@ -608,7 +838,8 @@ def campaign_figures(trials: Sequence[Trial], best: Sequence[float | None],
     Pareto campaign (``pareto`` given), never an empty one for a scalar campaign.
     """
     figures = {"convergence": convergence_figure(trials, best, lab_clock_h, targets),
-               "parameters_vs_outcomes": parameters_vs_outcomes_figure(trials, targets=targets)}
+               "parameters_vs_outcomes": parameters_vs_outcomes_figure(trials, targets=targets,
+                                                                       pool=pool)}
     if fit_points and any(fit_points.values()):
         figures["model_fit"] = model_fit_figure(fit_points)
     elif predictions:

@@ -19,6 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from matplotlib.axes import Axes
 from matplotlib.collections import PathCollection
+from matplotlib.figure import Figure
 
 from autolab.objective import (
     Maximize,
@@ -437,3 +438,97 @@ def test_campaign_figures_without_any_result_render_quietly() -> None:
         assert set(figs) == {"convergence", "parameters_vs_outcomes", "pareto_front"}
         for fig in figs.values():
             assert plots.figure_png(fig).startswith(PNG)
+
+
+# ---- fixed layouts: cheap to render, nothing clipped or overlapping ------------------------------
+def _assert_laid_out(fig: Figure) -> None:
+    """Every panel's labels, ticks and texts lie inside the figure and clear of other panels.
+
+    The figures place their panels from fixed margins (no constrained layout, which cost a
+    second, dry draw per save), so this is what a layout engine would otherwise guarantee.
+    """
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
+    page = fig.bbox
+    boxes = [(ax, ax.get_tightbbox(renderer)) for ax in fig.axes]
+    texts = [t for t in fig.texts if t.get_text()]  # the suptitle is one of them
+    for owner, box in [*boxes, *((None, t.get_window_extent(renderer)) for t in texts)]:
+        assert box is not None
+        assert page.x0 - 1 <= box.x0 and box.x1 <= page.x1 + 1, (owner, box, page)
+        assert page.y0 - 1 <= box.y0 and box.y1 <= page.y1 + 1, (owner, box, page)
+        for ax in fig.axes:  # nothing of one panel (or of the figure's texts) on another panel
+            if ax is not owner:
+                assert not box.overlaps(ax.bbox), (owner, ax, box, ax.bbox)
+    for i, (a, box_a) in enumerate(boxes):  # panels' labels never run into each other
+        for b, box_b in boxes[i + 1:]:
+            shared = a.get_shared_x_axes().joined(a, b) or a.get_shared_y_axes().joined(a, b)
+            if not shared:
+                assert box_a is not None and box_b is not None
+                assert not box_a.overlaps(box_b), (a, b, box_a, box_b)
+
+
+def test_every_figure_keeps_its_labels_inside_and_apart() -> None:
+    far = _with(build_trial(0), pl_peak_nm=610.0)  # a -388 score: the widest tick labels
+    trials = [far, build_trial(1, TrialStatus.FAILED), _with(build_trial(2), pl_peak_nm=550.5),
+              build_trial(3, TrialStatus.INVALID), build_trial(4, TrialStatus.INTERRUPTED),
+              build_trial(5)]
+    view = campaign_view(trials, {}, {"objective": TARGET.model_dump()})
+    points = {"objective": [FitPoint(0, -380.0, 30.0, far.objective or 0.0),
+                            FitPoint(2, -1.0, 0.5, -0.8)],
+              "qy": [FitPoint(2, 0.30, 0.02, 0.31)], "pl_peak_nm": [FitPoint(2, 551, 1, 550.5)]}
+    figs = [*plots.campaign_figures(list(view.trials), list(view.best), view.lab_clock_h,
+                                    targets=view.targets, fit_points=points).values(),
+            plots.prediction_figure([(-380.0, 30.0, -388.0), (0.1, 0.05, 0.12)])]
+    near = campaign_view([build_trial(0), build_trial(2)], {}, {"objective": TARGET.model_dump()})
+    # every score within the symlog axis's linear range: its ends get labels like -8.42x10^-1
+    figs.append(plots.convergence_figure(list(near.trials), list(near.best), near.lab_clock_h))
+    assert "times10" in figs[-1].axes[0].yaxis.get_major_formatter().format_ticks(
+        list(figs[-1].axes[0].get_ylim()))[0]
+    pareto_trials = _pareto_trials()
+    summary = pareto_summary(pareto_trials, PARETO, search_bounds(
+        {"space": {"parameters": ["t_core_c", "t_shell_c"]}}))
+    assert summary is not None and len(summary.warnings) == 2
+    figs.append(plots.pareto_figure(pareto_trials, summary, PARETO))
+    saturated = build_trial(6)
+    assert saturated.measurement is not None
+    spectra = replace(saturated.measurement.spectra,
+                      pl_counts=saturated.measurement.spectra.pl_counts * 2.1)  # ~63000 counts
+    failed = replace(saturated, status=TrialStatus.INVALID, error="device fault: " + "x" * 120,
+                     measurement=replace(saturated.measurement, spectra=spectra))
+    spectra_figs = [plots.spectrum_figure(trials[2], view.targets), plots.spectrum_figure(failed)]
+    figs += [f for f in spectra_figs if f is not None]
+    assert len(figs) == 8 and "\n" in figs[-1].texts[0].get_text()  # a two-line title
+    for fig in figs:
+        assert fig.get_layout_engine() is None  # fixed: no second, dry draw when saved
+        _assert_laid_out(fig)
+
+
+def _pixels(fig: Figure) -> np.ndarray[Any, Any]:
+    fig.canvas.draw()
+    return np.asarray(fig.canvas.buffer_rgba()).copy()  # type: ignore[attr-defined]
+
+
+def test_a_pooled_grid_draws_the_same_picture_as_a_new_one() -> None:
+    """The tracker draws the parameter grid into the previous refresh's figure: same pixels."""
+    pool = plots.FigurePool()
+    wide = [build_trial(0), build_trial(1, TrialStatus.FAILED), build_trial(2),
+            build_trial(3, TrialStatus.INVALID), build_trial(4, TrialStatus.INTERRUPTED),
+            _with(build_trial(5), pl_peak_nm=700.0, qy=0.9)]
+    first = plots.parameters_vs_outcomes_figure(wide, targets={"pl_peak_nm": (550.0, 2.0)},
+                                                pool=pool)
+    assert len(pool) == 0
+    pool.give_back([first])
+    pool.give_back([first, plots.parameters_vs_outcomes_figure(wide)])  # twice; one unknown
+    assert len(pool) == 1  # once, and only figures built with the pool
+    narrow = [build_trial(1), build_trial(2)]  # narrower limits, no band, no status markers
+    again = plots.parameters_vs_outcomes_figure(narrow, pool=pool)
+    assert again is first and len(pool) == 0
+    assert np.array_equal(_pixels(again), _pixels(plots.parameters_vs_outcomes_figure(narrow)))
+    pool.give_back([again])
+    other_shape = [replace(t, conditions={"t_core_c": t.conditions["t_core_c"]}) for t in wide]
+    assert plots.parameters_vs_outcomes_figure(other_shape, pool=pool) is not first
+    assert len(pool) == 1  # a grid of another shape is built anew; this one stays pooled
+    small = plots.FigurePool(size=1)
+    figs = [plots.parameters_vs_outcomes_figure(wide[:n], pool=small) for n in (1, 2)]
+    small.give_back(figs)
+    assert len(small) == 1 and small.take(("nothing",)) is None
