@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import io
 import math
+import textwrap
 import threading
 import weakref
 from collections.abc import Hashable, Iterable, Mapping, Sequence
@@ -488,12 +489,15 @@ def parameters_vs_outcomes_figure(trials: Sequence[Trial],
         pool: Where to take an emptied grid of the same shape from, if one was given back
             (:class:`FigurePool`); the figure drawn is the same as a new one.
     """
-    params = list(dict.fromkeys(k for t in trials for k in t.conditions))  # space order
+    params, held = _varied_parameters(trials)
     rows = [o for o in outcomes if any(math.isfinite(_outcome(t, o)) for t in trials)] or ["none"]
     logs = tuple(_log_axis(name, log_params) for name in params)
-    key = ("parameters_vs_outcomes", tuple(params), tuple(rows), logs)
+    ncols = max(1, len(params))
+    title = _grid_title(trials, targets, held, _grid_width_in(ncols))
+    title_lines = title.count("\n") + 1
+    key = ("parameters_vs_outcomes", tuple(params), tuple(rows), logs, title_lines)
     reused = pool.take(key) if pool is not None else None
-    fig = reused if reused is not None else _parameter_grid(len(rows), max(1, len(params)))
+    fig = reused if reused is not None else _parameter_grid(len(rows), ncols, title_lines)
     if pool is not None:
         pool.remember(fig, key)
     grid = np.asarray(fig.axes, dtype=object).reshape(len(rows), max(1, len(params)))
@@ -517,15 +521,55 @@ def parameters_vs_outcomes_figure(trials: Sequence[Trial],
         grid[r, 0].set_ylabel(outcome_label(out_name) if out_name != "none" else "no outcomes",
                               fontsize=8)
         for ax in grid[r]:
-            ax.tick_params(labelsize=7)
+            ax.tick_params(which="both", labelsize=7)  # a narrow log axis labels minor ticks
             ax.grid(alpha=0.3)
+    fig.suptitle(title, fontsize=9)
+    return fig
+
+
+def _grid_title(trials: Sequence[Trial], targets: Targets | None, held: Mapping[str, float],
+                width_in: float) -> str:
+    """The grid's title, wrapped to the figure's width (a narrow grid gets more lines)."""
     what = "parameters vs outcomes (colour: experiment order, dark = late"
     note = _status_note(trials)
     what += f"; bottom markers: {note} — red x failed, grey square interrupted, orange diamond " \
             "invalid" if note else ""
     what += "; green band: target)" if targets else ")"
-    fig.suptitle(what, fontsize=9)
-    return fig
+    parts = [what]
+    if held:
+        parts.append("the same in every experiment, not drawn: " + ", ".join(
+            f"{name} = {value:g}" + (f" {QD_PARAMETERS[name].unit}"
+                                     if name in QD_PARAMETERS and QD_PARAMETERS[name].unit else "")
+            for name, value in held.items()))
+    # 9-pt DejaVu Sans averages under 5.5 pt a character; a little room is left at both ends
+    chars = max(40, int((width_in - 0.4) * 72 / 5.5))
+    return "\n".join(line for part in parts for line in textwrap.wrap(part, chars))
+
+
+def _grid_width_in(ncols: int) -> float:
+    """Width of a parameter grid of ``ncols`` columns, in inches."""
+    return 2.4 * ncols + 1.0
+
+
+def _varied_parameters(trials: Sequence[Trial]) -> tuple[list[str], dict[str, float]]:
+    """The conditions to draw a column for, in space order, and those held at one value.
+
+    A condition every experiment ran at the same value (a fixed pressure, stirring rate or
+    injection tank) would be a column of panels with every point on one vertical line: it says
+    nothing a chemist can read and is a large share of the grid's cost. It is named, with its
+    value, in the title instead. With fewer than two experiments, or when nothing varies, every
+    condition keeps its column (there is nothing to compare them against).
+    """
+    params = list(dict.fromkeys(k for t in trials for k in t.conditions))  # space order
+    held: dict[str, float] = {}
+    if len(trials) >= 2:
+        for name in params:
+            values = {t.conditions.get(name) for t in trials}
+            value = next(iter(values))
+            if len(values) == 1 and isinstance(value, int | float) and math.isfinite(value):
+                held[name] = float(value)
+    varied = [name for name in params if name not in held]
+    return (varied, held) if varied else (params, {})
 
 
 def _grid_data(grid: np.ndarray[Any, Any], trials: Sequence[Trial], columns: Sequence[FloatArray],
@@ -546,14 +590,15 @@ def _grid_data(grid: np.ndarray[Any, Any], trials: Sequence[Trial], columns: Seq
             mark_status(ax, trials, list(xs))
 
 
-def _parameter_grid(nrows: int, ncols: int) -> Figure:
+def _parameter_grid(nrows: int, ncols: int, title_lines: int = 1) -> Figure:
     """A new, empty panel grid for :func:`parameters_vs_outcomes_figure`."""
     # Shared axes and a fixed layout: a constrained layout of ~30 panels takes seconds to solve,
-    # and this figure is redrawn after every experiment.
-    width, height = 2.4 * ncols + 1.0, 2.0 * nrows + 0.8
+    # and this figure is redrawn after every experiment. Each title line takes 0.2 in.
+    title_in = 0.3 + 0.2 * title_lines
+    width, height = _grid_width_in(ncols), 2.0 * nrows + 0.3 + title_in
     fig = _figure(width, height)
     fig.subplots_adjust(left=0.6 / width, right=0.98, bottom=0.5 / height,
-                        top=1 - 0.5 / height, wspace=0.15, hspace=0.12)
+                        top=1 - title_in / height, wspace=0.15, hspace=0.12)
     fig.subplots(nrows, ncols, squeeze=False, sharex="col", sharey="row")
     return fig
 

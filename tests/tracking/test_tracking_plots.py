@@ -161,12 +161,37 @@ def _status_markers(ax: Axes) -> dict[str, PathCollection]:
             in {"failed", "interrupted", "invalid"}}
 
 
+def test_a_condition_held_at_one_value_is_named_in_the_title_not_drawn() -> None:
+    trials = [replace(build_trial(i), conditions={**build_trial(i).conditions, "stir_rpm": 600.0,
+                                                  "p_to_in": 3.6}) for i in range(3)]
+    fig = plots.parameters_vs_outcomes_figure(trials)
+    labels = [ax.get_xlabel() for ax in fig.axes if ax.get_xlabel()]
+    # tau_shell_min and s_to_zn are the same in every test trial too: four varied conditions
+    assert len(fig.axes) == 4 * 4 and len(labels) == 4
+    assert not any("stir_rpm" in x or "p_to_in" in x for x in labels)
+    title = fig.get_suptitle()
+    assert "stir_rpm = 600 rpm" in title and "p_to_in = 3.6" in title
+    # one experiment has nothing to compare against: every condition keeps its column
+    single = plots.parameters_vs_outcomes_figure(trials[:1])
+    assert len(single.axes) == 4 * 8 and "not drawn" not in single.get_suptitle()
+    # every label and the two-line title stay inside the figure
+    fig.canvas.draw()  # lays out the tick labels the x labels sit under
+    renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
+    box = fig.bbox
+    for artist in [fig._suptitle, *(ax.xaxis.label for ax in fig.axes)]:  # noqa: SLF001
+        assert artist is not None
+        ext = artist.get_window_extent(renderer)
+        assert box.x0 <= ext.x0 and ext.x1 <= box.x1 and box.y0 <= ext.y0 and ext.y1 <= box.y1
+
+
 def test_status_markers_stay_inside_their_own_panel_and_invalid_is_not_a_failure() -> None:
     trials = [build_trial(0), build_trial(1, TrialStatus.FAILED), build_trial(2),
               build_trial(3, TrialStatus.INVALID), build_trial(4, TrialStatus.INTERRUPTED),
               build_trial(5)]
     fig = plots.parameters_vs_outcomes_figure(trials)
-    assert len(fig.axes) == 4 * 6  # objective, PL, FWHM, QY x six conditions
+    # objective, PL, FWHM, QY x four conditions (tau_shell_min and s_to_zn, the same in every
+    # trial, are named in the title instead)
+    assert len(fig.axes) == 4 * 4
     for ax in fig.axes:
         markers = _status_markers(ax)
         assert set(markers) == {"failed (chemistry)", "interrupted",
@@ -448,6 +473,7 @@ def _assert_laid_out(fig: Figure) -> None:
     second, dry draw per save), so this is what a layout engine would otherwise guarantee.
     """
     fig.canvas.draw()
+    fig.canvas.draw()  # lays out the tick labels the x labels sit under
     renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
     page = fig.bbox
     boxes = [(ax, ax.get_tightbbox(renderer)) for ax in fig.axes]
@@ -520,7 +546,9 @@ def test_a_pooled_grid_draws_the_same_picture_as_a_new_one() -> None:
     pool.give_back([first])
     pool.give_back([first, plots.parameters_vs_outcomes_figure(wide)])  # twice; one unknown
     assert len(pool) == 1  # once, and only figures built with the pool
-    narrow = [build_trial(1), build_trial(2)]  # narrower limits, no band, no status markers
+    # narrower limits, no band, one kind of status marker of three (a title of as many lines:
+    # the grid's shape includes the room its title takes)
+    narrow = [build_trial(1), build_trial(2), build_trial(3, TrialStatus.FAILED)]
     again = plots.parameters_vs_outcomes_figure(narrow, pool=pool)
     assert again is first and len(pool) == 0
     assert np.array_equal(_pixels(again), _pixels(plots.parameters_vs_outcomes_figure(narrow)))
