@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 from types import ModuleType
 
 from autolab.benchmarking.provenance import Result, Table, write_result
-
-ROOT = Path(__file__).parents[2]
+from tests.scripts import load_script
 
 
 def _script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("benchmarks_md",
-                                                  ROOT / "scripts" / "benchmarks_md.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("scripts/benchmarks_md.py")
 
 
 def test_sections_name_command_commit_machine_and_packages(tmp_path: Path) -> None:

@@ -4,26 +4,16 @@ left out). Hand-made cells whose answers are worked out in the comments."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from dataclasses import replace
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 from autolab.optimizer.forecast import Remaining
-
-ROOT = Path(__file__).parents[2]
+from tests.scripts import load_script
 
 
 def _script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("forecast_calibration",
-                                                  ROOT / "benchmarks" / "forecast_calibration.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["forecast_calibration"] = module  # dataclasses resolve their module by name
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/forecast_calibration.py")
 
 
 def _cell(name: str, budget: int, hit: int | None, n_steps: int) -> dict[str, Any]:

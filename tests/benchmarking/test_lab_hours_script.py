@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -13,6 +11,7 @@ import pytest
 from autolab.benchmarking.benchmark import make_jobs
 from autolab.benchmarking.problem import Reachable
 from autolab.benchmarking.spec import load_spec, parse_spec
+from tests.scripts import load_script
 
 from .tiny import TINY
 
@@ -20,12 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("lab_hours", ROOT / "benchmarks" / "lab_hours.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up while being built
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/lab_hours.py")
 
 
 def test_seed_offset_runs_the_later_seeds_only() -> None:

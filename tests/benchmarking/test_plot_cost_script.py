@@ -2,29 +2,21 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 from types import ModuleType
 
 from autolab.records import TrialStatus
 from autolab.tracking import plots
 from autolab.tracking.summary import FitPoint, campaign_view
+from tests.scripts import load_script
 
 from ..tracking.conftest import build_trial
 
-ROOT = Path(__file__).resolve().parents[2]
 TARGET = {"mode": "scalar", "terms": [{"kind": "target", "outcome": "pl_peak_nm", "value": 550,
                                        "tolerance": 2}]}
 
 
 def _script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("plot_cost", ROOT / "benchmarks" / "plot_cost.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up while being built
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/plot_cost.py")
 
 
 def test_every_figure_is_timed_and_the_grid_is_drawn_again_from_the_pool() -> None:

@@ -8,10 +8,8 @@ how that figure is derived, that the campaign stops on it, and that a hit only c
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
 from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
@@ -22,18 +20,13 @@ import pytest
 from autolab.benchmarking.benchmark import make_jobs
 from autolab.benchmarking.problem import Reachable
 from autolab.benchmarking.spec import load_spec
+from tests.scripts import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("dynamic_hours",
-                                                  ROOT / "benchmarks" / "dynamic_hours.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up while being built
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/dynamic_hours.py")
 
 
 def _cell(dh: ModuleType, name: str, trials: int, lab_h: float, hit: tuple[int, float] | None,

@@ -12,12 +12,9 @@ those away unread. Each case here failed before it was fixed.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -27,8 +24,7 @@ from autolab.hardware.drivers import NE1000Pump
 from autolab.hardware.transport import Transport
 from autolab.virtuallab.emulators import PumpChainEmulator
 from autolab.virtuallab.reactor import PumpModel
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.scripts import load_script
 
 
 class Bench:
@@ -128,13 +124,7 @@ def test_an_alarm_is_handed_out_once_though_both_packets_arrive(chain: Any) -> N
 
 
 def _soak_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "soak_alarms", ROOT / "benchmarks" / "soak_alarms.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["soak_alarms"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/soak_alarms.py")
 
 
 def test_the_alarm_soak_short_names_every_stall_and_mis_assigns_nothing() -> None:

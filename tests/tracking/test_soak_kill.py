@@ -6,26 +6,19 @@ kills and a 3-experiment budget, its first kill landing while the MLflow store i
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.scripts import load_script
 
 pytestmark = pytest.mark.slow
 
 
 def _soak_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("soak_kill", ROOT / "benchmarks" / "soak_kill.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["soak_kill"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/soak_kill.py")
 
 
 def test_five_kills_lose_nothing_duplicate_nothing_and_mlflow_matches_the_journal(

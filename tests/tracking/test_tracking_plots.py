@@ -178,7 +178,7 @@ def test_a_condition_held_at_one_value_is_named_in_the_title_not_drawn() -> None
     fig.canvas.draw()  # lays out the tick labels the x labels sit under
     renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
     box = fig.bbox
-    for artist in [fig._suptitle, *(ax.xaxis.label for ax in fig.axes)]:  # noqa: SLF001
+    for artist in [fig._suptitle, *(ax.xaxis.label for ax in fig.axes)]:
         assert artist is not None
         ext = artist.get_window_extent(renderer)
         assert box.x0 <= ext.x0 and ext.x1 <= box.x1 and box.y0 <= ext.y0 and ext.y1 <= box.y1
