@@ -6,8 +6,10 @@ time, and SIGKILLs it: during store creation (the first kill lands there on purp
 experiment, between journaling and logging, in MLflow's writes. After every kill the script
 checks the journal against what it held before (nothing lost), and on every other kill it runs a
 sync, as a user would (``autolab sync``), and compares every MLflow run's status with the
-journal. When a campaign finishes, the next round starts a new one in the same store, until the
-number of kills is reached; then the last campaign runs to its end unkilled and is checked again.
+journal; until one such check has been made, such a kill's timer starts once the campaign has
+journaled one more experiment, so there is something to sync however slow the machine. When a
+campaign finishes, the next round starts a new one in the same store, until the number of kills
+is reached; then the last campaign runs to its end unkilled and is checked again.
 
 Printed and written to ``benchmarks/results/soak_kill.json``:
 
@@ -36,7 +38,7 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -204,7 +206,7 @@ def _conditions(run_dir: Path) -> list[dict[str, float]]:
     return [t.conditions for t in state.trials]
 
 
-def _same(a: list[Mapping[str, float]], b: list[Mapping[str, float]]) -> bool:
+def _same(a: Sequence[Mapping[str, float]], b: Sequence[Mapping[str, float]]) -> bool:
     return len(a) == len(b) and all(
         x.keys() == y.keys() and all(abs(x[k] - y[k]) <= 1e-9 * max(1.0, abs(y[k])) for k in x)
         for x, y in zip(a, b, strict=True))
@@ -245,6 +247,28 @@ class Soak:
                 return
             time.sleep(0.01)
 
+    def _wait_for_experiment(self, pid: int, before: set[Path], n_before: int) -> bool:
+        """Start the kill timer once the campaign has journaled one more finished experiment.
+
+        A kill followed by a sync must leave something to sync: on a loaded machine every kill
+        could land before the first experiment of a round ends, and the soak would then compare
+        MLflow with the journal only once, at the end. Only until the first such check: the
+        wait puts the kill after an experiment, and the other kills stay at random times.
+
+        Returns:
+            Whether the child ended meanwhile (reaped here: its campaign reached its end).
+        """
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            if os.waitpid(pid, os.WNOHANG)[0] != 0:
+                return True
+            new = sorted(set(_journal_dirs(self.work)) - before)
+            run_dir = self.current or (new[0] if new else None)
+            if run_dir is not None and len(_finished_records(run_dir)) > n_before:
+                return False
+            time.sleep(0.05)
+        return False
+
     def _round(self, delay_s: float | None, *, in_creation: bool = False) -> None:
         before = set(_journal_dirs(self.work))
         records = _finished_records(self.current) if self.current else {}
@@ -255,8 +279,12 @@ class Soak:
                 self.counts.problems.append("the unkilled final run failed")
         else:
             self._wait_for_store(creating=in_creation)
-            time.sleep(delay_s)
-            done = os.waitpid(pid, os.WNOHANG)[0] != 0
+            ended = False
+            if not in_creation and self.counts.kills % 2 == 0 and self.counts.checks == 0:
+                ended = self._wait_for_experiment(pid, before, len(records))
+            if not ended:
+                time.sleep(delay_s)
+            done = ended or os.waitpid(pid, os.WNOHANG)[0] != 0
             if not done:
                 os.kill(pid, signal.SIGKILL)
                 os.waitpid(pid, 0)
