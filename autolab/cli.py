@@ -14,6 +14,7 @@ Exit codes (so scripts and CI can tell outcomes apart):
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import logging.handlers
 import math
@@ -565,6 +566,7 @@ def _run_new(cfg: CampaignConfig, runs_dir: Path, tracker: Any, log: RunLog,
                                    on_event=on_event, reviewer=reviewer)
         log.to_file(campaign.run_dir)
         console.print(f"journal: {campaign.run_dir}", markup=False)
+        _freeze_loaded()
         return campaign.run()
 
 
@@ -659,7 +661,19 @@ def _resume(folder: Path, cfg: CampaignConfig, done: int, tracker: Any,
                                        on_event=on_event, reviewer=reviewer)
         except ConfigError as err:  # the journaled campaign: a journal problem, not input
             raise JournalError(str(err)) from err
+        _freeze_loaded()
         return campaign.run()
+
+
+def _freeze_loaded() -> None:
+    """Keep what is loaded before a campaign runs out of the garbage collector's full passes.
+
+    torch, BoTorch, MLflow and matplotlib leave millions of long-lived objects, and every full
+    collection during the campaign walked all of them again (about 5 % of a short tracked
+    campaign's CPU). Collected first, so nothing that is garbage now is kept for good.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 @app.command()
