@@ -20,20 +20,18 @@ if ! grep -qxF "$want" "$stamp" 2>/dev/null; then
   # (the filter drops pip's notes about index folders this machine's pip.conf names but lacks)
   quiet() { "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2); }
   quiet .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-  # uv installs the same pinned set as pip in a tenth of the time (parallel downloads and
-  # unpacking; ~2 min -> ~1 min on 2 cores, most of it byte-compiling, as pip also does). uv reads
-  # no pip.conf, so it is given pip's find-links (where this machine keeps the CPU build of torch
-  # that constraints.txt pins). pip stays the fallback: no uv on the index, or uv failed.
+  # uv installs the same pinned set as pip, downloading and unpacking in parallel (a fresh
+  # set-up 129 s -> 84 s on 2 cores, most of what is left byte-compiling, as pip also does). uv
+  # reads no pip.conf, so it is given pip's find-links (where this machine keeps the CPU build of
+  # torch that constraints.txt pins). pip stays the fallback: no uv on the index, or uv failed.
   target=".${extras:+[$extras]}"
   links=$(.venv/bin/python -m pip config get global.find-links 2>/dev/null || true)
   links=${PIP_FIND_LINKS:-$links}
   uv_links=()
   for dir in $links; do [ -d "$dir" ] && uv_links+=(--find-links "$dir"); done
-  if quiet .venv/bin/python -m pip install -q uv >/dev/null 2>&1 \
+  if ! { quiet .venv/bin/python -m pip install -q uv >/dev/null 2>&1 \
       && .venv/bin/uv pip install -q --compile-bytecode --python .venv/bin/python \
-         "${uv_links[@]}" -c constraints.txt -e "$target"; then
-    :
-  else
+         "${uv_links[@]}" -c constraints.txt -e "$target"; }; then
     echo "uv unavailable or failed: installing with pip" >&2
     quiet .venv/bin/python -m pip install -q -c constraints.txt -e "$target"
   fi
@@ -41,6 +39,7 @@ if ! grep -qxF "$want" "$stamp" 2>/dev/null; then
 fi
 # Byte-compile autolab's own modules: where PYTHONDONTWRITEBYTECODE is set (our development
 # machines set it) Python never caches them, and every `autolab` process (the suite starts many)
-# compiles all of autolab again, ~0.7 s of CPU each (pip compiled every installed package). compileall writes the caches regardless,
+# compiles all of autolab again, ~0.7 s of CPU each (the install compiled every installed package,
+# but autolab is installed editable, from its source). compileall writes the caches regardless,
 # skips what is up to date, and imports then read them (stale ones are recompiled in memory).
 .venv/bin/python -m compileall -q autolab >/dev/null
