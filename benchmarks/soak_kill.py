@@ -247,6 +247,13 @@ class Soak:
                 return
             time.sleep(0.01)
 
+    def _campaign_dir(self, before: set[Path]) -> Path | None:
+        """The campaign being killed: the current one, or the one this round started (if yet)."""
+        if self.current is not None:
+            return self.current
+        new = sorted(set(_journal_dirs(self.work)) - before)
+        return new[0] if new else None
+
     def _wait_for_experiment(self, pid: int, before: set[Path], n_before: int) -> bool:
         """Start the kill timer once the campaign has journaled one more finished experiment.
 
@@ -262,8 +269,7 @@ class Soak:
         while time.monotonic() < deadline:
             if os.waitpid(pid, os.WNOHANG)[0] != 0:
                 return True
-            new = sorted(set(_journal_dirs(self.work)) - before)
-            run_dir = self.current or (new[0] if new else None)
+            run_dir = self._campaign_dir(before)
             if run_dir is not None and len(_finished_records(run_dir)) > n_before:
                 return False
             time.sleep(0.05)
@@ -292,9 +298,7 @@ class Soak:
                 db = self.work / "mlflow.db"
                 if not db.exists() and list(self.work.glob(".mlflow.db.*.tmp*")):
                     self.counts.kills_during_store_creation += 1
-        if self.current is None:
-            new = sorted(set(_journal_dirs(self.work)) - before)
-            self.current = new[0] if new else None
+        self.current = self._campaign_dir(before)
         if self.current is None:
             return
         after = _finished_records(self.current)
