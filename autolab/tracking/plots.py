@@ -68,10 +68,16 @@ def outcome_scale(name: str) -> float:
     return OUTCOME_DISPLAY.get(name, (name, 1.0))[1]
 
 
+def parameter_unit(name: str) -> str:
+    """Unit of a condition where the InP/ZnS catalog knows one, else ``""``."""
+    param = QD_PARAMETERS.get(name)
+    return param.unit if param is not None else ""
+
+
 def parameter_label(name: str) -> str:
     """Axis label of a condition, with its unit where the InP/ZnS catalog knows one."""
-    param = QD_PARAMETERS.get(name)
-    return f"{name} ({param.unit})" if param is not None and param.unit else name
+    unit = parameter_unit(name)
+    return f"{name} ({unit})" if unit else name
 
 
 def _shade_target(ax: Axes, name: str, targets: Targets | None, *, vertical: bool = False) -> None:
@@ -500,7 +506,7 @@ def parameters_vs_outcomes_figure(trials: Sequence[Trial],
     fig = reused if reused is not None else _parameter_grid(len(rows), ncols, title_lines)
     if pool is not None:
         pool.remember(fig, key)
-    grid = np.asarray(fig.axes, dtype=object).reshape(len(rows), max(1, len(params)))
+    grid = np.asarray(fig.axes, dtype=object).reshape(len(rows), ncols)
     if reused is not None:
         _empty_grid(grid)
     columns = [np.asarray([t.conditions.get(name, math.nan) for t in trials], dtype=float)
@@ -538,9 +544,7 @@ def _grid_title(trials: Sequence[Trial], targets: Targets | None, held: Mapping[
     parts = [what]
     if held:
         parts.append("the same in every experiment, not drawn: " + ", ".join(
-            f"{name} = {value:g}" + (f" {QD_PARAMETERS[name].unit}"
-                                     if name in QD_PARAMETERS and QD_PARAMETERS[name].unit else "")
-            for name, value in held.items()))
+            f"{name} = {value:g} {parameter_unit(name)}".rstrip() for name, value in held.items()))
     # 9-pt DejaVu Sans averages under 5.5 pt a character; a little room is left at both ends
     chars = max(40, int((width_in - 0.4) * 72 / 5.5))
     return "\n".join(line for part in parts for line in textwrap.wrap(part, chars))
@@ -590,7 +594,7 @@ def _grid_data(grid: np.ndarray[Any, Any], trials: Sequence[Trial], columns: Seq
             mark_status(ax, trials, list(xs))
 
 
-def _parameter_grid(nrows: int, ncols: int, title_lines: int = 1) -> Figure:
+def _parameter_grid(nrows: int, ncols: int, title_lines: int) -> Figure:
     """A new, empty panel grid for :func:`parameters_vs_outcomes_figure`."""
     # Shared axes and a fixed layout: a constrained layout of ~30 panels takes seconds to solve,
     # and this figure is redrawn after every experiment. Each title line takes 0.2 in.
@@ -782,7 +786,7 @@ def pareto_figure(trials: Sequence[Trial], pareto: ParetoSummary,
     shown = list(pareto.warnings[:6])
     if len(pareto.warnings) > 6:
         shown.append(f"... and {len(pareto.warnings) - 6} more warnings")
-    fig = _figure(5.0 * n, 5.2 + 0.25 * min(len(pareto.warnings), 6))
+    fig = _figure(5.0 * n, 5.2 + 0.25 * len(shown))
     # under the panels: the x labels, then one 8 pt line per warning
     bottom = 0.55 + (0.15 * len(shown) + 0.1 if shown else 0.0)
     axes = list(np.atleast_1d(np.asarray(fig.subplots(1, n, squeeze=False, gridspec_kw=grid_params(
