@@ -28,6 +28,7 @@ if TYPE_CHECKING:
         run_benchmark,
         write_outputs,
     )
+    from autolab.benchmarking.custom import CustomResponse, custom_member
     from autolab.benchmarking.family import (
         HELDOUT_SEED_BASE,
         MEMBER_KINDS,
@@ -56,6 +57,7 @@ if TYPE_CHECKING:
 _WHERE = {
     "BenchmarkOutcome": "autolab.benchmarking.benchmark",
     "BenchmarkSpec": "autolab.benchmarking.spec",
+    "CustomResponse": "autolab.benchmarking.custom",
     "HELDOUT_SEED_BASE": "autolab.benchmarking.family",
     "Job": "autolab.benchmarking.runner",
     "MEMBER_KINDS": "autolab.benchmarking.family",
@@ -71,6 +73,7 @@ _WHERE = {
     "TruthArrays": "autolab.benchmarking.family",
     "best_reachable": "autolab.benchmarking.problem",
     "best_reachable_many": "autolab.benchmarking.problem",
+    "custom_member": "autolab.benchmarking.custom",
     "draw_member": "autolab.benchmarking.family",
     "is_success": "autolab.benchmarking.problem",
     "load_spec": "autolab.benchmarking.spec",
@@ -102,6 +105,7 @@ __all__ = [
     "OUTPUT_FILES",
     "BenchmarkOutcome",
     "BenchmarkSpec",
+    "CustomResponse",
     "Job",
     "Member",
     "Problem",
@@ -114,6 +118,7 @@ __all__ = [
     "TruthArrays",
     "best_reachable",
     "best_reachable_many",
+    "custom_member",
     "draw_member",
     "is_success",
     "load_spec",

@@ -88,7 +88,9 @@ def problems(spec: BenchmarkSpec, member: Member | None = None) -> list[Problem]
 
 
 def _reach_key(spec: BenchmarkSpec, member: Member) -> str:
-    doc = {"member": [member.kind, member.seed, member.twin.model_dump(mode="json")],
+    ident = member.identity()
+    extra = {k: v for k, v in ident.items() if k not in ("kind", "seed", "twin")}
+    doc = {"member": [member.kind, member.seed, ident["twin"], *([extra] if extra else [])],
            "space": spec.space.model_dump(mode="json"),
            "targets": [t.model_dump(mode="json") for t in spec.targets],
            "dense": spec.dense_search.model_dump(mode="json")}

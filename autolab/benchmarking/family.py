@@ -55,9 +55,11 @@ from autolab.twin.optics import HC_EV_NM
 
 FloatArray = NDArray[np.float64]
 
-#: Kinds of family member.
-MemberKind = Literal["twin", "rff", "additive"]
-MEMBER_KINDS: tuple[MemberKind, ...] = ("twin", "rff", "additive")
+#: Kinds of family member (``custom``: a response model of the user's, :mod:`.custom`).
+MemberKind = Literal["twin", "rff", "additive", "custom"]
+#: The kinds this module draws (a prior each).
+DrawnKind = Literal["twin", "rff", "additive"]
+MEMBER_KINDS: tuple[DrawnKind, ...] = ("twin", "rff", "additive")
 #: Which set a member belongs to.
 Split = Literal["design", "heldout"]
 #: Seeds from this one on are the held-out set; below it, the design set.
@@ -553,23 +555,38 @@ class Member:
     """One reactor of the family (picklable: it travels to pool and Ray workers).
 
     Attributes:
-        kind: ``twin``, ``rff`` or ``additive``.
+        kind: ``twin``, ``rff``, ``additive`` or ``custom``.
         seed: The member's seed (its constants are a pure function of kind and seed).
         twin: Reactor, detector, noise and failures (and, for twin members, the chemistry).
         response: The non-twin chemistry (None for twin members).
         stokes_ev: Emission-to-first-exciton gap of rendered spectra (non-twin members).
+        label: The name's prefix instead of the kind (a custom reactor's label).
     """
 
     kind: MemberKind
     seed: int
     twin: TwinConfig = field(default_factory=TwinConfig)
-    response: RFFResponse | AdditiveResponse | None = None
+    response: Response | None = None
     stokes_ev: float = 0.12
+    label: str = ""
 
     @property
     def name(self) -> str:
         """``kind-seed``, e.g. ``twin-3`` (``twin-nominal`` for the calibrated twin)."""
-        return f"{self.kind}-{'nominal' if self.seed < 0 else self.seed}"
+        return f"{self.label or self.kind}-{'nominal' if self.seed < 0 else self.seed}"
+
+    def identity(self) -> dict[str, Any]:
+        """What determines this reactor, for fingerprints of cells and yardsticks.
+
+        Drawn members are a pure function of kind, seed and base settings; a custom one adds its
+        model's import path and source hash (so a changed model is never taken from a cache).
+        """
+        doc: dict[str, Any] = {"kind": self.kind, "seed": self.seed,
+                               "twin": self.twin.model_dump(mode="json")}
+        identity = getattr(self.response, "identity", None)
+        if callable(identity):
+            doc.update(identity(), label=self.label)
+        return doc
 
     @property
     def split(self) -> Split:
@@ -603,7 +620,7 @@ def nominal_member(twin: TwinConfig | None = None) -> Member:
     return Member(kind="twin", seed=-1, twin=twin or TwinConfig())
 
 
-def draw_member(kind: MemberKind, seed: int, base: TwinConfig | None = None) -> Member:
+def draw_member(kind: DrawnKind, seed: int, base: TwinConfig | None = None) -> Member:
     """Member ``seed`` of a kind: a pure function of (kind, seed).
 
     Raises:
@@ -624,7 +641,7 @@ def draw_member(kind: MemberKind, seed: int, base: TwinConfig | None = None) -> 
                   stokes_ev=float(rng.uniform(0.08, 0.16)))
 
 
-def family(kinds: Sequence[MemberKind] = MEMBER_KINDS, per_kind: int = 4,
+def family(kinds: Sequence[DrawnKind] = MEMBER_KINDS, per_kind: int = 4,
            split: Split = "design", base: TwinConfig | None = None) -> list[Member]:
     """``per_kind`` members of each kind from one set.
 

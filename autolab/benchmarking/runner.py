@@ -108,8 +108,7 @@ class Job:
         A stored result is reused on resume only if it was made for exactly this cell.
         """
         doc = {"strategy": self.strategy.model_dump(mode="json"), "seed": self.seed,
-               "member": {"kind": self.member.kind, "seed": self.member.seed,
-                          "twin": self.member.twin.model_dump(mode="json")},
+               "member": self.member.identity(),
                "target": [self.problem.target_nm, self.problem.tolerance_nm],
                "space": self.space.model_dump(mode="json"), "budget": self.budget,
                "threshold_qy": round(self.threshold_qy, 9), "reactors": self.reactors,

@@ -8,21 +8,32 @@ building each optimizer once, so a bad ``n_init`` fails before an hour of benchm
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from autolab.benchmarking.custom import (
+    CustomResponse,
+    check_response,
+    custom_member,
+    default_label,
+    is_single,
+    load_response,
+)
 from autolab.benchmarking.family import (
     HELDOUT_SEED_BASE,
     MEMBER_KINDS,
+    DrawnKind,
     Member,
-    MemberKind,
     Split,
+    condition_matrix,
     draw_member,
     nominal_member,
 )
-from autolab.benchmarking.problem import Problem
+from autolab.benchmarking.problem import Problem, feasible_rows
 from autolab.config import SpaceConfig, TrackingConfig, format_validation_error
 from autolab.exceptions import AutolabError, ConfigError
 from autolab.optimizer import make_optimizer
@@ -104,32 +115,75 @@ class DenseSearchSpec(BaseModel):
     polish: int = Field(default=12, ge=0, le=200)
 
 
+#: A member-name prefix: a safe file-name part, never the cell id's separator ``--``.
+_LABEL = r"^[A-Za-z0-9]+(?:[_.-][A-Za-z0-9]+)*$"
+
+
+class CustomMemberSpec(BaseModel):
+    """Reactors of your own: a response model named by import path (:mod:`.custom`).
+
+    Attributes:
+        response: ``package.module:name``: an object with ``product(c)`` (one reactor), or a
+            callable that takes the member seed and returns one.
+        seeds: Member seeds handed to the callable (one seed for a single object).
+        label: Prefix of the members' names (default: the target's last name).
+    """
+
+    model_config = _FROZEN
+
+    response: str = Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+    seeds: tuple[int, ...] = Field(default=(0,), min_length=1)
+    label: str | None = Field(default=None, pattern=_LABEL)
+
+    @model_validator(mode="after")
+    def _check(self) -> CustomMemberSpec:
+        if len(set(self.seeds)) != len(self.seeds) or min(self.seeds) < 0:
+            raise ValueError("seeds must be distinct non-negative integers")
+        if is_single(self.response) and len(self.seeds) > 1:
+            raise ValueError(f"{self.response} is one reactor (an object with product), so "
+                             f"one seed, got {list(self.seeds)}; name a callable that takes "
+                             "the seed for a family of your own")
+        for seed in self.seeds:
+            load_response(self.response, seed)
+        return self
+
+
 class FamilySpec(BaseModel):
     """Which reactors of the family to run on (see :mod:`autolab.benchmarking.family`).
 
     Attributes:
-        kinds: Member kinds: ``twin`` (constants drawn around the calibrated twin), ``rff`` and
-            ``additive`` (responses not built from the twin).
+        kinds: Member kinds drawn from our priors: ``twin`` (constants drawn around the
+            calibrated twin), ``rff`` and ``additive`` (responses not built from the twin).
+            Default: all three, or none when ``custom`` is given.
         per_kind: Members per kind.
         split: ``design`` (seeds 0, 1, ...: tune on these) or ``heldout`` (seeds from
             10000: report on these).
         seeds: Explicit member seeds instead of ``per_kind`` (each kind gets the same seeds);
             they must all lie in the chosen split.
         nominal: Also run on the calibrated twin itself (``twin-nominal``).
+        custom: Reactors of your own (response models by import path).
     """
 
     model_config = _FROZEN
 
-    kinds: tuple[MemberKind, ...] = Field(default=MEMBER_KINDS, min_length=1)
+    kinds: tuple[DrawnKind, ...] | None = None
     per_kind: int = Field(default=3, ge=1, le=1000)
     split: Split = "design"
     seeds: tuple[int, ...] | None = None
     nominal: bool = False
+    custom: tuple[CustomMemberSpec, ...] = ()
 
     @model_validator(mode="after")
     def _check(self) -> FamilySpec:
-        if len(set(self.kinds)) != len(self.kinds):
+        kinds = self.drawn_kinds()
+        if len(set(kinds)) != len(kinds):
             raise ValueError("family.kinds must be distinct")
+        if not kinds and not self.custom and not self.nominal:
+            raise ValueError("family: no reactor; expected at least one of kinds, custom, "
+                             "nominal: true")
+        labels = [c.label or default_label(c.response) for c in self.custom]
+        if len(set(labels)) != len(labels):
+            raise ValueError("family.custom: each entry needs its own label (or response)")
         if self.seeds is not None:
             if not self.seeds or len(set(self.seeds)) != len(self.seeds) or min(self.seeds) < 0:
                 raise ValueError("family.seeds must be distinct non-negative integers")
@@ -138,6 +192,12 @@ class FamilySpec(BaseModel):
                 raise ValueError(f"family.seeds {wrong} are not in the {self.split} set "
                                  f"(held-out seeds are >= {HELDOUT_SEED_BASE})")
         return self
+
+    def drawn_kinds(self) -> tuple[DrawnKind, ...]:
+        """The drawn kinds: as given, else all (none when custom reactors are given)."""
+        if self.kinds is not None:
+            return self.kinds
+        return () if self.custom else MEMBER_KINDS
 
     def member_seeds(self) -> tuple[int, ...]:
         """The seeds of each kind's members."""
@@ -235,7 +295,20 @@ class BenchmarkSpec(BaseModel):
                 make_optimizer(s.kind, space, objective, seed=0, **s.settings)
             except (AutolabError, TypeError, ValueError) as err:
                 raise ValueError(f"strategy {s.name!r}: {err}") from err
+        if self.family is not None and self.family.custom:
+            self._probe_custom()
         return self
+
+    def _probe_custom(self) -> None:
+        """Ask every custom reactor for the box's corners and centre (shapes, ranges)."""
+        space = self.space.build()
+        unit = np.vstack([np.indices((2,) * space.dim).reshape(space.dim, -1).T,
+                          np.full((1, space.dim), 0.5)])
+        x = np.array([[pt[n] for n in space.names] for pt in space.from_unit(unit)])
+        probe = condition_matrix(x[feasible_rows(space, x)], space.names, self.space.fixed)
+        for member in self.members():
+            if isinstance(member.response, CustomResponse):
+                check_response(member.response, probe)
 
     @property
     def seed_list(self) -> tuple[int, ...]:
@@ -249,9 +322,12 @@ class BenchmarkSpec(BaseModel):
         """
         if self.family is None:
             return [nominal_member(self.twin)]
-        out = [nominal_member(self.twin)] if self.family.nominal else []
-        seeds = self.family.member_seeds()
-        return out + [draw_member(k, s, self.twin) for k in self.family.kinds for s in seeds]
+        fam = self.family
+        out = [nominal_member(self.twin)] if fam.nominal else []
+        seeds = fam.member_seeds()
+        out += [draw_member(k, s, self.twin) for k in fam.drawn_kinds() for s in seeds]
+        return out + [custom_member(c.response, s, self.twin, c.label or "")
+                      for c in fam.custom for s in c.seeds]
 
 
 def parse_spec(data: Any, source: str = "<benchmark>") -> BenchmarkSpec:
@@ -275,7 +351,23 @@ def parse_spec(data: Any, source: str = "<benchmark>") -> BenchmarkSpec:
 def load_spec(path: str | Path) -> BenchmarkSpec:
     """Read and validate a benchmark spec YAML file.
 
+    A spec with ``family.custom`` puts its own folder on the import path first.
+
     Raises:
         ConfigError: Unreadable file, YAML syntax error (with line), or invalid fields.
     """
-    return parse_spec(read_yaml(path, "benchmark spec"), str(path))
+    data = read_yaml(path, "benchmark spec")
+    if isinstance(data, dict) and isinstance(data.get("family"), dict) \
+            and data["family"].get("custom"):
+        _import_path_add(Path(path).resolve().parent)
+    return parse_spec(data, str(path))
+
+
+def _import_path_add(folder: Path) -> None:
+    """Put a spec's folder on the import path, so a reactor module beside it is found.
+
+    Spawned pool workers inherit the parent's ``sys.path``; Ray workers do not (install the
+    module there, or give Ray a ``runtime_env``).
+    """
+    if str(folder) not in sys.path:
+        sys.path.append(str(folder))  # last: a file there never shadows an installed module

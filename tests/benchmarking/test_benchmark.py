@@ -6,6 +6,7 @@ import csv
 import json
 import math
 import shutil
+import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -81,8 +82,9 @@ def test_yaml_syntax_error_names_the_line(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("name", ["scale.yaml", "scale_small.yaml", "family.yaml",
-                                  "family_heldout.yaml"])
-def test_example_specs_validate(name: str) -> None:
+                                  "family_heldout.yaml", "custom_reactor.yaml"])
+def test_example_specs_validate(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "path", list(sys.path))  # a custom reactor's spec adds its folder
     spec = load_spec(Path(__file__).parents[2] / "benchmarks" / name)
     assert len(spec.targets) >= 2
     jobs, excluded = make_jobs(spec, _fake_reach(spec))
