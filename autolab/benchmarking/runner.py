@@ -182,7 +182,7 @@ class RunResult:
         strategy: Strategy label.
         kind: Strategy kind.
         member: Reactor name (``twin-3``).
-        member_kind: ``twin``, ``rff`` or ``additive``.
+        member_kind: ``twin``, ``rff``, ``additive``, or a custom reactor's label.
         split: ``design`` or ``heldout``.
         seed: Seed.
         target_nm: Target PL peak, nm.
@@ -355,7 +355,7 @@ def _result(job: Job, steps: list[Step], stop_reason: str, wall_s: float) -> Run
     problem = job.problem
     return RunResult(
         strategy=job.strategy.name, kind=job.strategy.kind, member=job.member.name,
-        member_kind=job.member.kind, split=job.member.split, seed=job.seed,
+        member_kind=job.member.label or job.member.kind, split=job.member.split, seed=job.seed,
         target_nm=problem.target_nm, tolerance_nm=problem.tolerance_nm, budget=job.budget,
         threshold_qy=job.threshold_qy, best_reachable_qy=job.best_reachable_qy,
         experiments_to_success=None if hit is None else hit.experiment,

@@ -184,6 +184,10 @@ class FamilySpec(BaseModel):
         labels = [c.label or default_label(c.response) for c in self.custom]
         if len(set(labels)) != len(labels):
             raise ValueError("family.custom: each entry needs its own label (or response)")
+        taken = sorted(set(labels) & {*MEMBER_KINDS, "custom"})
+        if taken:
+            raise ValueError(f"family.custom: label {taken[0]!r} is a built-in kind's name; "
+                             "expected another label")
         if self.seeds is not None:
             if not self.seeds or len(set(self.seeds)) != len(self.seeds) or min(self.seeds) < 0:
                 raise ValueError("family.seeds must be distinct non-negative integers")

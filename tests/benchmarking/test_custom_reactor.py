@@ -82,6 +82,7 @@ def test_a_single_object_is_one_reactor() -> None:
     ({"response": f"{MODELS}:plane", "seeds": [1, 1]}, "distinct"),
     ({"response": f"{MODELS}:WrongShape"}, r"calling it with the member seed 0 failed: TypeError"),
     ({"response": f"{MODELS}:plane", "label": "a--b"}, "family.custom.0.label"),
+    ({"response": f"{MODELS}:plane", "label": "rff"}, "'rff' is a built-in kind's name"),
 ])
 def test_bad_custom_reactors_are_named(entry: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
@@ -101,7 +102,8 @@ def test_a_cell_runs_the_one_loop_on_the_custom_reactor() -> None:
     jobs, _ = make_jobs(spec, reach)
     job = next(j for j in jobs if j.member.name == "mine-0")
     result = run_job(job)
-    assert result.member == "mine-0" and result.member_kind == "custom"
+    # grouped by its label among the member kinds of the summary
+    assert result.member == "mine-0" and result.member_kind == "mine"
     assert len(result.steps) == 3
     # the judged truth is the model's at the conditions the rig realized
     for step in result.steps:
