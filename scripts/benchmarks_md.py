@@ -24,7 +24,8 @@ from autolab.benchmarking.provenance import commit_label, machine_label  # noqa:
 from autolab.benchmarking.results import markdown_table  # noqa: E402
 
 #: Sections first in this order; any other result file follows, by name.
-ORDER = ("benchmark-family", "benchmark-family-heldout", "benchmark-family-quick",
+ORDER = ("benchmark-family", "benchmark-family-heldout", "benchmark-custom-reactor",
+         "benchmark-family-quick", "family-hardness",
          "family-spread", "ray-scale", "optimizer", "ask-timing", "analyzer", "cli-startup")
 
 HEADER = """# Benchmarks
