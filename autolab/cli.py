@@ -243,17 +243,23 @@ def load_for_run(file: Path, overrides: dict[str, Any] | None = None) -> Campaig
     Raises:
         ConfigError: With the file, line, field and what is expected.
     """
-    from autolab.config import load_campaign
+    from autolab.config import CSTRExecutorSettings, load_campaign
 
     cfg = load_campaign(file, overrides)
     for reactor in cfg.reactor_specs():
         if reactor.executor.kind == "cstr" and reactor.executor.devices is not None:
-            _check_rig(file, cfg, reactor.executor.devices)
+            settings = CSTRExecutorSettings.model_validate(reactor.executor.settings)
+            _check_rig(file, cfg, reactor.executor.devices, settings.poll_period_s)
     return cfg
 
 
-def _check_rig(file: Path, cfg: CampaignConfig, devices_path: Path) -> None:
-    """The devices file is valid and its rig can realize the whole space (hardware/envelope)."""
+def _check_rig(file: Path, cfg: CampaignConfig, devices_path: Path,
+               poll_period_s: float) -> None:
+    """The rig of a devices file can run the campaign.
+
+    The file is valid, its rig can realize the whole space (hardware/envelope), and the
+    supervisor polls often enough for every device-side watchdog.
+    """
     from autolab.hardware.devices import load_devices
     from autolab.hardware.envelope import check_space
 
@@ -267,6 +273,10 @@ def _check_rig(file: Path, cfg: CampaignConfig, devices_path: Path) -> None:
     except ConfigError as err:
         raise ConfigError(f"{file}: space: the rig of {devices_path} cannot realize it: "
                           f"{err}") from err
+    slow = devices.watchdog_problems(poll_period_s)
+    if slow:
+        raise ConfigError(f"{file}: executor.settings.poll_period_s: too slow for the rig of "
+                          f"{devices_path}: {'; '.join(slow)}")
 
 
 def _print_warnings(cfg: CampaignConfig) -> list[str]:

@@ -242,6 +242,10 @@ def _spec_of(name: str, value: object) -> DeviceSpecBase:
     return spec
 
 
+#: Supervisor polls a device-side watchdog must see within its timeout.
+WATCHDOG_POLLS = 3
+
+
 class DevicesConfig(BaseModel):
     """A whole devices file."""
 
@@ -309,6 +313,31 @@ class DevicesConfig(BaseModel):
         """Name of the device with this kind (and role)."""
         return next(n for n, d in self.devices.items()
                     if d.kind == kind and (not role or d.role == role))
+
+    def watchdog_problems(self, poll_period_s: float) -> list[str]:
+        """Devices whose own watchdog the supervisor would let run out, polling this often.
+
+        A pump in New Era Safe mode stops itself and alarms when no valid packet comes for
+        ``safe_mode_s``; the supervisor's poll is what keeps it fed during an experiment. A
+        poll period above a third of that timeout (the drivers feed a watchdog when a third has
+        passed, leaving two more polls for a slow round or a retried reply) would stop the
+        pumps mid-experiment with alarm ``T``, so such a campaign is refused before it starts.
+
+        Args:
+            poll_period_s: The executor's ``poll_period_s``, wall s.
+
+        Returns:
+            One line per device (empty: every watchdog is fed in time).
+        """
+        problems = []
+        for name, d in self.devices.items():
+            timeout_s = float(getattr(d, "safe_mode_s", 0) or 0)
+            if timeout_s > 0 and poll_period_s > timeout_s / WATCHDOG_POLLS:
+                problems.append(
+                    f"devices.{name}.safe_mode_s={timeout_s:g} s needs a supervisor poll at "
+                    f"least every {timeout_s / WATCHDOG_POLLS:g} s (a third of it), got "
+                    f"poll_period_s={poll_period_s:g}")
+        return problems
 
 
 def _check_entry(config: DevicesConfig, name: str, d: DeviceSpecBase) -> None:

@@ -657,3 +657,34 @@ def test_validate_checks_the_space_against_the_rig(tmp_path: Any) -> None:
         load_for_run(campaign(devices()))
     cfg = load_for_run(campaign(per_tank(devices(), sulfur=[3, 4, 5, 6])))
     assert "s_inject_tank" in cfg.space.parameters
+
+
+def test_a_poll_too_slow_for_the_pumps_safe_mode_is_refused_before_the_run(
+        tmp_path: Any) -> None:
+    """A supervisor polling less often than a third of a Safe-mode timeout would let the pumps
+    stop themselves (alarm T) mid-experiment: refused by validate/run, naming both fields."""
+    d = devices()
+    for dev in d["devices"].values():
+        if dev["kind"] == "ne1000":
+            dev["safe_mode_s"] = 3
+            dev["limits"]["max_rate_ml_min"] = 50
+        if dev["kind"] == "eurotherm3200":
+            dev["limits"]["max_temperature_c"] = 340
+    dump_devices(parse_devices(d), tmp_path / "rig.yaml")
+
+    def campaign(poll: float) -> Any:
+        path = tmp_path / "c.yaml"
+        path.write_text(
+            f"name: poll-check\nexecutor: {{kind: cstr, devices: {tmp_path / 'rig.yaml'}, "
+            f"settings: {{poll_period_s: {poll}}}}}\n"
+            "objective: {mode: scalar, terms: [{kind: target, outcome: pl_peak_nm, value: 550,"
+            " tolerance: 2}]}\n", encoding="utf-8")
+        return path
+
+    with pytest.raises(ConfigError, match=r"c\.yaml: executor\.settings\.poll_period_s: too "
+                                          r"slow .*devices\.pump_\w+\.safe_mode_s=3 s needs a "
+                                          r"supervisor poll at least every 1 s .*got "
+                                          r"poll_period_s=1\.5"):
+        load_for_run(campaign(1.5))
+    assert load_for_run(campaign(1.0)).name == "poll-check"
+    assert parse_devices(d).watchdog_problems(0.5) == []
