@@ -1,0 +1,254 @@
+"""Temperature controllers without a ramp of their own: Omega CN7500 (Modbus), Julabo, Huber.
+
+Each satisfies :class:`~autolab.hardware.base.TemperatureController` like the Eurotherm 3200
+driver: setpoints checked against the devices file's limits before a byte is sent and read
+back after; a PV that is an error code, a sensor alarm or an error status is a
+:meth:`fault` the supervisor trips on (never a temperature); :meth:`cut_output` is each
+protocol's stop, read back. None of the three protocols names a setpoint-ramp parameter, so
+each keeps the rig's ``ramp_c_per_min`` with a host-side ramp (:mod:`autolab.hardware.ramp`).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Callable
+
+from autolab.exceptions import ConfigError, HardwareError
+from autolab.hardware.delivery import wall_lab_min
+from autolab.hardware.limits import Limits, check_setpoint
+from autolab.hardware.modbus import WRITE_SINGLE, IllegalFunction, ModbusMode, ModbusRegisters
+from autolab.hardware.protocols import omega
+from autolab.hardware.ramp import SoftwareRamp
+from autolab.hardware.transport import DeviceRefused, Transport
+
+#: Lab seconds of ramp per setpoint write (see :mod:`autolab.hardware.ramp`).
+RAMP_STEP_S = 30.0
+
+
+def _check_sticks(device: str, sent_c: float, read_c: float, tol_c: float) -> None:
+    if not math.isclose(sent_c, read_c, abs_tol=tol_c):
+        raise HardwareError(f"{device}: setpoint temperature_c did not stick: sent {sent_c:g}, "
+                            f"read back {read_c:g}")
+
+
+class _RampedSetpoint:
+    """The setpoint half of a ramp-less controller: limits, host-side ramp, read-back.
+
+    The supervisor calls ``set_temperature_c`` with the same value every poll (its heartbeat):
+    that moves the ramp on and reads the setpoint back, but writes only when a ramp step is
+    due, so a controller that keeps its setpoint in EEPROM is not written twice a second.
+
+    Args:
+        name: Device name.
+        limits: ``max_temperature_c`` is checked before anything is written.
+        ramp: The host-side ramp.
+        write_c: Writes a setpoint, °C.
+        read_c: Reads the setpoint back, °C.
+        pv_c: Reads the PV, °C (a ramp starts from the hotter of it and the setpoint held).
+        decimals: The protocol's resolution, decimal places: a ramp step is rounded to it
+            before it is written (the read-back is compared with what was sent).
+    """
+
+    def __init__(self, name: str, limits: Limits, ramp: SoftwareRamp, *,
+                 write_c: Callable[[float], None], read_c: Callable[[], float],
+                 pv_c: Callable[[], float], decimals: int) -> None:
+        self.name = name
+        self.limits = limits
+        self.ramp = ramp
+        self.write_c = write_c
+        self.read_c = read_c
+        self.pv_c = pv_c
+        self.decimals = decimals
+        self.tol_c = 0.6 * 10.0**-decimals
+        #: The setpoint last written and verified, °C (NaN before the first).
+        self.written_c = math.nan
+        self.lock = threading.RLock()
+
+    def write(self, value_c: float) -> None:
+        """Write a setpoint now and verify it (no ramp: standby, bring-up)."""
+        value_c = round(value_c, self.decimals)
+        with self.lock:
+            self.write_c(value_c)
+            _check_sticks(self.name, value_c, self.read_c(), self.tol_c)
+            self.written_c = value_c
+
+    def set(self, setpoint_c: float) -> None:
+        """A setpoint for the ramp to reach (limits first); writes the step due, verifies."""
+        check_setpoint(self.name, "temperature_c", setpoint_c, low=0.0,
+                       high=self.limits.max_temperature_c, unit="°C")
+        with self.lock:
+            if setpoint_c != self.ramp.target_c:
+                held = self.read_c() if math.isnan(self.written_c) else self.written_c
+                self.ramp.start(max(held, self.pv_c()), setpoint_c)
+            if not self.step():
+                _check_sticks(self.name, self.written_c, self.read_c(), self.tol_c)
+
+    def step(self) -> bool:
+        """Write the ramp step due now, if one is (verified); True if one was written."""
+        with self.lock:
+            due = self.ramp.due_c(self.written_c)
+            if due is None:
+                return False
+            self.write(due)
+            return True
+
+
+class OmegaCN7500(ModbusRegisters):
+    """Omega CN7200/CN7500/CN7600/CN7800 controller on a Modbus bus (ASCII or RTU).
+
+    PV and SV are 0.1 °C registers; RUN/STOP is a bit (0x0814), which :meth:`cut_output`
+    clears (STOP: the control output off) and :meth:`connect` sets. A PV word that is one of
+    the map's error codes (0x8002 re-initialising, 0x8003 sensor not connected, 0x8004 input
+    signal error, 0x8006 A/D failure) is a :meth:`fault` and never a temperature. Registers are
+    written with function 6 (the map's), bits with 5; 16 only if a unit refuses 6.
+
+    The status/error code register is 0x102E, or 0x4750 on some models: :meth:`connect` finds
+    which one the unit answers, and drives a unit that answers neither without it.
+
+    Args:
+        transport: The bus (shared by the controllers on it).
+        name: Device name.
+        address: Modbus slave address, 1-247.
+        ramp_c_per_min: Heating-rate limit kept by the host-side ramp, °C/min (lab time).
+        limits: ``max_temperature_c``, ``max_ramp_c_per_min``.
+        mode: ``"ascii"`` (the controllers' usual setting) or ``"rtu"``.
+        time_scale: Lab seconds per wall second (the ramp runs on lab time).
+        ramp_step_s: Lab seconds of ramp per setpoint write.
+
+    Raises:
+        ConfigError: An address outside 1-247.
+    """
+
+    def __init__(self, transport: Transport, name: str, *, address: int = 1,
+                 ramp_c_per_min: float = 10.0, limits: Limits | None = None,
+                 mode: ModbusMode = "ascii", time_scale: float = 1.0,
+                 ramp_step_s: float = RAMP_STEP_S) -> None:
+        if not 1 <= address <= 247:
+            raise ConfigError(f"{name}.address={address}: expected a Modbus slave address "
+                              f"1-247 (0 is broadcast: no controller answers it)")
+        super().__init__(transport, name, address=address, decimals=omega.DECIMALS, mode=mode,
+                         write_fc=WRITE_SINGLE)
+        self.ramp_c_per_min = ramp_c_per_min
+        self.limits = limits or Limits()
+        #: The status/error code register the unit answers (``None``: neither; found by
+        #: :meth:`connect`).
+        self.status_register: int | None = omega.STATUS
+        #: The temperature range the unit allows, (low, high) °C (read by :meth:`connect`).
+        self.range_c: tuple[float, float] | None = None
+        #: Whether the host last commanded RUN (a unit that reads STOP then is a fault).
+        self.commanded_run = False
+        self._sp = _RampedSetpoint(name, self.limits,
+                                   SoftwareRamp(ramp_c_per_min, ramp_step_s,
+                                                wall_lab_min(time_scale)),
+                                   write_c=lambda v: self._write(omega.SV, v),
+                                   read_c=lambda: self._read(omega.SV), pv_c=self._pv_c,
+                                   decimals=omega.DECIMALS)
+
+    # --------------------------------------------------------------------- bring-up
+    def connect(self, standby_c: float = 25.0) -> None:
+        """Find the status register, read the range, write the standby setpoint, then RUN.
+
+        Raises:
+            HardwareError: The unit does not answer, refuses, or does not switch to RUN.
+            ConditionsError: ``ramp_c_per_min`` above the devices file's limit.
+        """
+        check_setpoint(self.name, "ramp_c_per_min", self.ramp_c_per_min, low=0.0,
+                       high=self.limits.max_ramp_c_per_min, unit="°C/min")
+        self.status_register = self._find_status_register()
+        self.range_c = (self._read(omega.RANGE_LOW), self._read(omega.RANGE_HIGH))
+        self._sp.ramp.clear()
+        self._sp.write(standby_c)
+        self._run(True)
+
+    def _find_status_register(self) -> int | None:
+        """0x102E, else 0x4750 (some models), else none: the unit refuses both addresses."""
+        for register in (omega.STATUS, omega.STATUS_ALT):
+            try:
+                self._read_word(register, f"read of the status word (register 0x{register:04X})")
+            except IllegalFunction:
+                raise
+            except DeviceRefused:
+                continue
+            return register
+        return None
+
+    def _run(self, run: bool) -> None:
+        """Set the RUN/STOP bit and read it back."""
+        what = "RUN" if run else "STOP"
+        self.commanded_run = run
+        self._write_bit(omega.RUN_BIT, run, f"{what} (bit 0x{omega.RUN_BIT:04X})")
+        if self._running() != run:
+            raise HardwareError(f"{self.name}: {what} written but the RUN/STOP bit "
+                                f"(0x{omega.RUN_BIT:04X}) reads {'STOP' if run else 'RUN'}")
+
+    def _running(self) -> bool:
+        return self._read_bit(omega.RUN_BIT, f"read of RUN/STOP (bit 0x{omega.RUN_BIT:04X})")
+
+    def ping(self) -> str:
+        """PV (or its error) and status."""
+        word = self._read_word(omega.PV, "read of the PV (register 0x1000)")
+        fault, what = omega.pv_fault(word)
+        pv = f"PV error 0x{word:04X} ({what})" if fault else f"PV {omega.from_word(word):.1f} °C"
+        return f"{self.name}: {pv}"
+
+    # --------------------------------------------------------------------- TemperatureController
+    def set_temperature_c(self, setpoint_c: float) -> None:
+        """Ramp the setpoint (SV, 0x1001) toward ``setpoint_c``, writing the step due; verified.
+
+        Raises:
+            ConditionsError: Beyond the devices file's limit or the unit's range.
+            HardwareError: The SV read back differs from the value written.
+        """
+        if self.range_c is not None:
+            check_setpoint(self.name, "temperature_c", setpoint_c, low=self.range_c[0],
+                           high=self.range_c[1], unit="°C (the controller's range)")
+        self._sp.set(setpoint_c)
+
+    def setpoint_c(self) -> float:
+        """The SV the controller holds now, °C (a ramp step, on the way to the target)."""
+        return self._read(omega.SV)
+
+    def temperature_c(self) -> float:
+        """Process value, °C, or NaN while the PV is an error code; moves a host-side ramp on.
+
+        NaN, not an exception: the supervisor reads :meth:`fault` first and must trip on
+        what it says (``sensor_break``), not on a failed read (``comms_loss``); and a NaN
+        fails every comparison a caller makes (the supervisor trips on a NaN PV as an
+        over-temperature), so an error code is never read as a temperature.
+        """
+        word = self._read_word(omega.PV, "read of the PV (register 0x1000)")
+        if omega.pv_fault(word)[0]:
+            return math.nan
+        self._sp.step()
+        return omega.from_word(word)
+
+    def _pv_c(self) -> float:
+        """The PV for a ramp's start (an error code: the ramp starts from the setpoint)."""
+        word = self._read_word(omega.PV, "read of the PV (register 0x1000)")
+        return -math.inf if omega.pv_fault(word)[0] else omega.from_word(word)
+
+    def fault(self) -> str:
+        """The worst fault: a PV error code, the status code, STOP while commanded RUN, or ``""``.
+
+        Names: ``sensor_break`` (0x8003), ``input_error`` (the other PV error codes),
+        ``controller_error`` (a non-zero status/error code), ``stopped``.
+        """
+        word = self._read_word(omega.PV, "read of the PV (register 0x1000)")
+        fault, _ = omega.pv_fault(word)
+        if fault:
+            return fault
+        if self.status_register is not None:
+            code = self._read_word(self.status_register, f"read of the status word (register "
+                                                         f"0x{self.status_register:04X})")
+            if omega.status_fault(code):
+                return "controller_error"
+        if self.commanded_run and not self._running():
+            return "stopped"
+        return ""
+
+    def cut_output(self) -> None:
+        """STOP (bit 0x0814 to 0), read back: the control output is off at once."""
+        with self._sp.lock:
+            self._sp.ramp.clear()
+            self._run(False)

@@ -1,0 +1,173 @@
+"""Emulators of the ramp-less heater kinds on ptys: Omega CN7500 (Modbus ASCII/RTU).
+
+Written from the controllers' manuals, not from our drivers: what a unit answers, how it
+frames it, and what it does with a request it does not implement. The heater physics are the
+reactor's :class:`~autolab.virtuallab.reactor.HeaterModel` (its local setpoint is the unit's
+setpoint; its output limit follows RUN/STOP), so the blocks heat and cool as the Eurotherm
+ones do.
+"""
+
+from __future__ import annotations
+
+from autolab.hardware.protocols import eurotherm as eu
+from autolab.hardware.protocols import omega
+from autolab.virtuallab.emulators import PtyEmulator
+from autolab.virtuallab.reactor import HeaterModel, VirtualReactor
+
+#: Modbus exception codes.
+ILLEGAL_FUNCTION = 1
+ILLEGAL_ADDRESS = 2
+ILLEGAL_VALUE = 3
+
+
+class OmegaBusEmulator(PtyEmulator):
+    """Omega CN7500 controllers on one bus, Modbus ASCII (the usual setting) or RTU.
+
+    As the register map says: function 3 reads registers, 6 writes one, 2 reads bits, 5 writes
+    one; any other function (16 included) gets exception 01; a register or bit outside the
+    map, or a write to the PV or the status code, gets exception 02. A frame with a bad LRC or
+    CRC, or for another address, gets no reply. The PV reads the map's error code while the
+    sensor is broken (0x8003) or while a code is injected (:attr:`pv_error`).
+
+    Args:
+        name: Bus name.
+        reactor: Shared physics (its heaters, by Modbus address).
+        mode: ``"ascii"`` or ``"rtu"``, as set on the controllers.
+        range_c: The controllers' temperature range (registers 0x1003, 0x1002), °C.
+    """
+
+    #: Registers in the map (others: exception 02).
+    REGISTERS = frozenset({omega.PV, omega.SV, omega.RANGE_HIGH, omega.RANGE_LOW,
+                           omega.CONTROL_METHOD, 0x1009, 0x100A, 0x100B, 0x1012, 0x1013,
+                           omega.STATUS})
+    READ_ONLY = frozenset({omega.PV, omega.STATUS})
+
+    def __init__(self, name: str, reactor: VirtualReactor, *, mode: str = "ascii",
+                 range_c: tuple[float, float] = (-200.0, 600.0)) -> None:
+        super().__init__(name, reactor)
+        self.mode = mode
+        self.range_c = range_c
+        #: Fault injection: a PV error code served instead of the PV, by address.
+        self.pv_error: dict[int, int] = {}
+        #: Fault injection: the status/error code (0x102E), by address.
+        self.status_code: dict[int, int] = {}
+        #: Fault injection: the next n requests get this exception code instead of an answer.
+        self.exception_next: tuple[int, int] = (0, 0)
+        #: Where the unit keeps its status/error code: 0x102E, 0x4750 on some models (the
+        #: map's variation), ``None`` on a unit that has neither.
+        self.status_register: int | None = omega.STATUS
+        #: SV writes per address (a unit may keep its setpoint in EEPROM).
+        self.sv_writes: dict[int, int] = {}
+        for h in reactor.heaters.values():
+            h.remote = False  # the unit has one setpoint: the heater model's local one
+
+    # --------------------------------------------------------------------- framing
+    def take(self, buf: bytes) -> tuple[int, bytes] | None:
+        """One request (see :meth:`PtyEmulator.take`)."""
+        if self.mode == "ascii":
+            return self._take_ascii(buf)
+        return self._take_rtu(buf)
+
+    def _take_ascii(self, buf: bytes) -> tuple[int, bytes] | None:
+        start = buf.find(b":")
+        if start < 0:
+            return (len(buf), b"") if buf else None
+        end = buf.find(b"\r\n", start)
+        if end < 0:
+            return None
+        try:
+            pdu = omega.decode_ascii(buf[start:end + 2])
+        except omega.OmegaProtocolError:
+            return end + 2, b""  # a slave ignores a frame with a bad LRC
+        reply = self._answer(pdu)
+        return end + 2, omega.encode_ascii(reply) if reply else b""
+
+    def _take_rtu(self, buf: bytes) -> tuple[int, bytes] | None:
+        if len(buf) < 4:
+            return None
+        # every request of the map's functions is 8 bytes; another function's length is
+        # unknown, so the buffer is one frame (RTU frames end in silence)
+        n = 8 if buf[1] in (2, 3, 5, 6) else len(buf)
+        if len(buf) < n:
+            return None
+        frame = buf[:n]
+        if eu.crc_modbus(frame[:-2]) != frame[-2:]:
+            return n, b""
+        return n, self._rtu(self._answer(frame[:-2]))
+
+    @staticmethod
+    def _rtu(pdu: bytes) -> bytes:
+        return pdu + eu.crc_modbus(pdu) if pdu else b""
+
+    # --------------------------------------------------------------------- the unit
+    def _answer(self, pdu: bytes) -> bytes:
+        """The reply PDU (address, function, data) to a request PDU, or b"" (no reply)."""
+        address, fc = pdu[0], pdu[1]
+        heaters = [h for h in self.reactor.heaters.values() if h.address == address]
+        if not heaters or address == 0:
+            return b""
+        if fc not in (omega.READ_BITS, omega.READ_REGISTERS, omega.WRITE_BIT,
+                      omega.WRITE_REGISTER) or len(pdu) != 6:
+            return bytes([address, fc | 0x80, ILLEGAL_FUNCTION])
+        count, code = self.exception_next
+        if count > 0:
+            self.exception_next = (count - 1, code)
+            return bytes([address, fc | 0x80, code])
+        h = heaters[0]
+        reg, value = int.from_bytes(pdu[2:4], "big"), int.from_bytes(pdu[4:6], "big")
+        if fc in (omega.READ_BITS, omega.WRITE_BIT):
+            return self._bit(h, pdu, reg, value)
+        if fc == omega.READ_REGISTERS:
+            regs = range(reg, reg + value)
+            if not all(self._readable(r) for r in regs) or value == 0:
+                return bytes([address, fc | 0x80, ILLEGAL_ADDRESS])
+            words = b"".join(self._read(h, r).to_bytes(2, "big") for r in regs)
+            return bytes([address, fc, len(words)]) + words
+        if reg not in self.REGISTERS or reg in self.READ_ONLY:
+            return bytes([address, fc | 0x80, ILLEGAL_ADDRESS])
+        if not self._write(h, reg, value):
+            return bytes([address, fc | 0x80, ILLEGAL_VALUE])
+        return pdu  # a write is echoed
+
+    def _readable(self, reg: int) -> bool:
+        if reg in (omega.STATUS, omega.STATUS_ALT):
+            return reg == self.status_register
+        return reg in self.REGISTERS
+
+    def _bit(self, h: HeaterModel, pdu: bytes, reg: int, value: int) -> bytes:
+        address, fc = pdu[0], pdu[1]
+        if reg != omega.RUN_BIT:
+            return bytes([address, fc | 0x80, ILLEGAL_ADDRESS])
+        if fc == omega.READ_BITS:
+            if value != 1:
+                return bytes([address, fc | 0x80, ILLEGAL_ADDRESS])
+            return bytes([address, fc, 1, int(h.op_hi_pct > 0)])
+        if value not in (0x0000, 0xFF00):  # Modbus: a coil is written FF00 (on) or 0000
+            return bytes([address, fc | 0x80, ILLEGAL_VALUE])
+        h.op_hi_pct = 100.0 if value == 0xFF00 else 0.0  # STOP: the control output off
+        return pdu
+
+    def _read(self, h: HeaterModel, reg: int) -> int:
+        if reg == omega.PV:
+            if h.address in self.pv_error:
+                return self.pv_error[h.address]
+            return 0x8003 if h.sensor_break else omega.to_word(h.pv_c)
+        if reg == omega.SV:
+            return omega.to_word(h.local_sp_c)
+        if reg == omega.RANGE_HIGH:
+            return omega.to_word(self.range_c[1])
+        if reg == omega.RANGE_LOW:
+            return omega.to_word(self.range_c[0])
+        if reg in (omega.STATUS, omega.STATUS_ALT):
+            return self.status_code.get(h.address, 0)
+        return 0
+
+    def _write(self, h: HeaterModel, reg: int, word: int) -> bool:
+        """Apply a register write; False if the value is out of range (exception 03)."""
+        if reg == omega.SV:
+            value_c = omega.from_word(word)
+            if not self.range_c[0] <= value_c <= self.range_c[1]:
+                return False
+            h.local_sp_c = value_c
+            self.sv_writes[h.address] = self.sv_writes.get(h.address, 0) + 1
+        return True
