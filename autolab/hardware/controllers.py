@@ -12,15 +12,19 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from collections.abc import Callable
+from typing import TypeVar
 
 from autolab.exceptions import ConfigError, HardwareError
 from autolab.hardware.delivery import wall_lab_min
 from autolab.hardware.limits import Limits, check_setpoint
 from autolab.hardware.modbus import WRITE_SINGLE, IllegalFunction, ModbusMode, ModbusRegisters
-from autolab.hardware.protocols import omega
+from autolab.hardware.protocols import julabo, omega
 from autolab.hardware.ramp import SoftwareRamp
-from autolab.hardware.transport import DeviceRefused, Transport
+from autolab.hardware.transport import DeviceRefused, Transport, read_line
+
+T = TypeVar("T")
 
 #: Lab seconds of ramp per setpoint write (see :mod:`autolab.hardware.ramp`).
 RAMP_STEP_S = 30.0
@@ -252,3 +256,160 @@ class OmegaCN7500(ModbusRegisters):
         with self._sp.lock:
             self._sp.ramp.clear()
             self._run(False)
+
+
+# ============================================================================= Julabo
+class JulaboCirculator:
+    """Julabo circulator heating a tank through its jacket (text protocol, one unit per port).
+
+    Commands are spaced as the manuals ask (at least 250 ms apart, and 10 ms after a reply):
+    the driver waits, it never relies on the host being slow. ``out`` commands get no reply in
+    the manuals; if a unit answers them anyway, the transport drops that line before the next
+    request (read and logged as unasked bytes), so either reading works. Every ``out`` is read
+    back with its ``in`` twin.
+
+    After a power loss the unit comes back stopped and its setpoints must be sent again: a
+    ``status`` that says stopped while the host started it is the fault ``stopped`` (a hard
+    trip), never a block that is merely slow.
+
+    Args:
+        transport: Its port.
+        name: Device name.
+        ramp_c_per_min: Heating-rate limit kept by the host-side ramp, °C/min (lab time).
+        limits: ``max_temperature_c``, ``max_ramp_c_per_min``.
+        line_end: ``"cr"`` (SC/FL/SL manuals) or ``"crlf"`` (CF41).
+        time_scale: Lab seconds per wall second (the ramp runs on lab time).
+        ramp_step_s: Lab seconds of ramp per setpoint write.
+    """
+
+    def __init__(self, transport: Transport, name: str, *, ramp_c_per_min: float = 10.0,
+                 limits: Limits | None = None, line_end: str = "cr", time_scale: float = 1.0,
+                 ramp_step_s: float = RAMP_STEP_S) -> None:
+        self.transport = transport
+        self.name = name
+        self.ramp_c_per_min = ramp_c_per_min
+        self.limits = limits or Limits()
+        self.end = julabo.LINE_ENDS[line_end]
+        #: Whether the host last started the unit (a unit that reads stopped then is a fault).
+        self.commanded_run = False
+        #: Monotonic times each command was written (the spacing rule; tests read them).
+        self.sent_at: list[float] = []
+        self._next_ok = 0.0
+        self._sp = _RampedSetpoint(name, self.limits,
+                                   SoftwareRamp(ramp_c_per_min, ramp_step_s,
+                                                wall_lab_min(time_scale)),
+                                   write_c=lambda v: self._send("out_sp_00", v),
+                                   read_c=lambda: self._query("in_sp_00", julabo.parse_number),
+                                   pv_c=lambda: self._query("in_pv_00", julabo.parse_number),
+                                   decimals=julabo.DECIMALS)
+
+    # --------------------------------------------------------------------- wire
+    def _wait_turn(self) -> None:
+        """Sleep until the manual's spacing allows the next command."""
+        delay = self._next_ok - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        now = time.monotonic()
+        self.sent_at = [*self.sent_at[-99:], now]
+        self._next_ok = now + julabo.COMMAND_SPACING_S
+
+    def _send(self, command: str, value: float | int | None = None) -> None:
+        """An ``out`` command (no reply expected)."""
+        with self.transport.lock:
+            self._wait_turn()
+            self.transport.exchange(self.name, julabo.encode(command, value, self.end), None)
+
+    def _query(self, command: str, parse: Callable[[bytes], T]) -> T:
+        """An ``in`` command or ``status``/``version``; the reply parsed (malformed: retried)."""
+        with self.transport.lock:
+            self._wait_turn()
+            frame = self.transport.exchange(self.name, julabo.encode(command, None, self.end),
+                                            read_line, parse)
+            self._next_ok = max(self._next_ok, time.monotonic() + julabo.AFTER_REPLY_S)
+            return parse(frame)
+
+    def status(self) -> julabo.JulaboStatus:
+        """The decoded ``status`` reply."""
+        return self._query("status", julabo.parse_status)
+
+    # --------------------------------------------------------------------- bring-up
+    def connect(self, standby_c: float = 25.0) -> None:
+        """Check it answers without an error, write the standby setpoint, start it (read back).
+
+        Raises:
+            HardwareError: It reports an error, or the setpoint or start does not stick
+                (an ``out`` command is ignored outside remote mode: switch the unit to it).
+        """
+        check_setpoint(self.name, "ramp_c_per_min", self.ramp_c_per_min, low=0.0,
+                       high=self.limits.max_ramp_c_per_min, unit="°C/min")
+        st = self.status()
+        if st.error:
+            raise HardwareError(f"{self.name}: the circulator reports {st.code:03d} "
+                                f"{st.text!r} ({julabo.ERRORS.get(st.code, 'error')})")
+        self._sp.ramp.clear()
+        try:
+            self._sp.write(standby_c)
+            self._mode(True)
+        except HardwareError as err:
+            st = self.status()
+            raise HardwareError(f"{err} (status: {st.code:03d} {st.text!r}; out commands act "
+                                f"only in remote mode)") from err
+
+    def _mode(self, run: bool) -> None:
+        """``out_mode_05`` and its read-back."""
+        self.commanded_run = run
+        self._send("out_mode_05", int(run))
+        got = self._query("in_mode_05", julabo.parse_mode)
+        if got != int(run):
+            raise HardwareError(f"{self.name}: out_mode_05 {int(run)} sent but in_mode_05 "
+                                f"reads {got}")
+
+    def ping(self) -> str:
+        """The unit's version string."""
+        return f"{self.name}: {self._query('version', _text)}"
+
+    # --------------------------------------------------------------------- TemperatureController
+    def set_temperature_c(self, setpoint_c: float) -> None:
+        """Ramp the working setpoint (``out_sp_00``) toward ``setpoint_c``; read back."""
+        self._sp.set(setpoint_c)
+
+    def temperature_c(self) -> float:
+        """Bath temperature (``in_pv_00``), °C, or NaN while ``status`` reports a fault.
+
+        The manuals do not say what ``in_pv_00`` answers while a sensor is broken. A reply
+        that is no number is retried like a garbled one; if none is, and ``status`` reports
+        a fault, the PV is NaN (the supervisor reads :meth:`fault` first and trips on it,
+        not on a failed read; a NaN fails every comparison), otherwise the read failed.
+        Moves a host-side ramp on.
+        """
+        try:
+            pv = self._query("in_pv_00", julabo.parse_number)
+        except HardwareError:
+            if self.status().fault:
+                return math.nan
+            raise
+        self._sp.step()
+        return pv
+
+    def fault(self) -> str:
+        """The fault ``status`` reports, or ``""``.
+
+        ``sensor_break``, ``controller_error`` (the other error codes), ``stopped`` (stopped
+        while started: its panel, a power loss).
+        """
+        st = self.status()
+        if st.fault:
+            return st.fault
+        if self.commanded_run and not st.started:
+            return "stopped"
+        return ""
+
+    def cut_output(self) -> None:
+        """Stop (``out_mode_05 0``), read back: heating off."""
+        with self._sp.lock:
+            self._sp.ramp.clear()
+            self._mode(False)
+
+
+def _text(line: bytes) -> str:
+    return line.decode("ascii", errors="replace").strip()

@@ -1,4 +1,4 @@
-"""Heater kinds besides the Eurotherm 3200: Omega CN7500 (Modbus ASCII/RTU), registered here.
+"""Heater kinds besides the Eurotherm 3200: Omega CN7500 (Modbus), Julabo, registered here.
 
 Each kind has its own devices-file schema (its connection fields, no pump or valve fields)
 and its own entry check; the drivers are :mod:`autolab.hardware.controllers`. Default line
@@ -13,7 +13,7 @@ from pydantic import Field
 
 from autolab.exceptions import ConfigError
 from autolab.hardware.base import Device
-from autolab.hardware.controllers import RAMP_STEP_S, OmegaCN7500
+from autolab.hardware.controllers import RAMP_STEP_S, JulaboCirculator, OmegaCN7500
 from autolab.hardware.devices import DevicesConfig, DeviceSpecBase
 from autolab.hardware.registry import BuildContext, DeviceKind, register_kind
 
@@ -56,7 +56,16 @@ class OmegaSpec(SerialHeaterSpec):
     modbus_mode: Literal["ascii", "rtu"] | None = None
 
 
+def _check_ramp(name: str, d: SerialHeaterSpec) -> None:
+    """The ramp within the entry's own limit, found when the file is read, not at connect."""
+    top = d.limits.max_ramp_c_per_min
+    if top is not None and d.ramp_c_per_min > top:
+        raise ValueError(f"devices.{name}.ramp_c_per_min={d.ramp_c_per_min:g}: above its "
+                         f"limits.max_ramp_c_per_min={top:g}")
+
+
 def _check_omega(name: str, d: OmegaSpec) -> None:
+    _check_ramp(name, d)
     if not 1 <= d.address <= 247:
         raise ValueError(f"devices.{name}.address={d.address}: expected 1-247 (Modbus slave "
                          f"address; 0 is broadcast, which no controller answers)")
@@ -74,6 +83,26 @@ def _omega(name: str, d: OmegaSpec, ctx: BuildContext) -> Device:
                        ramp_step_s=d.ramp_step_s)
 
 
+class JulaboSpec(SerialHeaterSpec):
+    """A Julabo circulator heating through a jacket (kind ``julabo``), one per port.
+
+    Attributes:
+        line_end: What ends a command: ``cr`` (the SC/FL/SL manuals) or ``crlf`` (CF41).
+    """
+
+    line_end: Literal["cr", "crlf"] = "cr"
+
+
+def _julabo(name: str, d: JulaboSpec, ctx: BuildContext) -> Device:
+    return JulaboCirculator(ctx.transport(d.port), name, ramp_c_per_min=d.ramp_c_per_min,
+                            limits=d.limits, line_end=d.line_end, time_scale=ctx.time_scale,
+                            ramp_step_s=d.ramp_step_s)
+
+
+register_kind(DeviceKind(
+    "julabo", "heater", JulaboSpec, _julabo, 9600,
+    "Julabo circulator through a jacket (text protocol, >= 250 ms between commands; "
+    "host-side ramp)", default_format="7E1", check_entry=_check_ramp))
 register_kind(DeviceKind(
     "omega_cn7500", "heater", OmegaSpec, _omega, 9600,
     "Omega CN7200/CN7500/CN7600/CN7800 controller (Modbus ASCII or RTU; host-side ramp)",

@@ -1,4 +1,4 @@
-"""Emulators of the ramp-less heater kinds on ptys: Omega CN7500 (Modbus ASCII/RTU).
+"""Emulators of the ramp-less heater kinds on ptys: Omega CN7500 (Modbus ASCII/RTU), Julabo.
 
 Written from the controllers' manuals, not from our drivers: what a unit answers, how it
 frames it, and what it does with a request it does not implement. The heater physics are the
@@ -9,9 +9,12 @@ ones do.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 from autolab.hardware.protocols import eurotherm as eu
-from autolab.hardware.protocols import omega
-from autolab.virtuallab.emulators import PtyEmulator
+from autolab.hardware.protocols import julabo, omega
+from autolab.virtuallab.emulators import PtyEmulator, _any_line
 from autolab.virtuallab.reactor import HeaterModel, VirtualReactor
 
 #: Modbus exception codes.
@@ -171,3 +174,103 @@ class OmegaBusEmulator(PtyEmulator):
             h.local_sp_c = value_c
             self.sv_writes[h.address] = self.sv_writes.get(h.address, 0) + 1
         return True
+
+
+# ============================================================================= Julabo
+class JulaboEmulator(PtyEmulator):
+    """One Julabo circulator (text protocol) heating a tank's jacket.
+
+    As the manuals say: a command ends in CR (CR LF on the CF41: both are taken); a reply is
+    the data and a line end (:attr:`reply_end`: LF, or CR LF as on the CF41); ``out`` commands
+    get no reply (:attr:`out_reply` sends one anyway, for a unit that does) and act only in
+    remote mode (outside it, and for an unknown command, the next ``status`` reports ``-09``
+    / ``-08``). A command less than 250 ms after the previous one is counted in
+    :attr:`too_soon` (a real unit may miss it). After :meth:`power_cycle` the unit is stopped
+    with its setpoint back at the default, as after a power loss (``R OFF``).
+
+    Args:
+        name: Device name.
+        reactor: Shared physics.
+        heater: Its heater model (the bath; its local setpoint is the working setpoint).
+    """
+
+    VERSION = "JULABO CF41 VERSION 1.0 (virtual lab)"
+    DEFAULT_SP_C = 20.0
+
+    def __init__(self, name: str, reactor: VirtualReactor, heater: HeaterModel) -> None:
+        super().__init__(name, reactor)
+        self.heater = heater
+        heater.remote = False
+        heater.local_sp_c = self.DEFAULT_SP_C
+        heater.op_hi_pct = 0.0  # no autostart
+        self.remote = True
+        self.reply_end = b"\n"
+        self.out_reply = b""
+        #: Fault injection: an error code ``status`` reports while it is set (-14, -1 ...).
+        self.alarm_code = 0
+        self._command_error = 0
+        self.too_soon = 0
+        self._last_command = -1e9
+
+    def power_cycle(self) -> None:
+        """A power loss: back stopped, the setpoint at its default (start and SP sent again)."""
+        with self.reactor.lock:
+            self.heater.op_hi_pct = 0.0
+            self.heater.local_sp_c = self.DEFAULT_SP_C
+
+    def take(self, buf: bytes) -> tuple[int, bytes] | None:
+        """One command line, ended by CR, LF or CR LF (see :meth:`PtyEmulator.take`)."""
+        got = _any_line(buf)
+        if got is None:
+            return None
+        used, line = got
+        now = time.monotonic()
+        if now - self._last_command < julabo.COMMAND_SPACING_S * 0.8:  # scheduling jitter
+            self.too_soon += 1
+        self._last_command = now
+        cmd, arg = julabo.split_command(line)
+        if not cmd:
+            return used, b""
+        return used, self._answer(cmd, arg)
+
+    def _answer(self, cmd: str, arg: str | None) -> bytes:
+        h = self.heater
+        queries: dict[str, Callable[[], str]] = {
+            "version": lambda: self.VERSION, "status": self._status, "in_pv_00": self._pv,
+            "in_sp_00": lambda: f"{h.local_sp_c:.2f}",
+            "in_mode_05": lambda: str(int(h.op_hi_pct > 0))}
+        if cmd in queries and arg is None:
+            return queries[cmd]().encode("ascii") + self.reply_end
+        if cmd in ("out_sp_00", "out_mode_05") and arg is not None:
+            if not self.remote:
+                self._command_error = -9
+            elif not self._out(cmd, arg):
+                self._command_error = -8
+            return self.out_reply
+        self._command_error = -8
+        return b""
+
+    def _out(self, cmd: str, arg: str) -> bool:
+        try:
+            value = float(arg)
+        except ValueError:
+            return False
+        if cmd == "out_sp_00":
+            self.heater.local_sp_c = value
+        elif value in (0.0, 1.0):
+            self.heater.op_hi_pct = 100.0 * value
+        else:
+            return False
+        return True
+
+    def _pv(self) -> str:
+        return "---.--" if self.heater.sensor_break else f"{self.heater.pv_c:.2f}"
+
+    def _status(self) -> str:
+        code = -5 if self.heater.sensor_break else self.alarm_code or self._command_error
+        if code:
+            self._command_error = 0  # a command error is reported once
+            return f"-{abs(code):02d} {julabo.ERRORS.get(code, 'ERROR').upper()}"
+        running = self.heater.op_hi_pct > 0
+        mode = "REMOTE" if self.remote else "MANUAL"
+        return f"0{int(running) + 2 * self.remote} {mode} {'START' if running else 'STOP'}"
