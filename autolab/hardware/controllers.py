@@ -10,6 +10,7 @@ each keeps the rig's ``ramp_c_per_min`` with a host-side ramp (:mod:`autolab.har
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 import time
@@ -20,7 +21,7 @@ from autolab.exceptions import ConfigError, HardwareError
 from autolab.hardware.delivery import wall_lab_min
 from autolab.hardware.limits import Limits, check_setpoint
 from autolab.hardware.modbus import WRITE_SINGLE, IllegalFunction, ModbusMode, ModbusRegisters
-from autolab.hardware.protocols import julabo, omega
+from autolab.hardware.protocols import huber, julabo, omega
 from autolab.hardware.ramp import SoftwareRamp
 from autolab.hardware.transport import DeviceRefused, Transport, read_line
 
@@ -413,3 +414,133 @@ class JulaboCirculator:
 
 def _text(line: bytes) -> str:
     return line.decode("ascii", errors="replace").strip()
+
+
+# ============================================================================= Huber
+class HuberPB:
+    """Huber thermostat (Unistat, Petite Fleur) over the PB protocol, one unit per port.
+
+    The PV is the internal (bath) temperature, or the process temperature (an external sensor
+    in the tank) when ``sensor`` says so. A temperature of -151 °C is the protocol's invalid
+    marker: a ``sensor_break`` fault, never a temperature. :meth:`cut_output` switches
+    temperature control off (variable 14), read back; a unit whose temperature control reads
+    off while the host switched it on is ``stopped``. The status bit fields (0A, 3C) are not
+    decoded: the protocol description names them without their bit positions.
+
+    The PB description does not say what a unit answers to a write; the driver reads one
+    reply if it comes (a slave frame for that variable) and then asks the variable again,
+    so a unit that echoes the new value and one that stays silent are driven alike.
+
+    Args:
+        transport: Its port.
+        name: Device name.
+        ramp_c_per_min: Heating-rate limit kept by the host-side ramp, °C/min (lab time).
+        limits: ``max_temperature_c``, ``max_ramp_c_per_min``.
+        sensor: ``"internal"`` (variable 01) or ``"process"`` (07).
+        time_scale: Lab seconds per wall second (the ramp runs on lab time).
+        ramp_step_s: Lab seconds of ramp per setpoint write.
+    """
+
+    def __init__(self, transport: Transport, name: str, *, ramp_c_per_min: float = 10.0,
+                 limits: Limits | None = None, sensor: str = "internal",
+                 time_scale: float = 1.0, ramp_step_s: float = RAMP_STEP_S) -> None:
+        self.transport = transport
+        self.name = name
+        self.ramp_c_per_min = ramp_c_per_min
+        self.limits = limits or Limits()
+        self.pv_variable = huber.PROCESS_T if sensor == "process" else huber.INTERNAL_T
+        #: The setpoint range the unit allows, (low, high) °C (read by :meth:`connect`).
+        self.range_c: tuple[float, float] | None = None
+        #: Whether the host last switched temperature control on.
+        self.commanded_run = False
+        self._sp = _RampedSetpoint(name, self.limits,
+                                   SoftwareRamp(ramp_c_per_min, ramp_step_s,
+                                                wall_lab_min(time_scale)),
+                                   write_c=lambda v: self._write(huber.SETPOINT,
+                                                                 huber.to_word(v)),
+                                   read_c=lambda: huber.from_word(self._get(huber.SETPOINT)),
+                                   pv_c=self._pv_or_cold, decimals=huber.DECIMALS)
+
+    # --------------------------------------------------------------------- wire
+    def _get(self, address: int) -> int:
+        """A variable's data word (a malformed or foreign reply is retried)."""
+        frame = self.transport.exchange(self.name, huber.encode_query(address), read_line,
+                                        lambda f: huber.parse_reply(f, address))
+        return huber.parse_reply(frame, address)
+
+    def _write(self, address: int, word: int) -> None:
+        """Write a variable until it reads back (bounded); a reply is read if one comes.
+
+        The caller reads it back once more and raises if it still differs.
+        """
+        for _ in range(self.transport.retries + 1):
+            with contextlib.suppress(HardwareError):  # no reply to a write: allowed
+                self.transport.exchange(self.name, huber.encode_write(address, word),
+                                        read_line, lambda f: huber.parse_reply(f, address),
+                                        attempts=1)
+            if self._get(address) == word:
+                return
+
+    def _switch(self, run: bool) -> None:
+        """Temperature control on or off (variable 14), read back."""
+        self.commanded_run = run
+        self._write(huber.CONTROL_ACTIVE, int(run))
+        if bool(self._get(huber.CONTROL_ACTIVE)) != run:
+            raise HardwareError(f"{self.name}: temperature control (variable 14) switched "
+                                f"{'on' if run else 'off'} but reads "
+                                f"{'off' if run else 'on'}")
+
+    def _pv_or_cold(self) -> float:
+        """The PV for a ramp's start (invalid: the ramp starts from the setpoint)."""
+        word = self._get(self.pv_variable)
+        return -math.inf if huber.is_invalid(word) else huber.from_word(word)
+
+    # --------------------------------------------------------------------- bring-up
+    def connect(self, standby_c: float = 25.0) -> None:
+        """Read the setpoint range, write the standby setpoint, switch temperature control on."""
+        check_setpoint(self.name, "ramp_c_per_min", self.ramp_c_per_min, low=0.0,
+                       high=self.limits.max_ramp_c_per_min, unit="°C/min")
+        self.range_c = (huber.from_word(self._get(huber.MIN_SETPOINT)),
+                        huber.from_word(self._get(huber.MAX_SETPOINT)))
+        self._sp.ramp.clear()
+        self._sp.write(standby_c)
+        self._switch(True)
+
+    def ping(self) -> str:
+        """The PV (or that it is invalid)."""
+        word = self._get(self.pv_variable)
+        pv = "invalid" if huber.is_invalid(word) else f"{huber.from_word(word):.2f} °C"
+        return f"{self.name}: PV {pv}"
+
+    # --------------------------------------------------------------------- TemperatureController
+    def set_temperature_c(self, setpoint_c: float) -> None:
+        """Ramp the setpoint (variable 00) toward ``setpoint_c``; read back."""
+        if self.range_c is not None:
+            check_setpoint(self.name, "temperature_c", setpoint_c, low=self.range_c[0],
+                           high=self.range_c[1], unit="°C (the unit's setpoint range)")
+        self._sp.set(setpoint_c)
+
+    def temperature_c(self) -> float:
+        """The PV, °C, or NaN for the invalid marker (see :meth:`OmegaCN7500.temperature_c`)."""
+        word = self._get(self.pv_variable)
+        if huber.is_invalid(word):
+            return math.nan
+        self._sp.step()
+        return huber.from_word(word)
+
+    def fault(self) -> str:
+        """The worst fault, or ``""``.
+
+        ``sensor_break`` (the PV reads -151 °C), ``stopped`` (control off while switched on).
+        """
+        if huber.is_invalid(self._get(self.pv_variable)):
+            return "sensor_break"
+        if self.commanded_run and not self._get(huber.CONTROL_ACTIVE):
+            return "stopped"
+        return ""
+
+    def cut_output(self) -> None:
+        """Temperature control off (variable 14 to 0), read back."""
+        with self._sp.lock:
+            self._sp.ramp.clear()
+            self._switch(False)

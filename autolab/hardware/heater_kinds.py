@@ -1,4 +1,4 @@
-"""Heater kinds besides the Eurotherm 3200: Omega CN7500 (Modbus), Julabo, registered here.
+"""Heater kinds besides the Eurotherm 3200: Omega CN7500 (Modbus), Julabo, Huber (PB).
 
 Each kind has its own devices-file schema (its connection fields, no pump or valve fields)
 and its own entry check; the drivers are :mod:`autolab.hardware.controllers`. Default line
@@ -13,7 +13,7 @@ from pydantic import Field
 
 from autolab.exceptions import ConfigError
 from autolab.hardware.base import Device
-from autolab.hardware.controllers import RAMP_STEP_S, JulaboCirculator, OmegaCN7500
+from autolab.hardware.controllers import RAMP_STEP_S, HuberPB, JulaboCirculator, OmegaCN7500
 from autolab.hardware.devices import DevicesConfig, DeviceSpecBase
 from autolab.hardware.registry import BuildContext, DeviceKind, register_kind
 
@@ -99,6 +99,27 @@ def _julabo(name: str, d: JulaboSpec, ctx: BuildContext) -> Device:
                             ramp_step_s=d.ramp_step_s)
 
 
+class HuberSpec(SerialHeaterSpec):
+    """A Huber thermostat heating through a jacket (kind ``huber``, PB protocol), one per port.
+
+    Attributes:
+        sensor: The PV: ``internal`` (bath, variable 01) or ``process`` (an external sensor
+            in the tank, variable 07).
+    """
+
+    sensor: Literal["internal", "process"] = "internal"
+
+
+def _huber(name: str, d: HuberSpec, ctx: BuildContext) -> Device:
+    return HuberPB(ctx.transport(d.port), name, ramp_c_per_min=d.ramp_c_per_min,
+                   limits=d.limits, sensor=d.sensor, time_scale=ctx.time_scale,
+                   ramp_step_s=d.ramp_step_s)
+
+
+register_kind(DeviceKind(
+    "huber", "heater", HuberSpec, _huber, 9600,
+    "Huber thermostat through a jacket (PB protocol; host-side ramp)",
+    check_entry=_check_ramp))
 register_kind(DeviceKind(
     "julabo", "heater", JulaboSpec, _julabo, 9600,
     "Julabo circulator through a jacket (text protocol, >= 250 ms between commands; "

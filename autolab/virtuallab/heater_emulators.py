@@ -1,4 +1,4 @@
-"""Emulators of the ramp-less heater kinds on ptys: Omega CN7500 (Modbus ASCII/RTU), Julabo.
+"""Emulators of the ramp-less heater kinds on ptys: Omega CN7500 (Modbus), Julabo, Huber.
 
 Written from the controllers' manuals, not from our drivers: what a unit answers, how it
 frames it, and what it does with a request it does not implement. The heater physics are the
@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 
 from autolab.hardware.protocols import eurotherm as eu
-from autolab.hardware.protocols import julabo, omega
+from autolab.hardware.protocols import huber, julabo, omega
 from autolab.virtuallab.emulators import PtyEmulator, _any_line
 from autolab.virtuallab.reactor import HeaterModel, VirtualReactor
 
@@ -274,3 +274,80 @@ class JulaboEmulator(PtyEmulator):
         running = self.heater.op_hi_pct > 0
         mode = "REMOTE" if self.remote else "MANUAL"
         return f"0{int(running) + 2 * self.remote} {mode} {'START' if running else 'STOP'}"
+
+
+# ============================================================================= Huber
+class HuberEmulator(PtyEmulator):
+    """One Huber thermostat (PB protocol) heating a tank's jacket.
+
+    As the PB description says: 10-character frames, ``{M`` from the host, ``{S`` back;
+    ``****`` asks a variable, 4 hex digits write it; temperatures are two's complement in
+    0.01 °C and -151 °C marks an invalid one (a broken sensor here). A write is answered with
+    the variable's value afterwards (the description does not say; :attr:`reply_to_writes`
+    False makes the unit silent on writes). A variable it does not know gets no reply.
+
+    Args:
+        name: Device name.
+        reactor: Shared physics.
+        heater: Its heater model (the setpoint is its local one; variable 14 its output).
+        setpoint_range_c: Lowest and highest setpoint (variables 30, 31), °C.
+    """
+
+    def __init__(self, name: str, reactor: VirtualReactor, heater: HeaterModel,
+                 setpoint_range_c: tuple[float, float] = (-40.0, 250.0)) -> None:
+        super().__init__(name, reactor)
+        self.heater = heater
+        heater.remote = False
+        self.setpoint_range_c = setpoint_range_c
+        self.reply_to_writes = True
+        #: Circulation (variable 16) on.
+        self.circulating = True
+        #: Fault injection: the next n replies name the next variable (a reply out of step).
+        self.foreign_next = 0
+
+    def take(self, buf: bytes) -> tuple[int, bytes] | None:
+        """One frame, ended by CR LF (a bare CR or LF is taken too)."""
+        got = _any_line(buf)
+        if got is None:
+            return None
+        used, line = got
+        request = huber.parse_request(line)
+        if request is None:
+            return used, b""  # not a PB frame: ignored
+        address, word = request
+        value = self._variable(address)
+        if value is None:
+            return used, b""
+        if word is None:
+            if self.foreign_next > 0:
+                self.foreign_next -= 1
+                return used, huber.encode_reply((address + 1) & 0xFF, value)
+            return used, huber.encode_reply(address, value)
+        self._set(address, word)
+        after = self._variable(address)
+        if not self.reply_to_writes or after is None:
+            return used, b""
+        return used, huber.encode_reply(address, after)
+
+    def _variable(self, address: int) -> int | None:
+        h = self.heater
+        pv = huber.to_word(huber.INVALID_C if h.sensor_break else h.pv_c)
+        values = {huber.SETPOINT: huber.to_word(h.local_sp_c), huber.INTERNAL_T: pv,
+                  huber.PROCESS_T: pv, huber.RETURN_T: pv,
+                  huber.CONTROL_ACTIVE: int(h.op_hi_pct > 0),
+                  huber.CIRCULATION: int(self.circulating),
+                  huber.MIN_SETPOINT: huber.to_word(self.setpoint_range_c[0]),
+                  huber.MAX_SETPOINT: huber.to_word(self.setpoint_range_c[1])}
+        return values.get(address)
+
+    def _set(self, address: int, word: int) -> None:
+        h = self.heater
+        if address == huber.SETPOINT:
+            value_c = huber.from_word(word)
+            low, high = self.setpoint_range_c
+            if low <= value_c <= high:  # beyond its range the unit keeps the old setpoint
+                h.local_sp_c = value_c
+        elif address == huber.CONTROL_ACTIVE:
+            h.op_hi_pct = 100.0 if word else 0.0
+        elif address == huber.CIRCULATION:
+            self.circulating = bool(word)
