@@ -514,10 +514,15 @@ class HuberPB:
 
     # --------------------------------------------------------------------- TemperatureController
     def set_temperature_c(self, setpoint_c: float) -> None:
-        """Ramp the setpoint (variable 00) toward ``setpoint_c``; read back."""
-        if self.range_c is not None:
-            check_setpoint(self.name, "temperature_c", setpoint_c, low=self.range_c[0],
-                           high=self.range_c[1], unit="°C (the unit's setpoint range)")
+        """Ramp the setpoint (variable 00) toward ``setpoint_c``; read back.
+
+        Refused before a byte beyond the unit's range, or beyond what a PB word carries
+        (327.67 °C: a larger value would wrap round to a negative one).
+        """
+        low, high = self.range_c or huber.WORD_RANGE_C
+        check_setpoint(self.name, "temperature_c", setpoint_c, low=max(low, -327.68),
+                       high=min(high, huber.WORD_RANGE_C[1]),
+                       unit="°C (the unit's setpoint range)")
         self._sp.set(setpoint_c)
 
     def temperature_c(self) -> float:

@@ -331,7 +331,8 @@ class HuberEmulator(PtyEmulator):
 
     def _variable(self, address: int) -> int | None:
         h = self.heater
-        pv = huber.to_word(huber.INVALID_C if h.sensor_break else h.pv_c)
+        low, high = huber.WORD_RANGE_C  # a runaway block reads the word's end, not a wrap
+        pv = huber.to_word(huber.INVALID_C if h.sensor_break else min(max(h.pv_c, low), high))
         values = {huber.SETPOINT: huber.to_word(h.local_sp_c), huber.INTERNAL_T: pv,
                   huber.PROCESS_T: pv, huber.RETURN_T: pv,
                   huber.CONTROL_ACTIVE: int(h.op_hi_pct > 0),

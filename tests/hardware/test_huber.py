@@ -71,6 +71,12 @@ def test_a_reply_for_another_variable_or_garbled_is_retried_never_read(address: 
         huber.parse_reply(b"{M" + huber.encode_reply(address, 1)[2:], address)
 
 
+@given(st.floats(327.68, 1e6) | st.floats(-1e6, -327.69))
+def test_a_temperature_the_word_cannot_carry_is_refused_not_wrapped(value_c: float) -> None:
+    with pytest.raises(ValueError, match="does not fit"):
+        huber.to_word(value_c)
+
+
 def test_minus_151_is_the_invalid_marker() -> None:
     assert huber.is_invalid(huber.to_word(-151.0))
     assert not huber.is_invalid(huber.to_word(-150.99))

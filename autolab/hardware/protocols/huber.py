@@ -53,9 +53,21 @@ def encode_reply(address: int, word: int) -> bytes:
     return f"{{S{address:02X}{word & 0xFFFF:04X}\r\n".encode("ascii")
 
 
+#: The temperatures a 16-bit word in 0.01 °C can carry, °C.
+WORD_RANGE_C = (-327.68, 327.67)
+
+
 def to_word(value_c: float) -> int:
-    """A temperature as the 16-bit two's complement word, 0.01 °C."""
-    return round(value_c * 10.0**DECIMALS) & 0xFFFF
+    """A temperature as the 16-bit two's complement word, 0.01 °C.
+
+    Raises:
+        ValueError: Beyond :data:`WORD_RANGE_C` (it would wrap round to another value).
+    """
+    centi = round(value_c * 10.0**DECIMALS)
+    if not -0x8000 <= centi <= 0x7FFF:
+        raise ValueError(f"{value_c:g} °C does not fit a PB temperature word "
+                         f"({WORD_RANGE_C[0]:g} to {WORD_RANGE_C[1]:g} °C)")
+    return centi & 0xFFFF
 
 
 def from_word(word: int) -> float:
