@@ -79,15 +79,24 @@ class _RampedSetpoint:
             self.written_c = value_c
 
     def set(self, setpoint_c: float) -> None:
-        """A setpoint for the ramp to reach (limits first); writes the step due, verifies."""
+        """A setpoint for the ramp to reach (limits first); writes the step due, verifies.
+
+        With no step due (the heartbeat), the setpoint is read back and, if it differs from
+        the one written (changed at the unit's panel, or lost with its power), written again
+        and verified: the Eurotherm's remote setpoint is rewritten every poll too. Whatever
+        else the unit lost (a Julabo stopped by a power loss) is :meth:`fault`'s to report.
+        """
         check_setpoint(self.name, "temperature_c", setpoint_c, low=0.0,
                        high=self.limits.max_temperature_c, unit="°C")
         with self.lock:
+            if math.isnan(self.written_c):
+                self.written_c = self.read_c()
             if setpoint_c != self.ramp.target_c:
-                held = self.read_c() if math.isnan(self.written_c) else self.written_c
-                self.ramp.start(max(held, self.pv_c()), setpoint_c)
-            if not self.step():
-                _check_sticks(self.name, self.written_c, self.read_c(), self.tol_c)
+                self.ramp.start(max(self.written_c, self.pv_c()), setpoint_c)
+            if self.step():
+                return
+            if not math.isclose(self.written_c, self.read_c(), abs_tol=self.tol_c):
+                self.write(self.written_c)
 
     def step(self) -> bool:
         """Write the ramp step due now, if one is (verified); True if one was written."""
@@ -143,6 +152,7 @@ class OmegaCN7500(ModbusRegisters):
         self.range_c: tuple[float, float] | None = None
         #: Whether the host last commanded RUN (a unit that reads STOP then is a fault).
         self.commanded_run = False
+        self._bit_read_fc = omega.READ_BITS
         self._sp = _RampedSetpoint(name, self.limits,
                                    SoftwareRamp(ramp_c_per_min, ramp_step_s,
                                                 wall_lab_min(time_scale)),
@@ -188,7 +198,20 @@ class OmegaCN7500(ModbusRegisters):
                                 f"(0x{omega.RUN_BIT:04X}) reads {'STOP' if run else 'RUN'}")
 
     def _running(self) -> bool:
-        return self._read_bit(omega.RUN_BIT, f"read of RUN/STOP (bit 0x{omega.RUN_BIT:04X})")
+        """The RUN/STOP bit: function 2 as the map says; 1 (read coils) if a unit refuses 2.
+
+        The map lists 2 for reading bits; Modbus reads a coil (0x0814 is written with 5, write
+        single coil) with 1, so a unit that answers 2 with "illegal function" is asked with 1
+        for the rest of the session.
+        """
+        what = f"read of RUN/STOP (bit 0x{omega.RUN_BIT:04X})"
+        try:
+            return self._read_bit(omega.RUN_BIT, what, self._bit_read_fc)
+        except IllegalFunction:
+            if self._bit_read_fc == omega.READ_COILS:
+                raise
+            self._bit_read_fc = omega.READ_COILS
+            return self._read_bit(omega.RUN_BIT, what, self._bit_read_fc)
 
     def ping(self) -> str:
         """PV (or its error) and status."""
@@ -497,13 +520,20 @@ class HuberPB:
 
     # --------------------------------------------------------------------- bring-up
     def connect(self, standby_c: float = 25.0) -> None:
-        """Read the setpoint range, write the standby setpoint, switch temperature control on."""
+        """Read the setpoint range, write the standby setpoint, circulation and control on.
+
+        Circulation (16) is left on by :meth:`cut_output`: only temperature control goes off.
+        """
         check_setpoint(self.name, "ramp_c_per_min", self.ramp_c_per_min, low=0.0,
                        high=self.limits.max_ramp_c_per_min, unit="°C/min")
         self.range_c = (huber.from_word(self._get(huber.MIN_SETPOINT)),
                         huber.from_word(self._get(huber.MAX_SETPOINT)))
         self._sp.ramp.clear()
         self._sp.write(standby_c)
+        self._write(huber.CIRCULATION, 1)  # the jacket needs the flow
+        if not self._get(huber.CIRCULATION):
+            raise HardwareError(f"{self.name}: circulation (variable 16) switched on but "
+                                f"reads off")
         self._switch(True)
 
     def ping(self) -> str:

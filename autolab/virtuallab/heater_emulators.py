@@ -59,6 +59,9 @@ class OmegaBusEmulator(PtyEmulator):
         #: Where the unit keeps its status/error code: 0x102E, 0x4750 on some models (the
         #: map's variation), ``None`` on a unit that has neither.
         self.status_register: int | None = omega.STATUS
+        #: The function that reads the RUN/STOP bit: 2 as the map says; 1 (read coils) on a
+        #: unit that reads its coils the usual Modbus way (then 2 is an illegal function).
+        self.bit_read_fc = omega.READ_BITS
         #: SV writes per address (a unit may keep its setpoint in EEPROM).
         self.sv_writes: dict[int, int] = {}
         for h in reactor.heaters.values():
@@ -90,7 +93,7 @@ class OmegaBusEmulator(PtyEmulator):
             return None
         # every request of the map's functions is 8 bytes; another function's length is
         # unknown, so the buffer is one frame (RTU frames end in silence)
-        n = 8 if buf[1] in (2, 3, 5, 6) else len(buf)
+        n = 8 if buf[1] in (1, 2, 3, 5, 6) else len(buf)
         if len(buf) < n:
             return None
         frame = buf[:n]
@@ -109,7 +112,7 @@ class OmegaBusEmulator(PtyEmulator):
         heaters = [h for h in self.reactor.heaters.values() if h.address == address]
         if not heaters or address == 0:
             return b""
-        if fc not in (omega.READ_BITS, omega.READ_REGISTERS, omega.WRITE_BIT,
+        if fc not in (self.bit_read_fc, omega.READ_REGISTERS, omega.WRITE_BIT,
                       omega.WRITE_REGISTER) or len(pdu) != 6:
             return bytes([address, fc | 0x80, ILLEGAL_FUNCTION])
         count, code = self.exception_next
@@ -118,7 +121,7 @@ class OmegaBusEmulator(PtyEmulator):
             return bytes([address, fc | 0x80, code])
         h = heaters[0]
         reg, value = int.from_bytes(pdu[2:4], "big"), int.from_bytes(pdu[4:6], "big")
-        if fc in (omega.READ_BITS, omega.WRITE_BIT):
+        if fc in (self.bit_read_fc, omega.WRITE_BIT):
             return self._bit(h, pdu, reg, value)
         if fc == omega.READ_REGISTERS:
             regs = range(reg, reg + value)
@@ -141,7 +144,7 @@ class OmegaBusEmulator(PtyEmulator):
         address, fc = pdu[0], pdu[1]
         if reg != omega.RUN_BIT:
             return bytes([address, fc | 0x80, ILLEGAL_ADDRESS])
-        if fc == omega.READ_BITS:
+        if fc == self.bit_read_fc:
             if value != 1:
                 return bytes([address, fc | 0x80, ILLEGAL_ADDRESS])
             return bytes([address, fc, 1, int(h.op_hi_pct > 0)])

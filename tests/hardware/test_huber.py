@@ -204,6 +204,10 @@ def test_a_fault_trips_hard_and_ends_with_control_off(fault: str, reason: str) -
     with _rig() as (bench, emus, rig):
         for h in rig.heaters.values():
             h.connect()
+        trips: list[Trip] = []
+        sup = Supervisor(rig, trips.append)
+        for role in rig.heaters:
+            sup.set_heater_c(role, 25.0)  # refreshed by every poll from here on
         if fault == "sensor":
             bench.heaters["core"].sensor_break = True
         elif fault == "silent":
@@ -212,8 +216,7 @@ def test_a_fault_trips_hard_and_ends_with_control_off(fault: str, reason: str) -
             emus["core"].foreign_next = 3  # every attempt of the poll's first read
         else:
             bench.heaters["core"].op_hi_pct = 0.0
-        trips: list[Trip] = []
-        Supervisor(rig, trips.append).poll_once()  # heaters come first
+        sup.poll_once()  # heaters come first; their setpoints refreshed (the heartbeat)
         emus["core"].no_reply = False
         report = Shutdown(rig, lambda s: None, flush_ml=1.0,
                           flush_rate_ml_min=1.0).run(hard=True)

@@ -223,6 +223,10 @@ def test_a_fault_trips_hard_and_ends_with_the_circulators_stopped(fault: str,
     with _rig() as (bench, emus, rig):
         for h in rig.heaters.values():
             h.connect()
+        trips: list[Trip] = []
+        sup = Supervisor(rig, trips.append)
+        for role in rig.heaters:
+            sup.set_heater_c(role, 25.0)  # refreshed by every poll from here on
         emu = emus["core"]
         if fault == "sensor":
             bench.heaters["core"].sensor_break = True
@@ -232,8 +236,7 @@ def test_a_fault_trips_hard_and_ends_with_the_circulators_stopped(fault: str,
             emu.alarm_code = -14  # excess temperature protection
         else:
             emu.power_cycle()  # back stopped, no autostart
-        trips: list[Trip] = []
-        Supervisor(rig, trips.append).poll_once()  # heaters come first
+        sup.poll_once()  # heaters come first; their setpoints refreshed (the heartbeat)
         emu.no_reply = False
         report = Shutdown(rig, lambda s: None, flush_ml=1.0,
                           flush_rate_ml_min=1.0).run(hard=True)

@@ -141,6 +141,16 @@ def test_a_write_refused_as_illegal_function_falls_back_to_16(bus: Any) -> None:
     assert bench.heaters["h1"].local_sp_c == 42.0 and heater._write_fc == 6
 
 
+def test_a_unit_that_reads_its_run_bit_as_a_coil_is_asked_with_function_1(bus: Any) -> None:
+    """The map says 2 for bits; Modbus reads a coil with 1: a unit refusing 2 is asked with 1."""
+    bench, emu, line = bus
+    emu.bit_read_fc = 1
+    heater = _driver(emu, line)
+    heater.connect()
+    heater.cut_output()
+    assert bench.heaters["h1"].op_hi_pct == 0.0 and heater._bit_read_fc == 1
+
+
 @pytest.mark.parametrize(("word", "fault"), [(0x8002, "input_error"), (0x8003, "sensor_break"),
                                              (0x8004, "input_error"), (0x8006, "input_error"),
                                              (0x8005, "input_error")])
@@ -197,6 +207,17 @@ def test_the_host_ramp_walks_the_sv_up_in_steps_and_the_heartbeat_writes_nothing
     assert emu.sv_writes[1] - before == steps
     heater.set_temperature_c(60.0)  # down: at once (a lower setpoint never adds heat)
     assert bench.heaters["h1"].local_sp_c == 60.0
+
+
+def test_a_setpoint_changed_at_the_panel_is_written_again_on_the_next_heartbeat(
+        bus: Any) -> None:
+    bench, emu, line = bus
+    heater = _driver(emu, line)
+    heater.connect()
+    heater.set_temperature_c(25.0)
+    bench.heaters["h1"].local_sp_c = 99.0  # someone turned the knob
+    heater.set_temperature_c(25.0)  # the supervisor's heartbeat
+    assert bench.heaters["h1"].local_sp_c == 25.0
 
 
 def test_a_ramp_starts_from_a_hot_block_not_from_the_old_setpoint(bus: Any) -> None:
@@ -301,6 +322,10 @@ def test_a_fault_trips_hard_and_ends_with_the_heaters_stopped(fault: str, reason
     try:
         for h in rig.heaters.values():
             h.connect()
+        trips: list[Trip] = []
+        sup = Supervisor(rig, trips.append)
+        for role in rig.heaters:
+            sup.set_heater_c(role, 25.0)  # refreshed by every poll from here on
         if fault == "sensor":
             bench.heaters["h1"].sensor_break = True
         elif fault == "silent":
@@ -309,8 +334,7 @@ def test_a_fault_trips_hard_and_ends_with_the_heaters_stopped(fault: str, reason
             emu.exception_next = (1, 4)
         else:
             bench.heaters["h1"].op_hi_pct = 0.0
-        trips: list[Trip] = []
-        Supervisor(rig, trips.append).poll_once()  # heaters come first
+        sup.poll_once()  # heaters come first; their setpoints refreshed (the heartbeat)
         emu.no_reply = False
         report = Shutdown(rig, lambda s: None, flush_ml=1.0,
                           flush_rate_ml_min=1.0).run(hard=True)

@@ -31,6 +31,7 @@ RUN_BIT = 0x0814  #: 1 RUN, 0 STOP
 DECIMALS = 1  #: PV and SV carry 0.1 °C
 
 #: Function codes in the register map: read bits, read registers, write bit, write register.
+READ_COILS = 1  #: Modbus's read coils: not in the map (the driver's fallback for 2)
 READ_BITS = 2
 READ_REGISTERS = 3
 WRITE_BIT = 5
