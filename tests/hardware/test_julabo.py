@@ -72,11 +72,12 @@ def test_error_codes_are_faults(code: int, fault: str) -> None:
     assert julabo.JulaboStatus(code, "").fault == fault
 
 
-@given(st.binary(max_size=12).filter(lambda b: not b.strip(b" \r\n\t").replace(b".", b"")
-                                     .lstrip(b"+-").isdigit()))
-def test_a_reply_that_is_not_a_number_is_never_a_reading(line: bytes) -> None:
+@given(st.text(alphabet=[chr(c) for c in range(32, 127) if not chr(c).isdigit()],
+               max_size=12), st.sampled_from([b"\n", b"\r\n", b""]))
+def test_a_reply_without_a_digit_is_never_a_reading(text: str, end: bytes) -> None:
+    """``---.--``, ``OFF``, ``nan``, an empty line: retried as garbled, never a temperature."""
     with pytest.raises(julabo.JulaboProtocolError):
-        julabo.parse_number(line)
+        julabo.parse_number(text.encode("ascii") + end)
 
 
 # ============================================================================= over a pty
