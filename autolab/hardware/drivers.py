@@ -15,13 +15,13 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-import minimalmodbus
 import numpy as np
 from numpy.typing import NDArray
 
 from autolab.exceptions import ConfigError, DeviceFault, HardwareError
 from autolab.hardware.base import PumpState, check_light_after_frame
 from autolab.hardware.limits import Limits, check_setpoint
+from autolab.hardware.modbus import ModbusRegisters
 from autolab.hardware.protocols import eurotherm as eu
 from autolab.hardware.protocols import ika, newera, spectro, vici
 from autolab.hardware.transport import (
@@ -460,11 +460,7 @@ def _any_framer(ser: SerialLike) -> bytes:
 
 
 # ============================================================================= heaters
-class _IllegalFunction(DeviceRefused):
-    """The controller answered Modbus exception 01: it does not implement the function."""
-
-
-class Eurotherm3200:
+class Eurotherm3200(ModbusRegisters):
     """Eurotherm 3200 controller of one heater block, Modbus RTU through minimalmodbus.
 
     Writes only the remote setpoint (register 26; never the EEPROM target SP) and lets the
@@ -502,63 +498,12 @@ class Eurotherm3200:
         if not 0 <= decimals <= 2:
             raise ConfigError(f"{name}.decimals={decimals}: expected 0, 1 or 2 (the "
                               f"controller's display resolution)")
-        self.transport = transport
-        self.name = name
-        self.address = address
+        # Nothing we read of HA028651 names the 3200's write function: minimalmodbus's 16
+        # first, 6 once the controller refused 16 (see ModbusRegisters._write).
+        super().__init__(transport, name, address=address, decimals=decimals,
+                         write_fc=eu.WRITE_MULTIPLE)
         self.ramp_c_per_min = ramp_c_per_min
         self.limits = limits or Limits()
-        self.decimals = decimals
-        #: Modbus function that writes a register (16; 6 once the controller refused 16).
-        self._write_fc = eu.WRITE_MULTIPLE
-
-    def _io(self, fn: Callable[[minimalmodbus.Instrument], Any], what: str) -> Any:
-        last: Exception | None = None
-        for _ in range(self.transport.retries + 1):
-            with self.transport.transaction(self.name) as port:
-                inst = minimalmodbus.Instrument(port, self.address)
-                inst.serial.timeout = self.transport.timeout_s
-                try:
-                    return fn(inst)
-                except minimalmodbus.SlaveDeviceBusyError as err:
-                    last = err
-                    port.finish(f"{type(err).__name__}: {err}")
-                except minimalmodbus.SlaveReportedException as err:
-                    port.finish(f"{type(err).__name__}: {err}")
-                    refused = (_IllegalFunction if "illegal function" in str(err).lower()
-                               else DeviceRefused)
-                    raise refused(f"{self.name}: controller at address {self.address} "
-                                  f"refused {what}: Modbus exception "
-                                  f"({type(err).__name__}: {err})") from err
-                except (minimalmodbus.ModbusException, ValueError, OSError) as err:
-                    last = err
-                    port.finish(f"{type(err).__name__}: {err}")
-        raise HardwareError(f"{self.name}: no valid Modbus reply from address {self.address} "
-                            f"to {what} after {self.transport.retries + 1} attempts: "
-                            f"{last}") from last
-
-    def _read(self, register: int, decimals: int | None = None) -> float:
-        d = self.decimals if decimals is None else decimals
-        return float(self._io(lambda i: i.read_register(register, d, signed=True),
-                              f"read of register {register}"))
-
-    def _write(self, register: int, value: float, decimals: int | None = None) -> None:
-        """Write one register: function 16 (minimalmodbus's default), else 6 from then on.
-
-        Nothing we read of HA028651 names the 3200's function codes (minimalmodbus writes with
-        16 by default); a controller that answers 16 with "illegal function" (exception 01)
-        is written with 6, write single register, for the rest of the session.
-        """
-        d = self.decimals if decimals is None else decimals
-        what = f"write of {value:g} to register {register}"
-        try:
-            self._io(lambda i: i.write_register(register, value, d, functioncode=self._write_fc,
-                                                signed=True), what)
-        except _IllegalFunction:
-            if self._write_fc == eu.WRITE_SINGLE:
-                raise
-            self._write_fc = eu.WRITE_SINGLE
-            self._io(lambda i: i.write_register(register, value, d, functioncode=self._write_fc,
-                                                signed=True), what)
 
     def connect(self, standby_c: float = 25.0) -> None:
         """Select the remote setpoint and set the controller's ramp rate (verified).
@@ -611,8 +556,8 @@ class Eurotherm3200:
 
     def status(self) -> eu.ControllerStatus:
         """Decoded status word."""
-        return eu.decode_status(int(self._io(lambda i: i.read_register(eu.STATUS, 0),
-                                             "read of the status word (register 75)")))
+        return eu.decode_status(self._read_word(eu.STATUS,
+                                                "read of the status word (register 75)"))
 
     def fault(self) -> str:
         """Worst fault or ``""``."""

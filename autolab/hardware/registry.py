@@ -34,13 +34,21 @@ CATEGORIES: tuple[Category, ...] = ("pump", "heater", "stirrer", "valve", "spect
                                     "light")
 
 #: Modules that register the built-in kinds (imported on the first lookup).
-BUILTIN_MODULES = ("autolab.hardware.serial_kinds", "autolab.hardware.ocean")
+BUILTIN_MODULES = ("autolab.hardware.serial_kinds", "autolab.hardware.ocean",
+                   "autolab.hardware.heater_kinds")
 
 S = TypeVar("S", bound="DeviceSpecBase")
 
 
 class BuildContext(Protocol):
-    """What a builder may ask the rig for while the rig is being built."""
+    """What a builder may ask the rig for while the rig is being built.
+
+    Attributes:
+        time_scale: Lab seconds per wall second (the devices file's): a driver that keeps
+            time itself (a host-side setpoint ramp) runs on lab time.
+    """
+
+    time_scale: float
 
     def transport(self, port: str) -> Transport:
         """The opened line of ``ports[port]``."""

@@ -227,6 +227,7 @@ class _Builder:
     def __init__(self, config: DevicesConfig, transports: dict[str, Transport]) -> None:
         self.config = config
         self.transports = transports
+        self.time_scale = config.time_scale
         self.built: dict[str, Device] = {}
         self._building: list[str] = []
 

@@ -526,7 +526,14 @@ HEATER_TRIPS = {"sensor_break": "thermocouple open",
                 "loop_break": "loop break: output saturated, PV not responding",
                 "over_range": "PV beyond the input range",
                 "manual_mode": "controller in manual mode (status bit 4): its output is held "
-                               "and no longer follows the setpoint"}
+                               "and no longer follows the setpoint",
+                # the ramp-less kinds (autolab.hardware.controllers)
+                "input_error": "the PV is an error code (input signal, A/D converter, no "
+                               "reading yet), not a temperature",
+                "controller_error": "the controller reports an error or alarm of its own "
+                                    "(its code is in the device log)",
+                "stopped": "the controller reads stopped although it was started (its "
+                           "front panel, or a power loss): it follows no setpoint"}
 
 #: Block temperatures a reading can have, °C. Above: an over-temperature whatever the devices
 #: file's limits (its highest ``max_temperature_c``); below: a reading no block can have (a wrong

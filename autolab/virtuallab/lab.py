@@ -10,8 +10,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from autolab.hardware.devices import DevicesConfig, DeviceSpec, PortSpec, dump_devices
+from autolab.hardware.devices import (
+    DevicesConfig,
+    DeviceSpec,
+    DeviceSpecBase,
+    PortSpec,
+    dump_devices,
+)
 from autolab.hardware.fluidics import ROLES, Geometry
+from autolab.hardware.heater_kinds import HuberSpec, JulaboSpec, OmegaSpec
 from autolab.hardware.limits import Limits
 from autolab.virtuallab.emulators import (
     ModbusBusEmulator,
@@ -22,6 +29,7 @@ from autolab.virtuallab.emulators import (
     SulfurValveEmulator,
     ValveEmulator,
 )
+from autolab.virtuallab.heater_emulators import HuberEmulator, JulaboEmulator, OmegaBusEmulator
 from autolab.virtuallab.reactor import HeaterModel, PumpModel, VirtualClock, VirtualReactor
 
 #: Reagent delivered by each pump role.
@@ -61,7 +69,7 @@ class VirtualLab:
                  syringe_ml: float = 5000.0, seed: int = 0,
                  max_temperature_c: float = 330.0, pump_safe_mode_s: int = 0,
                  per_tank: bool = False, sulfur_tanks: tuple[int, ...] = (),
-                 resolve_transients: bool = True) -> None:
+                 resolve_transients: bool = True, heater_kind: str = "eurotherm3200") -> None:
         self.time_scale = time_scale
         self.geometry = geometry or Geometry()
         self.max_temperature_c = max_temperature_c
@@ -78,7 +86,11 @@ class VirtualLab:
         self.reactor = VirtualReactor(self.geometry, pumps, heaters, self.clock, seed=seed,
                                       resolve_transients=resolve_transients)
         self.pumps = PumpChainEmulator("pumps", self.reactor)
-        self.heaters = ModbusBusEmulator("heaters", self.reactor)
+        self.heater_kind = heater_kind
+        #: The controllers' lines by line name (one bus, or one line per circulator).
+        self.heater_lines = _heater_lines(heater_kind, self.reactor)
+        #: The heaters' bus (or the first circulator's line).
+        self.heaters: PtyEmulator = next(iter(self.heater_lines.values()))
         self.stirrers = {s: StirrerEmulator(f"stirrer_{s}", self.reactor) for s in stages}
         self.valves = {v: ValveEmulator(v, self.reactor, positions=6,
                                         initial=2 if v == "solvent_valve" else 1)
@@ -92,8 +104,8 @@ class VirtualLab:
     @property
     def emulators(self) -> list[PtyEmulator]:
         """Every emulator."""
-        return [self.pumps, self.heaters, *self.stirrers.values(), *self.valves.values(),
-                self.spectrometer]
+        return [self.pumps, *self.heater_lines.values(), *self.stirrers.values(),
+                *self.valves.values(), self.spectrometer]
 
     @property
     def ports(self) -> dict[str, str]:
@@ -132,21 +144,20 @@ class VirtualLab:
         retry than a real rig needs; a retry costs nothing unless a reply is late.
         """
         # the spectrometer integrates and the controllers share a bus: longer reply timeouts
-        slow = {"spectrometer": 4.0, "heaters": 3.0}
+        slow = {"spectrometer": 4.0, **dict.fromkeys(self.heater_lines, 3.0)}
         ports = {name: PortSpec(url=path, timeout_s=timeout_s * slow.get(name, 1.0),
                                 retries=retries)
                  for name, path in self.ports.items()}
         heater_limits = Limits(max_temperature_c=self.max_temperature_c,
                                max_ramp_c_per_min=20.0)
-        devices: dict[str, DeviceSpec] = {}
+        devices: dict[str, DeviceSpecBase] = {}
         for i, role in enumerate(ROLES):
             devices[f"pump_{role}"] = DeviceSpec(
                 kind="ne1000", port="pumps", address=i, role=role, reagent=REAGENTS[role],
                 syringe_ml=self.reactor.pumps[f"pump_{role}"].syringe_ml,
                 safe_mode_s=safe_mode_s, limits=Limits(max_rate_ml_min=50.0))
         for name, h in self.reactor.heaters.items():
-            devices[name] = DeviceSpec(kind="eurotherm3200", port="heaters", address=h.address,
-                                       role=h.role, limits=heater_limits)
+            devices[name] = _heater_spec(self.heater_kind, h, heater_limits)
         for stage in self.stirrers:
             devices[f"stirrer_{stage}"] = DeviceSpec(kind="ika", port=f"stirrer_{stage}",
                                                      role=stage,
@@ -163,3 +174,32 @@ class VirtualLab:
         p = Path(path)
         dump_devices(self.devices_config(**kwargs), p)  # type: ignore[arg-type]
         return p
+
+
+def _heater_lines(kind: str, reactor: VirtualReactor) -> dict[str, PtyEmulator]:
+    """The emulators of the heaters' lines, by line name, for one controller kind."""
+    if kind == "eurotherm3200":
+        return {"heaters": ModbusBusEmulator("heaters", reactor)}
+    if kind == "omega_cn7500":
+        return {"heaters": OmegaBusEmulator("heaters", reactor, mode="ascii")}
+    if kind == "julabo":
+        return {f"bath_{h.role}": JulaboEmulator(f"bath_{h.role}", reactor, h)
+                for h in reactor.heaters.values()}
+    if kind == "huber":  # a unit whose setpoint range covers the shell's 300 °C
+        return {f"bath_{h.role}": HuberEmulator(f"bath_{h.role}", reactor, h,
+                                                setpoint_range_c=(-40.0, 320.0))
+                for h in reactor.heaters.values()}
+    raise ValueError(f"heater_kind={kind!r}: expected eurotherm3200, omega_cn7500, julabo or "
+                     f"huber")
+
+
+def _heater_spec(kind: str, h: HeaterModel, limits: Limits) -> DeviceSpecBase:
+    """The devices-file entry of one heater of this lab."""
+    if kind == "eurotherm3200":
+        return DeviceSpec(kind=kind, port="heaters", address=h.address, role=h.role,
+                          limits=limits)
+    if kind == "omega_cn7500":
+        return OmegaSpec(kind=kind, port="heaters", address=h.address, role=h.role,
+                         limits=limits)
+    spec = JulaboSpec if kind == "julabo" else HuberSpec
+    return spec(kind=kind, port=f"bath_{h.role}", role=h.role, limits=limits)

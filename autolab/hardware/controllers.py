@@ -1,0 +1,581 @@
+"""Temperature controllers without a ramp of their own: Omega CN7500 (Modbus), Julabo, Huber.
+
+Each satisfies :class:`~autolab.hardware.base.TemperatureController` like the Eurotherm 3200
+driver: setpoints checked against the devices file's limits before a byte is sent and read
+back after; a PV that is an error code, a sensor alarm or an error status is a
+:meth:`fault` the supervisor trips on (never a temperature); :meth:`cut_output` is each
+protocol's stop, read back. None of the three protocols names a setpoint-ramp parameter, so
+each keeps the rig's ``ramp_c_per_min`` with a host-side ramp (:mod:`autolab.hardware.ramp`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import threading
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from autolab.exceptions import ConfigError, HardwareError
+from autolab.hardware.delivery import wall_lab_min
+from autolab.hardware.limits import Limits, check_setpoint
+from autolab.hardware.modbus import WRITE_SINGLE, IllegalFunction, ModbusMode, ModbusRegisters
+from autolab.hardware.protocols import huber, julabo, omega
+from autolab.hardware.ramp import SoftwareRamp
+from autolab.hardware.transport import DeviceRefused, Transport, read_line
+
+T = TypeVar("T")
+
+#: Lab seconds of ramp per setpoint write (see :mod:`autolab.hardware.ramp`).
+RAMP_STEP_S = 30.0
+
+
+def _check_sticks(device: str, sent_c: float, read_c: float, tol_c: float) -> None:
+    if not math.isclose(sent_c, read_c, abs_tol=tol_c):
+        raise HardwareError(f"{device}: setpoint temperature_c did not stick: sent {sent_c:g}, "
+                            f"read back {read_c:g}")
+
+
+class _RampedSetpoint:
+    """The setpoint half of a ramp-less controller: limits, host-side ramp, read-back.
+
+    The supervisor calls ``set_temperature_c`` with the same value every poll (its heartbeat):
+    that moves the ramp on and reads the setpoint back, but writes only when a ramp step is
+    due, so a controller that keeps its setpoint in EEPROM is not written twice a second.
+
+    Args:
+        name: Device name.
+        limits: ``max_temperature_c`` is checked before anything is written.
+        ramp: The host-side ramp.
+        write_c: Writes a setpoint, °C.
+        read_c: Reads the setpoint back, °C.
+        pv_c: Reads the PV, °C (a ramp starts from the hotter of it and the setpoint held).
+        decimals: The protocol's resolution, decimal places: a ramp step is rounded to it
+            before it is written (the read-back is compared with what was sent).
+    """
+
+    def __init__(self, name: str, limits: Limits, ramp: SoftwareRamp, *,
+                 write_c: Callable[[float], None], read_c: Callable[[], float],
+                 pv_c: Callable[[], float], decimals: int) -> None:
+        self.name = name
+        self.limits = limits
+        self.ramp = ramp
+        self.write_c = write_c
+        self.read_c = read_c
+        self.pv_c = pv_c
+        self.decimals = decimals
+        self.tol_c = 0.6 * 10.0**-decimals
+        #: The setpoint last written and verified, °C (NaN before the first).
+        self.written_c = math.nan
+        self.lock = threading.RLock()
+
+    def write(self, value_c: float) -> None:
+        """Write a setpoint now and verify it (no ramp: standby, bring-up)."""
+        value_c = round(value_c, self.decimals)
+        with self.lock:
+            self.write_c(value_c)
+            _check_sticks(self.name, value_c, self.read_c(), self.tol_c)
+            self.written_c = value_c
+
+    def set(self, setpoint_c: float) -> None:
+        """A setpoint for the ramp to reach (limits first); writes the step due, verifies.
+
+        With no step due (the heartbeat), the setpoint is read back and, if it differs from
+        the one written (changed at the unit's panel, or lost with its power), written again
+        and verified: the Eurotherm's remote setpoint is rewritten every poll too. Whatever
+        else the unit lost (a Julabo stopped by a power loss) is :meth:`fault`'s to report.
+        """
+        check_setpoint(self.name, "temperature_c", setpoint_c, low=0.0,
+                       high=self.limits.max_temperature_c, unit="°C")
+        with self.lock:
+            if math.isnan(self.written_c):
+                self.written_c = self.read_c()
+            if setpoint_c != self.ramp.target_c:
+                self.ramp.start(max(self.written_c, self.pv_c()), setpoint_c)
+            if self.step():
+                return
+            if not math.isclose(self.written_c, self.read_c(), abs_tol=self.tol_c):
+                self.write(self.written_c)
+
+    def step(self) -> bool:
+        """Write the ramp step due now, if one is (verified); True if one was written."""
+        with self.lock:
+            due = self.ramp.due_c(self.written_c)
+            if due is None:
+                return False
+            self.write(due)
+            return True
+
+
+class OmegaCN7500(ModbusRegisters):
+    """Omega CN7200/CN7500/CN7600/CN7800 controller on a Modbus bus (ASCII or RTU).
+
+    PV and SV are 0.1 °C registers; RUN/STOP is a bit (0x0814), which :meth:`cut_output`
+    clears (STOP: the control output off) and :meth:`connect` sets. A PV word that is one of
+    the map's error codes (0x8002 re-initialising, 0x8003 sensor not connected, 0x8004 input
+    signal error, 0x8006 A/D failure) is a :meth:`fault` and never a temperature. Registers are
+    written with function 6 (the map's), bits with 5; 16 only if a unit refuses 6.
+
+    The status/error code register is 0x102E, or 0x4750 on some models: :meth:`connect` finds
+    which one the unit answers, and drives a unit that answers neither without it.
+
+    Args:
+        transport: The bus (shared by the controllers on it).
+        name: Device name.
+        address: Modbus slave address, 1-247.
+        ramp_c_per_min: Heating-rate limit kept by the host-side ramp, °C/min (lab time).
+        limits: ``max_temperature_c``, ``max_ramp_c_per_min``.
+        mode: ``"ascii"`` (the controllers' usual setting) or ``"rtu"``.
+        time_scale: Lab seconds per wall second (the ramp runs on lab time).
+        ramp_step_s: Lab seconds of ramp per setpoint write.
+
+    Raises:
+        ConfigError: An address outside 1-247.
+    """
+
+    def __init__(self, transport: Transport, name: str, *, address: int = 1,
+                 ramp_c_per_min: float = 10.0, limits: Limits | None = None,
+                 mode: ModbusMode = "ascii", time_scale: float = 1.0,
+                 ramp_step_s: float = RAMP_STEP_S) -> None:
+        if not 1 <= address <= 247:
+            raise ConfigError(f"{name}.address={address}: expected a Modbus slave address "
+                              f"1-247 (0 is broadcast: no controller answers it)")
+        super().__init__(transport, name, address=address, decimals=omega.DECIMALS, mode=mode,
+                         write_fc=WRITE_SINGLE)
+        self.ramp_c_per_min = ramp_c_per_min
+        self.limits = limits or Limits()
+        #: The status/error code register the unit answers (``None``: neither; found by
+        #: :meth:`connect`).
+        self.status_register: int | None = omega.STATUS
+        #: The temperature range the unit allows, (low, high) °C (read by :meth:`connect`).
+        self.range_c: tuple[float, float] | None = None
+        #: Whether the host last commanded RUN (a unit that reads STOP then is a fault).
+        self.commanded_run = False
+        self._bit_read_fc = omega.READ_BITS
+        self._sp = _RampedSetpoint(name, self.limits,
+                                   SoftwareRamp(ramp_c_per_min, ramp_step_s,
+                                                wall_lab_min(time_scale)),
+                                   write_c=lambda v: self._write(omega.SV, v),
+                                   read_c=lambda: self._read(omega.SV), pv_c=self._pv_c,
+                                   decimals=omega.DECIMALS)
+
+    # --------------------------------------------------------------------- bring-up
+    def connect(self, standby_c: float = 25.0) -> None:
+        """Find the status register, read the range, write the standby setpoint, then RUN.
+
+        Raises:
+            HardwareError: The unit does not answer, refuses, or does not switch to RUN.
+            ConditionsError: ``ramp_c_per_min`` above the devices file's limit.
+        """
+        check_setpoint(self.name, "ramp_c_per_min", self.ramp_c_per_min, low=0.0,
+                       high=self.limits.max_ramp_c_per_min, unit="°C/min")
+        self.status_register = self._find_status_register()
+        self.range_c = (self._read(omega.RANGE_LOW), self._read(omega.RANGE_HIGH))
+        self._sp.ramp.clear()
+        self._sp.write(standby_c)
+        self._run(True)
+
+    def _find_status_register(self) -> int | None:
+        """0x102E, else 0x4750 (some models), else none: the unit refuses both addresses."""
+        for register in (omega.STATUS, omega.STATUS_ALT):
+            try:
+                self._read_word(register, f"read of the status word (register 0x{register:04X})")
+            except IllegalFunction:
+                raise
+            except DeviceRefused:
+                continue
+            return register
+        return None
+
+    def _run(self, run: bool) -> None:
+        """Set the RUN/STOP bit and read it back."""
+        what = "RUN" if run else "STOP"
+        self.commanded_run = run
+        self._write_bit(omega.RUN_BIT, run, f"{what} (bit 0x{omega.RUN_BIT:04X})")
+        if self._running() != run:
+            raise HardwareError(f"{self.name}: {what} written but the RUN/STOP bit "
+                                f"(0x{omega.RUN_BIT:04X}) reads {'STOP' if run else 'RUN'}")
+
+    def _running(self) -> bool:
+        """The RUN/STOP bit: function 2 as the map says; 1 (read coils) if a unit refuses 2.
+
+        The map lists 2 for reading bits; Modbus reads a coil (0x0814 is written with 5, write
+        single coil) with 1, so a unit that answers 2 with "illegal function" is asked with 1
+        for the rest of the session.
+        """
+        what = f"read of RUN/STOP (bit 0x{omega.RUN_BIT:04X})"
+        try:
+            return self._read_bit(omega.RUN_BIT, what, self._bit_read_fc)
+        except IllegalFunction:
+            if self._bit_read_fc == omega.READ_COILS:
+                raise
+            self._bit_read_fc = omega.READ_COILS
+            return self._read_bit(omega.RUN_BIT, what, self._bit_read_fc)
+
+    def ping(self) -> str:
+        """PV (or its error) and status."""
+        word = self._read_word(omega.PV, "read of the PV (register 0x1000)")
+        fault, what = omega.pv_fault(word)
+        pv = f"PV error 0x{word:04X} ({what})" if fault else f"PV {omega.from_word(word):.1f} °C"
+        return f"{self.name}: {pv}"
+
+    # --------------------------------------------------------------------- TemperatureController
+    def set_temperature_c(self, setpoint_c: float) -> None:
+        """Ramp the setpoint (SV, 0x1001) toward ``setpoint_c``, writing the step due; verified.
+
+        Raises:
+            ConditionsError: Beyond the devices file's limit or the unit's range.
+            HardwareError: The SV read back differs from the value written.
+        """
+        if self.range_c is not None:
+            check_setpoint(self.name, "temperature_c", setpoint_c, low=self.range_c[0],
+                           high=self.range_c[1], unit="°C (the controller's range)")
+        self._sp.set(setpoint_c)
+
+    def setpoint_c(self) -> float:
+        """The SV the controller holds now, °C (a ramp step, on the way to the target)."""
+        return self._read(omega.SV)
+
+    def temperature_c(self) -> float:
+        """Process value, °C, or NaN while the PV is an error code; moves a host-side ramp on.
+
+        NaN, not an exception: the supervisor reads :meth:`fault` first and must trip on
+        what it says (``sensor_break``), not on a failed read (``comms_loss``); and a NaN
+        fails every comparison a caller makes (the supervisor trips on a NaN PV as an
+        over-temperature), so an error code is never read as a temperature.
+        """
+        word = self._read_word(omega.PV, "read of the PV (register 0x1000)")
+        if omega.pv_fault(word)[0]:
+            return math.nan
+        self._sp.step()
+        return omega.from_word(word)
+
+    def _pv_c(self) -> float:
+        """The PV for a ramp's start (an error code: the ramp starts from the setpoint)."""
+        word = self._read_word(omega.PV, "read of the PV (register 0x1000)")
+        return -math.inf if omega.pv_fault(word)[0] else omega.from_word(word)
+
+    def fault(self) -> str:
+        """The worst fault: a PV error code, the status code, STOP while commanded RUN, or ``""``.
+
+        Names: ``sensor_break`` (0x8003), ``input_error`` (the other PV error codes),
+        ``controller_error`` (a non-zero status/error code), ``stopped``.
+        """
+        word = self._read_word(omega.PV, "read of the PV (register 0x1000)")
+        fault, _ = omega.pv_fault(word)
+        if fault:
+            return fault
+        if self.status_register is not None:
+            code = self._read_word(self.status_register, f"read of the status word (register "
+                                                         f"0x{self.status_register:04X})")
+            if omega.status_fault(code):
+                return "controller_error"
+        if self.commanded_run and not self._running():
+            return "stopped"
+        return ""
+
+    def cut_output(self) -> None:
+        """STOP (bit 0x0814 to 0), read back: the control output is off at once."""
+        with self._sp.lock:
+            self._sp.ramp.clear()
+            self._run(False)
+
+
+# ============================================================================= Julabo
+class JulaboCirculator:
+    """Julabo circulator heating a tank through its jacket (text protocol, one unit per port).
+
+    Commands are spaced as the manuals ask (at least 250 ms apart, and 10 ms after a reply):
+    the driver waits, it never relies on the host being slow. ``out`` commands get no reply in
+    the manuals; if a unit answers them anyway, the transport drops that line before the next
+    request (read and logged as unasked bytes), so either reading works. Every ``out`` is read
+    back with its ``in`` twin.
+
+    After a power loss the unit comes back stopped and its setpoints must be sent again: a
+    ``status`` that says stopped while the host started it is the fault ``stopped`` (a hard
+    trip), never a block that is merely slow.
+
+    Args:
+        transport: Its port.
+        name: Device name.
+        ramp_c_per_min: Heating-rate limit kept by the host-side ramp, °C/min (lab time).
+        limits: ``max_temperature_c``, ``max_ramp_c_per_min``.
+        line_end: ``"cr"`` (SC/FL/SL manuals) or ``"crlf"`` (CF41).
+        time_scale: Lab seconds per wall second (the ramp runs on lab time).
+        ramp_step_s: Lab seconds of ramp per setpoint write.
+    """
+
+    def __init__(self, transport: Transport, name: str, *, ramp_c_per_min: float = 10.0,
+                 limits: Limits | None = None, line_end: str = "cr", time_scale: float = 1.0,
+                 ramp_step_s: float = RAMP_STEP_S) -> None:
+        self.transport = transport
+        self.name = name
+        self.ramp_c_per_min = ramp_c_per_min
+        self.limits = limits or Limits()
+        self.end = julabo.LINE_ENDS[line_end]
+        #: Whether the host last started the unit (a unit that reads stopped then is a fault).
+        self.commanded_run = False
+        #: Monotonic times each command was written (the spacing rule; tests read them).
+        self.sent_at: list[float] = []
+        self._next_ok = 0.0
+        self._sp = _RampedSetpoint(name, self.limits,
+                                   SoftwareRamp(ramp_c_per_min, ramp_step_s,
+                                                wall_lab_min(time_scale)),
+                                   write_c=lambda v: self._send("out_sp_00", v),
+                                   read_c=lambda: self._query("in_sp_00", julabo.parse_number),
+                                   pv_c=lambda: self._query("in_pv_00", julabo.parse_number),
+                                   decimals=julabo.DECIMALS)
+
+    # --------------------------------------------------------------------- wire
+    def _wait_turn(self) -> None:
+        """Sleep until the manual's spacing allows the next command."""
+        delay = self._next_ok - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        now = time.monotonic()
+        self.sent_at = [*self.sent_at[-99:], now]
+        self._next_ok = now + julabo.COMMAND_SPACING_S
+
+    def _send(self, command: str, value: float | int | None = None) -> None:
+        """An ``out`` command (no reply expected)."""
+        with self.transport.lock:
+            self._wait_turn()
+            self.transport.exchange(self.name, julabo.encode(command, value, self.end), None)
+
+    def _query(self, command: str, parse: Callable[[bytes], T]) -> T:
+        """An ``in`` command or ``status``/``version``; the reply parsed (malformed: retried)."""
+        with self.transport.lock:
+            self._wait_turn()
+            frame = self.transport.exchange(self.name, julabo.encode(command, None, self.end),
+                                            read_line, parse)
+            self._next_ok = max(self._next_ok, time.monotonic() + julabo.AFTER_REPLY_S)
+            return parse(frame)
+
+    def status(self) -> julabo.JulaboStatus:
+        """The decoded ``status`` reply."""
+        return self._query("status", julabo.parse_status)
+
+    # --------------------------------------------------------------------- bring-up
+    def connect(self, standby_c: float = 25.0) -> None:
+        """Check it answers without an error, write the standby setpoint, start it (read back).
+
+        Raises:
+            HardwareError: It reports an error, or the setpoint or start does not stick
+                (an ``out`` command is ignored outside remote mode: switch the unit to it).
+        """
+        check_setpoint(self.name, "ramp_c_per_min", self.ramp_c_per_min, low=0.0,
+                       high=self.limits.max_ramp_c_per_min, unit="°C/min")
+        st = self.status()
+        if st.error:
+            raise HardwareError(f"{self.name}: the circulator reports {st.code:03d} "
+                                f"{st.text!r} ({julabo.ERRORS.get(st.code, 'error')})")
+        self._sp.ramp.clear()
+        try:
+            self._sp.write(standby_c)
+            self._mode(True)
+        except HardwareError as err:
+            st = self.status()
+            raise HardwareError(f"{err} (status: {st.code:03d} {st.text!r}; out commands act "
+                                f"only in remote mode)") from err
+
+    def _mode(self, run: bool) -> None:
+        """``out_mode_05`` and its read-back."""
+        self.commanded_run = run
+        self._send("out_mode_05", int(run))
+        got = self._query("in_mode_05", julabo.parse_mode)
+        if got != int(run):
+            raise HardwareError(f"{self.name}: out_mode_05 {int(run)} sent but in_mode_05 "
+                                f"reads {got}")
+
+    def ping(self) -> str:
+        """The unit's version string."""
+        return f"{self.name}: {self._query('version', _text)}"
+
+    # --------------------------------------------------------------------- TemperatureController
+    def set_temperature_c(self, setpoint_c: float) -> None:
+        """Ramp the working setpoint (``out_sp_00``) toward ``setpoint_c``; read back."""
+        self._sp.set(setpoint_c)
+
+    def temperature_c(self) -> float:
+        """Bath temperature (``in_pv_00``), °C, or NaN while ``status`` reports a fault.
+
+        The manuals do not say what ``in_pv_00`` answers while a sensor is broken. A reply
+        that is no number is retried like a garbled one; if none is, and ``status`` reports
+        a fault, the PV is NaN (the supervisor reads :meth:`fault` first and trips on it,
+        not on a failed read; a NaN fails every comparison), otherwise the read failed.
+        Moves a host-side ramp on.
+        """
+        try:
+            pv = self._query("in_pv_00", julabo.parse_number)
+        except HardwareError:
+            if self.status().fault:
+                return math.nan
+            raise
+        self._sp.step()
+        return pv
+
+    def fault(self) -> str:
+        """The fault ``status`` reports, or ``""``.
+
+        ``sensor_break``, ``controller_error`` (the other error codes), ``stopped`` (stopped
+        while started: its panel, a power loss).
+        """
+        st = self.status()
+        if st.fault:
+            return st.fault
+        if self.commanded_run and not st.started:
+            return "stopped"
+        return ""
+
+    def cut_output(self) -> None:
+        """Stop (``out_mode_05 0``), read back: heating off."""
+        with self._sp.lock:
+            self._sp.ramp.clear()
+            self._mode(False)
+
+
+def _text(line: bytes) -> str:
+    return line.decode("ascii", errors="replace").strip()
+
+
+# ============================================================================= Huber
+class HuberPB:
+    """Huber thermostat (Unistat, Petite Fleur) over the PB protocol, one unit per port.
+
+    The PV is the internal (bath) temperature, or the process temperature (an external sensor
+    in the tank) when ``sensor`` says so. A temperature of -151 °C is the protocol's invalid
+    marker: a ``sensor_break`` fault, never a temperature. :meth:`cut_output` switches
+    temperature control off (variable 14), read back; a unit whose temperature control reads
+    off while the host switched it on is ``stopped``. The status bit fields (0A, 3C) are not
+    decoded: the protocol description names them without their bit positions.
+
+    The PB description does not say what a unit answers to a write; the driver reads one
+    reply if it comes (a slave frame for that variable) and then asks the variable again,
+    so a unit that echoes the new value and one that stays silent are driven alike.
+
+    Args:
+        transport: Its port.
+        name: Device name.
+        ramp_c_per_min: Heating-rate limit kept by the host-side ramp, °C/min (lab time).
+        limits: ``max_temperature_c``, ``max_ramp_c_per_min``.
+        sensor: ``"internal"`` (variable 01) or ``"process"`` (07).
+        time_scale: Lab seconds per wall second (the ramp runs on lab time).
+        ramp_step_s: Lab seconds of ramp per setpoint write.
+    """
+
+    def __init__(self, transport: Transport, name: str, *, ramp_c_per_min: float = 10.0,
+                 limits: Limits | None = None, sensor: str = "internal",
+                 time_scale: float = 1.0, ramp_step_s: float = RAMP_STEP_S) -> None:
+        self.transport = transport
+        self.name = name
+        self.ramp_c_per_min = ramp_c_per_min
+        self.limits = limits or Limits()
+        self.pv_variable = huber.PROCESS_T if sensor == "process" else huber.INTERNAL_T
+        #: The setpoint range the unit allows, (low, high) °C (read by :meth:`connect`).
+        self.range_c: tuple[float, float] | None = None
+        #: Whether the host last switched temperature control on.
+        self.commanded_run = False
+        self._sp = _RampedSetpoint(name, self.limits,
+                                   SoftwareRamp(ramp_c_per_min, ramp_step_s,
+                                                wall_lab_min(time_scale)),
+                                   write_c=lambda v: self._write(huber.SETPOINT,
+                                                                 huber.to_word(v)),
+                                   read_c=lambda: huber.from_word(self._get(huber.SETPOINT)),
+                                   pv_c=self._pv_or_cold, decimals=huber.DECIMALS)
+
+    # --------------------------------------------------------------------- wire
+    def _get(self, address: int) -> int:
+        """A variable's data word (a malformed or foreign reply is retried)."""
+        frame = self.transport.exchange(self.name, huber.encode_query(address), read_line,
+                                        lambda f: huber.parse_reply(f, address))
+        return huber.parse_reply(frame, address)
+
+    def _write(self, address: int, word: int) -> None:
+        """Write a variable until it reads back (bounded); a reply is read if one comes.
+
+        The caller reads it back once more and raises if it still differs.
+        """
+        for _ in range(self.transport.retries + 1):
+            with contextlib.suppress(HardwareError):  # no reply to a write: allowed
+                self.transport.exchange(self.name, huber.encode_write(address, word),
+                                        read_line, lambda f: huber.parse_reply(f, address),
+                                        attempts=1)
+            if self._get(address) == word:
+                return
+
+    def _switch(self, run: bool) -> None:
+        """Temperature control on or off (variable 14), read back."""
+        self.commanded_run = run
+        self._write(huber.CONTROL_ACTIVE, int(run))
+        if bool(self._get(huber.CONTROL_ACTIVE)) != run:
+            raise HardwareError(f"{self.name}: temperature control (variable 14) switched "
+                                f"{'on' if run else 'off'} but reads "
+                                f"{'off' if run else 'on'}")
+
+    def _pv_or_cold(self) -> float:
+        """The PV for a ramp's start (invalid: the ramp starts from the setpoint)."""
+        word = self._get(self.pv_variable)
+        return -math.inf if huber.is_invalid(word) else huber.from_word(word)
+
+    # --------------------------------------------------------------------- bring-up
+    def connect(self, standby_c: float = 25.0) -> None:
+        """Read the setpoint range, write the standby setpoint, circulation and control on.
+
+        Circulation (16) is left on by :meth:`cut_output`: only temperature control goes off.
+        """
+        check_setpoint(self.name, "ramp_c_per_min", self.ramp_c_per_min, low=0.0,
+                       high=self.limits.max_ramp_c_per_min, unit="°C/min")
+        self.range_c = (huber.from_word(self._get(huber.MIN_SETPOINT)),
+                        huber.from_word(self._get(huber.MAX_SETPOINT)))
+        self._sp.ramp.clear()
+        self._sp.write(standby_c)
+        self._write(huber.CIRCULATION, 1)  # the jacket needs the flow
+        if not self._get(huber.CIRCULATION):
+            raise HardwareError(f"{self.name}: circulation (variable 16) switched on but "
+                                f"reads off")
+        self._switch(True)
+
+    def ping(self) -> str:
+        """The PV (or that it is invalid)."""
+        word = self._get(self.pv_variable)
+        pv = "invalid" if huber.is_invalid(word) else f"{huber.from_word(word):.2f} °C"
+        return f"{self.name}: PV {pv}"
+
+    # --------------------------------------------------------------------- TemperatureController
+    def set_temperature_c(self, setpoint_c: float) -> None:
+        """Ramp the setpoint (variable 00) toward ``setpoint_c``; read back.
+
+        Refused before a byte beyond the unit's range, or beyond what a PB word carries
+        (327.67 °C: a larger value would wrap round to a negative one).
+        """
+        low, high = self.range_c or huber.WORD_RANGE_C
+        check_setpoint(self.name, "temperature_c", setpoint_c, low=max(low, -327.68),
+                       high=min(high, huber.WORD_RANGE_C[1]),
+                       unit="°C (the unit's setpoint range)")
+        self._sp.set(setpoint_c)
+
+    def temperature_c(self) -> float:
+        """The PV, °C, or NaN for the invalid marker (see :meth:`OmegaCN7500.temperature_c`)."""
+        word = self._get(self.pv_variable)
+        if huber.is_invalid(word):
+            return math.nan
+        self._sp.step()
+        return huber.from_word(word)
+
+    def fault(self) -> str:
+        """The worst fault, or ``""``.
+
+        ``sensor_break`` (the PV reads -151 °C), ``stopped`` (control off while switched on).
+        """
+        if huber.is_invalid(self._get(self.pv_variable)):
+            return "sensor_break"
+        if self.commanded_run and not self._get(huber.CONTROL_ACTIVE):
+            return "stopped"
+        return ""
+
+    def cut_output(self) -> None:
+        """Temperature control off (variable 14 to 0), read back."""
+        with self._sp.lock:
+            self._sp.ramp.clear()
+            self._switch(False)
