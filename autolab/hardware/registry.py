@@ -34,7 +34,8 @@ CATEGORIES: tuple[Category, ...] = ("pump", "heater", "stirrer", "valve", "spect
                                     "light")
 
 #: Modules that register the built-in kinds (imported on the first lookup).
-BUILTIN_MODULES = ("autolab.hardware.serial_kinds", "autolab.hardware.ocean")
+BUILTIN_MODULES = ("autolab.hardware.serial_kinds", "autolab.hardware.ocean",
+                   "autolab.hardware.harvard")
 
 S = TypeVar("S", bound="DeviceSpecBase")
 
