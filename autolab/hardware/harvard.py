@@ -84,32 +84,35 @@ class HarvardPump:
         self.prompt = ""  #: the last prompt the pump sent
         self._last_reply: harvard.HarvardReply | None = None
         self._status_known = True  # False once the pump refused ``status``
+        self.poll_mode = True  #: False once the pump refused ``poll on`` (see :meth:`connect`)
         transport.stray_listeners.append(self._scan_stray)
 
     # --------------------------------------------------------------------- wire
     def _framer(self, ser: SerialLike) -> bytes:
-        r"""One reply: bytes up to this pump's prompt.
+        r"""One reply: bytes up to this pump's prompt (and the XON after it in poll mode).
 
         The prompt has no terminator. An idle prompt of a nonzero-address pump (``\nNN:``)
-        also begins its data lines, so that one counts only once the line stays quiet for
-        :data:`PROMPT_QUIET_S`.
+        also begins its data lines, so without an XON that one counts only once the line stays
+        quiet for :data:`PROMPT_QUIET_S`. In poll mode the XON is read with the reply, so it
+        is not left on the line for the next one.
         """
         data = b""
         while len(data) < MAX_REPLY_BYTES:
+            if harvard.prompt_end(data, self.address):
+                if data.endswith(harvard.XON) or not (
+                        self.poll_mode or harvard.prompt_is_ambiguous(data, self.address)):
+                    return data
+                more = _read_within(ser, PROMPT_QUIET_S)
+                if not more:  # the line stayed quiet after the prompt
+                    return data
+                data += more
+                continue
             byte = bytes(ser.read(1))
             if not byte:
                 err = ReplyTimeout(f"no prompt after {data!r}")
                 err.partial = data  # type: ignore[attr-defined]
                 raise err
             data += byte
-            if not harvard.prompt_end(data, self.address):
-                continue
-            if not harvard.prompt_is_ambiguous(data, self.address):
-                return data
-            more = _read_within(ser, PROMPT_QUIET_S)
-            if not more:  # the line stayed quiet after it: the idle prompt
-                return data
-            data += more
         raise harvard.HarvardProtocolError(f"{self.name}: no prompt in {len(data)} bytes")
 
     def _parse(self, frame: bytes, request: bytes) -> harvard.HarvardReply:
@@ -183,12 +186,20 @@ class HarvardPump:
         """Bring the pump into a known state: remote, stopped, no target, diameter set.
 
         A bare CR first: the manual says touching the screen breaks remote communication
-        until one is sent (its reply, if any, is not needed). The target volume is cleared so
+        until one is sent (its reply, if any, is not needed). Then poll mode: the manual says
+        an XON follows each prompt in it, which ends a reply at once; without it the idle
+        prompt of a nonzero-address pump ends a reply only after :data:`PROMPT_QUIET_S` of
+        silence (2 lab min per reply at the virtual lab's 2400x, too slow for the procedure),
+        so a pump that refuses ``poll`` still works, slower. The target volume is cleared so
         that a run is continuous; a stall found here is acknowledged, not handed on.
         """
         self.transport.exchange(self.name, harvard.CR, None)
         self.transport.discard_late(self.name, PROMPT_QUIET_S * 2, "reply to the wake-up CR")
         self.ping()
+        try:
+            self.command("poll", "on")
+        except DeviceRefused:
+            self.poll_mode = False
         self.stop()
         self.command("ctvolume")
         self.command("diameter", harvard.format_number(self.diameter_mm))

@@ -69,6 +69,10 @@ class HarvardChainEmulator(PtyEmulator):
         self.rates = {n: {True: p.rate_ml_min, False: p.rate_ml_min}
                       for n, p in reactor.pumps.items()}
         self._command = ""  # the command being executed (handlers shared by several)
+        #: Pumps in poll mode (``poll on``): an XON follows each prompt, none is sent unasked.
+        self.polled: set[str] = set()
+        #: Manual variation: the pump knows no ``poll`` (it answers ``Command error``).
+        self.poll_unknown = False
 
     def reach_target(self, name: str) -> None:
         """Fault injection: the pump stops on its own, its target volume reached (``T*``)."""
@@ -90,7 +94,8 @@ class HarvardChainEmulator(PtyEmulator):
         out = b""
         for name, p in self.reactor.pumps.items():
             stalled = p.alarm == "S"
-            if stalled and name not in self._stall_sent and self.unsolicited_prompts:
+            if stalled and name not in self._stall_sent and self.unsolicited_prompts \
+                    and name not in self.polled:
                 out += harvard.format_reply(p.address, (), "*")
             if stalled:
                 self._stall_sent.add(name)
@@ -122,7 +127,8 @@ class HarvardChainEmulator(PtyEmulator):
             command = canonical(word)
             lines = (("Command error:", f"   Unknown command {word}") if command is None
                      else self._execute(p, command, args.strip()))
-        return harvard.format_reply(p.address, lines, self._prompt(p))
+        xon = harvard.XON if self._name(p) in self.polled else b""
+        return harvard.format_reply(p.address, lines, self._prompt(p)) + xon
 
     def _execute(self, p: PumpModel, command: str, args: str) -> tuple[str, ...]:
         handlers: dict[str, Callable[[PumpModel, str], tuple[str, ...]]] = {
@@ -138,8 +144,10 @@ class HarvardChainEmulator(PtyEmulator):
             "wvolume": lambda _p, _a: (harvard.format_volume(_p.withdrawn_ml),),
             "civolume": self._clear, "cwvolume": self._clear, "cvolume": self._clear,
             "ctvolume": self._clear, "tvolume": lambda _p, _a: ("Target volume not set",),
-            "status": self._status,
+            "status": self._status, "poll": self._poll,
         }
+        if command == "poll" and self.poll_unknown:
+            return ("Command error:", "   Unknown command poll")
         handler = handlers.get(command)
         if handler is None:  # in the manual, not emulated: the pump answers with its prompt
             return ()
@@ -178,6 +186,18 @@ class HarvardChainEmulator(PtyEmulator):
         rates[infuse] = rate
         if infuse == p.infuse:
             p.rate_ml_min = rate
+        return ()
+
+    def _poll(self, p: PumpModel, args: str) -> tuple[str, ...]:
+        name = self._name(p)
+        if not args:
+            return (f"Polling mode is {'ON' if name in self.polled else 'OFF'}",)
+        if args.lower() not in ("on", "off"):
+            return ("Argument error: " + args, "   Invalid argument")
+        if args.lower() == "on":
+            self.polled.add(name)
+        else:
+            self.polled.discard(name)
         return ()
 
     def _crate(self, p: PumpModel, _args: str) -> tuple[str, ...]:

@@ -10,7 +10,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from autolab.hardware.devices import DevicesConfig, DeviceSpec, PortSpec, dump_devices
+from autolab.hardware.devices import (
+    DevicesConfig,
+    DeviceSpec,
+    DeviceSpecBase,
+    PortSpec,
+    dump_devices,
+)
 from autolab.hardware.fluidics import ROLES, Geometry
 from autolab.hardware.limits import Limits
 from autolab.virtuallab.emulators import (
@@ -22,6 +28,7 @@ from autolab.virtuallab.emulators import (
     SulfurValveEmulator,
     ValveEmulator,
 )
+from autolab.virtuallab.pump_kinds import pump_emulator, pump_spec
 from autolab.virtuallab.reactor import HeaterModel, PumpModel, VirtualClock, VirtualReactor
 
 #: Reagent delivered by each pump role.
@@ -55,13 +62,16 @@ class VirtualLab:
             setpoint once timed out under load ~10); with the thread, p99 0.1 ms and max 15 ms
             for the transient physics against max 24 ms for the washout the old default used
             (two experiments over ptys at 2400x).
+        pump_kind: The pumps' kind: ``ne1000`` (New Era, the default), ``harvard`` (Harvard
+            Pump 11 Elite chain) or ``chemyx`` (one Chemyx Fusion per line); see
+            :mod:`autolab.virtuallab.pump_kinds`.
     """
 
     def __init__(self, *, time_scale: float = 1.0, geometry: Geometry | None = None,
                  syringe_ml: float = 5000.0, seed: int = 0,
                  max_temperature_c: float = 330.0, pump_safe_mode_s: int = 0,
                  per_tank: bool = False, sulfur_tanks: tuple[int, ...] = (),
-                 resolve_transients: bool = True) -> None:
+                 resolve_transients: bool = True, pump_kind: str = "ne1000") -> None:
         self.time_scale = time_scale
         self.geometry = geometry or Geometry()
         self.max_temperature_c = max_temperature_c
@@ -77,7 +87,10 @@ class VirtualLab:
         self.clock = VirtualClock(time_scale)
         self.reactor = VirtualReactor(self.geometry, pumps, heaters, self.clock, seed=seed,
                                       resolve_transients=resolve_transients)
-        self.pumps = PumpChainEmulator("pumps", self.reactor)
+        self.pump_kind = pump_kind
+        self.pumps: PtyEmulator = (PumpChainEmulator("pumps", self.reactor)
+                                   if pump_kind == "ne1000"
+                                   else pump_emulator(pump_kind, self.reactor))
         self.heaters = ModbusBusEmulator("heaters", self.reactor)
         self.stirrers = {s: StirrerEmulator(f"stirrer_{s}", self.reactor) for s in stages}
         self.valves = {v: ValveEmulator(v, self.reactor, positions=6,
@@ -138,12 +151,16 @@ class VirtualLab:
                  for name, path in self.ports.items()}
         heater_limits = Limits(max_temperature_c=self.max_temperature_c,
                                max_ramp_c_per_min=20.0)
-        devices: dict[str, DeviceSpec] = {}
+        devices: dict[str, DeviceSpecBase] = {}
         for i, role in enumerate(ROLES):
-            devices[f"pump_{role}"] = DeviceSpec(
+            syringe_ml, limits = self.reactor.pumps[f"pump_{role}"].syringe_ml, Limits(
+                max_rate_ml_min=50.0)
+            devices[f"pump_{role}"] = (DeviceSpec(
                 kind="ne1000", port="pumps", address=i, role=role, reagent=REAGENTS[role],
-                syringe_ml=self.reactor.pumps[f"pump_{role}"].syringe_ml,
-                safe_mode_s=safe_mode_s, limits=Limits(max_rate_ml_min=50.0))
+                syringe_ml=syringe_ml, safe_mode_s=safe_mode_s, limits=limits)
+                if self.pump_kind == "ne1000" else pump_spec(
+                    self.pump_kind, self.pumps, f"pump_{role}", role=role,
+                    reagent=REAGENTS[role], syringe_ml=syringe_ml, limits=limits))
         for name, h in self.reactor.heaters.items():
             devices[name] = DeviceSpec(kind="eurotherm3200", port="heaters", address=h.address,
                                        role=h.role, limits=heater_limits)

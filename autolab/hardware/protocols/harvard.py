@@ -161,8 +161,11 @@ def prompt_end(data: bytes, address: int) -> bool:
 
 
 def prompt_is_ambiguous(data: bytes, address: int) -> bool:
-    r"""Whether a complete-looking reply may still be the start of a data line (``\nNN:``)."""
-    return address != 0 and data.rstrip(XON).endswith(b":")
+    r"""Whether a complete-looking reply may still be the start of a data line (``\nNN:``).
+
+    Not once an XON follows the prompt (poll mode): that ends the reply.
+    """
+    return address != 0 and data.endswith(b":")
 
 
 def parse_reply(frame: bytes) -> HarvardReply:
