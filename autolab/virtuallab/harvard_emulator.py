@@ -73,6 +73,8 @@ class HarvardChainEmulator(PtyEmulator):
         self.polled: set[str] = set()
         #: Manual variation: the pump knows no ``poll`` (it answers ``Command error``).
         self.poll_unknown = False
+        #: Fault injection: pump names whose rate settings are answered ``Argument error``.
+        self.refuse_rates: set[str] = set()
 
     def reach_target(self, name: str) -> None:
         """Fault injection: the pump stops on its own, its target volume reached (``T*``)."""
@@ -181,7 +183,7 @@ class HarvardChainEmulator(PtyEmulator):
             return ("Argument error: " + args, "   Invalid argument")
         rate = (value * harvard.VOLUME_ML[m.group(1).lower()]
                 / harvard.TIME_MIN[m.group(2).lower()])
-        if not MIN_RATE_ML_MIN <= rate <= MAX_RATE_ML_MIN:
+        if not MIN_RATE_ML_MIN <= rate <= MAX_RATE_ML_MIN or self._name(p) in self.refuse_rates:
             return ("Argument error: " + args, "   Out of range")
         rates[infuse] = rate
         if infuse == p.infuse:
