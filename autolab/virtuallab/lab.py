@@ -28,7 +28,7 @@ from autolab.virtuallab.emulators import (
     SulfurValveEmulator,
     ValveEmulator,
 )
-from autolab.virtuallab.pump_kinds import pump_emulator, pump_spec
+from autolab.virtuallab.pump_kinds import pump_emulators, pump_spec
 from autolab.virtuallab.reactor import HeaterModel, PumpModel, VirtualClock, VirtualReactor
 
 #: Reagent delivered by each pump role.
@@ -88,9 +88,11 @@ class VirtualLab:
         self.reactor = VirtualReactor(self.geometry, pumps, heaters, self.clock, seed=seed,
                                       resolve_transients=resolve_transients)
         self.pump_kind = pump_kind
-        self.pumps: PtyEmulator = (PumpChainEmulator("pumps", self.reactor)
-                                   if pump_kind == "ne1000"
-                                   else pump_emulator(pump_kind, self.reactor))
+        #: The pumps' lines: one daisy chain (New Era, Harvard) or one line per pump (Chemyx).
+        self.pump_lines: list[PtyEmulator] = (
+            [PumpChainEmulator("pumps", self.reactor)] if pump_kind == "ne1000"
+            else pump_emulators(pump_kind, self.reactor))
+        self.pumps = self.pump_lines[0]  #: the chain (the first pump's line for Chemyx)
         self.heaters = ModbusBusEmulator("heaters", self.reactor)
         self.stirrers = {s: StirrerEmulator(f"stirrer_{s}", self.reactor) for s in stages}
         self.valves = {v: ValveEmulator(v, self.reactor, positions=6,
@@ -105,7 +107,7 @@ class VirtualLab:
     @property
     def emulators(self) -> list[PtyEmulator]:
         """Every emulator."""
-        return [self.pumps, self.heaters, *self.stirrers.values(), *self.valves.values(),
+        return [*self.pump_lines, self.heaters, *self.stirrers.values(), *self.valves.values(),
                 self.spectrometer]
 
     @property
@@ -159,7 +161,7 @@ class VirtualLab:
                 kind="ne1000", port="pumps", address=i, role=role, reagent=REAGENTS[role],
                 syringe_ml=syringe_ml, safe_mode_s=safe_mode_s, limits=limits)
                 if self.pump_kind == "ne1000" else pump_spec(
-                    self.pump_kind, self.pumps, f"pump_{role}", role=role,
+                    self.pump_kind, self.pump_lines, f"pump_{role}", role=role,
                     reagent=REAGENTS[role], syringe_ml=syringe_ml, limits=limits))
         for name, h in self.reactor.heaters.items():
             devices[name] = DeviceSpec(kind="eurotherm3200", port="heaters", address=h.address,
