@@ -52,6 +52,8 @@ class ChemyxEmulator(PtyEmulator):
         self._base_ml = dict.fromkeys(self.channels.values(), 0.0)
         #: Manual variation: ``dispensed volume`` counts on across starts.
         self.cumulative_dispensed = False
+        #: Fastest rate taken, mL/min (fault injection: lower it and a set is not taken).
+        self.max_rate_ml_min = MAX_RATE_ML_MIN
 
     def take(self, buf: bytes) -> tuple[int, bytes] | None:
         """One request line ended by CR (see :meth:`PtyEmulator.take`)."""
@@ -112,7 +114,7 @@ class ChemyxEmulator(PtyEmulator):
                 counted -= self._base_ml[name]
             return (chemyx.format_number(counted / self._vol(name)),)
         if command == "read limit parameter":
-            return (f"{chemyx.format_number(MAX_RATE_ML_MIN)} 0.0001 "
+            return (f"{chemyx.format_number(self.max_rate_ml_min)} 0.0001 "
                     f"{chemyx.format_number(p.syringe_ml)} 0.0001",)
         return ()  # unknown (the knowledge base gives no error reply): echo and prompt
 
@@ -131,7 +133,7 @@ class ChemyxEmulator(PtyEmulator):
                 p.diameter_mm = value
             return (f"diameter = {p.diameter_mm:.3f}",)
         if key == "rate":
-            if 0 < value * rate_unit <= MAX_RATE_ML_MIN:
+            if 0 < value * rate_unit <= self.max_rate_ml_min:
                 p.rate_ml_min = value * rate_unit
             return (f"rate = {chemyx.format_number(p.rate_ml_min / rate_unit)}",)
         if key == "volume":

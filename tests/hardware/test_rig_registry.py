@@ -112,7 +112,8 @@ def test_builtin_kinds_are_registered_with_their_capability() -> None:
     cats = {k: get_kind(k).category for k in kind_names()}
     assert cats == {"ne1000": "pump", "eurotherm3200": "heater", "ika": "stirrer",
                     "vici": "valve", "asp1": "spectrometer", "asp1_light": "light",
-                    "ocean": "spectrometer"}
+                    "ocean": "spectrometer",
+                    "harvard": "pump", "chemyx": "pump"}
 
 
 class MemSpec(DeviceSpecBase):

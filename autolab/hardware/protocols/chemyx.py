@@ -111,6 +111,9 @@ def reply_complete(data: bytes) -> bool:
 def parse_reply(frame: bytes, request: bytes = b"") -> ChemyxReply:
     """Parse a reply: lines up to the final prompt, the echo of ``request`` dropped.
 
+    The echo is recognized with or without the channel prefix, and may be missing (``echo
+    off``): the knowledge base does not say whether a channel's echo repeats its prefix.
+
     Raises:
         ChemyxProtocolError: No prompt at the end.
     """
@@ -120,8 +123,8 @@ def parse_reply(frame: bytes, request: bytes = b"") -> ChemyxReply:
     text = frame.decode("ascii", errors="replace").rstrip(" ")[:-1]
     lines = [x.strip() for x in re.split(r"[\r\n]+", text) if x.strip()]
     echo = request.decode("ascii", errors="replace").strip()
-    if lines and echo and lines[0] == echo:
-        lines = lines[1:]
+    if lines and echo and split_request(lines[0])[1] == split_request(echo)[1]:
+        lines = lines[1:]  # the echo, with or without the channel prefix
     return ChemyxReply(tuple(lines))
 
 
@@ -153,12 +156,12 @@ def volume_unit_ml(text: str, default_ml: float) -> float:
 
 
 def parse_status(text: str) -> int:
-    """A ``pump status`` answer: 0-4.
+    """A ``pump status`` answer: 0-4 (``status = 1`` tolerated).
 
     Raises:
         ChemyxProtocolError: Not one of the manual's codes.
     """
-    m = re.fullmatch(r"\s*([0-4])\s*", text)
+    m = re.fullmatch(r"\s*(?:[a-z ]*[=:]\s*)?([0-4])\s*", text, flags=re.IGNORECASE)
     if m is None:
         raise ChemyxProtocolError(f"Chemyx pump status {text!r}: expected 0-4")
     return int(m.group(1))
