@@ -306,18 +306,6 @@ def _line(lab: VirtualLab, pump: str) -> ChemyxEmulator:
     return line
 
 
-def test_a_whole_experiment_runs_over_chemyx_pumps(lab: VirtualLab) -> None:
-    ex = CSTRExecutor(lab.devices_config(), install_signal_handlers=False)
-    try:
-        m = ex.run(GOOD)
-        assert m.spectra.pl_counts.size > 0 and m.trace is not None
-        assert m.reagent_ml["phosphine"] > 0
-        assert any(b"set volume" in e.sent for e in ex.rig.log.since(0))
-        assert _pumps_stopped(lab)
-    finally:
-        ex.close()
-
-
 @pytest.mark.parametrize(("fault", "reason"), [("stall", "pump_stall"),
                                                ("target", "pump_idle")])
 def test_a_pump_that_stops_mid_experiment_trips_to_the_safe_state(lab: VirtualLab, fault: str,

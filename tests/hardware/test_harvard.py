@@ -354,18 +354,6 @@ def _chain(lab: VirtualLab) -> HarvardChainEmulator:
     return lab.pumps
 
 
-def test_a_whole_experiment_runs_over_a_harvard_chain(lab: VirtualLab) -> None:
-    ex = CSTRExecutor(lab.devices_config(), install_signal_handlers=False)
-    try:
-        m = ex.run(GOOD)
-        assert m.spectra.pl_counts.size > 0 and m.trace is not None
-        assert m.reagent_ml["phosphine"] > 0
-        assert any(b"irun" in e.sent for e in ex.rig.log.since(0))
-        assert _pumps_stopped(lab)
-    finally:
-        ex.close()
-
-
 @pytest.mark.parametrize(("fault", "reason"), [("stall", "pump_stall"),
                                                ("target", "pump_idle")])
 def test_a_pump_that_stops_mid_experiment_trips_to_the_safe_state(lab: VirtualLab, fault: str,
