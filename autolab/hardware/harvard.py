@@ -29,6 +29,7 @@ Devices-file kind ``harvard`` (registered here)::
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable
 from typing import TypeVar
@@ -84,7 +85,9 @@ class HarvardPump:
         self.prompt = ""  #: the last prompt the pump sent
         self._last_reply: harvard.HarvardReply | None = None
         self._status_known = True  # False once the pump refused ``status``
-        self.poll_mode = True  #: False once the pump refused ``poll on`` (see :meth:`connect`)
+        #: The pump took ``poll on`` and ends its prompts with an XON (see :meth:`connect`);
+        #: dropped at the first prompt without one.
+        self.poll_mode = False
         transport.stray_listeners.append(self._scan_stray)
 
     # --------------------------------------------------------------------- wire
@@ -103,7 +106,8 @@ class HarvardPump:
                         self.poll_mode or harvard.prompt_is_ambiguous(data, self.address)):
                     return data
                 more = _read_within(ser, PROMPT_QUIET_S)
-                if not more:  # the line stayed quiet after the prompt
+                if not more:  # the line stayed quiet after the prompt: no XON comes
+                    self.poll_mode = False
                     return data
                 data += more
                 continue
@@ -190,18 +194,19 @@ class HarvardPump:
         an XON follows each prompt in it, which ends a reply at once; without it the idle
         prompt of a nonzero-address pump ends a reply only after :data:`PROMPT_QUIET_S` of
         silence (2 lab min per reply at the virtual lab's 2400x, too slow for the procedure),
-        so a pump that refuses ``poll`` still works, slower. The target volume is cleared so
+        so a pump that refuses ``poll``, or takes it and sends no XON (the first prompt without
+        one ends poll mode here), still works, slower. The target volume is cleared so
         that a run is continuous; a stall found here is acknowledged, not handed on.
         """
         self.transport.exchange(self.name, harvard.CR, None)
         self.transport.discard_late(self.name, PROMPT_QUIET_S * 2, "reply to the wake-up CR")
         self.ping()
-        try:
+        with contextlib.suppress(DeviceRefused):  # no poll mode: slower, still correct
             self.command("poll", "on")
-        except DeviceRefused:
-            self.poll_mode = False
+            self.poll_mode = True
         self.stop()
-        self.command("ctvolume")
+        with contextlib.suppress(DeviceRefused):  # no target to clear on this model
+            self.command("ctvolume")
         self.command("diameter", harvard.format_number(self.diameter_mm))
         read = self.query("diameter", harvard.parse_diameter)
         _verify(self.name, "diameter_mm", self.diameter_mm, read, 1e-3)

@@ -73,6 +73,8 @@ class HarvardChainEmulator(PtyEmulator):
         self.polled: set[str] = set()
         #: Manual variation: the pump knows no ``poll`` (it answers ``Command error``).
         self.poll_unknown = False
+        #: Manual variation: the pump takes ``poll on`` but sends no XON after its prompts.
+        self.xon_in_poll_mode = True
         #: Fault injection: pump names whose rate settings are answered ``Argument error``.
         self.refuse_rates: set[str] = set()
 
@@ -129,7 +131,8 @@ class HarvardChainEmulator(PtyEmulator):
             command = canonical(word)
             lines = (("Command error:", f"   Unknown command {word}") if command is None
                      else self._execute(p, command, args.strip()))
-        xon = harvard.XON if self._name(p) in self.polled else b""
+        polled = self._name(p) in self.polled and self.xon_in_poll_mode
+        xon = harvard.XON if polled else b""
         return harvard.format_reply(p.address, lines, self._prompt(p)) + xon
 
     def _execute(self, p: PumpModel, command: str, args: str) -> tuple[str, ...]:

@@ -265,16 +265,23 @@ def test_an_unasked_stall_prompt_is_kept(chain: Any) -> None:
     assert any("discarded" in x and "12*" in x for x in line.log.lines())
 
 
-def test_a_pump_without_poll_mode_still_frames_its_idle_prompt(chain: Any) -> None:
+@pytest.mark.parametrize("variation", ["poll_unknown", "no_xon"])
+def test_a_pump_without_poll_mode_still_frames_its_idle_prompt(chain: Any,
+                                                               variation: str) -> None:
     """Without poll mode the idle prompt of pump 12 (``\\n12:``) is how its data lines begin
-    too; the driver waits for the line to go quiet before it takes it for the prompt."""
+    too; the driver waits for the line to go quiet before it takes it for the prompt. So it
+    does for a pump that takes ``poll on`` but ends no prompt with an XON."""
     _, emu, line = chain
-    emu.poll_unknown = True
+    emu.poll_unknown = variation == "poll_unknown"
+    emu.xon_in_poll_mode = variation != "no_xon"
     pump = _up(line, 12)
+    assert not pump.poll_mode
+    mark = line.log.count
     pump.set_rate_ml_min(0.2)
     pump.stop()
     assert pump.rate_read_ml_min() == pytest.approx(0.2)
     assert pump.state().status == "S"
+    assert not [x for x in line.log.lines(mark) if "!" in x]  # no retry, nothing discarded
 
 
 def test_a_pump_that_reached_its_target_is_stopped_not_stalled(chain: Any) -> None:

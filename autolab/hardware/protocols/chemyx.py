@@ -35,6 +35,10 @@ UNITS = {0: (1.0, 1.0), 1: (1.0 / 60.0, 1.0), 2: (1e-3, 1e-3), 3: (1e-3 / 60.0, 
 #: ``pump status`` codes.
 STATUS = {0: "stopped", 1: "running", 2: "paused", 3: "delayed", 4: "stalled"}
 
+#: Names of one parameter in a set's echo and in ``view parameter``.
+ALIASES = {"units": ("units", "unit"), "unit": ("unit", "units"),
+           "diameter": ("diameter", "dia"), "dia": ("dia", "diameter")}
+
 _NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
 
 
@@ -53,11 +57,16 @@ class ChemyxReply:
     lines: tuple[str, ...]
 
     def value(self, key: str) -> str | None:
-        """The value of a ``key = value`` line (``None`` if there is none)."""
+        """The value of a ``key = value`` line (``None`` if there is none).
+
+        ``view parameter`` writes ``unit``/``dia`` where a set echoes ``units``/``diameter``:
+        either name finds either line.
+        """
+        names = ALIASES.get(key, (key,))
         for line in self.lines:
-            m = re.fullmatch(rf"{re.escape(key)}\s*[=:]\s*(.*)", line, flags=re.IGNORECASE)
-            if m:
-                return m.group(1).strip()
+            m = re.fullmatch(r"([a-z ]+?)\s*[=:]\s*(.*)", line, flags=re.IGNORECASE)
+            if m and m.group(1).lower() in names:
+                return m.group(2).strip()
         return None
 
     @property
