@@ -52,6 +52,9 @@ class ChemyxEmulator(PtyEmulator):
         self._base_ml = dict.fromkeys(self.channels.values(), 0.0)
         #: Manual variation: ``dispensed volume`` counts on across starts.
         self.cumulative_dispensed = False
+        #: Knowledge-base variation: how the command line is echoed: ``"line"`` as sent,
+        #: ``"command"`` without the channel prefix, ``"off"`` not at all (``echo off``).
+        self.echo = "line"
         #: Fastest rate taken, mL/min (fault injection: lower it and a set is not taken).
         self.max_rate_ml_min = MAX_RATE_ML_MIN
 
@@ -87,9 +90,10 @@ class ChemyxEmulator(PtyEmulator):
     def _answer(self, line: str) -> bytes:
         channel, command = chemyx.split_request(line)
         name = self.channels.get(channel)
-        if name is None:
-            return chemyx.format_reply(line, ())
-        return chemyx.format_reply(line, self._execute(name, command))
+        lines = () if name is None else self._execute(name, command)
+        if self.echo == "off":
+            return "".join(f"{x}\r\n" for x in lines).encode("ascii") + chemyx.PROMPT
+        return chemyx.format_reply(line if self.echo == "line" else command, lines)
 
     def _execute(self, name: str, command: str) -> tuple[str, ...]:
         p = self.reactor.pumps[name]

@@ -75,6 +75,8 @@ class HarvardChainEmulator(PtyEmulator):
         self.poll_unknown = False
         #: Manual variation: the pump takes ``poll on`` but sends no XON after its prompts.
         self.xon_in_poll_mode = True
+        #: Manual variation: the pump knows no ``status`` (the manual calls it internal).
+        self.status_unknown = False
         #: Fault injection: pump names whose rate settings are answered ``Argument error``.
         self.refuse_rates: set[str] = set()
 
@@ -151,8 +153,9 @@ class HarvardChainEmulator(PtyEmulator):
             "ctvolume": self._clear, "tvolume": lambda _p, _a: ("Target volume not set",),
             "status": self._status, "poll": self._poll,
         }
-        if command == "poll" and self.poll_unknown:
-            return ("Command error:", "   Unknown command poll")
+        if (command == "poll" and self.poll_unknown) or (command == "status"
+                                                         and self.status_unknown):
+            return ("Command error:", f"   Unknown command {command}")
         handler = handlers.get(command)
         if handler is None:  # in the manual, not emulated: the pump answers with its prompt
             return ()

@@ -167,6 +167,21 @@ def test_the_direction_is_the_sign_of_the_target_volume(dual: Any) -> None:
     assert not p.running
 
 
+@pytest.mark.parametrize("echo", ["command", "off"])
+def test_replies_with_the_echo_unprefixed_or_off_read_alike(dual: Any, echo: str) -> None:
+    """The knowledge base: the pump echoes the command line; it does not say whether a
+    channel's echo repeats its prefix, and ``echo off`` exists."""
+    bench, emu, line = dual
+    emu.echo = echo
+    pump = _up(line, 2)
+    pump.set_rate_ml_min(0.75)
+    pump.start()
+    assert pump.state().status == "I"
+    assert pump.rate_read_ml_min() == pytest.approx(0.75)
+    assert bench.pumps["p2"].running
+    pump.stop()
+
+
 def test_a_set_echoing_another_value_is_a_refusal_never_retried(dual: Any) -> None:
     """Knowledge base: "if the value in the response is not the same as the value in the
     command, the command value was outside the limits"."""

@@ -284,6 +284,22 @@ def test_a_pump_without_poll_mode_still_frames_its_idle_prompt(chain: Any,
     assert not [x for x in line.log.lines(mark) if "!" in x]  # no retry, nothing discarded
 
 
+def test_a_pump_without_status_is_polled_by_its_prompt(chain: Any) -> None:
+    """Elite manual: ``status`` is the internal command for computers; a pump that refuses it
+    still ends the refusal with its prompt, and later polls use the rate query."""
+    bench, emu, line = chain
+    emu.status_unknown = True
+    pump = _up(line, 12)
+    pump.set_rate_ml_min(1.0)
+    pump.start()
+    assert pump.state().status == "I"  # the prompt of the refusal
+    with bench.lock:
+        bench.pumps["p12"].stall("S")
+    st = pump.state()  # from the rate query's prompt
+    assert (st.status, st.alarms) == ("A", ("S",))
+    assert sum(b"status" in e.sent for e in line.log.since(0)) == 1
+
+
 def test_a_pump_that_reached_its_target_is_stopped_not_stalled(chain: Any) -> None:
     """Elite manual: prompt ``T*`` = target reached: the pump stopped on its own."""
     _, emu, line = chain
