@@ -196,7 +196,9 @@ class HarvardPump:
         silence (2 lab min per reply at the virtual lab's 2400x, too slow for the procedure),
         so a pump that refuses ``poll``, or takes it and sends no XON (the first prompt without
         one ends poll mode here), still works, slower. The target volume is cleared so
-        that a run is continuous; a stall found here is acknowledged, not handed on.
+        that a run is continuous; a stall found here is acknowledged, not handed on. ``nvram
+        off``: the manual offers it so that frequent rate changes do not write the pump's
+        non-volatile memory each time (as the Eurotherm driver spares the controller's EEPROM).
         """
         self.transport.exchange(self.name, harvard.CR, None)
         self.transport.discard_late(self.name, PROMPT_QUIET_S * 2, "reply to the wake-up CR")
@@ -204,6 +206,8 @@ class HarvardPump:
         with contextlib.suppress(DeviceRefused):  # no poll mode: slower, still correct
             self.command("poll", "on")
             self.poll_mode = True
+        with contextlib.suppress(DeviceRefused):  # a model without the setting
+            self.command("nvram", "off")
         self.stop()
         with contextlib.suppress(DeviceRefused):  # no target to clear on this model
             self.command("ctvolume")

@@ -24,7 +24,7 @@ from autolab.virtuallab.emulators import PtyEmulator
 from autolab.virtuallab.reactor import PumpModel, VirtualReactor
 
 #: Full command names (a request may abbreviate one to its first four letters or more).
-COMMANDS = ("address", "baud", "echo", "poll", "force", "ver", "version", "irun", "wrun",
+COMMANDS = ("address", "baud", "echo", "poll", "nvram", "force", "ver", "version", "irun", "wrun",
             "rrun", "run", "stop", "stp", "irate", "wrate", "crate", "diameter", "ivolume",
             "wvolume", "tvolume", "civolume", "cwvolume", "cvolume", "ctvolume", "status")
 #: Fastest rate the emulated pump takes, mL/min (faster: ``Argument error``).

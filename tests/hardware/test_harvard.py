@@ -170,6 +170,7 @@ def test_pumps_on_a_chain_answer_their_own_address(chain: Any) -> None:
     assert sent and all(s.startswith(b"12") for s in sent[1:])  # the first is the wake-up CR
     assert any(e.received.startswith(b"\n12:50 ul/min\r") for e in line.log.since(0))
     assert "11 ELITE" in p12.ping()
+    assert any(e.sent == b"12nvram off\r" and not e.error for e in line.log.since(0))
 
 
 def test_rate_and_direction_with_units_read_back(chain: Any) -> None:
