@@ -35,7 +35,8 @@ CATEGORIES: tuple[Category, ...] = ("pump", "heater", "stirrer", "valve", "spect
 
 #: Modules that register the built-in kinds (imported on the first lookup).
 BUILTIN_MODULES = ("autolab.hardware.serial_kinds", "autolab.hardware.ocean",
-                   "autolab.hardware.heater_kinds")
+                   "autolab.hardware.heater_kinds", "autolab.hardware.harvard",
+                   "autolab.hardware.chemyx")
 
 S = TypeVar("S", bound="DeviceSpecBase")
 

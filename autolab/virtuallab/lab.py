@@ -30,6 +30,7 @@ from autolab.virtuallab.emulators import (
     ValveEmulator,
 )
 from autolab.virtuallab.heater_emulators import HuberEmulator, JulaboEmulator, OmegaBusEmulator
+from autolab.virtuallab.pump_kinds import pump_emulators, pump_spec
 from autolab.virtuallab.reactor import HeaterModel, PumpModel, VirtualClock, VirtualReactor
 
 #: Reagent delivered by each pump role.
@@ -63,13 +64,20 @@ class VirtualLab:
             setpoint once timed out under load ~10); with the thread, p99 0.1 ms and max 15 ms
             for the transient physics against max 24 ms for the washout the old default used
             (two experiments over ptys at 2400x).
+        pump_kind: The pumps' kind: ``ne1000`` (New Era, the default), ``harvard`` (Harvard
+            Pump 11 Elite chain) or ``chemyx`` (one Chemyx Fusion per line); see
+            :mod:`autolab.virtuallab.pump_kinds`.
+        heater_kind: The controllers' kind: ``eurotherm3200`` (one Modbus RTU bus, the
+            default), ``omega_cn7500`` (one Modbus ASCII bus), ``julabo`` or ``huber`` (one
+            line per circulator).
     """
 
     def __init__(self, *, time_scale: float = 1.0, geometry: Geometry | None = None,
                  syringe_ml: float = 5000.0, seed: int = 0,
                  max_temperature_c: float = 330.0, pump_safe_mode_s: int = 0,
                  per_tank: bool = False, sulfur_tanks: tuple[int, ...] = (),
-                 resolve_transients: bool = True, heater_kind: str = "eurotherm3200") -> None:
+                 resolve_transients: bool = True, heater_kind: str = "eurotherm3200",
+                 pump_kind: str = "ne1000") -> None:
         self.time_scale = time_scale
         self.geometry = geometry or Geometry()
         self.max_temperature_c = max_temperature_c
@@ -85,7 +93,12 @@ class VirtualLab:
         self.clock = VirtualClock(time_scale)
         self.reactor = VirtualReactor(self.geometry, pumps, heaters, self.clock, seed=seed,
                                       resolve_transients=resolve_transients)
-        self.pumps = PumpChainEmulator("pumps", self.reactor)
+        self.pump_kind = pump_kind
+        #: The pumps' lines: one daisy chain (New Era, Harvard) or one line per pump (Chemyx).
+        self.pump_lines: list[PtyEmulator] = (
+            [PumpChainEmulator("pumps", self.reactor)] if pump_kind == "ne1000"
+            else pump_emulators(pump_kind, self.reactor))
+        self.pumps = self.pump_lines[0]  #: the chain (the first pump's line for Chemyx)
         self.heater_kind = heater_kind
         #: The controllers' lines by line name (one bus, or one line per circulator).
         self.heater_lines = _heater_lines(heater_kind, self.reactor)
@@ -104,7 +117,7 @@ class VirtualLab:
     @property
     def emulators(self) -> list[PtyEmulator]:
         """Every emulator."""
-        return [self.pumps, *self.heater_lines.values(), *self.stirrers.values(),
+        return [*self.pump_lines, *self.heater_lines.values(), *self.stirrers.values(),
                 *self.valves.values(), self.spectrometer]
 
     @property
@@ -152,10 +165,14 @@ class VirtualLab:
                                max_ramp_c_per_min=20.0)
         devices: dict[str, DeviceSpecBase] = {}
         for i, role in enumerate(ROLES):
-            devices[f"pump_{role}"] = DeviceSpec(
+            syringe_ml, limits = self.reactor.pumps[f"pump_{role}"].syringe_ml, Limits(
+                max_rate_ml_min=50.0)
+            devices[f"pump_{role}"] = (DeviceSpec(
                 kind="ne1000", port="pumps", address=i, role=role, reagent=REAGENTS[role],
-                syringe_ml=self.reactor.pumps[f"pump_{role}"].syringe_ml,
-                safe_mode_s=safe_mode_s, limits=Limits(max_rate_ml_min=50.0))
+                syringe_ml=syringe_ml, safe_mode_s=safe_mode_s, limits=limits)
+                if self.pump_kind == "ne1000" else pump_spec(
+                    self.pump_kind, self.pump_lines, f"pump_{role}", role=role,
+                    reagent=REAGENTS[role], syringe_ml=syringe_ml, limits=limits))
         for name, h in self.reactor.heaters.items():
             devices[name] = _heater_spec(self.heater_kind, h, heater_limits)
         for stage in self.stirrers:

@@ -113,7 +113,8 @@ def test_builtin_kinds_are_registered_with_their_capability() -> None:
     assert cats == {"ne1000": "pump", "eurotherm3200": "heater", "ika": "stirrer",
                     "vici": "valve", "asp1": "spectrometer", "asp1_light": "light",
                     "ocean": "spectrometer",
-                    "omega_cn7500": "heater", "julabo": "heater", "huber": "heater"}
+                    "omega_cn7500": "heater", "julabo": "heater", "huber": "heater",
+                    "harvard": "pump", "chemyx": "pump"}
 
 
 class MemSpec(DeviceSpecBase):

@@ -1,0 +1,368 @@
+"""Harvard Apparatus Pump 11 Elite / PHD ULTRA syringe pumps (kind ``harvard``).
+
+The driver speaks :mod:`autolab.hardware.protocols.harvard` over one
+:class:`~autolab.hardware.transport.Transport` (a daisy chain shares it) and satisfies the
+:class:`~autolab.hardware.base.Pump` capability as the New Era driver does: every setpoint is
+checked against the limits, sent, read back and compared; an error reply (``Command error``,
+``Argument error``) is the pump refusing and is never retried; a garbled or misaddressed reply
+is retried, then named in a :class:`~autolab.exceptions.HardwareError`.
+
+What differs from New Era, and why the driver is built so:
+
+* The state is the reply's prompt: ``>`` infusing, ``<`` withdrawing, ``:`` idle, ``*``
+  stalled, ``T*`` target reached. A stall is reported as alarm ``S`` (the code the supervisor
+  knows) once per stall, when a ``*`` follows another prompt: the pump keeps showing ``*``, and
+  the manual says nothing of a command that acknowledges it.
+* A pump "does not send anything when stalled unless polled", and without poll mode it may send
+  a prompt unasked: a ``*`` among the bytes the transport throws away is kept as a stall too.
+* There is no direction setting: ``irun``/``wrun`` run one way, ``irate``/``wrate`` hold one rate
+  each. :meth:`HarvardPump.set_direction` chooses which the next rate and run use; the direction
+  is verified by the prompt the run answers with.
+* No hardware watchdog: the manual has nothing like New Era's Safe mode, so this driver is not
+  :class:`~autolab.hardware.base.Watchdogged` and a host that dies leaves the pump running.
+
+Devices-file kind ``harvard`` (registered here)::
+
+    pump_cl: {kind: harvard, port: pumps, address: 0, role: halide_cl,
+              reagent: indium_chloride, syringe_ml: 50, diameter_mm: 26.6}
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable
+from typing import TypeVar
+
+from pydantic import Field
+
+from autolab.exceptions import ConfigError, HardwareError
+from autolab.hardware.base import Device, PumpState
+from autolab.hardware.devices import DevicesConfig, DeviceSpecBase
+from autolab.hardware.drivers import PumpAlarm, _as_protocol, _verify
+from autolab.hardware.limits import Limits, check_setpoint
+from autolab.hardware.protocols import harvard
+from autolab.hardware.registry import BuildContext, DeviceKind, register_kind
+from autolab.hardware.transport import DeviceRefused, ReplyTimeout, SerialLike, Transport
+
+T = TypeVar("T")
+
+#: How long the line must stay quiet before ``\nNN:`` is taken for an idle prompt and not the
+#: start of a data line, s (at 9600 Bd a character takes about 1 ms).
+PROMPT_QUIET_S = 0.05
+#: Longest reply read, bytes (``metrics`` is the longest answer in the manual).
+MAX_REPLY_BYTES = 4096
+#: Prompt -> the status character the rest of the rig reads (New Era's letters).
+STATUS_OF_PROMPT = {">": "I", "<": "W", ":": "S", "T*": "S", "*": "A"}
+
+
+class HarvardPump:
+    """A Harvard Pump 11 Elite or PHD ULTRA (address on a daisy chain).
+
+    Args:
+        transport: The port (shared by the pumps of one chain).
+        name: Device name (log, errors).
+        address: Pump address 0-99 (0: the pump on the computer's port).
+        diameter_mm: Syringe inner diameter, mm.
+        syringe_ml: Syringe volume, mL (for the near-empty interlock).
+        limits: Setpoint limits.
+    """
+
+    def __init__(self, transport: Transport, name: str, *, address: int = 0,
+                 diameter_mm: float = 26.6, syringe_ml: float = 50.0,
+                 limits: Limits | None = None) -> None:
+        self.transport = transport
+        self.name = name
+        self.address = address
+        self.diameter_mm = diameter_mm
+        self.syringe_ml = syringe_ml
+        self.limits = limits or Limits()
+        self.alarms: list[str] = []  #: every alarm the pump reported, oldest first
+        self._unreported: list[str] = []
+        self._alarm_lock = threading.Lock()
+        self.infuse = True  #: the direction the next rate and run use
+        self.rate_ml_min = 0.0  #: last verified rate, mL/min
+        self.prompt = ""  #: the last prompt the pump sent
+        self._last_reply: harvard.HarvardReply | None = None
+        self._status_known = True  # False once the pump refused ``status``
+        #: The pump took ``poll on`` and ends its prompts with an XON (see :meth:`connect`);
+        #: dropped at the first prompt without one.
+        self.poll_mode = False
+        transport.stray_listeners.append(self._scan_stray)
+
+    # --------------------------------------------------------------------- wire
+    def _framer(self, ser: SerialLike) -> bytes:
+        r"""One reply: bytes up to this pump's prompt (and the XON after it in poll mode).
+
+        The prompt has no terminator. An idle prompt of a nonzero-address pump (``\nNN:``)
+        also begins its data lines, so without an XON that one counts only once the line stays
+        quiet for :data:`PROMPT_QUIET_S`. In poll mode the XON is read with the reply, so it
+        is not left on the line for the next one.
+        """
+        data = b""
+        while len(data) < MAX_REPLY_BYTES:
+            if harvard.prompt_end(data, self.address):
+                if data.endswith(harvard.XON) or not (
+                        self.poll_mode or harvard.prompt_is_ambiguous(data, self.address)):
+                    return data
+                more = _read_within(ser, PROMPT_QUIET_S)
+                if not more:  # the line stayed quiet after the prompt: no XON comes
+                    self.poll_mode = False
+                    return data
+                data += more
+                continue
+            byte = bytes(ser.read(1))
+            if not byte:
+                err = ReplyTimeout(f"no prompt after {data!r}")
+                err.partial = data  # type: ignore[attr-defined]
+                raise err
+            data += byte
+        raise harvard.HarvardProtocolError(f"{self.name}: no prompt in {len(data)} bytes")
+
+    def _parse(self, frame: bytes, request: bytes) -> harvard.HarvardReply:
+        """Parse a reply; a line echoing the request (echo on) is dropped."""
+        reply = harvard.parse_reply(frame)
+        got = 0 if reply.address is None else reply.address
+        if got != self.address:
+            raise harvard.HarvardProtocolError(
+                f"{self.name}: reply from address {got}, expected {self.address}")
+        sent = request.decode("ascii").strip()
+        if reply.lines and reply.lines[0] == sent:
+            reply = harvard.HarvardReply(reply.address, reply.lines[1:], reply.prompt)
+        return reply
+
+    def _observe(self, reply: harvard.HarvardReply) -> None:
+        """Keep a new stall (a ``*`` after another prompt) for :meth:`take_alarms`."""
+        if reply.prompt == "*" and self.prompt != "*":
+            self._note_alarm("S")
+        self.prompt = reply.prompt
+        self._last_reply = reply
+
+    def _note_alarm(self, code: str) -> None:
+        with self._alarm_lock:
+            self.alarms.append(code)
+            self._unreported.append(code)
+
+    def _scan_stray(self, data: bytes) -> None:
+        """Keep a stall prompt this pump sent unasked (a transport listener)."""
+        for address, prompt in harvard.prompt_events(data):
+            if address == self.address and prompt == "*" and self.prompt != "*":
+                self._note_alarm("S")
+                self.prompt = "*"
+
+    def take_alarms(self) -> tuple[str, ...]:
+        """Alarms reported since the last call, oldest first (each handed out once)."""
+        with self._alarm_lock:
+            out = tuple(self._unreported)
+            self._unreported.clear()
+        return out
+
+    def command(self, command: str, args: str = "", *,
+                data: Callable[[str], object] | None = None,
+                attempts: int | None = None) -> harvard.HarvardReply:
+        """Send one command and parse the reply (``data`` validates a query's answer).
+
+        Raises:
+            DeviceRefused: An error reply (the pump answered: never retried).
+            HardwareError: No valid reply after the transport's retries.
+        """
+        request = harvard.encode_command(self.address, command, args)
+
+        def check(frame: bytes) -> harvard.HarvardReply:
+            reply = self._parse(frame, request)
+            self._observe(reply)
+            if reply.error is not None:
+                raise DeviceRefused(f"{self.name}: {command} {args} refused: {reply.error}")
+            if data is not None:
+                data(reply.text)
+            return reply
+
+        frame = self.transport.exchange(self.name, request, self._framer, _as_protocol(check),
+                                        attempts=attempts)
+        return self._parse(frame, request)
+
+    def query(self, command: str, data: Callable[[str], T]) -> T:
+        """Send a query and parse its one-line answer with ``data`` (malformed: retried)."""
+        return data(self.command(command, data=data).text)
+
+    # --------------------------------------------------------------------- API
+    def connect(self) -> None:
+        """Bring the pump into a known state: remote, stopped, no target, diameter set.
+
+        A bare CR first: the manual says touching the screen breaks remote communication
+        until one is sent (its reply, if any, is not needed). Then poll mode: the manual says
+        an XON follows each prompt in it, which ends a reply at once; without it the idle
+        prompt of a nonzero-address pump ends a reply only after :data:`PROMPT_QUIET_S` of
+        silence (2 lab min per reply at the virtual lab's 2400x, too slow for the procedure),
+        so a pump that refuses ``poll``, or takes it and sends no XON (the first prompt without
+        one ends poll mode here), still works, slower. The target volume is cleared so
+        that a run is continuous; a stall found here is acknowledged, not handed on. ``nvram
+        off``: the manual offers it so that frequent rate changes do not write the pump's
+        non-volatile memory each time (as the Eurotherm driver spares the controller's EEPROM).
+        """
+        self.transport.exchange(self.name, harvard.CR, None)
+        self.transport.discard_late(self.name, PROMPT_QUIET_S * 2, "reply to the wake-up CR")
+        self.ping()
+        with contextlib.suppress(DeviceRefused):  # no poll mode: slower, still correct
+            self.command("poll", "on")
+            self.poll_mode = True
+        with contextlib.suppress(DeviceRefused):  # a model without the setting
+            self.command("nvram", "off")
+        self.stop()
+        with contextlib.suppress(DeviceRefused):  # no target to clear on this model
+            self.command("ctvolume")
+        self.command("diameter", harvard.format_number(self.diameter_mm))
+        read = self.query("diameter", harvard.parse_diameter)
+        _verify(self.name, "diameter_mm", self.diameter_mm, read, 1e-3)
+        self.take_alarms()
+
+    def ping(self) -> str:
+        """The firmware line (``ver``)."""
+        return f"{self.name}: {self.command('ver').text or 'ok'}"
+
+    def _rate_command(self) -> str:
+        return "irate" if self.infuse else "wrate"
+
+    def set_rate_ml_min(self, rate_ml_min: float) -> None:
+        """Set the rate of the current direction (mL/min), read it back and compare."""
+        check_setpoint(self.name, "rate_ml_min", rate_ml_min, low=0.0,
+                       high=self.limits.max_rate_ml_min, unit="mL/min")
+        try:
+            args = harvard.rate_args(rate_ml_min)
+        except ConfigError as err:
+            raise HardwareError(f"{self.name}: {err}") from err
+        self.command(self._rate_command(), args)
+        read = self.rate_read_ml_min()
+        _verify(self.name, "rate_ml_min", rate_ml_min, read, 2e-3)
+        self.rate_ml_min = read
+
+    def set_direction(self, infuse: bool) -> None:
+        """Choose infuse or withdraw for the next rate and run (the pump has no setting).
+
+        A rate set for the other direction is set again for this one, so that the run uses it.
+        The direction itself is verified by the prompt :meth:`start` gets.
+        """
+        if infuse != self.infuse:
+            self.infuse = infuse
+            if self.rate_ml_min > 0:
+                self.set_rate_ml_min(self.rate_ml_min)
+
+    def start(self) -> None:
+        """Run in the chosen direction, verified by the prompt.
+
+        Raises:
+            PumpAlarm: The pump answered stalled (``*``).
+            HardwareError: It answered neither stalled nor running the chosen way.
+        """
+        want = ">" if self.infuse else "<"
+        reply = self.command("irun" if self.infuse else "wrun")
+        if reply.prompt not in (want, "*"):
+            reply = self._poll()
+        if reply.prompt == "*":
+            raise PumpAlarm(self.name, "S")
+        if reply.prompt != want:
+            raise HardwareError(f"{self.name}: {'irun' if self.infuse else 'wrun'} sent but "
+                                f"the prompt is {reply.prompt!r}, expected {want!r}")
+
+    def stop(self) -> None:
+        """Stop, verified by the prompt (``:``, or ``*``/``T*``: not running either)."""
+        reply = self.command("stop")
+        if reply.pumping:
+            reply = self._poll()
+        if reply.pumping:
+            raise HardwareError(f"{self.name}: stop sent but the prompt is {reply.prompt!r}")
+
+    def _poll(self) -> harvard.HarvardReply:
+        """A status query whose prompt says the state (``status``; the rate if refused).
+
+        ``status`` is the manual's "internal" command for computers; a pump that refuses it
+        still answers with its prompt, and from then on the rate query is used instead.
+        """
+        if self._status_known:
+            try:
+                return self.command("status")
+            except DeviceRefused:
+                self._status_known = False
+                if self._last_reply is not None:
+                    return self._last_reply
+        return self.command(self._rate_command())
+
+    def state(self) -> PumpState:
+        """The pump's prompt as a status, and every alarm since the last call."""
+        reply = self._poll()
+        alarms = self.take_alarms()
+        return PumpState(pumping=reply.pumping, alarm=alarms[0] if alarms else "",
+                         status=STATUS_OF_PROMPT[reply.prompt], alarms=alarms)
+
+    def rate_read_ml_min(self) -> float:
+        """The rate of the current direction as the pump reports it, mL/min."""
+        return self.query(self._rate_command(), harvard.parse_rate)
+
+    def dispensed_ml(self) -> tuple[float, float]:
+        """(infused, withdrawn) since the last clear, mL (``ivolume``, ``wvolume``)."""
+        return (self.query("ivolume", harvard.parse_volume),
+                self.query("wvolume", harvard.parse_volume))
+
+    def clear_dispensed(self) -> None:
+        """Zero both dispensed volumes (``civolume``, ``cwvolume``)."""
+        self.command("civolume")
+        self.command("cwvolume")
+
+
+def _read_within(ser: SerialLike, wait_s: float) -> bytes:
+    """One byte if it arrives within ``wait_s`` (the port's own timeout is restored)."""
+    old = getattr(ser, "timeout", None)
+    setattr(ser, "timeout", wait_s)  # noqa: B010 (SerialLike does not declare timeout)
+    try:
+        return bytes(ser.read(1))
+    finally:
+        setattr(ser, "timeout", old)  # noqa: B010 (as above)
+
+
+# ============================================================================= kind
+class HarvardSpec(DeviceSpecBase):
+    """Devices-file entry of a Harvard Pump 11 Elite / PHD ULTRA (kind ``harvard``).
+
+    Attributes:
+        port: Name of its line in ``ports`` (one line per daisy chain).
+        address: Pump address 0-99; the pump on the computer's port must be 0.
+        reagent: What the pump delivers (reagent totals are kept by this name).
+        syringe_ml: Syringe volume, mL.
+        diameter_mm: Syringe inner diameter, mm.
+    """
+
+    port: str
+    address: int = Field(default=0, ge=0, le=99)
+    reagent: str = ""
+    syringe_ml: float = Field(default=50.0, gt=0)
+    diameter_mm: float = Field(default=26.6, gt=0)
+
+    def port_name(self) -> str:
+        """Its line in ``ports``."""
+        return self.port
+
+    def connection(self, config: DevicesConfig) -> str:
+        """The port URL."""
+        return config.ports[self.port].url if self.port in config.ports else self.port
+
+
+def _build(name: str, d: HarvardSpec, ctx: BuildContext) -> Device:
+    return HarvardPump(ctx.transport(d.port), name, address=d.address,
+                       diameter_mm=d.diameter_mm, syringe_ml=d.syringe_ml, limits=d.limits)
+
+
+def _check(name: str, d: HarvardSpec) -> None:
+    """The manual's address range (the schema holds it too; this names the rule)."""
+    if not 0 <= d.address <= 99:
+        raise ValueError(f"devices.{name}.address={d.address}: expected 0-99 (Harvard pump "
+                         f"address)")
+
+
+#: Line speed when the port gives none, Bd: the manual lists 9600-115200 on both pumps and
+#: recommends above 38400 on a chain, but names no factory setting; 115200 is the highest
+#: speed both pumps have (set the pump to it, or give ``baud`` on the port).
+DEFAULT_BAUD = 115200
+
+register_kind(DeviceKind("harvard", "pump", HarvardSpec, _build, DEFAULT_BAUD,
+                         "Harvard Apparatus Pump 11 Elite / PHD ULTRA syringe pump "
+                         "(daisy chain; no hardware watchdog)", check_entry=_check))
