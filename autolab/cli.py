@@ -762,6 +762,12 @@ def lab_up(
     sulfur_tanks: Annotated[str, typer.Option(
         help="Add a sulfur selection valve whose positions feed these tanks, comma-separated "
              "(e.g. 3,4,5,6); without it the shell feed enters the first shell tank.")] = "",
+    pump_kind: Annotated[str, typer.Option(
+        help="The pumps' kind: ne1000 (New Era chain), harvard (Harvard Pump 11 Elite "
+             "chain) or chemyx (one Chemyx Fusion per line).")] = "ne1000",
+    heater_kind: Annotated[str, typer.Option(
+        help="The temperature controllers' kind: eurotherm3200 or omega_cn7500 (one Modbus "
+             "bus), julabo or huber (one circulator per line).")] = "eurotherm3200",
 ) -> None:
     """Start the emulated lab, print its ports and write its devices file; Ctrl-C stops it."""
     import signal
@@ -772,8 +778,12 @@ def lab_up(
         raise fail(f"--time-scale {time_scale:g}: expected lab seconds per wall second, "
                    f"> 0 and at most {TIME_SCALE_MAX:g} (1 = real time)", EXIT_INPUT)
     tanks = _sulfur_tanks(sulfur_tanks)
-    with VirtualLab(time_scale=time_scale, seed=seed, per_tank=per_tank,
-                    sulfur_tanks=tanks) as lab:
+    try:
+        lab = VirtualLab(time_scale=time_scale, seed=seed, per_tank=per_tank,
+                         sulfur_tanks=tanks, pump_kind=pump_kind, heater_kind=heater_kind)
+    except ConfigError as err:
+        raise fail(f"--pump-kind/--heater-kind: {err}", EXIT_INPUT) from err
+    with lab:
         path = lab.write_devices_file(devices_file)
         table = Table(title=f"virtual lab ({time_scale:g}x real time)")
         table.add_column("serial line")

@@ -522,6 +522,8 @@ def _set_rate_stopped(pump: Pump, rate_ml_min: float) -> None:
 #: Controller status faults that trip hard (Eurotherm status word 75, HA028651: a sensor
 #: break makes the PV meaningless; a loop break is output saturated without the PV following,
 #: a heater or thermocouple fault; over-range is a PV beyond the input range).
+#: Heater faults that are not hazards: judged by :meth:`Supervisor._judge_hold` instead.
+HEATER_NOTICES = frozenset({"remote_sp_fail"})
 HEATER_TRIPS = {"sensor_break": "thermocouple open",
                 "loop_break": "loop break: output saturated, PV not responding",
                 "over_range": "PV beyond the input range",
@@ -684,6 +686,10 @@ class Supervisor:
         self.last_pv_c[role] = pv
         if fault in HEATER_TRIPS:
             self._fire(fault, h.name, HEATER_TRIPS[fault], hard=True)
+            return True
+        if fault and fault not in HEATER_NOTICES:  # a kind's fault nobody listed: never ignored
+            self._fire(fault, h.name, f"controller fault {fault!r} (not a known kind of fault: "
+                       "treated as a hazard)", hard=True)
             return True
         low, ceiling = PV_PLAUSIBLE_C
         limit = self.rig.limits(h.name).max_temperature_c

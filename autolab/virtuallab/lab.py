@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from autolab.exceptions import ConfigError
 from autolab.hardware.devices import (
     DevicesConfig,
     DeviceSpec,
@@ -206,8 +207,8 @@ def _heater_lines(kind: str, reactor: VirtualReactor) -> dict[str, PtyEmulator]:
         return {f"bath_{h.role}": HuberEmulator(f"bath_{h.role}", reactor, h,
                                                 setpoint_range_c=(-40.0, 320.0))
                 for h in reactor.heaters.values()}
-    raise ValueError(f"heater_kind={kind!r}: expected eurotherm3200, omega_cn7500, julabo or "
-                     f"huber")
+    raise ConfigError(f"virtual lab: heater kind {kind!r} is not emulated; expected "
+                      "'eurotherm3200', 'omega_cn7500', 'julabo' or 'huber'")
 
 
 def _heater_spec(kind: str, h: HeaterModel, limits: Limits) -> DeviceSpecBase:

@@ -136,3 +136,36 @@ def test_lab_up_writes_a_devices_file_and_stops_on_ctrl_c(tmp_path: Path) -> Non
     assert "spectrometer" in text
     assert "autolab devices check" in text
     assert "/dev/pts/" in devices.read_text()
+
+
+def test_lab_up_with_other_pump_and_heater_kinds_answers_devices_check(tmp_path: Path) -> None:
+    """`autolab lab up --pump-kind harvard --heater-kind julabo`: a rig of two other kinds,
+    every device of its devices file answering `autolab devices check` over the ptys."""
+    devices = tmp_path / "lab.yaml"
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "autolab", "lab", "up", "--devices-file",
+                                 str(devices), "--pump-kind", "harvard", "--heater-kind",
+                                 "julabo"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    try:
+        assert _eventually(devices.exists, limit_s=60)
+        text = devices.read_text()
+        assert "kind: harvard" in text and "kind: julabo" in text
+        result = CliRunner().invoke(app, ["devices", "check", str(devices)])
+        assert result.exit_code == 0, result.output
+        assert "pump_sulfur" in result.output and "heater_shell" in result.output
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=30)
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_lab_up_refuses_a_kind_it_does_not_emulate(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["lab", "up", "--pump-kind", "syrris", "--devices-file",
+                                      str(tmp_path / "l.yaml")])
+    assert result.exit_code == 2
+    assert "--pump-kind/--heater-kind" in result.output and "'syrris'" in result.output
+    assert not (tmp_path / "l.yaml").exists()

@@ -690,3 +690,16 @@ def test_a_poll_too_slow_for_the_pumps_safe_mode_is_refused_before_the_run(
         load_for_run(campaign(1.5))
     assert load_for_run(campaign(1.0)).name == "poll-check"
     assert parse_devices(d).watchdog_problems(0.5) == []
+
+
+def test_a_heater_fault_no_one_listed_trips_hard_never_ignored(
+        tank_lab: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A kind (a third party's) that names a fault the supervisor does not know: a hazard."""
+    _, _, rig = tank_lab
+    for h in rig.heaters.values():
+        h.connect()
+    monkeypatch.setattr(rig.heaters["tank3"], "fault", lambda: "coolant_low")
+    trips: list[Trip] = []
+    Supervisor(rig, trips.append).poll_once()
+    assert [(t.reason, t.device, t.hard) for t in trips] == [("coolant_low", "heater_t3", True)]
+    assert "not a known kind of fault" in trips[0].detail
