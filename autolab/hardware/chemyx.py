@@ -39,7 +39,7 @@ from pydantic import Field
 
 from autolab.exceptions import HardwareError
 from autolab.hardware.base import Device, PumpState
-from autolab.hardware.devices import DevicesConfig, DeviceSpecBase
+from autolab.hardware.devices import SyringePumpSpec
 from autolab.hardware.drivers import PumpAlarm, _as_protocol, _verify
 from autolab.hardware.limits import Limits, check_setpoint
 from autolab.hardware.protocols import chemyx
@@ -257,7 +257,7 @@ class ChemyxPump:
 
 
 # ============================================================================= kind
-class ChemyxSpec(DeviceSpecBase):
+class ChemyxSpec(SyringePumpSpec):
     """Devices-file entry of a Chemyx Fusion pump (kind ``chemyx``).
 
     Attributes:
@@ -269,19 +269,7 @@ class ChemyxSpec(DeviceSpecBase):
         diameter_mm: Syringe inner diameter, mm (0.103-40 on the Fusion series).
     """
 
-    port: str
     channel: int = Field(default=0, ge=0, le=2)
-    reagent: str = ""
-    syringe_ml: float = Field(default=50.0, gt=0)
-    diameter_mm: float = Field(default=26.6, gt=0)
-
-    def port_name(self) -> str:
-        """Its line in ``ports``."""
-        return self.port
-
-    def connection(self, config: DevicesConfig) -> str:
-        """The port URL."""
-        return config.ports[self.port].url if self.port in config.ports else self.port
 
 
 def _build(name: str, d: ChemyxSpec, ctx: BuildContext) -> Device:

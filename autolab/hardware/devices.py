@@ -150,7 +150,39 @@ class DeviceSpecBase(BaseModel):
         return ()
 
 
-class DeviceSpec(DeviceSpecBase):
+class SerialSpecBase(DeviceSpecBase):
+    """A device on a serial line of ``ports`` (every RS-232/RS-485 kind's schema extends it).
+
+    Attributes:
+        port: Name of its line in ``ports``.
+    """
+
+    port: str
+
+    def port_name(self) -> str:
+        """Its line in ``ports``."""
+        return self.port
+
+    def connection(self, config: DevicesConfig) -> str:
+        """The port URL."""
+        return config.ports[self.port].url if self.port in config.ports else self.port
+
+
+class SyringePumpSpec(SerialSpecBase):
+    """A syringe pump on a serial line: what every pump kind's entry has.
+
+    Attributes:
+        reagent: What the pump delivers (reagent totals are kept by this name).
+        syringe_ml: Syringe volume, mL.
+        diameter_mm: Syringe inner diameter, mm.
+    """
+
+    reagent: str = ""
+    syringe_ml: float = Field(default=50.0, gt=0)
+    diameter_mm: float = Field(default=26.6, gt=0)
+
+
+class DeviceSpec(SerialSpecBase):
     """An RS-232/RS-485 device: kinds ``ne1000``, ``eurotherm3200``, ``ika``, ``vici``, ``asp1``.
 
     Attributes:
@@ -168,7 +200,6 @@ class DeviceSpec(DeviceSpecBase):
             ``inject_tanks[j-1]`` (role ``sulfur_valve`` only).
     """
 
-    port: str
     address: int = Field(default=0, ge=0, le=247)
     reagent: str = ""
     syringe_ml: float = Field(default=50.0, gt=0)
@@ -178,14 +209,6 @@ class DeviceSpec(DeviceSpecBase):
     positions: int = Field(default=6, ge=2, le=32)
     inject_tanks: tuple[int, ...] = ()
     decimals: int = Field(default=1, ge=0, le=2)
-
-    def port_name(self) -> str:
-        """Its line in ``ports``."""
-        return self.port
-
-    def connection(self, config: DevicesConfig) -> str:
-        """The port URL."""
-        return config.ports[self.port].url if self.port in config.ports else self.port
 
 
 class DeliverySpec(BaseModel):

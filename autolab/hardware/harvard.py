@@ -38,7 +38,7 @@ from pydantic import Field
 
 from autolab.exceptions import ConfigError, HardwareError
 from autolab.hardware.base import Device, PumpState
-from autolab.hardware.devices import DevicesConfig, DeviceSpecBase
+from autolab.hardware.devices import SyringePumpSpec
 from autolab.hardware.drivers import PumpAlarm, _as_protocol, _verify
 from autolab.hardware.limits import Limits, check_setpoint
 from autolab.hardware.protocols import harvard
@@ -320,7 +320,7 @@ def _read_within(ser: SerialLike, wait_s: float) -> bytes:
 
 
 # ============================================================================= kind
-class HarvardSpec(DeviceSpecBase):
+class HarvardSpec(SyringePumpSpec):
     """Devices-file entry of a Harvard Pump 11 Elite / PHD ULTRA (kind ``harvard``).
 
     Attributes:
@@ -331,19 +331,7 @@ class HarvardSpec(DeviceSpecBase):
         diameter_mm: Syringe inner diameter, mm.
     """
 
-    port: str
     address: int = Field(default=0, ge=0, le=99)
-    reagent: str = ""
-    syringe_ml: float = Field(default=50.0, gt=0)
-    diameter_mm: float = Field(default=26.6, gt=0)
-
-    def port_name(self) -> str:
-        """Its line in ``ports``."""
-        return self.port
-
-    def connection(self, config: DevicesConfig) -> str:
-        """The port URL."""
-        return config.ports[self.port].url if self.port in config.ports else self.port
 
 
 def _build(name: str, d: HarvardSpec, ctx: BuildContext) -> Device:

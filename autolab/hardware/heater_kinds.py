@@ -14,11 +14,11 @@ from pydantic import Field
 from autolab.exceptions import ConfigError
 from autolab.hardware.base import Device
 from autolab.hardware.controllers import RAMP_STEP_S, HuberPB, JulaboCirculator, OmegaCN7500
-from autolab.hardware.devices import DevicesConfig, DeviceSpecBase
+from autolab.hardware.devices import SerialSpecBase
 from autolab.hardware.registry import BuildContext, DeviceKind, register_kind
 
 
-class SerialHeaterSpec(DeviceSpecBase):
+class SerialHeaterSpec(SerialSpecBase):
     """A heater on a serial line.
 
     Attributes:
@@ -30,17 +30,8 @@ class SerialHeaterSpec(DeviceSpecBase):
             EEPROM, whose write cycles are limited).
     """
 
-    port: str
     ramp_c_per_min: float = Field(default=10.0, gt=0)
     ramp_step_s: float = Field(default=RAMP_STEP_S, gt=0, le=600)
-
-    def port_name(self) -> str:
-        """Its line in ``ports``."""
-        return self.port
-
-    def connection(self, config: DevicesConfig) -> str:
-        """The port URL."""
-        return config.ports[self.port].url if self.port in config.ports else self.port
 
 
 class OmegaSpec(SerialHeaterSpec):
