@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -32,6 +32,7 @@ from autolab.virtuallab.chemyx_emulator import ChemyxEmulator
 from autolab.virtuallab.lab import VirtualLab
 from autolab.virtuallab.reactor import PumpModel
 
+from .lab_waits import feeding, feeding_a_while, pumps_stopped, when
 from .test_rig_registry import devices
 
 SCALE = 2400.0
@@ -292,36 +293,6 @@ def lab() -> Iterator[VirtualLab]:
         yield vl
 
 
-def _when(predicate: Callable[[], bool], action: Callable[[], None]) -> threading.Thread:
-    def loop() -> None:
-        end = time.monotonic() + 120.0
-        while time.monotonic() < end:
-            if predicate():
-                action()
-                return
-            time.sleep(0.005)
-    t = threading.Thread(target=loop, daemon=True)
-    t.start()
-    return t
-
-
-def _feeding(lab: VirtualLab) -> bool:
-    with lab.reactor.lock:
-        return lab.reactor.pumps["pump_phosphine"].running
-
-
-def _feeding_a_while(lab: VirtualLab) -> bool:
-    """The phosphine pump runs and has delivered something: its start (verified) is over."""
-    with lab.reactor.lock:
-        p = lab.reactor.pumps["pump_phosphine"]
-        return p.running and p.infused_ml > 2.0
-
-
-def _pumps_stopped(lab: VirtualLab) -> bool:
-    with lab.reactor.lock:
-        return not any(p.running for p in lab.reactor.pumps.values())
-
-
 def _line(lab: VirtualLab, pump: str) -> ChemyxEmulator:
     line = next(e for e in lab.pump_lines
                 if isinstance(e, ChemyxEmulator) and pump in e.channels.values())
@@ -343,11 +314,11 @@ def test_a_pump_that_stops_mid_experiment_trips_to_the_safe_state(lab: VirtualLa
         else:
             _line(lab, "pump_phosphine").reach_target("pump_phosphine")
     try:
-        _when(lambda: _feeding_a_while(lab), inject)
+        when(lambda: feeding_a_while(lab), inject)
         with pytest.raises(SafetyTrip, match=reason):
             ex.run(GOOD)
         assert ex.supervisor.trip is not None and not ex.supervisor.trip.hard
-        assert _pumps_stopped(lab)
+        assert pumps_stopped(lab)
         report = ex.last_shutdown
         assert isinstance(report, ShutdownReport) and not report.hard
     finally:
@@ -363,7 +334,7 @@ def test_a_refused_setting_fails_the_experiment_into_the_safe_state(lab: Virtual
         with pytest.raises(HardwareError, match=r"pump_phosphine: set rate .* refused: the pump "
                                                 r"took rate = "):
             ex.run(GOOD)
-        assert _pumps_stopped(lab)
+        assert pumps_stopped(lab)
         report = ex.last_shutdown
         assert report is not None and report.ok, report.lines()
     finally:
@@ -376,7 +347,7 @@ def test_a_silent_pump_trips_and_the_report_says_it_may_still_run(lab: VirtualLa
     pump as not stopped."""
     ex = CSTRExecutor(lab.devices_config(), install_signal_handlers=False)
     try:
-        _when(lambda: _feeding(lab),
+        when(lambda: feeding(lab),
               lambda: setattr(_line(lab, "pump_phosphine"), "no_reply", True))
         with pytest.raises((SafetyTrip, HardwareError), match="pump_phosphine"):
             ex.run(GOOD)

@@ -8,8 +8,7 @@ switches for what the manual leaves open; each test names the manual item it che
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -31,6 +30,7 @@ from autolab.virtuallab.harvard_emulator import HarvardChainEmulator, canonical
 from autolab.virtuallab.lab import VirtualLab
 from autolab.virtuallab.reactor import PumpModel
 
+from .lab_waits import feeding, feeding_a_while, pumps_stopped, when
 from .test_rig_registry import devices
 from .waiting import until
 
@@ -350,36 +350,6 @@ def lab() -> Iterator[VirtualLab]:
         yield vl
 
 
-def _when(predicate: Callable[[], bool], action: Callable[[], None]) -> threading.Thread:
-    def loop() -> None:
-        end = time.monotonic() + 120.0
-        while time.monotonic() < end:
-            if predicate():
-                action()
-                return
-            time.sleep(0.005)
-    t = threading.Thread(target=loop, daemon=True)
-    t.start()
-    return t
-
-
-def _feeding(lab: VirtualLab) -> bool:
-    with lab.reactor.lock:
-        return lab.reactor.pumps["pump_phosphine"].running
-
-
-def _feeding_a_while(lab: VirtualLab) -> bool:
-    """The phosphine pump runs and has delivered something: its start (verified) is over."""
-    with lab.reactor.lock:
-        p = lab.reactor.pumps["pump_phosphine"]
-        return p.running and p.infused_ml > 2.0
-
-
-def _pumps_stopped(lab: VirtualLab) -> bool:
-    with lab.reactor.lock:
-        return not any(p.running for p in lab.reactor.pumps.values())
-
-
 def _chain(lab: VirtualLab) -> HarvardChainEmulator:
     assert isinstance(lab.pumps, HarvardChainEmulator)
     return lab.pumps
@@ -400,11 +370,11 @@ def test_a_pump_that_stops_mid_experiment_trips_to_the_safe_state(lab: VirtualLa
         else:
             _chain(lab).reach_target("pump_phosphine")
     try:
-        _when(lambda: _feeding_a_while(lab), inject)
+        when(lambda: feeding_a_while(lab), inject)
         with pytest.raises(SafetyTrip, match=reason):
             ex.run(GOOD)
         assert ex.supervisor.trip is not None and not ex.supervisor.trip.hard
-        assert _pumps_stopped(lab)
+        assert pumps_stopped(lab)
         report = ex.last_shutdown
         assert isinstance(report, ShutdownReport) and not report.hard
     finally:
@@ -419,7 +389,7 @@ def test_an_error_reply_fails_the_experiment_into_the_safe_state(lab: VirtualLab
     try:
         with pytest.raises(HardwareError, match=r"pump_phosphine.*Argument error"):
             ex.run(GOOD)
-        assert _pumps_stopped(lab)
+        assert pumps_stopped(lab)
         assert ex.last_shutdown is not None
     finally:
         ex.close()
@@ -432,7 +402,7 @@ def test_a_silent_chain_trips_and_the_report_says_the_pumps_may_still_run(
     pumps it could not stop instead of claiming a safe state."""
     ex = CSTRExecutor(lab.devices_config(), install_signal_handlers=False)
     try:
-        _when(lambda: _feeding(lab), lambda: setattr(lab.pumps, "no_reply", True))
+        when(lambda: feeding(lab), lambda: setattr(lab.pumps, "no_reply", True))
         with pytest.raises((SafetyTrip, HardwareError)):
             ex.run(GOOD)
         with lab.reactor.lock:  # cut (the supervisor's comms loss: hard) or to standby (the
