@@ -1,4 +1,5 @@
-"""A campaign end to end on the virtual lab with Harvard or Chemyx pumps instead of New Era.
+"""A campaign end to end on the virtual lab with Harvard or Chemyx pumps instead of New Era
+(and Huber or Omega controllers instead of Eurotherm).
 
 The same path as ``test_virtual_lab.py``'s campaign through the serial stack: the campaign, the
 executor, the procedure and the supervisor over the real drivers and the pty emulators, with the
@@ -21,10 +22,15 @@ from autolab.virtuallab.lab import VirtualLab
 from .test_virtual_lab import SCALE, _three_sobol_experiments
 
 
-@pytest.mark.parametrize("kind", ["harvard", "chemyx"])
-def test_a_campaign_runs_over_the_pump_kind(kind: str, tmp_path: Path) -> None:
-    with VirtualLab(time_scale=SCALE, pump_kind=kind) as lab:
-        executor = CSTRExecutor(lab.devices_config(), install_signal_handlers=False)
+@pytest.mark.parametrize(("kind", "heater_kind"), [("harvard", "huber"),
+                                                   ("chemyx", "omega_cn7500")])
+def test_a_campaign_runs_over_the_pump_kind(kind: str, heater_kind: str, tmp_path: Path) -> None:
+    """Each pump kind beside a ramp-less controller kind (the Julabo's campaign is slower:
+    test_virtual_lab_heaters.py), so one campaign covers both kinds' paths."""
+    with VirtualLab(time_scale=SCALE, pump_kind=kind, heater_kind=heater_kind) as lab:
+        config = lab.devices_config()
+        assert {config.devices[n].kind for n in lab.reactor.heaters} == {heater_kind}
+        executor = CSTRExecutor(config, install_signal_handlers=False)
         pumps = executor.rig.pumps.values()
         assert {type(p).__name__ for p in pumps} == {f"{kind.capitalize()}Pump"}
         assert not any(isinstance(p, Watchdogged) for p in pumps)

@@ -17,8 +17,9 @@ from .test_virtual_lab import GOOD, SCALE
 
 
 @pytest.mark.parametrize(("kind", "scale"), [
-    ("omega_cn7500", SCALE), ("huber", SCALE),
-    # a Julabo takes 250 ms per command: three per poll are 30 lab min at 2400x
+    # a Julabo takes 250 ms per command: three per poll are 30 lab min at 2400x. The Omega and
+    # Huber kinds run whole campaigns beside the Harvard and Chemyx pumps
+    # (test_pump_kinds_lab.py).
     ("julabo", SCALE / 4)])
 def test_an_experiment_over_ptys_with_another_heater_kind(kind: str, scale: float) -> None:
     with VirtualLab(time_scale=scale, heater_kind=kind) as lab:
