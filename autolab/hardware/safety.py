@@ -679,11 +679,10 @@ class Supervisor:
                 if role in self.setpoints_c:
                     h.set_temperature_c(self.setpoints_c[role])
             fault = h.fault()
-            pv = h.temperature_c()
         except HardwareError as err:
             self._fire(_unreachable(err), h.name, str(err), hard=True)
             return True
-        self.last_pv_c[role] = pv
+        # the fault first: a PV read that fails because of it must not be reported as comms loss
         if fault in HEATER_TRIPS:
             self._fire(fault, h.name, HEATER_TRIPS[fault], hard=True)
             return True
@@ -691,6 +690,12 @@ class Supervisor:
             self._fire(fault, h.name, f"controller fault {fault!r} (not a known kind of fault: "
                        "treated as a hazard)", hard=True)
             return True
+        try:
+            pv = h.temperature_c()
+        except HardwareError as err:
+            self._fire(_unreachable(err), h.name, str(err), hard=True)
+            return True
+        self.last_pv_c[role] = pv
         low, ceiling = PV_PLAUSIBLE_C
         limit = self.rig.limits(h.name).max_temperature_c
         limit = ceiling if limit is None else min(limit, ceiling)

@@ -703,3 +703,21 @@ def test_a_heater_fault_no_one_listed_trips_hard_never_ignored(
     Supervisor(rig, trips.append).poll_once()
     assert [(t.reason, t.device, t.hard) for t in trips] == [("coolant_low", "heater_t3", True)]
     assert "not a known kind of fault" in trips[0].detail
+
+
+def test_a_fault_that_also_fails_the_pv_read_trips_as_the_fault_not_comms_loss(
+        tank_lab: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A controller that reports a sensor break and then refuses the PV read: the trip names the
+    sensor break (the status is judged before the PV is read)."""
+    _, _, rig = tank_lab
+    for h in rig.heaters.values():
+        h.connect()
+
+    def no_pv() -> float:
+        raise HardwareError("heater_t2: PV read failed")
+
+    monkeypatch.setattr(rig.heaters["tank2"], "fault", lambda: "sensor_break")
+    monkeypatch.setattr(rig.heaters["tank2"], "temperature_c", no_pv)
+    trips: list[Trip] = []
+    Supervisor(rig, trips.append).poll_once()
+    assert [(t.reason, t.device, t.hard) for t in trips] == [("sensor_break", "heater_t2", True)]
