@@ -1,4 +1,4 @@
-"""Waits on the virtual lab's physics that the pump-kind fault tests share."""
+"""What the pump-kind tests share: waits on the virtual lab's physics, a physics-free bench."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 
 from autolab.virtuallab.lab import VirtualLab
+from autolab.virtuallab.reactor import PumpModel
 
 
 def when(predicate: Callable[[], bool], action: Callable[[], None],
@@ -41,3 +42,14 @@ def pumps_stopped(lab: VirtualLab) -> bool:
     """No pump of the lab runs."""
     with lab.reactor.lock:
         return not any(p.running for p in lab.reactor.pumps.values())
+
+
+class Bench:
+    """Pump state without physics: what the emulator serves (nothing advances)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.pumps: dict[str, PumpModel] = {}
+
+    def advance(self) -> None:
+        """Nothing moves on its own here."""

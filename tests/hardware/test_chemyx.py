@@ -7,7 +7,6 @@ conformance"), with switches for what it leaves open; each test names the item i
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -32,7 +31,7 @@ from autolab.virtuallab.chemyx_emulator import ChemyxEmulator
 from autolab.virtuallab.lab import VirtualLab
 from autolab.virtuallab.reactor import PumpModel
 
-from .lab_waits import feeding, feeding_a_while, pumps_stopped, when
+from .lab_waits import Bench, feeding, feeding_a_while, pumps_stopped, when
 from .test_rig_registry import devices
 
 SCALE = 2400.0
@@ -97,17 +96,6 @@ def test_numbers_keep_six_significant_digits(value: float) -> None:
 
 
 # ============================================================================= over a pty
-class Bench:
-    """Pump state without physics: what the emulator serves (nothing advances)."""
-
-    def __init__(self) -> None:
-        self.lock = threading.RLock()
-        self.pumps: dict[str, PumpModel] = {}
-
-    def advance(self) -> None:
-        """Nothing moves on its own here."""
-
-
 @pytest.fixture
 def dual() -> Iterator[tuple[Bench, ChemyxEmulator, Transport]]:
     """A dual-channel Chemyx pump: channel 1 (p1) and channel 2 (p2) on one line."""

@@ -7,9 +7,8 @@ the emulated controller once the ramp has moved the shell heater's setpoint.
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,8 @@ from autolab.executors.ramp import DynamicMeasurement, partial_of
 from autolab.records import Conditions, TrialStatus
 from autolab.tracking import Journal
 from autolab.virtuallab.lab import VirtualLab
+
+from .lab_waits import when
 
 SCALE = 2400.0  # lab seconds per wall second
 START = Conditions(t_core_c=180, tau_core_min=13, t_shell_c=280, tau_shell_min=15, cl_to_i=6,
@@ -54,18 +55,6 @@ def lab() -> Iterator[VirtualLab]:
         yield vl
 
 
-def _when(predicate: Callable[[], bool], action: Callable[[], None]) -> threading.Thread:
-    def loop() -> None:
-        for _ in range(4000):
-            if predicate():
-                action()
-                return
-            time.sleep(0.005)
-    t = threading.Thread(target=loop, daemon=True)
-    t.start()
-    return t
-
-
 def _ramping(lab: VirtualLab) -> bool:
     """The ramp has moved the shell heater's setpoint off the first point."""
     with lab.reactor.lock:
@@ -87,7 +76,7 @@ def test_a_heater_fault_mid_ramp_trips_and_keeps_the_streamed_frames(lab: Virtua
     ex = CSTRExecutor(lab.devices_config(), install_signal_handlers=False, poll_period_s=0.05)
     ramp = Trajectory((0.0, 120.0), (START, END))
     try:
-        _when(lambda: _ramping(lab), lambda: _break_sensor(lab))
+        when(lambda: _ramping(lab), lambda: _break_sensor(lab))
         with pytest.raises(SafetyTrip, match="sensor_break") as info:
             ex.run_trajectory(ramp, LIMITS, frame_interval_min=1.0)
         partial = partial_of(info.value)

@@ -7,7 +7,6 @@ switches for what the manual leaves open; each test names the manual item it che
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -30,7 +29,7 @@ from autolab.virtuallab.harvard_emulator import HarvardChainEmulator, canonical
 from autolab.virtuallab.lab import VirtualLab
 from autolab.virtuallab.reactor import PumpModel
 
-from .lab_waits import feeding, feeding_a_while, pumps_stopped, when
+from .lab_waits import Bench, feeding, feeding_a_while, pumps_stopped, when
 from .test_rig_registry import devices
 from .waiting import until
 
@@ -123,17 +122,6 @@ def test_stall_prompts_in_stray_bytes_are_found() -> None:
 
 
 # ============================================================================= over a pty
-class Bench:
-    """Pump state without physics: what the emulator serves (nothing advances)."""
-
-    def __init__(self) -> None:
-        self.lock = threading.RLock()
-        self.pumps: dict[str, PumpModel] = {}
-
-    def advance(self) -> None:
-        """Nothing moves on its own here."""
-
-
 @pytest.fixture
 def chain() -> Iterator[tuple[Bench, HarvardChainEmulator, Transport]]:
     """Two Harvard pumps on one line: address 0 (the master) and 12."""
