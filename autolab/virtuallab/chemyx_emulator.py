@@ -21,7 +21,7 @@ import math
 import re
 
 from autolab.hardware.protocols import chemyx
-from autolab.virtuallab.emulators import PtyEmulator
+from autolab.virtuallab.emulators import PtyEmulator, cr_request
 from autolab.virtuallab.reactor import PumpModel, VirtualReactor
 
 #: Fastest rate the emulated pump takes, mL/min (a faster set is not taken).
@@ -60,12 +60,10 @@ class ChemyxEmulator(PtyEmulator):
 
     def take(self, buf: bytes) -> tuple[int, bytes] | None:
         """One request line ended by CR (see :meth:`PtyEmulator.take`)."""
-        skip = len(buf) - len(buf.lstrip(b"\n"))
-        end = buf.find(b"\r", skip)
-        if end < 0:
+        request = cr_request(buf)
+        if request is None:
             return None
-        line = buf[skip:end].decode("ascii", errors="replace")
-        return end + 1, self._answer(line)
+        return request[0], self._answer(request[1])
 
     def unsolicited(self) -> bytes:
         """Nothing is sent unasked; a running pump stops once its target is dispensed."""

@@ -160,6 +160,19 @@ def _line(buf: bytes, eol: bytes) -> tuple[int, bytes] | None:
     return None if i < 0 else (i + len(eol), buf[:i])
 
 
+def cr_request(buf: bytes) -> tuple[int, str] | None:
+    """One request ended by CR, LFs before it skipped (the LF of a host's CR LF), as text.
+
+    Returns:
+        (bytes consumed, the request), or ``None`` while no CR has come.
+    """
+    skip = len(buf) - len(buf.lstrip(b"\n"))
+    end = buf.find(b"\r", skip)
+    if end < 0:
+        return None
+    return end + 1, buf[skip:end].decode("ascii", errors="replace")
+
+
 def _any_line(buf: bytes) -> tuple[int, bytes] | None:
     """One line ended by CR LF, CR or LF (a CR at the very end waits for a possible LF)."""
     for i, b in enumerate(buf):

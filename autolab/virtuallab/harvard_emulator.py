@@ -20,7 +20,7 @@ import re
 from collections.abc import Callable
 
 from autolab.hardware.protocols import harvard
-from autolab.virtuallab.emulators import PtyEmulator
+from autolab.virtuallab.emulators import PtyEmulator, cr_request
 from autolab.virtuallab.reactor import PumpModel, VirtualReactor
 
 #: Full command names (a request may abbreviate one to its first four letters or more).
@@ -88,12 +88,10 @@ class HarvardChainEmulator(PtyEmulator):
 
     def take(self, buf: bytes) -> tuple[int, bytes] | None:
         """One request line ended by CR (see :meth:`PtyEmulator.take`)."""
-        skip = len(buf) - len(buf.lstrip(b"\n"))
-        end = buf.find(b"\r", skip)
-        if end < 0:
+        request = cr_request(buf)
+        if request is None:
             return None
-        line = buf[skip:end].decode("ascii", errors="replace")
-        return end + 1, self._answer(line)
+        return request[0], self._answer(request[1])
 
     def unsolicited(self) -> bytes:
         """A ``*`` prompt from each pump that stalled since the last look (if enabled)."""
