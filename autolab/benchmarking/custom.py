@@ -46,15 +46,13 @@ from typing import Any
 
 import numpy as np
 
-from autolab.benchmarking.family import Corners, FloatArray, Member
+from autolab.benchmarking.family import PL_LIMITS_NM, Corners, FloatArray, Member
 from autolab.twin import TwinConfig
 from autolab.twin.chemistry import ConditionArrays
 
 #: Where a reactor of your own clogs when it does not say: nowhere.
 NEVER_CLOGS = Corners(t_core_c=math.inf, tau_core_min=math.inf, s_to_zn=math.inf,
                       t_shell_c=math.inf)
-#: Emission window a response's PL peak must lie in (the simulated detector's), nm.
-PL_WINDOW_NM = (380.0, 820.0)
 
 
 class CustomResponseError(ValueError):
@@ -188,7 +186,7 @@ def check_response(response: CustomResponse, c: ConditionArrays) -> None:
             FWHM, or a QY outside [0, 1], naming the condition set.
     """
     pl, fwhm, qy = response.product(c)
-    lo, hi = PL_WINDOW_NM
+    lo, hi = PL_LIMITS_NM
     checks = ((np.isfinite(pl) & (pl >= lo) & (pl <= hi), f"pl_peak_nm in [{lo:g}, {hi:g}] nm"),
               (np.isfinite(fwhm) & (fwhm > 0), "fwhm_nm > 0"),
               (np.isfinite(qy) & (qy >= 0) & (qy <= 1), "qy in [0, 1]"))

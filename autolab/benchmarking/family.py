@@ -73,7 +73,7 @@ _DEFAULTS: dict[str, float] = {f.name: float(f.default) for f in fields(Conditio
 #: Stable code per kind in the member's random stream (so kinds never share draws).
 _KIND_CODE: dict[str, int] = {"twin": 101, "rff": 202, "additive": 303}
 #: Detector-window limits a rendered spectrum must stay within, nm.
-_PL_LIMITS_NM = (380.0, 820.0)
+PL_LIMITS_NM = (380.0, 820.0)
 
 
 # --------------------------------------------------------------------------------- truth
@@ -473,7 +473,7 @@ def render_product(wl_nm: FloatArray, pl_nm: float, fwhm_nm: float, qy: float, *
     transition, and a rising continuum towards the UV (so the 405-nm excitation is absorbed).
     """
     wl = np.asarray(wl_nm, dtype=np.float64)
-    pl = float(np.clip(pl_nm, *_PL_LIMITS_NM))
+    pl = float(np.clip(pl_nm, *PL_LIMITS_NM))
     sigma_nm = fwhm_nm / (2.0 * math.sqrt(2.0 * math.log(2.0)))
     em = qy * _gauss(wl, pl, sigma_nm) / (sigma_nm * math.sqrt(2.0 * math.pi))
     e = HC_EV_NM / wl
