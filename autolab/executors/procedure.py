@@ -84,6 +84,11 @@ STEADY_WINDOW = 5
 #: verdict is asked at each (on frames one spacing apart: the same window, asked sooner).
 VERDICT_LOOKS = 4
 
+#: Lab minutes a look at the heating blocks may take beyond its poll before the host counts
+#: as away (:meth:`_Run.host_away_min`); two controllers' reads take well under a lab second
+#: on a rig, and under half a lab minute in the virtual lab at 2400 lab s per wall s.
+HOST_GRACE_MIN = 1.0
+
 
 class Clock(Protocol):
     """The lab clock of one rig, and the one way the procedure waits on it."""
@@ -688,18 +693,21 @@ class _Run:
         Returns the wait after the flush and the part of it with the pumps idle.
         """
         rig = self.rig
-        start = rig.clock.now_min()
+        start = seen = rig.clock.now_min()
         set_at, allowed_min = heat_from
         idle_min = math.nan
         while True:
             off = max(abs(rig.heaters[r].temperature_c() - t) for r, t in self.setpoints.items())
+            now = rig.clock.now_min()
+            allowed_min += self.host_away_min(now - seen)
+            seen = now
             if math.isnan(idle_min) and off <= max(self.s.feed_window_c,
                                                    self.s.temperature_tolerance_c):
-                idle_min = rig.clock.now_min() - start
+                idle_min = now - start
                 self.feeds_on()
             if off <= self.s.temperature_tolerance_c:
                 break
-            if rig.clock.now_min() - set_at > allowed_min:
+            if now - set_at > allowed_min:
                 timeout = (f"heaters did not reach the setpoints within {allowed_min:.0f} lab "
                            f"min (off by {off:.1f} °C)")
                 self.check_heaters_not_faulted(timeout)
@@ -710,6 +718,18 @@ class _Run:
         self.stamp("blocks at " + ", ".join(f"{r} {t:.1f} °C" for r, t in self.setpoints.items())
                    + f" after {heat_min:.1f} min ({idle_min:.1f} min with the pumps idle)")
         return heat_min, idle_min
+
+    def host_away_min(self, gap_min: float) -> float:
+        """The part of a gap between two looks at the blocks that the host was away, lab min.
+
+        A controller without a ramp of its own is ramped by the host (``hardware/ramp.py``):
+        while the host stands still (a stalled process, a serial exchange waiting out its
+        timeouts) so does the setpoint, and the block cannot be blamed for it. That time is
+        added to the heat step's allowance. Anything up to one poll and
+        :data:`HOST_GRACE_MIN` is an ordinary look; in the virtual lab at thousands of lab
+        seconds per wall second, a quarter-second stall on a loaded machine is ten lab minutes.
+        """
+        return max(0.0, gap_min - self.s.heat_poll_min - HOST_GRACE_MIN)
 
     def check_heaters_not_faulted(self, timeout: str) -> None:
         """At the heat step's timeout: the heater still faulted, if one is, is the cause.

@@ -102,7 +102,9 @@ class _RampedSetpoint:
         """Write the ramp step due now, if one is (verified); True if one was written."""
         with self.lock:
             due = self.ramp.due_c(self.written_c)
-            if due is None:
+            # a target the protocol cannot carry exactly is written rounded: once there, it is
+            # there (unrounded, it differed every poll and was written every poll)
+            if due is None or round(due, self.decimals) == self.written_c:
                 return False
             self.write(due)
             return True

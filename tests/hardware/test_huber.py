@@ -122,18 +122,24 @@ def test_an_invalid_temperature_is_a_sensor_fault_never_a_reading() -> None:
         assert "invalid" in unit.ping()
 
 
-def test_the_host_ramp_steps_the_setpoint_and_the_heartbeat_writes_nothing() -> None:
+@pytest.mark.parametrize("target_c", [85.0, 85.0039])
+def test_the_host_ramp_steps_the_setpoint_and_the_heartbeat_writes_nothing(
+        target_c: float) -> None:
+    """Also for a target finer than the protocol's 0.01 °C: written rounded, it is reached
+    (it was written again at every heartbeat, an EEPROM write a poll)."""
     with _unit(ramp_c_per_min=60.0, time_scale=600.0) as (h, _, unit):
         unit.connect(standby_c=25.0)
         deadline = time.monotonic() + 60.0
         seen = []
         while h.local_sp_c != 85.0 and time.monotonic() < deadline:
-            unit.set_temperature_c(85.0)
+            unit.set_temperature_c(target_c)
             seen.append(h.local_sp_c)
         writes = [e for e in unit.transport.log.since(0) if e.sent.startswith(b"{M00")
                   and b"*" not in e.sent]
         assert seen[-1] == 85.0 and seen == sorted(seen) and 2 <= len(writes) <= 4
-        unit.set_temperature_c(85.0)
+        for _ in range(3):
+            unit.set_temperature_c(target_c)
+            unit.temperature_c()
         assert len([e for e in unit.transport.log.since(0) if e.sent.startswith(b"{M00")
                     and b"*" not in e.sent]) == len(writes)
 

@@ -7,6 +7,9 @@ product reads as the twin's truth.
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
 
 from autolab.analysis import analyze
@@ -33,3 +36,32 @@ def test_an_experiment_over_ptys_with_another_heater_kind(kind: str, scale: floa
         truth = lab.reactor.twin.truth(GOOD)
     assert any("blocks at core 180.0 °C, shell 290.0 °C" in line for line in m.device_log)
     assert analyze(m).pl_peak_nm == pytest.approx(truth.pl_peak_nm, abs=3)
+
+
+def test_a_host_stall_is_not_counted_against_a_host_ramped_heater() -> None:
+    """A controller without a ramp of its own heats only as fast as the host steps its
+    setpoint: while the host stands still (here the core's port held for 1.5 wall s, 60 lab
+    min at 2400x, more than the 45-min allowance of a 25 -> 180 °C heat-up), nothing moves.
+    The heat step counts that time as the host's, not the heater's: the experiment completes
+    (it timed out at the first look after the stall, a CI failure on a loaded machine)."""
+    with VirtualLab(time_scale=SCALE, heater_kind="huber") as lab:
+        ex = CSTRExecutor(lab.devices_config(), install_signal_handlers=False)
+        core = ex.rig.heaters["core"]
+        read = core.temperature_c
+        calls = []
+
+        def stalled_once() -> float:
+            if threading.current_thread() is threading.main_thread():
+                calls.append(1)
+                if len(calls) == 2:  # the heat step's first look, after heaters_on's
+                    with core.transport.lock:  # the supervisor's polls wait too
+                        time.sleep(1.5)
+            return read()
+
+        core.temperature_c = stalled_once  # type: ignore[method-assign]
+        try:
+            m = ex.run(GOOD)
+        finally:
+            ex.close()
+    assert len(calls) > 2
+    assert any("blocks at core 180.0 °C, shell 290.0 °C" in line for line in m.device_log)
