@@ -37,8 +37,11 @@ discrepancy sigma must be a finite positive number of a predicted outcome. Anyth
 from __future__ import annotations
 
 import copy
+import hashlib
 import math
+import threading
 import warnings
+from collections import OrderedDict
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
@@ -59,6 +62,9 @@ from torch import Tensor
 from autolab.exceptions import ConfigError
 from autolab.objective import ObjectiveSpec
 from autolab.space import ParameterSpace
+
+#: A prior surrogate's fitted GPs and their posterior-mean weights, by outcome.
+_Fitted = tuple[dict[str, SingleTaskGP], dict[str, tuple[Tensor, Tensor, float, float]]]
 
 #: Points of the space at which the prior is read (seeded scrambled Sobol).
 PRIOR_POINTS = 256
@@ -170,6 +176,51 @@ def stated_spread(prior: OutcomePrior) -> dict[str, float]:
     return {str(k): float(v) for k, v in spread.items()}
 
 
+#: Prior surrogates kept fitted in this process (:func:`_fit_surrogate_gps`), most recent last.
+FITTED_KEPT = 8
+_FITTED: OrderedDict[str, _Fitted] = OrderedDict()
+_FITTED_LOCK = threading.Lock()
+
+
+def _fit_key(u: NDArray[np.float64], ys: Mapping[str, NDArray[np.float64]], seed: int) -> str:
+    """What a surrogate's fit depends on: the design, the prior's values there, the seed."""
+    h = hashlib.sha256(np.ascontiguousarray(u).tobytes())
+    for name, y in ys.items():
+        h.update(name.encode())
+        h.update(np.ascontiguousarray(y).tobytes())
+    h.update(str(int(seed)).encode())
+    return h.hexdigest()
+
+
+def _fit_surrogate_gps(X: Tensor, ys: Mapping[str, NDArray[np.float64]], seed: int) -> _Fitted:
+    """One GP per outcome on the prior's values (NaN left out), frozen, with its mean weights.
+
+    Memoized by :class:`PriorSurrogate` on the data (:func:`_fit_key`): a resumed campaign, a
+    guarded and an unguarded optimizer, or the cells of a benchmark strategy read the same prior
+    on the same design with the same seed, and the fits of 256 points are seconds each. The GPs
+    are frozen (no gradients, eval mode), so sharing them is safe; ``only`` already shares them.
+    """
+    gps: dict[str, SingleTaskGP] = {}
+    weights: dict[str, tuple[Tensor, Tensor, float, float]] = {}
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        for name, values in ys.items():
+            y = torch.as_tensor(values).reshape(-1, 1)
+            keep = torch.isfinite(y).reshape(-1)
+            if int(keep.sum()) < 8:
+                continue
+            gp = SingleTaskGP(X[keep], y[keep], outcome_transform=Standardize(m=1))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", OptimizationWarning)
+                fit_gpytorch_mll(ExactMarginalLogLikelihood(gp.likelihood, gp))
+            gp.eval()
+            for p in gp.parameters():
+                p.requires_grad_(False)
+            gps[name] = gp
+            weights[name] = _mean_weights(gp)
+    return gps, weights
+
+
 class PriorSurrogate:
     """Smooth, differentiable stand-in for a prior: one GP posterior mean per outcome.
 
@@ -192,27 +243,21 @@ class PriorSurrogate:
         values = prior(space.from_unit(u))
         self.name = prior.name
         self.spread = dict(spread or {})
-        self.gps: dict[str, SingleTaskGP] = {}
-        self._weights: dict[str, tuple[Tensor, Tensor, float, float]] = {}
-        X = torch.tensor(u, dtype=torch.float64)
-        with torch.random.fork_rng():
-            torch.manual_seed(seed)
-            for name in prior.outcomes:
-                if outcomes is not None and name not in outcomes:
-                    continue
-                y = torch.as_tensor(np.asarray(values[name], dtype=np.float64)).reshape(-1, 1)
-                keep = torch.isfinite(y).reshape(-1)
-                if int(keep.sum()) < 8:
-                    continue
-                gp = SingleTaskGP(X[keep], y[keep], outcome_transform=Standardize(m=1))
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", OptimizationWarning)
-                    fit_gpytorch_mll(ExactMarginalLogLikelihood(gp.likelihood, gp))
-                gp.eval()
-                for p in gp.parameters():
-                    p.requires_grad_(False)
-                self.gps[name] = gp
-                self._weights[name] = _mean_weights(gp)
+        names = [n for n in prior.outcomes if outcomes is None or n in outcomes]
+        ys = {n: np.asarray(values[n], dtype=np.float64).reshape(-1) for n in names}
+        key = _fit_key(np.asarray(u, dtype=np.float64), ys, seed)
+        with _FITTED_LOCK:
+            fitted = _FITTED.get(key)
+            if fitted is not None:
+                _FITTED.move_to_end(key)
+        if fitted is None:
+            fitted = _fit_surrogate_gps(torch.tensor(u, dtype=torch.float64), ys, seed)
+            with _FITTED_LOCK:
+                _FITTED[key] = fitted
+                while len(_FITTED) > FITTED_KEPT:
+                    _FITTED.popitem(last=False)
+        self.gps: dict[str, SingleTaskGP] = dict(fitted[0])
+        self._weights: dict[str, tuple[Tensor, Tensor, float, float]] = dict(fitted[1])
 
     def only(self, outcomes: Collection[str]) -> PriorSurrogate:
         """This surrogate restricted to ``outcomes`` (the others are then modelled cold).

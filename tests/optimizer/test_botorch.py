@@ -121,8 +121,9 @@ def _failures(learn: bool, seed: int) -> tuple[int, int]:
 def test_failures_steer_proposals_away_from_the_failing_region() -> None:
     # Without a feasibility model the outcome GP, which never sees the failures, keeps asking
     # for the same clogging conditions; with it, known failures repel the next proposals.
-    learned = [_failures(True, s) for s in range(3)]
-    ignored = [_failures(False, s) for s in range(3)]
+    # two seeds (6 vs 11 failed, 3 vs 9 near a failure); a third (0 vs 3, 0 vs 2) only added CPU
+    learned = [_failures(True, s) for s in range(2)]
+    ignored = [_failures(False, s) for s in range(2)]
     assert sum(f for f, _ in learned) < sum(f for f, _ in ignored)
     assert sum(n for _, n in learned) < sum(n for _, n in ignored)
 

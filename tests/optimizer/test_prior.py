@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pytest
+import torch
 
 from autolab.exceptions import ConfigError, OptimizerError
 from autolab.optimizer import BotorchOptimizer, make_optimizer
@@ -212,3 +213,26 @@ def test_input_warping_with_a_prior_is_refused() -> None:
     with pytest.raises(OptimizerError, match="input_warping cannot be combined with a prior"):
         BotorchOptimizer(space_2d(), target_objective(), prior="twin",
                          outcome_prior=PeakPrior(), input_warping=True)
+
+
+def test_a_prior_read_on_the_same_design_is_fitted_once() -> None:
+    """The surrogate's GPs (seconds of fitting each) are memoized on what they are fitted to:
+    the same prior values on the same design with the same seed share one fit (a resumed
+    campaign, guarded and unguarded optimizers, a benchmark's cells); another prior or seed
+    is fitted anew, and a shared surrogate gives what a fresh fit gives."""
+    from autolab.optimizer.prior import _FITTED, PriorSurrogate
+
+    space = space_2d()
+    _FITTED.clear()
+    first = PriorSurrogate(PeakPrior(), space, seed=3, n_points=32)
+    again = PriorSurrogate(PeakPrior(), space, seed=3, n_points=32)
+    assert again.gps["pl_peak_nm"] is first.gps["pl_peak_nm"] and len(_FITTED) == 1
+    shifted = PriorSurrogate(PeakPrior(shift_nm=8.0), space, seed=3, n_points=32)
+    other_seed = PriorSurrogate(PeakPrior(), space, seed=4, n_points=32)
+    assert shifted.gps["qy"] is not first.gps["qy"] and len(_FITTED) == 3
+    assert other_seed.gps["qy"] is not first.gps["qy"]
+    _FITTED.clear()
+    fresh = PriorSurrogate(PeakPrior(), space, seed=3, n_points=32)
+    X = torch.rand(5, 2, dtype=torch.float64)
+    for name in ("pl_peak_nm", "qy"):
+        assert torch.equal(fresh.mean(name, X), first.mean(name, X))
