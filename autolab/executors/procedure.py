@@ -543,6 +543,8 @@ class _Run:
     feeding: bool = False
     #: Flow phases since the tanks last held only the previous product (for its washout).
     washout: list[tuple[FloatArray, float]] = field(default_factory=list)
+    #: Lab minutes the host stood still since the setpoints were written (:meth:`host_away_min`).
+    away_min: float = 0.0
 
     @property
     def rig(self) -> RigSession:
@@ -649,7 +651,9 @@ class _Run:
         t_flush = times * (prev.tau_core_min + prev.tau_shell_min)
         q = flow_setpoints(prev, rig.geometry).shell_ml_min
         mon.start("solvent", q, infuse=True)
+        before = rig.clock.now_min()
         rig.clock.wait_min(t_flush)
+        self.away_min += self.host_away_min(rig.clock.now_min() - before, t_flush)
         mon.stop("solvent")
         # solvent enters the core inlet, so every tank sees the flush rate
         n_tanks = rig.geometry.n_core_tanks + rig.geometry.n_shell_tanks
@@ -699,7 +703,7 @@ class _Run:
         while True:
             off = max(abs(rig.heaters[r].temperature_c() - t) for r, t in self.setpoints.items())
             now = rig.clock.now_min()
-            allowed_min += self.host_away_min(now - seen)
+            self.away_min += self.host_away_min(now - seen, self.s.heat_poll_min)
             seen = now
             if math.isnan(idle_min) and off <= max(self.s.feed_window_c,
                                                    self.s.temperature_tolerance_c):
@@ -707,9 +711,11 @@ class _Run:
                 self.feeds_on()
             if off <= self.s.temperature_tolerance_c:
                 break
-            if now - set_at > allowed_min:
-                timeout = (f"heaters did not reach the setpoints within {allowed_min:.0f} lab "
-                           f"min (off by {off:.1f} °C)")
+            if now - set_at > allowed_min + self.away_min:
+                away = f", {self.away_min:.0f} of them the host's" if self.away_min else ""
+                timeout = (f"heaters did not reach the setpoints within "
+                           f"{allowed_min + self.away_min:.0f} lab min{away} "
+                           f"(off by {off:.1f} °C)")
                 self.check_heaters_not_faulted(timeout)
                 raise HardwareError(timeout)
             rig.clock.wait_min(self.s.heat_poll_min)
@@ -719,17 +725,18 @@ class _Run:
                    + f" after {heat_min:.1f} min ({idle_min:.1f} min with the pumps idle)")
         return heat_min, idle_min
 
-    def host_away_min(self, gap_min: float) -> float:
-        """The part of a gap between two looks at the blocks that the host was away, lab min.
+    def host_away_min(self, gap_min: float, expected_min: float) -> float:
+        """The part of a gap the host was away, lab min: beyond what was expected and a grace.
 
         A controller without a ramp of its own is ramped by the host (``hardware/ramp.py``):
         while the host stands still (a stalled process, a serial exchange waiting out its
-        timeouts) so does the setpoint, and the block cannot be blamed for it. That time is
-        added to the heat step's allowance. Anything up to one poll and
-        :data:`HOST_GRACE_MIN` is an ordinary look; in the virtual lab at thousands of lab
-        seconds per wall second, a quarter-second stall on a loaded machine is ten lab minutes.
+        timeouts) so does the setpoint, and the block cannot be blamed for it. That time, in
+        the flush's wait or between two looks at the blocks (one poll expected), is added to
+        the heat step's allowance. Up to :data:`HOST_GRACE_MIN` more is ordinary; in the
+        virtual lab at thousands of lab seconds per wall second, a quarter-second stall on a
+        loaded machine is ten lab minutes.
         """
-        return max(0.0, gap_min - self.s.heat_poll_min - HOST_GRACE_MIN)
+        return max(0.0, gap_min - expected_min - HOST_GRACE_MIN)
 
     def check_heaters_not_faulted(self, timeout: str) -> None:
         """At the heat step's timeout: the heater still faulted, if one is, is the cause.
