@@ -40,11 +40,17 @@ from pydantic import Field
 from autolab.exceptions import HardwareError
 from autolab.hardware.base import Device, PumpState
 from autolab.hardware.devices import SyringePumpSpec
-from autolab.hardware.drivers import PumpAlarm, _as_protocol, _verify
-from autolab.hardware.limits import Limits, check_setpoint
+from autolab.hardware.drivers import PumpAlarm
+from autolab.hardware.limits import Limits, check_setpoint, check_sticks
 from autolab.hardware.protocols import chemyx
 from autolab.hardware.registry import BuildContext, DeviceKind, register_kind
-from autolab.hardware.transport import DeviceRefused, ReplyTimeout, SerialLike, Transport
+from autolab.hardware.transport import (
+    DeviceRefused,
+    ReplyTimeout,
+    SerialLike,
+    Transport,
+    retry_garbled,
+)
 
 #: Longest reply read, bytes (``help`` is the longest answer).
 MAX_REPLY_BYTES = 8192
@@ -119,7 +125,7 @@ class ChemyxPump:
                 check(reply)
             return reply
 
-        frame = self.transport.exchange(self.name, request, self._framer, _as_protocol(parse))
+        frame = self.transport.exchange(self.name, request, self._framer, retry_garbled(parse))
         return chemyx.parse_reply(frame, request)
 
     def _set(self, key: str, value: float) -> None:
@@ -170,7 +176,7 @@ class ChemyxPump:
         self._set("units", UNITS_ML_MIN)
         self._set("diameter", self.diameter_mm)
         dia = chemyx.parse_number(self._parameters().value("dia"), "dia")
-        _verify(self.name, "diameter_mm", self.diameter_mm, dia, 1e-3)
+        check_sticks(self.name, "diameter_mm", self.diameter_mm, dia, 1e-3)
         self.set_direction(True)
         self.take_alarms()
 
@@ -183,7 +189,7 @@ class ChemyxPump:
         check_setpoint(self.name, "rate_ml_min", rate_ml_min, low=0.0,
                        high=self.limits.max_rate_ml_min, unit="mL/min")
         self._set("rate", rate_ml_min)
-        _verify(self.name, "rate_ml_min", rate_ml_min, self.rate_read_ml_min(), 2e-3)
+        check_sticks(self.name, "rate_ml_min", rate_ml_min, self.rate_read_ml_min(), 2e-3)
 
     def set_direction(self, infuse: bool) -> None:
         """Infuse or withdraw: the sign of the target volume (the syringe's volume)."""

@@ -19,7 +19,7 @@ from typing import TypeVar
 
 from autolab.exceptions import ConfigError, HardwareError
 from autolab.hardware.delivery import wall_lab_min
-from autolab.hardware.limits import Limits, check_setpoint
+from autolab.hardware.limits import Limits, check_setpoint, check_sticks
 from autolab.hardware.modbus import WRITE_SINGLE, IllegalFunction, ModbusMode, ModbusRegisters
 from autolab.hardware.protocols import huber, julabo, omega
 from autolab.hardware.ramp import SoftwareRamp
@@ -29,12 +29,6 @@ T = TypeVar("T")
 
 #: Lab seconds of ramp per setpoint write (see :mod:`autolab.hardware.ramp`).
 RAMP_STEP_S = 30.0
-
-
-def _check_sticks(device: str, sent_c: float, read_c: float, tol_c: float) -> None:
-    if not math.isclose(sent_c, read_c, abs_tol=tol_c):
-        raise HardwareError(f"{device}: setpoint temperature_c did not stick: sent {sent_c:g}, "
-                            f"read back {read_c:g}")
 
 
 class _RampedSetpoint:
@@ -75,7 +69,8 @@ class _RampedSetpoint:
         value_c = round(value_c, self.decimals)
         with self.lock:
             self.write_c(value_c)
-            _check_sticks(self.name, value_c, self.read_c(), self.tol_c)
+            check_sticks(self.name, "temperature_c", value_c, self.read_c(), self.tol_c,
+                         relative=False)
             self.written_c = value_c
 
     def set(self, setpoint_c: float) -> None:

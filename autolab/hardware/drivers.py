@@ -13,14 +13,14 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
 
 from autolab.exceptions import ConfigError, DeviceFault, HardwareError
 from autolab.hardware.base import PumpState, check_light_after_frame
-from autolab.hardware.limits import Limits, check_setpoint
+from autolab.hardware.limits import Limits, check_setpoint, check_sticks
 from autolab.hardware.modbus import ModbusRegisters
 from autolab.hardware.protocols import eurotherm as eu
 from autolab.hardware.protocols import ika, newera, spectro, vici
@@ -32,27 +32,10 @@ from autolab.hardware.transport import (
     read_exact,
     read_line,
     read_until_byte,
+    retry_garbled,
 )
 
 T = TypeVar("T")
-
-
-def _verify(device: str, setpoint: str, sent: float, read: float, tol: float) -> None:
-    if not math.isclose(sent, read, rel_tol=tol, abs_tol=tol):
-        raise HardwareError(f"{device}: setpoint {setpoint} did not stick: sent {sent:g}, "
-                            f"read back {read:g}")
-
-
-def _as_protocol(fn: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
-    """Turn a parser's HardwareError into ProtocolError so the transport retries it."""
-    def wrapped(frame: bytes) -> Any:
-        try:
-            return fn(frame)
-        except (ProtocolError, DeviceRefused):
-            raise
-        except HardwareError as err:
-            raise ProtocolError(str(err)) from err
-    return wrapped
 
 
 #: New Era errors that are the line's or the moment's fault, not the command's: retried.
@@ -216,7 +199,7 @@ class NE1000Pump:
         for _ in range(RESET_REPLIES + 1):
             encode = newera.encode_safe if self.safe_wire else newera.encode_basic
             frame = self.transport.exchange(self.name, encode(self.address, command, args),
-                                            self._framer, _as_protocol(self._checked(data)),
+                                            self._framer, retry_garbled(self._checked(data)),
                                             attempts=attempts)
             reply = self._parse(frame)
             self._answered_s = time.monotonic()
@@ -273,7 +256,7 @@ class NE1000Pump:
         self.stop()
         self.command("DIA", newera.format_number(self.diameter_mm))
         read = self.query("DIA", newera.parse_float)
-        _verify(self.name, "diameter_mm", self.diameter_mm, read, 1e-3)
+        check_sticks(self.name, "diameter_mm", self.diameter_mm, read, 1e-3)
         self.command("DIR", "INF")
 
     def _probe(self) -> bool:
@@ -342,7 +325,7 @@ class NE1000Pump:
         self.command("RAT", self._rate_args(rate_ml_min))
         value, units = self.query("RAT", newera.parse_rate_units)
         read = value * newera.RATE_UNITS_ML_MIN[units]
-        _verify(self.name, "rate_ml_min", rate_ml_min, read, 2e-3)
+        check_sticks(self.name, "rate_ml_min", rate_ml_min, read, 2e-3)
         self.rate_ml_min, self.rate_units = read, units
 
     def _rate_args(self, rate_ml_min: float) -> str:
@@ -525,9 +508,9 @@ class Eurotherm3200(ModbusRegisters):
         check_setpoint(self.name, "ramp_c_per_min", self.ramp_c_per_min, low=0.0,
                        high=self.limits.max_ramp_c_per_min, unit="°C/min")
         self._write(eu.LOCAL_REMOTE, 1, 0)
-        _verify(self.name, "remote_sp_select", 1, self._read(eu.LOCAL_REMOTE, 0), 0.0)
+        check_sticks(self.name, "remote_sp_select", 1, self._read(eu.LOCAL_REMOTE, 0), 0.0)
         self._write(eu.SP_RATE, self.ramp_c_per_min)
-        _verify(self.name, "ramp_c_per_min", self.ramp_c_per_min, self._read(eu.SP_RATE), 1e-3)
+        check_sticks(self.name, "ramp_c_per_min", self.ramp_c_per_min, self._read(eu.SP_RATE), 1e-3)
         self._set_output_high(100.0)  # output allowed again (after a cut)
 
     def ping(self) -> str:
@@ -539,7 +522,7 @@ class Eurotherm3200(ModbusRegisters):
         check_setpoint(self.name, "temperature_c", setpoint_c, low=0.0,
                        high=self.limits.max_temperature_c, unit="°C")
         self._write(eu.REMOTE_SP, setpoint_c)
-        _verify(self.name, "temperature_c", setpoint_c, self._read(eu.REMOTE_SP),
+        check_sticks(self.name, "temperature_c", setpoint_c, self._read(eu.REMOTE_SP),
                 0.6 * 10.0 ** -self.decimals)
 
     def setpoint_c(self) -> float:
@@ -573,7 +556,7 @@ class Eurotherm3200(ModbusRegisters):
 
     def _set_output_high(self, pct: float) -> None:
         self._write(eu.OP_HI, pct, eu.OP_DECIMALS)
-        _verify(self.name, "output_high_pct", pct, self._read(eu.OP_HI, eu.OP_DECIMALS),
+        check_sticks(self.name, "output_high_pct", pct, self._read(eu.OP_HI, eu.OP_DECIMALS),
                 0.06)
 
 
@@ -606,7 +589,7 @@ class IKAStirrer:
     def _query(self, command: str, attempts: int | None = None) -> float:
         frame = self.transport.exchange(
             self.name, ika.encode(command), read_line,
-            _as_protocol(ika.parse_value), attempts=attempts)
+            retry_garbled(ika.parse_value), attempts=attempts)
         return ika.parse_value(frame)
 
     def _send(self, command: str, value: float | None = None) -> None:
@@ -630,7 +613,7 @@ class IKAStirrer:
         check_setpoint(self.name, "speed_rpm", rpm, low=0.0,
                        high=self.limits.max_speed_rpm, unit="rpm")
         self._send("OUT_SP_4", rpm)
-        _verify(self.name, "speed_rpm", rpm, self._query("IN_SP_4"), 1e-3)
+        check_sticks(self.name, "speed_rpm", rpm, self._query("IN_SP_4"), 1e-3)
         self._set_rpm = rpm
         if self.commanded_rpm is not None:
             self.commanded_rpm = rpm
@@ -704,7 +687,7 @@ class VICIValve:
         """Check the number of positions matches the devices file."""
         frame = self.transport.exchange(self.name, vici.encode("NP"),
                                         read_line,
-                                        _as_protocol(vici.parse_count))
+                                        retry_garbled(vici.parse_count))
         n = vici.parse_count(frame)
         if n != self.positions:
             raise HardwareError(f"{self.name}: valve has {n} positions, devices file says "
@@ -718,7 +701,7 @@ class VICIValve:
         """Current position."""
         frame = self.transport.exchange(self.name, vici.encode("CP"),
                                         read_line,
-                                        _as_protocol(vici.parse_position))
+                                        retry_garbled(vici.parse_position))
         return vici.parse_position(frame)
 
     def move(self, position: int) -> None:
@@ -753,7 +736,7 @@ def _asp1_line(transport: Transport, name: str, command: str,
     # a setting must be answered by OK: anything else is a stale reply -> retried
     parse = spectro.check_ok if arg is not None else spectro.parse_line
     return transport.exchange(name, spectro.encode(command, arg),
-                              read_line, _as_protocol(parse))
+                              read_line, retry_garbled(parse))
 
 
 class _LightState:
@@ -896,7 +879,7 @@ class SerialSpectrometer:
         check_setpoint(self.name, "integration_ms", integration_ms, low=lo,
                        high=hi, unit="ms")
         spectro.check_ok(self._line("INT", float(integration_ms)))
-        _verify(self.name, "integration_ms", integration_ms,
+        check_sticks(self.name, "integration_ms", integration_ms,
                 float(spectro.parse_line(self._line("INT?"))), 1e-6)
 
     def configure(self, *, source: str, shutter_open: bool, cell: str) -> None:
@@ -922,7 +905,7 @@ class SerialSpectrometer:
                 raise DeviceRefused(f"{self.name}: {head + rest!r}")
             return head + read_exact(ser, spectro.frame_length(head) - 6)
         frame = self.transport.exchange(self.name, spectro.encode("ACQ"), framer,
-                                        _as_protocol(spectro.decode_frame))
+                                        retry_garbled(spectro.decode_frame))
         counts = spectro.decode_frame(frame)
         if self._wl.size and counts.size != self._wl.size:
             raise HardwareError(f"{self.name}: frame has {counts.size} pixels, expected "

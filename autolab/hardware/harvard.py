@@ -39,11 +39,17 @@ from pydantic import Field
 from autolab.exceptions import ConfigError, HardwareError
 from autolab.hardware.base import Device, PumpState
 from autolab.hardware.devices import SyringePumpSpec
-from autolab.hardware.drivers import PumpAlarm, _as_protocol, _verify
-from autolab.hardware.limits import Limits, check_setpoint
+from autolab.hardware.drivers import PumpAlarm
+from autolab.hardware.limits import Limits, check_setpoint, check_sticks
 from autolab.hardware.protocols import harvard
 from autolab.hardware.registry import BuildContext, DeviceKind, register_kind
-from autolab.hardware.transport import DeviceRefused, ReplyTimeout, SerialLike, Transport
+from autolab.hardware.transport import (
+    DeviceRefused,
+    ReplyTimeout,
+    SerialLike,
+    Transport,
+    retry_garbled,
+)
 
 T = TypeVar("T")
 
@@ -177,7 +183,7 @@ class HarvardPump:
                 data(reply.text)
             return reply
 
-        frame = self.transport.exchange(self.name, request, self._framer, _as_protocol(check),
+        frame = self.transport.exchange(self.name, request, self._framer, retry_garbled(check),
                                         attempts=attempts)
         return self._parse(frame, request)
 
@@ -213,7 +219,7 @@ class HarvardPump:
             self.command("ctvolume")
         self.command("diameter", harvard.format_number(self.diameter_mm))
         read = self.query("diameter", harvard.parse_diameter)
-        _verify(self.name, "diameter_mm", self.diameter_mm, read, 1e-3)
+        check_sticks(self.name, "diameter_mm", self.diameter_mm, read, 1e-3)
         self.take_alarms()
 
     def ping(self) -> str:
@@ -233,7 +239,7 @@ class HarvardPump:
             raise HardwareError(f"{self.name}: {err}") from err
         self.command(self._rate_command(), args)
         read = self.rate_read_ml_min()
-        _verify(self.name, "rate_ml_min", rate_ml_min, read, 2e-3)
+        check_sticks(self.name, "rate_ml_min", rate_ml_min, read, 2e-3)
         self.rate_ml_min = read
 
     def set_direction(self, infuse: bool) -> None:

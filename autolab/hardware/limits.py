@@ -10,7 +10,7 @@ import math
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from autolab.exceptions import ConditionsError
+from autolab.exceptions import ConditionsError, HardwareError
 
 
 class Limits(BaseModel):
@@ -45,3 +45,19 @@ def check_setpoint(device: str, quantity: str, value: float, *, low: float,
         raise ConditionsError(f"{device}.{quantity}", value, f"[{low:g}, {hi:g}] {unit}",
                               "refused before sending (device limits)")
     return value
+
+
+def check_sticks(device: str, setpoint: str, sent: float, read: float, tol: float, *,
+                 relative: bool = True) -> None:
+    """A setpoint read back after it was written: one that differs did not stick.
+
+    Every driver writes then reads back (a device that takes a value and holds another must not
+    run an experiment). ``tol`` is absolute, and also relative unless ``relative`` is False
+    (temperatures: a relative tolerance of a resolution would widen with the value).
+
+    Raises:
+        HardwareError: Naming the device, the setpoint, what was sent and what was read.
+    """
+    if not math.isclose(sent, read, rel_tol=tol if relative else 0.0, abs_tol=tol):
+        raise HardwareError(f"{device}: setpoint {setpoint} did not stick: sent {sent:g}, "
+                            f"read back {read:g}")

@@ -43,6 +43,23 @@ class DeviceRefused(HardwareError):
     """
 
 
+def retry_garbled(parse: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
+    """A parser whose HardwareError becomes a ProtocolError, which the transport retries.
+
+    A reply a codec cannot read is the line's fault until :meth:`Transport.exchange` runs out
+    of retries. A refusal (:class:`DeviceRefused`) stays one: the device read the command and
+    said no.
+    """
+    def wrapped(frame: bytes) -> Any:
+        try:
+            return parse(frame)
+        except (ProtocolError, DeviceRefused):
+            raise
+        except HardwareError as err:
+            raise ProtocolError(str(err)) from err
+    return wrapped
+
+
 class ReplyTimeout(HardwareError):
     """No (complete) reply within the timeout; retried like :class:`ProtocolError`."""
 
