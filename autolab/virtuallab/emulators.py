@@ -51,7 +51,8 @@ class PtyEmulator:
         self._drop_acks_only = False
         self._buf = b""
         self._last_rx = time.monotonic()
-        self._stop = threading.Event()
+        # not `_stop`: a device emulator subclass may well name its own "stop the pump" that
+        self._closing = threading.Event()
         self._thread = threading.Thread(target=self._serve, name=f"emu-{name}", daemon=True)
         self.requests = 0
         #: Fault injection: called before each reply goes out, outside the reactor lock (a test
@@ -67,7 +68,7 @@ class PtyEmulator:
 
     def stop(self) -> None:
         """Stop serving and close the pty (idempotent)."""
-        self._stop.set()
+        self._closing.set()
         if self._thread.is_alive():
             self._thread.join(timeout=2)
         for fd in (self.master, self._slave):
@@ -91,7 +92,7 @@ class PtyEmulator:
         self._garble_in = n
 
     def _serve(self) -> None:
-        while not self._stop.is_set():
+        while not self._closing.is_set():
             try:
                 ready, _, _ = select.select([self.master], [], [], 0.1)
             except (OSError, ValueError):
