@@ -32,7 +32,7 @@ import yaml
 from . import tiny
 
 if TYPE_CHECKING:
-    from click.testing import Result
+    from typer.testing import Result
 
 pytest.importorskip("ray", reason="Ray is the optional 'ray' extra")
 
