@@ -4,6 +4,12 @@ The two-node test starts a real local Ray cluster on this machine (a head and a 
 ``ray start --block`` with one CPU, stopped in the fixture even when the test fails: only the
 processes the fixture started are signalled), runs a small benchmark on it through the CLI, and
 checks that every cell ran exactly once, on both nodes, with the process pool's results.
+
+The command runs in this process (typer's runner) wherever that checks the same thing: a fresh
+``python -m autolab.benchmarking.cli`` spent 8-15 s of imports before an error that
+:func:`~autolab.benchmarking.execution.preflight_ray` raises in milliseconds. Only the two-node
+run keeps a process of its own: it joins a cluster with token authentication, which Ray sets up
+for the whole process.
 """
 
 from __future__ import annotations
@@ -18,12 +24,15 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import yaml
 
 from . import tiny
+
+if TYPE_CHECKING:
+    from typer.testing import Result
 
 pytest.importorskip("ray", reason="Ray is the optional 'ray' extra")
 
@@ -88,7 +97,32 @@ def _no_traceback(done: subprocess.CompletedProcess[str]) -> None:
     assert "Traceback" not in done.stdout + done.stderr, done.stderr
 
 
-def test_auto_without_a_cluster_says_how_to_start_one(spec_path: Path) -> None:
+def _invoke(spec: Path, monkeypatch: pytest.MonkeyPatch, *args: str) -> Result:
+    """``autolab benchmark SPEC ARGS --no-tracking`` in this process, without any ``RAY_*`` setting.
+
+    The environment is the one :func:`_env` gives a subprocess (so no address or auth mode of
+    the developer's shell leaks in), restored after the test by ``monkeypatch``.
+    """
+    from typer.testing import CliRunner
+
+    from autolab.benchmarking.cli import app
+
+    for key in [k for k in os.environ if k.startswith("RAY_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+    return CliRunner().invoke(app, [str(spec), *args, "--no-tracking"])
+
+
+def _clean_input_error(done: Result) -> str:
+    """The error message of a clean exit 2 (``typer.Exit``, no exception, no traceback)."""
+    assert done.exit_code == 2, done.output
+    assert isinstance(done.exception, SystemExit), done.exception  # typer.Exit, not a crash
+    assert "Traceback" not in done.output, done.output
+    return done.stderr.replace("\n", " ")
+
+
+def test_auto_without_a_cluster_says_how_to_start_one(spec_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     from autolab.benchmarking.execution import _bootstrap_address
 
     found = _bootstrap_address(__import__("ray"))
@@ -98,38 +132,51 @@ def test_auto_without_a_cluster_says_how_to_start_one(spec_path: Path) -> None:
             s.settimeout(2)
             if s.connect_ex((host, int(port))) == 0:
                 pytest.skip(f"a Ray cluster runs on this machine at {found}")
+    out = spec_path.parent / "auto"
     t0 = time.monotonic()
-    done = _cli(spec_path, "--ray", "auto", "--out", str(spec_path.parent / "auto"))
-    assert done.returncode == 2
-    _no_traceback(done)
-    assert "no running Ray cluster" in done.stderr
-    assert "ray start --head" in done.stderr
-    assert "--ray local" in done.stderr
-    assert time.monotonic() - t0 < 120  # fails before the dense search, not after retries
+    message = _clean_input_error(_invoke(spec_path, monkeypatch, "--ray", "auto",
+                                         "--out", str(out)))
+    assert "no running Ray cluster" in message
+    assert "ray start --head" in message
+    assert "--ray local" in message
+    # fails before the dense search (it writes reachable.json first thing), not after retries
+    assert not (out / "reachable.json").exists()
+    assert time.monotonic() - t0 < 120
 
 
 @pytest.mark.parametrize(("address", "message"), [
     ("not an address", "expected 'auto', 'local', HOST:PORT"),
     ("127.0.0.1:{free}", "nothing answers at 127.0.0.1"),
 ])
-def test_bad_or_dead_address_is_a_clear_error(spec_path: Path, address: str,
-                                              message: str) -> None:
+def test_bad_or_dead_address_is_a_clear_error(spec_path: Path, address: str, message: str,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
     # the dead port is picked at run time, so every pytest-xdist worker collects one test id
     address = address.format(free=_free_port())
-    done = _cli(spec_path, "--ray", address, "--out", str(spec_path.parent / "bad"))
-    assert done.returncode == 2
-    _no_traceback(done)
-    assert message in done.stderr.replace("\n", " ")
+    out = spec_path.parent / "bad"
+    done = _invoke(spec_path, monkeypatch, "--ray", address, "--out", str(out))
+    assert message in _clean_input_error(done)
+    assert not (out / "reachable.json").exists()
 
 
-def test_local_starts_a_private_ray_for_the_run(spec_path: Path,
-                                                pool_result: dict[str, Any]) -> None:
+def test_local_starts_a_private_ray_for_the_run(spec_path: Path, pool_result: dict[str, Any],
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """A private one-CPU Ray, started and shut down by the command, in this process.
+
+    One CPU (one Ray worker process, which imports autolab once) is enough for what is checked
+    here: the cells ran as Ray tasks, each once, with the pool's trajectories; cells side by
+    side on several workers are the two-node test's subject.
+    """
+    import ray
+
     out = spec_path.parent / "local"
-    done = _cli(spec_path, "--ray", "local", "--workers", "2", "--out", str(out))
-    assert done.returncode == 0, done.stderr
-    _no_traceback(done)
+    done = _invoke(spec_path, monkeypatch, "--ray", "local", "--workers", "1", "--out", str(out))
+    assert done.exit_code == 0, done.output
+    assert done.exception is None and "Traceback" not in done.output, done.output
+    assert not ray.is_initialized()  # the private Ray ended with the command
     doc = json.loads((out / "results.json").read_text())
     assert doc["meta"]["backend"] == "ray"
+    cells = [r["strategy"] + "-" + str(r["seed"]) for r in doc["runs"]]
+    assert len(cells) == len(set(cells)) == 4  # every cell exactly once
     assert _trajectories(doc) == _trajectories(pool_result)
 
 
@@ -141,16 +188,17 @@ def two_nodes() -> Iterator[str]:
     env = _env(RAY_AUTH_MODE="token")
     common = ["--block", "--num-cpus=1", "--object-store-memory=100000000",
               "--node-ip-address=127.0.0.1"]
-    logs = [(temp / "head.log").open("w"), (temp / "worker.log").open("w")]
+    logs = [temp / "head.log", temp / "worker.log"]
+    files = [log.open("w") for log in logs]
     procs = [subprocess.Popen([RAY, "start", "--head", f"--port={port}",
                                "--include-dashboard=false", "--disable-usage-stats",
                                f"--temp-dir={temp}", *common],
-                              stdout=logs[0], stderr=subprocess.STDOUT, env=env)]
+                              stdout=files[0], stderr=subprocess.STDOUT, env=env)]
     try:
-        _wait_for_nodes(f"127.0.0.1:{port}", 1, env, procs)
+        _wait_for_node(logs[0], procs)
         procs.append(subprocess.Popen([RAY, "start", f"--address=127.0.0.1:{port}", *common],
-                                      stdout=logs[1], stderr=subprocess.STDOUT, env=env))
-        _wait_for_nodes(f"127.0.0.1:{port}", 2, env, procs)
+                                      stdout=files[1], stderr=subprocess.STDOUT, env=env))
+        _wait_for_node(logs[1], procs)
         yield f"127.0.0.1:{port}"
     finally:
         for proc in reversed(procs):  # --block: SIGTERM stops the node's own processes
@@ -160,24 +208,27 @@ def two_nodes() -> Iterator[str]:
                 proc.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 proc.kill()
-        for log in logs:
-            log.close()
+        for file in files:
+            file.close()
         shutil.rmtree(temp, ignore_errors=True)
 
 
-def _wait_for_nodes(address: str, n: int, env: dict[str, str],
-                    procs: list[subprocess.Popen[bytes]], timeout: float = 240) -> None:
-    code = ("import ray, sys; ray.init(address=sys.argv[1], log_to_driver=False); "
-            "print(sum(node['Alive'] for node in ray.nodes()))")
+#: What ``ray start`` prints once its node is registered (and so alive) in the cluster's GCS:
+#: ``ray._private.node.Node`` waits for the GCS to know the node before the command says so.
+STARTED = "Ray runtime started."
+
+
+def _wait_for_node(log: Path, procs: list[subprocess.Popen[bytes]], timeout: float = 240) -> None:
+    """Wait until the ``ray start`` writing ``log`` says its node has joined the cluster.
+
+    The log is read, not the cluster asked: a ``ray.init`` probe every 2 s was a Python process
+    importing Ray and registering a driver each time, some 4 s of CPU per probe on a busy host.
+    """
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert all(p.poll() is None for p in procs), "a ray node exited"
-        done = subprocess.run([sys.executable, "-c", code, address], capture_output=True,
-                              text=True, env=env, timeout=120, check=False)
-        if done.returncode == 0 and int(done.stdout.split()[-1]) >= n:
-            return
-        time.sleep(2)
-    raise AssertionError(f"the Ray cluster at {address} did not reach {n} nodes")
+    while STARTED not in log.read_text(errors="replace"):
+        assert all(p.poll() is None for p in procs), f"a ray node exited: {log.read_text()}"
+        assert time.monotonic() < deadline, f"no node started in {timeout:g} s: {log.read_text()}"
+        time.sleep(0.25)
 
 
 @pytest.mark.slow

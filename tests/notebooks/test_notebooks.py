@@ -1,7 +1,7 @@
 """The review notebooks run top to bottom on fresh campaigns, and are committed without outputs.
 
-Two short simulated campaigns, a Pareto one (``campaigns/max_qy_pareto.yaml``, 6 experiments) and
-a scalar one (``campaigns/target_550nm.yaml``, 6 experiments, the last two proposed by the model),
+Two short simulated campaigns, a Pareto one (``campaigns/max_qy_pareto.yaml``, 4 experiments) and
+a scalar one (``campaigns/target_550nm.yaml``, 5 experiments, the last proposed by the model),
 are logged to one temporary SQLite MLflow store; each notebook is executed by nbclient in a real
 kernel with its parameters injected through the environment variables its first cell reads. Any
 cell error fails. The store the review notebook reads must not depend on the kernel's folder.
@@ -30,7 +30,15 @@ pytestmark = pytest.mark.notebooks
 @pytest.fixture(scope="module")
 def campaign_store(tmp_path_factory: pytest.TempPathFactory,
                    sqlite_template: Path) -> tuple[str, str, Path]:
-    """(tracking URI, campaign run id, work folder) of one fresh 6-experiment Pareto campaign."""
+    """(tracking URI, campaign run id, work folder) of one fresh 4-experiment Pareto campaign.
+
+    Each campaign is as short as its checks allow (they were 6 experiments each: a third of this
+    file's CPU time): four Sobol points of the seeded Pareto campaign already include one inside
+    the 540-580 nm constraints (exp-002, a front of one) and enough completed experiments for
+    the notebook's GP slices; the scalar one needs one experiment proposed by the model (the
+    fifth, after four Sobol points) for the model-fit figure, and a BoTorch proposal costs
+    seconds.
+    """
     from autolab.campaign import Campaign
     from autolab.config import load_campaign
     from autolab.tracking import MlflowTracker
@@ -38,21 +46,21 @@ def campaign_store(tmp_path_factory: pytest.TempPathFactory,
     tmp = tmp_path_factory.mktemp("nb")
     uri = copy_store(sqlite_template, tmp / "mlflow.db")
     cfg = load_campaign(ROOT / "campaigns" / "max_qy_pareto.yaml",
-                        {"budget.max_experiments": 6, "optimizer.settings": {"n_init": 6}})
+                        {"budget.max_experiments": 4, "optimizer.settings": {"n_init": 4}})
     tracker = MlflowTracker(tracking_uri=uri, experiment_name="autolab",
                             artifact_location=(tmp / "artifacts").as_uri())
     result = Campaign.create(cfg, tmp / "runs", tracker=tracker).run()
     assert result.tracking_run_id is not None
-    assert len(result.trials) == 6
+    assert len(result.trials) == 4
     # The seeded campaign has experiments inside the 540-580 nm constraints: a front to draw.
     assert any(t.objective is not None for t in result.trials)
     scalar = load_campaign(ROOT / "campaigns" / "target_550nm.yaml",
-                           {"budget.max_experiments": 6, "optimizer.settings": {"n_init": 4},
+                           {"budget.max_experiments": 5, "optimizer.settings": {"n_init": 4},
                             "stop.target_reached": False})
     tracker = MlflowTracker(tracking_uri=uri, experiment_name="autolab",
                             artifact_location=(tmp / "artifacts").as_uri())
     done = Campaign.create(scalar, tmp / "runs", tracker=tracker).run()
-    assert len(done.trials) == 6
+    assert len(done.trials) == 5
     return uri, result.tracking_run_id, tmp
 
 
@@ -89,11 +97,11 @@ def test_review_pareto_campaign(campaign_store: tuple[str, str, Path],
                   {"AUTOLAB_TRACKING_URI": uri, "AUTOLAB_CAMPAIGN": run_id}, monkeypatch)
     text = _text(nb)
     assert f"(run {run_id})" in text
-    assert "6 experiments" in text
+    assert "4 experiments" in text
     assert "[pareto]" in text
     assert "Downloading artifacts" not in text
-    assert "exp-000" in text and "exp-006" not in text  # numbered from 0, as everywhere
-    assert "no model predictions yet" in text  # six Sobol points: nothing was predicted
+    assert "exp-000" in text and "exp-004" not in text  # numbered from 0, as everywhere
+    assert "no model predictions yet" in text  # four Sobol points: nothing was predicted
     # convergence, parameters vs outcomes, GP slices, Pareto front
     assert _images(nb) == 4
     assert "no Pareto front" not in text
@@ -110,7 +118,7 @@ def test_review_scalar_campaign_draws_no_pareto_front(campaign_store: tuple[str,
     assert "campaign target-550nm" in text  # the most recent one
     assert "target band: pl_peak_nm 550 ± 2" in text
     assert "objective mode 'scalar': no Pareto front to draw" in text
-    # convergence, parameters vs outcomes, model fit (two model proposals), GP slices
+    # convergence, parameters vs outcomes, model fit (one model proposal), GP slices
     assert _images(nb) == 4
 
 
