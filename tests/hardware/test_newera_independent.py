@@ -474,11 +474,15 @@ SAFE_VARIANTS = {
 
 @contextmanager
 def chain(readings: Readings, addresses: tuple[int, ...] = (3,), *, safe_mode_s: int = 0,
-          diameter_mm: float = 12.0,
+          diameter_mm: float = 12.0, timeout_s: float = 0.4,
           ) -> Iterator[tuple[ManualNewEraLine, dict[int, NE1000Pump]]]:
-    """Pumps on one emulated line, each driven by our driver over the real transport."""
+    """Pumps on one emulated line, each driven by our driver over the real transport.
+
+    ``timeout_s`` is the transport's reply timeout: short where a test waits out lost replies,
+    long where it counts requests (a reply late on a loaded host would be sent again).
+    """
     emu = ManualNewEraLine(addresses, readings)
-    line = Transport(emu.port, timeout_s=0.4, retries=2)
+    line = Transport(emu.port, timeout_s=timeout_s, retries=2)
     try:
         pumps = {a: NE1000Pump(line, f"pump_{a}", address=a, diameter_mm=diameter_mm,
                                syringe_ml=10.0, safe_mode_s=safe_mode_s) for a in addresses}
@@ -580,7 +584,7 @@ def test_an_alarm_answering_run_is_raised_and_the_pump_left_stopped(variant: str
 def test_error_replies_are_refusals() -> None:
     """Manual, command errors: ``?OOR`` (a rate above the pump's top), ``?NA`` (``DIA``
     while running) and ``?`` (unknown command) are the pump refusing: raised, not retried."""
-    with chain(Readings(max_rate_ml_min=5.0)) as (emu, pumps):
+    with chain(Readings(max_rate_ml_min=5.0), timeout_s=3.0) as (emu, pumps):
         pump = pumps[3]
         pump.connect()
         with pytest.raises(DeviceRefused, match=r"\?OOR"):
@@ -694,16 +698,19 @@ def test_a_corrupted_safe_mode_packet_is_answered_com_and_sent_again() -> None:
         assert p.rate * RATE_SCALE_ML_MIN[p.rate_units] == pytest.approx(1.25)
 
 
-@pytest.mark.parametrize("variant", ["packets", "basic-framed"])
+@pytest.mark.parametrize("variant", ["packets", "basic-framed", "first-command-ignored"])
 def test_a_power_reset_in_safe_mode_is_announced_and_handed_out_once(variant: str) -> None:
     """Manual: Safe mode persists across power cycles and the pump sends an auto-alarm status
-    packet when an alarm occurs; the poll's reply acknowledges it. One alarm, one report."""
+    packet when an alarm occurs; the poll's reply acknowledges it. One alarm, one report, also
+    when the first packet after power-up goes unanswered, or a reply is lost."""
     with chain(SAFE_VARIANTS[variant], safe_mode_s=5) as (emu, pumps):
         pump = pumps[3]
         pump.connect()
         emu.power_cycle(3)
         assert pump.state().alarms == ("R",)
         assert pump.state().alarms == ()
+        emu.drop_next = 1
+        assert not pump.state().pumping
 
 
 def test_a_safe_mode_reply_with_a_bad_crc_is_retried() -> None:
