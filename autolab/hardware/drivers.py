@@ -187,7 +187,9 @@ class NE1000Pump:
                 data: Callable[[str], object] | None = None) -> newera.PumpReply:
         """Send one command and parse the reply (``data`` validates a query's answer).
 
-        An alarm reply acknowledges the alarm, and the pump did not execute the command. After
+        An alarm reply acknowledges the alarm, and the pump did not execute the command (the
+        manual: "acknowledged before any data is changed or the pump is started"; it does not
+        say so outright, and every command sent here may be repeated safely). After
         a power reset (``R``) the command is sent again, since bring-up must get through; the
         alarm itself is kept for :meth:`take_alarms`, where the supervisor finds it. Up to two
         ``R`` replies in a row are expected: in Safe mode the pump's own auto-alarm packet
