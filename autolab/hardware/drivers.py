@@ -43,6 +43,9 @@ RETRIED_ERRORS = ("COM", "IGN")
 #: Power-reset (``R``) replies one command may meet before it is executed: the auto-alarm
 #: packet of a pump in Safe mode, then the reply that acknowledges the alarm.
 RESET_REPLIES = 2
+#: Replies :meth:`NE1000Pump.stop` acts on after the first ``STP``: an alarm to acknowledge, a
+#: status from before the command, a pause, each answered by one more ``STP`` or status query.
+STOP_STEPS = 4
 
 
 class PumpAlarm(HardwareError):
@@ -184,7 +187,9 @@ class NE1000Pump:
                 data: Callable[[str], object] | None = None) -> newera.PumpReply:
         """Send one command and parse the reply (``data`` validates a query's answer).
 
-        An alarm reply acknowledges the alarm, and the pump did not execute the command. After
+        An alarm reply acknowledges the alarm, and the pump did not execute the command (the
+        manual: "acknowledged before any data is changed or the pump is started"; it does not
+        say so outright, and every command sent here may be repeated safely). After
         a power reset (``R``) the command is sent again, since bring-up must get through; the
         alarm itself is kept for :meth:`take_alarms`, where the supervisor finds it. Up to two
         ``R`` replies in a row are expected: in Safe mode the pump's own auto-alarm packet
@@ -365,9 +370,24 @@ class NE1000Pump:
                                 f"read back {got}")
 
     def start(self) -> None:
-        """Run (continuous volume), verified by the status."""
+        """Run (continuous volume), verified by the status.
+
+        ``RUN`` answered by an alarm (a stall as it starts) is raised, after one ``STP``: the
+        manual says the alarm "must be acknowledged before ... the pump is started", which
+        reads as ``RUN`` not executed, but it does not say so; a pump that did start on the
+        acknowledging ``RUN`` is stopped rather than left running behind the alarm.
+
+        Raises:
+            PumpAlarm: ``RUN`` (or ``VOL``) was answered by an alarm other than a reset.
+            HardwareError: The pump does not pump after ``RUN``, or did not answer.
+        """
         self.command("VOL", "0")
-        reply = self.command("RUN")
+        try:
+            reply = self.command("RUN")
+        except PumpAlarm:
+            with contextlib.suppress(HardwareError):  # best effort: the alarm is the news
+                self.command("STP", raise_alarm=False)
+            raise
         if not reply.pumping:
             reply = self.command("")
         if not reply.pumping:
@@ -381,17 +401,29 @@ class NE1000Pump:
         sent once more; the alarm itself stays with :meth:`take_alarms`. A pump that answers
         ``P`` (paused) gets one more ``STP``: the manual leaves open whether one ``STP`` pauses
         or stops the program, and a paused pump is not stopped (``DIA`` is accepted "only when
-        stopped", so bring-up failed on a pump whose ``STP`` pauses).
+        stopped", so bring-up failed on a pump whose ``STP`` pauses). A pump still pumping in
+        the reply to ``STP`` is asked its status, and a ``P`` there gets ``STP`` too: the
+        manual does not say whether a reply's status is the state before or after the
+        command, and under both open readings at once (the status from before, ``STP``
+        pauses) the status query is the first to show the pause.
+
+        Raises:
+            HardwareError: The pump still pumps after ``STP`` and a status query, or is still
+                paused after the last ``STP``.
         """
         reply = self.command("STP", raise_alarm=False)
-        if reply.alarm:
-            reply = self.command("STP", raise_alarm=False)
-        if reply.status == "P":
-            reply = self.command("STP", raise_alarm=False)
-        if reply.pumping:
-            reply = self.command("", raise_alarm=False)
-        if reply.pumping:
-            raise HardwareError(f"{self.name}: STP sent but status is {reply.status!r}")
+        for _ in range(STOP_STEPS):
+            if reply.alarm or reply.status == "P":
+                reply = self.command("STP", raise_alarm=False)
+            elif reply.pumping:
+                reply = self.command("", raise_alarm=False)
+                if reply.pumping:
+                    break
+            else:
+                return
+        if reply.alarm:  # an alarm stops the pump: one that keeps coming is not a failed stop
+            return
+        raise HardwareError(f"{self.name}: STP sent but status is {reply.status!r}")
 
     def state(self) -> PumpState:
         """Status query (empty command); feeds the Safe-mode watchdog.

@@ -12,9 +12,10 @@ Facts (New Era's NE-1000, NE-500 and NE-1600 user manuals; NE-1000 manual §10.2
   packet (Safe mode CRC), ``?IGN`` ignored.
 * Safe mode packet: ``STX len data CRChi CRClo ETX``; ``len`` counts the bytes after STX (the
   length byte, data, two CRC bytes and ETX); CRC-16/XMODEM (CCITT, init 0) over ``data``.
-  Manual example: ``02 08 'SAF0' 55 43 03``. The pump answers a Safe-mode packet with a
-  Safe-mode packet whose data is the Basic reply body ``AA S [data]`` (documented as "all
-  communications are in Safe mode packets once enabled").
+  Manual example: ``02 08 'SAF0' 55 43 03``. The manual gives that layout for what the host
+  sends and calls the auto-alarm a "status packet"; it does not say how a pump in Safe mode
+  frames its replies. Our emulator answers with a Safe-mode packet whose data is the Basic
+  reply body ``AA S [data]``; the driver reads that or a Basic frame (``STX`` then a digit).
 * Numbers: at most 4 digits plus a decimal point, at most 3 decimals. Rates carry units
   ``UM`` (µL/min), ``MM`` (mL/min), ``UH`` (µL/h), ``MH`` (mL/h); the encoder picks the unit
   that keeps 4 significant digits instead of truncating (a bug of one public driver).
