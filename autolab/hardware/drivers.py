@@ -443,6 +443,10 @@ def _any_framer(ser: SerialLike) -> bytes:
 
 
 # ============================================================================= heaters
+#: How long a cut waits for the working output to follow, s (a few control cycles).
+CUT_CONFIRM_S = 1.0
+
+
 class Eurotherm3200(ModbusRegisters):
     """Eurotherm 3200 controller of one heater block, Modbus RTU through minimalmodbus.
 
@@ -569,13 +573,36 @@ class Eurotherm3200(ModbusRegisters):
 
         A controller in manual mode also gets its manual output (register 3) set to 0 %: the
         manual does not say whether the output limits bound a manual output, so the cut does
-        not rely on it (one status read more; in auto nothing else is written).
+        not rely on it (one status read more; in auto nothing else is written). Nor does it
+        say whether they bound the forced output of a sensor break (F.OP, 84), which is
+        configuration: in manual or on a sensor break the working output (4) must then read
+        0 %, else the cut fails (a person switches the mains off).
+
+        Raises:
+            HardwareError: OP.HI or MAN.OP did not stick, or the output is still on.
         """
         self._set_output_high(0.0)
-        if self.status().manual_mode:
+        status = self.status()
+        if status.manual_mode:
             self._write(eu.MANUAL_OP, 0.0, eu.OP_DECIMALS)
             check_sticks(self.name, "manual_output_pct", 0.0,
                          self._read(eu.MANUAL_OP, eu.OP_DECIMALS), 0.06, relative=False)
+        if status.manual_mode or status.sensor_break:
+            self._confirm_output_off(status.fault)
+
+    def _confirm_output_off(self, why: str) -> None:
+        """Working output (4) at or below 0 % within :data:`CUT_CONFIRM_S` (a control cycle).
+
+        Raises:
+            HardwareError: Still heating: the output limits do not bound this output.
+        """
+        deadline = time.monotonic() + CUT_CONFIRM_S
+        while (out_pct := self._read(eu.WORKING_OP, eu.OP_DECIMALS)) > 0.05:
+            if time.monotonic() > deadline:
+                raise HardwareError(f"{self.name}: output still {out_pct:g} % after the cut "
+                                    f"(OP.HI 0 %) with the controller in {why}: its limits "
+                                    f"do not bound that output")
+            time.sleep(0.1)
 
     def _set_output_high(self, pct: float) -> None:
         self._write(eu.OP_HI, pct, eu.OP_DECIMALS)

@@ -752,3 +752,27 @@ def test_a_value_the_register_cannot_hold_is_named_before_a_byte_is_sent(bus: An
     with pytest.raises(HardwareError, match=r"350 does not fit register 26 with 2 decimal"):
         _heater(line, decimals=2).set_temperature_c(350.0)
     assert len(b.frames) == before
+
+
+@pytest.mark.parametrize("bound", [True, False])
+def test_a_cut_on_a_sensor_break_fails_if_the_forced_output_stays_on(bound: bool) -> None:
+    """Reading left open: do the output limits bound the sensor-break forced output (F.MOD 2:
+    the last output)? If not, OP.HI 0 % leaves the heater on: the cut must not pass."""
+    ctl = Controller(1, Readings(limits_bound_forced=bound))
+    b = RtuBus(ctl)
+    line = Transport(b.port, baudrate=9600, timeout_s=0.5, retries=2)
+    try:
+        with b.lock:
+            ctl.output_pct = 70.0
+            ctl.sensor_break = True
+        heater = _heater(line)
+        if bound:
+            heater.cut_output()
+            assert ctl.output_pct == 0.0
+        else:
+            with pytest.raises(HardwareError, match=r"output still 70 % after the cut .* "
+                                                    r"sensor_break"):
+                heater.cut_output()
+    finally:
+        line.close()
+        b.close()
