@@ -475,6 +475,10 @@ def _any_framer(ser: SerialLike) -> bytes:
 
 
 # ============================================================================= heaters
+#: How long a cut waits for the working output to follow, s (a few control cycles).
+CUT_CONFIRM_S = 1.0
+
+
 class Eurotherm3200(ModbusRegisters):
     """Eurotherm 3200 controller of one heater block, Modbus RTU through minimalmodbus.
 
@@ -539,6 +543,9 @@ class Eurotherm3200(ModbusRegisters):
         self._write(eu.TARGET_SP, standby_c)
         check_setpoint(self.name, "ramp_c_per_min", self.ramp_c_per_min, low=0.0,
                        high=self.limits.max_ramp_c_per_min, unit="°C/min")
+        # the remote SP first: a controller switched to remote follows whatever register 26
+        # still holds (the last session's setpoint, if it was not power-cycled)
+        self._write_remote_sp(standby_c)
         self._write(eu.LOCAL_REMOTE, 1, 0)
         check_sticks(self.name, "remote_sp_select", 1, self._read(eu.LOCAL_REMOTE, 0), 0.0)
         self._write(eu.SP_RATE, self.ramp_c_per_min)
@@ -546,16 +553,28 @@ class Eurotherm3200(ModbusRegisters):
         self._set_output_high(100.0)  # output allowed again (after a cut)
 
     def ping(self) -> str:
-        """PV and status."""
-        return f"{self.name}: PV {self.temperature_c():.1f} °C, status {self.fault() or 'ok'}"
+        """PV and status, with the controller's active alarms (shown, not judged)."""
+        status = self.status()
+        alarms = f", alarm {', '.join(map(str, status.alarms))}" if status.alarms else ""
+        return (f"{self.name}: PV {self.temperature_c():.1f} °C, status "
+                f"{status.fault or 'ok'}{alarms}")
 
     def set_temperature_c(self, setpoint_c: float) -> None:
         """Write the remote setpoint, °C, and read it back."""
         check_setpoint(self.name, "temperature_c", setpoint_c, low=0.0,
                        high=self.limits.max_temperature_c, unit="°C")
+        self._write_remote_sp(setpoint_c)
+
+    def _write_remote_sp(self, setpoint_c: float) -> None:
+        """Write register 26 rounded to the resolution; read back within 0.6 of a step.
+
+        The tolerance is absolute: a relative one let a controller that clamped 250 °C to
+        its range high of 240 °C pass (6 % of 250 at one decimal).
+        """
+        setpoint_c = round(setpoint_c, self.decimals)
         self._write(eu.REMOTE_SP, setpoint_c)
         check_sticks(self.name, "temperature_c", setpoint_c, self._read(eu.REMOTE_SP),
-                0.6 * 10.0 ** -self.decimals)
+                     0.6 * 10.0 ** -self.decimals, relative=False)
 
     def setpoint_c(self) -> float:
         """Remote setpoint, °C."""
@@ -583,13 +602,44 @@ class Eurotherm3200(ModbusRegisters):
 
         Read back because the controller keeps OP.HI at or above OP.LO (register 31): a cut it
         clamped must fail the shutdown step (a person switches the mains off), never pass.
+
+        A controller in manual mode also gets its manual output (register 3) set to 0 %: the
+        manual does not say whether the output limits bound a manual output, so the cut does
+        not rely on it (one status read more; in auto nothing else is written). Nor does it
+        say whether they bound the forced output of a sensor break (F.OP, 84), which is
+        configuration: in manual or on a sensor break the working output (4) must then read
+        0 %, else the cut fails (a person switches the mains off).
+
+        Raises:
+            HardwareError: OP.HI or MAN.OP did not stick, or the output is still on.
         """
         self._set_output_high(0.0)
+        status = self.status()
+        if status.manual_mode:
+            self._write(eu.MANUAL_OP, 0.0, eu.OP_DECIMALS)
+            check_sticks(self.name, "manual_output_pct", 0.0,
+                         self._read(eu.MANUAL_OP, eu.OP_DECIMALS), 0.06, relative=False)
+        if status.manual_mode or status.sensor_break:
+            self._confirm_output_off(status.fault)
+
+    def _confirm_output_off(self, why: str) -> None:
+        """Working output (4) at or below 0 % within :data:`CUT_CONFIRM_S` (a control cycle).
+
+        Raises:
+            HardwareError: Still heating: the output limits do not bound this output.
+        """
+        deadline = time.monotonic() + CUT_CONFIRM_S
+        while (out_pct := self._read(eu.WORKING_OP, eu.OP_DECIMALS)) > 0.05:
+            if time.monotonic() > deadline:
+                raise HardwareError(f"{self.name}: output still {out_pct:g} % after the cut "
+                                    f"(OP.HI 0 %) with the controller in {why}: its limits "
+                                    f"do not bound that output")
+            time.sleep(0.1)
 
     def _set_output_high(self, pct: float) -> None:
         self._write(eu.OP_HI, pct, eu.OP_DECIMALS)
         check_sticks(self.name, "output_high_pct", pct, self._read(eu.OP_HI, eu.OP_DECIMALS),
-                0.06)
+                     0.06, relative=False)
 
 
 # ============================================================================= stirrers

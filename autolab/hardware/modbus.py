@@ -103,18 +103,37 @@ class ModbusRegisters:
         A controller that answers the first choice with "illegal function" (exception 01) is
         written with the other one (6 <-> 16) for the rest of the session.
         """
-        d = self.decimals if decimals is None else decimals
         what = f"write of {value:g} to register {register}"
+        word = self._scaled(register, value, decimals)
         try:
-            self._io(lambda i: i.write_register(register, value, d, functioncode=self._write_fc,
+            self._io(lambda i: i.write_register(register, word, 0, functioncode=self._write_fc,
                                                 signed=True), what)
         except IllegalFunction:
             if self._write_fc_switched:
                 raise
             self._write_fc_switched = True
             self._write_fc = WRITE_SINGLE if self._write_fc == WRITE_MULTIPLE else WRITE_MULTIPLE
-            self._io(lambda i: i.write_register(register, value, d, functioncode=self._write_fc,
+            self._io(lambda i: i.write_register(register, word, 0, functioncode=self._write_fc,
                                                 signed=True), what)
+
+    def _scaled(self, register: int, value: float, decimals: int | None) -> int:
+        """``value`` as the register's signed integer, rounded to its resolution.
+
+        Scaled here, not by minimalmodbus: it truncates (``int(value * 10**d)``), so 249.97 °C
+        became 249.9 at one decimal and 101.13 became 101.12 at two (binary fractions).
+
+        Raises:
+            HardwareError: The value does not fit a signed 16-bit register at these decimals
+                (e.g. above 327.67 at two decimals): a configuration fault, never retried.
+        """
+        d = self.decimals if decimals is None else decimals
+        word = round(value * 10.0**d)
+        if not -0x8000 <= word <= 0x7FFF:
+            raise HardwareError(f"{self.name}: {value:g} does not fit register {register} "
+                                f"with {d} decimal(s) (a signed 16-bit integer, "
+                                f"{-0x8000 / 10**d:g} to {0x7FFF / 10**d:g}): check the "
+                                f"controller's resolution (decimals)")
+        return word
 
     def _read_bit(self, address: int, what: str, functioncode: int = 2) -> bool:
         """One bit (function 2, read discrete inputs, or 1, read coils)."""

@@ -428,8 +428,8 @@ class ModbusBusEmulator(PtyEmulator):
     """
 
     #: Registers the controllers answer (others: exception 02).
-    REGISTERS = frozenset({eu.PV, eu.TARGET_SP, eu.WORKING_OP, eu.WORKING_SP, eu.REMOTE_SP,
-                           eu.OP_HI, eu.SP_RATE, eu.STATUS, eu.LOCAL_REMOTE})
+    REGISTERS = frozenset({eu.PV, eu.TARGET_SP, eu.MANUAL_OP, eu.WORKING_OP, eu.WORKING_SP,
+                           eu.REMOTE_SP, eu.OP_HI, eu.SP_RATE, eu.STATUS, eu.LOCAL_REMOTE})
 
     def __init__(self, name: str, reactor: VirtualReactor, decimals: int = eu.DECIMALS) -> None:
         super().__init__(name, reactor)
@@ -443,6 +443,9 @@ class ModbusBusEmulator(PtyEmulator):
         #: HA028651 names the 3200's; a slave may implement write single (6) without write multiple.
         self.functions = frozenset({eu.READ_HOLDING, eu.READ_INPUT, eu.WRITE_SINGLE,
                                     eu.WRITE_MULTIPLE})
+        #: Manual output value (MAN.OP, register 3), %, by address: what a controller in
+        #: manual mode would put out (the model holds the PV in manual; the cut zeroes it).
+        self.manual_op_pct: dict[int, float] = {}
 
     def take(self, buf: bytes) -> tuple[int, bytes] | None:
         """One request (see :meth:`PtyEmulator.take`)."""
@@ -533,6 +536,8 @@ class ModbusBusEmulator(PtyEmulator):
             return int(h.remote)
         if reg == eu.OP_HI:
             return eu.to_register(h.op_hi_pct, eu.OP_DECIMALS)
+        if reg == eu.MANUAL_OP:
+            return eu.to_register(self.manual_op_pct.get(h.address, 0.0), eu.OP_DECIMALS)
         return 0
 
     def _write(self, h: HeaterModel, reg: int, word: int) -> None:
@@ -549,6 +554,8 @@ class ModbusBusEmulator(PtyEmulator):
             h.last_remote_wall = time.monotonic()
         elif reg == eu.OP_HI:  # never below OP.LO
             h.op_hi_pct = max(eu.from_register(word, eu.OP_DECIMALS), h.op_lo_pct)
+        elif reg == eu.MANUAL_OP:
+            self.manual_op_pct[h.address] = eu.from_register(word, eu.OP_DECIMALS)
 
 
 # ============================================================================= stirrers

@@ -5,8 +5,9 @@ holds only what is specific to the instrument. Facts (Eurotherm 3200 series manu
 16-bit registers carry integers scaled by the display resolution (one decimal here: 234.5 °C is
 2345); the target setpoint (2) and SP1/SP2 (24/25) live in EEPROM with a 100 000-write limit, so the
 driver writes the **remote (comms) setpoint, 26**, selected by register 276 (1 = remote), and lets
-the controller ramp with its own **SP rate limit, 35** (°C/min, 0 = off). Status bitmap 75: bit 4
-manual mode, bit 5 sensor break, bit 6 loop break, bit 10 PV over-range, bit 14 remote SP fail.
+the controller ramp with its own **SP rate limit, 35** (°C/min, 0 = off). Status bitmap 75: bits 0-3
+alarms 1-4, bit 4 manual mode, bit 5 sensor break, bit 6 loop break, bit 10 PV over-range, bit 14
+remote SP fail.
 
 The CRC below is only for the emulator's slave side (the instrument's firmware in the virtual
 lab); the host side never hand-frames Modbus.
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 
 PV = 1  #: process value (temperature), read
 TARGET_SP = 2  #: target setpoint (EEPROM! never written continuously)
+MANUAL_OP = 3  #: manual output value, % (what a controller in manual mode puts out)
 WORKING_OP = 4  #: working output, %
 WORKING_SP = 5  #: working setpoint (after the ramp), read only
 REMOTE_SP = 26  #: remote comms setpoint: what the host writes
@@ -32,6 +34,7 @@ OP_DECIMALS = 1  #: output power registers (%) carry one decimal
 #: Registers a host may read but not write (the emulated slave answers exception 02).
 READ_ONLY = frozenset({PV, WORKING_OP, WORKING_SP, STATUS})
 
+ALARM_BITS = 4  #: bits 0-3: alarms 1-4 (their meaning is the instrument's configuration)
 MANUAL_BIT = 4
 SENSOR_BREAK_BIT = 5
 LOOP_BREAK_BIT = 6
@@ -65,6 +68,10 @@ class ControllerStatus:
         raw: The raw 16-bit word.
         manual_mode: Bit 4 (auto/manual) set: the controller is in manual, its output is held
             and the PV no longer follows any setpoint.
+        alarms: The active alarms among 1-4 (bits 0-3). Not a fault: what an alarm means is
+            the instrument's configuration, and the manual's safety guidance says the
+            controller alarm "is not designed to function as a protective measure"; the
+            supervisor's own limits decide. Shown so a person can see it.
     """
 
     sensor_break: bool
@@ -73,6 +80,7 @@ class ControllerStatus:
     remote_sp_fail: bool
     raw: int
     manual_mode: bool = False
+    alarms: tuple[int, ...] = ()
 
     @property
     def fault(self) -> str:
@@ -89,7 +97,8 @@ def decode_status(word: int) -> ControllerStatus:
     def bit(n: int) -> bool:
         return bool((word >> n) & 1)
     return ControllerStatus(bit(SENSOR_BREAK_BIT), bit(LOOP_BREAK_BIT), bit(OVER_RANGE_BIT),
-                            bit(REMOTE_FAIL_BIT), word & 0xFFFF, bit(MANUAL_BIT))
+                            bit(REMOTE_FAIL_BIT), word & 0xFFFF, bit(MANUAL_BIT),
+                            tuple(n + 1 for n in range(ALARM_BITS) if bit(n)))
 
 
 def encode_status(*, sensor_break: bool = False, loop_break: bool = False,
