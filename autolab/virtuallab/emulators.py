@@ -51,7 +51,7 @@ class PtyEmulator:
         self._drop_acks_only = False
         self._buf = b""
         self._last_rx = time.monotonic()
-        # not `_stop`: a device emulator subclass may well name its own "stop the pump" that
+        # not `_stop`: a device emulator subclass may well name its own "stop the pump" so
         self._closing = threading.Event()
         self._thread = threading.Thread(target=self._serve, name=f"emu-{name}", daemon=True)
         self.requests = 0

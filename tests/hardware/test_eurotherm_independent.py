@@ -23,6 +23,7 @@ import threading
 import time
 import tty
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -355,11 +356,20 @@ class RtuBus:
 def bus() -> Iterator[tuple[RtuBus, Controller, Controller, Transport]]:
     """Two 3200s (addresses 1 and 2, one decimal) on one bus, and the rig's transport."""
     c1, c2 = Controller(1), Controller(2)
-    b = RtuBus(c1, c2)
+    with _line(c1, c2) as (b, line):
+        yield b, c1, c2, line
+
+
+@contextmanager
+def _line(*controllers: Controller) -> Iterator[tuple[RtuBus, Transport]]:
+    """A bus of ``controllers`` and the rig's transport on it (9600 baud), both closed after."""
+    b = RtuBus(*controllers)
     line = Transport(b.port, baudrate=9600, timeout_s=0.5, retries=2)
-    yield b, c1, c2, line
-    line.close()
-    b.close()
+    try:
+        yield b, line
+    finally:
+        line.close()
+        b.close()
 
 
 def _heater(line: Transport, address: int = 1, **kw: Any) -> Eurotherm3200:
@@ -427,9 +437,7 @@ def test_two_controllers_share_the_bus_by_address(bus: Any) -> None:
 def test_registers_follow_the_display_resolution(decimals: int) -> None:
     """§2.1: 16-bit registers carry integers scaled by the display resolution."""
     ctl = Controller(1, Readings(decimals=decimals))
-    b = RtuBus(ctl)
-    line = Transport(b.port, baudrate=9600, timeout_s=0.5, retries=2)
-    try:
+    with _line(ctl) as (b, line):
         heater = _heater(line, decimals=decimals, ramp_c_per_min=5.0)
         heater.connect()
         heater.set_temperature_c(123.0)
@@ -438,9 +446,6 @@ def test_registers_follow_the_display_resolution(decimals: int) -> None:
         assert ctl.values[RM_SP] == 123.0
         heater.cut_output()
         assert ctl.values[OP_HI] == 0.0
-    finally:
-        line.close()
-        b.close()
 
 
 def test_a_setpoint_finer_than_the_resolution_is_written_rounded() -> None:
@@ -448,14 +453,9 @@ def test_a_setpoint_finer_than_the_resolution_is_written_rounded() -> None:
     (minimalmodbus truncates when it scales); two decimals: 1.13 °C must not become 1.12."""
     for decimals, sp, want in ((1, 249.97, 250.0), (2, 101.13, 101.13)):
         ctl = Controller(1, Readings(decimals=decimals))
-        b = RtuBus(ctl)
-        line = Transport(b.port, baudrate=9600, timeout_s=0.5, retries=2)
-        try:
+        with _line(ctl) as (b, line):
             _heater(line, decimals=decimals).set_temperature_c(sp)
             assert ctl.values[RM_SP] == want
-        finally:
-            line.close()
-            b.close()
 
 
 @pytest.mark.parametrize("decimals", [0, 1])
@@ -464,15 +464,9 @@ def test_a_setpoint_the_controller_clamps_did_not_stick(decimals: int) -> None:
     240 °C for 250 °C (a 10 °C miss is not within a resolution)."""
     ctl = Controller(1, Readings(decimals=decimals, out_of_range="clamp"))
     ctl.values[RNG_HI] = 240.0
-    b = RtuBus(ctl)
-    line = Transport(b.port, baudrate=9600, timeout_s=0.5, retries=2)
-    try:
-        with pytest.raises(HardwareError, match=r"temperature_c did not stick: sent 250, "
-                                                r"read back 240"):
-            _heater(line, decimals=decimals).set_temperature_c(250.0)
-    finally:
-        line.close()
-        b.close()
+    with _line(ctl) as (_, line), pytest.raises(
+            HardwareError, match=r"temperature_c did not stick: sent 250, read back 240"):
+        _heater(line, decimals=decimals).set_temperature_c(250.0)
 
 
 def test_a_setpoint_the_controller_refuses_is_a_refusal(bus: Any) -> None:
@@ -486,14 +480,8 @@ def test_a_setpoint_the_controller_refuses_is_a_refusal(bus: Any) -> None:
 def test_a_ramp_rate_the_resolution_cannot_hold_is_refused_clearly() -> None:
     """7.5 °C/min on a no-decimal controller is stored as 7 or 8: not what was asked."""
     ctl = Controller(1, Readings(decimals=0))
-    b = RtuBus(ctl)
-    line = Transport(b.port, baudrate=9600, timeout_s=0.5, retries=2)
-    try:
-        with pytest.raises(HardwareError, match="ramp_c_per_min"):
-            _heater(line, decimals=0, ramp_c_per_min=7.5).connect()
-    finally:
-        line.close()
-        b.close()
+    with _line(ctl) as (b, line), pytest.raises(HardwareError, match="ramp_c_per_min"):
+        _heater(line, decimals=0, ramp_c_per_min=7.5).connect()
 
 
 # ============================================================================= the safe state
@@ -517,14 +505,9 @@ def test_a_cut_below_the_output_low_limit_fails_loudly(out_of_range: str) -> Non
     """OP.HI cannot go below OP.LO (31): refused (03) or clamped, the cut must not pass."""
     ctl = Controller(1, Readings(out_of_range=out_of_range))
     ctl.values[OP_LO] = 20.0
-    b = RtuBus(ctl)
-    line = Transport(b.port, baudrate=9600, timeout_s=0.5, retries=2)
-    try:
-        with pytest.raises(HardwareError, match=r"register 30|output_high_pct did not stick"):
-            _heater(line).cut_output()
-    finally:
-        line.close()
-        b.close()
+    with _line(ctl) as (_, line), pytest.raises(
+            HardwareError, match=r"register 30|output_high_pct did not stick"):
+        _heater(line).cut_output()
 
 
 def test_output_registers_scaled_like_the_display_break_the_connect() -> None:
@@ -532,18 +515,13 @@ def test_output_registers_scaled_like_the_display_break_the_connect() -> None:
     decimals) instead of keeping one, OP.HI 100 % would be written 1000: refused (03). The
     cut (0 %) is the same word in every scaling, so the safe state still works."""
     ctl = Controller(1, Readings(decimals=0, op_decimals=None))
-    b = RtuBus(ctl)
-    line = Transport(b.port, baudrate=9600, timeout_s=0.5, retries=2)
-    try:
+    with _line(ctl) as (b, line):
         heater = _heater(line, decimals=0)
         with pytest.raises(DeviceRefused, match="register 30"):
             heater.connect()
         ctl.values[OP_HI] = 100.0
         heater.cut_output()
         assert ctl.values[OP_HI] == 0.0
-    finally:
-        line.close()
-        b.close()
 
 
 # ============================================================================= faults
@@ -636,15 +614,10 @@ def test_the_cut_stops_a_controller_in_manual_whether_or_not_the_limits_bind(bou
     ctl = Controller(1, Readings(limits_bound_manual=bound))
     ctl.values[MAN_OP] = 80.0
     ctl.manual = True
-    b = RtuBus(ctl)
-    line = Transport(b.port, baudrate=9600, timeout_s=0.5, retries=2)
-    try:
+    with _line(ctl) as (b, line):
         _heater(line).cut_output()
         _settle(b, ctl, 5.0)
         assert (ctl.values[OP_HI], ctl.values[MAN_OP], ctl.output_pct) == (0.0, 0.0, 0.0)
-    finally:
-        line.close()
-        b.close()
 
 
 # ============================================================================= the line
@@ -662,17 +635,12 @@ def test_an_exception_reply_is_a_refusal_named_and_not_retried(bus: Any) -> None
 def test_a_controller_without_write_multiple_is_written_with_write_single() -> None:
     """The manual names no write function: one that answers 16 with exception 01 gets 6."""
     ctl = Controller(1, Readings(functions=frozenset({3, 4, 6})))
-    b = RtuBus(ctl)
-    line = Transport(b.port, baudrate=9600, timeout_s=0.5, retries=2)
-    try:
+    with _line(ctl) as (b, line):
         heater = _heater(line)
         heater.connect()
         heater.set_temperature_c(120.0)
         assert ctl.values[RM_SP] == 120.0
         assert {fc for fc, _, _ in ctl.writes} == {6}
-    finally:
-        line.close()
-        b.close()
 
 
 def test_a_garbled_or_missing_reply_is_retried_then_named(bus: Any) -> None:
@@ -759,9 +727,7 @@ def test_a_cut_on_a_sensor_break_fails_if_the_forced_output_stays_on(bound: bool
     """Reading left open: do the output limits bound the sensor-break forced output (F.MOD 2:
     the last output)? If not, OP.HI 0 % leaves the heater on: the cut must not pass."""
     ctl = Controller(1, Readings(limits_bound_forced=bound))
-    b = RtuBus(ctl)
-    line = Transport(b.port, baudrate=9600, timeout_s=0.5, retries=2)
-    try:
+    with _line(ctl) as (b, line):
         with b.lock:
             ctl.output_pct = 70.0
             ctl.sensor_break = True
@@ -773,6 +739,3 @@ def test_a_cut_on_a_sensor_break_fails_if_the_forced_output_stays_on(bound: bool
             with pytest.raises(HardwareError, match=r"output still 70 % after the cut .* "
                                                     r"sensor_break"):
                 heater.cut_output()
-    finally:
-        line.close()
-        b.close()
