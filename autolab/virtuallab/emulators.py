@@ -98,10 +98,9 @@ class PtyEmulator:
             except (OSError, ValueError):
                 return
             if not ready:
-                with self.reactor.lock:
-                    self.reactor.advance()
-                    news = self.unsolicited()
-                self._send(news)
+                with self.reactor.lock:  # sent under the lock: once a test sees the
+                    self.reactor.advance()  # device's state say "sent", the bytes are out
+                    self._send(self.unsolicited())
                 if self._buf and time.monotonic() - self._last_rx > self.stale_after_s:
                     self._buf = b""  # a partial request the line went silent on
                 continue

@@ -249,6 +249,7 @@ def test_an_unasked_stall_prompt_is_kept(chain: Any) -> None:
     with bench.lock:
         bench.pumps["p12"].stall("S")
     until(lambda: "p12" in emu._stall_sent)
+    until(lambda: line.serial.in_waiting > 0)  # the '*' has crossed the pty before we ask
     assert pump.rate_read_ml_min() == pytest.approx(1.0)  # the stray '*' is read before it
     assert pump.take_alarms() == ("S",)
     assert any("discarded" in x and "12*" in x for x in line.log.lines())
