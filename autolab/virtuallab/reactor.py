@@ -285,6 +285,9 @@ class VirtualReactor:
         #: many were recorded and integrated so far; guarded by ``_progress`` (never by ``lock``:
         #: the stepper never takes ``lock``, so a frame may wait for it while holding ``lock``).
         self._pending: list[tuple[TankInputs, TankInputs, float]] = []
+        #: Lab time the stepper left for its next batch (under :data:`STEP_QUANTUM_MIN`),
+        #: with the inputs it ran under; only the stepper thread touches it.
+        self._carry: list[tuple[TankInputs, TankInputs, float]] = []
         self._recorded = 0
         self._integrated = 0
         self._progress = threading.Condition()
@@ -417,7 +420,8 @@ class VirtualReactor:
             self._stepper = None
             with self._progress:
                 left, self._pending = self._pending, []
-            self.cascade = self._integrate(self.cascade, _merged(left))
+            self.cascade = self._integrate(self.cascade, _merged([*self._carry, *left]))
+            self._carry = []
 
     def _step_loop(self) -> None:
         """The one consumer: takes what was recorded, integrates it in order, says so."""
@@ -428,7 +432,8 @@ class VirtualReactor:
                 upto, stop = self._recorded, self._stop_stepping
             if batch:
                 t0 = time.perf_counter()
-                self.cascade = self._integrate(self.cascade, _merged(batch))
+                segments, self._carry = _on_grid(_merged([*self._carry, *batch]))
+                self.cascade = self._integrate(self.cascade, segments)
                 self.step_wall_s = [*self.step_wall_s[-999:], time.perf_counter() - t0]
             with self._progress:
                 self._integrated = upto
@@ -540,6 +545,40 @@ def _merged(segments: list[tuple[TankInputs, TankInputs, float]],
         else:
             out.append((inputs, fallback, dt))
     return out
+
+
+#: A wall-clock lab's stepper integrates lab time in multiples of this, min (7.5 lab s).
+#: Its batches are as long as the wall clock made them, and each new step length missed
+#: every cached propagator of the transient cascade (an ``expm`` each); on this grid the
+#: step lengths repeat. Input changes move by under half of it, far below what a frame
+#: or a heater can resolve; what is left over waits for the next batch.
+STEP_QUANTUM_MIN = 0.125
+
+
+def _on_grid(segments: list[tuple[TankInputs, TankInputs, float]],
+             quantum_min: float = STEP_QUANTUM_MIN,
+             ) -> tuple[list[tuple[TankInputs, TankInputs, float]],
+                        list[tuple[TankInputs, TankInputs, float]]]:
+    """Segments with their boundaries rounded to multiples of ``quantum_min``, and the rest.
+
+    Total time is kept: each boundary moves to the nearest grid point of the running sum
+    (a segment shorter than half a quantum may vanish, its time going to its neighbours);
+    the end rounds down, and the remainder (under one quantum) is returned with the last
+    segment's inputs, to be carried into the next batch.
+    """
+    out: list[tuple[TankInputs, TankInputs, float]] = []
+    grand = sum(dt for _, _, dt in segments)
+    end = math.floor(grand / quantum_min + 1e-9)  # the batch ends on the grid point below
+    start_q, total = 0, 0.0
+    for i, (inputs, fallback, dt) in enumerate(segments):
+        total += dt
+        end_q = end if i == len(segments) - 1 else min(end, round(total / quantum_min))
+        if end_q > start_q:
+            out.append((inputs, fallback, (end_q - start_q) * quantum_min))
+            start_q = end_q
+    rest = grand - start_q * quantum_min
+    carry = [(segments[-1][0], segments[-1][1], rest)] if segments and rest > 1e-12 else []
+    return out, carry
 
 
 def default_physics(twin: DigitalTwin, *, resolve_transients: bool = True,
