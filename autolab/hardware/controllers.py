@@ -19,7 +19,7 @@ from typing import TypeVar
 
 from autolab.exceptions import ConfigError, HardwareError
 from autolab.hardware.delivery import wall_lab_min
-from autolab.hardware.limits import Limits, check_setpoint, check_sticks
+from autolab.hardware.limits import DidNotStick, Limits, check_setpoint, check_sticks
 from autolab.hardware.modbus import WRITE_SINGLE, IllegalFunction, ModbusMode, ModbusRegisters
 from autolab.hardware.protocols import huber, julabo, omega
 from autolab.hardware.ramp import SoftwareRamp
@@ -316,6 +316,10 @@ class JulaboCirculator:
         #: Monotonic times each command was written (the spacing rule; tests read them).
         self.sent_at: list[float] = []
         self._next_ok = 0.0
+        #: Commands written so far, and the count when the last ``status`` said no fault (-1:
+        #: it said one): a PV read right after a clean status needs no status of its own.
+        self._written = 0
+        self._clean_status_at = -1
         self._sp = _RampedSetpoint(name, self.limits,
                                    SoftwareRamp(ramp_c_per_min, ramp_step_s,
                                                 wall_lab_min(time_scale)),
@@ -333,25 +337,31 @@ class JulaboCirculator:
         now = time.monotonic()
         self.sent_at = [*self.sent_at[-99:], now]
         self._next_ok = now + julabo.COMMAND_SPACING_S
+        self._written += 1
 
     def _send(self, command: str, value: float | int | None = None) -> None:
         """An ``out`` command (no reply expected)."""
         with self.transport.lock:
-            self._wait_turn()
-            self.transport.exchange(self.name, julabo.encode(command, value, self.end), None)
+            self.transport.exchange(self.name, julabo.encode(command, value, self.end), None,
+                                    pace=self._wait_turn)
 
     def _query(self, command: str, parse: Callable[[bytes], T]) -> T:
-        """An ``in`` command or ``status``/``version``; the reply parsed (malformed: retried)."""
+        """An ``in`` command or ``status``/``version``; the reply parsed (malformed: retried).
+
+        Every attempt waits its turn: a retry is a command like any other to the unit.
+        """
         with self.transport.lock:
-            self._wait_turn()
             frame = self.transport.exchange(self.name, julabo.encode(command, None, self.end),
-                                            read_line, parse)
+                                            read_line, parse, pace=self._wait_turn)
             self._next_ok = max(self._next_ok, time.monotonic() + julabo.AFTER_REPLY_S)
             return parse(frame)
 
     def status(self) -> julabo.JulaboStatus:
         """The decoded ``status`` reply."""
-        return self._query("status", julabo.parse_status)
+        with self.transport.lock:
+            st = self._query("status", julabo.parse_status)
+            self._clean_status_at = -1 if st.fault else self._written
+            return st
 
     # --------------------------------------------------------------------- bring-up
     def connect(self, standby_c: float = 25.0) -> None:
@@ -391,24 +401,47 @@ class JulaboCirculator:
 
     # --------------------------------------------------------------------- TemperatureController
     def set_temperature_c(self, setpoint_c: float) -> None:
-        """Ramp the working setpoint (``out_sp_00``) toward ``setpoint_c``; read back."""
-        self._sp.set(setpoint_c)
+        """Ramp the working setpoint (``out_sp_00``) toward ``setpoint_c``; read back.
+
+        Raises:
+            DeviceRefused: A setpoint that did not stick while ``status`` reports an error
+                (``-13`` beyond the unit's safety limit, ``-09`` out of remote mode): the
+                unit's refusal, named, not a line that failed.
+        """
+        try:
+            self._sp.set(setpoint_c)
+        except DidNotStick as err:
+            raise self._with_status(err) from err
+
+    def _with_status(self, err: DidNotStick) -> HardwareError:
+        """``err`` as the unit's refusal if ``status`` reports an error, else ``err``."""
+        st = self.status()
+        if not st.error:
+            return err
+        return DeviceRefused(f"{err}: the circulator reports {st.code:03d} {st.text!r} "
+                             f"({julabo.ERRORS.get(st.code, 'error')})")
 
     def temperature_c(self) -> float:
         """Bath temperature (``in_pv_00``), °C, or NaN while ``status`` reports a fault.
 
-        The manuals do not say what ``in_pv_00`` answers while a sensor is broken. A reply
-        that is no number is retried like a garbled one; if none is, and ``status`` reports
-        a fault, the PV is NaN (the supervisor reads :meth:`fault` first and trips on it,
-        not on a failed read; a NaN fails every comparison), otherwise the read failed.
-        Moves a host-side ramp on.
+        The manuals do not say what ``in_pv_00`` answers while a sensor is broken: perhaps
+        no number (retried like a garbled reply), perhaps a number (the last reading, the
+        bare code ``-05``), which the shutdown's cool-down would take for a cool block. So a
+        PV counts only next to a ``status`` without a fault: the one just before it (the
+        supervisor asks :meth:`fault` first, so its poll costs no extra command), else one
+        asked right after. While ``status`` reports a fault the PV is NaN (a NaN fails
+        every comparison). Moves a host-side ramp on.
         """
-        try:
-            pv = self._query("in_pv_00", julabo.parse_number)
-        except HardwareError:
-            if self.status().fault:
+        with self.transport.lock:
+            checked = self._clean_status_at == self._written
+            try:
+                pv = self._query("in_pv_00", julabo.parse_number)
+            except HardwareError:
+                if self.status().fault:
+                    return math.nan
+                raise
+            if not checked and self.status().fault:
                 return math.nan
-            raise
         self._sp.step()
         return pv
 
