@@ -596,12 +596,18 @@ class HuberPB:
     def fault(self) -> str:
         """The worst fault, or ``""``.
 
-        ``sensor_break`` (the PV reads -151 °C), ``stopped`` (control off while switched on).
+        ``sensor_break`` (the PV reads -151 °C), ``stopped`` (control off while switched on),
+        ``circulation_off`` (the pump off while control is on: the description does not say
+        that control stops with the flow, and a jacket without flow heats no tank).
         """
         if huber.is_invalid(self._get(self.pv_variable)):
             return "sensor_break"
-        if self.commanded_run and not self._get(huber.CONTROL_ACTIVE):
+        if not self.commanded_run:
+            return ""
+        if not self._get(huber.CONTROL_ACTIVE):
             return "stopped"
+        if not self._get(huber.CIRCULATION):
+            return "circulation_off"
         return ""
 
     def cut_output(self) -> None:

@@ -535,7 +535,9 @@ HEATER_TRIPS = {"sensor_break": "thermocouple open",
                 "controller_error": "the controller reports an error or alarm of its own "
                                     "(its code is in the device log)",
                 "stopped": "the controller reads stopped although it was started (its "
-                           "front panel, or a power loss): it follows no setpoint"}
+                           "front panel, or a power loss): it follows no setpoint",
+                "circulation_off": "the circulator's pump reads off although it was switched "
+                                   "on: the jacket has no flow"}
 
 #: Block temperatures a reading can have, °C. Above: an over-temperature whatever the devices
 #: file's limits (its highest ``max_temperature_c``); below: a reading no block can have (a wrong
