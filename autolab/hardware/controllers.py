@@ -115,7 +115,10 @@ class OmegaCN7500(ModbusRegisters):
     written with function 6 (the map's), bits with 5; 16 only if a unit refuses 6.
 
     The status/error code register is 0x102E, or 0x4750 on some models: :meth:`connect` finds
-    which one the unit answers, and drives a unit that answers neither without it.
+    which the unit answers, and drives a unit that answers neither without one. The map does
+    not say that a model keeping it at 0x4750 lacks 0x102E, so a unit that answers both has
+    both read at every poll (a code in either is a fault): reading 0x102E alone missed every
+    error of such a model (its status at 0x4750).
 
     Args:
         transport: The bus (shared by the controllers on it).
@@ -142,9 +145,9 @@ class OmegaCN7500(ModbusRegisters):
                          write_fc=WRITE_SINGLE)
         self.ramp_c_per_min = ramp_c_per_min
         self.limits = limits or Limits()
-        #: The status/error code register the unit answers (``None``: neither; found by
+        #: The status/error code registers the unit answers (empty: neither; found by
         #: :meth:`connect`).
-        self.status_register: int | None = omega.STATUS
+        self.status_registers: tuple[int, ...] = (omega.STATUS,)
         #: The temperature range the unit allows, (low, high) °C (read by :meth:`connect`).
         self.range_c: tuple[float, float] | None = None
         #: Whether the host last commanded RUN (a unit that reads STOP then is a fault).
@@ -167,14 +170,20 @@ class OmegaCN7500(ModbusRegisters):
         """
         check_setpoint(self.name, "ramp_c_per_min", self.ramp_c_per_min, low=0.0,
                        high=self.limits.max_ramp_c_per_min, unit="°C/min")
-        self.status_register = self._find_status_register()
+        self.status_registers = self._find_status_registers()
         self.range_c = (self._read(omega.RANGE_LOW), self._read(omega.RANGE_HIGH))
         self._sp.ramp.clear()
         self._sp.write(standby_c)
         self._run(True)
 
-    def _find_status_register(self) -> int | None:
-        """0x102E, else 0x4750 (some models), else none: the unit refuses both addresses."""
+    @property
+    def status_register(self) -> int | None:
+        """The first status/error code register the unit answers (``None``: neither)."""
+        return self.status_registers[0] if self.status_registers else None
+
+    def _find_status_registers(self) -> tuple[int, ...]:
+        """0x102E and 0x4750 (some models), those the unit answers (refused: not there)."""
+        found = []
         for register in (omega.STATUS, omega.STATUS_ALT):
             try:
                 self._read_word(register, f"read of the status word (register 0x{register:04X})")
@@ -182,8 +191,8 @@ class OmegaCN7500(ModbusRegisters):
                 raise
             except DeviceRefused:
                 continue
-            return register
-        return None
+            found.append(register)
+        return tuple(found)
 
     def _run(self, run: bool) -> None:
         """Set the RUN/STOP bit and read it back."""
@@ -263,9 +272,9 @@ class OmegaCN7500(ModbusRegisters):
         fault, _ = omega.pv_fault(word)
         if fault:
             return fault
-        if self.status_register is not None:
-            code = self._read_word(self.status_register, f"read of the status word (register "
-                                                         f"0x{self.status_register:04X})")
+        for register in self.status_registers:
+            code = self._read_word(register, f"read of the status word (register "
+                                             f"0x{register:04X})")
             if omega.status_fault(code):
                 return "controller_error"
         if self.commanded_run and not self._running():
