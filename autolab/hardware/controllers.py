@@ -69,7 +69,8 @@ class _RampedSetpoint:
         value_c = round(value_c, self.decimals)
         with self.lock:
             self.write_c(value_c)
-            check_sticks(self.name, "temperature_c", value_c, self.read_c(), self.tol_c,
+            read_c = self.read_c()  # first: a reader may set tol_c from the reply's digits
+            check_sticks(self.name, "temperature_c", value_c, read_c, self.tol_c,
                          relative=False)
             self.written_c = value_c
 
@@ -90,7 +91,8 @@ class _RampedSetpoint:
                 self.ramp.start(max(self.written_c, self.pv_c()), setpoint_c)
             if self.step():
                 return
-            if not math.isclose(self.written_c, self.read_c(), abs_tol=self.tol_c):
+            read_c = self.read_c()
+            if not math.isclose(self.written_c, read_c, abs_tol=self.tol_c):
                 self.write(self.written_c)
 
     def step(self) -> bool:
@@ -333,7 +335,7 @@ class JulaboCirculator:
                                    SoftwareRamp(ramp_c_per_min, ramp_step_s,
                                                 wall_lab_min(time_scale)),
                                    write_c=lambda v: self._send("out_sp_00", v),
-                                   read_c=lambda: self._query("in_sp_00", julabo.parse_number),
+                                   read_c=self._read_setpoint_c,
                                    pv_c=lambda: self._query("in_pv_00", julabo.parse_number),
                                    decimals=julabo.DECIMALS)
 
@@ -364,6 +366,17 @@ class JulaboCirculator:
                                             read_line, parse, pace=self._wait_turn)
             self._next_ok = max(self._next_ok, time.monotonic() + julabo.AFTER_REPLY_S)
             return parse(frame)
+
+    def _read_setpoint_c(self) -> float:
+        """``in_sp_00``; the read-back tolerance follows the digits the unit answers with.
+
+        ``out_sp_00`` takes ``xxx.xx``, but the manuals give no format for the answer: a unit
+        that answers ``152.4`` for 152.37 holds what it was sent to its own resolution, and
+        a fixed 0.006 °C tolerance took that for a setpoint that did not stick.
+        """
+        value, places = self._query("in_sp_00", julabo.parse_places)
+        self._sp.tol_c = 0.6 * 10.0**-min(places, julabo.DECIMALS)
+        return value
 
     def status(self) -> julabo.JulaboStatus:
         """The decoded ``status`` reply."""

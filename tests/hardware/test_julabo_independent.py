@@ -306,6 +306,7 @@ def test_the_unit_s_numbers_read_as_the_values_they_are(value_c: float, fmt: str
                                                         end: bytes) -> None:
     text = fmt.format(value_c)
     assert julabo.parse_number(text.encode() + end) == pytest.approx(float(text))
+    assert julabo.parse_places(text.encode() + end) == (float(text), 1 if ".1f" in fmt else 2)
 
 
 @given(st.booleans(), st.booleans(), st.sampled_from([0, *ERROR_TEXT]))
@@ -416,6 +417,19 @@ def test_a_setpoint_beyond_the_unit_s_safety_limit_is_the_unit_s_refusal_named(
         heater.set_temperature_c(200.0)
     with emu.lock:
         assert (emu.unit.sp_c, emu.violations) == (20.0, [])
+
+
+def test_a_unit_answering_one_decimal_holds_a_setpoint_to_its_resolution(bath: Any) -> None:
+    """``out_sp_00`` takes ``xxx.xx``; the answer's format is not given. A unit answering
+    ``152.4`` for 152.37 holds it: no 'did not stick', and the heartbeat writes nothing."""
+    emu, line = bath
+    emu.reset(Readings(number="{:.1f}"))
+    heater = _driver(line, ramp_c_per_min=1e5, time_scale=1e6)  # the ramp is done at once
+    heater.set_temperature_c(152.37)
+    heater.set_temperature_c(152.37)  # the supervisor's heartbeat
+    with emu.lock:
+        assert emu.unit.sp_c == 152.37
+        assert emu.commands().count("out_sp_00") == 1
 
 
 # ============================================================================= the rig
