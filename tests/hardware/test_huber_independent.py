@@ -368,8 +368,12 @@ def test_a_power_failure_is_a_stop_or_a_setpoint_sent_again(rig: Any, autostart:
                                                             keeps: bool,
                                                             reason: str | None) -> None:
     """Control off after the failure: the trip ``stopped`` (hard), and the host never
-    switches it on by itself. Restarted by the unit: its lost setpoint is sent again."""
+    switches it on by itself. Restarted by the unit: its lost setpoint is sent again. The
+    port is 9600 8N1 (a pty cannot check a format: the rig's request for one is checked)."""
     emus, r = rig
+    assert r.transports["huber_core"].line_format == {"bytesize": 8, "parity": "N",
+                                                      "stopbits": 1}
+    assert r.transports["huber_core"].serial.baudrate == 9600
     emu = emus["core"]
     with emu.lock:
         emu.unit.readings = Readings(autostart=autostart, keeps_setpoint=keeps)

@@ -309,11 +309,15 @@ def test_the_unit_s_numbers_read_as_the_values_they_are(value_c: float, fmt: str
     assert julabo.parse_places(text.encode() + end) == (float(text), 1 if ".1f" in fmt else 2)
 
 
-@given(st.booleans(), st.booleans(), st.sampled_from([0, *ERROR_TEXT]))
-def test_status_lines_decode_to_their_mode_or_fault(remote: bool, running: bool,
-                                                    code: int) -> None:
+@given(st.booleans(), st.booleans(), st.sampled_from([0, *ERROR_TEXT]), st.booleans())
+def test_status_lines_decode_to_their_mode_or_fault(remote: bool, running: bool, code: int,
+                                                    short: bool) -> None:
+    """``00``-``03`` or ``-xx`` then text; the manual writes two digits, ``-5`` reads too."""
     unit = Unit(remote=remote, running=running, alarm=code)
-    st_ = julabo.parse_status(unit.status_line().encode() + b"\n")
+    line = unit.status_line()
+    if short:
+        line = re.sub(r"^(-?)0(\d)", r"\1\2", line)
+    st_ = julabo.parse_status(line.encode() + b"\n")
     assert st_.code == (code or 2 * remote + running)
     assert st_.started == (running and not code)
     assert st_.fault == ("" if not code else
@@ -459,15 +463,25 @@ def rig(rig_baths: dict[str, ManualJulabo]) -> Iterator[tuple[dict[str, ManualJu
 
 def test_after_a_power_loss_the_unit_stays_stopped_and_the_trip_says_so(rig: Any) -> None:
     """R OFF, no autostart: the supervisor trips ``stopped`` (hard); the host sends the
-    setpoint again but never starts the unit on its own; a new bring-up starts it."""
+    setpoint again but never starts the unit on its own. A steady poll is three commands
+    (the PV right after a clean status needs no status of its own). The port is 7E1 9600 Bd
+    (a pty cannot check a format: the rig's request for one is checked)."""
     emus, r = rig
+    assert r.transports["bath_core"].line_format == {"bytesize": 7, "parity": "E",
+                                                     "stopbits": 1}
+    assert r.transports["bath_core"].serial.baudrate == 9600
     emu = emus["core"]
     heater = r.heaters["core"]
     heater.connect(standby_c=30.0)
     trips: list[Trip] = []
     sup = Supervisor(r, trips.append)
     sup.setpoints_c["core"] = 30.0  # what the procedure set; refreshed by every poll
+    assert not sup.poll_heater("core")  # the first one starts the host ramp (reads the PV)
     with emu.lock:
+        taken = len(emu.heard)
+    assert not sup.poll_heater("core")
+    with emu.lock:
+        assert [h.split()[0] for h in emu.heard[taken:]] == ["in_sp_00", "status", "in_pv_00"]
         emu.unit.power_loss()
         taken = len(emu.heard)
     assert sup.poll_heater("core")
@@ -476,6 +490,3 @@ def test_after_a_power_loss_the_unit_stays_stopped_and_the_trip_says_so(rig: Any
         after = [h.split()[0] for h in emu.heard[taken:]]
         assert "out_mode_05" not in after  # no start from the host on its own
         assert (emu.unit.running, emu.unit.sp_c, emu.violations) == (False, 30.0, [])
-    heater.connect(standby_c=30.0)
-    with emu.lock:
-        assert emu.unit.running

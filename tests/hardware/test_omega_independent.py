@@ -377,13 +377,16 @@ def test_after_a_power_loss_a_stop_trips_and_a_lost_sv_is_written_again(
     core, shell = Unit(1, readings), Unit(2, readings)
     shared.reset(core, shell)
     d = devices()
-    d["ports"]["heaters"] = {"url": shared.port, "timeout_s": 0.3, "format": "7E1"}
+    d["ports"]["heaters"] = {"url": shared.port, "timeout_s": 0.3}  # the kind's format
     for role, address in (("core", 1), ("shell", 2)):
         d["devices"][f"heater_{role}"] = {"kind": "omega_cn7500", "port": "heaters",
                                           "address": address, "role": role,
                                           "limits": {"max_temperature_c": 300}}
     rig = Rig.open(parse_devices(d))
     try:
+        assert rig.transports["heaters"].line_format == {"bytesize": 7, "parity": "E",
+                                                         "stopbits": 1}  # ASCII 7E1
+        assert rig.transports["heaters"].serial.baudrate == 9600
         rig.heaters["core"].connect(standby_c=30.0)
         trips: list[Trip] = []
         sup = Supervisor(rig, trips.append)
