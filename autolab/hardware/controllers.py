@@ -116,6 +116,11 @@ class OmegaCN7500(ModbusRegisters):
     signal error, 0x8006 A/D failure) is a :meth:`fault` and never a temperature. Registers are
     written with function 6 (the map's), bits with 5; 16 only if a unit refuses 6.
 
+    The control method (0x1005) is read at connect and every poll: manual tuning (2) holds a
+    manual output and a PID program (3) sets its own SV, so under either the unit follows no
+    setpoint the host sends (refused at connect, a hard fault mid-run, as a Eurotherm in
+    manual). A unit that refuses the register is driven without the check.
+
     The status/error code register is 0x102E, or 0x4750 on some models: :meth:`connect` finds
     which the unit answers, and drives a unit that answers neither without one. The map does
     not say that a model keeping it at 0x4750 lacks 0x102E, so a unit that answers both has
@@ -155,6 +160,8 @@ class OmegaCN7500(ModbusRegisters):
         #: Whether the host last commanded RUN (a unit that reads STOP then is a fault).
         self.commanded_run = False
         self._bit_read_fc = omega.READ_BITS
+        #: Whether the unit answers the control-method register (found by :meth:`connect`).
+        self.method_checked = True
         self._sp = _RampedSetpoint(name, self.limits,
                                    SoftwareRamp(ramp_c_per_min, ramp_step_s,
                                                 wall_lab_min(time_scale)),
@@ -173,10 +180,40 @@ class OmegaCN7500(ModbusRegisters):
         check_setpoint(self.name, "ramp_c_per_min", self.ramp_c_per_min, low=0.0,
                        high=self.limits.max_ramp_c_per_min, unit="°C/min")
         self.status_registers = self._find_status_registers()
+        self._check_method_at_connect()
         self.range_c = (self._read(omega.RANGE_LOW), self._read(omega.RANGE_HIGH))
         self._sp.ramp.clear()
         self._sp.write(standby_c)
         self._run(True)
+
+    def _check_method_at_connect(self) -> None:
+        """Refuse a unit that would follow no SV (manual tuning, a PID program), before a write.
+
+        Raises:
+            HardwareError: The control method is 2 or 3 (switch it at the unit's panel).
+        """
+        what = f"read of the control method (register 0x{omega.CONTROL_METHOD:04X})"
+        try:
+            method = self._read_word(omega.CONTROL_METHOD, what)
+        except IllegalFunction:
+            raise
+        except DeviceRefused:
+            self.method_checked = False  # not in this model's map: driven without the check
+            return
+        self.method_checked = True
+        if method in omega.METHOD_FAULTS:
+            raise HardwareError(f"{self.name}: control method {method} "
+                                f"({omega.METHOD_FAULTS[method][1]}, register 0x1005): the unit "
+                                f"would follow no setpoint the host sends; switch it to PID "
+                                f"or ON/OFF at its panel")
+
+    def _method_fault(self) -> str:
+        """``manual_mode`` or ``program_mode`` from the control method, or ``""``."""
+        if not self.method_checked:
+            return ""
+        method = self._read_word(omega.CONTROL_METHOD, "read of the control method "
+                                                       "(register 0x1005)")
+        return omega.METHOD_FAULTS.get(method, ("", ""))[0]
 
     @property
     def status_register(self) -> int | None:
@@ -268,10 +305,14 @@ class OmegaCN7500(ModbusRegisters):
         """The worst fault: a PV error code, the status code, STOP while commanded RUN, or ``""``.
 
         Names: ``sensor_break`` (0x8003), ``input_error`` (the other PV error codes),
-        ``controller_error`` (a non-zero status/error code), ``stopped``.
+        ``controller_error`` (a non-zero status/error code), ``manual_mode`` /
+        ``program_mode`` (control method 2 / 3), ``stopped``.
         """
         word = self._read_word(omega.PV, "read of the PV (register 0x1000)")
         fault, _ = omega.pv_fault(word)
+        if fault:
+            return fault
+        fault = self._method_fault()
         if fault:
             return fault
         for register in self.status_registers:

@@ -527,8 +527,11 @@ HEATER_NOTICES = frozenset({"remote_sp_fail"})
 HEATER_TRIPS = {"sensor_break": "thermocouple open",
                 "loop_break": "loop break: output saturated, PV not responding",
                 "over_range": "PV beyond the input range",
-                "manual_mode": "controller in manual mode (status bit 4): its output is held "
-                               "and no longer follows the setpoint",
+                "manual_mode": "controller in manual mode (Eurotherm status bit 4, Omega "
+                               "control method 2): its output is held and no longer follows "
+                               "the setpoint",
+                "program_mode": "controller runs its own ramp/soak program (Omega control "
+                                "method 3): its setpoint is the program's, not the host's",
                 # the ramp-less kinds (autolab.hardware.controllers)
                 "input_error": "the PV is an error code (input signal, A/D converter, no "
                                "reading yet), not a temperature",

@@ -14,9 +14,10 @@ Eurotherm's (audited in ``test_eurotherm_independent.py``); this file is about w
   0x1000 PV and 0x1001 SV in 0.1 °C, two's complement below zero; PV error codes 0x8002
   (re-initialising, no temperature yet), 0x8003 (sensor not connected), 0x8004 (input signal
   error), 0x8006 (A/D failure); 0x1002/0x1003 upper/lower limit of the range; 0x1005 control
-  method; 0x1009-0x100B PID; 0x1012/0x1013 manual outputs; 0x102E status/error code
-  (0x0001 PV unstable ... 0x0007 EEPROM error; 0 none), 0x4750 on some models; the RUN (1) /
-  STOP (0) bit 0x0814; the ramp/soak block 0x2000-0x203F.
+  method (0 PID, 1 ON/OFF, 2 manual tuning, 3 PID program); 0x1009-0x100B PID; 0x1012/0x1013
+  manual outputs; 0x102E status/error code (0x0001 PV unstable ... 0x0007 EEPROM error;
+  0 none), 0x4750 on some models; the RUN (1) / STOP (0) bit 0x0814; the ramp/soak block
+  0x2000-0x203F.
 
 Where the map is open the emulator has a switch (``Readings``).
 """
@@ -34,7 +35,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from autolab.exceptions import ConditionsError
+from autolab.exceptions import ConditionsError, HardwareError
 from autolab.hardware.controllers import OmegaCN7500
 from autolab.hardware.devices import parse_devices
 from autolab.hardware.protocols import omega
@@ -298,6 +299,37 @@ def test_range_limits_in_whole_degrees_refuse_loudly_never_pass_silently(line: A
     assert heater.range_c == (-2.0, 40.0)
     with pytest.raises(ConditionsError, match="controller's range"):
         heater.set_temperature_c(150.0)
+
+
+@pytest.mark.parametrize("method", [2, 3])
+def test_a_unit_that_would_follow_no_setpoint_is_refused_before_a_write(line: Any,
+                                                                      method: int) -> None:
+    """0x1005: manual tuning (2) holds a manual output, a PID program (3) sets its own SV;
+    either way the host's setpoints would be taken and not followed."""
+    emu, t = line
+    unit = Unit()
+    unit.words[METHOD] = method
+    emu.reset(unit)
+    with pytest.raises(HardwareError, match=r"control method .*switch it to PID or ON/OFF"):
+        _driver(t).connect()
+    with emu.lock:
+        assert [fc for fc, _ in unit.requests if fc in (5, 6, 16)] == []
+
+
+def test_a_method_changed_at_the_panel_mid_run_is_a_fault(line: Any) -> None:
+    """ON/OFF (1) follows the SV; manual tuning and a program, set at the panel, do not."""
+    emu, t = line
+    unit = Unit()
+    unit.words[METHOD] = 1
+    emu.reset(unit)
+    heater = _driver(t)
+    heater.connect()
+    found = [heater.fault()]
+    for method in (2, 3):
+        with emu.lock:
+            unit.words[METHOD] = method
+        found.append(heater.fault())
+    assert found == ["", "manual_mode", "program_mode"]
 
 
 # ============================================================================= faults
