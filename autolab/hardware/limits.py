@@ -68,4 +68,4 @@ def check_sticks(device: str, setpoint: str, sent: float, read: float, tol: floa
     """
     if not math.isclose(sent, read, rel_tol=tol if relative else 0.0, abs_tol=tol):
         raise DidNotStick(f"{device}: setpoint {setpoint} did not stick: sent {sent:g}, "
-                            f"read back {read:g}")
+                          f"read back {read:g}")
