@@ -19,7 +19,7 @@ from typing import TypeVar
 
 from autolab.exceptions import ConfigError, HardwareError
 from autolab.hardware.delivery import wall_lab_min
-from autolab.hardware.limits import Limits, check_setpoint, check_sticks
+from autolab.hardware.limits import DidNotStick, Limits, check_setpoint, check_sticks
 from autolab.hardware.modbus import WRITE_SINGLE, IllegalFunction, ModbusMode, ModbusRegisters
 from autolab.hardware.protocols import huber, julabo, omega
 from autolab.hardware.ramp import SoftwareRamp
@@ -69,7 +69,8 @@ class _RampedSetpoint:
         value_c = round(value_c, self.decimals)
         with self.lock:
             self.write_c(value_c)
-            check_sticks(self.name, "temperature_c", value_c, self.read_c(), self.tol_c,
+            read_c = self.read_c()  # first: a reader may set tol_c from the reply's digits
+            check_sticks(self.name, "temperature_c", value_c, read_c, self.tol_c,
                          relative=False)
             self.written_c = value_c
 
@@ -90,7 +91,8 @@ class _RampedSetpoint:
                 self.ramp.start(max(self.written_c, self.pv_c()), setpoint_c)
             if self.step():
                 return
-            if not math.isclose(self.written_c, self.read_c(), abs_tol=self.tol_c):
+            read_c = self.read_c()
+            if not math.isclose(self.written_c, read_c, abs_tol=self.tol_c):
                 self.write(self.written_c)
 
     def step(self) -> bool:
@@ -114,8 +116,16 @@ class OmegaCN7500(ModbusRegisters):
     signal error, 0x8006 A/D failure) is a :meth:`fault` and never a temperature. Registers are
     written with function 6 (the map's), bits with 5; 16 only if a unit refuses 6.
 
+    The control method (0x1005) is read at connect and every poll: manual tuning (2) holds a
+    manual output and a PID program (3) sets its own SV, so under either the unit follows no
+    setpoint the host sends (refused at connect, a hard fault mid-run, as a Eurotherm in
+    manual). A unit that refuses the register is driven without the check.
+
     The status/error code register is 0x102E, or 0x4750 on some models: :meth:`connect` finds
-    which one the unit answers, and drives a unit that answers neither without it.
+    which the unit answers, and drives a unit that answers neither without one. The map does
+    not say that a model keeping it at 0x4750 lacks 0x102E, so a unit that answers both has
+    both read at every poll (a code in either is a fault): reading 0x102E alone missed every
+    error of such a model (its status at 0x4750).
 
     Args:
         transport: The bus (shared by the controllers on it).
@@ -142,14 +152,16 @@ class OmegaCN7500(ModbusRegisters):
                          write_fc=WRITE_SINGLE)
         self.ramp_c_per_min = ramp_c_per_min
         self.limits = limits or Limits()
-        #: The status/error code register the unit answers (``None``: neither; found by
+        #: The status/error code registers the unit answers (empty: neither; found by
         #: :meth:`connect`).
-        self.status_register: int | None = omega.STATUS
+        self.status_registers: tuple[int, ...] = (omega.STATUS,)
         #: The temperature range the unit allows, (low, high) °C (read by :meth:`connect`).
         self.range_c: tuple[float, float] | None = None
         #: Whether the host last commanded RUN (a unit that reads STOP then is a fault).
         self.commanded_run = False
         self._bit_read_fc = omega.READ_BITS
+        #: Whether the unit answers the control-method register (found by :meth:`connect`).
+        self.method_checked = True
         self._sp = _RampedSetpoint(name, self.limits,
                                    SoftwareRamp(ramp_c_per_min, ramp_step_s,
                                                 wall_lab_min(time_scale)),
@@ -167,14 +179,50 @@ class OmegaCN7500(ModbusRegisters):
         """
         check_setpoint(self.name, "ramp_c_per_min", self.ramp_c_per_min, low=0.0,
                        high=self.limits.max_ramp_c_per_min, unit="°C/min")
-        self.status_register = self._find_status_register()
+        self.status_registers = self._find_status_registers()
+        self._check_method_at_connect()
         self.range_c = (self._read(omega.RANGE_LOW), self._read(omega.RANGE_HIGH))
         self._sp.ramp.clear()
         self._sp.write(standby_c)
         self._run(True)
 
-    def _find_status_register(self) -> int | None:
-        """0x102E, else 0x4750 (some models), else none: the unit refuses both addresses."""
+    def _check_method_at_connect(self) -> None:
+        """Refuse a unit that would follow no SV (manual tuning, a PID program), before a write.
+
+        Raises:
+            HardwareError: The control method is 2 or 3 (switch it at the unit's panel).
+        """
+        what = f"read of the control method (register 0x{omega.CONTROL_METHOD:04X})"
+        try:
+            method = self._read_word(omega.CONTROL_METHOD, what)
+        except IllegalFunction:
+            raise
+        except DeviceRefused:
+            self.method_checked = False  # not in this model's map: driven without the check
+            return
+        self.method_checked = True
+        if method in omega.METHOD_FAULTS:
+            raise HardwareError(f"{self.name}: control method {method} "
+                                f"({omega.METHOD_FAULTS[method][1]}, register 0x1005): the unit "
+                                f"would follow no setpoint the host sends; switch it to PID "
+                                f"or ON/OFF at its panel")
+
+    def _method_fault(self) -> str:
+        """``manual_mode`` or ``program_mode`` from the control method, or ``""``."""
+        if not self.method_checked:
+            return ""
+        method = self._read_word(omega.CONTROL_METHOD, "read of the control method "
+                                                       "(register 0x1005)")
+        return omega.METHOD_FAULTS.get(method, ("", ""))[0]
+
+    @property
+    def status_register(self) -> int | None:
+        """The first status/error code register the unit answers (``None``: neither)."""
+        return self.status_registers[0] if self.status_registers else None
+
+    def _find_status_registers(self) -> tuple[int, ...]:
+        """0x102E and 0x4750 (some models), those the unit answers (refused: not there)."""
+        found = []
         for register in (omega.STATUS, omega.STATUS_ALT):
             try:
                 self._read_word(register, f"read of the status word (register 0x{register:04X})")
@@ -182,8 +230,8 @@ class OmegaCN7500(ModbusRegisters):
                 raise
             except DeviceRefused:
                 continue
-            return register
-        return None
+            found.append(register)
+        return tuple(found)
 
     def _run(self, run: bool) -> None:
         """Set the RUN/STOP bit and read it back."""
@@ -257,15 +305,19 @@ class OmegaCN7500(ModbusRegisters):
         """The worst fault: a PV error code, the status code, STOP while commanded RUN, or ``""``.
 
         Names: ``sensor_break`` (0x8003), ``input_error`` (the other PV error codes),
-        ``controller_error`` (a non-zero status/error code), ``stopped``.
+        ``controller_error`` (a non-zero status/error code), ``manual_mode`` /
+        ``program_mode`` (control method 2 / 3), ``stopped``.
         """
         word = self._read_word(omega.PV, "read of the PV (register 0x1000)")
         fault, _ = omega.pv_fault(word)
         if fault:
             return fault
-        if self.status_register is not None:
-            code = self._read_word(self.status_register, f"read of the status word (register "
-                                                         f"0x{self.status_register:04X})")
+        fault = self._method_fault()
+        if fault:
+            return fault
+        for register in self.status_registers:
+            code = self._read_word(register, f"read of the status word (register "
+                                             f"0x{register:04X})")
             if omega.status_fault(code):
                 return "controller_error"
         if self.commanded_run and not self._running():
@@ -316,11 +368,15 @@ class JulaboCirculator:
         #: Monotonic times each command was written (the spacing rule; tests read them).
         self.sent_at: list[float] = []
         self._next_ok = 0.0
+        #: Commands written so far, and the count when the last ``status`` said no fault (-1:
+        #: it said one): a PV read right after a clean status needs no status of its own.
+        self._written = 0
+        self._clean_status_at = -1
         self._sp = _RampedSetpoint(name, self.limits,
                                    SoftwareRamp(ramp_c_per_min, ramp_step_s,
                                                 wall_lab_min(time_scale)),
                                    write_c=lambda v: self._send("out_sp_00", v),
-                                   read_c=lambda: self._query("in_sp_00", julabo.parse_number),
+                                   read_c=self._read_setpoint_c,
                                    pv_c=lambda: self._query("in_pv_00", julabo.parse_number),
                                    decimals=julabo.DECIMALS)
 
@@ -333,25 +389,42 @@ class JulaboCirculator:
         now = time.monotonic()
         self.sent_at = [*self.sent_at[-99:], now]
         self._next_ok = now + julabo.COMMAND_SPACING_S
+        self._written += 1
 
     def _send(self, command: str, value: float | int | None = None) -> None:
         """An ``out`` command (no reply expected)."""
         with self.transport.lock:
-            self._wait_turn()
-            self.transport.exchange(self.name, julabo.encode(command, value, self.end), None)
+            self.transport.exchange(self.name, julabo.encode(command, value, self.end), None,
+                                    pace=self._wait_turn)
 
     def _query(self, command: str, parse: Callable[[bytes], T]) -> T:
-        """An ``in`` command or ``status``/``version``; the reply parsed (malformed: retried)."""
+        """An ``in`` command or ``status``/``version``; the reply parsed (malformed: retried).
+
+        Every attempt waits its turn: a retry is a command like any other to the unit.
+        """
         with self.transport.lock:
-            self._wait_turn()
             frame = self.transport.exchange(self.name, julabo.encode(command, None, self.end),
-                                            read_line, parse)
+                                            read_line, parse, pace=self._wait_turn)
             self._next_ok = max(self._next_ok, time.monotonic() + julabo.AFTER_REPLY_S)
             return parse(frame)
 
+    def _read_setpoint_c(self) -> float:
+        """``in_sp_00``; the read-back tolerance follows the digits the unit answers with.
+
+        ``out_sp_00`` takes ``xxx.xx``, but the manuals give no format for the answer: a unit
+        that answers ``152.4`` for 152.37 holds what it was sent to its own resolution, and
+        a fixed 0.006 °C tolerance took that for a setpoint that did not stick.
+        """
+        value, places = self._query("in_sp_00", julabo.parse_places)
+        self._sp.tol_c = 0.6 * 10.0**-min(places, julabo.DECIMALS)
+        return value
+
     def status(self) -> julabo.JulaboStatus:
         """The decoded ``status`` reply."""
-        return self._query("status", julabo.parse_status)
+        with self.transport.lock:
+            st = self._query("status", julabo.parse_status)
+            self._clean_status_at = -1 if st.fault else self._written
+            return st
 
     # --------------------------------------------------------------------- bring-up
     def connect(self, standby_c: float = 25.0) -> None:
@@ -391,24 +464,47 @@ class JulaboCirculator:
 
     # --------------------------------------------------------------------- TemperatureController
     def set_temperature_c(self, setpoint_c: float) -> None:
-        """Ramp the working setpoint (``out_sp_00``) toward ``setpoint_c``; read back."""
-        self._sp.set(setpoint_c)
+        """Ramp the working setpoint (``out_sp_00``) toward ``setpoint_c``; read back.
+
+        Raises:
+            DeviceRefused: A setpoint that did not stick while ``status`` reports an error
+                (``-13`` beyond the unit's safety limit, ``-09`` out of remote mode): the
+                unit's refusal, named, not a line that failed.
+        """
+        try:
+            self._sp.set(setpoint_c)
+        except DidNotStick as err:
+            raise self._with_status(err) from err
+
+    def _with_status(self, err: DidNotStick) -> HardwareError:
+        """``err`` as the unit's refusal if ``status`` reports an error, else ``err``."""
+        st = self.status()
+        if not st.error:
+            return err
+        return DeviceRefused(f"{err}: the circulator reports {st.code:03d} {st.text!r} "
+                             f"({julabo.ERRORS.get(st.code, 'error')})")
 
     def temperature_c(self) -> float:
         """Bath temperature (``in_pv_00``), °C, or NaN while ``status`` reports a fault.
 
-        The manuals do not say what ``in_pv_00`` answers while a sensor is broken. A reply
-        that is no number is retried like a garbled one; if none is, and ``status`` reports
-        a fault, the PV is NaN (the supervisor reads :meth:`fault` first and trips on it,
-        not on a failed read; a NaN fails every comparison), otherwise the read failed.
-        Moves a host-side ramp on.
+        The manuals do not say what ``in_pv_00`` answers while a sensor is broken: perhaps
+        no number (retried like a garbled reply), perhaps a number (the last reading, the
+        bare code ``-05``), which the shutdown's cool-down would take for a cool block. So a
+        PV counts only next to a ``status`` without a fault: the one just before it (the
+        supervisor asks :meth:`fault` first, so its poll costs no extra command), else one
+        asked right after. While ``status`` reports a fault the PV is NaN (a NaN fails
+        every comparison). Moves a host-side ramp on.
         """
-        try:
-            pv = self._query("in_pv_00", julabo.parse_number)
-        except HardwareError:
-            if self.status().fault:
+        with self.transport.lock:
+            checked = self._clean_status_at == self._written
+            try:
+                pv = self._query("in_pv_00", julabo.parse_number)
+            except HardwareError:
+                if self.status().fault:
+                    return math.nan
+                raise
+            if not checked and self.status().fault:
                 return math.nan
-            raise
         self._sp.step()
         return pv
 
@@ -563,12 +659,18 @@ class HuberPB:
     def fault(self) -> str:
         """The worst fault, or ``""``.
 
-        ``sensor_break`` (the PV reads -151 °C), ``stopped`` (control off while switched on).
+        ``sensor_break`` (the PV reads -151 °C), ``stopped`` (control off while switched on),
+        ``circulation_off`` (the pump off while control is on: the description does not say
+        that control stops with the flow, and a jacket without flow heats no tank).
         """
         if huber.is_invalid(self._get(self.pv_variable)):
             return "sensor_break"
-        if self.commanded_run and not self._get(huber.CONTROL_ACTIVE):
+        if not self.commanded_run:
+            return ""
+        if not self._get(huber.CONTROL_ACTIVE):
             return "stopped"
+        if not self._get(huber.CIRCULATION):
+            return "circulation_off"
         return ""
 
     def cut_output(self) -> None:

@@ -47,6 +47,14 @@ def check_setpoint(device: str, quantity: str, value: float, *, low: float,
     return value
 
 
+class DidNotStick(HardwareError):
+    """A setpoint read back other than it was written: the line works, the device kept another.
+
+    Its own type so a driver can ask the device why (a Julabo's ``status``) without asking a
+    device that is silent.
+    """
+
+
 def check_sticks(device: str, setpoint: str, sent: float, read: float, tol: float, *,
                  relative: bool = True) -> None:
     """A setpoint read back after it was written: one that differs did not stick.
@@ -56,8 +64,8 @@ def check_sticks(device: str, setpoint: str, sent: float, read: float, tol: floa
     (temperatures: a relative tolerance of a resolution would widen with the value).
 
     Raises:
-        HardwareError: Naming the device, the setpoint, what was sent and what was read.
+        DidNotStick: Naming the device, the setpoint, what was sent and what was read.
     """
     if not math.isclose(sent, read, rel_tol=tol if relative else 0.0, abs_tol=tol):
-        raise HardwareError(f"{device}: setpoint {setpoint} did not stick: sent {sent:g}, "
-                            f"read back {read:g}")
+        raise DidNotStick(f"{device}: setpoint {setpoint} did not stick: sent {sent:g}, "
+                          f"read back {read:g}")

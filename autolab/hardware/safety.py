@@ -527,15 +527,20 @@ HEATER_NOTICES = frozenset({"remote_sp_fail"})
 HEATER_TRIPS = {"sensor_break": "thermocouple open",
                 "loop_break": "loop break: output saturated, PV not responding",
                 "over_range": "PV beyond the input range",
-                "manual_mode": "controller in manual mode (status bit 4): its output is held "
-                               "and no longer follows the setpoint",
+                "manual_mode": "controller in manual mode (Eurotherm status bit 4, Omega "
+                               "control method 2): its output is held and no longer follows "
+                               "the setpoint",
+                "program_mode": "controller runs its own ramp/soak program (Omega control "
+                                "method 3): its setpoint is the program's, not the host's",
                 # the ramp-less kinds (autolab.hardware.controllers)
                 "input_error": "the PV is an error code (input signal, A/D converter, no "
                                "reading yet), not a temperature",
                 "controller_error": "the controller reports an error or alarm of its own "
                                     "(its code is in the device log)",
                 "stopped": "the controller reads stopped although it was started (its "
-                           "front panel, or a power loss): it follows no setpoint"}
+                           "front panel, or a power loss): it follows no setpoint",
+                "circulation_off": "the circulator's pump reads off although it was switched "
+                                   "on: the jacket has no flow"}
 
 #: Block temperatures a reading can have, °C. Above: an over-temperature whatever the devices
 #: file's limits (its highest ``max_temperature_c``); below: a reading no block can have (a wrong

@@ -198,7 +198,8 @@ class Transport:
 
     def exchange(self, device: str, request: bytes, framer: Framer | None,
                  parse: Callable[[bytes], Any] | None = None, *,
-                 attempts: int | None = None) -> bytes:
+                 attempts: int | None = None,
+                 pace: Callable[[], None] | None = None) -> bytes:
         """Send ``request`` and read one reply frame, retrying bounded times.
 
         Args:
@@ -209,6 +210,9 @@ class Transport:
                 counts as a garbled reply and is retried.
             attempts: Attempts for this exchange (default ``retries + 1``); a probe that
                 expects silence from a device in another mode uses 1.
+            pace: Called before every attempt's write, the lock held: a device that needs
+                time between two commands (a Julabo: 250 ms) waits there, retries included
+                (a retry right after a garbled reply came within 50 ms of the first try).
 
         Returns:
             The reply frame (``b""`` if ``framer`` is ``None``).
@@ -223,6 +227,8 @@ class Transport:
         tries = self.retries + 1 if attempts is None else max(1, attempts)
         for _ in range(tries):
             with self.lock:
+                if pace is not None:
+                    pace()
                 t0 = time.monotonic()
                 wall = time.time()
                 reply = b""

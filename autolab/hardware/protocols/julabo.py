@@ -110,6 +110,17 @@ def parse_number(line: bytes) -> float:
     return value
 
 
+def parse_places(line: bytes) -> tuple[float, int]:
+    """A numeric reply and its decimal places (``55.5`` is (55.5, 1), ``55.50`` (55.5, 2)).
+
+    Raises:
+        JulaboProtocolError: Not one finite number.
+    """
+    value = parse_number(line)
+    text = line.decode("ascii", errors="replace").strip()
+    return value, len(text.split(".", 1)[1]) if "." in text else 0
+
+
 def parse_mode(line: bytes) -> int:
     """A mode reply (``0`` or ``1``).
 

@@ -6,7 +6,8 @@ Facts (the CN7500-series register map): PV at 0x1000 and SV at 0x1001, both in 0
 temperature range limits at 0x1002 (upper) and 0x1003 (lower); a status/error code at 0x102E
 (0x4750 on some models); the RUN (1) / STOP (0) bit 0x0814. A PV that cannot be measured reads
 an error code instead of a temperature: 0x8002 re-initialising (no temperature yet), 0x8003
-sensor not connected, 0x8004 input signal error, 0x8006 A/D converter failure. Function codes:
+sensor not connected, 0x8004 input signal error, 0x8006 A/D converter failure. The control
+method at 0x1005: 0 PID, 1 ON/OFF, 2 manual tuning, 3 PID program. Function codes:
 3 reads registers, 6 writes one, 2 reads bits, 5 writes one. ASCII mode, 7 data bits, even
 parity, 1 stop bit, 9600 Bd is the usual factory setting; RTU needs 8 data bits.
 
@@ -48,6 +49,11 @@ PV_ERRORS: dict[int, tuple[str, str]] = {
 #: below zero (-3276.8 to -3275.3 °C) is no temperature, and a code the map does not name
 #: (0x8005) must not pass for one either.
 PV_ERROR_BAND = range(0x8000, 0x8010)
+
+#: Control methods (register 0x1005) under which the unit does not follow the SV it is sent:
+#: manual tuning holds a manual output (0x1012/0x1013), a PID program sets its own SV.
+#: PID (0) and ON/OFF (1) both follow the SV.
+METHOD_FAULTS = {2: ("manual_mode", "manual tuning"), 3: ("program_mode", "PID program")}
 
 #: Status/error codes the map names (0: no error; the others it leaves out).
 STATUS_CODES = {0x0001: "PV unstable", 0x0007: "EEPROM error"}

@@ -1,0 +1,436 @@
+"""The Omega CN7x00 driver against a controller emulated from the register map alone, over a pty.
+
+Our own emulator (``autolab/virtuallab``) was written by the driver's authors, so a misreading
+shared by both would hide. ``ManualOmega`` below was written from the hardware reference (§2.2
+Omega, §2.5, §0, §4.6 ptys, §5 safety) without reading that emulator. The Modbus layer is the
+Eurotherm's (audited in ``test_eurotherm_independent.py``); this file is about what is Omega's:
+
+* Modbus ASCII (the usual setting, 7E1 9600 Bd; a pty cannot check the format): ``:`` + hex of
+  address, function, data and LRC (two's complement of the byte sum) + CR LF; a frame with a
+  bad LRC or for another address is not answered.
+* function codes 3 (read registers), 6 (write one), 2 (read bits), 5 (write one bit); any other
+  is exception 01, an address the map lacks 02, a value out of range 03.
+* registers (the wire address is the map's, as public drivers read it: 4096 for the PV):
+  0x1000 PV and 0x1001 SV in 0.1 °C, two's complement below zero; PV error codes 0x8002
+  (re-initialising, no temperature yet), 0x8003 (sensor not connected), 0x8004 (input signal
+  error), 0x8006 (A/D failure); 0x1002/0x1003 upper/lower limit of the range; 0x1005 control
+  method (0 PID, 1 ON/OFF, 2 manual tuning, 3 PID program); 0x1009-0x100B PID; 0x1012/0x1013
+  manual outputs; 0x102E status/error code (0x0001 PV unstable ... 0x0007 EEPROM error;
+  0 none), 0x4750 on some models; the RUN (1) / STOP (0) bit 0x0814; the ramp/soak block
+  0x2000-0x203F.
+
+Where the map is open the emulator has a switch (``Readings``).
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import minimalmodbus
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from autolab.exceptions import ConditionsError, HardwareError
+from autolab.hardware.controllers import OmegaCN7500
+from autolab.hardware.devices import parse_devices
+from autolab.hardware.protocols import omega
+from autolab.hardware.rig import Rig
+from autolab.hardware.safety import Supervisor, Trip
+from autolab.hardware.transport import Transport
+
+from .pty_device import PtyDevice
+from .test_rig_registry import devices
+
+PV, SV, RANGE_HI, RANGE_LO, METHOD = 0x1000, 0x1001, 0x1002, 0x1003, 0x1005
+P_BAND, I_TIME, D_TIME, MAN_OUT1, MAN_OUT2 = 0x1009, 0x100A, 0x100B, 0x1012, 0x1013
+STATUS, STATUS_ALT, RUN_BIT = 0x102E, 0x4750, 0x0814
+PROGRAM = range(0x2000, 0x2040)
+READ_ONLY = frozenset({PV, STATUS, STATUS_ALT})  # the status word: the unit's to set
+SENSOR_NOT_CONNECTED, NO_TEMPERATURE_YET, INPUT_ERROR, AD_FAIL = 0x8003, 0x8002, 0x8004, 0x8006
+
+
+def lrc(data: bytes) -> int:
+    """The LRC: two's complement of the 8-bit sum of address, function and data."""
+    return (0x100 - sum(data) % 0x100) % 0x100
+
+
+def tenths(value_c: float) -> int:
+    """A temperature as its register word (0.1 °C, two's complement)."""
+    return round(value_c * 10) & 0xFFFF
+
+
+def celsius(word: int, decimals: int = 1) -> float:
+    """A register word as a temperature."""
+    return (word - 0x10000 if word & 0x8000 else word) / 10**decimals
+
+
+class Refused(Exception):
+    """A Modbus exception code to answer with."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+@dataclass
+class Readings:
+    """Switches for what the map leaves open.
+
+    Attributes:
+        functions: Function codes the unit answers (the map: 2, 3, 5, 6; Modbus also has 1
+            for reading a coil and 16 for writing registers).
+        status_at: Where the status/error code is (``None``: the unit has neither address).
+        other_status_address: The other of 0x102E/0x4750 answers too, holding a parameter
+            of its own (0): the map says the code is at 0x4750 "on some models", not that
+            those models lack 0x102E.
+        lower_hex: Replies in lower-case hex digits (the map does not say).
+        range_decimals: Decimals of the range limits (the map gives them no unit).
+        run_after_power: The unit comes back from a power loss in RUN (else STOP).
+        keeps_sv: The SV survives a power loss (else back to 25.0 °C).
+    """
+
+    functions: frozenset[int] = frozenset({2, 3, 5, 6})
+    status_at: int | None = STATUS
+    other_status_address: bool = False
+    lower_hex: bool = False
+    range_decimals: int = 1
+    run_after_power: bool = False
+    keeps_sv: bool = True
+
+
+@dataclass
+class Unit:
+    """One controller's registers (16-bit words) and its RUN bit."""
+
+    address: int = 1
+    readings: Readings = field(default_factory=Readings)
+    words: dict[int, int] = field(default_factory=dict)
+    run: bool = False
+    requests: list[tuple[int, int]] = field(default_factory=list)  # (function, address)
+
+    def __post_init__(self) -> None:
+        scale = 10 ** self.readings.range_decimals
+        self.words = {PV: tenths(25.0), SV: tenths(25.0), RANGE_HI: 400 * scale,
+                      RANGE_LO: (-20 * scale) & 0xFFFF, METHOD: 0, P_BAND: 476, I_TIME: 260,
+                      D_TIME: 41, MAN_OUT1: 0, MAN_OUT2: 0, **dict.fromkeys(PROGRAM, 0)}
+        if self.readings.status_at is not None:
+            self.words[self.readings.status_at] = 0
+        if self.readings.other_status_address:
+            self.words[STATUS + STATUS_ALT - (self.readings.status_at or STATUS)] = 0
+
+    def answer(self, pdu: bytes) -> bytes:
+        """The reply PDU (an exception PDU for a refusal)."""
+        fc = pdu[0]
+        try:
+            if fc not in self.readings.functions:
+                raise Refused(1)
+            address, value = struct.unpack(">HH", pdu[1:5])
+            self.requests.append((fc, address))
+            return bytes([fc]) + self._do(fc, address, value)
+        except struct.error:
+            return bytes([fc | 0x80, 3])
+        except Refused as err:
+            return bytes([fc | 0x80, err.code])
+
+    def _do(self, fc: int, address: int, value: int) -> bytes:
+        if fc in (1, 2):
+            if address != RUN_BIT or value != 1:
+                raise Refused(2)
+            return bytes([1, int(self.run)])
+        if fc == 5:
+            if address != RUN_BIT or value not in (0x0000, 0xFF00):
+                raise Refused(2 if address != RUN_BIT else 3)
+            self.run = value == 0xFF00
+            return struct.pack(">HH", address, value)
+        if fc == 3:
+            if value != 1 or address not in self.words:
+                raise Refused(2 if address not in self.words else 3)
+            return bytes([2]) + struct.pack(">H", self.words[address])
+        return self._write(address, value)
+
+    def _write(self, address: int, word: int) -> bytes:
+        if address not in self.words or address in READ_ONLY:
+            raise Refused(2)
+        if address == SV:
+            low = celsius(self.words[RANGE_LO], self.readings.range_decimals)
+            high = celsius(self.words[RANGE_HI], self.readings.range_decimals)
+            if not low <= celsius(word) <= high:
+                raise Refused(3)
+        self.words[address] = word
+        return struct.pack(">HH", address, word)
+
+    def power_loss(self) -> None:
+        """Mains off and on: RUN or STOP by the reading; the SV kept or not."""
+        self.run = self.readings.run_after_power
+        if not self.readings.keeps_sv:
+            self.words[SV] = tenths(25.0)
+
+
+class ManualOmega(PtyDevice):
+    """Omega controllers on one Modbus ASCII line (a pty), answered by address."""
+
+    def __init__(self, *units: Unit) -> None:
+        self.units = {u.address: u for u in units}
+        self.garble_next = 0
+        self.frames = 0
+        self._buf = b""
+        super().__init__()
+
+    def reset(self, *units: Unit) -> None:
+        """Fresh units on the line."""
+        with self.lock:
+            self.units = {u.address: u for u in units}
+            self.garble_next = 0
+            self._buf = b""
+
+    def feed(self, data: bytes, t_s: float) -> None:
+        """A frame starts at ``:`` and ends at CR LF; anything before a ``:`` is noise."""
+        self._buf += data
+        while b"\r\n" in self._buf:
+            line, self._buf = self._buf.split(b"\r\n", 1)
+            start = line.rfind(b":")
+            if start >= 0:
+                self._frame(line[start + 1:])
+
+    def _frame(self, digits: bytes) -> None:
+        try:
+            raw = bytes.fromhex(digits.decode("ascii"))
+        except (UnicodeDecodeError, ValueError):
+            return
+        if len(raw) < 3 or lrc(raw[:-1]) != raw[-1]:
+            return  # a bad LRC: no answer
+        self.frames += 1
+        unit = self.units.get(raw[0])
+        if unit is None:
+            return
+        body = bytes([raw[0]]) + unit.answer(raw[1:-1])
+        text = (body + bytes([lrc(body)])).hex()
+        text = text if unit.readings.lower_hex else text.upper()
+        if self.garble_next:
+            self.garble_next -= 1
+            text = text[:-2] + f"{(int(text[-2:], 16) + 1) % 256:02X}"
+        self.send(b":" + text.encode("ascii") + b"\r\n")
+
+
+# ============================================================================= codec
+@given(st.binary(min_size=2, max_size=40))
+def test_the_lrc_is_the_one_the_library_and_the_driver_compute(data: bytes) -> None:
+    assert bytes([lrc(data)]) == minimalmodbus._calculate_lrc(data)
+    assert omega.lrc(data) == lrc(data)
+    assert omega.decode_ascii(b":" + (data + bytes([lrc(data)])).hex().encode() + b"\r\n") \
+        == data  # lower-case hex too
+
+
+@given(st.floats(-3276.7, 3276.7, allow_nan=False))
+def test_temperatures_are_tenths_in_two_s_complement(value_c: float) -> None:
+    assert omega.to_word(value_c) == tenths(value_c)
+    assert omega.from_word(tenths(value_c)) == celsius(tenths(value_c))
+
+
+@given(st.integers(0, 0xFFFF))
+def test_a_pv_word_is_a_temperature_or_a_fault_never_both(word: int) -> None:
+    fault, _ = omega.pv_fault(word)
+    if word in (NO_TEMPERATURE_YET, SENSOR_NOT_CONNECTED, INPUT_ERROR, AD_FAIL):
+        assert fault == ("sensor_break" if word == SENSOR_NOT_CONNECTED else "input_error")
+    if not fault:
+        assert celsius(word) > -3275.3  # no error code of the map passes as a temperature
+
+
+# ============================================================================= fixtures
+@pytest.fixture(scope="module")
+def shared() -> Iterator[ManualOmega]:
+    """One emulated ASCII line for the module."""
+    emu = ManualOmega(Unit())
+    yield emu
+    emu.close()
+
+
+@pytest.fixture
+def line(shared: ManualOmega) -> Iterator[tuple[ManualOmega, Transport]]:
+    """The shared line with a fresh unit at address 1, and a transport on it."""
+    shared.reset(Unit())
+    t = Transport(shared.port, baudrate=9600, timeout_s=0.3, retries=2, bytesize=7,
+                  parity="E")
+    yield shared, t
+    t.close()
+
+
+def _driver(t: Transport, **kw: Any) -> OmegaCN7500:
+    return OmegaCN7500(t, "omega", address=1, mode="ascii", **kw)
+
+
+# ============================================================================= bring-up
+BRING_UP = {
+    "the-map": Readings(),
+    "coils-and-16-lower-hex-alt-status": Readings(functions=frozenset({1, 3, 5, 6, 16}),
+                                                  status_at=STATUS_ALT, lower_hex=True),
+    "no-status-register": Readings(status_at=None),
+}
+
+
+@pytest.mark.parametrize("variant", list(BRING_UP))
+def test_bring_up_writes_the_standby_sv_and_runs(line: Any, variant: str) -> None:
+    emu, t = line
+    unit = Unit(readings=BRING_UP[variant])
+    emu.reset(unit)
+    heater = _driver(t)
+    heater.connect(standby_c=-12.3)  # below zero: two's complement
+    with emu.lock:
+        assert (celsius(unit.words[SV]), unit.run) == (-12.3, True)
+        assert {fc for fc, a in unit.requests if a == SV} <= {3, 6}  # the map's write first
+    assert heater.status_register == BRING_UP[variant].status_at
+    assert heater.range_c == (-20.0, 400.0)
+    assert heater.fault() == ""
+
+
+def test_range_limits_in_whole_degrees_refuse_loudly_never_pass_silently(line: Any) -> None:
+    """Reading left open: the map gives the range limits no unit. Read as 0.1 °C, limits in
+    whole degrees are ten times too narrow: a setpoint above 40 °C is refused naming the
+    range (the rig does not run, it does not misbehave)."""
+    emu, t = line
+    emu.reset(Unit(readings=Readings(range_decimals=0)))
+    heater = _driver(t)
+    heater.connect()
+    assert heater.range_c == (-2.0, 40.0)
+    with pytest.raises(ConditionsError, match="controller's range"):
+        heater.set_temperature_c(150.0)
+
+
+@pytest.mark.parametrize("method", [2, 3])
+def test_a_unit_that_would_follow_no_setpoint_is_refused_before_a_write(line: Any,
+                                                                      method: int) -> None:
+    """0x1005: manual tuning (2) holds a manual output, a PID program (3) sets its own SV;
+    either way the host's setpoints would be taken and not followed."""
+    emu, t = line
+    unit = Unit()
+    unit.words[METHOD] = method
+    emu.reset(unit)
+    with pytest.raises(HardwareError, match=r"control method .*switch it to PID or ON/OFF"):
+        _driver(t).connect()
+    with emu.lock:
+        assert [fc for fc, _ in unit.requests if fc in (5, 6, 16)] == []
+
+
+def test_a_method_changed_at_the_panel_mid_run_is_a_fault(line: Any) -> None:
+    """ON/OFF (1) follows the SV; manual tuning and a program, set at the panel, do not."""
+    emu, t = line
+    unit = Unit()
+    unit.words[METHOD] = 1
+    emu.reset(unit)
+    heater = _driver(t)
+    heater.connect()
+    found = [heater.fault()]
+    for method in (2, 3):
+        with emu.lock:
+            unit.words[METHOD] = method
+        found.append(heater.fault())
+    assert found == ["", "manual_mode", "program_mode"]
+
+
+# ============================================================================= faults
+@pytest.mark.parametrize(("word", "fault"),
+                         [(SENSOR_NOT_CONNECTED, "sensor_break"),
+                          (NO_TEMPERATURE_YET, "input_error"), (INPUT_ERROR, "input_error"),
+                          (AD_FAIL, "input_error"), (0x8005, "input_error")])
+def test_a_pv_error_code_is_a_fault_never_a_temperature(line: Any, word: int,
+                                                        fault: str) -> None:
+    emu, t = line
+    heater = _driver(t)
+    with emu.lock:
+        emu.units[1].words[PV] = word
+    assert heater.fault() == fault
+    assert math.isnan(heater.temperature_c())
+
+
+def test_every_status_code_is_a_controller_error(line: Any) -> None:
+    """0x0001 PV unstable ... 0x0007 EEPROM error (the codes between are not named)."""
+    emu, t = line
+    heater = _driver(t)
+    heater.connect()
+    found = []
+    for code in (1, 4, 7):
+        with emu.lock:
+            emu.units[1].words[STATUS] = code
+        found.append(heater.fault())
+    assert found == ["controller_error"] * 3
+
+
+def test_a_stop_at_the_panel_is_a_fault_and_the_cut_is_stop_read_back(line: Any) -> None:
+    emu, t = line
+    heater = _driver(t)
+    heater.connect()
+    with emu.lock:
+        emu.units[1].run = False
+    assert heater.fault() == "stopped"
+    heater.cut_output()
+    with emu.lock:
+        assert emu.units[1].run is False
+        assert emu.units[1].requests[-2:] == [(5, RUN_BIT), (2, RUN_BIT)]
+    assert heater.fault() == ""
+
+
+def test_a_reply_with_a_bad_lrc_is_asked_again(line: Any) -> None:
+    emu, t = line
+    with emu.lock:
+        emu.units[1].words[PV] = tenths(123.4)
+        emu.garble_next = 1
+    assert _driver(t).temperature_c() == 123.4
+    with emu.lock:
+        assert emu.units[1].requests.count((3, PV)) == 2
+
+
+def test_a_model_answering_both_status_addresses_has_its_code_seen(line: Any) -> None:
+    """Status at 0x4750, and 0x102E answering too (another parameter, 0): an EEPROM error
+    (0x0007) at 0x4750 must trip, not hide behind the 0 at 0x102E."""
+    emu, t = line
+    unit = Unit(readings=Readings(status_at=STATUS_ALT, other_status_address=True))
+    emu.reset(unit)
+    heater = _driver(t)
+    heater.connect()
+    assert heater.fault() == ""
+    with emu.lock:
+        unit.words[STATUS_ALT] = 0x0007
+    assert heater.fault() == "controller_error"
+
+
+# ============================================================================= the rig
+@pytest.mark.parametrize(("run_after", "keeps_sv", "reason"),
+                         [(False, True, "stopped"), (True, False, None)])
+def test_after_a_power_loss_a_stop_trips_and_a_lost_sv_is_written_again(
+        shared: ManualOmega, run_after: bool, keeps_sv: bool, reason: str | None) -> None:
+    """The map does not say what a power loss leaves: STOP is the trip ``stopped`` (never a
+    RUN from the host on its own); a unit back in RUN with its SV lost gets it again."""
+    readings = Readings(run_after_power=run_after, keeps_sv=keeps_sv)
+    core, shell = Unit(1, readings), Unit(2, readings)
+    shared.reset(core, shell)
+    d = devices()
+    d["ports"]["heaters"] = {"url": shared.port, "timeout_s": 0.3}  # the kind's format
+    for role, address in (("core", 1), ("shell", 2)):
+        d["devices"][f"heater_{role}"] = {"kind": "omega_cn7500", "port": "heaters",
+                                          "address": address, "role": role,
+                                          "limits": {"max_temperature_c": 300}}
+    rig = Rig.open(parse_devices(d))
+    try:
+        assert rig.transports["heaters"].line_format == {"bytesize": 7, "parity": "E",
+                                                         "stopbits": 1}  # ASCII 7E1
+        assert rig.transports["heaters"].serial.baudrate == 9600
+        rig.heaters["core"].connect(standby_c=30.0)
+        trips: list[Trip] = []
+        sup = Supervisor(rig, trips.append)
+        sup.setpoints_c["core"] = 30.0
+        with shared.lock:
+            core.power_loss()
+            runs = core.requests.count((5, RUN_BIT))
+        assert sup.poll_heater("core") == (reason is not None)
+        assert [(tr.reason, tr.hard) for tr in trips] == ([(reason, True)] if reason else [])
+        with shared.lock:
+            assert celsius(core.words[SV]) == 30.0
+            assert core.requests.count((5, RUN_BIT)) == runs
+            assert shell.requests == []  # the other address heard nothing it answered
+    finally:
+        rig.close()
