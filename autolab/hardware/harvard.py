@@ -94,6 +94,8 @@ class HarvardPump:
         #: The pump took ``poll on`` and ends its prompts with an XON (see :meth:`connect`);
         #: dropped at the first prompt without one.
         self.poll_mode = False
+        #: Address the pump in the PHD ULTRA manual's form ``12:irat`` (see :meth:`connect`).
+        self.colon = False
         transport.stray_listeners.append(self._scan_stray)
 
     # --------------------------------------------------------------------- wire
@@ -126,15 +128,12 @@ class HarvardPump:
         raise harvard.HarvardProtocolError(f"{self.name}: no prompt in {len(data)} bytes")
 
     def _parse(self, frame: bytes, request: bytes) -> harvard.HarvardReply:
-        """Parse a reply; a line echoing the request (echo on) is dropped."""
-        reply = harvard.parse_reply(frame)
+        """Parse a reply (the echo of the request, if the pump's echo is on, dropped)."""
+        reply = harvard.parse_reply(frame, request)
         got = 0 if reply.address is None else reply.address
         if got != self.address:
             raise harvard.HarvardProtocolError(
                 f"{self.name}: reply from address {got}, expected {self.address}")
-        sent = request.decode("ascii").strip()
-        if reply.lines and reply.lines[0] == sent:
-            reply = harvard.HarvardReply(reply.address, reply.lines[1:], reply.prompt)
         return reply
 
     def _observe(self, reply: harvard.HarvardReply) -> None:
@@ -172,7 +171,7 @@ class HarvardPump:
             DeviceRefused: An error reply (the pump answered: never retried).
             HardwareError: No valid reply after the transport's retries.
         """
-        request = harvard.encode_command(self.address, command, args)
+        request = harvard.encode_command(self.address, command, args, colon=self.colon)
 
         def check(frame: bytes) -> harvard.HarvardReply:
             reply = self._parse(frame, request)
@@ -196,7 +195,10 @@ class HarvardPump:
         """Bring the pump into a known state: remote, stopped, no target, diameter set.
 
         A bare CR first: the manual says touching the screen breaks remote communication
-        until one is sent (its reply, if any, is not needed). Then poll mode: the manual says
+        until one is sent (its reply, if any, is not needed). Then ``ver`` in the address form
+        the pump takes (:meth:`_find_address_form`), and ``echo off``: the manual does not say
+        how an echo is written (a reply is read with one in any form, raw or as a line, but a
+        reply without one has less to misread). Then poll mode: the manual says
         an XON follows each prompt in it, which ends a reply at once; without it the idle
         prompt of a nonzero-address pump ends a reply only after :data:`PROMPT_QUIET_S` of
         silence (2 lab min per reply at the virtual lab's 2400x, too slow for the procedure),
@@ -208,7 +210,9 @@ class HarvardPump:
         """
         self.transport.exchange(self.name, harvard.CR, None)
         self.transport.discard_late(self.name, PROMPT_QUIET_S * 2, "reply to the wake-up CR")
-        self.ping()
+        self._find_address_form()
+        with contextlib.suppress(DeviceRefused):  # a model without the setting
+            self.command("echo", "off")
         with contextlib.suppress(DeviceRefused):  # no poll mode: slower, still correct
             self.command("poll", "on")
             self.poll_mode = True
@@ -221,6 +225,30 @@ class HarvardPump:
         read = self.query("diameter", harvard.parse_diameter)
         check_sticks(self.name, "diameter_mm", self.diameter_mm, read, 1e-3)
         self.take_alarms()
+
+    def _find_address_form(self) -> None:
+        """``ping`` in the Elite manual's ``12ver``, else the PHD ULTRA manual's ``12:ver``.
+
+        The manuals write the address differently and neither says the other form is taken;
+        a pump that needs the colon reads ``12ver`` as pump 0's (unknown) command, so pump 12
+        stays silent. Pump 0 takes bare commands either way.
+
+        Raises:
+            HardwareError: No answer in either form (the first form's error).
+        """
+        try:
+            self.ping()
+        except DeviceRefused:
+            raise
+        except HardwareError:
+            if not self.address:
+                raise
+            self.colon = True
+            try:
+                self.ping()
+            except HardwareError:
+                self.colon = False
+                raise
 
     def ping(self) -> str:
         """The firmware line (``ver``)."""

@@ -41,11 +41,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
 
 from autolab.exceptions import HardwareError
 from autolab.hardware.delivery import DeliveryMonitor
 from autolab.hardware.drivers import PumpAlarm
 from autolab.hardware.harvard import HarvardPump
+from autolab.hardware.protocols import harvard
 from autolab.hardware.transport import DeviceRefused, Transport
 
 from .waiting import until
@@ -563,6 +566,41 @@ VARIANTS = {
 }
 
 
+# ============================================================================= codec
+@given(st.integers(0, 99), st.sampled_from(["ver", "irate", "diameter", "ivolume", "status"]),
+       st.from_regex(r"([0-9.]{1,8}( [munp]/[hms])?)?", fullmatch=True), st.booleans())
+def test_both_address_forms_are_read_back_by_the_pump(address: int, command: str, args: str,
+                                                       colon: bool) -> None:
+    """Elite ``12irat 3.2 u/m`` and PHD ULTRA ``12:irat 3.2 u/m`` name the same request."""
+    line = harvard.encode_command(address, command, args, colon=colon).decode()
+    assert line.endswith("\r") and (":" in line.split(command)[0]) == (colon and address > 0)
+    assert split_line(line[:-1], "required" if colon else "either")[:3] == (address, command,
+                                                                            args)
+
+
+@given(st.integers(0, 99), st.sampled_from(["ver", "irate", "diameter", "ivolume", "status"]),
+       st.from_regex(r"([0-9.]{1,8}( [munp]/[hms])?)?", fullmatch=True), st.booleans(),
+       st.lists(st.from_regex(r"[A-Za-z0-9][A-Za-z0-9 ./:]{0,20}", fullmatch=True),
+                max_size=3).map(tuple),
+       st.sampled_from(["off", "raw", "line", "line-bare"]))
+def test_a_reply_reads_alike_whatever_form_its_echo_takes(
+        address: int, command: str, args: str, colon: bool, lines: tuple[str, ...],
+        echo: str) -> None:
+    """Reading left open: ``echo on`` is named, its form is not. Raw before the reply, or as
+    its first line with or without the request's address: the same lines and prompt."""
+    request = harvard.encode_command(address, command, args, colon=colon)
+    assume(not lines or not harvard.is_echo(lines[0], request))  # an answer is never the echo
+    sent = request.decode()[:-1]
+    head = f"{address:02d}:" if address else ""
+    echoed = {"raw": f"{sent}\r", "line": f"\n{head}{sent}\r",
+              "line-bare": f"\n{head}{command} {args}".rstrip() + "\r"}.get(echo, "")
+    frame = (echoed + "".join(f"\n{head}{x}\r" for x in lines)
+             + (f"\n{address:02d}>" if address else "\n>")).encode()
+    reply = harvard.parse_reply(frame, request)
+    assert reply.lines == tuple(x.strip() for x in lines if x.strip())
+    assert (reply.prompt, reply.address) == (">", address or None)
+
+
 # ============================================================================= tests
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_bring_up_rates_both_ways_a_run_and_a_stop_under_each_reading(
@@ -712,16 +750,18 @@ def test_a_touched_screen_is_woken_by_a_cr(bus: tuple[ManualHarvardChain, Transp
     pump.stop()
 
 
-def test_the_phd_ultra_form_with_a_colon_is_needed(
+def test_a_pump_that_takes_only_the_phd_ultra_form_is_found_at_bring_up(
         bus: tuple[ManualHarvardChain, Transport]) -> None:
     """Reading left open: the PHD ULTRA manual writes ``12:irat``, the Elite manual ``12irat``.
-    A pump that takes only the colon form reads ``12irat`` as pump 0's (unknown) command."""
+    A pump that takes only the colon form reads ``12irat`` as pump 0's (unknown) command and
+    stays silent: the bring-up tries the other form, and keeps it."""
     emu, line = _fresh(bus, Readings(colon="required"))
     pump = _pump(line)
     pump.connect()
     pump.set_rate_ml_min(0.75)
     assert emu.pumps[12].rate_ml_min["i"] == pytest.approx(0.75)
-    assert not _refused(emu, 0)
+    assert pump.colon and emu.pumps[12].diameter_mm == pytest.approx(14.57)
+    assert {c.split(" ->")[0] for c in _refused(emu, 0)} == {"12ver"}  # only the first probe
 
 
 @pytest.mark.parametrize("poll_known", [True, False])

@@ -86,8 +86,11 @@ class HarvardReply:
 
 
 # ----------------------------------------------------------------------------- requests
-def encode_command(address: int, command: str, args: str = "") -> bytes:
-    r"""A request: ``[address]command[ args]\\r`` (no address for pump 0, as the manual says).
+def encode_command(address: int, command: str, args: str = "", *, colon: bool = False) -> bytes:
+    r"""A request: ``[address]command[ args]\r`` (no address for pump 0, as the manual says).
+
+    ``colon`` writes the PHD ULTRA manual's form ``12:irat`` instead of the Elite manual's
+    ``12irat`` (the manuals differ; neither says the other form is taken).
 
     Raises:
         ConfigError: Address outside 0-99, or a command that is not lowercase letters.
@@ -96,7 +99,7 @@ def encode_command(address: int, command: str, args: str = "") -> bytes:
         raise ConfigError(f"Harvard pump address: expected 0-99, got {address!r}")
     if not re.fullmatch(r"[a-z]*", command):
         raise ConfigError(f"Harvard pump command: expected lowercase letters, got {command!r}")
-    prefix = str(address) if address else ""
+    prefix = (f"{address}:" if colon else str(address)) if address else ""
     tail = f" {args}" if args else ""
     return f"{prefix}{command}{tail}".encode("ascii") + CR
 
@@ -168,18 +171,20 @@ def prompt_is_ambiguous(data: bytes, address: int) -> bool:
     return address != 0 and data.endswith(b":")
 
 
-def parse_reply(frame: bytes) -> HarvardReply:
+def parse_reply(frame: bytes, request: bytes = b"") -> HarvardReply:
     r"""Parse a reply: data lines (``\n[NN:]text\r``) and the final prompt (``\n[NN]P``).
 
     Tolerant where pumps and adapters differ: CR LF or LF CR line ends, an XON after the
-    prompt, blank lines. Strict where it matters: no prompt, or lines from two addresses, is a
+    prompt, blank lines, and the echo of ``request`` (``echo on``; the manual does not say its
+    form): written raw before the reply, or as its first data line with or without the
+    request's address. Strict where it matters: no prompt, or lines from two addresses, is a
     malformed reply.
 
     Raises:
         HarvardProtocolError: No prompt at the end, non-ASCII bytes, or mixed addresses.
     """
     try:
-        text = frame.decode("ascii")
+        text = strip_echo(frame, request).decode("ascii")
     except UnicodeDecodeError as err:
         raise HarvardProtocolError(f"Harvard reply {frame!r}: not ASCII") from err
     text = text.rstrip("\x11")
@@ -198,7 +203,29 @@ def parse_reply(frame: bytes) -> HarvardReply:
             raise HarvardProtocolError(f"Harvard reply {frame!r}: line {raw!r} is not from "
                                        f"address {address:02d}")
         lines.append((lm.group(2) if lm and address is not None else raw).strip())
+    if lines and is_echo(lines[0], request):
+        lines = lines[1:]
     return HarvardReply(address, tuple(lines), m.group(2))
+
+
+def strip_echo(frame: bytes, request: bytes) -> bytes:
+    r"""``frame`` without a raw echo of ``request`` at its start.
+
+    A reply proper begins with LF, so a frame that begins with the request's own characters
+    (its address included) carries the echo of a pump whose ``echo`` is on.
+    """
+    sent = request.rstrip(b"\r\n")
+    return frame[len(sent):] if sent and frame.startswith(sent) else frame
+
+
+def is_echo(line: str, request: bytes) -> bool:
+    """Whether a reply's data line repeats ``request`` (with or without its address)."""
+    sent = request.decode("ascii", errors="replace").strip()
+    if not sent:
+        return False
+    _, command, args = split_request(sent)
+    _, line_command, line_args = split_request(line)
+    return bool(command) and (line_command, line_args) == (command, args)
 
 
 def format_reply(address: int, lines: tuple[str, ...], prompt: str) -> bytes:
