@@ -796,3 +796,20 @@ def test_a_healthy_run_passes_the_supervisors_checks(
     assert monitor.poll("solvent") is None
     assert monitor.stop("solvent") is None
     assert emu.pumps[12].moved_ml["i"] > 0.0
+
+
+def test_a_pump_that_answers_three_digits_fails_the_read_back_loudly(
+        bus: tuple[ManualHarvardChain, Transport]) -> None:
+    """Reading left open: the manual writes answers ``# xl/xxx`` without their precision. The
+    driver writes 6 significant digits and compares the answer within 0.2 %, so a pump that
+    answers 4 digits passes (``answers-in-set-units-4-digits`` above); one that answers 3 fails
+    the rate's read-back by name at its first rate whose third digit is rounded, never runs
+    at a rate it did not confirm."""
+    emu, line = _fresh(bus, Readings(answer_digits=3))
+    pump = _pump(line, 0)
+    pump.connect()
+    pump.set_rate_ml_min(1.25)
+    with pytest.raises(HardwareError, match=r"rate_ml_min did not stick: sent 1.234, read "
+                                            r"back 1.23"):
+        pump.set_rate_ml_min(1.234)
+    assert emu.pumps[0].motion == ""
