@@ -170,13 +170,23 @@ class ChemyxPump:
 
     # --------------------------------------------------------------------- API
     def connect(self) -> None:
-        """Bring the pump into a known state: stopped, units mL/min, diameter, infuse."""
+        """Bring the pump into a known state: stopped, units mL/min, diameter, no delay, infuse.
+
+        A start delay left from the panel (``set delay``; ``start`` then answers ``Pump
+        delay…``, status 3) would hold every run back while the delivery check counts from
+        the start, so one that ``view parameter`` shows is set to 0 (echo-verified). A pump
+        whose ``view parameter`` has no delay line is left as it is.
+        """
         self.ping()
         self.stop()
         self._set("units", UNITS_ML_MIN)
         self._set("diameter", self.diameter_mm)
-        dia = chemyx.parse_number(self._parameters().value("dia"), "dia")
+        params = self._parameters()
+        dia = chemyx.parse_number(params.value("dia"), "dia")
         check_sticks(self.name, "diameter_mm", self.diameter_mm, dia, 1e-3)
+        delay = params.value("delay")
+        if delay is not None and chemyx.parse_number(delay, "delay") != 0:
+            self._set("delay", 0)
         self.set_direction(True)
         self.take_alarms()
 
