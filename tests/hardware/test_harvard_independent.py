@@ -76,6 +76,8 @@ class Readings:
         echo: ``"off"``; ``"raw"``: the request's characters echoed as they arrive, before the
             reply; ``"line"``: the request as the reply's first data line (with its address
             prefix, as every line); ``"line-bare"``: that line without the request's address.
+        rate_units: The rate units ``irate``/``wrate`` take: ``"either"``, only the Elite
+            manual's ``"short"`` ``u/m``, or only the PHD ULTRA manual's ``"long"`` ``ul/min``.
         colon: ``"either"``: ``12irat`` and ``12:irat`` both address pump 12; ``"required"``:
             only the PHD ULTRA manual's ``12:irat`` does (``12irat`` reads as a command for
             pump 0).
@@ -97,6 +99,7 @@ class Readings:
     unsolicited: bool = True
     echo: str = "off"
     colon: str = "either"
+    rate_units: str = "either"
     time_words: tuple[str, str, str] = ("hr", "min", "sec")
     answer_units: str = "auto"
     answer_digits: int = 6
@@ -124,9 +127,14 @@ def number(value: float, digits: int) -> str:
     return text.rstrip("0").rstrip(".") if "." in text else text
 
 
-def parse_rate_arg(text: str) -> tuple[float, str]:
-    """``3.2 u/m`` or ``3.2 ul/min`` -> (mL/min, the unit as written)."""
-    m = re.fullmatch(r"(\d+\.?\d*|\.\d+)\s+([munp])l?/(hr|h|min|m|sec|s)", text.strip())
+#: Rate units a pump takes, by reading: the Elite manual's ``u/m``, the PHD ULTRA's ``ul/min``.
+RATE_UNIT_FORMS = {"short": r"([munp])/([hms])", "long": r"([munp])l/(hr|min|sec)",
+                   "either": r"([munp])l?/(hr|h|min|m|sec|s)"}
+
+
+def parse_rate_arg(text: str, form: str = "either") -> tuple[float, str]:
+    """``3.2 u/m`` or ``3.2 ul/min`` (as the reading's ``form`` takes) -> (mL/min, unit)."""
+    m = re.fullmatch(r"(\d+\.?\d*|\.\d+)\s+" + RATE_UNIT_FORMS[form], text.strip())
     if m is None:
         raise CommandError(f"Argument error: {text}", "   Invalid rate")
     unit = f"{m.group(2)}/{m.group(3)[0]}"
@@ -253,7 +261,7 @@ def _rate(way: str) -> Handler:
         if args in ("max", "min", "lim"):
             low, high = p.rate_text(1e-6, "n/m"), p.rate_text(top, "m/m")
             return [{"max": high, "min": low, "lim": f"{low} to {high}"}[args]]
-        rate, unit = parse_rate_arg(args)
+        rate, unit = parse_rate_arg(args, p.readings.rate_units)
         if not 1e-6 <= rate <= top:
             raise CommandError(f"Argument error: {args}", "   Out of range")
         p.rate_ml_min[way], p.rate_unit[way] = rate, unit
@@ -373,7 +381,8 @@ class ManualHarvardChain:
     """A daisy chain of Harvard pumps on one real pty; the driver opens :attr:`port`.
 
     Fault injection: :meth:`stall`, :meth:`touch`, ``drop_next`` (no reply), ``garble_next``
-    (a prompt the manual does not list), ``truncate_next`` (no prompt).
+    (a prompt the manual does not list), ``truncate_next`` (no prompt), ``stall_before_reply``
+    (another pump's unasked prompt just ahead of a reply).
 
     Args:
         addresses: The pumps on the chain.
@@ -389,6 +398,8 @@ class ManualHarvardChain:
         self.lines_heard: list[str] = []
         self.unasked = 0  # unsolicited prompts sent
         self.drop_next = self.garble_next = self.truncate_next = 0
+        #: (a, b): just before pump a's next reply, pump b stalls (its unasked prompt first)
+        self.stall_before_reply: tuple[int, int] | None = None
         self.reset()
         self._master, self._slave = os.openpty()
         tty.setraw(self._slave)  # pitfall 1: raw before anyone writes
@@ -405,6 +416,7 @@ class ManualHarvardChain:
             self.pumps = {a: ManualPump(a, self.readings) for a in self.addresses}
             self.lines_heard.clear()
             self.unasked = self.drop_next = self.garble_next = self.truncate_next = 0
+            self.stall_before_reply = None
 
     def close(self) -> None:
         """Stop serving and close both ends."""
@@ -500,6 +512,9 @@ class ManualHarvardChain:
         return f"\n{head}{p.prompt}{xon}"
 
     def _send(self, p: ManualPump, echo: tuple[str, list[str]], lines: list[str]) -> None:
+        if self.stall_before_reply and self.stall_before_reply[0] == p.address:
+            self.stall(self.stall_before_reply[1])
+            self.stall_before_reply = None
         head = f"{p.address:02d}:" if p.address else ""
         raw_echo, echo_lines = echo
         body = "".join(f"\n{head}{text}\r" for text in [*echo_lines, *lines])
@@ -560,6 +575,7 @@ VARIANTS = {
     "echo-line-bare": Readings(echo="line-bare"),
     "echo-raw": Readings(echo="raw"),
     "short-time-words": Readings(time_words=("h", "m", "s")),
+    "phd-ultra-rate-units-only": Readings(rate_units="long"),
     "answers-in-set-units-4-digits": Readings(answer_units="set", answer_digits=4),
     "answers-in-ml": Readings(answer_units="ml"),
     "no-status-no-nvram": Readings(status_known=False, nvram_known=False),
@@ -601,6 +617,16 @@ def test_a_reply_reads_alike_whatever_form_its_echo_takes(
     assert (reply.prompt, reply.address) == (">", address or None)
 
 
+@given(st.floats(1e-6, 500.0), st.booleans())
+def test_rates_in_either_manual_s_units_are_read_as_written(rate_ml_min: float,
+                                                            long_units: bool) -> None:
+    """The Elite's ``u/m`` and the PHD ULTRA's ``ul/min`` carry the same rate to the pump."""
+    args = harvard.rate_args(rate_ml_min, long_units=long_units)
+    value_ml_min, _ = parse_rate_arg(args, "long" if long_units else "short")
+    assert value_ml_min == pytest.approx(rate_ml_min, rel=1e-5)
+    assert harvard.parse_rate(args) == pytest.approx(rate_ml_min, rel=1e-5)
+
+
 # ============================================================================= tests
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_bring_up_rates_both_ways_a_run_and_a_stop_under_each_reading(
@@ -633,7 +659,9 @@ def test_bring_up_rates_both_ways_a_run_and_a_stop_under_each_reading(
     pump.stop()
     pump.clear_dispensed()
     assert pump.dispensed_ml() == (0.0, 0.0)
-    assert not [c for c in _refused(emu, 12) if not re.match(r"\d*:?(poll|nvram|status)", c)]
+    refused = [c for c in _refused(emu, 12) if not re.match(r"\d*:?(poll|nvram|status)", c)]
+    probes = 1 if emu.readings.rate_units == "long" else 0  # the Elite form, once
+    assert len(refused) == probes and all("irate" in c for c in refused), refused
 
 
 def test_pump_0_takes_bare_commands_and_each_pump_answers_its_own_address(
@@ -698,6 +726,27 @@ def test_a_stall_trips_once_and_the_pump_is_left_stopped(
         pump.stop()
 
 
+def test_another_pump_s_unasked_stall_inside_a_reply_is_neither_lost_nor_misread(
+        bus: tuple[ManualHarvardChain, Transport]) -> None:
+    """Manual: outside poll mode a pump may send its prompt unasked, so on a chain pump 12's
+    ``\n12*`` can arrive just ahead of pump 0's reply. Pump 0's poll stays healthy, and pump
+    12's stall is one ``pump_stall`` trip."""
+    emu, line = _fresh(bus, Readings(poll_known=False))
+    master, far = _pump(line, 0), _pump(line, 12)
+    master.connect()
+    far.connect()
+    monitor = DeliveryMonitor({"a": master, "b": far}, _lab_min)
+    monitor.start("a", 2.0)
+    monitor.start("b", 2.0)
+    emu.stall_before_reply = (0, 12)
+    assert monitor.poll("a") is None
+    assert emu.unasked == 1 and emu.stall_before_reply is None
+    finding = monitor.poll("b")
+    assert finding is not None and finding.reason == "pump_stall", finding
+    assert far.take_alarms() == ()
+    master.stop()
+
+
 def test_error_replies_are_refusals_sent_once(bus: tuple[ManualHarvardChain, Transport]) -> None:
     """Manual: ``Command error:`` / ``Argument error: <arg>`` with the message on the next
     line, then the prompt: the pump refusing. Raised naming the error, never retried."""
@@ -750,18 +799,21 @@ def test_a_touched_screen_is_woken_by_a_cr(bus: tuple[ManualHarvardChain, Transp
     pump.stop()
 
 
-def test_a_pump_that_takes_only_the_phd_ultra_form_is_found_at_bring_up(
+def test_a_pump_that_takes_only_the_phd_ultra_forms_is_found_at_bring_up(
         bus: tuple[ManualHarvardChain, Transport]) -> None:
-    """Reading left open: the PHD ULTRA manual writes ``12:irat``, the Elite manual ``12irat``.
-    A pump that takes only the colon form reads ``12irat`` as pump 0's (unknown) command and
-    stays silent: the bring-up tries the other form, and keeps it."""
-    emu, line = _fresh(bus, Readings(colon="required"))
+    """Readings left open: the PHD ULTRA manual writes ``12:irat 3.2 ul/min``, the Elite manual
+    ``12irat 3.2 u/m``. A pump that takes only the PHD ULTRA forms reads ``12irat`` as pump 0's
+    (unknown) command and stays silent, and refuses ``u/m``: the bring-up tries the colon form,
+    the first rate the long units, and both are kept."""
+    emu, line = _fresh(bus, Readings(colon="required", rate_units="long"))
     pump = _pump(line)
     pump.connect()
     pump.set_rate_ml_min(0.75)
-    assert emu.pumps[12].rate_ml_min["i"] == pytest.approx(0.75)
-    assert pump.colon and emu.pumps[12].diameter_mm == pytest.approx(14.57)
+    pump.set_rate_ml_min(0.0005)
+    assert emu.pumps[12].rate_ml_min["i"] == pytest.approx(0.0005)
+    assert pump.colon and pump.long_units and emu.pumps[12].diameter_mm == pytest.approx(14.57)
     assert {c.split(" ->")[0] for c in _refused(emu, 0)} == {"12ver"}  # only the first probe
+    assert [c.split(" ->")[0] for c in _refused(emu, 12)] == ["12:irate 750 u/m"]
 
 
 @pytest.mark.parametrize("poll_known", [True, False])
