@@ -96,6 +96,8 @@ class HarvardPump:
         self.poll_mode = False
         #: Address the pump in the PHD ULTRA manual's form ``12:irat`` (see :meth:`connect`).
         self.colon = False
+        #: Write rates in the PHD ULTRA manual's units (``ul/min``; see :meth:`_send_rate`).
+        self.long_units = False
         transport.stray_listeners.append(self._scan_stray)
 
     # --------------------------------------------------------------------- wire
@@ -262,13 +264,33 @@ class HarvardPump:
         check_setpoint(self.name, "rate_ml_min", rate_ml_min, low=0.0,
                        high=self.limits.max_rate_ml_min, unit="mL/min")
         try:
-            args = harvard.rate_args(rate_ml_min)
+            harvard.rate_args(rate_ml_min)
         except ConfigError as err:
             raise HardwareError(f"{self.name}: {err}") from err
-        self.command(self._rate_command(), args)
+        self._send_rate(rate_ml_min)
         read = self.rate_read_ml_min()
         check_sticks(self.name, "rate_ml_min", rate_ml_min, read, 2e-3)
         self.rate_ml_min = read
+
+    def _send_rate(self, rate_ml_min: float) -> None:
+        """``irate``/``wrate`` in the units' form the pump takes (found at its first refusal).
+
+        The Elite manual writes ``u/m``, the PHD ULTRA manual ``ul/min``. An argument error
+        that is not about the range (``Out of range``) may be the form: the other one is tried
+        once, and kept if taken. A refusal in both forms is raised with both answers.
+        """
+        command = self._rate_command()
+        try:
+            self.command(command, harvard.rate_args(rate_ml_min, long_units=self.long_units))
+        except DeviceRefused as first:
+            text = str(first).lower()
+            if self.long_units or "argument error" not in text or "range" in text:
+                raise
+            try:
+                self.command(command, harvard.rate_args(rate_ml_min, long_units=True))
+            except DeviceRefused as second:
+                raise DeviceRefused(f"{first}; in the PHD ULTRA form: {second}") from second
+            self.long_units = True
 
     def set_direction(self, infuse: bool) -> None:
         """Choose infuse or withdraw for the next rate and run (the pump has no setting).

@@ -43,6 +43,8 @@ VOLUME_ML = {"m": 1.0, "u": 1e-3, "n": 1e-6, "p": 1e-9, "f": 1e-12}
 TIME_MIN = {"h": 60.0, "hr": 60.0, "m": 1.0, "min": 1.0, "s": 1.0 / 60.0, "sec": 1.0 / 60.0}
 #: Rate units we write (command form) with their value in mL/min, coarsest first.
 RATE_UNITS_ML_MIN = {"m/m": 1.0, "u/m": 1e-3, "u/h": 1e-3 / 60.0, "n/m": 1e-6}
+#: The same units as the PHD ULTRA manual writes them (``12:irat 3.2 ul/min``).
+LONG_UNITS = {"m/m": "ml/min", "u/m": "ul/min", "u/h": "ul/hr", "n/m": "nl/min"}
 
 _NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
 _PROMPT_END = re.compile(rb"\n(\d\d)?(T\*|[:><*])\x11?$")
@@ -131,21 +133,24 @@ def format_number(value: float) -> str:
     return text.rstrip("0").rstrip(".") if "." in text else text
 
 
-def rate_args(rate_ml_min: float) -> str:
+def rate_args(rate_ml_min: float, *, long_units: bool = False) -> str:
     """``irate``/``wrate`` arguments ``<value> <units>``: the coarsest unit whose value is >= 1.
 
     Keeps the number readable (``0.05`` mL/min is written ``50 u/m``) and its 6 significant
-    digits meaningful.
+    digits meaningful. ``long_units`` writes the PHD ULTRA manual's ``50 ul/min`` instead of
+    the Elite manual's ``50 u/m`` (the manuals differ; neither says the other form is taken).
 
     Raises:
         ConfigError: Negative or not finite.
     """
     format_number(rate_ml_min)  # validates
-    for units, scale in RATE_UNITS_ML_MIN.items():
-        if rate_ml_min / scale >= 1.0:
-            return f"{format_number(rate_ml_min / scale)} {units}"
     units = "n/m"
-    return f"{format_number(rate_ml_min / RATE_UNITS_ML_MIN[units])} {units}"
+    for candidate, scale in RATE_UNITS_ML_MIN.items():
+        if rate_ml_min / scale >= 1.0:
+            units = candidate
+            break
+    value = format_number(rate_ml_min / RATE_UNITS_ML_MIN[units])
+    return f"{value} {LONG_UNITS[units] if long_units else units}"
 
 
 # ----------------------------------------------------------------------------- replies
