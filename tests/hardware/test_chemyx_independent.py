@@ -66,6 +66,10 @@ class Readings:
         stall_clears: What ends a stall: ``"stop"`` or ``"start"``.
         decimals: Decimals the pump keeps of a set value (``None``: all).
         status_named: ``pump status`` answers ``status = 1`` (else ``1``).
+        volume_sign: Where the sign of the target volume shows: ``"both"`` (the set's echo and
+            ``view parameter``), ``"view"`` (the echo ``volume = x`` writes the size only, as
+            the knowledge base's table does) or ``"none"`` (neither: the direction is kept
+            but not shown).
     """
 
     echo: str = "line"
@@ -77,6 +81,7 @@ class Readings:
     stall_clears: str = "stop"
     decimals: int | None = None
     status_named: bool = False
+    volume_sign: str = "both"
 
 
 def number(value: float) -> str:
@@ -175,7 +180,8 @@ def _set(ch: ManualChannel, args: str) -> list[str]:
             ch.volume = ch.keep(value)
         elif ch.readings.out_of_limits == "limit":
             ch.volume = math.copysign(min(max(abs(value), min_vol), max_vol), value)
-        return [f"volume = {number(ch.volume)}"]
+        shown = ch.volume if ch.readings.volume_sign == "both" else abs(ch.volume)
+        return [f"volume = {number(shown)}"]
     if key in ("delay", "time"):
         setattr(ch, f"{key}_min", max(0.0, value))
         return [f"{key} = {number(value)}"]
@@ -184,7 +190,8 @@ def _set(ch: ManualChannel, args: str) -> list[str]:
 
 def _view(ch: ManualChannel, args: str) -> list[str]:
     return [f"unit = {ch.units}", f"dia = {number(ch.diameter_mm)}", f"rate = {number(ch.rate)}",
-            f"volume = {number(ch.volume)}", f"time = {number(ch.time_min)}",
+            f"volume = {number(ch.volume if ch.readings.volume_sign != 'none' else abs(ch.volume))}",
+            f"time = {number(ch.time_min)}",
             f"delay = {number(ch.delay_min)}"]
 
 
@@ -432,6 +439,37 @@ def test_a_delay_left_on_the_pump_does_not_hold_back_the_run(
     pump.start()
     assert ch.status == 1 and pump.state().pumping
     pump.stop()
+
+
+@pytest.mark.parametrize("volume_sign", ["both", "view"])
+def test_the_direction_is_the_sign_of_the_target_volume_shown_where_the_pump_shows_it(
+        line_: tuple[ManualChemyxLine, Transport], volume_sign: str) -> None:
+    """§1.3: ``set volume ±x`` answers ``volume = x``: whether the echo keeps the sign is not
+    said. Either way a withdrawal is set, verified by the sign ``view parameter`` shows, and
+    runs."""
+    emu, ch, line = _fresh(line_, Readings(volume_sign=volume_sign))
+    pump = _pump(line)
+    pump.connect()
+    pump.set_rate_ml_min(1.0)
+    pump.set_direction(False)
+    assert ch.volume == -10.0
+    pump.start()
+    assert pump.state().status == "W"
+    pump.stop()
+    pump.set_direction(True)
+    assert ch.volume == 10.0
+
+
+def test_a_pump_that_shows_no_sign_cannot_be_set_to_withdraw(
+        line_: tuple[ManualChemyxLine, Transport]) -> None:
+    """The reading where neither the echo nor ``view parameter`` shows the sign: the direction
+    cannot be verified, so a withdrawal is refused by name, never assumed."""
+    emu, ch, line = _fresh(line_, Readings(volume_sign="none"))
+    pump = _pump(line)
+    pump.connect()
+    with pytest.raises(HardwareError, match="direction did not stick: sent volume -10, read "
+                                            "back 10"):
+        pump.set_direction(False)
 
 
 @pytest.mark.parametrize("out_of_limits", ["limit", "old"])
