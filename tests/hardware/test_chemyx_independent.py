@@ -189,9 +189,9 @@ def _set(ch: ManualChannel, args: str) -> list[str]:
 
 
 def _view(ch: ManualChannel, args: str) -> list[str]:
+    volume = abs(ch.volume) if ch.readings.volume_sign == "none" else ch.volume
     return [f"unit = {ch.units}", f"dia = {number(ch.diameter_mm)}", f"rate = {number(ch.rate)}",
-            f"volume = {number(ch.volume if ch.readings.volume_sign != 'none' else abs(ch.volume))}",
-            f"time = {number(ch.time_min)}",
+            f"volume = {number(volume)}", f"time = {number(ch.time_min)}",
             f"delay = {number(ch.delay_min)}"]
 
 
