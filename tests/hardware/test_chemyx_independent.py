@@ -66,6 +66,8 @@ class Readings:
         stall_clears: What ends a stall: ``"stop"`` or ``"start"``.
         decimals: Decimals the pump keeps of a set value (``None``: all).
         status_named: ``pump status`` answers ``status = 1`` (else ``1``).
+        dispensed_ul: ``dispensed volume`` answers a bare number in µL whatever the units
+            (else in the units' volume unit: mL for units 0).
         volume_sign: Where the sign of the target volume shows: ``"both"`` (the set's echo and
             ``view parameter``), ``"view"`` (the echo ``volume = x`` writes the size only, as
             the knowledge base's table does) or ``"none"`` (neither: the direction is kept
@@ -82,6 +84,7 @@ class Readings:
     decimals: int | None = None
     status_named: bool = False
     volume_sign: str = "both"
+    dispensed_ul: bool = False
 
 
 def number(value: float) -> str:
@@ -224,7 +227,7 @@ def _stop(ch: ManualChannel, args: str) -> list[str]:
 
 
 def _dispensed(ch: ManualChannel, args: str) -> list[str]:
-    vol_unit = UNITS[ch.units][1]
+    vol_unit = 1e-3 if ch.readings.dispensed_ul else UNITS[ch.units][1]
     value = number(ch.dispensed_ml / vol_unit)
     if ch.readings.dispensed_named:
         return [f"dispensed volume = {value} {'ml' if vol_unit == 1.0 else 'ul'}"]
@@ -591,3 +594,20 @@ def test_a_command_in_upper_case_is_not_understood(
     pump.stop()
     assert emu.heard and all(h == h.lower() for h in emu.heard)
     assert execute(ch, "PUMP STATUS") == ["Invalid command"]
+
+
+def test_a_dispensed_volume_in_microlitres_unnamed_is_a_delivery_fault(
+        line_: tuple[ManualChemyxLine, Transport]) -> None:
+    """Reading left open: the unit of ``dispensed volume`` is not stated. It is read in the
+    units' volume unit (mL: the driver sets units 0) unless the answer names one; a pump that
+    answers bare µL reads 1000x too much, which the driver cannot see: the delivery check names
+    it (the experiment is invalid), it is never taken for a good run."""
+    emu, ch, line = _fresh(line_, Readings(dispensed_ul=True))
+    pump = _pump(line)
+    pump.connect()
+    monitor = DeliveryMonitor({"solvent": pump}, _lab_min)
+    monitor.start("solvent", 3.0)
+    until(lambda: ch.dispensed_ml > 0.05, 20.0)
+    finding = monitor.poll("solvent")
+    assert finding is not None and finding.reason == "pump_delivery", finding
+    pump.stop()
