@@ -20,7 +20,14 @@ Manual items implemented (reference §1.3):
   ``delay`` lines), ``start`` (``Pump start running…``, or ``Pump delay…`` with a delay),
   ``pause``, ``stop``, ``dispensed volume``, ``elapsed time``, ``pump status`` (0 stopped,
   1 running, 2 paused, 3 delayed, 4 stalled), ``echo on|off``, ``help``.
-* the target volume ends a run; a stall stops the motor (status 4).
+* the target volume ends a run; a stall stops the motor (status 4); ``pause`` (or the panel)
+  is status 2.
+
+Readings switched (:class:`Readings`): the echo (with or without the channel prefix, or off),
+line ends (CR LF, LF, CR) and the prompt's trailing space, what a set beyond the limits echoes
+(the limit or the old value), the decimals a set value keeps, where the sign of the target
+volume shows, whether ``start`` restarts the dispensed count and the count's unit, named or
+bare answers, what clears a stall.
 """
 
 from __future__ import annotations
@@ -611,3 +618,22 @@ def test_a_dispensed_volume_in_microlitres_unnamed_is_a_delivery_fault(
     finding = monitor.poll("solvent")
     assert finding is not None and finding.reason == "pump_delivery", finding
     pump.stop()
+
+
+def test_a_pump_paused_at_its_panel_is_idle_and_is_stopped(
+        line_: tuple[ManualChemyxLine, Transport]) -> None:
+    """§1.3: ``pump status`` 2 is paused (``pause``, or the panel): not pumping, so a pump the
+    procedure wants running is idle; the stop leaves it stopped (a paused pump gets a second
+    ``stop``)."""
+    emu, ch, line = _fresh(line_)
+    pump = _pump(line)
+    pump.connect()
+    monitor = DeliveryMonitor({"solvent": pump}, _lab_min)
+    monitor.start("solvent", 3.0)
+    with emu.lock:
+        execute(ch, "pause")
+    assert ch.status == 2
+    finding = monitor.poll("solvent")
+    assert finding is not None and finding.reason == "pump_idle", finding
+    pump.stop()
+    assert ch.status == 0
