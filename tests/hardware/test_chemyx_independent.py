@@ -556,7 +556,7 @@ def test_a_garbled_or_missing_reply_is_retried_and_a_silent_pump_named(
     emu, ch, line = _fresh(line_)
     pump = _pump(line)
     pump.connect()
-    line.serial.timeout = 0.2  # each fault costs a timeout: short ones (the emulator is quick)
+    line.serial.timeout = 0.3  # each fault costs a timeout: short ones (the emulator is quick)
     for fault in ("truncate_next", "drop_next"):
         setattr(emu, fault, 1)
         assert not pump.state().pumping, fault

@@ -809,7 +809,7 @@ def test_a_garbled_or_missing_reply_is_retried_and_a_silent_pump_named(
     emu, line = _fresh(bus)
     pump = _pump(line, 0)
     pump.connect()
-    line.serial.timeout = 0.2  # each fault costs a timeout: short ones (the emulator is quick)
+    line.serial.timeout = 0.3  # each fault costs a timeout: short ones (the emulator is quick)
     for fault in ("garble_next", "truncate_next", "drop_next"):
         setattr(emu, fault, 1)
         assert not pump.state().pumping, fault
@@ -825,7 +825,7 @@ def test_a_touched_screen_is_woken_by_a_cr(bus: tuple[ManualHarvardChain, Transp
     any CR on the chain or only one addressed to the pump wakes it is not said: the bring-up
     and a poll mid-run get through under both."""
     emu, line = _fresh(bus, Readings(wake=wake))
-    line.serial.timeout = 0.2  # a swallowed line costs a timeout (the emulator is quick)
+    line.serial.timeout = 0.3  # a swallowed line costs a timeout (the emulator is quick)
     pump = _pump(line)
     emu.touch(12)
     pump.connect()
@@ -844,7 +844,7 @@ def test_a_pump_that_takes_only_the_phd_ultra_forms_is_found_at_bring_up(
     (unknown) command and stays silent, and refuses ``u/m``: the bring-up tries the colon form,
     the first rate the long units, and both are kept."""
     emu, line = _fresh(bus, Readings(colon="required", rate_units="long"))
-    line.serial.timeout = 0.2  # the first form's silence costs timeouts (the emulator is quick)
+    line.serial.timeout = 0.3  # the first form's silence costs timeouts (the emulator is quick)
     pump = _pump(line)
     pump.connect()
     pump.set_rate_ml_min(0.75)
