@@ -240,17 +240,19 @@ class HarvardPump:
         """
         try:
             self.ping()
+            return
         except DeviceRefused:
             raise
-        except HardwareError:
+        except HardwareError as err:
             if not self.address:
                 raise
-            self.colon = True
-            try:
-                self.ping()
-            except HardwareError:
-                self.colon = False
-                raise
+            first = err
+        self.colon = True
+        try:
+            self.ping()
+        except HardwareError:
+            self.colon = False
+            raise first from None
 
     def ping(self) -> str:
         """The firmware line (``ver``)."""

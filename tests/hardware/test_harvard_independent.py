@@ -924,3 +924,16 @@ def test_a_power_cycle_mid_run_is_an_idle_pump_and_its_settings_back_to_power_up
     assert not pump.poll_mode
     pump.connect()
     assert not emu.pumps[0].echo and emu.pumps[0].poll_mode
+
+
+def test_a_pump_silent_in_both_address_forms_is_named_with_the_elite_form(
+        bus: tuple[ManualHarvardChain, Transport]) -> None:
+    """No pump at address 7: silent to ``7ver`` and to ``7:ver``. The bring-up fails naming the
+    first (the Elite manual's) request, and the driver keeps the Elite form."""
+    emu, line = _fresh(bus)
+    line.serial.timeout = 0.1  # nothing answers: the timeouts are the test's only cost
+    pump = _pump(line, 7)
+    with pytest.raises(HardwareError, match=r"pump_7: no valid reply to b'7ver\\r'"):
+        pump.connect()
+    assert not pump.colon
+    assert [h for h in emu.lines_heard if h] == ["7ver"] * 3 + ["7:ver"] * 3

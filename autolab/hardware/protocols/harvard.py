@@ -5,7 +5,10 @@ Facts (Pump 11 Elite manual, Publication 5420-002 Rev C, p.53-58; PHD ULTRA manu
 * Host -> pump: ``[address]command [args]\r``. The address (1-99) precedes the command only
   when it is nonzero; the pump on the computer's port is address 0 and takes bare commands. The
   Elite manual writes ``12irat 3.2 u/m`` (no colon), the PHD ULTRA manual ``12:irat 3.2
-  ul/min``: we send the Elite form, the emulator accepts both.
+  ul/min``: we send the Elite form, and the PHD ULTRA's address form or rate units to a pump
+  that does not take the Elite's (``colon``, ``long_units``; the driver finds out).
+* ``echo on|off`` is named but not the echo's form: :func:`parse_reply` drops a raw echo
+  before the reply and an echo line with or without the request's address.
 * Pump -> host: each data line ``\n[NN:]text\r``, then the prompt ``\n[NN]P`` where ``NN`` is
   the two-digit address of a nonzero-address pump ("no colon is used to separate the pump
   address from the prompt") and ``P`` is ``:`` idle, ``>`` infusing, ``<`` withdrawing, ``*``
