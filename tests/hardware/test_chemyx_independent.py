@@ -75,6 +75,8 @@ class Readings:
         status_named: ``pump status`` answers ``status = 1`` (else ``1``).
         dispensed_ul: ``dispensed volume`` answers a bare number in µL whatever the units
             (else in the units' volume unit: mL for units 0).
+        reply_prefix: A channel of a dual pump writes its reply lines after its prefix
+            (``1 rate = 0.5``; the knowledge base names the prefix for requests only).
         volume_sign: Where the sign of the target volume shows: ``"both"`` (the set's echo and
             ``view parameter``), ``"view"`` (the echo ``volume = x`` writes the size only, as
             the knowledge base's table does) or ``"none"`` (neither: the direction is kept
@@ -92,6 +94,7 @@ class Readings:
     status_named: bool = False
     volume_sign: str = "both"
     dispensed_ul: bool = False
+    reply_prefix: bool = False
 
 
 def number(value: float) -> str:
@@ -351,6 +354,8 @@ class ManualChemyxLine:
         else:
             lines = execute(ch, command)
         ch.log.append(f"{command} -> {' / '.join(lines)}")
+        if self.readings.reply_prefix and channel:
+            lines = [f"{channel} {x}" for x in lines]
         self._send(line.strip(), command, lines)
 
     def _send(self, line: str, command: str, lines: list[str]) -> None:
@@ -565,25 +570,34 @@ def test_a_garbled_or_missing_reply_is_retried_and_a_silent_pump_named(
         pump.state()
 
 
-@pytest.mark.parametrize("echo", ["line", "bare"])
-def test_the_channels_of_a_dual_pump_answer_their_own_prefix(echo: str) -> None:
+DUALS = {"echo-with-prefix": Readings(), "echo-without-prefix": Readings(echo="bare"),
+         "reply-lines-prefixed": Readings(reply_prefix=True)}
+
+
+@pytest.mark.parametrize("variant", DUALS)
+def test_the_channels_of_a_dual_pump_answer_their_own_prefix(variant: str) -> None:
     """§1.3: a dual-channel pump takes ``1 `` / ``2 `` first; whether its echo repeats the
-    prefix is not said."""
+    prefix, and whether its reply lines carry it, is not said. Each channel's settings, state
+    and dispensed volume are read as the pump holds them."""
     emu = ManualChemyxLine((1, 2))
-    emu.reset(Readings(echo=echo))
+    emu.reset(DUALS[variant])
     line = Transport(emu.port, baudrate=9600, timeout_s=0.4, retries=2)
     try:
         one, two = _pump(line, 1), _pump(line, 2)
         one.connect()
         two.connect()
-        one.set_rate_ml_min(0.5)
+        one.set_rate_ml_min(6.0)
         two.set_rate_ml_min(1.5)
         two.set_direction(False)
+        one.clear_dispensed()
         one.start()
         assert (emu.channels[1].status, emu.channels[2].status) == (1, 0)
+        assert one.state().status == "I" and not two.state().pumping
         assert emu.channels[2].volume == -10.0
         assert two.rate_read_ml_min() == pytest.approx(1.5)
+        until(lambda: emu.channels[1].dispensed_ml > 0.05, 20.0)
         one.stop()
+        assert one.dispensed_ml()[0] == pytest.approx(emu.channels[1].dispensed_ml, rel=1e-4)
         assert all(h[:2] in (b"1 ", b"2 ") for h in emu.heard)
     finally:
         line.close()
