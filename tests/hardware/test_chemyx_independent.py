@@ -43,10 +43,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from autolab.exceptions import HardwareError
 from autolab.hardware.chemyx import ChemyxPump
 from autolab.hardware.delivery import DeliveryMonitor
+from autolab.hardware.protocols import chemyx
 from autolab.hardware.transport import DeviceRefused, Transport
 
 from .waiting import until
@@ -411,6 +414,25 @@ VARIANTS = {
     "count-kept-at-start": Readings(start_restarts_count=False),
     "dispensed-named-status-named": Readings(dispensed_named=True, status_named=True),
 }
+
+
+# ============================================================================= codec
+@settings(max_examples=50)  # CI time: a pure function, 50 draws cover its cases
+@given(st.sampled_from([0, 1, 2]), st.sampled_from(["pump status", "dispensed volume",
+                                                    "view parameter", "set rate 1.5"]),
+       st.lists(st.one_of(st.from_regex(r"[a-z]{1,8} = -?[0-9]{1,3}(\.[0-9]{1,3})?",
+                                        fullmatch=True),
+                          st.from_regex(r"[0-4]|[0-9]{1,3}\.[0-9]{1,4}( ml| ul)?",
+                                        fullmatch=True)), min_size=1, max_size=4),
+       st.booleans(), st.sampled_from(["\r\n", "\n", "\r"]))
+def test_answers_read_alike_with_or_without_the_channel_prefix(
+        channel: int, command: str, lines: list[str], prefixed: bool, eol: str) -> None:
+    """Reading left open: whether a channel's answers carry its prefix. A value line reads the
+    same either way (a dispensed ``1 0.05`` is 0.05, never 1)."""
+    request = chemyx.encode_command(channel, command)
+    shown = [f"{channel} {x}" if prefixed and channel else x for x in lines]
+    frame = "".join(f"{x}{eol}" for x in [request.decode().strip(), *shown]).encode() + b">"
+    assert chemyx.parse_reply(frame, request).lines == tuple(lines)
 
 
 # ============================================================================= tests
