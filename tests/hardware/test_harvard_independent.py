@@ -102,6 +102,8 @@ class Readings:
         wake: After a touch, which line restores remote communication (swallowed, unanswered):
             ``"any"`` CR on the line, or only ``"own"`` (a line addressed to this pump).
         max_rate_ml_min: The top of ``irate lim`` (refused above: ``Argument error``).
+        quick_start: The pump shows its Quick Start screen (else parameter commands are
+            refused: "parameter commands work only in the Quick Start screen").
     """
 
     poll_known: bool = True
@@ -120,6 +122,7 @@ class Readings:
     nvram_known: bool = True
     wake: str = "any"
     max_rate_ml_min: float = 50.0
+    quick_start: bool = True
 
 
 class CommandError(Exception):
@@ -374,6 +377,10 @@ HANDLERS: dict[str, Handler] = {
 }
 
 
+#: Commands that set or read a pumping parameter (refused outside the Quick Start screen).
+PARAMETERS = frozenset({"irate", "wrate", "diameter", "tvolume", "ctvolume"})
+
+
 def full_name(word: str) -> str | None:
     """A command as written or abbreviated to (at least) its first four letters."""
     word = word.lower()
@@ -518,6 +525,8 @@ class ManualHarvardChain:
         try:
             if name is None:
                 raise CommandError("Command error:", "   Unknown command")
+            if name in PARAMETERS and not self.readings.quick_start:
+                raise CommandError("Command error:", "   Not in Quick Start")
             return HANDLERS[name](p, args)
         except CommandError as err:
             return list(err.lines)
@@ -937,3 +946,17 @@ def test_a_pump_silent_in_both_address_forms_is_named_with_the_elite_form(
         pump.connect()
     assert not pump.colon
     assert [h for h in emu.lines_heard if h] == ["7ver"] * 3 + ["7:ver"] * 3
+
+
+def test_a_pump_left_outside_quick_start_is_named_at_bring_up(
+        bus: tuple[ManualHarvardChain, Transport]) -> None:
+    """Manual: parameter commands work only in the Quick Start screen. Nothing a driver can
+    do about it: the refusal of the diameter is named at bring-up, never retried, and the
+    pump is not run."""
+    emu, line = _fresh(bus, Readings(quick_start=False))
+    pump = _pump(line, 0)
+    with pytest.raises(DeviceRefused, match=r"diameter 14.57 refused: Command error: / Not "
+                                            r"in Quick Start"):
+        pump.connect()
+    assert [c.split(" ->")[0] for c in _refused(emu, 0)] == ["ctvolume", "diameter 14.57"]
+    assert emu.pumps[0].motion == ""
