@@ -30,6 +30,7 @@ Devices-file kind ``harvard`` (registered here)::
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 from collections.abc import Callable
 from typing import TypeVar
@@ -58,6 +59,14 @@ T = TypeVar("T")
 PROMPT_QUIET_S = 0.05
 #: Longest reply read, bytes (``metrics`` is the longest answer in the manual).
 MAX_REPLY_BYTES = 4096
+#: How long the line must stay quiet, after a prompt-only command was answered by a lone stall
+#: or target prompt outside poll mode, before the next request, s: that prompt may have come
+#: unasked with the real answer still on its way (at 9600 Bd a 30-character one takes 30 ms).
+UNASKED_QUIET_S = 0.2
+#: Commands whose answer (asked without arguments) has a data line: a lone stall or target
+#: prompt read in its place came unasked.
+ANSWERING = frozenset({"ver", "version", "address", "status", "irate", "wrate", "ivolume",
+                       "wvolume", "tvolume", "diameter", "echo", "poll", "nvram"})
 #: Prompt -> the status character the rest of the rig reads (New Era's letters).
 STATUS_OF_PROMPT = {">": "I", "<": "W", ":": "S", "T*": "S", "*": "A"}
 
@@ -101,20 +110,28 @@ class HarvardPump:
         transport.stray_listeners.append(self._scan_stray)
 
     # --------------------------------------------------------------------- wire
-    def _framer(self, ser: SerialLike) -> bytes:
+    def _framer(self, ser: SerialLike, answers: bool = False) -> bytes:
         r"""One reply: bytes up to this pump's prompt (and the XON after it in poll mode).
 
         The prompt has no terminator. An idle prompt of a nonzero-address pump (``\nNN:``)
         also begins its data lines, so without an XON that one counts only once the line stays
         quiet for :data:`PROMPT_QUIET_S`. In poll mode the XON is read with the reply, so it
-        is not left on the line for the next one.
+        is not left on the line for the next one. For a command that ``answers`` with a data
+        line, a lone stall or target prompt came unasked (outside poll mode a pump sends one
+        when its state changes): it is kept as this pump's stall and the answer read on, so
+        the answer is not left on the line for the next request.
         """
-        data = b""
+        data, start = b"", 0  # data[start:] is the reply; before it, unasked prompts
         while len(data) < MAX_REPLY_BYTES:
-            if harvard.prompt_end(data, self.address):
-                if data.endswith(harvard.XON) or not (
-                        self.poll_mode or harvard.prompt_is_ambiguous(data, self.address)):
-                    return data
+            reply = data[start:]
+            if harvard.prompt_end(reply, self.address):
+                if reply.endswith(harvard.XON) or not (
+                        self.poll_mode or harvard.prompt_is_ambiguous(reply, self.address)):
+                    if not (answers and harvard.lone_prompt(reply)):
+                        return data
+                    self._scan_stray(reply)
+                    start = len(data)
+                    continue
                 more = _read_within(ser, PROMPT_QUIET_S)
                 if not more:  # the line stayed quiet after the prompt: no XON comes
                     self.poll_mode = False
@@ -130,8 +147,8 @@ class HarvardPump:
         raise harvard.HarvardProtocolError(f"{self.name}: no prompt in {len(data)} bytes")
 
     def _parse(self, frame: bytes, request: bytes) -> harvard.HarvardReply:
-        """Parse a reply (the echo of the request, if the pump's echo is on, dropped)."""
-        reply = harvard.parse_reply(frame, request)
+        """Parse a reply (unasked prompts before it and the request's echo dropped)."""
+        reply = harvard.parse_reply(harvard.strip_unasked(frame), request)
         got = 0 if reply.address is None else reply.address
         if got != self.address:
             raise harvard.HarvardProtocolError(
@@ -184,8 +201,14 @@ class HarvardPump:
                 data(reply.text)
             return reply
 
-        frame = self.transport.exchange(self.name, request, self._framer, retry_garbled(check),
-                                        attempts=attempts)
+        answers = not args and command in ANSWERING
+        framer = functools.partial(self._framer, answers=answers)
+        with self.transport.lock:  # the quiet wait below must come before another's request
+            frame = self.transport.exchange(self.name, request, framer, retry_garbled(check),
+                                            attempts=attempts)
+            if not answers and not self.poll_mode and harvard.lone_prompt(frame):
+                self.transport.discard_late(self.name, UNASKED_QUIET_S,
+                                            "an answer owed if that prompt came unasked")
         return self._parse(frame, request)
 
     def query(self, command: str, data: Callable[[str], T]) -> T:

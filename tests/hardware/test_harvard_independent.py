@@ -676,6 +676,21 @@ def test_rates_in_either_manual_s_units_are_read_as_written(rate_ml_min: float,
     assert harvard.parse_rate(args) == pytest.approx(rate_ml_min, rel=1e-5)
 
 
+@settings(max_examples=30)  # CI time: a pure function, 30 draws cover its cases
+@given(st.integers(0, 99), st.lists(st.sampled_from(["*", "T*"]), max_size=2),
+       st.lists(st.from_regex(r"[A-Za-z0-9][A-Za-z0-9 ./]{0,20}", fullmatch=True),
+                max_size=3).map(tuple), st.sampled_from(sorted(harvard.PROMPTS)), st.booleans())
+def test_unasked_prompts_ahead_of_a_reply_are_not_the_reply(
+        address: int, unasked: list[str], lines: tuple[str, ...], prompt: str, xon: bool) -> None:
+    """Outside poll mode a pump sends its stall or target prompt unasked: ahead of a reply
+    they are dropped, a reply that is one of them alone is kept whole."""
+    tail = harvard.XON if xon else b""
+    ahead = b"".join(harvard.format_reply(address, (), p) + tail for p in unasked)
+    reply = harvard.format_reply(address, lines, prompt) + tail
+    assert harvard.strip_unasked(ahead + reply) == reply
+    assert harvard.lone_prompt(reply) == (prompt if not lines and "*" in prompt else None)
+
+
 # ============================================================================= tests
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_bring_up_rates_both_ways_a_run_and_a_stop_under_each_reading(

@@ -295,6 +295,26 @@ def format_volume(volume_ml: float) -> str:
     return f"{format_number(volume_ml * 1e3)} ul"
 
 
+def lone_prompt(data: bytes) -> str | None:
+    r"""The prompt if ``data`` is one stall or target prompt and nothing else (``\n12*``).
+
+    Outside poll mode a pump sends these unasked when its state changes; an answer to a query
+    always has a data line, so a lone one read in its place came unasked.
+    """
+    m = re.fullmatch(rb"[\r\n]*\n(\d\d)?(T\*|\*)\x11?", data)
+    return m.group(2).decode("ascii") if m else None
+
+
+def strip_unasked(frame: bytes) -> bytes:
+    r"""``frame`` without the lone stall or target prompts that came unasked before the reply.
+
+    A prompt ends a reply, so one followed by more bytes was not the reply's.
+    """
+    while m := re.match(rb"[\r\n]*\n(\d\d)?(T\*|\*)\x11?(?=[^\x11])", frame):
+        frame = frame[m.end():]
+    return frame
+
+
 def prompt_events(data: bytes) -> list[tuple[int, str]]:
     """(address, prompt) of every stall or target prompt in bytes the host did not ask for.
 
