@@ -14,7 +14,12 @@ What differs from New Era, and why the driver is built so:
   knows) once per stall, when a ``*`` follows another prompt: the pump keeps showing ``*``, and
   the manual says nothing of a command that acknowledges it.
 * A pump "does not send anything when stalled unless polled", and without poll mode it may send
-  a prompt unasked: a ``*`` among the bytes the transport throws away is kept as a stall too.
+  a prompt unasked: a ``*`` among the bytes the transport throws away is kept as a stall too,
+  and so is a lone ``*`` read where a query's answer was due (the answer is then read on, so
+  replies stay paired with their requests).
+* The manuals differ on the address form (``12irat``/``12:irat``) and the rate units
+  (``u/m``/``ul/min``) and do not say how an echo is written: the driver finds the form a pump
+  takes and reads a reply with its echo in any form (see :meth:`HarvardPump.connect`).
 * There is no direction setting: ``irun``/``wrun`` run one way, ``irate``/``wrate`` hold one rate
   each. :meth:`HarvardPump.set_direction` chooses which the next rate and run use; the direction
   is verified by the prompt the run answers with.
