@@ -64,9 +64,9 @@ T = TypeVar("T")
 PROMPT_QUIET_S = 0.05
 #: Longest reply read, bytes (``metrics`` is the longest answer in the manual).
 MAX_REPLY_BYTES = 4096
-#: How long the line must stay quiet, after a prompt-only command was answered by a lone stall
-#: or target prompt outside poll mode, before the next request, s: that prompt may have come
-#: unasked with the real answer still on its way (at 9600 Bd a 30-character one takes 30 ms).
+#: How long the line must stay quiet after a lone stall or target prompt (outside poll mode)
+#: before it counts as the reply to a prompt-only command, s: it may have come unasked with
+#: the reply still on its way.
 UNASKED_QUIET_S = 0.2
 #: Commands whose answer (asked without arguments) has a data line: a lone stall or target
 #: prompt read in its place came unasked.
@@ -121,26 +121,22 @@ class HarvardPump:
         The prompt has no terminator. An idle prompt of a nonzero-address pump (``\nNN:``)
         also begins its data lines, so without an XON that one counts only once the line stays
         quiet for :data:`PROMPT_QUIET_S`. In poll mode the XON is read with the reply, so it
-        is not left on the line for the next one. For a command that ``answers`` with a data
-        line, a lone stall or target prompt came unasked (outside poll mode a pump sends one
-        when its state changes): it is kept as this pump's stall and the answer read on, so
-        the answer is not left on the line for the next request.
+        is not left on the line for the next one. Outside poll mode a pump sends a stall or
+        target prompt unasked when its state changes: a lone one read where an answer with a
+        data line was due (``answers``), or followed by more bytes within
+        :data:`UNASKED_QUIET_S`, came unasked. It is kept as this pump's stall and the reply
+        read on, so the reply is not left on the line for the next request.
         """
         data, start = b"", 0  # data[start:] is the reply; before it, unasked prompts
         while len(data) < MAX_REPLY_BYTES:
             reply = data[start:]
             if harvard.prompt_end(reply, self.address):
-                if reply.endswith(harvard.XON) or not (
-                        self.poll_mode or harvard.prompt_is_ambiguous(reply, self.address)):
-                    if not (answers and harvard.lone_prompt(reply)):
-                        return data
+                done, unasked, more = self._after_prompt(ser, reply, answers)
+                if done:
+                    return data
+                if unasked:
                     self._scan_stray(reply)
                     start = len(data)
-                    continue
-                more = _read_within(ser, PROMPT_QUIET_S)
-                if not more:  # the line stayed quiet after the prompt: no XON comes
-                    self.poll_mode = False
-                    return data
                 data += more
                 continue
             byte = bytes(ser.read(1))
@@ -150,6 +146,30 @@ class HarvardPump:
                 raise err
             data += byte
         raise harvard.HarvardProtocolError(f"{self.name}: no prompt in {len(data)} bytes")
+
+    def _after_prompt(self, ser: SerialLike, reply: bytes,
+                      answers: bool) -> tuple[bool, bool, bytes]:
+        """What follows a prompt: (the reply is complete, the prompt came unasked, bytes read).
+
+        See :meth:`_framer`: a prompt that may begin a data line, or wait for its XON, counts
+        once the line stays quiet; a lone stall or target prompt is the reply only when no
+        answer was due and nothing follows it.
+        """
+        final = reply.endswith(harvard.XON) or not (
+            self.poll_mode or harvard.prompt_is_ambiguous(reply, self.address))
+        if not final:
+            more = _read_within(ser, PROMPT_QUIET_S)
+            if not more:  # the line stayed quiet after the prompt: no XON comes
+                self.poll_mode = False
+            return not more, False, more
+        if not harvard.lone_prompt(reply):
+            return True, False, b""
+        if answers:
+            return False, True, b""
+        if self.poll_mode:  # poll mode inhibits unsolicited prompts
+            return True, False, b""
+        more = _read_within(ser, UNASKED_QUIET_S)
+        return not more, bool(more), more
 
     def _parse(self, frame: bytes, request: bytes) -> harvard.HarvardReply:
         """Parse a reply (unasked prompts before it and the request's echo dropped)."""
@@ -206,14 +226,9 @@ class HarvardPump:
                 data(reply.text)
             return reply
 
-        answers = not args and command in ANSWERING
-        framer = functools.partial(self._framer, answers=answers)
-        with self.transport.lock:  # the quiet wait below must come before another's request
-            frame = self.transport.exchange(self.name, request, framer, retry_garbled(check),
-                                            attempts=attempts)
-            if not answers and not self.poll_mode and harvard.lone_prompt(frame):
-                self.transport.discard_late(self.name, UNASKED_QUIET_S,
-                                            "an answer owed if that prompt came unasked")
+        framer = functools.partial(self._framer, answers=not args and command in ANSWERING)
+        frame = self.transport.exchange(self.name, request, framer, retry_garbled(check),
+                                        attempts=attempts)
         return self._parse(frame, request)
 
     def query(self, command: str, data: Callable[[str], T]) -> T:

@@ -818,7 +818,9 @@ def test_a_pump_s_own_unasked_stall_just_ahead_of_its_answer_keeps_replies_paire
     """Manual: outside poll mode a pump may send its prompt unasked. One that stalls as a
     ``status`` reaches it sends ``\n12*`` and, a few characters' time later, its answer. The
     lone prompt is the stall (one ``pump_stall`` trip), not the answer, and every later request
-    still reads its own reply (the answer owed is not taken for the ``stop``'s)."""
+    still reads its own reply (the answer owed is not taken for the ``stop``'s). Ahead of the
+    reply to a prompt-only command (``stop``) the lone prompt is followed by that reply: the
+    stall is kept and the reply read."""
     emu, line = _fresh(bus, Readings(poll_known=False))
     pump = _pump(line)
     pump.connect()
@@ -831,10 +833,15 @@ def test_a_pump_s_own_unasked_stall_just_ahead_of_its_answer_keeps_replies_paire
     pump.stop()
     pump.start()  # the next run clears the stall (this reading)
     assert emu.pumps[12].motion == "i" and pump.take_alarms() == ()
-    paired = [(e.sent, e.received) for e in line.log.since(bookmark) if e.sent]
-    assert all(b"\r" not in got for sent, got in paired if sent in (b"12stop\r", b"12irun\r")), \
-        paired  # a prompt-only command's reply has no data line
+    emu.stall_before_reply = (12, 12)  # now ahead of the reply to a prompt-only command
     pump.stop()
+    assert pump.take_alarms() == ("S",)
+    pump.start()
+    assert emu.pumps[12].motion == "i"
+    pump.stop()
+    paired = [(e.sent, e.received) for e in line.log.since(bookmark) if e.sent]
+    assert [got for sent, got in paired if sent == b"12irun\r"] == [b"\n12>", b"\n12>"], paired
+    assert all(b"\r" not in got for sent, got in paired if sent == b"12stop\r"), paired
 
 
 def test_error_replies_are_refusals_sent_once(bus: tuple[ManualHarvardChain, Transport]) -> None:
