@@ -88,7 +88,7 @@ class Readings:
             manual's ``"short"`` ``u/m``, or only the PHD ULTRA manual's ``"long"`` ``ul/min``.
         colon: ``"either"``: ``12irat`` and ``12:irat`` both address pump 12; ``"required"``:
             only the PHD ULTRA manual's ``12:irat`` does (``12irat`` reads as a command for
-            pump 0).
+            pump 0); ``"refused"``: pump 12 answers ``12irat`` with ``Command error``.
         time_words: How answers write the time unit (``min``/``hr``/``sec`` or ``m``/``h``/``s``).
         answer_units: ``"auto"`` (the pump picks the prefix), ``"set"`` (the units of the last
             set), ``"ml"`` (always mL).
@@ -517,7 +517,10 @@ class ManualHarvardChain:
         if p is None or p.touched:
             return
         p.advance(self.time_scale)
-        lines = self._execute(p, word, args)
+        if self.readings.colon == "refused" and address and ":" not in line.partition(word)[0]:
+            lines = ["Command error:", "   Invalid address form"]
+        else:
+            lines = self._execute(p, word, args)
         p.log.append(f"{line} -> {' / '.join(lines) or p.prompt}")
         echo = self._echo(p, line, rest)
         self._send(p, echo, lines)
@@ -898,13 +901,15 @@ def test_a_touched_screen_is_woken_by_a_cr(bus: tuple[ManualHarvardChain, Transp
     pump.stop()
 
 
+@pytest.mark.parametrize("colon", ["required", "refused"])
 def test_a_pump_that_takes_only_the_phd_ultra_forms_is_found_at_bring_up(
-        bus: tuple[ManualHarvardChain, Transport]) -> None:
+        bus: tuple[ManualHarvardChain, Transport], colon: str) -> None:
     """Readings left open: the PHD ULTRA manual writes ``12:irat 3.2 ul/min``, the Elite manual
     ``12irat 3.2 u/m``. A pump that takes only the PHD ULTRA forms reads ``12irat`` as pump 0's
-    (unknown) command and stays silent, and refuses ``u/m``: the bring-up tries the colon form,
-    the first rate the long units, and both are kept."""
-    emu, line = _fresh(bus, Readings(colon="required", rate_units="long"))
+    (unknown) command and stays silent (or answers ``Command error`` itself), and refuses
+    ``u/m``: the bring-up tries the colon form, the first rate the long units, and both are
+    kept."""
+    emu, line = _fresh(bus, Readings(colon=colon, rate_units="long"))
     line.serial.timeout = 0.3  # the first form's silence costs timeouts (the emulator is quick)
     pump = _pump(line)
     pump.connect()
@@ -912,8 +917,9 @@ def test_a_pump_that_takes_only_the_phd_ultra_forms_is_found_at_bring_up(
     pump.set_rate_ml_min(0.0005)
     assert emu.pumps[12].rate_ml_min["i"] == pytest.approx(0.0005)
     assert pump.colon and pump.long_units and emu.pumps[12].diameter_mm == pytest.approx(14.57)
-    assert {c.split(" ->")[0] for c in _refused(emu, 0)} == {"12ver"}  # only the first probe
-    assert [c.split(" ->")[0] for c in _refused(emu, 12)] == ["12:irate 750 u/m"]
+    probes = {c.split(" ->")[0] for c in _refused(emu, 0 if colon == "required" else 12)}
+    assert probes - {"12:irate 750 u/m"} == {"12ver"}  # the Elite form, at the first probe
+    assert [c.split(" ->")[0] for c in _refused(emu, 12)][-1] == "12:irate 750 u/m"
 
 
 @pytest.mark.parametrize("poll_known", [True, False])
