@@ -275,17 +275,16 @@ class HarvardPump:
         """``ping`` in the Elite manual's ``12ver``, else the PHD ULTRA manual's ``12:ver``.
 
         The manuals write the address differently and neither says the other form is taken;
-        a pump that needs the colon reads ``12ver`` as pump 0's (unknown) command, so pump 12
-        stays silent. Pump 0 takes bare commands either way.
+        a pump that needs the colon may read ``12ver`` as pump 0's (unknown) command, so pump
+        12 stays silent, or refuse it itself (``Command error``: ``ver`` is in both manuals, so
+        only the form can be wrong). Pump 0 takes bare commands either way.
 
         Raises:
-            HardwareError: No answer in either form (the first form's error).
+            HardwareError: No answer, or a refusal, in either form (the first form's error).
         """
         try:
             self.ping()
             return
-        except DeviceRefused:
-            raise
         except HardwareError as err:
             if not self.address:
                 raise
