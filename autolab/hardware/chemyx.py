@@ -128,8 +128,11 @@ class ChemyxPump:
         frame = self.transport.exchange(self.name, request, self._framer, retry_garbled(parse))
         return chemyx.parse_reply(frame, request)
 
-    def _set(self, key: str, value: float) -> None:
+    def _set(self, key: str, value: float, *, size_only: bool = False) -> None:
         """``set <key> <value>``, verified by the echo ``<key> = <value>``.
+
+        ``size_only``: the echo is compared without its sign (the knowledge base answers
+        ``set volume ±x`` with ``volume = x``; the sign is the caller's to read back).
 
         Raises:
             DeviceRefused: The pump echoed another value (the manual: outside its limits).
@@ -138,7 +141,8 @@ class ChemyxPump:
 
         def echoed(reply: chemyx.ChemyxReply) -> None:
             got = chemyx.parse_number(reply.value(key), f"echo of set {key}")
-            if not chemyx.echo_matches(value, got):
+            sent, took = (abs(value), abs(got)) if size_only else (value, got)
+            if not chemyx.echo_matches(sent, took):
                 raise DeviceRefused(f"{self.name}: set {key} {text} refused: the pump took "
                                     f"{key} = {got:g} (outside its limits)")
         self.command(f"set {key} {text}", echoed)
@@ -170,13 +174,23 @@ class ChemyxPump:
 
     # --------------------------------------------------------------------- API
     def connect(self) -> None:
-        """Bring the pump into a known state: stopped, units mL/min, diameter, infuse."""
+        """Bring the pump into a known state: stopped, units mL/min, diameter, no delay, infuse.
+
+        A start delay left from the panel (``set delay``; ``start`` then answers ``Pump
+        delay…``, status 3) would hold every run back while the delivery check counts from
+        the start, so one that ``view parameter`` shows is set to 0 (echo-verified). A pump
+        whose ``view parameter`` has no delay line is left as it is.
+        """
         self.ping()
         self.stop()
         self._set("units", UNITS_ML_MIN)
         self._set("diameter", self.diameter_mm)
-        dia = chemyx.parse_number(self._parameters().value("dia"), "dia")
+        params = self._parameters()
+        dia = chemyx.parse_number(params.value("dia"), "dia")
         check_sticks(self.name, "diameter_mm", self.diameter_mm, dia, 1e-3)
+        delay = params.value("delay")
+        if delay is not None and chemyx.parse_number(delay, "delay") != 0:
+            self._set("delay", 0)
         self.set_direction(True)
         self.take_alarms()
 
@@ -192,9 +206,14 @@ class ChemyxPump:
         check_sticks(self.name, "rate_ml_min", rate_ml_min, self.rate_read_ml_min(), 2e-3)
 
     def set_direction(self, infuse: bool) -> None:
-        """Infuse or withdraw: the sign of the target volume (the syringe's volume)."""
+        """Infuse or withdraw: the sign of the target volume (the syringe's volume).
+
+        The set's echo is checked for the size only (whether it keeps the sign is not said);
+        the sign is read back from ``view parameter``: a pump that shows it nowhere cannot
+        be verified to withdraw, and is refused.
+        """
         target = self.syringe_ml if infuse else -self.syringe_ml
-        self._set("volume", target)
+        self._set("volume", target, size_only=True)
         read = chemyx.parse_number(self._parameters().value("volume"), "volume")
         if (read > 0) != infuse:
             raise HardwareError(f"{self.name}: setpoint direction did not stick: sent volume "

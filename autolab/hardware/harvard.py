@@ -14,7 +14,12 @@ What differs from New Era, and why the driver is built so:
   knows) once per stall, when a ``*`` follows another prompt: the pump keeps showing ``*``, and
   the manual says nothing of a command that acknowledges it.
 * A pump "does not send anything when stalled unless polled", and without poll mode it may send
-  a prompt unasked: a ``*`` among the bytes the transport throws away is kept as a stall too.
+  a prompt unasked: a ``*`` among the bytes the transport throws away is kept as a stall too,
+  and so is a lone ``*`` read where a query's answer was due (the answer is then read on, so
+  replies stay paired with their requests).
+* The manuals differ on the address form (``12irat``/``12:irat``) and the rate units
+  (``u/m``/``ul/min``) and do not say how an echo is written: the driver finds the form a pump
+  takes and reads a reply with its echo in any form (see :meth:`HarvardPump.connect`).
 * There is no direction setting: ``irun``/``wrun`` run one way, ``irate``/``wrate`` hold one rate
   each. :meth:`HarvardPump.set_direction` chooses which the next rate and run use; the direction
   is verified by the prompt the run answers with.
@@ -30,6 +35,7 @@ Devices-file kind ``harvard`` (registered here)::
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 from collections.abc import Callable
 from typing import TypeVar
@@ -58,6 +64,14 @@ T = TypeVar("T")
 PROMPT_QUIET_S = 0.05
 #: Longest reply read, bytes (``metrics`` is the longest answer in the manual).
 MAX_REPLY_BYTES = 4096
+#: How long the line must stay quiet after a lone stall or target prompt (outside poll mode)
+#: before it counts as the reply to a prompt-only command, s: it may have come unasked with
+#: the reply still on its way.
+UNASKED_QUIET_S = 0.2
+#: Commands whose answer (asked without arguments) has a data line: a lone stall or target
+#: prompt read in its place came unasked.
+ANSWERING = frozenset({"ver", "version", "address", "status", "irate", "wrate", "ivolume",
+                       "wvolume", "tvolume", "diameter", "echo", "poll", "nvram"})
 #: Prompt -> the status character the rest of the rig reads (New Era's letters).
 STATUS_OF_PROMPT = {">": "I", "<": "W", ":": "S", "T*": "S", "*": "A"}
 
@@ -94,27 +108,35 @@ class HarvardPump:
         #: The pump took ``poll on`` and ends its prompts with an XON (see :meth:`connect`);
         #: dropped at the first prompt without one.
         self.poll_mode = False
+        #: Address the pump in the PHD ULTRA manual's form ``12:irat`` (see :meth:`connect`).
+        self.colon = False
+        #: Write rates in the PHD ULTRA manual's units (``ul/min``; see :meth:`_send_rate`).
+        self.long_units = False
         transport.stray_listeners.append(self._scan_stray)
 
     # --------------------------------------------------------------------- wire
-    def _framer(self, ser: SerialLike) -> bytes:
+    def _framer(self, ser: SerialLike, answers: bool = False) -> bytes:
         r"""One reply: bytes up to this pump's prompt (and the XON after it in poll mode).
 
         The prompt has no terminator. An idle prompt of a nonzero-address pump (``\nNN:``)
         also begins its data lines, so without an XON that one counts only once the line stays
         quiet for :data:`PROMPT_QUIET_S`. In poll mode the XON is read with the reply, so it
-        is not left on the line for the next one.
+        is not left on the line for the next one. Outside poll mode a pump sends a stall or
+        target prompt unasked when its state changes: a lone one read where an answer with a
+        data line was due (``answers``), or followed by more bytes within
+        :data:`UNASKED_QUIET_S`, came unasked. It is kept as this pump's stall and the reply
+        read on, so the reply is not left on the line for the next request.
         """
-        data = b""
+        data, start = b"", 0  # data[start:] is the reply; before it, unasked prompts
         while len(data) < MAX_REPLY_BYTES:
-            if harvard.prompt_end(data, self.address):
-                if data.endswith(harvard.XON) or not (
-                        self.poll_mode or harvard.prompt_is_ambiguous(data, self.address)):
+            reply = data[start:]
+            if harvard.prompt_end(reply, self.address):
+                done, unasked, more = self._after_prompt(ser, reply, answers)
+                if done:
                     return data
-                more = _read_within(ser, PROMPT_QUIET_S)
-                if not more:  # the line stayed quiet after the prompt: no XON comes
-                    self.poll_mode = False
-                    return data
+                if unasked:
+                    self._scan_stray(reply)
+                    start = len(data)
                 data += more
                 continue
             byte = bytes(ser.read(1))
@@ -125,16 +147,37 @@ class HarvardPump:
             data += byte
         raise harvard.HarvardProtocolError(f"{self.name}: no prompt in {len(data)} bytes")
 
+    def _after_prompt(self, ser: SerialLike, reply: bytes,
+                      answers: bool) -> tuple[bool, bool, bytes]:
+        """What follows a prompt: (the reply is complete, the prompt came unasked, bytes read).
+
+        See :meth:`_framer`: a prompt that may begin a data line, or wait for its XON, counts
+        once the line stays quiet; a lone stall or target prompt is the reply only when no
+        answer was due and nothing follows it.
+        """
+        final = reply.endswith(harvard.XON) or not (
+            self.poll_mode or harvard.prompt_is_ambiguous(reply, self.address))
+        if not final:
+            more = _read_within(ser, PROMPT_QUIET_S)
+            if not more:  # the line stayed quiet after the prompt: no XON comes
+                self.poll_mode = False
+            return not more, False, more
+        if not harvard.lone_prompt(reply):
+            return True, False, b""
+        if answers:
+            return False, True, b""
+        if self.poll_mode:  # poll mode inhibits unsolicited prompts
+            return True, False, b""
+        more = _read_within(ser, UNASKED_QUIET_S)
+        return not more, bool(more), more
+
     def _parse(self, frame: bytes, request: bytes) -> harvard.HarvardReply:
-        """Parse a reply; a line echoing the request (echo on) is dropped."""
-        reply = harvard.parse_reply(frame)
+        """Parse a reply (unasked prompts before it and the request's echo dropped)."""
+        reply = harvard.parse_reply(harvard.strip_unasked(frame), request)
         got = 0 if reply.address is None else reply.address
         if got != self.address:
             raise harvard.HarvardProtocolError(
                 f"{self.name}: reply from address {got}, expected {self.address}")
-        sent = request.decode("ascii").strip()
-        if reply.lines and reply.lines[0] == sent:
-            reply = harvard.HarvardReply(reply.address, reply.lines[1:], reply.prompt)
         return reply
 
     def _observe(self, reply: harvard.HarvardReply) -> None:
@@ -172,7 +215,7 @@ class HarvardPump:
             DeviceRefused: An error reply (the pump answered: never retried).
             HardwareError: No valid reply after the transport's retries.
         """
-        request = harvard.encode_command(self.address, command, args)
+        request = harvard.encode_command(self.address, command, args, colon=self.colon)
 
         def check(frame: bytes) -> harvard.HarvardReply:
             reply = self._parse(frame, request)
@@ -183,7 +226,8 @@ class HarvardPump:
                 data(reply.text)
             return reply
 
-        frame = self.transport.exchange(self.name, request, self._framer, retry_garbled(check),
+        framer = functools.partial(self._framer, answers=not args and command in ANSWERING)
+        frame = self.transport.exchange(self.name, request, framer, retry_garbled(check),
                                         attempts=attempts)
         return self._parse(frame, request)
 
@@ -196,7 +240,10 @@ class HarvardPump:
         """Bring the pump into a known state: remote, stopped, no target, diameter set.
 
         A bare CR first: the manual says touching the screen breaks remote communication
-        until one is sent (its reply, if any, is not needed). Then poll mode: the manual says
+        until one is sent (its reply, if any, is not needed). Then ``ver`` in the address form
+        the pump takes (:meth:`_find_address_form`), and ``echo off``: the manual does not say
+        how an echo is written (a reply is read with one in any form, raw or as a line, but a
+        reply without one has less to misread). Then poll mode: the manual says
         an XON follows each prompt in it, which ends a reply at once; without it the idle
         prompt of a nonzero-address pump ends a reply only after :data:`PROMPT_QUIET_S` of
         silence (2 lab min per reply at the virtual lab's 2400x, too slow for the procedure),
@@ -208,7 +255,9 @@ class HarvardPump:
         """
         self.transport.exchange(self.name, harvard.CR, None)
         self.transport.discard_late(self.name, PROMPT_QUIET_S * 2, "reply to the wake-up CR")
-        self.ping()
+        self._find_address_form()
+        with contextlib.suppress(DeviceRefused):  # a model without the setting
+            self.command("echo", "off")
         with contextlib.suppress(DeviceRefused):  # no poll mode: slower, still correct
             self.command("poll", "on")
             self.poll_mode = True
@@ -222,6 +271,31 @@ class HarvardPump:
         check_sticks(self.name, "diameter_mm", self.diameter_mm, read, 1e-3)
         self.take_alarms()
 
+    def _find_address_form(self) -> None:
+        """``ping`` in the Elite manual's ``12ver``, else the PHD ULTRA manual's ``12:ver``.
+
+        The manuals write the address differently and neither says the other form is taken;
+        a pump that needs the colon may read ``12ver`` as pump 0's (unknown) command, so pump
+        12 stays silent, or refuse it itself (``Command error``: ``ver`` is in both manuals, so
+        only the form can be wrong). Pump 0 takes bare commands either way.
+
+        Raises:
+            HardwareError: No answer, or a refusal, in either form (the first form's error).
+        """
+        try:
+            self.ping()
+            return
+        except HardwareError as err:
+            if not self.address:
+                raise
+            first = err
+        self.colon = True
+        try:
+            self.ping()
+        except HardwareError:
+            self.colon = False
+            raise first from None
+
     def ping(self) -> str:
         """The firmware line (``ver``)."""
         return f"{self.name}: {self.command('ver').text or 'ok'}"
@@ -234,13 +308,33 @@ class HarvardPump:
         check_setpoint(self.name, "rate_ml_min", rate_ml_min, low=0.0,
                        high=self.limits.max_rate_ml_min, unit="mL/min")
         try:
-            args = harvard.rate_args(rate_ml_min)
+            harvard.rate_args(rate_ml_min)
         except ConfigError as err:
             raise HardwareError(f"{self.name}: {err}") from err
-        self.command(self._rate_command(), args)
+        self._send_rate(rate_ml_min)
         read = self.rate_read_ml_min()
         check_sticks(self.name, "rate_ml_min", rate_ml_min, read, 2e-3)
         self.rate_ml_min = read
+
+    def _send_rate(self, rate_ml_min: float) -> None:
+        """``irate``/``wrate`` in the units' form the pump takes (found at its first refusal).
+
+        The Elite manual writes ``u/m``, the PHD ULTRA manual ``ul/min``. An argument error
+        that is not about the range (``Out of range``) may be the form: the other one is tried
+        once, and kept if taken. A refusal in both forms is raised with both answers.
+        """
+        command = self._rate_command()
+        try:
+            self.command(command, harvard.rate_args(rate_ml_min, long_units=self.long_units))
+        except DeviceRefused as first:
+            text = str(first).lower()
+            if self.long_units or "argument error" not in text or "range" in text:
+                raise
+            try:
+                self.command(command, harvard.rate_args(rate_ml_min, long_units=True))
+            except DeviceRefused as second:
+                raise DeviceRefused(f"{first}; in the PHD ULTRA form: {second}") from second
+            self.long_units = True
 
     def set_direction(self, infuse: bool) -> None:
         """Choose infuse or withdraw for the next rate and run (the pump has no setting).

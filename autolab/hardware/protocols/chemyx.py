@@ -121,7 +121,8 @@ def parse_reply(frame: bytes, request: bytes = b"") -> ChemyxReply:
     """Parse a reply: lines up to the final prompt, the echo of ``request`` dropped.
 
     The echo is recognized with or without the channel prefix, and may be missing (``echo
-    off``): the knowledge base does not say whether a channel's echo repeats its prefix.
+    off``): the knowledge base does not say whether a channel's echo repeats its prefix, nor
+    whether a channel's answers do (:func:`strip_channel`).
 
     Raises:
         ChemyxProtocolError: No prompt at the end.
@@ -134,7 +135,22 @@ def parse_reply(frame: bytes, request: bytes = b"") -> ChemyxReply:
     echo = request.decode("ascii", errors="replace").strip()
     if lines and echo and split_request(lines[0])[1] == split_request(echo)[1]:
         lines = lines[1:]  # the echo, with or without the channel prefix
-    return ChemyxReply(tuple(lines))
+    channel = split_request(echo)[0]
+    return ChemyxReply(tuple(strip_channel(x, channel) for x in lines))
+
+
+def strip_channel(line: str, channel: int) -> str:
+    """A reply line without its channel's prefix (``1 rate = 0.5`` -> ``rate = 0.5``).
+
+    The knowledge base names the prefix for requests only; a dual pump that also writes it
+    before its answers must not have ``1 0.05`` (dispensed) read as 1. The prefix is dropped
+    where what follows still holds a value (a digit or ``=``): a bare ``1`` (status) or
+    ``1 ml`` keeps it.
+    """
+    if not channel:
+        return line
+    m = re.fullmatch(rf"{channel}\s+(.*[\d=].*)", line)
+    return m.group(1) if m else line
 
 
 def format_reply(request: str, lines: tuple[str, ...]) -> bytes:

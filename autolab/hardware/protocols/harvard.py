@@ -5,7 +5,10 @@ Facts (Pump 11 Elite manual, Publication 5420-002 Rev C, p.53-58; PHD ULTRA manu
 * Host -> pump: ``[address]command [args]\r``. The address (1-99) precedes the command only
   when it is nonzero; the pump on the computer's port is address 0 and takes bare commands. The
   Elite manual writes ``12irat 3.2 u/m`` (no colon), the PHD ULTRA manual ``12:irat 3.2
-  ul/min``: we send the Elite form, the emulator accepts both.
+  ul/min``: we send the Elite form, and the PHD ULTRA's address form or rate units to a pump
+  that does not take the Elite's (``colon``, ``long_units``; the driver finds out).
+* ``echo on|off`` is named but not the echo's form: :func:`parse_reply` drops a raw echo
+  before the reply and an echo line with or without the request's address.
 * Pump -> host: each data line ``\n[NN:]text\r``, then the prompt ``\n[NN]P`` where ``NN`` is
   the two-digit address of a nonzero-address pump ("no colon is used to separate the pump
   address from the prompt") and ``P`` is ``:`` idle, ``>`` infusing, ``<`` withdrawing, ``*``
@@ -43,6 +46,8 @@ VOLUME_ML = {"m": 1.0, "u": 1e-3, "n": 1e-6, "p": 1e-9, "f": 1e-12}
 TIME_MIN = {"h": 60.0, "hr": 60.0, "m": 1.0, "min": 1.0, "s": 1.0 / 60.0, "sec": 1.0 / 60.0}
 #: Rate units we write (command form) with their value in mL/min, coarsest first.
 RATE_UNITS_ML_MIN = {"m/m": 1.0, "u/m": 1e-3, "u/h": 1e-3 / 60.0, "n/m": 1e-6}
+#: The same units as the PHD ULTRA manual writes them (``12:irat 3.2 ul/min``).
+LONG_UNITS = {"m/m": "ml/min", "u/m": "ul/min", "u/h": "ul/hr", "n/m": "nl/min"}
 
 _NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
 _PROMPT_END = re.compile(rb"\n(\d\d)?(T\*|[:><*])\x11?$")
@@ -86,8 +91,11 @@ class HarvardReply:
 
 
 # ----------------------------------------------------------------------------- requests
-def encode_command(address: int, command: str, args: str = "") -> bytes:
-    r"""A request: ``[address]command[ args]\\r`` (no address for pump 0, as the manual says).
+def encode_command(address: int, command: str, args: str = "", *, colon: bool = False) -> bytes:
+    r"""A request: ``[address]command[ args]\r`` (no address for pump 0, as the manual says).
+
+    ``colon`` writes the PHD ULTRA manual's form ``12:irat`` instead of the Elite manual's
+    ``12irat`` (the manuals differ; neither says the other form is taken).
 
     Raises:
         ConfigError: Address outside 0-99, or a command that is not lowercase letters.
@@ -96,7 +104,7 @@ def encode_command(address: int, command: str, args: str = "") -> bytes:
         raise ConfigError(f"Harvard pump address: expected 0-99, got {address!r}")
     if not re.fullmatch(r"[a-z]*", command):
         raise ConfigError(f"Harvard pump command: expected lowercase letters, got {command!r}")
-    prefix = str(address) if address else ""
+    prefix = (f"{address}:" if colon else str(address)) if address else ""
     tail = f" {args}" if args else ""
     return f"{prefix}{command}{tail}".encode("ascii") + CR
 
@@ -128,21 +136,24 @@ def format_number(value: float) -> str:
     return text.rstrip("0").rstrip(".") if "." in text else text
 
 
-def rate_args(rate_ml_min: float) -> str:
+def rate_args(rate_ml_min: float, *, long_units: bool = False) -> str:
     """``irate``/``wrate`` arguments ``<value> <units>``: the coarsest unit whose value is >= 1.
 
     Keeps the number readable (``0.05`` mL/min is written ``50 u/m``) and its 6 significant
-    digits meaningful.
+    digits meaningful. ``long_units`` writes the PHD ULTRA manual's ``50 ul/min`` instead of
+    the Elite manual's ``50 u/m`` (the manuals differ; neither says the other form is taken).
 
     Raises:
         ConfigError: Negative or not finite.
     """
     format_number(rate_ml_min)  # validates
-    for units, scale in RATE_UNITS_ML_MIN.items():
-        if rate_ml_min / scale >= 1.0:
-            return f"{format_number(rate_ml_min / scale)} {units}"
     units = "n/m"
-    return f"{format_number(rate_ml_min / RATE_UNITS_ML_MIN[units])} {units}"
+    for candidate, scale in RATE_UNITS_ML_MIN.items():
+        if rate_ml_min / scale >= 1.0:
+            units = candidate
+            break
+    value = format_number(rate_ml_min / RATE_UNITS_ML_MIN[units])
+    return f"{value} {LONG_UNITS[units] if long_units else units}"
 
 
 # ----------------------------------------------------------------------------- replies
@@ -168,18 +179,20 @@ def prompt_is_ambiguous(data: bytes, address: int) -> bool:
     return address != 0 and data.endswith(b":")
 
 
-def parse_reply(frame: bytes) -> HarvardReply:
+def parse_reply(frame: bytes, request: bytes = b"") -> HarvardReply:
     r"""Parse a reply: data lines (``\n[NN:]text\r``) and the final prompt (``\n[NN]P``).
 
     Tolerant where pumps and adapters differ: CR LF or LF CR line ends, an XON after the
-    prompt, blank lines. Strict where it matters: no prompt, or lines from two addresses, is a
+    prompt, blank lines, and the echo of ``request`` (``echo on``; the manual does not say its
+    form): written raw before the reply, or as its first data line with or without the
+    request's address. Strict where it matters: no prompt, or lines from two addresses, is a
     malformed reply.
 
     Raises:
         HarvardProtocolError: No prompt at the end, non-ASCII bytes, or mixed addresses.
     """
     try:
-        text = frame.decode("ascii")
+        text = strip_echo(frame, request).decode("ascii")
     except UnicodeDecodeError as err:
         raise HarvardProtocolError(f"Harvard reply {frame!r}: not ASCII") from err
     text = text.rstrip("\x11")
@@ -198,7 +211,29 @@ def parse_reply(frame: bytes) -> HarvardReply:
             raise HarvardProtocolError(f"Harvard reply {frame!r}: line {raw!r} is not from "
                                        f"address {address:02d}")
         lines.append((lm.group(2) if lm and address is not None else raw).strip())
+    if lines and is_echo(lines[0], request):
+        lines = lines[1:]
     return HarvardReply(address, tuple(lines), m.group(2))
+
+
+def strip_echo(frame: bytes, request: bytes) -> bytes:
+    r"""``frame`` without a raw echo of ``request`` at its start.
+
+    A reply proper begins with LF, so a frame that begins with the request's own characters
+    (its address included) carries the echo of a pump whose ``echo`` is on.
+    """
+    sent = request.rstrip(b"\r\n")
+    return frame[len(sent):] if sent and frame.startswith(sent) else frame
+
+
+def is_echo(line: str, request: bytes) -> bool:
+    """Whether a reply's data line repeats ``request`` (with or without its address)."""
+    sent = request.decode("ascii", errors="replace").strip()
+    if not sent:
+        return False
+    _, command, args = split_request(sent)
+    _, line_command, line_args = split_request(line)
+    return bool(command) and (line_command, line_args) == (command, args)
 
 
 def format_reply(address: int, lines: tuple[str, ...], prompt: str) -> bytes:
@@ -258,6 +293,26 @@ def format_volume(volume_ml: float) -> str:
     if volume_ml >= 1.0 or volume_ml == 0:
         return f"{format_number(volume_ml)} ml"
     return f"{format_number(volume_ml * 1e3)} ul"
+
+
+def lone_prompt(data: bytes) -> str | None:
+    r"""The prompt if ``data`` is one stall or target prompt and nothing else (``\n12*``).
+
+    Outside poll mode a pump sends these unasked when its state changes; an answer to a query
+    always has a data line, so a lone one read in its place came unasked.
+    """
+    m = re.fullmatch(rb"[\r\n]*\n(\d\d)?(T\*|\*)\x11?", data)
+    return m.group(2).decode("ascii") if m else None
+
+
+def strip_unasked(frame: bytes) -> bytes:
+    r"""``frame`` without the lone stall or target prompts that came unasked before the reply.
+
+    A prompt ends a reply, so one followed by more bytes was not the reply's.
+    """
+    while m := re.match(rb"[\r\n]*\n(\d\d)?(T\*|\*)\x11?(?=[^\x11])", frame):
+        frame = frame[m.end():]
+    return frame
 
 
 def prompt_events(data: bytes) -> list[tuple[int, str]]:
