@@ -41,7 +41,7 @@ from autolab.exceptions import HardwareError
 from autolab.hardware.base import Device, PumpState
 from autolab.hardware.devices import SyringePumpSpec
 from autolab.hardware.drivers import PumpAlarm
-from autolab.hardware.limits import Limits, check_setpoint, check_sticks
+from autolab.hardware.limits import Limits, check_rate_sticks, check_setpoint, check_sticks
 from autolab.hardware.protocols import chemyx
 from autolab.hardware.registry import BuildContext, DeviceKind, register_kind
 from autolab.hardware.transport import (
@@ -203,7 +203,7 @@ class ChemyxPump:
         check_setpoint(self.name, "rate_ml_min", rate_ml_min, low=0.0,
                        high=self.limits.max_rate_ml_min, unit="mL/min")
         self._set("rate", rate_ml_min)
-        check_sticks(self.name, "rate_ml_min", rate_ml_min, self.rate_read_ml_min(), 2e-3)
+        check_rate_sticks(self.name, rate_ml_min, self.rate_read_ml_min())
 
     def set_direction(self, infuse: bool) -> None:
         """Infuse or withdraw: the sign of the target volume (the syringe's volume).

@@ -20,7 +20,7 @@ from numpy.typing import NDArray
 
 from autolab.exceptions import ConfigError, DeviceFault, HardwareError
 from autolab.hardware.base import PumpState, check_light_after_frame
-from autolab.hardware.limits import Limits, check_setpoint, check_sticks
+from autolab.hardware.limits import Limits, check_rate_sticks, check_setpoint, check_sticks
 from autolab.hardware.modbus import ModbusRegisters
 from autolab.hardware.protocols import eurotherm as eu
 from autolab.hardware.protocols import ika, newera, spectro, vici
@@ -330,7 +330,7 @@ class NE1000Pump:
         self.command("RAT", self._rate_args(rate_ml_min))
         value, units = self.query("RAT", newera.parse_rate_units)
         read = value * newera.RATE_UNITS_ML_MIN[units]
-        check_sticks(self.name, "rate_ml_min", rate_ml_min, read, 2e-3)
+        check_rate_sticks(self.name, rate_ml_min, read)
         self.rate_ml_min, self.rate_units = read, units
 
     def _rate_args(self, rate_ml_min: float) -> str:

@@ -46,7 +46,7 @@ from autolab.exceptions import ConfigError, HardwareError
 from autolab.hardware.base import Device, PumpState
 from autolab.hardware.devices import SyringePumpSpec
 from autolab.hardware.drivers import PumpAlarm
-from autolab.hardware.limits import Limits, check_setpoint, check_sticks
+from autolab.hardware.limits import Limits, check_rate_sticks, check_setpoint, check_sticks
 from autolab.hardware.protocols import harvard
 from autolab.hardware.registry import BuildContext, DeviceKind, register_kind
 from autolab.hardware.transport import (
@@ -313,7 +313,7 @@ class HarvardPump:
             raise HardwareError(f"{self.name}: {err}") from err
         self._send_rate(rate_ml_min)
         read = self.rate_read_ml_min()
-        check_sticks(self.name, "rate_ml_min", rate_ml_min, read, 2e-3)
+        check_rate_sticks(self.name, rate_ml_min, read)
         self.rate_ml_min = read
 
     def _send_rate(self, rate_ml_min: float) -> None:

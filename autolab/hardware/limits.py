@@ -56,16 +56,35 @@ class DidNotStick(HardwareError):
 
 
 def check_sticks(device: str, setpoint: str, sent: float, read: float, tol: float, *,
-                 relative: bool = True) -> None:
+                 relative: bool = True, abs_tol: float | None = None) -> None:
     """A setpoint read back after it was written: one that differs did not stick.
 
     Every driver writes then reads back (a device that takes a value and holds another must not
     run an experiment). ``tol`` is absolute, and also relative unless ``relative`` is False
     (temperatures: a relative tolerance of a resolution would widen with the value).
+    ``abs_tol`` replaces the absolute part where the value's scale is not fixed: a pump rate
+    of 0.05 mL/min read back as 0.052 is 4 % off, inside an absolute 0.002 mL/min.
 
     Raises:
         DidNotStick: Naming the device, the setpoint, what was sent and what was read.
     """
-    if not math.isclose(sent, read, rel_tol=tol if relative else 0.0, abs_tol=tol):
+    if not math.isclose(sent, read, rel_tol=tol if relative else 0.0,
+                        abs_tol=tol if abs_tol is None else abs_tol):
         raise DidNotStick(f"{device}: setpoint {setpoint} did not stick: sent {sent:g}, "
                           f"read back {read:g}")
+
+
+#: A pump rate read back: relative, as the pumps' own numbers are (4 significant digits keep
+#: 1e-3 of the value or better); the absolute part only lets a zero rate read back as zero.
+RATE_REL_TOL = 2e-3
+RATE_ABS_TOL_ML_MIN = 1e-9
+
+
+def check_rate_sticks(device: str, sent_ml_min: float, read_ml_min: float) -> None:
+    """:func:`check_sticks` for a pump rate (see :data:`RATE_REL_TOL`).
+
+    Raises:
+        DidNotStick: The rate read back differs by more than :data:`RATE_REL_TOL` of it.
+    """
+    check_sticks(device, "rate_ml_min", sent_ml_min, read_ml_min, RATE_REL_TOL,
+                 abs_tol=RATE_ABS_TOL_ML_MIN)
