@@ -152,13 +152,16 @@ class SeabreezeSpectrometer:
         excitation_nm: Wavelength of the excitation LED, nm.
         path_length_cm: Flow-cell path length, cm.
         correct_nonlinearity: Apply the detector's stored nonlinearity correction.
-        stale_frames: Spectra the detector's FIFO holds, read and discarded before each frame
-            (the manual: one; a detector that buffers more needs more).
+        stale_frames: Spectra read and discarded before each frame: at least as many as the
+            detector's FIFO holds. The manual's notes say one; two (the default) also covers a
+            detector that buffers two, for one more integration time per frame (about 6 s in
+            a 30-60 min experiment), since a stale frame of the previous light is a dark with
+            the lamp in it, or a lamp frame exposed dark.
     """
 
     def __init__(self, device: Any, light_path: LightPath, *, name: str = "spectrometer",
                  excitation_nm: float, path_length_cm: float = 0.1,
-                 correct_nonlinearity: bool = True, stale_frames: int = 1) -> None:
+                 correct_nonlinearity: bool = True, stale_frames: int = 2) -> None:
         if not (math.isfinite(excitation_nm) and 200 <= excitation_nm <= 1100):
             raise ConfigError(f"{name}: excitation_nm = {excitation_nm}: expected 200-1100 nm")
         if not path_length_cm > 0:
@@ -418,8 +421,9 @@ class OceanSpec(DeviceSpecBase):
         excitation_nm: Wavelength of the excitation LED, nm.
         path_length_cm: Flow-cell path length, cm.
         correct_nonlinearity: Apply the detector's stored nonlinearity correction.
-        stale_frames: Spectra the detector's FIFO holds, discarded before each frame
-            (python-seabreeze's notes: one; raise it for a detector that buffers more).
+        stale_frames: Spectra discarded before each frame, at least as many as the
+            detector's FIFO holds (the manual's notes: one; default two, see
+            :class:`SeabreezeSpectrometer`).
     """
 
     kind: Literal["ocean"] = "ocean"
@@ -428,7 +432,7 @@ class OceanSpec(DeviceSpecBase):
     excitation_nm: float = Field(ge=200, le=1100)
     path_length_cm: float = Field(default=0.1, gt=0, le=10)
     correct_nonlinearity: bool = True
-    stale_frames: int = Field(default=1, ge=1, le=8)
+    stale_frames: int = Field(default=2, ge=1, le=8)
 
     def connection(self, config: DevicesConfig) -> str:
         """The USB serial number."""

@@ -40,9 +40,10 @@ from numpy.typing import NDArray
 
 from autolab.analysis.features import extract_features_batch
 from autolab.exceptions import ConfigError, DeviceFault, HardwareError
+from autolab.executors.simulated import SimulatedExecutor
 from autolab.hardware.ocean import OceanSpec, SeabreezeSpectrometer, open_seabreeze
 from autolab.hardware.registry import get_kind
-from autolab.records import QualityFlag
+from autolab.records import Conditions, QualityFlag
 
 FloatArray = NDArray[np.float64]
 PIXELS = 512
@@ -388,14 +389,16 @@ def test_a_nonlinearity_correction_the_unit_cannot_make_is_the_devices_file_s_er
 
 
 # ============================================================================= FIFO, units
-@pytest.mark.parametrize(("fifo", "stale_frames"), [(0, 1), (1, 1), (2, 2), (3, 3)])
+@pytest.mark.parametrize(("fifo", "stale_frames"), [(0, None), (1, None), (2, None), (1, 1),
+                                                    (3, 3)])
 def test_every_frame_is_exposed_with_its_own_time_and_light(
-        lab_of: Callable[..., Lab], fifo: int, stale_frames: int) -> None:
+        lab_of: Callable[..., Lab], fifo: int, stale_frames: int | None) -> None:
     """The detector buffers ``fifo`` spectra exposed before the call (the manual: one, after an
     integration-time change): each frame returned must be one exposed after its integration
-    time and its light path were set. A deeper buffer is the devices file's ``stale_frames``."""
+    time and its light path were set. The default discards two; a deeper buffer is the
+    devices file's ``stale_frames``."""
     lab = lab_of(Readings(fifo=fifo))
-    spec = driver(lab, stale_frames=stale_frames)
+    spec = driver(lab, **({} if stale_frames is None else {"stale_frames": stale_frames}))
     for light, ms in SEQUENCE:
         counts = frame(spec, light, ms)
         got = lab.unit.returned[-1]
@@ -540,11 +543,40 @@ def test_a_dead_lamp_is_a_fault_against_the_dark_of_its_own_integration_time(
     frame(spec, ("ABS", True, "SAMPLE"), ABS_MS)
 
 
+def _exposure_of(unit: Unit, counts: FloatArray) -> tuple[int, Light]:
+    """The exposure a recorded frame is (its counts are unique: each exposure has its noise)."""
+    hits = [e for e in unit.returned if np.array_equal(e.counts, counts)]
+    assert len(hits) == 1
+    return hits[0].integration_us, hits[0].light
+
+
+@pytest.mark.parametrize("fifo", [0, 1, 2])
+def test_the_procedure_pairs_each_frame_with_a_dark_of_its_own_integration_time(
+        lab_of: Callable[..., Lab], fifo: int) -> None:
+    """The absorbance procedure: dark D (lamp off or shuttered) at the sample's integration
+    time, reference R (lamp through the solvent-filled cell), sample S; PL with its own dark at
+    the emission time. One experiment of the real procedure (the simulated rig, its detector
+    replaced by the driver over the fake): each frame of the record is the exposure it says."""
+    lab = lab_of(Readings(fifo=fifo))
+    ex = SimulatedExecutor(seed=3)
+    ex.session.spectrometer = driver(lab)  # type: ignore[assignment]
+    sp = ex.run(Conditions(t_core_c=180, tau_core_min=13, t_shell_c=280, tau_shell_min=15,
+                           cl_to_i=6, s_to_zn=2)).spectra
+    abs_us, pl_us = round(sp.abs_integration_ms * 1000), round(sp.pl_integration_ms * 1000)
+    assert abs_us != pl_us
+    got = {name: _exposure_of(lab.unit, getattr(sp, name)) for name in sp.ARRAYS[1:]}
+    assert got == {"dark_abs_counts": (abs_us, OFF), "blank_counts": (abs_us, ("ABS", True,
+                                                                                 "SAMPLE")),
+                   "sample_counts": (abs_us, ("ABS", True, "SAMPLE")),
+                   "dark_pl_counts": (pl_us, OFF), "pl_counts": (pl_us, ("EXC", True, "SAMPLE")),
+                   "dye_pl_counts": (pl_us, ("EXC", True, "DYE"))}
+    assert sp.saturation_counts == lab.unit.full
+
+
 def test_the_devices_file_builds_the_same_driver(lab_of: Callable[..., Lab]) -> None:
     """Through the ``ocean`` kind: opened by serial number, the light path named."""
     lab = lab_of(Readings(fifo=2))
-    spec_entry = OceanSpec(serial_number=SERIAL, light="optics_light", excitation_nm=405.0,
-                           stale_frames=2)
+    spec_entry = OceanSpec(serial_number=SERIAL, light="optics_light", excitation_nm=405.0)
 
     class Ctx:
         time_scale = 1.0
