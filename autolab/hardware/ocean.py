@@ -13,10 +13,15 @@ seabreeze facts used: ``Spectrometer.from_serial_number(sn)``, ``integration_tim
 detector free-runs; set at connect, since a detector left in an external-trigger mode by another
 program waits for a trigger that never comes). The detector free-runs and buffers: the
 spectrum a call returns was exposed before the call (luxpy's Ocean Optics notes, for an
-integration-time change). So :meth:`SeabreezeSpectrometer.acquire` reads one spectrum and
-discards it before the one it returns, *after* the light path was set: the discard used to come
-with the integration time, before the light path changed, so a frame could hold the light of the
-previous setting (a "dark" with the lamp in it, a lamp frame exposed dark).
+integration-time change). So :meth:`SeabreezeSpectrometer.acquire` reads ``stale_frames``
+spectra (two by default: the notes say one, a detector may buffer two) and discards them before
+the one it returns, *after* the light path was set: the discard used to come with the
+integration time, before the light path changed, so a frame could hold the light of the previous
+setting (a "dark" with the lamp in it, a lamp frame exposed dark). Every seabreeze call and
+property read is a USB exchange that an unplugged detector fails with its library's own error:
+each becomes a :class:`HardwareError` naming it. With ``correct_nonlinearity`` a saturated pixel
+leaves seabreeze moved by the polynomial, so saturation is judged on a raw frame
+(:meth:`SeabreezeSpectrometer.acquire`).
 
 A light path that can say how it is (:class:`~autolab.hardware.base.Watched`, e.g. an
 ``asp1_light``) is read back after every frame. One that cannot (a GPIO box) leaves the frame itself
