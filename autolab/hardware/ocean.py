@@ -13,10 +13,15 @@ seabreeze facts used: ``Spectrometer.from_serial_number(sn)``, ``integration_tim
 detector free-runs; set at connect, since a detector left in an external-trigger mode by another
 program waits for a trigger that never comes). The detector free-runs and buffers: the
 spectrum a call returns was exposed before the call (luxpy's Ocean Optics notes, for an
-integration-time change). So :meth:`SeabreezeSpectrometer.acquire` reads one spectrum and
-discards it before the one it returns, *after* the light path was set: the discard used to come
-with the integration time, before the light path changed, so a frame could hold the light of the
-previous setting (a "dark" with the lamp in it, a lamp frame exposed dark).
+integration-time change). So :meth:`SeabreezeSpectrometer.acquire` reads ``stale_frames``
+spectra (two by default: the notes say one, a detector may buffer two) and discards them before
+the one it returns, *after* the light path was set: the discard used to come with the
+integration time, before the light path changed, so a frame could hold the light of the previous
+setting (a "dark" with the lamp in it, a lamp frame exposed dark). Every seabreeze call and
+property read is a USB exchange that an unplugged detector fails with its library's own error:
+each becomes a :class:`HardwareError` naming it. With ``correct_nonlinearity`` a saturated pixel
+leaves seabreeze moved by the polynomial, so saturation is judged on a raw frame
+(:meth:`SeabreezeSpectrometer.acquire`).
 
 A light path that can say how it is (:class:`~autolab.hardware.base.Watched`, e.g. an
 ``asp1_light``) is read back after every frame. One that cannot (a GPIO box) leaves the frame itself
@@ -152,22 +157,35 @@ class SeabreezeSpectrometer:
         excitation_nm: Wavelength of the excitation LED, nm.
         path_length_cm: Flow-cell path length, cm.
         correct_nonlinearity: Apply the detector's stored nonlinearity correction.
+        stale_frames: Spectra read and discarded before each frame: at least as many as the
+            detector's FIFO holds. The manual's notes say one; two (the default) also covers a
+            detector that buffers two, for one more integration time per frame (about 6 s in
+            a 30-60 min experiment), since a stale frame of the previous light is a dark with
+            the lamp in it, or a lamp frame exposed dark.
     """
 
     def __init__(self, device: Any, light_path: LightPath, *, name: str = "spectrometer",
                  excitation_nm: float, path_length_cm: float = 0.1,
-                 correct_nonlinearity: bool = True) -> None:
+                 correct_nonlinearity: bool = True, stale_frames: int = 2) -> None:
         if not (math.isfinite(excitation_nm) and 200 <= excitation_nm <= 1100):
             raise ConfigError(f"{name}: excitation_nm = {excitation_nm}: expected 200-1100 nm")
         if not path_length_cm > 0:
             raise ConfigError(f"{name}: path_length_cm = {path_length_cm}: expected > 0")
+        if stale_frames < 1:
+            raise ConfigError(f"{name}: stale_frames = {stale_frames}: expected >= 1")
         self.device = device
         self.light_path = light_path
         self.name = name
         self._exc = float(excitation_nm)
         self._path = float(path_length_cm)
         self._nonlinearity = correct_nonlinearity
-        self._wl = np.asarray(device.wavelengths(), dtype=np.float64)
+        self._stale = stale_frames
+        self._wl = np.asarray(self._call("wavelengths"), dtype=np.float64)
+        #: ``max_intensity`` and the integration limits (µs; None: the library has none),
+        #: read once: a detector's EEPROM constants, and a read of them after the detector
+        #: was lost must not be the first sign of it.
+        self._full: float | None = None
+        self._limits_us: tuple[float, float] | Literal["unread"] | None = "unread"
         self._integration_ms = math.nan
         #: The light path as last set (source, shutter open, cell); None while unknown.
         self._light: tuple[str, bool, str] | None = None
@@ -189,6 +207,40 @@ class SeabreezeSpectrometer:
         except Exception as err:  # seabreeze (and pyusb) raise their own families
             raise HardwareError(f"{self.name}: {method}({shown}) failed: "
                                 f"{type(err).__name__}: {err}") from err
+
+    def _get(self, attribute: str) -> Any:
+        """Read a seabreeze property; its errors become a HardwareError, as :meth:`_call`'s.
+
+        A property (``max_intensity``, ``model``) is a USB exchange like a method: a detector
+        unplugged raises there too (seabreeze's or pyusb's own error), which uncaught reached
+        the executor as an unexplained crash, not a device failure.
+        """
+        try:
+            return getattr(self.device, attribute)
+        except Exception as err:  # seabreeze (and pyusb) raise their own families
+            raise HardwareError(f"{self.name}: {attribute} failed: {type(err).__name__}: "
+                                f"{err}") from err
+
+    def _integration_limits_us(self) -> tuple[float, float] | None:
+        """The detector's integration-time limits, µs, or None where seabreeze has none.
+
+        python-seabreeze documents ``integration_time_micros_limits`` as a property; a version
+        without it (or with a method of that name) still takes ``integration_time_micros``,
+        which refuses a time out of range itself (a ``SeaBreezeError``, named by :meth:`_call`).
+        """
+        if self._limits_us == "unread":
+            try:
+                limits = self._get("integration_time_micros_limits")
+            except HardwareError as err:
+                if isinstance(err.__cause__, AttributeError):
+                    self._limits_us = None
+                    return None
+                raise
+            if callable(limits):
+                limits = self._call("integration_time_micros_limits")
+            lo_us, hi_us = limits
+            self._limits_us = (float(lo_us), float(hi_us))
+        return self._limits_us
 
     def connect(self) -> None:
         """Set the normal trigger mode, then take one frame with the corrections asked for.
@@ -214,6 +266,8 @@ class SeabreezeSpectrometer:
             self._call("intensities", correct_dark_counts=False, correct_nonlinearity=correct)
 
         self._call("trigger_mode", NORMAL_TRIGGER)
+        self._full = float(self._get("max_intensity"))
+        self._integration_limits_us()
         try:
             frame(self._nonlinearity)
         except HardwareError:
@@ -228,13 +282,13 @@ class SeabreezeSpectrometer:
     def _no_coefficients(self, err: HardwareError) -> ConfigError:
         """The devices file asks for a correction the detector cannot make (see :meth:`connect`)."""
         return ConfigError(f"devices.{self.name}.correct_nonlinearity=true, but the detector "
-                           f"{self.device.serial_number} cannot correct its nonlinearity "
+                           f"{self._get('serial_number')} cannot correct its nonlinearity "
                            f"(no stored coefficients?): {err}; set correct_nonlinearity: "
                            f"false")
 
     def ping(self) -> str:
         """Model and serial number."""
-        return f"{self.name}: Ocean {self.device.model} {self.device.serial_number}"
+        return f"{self.name}: Ocean {self._get('model')} {self._get('serial_number')}"
 
     @property
     def wavelengths_nm(self) -> NDArray[np.float64]:
@@ -243,8 +297,10 @@ class SeabreezeSpectrometer:
 
     @property
     def saturation_counts(self) -> float:
-        """Full-scale counts of the detector."""
-        return float(self.device.max_intensity)
+        """Full-scale counts of the detector (``max_intensity``, read at connect)."""
+        if self._full is None:
+            self._full = float(self._get("max_intensity"))
+        return self._full
 
     @property
     def excitation_nm(self) -> float:
@@ -263,9 +319,10 @@ class SeabreezeSpectrometer:
             HardwareError: Outside the detector's limits (the message names them), or the
                 detector failed (seabreeze's error, naming the call).
         """
-        lo_us, hi_us = self.device.integration_time_micros_limits
+        limits = self._integration_limits_us()
         us = round(integration_ms * 1000.0)
-        if not lo_us <= us <= hi_us:
+        if limits is not None and not limits[0] <= us <= limits[1]:
+            lo_us, hi_us = limits
             raise HardwareError(f"{self.name}: integration_ms = {integration_ms:g} is outside the "
                                 f"detector's range [{lo_us / 1000:g}, {hi_us / 1000:g}] ms")
         self._integration_ms = math.nan
@@ -281,9 +338,15 @@ class SeabreezeSpectrometer:
     def acquire(self) -> NDArray[np.float64]:
         """One frame of raw counts ``(P,)`` (no dark correction: the executor takes darks).
 
-        The spectrum waiting in the detector's FIFO was exposed before this call (before the
-        light path or the integration time was set, or before a wait), so one is read and
-        discarded first (costs one integration time).
+        The spectra waiting in the detector's FIFO were exposed before this call (before the
+        light path or the integration time was set, or before a wait), so ``stale_frames`` are
+        read and discarded first (one integration time each).
+
+        With the nonlinearity correction, a saturated pixel leaves seabreeze at the corrected
+        value of full scale, above or below ``max_intensity`` as the EEPROM polynomial has it:
+        below, the analyzer would take a saturated peak for chemistry. So a raw frame is read
+        first, and the pixels at full scale there are at full scale in the frame returned
+        (the next exposure, of the same light: one more integration time).
 
         Raises:
             HardwareError: The detector failed (seabreeze's error, naming the call), or the
@@ -293,12 +356,28 @@ class SeabreezeSpectrometer:
                 cannot, a lamp or dye frame with no light above the dark frame
                 (:func:`light_shortfall`).
         """
-        def read() -> NDArray[np.float64]:
-            return np.asarray(self._call("intensities", correct_dark_counts=False,
-                                         correct_nonlinearity=self._nonlinearity),
-                              dtype=np.float64)
-        read()  # the FIFO's stale spectrum
-        counts = read()
+        for _ in range(self._stale):
+            self._read(correct=False)  # the FIFO's stale spectra
+        raw = self._read(correct=False) if self._nonlinearity else None
+        counts = self._read(correct=self._nonlinearity)
+        if raw is not None:
+            full = self.saturation_counts
+            counts = np.where(raw >= full - 0.5, full, counts)
+        if isinstance(self.light_path, Watched):  # one that can say how it is (asp1_light)
+            check_light_after_frame(self.name, self.light_path.check())
+        else:
+            self._check_light_level(counts)
+        return counts
+
+    def _read(self, *, correct: bool) -> NDArray[np.float64]:
+        """One spectrum from the detector, checked for its length and finite counts.
+
+        Raises:
+            HardwareError: seabreeze's error (naming the call), a frame with the wrong number
+                of pixels or a non-finite count.
+        """
+        counts = np.asarray(self._call("intensities", correct_dark_counts=False,
+                                       correct_nonlinearity=correct), dtype=np.float64)
         if counts.shape != self._wl.shape:
             raise HardwareError(f"{self.name}: frame has {counts.size} pixels, expected "
                                 f"{self._wl.size}")
@@ -308,10 +387,6 @@ class SeabreezeSpectrometer:
                                 f"{'s' if bad.size > 1 else ''} (pixel {int(bad[0])}"
                                 f"{' ...' if bad.size > 1 else ''}): a readout fault, not a "
                                 f"spectrum")
-        if isinstance(self.light_path, Watched):  # one that can say how it is (asp1_light)
-            check_light_after_frame(self.name, self.light_path.check())
-        else:
-            self._check_light_level(counts)
         return counts
 
     def _check_light_level(self, counts: NDArray[np.float64]) -> None:
@@ -351,6 +426,9 @@ class OceanSpec(DeviceSpecBase):
         excitation_nm: Wavelength of the excitation LED, nm.
         path_length_cm: Flow-cell path length, cm.
         correct_nonlinearity: Apply the detector's stored nonlinearity correction.
+        stale_frames: Spectra discarded before each frame, at least as many as the
+            detector's FIFO holds (the manual's notes: one; default two, see
+            :class:`SeabreezeSpectrometer`).
     """
 
     kind: Literal["ocean"] = "ocean"
@@ -359,6 +437,7 @@ class OceanSpec(DeviceSpecBase):
     excitation_nm: float = Field(ge=200, le=1100)
     path_length_cm: float = Field(default=0.1, gt=0, le=10)
     correct_nonlinearity: bool = True
+    stale_frames: int = Field(default=2, ge=1, le=8)
 
     def connection(self, config: DevicesConfig) -> str:
         """The USB serial number."""
@@ -377,7 +456,8 @@ def _build_ocean(name: str, spec: OceanSpec, ctx: BuildContext) -> Device:
     return SeabreezeSpectrometer(open_seabreeze(spec.serial_number), light, name=name,
                                  excitation_nm=spec.excitation_nm,
                                  path_length_cm=spec.path_length_cm,
-                                 correct_nonlinearity=spec.correct_nonlinearity)
+                                 correct_nonlinearity=spec.correct_nonlinearity,
+                                 stale_frames=spec.stale_frames)
 
 
 register_kind(DeviceKind("ocean", "spectrometer", OceanSpec, _build_ocean, None,
