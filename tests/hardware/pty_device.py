@@ -12,6 +12,13 @@ import select
 import threading
 import time
 import tty
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+
+from autolab.hardware.devices import parse_devices
+from autolab.hardware.rig import Rig
+
+from .test_rig_registry import devices
 
 
 class PtyDevice:
@@ -58,3 +65,24 @@ class PtyDevice:
                 continue
             with self.lock:
                 self.feed(data, t_s)
+
+
+@contextmanager
+def heater_rig(kind: str, units: Mapping[str, PtyDevice], *, timeout_s: float,
+               max_temperature_c: float) -> Iterator[Rig]:
+    """A rig whose core and shell heaters are ``units`` (by role) of device ``kind``.
+
+    Each unit is on a port of its own; the pumps' port is a loop with nothing on it, so the
+    rig talks to the heaters alone. The rig is closed after.
+    """
+    d = devices()
+    for role, unit in units.items():
+        d["ports"][f"{kind}_{role}"] = {"url": unit.port, "timeout_s": timeout_s}
+        d["devices"][f"heater_{role}"] = {"kind": kind, "port": f"{kind}_{role}", "role": role,
+                                          "limits": {"max_temperature_c": max_temperature_c}}
+    d["ports"]["pumps"] = {"url": "loop://", "timeout_s": 0.05, "retries": 0}
+    rig = Rig.open(parse_devices(d))
+    try:
+        yield rig
+    finally:
+        rig.close()

@@ -35,14 +35,12 @@ from hypothesis import strategies as st
 
 from autolab.exceptions import ConditionsError
 from autolab.hardware.controllers import HuberPB
-from autolab.hardware.devices import parse_devices
 from autolab.hardware.protocols import huber
 from autolab.hardware.rig import Rig
 from autolab.hardware.safety import Supervisor, Trip
 from autolab.hardware.transport import Transport
 
-from .pty_device import PtyDevice
-from .test_rig_registry import devices
+from .pty_device import PtyDevice, heater_rig
 
 SP, T_INT, T_RET, PRESSURE, POWER, T_PROC = 0x00, 0x01, 0x02, 0x03, 0x04, 0x07
 STATUS_A, STATUS_B, CONTROL, CIRC, PUMP, PUMP_SP = 0x0A, 0x3C, 0x14, 0x16, 0x26, 0x48
@@ -349,16 +347,10 @@ def rig_units() -> Iterator[dict[str, ManualHuber]]:
 @pytest.fixture
 def rig(rig_units: dict[str, ManualHuber]) -> Iterator[tuple[dict[str, ManualHuber], Rig]]:
     """A rig whose heaters are the two thermostats; nothing else is talked to."""
-    d = devices()
-    for role, emu in rig_units.items():
+    for emu in rig_units.values():
         emu.reset()
-        d["ports"][f"huber_{role}"] = {"url": emu.port, "timeout_s": 0.3}
-        d["devices"][f"heater_{role}"] = {"kind": "huber", "port": f"huber_{role}",
-                                          "role": role, "limits": {"max_temperature_c": 200}}
-    d["ports"]["pumps"] = {"url": "loop://", "timeout_s": 0.05, "retries": 0}
-    r = Rig.open(parse_devices(d))
-    yield rig_units, r
-    r.close()
+    with heater_rig("huber", rig_units, timeout_s=0.3, max_temperature_c=200) as r:
+        yield rig_units, r
 
 
 @pytest.mark.parametrize(("autostart", "keeps", "reason"),

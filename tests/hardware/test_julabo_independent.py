@@ -39,14 +39,12 @@ from hypothesis import strategies as st
 
 from autolab.exceptions import HardwareError
 from autolab.hardware.controllers import JulaboCirculator
-from autolab.hardware.devices import parse_devices
 from autolab.hardware.protocols import julabo
 from autolab.hardware.rig import Rig
 from autolab.hardware.safety import Supervisor, Trip
 from autolab.hardware.transport import DeviceRefused, Transport
 
-from .pty_device import PtyDevice
-from .test_rig_registry import devices
+from .pty_device import PtyDevice, heater_rig
 
 MIN_SPACING_S = 0.25  # the manual's rule
 #: The emulator times a command by its first byte's arrival; a loaded host may read one late
@@ -450,16 +448,10 @@ def rig_baths() -> Iterator[dict[str, ManualJulabo]]:
 @pytest.fixture
 def rig(rig_baths: dict[str, ManualJulabo]) -> Iterator[tuple[dict[str, ManualJulabo], Rig]]:
     """A rig whose heaters are the two circulators; nothing else is talked to."""
-    d = devices()
-    for role, emu in rig_baths.items():
+    for emu in rig_baths.values():
         emu.reset()
-        d["ports"][f"bath_{role}"] = {"url": emu.port, "timeout_s": 0.5}
-        d["devices"][f"heater_{role}"] = {"kind": "julabo", "port": f"bath_{role}",
-                                          "role": role, "limits": {"max_temperature_c": 300}}
-    d["ports"]["pumps"] = {"url": "loop://", "timeout_s": 0.05, "retries": 0}
-    r = Rig.open(parse_devices(d))
-    yield rig_baths, r
-    r.close()
+    with heater_rig("julabo", rig_baths, timeout_s=0.5, max_temperature_c=300) as r:
+        yield rig_baths, r
 
 
 def test_after_a_power_loss_the_unit_stays_stopped_and_the_trip_says_so(rig: Any) -> None:
@@ -468,9 +460,9 @@ def test_after_a_power_loss_the_unit_stays_stopped_and_the_trip_says_so(rig: Any
     (the PV right after a clean status needs no status of its own). The port is 7E1 9600 Bd
     (a pty cannot check a format: the rig's request for one is checked)."""
     emus, r = rig
-    assert r.transports["bath_core"].line_format == {"bytesize": 7, "parity": "E",
+    assert r.transports["julabo_core"].line_format == {"bytesize": 7, "parity": "E",
                                                      "stopbits": 1}
-    assert r.transports["bath_core"].serial.baudrate == 9600
+    assert r.transports["julabo_core"].serial.baudrate == 9600
     emu = emus["core"]
     heater = r.heaters["core"]
     heater.connect(standby_c=30.0)
