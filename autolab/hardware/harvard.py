@@ -308,10 +308,9 @@ class HarvardPump:
         check_setpoint(self.name, "rate_ml_min", rate_ml_min, low=0.0,
                        high=self.limits.max_rate_ml_min, unit="mL/min")
         try:
-            harvard.rate_args(rate_ml_min)
-        except ConfigError as err:
+            self._send_rate(rate_ml_min)
+        except ConfigError as err:  # a rate the units cannot write (rate_args), before a byte
             raise HardwareError(f"{self.name}: {err}") from err
-        self._send_rate(rate_ml_min)
         read = self.rate_read_ml_min()
         check_rate_sticks(self.name, rate_ml_min, read)
         self.rate_ml_min = read

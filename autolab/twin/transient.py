@@ -340,19 +340,15 @@ def one_blas_thread() -> Iterator[None]:
     every loaded library's state) per step.
     """
     depth = getattr(_BLAS_DEPTH, "n", 0)
-    if depth:
-        _BLAS_DEPTH.n = depth + 1
-        try:
+    _BLAS_DEPTH.n = depth + 1
+    try:
+        if depth:
             yield
-        finally:
-            _BLAS_DEPTH.n = depth
-        return
-    with _blas().limit(limits=1, user_api="blas"):
-        _BLAS_DEPTH.n = 1
-        try:
-            yield
-        finally:
-            _BLAS_DEPTH.n = 0
+        else:
+            with _blas().limit(limits=1, user_api="blas"):
+                yield
+    finally:
+        _BLAS_DEPTH.n = depth
 
 
 def _key(values: FloatArray | tuple[float, ...], digits: int = 9) -> tuple[float, ...]:
