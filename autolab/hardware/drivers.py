@@ -289,10 +289,16 @@ class NE1000Pump:
         for _ in range(3):
             self.safe_wire = was_safe
             encode = newera.encode_safe if was_safe else newera.encode_basic
+            frame = b""
             with contextlib.suppress(HardwareError):  # the reply's framing is not documented
-                self.transport.exchange(self.name, encode(self.address, "SAF",
-                                                          str(self.safe_mode_s)),
-                                        _any_framer, attempts=1)
+                frame = self.transport.exchange(self.name, encode(self.address, "SAF",
+                                                                  str(self.safe_mode_s)),
+                                                _any_framer, attempts=1)
+            if not _plain_reply(frame):
+                self.transport.discard_late(
+                    self.name, self.transport.timeout_s,
+                    "after SAF: no plain reply (an auto-alarm packet, an alarm that was not "
+                    "executed, or none): its own reply may still come")
             self.safe_wire = want_safe
             try:
                 self.command("", raise_alarm=False, attempts=1)
@@ -462,6 +468,24 @@ def _basic_framed(frame: bytes) -> bool:
     After STX a Basic reply has an address digit, a Safe-mode packet its length byte.
     """
     return chr(frame[1]).isdigit()
+
+
+def _plain_reply(frame: bytes) -> bool:
+    """Whether ``frame`` is a New Era reply, in either framing, with no alarm and no error.
+
+    Anything else read as the reply to ``SAF n`` leaves its execution unknown: an alarm reply
+    acknowledges without executing, and a Safe-mode auto-alarm packet read in its place leaves
+    the real reply on the line. Where a pump in Safe mode frames its replies like Basic ones,
+    that late reply could pass for a Basic pump's answer to the next request.
+    """
+    if len(frame) < 2:
+        return False
+    try:
+        reply = (newera.parse_basic(frame) if _basic_framed(frame)
+                 else newera.parse_safe(frame))
+    except newera.PumpProtocolError:
+        return False
+    return not reply.alarm and reply.error is None
 
 
 def _any_framer(ser: SerialLike) -> bytes:

@@ -309,6 +309,10 @@ class ManualNewEraLine:
         self.truncate_next = 0
         self.bad_crc_next = 0
         self.alarm_before: dict[str, str] = {}  # command -> alarm raised as it arrives (once)
+        #: command -> alarm raised *and announced* (Safe mode's auto-alarm packet) as it arrives
+        self.announce_before: dict[str, str] = {}
+        #: command -> seconds its reply is held back (a busy pump; once)
+        self.reply_delay_s: dict[str, float] = {}
         self.corrupt_next = 0  # flip a bit in the next Safe-mode packet received
         self.com_errors = 0  # ?COM replies sent
         self.auto_alarms = 0  # Safe-mode auto-alarm packets sent
@@ -420,6 +424,8 @@ class ManualNewEraLine:
             p.powered_up = False
             if command in self.alarm_before:  # the alarm came just before this command
                 p.raise_alarm(self.alarm_before.pop(command))
+            if command in self.announce_before:
+                self.alarm(p.address, self.announce_before.pop(command))
             was_safe = p.safe_s
             if safe:
                 p.last_valid_s = time.monotonic()
@@ -429,7 +435,15 @@ class ManualNewEraLine:
                 framing = p.safe_s
             if not p.safe_s:
                 p.last_valid_s = None  # SAF0: back to Basic, no timer
-            self._send(p, body, safe_framing=bool(framing))
+            delay_s = self.reply_delay_s.pop(command, 0.0)
+            if delay_s:
+                threading.Timer(delay_s, self._send_locked, (p, body, bool(framing))).start()
+            else:
+                self._send(p, body, safe_framing=bool(framing))
+
+    def _send_locked(self, p: ManualPump, body: str, safe_framing: bool) -> None:
+        with self.lock:
+            self._send(p, body, safe_framing=safe_framing)
 
     def _send(self, p: ManualPump, body: str, *, safe_framing: bool | None = None) -> None:
         if self.drop_next:
@@ -634,6 +648,28 @@ def test_safe_mode_bring_up_auto_alarm_and_timeout(variant: str) -> None:
         again = NE1000Pump(pump.transport, "pump_3b", address=3, diameter_mm=12.0)
         again.connect()  # a pump found in Safe mode is put back in Basic mode
         assert again.found_mode == "safe" and p.safe_s == 0
+
+
+@pytest.mark.parametrize("variant", ["packets", "basic-framed", "saf-answers-in-new-mode"])
+def test_an_alarm_announced_as_saf0_arrives_does_not_pass_for_basic_mode(variant: str) -> None:
+    """Manual, Safe mode: an alarm is announced by an auto-alarm packet, and the reply that
+    acknowledges it does not execute the command. Here the alarm comes as ``SAF0`` arrives and
+    the acknowledging reply is late, so it lands after the check that the pump now answers
+    Basic lines. Where Safe-mode replies are Basic-framed, that late reply once passed for the
+    Basic pump's answer: the pump stayed in Safe mode and bring-up failed at ``STP`` (seen as a
+    rare failure of the test above on a loaded host, when the host's silence let alarm ``T``
+    fall during bring-up). ``SAF0`` is now sent again until the pump really answers Basic."""
+    with chain(SAFE_VARIANTS[variant], safe_mode_s=5) as (emu, pumps):
+        pump, p = pumps[3], emu.pumps[3]
+        pump.connect()
+        assert p.safe_s == 5
+        emu.announce_before["SAF"] = "T"
+        emu.reply_delay_s["SAF"] = 0.15
+        again = NE1000Pump(pump.transport, "pump_3b", address=3, diameter_mm=12.0)
+        again.connect()
+        assert again.found_mode == "safe" and p.safe_s == 0
+        assert not again.state().pumping and p.diameter_mm == 12.0
+        assert _refused(emu, 3) == []
 
 
 def test_two_pumps_on_one_chain_answer_their_own_address() -> None:
