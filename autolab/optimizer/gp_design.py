@@ -253,28 +253,28 @@ class FamilyPrior:
 #: the read noise stated, then per outcome and hyperparameter the mean and sd of the log of the 9
 #: fitted values (lengthscales capped at 10, sd floored at 0.5). Lengthscales are unit-cube units;
 #: the output scale is in standardized units (1 = the variance of the training readings). What
-#: they say: the PL peak moves on the halide ratio (``cl_to_i``, median lengthscale 0.64) and
-#: core temperature (2.1), slowly on the rest (4-6); QY varies fastest with the shell
+#: they say: the PL peak moves on the halide ratio (``cl_to_i``, median lengthscale 0.60) and
+#: core temperature (2.2), slowly on the rest (4-5); QY varies fastest with the shell
 #: temperature and S:Zn ratio (0.34, 0.43) and shell time (0.60). BoTorch's dimension-scaled
 #: prior puts every lengthscale at a median of 10 (mode 0.5) in six inputs. Regenerate with
 #: the script and copy its printout here; docs/benchmarks.md "Eighth round" has the figures.
 FAMILY_HYPERPRIORS: dict[str, FamilyPrior] = {
     "pl_peak_nm": FamilyPrior(lengthscales=(
-        ("t_core_c", LogNormal(0.745, 0.99)),
-        ("tau_core_min", LogNormal(1.412, 0.847)),
-        ("t_shell_c", LogNormal(1.446, 1.03)),
-        ("tau_shell_min", LogNormal(1.492, 1.017)),
-        ("cl_to_i", LogNormal(-0.454, 0.833)),
-        ("s_to_zn", LogNormal(1.725, 1.12)),
-    ), outputscale=LogNormal(0.948, 1.141)),
+        ("t_core_c", LogNormal(0.808, 0.933)),
+        ("tau_core_min", LogNormal(1.407, 0.841)),
+        ("t_shell_c", LogNormal(1.524, 0.965)),
+        ("tau_shell_min", LogNormal(1.464, 0.866)),
+        ("cl_to_i", LogNormal(-0.513, 0.516)),
+        ("s_to_zn", LogNormal(1.674, 1.096)),
+    ), outputscale=LogNormal(1.219, 1.068)),
     "qy": FamilyPrior(lengthscales=(
         ("t_core_c", LogNormal(0.574, 1.417)),
-        ("tau_core_min", LogNormal(0.617, 1.438)),
-        ("t_shell_c", LogNormal(-1.091, 0.684)),
-        ("tau_shell_min", LogNormal(-0.51, 0.5)),
-        ("cl_to_i", LogNormal(0.166, 1.474)),
+        ("tau_core_min", LogNormal(0.62, 1.439)),
+        ("t_shell_c", LogNormal(-1.09, 0.684)),
+        ("tau_shell_min", LogNormal(-0.509, 0.5)),
+        ("cl_to_i", LogNormal(0.172, 1.484)),
         ("s_to_zn", LogNormal(-0.835, 0.5)),
-    ), outputscale=LogNormal(-0.448, 0.5)),
+    ), outputscale=LogNormal(-0.447, 0.5)),
 }
 
 #: Hyperprior name -> outcome name -> learned priors (``"dimension_scaled"``: none, BoTorch's).
