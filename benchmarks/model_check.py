@@ -42,8 +42,9 @@ from autolab.benchmarking.provenance import Result, Table, write_result
 from autolab.benchmarking.spec import load_spec
 from autolab.optimizer import BotorchOptimizer
 from autolab.optimizer.design import random_design, sobol_design
-from autolab.optimizer.gp_design import DEFAULT_DESIGN, GPDesign
+from autolab.optimizer.gp_design import DEFAULT_DESIGN, GPDesign, hyperprior_for
 from autolab.optimizer.models import build_model_list
+from autolab.space import qd_space
 
 FloatArray = NDArray[np.float64]
 SPEC = Path(__file__).with_name("family.yaml")
@@ -55,11 +56,18 @@ QY_FLOOR = 1e-3
 
 @dataclass(frozen=True)
 class Variant:
-    """One model choice: the GP structure and whether stated sigmas are known noise."""
+    """One model choice: the GP structure (one, or one per outcome), stated sigmas as noise."""
 
-    design: GPDesign = DEFAULT_DESIGN
+    design: GPDesign | tuple[GPDesign, ...] = DEFAULT_DESIGN
     known_noise: bool = True
     log_qy: bool = False
+
+
+def _family_hyperprior() -> tuple[GPDesign, ...]:
+    """``hyperprior: family``: each outcome's learned priors over the InP/ZnS inputs."""
+    names = qd_space().names
+    return tuple(GPDesign(hyperprior=hyperprior_for("family", o, names))
+                 for o in ("pl_peak_nm", "qy"))
 
 
 VARIANTS: dict[str, Variant] = {
@@ -71,6 +79,7 @@ VARIANTS: dict[str, Variant] = {
     "linear-mean": Variant(GPDesign(mean="linear")),
     "linear-kernel": Variant(GPDesign(mean="linear_kernel")),
     "log-qy": Variant(log_qy=True),
+    "family-hyperprior": Variant(_family_hyperprior()),
 }
 
 

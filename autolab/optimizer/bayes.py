@@ -69,7 +69,7 @@ from autolab.optimizer.design import feasible_mask, random_design, sobol_design
 from autolab.optimizer.escape import EscapeContext, escape, stall_length
 from autolab.optimizer.exploration import band_slack
 from autolab.optimizer.forecast import Forecast, Reading, compute_forecast, repeat_advice
-from autolab.optimizer.gp_design import GPDesign
+from autolab.optimizer.gp_design import GPDesign, hyperprior_for
 from autolab.optimizer.greedy import greedy_now, greedy_select
 from autolab.optimizer.models import build_model_list, hyperparameters
 from autolab.optimizer.prior import (
@@ -121,16 +121,22 @@ class _Data:
         return self.X_all[self.ok]
 
 
-def outcome_designs(settings: BotorchSettings, spec: ObjectiveSpec) -> list[GPDesign]:
+def outcome_designs(settings: BotorchSettings, spec: ObjectiveSpec,
+                    input_names: Sequence[str] = ()) -> list[GPDesign]:
     """One GP structure per outcome of ``spec``, in column order.
 
     ``settings.mean`` goes to the outcomes that ``settings.mean_outcomes`` names, the constant
-    mean to the others.
+    mean to the others; ``settings.hyperprior`` gives each outcome its learned priors over the
+    inputs ``input_names`` (:func:`~autolab.optimizer.gp_design.hyperprior_for`).
+
+    Raises:
+        ValueError: The hyperprior was learned on other inputs than ``input_names``.
     """
     targets = {t.outcome for t in spec.terms if isinstance(t, Target)}
     return [GPDesign(kernel=settings.kernel, input_warping=settings.input_warping,
                      mean=settings.mean if settings.mean_outcomes == "all" or name in targets
-                     else "constant")
+                     else "constant",
+                     hyperprior=hyperprior_for(settings.hyperprior, name, input_names))
             for name in spec.outcome_names]
 
 
@@ -174,6 +180,7 @@ class BotorchOptimizer(BaseOptimizer):
         super().__init__(space, objective, seed, extra_outcomes=extra_outcomes)
         self.settings = _parse_settings(_for_mode(settings, objective))
         _check_acquisition(self.settings, objective)
+        _check_hyperprior(self.settings, space, objective, outcome_prior)
         self.device = resolve_device(self.settings.device)
         self._record: dict[str, Any] | None = None
         if outcome_prior is not None:
@@ -376,7 +383,7 @@ class BotorchOptimizer(BaseOptimizer):
             Yvar_ok=data.Yvar_ok if self.settings.known_noise else None,
             prior=prior, names=spec.outcome_names,
             maxiter=self.settings.fit_maxiter, seed=seed,
-            design=outcome_designs(self.settings, spec))
+            design=outcome_designs(self.settings, spec, self.space.names))
         choices = None
         if prior is not None and self.settings.prior_guard == "loo":
             cold = build_model_list(
@@ -880,6 +887,26 @@ def _check_acquisition(settings: BotorchSettings, objective: ObjectiveSpec) -> N
         raise OptimizerError(f"settings.acquisition {settings.acquisition!r} needs a scalar "
                              f"objective; a {objective.mode!r} objective uses qLogNEHVI "
                              "(acquisition 'band_ei')")
+
+
+def _check_hyperprior(settings: BotorchSettings, space: ParameterSpace, objective: ObjectiveSpec,
+                      outcome_prior: OutcomePrior | None) -> None:
+    """Refuse learned hyperpriors on inputs they were not learned on, or with a prior.
+
+    A prior (``outcome_prior`` / ``prior: twin``) scales the GP's kernel by its own spread, so a
+    learned output scale would scale it twice.
+    """
+    if settings.hyperprior == "dimension_scaled":
+        return
+    if outcome_prior is not None or settings.prior != "none":
+        raise OptimizerError(f"settings.hyperprior {settings.hyperprior!r} cannot be combined "
+                             "with a prior (outcome_prior / prior: twin), which sets the GPs' "
+                             "output scale itself: drop one of them")
+    try:
+        outcome_designs(settings, objective, space.names)
+    except ValueError as err:
+        raise OptimizerError(f"settings.hyperprior {settings.hyperprior!r}: {err}; use "
+                             "hyperprior 'dimension_scaled' for this space") from err
 
 
 def _parse_settings(settings: Mapping[str, Any]) -> BotorchSettings:

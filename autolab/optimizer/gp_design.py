@@ -31,13 +31,20 @@ so a new kernel is one line and every caller validates against the same names.
   ``"linear_kernel"``: the same trend with its weights integrated out
   (:class:`CenteredLinearKernel` added to the stationary kernel), so the posterior sd grows
   along the trend away from the data.
+* ``hyperprior``: the priors of the kernel's hyperparameters. ``None`` is BoTorch's
+  dimension-scaled LogNormal on every lengthscale (the same for every input and outcome, no
+  output scale); a :class:`Hyperprior` gives each input its own LogNormal lengthscale prior and
+  the kernel a scaled output with its own LogNormal prior. With 6-10 points in 6 inputs the
+  hyperparameters are barely identified by the data, so where they come from decides the
+  model: :data:`FAMILY_HYPERPRIORS` are learned on the reactor family's design members
+  (empirical Bayes, as in HyperBO, Wang et al. 2023).
 """
 
 from __future__ import annotations
 
 import math
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,7 +52,7 @@ import torch
 from botorch.models.transforms.input import Warp
 from botorch.models.utils.gpytorch_modules import get_covar_module_with_dim_scaled_prior
 from gpytorch.constraints import GreaterThan
-from gpytorch.kernels import Kernel, LinearKernel
+from gpytorch.kernels import Kernel, LinearKernel, MaternKernel, RBFKernel, ScaleKernel
 from gpytorch.means import LinearMean, Mean
 from gpytorch.priors import LogNormalPrior, NormalPrior
 from torch import Tensor
@@ -142,6 +149,154 @@ MEANS: dict[str, Callable[[Tensor], Trend]] = {
     "linear_kernel": lambda X: Trend(kernel=CenteredLinearKernel(X).to(X)),
 }
 
+#: Kernel name -> its ARD kernel class with a given lengthscale prior and constraint (the
+#: kernels of :data:`KERNELS` without BoTorch's prior, for a :class:`Hyperprior`).
+KERNEL_CLASSES: dict[str, Callable[..., Kernel]] = {
+    "rbf": RBFKernel,
+    "matern52": lambda **kw: MaternKernel(nu=2.5, **kw),
+}
+
+#: Shortest lengthscale (unit-cube units) of a kernel with a :class:`Hyperprior`: BoTorch's own
+#: floor in its dimension-scaled kernels, so the two differ in their priors only.
+LENGTHSCALE_FLOOR = 2.5e-2
+
+#: Floor of the output scale (standardized units) of a kernel with a :class:`Hyperprior`: with
+#: gpytorch's plain ``Positive`` constraint a scale driven out underflows the softplus to 0,
+#: where a LogNormal prior's log-density is undefined and the fit raises (the additive kernel's
+#: failure, docs/benchmarks.md).
+OUTPUTSCALE_FLOOR = 1e-4
+
+
+@dataclass(frozen=True)
+class LogNormal:
+    """A LogNormal prior: ``log(value) ~ Normal(loc, scale)``.
+
+    Attributes:
+        loc: Mean of the log (the prior's median is ``exp(loc)``).
+        scale: Sd of the log.
+    """
+
+    loc: float
+    scale: float
+
+
+@dataclass(frozen=True)
+class Hyperprior:
+    """Priors of one outcome GP's kernel hyperparameters (module docs).
+
+    Attributes:
+        lengthscales: One prior per input, in the GP's input order (unit-cube units).
+        outputscale: Prior of the output scale (standardized outcome units: 1 is the variance
+            of the training readings).
+    """
+
+    lengthscales: tuple[LogNormal, ...]
+    outputscale: LogNormal
+
+    def kernel(self, kernel: str, like: Tensor) -> Kernel:
+        """A scaled ARD ``kernel`` (a key of :data:`KERNEL_CLASSES`) with these priors.
+
+        Each hyperparameter starts at its prior's median, the typical value of the problems
+        the prior was learned on.
+
+        Args:
+            kernel: The kernel's name.
+            like: A tensor of the training data's device and dtype. The priors' parameters are
+                made there: a gpytorch LogNormal prior keeps them where they were made when its
+                kernel moves, and a per-input prior on the CPU cannot score CUDA lengthscales.
+        """
+        def on(values: list[float]) -> Tensor:
+            return torch.tensor(values, dtype=like.dtype, device=like.device)
+
+        loc = on([p.loc for p in self.lengthscales])
+        scale = on([p.scale for p in self.lengthscales])
+        base = KERNEL_CLASSES[kernel](
+            ard_num_dims=len(self.lengthscales), lengthscale_prior=LogNormalPrior(loc, scale),
+            lengthscale_constraint=GreaterThan(LENGTHSCALE_FLOOR, transform=None)).to(like)
+        base.lengthscale = loc.exp().clamp_min(2 * LENGTHSCALE_FLOOR)
+        out = self.outputscale
+        scaled = ScaleKernel(base, outputscale_prior=LogNormalPrior(on([out.loc])[0],
+                                                                    on([out.scale])[0]),
+                             outputscale_constraint=GreaterThan(OUTPUTSCALE_FLOOR)).to(like)
+        scaled.outputscale = math.exp(out.loc)
+        return scaled
+
+
+@dataclass(frozen=True)
+class FamilyPrior:
+    """One outcome's learned priors, its lengthscales by input name (:data:`HYPERPRIORS`).
+
+    Attributes:
+        lengthscales: ``(input name, prior)`` pairs.
+        outputscale: Prior of the output scale (standardized units).
+    """
+
+    lengthscales: tuple[tuple[str, LogNormal], ...]
+    outputscale: LogNormal
+
+    def for_inputs(self, names: Sequence[str]) -> Hyperprior:
+        """The :class:`Hyperprior` of a GP whose inputs are ``names``, in that order.
+
+        Raises:
+            ValueError: The inputs are not exactly the ones the prior was learned on.
+        """
+        table = dict(self.lengthscales)
+        if sorted(names) != sorted(table):
+            raise ValueError(f"learned on the inputs {sorted(table)}, got {sorted(names)}")
+        return Hyperprior(tuple(table[n] for n in names), self.outputscale)
+
+
+#: Hyperpriors learned on the reactor family's **design members only** (``benchmarks/family.yaml``:
+#: 3 twin-prior, 3 random-Fourier-feature and 3 additive reactors; never a held-out member), by
+#: ``benchmarks/family_hyperprior.py`` (record ``family-hyperprior``): each member's PL and QY
+#: GPs (a scaled RBF kernel under a wide prior) fitted on 300 Sobol points of the InP/ZnS box with
+#: the read noise stated, then per outcome and hyperparameter the mean and sd of the log of the 9
+#: fitted values (lengthscales capped at 10, sd floored at 0.5). Lengthscales are unit-cube units;
+#: the output scale is in standardized units (1 = the variance of the training readings). What
+#: they say: the PL peak moves on the halide ratio (``cl_to_i``, median lengthscale 0.60) and
+#: core temperature (2.2), slowly on the rest (4-5); QY varies fastest with the shell
+#: temperature and S:Zn ratio (0.34, 0.43) and shell time (0.60). BoTorch's dimension-scaled
+#: prior puts every lengthscale at a median of 10 (mode 0.5) in six inputs. Regenerate with
+#: the script and copy its printout here; docs/benchmarks.md "Eighth round" has the figures.
+FAMILY_HYPERPRIORS: dict[str, FamilyPrior] = {
+    "pl_peak_nm": FamilyPrior(lengthscales=(
+        ("t_core_c", LogNormal(0.808, 0.933)),
+        ("tau_core_min", LogNormal(1.407, 0.841)),
+        ("t_shell_c", LogNormal(1.524, 0.965)),
+        ("tau_shell_min", LogNormal(1.464, 0.866)),
+        ("cl_to_i", LogNormal(-0.513, 0.516)),
+        ("s_to_zn", LogNormal(1.674, 1.096)),
+    ), outputscale=LogNormal(1.219, 1.068)),
+    "qy": FamilyPrior(lengthscales=(
+        ("t_core_c", LogNormal(0.574, 1.417)),
+        ("tau_core_min", LogNormal(0.62, 1.439)),
+        ("t_shell_c", LogNormal(-1.09, 0.684)),
+        ("tau_shell_min", LogNormal(-0.509, 0.5)),
+        ("cl_to_i", LogNormal(0.172, 1.484)),
+        ("s_to_zn", LogNormal(-0.835, 0.5)),
+    ), outputscale=LogNormal(-0.447, 0.5)),
+}
+
+#: Hyperprior name -> outcome name -> learned priors (``"dimension_scaled"``: none, BoTorch's).
+HYPERPRIORS: dict[str, dict[str, FamilyPrior]] = {"dimension_scaled": {},
+                                                 "family": FAMILY_HYPERPRIORS}
+
+
+def hyperprior_for(name: str, outcome: str, input_names: Sequence[str]) -> Hyperprior | None:
+    """The priors of ``outcome``'s GP under hyperprior ``name``; ``None``: BoTorch's own.
+
+    An outcome the table does not know keeps BoTorch's dimension-scaled prior: nothing was
+    learned about it.
+
+    Raises:
+        ValueError: Unknown ``name``, or inputs other than those the priors were learned on.
+    """
+    if name not in HYPERPRIORS:
+        raise ValueError(f"hyperprior must be one of {sorted(HYPERPRIORS)}, got {name!r}")
+    learned = HYPERPRIORS[name].get(outcome)
+    return None if learned is None else learned.for_inputs(input_names)
+
+
 #: Scale of the LogNormal prior on the warp's two concentrations (median 1: the identity warp).
 WARP_PRIOR_SCALE = math.sqrt(0.75)
 
@@ -154,11 +309,14 @@ class GPDesign:
         kernel: A key of :data:`KERNELS`.
         input_warping: Learn a Kumaraswamy-CDF warp of each input (module docs).
         mean: A key of :data:`MEANS`.
+        hyperprior: Priors of the kernel's hyperparameters; ``None``: BoTorch's
+            dimension-scaled lengthscale prior, no output scale.
     """
 
     kernel: str = "rbf"
     input_warping: bool = False
     mean: str = "constant"
+    hyperprior: Hyperprior | None = None
 
     def __post_init__(self) -> None:
         if self.kernel not in KERNELS:
@@ -177,7 +335,7 @@ class GPDesign:
         if self.is_default:
             return {}
         trend = MEANS[self.mean](X)
-        covar = self.covar_module(X.shape[-1])
+        covar = self.covar_module(X.shape[-1], X)
         parts: dict[str, object] = {
             "covar_module": covar if trend.kernel is None else covar + trend.kernel,
             "input_transform": self.input_transform(X)}
@@ -185,9 +343,19 @@ class GPDesign:
             parts["mean_module"] = trend.mean.to(X)
         return parts
 
-    def covar_module(self, dim: int) -> Kernel:
-        """A fresh kernel over ``dim`` inputs."""
-        return KERNELS[self.kernel](dim)
+    def covar_module(self, dim: int, like: Tensor | None = None) -> Kernel:
+        """A fresh kernel over ``dim`` inputs (with a hyperprior: on ``like``'s device, dtype).
+
+        Raises:
+            ValueError: The hyperprior has a lengthscale prior for another number of inputs.
+        """
+        if self.hyperprior is None:
+            return KERNELS[self.kernel](dim)
+        if len(self.hyperprior.lengthscales) != dim:
+            raise ValueError(f"GPDesign.hyperprior has {len(self.hyperprior.lengthscales)} "
+                             f"lengthscale priors for {dim} inputs")
+        return self.hyperprior.kernel(self.kernel, torch.zeros((), dtype=torch.float64)
+                                      if like is None else like)
 
     def input_transform(self, like: Tensor) -> Warp | None:
         """A fresh warp of the unit-cube inputs ``like`` (their width, device and dtype).

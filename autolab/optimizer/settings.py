@@ -101,6 +101,20 @@ class BotorchSettings(BaseModel):
             21/22, with ``n_init: 4`` 28/36 (as ``n_init: 4`` alone) and with ``n_init: 5``
             31/36 (first in band at a median of 7) vs 33/36 (8) for the defaults, so the
             default stays ``"constant"``.
+        hyperprior: Priors of the outcome GPs' kernel hyperparameters
+            (:mod:`~autolab.optimizer.gp_design`): ``"dimension_scaled"`` (BoTorch's
+            LogNormal on every lengthscale, the same for every input and outcome, no output
+            scale) or ``"family"``: per input and outcome LogNormal lengthscale priors and a
+            LogNormal output scale, learned on the reactor family's design members
+            (``benchmarks/family_hyperprior.py``), for the PL peak and QY over the InP/ZnS
+            space's six inputs; other outcomes keep BoTorch's prior, other inputs are refused.
+            Not combined with a prior (``prior``/``outcome_prior``). Screened on the design set
+            (docs/benchmarks.md "Eighth round"; 1 seed, budget 30, 36 cells): each member's own
+            (oracle) hyperparameters found 34/36 good hits at a median of 16.5 against 31/36,
+            22.5 (paired mean -4.9), but the family's learned priors 31/36 at 21 (paired mean
+            -0.4, W-L 16-14): the kinds disagree on which inputs QY depends on, so a
+            population prior is wide where it would have to be sharp, and the default stays
+            ``"dimension_scaled"``.
         mean_outcomes: Which outcome GPs take ``mean``: ``"targets"`` (the outcomes of the
             objective's Target terms, e.g. the PL peak) or ``"all"``.
         band_slack_tolerances: While exploring, the acquisition's band probability reads each
@@ -319,6 +333,7 @@ class BotorchSettings(BaseModel):
     input_warping: bool = False
     mean: Literal["constant", "linear", "linear_kernel"] = "constant"
     mean_outcomes: Literal["targets", "all"] = "targets"
+    hyperprior: Literal["dimension_scaled", "family"] = "dimension_scaled"
     acquisition: Literal["band_ei", "ts", "band_ei_then_ts"] = "band_ei_then_ts"
     ts_candidates: int = Field(default=1024, ge=16, le=16384)
     trust_region: bool = True

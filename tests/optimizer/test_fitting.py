@@ -23,7 +23,7 @@ from botorch.optim.utils import get_parameters
 from gpytorch.mlls import ExactMarginalLogLikelihood, SumMarginalLogLikelihood
 
 from autolab.optimizer.fitting import fit_model_list, lean_closure, supported
-from autolab.optimizer.gp_design import GPDesign
+from autolab.optimizer.gp_design import GPDesign, Hyperprior, LogNormal
 from autolab.optimizer.models import FEASIBILITY_NOISE, _feasibility_kernel, _outcome_gp
 from autolab.optimizer.prior import PriorSurrogate, attach_prior
 
@@ -66,6 +66,8 @@ STRUCTURES: dict[str, Callable[[], list[SingleTaskGP]]] = {
     "input warping": lambda: [_outcome_gp(*_data()[:2], None, GPDesign(input_warping=True))],
     "linear mean": lambda: [_outcome_gp(*_data()[:2], None, GPDesign(mean="linear"))],
     "linear kernel": lambda: [_outcome_gp(*_data(), GPDesign(mean="linear_kernel"))],
+    "per-input hyperprior": lambda: [_outcome_gp(*_data(), GPDesign(hyperprior=Hyperprior(
+        (LogNormal(-0.5, 0.5), LogNormal(1.0, 1.0)), LogNormal(0.5, 0.8))))],
     "feasibility": lambda: [_feasibility(_data()[0])],
     "prior mean": lambda: [_with_prior(*_data()[:2], None)],
     "prior mean, stated spread": lambda: [_with_prior(*_data()[:2], 5.0)],
