@@ -3,7 +3,8 @@
 The two-node test starts a real local Ray cluster on this machine (a head and a worker, each
 ``ray start --block`` with one CPU, stopped in the fixture even when the test fails: only the
 processes the fixture started are signalled), runs a small benchmark on it through the CLI, and
-checks that every cell ran exactly once, on both nodes, with the process pool's results.
+checks that every cell ran exactly once, on both nodes, with the in-process run's results
+(which are the process pool's: ``test_benchmark.py::test_in_process_equals_pool``).
 
 The command runs in this process (typer's runner) wherever that checks the same thing: a fresh
 ``python -m autolab.benchmarking.cli`` spent 8-15 s of imports before an error that
@@ -39,8 +40,9 @@ pytest.importorskip("ray", reason="Ray is the optional 'ray' extra")
 REPO = Path(__file__).parents[2]
 RAY = str(Path(sys.executable).with_name("ray"))
 # Two experiments a cell and the smallest dense grid: these tests are about where cells run and
-# that each runs once with the pool's result, not about what is in them; each of the 3 benchmark
-# processes (pool, private Ray, two nodes) runs every cell, so each experiment counts 3 times.
+# that each runs once with the reference's result, not about what is in them; each of the 3
+# benchmark runs (reference, private Ray, two nodes) runs every cell, so each experiment counts 3
+# times.
 TINY: dict[str, Any] = {**tiny.TINY, "name": "tiny-ray", "budget": 2,
                         "dense_search": {"sobol_log2": 6, "polish": 1}}
 
@@ -71,18 +73,21 @@ def spec_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def pool_result(spec_path: Path) -> dict[str, Any]:
-    """The cells on a 2-process pool: the reference every Ray run must reproduce.
+def reference_result(spec_path: Path) -> dict[str, Any]:
+    """The cells run by ``--workers 1`` (in this process): the reference every Ray run reproduces.
 
-    The command runs in this process (its pool workers are spawned processes, as from a fresh
-    ``autolab benchmark``): a process of its own only added ~6 s of imports to the reference.
+    It was a 2-process pool: two spawned workers, each importing torch, BoTorch and autolab,
+    doubled the reference's CPU (~21 s against ~10 s). What the Ray tests compare with is the
+    cells' trajectories, and those do not depend on where a cell runs: that a pool's equal the
+    in-process ones is ``tests/benchmarking/test_benchmark.py::test_in_process_equals_pool``'s
+    subject, so Ray equal to in-process is Ray equal to the pool, as before.
     """
     from typer.testing import CliRunner
 
     from autolab.benchmarking.cli import app
 
-    out = spec_path.parent / "pool"
-    done = CliRunner().invoke(app, [str(spec_path), "--workers", "2", "--out", str(out),
+    out = spec_path.parent / "reference"
+    done = CliRunner().invoke(app, [str(spec_path), "--workers", "1", "--out", str(out),
                                     "--no-tracking"])
     assert done.exit_code == 0, done.output
     return dict(json.loads((out / "results.json").read_text()))
@@ -158,12 +163,13 @@ def test_bad_or_dead_address_is_a_clear_error(spec_path: Path, address: str, mes
     assert not (out / "reachable.json").exists()
 
 
-def test_local_starts_a_private_ray_for_the_run(spec_path: Path, pool_result: dict[str, Any],
+def test_local_starts_a_private_ray_for_the_run(spec_path: Path,
+                                                reference_result: dict[str, Any],
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     """A private one-CPU Ray, started and shut down by the command, in this process.
 
     One CPU (one Ray worker process, which imports autolab once) is enough for what is checked
-    here: the cells ran as Ray tasks, each once, with the pool's trajectories; cells side by
+    here: the cells ran as Ray tasks, each once, with the reference's trajectories; cells side by
     side on several workers are the two-node test's subject.
     """
     import ray
@@ -177,7 +183,7 @@ def test_local_starts_a_private_ray_for_the_run(spec_path: Path, pool_result: di
     assert doc["meta"]["backend"] == "ray"
     cells = [r["strategy"] + "-" + str(r["seed"]) for r in doc["runs"]]
     assert len(cells) == len(set(cells)) == 4  # every cell exactly once
-    assert _trajectories(doc) == _trajectories(pool_result)
+    assert _trajectories(doc) == _trajectories(reference_result)
 
 
 @pytest.fixture(scope="module")
@@ -233,7 +239,7 @@ def _wait_for_node(log: Path, procs: list[subprocess.Popen[bytes]], timeout: flo
 
 @pytest.mark.slow
 def test_two_node_cluster_runs_every_cell_once_like_the_pool(
-        spec_path: Path, pool_result: dict[str, Any], two_nodes: str) -> None:
+        spec_path: Path, reference_result: dict[str, Any], two_nodes: str) -> None:
     out = spec_path.parent / "two-nodes"
     # no RAY_AUTH_MODE here: the CLI finds this machine's token by itself
     done = _cli(spec_path, "--ray", two_nodes, "--out", str(out))
@@ -245,4 +251,4 @@ def test_two_node_cluster_runs_every_cell_once_like_the_pool(
     assert len(list((out / "cells").glob("*.json"))) == 4
     nodes = {r["worker"].split("node=")[1] for r in doc["runs"]}
     assert len(nodes) == 2, nodes  # both nodes worked
-    assert _trajectories(doc) == _trajectories(pool_result)
+    assert _trajectories(doc) == _trajectories(reference_result)

@@ -2,18 +2,17 @@
 
 The server runs as docker-compose.auth.yml runs it (``--app-name basic-auth``, the image's
 settings file, secrets from the environment). The admin makes an account for the lab PC; the
-campaign (the real CLI, in a subprocess) reads that account from MLFLOW_TRACKING_USERNAME /
-MLFLOW_TRACKING_PASSWORD, as a lab deploys it. Wrong credentials are refused by the server and
-reported by autolab in one clear line (no traceback); the campaign still runs, journal-only, and
-nothing reaches the server. No secret is in the repository: every password here is random.
+campaign (the real CLI, run by Typer's runner in this process) reads that account from
+MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD, as a lab deploys it. Wrong credentials are
+refused by the server and reported by autolab in one clear line (no traceback); the campaign
+still runs, journal-only, and nothing reaches the server. No secret is in the repository: every
+password here is random.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
-import subprocess
-import sys
 import urllib.error
 import urllib.request
 from base64 import b64encode
@@ -22,7 +21,9 @@ from pathlib import Path
 import pytest
 import yaml
 from mlflow import MlflowClient
+from typer.testing import CliRunner
 
+from autolab.cli import app
 from autolab.exceptions import TrackingError
 from autolab.tracking import MlflowTracker
 
@@ -55,23 +56,32 @@ def lab_password(mlflow_auth_server: AuthServer) -> str:
     return password
 
 
-def _run_cli(tmp_path: Path, uri: str, experiment: str, **login: str
-             ) -> subprocess.CompletedProcess[str]:
+def _run_cli(tmp_path: Path, uri: str, experiment: str, monkeypatch: pytest.MonkeyPatch,
+             **login: str) -> str:
+    """``autolab run`` with ``login`` in the environment; returns its output (exit 0 checked).
+
+    The command runs in this process (Typer's runner), its environment set by ``monkeypatch``
+    (restored after the test): MLflow reads the login from the environment at each request,
+    as in a fresh process, and a process of its own only added ~5 s of imports to each run.
+    """
     raw = yaml.safe_load(CAMPAIGN.read_text())
     raw["optimizer"] = {"kind": "sobol"}
     raw["tracking"] = {"experiment": experiment}
     cfg = tmp_path / "campaign.yaml"
     cfg.write_text(yaml.safe_dump(raw))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_TRACKING_")}
+    for key in [k for k in os.environ if k.startswith("MLFLOW_TRACKING_")]:
+        monkeypatch.delenv(key)
     # a generous HTTP timeout: checking a password hash takes seconds on a loaded CI machine
-    env.update(MPLBACKEND="Agg", COLUMNS="120", MLFLOW_HTTP_REQUEST_TIMEOUT="60", **login)
+    for key, value in {"MPLBACKEND": "Agg", "MLFLOW_HTTP_REQUEST_TIMEOUT": "60", **login}.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.chdir(tmp_path)
     # One experiment: the login rides on every request of the campaign (its run, the nested
     # experiment run, their artifacts, the stop), and the server checks the password hash on
     # each one, seconds on a loaded machine; a second experiment repeated the same requests.
-    return subprocess.run(
-        [sys.executable, "-m", "autolab", "run", str(cfg), "--budget", "1", "--tracking-uri",
-         uri, "--runs-dir", str(tmp_path / "runs")],
-        capture_output=True, text=True, env=env, timeout=300, check=False, cwd=tmp_path)
+    done = CliRunner().invoke(app, ["run", str(cfg), "--budget", "1", "--tracking-uri", uri,
+                                    "--runs-dir", str(tmp_path / "runs")])
+    assert done.exit_code == 0, (done.exception, done.output)  # no crash, no failure exit
+    return done.output
 
 
 def _client(server: AuthServer, user: str, password: str) -> MlflowClient:
@@ -97,10 +107,8 @@ def test_the_server_wants_a_login(mlflow_auth_server: AuthServer) -> None:
 def test_campaign_logs_with_credentials_from_the_environment(
         mlflow_auth_server: AuthServer, lab_password: str, tmp_path: Path,
         experiment_name: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    done = _run_cli(tmp_path, mlflow_auth_server.uri, experiment_name,
-                    MLFLOW_TRACKING_USERNAME=LAB_USER, MLFLOW_TRACKING_PASSWORD=lab_password)
-    out = done.stdout + done.stderr
-    assert done.returncode == 0, out
+    out = _run_cli(tmp_path, mlflow_auth_server.uri, experiment_name, monkeypatch,
+                   MLFLOW_TRACKING_USERNAME=LAB_USER, MLFLOW_TRACKING_PASSWORD=lab_password)
     assert "Traceback" not in out
     assert "not yet in MLflow" not in out and "tracking unavailable" not in out, out
 
@@ -130,12 +138,10 @@ def test_campaign_logs_with_credentials_from_the_environment(
 def test_wrong_credentials_are_refused_with_a_clear_message(
         mlflow_auth_server: AuthServer, lab_password: str, tmp_path: Path,
         experiment_name: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    done = _run_cli(tmp_path, mlflow_auth_server.uri, experiment_name,
-                    MLFLOW_TRACKING_USERNAME=LAB_USER,
-                    MLFLOW_TRACKING_PASSWORD=lab_password + "-wrong")
-    out = done.stdout + done.stderr
-    assert "Traceback" not in out, out
-    assert done.returncode == 0, out  # the campaign itself ran, journal-only
+    out = _run_cli(tmp_path, mlflow_auth_server.uri, experiment_name, monkeypatch,
+                   MLFLOW_TRACKING_USERNAME=LAB_USER,
+                   MLFLOW_TRACKING_PASSWORD=lab_password + "-wrong")
+    assert "Traceback" not in out, out  # and exit 0: the campaign itself ran, journal-only
     assert "HTTP 401 Unauthorized" in out, out
     assert "MLFLOW_TRACKING_USERNAME" in out and "MLFLOW_TRACKING_PASSWORD" in out
     assert "autolab sync" in out
