@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from model_check import noisy_readings  # this folder: the script runs from it
 from numpy.typing import NDArray
 
 from autolab.benchmarking.benchmark import problems
@@ -59,22 +60,12 @@ def wide_prior(dim: int) -> Hyperprior:
 
 
 def readings(prob: Problem, points: int, seed: int) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """Unit-cube Sobol points that did not fail, their readings (PL, QY) and stated variances.
-
-    Read noise as the benchmark's: PL 1 nm, QY the member's relative read-out error; a point
-    fails with the member's failure probability.
-    """
-    space, member = prob.space, prob.member
-    u = sobol_design(space, seed, 0, points)
-    x = np.array([[p[n] for n in space.names] for p in space.from_unit(u)])
-    t = member.truth_points(x, space.names, prob.fixed)
-    rng = np.random.default_rng([seed, 17])
-    rel = member.twin.noise.qy_readout_rel
-    pl = t.pl_peak_nm + rng.normal(size=len(u))
-    qy = np.maximum(t.qy * (1 + rel * rng.normal(size=len(u))), 0.0)
-    ok = (rng.random(len(u)) >= t.p_fail) & np.isfinite(t.pl_peak_nm)
-    var = np.stack([np.ones(len(u)), np.maximum(rel * qy, 1e-3) ** 2], axis=1)
-    return u[ok], np.stack([pl, qy], axis=1)[ok], var[ok]
+    """Unit-cube Sobol points that did not fail, their readings (PL, QY) and stated variances
+    (:func:`model_check.noisy_readings`: the benchmark's read noise and failures)."""
+    u = sobol_design(prob.space, seed, 0, points)
+    y, sd = noisy_readings(prob, u, np.random.default_rng([seed, 17]))
+    ok = ~np.isnan(y).any(axis=1)
+    return u[ok], y[ok], sd[ok] ** 2
 
 
 @dataclass(frozen=True)

@@ -92,8 +92,13 @@ class Data:
     sd: FloatArray
 
 
-def _read(prob: Problem, u: FloatArray, rng: np.random.Generator) -> tuple[FloatArray, FloatArray]:
-    """Noisy readings (PL, QY) and stated sigmas at unit-cube points; failed rows are NaN."""
+def noisy_readings(prob: Problem, u: FloatArray,
+                   rng: np.random.Generator) -> tuple[FloatArray, FloatArray]:
+    """Noisy readings (PL, QY) and stated sigmas at unit-cube points; failed rows are NaN.
+
+    The benchmark's read noise: PL 1 nm, QY the member's relative read-out error; a point
+    fails with the member's failure probability (also used by ``family_hyperprior.py``).
+    """
     space, member = prob.space, prob.member
     x = np.array([[p[n] for n in space.names] for p in space.from_unit(u)])
     t = member.truth_points(x, space.names, prob.fixed)
@@ -109,7 +114,7 @@ def _read(prob: Problem, u: FloatArray, rng: np.random.Generator) -> tuple[Float
 def sobol_data(prob: Problem, n: int, seed: int) -> Data:
     """The first ``n`` points of the optimizer's own initial design, with noisy readings."""
     u = sobol_design(prob.space, seed, 0, n)
-    Y, sd = _read(prob, u, np.random.default_rng([seed, int(prob.target_nm), 11]))
+    Y, sd = noisy_readings(prob, u, np.random.default_rng([seed, int(prob.target_nm), 11]))
     return Data(u, Y, sd)
 
 
@@ -122,7 +127,7 @@ def trajectory_data(prob: Problem, n: int, seed: int) -> Data:
     for _ in range(n):
         [x] = opt.ask(1)
         u = space.to_unit([x])
-        Y, sd = _read(prob, u, rng)
+        Y, sd = noisy_readings(prob, u, rng)
         if np.isnan(Y[0]).any():
             opt.tell([x], [None])
         else:

@@ -335,7 +335,7 @@ class GPDesign:
         if self.is_default:
             return {}
         trend = MEANS[self.mean](X)
-        covar = self.covar_module(X.shape[-1], X)
+        covar = self.covar_module(X)
         parts: dict[str, object] = {
             "covar_module": covar if trend.kernel is None else covar + trend.kernel,
             "input_transform": self.input_transform(X)}
@@ -343,19 +343,19 @@ class GPDesign:
             parts["mean_module"] = trend.mean.to(X)
         return parts
 
-    def covar_module(self, dim: int, like: Tensor | None = None) -> Kernel:
-        """A fresh kernel over ``dim`` inputs (with a hyperprior: on ``like``'s device, dtype).
+    def covar_module(self, X: Tensor) -> Kernel:
+        """A fresh kernel over the inputs ``X`` (a hyperprior's priors on ``X``'s device, dtype).
 
         Raises:
             ValueError: The hyperprior has a lengthscale prior for another number of inputs.
         """
+        dim = X.shape[-1]
         if self.hyperprior is None:
             return KERNELS[self.kernel](dim)
         if len(self.hyperprior.lengthscales) != dim:
             raise ValueError(f"GPDesign.hyperprior has {len(self.hyperprior.lengthscales)} "
                              f"lengthscale priors for {dim} inputs")
-        return self.hyperprior.kernel(self.kernel, torch.zeros((), dtype=torch.float64)
-                                      if like is None else like)
+        return self.hyperprior.kernel(self.kernel, X)
 
     def input_transform(self, like: Tensor) -> Warp | None:
         """A fresh warp of the unit-cube inputs ``like`` (their width, device and dtype).
