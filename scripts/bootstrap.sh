@@ -21,7 +21,9 @@ if ! grep -qxF "$want" "$stamp" 2>/dev/null; then
   quiet() { "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2); }
   quiet .venv/bin/python -m pip install -q --upgrade pip >/dev/null
   # uv installs the same pinned set as pip, downloading and unpacking in parallel (a fresh
-  # set-up 129 s -> 84 s on 2 cores, most of what is left byte-compiling, as pip also does). uv
+  # set-up 129 s -> 84 s on 2 cores). Neither byte-compiles what it installs: compiling all
+  # ~20,000 installed modules took most of a set-up (~110 s of CPU), though autolab's processes
+  # import a fifth of them; scripts/warm_imports.py compiles those below (~20 s). uv
   # reads no pip.conf, so it is given pip's find-links (where this machine keeps the CPU build of
   # torch that constraints.txt pins). pip stays the fallback: no uv on the index, or uv failed.
   target=".${extras:+[$extras]}"
@@ -30,16 +32,19 @@ if ! grep -qxF "$want" "$stamp" 2>/dev/null; then
   uv_links=()
   for dir in $links; do [ -d "$dir" ] && uv_links+=(--find-links "$dir"); done
   if ! { quiet .venv/bin/python -m pip install -q uv >/dev/null 2>&1 \
-      && .venv/bin/uv pip install -q --compile-bytecode --python .venv/bin/python \
+      && .venv/bin/uv pip install -q --python .venv/bin/python \
          "${uv_links[@]}" -c constraints.txt -e "$target"; }; then
     echo "uv unavailable or failed: installing with pip" >&2
-    quiet .venv/bin/python -m pip install -q -c constraints.txt -e "$target"
+    quiet .venv/bin/python -m pip install -q --no-compile -c constraints.txt -e "$target"
   fi
+  env -u PYTHONDONTWRITEBYTECODE .venv/bin/python scripts/warm_imports.py core &
+  env -u PYTHONDONTWRITEBYTECODE .venv/bin/python scripts/warm_imports.py extras
+  wait
   echo "$want" >> "$stamp"
 fi
 # Byte-compile autolab's own modules: where PYTHONDONTWRITEBYTECODE is set (our development
 # machines set it) Python never caches them, and every `autolab` process (the suite starts many)
-# compiles all of autolab again, ~0.7 s of CPU each (the install compiled every installed package,
-# but autolab is installed editable, from its source). compileall writes the caches regardless,
+# compiles all of autolab again, ~0.7 s of CPU each (the warm-up above compiled what it imported,
+# and autolab is installed editable, from its source). compileall writes the caches regardless,
 # skips what is up to date, and imports then read them (stale ones are recompiled in memory).
 .venv/bin/python -m compileall -q autolab >/dev/null
