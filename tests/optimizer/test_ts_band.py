@@ -11,14 +11,8 @@ import torch
 
 from autolab.exceptions import ConfigError, OptimizerError
 from autolab.optimizer import BotorchOptimizer
-from autolab.optimizer.acquisition import incumbent_rest
 from autolab.optimizer.settings import parse_optimizer_settings
-from autolab.optimizer.thompson import (
-    anchor_points,
-    candidate_set,
-    marginal_band_scores,
-    thompson_select,
-)
+from autolab.optimizer.thompson import marginal_band_scores
 
 from .problems import FAST, peak_problem, space_2d, target_objective
 
@@ -70,23 +64,20 @@ def test_scores_weigh_the_drawn_improvement_by_the_band_probability() -> None:
     assert float(s[3]) < float(s[:3].min())  # a drawn failure scores below every success
 
 
-def test_probability_draws_propose_nearer_the_band_than_the_plain_draws() -> None:
-    """Over one candidate set, the chosen points' true PL misses the band by less."""
-    opt = BotorchOptimizer(space_2d(), target_objective(), seed=0, n_init=2, **QUICK)
-    _tell_crawl(opt)
-    with torch.random.fork_rng():
-        model, data, _, _ = opt._fit(0)
-        anchors = anchor_points(opt.objective, model, data.X_ok, data.in_band_ok)
-        X = candidate_set(opt.space, model, opt.objective, anchors, seed=1, n=256)
-        inc = incumbent_rest(opt.objective, model, data.X_ok, data.in_band_ok)
-        assert inc is not None
-        plain = thompson_select(opt.objective, model, X, 12, seed=3, has_feasibility=False,
-                                X_pending=None)
-        weighed = thompson_select(opt.objective, model, X, 12, seed=3, has_feasibility=False,
-                                  X_pending=None, incumbent=inc)
+def test_a_probability_draw_leaves_the_crawl_for_the_bright_band_and_is_reproducible() -> None:
+    """After the crawl data the proposal is in band and brighter than any in-band experiment.
 
-    def miss_nm(u: torch.Tensor) -> float:
-        return float(np.median([abs(peak_problem(opt.space, opt.space.from_unit(
-            np.array([row.tolist()]))[0])["pl_peak_nm"] - 550.0) for row in u]))
-
-    assert miss_nm(weighed) < miss_nm(plain)
+    (The in-band experiments have QY 0.07-0.15; the band's brightest region, u_b ~ 0.7, only
+    QY 0.5 out of band.) A fresh optimizer told the same data proposes the same point.
+    """
+    proposals = []
+    for _ in range(2):
+        opt = BotorchOptimizer(space_2d(), target_objective(), seed=3, n_init=2,
+                               ts_band="probability", **QUICK)
+        _tell_crawl(opt)
+        [x] = opt.ask(1)
+        proposals.append(x)
+    truth = peak_problem(opt.space, proposals[0])
+    assert abs(truth["pl_peak_nm"] - 550.0) <= 2.0
+    assert truth["qy"] > 0.3
+    assert proposals[0] == proposals[1]
