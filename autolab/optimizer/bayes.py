@@ -497,14 +497,16 @@ class BotorchOptimizer(BaseOptimizer):
                 length=length if length is not None else self.settings.trust_region_init))
             if out is not None and out.point is not None:
                 return self._then_draws(out.point, model, X, has_feas=has_feas, seed=seed,
-                                        n=n, X_pending=X_pending)
+                                        n=n, X_pending=X_pending,
+                                        incumbent=self._band_incumbent(model, data))
             if out is not None and out.candidates is not None:
                 X = out.candidates
         X = credible(spec, model, X, self.settings.ts_band_floor)
         if greedy_now(self.settings.ts_greedy_every, len(self._observations)):
             first = greedy_select(spec, model, X, has_feasibility=has_feas, X_seen=seen)
             return self._then_draws(first, model, X, has_feas=has_feas, seed=seed, n=n,
-                                    X_pending=X_pending)
+                                    X_pending=X_pending,
+                                    incumbent=self._band_incumbent(model, data))
         if self.settings.ts_optimizer == "continuous":
             return continuous_select(spec, model, X, n, seed=derive_seed(seed, 8),
                                      has_feasibility=has_feas, X_pending=X_pending,
@@ -512,10 +514,22 @@ class BotorchOptimizer(BaseOptimizer):
                                      temper=self.settings.ts_temper)
         return thompson_select(spec, draw_model(self.settings.ts_pending, model, X_pending), X,
                                n, seed=derive_seed(seed, 8), has_feasibility=has_feas,
-                               X_pending=X_pending, temper=self.settings.ts_temper)
+                               X_pending=X_pending, temper=self.settings.ts_temper,
+                               incumbent=self._band_incumbent(model, data))
+
+    def _band_incumbent(self, model: Any, data: _Data) -> float | None:
+        """What a Thompson draw improves on with ``ts_band: probability``; ``None``: band drawn.
+
+        ``None`` too for an objective without non-target terms (nothing to improve: the draw
+        rule is the only one).
+        """
+        if self.settings.ts_band != "probability":
+            return None
+        return incumbent_rest(self.objective, model, data.X_ok, data.in_band_ok)
 
     def _then_draws(self, first: torch.Tensor, model: Any, X: torch.Tensor, *, has_feas: bool,
-                    seed: int, n: int, X_pending: torch.Tensor | None) -> torch.Tensor:
+                    seed: int, n: int, X_pending: torch.Tensor | None,
+                    incumbent: float | None = None) -> torch.Tensor:
         """``first`` (a greedy or escape point), then ``n - 1`` Thompson draws over ``X``."""
         if n == 1:
             return first
@@ -525,7 +539,7 @@ class BotorchOptimizer(BaseOptimizer):
         excluded = first if X_pending is None else torch.cat([X_pending, first])
         rest = thompson_select(self.objective, drawn, X, n - 1, seed=derive_seed(seed, 8),
                                has_feasibility=has_feas, X_pending=excluded,
-                               temper=self.settings.ts_temper)
+                               temper=self.settings.ts_temper, incumbent=incumbent)
         return torch.cat([first, rest])
 
     @property
