@@ -127,7 +127,8 @@ def outcome_designs(settings: BotorchSettings, spec: ObjectiveSpec,
 
     ``settings.mean`` goes to the outcomes that ``settings.mean_outcomes`` names, the constant
     mean to the others; ``settings.hyperprior`` gives each outcome its learned priors over the
-    inputs ``input_names`` (:func:`~autolab.optimizer.gp_design.hyperprior_for`).
+    inputs ``input_names`` (:func:`~autolab.optimizer.gp_design.hyperprior_for`);
+    ``settings.sparse_outcomes`` names the outcomes with the sparsity prior.
 
     Raises:
         ValueError: The hyperprior was learned on other inputs than ``input_names``.
@@ -136,7 +137,9 @@ def outcome_designs(settings: BotorchSettings, spec: ObjectiveSpec,
     return [GPDesign(kernel=settings.kernel, input_warping=settings.input_warping,
                      mean=settings.mean if settings.mean_outcomes == "all" or name in targets
                      else "constant",
-                     hyperprior=hyperprior_for(settings.hyperprior, name, input_names))
+                     hyperprior=hyperprior_for(settings.hyperprior, name, input_names),
+                     sparse=settings.sparse_outcomes == "all"
+                     or (settings.sparse_outcomes == "non_targets" and name not in targets))
             for name in spec.outcome_names]
 
 
@@ -905,11 +908,15 @@ def _check_acquisition(settings: BotorchSettings, objective: ObjectiveSpec) -> N
 
 def _check_hyperprior(settings: BotorchSettings, space: ParameterSpace, objective: ObjectiveSpec,
                       outcome_prior: OutcomePrior | None) -> None:
-    """Refuse learned hyperpriors on inputs they were not learned on, or with a prior.
+    """Refuse learned hyperpriors on inputs they were not learned on, or priors with a prior.
 
     A prior (``outcome_prior`` / ``prior: twin``) scales the GP's kernel by its own spread, so a
     learned output scale would scale it twice.
     """
+    if settings.sparse_outcomes != "none" and outcome_prior is not None:
+        raise OptimizerError(f"settings.sparse_outcomes {settings.sparse_outcomes!r} cannot be "
+                             "combined with an outcome_prior, which scales the GPs' kernel "
+                             "itself: drop one of them")
     if settings.hyperprior == "dimension_scaled":
         return
     if outcome_prior is not None or settings.prior != "none":

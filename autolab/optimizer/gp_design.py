@@ -38,6 +38,14 @@ so a new kernel is one line and every caller validates against the same names.
   hyperparameters are barely identified by the data, so where they come from decides the
   model: :data:`FAMILY_HYPERPRIORS` are learned on the reactor family's design members
   (empirical Bayes, as in HyperBO, Wang et al. 2023).
+* ``sparse``: a sparsity (SAAS) prior on the lengthscales instead (Eriksson & Jankowiak 2021,
+  BoTorch's ``add_saas_prior``, fitted MAP): ``tau / lengthscale^2 ~ HalfCauchy(1)`` per input
+  with a learned global shrinkage ``tau ~ HalfCauchy(0.1)``, in a scaled kernel. Why: the
+  family's QY depends strongly on a few inputs, and which ones differs by reactor kind; the
+  dimension-scaled prior lets 6-20 points spread relevance over every input, a population
+  prior (``family``) is wide where it would have to be sharp. The half-Cauchy's mode at zero
+  inverse lengthscale switches an input off unless the data need it, and its heavy tail lets
+  the few inputs that matter be short (docs/benchmarks.md "Tenth round").
 """
 
 from __future__ import annotations
@@ -49,8 +57,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from botorch.models.map_saas import add_saas_prior
 from botorch.models.transforms.input import Warp
 from botorch.models.utils.gpytorch_modules import get_covar_module_with_dim_scaled_prior
+from botorch.utils.constraints import LogTransformedInterval
 from gpytorch.constraints import GreaterThan
 from gpytorch.kernels import Kernel, LinearKernel, MaternKernel, RBFKernel, ScaleKernel
 from gpytorch.means import LinearMean, Mean
@@ -65,6 +75,27 @@ KERNELS: dict[str, Callable[[int], Kernel]] = {
     "matern52": lambda dim: get_covar_module_with_dim_scaled_prior(ard_num_dims=dim,
                                                                    use_rbf_kernel=False),
 }
+
+#: Starting output scale (standardized units) and its constraint of a kernel with the sparsity
+#: prior: BoTorch's ``get_map_saas_model`` (a log-scale interval, so L-BFGS-B moves it in the log).
+SPARSE_OUTPUTSCALE_START = 10.0
+SPARSE_OUTPUTSCALE_BOUNDS = (1e-2, 1e4)
+
+
+def sparse_kernel(kernel: str, like: Tensor) -> Kernel:
+    """A scaled ARD ``kernel`` (a key of :data:`KERNEL_CLASSES`) with the SAAS prior, MAP.
+
+    Args:
+        kernel: The kernel's name.
+        like: The training inputs ``(n, d)``: their width, device and dtype (the prior's
+            tensors are made where the kernel lives; a gpytorch prior does not move with it).
+    """
+    base = KERNEL_CLASSES[kernel](ard_num_dims=like.shape[-1]).to(like)
+    add_saas_prior(base, tau=None)
+    low, high = SPARSE_OUTPUTSCALE_BOUNDS
+    return ScaleKernel(base, outputscale_constraint=LogTransformedInterval(
+        low, high, initial_value=SPARSE_OUTPUTSCALE_START)).to(like)
+
 
 #: Prior sd of each input's trend, ``w_i * sd(x_i)``: how many standardized outcome sds the
 #: linear mean may move over one sd of that input in the training data. Scaling by the inputs'
@@ -311,12 +342,15 @@ class GPDesign:
         mean: A key of :data:`MEANS`.
         hyperprior: Priors of the kernel's hyperparameters; ``None``: BoTorch's
             dimension-scaled lengthscale prior, no output scale.
+        sparse: The sparsity (SAAS) prior on the lengthscales (module docs); not combined
+            with ``hyperprior``, which sets them otherwise.
     """
 
     kernel: str = "rbf"
     input_warping: bool = False
     mean: str = "constant"
     hyperprior: Hyperprior | None = None
+    sparse: bool = False
 
     def __post_init__(self) -> None:
         if self.kernel not in KERNELS:
@@ -324,6 +358,9 @@ class GPDesign:
                              f"got {self.kernel!r}")
         if self.mean not in MEANS:
             raise ValueError(f"GPDesign.mean must be one of {sorted(MEANS)}, got {self.mean!r}")
+        if self.sparse and self.hyperprior is not None:
+            raise ValueError("GPDesign.sparse sets the lengthscales' prior; a hyperprior sets "
+                             "them otherwise: give one of them")
 
     @property
     def is_default(self) -> bool:
@@ -350,6 +387,8 @@ class GPDesign:
             ValueError: The hyperprior has a lengthscale prior for another number of inputs.
         """
         dim = X.shape[-1]
+        if self.sparse:
+            return sparse_kernel(self.kernel, X)
         if self.hyperprior is None:
             return KERNELS[self.kernel](dim)
         if len(self.hyperprior.lengthscales) != dim:
