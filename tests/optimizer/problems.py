@@ -7,10 +7,13 @@ exercised (``b`` is a log parameter) while the true optimum stays easy to state.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-from autolab.objective import Maximize, Minimize, ObjectiveSpec, Target
-from autolab.space import LinearConstraint, Parameter, ParameterSpace
+from autolab.objective import Maximize, Minimize, ObjectiveSpec, Target, qd_objective
+from autolab.optimizer import BotorchOptimizer
+from autolab.optimizer.design import sobol_design
+from autolab.space import LinearConstraint, Parameter, ParameterSpace, qd_space
 
 #: Settings small enough that a test's whole campaign takes seconds on two cores.
 FAST = {"num_restarts": 2, "raw_samples": 32, "mc_samples": 32, "maxiter": 25, "fit_maxiter": 50,
@@ -98,3 +101,24 @@ def hypervolume_2d(points: list[tuple[float, float]], ref: tuple[float, float]) 
     return area
 
 
+
+
+def qd_readings(u: Sequence[Sequence[float]]) -> list[dict[str, float]]:
+    """Readings at points ``u`` of the QD space's unit cube: PL along input 4 (a little along
+    0), QY a bump along input 2 alone (one relevant input), FWHM along input 1.
+
+    Enough for the outcome GPs to fit and no more: the hyperprior tests read what a prior did.
+    """
+    return [{"pl_peak_nm": 500.0 + 100.0 * r[4] + 10.0 * r[0],
+             "qy": 0.2 + 0.5 * math.exp(-8.0 * (r[2] - 0.5) ** 2), "fwhm_nm": 50.0 + 5.0 * r[1]}
+            for r in u]
+
+
+def told_qd_optimizer(n: int, **settings: Any) -> BotorchOptimizer:
+    """A BoTorch optimizer on the QD space (550 ± 2 nm) told ``n`` Sobol points' readings."""
+    space = qd_space()
+    opt = BotorchOptimizer(space, qd_objective(550.0, 2.0), seed=0, **{**FAST, **settings})
+    u = sobol_design(space, 0, 0, n)
+    opt.tell(space.from_unit(u), qd_readings(u),
+             outcome_sd=[{"pl_peak_nm": 1.0, "qy": 0.01, "fwhm_nm": 0.5}] * n)
+    return opt

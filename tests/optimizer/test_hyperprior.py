@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import typing
 from typing import Any
 
@@ -26,25 +25,10 @@ from autolab.optimizer.scalable import SparseGP
 from autolab.optimizer.settings import BotorchSettings, parse_optimizer_settings
 from autolab.space import qd_space
 
-from .problems import FAST, space_2d, target_objective
+from .problems import space_2d, target_objective, told_qd_optimizer
 
 F64 = torch.float64
 
-
-def _readings(u: Any) -> list[dict[str, float]]:
-    """A smooth PL trend along one input and a QY bump: enough to fit, no more."""
-    return [{"pl_peak_nm": 500.0 + 100.0 * r[4] + 10.0 * r[0],
-             "qy": 0.2 + 0.5 * math.exp(-8.0 * (r[2] - 0.5) ** 2), "fwhm_nm": 50.0 + 5.0 * r[1]}
-            for r in u]
-
-
-def _told(n: int, **settings: Any) -> BotorchOptimizer:
-    space = qd_space()
-    opt = BotorchOptimizer(space, qd_objective(550.0, 2.0), seed=0, **{**FAST, **settings})
-    u = sobol_design(space, 0, 0, n)
-    opt.tell(space.from_unit(u), _readings(u),
-             outcome_sd=[{"pl_peak_nm": 1.0, "qy": 0.01, "fwhm_nm": 0.5}] * n)
-    return opt
 
 
 def test_settings_name_exactly_the_registered_hyperpriors() -> None:
@@ -91,7 +75,7 @@ def test_a_hyperprior_for_other_inputs_is_refused() -> None:
 
 def test_the_fitted_model_carries_the_family_priors_at_six_points() -> None:
     """Six points (the initial design): the fit works and each GP holds its learned prior."""
-    opt = _told(6, hyperprior="family")
+    opt = told_qd_optimizer(6, hyperprior="family")
     (point,) = opt.ask(1)
     opt.space.check(point)
     assert opt._fit_cache is not None
@@ -118,7 +102,7 @@ def test_family_priors_on_the_large_n_path(monkeypatch: pytest.MonkeyPatch) -> N
     """Above LARGE_N the subset fit holds the priors and the sparse posterior their kernel."""
     monkeypatch.setattr(scalable, "LARGE_N", 40)
     monkeypatch.setattr(scalable, "FIT_SUBSET", 30)
-    opt = _told(60, hyperprior="family")
+    opt = told_qd_optimizer(60, hyperprior="family")
     (point,) = opt.ask(1)
     opt.space.check(point)
     assert opt._fit_cache is not None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import pytest
@@ -12,31 +11,15 @@ from gpytorch.kernels import ScaleKernel
 from autolab.exceptions import ConfigError, OptimizerError
 from autolab.objective import qd_objective
 from autolab.optimizer import BotorchOptimizer
-from autolab.optimizer.design import sobol_design
 from autolab.optimizer.gp_design import GPDesign, Hyperprior, LogNormal
 from autolab.optimizer.models import build_model_list
 from autolab.optimizer.settings import BotorchSettings, parse_optimizer_settings
 from autolab.space import qd_space
 
-from .problems import FAST
+from .problems import told_qd_optimizer
 
 F64 = torch.float64
 
-
-def _readings(u: Any) -> list[dict[str, float]]:
-    """PL on input 4 (and a little on 0); QY on input 2 alone: one relevant input for QY."""
-    return [{"pl_peak_nm": 500.0 + 100.0 * r[4] + 10.0 * r[0],
-             "qy": 0.2 + 0.5 * math.exp(-8.0 * (r[2] - 0.5) ** 2), "fwhm_nm": 50.0 + 5.0 * r[1]}
-            for r in u]
-
-
-def _told(n: int, **settings: Any) -> BotorchOptimizer:
-    space = qd_space()
-    opt = BotorchOptimizer(space, qd_objective(550.0, 2.0), seed=0, **{**FAST, **settings})
-    u = sobol_design(space, 0, 0, n)
-    opt.tell(space.from_unit(u), _readings(u),
-             outcome_sd=[{"pl_peak_nm": 1.0, "qy": 0.01, "fwhm_nm": 0.5}] * n)
-    return opt
 
 
 def test_default_is_off_and_bad_values_are_refused_naming_the_field() -> None:
@@ -60,7 +43,7 @@ def test_contradictions_are_refused_naming_the_field() -> None:
 
 def test_non_targets_puts_the_prior_on_qy_only_and_switches_irrelevant_inputs_off() -> None:
     """Twelve points, QY on one input: the fit keeps that input short, the others long."""
-    opt = _told(12, sparse_outcomes="non_targets")
+    opt = told_qd_optimizer(12, sparse_outcomes="non_targets")
     (point,) = opt.ask(1)
     opt.space.check(point)
     assert opt._fit_cache is not None
