@@ -156,18 +156,19 @@ def uses_thompson(acquisition: str, in_band_ok: Tensor, spec: ObjectiveSpec) -> 
     return THOMPSON_WHEN[acquisition](in_band_ok, has_target)
 
 
-def margins(spec: ObjectiveSpec, Z: Tensor, has_feasibility: bool) -> Tensor:
+def margins(spec: ObjectiveSpec, Z: Tensor, has_feasibility: bool, *,
+            bands: bool = True) -> Tensor:
     """How far draws ``Z`` are inside each condition of a success (``(..., k)``, >= 0 holds).
 
     One column per outcome constraint (minus its violation), per band (the distance to the
-    band's nearer edge, in tolerances) and, with ``has_feasibility``, the feasibility GP's
-    latent label.
+    band's nearer edge, in tolerances; left out with ``bands=False``) and, with
+    ``has_feasibility``, the feasibility GP's latent label.
     """
     m = len(spec.outcome_names)
     Y = Z[..., :m]
     cols = [-spec.violations_tensor(Y)]
     for t in spec.terms:
-        if isinstance(t, Target):
+        if bands and isinstance(t, Target):
             dev = (Y[..., spec.outcome_names.index(t.outcome)] - t.value).abs()
             cols.append(((t.tolerance - dev) / t.tolerance).unsqueeze(-1))
     if has_feasibility:
@@ -175,9 +176,13 @@ def margins(spec: ObjectiveSpec, Z: Tensor, has_feasibility: bool) -> Tensor:
     return torch.cat(cols, dim=-1)
 
 
-def _violation(spec: ObjectiveSpec, Z: Tensor, has_feasibility: bool) -> Tensor:
-    """Total violation of bands (in tolerances), constraints and feasibility; 0 where all hold."""
-    return (-margins(spec, Z, has_feasibility)).clamp_min(0.0).sum(dim=-1)
+def _violation(spec: ObjectiveSpec, Z: Tensor, has_feasibility: bool, *,
+               bands: bool = True) -> Tensor:
+    """Total violation of bands (in tolerances), constraints and feasibility; 0 where all hold.
+
+    ``bands=False`` leaves the bands out (:func:`marginal_band_scores` takes them in expectation).
+    """
+    return (-margins(spec, Z, has_feasibility, bands=bands)).clamp_min(0.0).sum(dim=-1)
 
 
 def sample_scores(spec: ObjectiveSpec, Z: Tensor, has_feasibility: bool,
@@ -238,11 +243,8 @@ def marginal_band_scores(spec: ObjectiveSpec, Z: Tensor, log_p: Tensor, has_feas
     tau = IMPROVEMENT_SOFTNESS
     gain = tau * torch.nn.functional.softplus((rest_value(spec, Z[..., :m]) - incumbent) / tau)
     value = log_p + gain.clamp_min(1e-300).log()
-    viol = spec.violations_tensor(Z[..., :m]).clamp_min(0.0).sum(dim=-1)
-    if has_feasibility:
-        viol = viol + (-Z[..., m]).clamp_min(0.0)
-    floor = value.min() - 1.0 if value.numel() else value.new_zeros(())
-    return torch.where(viol <= 0, value, floor - viol)
+    viol = _violation(spec, Z, has_feasibility, bands=False)
+    return torch.where(viol <= 0, value, _floor_below(value) - viol)
 
 
 def score_floor(spec: ObjectiveSpec, Z: Tensor) -> Tensor:
