@@ -59,6 +59,7 @@ from autolab.dynamic_step import dynamic_runner
 from autolab.exceptions import (
     AutolabError,
     AwaitingDecision,
+    CampaignInterrupted,
     ConfigError,
     DeviceFault,
     ExperimentFailed,
@@ -507,6 +508,8 @@ class Campaign:
         self._plots_took_s = 0.0  # how long that sync with its redraw took
         self._predictions: list[dict[str, Any] | None] = []
         self._stop_requested = False
+        self._ending = False  # run() is shutting down: signals no longer interrupt
+        self._told_ending = False
         self.forecast: dict[str, Any] | None = None
         self._forecast_on = forecast
         self.n_reused = 0
@@ -1390,11 +1393,25 @@ class Campaign:
     # ----------------------------------------------------------------------------- run
     @contextlib.contextmanager
     def _signals(self) -> Iterator[None]:
-        """First SIGINT/SIGTERM: finish the current experiment, then stop; second: stop now."""
+        """First SIGINT/SIGTERM: finish the current experiment, then stop; second: stop now.
+
+        Each press is answered at once (a real experiment runs for an hour: a chemist who sees
+        nothing presses again, which cuts the experiment off). Once the campaign is ending (the
+        rig's shutdown, the stop record, the journal's close) further presses are ignored with
+        a message: cutting the shutdown short would leave the rig unsafe and the stop unjournaled.
+        """
         def handler(signum: int, frame: FrameType | None) -> None:
+            if self._ending:
+                if not self._told_ending:
+                    self._told_ending = True
+                    self._event("already stopping: the rig is being put in its safe state and "
+                                "the journal closed; wait for it")
+                return
             if self._stop_requested:
                 raise KeyboardInterrupt
             self.request_stop()
+            self._event("stop requested: the current experiment finishes first (Ctrl-C again "
+                        "stops at once; that experiment is then run again on resume)")
 
         previous = {}
         try:
@@ -1419,22 +1436,28 @@ class Campaign:
         """
         reason: StopReason | None = None
         error: BaseException | None = None
-        try:
-            with self._signals():
+        with self._signals():  # kept through the ending, which later presses must not cut short
+            try:
                 while (reason := self.should_stop()) is None or self._draining(reason):
                     self.step()
-        except AwaitingDecision as err:
-            reason = StopReason.WAITING
-            self._event(str(err))
-        except BaseException as err:
-            error = err
-            raise
-        finally:
-            self.unsafe = self._safe_end(error)
-            if self.unsafe and error is None:
-                reason = StopReason.DEVICE_UNSAFE
-            self._journal_stop(reason, error)
-            self.journal.close()
+            except AwaitingDecision as err:
+                reason = StopReason.WAITING
+                self._event(str(err))
+            except BaseException as err:
+                error = err
+            finally:
+                self._ending = True
+                in_flight = tuple(self.journal.state.in_flight)
+                self.unsafe = self._safe_end(error)
+                if self.unsafe and error is None:
+                    reason = StopReason.DEVICE_UNSAFE
+                self._journal_stop(reason, error)
+                self.journal.close()
+        if isinstance(error, KeyboardInterrupt):
+            raise CampaignInterrupted(in_flight, str(self.run_dir)) from error
+        if error is not None:
+            raise error
+        assert reason is not None  # the loop ends only on a stop reason, else with an error
         return CampaignResult(stop_reason=reason, trials=list(self.trials), best=self.best(),
                               run_dir=self.run_dir, tracking_run_id=self.tracking_run_id,
                               untracked=(list(self.journal.state.untracked)

@@ -32,11 +32,18 @@ from rich.text import Text
 from autolab.cli_steer import ReviewerOption, ReviewOption, make_cli_reviewer, stop_exit_code
 from autolab.cli_steer import register as register_steer
 from autolab.console import console, err_console, fail
-from autolab.exceptions import AutolabError, ConfigError, HardwareError, JournalError
+from autolab.exceptions import (
+    AutolabError,
+    CampaignInterrupted,
+    ConfigError,
+    HardwareError,
+    JournalError,
+)
 
 if TYPE_CHECKING:
     from autolab.campaign import Campaign, CampaignResult
     from autolab.config import CampaignConfig
+    from autolab.objective import ObjectiveSpec
     from autolab.records import Features, Trial
 
 EXIT_OK, EXIT_BUG, EXIT_INPUT, EXIT_INTERRUPTED, EXIT_FAILURE = 0, 1, 2, 3, 4
@@ -387,7 +394,7 @@ def _progress(total: int, done: int = 0) -> Iterator[tuple[Any, Any]]:
     def on_trial(campaign: Campaign, trial: Trial) -> None:
         outcomes = trial.outcomes()
         in_band = (campaign.config.objective.within_target(outcomes)
-                   if outcomes is not None else None)
+                   if outcomes is not None and campaign.config.objective.has_target else None)
         k = len(campaign.trials)
         reactor = ((campaign.journal.state.last_extra or {}).get("reactor")
                    if len(campaign.reactors) > 1 else None)
@@ -467,7 +474,31 @@ def _run_log() -> Iterator[RunLog]:
             log.close()
 
 
-def _finish(result: CampaignResult, cfg: CampaignConfig) -> None:
+def _spec_text(objective: ObjectiveSpec, outcomes: Mapping[str, float] | None) -> str:
+    """The spec status of the best: the band with a target, else the outcome constraints.
+
+    `` (in band)`` / `` (not in band)`` for a target campaign; for one without a target,
+    whether its outcome constraints hold; nothing when it has neither. A campaign without a
+    target has no band: calling its best "in band" (every experiment is, vacuously) told a
+    max-QY campaign's chemist that a 476 nm product met a 540-580 nm spec.
+    """
+    if outcomes is None:
+        return ""
+    if objective.has_target:
+        return " (in band)" if objective.within_target(outcomes) else " (not in band)"
+    if objective.constraints:
+        return (" (meets the constraints)" if objective.is_feasible(outcomes)
+                else " (breaks a constraint)")
+    return ""
+
+
+def _finish(result: CampaignResult, cfg: CampaignConfig, tracking_uri: str | None) -> None:
+    """The closing lines: why it stopped, the best, where the journal and MLflow run are.
+
+    ``tracking_uri`` is the store this invocation logged to, ``None`` when it logged nothing
+    (``--no-tracking``): the run id the journal remembers from an earlier invocation does not
+    hold this one's experiments, so it is not offered to browse.
+    """
     from autolab.campaign import StopReason
     from autolab.records import experiment_label
 
@@ -478,10 +509,8 @@ def _finish(result: CampaignResult, cfg: CampaignConfig) -> None:
     best = result.best
     if best is not None and best.features is not None:
         f = best.features
-        outcomes = best.outcomes()
-        band = ("in band" if outcomes is not None and cfg.objective.within_target(outcomes)
-                else "not in band")
-        console.print(fit_fields([f"best: {experiment_label(best.index)} ({band})"],
+        band = _spec_text(cfg.objective, best.outcomes())
+        console.print(fit_fields([f"best: {experiment_label(best.index)}{band}"],
                                  [f"PL {f.pl_peak_nm:.1f} nm", f"FWHM {f.fwhm_nm:.1f} nm",
                                   f"QY {100 * f.qy:.1f}%"], console.width), markup=False)
         console.print(fit_fields(["  at"], _condition_fields(best.conditions), console.width,
@@ -490,11 +519,13 @@ def _finish(result: CampaignResult, cfg: CampaignConfig) -> None:
         console.print("best: none (no experiment gave a usable result)")
     console.print(f"journal: {result.run_dir}\nlog:     {result.run_dir / LOG_NAME}",
                   markup=False)
-    if result.tracking_run_id:
-        uri = os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
+    if result.tracking_run_id and tracking_uri is not None:
         console.print(f"MLflow run {result.tracking_run_id}; browse it with:\n"
-                      f"  .venv/bin/mlflow ui --backend-store-uri {uri}\n"
+                      f"  .venv/bin/mlflow ui --backend-store-uri {tracking_uri}\n"
                       "  then open http://127.0.0.1:5000", markup=False)
+    elif tracking_uri is None and cfg.tracking.enabled:
+        console.print(f"not logged to MLflow (--no-tracking); to log it: autolab sync "
+                      f"{result.run_dir}", markup=False)
     if result.untracked:
         console.print(f"[yellow]{len(result.untracked)} experiment(s) not yet in MLflow; run: "
                       f"autolab sync {result.run_dir}[/]")
@@ -557,7 +588,7 @@ def run(
         log.capture()  # MLflow resets its loggers when first imported
         result = _run_new(cfg, runs_dir, tracker, log,
                           make_cli_reviewer(review, reviewer, cfg))
-    _finish(result, cfg)
+    _finish(result, cfg, uri if tracker.keeps_records else None)
 
 
 def _print_reactors(cfg: CampaignConfig) -> None:
@@ -585,9 +616,15 @@ def _guard_failures() -> Iterator[None]:
     """The exit codes of a running campaign: 3 interrupted, 4 device or journal failure."""
     try:
         yield
-    except KeyboardInterrupt as err:
-        raise fail("interrupted during an experiment; it will be re-run on resume",
+    except CampaignInterrupted as err:
+        from autolab.records import experiment_label
+
+        what = (f"during {', '.join(map(experiment_label, err.in_flight))}; it is run again on "
+                "resume" if err.in_flight else "between experiments; nothing was cut off")
+        raise fail(f"interrupted {what}. Continue with: autolab resume {err.run_dir}",
                    EXIT_INTERRUPTED) from err
+    except KeyboardInterrupt as err:  # before the campaign ran (set-up): nothing to resume
+        raise fail("interrupted", EXIT_INTERRUPTED) from err
     except (HardwareError, JournalError) as err:
         raise fail(str(err), EXIT_FAILURE) from err
 
@@ -658,7 +695,7 @@ def resume(
         console.rule(f"resuming {folder.name} after {len(state.trials)} experiment(s)")
         result = _resume(folder, cfg, len(state.trials), tracker,
                          make_cli_reviewer(review, reviewer, cfg))
-    _finish(result, cfg)
+    _finish(result, cfg, uri if tracker.keeps_records else None)
 
 
 def _resume(folder: Path, cfg: CampaignConfig, done: int, tracker: Any,
@@ -730,9 +767,21 @@ def report(
         _journal_config(folder / JOURNAL_NAME, state)
     except JournalError as err:
         raise fail(str(err), EXIT_FAILURE) from err
+    target = out or folder / "report"
+    # A folder that cannot be made or written is the user's --out (exit 2) or the run folder's
+    # (exit 4), said in one line: never a traceback.
+    code, what = (EXIT_INPUT, f"--out {target}") if out else (EXIT_FAILURE, str(target))
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise fail(f"{what}: cannot make the report folder: {err.strerror}", code) from err
     from autolab.tracking.report import write_report  # matplotlib: only once there is a report
 
-    files = write_report(state, out or folder / "report")
+    try:
+        files = write_report(state, target)
+    except OSError as err:
+        raise fail(f"{what}: cannot write the report: {err.strerror} ({err.filename})",
+                   code) from err
     for f in files:
         console.print(f"wrote {f}", markup=False)
 

@@ -128,3 +128,21 @@ class AwaitingDecision(AutolabError):
     The campaign stops cleanly (nothing is lost, resume asks again); the CLI exits 3 with this
     message, which says where to write the decision.
     """
+
+
+class CampaignInterrupted(KeyboardInterrupt):
+    """A campaign stopped at once by a second Ctrl-C (or SIGTERM), after its journal was closed.
+
+    A ``KeyboardInterrupt`` (callers that catch that keep working), with what the person at the
+    terminal needs to hear: which experiments were cut off (journaled as interrupted; each is
+    run again on resume), none when the stop fell between experiments.
+
+    Attributes:
+        in_flight: Indices of the experiments that were running.
+        run_dir: The campaign's folder (what ``autolab resume`` takes).
+    """
+
+    def __init__(self, in_flight: tuple[int, ...], run_dir: str) -> None:
+        self.in_flight = in_flight
+        self.run_dir = run_dir
+        super().__init__(f"interrupted; experiments cut off: {list(in_flight)}")

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import typer
 import yaml
 from mlflow import MlflowClient
 from typer.testing import CliRunner
@@ -32,7 +33,13 @@ from autolab.campaign import (
 )
 from autolab.cli import app
 from autolab.config import parse_campaign
-from autolab.exceptions import AutolabError, ConfigError, DeviceFault, SafetyTrip
+from autolab.exceptions import (
+    AutolabError,
+    CampaignInterrupted,
+    ConfigError,
+    DeviceFault,
+    SafetyTrip,
+)
 from autolab.executors.simulated import SimulatedExecutor
 from autolab.optimizer.baselines import SobolOptimizer
 from autolab.records import Features, Trial, TrialStatus
@@ -388,6 +395,51 @@ def test_ctrl_c_finishes_the_experiment_and_says_how_to_resume(tmp_path: Path) -
     done = CliRunner().invoke(app, ["resume", str(run_dir)])
     assert done.exit_code == 0, done.output
     assert len(Journal.read(run_dir / JOURNAL_NAME).trials) == 4
+
+
+class _PressedTwice(SimulatedExecutor):
+    """The twin, with Ctrl-C pressed twice during its second experiment and once more while the
+    campaign shuts the rig down (each press is a real SIGINT to this process)."""
+
+    def __init__(self) -> None:
+        super().__init__(TwinConfig(), seed=0)
+        self.calls = 0
+
+    def run(self, conditions: Any) -> Any:
+        self.calls += 1
+        if self.calls == 2:
+            os.kill(os.getpid(), signal.SIGINT)  # first press: finish this one, then stop
+            os.kill(os.getpid(), signal.SIGINT)  # second: stop now
+        return super().run(conditions)
+
+    def close(self) -> None:
+        os.kill(os.getpid(), signal.SIGINT)  # a third, while the rig is made safe: ignored
+        super().close()
+
+
+def test_ctrl_c_twice_cuts_the_experiment_off_and_a_press_in_the_shutdown_is_ignored(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    events: list[str] = []
+    campaign = Campaign.create(_fast(budget__max_experiments=4), tmp_path / "runs",
+                               executor=_PressedTwice(), on_event=events.append)
+    with pytest.raises(CampaignInterrupted) as caught:
+        campaign.run()
+    assert caught.value.in_flight == (1,)  # exp-001 was cut off; exp-000 was finished
+    assert caught.value.run_dir == str(campaign.run_dir)
+    assert any(e.startswith("stop requested") for e in events)  # the first press is answered
+    assert any(e.startswith("already stopping") for e in events)
+    state = Journal.read(campaign.run_dir / JOURNAL_NAME)
+    assert len(state.trials) == 1 and state.in_flight == []  # exp-001 journaled interrupted
+    assert state.stopped_reason == "interrupted: stopped by the user"  # the stop was journaled
+    # the CLI names what was cut off and how to go on
+    from autolab.cli import _guard_failures
+
+    capsys.readouterr()
+    with pytest.raises(typer.Exit) as done, _guard_failures():
+        raise caught.value
+    text = " ".join(capsys.readouterr().err.split())
+    assert done.value.exit_code == 3
+    assert "during exp-001" in text and f"autolab resume {campaign.run_dir}" in text
 
 
 # ------------------------------------------------------------------ device faults and safe ends

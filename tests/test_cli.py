@@ -79,9 +79,29 @@ def test_run_report_and_resume_of_a_finished_campaign(tmp_path: Path, fresh_stor
     assert code == 0, out
     assert (run_dir / "report" / "summary.md").exists()
     assert (run_dir / "report" / "convergence.png").read_bytes().startswith(b"\x89PNG")
+    for bad in (run_dir / "journal.jsonl", Path("/proc/autolab-nope")):  # a file; no folder
+        code, out = invoke("report", str(run_dir), "--out", str(bad))
+        assert code == EXIT_INPUT, out
+        assert f"--out {bad}: cannot" in " ".join(out.split())
     code, out = invoke("resume", str(run_dir), "--no-tracking")
     assert code == 0, out
     assert "stopped: budget" in out
+    # nothing went to MLflow this time: the earlier run is not offered as if it held it
+    assert "mlflow ui" not in out and "not logged to MLflow" in out
+
+
+def test_a_campaign_without_a_target_never_calls_its_best_in_band() -> None:
+    from autolab.cli import _spec_text
+    from autolab.config import load_campaign
+
+    pareto = load_campaign(ROOT / "campaigns" / "max_qy_pareto.yaml").objective
+    assert not pareto.has_target and pareto.constraints  # PL kept in 540-580 nm
+    far = {"pl_peak_nm": 476.2, "qy": 0.5, "fwhm_nm": 40.0}
+    assert _spec_text(pareto, far) == " (breaks a constraint)"
+    assert _spec_text(pareto, {**far, "pl_peak_nm": 560.0}) == " (meets the constraints)"
+    target = load_campaign(CAMPAIGN).objective
+    assert _spec_text(target, {**far, "pl_peak_nm": 551.0}) == " (in band)"
+    assert _spec_text(target, far) == " (not in band)"
 
 
 def test_resume_without_a_campaign_is_a_usage_error(tmp_path: Path) -> None:
