@@ -174,25 +174,32 @@ class CampaignResult:
 SIGHT_EXPERIMENTS = 1000
 
 
-def forecast_line(index: int, forecast: Mapping[str, Any]) -> str:
+def forecast_line(index: int, forecast: Mapping[str, Any], left: int | None = None) -> str:
     """The forecast after an experiment, for the progress display.
 
     The count is shown as its median and 80 % quantile (a chemist's "how far": even odds
     within m more, 80 % within q more); a forecast journaled before those fields existed shows
-    its expected count.
+    its expected count. With ``left`` (the experiments the budget still allows), a count past
+    it is said as such ("not within the 3 left") instead of a number no campaign will reach;
+    counts past :data:`SIGHT_EXPERIMENTS` are out of sight either way. The line says it is the
+    model's: its P(spec met) is the model's belief about the noise-free product, which can be
+    low while a reading already meets the stop rule's thresholds.
     """
+    sight = SIGHT_EXPERIMENTS if left is None else min(SIGHT_EXPERIMENTS, left + 1)
+    beyond = ("out of sight" if left is None or left + 1 >= SIGHT_EXPERIMENTS
+              else f"beyond the {left} left")
     median, q80 = forecast.get("median_experiments"), forecast.get("q80_experiments")
     if median is None or q80 is None:
         expected = forecast["expected_experiments"]
-        more = (f"~{expected:.0f} more to a good hit" if expected < SIGHT_EXPERIMENTS
-                else "no good hit in sight")
-    elif median >= SIGHT_EXPERIMENTS:
-        more = "no good hit in sight"
+        more = (f"~{expected:.0f} more to a good hit" if expected < sight
+                else f"no good hit {'in sight' if beyond == 'out of sight' else beyond}")
+    elif median >= sight:
+        more = f"no good hit {'in sight' if beyond == 'out of sight' else beyond}"
     else:
         more = (f"good hit within {median:.0f} more at even odds, "
-                + (f"within {q80:.0f} at 80 %" if q80 < SIGHT_EXPERIMENTS
-                   else "80 % out of sight"))
-    return (f"forecast after {experiment_label(index)}: P(spec met) {forecast['p_spec_met']:.2f}, "
+                + (f"within {q80:.0f} at 80 %" if q80 < sight else f"80 % {beyond}"))
+    return (f"forecast after {experiment_label(index)} (model): "
+            f"P(spec met) {forecast['p_spec_met']:.2f}, "
             f"P(next is a good hit) {forecast['p_next']:.2f} ({more}), "
             f"P(next improves) {forecast['p_improve']:.2f}")
 
@@ -1202,7 +1209,8 @@ class Campaign:
                    for k in FORECAST_METRICS if k in self.forecast}
         self.journal.append_record("forecast", {"index": index, "forecast": self.forecast,
                                                 "metrics": metrics})
-        return forecast_line(index, self.forecast)
+        left = max(self.config.budget.max_experiments - len(self.lab_trials()), 0)
+        return forecast_line(index, self.forecast, left)
 
     @property
     def tracking_run_id(self) -> str | None:

@@ -31,7 +31,7 @@ from rich.text import Text
 
 from autolab.cli_steer import ReviewerOption, ReviewOption, make_cli_reviewer, stop_exit_code
 from autolab.cli_steer import register as register_steer
-from autolab.console import console, err_console, fail
+from autolab.console import console, err_console, fail, say_command
 from autolab.exceptions import (
     AutolabError,
     CampaignInterrupted,
@@ -64,6 +64,20 @@ def _tracking_uri(cli_uri: str | None, config_uri: str | None) -> str:
     from autolab.tracking.base import resolve_tracking_uri  # absolute: journaled for sync
 
     return resolve_tracking_uri(cli_uri or config_uri)
+
+
+def _shown_uri(uri: str) -> str:
+    """The store's URI as the closing lines show it: short where it can be, always copyable.
+
+    A SQLite store under the working folder shows as ``sqlite:///mlflow.db``; any other URI as
+    it is (the absolute form is what the journal keeps for ``sync``).
+    """
+    prefix = "sqlite:///"
+    if uri.startswith(prefix):
+        path = Path(uri[len(prefix):])
+        with contextlib.suppress(ValueError):
+            return prefix + str(path.relative_to(Path.cwd()))
+    return uri
 
 
 def _parse_assignments(items: list[str]) -> dict[str, float]:
@@ -518,23 +532,22 @@ def _finish(result: CampaignResult, cfg: CampaignConfig, tracking_uri: str | Non
     else:
         console.print("best: none (no experiment gave a usable result)")
     console.print(f"journal: {result.run_dir}\nlog:     {result.run_dir / LOG_NAME}",
-                  markup=False)
+                  markup=False, soft_wrap=True)
     if result.tracking_run_id and tracking_uri is not None:
-        console.print(f"MLflow run {result.tracking_run_id}; browse it with:\n"
-                      f"  .venv/bin/mlflow ui --backend-store-uri {tracking_uri}\n"
-                      "  then open http://127.0.0.1:5000", markup=False)
+        say_command(f"MLflow run {result.tracking_run_id}; browse it with:",
+                    f".venv/bin/mlflow ui --backend-store-uri {_shown_uri(tracking_uri)}",
+                    "then open http://127.0.0.1:5000")
     elif tracking_uri is None and cfg.tracking.enabled:
-        console.print(f"not logged to MLflow (--no-tracking); to log it: autolab sync "
-                      f"{result.run_dir}", markup=False)
+        say_command("not logged to MLflow (--no-tracking); to log it:",
+                    f"autolab sync {result.run_dir}")
     if result.untracked:
-        console.print(f"[yellow]{len(result.untracked)} experiment(s) not yet in MLflow; run: "
-                      f"autolab sync {result.run_dir}[/]")
+        say_command(f"{len(result.untracked)} experiment(s) not yet in MLflow; run:",
+                    f"autolab sync {result.run_dir}")
     code = stop_exit_code(result)  # waiting for a decision (3), a device left unsafe (4)
     if code is not None:
         raise typer.Exit(code)
     if result.stop_reason is StopReason.INTERRUPTED:
-        console.print(f"interrupted; continue with: autolab resume {result.run_dir}",
-                      markup=False)
+        say_command("interrupted; continue with:", f"autolab resume {result.run_dir}")
         raise typer.Exit(EXIT_INTERRUPTED)
 
 
@@ -783,7 +796,7 @@ def report(
         raise fail(f"{what}: cannot write the report: {err.strerror} ({err.filename})",
                    code) from err
     for f in files:
-        console.print(f"wrote {f}", markup=False)
+        console.print(f"wrote {f}", markup=False, soft_wrap=True)
 
 
 # --------------------------------------------------------------------------------------- hardware

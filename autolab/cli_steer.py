@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from autolab.console import console, err_console, fail
+from autolab.console import console, err_console, fail, say_command
 from autolab.exceptions import ConfigError, JournalError
 
 if TYPE_CHECKING:
@@ -63,8 +63,8 @@ def stop_exit_code(result: Any) -> int | None:
     from autolab.campaign import StopReason
 
     if result.stop_reason is StopReason.WAITING:
-        console.print(f"waiting for a decision (see above); nothing is lost. Continue with: "
-                      f"autolab resume {result.run_dir}", markup=False)
+        say_command("waiting for a decision (see above); nothing is lost. Continue with:",
+                    f"autolab resume {result.run_dir}")
         return EXIT_INTERRUPTED
     if result.stop_reason is StopReason.DEVICE_UNSAFE:
         err_console.print(f"[bold red]device failure:[/] unsafe device(s): "
@@ -95,8 +95,7 @@ def decide(
         raise fail(str(err), EXIT_INPUT) from err
     except JournalError as err:
         raise fail(str(err), EXIT_FAILURE) from err
-    console.print(f"decision written to {path}; continue with: autolab resume {run_dir}",
-                  markup=False)
+    say_command(f"decision written to {path}; continue with:", f"autolab resume {run_dir}")
 
 
 def add(
@@ -121,8 +120,8 @@ def add(
         assert f is not None  # manual trials always carry their outcomes
         console.print(f"added {experiment_label(t.index)} (manual): PL {f.pl_peak_nm:.1f} nm, "
                       f"FWHM {f.fwhm_nm:.1f} nm, QY {100 * f.qy:.1f}%", markup=False)
-    console.print(f"the optimizer learns them on 'autolab resume {run_dir}'; MLflow gets them "
-                  f"then or with 'autolab sync {run_dir}'", markup=False)
+    say_command("the optimizer learns them on resume; MLflow gets them then or with sync:",
+                f"autolab resume {run_dir}", f"autolab sync {run_dir}")
 
 
 def invalidate(
@@ -149,8 +148,8 @@ def invalidate(
     if name(done.best_before) != name(done.best_after):
         console.print(f"best is now {name(done.best_after)} (was {name(done.best_before)})",
                       markup=False)
-    console.print(f"the optimizer forgets it on 'autolab resume {run_dir}'; MLflow tags it on "
-                  f"'autolab sync {run_dir}'", markup=False)
+    say_command("the optimizer forgets it on resume; MLflow tags it on sync:",
+                f"autolab resume {run_dir}", f"autolab sync {run_dir}")
 
 
 def register(app: typer.Typer) -> None:

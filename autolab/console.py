@@ -27,3 +27,16 @@ def fail(message: str, code: int) -> typer.Exit:
     """
     err_console.print(Text.assemble(("error: ", "bold red"), message), soft_wrap=True)
     return typer.Exit(code)
+
+
+def say_command(lead: str, *commands: str) -> None:
+    """``lead``, then each command to copy on a line of its own, never broken.
+
+    Why: rich wraps a long line at spaces, and a wrap inside ``autolab resume runs/<campaign>``
+    puts the command and its folder on two lines, which a copy-paste then runs without its
+    argument. The command lines are soft-wrapped (the terminal may fold them visually; the text
+    stays one line); the lead is ordinary text.
+    """
+    console.print(lead, markup=False)
+    for command in commands:
+        console.print(f"  {command}", markup=False, soft_wrap=True)

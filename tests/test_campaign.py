@@ -620,7 +620,7 @@ def test_forecast_is_journaled_shown_and_survives_resume(tmp_path: Path) -> None
     assert metrics["forecast_p_spec_met"] == last["p_spec_met"]
     assert metrics["forecast_median_experiments"] == last["median_experiments"]
     assert metrics["forecast_q80_experiments"] == last["q80_experiments"]
-    shown = [e for e in events if e.startswith("forecast after exp-003: P(spec met)")]
+    shown = [e for e in events if e.startswith("forecast after exp-003 (model): P(spec met)")]
     assert len(shown) == 1
     assert (f"good hit within {last['median_experiments']:.0f} more at even odds, within "
             f"{last['q80_experiments']:.0f} at 80 %") in shown[0]
@@ -632,7 +632,7 @@ def test_forecast_is_journaled_shown_and_survives_resume(tmp_path: Path) -> None
 def test_forecast_line_shows_the_count_and_reads_older_journals() -> None:
     base = {"p_spec_met": 0.02, "p_next": 0.05, "p_improve": 0.4, "expected_experiments": 14.2}
     line = forecast_line(4, {**base, "median_experiments": 9.0, "q80_experiments": 25.0})
-    assert line == ("forecast after exp-004: P(spec met) 0.02, P(next is a good hit) 0.05 "
+    assert line == ("forecast after exp-004 (model): P(spec met) 0.02, P(next is a good hit) 0.05 "
                     "(good hit within 9 more at even odds, within 25 at 80 %), "
                     "P(next improves) 0.40")
     assert "80 % out of sight" in forecast_line(
@@ -645,6 +645,13 @@ def test_forecast_line_shows_the_count_and_reads_older_journals() -> None:
     assert "within 205 more at even odds, 80 % out of sight" in forecast_line(
         4, {**base, "median_experiments": 205.0, "q80_experiments": 1476.0})
     assert "no good hit in sight" in forecast_line(4, {**base, "expected_experiments": 5000.0})
+    # Within the budget's reach: a count past the experiments left is said as such.
+    assert "(no good hit beyond the 3 left)" in forecast_line(
+        4, {**base, "median_experiments": 859.0, "q80_experiments": 1e6}, left=3)
+    assert "within 2 more at even odds, 80 % beyond the 3 left" in forecast_line(
+        4, {**base, "median_experiments": 2.0, "q80_experiments": 7.0}, left=3)
+    assert "within 9 more at even odds, within 25 at 80 %" in forecast_line(
+        4, {**base, "median_experiments": 9.0, "q80_experiments": 25.0}, left=26)
     # A forecast journaled before the median and 80 % fields: its expected count.
     assert "(~14 more to a good hit)" in forecast_line(4, base)
 

@@ -581,6 +581,10 @@ class BotorchOptimizer(BaseOptimizer):
     ) -> Forecast | None:
         """The stopping forecast (:mod:`~autolab.optimizer.forecast`) after the last ``tell``.
 
+        Without ``thresholds`` the probabilities and the count are mapped through the
+        calibration fitted on the InP/ZnS reactor family (``FAMILY_RECALIBRATION``): for another
+        problem pass ``thresholds`` or read ``p_spec_met_model``/``p_next_model`` (before the map).
+
         Args:
             thresholds: Outcome -> "good" threshold of maximized/minimized outcomes (e.g. a stop
                 rule's ``{"qy": 0.35}``); ``None``: ``qy_fraction`` of the best in-band value of
