@@ -26,11 +26,24 @@ if TYPE_CHECKING:
 EXIT_INPUT, EXIT_INTERRUPTED, EXIT_FAILURE = 2, 3, 4
 
 
+#: The modes ``--review`` takes (``autolab.steer.REVIEWERS`` and ``off``; kept here so the
+#: option is checked before anything heavy is imported or printed).
+REVIEW_MODES = ("off", "terminal", "file")
+
+
+def _check_review(value: str | None) -> str | None:
+    """Refuse an unknown ``--review`` at parse time, naming the flag (exit 2)."""
+    if value is not None and value not in REVIEW_MODES:
+        raise typer.BadParameter(f"expected one of {', '.join(REVIEW_MODES)}, got {value!r}")
+    return value
+
+
 #: ``--review`` of ``autolab run`` and ``autolab resume``.
 ReviewOption = Annotated[str | None, typer.Option(
-    "--review", help="Review every proposal before it runs: 'terminal' (approve, edit or reject "
-                     "here) or 'file' (RUN/proposals/exp-NNN.yaml, then 'autolab decide'); "
-                     "default: the campaign file's review.mode.")]
+    "--review", callback=_check_review,
+    help="Review every proposal before it runs: 'terminal' (approve, edit or reject here), "
+         "'file' (RUN/proposals/exp-NNN.yaml, then 'autolab decide') or 'off'; default: the "
+         "campaign file's review.mode.")]
 #: ``--reviewer`` of ``autolab run``, ``resume``, ``decide``, ``add`` and ``invalidate``.
 ReviewerOption = Annotated[str | None, typer.Option(
     "--reviewer", help="Who decides (journaled); default $USER.")]
@@ -107,8 +120,9 @@ def add(
 ) -> None:
     """Add experiments made outside the loop (flask batch, offline QY) to a campaign."""
     from autolab.records import experiment_label
-    from autolab.steer import add_results
+    from autolab.steer import PROPOSALS_DIR, add_results
 
+    proposals = sorted((run_dir / PROPOSALS_DIR).glob("exp-*.yaml"))
     try:
         added = add_results(run_dir, results, by=reviewer)
     except ConfigError as err:
@@ -120,6 +134,11 @@ def add(
         assert f is not None  # manual trials always carry their outcomes
         console.print(f"added {experiment_label(t.index)} (manual): PL {f.pl_peak_nm:.1f} nm, "
                       f"FWHM {f.fwhm_nm:.1f} nm, QY {100 * f.qy:.1f}%", markup=False)
+    withdrawn = [p.stem for p in proposals if not p.exists()]
+    if withdrawn:
+        console.print(f"the proposal waiting as {', '.join(withdrawn)} was withdrawn: these "
+                      "results took its number; on resume the optimizer proposes again",
+                      markup=False)
     say_command("the optimizer learns them on resume; MLflow gets them then or with sync:",
                 f"autolab resume {run_dir}", f"autolab sync {run_dir}")
 
@@ -127,7 +146,7 @@ def add(
 def invalidate(
     run_dir: Annotated[Path, typer.Argument(help="Campaign folder.")],
     experiment: Annotated[str, typer.Argument(help="The experiment, e.g. exp-003 or 3.")],
-    reason: Annotated[str, typer.Option(help="Why it is invalid (journaled).")] = "",
+    reason: Annotated[str, typer.Option(help="Why it is invalid (journaled); required.")],
     reviewer: ReviewerOption = None,
 ) -> None:
     """Mark a finished experiment invalid after the fact (e.g. a leak found later)."""

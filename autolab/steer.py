@@ -26,6 +26,7 @@ CLI also accepts the bare index (``3``).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import getpass
 import math
@@ -425,6 +426,21 @@ def make_reviewer(mode: str, reviewer: str | None = None) -> Reviewer | None:
                           f"got {mode!r}") from err
 
 
+def waiting_proposals(run_dir: str | Path, next_index: int) -> list[Path]:
+    """The proposal files of experiments not made yet (index >= ``next_index``), in order.
+
+    A file for an index the journal already holds is history (its experiment ran, or a manual
+    result took its number); only the others can still be decided.
+    """
+    folder = Path(run_dir) / PROPOSALS_DIR
+    out = []
+    for path in sorted(folder.glob("exp-*.yaml")):
+        with contextlib.suppress(ConfigError):
+            if parse_experiment(path.stem) >= next_index:
+                out.append(path)
+    return out
+
+
 def decide(run_dir: str | Path, experiment: str | int, decision: str, *, reason: str = "",
            conditions: Mapping[str, float] | None = None, reviewer: str | None = None) -> Path:
     """Write a decision into the waiting proposal file (what ``autolab decide`` does).
@@ -440,9 +456,14 @@ def decide(run_dir: str | Path, experiment: str | int, decision: str, *, reason:
         JournalError: No campaign in ``run_dir``.
     """
     run_dir = Path(run_dir)
-    config = _campaign_config(Journal.read(run_dir / JOURNAL_NAME))
+    state = Journal.read(run_dir / JOURNAL_NAME)
+    config = _campaign_config(state)
     index = parse_experiment(experiment)
     path = proposal_path(run_dir, index)
+    if index < state.next_index:  # a decision here would be written and never read
+        waiting = [p.stem for p in waiting_proposals(run_dir, state.next_index)]
+        raise ConfigError(f"EXP: {experiment_label(index)} is already in the journal, not "
+                          f"waiting for a decision (waiting: {', '.join(waiting) or 'none'})")
     if not path.exists():
         waiting = sorted(p.stem for p in (run_dir / PROPOSALS_DIR).glob("exp-*.yaml"))
         raise ConfigError(f"EXP: no proposal file for {experiment_label(index)} in "
@@ -598,6 +619,8 @@ def add_results(run_dir: str | Path, results: str | Path, *,
         if journal.state.in_flight:
             raise JournalError(f"{run_dir}: an experiment is in flight (the campaign process "
                                "died); run 'autolab resume' first")
+        waiting = waiting_proposals(run_dir, journal.state.next_index)
+        _refuse_decided(run_dir, waiting)
         base = dict(journal.state.last_extra or {})
         who, when = by or current_user(), now_utc()
         batch: list[tuple[Trial, Mapping[str, Any] | None]] = []
@@ -612,9 +635,42 @@ def add_results(run_dir: str | Path, results: str | Path, *,
             batch.append((trial, extra))
         journal.append_trials(batch)  # all rows or none, even if the process is killed
         added = [trial for trial, _ in batch]
+        withdrawn = _withdraw(waiting)
         journal.append_note(f"{len(added)} manual experiment(s) added from {results} by {who}: "
-                            + ", ".join(experiment_label(t.index) for t in added))
+                            + ", ".join(experiment_label(t.index) for t in added)
+                            + (f"; the proposal waiting as {', '.join(withdrawn)} was "
+                               "withdrawn (the optimizer proposes again with these data on "
+                               "resume)" if withdrawn else ""))
     return added
+
+
+def _refuse_decided(run_dir: Path, waiting: list[Path]) -> None:
+    """Refuse an add while a waiting proposal holds a decision no resume has acted on.
+
+    Raises:
+        ConfigError: A waiting proposal already carries a decision (it would be lost).
+    """
+    for path in waiting:
+        with contextlib.suppress(OSError, yaml.YAMLError):
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+            if isinstance(data, dict) and data.get("decision") not in (None, ""):
+                raise ConfigError(f"{path} holds a decision ({data['decision']}) that no resume "
+                                  f"has acted on yet: run 'autolab resume {run_dir}' first, or "
+                                  "empty its decision")
+
+
+def _withdraw(waiting: list[Path]) -> list[str]:
+    """Remove the undecided proposal files whose numbers manual results just took.
+
+    Why: the added rows take the next experiment numbers, and on resume the optimizer, told the
+    new data, proposes afresh under a later number; the old file stayed behind looking
+    decidable, and a decision written into it was silently ignored. Done after the rows are
+    journaled: a process killed in between leaves a file ``decide`` refuses (its number is in
+    the journal), never a lost result.
+    """
+    for path in waiting:
+        path.unlink(missing_ok=True)
+    return [path.stem for path in waiting]
 
 
 def _manual_trial(index: int, r: ManualRow, config: CampaignConfig) -> Trial:

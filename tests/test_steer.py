@@ -219,8 +219,45 @@ def test_cli_review_file_exits_3_waiting_and_decide_then_resume(tmp_path: Path) 
     assert Journal.read(run_dir / JOURNAL_NAME).reviews[0]["reviewer"] == "carol"
 
 
+def test_an_unknown_review_mode_is_refused_naming_the_flag_before_anything_runs(
+        tmp_path: Path) -> None:
+    from autolab.cli_steer import REVIEW_MODES
+    from autolab.steer import REVIEWERS
+
+    assert set(REVIEW_MODES) == {"off", *REVIEWERS}  # the flag's list is the registry's
+    out = CliRunner().invoke(app, ["run", str(tmp_path / "none.yaml"), "--review", "maybe"])
+    assert out.exit_code == 2
+    assert "--review" in out.output and "campaign" not in out.output.lower()
+    missing = CliRunner().invoke(app, ["invalidate", str(tmp_path), "exp-000"])
+    assert missing.exit_code == 2 and "--reason" in missing.output
+
+
 # ------------------------------------------------------------------ outside results
 HEADER = "t_core_c,tau_core_min,t_shell_c,tau_shell_min,cl_to_i,s_to_zn,pl_peak_nm,fwhm_nm,qy"
+
+
+def test_adding_results_while_a_proposal_waits_withdraws_it_and_old_numbers_are_refused(
+        tmp_path: Path) -> None:
+    data = _config(budget=2)
+    result = Campaign.create(data, tmp_path / "runs", reviewer=FileReviewer("erin")).run()
+    assert result.stop_reason is StopReason.WAITING
+    run_dir = result.run_dir
+    waiting = proposal_path(run_dir, 0)
+    decided = tmp_path / "decided.yaml"  # a decision no resume has acted on: never thrown away
+    decided.write_text(waiting.read_text(encoding="utf-8"), encoding="utf-8")
+    decide(run_dir, "exp-000", "approve")
+    csv_path = tmp_path / "flask.csv"
+    csv_path.write_text(f"{HEADER}\n185,12,260,25,5,2,550.5,48,0.42\n")
+    with pytest.raises(ConfigError, match="holds a decision"):
+        add_results(run_dir, csv_path)
+    waiting.write_text(decided.read_text(encoding="utf-8"), encoding="utf-8")  # undecided again
+    (added,) = add_results(run_dir, csv_path)
+    assert added.index == 0 and not waiting.exists()  # the manual row took exp-000
+    assert "withdrawn" in Journal.read(run_dir / JOURNAL_NAME).notes[-1]
+    with pytest.raises(ConfigError, match="already in the journal"):
+        decide(run_dir, "exp-000", "approve")
+    again = Campaign.resume(run_dir, reviewer=FileReviewer("erin")).run()  # proposes afresh
+    assert again.stop_reason is StopReason.WAITING and proposal_path(run_dir, 1).exists()
 
 
 def _finished(tmp_path: Path, budget: int = 3) -> Path:
