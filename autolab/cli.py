@@ -128,7 +128,8 @@ def condition_problems(values: Mapping[str, float]) -> list[str]:
             problems.append(f"{name}={v:g} is outside the reactor's envelope [{lo:g}, {hi:g}]")
     if {"t_core_c", "t_shell_c"} <= set(values) and QD_SHELL_HOTTER.slack(values) < 0:
         gap = values["t_shell_c"] - values["t_core_c"]
-        problems.append(f"t_shell_c={values['t_shell_c']:g} is {gap:g} °C above t_core_c="
+        where = f"{gap:g} °C above" if gap >= 0 else f"{-gap:g} °C below"
+        problems.append(f"t_shell_c={values['t_shell_c']:g} is {where} t_core_c="
                         f"{values['t_core_c']:g}; the rule is {QD_SHELL_HOTTER.describe()} (ZnS "
                         "does not grow at core temperatures)")
     return problems
@@ -183,8 +184,9 @@ def _feature_text(value: float, err: float, scale: float = 1.0) -> tuple[str, st
 @app.command()
 def simulate(
     conditions: Annotated[list[str], typer.Argument(
-        help="Conditions as NAME=VALUE: t_core_c tau_core_min t_shell_c tau_shell_min cl_to_i "
-             "s_to_zn [p_to_in]. cl_to_i=inf means no iodide.")],
+        help="Conditions as NAME=VALUE, required: t_core_c tau_core_min t_shell_c "
+             "tau_shell_min cl_to_i s_to_zn (cl_to_i=inf: no iodide); optional: p_to_in, "
+             "stir_rpm, t_tank<i>_c, s_inject_tank, s_inject_count.")],
     seed: Annotated[int, typer.Option(help="Noise seed of the twin.", min=0,
                                       max=SEED_MAX)] = 0,
     out: Annotated[Path, typer.Option(help="PNG file for the absorption and PL spectra.")] = Path(
@@ -530,7 +532,8 @@ def _finish(result: CampaignResult, cfg: CampaignConfig, tracking_uri: str | Non
         console.print(fit_fields(["  at"], _condition_fields(best.conditions), console.width,
                                  optional_sep="  "), markup=False)
     else:
-        console.print("best: none (no experiment gave a usable result)")
+        console.print("best: none (no experiment gave a usable result)" if result.trials
+                      else "best: none yet (no experiment has run)")
     console.print(f"journal: {result.run_dir}\nlog:     {result.run_dir / LOG_NAME}",
                   markup=False, soft_wrap=True)
     if result.tracking_run_id and tracking_uri is not None:

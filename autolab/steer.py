@@ -281,10 +281,21 @@ def proposal_path(run_dir: Path, index: int) -> Path:
     return Path(run_dir) / PROPOSALS_DIR / f"{experiment_label(index)}.yaml"
 
 
+#: Significant digits of the conditions a proposal file shows (a chemist reads ``171.968``, not
+#: ``171.9683876633644``); approving runs the optimizer's exact proposal, not these digits.
+SHOWN_DIGITS = 6
+
+
+def _shown(conditions: Mapping[str, float]) -> dict[str, float]:
+    return {k: float(f"{v:.{SHOWN_DIGITS}g}") for k, v in conditions.items()}
+
+
 def _same_point(a: Mapping[str, Any], b: Mapping[str, float]) -> bool:
+    """Whether a proposal file's ``proposed`` (rounded to :data:`SHOWN_DIGITS`) is ``b``."""
+    tol = 10.0 ** (1 - SHOWN_DIGITS)
     try:
         return a.keys() == b.keys() and all(
-            math.isclose(float(a[k]), float(b[k]), rel_tol=1e-9, abs_tol=1e-12) for k in b)
+            math.isclose(float(a[k]), float(b[k]), rel_tol=tol, abs_tol=1e-12) for k in b)
     except (TypeError, ValueError):
         return False
 
@@ -349,7 +360,7 @@ class FileReviewer:
             if isinstance(data, dict) and _same_point(data.get("proposed") or {},
                                                       proposal.conditions):
                 return data
-        data = {"experiment": proposal.label, "proposed": proposal.conditions,
+        data = {"experiment": proposal.label, "proposed": _shown(proposal.conditions),
                 "prediction": _plain_prediction(proposal.prediction),
                 "decision": None, "reason": "", "conditions": None, "reviewer": None,
                 "help": _DECISION_HELP}

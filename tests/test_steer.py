@@ -243,6 +243,8 @@ def test_adding_results_while_a_proposal_waits_withdraws_it_and_old_numbers_are_
     assert result.stop_reason is StopReason.WAITING
     run_dir = result.run_dir
     waiting = proposal_path(run_dir, 0)
+    shown = yaml.safe_load(waiting.read_text(encoding="utf-8"))["proposed"]
+    assert all(float(f"{v:.6g}") == v for v in shown.values())  # readable, not 16 digits
     decided = tmp_path / "decided.yaml"  # a decision no resume has acted on: never thrown away
     decided.write_text(waiting.read_text(encoding="utf-8"), encoding="utf-8")
     decide(run_dir, "exp-000", "approve")
