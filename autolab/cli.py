@@ -329,13 +329,40 @@ def validate(file: Annotated[Path, typer.Argument(help="Campaign YAML file.")]) 
     console.print(f"objective: {cfg.objective.describe()}", markup=False)
     settings = ", ".join(f"{k}={v}" for k, v in cfg.optimizer.settings.items())
     console.print(f"optimizer: {cfg.optimizer.kind}{f' ({settings})' if settings else ''}; "
-                  f"budget: {cfg.budget.max_experiments} experiments; executor: "
-                  f"{cfg.executor.kind}; seed {cfg.seed}", markup=False)
+                  f"executor: {cfg.executor.kind}; seed {cfg.seed}", markup=False)
     _print_reactors(cfg)
     for c in space.constraints:
         console.print(f"constraint: {c.describe()}", markup=False)
+    for line in _plan_lines(cfg):
+        console.print(line, markup=False)
     _print_warnings(cfg)
     console.print("[green]valid[/]")
+
+
+def _plan_lines(cfg: CampaignConfig) -> list[str]:
+    """What ``validate`` says beyond the space: mode, budget, stop rules, review, reuse.
+
+    Everything that decides how long a campaign runs and what it does between experiments, so a
+    chemist sees a dynamic campaign, a lab-hour cap or a review mode before pressing run.
+    """
+    d = cfg.dynamic
+    mode = ("mode: steady (one experiment per proposal)" if cfg.mode == "steady" else
+            f"mode: dynamic (plan {d.plan}, frames every {d.frame_interval_min:g} min, hold_at "
+            f"{d.hold_at}, representative {d.representative})")
+    budget = f"budget: {cfg.budget.max_experiments} experiments" + (
+        f", {cfg.budget.max_lab_hours:g} lab h" if cfg.budget.max_lab_hours else "")
+    st = cfg.stop
+    rules = ["target reached"] if st.target_reached else []
+    for value, text in ((st.qy_min, "QY >= {:g}"), (st.fwhm_max_nm, "FWHM <= {:g} nm"),
+                        (st.no_improvement_after, "no improvement after {}"),
+                        (st.forecast_spec_met, "forecast P(spec met) >= {:g}"),
+                        (st.forecast_improve_below, "forecast P(improve) < {:g}")):
+        if value is not None:
+            rules.append(text.format(value))
+    lines = [mode, budget, f"stop: {', '.join(rules) or 'budget only'}",
+             f"review: {cfg.review.mode}"]
+    lines += [f"reuse: {path}" for path in cfg.reuse]
+    return lines
 
 
 # --------------------------------------------------------------------------------------- terminal

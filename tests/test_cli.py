@@ -26,6 +26,10 @@ def test_validate_accepts_shipped_campaign() -> None:
     assert code == 0, out
     assert "valid" in out
     assert "t_shell_c - t_core_c >= 40" in out
+    assert "mode: steady" in out and "budget: 30 experiments, 250 lab h" in out
+    assert "stop: target reached, QY >= 0.35, no improvement after 15" in out
+    code, out = invoke("validate", str(ROOT / "campaigns" / "target_550nm_dynamic.yaml"))
+    assert code == 0 and "mode: dynamic (plan approach" in " ".join(out.split())
 
 
 def test_validate_refuses_bad_file_with_exit_2(tmp_path: Path) -> None:
