@@ -662,6 +662,12 @@ class Campaign:
             self.journal.append_interrupted(index, "the campaign process ended while it ran")
             started = state.started[index]
             self._reactor_of(started.reactor).redo.append(self._searched(started.conditions))
+            self._event(f"{experiment_label(index)} was cut off when the campaign stopped; its "
+                        "conditions run again under the next number")
+        if self.journal.dropped_bytes:
+            torn = self.journal.dropped_bytes
+            self._event(f"the journal's last line was torn by the crash ({torn} bytes, an "
+                        "unfinished record) and was dropped; nothing finished was lost")
         self._restore_forecast(state)
         if state.tracker_run_id is None:
             self._start_tracking()

@@ -442,6 +442,21 @@ def test_ctrl_c_twice_cuts_the_experiment_off_and_a_press_in_the_shutdown_is_ign
     assert "during exp-001" in text and f"autolab resume {campaign.run_dir}" in text
 
 
+def test_resume_says_which_experiment_was_cut_off_and_that_a_torn_line_was_dropped(
+        tmp_path: Path) -> None:
+    run_dir = Campaign.create(_fast(budget__max_experiments=1), tmp_path / "runs").run().run_dir
+    path = run_dir / JOURNAL_NAME
+    with Journal.open(path) as journal:  # the process died while exp-001 ran, mid-write
+        journal.append_started(1, Journal.read(path).trials[0].conditions)
+    with path.open("ab") as f:
+        f.write(b'{"type": "trial", "trial": {"index": 1, "cond')
+    events: list[str] = []
+    resumed = Campaign.resume(run_dir, on_event=events.append)
+    resumed.journal.close()
+    assert any(e.startswith("exp-001 was cut off") for e in events), events
+    assert any("torn by the crash" in e and "nothing finished was lost" in e for e in events)
+
+
 # ------------------------------------------------------------------ device faults and safe ends
 class _FaultyTwin(SimulatedExecutor):
     """The twin, except that one run reports a device fault (a pump that did not pump)."""

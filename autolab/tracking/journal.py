@@ -560,6 +560,8 @@ class Journal:
         self.path = path
         self._fd: int | None = fd
         self._reducer = reducer
+        #: Bytes of a torn final line :meth:`open` cut off (0: none), for the resume to say so.
+        self.dropped_bytes = 0
 
     # ---- construction -------------------------------------------------------------------------
     @classmethod
@@ -611,6 +613,7 @@ class Journal:
             if valid_len < size:  # torn final line: drop it so the next record starts clean
                 os.ftruncate(fd, valid_len)
                 os.fsync(fd)
+                journal.dropped_bytes = size - valid_len
             if valid_len > 0 and _last_byte(fd, valid_len) != b"\n":
                 _write_all(fd, b"\n")  # complete record whose newline was lost
                 os.fsync(fd)

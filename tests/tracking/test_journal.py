@@ -176,6 +176,7 @@ def test_torn_last_line_is_ignored_and_cut_on_open(tmp_path: Path, header: Journ
     assert _summary(Journal.read(path)) == _summary(Journal.read(clean))
     with Journal.open(path) as j:
         assert path.read_bytes() == good
+        assert j.dropped_bytes == len(torn)  # what the resume reports
         j.append_started(5, make_trial(5).conditions)
         j.append_trial(make_trial(5))
     state = Journal.read(path)
