@@ -65,7 +65,7 @@ from typing import Any
 import numpy as np
 import yaml
 from mlflow import MlflowClient
-from mlflow.entities import Metric, Param, Run
+from mlflow.entities import Metric, Param, Run, RunTag
 
 from autolab import __version__
 from autolab.exceptions import TrackingError
@@ -433,15 +433,25 @@ class MlflowTracker:
             return True
 
     def _correct(self, run: Run, trial: Trial, tags: Mapping[str, str]) -> bool:
-        """Bring a complete experiment run's status, status tag and reason in line with it."""
+        """Bring a complete experiment run's status and every tag in line with the journal.
+
+        Every tag the run would be logged with now, not a chosen few: an invalidation after the
+        fact adds ``autolab.invalidated_by``, ``autolab.invalidated_at`` and
+        ``autolab.previous_status`` (:func:`autolab.tracking.sync._trial_tags`) besides the new
+        status, reason and note, and a short list here once dropped them silently. Its
+        ``failed`` metric follows the status too.
+        """
         want = _TRIAL_STATUS[trial.status]
-        keys = ("autolab.status", "autolab.reason", "mlflow.note.content", "autolab.usable")
-        stale = {k: tags[k] for k in keys if k in tags and run.data.tags.get(k) != tags[k]}
-        if run.info.status == want and not stale:
+        stale = {k: v for k, v in tags.items() if run.data.tags.get(k) != v}
+        failed = float(trial.status is not TrialStatus.COMPLETED)
+        if run.info.status == want and not stale and run.data.metrics.get("failed") == failed:
             return False
         run_id = run.info.run_id
-        for key, value in stale.items():
-            self._client.set_tag(run_id, key, value)
+        items = [RunTag(k, v) for k, v in stale.items()]
+        for i in range(0, len(items), _BATCH):
+            self._client.log_batch(run_id, tags=items[i:i + _BATCH])
+        if run.data.metrics.get("failed") != failed:
+            self._client.log_metric(run_id, "failed", failed)
         if run.info.status != want:
             self._client.set_terminated(run_id, status=want)
         return True

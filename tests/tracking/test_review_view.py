@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from autolab.config import parse_campaign
-from autolab.tracking import Journal, JournalHeader
+from autolab.tracking import Journal, JournalHeader, sync
 from autolab.tracking.base import (
     campaign_summary,
 )
@@ -58,6 +58,68 @@ def _journal(run_dir: Path, n: int, make_trial: TrialFactory) -> Path:
             j.append_started(i, t.conditions)
             j.append_trial(t, extra={"lab_clock_h": 1.5 * i + 1.2})
     return path
+
+
+# ---- 7: an invalidation reaches MLflow with every tag docs/review.md names ---
+#: docs/review.md, "An experiment run": the tags of an experiment invalidated after the fact.
+INVALIDATION_TAGS = ("autolab.status", "autolab.reason", "autolab.invalidated_by",
+                     "autolab.invalidated_at", "autolab.previous_status")
+
+
+def _invalidated_run(tr: MlflowTracker, index: int) -> tuple[str, dict[str, str], float]:
+    run = tr.trial_runs()[index]
+    return run.info.status, dict(run.data.tags), run.data.metrics["failed"]
+
+
+def test_invalidation_reaches_a_logged_run_through_sync(
+        new_tracker: NewTracker, make_trial: TrialFactory, tmp_path: Path) -> None:
+    from autolab.steer import invalidate
+
+    run_dir = tmp_path / "run"
+    path = _journal(run_dir, 3, make_trial)
+    tr = new_tracker()
+    assert sync(path, tr, refresh_plots=False) == 3
+    invalidate(run_dir, "exp-002", "leak", by="dr-x")
+    assert sync(path, new_tracker(), refresh_plots=False) == 1  # "logged 1 experiment"
+    status, tags, failed = _invalidated_run(tr, 2)
+    when = Journal.read(path).invalidated[2]["time"]
+    assert status == "FAILED"
+    assert {k: tags.get(k) for k in INVALIDATION_TAGS} == {
+        "autolab.status": "invalid", "autolab.reason": "invalidated after the fact: leak",
+        "autolab.invalidated_by": "dr-x", "autolab.invalidated_at": when,
+        "autolab.previous_status": "completed"}
+    assert tags["autolab.error"] == tags["autolab.reason"]
+    assert failed == 1.0
+    assert sync(path, new_tracker(), refresh_plots=False) == 0  # nothing left to correct
+    assert "autolab.invalidated_by" not in _invalidated_run(tr, 1)[1]
+
+
+def test_invalidation_reaches_a_logged_run_through_resume(
+        sqlite_store: tuple[str, str], experiment_name: str, tmp_path: Path) -> None:
+    """The real loop (twin, Sobol): a campaign logged live, invalidated, then resumed."""
+    from autolab.campaign import Campaign
+    from autolab.steer import invalidate
+
+    uri, _ = sqlite_store
+    raw = yaml.safe_load((CAMPAIGNS / "target_550nm.yaml").read_text())
+    raw.update(budget={"max_experiments": 2}, optimizer={"kind": "sobol"},
+               stop={"target_reached": False})
+    cfg = parse_campaign(raw)
+    done = Campaign.create(cfg, tmp_path / "runs",
+                           tracker=MlflowTracker(uri, experiment_name)).run()
+    invalidate(done.run_dir, "exp-001", "syringe leak", by="dr-y")
+    resumed = Campaign.resume(done.run_dir, tracker=MlflowTracker(uri, experiment_name))
+    try:
+        tr = resumed.tracker
+        assert isinstance(tr, MlflowTracker)
+        status, tags, failed = _invalidated_run(tr, 1)
+    finally:
+        resumed.journal.close()
+    assert (status, failed) == ("FAILED", 1.0)
+    assert tags["autolab.status"] == "invalid"
+    assert tags["autolab.invalidated_by"] == "dr-y"
+    assert tags["autolab.invalidated_at"].startswith("20")
+    assert tags["autolab.previous_status"] == "completed"
 
 
 # ---- 17: the report counts experiments as MLflow does ---
