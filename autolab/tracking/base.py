@@ -527,17 +527,88 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
 
 
+#: A metric name's quantity (before any ``.<qualifier>``) in nm: a wavelength, its uncertainty
+#: (``_err``, ``_sd``) or a distance in nm (``pl_peak_nm``, ``predicted_pl_peak_nm_sd``,
+#: ``distance_to_target_nm.pl_peak_nm``). The qualifier names *which* outcome, term or reagent,
+#: not the unit: ``score.minimize_fwhm_nm`` is a score term, not a wavelength.
+_NM_QUANTITY = re.compile(r"[^.]*_nm(?:_err|_sd)?")
+#: The score and its terms (``score.<term>``), rounded together by :func:`round_metrics`.
+SCORE_METRIC = "score"
+#: Significant digits people read in a metric (the largest of the score and its terms).
+SIGNIFICANT_DIGITS = 4
+
+
 def round_metric(name: str, value: float) -> float:
-    """A metric rounded for people: 0.01 nm for wavelengths, else 4 significant digits.
+    """A metric rounded for people: 0.01 nm for a quantity in nm, else 4 significant digits.
 
     MLflow shows every digit it is given; ``549.5512345678`` hides the one that matters.
-    Counts, flags and indices stay exact (integers are left alone).
+    Counts, flags and indices stay exact (integers are left alone). The unit is the quantity's
+    (the name before any ``.<qualifier>``, :data:`_NM_QUANTITY`), not a word anywhere in the
+    name. The score and its terms must add up, so they are rounded together by
+    :func:`round_metrics`, not here.
     """
     if not math.isfinite(value) or value == int(value):
         return value
-    if "_nm" in name:  # wavelengths, their uncertainties and distances, in nm
+    if _NM_QUANTITY.fullmatch(name.split(".", 1)[0]):
         return round(value, 2)
-    return float(f"{value:.4g}")
+    return float(f"{value:.{SIGNIFICANT_DIGITS}g}")
+
+
+def round_metrics(metrics: Mapping[str, float]) -> dict[str, float]:
+    """Every metric by :func:`round_metric`, but the score and its terms so they add up.
+
+    ``score`` and the ``score.<term>`` metrics are rounded to one decimal place, the one that
+    keeps :data:`SIGNIFICANT_DIGITS` of the largest of them (:func:`sum_preserving_round`):
+    rounded one by one, ``3.759 + -2.693 + 0.001`` shows ``score`` 1.067 while its terms add to
+    1.069, and a researcher reading which term moved the score is misled.
+    """
+    out = {k: round_metric(k, float(v)) for k, v in metrics.items()}
+    terms = {k: float(v) for k, v in metrics.items() if k.startswith(SCORE_METRIC + ".")}
+    if terms:
+        score = metrics.get(SCORE_METRIC)
+        rounded, total = sum_preserving_round(terms, None if score is None else float(score))
+        out.update(rounded)
+        if score is not None:
+            out[SCORE_METRIC] = total
+    return out
+
+
+def sum_preserving_round(terms: Mapping[str, float],
+                         total: float | None = None) -> tuple[dict[str, float], float]:
+    """Terms and their total rounded to one decimal place so the rounded terms add to the total.
+
+    The place keeps :data:`SIGNIFICANT_DIGITS` of the largest magnitude among them; each term
+    is within one unit of that place of its value (largest-remainder rounding), the total
+    within half a unit.
+
+    Args:
+        terms: Name -> value, finite.
+        total: Their sum as computed elsewhere (the trial's score). When it is their sum to
+            float precision, the rounded terms add up to it; when it is not (another formula),
+            it is rounded on its own at the same place.
+
+    Returns:
+        The rounded terms, and the rounded total they add up to.
+    """
+    values = [float(v) for v in terms.values()]
+    exact = math.fsum(values)
+    own = total is not None and abs(total - exact) > 1e-9 * max(1.0, abs(exact))
+    largest = max((abs(v) for v in (*values, exact, total or 0.0)), default=0.0)
+    if largest == 0.0:
+        return dict.fromkeys(terms, 0.0), 0.0
+    places = min(12, max(0, SIGNIFICANT_DIGITS - 1 - math.floor(math.log10(largest))))
+    unit = 10.0 ** places
+    scaled = [v * unit for v in values]
+    counts = [round(x) for x in scaled]
+    want = round(exact * unit)
+    short = want - sum(counts)  # |short| <= len(terms) / 2: hand it to the largest remainders
+    order = sorted(range(len(counts)), key=lambda i: scaled[i] - counts[i], reverse=short > 0)
+    for i in order[:abs(short)]:
+        counts[i] += 1 if short > 0 else -1
+    rounded = {k: c / unit for k, c in zip(terms, counts, strict=True)}
+    if own:  # not their sum (another formula): the total is rounded on its own
+        return rounded, round(float(total or 0.0) * unit) / unit
+    return rounded, want / unit
 
 
 _LONG_FLOAT = re.compile(r"-?\d+\.\d{5,}(?:e[-+]?\d+)?")

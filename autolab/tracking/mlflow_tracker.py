@@ -20,8 +20,11 @@ Layout (docs/architecture.md, "MLflow conventions"):
   the model's prediction (``predicted_<outcome>``, ``predicted_<outcome>_sd``), best-so-far,
   proposal time, ``lab_clock_h`` (campaign lab clock at its end), ``experiment_lab_h`` (how long
   it took), ``reagent_ml.<name>`` (this experiment) and ``reagent_total_ml.<name>`` (campaign so
-  far), all rounded (0.01 nm, else 4 significant digits); tags = status, trial index, origin
-  (proposed / edited / manual / reused), flags, a readable reason for a failure; artifacts =
+  far), the stopping forecast (``forecast_*``), all rounded (0.01 nm for a quantity in nm, else
+  4 significant digits; the score and its terms at one place, so the terms add up to it); tags =
+  status, trial index, origin (proposed / edited / manual / reused), flags, a readable reason for
+  a failure, who invalidated it and when (``autolab.invalidated_by``, ``autolab.invalidated_at``,
+  ``autolab.previous_status``); artifacts =
   ``spectra.csv`` (wavelength, every raw frame, derived absorbance), ``spectrum.png``,
   ``device_log.txt``, ``trial.json`` (and ``trace.csv``).
 
@@ -81,7 +84,7 @@ from autolab.tracking.base import (
     git_commit,
     readable_reason,
     resolve_tracking_uri,
-    round_metric,
+    round_metrics,
     safe_key,
     sqlite_path,
 )
@@ -718,7 +721,10 @@ def _auth_advice(err: Exception) -> str | None:
 
 def _trial_metrics(trial: Trial, best: float | None, lab_clock_h: float,
                    extra: Mapping[str, float]) -> dict[str, float]:
-    """Finite, rounded numbers describing one trial; NaN features are left out, not logged."""
+    """Finite, rounded numbers describing one trial; NaN features are left out, not logged.
+
+    Rounded by :func:`~autolab.tracking.base.round_metrics`: the score terms add up to the score.
+    """
     m: dict[str, float | None] = {"score": trial.objective, "best_score_so_far": best,
                                   "proposal_time_s": trial.proposal_time_s,
                                   "lab_clock_h": lab_clock_h,
@@ -734,8 +740,8 @@ def _trial_metrics(trial: Trial, best: float | None, lab_clock_h: float,
             m[f"reagent_ml.{safe_key(reagent)}"] = ml
     for k, v in extra.items():
         m[safe_key(k)] = float(v)
-    return {k: round_metric(k, float(v)) for k, v in m.items()
-            if v is not None and math.isfinite(v)}
+    return round_metrics({k: float(v) for k, v in m.items()
+                          if v is not None and math.isfinite(v)})
 
 
 def _open_advice(uri: str, err: Exception) -> str:

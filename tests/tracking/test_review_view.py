@@ -9,6 +9,7 @@ latest stopping forecast; the report counts experiments as MLflow does.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -16,11 +17,16 @@ from typing import Any
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from autolab.config import parse_campaign
+from autolab.config import load_campaign, parse_campaign
 from autolab.tracking import Journal, JournalHeader, sync
 from autolab.tracking.base import (
     campaign_summary,
+    round_metric,
+    round_metrics,
+    sum_preserving_round,
 )
 from autolab.tracking.journal import JOURNAL_NAME
 from autolab.tracking.mlflow_tracker import MlflowTracker
@@ -120,6 +126,68 @@ def test_invalidation_reaches_a_logged_run_through_resume(
     assert tags["autolab.invalidated_by"] == "dr-y"
     assert tags["autolab.invalidated_at"].startswith("20")
     assert tags["autolab.previous_status"] == "completed"
+
+
+# ---- 12: score terms add up to the score as logged ---
+def test_demo_exp_007_terms_add_up_and_are_not_rounded_as_wavelengths() -> None:
+    terms = {"score.target_pl_peak_nm": 0.000812, "score.maximize_qy": 3.7591,
+             "score.minimize_fwhm_nm": -2.6928}
+    metrics = round_metrics({"score": math.fsum(terms.values()), **terms,
+                             "pl_peak_nm": 549.5512345, "distance_to_target_nm.pl_peak_nm": 0.44877,
+                             "predicted_fwhm_nm_sd": 1.23456, "qy": 0.375912})
+    assert metrics["score.minimize_fwhm_nm"] == -2.693  # not -2.69 (0.01 "nm")
+    assert math.fsum(metrics[k] for k in terms) == pytest.approx(metrics["score"], abs=1e-12)
+    assert metrics["score"] == 1.067
+    assert metrics["pl_peak_nm"] == 549.55
+    assert metrics["distance_to_target_nm.pl_peak_nm"] == 0.45
+    assert metrics["predicted_fwhm_nm_sd"] == 1.23
+    assert metrics["qy"] == 0.3759
+    assert round_metric("score.minimize_fwhm_nm", -2.6928) == -2.693
+    assert round_metric("in_band.pl_peak_nm", 1.0) == 1.0
+
+
+_TERM = st.floats(min_value=-5e4, max_value=5e4, allow_nan=False, allow_infinity=False)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_TERM, min_size=1, max_size=6))
+def test_rounded_terms_add_up_to_the_rounded_score(values: list[float]) -> None:
+    terms = {f"score.t{i}": v for i, v in enumerate(values)}
+    score = math.fsum(values)
+    out = round_metrics({"score": score, **terms})
+    largest = max(abs(v) for v in (*values, score))
+    unit = 10.0 ** -min(12, max(0, 3 - math.floor(math.log10(largest)))) if largest else 1.0
+    total = math.fsum(out[k] for k in terms)
+    assert total == pytest.approx(out["score"], abs=1e-9 * max(1.0, largest))
+    assert abs(out["score"] - score) <= unit / 2 + 1e-9 * max(1.0, largest)
+    assert all(abs(out[k] - v) <= unit + 1e-9 * max(1.0, largest) for k, v in terms.items())
+
+
+def test_a_score_that_is_not_the_sum_of_its_terms_is_rounded_on_its_own() -> None:
+    terms, total = sum_preserving_round({"a": 1.23456, "b": 2.34567}, total=10.98765)
+    assert total == 10.99  # its own value at the terms' place, not their sum 3.580
+    assert terms["a"] + terms["b"] == pytest.approx(3.58)
+
+
+def test_experiment_run_score_terms_add_up_to_its_score(
+        new_tracker: NewTracker, make_trial: TrialFactory, tmp_path: Path) -> None:
+    objective = load_campaign(CAMPAIGNS / "target_550nm.yaml").objective
+    path = tmp_path / JOURNAL_NAME
+    with Journal.create(path, JournalHeader.new("c", _config(), seed=7)) as j:
+        for i in range(3):  # the score as the campaign computes it (the fixture's is made up)
+            t = make_trial(i)
+            outcomes = t.outcomes()
+            assert outcomes is not None
+            t = replace(t, objective=objective.score(outcomes))
+            j.append_started(i, t.conditions)
+            j.append_trial(t, extra={"lab_clock_h": 1.5 * i + 1.2})
+    tr = new_tracker()
+    sync(path, tr, refresh_plots=False)
+    for run in tr.trial_runs():
+        m = run.data.metrics
+        terms = [v for k, v in m.items() if k.startswith("score.")]
+        assert len(terms) == 3
+        assert math.fsum(terms) == pytest.approx(m["score"], abs=1e-12)
 
 
 # ---- 17: the report counts experiments as MLflow does ---
