@@ -21,6 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from autolab.config import load_campaign, parse_campaign
+from autolab.records import TrialStatus
 from autolab.tracking import Journal, JournalHeader, sync
 from autolab.tracking.base import (
     campaign_summary,
@@ -188,6 +189,33 @@ def test_experiment_run_score_terms_add_up_to_its_score(
         terms = [v for k, v in m.items() if k.startswith("score.")]
         assert len(terms) == 3
         assert math.fsum(terms) == pytest.approx(m["score"], abs=1e-12)
+
+
+# ---- 9: the campaign run carries the latest stopping forecast ---
+def _forecast(p_spec_met: float, median: float) -> dict[str, Any]:
+    fc = {"p_spec_met": p_spec_met, "p_next": 0.2, "p_improve": 0.31234567,
+          "expected_experiments": 12.0, "median_experiments": median, "q80_experiments": 25.0}
+    return {"forecast": fc, "metrics": {f"forecast_{k}": v for k, v in fc.items()}}
+
+
+def test_campaign_run_shows_the_latest_forecast(
+        new_tracker: NewTracker, make_trial: TrialFactory, tmp_path: Path) -> None:
+    path = _journal(tmp_path / "run", 3, make_trial)
+    with Journal.open(path) as j:
+        for i, (p, median) in enumerate(((0.01, 20.0), (0.02, 9.0))):
+            j.append_record("forecast", {"index": i + 1, **_forecast(p, median)})
+        fault = make_trial(3, TrialStatus.INVALID)  # a device fault: no forecast after it
+        j.append_started(3, fault.conditions)
+        j.append_trial(fault, extra={"lab_clock_h": 6.0})
+        tr = new_tracker()
+        sync(j, tr, refresh_plots=False)
+    parent = tr.client.get_run(tr.run_id)  # type: ignore[arg-type]
+    m = parent.data.metrics
+    assert (m["forecast_p_spec_met"], m["forecast_median_experiments"]) == (0.02, 9.0)
+    assert m["forecast_p_improve"] == 0.3123  # 4 significant digits
+    assert tr.trial_runs()[1].data.metrics["forecast_p_spec_met"] == 0.01  # the one after it
+    history = tr.client.get_metric_history(tr.run_id, "forecast_p_spec_met")  # type: ignore[arg-type]
+    assert [h.step for h in history] == [4]
 
 
 # ---- 17: the report counts experiments as MLflow does ---
