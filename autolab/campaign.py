@@ -814,16 +814,15 @@ class Campaign:
             self._plots_took_s = self._plots_drawn_at - now
 
     def _campaign_params(self) -> dict[str, Any]:
-        space = self.config.space.build()
-        params: dict[str, Any] = {f"bounds.{p.name}": f"[{p.lower:g}, {p.upper:g}] {p.unit}".strip()
-                                  for p in space.parameters}
-        params.update({f"fixed.{k}": v for k, v in self.config.space.fixed.items()})
-        params["constraints"] = "; ".join(c.describe() for c in space.constraints) or "none"
-        params["objective"] = self.config.objective.describe()
-        params["optimizer"] = self.config.optimizer.kind
-        params.update({f"optimizer.{k}": v for k, v in self.config.optimizer.settings.items()})
-        params["budget.max_experiments"] = self.config.budget.max_experiments
-        params["review"] = self.config.review.mode if self.reviewer is None else "on"
+        """Params only this process knows; the tracker takes the rest from the config.
+
+        The set-up (bounds, objective, mode, executor, stop rules, review...) comes from the
+        journaled config (:func:`autolab.tracking.base.campaign_params`), so a campaign run
+        first opened by ``autolab sync`` shows the same.
+        """
+        params: dict[str, Any] = {}
+        if self.reviewer is not None and self.config.review.mode == "off":
+            params["review"] = "on"  # a reviewer given in code, not by the campaign file
         if self.config.reuse:
             params["reused_experiments"] = self.n_reused
             params["reused_from"] = ", ".join(str(p) for p in self.config.reuse)

@@ -177,6 +177,8 @@ class NullTracker:
 
 
 _KEY_BAD = re.compile(r"[^A-Za-z0-9_\-. /]")
+#: Longest param value kept whole: MLflow 1.x servers refuse longer ones (2.x and 3.x: 6000).
+PARAM_VALUE_LIMIT = 500
 
 
 def safe_key(name: str) -> str:
@@ -276,14 +278,21 @@ def sqlite_path(uri: str) -> Path | None:
 
 # ---- what a campaign run shows -----------------------------------------------------------------
 def campaign_params(config: Mapping[str, Any]) -> dict[str, str]:
-    """The campaign run's params: bounds, fixed values, constraints, objective, optimizer, budget.
+    """The campaign run's params: what makes two campaigns different set-ups, flattened.
 
-    And the ``analyzer:`` block: its QY calibration term sets every stated QY sd, so two
-    campaigns' QY uncertainties compare only with it in view.
+    ``bounds.<condition>``, ``fixed.<condition>``, ``constraints``, ``objective``, ``optimizer``
+    and ``optimizer.<setting>``, ``budget.<limit>``, ``stop.<rule>`` (the stop rules set),
+    ``mode`` (steady / dynamic) and, for a dynamic campaign, its ``dynamic.<setting>`` block
+    (how ramps are planned and read: a steady campaign ignores the block, so it is not shown),
+    ``executor`` and ``executor.<setting>`` (settling, flush...: what an experiment is; the
+    settings the campaign file sets, as with the optimizer's), ``analyzer.<setting>`` (its QY
+    calibration term sets every stated QY sd, so two campaigns' QY uncertainties compare only
+    with it in view) and ``review`` (off / terminal / file). docs/review.md lists the same.
 
     Nothing else: the twin's and the optimizer's internals go into the ``config.json`` /
-    ``campaign.yaml`` artifacts, so the few settings a researcher compares stand out in the UI.
-    Lenient: a part missing or of another shape is left out (the artifacts still hold it all).
+    ``campaign.yaml`` artifacts, so the settings a researcher compares stand out in the UI.
+    Lenient: a part missing or of another shape is left out (the artifacts still hold it all),
+    except ``mode``, which is ``steady`` in a journal written before dynamic campaigns existed.
 
     Args:
         config: The campaign configuration as JSON (``CampaignConfig.model_dump(mode="json")``).
@@ -296,20 +305,48 @@ def campaign_params(config: Mapping[str, Any]) -> dict[str, str]:
     if isinstance(objective, Mapping):
         spec = objective_from_config(config)
         out["objective"] = spec.describe() if spec is not None else _scalar_text(dict(objective))
-    optimizer = config.get("optimizer")
-    if isinstance(optimizer, Mapping):
-        out["optimizer"] = str(optimizer.get("kind", ""))
-        if "batch_size" in optimizer:
-            out["optimizer.batch_size"] = _scalar_text(optimizer["batch_size"])
-        settings = optimizer.get("settings")
-        if isinstance(settings, Mapping):
-            out.update(flatten_params(settings, "optimizer."))
-    budget = config.get("budget")
-    if isinstance(budget, Mapping):
-        out.update({f"budget.{k}": _scalar_text(v) for k, v in budget.items() if v is not None})
-    analyzer = config.get("analyzer")  # the QY calibration term: it sets every stated QY sd
+    out.update(_optimizer_params(config.get("optimizer")))
+    for block in ("budget", "stop"):  # limits and rules that are set (None: not set)
+        part = config.get(block)
+        if isinstance(part, Mapping):
+            out.update({f"{block}.{safe_key(str(k))}": _scalar_text(v)
+                        for k, v in part.items() if v is not None})
+    out.update(_procedure_params(config))
+    analyzer = config.get("analyzer")
     if isinstance(analyzer, Mapping):
-        out.update({f"analyzer.{k}": _scalar_text(v) for k, v in analyzer.items()})
+        out.update({f"analyzer.{safe_key(str(k))}": _scalar_text(v) for k, v in analyzer.items()})
+    review = config.get("review")
+    if isinstance(review, Mapping) and isinstance(review.get("mode"), str):
+        out["review"] = review["mode"]
+    return {safe_key(k): _truncate(v, PARAM_VALUE_LIMIT) for k, v in out.items()}
+
+
+def _optimizer_params(optimizer: Any) -> dict[str, str]:
+    if not isinstance(optimizer, Mapping):
+        return {}
+    out = {"optimizer": str(optimizer.get("kind", ""))}
+    if "batch_size" in optimizer:
+        out["optimizer.batch_size"] = _scalar_text(optimizer["batch_size"])
+    settings = optimizer.get("settings")
+    if isinstance(settings, Mapping):
+        out.update(flatten_params(settings, "optimizer."))
+    return out
+
+
+def _procedure_params(config: Mapping[str, Any]) -> dict[str, str]:
+    """``mode``, the ``dynamic.*`` block of a dynamic campaign, ``executor`` and its settings."""
+    mode = config.get("mode", "steady")
+    out = {"mode": str(mode)}
+    dynamic = config.get("dynamic")
+    if mode == "dynamic" and isinstance(dynamic, Mapping):
+        out.update(flatten_params(dynamic, "dynamic."))
+    executor = config.get("executor")
+    if isinstance(executor, Mapping):
+        if isinstance(executor.get("kind"), str):
+            out["executor"] = executor["kind"]
+        settings = executor.get("settings")
+        if isinstance(settings, Mapping):
+            out.update(flatten_params(settings, "executor."))
     return out
 
 

@@ -4,13 +4,15 @@ Layout (docs/architecture.md, "MLflow conventions"):
 
 * **Campaign run** (parent) in experiment ``experiment_name``: tags ``autolab.campaign``,
   ``autolab.campaign_id``, ``autolab.role=campaign``, the caller's tags (executor, seed...),
-  ``mlflow.source.git.commit``; params: what a researcher compares between campaigns and nothing
-  else (bounds, fixed conditions, constraints, objective, optimizer and its settings, budget;
+  ``mlflow.source.git.commit``; params: what makes two campaigns different set-ups and nothing
+  else (bounds, fixed conditions, constraints, objective, optimizer and its settings, budget,
+  stop rules, mode and dynamic block, executor settings, analyzer, review;
   :func:`~autolab.tracking.base.campaign_params`); artifacts ``config.json`` and
   ``campaign.yaml`` (the full config, twin and optimizer internals included). Metrics: the
   campaign summary (:class:`~autolab.tracking.base.CampaignSummary`: ``best_pl_peak_nm``,
   ``best_qy``, ``best_fwhm_nm``, ``best_experiment``, ``experiments_to_target``,
-  ``lab_hours_to_target``, ``n_failed``, ``n_experiments``...), logged with ``step`` = number of
+  ``lab_hours_to_target``, ``n_failed``, ``n_experiments``...) and the latest stopping
+  forecast (``forecast_*``), logged with ``step`` = number of
   finished experiments so the chart tab shows how the campaign converged. Never one
   experiment's values: the compare view then compares campaigns, not their last experiments.
   ``plots/`` and ``summary/`` hold the refreshed campaign figures and table.

@@ -96,8 +96,10 @@ def test_campaign_and_experiment_runs_hold_everything(
     assert params["optimizer.n_init"] == "6"
     assert params["optimizer.batch"] == "1"
     assert params["budget.max_experiments"] == "30"
-    assert not [k for k in params if k.startswith(("executor", "twin", "tracking", "stop"))]
-    assert len(params) < 25
+    assert params["stop.qy_min"] == "0.35"
+    assert (params["mode"], params["executor"], params["review"]) == ("steady", "twin", "off")
+    assert not [k for k in params if k.startswith(("executor.twin", "twin", "tracking"))]
+    assert len(params) < 35
     stored = json.loads(_artifact(tr, run_id, "config.json", tmp_path))
     assert stored["executor"]["twin"]["chemistry"]  # the internals live in the artifact
     assert b"chemistry:" in _artifact(tr, run_id, "campaign.yaml", tmp_path)

@@ -10,6 +10,7 @@ latest stopping forecast; the report counts experiments as MLflow does.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -24,6 +25,7 @@ from autolab.config import load_campaign, parse_campaign
 from autolab.records import TrialStatus
 from autolab.tracking import Journal, JournalHeader, sync
 from autolab.tracking.base import (
+    campaign_params,
     campaign_summary,
     round_metric,
     round_metrics,
@@ -127,6 +129,83 @@ def test_invalidation_reaches_a_logged_run_through_resume(
     assert tags["autolab.invalidated_by"] == "dr-y"
     assert tags["autolab.invalidated_at"].startswith("20")
     assert tags["autolab.previous_status"] == "completed"
+
+
+# ---- 11: params that tell set-ups apart, and exactly the ones docs/review.md lists ---
+def test_params_tell_a_dynamic_campaign_from_a_steady_one() -> None:
+    steady = campaign_params(_config())
+    dynamic = campaign_params(_config("target_550nm_dynamic.yaml"))
+    assert (steady["mode"], dynamic["mode"]) == ("steady", "dynamic")
+    assert dynamic["dynamic.plan"] == "approach"
+    assert dynamic["dynamic.ramp_limits.heating_c_per_min"] == "10.0"
+    assert not [k for k in steady if k.startswith("dynamic.")]  # a steady campaign ignores it
+    differ = {k for k in {*steady, *dynamic} if steady.get(k) != dynamic.get(k)}
+    assert differ - {k for k in differ if k.startswith(("budget.", "dynamic.", "stop."))} == {
+        "mode"}
+    assert steady["stop.qy_min"] == "0.35"
+    assert steady["stop.target_reached"] == "true"
+    assert "stop.fwhm_max_nm" not in steady  # a rule not set is not shown
+    assert (steady["executor"], steady["review"]) == ("twin", "off")
+    assert steady["analyzer.qy_calibration_rel"] == "0.05"
+
+
+def test_a_live_start_logs_the_same_params_as_a_start_by_sync(
+        new_tracker: NewTracker, tmp_path: Path) -> None:
+    """The campaign logs its set-up from the journaled config, as ``autolab sync`` does when
+    the store was down at the start: one function, the same params either way."""
+    from autolab.campaign import Campaign
+
+    raw = yaml.safe_load((CAMPAIGNS / "target_550nm_dynamic.yaml").read_text())
+    raw.update(optimizer={"kind": "sobol"}, executor={"kind": "twin",
+                                                      "settings": {"settling": "fixed"}})
+    cfg = parse_campaign(raw)
+    tr = new_tracker()
+    campaign = Campaign.create(cfg, tmp_path / "runs", tracker=tr)
+    campaign.journal.close()
+    live = tr.client.get_run(tr.run_id).data.params  # type: ignore[arg-type]
+    assert live == campaign_params(cfg.model_dump(mode="json"))
+    assert (live["mode"], live["executor.settling"]) == ("dynamic", "fixed")
+
+
+def test_params_show_the_executor_settings_that_change_an_experiment() -> None:
+    fixed = campaign_params(_config(executor={"kind": "twin", "settings": {
+        "settling": "fixed", "flush": "always"}}, review={"mode": "file"}))
+    assert (fixed["executor.settling"], fixed["executor.flush"]) == ("fixed", "always")
+    assert fixed["review"] == "file"
+    assert not [k for k in fixed if k.startswith(("executor.twin", "twin", "tracking"))]
+
+
+def test_params_fit_mlflow_limits_and_old_journals_read_as_steady() -> None:
+    from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
+
+    dynamic = _config("target_550nm_dynamic.yaml")
+    dynamic["dynamic"]["mapping"]["spread_limits"] = {f"c{'x' * 300}{i}": [1.0, 2.0]
+                                                      for i in range(3)}
+    params = campaign_params(dynamic)
+    assert all(len(k) <= 250 and re.fullmatch(r"[A-Za-z0-9_\-. /]+", k) for k in params)
+    assert all(len(v) <= min(500, MAX_PARAM_VAL_LENGTH) for v in params.values())
+    old = _config()
+    del old["mode"], old["dynamic"]
+    assert campaign_params(old)["mode"] == "steady"
+
+
+def _documented_params() -> list[str]:
+    """docs/review.md's campaign-run param table as patterns (``<name>``: any dotted name)."""
+    text = (ROOT / "docs" / "review.md").read_text()
+    table = text.split("| param | what it is |", 1)[1].split("\n\n", 1)[0]
+    names = [n for row in table.splitlines()[2:] for n in re.findall(r"`([^`]+)`",
+                                                                     row.split("|")[1])]
+    return [re.sub(r"<[^>]+>", ".+", re.escape(n))
+            for n in names]
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in CAMPAIGNS.glob("*.yaml")))
+def test_docs_list_every_param_a_shipped_campaign_logs(name: str) -> None:
+    patterns = _documented_params()
+    config = load_campaign(CAMPAIGNS / name).model_dump(mode="json")
+    params = campaign_params(config)
+    assert [k for k in params if not any(re.fullmatch(p, k) for p in patterns)] == []
+    assert {"mode", "executor", "review", "objective"} <= set(params)
 
 
 # ---- 12: score terms add up to the score as logged ---
