@@ -105,8 +105,9 @@ TRIP_LOG_LINES = 400
 #: simulated campaign that redraws after each of its first five experiments (the twin demo:
 #: 30 s tracked, 13 s untracked).
 PLOT_TIME_SHARE = 0.1
-#: Forecast fields logged as ``forecast_<name>`` metrics of each experiment (MLflow); the
-#: counts are in experiments, the rest probabilities.
+#: Forecast fields logged as ``forecast_<name>`` metrics of each experiment (MLflow), and the
+#: latest on the campaign run (:func:`autolab.tracking.sync.latest_forecast`); the counts are
+#: in experiments, the rest probabilities.
 FORECAST_METRICS = ("p_spec_met", "p_next", "expected_experiments", "median_experiments",
                     "q80_experiments", "p_improve")
 
@@ -1187,7 +1188,8 @@ class Campaign:
 
         Journaled as a ``forecast`` record after the trial record, so a result is never held
         back by a model fit; the tracker logs it as ``forecast_*`` metrics of that experiment
-        (it derives score terms, target status, predictions, lab time and reagents itself).
+        and of the campaign run (it derives score terms, target status, predictions, lab time
+        and reagents itself).
         """
         if not self._forecast_on:
             return None
