@@ -106,8 +106,9 @@ TRIP_LOG_LINES = 400
 #: simulated campaign that redraws after each of its first five experiments (the twin demo:
 #: 30 s tracked, 13 s untracked).
 PLOT_TIME_SHARE = 0.1
-#: Forecast fields logged as ``forecast_<name>`` metrics of each experiment (MLflow); the
-#: counts are in experiments, the rest probabilities.
+#: Forecast fields logged as ``forecast_<name>`` metrics of each experiment (MLflow), and the
+#: latest on the campaign run (:func:`autolab.tracking.sync.latest_forecast`); the counts are
+#: in experiments, the rest probabilities.
 FORECAST_METRICS = ("p_spec_met", "p_next", "expected_experiments", "median_experiments",
                     "q80_experiments", "p_improve")
 
@@ -830,16 +831,15 @@ class Campaign:
             self._plots_took_s = self._plots_drawn_at - now
 
     def _campaign_params(self) -> dict[str, Any]:
-        space = self.config.space.build()
-        params: dict[str, Any] = {f"bounds.{p.name}": f"[{p.lower:g}, {p.upper:g}] {p.unit}".strip()
-                                  for p in space.parameters}
-        params.update({f"fixed.{k}": v for k, v in self.config.space.fixed.items()})
-        params["constraints"] = "; ".join(c.describe() for c in space.constraints) or "none"
-        params["objective"] = self.config.objective.describe()
-        params["optimizer"] = self.config.optimizer.kind
-        params.update({f"optimizer.{k}": v for k, v in self.config.optimizer.settings.items()})
-        params["budget.max_experiments"] = self.config.budget.max_experiments
-        params["review"] = self.config.review.mode if self.reviewer is None else "on"
+        """Params only this process knows; the tracker takes the rest from the config.
+
+        The set-up (bounds, objective, mode, executor, stop rules, review...) comes from the
+        journaled config (:func:`autolab.tracking.base.campaign_params`), so a campaign run
+        first opened by ``autolab sync`` shows the same.
+        """
+        params: dict[str, Any] = {}
+        if self.reviewer is not None and self.config.review.mode == "off":
+            params["review"] = "on"  # a reviewer given in code, not by the campaign file
         if self.config.reuse:
             params["reused_experiments"] = self.n_reused
             params["reused_from"] = ", ".join(str(p) for p in self.config.reuse)
@@ -1204,7 +1204,8 @@ class Campaign:
 
         Journaled as a ``forecast`` record after the trial record, so a result is never held
         back by a model fit; the tracker logs it as ``forecast_*`` metrics of that experiment
-        (it derives score terms, target status, predictions, lab time and reagents itself).
+        and of the campaign run (it derives score terms, target status, predictions, lab time
+        and reagents itself).
         """
         if not self._forecast_on:
             return None

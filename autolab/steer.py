@@ -713,7 +713,10 @@ def invalidate(run_dir: str | Path, experiment: str | int, reason: str, *,
     """Mark a finished experiment invalid after the fact (a leak found later).
 
     A journal record: on resume the optimizer is re-told without it, best so far is recomputed
-    everywhere, and the tracker tags its run ``autolab.invalidated``.
+    everywhere, and the next ``autolab sync`` or ``autolab resume`` turns its MLflow run
+    ``FAILED`` with the tags docs/review.md lists: ``autolab.status`` ``invalid``,
+    ``autolab.reason`` (``invalidated after the fact: <reason>``), ``autolab.invalidated_by``,
+    ``autolab.invalidated_at`` and ``autolab.previous_status`` (what it was before).
 
     Raises:
         ConfigError: Bad experiment name, no reason, not a finished experiment, or already

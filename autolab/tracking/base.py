@@ -177,6 +177,8 @@ class NullTracker:
 
 
 _KEY_BAD = re.compile(r"[^A-Za-z0-9_\-. /]")
+#: Longest param value kept whole: MLflow 1.x servers refuse longer ones (2.x and 3.x: 6000).
+PARAM_VALUE_LIMIT = 500
 
 
 def safe_key(name: str) -> str:
@@ -276,14 +278,21 @@ def sqlite_path(uri: str) -> Path | None:
 
 # ---- what a campaign run shows -----------------------------------------------------------------
 def campaign_params(config: Mapping[str, Any]) -> dict[str, str]:
-    """The campaign run's params: bounds, fixed values, constraints, objective, optimizer, budget.
+    """The campaign run's params: what makes two campaigns different set-ups, flattened.
 
-    And the ``analyzer:`` block: its QY calibration term sets every stated QY sd, so two
-    campaigns' QY uncertainties compare only with it in view.
+    ``bounds.<condition>``, ``fixed.<condition>``, ``constraints``, ``objective``, ``optimizer``
+    and ``optimizer.<setting>``, ``budget.<limit>``, ``stop.<rule>`` (the stop rules set),
+    ``mode`` (steady / dynamic) and, for a dynamic campaign, its ``dynamic.<setting>`` block
+    (how ramps are planned and read: a steady campaign ignores the block, so it is not shown),
+    ``executor`` and ``executor.<setting>`` (settling, flush...: what an experiment is; the
+    settings the campaign file sets, as with the optimizer's), ``analyzer.<setting>`` (its QY
+    calibration term sets every stated QY sd, so two campaigns' QY uncertainties compare only
+    with it in view) and ``review`` (off / terminal / file). docs/review.md lists the same.
 
     Nothing else: the twin's and the optimizer's internals go into the ``config.json`` /
-    ``campaign.yaml`` artifacts, so the few settings a researcher compares stand out in the UI.
-    Lenient: a part missing or of another shape is left out (the artifacts still hold it all).
+    ``campaign.yaml`` artifacts, so the settings a researcher compares stand out in the UI.
+    Lenient: a part missing or of another shape is left out (the artifacts still hold it all),
+    except ``mode``, which is ``steady`` in a journal written before dynamic campaigns existed.
 
     Args:
         config: The campaign configuration as JSON (``CampaignConfig.model_dump(mode="json")``).
@@ -296,20 +305,48 @@ def campaign_params(config: Mapping[str, Any]) -> dict[str, str]:
     if isinstance(objective, Mapping):
         spec = objective_from_config(config)
         out["objective"] = spec.describe() if spec is not None else _scalar_text(dict(objective))
-    optimizer = config.get("optimizer")
-    if isinstance(optimizer, Mapping):
-        out["optimizer"] = str(optimizer.get("kind", ""))
-        if "batch_size" in optimizer:
-            out["optimizer.batch_size"] = _scalar_text(optimizer["batch_size"])
-        settings = optimizer.get("settings")
-        if isinstance(settings, Mapping):
-            out.update(flatten_params(settings, "optimizer."))
-    budget = config.get("budget")
-    if isinstance(budget, Mapping):
-        out.update({f"budget.{k}": _scalar_text(v) for k, v in budget.items() if v is not None})
-    analyzer = config.get("analyzer")  # the QY calibration term: it sets every stated QY sd
+    out.update(_optimizer_params(config.get("optimizer")))
+    for block in ("budget", "stop"):  # limits and rules that are set (None: not set)
+        part = config.get(block)
+        if isinstance(part, Mapping):
+            out.update({f"{block}.{safe_key(str(k))}": _scalar_text(v)
+                        for k, v in part.items() if v is not None})
+    out.update(_procedure_params(config))
+    analyzer = config.get("analyzer")
     if isinstance(analyzer, Mapping):
-        out.update({f"analyzer.{k}": _scalar_text(v) for k, v in analyzer.items()})
+        out.update({f"analyzer.{safe_key(str(k))}": _scalar_text(v) for k, v in analyzer.items()})
+    review = config.get("review")
+    if isinstance(review, Mapping) and isinstance(review.get("mode"), str):
+        out["review"] = review["mode"]
+    return {safe_key(k): _truncate(v, PARAM_VALUE_LIMIT) for k, v in out.items()}
+
+
+def _optimizer_params(optimizer: Any) -> dict[str, str]:
+    if not isinstance(optimizer, Mapping):
+        return {}
+    out = {"optimizer": str(optimizer.get("kind", ""))}
+    if "batch_size" in optimizer:
+        out["optimizer.batch_size"] = _scalar_text(optimizer["batch_size"])
+    settings = optimizer.get("settings")
+    if isinstance(settings, Mapping):
+        out.update(flatten_params(settings, "optimizer."))
+    return out
+
+
+def _procedure_params(config: Mapping[str, Any]) -> dict[str, str]:
+    """``mode``, the ``dynamic.*`` block of a dynamic campaign, ``executor`` and its settings."""
+    mode = config.get("mode", "steady")
+    out = {"mode": str(mode)}
+    dynamic = config.get("dynamic")
+    if mode == "dynamic" and isinstance(dynamic, Mapping):
+        out.update(flatten_params(dynamic, "dynamic."))
+    executor = config.get("executor")
+    if isinstance(executor, Mapping):
+        if isinstance(executor.get("kind"), str):
+            out["executor"] = executor["kind"]
+        settings = executor.get("settings")
+        if isinstance(settings, Mapping):
+            out.update(flatten_params(settings, "executor."))
     return out
 
 
@@ -527,17 +564,88 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
 
 
+#: A metric name's quantity (before any ``.<qualifier>``) in nm: a wavelength, its uncertainty
+#: (``_err``, ``_sd``) or a distance in nm (``pl_peak_nm``, ``predicted_pl_peak_nm_sd``,
+#: ``distance_to_target_nm.pl_peak_nm``). The qualifier names *which* outcome, term or reagent,
+#: not the unit: ``score.minimize_fwhm_nm`` is a score term, not a wavelength.
+_NM_QUANTITY = re.compile(r"[^.]*_nm(?:_err|_sd)?")
+#: The score and its terms (``score.<term>``), rounded together by :func:`round_metrics`.
+SCORE_METRIC = "score"
+#: Significant digits people read in a metric (the largest of the score and its terms).
+SIGNIFICANT_DIGITS = 4
+
+
 def round_metric(name: str, value: float) -> float:
-    """A metric rounded for people: 0.01 nm for wavelengths, else 4 significant digits.
+    """A metric rounded for people: 0.01 nm for a quantity in nm, else 4 significant digits.
 
     MLflow shows every digit it is given; ``549.5512345678`` hides the one that matters.
-    Counts, flags and indices stay exact (integers are left alone).
+    Counts, flags and indices stay exact (integers are left alone). The unit is the quantity's
+    (the name before any ``.<qualifier>``, :data:`_NM_QUANTITY`), not a word anywhere in the
+    name. The score and its terms must add up, so they are rounded together by
+    :func:`round_metrics`, not here.
     """
     if not math.isfinite(value) or value == int(value):
         return value
-    if "_nm" in name:  # wavelengths, their uncertainties and distances, in nm
+    if _NM_QUANTITY.fullmatch(name.split(".", 1)[0]):
         return round(value, 2)
-    return float(f"{value:.4g}")
+    return float(f"{value:.{SIGNIFICANT_DIGITS}g}")
+
+
+def round_metrics(metrics: Mapping[str, float]) -> dict[str, float]:
+    """Every metric by :func:`round_metric`, but the score and its terms so they add up.
+
+    ``score`` and the ``score.<term>`` metrics are rounded to one decimal place, the one that
+    keeps :data:`SIGNIFICANT_DIGITS` of the largest of them (:func:`sum_preserving_round`):
+    rounded one by one, ``3.759 + -2.693 + 0.001`` shows ``score`` 1.067 while its terms add to
+    1.069, and a researcher reading which term moved the score is misled.
+    """
+    out = {k: round_metric(k, float(v)) for k, v in metrics.items()}
+    terms = {k: float(v) for k, v in metrics.items() if k.startswith(SCORE_METRIC + ".")}
+    if terms:
+        score = metrics.get(SCORE_METRIC)
+        rounded, total = sum_preserving_round(terms, None if score is None else float(score))
+        out.update(rounded)
+        if score is not None:
+            out[SCORE_METRIC] = total
+    return out
+
+
+def sum_preserving_round(terms: Mapping[str, float],
+                         total: float | None = None) -> tuple[dict[str, float], float]:
+    """Terms and their total rounded to one decimal place so the rounded terms add to the total.
+
+    The place keeps :data:`SIGNIFICANT_DIGITS` of the largest magnitude among them; each term
+    is within one unit of that place of its value (largest-remainder rounding), the total
+    within half a unit.
+
+    Args:
+        terms: Name -> value, finite.
+        total: Their sum as computed elsewhere (the trial's score). When it is their sum to
+            float precision, the rounded terms add up to it; when it is not (another formula),
+            it is rounded on its own at the same place.
+
+    Returns:
+        The rounded terms, and the rounded total they add up to.
+    """
+    values = [float(v) for v in terms.values()]
+    exact = math.fsum(values)
+    own = total is not None and abs(total - exact) > 1e-9 * max(1.0, abs(exact))
+    largest = max((abs(v) for v in (*values, exact, total or 0.0)), default=0.0)
+    if largest == 0.0:
+        return dict.fromkeys(terms, 0.0), 0.0
+    places = min(12, max(0, SIGNIFICANT_DIGITS - 1 - math.floor(math.log10(largest))))
+    unit = 10.0 ** places
+    scaled = [v * unit for v in values]
+    counts = [round(x) for x in scaled]
+    want = round(exact * unit)
+    short = want - sum(counts)  # |short| <= len(terms) / 2: hand it to the largest remainders
+    order = sorted(range(len(counts)), key=lambda i: scaled[i] - counts[i], reverse=short > 0)
+    for i in order[:abs(short)]:
+        counts[i] += 1 if short > 0 else -1
+    rounded = {k: c / unit for k, c in zip(terms, counts, strict=True)}
+    if own:  # not their sum (another formula): the total is rounded on its own
+        return rounded, round(float(total or 0.0) * unit) / unit
+    return rounded, want / unit
 
 
 _LONG_FLOAT = re.compile(r"-?\d+\.\d{5,}(?:e[-+]?\d+)?")

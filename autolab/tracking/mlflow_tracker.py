@@ -4,13 +4,15 @@ Layout (docs/architecture.md, "MLflow conventions"):
 
 * **Campaign run** (parent) in experiment ``experiment_name``: tags ``autolab.campaign``,
   ``autolab.campaign_id``, ``autolab.role=campaign``, the caller's tags (executor, seed...),
-  ``mlflow.source.git.commit``; params: what a researcher compares between campaigns and nothing
-  else (bounds, fixed conditions, constraints, objective, optimizer and its settings, budget;
+  ``mlflow.source.git.commit``; params: what makes two campaigns different set-ups and nothing
+  else (bounds, fixed conditions, constraints, objective, optimizer and its settings, budget,
+  stop rules, mode and dynamic block, executor settings, analyzer, review;
   :func:`~autolab.tracking.base.campaign_params`); artifacts ``config.json`` and
   ``campaign.yaml`` (the full config, twin and optimizer internals included). Metrics: the
   campaign summary (:class:`~autolab.tracking.base.CampaignSummary`: ``best_pl_peak_nm``,
   ``best_qy``, ``best_fwhm_nm``, ``best_experiment``, ``experiments_to_target``,
-  ``lab_hours_to_target``, ``n_failed``, ``n_experiments``...), logged with ``step`` = number of
+  ``lab_hours_to_target``, ``n_failed``, ``n_experiments``...) and the latest stopping
+  forecast (``forecast_*``), logged with ``step`` = number of
   finished experiments so the chart tab shows how the campaign converged. Never one
   experiment's values: the compare view then compares campaigns, not their last experiments.
   ``plots/`` and ``summary/`` hold the refreshed campaign figures and table.
@@ -20,8 +22,11 @@ Layout (docs/architecture.md, "MLflow conventions"):
   the model's prediction (``predicted_<outcome>``, ``predicted_<outcome>_sd``), best-so-far,
   proposal time, ``lab_clock_h`` (campaign lab clock at its end), ``experiment_lab_h`` (how long
   it took), ``reagent_ml.<name>`` (this experiment) and ``reagent_total_ml.<name>`` (campaign so
-  far), all rounded (0.01 nm, else 4 significant digits); tags = status, trial index, origin
-  (proposed / edited / manual / reused), flags, a readable reason for a failure; artifacts =
+  far), the stopping forecast (``forecast_*``), all rounded (0.01 nm for a quantity in nm, else
+  4 significant digits; the score and its terms at one place, so the terms add up to it); tags =
+  status, trial index, origin (proposed / edited / manual / reused), flags, a readable reason for
+  a failure, who invalidated it and when (``autolab.invalidated_by``, ``autolab.invalidated_at``,
+  ``autolab.previous_status``); artifacts =
   ``spectra.csv`` (wavelength, every raw frame, derived absorbance), ``spectrum.png``,
   ``device_log.txt``, ``trial.json`` (and ``trace.csv``).
 
@@ -65,7 +70,7 @@ from typing import Any
 import numpy as np
 import yaml
 from mlflow import MlflowClient
-from mlflow.entities import Metric, Param, Run
+from mlflow.entities import Metric, Param, Run, RunTag
 
 from autolab import __version__
 from autolab.exceptions import TrackingError
@@ -81,7 +86,7 @@ from autolab.tracking.base import (
     git_commit,
     readable_reason,
     resolve_tracking_uri,
-    round_metric,
+    round_metrics,
     safe_key,
     sqlite_path,
 )
@@ -433,15 +438,25 @@ class MlflowTracker:
             return True
 
     def _correct(self, run: Run, trial: Trial, tags: Mapping[str, str]) -> bool:
-        """Bring a complete experiment run's status, status tag and reason in line with it."""
+        """Bring a complete experiment run's status and every tag in line with the journal.
+
+        Every tag the run would be logged with now, not a chosen few: an invalidation after the
+        fact adds ``autolab.invalidated_by``, ``autolab.invalidated_at`` and
+        ``autolab.previous_status`` (:func:`autolab.tracking.sync._trial_tags`) besides the new
+        status, reason and note, and a short list here once dropped them silently. Its
+        ``failed`` metric follows the status too.
+        """
         want = _TRIAL_STATUS[trial.status]
-        keys = ("autolab.status", "autolab.reason", "mlflow.note.content", "autolab.usable")
-        stale = {k: tags[k] for k in keys if k in tags and run.data.tags.get(k) != tags[k]}
-        if run.info.status == want and not stale:
+        stale = {k: v for k, v in tags.items() if run.data.tags.get(k) != v}
+        failed = float(trial.status is not TrialStatus.COMPLETED)
+        if run.info.status == want and not stale and run.data.metrics.get("failed") == failed:
             return False
         run_id = run.info.run_id
-        for key, value in stale.items():
-            self._client.set_tag(run_id, key, value)
+        items = [RunTag(k, v) for k, v in stale.items()]
+        for i in range(0, len(items), _BATCH):
+            self._client.log_batch(run_id, tags=items[i:i + _BATCH])
+        if run.data.metrics.get("failed") != failed:
+            self._client.log_metric(run_id, "failed", failed)
         if run.info.status != want:
             self._client.set_terminated(run_id, status=want)
         return True
@@ -708,7 +723,10 @@ def _auth_advice(err: Exception) -> str | None:
 
 def _trial_metrics(trial: Trial, best: float | None, lab_clock_h: float,
                    extra: Mapping[str, float]) -> dict[str, float]:
-    """Finite, rounded numbers describing one trial; NaN features are left out, not logged."""
+    """Finite, rounded numbers describing one trial; NaN features are left out, not logged.
+
+    Rounded by :func:`~autolab.tracking.base.round_metrics`: the score terms add up to the score.
+    """
     m: dict[str, float | None] = {"score": trial.objective, "best_score_so_far": best,
                                   "proposal_time_s": trial.proposal_time_s,
                                   "lab_clock_h": lab_clock_h,
@@ -724,8 +742,8 @@ def _trial_metrics(trial: Trial, best: float | None, lab_clock_h: float,
             m[f"reagent_ml.{safe_key(reagent)}"] = ml
     for k, v in extra.items():
         m[safe_key(k)] = float(v)
-    return {k: round_metric(k, float(v)) for k, v in m.items()
-            if v is not None and math.isfinite(v)}
+    return round_metrics({k: float(v) for k, v in m.items()
+                          if v is not None and math.isfinite(v)})
 
 
 def _open_advice(uri: str, err: Exception) -> str:

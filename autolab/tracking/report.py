@@ -30,12 +30,19 @@ from autolab.tracking.summary import (
 
 
 def report_lines(state: JournalState, view: CampaignView) -> list[str]:
-    """The report's headline facts, one sentence each (also printed by the CLI)."""
-    trials = view.trials
-    counts = {s: sum(t.status is s for t in trials) for s in TrialStatus}
-    lines = [f"experiments: {len(trials)} ({counts[TrialStatus.COMPLETED]} completed, "
-             f"{counts[TrialStatus.FAILED]} failed, {counts[TrialStatus.INVALID]} invalid, "
-             f"{counts[TrialStatus.INTERRUPTED]} interrupted)"]
+    """The report's headline facts, one sentence each (also printed by the CLI).
+
+    The experiment count is MLflow's ``n_experiments`` (:func:`~autolab.tracking.base.
+    campaign_summary`): an attempt cut short by a crash or Ctrl-C is not an experiment (its
+    conditions ran again under a new index), so it is counted on a line of its own.
+    """
+    counts = {s: sum(t.status is s for t in view.trials) for s in TrialStatus}
+    interrupted = counts.pop(TrialStatus.INTERRUPTED)
+    lines = [f"experiments: {sum(counts.values())} ({counts[TrialStatus.COMPLETED]} completed, "
+             f"{counts[TrialStatus.FAILED]} failed, {counts[TrialStatus.INVALID]} invalid)"]
+    if interrupted:
+        lines.append(f"interrupted attempts: {interrupted} (cut short by a crash or Ctrl-C; not "
+                     "experiments; their conditions are run again under a new index)")
     if view.objective is not None:
         lines.append(f"goal: {view.objective.describe()}")
     for name, (value, tol) in view.targets.items():

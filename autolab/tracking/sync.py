@@ -9,13 +9,14 @@ The journal decides what is missing (its ``tracked`` marks; an experiment invali
 fact is unmarked again); the tracker's own exactly-once check covers the window between "logged"
 and "marked" (a crash right there). Every sync also sets what the journal says about the campaign
 as a whole: the summary metrics of the parent run (best experiment, counts, experiments and lab
-hours to the target) and its status (running until a ``stopped`` record, then finished, killed or
-failed with the journaled reason), so after any kill, outage or sync sequence MLflow shows what
-the journal holds.
+hours to the target, the latest stopping forecast) and its status (running until a ``stopped``
+record, then finished, killed or failed with the journaled reason), so after any kill, outage or
+sync sequence MLflow shows what the journal holds.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -28,6 +29,7 @@ from autolab.tracking.base import (
     campaign_status,
     campaign_summary,
     experiment_metrics,
+    round_metric,
 )
 from autolab.tracking.journal import Journal, JournalState
 from autolab.tracking.summary import (
@@ -36,6 +38,9 @@ from autolab.tracking.summary import (
     decision_rows,
     pareto_metrics,
 )
+
+#: Journaled metrics of the stopping forecast (``autolab.campaign.FORECAST_METRICS``, prefixed).
+FORECAST_PREFIX = "forecast_"
 
 
 def sync(journal: Journal | str | os.PathLike[str], tracker: Tracker, *,
@@ -105,6 +110,7 @@ def _sync(journal: Journal, tracker: Tracker, predictions: Sequence[Prediction] 
             metrics["n_rig_events"] = float(len(state.rig_events))
         if view.pareto is not None:
             metrics.update(pareto_metrics(view.pareto))
+        metrics.update(latest_forecast(state))
         tracker.log_campaign_summary(metrics, step=summary.n_experiments)
     if refresh_plots and finished:
         if predictions is None:
@@ -130,6 +136,26 @@ def _trial_tags(state: JournalState, index: int) -> dict[str, str]:
         tags["autolab.invalidated_at"] = str(inval.get("time") or "")
         tags["autolab.previous_status"] = str(inval.get("previous_status") or "")
     return tags
+
+
+def latest_forecast(state: JournalState) -> dict[str, float]:
+    """The stopping forecast the campaign holds now, as ``forecast_*`` metrics (rounded).
+
+    The one journaled after the last experiment told to the optimizer (the latest trial that is
+    neither invalid nor interrupted; the campaign restores the same one on resume). On the
+    campaign run it is compared between campaigns and charted by step; each experiment run
+    keeps the forecast made after it.
+    """
+    last = next((t for t in reversed(state.trials)
+                 if t.status not in (TrialStatus.INVALID, TrialStatus.INTERRUPTED)), None)
+    if last is None:
+        return {}
+    journaled = state.extras.get(last.index, {}).get("metrics")
+    if not isinstance(journaled, Mapping):
+        return {}
+    return {k: round_metric(k, float(v)) for k, v in journaled.items()
+            if k.startswith(FORECAST_PREFIX) and isinstance(v, int | float)
+            and not isinstance(v, bool) and math.isfinite(v)}
 
 
 def journaled_predictions(trials: Sequence[Trial],
