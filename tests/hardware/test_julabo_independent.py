@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import math
 import re
+import termios
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -37,14 +39,17 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from autolab.exceptions import HardwareError
+from autolab.exceptions import ConfigError, HardwareError
 from autolab.hardware.controllers import JulaboCirculator
+from autolab.hardware.devices import parse_devices
 from autolab.hardware.protocols import julabo
 from autolab.hardware.rig import Rig
 from autolab.hardware.safety import Supervisor, Trip
 from autolab.hardware.transport import DeviceRefused, Transport
 
 from .pty_device import PtyDevice, heater_rig
+from .test_rig_registry import devices
+from .waiting import until
 
 MIN_SPACING_S = 0.25  # the manual's rule
 #: The emulator times a command by its first byte's arrival; a loaded host may read one late
@@ -483,3 +488,68 @@ def test_after_a_power_loss_the_unit_stays_stopped_and_the_trip_says_so(rig: Any
         after = [h.split()[0] for h in emu.heard[taken:]]
         assert "out_mode_05" not in after  # no start from the host on its own
         assert (emu.unit.running, emu.unit.sp_c, emu.violations) == (False, 30.0, [])
+
+
+# ============================================================================= handshake
+XON, XOFF = b"\x11", b"\x13"
+
+
+@pytest.mark.parametrize("handshake", ["none", "rtscts", "xonxoff"])
+def test_a_port_s_handshake_reaches_the_opened_port(rig_baths: dict[str, ManualJulabo],
+                                                    handshake: str) -> None:
+    """§2.3: older units "4800 baud 7E1, hardware handshake"; the CF41's public driver opens
+    its port with ``rtscts=True``. ``ports.<p>.handshake`` reaches pyserial's port (its settings
+    and the termios flags of the open line: CRTSCTS, IXON/IXOFF) and the bring-up goes through.
+    A pty has no RTS/CTS lines (Linux keeps the flag and ignores it), so what ``rtscts`` does
+    on a wire cannot be exercised here: the opened port's settings are what is checked."""
+    for emu in rig_baths.values():
+        emu.reset()
+    with heater_rig("julabo", rig_baths, timeout_s=0.5, max_temperature_c=300,
+                    port={"handshake": handshake}) as rig:
+        for name in ("julabo_core", "julabo_shell"):
+            ser = rig.transports[name].serial
+            assert (ser.rtscts, ser.xonxoff) == (handshake == "rtscts", handshake == "xonxoff")
+            iflag, _, cflag = termios.tcgetattr(ser.fd)[:3]
+            assert bool(cflag & termios.CRTSCTS) == (handshake == "rtscts")
+            assert bool(iflag & termios.IXON) == bool(iflag & termios.IXOFF) \
+                == (handshake == "xonxoff")
+        rig.heaters["core"].connect(standby_c=30.0)
+        with rig_baths["core"].lock:
+            assert (rig_baths["core"].unit.running, rig_baths["core"].unit.sp_c) == (True, 30.0)
+
+
+def test_a_unit_s_xoff_holds_the_next_command_until_its_xon(
+        rig_baths: dict[str, ManualJulabo]) -> None:
+    """``handshake: xonxoff`` is flow control a pty does exercise (its line discipline
+    implements it): a unit that sends XOFF gets nothing until its XON, and the command held
+    then goes out whole and is answered; neither byte reaches the driver as reply data."""
+    for emu in rig_baths.values():
+        emu.reset()
+    emu = rig_baths["core"]
+    with heater_rig("julabo", rig_baths, timeout_s=0.5, max_temperature_c=300,
+                    port={"handshake": "xonxoff"}) as rig:
+        heater = rig.heaters["core"]
+        heater.connect(standby_c=30.0)
+        with emu.lock:
+            heard = len(emu.heard)
+        emu.send(XOFF)
+        got: list[float] = []
+        reader = threading.Thread(target=lambda: got.append(heater.temperature_c()))
+        reader.start()
+        time.sleep(0.4)  # the driver's command waits in the line discipline meanwhile
+        with emu.lock:
+            assert len(emu.heard) == heard, emu.heard[heard:]
+        emu.send(XON)
+        reader.join(timeout=60)
+        assert got == [20.0]
+        until(lambda: len(emu.heard) > heard)
+
+
+@pytest.mark.parametrize("value", ["RTS/CTS", "hardware", True, 1])
+def test_a_handshake_the_port_cannot_take_is_refused_naming_the_field(value: object) -> None:
+    """Validated with the other port fields: the error names the field and the values allowed."""
+    d = devices()
+    d["ports"]["heaters"]["handshake"] = value
+    with pytest.raises(ConfigError, match=r"devices file rig\.yaml: ports\.heaters\.handshake: "
+                                          r"Input should be 'none', 'rtscts' or 'xonxoff'"):
+        parse_devices(d, "devices file rig.yaml")
