@@ -19,7 +19,13 @@ from typing import TypeVar
 
 from autolab.exceptions import ConfigError, HardwareError
 from autolab.hardware.delivery import wall_lab_min
-from autolab.hardware.limits import DidNotStick, Limits, check_setpoint, check_sticks
+from autolab.hardware.limits import (
+    STEP_FRACTION,
+    DidNotStick,
+    Limits,
+    check_setpoint,
+    check_sticks,
+)
 from autolab.hardware.modbus import WRITE_SINGLE, IllegalFunction, ModbusMode, ModbusRegisters
 from autolab.hardware.protocols import huber, julabo, omega
 from autolab.hardware.ramp import SoftwareRamp
@@ -454,10 +460,13 @@ class JulaboCirculator:
 
         ``out_sp_00`` takes ``xxx.xx``, but the manuals give no format for the answer: a unit
         that answers ``152.4`` for 152.37 holds what it was sent to its own resolution, and
-        a fixed 0.006 °C tolerance took that for a setpoint that did not stick.
+        a fixed 0.006 °C tolerance took that for a setpoint that did not stick. The pumps'
+        rule (:func:`~autolab.hardware.limits.matches_answer`): under one unit of the last
+        digit answered, so a unit that cuts (``152.3``) passes as one that rounds does, and
+        one a unit or more off does not.
         """
         value, places = self._query("in_sp_00", julabo.parse_places)
-        self._sp.tol_c = 0.6 * 10.0**-min(places, julabo.DECIMALS)
+        self._sp.tol_c = STEP_FRACTION * 10.0**-min(places, julabo.DECIMALS)
         return value
 
     def status(self) -> julabo.JulaboStatus:

@@ -77,6 +77,8 @@ class Readings:
         out_echo: The unit answers an ``out`` command with the line itself (the manual: no
             reply).
         number: How the unit writes a temperature (``25.00``, `` 25.00``, ``25.0``).
+        cut_to: The unit cuts a temperature to this many decimals instead (``25.07`` ->
+            ``25.0``; ``None``: ``number`` rounds it).
         pv_on_fault: What ``in_pv_00`` answers while a sensor error stands: ``last`` (the last
             good reading, a plausible number), ``dashes`` (``---.--``) or ``code`` (the bare
             error code, ``-05``: a number too).
@@ -90,6 +92,7 @@ class Readings:
     reply_end: bytes = b"\n"
     out_echo: bool = False
     number: str = "{:.2f}"
+    cut_to: int | None = None
     pv_on_fault: str = "last"
     error_reply: bool = False
     too_soon: str = "ignore"
@@ -123,12 +126,19 @@ class Unit:
         words = ("REMOTE " if self.remote else "MANUAL ") + ("START" if self.running else "STOP")
         return f"{mode + int(self.running):02d} {words}"
 
+    def num(self, value_c: float) -> str:
+        """A temperature as the unit writes it (rounded by ``number``, or cut)."""
+        d = self.readings.cut_to
+        if d is None:
+            return self.readings.number.format(value_c)
+        return f"{math.trunc(value_c * 10**d + 1e-9) / 10**d:.{d}f}"
+
     def pv_text(self) -> str:
         """``in_pv_00``, also while a sensor error stands (the reading ``pv_on_fault``)."""
         if self.alarm in SENSOR_CODES:
-            return {"last": self.readings.number.format(self.pv_c), "dashes": "---.--",
+            return {"last": self.num(self.pv_c), "dashes": "---.--",
                     "code": f"-{abs(self.alarm):02d}"}[self.readings.pv_on_fault]
-        return self.readings.number.format(self.pv_c)
+        return self.num(self.pv_c)
 
     def answer(self, command: str, arg: str | None) -> str | None:
         """The reply text to one command (``None``: no reply)."""
@@ -143,7 +153,7 @@ class Unit:
             return self.status_line()
         if command == "in_pv_00":
             return self.pv_text()
-        num = self.readings.number.format
+        num = self.num
         return {"version": "JULABO INDEPENDENT EMULATOR VERSION 1.0",
                 "in_pv_01": "0", "in_pv_02": num(self.pv_c), "in_pv_03": num(self.pv_c),
                 "in_sp_00": num(self.sp_c), "in_mode_05": str(int(self.running)),
@@ -427,11 +437,15 @@ def test_a_setpoint_beyond_the_unit_s_safety_limit_is_the_unit_s_refusal_named(
         assert (emu.unit.sp_c, emu.violations) == (20.0, [])
 
 
-def test_a_unit_answering_one_decimal_holds_a_setpoint_to_its_resolution(bath: Any) -> None:
+@pytest.mark.parametrize("readings", [Readings(number="{:.1f}"), Readings(cut_to=1)],
+                         ids=["rounded", "cut"])
+def test_a_unit_answering_one_decimal_holds_a_setpoint_to_its_resolution(
+        bath: Any, readings: Readings) -> None:
     """``out_sp_00`` takes ``xxx.xx``; the answer's format is not given. A unit answering
-    ``152.4`` for 152.37 holds it: no 'did not stick', and the heartbeat writes nothing."""
+    ``152.4`` (rounded) or ``152.3`` (cut) for 152.37 holds it: no 'did not stick', and the
+    heartbeat writes nothing (the pumps' rule, ``limits.matches_answer``)."""
     emu, line = bath
-    emu.reset(Readings(number="{:.1f}"))
+    emu.reset(readings)
     heater = _driver(line, ramp_c_per_min=1e5, time_scale=1e6)  # the ramp is done at once
     heater.set_temperature_c(152.37)
     heater.set_temperature_c(152.37)  # the supervisor's heartbeat
