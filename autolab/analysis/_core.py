@@ -464,11 +464,13 @@ def polyfit_rows(u: FloatArray, y: FloatArray, w: FloatArray, scale: FloatArray,
 
 def saturated_in(raw: FloatArray, lo_pix: IntArray, hi_pix: IntArray,
                  saturation: FloatArray) -> BoolArray:
-    """Whether any raw pixel in ``[lo_pix, hi_pix)`` of each row reached full scale.
+    """Whether a raw pixel in ``[lo_pix, hi_pix)`` of each row reached full scale, or clipped.
 
     A cheap row maximum screens the batch; only rows that touch full scale somewhere get the
     windowed check, so saturated light outside the region of interest (e.g. excitation scatter)
-    is harmless and the common case costs one reduction.
+    is harmless and the common case costs one reduction. A frame clipped *below* the stated
+    full scale (a unit that saturates under ``max_intensity`` without rescaling) is found from
+    its own shape: :func:`flat_topped_in`.
 
     Args:
         raw: Raw counts, ``(n, P)`` with ``n`` in ``{1, N}``.
@@ -489,4 +491,105 @@ def saturated_in(raw: FloatArray, lo_pix: IntArray, hi_pix: IntArray,
         hit = ((sub >= sat_level[cand][:, None]) & (pix >= lo_pix[cand][:, None])
                & (pix < hi_pix[cand][:, None]))
         out[cand] = hit.any(axis=1)
+    return out | flat_topped_in(raw, lo_pix, hi_pix)
+
+
+#: Fewest adjacent pixels at a frame's maximum count that can be a clipped top. A clipped PL or
+#: dye peak is flat over tens of pixels (2 % over the clip level: 0.4 sigma of the line each
+#: side); a smooth top has at most two pixels at its maximum (a symmetric top between them),
+#: more only by the chance of exact ties in noise or by rounding a very flat top.
+FLAT_TOP_PIXELS = 4
+#: Pixels on each side of a flat run whose mean is compared with it: at least this many, and at
+#: least twice the run (a broad clipped line falls slowly; its flanks must reach past 1 sigma).
+FLAT_TOP_FLANK_PIXELS = 8
+#: How far the flanks must fall, in the noise sigma of the flank pixels: chance ties at a noisy
+#: maximum sit about 3 sigma above their neighbours; a clip falls by a share of the line's height.
+FLAT_TOP_NOISE_SIGMAS = 4.0
+#: ... and in units of what rounding a smooth top to whole counts allows (see
+#: :func:`_smooth_top_drop`), so a noise-free rounded frame is judged too.
+FLAT_TOP_SMOOTH_FACTOR = 2.0
+
+
+def flat_topped_in(raw: FloatArray, lo_pix: IntArray, hi_pix: IntArray) -> BoolArray:
+    """Whether each row's maximum is a clipped, flat top inside ``[lo_pix, hi_pix)``.
+
+    An ADC that saturates holds every pixel past its limit at one count, whatever the stated
+    full scale (python-seabreeze allows a unit saturating below ``max_intensity`` without
+    rescaling); an unclipped line is smooth and does not. A row is clipped when a run of at
+    least :data:`FLAT_TOP_PIXELS` adjacent pixels sits exactly at its maximum, overlaps the
+    region, and the pixels flanking the run on every side the frame has fall below it by more
+    than both the noise (:data:`FLAT_TOP_NOISE_SIGMAS` of the flanks' own noise) and what a
+    smooth top rounded to whole counts allows (:func:`_smooth_top_drop`). A frame without any
+    such run (every noisy unclipped frame: ties at the maximum are rare) costs one comparison.
+
+    Args:
+        raw: Raw counts, ``(n, P)`` with ``n`` in ``{1, N}``.
+        lo_pix: First pixel of the region, ``(N,)``.
+        hi_pix: One past the last pixel of the region, ``(N,)``.
+    """
+    out = np.zeros(lo_pix.shape[0], dtype=bool)
+    with np.errstate(invalid="ignore"):
+        row_max = raw.max(axis=1, keepdims=True)
+        at_max = (raw == row_max) & np.isfinite(row_max)  # a garbage row is not a top
+    for i in np.flatnonzero(np.count_nonzero(at_max, axis=1) >= FLAT_TOP_PIXELS):
+        rows = slice(None) if raw.shape[0] == 1 else slice(i, i + 1)
+        for a, b in _clipped_runs(raw[i], at_max[i]):
+            out[rows] |= (lo_pix[rows] < b) & (hi_pix[rows] > a)
     return out
+
+
+def _runs(at_max: BoolArray) -> list[tuple[int, int]]:
+    """``[start, stop)`` of each run of at least :data:`FLAT_TOP_PIXELS` True pixels."""
+    edges = np.diff(np.concatenate(([0], at_max.astype(np.int8), [0])))
+    starts, stops = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    return [(int(a), int(b)) for a, b in zip(starts, stops, strict=True)
+            if b - a >= FLAT_TOP_PIXELS]
+
+
+def _clipped_runs(row: FloatArray, at_max: BoolArray) -> list[tuple[int, int]]:
+    """The runs at the row's maximum whose flanks fall as a clip's do."""
+    return [(a, b) for a, b in _runs(at_max) if _flanks_fall(row, a, b)]
+
+
+def _flanks_fall(row: FloatArray, start: int, stop: int) -> bool:
+    """Whether the pixels beside ``row[start:stop]`` (a run at its maximum) fall as a clip's.
+
+    Every side the frame has must fall by more than a rounded smooth top allows, and the
+    longer by more than the noise too (a broad line clipped near the frame's edge may fall
+    slowly on the short side); a side of fewer than :data:`FLAT_TOP_PIXELS` pixels is not
+    judged, and a run without a side is not a top (it fills the frame).
+    """
+    width = stop - start
+    m = max(FLAT_TOP_FLANK_PIXELS, 2 * width)
+    level = float(row[start])
+    sides = sorted((side for side in (row[max(0, start - m):start][::-1], row[stop:stop + m])
+                    if side.size >= FLAT_TOP_PIXELS), key=len, reverse=True)
+    if not sides:
+        return False
+    drops = [level - float(np.mean(side)) for side in sides]
+    if not drops[0] > FLAT_TOP_NOISE_SIGMAS * _noise_sigma(sides[0]):
+        return False
+    return all(drop > FLAT_TOP_SMOOTH_FACTOR * _smooth_top_drop(width, side.size)
+               for side, drop in zip(sides, drops, strict=True))
+
+
+def _noise_sigma(side: FloatArray) -> float:
+    """Robust noise sigma of a flank: the MAD of its second differences (0 if too short)."""
+    if side.size < 3:
+        return 0.0
+    d2 = np.diff(side, 2)
+    mad = float(np.median(np.abs(d2 - np.median(d2))))
+    return mad / 0.6745 / float(np.sqrt(6.0))
+
+
+def _smooth_top_drop(width: int, flank: int) -> float:
+    """The most a smooth top rounded to whole counts can fall over a flank, mean, counts.
+
+    ``width`` pixels rounding to one count put the whole run within one count of the vertex:
+    curvature ``a <= 1 / (width/2)^2`` counts per pixel^2, so ``d`` pixels past the run's edge
+    the line is at most ``(1 + 2d/width)^2`` counts below its vertex, half a count more below
+    the run (a peak's top falls no faster than its osculating parabola: Gaussian, Lorentzian
+    and the analyzer's energy-shaped lines all lie above it).
+    """
+    d = np.arange(1, flank + 1, dtype=np.float64)
+    return float(np.mean((1.0 + 2.0 * d / width) ** 2)) + 0.5

@@ -15,6 +15,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from autolab.exceptions import DeviceFault
+from autolab.hardware.limits import Answer
 
 
 @dataclass(frozen=True)
@@ -119,6 +120,19 @@ class Pump(Device, Protocol):
 
     def take_alarms(self) -> tuple[str, ...]:
         """Alarms the pump reported (to any command) since the last call, oldest first."""
+        ...
+
+
+@runtime_checkable
+class AnswersRateDigits(Protocol):
+    """A pump whose rate answer keeps the digits it was written with (Harvard, Chemyx).
+
+    The supervisor's rate check then holds the rate to those digits, as the read-back did
+    (:func:`~autolab.hardware.limits.rate_matches`); a pump without it is compared exactly.
+    """
+
+    def rate_answer_ml_min(self) -> Answer:
+        """The rate the pump reports now and one unit of its last digit, mL/min."""
         ...
 
 

@@ -41,7 +41,14 @@ from autolab.exceptions import HardwareError
 from autolab.hardware.base import Device, PumpState
 from autolab.hardware.devices import SyringePumpSpec
 from autolab.hardware.drivers import PumpAlarm
-from autolab.hardware.limits import Limits, check_rate_sticks, check_setpoint, check_sticks
+from autolab.hardware.limits import (
+    Answer,
+    Limits,
+    check_answer_sticks,
+    check_rate_sticks,
+    check_setpoint,
+    matches_answer,
+)
 from autolab.hardware.protocols import chemyx
 from autolab.hardware.registry import BuildContext, DeviceKind, register_kind
 from autolab.hardware.transport import (
@@ -58,6 +65,9 @@ MAX_REPLY_BYTES = 8192
 STATUS_LETTER = {0: "S", 2: "P", 3: "T", 4: "A"}
 #: Units the driver sets (``set units 0``: mL/min, volumes in mL).
 UNITS_ML_MIN = 0
+#: How far an echoed or read-back setting may differ beyond the digits it is written with,
+#: relative: the pump's own rounding of a value it writes with more digits than it keeps.
+ECHO_REL_TOL = 2e-3
 #: Syringe diameters the Fusion series takes, mm (the knowledge base's range).
 DIAMETER_RANGE_MM = (0.103, 40.0)
 
@@ -131,8 +141,12 @@ class ChemyxPump:
     def _set(self, key: str, value: float, *, size_only: bool = False) -> None:
         """``set <key> <value>``, verified by the echo ``<key> = <value>``.
 
-        ``size_only``: the echo is compared without its sign (the knowledge base answers
-        ``set volume ±x`` with ``volume = x``; the sign is the caller's to read back).
+        The echo is held to the digits it is written with (the knowledge base does not say
+        how many decimals a set value keeps): ``rate = 0.012`` for 0.01234 is the value sent,
+        ``rate = 5`` for 6 (a clamp to the limit) is not
+        (:func:`~autolab.hardware.limits.matches_answer`). ``size_only``: the echo is compared
+        without its sign (the knowledge base answers ``set volume ±x`` with ``volume = x``;
+        the sign is the caller's to read back).
 
         Raises:
             DeviceRefused: The pump echoed another value (the manual: outside its limits).
@@ -140,11 +154,12 @@ class ChemyxPump:
         text = chemyx.format_number(value)
 
         def echoed(reply: chemyx.ChemyxReply) -> None:
-            got = chemyx.parse_number(reply.value(key), f"echo of set {key}")
-            sent, took = (abs(value), abs(got)) if size_only else (value, got)
-            if not chemyx.echo_matches(sent, took):
+            got = chemyx.parse_answer(reply.value(key), f"echo of set {key}")
+            sent = abs(value) if size_only else value
+            took = Answer(abs(got.value), got.step) if size_only else got
+            if not matches_answer(sent, took, rel=ECHO_REL_TOL):
                 raise DeviceRefused(f"{self.name}: set {key} {text} refused: the pump took "
-                                    f"{key} = {got:g} (outside its limits)")
+                                    f"{key} = {got.value:g} (outside its limits)")
         self.command(f"set {key} {text}", echoed)
 
     def _parameters(self) -> chemyx.ChemyxReply:
@@ -186,8 +201,8 @@ class ChemyxPump:
         self._set("units", UNITS_ML_MIN)
         self._set("diameter", self.diameter_mm)
         params = self._parameters()
-        dia = chemyx.parse_number(params.value("dia"), "dia")
-        check_sticks(self.name, "diameter_mm", self.diameter_mm, dia, 1e-3)
+        dia = chemyx.parse_answer(params.value("dia"), "dia")
+        check_answer_sticks(self.name, "diameter_mm", self.diameter_mm, dia, rel=1e-3)
         delay = params.value("delay")
         if delay is not None and chemyx.parse_number(delay, "delay") != 0:
             self._set("delay", 0)
@@ -203,7 +218,7 @@ class ChemyxPump:
         check_setpoint(self.name, "rate_ml_min", rate_ml_min, low=0.0,
                        high=self.limits.max_rate_ml_min, unit="mL/min")
         self._set("rate", rate_ml_min)
-        check_rate_sticks(self.name, rate_ml_min, self.rate_read_ml_min())
+        check_rate_sticks(self.name, rate_ml_min, self.rate_answer_ml_min())
 
     def set_direction(self, infuse: bool) -> None:
         """Infuse or withdraw: the sign of the target volume (the syringe's volume).
@@ -258,11 +273,17 @@ class ChemyxPump:
 
     def rate_read_ml_min(self) -> float:
         """The rate ``view parameter`` reports, in mL/min (whatever units the pump is in)."""
+        return self.rate_answer_ml_min().value
+
+    def rate_answer_ml_min(self) -> Answer:
+        """:meth:`rate_read_ml_min` with the resolution the pump writes it to, mL/min."""
         reply = self._parameters()
         unit = int(chemyx.parse_number(reply.value("unit"), "unit"))
         if unit not in chemyx.UNITS:
             raise HardwareError(f"{self.name}: view parameter unit = {unit}: expected 0-3")
-        return chemyx.parse_number(reply.value("rate"), "rate") * chemyx.UNITS[unit][0]
+        got = chemyx.parse_answer(reply.value("rate"), "rate")
+        scale = chemyx.UNITS[unit][0]
+        return Answer(got.value * scale, got.step * scale)
 
     def _read_dispensed(self) -> float:
         """The pump's dispensed volume, mL (a unit in the answer wins; else mL, units 0)."""

@@ -19,7 +19,13 @@ from typing import TypeVar
 
 from autolab.exceptions import ConfigError, HardwareError
 from autolab.hardware.delivery import wall_lab_min
-from autolab.hardware.limits import DidNotStick, Limits, check_setpoint, check_sticks
+from autolab.hardware.limits import (
+    STEP_FRACTION,
+    DidNotStick,
+    Limits,
+    check_setpoint,
+    check_sticks,
+)
 from autolab.hardware.modbus import WRITE_SINGLE, IllegalFunction, ModbusMode, ModbusRegisters
 from autolab.hardware.protocols import huber, julabo, omega
 from autolab.hardware.ramp import SoftwareRamp
@@ -29,6 +35,15 @@ T = TypeVar("T")
 
 #: Lab seconds of ramp per setpoint write (see :mod:`autolab.hardware.ramp`).
 RAMP_STEP_S = 30.0
+#: How long an Omega's bring-up waits for its first temperature while the PV reads 0x8002
+#: ("re-initialize/no temp yet"), lab s: a controller just switched on runs its display test
+#: and input initialisation for a few seconds first (the map gives no figure); ten times that.
+OMEGA_POWER_UP_WAIT_S = 30.0
+#: The least that wait lasts, wall s: a unit's own start-up is not sped up with a virtual
+#: lab's clock, so on a lab at 2400x the lab bound alone would be 12 ms.
+OMEGA_POWER_UP_MIN_WALL_S = 3.0
+#: Pause between two PV reads during that wait, wall s.
+OMEGA_POWER_UP_POLL_S = 0.1
 
 
 class _RampedSetpoint:
@@ -136,6 +151,8 @@ class OmegaCN7500(ModbusRegisters):
         mode: ``"ascii"`` (the controllers' usual setting) or ``"rtu"``.
         time_scale: Lab seconds per wall second (the ramp runs on lab time).
         ramp_step_s: Lab seconds of ramp per setpoint write.
+        power_up_wait_s: Lab seconds :meth:`connect` waits for a unit still initialising
+            (PV 0x8002) to read its first temperature.
 
     Raises:
         ConfigError: An address outside 1-247.
@@ -144,7 +161,8 @@ class OmegaCN7500(ModbusRegisters):
     def __init__(self, transport: Transport, name: str, *, address: int = 1,
                  ramp_c_per_min: float = 10.0, limits: Limits | None = None,
                  mode: ModbusMode = "ascii", time_scale: float = 1.0,
-                 ramp_step_s: float = RAMP_STEP_S) -> None:
+                 ramp_step_s: float = RAMP_STEP_S,
+                 power_up_wait_s: float = OMEGA_POWER_UP_WAIT_S) -> None:
         if not 1 <= address <= 247:
             raise ConfigError(f"{name}.address={address}: expected a Modbus slave address "
                               f"1-247 (0 is broadcast: no controller answers it)")
@@ -152,6 +170,8 @@ class OmegaCN7500(ModbusRegisters):
                          write_fc=WRITE_SINGLE)
         self.ramp_c_per_min = ramp_c_per_min
         self.limits = limits or Limits()
+        self.time_scale = time_scale
+        self.power_up_wait_s = power_up_wait_s
         #: The status/error code registers the unit answers (empty: neither; found by
         #: :meth:`connect`).
         self.status_registers: tuple[int, ...] = (omega.STATUS,)
@@ -171,20 +191,47 @@ class OmegaCN7500(ModbusRegisters):
 
     # --------------------------------------------------------------------- bring-up
     def connect(self, standby_c: float = 25.0) -> None:
-        """Find the status register, read the range, write the standby setpoint, then RUN.
+        """Wait out a power-up, find the status register, read the range, standby SV, RUN.
 
         Raises:
-            HardwareError: The unit does not answer, refuses, or does not switch to RUN.
+            HardwareError: The unit does not answer, refuses, reads no temperature within
+                :attr:`power_up_wait_s`, or does not switch to RUN.
             ConditionsError: ``ramp_c_per_min`` above the devices file's limit.
         """
         check_setpoint(self.name, "ramp_c_per_min", self.ramp_c_per_min, low=0.0,
                        high=self.limits.max_ramp_c_per_min, unit="°C/min")
+        self._wait_for_first_temperature()
         self.status_registers = self._find_status_registers()
         self._check_method_at_connect()
         self.range_c = (self._read(omega.RANGE_LOW), self._read(omega.RANGE_HIGH))
         self._sp.ramp.clear()
         self._sp.write(standby_c)
         self._run(True)
+
+    def _wait_for_first_temperature(self) -> None:
+        """Read the PV until it is not 0x8002 ("no temp yet"), bounded; any other word goes on.
+
+        The map lists 0x8002 as "re-initialize/no temp yet": a unit just switched on answers it
+        for its first seconds, and the supervisor's first poll used to trip on it hard
+        (``input_error``) although nothing was wrong. Here only: mid-run the same word is a
+        unit that re-initialised (a power blip) and stays a fault. Another error code is left
+        to the supervisor, which trips on it as before.
+
+        Raises:
+            HardwareError: Still 0x8002 after :attr:`power_up_wait_s` lab seconds (at least
+                :data:`OMEGA_POWER_UP_MIN_WALL_S` wall), naming the code and the wait.
+        """
+        bound_s = max(self.power_up_wait_s / self.time_scale, OMEGA_POWER_UP_MIN_WALL_S)
+        deadline = time.monotonic() + bound_s
+        what = f"read of the PV (register 0x{omega.PV:04X})"
+        while self._read_word(omega.PV, what) == omega.NO_TEMPERATURE_YET:
+            if time.monotonic() >= deadline:
+                raise HardwareError(
+                    f"{self.name}: no temperature yet (0x{omega.NO_TEMPERATURE_YET:04X}, "
+                    f"re-initialising) after {self.power_up_wait_s:g} s (lab; {bound_s:.3g} s "
+                    f"wall): the controller did not finish its power-up; check its input "
+                    f"and sensor")
+            time.sleep(OMEGA_POWER_UP_POLL_S)
 
     def _check_method_at_connect(self) -> None:
         """Refuse a unit that would follow no SV (manual tuning, a PID program), before a write.
@@ -413,10 +460,13 @@ class JulaboCirculator:
 
         ``out_sp_00`` takes ``xxx.xx``, but the manuals give no format for the answer: a unit
         that answers ``152.4`` for 152.37 holds what it was sent to its own resolution, and
-        a fixed 0.006 °C tolerance took that for a setpoint that did not stick.
+        a fixed 0.006 °C tolerance took that for a setpoint that did not stick. The pumps'
+        rule (:func:`~autolab.hardware.limits.matches_answer`): under one unit of the last
+        digit answered, so a unit that cuts (``152.3``) passes as one that rounds does, and
+        one a unit or more off does not.
         """
         value, places = self._query("in_sp_00", julabo.parse_places)
-        self._sp.tol_c = 0.6 * 10.0**-min(places, julabo.DECIMALS)
+        self._sp.tol_c = STEP_FRACTION * 10.0**-min(places, julabo.DECIMALS)
         return value
 
     def status(self) -> julabo.JulaboStatus:

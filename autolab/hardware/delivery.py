@@ -37,7 +37,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from autolab.exceptions import HardwareError
-from autolab.hardware.base import Pump
+from autolab.hardware.base import AnswersRateDigits, Pump
+from autolab.hardware.limits import Answer, rate_matches
 
 
 @dataclass(frozen=True)
@@ -429,10 +430,10 @@ class DeliveryMonitor:
         if st.status != want:
             return self._finding(role, "pump_state", f"commanded status {want!r}, the pump "
                                  f"reports {st.status!r}", trip=True)
-        rate = pump.rate_read_ml_min() if check_rate else cmd.rate_ml_min
-        if abs(rate - cmd.rate_ml_min) > 2e-3 * max(cmd.rate_ml_min, 1e-9):
+        rate = _rate_answer(pump) if check_rate else Answer(cmd.rate_ml_min, 0.0)
+        if not rate_matches(cmd.rate_ml_min, rate):  # the read-back's rule, digits and all
             return self._finding(role, "pump_rate", f"commanded {cmd.rate_ml_min:g} mL/min, "
-                                 f"the pump reads {rate:g} mL/min", trip=True)
+                                 f"the pump reads {rate.value:g} mL/min", trip=True)
         low = self.lab_min()
         infused, withdrawn = pump.dispensed_ml()
         high = self.lab_min()
@@ -463,6 +464,13 @@ class DeliveryMonitor:
 
     def _finding(self, role: str, reason: str, detail: str, *, trip: bool) -> PumpFinding:
         return PumpFinding(role, self.pumps[role].name, reason, detail, trip)
+
+
+def _rate_answer(pump: Pump) -> Answer:
+    """The pump's rate with the digits it answers with, where the driver keeps them."""
+    if isinstance(pump, AnswersRateDigits):
+        return pump.rate_answer_ml_min()
+    return Answer(pump.rate_read_ml_min(), 0.0)
 
 
 def wall_lab_min(time_scale: float) -> Callable[[], float]:

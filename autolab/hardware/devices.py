@@ -32,7 +32,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import (
@@ -97,6 +97,19 @@ ROLE_RULES: dict[Category, tuple[Callable[[str], bool], str]] = {
 }
 
 
+#: Flow control a port may ask for -> pyserial's settings for it (``Serial(rtscts=...,
+#: xonxoff=...)``). ``none`` is every kind's default: pyserial raises RTS on open either way,
+#: so a unit that waits for RTS before it sends is served, and a line whose cable lacks the
+#: handshake wires works (with ``rtscts`` on it every write would wait for a CTS that never
+#: comes). ``rtscts`` is for a unit that drops CTS while busy (older Julabo units: "hardware
+#: handshake"; the CF41's public driver opens its port with ``rtscts=True``). ``xonxoff`` is for
+#: a text line only: the host's line discipline swallows XON/XOFF bytes from the device (a
+#: Harvard chain in poll mode ends each prompt with an XON; a binary Modbus RTU frame may hold
+#: either byte).
+HANDSHAKES: dict[str, dict[str, bool]] = {"none": {}, "rtscts": {"rtscts": True},
+                                          "xonxoff": {"xonxoff": True}}
+
+
 class PortSpec(BaseModel):
     """One serial line.
 
@@ -107,6 +120,8 @@ class PortSpec(BaseModel):
         retries: Extra attempts on a timeout or garbled reply.
         format: Character format, data bits + parity + stop bits (``8N1``, ``7E1`` ...;
             default: the first device's kind default).
+        handshake: Flow control: ``none`` (default), ``rtscts`` (hardware) or ``xonxoff``
+            (software); see :data:`HANDSHAKES`.
     """
 
     model_config = _FROZEN
@@ -116,6 +131,11 @@ class PortSpec(BaseModel):
     timeout_s: float = Field(default=0.5, gt=0, le=30)
     retries: int = Field(default=2, ge=0, le=10)
     format: str | None = Field(default=None, pattern=r"^[78][NEO][12]$")
+    handshake: Literal["none", "rtscts", "xonxoff"] = "none"
+
+    def flow_control(self) -> dict[str, bool]:
+        """The pyserial settings of :attr:`handshake` (``rtscts``/``xonxoff``; none: empty)."""
+        return dict(HANDSHAKES[self.handshake])
 
 
 class DeviceSpecBase(BaseModel):

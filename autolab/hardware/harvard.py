@@ -46,7 +46,13 @@ from autolab.exceptions import ConfigError, HardwareError
 from autolab.hardware.base import Device, PumpState
 from autolab.hardware.devices import SyringePumpSpec
 from autolab.hardware.drivers import PumpAlarm
-from autolab.hardware.limits import Limits, check_rate_sticks, check_setpoint, check_sticks
+from autolab.hardware.limits import (
+    Answer,
+    Limits,
+    check_answer_sticks,
+    check_rate_sticks,
+    check_setpoint,
+)
 from autolab.hardware.protocols import harvard
 from autolab.hardware.registry import BuildContext, DeviceKind, register_kind
 from autolab.hardware.transport import (
@@ -267,8 +273,8 @@ class HarvardPump:
         with contextlib.suppress(DeviceRefused):  # no target to clear on this model
             self.command("ctvolume")
         self.command("diameter", harvard.format_number(self.diameter_mm))
-        read = self.query("diameter", harvard.parse_diameter)
-        check_sticks(self.name, "diameter_mm", self.diameter_mm, read, 1e-3)
+        read = self.query("diameter", harvard.parse_diameter_answer)
+        check_answer_sticks(self.name, "diameter_mm", self.diameter_mm, read, rel=1e-3)
         self.take_alarms()
 
     def _find_address_form(self) -> None:
@@ -304,16 +310,20 @@ class HarvardPump:
         return "irate" if self.infuse else "wrate"
 
     def set_rate_ml_min(self, rate_ml_min: float) -> None:
-        """Set the rate of the current direction (mL/min), read it back and compare."""
+        """Set the rate of the current direction (mL/min), read it back and compare.
+
+        The answer is held to the digits the pump writes (the manual does not say how many):
+        ``1.23 ml/min`` for 1.234 is the rate sent, ``1.2`` for 1.25 is not
+        (:func:`~autolab.hardware.limits.rate_matches`, also the supervisor's rule).
+        """
         check_setpoint(self.name, "rate_ml_min", rate_ml_min, low=0.0,
                        high=self.limits.max_rate_ml_min, unit="mL/min")
         try:
             self._send_rate(rate_ml_min)
         except ConfigError as err:  # a rate the units cannot write (rate_args), before a byte
             raise HardwareError(f"{self.name}: {err}") from err
-        read = self.rate_read_ml_min()
-        check_rate_sticks(self.name, rate_ml_min, read)
-        self.rate_ml_min = read
+        check_rate_sticks(self.name, rate_ml_min, self.rate_answer_ml_min())
+        self.rate_ml_min = rate_ml_min
 
     def _send_rate(self, rate_ml_min: float) -> None:
         """``irate``/``wrate`` in the units' form the pump takes (found at its first refusal).
@@ -395,7 +405,11 @@ class HarvardPump:
 
     def rate_read_ml_min(self) -> float:
         """The rate of the current direction as the pump reports it, mL/min."""
-        return self.query(self._rate_command(), harvard.parse_rate)
+        return self.rate_answer_ml_min().value
+
+    def rate_answer_ml_min(self) -> Answer:
+        """:meth:`rate_read_ml_min` with the answer's resolution, mL/min."""
+        return self.query(self._rate_command(), harvard.parse_rate_answer)
 
     def dispensed_ml(self) -> tuple[float, float]:
         """(infused, withdrawn) since the last clear, mL (``ivolume``, ``wvolume``)."""

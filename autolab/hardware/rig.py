@@ -97,7 +97,7 @@ class Rig:
                 transports[pname] = Transport(spec.url, baudrate=spec.baud or _baud(config, pname),
                                               timeout_s=spec.timeout_s, retries=spec.retries,
                                               log=log, bytesize=int(fmt[0]), parity=fmt[1],
-                                              stopbits=int(fmt[2]))
+                                              stopbits=int(fmt[2]), **spec.flow_control())
             built = _Builder(config, transports).build_all()
         except Exception:
             for t in transports.values():

@@ -69,15 +69,17 @@ class PtyDevice:
 
 @contextmanager
 def heater_rig(kind: str, units: Mapping[str, PtyDevice], *, timeout_s: float,
-               max_temperature_c: float) -> Iterator[Rig]:
+               max_temperature_c: float, port: Mapping[str, object] | None = None,
+               ) -> Iterator[Rig]:
     """A rig whose core and shell heaters are ``units`` (by role) of device ``kind``.
 
-    Each unit is on a port of its own; the pumps' port is a loop with nothing on it, so the
-    rig talks to the heaters alone. The rig is closed after.
+    Each unit is on a port of its own (with ``port``'s further fields, e.g. ``handshake``);
+    the pumps' port is a loop with nothing on it, so the rig talks to the heaters alone. The
+    rig is closed after.
     """
     d = devices()
     for role, unit in units.items():
-        d["ports"][f"{kind}_{role}"] = {"url": unit.port, "timeout_s": timeout_s}
+        d["ports"][f"{kind}_{role}"] = {"url": unit.port, "timeout_s": timeout_s, **(port or {})}
         d["devices"][f"heater_{role}"] = {"kind": kind, "port": f"{kind}_{role}", "role": role,
                                           "limits": {"max_temperature_c": max_temperature_c}}
     d["ports"]["pumps"] = {"url": "loop://", "timeout_s": 0.05, "retries": 0}

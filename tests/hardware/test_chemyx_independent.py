@@ -75,6 +75,7 @@ class Readings:
             bare number in the units' volume unit).
         stall_clears: What ends a stall: ``"stop"`` or ``"start"``.
         decimals: Decimals the pump keeps of a set value (``None``: all).
+        truncates: The pump cuts a set value to its ``decimals`` (else it rounds it).
         status_named: ``pump status`` answers ``status = 1`` (else ``1``).
         dispensed_ul: ``dispensed volume`` answers a bare number in µL whatever the units
             (else in the units' volume unit: mL for units 0).
@@ -94,6 +95,7 @@ class Readings:
     dispensed_named: bool = False
     stall_clears: str = "stop"
     decimals: int | None = None
+    truncates: bool = False
     status_named: bool = False
     volume_sign: str = "both"
     dispensed_ul: bool = False
@@ -161,7 +163,9 @@ class ManualChannel:
     def keep(self, value: float) -> float:
         """A set value as the pump keeps it (its decimals, by the reading)."""
         d = self.readings.decimals
-        return value if d is None else round(value, d)
+        if d is None:
+            return value
+        return math.trunc(value * 10**d) / 10**d if self.readings.truncates else round(value, d)
 
 
 # ----------------------------------------------------------------------------- commands
@@ -526,18 +530,29 @@ def test_a_set_beyond_the_limits_is_a_refusal_sent_once(
     assert ch.rate_ml_min != pytest.approx(40.0)
 
 
-def test_a_pump_keeping_fewer_decimals_refuses_loudly(
-        line_: tuple[ManualChemyxLine, Transport]) -> None:
+@pytest.mark.parametrize("truncates", [False, True], ids=["rounds", "truncates"])
+def test_a_pump_keeping_fewer_decimals_holds_the_rate_to_them(
+        line_: tuple[ManualChemyxLine, Transport], truncates: bool) -> None:
     """Reading left open: the knowledge base does not say how many decimals a set value keeps.
-    A pump that keeps 3 (1 µL/min in mL/min) echoes 0.012 for 0.01234: by the manual's own
-    rule that is a refusal, named with the value it took; the run never starts on it."""
-    emu, ch, line = _fresh(line_, Readings(decimals=3))
+    A pump that keeps 3 echoes ``rate = 0.013`` (rounded) or ``0.012`` (truncated) for
+    0.01279: the value sent to the digits it answers with, so it runs, and the supervisor's
+    rate check (the same rule) finds nothing. A rate changed by more than a unit of that digit
+    is a ``pump_rate`` trip, and a set beyond the limits (echoed as the limit) is still a refusal
+    naming what the pump took."""
+    emu, ch, line = _fresh(line_, Readings(decimals=3, truncates=truncates))
     pump = _pump(line)
     pump.connect()
-    pump.set_rate_ml_min(1.25)
-    with pytest.raises(DeviceRefused, match=r"the pump took rate = 0.012\b"):
-        pump.set_rate_ml_min(0.01234)
-    assert ch.status == 0
+    monitor = DeliveryMonitor({"solvent": pump}, _lab_min)
+    monitor.start("solvent", 0.01279)
+    assert ch.rate_ml_min == pytest.approx(0.012 if truncates else 0.013) and ch.status == 1
+    assert monitor.poll("solvent") is None
+    with emu.lock:
+        ch.rate = 0.014  # at the panel: more than a unit of its last digit from 0.01279
+    finding = monitor.poll("solvent")
+    assert finding is not None and finding.trip and finding.reason == "pump_rate", finding
+    pump.stop()
+    with pytest.raises(DeviceRefused, match=r"set rate 40 refused: the pump took rate = 30"):
+        pump.set_rate_ml_min(40.0)  # the limit, 100 mL/min x (14.57 / 26.6)^2 = 30 mL/min
 
 
 @pytest.mark.parametrize("stall_clears", ["stop", "start"])

@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import math
 import re
+import termios
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -37,14 +39,17 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from autolab.exceptions import HardwareError
+from autolab.exceptions import ConfigError, HardwareError
 from autolab.hardware.controllers import JulaboCirculator
+from autolab.hardware.devices import parse_devices
 from autolab.hardware.protocols import julabo
 from autolab.hardware.rig import Rig
 from autolab.hardware.safety import Supervisor, Trip
 from autolab.hardware.transport import DeviceRefused, Transport
 
 from .pty_device import PtyDevice, heater_rig
+from .test_rig_registry import devices
+from .waiting import until
 
 MIN_SPACING_S = 0.25  # the manual's rule
 #: The emulator times a command by its first byte's arrival; a loaded host may read one late
@@ -72,6 +77,8 @@ class Readings:
         out_echo: The unit answers an ``out`` command with the line itself (the manual: no
             reply).
         number: How the unit writes a temperature (``25.00``, `` 25.00``, ``25.0``).
+        cut_to: The unit cuts a temperature to this many decimals instead (``25.07`` ->
+            ``25.0``; ``None``: ``number`` rounds it).
         pv_on_fault: What ``in_pv_00`` answers while a sensor error stands: ``last`` (the last
             good reading, a plausible number), ``dashes`` (``---.--``) or ``code`` (the bare
             error code, ``-05``: a number too).
@@ -85,6 +92,7 @@ class Readings:
     reply_end: bytes = b"\n"
     out_echo: bool = False
     number: str = "{:.2f}"
+    cut_to: int | None = None
     pv_on_fault: str = "last"
     error_reply: bool = False
     too_soon: str = "ignore"
@@ -118,12 +126,19 @@ class Unit:
         words = ("REMOTE " if self.remote else "MANUAL ") + ("START" if self.running else "STOP")
         return f"{mode + int(self.running):02d} {words}"
 
+    def num(self, value_c: float) -> str:
+        """A temperature as the unit writes it (rounded by ``number``, or cut)."""
+        d = self.readings.cut_to
+        if d is None:
+            return self.readings.number.format(value_c)
+        return f"{math.trunc(value_c * 10**d + 1e-9) / 10**d:.{d}f}"
+
     def pv_text(self) -> str:
         """``in_pv_00``, also while a sensor error stands (the reading ``pv_on_fault``)."""
         if self.alarm in SENSOR_CODES:
-            return {"last": self.readings.number.format(self.pv_c), "dashes": "---.--",
+            return {"last": self.num(self.pv_c), "dashes": "---.--",
                     "code": f"-{abs(self.alarm):02d}"}[self.readings.pv_on_fault]
-        return self.readings.number.format(self.pv_c)
+        return self.num(self.pv_c)
 
     def answer(self, command: str, arg: str | None) -> str | None:
         """The reply text to one command (``None``: no reply)."""
@@ -138,7 +153,7 @@ class Unit:
             return self.status_line()
         if command == "in_pv_00":
             return self.pv_text()
-        num = self.readings.number.format
+        num = self.num
         return {"version": "JULABO INDEPENDENT EMULATOR VERSION 1.0",
                 "in_pv_01": "0", "in_pv_02": num(self.pv_c), "in_pv_03": num(self.pv_c),
                 "in_sp_00": num(self.sp_c), "in_mode_05": str(int(self.running)),
@@ -422,11 +437,15 @@ def test_a_setpoint_beyond_the_unit_s_safety_limit_is_the_unit_s_refusal_named(
         assert (emu.unit.sp_c, emu.violations) == (20.0, [])
 
 
-def test_a_unit_answering_one_decimal_holds_a_setpoint_to_its_resolution(bath: Any) -> None:
+@pytest.mark.parametrize("readings", [Readings(number="{:.1f}"), Readings(cut_to=1)],
+                         ids=["rounded", "cut"])
+def test_a_unit_answering_one_decimal_holds_a_setpoint_to_its_resolution(
+        bath: Any, readings: Readings) -> None:
     """``out_sp_00`` takes ``xxx.xx``; the answer's format is not given. A unit answering
-    ``152.4`` for 152.37 holds it: no 'did not stick', and the heartbeat writes nothing."""
+    ``152.4`` (rounded) or ``152.3`` (cut) for 152.37 holds it: no 'did not stick', and the
+    heartbeat writes nothing (the pumps' rule, ``limits.matches_answer``)."""
     emu, line = bath
-    emu.reset(Readings(number="{:.1f}"))
+    emu.reset(readings)
     heater = _driver(line, ramp_c_per_min=1e5, time_scale=1e6)  # the ramp is done at once
     heater.set_temperature_c(152.37)
     heater.set_temperature_c(152.37)  # the supervisor's heartbeat
@@ -483,3 +502,68 @@ def test_after_a_power_loss_the_unit_stays_stopped_and_the_trip_says_so(rig: Any
         after = [h.split()[0] for h in emu.heard[taken:]]
         assert "out_mode_05" not in after  # no start from the host on its own
         assert (emu.unit.running, emu.unit.sp_c, emu.violations) == (False, 30.0, [])
+
+
+# ============================================================================= handshake
+XON, XOFF = b"\x11", b"\x13"
+
+
+@pytest.mark.parametrize("handshake", ["none", "rtscts", "xonxoff"])
+def test_a_port_s_handshake_reaches_the_opened_port(rig_baths: dict[str, ManualJulabo],
+                                                    handshake: str) -> None:
+    """§2.3: older units "4800 baud 7E1, hardware handshake"; the CF41's public driver opens
+    its port with ``rtscts=True``. ``ports.<p>.handshake`` reaches pyserial's port (its settings
+    and the termios flags of the open line: CRTSCTS, IXON/IXOFF) and the bring-up goes through.
+    A pty has no RTS/CTS lines (Linux keeps the flag and ignores it), so what ``rtscts`` does
+    on a wire cannot be exercised here: the opened port's settings are what is checked."""
+    for emu in rig_baths.values():
+        emu.reset()
+    with heater_rig("julabo", rig_baths, timeout_s=0.5, max_temperature_c=300,
+                    port={"handshake": handshake}) as rig:
+        for name in ("julabo_core", "julabo_shell"):
+            ser = rig.transports[name].serial
+            assert (ser.rtscts, ser.xonxoff) == (handshake == "rtscts", handshake == "xonxoff")
+            iflag, _, cflag = termios.tcgetattr(ser.fd)[:3]
+            assert bool(cflag & termios.CRTSCTS) == (handshake == "rtscts")
+            assert bool(iflag & termios.IXON) == bool(iflag & termios.IXOFF) \
+                == (handshake == "xonxoff")
+        rig.heaters["core"].connect(standby_c=30.0)
+        with rig_baths["core"].lock:
+            assert (rig_baths["core"].unit.running, rig_baths["core"].unit.sp_c) == (True, 30.0)
+
+
+def test_a_unit_s_xoff_holds_the_next_command_until_its_xon(
+        rig_baths: dict[str, ManualJulabo]) -> None:
+    """``handshake: xonxoff`` is flow control a pty does exercise (its line discipline
+    implements it): a unit that sends XOFF gets nothing until its XON, and the command held
+    then goes out whole and is answered; neither byte reaches the driver as reply data."""
+    for emu in rig_baths.values():
+        emu.reset()
+    emu = rig_baths["core"]
+    with heater_rig("julabo", rig_baths, timeout_s=0.5, max_temperature_c=300,
+                    port={"handshake": "xonxoff"}) as rig:
+        heater = rig.heaters["core"]
+        heater.connect(standby_c=30.0)
+        with emu.lock:
+            heard = len(emu.heard)
+        emu.send(XOFF)
+        got: list[float] = []
+        reader = threading.Thread(target=lambda: got.append(heater.temperature_c()))
+        reader.start()
+        time.sleep(0.4)  # the driver's command waits in the line discipline meanwhile
+        with emu.lock:
+            assert len(emu.heard) == heard, emu.heard[heard:]
+        emu.send(XON)
+        reader.join(timeout=60)
+        assert got == [20.0]
+        until(lambda: len(emu.heard) > heard)
+
+
+@pytest.mark.parametrize("value", ["RTS/CTS", "hardware", True, 1])
+def test_a_handshake_the_port_cannot_take_is_refused_naming_the_field(value: object) -> None:
+    """Validated with the other port fields: the error names the field and the values allowed."""
+    d = devices()
+    d["ports"]["heaters"]["handshake"] = value
+    with pytest.raises(ConfigError, match=r"devices file rig\.yaml: ports\.heaters\.handshake: "
+                                          r"Input should be 'none', 'rtscts' or 'xonxoff'"):
+        parse_devices(d, "devices file rig.yaml")

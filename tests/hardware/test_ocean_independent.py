@@ -72,6 +72,8 @@ class Readings:
         max_intensity: What ``max_intensity`` answers: 65535 or an EEPROM saturation value.
         adc_full: Where the ADC saturates before any rescaling (``None``: at ``max_intensity``);
             lower than ``max_intensity``, counts are rescaled to it ("effective ~15 bit").
+        rescaled: The unit rescales counts from ``adc_full`` to ``max_intensity`` (else a
+            saturated pixel reads ``adc_full``, below the saturation level it states).
         nonlinearity: The unit has nonlinearity coefficients (else the correction raises).
         dark_pixels: The unit has electrically dark pixels (else the dark correction raises).
         polynomial: The EEPROM polynomial's slope: the corrected count is ``raw / (1 + k *
@@ -85,6 +87,7 @@ class Readings:
     fifo: int = 1
     max_intensity: float = 65535.0
     adc_full: float | None = None
+    rescaled: bool = True
     nonlinearity: bool = True
     dark_pixels: bool = True
     polynomial: float = 0.0
@@ -164,7 +167,7 @@ class Unit:
         light = self.bench.rate() * (adc_full / 65535.0)  # the same share of any unit's range
         raw = self._offset + light * self.integration_us + noise
         raw = np.floor(np.clip(raw, 0.0, adc_full))
-        counts = raw * (self.full / adc_full)  # rescaled to the full bit range
+        counts = raw * (self.full / adc_full) if self.r.rescaled else raw
         return Exposure(self.integration_us, self.bench.light, counts)
 
     def _refill(self) -> None:
@@ -437,6 +440,7 @@ SATURATION = {
     "16-bit": Readings(),
     "eeprom-max": Readings(max_intensity=62_000.0),
     "rescaled-15-bit": Readings(adc_full=30_000.0),
+    "15-bit-not-rescaled": Readings(adc_full=32_767.0, rescaled=False),
     "correction-lowers": Readings(polynomial=0.1),
     "correction-raises": Readings(polynomial=-0.1),
 }
@@ -459,7 +463,9 @@ def test_a_saturated_emission_frame_is_never_chemistry(lab_of: Callable[..., Lab
                                                        reading: str, correct: bool) -> None:
     """A frame at the saturation level (``max_intensity``, 65535 or an EEPROM value, rescaled or
     not, corrected for nonlinearity or not) must block the features; the same optics dimmer
-    must not (so the check is the saturation, not something else failing)."""
+    must not (so the check is the saturation, not something else failing). A unit whose ADC
+    saturates at 15 bits without rescaling never reaches the 65535 it states: its clipped peak
+    is found by its flat top."""
     lab = lab_of(SATURATION[reading])
     spec = driver(lab, correct_nonlinearity=correct)
     flags, peak = _features(lab, spec)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 import struct
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -92,6 +93,8 @@ class Readings:
         range_decimals: Decimals of the range limits (the map gives them no unit).
         run_after_power: The unit comes back from a power loss in RUN (else STOP).
         keeps_sv: The SV survives a power loss (else back to 25.0 °C).
+        no_temperature_s: Wall seconds after power-up (and after a power loss) the PV reads
+            0x8002, "re-initialize/no temp yet" (the map gives no figure).
     """
 
     functions: frozenset[int] = frozenset({2, 3, 5, 6})
@@ -101,6 +104,7 @@ class Readings:
     range_decimals: int = 1
     run_after_power: bool = False
     keeps_sv: bool = True
+    no_temperature_s: float = 0.0
 
 
 @dataclass
@@ -112,6 +116,7 @@ class Unit:
     words: dict[int, int] = field(default_factory=dict)
     run: bool = False
     requests: list[tuple[int, int]] = field(default_factory=list)  # (function, address)
+    powered_s: float = field(default_factory=time.monotonic)  # when its power came on
 
     def __post_init__(self) -> None:
         scale = 10 ** self.readings.range_decimals
@@ -150,7 +155,11 @@ class Unit:
         if fc == 3:
             if value != 1 or address not in self.words:
                 raise Refused(2 if address not in self.words else 3)
-            return bytes([2]) + struct.pack(">H", self.words[address])
+            word = self.words[address]
+            if address == PV and \
+                    time.monotonic() - self.powered_s < self.readings.no_temperature_s:
+                word = NO_TEMPERATURE_YET
+            return bytes([2]) + struct.pack(">H", word)
         return self._write(address, value)
 
     def _write(self, address: int, word: int) -> bytes:
@@ -167,6 +176,7 @@ class Unit:
     def power_loss(self) -> None:
         """Mains off and on: RUN or STOP by the reading; the SV kept or not."""
         self.run = self.readings.run_after_power
+        self.powered_s = time.monotonic()
         if not self.readings.keeps_sv:
             self.words[SV] = tenths(25.0)
 
@@ -434,3 +444,51 @@ def test_after_a_power_loss_a_stop_trips_and_a_lost_sv_is_written_again(
             assert shell.requests == []  # the other address heard nothing it answered
     finally:
         rig.close()
+
+
+# ============================================================================= power-up
+def test_a_unit_still_initialising_is_waited_for_and_a_blip_mid_run_trips(
+        shared: ManualOmega) -> None:
+    """§2.2: 0x8002 "re-initialize/no temp yet". A unit just switched on answers it for its
+    first second: the bring-up waits for its first temperature, and the supervisor's first poll
+    finds nothing (it tripped ``input_error`` at once before). Mid-run the same word is a unit
+    that re-initialised (a power blip): a hard trip, never a temperature."""
+    core = Unit(1, Readings(no_temperature_s=1.0, run_after_power=True))
+    shared.reset(core, Unit(2))
+    d = devices()
+    d["ports"]["heaters"] = {"url": shared.port, "timeout_s": 0.3}
+    for role, address in (("core", 1), ("shell", 2)):
+        d["devices"][f"heater_{role}"] = {"kind": "omega_cn7500", "port": "heaters",
+                                          "address": address, "role": role,
+                                          "limits": {"max_temperature_c": 300}}
+    rig = Rig.open(parse_devices(d))
+    try:
+        heater = rig.heaters["core"]
+        heater.connect(standby_c=30.0)
+        with shared.lock:
+            assert core.run and celsius(core.words[SV]) == 30.0
+        trips: list[Trip] = []
+        sup = Supervisor(rig, trips.append)
+        sup.setpoints_c["core"] = 30.0
+        assert not sup.poll_heater("core") and trips == []
+        assert heater.temperature_c() == 25.0
+        with shared.lock:
+            core.power_loss()  # back in RUN with its SV: only the PV says it re-initialised
+        assert sup.poll_heater("core")
+        assert [(tr.reason, tr.hard) for tr in trips] == [("input_error", True)]
+    finally:
+        rig.close()
+
+
+def test_a_unit_that_never_reads_a_temperature_fails_bring_up_by_name(line: Any) -> None:
+    """A PV still 0x8002 past the bound fails the bring-up naming the code and the wait,
+    before anything is written (on a sped-up lab the wait is at least a few wall seconds:
+    the unit's start-up is not sped up with it)."""
+    emu, t = line
+    unit = Unit(readings=Readings(no_temperature_s=math.inf))
+    emu.reset(unit)
+    with pytest.raises(HardwareError, match=r"omega: no temperature yet \(0x8002, "
+                                            r"re-initialising\) after 30 s"):
+        _driver(t, time_scale=60.0).connect()
+    with emu.lock:
+        assert {fc for fc, _ in unit.requests} == {3} and not unit.run

@@ -26,6 +26,7 @@ import re
 from dataclasses import dataclass
 
 from autolab.exceptions import ConfigError, HardwareError
+from autolab.hardware.limits import Answer, answer
 
 CR = b"\r"
 PROMPT = b">"
@@ -166,10 +167,21 @@ def parse_number(text: str | None, what: str) -> float:
     Raises:
         ChemyxProtocolError: Missing or not a number.
     """
+    return parse_answer(text, what).value
+
+
+def parse_answer(text: str | None, what: str) -> Answer:
+    """:func:`parse_number` with the resolution it is written to (one unit of its last digit).
+
+    The knowledge base does not say how many decimals a set value keeps.
+
+    Raises:
+        ChemyxProtocolError: Missing or not a number.
+    """
     m = re.search(rf"(?<![\w.])({_NUMBER})", text or "")
     if m is None:
         raise ChemyxProtocolError(f"Chemyx {what}: expected a number, got {text!r}")
-    return float(m.group(1))
+    return answer(m.group(1))
 
 
 def volume_unit_ml(text: str, default_ml: float) -> float:
@@ -192,6 +204,3 @@ def parse_status(text: str) -> int:
     return int(m.group(1))
 
 
-def echo_matches(sent: float, echoed: float, rel: float = 2e-3) -> bool:
-    """Whether an echoed set value is the one sent (the pump's rounding allowed)."""
-    return math.isclose(sent, echoed, rel_tol=rel, abs_tol=1e-9)

@@ -28,6 +28,7 @@ import re
 from dataclasses import dataclass
 
 from autolab.exceptions import ConfigError, HardwareError
+from autolab.hardware.limits import Answer, answer
 
 CR = b"\r"
 LF = b"\n"
@@ -250,11 +251,23 @@ def parse_rate(text: str) -> float:
     Raises:
         HarvardProtocolError: Not a number and a rate unit.
     """
+    return parse_rate_answer(text).value
+
+
+def parse_rate_answer(text: str) -> Answer:
+    """:func:`parse_rate` with the answer's resolution (one unit of its last digit), mL/min.
+
+    The manual writes the answer ``# xl/xxx`` without its precision: the digits the pump
+    wrote are what it holds the rate to (:func:`~autolab.hardware.limits.matches_answer`).
+
+    Raises:
+        HarvardProtocolError: Not a number and a rate unit.
+    """
     m = re.fullmatch(rf"\s*({_NUMBER})\s*([munpf])l?\s*/\s*(hr|h|min|m|sec|s)\s*", text,
                      flags=re.IGNORECASE)
     if m is None:
         raise HarvardProtocolError(f"Harvard rate reply {text!r}: expected <number> <xl/unit>")
-    return float(m.group(1)) * VOLUME_ML[m.group(2).lower()] / TIME_MIN[m.group(3).lower()]
+    return answer(m.group(1), VOLUME_ML[m.group(2).lower()] / TIME_MIN[m.group(3).lower()])
 
 
 def parse_volume(text: str) -> float:
@@ -275,10 +288,19 @@ def parse_diameter(text: str) -> float:
     Raises:
         HarvardProtocolError: Not a number of mm.
     """
+    return parse_diameter_answer(text).value
+
+
+def parse_diameter_answer(text: str) -> Answer:
+    """:func:`parse_diameter` with the answer's resolution, mm.
+
+    Raises:
+        HarvardProtocolError: Not a number of mm.
+    """
     m = re.fullmatch(rf"\s*({_NUMBER})\s*mm\s*", text, flags=re.IGNORECASE)
     if m is None:
         raise HarvardProtocolError(f"Harvard diameter reply {text!r}: expected <number> mm")
-    return float(m.group(1))
+    return answer(m.group(1))
 
 
 def format_rate(rate_ml_min: float) -> str:

@@ -45,6 +45,9 @@ PV_ERRORS: dict[int, tuple[str, str]] = {
     0x8004: ("input_error", "input signal error"),
     0x8006: ("input_error", "A/D converter failure"),
 }
+#: The PV word of a unit still initialising ("re-initialize/no temp yet"): expected for a few
+#: seconds after power-up, a fault at any other time.
+NO_TEMPERATURE_YET = 0x8002
 #: Words the driver reads as error codes although the map lists only four: a reading this far
 #: below zero (-3276.8 to -3275.3 °C) is no temperature, and a code the map does not name
 #: (0x8005) must not pass for one either.
