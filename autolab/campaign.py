@@ -183,8 +183,8 @@ def forecast_line(index: int, forecast: Mapping[str, Any], left: int | None = No
     its expected count. With ``left`` (the experiments the budget still allows, when some
     are), a count past it is said as such ("beyond the 3 left") instead of a number no campaign
     will reach; counts past :data:`SIGHT_EXPERIMENTS` are out of sight either way. The line
-    says it is the model's: its P(spec met) is the model's belief about the noise-free product, which can be
-    low while a reading already meets the stop rule's thresholds.
+    says it is the model's: its P(spec met) is the model's belief about the noise-free
+    product, which can be low while a reading already meets the stop rule's thresholds.
     """
     if not left:  # no budget given, or none left: the count says how far a longer run has
         left = None
