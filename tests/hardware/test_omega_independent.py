@@ -270,6 +270,18 @@ def line(shared: ManualOmega) -> Iterator[tuple[ManualOmega, Transport]]:
     t.close()
 
 
+def _two_heater_rig(shared: ManualOmega) -> Rig:
+    """A rig whose core (address 1) and shell (2) heaters share the emulated line, in the
+    kind's own format (no line settings given)."""
+    d = devices()
+    d["ports"]["heaters"] = {"url": shared.port, "timeout_s": 0.3}
+    for role, address in (("core", 1), ("shell", 2)):
+        d["devices"][f"heater_{role}"] = {"kind": "omega_cn7500", "port": "heaters",
+                                          "address": address, "role": role,
+                                          "limits": {"max_temperature_c": 300}}
+    return Rig.open(parse_devices(d))
+
+
 def _driver(t: Transport, **kw: Any) -> OmegaCN7500:
     return OmegaCN7500(t, "omega", address=1, mode="ascii", **kw)
 
@@ -418,13 +430,7 @@ def test_after_a_power_loss_a_stop_trips_and_a_lost_sv_is_written_again(
     readings = Readings(run_after_power=run_after, keeps_sv=keeps_sv)
     core, shell = Unit(1, readings), Unit(2, readings)
     shared.reset(core, shell)
-    d = devices()
-    d["ports"]["heaters"] = {"url": shared.port, "timeout_s": 0.3}  # the kind's format
-    for role, address in (("core", 1), ("shell", 2)):
-        d["devices"][f"heater_{role}"] = {"kind": "omega_cn7500", "port": "heaters",
-                                          "address": address, "role": role,
-                                          "limits": {"max_temperature_c": 300}}
-    rig = Rig.open(parse_devices(d))
+    rig = _two_heater_rig(shared)
     try:
         assert rig.transports["heaters"].line_format == {"bytesize": 7, "parity": "E",
                                                          "stopbits": 1}  # ASCII 7E1
@@ -455,13 +461,7 @@ def test_a_unit_still_initialising_is_waited_for_and_a_blip_mid_run_trips(
     that re-initialised (a power blip): a hard trip, never a temperature."""
     core = Unit(1, Readings(no_temperature_s=1.0, run_after_power=True))
     shared.reset(core, Unit(2))
-    d = devices()
-    d["ports"]["heaters"] = {"url": shared.port, "timeout_s": 0.3}
-    for role, address in (("core", 1), ("shell", 2)):
-        d["devices"][f"heater_{role}"] = {"kind": "omega_cn7500", "port": "heaters",
-                                          "address": address, "role": role,
-                                          "limits": {"max_temperature_c": 300}}
-    rig = Rig.open(parse_devices(d))
+    rig = _two_heater_rig(shared)
     try:
         heater = rig.heaters["core"]
         heater.connect(standby_c=30.0)

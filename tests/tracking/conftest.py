@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
@@ -19,6 +20,9 @@ from autolab.records import (
     TrialStatus,
 )
 from autolab.tracking.journal import JournalHeader
+
+if TYPE_CHECKING:
+    from autolab.tracking.mlflow_tracker import MlflowTracker
 
 TrialFactory = Callable[..., Trial]
 
@@ -103,3 +107,15 @@ def header() -> JournalHeader:
                              seed=7)
 
 
+#: Trackers on one test's own experiment of the module's SQLite store (``new_tracker``).
+NewTracker = Callable[[], "MlflowTracker"]
+
+
+@pytest.fixture
+def new_tracker(sqlite_store: tuple[str, str], experiment_name: str) -> NewTracker:
+    """Trackers on this test's own experiment of the module's SQLite store."""
+    from autolab.tracking.mlflow_tracker import MlflowTracker
+
+    uri, artifacts = sqlite_store
+    return lambda: MlflowTracker(uri, experiment_name,
+                                 artifact_location=f"{artifacts}/{experiment_name}")

@@ -9,7 +9,6 @@ import os
 import signal
 import sqlite3
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +24,7 @@ from autolab.tracking.mlflow_tracker import (
     resolve_tracking_uri,
 )
 
-from .conftest import TrialFactory
+from .conftest import NewTracker, TrialFactory
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -39,15 +38,6 @@ def real_config() -> dict[str, object]:
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
-NewTracker = Callable[[], MlflowTracker]
-
-
-@pytest.fixture
-def new_tracker(sqlite_store: tuple[str, str], experiment_name: str) -> NewTracker:
-    """Trackers on this test's own experiment of the module's SQLite store."""
-    uri, artifacts = sqlite_store
-    return lambda: MlflowTracker(uri, experiment_name,
-                                 artifact_location=f"{artifacts}/{experiment_name}")
 
 
 def _artifact(tracker: MlflowTracker, run_id: str, path: str, tmp: Path) -> bytes:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -36,19 +35,10 @@ from autolab.tracking.mlflow_tracker import MlflowTracker
 from autolab.tracking.report import report_lines
 from autolab.tracking.summary import campaign_view
 
-from .conftest import TrialFactory
+from .conftest import NewTracker, TrialFactory
 
 ROOT = Path(__file__).resolve().parents[2]
 CAMPAIGNS = ROOT / "campaigns"
-NewTracker = Callable[[], MlflowTracker]
-
-
-@pytest.fixture
-def new_tracker(sqlite_store: tuple[str, str], experiment_name: str) -> NewTracker:
-    """Trackers on this test's own experiment of the module's SQLite store."""
-    uri, artifacts = sqlite_store
-    return lambda: MlflowTracker(uri, experiment_name,
-                                 artifact_location=f"{artifacts}/{experiment_name}")
 
 
 def _config(name: str = "target_550nm.yaml", **changes: Any) -> dict[str, Any]:
