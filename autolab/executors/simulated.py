@@ -214,8 +214,11 @@ class SimulatedExecutor:
         return None
 
     def _book(self) -> dict[str, float]:
+        """Add what the pumps delivered since the last booking (running ones so far)."""
+        monitor = self.session.monitor
+        monitor.book_running()  # a trajectory ends with its feeds on: book them up to now
         spent: dict[str, float] = {}
-        for role, v in self.session.monitor.take_delivered().items():
+        for role, v in monitor.take_delivered().items():
             name = REAGENT_OF_ROLE.get(role)
             if name is not None:
                 spent[name] = spent.get(name, 0.0) + v
