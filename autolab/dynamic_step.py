@@ -87,7 +87,7 @@ from autolab.exceptions import (
 )
 from autolab.executors import Executor
 from autolab.executors.procedure import STEADY_WINDOW
-from autolab.executors.ramp import DynamicMeasurement, cascade_geometry, partial_of
+from autolab.executors.ramp import DynamicMeasurement, cascade_geometry, feeds, partial_of
 from autolab.optimizer.steps import improves
 from autolab.records import (
     Conditions,
@@ -212,10 +212,14 @@ class History:
 
     def extend(self, m: DynamicMeasurement) -> None:
         """Add a trajectory's realized samples (a settle before it restarts the history)."""
-        if m.settled or not self.points:
+        self.add(m.realized, started_lab_h=m.started_lab_h, settled=m.settled)
+
+    def add(self, realized: Trajectory, *, started_lab_h: float, settled: bool) -> None:
+        """Add realized samples from ``started_lab_h`` on (live, or from the journal)."""
+        if settled or not self.points:
             self.reset()
-        t0 = m.started_lab_h * 60.0
-        for t, p in zip(m.realized.times_min, m.realized.points, strict=True):
+        t0 = started_lab_h * 60.0
+        for t, p in zip(realized.times_min, realized.points, strict=True):
             self.times_min.append(t0 + t)
             self.points.append(p)
 
@@ -288,6 +292,8 @@ class DynamicRunner:
         self.unread_steps = 0
         #: ``after_unread: hold``: holds in a row since the optimizer was last asked.
         self.unread_holds = 0
+        #: Rebuilt from the journal (:meth:`restore`) and not yet checked against the rig.
+        self.resumed = False
 
     # ----------------------------------------------------------------------------- step
     def step(self) -> Trial | None:
@@ -312,6 +318,7 @@ class DynamicRunner:
             proposal = self._ask(stalled)
         self.unread_holds = self.unread_holds + 1 if hold else 0
         elapsed = time.perf_counter() - t0
+        self._check_resumed_rig()
         end = Conditions.from_mapping({**proposal, **c.config.space.fixed})
         traj, settle = self._plan(end, hold_unread=hold, confirm=confirm)
         c.journal.append_started(index, end.as_dict(), elapsed, reactor=reactor.name)
@@ -323,6 +330,21 @@ class DynamicRunner:
         if fatal is not None:
             raise fatal
         return trial
+
+    def _check_resumed_rig(self) -> None:
+        """First step after a resume: continue from the journaled position only if the rig does.
+
+        A simulated rig restored from the journal still feeds the last trajectory's end, so
+        the step ramps on as the uninterrupted campaign did; a rig that was stopped (its safe
+        state at the campaign's end) does not, so the step settles at its proposal, as after a
+        fault. The decision to ask, hold or confirm was made on the journal before this.
+        """
+        if not self.resumed:
+            return
+        self.resumed = False
+        if self.position is not None and not feeds(
+                self.reactor.executor.procedure, self.position):  # type: ignore[attr-defined]
+            self.position = None
 
     def holds_unread(self) -> bool:
         """``after_unread: hold``: whether this step holds where the reactor is, unasked.
@@ -908,6 +930,58 @@ class DynamicRunner:
         conds, outs, sds, steps = self.journal_steps(state)
         if conds:
             self._tell_steps(conds, outs, sds, steps)
+
+    def restore(self, state: JournalState) -> None:
+        """On resume: re-tell the journal and rebuild what the next step depends on.
+
+        The optimizer's data and steps (:meth:`retell`); the realized history behind
+        :meth:`pending` and the mapping, the reactor's position, and the counters of the
+        ``after_unread: hold`` logic, replayed from the journal's trials and rig events in
+        the order they happened, as the live steps moved them on (:meth:`_replay_trial`).
+        Everything else a step reads is the journal itself (the trials, the confirming hold,
+        the stall rule, the sweep's seed). So a campaign resumed at a step boundary asks,
+        plans and reads as the uninterrupted one (a journal from before the realized history
+        was recorded has no ``realized`` record: it resumes as after a fault).
+        """
+        self.retell(state)
+        self.history.reset()
+        self.position, self.unread_steps, self.unread_holds = None, 0, 0
+        # a rig event at position p came after the first p trials, before the next one
+        events: list[tuple[int, int, Trial | None]] = [
+            (int(e["position"]), 0, None) for e in state.rig_events]
+        events += [(i, 1, t) for i, t in enumerate(state.trials)]
+        for _, _, trial in sorted(events, key=lambda e: (e[0], e[1])):
+            if trial is None:  # a rig event: nothing streamed, the reactor's state unknown
+                self.history.reset()
+                self.position = None
+                continue
+            dyn = (state.extras.get(trial.index) or {}).get("dynamic")
+            if dyn is not None:  # a trial added by hand moved no reactor
+                self._replay_trial(trial, dyn)
+        self.resumed = True
+
+    def _replay_trial(self, trial: Trial, dyn: Mapping[str, Any]) -> None:
+        """Move the runner on by one journaled trajectory, as :meth:`step` did live."""
+        self.unread_holds = self.unread_holds + 1 if dyn.get("hold_unread") else 0
+        if "realized" not in dyn:  # nothing streamed
+            self.history.reset()
+            self.position = None
+        else:
+            self.history.add(Trajectory.from_dict(dyn["realized"]),
+                             started_lab_h=float(dyn["started_lab_h"]),
+                             settled=bool(dyn["settled"]))
+            last = Conditions.from_mapping(dyn["trajectory"]["points"][-1])
+            complete = bool(dyn.get("complete", True))
+            self.position = last if complete else None
+            self.history.trim(HISTORY_RESIDENCE_TIMES * (last.tau_core_min + last.tau_shell_min))
+            if not complete:
+                self.history.reset()
+        told = 0
+        if trial.status is not TrialStatus.INVALID:
+            obs = [DynamicObservation.from_dict(d) for d in dyn["observations"]]
+            told = len(self.told(obs, dict(dyn["proposal"]), bool(dyn.get("told_failure")))[0])
+        unread = told == 0 and trial.status is not TrialStatus.INVALID
+        self.unread_steps = self.unread_steps + 1 if unread else 0
 
 
 def steps_since_best(values: Sequence[float | None]) -> int | None:

@@ -374,6 +374,28 @@ class DeliveryMonitor:
                     self._infused_total[role] += so_far - cmd.booked_ml
                 cmd.booked_ml = cmd.leg_ml = so_far
 
+    def commands_state(self) -> dict[str, dict[str, float | bool]]:
+        """The running pumps' commands (JSON), for a simulated rig restored mid-stream."""
+        return {role: {"rate_ml_min": c.rate_ml_min, "infuse": c.infuse,
+                       "start_low_min": c.start_low_min, "start_high_min": c.start_high_min,
+                       "leg_ml": c.leg_ml, "booked_ml": c.booked_ml}
+                for role, c in self._commands.items() if c.running}
+
+    def load_commands_state(self, state: Mapping[str, Mapping[str, float | bool]]) -> None:
+        """Restore :meth:`commands_state`: those pumps run as commanded, the others stopped.
+
+        Only for a rig whose pumps were restored with it (the simulated rig's physics state):
+        nothing is sent to a pump.
+        """
+        for role in self.pumps:
+            with self._locks[role]:
+                d = state.get(role)
+                self._commands[role] = _Command() if d is None else _Command(
+                    running=True, rate_ml_min=float(d["rate_ml_min"]), infuse=bool(d["infuse"]),
+                    start_low_min=float(d["start_low_min"]),
+                    start_high_min=float(d["start_high_min"]), leg_ml=float(d["leg_ml"]),
+                    booked_ml=float(d["booked_ml"]))
+
     def take_delivered(self) -> dict[str, float]:
         """Volume each pump delivered (finished runs) since the last call, mL by role."""
         out = {r: v for r, v in self._delivered.items() if v > 0}
