@@ -253,6 +253,8 @@ class StepOutcome:
     error: str | None = None
     fault: BaseException | None = None
     no_emission: bool = False
+    #: Each frame's first-exciton peak and its error, nm (NaN where none was found).
+    abs_peak_nm: tuple[tuple[float, float], ...] = ()
 
 
 class DynamicRunner:
@@ -699,7 +701,9 @@ class DynamicRunner:
         if error is not None:
             self.history.reset()
         blocking = [bool(QualityFlag(int(f)) & QualityFlag.blocking()) for f in batch.flags]
-        return StepOutcome(m, obs, error, fault, no_emission=all(blocking))
+        peaks = tuple(zip(batch.abs_peak_nm.tolist(), batch.abs_peak_nm_err.tolist(),
+                          strict=True))
+        return StepOutcome(m, obs, error, fault, no_emission=all(blocking), abs_peak_nm=peaks)
 
     def _analyze(self, m: DynamicMeasurement) -> FeatureBatch:
         st = m.stacked()
@@ -796,10 +800,14 @@ class DynamicRunner:
         o = out.observations[rep]
         outcomes = self._outcomes_of(o)
         score = objective.score(outcomes) if objective.is_feasible(outcomes) else None
+        # the representative frame's own first exciton (one observation per frame), as read:
+        # the report's column; never told (not an observed outcome)
+        abs_nm, abs_err = (out.abs_peak_nm[rep] if rep < len(out.abs_peak_nm)
+                           else (math.nan, math.nan))
         feats = Features(
             pl_peak_nm=o.features["pl_peak_nm"], fwhm_nm=o.features["fwhm_nm"],
-            qy=o.features["qy"], abs_peak_nm=math.nan, pl_peak_nm_err=o.sigma["pl_peak_nm"],
-            fwhm_nm_err=o.sigma["fwhm_nm"], qy_err=o.sigma["qy"])
+            qy=o.features["qy"], abs_peak_nm=abs_nm, pl_peak_nm_err=o.sigma["pl_peak_nm"],
+            fwhm_nm_err=o.sigma["fwhm_nm"], qy_err=o.sigma["qy"], abs_peak_nm_err=abs_err)
         return Trial(index=index, conditions=o.conditions.as_dict(),
                      status=TrialStatus.COMPLETED, features=feats, objective=score,
                      error=out.error, proposal_time_s=elapsed), rep

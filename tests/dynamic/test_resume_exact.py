@@ -81,3 +81,13 @@ def test_a_dynamic_campaign_resumed_at_a_step_boundary_continues_exactly(
     assert not got[STOP_AFTER]["settled"] and got[STOP_AFTER]["observations"]
     for k, (a, b) in enumerate(zip(got, uninterrupted, strict=True)):
         np.testing.assert_equal(a, b, err_msg=f"exp-{k:03d} differs from the uninterrupted run")
+
+
+def test_a_dynamic_trial_reports_its_readings_first_exciton(
+        uninterrupted: list[dict[str, Any]]) -> None:
+    """The report's "1st exciton" column: the representative frame's own absorption peak, blue
+    of its emission (it was NaN for every dynamic trial)."""
+    for step in uninterrupted:
+        f = step["features"]
+        assert np.isfinite(f["abs_peak_nm"]) and np.isfinite(f["abs_peak_nm_err"])
+        assert f["pl_peak_nm"] - 80 < f["abs_peak_nm"] < f["pl_peak_nm"], f
