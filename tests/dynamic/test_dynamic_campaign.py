@@ -249,6 +249,16 @@ def test_the_dynamic_campaign_file_runs_from_the_cli(tmp_path: Path) -> None:
     (run_dir,) = tmp_path.iterdir()
     state = Journal.read(run_dir / "journal.jsonl")
     assert len(state.trials) == 2 and "dynamic" in state.extras[1]
+    # the progress lines say where the reading was made and where the step went (review 13):
+    # exp-001's reading is the previous proposal's fluid, its proposal is another point
+    lines = result.output.splitlines()
+    row = next(i for i, line in enumerate(lines) if line.startswith("exp-001 (2/2)"))
+    read, went = lines[row], lines[row + 1]
+    assert max(len(read), len(went)) <= 80
+    proposal = state.extras[1]["dynamic"]["proposal"]
+    assert f"| read at Tc {state.trials[1].conditions['t_core_c']:.0f}°C" in read
+    assert went.startswith("  step ended at proposal:")
+    assert f"Tc {proposal['t_core_c']:.0f}°C" in went
 
 
 def test_a_sweep_plan_visits_a_box_around_each_proposal(tmp_path: Path) -> None:
