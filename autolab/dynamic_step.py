@@ -207,7 +207,7 @@ class History:
     held_before: bool = True
 
     def reset(self) -> None:
-        """Forget everything (a settle, a fault, a resume)."""
+        """Forget everything (a settle, a fault)."""
         self.times_min, self.points, self.held_before = [], [], True
 
     def extend(self, m: DynamicMeasurement) -> None:
@@ -947,9 +947,10 @@ class DynamicRunner:
         ``after_unread: hold`` logic, replayed from the journal's trials and rig events in
         the order they happened, as the live steps moved them on (:meth:`_replay_trial`).
         Everything else a step reads is the journal itself (the trials, the confirming hold,
-        the stall rule, the sweep's seed). So a campaign resumed at a step boundary asks,
-        plans and reads as the uninterrupted one (a journal from before the realized history
-        was recorded has no ``realized`` record: it resumes as after a fault).
+        the stall rule, the sweep's seed). So a campaign resumed at a step boundary asks as the
+        uninterrupted one; it also plans and reads as that one where the rig still feeds the
+        last trajectory's end (:meth:`_check_resumed_rig`; the simulated rig restores its
+        stream from the journaled executor state).
         """
         self.retell(state)
         self.history.reset()
