@@ -336,16 +336,18 @@ class DynamicRunner:
     def _check_resumed_rig(self) -> None:
         """First step after a resume: continue from the journaled position only if the rig does.
 
-        A simulated rig restored from the journal still feeds the last trajectory's end, so
-        the step ramps on as the uninterrupted campaign did; a rig that was stopped (its safe
-        state at the campaign's end) does not, so the step settles at its proposal, as after a
-        fault. The decision to ask, hold or confirm was made on the journal before this.
+        A simulated rig restored from the journal still runs its pumps at the last
+        trajectory's end, so the step is planned from there as the uninterrupted campaign's
+        was (and the trajectory settles first exactly where that one's would: blocks off
+        their setpoints); a rig that was stopped (its safe state at the campaign's end) does
+        not, so the step settles at its proposal, as after a fault. The decision to ask, hold
+        or confirm was made on the journal before this.
         """
         if not self.resumed:
             return
         self.resumed = False
-        if self.position is not None and not feeds(
-                self.reactor.executor.procedure, self.position):  # type: ignore[attr-defined]
+        procedure = self.reactor.executor.procedure  # type: ignore[attr-defined]
+        if self.position is not None and not feeds(procedure, self.position, blocks=False):
             self.position = None
 
     def holds_unread(self) -> bool:

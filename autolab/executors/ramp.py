@@ -182,10 +182,12 @@ def check_plan(procedure: Procedure, trajectory: Trajectory, limits: RampLimits,
         procedure.plan(p)
 
 
-def feeds(procedure: Procedure, c: Conditions) -> bool:
-    """Whether the procedure's rig feeds ``c`` now with every block within tolerance of it.
+def feeds(procedure: Procedure, c: Conditions, *, blocks: bool = True) -> bool:
+    """Whether the procedure's rig feeds ``c`` now, with every block within tolerance of it.
 
-    So a trajectory from ``c`` continues the stream without a settle.
+    So a trajectory from ``c`` continues the stream without a settle. ``blocks=False``: the
+    pumps alone (the stream runs on; whether the blocks are there is the trajectory's own
+    settle decision).
     """
     rig, mon = procedure.rig, procedure.rig.monitor
     sp = rig.setpoints(c)
@@ -193,6 +195,8 @@ def feeds(procedure: Procedure, c: Conditions) -> bool:
         if rate > 0 and not (mon.is_running(role) and math.isclose(
                 mon.commanded_rate_ml_min(role), rate, rel_tol=AT_TOLERANCE)):
             return False
+    if not blocks:
+        return True
     tol = procedure.settings.temperature_tolerance_c
     return all(abs(rig.heaters[r].temperature_c() - t) <= tol for r, t in sp.heater_c.items())
 
