@@ -651,8 +651,8 @@ class Campaign:
         for index in state.in_flight:  # check before writing anything
             self._searched(state.started[index].conditions, f"started experiment {index}")
         self.trials = list(state.trials)
-        if self.config.mode == "dynamic":  # each reading with its trajectory as its step
-            dynamic_runner(self).retell(state)
+        if self.config.mode == "dynamic":  # each reading with its step, and the runner's state
+            dynamic_runner(self).restore(state)
         else:
             conditions, outcomes, sds = self.journal_data(state)
             if conditions:

@@ -411,6 +411,24 @@ def trial_line(trial: Trial, done: int, total: int, in_band: bool | None, width:
     return fit_fields(result, ["|", *_condition_fields(trial.conditions)], width)
 
 
+def dynamic_trial_lines(trial: Trial, proposal: Mapping[str, float], done: int, total: int,
+                        in_band: bool | None, width: int) -> list[str]:
+    """The progress lines of one dynamic step, each fitted to ``width`` columns.
+
+    A dynamic trial's conditions are where its representative reading's fluid was made (often
+    early in the ramp, the previous proposal's fluid), not where the step ran to: the first
+    line says "read at" them, the second gives the step's proposal (the ramp's end). A step
+    with no reading keeps the one plain line (its conditions are the ramp's end).
+    """
+    if trial.features is None or trial.outcomes() is None:
+        return [trial_line(trial, done, total, in_band, width)]
+    line = trial_line(trial, done, total, in_band, width).split("  |", 1)[0]  # the result only
+    read = _condition_fields(trial.conditions)
+    if read:  # the label never shows without a condition after it
+        line = fit_fields([line], [f"| read at {read[0]}", *read[1:]], width)
+    return [line, fit_fields(["  step ended at proposal:"], _condition_fields(proposal), width)]
+
+
 def _best_text(campaign: Campaign) -> str:
     from autolab.records import experiment_label
 
@@ -441,8 +459,11 @@ def _progress(total: int, done: int = 0) -> Iterator[tuple[Any, Any]]:
         k = len(campaign.trials)
         reactor = ((campaign.journal.state.last_extra or {}).get("reactor")
                    if len(campaign.reactors) > 1 else None)
-        bar.console.print(trial_line(trial, k, total, in_band, width, reactor), markup=False,
-                          no_wrap=True, overflow="ellipsis")
+        dyn = (campaign.journal.state.last_extra or {}).get("dynamic")
+        lines = (dynamic_trial_lines(trial, dyn["proposal"], k, total, in_band, width) if dyn
+                 else [trial_line(trial, k, total, in_band, width, reactor)])
+        for line in lines:
+            bar.console.print(line, markup=False, no_wrap=True, overflow="ellipsis")
         bar.update(task, completed=k, description=(
             f"{_best_text(campaign)}; lab {campaign.lab_clock_h:.1f} h"))
 

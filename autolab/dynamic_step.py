@@ -87,7 +87,7 @@ from autolab.exceptions import (
 )
 from autolab.executors import Executor
 from autolab.executors.procedure import STEADY_WINDOW
-from autolab.executors.ramp import DynamicMeasurement, cascade_geometry, partial_of
+from autolab.executors.ramp import DynamicMeasurement, cascade_geometry, feeds, partial_of
 from autolab.optimizer.steps import improves
 from autolab.records import (
     Conditions,
@@ -207,15 +207,19 @@ class History:
     held_before: bool = True
 
     def reset(self) -> None:
-        """Forget everything (a settle, a fault, a resume)."""
+        """Forget everything (a settle, a fault)."""
         self.times_min, self.points, self.held_before = [], [], True
 
     def extend(self, m: DynamicMeasurement) -> None:
         """Add a trajectory's realized samples (a settle before it restarts the history)."""
-        if m.settled or not self.points:
+        self.add(m.realized, started_lab_h=m.started_lab_h, settled=m.settled)
+
+    def add(self, realized: Trajectory, *, started_lab_h: float, settled: bool) -> None:
+        """Add realized samples from ``started_lab_h`` on (live, or from the journal)."""
+        if settled or not self.points:
             self.reset()
-        t0 = m.started_lab_h * 60.0
-        for t, p in zip(m.realized.times_min, m.realized.points, strict=True):
+        t0 = started_lab_h * 60.0
+        for t, p in zip(realized.times_min, realized.points, strict=True):
             self.times_min.append(t0 + t)
             self.points.append(p)
 
@@ -249,6 +253,8 @@ class StepOutcome:
     error: str | None = None
     fault: BaseException | None = None
     no_emission: bool = False
+    #: Each frame's first-exciton peak and its error, nm (NaN where none was found).
+    abs_peak_nm: tuple[tuple[float, float], ...] = ()
 
 
 class DynamicRunner:
@@ -288,6 +294,8 @@ class DynamicRunner:
         self.unread_steps = 0
         #: ``after_unread: hold``: holds in a row since the optimizer was last asked.
         self.unread_holds = 0
+        #: Rebuilt from the journal (:meth:`restore`) and not yet checked against the rig.
+        self.resumed = False
 
     # ----------------------------------------------------------------------------- step
     def step(self) -> Trial | None:
@@ -312,6 +320,7 @@ class DynamicRunner:
             proposal = self._ask(stalled)
         self.unread_holds = self.unread_holds + 1 if hold else 0
         elapsed = time.perf_counter() - t0
+        self._check_resumed_rig()
         end = Conditions.from_mapping({**proposal, **c.config.space.fixed})
         traj, settle = self._plan(end, hold_unread=hold, confirm=confirm)
         c.journal.append_started(index, end.as_dict(), elapsed, reactor=reactor.name)
@@ -323,6 +332,23 @@ class DynamicRunner:
         if fatal is not None:
             raise fatal
         return trial
+
+    def _check_resumed_rig(self) -> None:
+        """First step after a resume: continue from the journaled position only if the rig does.
+
+        A simulated rig restored from the journal still runs its pumps at the last
+        trajectory's end, so the step is planned from there as the uninterrupted campaign's
+        was (and the trajectory settles first exactly where that one's would: blocks off
+        their setpoints); a rig that was stopped (its safe state at the campaign's end) does
+        not, so the step settles at its proposal, as after a fault. The decision to ask, hold
+        or confirm was made on the journal before this.
+        """
+        if not self.resumed:
+            return
+        self.resumed = False
+        procedure = self.reactor.executor.procedure  # type: ignore[attr-defined]
+        if self.position is not None and not feeds(procedure, self.position, blocks=False):
+            self.position = None
 
     def holds_unread(self) -> bool:
         """``after_unread: hold``: whether this step holds where the reactor is, unasked.
@@ -677,7 +703,9 @@ class DynamicRunner:
         if error is not None:
             self.history.reset()
         blocking = [bool(QualityFlag(int(f)) & QualityFlag.blocking()) for f in batch.flags]
-        return StepOutcome(m, obs, error, fault, no_emission=all(blocking))
+        peaks = tuple(zip(batch.abs_peak_nm.tolist(), batch.abs_peak_nm_err.tolist(),
+                          strict=True))
+        return StepOutcome(m, obs, error, fault, no_emission=all(blocking), abs_peak_nm=peaks)
 
     def _analyze(self, m: DynamicMeasurement) -> FeatureBatch:
         st = m.stacked()
@@ -774,10 +802,14 @@ class DynamicRunner:
         o = out.observations[rep]
         outcomes = self._outcomes_of(o)
         score = objective.score(outcomes) if objective.is_feasible(outcomes) else None
+        # the representative frame's own first exciton (one observation per frame), as read:
+        # the report's column; never told (not an observed outcome)
+        abs_nm, abs_err = (out.abs_peak_nm[rep] if rep < len(out.abs_peak_nm)
+                           else (math.nan, math.nan))
         feats = Features(
             pl_peak_nm=o.features["pl_peak_nm"], fwhm_nm=o.features["fwhm_nm"],
-            qy=o.features["qy"], abs_peak_nm=math.nan, pl_peak_nm_err=o.sigma["pl_peak_nm"],
-            fwhm_nm_err=o.sigma["fwhm_nm"], qy_err=o.sigma["qy"])
+            qy=o.features["qy"], abs_peak_nm=abs_nm, pl_peak_nm_err=o.sigma["pl_peak_nm"],
+            fwhm_nm_err=o.sigma["fwhm_nm"], qy_err=o.sigma["qy"], abs_peak_nm_err=abs_err)
         return Trial(index=index, conditions=o.conditions.as_dict(),
                      status=TrialStatus.COMPLETED, features=feats, objective=score,
                      error=out.error, proposal_time_s=elapsed), rep
@@ -908,6 +940,59 @@ class DynamicRunner:
         conds, outs, sds, steps = self.journal_steps(state)
         if conds:
             self._tell_steps(conds, outs, sds, steps)
+
+    def restore(self, state: JournalState) -> None:
+        """On resume: re-tell the journal and rebuild what the next step depends on.
+
+        The optimizer's data and steps (:meth:`retell`); the realized history behind
+        :meth:`pending` and the mapping, the reactor's position, and the counters of the
+        ``after_unread: hold`` logic, replayed from the journal's trials and rig events in
+        the order they happened, as the live steps moved them on (:meth:`_replay_trial`).
+        Everything else a step reads is the journal itself (the trials, the confirming hold,
+        the stall rule, the sweep's seed). So a campaign resumed at a step boundary asks as the
+        uninterrupted one; it also plans and reads as that one where the rig still feeds the
+        last trajectory's end (:meth:`_check_resumed_rig`; the simulated rig restores its
+        stream from the journaled executor state).
+        """
+        self.retell(state)
+        self.history.reset()
+        self.position, self.unread_steps, self.unread_holds = None, 0, 0
+        # a rig event at position p came after the first p trials, before the next one
+        events: list[tuple[int, int, Trial | None]] = [
+            (int(e["position"]), 0, None) for e in state.rig_events]
+        events += [(i, 1, t) for i, t in enumerate(state.trials)]
+        for _, _, trial in sorted(events, key=lambda e: (e[0], e[1])):
+            if trial is None:  # a rig event: nothing streamed, the reactor's state unknown
+                self.history.reset()
+                self.position = None
+                continue
+            dyn = (state.extras.get(trial.index) or {}).get("dynamic")
+            if dyn is not None:  # a trial added by hand moved no reactor
+                self._replay_trial(trial, dyn)
+        self.resumed = True
+
+    def _replay_trial(self, trial: Trial, dyn: Mapping[str, Any]) -> None:
+        """Move the runner on by one journaled trajectory, as :meth:`step` did live."""
+        self.unread_holds = self.unread_holds + 1 if dyn.get("hold_unread") else 0
+        if "realized" not in dyn:  # nothing streamed
+            self.history.reset()
+            self.position = None
+        else:
+            self.history.add(Trajectory.from_dict(dyn["realized"]),
+                             started_lab_h=float(dyn["started_lab_h"]),
+                             settled=bool(dyn["settled"]))
+            last = Conditions.from_mapping(dyn["trajectory"]["points"][-1])
+            complete = bool(dyn.get("complete", True))
+            self.position = last if complete else None
+            self.history.trim(HISTORY_RESIDENCE_TIMES * (last.tau_core_min + last.tau_shell_min))
+            if not complete:
+                self.history.reset()
+        told = 0
+        if trial.status is not TrialStatus.INVALID:
+            obs = [DynamicObservation.from_dict(d) for d in dyn["observations"]]
+            told = len(self.told(obs, dict(dyn["proposal"]), bool(dyn.get("told_failure")))[0])
+        unread = told == 0 and trial.status is not TrialStatus.INVALID
+        self.unread_steps = self.unread_steps + 1 if unread else 0
 
 
 def steps_since_best(values: Sequence[float | None]) -> int | None:

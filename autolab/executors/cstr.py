@@ -429,7 +429,11 @@ class CSTRExecutor:
                                 f"was put in its safe state") from err
 
     def _book_reagents(self) -> dict[str, float]:
-        """Add what the pumps delivered since the last booking to the reagent totals."""
+        """Add what the pumps delivered since the last booking to the reagent totals.
+
+        Pumps still running (a dynamic trajectory ends with its feeds on) are booked up to now.
+        """
+        self.monitor.book_running()
         spent: dict[str, float] = {}
         for role, v in self.monitor.take_delivered().items():
             name = self.rig.reagent(role)

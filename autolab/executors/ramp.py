@@ -182,6 +182,25 @@ def check_plan(procedure: Procedure, trajectory: Trajectory, limits: RampLimits,
         procedure.plan(p)
 
 
+def feeds(procedure: Procedure, c: Conditions, *, blocks: bool = True) -> bool:
+    """Whether the procedure's rig feeds ``c`` now, with every block within tolerance of it.
+
+    So a trajectory from ``c`` continues the stream without a settle. ``blocks=False``: the
+    pumps alone (the stream runs on; whether the blocks are there is the trajectory's own
+    settle decision).
+    """
+    rig, mon = procedure.rig, procedure.rig.monitor
+    sp = rig.setpoints(c)
+    for role, rate in sp.flows.rates_ml_min.items():
+        if rate > 0 and not (mon.is_running(role) and math.isclose(
+                mon.commanded_rate_ml_min(role), rate, rel_tol=AT_TOLERANCE)):
+            return False
+    if not blocks:
+        return True
+    tol = procedure.settings.temperature_tolerance_c
+    return all(abs(rig.heaters[r].temperature_c() - t) <= tol for r, t in sp.heater_c.items())
+
+
 def run_trajectory(procedure: Procedure, tank: TankState, trajectory: Trajectory,
                    limits: RampLimits, *, frame_interval_min: float, run_index: int,
                    settle: bool | None = None) -> DynamicMeasurement:
@@ -262,14 +281,7 @@ class _Ramp:
 
     def at(self, c: Conditions) -> bool:
         """Whether the rig feeds ``c`` now with every block within tolerance of it."""
-        rig, mon = self.rig, self.rig.monitor
-        sp = rig.setpoints(c)
-        for role, rate in sp.flows.rates_ml_min.items():
-            if rate > 0 and not (mon.is_running(role) and math.isclose(
-                    mon.commanded_rate_ml_min(role), rate, rel_tol=AT_TOLERANCE)):
-                return False
-        tol = self.proc.settings.temperature_tolerance_c
-        return all(abs(rig.heaters[r].temperature_c() - t) <= tol for r, t in sp.heater_c.items())
+        return feeds(self.proc, c)
 
     def settle(self, c: Conditions, run_index: int) -> None:
         """The steady procedure at the first point, then its feeds on again.
@@ -418,8 +430,6 @@ def run_on_simulated(ex: SimulatedExecutor, trajectory: Trajectory, limits: Ramp
     kept while later trajectories continue the stream, as a real rig's offsets would be. No
     chemistry failure is drawn for a dynamic run.
     """
-    from autolab.executors.simulated import _realizer  # noqa: PLC0415 - import cycle
-
     check_plan(ex.procedure, trajectory, limits, frame_interval_min)
     try:
         check_before_run(ex.session)  # a fault found between trajectories: a rig event
@@ -435,11 +445,7 @@ def run_on_simulated(ex: SimulatedExecutor, trajectory: Trajectory, limits: Ramp
     ex.session.context = f"run {k}, trajectory from {start.as_dict()}"
     runner = _Ramp(ex.procedure, ex.tank, trajectory, float(frame_interval_min))
     if settle or (settle is None and not runner.at(start)):
-        rng = np.random.default_rng([ex.seed, k])
-        ex.rig.reactor.reseed([ex.seed, k, 1])
-        ex.rig.reactor.pl_gain = 1.0 + ex.twin.config.noise.qy_readout_rel \
-            * float(rng.standard_normal())
-        ex.rig.reactor.realize = _realizer(start, ex.twin.jitter(start, rng), ex.twin.config)
+        ex.scatter(start, k)
         settle = True
     try:
         result = runner.execute(k, settle)

@@ -192,6 +192,9 @@ class SimulatedExecutor:
         self._product_mg = 0.0
         self._run_index = 0
         self._closed = False
+        #: The run index and first point of the settle whose scatter a dynamic stream keeps
+        #: (:meth:`scatter`); None when no stream runs on.
+        self.stream_scatter: tuple[int, dict[str, Any]] | None = None
 
     @property
     def lab_clock_h(self) -> float:
@@ -214,8 +217,11 @@ class SimulatedExecutor:
         return None
 
     def _book(self) -> dict[str, float]:
+        """Add what the pumps delivered since the last booking (running ones so far)."""
+        monitor = self.session.monitor
+        monitor.book_running()  # a trajectory ends with its feeds on: book them up to now
         spent: dict[str, float] = {}
-        for role, v in self.session.monitor.take_delivered().items():
+        for role, v in monitor.take_delivered().items():
             name = REAGENT_OF_ROLE.get(role)
             if name is not None:
                 spent[name] = spent.get(name, 0.0) + v
@@ -235,6 +241,7 @@ class SimulatedExecutor:
         check_before_run(self.session)  # a fault found between experiments: a rig event
         k = self._run_index
         self._run_index += 1
+        self.stream_scatter = None
         rng = np.random.default_rng([self.seed, k])
         truth = self.twin.truth(conditions)
         self.truths[k] = truth
@@ -289,12 +296,39 @@ class SimulatedExecutor:
                       "n_shell_tanks": float(cfg.n_shell_tanks),
                       **result.metadata()})
 
+    def scatter(self, start: Conditions, k: int) -> None:
+        """Draw the rig's scatter of a dynamic stream settled at ``start`` in run ``k``.
+
+        From ``[seed, k]``, as a steady run draws its own; the stream keeps it (and the
+        detector noise running on from ``[seed, k, 1]``) while later trajectories continue.
+        """
+        rng = np.random.default_rng([self.seed, k])
+        reactor = self.rig.reactor
+        reactor.reseed([self.seed, k, 1])
+        reactor.pl_gain = 1.0 + self.twin.config.noise.qy_readout_rel \
+            * float(rng.standard_normal())
+        reactor.realize = _realizer(start, self.twin.jitter(start, rng), self.twin.config)
+        self.stream_scatter = (k, start.as_dict())
+
     def state_dict(self) -> dict[str, Any]:
-        """JSON-compatible state: run counter, clock, reagents, tanks, the rig's physics."""
-        return {"executor": self.name, "seed": self.seed, "run_index": self._run_index,
-                "clock_min": self.rig.clock.now_min(), "reagent_ml": dict(self._reagents),
-                "product_mg": self._product_mg, "tank": self.tank.to_dict(),
-                "reactor": self.rig.reactor.state_dict()}
+        """JSON-compatible state: run counter, clock, reagents, tanks, the rig's physics.
+
+        While a dynamic stream runs on (feeds left on at a trajectory's end) also ``stream``:
+        the pumps' commands, the settle's scatter and the detector noise's generator, so a
+        resumed campaign continues the stream as the uninterrupted one would.
+        """
+        state = {"executor": self.name, "seed": self.seed, "run_index": self._run_index,
+                 "clock_min": self.rig.clock.now_min(), "reagent_ml": dict(self._reagents),
+                 "product_mg": self._product_mg, "tank": self.tank.to_dict(),
+                 "reactor": self.rig.reactor.state_dict()}
+        commands = self.session.monitor.commands_state()
+        if commands and self.stream_scatter is not None:
+            reactor = self.rig.reactor
+            state["stream"] = {"commands": commands, "scatter_run": self.stream_scatter[0],
+                               "scatter_start": self.stream_scatter[1],
+                               "pl_gain": reactor.pl_gain,
+                               "noise": reactor.rng.bit_generator.state}
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict` output (the seed is kept from the constructor)."""
@@ -305,6 +339,14 @@ class SimulatedExecutor:
         self.tank = TankState.from_dict(state.get("tank"))
         if "reactor" in state:
             self.rig.reactor.load_state_dict(state["reactor"])
+        stream = state.get("stream")
+        if stream is not None:  # the feeds run on at a trajectory's end: continue that stream
+            self.scatter(Conditions.from_mapping(stream["scatter_start"]),
+                         int(stream["scatter_run"]))
+            reactor = self.rig.reactor
+            reactor.pl_gain = float(stream["pl_gain"])
+            reactor.rng.bit_generator.state = stream["noise"]
+            self.session.monitor.load_commands_state(stream["commands"])
 
     def safe_state(self) -> None:
         """The soft shutdown of the serial rig, on the virtual clock (idempotent).

@@ -136,6 +136,7 @@ class _Command:
     start_high_min: float = 0.0  # lab min once the start was verified
     leg_ml: float = 0.0  # last dispensed volume read during this run
     faulted: bool = False  # a delivery fault of this run was already reported
+    booked_ml: float = 0.0  # part of this run's volume already booked (book_running)
 
 
 _ALARM_TRIPS = {"R": ("pump_power_cycle", "the pump was reset (power interrupted): it stopped "
@@ -191,6 +192,8 @@ class DeliveryMonitor:
     def start(self, role: str, rate_ml_min: float, *, infuse: bool = True) -> None:
         """Set direction and rate (both verified), clear the counters, run (verified).
 
+        A pump that runs already (a ramp changing its rate) has its run so far booked first.
+
         Raises:
             HardwareError: A device error, or the rig tripped (no pump may start then).
         """
@@ -198,12 +201,15 @@ class DeliveryMonitor:
         with self._locks[role]:
             self._refuse_if_locked_out(role)
             pump.stop()
+            cmd = self._commands[role]
+            if cmd.running:  # a rate change (a ramp's step): book the leg before the clear
+                self._book(role, *pump.dispensed_ml())
+                cmd.running = False
             pump.set_direction(infuse)
             pump.set_rate_ml_min(rate_ml_min)
             pump.clear_dispensed()
             if (finding := self._alarms_on_the_way(role)) is not None:
                 raise HardwareError(f"{pump.name}: start refused: {finding.detail}")
-            cmd = self._commands[role]
             cmd.rate_ml_min, cmd.infuse, cmd.leg_ml = rate_ml_min, infuse, 0.0
             cmd.faulted = False
             cmd.start_low_min = self.lab_min()
@@ -342,12 +348,54 @@ class DeliveryMonitor:
 
     # ----------------------------------------------------------------- bookkeeping
     def _book(self, role: str, infused_ml: float, withdrawn_ml: float) -> None:
+        """Book the pump's run that ends now (less what :meth:`book_running` booked of it)."""
         cmd = self._commands[role]
-        leg = infused_ml if cmd.infuse else withdrawn_ml
+        leg = (infused_ml if cmd.infuse else withdrawn_ml) - cmd.booked_ml
         self._delivered[role] += leg
         if cmd.infuse:
             self._infused_total[role] += leg
-        cmd.leg_ml = 0.0
+        cmd.leg_ml = cmd.booked_ml = 0.0
+
+    def book_running(self) -> None:
+        """Book what each running pump dispensed so far, so :meth:`take_delivered` counts it.
+
+        A dynamic trajectory ends with its feeds running (the next one continues the stream),
+        and a ramp changes rates without stopping: without this, the volume of a run that is
+        still going would be booked only when the pump next stops, to another experiment.
+        """
+        for role, pump in self.pumps.items():
+            with self._locks[role]:
+                cmd = self._commands[role]
+                if not cmd.running:
+                    continue
+                infused, withdrawn = pump.dispensed_ml()
+                so_far = infused if cmd.infuse else withdrawn
+                self._delivered[role] += so_far - cmd.booked_ml
+                if cmd.infuse:
+                    self._infused_total[role] += so_far - cmd.booked_ml
+                cmd.booked_ml = cmd.leg_ml = so_far
+
+    def commands_state(self) -> dict[str, dict[str, float | bool]]:
+        """The running pumps' commands (JSON), for a simulated rig restored mid-stream."""
+        return {role: {"rate_ml_min": c.rate_ml_min, "infuse": c.infuse,
+                       "start_low_min": c.start_low_min, "start_high_min": c.start_high_min,
+                       "leg_ml": c.leg_ml, "booked_ml": c.booked_ml}
+                for role, c in self._commands.items() if c.running}
+
+    def load_commands_state(self, state: Mapping[str, Mapping[str, float | bool]]) -> None:
+        """Restore :meth:`commands_state`: those pumps run as commanded, the others stopped.
+
+        Only for a rig whose pumps were restored with it (the simulated rig's physics state):
+        nothing is sent to a pump.
+        """
+        for role in self.pumps:
+            with self._locks[role]:
+                d = state.get(role)
+                self._commands[role] = _Command() if d is None else _Command(
+                    running=True, rate_ml_min=float(d["rate_ml_min"]), infuse=bool(d["infuse"]),
+                    start_low_min=float(d["start_low_min"]),
+                    start_high_min=float(d["start_high_min"]), leg_ml=float(d["leg_ml"]),
+                    booked_ml=float(d["booked_ml"]))
 
     def take_delivered(self) -> dict[str, float]:
         """Volume each pump delivered (finished runs) since the last call, mL by role."""
@@ -358,7 +406,8 @@ class DeliveryMonitor:
     def infused_total_ml(self, role: str) -> float:
         """Volume infused since the monitor started (finished runs + the running one), mL."""
         cmd = self._commands[role]
-        return self._infused_total[role] + (cmd.leg_ml if cmd.running and cmd.infuse else 0.0)
+        running = max(0.0, cmd.leg_ml - cmd.booked_ml) if cmd.running and cmd.infuse else 0.0
+        return self._infused_total[role] + running
 
     def commanded_rate_ml_min(self, role: str) -> float:
         """The rate the procedure last commanded this pump, mL/min."""

@@ -116,7 +116,10 @@ def test_a_promising_step_is_followed_by_a_hold_at_its_proposal_that_reads_it(
     # step's history of trials and a known position, decides as the live one did
     resumed = Campaign.resume(result.run_dir)
     runner = dynamic_runner(resumed)
-    assert runner.position is None and not runner.confirms()  # position unknown: ask
+    # the position is rebuilt from the journal (the last trajectory's end), as the live one
+    assert runner.position == Conditions.from_mapping(dyn[-1]["trajectory"]["points"][-1])
+    runner.position = None  # after a fault, or on a rig that stopped feeding: ask
+    assert not runner.confirms()
     runner.position = A
     for k in range(1, len(state.trials)):
         resumed.trials = list(state.trials[:k])

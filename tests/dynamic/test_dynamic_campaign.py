@@ -212,12 +212,15 @@ def test_a_dynamic_campaign_journals_every_observation_and_resumes(tmp_path: Pat
     resumed = Campaign.resume(run_dir, optimizer=fresh)
     data = resumed.journal_data(resumed.journal.state)
     assert len(data[0]) == told and all(sd is not None for sd in data[2])
+    # the simulated rig resumes feeding the last trajectory's end (tests/dynamic/
+    # test_resume_exact.py); a rig stopped meanwhile (here: its safe state, as a real rig is
+    # left at a campaign's end) no longer feeds it, so the step settles at its proposal and
+    # reads it steady, then ramps on from there
+    resumed.executor.safe_state()
     resumed.run()
     state = Journal.read(run_dir / "journal.jsonl")
     assert len(state.trials) == 3
     third = state.extras[2]["dynamic"]
-    # a resumed session knows nothing of what the tanks did meanwhile: it settles at the next
-    # proposal and reads it steady, then ramps on from there
     assert third["settled"]
     points = third["trajectory"]["points"]
     assert points[0] == points[-1] and third["n_readings"] == 2
@@ -246,6 +249,16 @@ def test_the_dynamic_campaign_file_runs_from_the_cli(tmp_path: Path) -> None:
     (run_dir,) = tmp_path.iterdir()
     state = Journal.read(run_dir / "journal.jsonl")
     assert len(state.trials) == 2 and "dynamic" in state.extras[1]
+    # the progress lines say where the reading was made and where the step went (review 13):
+    # exp-001's reading is the previous proposal's fluid, its proposal is another point
+    lines = result.output.splitlines()
+    row = next(i for i, line in enumerate(lines) if line.startswith("exp-001 (2/2)"))
+    read, went = lines[row], lines[row + 1]
+    assert max(len(read), len(went)) <= 80
+    proposal = state.extras[1]["dynamic"]["proposal"]
+    assert f"| read at Tc {state.trials[1].conditions['t_core_c']:.0f}°C" in read
+    assert went.startswith("  step ended at proposal:")
+    assert f"Tc {proposal['t_core_c']:.0f}°C" in went
 
 
 def test_a_sweep_plan_visits_a_box_around_each_proposal(tmp_path: Path) -> None:

@@ -116,7 +116,8 @@ def test_the_simulated_rig_stops_the_feeds_at_a_rig_event_between_trajectories()
     ex = SimulatedExecutor(seed=1)
     ex.run_trajectory(Trajectory((0.0, 10.0), (START, END)), LIMITS, frame_interval_min=2.0)
     assert any(ex.session.monitor.is_running(r) for r in REAGENT_ROLES)
-    booked = ex.reagent_ml
+    booked = ex.reagent_ml  # the trajectory's feeds, booked up to its end
+    ex.session.wait_min(5.0)  # the feeds run on between trajectories (a slow ask)
     ex.session.monitor.report(PumpFinding("solvent_valve", "solvent_valve", "valve_moved",
                                           "position 1, commanded 2", trip=False))
     with pytest.raises(DeviceFault, match="position 1, commanded 2") as info:
