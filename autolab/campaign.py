@@ -1271,16 +1271,9 @@ class Campaign:
         lab time too), never the manual ones added from outside, rejected proposals or rig
         events (a fault found before anything of the proposal was fed: not an experiment).
         """
-        reason = self._rule_fired()
-        if reason is None and self._stop_requested:
-            return StopReason.INTERRUPTED
-        # A rule that holds says why the campaign ended even after a Ctrl-C: when the budget is
-        # spent (parallel reactors finish what they run first) there is nothing to resume.
-        return reason
-
-    def _rule_fired(self) -> StopReason | None:
-        """The first of the configured stop rules that holds now (``None``: none does)."""
         budget, stop = self.config.budget, self.config.stop
+        if self._stop_requested:
+            return StopReason.INTERRUPTED
         if stop.target_reached and self.trials and self.target_reached(self.trials[-1]):
             return StopReason.TARGET_REACHED
         if len(self.lab_trials()) >= budget.max_experiments:
