@@ -241,7 +241,13 @@ def test_too_fast_ramps_are_refused_or_down_weighted_and_the_journal_says_which(
     assert all("down-weighted" in o.reason for o in weak)
 
 
-def test_the_dynamic_campaign_file_runs_from_the_cli(tmp_path: Path) -> None:
+def test_the_dynamic_campaign_file_runs_from_the_cli(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from autolab.console import console
+
+    # an 80-column terminal, whatever COLUMNS the test process was started with (rich reads it
+    # once, when the console is made)
+    monkeypatch.setattr(console, "width", 80)
     result = CliRunner().invoke(app, ["run", str(CAMPAIGN), "--budget", "2", "--no-tracking",
                                       "--runs-dir", str(tmp_path)])
     assert result.exit_code == 0, result.output
