@@ -80,6 +80,27 @@ def _shown_uri(uri: str) -> str:
     return uri
 
 
+#: Where ``mlflow ui`` serves by default.
+MLFLOW_UI = "http://127.0.0.1:5000"
+
+
+def _run_page(uri: str, run_id: str) -> str:
+    """The campaign run's page in the MLflow UI (its front page if the store cannot say).
+
+    Why: MLflow 3 opens on its GenAI view, and a researcher had to find the classic view, the
+    experiment and the run by hand. A tracking server serves its own UI; a local store is
+    served by ``mlflow ui`` at :data:`MLFLOW_UI`.
+    """
+    from mlflow import MlflowClient
+
+    base = uri.rstrip("/") if uri.startswith(("http://", "https://")) else MLFLOW_UI
+    try:
+        experiment = MlflowClient(uri).get_run(run_id).info.experiment_id
+    except Exception:  # any failure of the store (down, moved): the front page still serves
+        return base
+    return f"{base}/#/experiments/{experiment}/runs/{run_id}?workflowType=machine_learning"
+
+
 def _parse_assignments(items: list[str]) -> dict[str, float]:
     """``NAME=VALUE`` words -> values; a name given twice is an error, not "last one wins".
 
@@ -585,9 +606,13 @@ def _finish(result: CampaignResult, cfg: CampaignConfig, tracking_uri: str | Non
     console.print(f"journal: {result.run_dir}\nlog:     {result.run_dir / LOG_NAME}",
                   markup=False, soft_wrap=True)
     if result.tracking_run_id and tracking_uri is not None:
-        say_command(f"MLflow run {result.tracking_run_id}; browse it with:",
-                    f".venv/bin/mlflow ui --backend-store-uri {_shown_uri(tracking_uri)}",
-                    "then open http://127.0.0.1:5000")
+        page = _run_page(tracking_uri, result.tracking_run_id)
+        if tracking_uri.startswith(("http://", "https://")):  # a server: its UI serves the run
+            say_command(f"MLflow run {result.tracking_run_id}; open:", page)
+        else:
+            say_command(f"MLflow run {result.tracking_run_id}; browse it with:",
+                        f".venv/bin/mlflow ui --backend-store-uri {_shown_uri(tracking_uri)}")
+            say_command("then open:", page)
     elif tracking_uri is None and cfg.tracking.enabled:
         say_command("not logged to MLflow (--no-tracking); to log it:",
                     f"autolab sync {result.run_dir}")
