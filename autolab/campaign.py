@@ -518,8 +518,9 @@ class Campaign:
         self._plots_took_s = 0.0  # how long that sync with its redraw took
         self._predictions: list[dict[str, Any] | None] = []
         self._stop_requested = False
-        self._ending = False  # run() is shutting down: signals no longer interrupt
+        self._ending = False  # run() is shutting down: Ctrl-C no longer interrupts
         self._told_ending = False
+        self._previous_handlers: dict[signal.Signals, Any] = {}
         self.forecast: dict[str, Any] | None = None
         self._forecast_on = forecast
         self.n_reused = 0
@@ -1414,8 +1415,11 @@ class Campaign:
 
         Each press is answered at once (a real experiment runs for an hour: a chemist who sees
         nothing presses again, which cuts the experiment off). Once the campaign is ending (the
-        rig's shutdown, the stop record, the journal's close) further presses are ignored with
-        a message: cutting the shutdown short would leave the rig unsafe and the stop unjournaled.
+        rig's shutdown, the stop record, the journal's close) further Ctrl-C presses are
+        ignored with a message: cutting the shutdown short would leave the rig unsafe and the
+        stop unjournaled. SIGTERM gets its previous handler back for the ending
+        (:meth:`_ending_signals`): a program that terminates the process (a benchmark pool
+        stopping its workers; by default it ends the process) means it.
         """
         def handler(signum: int, frame: FrameType | None) -> None:
             if self._ending:
@@ -1430,17 +1434,28 @@ class Campaign:
             self._event("stop requested: the current experiment finishes first (Ctrl-C again "
                         "stops at once; that experiment is then run again on resume)")
 
-        previous = {}
+        previous: dict[signal.Signals, Any] = {}
         try:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 previous[sig] = signal.signal(sig, handler)
         except ValueError:  # not in the main thread: no signal handling
             previous = {}
+        self._previous_handlers = previous
         try:
             yield
         finally:
             for sig, old in previous.items():
                 signal.signal(sig, old)
+
+    def _ending_signals(self) -> None:
+        """Enter the ending: Ctrl-C is ignored from here on, SIGTERM is what it was before.
+
+        By default SIGTERM ends the process, as it did during the ending before this guard
+        existed; a pool that terminates a worker relies on that.
+        """
+        self._ending = True
+        if signal.SIGTERM in self._previous_handlers:
+            signal.signal(signal.SIGTERM, self._previous_handlers[signal.SIGTERM])
 
     def run(self) -> CampaignResult:
         """Run until a stop rule fires.
@@ -1463,7 +1478,7 @@ class Campaign:
             except BaseException as err:
                 error = err
             finally:
-                self._ending = True
+                self._ending_signals()
                 in_flight = tuple(self.journal.state.in_flight)
                 self.unsafe = self._safe_end(error)
                 if self.unsafe and error is None:
