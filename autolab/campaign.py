@@ -186,18 +186,18 @@ def forecast_line(index: int, forecast: Mapping[str, Any], left: int | None = No
     says it is the model's: its P(spec met) is the model's belief about the noise-free
     product, which can be low while a reading already meets the stop rule's thresholds.
     """
-    if not left:  # no budget given, or none left: the count says how far a longer run has
-        left = None
-    sight = SIGHT_EXPERIMENTS if left is None else min(SIGHT_EXPERIMENTS, left + 1)
-    beyond = ("out of sight" if left is None or left + 1 >= SIGHT_EXPERIMENTS
-              else f"beyond the {left} left")
+    # no budget given or none left: the count says how far a longer run has to go
+    if left and left + 1 < SIGHT_EXPERIMENTS:
+        sight, beyond = left + 1, f"beyond the {left} left"
+        none = f"no good hit {beyond}"
+    else:
+        sight, beyond, none = SIGHT_EXPERIMENTS, "out of sight", "no good hit in sight"
     median, q80 = forecast.get("median_experiments"), forecast.get("q80_experiments")
     if median is None or q80 is None:
         expected = forecast["expected_experiments"]
-        more = (f"~{expected:.0f} more to a good hit" if expected < sight
-                else f"no good hit {'in sight' if beyond == 'out of sight' else beyond}")
+        more = f"~{expected:.0f} more to a good hit" if expected < sight else none
     elif median >= sight:
-        more = f"no good hit {'in sight' if beyond == 'out of sight' else beyond}"
+        more = none
     else:
         more = (f"good hit within {median:.0f} more at even odds, "
                 + (f"within {q80:.0f} at 80 %" if q80 < sight else f"80 % {beyond}"))

@@ -350,11 +350,14 @@ class DeliveryMonitor:
     def _book(self, role: str, infused_ml: float, withdrawn_ml: float) -> None:
         """Book the pump's run that ends now (less what :meth:`book_running` booked of it)."""
         cmd = self._commands[role]
-        leg = (infused_ml if cmd.infuse else withdrawn_ml) - cmd.booked_ml
-        self._delivered[role] += leg
-        if cmd.infuse:
-            self._infused_total[role] += leg
+        self._add(role, (infused_ml if cmd.infuse else withdrawn_ml) - cmd.booked_ml)
         cmd.leg_ml = cmd.booked_ml = 0.0
+
+    def _add(self, role: str, ml: float) -> None:
+        """Count ``ml`` of the pump's current run as delivered (and infused, when it infuses)."""
+        self._delivered[role] += ml
+        if self._commands[role].infuse:
+            self._infused_total[role] += ml
 
     def book_running(self) -> None:
         """Book what each running pump dispensed so far, so :meth:`take_delivered` counts it.
@@ -370,9 +373,7 @@ class DeliveryMonitor:
                     continue
                 infused, withdrawn = pump.dispensed_ml()
                 so_far = infused if cmd.infuse else withdrawn
-                self._delivered[role] += so_far - cmd.booked_ml
-                if cmd.infuse:
-                    self._infused_total[role] += so_far - cmd.booked_ml
+                self._add(role, so_far - cmd.booked_ml)
                 cmd.booked_ml = cmd.leg_ml = so_far
 
     def commands_state(self) -> dict[str, dict[str, float | bool]]:
