@@ -110,7 +110,7 @@ PLOT_TIME_SHARE = 0.1
 #: latest on the campaign run (:func:`autolab.tracking.sync.latest_forecast`); the counts are
 #: in experiments, the rest probabilities.
 FORECAST_METRICS = ("p_spec_met", "p_next", "expected_experiments", "median_experiments",
-                    "q80_experiments", "p_improve")
+                    "q80_experiments", "p_improve", "p_in_band")
 
 
 class RigDoesNotRecover(HardwareError):
@@ -134,6 +134,7 @@ class StopReason(StrEnum):
     NO_IMPROVEMENT = "no improvement"
     INTERRUPTED = "interrupted"
     FORECAST = "forecast"
+    OUT_OF_REACH = "target out of reach"
     WAITING = "waiting for a decision"
     DEVICE_UNSAFE = "device failure"
 
@@ -205,6 +206,28 @@ def forecast_line(index: int, forecast: Mapping[str, Any], left: int | None = No
             f"P(spec met) {forecast['p_spec_met']:.2f}, "
             f"P(next is a good hit) {forecast['p_next']:.2f} ({more}), "
             f"P(next improves) {forecast['p_improve']:.2f}")
+
+
+def out_of_reach_note(config: CampaignConfig, trials: Sequence[Trial]) -> str:
+    """Why a campaign stopped as "target out of reach", for its closing lines.
+
+    Names each band with the range the experiments measured, and what the chemist can change:
+    the model's judgement is about the searched space at the fixed conditions, not about the
+    chemistry.
+    """
+    bands = []
+    for term in config.objective.terms:
+        if not isinstance(term, Target):
+            continue
+        seen = [o[term.outcome] for t in trials if (o := t.outcomes()) is not None]
+        measured = f" (measured {min(seen):.4g}-{max(seen):.4g})" if seen else ""
+        bands.append(f"{term.outcome} {term.value:g} ± {term.tolerance:g}{measured}")
+    stop = config.stop
+    return (f"no experiment was in band: {'; '.join(bands)}. After each of the last "
+            f"{stop.forecast_reach_after} experiments the model gave no condition of the "
+            f"searched space more than a {stop.forecast_reach_below:.0%} chance of it "
+            "(stop.forecast_reach_below). Widen the space, change a fixed condition, or aim "
+            "at a reachable target.")
 
 
 def collect_reused(config: CampaignConfig) -> dict[str, Any]:
@@ -444,7 +467,8 @@ def _check_no_forecast_stop(config: CampaignConfig) -> None:
     Raises:
         ConfigError: ``stop.forecast_spec_met`` or ``stop.forecast_improve_below`` is set.
     """
-    rules = [f"stop.{name}" for name in ("forecast_spec_met", "forecast_improve_below")
+    rules = [f"stop.{name}" for name in ("forecast_spec_met", "forecast_improve_below",
+                                         "forecast_reach_below")
              if getattr(config.stop, name) is not None]
     if rules:
         raise ConfigError(f"{', '.join(rules)} needs the per-step forecast, which is turned off "
@@ -1283,6 +1307,8 @@ class Campaign:
             return StopReason.MAX_LAB_HOURS
         if self._forecast_says_stop():
             return StopReason.FORECAST
+        if self.out_of_reach():
+            return StopReason.OUT_OF_REACH
         k = stop.no_improvement_after
         if k is not None:
             best = self.best()
@@ -1299,6 +1325,30 @@ class Campaign:
             return True
         return (stop.forecast_improve_below is not None and fc["best_index"] is not None
                 and fc["p_improve"] < stop.forecast_improve_below)
+
+    def out_of_reach(self) -> bool:
+        """``stop.forecast_reach_below``: the band looks out of the reactor's reach.
+
+        True when the objective has a target, no experiment has been measured in its band, and
+        the forecasts journaled after the last ``forecast_reach_after`` experiments (failed ones
+        included; invalid ones are not the reactor's answer and are skipped) were all made
+        after the initial design and each gave no condition more than ``forecast_reach_below``
+        probability of landing in band. Read from the journal, so a resumed campaign decides as
+        the uninterrupted one would.
+        """
+        stop, objective = self.config.stop, self.config.objective
+        if stop.forecast_reach_below is None or not objective.has_target:
+            return False
+        told = [t for t in self.trials if t.status is not TrialStatus.INVALID]
+        if any((o := t.outcomes()) is not None and objective.within_target(o) for t in told):
+            return False
+        recent = told[-stop.forecast_reach_after:]
+        if len(recent) < stop.forecast_reach_after:
+            return False
+        extras = self.journal.state.extras
+        forecasts = [extras.get(t.index, {}).get("forecast") for t in recent]
+        return all(isinstance(f, dict) and f.get("design_done", False)
+                   and f.get("p_in_band", 1.0) < stop.forecast_reach_below for f in forecasts)
 
     def close(self) -> None:
         """Put every reactor in its safe state and release it (idempotent).

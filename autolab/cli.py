@@ -377,7 +377,9 @@ def _plan_lines(cfg: CampaignConfig) -> list[str]:
     for value, text in ((st.qy_min, "QY >= {:g}"), (st.fwhm_max_nm, "FWHM <= {:g} nm"),
                         (st.no_improvement_after, "no improvement after {}"),
                         (st.forecast_spec_met, "forecast P(spec met) >= {:g}"),
-                        (st.forecast_improve_below, "forecast P(improve) < {:g}")):
+                        (st.forecast_improve_below, "forecast P(improve) < {:g}"),
+                        (st.forecast_reach_below, "out of reach (forecast P(in band) < {:g}, "
+                         f"{st.forecast_reach_after} in a row)")):
         if value is not None:
             rules.append(text.format(value))
     lines = [mode, budget, f"stop: {', '.join(rules) or 'budget only'}",
@@ -584,13 +586,15 @@ def _finish(result: CampaignResult, cfg: CampaignConfig, tracking_uri: str | Non
     (``--no-tracking``): the run id the journal remembers from an earlier invocation does not
     hold this one's experiments, so it is not offered to browse.
     """
-    from autolab.campaign import StopReason
+    from autolab.campaign import StopReason, out_of_reach_note
     from autolab.records import experiment_label
 
     trigger = ""
     if result.trials and result.stop_reason is not StopReason.INTERRUPTED:
         trigger = f" after {experiment_label(result.trials[-1].index)}"
     console.rule(f"stopped: {result.stop_reason.value}{trigger}")
+    if result.stop_reason is StopReason.OUT_OF_REACH:
+        console.print(out_of_reach_note(cfg, result.trials), markup=False)
     best = result.best
     if best is not None and best.features is not None:
         f = best.features

@@ -414,6 +414,13 @@ class StopConfig(BaseModel):
             family-recalibrated one, which tops out near 0.06: a higher setting never fires.
         forecast_improve_below: Stop when the model's probability that one more experiment is
             in band and improves the other terms falls below this (0-1; BoTorch only).
+        forecast_reach_below: Stop as "target out of reach" when no experiment has been
+            measured in band and, for ``forecast_reach_after`` forecasts in a row after the
+            initial design, the model gives no condition of the space more than this
+            probability of landing in band (0-1; BoTorch only; ``p_in_band`` of
+            ``autolab.optimizer.forecast``). On the reactor family 0.01 never stopped a
+            campaign whose band was reachable (docs/benchmarks.md "Out of reach").
+        forecast_reach_after: How many forecasts in a row ``forecast_reach_below`` needs.
     """
 
     model_config = _FROZEN
@@ -424,6 +431,8 @@ class StopConfig(BaseModel):
     no_improvement_after: int | None = Field(default=None, ge=1, le=10_000, strict=True)
     forecast_spec_met: float | None = Field(default=None, gt=0, le=1, allow_inf_nan=False)
     forecast_improve_below: float | None = Field(default=None, gt=0, lt=1, allow_inf_nan=False)
+    forecast_reach_below: float | None = Field(default=None, gt=0, lt=1, allow_inf_nan=False)
+    forecast_reach_after: int = Field(default=3, ge=1, le=100, strict=True)
 
 
 class TrackingConfig(BaseModel):
@@ -577,8 +586,10 @@ class CampaignConfig(BaseModel):
                         <= r.twin_reach[1] + term.tolerance):
                     out.append(f"objective.terms.{i}: target {term.outcome} = {term.value:g} is "
                                f"outside what the digital twin reaches over its box "
-                               f"({r.twin_reach[0]:g}-{r.twin_reach[1]:g} {r.unit}); the "
-                               "campaign will run its whole budget without reaching it")
+                               f"({r.twin_reach[0]:g}-{r.twin_reach[1]:g} {r.unit}); "
+                               + ("the campaign will run its whole budget without reaching it"
+                                  if self.stop.forecast_reach_below is None else
+                                  "stop.forecast_reach_below should end it as out of reach"))
         fraction = feasible_fraction(self.space.build())
         if fraction < WARN_FEASIBLE_FRACTION:
             out.append(f"space.constraints leave only {100 * fraction:.2g} % of the search box")

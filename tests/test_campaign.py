@@ -29,6 +29,7 @@ from autolab.campaign import (
     Campaign,
     StopReason,
     forecast_line,
+    out_of_reach_note,
     plots_due,
 )
 from autolab.cli import app
@@ -42,6 +43,7 @@ from autolab.exceptions import (
 )
 from autolab.executors.simulated import SimulatedExecutor
 from autolab.optimizer.baselines import SobolOptimizer
+from autolab.optimizer.forecast import MAX_EXPECTED, Forecast
 from autolab.records import Features, Trial, TrialStatus
 from autolab.tracking import Journal, MlflowTracker, sync
 from autolab.tracking.base import experiment_metrics
@@ -685,6 +687,62 @@ def test_forecast_stop_rules(tmp_path: Path) -> None:
     campaign.forecast = {**base, "p_improve": 0.01, "best_index": None}  # nothing in band yet
     assert campaign.should_stop() is None
     campaign.journal.close()
+
+
+class _ScriptedReach(SobolOptimizer):
+    """Sobol proposals with a scripted stop forecast: ``p_in_band`` after the n-th tell."""
+
+    def __init__(self, *args: Any, p_in_band: dict[int, float], design: int,
+                 **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.script, self.design = p_in_band, design
+
+    def forecast(self, thresholds: Any = None) -> Forecast | None:
+        n = len(self.observations)
+        if n not in self.script:
+            return None
+        return Forecast(p_spec_met=0.0, best_index=None, p_next=0.0,
+                        expected_experiments=MAX_EXPECTED, median_experiments=MAX_EXPECTED,
+                        q80_experiments=MAX_EXPECTED, p_improve=self.script[n], improve_by=0.1,
+                        thresholds={}, p_in_band=self.script[n], design_done=n >= self.design)
+
+
+@pytest.mark.parametrize(("target", "stops_after"), [
+    ({"value": 700.0, "tolerance": 2.0}, 6),  # out of the twin's reach (520-610 nm)
+    ({"value": 550.0, "tolerance": 200.0}, None)])  # every product is in band
+def test_a_band_out_of_reach_ends_the_campaign_after_the_design(
+        tmp_path: Path, target: dict[str, float], stops_after: int | None) -> None:
+    """``stop.forecast_reach_below``: K forecasts in a row after the design, nothing in band.
+
+    The scripted forecasts are tiny during the design (2, 3: a GP on a few design points can
+    put every candidate far from any band), not after the 4th, then tiny again: the rule
+    (K = 2) ends the campaign after the 6th experiment, and only while no measured product is
+    in band. The decision is read from the journal, so a resumed campaign makes it too.
+    """
+    terms = [{"kind": "target", "outcome": "pl_peak_nm", **target},
+             {"kind": "maximize", "outcome": "qy", "scale": 0.1}]
+    cfg = _fast(objective__terms=terms, budget__max_experiments=7,
+                stop__forecast_reach_below=0.01, stop__forecast_reach_after=2)
+    script = {2: 0.001, 3: 0.001, 4: 0.3, 5: 0.004, 6: 0.002, 7: 0.001}
+
+    def optimizer() -> _ScriptedReach:
+        return _ScriptedReach(cfg.space.build(), cfg.objective, seed=cfg.seed,
+                              p_in_band=script, design=4)
+
+    result = Campaign.create(cfg, tmp_path / "runs", optimizer=optimizer()).run()
+    if stops_after is None:
+        assert result.stop_reason is StopReason.MAX_EXPERIMENTS
+        return
+    assert result.stop_reason is StopReason.OUT_OF_REACH
+    assert len(result.trials) == stops_after
+    state = Journal.read(result.run_dir / JOURNAL_NAME)
+    assert state.stopped_reason == "target out of reach"
+    assert state.extras[5]["forecast"]["p_in_band"] == 0.002
+    resumed = Campaign.resume(result.run_dir, optimizer=optimizer())
+    assert resumed.out_of_reach()
+    resumed.journal.close()
+    note = out_of_reach_note(cfg, result.trials)
+    assert "pl_peak_nm 700 ± 2 (measured " in note and "1% chance" in note
 
 
 def test_a_reading_too_imprecise_to_judge_the_band_never_reaches_the_target(

@@ -640,7 +640,9 @@ class BotorchOptimizer(BaseOptimizer):
                                   thresholds=thresholds, qy_fraction=qy_fraction,
                                   improve_by=improve_by, draws=draws, feasible=feasible,
                                   experiments=len(self._observations),
-                                  in_band_found=bool(data.in_band_ok.any()))
+                                  in_band_found=bool(data.in_band_ok.any()),
+                                  design_done=not self._in_initial_design(
+                                      len(self._observations)))
             advice = self._repeat_advice(sd[: data.X_ok.shape[0]])
         return replace(fc, repeat_index=advice[0], repeat_reason=advice[1])
 

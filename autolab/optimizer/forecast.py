@@ -19,6 +19,12 @@ After every experiment a campaign asks the model two questions (issue 8 §5):
   and improves the non-target terms (the score without the band) by more than ``improve_by``
   over the best in-band experiment: "further experiments are unlikely to improve by more than a
   stated amount" is ``p_improve`` small.
+* ``p_in_band``: the largest probability over the same candidates that one experiment lands in
+  every target band (and meets the outcome constraints), whatever its QY. While no experiment
+  has been in band this is what ``p_improve`` reports too; when it stays near zero after the
+  initial design (``design_done``), the band looks out of the reactor's reach in the searched
+  space, and the campaign's ``stop.forecast_reach_below`` rule ends the search instead of
+  spending the budget on it.
 
 * ``repeat_index``: repeat a measurement when noise, not the model, limits the decision. The
   rule (:func:`repeat_advice`): take the best experiment ``b`` (in band) and the deciding
@@ -320,6 +326,11 @@ class Forecast:
             numbers are reported).
         count_model: Where the count comes from: a :class:`HazardModel`'s name, or
             ``"geometric"`` (every further experiment a good hit with probability ``p_next``).
+        p_in_band: Largest probability that one more experiment lands in every band and meets
+            the outcome constraints (the model's own; not recalibrated).
+        design_done: Whether the model proposes the next experiment (the initial design is
+            done). A GP fitted on the first two or three design points can put every candidate
+            far from the band, so a stop rule reads ``p_in_band`` only after the design.
     """
 
     p_spec_met: float
@@ -337,6 +348,8 @@ class Forecast:
     p_next_model: float | None = None
     calibration: str = ""
     count_model: str = "geometric"
+    p_in_band: float = 0.0
+    design_done: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-compatible (for the journal and MLflow metrics)."""
@@ -548,6 +561,7 @@ def compute_forecast(
     experiments: int = 1,
     in_band_found: bool = False,
     hazard: HazardModel | None = None,
+    design_done: bool = True,
 ) -> Forecast:
     """The forecast from the posterior over candidate points.
 
@@ -571,6 +585,7 @@ def compute_forecast(
         in_band_found: Whether a told experiment was measured in band, for the count.
         hazard: Count model with the recalibration (default :data:`FAMILY_HAZARD`); with
             explicit thresholds the count is geometric in the model's ``p_next``.
+        design_done: Passed on as :attr:`Forecast.design_done`.
     """
     for term in spec.terms:
         if thresholds and term.outcome in thresholds and not isinstance(term, Maximize | Minimize):
@@ -596,20 +611,24 @@ def compute_forecast(
         left = remaining_experiments(lambda _k: p_next)
     else:
         left = count_model.remaining(p_next_model, in_band_found, experiments)
+    band = log_good(spec, mean, sd, {})  # in every band and the constraints, any QY
     return Forecast(p_spec_met=p_spec, best_index=best_index, p_next=p_next,
                     expected_experiments=left.mean_experiments,
                     median_experiments=left.median_experiments,
                     q80_experiments=left.q80_experiments,
-                    p_improve=_p_improve(spec, mean, sd, incumbent, improve_by),
+                    p_improve=_p_improve(spec, mean, sd, band=band, incumbent=incumbent,
+                                         improve_by=improve_by),
                     improve_by=improve_by, thresholds=thr, p_spec_met_model=p_spec_model,
                     p_next_model=p_next_model, calibration="" if cal is None else cal.name,
-                    count_model="geometric" if count_model is None else count_model.name)
+                    count_model="geometric" if count_model is None else count_model.name,
+                    p_in_band=float(band.exp().max()) if band.numel() else 0.0,
+                    design_done=design_done)
 
 
-def _p_improve(spec: ObjectiveSpec, mean: Tensor, sd: Tensor, incumbent: float | None,
-               improve_by: float) -> float:
+def _p_improve(spec: ObjectiveSpec, mean: Tensor, sd: Tensor, *, band: Tensor,
+               incumbent: float | None, improve_by: float) -> float:
+    """``p_improve`` from the candidates' marginals and their log band probability ``band``."""
     rest = rest_coefficients(spec)
-    band = log_good(spec, mean, sd, {})
     if not rest or incumbent is None:
         return float(band.exp().max()) if incumbent is None else 0.0
     mu, var = rest_moments(spec, mean, sd)

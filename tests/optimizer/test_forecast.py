@@ -11,6 +11,7 @@ import math
 
 import pytest
 
+from autolab.objective import Maximize, ObjectiveSpec, Target
 from autolab.optimizer import BotorchOptimizer
 from autolab.optimizer.forecast import (
     FAMILY_HAZARD,
@@ -168,3 +169,37 @@ def test_the_campaign_forecast_reports_recalibrated_and_model_probabilities() ->
     geometric = remaining_experiments(lambda _k: explicit.p_next)
     assert explicit.expected_experiments == pytest.approx(geometric.mean_experiments)
     assert explicit.q80_experiments == geometric.q80_experiments
+
+
+@pytest.mark.parametrize(("target_nm", "reachable"), [(550.0, True), (700.0, False)])
+def test_p_in_band_tells_a_band_out_of_reach_after_the_design(target_nm: float,
+                                                             reachable: bool) -> None:
+    """``p_in_band``: the best chance any candidate has of landing in band, whatever its QY.
+
+    The problem's PL spans 500-610 nm: a 700-nm band is out of reach, and once the design is
+    told the model says so (the campaign's ``stop.forecast_reach_below`` reads it); a 550-nm
+    band keeps a real chance until it is found. Before anything is in band ``p_improve``
+    is the same number (improving on nothing is landing in band).
+    """
+    space = space_2d()
+    obj = ObjectiveSpec(terms=(Target(outcome="pl_peak_nm", value=target_nm, tolerance=2.0),
+                               Maximize(outcome="qy", scale=0.1)))
+    opt = BotorchOptimizer(space, obj, seed=3, n_init=4, **FAST)
+    seen = []
+    for n in range(1, 9):
+        [x] = opt.ask(1)
+        opt.tell([x], [peak_problem(space, x)], [dict(SD)])
+        fc = opt.forecast()
+        if fc is None:
+            continue
+        assert fc.design_done is (n >= 4)
+        assert 0.0 <= fc.p_in_band <= 1.0
+        if not any(o.in_band for o in opt.observations if not o.failed):
+            assert fc.p_improve == pytest.approx(fc.p_in_band)
+            if fc.design_done:
+                seen.append(fc.p_in_band)
+    assert seen, "something was in band at once"
+    if reachable:
+        assert min(seen) > 0.05
+    else:
+        assert max(seen[-3:]) < 0.01
