@@ -43,6 +43,7 @@ from autolab.space import (
     ParameterSpace,
     qd_space,
 )
+from autolab.support import repeated
 from autolab.twin import TwinConfig
 from autolab.yamlfile import KeyPath, did_you_mean, read_yaml_document
 
@@ -524,11 +525,11 @@ class CampaignConfig(BaseModel):
     @model_validator(mode="after")
     def _check_reactors(self) -> CampaignConfig:
         names = [r.name for r in self.reactors]
-        dupes = sorted({n for n in names if names.count(n) > 1})
+        dupes = repeated(names)
         if dupes:
             raise ValueError(f"reactors: names must be unique; repeated: {dupes}")
         devices = [str(r.devices) for r in self.reactors if r.devices is not None]
-        shared = sorted({d for d in devices if devices.count(d) > 1})
+        shared = repeated(devices)
         if shared:
             raise ValueError(f"reactors: devices file(s) {shared} named by more than one reactor; "
                              "each reactor needs its own device set")

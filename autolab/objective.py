@@ -70,6 +70,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from autolab.exceptions import ConfigError
+from autolab.support import repeated
 
 if TYPE_CHECKING:  # torch is imported inside the tensor methods: validating a campaign
     from torch import Tensor  # file must not pay for it (autolab validate starts in < 1 s)
@@ -276,7 +277,7 @@ class ObjectiveSpec(BaseModel):
     @model_validator(mode="after")
     def _check(self) -> ObjectiveSpec:
         outcomes = [t.outcome for t in self.terms]
-        dupes = sorted({o for o in outcomes if outcomes.count(o) > 1})
+        dupes = repeated(outcomes)
         if dupes:
             raise ValueError(f"outcome(s) {dupes} appear in more than one objective term")
         if self.mode == "pareto" and len(self.terms) < 2:

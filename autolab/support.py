@@ -8,7 +8,7 @@ the same few lines.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 
@@ -31,3 +31,12 @@ def lazy_attribute(package: str, modules: Mapping[str, str], name: str) -> Any:
     if module is None:
         raise AttributeError(f"module {package!r} has no attribute {name!r}")
     return getattr(importlib.import_module(f"{package}.{module}"), name)
+
+
+def repeated(values: Sequence[str]) -> list[str]:
+    """The values that stand more than once in ``values``, sorted (each named once).
+
+    What a schema's "must be unique" error names: parameter, outcome, reactor, device and
+    strategy names.
+    """
+    return sorted({v for v in values if values.count(v) > 1})
