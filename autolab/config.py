@@ -60,6 +60,17 @@ WARN_FEASIBLE_FRACTION = 0.05
 _FRACTION_DRAWS = 1 << 14
 
 
+def _check_slug(name: str, example: str) -> str:
+    """``name`` if it can name a folder, an MLflow run and a journal entry as it is.
+
+    Raises:
+        ValueError: Other characters; the message shows ``example``, a name that would do.
+    """
+    if not _SLUG.match(name):
+        raise ValueError(f"{name!r} must be letters, digits, '-', '_' or '.', like {example!r}")
+    return name
+
+
 @dataclass(frozen=True)
 class OutcomeRange:
     """What an objective may ask of one outcome.
@@ -336,9 +347,7 @@ class ReactorConfig(ExecutorConfig):
     @field_validator("name")
     @classmethod
     def _check_name(cls, v: str) -> str:
-        if not _SLUG.match(v):
-            raise ValueError(f"{v!r} must be letters, digits, '-', '_' or '.', like 'r1'")
-        return v
+        return _check_slug(v, "r1")
 
 
 @dataclass(frozen=True)
@@ -552,9 +561,7 @@ class CampaignConfig(BaseModel):
     @field_validator("name")
     @classmethod
     def _check_name(cls, v: str) -> str:
-        if not _SLUG.match(v):
-            raise ValueError(f"{v!r} must be letters, digits, '-', '_' or '.', like 'target-550nm'")
-        return v
+        return _check_slug(v, "target-550nm")
 
     @model_validator(mode="after")
     def _check_outcomes(self) -> CampaignConfig:
