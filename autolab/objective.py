@@ -125,7 +125,29 @@ class Target(BaseModel):
         return f"{self.outcome} = {self.value:g} ± {self.tolerance:g}"
 
 
-class Maximize(BaseModel):
+class _ScaledTerm(BaseModel):
+    """What :class:`Maximize` and :class:`Minimize` share: an outcome, its scale and a weight.
+
+    One schema for both directions, so a bound on ``scale`` or ``weight`` cannot differ between
+    them. Each subclass narrows ``kind`` to its own literal (the terms' discriminator); the field
+    keeps its place first, so a dumped term reads as before.
+
+    Attributes:
+        kind: The direction, ``"maximize"`` or ``"minimize"``.
+        outcome: Outcome name, e.g. ``"qy"``.
+        scale: Amount of the outcome worth one score unit (outcome units, > 0).
+        weight: Score weight.
+    """
+
+    model_config = _FROZEN
+
+    kind: str
+    outcome: OutcomeName
+    scale: float = Field(default=1.0, gt=0, allow_inf_nan=False)
+    weight: float = Field(default=1.0, gt=0, allow_inf_nan=False)
+
+
+class Maximize(_ScaledTerm):
     """Make an outcome as large as possible.
 
     Attributes:
@@ -134,12 +156,7 @@ class Maximize(BaseModel):
         weight: Score weight.
     """
 
-    model_config = _FROZEN
-
     kind: Literal["maximize"] = "maximize"
-    outcome: OutcomeName
-    scale: float = Field(default=1.0, gt=0, allow_inf_nan=False)
-    weight: float = Field(default=1.0, gt=0, allow_inf_nan=False)
 
     def utility(self, y: Tensor) -> Tensor:
         """Utility ``y / scale`` (any shape)."""
@@ -150,7 +167,7 @@ class Maximize(BaseModel):
         return f"maximize {self.outcome}"
 
 
-class Minimize(BaseModel):
+class Minimize(_ScaledTerm):
     """Make an outcome as small as possible.
 
     Attributes:
@@ -159,12 +176,7 @@ class Minimize(BaseModel):
         weight: Score weight.
     """
 
-    model_config = _FROZEN
-
     kind: Literal["minimize"] = "minimize"
-    outcome: OutcomeName
-    scale: float = Field(default=1.0, gt=0, allow_inf_nan=False)
-    weight: float = Field(default=1.0, gt=0, allow_inf_nan=False)
 
     def utility(self, y: Tensor) -> Tensor:
         """Utility ``-y / scale`` (any shape)."""
