@@ -146,6 +146,10 @@ class _ScaledTerm(BaseModel):
     scale: float = Field(default=1.0, gt=0, allow_inf_nan=False)
     weight: float = Field(default=1.0, gt=0, allow_inf_nan=False)
 
+    def describe(self) -> str:
+        """The term as text: its direction and outcome, e.g. ``maximize qy``."""
+        return f"{self.kind} {self.outcome}"
+
 
 class Maximize(_ScaledTerm):
     """Make an outcome as large as possible.
@@ -162,10 +166,6 @@ class Maximize(_ScaledTerm):
         """Utility ``y / scale`` (any shape)."""
         return y / self.scale
 
-    def describe(self) -> str:
-        """The term as text."""
-        return f"maximize {self.outcome}"
-
 
 class Minimize(_ScaledTerm):
     """Make an outcome as small as possible.
@@ -181,10 +181,6 @@ class Minimize(_ScaledTerm):
     def utility(self, y: Tensor) -> Tensor:
         """Utility ``-y / scale`` (any shape)."""
         return -y / self.scale
-
-    def describe(self) -> str:
-        """The term as text."""
-        return f"minimize {self.outcome}"
 
 
 Term = Annotated[Target | Maximize | Minimize, Field(discriminator="kind")]
