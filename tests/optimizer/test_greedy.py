@@ -73,15 +73,25 @@ def _greedy_optimizer(seed: int, every: int | None) -> BotorchOptimizer:
     return opt
 
 
+def assert_bright_in_band_and_away(opt: BotorchOptimizer, x: dict[str, float],
+                                   qy_above: float) -> None:
+    """``x`` is in the 548-552 nm band, brighter than ``qy_above`` and clear of every told point.
+
+    What an ask that leaves the crawl data's dim in-band readings (QY 0.07-0.15) must propose:
+    the greedy step here and the stalled search's escape (test_escape.py) alike.
+    """
+    truth = peak_problem(opt.space, x)
+    assert abs(truth["pl_peak_nm"] - 550.0) <= 2.0
+    assert truth["qy"] > qy_above
+    told = np.array([unit(opt.space, o.conditions) for o in opt.observations])
+    assert float(np.linalg.norm(told - unit(opt.space, x), axis=1).min()) >= EXCLUSION_RADIUS
+
+
 def test_a_greedy_ask_proposes_in_band_away_from_the_data_and_resumes_the_same() -> None:
     opt = _greedy_optimizer(seed=5, every=2)
     resumed = BotorchOptimizer.from_state(json.loads(json.dumps(opt.state_dict())))
     [x] = opt.ask(1)
-    truth = peak_problem(opt.space, x)
-    assert abs(truth["pl_peak_nm"] - 550.0) <= 2.0
-    assert truth["qy"] > 0.3  # every in-band reading is 0.07-0.15
-    told = np.array([unit(opt.space, o.conditions) for o in opt.observations])
-    assert float(np.linalg.norm(told - unit(opt.space, x), axis=1).min()) >= EXCLUSION_RADIUS
+    assert_bright_in_band_and_away(opt, x, qy_above=0.3)
     assert resumed.settings.ts_greedy_every == 2
     assert resumed.ask(1) == [x]
 
