@@ -134,7 +134,7 @@ class _ScaledTerm(BaseModel):
 
     Attributes:
         kind: The direction, ``"maximize"`` or ``"minimize"``.
-        outcome: Outcome name, e.g. ``"qy"``.
+        outcome: Outcome name, e.g. ``"qy"`` or ``"fwhm_nm"``.
         scale: Amount of the outcome worth one score unit (outcome units, > 0).
         weight: Score weight.
     """
@@ -152,13 +152,7 @@ class _ScaledTerm(BaseModel):
 
 
 class Maximize(_ScaledTerm):
-    """Make an outcome as large as possible.
-
-    Attributes:
-        outcome: Outcome name, e.g. ``"qy"``.
-        scale: Amount of the outcome worth one score unit (outcome units, > 0).
-        weight: Score weight.
-    """
+    """Make an outcome as large as possible, e.g. ``qy`` (fields: :class:`_ScaledTerm`)."""
 
     kind: Literal["maximize"] = "maximize"
 
@@ -168,13 +162,7 @@ class Maximize(_ScaledTerm):
 
 
 class Minimize(_ScaledTerm):
-    """Make an outcome as small as possible.
-
-    Attributes:
-        outcome: Outcome name, e.g. ``"fwhm_nm"``.
-        scale: Amount of the outcome worth one score unit (outcome units, > 0).
-        weight: Score weight.
-    """
+    """Make an outcome as small as possible, e.g. ``fwhm_nm`` (fields: :class:`_ScaledTerm`)."""
 
     kind: Literal["minimize"] = "minimize"
 
