@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from autolab.config import CampaignConfig
     from autolab.objective import ObjectiveSpec
     from autolab.records import Features, Trial
+    from autolab.tracking import JournalState
 
 EXIT_OK, EXIT_BUG, EXIT_INPUT, EXIT_INTERRUPTED, EXIT_FAILURE = 0, 1, 2, 3, 4
 #: Largest seed the command line takes (``autolab.config.SEED_LIMIT - 1``: 32-bit seeds).
@@ -759,6 +760,27 @@ def _campaign_folder(run_dir: Path | None, runs_dir: Path) -> Path:
     return folder
 
 
+def _named_campaign(run_dir: Path | None, runs_dir: Path) -> Path:
+    """The campaign folder a command names; a missing or wrong one ends it with exit 2."""
+    try:
+        return _campaign_folder(run_dir, runs_dir)
+    except ConfigError as err:
+        raise fail(str(err), EXIT_INPUT) from err
+
+
+def _read_campaign(folder: Path) -> tuple[JournalState, CampaignConfig]:
+    """A campaign folder's journal and the campaign its header describes.
+
+    Raises:
+        JournalError: The journal or its header's campaign is unreadable.
+    """
+    from autolab.tracking import Journal
+    from autolab.tracking.journal import JOURNAL_NAME
+
+    state = Journal.read(folder / JOURNAL_NAME)
+    return state, _journal_config(folder / JOURNAL_NAME, state)
+
+
 @app.command()
 def resume(
     run_dir: Annotated[Path | None, typer.Argument(
@@ -770,17 +792,10 @@ def resume(
     reviewer: ReviewerOption = None,
 ) -> None:
     """Continue an interrupted campaign from its journal."""
-    from autolab.tracking import Journal
-    from autolab.tracking.journal import JOURNAL_NAME
-
-    try:
-        folder = _campaign_folder(run_dir, runs_dir)
-    except ConfigError as err:
-        raise fail(str(err), EXIT_INPUT) from err
+    folder = _named_campaign(run_dir, runs_dir)
     with _run_log() as log, _guard_failures():
         log.to_file(folder)
-        state = Journal.read(folder / JOURNAL_NAME)
-        cfg = _journal_config(folder / JOURNAL_NAME, state)
+        state, cfg = _read_campaign(folder)
         uri = _tracking_uri(tracking_uri, state.tracking_uri or cfg.tracking.uri)
         tracker = _make_tracker(cfg.tracking.enabled and not no_tracking, uri,
                                 cfg.tracking.experiment)
@@ -823,17 +838,12 @@ def sync(
 ) -> None:
     """Log to MLflow every experiment of a campaign that MLflow missed (exactly once)."""
     from autolab.exceptions import TrackingError
-    from autolab.tracking import Journal
     from autolab.tracking import sync as sync_journal
     from autolab.tracking.journal import JOURNAL_NAME
 
+    folder = _named_campaign(run_dir, run_dir.parent)
     try:
-        folder = _campaign_folder(run_dir, run_dir.parent)
-    except ConfigError as err:
-        raise fail(str(err), EXIT_INPUT) from err
-    try:
-        state = Journal.read(folder / JOURNAL_NAME)
-        cfg = _journal_config(folder / JOURNAL_NAME, state)
+        state, cfg = _read_campaign(folder)
         uri = _tracking_uri(tracking_uri, state.tracking_uri or cfg.tracking.uri)
         tracker = _make_tracker(True, uri, cfg.tracking.experiment)
         n = sync_journal(folder / JOURNAL_NAME, tracker)
@@ -848,16 +858,9 @@ def report(
     out: Annotated[Path | None, typer.Option(help="Output folder (default RUN/report).")] = None,
 ) -> None:
     """Write a summary table and plots of a campaign into a folder."""
-    from autolab.tracking import Journal
-    from autolab.tracking.journal import JOURNAL_NAME
-
+    folder = _named_campaign(run_dir, run_dir.parent)
     try:
-        folder = _campaign_folder(run_dir, run_dir.parent)
-    except ConfigError as err:
-        raise fail(str(err), EXIT_INPUT) from err
-    try:
-        state = Journal.read(folder / JOURNAL_NAME)
-        _journal_config(folder / JOURNAL_NAME, state)
+        state, _ = _read_campaign(folder)
     except JournalError as err:
         raise fail(str(err), EXIT_FAILURE) from err
     target = out or folder / "report"

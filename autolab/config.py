@@ -43,6 +43,7 @@ from autolab.space import (
     ParameterSpace,
     qd_space,
 )
+from autolab.support import repeated
 from autolab.twin import TwinConfig
 from autolab.yamlfile import KeyPath, did_you_mean, read_yaml_document
 
@@ -57,6 +58,17 @@ MIN_FEASIBLE_FRACTION = 1e-3
 WARN_FEASIBLE_FRACTION = 0.05
 #: Uniform draws used to estimate the feasible fraction (fixed seed: the answer is reproducible).
 _FRACTION_DRAWS = 1 << 14
+
+
+def _check_slug(name: str, example: str) -> str:
+    """``name`` if it can name a folder, an MLflow run and a journal entry as it is.
+
+    Raises:
+        ValueError: Other characters; the message shows ``example``, a name that would do.
+    """
+    if not _SLUG.match(name):
+        raise ValueError(f"{name!r} must be letters, digits, '-', '_' or '.', like {example!r}")
+    return name
 
 
 @dataclass(frozen=True)
@@ -335,9 +347,7 @@ class ReactorConfig(ExecutorConfig):
     @field_validator("name")
     @classmethod
     def _check_name(cls, v: str) -> str:
-        if not _SLUG.match(v):
-            raise ValueError(f"{v!r} must be letters, digits, '-', '_' or '.', like 'r1'")
-        return v
+        return _check_slug(v, "r1")
 
 
 @dataclass(frozen=True)
@@ -533,11 +543,11 @@ class CampaignConfig(BaseModel):
     @model_validator(mode="after")
     def _check_reactors(self) -> CampaignConfig:
         names = [r.name for r in self.reactors]
-        dupes = sorted({n for n in names if names.count(n) > 1})
+        dupes = repeated(names)
         if dupes:
             raise ValueError(f"reactors: names must be unique; repeated: {dupes}")
         devices = [str(r.devices) for r in self.reactors if r.devices is not None]
-        shared = sorted({d for d in devices if devices.count(d) > 1})
+        shared = repeated(devices)
         if shared:
             raise ValueError(f"reactors: devices file(s) {shared} named by more than one reactor; "
                              "each reactor needs its own device set")
@@ -560,9 +570,7 @@ class CampaignConfig(BaseModel):
     @field_validator("name")
     @classmethod
     def _check_name(cls, v: str) -> str:
-        if not _SLUG.match(v):
-            raise ValueError(f"{v!r} must be letters, digits, '-', '_' or '.', like 'target-550nm'")
-        return v
+        return _check_slug(v, "target-550nm")
 
     @model_validator(mode="after")
     def _check_outcomes(self) -> CampaignConfig:

@@ -70,6 +70,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from autolab.exceptions import ConfigError
+from autolab.support import repeated
 
 if TYPE_CHECKING:  # torch is imported inside the tensor methods: validating a campaign
     from torch import Tensor  # file must not pay for it (autolab validate starts in < 1 s)
@@ -124,54 +125,50 @@ class Target(BaseModel):
         return f"{self.outcome} = {self.value:g} ± {self.tolerance:g}"
 
 
-class Maximize(BaseModel):
-    """Make an outcome as large as possible.
+class _ScaledTerm(BaseModel):
+    """What :class:`Maximize` and :class:`Minimize` share: an outcome, its scale and a weight.
+
+    One schema for both directions, so a bound on ``scale`` or ``weight`` cannot differ between
+    them. Each subclass narrows ``kind`` to its own literal (the terms' discriminator); the field
+    keeps its place first, so a dumped term reads as before.
 
     Attributes:
-        outcome: Outcome name, e.g. ``"qy"``.
+        kind: The direction, ``"maximize"`` or ``"minimize"``.
+        outcome: Outcome name, e.g. ``"qy"`` or ``"fwhm_nm"``.
         scale: Amount of the outcome worth one score unit (outcome units, > 0).
         weight: Score weight.
     """
 
     model_config = _FROZEN
 
-    kind: Literal["maximize"] = "maximize"
+    kind: str
     outcome: OutcomeName
     scale: float = Field(default=1.0, gt=0, allow_inf_nan=False)
     weight: float = Field(default=1.0, gt=0, allow_inf_nan=False)
+
+    def describe(self) -> str:
+        """The term as text: its direction and outcome, e.g. ``maximize qy``."""
+        return f"{self.kind} {self.outcome}"
+
+
+class Maximize(_ScaledTerm):
+    """Make an outcome as large as possible, e.g. ``qy`` (fields: :class:`_ScaledTerm`)."""
+
+    kind: Literal["maximize"] = "maximize"
 
     def utility(self, y: Tensor) -> Tensor:
         """Utility ``y / scale`` (any shape)."""
         return y / self.scale
 
-    def describe(self) -> str:
-        """The term as text."""
-        return f"maximize {self.outcome}"
 
-
-class Minimize(BaseModel):
-    """Make an outcome as small as possible.
-
-    Attributes:
-        outcome: Outcome name, e.g. ``"fwhm_nm"``.
-        scale: Amount of the outcome worth one score unit (outcome units, > 0).
-        weight: Score weight.
-    """
-
-    model_config = _FROZEN
+class Minimize(_ScaledTerm):
+    """Make an outcome as small as possible, e.g. ``fwhm_nm`` (fields: :class:`_ScaledTerm`)."""
 
     kind: Literal["minimize"] = "minimize"
-    outcome: OutcomeName
-    scale: float = Field(default=1.0, gt=0, allow_inf_nan=False)
-    weight: float = Field(default=1.0, gt=0, allow_inf_nan=False)
 
     def utility(self, y: Tensor) -> Tensor:
         """Utility ``-y / scale`` (any shape)."""
         return -y / self.scale
-
-    def describe(self) -> str:
-        """The term as text."""
-        return f"minimize {self.outcome}"
 
 
 Term = Annotated[Target | Maximize | Minimize, Field(discriminator="kind")]
@@ -276,7 +273,7 @@ class ObjectiveSpec(BaseModel):
     @model_validator(mode="after")
     def _check(self) -> ObjectiveSpec:
         outcomes = [t.outcome for t in self.terms]
-        dupes = sorted({o for o in outcomes if outcomes.count(o) > 1})
+        dupes = repeated(outcomes)
         if dupes:
             raise ValueError(f"outcome(s) {dupes} appear in more than one objective term")
         if self.mode == "pareto" and len(self.terms) < 2:

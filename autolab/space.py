@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from autolab.exceptions import ConditionsError, ConfigError
 from autolab.records import MAX_TANKS, tank_temperature_name
+from autolab.support import repeated
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
@@ -204,7 +205,7 @@ class ParameterSpace(BaseModel):
     @model_validator(mode="after")
     def _check(self) -> ParameterSpace:
         names = [p.name for p in self.parameters]
-        dupes = sorted({n for n in names if names.count(n) > 1})
+        dupes = repeated(names)
         if dupes:
             raise ValueError(f"duplicate parameter names: {dupes}")
         by_name = {p.name: p for p in self.parameters}

@@ -349,11 +349,8 @@ def exciton_peak(wavelengths_nm: ArrayLike, absorbance_: ArrayLike, *,
     Raises:
         SpectrumError: Shapes or the wavelength grid are unusable.
     """
-    wl = check_wavelengths(wavelengths_nm)
-    a = check_counts("absorbance", absorbance_, wl.size)
-    s = settings or AnalyzerSettings()
-    grid = Grid.make(wl, s.bin_nm)
-    return exciton_from_bins(grid.wl_b, grid.bin(a), s)
+    wl_b, a_b, s = _binned_absorbance(wavelengths_nm, absorbance_, settings)
+    return exciton_from_bins(wl_b, a_b, s)
 
 
 @dataclass(frozen=True)
@@ -420,9 +417,23 @@ def absorbance_at(wavelengths_nm: ArrayLike, absorbance_: ArrayLike, at_nm: Arra
     Raises:
         SpectrumError: Shapes or the wavelength grid are unusable.
     """
+    wl_b, a_b, _ = _binned_absorbance(wavelengths_nm, absorbance_, settings)
+    return value_at(wl_b, a_b, per_row("at_nm", at_nm, a_b.shape[0]))
+
+
+def _binned_absorbance(wavelengths_nm: ArrayLike, absorbance_: ArrayLike,
+                       settings: AnalyzerSettings | None
+                       ) -> tuple[FloatArray, FloatArray, AnalyzerSettings]:
+    """Checked absorbance spectra on the settings' bins: bin centres ``(B,)``, values ``(N, B)``.
+
+    The one way the public absorbance readers (:func:`exciton_peak`, :func:`absorbance_at`) take
+    their input, so both refuse the same shapes and bin alike.
+
+    Raises:
+        SpectrumError: Shapes or the wavelength grid are unusable.
+    """
     wl = check_wavelengths(wavelengths_nm)
     a = check_counts("absorbance", absorbance_, wl.size)
     s = settings or AnalyzerSettings()
     grid = Grid.make(wl, s.bin_nm)
-    return value_at(grid.wl_b, grid.bin(a), per_row("at_nm", at_nm, a.shape[0]))
-
+    return grid.wl_b, grid.bin(a), s

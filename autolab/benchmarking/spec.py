@@ -37,6 +37,7 @@ from autolab.benchmarking.problem import Problem, feasible_rows
 from autolab.config import SpaceConfig, TrackingConfig, format_validation_error
 from autolab.exceptions import AutolabError, ConfigError
 from autolab.optimizer import make_optimizer
+from autolab.support import repeated
 from autolab.twin import TwinConfig
 from autolab.yamlfile import read_yaml
 
@@ -280,7 +281,7 @@ class BenchmarkSpec(BaseModel):
     @model_validator(mode="after")
     def _check(self) -> BenchmarkSpec:
         names = [s.name for s in self.strategies]
-        dupes = sorted({n for n in names if names.count(n) > 1})
+        dupes = repeated(names)
         if dupes:
             raise ValueError(f"strategy labels must be unique; repeated: {dupes} "
                              "(give each variant a 'label')")

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -340,6 +340,22 @@ def ramp_duration_min(start: Conditions, end: Conditions, limits: RampLimits) ->
     return need
 
 
+def _timeline(start: Conditions, legs: Iterable[tuple[float, Conditions]]
+              ) -> tuple[list[float], list[Conditions]]:
+    """Knot times (min, from 0) and points of a path from ``start`` through ``legs`` in order.
+
+    Each leg is a duration and the point it ends at: a ramp, or a hold where that point is the
+    one before. A leg of no duration adds no knot, so a planner may list every leg it could
+    take; the one way :func:`plan_ramp`, :func:`chain` and :func:`plan_approach` lay theirs out.
+    """
+    times, points = [0.0], [start]
+    for duration_min, point in legs:
+        if duration_min > 0:
+            times.append(times[-1] + duration_min)
+            points.append(point)
+    return times, points
+
+
 def plan_ramp(start: Conditions, end: Conditions, limits: RampLimits, *,
               hold_start_min: float = 0.0, hold_end_min: float = 0.0,
               held_before: bool = True) -> Trajectory:
@@ -366,18 +382,9 @@ def plan_ramp(start: Conditions, end: Conditions, limits: RampLimits, *,
     for name, v in (("hold_start_min", hold_start_min), ("hold_end_min", hold_end_min)):
         if not math.isfinite(v) or v < 0:
             raise ConfigError(f"plan_ramp {name}: expected a non-negative time, got {v!r}")
-    times = [0.0]
-    points = [start]
-    if hold_start_min > 0:
-        times.append(hold_start_min)
-        points.append(start)
-    ramp = ramp_duration_min(start, end, limits)
-    if ramp > 0:
-        times.append(times[-1] + ramp)
-        points.append(end)
-    if hold_end_min > 0:
-        times.append(times[-1] + hold_end_min)
-        points.append(end)
+    times, points = _timeline(start, ((hold_start_min, start),
+                                      (ramp_duration_min(start, end, limits), end),
+                                      (hold_end_min, end)))
     if len(points) == 1:
         raise ConfigError("plan_ramp: start and end are the same conditions and no hold was "
                           "asked for; a trajectory needs a duration")
@@ -396,19 +403,14 @@ def chain(points: Sequence[Conditions], limits: RampLimits, *, hold_min: float =
         raise ConfigError(f"chain: expected at least two points, got {len(points)}")
     if not math.isfinite(hold_min) or hold_min < 0:
         raise ConfigError(f"chain hold_min: expected a non-negative time, got {hold_min!r}")
-    times, out = [0.0], [points[0]]
+    legs: list[tuple[float, Conditions]] = []
     for i, (a, b) in enumerate(itertools.pairwise(points)):
         _check_bounds(flatten(b), limits, f"point {i + 1}")
-        if hold_min > 0 and (i > 0 or not held_before):
-            times.append(times[-1] + hold_min)
-            out.append(a)
-        ramp = ramp_duration_min(a, b, limits)
-        if ramp > 0:
-            times.append(times[-1] + ramp)
-            out.append(b)
-    if hold_min > 0:
-        times.append(times[-1] + hold_min)
-        out.append(points[-1])
+        if i > 0 or not held_before:
+            legs.append((hold_min, a))
+        legs.append((ramp_duration_min(a, b, limits), b))
+    legs.append((hold_min, points[-1]))
+    times, out = _timeline(points[0], legs)
     if len(out) == 1:
         raise ConfigError("chain: the points are all the same and no hold was asked for")
     return Trajectory(times_min=tuple(times), points=tuple(out), held_before=held_before)
@@ -521,11 +523,7 @@ def plan_approach(start: Conditions, end: Conditions, devices: RampLimits, slow:
     slow_min = max(ramp_duration_min(mid, end, devices), ramp_duration_min(mid, end, slow))
     if max_slow_min is not None:
         slow_min = max(ramp_duration_min(mid, end, devices), min(slow_min, max_slow_min))
-    times, points = [0.0], [start]
-    for t, p in ((fast_min, mid), (slow_min, end)):
-        if t > 0:
-            times.append(times[-1] + t)
-            points.append(p)
+    times, points = _timeline(start, ((fast_min, mid), (slow_min, end)))
     if len(points) == 1:
         raise ConfigError("plan_approach: the start and end points are the same")
     return Trajectory(times_min=tuple(times), points=tuple(points))

@@ -28,8 +28,9 @@ by name; :func:`optimizer_from_state` rebuilds whichever optimizer wrote a state
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
+
+from autolab.support import lazy_attribute
 
 if TYPE_CHECKING:
     from autolab.optimizer.base import BaseOptimizer, Observation, Optimizer, derive_seed
@@ -49,10 +50,7 @@ _LAZY = {
 
 
 def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    return lazy_attribute(__name__, _LAZY, name)
 
 
 __all__ = [

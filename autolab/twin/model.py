@@ -100,6 +100,32 @@ def condition_states(conditions: Conditions, config: TwinConfig,
                   profile=tank_profile(conditions, config))
 
 
+def state_spectra(wl_nm: FloatArray, core: CoreState, shell: ShellState,
+                  config: TwinConfig) -> tuple[FloatArray, FloatArray]:
+    """Absorbance and emission per absorbed photon per nm of the first state, on ``wl_nm``.
+
+    The one formula of the twin's noise-free spectra at the outlet's full concentration: the
+    truth, the steady product the rigs carry and the transient cascade's fixed point all read
+    it, so they cannot drift apart.
+    """
+    a = (config.optics.absorbance_1s_full * core.conversion[0]
+         * absorbance_shape(wl_nm, core, shell, config.chemistry, config.optics)[0])
+    em = emission_per_nm(wl_nm, core, shell, config.chemistry, config.optics)[0]
+    return a, em
+
+
+def steady_spectra(conditions: Conditions, config: TwinConfig,
+                   wl_nm: FloatArray) -> tuple[FloatArray, FloatArray, float, float]:
+    """Steady absorbance and emission of one feed on ``wl_nm``, plus its total QY and conversion.
+
+    Raises:
+        ConditionsError: Per-tank conditions this cascade cannot realize (names the field).
+    """
+    core, shell = condition_states(conditions, config)
+    a, em = state_spectra(wl_nm, core, shell, config)
+    return a, em, float(shell.qy_band[0] + shell.qy_trap[0]), float(core.conversion[0])
+
+
 def nominal_energies(core: CoreState, shell: ShellState,
                      config: TwinConfig) -> tuple[FloatArray, FloatArray]:
     """Absorption and emission energy of the mean-size dot, eV, each ``(n,)``."""

@@ -56,7 +56,7 @@ from autolab.twin.chemistry import (
     shell_from_exposures,
 )
 from autolab.twin.config import TwinConfig
-from autolab.twin.model import condition_states
+from autolab.twin.model import steady_spectra
 from autolab.twin.optics import absorbance_shape, emission_per_nm
 
 FloatArray = NDArray[np.float64]
@@ -944,10 +944,4 @@ class TransientCascade:
     def steady_product(self, conditions: Conditions) -> tuple[FloatArray, FloatArray, float,
                                                                 float]:
         """The twin's steady product of a feed (closed form; what the transient settles on)."""
-        cfg = self.config
-        core, shell = condition_states(conditions, cfg)
-        wl = self.wavelengths_nm
-        a = (cfg.optics.absorbance_1s_full * core.conversion[0]
-             * absorbance_shape(wl, core, shell, cfg.chemistry, cfg.optics)[0])
-        em = emission_per_nm(wl, core, shell, cfg.chemistry, cfg.optics)[0]
-        return a, em, float(shell.qy_band[0] + shell.qy_trap[0]), float(core.conversion[0])
+        return steady_spectra(conditions, self.config, self.wavelengths_nm)

@@ -27,8 +27,12 @@ from autolab.twin.cascade import (
 )
 from autolab.twin.chemistry import ConditionArrays, failure_probabilities
 from autolab.twin.config import TwinConfig
-from autolab.twin.model import condition_states, features_from_states
-from autolab.twin.optics import absorbance_shape, emission_per_nm
+from autolab.twin.model import (
+    condition_states,
+    features_from_states,
+    state_spectra,
+    steady_spectra,
+)
 
 FloatArray = NDArray[np.float64]
 
@@ -122,9 +126,7 @@ class DigitalTwin:
         core, shell = condition_states(conditions, cfg, core_only=core_only)
         feats = features_from_states(core, shell, cfg, with_abs=True)
         wl = self.wavelengths_nm
-        a = (cfg.optics.absorbance_1s_full * core.conversion[0]
-             * absorbance_shape(wl, core, shell, cfg.chemistry, cfg.optics)[0])
-        em = emission_per_nm(wl, core, shell, cfg.chemistry, cfg.optics)[0]
+        a, em = state_spectra(wl, core, shell, cfg)
         fail = failure_probabilities(c, core, shell, cfg.failures,
                                      profile=tank_profile(conditions, cfg))
         return GroundTruth(
@@ -140,13 +142,7 @@ class DigitalTwin:
 
     def _spectra(self, conditions: Conditions) -> tuple[FloatArray, FloatArray, float, float]:
         """Noise-free absorbance and emission on the detector grid, plus QY and conversion."""
-        cfg = self.config
-        core, shell = condition_states(conditions, cfg)
-        wl = self.wavelengths_nm
-        a = (cfg.optics.absorbance_1s_full * core.conversion[0]
-             * absorbance_shape(wl, core, shell, cfg.chemistry, cfg.optics)[0])
-        em = emission_per_nm(wl, core, shell, cfg.chemistry, cfg.optics)[0]
-        return a, em, float(shell.qy_band[0] + shell.qy_trap[0]), float(core.conversion[0])
+        return steady_spectra(conditions, self.config, self.wavelengths_nm)
 
     def product(self, conditions: Conditions) -> tuple[FloatArray, FloatArray, float, float]:
         """Steady product of a feed, as the simulated rig's cascade physics carries it.

@@ -156,17 +156,25 @@ def test_the_dynamic_block_is_validated_whole() -> None:
             parse_campaign(data, "test")
 
 
-def _config(budget: int, **dynamic: object) -> CampaignConfig:
+def campaign_data(budget: int, **dynamic: object) -> dict[str, Any]:
+    """The shipped dynamic campaign for ``budget`` experiments: Sobol, untracked, no target stop.
+
+    ``dynamic`` overrides the file's ``dynamic:`` options.
+    """
     data = load_campaign(CAMPAIGN).model_dump(mode="json")
     data["budget"] = {"max_experiments": budget}
     data["stop"] = {"target_reached": False}
     data["tracking"] = {"enabled": False}
     data["optimizer"] = {"kind": "sobol"}
+    data["dynamic"] = {**data["dynamic"], **dynamic}
+    return data
+
+
+def _config(budget: int, **dynamic: object) -> CampaignConfig:
     # the options' defaults unless a test sets them (the shipped file uses some of them)
     defaults = {"hold_at": "end", "jump_limit": "full_weight", "after_unread": "ask",
                 "representative": "full_weight_first"}
-    data["dynamic"] = {**data["dynamic"], **defaults, **dynamic}
-    return parse_campaign(data, "test")
+    return parse_campaign(campaign_data(budget, **{**defaults, **dynamic}), "test")
 
 
 def _told(run_dir: Path, config: CampaignConfig) -> int:

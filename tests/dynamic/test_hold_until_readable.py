@@ -26,10 +26,8 @@ from autolab.executors.ramp import cascade_geometry
 from autolab.records import Conditions
 from autolab.tracking import Journal
 
-ROOT = Path(__file__).resolve().parents[2]
-CAMPAIGN = ROOT / "campaigns" / "target_550nm_dynamic.yaml"
-A = Conditions(t_core_c=185, tau_core_min=15, t_shell_c=270, tau_shell_min=20, cl_to_i=2,
-               s_to_zn=2, p_to_in=3.6)
+from .test_dynamic_campaign import CAMPAIGN, A, campaign_data
+
 #: 40 °C core and 30 °C shell from A: half of it is far beyond the 8 / 12 °C refusal limits.
 FAR = Conditions(t_core_c=225, tau_core_min=15, t_shell_c=300, tau_shell_min=20, cl_to_i=2,
                  s_to_zn=2, p_to_in=3.6)
@@ -37,13 +35,7 @@ HELD_MIN = 300.0  # the reactor held A this long before the step: its tanks hold
 
 
 def _config(budget: int, **dynamic: object) -> CampaignConfig:
-    data = load_campaign(CAMPAIGN).model_dump(mode="json")
-    data["budget"] = {"max_experiments": budget}
-    data["stop"] = {"target_reached": False}
-    data["tracking"] = {"enabled": False}
-    data["optimizer"] = {"kind": "sobol"}
-    data["dynamic"] = {**data["dynamic"], "archive_frames": False, **dynamic}
-    return parse_campaign(data, "test")
+    return parse_campaign(campaign_data(budget, **{"archive_frames": False, **dynamic}), "test")
 
 
 def _held_at_a(runner: DynamicRunner) -> None:

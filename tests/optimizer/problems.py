@@ -10,9 +10,13 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import pytest
+
+from autolab.exceptions import ConfigError, OptimizerError
 from autolab.objective import Maximize, Minimize, ObjectiveSpec, Target, qd_objective
 from autolab.optimizer import BotorchOptimizer
 from autolab.optimizer.design import sobol_design
+from autolab.optimizer.settings import parse_optimizer_settings
 from autolab.space import LinearConstraint, Parameter, ParameterSpace, qd_space
 
 #: Settings small enough that a test's whole campaign takes seconds on two cores.
@@ -122,3 +126,18 @@ def told_qd_optimizer(n: int, **settings: Any) -> BotorchOptimizer:
     opt.tell(space.from_unit(u), qd_readings(u),
              outcome_sd=[{"pl_peak_nm": 1.0, "qy": 0.01, "fwhm_nm": 0.5}] * n)
     return opt
+
+
+def assert_refused_both_ways(settings: Mapping[str, Any], match: str,
+                             config_match: str | None = None) -> None:
+    """The optimizer's constructor and the campaign file's parser both refuse ``settings``.
+
+    One setting has two ways in (``BotorchOptimizer(...)`` from Python, ``optimizer: settings:``
+    in a campaign file) and each must name it: ``match`` in the constructor's
+    :class:`OptimizerError`, ``config_match`` (default ``match``) in the parser's
+    :class:`ConfigError`.
+    """
+    with pytest.raises(OptimizerError, match=match):
+        BotorchOptimizer(space_2d(), target_objective(), **settings)
+    with pytest.raises(ConfigError, match=match if config_match is None else config_match):
+        parse_optimizer_settings("botorch", dict(settings))

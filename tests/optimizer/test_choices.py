@@ -10,12 +10,10 @@ from typing import Any
 import pytest
 import torch
 
-from autolab.exceptions import ConfigError, OptimizerError
 from autolab.optimizer import BotorchOptimizer
 from autolab.optimizer.acquisition import BandFirstLogEI, incumbent_rest
-from autolab.optimizer.settings import parse_optimizer_settings
 
-from .problems import FAST, peak_problem, space_2d, target_objective
+from .problems import FAST, assert_refused_both_ways, peak_problem, space_2d, target_objective
 
 
 def _run(opt: BotorchOptimizer, n: int) -> None:
@@ -26,10 +24,8 @@ def _run(opt: BotorchOptimizer, n: int) -> None:
 
 @pytest.mark.parametrize("bad", [-0.1, float("nan"), float("inf"), "much"])
 def test_min_improvement_refuses_a_bad_value_naming_the_field(bad: object) -> None:
-    with pytest.raises(OptimizerError, match="min_improvement"):
-        BotorchOptimizer(space_2d(), target_objective(), min_improvement=bad)
-    with pytest.raises(ConfigError, match=r"settings\.min_improvement"):
-        parse_optimizer_settings("botorch", {"min_improvement": bad})
+    assert_refused_both_ways({"min_improvement": bad}, "min_improvement",
+                             r"settings\.min_improvement")
 
 
 def test_min_improvement_raises_the_bar_of_the_expected_improvement() -> None:

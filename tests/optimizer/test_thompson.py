@@ -25,6 +25,7 @@ from autolab.optimizer.thompson import (
 
 from .problems import (
     FAST,
+    assert_refused_both_ways,
     pareto_objective,
     peak_problem,
     space_2d,
@@ -67,18 +68,12 @@ def _crawl_data(opt: BotorchOptimizer) -> None:
                                               ("trust_region_init", 2.0),
                                               ("trust_region_init", float("nan"))])
 def test_bad_settings_are_refused_naming_the_field(field: str, value: Any) -> None:
-    with pytest.raises(OptimizerError, match=field):
-        BotorchOptimizer(space_2d(), target_objective(), **{field: value})
-    with pytest.raises(ConfigError, match=rf"settings\.{field}"):
-        parse_optimizer_settings("botorch", {field: value})
+    assert_refused_both_ways({field: value}, field, rf"settings\.{field}")
 
 
 def test_trust_region_without_thompson_sampling_is_refused() -> None:
-    with pytest.raises(OptimizerError, match="trust_region applies to Thompson sampling"):
-        BotorchOptimizer(space_2d(), target_objective(), acquisition="band_ei",
-                         trust_region=True)
-    with pytest.raises(ConfigError, match="trust_region applies to Thompson sampling"):
-        parse_optimizer_settings("botorch", {"acquisition": "band_ei", "trust_region": True})
+    assert_refused_both_ways({"acquisition": "band_ei", "trust_region": True},
+                             "trust_region applies to Thompson sampling")
 
 
 def test_a_trust_region_size_without_a_trust_region_is_refused() -> None:
@@ -306,10 +301,7 @@ def test_a_trust_region_for_a_pareto_objective_is_refused_naming_it() -> None:
 def test_thompson_settings_are_refused_where_no_ask_samples(setting: dict[str, Any]) -> None:
     """``acquisition: band_ei`` never samples: a Thompson setting there would be ignored."""
     [name] = setting
-    with pytest.raises(OptimizerError, match=rf"{name}.*never uses"):
-        BotorchOptimizer(space_2d(), target_objective(), acquisition="band_ei", **setting)
-    with pytest.raises(ConfigError, match=name):
-        parse_optimizer_settings("botorch", {"acquisition": "band_ei", **setting})
+    assert_refused_both_ways({"acquisition": "band_ei", **setting}, rf"{name}.*never uses", name)
     parse_optimizer_settings("botorch", setting)  # sampled by the default acquisition
 
 

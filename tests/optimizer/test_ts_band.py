@@ -9,12 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from autolab.exceptions import ConfigError, OptimizerError
 from autolab.optimizer import BotorchOptimizer
-from autolab.optimizer.settings import parse_optimizer_settings
 from autolab.optimizer.thompson import marginal_band_scores
 
-from .problems import FAST, peak_problem, space_2d, target_objective
+from .problems import FAST, assert_refused_both_ways, peak_problem, space_2d, target_objective
 
 SD = {"pl_peak_nm": 0.3, "qy": 0.01}
 QUICK: dict[str, Any] = dict(FAST)
@@ -36,10 +34,7 @@ def _tell_crawl(opt: BotorchOptimizer) -> None:
                                       {"ts_band": "probability", "acquisition": "band_ei"}])
 def test_bad_or_contradictory_ts_band_settings_are_refused_naming_it(
         settings: dict[str, Any]) -> None:
-    with pytest.raises(OptimizerError, match="ts_band"):
-        BotorchOptimizer(space_2d(), target_objective(), **settings)
-    with pytest.raises(ConfigError, match="ts_band"):
-        parse_optimizer_settings("botorch", settings)
+    assert_refused_both_ways(settings, "ts_band")
 
 
 def test_the_default_draws_the_band_and_a_saved_state_reads_the_setting_back() -> None:
