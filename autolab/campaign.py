@@ -225,7 +225,7 @@ def out_of_reach_note(config: CampaignConfig, trials: Sequence[Trial]) -> str:
     stop = config.stop
     return (f"no experiment was in band: {'; '.join(bands)}. After each of the last "
             f"{stop.forecast_reach_after} experiments the model gave no condition of the "
-            f"searched space more than a {stop.forecast_reach_below:.0%} chance of it "
+            f"searched space more than a {100 * stop.forecast_reach_below:.2g} % chance of it "
             "(stop.forecast_reach_below). Widen the space, change a fixed condition, or aim "
             "at a reachable target.")
 

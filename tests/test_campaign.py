@@ -742,7 +742,7 @@ def test_a_band_out_of_reach_ends_the_campaign_after_the_design(
     assert resumed.out_of_reach()
     resumed.journal.close()
     note = out_of_reach_note(cfg, result.trials)
-    assert "pl_peak_nm 700 ± 2 (measured " in note and "1% chance" in note
+    assert "pl_peak_nm 700 ± 2 (measured " in note and "a 1 % chance" in note
 
 
 def test_a_reading_too_imprecise_to_judge_the_band_never_reaches_the_target(
