@@ -581,6 +581,40 @@ def test_a_late_reply_is_never_read_as_the_next_register_s(shared: ManualOmega, 
         t.close()
 
 
+# ============================================================================= bring-up faults
+@pytest.mark.parametrize(("word", "meaning"),
+                         [(SENSOR_NOT_CONNECTED, "sensor not connected"),
+                          (INPUT_ERROR, "input signal error"), (AD_FAIL, "A/D converter failure"),
+                          (0x8005, "PV error code 0x8005")])
+def test_a_pv_error_code_at_bring_up_fails_it_by_name_before_a_write(line: Any, word: int,
+                                                                     meaning: str) -> None:
+    """§2.2's error codes other than 0x8002 (which is waited out): a unit whose sensor is
+    not connected passed the bring-up, was written its SV and RUN, and tripped the rig hard
+    at the supervisor's first poll; it now fails the bring-up naming the code."""
+    emu, t = line
+    unit = Unit()
+    unit.words[PV] = word
+    emu.reset(unit)
+    with pytest.raises(HardwareError, match=rf"error code 0x{word:04X} \({meaning}\) at "
+                                            rf"bring-up, before anything was written"):
+        _driver(t).connect()
+    with emu.lock:
+        assert [fc for fc, _ in unit.requests if fc in (5, 6, 16)] == [] and not unit.run
+
+
+def test_a_status_error_code_at_bring_up_fails_it_by_name_before_a_write(line: Any) -> None:
+    """0x102E 0x0007 (EEPROM error) at bring-up: named there, nothing written."""
+    emu, t = line
+    unit = Unit()
+    unit.words[STATUS] = 0x0007
+    emu.reset(unit)
+    with pytest.raises(HardwareError, match=r"status/error code 0x0007 \(EEPROM error, "
+                                            r"register 0x102E\) at bring-up"):
+        _driver(t).connect()
+    with emu.lock:
+        assert [fc for fc, _ in unit.requests if fc in (5, 6, 16)] == []
+
+
 # ============================================================================= RTU
 def test_a_line_in_rtu_8e1_brings_up_and_trips_on_a_sensor_break(shared: ManualOmega) -> None:
     """§2.2: "or RTU 8E1". The devices file gives the port 8E1 (no ``modbus_mode``): the
