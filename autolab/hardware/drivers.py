@@ -503,6 +503,12 @@ def _any_framer(ser: SerialLike) -> bytes:
 CUT_CONFIRM_S = 1.0
 
 
+#: Status-word faults a Eurotherm 3200 is refused for at bring-up (each is a hard trip later).
+CONNECT_REFUSED = {"sensor_break": "bit 5, the PV is meaningless",
+                   "loop_break": "bit 6, the output saturated without the PV responding",
+                   "over_range": "bit 10, the PV beyond the input range"}
+
+
 class Eurotherm3200(ModbusRegisters):
     """Eurotherm 3200 controller of one heater block, Modbus RTU through minimalmodbus.
 
@@ -558,12 +564,22 @@ class Eurotherm3200(ModbusRegisters):
         Raises:
             HardwareError: The controller is in manual mode (status bit 4): it would accept
                 every setpoint and follow none, so it is refused before anything is written.
+                So is one whose status word reports a sensor break, a loop break or a PV
+                over range, naming it: the supervisor trips hard on each at its first poll,
+                and the connect used to write the setpoints and allow the output (OP.HI
+                100 %) first.
         """
-        if self.status().manual_mode:
+        status = self.status()
+        if status.manual_mode:
             raise HardwareError(f"{self.name}: controller at address {self.address} is in "
                                 f"manual mode (status word, register 75, bit 4): its output "
                                 f"is held and follows no setpoint; switch it to auto (A/M "
                                 f"key) and connect again")
+        if status.fault in CONNECT_REFUSED:
+            raise HardwareError(f"{self.name}: controller at address {self.address} reports "
+                                f"{status.fault} (status word, register 75: "
+                                f"{CONNECT_REFUSED[status.fault]}) at bring-up, before "
+                                f"anything was written; check the sensor and heater wiring")
         self._write(eu.TARGET_SP, standby_c)
         check_setpoint(self.name, "ramp_c_per_min", self.ramp_c_per_min, low=0.0,
                        high=self.limits.max_ramp_c_per_min, unit="°C/min")
