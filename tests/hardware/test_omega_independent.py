@@ -616,18 +616,26 @@ def test_a_status_error_code_at_bring_up_fails_it_by_name_before_a_write(line: A
 
 
 # ============================================================================= RTU
-def test_a_line_in_rtu_8e1_brings_up_and_trips_on_a_sensor_break(shared: ManualOmega) -> None:
-    """§2.2: "or RTU 8E1". The devices file gives the port 8E1 (no ``modbus_mode``): the
-    framing follows the 8 data bits. Both units come up over RTU frames (CRC-16), and a
-    sensor that comes loose is a hard ``sensor_break`` trip."""
+@pytest.mark.parametrize("said_by", ["port-format-8e1", "modbus-mode-rtu"])
+def test_a_line_in_rtu_8e1_brings_up_and_trips_on_a_sensor_break(shared: ManualOmega,
+                                                                 said_by: str) -> None:
+    """§2.2: "or RTU 8E1". The devices file says so by the port's format (the framing
+    follows the 8 data bits) or by ``modbus_mode: rtu`` alone (the port then opens 8E1; it
+    was refused for the kind's default 7 data bits, and the rig did not open). Both units
+    come up over RTU frames (CRC-16), and a sensor that comes loose is a hard
+    ``sensor_break`` trip."""
     core, shell = Unit(1), Unit(2)
     shared.reset(core, shell, rtu=True)
     d = devices()
-    d["ports"]["heaters"] = {"url": shared.port, "timeout_s": 0.3, "format": "8E1"}
+    d["ports"]["heaters"] = {"url": shared.port, "timeout_s": 0.3}
+    if said_by == "port-format-8e1":
+        d["ports"]["heaters"]["format"] = "8E1"
     for role, address in (("core", 1), ("shell", 2)):
         d["devices"][f"heater_{role}"] = {"kind": "omega_cn7500", "port": "heaters",
                                           "address": address, "role": role,
                                           "limits": {"max_temperature_c": 300}}
+        if said_by == "modbus-mode-rtu":
+            d["devices"][f"heater_{role}"]["modbus_mode"] = "rtu"
     rig = Rig.open(parse_devices(d))
     try:
         assert rig.transports["heaters"].line_format == {"bytesize": 8, "parity": "E",
