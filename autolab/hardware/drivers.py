@@ -20,7 +20,14 @@ from numpy.typing import NDArray
 
 from autolab.exceptions import ConfigError, DeviceFault, HardwareError
 from autolab.hardware.base import PumpState, check_light_after_frame
-from autolab.hardware.limits import Limits, check_rate_sticks, check_setpoint, check_sticks
+from autolab.hardware.limits import (
+    Answer,
+    Limits,
+    check_answer_sticks,
+    check_rate_sticks,
+    check_setpoint,
+    check_sticks,
+)
 from autolab.hardware.modbus import ModbusRegisters
 from autolab.hardware.protocols import eurotherm as eu
 from autolab.hardware.protocols import ika, newera, spectro, vici
@@ -46,6 +53,9 @@ RESET_REPLIES = 2
 #: Replies :meth:`NE1000Pump.stop` acts on after the first ``STP``: an alarm to acknowledge, a
 #: status from before the command, a pause, each answered by one more ``STP`` or status query.
 STOP_STEPS = 4
+#: The diameter read back: within 0.1 % (4 significant digits keep 5e-4 or better), or the
+#: digits the pump answers with (:func:`~autolab.hardware.limits.matches_answer`).
+DIAMETER_REL_TOL = 1e-3
 
 
 class PumpAlarm(HardwareError):
@@ -260,8 +270,8 @@ class NE1000Pump:
         self.take_alarms()
         self.stop()
         self.command("DIA", newera.format_number(self.diameter_mm))
-        read = self.query("DIA", newera.parse_float)
-        check_sticks(self.name, "diameter_mm", self.diameter_mm, read, 1e-3)
+        check_answer_sticks(self.name, "diameter_mm", self.diameter_mm,
+                            self.query("DIA", newera.parse_number_answer), rel=DIAMETER_REL_TOL)
         self.command("DIR", "INF")
 
     def _probe(self) -> bool:
@@ -330,14 +340,18 @@ class NE1000Pump:
         return f"{self.name}: {version} ({self.found_mode} mode)"
 
     def set_rate_ml_min(self, rate_ml_min: float) -> None:
-        """Set the rate (mL/min), read it back and compare."""
+        """Set the rate (mL/min), read it back and compare.
+
+        The answer is held to the digits the pump writes (the manual gives only the most
+        it writes, 4 digits and 3 decimals), by the rule every pump kind's read-back and the
+        supervisor's rate check share (:func:`~autolab.hardware.limits.check_rate_sticks`).
+        """
         check_setpoint(self.name, "rate_ml_min", rate_ml_min, low=0.0,
                        high=self.limits.max_rate_ml_min, unit="mL/min")
         self.command("RAT", self._rate_args(rate_ml_min))
-        value, units = self.query("RAT", newera.parse_rate_units)
-        read = value * newera.RATE_UNITS_ML_MIN[units]
-        check_rate_sticks(self.name, rate_ml_min, read)
-        self.rate_ml_min, self.rate_units = read, units
+        got, units = self.query("RAT", newera.parse_rate_answer)
+        check_rate_sticks(self.name, rate_ml_min, got)
+        self.rate_ml_min, self.rate_units = got.value, units
 
     def _rate_args(self, rate_ml_min: float) -> str:
         """``RAT`` arguments: the most precise unit at rest, the current unit while pumping.
@@ -445,6 +459,14 @@ class NE1000Pump:
     def rate_read_ml_min(self) -> float:
         """The rate the pump reports now (``RAT`` query), mL/min."""
         return self.query("RAT", newera.parse_rate)
+
+    def rate_answer_ml_min(self) -> Answer:
+        """:meth:`rate_read_ml_min` with the answer's resolution, mL/min.
+
+        The supervisor's rate check holds the rate to the digits the pump writes, as the
+        read-back does (:class:`~autolab.hardware.base.AnswersRateDigits`).
+        """
+        return self.query("RAT", newera.parse_rate_answer)[0]
 
     def dispensed_ml(self) -> tuple[float, float]:
         """(infused, withdrawn) since the last clear, mL."""
