@@ -221,7 +221,11 @@ class Transport:
             parse: Optional validator called on the frame; a :class:`ProtocolError` it raises
                 counts as a garbled reply and is retried.
             attempts: Attempts for this exchange (default ``retries + 1``); a probe that
-                expects silence from a device in another mode uses 1.
+                expects silence from a device in another mode uses 1. A caller that bounds
+                the attempts takes silence for an answer (a probe, a write a device may
+                leave unanswered), so its timeouts leave no debt (:meth:`owe`): a pump
+                that ignores the first command after power-up would otherwise hold up the
+                next request at every bring-up.
             pace: Called before every attempt's write, the lock held: a device that needs
                 time between two commands (a Julabo: 250 ms) waits there, retries included
                 (a retry right after a garbled reply came within 50 ms of the first try).
@@ -274,8 +278,8 @@ class Transport:
                     self._record(device, wall, request, reply, t0=t0)
                     return reply
         finally:
-            if last is not None:  # a reply read after a failed attempt may be the late one
-                self.owe(sent_s)
+            if last is not None and attempts is None:  # a reply read after a failed attempt
+                self.owe(sent_s)                       # may be the late one
         raise HardwareError(f"{device}: no valid reply to {request!r} after "
                             f"{tries} attempts on {self.url!r}: last reply {last_reply!r}: "
                             f"{last}") from last
