@@ -278,8 +278,10 @@ class Transport:
                     self._record(device, wall, request, reply, t0=t0)
                     return reply
         finally:
-            if last is not None and attempts is None:  # a reply read after a failed attempt
-                self.owe(sent_s)                       # may be the late one
+            # a reply read after a failed attempt may have been the late one, and the last
+            # attempt's own reply may still come; bounded attempts take silence for an answer
+            if last is not None and attempts is None:
+                self.owe(sent_s)
         raise HardwareError(f"{device}: no valid reply to {request!r} after "
                             f"{tries} attempts on {self.url!r}: last reply {last_reply!r}: "
                             f"{last}") from last
