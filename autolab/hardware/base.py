@@ -125,7 +125,7 @@ class Pump(Device, Protocol):
 
 @runtime_checkable
 class AnswersRateDigits(Protocol):
-    """A pump whose rate answer keeps the digits it was written with (Harvard, Chemyx).
+    """A pump whose rate answer keeps the digits it was written with (New Era, Harvard, Chemyx).
 
     The supervisor's rate check then holds the rate to those digits, as the read-back did
     (:func:`~autolab.hardware.limits.rate_matches`); a pump without it is compared exactly.

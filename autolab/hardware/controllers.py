@@ -195,13 +195,15 @@ class OmegaCN7500(ModbusRegisters):
 
         Raises:
             HardwareError: The unit does not answer, refuses, reads no temperature within
-                :attr:`power_up_wait_s`, or does not switch to RUN.
+                :attr:`power_up_wait_s`, reads a PV error code or a status/error code, or
+                does not switch to RUN.
             ConditionsError: ``ramp_c_per_min`` above the devices file's limit.
         """
         check_setpoint(self.name, "ramp_c_per_min", self.ramp_c_per_min, low=0.0,
                        high=self.limits.max_ramp_c_per_min, unit="°C/min")
         self._wait_for_first_temperature()
         self.status_registers = self._find_status_registers()
+        self._check_status_at_connect()
         self._check_method_at_connect()
         self.range_c = (self._read(omega.RANGE_LOW), self._read(omega.RANGE_HIGH))
         self._sp.ramp.clear()
@@ -209,22 +211,27 @@ class OmegaCN7500(ModbusRegisters):
         self._run(True)
 
     def _wait_for_first_temperature(self) -> None:
-        """Read the PV until it is not 0x8002 ("no temp yet"), bounded; any other word goes on.
+        """Read the PV until it is not 0x8002 ("no temp yet"), bounded; then any code refuses.
 
         The map lists 0x8002 as "re-initialize/no temp yet": a unit just switched on answers it
         for its first seconds, and the supervisor's first poll used to trip on it hard
         (``input_error``) although nothing was wrong. Here only: mid-run the same word is a
-        unit that re-initialised (a power blip) and stays a fault. Another error code is left
-        to the supervisor, which trips on it as before.
+        unit that re-initialised (a power blip) and stays a fault. Any other error code
+        (0x8003 sensor not connected, 0x8004, 0x8006, or one the map does not name) fails
+        the bring-up by name before anything is written: the connect used to pass, write the
+        standby SV and RUN to a unit that measures nothing, and leave the news to the
+        supervisor's first poll (a hard trip and a shutdown, the sensor's fault unnamed at
+        bring-up, where an operator looks).
 
         Raises:
             HardwareError: Still 0x8002 after :attr:`power_up_wait_s` lab seconds (at least
-                :data:`OMEGA_POWER_UP_MIN_WALL_S` wall), naming the code and the wait.
+                :data:`OMEGA_POWER_UP_MIN_WALL_S` wall), naming the code and the wait; or
+                another PV error code, naming it and what the map says it means.
         """
         bound_s = max(self.power_up_wait_s / self.time_scale, OMEGA_POWER_UP_MIN_WALL_S)
         deadline = time.monotonic() + bound_s
         what = f"read of the PV (register 0x{omega.PV:04X})"
-        while self._read_word(omega.PV, what) == omega.NO_TEMPERATURE_YET:
+        while (word := self._read_word(omega.PV, what)) == omega.NO_TEMPERATURE_YET:
             if time.monotonic() >= deadline:
                 raise HardwareError(
                     f"{self.name}: no temperature yet (0x{omega.NO_TEMPERATURE_YET:04X}, "
@@ -232,6 +239,29 @@ class OmegaCN7500(ModbusRegisters):
                     f"wall): the controller did not finish its power-up; check its input "
                     f"and sensor")
             time.sleep(OMEGA_POWER_UP_POLL_S)
+        fault, meaning = omega.pv_fault(word)
+        if fault:
+            raise HardwareError(f"{self.name}: the PV (register 0x{omega.PV:04X}) reads error "
+                                f"code 0x{word:04X} ({meaning}) at bring-up, before anything "
+                                f"was written: {fault}; check the sensor and its wiring")
+
+    def _check_status_at_connect(self) -> None:
+        """Refuse a unit whose status/error code is set, before anything is written.
+
+        The supervisor trips hard on any non-zero code (``controller_error``); at bring-up
+        the code names what is wrong (0x0007: EEPROM error) where an operator looks.
+
+        Raises:
+            HardwareError: A non-zero code in a status register, naming the register and code.
+        """
+        for register in self.status_registers:
+            code = self._read_word(register, f"read of the status word (register "
+                                             f"0x{register:04X})")
+            if code:
+                raise HardwareError(f"{self.name}: status/error code 0x{code:04X} "
+                                    f"({omega.status_fault(code)}, register 0x{register:04X}) "
+                                    f"at bring-up, before anything was written: clear the "
+                                    f"unit's error at its panel")
 
     def _check_method_at_connect(self) -> None:
         """Refuse a unit that would follow no SV (manual tuning, a PID program), before a write.

@@ -157,6 +157,14 @@ class DeviceSpecBase(BaseModel):
         """The name of its serial line in ``ports`` (``None``: it has no serial line)."""
         return None
 
+    def line_format(self) -> str | None:
+        """The character format its own settings call for, where the port gives none.
+
+        ``None``: the kind's default. A kind whose entry selects a framing that needs its
+        own format (an Omega with ``modbus_mode: rtu``: 8 data bits) says it here.
+        """
+        return None
+
     def connection(self, config: DevicesConfig) -> str:
         """Where the device is, for people (a port URL, a USB serial number)."""
         return "(built in)"

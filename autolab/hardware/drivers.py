@@ -20,7 +20,14 @@ from numpy.typing import NDArray
 
 from autolab.exceptions import ConfigError, DeviceFault, HardwareError
 from autolab.hardware.base import PumpState, check_light_after_frame
-from autolab.hardware.limits import Limits, check_rate_sticks, check_setpoint, check_sticks
+from autolab.hardware.limits import (
+    Answer,
+    Limits,
+    check_answer_sticks,
+    check_rate_sticks,
+    check_setpoint,
+    check_sticks,
+)
 from autolab.hardware.modbus import ModbusRegisters
 from autolab.hardware.protocols import eurotherm as eu
 from autolab.hardware.protocols import ika, newera, spectro, vici
@@ -46,6 +53,9 @@ RESET_REPLIES = 2
 #: Replies :meth:`NE1000Pump.stop` acts on after the first ``STP``: an alarm to acknowledge, a
 #: status from before the command, a pause, each answered by one more ``STP`` or status query.
 STOP_STEPS = 4
+#: The diameter read back: within 0.1 % (4 significant digits keep 5e-4 or better), or the
+#: digits the pump answers with (:func:`~autolab.hardware.limits.matches_answer`).
+DIAMETER_REL_TOL = 1e-3
 
 
 class PumpAlarm(HardwareError):
@@ -260,8 +270,8 @@ class NE1000Pump:
         self.take_alarms()
         self.stop()
         self.command("DIA", newera.format_number(self.diameter_mm))
-        read = self.query("DIA", newera.parse_float)
-        check_sticks(self.name, "diameter_mm", self.diameter_mm, read, 1e-3)
+        check_answer_sticks(self.name, "diameter_mm", self.diameter_mm,
+                            self.query("DIA", newera.parse_number_answer), rel=DIAMETER_REL_TOL)
         self.command("DIR", "INF")
 
     def _probe(self) -> bool:
@@ -330,14 +340,18 @@ class NE1000Pump:
         return f"{self.name}: {version} ({self.found_mode} mode)"
 
     def set_rate_ml_min(self, rate_ml_min: float) -> None:
-        """Set the rate (mL/min), read it back and compare."""
+        """Set the rate (mL/min), read it back and compare.
+
+        The answer is held to the digits the pump writes (the manual gives only the most
+        it writes, 4 digits and 3 decimals), by the rule every pump kind's read-back and the
+        supervisor's rate check share (:func:`~autolab.hardware.limits.check_rate_sticks`).
+        """
         check_setpoint(self.name, "rate_ml_min", rate_ml_min, low=0.0,
                        high=self.limits.max_rate_ml_min, unit="mL/min")
         self.command("RAT", self._rate_args(rate_ml_min))
-        value, units = self.query("RAT", newera.parse_rate_units)
-        read = value * newera.RATE_UNITS_ML_MIN[units]
-        check_rate_sticks(self.name, rate_ml_min, read)
-        self.rate_ml_min, self.rate_units = read, units
+        got, units = self.query("RAT", newera.parse_rate_answer)
+        check_rate_sticks(self.name, rate_ml_min, got)
+        self.rate_ml_min, self.rate_units = got.value, units
 
     def _rate_args(self, rate_ml_min: float) -> str:
         """``RAT`` arguments: the most precise unit at rest, the current unit while pumping.
@@ -446,6 +460,14 @@ class NE1000Pump:
         """The rate the pump reports now (``RAT`` query), mL/min."""
         return self.query("RAT", newera.parse_rate)
 
+    def rate_answer_ml_min(self) -> Answer:
+        """:meth:`rate_read_ml_min` with the answer's resolution, mL/min.
+
+        The supervisor's rate check holds the rate to the digits the pump writes, as the
+        read-back does (:class:`~autolab.hardware.base.AnswersRateDigits`).
+        """
+        return self.query("RAT", newera.parse_rate_answer)[0]
+
     def dispensed_ml(self) -> tuple[float, float]:
         """(infused, withdrawn) since the last clear, mL."""
         return self.query("DIS", newera.parse_dispensed)
@@ -503,6 +525,12 @@ def _any_framer(ser: SerialLike) -> bytes:
 CUT_CONFIRM_S = 1.0
 
 
+#: Status-word faults a Eurotherm 3200 is refused for at bring-up (each is a hard trip later).
+CONNECT_REFUSED = {"sensor_break": "bit 5, the PV is meaningless",
+                   "loop_break": "bit 6, the output saturated without the PV responding",
+                   "over_range": "bit 10, the PV beyond the input range"}
+
+
 class Eurotherm3200(ModbusRegisters):
     """Eurotherm 3200 controller of one heater block, Modbus RTU through minimalmodbus.
 
@@ -558,12 +586,22 @@ class Eurotherm3200(ModbusRegisters):
         Raises:
             HardwareError: The controller is in manual mode (status bit 4): it would accept
                 every setpoint and follow none, so it is refused before anything is written.
+                So is one whose status word reports a sensor break, a loop break or a PV
+                over range, naming it: the supervisor trips hard on each at its first poll,
+                and the connect used to write the setpoints and allow the output (OP.HI
+                100 %) first.
         """
-        if self.status().manual_mode:
+        status = self.status()
+        if status.manual_mode:
             raise HardwareError(f"{self.name}: controller at address {self.address} is in "
                                 f"manual mode (status word, register 75, bit 4): its output "
                                 f"is held and follows no setpoint; switch it to auto (A/M "
                                 f"key) and connect again")
+        if status.fault in CONNECT_REFUSED:
+            raise HardwareError(f"{self.name}: controller at address {self.address} reports "
+                                f"{status.fault} (status word, register 75: "
+                                f"{CONNECT_REFUSED[status.fault]}) at bring-up, before "
+                                f"anything was written; check the sensor and heater wiring")
         self._write(eu.TARGET_SP, standby_c)
         check_setpoint(self.name, "ramp_c_per_min", self.ramp_c_per_min, low=0.0,
                        high=self.limits.max_ramp_c_per_min, unit="°C/min")

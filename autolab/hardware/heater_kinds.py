@@ -40,11 +40,21 @@ class OmegaSpec(SerialHeaterSpec):
     Attributes:
         address: Modbus slave address, 1-247.
         modbus_mode: ``ascii`` or ``rtu``; unset: from the port's data bits (7: ASCII,
-            8: RTU). The controllers' usual setting is ASCII, 7E1, 9600 Bd.
+            8: RTU). The controllers' usual setting is ASCII, 7E1, 9600 Bd; ``rtu`` on a
+            port without a format opens it 8E1.
     """
 
     address: int = Field(default=1, ge=0, le=247)
     modbus_mode: Literal["ascii", "rtu"] | None = None
+
+    def line_format(self) -> str | None:
+        """8E1 for ``modbus_mode: rtu``, where the port gives no format.
+
+        The map's RTU setting is 8 data bits, even parity. The kind's default (7E1) is
+        ASCII's, and an entry saying ``rtu`` on a port without a format was refused for its
+        7 data bits: the rig did not open although the file said what the line is.
+        """
+        return "8E1" if self.modbus_mode == "rtu" else None
 
 
 def _check_ramp(name: str, d: SerialHeaterSpec) -> None:

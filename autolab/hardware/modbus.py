@@ -62,30 +62,45 @@ class ModbusRegisters:
         self._write_fc_switched = False
 
     def _io(self, fn: Callable[[minimalmodbus.Instrument], Any], what: str) -> Any:
+        """Run ``fn`` on the instrument with the rig's rules (see the module docstring).
+
+        The attempts share one transaction. After a timeout or a garbled frame the reply may
+        still come: the retry (the same request) may read it as its own, harmlessly, and the
+        transport then waits for what is still owed before the next request
+        (:meth:`~autolab.hardware.transport.Transport.owe`): a Modbus read reply carries no
+        register address, so a late one read for another register is a plausible word.
+        """
         last: Exception | None = None
+        failed = False  # an attempt timed out or read a bad frame (busy is a good reply)
         mode = minimalmodbus.MODE_ASCII if self.mode == "ascii" else minimalmodbus.MODE_RTU
-        for _ in range(self.transport.retries + 1):
-            with self.transport.transaction(self.name) as port:
-                inst = minimalmodbus.Instrument(port, self.address, mode=mode)
-                inst.serial.timeout = self.transport.timeout_s
-                try:
-                    return fn(inst)
-                except minimalmodbus.SlaveDeviceBusyError as err:
-                    last = err
-                    port.finish(f"{type(err).__name__}: {err}")
-                except minimalmodbus.SlaveReportedException as err:
-                    port.finish(f"{type(err).__name__}: {err}")
-                    refused = (IllegalFunction if "illegal function" in str(err).lower()
-                               else DeviceRefused)
-                    raise refused(f"{self.name}: controller at address {self.address} "
-                                  f"refused {what}: Modbus exception "
-                                  f"({type(err).__name__}: {err})") from err
-                except (minimalmodbus.ModbusException, ValueError, OSError) as err:
-                    last = err
-                    port.finish(f"{type(err).__name__}: {err}")
+        with self.transport.transaction(self.name) as port:
+            try:
+                for _ in range(self.transport.retries + 1):
+                    inst = minimalmodbus.Instrument(port, self.address, mode=mode)
+                    inst.serial.timeout = self.transport.timeout_s
+                    try:
+                        return fn(inst)
+                    except minimalmodbus.SlaveDeviceBusyError as err:
+                        last = err
+                        port.finish(f"{type(err).__name__}: {err}")
+                    except minimalmodbus.SlaveReportedException as err:
+                        port.finish(f"{type(err).__name__}: {err}")
+                        raise self._refusal(err, what) from err
+                    except (minimalmodbus.ModbusException, ValueError, OSError) as err:
+                        last, failed = err, True
+                        port.finish(f"{type(err).__name__}: {err}")
+            finally:
+                if failed:
+                    self.transport.owe(port.sent_s)
         raise HardwareError(f"{self.name}: no valid Modbus reply from address {self.address} "
                             f"to {what} after {self.transport.retries + 1} attempts: "
                             f"{last}") from last
+
+    def _refusal(self, err: Exception, what: str) -> DeviceRefused:
+        """A Modbus exception response as the refusal it is (01: :class:`IllegalFunction`)."""
+        refused = IllegalFunction if "illegal function" in str(err).lower() else DeviceRefused
+        return refused(f"{self.name}: controller at address {self.address} refused {what}: "
+                       f"Modbus exception ({type(err).__name__}: {err})")
 
     def _read(self, register: int, decimals: int | None = None) -> float:
         """One signed register, scaled by ``decimals`` (default: the temperature scaling)."""

@@ -217,8 +217,15 @@ def _baud(config: DevicesConfig, port: str) -> int:
 
 
 def _format(config: DevicesConfig, port: str) -> str:
-    """The character format of a port without one: its first device's kind default."""
-    return next((k.default_format for k in _kinds_on(config, port)), "8N1")
+    """The character format of a port without one.
+
+    What its first device's entry calls for
+    (:meth:`~autolab.hardware.devices.DeviceSpecBase.line_format`), else its kind default.
+    """
+    for spec in config.devices.values():
+        if spec.port_name() == port:
+            return spec.line_format() or get_kind(spec.kind).default_format
+    return "8N1"
 
 
 class _Builder:

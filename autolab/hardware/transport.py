@@ -64,6 +64,15 @@ class ReplyTimeout(HardwareError):
     """No (complete) reply within the timeout; retried like :class:`ProtocolError`."""
 
 
+#: How late a reply may still come, in reply timeouts after its request was written: a
+#: request whose exchange had a failed attempt is owed a reply until then, and the next
+#: request on the line waits for it (:meth:`Transport.owe`). A device that answers later
+#: still fails its exchange; one a little late no longer shifts every later reply by one.
+LATE_REPLY_TIMEOUTS = 2.0
+#: Once bytes of an owed reply came, the line quiet this long ends the wait, s.
+OWED_QUIET_S = 0.05
+
+
 class SerialLike(Protocol):
     """The part of :class:`serial.Serial` the framers use."""
 
@@ -187,6 +196,9 @@ class Transport:
         #: would break every later timeout change; a real port gets exactly what was asked.
         self.line_format = {k: serial_kwargs[k] for k in ("bytesize", "parity", "stopbits")
                             if k in serial_kwargs}
+        #: Until when (monotonic s) a reply may still come to a request whose exchange had a
+        #: failed attempt (:meth:`owe`); the next request waits it out first.
+        self._owed_until = 0.0
         if _is_pty(url):
             serial_kwargs = {k: v for k, v in serial_kwargs.items() if k not in self.line_format}
         try:
@@ -209,7 +221,11 @@ class Transport:
             parse: Optional validator called on the frame; a :class:`ProtocolError` it raises
                 counts as a garbled reply and is retried.
             attempts: Attempts for this exchange (default ``retries + 1``); a probe that
-                expects silence from a device in another mode uses 1.
+                expects silence from a device in another mode uses 1. A caller that bounds
+                the attempts takes silence for an answer (a probe, a write a device may
+                leave unanswered), so its timeouts leave no debt (:meth:`owe`): a pump
+                that ignores the first command after power-up would otherwise hold up the
+                next request at every bring-up.
             pace: Called before every attempt's write, the lock held: a device that needs
                 time between two commands (a Julabo: 250 ms) waits there, retries included
                 (a retry right after a garbled reply came within 50 ms of the first try).
@@ -225,40 +241,98 @@ class Transport:
         last: HardwareError | None = None
         last_reply = b""
         tries = self.retries + 1 if attempts is None else max(1, attempts)
-        for _ in range(tries):
-            with self.lock:
-                if pace is not None:
-                    pace()
-                t0 = time.monotonic()
-                wall = time.time()
-                reply = b""
-                try:
-                    self._discard_stale(device)
-                    self.serial.write(request)
-                    self.serial.flush()
-                    if framer is not None:
-                        reply = framer(self.serial)
-                        if parse is not None:
-                            parse(reply)
-                except DeviceRefused as err:
-                    self._record(device, wall, request, reply, t0=t0, error=str(err))
-                    raise DeviceRefused(f"{device}: {request!r} refused: reply {reply!r}: "
-                                        f"{err}") from err
-                except (ProtocolError, ReplyTimeout) as err:
-                    last, last_reply = err, reply or _partial(err)
-                    self._record(device, wall, request, reply or _partial(err), t0=t0,
-                                 error=str(err))
-                    self._stray(last_reply + self._drain())
-                    continue
-                except (serial.SerialException, OSError) as err:
-                    self._record(device, wall, request, reply, t0=t0, error=f"port error: {err}")
-                    raise HardwareError(f"{device}: serial port {self.url!r} failed on "
-                                        f"{request!r}: {err}") from err
-                self._record(device, wall, request, reply, t0=t0)
-                return reply
+        sent_s = 0.0
+        try:
+            for attempt in range(tries):
+                with self.lock:
+                    if attempt == 0:
+                        self._await_owed(device)
+                    if pace is not None:
+                        pace()
+                    sent_s = t0 = time.monotonic()
+                    wall = time.time()
+                    reply = b""
+                    try:
+                        self._discard_stale(device)
+                        self.serial.write(request)
+                        self.serial.flush()
+                        if framer is not None:
+                            reply = framer(self.serial)
+                            if parse is not None:
+                                parse(reply)
+                    except DeviceRefused as err:
+                        self._record(device, wall, request, reply, t0=t0, error=str(err))
+                        raise DeviceRefused(f"{device}: {request!r} refused: reply "
+                                            f"{reply!r}: {err}") from err
+                    except (ProtocolError, ReplyTimeout) as err:
+                        last, last_reply = err, reply or _partial(err)
+                        self._record(device, wall, request, reply or _partial(err), t0=t0,
+                                     error=str(err))
+                        self._stray(last_reply + self._drain())
+                        continue
+                    except (serial.SerialException, OSError) as err:
+                        self._record(device, wall, request, reply, t0=t0,
+                                     error=f"port error: {err}")
+                        raise HardwareError(f"{device}: serial port {self.url!r} failed on "
+                                            f"{request!r}: {err}") from err
+                    self._record(device, wall, request, reply, t0=t0)
+                    return reply
+        finally:
+            # a reply read after a failed attempt may have been the late one, and the last
+            # attempt's own reply may still come; bounded attempts take silence for an answer
+            if last is not None and attempts is None:
+                self.owe(sent_s)
         raise HardwareError(f"{device}: no valid reply to {request!r} after "
                             f"{tries} attempts on {self.url!r}: last reply {last_reply!r}: "
                             f"{last}") from last
+
+    def owe(self, sent_s: float) -> None:
+        """A request written at ``sent_s`` (monotonic) may still be answered: wait for it.
+
+        Called after an exchange in which an attempt timed out or read a bad reply. Its reply
+        (or the reply of the attempt a retry took the place of: a late reply to the same
+        request reads as the retry's own) may still be on its way, and the next request,
+        another one, would read it as its own: a Modbus PV read taken for the status word,
+        a status word of 0 taken for the PV (a hot block read as 0.0 °C). The next
+        exchange or transaction first reads the line until the reply came and the line went
+        quiet, or until :data:`LATE_REPLY_TIMEOUTS` reply timeouts after ``sent_s``.
+        """
+        with self.lock:
+            self._owed_until = max(self._owed_until,
+                                   sent_s + LATE_REPLY_TIMEOUTS * self.timeout_s)
+
+    def _await_owed(self, device: str) -> None:
+        """Wait out a reply :meth:`owe` says may still come; log it and hand it on.
+
+        Ends :data:`OWED_QUIET_S` after the last byte once bytes came, else at the deadline.
+        Costs nothing unless an exchange on this line failed since the last wait.
+        """
+        remaining = self._owed_until - time.monotonic()
+        self._owed_until = 0.0
+        if remaining <= 0:
+            return
+        t0, wall, data = time.monotonic(), time.time(), b""
+        cap = t0 + remaining + self.timeout_s  # a babbling line does not hold it forever
+        try:
+            old = self.serial.timeout
+            self.serial.timeout = remaining
+            data = bytes(self.serial.read(1))
+            self.serial.timeout = OWED_QUIET_S
+            while data and time.monotonic() < cap and \
+                    (chunk := bytes(self.serial.read(max(1, self._waiting())))):
+                data += chunk
+            self.serial.timeout = old
+        except (serial.SerialException, OSError) as err:
+            raise HardwareError(f"{device}: serial port {self.url!r} failed while waiting "
+                                f"for a late reply: {err}") from err
+        if data:
+            self._record(device, wall, b"", data, t0=t0,
+                         error="discarded: a late reply to an earlier request")
+            self._stray(data)
+
+    def _waiting(self) -> int:
+        """Bytes waiting in the input (0 where the port cannot say)."""
+        return int(getattr(self.serial, "in_waiting", 0) or 0)
 
     @contextmanager
     def transaction(self, device: str) -> Iterator[LoggedPort]:
@@ -268,6 +342,7 @@ class Transport:
             A :class:`LoggedPort` over this port: pass it to the library as its serial object.
         """
         with self.lock:
+            self._await_owed(device)
             port = LoggedPort(self, device)
             try:
                 yield port
@@ -466,12 +541,22 @@ class LoggedPort:
         """Never close the shared port on a library's behalf."""
 
     def reset_input_buffer(self) -> None:
-        """Discard stale input."""
-        self._t.serial.reset_input_buffer()
+        """Clear stale input the transport's way: read, logged and handed to its listeners.
+
+        minimalmodbus calls this before every request; a blind reset would throw away a late
+        reply unread, the only record that the line was out of step.
+        """
+        self.finish()
+        self._t._discard_stale(self._device)
 
     def reset_output_buffer(self) -> None:
         """Discard pending output."""
         self._t.serial.reset_output_buffer()
+
+    @property
+    def sent_s(self) -> float:
+        """When the last request was written, monotonic s (0 before the first)."""
+        return self._t0
 
     def write(self, data: bytes) -> int:
         """Write a request; flushes the log entry of the previous one."""

@@ -739,3 +739,18 @@ def test_a_cut_on_a_sensor_break_fails_if_the_forced_output_stays_on(bound: bool
             with pytest.raises(HardwareError, match=r"output still 70 % after the cut .* "
                                                     r"sensor_break"):
                 heater.cut_output()
+
+
+@pytest.mark.parametrize("flag", ["sensor_break", "loop_break", "over_range"])
+def test_a_status_fault_at_bring_up_is_refused_by_name_before_a_write(bus: Any,
+                                                                     flag: str) -> None:
+    """Status word 75 with bit 5, 6 or 10 set at bring-up: the connect wrote the setpoints
+    and allowed the output (OP.HI 100 %) to a controller whose PV means nothing, and left
+    the news to the supervisor's first poll (a hard trip); it is now refused, named."""
+    b, c1, _, line = bus
+    with b.lock:
+        setattr(c1, flag, True)
+    with pytest.raises(HardwareError, match=rf"reports {flag} \(status word, register 75: "
+                                            rf"bit \d+, .*\) at bring-up"):
+        _heater(line).connect()
+    assert c1.writes == []

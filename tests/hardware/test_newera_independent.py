@@ -44,8 +44,10 @@ from dataclasses import dataclass, field
 import pytest
 
 from autolab.exceptions import HardwareError
+from autolab.hardware.base import AnswersRateDigits
 from autolab.hardware.delivery import DeliveryMonitor
 from autolab.hardware.drivers import NE1000Pump, PumpAlarm
+from autolab.hardware.limits import rate_matches
 from autolab.hardware.transport import DeviceRefused, Transport
 
 STX, ETX, CR = 0x02, 0x03, 0x0D
@@ -71,6 +73,8 @@ class Readings:
         ignore_first: The first command after power-up gets no reply and is not executed (a
             quirk public drivers report, not the manual).
         max_rate_ml_min: The pump's top rate for the syringe (``?OOR`` above).
+        answer_decimals: Decimals the pump writes in a query answer, rounding what it holds
+            (the manual gives only the most: 3); ``None``: all it holds.
     """
 
     pad_numbers: bool = True
@@ -81,6 +85,7 @@ class Readings:
     ack_executes: bool = False
     ignore_first: bool = False
     max_rate_ml_min: float = 50.0
+    answer_decimals: int | None = None
 
 
 def number_ok(text: str) -> bool:
@@ -155,6 +160,8 @@ class ManualPump:
 
     def num(self, value: float) -> str:
         """A query answer number."""
+        if self.readings.answer_decimals is not None:
+            value = round(value, self.readings.answer_decimals)
         return write_number(value, self.readings.pad_numbers)
 
 
@@ -777,3 +784,20 @@ def test_a_chain_with_one_pump_in_safe_mode_and_one_in_basic_mode() -> None:
     finally:
         line.close()
         emu.close()
+
+
+def test_a_pump_answering_fewer_decimals_holds_the_diameter_and_rate_to_them() -> None:
+    """Reading left open: the manual gives a number's largest form (4 digits, 3 decimals),
+    not the digits a query answer carries. A pump that shows the diameter 12.35 as ``12.3``
+    and the rate 12.34 mL/min as ``12.3MM`` holds them to those digits: the bring-up and
+    the rate passed only within 0.1 % and 0.2 % of the value (the rig did not open). The
+    supervisor's rate check follows the same digits; a rate off by a unit of them still
+    fails."""
+    with chain(Readings(pad_numbers=False, answer_decimals=1), diameter_mm=12.35) as (emu, pumps):
+        pump = pumps[3]
+        pump.connect()
+        assert emu.pumps[3].diameter_mm == 12.35
+        pump.set_rate_ml_min(12.34)
+        assert isinstance(pump, AnswersRateDigits)
+        assert rate_matches(12.34, pump.rate_answer_ml_min())
+        assert not rate_matches(12.5, pump.rate_answer_ml_min())

@@ -305,8 +305,17 @@ def test_the_line_is_ascii_7e1_by_default_and_rtu_needs_8_bits() -> None:
         assert rig.heaters["core"].mode == "rtu"  # type: ignore[attr-defined]
     finally:
         rig.close()
+    # modbus_mode rtu on a port without a format: the map's RTU setting, 8E1 (it was refused
+    # for the kind's 7 data bits); a port that says 7 bits is still refused
+    rig = Rig.open(parse_devices(_omega_devices(mode="rtu")))
+    try:
+        assert rig.transports["heaters"].line_format == {"bytesize": 8, "parity": "E",
+                                                         "stopbits": 1}
+        assert rig.heaters["core"].mode == "rtu"  # type: ignore[attr-defined]
+    finally:
+        rig.close()
     with pytest.raises(ConfigError, match="RTU needs 8 data bits"):
-        Rig.open(parse_devices(_omega_devices(mode="rtu")))
+        Rig.open(parse_devices(_omega_devices(mode="rtu", fmt="7E1")))
 
 
 @pytest.mark.parametrize(("fault", "reason"), [("sensor", "sensor_break"),

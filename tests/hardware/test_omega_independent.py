@@ -8,6 +8,10 @@ Eurotherm's (audited in ``test_eurotherm_independent.py``); this file is about w
 * Modbus ASCII (the usual setting, 7E1 9600 Bd; a pty cannot check the format): ``:`` + hex of
   address, function, data and LRC (two's complement of the byte sum) + CR LF; a frame with a
   bad LRC or for another address is not answered.
+* Modbus RTU (8 data bits, 8E1 in the map's note): address, function, data and CRC-16/MODBUS
+  (low byte first) as raw bytes; a frame ends at a silence (3.5 characters on a wire; a pty
+  keeps no baud timing, so the emulator also ends a request at its known length). A bad CRC
+  or another address: no answer.
 * function codes 3 (read registers), 6 (write one), 2 (read bits), 5 (write one bit); any other
   is exception 01, an address the map lacks 02, a value out of range 03.
 * registers (the wire address is the map's, as public drivers read it: 4096 for the PV):
@@ -26,6 +30,7 @@ from __future__ import annotations
 
 import math
 import struct
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -45,6 +50,7 @@ from autolab.hardware.safety import Supervisor, Trip
 from autolab.hardware.transport import Transport
 
 from .pty_device import PtyDevice
+from .test_eurotherm_independent import crc16_modbus
 from .test_rig_registry import devices
 
 PV, SV, RANGE_HI, RANGE_LO, METHOD = 0x1000, 0x1001, 0x1002, 0x1003, 0x1005
@@ -182,30 +188,60 @@ class Unit:
 
 
 class ManualOmega(PtyDevice):
-    """Omega controllers on one Modbus ASCII line (a pty), answered by address."""
+    """Omega controllers on one Modbus line (a pty), ASCII or RTU, answered by address.
 
-    def __init__(self, *units: Unit) -> None:
+    Timing faults: ``latency_s`` (every reply goes out that long after its request: a unit's
+    scan and the line's transmit time) and ``delay_next`` (register -> extra seconds the next
+    reply about it is held: a busy unit answering after the host's timeout).
+    """
+
+    def __init__(self, *units: Unit, rtu: bool = False) -> None:
         self.units = {u.address: u for u in units}
+        self.rtu = rtu
         self.garble_next = 0
         self.frames = 0
+        self.latency_s = 0.0
+        self.delay_next: dict[int, float] = {}
         self._buf = b""
+        self._last_s = 0.0
         super().__init__()
 
-    def reset(self, *units: Unit) -> None:
-        """Fresh units on the line."""
+    def reset(self, *units: Unit, rtu: bool = False) -> None:
+        """Fresh units on the line, in ASCII or RTU framing, answering at once."""
         with self.lock:
             self.units = {u.address: u for u in units}
+            self.rtu = rtu
             self.garble_next = 0
+            self.latency_s = 0.0
+            self.delay_next = {}
             self._buf = b""
 
     def feed(self, data: bytes, t_s: float) -> None:
-        """A frame starts at ``:`` and ends at CR LF; anything before a ``:`` is noise."""
+        """ASCII: a frame starts at ``:`` and ends at CR LF (anything before a ``:`` is
+        noise). RTU: a silence starts a new frame; a request is 8 bytes (16: 9 + its count)."""
+        if self.rtu and t_s - self._last_s > 0.05:
+            self._buf = b""
+        self._last_s = t_s
         self._buf += data
+        if self.rtu:
+            self._rtu_frames()
+            return
         while b"\r\n" in self._buf:
             line, self._buf = self._buf.split(b"\r\n", 1)
             start = line.rfind(b":")
             if start >= 0:
                 self._frame(line[start + 1:])
+
+    def _rtu_frames(self) -> None:
+        while len(self._buf) >= 8:
+            size = 9 + self._buf[6] + 2 if self._buf[1] == 16 else 8
+            if len(self._buf) < size:
+                return
+            frame, self._buf = self._buf[:size], self._buf[size:]
+            if crc16_modbus(frame[:-2]) != frame[-2:]:
+                self._buf = b""  # noise: wait for the next silence
+                return
+            self._answer(frame[:-2])
 
     def _frame(self, digits: bytes) -> None:
         try:
@@ -214,17 +250,32 @@ class ManualOmega(PtyDevice):
             return
         if len(raw) < 3 or lrc(raw[:-1]) != raw[-1]:
             return  # a bad LRC: no answer
+        self._answer(raw[:-1])
+
+    def _answer(self, request: bytes) -> None:
         self.frames += 1
-        unit = self.units.get(raw[0])
+        unit = self.units.get(request[0])
         if unit is None:
             return
-        body = bytes([raw[0]]) + unit.answer(raw[1:-1])
-        text = (body + bytes([lrc(body)])).hex()
-        text = text if unit.readings.lower_hex else text.upper()
-        if self.garble_next:
-            self.garble_next -= 1
-            text = text[:-2] + f"{(int(text[-2:], 16) + 1) % 256:02X}"
-        self.send(b":" + text.encode("ascii") + b"\r\n")
+        body = bytes([request[0]]) + unit.answer(request[1:])
+        if self.rtu:
+            out = body + crc16_modbus(body)
+            if self.garble_next:
+                self.garble_next -= 1
+                out = out[:-1] + bytes([out[-1] ^ 0x01])
+        else:
+            text = (body + bytes([lrc(body)])).hex()
+            text = text if unit.readings.lower_hex else text.upper()
+            if self.garble_next:
+                self.garble_next -= 1
+                text = text[:-2] + f"{(int(text[-2:], 16) + 1) % 256:02X}"
+            out = b":" + text.encode("ascii") + b"\r\n"
+        register = struct.unpack(">H", request[2:4])[0] if len(request) >= 4 else -1
+        delay_s = self.latency_s + self.delay_next.pop(register, 0.0)
+        if delay_s:
+            threading.Timer(delay_s, self.send, (out,)).start()
+        else:
+            self.send(out)
 
 
 # ============================================================================= codec
@@ -492,3 +543,117 @@ def test_a_unit_that_never_reads_a_temperature_fails_bring_up_by_name(line: Any)
         _driver(t, time_scale=60.0).connect()
     with emu.lock:
         assert {fc for fc, _ in unit.requests} == {3} and not unit.run
+
+
+# ============================================================================= late replies
+def _rtu_line(emu: ManualOmega, timeout_s: float) -> Transport:
+    return Transport(emu.port, baudrate=9600, timeout_s=timeout_s, retries=2, bytesize=8,
+                     parity="E")
+
+
+@pytest.mark.parametrize(("rtu", "late", "then"),
+                         [(False, PV, "setpoint_c"), (True, STATUS, "temperature_c")],
+                         ids=["ascii-pv-then-sv", "rtu-status-then-pv"])
+def test_a_late_reply_is_never_read_as_the_next_register_s(shared: ManualOmega, rtu: bool,
+                                                           late: int, then: str) -> None:
+    """§4.6's ``delay_reply_s``: a unit that answers 0.1 s after each request, and once a
+    little after the host's timeout. The retry reads the late reply (the same request);
+    its own reply then comes while the host asks the next register. A Modbus read reply
+    names no register, so without waiting for it the SV read back the PV (123.4), and the
+    PV read the status word: a hot block read as 0.0 °C, which the shutdown's cool-down
+    would take for a cool one."""
+    unit = Unit()
+    unit.words[PV], unit.words[SV] = tenths(123.4), tenths(30.0)
+    shared.reset(unit, rtu=rtu)
+    t = _rtu_line(shared, 0.15) if rtu else Transport(shared.port, timeout_s=0.15,
+                                                      retries=2, bytesize=7, parity="E")
+    try:
+        heater = OmegaCN7500(t, "omega", mode="rtu" if rtu else "ascii")
+        heater.method_checked = False  # fault(): the PV read, then the status word
+        with shared.lock:
+            shared.latency_s = 0.1
+            shared.delay_next[late] = 0.1  # 0.2 s after its request: past the 0.15 s timeout
+        first = heater.temperature_c() if late == PV else heater.fault()
+        assert first == (123.4 if late == PV else "")
+        assert getattr(heater, then)() == (30.0 if then == "setpoint_c" else 123.4)
+        assert any("late reply" in line for line in t.log.lines())
+    finally:
+        t.close()
+
+
+# ============================================================================= bring-up faults
+@pytest.mark.parametrize(("word", "meaning"),
+                         [(SENSOR_NOT_CONNECTED, "sensor not connected"),
+                          (INPUT_ERROR, "input signal error"), (AD_FAIL, "A/D converter failure"),
+                          (0x8005, "PV error code 0x8005")])
+def test_a_pv_error_code_at_bring_up_fails_it_by_name_before_a_write(line: Any, word: int,
+                                                                     meaning: str) -> None:
+    """§2.2's error codes other than 0x8002 (which is waited out): a unit whose sensor is
+    not connected passed the bring-up, was written its SV and RUN, and tripped the rig hard
+    at the supervisor's first poll; it now fails the bring-up naming the code."""
+    emu, t = line
+    unit = Unit()
+    unit.words[PV] = word
+    emu.reset(unit)
+    with pytest.raises(HardwareError, match=rf"error code 0x{word:04X} \({meaning}\) at "
+                                            rf"bring-up, before anything was written"):
+        _driver(t).connect()
+    with emu.lock:
+        assert [fc for fc, _ in unit.requests if fc in (5, 6, 16)] == [] and not unit.run
+
+
+def test_a_status_error_code_at_bring_up_fails_it_by_name_before_a_write(line: Any) -> None:
+    """0x102E 0x0007 (EEPROM error) at bring-up: named there, nothing written."""
+    emu, t = line
+    unit = Unit(readings=Readings(other_status_address=True))  # no exception reply to wait
+    unit.words[STATUS] = 0x0007
+    emu.reset(unit)
+    with pytest.raises(HardwareError, match=r"status/error code 0x0007 \(EEPROM error, "
+                                            r"register 0x102E\) at bring-up"):
+        _driver(t).connect()
+    with emu.lock:
+        assert [fc for fc, _ in unit.requests if fc in (5, 6, 16)] == []
+
+
+# ============================================================================= RTU
+@pytest.mark.parametrize("said_by", ["port-format-8e1", "modbus-mode-rtu"])
+def test_a_line_in_rtu_8e1_brings_up_and_trips_on_a_sensor_break(shared: ManualOmega,
+                                                                 said_by: str) -> None:
+    """§2.2: "or RTU 8E1". The devices file says so by the port's format (the framing
+    follows the 8 data bits) or by ``modbus_mode: rtu`` alone (the port then opens 8E1; it
+    was refused for the kind's default 7 data bits, and the rig did not open). Both units
+    come up over RTU frames (CRC-16), and a sensor that comes loose is a hard
+    ``sensor_break`` trip."""
+    # both status addresses answer: minimalmodbus reads a reply's full length, so a short
+    # exception reply (the probe of the address a unit lacks) costs a whole timeout
+    both = Readings(other_status_address=True)
+    core, shell = Unit(1, both), Unit(2, both)
+    shared.reset(core, shell, rtu=True)
+    d = devices()
+    d["ports"]["heaters"] = {"url": shared.port, "timeout_s": 0.3}
+    if said_by == "port-format-8e1":
+        d["ports"]["heaters"]["format"] = "8E1"
+    for role, address in (("core", 1), ("shell", 2)):
+        d["devices"][f"heater_{role}"] = {"kind": "omega_cn7500", "port": "heaters",
+                                          "address": address, "role": role,
+                                          "limits": {"max_temperature_c": 300}}
+        if said_by == "modbus-mode-rtu":
+            d["devices"][f"heater_{role}"]["modbus_mode"] = "rtu"
+    rig = Rig.open(parse_devices(d))
+    try:
+        assert rig.transports["heaters"].line_format == {"bytesize": 8, "parity": "E",
+                                                         "stopbits": 1}
+        for role in ("core", "shell"):
+            rig.heaters[role].connect(standby_c=30.0)
+        with shared.lock:
+            assert [(celsius(u.words[SV]), u.run) for u in (core, shell)] == [(30.0, True)] * 2
+        trips: list[Trip] = []
+        sup = Supervisor(rig, trips.append)
+        sup.setpoints_c.update(core=30.0, shell=30.0)
+        assert not sup.poll_heater("shell") and trips == []
+        with shared.lock:
+            shell.words[PV] = SENSOR_NOT_CONNECTED
+        assert sup.poll_heater("shell")
+        assert [(tr.reason, tr.hard) for tr in trips] == [("sensor_break", True)]
+    finally:
+        rig.close()

@@ -29,6 +29,7 @@ import re
 from dataclasses import dataclass
 
 from autolab.exceptions import ConfigError, HardwareError
+from autolab.hardware.limits import Answer, answer
 
 STX = 0x02
 ETX = 0x03
@@ -171,6 +172,33 @@ def parse_rate_units(data: str) -> tuple[float, str]:
     if not m:
         raise PumpProtocolError(f"pump rate reply {data!r}: expected <number><UM|MM|UH|MH>")
     return float(m.group(1)), m.group(2)
+
+
+def parse_rate_answer(data: str) -> tuple[Answer, str]:
+    """A ``RAT`` answer as an :class:`~autolab.hardware.limits.Answer` in mL/min, and its unit.
+
+    The manual gives the number's largest form only (4 digits, 3 decimals): the digits the
+    pump wrote are what it holds the rate to (the read-back rule of every pump kind).
+
+    Raises:
+        PumpProtocolError: Not a number followed by a rate unit.
+    """
+    m = re.fullmatch(f"({NUMBER})(UM|MM|UH|MH)", _squeeze(data))
+    if not m:
+        raise PumpProtocolError(f"pump rate reply {data!r}: expected <number><UM|MM|UH|MH>")
+    return answer(m.group(1), RATE_UNITS_ML_MIN[m.group(2)]), m.group(2)
+
+
+def parse_number_answer(data: str) -> Answer:
+    """A plain number answer (``DIA``) with its resolution (see :func:`parse_rate_answer`).
+
+    Raises:
+        PumpProtocolError: Not a number.
+    """
+    text = _squeeze(data)
+    if not re.fullmatch(NUMBER, text):
+        raise PumpProtocolError(f"pump reply {data!r}: expected a number")
+    return answer(text)
 
 
 def _squeeze(text: str) -> str:
