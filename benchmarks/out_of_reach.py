@@ -182,7 +182,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         from autolab.benchmarking.provenance import Result, Table, write_result
 
         result = Result(
-            name=args.name, title="Target out of reach: the stop rule on the family",
+            name=args.name, title=f"Target out of reach: the stop rule on {args.spec.stem}",
             description=(f"{args.spec}: {n_reach} cells whose band is reachable ("
                          f"{', '.join(map(str, args.reached))} and the reachable edge cells) "
                          f"and the cells whose band is not, targets {args.targets} nm, budget "
