@@ -465,7 +465,8 @@ def _check_no_forecast_stop(config: CampaignConfig) -> None:
     """Refuse a campaign without the per-step forecast whose stop rules read it.
 
     Raises:
-        ConfigError: ``stop.forecast_spec_met`` or ``stop.forecast_improve_below`` is set.
+        ConfigError: ``stop.forecast_spec_met``, ``forecast_improve_below`` or
+            ``forecast_reach_below`` is set.
     """
     rules = [f"stop.{name}" for name in ("forecast_spec_met", "forecast_improve_below",
                                          "forecast_reach_below")

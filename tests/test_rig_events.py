@@ -42,8 +42,9 @@ VALVE_TURNED = PumpFinding("solvent_valve", "solvent_valve", "valve_moved",
 
 
 def _cfg(**changes: Any) -> CampaignConfig:
+    # these campaigns run without the per-step forecast (CPU), so without the rule reading it
     return parse_campaign(config(budget__max_experiments=4, stop__target_reached=False,
-                                 stop__no_improvement_after=None,
+                                 stop__no_improvement_after=None, stop__forecast_reach_below=None,
                                  optimizer__settings={"n_init": 2}, **changes))
 
 
@@ -170,7 +171,8 @@ def test_a_rig_event_on_one_of_two_reactors_keeps_the_other_running(tmp_path: Pa
     """Parallel reactors: the rig event is r2's alone; r1's experiment is delivered as usual."""
     cfg = parse_campaign(config(**{
         "optimizer__kind": "sobol", "optimizer__settings": {}, "stop__target_reached": False,
-        "stop__no_improvement_after": None, "tracking__enabled": False,
+        "stop__no_improvement_after": None, "stop__forecast_reach_below": None,
+        "tracking__enabled": False,
         "reactors": [{"name": "r1"}, {"name": "r2"}], "budget__max_experiments": 4}))
     reference = Campaign.create(cfg, tmp_path / "ref", forecast=False).run().trials
     executors = make_executors(cfg)

@@ -214,15 +214,12 @@ def number_ok(text: str) -> bool:
 
 
 def parse_float(data: str) -> float:
-    """Parse a plain number answer (``DIA``).
+    """Parse a plain number answer (``DIA``): :func:`parse_number_answer`'s value.
 
     Raises:
         PumpProtocolError: Not a number.
     """
-    text = _squeeze(data)
-    if not re.fullmatch(NUMBER, text):
-        raise PumpProtocolError(f"pump reply {data!r}: expected a number")
-    return float(text)
+    return parse_number_answer(data).value
 
 
 def parse_dispensed(data: str) -> tuple[float, float]:
