@@ -223,9 +223,10 @@ def out_of_reach_note(config: CampaignConfig, trials: Sequence[Trial]) -> str:
         measured = f" (measured {min(seen):.4g}-{max(seen):.4g})" if seen else ""
         bands.append(f"{term.outcome} {term.value:g} ± {term.tolerance:g}{measured}")
     stop = config.stop
+    chance = 100 * (stop.forecast_reach_below or 0.0)
     return (f"no experiment was in band: {'; '.join(bands)}. After each of the last "
             f"{stop.forecast_reach_after} experiments the model gave no condition of the "
-            f"searched space more than a {100 * stop.forecast_reach_below:.2g} % chance of it "
+            f"searched space more than a {chance:.2g} % chance of it "
             "(stop.forecast_reach_below). Widen the space, change a fixed condition, or aim "
             "at a reachable target.")
 
