@@ -183,3 +183,28 @@ def test_parallel_campaign_runs_from_the_cli_and_its_report_names_the_reactors(
     assert code == 0, out
     header = (run_dir / "report" / "trials.csv").read_text().splitlines()[0]
     assert "reactor" in header.split(",")
+
+
+def test_a_target_out_of_reach_ends_the_campaign_and_says_why(tmp_path: Path) -> None:
+    """The shipped campaign aimed at 700 nm on the twin (its PL spans about 500-610 nm).
+
+    Real BoTorch, real twin, the shipped stop rule (0.002, 3 in a row after the design; a
+    shorter design here, 4 points, to keep it cheap): it stops as "target out of reach" long
+    before its budget, and the closing lines say what was measured and what to change.
+    """
+    data = yaml.safe_load(CAMPAIGN.read_text())
+    data["objective"]["terms"][0]["value"] = 700
+    data["optimizer"]["settings"] = {"n_init": 4}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(data))
+    code, out = invoke("run", str(tmp_path / "c.yaml"), "--no-tracking", "--budget", "14",
+                       "--runs-dir", str(tmp_path / "runs"))
+    assert code == 0, out
+    text = " ".join(out.split())
+    assert "stopped: target out of reach after exp-" in text
+    assert "no experiment was in band: pl_peak_nm 700 ± 2 (measured " in text
+    assert "more than a 0.2 % chance of it" in text
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    lines = (run_dir / "journal.jsonl").read_text().splitlines()
+    trials = sum('"type": "trial"' in line or '"type":"trial"' in line for line in lines)
+    # the design's 4 told, the forecasts after the 4th, 5th, 6th... then it stopped
+    assert 6 <= trials < 14
