@@ -202,10 +202,14 @@ def forecast_line(index: int, forecast: Mapping[str, Any], left: int | None = No
     else:
         more = (f"good hit within {median:.0f} more at even odds, "
                 + (f"within {q80:.0f} at 80 %" if q80 < sight else f"80 % {beyond}"))
+    # before anything is in band there is nothing to improve on: the number is the best chance
+    # any condition has of landing in band (what the out-of-reach stop reads)
+    last = (f"best P(in band) {forecast['p_in_band']:.2f}"
+            if forecast.get("in_band_found") is False and "p_in_band" in forecast
+            else f"P(next improves) {forecast['p_improve']:.2f}")
     return (f"forecast after {experiment_label(index)} (model): "
             f"P(spec met) {forecast['p_spec_met']:.2f}, "
-            f"P(next is a good hit) {forecast['p_next']:.2f} ({more}), "
-            f"P(next improves) {forecast['p_improve']:.2f}")
+            f"P(next is a good hit) {forecast['p_next']:.2f} ({more}), {last}")
 
 
 def out_of_reach_note(config: CampaignConfig, trials: Sequence[Trial]) -> str:

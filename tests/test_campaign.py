@@ -669,6 +669,11 @@ def test_forecast_line_shows_the_count_and_reads_older_journals() -> None:
         4, {**base, "median_experiments": 2.0, "q80_experiments": 7.0}, left=3)
     assert "within 9 more at even odds, within 25 at 80 %" in forecast_line(
         4, {**base, "median_experiments": 9.0, "q80_experiments": 25.0}, left=26)
+    # Nothing in band yet: the best chance of landing in band (an older journal: as before).
+    assert forecast_line(4, {**base, "p_in_band": 0.004, "in_band_found": False}).endswith(
+        "best P(in band) 0.00")
+    assert forecast_line(4, {**base, "p_in_band": 0.9, "in_band_found": True}).endswith(
+        "P(next improves) 0.40")
     # A forecast journaled before the median and 80 % fields: its expected count.
     assert "(~14 more to a good hit)" in forecast_line(4, base)
 

@@ -331,6 +331,8 @@ class Forecast:
         design_done: Whether the model proposes the next experiment (the initial design is
             done). A GP fitted on the first two or three design points can put every candidate
             far from the band, so a stop rule reads ``p_in_band`` only after the design.
+        in_band_found: Whether a told experiment was measured in band (until then there is
+            nothing to improve on, and ``p_improve`` is ``p_in_band``).
     """
 
     p_spec_met: float
@@ -350,6 +352,7 @@ class Forecast:
     count_model: str = "geometric"
     p_in_band: float = 0.0
     design_done: bool = True
+    in_band_found: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-compatible (for the journal and MLflow metrics)."""
@@ -622,7 +625,7 @@ def compute_forecast(
                     p_next_model=p_next_model, calibration="" if cal is None else cal.name,
                     count_model="geometric" if count_model is None else count_model.name,
                     p_in_band=float(band.exp().max()) if band.numel() else 0.0,
-                    design_done=design_done)
+                    design_done=design_done, in_band_found=in_band_found)
 
 
 def _p_improve(spec: ObjectiveSpec, mean: Tensor, sd: Tensor, *, band: Tensor,
