@@ -205,7 +205,7 @@ def forecast_line(index: int, forecast: Mapping[str, Any], left: int | None = No
     # before anything is in band there is nothing to improve on: the number is the best chance
     # any condition has of landing in band (what the out-of-reach stop reads)
     last = (f"best P(in band) {forecast['p_in_band']:.2f}"
-            if forecast.get("in_band_found") is False and "p_in_band" in forecast
+            if forecast.get("in_band_found") is False
             else f"P(next improves) {forecast['p_improve']:.2f}")
     return (f"forecast after {experiment_label(index)} (model): "
             f"P(spec met) {forecast['p_spec_met']:.2f}, "
@@ -1345,9 +1345,11 @@ class Campaign:
         stop, objective = self.config.stop, self.config.objective
         if stop.forecast_reach_below is None or not objective.has_target:
             return False
-        told = [t for t in self.trials if t.status is not TrialStatus.INVALID]
-        if any((o := t.outcomes()) is not None and objective.within_target(o) for t in told):
+        best = self.best()  # in-band first: in band if anything is
+        outcomes = None if best is None else best.outcomes()
+        if outcomes is not None and objective.within_target(outcomes):
             return False
+        told = [t for t in self.trials if t.status is not TrialStatus.INVALID]
         recent = told[-stop.forecast_reach_after:]
         if len(recent) < stop.forecast_reach_after:
             return False

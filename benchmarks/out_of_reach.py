@@ -35,6 +35,7 @@ import json
 import math
 import statistics
 from collections.abc import Iterator, Sequence
+from functools import partial
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -94,34 +95,28 @@ def stops_at(seq: Sequence[tuple[float | None, bool]], threshold: float, k: int)
 def judge(reached: list[dict[str, Any]], edge: list[dict[str, Any]],
           ) -> list[tuple[float, int, list[str], int, int, float | None]]:
     """Per (threshold, K): false stops, unreachable cells stopped, their median stop."""
-    reach = reached + [c for c in edge if c["best_reachable_qy"] > 0]
-    beyond = [c for c in edge if c["best_reachable_qy"] <= 0]
+    reach = [(c, before_band(c)) for c in [*reached, *edge] if c["best_reachable_qy"] > 0]
+    beyond = [before_band(c) for c in edge if c["best_reachable_qy"] <= 0]
     rows = []
     for thr in THRESHOLDS:
         for k in RUNS:
             false = [f"{c['member']} {c['target_nm']:g} nm s{c['seed']} (stop {n}, in band "
                      f"{c['experiments_to_in_band']})"
-                     for c in reach if (n := stops_at(before_band(c), thr, k)) is not None]
-            stopped = [n for c in beyond if (n := stops_at(before_band(c), thr, k)) is not None]
+                     for c, seq in reach if (n := stops_at(seq, thr, k)) is not None]
+            stopped = [n for seq in beyond if (n := stops_at(seq, thr, k)) is not None]
             rows.append((thr, k, false, len(stopped), len(beyond),
                          statistics.median(stopped) if stopped else None))
     return rows
 
 
-def _run_cell(job: Any) -> str:
+def _run_cell(job: Any, out: Path) -> str:
+    """Run one cell unless ``out`` holds it already (a rerun runs only what is missing)."""
     from autolab.benchmarking.runner import run_job
 
-    path = Path(job.out) / f"{job.job.cell_id}.json"
+    path = out / f"{job.cell_id}.json"
     if not path.exists():
-        path.write_text(json.dumps(run_job(job.job).to_dict()), encoding="utf-8")
-    return str(job.job.cell_id)
-
-
-class _Cell:
-    """A job and where its result goes (picklable for the spawned pool)."""
-
-    def __init__(self, job: Any, out: str) -> None:
-        self.job, self.out = job, out
+        path.write_text(json.dumps(run_job(job).to_dict()), encoding="utf-8")
+    return str(job.cell_id)
 
 
 def run_edge_cells(spec_path: Path, targets: Sequence[float], budget: int, out: Path,
@@ -143,13 +138,13 @@ def run_edge_cells(spec_path: Path, targets: Sequence[float], budget: int, out: 
     for strategy in spec.strategies:
         for member in spec.members():
             for problem, r in zip(problems(spec, member), reach[member.name], strict=True):
-                jobs += [_Cell(Job(strategy=strategy, seed=seed, problem=problem,
-                                   space=spec.space, budget=spec.budget,
-                                   threshold_qy=0.9 * r.best_qy if r.best_qy > 0 else math.inf,
-                                   best_reachable_qy=r.best_qy), str(out))
+                jobs += [Job(strategy=strategy, seed=seed, problem=problem, space=spec.space,
+                             budget=spec.budget,
+                             threshold_qy=0.9 * r.best_qy if r.best_qy > 0 else math.inf,
+                             best_reachable_qy=r.best_qy)
                          for seed in spec.seed_list]
     with get_context("spawn").Pool(workers) as pool:
-        for cell in pool.imap_unordered(_run_cell, jobs):
+        for cell in pool.imap_unordered(partial(_run_cell, out=out), jobs):
             print("done", cell, flush=True)
 
 

@@ -9,6 +9,8 @@ import yaml
 from typer.testing import CliRunner
 
 from autolab.cli import EXIT_INPUT, app
+from autolab.tracking import Journal
+from autolab.tracking.journal import JOURNAL_NAME
 
 ROOT = Path(__file__).parent.parent
 CAMPAIGN = ROOT / "campaigns" / "target_550nm.yaml"
@@ -204,7 +206,6 @@ def test_a_target_out_of_reach_ends_the_campaign_and_says_why(tmp_path: Path) ->
     assert "no experiment was in band: pl_peak_nm 700 ± 2 (measured " in text
     assert "more than a 0.2 % chance of it" in text
     (run_dir,) = (tmp_path / "runs").iterdir()
-    lines = (run_dir / "journal.jsonl").read_text().splitlines()
-    trials = sum('"type": "trial"' in line or '"type":"trial"' in line for line in lines)
+    trials = len(Journal.read(run_dir / JOURNAL_NAME).trials)
     # the design's 4 told, the forecasts after the 4th, 5th, 6th... then it stopped
     assert 6 <= trials < 14

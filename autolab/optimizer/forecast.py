@@ -615,25 +615,27 @@ def compute_forecast(
     else:
         left = count_model.remaining(p_next_model, in_band_found, experiments)
     band = log_good(spec, mean, sd, {})  # in every band and the constraints, any QY
+    p_in_band = float(band.exp().max()) if band.numel() else 0.0
+    # nothing in band yet: nothing to improve on, the question is landing in band at all
+    p_improve = p_in_band if incumbent is None else _p_improve(
+        spec, mean, sd, band=band, incumbent=incumbent, improve_by=improve_by)
     return Forecast(p_spec_met=p_spec, best_index=best_index, p_next=p_next,
                     expected_experiments=left.mean_experiments,
                     median_experiments=left.median_experiments,
                     q80_experiments=left.q80_experiments,
-                    p_improve=_p_improve(spec, mean, sd, band=band, incumbent=incumbent,
-                                         improve_by=improve_by),
+                    p_improve=p_improve,
                     improve_by=improve_by, thresholds=thr, p_spec_met_model=p_spec_model,
                     p_next_model=p_next_model, calibration="" if cal is None else cal.name,
                     count_model="geometric" if count_model is None else count_model.name,
-                    p_in_band=float(band.exp().max()) if band.numel() else 0.0,
-                    design_done=design_done, in_band_found=in_band_found)
+                    p_in_band=p_in_band, design_done=design_done, in_band_found=in_band_found)
 
 
 def _p_improve(spec: ObjectiveSpec, mean: Tensor, sd: Tensor, *, band: Tensor,
-               incumbent: float | None, improve_by: float) -> float:
-    """``p_improve`` from the candidates' marginals and their log band probability ``band``."""
+               incumbent: float, improve_by: float) -> float:
+    """``p_improve`` over an in-band incumbent, from the candidates' marginals and ``band``."""
     rest = rest_coefficients(spec)
-    if not rest or incumbent is None:
-        return float(band.exp().max()) if incumbent is None else 0.0
+    if not rest:
+        return 0.0
     mu, var = rest_moments(spec, mean, sd)
     z = (mu - incumbent - improve_by) / var.clamp_min(MIN_SD**2).sqrt()
     return float((band + log_ndtr(z)).exp().max())

@@ -8,6 +8,7 @@ Real GPs on a cheap analytic problem (``problems.py``); no mocks.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import pytest
 
@@ -17,6 +18,7 @@ from autolab.optimizer.forecast import (
     FAMILY_HAZARD,
     FAMILY_RECALIBRATION,
     MAX_EXPECTED,
+    Forecast,
     HazardModel,
     HazardRow,
     Recalibration,
@@ -28,6 +30,14 @@ from autolab.optimizer.forecast import (
 from .problems import FAST, peak_problem, space_2d, target_objective
 
 SD = {"pl_peak_nm": 0.3, "qy": 0.01}
+
+
+def _told_forecasts(opt: BotorchOptimizer, n: int) -> Iterator[tuple[int, Forecast | None]]:
+    """``n`` times: ask, tell the analytic problem's reading, forecast; (experiments told, it)."""
+    for told in range(1, n + 1):
+        [x] = opt.ask(1)
+        opt.tell([x], [peak_problem(opt.space, x)], [dict(SD)])
+        yield told, opt.forecast()
 
 
 def test_fit_knots_pools_bins_that_break_monotonicity() -> None:
@@ -137,10 +147,7 @@ def test_the_campaign_forecast_reports_recalibrated_and_model_probabilities() ->
     space, obj = space_2d(), target_objective()
     opt = BotorchOptimizer(space, obj, seed=2, n_init=4, **FAST)
     checked = 0
-    for n in range(1, 8):
-        [x] = opt.ask(1)
-        opt.tell([x], [peak_problem(space, x)], [dict(SD)])
-        fc = opt.forecast()
+    for n, fc in _told_forecasts(opt, 7):
         if fc is None:
             continue
         assert fc.calibration == FAMILY_RECALIBRATION.name
@@ -186,10 +193,7 @@ def test_p_in_band_tells_a_band_out_of_reach_after_the_design(target_nm: float,
                                Maximize(outcome="qy", scale=0.1)))
     opt = BotorchOptimizer(space, obj, seed=3, n_init=4, **FAST)
     seen = []
-    for n in range(1, 9):
-        [x] = opt.ask(1)
-        opt.tell([x], [peak_problem(space, x)], [dict(SD)])
-        fc = opt.forecast()
+    for n, fc in _told_forecasts(opt, 8):
         if fc is None:
             continue
         assert fc.design_done is (n >= 4)
