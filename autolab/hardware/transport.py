@@ -396,7 +396,9 @@ class Transport:
         what waited: a packet that arrives between the read and the reset is gone unread. The
         input is read until nothing waits instead, and never reset; a line still babbling after
         one reply timeout is left as it is, and what comes next is read by the reply's framer
-        (a bad frame is retried and drained to the listeners).
+        (a bad frame is retried and drained to the listeners). A bare line end is the tail of
+        the previous reply's CR LF (:func:`read_line` stops at the CR): not logged, or every
+        exchange with a CR LF device would log a discard.
         """
         data = b""
         deadline = time.monotonic() + self.timeout_s
@@ -404,7 +406,7 @@ class Transport:
             data += bytes(self.serial.read(waiting))
             if time.monotonic() > deadline:
                 break
-        if data:
+        if data.strip(b"\r\n"):
             self._record(device, time.time(), b"", data, t0=time.monotonic(),
                          error="discarded: unasked bytes before the request")
             self._stray(data)
