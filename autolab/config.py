@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from autolab.analysis.settings import AnalyzerSettings
 from autolab.dynamic_config import DynamicConfig
 from autolab.exceptions import ConfigError
+from autolab.executors.procedure import DEFAULT_PROCEDURE
 from autolab.objective import ObjectiveSpec, Target
 from autolab.optimizer.settings import (
     OPTIMIZER_SETTINGS,
@@ -198,30 +199,40 @@ def check_feasible_volume(space: ParameterSpace) -> None:
                       "optimizer to find points); widen the bounds or relax them")
 
 
-class TwinExecutorSettings(BaseModel):
-    """Settings of the twin executor's procedure (the twin's physics go under ``twin:``).
+#: The procedure's defaults, read by both executors' settings (one place for each value).
+_PROCEDURE = DEFAULT_PROCEDURE
+
+
+class _ProcedureModes(BaseModel):
+    """What both executors' procedures take: how to settle and flush, when the feeds start.
 
     Attributes:
         settling: ``adaptive``: stop settling once the inline spectra say the outlet is steady,
-            never before the RTD floor, at most ``twin.settle_residence_times`` τ; ``fixed``:
-            always ``twin.settle_residence_times`` τ.
+            never before the RTD floor, at most the settling cap (``twin.settle_residence_times``
+            on the twin, ``settle_residence_times`` on the rig) in τ; ``fixed``: always the cap.
         flush: ``auto``: skip the solvent flush when the new feed can wash the old product
             out; ``always``: flush before every experiment.
         feed_window_c: The feeds start once every block is this close to its setpoint, °C
-            (0: the pumps wait idle until the blocks are at their setpoints, as before).
+            (0: the pumps wait idle until the blocks are at their setpoints).
         blank_max_age_h: Oldest solvent blank an experiment may use, lab h; an older one makes
             the next experiment flush clean and take a new blank (lamp and detector drift).
     """
 
     model_config = _FROZEN
 
-    settling: Literal["adaptive", "fixed"] = "adaptive"
-    flush: Literal["auto", "always"] = "auto"
-    feed_window_c: float = Field(default=40.0, ge=0, le=400, allow_inf_nan=False)
-    blank_max_age_h: float = Field(default=24.0, gt=0, le=10_000, allow_inf_nan=False)
+    settling: Literal["adaptive", "fixed"] = _PROCEDURE.settling
+    flush: Literal["auto", "always"] = _PROCEDURE.flush
+    feed_window_c: float = Field(default=_PROCEDURE.feed_window_c, ge=0, le=400,
+                                 allow_inf_nan=False)
+    blank_max_age_h: float = Field(default=_PROCEDURE.blank_max_age_h, gt=0, le=10_000,
+                                   allow_inf_nan=False)
 
 
-class CSTRExecutorSettings(BaseModel):
+class TwinExecutorSettings(_ProcedureModes):
+    """Settings of the twin executor's procedure (the twin's physics go under ``twin:``)."""
+
+
+class CSTRExecutorSettings(_ProcedureModes):
     """Settings of the CSTR executor, mirroring :class:`~autolab.executors.cstr.CSTRExecutor`.
 
     Attributes:
@@ -233,28 +244,21 @@ class CSTRExecutorSettings(BaseModel):
         pl_integration_ms: Integration time of the emission frames, ms.
         temperature_tolerance_c: How close the blocks must be to the setpoints, °C.
         poll_period_s: Supervisor poll period, wall s.
-        settling: ``adaptive`` (steady-state verdict after the RTD floor, capped at
-            ``settle_residence_times``) or ``fixed``.
-        flush: ``auto`` (skip when the new feed can wash the old product out) or ``always``.
-        feed_window_c: The feeds start once every block is this close to its setpoint, °C
-            (0: the pumps wait idle until the blocks are at their setpoints).
-        blank_max_age_h: Oldest solvent blank an experiment may use, lab h.
     """
 
-    model_config = _FROZEN
-
-    settle_residence_times: float = Field(default=3.0, gt=0, le=20, allow_inf_nan=False)
-    flush_residence_times: float = Field(default=1.0, ge=0, le=20, allow_inf_nan=False)
-    trace_frames: int = Field(default=12, ge=2, le=1000, strict=True)
-    stir_rpm: float = Field(default=600.0, ge=0, le=3000, allow_inf_nan=False)
-    abs_integration_ms: float = Field(default=20.0, gt=0, le=60_000, allow_inf_nan=False)
-    pl_integration_ms: float = Field(default=200.0, gt=0, le=60_000, allow_inf_nan=False)
-    temperature_tolerance_c: float = Field(default=2.0, gt=0, le=50, allow_inf_nan=False)
+    settle_residence_times: float = Field(default=_PROCEDURE.settle_residence_times, gt=0,
+                                          le=20, allow_inf_nan=False)
+    flush_residence_times: float = Field(default=_PROCEDURE.flush_residence_times, ge=0,
+                                         le=20, allow_inf_nan=False)
+    trace_frames: int = Field(default=_PROCEDURE.trace_frames, ge=2, le=1000, strict=True)
+    stir_rpm: float = Field(default=_PROCEDURE.stir_rpm, ge=0, le=3000, allow_inf_nan=False)
+    abs_integration_ms: float = Field(default=_PROCEDURE.abs_integration_ms, gt=0, le=60_000,
+                                      allow_inf_nan=False)
+    pl_integration_ms: float = Field(default=_PROCEDURE.pl_integration_ms, gt=0, le=60_000,
+                                     allow_inf_nan=False)
+    temperature_tolerance_c: float = Field(default=_PROCEDURE.temperature_tolerance_c, gt=0,
+                                           le=50, allow_inf_nan=False)
     poll_period_s: float = Field(default=0.5, gt=0, le=60, allow_inf_nan=False)
-    settling: Literal["adaptive", "fixed"] = "adaptive"
-    flush: Literal["auto", "always"] = "auto"
-    feed_window_c: float = Field(default=40.0, ge=0, le=400, allow_inf_nan=False)
-    blank_max_age_h: float = Field(default=24.0, gt=0, le=10_000, allow_inf_nan=False)
 
 
 #: Executor kind -> its settings model.

@@ -31,6 +31,7 @@ from typing import Any
 
 from autolab.exceptions import DeviceFault, HardwareError, SafetyTrip
 from autolab.executors.procedure import (
+    DEFAULT_PROCEDURE,
     FlushMode,
     Procedure,
     ProcedureResult,
@@ -47,6 +48,9 @@ from autolab.hardware.envelope import RigSetpoints, rig_setpoints
 from autolab.hardware.rig import Rig
 from autolab.hardware.safety import Shutdown, ShutdownReport, Supervisor, Trip
 from autolab.records import Conditions, Measurement, QYReference
+
+#: The procedure's defaults (one place: :data:`DEFAULT_PROCEDURE`).
+_D = DEFAULT_PROCEDURE
 
 #: InP, g/mol (product_mg = In fed as InP: an upper bound, conversion is not measured inline).
 INP_MOLAR_MASS_G_MOL = 145.8
@@ -118,13 +122,17 @@ class CSTRExecutor:
 
     name = "cstr"
 
-    def __init__(self, devices: DevicesConfig, *, settle_residence_times: float = 3.0,
-                 flush_residence_times: float = 1.0, trace_frames: int = 12,
-                 stir_rpm: float = 600.0, abs_integration_ms: float = 20.0,
-                 pl_integration_ms: float = 200.0, temperature_tolerance_c: float = 2.0,
+    def __init__(self, devices: DevicesConfig, *,
+                 settle_residence_times: float = _D.settle_residence_times,
+                 flush_residence_times: float = _D.flush_residence_times,
+                 trace_frames: int = _D.trace_frames, stir_rpm: float = _D.stir_rpm,
+                 abs_integration_ms: float = _D.abs_integration_ms,
+                 pl_integration_ms: float = _D.pl_integration_ms,
+                 temperature_tolerance_c: float = _D.temperature_tolerance_c,
                  qy_reference: QYReference | None = None, poll_period_s: float = 0.5,
-                 settling: SettlingMode = "adaptive", flush: FlushMode = "auto",
-                 feed_window_c: float = 40.0, blank_max_age_h: float = 24.0,
+                 settling: SettlingMode = _D.settling, flush: FlushMode = _D.flush,
+                 feed_window_c: float = _D.feed_window_c,
+                 blank_max_age_h: float = _D.blank_max_age_h,
                  install_signal_handlers: bool = True) -> None:
         self.devices = devices
         self.time_scale = devices.time_scale

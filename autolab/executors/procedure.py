@@ -222,6 +222,11 @@ class ProcedureSettings:
     blank_max_age_h: float = 24.0
 
 
+#: The defaults, in one place: the executors' signatures and the campaign file's settings
+#: models read them from here.
+DEFAULT_PROCEDURE = ProcedureSettings()
+
+
 @dataclass(frozen=True)
 class Waits:
     """Where one experiment's lab time went, and why settling ended.

@@ -24,6 +24,7 @@ import numpy as np
 
 from autolab.exceptions import DeviceFault, ExperimentFailed
 from autolab.executors.procedure import (
+    DEFAULT_PROCEDURE,
     FlushMode,
     Procedure,
     ProcedureResult,
@@ -43,6 +44,9 @@ from autolab.twin import DigitalTwin, GroundTruth, TwinConfig, check_envelope
 from autolab.twin.cascade import check_tank_conditions, throughput_g_h
 from autolab.twin.twin import ChemistryFailure, shift_temperatures
 from autolab.virtuallab.inprocess import SimulatedRig
+
+#: The procedure's defaults (one place: :data:`DEFAULT_PROCEDURE`).
+_D = DEFAULT_PROCEDURE
 
 #: Blocks below this are safe to leave (the devices file's default ``safe_temperature_c``), °C.
 SAFE_TEMPERATURE_C = 60.0
@@ -139,9 +143,9 @@ class _Session:
         raise ExperimentFailed(f.reason, f"{f.message} ({self.context})")
 
 
-def procedure_settings(config: TwinConfig, settling: SettlingMode = "adaptive",
-                       flush: FlushMode = "auto", feed_window_c: float = 40.0,
-                       blank_max_age_h: float = 24.0) -> ProcedureSettings:
+def procedure_settings(config: TwinConfig, settling: SettlingMode = _D.settling,
+                       flush: FlushMode = _D.flush, feed_window_c: float = _D.feed_window_c,
+                       blank_max_age_h: float = _D.blank_max_age_h) -> ProcedureSettings:
     """The procedure settings of a twin configuration (its detector, flush, settle, acquire)."""
     det = config.detector
     return ProcedureSettings(
@@ -175,9 +179,10 @@ class SimulatedExecutor:
     name = "twin"
 
     def __init__(self, config: TwinConfig | None = None, seed: int = 0,
-                 qy_reference: QYReference | None = None, *, settling: SettlingMode = "adaptive",
-                 flush: FlushMode = "auto", feed_window_c: float = 40.0,
-                 blank_max_age_h: float = 24.0, physics: DigitalTwin | None = None) -> None:
+                 qy_reference: QYReference | None = None, *, settling: SettlingMode = _D.settling,
+                 flush: FlushMode = _D.flush, feed_window_c: float = _D.feed_window_c,
+                 blank_max_age_h: float = _D.blank_max_age_h,
+                 physics: DigitalTwin | None = None) -> None:
         self.twin = physics or DigitalTwin(config or TwinConfig(), qy_reference=qy_reference)
         self.seed = int(seed)
         self.rig = SimulatedRig(self.twin)
