@@ -48,12 +48,10 @@ from autolab.hardware.envelope import RigSetpoints, rig_setpoints
 from autolab.hardware.rig import Rig
 from autolab.hardware.safety import Shutdown, ShutdownReport, Supervisor, Trip
 from autolab.records import Conditions, Measurement, QYReference
+from autolab.twin.config import INP_MOLAR_MASS_G_MOL
 
 #: The procedure's defaults (one place: :data:`DEFAULT_PROCEDURE`).
 _D = DEFAULT_PROCEDURE
-
-#: InP, g/mol (product_mg = In fed as InP: an upper bound, conversion is not measured inline).
-INP_MOLAR_MASS_G_MOL = 145.8
 
 #: Exchanges one delivery-monitor command may need on a pump's line, with margin: a start is a
 #: stop (up to 4: an alarm acknowledged, a pause), direction and rate each set and read back

@@ -14,6 +14,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
 
+#: Molar mass of InP, g/mol (In 114.82 + P 30.97): the twin's product mass and the rig's
+#: upper bound of it (In fed, counted as InP) use this one value.
+INP_MOLAR_MASS_G_MOL = 145.8
+
 
 class ChemistryParams(BaseModel):
     """Kinetic and passivation constants of the InP core and ZnS shell stages.
@@ -170,7 +174,8 @@ class ChemistryParams(BaseModel):
         0.02, ge=0, description="Added nucleation-burst spread (in quadrature) from mixing-"
                                 "limited nucleation: cv_mixing_ref·((stir_ref_rpm/rpm)^1.5 - 1) "
                                 "below stir_ref_rpm (micromixing time ∝ rpm^-1.5).")
-    inp_molar_mass_g_mol: float = Field(145.8, gt=0, description="Molar mass of InP, g/mol.")
+    inp_molar_mass_g_mol: float = Field(INP_MOLAR_MASS_G_MOL, gt=0,
+                                        description="Molar mass of InP, g/mol.")
 
 
 class OpticsParams(BaseModel):
