@@ -27,8 +27,9 @@ import numpy as np  # noqa: E402
 from numpy.typing import NDArray  # noqa: E402
 
 from autolab.analysis import extract_features_batch  # noqa: E402
+from autolab.constants import HC_EV_NM  # noqa: E402
 
-HC = 1239.841984
+HC = HC_EV_NM
 Arr = NDArray[np.float64]
 
 

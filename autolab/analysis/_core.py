@@ -19,14 +19,13 @@ from functools import lru_cache
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from autolab.constants import HC_EV_NM
 from autolab.exceptions import SpectrumError
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
 BoolArray = NDArray[np.bool_]
 
-#: Planck constant times speed of light, eV·nm: ``E[eV] = HC_EV_NM / λ[nm]``.
-HC_EV_NM = 1239.841984
 
 #: Fewest pixels a spectrum may have: the peak and crossing fits need room for their windows.
 MIN_PIXELS = 32

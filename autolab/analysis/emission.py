@@ -38,7 +38,6 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from autolab.analysis._core import (
-    HC_EV_NM,
     BoolArray,
     FloatArray,
     Grid,
@@ -56,6 +55,7 @@ from autolab.analysis._core import (
     window_indices,
 )
 from autolab.analysis.settings import AnalyzerSettings
+from autolab.constants import HC_EV_NM
 from autolab.records import QualityFlag
 
 #: Largest half window (pixels) of the peak-top fit; wider lines use a relatively smaller window.

@@ -44,6 +44,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
+from autolab.constants import HC_EV_NM
 from autolab.executors.simulated import SimulatedExecutor
 from autolab.records import Conditions, QYReference
 from autolab.space import QD_PARAMETERS
@@ -51,7 +52,6 @@ from autolab.twin import DigitalTwin, GroundTruth, TwinConfig
 from autolab.twin.cascade import throughput_g_h
 from autolab.twin.chemistry import ConditionArrays, failure_probabilities
 from autolab.twin.model import features_from_states, states
-from autolab.twin.optics import HC_EV_NM
 
 FloatArray = NDArray[np.float64]
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from autolab.constants import HC_EV_NM
 from autolab.records import Conditions
 from autolab.twin.cascade import tank_profile
 from autolab.twin.chemistry import (
@@ -25,7 +26,6 @@ from autolab.twin.chemistry import (
 )
 from autolab.twin.config import TwinConfig
 from autolab.twin.optics import (
-    HC_EV_NM,
     absorbance_shape,
     emission_per_nm,
     local_peak_near,

@@ -32,12 +32,12 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
+from autolab.constants import HC_EV_NM
 from autolab.twin.chemistry import CoreState, ShellState
 from autolab.twin.config import ChemistryParams, OpticsParams
 
 FloatArray = NDArray[np.float64]
 
-HC_EV_NM = 1239.84198
 FWHM_PER_SIGMA = 2.0 * np.sqrt(2.0 * np.log(2.0))
 #: Gauss–Hermite (probabilists') nodes for the log-normal size distribution.
 _Z, _WZ = np.polynomial.hermite_e.hermegauss(13)

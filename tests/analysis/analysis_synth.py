@@ -19,9 +19,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from autolab.analysis import AnalyzerSettings
+from autolab.constants import HC_EV_NM
 from autolab.records import Measurement, QYReference, Spectra
 
-HC = 1239.841984
+HC = HC_EV_NM
 FloatArray = NDArray[np.float64]
 WL = np.linspace(350.0, 850.0, 1024)
 FINE = np.linspace(350.0, 850.0, 1024 * 50)
